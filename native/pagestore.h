@@ -1,0 +1,201 @@
+/*
+** pagestore.h: the slotted page, pagestore's unit of storage.
+**
+** Everything in a pagestore file except page 0 (the file header, described at
+** the end of this comment) is a slotted page. This header is the reference for
+** the page layout; docs/format.md repeats it and tests/test_format.py keeps the
+** two in step.
+**
+** All integers on disk are LITTLE-ENDIAN. Offsets are bytes from the start of
+** the page. Page sizes are powers of two from 512 to 65536 bytes.
+**
+** PAGE LAYOUT
+**
+**      0        40                lower          upper                 page_size
+**      +--------+-----------------+--------------+---------------------+
+**      | header | slot array ->   |   free gap   |  <- record bytes    |
+**      +--------+-----------------+--------------+---------------------+
+**
+** The slot array grows from the front, record bytes are packed from the
+** back. A record is addressed from outside the page only by its slot id (its
+** index in the slot array); where its bytes lie is the page's own business, so
+** compaction can move bytes without changing any slot id.
+**
+** PAGE HEADER (PS_HEADER_SIZE = 40 bytes)
+**
+**   OFFSET  SIZE  DESCRIPTION
+**      0      4   checksum: CRC32C of bytes [4, page_size). It covers the
+**                 page number, so a page written to the wrong place fails.
+**      4      4   pgno: the page's own number in the file
+**      8      8   lsn: log sequence number of the last change (set by the WAL)
+**     16      1   type: one of PS_PAGE_* (the page layer does not interpret it)
+**     17      1   flags: reserved for the layers above, zero today
+**     18      2   nslots: entries in the slot array, free ones included
+**     20      2   nlive: slots whose state is not PS_SLOT_FREE
+**     22      2   lower: end of the slot array = 40 + 6 * nslots
+**     24      4   upper: start of the record area; page_size when empty
+**     28      4   frag: free bytes inside [upper, page_size) not owned by
+**                 any live record (holes left by deletes and shrinks)
+**     32      4   next: next page in a chain (overflow, free list, map),
+**                 0 for none; the page layer does not interpret it
+**     36      4   reserved, zero
+**
+** SLOT ENTRY (PS_SLOT_SIZE = 6 bytes), slot i at offset 40 + 6 * i
+**
+**   OFFSET  SIZE  DESCRIPTION
+**      0      2   offset of the record's first byte (0 for a free slot and
+**                 for a zero-length record)
+**      2      2   length of the record in bytes
+**      4      1   state: PS_SLOT_FREE, PS_SLOT_LIVE or PS_SLOT_OVERFLOW
+**      5      1   reserved, zero
+**
+** A PAGE IS VALID if and only if:
+**   - lower == 40 + 6 * nslots and lower <= upper <= page_size;
+**   - nlive equals the number of slots whose state is not FREE, and the last
+**     slot (if any) is not FREE (trailing free slots are always trimmed);
+**   - a FREE slot has offset 0 and length 0; a state is one of those defined;
+**   - a non-empty live record lies inside [upper, page_size), and no two
+**     live records overlap; a zero-length live record has offset 0;
+**   - frag == (page_size - upper) - (sum of live record lengths);
+**   - the reserved bytes are zero.
+** The checksum is verified separately (ps_page_verify), because a page being
+** built in memory is valid before it has a checksum.
+**
+** DERIVED QUANTITIES (named, as LMDB does, so nobody recomputes them wrong)
+**   contiguous free = upper - lower          (insertable without compaction)
+**   total free      = upper - lower + frag   (after compaction)
+**   max insertable  = total free, less PS_SLOT_SIZE unless a free slot can be
+**                     reused, capped at PS_MAX_RECORD
+**
+** FILE HEADER (page 0), written and read by pagestore/format.py
+**
+**   OFFSET  SIZE  DESCRIPTION
+**      0     16   magic: "pagestore\0fmt\0\0\0" (PS_MAGIC)
+**     16      4   format version (PS_FORMAT_VERSION)
+**     20      4   page size in bytes
+**     24      4   checksum: CRC32C of bytes [28, 512)
+**     28      4   page_count: pages in the file, page 0 included
+**     32      4   root: page number of the B+tree root
+**     36      4   tree_height: 1 when the root is a leaf
+**     40      4   freelist_head: first free page, 0 for none
+**     44      4   freelist_count: pages on the free list
+**     48      4   fsm_head: first free-space-map page, 0 for none
+**     52      4   reserved, zero
+**     56      8   record_count: live keys in the store
+**     64      8   live_bytes: sum of key and value lengths of live records
+**     72      8   lsn: last committed transaction id
+**     80      8   file_id: random, chosen at creation; ties the log to the file
+**     88      8   checkpoint_seq: count of completed checkpoints
+**     96    416   reserved, zero (the checksummed header ends at byte 512)
+**    512    ...   unused, zero up to page_size
+** Fields that never change after creation (magic, version, page size) lie in
+** the first 28 bytes and are not under the checksum, so a file whose first
+** sector was torn mid-checkpoint is still recognised; the log then supplies
+** the newest copy of page 0.
+**
+** CONVENTIONS OF THIS API
+**   Every function takes the caller's buffer and its size, returns a PS_*
+**   status code, and writes results through out-parameters. No I/O, no
+**   malloc, no globals. Mutating functions expect a valid page (see above)
+**   and still bounds-check every offset they follow, so a page corrupted
+**   behind their back yields an error code, never a stray access.
+*/
+#ifndef PAGESTORE_H
+#define PAGESTORE_H
+
+#include <stdint.h>
+
+/* ---- CDEF BEGIN: the region below is read by native/build_ffi.py ---- */
+
+#define PS_NATIVE_VERSION 1     /* bumped on any ABI or format change */
+#define PS_FORMAT_VERSION 1     /* on-disk format version in page 0 */
+
+#define PS_HEADER_SIZE 40
+#define PS_SLOT_SIZE 6
+#define PS_MIN_PAGE_SIZE 512
+#define PS_MAX_PAGE_SIZE 65536
+#define PS_MAX_RECORD 65535     /* the slot's length field is 16 bits */
+#define PS_MAX_SLOTS 10915      /* (65535 - 40) / 6: lower fits 16 bits */
+#define PS_FILE_HEADER_SIZE 512 /* checksummed part of page 0 */
+
+/* Header field offsets. */
+#define PS_OFF_CHECKSUM 0
+#define PS_OFF_PGNO 4
+#define PS_OFF_LSN 8
+#define PS_OFF_TYPE 16
+#define PS_OFF_FLAGS 17
+#define PS_OFF_NSLOTS 18
+#define PS_OFF_NLIVE 20
+#define PS_OFF_LOWER 22
+#define PS_OFF_UPPER 24
+#define PS_OFF_FRAG 28
+#define PS_OFF_NEXT 32
+
+/* Slot states. */
+#define PS_SLOT_FREE 0          /* unused; reused by the next insert */
+#define PS_SLOT_LIVE 1          /* an ordinary record */
+#define PS_SLOT_OVERFLOW 2      /* a live record holding an overflow stub */
+
+/* Page types (the page layer stores them; the layers above give meaning). */
+#define PS_PAGE_FREE 0          /* on the free-page list */
+#define PS_PAGE_HEAP 1          /* value records of the record heap */
+#define PS_PAGE_LEAF 2          /* B+tree leaf: slot i = i-th entry in key order */
+#define PS_PAGE_INTERNAL 3      /* B+tree internal node */
+#define PS_PAGE_OVERFLOW 4      /* one chunk of a large record, in slot 0 */
+#define PS_PAGE_FSM 5           /* free-space map: one byte per page */
+#define PS_PAGE_META 6          /* page 0 (not slotted; listed for inspect) */
+
+/* Status codes: one numbered range, each with a strerror (ps_strerror). */
+#define PS_OK 0
+#define PS_EFULL 1              /* the record does not fit in this page */
+#define PS_ENOSLOT 2            /* slot id out of range or free */
+#define PS_EINVAL 3             /* bad argument: size, length, state, aliasing */
+#define PS_ECORRUPT_HEADER 10   /* header fields inconsistent */
+#define PS_ECORRUPT_SLOT 11     /* a slot points outside the record area */
+#define PS_ECORRUPT_OVERLAP 12  /* two live records overlap */
+#define PS_ECORRUPT_SPACE 13    /* free-space accounting does not add up */
+#define PS_ECHECKSUM 14         /* stored checksum does not match the bytes */
+#define PS_EPGNO 15             /* page stamped with another page number */
+
+int ps_native_version(void);
+const char *ps_strerror(int code);
+uint32_t ps_crc32c(uint32_t crc, const uint8_t *data, uint64_t len);
+uint32_t ps_crc32c_sw(uint32_t crc, const uint8_t *data, uint64_t len); /* portable path */
+
+/* Lifecycle and integrity. */
+int ps_page_init(uint8_t *page, uint32_t page_size, uint32_t pgno, uint8_t type);
+int ps_page_validate(const uint8_t *page, uint32_t page_size);
+int ps_page_set_checksum(uint8_t *page, uint32_t page_size);
+int ps_page_verify(const uint8_t *page, uint32_t page_size, uint32_t expected_pgno);
+
+/* Records. Slot ids never change while the record lives. */
+int ps_page_insert(uint8_t *page, uint32_t page_size, const uint8_t *data,
+                   uint32_t len, uint8_t state, uint16_t *slot_out);
+int ps_page_read(const uint8_t *page, uint32_t page_size, uint32_t slot,
+                 uint32_t *offset_out, uint32_t *len_out, uint8_t *state_out);
+int ps_page_update(uint8_t *page, uint32_t page_size, uint32_t slot,
+                   const uint8_t *data, uint32_t len, uint8_t state);
+int ps_page_delete(uint8_t *page, uint32_t page_size, uint32_t slot);
+int ps_page_compact(uint8_t *page, uint32_t page_size);
+
+/* Free space: contiguous now, total after compaction, largest insertable. */
+int ps_page_free_space(const uint8_t *page, uint32_t page_size,
+                       uint32_t *contiguous_out, uint32_t *total_out,
+                       uint32_t *max_insert_out);
+
+/* Batch read: the live slots in slot-id order with their offsets, lengths and
+** states; cap is the capacity of the output arrays (PS_MAX_SLOTS always
+** suffices). */
+int ps_page_read_all(const uint8_t *page, uint32_t page_size, uint16_t *slots_out,
+                     uint32_t *offsets_out, uint32_t *lens_out, uint8_t *states_out,
+                     uint32_t cap, uint32_t *count_out);
+
+/* Batch build: append n records (lengths in lens, bytes concatenated in data)
+** to a page, each with state PS_SLOT_LIVE, taking new slots at the end of the
+** array. Either all fit and are written, or PS_EFULL and the page is untouched. */
+int ps_page_append_many(uint8_t *page, uint32_t page_size, const uint8_t *data,
+                        const uint32_t *lens, uint32_t n);
+
+/* ---- CDEF END ---- */
+
+#endif /* PAGESTORE_H */

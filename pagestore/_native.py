@@ -1,0 +1,67 @@
+"""The one module that owns the cffi ``lib``.
+
+Everything above this module sees Python objects and exceptions, never cdata.
+Each wrapper is: validate -> call -> check the status code -> return.
+"""
+from __future__ import annotations
+
+from typing import NoReturn, Optional
+
+from .errors import CorruptionError, NotFoundError, PageFullError, PageStoreError
+
+try:
+    from ._native_cffi import ffi, lib
+except ImportError as exc:  # pragma: no cover - only without a build
+    raise ImportError(
+        "pagestore's C core is not built: install the package with `pip install .` "
+        "(or `pip install -e .` for development)"
+    ) from exc
+
+#: The ABI version this Python code was written against.
+EXPECTED_NATIVE_VERSION = 1
+
+if lib.ps_native_version() != EXPECTED_NATIVE_VERSION:  # pragma: no cover
+    raise ImportError(
+        f"pagestore C core version {lib.ps_native_version()} does not match the Python "
+        f"package (expects {EXPECTED_NATIVE_VERSION}); rebuild with `pip install .`"
+    )
+
+OK = lib.PS_OK
+EFULL = lib.PS_EFULL
+ENOSLOT = lib.PS_ENOSLOT
+EINVAL = lib.PS_EINVAL
+CORRUPTION_CODES = frozenset(
+    (
+        lib.PS_ECORRUPT_HEADER,
+        lib.PS_ECORRUPT_SLOT,
+        lib.PS_ECORRUPT_OVERLAP,
+        lib.PS_ECORRUPT_SPACE,
+        lib.PS_ECHECKSUM,
+        lib.PS_EPGNO,
+    )
+)
+
+
+def strerror(code: int) -> str:
+    """strerror returns the C core's one-line description of a status code."""
+    return ffi.string(lib.ps_strerror(code)).decode()
+
+
+def raise_for(code: int, pgno: Optional[int] = None, what: str = "") -> NoReturn:
+    """raise_for maps a non-OK C status code to its exception (the one table)."""
+    msg = strerror(code) + (f": {what}" if what else "")
+    if code == EFULL:
+        raise PageFullError(msg)
+    if code == ENOSLOT:
+        raise NotFoundError(msg)
+    if code in CORRUPTION_CODES:
+        raise CorruptionError(pgno, msg)
+    if code == EINVAL:
+        raise ValueError(msg)
+    raise PageStoreError(msg)
+
+
+def crc32c(data: bytes, crc: int = 0) -> int:
+    """crc32c returns the CRC32C of a bytes-like object (continuing from ``crc``)."""
+    buf = ffi.from_buffer(data)
+    return lib.ps_crc32c(crc, buf, len(buf))

@@ -1,0 +1,58 @@
+"""pagestore's exceptions: one base class, one table from C status codes.
+
+Every error pagestore raises on purpose is a ``PageStoreError``. Missing keys
+and dead slots raise ``NotFoundError``, which is also a ``KeyError`` so code
+written for dicts keeps working.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+
+class PageStoreError(Exception):
+    """Base class of every error pagestore raises on purpose."""
+
+
+class NotFoundError(PageStoreError, KeyError):
+    """A key or slot that does not exist. Both a ``KeyError`` and a ``PageStoreError``."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable
+        return str(self.args[0]) if self.args else "not found"
+
+
+class PageFullError(PageStoreError):
+    """A record does not fit in the page, even after compaction."""
+
+
+class CorruptionError(PageStoreError):
+    """Bytes read from disk break an invariant; ``pgno`` names the page (None: the file as a whole)."""
+
+    def __init__(self, pgno: Optional[int], detail: str) -> None:
+        self.pgno = pgno
+        self.detail = detail
+        where = "file" if pgno is None else f"page {pgno}"
+        super().__init__(f"corruption in {where}: {detail}")
+
+
+class InvalidFileError(PageStoreError):
+    """The file is not a pagestore file."""
+
+
+class VersionMismatchError(PageStoreError):
+    """The file was written by a newer on-disk format than this pagestore reads."""
+
+
+class StoreLockedError(PageStoreError):
+    """Another process holds the store open for writing."""
+
+
+class StoreClosedError(PageStoreError):
+    """The store was used after ``close()``."""
+
+
+class TransactionClosedError(PageStoreError):
+    """A transaction was used after it committed or rolled back."""
+
+
+class ReadOnlyError(PageStoreError):
+    """A write was attempted on a store opened with ``readonly=True``."""

@@ -1,0 +1,361 @@
+"""SlottedPage: a Python view of one slotted page, backed by the C core.
+
+The page owns no memory of its own: it wraps a writable buffer (a bytearray,
+or a memoryview of a cached page) and every operation runs in C on that
+buffer. Records are addressed by slot id; a slot id never changes while its
+record lives, whatever compaction does to the bytes.
+
+Example::
+
+    >>> from pagestore import SlottedPage
+    >>> page = SlottedPage.new(4096)
+    >>> slot = page.insert(b"hello")
+    >>> page.read(slot)
+    b'hello'
+    >>> page.update(slot, b"hello, world")   # same slot id, bytes moved
+    >>> page.delete(slot); len(page)
+    0
+"""
+from __future__ import annotations
+
+import struct
+from typing import Iterator, List, Optional, Tuple, Union
+
+from . import format as fmt
+from ._native import EINVAL, OK, ffi, lib, raise_for
+from .errors import PageFullError
+
+BytesLike = Union[bytes, bytearray, memoryview]
+
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+
+
+def as_bytes_like(data: object, what: str = "data") -> BytesLike:
+    """as_bytes_like checks that ``data`` is bytes-like and returns a flat view of it.
+
+    Raises:
+        TypeError: ``data`` is not bytes, bytearray or a contiguous memoryview.
+    """
+    if type(data) is bytes or type(data) is bytearray:
+        return data  # type: ignore[return-value]
+    if isinstance(data, str) or data is None:
+        raise TypeError(f"{what} must be bytes-like (bytes, bytearray or memoryview), not {type(data).__name__}")
+    try:
+        mv = memoryview(data)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(
+            f"{what} must be bytes-like (bytes, bytearray or memoryview), not {type(data).__name__}"
+        ) from None
+    if not mv.c_contiguous:
+        raise TypeError(f"{what} must be a contiguous buffer")
+    return mv.cast("B") if mv.format != "B" or mv.ndim != 1 else mv
+
+
+class SlottedPage:
+    """SlottedPage wraps one page buffer; see the module docstring.
+
+    Build one with ``SlottedPage.new(page_size)`` (a fresh empty page),
+    ``SlottedPage.wrap(buffer)`` (an existing, trusted or validated buffer,
+    no copy) or ``SlottedPage.load(data)`` (untrusted bytes: copied, then
+    validated; raises ``CorruptionError``).
+
+    Errors: ``PageFullError`` when a record does not fit even after
+    compaction; ``NotFoundError`` (a ``KeyError``) for a dead or out-of-range
+    slot; ``TypeError`` for data that is not bytes-like.
+    """
+
+    __slots__ = ("_buf", "_ptr", "_size", "pgno_hint")
+
+    def __init__(self, buffer: Union[bytearray, memoryview], *, validate: bool = True, pgno: Optional[int] = None):
+        size = len(buffer) if not isinstance(buffer, memoryview) else buffer.nbytes
+        if not fmt.is_valid_page_size(size):
+            raise ValueError(f"page size must be a power of two from 512 to 65536, got {size}")
+        self._buf = buffer
+        self._ptr = ffi.from_buffer("uint8_t[]", buffer, require_writable=True)
+        self._size = size
+        self.pgno_hint = pgno
+        if validate:
+            self.check()
+
+    # ---- construction ----
+
+    @classmethod
+    def new(cls, page_size: int = 4096, pgno: int = 0, page_type: int = fmt.PAGE_HEAP) -> "SlottedPage":
+        """new returns an empty page of ``page_size`` bytes in a fresh bytearray."""
+        if not fmt.is_valid_page_size(page_size):
+            raise ValueError(f"page size must be a power of two from 512 to 65536, got {page_size}")
+        page = cls(bytearray(page_size), validate=False, pgno=pgno)
+        page.init(pgno, page_type)
+        return page
+
+    @classmethod
+    def wrap(cls, buffer: Union[bytearray, memoryview], *, validate: bool = True) -> "SlottedPage":
+        """wrap returns a page over ``buffer`` without copying (validated unless told not to)."""
+        return cls(buffer, validate=validate)
+
+    @classmethod
+    def load(cls, data: BytesLike, pgno: Optional[int] = None) -> "SlottedPage":
+        """load copies untrusted page bytes and validates them.
+
+        With ``pgno`` the checksum and the stamped page number are verified
+        too, as the pager does for every page it reads.
+
+        Raises:
+            CorruptionError: the bytes are not a valid page (names ``pgno``).
+            ValueError: the length is not a valid page size.
+        """
+        buf = bytearray(as_bytes_like(data))
+        if not fmt.is_valid_page_size(len(buf)):
+            raise ValueError(f"page size must be a power of two from 512 to 65536, got {len(buf)}")
+        page = cls(buf, validate=False, pgno=pgno)
+        if pgno is None:
+            page.check()
+        else:
+            page.verify(pgno)
+        return page
+
+    def init(self, pgno: int = 0, page_type: int = fmt.PAGE_HEAP) -> None:
+        """init empties the page in place and stamps its number and type."""
+        rc = lib.ps_page_init(self._ptr, self._size, pgno, page_type)
+        if rc != OK:
+            raise_for(rc, pgno)
+
+    # ---- records ----
+
+    def insert(self, data: BytesLike, *, state: int = fmt.SLOT_LIVE) -> int:
+        """insert stores ``data`` and returns its slot id. O(slots).
+
+        The lowest free slot id is reused before the array grows; when the gap
+        is too small but total free space suffices, the page compacts first.
+
+        Raises:
+            PageFullError: it does not fit even after compaction.
+        """
+        data = as_bytes_like(data)
+        n = len(data) if type(data) is not memoryview else data.nbytes
+        if n > fmt.MAX_RECORD:
+            raise PageFullError(f"record of {n} bytes exceeds the largest a page holds ({fmt.MAX_RECORD})")
+        out = ffi.new("uint16_t *")
+        rc = lib.ps_page_insert(self._ptr, self._size, ffi.from_buffer(data), n, state, out)
+        if rc == EINVAL and state in (fmt.SLOT_LIVE, fmt.SLOT_OVERFLOW):
+            # The data lies inside this very page: copy it out and retry.
+            rc = lib.ps_page_insert(self._ptr, self._size, bytes(data), n, state, out)
+        if rc != OK:
+            raise_for(rc, self.pgno_hint, f"{n}-byte record")
+        return out[0]
+
+    def _locate(self, slot: int) -> Tuple[int, int, int]:
+        if not isinstance(slot, int) or isinstance(slot, bool):
+            raise TypeError(f"slot must be an int, not {type(slot).__name__}")
+        if slot < 0 or slot > 0xFFFF:
+            raise_for(lib.PS_ENOSLOT, self.pgno_hint, f"slot {slot}")
+        out = ffi.new("uint32_t[2]")
+        st = ffi.new("uint8_t *")
+        rc = lib.ps_page_read(self._ptr, self._size, slot, out, out + 1, st)
+        if rc != OK:
+            raise_for(rc, self.pgno_hint, f"slot {slot}")
+        return out[0], out[1], st[0]
+
+    def read(self, slot: int) -> bytes:
+        """read returns a copy of the record at ``slot``. Raises NotFoundError."""
+        off, n, _ = self._locate(slot)
+        return bytes(self._buf[off : off + n])
+
+    def view(self, slot: int) -> memoryview:
+        """view returns a zero-copy memoryview of the record (valid until the page changes)."""
+        off, n, _ = self._locate(slot)
+        return memoryview(self._buf)[off : off + n]
+
+    def state(self, slot: int) -> int:
+        """state returns the slot's state (SLOT_LIVE or SLOT_OVERFLOW). Raises NotFoundError."""
+        return self._locate(slot)[2]
+
+    def update(self, slot: int, data: BytesLike, *, state: int = fmt.SLOT_LIVE) -> None:
+        """update replaces the record at ``slot``; the slot id stays the same.
+
+        In place when the new bytes fit where the old ones were, else moved
+        inside the page (compacting if needed).
+
+        Raises:
+            NotFoundError: no live record at ``slot``.
+            PageFullError: the page cannot hold the new record; the old one is kept.
+        """
+        data = as_bytes_like(data)
+        n = len(data) if type(data) is not memoryview else data.nbytes
+        if n > fmt.MAX_RECORD:
+            self._locate(slot)
+            raise PageFullError(f"record of {n} bytes exceeds the largest a page holds ({fmt.MAX_RECORD})")
+        if not isinstance(slot, int) or isinstance(slot, bool) or slot < 0 or slot > 0xFFFF:
+            self._locate(slot)
+        rc = lib.ps_page_update(self._ptr, self._size, slot, ffi.from_buffer(data), n, state)
+        if rc == EINVAL and state in (fmt.SLOT_LIVE, fmt.SLOT_OVERFLOW):
+            rc = lib.ps_page_update(self._ptr, self._size, slot, bytes(data), n, state)
+        if rc != OK:
+            raise_for(rc, self.pgno_hint, f"slot {slot}, {n}-byte record")
+
+    def delete(self, slot: int) -> None:
+        """delete frees ``slot`` for reuse; trailing free slots are trimmed. Raises NotFoundError."""
+        if not isinstance(slot, int) or isinstance(slot, bool) or slot < 0 or slot > 0xFFFF:
+            self._locate(slot)
+        rc = lib.ps_page_delete(self._ptr, self._size, slot)
+        if rc != OK:
+            raise_for(rc, self.pgno_hint, f"slot {slot}")
+
+    def compact(self) -> None:
+        """compact packs live records against the end of the page. No slot id changes."""
+        rc = lib.ps_page_compact(self._ptr, self._size)
+        if rc != OK:
+            raise_for(rc, self.pgno_hint)
+
+    def records(self) -> List[Tuple[int, int, int, int]]:
+        """records returns ``(slot, offset, length, state)`` of every live slot, in slot order, in one C call."""
+        n = self.nlive
+        if n == 0:
+            return []
+        slots = ffi.new("uint16_t[]", n)
+        offs = ffi.new("uint32_t[]", n)
+        lens = ffi.new("uint32_t[]", n)
+        states = ffi.new("uint8_t[]", n)
+        count = ffi.new("uint32_t *")
+        rc = lib.ps_page_read_all(self._ptr, self._size, slots, offs, lens, states, n, count)
+        if rc != OK:
+            raise_for(rc, self.pgno_hint)
+        return [(slots[i], offs[i], lens[i], states[i]) for i in range(count[0])]
+
+    def items(self) -> Iterator[Tuple[int, bytes]]:
+        """items yields ``(slot, bytes)`` for every live record in slot order."""
+        buf = self._buf
+        for slot, off, n, _ in self.records():
+            yield slot, bytes(buf[off : off + n])
+
+    def slots(self) -> List[int]:
+        """slots returns the live slot ids in ascending order."""
+        return [r[0] for r in self.records()]
+
+    def append_many(self, records: List[BytesLike]) -> None:
+        """append_many adds records in new slots at the end of the array, all or none.
+
+        Raises:
+            PageFullError: they do not all fit; the page is unchanged.
+        """
+        n = len(records)
+        lens = ffi.new("uint32_t[]", [len(r) for r in records])
+        data = b"".join(records)
+        rc = lib.ps_page_append_many(self._ptr, self._size, data, lens, n)
+        if rc != OK:
+            raise_for(rc, self.pgno_hint, f"{n} records")
+
+    # ---- space ----
+
+    def _space(self) -> Tuple[int, int, int]:
+        out = ffi.new("uint32_t[3]")
+        rc = lib.ps_page_free_space(self._ptr, self._size, out, out + 1, out + 2)
+        if rc != OK:
+            raise_for(rc, self.pgno_hint)
+        return out[0], out[1], out[2]
+
+    @property
+    def free_space(self) -> int:
+        """free_space: bytes free after compaction (page size - header - slot array - live bytes)."""
+        return self._space()[1]
+
+    @property
+    def contiguous_free_space(self) -> int:
+        """contiguous_free_space: the gap between the slot array and the records, usable without compaction."""
+        return self._space()[0]
+
+    @property
+    def max_insert(self) -> int:
+        """max_insert: the largest record ``insert`` accepts now (counting a new slot if none is free)."""
+        return self._space()[2]
+
+    # ---- integrity ----
+
+    def check(self) -> None:
+        """check verifies every structural invariant of the page. Raises CorruptionError."""
+        rc = lib.ps_page_validate(self._ptr, self._size)
+        if rc != OK:
+            raise_for(rc, self.pgno_hint)
+
+    def set_checksum(self) -> None:
+        """set_checksum stamps the CRC32C of the page into its header."""
+        lib.ps_page_set_checksum(self._ptr, self._size)
+
+    def verify(self, pgno: int) -> None:
+        """verify checks checksum, stamped page number and structure. Raises CorruptionError naming ``pgno``."""
+        rc = lib.ps_page_verify(self._ptr, self._size, pgno)
+        if rc != OK:
+            raise_for(rc, pgno)
+
+    # ---- header fields ----
+
+    @property
+    def buffer(self) -> Union[bytearray, memoryview]:
+        """buffer: the wrapped page bytes."""
+        return self._buf
+
+    @property
+    def page_size(self) -> int:
+        return self._size
+
+    def __len__(self) -> int:
+        """len(page): the number of live records."""
+        return _U16.unpack_from(self._buf, fmt.OFF_NLIVE)[0]
+
+    nlive = property(__len__)
+
+    @property
+    def nslots(self) -> int:
+        return _U16.unpack_from(self._buf, fmt.OFF_NSLOTS)[0]
+
+    @property
+    def lower(self) -> int:
+        return _U16.unpack_from(self._buf, fmt.OFF_LOWER)[0]
+
+    @property
+    def upper(self) -> int:
+        return _U32.unpack_from(self._buf, fmt.OFF_UPPER)[0]
+
+    @property
+    def frag(self) -> int:
+        return _U32.unpack_from(self._buf, fmt.OFF_FRAG)[0]
+
+    @property
+    def checksum(self) -> int:
+        return _U32.unpack_from(self._buf, fmt.OFF_CHECKSUM)[0]
+
+    @property
+    def pgno(self) -> int:
+        return _U32.unpack_from(self._buf, fmt.OFF_PGNO)[0]
+
+    @pgno.setter
+    def pgno(self, value: int) -> None:
+        _U32.pack_into(self._buf, fmt.OFF_PGNO, value)
+
+    @property
+    def lsn(self) -> int:
+        return _U64.unpack_from(self._buf, fmt.OFF_LSN)[0]
+
+    @lsn.setter
+    def lsn(self, value: int) -> None:
+        _U64.pack_into(self._buf, fmt.OFF_LSN, value)
+
+    @property
+    def page_type(self) -> int:
+        return self._buf[fmt.OFF_TYPE]
+
+    @property
+    def next(self) -> int:
+        return _U32.unpack_from(self._buf, fmt.OFF_NEXT)[0]
+
+    @next.setter
+    def next(self, value: int) -> None:
+        _U32.pack_into(self._buf, fmt.OFF_NEXT, value)
+
+    def __repr__(self) -> str:
+        return (
+            f"<SlottedPage pgno={self.pgno} type={fmt.PAGE_TYPE_NAMES.get(self.page_type, self.page_type)} "
+            f"size={self._size} live={self.nlive} slots={self.nslots} free={self.free_space}>"
+        )
