@@ -666,7 +666,8 @@ def measure_fdatasync(dirpath: str, count: int = FSYNC_WRITES, block: int = FSYN
 
 
 def _phase(ops: int, seconds: float, unit: str, **extra: Any) -> Dict[str, Any]:
-    rate = ops / seconds if seconds > 0 else float("inf")
+    # no ops (or a clock too coarse to see them): no rate, rather than inf/NaN in the JSON
+    rate = ops / seconds if ops and seconds > 0 else None
     return dict({"ops": ops, "seconds": round(seconds, 6), "rate": rate, "unit": unit}, **extra)
 
 
@@ -945,8 +946,6 @@ def format_rate(rate: Optional[float], unit: str = "/s") -> str:
     """format_rate: 35123.4 -> "35.1k/s"; three significant figures."""
     if rate is None:
         return "-"
-    if rate == float("inf"):
-        return "inf" + unit
     for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if rate >= scale:
             return f"{_sig3(rate / scale)}{suffix}{unit}"
