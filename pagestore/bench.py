@@ -865,10 +865,10 @@ def run(engines: Optional[Sequence[str]] = None, n: int = 100_000, page_size: in
     try:
         if progress:
             progress("fdatasync", 0, 2 * FSYNC_WRITES)
-        fsync = measure_fdatasync(root)
+        fsync = measure_fdatasync(root, FSYNC_WRITES)
         if progress:
             progress("fdatasync", FSYNC_WRITES, 2 * FSYNC_WRITES)
-        fsync_over = measure_fdatasync(root, overwrite=True)
+        fsync_over = measure_fdatasync(root, FSYNC_WRITES, overwrite=True)
         if progress:
             progress("fdatasync", 2 * FSYNC_WRITES, 2 * FSYNC_WRITES)
         results["meta"] = {
