@@ -1,0 +1,107 @@
+"""fileio: the seam between pagestore and the operating system's files.
+
+The pager and the write-ahead log do all their I/O through a ``File``; tests
+put a fault-injecting double in its place (see tests/faultfs.py) to cut power
+at any write. Nothing else in pagestore opens the data file or the log.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+from typing import Callable, Optional
+
+from .errors import PageStoreError, StoreLockedError
+
+
+class File:
+    """File is an open OS file with positioned reads and writes.
+
+    Callers: the pager (data file) and the WAL (log file) only.
+    """
+
+    def __init__(self, path: str, *, create: bool = False, readonly: bool = False) -> None:
+        flags = os.O_RDONLY if readonly else os.O_RDWR
+        if create and not readonly:
+            flags |= os.O_CREAT
+        flags |= getattr(os, "O_CLOEXEC", 0)
+        self.path = path
+        self.readonly = readonly
+        self.fd = os.open(path, flags, 0o644)
+
+    def read(self, offset: int, n: int) -> bytes:
+        """read returns up to ``n`` bytes at ``offset`` (fewer at the end of the file)."""
+        return os.pread(self.fd, n, offset)
+
+    def write(self, offset: int, data: bytes) -> None:
+        """write writes all of ``data`` at ``offset``."""
+        view = memoryview(data)
+        while view:
+            n = os.pwrite(self.fd, view, offset)
+            view = view[n:]
+            offset += n
+
+    def sync(self) -> None:
+        """sync makes every write so far durable (fdatasync)."""
+        if hasattr(os, "fdatasync"):
+            os.fdatasync(self.fd)
+        else:  # pragma: no cover - macOS
+            os.fsync(self.fd)
+
+    def size(self) -> int:
+        return os.fstat(self.fd).st_size
+
+    def truncate(self, size: int) -> None:
+        os.ftruncate(self.fd, size)
+
+    def lock(self, exclusive: bool) -> None:
+        """lock takes an advisory whole-file lock without waiting.
+
+        Raises:
+            StoreLockedError: another process holds a conflicting lock.
+        """
+        op = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
+        try:
+            fcntl.flock(self.fd, op)
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                mode = "for writing" if exclusive else "for reading"
+                raise StoreLockedError(
+                    f"{self.path}: another process has the store open; cannot open it {mode}"
+                ) from None
+            raise
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+#: Opener signature: (path, create, readonly) -> File. Tests pass their own.
+Opener = Callable[..., File]
+
+
+def open_file(path: str, *, create: bool = False, readonly: bool = False) -> File:
+    """open_file is the default opener: a real OS file."""
+    return File(path, create=create, readonly=readonly)
+
+
+def sync_directory(path: str) -> None:
+    """sync_directory makes a created or renamed entry in ``path``'s directory durable."""
+    d = os.path.dirname(os.path.abspath(path))
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def describe_os_error(exc: OSError, path: Optional[str] = None) -> PageStoreError:
+    """describe_os_error turns an OSError from the OS into a one-line PageStoreError."""
+    where = path or exc.filename or ""
+    return PageStoreError(f"{where}: {exc.strerror or exc}")

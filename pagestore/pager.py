@@ -1,0 +1,398 @@
+"""pager: the data file, a bounded page cache, the free-page list, commits.
+
+The pager is the only code that reads or writes the data file, and the only
+user of the write-ahead log. The layers above ask it for pages by number:
+
+    read(pgno)      -> SlottedPage   a cached, verified page; do not mutate
+    write(pgno)     -> SlottedPage   the same page, marked dirty
+    allocate(type)  -> SlottedPage   a fresh page (from the free list first)
+    free(pgno)                       give a page back to the free list
+    commit() / rollback()            end the transaction
+
+Every page read from disk is verified (CRC32C, stamped page number, page
+structure) before anything sees it; a failure raises ``CorruptionError``
+naming the page. A read looks in the cache, then in the log (uncommitted
+frames of the open transaction, then committed frames), then in the data
+file.
+
+Cache and pinning: the cache holds at most ``cache_pages`` pages. A page
+touched during the current operation (the ``epoch``, which the store
+advances at the start of each operation) is pinned: the layers above may
+hold its SlottedPage until the operation ends. Other pages leave in LRU
+order; a dirty one is first spilled to the log as an uncommitted frame, so a
+transaction larger than the cache still commits, and memory stays bounded.
+
+Free-page list: a chain through the ``next`` field of PAGE_FREE pages,
+headed by ``meta.freelist_head``. Freeing or reusing a page changes that
+page and the header only, so the list is persisted incrementally.
+"""
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from typing import Dict, Iterator, List, Optional
+
+from . import fileio
+from . import format as fmt
+from .errors import CorruptionError, InvalidFileError, PageStoreError
+from .page import SlottedPage
+from .wal import WAL
+
+DEFAULT_CACHE_BYTES = 32 * 1024 * 1024
+DEFAULT_WAL_LIMIT = 16 * 1024 * 1024
+MIN_CACHE_PAGES = 32
+
+
+class _Frame:
+    """_Frame is one cached page: its buffer, its SlottedPage view, and state."""
+
+    __slots__ = ("buf", "page", "dirty", "epoch", "pins")
+
+    def __init__(self, buf: bytearray, page: SlottedPage, epoch: int) -> None:
+        self.buf = buf
+        self.page = page
+        self.dirty = False
+        self.epoch = epoch
+        self.pins = 0
+
+
+class Pager:
+    """Pager owns the data file and its log; see the module docstring."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        create: bool = True,
+        readonly: bool = False,
+        page_size: int = 4096,
+        cache_size: int = DEFAULT_CACHE_BYTES,
+        sync: bool = True,
+        wal_limit: int = DEFAULT_WAL_LIMIT,
+        opener: fileio.Opener = fileio.open_file,
+    ) -> None:
+        self.path = path
+        self.readonly = readonly
+        self.sync_default = sync
+        self.wal_limit = wal_limit
+        self.epoch = 0
+        self.cache: "OrderedDict[int, _Frame]" = OrderedDict()
+        self.dirty: Dict[int, _Frame] = {}
+        self.file: Optional[fileio.File] = None
+        self.wal: Optional[WAL] = None
+        try:
+            self._open(path, create, readonly, page_size, opener)
+        except BaseException:
+            self._close_files()
+            raise
+        self.cache_pages = max(MIN_CACHE_PAGES, cache_size // self.page_size)
+
+    # ---- opening ----
+
+    def _open(self, path: str, create: bool, readonly: bool, page_size: int, opener: fileio.Opener) -> None:
+        if os.path.isdir(path):
+            raise IsADirectoryError(21, "Is a directory (a store is a file)", path)
+        exists = os.path.exists(path)
+        if not exists and (readonly or not create):
+            raise FileNotFoundError(2, "No such store", path)
+        if not exists and not fmt.is_valid_page_size(page_size):
+            raise ValueError(f"page_size must be a power of two from 512 to 65536, got {page_size}")
+        self.file = opener(path, create=create and not readonly, readonly=readonly)
+        self.file.lock(exclusive=not readonly)
+        if self.file.size() == 0:
+            if readonly:
+                raise InvalidFileError(f"{path}: empty file, not a pagestore file")
+            self._create(page_size)
+        head = self.file.read(0, fmt.FILE_HEADER_SIZE)
+        self.page_size = fmt.read_fixed_header(head, path)
+        disk_meta = fmt.decode_meta(head, path)
+        self.wal = WAL(path + "-wal", self.page_size, disk_meta.file_id, readonly=readonly, opener=opener)
+        self.wal.recover(disk_meta.checkpoint_seq)
+        if 0 in self.wal.index:
+            self.meta = fmt.decode_meta(self.wal.read_frame(self.wal.index[0], 0), path)
+            if self.meta.file_id != disk_meta.file_id:
+                raise CorruptionError(0, "the log's copy of the header belongs to another file")
+        else:
+            self.meta = disk_meta
+        self.committed = self.meta.copy()
+        if not readonly and self.wal.index:
+            self.checkpoint()
+
+    def _create(self, page_size: int) -> None:
+        """_create writes the header of a new, empty store and makes it durable."""
+        assert self.file is not None
+        meta = fmt.Meta(page_size, page_count=1, file_id=int.from_bytes(os.urandom(8), "little") or 1)
+        self.file.write(0, bytes(meta.encode()))
+        self.file.sync()
+        fileio.sync_directory(self.path)
+
+    # ---- the cache ----
+
+    def begin_operation(self) -> None:
+        """begin_operation unpins the pages of the previous operation. Callers: the store."""
+        self.epoch += 1
+
+    def _load(self, pgno: int) -> bytes:
+        assert self.file is not None and self.wal is not None
+        off = self.wal.txn_index.get(pgno)
+        if off is None:
+            off = self.wal.index.get(pgno)
+        if off is not None:
+            return self.wal.read_frame(off, pgno)
+        data = self.file.read(pgno * self.page_size, self.page_size)
+        if len(data) != self.page_size:
+            raise CorruptionError(pgno, "page lies past the end of the data file")
+        return data
+
+    def read(self, pgno: int) -> SlottedPage:
+        """read returns page ``pgno``, verified. Do not mutate it (use ``write``).
+
+        Raises:
+            CorruptionError: bad checksum, wrong stamped number, bad structure,
+                or a page number outside the file.
+        """
+        f = self.cache.get(pgno)
+        if f is not None:
+            self.cache.move_to_end(pgno)
+            f.epoch = self.epoch
+            return f.page
+        if pgno <= 0 or pgno >= self.meta.page_count:
+            raise CorruptionError(pgno, f"reference to page {pgno} outside the file ({self.meta.page_count} pages)")
+        buf = bytearray(self._load(pgno))
+        page = SlottedPage(buf, validate=False, pgno=pgno)
+        page.verify(pgno)
+        self._insert(pgno, _Frame(buf, page, self.epoch))
+        return page
+
+    def write(self, pgno: int) -> SlottedPage:
+        """write returns page ``pgno`` marked dirty; its changes go to the log at commit."""
+        self._check_writable()
+        page = self.read(pgno)
+        f = self.cache[pgno]
+        if not f.dirty:
+            f.dirty = True
+            self.dirty[pgno] = f
+        return page
+
+    def _insert(self, pgno: int, f: _Frame) -> None:
+        self.cache[pgno] = f
+        if len(self.cache) > self.cache_pages:
+            self._evict()
+
+    def _evict(self) -> None:
+        """_evict drops least-recently-used unpinned pages, spilling dirty ones to the log."""
+        over = len(self.cache) - self.cache_pages
+        if over <= 0:
+            return
+        victims: List[int] = []
+        for pgno, f in self.cache.items():
+            if f.epoch == self.epoch or f.pins:
+                continue
+            victims.append(pgno)
+            if len(victims) >= over:
+                break
+        for pgno in victims:
+            f = self.cache.pop(pgno)
+            if f.dirty:
+                self._spill(pgno, f)
+
+    def _spill(self, pgno: int, f: _Frame) -> None:
+        assert self.wal is not None
+        txn = self.meta.lsn + 1
+        f.page.lsn = txn
+        f.page.set_checksum()
+        self.wal.append(pgno, f.buf, txn)
+        f.dirty = False
+        del self.dirty[pgno]
+
+    def pin(self, pgno: int) -> SlottedPage:
+        """pin keeps a page in the cache across operations until ``unpin``."""
+        page = self.read(pgno)
+        self.cache[pgno].pins += 1
+        return page
+
+    def unpin(self, pgno: int) -> None:
+        f = self.cache.get(pgno)
+        if f is not None and f.pins > 0:
+            f.pins -= 1
+
+    # ---- allocation and the free list ----
+
+    def allocate(self, page_type: int) -> SlottedPage:
+        """allocate returns an empty, dirty page of ``page_type``: the head of the free list, or a new page at the end."""
+        self._check_writable()
+        meta = self.meta
+        if meta.freelist_head:
+            pgno = meta.freelist_head
+            page = self.write(pgno)
+            if page.page_type != fmt.PAGE_FREE:
+                raise CorruptionError(pgno, f"free list holds a page of type {page.page_type}")
+            meta.freelist_head = page.next
+            meta.freelist_count -= 1
+            page.init(pgno, page_type)
+            return page
+        pgno = meta.page_count
+        meta.page_count += 1
+        buf = bytearray(self.page_size)
+        page = SlottedPage(buf, validate=False, pgno=pgno)
+        page.init(pgno, page_type)
+        f = _Frame(buf, page, self.epoch)
+        f.dirty = True
+        self.dirty[pgno] = f
+        self._insert(pgno, f)
+        return page
+
+    def free(self, pgno: int) -> None:
+        """free puts page ``pgno`` at the head of the free list; its contents are gone."""
+        self._check_writable()
+        if pgno <= 0 or pgno >= self.meta.page_count:
+            raise CorruptionError(pgno, "freeing a page outside the file")
+        f = self.cache.get(pgno)
+        if f is None:
+            buf = bytearray(self.page_size)
+            page = SlottedPage(buf, validate=False, pgno=pgno)
+            f = _Frame(buf, page, self.epoch)
+            self._insert(pgno, f)
+        elif f.page.page_type == fmt.PAGE_FREE:
+            raise CorruptionError(pgno, "page freed twice")
+        f.page.init(pgno, fmt.PAGE_FREE)
+        f.page.next = self.meta.freelist_head
+        if not f.dirty:
+            f.dirty = True
+            self.dirty[pgno] = f
+        self.meta.freelist_head = pgno
+        self.meta.freelist_count += 1
+
+    def freelist(self) -> Iterator[int]:
+        """freelist yields the page numbers on the free list, head first."""
+        pgno, seen = self.meta.freelist_head, 0
+        while pgno:
+            page = self.read(pgno)
+            if page.page_type != fmt.PAGE_FREE:
+                raise CorruptionError(pgno, f"free list holds a page of type {page.page_type}")
+            yield pgno
+            seen += 1
+            if seen > self.meta.page_count:
+                raise CorruptionError(pgno, "free list has a cycle")
+            pgno = page.next
+
+    # ---- transactions ----
+
+    def _check_writable(self) -> None:
+        if self.readonly:
+            from .errors import ReadOnlyError
+
+            raise ReadOnlyError(f"{self.path}: store is open read-only")
+
+    @property
+    def in_transaction(self) -> bool:
+        assert self.wal is not None
+        return bool(self.dirty) or bool(self.wal.txn_index) or self.meta != self.committed
+
+    def commit(self, sync: Optional[bool] = None) -> bool:
+        """commit writes every changed page and then the header to the log as one transaction.
+
+        With ``sync`` (default: the store's setting) the log is synced before
+        returning, so the commit survives power loss. Returns False when
+        there was nothing to commit. May run a checkpoint afterwards.
+        """
+        assert self.wal is not None
+        if not self.in_transaction:
+            return False
+        self._check_writable()
+        txn = self.meta.lsn + 1
+        self.meta.lsn = txn
+        frames = []
+        for pgno in sorted(self.dirty):
+            f = self.dirty[pgno]
+            f.page.lsn = txn
+            f.page.set_checksum()
+            frames.append((pgno, f.buf))
+        frames.append((0, self.meta.encode()))
+        self.wal.append_many(frames, txn, self.meta.page_count)
+        if self.sync_default if sync is None else sync:
+            self.wal.sync()
+        for f in self.dirty.values():
+            f.dirty = False
+        self.dirty.clear()
+        self.committed = self.meta.copy()
+        if self.wal.size() > self.wal_limit:
+            self.checkpoint()
+        return True
+
+    def rollback(self) -> None:
+        """rollback discards every change since the last commit."""
+        assert self.wal is not None
+        for pgno in self.dirty:
+            del self.cache[pgno]
+        self.dirty.clear()
+        self.wal.rollback()
+        self.meta = self.committed.copy()
+        # Pages past the committed end may sit in the cache from an aborted allocation.
+        for pgno in [p for p in self.cache if p >= self.meta.page_count]:
+            del self.cache[pgno]
+
+    def checkpoint(self) -> None:
+        """checkpoint copies the newest committed image of every logged page into the data file.
+
+        Order matters: the log is synced first, then the data file is written
+        and synced, and only then does the log start a new generation. A crash
+        anywhere in between leaves the log intact, and recovery redoes it.
+        """
+        assert self.wal is not None and self.file is not None
+        if self.readonly or not self.wal.index:
+            return
+        if self.dirty or self.wal.txn_index:
+            raise PageStoreError("checkpoint inside a transaction")
+        self.wal.sync()
+        ps = self.page_size
+        for pgno in sorted(self.wal.index):
+            if pgno == 0:
+                continue
+            f = self.cache.get(pgno)
+            data = f.buf if f is not None else self.wal.read_frame(self.wal.index[pgno], pgno)
+            self.file.write(pgno * ps, data)
+        disk = self.meta.copy()
+        disk.checkpoint_seq += 1
+        self.file.write(0, bytes(disk.encode()))
+        if self.file.size() > disk.page_count * ps:
+            self.file.truncate(disk.page_count * ps)
+        self.file.sync()
+        self.meta.checkpoint_seq = disk.checkpoint_seq
+        self.committed = self.meta.copy()
+        self.wal.reset(disk.checkpoint_seq)
+
+    # ---- sizes and closing ----
+
+    def file_size(self) -> int:
+        assert self.file is not None
+        return self.file.size()
+
+    def wal_size(self) -> int:
+        return self.wal.size() if self.wal is not None else 0
+
+    def close(self, checkpoint: bool = True) -> None:
+        """close checkpoints (unless told not to), removes the emptied log and releases the files."""
+        try:
+            if self.wal is not None and self.file is not None and not self.readonly:
+                if self.in_transaction:
+                    self.rollback()
+                if checkpoint:
+                    self.checkpoint()
+                    self.wal.close()
+                    try:
+                        os.unlink(self.path + "-wal")
+                    except FileNotFoundError:
+                        pass
+        finally:
+            self._close_files()
+            self.cache.clear()
+            self.dirty.clear()
+
+    def _close_files(self) -> None:
+        if self.wal is not None:
+            self.wal.close()
+            self.wal = None
+        if self.file is not None:
+            self.file.close()
+            self.file = None

@@ -1,0 +1,282 @@
+"""wal: the write-ahead log, which makes every commit atomic and durable.
+
+A commit appends the full image of every page it changed to the log, then
+page 0 (the file header) as the commit frame, then syncs the log. The data
+file is only written by a checkpoint, which copies the newest image of each
+logged page into place, syncs the data file, and starts a new log generation.
+So a page in the data file is never trusted half-written: any page a crash
+could have torn mid-checkpoint still has its full image in the log, and
+recovery reads it from there.
+
+LOG FILE LAYOUT (``<store>-wal``), little-endian
+
+    +------------+---------+---------+-----+
+    | log header | frame 0 | frame 1 | ... |      frame = 32-byte header + page image
+    +------------+---------+---------+-----+
+
+LOG HEADER (WAL_HEADER_SIZE = 40 bytes)
+
+    OFFSET  SIZE  DESCRIPTION
+       0      8   magic b"psWAL\\r\\n\\x00"
+       8      4   log format version (1)
+      12      4   page size (must equal the data file's)
+      16      8   file_id of the data file this log belongs to
+      24      8   generation: checkpoints completed when this log began
+      32      4   salt: random, new for every generation
+      36      4   checksum: CRC32C of bytes [0, 36)
+
+FRAME HEADER (FRAME_HEADER_SIZE = 32 bytes), followed by page_size bytes
+
+    OFFSET  SIZE  DESCRIPTION
+       0      4   pgno: the page this image belongs to
+       4      4   commit: 0 inside a transaction; in its last frame (always
+                  page 0), the page count of the file after the commit
+       8      8   txn: the transaction id (the pages' LSN)
+      16      8   offset: this frame's own byte offset in the log
+      24      4   salt: copy of the log header's salt
+      28      4   checksum: CRC32C of frame bytes [0, 28) and the page image,
+                  continued from the previous frame's checksum (the first
+                  frame continues from the log header's checksum)
+
+A FRAME IS VALID if and only if its salt equals the header's, its offset is
+where it lies, its pgno is below 2**31, and its checksum matches, given that
+every frame before it is valid. Recovery reads frames in order, stops at the
+first invalid one, and keeps the frames up to the last valid commit frame;
+everything after it (an uncommitted or torn transaction) is discarded and
+later overwritten. A stale frame from an earlier generation fails the salt;
+one moved or left over from a rolled-back tail fails the chain.
+"""
+from __future__ import annotations
+
+import os
+import struct
+from typing import Dict, Optional, Tuple
+
+from . import fileio
+from ._native import crc32c
+from .errors import CorruptionError
+
+WAL_MAGIC = b"psWAL\r\n\x00"
+WAL_VERSION = 1
+WAL_HEADER_SIZE = 40
+FRAME_HEADER_SIZE = 32
+_HDR = struct.Struct("<8sIIQQI")  # magic, version, page_size, file_id, generation, salt
+_FRAME = struct.Struct("<IIQQI")  # pgno, commit, txn, offset, salt
+_U32 = struct.Struct("<I")
+
+
+class WAL:
+    """WAL is the log file of one store. Callers: the pager only.
+
+    ``index`` maps each page with a committed image in the log to the offset
+    of its newest committed frame; ``txn_index`` does the same for frames the
+    current transaction has written but not yet committed (pages spilled from
+    a full cache).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        page_size: int,
+        file_id: int,
+        *,
+        readonly: bool = False,
+        opener: fileio.Opener = fileio.open_file,
+    ) -> None:
+        self.path = path
+        self.page_size = page_size
+        self.file_id = file_id
+        self.readonly = readonly
+        self.frame_size = FRAME_HEADER_SIZE + page_size
+        self.index: Dict[int, int] = {}
+        self.txn_index: Dict[int, int] = {}
+        self.generation = 0
+        self.salt = 0
+        self.end = WAL_HEADER_SIZE  # where the next frame goes
+        self.committed_end = WAL_HEADER_SIZE
+        self.committed_crc = 0
+        self.committed_page_count: Optional[int] = None
+        self._crc = 0
+        self._synced = True
+        self.file: Optional[fileio.File]
+        if readonly and not os.path.exists(path):
+            self.file = None
+        else:
+            self.file = opener(path, create=not readonly, readonly=readonly)
+
+    # ---- header ----
+
+    def _header_bytes(self, generation: int, salt: int) -> bytes:
+        body = _HDR.pack(WAL_MAGIC, WAL_VERSION, self.page_size, self.file_id, generation, salt)
+        return body + _U32.pack(crc32c(body))
+
+    def _read_header(self) -> Optional[Tuple[int, int, int]]:
+        """_read_header returns (generation, salt, header checksum), or None for a log that is
+        empty, torn, or belongs to another file (its frames then count for nothing)."""
+        assert self.file is not None
+        raw = self.file.read(0, WAL_HEADER_SIZE)
+        if len(raw) < WAL_HEADER_SIZE:
+            return None
+        magic, version, page_size, file_id, generation, salt = _HDR.unpack_from(raw, 0)
+        (stored,) = _U32.unpack_from(raw, 36)
+        if magic != WAL_MAGIC or crc32c(raw[:36]) != stored:
+            return None
+        if version != WAL_VERSION or page_size != self.page_size or file_id != self.file_id:
+            return None
+        return generation, salt, stored
+
+    # ---- recovery ----
+
+    def recover(self, generation: int) -> None:
+        """recover rebuilds ``index`` from the committed frames in the log.
+
+        Frames after the last commit frame are dropped (and, for a writer,
+        truncated away). A log that is missing, empty or not this file's is
+        started afresh at ``generation`` by a writer.
+        """
+        self.index.clear()
+        self.txn_index.clear()
+        self.committed_page_count = None
+        if self.file is None:
+            return
+        head = self._read_header()
+        if head is None:
+            if not self.readonly:
+                self.reset(generation)
+            return
+        self.generation, self.salt, crc = head
+        pending: Dict[int, int] = {}
+        offset = WAL_HEADER_SIZE
+        self.committed_end, self.committed_crc = offset, crc
+        size = self.file.size()
+        while offset + self.frame_size <= size:
+            raw = self.file.read(offset, self.frame_size)
+            if len(raw) < self.frame_size:
+                break
+            pgno, commit, _txn, own_offset, salt = _FRAME.unpack_from(raw, 0)
+            (stored,) = _U32.unpack_from(raw, 28)
+            if salt != self.salt or own_offset != offset or pgno >= 1 << 31:
+                break
+            crc = crc32c(memoryview(raw)[28 + 4 :], crc32c(memoryview(raw)[:28], crc))
+            if crc != stored:
+                break
+            pending[pgno] = offset
+            offset += self.frame_size
+            if commit:
+                self.index.update(pending)
+                pending.clear()
+                self.committed_end, self.committed_crc = offset, crc
+                self.committed_page_count = commit
+        self.end, self._crc = self.committed_end, self.committed_crc
+        if not self.readonly and size > self.committed_end:
+            self.file.truncate(self.committed_end)
+
+    # ---- writing ----
+
+    def append(self, pgno: int, page: bytes, txn: int, commit_page_count: int = 0) -> int:
+        """append writes one frame at the end of the log and returns its offset.
+
+        Without ``commit_page_count`` the frame belongs to the open transaction
+        (``txn_index``); with it, the frame commits the transaction: the
+        caller must pass page 0 last, then call ``sync`` if durability is wanted.
+        """
+        assert self.file is not None and len(page) == self.page_size
+        offset = self.end
+        head = bytearray(_FRAME.pack(pgno, commit_page_count, txn, offset, self.salt))
+        crc = crc32c(page, crc32c(head, self._crc))
+        head += _U32.pack(crc)
+        self.file.write(offset, bytes(head) + bytes(page))
+        self._crc = crc
+        self.end = offset + self.frame_size
+        self._synced = False
+        self.txn_index[pgno] = offset
+        if commit_page_count:
+            self.index.update(self.txn_index)
+            self.txn_index.clear()
+            self.committed_end, self.committed_crc = self.end, crc
+            self.committed_page_count = commit_page_count
+        return offset
+
+    def append_many(self, frames: list, txn: int, commit_page_count: int) -> None:
+        """append_many writes a whole commit (page images in order, page 0 last) in one write call."""
+        assert self.file is not None
+        out = bytearray()
+        offset = start = self.end
+        crc = self._crc
+        offsets = []
+        last = len(frames) - 1
+        for i, (pgno, page) in enumerate(frames):
+            commit = commit_page_count if i == last else 0
+            head = _FRAME.pack(pgno, commit, txn, offset, self.salt)
+            crc = crc32c(page, crc32c(head, crc))
+            out += head
+            out += _U32.pack(crc)
+            out += page
+            offsets.append((pgno, offset))
+            offset += self.frame_size
+        self.file.write(start, out)
+        self._crc = crc
+        self.end = offset
+        self._synced = False
+        self.txn_index.update(offsets)
+        if commit_page_count:
+            self.index.update(self.txn_index)
+            self.txn_index.clear()
+            self.committed_end, self.committed_crc = self.end, crc
+            self.committed_page_count = commit_page_count
+
+    def sync(self) -> None:
+        """sync makes the log durable up to its end."""
+        if self.file is not None and not self._synced:
+            self.file.sync()
+            self._synced = True
+
+    def rollback(self) -> None:
+        """rollback forgets the open transaction's frames; the next append overwrites them."""
+        self.txn_index.clear()
+        self.end, self._crc = self.committed_end, self.committed_crc
+
+    def read_frame(self, offset: int, pgno: int) -> bytes:
+        """read_frame returns the page image of the frame at ``offset``.
+
+        Raises:
+            CorruptionError: the frame is short or belongs to another page.
+        """
+        assert self.file is not None
+        raw = self.file.read(offset, self.frame_size)
+        if len(raw) < self.frame_size or _U32.unpack_from(raw, 0)[0] != pgno:
+            raise CorruptionError(pgno, f"log frame at offset {offset} is missing or belongs to another page")
+        return raw[FRAME_HEADER_SIZE:]
+
+    def reset(self, generation: int) -> None:
+        """reset starts a new log generation: a fresh header and salt, no frames.
+
+        Callers: the pager, after a checkpoint has made the data file whole and
+        synced it, and recovery for a log that was not this file's.
+        """
+        assert self.file is not None and not self.readonly
+        salt = int.from_bytes(os.urandom(4), "little")
+        header = self._header_bytes(generation, salt)
+        self.file.truncate(WAL_HEADER_SIZE)
+        self.file.write(0, header)
+        self.file.sync()
+        self.generation, self.salt = generation, salt
+        self._crc = _U32.unpack_from(header, 36)[0]
+        self.end = self.committed_end = WAL_HEADER_SIZE
+        self.committed_crc = self._crc
+        self.committed_page_count = None
+        self.index.clear()
+        self.txn_index.clear()
+        self._synced = True
+
+    def size(self) -> int:
+        """size: bytes of log in use (header and frames up to the end)."""
+        return self.end if self.file is not None else 0
+
+    def frame_count(self) -> int:
+        return (self.end - WAL_HEADER_SIZE) // self.frame_size
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
