@@ -1,7 +1,8 @@
 """pagestore: an embeddable, crash-safe ordered key-value store.
 
     >>> import pagestore
-    >>> page = pagestore.SlottedPage.new(4096)
+    >>> db = pagestore.open("data.ps")
+    >>> db[b"key"] = b"value"
 """
 from .errors import (
     CorruptionError,
@@ -16,10 +17,14 @@ from .errors import (
     VersionMismatchError,
 )
 from .page import SlottedPage
+from .store import Store, Transaction, open
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "open",
+    "Store",
+    "Transaction",
     "SlottedPage",
     "PageStoreError",
     "NotFoundError",

@@ -1,0 +1,244 @@
+"""Store against a plain dict: every operation, reopen, compact, check() always.
+
+The 512-byte page fixture makes splits, merges, overflow chains, cache spills
+and checkpoints happen within a few dozen operations.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+import pagestore
+from pagestore.store import Store, prefix_end
+
+KEYS = st.binary(min_size=0, max_size=24) | st.sampled_from([b"", b"a", b"ab", b"b", b"\xff", b"\xff\xff", b"a\x00"])
+VALUES = st.one_of(
+    st.binary(max_size=40),
+    st.binary(min_size=100, max_size=400),
+    st.builds(lambda n, b: bytes([b]) * n, st.integers(500, 5000), st.integers(0, 255)),
+)
+BOUND = st.none() | KEYS
+
+
+def model_range(model, lo, hi, prefix, reverse):
+    keys = sorted(model)
+    out = []
+    for k in keys:
+        if lo is not None and k < lo:
+            continue
+        if hi is not None and k >= hi:
+            continue
+        if prefix is not None and not k.startswith(prefix):
+            continue
+        out.append((k, model[k]))
+    return out[::-1] if reverse else out
+
+
+class StoreMachine(RuleBasedStateMachine):
+    page_size = 512
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = tempfile.mkdtemp(prefix="ps-store-")
+        self.path = os.path.join(self.dir, "t.ps")
+        self.db = Store(self.path, page_size=self.page_size, cache_size=self.page_size * 40, sync=False, wal_limit=64 * 1024)
+        self.model: dict = {}
+
+    def teardown(self) -> None:
+        self.db.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    @rule(k=KEYS, v=VALUES)
+    def put(self, k, v):
+        self.db[k] = v
+        self.model[k] = v
+
+    @precondition(lambda self: self.model)
+    @rule(data=st.data(), v=VALUES)
+    def overwrite(self, data, v):
+        k = data.draw(st.sampled_from(sorted(self.model)))
+        self.db[k] = v
+        self.model[k] = v
+
+    @precondition(lambda self: self.model)
+    @rule(data=st.data())
+    def delete(self, data):
+        k = data.draw(st.sampled_from(sorted(self.model)))
+        del self.db[k]
+        del self.model[k]
+
+    @rule(k=KEYS)
+    def delete_missing(self, k):
+        if k in self.model:
+            return
+        with pytest.raises(KeyError):
+            del self.db[k]
+        with pytest.raises(pagestore.PageStoreError):
+            del self.db[k]
+
+    @rule(k=KEYS)
+    def get(self, k):
+        assert self.db.get(k) == self.model.get(k)
+        assert (k in self.db) == (k in self.model)
+
+    @rule(lo=BOUND, hi=BOUND, prefix=st.none() | KEYS, reverse=st.booleans())
+    def scan(self, lo, hi, prefix, reverse):
+        want = model_range(self.model, lo, hi, prefix, reverse)
+        assert list(self.db.items(lo, hi, prefix=prefix, reverse=reverse)) == want
+        assert list(self.db.keys(lo, hi, prefix=prefix, reverse=reverse)) == [k for k, _ in want]
+
+    @rule(puts=st.lists(st.tuples(KEYS, VALUES), max_size=8), dels=st.integers(0, 3), fail=st.booleans())
+    def transaction(self, puts, dels, fail):
+        staged = dict(self.model)
+        victims = sorted(self.model)[:dels]
+
+        class Boom(Exception):
+            pass
+
+        try:
+            with self.db.transaction() as txn:
+                for k, v in puts:
+                    txn[k] = v
+                    staged[k] = v
+                    assert txn[k] == v
+                for k in victims:
+                    if k in staged:
+                        del txn[k]
+                        del staged[k]
+                assert len(txn) == len(staged)
+                assert list(txn.items()) == sorted(staged.items())
+                # Outside readers see only the committed state.
+                assert len(self.db) == len(self.model)
+                if fail:
+                    raise Boom()
+        except Boom:
+            pass
+        if not fail:
+            self.model = staged
+
+    @rule()
+    def reopen(self):
+        self.db.close()
+        self.db = Store(self.path, cache_size=self.page_size * 40, sync=False, wal_limit=64 * 1024)
+        assert self.db._pager.page_size == self.page_size
+
+    @rule()
+    def crash_and_reopen(self):
+        # Leave the log behind as a crash would: copy both files while open.
+        crash = os.path.join(self.dir, "crash.ps")
+        self.db._pager.wal.sync()
+        shutil.copyfile(self.path, crash)
+        shutil.copyfile(self.path + "-wal", crash + "-wal")
+        other = Store(crash)
+        try:
+            assert dict(other.items()) == self.model
+            other.check()
+        finally:
+            other.close()
+            os.unlink(crash)
+
+    @rule()
+    def compact(self):
+        self.db.compact()
+
+    @invariant()
+    def consistent(self):
+        assert len(self.db) == len(self.model)
+        self.db.check()
+
+
+StoreMachine.TestCase.settings = settings(
+    max_examples=40, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+TestStore512 = StoreMachine.TestCase
+
+
+class StoreMachine4096(StoreMachine):
+    page_size = 4096
+
+
+StoreMachine4096.TestCase.settings = settings(
+    max_examples=15, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+TestStore4096 = StoreMachine4096.TestCase
+
+
+def test_prefix_end():
+    assert prefix_end(b"ab") == b"ac"
+    assert prefix_end(b"a\xff") == b"b"
+    assert prefix_end(b"\xff\xff") is None
+    assert prefix_end(b"") is None
+
+
+def test_api_basics(tmp_path):
+    path = tmp_path / "db.ps"
+    with pagestore.open(path) as db:
+        db[b"k"] = bytearray(b"v")
+        db[memoryview(b"m")] = memoryview(b"w")
+        assert db[b"k"] == b"v" and db[b"m"] == b"w"
+        assert len(db) == 2 and list(db) == [b"k", b"m"]
+        with pytest.raises(TypeError, match="bytes-like"):
+            db["text"] = b"x"
+        with pytest.raises(TypeError, match="bytes-like"):
+            db[b"x"] = 5
+        with pytest.raises(ValueError, match="maximum"):
+            db[b"x" * (db.max_key + 1)] = b""
+        with pytest.raises(KeyError):
+            db[b"missing"]
+        assert db.max_key >= 1024
+        st_ = db.stats()
+        for key in ("page_size", "file_size", "page_count", "free_pages", "records", "tree_height",
+                    "average_fill", "overflow_pages", "wal_size"):
+            assert key in st_
+        assert st_["records"] == 2
+    with pytest.raises(pagestore.StoreClosedError):
+        db[b"k"]
+    with pagestore.open(path, readonly=True) as db:
+        assert dict(db.items()) == {b"k": b"v", b"m": b"w"}
+        with pytest.raises(pagestore.ReadOnlyError):
+            db[b"z"] = b"z"
+
+
+def test_transaction_closed(tmp_path):
+    with pagestore.open(tmp_path / "t.ps") as db:
+        txn = db.transaction()
+        txn[b"a"] = b"1"
+        txn.commit()
+        assert db[b"a"] == b"1"
+        with pytest.raises(pagestore.TransactionClosedError):
+            txn[b"b"] = b"2"
+
+
+def test_space_is_reused(tmp_path):
+    """Load, then delete and insert in rounds: the file stops growing."""
+    import random
+
+    rng = random.Random(7)
+    path = tmp_path / "reuse.ps"
+    sizes = []
+    with pagestore.open(path, sync=False) as db:
+        live = {}
+        for round_ in range(8):
+            with db.transaction() as txn:
+                for _ in range(1500):
+                    k = rng.randbytes(rng.randint(8, 24))
+                    v = rng.randbytes(rng.choice([10, 50, 200, 900, 3000, 9000]))
+                    txn[k] = v
+                    live[k] = v
+            if round_ >= 1:
+                with db.transaction() as txn:
+                    for k in rng.sample(sorted(live), 1500):
+                        del txn[k]
+                        del live[k]
+            db._pager.checkpoint()
+            sizes.append(db.stats()["page_count"])
+        db.check()
+        assert dict(db.items()) == live
+    # After the first rounds the live data is steady, and so is the file.
+    assert max(sizes[4:]) <= sizes[3] * 1.1, sizes
