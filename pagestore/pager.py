@@ -316,9 +316,19 @@ class Pager:
             f.dirty = False
         self.dirty.clear()
         self.committed = self.meta.copy()
-        if self.wal.size() > self.wal_limit:
+        if self.wal.size() > self.checkpoint_threshold():
             self.checkpoint()
         return True
+
+    def checkpoint_threshold(self) -> int:
+        """checkpoint_threshold: log bytes that trigger an automatic checkpoint.
+
+        A sixteenth of the data (at least 1 MiB, at most ``wal_limit``): the
+        log is part of the store's footprint, so a small store keeps a small
+        log, and a large one checkpoints no more often than every ``wal_limit``.
+        """
+        data = self.meta.page_count * self.page_size
+        return min(self.wal_limit, max(1 << 20, data // 16))
 
     def rollback(self) -> None:
         """rollback discards every change since the last commit."""
@@ -369,7 +379,8 @@ class Pager:
         return self.file.size()
 
     def wal_size(self) -> int:
-        return self.wal.size() if self.wal is not None else 0
+        """wal_size: bytes the log file takes on disk."""
+        return self.wal.disk_size() if self.wal is not None else 0
 
     def close(self, checkpoint: bool = True) -> None:
         """close checkpoints (unless told not to), removes the emptied log and releases the files."""
