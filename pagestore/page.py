@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import struct
+import threading
 from typing import Iterator, List, Optional, Tuple, Union
 
 from . import format as fmt
@@ -28,6 +29,20 @@ from .errors import PageFullError
 BytesLike = Union[bytes, bytearray, memoryview]
 
 _U16 = struct.Struct("<H")
+_tls = threading.local()
+
+
+def _scratch():
+    """_scratch returns this thread's out-parameters for the C calls.
+
+    Allocating them per call (ffi.new) was a third of a record read's cost.
+    Per thread, because cffi releases the GIL during the C call.
+    """
+    try:
+        return _tls.s
+    except AttributeError:
+        _tls.s = s = (ffi.new("uint32_t[3]"), ffi.new("uint8_t *"), ffi.new("uint16_t *"))
+        return s
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 
@@ -137,7 +152,7 @@ class SlottedPage:
         n = len(data) if type(data) is not memoryview else data.nbytes
         if n > fmt.MAX_RECORD:
             raise PageFullError(f"record of {n} bytes exceeds the largest a page holds ({fmt.MAX_RECORD})")
-        out = ffi.new("uint16_t *")
+        out = _scratch()[2]
         rc = lib.ps_page_insert(self._ptr, self._size, ffi.from_buffer(data), n, state, out)
         if rc == EINVAL and state in (fmt.SLOT_LIVE, fmt.SLOT_OVERFLOW):
             # The data lies inside this very page: copy it out and retry.
@@ -151,8 +166,7 @@ class SlottedPage:
             raise TypeError(f"slot must be an int, not {type(slot).__name__}")
         if slot < 0 or slot > 0xFFFF:
             raise_for(lib.PS_ENOSLOT, self.pgno_hint, f"slot {slot}")
-        out = ffi.new("uint32_t[2]")
-        st = ffi.new("uint8_t *")
+        out, st, _ = _scratch()
         rc = lib.ps_page_read(self._ptr, self._size, slot, out, out + 1, st)
         if rc != OK:
             raise_for(rc, self.pgno_hint, f"slot {slot}")
@@ -240,9 +254,15 @@ class SlottedPage:
         Raises:
             PageFullError: they do not all fit; the page is unchanged.
         """
-        n = len(records)
-        lens = ffi.new("uint32_t[]", [len(r) for r in records])
-        data = b"".join(records)
+        # Lengths in bytes, not items: len() of a memoryview over, say, an
+        # array('H') counts elements, which would split the joined bytes wrongly.
+        views = [as_bytes_like(r, "record") for r in records]
+        sizes = [len(v) for v in views]
+        n = len(views)
+        if any(size > fmt.MAX_RECORD for size in sizes):
+            raise PageFullError(f"a record exceeds the largest a page holds ({fmt.MAX_RECORD})")
+        lens = ffi.new("uint32_t[]", sizes)
+        data = b"".join(views)
         rc = lib.ps_page_append_many(self._ptr, self._size, data, lens, n)
         if rc != OK:
             raise_for(rc, self.pgno_hint, f"{n} records")
@@ -250,7 +270,7 @@ class SlottedPage:
     # ---- space ----
 
     def _space(self) -> Tuple[int, int, int]:
-        out = ffi.new("uint32_t[3]")
+        out = _scratch()[0]
         rc = lib.ps_page_free_space(self._ptr, self._size, out, out + 1, out + 2)
         if rc != OK:
             raise_for(rc, self.pgno_hint)

@@ -95,6 +95,7 @@ class Store(MutableMapping):
         self.path = os.fspath(path)
         self.readonly = readonly
         self._lock = threading.RLock()
+        self._version = 0  # bumped by every write: scans re-descend after one
         self._closed = True
         try:
             self._pager = Pager(
@@ -149,6 +150,7 @@ class Store(MutableMapping):
             from .errors import ReadOnlyError
 
             raise ReadOnlyError(f"{self.path}: store is open read-only")
+        self._version += 1
         try:
             result = fn()
             self._tree.flush()
@@ -236,24 +238,35 @@ class Store(MutableMapping):
     # ---- ordered scans ----
 
     def _scan(self, lo: Optional[bytes], hi: Optional[bytes], reverse: bool, values: bool) -> Iterator[Tuple[bytes, Optional[bytes]]]:
-        """_scan yields entries one leaf at a time, taking the lock per leaf.
+        """_scan yields entries lazily, one leaf's keys at a time.
 
-        Each batch re-descends from the root after the last key it yielded, so
-        a write between batches never invalidates the scan.
+        The keys and record ids of a leaf are taken under the lock; each value
+        is read (under the lock again) only when the caller asks for the item,
+        and only if no write committed since the leaf was read: a write may
+        move a record, so after one the scan re-descends from the root after
+        the last key it yielded. Nothing is ever read through a stale record
+        id, and no write invalidates the iterator.
         """
         resume: Optional[bytes] = None
+        lock = self._lock
         while True:
-            with self._lock:
+            with lock:
                 self._begin()
                 batch = self._tree.range_batch(lo, hi, reverse, resume)
-                if not batch:
-                    return
+                version = self._version
+            if not batch:
+                return
+            for k, rid in batch:
                 if values:
-                    out = [(k, self._heap.read(rid)) for k, rid in batch]
+                    with lock:
+                        if self._version != version:
+                            break  # re-descend after `resume`
+                        self._begin()
+                        v = self._heap.read(rid)
+                    yield k, v
                 else:
-                    out = [(k, None) for k, _ in batch]
-            resume = batch[-1][0]
-            yield from out
+                    yield k, None
+                resume = k
 
     def items(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False) -> Iterator[Tuple[bytes, bytes]]:
         """items yields ``(key, value)`` with ``start <= key < stop`` (and the prefix), in key order.
@@ -476,6 +489,7 @@ class Store(MutableMapping):
             fresh.wal = WAL(self.path + "-wal", fresh.page_size, fresh.meta.file_id, opener=self._opener)
             fresh.wal.recover(fresh.meta.checkpoint_seq)
             old_pager.close(checkpoint=False)
+            self._version += 1
             self._pager = fresh
             self._tree = BTree(fresh, node_cache=self._tree_node_cache())
             self._heap = Heap(fresh)
@@ -493,6 +507,7 @@ class Store(MutableMapping):
             if self._closed:
                 return
             self._closed = True
+            self._version += 1
             self._pager.close(checkpoint=not self.readonly)
 
     @property
