@@ -1,0 +1,674 @@
+"""cli: the ``pagestore`` command (also ``python -m pagestore``).
+
+    pagestore bench [--records N] [--compare sqlite,lmdb] [--json FILE]
+    pagestore stats|check|inspect|dump|compact DB
+    pagestore load DB < records.jsonl
+    pagestore get|put|delete|scan DB ...
+
+Built on click: every command gets ``--help``, option parsing and usage
+errors behave the same everywhere, and the whole thing is tested by running
+it as a subprocess. The commands call the public API (``pagestore.open`` and
+the Store's methods) and, for ``inspect`` and the page sweep of ``check``,
+the read-only helpers in ``pagestore.inspect``.
+
+Errors a user can cause (a missing file, a file that is not a store, a
+locked store, a corrupt page, a missing key, a bad argument) print one line,
+``pagestore: error: ...``, to stderr and exit 1; usage errors exit 2. A
+traceback means a bug in pagestore. See docs/cli.md.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import sys
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+import click
+
+from . import format as fmt
+from .errors import CorruptionError, NotFoundError, PageStoreError
+from .store import Store
+from .store import open as open_store
+
+#: Exit status of a command that failed on a user error (usage errors are click's 2).
+EXIT_ERROR = 1
+#: Default records for ``pagestore bench``: about half a minute per engine here.
+BENCH_RECORDS = 50_000
+#: Records per transaction in ``pagestore load``.
+LOAD_BATCH = 1000
+
+
+# --------------------------------------------------------------------------
+# errors
+# --------------------------------------------------------------------------
+
+
+class UserError(click.ClickException):
+    """UserError is a failure the user can fix; it prints as one ``pagestore: error:`` line."""
+
+    exit_code = EXIT_ERROR
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"pagestore: error: {self.format_message()}", err=True)
+
+
+def describe(exc: BaseException, path: Optional[str] = None) -> str:
+    """describe turns an exception from pagestore or the OS into one line of text."""
+    if isinstance(exc, CorruptionError):
+        return f"{path}: {exc}" if path else str(exc)
+    if isinstance(exc, OSError) and not isinstance(exc, PageStoreError):
+        where = exc.filename or path or ""
+        if isinstance(exc, FileNotFoundError):
+            return f"{where}: no such file"
+        if isinstance(exc, IsADirectoryError):
+            return f"{where}: is a directory, not a store file"
+        if isinstance(exc, PermissionError):
+            return f"{where}: permission denied"
+        return f"{where}: {exc.strerror or exc}" if where else str(exc)
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+class _Group(click.Group):
+    """_Group turns the errors a user can cause into UserError, once, for every command."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            # The reader went away (`pagestore dump db | head`): stop quietly,
+            # and keep Python from complaining while it flushes stdout at exit.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(EXIT_ERROR)
+        except (PageStoreError, OSError, ValueError) as exc:
+            raise UserError(describe(exc)) from exc
+
+
+@contextmanager
+def opened(path: str, *, write: bool = False, create: bool = False, **options: Any) -> Iterator[Store]:
+    """opened opens a store for a command: read-only unless ``write``; closes it after.
+
+    Errors from opening or using it become one-line UserErrors naming ``path``.
+    """
+    if not write:
+        options.update(readonly=True, create=False)
+    else:
+        options.update(create=create)
+    try:
+        db = open_store(path, **options)
+        try:
+            yield db
+        finally:
+            db.close()
+    except (PageStoreError, OSError, ValueError) as exc:
+        if isinstance(exc, BrokenPipeError):
+            raise
+        raise UserError(describe(exc, path)) from exc
+
+
+# --------------------------------------------------------------------------
+# formatting
+# --------------------------------------------------------------------------
+
+
+def human_bytes(n: Optional[float]) -> str:
+    """human_bytes: 1536 -> "1.5 KiB"; binary units, one decimal."""
+    if n is None:
+        return "-"
+    for scale, suffix in ((1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+        if abs(n) >= scale:
+            return f"{n / scale:.1f} {suffix}"
+    return f"{n:.0f} B"
+
+
+def percent(x: Optional[float]) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def kv_table(rows: List[Tuple[str, str]]) -> str:
+    """kv_table lays out (label, value) rows as two aligned columns."""
+    width = max((len(k) for k, _ in rows), default=0)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+def type_counts(types: Dict[str, int]) -> str:
+    return ", ".join(f"{name} {count:,}" for name, count in sorted(types.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+# --------------------------------------------------------------------------
+# key and value encodings
+# --------------------------------------------------------------------------
+
+ENCODINGS = ("text", "hex", "base64")
+
+
+def encoding_options(fn: Callable) -> Callable:
+    """encoding_options adds --text (default), --hex and --base64: how keys and values are written."""
+    fn = click.option("--base64", "encoding", flag_value="base64", help="Keys and values are base64, in and out.")(fn)
+    fn = click.option("--hex", "encoding", flag_value="hex", help="Keys and values are hex, in and out.")(fn)
+    fn = click.option(
+        "--text", "encoding", flag_value="text", default=True, help="Keys and values are UTF-8 text (default)."
+    )(fn)
+    return fn
+
+
+def decode_arg(text: str, encoding: str, what: str) -> bytes:
+    """decode_arg turns a command-line argument into bytes.
+
+    Raises:
+        UserError: not valid hex or base64.
+    """
+    try:
+        if encoding == "hex":
+            return bytes.fromhex(text)
+        if encoding == "base64":
+            return base64.b64decode(text, validate=True)
+    except (ValueError, binascii.Error) as exc:
+        raise UserError(f"{what} is not valid {encoding}: {text!r}") from exc
+    return text.encode("utf-8", "surrogateescape")
+
+
+def encode_out(data: bytes, encoding: str) -> str:
+    """encode_out renders bytes for the terminal; text shows invalid UTF-8 as \\xNN escapes."""
+    if encoding == "hex":
+        return data.hex()
+    if encoding == "base64":
+        return base64.b64encode(data).decode("ascii")
+    return data.decode("utf-8", "backslashreplace")
+
+
+# --------------------------------------------------------------------------
+# progress
+# --------------------------------------------------------------------------
+
+
+class PhaseBars:
+    """PhaseBars draws one tqdm bar per phase on stderr, from ``progress(phase, done, total)`` calls."""
+
+    def __init__(self, enabled: Optional[bool]) -> None:
+        # enabled=None: only when stderr is a terminal (tqdm's own rule).
+        self.enabled = enabled
+        self.phase: Optional[str] = None
+        self.bar: Any = None
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if self.enabled is False:
+            return
+        if phase != self.phase:
+            self.close()
+            from tqdm import tqdm
+
+            self.phase = phase
+            self.bar = tqdm(
+                total=total,
+                desc=phase,
+                unit="op",
+                unit_scale=True,
+                file=sys.stderr,
+                leave=True,
+                dynamic_ncols=True,
+                disable=None if self.enabled is None else False,
+            )
+        bar = self.bar
+        if total != bar.total:
+            bar.total = total
+        bar.update(done - bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        self.phase = None
+
+
+progress_option = click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bars on stderr (default: only when stderr is a terminal).",
+)
+
+
+# --------------------------------------------------------------------------
+# the commands
+# --------------------------------------------------------------------------
+
+db_argument = click.argument("db", type=click.Path(dir_okay=True, path_type=str))
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="pagestore", prog_name="pagestore")
+def cli() -> None:
+    """pagestore: an embeddable, crash-safe ordered key-value store.
+
+    DB is a store file (its log lives beside it as DB-wal). Run
+    `pagestore bench` to measure this machine; see docs/cli.md.
+    """
+
+
+@cli.command(short_help="Measure pagestore (and other engines) on this machine.")
+@click.option("--records", "-n", type=click.IntRange(min=0), default=BENCH_RECORDS, show_default=True,
+              help="Records in the initial load (churn and durable puts add more).")
+@click.option("--page-size", type=int, default=4096, show_default=True, help="Page size of the store (and of sqlite).")
+@click.option("--compare", "compare", default="", metavar="ENGINES",
+              help="Also run these engines, comma-separated: sqlite, lmdb, rocksdb, leveldb, or 'all'.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True, allow_dash=True), default=None,
+              help="Also write the full results as JSON to FILE ('-': stdout, and the table goes to stderr).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Dataset and operation order seed.")
+@click.option("--workdir", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Where the temporary stores go (default: the system temp dir). Measure the disk you care about.")
+@progress_option
+def bench(records: int, page_size: int, compare: str, json_path: Optional[str], seed: int,
+          workdir: Optional[str], progress: Optional[bool]) -> None:
+    """Run the benchmark workload in a temporary store and print the results.
+
+    Inserts (1000 per durable transaction) of variable-length records, point
+    reads, a full scan, short range scans, three rounds of churn (delete half,
+    insert as many), and single durable puts; then file size against live
+    bytes and page fill. With --compare, the same workload runs on the other
+    engines in this process, with ratios to pagestore side by side.
+    """
+    from . import bench as workload
+
+    if not fmt.is_valid_page_size(page_size):
+        raise click.BadParameter(f"must be a power of two from 512 to 65536, not {page_size}",
+                                 param_hint="--page-size")
+    others = [name.strip() for name in compare.split(",") if name.strip()]
+    if any(name.lower() == "all" for name in others):
+        others = list(workload.ENGINES)
+    engines = ["pagestore"] + [name for name in others if name.lower() != "pagestore"]
+    bars = PhaseBars(progress)
+    try:
+        results = workload.run(engines, n=records, page_size=page_size, seed=seed, progress=bars, workdir=workdir)
+    finally:
+        bars.close()
+    table = workload.format_table(results) + "\n" + bench_summary(results)
+    if json_path is not None:
+        text = workload.to_json(results) + "\n"
+        if json_path == "-":
+            click.echo(text, nl=False)
+        else:
+            with open(json_path, "w", encoding="utf-8") as f:
+                f.write(text)
+    click.echo(table, err=json_path == "-")
+    failed = [name for name, e in results["engines"].items() if "error" in e]
+    if failed or "phases" not in results["engines"].get("pagestore", {}):
+        why = results["engines"].get("pagestore", {}).get("skipped")
+        raise UserError(f"bench failed for {', '.join(failed) or 'pagestore'}" + (f": {why}" if why else ""))
+
+
+def bench_summary(results: Dict[str, Any]) -> str:
+    """bench_summary: the lines format_table does not give: pagestore's pages, fill and log at the end."""
+    e = results.get("engines", {}).get("pagestore", {})
+    st = e.get("stats") or {}
+    space = e.get("space") or {}
+    lines = []
+    if space:
+        lines.append(
+            f"pagestore space after churn: {human_bytes(space.get('file_bytes'))} on disk (data file + log) "
+            f"for {human_bytes(space.get('live_bytes'))} of live keys+values in {space.get('live_records', 0):,} records"
+        )
+    if st:
+        lines.append(
+            f"pagestore at the end: {st.get('page_count', 0):,} pages of {st.get('page_size')} B "
+            f"({type_counts(st.get('page_types', {}))}), average fill {percent(st.get('average_fill'))}, "
+            f"tree height {st.get('tree_height')}"
+        )
+    return "\n".join(lines)
+
+
+@cli.command(short_help="Sizes, records, page types and fill.")
+@db_argument
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON (exact bytes).")
+def stats(db: str, as_json: bool) -> None:
+    """Print sizes, record count, page types and fill of DB (read-only)."""
+    with opened(db) as store:
+        st = store.stats()
+    if as_json:
+        click.echo(json.dumps(st, indent=2))
+        return
+    live = st["live_bytes"]
+    on_disk = st["file_size"] + st["wal_size"]
+    rows = [
+        ("store", st["path"]),
+        ("records", f"{st['records']:,}"),
+        ("live bytes", f"{human_bytes(live)} (keys + values)"),
+        ("file size", f"{human_bytes(st['file_size'])} ({st['page_count']:,} pages of {human_bytes(st['page_size'])})"),
+        ("log size", human_bytes(st["wal_size"])),
+        ("on disk / live", f"{on_disk / live:.2f}" if live else "-"),
+        ("free pages", f"{st['free_pages']:,}"),
+        ("overflow pages", f"{st['overflow_pages']:,}"),
+        ("tree height", str(st["tree_height"])),
+        ("average fill", percent(st["average_fill"])),
+        ("page types", type_counts(st["page_types"]) or "-"),
+    ]
+    click.echo(kv_table(rows))
+
+
+@cli.command(short_help="Verify every invariant; exit 1 naming bad pages.")
+@db_argument
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def check(db: str, as_json: bool) -> None:
+    """Verify every invariant of DB (read-only); exit 1 naming the bad pages if any.
+
+    Checks key order and tree shape, every record reachable once, overflow
+    chains, the free-space map and the free list, and that every page is
+    accounted for. On failure, every page is also read once so that all
+    pages failing their checksum or structure are named, not just the first.
+    """
+    from . import inspect
+
+    try:
+        with open_store(db, readonly=True, create=False) as store:
+            counts = store.check()
+    except CorruptionError as exc:
+        bad: Dict[int, str] = {}
+        if exc.pgno is not None:
+            bad[exc.pgno] = exc.detail
+        try:
+            with inspect.open_pager(db) as pager:
+                for pgno, why in inspect.verify_pages(pager):
+                    bad.setdefault(pgno, why)
+        except PageStoreError:
+            pass  # the header itself is bad: the check's own error says so
+        pages = sorted(bad)
+        if as_json:
+            click.echo(json.dumps({"ok": False, "error": str(exc), "pages": [
+                {"pgno": p, "error": bad[p]} for p in pages]}, indent=2))
+        else:
+            click.echo(f"{db}: CORRUPT")
+            for p in pages[:50]:
+                click.echo(f"  page {p}: {bad[p]}")
+            if len(pages) > 50:
+                click.echo(f"  ... and {len(pages) - 50} more pages")
+        named = ", ".join(str(p) for p in pages[:20]) + (", ..." if len(pages) > 20 else "")
+        raise UserError(f"{db}: check failed: {exc}" + (f" (bad pages: {named})" if len(pages) > 1 else "")) from exc
+    if as_json:
+        click.echo(json.dumps({"ok": True, **counts}, indent=2))
+        return
+    click.echo(
+        f"{db}: OK: {counts['records']:,} records in {counts['pages']:,} pages "
+        f"({counts.get('tree_pages', 0):,} tree, {counts['heap_pages']:,} heap, "
+        f"{counts['overflow_pages']:,} overflow, {counts['free_pages']:,} free); "
+        f"tree height {counts.get('tree_height', '?')}"
+    )
+
+
+@cli.command(name="inspect", short_help="Page types, fill histogram, one page decoded, SVG map.")
+@db_argument
+@click.option("--page", "pgno", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Decode page N: header fields and slot directory (0: the file header).")
+@click.option("--map", "map_path", type=click.Path(dir_okay=False, writable=True), default=None, metavar="FILE.svg",
+              help="Draw the file as a grid of pages, coloured by type and shaded by fill.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary (or the page) as JSON.")
+@click.option("--preview", "preview_bytes", type=click.IntRange(min=0), default=16, show_default=True,
+              help="Bytes of each record shown in --page's hex preview.")
+def inspect_cmd(db: str, pgno: Optional[int], map_path: Optional[str], as_json: bool, preview_bytes: int) -> None:
+    """Show the pages of DB: types, fill histogram, free list, log (read-only).
+
+    Keeps going past pages that fail verification, and lists them.
+    """
+    from . import inspect
+
+    with inspect.open_pager(db) as pager:
+        if map_path is not None:
+            svg = inspect.render_svg(pager)
+            with open(map_path, "w", encoding="utf-8") as f:
+                f.write(svg)
+            click.echo(f"wrote {map_path} ({pager.meta.page_count:,} pages)", err=True)
+            if pgno is None and not as_json:
+                return
+        if pgno is not None:
+            page = inspect.decode_page(pager, pgno, preview_bytes)
+            click.echo(json.dumps(page, indent=2) if as_json else format_page(page))
+            return
+        summary = inspect.summarize(pager)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(format_summary(summary))
+
+
+def format_summary(s: Dict[str, Any]) -> str:
+    """format_summary renders inspect.summarize's result for a terminal."""
+    from .inspect import FILL_BUCKETS
+
+    rows = [
+        ("file", f"{s['path']}: {human_bytes(s['file_size'])}, {s['page_count']:,} pages of {s['page_size']} B"),
+        ("log", f"{human_bytes(s['wal_size'])} ({s['wal_frames']:,} pages with a committed image in the log)"),
+        ("records", f"{s['header']['record_count']:,} ({human_bytes(s['header']['live_bytes'])} of keys + values)"),
+        ("tree", f"root page {s['header']['root']}, height {s['header']['tree_height']}"),
+        ("free list", f"{s['freelist_length']:,} pages" if s["freelist_length"] is not None
+         else f"unreadable: {s['freelist_error']}"),
+        ("average fill", percent(s["average_fill"]) + " (pages in use)"),
+    ]
+    lines = [kv_table(rows), "", "page types (page 0, the file header, not counted):"]
+    types = s["page_types"]
+    width = max((len(k) for k in types), default=4)
+    for name, count in sorted(types.items(), key=lambda kv: (-kv[1], kv[0])):
+        lines.append(f"  {name.ljust(width)}  {count:>9,}")
+    fill = s["fill"]
+    if fill:
+        kinds = sorted(fill, key=lambda k: -sum(fill[k]))
+        lines += ["", "fill distribution (pages per 10% band; free pages left out):"]
+        cols = [max(len(k), 6) for k in kinds]
+        lines.append("  " + "band".ljust(9) + "  ".join(k.rjust(w) for k, w in zip(kinds, cols)))
+        totals = [sum(fill[k][b] for k in kinds) for b in range(FILL_BUCKETS)]
+        peak = max(totals) or 1
+        for b in range(FILL_BUCKETS):
+            band = f"{10 * b:>3}-{10 * (b + 1)}%".ljust(9)
+            cells = "  ".join(f"{fill[k][b]:>{w},}" for k, w in zip(kinds, cols))
+            bar = "#" * round(30 * totals[b] / peak)
+            lines.append(f"  {band}{cells}  {bar}".rstrip())
+    if s["corrupt"]:
+        lines += ["", f"{len(s['corrupt'])} pages FAIL verification:"]
+        for c in s["corrupt"][:50]:
+            lines.append(f"  page {c['pgno']}: {c['error']}")
+        if len(s["corrupt"]) > 50:
+            lines.append(f"  ... and {len(s['corrupt']) - 50} more")
+    return "\n".join(lines)
+
+
+def format_page(p: Dict[str, Any]) -> str:
+    """format_page renders inspect.decode_page's result for a terminal."""
+    if p["kind"] == "header":
+        return "page 0: file header\n" + kv_table([(k, str(v)) for k, v in p["fields"].items()])
+    head = f"page {p['pgno']}: {p['kind']}"
+    if not p["verified"]:
+        head += f" -- FAILS VERIFICATION: {p['error']} (decoded anyway)"
+    f = p["fields"]
+    rows = [(k, str(v)) for k, v in f.items()]
+    rows += [
+        ("contiguous free", f"{p['contiguous_free']} B (upper - lower)"),
+        ("free space", f"{p['free_space']} B (after compaction)"),
+        ("fill", percent(p["fill"])),
+    ]
+    lines = [head, kv_table(rows), "", f"slot directory ({len(p['slots'])} slots):"]
+    lines.append("  slot  offset  length  state     record")
+    for s in p["slots"]:
+        lines.append(f"  {s['slot']:>4}  {s['offset']:>6}  {s['length']:>6}  {s['state']:<8}  {s.get('preview', '')}".rstrip())
+    if p.get("slots_truncated"):
+        lines.append(f"  ... {p['slots_truncated']} more slots claimed by the header lie past the end of the page")
+    return "\n".join(lines)
+
+
+@cli.command(short_help="Write every record as JSON lines to stdout.")
+@db_argument
+def dump(db: str) -> None:
+    """Write every record of DB to stdout as JSON lines, in key order (read-only).
+
+    One {"k": base64, "v": base64} object per line. Streams: memory stays
+    bounded however large the store. Read back with `pagestore load`.
+    """
+    out = sys.stdout
+    b64 = base64.b64encode
+    with opened(db) as store:
+        for k, v in store.items():
+            out.write('{"k":"%s","v":"%s"}\n' % (b64(k).decode("ascii"), b64(v).decode("ascii")))
+    out.flush()
+
+
+@cli.command(short_help="Read JSON lines (from dump) into DB.")
+@db_argument
+@click.argument("source", type=click.File("rb"), default="-")
+@click.option("--batch", type=click.IntRange(min=1), default=LOAD_BATCH, show_default=True,
+              help="Records per transaction.")
+@click.option("--page-size", type=int, default=4096, show_default=True, help="Page size if DB is created.")
+@progress_option
+def load(db: str, source: Any, batch: int, page_size: int, progress: Optional[bool]) -> None:
+    """Read JSON lines ({"k": base64, "v": base64}) from SOURCE (default stdin) into DB.
+
+    Creates DB if it does not exist; existing keys are overwritten. Commits
+    every --batch records as one transaction; if a line is bad, the batches
+    before it stay committed and the error names the line.
+    """
+    from tqdm import tqdm
+
+    loaded = 0
+    bar = tqdm(desc="load", unit="rec", unit_scale=True, file=sys.stderr, disable=None if progress is None else not progress)
+    try:
+        with opened(db, write=True, create=True, page_size=page_size) as store:
+            pending: List[Tuple[bytes, bytes]] = []
+
+            def flush() -> None:
+                with store.transaction() as txn:
+                    for k, v in pending:
+                        txn[k] = v
+                bar.update(len(pending))
+                pending.clear()
+
+            for lineno, line in enumerate(source, 1):
+                if not line.strip():
+                    continue
+                pending.append(parse_record(line, lineno))
+                if len(pending) >= batch:
+                    flush()
+                    loaded += batch
+            if pending:
+                loaded += len(pending)
+                flush()
+    finally:
+        bar.close()
+    click.echo(f"loaded {loaded:,} records into {db}", err=True)
+
+
+def parse_record(line: bytes, lineno: int) -> Tuple[bytes, bytes]:
+    """parse_record decodes one dump line into ``(key, value)``. Raises UserError naming the line."""
+    try:
+        obj = json.loads(line)
+        return base64.b64decode(obj["k"], validate=True), base64.b64decode(obj["v"], validate=True)
+    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        raise UserError(f"line {lineno}: not a record {{\"k\": base64, \"v\": base64}} ({type(exc).__name__}: {exc})") from exc
+
+
+@cli.command(short_help="Rewrite DB densely; report bytes returned.")
+@db_argument
+def compact(db: str) -> None:
+    """Rewrite DB densely and shrink the file; report the bytes returned to the OS."""
+    with opened(db, write=True) as store:
+        before = os.path.getsize(db) + _size(db + "-wal")
+        returned = store.compact()
+    after = os.path.getsize(db) + _size(db + "-wal")
+    click.echo(f"{db}: {human_bytes(before)} -> {human_bytes(after)}; {human_bytes(returned)} returned ({returned:,} bytes)")
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:
+        return 0
+
+
+@cli.command(short_help="Print the value of KEY.")
+@db_argument
+@click.argument("key")
+@encoding_options
+@click.option("--raw", is_flag=True, help="Write the value's exact bytes, no newline (ignores the encoding for output).")
+def get(db: str, key: str, encoding: str, raw: bool) -> None:
+    """Print the value of KEY in DB (read-only); exit 1 if it is missing."""
+    k = decode_arg(key, encoding, "KEY")
+    with opened(db) as store:
+        try:
+            value = store[k]
+        except NotFoundError:
+            raise UserError(f"key not found: {encode_out(k, encoding)!r}") from None
+    if raw:
+        sys.stdout.buffer.write(value)
+        sys.stdout.flush()
+    else:
+        click.echo(encode_out(value, encoding))
+
+
+@cli.command(short_help="Set KEY to VALUE.")
+@db_argument
+@click.argument("key")
+@click.argument("value", required=False)
+@encoding_options
+def put(db: str, key: str, value: Optional[str], encoding: str) -> None:
+    """Set KEY to VALUE in DB (created if missing); without VALUE, read it from stdin.
+
+    A value read from stdin is taken byte for byte (no decoding).
+    """
+    k = decode_arg(key, encoding, "KEY")
+    v = sys.stdin.buffer.read() if value is None else decode_arg(value, encoding, "VALUE")
+    with opened(db, write=True, create=True) as store:
+        store[k] = v
+
+
+@cli.command(short_help="Delete KEY.")
+@db_argument
+@click.argument("key")
+@encoding_options
+def delete(db: str, key: str, encoding: str) -> None:
+    """Delete KEY from DB; exit 1 if it is missing."""
+    k = decode_arg(key, encoding, "KEY")
+    with opened(db, write=True) as store:
+        try:
+            del store[k]
+        except NotFoundError:
+            raise UserError(f"key not found: {encode_out(k, encoding)!r}") from None
+
+
+@cli.command(short_help="Print records in key order (a range, a prefix).")
+@db_argument
+@click.option("--start", default=None, help="First key (inclusive).")
+@click.option("--stop", default=None, help="End key (exclusive).")
+@click.option("--prefix", default=None, help="Only keys starting with this.")
+@click.option("--reverse", is_flag=True, help="Descending key order.")
+@click.option("--limit", type=click.IntRange(min=0), default=None, help="At most N records.")
+@click.option("--keys-only", is_flag=True, help="Print keys only.")
+@encoding_options
+def scan(db: str, start: Optional[str], stop: Optional[str], prefix: Optional[str], reverse: bool,
+         limit: Optional[int], keys_only: bool, encoding: str) -> None:
+    """Print records of DB in key order, one `KEY<TAB>VALUE` line each (read-only).
+
+    Streams the range leaf by leaf. Use --hex or --base64 when keys or
+    values may hold tabs, newlines or non-UTF-8 bytes.
+    """
+    lo = None if start is None else decode_arg(start, encoding, "--start")
+    hi = None if stop is None else decode_arg(stop, encoding, "--stop")
+    pre = None if prefix is None else decode_arg(prefix, encoding, "--prefix")
+    out = sys.stdout
+    with opened(db) as store:
+        if keys_only:
+            rows: Iterator[Any] = ((k, None) for k in store.keys(lo, hi, prefix=pre, reverse=reverse))
+        else:
+            rows = store.items(lo, hi, prefix=pre, reverse=reverse)
+        for i, (k, v) in enumerate(rows):
+            if limit is not None and i >= limit:
+                break
+            line = encode_out(k, encoding) if v is None else f"{encode_out(k, encoding)}\t{encode_out(v, encoding)}"
+            out.write(line + "\n")
+    out.flush()
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """main is the console script's entry point (``pagestore``) and ``python -m pagestore``'s."""
+    cli.main(args=argv, prog_name="pagestore")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
