@@ -1,0 +1,821 @@
+"""BTree: the ordered index of a pagestore, mapping keys to record ids.
+
+The tree is a B+tree over slotted pages. It never sees byte offsets: values
+are record ids ``rid = (pgno, slot)`` handed out by the heap, and pages come
+from the pager through four calls (``read``, ``write``, ``allocate``,
+``free``) plus ``pager.meta.root`` / ``pager.meta.tree_height``.
+
+NODE PAGES
+
+A node is one slotted page (see native/pagestore.h for the page header and
+slot array). Slot i holds entry i; slots are dense (no free slots) because a
+node is always written whole: ``page.init`` then one ``append_many``. All
+integers are LITTLE-ENDIAN. Keys are byte strings ordered bytewise (as
+Python compares ``bytes``), 0 to ``max_key_len(page_size)`` bytes long.
+
+LEAF PAGE (page type PS_PAGE_LEAF = 2): slot i = i-th entry in key order
+
+  OFFSET  SIZE  DESCRIPTION
+     0      4   rid page number (u32)
+     4      2   rid slot (u16)
+     6      n   the key (n = record length - 6)
+
+INTERNAL PAGE (page type PS_PAGE_INTERNAL = 3): n children, n - 1 keys
+
+  slot 0:
+  OFFSET  SIZE  DESCRIPTION
+     0      4   leftmost child page number (u32); the record is exactly 4 bytes
+
+  slot i, 0 < i < n:
+  OFFSET  SIZE  DESCRIPTION
+     0      4   child i page number (u32)
+     4      k   separator key i (k = record length - 4)
+
+  Child i holds the keys k with sep_i <= k < sep_(i+1) (sep_0 = -infinity,
+  sep_n = +infinity). A leaf separator is the shortest prefix of the right
+  node's first key that is still greater than the left node's last key.
+
+      internal:  [c0] [c1|s1] [c2|s2]
+                   |      |       |
+                 k < s1  s1 <= k < s2  s2 <= k
+
+A TREE IS VALID if and only if: every leaf is at depth meta.tree_height
+(the root is at depth 1); keys are strictly ascending within a node and lie
+inside the bounds their ancestors' separators give (lo < separator < hi for
+separators); an internal node has at least two children; every node except
+the root uses at least a minimum of its usable bytes (a quarter for leaves,
+a sixth for internal nodes: see ``_choose_split`` for why these fractions
+can always be kept); no page appears twice. ``meta.root == 0`` (with height
+0) is the empty tree before the first put; after that the tree shrinks at
+most to one empty root leaf.
+
+SPACE
+
+Usable bytes U = page_size - 40. An entry costs its record plus its 6-byte
+slot: 12 + len(key) in a leaf, 10 + len(key) in an internal node. A node
+fits a page if and only if the sum of its entry costs is at most U.
+``max_key_len`` keeps three largest entries in a page, which is what lets a
+split always produce two halves that fit and are not underfull.
+
+CACHING
+
+The tree keeps decoded nodes (``_Node``) in a bounded LRU keyed by page
+number, plus a dirty set. Mutations change decoded nodes only; ``flush()``
+encodes every dirty node into ``pager.write(pgno)``, and a dirty node evicted
+from the LRU is encoded on the way out. Pages the pager hands back are never
+kept: they may be evicted and re-read.
+
+Who calls what: the store calls ``flush()`` before every commit (and before
+anything that reads pages directly, such as a checkpoint), and ``reset()``
+after a rollback, when the pager has thrown away uncommitted pages.
+"""
+from __future__ import annotations
+
+import operator
+import struct
+from bisect import bisect_left, bisect_right
+from collections import OrderedDict
+from typing import Dict, Iterator, List, Optional, Set, Tuple
+
+from . import format as fmt
+from .errors import CorruptionError, PageStoreError
+from .page import SlottedPage
+
+Rid = Tuple[int, int]
+
+_RID = struct.Struct("<IH")
+_CHILD = struct.Struct("<I")
+_RID_SIZE = _RID.size  # 6
+_CHILD_SIZE = _CHILD.size  # 4
+_LEAF_COST = fmt.SLOT_SIZE + _RID_SIZE  # 12 bytes per leaf entry, before the key
+_INTERNAL_COST = fmt.SLOT_SIZE + _CHILD_SIZE  # 10 bytes per child, before its key
+
+
+def max_key_len(page_size: int) -> int:
+    """max_key_len returns the longest key a tree on ``page_size`` pages accepts.
+
+    (page_size - 40) // 3 - 16: three largest leaf entries (12 bytes + key)
+    fit in one page with room to spare, which is what makes every split and
+    every redistribution end with two nodes that fit and are not underfull.
+    4096 -> 1336, 512 -> 141.
+    """
+    return (page_size - fmt.HEADER_SIZE) // 3 - 16
+
+
+class _Node:
+    """_Node is the decoded, in-memory form of one node page.
+
+    Leaf: ``keys[i]`` maps to ``vals[i]`` (a rid tuple). Internal: ``vals``
+    are child page numbers, ``keys`` the separators, ``len(vals) ==
+    len(keys) + 1``; child i holds keys in [keys[i-1], keys[i]). ``size`` is
+    the number of page bytes the node needs past the header (entries plus
+    slots), kept up to date by every mutation.
+    """
+
+    __slots__ = ("pgno", "leaf", "keys", "vals", "size")
+
+    def __init__(self, pgno: int, leaf: bool, keys: List[bytes], vals: list, size: int) -> None:
+        self.pgno = pgno
+        self.leaf = leaf
+        self.keys = keys
+        self.vals = vals
+        self.size = size
+
+    def __repr__(self) -> str:
+        kind = "leaf" if self.leaf else "internal"
+        return f"<_Node {kind} pgno={self.pgno} n={len(self.vals)} size={self.size}>"
+
+
+def _node_size(leaf: bool, keys: List[bytes]) -> int:
+    """_node_size computes a node's byte size from scratch (splits, decoding, check)."""
+    if leaf:
+        return _LEAF_COST * len(keys) + sum(map(len, keys))
+    return _INTERNAL_COST * (len(keys) + 1) + sum(map(len, keys))
+
+
+def _separator(left: bytes, right: bytes) -> bytes:
+    """_separator returns the shortest prefix of ``right`` that is greater than ``left`` (left < right).
+
+    Any s with left < s <= right separates the two leaves; the shortest
+    keeps internal nodes small.
+    """
+    n = min(len(left), len(right))
+    i = 0
+    while i < n and left[i] == right[i]:
+        i += 1
+    return right[: i + 1]
+
+
+def _encode(node: _Node) -> List[bytes]:
+    """_encode returns the node's page records, slot order (see the module docstring)."""
+    if node.leaf:
+        pack = _RID.pack
+        return [pack(p, s) + k for k, (p, s) in zip(node.keys, node.vals)]
+    pack = _CHILD.pack
+    vals = node.vals
+    recs = [pack(vals[0])]
+    recs.extend(pack(c) + k for c, k in zip(vals[1:], node.keys))
+    return recs
+
+
+def _decode(pgno: int, page: SlottedPage) -> _Node:
+    """_decode builds a _Node from a node page, trusting nothing it reads.
+
+    Raises:
+        CorruptionError: wrong page type, a slot that is free or overflow, a
+            record too short for its kind, keys out of order (names ``pgno``).
+    """
+    ptype = page.page_type
+    if ptype != fmt.PAGE_LEAF and ptype != fmt.PAGE_INTERNAL:
+        name = fmt.PAGE_TYPE_NAMES.get(ptype, str(ptype))
+        raise CorruptionError(pgno, f"expected a B+tree node page, found page type {name}")
+    recs = page.records()
+    data = bytes(page.buffer)
+    count = len(recs)
+    leaf = ptype == fmt.PAGE_LEAF
+    if not count:
+        if not leaf:
+            raise CorruptionError(pgno, "internal node has no children")
+        return _Node(pgno, True, [], [], 0)
+    slots, offs, lens, states = zip(*recs)
+    if slots[-1] != count - 1 or max(states) != fmt.SLOT_LIVE:
+        raise CorruptionError(pgno, "node slots are not dense and live")
+    if leaf:
+        if min(lens) < _RID_SIZE:
+            raise CorruptionError(pgno, "leaf record shorter than its 6-byte rid")
+        unpack = _RID.unpack_from
+        vals: list = [unpack(data, off) for off in offs]
+        keys = [data[off + _RID_SIZE : off + n] for off, n in zip(offs, lens)]
+    else:
+        if lens[0] != _CHILD_SIZE or min(lens) < _CHILD_SIZE:
+            raise CorruptionError(pgno, "internal record has a bad length")
+        unpack = _CHILD.unpack_from
+        vals = [unpack(data, off)[0] for off in offs]
+        keys = [data[off + _CHILD_SIZE : off + n] for off, n in zip(offs[1:], lens[1:])]
+        if 0 in vals:
+            raise CorruptionError(pgno, "internal node points at page 0")
+    if not all(map(operator.lt, keys, keys[1:])):
+        raise CorruptionError(pgno, "keys are not strictly ascending")
+    return _Node(pgno, leaf, keys, vals, _node_size(leaf, keys))
+
+
+class BTree:
+    """BTree maps byte-string keys to record ids, in key order, over a pager.
+
+    ``get``, ``put`` and ``delete`` are O(height) node visits plus an
+    O(entries per node) list insert or delete; height is O(log n). Nodes are
+    cached decoded (``node_cache`` of them, LRU); see the module docstring for
+    the page format and for when the store must call ``flush`` and ``reset``.
+
+    Example::
+
+        >>> tree = BTree(pager)
+        >>> tree.put(b"apple", (7, 0))
+        >>> tree.get(b"apple")
+        (7, 0)
+        >>> tree.range_batch(b"a", b"b")
+        [(b'apple', (7, 0))]
+    """
+
+    def __init__(self, pager, *, node_cache: int = 256) -> None:
+        if node_cache < 1:
+            raise ValueError(f"node_cache must be at least 1, got {node_cache}")
+        self.pager = pager
+        page_size = pager.page_size
+        self.max_key = max_key_len(page_size)
+        self._usable = page_size - fmt.HEADER_SIZE
+        self._min_leaf = self._usable // 4
+        self._min_internal = self._usable // 6
+        self._capacity = node_cache
+        self._cache: "OrderedDict[int, _Node]" = OrderedDict()
+        self._dirty: Set[int] = set()
+
+    # ---- public operations ----
+
+    def get(self, key: bytes) -> Optional[Rid]:
+        """get returns the rid stored under ``key``, or None. O(log n)."""
+        key = self._check_key(key)
+        root = self.pager.meta.root
+        if not root:
+            return None
+        leaf = self._descend(key, None)
+        keys = leaf.keys
+        i = bisect_left(keys, key)
+        found = leaf.vals[i] if i < len(keys) and keys[i] == key else None
+        self._trim()
+        return found
+
+    def put(self, key: bytes, rid: Rid) -> Optional[Rid]:
+        """put maps ``key`` to ``rid`` and returns the rid it replaced, or None. O(log n).
+
+        Raises:
+            ValueError: the key is longer than ``max_key``, or the rid is not a
+                (u32 pgno, u16 slot) pair.
+            TypeError: the key is not bytes-like.
+        """
+        key = self._check_key(key)
+        if len(key) > self.max_key:
+            raise ValueError(f"key of {len(key)} bytes exceeds the longest this page size allows ({self.max_key})")
+        try:
+            pgno, slot = map(operator.index, rid)
+            ok = 0 <= pgno <= 0xFFFFFFFF and 0 <= slot <= 0xFFFF
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(f"rid must be a (pgno, slot) pair of a u32 and a u16, got {rid!r}")
+        rid = (pgno, slot)
+        meta = self.pager.meta
+        if not meta.root:
+            page = self.pager.allocate(fmt.PAGE_LEAF)
+            node = _Node(page.pgno, True, [], [], 0)
+            self._adopt(node)
+            meta.root = node.pgno
+            meta.tree_height = 1
+        path: List[Tuple[_Node, int]] = []
+        leaf = self._descend(key, path)
+        keys = leaf.keys
+        i = bisect_left(keys, key)
+        if i < len(keys) and keys[i] == key:
+            old = leaf.vals[i]
+            if old != rid:
+                leaf.vals[i] = rid
+                self._dirty.add(leaf.pgno)
+            self._trim()
+            return old
+        keys.insert(i, key)
+        leaf.vals.insert(i, rid)
+        leaf.size += _LEAF_COST + len(key)
+        self._dirty.add(leaf.pgno)
+        if leaf.size > self._usable:
+            self._fix_up(path, leaf, append=i == len(keys) - 1)
+        self._trim()
+        return None
+
+    def delete(self, key: bytes) -> Optional[Rid]:
+        """delete removes ``key`` and returns the rid it mapped to, or None if absent. O(log n)."""
+        key = self._check_key(key)
+        if not self.pager.meta.root:
+            return None
+        path: List[Tuple[_Node, int]] = []
+        leaf = self._descend(key, path)
+        keys = leaf.keys
+        i = bisect_left(keys, key)
+        if i == len(keys) or keys[i] != key:
+            self._trim()
+            return None
+        old = leaf.vals.pop(i)
+        del keys[i]
+        leaf.size -= _LEAF_COST + len(key)
+        self._dirty.add(leaf.pgno)
+        if path and leaf.size < self._min_leaf:
+            self._fix_up(path, leaf)
+        self._trim()
+        return old
+
+    def range_batch(
+        self,
+        lo: Optional[bytes],
+        hi: Optional[bytes],
+        reverse: bool = False,
+        resume: Optional[bytes] = None,
+    ) -> List[Tuple[bytes, Rid]]:
+        """range_batch returns the next run of entries with lo <= key < hi, from at most one leaf.
+
+        Ascending order (descending if ``reverse``); with ``resume``, only keys
+        strictly after it in that order. Returns what is left of one leaf,
+        moving on to the neighbouring leaf when the current one has nothing
+        left; ``[]`` only when the range is exhausted. Every call descends
+        from the root, so writes between calls are safe: loop with
+        ``resume`` = the last key returned. O(log n + one leaf).
+        """
+        lo = None if lo is None else self._check_key(lo)
+        hi = None if hi is None else self._check_key(hi)
+        resume = None if resume is None else self._check_key(resume)
+        if not self.pager.meta.root:
+            return []
+        try:
+            if reverse:
+                return self._batch_reverse(lo, hi, resume)
+            return self._batch_forward(lo, hi, resume)
+        finally:
+            self._trim()
+
+    def flush(self) -> None:
+        """flush encodes every dirty node into its page (``pager.write``). Call before each commit."""
+        cache = self._cache
+        for pgno in sorted(self._dirty):
+            self._write_node(cache[pgno])
+        self._dirty.clear()
+
+    def reset(self) -> None:
+        """reset forgets every cached node, dirty ones included. Call after a rollback."""
+        self._cache.clear()
+        self._dirty.clear()
+
+    def pages(self) -> Iterator[int]:
+        """pages yields the number of every page the tree uses (root first, depth-first)."""
+        root = self.pager.meta.root
+        if not root:
+            return
+        stack = [root]
+        while stack:
+            pgno = stack.pop()
+            yield pgno
+            node = self._peek(pgno)
+            if not node.leaf:
+                stack.extend(reversed(node.vals))
+
+    def entries(self) -> Iterator[Tuple[bytes, Rid]]:
+        """entries yields every (key, rid) in key order. Do not write while iterating."""
+        root = self.pager.meta.root
+        if not root:
+            return
+        stack = [root]
+        while stack:
+            node = self._peek(stack.pop())
+            if node.leaf:
+                yield from zip(node.keys, node.vals)
+            else:
+                stack.extend(reversed(node.vals))
+
+    def check(self) -> Dict[str, int]:
+        """check verifies every invariant of the tree and returns its counts. O(pages).
+
+        Flushes dirty nodes first, then decodes every node page afresh and
+        checks: page structure (``page.check``) and stamped number, node type
+        by depth, keys strictly ascending and inside their separators'
+        bounds, every leaf at depth ``meta.tree_height``, at least two
+        children per internal node, no non-root node underfull, no page
+        visited twice, and that each cached node equals its page.
+
+        Returns:
+            ``{"pages", "leaves", "internal", "entries", "height", "used_bytes"}``.
+
+        Raises:
+            CorruptionError: the first violation found, naming its page.
+        """
+        self.flush()
+        meta = self.pager.meta
+        root, height = meta.root, meta.tree_height
+        stats = {"pages": 0, "leaves": 0, "internal": 0, "entries": 0, "height": height, "used_bytes": 0}
+        if not root:
+            if height:
+                raise CorruptionError(None, f"tree height is {height} but there is no root")
+            return stats
+        if height < 1:
+            raise CorruptionError(root, f"tree height {height} with a root page")
+        seen: Set[int] = set()
+        # (pgno, depth, lo, hi): lo inclusive, hi exclusive, None unbounded
+        stack: List[Tuple[int, int, Optional[bytes], Optional[bytes]]] = [(root, 1, None, None)]
+        while stack:
+            pgno, depth, lo, hi = stack.pop()
+            node = self._check_node(pgno, depth, height, lo, hi, seen)
+            stats["pages"] += 1
+            stats["used_bytes"] += node.size
+            if node.leaf:
+                stats["leaves"] += 1
+                stats["entries"] += len(node.keys)
+                continue
+            stats["internal"] += 1
+            bounds = [lo] + node.keys + [hi]
+            for i in range(len(node.vals) - 1, -1, -1):
+                stack.append((node.vals[i], depth + 1, bounds[i], bounds[i + 1]))
+        assert self._dirty <= self._cache.keys()
+        return stats
+
+    # ---- descent and scans ----
+
+    @staticmethod
+    def _check_key(key: bytes) -> bytes:
+        if type(key) is bytes:
+            return key
+        if isinstance(key, (bytearray, memoryview)):
+            return bytes(key)
+        raise TypeError(f"key must be bytes-like, not {type(key).__name__}")
+
+    def _descend(self, key: bytes, path: Optional[List[Tuple[_Node, int]]]) -> _Node:
+        """_descend returns the leaf whose range holds ``key``, recording (node, child index) in ``path``."""
+        meta = self.pager.meta
+        node = self._load(meta.root)
+        for _ in range(meta.tree_height - 1):
+            if node.leaf:
+                raise CorruptionError(node.pgno, f"leaf above the tree height {meta.tree_height}")
+            i = bisect_right(node.keys, key)
+            if path is not None:
+                path.append((node, i))
+            node = self._load(node.vals[i])
+        if not node.leaf:
+            raise CorruptionError(node.pgno, f"internal node at the tree height {meta.tree_height}")
+        return node
+
+    def _descend_edge(self, path: List[Tuple[_Node, int]], key: Optional[bytes], last: bool) -> _Node:
+        """_descend_edge descends towards ``key`` (bisect_left: towards keys < key) or, when None,
+        the first or last leaf; records the path."""
+        meta = self.pager.meta
+        node = self._load(meta.root)
+        for _ in range(meta.tree_height - 1):
+            if node.leaf:
+                raise CorruptionError(node.pgno, f"leaf above the tree height {meta.tree_height}")
+            if key is None:
+                i = len(node.vals) - 1 if last else 0
+            else:
+                i = bisect_left(node.keys, key)
+            path.append((node, i))
+            node = self._load(node.vals[i])
+        if not node.leaf:
+            raise CorruptionError(node.pgno, f"internal node at the tree height {meta.tree_height}")
+        return node
+
+    def _step(self, path: List[Tuple[_Node, int]], forward: bool) -> Optional[_Node]:
+        """_step moves ``path`` to the next (or previous) leaf and returns it; None past the end."""
+        while path:
+            node, i = path.pop()
+            j = i + 1 if forward else i - 1
+            if 0 <= j < len(node.vals):
+                path.append((node, j))
+                child = self._load(node.vals[j])
+                while not child.leaf:
+                    k = 0 if forward else len(child.vals) - 1
+                    path.append((child, k))
+                    child = self._load(child.vals[k])
+                return child
+        return None
+
+    def _batch_forward(self, lo, hi, resume) -> List[Tuple[bytes, Rid]]:
+        if resume is not None and (lo is None or resume >= lo):
+            start, inclusive = resume, False
+        else:
+            start, inclusive = lo, True
+        if start is not None and hi is not None and start >= hi:
+            return []
+        path: List[Tuple[_Node, int]] = []
+        if start is None:
+            leaf = self._descend_edge(path, None, last=False)
+            i = 0
+        else:
+            leaf = self._descend(start, path)
+            i = bisect_left(leaf.keys, start) if inclusive else bisect_right(leaf.keys, start)
+        while True:
+            keys = leaf.keys
+            if i < len(keys):
+                j = len(keys) if hi is None else bisect_left(keys, hi, i)
+                return list(zip(keys[i:j], leaf.vals[i:j]))
+            nxt = self._step(path, True)
+            if nxt is None:
+                return []
+            leaf, i = nxt, 0
+
+    def _batch_reverse(self, lo, hi, resume) -> List[Tuple[bytes, Rid]]:
+        bound = hi if resume is None or (hi is not None and hi <= resume) else resume
+        if bound is not None and lo is not None and bound <= lo:
+            return []
+        path: List[Tuple[_Node, int]] = []
+        leaf = self._descend_edge(path, bound, last=True)
+        i = len(leaf.keys) if bound is None else bisect_left(leaf.keys, bound)
+        while True:
+            if i > 0:
+                keys = leaf.keys
+                j = 0 if lo is None else bisect_left(keys, lo, 0, i)
+                out = list(zip(keys[j:i], leaf.vals[j:i]))
+                out.reverse()
+                return out
+            prev = self._step(path, False)
+            if prev is None:
+                return []
+            leaf, i = prev, len(prev.keys)
+
+    # ---- structure changes ----
+
+    def _fix_up(self, path: List[Tuple[_Node, int]], node: _Node, append: bool = False) -> None:
+        """_fix_up restores the size invariants from ``node`` up to the root.
+
+        At each level the changed child is split if it overflows its page or
+        rebalanced with a sibling if it is underfull; either changes its
+        parent, which is examined next. A level where nothing changes ends the
+        walk. At the root, an overflow grows the tree by one level and an
+        internal root left with one child is replaced by that child.
+        ``append``: the change was an insert at the end of the node, so a
+        split keeps the left node full (ascending bulk loads).
+        """
+        usable = self._usable
+        child = node
+        while path:
+            parent, i = path.pop()
+            if child.size > usable:
+                sep, right = self._split(child, append)
+                append = append and i == len(parent.keys)
+                parent.keys.insert(i, sep)
+                parent.vals.insert(i + 1, right.pgno)
+                parent.size += _INTERNAL_COST + len(sep)
+            elif child.size < (self._min_leaf if child.leaf else self._min_internal):
+                self._rebalance(parent, i, child)
+            else:
+                return
+            self._dirty.add(parent.pgno)
+            child = parent
+        meta = self.pager.meta
+        if child.size > usable:
+            sep, right = self._split(child, append)
+            page = self.pager.allocate(fmt.PAGE_INTERNAL)
+            root = _Node(page.pgno, False, [sep], [child.pgno, right.pgno], 0)
+            root.size = _node_size(False, root.keys)
+            self._adopt(root)
+            meta.root = root.pgno
+            meta.tree_height += 1
+        while not child.leaf and len(child.vals) == 1:
+            only = child.vals[0]
+            self._release(child.pgno)
+            meta.root = only
+            meta.tree_height -= 1
+            child = self._load(only)
+
+    def _split(self, node: _Node, append: bool) -> Tuple[bytes, _Node]:
+        """_split moves the upper part of an overflowing node to a new right sibling.
+
+        Returns the separator for the parent and the new node.
+        """
+        keys, vals = node.keys, node.vals
+        m = self._choose_split(node.leaf, keys, append)
+        page = self.pager.allocate(fmt.PAGE_LEAF if node.leaf else fmt.PAGE_INTERNAL)
+        if node.leaf:
+            right = _Node(page.pgno, True, keys[m:], vals[m:], 0)
+            sep = _separator(keys[m - 1], keys[m])
+            del keys[m:]
+            del vals[m:]
+        else:
+            # children 0..m-1 stay, key m-1 (the separator before child m) moves up
+            right = _Node(page.pgno, False, keys[m:], vals[m:], 0)
+            sep = keys[m - 1]
+            del keys[m - 1 :]
+            del vals[m:]
+        node.size = _node_size(node.leaf, keys)
+        right.size = _node_size(right.leaf, right.keys)
+        self._dirty.add(node.pgno)
+        self._adopt(right)
+        return sep, right
+
+    def _choose_split(self, leaf: bool, keys: List[bytes], append: bool) -> int:
+        """_choose_split picks where a run of entries is cut in two.
+
+        For a leaf, entries [0, m) go left and [m, n) right. For an internal
+        run (children 0..n, keys[j] between child j and j+1) children [0, m)
+        go left, keys[m-1] moves up, children [m, n] go right. Among the cuts
+        that leave both sides within [minimum, usable] bytes, pick the most
+        even one, or with ``append`` the one that leaves the left side
+        fullest.
+
+        Why a valid cut always exists: the run overflows a page by at most
+        one entry plus an underfull node, entries are at most E = 12 +
+        max_key (a third of a page) and cumulative sizes move in steps of at
+        most E, so the first cut whose left side reaches the minimum T leaves
+        both sides in range when 2T + E <= U (leaves; T = U/4) or, since an
+        internal cut also removes the moved-up key, 2T + 2E - 10 <= U
+        (internal; T = U/6). A quarter for internal nodes could be broken by
+        runs of near-maximal separators, so they get a sixth.
+        """
+        usable = self._usable
+        if leaf:
+            cost, minimum = _LEAF_COST, self._min_leaf
+            total = cost * len(keys) + sum(map(len, keys))
+        else:
+            cost, minimum = _INTERNAL_COST, self._min_internal
+            total = cost * (len(keys) + 1) + sum(map(len, keys))
+        best, best_score = -1, -1
+        # left(m) grows by one entry per step: a leaf's [0, m) is sum_{j<m} (cost + len k_j); an
+        # internal left side is its first child (cost, no key) plus (cost + len k_j) for j < m-1,
+        # and its right side is what remains less the key that moves up.
+        left = 0 if leaf else cost
+        n = len(keys) if leaf else len(keys) + 1
+        for m in range(1, n):
+            if leaf:
+                left += cost + len(keys[m - 1])
+                right = total - left
+            else:
+                if m > 1:
+                    left += cost + len(keys[m - 2])
+                right = total - left - len(keys[m - 1])
+            if left > usable:
+                break
+            if right > usable or left < minimum or right < minimum:
+                continue
+            score = left if append else min(left, right)
+            if score > best_score:
+                best, best_score = m, score
+        assert best > 0, f"no valid split of {n} entries, {total} bytes"
+        return best
+
+    def _rebalance(self, parent: _Node, i: int, child: _Node) -> None:
+        """_rebalance fixes an underfull child i of ``parent``: merge with a sibling if the two fit one page,
+        else redistribute entries between them (which always leaves both at or above the minimum)."""
+        usable = self._usable
+        vals = parent.vals
+        left = right = None
+        if i > 0:
+            left = self._load(vals[i - 1])
+            if self._merged_size(left, child, parent.keys[i - 1]) <= usable:
+                self._merge(parent, i - 1, left, child)
+                return
+        if i + 1 < len(vals):
+            right = self._load(vals[i + 1])
+            if self._merged_size(child, right, parent.keys[i]) <= usable:
+                self._merge(parent, i, child, right)
+                return
+        if right is not None:
+            self._redistribute(parent, i, child, right)
+        else:
+            assert left is not None, "a non-root node always has a sibling"
+            self._redistribute(parent, i - 1, left, child)
+
+    @staticmethod
+    def _merged_size(a: _Node, b: _Node, sep: bytes) -> int:
+        # merging internal nodes pulls the parent's separator down as the key of b's first child
+        return a.size + b.size if a.leaf else a.size + b.size + len(sep)
+
+    def _merge(self, parent: _Node, j: int, a: _Node, b: _Node) -> None:
+        """_merge appends b (child j+1) to a (child j) and frees b's page."""
+        sep = parent.keys[j]
+        a.size = self._merged_size(a, b, sep)
+        if not a.leaf:
+            a.keys.append(sep)
+        a.keys.extend(b.keys)
+        a.vals.extend(b.vals)
+        del parent.keys[j]
+        del parent.vals[j + 1]
+        parent.size -= _INTERNAL_COST + len(sep)
+        self._dirty.add(a.pgno)
+        self._release(b.pgno)
+
+    def _redistribute(self, parent: _Node, j: int, a: _Node, b: _Node) -> None:
+        """_redistribute re-cuts children j and j+1 of ``parent`` evenly and replaces their separator."""
+        old_sep = parent.keys[j]
+        vals = a.vals + b.vals
+        if a.leaf:
+            keys = a.keys + b.keys
+            m = self._choose_split(True, keys, False)
+            sep = _separator(keys[m - 1], keys[m])
+            a.keys, a.vals = keys[:m], vals[:m]
+            b.keys, b.vals = keys[m:], vals[m:]
+        else:
+            keys = a.keys + [old_sep] + b.keys
+            m = self._choose_split(False, keys, False)
+            sep = keys[m - 1]
+            a.keys, a.vals = keys[: m - 1], vals[:m]
+            b.keys, b.vals = keys[m:], vals[m:]
+        a.size = _node_size(a.leaf, a.keys)
+        b.size = _node_size(b.leaf, b.keys)
+        parent.keys[j] = sep
+        parent.size += len(sep) - len(old_sep)
+        self._dirty.add(a.pgno)
+        self._dirty.add(b.pgno)
+
+    # ---- the node cache ----
+
+    def _load(self, pgno: int) -> _Node:
+        """_load returns the decoded node of ``pgno``, from the cache or its page (then cached)."""
+        cache = self._cache
+        node = cache.get(pgno)
+        if node is not None:
+            cache.move_to_end(pgno)
+            return node
+        node = self._read_node(pgno)
+        cache[pgno] = node
+        return node
+
+    def _peek(self, pgno: int) -> _Node:
+        """_peek returns the decoded node without caching it (whole-tree walks must not flood the LRU)."""
+        node = self._cache.get(pgno)
+        return node if node is not None else self._read_node(pgno)
+
+    def _read_node(self, pgno: int) -> _Node:
+        if not pgno:
+            raise CorruptionError(0, "a tree pointer names page 0")
+        page = self.pager.read(pgno)
+        try:
+            return _decode(pgno, page)
+        except CorruptionError as exc:
+            if exc.pgno == pgno:
+                raise
+            raise CorruptionError(pgno, exc.detail) from exc
+        except PageStoreError as exc:  # any other C status from records(): the page is not sound
+            raise CorruptionError(pgno, str(exc)) from exc
+
+    def _adopt(self, node: _Node) -> None:
+        """_adopt caches a node created in memory (its page freshly allocated) as dirty."""
+        self._cache[node.pgno] = node
+        self._dirty.add(node.pgno)
+
+    def _release(self, pgno: int) -> None:
+        """_release forgets a node and gives its page back to the pager."""
+        self._cache.pop(pgno, None)
+        self._dirty.discard(pgno)
+        self.pager.free(pgno)
+
+    def _write_node(self, node: _Node) -> None:
+        page = self.pager.write(node.pgno)
+        page.init(node.pgno, fmt.PAGE_LEAF if node.leaf else fmt.PAGE_INTERNAL)
+        recs = _encode(node)
+        if recs:
+            page.append_many(recs)
+
+    def _trim(self) -> None:
+        """_trim evicts least recently used nodes beyond the capacity, encoding dirty ones.
+
+        Called only at the end of a public operation, so nodes an operation
+        holds are never evicted under it.
+        """
+        cache, dirty = self._cache, self._dirty
+        while len(cache) > self._capacity:
+            pgno, node = cache.popitem(last=False)
+            if pgno in dirty:
+                self._write_node(node)
+                dirty.discard(pgno)
+
+    # ---- check ----
+
+    def _check_node(
+        self,
+        pgno: int,
+        depth: int,
+        height: int,
+        lo: Optional[bytes],
+        hi: Optional[bytes],
+        seen: Set[int],
+    ) -> _Node:
+        if pgno in seen:
+            raise CorruptionError(pgno, "page is reachable twice in the tree")
+        if pgno == 0:
+            raise CorruptionError(0, "a tree pointer names page 0")
+        seen.add(pgno)
+        page = self.pager.read(pgno)
+        try:
+            page.check()
+        except CorruptionError as exc:
+            raise CorruptionError(pgno, exc.detail) from exc
+        if page.pgno != pgno:
+            raise CorruptionError(pgno, f"page is stamped with number {page.pgno}")
+        node = self._read_node(pgno)
+        want_leaf = depth == height
+        if node.leaf != want_leaf:
+            kind = "leaf" if node.leaf else "internal node"
+            raise CorruptionError(pgno, f"{kind} at depth {depth} of a tree of height {height}")
+        cached = self._cache.get(pgno)
+        if cached is not None:
+            if cached.leaf != node.leaf or cached.keys != node.keys or cached.vals != node.vals:
+                raise CorruptionError(pgno, "cached node differs from its page")
+            if cached.size != node.size:
+                raise CorruptionError(pgno, f"cached node size {cached.size} != {node.size} computed")
+        keys = node.keys
+        if keys:
+            if lo is not None and keys[0] < lo or lo is not None and not node.leaf and keys[0] == lo:
+                raise CorruptionError(pgno, "first key is below the separator that bounds this node")
+            if hi is not None and keys[-1] >= hi:
+                raise CorruptionError(pgno, "last key is not below the separator that bounds this node")
+        if not node.leaf and len(node.vals) < 2:
+            raise CorruptionError(pgno, f"internal node has {len(node.vals)} child")
+        if depth > 1:
+            minimum = self._min_leaf if node.leaf else self._min_internal
+            if node.size < minimum:
+                raise CorruptionError(pgno, f"underfull: {node.size} bytes used, minimum {minimum}")
+        if node.size > self._usable:
+            raise CorruptionError(pgno, f"node needs {node.size} bytes, a page has {self._usable}")
+        return node
