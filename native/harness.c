@@ -1,0 +1,828 @@
+/*
+** harness.c: a sanitizer-built stress test of the page layer, in C.
+**
+** The Python tests go through cffi, where an out-of-bounds write may land in
+** some other object and go unnoticed. Here every page is its own heap
+** allocation of exactly page_size bytes, so AddressSanitizer catches a stray
+** access at the first byte past it, and UBSan catches shifts and overflows.
+** Three parts, all seeded and deterministic:
+**
+**   ops     random operation sequences against an in-C model of the records;
+**           after every operation the page must validate and every live
+**           record must read back the model's bytes.
+**   images  random buffers and mutated valid pages through ps_page_validate;
+**           the ones that validate go through every operation and must stay
+**           valid, the ones that don't go through every operation anyway
+**           (the header promises an error code, never a stray access).
+**   crc     ps_crc32c (hardware path when present) == ps_crc32c_sw.
+**
+** Usage: harness [ITERATIONS [SEED]]. Built and run by run_harness.sh.
+*/
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pagestore.h"
+
+/* ---- deterministic randomness (xorshift64*) ---- */
+
+static uint64_t rng_state;
+
+static uint64_t rnd(void) {
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 0x2545F4914F6CDD1DULL;
+}
+
+/* below: uniform in [0, n), n > 0. */
+static uint32_t below(uint32_t n) { return (uint32_t)(rnd() % n); }
+
+/* fill_tag: the bytes of a record are a function of (tag, length), so the
+** model stores two integers per record instead of a copy of its bytes. */
+static void fill_tag(uint8_t *out, uint32_t tag, uint32_t len) {
+    uint64_t s = 0x9E3779B97F4A7C15ULL * (tag + 1);
+    for (uint32_t i = 0; i < len; i++) {
+        s ^= s >> 12; s ^= s << 25; s ^= s >> 27;
+        out[i] = (uint8_t)((s * 0x2545F4914F6CDD1DULL) >> 56);
+    }
+}
+
+/* ---- failure reporting ---- */
+
+static uint64_t failures;
+static const char *context = "";
+
+static void fail(const char *fmt, ...) {
+    va_list ap;
+    failures++;
+    if (failures > 20) return; /* the first few tell the story */
+    fprintf(stderr, "FAIL [%s] ", context);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static uint32_t rd16(const uint8_t *p) { return (uint32_t)p[0] | ((uint32_t)p[1] << 8); }
+static uint32_t rd32(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+static void wr16(uint8_t *p, uint32_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+static void wr32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
+}
+
+/* ---- the model: slot id -> (live, state, length, tag) ---- */
+
+typedef struct {
+    uint8_t live, state;
+    uint32_t len, tag;
+} mrec_t;
+
+static mrec_t model[PS_MAX_SLOTS + 8];
+static uint32_t m_nslots;       /* highest live slot + 1 (trailing free slots trimmed) */
+static uint32_t m_nlive;
+static uint64_t m_bytes;        /* sum of live lengths */
+static uint32_t next_tag;
+
+/* Scratch buffers, heap-allocated once at the largest page size. */
+static uint8_t *scratch, *data_buf, *backup;
+static uint16_t *ra_slots;
+static uint32_t *ra_offs, *ra_lens;
+static uint8_t *ra_states;
+
+static void model_reset(void) {
+    memset(model, 0, sizeof model);
+    m_nslots = m_nlive = 0;
+    m_bytes = 0;
+}
+
+static uint32_t model_free(uint32_t page_size) {
+    return page_size - PS_HEADER_SIZE - PS_SLOT_SIZE * m_nslots - (uint32_t)m_bytes;
+}
+
+static uint32_t model_lowest_free(void) {
+    for (uint32_t i = 0; i < m_nslots; i++)
+        if (!model[i].live) return i;
+    return m_nslots;
+}
+
+/* model_max_insert: what ps_page_free_space must report as max insertable. */
+static uint32_t model_max_insert(uint32_t page_size) {
+    uint32_t total = model_free(page_size);
+    if (m_nlive < m_nslots) return total > PS_MAX_RECORD ? PS_MAX_RECORD : total;
+    if (m_nslots >= PS_MAX_SLOTS) return 0;
+    uint32_t m = total >= PS_SLOT_SIZE ? total - PS_SLOT_SIZE : 0;
+    return m > PS_MAX_RECORD ? PS_MAX_RECORD : m;
+}
+
+/* model_insert_fits: does a len-byte insert succeed (after compaction)? */
+static int model_insert_fits(uint32_t page_size, uint32_t len) {
+    uint32_t slot = model_lowest_free();
+    if (slot == m_nslots && m_nslots >= PS_MAX_SLOTS) return 0;
+    uint32_t need = len + (slot == m_nslots ? PS_SLOT_SIZE : 0);
+    return need <= model_free(page_size);
+}
+
+static void model_set(uint32_t slot, uint32_t len, uint32_t tag, uint8_t state) {
+    if (model[slot].live) {
+        m_bytes -= model[slot].len;
+    } else {
+        m_nlive++;
+    }
+    model[slot] = (mrec_t){1, state, len, tag};
+    m_bytes += len;
+    if (slot >= m_nslots) m_nslots = slot + 1;
+}
+
+static void model_delete(uint32_t slot) {
+    m_bytes -= model[slot].len;
+    m_nlive--;
+    model[slot].live = 0;
+    while (m_nslots > 0 && !model[m_nslots - 1].live) m_nslots--;
+}
+
+/* pick_live: a random live slot; the model must have one. */
+static uint32_t pick_live(void) {
+    uint32_t k = below(m_nlive);
+    for (uint32_t i = 0; i < m_nslots; i++)
+        if (model[i].live && k-- == 0) return i;
+    return 0;
+}
+
+/* ---- checking a page against the model ---- */
+
+static void check_against_model(const uint8_t *page, uint32_t page_size) {
+    int rc = ps_page_validate(page, page_size);
+    if (rc != PS_OK) {
+        fail("validate: %s", ps_strerror(rc));
+        return;
+    }
+    if (rd16(page + PS_OFF_NSLOTS) != m_nslots)
+        fail("nslots %u, model %u", rd16(page + PS_OFF_NSLOTS), m_nslots);
+    if (rd16(page + PS_OFF_NLIVE) != m_nlive)
+        fail("nlive %u, model %u", rd16(page + PS_OFF_NLIVE), m_nlive);
+    uint32_t contiguous, total, max_insert;
+    rc = ps_page_free_space(page, page_size, &contiguous, &total, &max_insert);
+    if (rc != PS_OK) fail("free_space: %s", ps_strerror(rc));
+    if (total != model_free(page_size)) fail("total free %u, model %u", total, model_free(page_size));
+    if (contiguous > total) fail("contiguous %u > total %u", contiguous, total);
+    if (max_insert != model_max_insert(page_size))
+        fail("max_insert %u, model %u", max_insert, model_max_insert(page_size));
+
+    for (uint32_t i = 0; i < m_nslots + 2; i++) {
+        uint32_t off = 0, len = 0;
+        uint8_t st = 0;
+        rc = ps_page_read(page, page_size, i, &off, &len, &st);
+        if (i >= m_nslots || !model[i].live) {
+            if (rc != PS_ENOSLOT) fail("read of dead slot %u: rc %d", i, rc);
+            continue;
+        }
+        if (rc != PS_OK) { fail("read slot %u: %s", i, ps_strerror(rc)); continue; }
+        if (len != model[i].len || st != model[i].state) {
+            fail("slot %u: len %u state %u, model len %u state %u", i, len, st, model[i].len,
+                 model[i].state);
+            continue;
+        }
+        if (len > 0 && (off < PS_HEADER_SIZE || (uint64_t)off + len > page_size)) {
+            fail("slot %u: record [%u, +%u) outside the page", i, off, len);
+            continue;
+        }
+        fill_tag(scratch, model[i].tag, len);
+        if (len > 0 && memcmp(page + off, scratch, len) != 0) fail("slot %u: bytes differ", i);
+    }
+
+    uint32_t count = 0;
+    rc = ps_page_read_all(page, page_size, ra_slots, ra_offs, ra_lens, ra_states, PS_MAX_SLOTS, &count);
+    if (rc != PS_OK) { fail("read_all: %s", ps_strerror(rc)); return; }
+    if (count != m_nlive) fail("read_all count %u, model %u", count, m_nlive);
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < m_nslots && k < count; i++) {
+        if (!model[i].live) continue;
+        if (ra_slots[k] != i || ra_lens[k] != model[i].len || ra_states[k] != model[i].state)
+            fail("read_all entry %u: slot %u len %u, model slot %u len %u", k, ra_slots[k], ra_lens[k],
+                 i, model[i].len);
+        k++;
+    }
+}
+
+/* ---- part 1: operation sequences ---- */
+
+static uint64_t n_ops;
+
+/* pick_len: lengths that hit the interesting places: empty, small, large,
+** exactly the capacity, and one past it. */
+static uint32_t pick_len(uint32_t page_size, uint32_t cap) {
+    switch (below(12)) {
+    case 0: return 0;
+    case 1: case 2: case 3: case 4: return 1 + below(32);
+    case 5: case 6: return below(page_size / 8 + 1);
+    case 7: return below(page_size / 2 + 1);
+    case 8: return cap;
+    case 9: return cap + 1;
+    case 10: return cap > 4 ? cap - below(5) : cap;
+    default: return cap + 1 + below(64);
+    }
+}
+
+static uint32_t pick_page_size(void) {
+    static const uint32_t sizes[] = {512, 512, 512, 1024, 2048, 4096, 4096, 8192, 16384, 32768, 65536};
+    return sizes[below(sizeof sizes / sizeof sizes[0])];
+}
+
+static void op_insert(uint8_t *page, uint32_t page_size) {
+    uint32_t cap = model_max_insert(page_size);
+    uint32_t len = pick_len(page_size, cap);
+    if (len > PS_MAX_RECORD) len = PS_MAX_RECORD;
+    uint8_t state = below(8) == 0 ? PS_SLOT_OVERFLOW : PS_SLOT_LIVE;
+    uint32_t tag = next_tag++;
+    fill_tag(data_buf, tag, len);
+    int fits = model_insert_fits(page_size, len);
+    uint32_t want_slot = model_lowest_free();
+    memcpy(backup, page, page_size);
+    uint16_t slot = 0xFFFF;
+    int rc = ps_page_insert(page, page_size, data_buf, len, state, &slot);
+    if (fits) {
+        if (rc != PS_OK) { fail("insert %u bytes (free %u): %s", len, model_free(page_size), ps_strerror(rc)); return; }
+        if (slot != want_slot) fail("insert took slot %u, lowest free is %u", slot, want_slot);
+        model_set(slot, len, tag, state);
+    } else {
+        if (rc != PS_EFULL) fail("insert %u bytes (free %u): rc %d, want EFULL", len, model_free(page_size), rc);
+        if (memcmp(backup, page, page_size) != 0) fail("failed insert changed the page");
+    }
+}
+
+static void op_update(uint8_t *page, uint32_t page_size) {
+    if (m_nlive == 0) return;
+    uint32_t slot = pick_live();
+    uint32_t old = model[slot].len;
+    uint32_t cap = model_free(page_size) + old; /* the most an update can take */
+    uint32_t len;
+    switch (below(4)) {
+    case 0: len = old ? below(old + 1) : 0; break;       /* shrink */
+    case 1: len = old + below(cap - old + 1); break;     /* grow within reach */
+    default: len = pick_len(page_size, cap); break;      /* edges */
+    }
+    if (len > PS_MAX_RECORD) len = PS_MAX_RECORD;
+    uint8_t state = below(8) == 0 ? PS_SLOT_OVERFLOW : PS_SLOT_LIVE;
+    uint32_t tag = next_tag++;
+    fill_tag(data_buf, tag, len);
+    memcpy(backup, page, page_size);
+    int rc = ps_page_update(page, page_size, slot, data_buf, len, state);
+    if (len <= cap) {
+        if (rc != PS_OK) { fail("update slot %u %u->%u bytes (free %u): %s", slot, old, len, model_free(page_size), ps_strerror(rc)); return; }
+        model_set(slot, len, tag, state);
+    } else {
+        if (rc != PS_EFULL) fail("update slot %u to %u bytes (cap %u): rc %d, want EFULL", slot, len, cap, rc);
+        if (memcmp(backup, page, page_size) != 0) fail("failed update changed the page");
+    }
+}
+
+static void op_delete(uint8_t *page, uint32_t page_size) {
+    if (m_nlive == 0) return;
+    uint32_t slot = pick_live();
+    int rc = ps_page_delete(page, page_size, slot);
+    if (rc != PS_OK) { fail("delete slot %u: %s", slot, ps_strerror(rc)); return; }
+    model_delete(slot);
+    /* A second delete of the same slot must say so, and change nothing. */
+    memcpy(backup, page, page_size);
+    rc = ps_page_delete(page, page_size, slot);
+    if (rc != PS_ENOSLOT) fail("second delete of slot %u: rc %d", slot, rc);
+    if (memcmp(backup, page, page_size) != 0) fail("failed delete changed the page");
+}
+
+static void op_compact(uint8_t *page, uint32_t page_size) {
+    int rc = ps_page_compact(page, page_size);
+    if (rc != PS_OK) { fail("compact: %s", ps_strerror(rc)); return; }
+    if (rd32(page + PS_OFF_FRAG) != 0) fail("frag %u after compaction", rd32(page + PS_OFF_FRAG));
+    if (rd32(page + PS_OFF_UPPER) != page_size - m_bytes)
+        fail("upper %u after compaction, want %u", rd32(page + PS_OFF_UPPER), (uint32_t)(page_size - m_bytes));
+}
+
+static void op_append_many(uint8_t *page, uint32_t page_size) {
+    uint32_t lens[8], tags[8], n = below(8) + 1, total = 0;
+    uint32_t cap = model_free(page_size);
+    for (uint32_t i = 0; i < n; i++) {
+        lens[i] = below(3) == 0 ? pick_len(page_size, cap / n) : below(48);
+        if (lens[i] > PS_MAX_RECORD) lens[i] = PS_MAX_RECORD;
+        tags[i] = next_tag++;
+        fill_tag(data_buf + total, tags[i], lens[i]);
+        total += lens[i];
+    }
+    int fits = m_nslots + n <= PS_MAX_SLOTS && (uint64_t)total + n * PS_SLOT_SIZE <= cap;
+    memcpy(backup, page, page_size);
+    int rc = ps_page_append_many(page, page_size, data_buf, lens, n);
+    if (fits) {
+        if (rc != PS_OK) { fail("append_many of %u (%u bytes, free %u): %s", n, total, cap, ps_strerror(rc)); return; }
+        uint32_t first = m_nslots;
+        for (uint32_t i = 0; i < n; i++) model_set(first + i, lens[i], tags[i], PS_SLOT_LIVE);
+    } else {
+        if (rc != PS_EFULL) fail("append_many of %u (%u bytes, free %u): rc %d, want EFULL", n, total, cap, rc);
+        if (memcmp(backup, page, page_size) != 0) fail("failed append_many changed the page");
+    }
+}
+
+static void op_checksum(uint8_t *page, uint32_t page_size) {
+    uint32_t pgno = rd32(page + PS_OFF_PGNO);
+    ps_page_set_checksum(page, page_size);
+    int rc = ps_page_verify(page, page_size, pgno);
+    if (rc != PS_OK) fail("verify after set_checksum: %s", ps_strerror(rc));
+    rc = ps_page_verify(page, page_size, pgno + 1);
+    if (rc != PS_EPGNO) fail("verify with the wrong pgno: rc %d, want EPGNO", rc);
+    uint32_t at = 4 + below(page_size - 4);
+    uint8_t bit = (uint8_t)(1u << below(8));
+    page[at] ^= bit;
+    rc = ps_page_verify(page, page_size, pgno);
+    if (rc != PS_ECHECKSUM) fail("verify after flipping byte %u: rc %d, want ECHECKSUM", at, rc);
+    page[at] ^= bit;
+}
+
+/* fill_many: fill a large page with small records fast, so sequences reach
+** the slot-count limit and the full-page paths without thousands of steps. */
+static void op_fill_many(uint8_t *page, uint32_t page_size) {
+    uint32_t lens[64], tags[64], total = 0, n = 64;
+    uint32_t each = below(3) == 0 ? 0 : 1 + below(4);
+    for (uint32_t i = 0; i < n; i++) {
+        lens[i] = each;
+        tags[i] = next_tag++;
+        fill_tag(data_buf + total, tags[i], each);
+        total += each;
+    }
+    if (m_nslots + n > PS_MAX_SLOTS || total + n * PS_SLOT_SIZE > model_free(page_size)) return;
+    int rc = ps_page_append_many(page, page_size, data_buf, lens, n);
+    if (rc != PS_OK) { fail("fill_many: %s", ps_strerror(rc)); return; }
+    uint32_t first = m_nslots;
+    for (uint32_t i = 0; i < n; i++) model_set(first + i, lens[i], tags[i], PS_SLOT_LIVE);
+}
+
+static void run_sequence(uint32_t page_size, uint32_t nops) {
+    uint8_t *page = malloc(page_size);
+    uint32_t pgno = (uint32_t)rnd();
+    if (ps_page_init(page, page_size, pgno, (uint8_t)below(7)) != PS_OK) fail("init %u", page_size);
+    model_reset();
+    check_against_model(page, page_size);
+    /* Each sequence leans towards growing or shrinking, so pages spend time
+    ** both nearly empty and nearly full. */
+    uint32_t bias = below(3);
+    for (uint32_t k = 0; k < nops && failures == 0; k++) {
+        uint32_t r = below(100);
+        if (bias == 0 && r < 20) r += 30; /* grow: fewer deletes */
+        if (r < 30) op_insert(page, page_size);
+        else if (r < 48) op_update(page, page_size);
+        else if (r < 66 - (bias == 1 ? 0 : 6)) op_delete(page, page_size);
+        else if (r < 72) op_compact(page, page_size);
+        else if (r < 80) op_append_many(page, page_size);
+        else if (r < 82) op_checksum(page, page_size);
+        else if (r < 84 && page_size >= 16384) op_fill_many(page, page_size);
+        else if (r < 90) {
+            /* read a dead slot: must be ENOSLOT */
+            uint32_t off, len;
+            uint32_t s = m_nslots + below(4);
+            if (m_nlive < m_nslots && below(2)) s = model_lowest_free();
+            if (ps_page_read(page, page_size, s, &off, &len, NULL) != PS_ENOSLOT)
+                fail("read of dead slot %u did not say ENOSLOT", s);
+        } else op_insert(page, page_size);
+        n_ops++;
+        check_against_model(page, page_size);
+    }
+    free(page);
+}
+
+/* ---- part 2: random and mutated page images ---- */
+
+static uint64_t n_images, n_images_valid, n_image_ops, n_targeted;
+
+/* build_valid: a valid page reached by random operations (no model). */
+static void build_valid(uint8_t *page, uint32_t page_size) {
+    uint16_t slot;
+    ps_page_init(page, page_size, (uint32_t)rnd(), (uint8_t)below(7));
+    uint32_t steps = below(60);
+    for (uint32_t k = 0; k < steps; k++) {
+        uint32_t nslots = rd16(page + PS_OFF_NSLOTS);
+        uint32_t r = below(10), len = below(3) ? below(40) : below(page_size / 4);
+        fill_tag(data_buf, next_tag++, len);
+        if (r < 6) ps_page_insert(page, page_size, data_buf, len, PS_SLOT_LIVE + below(2), &slot);
+        else if (r < 8 && nslots) ps_page_update(page, page_size, below(nslots), data_buf, len, PS_SLOT_LIVE);
+        else if (nslots) ps_page_delete(page, page_size, below(nslots));
+    }
+    if (below(4) == 0) ps_page_compact(page, page_size);
+    if (below(2)) ps_page_set_checksum(page, page_size);
+}
+
+/* An interesting value for a header or slot field. */
+static uint32_t edge_value(uint32_t page_size, uint32_t cur) {
+    switch (below(10)) {
+    case 0: return 0;
+    case 1: return 1;
+    case 2: return page_size;
+    case 3: return page_size - 1;
+    case 4: return 0xFFFF;
+    case 5: return 0xFFFFFFFFu;
+    case 6: return cur + 1 + below(8);
+    case 7: return cur - 1 - below(8);
+    case 8: return cur + PS_SLOT_SIZE;
+    default: return (uint32_t)rnd();
+    }
+}
+
+/* Verdicts a mutation promises for the page it leaves (when it was the only
+** change to a valid page). */
+enum { ANY = 0, STAYS_VALID = 1, BREAKS = 2 };
+
+static uint8_t *slot_at(uint8_t *page, uint32_t i) { return page + PS_HEADER_SIZE + PS_SLOT_SIZE * i; }
+
+/* pick_slot: a random slot whose state is (or is not) FREE and whose length
+** is at least min_len; -1 if there is none. */
+static int32_t pick_slot(uint8_t *page, uint32_t nslots, int want_free, uint32_t min_len) {
+    if (nslots == 0) return -1;
+    uint32_t start = below(nslots);
+    for (uint32_t k = 0; k < nslots; k++) {
+        uint32_t i = (start + k) % nslots;
+        uint8_t *s = slot_at(page, i);
+        if ((s[4] == PS_SLOT_FREE) == want_free && rd16(s + 2) >= min_len) return (int32_t)i;
+    }
+    return -1;
+}
+
+/* mutate: one change to a page image, returning what it promises. Blind
+** damage (bit flips, random bytes, edge values in fields) promises nothing:
+** validate must merely not crash. Targeted changes break exactly one clause
+** of the validity rule while keeping the rest consistent (so validate must
+** reject them), or keep the page valid on purpose (so validate must accept
+** them, and the operations meet valid but unusual pages). */
+static int mutate(uint8_t *page, uint32_t page_size) {
+    uint32_t nslots = rd16(page + PS_OFF_NSLOTS);
+    uint32_t lower = rd16(page + PS_OFF_LOWER), upper = rd32(page + PS_OFF_UPPER);
+    uint32_t frag = rd32(page + PS_OFF_FRAG);
+    int32_t i, j;
+    /* After earlier blind damage the header may lie: then only blind damage
+    ** that follows no slot is safe for the harness itself. */
+    int sane = lower == PS_HEADER_SIZE + PS_SLOT_SIZE * nslots && lower <= upper && upper <= page_size;
+    switch (sane ? below(24) : below(4)) {
+    /* ---- blind damage ---- */
+    case 0: { /* bit flips anywhere */
+        uint32_t n = 1 + below(4);
+        while (n--) page[below(page_size)] ^= (uint8_t)(1u << below(8));
+        return ANY;
+    }
+    case 1: /* a bit flip in the header or slot array */
+        page[below(lower + 8 < page_size ? lower + 8 : page_size)] ^= (uint8_t)(1u << below(8));
+        return ANY;
+    case 2: /* a byte overwrite in the header */
+        page[below(PS_HEADER_SIZE)] = (uint8_t)rnd();
+        return ANY;
+    case 3: { /* a header field set to an edge value */
+        static const uint8_t offs16[] = {PS_OFF_NSLOTS, PS_OFF_NLIVE, PS_OFF_LOWER};
+        static const uint8_t offs32[] = {PS_OFF_UPPER, PS_OFF_FRAG};
+        if (below(2)) {
+            uint8_t o = offs16[below(3)];
+            wr16(page + o, edge_value(page_size, rd16(page + o)));
+        } else {
+            uint8_t o = offs32[below(2)];
+            wr32(page + o, edge_value(page_size, rd32(page + o)));
+        }
+        return ANY;
+    }
+    case 4: /* a slot's offset or length to an edge value (truncated lengths included) */
+        if ((i = pick_slot(page, nslots, below(4) == 0, 0)) < 0) return ANY;
+        {
+            uint8_t *f = slot_at(page, i) + below(2) * 2;
+            wr16(f, edge_value(page_size, rd16(f)));
+        }
+        return ANY;
+    case 5: { /* random bytes over a random range */
+        uint32_t at = below(page_size), n = 1 + below(64);
+        for (uint32_t k = 0; k < n && at + k < page_size; k++) page[at + k] = (uint8_t)rnd();
+        return ANY;
+    }
+
+    /* ---- targeted: the page stays valid ---- */
+    case 6: /* swap two live slot entries */
+        if ((i = pick_slot(page, nslots, 0, 0)) < 0 || (j = pick_slot(page, nslots, 0, 0)) < 0) return ANY;
+        {
+            uint8_t t[PS_SLOT_SIZE];
+            memcpy(t, slot_at(page, i), PS_SLOT_SIZE);
+            memcpy(slot_at(page, i), slot_at(page, j), PS_SLOT_SIZE);
+            memcpy(slot_at(page, j), t, PS_SLOT_SIZE);
+        }
+        return STAYS_VALID;
+    case 7: { /* shorten a record: its tail becomes a hole counted in frag */
+        if ((i = pick_slot(page, nslots, 0, 1)) < 0) return ANY;
+        uint32_t len = rd16(slot_at(page, i) + 2), d = 1 + below(len);
+        wr16(slot_at(page, i) + 2, len - d);
+        if (len == d) wr16(slot_at(page, i), 0);
+        wr32(page + PS_OFF_FRAG, frag + d);
+        return STAYS_VALID;
+    }
+    case 8: { /* move upper down: the gap is counted in frag */
+        if (upper <= lower) return ANY;
+        uint32_t d = 1 + below(upper - lower);
+        wr32(page + PS_OFF_UPPER, upper - d);
+        wr32(page + PS_OFF_FRAG, frag + d);
+        return STAYS_VALID;
+    }
+    case 9: /* fields the page layer does not interpret */
+        page[PS_OFF_TYPE] = (uint8_t)rnd();
+        page[PS_OFF_FLAGS] = (uint8_t)rnd();
+        wr32(page + PS_OFF_NEXT, (uint32_t)rnd());
+        wr32(page + PS_OFF_PGNO, (uint32_t)rnd());
+        page[PS_OFF_LSN + below(8)] = (uint8_t)rnd();
+        return STAYS_VALID;
+    case 10: /* a live record flips between LIVE and OVERFLOW */
+        if ((i = pick_slot(page, nslots, 0, 0)) < 0) return ANY;
+        slot_at(page, i)[4] ^= PS_SLOT_LIVE ^ PS_SLOT_OVERFLOW;
+        return STAYS_VALID;
+    case 11: /* a byte of free gap or of a record's contents */
+        if (upper > lower) page[lower + below(upper - lower)] = (uint8_t)rnd();
+        if (upper < page_size) page[upper + below(page_size - upper)] = (uint8_t)rnd();
+        return STAYS_VALID;
+
+    /* ---- targeted: exactly one clause of the rule breaks ---- */
+    case 12: /* reserved header bytes */
+        page[36 + below(4)] = (uint8_t)(1 + below(255));
+        return BREAKS;
+    case 13: /* a slot's reserved byte */
+        if ((i = pick_slot(page, nslots, below(2), 0)) < 0) return ANY;
+        slot_at(page, i)[5] = (uint8_t)(1 + below(255));
+        return BREAKS;
+    case 14: /* a state that is not defined */
+        if ((i = pick_slot(page, nslots, 0, 0)) < 0) return ANY;
+        slot_at(page, i)[4] = (uint8_t)(3 + below(253));
+        return BREAKS;
+    case 15: { /* the last slot freed without trimming, counts kept right */
+        if (nslots == 0) return ANY;
+        uint8_t *s = slot_at(page, nslots - 1);
+        wr32(page + PS_OFF_FRAG, frag + rd16(s + 2));
+        wr16(page + PS_OFF_NLIVE, rd16(page + PS_OFF_NLIVE) - 1);
+        memset(s, 0, PS_SLOT_SIZE);
+        return BREAKS;
+    }
+    case 16: { /* two records overlap, byte counts kept right */
+        if ((i = pick_slot(page, nslots, 0, 1)) < 0 || (j = pick_slot(page, nslots, 0, 1)) < 0 || i == j)
+            return ANY;
+        uint32_t lo = rd16(slot_at(page, j)), li = rd16(slot_at(page, i) + 2);
+        uint32_t lj = rd16(slot_at(page, j) + 2);
+        /* Start record i inside record j, keeping it inside the page. */
+        uint32_t at = lo + below(lj);
+        if (at + li > page_size) return ANY;
+        wr16(slot_at(page, i), at);
+        return BREAKS;
+    }
+    case 17: /* a free slot with a length */
+        if ((i = pick_slot(page, nslots, 1, 0)) < 0) return ANY;
+        wr16(slot_at(page, i) + 2 * below(2), 1 + below(page_size - 1));
+        return BREAKS;
+    case 18: /* a zero-length record with an offset */
+        if ((i = pick_slot(page, nslots, 0, 0)) < 0 || rd16(slot_at(page, i) + 2) != 0) return ANY;
+        wr16(slot_at(page, i), 1 + below(page_size - 1));
+        return BREAKS;
+    case 19: /* lower off by a slot or a byte */
+        wr16(page + PS_OFF_LOWER, lower + (below(2) ? PS_SLOT_SIZE : 1) * (below(2) ? 1 : -1));
+        return BREAKS;
+    case 20: /* nlive off by one */
+        wr16(page + PS_OFF_NLIVE, rd16(page + PS_OFF_NLIVE) + (below(2) ? 1 : -1));
+        return BREAKS;
+    case 21: /* frag off */
+        wr32(page + PS_OFF_FRAG, frag + (below(2) ? 1 + below(100) : -1 - below(100)));
+        return BREAKS;
+    case 22: { /* a record starting below upper (in the gap or the slot array) */
+        if ((i = pick_slot(page, nslots, 0, 1)) < 0 || upper == 0) return ANY;
+        wr16(slot_at(page, i), below(upper));
+        return BREAKS;
+    }
+    default: { /* a record running past the end of the page */
+        if ((i = pick_slot(page, nslots, 0, 1)) < 0) return ANY;
+        uint32_t off = rd16(slot_at(page, i)), room = page_size - off;
+        if (room >= 0xFFFF) return ANY;
+        wr16(slot_at(page, i) + 2, room + 1 + below(0xFFFF - room));
+        return BREAKS;
+    }
+    }
+}
+
+/* random_image: random bytes, sometimes with a plausible header. */
+static void random_image(uint8_t *page, uint32_t page_size) {
+    for (uint32_t i = 0; i < page_size; i++) page[i] = (uint8_t)rnd();
+    if (below(2)) {
+        uint32_t nslots = below(page_size < 4096 ? 12 : 64);
+        wr16(page + PS_OFF_NSLOTS, nslots);
+        wr16(page + PS_OFF_NLIVE, below(nslots + 1));
+        wr16(page + PS_OFF_LOWER, PS_HEADER_SIZE + PS_SLOT_SIZE * nslots);
+        wr32(page + PS_OFF_UPPER, page_size - below(page_size / 2));
+        wr32(page + PS_OFF_FRAG, below(64));
+        wr32(page + 36, 0);
+        for (uint32_t i = 0; i < nslots; i++) {
+            uint8_t *s = page + PS_HEADER_SIZE + PS_SLOT_SIZE * i;
+            s[4] = (uint8_t)below(3);
+            s[5] = 0;
+            wr16(s + 2, below(64));
+            wr16(s, page_size - below(page_size / 2));
+        }
+    }
+}
+
+/* battery: every operation on the image. When the page was valid it must
+** stay valid and answer sensibly; otherwise only memory safety is checked
+** (by the sanitizers) and the results are ignored. */
+static void battery(uint8_t *page, uint32_t page_size, int valid) {
+    uint32_t nslots = rd16(page + PS_OFF_NSLOTS);
+    uint32_t off, len, c = 0, t = 0, m = 0, count = 0;
+    uint8_t st;
+    uint16_t slot;
+    int rc;
+#define EXPECT_VALID(what)                                                           \
+    do {                                                                             \
+        n_image_ops++;                                                               \
+        if (valid && (rc = ps_page_validate(page, page_size)) != PS_OK)              \
+            fail("valid image broken by %s: %s", what, ps_strerror(rc));             \
+    } while (0)
+
+    for (uint32_t i = 0; i < nslots + 2 && i < PS_MAX_SLOTS + 2; i++) {
+        rc = ps_page_read(page, page_size, i, &off, &len, &st);
+        if (valid && rc == PS_OK && len > 0 && (off < PS_HEADER_SIZE || (uint64_t)off + len > page_size))
+            fail("read of slot %u on a valid image points outside the page", i);
+        if (valid && rc != PS_OK && rc != PS_ENOSLOT) fail("read of slot %u on a valid image: rc %d", i, rc);
+        if (rc == PS_OK && len > 0 && (uint64_t)off + len <= page_size) memcpy(scratch, page + off, len);
+    }
+    n_image_ops++;
+    rc = ps_page_free_space(page, page_size, &c, &t, &m);
+    if (valid && rc != PS_OK) fail("free_space on a valid image: rc %d", rc);
+    rc = ps_page_read_all(page, page_size, ra_slots, ra_offs, ra_lens, ra_states, PS_MAX_SLOTS, &count);
+    if (valid && rc != PS_OK) fail("read_all on a valid image: rc %d", rc);
+    EXPECT_VALID("read_all");
+    {
+        /* The Python wrapper sizes its arrays by the header's nlive, which a
+        ** corrupt page may understate: arrays of exactly that size catch a
+        ** read_all that writes past its cap. */
+        uint32_t cap = rd16(page + PS_OFF_NLIVE), got = 0;
+        uint16_t *sl = malloc(sizeof *sl * (cap ? cap : 1));
+        uint32_t *of = malloc(sizeof *of * (cap ? cap : 1)), *ln = malloc(sizeof *ln * (cap ? cap : 1));
+        uint8_t *stt = malloc(cap ? cap : 1);
+        int rc2 = ps_page_read_all(page, page_size, sl, of, ln, stt, cap, &got);
+        if (valid && (rc2 != PS_OK || got != count)) fail("read_all with cap nlive: rc %d, %u of %u", rc2, got, count);
+        free(sl); free(of); free(ln); free(stt);
+    }
+
+    uint32_t lens_try[] = {0, 1, 7, 100, page_size / 3, valid && rc == PS_OK ? m : 5, m + 1};
+    for (uint32_t k = 0; k < sizeof lens_try / sizeof lens_try[0]; k++) {
+        uint32_t l = lens_try[k] > PS_MAX_RECORD ? PS_MAX_RECORD : lens_try[k];
+        fill_tag(data_buf, next_tag++, l);
+        rc = ps_page_insert(page, page_size, data_buf, l, PS_SLOT_LIVE, &slot);
+        if (valid && rc != PS_OK && rc != PS_EFULL) fail("insert on a valid image: rc %d", rc);
+        EXPECT_VALID("insert");
+    }
+    nslots = rd16(page + PS_OFF_NSLOTS);
+    for (uint32_t k = 0; k < 6; k++) {
+        uint32_t s = nslots ? below(nslots + 1) : 0, l = below(3) ? below(64) : below(page_size / 2);
+        fill_tag(data_buf, next_tag++, l);
+        rc = ps_page_update(page, page_size, s, data_buf, l, PS_SLOT_LIVE + below(2));
+        if (valid && rc != PS_OK && rc != PS_EFULL && rc != PS_ENOSLOT) fail("update on a valid image: rc %d", rc);
+        EXPECT_VALID("update");
+    }
+    for (uint32_t k = 0; k < 4; k++) {
+        nslots = rd16(page + PS_OFF_NSLOTS);
+        rc = ps_page_delete(page, page_size, nslots ? below(nslots + 1) : 0);
+        if (valid && rc != PS_OK && rc != PS_ENOSLOT) fail("delete on a valid image: rc %d", rc);
+        EXPECT_VALID("delete");
+    }
+    uint32_t alens[3] = {below(20), 0, below(200)};
+    fill_tag(data_buf, next_tag++, alens[0] + alens[1] + alens[2]);
+    rc = ps_page_append_many(page, page_size, data_buf, alens, 3);
+    if (valid && rc != PS_OK && rc != PS_EFULL) fail("append_many on a valid image: rc %d", rc);
+    EXPECT_VALID("append_many");
+    rc = ps_page_compact(page, page_size);
+    if (valid && rc != PS_OK) fail("compact on a valid image: rc %d", rc);
+    EXPECT_VALID("compact");
+    ps_page_set_checksum(page, page_size);
+    rc = ps_page_verify(page, page_size, rd32(page + PS_OFF_PGNO));
+    if (valid && rc != PS_OK) fail("verify on a valid image after set_checksum: rc %d", rc);
+#undef EXPECT_VALID
+}
+
+static void run_image(uint32_t page_size) {
+    uint8_t *page = malloc(page_size);
+    int expect = ANY;
+    if (below(8) == 0) {
+        random_image(page, page_size);
+    } else {
+        build_valid(page, page_size);
+        int rc = ps_page_validate(page, page_size);
+        if (rc != PS_OK) fail("a page built by operations does not validate: %s", ps_strerror(rc));
+        uint32_t n = below(3) == 0 ? 2 + below(3) : 1;
+        for (uint32_t k = 0; k < n; k++) expect = mutate(page, page_size);
+        if (n > 1) expect = ANY;
+        n_targeted += expect != ANY;
+    }
+    n_images++;
+    int rc = ps_page_validate(page, page_size);
+    if (rc == PS_OK) n_images_valid++;
+    else if (rc < PS_ECORRUPT_HEADER || rc > PS_ECORRUPT_SPACE)
+        fail("validate of a bad image returned %d, not a corruption code", rc);
+    if (expect == STAYS_VALID && rc != PS_OK) fail("a valid-preserving mutation was rejected: %s", ps_strerror(rc));
+    if (expect == BREAKS && rc == PS_OK) fail("a rule-breaking mutation was accepted");
+    /* verify must agree with validate once the checksum and pgno are right. */
+    if (below(4) == 0) {
+        ps_page_set_checksum(page, page_size);
+        int vrc = ps_page_verify(page, page_size, rd32(page + PS_OFF_PGNO));
+        if (vrc != rc) fail("verify says %d, validate says %d", vrc, rc);
+    }
+    battery(page, page_size, rc == PS_OK);
+    free(page);
+}
+
+/* ---- the slot-count limit ----
+** Only a 64 KiB page can run out of slot ids before bytes: PS_MAX_SLOTS
+** zero-length records leave exactly one slot entry's worth of free space,
+** which must not be handed out (lower would no longer fit 16 bits). */
+
+static void run_slot_limit(void) {
+    uint32_t page_size = PS_MAX_PAGE_SIZE, c, t, m;
+    uint8_t *page = malloc(page_size);
+    uint32_t *lens = calloc(PS_MAX_SLOTS + 1, sizeof *lens);
+    uint16_t slot;
+    ps_page_init(page, page_size, 9, PS_PAGE_HEAP);
+    model_reset();
+    if (ps_page_append_many(page, page_size, data_buf, lens, PS_MAX_SLOTS + 1) != PS_EFULL)
+        fail("append_many of PS_MAX_SLOTS + 1 records did not say EFULL");
+    if (ps_page_append_many(page, page_size, data_buf, lens, PS_MAX_SLOTS) != PS_OK)
+        fail("append_many of PS_MAX_SLOTS empty records failed");
+    for (uint32_t i = 0; i < PS_MAX_SLOTS; i++) model_set(i, 0, 0, PS_SLOT_LIVE);
+    check_against_model(page, page_size);
+    ps_page_free_space(page, page_size, &c, &t, &m);
+    if (t != page_size - PS_HEADER_SIZE - PS_SLOT_SIZE * PS_MAX_SLOTS || m != 0)
+        fail("full slot array: total %u, max_insert %u", t, m);
+    if (ps_page_insert(page, page_size, data_buf, 0, PS_SLOT_LIVE, &slot) != PS_EFULL)
+        fail("insert past PS_MAX_SLOTS did not say EFULL");
+    if (ps_page_append_many(page, page_size, data_buf, lens, 1) != PS_EFULL)
+        fail("append_many past PS_MAX_SLOTS did not say EFULL");
+    if (ps_page_delete(page, page_size, 77) != PS_OK) fail("delete slot 77");
+    model_delete(77);
+    if (ps_page_insert(page, page_size, data_buf, 0, PS_SLOT_LIVE, &slot) != PS_OK || slot != 77)
+        fail("insert after a delete at the slot limit did not reuse slot 77");
+    model_set(77, 0, 0, PS_SLOT_LIVE);
+    check_against_model(page, page_size);
+    n_ops += 6;
+    free(lens);
+    free(page);
+}
+
+/* ---- part 3: CRC32C paths ---- */
+
+static uint64_t n_crc;
+
+static void run_crc(void) {
+    static const uint8_t vec[] = "123456789";
+    if (ps_crc32c(0, vec, 9) != 0xE3069283u) fail("ps_crc32c(\"123456789\") = %08x", ps_crc32c(0, vec, 9));
+    if (ps_crc32c_sw(0, vec, 9) != 0xE3069283u) fail("ps_crc32c_sw(\"123456789\") = %08x", ps_crc32c_sw(0, vec, 9));
+    if (ps_crc32c(0, vec, 0) != 0 || ps_crc32c_sw(0, NULL, 0) != 0) fail("crc of nothing is not 0");
+    for (uint32_t k = 0; k < 2000; k++) {
+        uint32_t len = below(4) ? below(100) : below(70000);
+        uint32_t start = below(8); /* unaligned starts */
+        for (uint32_t i = 0; i < len + start; i++) scratch[i] = (uint8_t)rnd();
+        uint32_t seed = below(2) ? 0 : (uint32_t)rnd();
+        uint32_t hw = ps_crc32c(seed, scratch + start, len);
+        uint32_t sw = ps_crc32c_sw(seed, scratch + start, len);
+        if (hw != sw) fail("crc32c paths differ on %u bytes: %08x vs %08x", len, hw, sw);
+        /* Continuing a CRC over a split equals the CRC of the whole. */
+        uint32_t cut = len ? below(len + 1) : 0;
+        uint32_t part = ps_crc32c(ps_crc32c(seed, scratch + start, cut), scratch + start + cut, len - cut);
+        if (part != hw) fail("crc32c over a split at %u of %u differs", cut, len);
+        n_crc++;
+    }
+}
+
+int main(int argc, char **argv) {
+    uint64_t iterations = argc > 1 ? strtoull(argv[1], NULL, 10) : 1500;
+    uint64_t seed = argc > 2 ? strtoull(argv[2], NULL, 10) : 20240601;
+    rng_state = seed * 0x9E3779B97F4A7C15ULL + 1;
+
+    scratch = malloc(PS_MAX_PAGE_SIZE + 80000);
+    data_buf = malloc(PS_MAX_PAGE_SIZE * 2);
+    backup = malloc(PS_MAX_PAGE_SIZE);
+    ra_slots = malloc(sizeof *ra_slots * PS_MAX_SLOTS);
+    ra_offs = malloc(sizeof *ra_offs * PS_MAX_SLOTS);
+    ra_lens = malloc(sizeof *ra_lens * PS_MAX_SLOTS);
+    ra_states = malloc(PS_MAX_SLOTS);
+
+    context = "crc";
+    run_crc();
+    context = "slot limit";
+    run_slot_limit();
+    for (uint64_t it = 0; it < iterations && failures == 0; it++) {
+        uint32_t page_size = pick_page_size();
+        context = "ops";
+        run_sequence(page_size, 50 + below(page_size <= 4096 ? 600 : 300));
+        context = "images";
+        for (int k = 0; k < 50 && failures == 0; k++) run_image(pick_page_size());
+    }
+    printf("harness: %" PRIu64 " ops, %" PRIu64 " images (%" PRIu64 " validated, %" PRIu64
+           " with a promised verdict, %" PRIu64 " image ops), %" PRIu64 " crc checks, %" PRIu64
+           " failures (seed %" PRIu64 ")\n",
+           n_ops, n_images, n_images_valid, n_targeted, n_image_ops, n_crc, failures, seed);
+    free(scratch); free(data_buf); free(backup);
+    free(ra_slots); free(ra_offs); free(ra_lens); free(ra_states);
+    return failures ? 1 : 0;
+}
