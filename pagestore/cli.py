@@ -143,8 +143,6 @@ def type_counts(types: Dict[str, int]) -> str:
 # key and value encodings
 # --------------------------------------------------------------------------
 
-ENCODINGS = ("text", "hex", "base64")
-
 
 def encoding_options(fn: Callable) -> Callable:
     """encoding_options adds --text (default), --hex and --base64: how keys and values are written."""
