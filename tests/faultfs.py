@@ -1,0 +1,323 @@
+"""faultfs: a power-loss double for pagestore's File seam (pagestore/fileio.py).
+
+A ``Disk`` keeps, for every file opened through its ``opener``, the bytes that
+are durable and the writes (and truncates) not yet synced, in order. Reads see
+durable + pending. ``sync`` makes that file's pending operations durable.
+``crash(mode)`` then turns the disk into what a power cut would leave:
+
+    "drop"      every unsynced operation is lost
+    "tear"      per file, a random prefix of the unsynced operations survives,
+                the last one torn at a 512-byte sector boundary (a sector is
+                atomic, a write is not)
+    "scramble"  per file, each unsynced write keeps a random subset of its
+                sectors and each unsynced truncate survives or not: a disk
+                cache that reorders freely between two syncs
+
+All randomness comes from the seed, so a failing case replays exactly.
+
+Counting: every write, sync and truncate is an I/O event, numbered from 1.
+``Disk(fail_at=k)`` raises ``PowerCut`` from event k *before* it takes effect,
+so the workload stops with exactly events 1..k-1 done; the caller then calls
+``crash()``. ``Disk(eio_at=k)`` instead fails event k alone with
+``OSError(EIO)`` (nothing written) and carries on, as a flaky device does. After a crash every file handle opened before it is dead (any
+call raises ``PowerCut``), and locks are gone.
+
+Names: the contents live in memory, but each file also exists as an empty
+placeholder on the real file system (the pager calls ``os.path.exists`` and
+the store ``os.replace`` / ``os.unlink``). Contents are keyed by the
+placeholder's inode, so a rename moves a file's contents with it and an unlink
+drops them. Directory operations are treated as durable at once (pagestore
+syncs the directory after the ones it relies on).
+
+After a crash, either reopen through the same ``opener`` (the durable bytes
+are served from memory) or ``materialise(dest)`` real files and open those
+with the real ``fileio.File``.
+
+``limit`` caps the total bytes of all files: a write that would pass it writes
+what fits and raises ``OSError(ENOSPC)``, as a full disk does.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import random
+import shutil
+from typing import Dict, List, Optional, Tuple
+
+from pagestore.errors import StoreLockedError
+
+SECTOR = 512
+
+
+class PowerCut(BaseException):
+    """PowerCut stops a workload at the chosen I/O event.
+
+    A BaseException so no ``except Exception`` in the code under test can
+    swallow it and carry on writing."""
+
+
+class _Content:
+    """_Content is one file's bytes: durable, plus pending ops ("w", off, data) / ("t", size)."""
+
+    def __init__(self, durable: bytes = b"") -> None:
+        self.durable = bytearray(durable)
+        self.pending: List[Tuple] = []
+        self.view = bytearray(durable)  # durable with pending applied: what reads see
+
+    def apply(self, op: Tuple) -> None:
+        self.pending.append(op)
+        _apply(self.view, op)
+
+    def sync(self) -> None:
+        self.durable = bytearray(self.view)
+        self.pending.clear()
+
+
+def _apply(buf: bytearray, op: Tuple) -> None:
+    if op[0] == "w":
+        _, off, data = op
+        end = off + len(data)
+        if len(buf) < off:
+            buf.extend(bytes(off - len(buf)))
+        buf[off:end] = data
+    else:
+        _, size = op
+        if size < len(buf):
+            del buf[size:]
+        else:
+            buf.extend(bytes(size - len(buf)))
+
+
+def _sector_pieces(off: int, data: bytes) -> List[Tuple[int, bytes]]:
+    """_sector_pieces cuts a write at absolute 512-byte sector boundaries."""
+    out = []
+    pos = 0
+    while pos < len(data):
+        nxt = min(len(data), ((off + pos) // SECTOR + 1) * SECTOR - off)
+        out.append((off + pos, data[pos:nxt]))
+        pos = nxt
+    return out
+
+
+class Disk:
+    """Disk is the shared state behind every FaultFile; see the module docstring."""
+
+    def __init__(
+        self,
+        root: str,
+        *,
+        seed: int = 0,
+        fail_at: Optional[int] = None,
+        eio_at: Optional[int] = None,
+        limit: Optional[int] = None,
+    ) -> None:
+        self.root = root
+        self.seed = seed
+        self.fail_at = fail_at
+        self.eio_at = eio_at
+        self.limit = limit
+        self.events = 0
+        self.writes = 0
+        self.syncs = 0
+        self.crashes = 0
+        self.contents: Dict[Tuple[int, int], _Content] = {}
+        self.locks: Dict[Tuple[int, int], Dict[int, bool]] = {}  # inode -> {handle id: exclusive}
+        self.handles: List["FaultFile"] = []
+        self.dead = False
+
+    # ---- the opener ----
+
+    def opener(self, path: str, *, create: bool = False, readonly: bool = False) -> "FaultFile":
+        """opener has the signature of ``fileio.open_file``; pass it as ``_opener=``."""
+        if self.dead:
+            raise PowerCut("power is off")
+        fresh = False
+        if not os.path.exists(path):
+            if not create or readonly:
+                raise FileNotFoundError(errno.ENOENT, "No such file", path)
+            with open(path, "xb"):
+                pass
+            fresh = True
+        st = os.stat(path)
+        ino = (st.st_dev, st.st_ino)
+        if fresh or ino not in self.contents:
+            # A new inode number may be a reused one: start it empty. A real
+            # file we have never seen contributes its bytes as durable.
+            with open(path, "rb") as f:
+                self.contents[ino] = _Content(b"" if fresh else f.read())
+        h = FaultFile(self, path, ino, self.contents[ino], readonly)
+        self.handles.append(h)
+        return h
+
+    # ---- events ----
+
+    def _event(self) -> None:
+        if self.dead:
+            raise PowerCut("power is off")
+        self.events += 1
+        if self.fail_at is not None and self.events >= self.fail_at:
+            self.dead = True
+            raise PowerCut(f"power cut at I/O event {self.events}")
+        if self.eio_at is not None and self.events == self.eio_at:
+            raise OSError(errno.EIO, f"injected I/O error at event {self.events}")
+
+    def total_bytes(self) -> int:
+        return sum(len(c.view) for c in self.contents.values())
+
+    # ---- power loss ----
+
+    def crash(self, mode: str = "drop", seed: Optional[int] = None) -> None:
+        """crash replaces every file's contents by what survives a power cut in ``mode``."""
+        rng = random.Random(f"{self.seed if seed is None else seed}:{self.crashes}")
+        for ino in sorted(self.contents):
+            c = self.contents[ino]
+            buf = bytearray(c.durable)
+            ops = c.pending
+            if mode == "drop":
+                pass
+            elif mode == "tear":
+                keep = rng.randint(0, len(ops))
+                for i, op in enumerate(ops[:keep]):
+                    if i == keep - 1 and op[0] == "w":
+                        pieces = _sector_pieces(op[1], op[2])
+                        n = rng.randint(1, len(pieces))
+                        for off, data in pieces[:n]:
+                            _apply(buf, ("w", off, data))
+                    else:
+                        _apply(buf, op)
+            elif mode == "scramble":
+                for op in ops:
+                    if op[0] == "w":
+                        for off, data in _sector_pieces(op[1], op[2]):
+                            if rng.random() < 0.5:
+                                _apply(buf, ("w", off, data))
+                    elif rng.random() < 0.5:
+                        _apply(buf, op)
+            else:
+                raise ValueError(f"unknown crash mode {mode!r}")
+            self.contents[ino] = _Content(bytes(buf))
+        for h in self.handles:
+            h.dead = True
+            h._unpin()
+        self.handles.clear()
+        self.locks.clear()
+        self.crashes += 1
+        self.dead = False
+        self.fail_at = None
+
+    def durable_files(self) -> Dict[str, bytes]:
+        """durable_files maps each name in ``root`` that this disk holds to its durable bytes."""
+        out = {}
+        for name in sorted(os.listdir(self.root)):
+            path = os.path.join(self.root, name)
+            if not os.path.isfile(path):
+                continue
+            st = os.stat(path)
+            c = self.contents.get((st.st_dev, st.st_ino))
+            if c is not None:
+                out[name] = bytes(c.durable)
+        return out
+
+    def materialise(self, dest: str) -> None:
+        """materialise writes the durable state of every file in ``root`` as real files in ``dest``."""
+        os.makedirs(dest, exist_ok=True)
+        held = self.durable_files()
+        for name in sorted(os.listdir(self.root)):
+            src = os.path.join(self.root, name)
+            if name in held:
+                with open(os.path.join(dest, name), "wb") as f:
+                    f.write(held[name])
+            elif os.path.isfile(src):
+                shutil.copyfile(src, os.path.join(dest, name))
+
+
+class FaultFile:
+    """FaultFile is one open file on a Disk, with the methods of ``fileio.File``."""
+
+    def __init__(self, disk: Disk, path: str, ino: Tuple[int, int], content: _Content, readonly: bool) -> None:
+        self.disk = disk
+        self.path = path
+        self.ino = ino
+        self.content = content
+        self.readonly = readonly
+        self.dead = False
+        self.closed = False
+        # Hold the placeholder open so its inode number is not reused while we are.
+        self._pin = os.open(path, os.O_RDONLY)
+
+    def _live(self) -> None:
+        if self.dead or self.disk.dead:
+            raise PowerCut("power is off")
+        if self.closed:
+            raise ValueError(f"{self.path}: I/O on a closed file")
+
+    def read(self, offset: int, n: int) -> bytes:
+        self._live()
+        return bytes(self.content.view[offset : offset + n])
+
+    def write(self, offset: int, data: bytes) -> None:
+        self._live()
+        if self.readonly:
+            raise OSError(errno.EBADF, "Bad file descriptor (opened read-only)", self.path)
+        self.disk._event()
+        self.disk.writes += 1
+        data = bytes(data)
+        limit = self.disk.limit
+        if limit is not None:
+            cur = len(self.content.view)
+            room = max(0, limit - self.disk.total_bytes())
+            if offset + len(data) - cur > room:
+                # Write what fits, whole sectors only, then fail as a full disk does.
+                end = cur + room
+                end -= end % SECTOR
+                if end > offset:
+                    self.content.apply(("w", offset, data[: end - offset]))
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.path)
+        self.content.apply(("w", offset, data))
+
+    def sync(self) -> None:
+        self._live()
+        self.disk._event()
+        self.disk.syncs += 1
+        self.content.sync()
+
+    def size(self) -> int:
+        self._live()
+        return len(self.content.view)
+
+    def truncate(self, size: int) -> None:
+        self._live()
+        if self.readonly:
+            raise OSError(errno.EINVAL, "Invalid argument (opened read-only)", self.path)
+        self.disk._event()
+        limit = self.disk.limit
+        if limit is not None and size > len(self.content.view):
+            if size - len(self.content.view) > limit - self.disk.total_bytes():
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.path)
+        self.content.apply(("t", size))
+
+    def lock(self, exclusive: bool) -> None:
+        """lock: the same conflict rule as flock, among handles of this Disk."""
+        self._live()
+        held = self.disk.locks.setdefault(self.ino, {})
+        others = {k: v for k, v in held.items() if k != id(self)}
+        if others and (exclusive or any(others.values())):
+            mode = "for writing" if exclusive else "for reading"
+            raise StoreLockedError(f"{self.path}: another process has the store open; cannot open it {mode}")
+        held[id(self)] = exclusive
+
+    def _unpin(self) -> None:
+        if self._pin >= 0:
+            os.close(self._pin)
+            self._pin = -1
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._unpin()
+        held = self.disk.locks.get(self.ino)
+        if held is not None:
+            held.pop(id(self), None)
+        if self in self.disk.handles:
+            self.disk.handles.remove(self)

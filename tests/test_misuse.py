@@ -1,0 +1,550 @@
+"""Misuse and hostile conditions: each must fail with the documented exception and leave the store whole.
+
+Wrong types, oversized keys, a closed store, paths that are not stores,
+files too new, read-only writes, a full disk (through tests/faultfs.py), a
+second process, and eight threads sharing one Store.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import random
+import subprocess
+import sys
+import textwrap
+import threading
+from typing import Dict, List
+
+import pytest
+
+import pagestore
+from faultfs import Disk
+from pagestore.errors import (
+    InvalidFileError,
+    PageStoreError,
+    ReadOnlyError,
+    StoreClosedError,
+    StoreLockedError,
+    TransactionClosedError,
+    VersionMismatchError,
+)
+from pagestore.store import Store
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = dict(page_size=512, cache_size=512 * 32)
+
+
+def digest(*paths: str) -> Dict[str, str]:
+    out = {}
+    for p in paths:
+        if os.path.exists(p):
+            with open(p, "rb") as f:
+                out[p] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+# ---- types and sizes ----
+
+
+@pytest.mark.parametrize("bad", ["text", 12, None, 1.5, [1, 2], object()])
+def test_non_bytes_key_or_value_is_a_type_error(tmp_path, bad):
+    with pagestore.open(str(tmp_path / "db"), **SMALL) as db:
+        db[b"k"] = b"v"
+        for call in (
+            lambda: db.__setitem__(bad, b"v"),
+            lambda: db.__getitem__(bad),
+            lambda: db.__delitem__(bad),
+            lambda: db.__contains__(bad),
+            lambda: db.get(bad),
+        ):
+            with pytest.raises(TypeError, match=r"key must be bytes-like"):
+                call()
+        with pytest.raises(TypeError, match=r"value must be bytes-like"):
+            db[b"k"] = bad
+        with db.transaction() as txn:
+            with pytest.raises(TypeError, match=r"key must be bytes-like"):
+                txn[bad] = b"v"
+            with pytest.raises(TypeError, match=r"value must be bytes-like"):
+                txn[b"k"] = bad
+        assert dict(db.items()) == {b"k": b"v"}
+        db.check()
+
+
+def test_bytes_like_keys_and_values_are_accepted(tmp_path):
+    with pagestore.open(str(tmp_path / "db"), **SMALL) as db:
+        db[bytearray(b"a")] = memoryview(b"1")
+        db[memoryview(b"b")] = bytearray(b"2")
+        assert db[b"a"] == b"1" and db[bytearray(b"b")] == b"2"
+        assert type(db[b"a"]) is bytes
+
+
+@pytest.mark.parametrize("page_size", [512, 4096])
+def test_key_over_max_key_is_a_value_error(tmp_path, page_size):
+    with pagestore.open(str(tmp_path / "db"), page_size=page_size) as db:
+        assert 0 < db.max_key < page_size
+        db[b"k" * db.max_key] = b"fits"
+        too_long = b"k" * (db.max_key + 1)
+        for call in (
+            lambda: db.__setitem__(too_long, b"v"),
+            lambda: db.__getitem__(too_long),
+            lambda: db.__delitem__(too_long),
+        ):
+            with pytest.raises(ValueError, match=str(db.max_key)):
+                call()
+        with pytest.raises(ValueError):
+            with db.transaction() as txn:
+                txn[too_long] = b"v"
+        assert list(db.items()) == [(b"k" * db.max_key, b"fits")]
+        db.check()
+
+
+def test_invalid_page_size_is_a_value_error(tmp_path):
+    for size in (0, 100, 1000, 256, 131072):
+        with pytest.raises(ValueError, match="page_size"):
+            pagestore.open(str(tmp_path / f"db{size}"), page_size=size)
+
+
+# ---- lifecycle ----
+
+
+def test_closed_store_raises_store_closed(tmp_path):
+    db = pagestore.open(str(tmp_path / "db"))
+    db[b"a"] = b"1"
+    txn = db.transaction()
+    txn[b"b"] = b"2"
+    db.close()
+    db.close()  # twice is harmless
+    assert db.closed
+    for call in (
+        lambda: db[b"a"],
+        lambda: db.__setitem__(b"a", b"2"),
+        lambda: db.__delitem__(b"a"),
+        lambda: b"a" in db,
+        lambda: len(db),
+        lambda: list(db.items()),
+        lambda: list(db),
+        lambda: db.transaction(),
+        lambda: db.check(),
+        lambda: db.stats(),
+        lambda: db.compact(),
+        lambda: txn.commit(),
+    ):
+        with pytest.raises(StoreClosedError):
+            call()
+    with pagestore.open(str(tmp_path / "db")) as again:
+        assert dict(again.items()) == {b"a": b"1"}
+
+
+def test_transaction_used_after_commit(tmp_path):
+    with pagestore.open(str(tmp_path / "db")) as db:
+        with db.transaction() as txn:
+            txn[b"a"] = b"1"
+        for call in (lambda: txn[b"a"], lambda: txn.__setitem__(b"b", b"2"), lambda: txn.commit(), lambda: txn.rollback()):
+            with pytest.raises(TransactionClosedError):
+                call()
+        with pytest.raises(RuntimeError):
+            with db.transaction() as txn2:
+                txn2[b"c"] = b"3"
+                raise RuntimeError("abandon")
+        assert dict(db.items()) == {b"a": b"1"}
+
+
+# ---- paths that are not stores ----
+
+
+def test_directory_path_is_a_pagestore_error(tmp_path):
+    with pytest.raises(PageStoreError, match="directory"):
+        pagestore.open(str(tmp_path))
+    with pytest.raises(PageStoreError):
+        pagestore.open(str(tmp_path), readonly=True)
+
+
+def test_missing_file_without_create(tmp_path):
+    path = str(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError):
+        pagestore.open(path, create=False)
+    with pytest.raises(FileNotFoundError):
+        pagestore.open(path, readonly=True)
+    assert os.listdir(str(tmp_path)) == []
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"hello, world\n" * 100, os.urandom(8192), b"\x00" * 4096, b"pagestore", b"SQLite format 3\x00" + bytes(4080)],
+    ids=["text", "random", "zeros", "short", "sqlite"],
+)
+def test_foreign_file_is_invalid(tmp_path, content):
+    path = str(tmp_path / "foreign")
+    with open(path, "wb") as f:
+        f.write(content)
+    for readonly in (False, True):
+        with pytest.raises(InvalidFileError):
+            pagestore.open(path, readonly=readonly)
+    with open(path, "rb") as f:
+        assert f.read() == content  # untouched
+    assert not os.path.exists(path + "-wal")
+
+
+def test_empty_file_read_only_is_invalid(tmp_path):
+    path = str(tmp_path / "empty")
+    open(path, "wb").close()
+    with pytest.raises(InvalidFileError):
+        pagestore.open(path, readonly=True)
+
+
+def test_newer_format_version(tmp_path):
+    path = str(tmp_path / "db")
+    with pagestore.open(path) as db:
+        db[b"a"] = b"1"
+    with open(path, "r+b") as f:
+        f.seek(16)  # the version field (format.py: magic, version, page size)
+        f.write((pagestore.format.FORMAT_VERSION + 1).to_bytes(4, "little"))
+    before = digest(path)
+    for readonly in (False, True):
+        with pytest.raises(VersionMismatchError, match="version"):
+            pagestore.open(path, readonly=readonly)
+    assert digest(path) == before
+
+
+# ---- read-only ----
+
+
+def test_read_only_writes_fail_and_change_nothing(tmp_path):
+    path = str(tmp_path / "db")
+    with pagestore.open(path, **SMALL) as db:
+        for i in range(200):
+            db[b"%04d" % i] = bytes(i * 5)
+    before = digest(path, path + "-wal")
+    with pagestore.open(path, readonly=True) as db:
+        for call in (
+            lambda: db.__setitem__(b"0001", b"x"),
+            lambda: db.__setitem__(b"new", b"x"),
+            lambda: db.__delitem__(b"0001"),
+            lambda: db.update({b"a": b"b"}),
+            lambda: db.pop(b"0002"),
+            lambda: db.compact(),
+        ):
+            with pytest.raises(ReadOnlyError):
+                call()
+        with pytest.raises(ReadOnlyError):
+            with db.transaction() as txn:
+                txn[b"0003"] = b"y"
+        assert db[b"0001"] == bytes(5) and len(db) == 200
+        db.check()
+    assert digest(path, path + "-wal") == before
+
+
+# ---- a full disk ----
+
+
+def _committed_state_survives(root: str, disk: Disk, db: Store, committed: Dict[bytes, bytes], maybe=None) -> None:
+    """After a failed write: the open store shows committed data, and so does the durable state after a power cut."""
+    now = dict(db.items())
+    assert now == committed or (maybe is not None and now == maybe)
+    db.check()
+    disk.crash("drop")
+    with Store(os.path.join(root, "db"), _opener=disk.opener, **SMALL) as again:
+        again.check()
+        assert dict(again.items()) == now
+
+
+def _fill(db: Store, model: Dict[bytes, bytes], n: int, size: int, prefix: bytes = b"k") -> None:
+    with db.transaction() as txn:
+        for i in range(n):
+            k, v = prefix + b"%05d" % i, bytes([i % 251]) * size
+            txn[k] = v
+            model[k] = v
+
+
+def test_full_disk_during_commit(tmp_path):
+    root = str(tmp_path)
+    disk = Disk(root)
+    db = Store(os.path.join(root, "db"), _opener=disk.opener, **SMALL)
+    committed: Dict[bytes, bytes] = {}
+    _fill(db, committed, 20, 50)
+    disk.limit = disk.total_bytes() + 2000  # the log has room for a few frames only
+    with pytest.raises((OSError, PageStoreError)) as exc:
+        _fill(db, {}, 400, 700, b"z")
+    assert not isinstance(exc.value, OSError) or exc.value.errno == errno.ENOSPC
+    _committed_state_survives(root, disk, db, committed)
+
+
+def test_full_disk_during_cache_spill(tmp_path):
+    """A transaction bigger than the cache spills pages to the log as it goes; the disk fills mid-spill.
+
+    Regression: Pager._evict dropped the page from the cache before the
+    spill's log write, so when that write failed, rollback raised KeyError,
+    left the half-applied transaction in memory, and the next commit made it
+    durable.
+    """
+    root = str(tmp_path)
+    disk = Disk(root)
+    db = Store(os.path.join(root, "db"), _opener=disk.opener, **SMALL)
+    committed = {b"a": b"x"}
+    db[b"a"] = b"x"
+    disk.limit = disk.total_bytes() + 1000
+    with pytest.raises(OSError) as exc:
+        with db.transaction() as txn:
+            for i in range(60):
+                txn[b"big%d" % i] = b"y" * 5000
+    assert exc.value.errno == errno.ENOSPC
+    assert len(db) == 1 and dict(db.items()) == committed
+    db.check()
+    disk.limit = None
+    db[b"b"] = b"2"  # must not carry any of the failed transaction with it
+    committed[b"b"] = b"2"
+    _committed_state_survives(root, disk, db, committed)
+
+
+def test_full_disk_during_checkpoint(tmp_path):
+    """The data file grows only at a checkpoint, which runs after the commit is durable in the log."""
+    root = str(tmp_path)
+    disk = Disk(root)
+    opts = dict(SMALL, wal_limit=64 * 1024)
+    db = Store(os.path.join(root, "db"), _opener=disk.opener, **opts)
+    before: Dict[bytes, bytes] = {}
+    _fill(db, before, 10, 30)
+    disk.limit = disk.total_bytes() + 1024  # the pre-extended log has room; the data file has not
+    after = dict(before)
+    raised = None
+    try:
+        _fill(db, after, 150, 400, b"z")
+    except (OSError, PageStoreError) as e:
+        raised = e
+    assert raised is not None, "expected the checkpoint to run out of space"
+    # The commit reached the log before the checkpoint failed: either state is
+    # defensible, but the open store and the durable state must agree.
+    _committed_state_survives(root, disk, db, before, maybe=after)
+
+
+def test_full_disk_then_space_freed(tmp_path):
+    """After ENOSPC the same Store keeps working once there is room again."""
+    root = str(tmp_path)
+    disk = Disk(root)
+    db = Store(os.path.join(root, "db"), _opener=disk.opener, **SMALL)
+    model: Dict[bytes, bytes] = {}
+    _fill(db, model, 30, 100)
+    rng = random.Random(5)
+    failures = 0
+    for round_ in range(30):
+        disk.limit = disk.total_bytes() + rng.choice([0, 600, 5000, 300_000])
+        trial = dict(model)
+        try:
+            with db.transaction() as txn:
+                for i in range(rng.randint(1, 40)):
+                    k = b"r%03d" % rng.randrange(100)
+                    if rng.random() < 0.2 and k in trial:
+                        del txn[k]
+                        del trial[k]
+                    else:
+                        v = rng.randbytes(rng.choice([10, 300, 2000]))
+                        txn[k] = v
+                        trial[k] = v
+        except (OSError, PageStoreError):
+            failures += 1
+            got = dict(db.items())
+            assert got in (model, trial)  # a failed checkpoint follows a durable commit
+            model = got
+        else:
+            model = trial
+        disk.limit = None
+        db.check()
+        assert dict(db.items()) == model
+    assert failures > 3
+    db.close()
+    with Store(os.path.join(root, "db"), _opener=disk.opener, **SMALL) as again:
+        again.check()
+        assert dict(again.items()) == model
+
+
+def _io_error_run(root: str, k: int):
+    """_io_error_run: a base commit, then a transaction larger than the cache whose I/O event k fails with EIO."""
+    disk = Disk(root)
+    db = Store(os.path.join(root, "db"), _opener=disk.opener, wal_limit=40 * 1024, **SMALL)
+    before: Dict[bytes, bytes] = {}
+    _fill(db, before, 40, 150)
+    after = dict(before)
+    disk.eio_at = disk.events + k
+    raised = None
+    try:
+        with db.transaction() as txn:
+            for i in range(0, 40, 3):
+                del txn[b"k%05d" % i]
+                del after[b"k%05d" % i]
+            for i in range(25):
+                k2, v = b"n%03d" % i, bytes([i]) * (100 + 97 * i)
+                txn[k2] = v
+                after[k2] = v
+    except OSError as exc:
+        raised = exc
+    return disk, db, before, after, raised
+
+
+def test_io_error_at_every_event_of_a_transaction(tmp_path):
+    """Fail each I/O event of a large transaction (spills, commit, checkpoint) with EIO.
+
+    The transaction must vanish or (if only the checkpoint after its durable
+    commit failed) be whole; the open store must keep working, and a power cut
+    afterwards must leave the same data on disk.
+
+    Regression: Pager.rollback dropped only dirty pages from the cache, so a
+    page spilled to the log and read back clean kept the rolled-back
+    transaction's image, and reads saw dangling record ids.
+    """
+    tried = failed = 0
+    for k in range(1, 1000):
+        root = str(tmp_path / f"k{k}")
+        os.makedirs(root)
+        disk, db, before, after, raised = _io_error_run(root, k)
+        if raised is None:
+            assert dict(db.items()) == after
+            break
+        tried += 1
+        now = dict(db.items())
+        assert now == before or now == after, f"EIO at event {k}: a partial transaction is visible"
+        failed += now == before
+        db.check()
+        db[b"later"] = b"commit"
+        now[b"later"] = b"commit"
+        disk.crash("drop")
+        with Store(os.path.join(root, "db"), _opener=disk.opener, **SMALL) as again:
+            again.check()
+            assert dict(again.items()) == now, f"EIO at event {k}: durable state differs"
+    print(f"\nEIO injected at {tried} I/O events; {failed} rolled the transaction back")
+    assert tried > 10
+
+
+# ---- other processes ----
+
+
+def _child(script: str, path: str) -> str:
+    code = textwrap.dedent(
+        """
+        import sys
+        import pagestore
+        path = sys.argv[1]
+        try:
+        %s
+        except Exception as exc:
+            print(type(exc).__name__)
+        else:
+            print("ok")
+        """
+    ) % textwrap.indent(textwrap.dedent(script), "    ")
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_second_writer_process_is_locked_out(tmp_path):
+    path = str(tmp_path / "db")
+    with pagestore.open(path) as db:
+        db[b"a"] = b"1"
+        assert _child("db = pagestore.open(path); db[b'a'] = b'2'; db.close()", path) == "StoreLockedError"
+        assert db[b"a"] == b"1"
+        db[b"b"] = b"2"
+    assert _child("db = pagestore.open(path); db[b'c'] = b'3'; db.close()", path) == "ok"
+    with pagestore.open(path) as db:
+        assert dict(db.items()) == {b"a": b"1", b"b": b"2", b"c": b"3"}
+
+
+def test_read_only_open_while_a_writer_has_it(tmp_path):
+    path = str(tmp_path / "db")
+    with pagestore.open(path) as db:
+        db[b"a"] = b"1"
+        assert _child("pagestore.open(path, readonly=True).close()", path) == "StoreLockedError"
+    with pagestore.open(path, readonly=True) as reader:
+        assert _child("pagestore.open(path).close()", path) == "StoreLockedError"
+        assert reader[b"a"] == b"1"
+
+
+def test_two_read_only_opens_work_together(tmp_path):
+    path = str(tmp_path / "db")
+    with pagestore.open(path) as db:
+        db.update({b"%03d" % i: b"v%d" % i for i in range(100)})
+    r1 = pagestore.open(path, readonly=True)
+    r2 = pagestore.open(path, readonly=True)
+    try:
+        assert _child("r = pagestore.open(path, readonly=True); assert len(r) == 100; r.close()", path) == "ok"
+        assert dict(r1.items()) == dict(r2.items())
+        assert len(r1) == 100
+        r1.check()
+        r2.check()
+    finally:
+        r1.close()
+        r2.close()
+
+
+# ---- threads ----
+
+
+def test_eight_threads_share_one_store(tmp_path):
+    path = str(tmp_path / "db")
+    db = pagestore.open(path, page_size=512, cache_size=512 * 64, sync=False)
+    errors: List[BaseException] = []
+    models: List[Dict[bytes, bytes]] = [{} for _ in range(8)]
+    start = threading.Barrier(8)
+
+    def worker(t: int) -> None:
+        rng = random.Random(t)
+        model = models[t]
+        prefix = b"t%d/" % t
+        try:
+            start.wait()
+            for step in range(250):
+                k = prefix + b"%03d" % rng.randrange(60)
+                r = rng.random()
+                if r < 0.35:
+                    v = rng.randbytes(rng.choice([1, 40, 300, 900]))
+                    db[k] = v
+                    model[k] = v
+                elif r < 0.45:
+                    if k in model:
+                        del db[k]
+                        del model[k]
+                    else:
+                        with pytest.raises(KeyError):
+                            del db[k]
+                elif r < 0.65:
+                    assert db.get(k) == model.get(k)
+                elif r < 0.8:
+                    with db.transaction() as txn:
+                        for _ in range(rng.randint(1, 6)):
+                            kk = prefix + b"%03d" % rng.randrange(60)
+                            if rng.random() < 0.3 and kk in model:
+                                del txn[kk]
+                                del model[kk]
+                            else:
+                                vv = rng.randbytes(rng.choice([5, 200, 1200]))
+                                txn[kk] = vv
+                                model[kk] = vv
+                elif r < 0.85:
+                    try:
+                        with db.transaction() as txn:
+                            txn[prefix + b"rolled-back"] = b"x"
+                            raise LookupError("abandon")
+                    except LookupError:
+                        pass
+                else:
+                    assert list(db.items(prefix=prefix)) == sorted(model.items())
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(120)
+    assert not errors, errors[0]
+    expected = {}
+    for m in models:
+        expected.update(m)
+    assert dict(db.items()) == expected
+    assert len(db) == len(expected)
+    db.check()
+    db.close()
+    with pagestore.open(path) as again:
+        assert dict(again.items()) == expected
+        again.check()
