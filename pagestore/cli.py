@@ -35,6 +35,8 @@ from .store import open as open_store
 
 #: Exit status of a command that failed on a user error (usage errors are click's 2).
 EXIT_ERROR = 1
+#: Exit status after Ctrl-C (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
 #: Default records for ``pagestore bench``: about half a minute per engine here.
 BENCH_RECORDS = 50_000
 #: Records per transaction in ``pagestore load``.
@@ -78,6 +80,9 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("pagestore: interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
         except BrokenPipeError:
             # The reader went away (`pagestore dump db | head`): stop quietly,
             # and keep Python from complaining while it flushes stdout at exit.
@@ -203,7 +208,7 @@ class PhaseBars:
             self.phase = phase
             self.bar = tqdm(
                 total=total,
-                desc=phase,
+                desc=phase.ljust(24),
                 unit="op",
                 unit_scale=True,
                 file=sys.stderr,

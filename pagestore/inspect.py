@@ -190,7 +190,7 @@ def preview(data: bytes, width: int = 16) -> str:
     head = data[:width]
     text = "".join(chr(b) if 32 <= b < 127 else "." for b in head)
     more = "..." if len(data) > width else ""
-    return f"{head.hex(' ')}{more}  |{text}|"
+    return f"{head.hex(' ') + more:<{3 * width + 2}} |{text}|"
 
 
 def decode_page(pager: Pager, pgno: int, preview_bytes: int = 16) -> Dict[str, Any]:
