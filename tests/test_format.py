@@ -1,0 +1,322 @@
+"""The on-disk format is written down three times; these tests keep them equal.
+
+1. native/pagestore.h: the reference comment tables, and the #defines that
+   are compiled into C.
+2. pagestore/format.py: the Python copies of the constants, and the struct
+   layout of the file header (page 0).
+3. docs/format.md: the tables for readers.
+
+The tables are parsed out of the header comment and the Markdown, so an
+edit to either one alone fails here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+import struct
+from pathlib import Path
+from typing import List, Tuple
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pagestore import CorruptionError, InvalidFileError, SlottedPage, VersionMismatchError
+from pagestore import format as fmt
+from pagestore._native import crc32c, lib
+
+ROOT = Path(__file__).resolve().parent.parent
+HEADER_H = (ROOT / "native" / "pagestore.h").read_text(encoding="utf-8")
+FORMAT_MD = (ROOT / "docs" / "format.md").read_text(encoding="utf-8")
+
+Row = Tuple[int, str, str]  # offset, size ("..." for open-ended), first word of the description
+
+# ---- parsing the tables ----
+
+
+def _first_word(description: str) -> str:
+    return re.match(r"[A-Za-z_]+", description).group(0).lower()
+
+
+def c_table(title: str) -> List[Row]:
+    """c_table parses the OFFSET / SIZE / DESCRIPTION table under ``title`` in the header comment."""
+    comment = HEADER_H[: HEADER_H.index("*/")]
+    lines = comment.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.lstrip("* ").startswith(title))
+    assert "OFFSET" in lines[start + 2] and "SIZE" in lines[start + 2], f"{title}: no column line"
+    rows: List[Row] = []
+    for line in lines[start + 3 :]:
+        m = re.match(r"^\*\*\s+(\d+)\s+(\d+|\.\.\.)\s+(\S.*)$", line)
+        if m:
+            rows.append((int(m.group(1)), m.group(2), _first_word(m.group(3))))
+        elif re.match(r"^\*\*\s{10,}\S", line):
+            continue  # a description carried onto the next line
+        else:
+            break
+    assert rows, f"{title}: no rows parsed"
+    return rows
+
+
+def md_table(heading: str) -> List[Row]:
+    """md_table parses the first Offset | Size | Description table after ``heading`` in docs/format.md."""
+    at = FORMAT_MD.index(heading)
+    rows: List[Row] = []
+    in_table = False
+    for line in FORMAT_MD[at:].splitlines()[1:]:
+        if line.startswith("#"):
+            break
+        m = re.match(r"^\|\s*(\d+)\s*\|\s*(\d+|\.\.\.)\s*\|\s*(.*?)\s*\|\s*$", line)
+        if m:
+            in_table = True
+            rows.append((int(m.group(1)), m.group(2), _first_word(m.group(3))))
+        elif in_table:
+            break
+    assert rows, f"{heading}: no rows parsed"
+    return rows
+
+
+TABLES = [
+    ("PAGE HEADER", "### Page header"),
+    ("SLOT ENTRY", "### Slot entry"),
+    ("FILE HEADER", "## File header"),
+]
+
+
+# ---- constants: Python == C ----
+
+# Python constants that have no #define because C never needs them; each is
+# checked against the header's table instead (see test_file_header_layout).
+PYTHON_ONLY = {"META_CHECKSUM_OFFSET", "META_BODY_OFFSET"}
+
+
+def _python_constants():
+    return {
+        name: value
+        for name, value in vars(fmt).items()
+        if name.isupper() and not name.startswith("_") and type(value) is int
+    }
+
+
+def test_every_python_constant_equals_the_compiled_one():
+    constants = _python_constants()
+    assert len(constants) >= 25  # sizes, offsets, slot states, page types
+    for name, value in constants.items():
+        if name in PYTHON_ONLY:
+            continue
+        assert hasattr(lib, "PS_" + name), f"format.{name} has no PS_{name} in native/pagestore.h"
+        assert getattr(lib, "PS_" + name) == value, f"format.{name} = {value}, C has {getattr(lib, 'PS_' + name)}"
+
+
+def test_every_format_define_has_a_python_twin():
+    cdef = HEADER_H[HEADER_H.index("CDEF BEGIN") : HEADER_H.index("CDEF END")]
+    defines = re.findall(r"^#define PS_([A-Z0-9_]+)\s", cdef, re.M)
+    # Status codes live in _native.py's table; the ABI version is checked at import.
+    format_defines = [d for d in defines if d != "OK" and not d.startswith("E") and d != "NATIVE_VERSION"]
+    assert len(format_defines) >= 25
+    missing = [d for d in format_defines if not hasattr(fmt, d)]
+    assert not missing, f"#defines without a pagestore.format twin: {missing}"
+
+
+def test_sizes_in_titles_match():
+    assert re.search(rf"PAGE HEADER \(PS_HEADER_SIZE = {lib.PS_HEADER_SIZE} bytes\)", HEADER_H)
+    assert re.search(rf"SLOT ENTRY \(PS_SLOT_SIZE = {lib.PS_SLOT_SIZE} bytes\), slot i at offset "
+                     rf"{lib.PS_HEADER_SIZE} \+ {lib.PS_SLOT_SIZE} \* i", HEADER_H)
+    assert f"### Page header ({fmt.HEADER_SIZE} bytes)" in FORMAT_MD
+    assert f"### Slot entry ({fmt.SLOT_SIZE} bytes), slot i at offset {fmt.HEADER_SIZE} + {fmt.SLOT_SIZE} * i" in FORMAT_MD
+    assert fmt.MAX_SLOTS == (0xFFFF - fmt.HEADER_SIZE) // fmt.SLOT_SIZE
+    assert fmt.MAX_RECORD == 0xFFFF
+
+
+def test_page_type_names_cover_every_type():
+    types = {v for k, v in _python_constants().items() if k.startswith("PAGE_")}
+    assert set(fmt.PAGE_TYPE_NAMES) == types
+    for value, name in fmt.PAGE_TYPE_NAMES.items():
+        assert re.search(rf"^\|\s*{value}\s*\|\s*{name.upper()}\s*\|", FORMAT_MD, re.M), f"type {name} missing from docs"
+
+
+# ---- tables: header comment == docs ----
+
+
+@pytest.mark.parametrize("c_title,md_heading", TABLES)
+def test_docs_table_matches_header_comment(c_title, md_heading):
+    assert md_table(md_heading) == c_table(c_title)
+
+
+@pytest.mark.parametrize("c_title,end", [("PAGE HEADER", lib.PS_HEADER_SIZE), ("SLOT ENTRY", lib.PS_SLOT_SIZE)])
+def test_tables_are_contiguous_and_fill_their_structure(c_title, end):
+    rows = c_table(c_title)
+    assert rows[0][0] == 0
+    for (off, size, _), (next_off, _, _) in zip(rows, rows[1:]):
+        assert off + int(size) == next_off, f"{c_title}: gap or overlap at offset {off}"
+    assert rows[-1][0] + int(rows[-1][1]) == end
+
+
+def test_header_table_offsets_are_the_compiled_ones():
+    by_name = {name: (off, int(size)) for off, size, name in c_table("PAGE HEADER") if name != "reserved"}
+    assert set(by_name) == {n[len("OFF_"):].lower() for n in _python_constants() if n.startswith("OFF_")}
+    for name, (off, size) in by_name.items():
+        assert getattr(lib, "PS_OFF_" + name.upper()) == off == getattr(fmt, "OFF_" + name.upper())
+    # The widths SlottedPage reads them with.
+    page = SlottedPage.new(65536, pgno=0x01020304)
+    page.lsn = 0x0102030405060708
+    page.next = 0xA0B0C0D0
+    raw = bytes(page.buffer)
+    for name, (off, size) in by_name.items():
+        value = int.from_bytes(raw[off : off + size], "little")
+        if name in ("pgno", "lsn", "next", "upper", "nslots", "nlive", "lower", "frag", "checksum"):
+            assert value == getattr(page, name), name
+
+
+def test_validity_rule_is_the_same_text():
+    def bullets(text: str, start: str) -> List[str]:
+        body = text[text.index(start) :]
+        out: List[str] = []
+        for line in body.splitlines()[1:]:
+            line = line.lstrip("* ").rstrip()
+            if line.startswith("- "):
+                out.append(line[2:])
+            elif out and line and not line.startswith(("The checksum", "A page that")):
+                out[-1] += " " + line
+            elif out:
+                break
+        return [re.sub(r"\s+", " ", b) for b in out]
+
+    c_rule = bullets(HEADER_H, "A PAGE IS VALID if and only if:")
+    md_rule = bullets(FORMAT_MD, "A page is valid if and only if:")
+    assert len(c_rule) == 6
+    assert md_rule == c_rule
+
+
+def test_page_checksum_covers_what_the_table_says():
+    start = int(re.search(r"checksum: CRC32C of bytes \[(\d+), page_size\)", HEADER_H).group(1))
+    assert f"CRC32C of bytes [{start}, page_size)" in FORMAT_MD
+    page = SlottedPage.new(1024, pgno=8)
+    page.insert(b"checksummed")
+    page.set_checksum()
+    assert page.checksum == crc32c(bytes(page.buffer)[start:])
+
+
+def test_docs_keep_the_sections_other_layers_fill_in():
+    for heading in (
+        "## Log (write-ahead log) format",
+        "## Free-page list",
+        "## Free-space map",
+        "## Overflow pages",
+        "## B+tree node pages",
+    ):
+        assert re.search(rf"^{re.escape(heading)}$", FORMAT_MD, re.M), heading
+
+
+# ---- the file header (page 0) ----
+
+
+def _struct_rows(layout: struct.Struct, base: int, names: List[str]) -> List[Row]:
+    """_struct_rows: (offset, size, name) of each field of a little-endian struct starting at ``base``."""
+    codes = re.findall(r"(\d*)([a-zA-Z])", layout.format.lstrip("<"))
+    rows, off = [], base
+    assert len(codes) == len(names)
+    for (count, code), name in zip(codes, names):
+        size = struct.calcsize("<" + count + code)
+        rows.append((off, str(size), name))
+        off += size
+    assert off == base + layout.size
+    return rows
+
+
+def test_file_header_layout_matches_the_header_comment():
+    table = c_table("FILE HEADER")
+    meta_names = [f.name for f in dataclasses.fields(fmt.Meta) if f.name != "page_size"]
+    # The struct layout format.py writes, named as the table names them.
+    fixed = _struct_rows(fmt._FIXED, 0, ["magic", "format", "page", "checksum"])
+    body = _struct_rows(fmt._META, fmt.META_BODY_OFFSET, meta_names)
+    end = fmt.META_BODY_OFFSET + fmt._META.size
+    tail = [(end, str(fmt.FILE_HEADER_SIZE - end), "reserved"), (fmt.FILE_HEADER_SIZE, "...", "unused")]
+    assert table == fixed + body + tail
+    # Python-only offsets agree with the table.
+    checksum_row = next(r for r in table if r[2] == "checksum")
+    assert checksum_row[0] == fmt.META_CHECKSUM_OFFSET
+    assert table[4][0] == fmt.META_BODY_OFFSET
+    assert fmt.FILE_HEADER_SIZE == lib.PS_FILE_HEADER_SIZE
+    assert re.search(rf"checksum: CRC32C of bytes \[{fmt.META_BODY_OFFSET}, {fmt.FILE_HEADER_SIZE}\)", HEADER_H)
+    assert f"CRC32C of bytes [{fmt.META_BODY_OFFSET}, {fmt.FILE_HEADER_SIZE})" in FORMAT_MD
+
+
+def test_magic_is_the_documented_one():
+    documented = re.search(r'magic: "([^"]+)" \(PS_MAGIC\)', HEADER_H).group(1)
+    assert documented.replace("\\0", "\0").encode() == fmt.MAGIC
+    assert len(fmt.MAGIC) == 16
+    assert f'`"{documented}"`' in FORMAT_MD
+
+
+def _meta_strategy():
+    u32 = st.integers(0, 2**32 - 1)
+    u64 = st.integers(0, 2**64 - 1)
+
+    @st.composite
+    def metas(draw):
+        page_count = draw(st.integers(1, 2**32 - 1))
+        below = st.integers(0, page_count - 1)
+        return fmt.Meta(
+            page_size=draw(st.sampled_from([512, 1024, 4096, 65536])),
+            page_count=page_count,
+            root=draw(below),
+            tree_height=draw(u32),
+            freelist_head=draw(below),
+            freelist_count=draw(below),
+            fsm_head=draw(below),
+            reserved=0,
+            record_count=draw(u64),
+            live_bytes=draw(u64),
+            lsn=draw(u64),
+            file_id=draw(u64),
+            checkpoint_seq=draw(u64),
+        )
+
+    return metas()
+
+
+@settings(max_examples=200, deadline=None)
+@given(meta=_meta_strategy())
+def test_meta_round_trip(meta):
+    raw = meta.encode()
+    assert len(raw) == meta.page_size
+    assert raw[:16] == fmt.MAGIC
+    assert struct.unpack_from("<III", raw, 16) == (fmt.FORMAT_VERSION, meta.page_size, crc32c(bytes(raw[28:512])))
+    assert struct.unpack_from("<I", raw, 28)[0] == meta.page_count
+    assert struct.unpack_from("<Q", raw, 88)[0] == meta.checkpoint_seq
+    assert not any(raw[96:])
+    assert fmt.decode_meta(bytes(raw)) == meta
+    assert meta.copy() == meta and meta.copy() is not meta
+
+
+def test_decode_meta_rejects_damage():
+    meta = fmt.Meta(4096, page_count=10, root=3, tree_height=2, freelist_head=5, freelist_count=1, fsm_head=2)
+    good = meta.encode()
+    assert fmt.decode_meta(bytes(good)) == meta
+
+    for at in (28, 40, 95, 96, 300, 511):
+        bad = bytearray(good)
+        bad[at] ^= 1
+        with pytest.raises(CorruptionError) as err:
+            fmt.decode_meta(bytes(bad))
+        assert err.value.pgno == 0
+    # Past the checksummed 512 bytes nothing is covered (and nothing is read).
+    tail = bytearray(good)
+    tail[600] ^= 1
+    assert fmt.decode_meta(bytes(tail)) == meta
+
+    bad = bytearray(good)
+    bad[0] ^= 1
+    with pytest.raises(InvalidFileError):
+        fmt.decode_meta(bytes(bad))
+    bad = bytearray(good)
+    struct.pack_into("<I", bad, 16, fmt.FORMAT_VERSION + 1)
+    with pytest.raises(VersionMismatchError):
+        fmt.decode_meta(bytes(bad))
+    with pytest.raises(CorruptionError):
+        fmt.decode_meta(bytes(good[:200]))
+    for field, value in (("page_count", 0), ("root", 10), ("freelist_head", 11), ("fsm_head", 99), ("freelist_count", 10)):
+        broken = meta.copy()
+        setattr(broken, field, value)
+        with pytest.raises(CorruptionError):
+            fmt.decode_meta(bytes(broken.encode()))
