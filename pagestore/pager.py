@@ -192,9 +192,12 @@ class Pager:
             if len(victims) >= over:
                 break
         for pgno in victims:
-            f = self.cache.pop(pgno)
+            f = self.cache[pgno]
             if f.dirty:
+                # Spill before dropping: if the log write fails, the page must
+                # stay cached and dirty so that rollback can find and discard it.
                 self._spill(pgno, f)
+            del self.cache[pgno]
 
     def _spill(self, pgno: int, f: _Frame) -> None:
         assert self.wal is not None
@@ -309,9 +312,26 @@ class Pager:
             f.page.set_checksum()
             frames.append((pgno, f.buf))
         frames.append((0, self.meta.encode()))
-        self.wal.append_many(frames, txn, self.meta.page_count)
-        if self.sync_default if sync is None else sync:
-            self.wal.sync()
+        # If the log write or sync fails, the WAL must not go on believing in
+        # this commit (its index would serve the new images under the old
+        # header): remember what append_many changes, and put it back.
+        wal = self.wal
+        spilled = dict(wal.txn_index)
+        replaced = {p: wal.index.get(p) for p in set(spilled) | {p for p, _ in frames}}
+        mark = (wal.committed_end, wal.committed_crc, wal.committed_page_count)
+        try:
+            wal.append_many(frames, txn, self.meta.page_count)
+            if self.sync_default if sync is None else sync:
+                wal.sync()
+        except BaseException:
+            for p, off in replaced.items():
+                if off is None:
+                    wal.index.pop(p, None)
+                else:
+                    wal.index[p] = off
+            wal.txn_index = spilled
+            wal.committed_end, wal.committed_crc, wal.committed_page_count = mark
+            raise
         for f in self.dirty.values():
             f.dirty = False
         self.dirty.clear()
@@ -334,7 +354,11 @@ class Pager:
         """rollback discards every change since the last commit."""
         assert self.wal is not None
         for pgno in self.dirty:
-            del self.cache[pgno]
+            self.cache.pop(pgno, None)
+        # A page spilled to the log and read back is clean in the cache but
+        # holds this transaction's image: drop it too.
+        for pgno in self.wal.txn_index:
+            self.cache.pop(pgno, None)
         self.dirty.clear()
         self.wal.rollback()
         self.meta = self.committed.copy()
