@@ -333,6 +333,35 @@ def test_rollback_then_reset_returns_to_committed_tree():
     tree.check()
 
 
+def test_node_pages_match_the_documented_format():
+    # the byte layout of docs/format.md "B+tree node pages", pinned
+    pager = MemoryPager(512)
+    tree = BTree(pager)
+    entries = {b"": (1, 2), b"apple": (0x01020304, 0xBEEF), b"apricot": (7, 0)}
+    for key, rid in entries.items():
+        tree.put(key, rid)
+    tree.flush()
+    root = pager.read(pager.meta.root)
+    assert root.page_type == fmt.PAGE_LEAF and pager.meta.tree_height == 1
+    assert [r for _, r in root.items()] == [
+        (p).to_bytes(4, "little") + (s).to_bytes(2, "little") + k for k, (p, s) in sorted(entries.items())
+    ]
+    assert root.slots() == [0, 1, 2]
+    for i in range(40):
+        tree.put(b"k%03d" % i + b"." * 20, (i, i))
+    tree.flush()
+    root = pager.read(pager.meta.root)
+    assert root.page_type == fmt.PAGE_INTERNAL and pager.meta.tree_height == 2
+    records = [r for _, r in root.items()]
+    node = tree._peek(pager.meta.root)
+    assert records[0] == node.vals[0].to_bytes(4, "little")
+    assert records[1:] == [c.to_bytes(4, "little") + k for c, k in zip(node.vals[1:], node.keys)]
+    # a leaf separator is the shortest prefix that still separates the two leaves
+    left, right = tree._peek(node.vals[0]), tree._peek(node.vals[1])
+    sep = node.keys[0]
+    assert left.keys[-1] < sep <= right.keys[0] and left.keys[-1] >= sep[:-1]
+
+
 # ---- check() must be able to fail ----
 
 
