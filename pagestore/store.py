@@ -116,10 +116,15 @@ class Store(MutableMapping):
             raise PermissionError(13, "permission denied", self.path) from exc
         self._opener = _opener
         self._options = dict(cache_size=cache_size, sync=sync, wal_limit=wal_limit)
+        try:
+            node_cache = max(64, cache_size // self._pager.page_size // 4)
+            self._tree = BTree(self._pager, node_cache=node_cache)
+            self._heap = Heap(self._pager)  # reads the free-space map: may raise CorruptionError
+        except BaseException:
+            # Nobody will ever hold this Store to close it: release the file and its lock now.
+            self._pager.close(checkpoint=False)
+            raise
         self._closed = False
-        node_cache = max(64, cache_size // self._pager.page_size // 4)
-        self._tree = BTree(self._pager, node_cache=node_cache)
-        self._heap = Heap(self._pager)
         self.max_key = self._tree.max_key
 
     # ---- plumbing ----
