@@ -90,7 +90,7 @@ class _Group(click.Group):
             os.dup2(devnull, sys.stdout.fileno())
             ctx.exit(EXIT_ERROR)
         except (PageStoreError, OSError, ValueError) as exc:
-            raise UserError(describe(exc)) from exc
+            raise UserError(describe(exc, ctx.meta.get(_DB_KEY))) from exc
 
 
 @contextmanager
@@ -239,7 +239,16 @@ progress_option = click.option(
 # the commands
 # --------------------------------------------------------------------------
 
-db_argument = click.argument("db", type=click.Path(dir_okay=True, path_type=str))
+#: ctx.meta key under which a command's DB argument is kept, so error lines can name the file.
+_DB_KEY = "pagestore.db"
+
+
+def _remember_db(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    ctx.meta[_DB_KEY] = value  # meta is shared by the group's context and the command's
+    return value
+
+
+db_argument = click.argument("db", type=click.Path(dir_okay=True, path_type=str), callback=_remember_db)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

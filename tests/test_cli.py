@@ -133,6 +133,17 @@ def test_check_corrupt_names_the_page(db):
     assert page["verified"] is False and page["fields"]["pgno"] == pgno
 
 
+def test_damaged_header_is_one_line(db):
+    with open(db, "r+b") as f:  # inside the checksummed part of page 0
+        f.seek(40)
+        f.write(b"\xff\xff\xff\xff")
+    proc = run("check", db, ok=False)
+    assert "page 0" in one_error_line(proc)
+    for command in ("stats", "inspect", "dump"):
+        line = one_error_line(run(command, db, ok=False))
+        assert line.startswith(f"pagestore: error: {db}: corruption in page 0")
+
+
 def test_inspect_summary_page_and_map(db, tmp_path, records):
     text = run("inspect", db).stdout.decode()
     for word in ("page types", "fill distribution", "free list", "log", "leaf", "heap"):
