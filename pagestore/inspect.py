@@ -180,9 +180,8 @@ def header_fields(pager: Pager) -> Dict[str, Any]:
 
 def _raw_page(pager: Pager, pgno: int) -> bytes:
     # The newest committed image, unverified, for decoding a page that fails
-    # verification. Pager has no public unverified read yet; _load is it.
-    read_raw = getattr(pager, "read_raw", None)
-    return bytes(read_raw(pgno) if read_raw is not None else pager._load(pgno))
+    # verification.
+    return pager.read_raw(pgno)
 
 
 def preview(data: bytes, width: int = 16) -> str:

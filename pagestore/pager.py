@@ -144,6 +144,21 @@ class Pager:
             raise CorruptionError(pgno, "page lies past the end of the data file")
         return data
 
+    def read_raw(self, pgno: int) -> bytes:
+        """read_raw returns the newest committed bytes of page ``pgno`` WITHOUT verifying them.
+
+        For decoders of damaged files (``pagestore inspect --page``) only;
+        everything that acts on a page uses ``read``.
+        """
+        if pgno < 0 or pgno >= self.meta.page_count:
+            raise CorruptionError(pgno, f"page {pgno} is outside the file ({self.meta.page_count} pages)")
+        if pgno == 0:
+            return bytes(self.meta.encode())
+        f = self.cache.get(pgno)
+        if f is not None and not f.dirty:
+            return bytes(f.buf)
+        return self._load(pgno)
+
     def read(self, pgno: int) -> SlottedPage:
         """read returns page ``pgno``, verified. Do not mutate it (use ``write``).
 
