@@ -481,7 +481,16 @@ def test_two_read_only_opens_work_together(tmp_path):
 
 
 def test_eight_threads_share_one_store(tmp_path):
-    path = str(tmp_path / "db")
+    _eight_threads(str(tmp_path / "db"), steps=250)
+
+
+@pytest.mark.slow
+def test_eight_threads_share_one_store_long(tmp_path):
+    _eight_threads(str(tmp_path / "db"), steps=5000)
+
+
+def _eight_threads(path: str, steps: int) -> None:
+    """Each thread owns a key prefix and checks its own model, while the others write around it."""
     db = pagestore.open(path, page_size=512, cache_size=512 * 64, sync=False)
     errors: List[BaseException] = []
     models: List[Dict[bytes, bytes]] = [{} for _ in range(8)]
@@ -493,7 +502,7 @@ def test_eight_threads_share_one_store(tmp_path):
         prefix = b"t%d/" % t
         try:
             start.wait()
-            for step in range(250):
+            for step in range(steps):
                 k = prefix + b"%03d" % rng.randrange(60)
                 r = rng.random()
                 if r < 0.35:

@@ -1,8 +1,8 @@
 """Power loss at every I/O event of a small workload, through tests/faultfs.py.
 
 The workload (20 transactions on 512-byte pages with a 32-page cache and a
-6 KiB log limit, so overflow chains, cache spills, checkpoints and a
-close/reopen all happen) runs once per cut point k, stopping with exactly
+6 KiB log limit, so overflow chains, cache spills, checkpoints, a
+close/reopen and a compaction all happen) runs once per cut point k, stopping with exactly
 I/O events 1..k-1 done. The disk then loses its unsynced writes ("drop"),
 keeps a torn prefix of them ("tear"), or a random subset of sectors
 ("scramble"); the durable files are written out as real files and reopened
@@ -84,7 +84,8 @@ def run_workload(path: str, txns: List[List[Op]], opener, acked: List[int]) -> N
     """run_workload applies ``txns``; after each commit returns it appends the count to ``acked``.
 
     Single-op transactions go through ``db[k] = v`` / ``del db[k]``, the rest
-    through ``db.transaction()``. The store is closed and reopened halfway.
+    through ``db.transaction()``. The store is closed and reopened halfway,
+    and compacted (rewritten into a new file renamed over it) near the end.
     """
     db = Store(path, _opener=opener, **OPTS)
     for i, ops in enumerate(txns):
@@ -105,6 +106,8 @@ def run_workload(path: str, txns: List[List[Op]], opener, acked: List[int]) -> N
                     else:
                         txn[k] = v
         acked.append(i + 1)
+        if i == len(txns) - 4:
+            db.compact()  # a new file renamed over the old one, mid-workload
     db.close()
 
 
