@@ -197,9 +197,9 @@ class TreeMachine4096(TreeMachine):
 _SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 TestTree512 = TreeMachine512.TestCase
-TestTree512.settings = settings(max_examples=100, stateful_step_count=60, **_SETTINGS)
+TestTree512.settings = settings(max_examples=70, stateful_step_count=60, **_SETTINGS)
 TestTree4096 = TreeMachine4096.TestCase
-TestTree4096.settings = settings(max_examples=40, stateful_step_count=50, **_SETTINGS)
+TestTree4096.settings = settings(max_examples=30, stateful_step_count=50, **_SETTINGS)
 
 
 # ---- deterministic tests ----
