@@ -169,15 +169,14 @@ def _decode(pgno: int, page: SlottedPage) -> _Node:
     if ptype != fmt.PAGE_LEAF and ptype != fmt.PAGE_INTERNAL:
         name = fmt.PAGE_TYPE_NAMES.get(ptype, str(ptype))
         raise CorruptionError(pgno, f"expected a B+tree node page, found page type {name}")
-    recs = page.records()
+    slots, offs, lens, states = page.columns()
     data = bytes(page.buffer)
-    count = len(recs)
+    count = len(slots)
     leaf = ptype == fmt.PAGE_LEAF
     if not count:
         if not leaf:
             raise CorruptionError(pgno, "internal node has no children")
         return _Node(pgno, True, [], [], 0)
-    slots, offs, lens, states = zip(*recs)
     if slots[-1] != count - 1 or max(states) != fmt.SLOT_LIVE:
         raise CorruptionError(pgno, "node slots are not dense and live")
     if leaf:
