@@ -205,25 +205,40 @@ class Heap:
             raise CorruptionError(pgno, "overflow chain is shorter than its value")
         return pages
 
-    def read(self, rid: Rid) -> bytes:
-        """read returns the value at ``rid``. Raises CorruptionError for a dangling or damaged record."""
+    def _record(self, rid: Rid) -> Tuple[SlottedPage, int, int, int]:
+        """_record finds a live heap record: its page, offset, length and state.
+
+        Raises:
+            CorruptionError: the record id points at another kind of page or a dead slot.
+        """
         pgno, slot = rid
         page = self.pager.read(pgno)
         if page.page_type != fmt.PAGE_HEAP:
-            raise CorruptionError(pgno, f"record id points at a page of type {page.page_type}")
+            raise CorruptionError(pgno, f"record id ({pgno}, {slot}) points at a page of type {page.page_type}")
         try:
             off, n, state = page._locate(slot)
         except KeyError:
-            raise CorruptionError(pgno, f"record id points at dead slot {slot}") from None
+            raise CorruptionError(pgno, f"record id ({pgno}, {slot}) points at a dead slot") from None
+        return page, off, n, state
+
+    def _stub(self, rid: Rid, page: SlottedPage, off: int, n: int) -> Tuple[int, int]:
+        """_stub decodes an overflow stub: the value's total length and first overflow page."""
+        if n < 8:
+            raise CorruptionError(rid[0], f"overflow stub in slot {rid[1]} is too short")
+        total, first = _STUB.unpack_from(page.buffer, off)
+        if total < n - 8:
+            raise CorruptionError(rid[0], f"overflow stub in slot {rid[1]} is shorter than its tail")
+        return total, first
+
+    def read(self, rid: Rid) -> bytes:
+        """read returns the value at ``rid``. Raises CorruptionError for a dangling or damaged record."""
+        page, off, n, state = self._record(rid)
         buf = page.buffer
         if state == fmt.SLOT_LIVE:
             return bytes(buf[off : off + n])
-        if n < 8:
-            raise CorruptionError(pgno, f"overflow stub in slot {slot} is too short")
-        total, first = _STUB.unpack_from(buf, off)
+        pgno, slot = rid
+        total, first = self._stub(rid, page, off, n)
         tail = bytes(buf[off + 8 : off + n])
-        if total < len(tail):
-            raise CorruptionError(pgno, f"overflow stub in slot {slot} is shorter than its tail")
         parts = []
         for p in self._chain(pgno, first, total, len(tail)):
             parts.append(self.pager.read(p).read(0))
@@ -288,20 +303,11 @@ class Heap:
 
     def check_record(self, rid: Rid) -> Tuple[int, List[int]]:
         """check_record verifies one record; returns its length and its overflow pages."""
-        pgno, slot = rid
-        page = self.pager.read(pgno)
-        if page.page_type != fmt.PAGE_HEAP:
-            raise CorruptionError(pgno, f"record id ({pgno}, {slot}) points at a page of type {page.page_type}")
-        try:
-            off, n, state = page._locate(slot)
-        except KeyError:
-            raise CorruptionError(pgno, f"record id ({pgno}, {slot}) points at a dead slot") from None
+        page, off, n, state = self._record(rid)
         if state != fmt.SLOT_OVERFLOW:
             return n, []
-        if n < 8:
-            raise CorruptionError(pgno, f"overflow stub in slot {slot} is too short")
-        total, first = _STUB.unpack_from(page.buffer, off)
-        return total, self._chain(pgno, first, total, n - 8)
+        total, first = self._stub(rid, page, off, n)
+        return total, self._chain(rid[0], first, total, n - 8)
 
     def check_page(self, pgno: int) -> None:
         """check_page verifies a heap page's map entry matches its free space."""
