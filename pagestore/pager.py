@@ -352,7 +352,14 @@ class Pager:
         self.dirty.clear()
         self.committed = self.meta.copy()
         if self.wal.size() > self.checkpoint_threshold():
-            self.checkpoint()
+            try:
+                self.checkpoint()
+            except OSError:
+                # The commit is already durable in the log. A checkpoint that
+                # fails (a full disk growing the data file) changes nothing the
+                # log cannot redo, and is retried after the next commit and at
+                # close: raising here would tell the caller a saved write failed.
+                pass
         return True
 
     def checkpoint_threshold(self) -> int:
