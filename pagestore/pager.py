@@ -34,7 +34,7 @@ from typing import Dict, Iterator, List, Optional
 
 from . import fileio
 from . import format as fmt
-from .errors import CorruptionError, InvalidFileError, PageStoreError
+from .errors import CorruptionError, InvalidFileError, PageStoreError, ReadOnlyError
 from .page import SlottedPage
 from .wal import WAL
 
@@ -46,14 +46,13 @@ MIN_CACHE_PAGES = 32
 class _Frame:
     """_Frame is one cached page: its buffer, its SlottedPage view, and state."""
 
-    __slots__ = ("buf", "page", "dirty", "epoch", "pins")
+    __slots__ = ("buf", "page", "dirty", "epoch")
 
     def __init__(self, buf: bytearray, page: SlottedPage, epoch: int) -> None:
         self.buf = buf
         self.page = page
         self.dirty = False
         self.epoch = epoch
-        self.pins = 0
 
 
 class Pager:
@@ -181,7 +180,7 @@ class Pager:
 
     def write(self, pgno: int) -> SlottedPage:
         """write returns page ``pgno`` marked dirty; its changes go to the log at commit."""
-        self._check_writable()
+        self.check_writable()
         page = self.read(pgno)
         f = self.cache[pgno]
         if not f.dirty:
@@ -201,7 +200,7 @@ class Pager:
             return
         victims: List[int] = []
         for pgno, f in self.cache.items():
-            if f.epoch == self.epoch or f.pins:
+            if f.epoch == self.epoch:
                 continue
             victims.append(pgno)
             if len(victims) >= over:
@@ -223,22 +222,11 @@ class Pager:
         f.dirty = False
         del self.dirty[pgno]
 
-    def pin(self, pgno: int) -> SlottedPage:
-        """pin keeps a page in the cache across operations until ``unpin``."""
-        page = self.read(pgno)
-        self.cache[pgno].pins += 1
-        return page
-
-    def unpin(self, pgno: int) -> None:
-        f = self.cache.get(pgno)
-        if f is not None and f.pins > 0:
-            f.pins -= 1
-
     # ---- allocation and the free list ----
 
     def allocate(self, page_type: int) -> SlottedPage:
         """allocate returns an empty, dirty page of ``page_type``: the head of the free list, or a new page at the end."""
-        self._check_writable()
+        self.check_writable()
         meta = self.meta
         if meta.freelist_head:
             pgno = meta.freelist_head
@@ -262,7 +250,7 @@ class Pager:
 
     def free(self, pgno: int) -> None:
         """free puts page ``pgno`` at the head of the free list; its contents are gone."""
-        self._check_writable()
+        self.check_writable()
         if pgno <= 0 or pgno >= self.meta.page_count:
             raise CorruptionError(pgno, "freeing a page outside the file")
         f = self.cache.get(pgno)
@@ -296,10 +284,9 @@ class Pager:
 
     # ---- transactions ----
 
-    def _check_writable(self) -> None:
+    def check_writable(self) -> None:
+        """check_writable raises ReadOnlyError for a read-only store. Callers: every writing path."""
         if self.readonly:
-            from .errors import ReadOnlyError
-
             raise ReadOnlyError(f"{self.path}: store is open read-only")
 
     @property
@@ -317,7 +304,7 @@ class Pager:
         assert self.wal is not None
         if not self.in_transaction:
             return False
-        self._check_writable()
+        self.check_writable()
         txn = self.meta.lsn + 1
         self.meta.lsn = txn
         frames = []
@@ -333,7 +320,7 @@ class Pager:
         wal = self.wal
         spilled = dict(wal.txn_index)
         replaced = {p: wal.index.get(p) for p in set(spilled) | {p for p, _ in frames}}
-        mark = (wal.committed_end, wal.committed_crc, wal.committed_page_count)
+        mark = (wal.committed_end, wal.committed_crc)
         try:
             wal.append_many(frames, txn, self.meta.page_count)
             if self.sync_default if sync is None else sync:
@@ -345,7 +332,7 @@ class Pager:
                 else:
                     wal.index[p] = off
             wal.txn_index = spilled
-            wal.committed_end, wal.committed_crc, wal.committed_page_count = mark
+            wal.committed_end, wal.committed_crc = mark
             raise
         for f in self.dirty.values():
             f.dirty = False

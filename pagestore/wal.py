@@ -102,7 +102,6 @@ class WAL:
         self.end = WAL_HEADER_SIZE  # where the next frame goes
         self.committed_end = WAL_HEADER_SIZE
         self.committed_crc = 0
-        self.committed_page_count: Optional[int] = None
         self._crc = 0
         self._synced = True
         self.allocated = 0  # bytes the log file holds (frames in use and zeros beyond)
@@ -144,7 +143,6 @@ class WAL:
         """
         self.index.clear()
         self.txn_index.clear()
-        self.committed_page_count = None
         if self.file is None:
             return
         head = self._read_header()
@@ -174,7 +172,6 @@ class WAL:
                 self.index.update(pending)
                 pending.clear()
                 self.committed_end, self.committed_crc = offset, crc
-                self.committed_page_count = commit
         self.end, self._crc = self.committed_end, self.committed_crc
         if not self.readonly and size > self.committed_end:
             self.file.truncate(self.committed_end)
@@ -182,33 +179,20 @@ class WAL:
 
     # ---- writing ----
 
-    def append(self, pgno: int, page: bytes, txn: int, commit_page_count: int = 0) -> int:
-        """append writes one frame at the end of the log and returns its offset.
-
-        Without ``commit_page_count`` the frame belongs to the open transaction
-        (``txn_index``); with it, the frame commits the transaction: the
-        caller must pass page 0 last, then call ``sync`` if durability is wanted.
-        """
-        assert self.file is not None and len(page) == self.page_size
+    def append(self, pgno: int, page: bytes, txn: int) -> int:
+        """append writes one frame of the open transaction (a page spilled from
+        the cache) at the end of the log and returns its offset."""
         offset = self.end
-        head = bytearray(_FRAME.pack(pgno, commit_page_count, txn, offset, self.salt))
-        crc = crc32c(page, crc32c(head, self._crc))
-        head += _U32.pack(crc)
-        self._reserve(offset + self.frame_size)
-        self.file.write(offset, bytes(head) + bytes(page))
-        self._crc = crc
-        self.end = offset + self.frame_size
-        self._synced = False
-        self.txn_index[pgno] = offset
-        if commit_page_count:
-            self.index.update(self.txn_index)
-            self.txn_index.clear()
-            self.committed_end, self.committed_crc = self.end, crc
-            self.committed_page_count = commit_page_count
+        self.append_many([(pgno, page)], txn, 0)
         return offset
 
     def append_many(self, frames: list, txn: int, commit_page_count: int) -> None:
-        """append_many writes a whole commit (page images in order, page 0 last) in one write call."""
+        """append_many writes page images in one write call.
+
+        With ``commit_page_count`` the last frame commits the transaction: the
+        caller passes page 0 last, then calls ``sync`` if durability is wanted.
+        Without it, the frames belong to the open transaction (``txn_index``).
+        """
         assert self.file is not None
         out = bytearray()
         offset = start = self.end
@@ -216,6 +200,7 @@ class WAL:
         offsets = []
         last = len(frames) - 1
         for i, (pgno, page) in enumerate(frames):
+            assert len(page) == self.page_size
             commit = commit_page_count if i == last else 0
             head = _FRAME.pack(pgno, commit, txn, offset, self.salt)
             crc = crc32c(page, crc32c(head, crc))
@@ -234,7 +219,6 @@ class WAL:
             self.index.update(self.txn_index)
             self.txn_index.clear()
             self.committed_end, self.committed_crc = self.end, crc
-            self.committed_page_count = commit_page_count
 
     def _reserve(self, end: int) -> None:
         """_reserve extends the file with zeros so that it holds ``end`` bytes.
@@ -291,7 +275,6 @@ class WAL:
         self._crc = _U32.unpack_from(header, 36)[0]
         self.end = self.committed_end = WAL_HEADER_SIZE
         self.committed_crc = self._crc
-        self.committed_page_count = None
         self.index.clear()
         self.txn_index.clear()
         self._synced = True
@@ -303,9 +286,6 @@ class WAL:
     def disk_size(self) -> int:
         """disk_size: bytes the log file takes on disk, pre-extended space included."""
         return self.allocated if self.file is not None else 0
-
-    def frame_count(self) -> int:
-        return (self.end - WAL_HEADER_SIZE) // self.frame_size
 
     def close(self) -> None:
         if self.file is not None:
