@@ -9,9 +9,9 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-from typing import Callable, Optional
+from typing import Callable
 
-from .errors import PageStoreError, StoreLockedError
+from .errors import StoreLockedError
 
 
 class File:
@@ -100,8 +100,3 @@ def sync_directory(path: str) -> None:
     finally:
         os.close(fd)
 
-
-def describe_os_error(exc: OSError, path: Optional[str] = None) -> PageStoreError:
-    """describe_os_error turns an OSError from the OS into a one-line PageStoreError."""
-    where = path or exc.filename or ""
-    return PageStoreError(f"{where}: {exc.strerror or exc}")

@@ -248,15 +248,6 @@ class Heap:
             raise CorruptionError(pgno, f"overflow record in slot {slot} has {len(value)} bytes, stub says {total}")
         return value
 
-    def length(self, rid: Rid) -> int:
-        """length returns the value's length without reading overflow pages."""
-        pgno, slot = rid
-        page = self.pager.read(pgno)
-        off, n, state = page._locate(slot)
-        if state == fmt.SLOT_OVERFLOW:
-            return _STUB.unpack_from(page.buffer, off)[0]
-        return n
-
     # ---- changing ----
 
     def delete(self, rid: Rid) -> int:

@@ -97,16 +97,11 @@ class Store(MutableMapping):
         self._lock = threading.RLock()
         self._version = 0  # bumped by every write: scans re-descend after one
         self._closed = True
+        self._opener = _opener
+        self._options = dict(cache_size=cache_size, sync=sync, wal_limit=wal_limit)
         try:
             self._pager = Pager(
-                self.path,
-                create=create,
-                readonly=readonly,
-                page_size=page_size,
-                cache_size=cache_size,
-                sync=sync,
-                wal_limit=wal_limit,
-                opener=_opener,
+                self.path, create=create, readonly=readonly, page_size=page_size, opener=_opener, **self._options
             )
         except IsADirectoryError as exc:
             raise PageStoreError(f"{self.path}: is a directory, not a store file") from exc
@@ -114,11 +109,8 @@ class Store(MutableMapping):
             raise FileNotFoundError(2, "no such store (open with create=True to make one)", self.path) from exc
         except PermissionError as exc:
             raise PermissionError(13, "permission denied", self.path) from exc
-        self._opener = _opener
-        self._options = dict(cache_size=cache_size, sync=sync, wal_limit=wal_limit)
         try:
-            node_cache = max(64, cache_size // self._pager.page_size // 4)
-            self._tree = BTree(self._pager, node_cache=node_cache)
+            self._tree = BTree(self._pager, node_cache=self._tree_node_cache())
             self._heap = Heap(self._pager)  # reads the free-space map: may raise CorruptionError
         except BaseException:
             # Nobody will ever hold this Store to close it: release the file and its lock now.
@@ -151,10 +143,7 @@ class Store(MutableMapping):
     def _write(self, fn: Callable[[], T], sync: Optional[bool] = None) -> T:
         """_write runs ``fn`` (which changes pages) and commits it, or undoes it all on any error."""
         self._begin()
-        if self.readonly:
-            from .errors import ReadOnlyError
-
-            raise ReadOnlyError(f"{self.path}: store is open read-only")
+        self._pager.check_writable()
         self._version += 1
         try:
             result = fn()
@@ -440,10 +429,7 @@ class Store(MutableMapping):
         """
         with self._lock:
             pager = self._begin()
-            if self.readonly:
-                from .errors import ReadOnlyError
-
-                raise ReadOnlyError(f"{self.path}: store is open read-only")
+            pager.check_writable()
             before = pager.file_size() + pager.wal_size()
             pager.checkpoint()
             tmp = self.path + ".compact"
@@ -560,10 +546,7 @@ class Transaction(MutableMapping):
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self._check()
-        if self._store.readonly:
-            from .errors import ReadOnlyError
-
-            raise ReadOnlyError(f"{self._store.path}: store is open read-only")
+        self._store._pager.check_writable()
         self._writes[self._store._key(key)] = self._store._value(value)
 
     def __delitem__(self, key: Any) -> None:
