@@ -100,6 +100,9 @@ const char *ps_strerror(int code) {
     case PS_ECORRUPT_SPACE: return "free-space accounting does not add up";
     case PS_ECHECKSUM: return "checksum mismatch";
     case PS_EPGNO: return "page is stamped with another page number";
+    case PS_ENODE_TYPE: return "page is not a B+tree node";
+    case PS_ECORRUPT_NODE: return "B+tree node slots are not dense and live, or a record is too short";
+    case PS_ENODE_ORDER: return "B+tree node keys are not strictly ascending";
     default: return "unknown status code";
     }
 }

@@ -93,6 +93,29 @@
 ** sector was torn mid-checkpoint is still recognised; the log then supplies
 ** the newest copy of page 0.
 **
+** NODE PAGES (B+tree, pagestore/btree.py; searched and decoded by node.c)
+**   A node page is a slotted page of type PS_PAGE_LEAF or PS_PAGE_INTERNAL
+**   whose slots are dense and live (nslots == nlive): it is always written
+**   whole. Keys are ordered bytewise and strictly ascending.
+**
+**   LEAF RECORD, slot i = the i-th entry in key order
+**
+**   OFFSET  SIZE  DESCRIPTION
+**      0      4   rid page number (u32)
+**      4      2   rid slot (u16); the rid is PS_NODE_RID_SIZE = 6 bytes
+**      6    ...   the key: the rest of the record (record length - 6)
+**
+**   An internal node with n children has n records. Slot 0 is exactly
+**   PS_NODE_CHILD_SIZE = 4 bytes, the leftmost child's page number (u32).
+**   INTERNAL RECORD, slot i (0 < i < n)
+**
+**   OFFSET  SIZE  DESCRIPTION
+**      0      4   child i page number (u32), never 0
+**      4    ...   separator key i: the rest of the record (length - 4)
+**
+**   Child i holds the keys k with key(i) <= k < key(i + 1), where key(i)
+**   is slot i's separator, key(0) = -infinity and key(n) = +infinity.
+**
 ** CONVENTIONS OF THIS API
 **   Every function takes the caller's buffer and its size, returns a PS_*
 **   status code, and writes results through out-parameters. No I/O, no
@@ -107,7 +130,7 @@
 
 /* ---- CDEF BEGIN: the region below is read by native/build_ffi.py ---- */
 
-#define PS_NATIVE_VERSION 1     /* bumped on any ABI or format change */
+#define PS_NATIVE_VERSION 2     /* bumped on any ABI or format change */
 #define PS_FORMAT_VERSION 1     /* on-disk format version in page 0 */
 
 #define PS_HEADER_SIZE 40
@@ -145,6 +168,10 @@
 #define PS_PAGE_FSM 5           /* free-space map: one byte per page */
 #define PS_PAGE_META 6          /* page 0 (not slotted; listed for inspect) */
 
+/* B+tree node records (see NODE PAGES above). */
+#define PS_NODE_RID_SIZE 6      /* leaf record prefix: rid page (u32), slot (u16) */
+#define PS_NODE_CHILD_SIZE 4    /* internal record prefix: child page (u32) */
+
 /* Status codes: one numbered range, each with a strerror (ps_strerror). */
 #define PS_OK 0
 #define PS_EFULL 1              /* the record does not fit in this page */
@@ -156,6 +183,9 @@
 #define PS_ECORRUPT_SPACE 13    /* free-space accounting does not add up */
 #define PS_ECHECKSUM 14         /* stored checksum does not match the bytes */
 #define PS_EPGNO 15             /* page stamped with another page number */
+#define PS_ENODE_TYPE 16        /* a B+tree pointer leads to a page that is not a node */
+#define PS_ECORRUPT_NODE 17     /* node slots not dense and live, or a record too short */
+#define PS_ENODE_ORDER 18       /* node keys are not strictly ascending */
 
 int ps_native_version(void);
 const char *ps_strerror(int code);
@@ -195,6 +225,51 @@ int ps_page_read_all(const uint8_t *page, uint32_t page_size, uint16_t *slots_ou
 ** array. Either all fit and are written, or PS_EFULL and the page is untouched. */
 int ps_page_append_many(uint8_t *page, uint32_t page_size, const uint8_t *data,
                         const uint32_t *lens, uint32_t n);
+
+/* B+tree nodes (node.c). The page must already have passed ps_page_verify
+** or ps_page_validate; these still bounds-check every slot they follow.
+**
+** ps_node_search: binary search of the node's keys for `key`. With after=0
+** the index of the first key >= key (bisect_left), and equal_out says
+** whether that key equals it; with after=1 the first key > key
+** (bisect_right). pgno_out/slot_out: for a leaf the rid of entry index (0, 0
+** when index == entries); for an internal node child index's page number. */
+int ps_node_search(const uint8_t *page, uint32_t page_size, const uint8_t *key, uint32_t klen,
+                   int after, uint32_t *index_out, int *equal_out, uint32_t *pgno_out,
+                   uint16_t *slot_out);
+
+/* ps_node_decode: checks the whole node (dense live slots, record lengths,
+** strictly ascending keys, no child 0) and, when key_off_out is not NULL,
+** writes where each key starts and ends in the page (leaf: entry i; internal:
+** key j, from slot j + 1) and each entry's page number (and, for a leaf, rid
+** slot; slot_out may be NULL for internal nodes). count_out: entries of a
+** leaf, children of an internal node. cap: capacity of the arrays. */
+int ps_node_decode(const uint8_t *page, uint32_t page_size, uint32_t *key_off_out,
+                   uint32_t *key_end_out, uint32_t *pgno_out, uint16_t *slot_out, uint32_t cap,
+                   uint32_t *count_out);
+
+/* ps_node_build: writes a whole node page: header (pgno, type, zero lsn and
+** checksum) and n entries. Leaf: n keys (lengths key_lens[0..n), bytes
+** concatenated in keys) with rids pgnos[i], slots[i]. Internal: n children
+** pgnos[0..n) and n - 1 keys; slots unused. PS_EFULL (page untouched) when
+** they do not fit. */
+int ps_node_build(uint8_t *page, uint32_t page_size, uint32_t pgno, uint8_t type,
+                  const uint8_t *keys, const uint32_t *key_lens, const uint32_t *pgnos,
+                  const uint16_t *slots, uint32_t n);
+
+/* Leaf changes in place, for the puts and deletes that neither overflow nor
+** underfill their leaf (index: from ps_node_search).
+** ps_node_leaf_insert: a new entry (key, rid) at index; PS_EINVAL unless the
+** key lies strictly between its neighbours; PS_EFULL (page untouched) when it
+** does not fit even after compaction.
+** ps_node_leaf_remove: drops entry index; used_out = bytes the remaining
+** entries cost (records plus slots), for the caller's underfull test.
+** ps_node_leaf_set_rid: points entry index at another record. */
+int ps_node_leaf_insert(uint8_t *page, uint32_t page_size, uint32_t index, const uint8_t *key,
+                        uint32_t klen, uint32_t pgno, uint16_t slot);
+int ps_node_leaf_remove(uint8_t *page, uint32_t page_size, uint32_t index, uint32_t *used_out);
+int ps_node_leaf_set_rid(uint8_t *page, uint32_t page_size, uint32_t index, uint32_t pgno,
+                         uint16_t slot);
 
 /* ---- CDEF END ---- */
 

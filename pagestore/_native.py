@@ -18,7 +18,7 @@ except ImportError as exc:  # pragma: no cover - only without a build
     ) from exc
 
 #: The ABI version this Python code was written against.
-EXPECTED_NATIVE_VERSION = 1
+EXPECTED_NATIVE_VERSION = 2
 
 if lib.ps_native_version() != EXPECTED_NATIVE_VERSION:  # pragma: no cover
     raise ImportError(
@@ -38,6 +38,9 @@ CORRUPTION_CODES = frozenset(
         lib.PS_ECORRUPT_SPACE,
         lib.PS_ECHECKSUM,
         lib.PS_EPGNO,
+        lib.PS_ENODE_TYPE,
+        lib.PS_ECORRUPT_NODE,
+        lib.PS_ENODE_ORDER,
     )
 )
 

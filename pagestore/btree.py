@@ -59,11 +59,20 @@ split always produce two halves that fit and are not underfull.
 
 CACHING
 
-The tree keeps decoded nodes (``_Node``) in a bounded LRU keyed by page
-number, plus a dirty set. Mutations change decoded nodes only; ``flush()``
-encodes every dirty node into ``pager.write(pgno)``, and a dirty node evicted
-from the LRU is encoded on the way out. Pages the pager hands back are never
-kept: they may be evicted and re-read.
+The tree keeps nodes in a bounded LRU keyed by page number, in one of two
+forms. A clean node is kept as its raw page bytes (checked once by
+``nodes.check`` when it enters the cache) and searched in C, one call per
+level (``nodes.search``). A node is decoded into a ``_Node`` (Python lists)
+only when a change needs it. A put or delete that neither overflows nor
+underfills its leaf changes the leaf's page in place in C
+(``nodes.leaf_insert``, ``leaf_remove``, ``leaf_set_rid``) and keeps the new
+raw bytes, so most writes decode nothing. Splits, merges and
+redistributions change decoded nodes only, and
+``flush()`` builds every dirty node back into ``pager.write(pgno)`` (one C
+call, ``nodes.build``) and keeps the raw bytes again. A dirty node evicted
+from the LRU is built on the way out. The capacity is counted in raw pages;
+a decoded node weighs ``_DECODED_WEIGHT``. Pages the pager hands back are
+never kept: they may be evicted and re-read.
 
 Who calls what: the store calls ``flush()`` before every commit (and before
 anything that reads pages directly, such as a checkpoint), and ``reset()``
@@ -72,23 +81,24 @@ after a rollback, when the pager has thrown away uncommitted pages.
 from __future__ import annotations
 
 import operator
-import struct
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from typing import Dict, Iterator, List, Optional, Set, Tuple
+from typing import Dict, Iterator, List, Optional, Set, Tuple, Union
 
 from . import format as fmt
+from . import nodes
 from .errors import CorruptionError, PageStoreError
 from .page import SlottedPage
 
 Rid = Tuple[int, int]
 
-_RID = struct.Struct("<IH")
-_CHILD = struct.Struct("<I")
-_RID_SIZE = _RID.size  # 6
-_CHILD_SIZE = _CHILD.size  # 4
-_LEAF_COST = fmt.SLOT_SIZE + _RID_SIZE  # 12 bytes per leaf entry, before the key
-_INTERNAL_COST = fmt.SLOT_SIZE + _CHILD_SIZE  # 10 bytes per child, before its key
+#: What a decoded node weighs in the node cache, in raw pages: its keys, rid
+#: tuples and lists take about four times the bytes of the page they came from.
+_DECODED_WEIGHT = 4
+_OFF_TYPE = fmt.OFF_TYPE
+
+_LEAF_COST = fmt.SLOT_SIZE + fmt.NODE_RID_SIZE  # 12 bytes per leaf entry, before the key
+_INTERNAL_COST = fmt.SLOT_SIZE + fmt.NODE_CHILD_SIZE  # 10 bytes per child, before its key
 
 
 def max_key_len(page_size: int) -> int:
@@ -146,55 +156,14 @@ def _separator(left: bytes, right: bytes) -> bytes:
     return right[: i + 1]
 
 
-def _encode(node: _Node) -> List[bytes]:
-    """_encode returns the node's page records, slot order (see the module docstring)."""
-    if node.leaf:
-        pack = _RID.pack
-        return [pack(p, s) + k for k, (p, s) in zip(node.keys, node.vals)]
-    pack = _CHILD.pack
-    vals = node.vals
-    recs = [pack(vals[0])]
-    recs.extend(pack(c) + k for c, k in zip(vals[1:], node.keys))
-    return recs
-
-
-def _decode(pgno: int, page: SlottedPage) -> _Node:
-    """_decode builds a _Node from a node page, trusting nothing it reads.
+def _decode(pgno: int, raw: bytes) -> _Node:
+    """_decode builds a _Node from a node page's raw bytes, trusting nothing it reads.
 
     Raises:
         CorruptionError: wrong page type, a slot that is free or overflow, a
             record too short for its kind, keys out of order (names ``pgno``).
     """
-    ptype = page.page_type
-    if ptype != fmt.PAGE_LEAF and ptype != fmt.PAGE_INTERNAL:
-        name = fmt.PAGE_TYPE_NAMES.get(ptype, str(ptype))
-        raise CorruptionError(pgno, f"expected a B+tree node page, found page type {name}")
-    slots, offs, lens, states = page.columns()
-    data = bytes(page.buffer)
-    count = len(slots)
-    leaf = ptype == fmt.PAGE_LEAF
-    if not count:
-        if not leaf:
-            raise CorruptionError(pgno, "internal node has no children")
-        return _Node(pgno, True, [], [], 0)
-    if slots[-1] != count - 1 or max(states) != fmt.SLOT_LIVE:
-        raise CorruptionError(pgno, "node slots are not dense and live")
-    if leaf:
-        if min(lens) < _RID_SIZE:
-            raise CorruptionError(pgno, "leaf record shorter than its 6-byte rid")
-        unpack = _RID.unpack_from
-        vals: list = [unpack(data, off) for off in offs]
-        keys = [data[off + _RID_SIZE : off + n] for off, n in zip(offs, lens)]
-    else:
-        if lens[0] != _CHILD_SIZE or min(lens) < _CHILD_SIZE:
-            raise CorruptionError(pgno, "internal record has a bad length")
-        unpack = _CHILD.unpack_from
-        vals = [unpack(data, off)[0] for off in offs]
-        keys = [data[off + _CHILD_SIZE : off + n] for off, n in zip(offs[1:], lens[1:])]
-        if 0 in vals:
-            raise CorruptionError(pgno, "internal node points at page 0")
-    if not all(map(operator.lt, keys, keys[1:])):
-        raise CorruptionError(pgno, "keys are not strictly ascending")
+    leaf, keys, vals = nodes.decode(raw, pgno)
     return _Node(pgno, leaf, keys, vals, _node_size(leaf, keys))
 
 
@@ -226,7 +195,9 @@ class BTree:
         self._min_leaf = self._usable // 4
         self._min_internal = self._usable // 6
         self._capacity = node_cache
-        self._cache: "OrderedDict[int, _Node]" = OrderedDict()
+        # pgno -> raw page bytes (clean) or _Node (decoded; maybe dirty)
+        self._cache: "OrderedDict[int, Union[bytes, _Node]]" = OrderedDict()
+        self._weight = 0  # raw pages count 1, decoded nodes _DECODED_WEIGHT
         self._dirty: Set[int] = set()
 
     # ---- public operations ----
@@ -234,13 +205,31 @@ class BTree:
     def get(self, key: bytes) -> Optional[Rid]:
         """get returns the rid stored under ``key``, or None. O(log n)."""
         key = self._check_key(key)
-        root = self.pager.meta.root
-        if not root:
+        meta = self.pager.meta
+        if not meta.root:
             return None
-        leaf = self._descend(key, None)
-        keys = leaf.keys
-        i = bisect_left(keys, key)
-        found = leaf.vals[i] if i < len(keys) and keys[i] == key else None
+        entry = self._entry(meta.root)
+        for _ in range(meta.tree_height - 1):
+            if type(entry) is bytes:
+                if entry[_OFF_TYPE] != fmt.PAGE_INTERNAL:
+                    raise self._misplaced(entry, meta.tree_height)
+                child = self._search(entry, key, True)[2]
+            else:
+                if entry.leaf:
+                    raise self._misplaced(entry, meta.tree_height)
+                child = entry.vals[bisect_right(entry.keys, key)]
+            entry = self._entry(child)
+        if type(entry) is bytes:
+            if entry[_OFF_TYPE] != fmt.PAGE_LEAF:
+                raise self._misplaced(entry, meta.tree_height)
+            _, equal, pgno, slot = self._search(entry, key, False)
+            found: Optional[Rid] = (pgno, slot) if equal else None
+        else:
+            if not entry.leaf:
+                raise self._misplaced(entry, meta.tree_height)
+            keys = entry.keys
+            i = bisect_left(keys, key)
+            found = entry.vals[i] if i < len(keys) and keys[i] == key else None
         self._trim()
         return found
 
@@ -271,7 +260,24 @@ class BTree:
             meta.root = node.pgno
             meta.tree_height = 1
         path: List[Tuple[_Node, int]] = []
-        leaf = self._descend(key, path)
+        leaf_pgno, entry = self._descend_entry(key, path)
+        if type(entry) is bytes:
+            # The common case, in place in the page: no decode, no rebuild.
+            i, equal, old_pgno, old_slot = self._search(entry, key, False)
+            if equal:
+                if (old_pgno, old_slot) != rid:
+                    page = self.pager.write(leaf_pgno)
+                    nodes.leaf_set_rid(page, i, pgno, slot)
+                    self._cache[leaf_pgno] = bytes(page.buffer)
+                self._trim()
+                return old_pgno, old_slot
+            page = self.pager.write(leaf_pgno)
+            if nodes.leaf_insert(page, i, key, pgno, slot):
+                self._cache[leaf_pgno] = bytes(page.buffer)
+                self._trim()
+                return None
+            entry = self._load(leaf_pgno)  # it overflows: decode, then split below
+        leaf = entry
         keys = leaf.keys
         i = bisect_left(keys, key)
         if i < len(keys) and keys[i] == key:
@@ -296,7 +302,20 @@ class BTree:
         if not self.pager.meta.root:
             return None
         path: List[Tuple[_Node, int]] = []
-        leaf = self._descend(key, path)
+        leaf_pgno, entry = self._descend_entry(key, path)
+        if type(entry) is bytes:
+            i, equal, old_pgno, old_slot = self._search(entry, key, False)
+            if not equal:
+                self._trim()
+                return None
+            page = self.pager.write(leaf_pgno)
+            used = nodes.leaf_remove(page, i)
+            self._cache[leaf_pgno] = bytes(page.buffer)
+            if path and used < self._min_leaf:
+                self._fix_up(path, self._load(leaf_pgno))
+            self._trim()
+            return old_pgno, old_slot
+        leaf = entry
         keys = leaf.keys
         i = bisect_left(keys, key)
         if i == len(keys) or keys[i] != key:
@@ -343,12 +362,15 @@ class BTree:
         """flush encodes every dirty node into its page (``pager.write``). Call before each commit."""
         cache = self._cache
         for pgno in sorted(self._dirty):
-            self._write_node(cache[pgno])
+            node = cache[pgno]
+            cache[pgno] = self._write_node(node)
+            self._weight -= _DECODED_WEIGHT - 1
         self._dirty.clear()
 
     def reset(self) -> None:
         """reset forgets every cached node, dirty ones included. Call after a rollback."""
         self._cache.clear()
+        self._weight = 0
         self._dirty.clear()
 
     def pages(self) -> Iterator[int]:
@@ -420,6 +442,7 @@ class BTree:
             for i in range(len(node.vals) - 1, -1, -1):
                 stack.append((node.vals[i], depth + 1, bounds[i], bounds[i + 1]))
         assert self._dirty <= self._cache.keys()
+        assert self._weight == sum(1 if type(e) is bytes else _DECODED_WEIGHT for e in self._cache.values())
         return stats
 
     # ---- descent and scans ----
@@ -432,51 +455,74 @@ class BTree:
             return bytes(key)
         raise TypeError(f"key must be bytes-like, not {type(key).__name__}")
 
-    def _descend(self, key: bytes, path: Optional[List[Tuple[_Node, int]]]) -> _Node:
-        """_descend returns the leaf whose range holds ``key``, recording (node, child index) in ``path``."""
+    def _descend(self, key: bytes, path: Optional[List[Tuple[_Node, int]]], view: bool = False) -> _Node:
+        """_descend returns the leaf whose range holds ``key``, recording (node, child index) in ``path``.
+
+        ``view``: the leaf is only read (a scan), so a raw cached leaf is
+        decoded for the caller without replacing its raw form in the cache.
+        """
         meta = self.pager.meta
         node = self._load(meta.root)
         for _ in range(meta.tree_height - 1):
             if node.leaf:
-                raise CorruptionError(node.pgno, f"leaf above the tree height {meta.tree_height}")
+                raise self._misplaced(node, meta.tree_height)
             i = bisect_right(node.keys, key)
             if path is not None:
                 path.append((node, i))
-            node = self._load(node.vals[i])
+            node = self._child(node.vals[i], view)
         if not node.leaf:
-            raise CorruptionError(node.pgno, f"internal node at the tree height {meta.tree_height}")
+            raise self._misplaced(node, meta.tree_height)
         return node
+
+    def _descend_entry(self, key: bytes, path: List[Tuple[_Node, int]]) -> Tuple[int, Union[bytes, _Node]]:
+        """_descend_entry is ``_descend`` for a change: internal nodes decoded onto ``path``, the
+        leaf returned as its page number and cache entry (raw bytes, or a _Node already decoded)."""
+        meta = self.pager.meta
+        pgno = meta.root
+        entry = self._entry(pgno)
+        for _ in range(meta.tree_height - 1):
+            node = self._load(pgno) if type(entry) is bytes else entry
+            if node.leaf:
+                raise self._misplaced(node, meta.tree_height)
+            i = bisect_right(node.keys, key)
+            path.append((node, i))
+            pgno = node.vals[i]
+            entry = self._entry(pgno)
+        leaf = entry[_OFF_TYPE] == fmt.PAGE_LEAF if type(entry) is bytes else entry.leaf
+        if not leaf:
+            raise self._misplaced(entry, meta.tree_height)
+        return pgno, entry
 
     def _descend_edge(self, path: List[Tuple[_Node, int]], key: Optional[bytes], last: bool) -> _Node:
         """_descend_edge descends towards ``key`` (bisect_left: towards keys < key) or, when None,
-        the first or last leaf; records the path."""
+        the first or last leaf; records the path. The leaf is for reading (see ``_descend``)."""
         meta = self.pager.meta
         node = self._load(meta.root)
         for _ in range(meta.tree_height - 1):
             if node.leaf:
-                raise CorruptionError(node.pgno, f"leaf above the tree height {meta.tree_height}")
+                raise self._misplaced(node, meta.tree_height)
             if key is None:
                 i = len(node.vals) - 1 if last else 0
             else:
                 i = bisect_left(node.keys, key)
             path.append((node, i))
-            node = self._load(node.vals[i])
+            node = self._child(node.vals[i], True)
         if not node.leaf:
-            raise CorruptionError(node.pgno, f"internal node at the tree height {meta.tree_height}")
+            raise self._misplaced(node, meta.tree_height)
         return node
 
     def _step(self, path: List[Tuple[_Node, int]], forward: bool) -> Optional[_Node]:
-        """_step moves ``path`` to the next (or previous) leaf and returns it; None past the end."""
+        """_step moves ``path`` to the next (or previous) leaf and returns it, for reading; None past the end."""
         while path:
             node, i = path.pop()
             j = i + 1 if forward else i - 1
             if 0 <= j < len(node.vals):
                 path.append((node, j))
-                child = self._load(node.vals[j])
+                child = self._child(node.vals[j], True)
                 while not child.leaf:
                     k = 0 if forward else len(child.vals) - 1
                     path.append((child, k))
-                    child = self._load(child.vals[k])
+                    child = self._child(child.vals[k], True)
                 return child
         return None
 
@@ -492,7 +538,7 @@ class BTree:
             leaf = self._descend_edge(path, None, last=False)
             i = 0
         else:
-            leaf = self._descend(start, path)
+            leaf = self._descend(start, path, view=True)
             i = bisect_left(leaf.keys, start) if inclusive else bisect_right(leaf.keys, start)
         while True:
             keys = leaf.keys
@@ -709,64 +755,122 @@ class BTree:
 
     # ---- the node cache ----
 
-    def _load(self, pgno: int) -> _Node:
-        """_load returns the decoded node of ``pgno``, from the cache or its page (then cached)."""
+    def _entry(self, pgno: int) -> Union[bytes, _Node]:
+        """_entry returns the cached form of ``pgno`` (raw bytes or _Node), reading its raw bytes on a miss."""
         cache = self._cache
-        node = cache.get(pgno)
-        if node is not None:
+        entry = cache.get(pgno)
+        if entry is not None:
             cache.move_to_end(pgno)
+            return entry
+        raw = self._read_raw(pgno)
+        cache[pgno] = raw
+        self._weight += 1
+        return raw
+
+    def _load(self, pgno: int) -> _Node:
+        """_load returns the decoded node of ``pgno``, decoding it in the cache if it was raw."""
+        entry = self._entry(pgno)
+        if type(entry) is bytes:
+            node = _decode(pgno, entry)
+            self._cache[pgno] = node
+            self._weight += _DECODED_WEIGHT - 1
             return node
-        node = self._read_node(pgno)
-        cache[pgno] = node
-        return node
+        return entry
+
+    def _child(self, pgno: int, view: bool) -> _Node:
+        """_child: ``_load``, or with ``view`` a decoded copy of a raw leaf that leaves the cache raw.
+
+        Internal nodes are always decoded in the cache: a scan's path keeps
+        them, and there are few of them.
+        """
+        if not view:
+            return self._load(pgno)
+        entry = self._entry(pgno)
+        if type(entry) is bytes:
+            if entry[_OFF_TYPE] == fmt.PAGE_LEAF:
+                return _decode(pgno, entry)
+            return self._load(pgno)
+        return entry
 
     def _peek(self, pgno: int) -> _Node:
         """_peek returns the decoded node without caching it (whole-tree walks must not flood the LRU)."""
-        node = self._cache.get(pgno)
-        return node if node is not None else self._read_node(pgno)
+        entry = self._cache.get(pgno)
+        if entry is None:
+            entry = self._read_raw(pgno)
+        return _decode(pgno, entry) if type(entry) is bytes else entry
 
-    def _read_node(self, pgno: int) -> _Node:
+    def _read_raw(self, pgno: int) -> bytes:
+        """_read_raw returns the bytes of node page ``pgno``, verified by the pager and checked as a node."""
         if not pgno:
             raise CorruptionError(0, "a tree pointer names page 0")
         page = self.pager.read(pgno)
+        raw = bytes(page.buffer)
         try:
-            return _decode(pgno, page)
+            nodes.check(raw, pgno)
         except CorruptionError as exc:
             if exc.pgno == pgno:
                 raise
             raise CorruptionError(pgno, exc.detail) from exc
-        except PageStoreError as exc:  # any other C status from records(): the page is not sound
+        except PageStoreError as exc:  # any other C status: the page is not sound
             raise CorruptionError(pgno, str(exc)) from exc
+        return raw
+
+    @staticmethod
+    def _search(raw: bytes, key: bytes, after: bool) -> Tuple[int, bool, int, int]:
+        """_search is ``nodes.search`` with the node's page number in any CorruptionError."""
+        try:
+            return nodes.search(raw, key, after)
+        except PageStoreError as exc:
+            pgno = int.from_bytes(raw[fmt.OFF_PGNO : fmt.OFF_PGNO + 4], "little")
+            raise CorruptionError(pgno, getattr(exc, "detail", str(exc))) from exc
+
+    @staticmethod
+    def _misplaced(entry: Union[bytes, _Node], height: int) -> CorruptionError:
+        """_misplaced: the error for a leaf above the tree height or an internal node at it."""
+        if type(entry) is bytes:
+            pgno = int.from_bytes(entry[fmt.OFF_PGNO : fmt.OFF_PGNO + 4], "little")
+            leaf = entry[_OFF_TYPE] == fmt.PAGE_LEAF
+        else:
+            pgno, leaf = entry.pgno, entry.leaf
+        if leaf:
+            return CorruptionError(pgno, f"leaf above the tree height {height}")
+        return CorruptionError(pgno, f"internal node at the tree height {height}")
 
     def _adopt(self, node: _Node) -> None:
         """_adopt caches a node created in memory (its page freshly allocated) as dirty."""
         self._cache[node.pgno] = node
+        self._weight += _DECODED_WEIGHT
         self._dirty.add(node.pgno)
 
     def _release(self, pgno: int) -> None:
         """_release forgets a node and gives its page back to the pager."""
-        self._cache.pop(pgno, None)
+        entry = self._cache.pop(pgno, None)
+        if entry is not None:
+            self._weight -= 1 if type(entry) is bytes else _DECODED_WEIGHT
         self._dirty.discard(pgno)
         self.pager.free(pgno)
 
-    def _write_node(self, node: _Node) -> None:
+    def _write_node(self, node: _Node) -> bytes:
+        """_write_node builds ``node`` into its page and returns the page's raw bytes."""
         page = self.pager.write(node.pgno)
-        page.init(node.pgno, fmt.PAGE_LEAF if node.leaf else fmt.PAGE_INTERNAL)
-        recs = _encode(node)
-        if recs:
-            page.append_many(recs)
+        nodes.build(page, node.pgno, node.leaf, node.keys, node.vals)
+        return bytes(page.buffer)
 
     def _trim(self) -> None:
-        """_trim evicts least recently used nodes beyond the capacity, encoding dirty ones.
+        """_trim evicts least recently used nodes beyond the capacity, building dirty ones.
 
         Called only at the end of a public operation, so nodes an operation
         holds are never evicted under it.
         """
         cache, dirty = self._cache, self._dirty
-        while len(cache) > self._capacity:
-            pgno, node = cache.popitem(last=False)
+        while self._weight > self._capacity and cache:
+            pgno, entry = cache.popitem(last=False)
+            if type(entry) is bytes:
+                self._weight -= 1
+                continue
+            self._weight -= _DECODED_WEIGHT
             if pgno in dirty:
-                self._write_node(node)
+                self._write_node(entry)
                 dirty.discard(pgno)
 
     # ---- check ----
@@ -792,12 +896,14 @@ class BTree:
             raise CorruptionError(pgno, exc.detail) from exc
         if page.pgno != pgno:
             raise CorruptionError(pgno, f"page is stamped with number {page.pgno}")
-        node = self._read_node(pgno)
+        node = _decode(pgno, self._read_raw(pgno))
         want_leaf = depth == height
         if node.leaf != want_leaf:
             kind = "leaf" if node.leaf else "internal node"
             raise CorruptionError(pgno, f"{kind} at depth {depth} of a tree of height {height}")
         cached = self._cache.get(pgno)
+        if type(cached) is bytes:
+            cached = _decode(pgno, cached)
         if cached is not None:
             if cached.leaf != node.leaf or cached.keys != node.keys or cached.vals != node.vals:
                 raise CorruptionError(pgno, "cached node differs from its page")

@@ -46,6 +46,10 @@ PAGE_OVERFLOW = 4
 PAGE_FSM = 5
 PAGE_META = 6
 
+# B+tree node records (NODE PAGES in native/pagestore.h)
+NODE_RID_SIZE = 6
+NODE_CHILD_SIZE = 4
+
 PAGE_TYPE_NAMES = {
     PAGE_FREE: "free",
     PAGE_HEAP: "heap",

@@ -79,6 +79,8 @@ TABLES = [
     ("PAGE HEADER", "### Page header"),
     ("SLOT ENTRY", "### Slot entry"),
     ("FILE HEADER", "## File header"),
+    ("LEAF RECORD", "### Leaf record"),
+    ("INTERNAL RECORD", "Slot i (0 < i < n):"),
 ]
 
 
