@@ -208,6 +208,7 @@ class BTree:
         meta = self.pager.meta
         if not meta.root:
             return None
+        cache = self._cache
         entry = self._entry(meta.root)
         for _ in range(meta.tree_height - 1):
             if type(entry) is bytes:
@@ -218,7 +219,12 @@ class BTree:
                 if entry.leaf:
                     raise self._misplaced(entry, meta.tree_height)
                 child = entry.vals[bisect_right(entry.keys, key)]
-            entry = self._entry(child)
+            # _entry, inlined for the hit: a get is a few of these
+            entry = cache.get(child)
+            if entry is None:
+                entry = self._entry(child)
+            else:
+                cache.move_to_end(child)
         if type(entry) is bytes:
             if entry[_OFF_TYPE] != fmt.PAGE_LEAF:
                 raise self._misplaced(entry, meta.tree_height)
