@@ -198,6 +198,8 @@ class BTree:
         # pgno -> raw page bytes (clean) or _Node (decoded; maybe dirty)
         self._cache: "OrderedDict[int, Union[bytes, _Node]]" = OrderedDict()
         self._weight = 0  # raw pages count 1, decoded nodes _DECODED_WEIGHT
+        # (key, leaf pgno, leaf raw bytes, index, equal, rid pgno, rid slot) of the last get
+        self._hint: Optional[Tuple[bytes, int, bytes, int, bool, int, int]] = None
         self._dirty: Set[int] = set()
 
     # ---- public operations ----
@@ -209,7 +211,8 @@ class BTree:
         if not meta.root:
             return None
         cache = self._cache
-        entry = self._entry(meta.root)
+        child = meta.root
+        entry = self._entry(child)
         for _ in range(meta.tree_height - 1):
             if type(entry) is bytes:
                 if entry[_OFF_TYPE] != fmt.PAGE_INTERNAL:
@@ -228,8 +231,10 @@ class BTree:
         if type(entry) is bytes:
             if entry[_OFF_TYPE] != fmt.PAGE_LEAF:
                 raise self._misplaced(entry, meta.tree_height)
-            _, equal, pgno, slot = self._search(entry, key, False)
+            i, equal, pgno, slot = self._search(entry, key, False)
             found: Optional[Rid] = (pgno, slot) if equal else None
+            # A put of the same key next (the store's get-then-put) starts here.
+            self._hint = (key, child, entry, i, equal, pgno, slot)
         else:
             if not entry.leaf:
                 raise self._misplaced(entry, meta.tree_height)
@@ -266,10 +271,18 @@ class BTree:
             meta.root = node.pgno
             meta.tree_height = 1
         path: List[Tuple[_Node, int]] = []
-        leaf_pgno, entry = self._descend_entry(key, path)
+        hint, self._hint = self._hint, None
+        if hint is not None and hint[0] == key and self._cache.get(hint[1]) is hint[2]:
+            # get() just searched this very leaf object, and nothing has
+            # replaced it since (every change to a node replaces its entry).
+            _, leaf_pgno, entry, i, equal, old_pgno, old_slot = hint
+            self._cache.move_to_end(leaf_pgno)
+        else:
+            leaf_pgno, entry = self._descend_entry(key, path)
+            if type(entry) is bytes:
+                i, equal, old_pgno, old_slot = self._search(entry, key, False)
         if type(entry) is bytes:
             # The common case, in place in the page: no decode, no rebuild.
-            i, equal, old_pgno, old_slot = self._search(entry, key, False)
             if equal:
                 if (old_pgno, old_slot) != rid:
                     page = self.pager.write(leaf_pgno)
@@ -282,6 +295,8 @@ class BTree:
                 self._cache[leaf_pgno] = bytes(page.buffer)
                 self._trim()
                 return None
+            if not path:  # came by the hint: the split needs the path
+                leaf_pgno, entry = self._descend_entry(key, path)
             entry = self._load(leaf_pgno)  # it overflows: decode, then split below
         leaf = entry
         keys = leaf.keys
@@ -377,6 +392,7 @@ class BTree:
         """reset forgets every cached node, dirty ones included. Call after a rollback."""
         self._cache.clear()
         self._weight = 0
+        self._hint = None
         self._dirty.clear()
 
     def pages(self) -> Iterator[int]:

@@ -94,6 +94,21 @@ class TreeMachine(RuleBasedStateMachine):
             assert self.tree.put(key, rid) == self.model.get(key)
             self.model[key] = rid
 
+    @rule(data=st.data(), rid=RIDS)
+    def get_then_put(self, data, rid):
+        # the store's upsert: a get, maybe other writes (which may change or
+        # split the leaf the get found), then a put of the same key
+        key = data.draw(self.keys, label="key")
+        assert self.tree.get(key) == self.model.get(key)
+        for other in data.draw(st.lists(self.keys, max_size=3), label="between"):
+            assert self.tree.put(other, rid) == self.model.get(other)
+            self.model[other] = rid
+        if data.draw(st.booleans(), label="delete between?") and self.model:
+            victim = self.existing(data)
+            assert self.tree.delete(victim) == self.model.pop(victim)
+        assert self.tree.put(key, rid) == self.model.get(key)
+        self.model[key] = rid
+
     @precondition(lambda self: self.model)
     @rule(data=st.data(), rid=RIDS)
     def overwrite(self, data, rid):
