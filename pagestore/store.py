@@ -98,7 +98,10 @@ class Store(MutableMapping):
         self._version = 0  # bumped by every write: scans re-descend after one
         self._closed = True
         self._opener = _opener
-        self._options = dict(cache_size=cache_size, sync=sync, wal_limit=wal_limit)
+        # One memory budget: a quarter holds the B+tree's nodes (raw pages),
+        # the rest is the pager's page cache, so memory stays near cache_size.
+        self._cache_size = cache_size
+        self._options = dict(cache_size=cache_size - cache_size // 4, sync=sync, wal_limit=wal_limit)
         try:
             self._pager = Pager(
                 self.path, create=create, readonly=readonly, page_size=page_size, opener=_opener, **self._options
@@ -488,7 +491,7 @@ class Store(MutableMapping):
             return max(0, before - after)
 
     def _tree_node_cache(self) -> int:
-        return max(64, self._options["cache_size"] // self._pager.page_size // 4)
+        return max(64, self._cache_size // 4 // self._pager.page_size)
 
     # ---- lifecycle ----
 
