@@ -5,7 +5,7 @@
 ** some other object and go unnoticed. Here every page is its own heap
 ** allocation of exactly page_size bytes, so AddressSanitizer catches a stray
 ** access at the first byte past it, and UBSan catches shifts and overflows.
-** Three parts, all seeded and deterministic:
+** Four parts, all seeded and deterministic:
 **
 **   ops     random operation sequences against an in-C model of the records;
 **           after every operation the page must validate and every live
@@ -15,6 +15,11 @@
 **           valid, the ones that don't go through every operation anyway
 **           (the header promises an error code, never a stray access).
 **   crc     ps_crc32c (hardware path when present) == ps_crc32c_sw.
+**   nodes   B+tree node pages (node.c): nodes built from a model and
+**           decoded and searched against it; leaf insert/remove/set_rid
+**           sequences against the model, the page valid after each; and
+**           mutated or random node images through every node function,
+**           the changes on copies.
 **
 ** Usage: harness [ITERATIONS [SEED]]. Built and run by run_harness.sh.
 */
@@ -794,6 +799,742 @@ static void run_crc(void) {
     }
 }
 
+/* ---- part 4: B+tree nodes (node.c) ----
+** Nodes built with ps_node_build from a model (a sorted array of keys, each
+** its own allocation of exactly its length), leaf changes in place against
+** that model, and mutated node images through every node function. Every
+** array handed to C is allocated at exactly the size it promises, so a
+** decode that writes past its cap or a build that reads past key_lens is an
+** ASan report, not a silent overwrite. */
+
+static uint64_t n_node_builds, n_node_ops, n_node_searches, n_node_compactions;
+static uint64_t n_node_images, n_node_sound, n_node_promised;
+
+/* A node entry in the model. Leaf: key and rid. Internal: separator key j
+** in entry j, and the children in nm_child[0..nkeys]. */
+typedef struct {
+    uint8_t *key;
+    uint32_t klen, pgno;
+    uint16_t slot;
+} nent_t;
+
+static nent_t *nm;          /* capacity PS_MAX_SLOTS + 1 */
+static uint32_t nm_n;       /* keys in the model */
+static uint32_t *nm_child;  /* internal nodes: nm_n + 1 children */
+static uint8_t *nkey_buf;   /* scratch for one key, PS_MAX_PAGE_SIZE bytes */
+
+static int key_cmp(const uint8_t *a, uint32_t al, const uint8_t *b, uint32_t bl) {
+    uint32_t m = al < bl ? al : bl;
+    for (uint32_t i = 0; i < m; i++)
+        if (a[i] != b[i]) return a[i] < b[i] ? -1 : 1;
+    return al < bl ? -1 : al > bl;
+}
+
+static int nent_cmp(const void *x, const void *y) {
+    const nent_t *a = x, *b = y;
+    return key_cmp(a->key, a->klen, b->key, b->klen);
+}
+
+/* nm_bisect: bisect_left (after = 0) or bisect_right (after = 1) on the model's keys. */
+static uint32_t nm_bisect(const uint8_t *k, uint32_t kl, int after) {
+    uint32_t lo = 0, hi = nm_n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        int c = key_cmp(nm[mid].key, nm[mid].klen, k, kl);
+        if (c < 0 || (after && c == 0)) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+static void nm_clear(void) {
+    for (uint32_t i = 0; i < nm_n; i++) free(nm[i].key);
+    nm_n = 0;
+}
+
+static uint8_t *dup_key(const uint8_t *k, uint32_t kl) {
+    uint8_t *p = malloc(kl ? kl : 1);
+    if (kl) memcpy(p, k, kl);
+    return p;
+}
+
+/* nm_cost: bytes the model's node takes after the header (slots and records). */
+static uint64_t nm_cost(int leaf) {
+    uint64_t c = leaf ? 0 : PS_SLOT_SIZE + PS_NODE_CHILD_SIZE;
+    for (uint32_t i = 0; i < nm_n; i++)
+        c += PS_SLOT_SIZE + (leaf ? PS_NODE_RID_SIZE : PS_NODE_CHILD_SIZE) + nm[i].klen;
+    return c;
+}
+
+/* random_key: a random key of at most max bytes into out, returning its
+** length: mostly short over a small alphabet (prefixes and equal keys),
+** sometimes random bytes, rarely long. */
+static uint32_t random_key(uint8_t *out, uint32_t max) {
+    static const uint8_t alphabet[] = {0x00, 0x01, 'a', 0xFE, 0xFF};
+    uint32_t len, r = below(10);
+    if (r < 5) {
+        len = below(6);
+        if (len > max) len = max;
+        for (uint32_t i = 0; i < len; i++) out[i] = alphabet[below(5)];
+        return len;
+    }
+    len = r < 9 ? below(40) : below(max / 4 + 1);
+    if (len > max) len = max;
+    for (uint32_t i = 0; i < len; i++) out[i] = (uint8_t)rnd();
+    return len;
+}
+
+static uint32_t random_rid_pgno(void) {
+    switch (below(4)) {
+    case 0: return 0;
+    case 1: return 0xFFFFFFFFu;
+    default: return (uint32_t)rnd();
+    }
+}
+
+static uint32_t random_child(void) {
+    uint32_t c = below(4) == 0 ? 0xFFFFFFFFu : (uint32_t)rnd();
+    return c ? c : 1;
+}
+
+/* nm_fill: a random model for a node of page_size: empty, a few keys, full
+** to the brim, or one key of the greatest length; over > 0 asks for that
+** many bytes too many. Keys sorted and unique. */
+static void nm_fill(uint32_t page_size, int leaf, uint32_t over) {
+    uint64_t budget = page_size - PS_HEADER_SIZE;
+    uint32_t per = PS_SLOT_SIZE + (leaf ? PS_NODE_RID_SIZE : PS_NODE_CHILD_SIZE);
+    uint64_t used = leaf ? 0 : per;
+    nm_clear();
+    uint32_t mode = below(4);
+    if (mode == 3) {
+        uint32_t kl = (uint32_t)(budget - used - per + over);
+        for (uint32_t i = 0; i < kl; i++) nkey_buf[i] = (uint8_t)rnd();
+        nm[nm_n++] = (nent_t){dup_key(nkey_buf, kl), kl, random_rid_pgno(), (uint16_t)rnd()};
+    } else {
+        uint32_t want = mode == 0 ? below(4) : mode == 1 ? below(40) : PS_MAX_SLOTS;
+        for (uint32_t tries = 0; nm_n < want && tries < want + 64; tries++) {
+            uint32_t kl = random_key(nkey_buf, page_size / 2);
+            if (used + per + kl > budget) {
+                if (over && mode == 2) {
+                    nm[nm_n++] = (nent_t){dup_key(nkey_buf, kl), kl, random_rid_pgno(), (uint16_t)rnd()};
+                    used += per + kl;
+                }
+                if (mode == 2) break;
+                continue;
+            }
+            nm[nm_n++] = (nent_t){dup_key(nkey_buf, kl), kl, random_rid_pgno(), (uint16_t)rnd()};
+            used += per + kl;
+        }
+    }
+    qsort(nm, nm_n, sizeof *nm, nent_cmp);
+    uint32_t w = 0;
+    for (uint32_t i = 0; i < nm_n; i++) {
+        if (w > 0 && nent_cmp(&nm[w - 1], &nm[i]) == 0) { free(nm[i].key); continue; }
+        nm[w++] = nm[i];
+    }
+    nm_n = w;
+    for (uint32_t i = 0; i <= nm_n; i++) nm_child[i] = random_child();
+}
+
+/* nm_build: ps_node_build from the model, every input array allocated at
+** exactly its size. */
+static int nm_build(uint8_t *page, uint32_t page_size, uint32_t pgno, int leaf) {
+    uint32_t n = leaf ? nm_n : nm_n + 1;
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < nm_n; i++) total += nm[i].klen;
+    uint8_t *keys = total ? malloc(total) : NULL;
+    uint32_t *lens = nm_n ? malloc(sizeof *lens * nm_n) : NULL;
+    uint32_t *pgnos = malloc(sizeof *pgnos * (n ? n : 1));
+    uint16_t *slots = leaf && n ? malloc(sizeof *slots * n) : NULL;
+    uint64_t at = 0;
+    for (uint32_t i = 0; i < nm_n; i++) {
+        if (nm[i].klen) memcpy(keys + at, nm[i].key, nm[i].klen);
+        at += nm[i].klen;
+        lens[i] = nm[i].klen;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        pgnos[i] = leaf ? nm[i].pgno : nm_child[i];
+        if (leaf) slots[i] = nm[i].slot;
+    }
+    int rc = ps_node_build(page, page_size, pgno, leaf ? PS_PAGE_LEAF : PS_PAGE_INTERNAL, keys, lens,
+                           pgnos, slots, n);
+    free(keys); free(lens); free(pgnos); free(slots);
+    return rc;
+}
+
+/* node_decode_exact: ps_node_decode into arrays of exactly cap entries
+** (compared with the model when want_model); returns its status. */
+static int node_decode_exact(const uint8_t *page, uint32_t page_size, uint32_t cap, int want_model,
+                             int leaf, uint32_t **offs_out, uint32_t **ends_out, uint32_t *count_out) {
+    uint32_t c = cap ? cap : 1;
+    uint32_t *offs = malloc(sizeof *offs * c), *ends = malloc(sizeof *ends * c);
+    uint32_t *pgnos = malloc(sizeof *pgnos * c);
+    uint16_t *slots = malloc(sizeof *slots * c);
+    uint32_t count = 0xDEAD;
+    int rc = ps_node_decode(page, page_size, offs, ends, pgnos, below(2) || leaf ? slots : NULL, cap, &count);
+    if (rc == PS_OK && count > cap) fail("decode returned %u entries with cap %u", count, cap);
+    if (rc == PS_OK && want_model) {
+        uint32_t n = leaf ? nm_n : nm_n + 1;
+        if (count != n) fail("decode: %u entries, model %u", count, n);
+        for (uint32_t i = 0; i < nm_n && count == n; i++) {
+            uint32_t kl = ends[i] - offs[i];
+            if (offs[i] > ends[i] || ends[i] > page_size) {
+                fail("decode: key %u at [%u, %u)", i, offs[i], ends[i]);
+                break;
+            }
+            if (key_cmp(page + offs[i], kl, nm[i].key, nm[i].klen) != 0) { fail("decode: key %u differs", i); break; }
+            if (leaf && (pgnos[i] != nm[i].pgno || slots[i] != nm[i].slot))
+                fail("decode: rid %u is (%u, %u), model (%u, %u)", i, pgnos[i], slots[i], nm[i].pgno, nm[i].slot);
+        }
+        for (uint32_t i = 0; !leaf && i < n && count == n; i++)
+            if (pgnos[i] != nm_child[i]) fail("decode: child %u is %u, model %u", i, pgnos[i], nm_child[i]);
+    }
+    free(pgnos); free(slots);
+    if (offs_out) { *offs_out = offs; *ends_out = ends; } else { free(offs); free(ends); }
+    if (count_out) *count_out = count;
+    return rc;
+}
+
+/* check_node: a page that must be a sound node equal to the model. */
+static void check_node(const uint8_t *page, uint32_t page_size, int leaf) {
+    int rc = ps_page_validate(page, page_size);
+    if (rc != PS_OK) { fail("node page does not validate: %s", ps_strerror(rc)); return; }
+    uint32_t count = 0;
+    rc = ps_node_decode(page, page_size, NULL, NULL, NULL, NULL, 0, &count);
+    if (rc != PS_OK) { fail("node check: %s", ps_strerror(rc)); return; }
+    uint32_t n = leaf ? nm_n : nm_n + 1;
+    rc = node_decode_exact(page, page_size, n, 1, leaf, NULL, NULL, NULL);
+    if (rc != PS_OK) fail("decode with cap %u: %s", n, ps_strerror(rc));
+    if (n > 0) {
+        /* one short: refused, and nothing written past the arrays */
+        rc = node_decode_exact(page, page_size, n - 1, 0, leaf, NULL, NULL, NULL);
+        if (rc != PS_EINVAL) fail("decode with cap %u of %u entries: rc %d, want EINVAL", n - 1, n, rc);
+    }
+    uint32_t c, t, m;
+    ps_page_free_space(page, page_size, &c, &t, &m);
+    if (t != page_size - PS_HEADER_SIZE - nm_cost(leaf))
+        fail("node free space %u, model %u", t, (uint32_t)(page_size - PS_HEADER_SIZE - nm_cost(leaf)));
+}
+
+/* search_one: ps_node_search for one probe (a heap copy of exactly klen
+** bytes) against bisect on the model. */
+static void search_one(const uint8_t *page, uint32_t page_size, int leaf, const uint8_t *k, uint32_t kl) {
+    uint8_t *probe = dup_key(k, kl);
+    for (int after = 0; after < 2; after++) {
+        uint32_t index = 0xDEAD, pgno = 0xDEAD;
+        int equal = -1;
+        uint16_t slot = 0xDEAD;
+        int rc = ps_node_search(page, page_size, kl || below(2) ? probe : NULL, kl, after, &index, &equal,
+                                &pgno, &slot);
+        n_node_searches++;
+        if (rc != PS_OK) { fail("search: %s", ps_strerror(rc)); break; }
+        uint32_t want = nm_bisect(k, kl, after);
+        int want_eq = !after && want < nm_n && key_cmp(nm[want].key, nm[want].klen, k, kl) == 0;
+        if (index != want || equal != want_eq) {
+            fail("search (after %d, %u-byte probe): index %u equal %d, bisect %u equal %d", after, kl, index,
+                 equal, want, want_eq);
+            break;
+        }
+        uint32_t wp = leaf ? (want < nm_n ? nm[want].pgno : 0) : nm_child[want];
+        uint16_t ws = leaf && want < nm_n ? nm[want].slot : 0;
+        if (pgno != wp || slot != ws) fail("search: entry %u gave (%u, %u), model (%u, %u)", want, pgno, slot, wp, ws);
+    }
+    free(probe);
+}
+
+/* search_probes: every key (or a sample), its neighbours, prefixes and both ends. */
+static void search_probes(const uint8_t *page, uint32_t page_size, int leaf, uint32_t nprobe) {
+    static uint8_t ff[70];
+    memset(ff, 0xFF, sizeof ff);
+    search_one(page, page_size, leaf, NULL, 0);
+    search_one(page, page_size, leaf, ff, 3);
+    search_one(page, page_size, leaf, ff, 70);
+    for (uint32_t k = 0; k < nprobe; k++) {
+        uint32_t kl;
+        if (nm_n == 0 || below(4) == 0) {
+            kl = random_key(nkey_buf, 64);
+        } else {
+            const nent_t *e = &nm[below(nm_n)];
+            kl = e->klen;
+            memcpy(nkey_buf, e->key, kl);
+            switch (below(5)) {
+            case 0: break;                                      /* the key */
+            case 1: nkey_buf[kl++] = below(2) ? 0x00 : 0xFF; break; /* just after */
+            case 2: if (kl) kl--; break;                         /* a prefix */
+            case 3: if (kl) kl = below(kl); break;
+            default:                                            /* just before or after, same length */
+                if (kl) nkey_buf[kl - 1] += below(2) ? 1 : -1;
+                break;
+            }
+        }
+        search_one(page, page_size, leaf, nkey_buf, kl);
+    }
+}
+
+static void run_node_build(uint32_t page_size) {
+    int leaf = below(2);
+    uint32_t over = below(3) == 0 ? 1 + below(8) : 0;
+    nm_fill(page_size, leaf, over);
+    uint8_t *page = malloc(page_size);
+    for (uint32_t i = 0; i < page_size; i++) page[i] = (uint8_t)rnd();
+    memcpy(backup, page, page_size);
+    uint32_t pgno = (uint32_t)rnd();
+    int fits = nm_cost(leaf) <= page_size - PS_HEADER_SIZE;
+    int rc = nm_build(page, page_size, pgno, leaf);
+    n_node_builds++;
+    if (!fits) {
+        if (rc != PS_EFULL) fail("build of %" PRIu64 " bytes in %u: rc %d, want EFULL", nm_cost(leaf), page_size, rc);
+        if (memcmp(backup, page, page_size) != 0) fail("a refused build changed the page");
+        free(page);
+        return;
+    }
+    if (rc != PS_OK) {
+        fail("build of %u keys (%" PRIu64 " bytes): %s", nm_n, nm_cost(leaf), ps_strerror(rc));
+        free(page);
+        return;
+    }
+    if (rd32(page + PS_OFF_PGNO) != pgno || page[PS_OFF_TYPE] != (leaf ? PS_PAGE_LEAF : PS_PAGE_INTERNAL) ||
+        rd32(page + PS_OFF_CHECKSUM) != 0 || rd32(page + PS_OFF_FRAG) != 0)
+        fail("build: header pgno %u type %u checksum %u frag %u", rd32(page + PS_OFF_PGNO), page[PS_OFF_TYPE],
+             rd32(page + PS_OFF_CHECKSUM), rd32(page + PS_OFF_FRAG));
+    check_node(page, page_size, leaf);
+    search_probes(page, page_size, leaf, nm_n < 200 ? 3 * nm_n + 8 : 400);
+    free(page);
+}
+
+/* ---- leaf changes in place ---- */
+
+static uint64_t nm_used(void) { return nm_cost(1); }
+
+static void leaf_op_insert(uint8_t *page, uint32_t page_size) {
+    uint64_t free_now = page_size - PS_HEADER_SIZE - nm_used();
+    uint32_t kl;
+    if (below(3)) {
+        kl = random_key(nkey_buf, 64);
+    } else {
+        /* as long as the room left, give or take a few bytes */
+        int64_t room = (int64_t)free_now - PS_SLOT_SIZE - PS_NODE_RID_SIZE;
+        int64_t l = below(2) ? room - below(12) : room + 1 + below(12);
+        if (l < 0) l = 0;
+        if (l > PS_MAX_RECORD - PS_NODE_RID_SIZE) l = PS_MAX_RECORD - PS_NODE_RID_SIZE;
+        kl = (uint32_t)l;
+        uint32_t head = random_key(nkey_buf, kl < 4 ? kl : 4);
+        for (uint32_t i = head; i < kl; i++) nkey_buf[i] = (uint8_t)rnd();
+    }
+    uint8_t *key = dup_key(nkey_buf, kl);
+    uint32_t index = 0xDEAD, pgno = 0;
+    int equal = -1;
+    uint16_t slot = 0, sp;
+    int rc = ps_node_search(page, page_size, key, kl, 0, &index, &equal, &pgno, &slot);
+    uint32_t want = nm_bisect(key, kl, 0);
+    int present = want < nm_n && key_cmp(nm[want].key, nm[want].klen, key, kl) == 0;
+    if (rc != PS_OK || index != want || equal != present)
+        fail("search before insert: rc %d index %u equal %d, model %u %d", rc, index, equal, want, present);
+    memcpy(backup, page, page_size);
+    pgno = random_rid_pgno();
+    sp = (uint16_t)rnd();
+    uint32_t contiguous = rd32(page + PS_OFF_UPPER) - rd16(page + PS_OFF_LOWER);
+    rc = ps_node_leaf_insert(page, page_size, want, kl || below(2) ? key : NULL, kl, pgno, sp);
+    if (present) {
+        if (rc != PS_EINVAL) fail("insert of a present key: rc %d, want EINVAL", rc);
+        if (memcmp(backup, page, page_size) != 0) fail("a refused insert changed the page");
+        free(key);
+        return;
+    }
+    uint64_t need = PS_SLOT_SIZE + PS_NODE_RID_SIZE + kl;
+    if (need > free_now) {
+        if (rc != PS_EFULL)
+            fail("insert of %" PRIu64 " bytes with %" PRIu64 " free: rc %d, want EFULL", need, free_now, rc);
+        if (memcmp(backup, page, page_size) != 0) fail("an insert that did not fit changed the page");
+        free(key);
+        return;
+    }
+    if (rc != PS_OK) {
+        fail("insert of %" PRIu64 " bytes with %" PRIu64 " free: %s", need, free_now, ps_strerror(rc));
+        free(key);
+        return;
+    }
+    if (need > contiguous) {
+        n_node_compactions++;
+        if (rd32(page + PS_OFF_FRAG) != 0) fail("frag %u after an insert that compacted", rd32(page + PS_OFF_FRAG));
+    }
+    memmove(&nm[want + 1], &nm[want], sizeof *nm * (nm_n - want));
+    nm[want] = (nent_t){key, kl, pgno, sp};
+    nm_n++;
+}
+
+static void leaf_op_wrong_index(uint8_t *page, uint32_t page_size) {
+    uint32_t kl = random_key(nkey_buf, 16);
+    uint8_t *key = dup_key(nkey_buf, kl);
+    uint32_t right = nm_bisect(key, kl, 0);
+    int present = right < nm_n && key_cmp(nm[right].key, nm[right].klen, key, kl) == 0;
+    uint32_t index = below(4) == 0 ? 0xFFFFFFFFu - below(2) : below(nm_n + 3);
+    if (index == right && !present) index = right + 1; /* a neighbour's slot, or past the end */
+    memcpy(backup, page, page_size);
+    int rc = ps_node_leaf_insert(page, page_size, index, key, kl, 1, 2);
+    int fits = PS_SLOT_SIZE + PS_NODE_RID_SIZE + kl <= page_size - PS_HEADER_SIZE - nm_used();
+    /* whether fit or order is checked first is node.c's choice */
+    if (rc != PS_EINVAL && !(rc == PS_EFULL && !fits))
+        fail("insert of a %u-byte key at wrong index %u (right %u, present %d): rc %d", kl, index, right, present, rc);
+    if (memcmp(backup, page, page_size) != 0) fail("a refused insert changed the page");
+    free(key);
+}
+
+static void leaf_op_remove(uint8_t *page, uint32_t page_size) {
+    if (nm_n == 0) return;
+    uint32_t runs = below(6) == 0 ? 1 + below(nm_n) : 1;
+    for (uint32_t k = 0; k < runs && nm_n; k++) {
+        uint32_t index = below(nm_n), used = 0xDEAD;
+        int rc = ps_node_leaf_remove(page, page_size, index, &used);
+        if (rc != PS_OK) { fail("remove %u of %u: %s", index, nm_n, ps_strerror(rc)); return; }
+        free(nm[index].key);
+        memmove(&nm[index], &nm[index + 1], sizeof *nm * (nm_n - index - 1));
+        nm_n--;
+        if (used != nm_used()) fail("remove: used %u, model %" PRIu64, used, nm_used());
+    }
+}
+
+static void leaf_op_set_rid(uint8_t *page, uint32_t page_size) {
+    if (nm_n == 0) return;
+    uint32_t index = below(nm_n), pgno = random_rid_pgno();
+    uint16_t slot = (uint16_t)rnd();
+    int rc = ps_node_leaf_set_rid(page, page_size, index, pgno, slot);
+    if (rc != PS_OK) { fail("set_rid %u: %s", index, ps_strerror(rc)); return; }
+    nm[index].pgno = pgno;
+    nm[index].slot = slot;
+}
+
+static void leaf_op_past_the_end(uint8_t *page, uint32_t page_size) {
+    uint32_t index = below(2) ? nm_n + below(3) : 0xFFFFFFFFu, used;
+    memcpy(backup, page, page_size);
+    if (ps_node_leaf_remove(page, page_size, index, &used) != PS_EINVAL)
+        fail("remove of entry %u of %u: not EINVAL", index, nm_n);
+    if (ps_node_leaf_set_rid(page, page_size, index, 1, 1) != PS_EINVAL)
+        fail("set_rid of entry %u of %u: not EINVAL", index, nm_n);
+    if (memcmp(backup, page, page_size) != 0) fail("a refused remove or set_rid changed the page");
+}
+
+static void run_node_ops(uint32_t page_size, uint32_t nops) {
+    uint8_t *page = malloc(page_size);
+    nm_fill(page_size, 1, 0);
+    if (nm_build(page, page_size, (uint32_t)rnd(), 1) != PS_OK) {
+        fail("build of a leaf that fits");
+        free(page);
+        return;
+    }
+    check_node(page, page_size, 1);
+    uint32_t bias = below(3); /* towards growing, shrinking, or neither */
+    for (uint32_t k = 0; k < nops && failures == 0; k++) {
+        uint32_t r = below(100);
+        if (bias == 0 && r >= 40 && r < 60) r -= 40;
+        if (bias == 1 && r < 15) r += 40;
+        if (r < 40) leaf_op_insert(page, page_size);
+        else if (r < 47) leaf_op_wrong_index(page, page_size);
+        else if (r < 72) leaf_op_remove(page, page_size);
+        else if (r < 84) leaf_op_set_rid(page, page_size);
+        else if (r < 88) leaf_op_past_the_end(page, page_size);
+        else search_probes(page, page_size, 1, 8);
+        n_node_ops++;
+        check_node(page, page_size, 1);
+    }
+    nm_clear();
+    free(page);
+}
+
+/* ---- node images: mutated and random ---- */
+
+/* node_mutate: one change to a node image and what it promises: SOUND (still
+** a sound node), BROKEN (still a valid page, no longer a sound node), ANY. */
+enum { N_ANY = 0, N_SOUND = 1, N_BROKEN = 2 };
+
+static int node_mutate(uint8_t *page, uint32_t page_size) {
+    uint32_t nslots = rd16(page + PS_OFF_NSLOTS), lower = rd16(page + PS_OFF_LOWER);
+    uint32_t upper = rd32(page + PS_OFF_UPPER), frag = rd32(page + PS_OFF_FRAG);
+    int sane = lower == PS_HEADER_SIZE + PS_SLOT_SIZE * nslots && lower <= upper && upper <= page_size;
+    int leaf = page[PS_OFF_TYPE] == PS_PAGE_LEAF, node = leaf || page[PS_OFF_TYPE] == PS_PAGE_INTERNAL;
+    uint32_t i = sane && nslots ? below(nslots) : 0;
+    uint8_t *s = slot_at(page, i);
+    uint32_t off = sane && nslots ? rd16(s) : 0, len = sane && nslots ? rd16(s + 2) : 0;
+    int rec_ok = sane && nslots && len && off >= upper && off + len <= page_size && s[4] == PS_SLOT_LIVE;
+    switch (sane && nslots ? below(15) : below(4)) {
+    /* ---- blind ---- */
+    case 0:
+        page[below(page_size)] ^= (uint8_t)(1u << below(8));
+        return N_ANY;
+    case 1:
+        page[below(lower + 8 < page_size ? lower + 8 : page_size)] = (uint8_t)rnd();
+        return N_ANY;
+    case 2: { /* a header field to an edge value */
+        static const uint8_t offs16[] = {PS_OFF_NSLOTS, PS_OFF_NLIVE, PS_OFF_LOWER};
+        static const uint8_t offs32[] = {PS_OFF_UPPER, PS_OFF_FRAG};
+        if (below(2)) { uint8_t o = offs16[below(3)]; wr16(page + o, edge_value(page_size, rd16(page + o))); }
+        else { uint8_t o = offs32[below(2)]; wr32(page + o, edge_value(page_size, rd32(page + o))); }
+        return N_ANY;
+    }
+    case 3:
+        page[PS_OFF_TYPE] = below(2) ? PS_PAGE_LEAF : PS_PAGE_INTERNAL;
+        return N_ANY;
+    case 4: /* a record byte: rid, child or key */
+        if (upper < page_size) page[upper + below(page_size - upper)] = (uint8_t)rnd();
+        return N_ANY;
+    case 5: /* a slot field to an edge value */
+        wr16(s + 2 * below(2), edge_value(page_size, rd16(s)));
+        return N_ANY;
+
+    /* ---- the node stays sound ---- */
+    case 6: /* a leaf rid or a non-zero child */
+        if (!node || !rec_ok || len < 4) return N_ANY;
+        wr32(page + off, leaf ? (uint32_t)rnd() : random_child());
+        if (leaf && len >= 6) wr16(page + off + 4, (uint16_t)rnd());
+        return N_SOUND;
+    case 7: /* fields no node rule reads */
+        wr32(page + PS_OFF_CHECKSUM, (uint32_t)rnd());
+        wr32(page + PS_OFF_PGNO, (uint32_t)rnd());
+        page[PS_OFF_LSN + below(8)] = (uint8_t)rnd();
+        wr32(page + PS_OFF_NEXT, (uint32_t)rnd());
+        page[PS_OFF_FLAGS] = (uint8_t)rnd();
+        return node ? N_SOUND : N_ANY;
+
+    /* ---- still a valid page, no longer a sound node ---- */
+    case 8: { /* two slot entries swapped: keys out of order */
+        uint32_t first = leaf ? 0 : 1;
+        if (!node || nslots < first + 2) return N_ANY;
+        uint32_t a = first + below(nslots - first), b = first + below(nslots - first);
+        if (a == b) return N_ANY;
+        uint8_t t[PS_SLOT_SIZE];
+        memcpy(t, slot_at(page, a), PS_SLOT_SIZE);
+        memcpy(slot_at(page, a), slot_at(page, b), PS_SLOT_SIZE);
+        memcpy(slot_at(page, b), t, PS_SLOT_SIZE);
+        return N_BROKEN;
+    }
+    case 9: /* a node slot marked OVERFLOW */
+        if (!node) return N_ANY;
+        s[4] = PS_SLOT_OVERFLOW;
+        return N_BROKEN;
+    case 10: /* an internal child set to 0 */
+        if (!node || leaf || !rec_ok || len < 4) return N_ANY;
+        wr32(page + off, 0);
+        return N_BROKEN;
+    case 11: /* the type of another layer */
+        if (!node) return N_ANY;
+        page[PS_OFF_TYPE] = (uint8_t)(below(2) ? below(2) : 4 + below(252));
+        return N_BROKEN;
+    case 12: { /* a record shorter than its prefix, frag counting the hole */
+        uint32_t prefix = leaf ? PS_NODE_RID_SIZE : PS_NODE_CHILD_SIZE;
+        if (!node || !rec_ok || len < prefix) return N_ANY;
+        uint32_t nl = 1 + below(prefix - 1);
+        wr16(s + 2, nl);
+        wr32(page + PS_OFF_FRAG, frag + len - nl);
+        return N_BROKEN;
+    }
+    case 13: { /* a middle slot freed, counts kept right: slots not dense */
+        if (!node || i + 1 >= nslots || rd16(page + PS_OFF_NLIVE) != nslots) return N_ANY;
+        wr32(page + PS_OFF_FRAG, frag + len);
+        wr16(page + PS_OFF_NLIVE, nslots - 1);
+        memset(s, 0, PS_SLOT_SIZE);
+        return N_BROKEN;
+    }
+    default: /* a key byte (order may break) */
+        if (!rec_ok) return N_ANY;
+        page[off + below(len)] = (uint8_t)rnd();
+        return N_ANY;
+    }
+}
+
+/* node_image: a valid node built from a random model (sometimes with a
+** defect build lets through: keys out of order, a duplicate, child 0), or
+** random bytes under a node type. Returns the promise. */
+static int node_image(uint8_t *page, uint32_t page_size) {
+    if (below(10) == 0) {
+        for (uint32_t k = 0; k < page_size; k++) page[k] = (uint8_t)rnd();
+        page[PS_OFF_TYPE] = below(2) ? PS_PAGE_LEAF : PS_PAGE_INTERNAL;
+        if (below(2)) {
+            uint32_t nslots = below(page_size < 4096 ? 12 : 64);
+            uint32_t upper = page_size - below(page_size / 2);
+            wr16(page + PS_OFF_NSLOTS, nslots);
+            wr16(page + PS_OFF_NLIVE, nslots);
+            wr16(page + PS_OFF_LOWER, PS_HEADER_SIZE + PS_SLOT_SIZE * nslots);
+            wr32(page + PS_OFF_UPPER, upper);
+            for (uint32_t k = 0; k < nslots; k++) {
+                uint8_t *s = slot_at(page, k);
+                wr16(s, upper + below(page_size - upper + 1));
+                wr16(s + 2, below(48));
+                s[4] = below(4) ? PS_SLOT_LIVE : (uint8_t)below(3);
+                s[5] = 0;
+            }
+        }
+        return N_ANY;
+    }
+    int leaf = below(2), zero = -1;
+    nm_fill(page_size, leaf, 0);
+    int promise = N_SOUND;
+    switch (below(8)) {
+    case 0: /* two keys swapped */
+        if (nm_n >= 2) {
+            uint32_t a = below(nm_n - 1);
+            nent_t t = nm[a]; nm[a] = nm[a + 1]; nm[a + 1] = t;
+            promise = N_BROKEN;
+        }
+        break;
+    case 1: /* a key equal to its successor */
+        if (nm_n >= 2) {
+            uint32_t a = below(nm_n - 1);
+            free(nm[a].key);
+            nm[a].key = dup_key(nm[a + 1].key, nm[a + 1].klen);
+            nm[a].klen = nm[a + 1].klen;
+            promise = nm_cost(leaf) <= page_size - PS_HEADER_SIZE ? N_BROKEN : N_ANY;
+        }
+        break;
+    case 2: /* an internal child 0 */
+        if (!leaf) { zero = below(nm_n + 1); nm_child[zero] = 0; promise = N_BROKEN; }
+        break;
+    default: break;
+    }
+    int rc = nm_build(page, page_size, (uint32_t)rnd(), leaf);
+    if (rc == PS_EFULL) {
+        nm_fill(page_size, leaf, 0);
+        rc = nm_build(page, page_size, (uint32_t)rnd(), leaf);
+        promise = N_SOUND;
+        zero = -1;
+    }
+    if (rc != PS_OK) fail("build for an image: %s", ps_strerror(rc));
+    if (zero >= 0) {
+        /* search never hands out child 0: the least key leads to child 0's
+        ** range, separator j - 1 (searched after) to child j's */
+        uint32_t index = 0, pgno = 0;
+        int equal = 0;
+        uint16_t slot = 0;
+        const uint8_t *probe = zero ? nm[zero - 1].key : NULL;
+        uint32_t kl = zero ? nm[zero - 1].klen : 0;
+        rc = ps_node_search(page, page_size, probe, kl, zero > 0, &index, &equal, &pgno, &slot);
+        n_node_searches++;
+        if (rc != PS_ECORRUPT_NODE)
+            fail("search leading to child %d, page 0: rc %d (index %u, pgno %u)", zero, rc, index, pgno);
+    }
+    nm_clear();
+    return promise;
+}
+
+/* node_battery: every node function on the image; changes on copies, each
+** its own allocation of page_size. decode agrees with the check (checked);
+** a sound node (a valid page that passes the check) must answer as its
+** decoded keys say and stay sound through every change; any refused change
+** leaves its copy as it was. */
+static void node_battery(const uint8_t *page, uint32_t page_size, int checked, int sound) {
+    uint32_t nslots = rd16(page + PS_OFF_NSLOTS);
+    uint32_t cap = nslots < PS_MAX_SLOTS ? nslots : PS_MAX_SLOTS, count = 0, c = cap ? cap : 1;
+    uint32_t *offs = malloc(sizeof *offs * c), *ends = malloc(sizeof *ends * c), *pgnos = malloc(sizeof *pgnos * c);
+    uint16_t *slots = malloc(sizeof *slots * c);
+    int leaf = page[PS_OFF_TYPE] == PS_PAGE_LEAF;
+    int rc = ps_node_decode(page, page_size, offs, ends, pgnos, slots, cap, &count);
+    if (checked && rc != PS_OK) fail("decode refused what check accepted: %s", ps_strerror(rc));
+    if (!checked && rc == PS_OK) fail("decode accepted what check refused");
+    if (rc == PS_OK && count > cap) fail("decode returned %u entries with cap %u", count, cap);
+    if (cap > 1) {
+        rc = node_decode_exact(page, page_size, below(cap), 0, leaf, NULL, NULL, NULL);
+        if (rc == PS_OK) fail("decode into arrays smaller than the node succeeded");
+    }
+    uint32_t nkeys = !sound ? 0 : leaf ? count : count - 1;
+    uint32_t fit = (page_size - PS_HEADER_SIZE) / PS_SLOT_SIZE, maxs = nslots < fit ? nslots : fit;
+    uint8_t *copy = malloc(page_size);
+    for (uint32_t k = 0; k < 6; k++) {
+        /* probes: the empty key, random keys, and the bytes of records */
+        uint32_t kl = 0;
+        if (k > 0 && k < 3) {
+            kl = random_key(nkey_buf, 32);
+        } else if (k >= 3 && maxs) {
+            const uint8_t *s = page + PS_HEADER_SIZE + PS_SLOT_SIZE * below(maxs);
+            uint32_t o = rd16(s), l = rd16(s + 2), from = below(2) ? (leaf ? PS_NODE_RID_SIZE : PS_NODE_CHILD_SIZE) : 0;
+            if ((uint64_t)o + l <= page_size && l < 256 && from <= l) {
+                kl = l - from;
+                memcpy(nkey_buf, page + o + from, kl);
+            }
+        }
+        uint8_t *probe = dup_key(nkey_buf, kl);
+        for (int after = 0; after < 2; after++) {
+            uint32_t index = 0xDEAD, pgno = 0xDEAD;
+            int equal = -1;
+            uint16_t slot = 0xDEAD;
+            rc = ps_node_search(page, page_size, probe, kl, after, &index, &equal, &pgno, &slot);
+            n_node_searches++;
+            if (!sound) continue;
+            if (rc != PS_OK) { fail("search of a sound node: %s", ps_strerror(rc)); continue; }
+            /* the oracle: a linear scan of the decoded keys */
+            uint32_t want = 0;
+            int want_eq = 0;
+            for (uint32_t j = 0; j < nkeys; j++) {
+                int cmp = key_cmp(page + offs[j], ends[j] - offs[j], probe, kl);
+                if (cmp < 0 || (after && cmp == 0)) want = j + 1;
+                if (!after && cmp == 0) want_eq = 1;
+            }
+            uint32_t wp = leaf ? (want < count ? pgnos[want] : 0) : pgnos[want];
+            uint16_t ws = leaf && want < count ? slots[want] : 0;
+            if (index != want || equal != want_eq || pgno != wp || slot != ws)
+                fail("search of a sound image (after %d): (%u, %d, %u, %u), scan (%u, %d, %u, %u)", after, index,
+                     equal, pgno, slot, want, want_eq, wp, ws);
+        }
+        /* the changes, each on a fresh copy */
+        uint32_t idx[4] = {0, nslots, nslots + 1, nslots ? below(nslots) : 0};
+        for (uint32_t j = 0; j < 4; j++) {
+            for (int op = 0; op < 3; op++) {
+                uint32_t used;
+                memcpy(copy, page, page_size);
+                if (op == 0) rc = ps_node_leaf_insert(copy, page_size, idx[j], kl || below(2) ? probe : NULL, kl, 5, 6);
+                else if (op == 1) rc = ps_node_leaf_remove(copy, page_size, idx[j], &used);
+                else rc = ps_node_leaf_set_rid(copy, page_size, idx[j], 5, 6);
+                n_node_ops++;
+                if (rc != PS_OK) {
+                    if (memcmp(copy, page, page_size) != 0)
+                        fail("a refused leaf change (op %d, rc %d) changed the page", op, rc);
+                    if (sound && leaf && rc != PS_EINVAL && rc != PS_EFULL)
+                        fail("leaf change %d at %u on a sound leaf: %s", op, idx[j], ps_strerror(rc));
+                    if (sound && !leaf && rc != PS_EINVAL) fail("leaf change on an internal node: rc %d", rc);
+                    continue;
+                }
+                if (sound && !leaf) fail("a leaf change succeeded on an internal node");
+                if (sound) {
+                    uint32_t c2;
+                    int v = ps_page_validate(copy, page_size);
+                    int d = ps_node_decode(copy, page_size, NULL, NULL, NULL, NULL, 0, &c2);
+                    if (v != PS_OK || d != PS_OK)
+                        fail("leaf change %d at %u left a broken node: validate %d, decode %d", op, idx[j], v, d);
+                    else if (c2 != count + (op == 0) - (op == 1))
+                        fail("leaf change %d left %u entries of %u", op, c2, count);
+                }
+            }
+        }
+        free(probe);
+    }
+    free(copy);
+    free(offs); free(ends); free(pgnos); free(slots);
+}
+
+static void run_node_image(uint32_t page_size) {
+    uint8_t *page = malloc(page_size);
+    int promise = node_image(page, page_size);
+    /* one mutation of a sound node keeps the mutation's promise; more, none */
+    int base = promise;
+    uint32_t n = below(4);
+    for (uint32_t k = 0; k < n; k++) promise = node_mutate(page, page_size);
+    if (n > 1 || (n == 1 && base != N_SOUND)) promise = N_ANY;
+    int v = ps_page_validate(page, page_size);
+    uint32_t count;
+    int d = ps_node_decode(page, page_size, NULL, NULL, NULL, NULL, 0, &count);
+    if (d != PS_OK && (d < PS_ECORRUPT_HEADER || d > PS_ENODE_ORDER))
+        fail("node check returned %d, not a corruption code", d);
+    if (promise != N_ANY) {
+        n_node_promised++;
+        if (v != PS_OK) fail("a mutation promising a valid page broke it: %s", ps_strerror(v));
+        if (promise == N_SOUND && d != PS_OK) fail("a sound node was refused: %s", ps_strerror(d));
+        if (promise == N_BROKEN && d == PS_OK) fail("a broken node passed the node check");
+    }
+    int sound = v == PS_OK && d == PS_OK;
+    n_node_images++;
+    n_node_sound += sound;
+    node_battery(page, page_size, d == PS_OK, sound);
+    free(page);
+}
+
 int main(int argc, char **argv) {
     uint64_t iterations = argc > 1 ? strtoull(argv[1], NULL, 10) : 1500;
     uint64_t seed = argc > 2 ? strtoull(argv[2], NULL, 10) : 20240601;
@@ -806,6 +1547,9 @@ int main(int argc, char **argv) {
     ra_offs = malloc(sizeof *ra_offs * PS_MAX_SLOTS);
     ra_lens = malloc(sizeof *ra_lens * PS_MAX_SLOTS);
     ra_states = malloc(PS_MAX_SLOTS);
+    nm = malloc(sizeof *nm * (PS_MAX_SLOTS + 1));
+    nm_child = malloc(sizeof *nm_child * (PS_MAX_SLOTS + 2));
+    nkey_buf = malloc(PS_MAX_PAGE_SIZE + 8);
 
     context = "crc";
     run_crc();
@@ -817,12 +1561,21 @@ int main(int argc, char **argv) {
         run_sequence(page_size, 50 + below(page_size <= 4096 ? 600 : 300));
         context = "images";
         for (int k = 0; k < 50 && failures == 0; k++) run_image(pick_page_size());
+        context = "nodes";
+        run_node_build(pick_page_size());
+        if (it % 2 == 0 && failures == 0) run_node_ops(pick_page_size(), 20 + below(300));
+        for (int k = 0; k < 16 && failures == 0; k++) run_node_image(pick_page_size());
     }
     printf("harness: %" PRIu64 " ops, %" PRIu64 " images (%" PRIu64 " validated, %" PRIu64
-           " with a promised verdict, %" PRIu64 " image ops), %" PRIu64 " crc checks, %" PRIu64
+           " with a promised verdict, %" PRIu64 " image ops), %" PRIu64 " crc checks; nodes: %" PRIu64
+           " builds, %" PRIu64 " leaf ops (%" PRIu64 " compacting), %" PRIu64 " searches, %" PRIu64
+           " images (%" PRIu64 " sound, %" PRIu64 " with a promised verdict); %" PRIu64
            " failures (seed %" PRIu64 ")\n",
-           n_ops, n_images, n_images_valid, n_targeted, n_image_ops, n_crc, failures, seed);
+           n_ops, n_images, n_images_valid, n_targeted, n_image_ops, n_crc, n_node_builds, n_node_ops,
+           n_node_compactions, n_node_searches, n_node_images, n_node_sound, n_node_promised, failures, seed);
     free(scratch); free(data_buf); free(backup);
     free(ra_slots); free(ra_offs); free(ra_lens); free(ra_states);
+    nm_clear();
+    free(nm); free(nm_child); free(nkey_buf);
     return failures ? 1 : 0;
 }
