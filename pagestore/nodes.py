@@ -87,6 +87,8 @@ def decode(raw: bytes, pgno: int) -> Tuple[bool, List[bytes], list]:
     Raises:
         CorruptionError: naming ``pgno``.
     """
+    if not fmt.is_valid_page_size(len(raw)):
+        raise ValueError(f"a node page is a power of two from 512 to 65536 bytes, got {len(raw)}")
     n = min(raw[fmt.OFF_NSLOTS] | raw[fmt.OFF_NSLOTS + 1] << 8, fmt.MAX_SLOTS)
     # array.array + from_buffer + tolist beat ffi.new + ffi.unpack about 3x here
     starts = array("I", bytes(4 * n))
@@ -117,6 +119,9 @@ def build(page: SlottedPage, pgno: int, leaf: bool, keys: List[bytes], vals: lis
     ``keys``/``vals`` as ``decode`` returns them. Raises PageFullError when
     they do not fit (the page is then untouched).
     """
+    if len(keys) != (len(vals) if leaf else len(vals) - 1) or not (leaf or vals):
+        kind = "a leaf needs one key per rid" if leaf else "an internal node needs one key fewer than its children"
+        raise ValueError(f"{kind}: got {len(keys)} keys and {len(vals)} values")
     klens = array("I", map(len, keys))
     if leaf:
         pgnos = array("I", map(_first, vals))

@@ -775,31 +775,23 @@ def test_buffers_of_a_wrong_size(n):
             call()
 
 
-# ---- found while writing these tests: for the lead to fix, then drop the mark ----
+# ---- found while writing these tests, and fixed ----
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nodes.decode indexes raw[OFF_NSLOTS] before C sees the length: "
-    "a buffer shorter than 20 bytes raises IndexError, not ValueError",
-)
 @pytest.mark.parametrize("n", [0, 1, 19])
 def test_decode_of_a_very_short_buffer(n):
     with pytest.raises(ValueError):
         nodes.decode(bytes(n), PGNO)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nodes.build does not check len(keys) against len(vals): extra keys are dropped "
-    "silently (and too few make C read key_lens past the end of the array)",
-)
 @pytest.mark.parametrize(
     "leaf, keys, vals",
     [
         (True, [b"a", b"b"], [(1, 2)]),  # a leaf key without a rid
         (False, [b"a"], [1]),  # an internal node with as many keys as children
         (False, [], []),  # an internal node without children (check refuses it)
+        (True, [b"a"], [(1, 2), (3, 4)]),  # too few keys: C would read past key_lens
+        (False, [], [1, 2]),
     ],
 )
 def test_build_refuses_keys_and_vals_that_do_not_match(leaf, keys, vals):
