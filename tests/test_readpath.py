@@ -1,0 +1,150 @@
+"""The read path: the pager's eviction and its reuse of evicted frames.
+
+Small pages (512 bytes) and a small cache (32 pages) so that cache misses
+and evictions happen on every few records.
+"""
+from __future__ import annotations
+
+import os
+import random
+from itertools import islice
+from typing import Dict, List, Tuple
+
+import pytest
+
+from pagestore import format as fmt
+from pagestore.errors import CorruptionError, NotFoundError
+from pagestore.page import SlottedPage
+from pagestore.store import Store
+
+SMALL = dict(page_size=512, cache_size=512 * 32)
+
+
+def sizes(page_size: int) -> List[int]:
+    """sizes: value lengths around every boundary of the record formats."""
+    usable = page_size - fmt.HEADER_SIZE - fmt.SLOT_SIZE
+    half = usable // 2
+    return [0, 1, 7, 8, 9, half - 1, half, half + 1, usable - 1, usable, usable + 1,
+            usable + half, usable + half + 1, 2 * usable, 3 * usable + 5, 7 * usable + half]
+
+
+def fill(db: Store, n: int, seed: int = 0) -> Dict[bytes, bytes]:
+    rng = random.Random(seed)
+    lengths = sizes(db._pager.page_size)
+    model: Dict[bytes, bytes] = {}
+    with db.transaction() as txn:
+        for i in range(n):
+            k = b"k%05d" % rng.randrange(10 * n)
+            v = rng.randbytes(lengths[i % len(lengths)] if i % 3 else rng.randrange(60))
+            txn[k] = v
+            model[k] = v
+    return model
+
+
+def entries(db: Store) -> List[Tuple[bytes, Tuple[int, int]]]:
+    with db._lock:
+        db._begin()
+        return list(db._tree.entries())
+
+
+def read_many(db: Store, rids) -> List[bytes]:
+    with db._lock:
+        db._begin()
+        return db._heap.read_many(rids)
+
+
+def read_one(db: Store, rid) -> bytes:
+    with db._lock:
+        db._begin()
+        return db._heap.read(rid)
+
+
+def damage(path: str, pgno: int, page_size: int, offset: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(pgno * page_size + offset)
+        b = f.read(1)
+        f.seek(pgno * page_size + offset)
+        f.write(bytes([b[0] ^ 0x40]))
+
+
+# ---- the pager's cache ----
+
+
+def test_cache_stays_bounded_and_pins_the_operation(tmp_path):
+    with Store(str(tmp_path / "db"), **SMALL) as db:
+        fill(db, 400)
+        pager = db._pager
+        pages = list(range(1, pager.meta.page_count))
+        assert len(pages) > 3 * pager.cache_pages
+        pager.begin_operation()
+        held = [pager.read(p) for p in pages[: 2 * pager.cache_pages]]
+        # Every page of the operation stays cached, past the bound.
+        assert all(p in pager.cache for p in pages[: 2 * pager.cache_pages])
+        for p, page in zip(pages, held):
+            assert page.pgno == p
+        del held
+        for p in pages:
+            pager.begin_operation()
+            hit = p in pager.cache
+            pager.read(p)
+            if not hit:  # a miss brings the cache back within its bound
+                assert len(pager.cache) <= pager.cache_pages
+        # Least recently used first: the last pages read are the ones cached.
+        assert list(pager.cache) == pages[-pager.cache_pages :]
+        db.check()
+
+
+def test_page_held_past_its_operation_is_not_reused(tmp_path):
+    """A caller that keeps a page after its operation (against the rule) still sees that page.
+
+    The pager refills evicted frames for new pages only when nothing else
+    refers to the frame's page or buffer.
+    """
+    with Store(str(tmp_path / "db"), **SMALL) as db:
+        fill(db, 400)
+        pager = db._pager
+        pager.begin_operation()
+        target = 1
+        page = pager.read(target)
+        before = bytes(page.buffer)
+        view = memoryview(pager.read(2).buffer)
+        before2 = bytes(view)
+        for p in range(3, pager.meta.page_count):
+            pager.begin_operation()
+            pager.read(p)
+        assert target not in pager.cache and 2 not in pager.cache
+        assert page.pgno == target and page.pgno_hint == target and bytes(page.buffer) == before
+        assert bytes(view) == before2
+        db.check()
+
+
+def test_reused_frames_name_their_own_page(tmp_path):
+    """A frame refilled for another page reports corruption under the new page's number."""
+    path = str(tmp_path / "db")
+    with Store(path, **SMALL) as db:
+        model = fill(db, 400)
+        count = db._pager.meta.page_count
+    victim = count - 2
+    damage(path, victim, 512, 200)
+    with Store(path, **SMALL) as db:
+        pager = db._pager
+        for p in range(1, victim):
+            pager.begin_operation()
+            pager.read(p)
+        assert pager._spare is not None  # the next miss refills a frame
+        pager.begin_operation()
+        with pytest.raises(CorruptionError) as exc:
+            pager.read(victim)
+        assert exc.value.pgno == victim
+        assert victim not in pager.cache
+        assert len(model) > 0
+
+
+def test_slotted_page_holds_no_state_of_its_bytes():
+    """Pager.read refills an evicted frame's buffer in place and keeps its SlottedPage.
+
+    That is only right while a SlottedPage keeps nothing derived from the
+    page's bytes: if this fails, a field was added to SlottedPage; make the
+    pager's refill (Pager.read, the ``_spare`` frame) reset it too.
+    """
+    assert SlottedPage.__slots__ == ("_buf", "_ptr", "_size", "pgno_hint")
