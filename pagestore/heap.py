@@ -36,15 +36,56 @@ from __future__ import annotations
 
 import re
 import struct
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from . import format as fmt
+from ._native import OK, ffi, lib, strerror
 from .errors import CorruptionError, PageFullError
 from .page import SlottedPage
 
 Rid = Tuple[int, int]
 _STUB = struct.Struct("<II")
 _NONZERO = re.compile(rb"[^\x00]")
+
+# The read path looks records up with one direct call into the C core, which
+# bounds-checks the slot and the record against the page, instead of through
+# SlottedPage._locate: its argument checks are for callers passing arbitrary
+# slots, while a record id comes from a decoded tree node (a u16 already).
+_page_read = lib.ps_page_read
+_OFF_TYPE = fmt.OFF_TYPE
+_PAGE_HEAP = fmt.PAGE_HEAP
+_PAGE_OVERFLOW = fmt.PAGE_OVERFLOW
+_SLOT_LIVE = fmt.SLOT_LIVE
+
+
+class _Lookup:
+    """_Lookup holds the out-parameters of ``ps_page_read`` for one heap and its map.
+
+    One set per heap, not per call (``ffi.new`` costs as much as the lookup)
+    nor per thread (as page.py keeps, because cffi releases the GIL during
+    the call): every heap call runs under the store's lock, so no two
+    threads ever use one heap's set at once.
+    """
+
+    __slots__ = ("out", "out_len", "state")
+
+    def __init__(self) -> None:
+        self.out = ffi.new("uint32_t[2]")
+        self.out_len = self.out + 1
+        self.state = ffi.new("uint8_t *")
+
+    def locate(self, page: SlottedPage, pgno: int, slot: int, what: str) -> Tuple[int, int, int]:
+        """locate returns ``(offset, length, state)`` of live ``slot``.
+
+        Raises:
+            CorruptionError: naming ``pgno``, when the slot is not live or its
+                record lies outside the page.
+        """
+        out, state = self.out, self.state
+        rc = _page_read(page._ptr, page._size, slot, out, self.out_len, state)
+        if rc != OK:
+            raise CorruptionError(pgno, f"{what}: slot {slot}: {strerror(rc)}")
+        return out[0], out[1], state[0]
 
 
 class FreeSpaceMap:
@@ -139,6 +180,7 @@ class Heap:
         usable = pager.page_size - fmt.HEADER_SIZE - fmt.SLOT_SIZE
         self.chunk = usable
         self.inline_max = usable // 2
+        self._lookup = _Lookup()
         self.fsm = FreeSpaceMap(pager)
 
     def reset(self) -> None:
@@ -187,19 +229,26 @@ class Heap:
 
     # ---- reading ----
 
-    def _chain(self, pgno: int, first: int, total: int, tail_len: int) -> List[int]:
-        """_chain returns the overflow pages of a stub, checking lengths and types."""
+    def _chain(self, pgno: int, first: int, total: int, tail_len: int, parts: Optional[list] = None) -> List[int]:
+        """_chain returns the overflow pages of a stub, checking lengths and types.
+
+        With ``parts``, appends a view of each page's chunk to it, in order.
+        """
         expected, rem = divmod(total - tail_len, self.chunk)
         count = expected + (1 if rem else 0)
         pages: List[int] = []
+        read = self.pager.read
         p = first
         while p:
             if len(pages) >= count:
                 raise CorruptionError(p, f"overflow chain of record in page {pgno} is longer than its value")
             pages.append(p)
-            page = self.pager.read(p)
-            if page.page_type != fmt.PAGE_OVERFLOW or page.nlive != 1:
+            page = read(p)
+            if page._buf[_OFF_TYPE] != _PAGE_OVERFLOW or page.nlive != 1:
                 raise CorruptionError(p, "overflow chain holds a page that is not an overflow page")
+            off, n, _ = self._lookup.locate(page, p, 0, "overflow page")
+            if parts is not None:
+                parts.append(memoryview(page._buf)[off : off + n])
             p = page.next
         if len(pages) != count:
             raise CorruptionError(pgno, "overflow chain is shorter than its value")
@@ -231,18 +280,67 @@ class Heap:
         return total, first
 
     def read(self, rid: Rid) -> bytes:
-        """read returns the value at ``rid``. Raises CorruptionError for a dangling or damaged record."""
+        """read returns the value at ``rid``. O(1) page reads, plus one per overflow page.
+
+        Raises:
+            CorruptionError: a dangling or damaged record.
+        """
+        pgno, slot = rid
+        page = self.pager.read(pgno)
+        buf = page._buf
+        if buf[_OFF_TYPE] == _PAGE_HEAP:
+            lk = self._lookup
+            out, state = lk.out, lk.state
+            if _page_read(page._ptr, page._size, slot, out, lk.out_len, state) == OK:
+                off = out[0]
+                if state[0] == _SLOT_LIVE:
+                    return bytes(buf[off : off + out[1]])
+                return self._overflow(rid, page, off, out[1])
+        return self._read_checked(rid)
+
+    def read_many(self, rids: Sequence[Rid]) -> List[bytes]:
+        """read_many returns the values at ``rids``, in order: ``[read(r) for r in rids]`` with less overhead.
+
+        For scans, which read a run of records in one pager operation: every
+        page it reads stays pinned until the operation ends, so callers keep
+        runs short (the store reads at most part of one leaf's records).
+
+        Raises:
+            CorruptionError: a dangling or damaged record (none of the values is returned).
+        """
+        read = self.pager.read
+        lk = self._lookup
+        out, out_len, state = lk.out, lk.out_len, lk.state
+        values: List[bytes] = []
+        append = values.append
+        for rid in rids:
+            pgno, slot = rid
+            page = read(pgno)
+            buf = page._buf
+            if buf[_OFF_TYPE] == _PAGE_HEAP and _page_read(page._ptr, page._size, slot, out, out_len, state) == OK:
+                off = out[0]
+                if state[0] == _SLOT_LIVE:
+                    append(bytes(buf[off : off + out[1]]))
+                else:
+                    append(self._overflow(rid, page, off, out[1]))
+            else:
+                append(self._read_checked(rid))
+        return values
+
+    def _read_checked(self, rid: Rid) -> bytes:
+        """_read_checked is read through _record's argument checks: the path for bad record ids (it raises)."""
         page, off, n, state = self._record(rid)
-        buf = page.buffer
-        if state == fmt.SLOT_LIVE:
-            return bytes(buf[off : off + n])
+        if state == _SLOT_LIVE:
+            return bytes(page._buf[off : off + n])
+        return self._overflow(rid, page, off, n)
+
+    def _overflow(self, rid: Rid, page: SlottedPage, off: int, n: int) -> bytes:
+        """_overflow assembles a value stored as a stub at ``off`` (``n`` bytes) and its overflow chain."""
         pgno, slot = rid
         total, first = self._stub(rid, page, off, n)
-        tail = bytes(buf[off + 8 : off + n])
-        parts = []
-        for p in self._chain(pgno, first, total, len(tail)):
-            parts.append(self.pager.read(p).read(0))
-        parts.append(tail)
+        parts: list = []
+        self._chain(pgno, first, total, n - 8, parts)
+        parts.append(memoryview(page._buf)[off + 8 : off + n])
         value = b"".join(parts)
         if len(value) != total:
             raise CorruptionError(pgno, f"overflow record in slot {slot} has {len(value)} bytes, stub says {total}")

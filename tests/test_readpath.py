@@ -1,7 +1,8 @@
-"""The read path: the pager's eviction and its reuse of evicted frames.
+"""The read path: the pager's eviction and its reuse of evicted frames, and
+Heap.read_many against Heap.read.
 
-Small pages (512 bytes) and a small cache (32 pages) so that cache misses
-and evictions happen on every few records.
+Small pages (512 bytes) and a small cache (32 pages) so that overflow chains,
+cache misses and evictions happen on every few records.
 """
 from __future__ import annotations
 
@@ -148,3 +149,105 @@ def test_slotted_page_holds_no_state_of_its_bytes():
     pager's refill (Pager.read, the ``_spare`` frame) reset it too.
     """
     assert SlottedPage.__slots__ == ("_buf", "_ptr", "_size", "pgno_hint")
+
+
+# ---- Heap.read_many ----
+
+
+def test_read_many_equals_read(tmp_path):
+    path = str(tmp_path / "db")
+    with Store(path, **SMALL) as db:
+        model = fill(db, 300)
+        pairs = entries(db)
+        rids = [rid for _, rid in pairs]
+        want = [model[k] for k, _ in pairs]
+        assert read_many(db, rids) == want
+        assert [read_one(db, rid) for rid in rids] == want
+        # Any order, repeats, runs longer than the cache, and the empty run.
+        rng = random.Random(1)
+        mixed = rng.choices(range(len(rids)), k=500)
+        assert read_many(db, [rids[i] for i in mixed]) == [want[i] for i in mixed]
+        assert read_many(db, []) == []
+        assert len(db._pager.cache) >= 32
+    with Store(path, **SMALL) as db:  # cold cache: every first read is a miss
+        assert read_many(db, rids) == want
+        db.check()
+
+
+def test_read_many_dangling_rid(tmp_path):
+    with Store(str(tmp_path / "db"), **SMALL) as db:
+        model = fill(db, 60)
+        pairs = entries(db)
+        (pgno, slot) = pairs[0][1]
+        good = [rid for _, rid in pairs[:5]]
+        for bad, page in [((pgno, 500), pgno), ((db._pager.meta.root, 0), db._pager.meta.root),
+                          ((db._pager.meta.page_count + 3, 0), db._pager.meta.page_count + 3)]:
+            with pytest.raises(CorruptionError) as exc:
+                read_many(db, good + [bad])
+            assert exc.value.pgno == page
+            with pytest.raises(CorruptionError) as exc:
+                read_one(db, bad)
+            assert exc.value.pgno == page
+        assert dict(db.items()) == model
+
+
+def overflow_key(db: Store) -> Tuple[bytes, int, int]:
+    """overflow_key returns a key stored with an overflow chain, its heap page and its first overflow page."""
+    heap = db._heap
+    for k, (pgno, slot) in entries(db):
+        with db._lock:
+            db._begin()
+            page = db._pager.read(pgno)
+            if page.state(slot) == fmt.SLOT_OVERFLOW:
+                total, first = heap._stub((pgno, slot), page, *page._locate(slot)[:2])
+                if first:
+                    return k, pgno, first
+    raise AssertionError("no overflow record")
+
+
+@pytest.mark.parametrize("which", ["heap", "overflow"])
+def test_damaged_page_is_named(tmp_path, which):
+    path = str(tmp_path / "db")
+    with Store(path, **SMALL) as db:
+        model = fill(db, 200)
+        key, heap_pgno, first = overflow_key(db)
+        pairs = entries(db)
+    target = heap_pgno if which == "heap" else first
+    damage(path, target, 512, 300)
+    with Store(path, **SMALL) as db:
+        for fn in (lambda: db[key], lambda: dict(db.items()), lambda: read_many(db, [rid for _, rid in pairs])):
+            with pytest.raises(CorruptionError) as exc:
+                fn()
+            assert exc.value.pgno == target
+        with pytest.raises(CorruptionError):
+            db.check()
+        assert len(model) == len(pairs)
+
+
+def test_overflow_page_with_dead_first_slot(tmp_path):
+    """An overflow page whose one live record is not in slot 0 is damage, not a missing key.
+
+    Regression: the chunk was read with SlottedPage.read(0), whose NotFoundError
+    (a KeyError) reached the caller: ``db[key]`` said the key was missing and
+    ``db.get(key)`` returned the default.
+    """
+    path = str(tmp_path / "db")
+    with Store(path, **SMALL) as db:
+        fill(db, 200)
+        key, _, first = overflow_key(db)
+        pager = db._pager
+        pager.begin_operation()
+        page = pager.write(first)
+        chunk = page.read(0)
+        page.delete(0)
+        assert page.insert(b"x") == 0
+        assert page.insert(chunk[:100]) == 1
+        page.delete(0)
+        assert page.nlive == 1 and page.state(1) == fmt.SLOT_LIVE
+        pager.commit()
+    with Store(path, **SMALL) as db:
+        for fn in (lambda: db[key], lambda: db.get(key), lambda: dict(db.items()), db.check):
+            with pytest.raises(CorruptionError) as exc:
+                fn()
+            assert not isinstance(exc.value, NotFoundError)
+            assert exc.value.pgno == first
