@@ -16,9 +16,9 @@ values; the pager turns both into pages and commits them through the log.
 Concurrency: one process writes a store at a time (``StoreLockedError``
 otherwise); read-only opens from other processes are refused while a writer
 has the store open, and share it with each other. Threads may share a Store:
-every operation holds the store's lock; scans take it once per leaf, so a
-long scan never blocks writers for long and sees each leaf as committed at
-the moment it read it.
+every operation holds the store's lock; scans take it once per leaf and once
+per value or short run of values, so a long scan never blocks writers for
+long, and sees each value as committed at the moment it read it.
 """
 from __future__ import annotations
 
@@ -46,6 +46,13 @@ from .pager import DEFAULT_CACHE_BYTES, DEFAULT_WAL_LIMIT, Pager
 T = TypeVar("T")
 MAX_VALUE = 2**32 - 1
 _DELETED = object()
+#: How a scan batches its value reads; see Store._scan. Reading ahead costs
+#: more than the lock it saves when the caller stops early (a cache miss is
+#: about 4 us, a lock acquisition and pager operation 0.25 us): hence one at a
+#: time at first, then runs that waste at most 1/32 of what was taken.
+_RUN_FROM = 64
+_RUN_SHIFT = 5
+_MAX_RUN = 64
 
 
 def prefix_end(prefix: bytes) -> Optional[bytes]:
@@ -237,33 +244,62 @@ class Store(MutableMapping):
     def _scan(self, lo: Optional[bytes], hi: Optional[bytes], reverse: bool, values: bool) -> Iterator[Tuple[bytes, Optional[bytes]]]:
         """_scan yields entries lazily, one leaf's keys at a time.
 
-        The keys and record ids of a leaf are taken under the lock; each value
-        is read (under the lock again) only when the caller asks for the item,
-        and only if no write committed since the leaf was read: a write may
-        move a record, so after one the scan re-descends from the root after
-        the last key it yielded. Nothing is ever read through a stale record
-        id, and no write invalidates the iterator.
+        The keys and record ids of a leaf are taken under the lock. Values are
+        read under the lock again, only when the caller asks for them, and
+        only if no write committed since the leaf was read: a write may move
+        a record, so after one the scan re-descends from the root after the
+        last key it yielded. Nothing is ever read through a stale record id,
+        and no write invalidates the iterator.
+
+        Until it has yielded _RUN_FROM values, a scan reads one value per
+        lock acquisition, so a short scan (most range scans stop early) reads
+        exactly the values it yields. A longer one reads runs of values in one
+        acquisition and one pager operation: a run is 1/2**_RUN_SHIFT of the
+        values yielded so far, at most _MAX_RUN, and never passes the leaf's
+        batch. A caller that stops mid-run has paid for a few percent more
+        values than it took, and memory stays bounded by one leaf. A run's
+        values are those committed when the run was read.
         """
         resume: Optional[bytes] = None
         lock = self._lock
+        taken = 0
         while True:
             with lock:
                 self._begin()
                 batch = self._tree.range_batch(lo, hi, reverse, resume)
                 version = self._version
+                heap = self._heap
             if not batch:
                 return
-            for k, rid in batch:
-                if values:
+            if not values:
+                for k, _ in batch:
+                    yield k, None
+                resume = batch[-1][0]
+                continue
+            if taken < _RUN_FROM:
+                for k, rid in batch:
                     with lock:
                         if self._version != version:
                             break  # re-descend after `resume`
                         self._begin()
-                        v = self._heap.read(rid)
+                        v = heap.read(rid)
                     yield k, v
-                else:
-                    yield k, None
-                resume = k
+                    taken += 1
+                    resume = k
+                continue
+            i, n = 0, len(batch)
+            while i < n:
+                part = batch[i : i + min(taken >> _RUN_SHIFT, _MAX_RUN)]
+                with lock:
+                    if self._version != version:
+                        break  # re-descend after `resume`
+                    self._begin()
+                    vals = heap.read_many([rid for _, rid in part])
+                for (k, _), v in zip(part, vals):
+                    yield k, v
+                i += len(part)
+                taken += len(part)
+                resume = part[-1][0]
 
     def items(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False) -> Iterator[Tuple[bytes, bytes]]:
         """items yields ``(key, value)`` with ``start <= key < stop`` (and the prefix), in key order.

@@ -1,5 +1,5 @@
-"""The read path: the pager's eviction and its reuse of evicted frames, and
-Heap.read_many against Heap.read.
+"""The read path: the pager's eviction and its reuse of evicted frames,
+Heap.read_many against Heap.read, and how scans read values.
 
 Small pages (512 bytes) and a small cache (32 pages) so that overflow chains,
 cache misses and evictions happen on every few records.
@@ -251,3 +251,113 @@ def test_overflow_page_with_dead_first_slot(tmp_path):
                 fn()
             assert not isinstance(exc.value, NotFoundError)
             assert exc.value.pgno == first
+
+
+# ---- scans ----
+
+
+def count_reads(db: Store) -> List[int]:
+    """count_reads makes the heap record every value read: 1 for a read, the run's length for read_many."""
+    runs: List[int] = []
+    heap = db._heap
+    one, many = heap.read, heap.read_many
+
+    def read(rid):
+        runs.append(1)
+        return one(rid)
+
+    def read_many(rids):
+        runs.append(len(rids))
+        return many(rids)
+
+    heap.read = read  # type: ignore[method-assign]
+    heap.read_many = read_many  # type: ignore[method-assign]
+    return runs
+
+
+def test_scan_reads_what_it_yields_then_runs(tmp_path):
+    from pagestore.store import _MAX_RUN, _RUN_FROM, _RUN_SHIFT
+
+    with Store(str(tmp_path / "db"), page_size=4096) as db:
+        with db.transaction() as txn:
+            for i in range(3000):
+                txn[b"%06d" % i] = b"v%d" % i
+        runs = count_reads(db)
+        got = list(islice(db.items(), 50))
+        assert got == [(b"%06d" % i, b"v%d" % i) for i in range(50)]
+        assert runs == [1] * 50  # a short scan reads exactly what it yields
+        for reverse in (False, True):
+            runs.clear()
+            got = [k for k, _ in db.items(reverse=reverse)]
+            assert got == sorted(got, reverse=reverse) and len(got) == 3000
+            assert sum(runs) == 3000
+            assert runs[:_RUN_FROM] == [1] * _RUN_FROM
+            assert max(runs) == _MAX_RUN
+            taken = 0
+            for r in runs:
+                assert r == 1 or r <= max(2, taken >> _RUN_SHIFT)
+                taken += r
+        runs.clear()
+        # Stopped mid-run: at most 1/32 read ahead.
+        assert len(list(islice(db.items(), 1000))) == 1000
+        assert 1000 <= sum(runs) <= 1000 + 1000 // 32
+        runs.clear()
+        assert list(db.keys(prefix=b"0001")) == [b"%06d" % i for i in range(100, 200)]
+        assert runs == []
+        assert list(db.values(start=b"002990")) == [b"v%d" % i for i in range(2990, 3000)]
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("after", [3, 200])
+def test_scan_write_between_reads(tmp_path, reverse, after):
+    """A write between two value reads (one value, or a run) makes the next one re-descend.
+
+    It never reads through an old record id: the deleted keys are not
+    yielded, a moved record yields its new value.
+    """
+    with Store(str(tmp_path / "db"), **SMALL) as db:
+        keys = [b"%04d" % i for i in range(400)]
+        if reverse:
+            keys.reverse()
+        for k in keys:
+            db[k] = b"old" + k
+        runs = count_reads(db)
+        it = db.items(reverse=reverse)
+        first = []
+        for item in it:  # stop where every value read so far has been yielded
+            first.append(item)
+            if len(first) >= after and len(first) == sum(runs):
+                break
+        c = len(first)
+        assert first == [(k, b"old" + k) for k in keys[:c]]
+        assert after < 64 or max(runs) > 1
+        del db[keys[c + 1]]
+        db[keys[c + 2]] = b"new" * 400  # moves the record to an overflow chain
+        del db[keys[c]]
+        for k in keys[c + 20 : c + 60]:  # frees heap pages and reuses them
+            del db[k]
+        for i in range(40):
+            db[b"zz%04d" % i] = b"fill%d" % i
+        rest = list(it)
+        want = dict(db.items())
+        assert rest[0] == (keys[c + 2], b"new" * 400)
+        assert keys[c] not in dict(rest) and keys[c + 1] not in dict(rest)
+        seen = [k for k, _ in first + rest]
+        assert seen == sorted(seen, reverse=reverse) and len(set(seen)) == len(seen)
+        for k, v in rest:
+            assert want[k] == v
+        db.check()
+
+
+def test_transaction_scan_merges_runs(tmp_path):
+    with Store(str(tmp_path / "db"), **SMALL) as db:
+        model = fill(db, 150)
+        with db.transaction() as txn:
+            for k in list(model)[::7]:
+                del txn[k]
+                del model[k]
+            txn[b"zz"] = b"1"
+            model[b"zz"] = b"1"
+            assert list(txn.items()) == sorted(model.items())
+            assert list(txn.items(reverse=True)) == sorted(model.items(), reverse=True)
+        assert list(db.items()) == sorted(model.items())
