@@ -91,9 +91,10 @@ class _Lookup:
 class FreeSpaceMap:
     """FreeSpaceMap tracks which heap pages have room; see the module docstring."""
 
-    def __init__(self, pager) -> None:
+    def __init__(self, pager, lookup: Optional[_Lookup] = None) -> None:
         self.pager = pager
         self.per_page = pager.page_size - fmt.HEADER_SIZE - fmt.SLOT_SIZE
+        self._lookup = lookup if lookup is not None else _Lookup()
         self.load()
 
     def load(self) -> None:
@@ -101,6 +102,9 @@ class FreeSpaceMap:
         self.pages: List[int] = []
         self.cat: Dict[int, int] = {}
         self.buckets: List[Set[int]] = [set() for _ in range(256)]
+        # Bit c is set when bucket c is not empty: find takes the lowest set
+        # bit at or above the category it needs instead of testing buckets.
+        self.nonempty = 0
         pgno, seen = self.pager.meta.fsm_head, 0
         while pgno:
             page = self.pager.read(pgno)
@@ -115,6 +119,7 @@ class FreeSpaceMap:
                 j = m.start()
                 self.cat[base + j] = data[j]
                 self.buckets[data[j]].add(base + j)
+                self.nonempty |= 1 << data[j]
             seen += 1
             if seen > self.pager.meta.page_count:
                 raise CorruptionError(pgno, "free-space map chain has a cycle")
@@ -124,33 +129,46 @@ class FreeSpaceMap:
         return min(255, free * 255 // self.pager.page_size)
 
     def find(self, need: int) -> Optional[int]:
-        """find returns a heap page whose largest insertable record is at least ``need``, or None."""
-        c = max(1, (need * 255 + self.pager.page_size - 1) // self.pager.page_size)
-        buckets = self.buckets
-        for cat in range(c, 256):
-            b = buckets[cat]
-            if b:
-                return next(iter(b))
-        return None
+        """find returns a heap page whose largest insertable record is at least ``need``, or None. O(1)."""
+        page_size = self.pager.page_size
+        c = max(1, (need * 255 + page_size - 1) // page_size)
+        above = self.nonempty >> c
+        if not above:
+            return None
+        return next(iter(self.buckets[c + (above & -above).bit_length() - 1]))
 
     def set(self, pgno: int, free: int) -> None:
-        """set records that heap page ``pgno`` can now take a record of ``free`` bytes (0: none, or not a heap page)."""
-        c = self.category(free)
-        old = self.cat.get(pgno, 0)
+        """set records that heap page ``pgno`` can now take a record of ``free`` bytes (0: none, or not a heap page).
+
+        Raises:
+            CorruptionError: the map page holding ``pgno``'s byte is damaged.
+        """
+        c = min(255, free * 255 // self.pager.page_size)
+        cat = self.cat
+        old = cat.get(pgno, 0)
         if c == old:
             return
+        buckets = self.buckets
         if old:
-            self.buckets[old].discard(pgno)
+            b = buckets[old]
+            b.discard(pgno)
+            if not b:
+                self.nonempty &= ~(1 << old)
         if c:
-            self.cat[pgno] = c
-            self.buckets[c].add(pgno)
+            cat[pgno] = c
+            buckets[c].add(pgno)
+            self.nonempty |= 1 << c
         else:
-            self.cat.pop(pgno, None)
+            cat.pop(pgno, None)
         idx, off = divmod(pgno, self.per_page)
         while idx >= len(self.pages):
             self._grow()
-        page = self.pager.write(self.pages[idx])
-        page.view(0)[off] = c
+        map_pgno = self.pages[idx]
+        page = self.pager.write(map_pgno)
+        start, n, _ = self._lookup.locate(page, map_pgno, 0, "free-space map page")
+        if off >= n:
+            raise CorruptionError(map_pgno, "free-space map page has the wrong length")
+        page._buf[start + off] = c
 
     def _grow(self) -> None:
         page = self.pager.allocate(fmt.PAGE_FSM)
@@ -181,7 +199,7 @@ class Heap:
         self.chunk = usable
         self.inline_max = usable // 2
         self._lookup = _Lookup()
-        self.fsm = FreeSpaceMap(pager)
+        self.fsm = FreeSpaceMap(pager, self._lookup)
 
     def reset(self) -> None:
         """reset reloads the free-space map after the pager rolled back."""

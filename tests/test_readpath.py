@@ -1,5 +1,6 @@
 """The read path: the pager's eviction and its reuse of evicted frames,
-Heap.read_many against Heap.read, and how scans read values.
+Heap.read_many against Heap.read, how scans read values, and the
+free-space map's lookup.
 
 Small pages (512 bytes) and a small cache (32 pages) so that overflow chains,
 cache misses and evictions happen on every few records.
@@ -361,3 +362,68 @@ def test_transaction_scan_merges_runs(tmp_path):
             assert list(txn.items()) == sorted(model.items())
             assert list(txn.items(reverse=True)) == sorted(model.items(), reverse=True)
         assert list(db.items()) == sorted(model.items())
+
+
+# ---- the free-space map ----
+
+
+def lowest_fit(fsm, need: int, page_size: int):
+    c = max(1, (need * 255 + page_size - 1) // page_size)
+    for cat in range(c, 256):
+        if fsm.buckets[cat]:
+            return cat
+    return None
+
+
+def check_map(fsm) -> None:
+    for c in range(256):
+        assert bool(fsm.buckets[c]) == bool(fsm.nonempty >> c & 1), c
+    for pgno, c in fsm.cat.items():
+        assert pgno in fsm.buckets[c]
+        assert fsm.stored(pgno) == c
+
+
+def test_free_space_map_find(tmp_path):
+    with Store(str(tmp_path / "db"), **SMALL) as db:
+        rng = random.Random(3)
+        fill(db, 200)
+        fsm = db._heap.fsm
+        ps = db._pager.page_size
+        with db._lock:
+            db._write(lambda: None)
+            pager = db._pager
+            for step in range(2000):
+                pager.begin_operation()
+                pgno = rng.randrange(1, 300)
+                fsm.set(pgno, rng.choice([0, 0, rng.randrange(ps), ps]))
+                need = rng.randrange(ps)
+                got = fsm.find(need)
+                cat = lowest_fit(fsm, need, ps)
+                if cat is None:
+                    assert got is None
+                else:
+                    assert got in fsm.buckets[cat]
+                if step % 200 == 0:
+                    check_map(fsm)
+            check_map(fsm)
+            pager.rollback()
+            fsm.load()
+            check_map(fsm)
+        db.check()
+
+
+def test_free_space_map_page_damaged_after_load(tmp_path):
+    with Store(str(tmp_path / "db"), **SMALL) as db:
+        fill(db, 300)
+        fsm = db._heap.fsm
+        map_pgno = fsm.pages[0]
+        with db._lock:
+            pager = db._pager
+            pager.begin_operation()
+            pager.write(map_pgno).update(0, b"\0" * 4)
+            with pytest.raises(CorruptionError) as exc:
+                fsm.set(100, 0 if fsm.cat.get(100) else 200)
+            assert exc.value.pgno == map_pgno
+            pager.rollback()
+            fsm.load()
+        db.check()
