@@ -16,7 +16,8 @@ from typing import List
 import pytest
 
 from pagestore import PageFullError, SlottedPage
-from pagestore._native import lib
+from pagestore import nodes
+from pagestore._native import EXPECTED_NATIVE_VERSION, lib
 
 PAGE_SIZES = (4096, 65536)
 #: records per round, spread over as many pages as they need
@@ -148,7 +149,7 @@ def test_call_free_space(benchmark, tiny_page):
 
 def test_call_native_version(benchmark):
     """The floor: one cffi call that does nothing."""
-    assert benchmark(lib.ps_native_version) == 1
+    assert benchmark(lib.ps_native_version) == EXPECTED_NATIVE_VERSION
 
 
 def test_call_insert_delete_tiny(benchmark, tiny_page):
@@ -159,3 +160,47 @@ def test_call_insert_delete_tiny(benchmark, tiny_page):
 
     benchmark(insert_delete)
     page.check()
+
+
+# ---- B+tree node pages (native/node.c): what one tree level costs ----
+
+
+@pytest.fixture(scope="module")
+def leaf():
+    """A 4 KiB leaf of ~110 entries with 8-40 byte keys, as the benchmark's tree has."""
+    rnd = random.Random(7)
+    keys = sorted({rnd.randbytes(rnd.randint(8, 40)) for _ in range(110)})
+    vals = [(rnd.randrange(1, 1 << 20), rnd.randrange(200)) for _ in keys]
+    page = SlottedPage.new(4096, pgno=9)
+    nodes.build(page, 9, True, keys, vals)
+    return page, keys, vals
+
+
+def test_node_search(benchmark, leaf):
+    page, keys, vals = leaf
+    raw = bytes(page.buffer)
+    assert benchmark(nodes.search, raw, keys[55], False) == (55, True) + vals[55]
+
+
+def test_node_decode(benchmark, leaf):
+    page, keys, vals = leaf
+    raw = bytes(page.buffer)
+    assert benchmark(nodes.decode, raw, 9) == (True, keys, vals)
+
+
+def test_node_build(benchmark, leaf):
+    page, keys, vals = leaf
+    benchmark(nodes.build, page, 9, True, keys, vals)
+    assert nodes.decode(bytes(page.buffer), 9) == (True, keys, vals)
+
+
+def test_node_leaf_insert_remove(benchmark, leaf):
+    page, keys, vals = leaf
+    probe = keys[40] + b"\x00"  # sorts right after keys[40]
+
+    def insert_remove():
+        assert nodes.leaf_insert(page, 41, probe, 5, 5)
+        nodes.leaf_remove(page, 41)
+
+    benchmark(insert_remove)
+    assert nodes.decode(bytes(page.buffer), 9) == (True, keys, vals)
