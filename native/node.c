@@ -14,20 +14,7 @@
 #include <string.h>
 
 #include "pagestore.h"
-
-static inline uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
-static inline uint32_t get32(const uint8_t *p) {
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
-static inline void put16(uint8_t *p, uint32_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
-static inline void put32(uint8_t *p, uint32_t v) {
-    p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
-}
-
-static int valid_page_size(uint32_t page_size) {
-    return page_size >= PS_MIN_PAGE_SIZE && page_size <= PS_MAX_PAGE_SIZE &&
-           (page_size & (page_size - 1)) == 0;
-}
+#include "internal.h"
 
 /* A node's entries, as the search and the decoder see them. */
 typedef struct {
@@ -247,6 +234,15 @@ static int open_leaf(uint8_t *page, uint32_t page_size, node_t *n, uint32_t *fra
     return PS_OK;
 }
 
+/* leaf_entry: open_leaf, then entry index's record (bounds-checked). */
+static int leaf_entry(uint8_t *page, uint32_t page_size, uint32_t index, node_t *n, uint32_t *frag,
+                      const uint8_t **p, uint32_t *len) {
+    int rc = open_leaf(page, page_size, n, frag);
+    if (rc != PS_OK) return rc;
+    if (index >= n->nslots) return PS_EINVAL;
+    return record(n, index, PS_NODE_RID_SIZE, p, len);
+}
+
 static void set_counts(uint8_t *page, uint32_t nslots, uint32_t upper, uint32_t frag) {
     put16(page + PS_OFF_NSLOTS, nslots);
     put16(page + PS_OFF_NLIVE, nslots);
@@ -308,13 +304,9 @@ int ps_node_leaf_insert(uint8_t *page, uint32_t page_size, uint32_t index, const
 
 int ps_node_leaf_remove(uint8_t *page, uint32_t page_size, uint32_t index, uint32_t *used_out) {
     node_t n;
-    uint32_t frag;
-    int rc = open_leaf(page, page_size, &n, &frag);
-    if (rc != PS_OK) return rc;
-    if (index >= n.nslots) return PS_EINVAL;
+    uint32_t frag, len;
     const uint8_t *p;
-    uint32_t len;
-    rc = record(&n, index, PS_NODE_RID_SIZE, &p, &len);
+    int rc = leaf_entry(page, page_size, index, &n, &frag, &p, &len);
     if (rc != PS_OK) return rc;
     uint32_t off = (uint32_t)(p - page), upper = n.upper;
     if (off == upper) upper += len; /* the lowest record: the area starts higher */
@@ -336,13 +328,9 @@ int ps_node_leaf_remove(uint8_t *page, uint32_t page_size, uint32_t index, uint3
 int ps_node_leaf_set_rid(uint8_t *page, uint32_t page_size, uint32_t index, uint32_t pgno,
                          uint16_t slot) {
     node_t n;
-    uint32_t frag;
-    int rc = open_leaf(page, page_size, &n, &frag);
-    if (rc != PS_OK) return rc;
-    if (index >= n.nslots) return PS_EINVAL;
+    uint32_t frag, len;
     const uint8_t *p;
-    uint32_t len;
-    rc = record(&n, index, PS_NODE_RID_SIZE, &p, &len);
+    int rc = leaf_entry(page, page_size, index, &n, &frag, &p, &len);
     if (rc != PS_OK) return rc;
     uint8_t *r = page + (p - page);
     put32(r, pgno);

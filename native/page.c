@@ -9,23 +9,13 @@
 #include <string.h>
 
 #include "pagestore.h"
+#include "internal.h"
 
 _Static_assert(PS_HEADER_SIZE == 40, "page header is 40 bytes");
 _Static_assert(PS_SLOT_SIZE == 6, "slot entry is 6 bytes");
 _Static_assert(PS_MAX_SLOTS == (65535 - PS_HEADER_SIZE) / PS_SLOT_SIZE,
                "PS_MAX_SLOTS keeps lower within its 16-bit field");
 _Static_assert(PS_OFF_NEXT + 8 == PS_HEADER_SIZE, "header fields fill 40 bytes");
-
-/* ---- little-endian field access (byte-wise: no alignment assumed) ---- */
-
-static inline uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
-static inline uint32_t get32(const uint8_t *p) {
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
-static inline void put16(uint8_t *p, uint32_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
-static inline void put32(uint8_t *p, uint32_t v) {
-    p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
-}
 
 /* The decoded header fields that the operations use. */
 typedef struct {
@@ -61,11 +51,6 @@ static void set_slot(uint8_t *page, uint32_t i, uint32_t off, uint32_t len, uint
     put16(s + 2, len);
     s[4] = state;
     s[5] = 0;
-}
-
-static int valid_page_size(uint32_t page_size) {
-    return page_size >= PS_MIN_PAGE_SIZE && page_size <= PS_MAX_PAGE_SIZE &&
-           (page_size & (page_size - 1)) == 0;
 }
 
 /* sane_hdr: the cheap checks every mutating call makes before following any
