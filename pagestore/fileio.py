@@ -13,6 +13,8 @@ from typing import Callable
 
 from .errors import StoreLockedError
 
+_preadv = getattr(os, "preadv", None)
+
 
 class File:
     """File is an open OS file with positioned reads and writes.
@@ -32,6 +34,17 @@ class File:
     def read(self, offset: int, n: int) -> bytes:
         """read returns up to ``n`` bytes at ``offset`` (fewer at the end of the file)."""
         return os.pread(self.fd, n, offset)
+
+    def read_into(self, offset: int, buf: bytearray) -> int:
+        """read_into fills ``buf`` with the bytes at ``offset``; returns how many it read (fewer at the end of the file).
+
+        Optional in a File double: the pager falls back to ``read`` without it.
+        """
+        if _preadv is not None:
+            return _preadv(self.fd, [buf], offset)
+        data = os.pread(self.fd, len(buf), offset)  # pragma: no cover - no preadv
+        buf[: len(data)] = data
+        return len(data)
 
     def write(self, offset: int, data: bytes) -> None:
         """write writes all of ``data`` at ``offset``."""

@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 import sys
 from collections import OrderedDict
-from typing import Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
 from . import fileio
 from . import format as fmt
@@ -105,6 +105,7 @@ class Pager:
         # of a miss. Only a frame nobody else refers to is kept (see _evict).
         self._spare: Optional[_Frame] = None
         self.file: Optional[fileio.File] = None
+        self._read_into: Optional[Callable[[int, bytearray], int]] = None
         self.wal: Optional[WAL] = None
         try:
             self._open(path, create, readonly, page_size, opener)
@@ -124,6 +125,7 @@ class Pager:
         if not exists and not fmt.is_valid_page_size(page_size):
             raise ValueError(f"page_size must be a power of two from 512 to 65536, got {page_size}")
         self.file = opener(path, create=create and not readonly, readonly=readonly)
+        self._read_into = getattr(self.file, "read_into", None)
         self.file.lock(exclusive=not readonly)
         if self.file.size() == 0:
             if readonly:
@@ -170,6 +172,15 @@ class Pager:
             raise CorruptionError(pgno, "page lies past the end of the data file")
         return data
 
+    def _load_into(self, pgno: int, buf: bytearray) -> None:
+        """_load_into is _load writing into a page-sized buffer (straight from the file when it can)."""
+        assert self.wal is not None
+        read_into = self._read_into
+        if read_into is None or pgno in self.wal.txn_index or pgno in self.wal.index:
+            buf[:] = self._load(pgno)
+        elif read_into(pgno * self.page_size, buf) != self.page_size:
+            raise CorruptionError(pgno, "page lies past the end of the data file")
+
     def read_raw(self, pgno: int) -> bytes:
         """read_raw returns the newest committed bytes of page ``pgno`` WITHOUT verifying them.
 
@@ -203,15 +214,14 @@ class Pager:
             return f.page
         if pgno <= 0 or pgno >= self.meta.page_count:
             raise CorruptionError(pgno, f"reference to page {pgno} outside the file ({self.meta.page_count} pages)")
-        data = self._load(pgno)  # exactly page_size bytes
         f = self._spare
         if f is None:
-            buf = bytearray(data)
+            buf = bytearray(self._load(pgno))
             page = SlottedPage(buf, validate=False, pgno=pgno)
             f = _Frame(buf, page, self.epoch)
         else:
             self._spare = None
-            f.buf[:] = data
+            self._load_into(pgno, f.buf)
             page = f.page
             page.pgno_hint = pgno
             f.epoch = self.epoch

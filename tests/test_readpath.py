@@ -142,6 +142,27 @@ def test_reused_frames_name_their_own_page(tmp_path):
         assert len(model) > 0
 
 
+def test_refill_from_a_short_file(tmp_path):
+    """A refilled frame read straight from the file (File.read_into) still notices a file cut short."""
+    path = str(tmp_path / "db")
+    with Store(path, **SMALL) as db:
+        fill(db, 400)
+        count = db._pager.meta.page_count
+    with open(path, "r+b") as f:
+        f.truncate((count - 1) * 512 + 100)
+    with Store(path, **SMALL) as db:
+        pager = db._pager
+        for p in range(1, count - 1):
+            pager.begin_operation()
+            pager.read(p)
+        assert pager._spare is not None and pager._read_into is not None
+        pager.begin_operation()
+        with pytest.raises(CorruptionError) as exc:
+            pager.read(count - 1)
+        assert exc.value.pgno == count - 1
+        assert count - 1 not in pager.cache
+
+
 def test_slotted_page_holds_no_state_of_its_bytes():
     """Pager.read refills an evicted frame's buffer in place and keeps its SlottedPage.
 
