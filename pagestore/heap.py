@@ -331,11 +331,15 @@ class Heap:
         out, out_len, state = lk.out, lk.out_len, lk.state
         values: List[bytes] = []
         append = values.append
+        last = None
         for rid in rids:
             pgno, slot = rid
-            page = read(pgno)
-            buf = page._buf
-            if buf[_OFF_TYPE] == _PAGE_HEAP and _page_read(page._ptr, page._size, slot, out, out_len, state) == OK:
+            if pgno != last:  # records inserted in key order share pages: one pager call per page
+                page = read(pgno)
+                buf, ptr, size = page._buf, page._ptr, page._size
+                heap_page = buf[_OFF_TYPE] == _PAGE_HEAP
+                last = pgno
+            if heap_page and _page_read(ptr, size, slot, out, out_len, state) == OK:
                 off = out[0]
                 if state[0] == _SLOT_LIVE:
                     append(bytes(buf[off : off + out[1]]))

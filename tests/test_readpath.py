@@ -190,6 +190,15 @@ def test_read_many_equals_read(tmp_path):
         mixed = rng.choices(range(len(rids)), k=500)
         assert read_many(db, [rids[i] for i in mixed]) == [want[i] for i in mixed]
         assert read_many(db, []) == []
+        # Page by page: runs of records on one page, overflow stubs among them.
+        by_page = sorted(range(len(rids)), key=lambda i: rids[i])
+        assert read_many(db, [rids[i] for i in by_page]) == [want[i] for i in by_page]
+        pgno, slot = rids[by_page[len(by_page) // 2]]
+        same_page = [r for r in rids if r[0] == pgno]
+        assert len(same_page) > 1
+        with pytest.raises(CorruptionError) as exc:
+            read_many(db, same_page + [(pgno, 999)] + same_page)
+        assert exc.value.pgno == pgno
         assert len(db._pager.cache) >= 32
     with Store(path, **SMALL) as db:  # cold cache: every first read is a miss
         assert read_many(db, rids) == want
