@@ -7,7 +7,6 @@ cache misses and evictions happen on every few records.
 """
 from __future__ import annotations
 
-import os
 import random
 from itertools import islice
 from typing import Dict, List, Tuple
