@@ -39,62 +39,26 @@ import struct
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from . import format as fmt
-from ._native import OK, ffi, lib, strerror
 from .errors import CorruptionError, PageFullError
-from .page import SlottedPage
+from .page import RecordLookup, SlottedPage
 
 Rid = Tuple[int, int]
 _STUB = struct.Struct("<II")
 _NONZERO = re.compile(rb"[^\x00]")
 
-# The read path looks records up with one direct call into the C core, which
-# bounds-checks the slot and the record against the page, instead of through
-# SlottedPage._locate: its argument checks are for callers passing arbitrary
-# slots, while a record id comes from a decoded tree node (a u16 already).
-_page_read = lib.ps_page_read
 _OFF_TYPE = fmt.OFF_TYPE
 _PAGE_HEAP = fmt.PAGE_HEAP
 _PAGE_OVERFLOW = fmt.PAGE_OVERFLOW
 _SLOT_LIVE = fmt.SLOT_LIVE
 
 
-class _Lookup:
-    """_Lookup holds the out-parameters of ``ps_page_read`` for one heap and its map.
-
-    One set per heap, not per call (``ffi.new`` costs as much as the lookup)
-    nor per thread (as page.py keeps, because cffi releases the GIL during
-    the call): every heap call runs under the store's lock, so no two
-    threads ever use one heap's set at once.
-    """
-
-    __slots__ = ("out", "out_len", "state")
-
-    def __init__(self) -> None:
-        self.out = ffi.new("uint32_t[2]")
-        self.out_len = self.out + 1
-        self.state = ffi.new("uint8_t *")
-
-    def locate(self, page: SlottedPage, pgno: int, slot: int, what: str) -> Tuple[int, int, int]:
-        """locate returns ``(offset, length, state)`` of live ``slot``.
-
-        Raises:
-            CorruptionError: naming ``pgno``, when the slot is not live or its
-                record lies outside the page.
-        """
-        out, state = self.out, self.state
-        rc = _page_read(page._ptr, page._size, slot, out, self.out_len, state)
-        if rc != OK:
-            raise CorruptionError(pgno, f"{what}: slot {slot}: {strerror(rc)}")
-        return out[0], out[1], state[0]
-
-
 class FreeSpaceMap:
     """FreeSpaceMap tracks which heap pages have room; see the module docstring."""
 
-    def __init__(self, pager, lookup: Optional[_Lookup] = None) -> None:
+    def __init__(self, pager, lookup: Optional[RecordLookup] = None) -> None:
         self.pager = pager
         self.per_page = pager.page_size - fmt.HEADER_SIZE - fmt.SLOT_SIZE
-        self._lookup = lookup if lookup is not None else _Lookup()
+        self._lookup = lookup if lookup is not None else RecordLookup()
         self.load()
 
     def load(self) -> None:
@@ -198,7 +162,7 @@ class Heap:
         usable = pager.page_size - fmt.HEADER_SIZE - fmt.SLOT_SIZE
         self.chunk = usable
         self.inline_max = usable // 2
-        self._lookup = _Lookup()
+        self._lookup = RecordLookup()  # one set of C out-parameters for the heap and its map
         self.fsm = FreeSpaceMap(pager, self._lookup)
 
     def reset(self) -> None:
@@ -307,13 +271,12 @@ class Heap:
         page = self.pager.read(pgno)
         buf = page._buf
         if buf[_OFF_TYPE] == _PAGE_HEAP:
-            lk = self._lookup
-            out, state = lk.out, lk.state
-            if _page_read(page._ptr, page._size, slot, out, lk.out_len, state) == OK:
-                off = out[0]
-                if state[0] == _SLOT_LIVE:
-                    return bytes(buf[off : off + out[1]])
-                return self._overflow(rid, page, off, out[1])
+            found = self._lookup.find(page, slot)
+            if found is not None:
+                off, n, state = found
+                if state == _SLOT_LIVE:
+                    return bytes(buf[off : off + n])
+                return self._overflow(rid, page, off, n)
         return self._read_checked(rid)
 
     def read_many(self, rids: Sequence[Rid]) -> List[bytes]:
@@ -327,8 +290,7 @@ class Heap:
             CorruptionError: a dangling or damaged record (none of the values is returned).
         """
         read = self.pager.read
-        lk = self._lookup
-        out, out_len, state = lk.out, lk.out_len, lk.state
+        find = self._lookup.find
         values: List[bytes] = []
         append = values.append
         last = None
@@ -336,17 +298,17 @@ class Heap:
             pgno, slot = rid
             if pgno != last:  # records inserted in key order share pages: one pager call per page
                 page = read(pgno)
-                buf, ptr, size = page._buf, page._ptr, page._size
+                buf = page._buf
                 heap_page = buf[_OFF_TYPE] == _PAGE_HEAP
                 last = pgno
-            if heap_page and _page_read(ptr, size, slot, out, out_len, state) == OK:
-                off = out[0]
-                if state[0] == _SLOT_LIVE:
-                    append(bytes(buf[off : off + out[1]]))
-                else:
-                    append(self._overflow(rid, page, off, out[1]))
-            else:
+            found = find(page, slot) if heap_page else None
+            if found is None:
                 append(self._read_checked(rid))
+            elif found[2] == _SLOT_LIVE:
+                off = found[0]
+                append(bytes(buf[off : off + found[1]]))
+            else:
+                append(self._overflow(rid, page, found[0], found[1]))
         return values
 
     def _read_checked(self, rid: Rid) -> bytes:

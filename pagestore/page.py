@@ -23,8 +23,8 @@ import threading
 from typing import Iterator, List, Optional, Tuple, Union
 
 from . import format as fmt
-from ._native import EINVAL, OK, ffi, lib, raise_for
-from .errors import PageFullError
+from ._native import EINVAL, OK, ffi, lib, raise_for, strerror
+from .errors import CorruptionError, PageFullError
 
 BytesLike = Union[bytes, bytearray, memoryview]
 
@@ -388,3 +388,41 @@ class SlottedPage:
             f"<SlottedPage pgno={self.pgno} type={fmt.PAGE_TYPE_NAMES.get(self.page_type, self.page_type)} "
             f"size={self._size} live={self.nlive} slots={self.nslots} free={self.free_space}>"
         )
+
+
+class RecordLookup:
+    """RecordLookup finds live records with one direct C call: the heap's read path.
+
+    ``SlottedPage._locate`` checks its argument for callers passing arbitrary
+    slots; a record id comes from a decoded tree node (a u16 already), so
+    this skips straight to ``ps_page_read``, which still bounds-checks the
+    slot and the record against the page. It keeps its own out-parameters:
+    ``ffi.new`` per call costs as much as the lookup. Not thread-safe: one
+    per heap, used under the store's lock (cffi releases the GIL in C, which
+    is why SlottedPage keeps its scratch per thread).
+    """
+
+    __slots__ = ("_out", "_len", "_state")
+
+    def __init__(self) -> None:
+        self._out = ffi.new("uint32_t[2]")
+        self._len = self._out + 1
+        self._state = ffi.new("uint8_t *")
+
+    def find(self, page: SlottedPage, slot: int) -> Optional[Tuple[int, int, int]]:
+        """find returns ``(offset, length, state)`` of live ``slot``, or None when it is not one."""
+        out = self._out
+        if _page_read(page._ptr, page._size, slot, out, self._len, self._state) == OK:
+            return out[0], out[1], self._state[0]
+        return None
+
+    def locate(self, page: SlottedPage, pgno: int, slot: int, what: str) -> Tuple[int, int, int]:
+        """locate is ``find`` that raises CorruptionError naming ``pgno`` (and ``what``) instead of returning None."""
+        out = self._out
+        rc = _page_read(page._ptr, page._size, slot, out, self._len, self._state)
+        if rc != OK:
+            raise CorruptionError(pgno, f"{what}: slot {slot}: {strerror(rc)}")
+        return out[0], out[1], self._state[0]
+
+
+_page_read = lib.ps_page_read
