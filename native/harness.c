@@ -1022,7 +1022,7 @@ static void search_one(const uint8_t *page, uint32_t page_size, int leaf, const 
     uint8_t *probe = dup_key(k, kl);
     for (int after = 0; after < 2; after++) {
         uint32_t index = 0xDEAD, pgno = 0xDEAD;
-        int equal = -1;
+        uint8_t equal = 0xFF;
         uint16_t slot = 0xDEAD;
         int rc = ps_node_search(page, page_size, kl || below(2) ? probe : NULL, kl, after, &index, &equal,
                                 &pgno, &slot);
@@ -1123,7 +1123,7 @@ static void leaf_op_insert(uint8_t *page, uint32_t page_size) {
     }
     uint8_t *key = dup_key(nkey_buf, kl);
     uint32_t index = 0xDEAD, pgno = 0;
-    int equal = -1;
+    uint8_t equal = 0xFF;
     uint16_t slot = 0, sp;
     int rc = ps_node_search(page, page_size, key, kl, 0, &index, &equal, &pgno, &slot);
     uint32_t want = nm_bisect(key, kl, 0);
@@ -1402,7 +1402,7 @@ static int node_image(uint8_t *page, uint32_t page_size) {
         /* search never hands out child 0: the least key leads to child 0's
         ** range, separator j - 1 (searched after) to child j's */
         uint32_t index = 0, pgno = 0;
-        int equal = 0;
+        uint8_t equal = 0;
         uint16_t slot = 0;
         const uint8_t *probe = zero ? nm[zero - 1].key : NULL;
         uint32_t kl = zero ? nm[zero - 1].klen : 0;
@@ -1453,7 +1453,7 @@ static void node_battery(const uint8_t *page, uint32_t page_size, int checked, i
         uint8_t *probe = dup_key(nkey_buf, kl);
         for (int after = 0; after < 2; after++) {
             uint32_t index = 0xDEAD, pgno = 0xDEAD;
-            int equal = -1;
+            uint8_t equal = 0xFF;
             uint16_t slot = 0xDEAD;
             rc = ps_node_search(page, page_size, probe, kl, after, &index, &equal, &pgno, &slot);
             n_node_searches++;

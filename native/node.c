@@ -26,7 +26,8 @@ typedef struct {
 } node_t;
 
 /* open_node: header checks shared by every entry point. A node page has
-** dense live slots (it is always written whole), so nslots == nlive. */
+** dense live slots (it is always written whole), so nslots == nlive, and an
+** internal node has at least one child. */
 static int open_node(const uint8_t *page, uint32_t page_size, node_t *n) {
     if (!valid_page_size(page_size)) return PS_EINVAL;
     uint8_t type = page[PS_OFF_TYPE];
@@ -38,6 +39,7 @@ static int open_node(const uint8_t *page, uint32_t page_size, node_t *n) {
     if (lower != PS_HEADER_SIZE + nslots * PS_SLOT_SIZE) return PS_ECORRUPT_HEADER;
     if (lower > upper || upper > page_size) return PS_ECORRUPT_HEADER;
     if (get16(page + PS_OFF_NLIVE) != nslots) return PS_ECORRUPT_NODE;
+    if (type == PS_PAGE_INTERNAL && nslots == 0) return PS_ECORRUPT_NODE; /* no children */
     n->page = page;
     n->page_size = page_size;
     n->leaf = type == PS_PAGE_LEAF;
@@ -79,15 +81,14 @@ static int compare(const uint8_t *a, uint32_t alen, const uint8_t *b, uint32_t b
 }
 
 int ps_node_search(const uint8_t *page, uint32_t page_size, const uint8_t *key, uint32_t klen,
-                   int after, uint32_t *index_out, int *equal_out, uint32_t *pgno_out,
+                   int after, uint32_t *index_out, uint8_t *equal_out, uint32_t *pgno_out,
                    uint16_t *slot_out) {
     node_t n;
     int rc = open_node(page, page_size, &n);
     if (rc != PS_OK) return rc;
-    if (!n.leaf && n.nslots == 0) return PS_ECORRUPT_NODE;
     uint32_t nkeys = n.leaf ? n.nslots : n.nslots - 1;
     uint32_t lo = 0, hi = nkeys;
-    int equal = 0;
+    uint8_t equal = 0;
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
         const uint8_t *k;
@@ -131,7 +132,6 @@ int ps_node_decode(const uint8_t *page, uint32_t page_size, uint32_t *key_off_ou
     node_t n;
     int rc = open_node(page, page_size, &n);
     if (rc != PS_OK) return rc;
-    if (!n.leaf && n.nslots == 0) return PS_ECORRUPT_NODE;
     if (key_off_out && cap < n.nslots) return PS_EINVAL;
     const uint8_t *prev = NULL;
     uint32_t prev_len = 0;

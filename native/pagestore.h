@@ -235,7 +235,7 @@ int ps_page_append_many(uint8_t *page, uint32_t page_size, const uint8_t *data,
 ** (bisect_right). pgno_out/slot_out: for a leaf the rid of entry index (0, 0
 ** when index == entries); for an internal node child index's page number. */
 int ps_node_search(const uint8_t *page, uint32_t page_size, const uint8_t *key, uint32_t klen,
-                   int after, uint32_t *index_out, int *equal_out, uint32_t *pgno_out,
+                   int after, uint32_t *index_out, uint8_t *equal_out, uint32_t *pgno_out,
                    uint16_t *slot_out);
 
 /* ps_node_decode: checks the whole node (dense live slots, record lengths,

@@ -18,27 +18,16 @@ nodes, and the C search still bounds-checks every slot it follows.
 """
 from __future__ import annotations
 
-import threading
 from array import array
 from operator import itemgetter
 from typing import List, Tuple
 
 from . import format as fmt
 from ._native import EFULL, OK, ffi, lib, raise_for
-from .page import SlottedPage
+from .page import SlottedPage, _scratch  # the page layer's per-thread out-parameters
 
-_tls = threading.local()
 _first = itemgetter(0)
 _second = itemgetter(1)
-
-
-def _scratch():
-    """_scratch returns this thread's out-parameters (cffi releases the GIL during a call)."""
-    try:
-        return _tls.s
-    except AttributeError:
-        _tls.s = s = (ffi.new("uint32_t[2]"), ffi.new("int *"), ffi.new("uint16_t *"))
-        return s
 
 
 def is_leaf(raw: bytes) -> bool:

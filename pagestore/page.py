@@ -33,7 +33,7 @@ _tls = threading.local()
 
 
 def _scratch():
-    """_scratch returns this thread's out-parameters for the C calls.
+    """_scratch returns this thread's out-parameters for the C calls (here and in nodes.py).
 
     Allocating them per call (ffi.new) was a third of a record read's cost.
     Per thread, because cffi releases the GIL during the C call.
