@@ -297,7 +297,7 @@ class BTree:
                 return None
             if not path:  # came by the hint: the split needs the path
                 leaf_pgno, entry = self._descend_entry(key, path)
-            entry = self._load(leaf_pgno)  # it overflows: decode, then split below
+            entry = self._decoded(leaf_pgno, entry)  # it overflows: decode, then split below
         leaf = entry
         keys = leaf.keys
         i = bisect_left(keys, key)
@@ -331,9 +331,9 @@ class BTree:
                 return None
             page = self.pager.write(leaf_pgno)
             used = nodes.leaf_remove(page, i)
-            self._cache[leaf_pgno] = bytes(page.buffer)
+            raw = self._cache[leaf_pgno] = bytes(page.buffer)
             if path and used < self._min_leaf:
-                self._fix_up(path, self._load(leaf_pgno))
+                self._fix_up(path, self._decoded(leaf_pgno, raw))
             self._trim()
             return old_pgno, old_slot
         leaf = entry
@@ -503,7 +503,7 @@ class BTree:
         pgno = meta.root
         entry = self._entry(pgno)
         for _ in range(meta.tree_height - 1):
-            node = self._load(pgno) if type(entry) is bytes else entry
+            node = self._decoded(pgno, entry)
             if node.leaf:
                 raise self._misplaced(node, meta.tree_height)
             i = bisect_right(node.keys, key)
@@ -791,7 +791,10 @@ class BTree:
 
     def _load(self, pgno: int) -> _Node:
         """_load returns the decoded node of ``pgno``, decoding it in the cache if it was raw."""
-        entry = self._entry(pgno)
+        return self._decoded(pgno, self._entry(pgno))
+
+    def _decoded(self, pgno: int, entry: Union[bytes, _Node]) -> _Node:
+        """_decoded returns the _Node of ``pgno``'s current cache entry, decoding a raw one in place."""
         if type(entry) is bytes:
             node = _decode(pgno, entry)
             self._cache[pgno] = node
@@ -808,11 +811,9 @@ class BTree:
         if not view:
             return self._load(pgno)
         entry = self._entry(pgno)
-        if type(entry) is bytes:
-            if entry[_OFF_TYPE] == fmt.PAGE_LEAF:
-                return _decode(pgno, entry)
-            return self._load(pgno)
-        return entry
+        if type(entry) is bytes and entry[_OFF_TYPE] == fmt.PAGE_LEAF:
+            return _decode(pgno, entry)
+        return self._decoded(pgno, entry)
 
     def _peek(self, pgno: int) -> _Node:
         """_peek returns the decoded node without caching it (whole-tree walks must not flood the LRU)."""
