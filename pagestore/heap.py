@@ -267,17 +267,7 @@ class Heap:
         Raises:
             CorruptionError: a dangling or damaged record.
         """
-        pgno, slot = rid
-        page = self.pager.read(pgno)
-        buf = page._buf
-        if buf[_OFF_TYPE] == _PAGE_HEAP:
-            found = self._lookup.find(page, slot)
-            if found is not None:
-                off, n, state = found
-                if state == _SLOT_LIVE:
-                    return bytes(buf[off : off + n])
-                return self._overflow(rid, page, off, n)
-        return self._read_checked(rid)
+        return self._value_at(rid, self.pager.read(rid[0]))
 
     def read_many(self, rids: Sequence[Rid]) -> List[bytes]:
         """read_many returns the values at ``rids``, in order: ``[read(r) for r in rids]`` with less overhead.
@@ -289,27 +279,28 @@ class Heap:
         Raises:
             CorruptionError: a dangling or damaged record (none of the values is returned).
         """
-        read = self.pager.read
-        find = self._lookup.find
+        read, value_at = self.pager.read, self._value_at
         values: List[bytes] = []
         append = values.append
         last = None
         for rid in rids:
-            pgno, slot = rid
-            if pgno != last:  # records inserted in key order share pages: one pager call per page
-                page = read(pgno)
-                buf = page._buf
-                heap_page = buf[_OFF_TYPE] == _PAGE_HEAP
-                last = pgno
-            found = find(page, slot) if heap_page else None
-            if found is None:
-                append(self._read_checked(rid))
-            elif found[2] == _SLOT_LIVE:
-                off = found[0]
-                append(bytes(buf[off : off + found[1]]))
-            else:
-                append(self._overflow(rid, page, found[0], found[1]))
+            if rid[0] != last:  # records inserted in key order share pages: one pager call per page
+                last = rid[0]
+                page = read(last)
+            append(value_at(rid, page))
         return values
+
+    def _value_at(self, rid: Rid, page: SlottedPage) -> bytes:
+        """_value_at reads record ``rid`` from ``page`` (its page, already read): the one lookup
+        of read and read_many, with _read_checked for anything that is not a live heap record."""
+        buf = page._buf
+        found = self._lookup.find(page, rid[1]) if buf[_OFF_TYPE] == _PAGE_HEAP else None
+        if found is None:
+            return self._read_checked(rid)
+        off, n, state = found
+        if state == _SLOT_LIVE:
+            return bytes(buf[off : off + n])
+        return self._overflow(rid, page, off, n)
 
     def _read_checked(self, rid: Rid) -> bytes:
         """_read_checked is read through _record's argument checks: the path for bad record ids (it raises)."""

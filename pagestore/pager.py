@@ -226,9 +226,7 @@ class Pager:
             page.pgno_hint = pgno
             f.epoch = self.epoch
         page.verify(pgno)
-        cache[pgno] = f
-        if len(cache) > self.cache_pages:
-            self._evict()
+        self._insert(pgno, f)
         return page
 
     def write(self, pgno: int) -> SlottedPage:
