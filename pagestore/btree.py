@@ -826,16 +826,8 @@ class BTree:
         """_read_raw returns the bytes of node page ``pgno``, verified by the pager and checked as a node."""
         if not pgno:
             raise CorruptionError(0, "a tree pointer names page 0")
-        page = self.pager.read(pgno)
-        raw = bytes(page.buffer)
-        try:
-            nodes.check(raw, pgno)
-        except CorruptionError as exc:
-            if exc.pgno == pgno:
-                raise
-            raise CorruptionError(pgno, exc.detail) from exc
-        except PageStoreError as exc:  # any other C status: the page is not sound
-            raise CorruptionError(pgno, str(exc)) from exc
+        raw = bytes(self.pager.read(pgno).buffer)
+        nodes.check(raw, pgno)  # every status it can return is a CorruptionError naming pgno
         return raw
 
     @staticmethod
