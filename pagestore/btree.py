@@ -911,7 +911,7 @@ class BTree:
             raise CorruptionError(pgno, exc.detail) from exc
         if page.pgno != pgno:
             raise CorruptionError(pgno, f"page is stamped with number {page.pgno}")
-        node = _decode(pgno, self._read_raw(pgno))
+        node = _decode(pgno, bytes(page.buffer))  # decoding checks it as a node
         want_leaf = depth == height
         if node.leaf != want_leaf:
             kind = "leaf" if node.leaf else "internal node"
