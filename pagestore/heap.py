@@ -219,7 +219,9 @@ class Heap:
         expected, rem = divmod(total - tail_len, self.chunk)
         count = expected + (1 if rem else 0)
         pages: List[int] = []
-        read = self.pager.read
+        # Reading a value, take its pages in passing (see Pager.read_passing);
+        # a delete is about to free them, so it may as well cache them.
+        read = self.pager.read if parts is None else self.pager.read_passing
         p = first
         while p:
             if len(pages) >= count:

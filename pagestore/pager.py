@@ -213,7 +213,7 @@ class Pager:
             f.epoch = self.epoch
             return f.page
         if pgno <= 0 or pgno >= self.meta.page_count:
-            raise CorruptionError(pgno, f"reference to page {pgno} outside the file ({self.meta.page_count} pages)")
+            raise self._outside(pgno)
         f = self._spare
         if f is None:
             buf = bytearray(self._load(pgno))
@@ -228,6 +228,34 @@ class Pager:
         page.verify(pgno)
         self._insert(pgno, f)
         return page
+
+    def read_passing(self, pgno: int) -> SlottedPage:
+        """read_passing is ``read`` for a page read once in passing: one not cached
+        already is read into a buffer of its own, verified, and left out of the cache.
+
+        For the overflow pages of a value being read. Each holds a chunk of one
+        value and is wanted again only when that value is; through ``read``, a
+        scan's overflow pages (several per large value) would push out the heap
+        and tree pages that every read shares. The page is the caller's to drop.
+
+        Raises:
+            CorruptionError: as ``read``.
+        """
+        f = self.cache.get(pgno)
+        if f is not None:  # maybe dirty: this transaction's image is the one to see
+            self.cache.move_to_end(pgno)
+            f.epoch = self.epoch
+            return f.page
+        if pgno <= 0 or pgno >= self.meta.page_count:
+            raise self._outside(pgno)
+        buf = bytearray(self.page_size)
+        self._load_into(pgno, buf)
+        page = SlottedPage(buf, validate=False, pgno=pgno)
+        page.verify(pgno)
+        return page
+
+    def _outside(self, pgno: int) -> CorruptionError:
+        return CorruptionError(pgno, f"reference to page {pgno} outside the file ({self.meta.page_count} pages)")
 
     def write(self, pgno: int) -> SlottedPage:
         """write returns page ``pgno`` marked dirty; its changes go to the log at commit."""

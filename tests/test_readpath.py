@@ -162,6 +162,48 @@ def test_refill_from_a_short_file(tmp_path):
         assert count - 1 not in pager.cache
 
 
+def test_overflow_pages_are_read_in_passing(tmp_path):
+    """Reading a value leaves its overflow pages out of the cache, wherever their newest image is.
+
+    The chunks come from the log (committed, not checkpointed), then from the
+    data file (after a checkpoint), and from the cache when this transaction
+    has just written them (dirty pages, which must be seen, not reread).
+    """
+    with Store(str(tmp_path / "db"), **SMALL) as db:
+        model = fill(db, 300)
+        pager = db._pager
+
+        def overflow_cached() -> List[int]:
+            return [p for p, f in pager.cache.items() if f.buf[fmt.OFF_TYPE] == fmt.PAGE_OVERFLOW]
+
+        for where in ("log", "file"):
+            if where == "file":
+                pager.checkpoint()
+                assert not pager.wal.index
+            else:
+                assert pager.wal.index
+            pager.cache.clear()
+            pager._spare = None
+            assert {k: db[k] for k in model} == model
+            assert dict(db.items()) == model
+            assert overflow_cached() == []
+        big = [k for k, v in model.items() if len(v) > 3 * 512]
+        assert big
+
+        def rewrite_and_read() -> Dict[bytes, bytes]:
+            for k in big:
+                db._put(k, model[k][::-1])
+            with_dirty = {p for p, f in pager.cache.items() if f.dirty and f.buf[fmt.OFF_TYPE] == fmt.PAGE_OVERFLOW}
+            assert with_dirty  # the new chunks are dirty in the cache, not yet in the log or file
+            return {k: db._heap.read(db._tree.get(k)) for k in big}
+
+        with db._lock:
+            seen = db._write(rewrite_and_read)
+        assert seen == {k: model[k][::-1] for k in big}
+        assert {k: db[k] for k in big} == seen
+        db.check()
+
+
 def test_slotted_page_holds_no_state_of_its_bytes():
     """Pager.read refills an evicted frame's buffer in place and keeps its SlottedPage.
 
