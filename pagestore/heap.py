@@ -65,6 +65,8 @@ class FreeSpaceMap:
         """load reads the map from its pages (at open, and after a rollback)."""
         self.pages: List[int] = []
         self.cat: Dict[int, int] = {}
+        # pgno -> category set since the last flush, not yet in the map pages
+        self.pending: Dict[int, int] = {}
         self.buckets: List[Set[int]] = [set() for _ in range(256)]
         # Bit c is set when bucket c is not empty: find takes the lowest set
         # bit at or above the category it needs instead of testing buckets.
@@ -104,8 +106,7 @@ class FreeSpaceMap:
     def set(self, pgno: int, free: int) -> None:
         """set records that heap page ``pgno`` can now take a record of ``free`` bytes (0: none, or not a heap page).
 
-        Raises:
-            CorruptionError: the map page holding ``pgno``'s byte is damaged.
+        In memory only until ``flush``.
         """
         c = min(255, free * 255 // self.pager.page_size)
         cat = self.cat
@@ -124,15 +125,38 @@ class FreeSpaceMap:
             self.nonempty |= 1 << c
         else:
             cat.pop(pgno, None)
-        idx, off = divmod(pgno, self.per_page)
-        while idx >= len(self.pages):
-            self._grow()
-        map_pgno = self.pages[idx]
-        page = self.pager.write(map_pgno)
-        start, n, _ = self._lookup.locate(page, map_pgno, 0, "free-space map page")
-        if off >= n:
-            raise CorruptionError(map_pgno, "free-space map page has the wrong length")
-        page._buf[start + off] = c
+        self.pending[pgno] = c
+
+    def flush(self) -> None:
+        """flush writes the categories set since the last flush into the map pages.
+
+        The store calls it before every commit: ``set`` runs for every record
+        placed or freed, and writing the map page each time (a pager write and
+        a record lookup) cost more than the rest of ``set``. Each map page is
+        written once per flush instead.
+
+        Raises:
+            CorruptionError: a map page the changes go to is damaged.
+        """
+        if not self.pending:
+            return
+        per_page = self.per_page
+        map_idx = -1
+        buf = None
+        start = n = 0
+        for pgno in sorted(self.pending):
+            idx, off = divmod(pgno, per_page)
+            if idx != map_idx:
+                while idx >= len(self.pages):
+                    self._grow()
+                map_idx, map_pgno = idx, self.pages[idx]
+                page = self.pager.write(map_pgno)
+                start, n, _ = self._lookup.locate(page, map_pgno, 0, "free-space map page")
+                if n != per_page:
+                    raise CorruptionError(map_pgno, "free-space map page has the wrong length")
+                buf = page._buf
+            buf[start + off] = self.pending[pgno]
+        self.pending.clear()
 
     def _grow(self) -> None:
         page = self.pager.allocate(fmt.PAGE_FSM)
@@ -168,6 +192,10 @@ class Heap:
     def reset(self) -> None:
         """reset reloads the free-space map after the pager rolled back."""
         self.fsm.load()
+
+    def flush(self) -> None:
+        """flush writes what changed in the free-space map to its pages. Callers: the store, before commit."""
+        self.fsm.flush()
 
     # ---- placing records ----
 

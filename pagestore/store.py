@@ -162,6 +162,7 @@ class Store(MutableMapping):
         try:
             result = fn()
             self._tree.flush()
+            self._heap.flush()
             self._pager.commit(sync)
         except BaseException:
             self._abort()
