@@ -185,7 +185,10 @@ class BTree:
         [(b'apple', (7, 0))]
     """
 
-    def __init__(self, pager, *, node_cache: int = 256) -> None:
+    def __init__(self, pager, *, node_cache: int = 256, lend: bool = False) -> None:
+        """``node_cache``: the node cache's capacity, in pages (a decoded node
+        weighs _DECODED_WEIGHT). ``lend``: lend the unused part of it to the
+        pager's cache (``Pager.lend``), when the two share one budget."""
         if node_cache < 1:
             raise ValueError(f"node_cache must be at least 1, got {node_cache}")
         self.pager = pager
@@ -198,6 +201,7 @@ class BTree:
         # pgno -> raw page bytes (clean) or _Node (decoded; maybe dirty)
         self._cache: "OrderedDict[int, Union[bytes, _Node]]" = OrderedDict()
         self._weight = 0  # raw pages count 1, decoded nodes _DECODED_WEIGHT
+        self._lend, self._lent = lend, -1
         # (key, leaf pgno, leaf raw bytes, index, equal, rid pgno, rid slot) of the last get
         self._hint: Optional[Tuple[bytes, int, bytes, int, bool, int, int]] = None
         self._dirty: Set[int] = set()
@@ -887,6 +891,12 @@ class BTree:
             if pgno in dirty:
                 self._write_node(entry)
                 dirty.discard(pgno)
+        # The share of the memory budget the nodes do not use yet is the
+        # pager's to use (a store whose leaves fit leaves most of it idle).
+        spare = self._capacity - self._weight
+        if spare != self._lent and self._lend:
+            self._lent = spare
+            self.pager.lend(max(0, spare))
 
     # ---- check ----
 

@@ -15,7 +15,8 @@ naming the page. A read looks in the cache, then in the log (uncommitted
 frames of the open transaction, then committed frames), then in the data
 file.
 
-Cache and pinning: the cache holds at most ``cache_pages`` pages. A page
+Cache and pinning: the cache holds at most ``cache_pages`` pages: its own
+share of the store's memory, plus what the tree's node cache lends (``lend``). A page
 touched during the current operation (the ``epoch``, which the store
 advances at the start of each operation) is pinned: the layers above may
 hold its SlottedPage until the operation ends. Other pages leave in LRU
@@ -112,7 +113,7 @@ class Pager:
         except BaseException:
             self._close_files()
             raise
-        self.cache_pages = max(MIN_CACHE_PAGES, cache_size // self.page_size)
+        self.cache_pages = self.own_pages = max(MIN_CACHE_PAGES, cache_size // self.page_size)
 
     # ---- opening ----
 
@@ -266,6 +267,17 @@ class Pager:
             f.dirty = True
             self.dirty[pgno] = f
         return page
+
+    def lend(self, pages: int) -> None:
+        """lend lets the cache hold ``pages`` more than its own ``own_pages``, until the next call.
+
+        The store splits one memory budget between this cache and the tree's
+        node cache; the tree lends the part of its share it is not using. A
+        smaller loan takes effect at once, as far as pinning allows.
+        """
+        self.cache_pages = self.own_pages + pages
+        if len(self.cache) > self.cache_pages:
+            self._evict()
 
     def _insert(self, pgno: int, f: _Frame) -> None:
         cache = self.cache

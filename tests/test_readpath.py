@@ -95,6 +95,28 @@ def test_cache_stays_bounded_and_pins_the_operation(tmp_path):
         db.check()
 
 
+def test_tree_lends_its_unused_share_to_the_pager(tmp_path):
+    """One budget: the pager may use what the node cache does not, and gives it back as the tree grows."""
+    with Store(str(tmp_path / "db"), page_size=512, cache_size=512 * 256) as db:
+        pager, tree = db._pager, db._tree
+        budget = pager.own_pages + tree._capacity
+        assert budget == 256
+        rng = random.Random(5)
+        loans = []
+        for round in range(12):
+            with db.transaction() as txn:
+                for _ in range(150):
+                    txn[rng.randbytes(12)] = rng.randbytes(rng.randrange(100))
+            for k in list(db.keys())[:: 7]:
+                db[k]
+            assert pager.cache_pages == pager.own_pages + max(0, tree._capacity - tree._weight)
+            assert len(pager.cache) + tree._weight <= budget
+            loans.append(pager.cache_pages - pager.own_pages)
+        # Lent while the tree was small; taken back once its nodes filled its share.
+        assert loans[0] > 0 and loans[-1] == 0, loans
+        db.check()
+
+
 def test_page_held_past_its_operation_is_not_reused(tmp_path):
     """A caller that keeps a page after its operation (against the rule) still sees that page.
 
