@@ -73,7 +73,7 @@ _from_buffer = ffi.from_buffer
 GROW_BYTES = 256 * 1024
 #: append_many writes a commit's frames in writes of about this many bytes.
 WRITE_CHUNK = 1024 * 1024
-KEEP_BYTES = 1024 * 1024
+KEEP_BYTES = 4 * 1024 * 1024
 
 
 class WAL:
