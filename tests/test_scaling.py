@@ -138,3 +138,29 @@ def test_parse_sizes(scaling):
     for bad in ("", "1.5", "0", "-3", "ten"):
         with pytest.raises(Exception):
             scaling.parse_sizes(bad)
+
+
+# ---- bench/placement_sim.py ----
+
+
+def test_placement_sim_policies_on_a_small_set():
+    """The placement simulation: every policy places every record, and the orderings it reports hold."""
+    spec = importlib.util.spec_from_file_location(
+        "placement_sim", os.path.join(os.path.dirname(SCRIPT), "placement_sim.py"))
+    sim = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sim)
+    from pagestore import format as fmt
+    usable, slot = 4096 - fmt.HEADER_SIZE - fmt.SLOT_SIZE, fmt.SLOT_SIZE
+    assert sim.record_size(10, usable) == 10 + slot
+    assert sim.record_size(usable + 5, usable) == 8 + 5 + slot  # a stub keeps the short tail
+    assert sim.record_size(usable + usable // 2 + 1, usable) == 8 + slot  # a long tail gets its own page
+    from pagestore.bench import make_dataset
+    ds = make_dataset(5000)
+    records = [(k, sim.record_size(len(v), usable)) for k, v in (ds.record(i) for i in range(5000))]
+    total = sum(size for _, size in records)
+    out = {p: sim.simulate(p, records, usable, 300, 1) for p in ("fit", "near", "fresh")}
+    for r in out.values():
+        assert abs(r["fill"] * r["pages"] * usable - total) < 1  # every byte placed once
+        assert 1 <= r["pages_per_range"] <= 50
+    assert out["fresh"]["pages_per_range"] < out["near"]["pages_per_range"] < out["fit"]["pages_per_range"]
+    assert out["fresh"]["fill"] < out["fit"]["fill"]
