@@ -167,6 +167,11 @@ def _decode(pgno: int, raw: bytes) -> _Node:
     return _Node(pgno, leaf, keys, vals, _node_size(leaf, keys))
 
 
+def _named(raw: bytes, exc: PageStoreError) -> CorruptionError:
+    """_named: a node search's error as a CorruptionError naming the node's page (nodes.py cannot know it)."""
+    pgno = int.from_bytes(raw[fmt.OFF_PGNO : fmt.OFF_PGNO + 4], "little")
+    return CorruptionError(pgno, getattr(exc, "detail", str(exc)))
+
 class BTree:
     """BTree maps byte-string keys to record ids, in key order, over a pager.
 
@@ -221,7 +226,7 @@ class BTree:
             if type(entry) is bytes:
                 if entry[_OFF_TYPE] != fmt.PAGE_INTERNAL:
                     raise self._misplaced(entry, meta.tree_height)
-                child = self._search(entry, key, True)[2]
+                child = self._child_of(entry, key)
             else:
                 if entry.leaf:
                     raise self._misplaced(entry, meta.tree_height)
@@ -835,13 +840,20 @@ class BTree:
         return raw
 
     @staticmethod
+    def _child_of(raw: bytes, key: bytes) -> int:
+        """_child_of is ``nodes.child`` with the node's page number in any CorruptionError."""
+        try:
+            return nodes.child(raw, key)
+        except PageStoreError as exc:
+            raise _named(raw, exc) from exc
+
+    @staticmethod
     def _search(raw: bytes, key: bytes, after: bool) -> Tuple[int, bool, int, int]:
         """_search is ``nodes.search`` with the node's page number in any CorruptionError."""
         try:
             return nodes.search(raw, key, after)
         except PageStoreError as exc:
-            pgno = int.from_bytes(raw[fmt.OFF_PGNO : fmt.OFF_PGNO + 4], "little")
-            raise CorruptionError(pgno, getattr(exc, "detail", str(exc))) from exc
+            raise _named(raw, exc) from exc
 
     @staticmethod
     def _misplaced(entry: Union[bytes, _Node], height: int) -> CorruptionError:

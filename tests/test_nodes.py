@@ -293,6 +293,7 @@ def assert_search_agrees(raw: bytes, leaf: bool, keys: List[bytes], vals: Vals, 
             assert (pgno, slot) == (vals[index] if index < len(vals) else (0, 0))
         else:
             assert (pgno, slot) == (vals[index], 0)
+    assert nodes.child(raw, probe) == pgno  # the descent's shortcut: search(after=True)'s page
 
 
 @settings(max_examples=500, **_SETTINGS)
@@ -314,6 +315,9 @@ def test_search_refuses_to_follow_a_child_0():
     assert nodes.search(raw, b"d", True)[2] == 3
     with pytest.raises(CorruptionError):
         nodes.search(raw, b"c", True)
+    assert nodes.child(raw, b"a") == 1
+    with pytest.raises(CorruptionError):
+        nodes.child(raw, b"c")
 
 
 # ---- one leaf changed in place, against a list ----
@@ -600,6 +604,10 @@ def survive(raw: bytes, rnd: random.Random) -> None:
                 nodes.search(raw, probe, after)
             except ALLOWED:
                 pass
+        try:
+            nodes.child(raw, probe)
+        except ALLOWED:
+            pass
         if ref is not None:
             assert_search_agrees(raw, ref[0], ref[1], ref[2], probe)
     nslots = struct.unpack_from("<H", raw, fmt.OFF_NSLOTS)[0]
@@ -770,6 +778,7 @@ def test_buffers_of_a_wrong_size(n):
         lambda: nodes.check(raw, PGNO),
         lambda: nodes.decode(raw, PGNO),
         lambda: nodes.search(raw, b"a", False),
+        lambda: nodes.child(raw, b"a"),
     ):
         with pytest.raises(ValueError):
             call()
