@@ -164,3 +164,28 @@ def test_placement_sim_policies_on_a_small_set():
         assert 1 <= r["pages_per_range"] <= 50
     assert out["fresh"]["pages_per_range"] < out["near"]["pages_per_range"] < out["fit"]["pages_per_range"]
     assert out["fresh"]["fill"] < out["fit"]["fill"]
+
+
+# ---- bench/read_floor.py ----
+
+
+def test_read_floor_reader_reads_what_the_store_reads(tmp_path):
+    """The floor's bare get must find the same records as the store, or its figure means nothing."""
+    spec = importlib.util.spec_from_file_location(
+        "read_floor", os.path.join(os.path.dirname(SCRIPT), "read_floor.py"))
+    floor_mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(floor_mod)
+    import random as _random
+
+    import pagestore
+    rng = _random.Random(2)
+    model = {rng.randbytes(rng.randrange(1, 30)): rng.randbytes(rng.randrange(0, 300)) for _ in range(3000)}
+    with pagestore.open(str(tmp_path / "s"), page_size=1024, cache_size=1 << 24, sync=False) as db:
+        with db.transaction() as txn:
+            txn.update(model)
+        assert db._pager.meta.tree_height >= 3
+        get = floor_mod.floor_reader(db)
+        for k, v in model.items():
+            assert get(k) == v
+        assert get(b"\xff" * 40) is None
+    assert floor_mod.best_us(len, [b"x"] * 10, passes=2) >= 0
