@@ -172,6 +172,7 @@ def _named(raw: bytes, exc: PageStoreError) -> CorruptionError:
     pgno = int.from_bytes(raw[fmt.OFF_PGNO : fmt.OFF_PGNO + 4], "little")
     return CorruptionError(pgno, getattr(exc, "detail", str(exc)))
 
+
 class BTree:
     """BTree maps byte-string keys to record ids, in key order, over a pager.
 
