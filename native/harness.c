@@ -160,6 +160,48 @@ static uint32_t pick_live(void) {
 
 /* ---- checking a page against the model ---- */
 
+static uint64_t n_read_many;
+
+/* check_read_many: ps_page_read_many over slots [0, n) of one page (every
+** entry the same page, in a shuffled order, with one NULL page among them)
+** must agree entry by entry with ps_page_read. Arrays are sized exactly n,
+** so ASan catches a write past them. */
+static void check_read_many(const uint8_t *page, uint32_t page_size, uint32_t n) {
+    if (n == 0) return;
+    const uint8_t **pages = malloc(sizeof *pages * n);
+    uint16_t *slots = malloc(sizeof *slots * n);
+    uint32_t *offs = malloc(sizeof *offs * n), *lens = malloc(sizeof *lens * n);
+    uint8_t *states = malloc(n);
+    int32_t *status = malloc(sizeof *status * n);
+    uint32_t null_at = below(n);
+    for (uint32_t i = 0; i < n; i++) {
+        pages[i] = i == null_at ? NULL : page;
+        slots[i] = (uint16_t)i;
+    }
+    for (uint32_t i = n; i > 1; i--) { /* shuffle, so the order is not the slot order */
+        uint32_t j = below(i);
+        uint16_t t = slots[i - 1]; slots[i - 1] = slots[j]; slots[j] = t;
+    }
+    int rc = ps_page_read_many(pages, page_size, slots, n, offs, lens, states, status);
+    n_read_many++;
+    if (rc != PS_OK) fail("read_many: %s", ps_strerror(rc));
+    for (uint32_t i = 0; rc == PS_OK && i < n; i++) {
+        uint32_t off = 0, len = 0;
+        uint8_t st = 0;
+        int want = pages[i] ? ps_page_read(page, page_size, slots[i], &off, &len, &st) : PS_EINVAL;
+        if (status[i] != want) fail("read_many entry %u (slot %u): rc %d, read says %d", i, slots[i], status[i], want);
+        else if (want == PS_OK && (offs[i] != off || lens[i] != len || states[i] != st))
+            fail("read_many entry %u (slot %u) differs from read", i, slots[i]);
+        else if (want != PS_OK && (offs[i] || lens[i] || states[i]))
+            fail("read_many entry %u (slot %u) failed but left a non-zero offset, length or state", i, slots[i]);
+    }
+    if (ps_page_read_many(NULL, page_size, slots, n, offs, lens, states, status) != PS_EINVAL)
+        fail("read_many accepted a NULL page array");
+    if (ps_page_read_many(pages, page_size + 1, slots, n, offs, lens, states, status) != PS_EINVAL)
+        fail("read_many accepted a bad page size");
+    free(pages); free(slots); free(offs); free(lens); free(states); free(status);
+}
+
 static void check_against_model(const uint8_t *page, uint32_t page_size) {
     int rc = ps_page_validate(page, page_size);
     if (rc != PS_OK) {
@@ -199,6 +241,8 @@ static void check_against_model(const uint8_t *page, uint32_t page_size) {
         fill_tag(scratch, model[i].tag, len);
         if (len > 0 && memcmp(page + off, scratch, len) != 0) fail("slot %u: bytes differ", i);
     }
+
+    check_read_many(page, page_size, m_nslots + 2);
 
     uint32_t count = 0;
     rc = ps_page_read_all(page, page_size, ra_slots, ra_offs, ra_lens, ra_states, PS_MAX_SLOTS, &count);
@@ -652,6 +696,7 @@ static void battery(uint8_t *page, uint32_t page_size, int valid) {
         if (valid && rc != PS_OK && rc != PS_ENOSLOT) fail("read of slot %u on a valid image: rc %d", i, rc);
         if (rc == PS_OK && len > 0 && (uint64_t)off + len <= page_size) memcpy(scratch, page + off, len);
     }
+    check_read_many(page, page_size, nslots + 2 < PS_MAX_SLOTS + 2 ? nslots + 2 : PS_MAX_SLOTS + 2);
     n_image_ops++;
     rc = ps_page_free_space(page, page_size, &c, &t, &m);
     if (valid && rc != PS_OK) fail("free_space on a valid image: rc %d", rc);
@@ -1567,11 +1612,11 @@ int main(int argc, char **argv) {
         for (int k = 0; k < 16 && failures == 0; k++) run_node_image(pick_page_size());
     }
     printf("harness: %" PRIu64 " ops, %" PRIu64 " images (%" PRIu64 " validated, %" PRIu64
-           " with a promised verdict, %" PRIu64 " image ops), %" PRIu64 " crc checks; nodes: %" PRIu64
+           " with a promised verdict, %" PRIu64 " image ops), %" PRIu64 " batch reads, %" PRIu64 " crc checks; nodes: %" PRIu64
            " builds, %" PRIu64 " leaf ops (%" PRIu64 " compacting), %" PRIu64 " searches, %" PRIu64
            " images (%" PRIu64 " sound, %" PRIu64 " with a promised verdict); %" PRIu64
            " failures (seed %" PRIu64 ")\n",
-           n_ops, n_images, n_images_valid, n_targeted, n_image_ops, n_crc, n_node_builds, n_node_ops,
+           n_ops, n_images, n_images_valid, n_targeted, n_image_ops, n_read_many, n_crc, n_node_builds, n_node_ops,
            n_node_compactions, n_node_searches, n_node_images, n_node_sound, n_node_promised, failures, seed);
     free(scratch); free(data_buf); free(backup);
     free(ra_slots); free(ra_offs); free(ra_lens); free(ra_states);

@@ -320,6 +320,24 @@ int ps_page_read(const uint8_t *page, uint32_t page_size, uint32_t slot, uint32_
     return PS_OK;
 }
 
+int ps_page_read_many(const uint8_t *const *pages, uint32_t page_size, const uint16_t *slots,
+                      uint32_t n, uint32_t *offsets_out, uint32_t *lens_out,
+                      uint8_t *states_out, int32_t *status_out) {
+    if (!valid_page_size(page_size)) return PS_EINVAL;
+    if (n > 0 && (!pages || !slots || !offsets_out || !lens_out || !states_out || !status_out))
+        return PS_EINVAL;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t off = 0, len = 0;
+        uint8_t st = 0;
+        int rc = pages[i] ? ps_page_read(pages[i], page_size, slots[i], &off, &len, &st) : PS_EINVAL;
+        status_out[i] = rc;
+        offsets_out[i] = off;
+        lens_out[i] = len;
+        states_out[i] = st;
+    }
+    return PS_OK;
+}
+
 int ps_page_update(uint8_t *page, uint32_t page_size, uint32_t slot, const uint8_t *data,
                    uint32_t len, uint8_t state) {
     hdr_t h;

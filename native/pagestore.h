@@ -130,7 +130,7 @@
 
 /* ---- CDEF BEGIN: the region below is read by native/build_ffi.py ---- */
 
-#define PS_NATIVE_VERSION 2     /* bumped on any ABI or format change */
+#define PS_NATIVE_VERSION 3     /* bumped on any ABI or format change */
 #define PS_FORMAT_VERSION 1     /* on-disk format version in page 0 */
 
 #define PS_HEADER_SIZE 40
@@ -219,6 +219,18 @@ int ps_page_free_space(const uint8_t *page, uint32_t page_size,
 int ps_page_read_all(const uint8_t *page, uint32_t page_size, uint16_t *slots_out,
                      uint32_t *offsets_out, uint32_t *lens_out, uint8_t *states_out,
                      uint32_t cap, uint32_t *count_out);
+
+/* Scattered batch read: ps_page_read of slot slots[i] in the page at pages[i]
+** (every page page_size bytes), for i < n: status_out[i] is what ps_page_read
+** returns, and where that is PS_OK the record's offset, length and state are
+** in offsets_out[i], lens_out[i], states_out[i] (otherwise all three are 0:
+** no live record has state 0, PS_SLOT_FREE). A NULL page gets PS_EINVAL.
+** One call for a run of a
+** scan's values, which lie in as many pages as records. Returns PS_OK, or
+** PS_EINVAL for a bad page size or a NULL array with n > 0. */
+int ps_page_read_many(const uint8_t *const *pages, uint32_t page_size, const uint16_t *slots,
+                      uint32_t n, uint32_t *offsets_out, uint32_t *lens_out,
+                      uint8_t *states_out, int32_t *status_out);
 
 /* Batch build: append n records (lengths in lens, bytes concatenated in data)
 ** to a page, each with state PS_SLOT_LIVE, taking new slots at the end of the

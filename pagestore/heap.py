@@ -309,15 +309,26 @@ class Heap:
         Raises:
             CorruptionError: a dangling or damaged record (none of the values is returned).
         """
-        read, value_at = self.pager.read, self._value_at
-        values: List[bytes] = []
-        append = values.append
+        read = self.pager.read
+        pages: List[SlottedPage] = []
+        append = pages.append
         last = None
-        for rid in rids:
-            if rid[0] != last:  # records inserted in key order share pages: one pager call per page
-                last = rid[0]
-                page = read(last)
-            append(value_at(rid, page))
+        for pgno, _ in rids:
+            if pgno != last:  # records inserted in key order share pages: one pager call per page
+                last = pgno
+                page = read(pgno)
+            append(page)
+        # Every record located in one C call; a value comes straight from its
+        # page unless it is not a whole live heap record (overflow, damage).
+        offs, lens, states = self._lookup.find_many(pages, [slot for _, slot in rids])
+        values: List[bytes] = []
+        add = values.append
+        for rid, page, off, n, state in zip(rids, pages, offs, lens, states):
+            buf = page._buf
+            if state == _SLOT_LIVE and buf[_OFF_TYPE] == _PAGE_HEAP:
+                add(bytes(buf[off : off + n]))
+            else:
+                add(self._value_at(rid, page))
         return values
 
     def _value_at(self, rid: Rid, page: SlottedPage) -> bytes:
