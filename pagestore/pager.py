@@ -242,11 +242,8 @@ class Pager:
         Raises:
             CorruptionError: as ``read``.
         """
-        f = self.cache.get(pgno)
-        if f is not None:  # maybe dirty: this transaction's image is the one to see
-            self.cache.move_to_end(pgno)
-            f.epoch = self.epoch
-            return f.page
+        if pgno in self.cache:  # maybe dirty: this transaction's image is the one to see
+            return self.read(pgno)
         if pgno <= 0 or pgno >= self.meta.page_count:
             raise self._outside(pgno)
         buf = bytearray(self.page_size)
