@@ -73,7 +73,7 @@
 **      0     16   magic: "pagestore\0fmt\0\0\0" (PS_MAGIC)
 **     16      4   format version (PS_FORMAT_VERSION)
 **     20      4   page size in bytes
-**     24      4   checksum: CRC32C of bytes [28, 512)
+**     24      4   checksum: CRC32C of bytes [0, 24) then [28, 512)
 **     28      4   page_count: pages in the file, page 0 included
 **     32      4   root: page number of the B+tree root
 **     36      4   tree_height: 1 when the root is a leaf
@@ -86,12 +86,17 @@
 **     72      8   lsn: last committed transaction id
 **     80      8   file_id: random, chosen at creation; ties the log to the file
 **     88      8   checkpoint_seq: count of completed checkpoints
-**     96    416   reserved, zero (the checksummed header ends at byte 512)
+**     96     16   key_codec: the key codec's name, ASCII, NUL-padded ("bytes")
+**    112     16   value_codec: the value codec's name, ASCII, NUL-padded
+**    128    384   reserved, zero (the checksummed header ends at byte 512)
 **    512    ...   unused, zero up to page_size
-** Fields that never change after creation (magic, version, page size) lie in
-** the first 28 bytes and are not under the checksum, so a file whose first
-** sector was torn mid-checkpoint is still recognised; the log then supplies
-** the newest copy of page 0.
+** The checksum covers every byte of the first 512 but its own four, so any
+** damage to the header, its version and page size included, is reported as
+** header damage on page 0. Only the magic is read before the checksum: a file
+** whose magic differs is not ours. Every later version keeps this checksum
+** rule, so a newer file is told apart from a damaged one. Version 1 (before the codec names) summed
+** bytes [28, 512) only and kept bytes [96, 512) zero; it is read as a store of
+** bytes to bytes, and the next header written is version 2.
 **
 ** NODE PAGES (B+tree, pagestore/btree.py; searched and decoded by node.c)
 **   A node page is a slotted page of type PS_PAGE_LEAF or PS_PAGE_INTERNAL
@@ -130,8 +135,8 @@
 
 /* ---- CDEF BEGIN: the region below is read by native/build_ffi.py ---- */
 
-#define PS_NATIVE_VERSION 3     /* bumped on any ABI or format change */
-#define PS_FORMAT_VERSION 1     /* on-disk format version in page 0 */
+#define PS_NATIVE_VERSION 4     /* bumped on any ABI or format change */
+#define PS_FORMAT_VERSION 2     /* on-disk format version in page 0 */
 
 #define PS_HEADER_SIZE 40
 #define PS_SLOT_SIZE 6

@@ -12,7 +12,10 @@ from dataclasses import dataclass
 
 from .errors import CorruptionError, InvalidFileError, VersionMismatchError
 
-FORMAT_VERSION = 1
+#: Version 2 put the whole header under its checksum and added the codec names;
+#: version 1 files are read as they are and written back as version 2.
+FORMAT_VERSION = 2
+OLDEST_FORMAT_VERSION = 1
 MIN_PAGE_SIZE = 512
 MAX_PAGE_SIZE = 65536
 
@@ -65,10 +68,44 @@ MAGIC = b"pagestore\x00fmt\x00\x00\x00"
 FILE_HEADER_SIZE = 512
 #: magic, version, page size, checksum: the part that never changes.
 _FIXED = struct.Struct("<16sIII")
-#: the checksummed, changing part, from byte 28.
-_META = struct.Struct("<IIIIIIIQQQQQ")
+#: the changing part, from byte 28 (the codec names are 16 bytes of ASCII each).
+_META = struct.Struct("<IIIIIIIQQQQQ16s16s")
 META_CHECKSUM_OFFSET = 24
 META_BODY_OFFSET = 28
+#: Longest codec name the header holds.
+CODEC_NAME_SIZE = 16
+DEFAULT_CODEC = "bytes"
+
+
+def header_checksum(buf: "bytes | bytearray | memoryview", version: int = FORMAT_VERSION) -> int:
+    """header_checksum: the CRC32C page 0 carries at META_CHECKSUM_OFFSET.
+
+    Version 2 and later: bytes [0, 24) then [28, 512), so the magic, version
+    and page size are covered too. Version 1 covered only [28, 512).
+    """
+    from ._native import crc32c
+
+    view = memoryview(buf)
+    body = view[META_BODY_OFFSET:FILE_HEADER_SIZE]
+    if version == 1:
+        return crc32c(body)
+    return crc32c(body, crc32c(view[:META_CHECKSUM_OFFSET]))
+
+
+def _codec_field(name: str) -> bytes:
+    raw = name.encode("ascii", "strict") if name.isascii() else b""
+    if not raw or len(raw) > CODEC_NAME_SIZE or not name.isprintable():
+        raise ValueError(f"codec name must be 1 to {CODEC_NAME_SIZE} printable ASCII characters, got {name!r}")
+    return raw
+
+
+def _codec_name(raw: bytes, field: str) -> str:
+    name = raw.rstrip(b"\0")
+    if not name:
+        return DEFAULT_CODEC  # a version 1 file (reserved zeros) is bytes to bytes
+    if b"\0" in name or not all(0x20 < c < 0x7F for c in name):
+        raise CorruptionError(0, f"file header's {field} name is not printable ASCII")
+    return name.decode("ascii")
 
 
 def is_valid_page_size(page_size: int) -> bool:
@@ -97,6 +134,8 @@ class Meta:
     lsn: int = 0
     file_id: int = 0
     checkpoint_seq: int = 0
+    key_codec: str = DEFAULT_CODEC
+    value_codec: str = DEFAULT_CODEC
 
     def copy(self) -> "Meta":
         # Every commit takes one: dataclasses.replace/fields cost more than the rest of a small commit's bookkeeping.
@@ -123,15 +162,18 @@ class Meta:
             self.lsn,
             self.file_id,
             self.checkpoint_seq,
+            _codec_field(self.key_codec),
+            _codec_field(self.value_codec),
         )
-        from ._native import crc32c
-
-        struct.pack_into("<I", buf, META_CHECKSUM_OFFSET, crc32c(memoryview(buf)[META_BODY_OFFSET:FILE_HEADER_SIZE]))
+        struct.pack_into("<I", buf, META_CHECKSUM_OFFSET, header_checksum(buf))
         return buf
 
 
 def read_fixed_header(head: bytes, path: str = "") -> int:
-    """read_fixed_header checks magic and version and returns the page size.
+    """read_fixed_header checks magic and version and returns the page size, trusting no checksum.
+
+    For tools that decode a damaged file; ``decode_meta`` is the check that
+    opening a store relies on.
 
     Raises:
         InvalidFileError: not a pagestore file.
@@ -143,30 +185,42 @@ def read_fixed_header(head: bytes, path: str = "") -> int:
     _, version, page_size, _ = _FIXED.unpack_from(head, 0)
     if version > FORMAT_VERSION:
         raise VersionMismatchError(
-            f"{where}written by format version {version}; this pagestore reads up to {FORMAT_VERSION}"
+            f"{where}written by format version {version}; this pagestore reads versions "
+            f"{OLDEST_FORMAT_VERSION} to {FORMAT_VERSION}"
         )
-    if version < 1 or not is_valid_page_size(page_size):
-        raise InvalidFileError(f"{where}not a pagestore file (version {version}, page size {page_size})")
+    if version < OLDEST_FORMAT_VERSION or not is_valid_page_size(page_size):
+        raise CorruptionError(0, f"file header is damaged (version {version}, page size {page_size})")
     return page_size
 
 
 def decode_meta(buf: bytes, path: str = "") -> Meta:
     """decode_meta parses page 0, verifying its checksum.
 
+    The magic decides whether the file is ours at all; after that, any
+    damaged byte of the first 512, the version and page size included, is
+    header damage reported against page 0. A version 1 header (checksum over
+    bytes [28, 512) only, no codec names) decodes as bytes to bytes; the
+    next header written is version 2.
+
     Raises:
-        InvalidFileError, VersionMismatchError: see ``read_fixed_header``.
+        InvalidFileError: not a pagestore file (bad magic).
+        VersionMismatchError: a newer format than this code reads.
         CorruptionError: the checksum or a field is wrong (names page 0).
     """
-    page_size = read_fixed_header(buf, path)
+    where = f"{path}: " if path else ""
+    if len(buf) < _FIXED.size or buf[:16] != MAGIC:
+        raise InvalidFileError(f"{where}not a pagestore file (bad magic)")
     if len(buf) < FILE_HEADER_SIZE:
         raise CorruptionError(0, "file header is truncated")
-    from ._native import crc32c
-
-    (stored,) = struct.unpack_from("<I", buf, META_CHECKSUM_OFFSET)
-    if crc32c(memoryview(buf)[META_BODY_OFFSET:FILE_HEADER_SIZE]) != stored:
-        raise CorruptionError(0, "file header checksum mismatch")
+    _, version, _, stored = _FIXED.unpack_from(buf, 0)
+    # Every version from 2 on keeps version 2's checksum rule, so a newer
+    # file's header is told apart from a damaged one before its version is
+    # believed.
+    if header_checksum(buf, 1 if version == 1 else FORMAT_VERSION) != stored:
+        raise CorruptionError(0, "file header checksum mismatch: the header is damaged")
+    page_size = read_fixed_header(buf, path)
     v = _META.unpack_from(buf, META_BODY_OFFSET)
-    meta = Meta(page_size, *v)
+    meta = Meta(page_size, *v[:-2], _codec_name(v[-2], "key codec"), _codec_name(v[-1], "value codec"))
     if meta.page_count < 1:
         raise CorruptionError(0, f"page_count {meta.page_count} is impossible")
     for name in ("root", "freelist_head", "fsm_head"):

@@ -133,8 +133,8 @@ class Pager:
                 raise InvalidFileError(f"{path}: empty file, not a pagestore file")
             self._create(page_size)
         head = self.file.read(0, fmt.FILE_HEADER_SIZE)
-        self.page_size = fmt.read_fixed_header(head, path)
         disk_meta = fmt.decode_meta(head, path)
+        self.page_size = disk_meta.page_size
         self.wal = WAL(path + "-wal", self.page_size, disk_meta.file_id, readonly=readonly, opener=opener)
         self.wal.recover(disk_meta.checkpoint_seq)
         if 0 in self.wal.index:

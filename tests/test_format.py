@@ -88,7 +88,7 @@ TABLES = [
 
 # Python constants that have no #define because C never needs them; each is
 # checked against the header's table instead (see test_file_header_layout).
-PYTHON_ONLY = {"META_CHECKSUM_OFFSET", "META_BODY_OFFSET"}
+PYTHON_ONLY = {"META_CHECKSUM_OFFSET", "META_BODY_OFFSET", "OLDEST_FORMAT_VERSION", "CODEC_NAME_SIZE"}
 
 
 def _python_constants():
@@ -239,8 +239,9 @@ def test_file_header_layout_matches_the_header_comment():
     assert checksum_row[0] == fmt.META_CHECKSUM_OFFSET
     assert table[4][0] == fmt.META_BODY_OFFSET
     assert fmt.FILE_HEADER_SIZE == lib.PS_FILE_HEADER_SIZE
-    assert re.search(rf"checksum: CRC32C of bytes \[{fmt.META_BODY_OFFSET}, {fmt.FILE_HEADER_SIZE}\)", HEADER_H)
-    assert f"CRC32C of bytes [{fmt.META_BODY_OFFSET}, {fmt.FILE_HEADER_SIZE})" in FORMAT_MD
+    covered = f"CRC32C of bytes [0, {fmt.META_CHECKSUM_OFFSET}) then [{fmt.META_BODY_OFFSET}, {fmt.FILE_HEADER_SIZE})"
+    assert covered in HEADER_H
+    assert covered in FORMAT_MD
 
 
 def test_magic_is_the_documented_one():
@@ -272,6 +273,8 @@ def _meta_strategy():
             lsn=draw(u64),
             file_id=draw(u64),
             checkpoint_seq=draw(u64),
+            key_codec=draw(st.sampled_from(["bytes", "str", "int", "tuple", "x" * 16])),
+            value_codec=draw(st.sampled_from(["bytes", "json", "pickle", "numpy"])),
         )
 
     return metas()
@@ -283,10 +286,13 @@ def test_meta_round_trip(meta):
     raw = meta.encode()
     assert len(raw) == meta.page_size
     assert raw[:16] == fmt.MAGIC
-    assert struct.unpack_from("<III", raw, 16) == (fmt.FORMAT_VERSION, meta.page_size, crc32c(bytes(raw[28:512])))
+    covered = bytes(raw[:24]) + bytes(raw[28:512])
+    assert struct.unpack_from("<III", raw, 16) == (fmt.FORMAT_VERSION, meta.page_size, crc32c(covered))
     assert struct.unpack_from("<I", raw, 28)[0] == meta.page_count
     assert struct.unpack_from("<Q", raw, 88)[0] == meta.checkpoint_seq
-    assert not any(raw[96:])
+    assert bytes(raw[96:112]).rstrip(b"\0").decode() == meta.key_codec
+    assert bytes(raw[112:128]).rstrip(b"\0").decode() == meta.value_codec
+    assert not any(raw[128:])
     assert fmt.decode_meta(bytes(raw)) == meta
     assert meta.copy() == meta and meta.copy() is not meta
 
@@ -296,7 +302,10 @@ def test_decode_meta_rejects_damage():
     good = meta.encode()
     assert fmt.decode_meta(bytes(good)) == meta
 
-    for at in (28, 40, 95, 96, 300, 511):
+    # Every byte of the first 512 but the magic is under the checksum: the
+    # version and page size too (byte 17 is the version's second byte; a
+    # flipped low bit of the version would read as a newer format, below).
+    for at in (17, 20, 21, 23, 24, 28, 40, 95, 96, 113, 300, 511):
         bad = bytearray(good)
         bad[at] ^= 1
         with pytest.raises(CorruptionError) as err:
@@ -311,8 +320,11 @@ def test_decode_meta_rejects_damage():
     bad[0] ^= 1
     with pytest.raises(InvalidFileError):
         fmt.decode_meta(bytes(bad))
+    # A newer version, summed by the rule every version from 2 on keeps: a
+    # newer file, not a damaged one.
     bad = bytearray(good)
     struct.pack_into("<I", bad, 16, fmt.FORMAT_VERSION + 1)
+    struct.pack_into("<I", bad, 24, fmt.header_checksum(bad))
     with pytest.raises(VersionMismatchError):
         fmt.decode_meta(bytes(bad))
     with pytest.raises(CorruptionError):
@@ -322,3 +334,60 @@ def test_decode_meta_rejects_damage():
         setattr(broken, field, value)
         with pytest.raises(CorruptionError):
             fmt.decode_meta(bytes(broken.encode()))
+
+
+def _version_1_header(meta):
+    """_version_1_header: page 0 as format version 1 wrote it (no codec names, checksum over [28, 512))."""
+    raw = meta.encode()
+    raw[96:128] = bytes(32)
+    struct.pack_into("<I", raw, 16, 1)
+    struct.pack_into("<I", raw, 24, crc32c(bytes(raw[28:512])))
+    return raw
+
+
+def test_version_1_header_reads_as_bytes_to_bytes():
+    meta = fmt.Meta(4096, page_count=10, root=3, tree_height=2, lsn=7, file_id=99)
+    old = _version_1_header(meta)
+    assert fmt.decode_meta(bytes(old)) == meta  # codecs default to bytes
+    assert meta.key_codec == meta.value_codec == "bytes"
+    # Under version 1 the magic, version and page size were not summed: a
+    # version 1 header with its own (old) checksum is fine, one with the new
+    # rule's checksum is damage.
+    wrong = bytearray(old)
+    struct.pack_into("<I", wrong, 24, fmt.header_checksum(wrong, 2))
+    with pytest.raises(CorruptionError):
+        fmt.decode_meta(bytes(wrong))
+    # Garbage in version 1's reserved bytes, where version 2 keeps codec names.
+    dirty = bytearray(old)
+    dirty[100] = 0x01
+    struct.pack_into("<I", dirty, 24, crc32c(bytes(dirty[28:512])))
+    with pytest.raises(CorruptionError):
+        fmt.decode_meta(bytes(dirty))
+
+
+def test_a_version_1_store_opens_and_is_upgraded_by_its_next_commit(tmp_path):
+    import pagestore
+
+    path = tmp_path / "old.ps"
+    with pagestore.open(path) as db:
+        db[b"k"] = b"v"
+    raw = bytearray(path.read_bytes())
+    meta = fmt.decode_meta(bytes(raw[:4096]))
+    raw[:4096] = _version_1_header(meta)
+    path.write_bytes(bytes(raw))
+    with pagestore.open(path, readonly=True) as db:
+        assert db[b"k"] == b"v"
+    assert struct.unpack_from("<I", path.read_bytes(), 16)[0] == 1  # a reader leaves it as it was
+    with pagestore.open(path) as db:
+        assert db[b"k"] == b"v"
+        db[b"k2"] = b"v2"
+    assert struct.unpack_from("<I", path.read_bytes(), 16)[0] == 2
+    with pagestore.open(path) as db:
+        assert dict(db.items()) == {b"k": b"v", b"k2": b"v2"}
+        assert db.check()
+
+
+def test_codec_names_are_checked_on_the_way_in():
+    for bad in ("", "x" * 17, "caf\u00e9", "a b\n"):
+        with pytest.raises(ValueError):
+            fmt.Meta(4096, key_codec=bad).encode()

@@ -198,8 +198,11 @@ def test_newer_format_version(tmp_path):
     with pagestore.open(path) as db:
         db[b"a"] = b"1"
     with open(path, "r+b") as f:
-        f.seek(16)  # the version field (format.py: magic, version, page size)
-        f.write((pagestore.format.FORMAT_VERSION + 1).to_bytes(4, "little"))
+        head = bytearray(f.read(4096))
+        head[16:20] = (pagestore.format.FORMAT_VERSION + 1).to_bytes(4, "little")  # the version field
+        head[24:28] = pagestore.format.header_checksum(head).to_bytes(4, "little")  # summed as every version sums it
+        f.seek(0)
+        f.write(head)
     before = digest(path)
     for readonly in (False, True):
         with pytest.raises(VersionMismatchError, match="version"):
