@@ -182,7 +182,8 @@ def read_fixed_header(head: bytes, path: str = "") -> int:
     where = f"{path}: " if path else ""
     if len(head) < _FIXED.size or head[:16] != MAGIC:
         raise InvalidFileError(f"{where}not a pagestore file (bad magic)")
-    _, version, page_size, _ = _FIXED.unpack_from(head, 0)
+    version, page_size = _FIXED.unpack_from(head, 0)[1:3]
+    assert isinstance(version, int) and isinstance(page_size, int)
     if version > FORMAT_VERSION:
         raise VersionMismatchError(
             f"{where}written by format version {version}; this pagestore reads versions "
@@ -220,7 +221,9 @@ def decode_meta(buf: bytes, path: str = "") -> Meta:
         raise CorruptionError(0, "file header checksum mismatch: the header is damaged")
     page_size = read_fixed_header(buf, path)
     v = _META.unpack_from(buf, META_BODY_OFFSET)
-    meta = Meta(page_size, *v[:-2], _codec_name(v[-2], "key codec"), _codec_name(v[-1], "value codec"))
+    meta = Meta(page_size, *v[:-2])
+    meta.key_codec = _codec_name(v[-2], "key codec")
+    meta.value_codec = _codec_name(v[-1], "value codec")
     if meta.page_count < 1:
         raise CorruptionError(0, f"page_count {meta.page_count} is impossible")
     for name in ("root", "freelist_head", "fsm_head"):
