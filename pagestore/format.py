@@ -182,8 +182,8 @@ def read_fixed_header(head: bytes, path: str = "") -> int:
     where = f"{path}: " if path else ""
     if len(head) < _FIXED.size or head[:16] != MAGIC:
         raise InvalidFileError(f"{where}not a pagestore file (bad magic)")
-    version, page_size = _FIXED.unpack_from(head, 0)[1:3]
-    assert isinstance(version, int) and isinstance(page_size, int)
+    fields = _FIXED.unpack_from(head, 0)
+    version, page_size = int(fields[1]), int(fields[2])
     if version > FORMAT_VERSION:
         raise VersionMismatchError(
             f"{where}written by format version {version}; this pagestore reads versions "
