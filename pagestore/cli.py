@@ -252,7 +252,7 @@ db_argument = click.argument("db", type=click.Path(dir_okay=True, path_type=str)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="pagestore", prog_name="pagestore")
+@click.version_option(package_name="pagestore-kv", prog_name="pagestore")
 def cli() -> None:
     """pagestore: an embeddable, crash-safe ordered key-value store.
 
