@@ -123,7 +123,7 @@ class Dataset:
     :func:`make_dataset`; nothing here is random once built.
     """
 
-    def __init__(self, keys: List[bytes], voff: array, vlen: array, pool: bytes, params: Dict[str, Any]) -> None:
+    def __init__(self, keys: List[bytes], voff: "array[int]", vlen: "array[int]", pool: bytes, params: Dict[str, Any]) -> None:
         self.keys = keys
         self._voff = voff
         self._vlen = vlen
@@ -139,7 +139,7 @@ class Dataset:
         return self._pool[off:off + self._vlen[i]]
 
     def value_len(self, i: int) -> int:
-        return self._vlen[i]
+        return int(self._vlen[i])
 
     def record(self, i: int) -> Tuple[bytes, bytes]:
         return self.keys[i], self.value(i)
@@ -499,7 +499,7 @@ class LmdbAdapter(Adapter):
                 delete(k)
 
     def stats(self) -> Dict[str, Any]:
-        return _jsonable(self.env.stat())
+        return dict(_jsonable(self.env.stat()))
 
     def close(self) -> None:
         self.env.close()
@@ -534,7 +534,8 @@ class RocksdbAdapter(Adapter):
         self.db.put(key, value)
 
     def get(self, key: bytes) -> Optional[bytes]:
-        return self.db.get(key)
+        value: Optional[bytes] = self.db.get(key)
+        return value
 
     def scan_all(self) -> int:
         count = 0
@@ -581,7 +582,8 @@ class LeveldbAdapter(Adapter):
         self.db.put(key, value, sync=self.durable)
 
     def get(self, key: bytes) -> Optional[bytes]:
-        return self.db.get(key)
+        value: Optional[bytes] = self.db.get(key)
+        return value
 
     def scan_all(self) -> int:
         count = 0
@@ -939,7 +941,8 @@ def to_json(results: Dict[str, Any], indent: Optional[int] = 2) -> str:
 
 def from_json(text: str) -> Dict[str, Any]:
     """from_json: results saved with :func:`to_json`, ready for :func:`format_table`."""
-    return json.loads(text)
+    results: Dict[str, Any] = json.loads(text)
+    return results
 
 
 def format_rate(rate: Optional[float], unit: str = "/s") -> str:

@@ -149,7 +149,7 @@ def type_counts(types: Dict[str, int]) -> str:
 # --------------------------------------------------------------------------
 
 
-def encoding_options(fn: Callable) -> Callable:
+def encoding_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """encoding_options adds --text (default), --hex and --base64: how keys and values are written."""
     fn = click.option("--base64", "encoding", flag_value="base64", help="Keys and values are base64, in and out.")(fn)
     fn = click.option("--hex", "encoding", flag_value="hex", help="Keys and values are hex, in and out.")(fn)

@@ -41,7 +41,8 @@ class File:
         Optional in a File double: the pager falls back to ``read`` without it.
         """
         if _preadv is not None:
-            return _preadv(self.fd, [buf], offset)
+            n: int = _preadv(self.fd, [buf], offset)
+            return n
         data = os.pread(self.fd, len(buf), offset)  # pragma: no cover - no preadv
         buf[: len(data)] = data
         return len(data)
