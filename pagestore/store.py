@@ -23,9 +23,10 @@ long, and sees each value as committed at the moment it read it.
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from collections.abc import MutableMapping
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar, Union
 
 from sortedcontainers import SortedDict
 
@@ -34,9 +35,11 @@ from . import format as fmt
 from .btree import BTree
 from .errors import (
     CorruptionError,
+    InvalidFileError,
     NotFoundError,
     PageStoreError,
     StoreClosedError,
+    StoreLockedError,
     TransactionClosedError,
 )
 from .heap import Heap
@@ -44,6 +47,9 @@ from .page import as_bytes_like
 from .pager import DEFAULT_CACHE_BYTES, DEFAULT_WAL_LIMIT, Pager
 
 T = TypeVar("T")
+#: What ``open`` and ``Store`` take as a path: text, bytes (decoded with
+#: os.fsdecode, as the os module does) or a path-like of either.
+StorePath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 MAX_VALUE = 2**32 - 1
 _DELETED = object()
 #: How a scan batches its value reads; see Store._scan. Reading ahead costs
@@ -64,6 +70,43 @@ def prefix_end(prefix: bytes) -> Optional[bytes]:
         return None
     p[-1] += 1
     return bytes(p)
+
+
+def _check_size(name: str, value: Any, minimum: int) -> int:
+    """_check_size refuses a size option of the wrong type or below ``minimum``, before any file is touched."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__} ({value!r})")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _check_path(path: str, *, create: bool, readonly: bool) -> bool:
+    """_check_path says whether ``path`` exists, refusing what cannot be a store before the pager opens it.
+
+    Raises:
+        FileNotFoundError: its directory does not exist, or it does not and may not be created.
+        InvalidFileError: it is not a regular file (a device, a pipe), or an
+            empty file that may not be made a store (``create=False``).
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise FileNotFoundError(2, f"directory {parent} does not exist", path) from None
+        if readonly:
+            raise FileNotFoundError(2, "no such store", path) from None
+        if not create:
+            raise FileNotFoundError(2, "no such store (open with create=True to make one)", path) from None
+        return False
+    if stat.S_ISDIR(st.st_mode):
+        return True  # the pager's own error says so
+    if not stat.S_ISREG(st.st_mode):
+        raise InvalidFileError(f"{path}: not a regular file, so not a pagestore file")
+    if st.st_size == 0 and not create and not readonly:
+        raise InvalidFileError(f"{path}: empty file, not a pagestore file (create=True makes a new store in it)")
+    return True
 
 
 def _bounds(start: Optional[bytes], stop: Optional[bytes], prefix: Optional[bytes]) -> Tuple[Optional[bytes], Optional[bytes]]:
@@ -89,7 +132,7 @@ class Store(MutableMapping):
 
     def __init__(
         self,
-        path: str,
+        path: StorePath,
         *,
         create: bool = True,
         readonly: bool = False,
@@ -99,7 +142,13 @@ class Store(MutableMapping):
         wal_limit: int = DEFAULT_WAL_LIMIT,
         _opener: fileio.Opener = fileio.open_file,
     ) -> None:
-        self.path = os.fspath(path)
+        try:
+            self.path: str = os.fsdecode(path)
+        except TypeError:
+            raise TypeError(f"path must be str, bytes or os.PathLike, not {type(path).__name__}") from None
+        _check_size("page_size", page_size, 1)
+        _check_size("cache_size", cache_size, 0)
+        _check_size("wal_limit", wal_limit, 0)
         self.readonly = readonly
         self._lock = threading.RLock()
         self._version = 0  # bumped by every write: scans re-descend after one
@@ -114,22 +163,34 @@ class Store(MutableMapping):
         # What the tree's half does not hold yet it lends to the pager.
         self._cache_size = cache_size
         self._options = dict(cache_size=cache_size - cache_size // 2, sync=sync, wal_limit=wal_limit)
+        existed = _check_path(self.path, create=create, readonly=readonly)
         try:
-            self._pager = Pager(
-                self.path, create=create, readonly=readonly, page_size=page_size, opener=_opener, **self._options
-            )
-        except IsADirectoryError as exc:
-            raise PageStoreError(f"{self.path}: is a directory, not a store file") from exc
-        except FileNotFoundError as exc:
-            raise FileNotFoundError(2, "no such store (open with create=True to make one)", self.path) from exc
-        except PermissionError as exc:
-            raise PermissionError(13, "permission denied", self.path) from exc
-        try:
-            self._tree = BTree(self._pager, node_cache=self._tree_node_cache(), lend=True)
-            self._heap = Heap(self._pager)  # reads the free-space map: may raise CorruptionError
+            try:
+                self._pager = Pager(
+                    self.path, create=create, readonly=readonly, page_size=page_size, opener=_opener, **self._options
+                )
+            except IsADirectoryError as exc:
+                raise PageStoreError(f"{self.path}: is a directory, not a store file") from exc
+            except FileNotFoundError as exc:
+                raise FileNotFoundError(2, "no such store (open with create=True to make one)", self.path) from exc
+            except PermissionError as exc:
+                raise PermissionError(13, "permission denied", self.path) from exc
+            try:
+                self._tree = BTree(self._pager, node_cache=self._tree_node_cache(), lend=True)
+                self._heap = Heap(self._pager)  # reads the free-space map: may raise CorruptionError
+            except BaseException:
+                # Nobody will ever hold this Store to close it: release the file and its lock now.
+                self._pager.close(checkpoint=False)
+                raise
+        except StoreLockedError:
+            raise  # someone else's file now, even if it was not there a moment ago
         except BaseException:
-            # Nobody will ever hold this Store to close it: release the file and its lock now.
-            self._pager.close(checkpoint=False)
+            if not existed:  # a failed open leaves no new file behind
+                for leftover in (self.path, self.path + "-wal"):
+                    try:
+                        os.unlink(leftover)
+                    except OSError:
+                        pass
             raise
         self._closed = False
         self.max_key = self._tree.max_key
@@ -551,6 +612,8 @@ class Store(MutableMapping):
         return self._closed
 
     def __enter__(self) -> "Store":
+        if self._closed:
+            raise StoreClosedError(f"{self.path}: store is closed")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -679,7 +742,7 @@ class Transaction(MutableMapping):
 
 
 def open(
-    path: "str | os.PathLike[str]",
+    path: StorePath,
     *,
     create: bool = True,
     readonly: bool = False,
@@ -690,8 +753,11 @@ def open(
     """open opens (or creates) a store file and returns a Store.
 
     Args:
-        path: the store's file; its log lives beside it as ``<path>-wal``.
-        create: make the file if it does not exist (else ``FileNotFoundError``).
+        path: the store's file (str, bytes or path-like); its log lives
+            beside it as ``<path>-wal``.
+        create: make the file if it does not exist (else ``FileNotFoundError``),
+            and make a new store in an existing empty file (else
+            ``InvalidFileError``).
         readonly: open for reading only; writes raise ``ReadOnlyError``.
         page_size: for a new file (a power of two, 512 to 65536); an existing
             file keeps the page size it was made with.
@@ -701,7 +767,12 @@ def open(
             False, a crash may lose the latest commits but never consistency.
 
     Raises:
-        InvalidFileError: the file is not a pagestore file.
+        TypeError, ValueError: an argument of the wrong type or out of range
+            (checked before any file is touched).
+        FileNotFoundError: the file (with ``create=False`` or ``readonly``)
+            or its directory does not exist.
+        InvalidFileError: the file is not a pagestore file (also: not a
+            regular file; empty and ``create=False``).
         VersionMismatchError: written by a newer format.
         StoreLockedError: another process has it open for writing.
         CorruptionError: the header or log is damaged beyond recovery.

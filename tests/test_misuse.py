@@ -568,3 +568,107 @@ def _eight_threads(path: str, steps: int) -> None:
     with pagestore.open(path) as again:
         assert dict(again.items()) == expected
         again.check()
+
+
+# ---- arguments checked before the disk is touched (issue 15) ----
+
+
+def test_bytes_and_path_like_paths_work(tmp_path):
+    import pathlib
+
+    raw = os.fsencode(str(tmp_path / "bytes.ps"))
+    with pagestore.open(raw) as db:
+        db[b"a"] = b"1"
+        assert db.path == os.fsdecode(raw)
+    with pagestore.open(pathlib.Path(os.fsdecode(raw)), readonly=True) as db:
+        assert db[b"a"] == b"1"
+    with Store(tmp_path / "path.ps") as db:
+        db[b"b"] = b"2"
+    assert sorted(os.listdir(str(tmp_path))) == ["bytes.ps", "path.ps"]
+
+
+@pytest.mark.parametrize("bad", [12, 1.5, None, ["x"]])
+def test_path_of_a_wrong_type_is_a_type_error(tmp_path, bad, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TypeError, match="path"):
+        pagestore.open(bad)
+    assert os.listdir(str(tmp_path)) == []
+
+
+@pytest.mark.parametrize(
+    "option, bad, exc",
+    [
+        ("cache_size", "big", TypeError),
+        ("cache_size", -1, ValueError),
+        ("cache_size", 1.5, TypeError),
+        ("cache_size", True, TypeError),
+        ("page_size", "4096", TypeError),
+        ("page_size", None, TypeError),
+        ("wal_limit", "16M", TypeError),
+        ("wal_limit", -5, ValueError),
+    ],
+)
+def test_size_options_are_checked(tmp_path, option, bad, exc):
+    path = str(tmp_path / "db")
+    with pytest.raises(exc, match=option):
+        Store(path, **{option: bad})
+    assert os.listdir(str(tmp_path)) == []  # refused before touching the disk
+    if option != "wal_limit":  # open() has no wal_limit
+        with pytest.raises(exc, match=option):
+            pagestore.open(path, **{option: bad})
+        assert os.listdir(str(tmp_path)) == []
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/null"), reason="needs /dev/null")
+@pytest.mark.parametrize("readonly", [False, True])
+def test_device_is_not_a_pagestore_file(readonly):
+    with pytest.raises(InvalidFileError, match="not a regular file"):
+        pagestore.open("/dev/null", readonly=readonly)
+    assert not os.path.exists("/dev/null-wal")
+
+
+def test_missing_directory_says_so(tmp_path):
+    path = str(tmp_path / "nowhere" / "db")
+    for kwargs in ({}, {"create": False}, {"readonly": True}):
+        with pytest.raises(FileNotFoundError) as info:
+            pagestore.open(path, **kwargs)
+        assert "directory" in str(info.value) and "does not exist" in str(info.value), str(info.value)
+        assert "create=True" not in str(info.value)
+    with pytest.raises(FileNotFoundError, match="create=True"):
+        pagestore.open(str(tmp_path / "db"), create=False)  # here the hint is right
+
+
+def test_empty_file_without_create_is_invalid_and_untouched(tmp_path):
+    path = str(tmp_path / "empty")
+    open(path, "wb").close()
+    with pytest.raises(InvalidFileError, match="empty"):
+        pagestore.open(path, create=False)
+    assert os.path.getsize(path) == 0
+    assert os.listdir(str(tmp_path)) == ["empty"]
+    # create=True (the default) makes a new store in an empty file, as in a mkstemp() file
+    with pagestore.open(path) as db:
+        db[b"a"] = b"1"
+    with pagestore.open(path, create=False) as db:
+        assert db[b"a"] == b"1"
+
+
+def test_failed_open_leaves_no_new_file(tmp_path):
+    from pagestore import fileio
+
+    def opener(path, **kw):
+        if path.endswith("-wal"):
+            raise OSError(errno.EIO, "injected", path)
+        return fileio.open_file(path, **kw)
+
+    path = str(tmp_path / "db")
+    with pytest.raises(OSError):
+        Store(path, _opener=opener)
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_enter_on_a_closed_store_raises(tmp_path):
+    db = pagestore.open(str(tmp_path / "db"))
+    db.close()
+    with pytest.raises(StoreClosedError):
+        with db:
+            pass
