@@ -329,7 +329,7 @@ class PagestoreAdapter(Adapter):
 
     name = "pagestore"
     module = "pagestore"
-    install_hint = "pip install -e ."
+    install_hint = "pip install pagestore-kv (or pip install -e . in a checkout)"
 
     @classmethod
     def available(cls) -> Optional[str]:
@@ -455,7 +455,7 @@ class LmdbAdapter(Adapter):
 
     name = "lmdb"
     module = "lmdb"
-    install_hint = "pip install lmdb"
+    install_hint = "pip install lmdb, or every engine with the bench extra: pip install 'pagestore-kv[bench]'"
     MAP_SIZE = 64 << 30
 
     def open(self, dirpath: str, durable: bool) -> None:
@@ -513,7 +513,7 @@ class RocksdbAdapter(Adapter):
 
     name = "rocksdb"
     module = "rocksdict"
-    install_hint = "pip install rocksdict"
+    install_hint = "pip install rocksdict, or every engine with the bench extra: pip install 'pagestore-kv[bench]'"
 
     def open(self, dirpath: str, durable: bool) -> None:
         from rocksdict import Options, Rdict, WriteOptions
@@ -562,7 +562,7 @@ class LeveldbAdapter(Adapter):
 
     name = "leveldb"
     module = "plyvel"
-    install_hint = "pip install plyvel"
+    install_hint = "pip install plyvel, or every engine with the bench extra: pip install 'pagestore-kv[bench]'"
 
     def version(self) -> str:
         import plyvel

@@ -26,7 +26,7 @@ import os
 import stat
 import threading
 from collections.abc import MutableMapping
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, TypeVar, Union
 
 from sortedcontainers import SortedDict
 
@@ -622,6 +622,66 @@ class Store(MutableMapping):
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{self._pager.meta.record_count} records"
         return f"<pagestore.Store {self.path!r} {state}>"
+
+    # ---- rescue ----
+
+    def salvage(self, damaged: Optional[List[int]] = None) -> Iterator[Tuple[bytes, bytes]]:
+        """salvage yields every ``(key, value)`` still readable, in key order, skipping damaged pages.
+
+        For rescuing a damaged store (``pagestore dump --salvage``); on a
+        sound store it yields what ``items()`` yields. It walks the tree
+        depth-first from the root: a tree page that fails verification is
+        skipped with the records beneath it; a record whose heap or overflow
+        page fails is skipped alone. Each damaged page's number is appended
+        to ``damaged`` (once) when it is found. Lazy, like ``items()``;
+        memory: the tree's page numbers walked so far plus one leaf.
+
+        Raises:
+            StoreClosedError: the store is closed.
+        """
+        # The tree's own walks stop at the first damaged page; this one reads
+        # each node through the pager (which verifies it) and the node codec
+        # (which checks it), so a failure names the page and is skipped.
+        from . import nodes
+
+        bad = damaged if damaged is not None else []
+        seen: Set[int] = set()
+        visited: Set[int] = set()
+
+        def note(pgno: Optional[int]) -> None:
+            if pgno is not None and pgno not in seen:
+                seen.add(pgno)
+                bad.append(pgno)
+
+        with self._lock:
+            root = self._begin().meta.root
+        stack = [root] if root else []
+        while stack:
+            pgno = stack.pop()
+            if pgno in visited:  # a damaged pointer must not loop the walk
+                note(pgno)
+                continue
+            visited.add(pgno)
+            with self._lock:
+                pager = self._begin()
+                try:
+                    raw = bytes(pager.read(pgno).buffer)
+                    leaf, keys, vals = nodes.decode(raw, pgno)
+                except CorruptionError as exc:
+                    note(pgno if exc.pgno in (None, 0) else exc.pgno)
+                    continue
+            if not leaf:
+                stack.extend(reversed(vals))
+                continue
+            for key, rid in zip(keys, vals):
+                with self._lock:
+                    self._begin()
+                    try:
+                        value = self._heap.read(rid)
+                    except (CorruptionError, NotFoundError) as exc:
+                        note(exc.pgno if isinstance(exc, CorruptionError) and exc.pgno else rid[0])
+                        continue
+                yield key, value
 
 
 class Transaction(MutableMapping):
