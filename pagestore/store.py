@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
+import weakref
 from collections.abc import MutableMapping
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, TypeVar, Union
 
@@ -70,6 +71,54 @@ def prefix_end(prefix: bytes) -> Optional[bytes]:
         return None
     p[-1] += 1
     return bytes(p)
+
+
+#: The process this module runs in; a forked child sets its own (see _after_fork).
+_PID = os.getpid()
+#: Every Store opened in this process and not yet closed: a second open of
+#: the same file here is refused by name, not blamed on another process.
+_open_stores: "weakref.WeakValueDictionary[int, Store]" = weakref.WeakValueDictionary()  # by id(): a Store is unhashable
+
+
+def _after_fork() -> None:
+    global _PID
+    _PID = os.getpid()
+    _open_stores.clear()  # the parent's stores are not this process's to share
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+def _refuse_if_open_here(path: str, readonly: bool, opener: fileio.Opener) -> None:
+    """_refuse_if_open_here raises if this process already has ``path`` open in a way that excludes this open.
+
+    Files are compared by (st_dev, st_ino), so another name for the same
+    file (a link, a relative path) is caught too. Two read-only opens share.
+    Only real OS files count: a test's own opener keeps its own locks.
+
+    Raises:
+        StoreLockedError: saying that the store is already open in this process.
+    """
+    if opener is not fileio.open_file:
+        return
+    try:
+        st = os.stat(path)
+    except OSError:
+        return
+    for other in list(_open_stores.values()):
+        if other._closed or other._pid != _PID or (readonly and other.readonly) or other._opener is not opener:
+            continue
+        try:
+            ost = os.stat(other._abspath)  # its path, not its inode: compact() gives it a new file
+        except OSError:
+            continue
+        if (ost.st_dev, ost.st_ino) == (st.st_dev, st.st_ino):
+            how = "read-only" if other.readonly else "for writing"
+            raise StoreLockedError(
+                f"{path}: already open in this process ({how}, as {other.path!r}); "
+                "share that Store between threads rather than opening the file twice"
+            )
 
 
 def _check_size(name: str, value: Any, minimum: int) -> int:
@@ -150,6 +199,8 @@ class Store(MutableMapping):
         _check_size("cache_size", cache_size, 0)
         _check_size("wal_limit", wal_limit, 0)
         self.readonly = readonly
+        self._abspath = os.path.abspath(self.path)
+        self._pid = _PID
         self._lock = threading.RLock()
         self._version = 0  # bumped by every write: scans re-descend after one
         self._closed = True
@@ -164,6 +215,7 @@ class Store(MutableMapping):
         self._cache_size = cache_size
         self._options = dict(cache_size=cache_size - cache_size // 2, sync=sync, wal_limit=wal_limit)
         existed = _check_path(self.path, create=create, readonly=readonly)
+        _refuse_if_open_here(self.path, readonly, _opener)
         try:
             try:
                 self._pager = Pager(
@@ -193,11 +245,17 @@ class Store(MutableMapping):
                         pass
             raise
         self._closed = False
+        _open_stores[id(self)] = self
         self.max_key = self._tree.max_key
 
     # ---- plumbing ----
 
     def _begin(self) -> Pager:
+        if self._pid != _PID:
+            raise PageStoreError(
+                f"{self.path}: store was opened in process {self._pid}; open it again in the child "
+                f"(process {os.getpid()}): a store is not shared across fork()"
+            )
         if self._closed:
             raise StoreClosedError(f"{self.path}: store is closed")
         self._pager.begin_operation()
@@ -600,10 +658,13 @@ class Store(MutableMapping):
 
     def close(self) -> None:
         """close checkpoints, removes the log and releases the file. Closing twice is harmless."""
+        if self._pid != _PID:
+            return  # a forked child: the files, log and lock are the parent's; touch nothing
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+            _open_stores.pop(id(self), None)
             self._version += 1
             self._pager.close(checkpoint=not self.readonly)
 
