@@ -331,13 +331,6 @@ class PagestoreAdapter(Adapter):
     module = "pagestore"
     install_hint = "pip install pagestore-kv (or pip install -e . in a checkout)"
 
-    @classmethod
-    def available(cls) -> Optional[str]:
-        import pagestore
-        if not hasattr(pagestore, "open"):
-            return "pagestore.open does not exist yet in this build"
-        return None
-
     def version(self) -> str:
         import pagestore
         return pagestore.__version__
