@@ -248,3 +248,32 @@ def test_pagestore_entry_keeps_the_store_stats(quick, tmp_path):
     assert json.loads(json.dumps(st)) == st
     assert entry["version"] == pagestore.__version__
     assert "ratios are engine / pagestore" in bench.format_table(results)
+
+
+# ---- the README quotes one run ----
+
+def test_readme_prose_agrees_with_its_table():
+    """The README's prose figures are those of the table it shows (issue 15: 1.13 against 1.20)."""
+    import os
+    import re
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    table = text[text.index("ratios are engine / pagestore"):]
+    table = table[: table.index("```")]
+    row = {m.group(1).strip(): m.group(2) for m in re.finditer(r"^([a-z_ /()]+?)\s{2,}(.*)$", table, re.M)}
+    nums = re.findall(r"\d+\.\d+", row["file / live bytes"])  # pagestore, sqlite (ratio), lmdb (ratio)
+    ps, sqlite, lmdb = nums[0], nums[1], nums[3]
+    prose = " ".join(text.split())
+    assert f"are {ps} times the live data; SQLite's {sqlite} and LMDB's {lmdb}" in prose
+
+    def ratio(phase: str, engine: int) -> float:
+        return float(re.findall(r"\((\d+\.\d+)x\)", row[phase])[engine])
+
+    assert f"inserted {1 / ratio('insert (ops/s)', 0):.2f} times as fast as SQLite" in prose
+    assert f"read points {1 / ratio('point_reads (ops/s)', 0):.2f} times as fast" in prose
+    lmdb_fast = [ratio(p, 1) for p in row if p.endswith("/s)") and p != "durable_puts (commits/s)"]
+    assert f"LMDB was {min(lmdb_fast):.2f} to {max(lmdb_fast):.2f} times faster" in prose
+    scans = [ratio("full_scan (items/s)", 0), ratio("range_scans (scans/s)", 0)]
+    assert f"SQLite {min(scans):.2f} to {max(scans):.2f} times faster at scans" in prose
