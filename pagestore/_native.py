@@ -47,7 +47,8 @@ CORRUPTION_CODES = frozenset(
 
 def strerror(code: int) -> str:
     """strerror returns the C core's one-line description of a status code."""
-    return ffi.string(lib.ps_strerror(code)).decode()
+    text: bytes = ffi.string(lib.ps_strerror(code))
+    return text.decode()
 
 
 def raise_for(code: int, pgno: Optional[int] = None, what: str = "") -> NoReturn:
@@ -67,4 +68,5 @@ def raise_for(code: int, pgno: Optional[int] = None, what: str = "") -> NoReturn
 def crc32c(data: bytes, crc: int = 0) -> int:
     """crc32c returns the CRC32C of a bytes-like object (continuing from ``crc``)."""
     buf = ffi.from_buffer(data)
-    return lib.ps_crc32c(crc, buf, len(buf))
+    value: int = lib.ps_crc32c(crc, buf, len(buf))
+    return value

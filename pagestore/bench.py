@@ -123,7 +123,7 @@ class Dataset:
     :func:`make_dataset`; nothing here is random once built.
     """
 
-    def __init__(self, keys: List[bytes], voff: array, vlen: array, pool: bytes, params: Dict[str, Any]) -> None:
+    def __init__(self, keys: List[bytes], voff: "array[int]", vlen: "array[int]", pool: bytes, params: Dict[str, Any]) -> None:
         self.keys = keys
         self._voff = voff
         self._vlen = vlen
@@ -139,7 +139,7 @@ class Dataset:
         return self._pool[off:off + self._vlen[i]]
 
     def value_len(self, i: int) -> int:
-        return self._vlen[i]
+        return int(self._vlen[i])
 
     def record(self, i: int) -> Tuple[bytes, bytes]:
         return self.keys[i], self.value(i)
@@ -329,14 +329,7 @@ class PagestoreAdapter(Adapter):
 
     name = "pagestore"
     module = "pagestore"
-    install_hint = "pip install -e ."
-
-    @classmethod
-    def available(cls) -> Optional[str]:
-        import pagestore
-        if not hasattr(pagestore, "open"):
-            return "pagestore.open does not exist yet in this build"
-        return None
+    install_hint = "pip install pagestore-kv (or pip install -e . in a checkout)"
 
     def version(self) -> str:
         import pagestore
@@ -455,7 +448,7 @@ class LmdbAdapter(Adapter):
 
     name = "lmdb"
     module = "lmdb"
-    install_hint = "pip install lmdb"
+    install_hint = "pip install lmdb, or every engine with the bench extra: pip install 'pagestore-kv[bench]'"
     MAP_SIZE = 64 << 30
 
     def open(self, dirpath: str, durable: bool) -> None:
@@ -499,7 +492,7 @@ class LmdbAdapter(Adapter):
                 delete(k)
 
     def stats(self) -> Dict[str, Any]:
-        return _jsonable(self.env.stat())
+        return dict(_jsonable(self.env.stat()))
 
     def close(self) -> None:
         self.env.close()
@@ -513,7 +506,7 @@ class RocksdbAdapter(Adapter):
 
     name = "rocksdb"
     module = "rocksdict"
-    install_hint = "pip install rocksdict"
+    install_hint = "pip install rocksdict, or every engine with the bench extra: pip install 'pagestore-kv[bench]'"
 
     def open(self, dirpath: str, durable: bool) -> None:
         from rocksdict import Options, Rdict, WriteOptions
@@ -534,7 +527,8 @@ class RocksdbAdapter(Adapter):
         self.db.put(key, value)
 
     def get(self, key: bytes) -> Optional[bytes]:
-        return self.db.get(key)
+        value: Optional[bytes] = self.db.get(key)
+        return value
 
     def scan_all(self) -> int:
         count = 0
@@ -561,7 +555,7 @@ class LeveldbAdapter(Adapter):
 
     name = "leveldb"
     module = "plyvel"
-    install_hint = "pip install plyvel"
+    install_hint = "pip install plyvel, or every engine with the bench extra: pip install 'pagestore-kv[bench]'"
 
     def version(self) -> str:
         import plyvel
@@ -581,7 +575,8 @@ class LeveldbAdapter(Adapter):
         self.db.put(key, value, sync=self.durable)
 
     def get(self, key: bytes) -> Optional[bytes]:
-        return self.db.get(key)
+        value: Optional[bytes] = self.db.get(key)
+        return value
 
     def scan_all(self) -> int:
         count = 0
@@ -939,7 +934,8 @@ def to_json(results: Dict[str, Any], indent: Optional[int] = 2) -> str:
 
 def from_json(text: str) -> Dict[str, Any]:
     """from_json: results saved with :func:`to_json`, ready for :func:`format_table`."""
-    return json.loads(text)
+    results: Dict[str, Any] = json.loads(text)
+    return results
 
 
 def format_rate(rate: Optional[float], unit: str = "/s") -> str:

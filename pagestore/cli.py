@@ -35,6 +35,8 @@ from .store import open as open_store
 
 #: Exit status of a command that failed on a user error (usage errors are click's 2).
 EXIT_ERROR = 1
+#: Exit status of ``dump --salvage`` when it skipped damaged pages (it saved the rest).
+EXIT_SALVAGED = 3
 #: Exit status after Ctrl-C (128 + SIGINT, as shells report it).
 EXIT_INTERRUPTED = 130
 #: Default records for ``pagestore bench``: about half a minute per engine here.
@@ -64,6 +66,8 @@ def describe(exc: BaseException, path: Optional[str] = None) -> str:
     if isinstance(exc, OSError) and not isinstance(exc, PageStoreError):
         where = exc.filename or path or ""
         if isinstance(exc, FileNotFoundError):
+            if exc.strerror and "directory" in exc.strerror:
+                return f"{where}: {exc.strerror}"  # the directory is what is missing
             return f"{where}: no such file"
         if isinstance(exc, IsADirectoryError):
             return f"{where}: is a directory, not a store file"
@@ -84,11 +88,13 @@ class _Group(click.Group):
             click.echo("pagestore: interrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)
         except BrokenPipeError:
-            # The reader went away (`pagestore dump db | head`): stop quietly,
-            # and keep Python from complaining while it flushes stdout at exit.
+            # The reader went away (`pagestore dump db | head`): a normal end,
+            # so exit 0, quietly. Point stdout at devnull so that Python's own
+            # flush at exit does not fail again and print "Exception ignored"
+            # (the recipe in the signal module's documentation).
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
-            ctx.exit(EXIT_ERROR)
+            ctx.exit(0)
         except (PageStoreError, OSError, ValueError) as exc:
             raise UserError(describe(exc, ctx.meta.get(_DB_KEY))) from exc
 
@@ -97,22 +103,44 @@ class _Group(click.Group):
 def opened(path: str, *, write: bool = False, create: bool = False, **options: Any) -> Iterator[Store]:
     """opened opens a store for a command: read-only unless ``write``; closes it after.
 
-    Errors from opening or using it become one-line UserErrors naming ``path``.
+    Only ``create`` (put and load) makes a store, and only where no file is:
+    an existing file, empty or not, must already be a store, the same for
+    every command. A store this call made is removed again if the command
+    fails before anything was committed to it: a failed command leaves no
+    new file. Errors from opening or using it become one-line UserErrors
+    naming ``path``.
     """
+    fresh = write and create and not os.path.lexists(path)
     if not write:
         options.update(readonly=True, create=False)
     else:
-        options.update(create=create)
+        options.update(create=fresh)
     try:
         db = open_store(path, **options)
         try:
             yield db
-        finally:
+        except BaseException:
+            empty = fresh and _is_empty(db)
             db.close()
+            if empty:
+                for leftover in (path, path + "-wal"):
+                    try:
+                        os.unlink(leftover)
+                    except FileNotFoundError:
+                        pass
+            raise
+        db.close()
     except (PageStoreError, OSError, ValueError) as exc:
         if isinstance(exc, BrokenPipeError):
             raise
         raise UserError(describe(exc, path)) from exc
+
+
+def _is_empty(db: Store) -> bool:
+    try:
+        return len(db) == 0
+    except PageStoreError:
+        return False  # cannot tell: keep the file
 
 
 # --------------------------------------------------------------------------
@@ -149,7 +177,7 @@ def type_counts(types: Dict[str, int]) -> str:
 # --------------------------------------------------------------------------
 
 
-def encoding_options(fn: Callable) -> Callable:
+def encoding_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """encoding_options adds --text (default), --hex and --base64: how keys and values are written."""
     fn = click.option("--base64", "encoding", flag_value="base64", help="Keys and values are base64, in and out.")(fn)
     fn = click.option("--hex", "encoding", flag_value="hex", help="Keys and values are hex, in and out.")(fn)
@@ -252,7 +280,7 @@ db_argument = click.argument("db", type=click.Path(dir_okay=True, path_type=str)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="pagestore", prog_name="pagestore")
+@click.version_option(package_name="pagestore-kv", prog_name="pagestore")
 def cli() -> None:
     """pagestore: an embeddable, crash-safe ordered key-value store.
 
@@ -288,16 +316,17 @@ def bench(records: int, page_size: int, compare: str, json_path: Optional[str], 
     if not fmt.is_valid_page_size(page_size):
         raise click.BadParameter(f"must be a power of two from 512 to 65536, not {page_size}",
                                  param_hint="--page-size")
-    others = [name.strip() for name in compare.split(",") if name.strip()]
-    if any(name.lower() == "all" for name in others):
-        others = list(workload.ENGINES)
-    engines = ["pagestore"] + [name for name in others if name.lower() != "pagestore"]
+    # Everything that can be refused is refused before the run, which takes minutes.
+    engines = ["pagestore"] + bench_engines(compare)
+    if json_path is not None and json_path != "-":
+        check_writable(json_path, "--json")
     bars = PhaseBars(progress)
     try:
         results = workload.run(engines, n=records, page_size=page_size, seed=seed, progress=bars, workdir=workdir)
     finally:
         bars.close()
     table = workload.format_table(results) + "\n" + bench_summary(results)
+    click.echo(table, err=json_path == "-")  # first: a failure to save the JSON must not lose it
     if json_path is not None:
         text = workload.to_json(results) + "\n"
         if json_path == "-":
@@ -305,11 +334,52 @@ def bench(records: int, page_size: int, compare: str, json_path: Optional[str], 
         else:
             with open(json_path, "w", encoding="utf-8") as f:
                 f.write(text)
-    click.echo(table, err=json_path == "-")
     failed = [name for name, e in results["engines"].items() if "error" in e]
     if failed or "phases" not in results["engines"].get("pagestore", {}):
         why = results["engines"].get("pagestore", {}).get("skipped")
         raise UserError(f"bench failed for {', '.join(failed) or 'pagestore'}" + (f": {why}" if why else ""))
+
+
+def bench_engines(compare: str) -> List[str]:
+    """bench_engines: the engines named by ``--compare`` (besides pagestore), each known and installed.
+
+    Raises:
+        UserError: an unknown engine (listing the known ones), or one whose
+            package is missing (saying what installs it).
+    """
+    from . import bench as workload
+
+    names = [name.strip().lower() for name in compare.split(",") if name.strip()]
+    if "all" in names:  # every engine that can run here; the table notes the others
+        return [name for name in workload.ENGINES if name != "pagestore"]
+    out: List[str] = []
+    for name in names:
+        try:
+            adapter = workload.get_adapter(name)
+        except KeyError:
+            raise UserError(f"--compare: unknown engine {name!r} (known: {', '.join(workload.ENGINES)}, all)") from None
+        why = type(adapter).available()
+        if why is not None:
+            raise UserError(f"--compare: {adapter.name} cannot run here: {why}")
+        if adapter.name != "pagestore" and adapter.name not in out:
+            out.append(adapter.name)
+    return out
+
+
+def check_writable(path: str, option: str) -> None:
+    """check_writable refuses an output file that could not be written, without creating it.
+
+    Raises:
+        UserError: its directory does not exist or is not writable, or it is
+            a directory or a file we may not write.
+    """
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise UserError(f"{option} {path}: directory {parent} does not exist")
+    if os.path.isdir(path):
+        raise UserError(f"{option} {path}: is a directory")
+    if not os.access(path if os.path.exists(path) else parent, os.W_OK):
+        raise UserError(f"{option} {path}: permission denied")
 
 
 def bench_summary(results: Dict[str, Any]) -> str:
@@ -413,8 +483,8 @@ def check(db: str, as_json: bool) -> None:
 @db_argument
 @click.option("--page", "pgno", type=click.IntRange(min=0), default=None, metavar="N",
               help="Decode page N: header fields and slot directory (0: the file header).")
-@click.option("--map", "map_path", type=click.Path(dir_okay=False, writable=True), default=None, metavar="FILE.svg",
-              help="Draw the file as a grid of pages, coloured by type and shaded by fill.")
+@click.option("--map", "map_path", type=click.Path(dir_okay=False, allow_dash=True), default=None, metavar="FILE.svg",
+              help="Draw the file as a grid of pages, coloured by type and shaded by fill ('-': to stdout).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary (or the page) as JSON.")
 @click.option("--preview", "preview_bytes", type=click.IntRange(min=0), default=16, show_default=True,
               help="Bytes of each record shown in --page's hex preview.")
@@ -425,9 +495,16 @@ def inspect_cmd(db: str, pgno: Optional[int], map_path: Optional[str], as_json: 
     """
     from . import inspect
 
+    if map_path == "-" and (pgno is not None or as_json):
+        raise click.UsageError("--map - writes the SVG to stdout: it cannot be combined with --page or --json")
+    if map_path is not None and map_path != "-":
+        check_writable(map_path, "--map")
     with inspect.open_pager(db) as pager:
         if map_path is not None:
             svg = inspect.render_svg(pager)
+            if map_path == "-":
+                click.echo(svg, nl=False)
+                return
             with open(map_path, "w", encoding="utf-8") as f:
                 f.write(svg)
             click.echo(f"wrote {map_path} ({pager.meta.page_count:,} pages)", err=True)
@@ -509,18 +586,32 @@ def format_page(p: Dict[str, Any]) -> str:
 
 @cli.command(short_help="Write every record as JSON lines to stdout.")
 @db_argument
-def dump(db: str) -> None:
+@click.option("--salvage", is_flag=True,
+              help="Skip damaged pages (named on stderr) and write every record still readable; exit 3 if any were skipped.")
+def dump(db: str, salvage: bool) -> None:
     """Write every record of DB to stdout as JSON lines, in key order (read-only).
 
     One {"k": base64, "v": base64} object per line. Streams: memory stays
     bounded however large the store. Read back with `pagestore load`.
+
+    A damaged page stops a dump with an error naming it. With --salvage the
+    dump skips it (a damaged tree page loses the records beneath it, a
+    damaged heap or overflow page the records it holds), names every page
+    it skipped on stderr, and exits 3 if it skipped any, 0 if none.
     """
     out = sys.stdout
     b64 = base64.b64encode
+    damaged: List[int] = []
     with opened(db) as store:
-        for k, v in store.items():
+        records = store.salvage(damaged) if salvage else store.items()
+        for k, v in records:
             out.write('{"k":"%s","v":"%s"}\n' % (b64(k).decode("ascii"), b64(v).decode("ascii")))
     out.flush()
+    if damaged:
+        pages = ", ".join(str(p) for p in sorted(damaged))
+        click.echo(f"pagestore: salvage: skipped {len(damaged)} damaged page{'s' if len(damaged) > 1 else ''} "
+                   f"of {db}: {pages}; every other record was written", err=True)
+        click.get_current_context().exit(EXIT_SALVAGED)
 
 
 @cli.command(short_help="Read JSON lines (from dump) into DB.")
@@ -622,9 +713,12 @@ def get(db: str, key: str, encoding: str, raw: bool) -> None:
 def put(db: str, key: str, value: Optional[str], encoding: str) -> None:
     """Set KEY to VALUE in DB (created if missing); without VALUE, read it from stdin.
 
-    A value read from stdin is taken byte for byte (no decoding).
+    A value read from stdin is taken byte for byte (no decoding), up to the
+    end of input. Without VALUE on a terminal, put refuses rather than wait.
     """
     k = decode_arg(key, encoding, "KEY")
+    if value is None and sys.stdin.isatty():
+        raise UserError("no VALUE: give VALUE or pipe it on stdin (put DB KEY < file)")
     v = sys.stdin.buffer.read() if value is None else decode_arg(value, encoding, "VALUE")
     with opened(db, write=True, create=True) as store:
         store[k] = v

@@ -9,11 +9,15 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import weakref
 from typing import Callable
 
 from .errors import StoreLockedError
 
 _preadv = getattr(os, "preadv", None)
+
+#: Every File this process has open, so that a forked child can let go of them.
+_open_files: "weakref.WeakSet[File]" = weakref.WeakSet()
 
 
 class File:
@@ -30,6 +34,7 @@ class File:
         self.path = path
         self.readonly = readonly
         self.fd = os.open(path, flags, 0o644)
+        _open_files.add(self)
 
     def read(self, offset: int, n: int) -> bytes:
         """read returns up to ``n`` bytes at ``offset`` (fewer at the end of the file)."""
@@ -41,7 +46,8 @@ class File:
         Optional in a File double: the pager falls back to ``read`` without it.
         """
         if _preadv is not None:
-            return _preadv(self.fd, [buf], offset)
+            n: int = _preadv(self.fd, [buf], offset)
+            return n
         data = os.pread(self.fd, len(buf), offset)  # pragma: no cover - no preadv
         buf[: len(data)] = data
         return len(data)
@@ -88,6 +94,29 @@ class File:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def _forget_files_in_child() -> None:
+    """_forget_files_in_child runs in a child after ``os.fork()``: it closes the child's copies of every File's descriptor.
+
+    The parent's store stays the parent's: closing a forked copy of a
+    descriptor releases no ``flock`` (the lock belongs to the open file,
+    which the parent still holds), writes nothing and removes nothing, and
+    the child no longer keeps the parent's lock alive after the parent
+    closes the store. The Store refuses to be used in the child (see
+    store.Store._begin).
+    """
+    for f in list(_open_files):
+        if f.fd >= 0:
+            try:
+                os.close(f.fd)
+            except OSError:  # pragma: no cover - already gone
+                pass
+            f.fd = -1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_files_in_child)
 
 
 #: Opener signature: (path, create, readonly) -> File. Tests pass their own.

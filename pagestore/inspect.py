@@ -283,6 +283,15 @@ COLOURS = {
     CORRUPT: "#d62728",
 }
 _OTHER = "#e377c2"
+#: How a page that fails verification is drawn: solid red, hatched, with a
+#: dark outline, so that one bad page stands out in a map of thousands.
+#: (Shading it by fill, as other pages are, drew it at the faintest shade.)
+CORRUPT_STYLE = 'fill="url(#corrupt)" stroke="#000000" stroke-width="1"'
+_CORRUPT_PATTERN = (
+    '<defs><pattern id="corrupt" width="4" height="4" patternUnits="userSpaceOnUse" '
+    'patternTransform="rotate(45)"><rect width="4" height="4" fill="#d62728"/>'
+    '<line x1="0" y1="0" x2="0" y2="4" stroke="#000000" stroke-width="1.5"/></pattern></defs>'
+)
 #: The map draws at most this many cells; bigger files put several pages in a cell.
 MAX_CELLS = 65536
 
@@ -321,8 +330,10 @@ def render_svg(pager: Pager, columns: int = 64, cell: int = 10, max_cells: int =
     """render_svg draws the file as a grid of pages, page 0 top left, row by row.
 
     Colour says the page type, opacity the fill (faint: nearly empty, solid:
-    full); free pages are drawn as outlines. Each cell has a tooltip with its
-    page number, type and fill. A legend below counts the pages of each type.
+    full); free pages are drawn as outlines, pages that fail verification
+    solid red, hatched black and outlined (``CORRUPT_STYLE``). Each cell has
+    a tooltip with its page number, type and fill. A legend below counts the
+    pages of each type.
     """
     per, cells = page_map(pager, max_cells)
     counts: Dict[str, int] = {}
@@ -341,6 +352,7 @@ def render_svg(pager: Pager, columns: int = 64, cell: int = 10, max_cells: int =
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
         f"<title>pagestore page map of {name}</title>",
+        _CORRUPT_PATTERN,
         f'<text x="{pad}" y="{pad + 12}">{name}: {pager.meta.page_count} pages of '
         f"{pager.page_size} bytes; one cell = {unit}</text>",
     ]
@@ -355,6 +367,9 @@ def render_svg(pager: Pager, columns: int = 64, cell: int = 10, max_cells: int =
         if kind == "free":
             style = f'fill="none" stroke="{colour}" stroke-width="1"'
             x0, y0, size = x + 0.5, y + 0.5, cell - 2
+        elif kind == CORRUPT:
+            style = CORRUPT_STYLE
+            x0, y0, size = x + 0.5, y + 0.5, cell - 2
         else:
             opacity = 0.15 + 0.85 * max(0.0, min(1.0, fill))
             style = f'fill="{colour}" fill-opacity="{opacity:.2f}"'
@@ -363,8 +378,10 @@ def render_svg(pager: Pager, columns: int = 64, cell: int = 10, max_cells: int =
     y = top + rows * cell + pad
     for kind in sorted(counts, key=lambda k: (-counts[k], k)):
         colour = COLOURS.get(kind, _OTHER)
-        out.append(f'<rect x="{pad}" y="{y}" width="12" height="12" fill="{colour}"/>')
-        out.append(f'<text x="{pad + 18}" y="{y + 11}">{escape(kind)}: {counts[kind]} {"cells" if per > 1 else "pages"}</text>')
+        swatch = CORRUPT_STYLE if kind == CORRUPT else f'fill="{colour}"'
+        what = "corrupt (fails verification)" if kind == CORRUPT else kind
+        out.append(f'<rect x="{pad}" y="{y}" width="12" height="12" {swatch}/>')
+        out.append(f'<text x="{pad + 18}" y="{y + 11}">{escape(what)}: {counts[kind]} {"cells" if per > 1 else "pages"}</text>')
         y += 20
     out.append(f'<text x="{pad}" y="{y + 11}" fill="#555">opacity: page fill (faint = nearly empty, solid = full)</text>')
     out.append("</svg>")

@@ -23,9 +23,11 @@ long, and sees each value as committed at the moment it read it.
 from __future__ import annotations
 
 import os
+import stat
 import threading
+import weakref
 from collections.abc import MutableMapping
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, TypeVar, Union
 
 from sortedcontainers import SortedDict
 
@@ -34,9 +36,11 @@ from . import format as fmt
 from .btree import BTree
 from .errors import (
     CorruptionError,
+    InvalidFileError,
     NotFoundError,
     PageStoreError,
     StoreClosedError,
+    StoreLockedError,
     TransactionClosedError,
 )
 from .heap import Heap
@@ -44,6 +48,9 @@ from .page import as_bytes_like
 from .pager import DEFAULT_CACHE_BYTES, DEFAULT_WAL_LIMIT, Pager
 
 T = TypeVar("T")
+#: What ``open`` and ``Store`` take as a path: text, bytes (decoded with
+#: os.fsdecode, as the os module does) or a path-like of either.
+StorePath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 MAX_VALUE = 2**32 - 1
 _DELETED = object()
 #: How a scan batches its value reads; see Store._scan. Reading ahead costs
@@ -64,6 +71,91 @@ def prefix_end(prefix: bytes) -> Optional[bytes]:
         return None
     p[-1] += 1
     return bytes(p)
+
+
+#: The process this module runs in; a forked child sets its own (see _after_fork).
+_PID = os.getpid()
+#: Every Store opened in this process and not yet closed: a second open of
+#: the same file here is refused by name, not blamed on another process.
+_open_stores: "weakref.WeakValueDictionary[int, Store]" = weakref.WeakValueDictionary()  # by id(): a Store is unhashable
+
+
+def _after_fork() -> None:
+    global _PID
+    _PID = os.getpid()
+    _open_stores.clear()  # the parent's stores are not this process's to share
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+def _refuse_if_open_here(path: str, readonly: bool, opener: fileio.Opener) -> None:
+    """_refuse_if_open_here raises if this process already has ``path`` open in a way that excludes this open.
+
+    Files are compared by (st_dev, st_ino), so another name for the same
+    file (a link, a relative path) is caught too. Two read-only opens share.
+    Only real OS files count: a test's own opener keeps its own locks.
+
+    Raises:
+        StoreLockedError: saying that the store is already open in this process.
+    """
+    if opener is not fileio.open_file:
+        return
+    try:
+        st = os.stat(path)
+    except OSError:
+        return
+    for other in list(_open_stores.values()):
+        if other._closed or other._pid != _PID or (readonly and other.readonly) or other._opener is not opener:
+            continue
+        try:
+            ost = os.stat(other._abspath)  # its path, not its inode: compact() gives it a new file
+        except OSError:
+            continue
+        if (ost.st_dev, ost.st_ino) == (st.st_dev, st.st_ino):
+            how = "read-only" if other.readonly else "for writing"
+            raise StoreLockedError(
+                f"{path}: already open in this process ({how}, as {other.path!r}); "
+                "share that Store between threads rather than opening the file twice"
+            )
+
+
+def _check_size(name: str, value: Any, minimum: int) -> int:
+    """_check_size refuses a size option of the wrong type or below ``minimum``, before any file is touched."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__} ({value!r})")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _check_path(path: str, *, create: bool, readonly: bool) -> bool:
+    """_check_path says whether ``path`` exists, refusing what cannot be a store before the pager opens it.
+
+    Raises:
+        FileNotFoundError: its directory does not exist, or it does not and may not be created.
+        InvalidFileError: it is not a regular file (a device, a pipe), or an
+            empty file that may not be made a store (``create=False``).
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise FileNotFoundError(2, f"directory {parent} does not exist", path) from None
+        if readonly:
+            raise FileNotFoundError(2, "no such store", path) from None
+        if not create:
+            raise FileNotFoundError(2, "no such store (open with create=True to make one)", path) from None
+        return False
+    if stat.S_ISDIR(st.st_mode):
+        return True  # the pager's own error says so
+    if not stat.S_ISREG(st.st_mode):
+        raise InvalidFileError(f"{path}: not a regular file, so not a pagestore file")
+    if st.st_size == 0 and not create and not readonly:
+        raise InvalidFileError(f"{path}: empty file, not a pagestore file (create=True makes a new store in it)")
+    return True
 
 
 def _bounds(start: Optional[bytes], stop: Optional[bytes], prefix: Optional[bytes]) -> Tuple[Optional[bytes], Optional[bytes]]:
@@ -89,7 +181,7 @@ class Store(MutableMapping):
 
     def __init__(
         self,
-        path: str,
+        path: StorePath,
         *,
         create: bool = True,
         readonly: bool = False,
@@ -99,8 +191,16 @@ class Store(MutableMapping):
         wal_limit: int = DEFAULT_WAL_LIMIT,
         _opener: fileio.Opener = fileio.open_file,
     ) -> None:
-        self.path = os.fspath(path)
+        try:
+            self.path: str = os.fsdecode(path)
+        except TypeError:
+            raise TypeError(f"path must be str, bytes or os.PathLike, not {type(path).__name__}") from None
+        _check_size("page_size", page_size, 1)
+        _check_size("cache_size", cache_size, 0)
+        _check_size("wal_limit", wal_limit, 0)
         self.readonly = readonly
+        self._abspath = os.path.abspath(self.path)
+        self._pid = _PID
         self._lock = threading.RLock()
         self._version = 0  # bumped by every write: scans re-descend after one
         self._closed = True
@@ -114,29 +214,48 @@ class Store(MutableMapping):
         # What the tree's half does not hold yet it lends to the pager.
         self._cache_size = cache_size
         self._options = dict(cache_size=cache_size - cache_size // 2, sync=sync, wal_limit=wal_limit)
+        existed = _check_path(self.path, create=create, readonly=readonly)
+        _refuse_if_open_here(self.path, readonly, _opener)
         try:
-            self._pager = Pager(
-                self.path, create=create, readonly=readonly, page_size=page_size, opener=_opener, **self._options
-            )
-        except IsADirectoryError as exc:
-            raise PageStoreError(f"{self.path}: is a directory, not a store file") from exc
-        except FileNotFoundError as exc:
-            raise FileNotFoundError(2, "no such store (open with create=True to make one)", self.path) from exc
-        except PermissionError as exc:
-            raise PermissionError(13, "permission denied", self.path) from exc
-        try:
-            self._tree = BTree(self._pager, node_cache=self._tree_node_cache(), lend=True)
-            self._heap = Heap(self._pager)  # reads the free-space map: may raise CorruptionError
+            try:
+                self._pager = Pager(
+                    self.path, create=create, readonly=readonly, page_size=page_size, opener=_opener, **self._options
+                )
+            except IsADirectoryError as exc:
+                raise PageStoreError(f"{self.path}: is a directory, not a store file") from exc
+            except FileNotFoundError as exc:
+                raise FileNotFoundError(2, "no such store (open with create=True to make one)", self.path) from exc
+            except PermissionError as exc:
+                raise PermissionError(13, "permission denied", self.path) from exc
+            try:
+                self._tree = BTree(self._pager, node_cache=self._tree_node_cache(), lend=True)
+                self._heap = Heap(self._pager)  # reads the free-space map: may raise CorruptionError
+            except BaseException:
+                # Nobody will ever hold this Store to close it: release the file and its lock now.
+                self._pager.close(checkpoint=False)
+                raise
+        except StoreLockedError:
+            raise  # someone else's file now, even if it was not there a moment ago
         except BaseException:
-            # Nobody will ever hold this Store to close it: release the file and its lock now.
-            self._pager.close(checkpoint=False)
+            if not existed:  # a failed open leaves no new file behind
+                for leftover in (self.path, self.path + "-wal"):
+                    try:
+                        os.unlink(leftover)
+                    except OSError:
+                        pass
             raise
         self._closed = False
+        _open_stores[id(self)] = self
         self.max_key = self._tree.max_key
 
     # ---- plumbing ----
 
     def _begin(self) -> Pager:
+        if self._pid != _PID:
+            raise PageStoreError(
+                f"{self.path}: store was opened in process {self._pid}; open it again in the child "
+                f"(process {os.getpid()}): a store is not shared across fork()"
+            )
         if self._closed:
             raise StoreClosedError(f"{self.path}: store is closed")
         self._pager.begin_operation()
@@ -539,10 +658,13 @@ class Store(MutableMapping):
 
     def close(self) -> None:
         """close checkpoints, removes the log and releases the file. Closing twice is harmless."""
+        if self._pid != _PID:
+            return  # a forked child: the files, log and lock are the parent's; touch nothing
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+            _open_stores.pop(id(self), None)
             self._version += 1
             self._pager.close(checkpoint=not self.readonly)
 
@@ -551,6 +673,8 @@ class Store(MutableMapping):
         return self._closed
 
     def __enter__(self) -> "Store":
+        if self._closed:
+            raise StoreClosedError(f"{self.path}: store is closed")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -559,6 +683,66 @@ class Store(MutableMapping):
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{self._pager.meta.record_count} records"
         return f"<pagestore.Store {self.path!r} {state}>"
+
+    # ---- rescue ----
+
+    def salvage(self, damaged: Optional[List[int]] = None) -> Iterator[Tuple[bytes, bytes]]:
+        """salvage yields every ``(key, value)`` still readable, in key order, skipping damaged pages.
+
+        For rescuing a damaged store (``pagestore dump --salvage``); on a
+        sound store it yields what ``items()`` yields. It walks the tree
+        depth-first from the root: a tree page that fails verification is
+        skipped with the records beneath it; a record whose heap or overflow
+        page fails is skipped alone. Each damaged page's number is appended
+        to ``damaged`` (once) when it is found. Lazy, like ``items()``;
+        memory: the tree's page numbers walked so far plus one leaf.
+
+        Raises:
+            StoreClosedError: the store is closed.
+        """
+        # The tree's own walks stop at the first damaged page; this one reads
+        # each node through the pager (which verifies it) and the node codec
+        # (which checks it), so a failure names the page and is skipped.
+        from . import nodes
+
+        bad = damaged if damaged is not None else []
+        seen: Set[int] = set()
+        visited: Set[int] = set()
+
+        def note(pgno: Optional[int]) -> None:
+            if pgno is not None and pgno not in seen:
+                seen.add(pgno)
+                bad.append(pgno)
+
+        with self._lock:
+            root = self._begin().meta.root
+        stack = [root] if root else []
+        while stack:
+            pgno = stack.pop()
+            if pgno in visited:  # a damaged pointer must not loop the walk
+                note(pgno)
+                continue
+            visited.add(pgno)
+            with self._lock:
+                pager = self._begin()
+                try:
+                    raw = bytes(pager.read(pgno).buffer)
+                    leaf, keys, vals = nodes.decode(raw, pgno)
+                except CorruptionError as exc:
+                    note(pgno if exc.pgno in (None, 0) else exc.pgno)
+                    continue
+            if not leaf:
+                stack.extend(reversed(vals))
+                continue
+            for key, rid in zip(keys, vals):
+                with self._lock:
+                    self._begin()
+                    try:
+                        value = self._heap.read(rid)
+                    except (CorruptionError, NotFoundError) as exc:
+                        note(exc.pgno if isinstance(exc, CorruptionError) and exc.pgno else rid[0])
+                        continue
+                yield key, value
 
 
 class Transaction(MutableMapping):
@@ -679,7 +863,7 @@ class Transaction(MutableMapping):
 
 
 def open(
-    path: "str | os.PathLike[str]",
+    path: StorePath,
     *,
     create: bool = True,
     readonly: bool = False,
@@ -690,8 +874,11 @@ def open(
     """open opens (or creates) a store file and returns a Store.
 
     Args:
-        path: the store's file; its log lives beside it as ``<path>-wal``.
-        create: make the file if it does not exist (else ``FileNotFoundError``).
+        path: the store's file (str, bytes or path-like); its log lives
+            beside it as ``<path>-wal``.
+        create: make the file if it does not exist (else ``FileNotFoundError``),
+            and make a new store in an existing empty file (else
+            ``InvalidFileError``).
         readonly: open for reading only; writes raise ``ReadOnlyError``.
         page_size: for a new file (a power of two, 512 to 65536); an existing
             file keeps the page size it was made with.
@@ -701,7 +888,12 @@ def open(
             False, a crash may lose the latest commits but never consistency.
 
     Raises:
-        InvalidFileError: the file is not a pagestore file.
+        TypeError, ValueError: an argument of the wrong type or out of range
+            (checked before any file is touched).
+        FileNotFoundError: the file (with ``create=False`` or ``readonly``)
+            or its directory does not exist.
+        InvalidFileError: the file is not a pagestore file (also: not a
+            regular file; empty and ``create=False``).
         VersionMismatchError: written by a newer format.
         StoreLockedError: another process has it open for writing.
         CorruptionError: the header or log is damaged beyond recovery.

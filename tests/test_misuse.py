@@ -571,3 +571,201 @@ def _eight_threads(path: str, steps: int) -> None:
     with pagestore.open(path) as again:
         assert dict(again.items()) == expected
         again.check()
+
+
+# ---- arguments checked before the disk is touched (issue 15) ----
+
+
+def test_bytes_and_path_like_paths_work(tmp_path):
+    import pathlib
+
+    raw = os.fsencode(str(tmp_path / "bytes.ps"))
+    with pagestore.open(raw) as db:
+        db[b"a"] = b"1"
+        assert db.path == os.fsdecode(raw)
+    with pagestore.open(pathlib.Path(os.fsdecode(raw)), readonly=True) as db:
+        assert db[b"a"] == b"1"
+    with Store(tmp_path / "path.ps") as db:
+        db[b"b"] = b"2"
+    assert sorted(os.listdir(str(tmp_path))) == ["bytes.ps", "path.ps"]
+
+
+@pytest.mark.parametrize("bad", [12, 1.5, None, ["x"]])
+def test_path_of_a_wrong_type_is_a_type_error(tmp_path, bad, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TypeError, match="path"):
+        pagestore.open(bad)
+    assert os.listdir(str(tmp_path)) == []
+
+
+@pytest.mark.parametrize(
+    "option, bad, exc",
+    [
+        ("cache_size", "big", TypeError),
+        ("cache_size", -1, ValueError),
+        ("cache_size", 1.5, TypeError),
+        ("cache_size", True, TypeError),
+        ("page_size", "4096", TypeError),
+        ("page_size", None, TypeError),
+        ("wal_limit", "16M", TypeError),
+        ("wal_limit", -5, ValueError),
+    ],
+)
+def test_size_options_are_checked(tmp_path, option, bad, exc):
+    path = str(tmp_path / "db")
+    with pytest.raises(exc, match=option):
+        Store(path, **{option: bad})
+    assert os.listdir(str(tmp_path)) == []  # refused before touching the disk
+    if option != "wal_limit":  # open() has no wal_limit
+        with pytest.raises(exc, match=option):
+            pagestore.open(path, **{option: bad})
+        assert os.listdir(str(tmp_path)) == []
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/null"), reason="needs /dev/null")
+@pytest.mark.parametrize("readonly", [False, True])
+def test_device_is_not_a_pagestore_file(readonly):
+    with pytest.raises(InvalidFileError, match="not a regular file"):
+        pagestore.open("/dev/null", readonly=readonly)
+    assert not os.path.exists("/dev/null-wal")
+
+
+def test_missing_directory_says_so(tmp_path):
+    path = str(tmp_path / "nowhere" / "db")
+    for kwargs in ({}, {"create": False}, {"readonly": True}):
+        with pytest.raises(FileNotFoundError) as info:
+            pagestore.open(path, **kwargs)
+        assert "directory" in str(info.value) and "does not exist" in str(info.value), str(info.value)
+        assert "create=True" not in str(info.value)
+    with pytest.raises(FileNotFoundError, match="create=True"):
+        pagestore.open(str(tmp_path / "db"), create=False)  # here the hint is right
+
+
+def test_empty_file_without_create_is_invalid_and_untouched(tmp_path):
+    path = str(tmp_path / "empty")
+    open(path, "wb").close()
+    with pytest.raises(InvalidFileError, match="empty"):
+        pagestore.open(path, create=False)
+    assert os.path.getsize(path) == 0
+    assert os.listdir(str(tmp_path)) == ["empty"]
+    # create=True (the default) makes a new store in an empty file, as in a mkstemp() file
+    with pagestore.open(path) as db:
+        db[b"a"] = b"1"
+    with pagestore.open(path, create=False) as db:
+        assert db[b"a"] == b"1"
+
+
+def test_failed_open_leaves_no_new_file(tmp_path):
+    from pagestore import fileio
+
+    def opener(path, **kw):
+        if path.endswith("-wal"):
+            raise OSError(errno.EIO, "injected", path)
+        return fileio.open_file(path, **kw)
+
+    path = str(tmp_path / "db")
+    with pytest.raises(OSError):
+        Store(path, _opener=opener)
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_enter_on_a_closed_store_raises(tmp_path):
+    db = pagestore.open(str(tmp_path / "db"))
+    db.close()
+    with pytest.raises(StoreClosedError):
+        with db:
+            pass
+
+
+# ---- one process, one open; fork() (issue 15, from issue 13) ----
+
+
+def test_second_open_in_the_same_process_says_so(tmp_path):
+    path = str(tmp_path / "db")
+    with pagestore.open(path) as db:
+        db[b"a"] = b"1"
+        os.link(path, str(tmp_path / "alias"))
+        for other, kwargs in ((path, {}), (path, {"readonly": True}), (str(tmp_path / "alias"), {})):
+            with pytest.raises(StoreLockedError, match="already open in this process"):
+                pagestore.open(other, **kwargs)
+        assert db[b"a"] == b"1"
+        db.compact()  # a new file under the same name: still recognised
+        with pytest.raises(StoreLockedError, match="already open in this process"):
+            pagestore.open(path)
+    r1 = pagestore.open(path, readonly=True)
+    try:
+        with pagestore.open(path, readonly=True) as r2:  # readers share
+            assert r2[b"a"] == b"1"
+        with pytest.raises(StoreLockedError, match="already open in this process"):
+            pagestore.open(path)
+    finally:
+        r1.close()
+    with pagestore.open(path) as db:  # closed everywhere: opens again
+        assert db[b"a"] == b"1"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_store_used_after_fork_refuses_and_parent_is_unharmed(tmp_path):
+    # In a separate interpreter, so that the child can exit normally (running
+    # its interpreter's finalisation) without running pytest's.
+    script = textwrap.dedent(
+        """
+        import os, sys
+        import pagestore
+        from pagestore.errors import PageStoreError
+
+        path = sys.argv[1]
+        db = pagestore.open(path)
+        db[b"before"] = b"1"
+        pid = os.fork()
+        if pid == 0:
+            failures = []
+            ops = {
+                "get": lambda: db[b"before"],
+                "put": lambda: db.__setitem__(b"child", b"x"),
+                "delete": lambda: db.__delitem__(b"before"),
+                "contains": lambda: b"before" in db,
+                "len": lambda: len(db),
+                "items": lambda: list(db.items()),
+                "keys": lambda: list(db.keys()),
+                "transaction": lambda: db.transaction(),
+                "stats": lambda: db.stats(),
+                "check": lambda: db.check(),
+                "compact": lambda: db.compact(),
+            }
+            for name, op in ops.items():
+                try:
+                    op()
+                except PageStoreError as exc:
+                    if "opened in process %d" % os.getppid() not in str(exc) or "open it again in the child" not in str(exc):
+                        failures.append("%s: %s" % (name, exc))
+                else:
+                    failures.append(name + ": no error")
+            db.close()  # must not checkpoint, unlink the log or unlock
+            with db:
+                pass
+            if failures:
+                print("\\n".join(failures))
+                sys.exit(1)
+            sys.exit(0)  # a normal exit: finalisation, garbage collection
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+        assert os.path.exists(path + "-wal")  # the child left the parent's log alone
+        db[b"after"] = b"2"  # the parent still writes, under its lock
+        db.check()
+        # the lock is still held: another process is refused
+        import subprocess
+        code = "import pagestore,sys\\ntry:\\n pagestore.open(sys.argv[1])\\nexcept pagestore.StoreLockedError: print('locked')"
+        out = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True)
+        assert out.stdout.strip() == "locked", out
+        db.close()
+        with pagestore.open(path) as again:
+            assert dict(again.items()) == {b"after": b"2", b"before": b"1"}
+            again.check()
+        print("ok")
+        """
+    )
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "db")], capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stdout + out.stderr
