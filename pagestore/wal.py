@@ -53,7 +53,7 @@ import struct
 from typing import Dict, Optional, Tuple
 
 from . import fileio
-from ._native import crc32c, ffi, lib
+from ._native import crc32c
 from .errors import CorruptionError
 
 WAL_MAGIC = b"psWAL\r\n\x00"
@@ -63,8 +63,6 @@ FRAME_HEADER_SIZE = 32
 _HDR = struct.Struct("<8sIIQQI")  # magic, version, page_size, file_id, generation, salt
 _FRAME = struct.Struct("<IIQQI")  # pgno, commit, txn, offset, salt
 _U32 = struct.Struct("<I")
-_crc = lib.ps_crc32c
-_from_buffer = ffi.from_buffer
 
 #: The log file grows in zero-filled steps of this many bytes, and keeps up to
 #: KEEP_BYTES across checkpoints: fdatasync after overwriting blocks already
@@ -209,7 +207,7 @@ class WAL:
             assert len(page) == page_size
             commit = commit_page_count if i == last else 0
             head = _FRAME.pack(pgno, commit, txn, offset, self.salt)
-            crc = _crc(_crc(crc, head, _FRAME.size), _from_buffer(page), page_size)  # crc32c, minus its wrapper
+            crc = crc32c(page, crc32c(head, crc))
             out += head
             out += _U32.pack(crc)
             out += page

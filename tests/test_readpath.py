@@ -321,7 +321,7 @@ def overflow_key(db: Store) -> Tuple[bytes, int, int]:
             db._begin()
             page = db._pager.read(pgno)
             if page.state(slot) == fmt.SLOT_OVERFLOW:
-                total, first = heap._stub((pgno, slot), page, *page._locate(slot)[:2])
+                total, first = heap._stub((pgno, slot), page.view(slot))
                 if first:
                     return k, pgno, first
     raise AssertionError("no overflow record")
