@@ -41,7 +41,7 @@ from .errors import (
 )
 from .heap import Heap
 from .page import as_bytes_like
-from .pager import DEFAULT_CACHE_BYTES, DEFAULT_WAL_LIMIT, Pager
+from .pager import DEFAULT_CACHE_BYTES, DEFAULT_WAL_LIMIT, Pager, discard
 
 T = TypeVar("T")
 MAX_VALUE = 2**32 - 1
@@ -467,19 +467,19 @@ class Store(MutableMapping):
     def compact(self) -> int:
         """compact rewrites the store densely and shrinks the file; returns the bytes returned to the OS.
 
-        The live records are copied in key order into a new file beside this
-        one, which is synced and then renamed over it. A crash before the
-        rename leaves the old store as it was; after it, the new one. The
-        Store object stays usable throughout (other threads wait).
+        The live records are copied in key order into a new store beside this
+        one (``Pager.compaction_path``), which is closed (checkpointed and
+        synced), and then the pager adopts it in place of the old file
+        (``Pager.adopt``: a rename). A crash before the rename leaves the old
+        store as it was; after it, the new one. The Store object stays usable
+        throughout (other threads wait).
         """
         with self._lock:
             pager = self._begin()
             pager.check_writable()
             before = pager.file_size() + pager.wal_size()
             pager.checkpoint()
-            tmp = self.path + ".compact"
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            tmp = pager.compaction_path()
             new = Store(tmp, create=True, page_size=pager.page_size, sync=False, _opener=self._opener)
             try:
                 batch: List[Tuple[bytes, bytes]] = []
@@ -500,36 +500,23 @@ class Store(MutableMapping):
                         flush()
                 if batch:
                     flush()
-                new._pager.close()  # checkpoints and syncs the new file
+                new._pager.close()  # checkpoints and syncs the new file, removes its log
             except BaseException:
                 new._pager.close(checkpoint=False)
-                os.unlink(tmp)
+                discard(tmp)
                 raise
             new._closed = True
-            old_pager = self._pager
-            # The lock is taken on the new file before it replaces the old one,
-            # so no other process can slip in between.
-            fresh = Pager(tmp, create=False, page_size=pager.page_size, opener=self._opener, **self._options)
-            os.replace(tmp, self.path)
-            try:
-                os.unlink(tmp + "-wal")
-            except FileNotFoundError:
-                pass
-            fileio.sync_directory(self.path)
-            fresh.path = self.path
-            if fresh.wal is not None:
-                fresh.wal.close()
-            fresh.wal = None
-            from .wal import WAL
-
-            fresh.wal = WAL(self.path + "-wal", fresh.page_size, fresh.meta.file_id, opener=self._opener)
-            fresh.wal.recover(fresh.meta.checkpoint_seq)
-            old_pager.close(checkpoint=False)
             self._version += 1
-            self._pager = fresh
-            self._tree = BTree(fresh, node_cache=self._tree_node_cache(), lend=True)
-            self._heap = Heap(fresh)
-            after = fresh.file_size() + fresh.wal_size()
+            try:
+                pager.adopt(tmp)
+            except BaseException:
+                discard(tmp)
+                raise
+            finally:
+                # Whatever happened, nothing cached of the old file may be trusted.
+                self._tree = BTree(pager, node_cache=self._tree_node_cache(), lend=True)
+                self._heap = Heap(pager)
+            after = pager.file_size() + pager.wal_size()
             return max(0, before - after)
 
     def _tree_node_cache(self) -> int:
