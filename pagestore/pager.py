@@ -401,6 +401,35 @@ class Pager:
                 raise CorruptionError(pgno, "free list has a cycle")
             pgno = page.next
 
+    def check(self) -> Dict[str, int]:
+        """check verifies the pager's own invariants and the log's (``WAL.check``). O(free list + cache).
+
+        The free list is a chain of free pages inside the file, as long as
+        the header says, without a cycle; every cached page lies inside the
+        file and carries its own number; every dirty page is cached as dirty.
+
+        Returns:
+            ``{"pages", "free_pages", "cached", "dirty", "log_frames"}``.
+
+        Raises:
+            CorruptionError: naming the first page found wrong.
+        """
+        assert self.wal is not None
+        free = sum(1 for _ in self.freelist())
+        if free != self.meta.freelist_count:
+            raise CorruptionError(0, f"header counts {self.meta.freelist_count} free pages, the list holds {free}")
+        for pgno, f in self.cache.items():
+            if not 0 < pgno < self.meta.page_count:
+                raise CorruptionError(pgno, f"cached page outside the file ({self.meta.page_count} pages)")
+            if f.page.pgno != pgno:
+                raise CorruptionError(pgno, f"cached page is stamped with number {f.page.pgno}")
+        for pgno, f in self.dirty.items():
+            if self.cache.get(pgno) is not f or not f.dirty:
+                raise CorruptionError(pgno, "dirty page is not in the cache as dirty")
+        log = self.wal.check()
+        return {"pages": self.meta.page_count, "free_pages": free, "cached": len(self.cache),
+                "dirty": len(self.dirty), "log_frames": log["frames"]}
+
     # ---- transactions ----
 
     def check_writable(self) -> None:

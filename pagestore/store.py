@@ -97,10 +97,12 @@ class Store(MutableMapping):
         cache_size: int = DEFAULT_CACHE_BYTES,
         sync: bool = True,
         wal_limit: int = DEFAULT_WAL_LIMIT,
+        strict: bool = False,
         _opener: fileio.Opener = fileio.open_file,
     ) -> None:
         self.path = os.fspath(path)
         self.readonly = readonly
+        self.strict = strict
         self._lock = threading.RLock()
         self._version = 0  # bumped by every write: scans re-descend after one
         self._closed = True
@@ -164,10 +166,14 @@ class Store(MutableMapping):
             result = fn()
             self._tree.flush()
             self._heap.flush()
-            self._pager.commit(sync)
+            committed = self._pager.commit(sync)
         except BaseException:
             self._abort()
             raise
+        if self.strict and committed:
+            # bbolt's StrictMode: the whole check after every commit, so a bug
+            # shows at the commit that made it, not pages and hours later.
+            self.check()
         return result
 
     def _abort(self) -> None:
@@ -388,10 +394,13 @@ class Store(MutableMapping):
     def check(self) -> Dict[str, int]:
         """check verifies every invariant of the store and returns what it counted.
 
-        Key order and tree shape (the B+tree's check), every record id live and
-        referenced once, overflow chains, the free-space map, and that every
-        page is accounted for exactly once (header, tree, heap, overflow, map,
-        free list). Memory: one bit per heap slot.
+        Each layer's own check (the B+tree's, with its node cache; the
+        heap's free-space map; the pager's free list and cache, and the
+        log's), then what only the store sees across them: every record id
+        live and referenced once, overflow chains, and that every page is
+        accounted for exactly once (header, tree, heap, overflow, map, free
+        list). Memory: one bit per heap slot. With ``strict`` it runs after
+        every commit.
 
         Raises:
             CorruptionError: naming the first page found wrong.
@@ -409,6 +418,8 @@ class Store(MutableMapping):
                 owner[pgno] = what
 
             tree_stats = self._tree.check()
+            pager.check()
+            self._heap.check()
             for pgno in self._tree.pages():
                 claim(pgno, "tree")
             for pgno in pager.freelist():
@@ -673,6 +684,7 @@ def open(
     page_size: int = 4096,
     cache_size: int = DEFAULT_CACHE_BYTES,
     sync: bool = True,
+    strict: bool = False,
 ) -> Store:
     """open opens (or creates) a store file and returns a Store.
 
@@ -686,6 +698,9 @@ def open(
             large the store is).
         sync: make each commit durable before it returns (fdatasync). With
             False, a crash may lose the latest commits but never consistency.
+        strict: run ``check()`` after every commit (as bbolt's StrictMode):
+            O(store) per commit, for tests and debugging. A failed check
+            raises ``CorruptionError`` after the commit it follows.
 
     Raises:
         InvalidFileError: the file is not a pagestore file.
@@ -693,4 +708,6 @@ def open(
         StoreLockedError: another process has it open for writing.
         CorruptionError: the header or log is damaged beyond recovery.
     """
-    return Store(path, create=create, readonly=readonly, page_size=page_size, cache_size=cache_size, sync=sync)
+    return Store(
+        path, create=create, readonly=readonly, page_size=page_size, cache_size=cache_size, sync=sync, strict=strict
+    )

@@ -355,6 +355,37 @@ class WAL:
         self.txn_index.clear()
         self._synced = True
 
+    def check(self) -> Dict[str, int]:
+        """check verifies the log's bookkeeping against its rules and its file. O(indexed frames).
+
+        Every committed frame lies on a frame boundary before the committed
+        end and belongs to its page; every frame of the open transaction lies
+        between the committed end and the end; the ends are ordered and
+        inside the file; the header on disk is this log's.
+
+        Returns:
+            ``{"frames", "txn_frames", "generation", "end"}``.
+
+        Raises:
+            CorruptionError: a frame or the header does not hold (names the page; the header is page None).
+        """
+        if self.file is None:
+            return {"frames": 0, "txn_frames": 0, "generation": self.generation, "end": 0}
+        if not WAL_HEADER_SIZE <= self.committed_end <= self.end <= max(self.allocated, self.file.size()):
+            raise CorruptionError(None, f"log ends out of order: committed {self.committed_end}, end {self.end}")
+        if self.index or self.txn_index:
+            head = self._read_header()
+            if head is None or head[:2] != (self.generation, self.salt):
+                raise CorruptionError(None, "log header is not the one this log was started with")
+        for index, lo, hi in ((self.index, WAL_HEADER_SIZE, self.committed_end),
+                              (self.txn_index, self.committed_end, self.end)):
+            for pgno, off in index.items():
+                if not lo <= off < hi or (off - WAL_HEADER_SIZE) % self.frame_size:
+                    raise CorruptionError(pgno, f"log frame offset {off} outside [{lo}, {hi}) or off a frame boundary")
+                self.read_frame(off, pgno)  # raises CorruptionError if the frame is another page's
+        return {"frames": len(self.index), "txn_frames": len(self.txn_index), "generation": self.generation,
+                "end": self.end}
+
     def size(self) -> int:
         """size: bytes of log in use (header and frames up to the end)."""
         return self.end if self.file is not None else 0
