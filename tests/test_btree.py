@@ -482,3 +482,15 @@ def test_check_catches_stale_cache():
         tree.check()
     assert err.value.pgno == leaf
 
+
+
+def test_node_cache_check_catches_bad_books():
+    pager, tree = _built_tree()
+    tree.nodes.weight += 1
+    with pytest.raises(AssertionError, match="weight"):
+        tree.check()
+    tree.nodes.weight -= 1
+    entry = tree.nodes.entry(pager.meta.root)
+    entry.leaf = not entry.leaf  # an entry whose kind disagrees with its node
+    with pytest.raises(AssertionError):
+        tree.check()
