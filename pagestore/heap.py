@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 Rid = Tuple[int, int]
 _STUB = struct.Struct("<II")
 _NONZERO = re.compile(rb"[^\x00]")
+_BYTES = [bytes([c]) for c in range(256)]
 
 _PAGE_HEAP = fmt.PAGE_HEAP
 _PAGE_OVERFLOW = fmt.PAGE_OVERFLOW
@@ -153,12 +154,10 @@ class FreeSpaceMap:
                 self._grow()
             map_pgno = self.pages[idx]
             page = self.pager.write(map_pgno)
-            record = bytearray(self._lookup.view(page, map_pgno, 0, "free-space map page"))
-            if len(record) != per_page:
+            if len(self._lookup.view(page, map_pgno, 0, "free-space map page")) != per_page:
                 raise CorruptionError(map_pgno, "free-space map page has the wrong length")
             for off, c in changes[idx]:
-                record[off] = c
-            page.update(0, record)  # the same length: rewritten in place
+                page.patch(0, off, _BYTES[c])
         self.pending.clear()
 
     def _grow(self) -> None:

@@ -204,6 +204,24 @@ class SlottedPage:
         if rc != OK:
             raise_for(rc, self.pgno_hint, f"slot {slot}, {n}-byte record")
 
+    def patch(self, slot: int, offset: int, data: BytesLike) -> None:
+        """patch overwrites ``data`` at ``offset`` inside the live record at ``slot``, in place.
+
+        The record's length, slot and position do not change, so nothing
+        else on the page moves: for fixed-layout records edited a few bytes
+        at a time (the free-space map's one byte per page).
+
+        Raises:
+            NotFoundError: no live record at ``slot``.
+            ValueError: the bytes would not lie inside the record.
+        """
+        off, n, _ = self._locate(slot)
+        data = as_bytes_like(data)
+        size = len(data) if type(data) is not memoryview else data.nbytes
+        if offset < 0 or offset + size > n:
+            raise ValueError(f"patch of {size} bytes at {offset} does not lie inside the {n}-byte record in slot {slot}")
+        self._buf[off + offset : off + offset + size] = data
+
     def delete(self, slot: int) -> None:
         """delete frees ``slot`` for reuse; trailing free slots are trimmed. Raises NotFoundError."""
         if not isinstance(slot, int) or isinstance(slot, bool) or slot < 0 or slot > 0xFFFF:
