@@ -17,12 +17,13 @@ from .errors import (
     VersionMismatchError,
 )
 from .page import SlottedPage
-from .store import Store, Transaction, open
+from .store import Store, Transaction, open, remove
 
 __version__ = "0.1.0"
 
 __all__ = [
     "open",
+    "remove",
     "Store",
     "Transaction",
     "SlottedPage",

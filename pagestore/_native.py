@@ -5,12 +5,13 @@ Each wrapper is: validate -> call -> check the status code -> return.
 """
 from __future__ import annotations
 
-from typing import NoReturn, Optional
+import threading
+from typing import Any, NoReturn, Optional, Tuple
 
 from .errors import CorruptionError, NotFoundError, PageFullError, PageStoreError
 
 try:
-    from ._native_cffi import ffi, lib
+    from ._native_cffi import ffi as ffi, lib as lib  # Any: no stubs (pyproject's [tool.mypy]); re-exported
 except ImportError as exc:  # pragma: no cover - only without a build
     raise ImportError(
         "pagestore's C core is not built: install the package with `pip install .` "
@@ -47,8 +48,8 @@ CORRUPTION_CODES = frozenset(
 
 def strerror(code: int) -> str:
     """strerror returns the C core's one-line description of a status code."""
-    text: bytes = ffi.string(lib.ps_strerror(code))
-    return text.decode()
+    text: str = ffi.string(lib.ps_strerror(code)).decode()
+    return text
 
 
 def raise_for(code: int, pgno: Optional[int] = None, what: str = "") -> NoReturn:
@@ -65,8 +66,27 @@ def raise_for(code: int, pgno: Optional[int] = None, what: str = "") -> NoReturn
     raise PageStoreError(msg)
 
 
-def crc32c(data: bytes, crc: int = 0) -> int:
+def crc32c(data: "bytes | bytearray | memoryview", crc: int = 0) -> int:
     """crc32c returns the CRC32C of a bytes-like object (continuing from ``crc``)."""
     buf = ffi.from_buffer(data)
-    value: int = lib.ps_crc32c(crc, buf, len(buf))
-    return value
+    out: int = lib.ps_crc32c(crc, buf, len(buf))
+    return out
+
+
+_tls = threading.local()
+
+
+def scratch() -> Tuple[Any, Any, Any]:
+    """scratch returns this thread's out-parameters for the C calls: (uint32_t[3], uint8_t *, uint16_t *).
+
+    For the two Python faces of the C core, page.py and nodes.py, which
+    read them back at once. Allocating them per call (ffi.new) was a third
+    of a record read's cost. Per thread, because cffi releases the GIL
+    during the C call.
+    """
+    try:
+        s: Tuple[Any, Any, Any] = _tls.s
+        return s
+    except AttributeError:
+        _tls.s = s = (ffi.new("uint32_t[3]"), ffi.new("uint8_t *"), ffi.new("uint16_t *"))
+        return s

@@ -32,6 +32,7 @@ from . import format as fmt
 from .errors import CorruptionError, NotFoundError, PageStoreError
 from .store import Store
 from .store import open as open_store
+from .store import remove as remove_store
 
 #: Exit status of a command that failed on a user error (usage errors are click's 2).
 EXIT_ERROR = 1
@@ -123,11 +124,7 @@ def opened(path: str, *, write: bool = False, create: bool = False, **options: A
             empty = fresh and _is_empty(db)
             db.close()
             if empty:
-                for leftover in (path, path + "-wal"):
-                    try:
-                        os.unlink(leftover)
-                    except FileNotFoundError:
-                        pass
+                remove_store(path)
             raise
         db.close()
     except (PageStoreError, OSError, ValueError) as exc:
@@ -672,17 +669,11 @@ def parse_record(line: bytes, lineno: int) -> Tuple[bytes, bytes]:
 def compact(db: str) -> None:
     """Rewrite DB densely and shrink the file; report the bytes returned to the OS."""
     with opened(db, write=True) as store:
-        before = os.path.getsize(db) + _size(db + "-wal")
+        stats = store.stats()
+        before = stats["file_size"] + stats["wal_size"]
         returned = store.compact()
-    after = os.path.getsize(db) + _size(db + "-wal")
+    after = os.path.getsize(db)  # closed: the log is gone
     click.echo(f"{db}: {human_bytes(before)} -> {human_bytes(after)}; {human_bytes(returned)} returned ({returned:,} bytes)")
-
-
-def _size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except FileNotFoundError:
-        return 0
 
 
 @cli.command(short_help="Print the value of KEY.")

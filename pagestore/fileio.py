@@ -52,7 +52,7 @@ class File:
         buf[: len(data)] = data
         return len(data)
 
-    def write(self, offset: int, data: bytes) -> None:
+    def write(self, offset: int, data: "bytes | bytearray | memoryview") -> None:
         """write writes all of ``data`` at ``offset``."""
         view = memoryview(data)
         while view:

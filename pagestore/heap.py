@@ -36,17 +36,20 @@ from __future__ import annotations
 
 import re
 import struct
-from typing import Dict, List, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Set, Tuple
 
 from . import format as fmt
 from .errors import CorruptionError, PageFullError
 from .page import RecordLookup, SlottedPage
 
+if TYPE_CHECKING:
+    from .pager import Pager
+
 Rid = Tuple[int, int]
 _STUB = struct.Struct("<II")
 _NONZERO = re.compile(rb"[^\x00]")
+_BYTES = [bytes([c]) for c in range(256)]
 
-_OFF_TYPE = fmt.OFF_TYPE
 _PAGE_HEAP = fmt.PAGE_HEAP
 _PAGE_OVERFLOW = fmt.PAGE_OVERFLOW
 _SLOT_LIVE = fmt.SLOT_LIVE
@@ -55,7 +58,7 @@ _SLOT_LIVE = fmt.SLOT_LIVE
 class FreeSpaceMap:
     """FreeSpaceMap tracks which heap pages have room; see the module docstring."""
 
-    def __init__(self, pager, lookup: Optional[RecordLookup] = None) -> None:
+    def __init__(self, pager: "Pager", lookup: Optional[RecordLookup] = None) -> None:
         self.pager = pager
         self.per_page = pager.page_size - fmt.HEADER_SIZE - fmt.SLOT_SIZE
         self._lookup = lookup if lookup is not None else RecordLookup()
@@ -92,6 +95,7 @@ class FreeSpaceMap:
             pgno = page.next
 
     def category(self, free: int) -> int:
+        """category: the map's byte for a page whose largest insertable record is ``free`` bytes."""
         return min(255, free * 255 // self.pager.page_size)
 
     def find(self, need: int) -> Optional[int]:
@@ -141,21 +145,19 @@ class FreeSpaceMap:
         if not self.pending:
             return
         per_page = self.per_page
-        map_idx = -1
-        buf = None
-        start = n = 0
-        for pgno in sorted(self.pending):
+        changes: Dict[int, List[Tuple[int, int]]] = {}
+        for pgno, c in self.pending.items():
             idx, off = divmod(pgno, per_page)
-            if idx != map_idx:
-                while idx >= len(self.pages):
-                    self._grow()
-                map_idx, map_pgno = idx, self.pages[idx]
-                page = self.pager.write(map_pgno)
-                start, n, _ = self._lookup.locate(page, map_pgno, 0, "free-space map page")
-                if n != per_page:
-                    raise CorruptionError(map_pgno, "free-space map page has the wrong length")
-                buf = page._buf
-            buf[start + off] = self.pending[pgno]
+            changes.setdefault(idx, []).append((off, c))
+        for idx in sorted(changes):
+            while idx >= len(self.pages):
+                self._grow()
+            map_pgno = self.pages[idx]
+            page = self.pager.write(map_pgno)
+            if len(self._lookup.view(page, map_pgno, 0, "free-space map page")) != per_page:
+                raise CorruptionError(map_pgno, "free-space map page has the wrong length")
+            for off, c in changes[idx]:
+                page.patch(0, off, _BYTES[c])
         self.pending.clear()
 
     def _grow(self) -> None:
@@ -181,7 +183,7 @@ class Heap:
     Callers: the store only. Every method runs inside a pager operation.
     """
 
-    def __init__(self, pager) -> None:
+    def __init__(self, pager: "Pager") -> None:
         self.pager = pager
         usable = pager.page_size - fmt.HEADER_SIZE - fmt.SLOT_SIZE
         self.chunk = usable
@@ -239,7 +241,9 @@ class Heap:
 
     # ---- reading ----
 
-    def _chain(self, pgno: int, first: int, total: int, tail_len: int, parts: Optional[list] = None) -> List[int]:
+    def _chain(
+        self, pgno: int, first: int, total: int, tail_len: int, parts: Optional[List[memoryview]] = None
+    ) -> List[int]:
         """_chain returns the overflow pages of a stub, checking lengths and types.
 
         With ``parts``, appends a view of each page's chunk to it, in order.
@@ -256,18 +260,18 @@ class Heap:
                 raise CorruptionError(p, f"overflow chain of record in page {pgno} is longer than its value")
             pages.append(p)
             page = read(p)
-            if page._buf[_OFF_TYPE] != _PAGE_OVERFLOW or page.nlive != 1:
+            if page.page_type != _PAGE_OVERFLOW or page.nlive != 1:
                 raise CorruptionError(p, "overflow chain holds a page that is not an overflow page")
-            off, n, _ = self._lookup.locate(page, p, 0, "overflow page")
+            chunk = self._lookup.view(page, p, 0, "overflow page")
             if parts is not None:
-                parts.append(memoryview(page._buf)[off : off + n])
+                parts.append(chunk)
             p = page.next
         if len(pages) != count:
             raise CorruptionError(pgno, "overflow chain is shorter than its value")
         return pages
 
-    def _record(self, rid: Rid) -> Tuple[SlottedPage, int, int, int]:
-        """_record finds a live heap record: its page, offset, length and state.
+    def _record(self, rid: Rid) -> Tuple[memoryview, int]:
+        """_record finds a live heap record: a view of its bytes and its state.
 
         Raises:
             CorruptionError: the record id points at another kind of page or a dead slot.
@@ -277,16 +281,17 @@ class Heap:
         if page.page_type != fmt.PAGE_HEAP:
             raise CorruptionError(pgno, f"record id ({pgno}, {slot}) points at a page of type {page.page_type}")
         try:
-            off, n, state = page._locate(slot)
+            return page.view_and_state(slot)
         except KeyError:
             raise CorruptionError(pgno, f"record id ({pgno}, {slot}) points at a dead slot") from None
-        return page, off, n, state
 
-    def _stub(self, rid: Rid, page: SlottedPage, off: int, n: int) -> Tuple[int, int]:
-        """_stub decodes an overflow stub: the value's total length and first overflow page."""
+    @staticmethod
+    def _stub(rid: Rid, stub: "bytes | memoryview") -> Tuple[int, int]:
+        """_stub decodes an overflow stub record: the value's total length and first overflow page."""
+        n = len(stub)
         if n < 8:
             raise CorruptionError(rid[0], f"overflow stub in slot {rid[1]} is too short")
-        total, first = _STUB.unpack_from(page.buffer, off)
+        total, first = _STUB.unpack_from(stub, 0)
         if total < n - 8:
             raise CorruptionError(rid[0], f"overflow stub in slot {rid[1]} is shorter than its tail")
         return total, first
@@ -320,43 +325,41 @@ class Heap:
             append(page)
         # Every record located in one C call; a value comes straight from its
         # page unless it is not a whole live heap record (overflow, damage).
-        offs, lens, states = self._lookup.find_many(pages, [slot for _, slot in rids])
+        found = self._lookup.values(pages, [slot for _, slot in rids], _PAGE_HEAP)
+        if None not in found:  # the common case, checked at C speed
+            return found  # type: ignore[return-value]
         values: List[bytes] = []
         add = values.append
-        for rid, page, off, n, state in zip(rids, pages, offs, lens, states):
-            buf = page._buf
-            if state == _SLOT_LIVE and buf[_OFF_TYPE] == _PAGE_HEAP:
-                add(bytes(buf[off : off + n]))
-            else:
-                add(self._value_at(rid, page))
+        for rid, page, value in zip(rids, pages, found):
+            add(value if value is not None else self._value_at(rid, page))
         return values
 
     def _value_at(self, rid: Rid, page: SlottedPage) -> bytes:
         """_value_at reads record ``rid`` from ``page`` (its page, already read): the one lookup
         of read and read_many, with _read_checked for anything that is not a live heap record."""
-        buf = page._buf
-        found = self._lookup.find(page, rid[1]) if buf[_OFF_TYPE] == _PAGE_HEAP else None
+        found = self._lookup.record(page, rid[1], _PAGE_HEAP)
         if found is None:
             return self._read_checked(rid)
-        off, n, state = found
+        state, record = found
         if state == _SLOT_LIVE:
-            return bytes(buf[off : off + n])
-        return self._overflow(rid, page, off, n)
+            return record
+        return self._overflow(rid, record)
 
     def _read_checked(self, rid: Rid) -> bytes:
         """_read_checked is read through _record's argument checks: the path for bad record ids (it raises)."""
-        page, off, n, state = self._record(rid)
+        record, state = self._record(rid)
         if state == _SLOT_LIVE:
-            return bytes(page._buf[off : off + n])
-        return self._overflow(rid, page, off, n)
+            return bytes(record)
+        return self._overflow(rid, record)
 
-    def _overflow(self, rid: Rid, page: SlottedPage, off: int, n: int) -> bytes:
-        """_overflow assembles a value stored as a stub at ``off`` (``n`` bytes) and its overflow chain."""
+    def _overflow(self, rid: Rid, stub: "bytes | memoryview") -> bytes:
+        """_overflow assembles a value stored as a stub record and its overflow chain."""
         pgno, slot = rid
-        total, first = self._stub(rid, page, off, n)
-        parts: list = []
+        total, first = self._stub(rid, stub)
+        n = len(stub)
+        parts: List[memoryview] = []
         self._chain(pgno, first, total, n - 8, parts)
-        parts.append(memoryview(page._buf)[off + 8 : off + n])
+        parts.append(memoryview(stub)[8:])
         value = b"".join(parts)
         if len(value) != total:
             raise CorruptionError(pgno, f"overflow record in slot {slot} has {len(value)} bytes, stub says {total}")
@@ -368,10 +371,11 @@ class Heap:
         """delete frees the record (and its overflow pages); returns the value's length."""
         pgno, slot = rid
         page = self.pager.write(pgno)
-        off, n, state = page._locate(slot)
-        length = n
+        record, state = page.view_and_state(slot)
+        n = length = len(record)
         if state == fmt.SLOT_OVERFLOW:
-            total, first = _STUB.unpack_from(page.buffer, off)
+            total, first = _STUB.unpack_from(record, 0)
+            del record  # the view pins the page's buffer
             for p in self._chain(pgno, first, total, n - 8):
                 self.pager.free(p)
             length = total
@@ -391,7 +395,9 @@ class Heap:
         """
         pgno, slot = rid
         page = self.pager.read(pgno)
-        off, n, state = page._locate(slot)
+        record, state = page.view_and_state(slot)
+        n = len(record)
+        del record  # the view pins the page's buffer
         if state == fmt.SLOT_LIVE and len(value) <= self.inline_max:
             page = self.pager.write(pgno)
             try:
@@ -408,11 +414,45 @@ class Heap:
 
     def check_record(self, rid: Rid) -> Tuple[int, List[int]]:
         """check_record verifies one record; returns its length and its overflow pages."""
-        page, off, n, state = self._record(rid)
+        record, state = self._record(rid)
+        n = len(record)
         if state != fmt.SLOT_OVERFLOW:
             return n, []
-        total, first = self._stub(rid, page, off, n)
+        total, first = self._stub(rid, record)
         return total, self._chain(rid[0], first, total, n - 8)
+
+    def check(self) -> Dict[str, int]:
+        """check verifies the heap's own structure: the free-space map. O(map pages + pages it offers).
+
+        Every map page is a map page of the right length; every page the map
+        offers is a heap page whose entry matches its free space, in memory
+        and (once flushed) on its map page; the buckets hold exactly the
+        pages with a nonzero entry. Records are checked from the tree's side
+        (``check_record``, by the store's check), which knows which exist.
+
+        Returns:
+            ``{"map_pages", "offered_pages"}``.
+
+        Raises:
+            CorruptionError: naming the first page found wrong.
+        """
+        fsm = self.fsm
+        for pgno in fsm.pages:
+            page = self.pager.read(pgno)
+            if page.page_type != fmt.PAGE_FSM or len(page.view(0)) != fsm.per_page:
+                raise CorruptionError(pgno, "free-space map page is not a map page of the right length")
+        in_buckets = {(p, c) for c, bucket in enumerate(fsm.buckets) for p in bucket}
+        if in_buckets != set(fsm.cat.items()):
+            raise CorruptionError(None, "free-space map buckets disagree with its entries")
+        for c, bucket in enumerate(fsm.buckets):
+            if bool(bucket) != bool(fsm.nonempty >> c & 1):
+                raise CorruptionError(None, f"free-space map bucket {c} and its bit disagree")
+        for pgno in fsm.cat:
+            if self.pager.read(pgno).page_type != fmt.PAGE_HEAP:
+                raise CorruptionError(pgno, "free-space map offers a page that is not a heap page")
+            if pgno not in fsm.pending:
+                self.check_page(pgno)
+        return {"map_pages": len(fsm.pages), "offered_pages": len(fsm.cat)}
 
     def check_page(self, pgno: int) -> None:
         """check_page verifies a heap page's map entry matches its free space."""

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from array import array
 from operator import itemgetter
-from typing import List, Tuple
+from typing import Any, List, Optional, Tuple
 
 from . import format as fmt
-from ._native import EFULL, OK, ffi, lib, raise_for
-from .page import SlottedPage, _scratch  # the page layer's per-thread out-parameters
+from ._native import EFULL, OK, ffi, lib, raise_for, scratch
+from .page import SlottedPage
 
 _node_search = lib.ps_node_search
 _first = itemgetter(0)
@@ -36,27 +36,29 @@ def is_leaf(raw: bytes) -> bool:
     return raw[fmt.OFF_TYPE] == fmt.PAGE_LEAF
 
 
-def search(raw: bytes, key: bytes, after: bool) -> Tuple[int, bool, int, int]:
+def search(raw: bytes, key: bytes, after: bool, pgno: Optional[int] = None) -> Tuple[int, bool, int, int]:
     """search returns ``(index, equal, pgno, slot)`` for ``key`` in a raw node. One C call.
 
     ``after`` False: index = first key >= ``key`` (bisect_left) and ``equal``
     says whether that key is ``key``; True: first key > ``key``
-    (bisect_right), ``equal`` always False. ``pgno``/``slot``: for a leaf the
-    rid at ``index`` ((0, 0) past the end), for an internal node the page of
-    child ``index``.
+    (bisect_right), ``equal`` always False. The returned ``pgno``/``slot``:
+    for a leaf the rid at ``index`` ((0, 0) past the end), for an internal
+    node the page of child ``index``.
 
     Raises:
-        CorruptionError: the bytes are not a sound node (pgno not known here:
-            the caller re-raises it with its page number).
+        CorruptionError: the bytes are not a sound node (names ``pgno``, the
+            node's page number, which the caller knows and the bytes are not
+            trusted to say).
     """
-    u32, eq, u16 = _scratch()
+    u32, eq, u16 = scratch()
     rc = _node_search(raw, len(raw), key, len(key), after, u32, eq, u32 + 1, u16)
     if rc != OK:
-        raise_for(rc, None, "node search")
-    return u32[0], bool(eq[0]), u32[1], u16[0]
+        raise_for(rc, pgno, "node search")
+    found: Tuple[int, bool, int, int] = (u32[0], bool(eq[0]), u32[1], u16[0])
+    return found
 
 
-def child(raw: bytes, key: bytes) -> int:
+def child(raw: bytes, key: bytes, pgno: Optional[int] = None) -> int:
     """child returns the page of the child of internal node ``raw`` whose range holds ``key``.
 
     ``search(raw, key, True)[2]``, for the descent: a point read takes one
@@ -65,11 +67,12 @@ def child(raw: bytes, key: bytes) -> int:
     Raises:
         CorruptionError: as ``search``.
     """
-    u32, eq, u16 = _scratch()
+    u32, eq, u16 = scratch()
     rc = _node_search(raw, len(raw), key, len(key), True, u32, eq, u32 + 1, u16)
     if rc != OK:
-        raise_for(rc, None, "node search")
-    return u32[1]
+        raise_for(rc, pgno, "node search")
+    child_pgno: int = u32[1]
+    return child_pgno
 
 
 def check(raw: bytes, pgno: int) -> None:
@@ -79,12 +82,12 @@ def check(raw: bytes, pgno: int) -> None:
     Raises:
         CorruptionError: naming ``pgno``.
     """
-    rc = lib.ps_node_decode(raw, len(raw), ffi.NULL, ffi.NULL, ffi.NULL, ffi.NULL, 0, _scratch()[0])
+    rc = lib.ps_node_decode(raw, len(raw), ffi.NULL, ffi.NULL, ffi.NULL, ffi.NULL, 0, scratch()[0])
     if rc != OK:
         raise_for(rc, pgno)
 
 
-def decode(raw: bytes, pgno: int) -> Tuple[bool, List[bytes], list]:
+def decode(raw: bytes, pgno: int) -> Tuple[bool, List[bytes], List[Any]]:
     """decode returns ``(leaf, keys, vals)`` of a raw node, checking it as ``check`` does.
 
     Leaf: ``vals[i]`` is the rid ``(pgno, slot)`` of ``keys[i]``. Internal:
@@ -101,7 +104,7 @@ def decode(raw: bytes, pgno: int) -> Tuple[bool, List[bytes], list]:
     ends = array("I", bytes(4 * n))
     pgnos = array("I", bytes(4 * n))
     slots = array("H", bytes(2 * n))
-    count = _scratch()[0]
+    count = scratch()[0]
     rc = lib.ps_node_decode(raw, len(raw), _ptr32(starts), _ptr32(ends), _ptr32(pgnos),
                             ffi.from_buffer("uint16_t[]", slots), n, count)
     if rc != OK:
@@ -115,11 +118,11 @@ def decode(raw: bytes, pgno: int) -> Tuple[bool, List[bytes], list]:
     return False, keys, pgnos.tolist()[:c]
 
 
-def _ptr32(arr: array):
+def _ptr32(arr: "array[int]") -> Any:
     return ffi.from_buffer("uint32_t[]", arr)
 
 
-def build(page: SlottedPage, pgno: int, leaf: bool, keys: List[bytes], vals: list) -> None:
+def build(page: SlottedPage, pgno: int, leaf: bool, keys: List[bytes], vals: List[Any]) -> None:
     """build writes a whole node into ``page`` (header, then entries in order). One C call.
 
     ``keys``/``vals`` as ``decode`` returns them. Raises PageFullError when
@@ -137,7 +140,7 @@ def build(page: SlottedPage, pgno: int, leaf: bool, keys: List[bytes], vals: lis
         pgnos = array("I", vals)
         slots = ffi.NULL
         ptype = fmt.PAGE_INTERNAL
-    rc = lib.ps_node_build(page._ptr, page._size, pgno, ptype, b"".join(keys), _ptr32(klens), _ptr32(pgnos),
+    rc = lib.ps_node_build(page.cdata, page.page_size, pgno, ptype, b"".join(keys), _ptr32(klens), _ptr32(pgnos),
                            slots, len(vals))
     if rc != OK:
         raise_for(rc, pgno, f"node of {len(vals)} entries")
@@ -149,7 +152,7 @@ def leaf_insert(page: SlottedPage, index: int, key: bytes, pgno: int, slot: int)
     ``index`` comes from ``search``; the C side refuses (ValueError) a key
     that does not lie strictly between its neighbours.
     """
-    rc = lib.ps_node_leaf_insert(page._ptr, page._size, index, key, len(key), pgno, slot)
+    rc = lib.ps_node_leaf_insert(page.cdata, page.page_size, index, key, len(key), pgno, slot)
     if rc == OK:
         return True
     if rc == EFULL:
@@ -159,15 +162,16 @@ def leaf_insert(page: SlottedPage, index: int, key: bytes, pgno: int, slot: int)
 
 def leaf_remove(page: SlottedPage, index: int) -> int:
     """leaf_remove drops entry ``index`` of a leaf page in place; returns the bytes the rest cost."""
-    used = _scratch()[0]
-    rc = lib.ps_node_leaf_remove(page._ptr, page._size, index, used)
+    used = scratch()[0]
+    rc = lib.ps_node_leaf_remove(page.cdata, page.page_size, index, used)
     if rc != OK:
         raise_for(rc, page.pgno_hint, f"leaf remove at {index}")
-    return used[0]
+    n: int = used[0]
+    return n
 
 
 def leaf_set_rid(page: SlottedPage, index: int, pgno: int, slot: int) -> None:
     """leaf_set_rid points entry ``index`` of a leaf page at record (pgno, slot), in place."""
-    rc = lib.ps_node_leaf_set_rid(page._ptr, page._size, index, pgno, slot)
+    rc = lib.ps_node_leaf_set_rid(page.cdata, page.page_size, index, pgno, slot)
     if rc != OK:
         raise_for(rc, page.pgno_hint, f"leaf entry {index}")

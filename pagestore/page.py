@@ -19,31 +19,16 @@ Example::
 from __future__ import annotations
 
 import struct
-import threading
 from array import array
-from typing import Iterator, List, Optional, Tuple, Union
+from typing import Any, Iterator, List, Optional, Tuple, Union
 
 from . import format as fmt
-from ._native import EINVAL, OK, ffi, lib, raise_for, strerror
+from ._native import EINVAL, OK, ffi, lib, raise_for, scratch, strerror
 from .errors import CorruptionError, PageFullError
 
 BytesLike = Union[bytes, bytearray, memoryview]
 
 _U16 = struct.Struct("<H")
-_tls = threading.local()
-
-
-def _scratch():
-    """_scratch returns this thread's out-parameters for the C calls (here and in nodes.py).
-
-    Allocating them per call (ffi.new) was a third of a record read's cost.
-    Per thread, because cffi releases the GIL during the C call.
-    """
-    try:
-        return _tls.s
-    except AttributeError:
-        _tls.s = s = (ffi.new("uint32_t[3]"), ffi.new("uint8_t *"), ffi.new("uint16_t *"))
-        return s
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 
@@ -55,7 +40,7 @@ def as_bytes_like(data: object, what: str = "data") -> BytesLike:
         TypeError: ``data`` is not bytes, bytearray or a contiguous memoryview.
     """
     if type(data) is bytes or type(data) is bytearray:
-        return data  # type: ignore[return-value]
+        return data
     if isinstance(data, str) or data is None:
         raise TypeError(f"{what} must be bytes-like (bytes, bytearray or memoryview), not {type(data).__name__}")
     try:
@@ -153,25 +138,34 @@ class SlottedPage:
         n = len(data) if type(data) is not memoryview else data.nbytes
         if n > fmt.MAX_RECORD:
             raise PageFullError(f"record of {n} bytes exceeds the largest a page holds ({fmt.MAX_RECORD})")
-        out = _scratch()[2]
+        out = scratch()[2]
         rc = lib.ps_page_insert(self._ptr, self._size, ffi.from_buffer(data), n, state, out)
         if rc == EINVAL and state in (fmt.SLOT_LIVE, fmt.SLOT_OVERFLOW):
             # The data lies inside this very page: copy it out and retry.
             rc = lib.ps_page_insert(self._ptr, self._size, bytes(data), n, state, out)
         if rc != OK:
             raise_for(rc, self.pgno_hint, f"{n}-byte record")
-        return out[0]
+        slot: int = out[0]
+        return slot
 
     def _locate(self, slot: int) -> Tuple[int, int, int]:
         if not isinstance(slot, int) or isinstance(slot, bool):
             raise TypeError(f"slot must be an int, not {type(slot).__name__}")
         if slot < 0 or slot > 0xFFFF:
             raise_for(lib.PS_ENOSLOT, self.pgno_hint, f"slot {slot}")
-        out, st, _ = _scratch()
+        out, st, _ = scratch()
         rc = lib.ps_page_read(self._ptr, self._size, slot, out, out + 1, st)
         if rc != OK:
             raise_for(rc, self.pgno_hint, f"slot {slot}")
         return out[0], out[1], st[0]
+
+    def view_and_state(self, slot: int) -> Tuple[memoryview, int]:
+        """view_and_state returns ``(view(slot), state(slot))`` with one lookup. Raises NotFoundError.
+
+        For the heap, whose record's state says how to read its bytes.
+        """
+        off, n, state = self._locate(slot)
+        return memoryview(self._buf)[off : off + n], state
 
     def read(self, slot: int) -> bytes:
         """read returns a copy of the record at ``slot``. Raises NotFoundError."""
@@ -210,6 +204,24 @@ class SlottedPage:
         if rc != OK:
             raise_for(rc, self.pgno_hint, f"slot {slot}, {n}-byte record")
 
+    def patch(self, slot: int, offset: int, data: BytesLike) -> None:
+        """patch overwrites ``data`` at ``offset`` inside the live record at ``slot``, in place.
+
+        The record's length, slot and position do not change, so nothing
+        else on the page moves: for fixed-layout records edited a few bytes
+        at a time (the free-space map's one byte per page).
+
+        Raises:
+            NotFoundError: no live record at ``slot``.
+            ValueError: the bytes would not lie inside the record.
+        """
+        off, n, _ = self._locate(slot)
+        data = as_bytes_like(data)
+        size = len(data) if type(data) is not memoryview else data.nbytes
+        if offset < 0 or offset + size > n:
+            raise ValueError(f"patch of {size} bytes at {offset} does not lie inside the {n}-byte record in slot {slot}")
+        self._buf[off + offset : off + offset + size] = data
+
     def delete(self, slot: int) -> None:
         """delete frees ``slot`` for reuse; trailing free slots are trimmed. Raises NotFoundError."""
         if not isinstance(slot, int) or isinstance(slot, bool) or slot < 0 or slot > 0xFFFF:
@@ -237,7 +249,7 @@ class SlottedPage:
         offs = ffi.new("uint32_t[]", n)
         lens = ffi.new("uint32_t[]", n)
         states = ffi.new("uint8_t[]", n)
-        count = _scratch()[0]
+        count = scratch()[0]
         rc = lib.ps_page_read_all(self._ptr, self._size, slots, offs, lens, states, n, count)
         if rc != OK:
             raise_for(rc, self.pgno_hint)
@@ -280,7 +292,7 @@ class SlottedPage:
     # ---- space ----
 
     def _space(self) -> Tuple[int, int, int]:
-        out = _scratch()[0]
+        out = scratch()[0]
         rc = lib.ps_page_free_space(self._ptr, self._size, out, out + 1, out + 2)
         if rc != OK:
             raise_for(rc, self.pgno_hint)
@@ -330,35 +342,48 @@ class SlottedPage:
     def page_size(self) -> int:
         return self._size
 
+    @property
+    def cdata(self) -> Any:
+        """cdata: the page's buffer as a cffi ``uint8_t[]``. For nodes.py only, the other
+        Python face of the C core (node pages); nothing above those two sees cdata."""
+        return self._ptr
+
     def __len__(self) -> int:
         """len(page): the number of live records."""
-        return _U16.unpack_from(self._buf, fmt.OFF_NLIVE)[0]
+        n: int = _U16.unpack_from(self._buf, fmt.OFF_NLIVE)[0]
+        return n
 
     nlive = property(__len__)
 
     @property
     def nslots(self) -> int:
-        return _U16.unpack_from(self._buf, fmt.OFF_NSLOTS)[0]
+        v: int = _U16.unpack_from(self._buf, fmt.OFF_NSLOTS)[0]
+        return v
 
     @property
     def lower(self) -> int:
-        return _U16.unpack_from(self._buf, fmt.OFF_LOWER)[0]
+        v: int = _U16.unpack_from(self._buf, fmt.OFF_LOWER)[0]
+        return v
 
     @property
     def upper(self) -> int:
-        return _U32.unpack_from(self._buf, fmt.OFF_UPPER)[0]
+        v: int = _U32.unpack_from(self._buf, fmt.OFF_UPPER)[0]
+        return v
 
     @property
     def frag(self) -> int:
-        return _U32.unpack_from(self._buf, fmt.OFF_FRAG)[0]
+        v: int = _U32.unpack_from(self._buf, fmt.OFF_FRAG)[0]
+        return v
 
     @property
     def checksum(self) -> int:
-        return _U32.unpack_from(self._buf, fmt.OFF_CHECKSUM)[0]
+        v: int = _U32.unpack_from(self._buf, fmt.OFF_CHECKSUM)[0]
+        return v
 
     @property
     def pgno(self) -> int:
-        return _U32.unpack_from(self._buf, fmt.OFF_PGNO)[0]
+        v: int = _U32.unpack_from(self._buf, fmt.OFF_PGNO)[0]
+        return v
 
     @pgno.setter
     def pgno(self, value: int) -> None:
@@ -366,7 +391,8 @@ class SlottedPage:
 
     @property
     def lsn(self) -> int:
-        return _U64.unpack_from(self._buf, fmt.OFF_LSN)[0]
+        v: int = _U64.unpack_from(self._buf, fmt.OFF_LSN)[0]
+        return v
 
     @lsn.setter
     def lsn(self, value: int) -> None:
@@ -378,7 +404,8 @@ class SlottedPage:
 
     @property
     def next(self) -> int:
-        return _U32.unpack_from(self._buf, fmt.OFF_NEXT)[0]
+        v: int = _U32.unpack_from(self._buf, fmt.OFF_NEXT)[0]
+        return v
 
     @next.setter
     def next(self, value: int) -> None:
@@ -410,7 +437,46 @@ class RecordLookup:
         self._len = self._out + 1
         self._state = ffi.new("uint8_t *")
         self._cap = 0
-        self._many: tuple = ()
+        self._many: Tuple[Any, ...] = ()
+
+    def values(self, pages: List[SlottedPage], slots: List[int], page_type: int) -> List[Optional[bytes]]:
+        """values returns a copy of record ``slots[i]`` of ``pages[i]`` for every i: ``find_many``'s one C call.
+
+        Only a whole live record (SLOT_LIVE) in a page of type ``page_type``
+        is returned; any other (a free or out-of-range slot, an overflow
+        stub, a page of another type) is None, for the caller to look at
+        through its slower, checking path.
+        """
+        offs, lens, states = self.find_many(pages, slots)
+        live = fmt.SLOT_LIVE
+        out: List[Optional[bytes]] = []
+        add = out.append
+        for page, off, n, state in zip(pages, offs, lens, states):
+            buf = page._buf
+            add(bytes(buf[off : off + n]) if state == live and buf[_OFF_TYPE] == page_type else None)
+        return out
+
+    def record(self, page: SlottedPage, slot: int, page_type: int) -> Optional[Tuple[int, bytes]]:
+        """record returns ``(state, a copy of the record)`` of live ``slot``, or None when it is not one
+        or the page is not of type ``page_type``."""
+        buf = page._buf
+        if buf[_OFF_TYPE] != page_type:
+            return None
+        out = self._out
+        if _page_read(page._ptr, page._size, slot, out, self._len, self._state) != OK:
+            return None
+        off: int = out[0]
+        state: int = self._state[0]
+        return state, bytes(buf[off : off + out[1]])
+
+    def view(self, page: SlottedPage, pgno: int, slot: int, what: str) -> memoryview:
+        """view returns a zero-copy view of live record ``slot`` (valid until the page changes).
+
+        Raises:
+            CorruptionError: no such live record; names ``pgno`` and ``what``.
+        """
+        off, n, _ = self.locate(page, pgno, slot, what)
+        return memoryview(page._buf)[off : off + n]
 
     def find_many(self, pages: List[SlottedPage], slots: List[int]) -> Tuple[List[int], List[int], List[int]]:
         """find_many is ``find`` for record ``slots[i]`` of ``pages[i]``, for every i, in one C call.
@@ -438,7 +504,8 @@ class RecordLookup:
         """find returns ``(offset, length, state)`` of live ``slot``, or None when it is not one."""
         out = self._out
         if _page_read(page._ptr, page._size, slot, out, self._len, self._state) == OK:
-            return out[0], out[1], self._state[0]
+            found: Tuple[int, int, int] = (out[0], out[1], self._state[0])
+            return found
         return None
 
     def locate(self, page: SlottedPage, pgno: int, slot: int, what: str) -> Tuple[int, int, int]:
@@ -447,8 +514,10 @@ class RecordLookup:
         rc = _page_read(page._ptr, page._size, slot, out, self._len, self._state)
         if rc != OK:
             raise CorruptionError(pgno, f"{what}: slot {slot}: {strerror(rc)}")
-        return out[0], out[1], self._state[0]
+        found: Tuple[int, int, int] = (out[0], out[1], self._state[0])
+        return found
 
 
+_OFF_TYPE = fmt.OFF_TYPE
 _page_read = lib.ps_page_read
 _page_read_many = lib.ps_page_read_many

@@ -26,19 +26,24 @@ transaction larger than the cache still commits, and memory stays bounded.
 Free-page list: a chain through the ``next`` field of PAGE_FREE pages,
 headed by ``meta.freelist_head``. Freeing or reusing a page changes that
 page and the header only, so the list is persisted incrementally.
+
+Files: the pager owns the data file's lifecycle (create, lock, replace by a
+compacted copy: ``adopt``) and asks the log for its own (``wal.log_path``
+names it, ``WAL.remove`` deletes it). Nothing above the pager renames or
+unlinks a store's files.
 """
 from __future__ import annotations
 
 import os
 import sys
 from collections import OrderedDict
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 from . import fileio
 from . import format as fmt
 from .errors import CorruptionError, InvalidFileError, PageStoreError, ReadOnlyError
 from .page import SlottedPage
-from .wal import KEEP_BYTES, WAL
+from .wal import KEEP_BYTES, WAL, Frame, log_path, remove_log
 
 DEFAULT_CACHE_BYTES = 32 * 1024 * 1024
 DEFAULT_WAL_LIMIT = 16 * 1024 * 1024
@@ -57,10 +62,10 @@ class _Frame:
         self.epoch = epoch
 
 
-_refcount = getattr(sys, "getrefcount", None)
+_refcount: Optional[Callable[[object], int]] = getattr(sys, "getrefcount", None)
 
 
-def _unshared_refcounts() -> Optional[tuple]:
+def _unshared_refcounts() -> Optional[Tuple[int, int]]:
     """_unshared_refcounts: what ``_refcount`` says of a frame's page and buffer that nobody else holds.
 
     Measured on a sample frame, in the same expression ``_evict`` uses, so
@@ -95,6 +100,7 @@ class Pager:
     ) -> None:
         self.path = path
         self.readonly = readonly
+        self._opener = opener
         self.sync_default = sync
         self.wal_limit = wal_limit
         self.epoch = 0
@@ -135,7 +141,7 @@ class Pager:
         head = self.file.read(0, fmt.FILE_HEADER_SIZE)
         disk_meta = fmt.decode_meta(head, path)
         self.page_size = disk_meta.page_size
-        self.wal = WAL(path + "-wal", self.page_size, disk_meta.file_id, readonly=readonly, opener=opener)
+        self.wal = WAL(log_path(path), self.page_size, disk_meta.file_id, readonly=readonly, opener=opener)
         self.wal.recover(disk_meta.checkpoint_seq)
         if 0 in self.wal.index:
             self.meta = fmt.decode_meta(self.wal.read_frame(self.wal.index[0], 0), path)
@@ -303,7 +309,11 @@ class Pager:
                 cache.move_to_end(pgno, last=False)
                 break
             over -= 1
-            if self._spare is None and _UNSHARED is not None and (_refcount(f.page), _refcount(f.buf)) == _UNSHARED:
+            if (
+                self._spare is None
+                and _refcount is not None
+                and (_refcount(f.page), _refcount(f.buf)) == _UNSHARED
+            ):
                 self._spare = f
         if over <= 0:
             return
@@ -391,6 +401,35 @@ class Pager:
                 raise CorruptionError(pgno, "free list has a cycle")
             pgno = page.next
 
+    def check(self) -> Dict[str, int]:
+        """check verifies the pager's own invariants and the log's (``WAL.check``). O(free list + cache).
+
+        The free list is a chain of free pages inside the file, as long as
+        the header says, without a cycle; every cached page lies inside the
+        file and carries its own number; every dirty page is cached as dirty.
+
+        Returns:
+            ``{"pages", "free_pages", "cached", "dirty", "log_frames"}``.
+
+        Raises:
+            CorruptionError: naming the first page found wrong.
+        """
+        assert self.wal is not None
+        free = sum(1 for _ in self.freelist())
+        if free != self.meta.freelist_count:
+            raise CorruptionError(0, f"header counts {self.meta.freelist_count} free pages, the list holds {free}")
+        for pgno, f in self.cache.items():
+            if not 0 < pgno < self.meta.page_count:
+                raise CorruptionError(pgno, f"cached page outside the file ({self.meta.page_count} pages)")
+            if f.page.pgno != pgno:
+                raise CorruptionError(pgno, f"cached page is stamped with number {f.page.pgno}")
+        for pgno, f in self.dirty.items():
+            if self.cache.get(pgno) is not f or not f.dirty:
+                raise CorruptionError(pgno, "dirty page is not in the cache as dirty")
+        log = self.wal.check()
+        return {"pages": self.meta.page_count, "free_pages": free, "cached": len(self.cache),
+                "dirty": len(self.dirty), "log_frames": log["frames"]}
+
     # ---- transactions ----
 
     def check_writable(self) -> None:
@@ -416,33 +455,17 @@ class Pager:
         self.check_writable()
         txn = self.meta.lsn + 1
         self.meta.lsn = txn
-        frames = []
+        frames: List[Frame] = []
         for pgno in sorted(self.dirty):
             f = self.dirty[pgno]
             f.page.lsn = txn
             f.page.set_checksum()
             frames.append((pgno, f.buf))
         frames.append((0, self.meta.encode()))
-        # If the log write or sync fails, the WAL must not go on believing in
-        # this commit (its index would serve the new images under the old
-        # header): remember what append_many changes, and put it back.
-        wal = self.wal
-        spilled = dict(wal.txn_index)
-        replaced = {p: wal.index.get(p) for p in set(spilled) | {p for p, _ in frames}}
-        mark = (wal.committed_end, wal.committed_crc)
-        try:
-            wal.append_many(frames, txn, self.meta.page_count)
-            if self.sync_default if sync is None else sync:
-                wal.sync()
-        except BaseException:
-            for p, off in replaced.items():
-                if off is None:
-                    wal.index.pop(p, None)
-                else:
-                    wal.index[p] = off
-            wal.txn_index = spilled
-            wal.committed_end, wal.committed_crc = mark
-            raise
+        # All or nothing in the log's memory: if the write or the sync fails,
+        # the WAL does not go on believing in this commit (its index would
+        # serve the new images under the old header), and the caller rolls back.
+        self.wal.commit(frames, txn, self.meta.page_count, durable=self.sync_default if sync is None else sync)
         for f in self.dirty.values():
             f.dirty = False
         self.dirty.clear()
@@ -519,6 +542,66 @@ class Pager:
         self.committed = self.meta.copy()
         self.wal.reset(disk.checkpoint_seq)
 
+    # ---- replacing the file ----
+
+    def compaction_path(self) -> str:
+        """compaction_path returns where a compacted copy of this store is built, beside it,
+        with any leftover of an earlier, interrupted compaction removed. Give the finished
+        copy to ``adopt``, or to ``discard`` if building it failed."""
+        self.check_writable()
+        path = self.path + ".compact"
+        discard(path)
+        return path
+
+    def adopt(self, path: str) -> None:
+        """adopt replaces this store's data file with the finished store at ``path`` and goes on
+        serving it: the pager object stays, its cache starts empty, its log starts a new
+        generation for the new file.
+
+        ``path`` must be a closed, checkpointed store of the same page size
+        (its log gone), such as one built at ``compaction_path()``. The
+        order keeps a crash harmless: the new file is locked before it is
+        renamed over the old one (no other process can slip in between), the
+        directory is synced after the rename, and the old log, whose header
+        names the old file, counts for nothing once the new file is in place.
+        Callers above the pager (the store's ``compact``) must drop what
+        they cached of the old file.
+
+        Raises:
+            PageStoreError: a transaction is open.
+            InvalidFileError, VersionMismatchError: ``path`` is not a store of this page size.
+            OSError: the new file cannot be opened, locked or renamed (this store is then unchanged).
+        """
+        assert self.file is not None and self.wal is not None
+        self.check_writable()
+        if self.in_transaction:
+            raise PageStoreError("adopt inside a transaction")
+        self.checkpoint()
+        new = self._opener(path, create=False, readonly=False)
+        try:
+            new.lock(exclusive=True)
+            head = new.read(0, fmt.FILE_HEADER_SIZE)
+            if fmt.read_fixed_header(head, path) != self.page_size:
+                raise InvalidFileError(f"{path}: page size differs from {self.path}'s {self.page_size}")
+            meta = fmt.decode_meta(head, path)
+            remove_log(path)
+            os.replace(path, self.path)
+        except BaseException:
+            new.close()
+            raise
+        fileio.sync_directory(self.path)
+        old, self.file = self.file, new
+        self._read_into = getattr(new, "read_into", None)
+        old.close()
+        self.cache.clear()
+        self.dirty.clear()
+        self._spare = None
+        self.meta = meta
+        self.committed = meta.copy()
+        self.wal.close()
+        self.wal = WAL(log_path(self.path), self.page_size, meta.file_id, opener=self._opener)
+        self.wal.recover(meta.checkpoint_seq)  # the old file's log: not this file's, so started afresh
+
     # ---- sizes and closing ----
 
     def file_size(self) -> int:
@@ -537,11 +620,7 @@ class Pager:
                     self.rollback()
                 if checkpoint:
                     self.checkpoint()
-                    self.wal.close()
-                    try:
-                        os.unlink(self.path + "-wal")
-                    except FileNotFoundError:
-                        pass
+                    self.wal.remove()
         finally:
             self._close_files()
             self.cache.clear()
@@ -555,3 +634,13 @@ class Pager:
         if self.file is not None:
             self.file.close()
             self.file = None
+
+
+def discard(path: str) -> None:
+    """discard deletes the store file at ``path`` and its log, if present: a compacted copy
+    that will not be adopted. The file must not be open."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    remove_log(path)

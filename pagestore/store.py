@@ -22,6 +22,7 @@ long, and sees each value as committed at the moment it read it.
 """
 from __future__ import annotations
 
+import operator
 import os
 import stat
 import threading
@@ -45,7 +46,7 @@ from .errors import (
 )
 from .heap import Heap
 from .page import as_bytes_like
-from .pager import DEFAULT_CACHE_BYTES, DEFAULT_WAL_LIMIT, Pager
+from .pager import DEFAULT_CACHE_BYTES, DEFAULT_WAL_LIMIT, Pager, discard
 
 T = TypeVar("T")
 #: What ``open`` and ``Store`` take as a path: text, bytes (decoded with
@@ -171,7 +172,7 @@ def _bounds(start: Optional[bytes], stop: Optional[bytes], prefix: Optional[byte
     return lo, hi
 
 
-class Store(MutableMapping):
+class Store(MutableMapping[Any, Any]):
     """Store is an open pagestore file; use ``pagestore.open`` to get one.
 
     Keys and values are bytes-like; keys order bytewise. ``len(db)`` is O(1);
@@ -189,6 +190,7 @@ class Store(MutableMapping):
         cache_size: int = DEFAULT_CACHE_BYTES,
         sync: bool = True,
         wal_limit: int = DEFAULT_WAL_LIMIT,
+        strict: bool = False,
         _opener: fileio.Opener = fileio.open_file,
     ) -> None:
         try:
@@ -201,6 +203,7 @@ class Store(MutableMapping):
         self.readonly = readonly
         self._abspath = os.path.abspath(self.path)
         self._pid = _PID
+        self.strict = strict
         self._lock = threading.RLock()
         self._version = 0  # bumped by every write: scans re-descend after one
         self._closed = True
@@ -213,13 +216,19 @@ class Store(MutableMapping):
         # reads +15% over a quarter for the tree, other phases unchanged).
         # What the tree's half does not hold yet it lends to the pager.
         self._cache_size = cache_size
-        self._options = dict(cache_size=cache_size - cache_size // 2, sync=sync, wal_limit=wal_limit)
         existed = _check_path(self.path, create=create, readonly=readonly)
         _refuse_if_open_here(self.path, readonly, _opener)
         try:
             try:
                 self._pager = Pager(
-                    self.path, create=create, readonly=readonly, page_size=page_size, opener=_opener, **self._options
+                    self.path,
+                    create=create,
+                    readonly=readonly,
+                    page_size=page_size,
+                    opener=_opener,
+                    cache_size=cache_size - cache_size // 2,
+                    sync=sync,
+                    wal_limit=wal_limit,
                 )
             except IsADirectoryError as exc:
                 raise PageStoreError(f"{self.path}: is a directory, not a store file") from exc
@@ -238,11 +247,10 @@ class Store(MutableMapping):
             raise  # someone else's file now, even if it was not there a moment ago
         except BaseException:
             if not existed:  # a failed open leaves no new file behind
-                for leftover in (self.path, self.path + "-wal"):
-                    try:
-                        os.unlink(leftover)
-                    except OSError:
-                        pass
+                try:
+                    discard(self.path)
+                except OSError:
+                    pass
             raise
         self._closed = False
         _open_stores[id(self)] = self
@@ -283,10 +291,14 @@ class Store(MutableMapping):
             result = fn()
             self._tree.flush()
             self._heap.flush()
-            self._pager.commit(sync)
+            committed = self._pager.commit(sync)
         except BaseException:
             self._abort()
             raise
+        if self.strict and committed:
+            # bbolt's StrictMode: the whole check after every commit, so a bug
+            # shows at the commit that made it, not pages and hours later.
+            self.check()
         return result
 
     def _abort(self) -> None:
@@ -426,7 +438,7 @@ class Store(MutableMapping):
                 taken += len(part)
                 resume = part[-1][0]
 
-    def items(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False) -> Iterator[Tuple[bytes, bytes]]:
+    def items(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False) -> Iterator[Tuple[bytes, bytes]]:  # type: ignore[override]
         """items yields ``(key, value)`` with ``start <= key < stop`` (and the prefix), in key order.
 
         Lazy: memory is bounded by one leaf, however large the store.
@@ -507,10 +519,13 @@ class Store(MutableMapping):
     def check(self) -> Dict[str, int]:
         """check verifies every invariant of the store and returns what it counted.
 
-        Key order and tree shape (the B+tree's check), every record id live and
-        referenced once, overflow chains, the free-space map, and that every
-        page is accounted for exactly once (header, tree, heap, overflow, map,
-        free list). Memory: one bit per heap slot.
+        Each layer's own check (the B+tree's, with its node cache; the
+        heap's free-space map; the pager's free list and cache, and the
+        log's), then what only the store sees across them: every record id
+        live and referenced once, overflow chains, and that every page is
+        accounted for exactly once (header, tree, heap, overflow, map, free
+        list). Memory: one bit per heap slot. With ``strict`` it runs after
+        every commit.
 
         Raises:
             CorruptionError: naming the first page found wrong.
@@ -528,6 +543,8 @@ class Store(MutableMapping):
                 owner[pgno] = what
 
             tree_stats = self._tree.check()
+            pager.check()
+            self._heap.check()
             for pgno in self._tree.pages():
                 claim(pgno, "tree")
             for pgno in pager.freelist():
@@ -586,19 +603,19 @@ class Store(MutableMapping):
     def compact(self) -> int:
         """compact rewrites the store densely and shrinks the file; returns the bytes returned to the OS.
 
-        The live records are copied in key order into a new file beside this
-        one, which is synced and then renamed over it. A crash before the
-        rename leaves the old store as it was; after it, the new one. The
-        Store object stays usable throughout (other threads wait).
+        The live records are copied in key order into a new store beside this
+        one (``Pager.compaction_path``), which is closed (checkpointed and
+        synced), and then the pager adopts it in place of the old file
+        (``Pager.adopt``: a rename). A crash before the rename leaves the old
+        store as it was; after it, the new one. The Store object stays usable
+        throughout (other threads wait).
         """
         with self._lock:
             pager = self._begin()
             pager.check_writable()
             before = pager.file_size() + pager.wal_size()
             pager.checkpoint()
-            tmp = self.path + ".compact"
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            tmp = pager.compaction_path()
             new = Store(tmp, create=True, page_size=pager.page_size, sync=False, _opener=self._opener)
             try:
                 batch: List[Tuple[bytes, bytes]] = []
@@ -619,36 +636,23 @@ class Store(MutableMapping):
                         flush()
                 if batch:
                     flush()
-                new._pager.close()  # checkpoints and syncs the new file
+                new._pager.close()  # checkpoints and syncs the new file, removes its log
             except BaseException:
                 new._pager.close(checkpoint=False)
-                os.unlink(tmp)
+                discard(tmp)
                 raise
             new._closed = True
-            old_pager = self._pager
-            # The lock is taken on the new file before it replaces the old one,
-            # so no other process can slip in between.
-            fresh = Pager(tmp, create=False, page_size=pager.page_size, opener=self._opener, **self._options)
-            os.replace(tmp, self.path)
-            try:
-                os.unlink(tmp + "-wal")
-            except FileNotFoundError:
-                pass
-            fileio.sync_directory(self.path)
-            fresh.path = self.path
-            if fresh.wal is not None:
-                fresh.wal.close()
-            fresh.wal = None
-            from .wal import WAL
-
-            fresh.wal = WAL(self.path + "-wal", fresh.page_size, fresh.meta.file_id, opener=self._opener)
-            fresh.wal.recover(fresh.meta.checkpoint_seq)
-            old_pager.close(checkpoint=False)
             self._version += 1
-            self._pager = fresh
-            self._tree = BTree(fresh, node_cache=self._tree_node_cache(), lend=True)
-            self._heap = Heap(fresh)
-            after = fresh.file_size() + fresh.wal_size()
+            try:
+                pager.adopt(tmp)
+            except BaseException:
+                discard(tmp)
+                raise
+            finally:
+                # Whatever happened, nothing cached of the old file may be trusted.
+                self._tree = BTree(pager, node_cache=self._tree_node_cache(), lend=True)
+                self._heap = Heap(pager)
+            after = pager.file_size() + pager.wal_size()
             return max(0, before - after)
 
     def _tree_node_cache(self) -> int:
@@ -745,7 +749,7 @@ class Store(MutableMapping):
                 yield key, value
 
 
-class Transaction(MutableMapping):
+class Transaction(MutableMapping[Any, Any]):
     """Transaction buffers writes and applies them atomically at commit.
 
     It is a mapping that sees its own writes over the store's committed
@@ -769,7 +773,7 @@ class Transaction(MutableMapping):
         v = self._writes.get(k)
         if v is _DELETED:
             raise NotFoundError(k)
-        if v is not None:
+        if isinstance(v, bytes):
             return v
         return self._store[k]
 
@@ -807,7 +811,7 @@ class Transaction(MutableMapping):
     def __iter__(self) -> Iterator[bytes]:
         return self.keys()
 
-    def items(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False) -> Iterator[Tuple[bytes, bytes]]:
+    def items(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False) -> Iterator[Tuple[bytes, bytes]]:  # type: ignore[override]
         """items merges the store's committed entries with this transaction's writes."""
         self._check()
         lo, hi = _bounds(start, stop, prefix)
@@ -819,9 +823,9 @@ class Transaction(MutableMapping):
     def values(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False) -> Iterator[bytes]:  # type: ignore[override]
         return (v for _, v in self.items(start, stop, prefix=prefix, reverse=reverse))
 
-    def _merge(self, base: Iterator, lo: Optional[bytes], hi: Optional[bytes], reverse: bool) -> Iterator[Tuple[bytes, bytes]]:
-        mine = iter(list(self._writes.irange(lo, hi, inclusive=(True, False), reverse=reverse)))
-        before = (lambda a, b: a > b) if reverse else (lambda a, b: a < b)
+    def _merge(self, base: Iterator[Tuple[bytes, Optional[bytes]]], lo: Optional[bytes], hi: Optional[bytes], reverse: bool) -> Iterator[Tuple[bytes, bytes]]:
+        mine: Iterator[bytes] = iter(list(self._writes.irange(lo, hi, inclusive=(True, False), reverse=reverse)))
+        before: Callable[[bytes, bytes], bool] = operator.gt if reverse else operator.lt
         b = next(base, None)
         m = next(mine, None)
         while b is not None or m is not None:
@@ -862,6 +866,16 @@ class Transaction(MutableMapping):
             self.rollback()
 
 
+def remove(path: StorePath) -> None:
+    """remove deletes a store that nobody has open: its data file and its log.
+
+    For tools that made a store and must not leave it behind (the CLI's
+    ``put`` and ``load`` when they fail before their first commit). Missing
+    files are not an error.
+    """
+    discard(os.fsdecode(path))
+
+
 def open(
     path: StorePath,
     *,
@@ -870,6 +884,7 @@ def open(
     page_size: int = 4096,
     cache_size: int = DEFAULT_CACHE_BYTES,
     sync: bool = True,
+    strict: bool = False,
 ) -> Store:
     """open opens (or creates) a store file and returns a Store.
 
@@ -886,6 +901,9 @@ def open(
             large the store is).
         sync: make each commit durable before it returns (fdatasync). With
             False, a crash may lose the latest commits but never consistency.
+        strict: run ``check()`` after every commit (as bbolt's StrictMode):
+            O(store) per commit, for tests and debugging. A failed check
+            raises ``CorruptionError`` after the commit it follows.
 
     Raises:
         TypeError, ValueError: an argument of the wrong type or out of range
@@ -898,4 +916,6 @@ def open(
         StoreLockedError: another process has it open for writing.
         CorruptionError: the header or log is damaged beyond recovery.
     """
-    return Store(path, create=create, readonly=readonly, page_size=page_size, cache_size=cache_size, sync=sync)
+    return Store(
+        path, create=create, readonly=readonly, page_size=page_size, cache_size=cache_size, sync=sync, strict=strict
+    )

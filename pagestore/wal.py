@@ -8,7 +8,7 @@ So a page in the data file is never trusted half-written: any page a crash
 could have torn mid-checkpoint still has its full image in the log, and
 recovery reads it from there.
 
-LOG FILE LAYOUT (``<store>-wal``), little-endian
+LOG FILE LAYOUT (``<store>-wal``: ``log_path`` is the one place that says so), little-endian
 
     +------------+---------+---------+-----+
     | log header | frame 0 | frame 1 | ... |      frame = 32-byte header + page image
@@ -50,10 +50,10 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from . import fileio
-from ._native import crc32c, ffi, lib
+from ._native import crc32c
 from .errors import CorruptionError
 
 WAL_MAGIC = b"psWAL\r\n\x00"
@@ -63,8 +63,6 @@ FRAME_HEADER_SIZE = 32
 _HDR = struct.Struct("<8sIIQQI")  # magic, version, page_size, file_id, generation, salt
 _FRAME = struct.Struct("<IIQQI")  # pgno, commit, txn, offset, salt
 _U32 = struct.Struct("<I")
-_crc = lib.ps_crc32c
-_from_buffer = ffi.from_buffer
 
 #: The log file grows in zero-filled steps of this many bytes, and keeps up to
 #: KEEP_BYTES across checkpoints: fdatasync after overwriting blocks already
@@ -74,6 +72,30 @@ GROW_BYTES = 256 * 1024
 #: append_many writes a commit's frames in writes of about this many bytes.
 WRITE_CHUNK = 1024 * 1024
 KEEP_BYTES = 4 * 1024 * 1024
+
+#: A frame to append: (page number, the page image).
+Frame = Tuple[int, Union[bytes, bytearray, memoryview]]
+
+
+def log_path(path: str) -> str:
+    """log_path returns the name of the log of the store at ``path``: ``<path>-wal``.
+
+    The one place that knows it; everything else asks here.
+    """
+    return path + "-wal"
+
+
+class _Mark:
+    """_Mark is what an append may change in a WAL's memory, saved so a failed one can be undone."""
+
+    __slots__ = ("end", "crc", "committed_end", "committed_crc", "synced", "txn_index", "replaced")
+
+    def __init__(self, wal: "WAL", pgnos: Sequence[int]) -> None:
+        self.end, self.crc, self.synced = wal.end, wal._crc, wal._synced
+        self.committed_end, self.committed_crc = wal.committed_end, wal.committed_crc
+        self.txn_index = dict(wal.txn_index)
+        index = wal.index
+        self.replaced = {p: index.get(p) for p in (*self.txn_index, *pgnos)}
 
 
 class WAL:
@@ -183,25 +205,67 @@ class WAL:
 
     # ---- writing ----
 
-    def append(self, pgno: int, page: bytes, txn: int) -> int:
+    def append(self, pgno: int, page: "bytes | bytearray | memoryview", txn: int) -> int:
         """append writes one frame of the open transaction (a page spilled from
         the cache) at the end of the log and returns its offset."""
         offset = self.end
         self.append_many([(pgno, page)], txn, 0)
         return offset
 
-    def append_many(self, frames: list, txn: int, commit_page_count: int) -> None:
-        """append_many writes page images in one write call.
+    def commit(self, frames: List[Frame], txn: int, page_count: int, *, durable: bool) -> None:
+        """commit appends a transaction's last frames, page 0 last, as its commit frame, and with
+        ``durable`` syncs the log. All or nothing: if the write or the sync fails, the log's
+        memory (index, end, checksum chain) is as it was before the call, and the error is raised.
+
+        Callers: the pager's commit only.
+        """
+        mark = _Mark(self, [p for p, _ in frames])
+        try:
+            self._append(frames, txn, page_count)
+            if durable:
+                self.sync()
+        except BaseException:
+            self._restore(mark)
+            raise
+
+    def append_many(self, frames: List[Frame], txn: int, commit_page_count: int) -> None:
+        """append_many writes page images in as few write calls as it can. All or nothing in memory:
+        if a write fails, the log's index, end and checksum chain are as before the call.
 
         With ``commit_page_count`` the last frame commits the transaction: the
-        caller passes page 0 last, then calls ``sync`` if durability is wanted.
-        Without it, the frames belong to the open transaction (``txn_index``).
+        caller passes page 0 last, then calls ``sync`` if durability is wanted
+        (``commit`` does both, undoing both on failure). Without it, the
+        frames belong to the open transaction (``txn_index``).
         """
+        mark = _Mark(self, [p for p, _ in frames])
+        try:
+            self._append(frames, txn, commit_page_count)
+        except BaseException:
+            self._restore(mark)
+            raise
+
+    def _restore(self, mark: _Mark) -> None:
+        """_restore puts back what ``_append`` (and a sync) changed in memory since ``mark``.
+
+        The bytes written past the old end stay in the file; they are past the
+        committed end, so the next append overwrites them and recovery never
+        keeps them (no commit frame after the last valid one is theirs).
+        """
+        for p, off in mark.replaced.items():
+            if off is None:
+                self.index.pop(p, None)
+            else:
+                self.index[p] = off
+        self.txn_index = mark.txn_index
+        self.end, self._crc, self._synced = mark.end, mark.crc, mark.synced
+        self.committed_end, self.committed_crc = mark.committed_end, mark.committed_crc
+
+    def _append(self, frames: List[Frame], txn: int, commit_page_count: int) -> None:
         assert self.file is not None
         out = bytearray()
         offset = start = self.end
         crc = self._crc
-        offsets = []
+        offsets: List[Tuple[int, int]] = []
         last = len(frames) - 1
         page_size = self.page_size
         self._reserve(start + len(frames) * self.frame_size)
@@ -209,7 +273,7 @@ class WAL:
             assert len(page) == page_size
             commit = commit_page_count if i == last else 0
             head = _FRAME.pack(pgno, commit, txn, offset, self.salt)
-            crc = _crc(_crc(crc, head, _FRAME.size), _from_buffer(page), page_size)  # crc32c, minus its wrapper
+            crc = crc32c(page, crc32c(head, crc))
             out += head
             out += _U32.pack(crc)
             out += page
@@ -291,6 +355,37 @@ class WAL:
         self.txn_index.clear()
         self._synced = True
 
+    def check(self) -> Dict[str, int]:
+        """check verifies the log's bookkeeping against its rules and its file. O(indexed frames).
+
+        Every committed frame lies on a frame boundary before the committed
+        end and belongs to its page; every frame of the open transaction lies
+        between the committed end and the end; the ends are ordered and
+        inside the file; the header on disk is this log's.
+
+        Returns:
+            ``{"frames", "txn_frames", "generation", "end"}``.
+
+        Raises:
+            CorruptionError: a frame or the header does not hold (names the page; the header is page None).
+        """
+        if self.file is None:
+            return {"frames": 0, "txn_frames": 0, "generation": self.generation, "end": 0}
+        if not WAL_HEADER_SIZE <= self.committed_end <= self.end <= max(self.allocated, self.file.size()):
+            raise CorruptionError(None, f"log ends out of order: committed {self.committed_end}, end {self.end}")
+        if self.index or self.txn_index:
+            head = self._read_header()
+            if head is None or head[:2] != (self.generation, self.salt):
+                raise CorruptionError(None, "log header is not the one this log was started with")
+        for index, lo, hi in ((self.index, WAL_HEADER_SIZE, self.committed_end),
+                              (self.txn_index, self.committed_end, self.end)):
+            for pgno, off in index.items():
+                if not lo <= off < hi or (off - WAL_HEADER_SIZE) % self.frame_size:
+                    raise CorruptionError(pgno, f"log frame offset {off} outside [{lo}, {hi}) or off a frame boundary")
+                self.read_frame(off, pgno)  # raises CorruptionError if the frame is another page's
+        return {"frames": len(self.index), "txn_frames": len(self.txn_index), "generation": self.generation,
+                "end": self.end}
+
     def size(self) -> int:
         """size: bytes of log in use (header and frames up to the end)."""
         return self.end if self.file is not None else 0
@@ -300,6 +395,24 @@ class WAL:
         return self.allocated if self.file is not None else 0
 
     def close(self) -> None:
+        """close releases the log file (it stays on disk)."""
         if self.file is not None:
             self.file.close()
             self.file = None
+
+    def remove(self) -> None:
+        """remove closes the log and deletes its file. Callers: the pager, after a checkpoint at close."""
+        self.close()
+        _unlink(self.path)
+
+
+def remove_log(store_path: str) -> None:
+    """remove_log deletes the log of the store at ``store_path``, if there is one."""
+    _unlink(log_path(store_path))
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

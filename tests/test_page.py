@@ -441,3 +441,19 @@ def test_header_fields_after_init():
     assert struct.unpack_from("<QBBHHHII", page.buffer, fmt.OFF_LSN)[0] == 2**40 + 3
     assert page.next == 17
     page.check()
+
+
+def test_patch_edits_inside_a_record_only():
+    page = SlottedPage.new(512)
+    a = page.insert(b"abcdef")
+    b = page.insert(b"xyz")
+    page.patch(a, 2, b"CD")
+    assert page.read(a) == b"abCDef" and page.read(b) == b"xyz"
+    page.check()
+    for offset, data in [(5, b"gh"), (-1, b"a"), (7, b"")]:
+        with pytest.raises(ValueError):
+            page.patch(a, offset, data)
+    page.delete(b)
+    with pytest.raises(KeyError):
+        page.patch(b, 0, b"q")
+    assert page.read(a) == b"abCDef"

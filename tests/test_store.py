@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import pagestore
+from pagestore.errors import CorruptionError
 from pagestore.store import Store, prefix_end
 
 KEYS = st.binary(min_size=0, max_size=24) | st.sampled_from([b"", b"a", b"ab", b"b", b"\xff", b"\xff\xff", b"a\x00"])
@@ -47,7 +48,7 @@ class StoreMachine(RuleBasedStateMachine):
         super().__init__()
         self.dir = tempfile.mkdtemp(prefix="ps-store-")
         self.path = os.path.join(self.dir, "t.ps")
-        self.db = Store(self.path, page_size=self.page_size, cache_size=self.page_size * 40, sync=False, wal_limit=64 * 1024)
+        self.db = Store(self.path, page_size=self.page_size, cache_size=self.page_size * 40, sync=False, wal_limit=64 * 1024, strict=True)
         self.model: dict = {}
 
     def teardown(self) -> None:
@@ -125,7 +126,7 @@ class StoreMachine(RuleBasedStateMachine):
     @rule()
     def reopen(self):
         self.db.close()
-        self.db = Store(self.path, cache_size=self.page_size * 40, sync=False, wal_limit=64 * 1024)
+        self.db = Store(self.path, cache_size=self.page_size * 40, sync=False, wal_limit=64 * 1024, strict=True)
         assert self.db._pager.page_size == self.page_size
 
     @rule()
@@ -242,3 +243,25 @@ def test_space_is_reused(tmp_path):
         assert dict(db.items()) == live
     # After the first rounds the live data is steady, and so is the file.
     assert max(sizes[4:]) <= sizes[3] * 1.1, sizes
+
+
+def test_strict_mode_checks_after_every_commit(tmp_path):
+    # bbolt's StrictMode: a bookkeeping bug is caught at the commit that makes it
+    for strict in (False, True):
+        with pagestore.open(tmp_path / f"s{strict}.ps", strict=strict) as db:
+            checks = []
+            real = db.check
+            db.check = lambda: checks.append(1) or real()  # type: ignore[method-assign]
+            db[b"a"] = b"1"
+            db[b"b"] = b"2"
+            del db[b"a"]
+            with db.transaction() as txn:
+                txn[b"c"] = b"3"
+            assert len(checks) == (4 if strict else 0)
+            db._pager.meta.live_bytes += 1  # the kind of slip a layer could make
+            if strict:
+                with pytest.raises(CorruptionError, match="live bytes"):
+                    db[b"d"] = b"4"
+            else:
+                db[b"d"] = b"4"  # committed silently: only an explicit check would see it
+            assert db[b"d"] == b"4"  # the commit itself stands either way

@@ -1,0 +1,225 @@
+"""Heap through its own interface, over a real pager: insert, read, update, delete, overflow chains,
+free-space map reuse, against a dict of record id -> value.
+
+512-byte pages make a value over 236 bytes an overflow record, so chains of
+several pages come from values of a few KiB. ``Heap.check`` and
+``check_record`` run after every step of the state machine.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Dict, List, Tuple
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from pagestore import format as fmt
+from pagestore.errors import CorruptionError
+from pagestore.heap import Heap
+from pagestore.pager import Pager
+
+PS = 512
+Rid = Tuple[int, int]
+
+VALUES = st.one_of(
+    st.binary(max_size=40),
+    st.binary(min_size=200, max_size=300),  # either side of inline_max (236)
+    st.integers(500, 3000).map(lambda n: bytes(range(256)) * (n // 256) + b"t" * (n % 256)),  # chains
+)
+
+
+@pytest.fixture
+def heap(tmp_path):
+    pager = Pager(str(tmp_path / "h.ps"), page_size=PS)
+    yield Heap(pager)
+    pager.close()
+
+
+def commit(heap: Heap) -> None:
+    heap.flush()
+    heap.pager.commit()
+
+
+def test_sizes_follow_the_page(heap):
+    assert heap.chunk == PS - fmt.HEADER_SIZE - fmt.SLOT_SIZE
+    assert heap.inline_max == heap.chunk // 2
+
+
+def test_insert_read_update_delete(heap):
+    rid = heap.insert(b"hello")
+    assert heap.read(rid) == b"hello"
+    assert heap.check_record(rid) == (5, [])
+    same, old_len = heap.update(rid, b"hello, world")
+    assert same == rid and old_len == 5 and heap.read(rid) == b"hello, world"
+    assert heap.delete(rid) == 12
+    with pytest.raises(CorruptionError):
+        heap.read(rid)
+    heap.check()
+
+
+def test_overflow_chain_is_whole_and_freed(heap):
+    value = os.urandom(5 * heap.chunk + 100)
+    rid = heap.insert(value)
+    length, chain = heap.check_record(rid)
+    assert length == len(value) and len(chain) == 5  # the 100-byte rest stays in the stub's tail
+    assert all(heap.pager.read(p).page_type == fmt.PAGE_OVERFLOW for p in chain)
+    assert heap.read(rid) == value
+    assert heap.read_many([rid, rid]) == [value, value]
+    free_before = heap.pager.meta.freelist_count
+    assert heap.delete(rid) == len(value)
+    assert heap.pager.meta.freelist_count >= free_before + 5  # the chain (and the emptied page) went back
+    commit(heap)
+    heap.check()
+
+
+def test_update_that_grows_moves_the_record(heap):
+    rids = [heap.insert(b"x" * 200) for _ in range(2)]  # the page is nearly full
+    new, old_len = heap.update(rids[0], b"y" * 230)
+    assert old_len == 200 and heap.read(new) == b"y" * 230 and heap.read(rids[1]) == b"x" * 200
+    big, _ = heap.update(new, b"z" * 2000)  # to an overflow record
+    assert heap.read(big) == b"z" * 2000 and heap.check_record(big)[1]
+    small, old_len = heap.update(big, b"s")
+    assert old_len == 2000 and heap.read(small) == b"s"
+    commit(heap)
+    heap.check()
+
+
+def test_free_space_map_reuses_room(heap):
+    pager = heap.pager
+    rids = [heap.insert(b"%03d" % i + b"." * 60) for i in range(60)]
+    commit(heap)
+    pages = pager.meta.page_count
+    for rid in rids[::2]:
+        heap.delete(rid)
+    commit(heap)
+    heap.check()
+    for i in range(30):  # the same amount again fits in the holes: no new page
+        heap.insert(b"%03d" % i + b"," * 60)
+    commit(heap)
+    assert pager.meta.page_count == pages
+    heap.check()
+
+
+def test_free_space_map_survives_reopen(tmp_path):
+    path = str(tmp_path / "h.ps")
+    pager = Pager(path, page_size=PS)
+    heap = Heap(pager)
+    rids = [heap.insert(b"v" * 50) for _ in range(40)]
+    for rid in rids[:10]:
+        heap.delete(rid)
+    commit(heap)
+    cat = dict(heap.fsm.cat)
+    assert cat and heap.check()["map_pages"] >= 1
+    pager.close()
+    pager = Pager(path)
+    heap = Heap(pager)
+    assert heap.fsm.cat == cat
+    heap.check()
+    pager.close()
+
+
+def test_check_catches_a_wrong_map_entry(heap):
+    rid = heap.insert(b"a" * 50)
+    commit(heap)
+    heap.fsm.cat[rid[0]] += 1  # the map and its buckets disagree
+    with pytest.raises(CorruptionError, match="buckets"):
+        heap.check()
+    heap.reset()
+    heap.check()
+    heap.fsm.set(rid[0], 0)
+    heap.fsm.set(rid[0], PS // 2)  # claims more room than the page has
+    heap.flush()
+    with pytest.raises(CorruptionError, match="does not match") as err:
+        heap.check()
+    assert err.value.pgno == rid[0]
+
+
+def test_dangling_record_ids_are_corruption(heap):
+    rid = heap.insert(b"v")
+    commit(heap)
+    for bad, pgno in [((rid[0], 7), rid[0]), ((heap.fsm.pages[0], 0), heap.fsm.pages[0])]:
+        with pytest.raises(CorruptionError) as err:
+            heap.read(bad)
+        assert err.value.pgno == pgno
+
+
+class HeapMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = tempfile.mkdtemp(prefix="ps-heap-")
+        self.pager = Pager(os.path.join(self.dir, "h.ps"), page_size=PS, cache_size=PS * 48)
+        self.heap = Heap(self.pager)
+        self.model: Dict[Rid, bytes] = {}
+        self.committed: Dict[Rid, bytes] = {}
+
+    def teardown(self) -> None:
+        self.pager.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def pick(self, data: st.DataObject) -> Rid:
+        return data.draw(st.sampled_from(sorted(self.model)), label="rid")
+
+    @rule(value=VALUES)
+    def insert(self, value: bytes) -> None:
+        self.pager.begin_operation()
+        rid = self.heap.insert(value)
+        assert rid not in self.model
+        self.model[rid] = value
+
+    @precondition(lambda self: self.model)
+    @rule(data=st.data(), value=VALUES)
+    def update(self, data: st.DataObject, value: bytes) -> None:
+        self.pager.begin_operation()
+        rid = self.pick(data)
+        new, old_len = self.heap.update(rid, value)
+        assert old_len == len(self.model.pop(rid))
+        assert new not in self.model
+        self.model[new] = value
+
+    @precondition(lambda self: self.model)
+    @rule(data=st.data())
+    def delete(self, data: st.DataObject) -> None:
+        self.pager.begin_operation()
+        rid = self.pick(data)
+        assert self.heap.delete(rid) == len(self.model.pop(rid))
+
+    @precondition(lambda self: self.model)
+    @rule(data=st.data())
+    def read_many(self, data: st.DataObject) -> None:
+        self.pager.begin_operation()
+        rids: List[Rid] = data.draw(st.lists(st.sampled_from(sorted(self.model)), max_size=8), label="rids")
+        assert self.heap.read_many(rids) == [self.model[r] for r in rids]
+
+    @rule()
+    def commit(self) -> None:
+        commit(self.heap)
+        self.committed = dict(self.model)
+
+    @rule()
+    def rollback(self) -> None:
+        self.pager.rollback()
+        self.heap.reset()
+        self.model = dict(self.committed)
+
+    @invariant()
+    def matches_model(self) -> None:
+        self.pager.begin_operation()
+        self.heap.check()
+        chains: List[int] = []
+        for rid, value in self.model.items():
+            self.pager.begin_operation()
+            assert self.heap.read(rid) == value
+            length, chain = self.heap.check_record(rid)
+            assert length == len(value)
+            chains.extend(chain)
+        assert len(chains) == len(set(chains))  # no overflow page serves two records
+
+
+TestHeap = HeapMachine.TestCase
+TestHeap.settings = settings(
+    max_examples=40, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)

@@ -1,0 +1,366 @@
+"""Pager through its own interface: read, write, allocate, free, commit, rollback, checkpoint, reopen, adopt.
+
+Pages here are plain heap pages holding one marker record each; the pager
+knows nothing of what they hold. ``Pager.check`` (and through it
+``WAL.check``) runs after every step that changes state. A hypothesis
+state machine drives random page edits, commits, rollbacks, checkpoints
+and reopens against a dict of the committed records.
+"""
+from __future__ import annotations
+
+import os
+from typing import Dict
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from pagestore import fileio
+from pagestore import format as fmt
+from pagestore.errors import CorruptionError, InvalidFileError, PageStoreError, ReadOnlyError
+from pagestore.pager import Pager, discard
+from pagestore.wal import log_path
+
+PS = 512
+
+
+def marker(pager: Pager, pgno: int) -> bytes:
+    return pager.read(pgno).read(0)
+
+
+def new_page(pager: Pager, data: bytes) -> int:
+    page = pager.allocate(fmt.PAGE_HEAP)
+    page.insert(data)
+    return page.pgno
+
+
+def test_allocate_write_commit_read_back(tmp_path):
+    path = str(tmp_path / "p.ps")
+    pager = Pager(path, page_size=PS)
+    assert pager.meta.page_count == 1 and pager.check()["pages"] == 1
+    a = new_page(pager, b"alpha")
+    b = new_page(pager, b"beta")
+    assert (a, b) == (1, 2) and pager.in_transaction
+    pager.check()
+    assert pager.commit() is True
+    assert pager.commit() is False  # nothing left to commit
+    pager.begin_operation()
+    pager.write(a).update(0, b"ALPHA")
+    pager.commit()
+    assert marker(pager, a) == b"ALPHA" and marker(pager, b) == b"beta"
+    assert pager.check() == {"pages": 3, "free_pages": 0, "cached": 2, "dirty": 0, "log_frames": 3}
+    pager.close()
+    assert not os.path.exists(log_path(path))  # close checkpoints and removes the log
+    again = Pager(path)
+    assert again.page_size == PS and marker(again, a) == b"ALPHA"
+    again.check()
+    again.close()
+
+
+def test_rollback_discards_writes_allocations_and_frees(tmp_path):
+    pager = Pager(str(tmp_path / "p.ps"), page_size=PS)
+    a = new_page(pager, b"kept")
+    pager.commit()
+    pager.begin_operation()
+    pager.write(a).update(0, b"changed")
+    new_page(pager, b"new")
+    pager.rollback()
+    assert marker(pager, a) == b"kept" and pager.meta.page_count == 2 and not pager.in_transaction
+    pager.free(a)
+    assert pager.meta.freelist_count == 1
+    pager.rollback()
+    assert pager.meta.freelist_count == 0 and marker(pager, a) == b"kept"
+    pager.check()
+    pager.close()
+
+
+def test_free_list_is_reused_and_checked(tmp_path):
+    pager = Pager(str(tmp_path / "p.ps"), page_size=PS)
+    pages = [new_page(pager, b"%d" % i) for i in range(5)]
+    pager.commit()
+    pager.free(pages[1])
+    pager.free(pages[3])
+    assert list(pager.freelist()) == [pages[3], pages[1]]  # head first
+    assert pager.check()["free_pages"] == 2
+    with pytest.raises(CorruptionError, match="freed twice"):
+        pager.free(pages[3])
+    pager.commit()
+    assert pager.allocate(fmt.PAGE_HEAP).pgno == pages[3]  # the head of the free list comes back first
+    assert pager.meta.page_count == 6
+    pager.commit()
+    pager.check()
+    # check() catches a free list whose length the header misstates
+    pager.meta.freelist_count += 1
+    with pytest.raises(CorruptionError, match="free pages"):
+        pager.check()
+    pager.meta.freelist_count -= 1
+    pager.close()
+
+
+def test_reads_outside_the_file_are_corruption(tmp_path):
+    pager = Pager(str(tmp_path / "p.ps"), page_size=PS)
+    new_page(pager, b"x")
+    pager.commit()
+    for pgno in (0, 2, 99):
+        with pytest.raises(CorruptionError) as err:
+            pager.read(pgno)
+        assert err.value.pgno == pgno
+    pager.close()
+
+
+def test_checkpoint_moves_the_log_into_the_file(tmp_path):
+    path = str(tmp_path / "p.ps")
+    pager = Pager(path, page_size=PS)
+    a = new_page(pager, b"logged")
+    pager.commit()
+    assert pager.wal is not None and a in pager.wal.index
+    size_before = os.path.getsize(path)
+    pager.checkpoint()
+    assert not pager.wal.index and pager.meta.checkpoint_seq == 1
+    assert os.path.getsize(path) > size_before
+    with open(path, "rb") as f:
+        f.seek(a * PS)
+        raw = f.read(PS)
+    assert b"logged" in raw
+    new_page(pager, b"logged too")
+    pager.commit()
+    new_page(pager, b"open")
+    with pytest.raises(PageStoreError, match="inside a transaction"):
+        pager.checkpoint()
+    pager.rollback()
+    pager.check()
+    pager.close()
+
+
+def test_reopen_recovers_committed_and_drops_the_rest(tmp_path):
+    path = str(tmp_path / "p.ps")
+    pager = Pager(path, page_size=PS)
+    a = new_page(pager, b"one")
+    pager.commit()
+    pager.write(a).update(0, b"uncommitted")
+    assert pager.wal is not None
+    pager.wal.sync()
+    # a crash: nothing closes the pager; its files are copied as they are
+    crash = str(tmp_path / "crash.ps")
+    with open(path, "rb") as src, open(crash, "wb") as dst:
+        dst.write(src.read())
+    with open(log_path(path), "rb") as src, open(log_path(crash), "wb") as dst:
+        dst.write(src.read())
+    pager.close(checkpoint=False)
+    again = Pager(crash)
+    assert marker(again, a) == b"one"
+    assert again.wal is not None and not again.wal.index  # a writer checkpoints at once
+    again.check()
+    again.close()
+
+
+def test_read_only_pager_refuses_writes(tmp_path):
+    path = str(tmp_path / "p.ps")
+    pager = Pager(path, page_size=PS)
+    a = new_page(pager, b"ro")
+    pager.commit()
+    pager.close()
+    ro = Pager(path, readonly=True)
+    assert marker(ro, a) == b"ro"
+    for call in (lambda: ro.write(a), lambda: ro.allocate(fmt.PAGE_HEAP), lambda: ro.free(a)):
+        with pytest.raises(ReadOnlyError):
+            call()
+    ro.check()
+    ro.close()
+
+
+def build_store(path: str, records: Dict[int, bytes], page_size: int = PS) -> None:
+    """build_store makes a closed store whose pages 1..n hold ``records`` (what compaction hands to adopt)."""
+    other = Pager(path, page_size=page_size)
+    for i in sorted(records):
+        assert new_page(other, records[i]) == i
+    other.commit()
+    other.close()
+
+
+def test_adopt_replaces_the_file_in_place(tmp_path):
+    path = str(tmp_path / "p.ps")
+    pager = Pager(path, page_size=PS)
+    for i in range(20):
+        new_page(pager, b"old %d" % i)
+    pager.commit()
+    old_id = pager.meta.file_id
+    copy = pager.compaction_path()
+    assert copy == path + ".compact"
+    build_store(copy, {1: b"new 1", 2: b"new 2"})
+    pager.adopt(copy)
+    assert not os.path.exists(copy) and not os.path.exists(log_path(copy))
+    assert pager.meta.page_count == 3 and pager.meta.file_id != old_id
+    assert marker(pager, 2) == b"new 2"
+    assert os.path.getsize(path) == 3 * PS
+    pager.check()
+    pager.write(1).update(0, b"after adopt")  # the adopted file takes commits through the same log
+    pager.commit()
+    pager.close()
+    again = Pager(path)
+    assert marker(again, 1) == b"after adopt" and marker(again, 2) == b"new 2"
+    again.check()
+    again.close()
+
+
+def test_compaction_path_clears_leftovers(tmp_path):
+    path = str(tmp_path / "p.ps")
+    pager = Pager(path, page_size=PS)
+    for leftover in (path + ".compact", log_path(path + ".compact")):
+        with open(leftover, "wb") as f:
+            f.write(b"half-built")
+    copy = pager.compaction_path()
+    assert not os.path.exists(copy) and not os.path.exists(log_path(copy))
+    build_store(copy, {1: b"x"})
+    discard(copy)
+    assert not os.path.exists(copy)
+    pager.close()
+
+
+def test_adopt_refuses_what_it_cannot_take(tmp_path):
+    path = str(tmp_path / "p.ps")
+    pager = Pager(path, page_size=PS)
+    a = new_page(pager, b"mine")
+    pager.commit()
+    copy = pager.compaction_path()
+    build_store(copy, {1: b"big pages"}, page_size=1024)
+    with pytest.raises(InvalidFileError, match="page size"):
+        pager.adopt(copy)
+    discard(copy)
+    build_store(copy, {1: b"fine"})
+    pager.write(a).update(0, b"open txn")
+    with pytest.raises(PageStoreError, match="inside a transaction"):
+        pager.adopt(copy)
+    pager.rollback()
+    with open(str(tmp_path / "junk"), "wb") as f:
+        f.write(b"not a store" * 100)
+    with pytest.raises(InvalidFileError):
+        pager.adopt(str(tmp_path / "junk"))
+    assert marker(pager, a) == b"mine"  # every refusal left the store as it was
+    pager.check()
+    pager.close()
+
+
+class FailingSync:
+    """FailingSync wraps a File whose next ``sync`` raises OSError while ``fail`` is set."""
+
+    fail = False
+
+    def __init__(self, inner: fileio.File) -> None:
+        self.inner = inner
+
+    def sync(self) -> None:
+        if FailingSync.fail:
+            FailingSync.fail = False
+            raise OSError(5, "injected sync error")
+        self.inner.sync()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_failed_commit_rolls_back_cleanly(tmp_path):
+    def opener(path: str, *, create: bool = False, readonly: bool = False) -> FailingSync:
+        return FailingSync(fileio.open_file(path, create=create, readonly=readonly))
+
+    path = str(tmp_path / "p.ps")
+    pager = Pager(path, page_size=PS, opener=opener)  # type: ignore[arg-type]
+    a = new_page(pager, b"before")
+    pager.commit()
+    pager.write(a).update(0, b"lost")
+    FailingSync.fail = True
+    with pytest.raises(OSError):
+        pager.commit()
+    pager.rollback()
+    assert marker(pager, a) == b"before"
+    pager.check()
+    pager.write(a).update(0, b"after")
+    pager.commit()
+    pager.close()
+    again = Pager(path)
+    assert marker(again, a) == b"after"
+    again.close()
+
+
+class PagerMachine(RuleBasedStateMachine):
+    """Random page edits against a dict; pages hold one record, a small cache forces spills."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import tempfile
+
+        self.dir = tempfile.mkdtemp(prefix="ps-pager-")
+        self.path = os.path.join(self.dir, "p.ps")
+        self.pager = Pager(self.path, page_size=PS, cache_size=PS * 32, wal_limit=32 * 1024)
+        self.model: Dict[int, bytes] = {}  # the open transaction's view
+        self.committed: Dict[int, bytes] = {}
+
+    def teardown(self) -> None:
+        self.pager.close()
+        import shutil
+
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def pick(self, data: st.DataObject) -> int:
+        return data.draw(st.sampled_from(sorted(self.model)), label="page")
+
+    @rule(value=st.binary(max_size=40))
+    def allocate(self, value: bytes) -> None:
+        self.pager.begin_operation()
+        self.model[new_page(self.pager, value)] = value
+
+    @precondition(lambda self: self.model)
+    @rule(data=st.data(), value=st.binary(max_size=40))
+    def write(self, data: st.DataObject, value: bytes) -> None:
+        self.pager.begin_operation()
+        pgno = self.pick(data)
+        self.pager.write(pgno).update(0, value)
+        self.model[pgno] = value
+
+    @precondition(lambda self: self.model)
+    @rule(data=st.data())
+    def free(self, data: st.DataObject) -> None:
+        self.pager.begin_operation()
+        pgno = self.pick(data)
+        self.pager.free(pgno)
+        del self.model[pgno]
+
+    @rule()
+    def commit(self) -> None:
+        self.pager.commit()
+        self.committed = dict(self.model)
+
+    @rule()
+    def rollback(self) -> None:
+        self.pager.rollback()
+        self.model = dict(self.committed)
+
+    @rule()
+    def checkpoint(self) -> None:
+        self.pager.commit()
+        self.committed = dict(self.model)
+        self.pager.checkpoint()
+
+    @rule()
+    def reopen(self) -> None:
+        self.pager.close()  # rolls back an open transaction
+        self.pager = Pager(self.path, cache_size=PS * 32, wal_limit=32 * 1024)
+        self.model = dict(self.committed)
+
+    @invariant()
+    def pages_match(self) -> None:
+        self.pager.begin_operation()
+        stats = self.pager.check()
+        for pgno, value in self.model.items():
+            self.pager.begin_operation()
+            assert marker(self.pager, pgno) == value
+        free = set(self.pager.freelist())
+        assert free.isdisjoint(self.model) and len(free) == stats["free_pages"]
+        assert free | set(self.model) == set(range(1, self.pager.meta.page_count))
+
+
+TestPager = PagerMachine.TestCase
+TestPager.settings = settings(
+    max_examples=40, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
