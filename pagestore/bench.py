@@ -351,9 +351,10 @@ class PagestoreAdapter(Adapter):
 
     def get(self, key: bytes) -> Optional[bytes]:
         try:
-            return self.db[key]
+            value: bytes = self.db[key]  # a bytes-to-bytes store
         except KeyError:
             return None
+        return value
 
     def scan_all(self) -> int:
         count = 0

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import operator
 from bisect import bisect_left, bisect_right
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from . import format as fmt
 from . import nodes
@@ -144,6 +144,65 @@ class BTree:
             found = node.vals[i] if i < len(keys) and keys[i] == key else None
         cache.trim()
         return found
+
+    def get_sorted(self, keys: Sequence[bytes]) -> List[Optional[Rid]]:
+        """get_sorted returns the rid of each of ``keys`` (sorted ascending, no duplicates), or None.
+
+        ``[get(k) for k in keys]`` with one descent per leaf instead of one
+        per key (Store.get_many): the descent to the leaf of the first key
+        not yet looked up also yields that leaf's upper bound (the nearest
+        separator to its right on the path), and every key below the bound
+        is searched in that leaf, one page-local C call each.
+        O(leaves touched * height + len(keys)).
+
+        Raises:
+            CorruptionError: a node at the wrong depth or a damaged node (names its page).
+        """
+        out: List[Optional[Rid]] = [None] * len(keys)
+        meta = self.pager.meta
+        if not meta.root or not keys:
+            return out
+        cache = self.nodes
+        height = meta.tree_height
+        n, i = len(keys), 0
+        try:
+            while i < n:
+                key = self._check_key(keys[i])
+                pgno = meta.root
+                hi: Optional[bytes] = None
+                for _ in range(height - 1):
+                    node = cache.load(pgno)  # internal nodes stay decoded in the cache; there are few
+                    if node.leaf:
+                        raise self._misplaced(pgno, True, height)
+                    j = bisect_right(node.keys, key)
+                    if j < len(node.keys):
+                        hi = node.keys[j]  # a deeper separator is tighter: the last one set bounds the leaf
+                    pgno = node.vals[j]
+                entry = cache.entry(pgno)
+                if not entry.leaf:
+                    raise self._misplaced(pgno, False, height)
+                # keys[i] < hi, so the run holds at least keys[i]
+                end = n if hi is None else bisect_left(keys, hi, i)
+                raw = entry.raw
+                if raw is not None:
+                    for t in range(i, end):
+                        _, equal, rpgno, slot = _search(raw, keys[t], False, pgno)
+                        if equal:
+                            out[t] = (rpgno, slot)
+                else:
+                    leaf = entry.node
+                    assert leaf is not None
+                    lkeys, vals = leaf.keys, leaf.vals
+                    for t in range(i, end):
+                        k = keys[t]
+                        x = bisect_left(lkeys, k)
+                        if x < len(lkeys) and lkeys[x] == k:
+                            out[t] = vals[x]
+                i = end
+                cache.trim()  # nothing of this leaf is held past here: keep the cache within its bound
+        finally:
+            cache.trim()
+        return out
 
     def put(self, key: bytes, rid: Rid) -> Optional[Rid]:
         """put maps ``key`` to ``rid`` and returns the rid it replaced, or None. O(log n).

@@ -753,7 +753,7 @@ def scan(db: str, start: Optional[str], stop: Optional[str], prefix: Optional[st
         if keys_only:
             rows: Iterator[Any] = ((k, None) for k in store.keys(lo, hi, prefix=pre, reverse=reverse))
         else:
-            rows = store.items(lo, hi, prefix=pre, reverse=reverse)
+            rows = iter(store.items(lo, hi, prefix=pre, reverse=reverse))
         for i, (k, v) in enumerate(rows):
             if limit is not None and i >= limit:
                 break

@@ -481,6 +481,11 @@ class Pager:
                 pass
         return True
 
+    def sync(self) -> None:
+        """sync makes every commit so far durable: the log is synced up to its end (commits made with sync=False too)."""
+        if self.wal is not None:
+            self.wal.sync()
+
     def checkpoint_threshold(self) -> int:
         """checkpoint_threshold: log bytes that trigger an automatic checkpoint.
 

@@ -25,14 +25,15 @@ from __future__ import annotations
 import operator
 import os
 import stat
+import sys
 import threading
 import weakref
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, TypeVar, Union
 
 from sortedcontainers import SortedDict
 
-from . import fileio
+from . import codecs, fileio
 from . import format as fmt
 from .btree import BTree
 from .errors import (
@@ -47,12 +48,15 @@ from .errors import (
 from .heap import Heap
 from .page import as_bytes_like
 from .pager import DEFAULT_CACHE_BYTES, DEFAULT_WAL_LIMIT, Pager, discard
+from .views import ItemsView, KeysView, ValuesView
 
 T = TypeVar("T")
 #: What ``open`` and ``Store`` take as a path: text, bytes (decoded with
 #: os.fsdecode, as the os module does) or a path-like of either.
 StorePath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 MAX_VALUE = 2**32 - 1
+#: get_many reads records in runs of this many per pager operation (pages stay pinned within one).
+_GET_MANY_RUN = 256
 _DELETED = object()
 #: How a scan batches its value reads; see Store._scan. Reading ahead costs
 #: more than the lock it saves when the caller stops early (a cache miss is
@@ -164,6 +168,12 @@ def _bounds(start: Optional[bytes], stop: Optional[bytes], prefix: Optional[byte
     hi = None if stop is None else bytes(as_bytes_like(stop, "stop"))
     if prefix is not None:
         prefix = bytes(as_bytes_like(prefix, "prefix"))
+    return _clip(lo, hi, prefix)
+
+
+def _clip(lo: Optional[bytes], hi: Optional[bytes], prefix: Optional[bytes]) -> Tuple[Optional[bytes], Optional[bytes]]:
+    """_clip narrows the encoded range [lo, hi) to the keys starting with the encoded ``prefix``."""
+    if prefix is not None:
         if lo is None or lo < prefix:
             lo = prefix
         end = prefix_end(prefix)
@@ -191,6 +201,8 @@ class Store(MutableMapping[Any, Any]):
         sync: bool = True,
         wal_limit: int = DEFAULT_WAL_LIMIT,
         strict: bool = False,
+        keys: Any = None,
+        values: Any = None,
         _opener: fileio.Opener = fileio.open_file,
     ) -> None:
         try:
@@ -216,6 +228,9 @@ class Store(MutableMapping[Any, Any]):
         # reads +15% over a quarter for the tree, other phases unchanged).
         # What the tree's half does not hold yet it lends to the pager.
         self._cache_size = cache_size
+        # Codec arguments are checked before the disk is touched (against the header after).
+        codecs.key_codec(keys, None)
+        codecs.value_codec(values, None)
         existed = _check_path(self.path, create=create, readonly=readonly)
         _refuse_if_open_here(self.path, readonly, _opener)
         try:
@@ -255,6 +270,76 @@ class Store(MutableMapping[Any, Any]):
         self._closed = False
         _open_stores[id(self)] = self
         self.max_key = self._tree.max_key
+        try:
+            self._use_codecs(keys, values)
+        except BaseException:
+            self.close()
+            raise
+
+    # ---- codecs ----
+
+    def _use_codecs(self, keys: Any, values: Any) -> None:
+        """_use_codecs picks the codecs (named, else recorded in the header) and records a new store's.
+
+        A store that has never committed (``lsn == 0``) has recorded nothing
+        yet: it takes the codecs named and writes them into its header at
+        once, with one commit. Any other store keeps the ones it recorded.
+
+        Raises:
+            ValueError: codecs other than the recorded ones, an unknown name,
+                a recorded custom codec not passed, a recorded "pickle" not named.
+        """
+        meta = self._pager.meta
+        fresh = meta.lsn == 0 and meta.page_count == 1
+        kc = codecs.key_codec(keys, None if fresh else meta.key_codec)
+        vc = codecs.value_codec(values, None if fresh else meta.value_codec)
+        self.key_codec: Any = kc
+        self.value_codec: Any = vc
+        # None for bytes: the bytes-to-bytes paths stay as they were, no call added.
+        self._kenc: Optional[Callable[[Any], bytes]] = None if kc is codecs.KEY_CODECS["bytes"] else kc.encode
+        self._kdec: Optional[Callable[[bytes], Any]] = None if kc is codecs.KEY_CODECS["bytes"] else kc.decode
+        self._venc: Optional[Callable[[Any], bytes]] = None if vc is codecs.VALUE_CODECS["bytes"] else vc.encode
+        self._vdec: Optional[Callable[[bytes], Any]] = None if vc is codecs.VALUE_CODECS["bytes"] else vc.decode
+        if fresh and not self.readonly and (meta.key_codec, meta.value_codec) != (kc.name, vc.name):
+            with self._lock:
+
+                def record() -> None:
+                    meta.key_codec, meta.value_codec = kc.name, vc.name
+
+                self._write(record)
+
+    def _typed_key(self, key: Any) -> bytes:
+        assert self._kenc is not None
+        k = self._kenc(key)
+        if type(k) is not bytes:
+            k = bytes(as_bytes_like(k, f"keys={self.key_codec.name!r} codec's encoding"))
+        if len(k) > self.max_key:
+            raise ValueError(
+                f"keys={self.key_codec.name!r} store: key encodes to {len(k)} bytes, over the maximum of "
+                f"{self.max_key} for {self._pager.page_size}-byte pages"
+            )
+        return k
+
+    def _typed_value(self, value: Any) -> bytes:
+        assert self._venc is not None
+        v = self._venc(value)
+        if type(v) is not bytes:
+            v = bytes(as_bytes_like(v, f"values={self.value_codec.name!r} codec's encoding"))
+        if len(v) > MAX_VALUE:
+            raise ValueError(f"values={self.value_codec.name!r} store: value encodes to {len(v)} bytes, over the maximum of {MAX_VALUE}")
+        return v
+
+    def _range(self, start: Any, stop: Any, prefix: Any) -> Tuple[Optional[bytes], Optional[bytes]]:
+        """_range encodes scan bounds with the key codec (a prefix through its ``encode_prefix``)."""
+        if self._kenc is None:
+            return _bounds(start, stop, prefix)
+        enc = self._kenc
+        lo = None if start is None else enc(start)
+        hi = None if stop is None else enc(stop)
+        p = None
+        if prefix is not None:
+            p = getattr(self.key_codec, "encode_prefix", enc)(prefix)
+        return _clip(lo, hi, p)
 
     # ---- plumbing ----
 
@@ -270,13 +355,16 @@ class Store(MutableMapping[Any, Any]):
         return self._pager
 
     def _key(self, key: Any) -> bytes:
+        if self._kenc is not None:
+            return self._typed_key(key)
         k = as_bytes_like(key, "key")
         if len(k) > self.max_key:
             raise ValueError(f"key of {len(k)} bytes exceeds the maximum of {self.max_key} for {self._pager.page_size}-byte pages")
         return bytes(k)
 
-    @staticmethod
-    def _value(value: Any) -> bytes:
+    def _value(self, value: Any) -> bytes:
+        if self._venc is not None:
+            return self._typed_value(value)
         v = as_bytes_like(value, "value")
         if len(v) > MAX_VALUE:
             raise ValueError(f"value of {len(v)} bytes exceeds the maximum of {MAX_VALUE}")
@@ -332,14 +420,29 @@ class Store(MutableMapping[Any, Any]):
 
     # ---- the mapping ----
 
-    def __getitem__(self, key: Any) -> bytes:
+    def __getitem__(self, key: Any) -> Any:
         k = self._key(key)
         with self._lock:
             self._begin()
             rid = self._tree.get(k)
             if rid is None:
-                raise NotFoundError(k)
-            return self._heap.read(rid)
+                raise NotFoundError(k if self._kenc is None else key)
+            v = self._heap.read(rid)
+        if self._vdec is None:
+            return v
+        return self._vdec(v)
+
+    def _raw_get(self, k: bytes) -> Optional[bytes]:
+        """_raw_get returns the encoded value of the encoded key ``k``, or None (views, transactions)."""
+        with self._lock:
+            self._begin()
+            rid = self._tree.get(k)
+            return None if rid is None else self._heap.read(rid)
+
+    def _raw_contains(self, k: bytes) -> bool:
+        with self._lock:
+            self._begin()
+            return self._tree.get(k) is not None
 
     def get(self, key: Any, default: Any = None) -> Any:
         """get returns the value of ``key``, or ``default`` when it is missing."""
@@ -363,15 +466,18 @@ class Store(MutableMapping[Any, Any]):
         k = self._key(key)
         with self._lock:
             if not self._write(lambda: self._delete(k)):
-                raise NotFoundError(k)
+                raise NotFoundError(k if self._kenc is None else key)
 
     def __len__(self) -> int:
         with self._lock:
             self._begin()
             return self._pager.meta.record_count
 
-    def __iter__(self) -> Iterator[bytes]:
-        return self.keys()
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.keys())
+
+    def __reversed__(self) -> Iterator[Any]:
+        return reversed(self.keys())
 
     def __bool__(self) -> bool:
         return len(self) > 0
@@ -438,23 +544,151 @@ class Store(MutableMapping[Any, Any]):
                 taken += len(part)
                 resume = part[-1][0]
 
-    def items(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False) -> Iterator[Tuple[bytes, bytes]]:  # type: ignore[override]
-        """items yields ``(key, value)`` with ``start <= key < stop`` (and the prefix), in key order.
+    def _raw_scan(self, lo: Optional[bytes], hi: Optional[bytes], reverse: bool, values: bool) -> Iterator[Tuple[bytes, Optional[bytes]]]:
+        return self._scan(lo, hi, reverse, values)
 
-        Lazy: memory is bounded by one leaf, however large the store.
-        ``reverse=True`` yields the same range in descending order.
+    def items(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False) -> ItemsView:
+        """items returns a view of ``(key, value)`` with ``start <= key < stop`` (and the prefix), in key order.
+
+        A view as a dict's: iterable more than once, ``len()``, ``in``,
+        ``reversed()``. Iterating it is lazy: memory is bounded by one leaf,
+        however large the store. ``reverse=True`` gives the same range in
+        descending order. Bounds and prefix are keys of the store's codec; for
+        tuple keys, ``prefix=("user",)`` is every key whose leading elements
+        are ``("user",)``.
+
+        Raises:
+            TypeError: a bound the key codec refuses.
+            ValueError: ``prefix`` with int keys.
         """
-        lo, hi = _bounds(start, stop, prefix)
-        return self._scan(lo, hi, reverse, True)  # type: ignore[return-value]
+        lo, hi = self._range(start, stop, prefix)
+        return ItemsView(self, lo, hi, reverse, start is None and stop is None and prefix is None)
 
-    def keys(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False) -> Iterator[bytes]:  # type: ignore[override]
-        """keys yields the keys of ``items(...)`` without reading values."""
-        lo, hi = _bounds(start, stop, prefix)
-        return (k for k, _ in self._scan(lo, hi, reverse, False))
+    def keys(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False) -> KeysView:
+        """keys returns a view of the keys of ``items(...)``; iterating it reads no values."""
+        lo, hi = self._range(start, stop, prefix)
+        return KeysView(self, lo, hi, reverse, start is None and stop is None and prefix is None)
 
-    def values(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False) -> Iterator[bytes]:  # type: ignore[override]
-        """values yields the values of ``items(...)``."""
-        return (v for _, v in self.items(start, stop, prefix=prefix, reverse=reverse))
+    def values(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False) -> ValuesView:
+        """values returns a view of the values of ``items(...)``."""
+        lo, hi = self._range(start, stop, prefix)
+        return ValuesView(self, lo, hi, reverse, start is None and stop is None and prefix is None)
+
+    def first(self) -> Tuple[Any, Any]:
+        """first returns the item with the smallest key. O(log n).
+
+        Raises:
+            NotFoundError: (a KeyError) the store is empty.
+        """
+        for item in self.items():
+            return item
+        raise NotFoundError("first(): the store is empty")
+
+    def last(self) -> Tuple[Any, Any]:
+        """last returns the item with the largest key. O(log n).
+
+        Raises:
+            NotFoundError: (a KeyError) the store is empty.
+        """
+        for item in self.items(reverse=True):
+            return item
+        raise NotFoundError("last(): the store is empty")
+
+    # ---- bulk operations ----
+
+    def _encoded_keys(self, keys: Any) -> List[bytes]:
+        """_encoded_keys encodes a batch of keys; a 1-d numpy array goes through ``tolist()`` first."""
+        np = sys.modules.get("numpy")
+        if np is not None and isinstance(keys, np.ndarray):
+            if keys.ndim != 1:
+                raise ValueError(f"keys must be a 1-d array, got {keys.ndim} dimensions")
+            keys = keys.tolist()
+        key = self._key
+        return [key(k) for k in keys]
+
+    def get_many(self, keys: Any, default: Any = None) -> List[Any]:
+        """get_many returns the values of ``keys``, in their order (``default`` for a missing one).
+
+        ``keys`` is any iterable of keys (with ``keys="int"``, a numpy integer
+        array too). The keys are sorted, so each leaf is searched once for all
+        its keys, and the records are read in page order, so each heap page
+        is read once: much faster than a loop of ``db[k]`` for large batches.
+        The store's lock is held throughout: the values are one committed
+        state. Memory: O(len(keys)).
+
+        Raises:
+            TypeError: a key the key codec refuses (nothing is read).
+        """
+        ks = self._encoded_keys(keys)
+        unique = sorted(set(ks))
+        found: List[Any] = [_DELETED] * len(unique)  # _DELETED: not found
+        with self._lock:
+            pager = self._begin()
+            rids = self._tree.get_sorted(unique)
+            order = sorted((rid, i) for i, rid in enumerate(rids) if rid is not None)
+            read_many = self._heap.read_many
+            for at in range(0, len(order), _GET_MANY_RUN):
+                part = order[at : at + _GET_MANY_RUN]
+                pager.begin_operation()  # unpin the previous run's pages
+                for (_, i), v in zip(part, read_many([rid for rid, _ in part])):
+                    found[i] = v
+        dec = self._vdec
+        if dec is not None:
+            found = [v if v is _DELETED else dec(v) for v in found]
+        where = {k: i for i, k in enumerate(unique)}
+        out = []
+        for k in ks:
+            v = found[where[k]]
+            out.append(default if v is _DELETED else v)
+        return out
+
+    def put_many(self, items: Any, values: Any = None, *, sync: Optional[bool] = None) -> None:
+        """put_many writes many items in one atomic commit.
+
+        ``put_many(items)``: a mapping or an iterable of ``(key, value)``;
+        ``put_many(keys, values)``: two sequences of equal length (numpy
+        arrays welcome: an integer array of keys, a 2-d array of rows as
+        values). Every key and value is encoded first, so one the codecs
+        refuse raises before anything is written; then they are written in
+        key order (a later duplicate key wins), so each leaf is changed in
+        one run. Memory: O(items).
+
+        Raises:
+            TypeError, ValueError: an item the codecs refuse (nothing is written).
+            ReadOnlyError: the store is read-only.
+        """
+        self._begin()
+        self._pager.check_writable()
+        if values is not None:
+            ks = self._encoded_keys(items)
+            vs = [self._value(v) for v in values]
+            if len(ks) != len(vs):
+                raise ValueError(f"put_many: {len(ks)} keys but {len(vs)} values")
+            writes = dict(zip(ks, vs))
+        else:
+            pairs = items.items() if isinstance(items, Mapping) else items
+            key, value = self._key, self._value
+            writes = {key(k): value(v) for k, v in pairs}
+        if not writes:
+            return
+
+        def run() -> None:
+            for k in sorted(writes):
+                self._pager.begin_operation()
+                self._put(k, writes[k])
+
+        with self._lock:
+            self._write(run, sync)
+
+    def sync(self) -> None:
+        """sync makes every commit so far durable now (those made with ``sync=False`` too).
+
+        Raises:
+            OSError: the disk refused the sync.
+        """
+        with self._lock:
+            self._begin()
+            self._pager.sync()
 
     # ---- transactions ----
 
@@ -618,6 +852,10 @@ class Store(MutableMapping[Any, Any]):
             tmp = pager.compaction_path()
             new = Store(tmp, create=True, page_size=pager.page_size, sync=False, _opener=self._opener)
             try:
+                # The copy records this store's codec names (its bytes are copied as they are).
+                new_meta = new._pager.meta
+                new_meta.key_codec, new_meta.value_codec = pager.meta.key_codec, pager.meta.value_codec
+                new._write(lambda: None)
                 batch: List[Tuple[bytes, bytes]] = []
 
                 def flush() -> None:
@@ -767,15 +1005,40 @@ class Transaction(MutableMapping[Any, Any]):
         if not self._open:
             raise TransactionClosedError("transaction already committed or rolled back")
 
-    def __getitem__(self, key: Any) -> bytes:
+    def __getitem__(self, key: Any) -> Any:
         self._check()
-        k = self._store._key(key)
+        store = self._store
+        k = store._key(key)
+        v = self._raw_get(k)
+        if v is None:
+            raise NotFoundError(k if store._kenc is None else key)
+        return v if store._vdec is None else store._vdec(v)
+
+    def _raw_get(self, k: bytes) -> Optional[bytes]:
         v = self._writes.get(k)
         if v is _DELETED:
-            raise NotFoundError(k)
-        if isinstance(v, bytes):
-            return v
-        return self._store[k]
+            return None
+        if v is not None:
+            return v  # type: ignore[no-any-return]
+        return self._store._raw_get(k)
+
+    def _raw_contains(self, k: bytes) -> bool:
+        v = self._writes.get(k)
+        if v is not None:
+            return v is not _DELETED
+        return self._store._raw_contains(k)
+
+    def _key(self, key: Any) -> bytes:
+        self._check()
+        return self._store._key(key)
+
+    @property
+    def _kdec(self) -> Optional[Callable[[bytes], Any]]:
+        return self._store._kdec
+
+    @property
+    def _vdec(self) -> Optional[Callable[[bytes], Any]]:
+        return self._store._vdec
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self._check()
@@ -785,43 +1048,52 @@ class Transaction(MutableMapping[Any, Any]):
     def __delitem__(self, key: Any) -> None:
         self._check()
         k = self._store._key(key)
-        if k not in self:
-            raise NotFoundError(k)
+        if not self._raw_contains(k):
+            raise NotFoundError(k if self._store._kenc is None else key)
         self._writes[k] = _DELETED
 
     def __contains__(self, key: object) -> bool:
         self._check()
-        k = self._store._key(key)
-        v = self._writes.get(k)
-        if v is not None:
-            return v is not _DELETED
-        return k in self._store
+        return self._raw_contains(self._store._key(key))
 
     def __len__(self) -> int:
         self._check()
         n = len(self._store)
         for k, v in self._writes.items():
-            present = k in self._store
+            present = self._store._raw_contains(k)
             if v is _DELETED and present:
                 n -= 1
             elif v is not _DELETED and not present:
                 n += 1
         return n
 
-    def __iter__(self) -> Iterator[bytes]:
-        return self.keys()
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.keys())
 
-    def items(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False) -> Iterator[Tuple[bytes, bytes]]:  # type: ignore[override]
-        """items merges the store's committed entries with this transaction's writes."""
+    def __reversed__(self) -> Iterator[Any]:
+        return reversed(self.keys())
+
+    def _raw_scan(self, lo: Optional[bytes], hi: Optional[bytes], reverse: bool, values: bool) -> Iterator[Tuple[bytes, Optional[bytes]]]:
         self._check()
-        lo, hi = _bounds(start, stop, prefix)
-        return self._merge(self._store._scan(lo, hi, reverse, True), lo, hi, reverse)
+        return self._merge(self._store._scan(lo, hi, reverse, values), lo, hi, reverse)
 
-    def keys(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False) -> Iterator[bytes]:  # type: ignore[override]
-        return (k for k, _ in self.items(start, stop, prefix=prefix, reverse=reverse))
+    def items(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False) -> ItemsView:
+        """items: a view (as ``Store.items``) of the store's committed entries merged with this transaction's writes."""
+        self._check()
+        lo, hi = self._store._range(start, stop, prefix)
+        return ItemsView(self, lo, hi, reverse, start is None and stop is None and prefix is None)
 
-    def values(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False) -> Iterator[bytes]:  # type: ignore[override]
-        return (v for _, v in self.items(start, stop, prefix=prefix, reverse=reverse))
+    def keys(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False) -> KeysView:
+        """keys: a view of the keys of ``items(...)``."""
+        self._check()
+        lo, hi = self._store._range(start, stop, prefix)
+        return KeysView(self, lo, hi, reverse, start is None and stop is None and prefix is None)
+
+    def values(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False) -> ValuesView:
+        """values: a view of the values of ``items(...)``."""
+        self._check()
+        lo, hi = self._store._range(start, stop, prefix)
+        return ValuesView(self, lo, hi, reverse, start is None and stop is None and prefix is None)
 
     def _merge(self, base: Iterator[Tuple[bytes, Optional[bytes]]], lo: Optional[bytes], hi: Optional[bytes], reverse: bool) -> Iterator[Tuple[bytes, bytes]]:
         mine: Iterator[bytes] = iter(list(self._writes.irange(lo, hi, inclusive=(True, False), reverse=reverse)))

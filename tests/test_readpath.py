@@ -444,7 +444,7 @@ def test_scan_write_between_reads(tmp_path, reverse, after):
         for k in keys:
             db[k] = b"old" + k
         runs = count_reads(db)
-        it = db.items(reverse=reverse)
+        it = iter(db.items(reverse=reverse))  # a view: one iterator over it, resumed below
         first = []
         for item in it:  # stop where every value read so far has been yielded
             first.append(item)
