@@ -22,8 +22,9 @@ A custom codec is any object with a ``name`` (1 to 16 printable ASCII
 characters, recorded in the file header), ``encode(obj) -> bytes`` and
 ``decode(bytes) -> obj``; a key codec also sets ``ordered = True``, its
 promise that the encoding preserves order. A key codec may offer
-``encode_prefix(obj) -> bytes`` for ``prefix=`` scans (else ``encode`` is
-used). Encoders raise ``TypeError`` or ``ValueError`` naming the codec
+``prefix_range(obj) -> (lo, hi)``, the encoded range ``lo <= key < hi``
+(``hi`` None: no bound) of the keys ``prefix=obj`` means; without it a
+prefix scan takes the keys whose encoding starts with ``encode(obj)``. Encoders raise ``TypeError`` or ``ValueError`` naming the codec
 (``"keys='int' store: key must be int, got str"``).
 """
 from __future__ import annotations
@@ -221,9 +222,13 @@ def _encode_element(x: object, out: List[bytes], nested: bool) -> None:
 def encode_tuple(key: tuple) -> bytes:  # type: ignore[type-arg]
     """encode_tuple: a tuple's order-preserving bytes, its elements' encodings one after another.
 
-    Every element's encoding is prefix-free, so ``encode_tuple(p)`` is a
-    prefix of ``encode_tuple(t)`` exactly when ``t[:len(p)] == p`` (element
-    by element, with the encoding's notion of equality: see docs/format.md).
+    Each element's encoding is self-delimiting, and no element's encoding
+    continues with 0xFF (no type code is 0xFF): so ``t[:len(p)] == p``
+    (element by element, with the encoding's notion of equality: see
+    docs/format.md) exactly when ``encode_tuple(p) <= encode_tuple(t) <
+    encode_tuple(p) + b"\xff"`` (``tuple_prefix_range``). Note that
+    ``encode_tuple(p)`` being a prefix is not enough: ``(b"",)`` encodes
+    to a prefix of ``(b"\x00",)``, whose zero byte is escaped as 00 FF.
 
     Raises:
         TypeError: not a tuple, or an element of another type.
@@ -234,6 +239,26 @@ def encode_tuple(key: tuple) -> bytes:  # type: ignore[type-arg]
     for x in key:
         _encode_element(x, out, False)
     return b"".join(out)
+
+
+def tuple_prefix_range(prefix: tuple) -> Tuple[bytes, bytes]:  # type: ignore[type-arg]
+    """tuple_prefix_range: the encoded range of the tuples whose leading elements are ``prefix``.
+
+    ``[encode_tuple(prefix), encode_tuple(prefix) + b"\xff")``: see encode_tuple.
+    """
+    lo = encode_tuple(prefix)
+    return lo, lo + b"\xff"
+
+
+def byte_prefix_range(prefix: bytes) -> Tuple[bytes, Optional[bytes]]:
+    """byte_prefix_range: the range of the byte strings that start with ``prefix`` (None: no upper bound)."""
+    p = bytearray(prefix)
+    while p and p[-1] == 0xFF:
+        p.pop()
+    if not p:
+        return prefix, None
+    p[-1] += 1
+    return prefix, bytes(p)
 
 
 def _unescape(buf: bytes, i: int) -> Tuple[bytes, int]:
@@ -309,8 +334,8 @@ def decode_tuple(buf: bytes) -> tuple:  # type: ignore[type-arg]
 class KeyCodec:
     """KeyCodec is a built-in key codec: a name, an order-preserving ``encode`` and its ``decode``.
 
-    ``encode_prefix`` gives the bytes every key "starting with" a prefix
-    starts with, or raises ValueError where prefixes mean nothing (ints).
+    ``prefix_range`` gives the encoded range of the keys "starting with" a
+    prefix, or raises ValueError where prefixes mean nothing (ints).
     """
 
     ordered = True
@@ -320,14 +345,14 @@ class KeyCodec:
         name: str,
         encode: Callable[[Any], bytes],
         decode: Callable[[bytes], Any],
-        encode_prefix: Optional[Callable[[Any], bytes]] = None,
+        prefix_range: Optional[Callable[[Any], Tuple[bytes, Optional[bytes]]]] = None,
     ) -> None:
         self.name = name
         self.encode = encode
         self.decode = decode
-        self._prefix = encode_prefix
+        self._prefix = prefix_range
 
-    def encode_prefix(self, prefix: Any) -> bytes:
+    def prefix_range(self, prefix: Any) -> Tuple[bytes, Optional[bytes]]:
         if self._prefix is None:
             raise ValueError(f"keys={self.name!r} store: prefix scans need str, bytes or tuple keys")
         return self._prefix(prefix)
@@ -508,10 +533,10 @@ def _identity(raw: bytes) -> bytes:
 
 #: The built-in key codecs by name.
 KEY_CODECS: Dict[str, KeyCodec] = {
-    "bytes": KeyCodec("bytes", _bytes_key, _identity, _bytes_key),
-    "str": KeyCodec("str", _str_key, _str_key_decode, _str_key),
+    "bytes": KeyCodec("bytes", _bytes_key, _identity, lambda p: byte_prefix_range(_bytes_key(p))),
+    "str": KeyCodec("str", _str_key, _str_key_decode, lambda p: byte_prefix_range(_str_key(p))),
     "int": KeyCodec("int", _int_key, decode_int),
-    "tuple": KeyCodec("tuple", encode_tuple, decode_tuple, encode_tuple),
+    "tuple": KeyCodec("tuple", encode_tuple, decode_tuple, tuple_prefix_range),
 }
 
 #: The built-in value codecs by name. "pickle" is opt-in: a store that

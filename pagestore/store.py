@@ -330,16 +330,20 @@ class Store(MutableMapping[Any, Any]):
         return v
 
     def _range(self, start: Any, stop: Any, prefix: Any) -> Tuple[Optional[bytes], Optional[bytes]]:
-        """_range encodes scan bounds with the key codec (a prefix through its ``encode_prefix``)."""
+        """_range encodes scan bounds with the key codec (a prefix through its ``prefix_range``)."""
         if self._kenc is None:
             return _bounds(start, stop, prefix)
         enc = self._kenc
         lo = None if start is None else enc(start)
         hi = None if stop is None else enc(stop)
-        p = None
         if prefix is not None:
-            p = getattr(self.key_codec, "encode_prefix", enc)(prefix)
-        return _clip(lo, hi, p)
+            ranged = getattr(self.key_codec, "prefix_range", None)
+            plo, phi = codecs.byte_prefix_range(enc(prefix)) if ranged is None else ranged(prefix)
+            if lo is None or lo < plo:
+                lo = plo
+            if phi is not None and (hi is None or hi > phi):
+                hi = phi
+        return lo, hi
 
     # ---- plumbing ----
 
@@ -1157,6 +1161,8 @@ def open(
     cache_size: int = DEFAULT_CACHE_BYTES,
     sync: bool = True,
     strict: bool = False,
+    keys: Any = None,
+    values: Any = None,
 ) -> Store:
     """open opens (or creates) a store file and returns a Store.
 
@@ -1176,6 +1182,12 @@ def open(
         strict: run ``check()`` after every commit (as bbolt's StrictMode):
             O(store) per commit, for tests and debugging. A failed check
             raises ``CorruptionError`` after the commit it follows.
+        keys: the key codec: "bytes", "str", "int", "tuple" or a codec object
+            (see pagestore.codecs). None: the one the store recorded (a new
+            store: "bytes"). A new store records the one named.
+        values: the value codec: "bytes", "str", "json", "pickle", "numpy" or
+            a codec object; None as for keys. "pickle" must be named to open
+            a store that recorded it: unpickling runs code from the file.
 
     Raises:
         TypeError, ValueError: an argument of the wrong type or out of range
@@ -1187,7 +1199,16 @@ def open(
         VersionMismatchError: written by a newer format.
         StoreLockedError: another process has it open for writing.
         CorruptionError: the header or log is damaged beyond recovery.
+        ValueError: codecs other than the ones the store recorded.
     """
     return Store(
-        path, create=create, readonly=readonly, page_size=page_size, cache_size=cache_size, sync=sync, strict=strict
+        path,
+        create=create,
+        readonly=readonly,
+        page_size=page_size,
+        cache_size=cache_size,
+        sync=sync,
+        strict=strict,
+        keys=keys,
+        values=values,
     )
