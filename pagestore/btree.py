@@ -152,8 +152,8 @@ class BTree:
         per key (Store.get_many): the descent to the leaf of the first key
         not yet looked up also yields that leaf's upper bound (the nearest
         separator to its right on the path), and every key below the bound
-        is searched in that leaf, one page-local C call each.
-        O(leaves touched * height + len(keys)).
+        is searched in that leaf, one page-local C call each
+        (``nodes.search_many``). O(leaves touched * height + len(keys)).
 
         Raises:
             CorruptionError: a node at the wrong depth or a damaged node (names its page).
@@ -185,10 +185,7 @@ class BTree:
                 end = n if hi is None else bisect_left(keys, hi, i)
                 raw = entry.raw
                 if raw is not None:
-                    for t in range(i, end):
-                        _, equal, rpgno, slot = _search(raw, keys[t], False, pgno)
-                        if equal:
-                            out[t] = (rpgno, slot)
+                    nodes.search_many(raw, keys, i, end, out, pgno)
                 else:
                     leaf = entry.node
                     assert leaf is not None

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from array import array
 from operator import itemgetter
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 from . import format as fmt
 from ._native import EFULL, OK, ffi, lib, raise_for, scratch
@@ -175,3 +175,27 @@ def leaf_set_rid(page: SlottedPage, index: int, pgno: int, slot: int) -> None:
     rc = lib.ps_node_leaf_set_rid(page.cdata, page.page_size, index, pgno, slot)
     if rc != OK:
         raise_for(rc, page.pgno_hint, f"leaf entry {index}")
+
+
+def search_many(
+    raw: bytes, keys: Sequence[bytes], lo: int, hi: int, out: List[Optional[Tuple[int, int]]], pgno: Optional[int] = None
+) -> None:
+    """search_many looks ``keys[lo:hi]`` up in one raw leaf: ``out[t] = (pgno, slot)`` for each found.
+
+    ``search`` per key without its per-call Python overhead (BTree.get_sorted
+    searches a sorted batch's keys leaf by leaf): one C call per key, each on
+    this page only.
+
+    Raises:
+        CorruptionError: as ``search`` (names ``pgno``, the leaf's page).
+    """
+    u32, eq, u16 = scratch()
+    rid_pgno = u32 + 1
+    n = len(raw)
+    for t in range(lo, hi):
+        key = keys[t]
+        rc = _node_search(raw, n, key, len(key), False, u32, eq, rid_pgno, u16)
+        if rc != OK:
+            raise_for(rc, pgno, "node search")
+        if eq[0]:
+            out[t] = (u32[1], u16[0])
