@@ -29,6 +29,11 @@ Before the engines run, the raw ``fdatasync`` rate of the work directory is
 measured (4 KiB write + ``os.fdatasync``, 500 times, appending and then
 overwriting in place): the yardstick for ``insert`` and ``durable_puts``.
 
+Each timed operation is also timed on its own (a transaction of a batch, a
+get, a range scan, a durable put; the full scan is one operation and has
+none): a phase's ``latency`` holds p50, p99, p99.9 and max of those, in
+seconds, computed with numpy (``pagestore.latency``; None without numpy).
+
 Every phase's results are checked outside the timed region (reads find
 their keys, the scan sees every live record, each range scan returns
 ``min(50, records at or after the start)``); an engine that fails a check is
@@ -48,6 +53,8 @@ import time
 from array import array
 from itertools import islice
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+from .latency import Samples, format_summary, summarize
 
 __all__ = [
     "ENGINES",
@@ -699,14 +706,17 @@ def _run_engine(adapter: Adapter, ds: Dataset, n: int, dirpath: str, seed: int,
         # insert: n records, BATCH per durable transaction
         live = list(range(n))
         elapsed = 0.0
+        lat = Samples()
         progress("insert", 0, n)
         for done, idx in enumerate(_batches(live, BATCH)):
             items = [ds.record(i) for i in idx]
             t0 = now()
             adapter.put_batch(items)
-            elapsed += now() - t0
+            t1 = now() - t0
+            elapsed += t1
+            lat.add(t1)
             progress("insert", min((done + 1) * BATCH, n), n)
-        phases["insert"] = _phase(n, elapsed, PHASES["insert"])
+        phases["insert"] = _phase(n, elapsed, PHASES["insert"], latency=summarize(lat))
 
         # point reads: random order over the keys
         rng = random.Random(f"{seed}:reads")
@@ -714,16 +724,21 @@ def _run_engine(adapter: Adapter, ds: Dataset, n: int, dirpath: str, seed: int,
         probe = [ds.keys[i] for i in rng.sample(live, nreads)]
         found = 0
         get = adapter.get
+        lat = Samples()
+        add = lat.add
         progress("point_reads", 0, nreads)
         t0 = now()
         for k in probe:
-            if get(k) is not None:
+            t1 = now()
+            v = get(k)
+            add(now() - t1)
+            if v is not None:
                 found += 1
         elapsed = now() - t0
         progress("point_reads", nreads, nreads)
         if found != nreads:
             raise BenchError(f"{adapter.name}: point reads found {found} of {nreads} keys")
-        phases["point_reads"] = _phase(nreads, elapsed, PHASES["point_reads"])
+        phases["point_reads"] = _phase(nreads, elapsed, PHASES["point_reads"], latency=summarize(lat))
 
         # full scan
         progress("full_scan", 0, n)
@@ -740,10 +755,13 @@ def _run_engine(adapter: Adapter, ds: Dataset, n: int, dirpath: str, seed: int,
         rng = random.Random(f"{seed}:ranges")
         starts = [ds.keys[rng.choice(live)] for _ in range(nscans)]
         counts = []
+        lat = Samples()
         progress("range_scans", 0, nscans)
         t0 = now()
         for k in starts:
+            t1 = now()
             counts.append(adapter.range_scan(k, RANGE_LEN))
+            lat.add(now() - t1)
         elapsed = now() - t0
         progress("range_scans", nscans, nscans)
         ordered = sorted(ds.keys[i] for i in live)
@@ -753,13 +771,14 @@ def _run_engine(adapter: Adapter, ds: Dataset, n: int, dirpath: str, seed: int,
                 raise BenchError(f"{adapter.name}: range scan from {k.hex()} returned {got}, expected {want}")
         del ordered
         phases["range_scans"] = _phase(nscans, elapsed, PHASES["range_scans"],
-                                       items=sum(counts), scan_len=RANGE_LEN)
+                                       items=sum(counts), scan_len=RANGE_LEN, latency=summarize(lat))
 
         # churn: delete a random half, insert as many new keys, CHURN_ROUNDS times
         rng = random.Random(f"{seed}:churn")
         fresh = n
         total = sum(2 * (n // 2) for _ in range(CHURN_ROUNDS))
         ops, elapsed = 0, 0.0
+        lat = Samples()
         progress("churn", 0, total)
         for _ in range(CHURN_ROUNDS):
             rng.shuffle(live)
@@ -769,7 +788,9 @@ def _run_engine(adapter: Adapter, ds: Dataset, n: int, dirpath: str, seed: int,
                 keys = [ds.keys[i] for i in idx]
                 t0 = now()
                 adapter.delete_batch(keys)
-                elapsed += now() - t0
+                t1 = now() - t0
+                elapsed += t1
+                lat.add(t1)
                 ops += len(idx)
                 progress("churn", ops, total)
             new = list(range(fresh, fresh + half))
@@ -778,11 +799,13 @@ def _run_engine(adapter: Adapter, ds: Dataset, n: int, dirpath: str, seed: int,
                 items = [ds.record(i) for i in idx]
                 t0 = now()
                 adapter.put_batch(items)
-                elapsed += now() - t0
+                t1 = now() - t0
+                elapsed += t1
+                lat.add(t1)
                 ops += len(idx)
                 progress("churn", ops, total)
             live.extend(new)
-        phases["churn"] = _phase(ops, elapsed, PHASES["churn"], rounds=CHURN_ROUNDS)
+        phases["churn"] = _phase(ops, elapsed, PHASES["churn"], rounds=CHURN_ROUNDS, latency=summarize(lat))
         count = adapter.scan_all()
         if count != len(live):
             raise BenchError(f"{adapter.name}: after churn a scan saw {count} records, {len(live)} are live")
@@ -802,15 +825,18 @@ def _run_engine(adapter: Adapter, ds: Dataset, n: int, dirpath: str, seed: int,
         nputs = DURABLE_PUTS
         put = adapter.put_one_durable
         items = [ds.record(i) for i in range(fresh, fresh + nputs)]
+        lat = Samples()
         progress("durable_puts", 0, nputs)
         t0 = now()
         for k, v in items:
+            t1 = now()
             put(k, v)
+            lat.add(now() - t1)
         elapsed = now() - t0
         progress("durable_puts", nputs, nputs)
         if adapter.get(items[-1][0]) != items[-1][1]:
             raise BenchError(f"{adapter.name}: last durable put not readable")
-        phases["durable_puts"] = _phase(nputs, elapsed, PHASES["durable_puts"])
+        phases["durable_puts"] = _phase(nputs, elapsed, PHASES["durable_puts"], latency=summarize(lat))
 
         stats = adapter.stats()
     finally:
@@ -970,6 +996,33 @@ def _ratio(value: Optional[float], base: Optional[float]) -> str:
     return f" ({value / base:.2f}x)"
 
 
+#: What one latency sample is, per phase.
+LATENCY_OF = {
+    "insert": f"a {BATCH}-record txn",
+    "point_reads": "a get",
+    "range_scans": "a scan",
+    "churn": f"a {BATCH}-key txn",
+    "durable_puts": "a commit",
+}
+
+
+def _latency_table(engines: Dict[str, Any], ran: List[str]) -> List[str]:
+    """_latency_table: the rows "phase (per what): p50 / p99 / p99.9" per engine; [] when no phase has any."""
+    rows: List[List[str]] = [["latency p50 / p99 / p99.9"] + ran]
+    for phase, what in LATENCY_OF.items():
+        cells = [format_summary(engines[name]["phases"].get(phase, {}).get("latency")) for name in ran]
+        rows.append([f"{phase} ({what})"] + cells)
+    if all(c == "-" for r in rows[1:] for c in r[1:]):
+        return []
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = [""]
+    for j, r in enumerate(rows):
+        out.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+        if j == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return out
+
+
 def format_table(results: Dict[str, Any]) -> str:
     """format_table: one row per phase, one column per engine, ratios to pagestore.
 
@@ -1016,6 +1069,7 @@ def format_table(results: Dict[str, Any]) -> str:
             lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip())
             if j == 0:
                 lines.append("  ".join("-" * w for w in widths))
+        lines.extend(_latency_table(engines, ran))
     fs, fso = meta.get("fdatasync"), meta.get("fdatasync_overwrite")
     if fs:
         line = f"raw fdatasync in the same directory ({FSYNC_BLOCK} B writes): {format_rate(fs.get('rate'))} appending"
