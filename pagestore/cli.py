@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 import os
 import sys
@@ -28,7 +29,9 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import click
 
+from . import codecs
 from . import format as fmt
+from . import jsonshape
 from .errors import CorruptionError, NotFoundError, PageStoreError
 from .store import Store
 from .store import open as open_store
@@ -116,6 +119,11 @@ def opened(path: str, *, write: bool = False, create: bool = False, **options: A
         options.update(readonly=True, create=False)
     else:
         options.update(create=fresh)
+    # The commands handle keys and values as the encoded bytes in the file
+    # and show them in each codec's JSON shape (jsonshape.py): nothing is
+    # unpickled, and a custom codec's store still opens.
+    options["keys"] = codecs.RAW if options.get("keys") is None else codecs.raw_key_codec(options["keys"])
+    options["values"] = codecs.RAW if options.get("values") is None else codecs.raw_value_codec(options["values"])
     try:
         db = open_store(path, **options)
         try:
@@ -130,6 +138,8 @@ def opened(path: str, *, write: bool = False, create: bool = False, **options: A
     except (PageStoreError, OSError, ValueError) as exc:
         if isinstance(exc, BrokenPipeError):
             raise
+        if isinstance(exc, jsonshape.ShapeError):
+            raise UserError(str(exc)) from exc
         raise UserError(describe(exc, path)) from exc
 
 
@@ -207,6 +217,50 @@ def encode_out(data: bytes, encoding: str) -> str:
     if encoding == "base64":
         return base64.b64encode(data).decode("ascii")
     return data.decode("utf-8", "backslashreplace")
+
+
+def codec_names(store: Store) -> Tuple[str, str]:
+    """codec_names: the key and value codec names the store recorded (it is open with codecs.RAW)."""
+    return store.key_codec.name, store.value_codec.name
+
+
+def key_arg(store: Store, text: str, encoding: str, what: str) -> bytes:
+    """key_arg: a command-line key as the store's encoded key.
+
+    str, int and tuple keys are typed as text (a JSON array for tuples);
+    bytes keys, and a custom codec's encoded bytes, as --text, --hex or --base64.
+    """
+    raw = jsonshape.key_from_text(store.key_codec.name, text)
+    return decode_arg(text, encoding, what) if raw is None else raw
+
+
+def key_out(store: Store, raw: bytes, encoding: str) -> str:
+    """key_out: an encoded key for the terminal, in the codec's shape (bytes keys: the --text/--hex/--base64 encoding)."""
+    name = store.key_codec.name
+    if name in codecs.KEY_CODECS and name != "bytes":
+        return jsonshape.text_of(jsonshape.key_to_json(name, raw))
+    return encode_out(raw, encoding)
+
+
+def value_arg(store: Store, text: str, encoding: str) -> bytes:
+    """value_arg: a command-line value as the store's encoded value (pickles and custom values: base64 by default)."""
+    name = store.value_codec.name
+    raw = jsonshape.value_from_text(name, text)
+    if raw is not None:
+        return raw
+    if name != "bytes" and encoding == "text":
+        encoding = "base64"  # opaque bytes are not typed as text
+    return decode_arg(text, encoding, "VALUE")
+
+
+def value_out(store: Store, raw: bytes, encoding: str) -> str:
+    """value_out: an encoded value for the terminal, in the codec's shape (pickles and custom values: base64 by default)."""
+    name = store.value_codec.name
+    if name in ("str", "json", "numpy"):
+        return jsonshape.text_of(jsonshape.value_to_json(name, raw))
+    if name != "bytes" and encoding == "text":
+        encoding = "base64"
+    return encode_out(raw, encoding)
 
 
 # --------------------------------------------------------------------------
@@ -590,6 +644,9 @@ def dump(db: str, salvage: bool) -> None:
 
     One {"k": base64, "v": base64} object per line. Streams: memory stays
     bounded however large the store. Read back with `pagestore load`.
+    A store with other codecs than bytes to bytes starts with a line
+    {"codecs": {"keys": ..., "values": ...}} and writes each key and value
+    in its codec's JSON shape (docs/cli.md); a pickle is never loaded.
 
     A damaged page stops a dump with an error naming it. With --salvage the
     dump skips it (a damaged tree page loses the records beneath it, a
@@ -601,8 +658,14 @@ def dump(db: str, salvage: bool) -> None:
     damaged: List[int] = []
     with opened(db) as store:
         records = store.salvage(damaged) if salvage else store.items()
-        for k, v in records:
-            out.write('{"k":"%s","v":"%s"}\n' % (b64(k).decode("ascii"), b64(v).decode("ascii")))
+        kname, vname = codec_names(store)
+        if (kname, vname) == ("bytes", "bytes"):
+            for k, v in records:
+                out.write('{"k":"%s","v":"%s"}\n' % (b64(k).decode("ascii"), b64(v).decode("ascii")))
+        else:
+            out.write(jsonshape.header_line(kname, vname) + "\n")
+            for k, v in records:
+                out.write(jsonshape.dump_line(kname, vname, k, v) + "\n")
     out.flush()
     if damaged:
         pages = ", ".join(str(p) for p in sorted(damaged))
@@ -623,14 +686,33 @@ def load(db: str, source: Any, batch: int, page_size: int, progress: Optional[bo
 
     Creates DB if it does not exist; existing keys are overwritten. Commits
     every --batch records as one transaction; if a line is bad, the batches
-    before it stay committed and the error names the line.
+    before it stay committed and the error names the line. A dump that
+    starts with a {"codecs": ...} line is read in those codecs' JSON shapes,
+    into a store with those codecs (created so, or already so).
     """
     from tqdm import tqdm
 
     loaded = 0
+    lines = enumerate(source, 1)
+    names = ("bytes", "bytes")
+    first: List[Tuple[int, bytes]] = []
+    for lineno, line in lines:
+        if line.strip():
+            try:
+                header = jsonshape.parse_header(json.loads(line))
+            except ValueError as exc:  # not JSON (parse_record names the line) or a bad header
+                header = None
+                if isinstance(exc, jsonshape.ShapeError):
+                    raise UserError(f"line {lineno}: {exc}") from exc
+            if header is None:
+                first.append((lineno, line))
+            else:
+                names = header
+            break
+    typed = names != ("bytes", "bytes")
     bar = tqdm(desc="load", unit="rec", unit_scale=True, file=sys.stderr, disable=None if progress is None else not progress)
     try:
-        with opened(db, write=True, create=True, page_size=page_size) as store:
+        with opened(db, write=True, create=True, page_size=page_size, keys=names[0], values=names[1]) as store:
             pending: List[Tuple[bytes, bytes]] = []
 
             def flush() -> None:
@@ -640,10 +722,10 @@ def load(db: str, source: Any, batch: int, page_size: int, progress: Optional[bo
                 bar.update(len(pending))
                 pending.clear()
 
-            for lineno, line in enumerate(source, 1):
+            for lineno, line in itertools.chain(first, lines):
                 if not line.strip():
                     continue
-                pending.append(parse_record(line, lineno))
+                pending.append(parse_typed_record(line, lineno, *names) if typed else parse_record(line, lineno))
                 if len(pending) >= batch:
                     flush()
                     loaded += batch
@@ -664,6 +746,17 @@ def parse_record(line: bytes, lineno: int) -> Tuple[bytes, bytes]:
         raise UserError(f"line {lineno}: not a record {{\"k\": base64, \"v\": base64}} ({type(exc).__name__}: {exc})") from exc
 
 
+def parse_typed_record(line: bytes, lineno: int, kname: str, vname: str) -> Tuple[bytes, bytes]:
+    """parse_typed_record decodes one line of a typed dump into encoded ``(key, value)``. Raises UserError naming the line."""
+    try:
+        obj = json.loads(line)
+        if not isinstance(obj, dict) or set(obj) != {"k", "v"}:
+            raise ValueError('not a record {"k": ..., "v": ...}')
+        return jsonshape.key_from_json(kname, obj["k"]), jsonshape.value_from_json(vname, obj["v"])
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"line {lineno}: not a record of a keys={kname!r}, values={vname!r} dump ({exc})") from exc
+
+
 @cli.command(short_help="Rewrite DB densely; report bytes returned.")
 @db_argument
 def compact(db: str) -> None:
@@ -682,18 +775,23 @@ def compact(db: str) -> None:
 @encoding_options
 @click.option("--raw", is_flag=True, help="Write the value's exact bytes, no newline (ignores the encoding for output).")
 def get(db: str, key: str, encoding: str, raw: bool) -> None:
-    """Print the value of KEY in DB (read-only); exit 1 if it is missing."""
-    k = decode_arg(key, encoding, "KEY")
+    """Print the value of KEY in DB (read-only); exit 1 if it is missing.
+
+    KEY and the value are typed as the store's codecs say (docs/cli.md):
+    a str key as text, an int key in decimal, a tuple key as a JSON array.
+    """
     with opened(db) as store:
+        k = key_arg(store, key, encoding, "KEY")
         try:
             value = store[k]
         except NotFoundError:
-            raise UserError(f"key not found: {encode_out(k, encoding)!r}") from None
-    if raw:
+            raise UserError(f"key not found: {key_out(store, k, encoding)!r}") from None
+        text = None if raw else value_out(store, value, encoding)
+    if text is None:
         sys.stdout.buffer.write(value)
         sys.stdout.flush()
     else:
-        click.echo(encode_out(value, encoding))
+        click.echo(text)
 
 
 @cli.command(short_help="Set KEY to VALUE.")
@@ -701,17 +799,30 @@ def get(db: str, key: str, encoding: str, raw: bool) -> None:
 @click.argument("key")
 @click.argument("value", required=False)
 @encoding_options
-def put(db: str, key: str, value: Optional[str], encoding: str) -> None:
+@click.option("--keys", "key_codec", type=click.Choice(list(codecs.KEY_CODECS)), default=None,
+              help="Key codec of a store this command creates (an existing store must have it).")
+@click.option("--values", "value_codec", type=click.Choice(list(codecs.VALUE_CODECS)), default=None,
+              help="Value codec of a store this command creates (an existing store must have it).")
+def put(db: str, key: str, value: Optional[str], encoding: str, key_codec: Optional[str], value_codec: Optional[str]) -> None:
     """Set KEY to VALUE in DB (created if missing); without VALUE, read it from stdin.
 
-    A value read from stdin is taken byte for byte (no decoding), up to the
-    end of input. Without VALUE on a terminal, put refuses rather than wait.
+    KEY and VALUE are typed as the store's codecs say (docs/cli.md). A
+    bytes value read from stdin is taken byte for byte (no decoding), up to
+    the end of input; other codecs read their text form from stdin. Without
+    VALUE on a terminal, put refuses rather than wait.
     """
-    k = decode_arg(key, encoding, "KEY")
     if value is None and sys.stdin.isatty():
         raise UserError("no VALUE: give VALUE or pipe it on stdin (put DB KEY < file)")
-    v = sys.stdin.buffer.read() if value is None else decode_arg(value, encoding, "VALUE")
-    with opened(db, write=True, create=True) as store:
+    data = sys.stdin.buffer.read() if value is None else None
+    with opened(db, write=True, create=True, keys=key_codec, values=value_codec) as store:
+        k = key_arg(store, key, encoding, "KEY")
+        if data is None:
+            assert value is not None
+            v = value_arg(store, value, encoding)
+        elif store.value_codec.name == "bytes":
+            v = data
+        else:
+            v = value_arg(store, data.decode("utf-8", "surrogateescape").strip(), encoding)
         store[k] = v
 
 
@@ -720,13 +831,13 @@ def put(db: str, key: str, value: Optional[str], encoding: str) -> None:
 @click.argument("key")
 @encoding_options
 def delete(db: str, key: str, encoding: str) -> None:
-    """Delete KEY from DB; exit 1 if it is missing."""
-    k = decode_arg(key, encoding, "KEY")
+    """Delete KEY from DB; exit 1 if it is missing. KEY is typed as the store's key codec says."""
     with opened(db, write=True) as store:
+        k = key_arg(store, key, encoding, "KEY")
         try:
             del store[k]
         except NotFoundError:
-            raise UserError(f"key not found: {encode_out(k, encoding)!r}") from None
+            raise UserError(f"key not found: {key_out(store, k, encoding)!r}") from None
 
 
 @cli.command(short_help="Print records in key order (a range, a prefix).")
@@ -743,13 +854,24 @@ def scan(db: str, start: Optional[str], stop: Optional[str], prefix: Optional[st
     """Print records of DB in key order, one `KEY<TAB>VALUE` line each (read-only).
 
     Streams the range leaf by leaf. Use --hex or --base64 when keys or
-    values may hold tabs, newlines or non-UTF-8 bytes.
+    values may hold tabs, newlines or non-UTF-8 bytes. Keys, bounds and
+    values are typed as the store's codecs say (docs/cli.md); for tuple
+    keys, --prefix '["user"]' is every key whose leading elements are "user".
     """
-    lo = None if start is None else decode_arg(start, encoding, "--start")
-    hi = None if stop is None else decode_arg(stop, encoding, "--stop")
-    pre = None if prefix is None else decode_arg(prefix, encoding, "--prefix")
     out = sys.stdout
     with opened(db) as store:
+        lo = None if start is None else key_arg(store, start, encoding, "--start")
+        hi = None if stop is None else key_arg(store, stop, encoding, "--stop")
+        pre = None
+        if prefix is not None:
+            name = store.key_codec.name
+            if name in codecs.KEY_CODECS and name != "bytes":
+                plo, phi = jsonshape.prefix_range(name, prefix)  # as the codec means it, not bytewise
+                lo = plo if lo is None else max(lo, plo)
+                if phi is not None:
+                    hi = phi if hi is None else min(hi, phi)
+            else:
+                pre = decode_arg(prefix, encoding, "--prefix")
         if keys_only:
             rows: Iterator[Any] = ((k, None) for k in store.keys(lo, hi, prefix=pre, reverse=reverse))
         else:
@@ -757,7 +879,7 @@ def scan(db: str, start: Optional[str], stop: Optional[str], prefix: Optional[st
         for i, (k, v) in enumerate(rows):
             if limit is not None and i >= limit:
                 break
-            line = encode_out(k, encoding) if v is None else f"{encode_out(k, encoding)}\t{encode_out(v, encoding)}"
+            line = key_out(store, k, encoding) if v is None else f"{key_out(store, k, encoding)}\t{value_out(store, v, encoding)}"
             out.write(line + "\n")
     out.flush()
 

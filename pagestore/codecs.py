@@ -51,6 +51,8 @@ __all__ = [
 
 #: Longest codec name the file header holds (format.CODEC_NAME_SIZE).
 NAME_SIZE = 16
+#: What a store records when no codec is named.
+DEFAULT_NAME = "bytes"
 
 
 class CodecError(PageStoreError, ValueError):
@@ -550,6 +552,39 @@ VALUE_CODECS: Dict[str, ValueCodec] = {
 }
 
 
+class _Raw:
+    """_Raw is the type of RAW."""
+
+    def __repr__(self) -> str:
+        return "pagestore.codecs.RAW"
+
+
+#: ``open(path, keys=RAW, values=RAW)`` opens a store at the bytes level,
+#: whatever codecs it recorded: keys and values go in and come out encoded,
+#: as they lie in the file, and nothing is decoded (no pickle is loaded).
+#: For tools such as ``pagestore dump``; ``db.key_codec.name`` tells what
+#: the bytes are. A new store opened so records "bytes".
+RAW = _Raw()
+
+
+def raw_key_codec(name: str) -> KeyCodec:
+    """raw_key_codec: a key codec named ``name`` that passes encoded bytes through.
+
+    Opens (or creates) a store that records ``name`` while the caller
+    encodes keys itself (a tool that knows the codec by name).
+    """
+    codec = KeyCodec(check_name(name, "key"), _bytes_key, _identity, lambda p: byte_prefix_range(_bytes_key(p)))
+    codec.raw = True  # type: ignore[attr-defined]
+    return codec
+
+
+def raw_value_codec(name: str) -> ValueCodec:
+    """raw_value_codec: a value codec named ``name`` that passes encoded bytes through."""
+    codec = ValueCodec(check_name(name, "value"), _bytes_value, _identity)
+    codec.raw = True  # type: ignore[attr-defined]
+    return codec
+
+
 def check_name(name: object, kind: str) -> str:
     """check_name returns a codec's name if the file header can hold it.
 
@@ -564,6 +599,9 @@ def check_name(name: object, kind: str) -> str:
 def _resolve(spec: Any, recorded: str, kind: str, table: Dict[str, Any]) -> Any:
     """_resolve picks the codec for an open: the one named (checked against the header) or the recorded one."""
     arg = "keys" if kind == "key" else "values"
+    if spec is RAW:
+        name = DEFAULT_NAME if recorded is None else recorded
+        return raw_key_codec(name) if kind == "key" else raw_value_codec(name)
     if spec is None:
         if recorded in table:
             if recorded == "pickle":

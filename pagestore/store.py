@@ -295,11 +295,13 @@ class Store(MutableMapping[Any, Any]):
         vc = codecs.value_codec(values, None if fresh else meta.value_codec)
         self.key_codec: Any = kc
         self.value_codec: Any = vc
-        # None for bytes: the bytes-to-bytes paths stay as they were, no call added.
-        self._kenc: Optional[Callable[[Any], bytes]] = None if kc is codecs.KEY_CODECS["bytes"] else kc.encode
-        self._kdec: Optional[Callable[[bytes], Any]] = None if kc is codecs.KEY_CODECS["bytes"] else kc.decode
-        self._venc: Optional[Callable[[Any], bytes]] = None if vc is codecs.VALUE_CODECS["bytes"] else vc.encode
-        self._vdec: Optional[Callable[[bytes], Any]] = None if vc is codecs.VALUE_CODECS["bytes"] else vc.decode
+        # None for bytes (and codecs.RAW): the bytes-to-bytes paths stay as they were, no call added.
+        kplain = kc is codecs.KEY_CODECS["bytes"] or getattr(kc, "raw", False)
+        vplain = vc is codecs.VALUE_CODECS["bytes"] or getattr(vc, "raw", False)
+        self._kenc: Optional[Callable[[Any], bytes]] = None if kplain else kc.encode
+        self._kdec: Optional[Callable[[bytes], Any]] = None if kplain else kc.decode
+        self._venc: Optional[Callable[[Any], bytes]] = None if vplain else vc.encode
+        self._vdec: Optional[Callable[[bytes], Any]] = None if vplain else vc.decode
         if fresh and not self.readonly and (meta.key_codec, meta.value_codec) != (kc.name, vc.name):
             with self._lock:
 

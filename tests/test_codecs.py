@@ -724,3 +724,21 @@ def test_numpy_values_in_a_store(tmp_path):
         assert (101, np.array([3.0, 4.0, 5.0])) in db.items()
         with pytest.raises(TypeError, match="values='numpy'"):
             db[200] = [1, 2, 3]
+
+
+def test_raw_opens_any_store_at_the_bytes_level(tmp_path):
+    path = tmp_path / "db"
+    with pagestore.open(path, keys=Reversed(), values="pickle") as db:
+        db[4] = {"x"}
+    with pagestore.open(path, keys=codecs.RAW, values=codecs.RAW) as db:
+        assert (db.key_codec.name, db.value_codec.name) == ("neg-int", "pickle")
+        [(k, v)] = db.items()
+        assert k == codecs.encode_int(-4) and v == codecs.VALUE_CODECS["pickle"].encode({"x"})
+        assert db.get_many([k]) == [v]
+    with pagestore.open(tmp_path / "new", keys=codecs.raw_key_codec("tuple")) as db:
+        db[codecs.encode_tuple(("a", 1))] = b"v"
+    with pagestore.open(tmp_path / "new") as db:
+        assert db[("a", 1)] == b"v"
+    with pytest.raises(ValueError, match="unknown key codec"):
+        pagestore.open(tmp_path / "never", keys="float")
+    assert not (tmp_path / "never").exists()  # refused before the disk was touched
