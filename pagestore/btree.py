@@ -389,6 +389,10 @@ class BTree:
         finally:
             self._trim()
 
+    def cache_pages(self) -> int:
+        """cache_pages: what the node cache holds, in pages (a decoded node weighs _DECODED_WEIGHT)."""
+        return self._weight
+
     def flush(self) -> None:
         """flush encodes every dirty node into its page (``pager.write``). Call before each commit."""
         cache = self._cache

@@ -34,6 +34,7 @@ fill the gaps that large ones leave.
 """
 from __future__ import annotations
 
+import mmap
 import re
 import struct
 from typing import Dict, List, Optional, Sequence, Set, Tuple
@@ -294,10 +295,95 @@ class Heap:
     def read(self, rid: Rid) -> bytes:
         """read returns the value at ``rid``. O(1) page reads, plus one per overflow page.
 
+        A heap page whose newest image is in the data file is read in place
+        from the pager's map (one C call and a slice); any other, or one the
+        map path finds wrong, goes through the pager, which raises the
+        error naming the page.
+
         Raises:
             CorruptionError: a dangling or damaged record.
         """
-        return self._value_at(rid, self.pager.read(rid[0]))
+        pgno = rid[0]
+        pager = self.pager
+        mm = pager.map
+        if mm is not None and pgno not in pager.overlaid:
+            found = self._lookup.map_find(pager.map_struct, pgno, rid[1], _PAGE_HEAP)
+            if found is not None:
+                off, n, state, _ = found
+                if state == _SLOT_LIVE:
+                    return mm[off : off + n]
+                value = self._overflow_mapped(mm, off, n)
+                if value is not None:
+                    return value
+        return self._value_at(rid, pager.read(pgno))
+
+    def _overflow_mapped(self, mm: "mmap.mmap", off: int, n: int) -> Optional[bytes]:
+        """_overflow_mapped assembles an overflow value whose stub (at ``off`` in the map) and chain
+        pages are all in the data file, in place. None for anything else (an overlaid chain page,
+        a short stub, a chain that is not what the stub says): the caller then takes the pager's
+        path, which reads the pages whatever they are and raises the errors."""
+        if n < 8:
+            return None
+        total, p = _STUB.unpack(mm[off : off + 8])
+        tail_len = n - 8
+        if total < tail_len:
+            return None
+        expected, rem = divmod(total - tail_len, self.chunk)
+        count = expected + (1 if rem else 0)
+        pager = self.pager
+        overlaid, m, find = pager.overlaid, pager.map_struct, self._lookup.map_find
+        parts: List[bytes] = []
+        while p:
+            if len(parts) >= count or p in overlaid:
+                return None
+            found = find(m, p, 0, _PAGE_OVERFLOW)
+            if found is None:
+                return None
+            o, k, _, p = found
+            parts.append(mm[o : o + k])
+        if len(parts) != count:
+            return None
+        parts.append(mm[off + 8 : off + n])
+        value = b"".join(parts)
+        return value if len(value) == total else None
+
+    def locate(self, pgnos: List[int], slots: List[int]) -> "Located":
+        """locate finds the records ``(pgnos[i], slots[i])`` in one C call, for a scan to take
+        values from as the caller asks for them (``Located.take``).
+
+        Pages in the data file are found in place in the map; the others
+        (dirty, or newest in the log) are read through the pager. Without a
+        map, every page goes through the pager. Valid until the next write:
+        the caller re-locates after one.
+        """
+        pager = self.pager
+        mm = pager.map
+        read = pager.read
+        pages: List[Optional[SlottedPage]] = []
+        if mm is None:
+            last = -1
+            page: Optional[SlottedPage] = None
+            for pgno in pgnos:
+                if pgno != last:
+                    last = pgno
+                    try:
+                        page = read(pgno)
+                    except CorruptionError:
+                        page = None  # reported when the value is taken, through read()
+                pages.append(page)
+        else:
+            overlaid = pager.overlaid
+            if not overlaid.isdisjoint(pgnos):
+                for pgno in pgnos:
+                    if pgno in overlaid:
+                        try:
+                            pages.append(read(pgno))
+                        except CorruptionError:
+                            pages.append(None)
+                    else:
+                        pages.append(None)
+        offs, lens, states = self._lookup.map_find_many(pager.map_struct, pages, pgnos, slots, _PAGE_HEAP)
+        return Located(self, mm, pages, pgnos, slots, offs, lens, states)
 
     def read_many(self, rids: Sequence[Rid]) -> List[bytes]:
         """read_many returns the values at ``rids``, in order: ``[read(r) for r in rids]`` with less overhead.
@@ -420,3 +506,55 @@ class Heap:
         want = self.fsm.category(page.max_insert)
         if self.fsm.cat.get(pgno, 0) != want or self.fsm.stored(pgno) != want:
             raise CorruptionError(pgno, "free-space map entry does not match the page")
+
+
+class Located:
+    """Located: where a run of records lies (``Heap.locate``), to be sliced into values on demand.
+
+    ``take(i, j)`` returns the values of entries [i, j): a live record in a
+    page of the map or of the pager's cache is one slice; anything else (an
+    overflow record, an entry the lookup refused) goes through ``Heap.read``,
+    which assembles it or raises the CorruptionError naming its page. Take
+    values only while no write has committed since ``locate`` (the store's
+    scan checks its version), inside a pager operation.
+    """
+
+    __slots__ = ("_heap", "_map", "_pages", "_pgnos", "_slots", "_offs", "_lens", "_states")
+
+    def __init__(self, heap: Heap, mm: Optional[mmap.mmap], pages: List[Optional[SlottedPage]], pgnos: List[int],
+                 slots: List[int], offs: List[int], lens: List[int], states: List[int]) -> None:
+        self._heap = heap
+        self._map = mm
+        self._pages = pages
+        self._pgnos = pgnos
+        self._slots = slots
+        self._offs = offs
+        self._lens = lens
+        self._states = states
+
+    def take(self, i: int, j: int) -> List[bytes]:
+        """take returns the values of entries [i, j), in order.
+
+        Raises:
+            CorruptionError: a dangling or damaged record.
+        """
+        offs, lens, states = self._offs, self._lens, self._states
+        if not self._pages:  # every page in the map
+            mm = self._map
+            assert mm is not None
+            out = [mm[o : o + n] for o, n in zip(offs[i:j], lens[i:j])]
+            for k in range(i, j):
+                if states[k] != _SLOT_LIVE:
+                    out[k - i] = self._heap.read((self._pgnos[k], self._slots[k]))
+            return out
+        out = []
+        for k in range(i, j):
+            o, n = offs[k], lens[k]
+            page = self._pages[k]
+            if states[k] != _SLOT_LIVE:
+                out.append(self._heap.read((self._pgnos[k], self._slots[k])))
+            elif page is None:
+                out.append(self._map[o : o + n])  # type: ignore[index]
+            else:
+                out.append(bytes(memoryview(page._buf)[o : o + n]))
+        return out

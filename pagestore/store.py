@@ -97,6 +97,7 @@ class Store(MutableMapping):
         cache_size: int = DEFAULT_CACHE_BYTES,
         sync: bool = True,
         wal_limit: int = DEFAULT_WAL_LIMIT,
+        mmap: bool = True,
         _opener: fileio.Opener = fileio.open_file,
     ) -> None:
         self.path = os.fspath(path)
@@ -113,7 +114,7 @@ class Store(MutableMapping):
         # reads +15% over a quarter for the tree, other phases unchanged).
         # What the tree's half does not hold yet it lends to the pager.
         self._cache_size = cache_size
-        self._options = dict(cache_size=cache_size - cache_size // 2, sync=sync, wal_limit=wal_limit)
+        self._options = dict(cache_size=cache_size - cache_size // 2, sync=sync, wal_limit=wal_limit, mmap=mmap)
         try:
             self._pager = Pager(
                 self.path, create=create, readonly=readonly, page_size=page_size, opener=_opener, **self._options
@@ -271,16 +272,37 @@ class Store(MutableMapping):
         taken = 0
         while True:
             with lock:
-                self._begin()
+                pager = self._begin()
                 batch = self._tree.range_batch(lo, hi, reverse, resume)
                 version = self._version
                 heap = self._heap
+                located = None
+                if values and batch and pager.use_map:
+                    located = heap.locate([rid[0] for _, rid in batch], [rid[1] for _, rid in batch])
             if not batch:
                 return
             if not values:
                 for k, _ in batch:
                     yield k, None
                 resume = batch[-1][0]
+                continue
+            if located is not None:
+                # The leaf's values were located in one call; they are sliced
+                # in runs of 1, 2, 4, ... (at most _MAX_RUN), each under the
+                # lock: a short scan takes little more than it yields.
+                i, n, run = 0, len(batch), 1
+                while i < n:
+                    j = min(n, i + run)
+                    with lock:
+                        if self._version != version:
+                            break  # re-descend after `resume`
+                        self._begin()
+                        vals = located.take(i, j)
+                    for (k, _), v in zip(batch[i:j], vals):
+                        yield k, v
+                    resume = batch[j - 1][0]
+                    i = j
+                    run = min(2 * run, _MAX_RUN)
                 continue
             if taken < _RUN_FROM:
                 for k, rid in batch:
@@ -354,10 +376,17 @@ class Store(MutableMapping):
         """stats returns figures about the store. O(pages): it reads every page header.
 
         Keys: page_size, file_size, page_count, free_pages, records, live_bytes,
-        tree_height, average_fill, page_types, overflow_pages, wal_size.
+        tree_height, average_fill, page_types, overflow_pages, wal_size,
+        cache_bytes (private memory: the page cache and the tree's node
+        cache, counted in pages, as ``cache_size`` bounds them) and
+        mapped_bytes (the data file mapped read-only: shared with the OS page
+        cache, which may reclaim it; 0 with ``mmap=False``). Both as they
+        were before this call, which reads every page through the cache.
         """
         with self._lock:
             pager = self._begin()
+            memory = pager.memory()
+            memory["cache_bytes"] += self._tree.cache_pages() * pager.page_size
             meta = pager.meta
             types: Dict[str, int] = {}
             used = 0
@@ -383,6 +412,7 @@ class Store(MutableMapping):
                 "page_types": types,
                 "overflow_pages": types.get("overflow", 0),
                 "wal_size": pager.wal_size(),
+                **memory,
             }
 
     def check(self) -> Dict[str, int]:
@@ -408,6 +438,7 @@ class Store(MutableMapping):
                     raise CorruptionError(pgno, f"page claimed twice: by {owner[pgno]} and {what}")
                 owner[pgno] = what
 
+            pager.check()
             tree_stats = self._tree.check()
             for pgno in self._tree.pages():
                 claim(pgno, "tree")
@@ -686,6 +717,7 @@ def open(
     page_size: int = 4096,
     cache_size: int = DEFAULT_CACHE_BYTES,
     sync: bool = True,
+    mmap: bool = True,
 ) -> Store:
     """open opens (or creates) a store file and returns a Store.
 
@@ -695,10 +727,16 @@ def open(
         readonly: open for reading only; writes raise ``ReadOnlyError``.
         page_size: for a new file (a power of two, 512 to 65536); an existing
             file keeps the page size it was made with.
-        cache_size: bytes of page cache (memory stays near this however
-            large the store is).
+        cache_size: bytes of private memory for pages (the page cache and
+            the tree's node cache); it stays near this however large the
+            store is.
         sync: make each commit durable before it returns (fdatasync). With
             False, a crash may lose the latest commits but never consistency.
+        mmap: also map the data file read-only, and read the pages whose
+            newest committed image is there in place (no copy, no private
+            memory: they are the operating system's page cache, shared and
+            reclaimable). False reads every page into the private cache, for
+            file systems without a coherent mmap (network file systems).
 
     Raises:
         InvalidFileError: the file is not a pagestore file.
@@ -706,4 +744,4 @@ def open(
         StoreLockedError: another process has it open for writing.
         CorruptionError: the header or log is damaged beyond recovery.
     """
-    return Store(path, create=create, readonly=readonly, page_size=page_size, cache_size=cache_size, sync=sync)
+    return Store(path, create=create, readonly=readonly, page_size=page_size, cache_size=cache_size, sync=sync, mmap=mmap)
