@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from array import array
 from operator import itemgetter
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 from . import format as fmt
 from ._native import EFULL, OK, ffi, lib, raise_for
@@ -36,7 +36,7 @@ def is_leaf(raw: bytes) -> bool:
     return raw[fmt.OFF_TYPE] == fmt.PAGE_LEAF
 
 
-def search(raw: bytes, key: bytes, after: bool) -> Tuple[int, bool, int, int]:
+def search(raw: bytes, key: bytes, after: bool, pgno: Optional[int] = None) -> Tuple[int, bool, int, int]:
     """search returns ``(index, equal, pgno, slot)`` for ``key`` in a raw node. One C call.
 
     ``after`` False: index = first key >= ``key`` (bisect_left) and ``equal``
@@ -46,17 +46,18 @@ def search(raw: bytes, key: bytes, after: bool) -> Tuple[int, bool, int, int]:
     child ``index``.
 
     Raises:
-        CorruptionError: the bytes are not a sound node (pgno not known here:
-            the caller re-raises it with its page number).
+        CorruptionError: the bytes are not a sound node (names ``pgno``, the
+            node's page number, which the caller knows and the bytes are not
+            trusted to say).
     """
     u32, eq, u16 = _scratch()
     rc = _node_search(raw, len(raw), key, len(key), after, u32, eq, u32 + 1, u16)
     if rc != OK:
-        raise_for(rc, None, "node search")
+        raise_for(rc, pgno, "node search")
     return u32[0], bool(eq[0]), u32[1], u16[0]
 
 
-def child(raw: bytes, key: bytes) -> int:
+def child(raw: bytes, key: bytes, pgno: Optional[int] = None) -> int:
     """child returns the page of the child of internal node ``raw`` whose range holds ``key``.
 
     ``search(raw, key, True)[2]``, for the descent: a point read takes one
@@ -68,7 +69,7 @@ def child(raw: bytes, key: bytes) -> int:
     u32, eq, u16 = _scratch()
     rc = _node_search(raw, len(raw), key, len(key), True, u32, eq, u32 + 1, u16)
     if rc != OK:
-        raise_for(rc, None, "node search")
+        raise_for(rc, pgno, "node search")
     return u32[1]
 
 

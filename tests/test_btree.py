@@ -368,11 +368,11 @@ def test_node_pages_match_the_documented_format():
     root = pager.read(pager.meta.root)
     assert root.page_type == fmt.PAGE_INTERNAL and pager.meta.tree_height == 2
     records = [r for _, r in root.items()]
-    node = tree._peek(pager.meta.root)
+    node = tree.nodes.peek(pager.meta.root)
     assert records[0] == node.vals[0].to_bytes(4, "little")
     assert records[1:] == [c.to_bytes(4, "little") + k for c, k in zip(node.vals[1:], node.keys)]
     # a leaf separator is the shortest prefix that still separates the two leaves
-    left, right = tree._peek(node.vals[0]), tree._peek(node.vals[1])
+    left, right = tree.nodes.peek(node.vals[0]), tree.nodes.peek(node.vals[1])
     sep = node.keys[0]
     assert left.keys[-1] < sep <= right.keys[0] and left.keys[-1] >= sep[:-1]
 
@@ -393,7 +393,7 @@ def _built_tree(n=600):
 
 
 def _node_pages(tree, leaf):
-    return [p for p in tree.pages() if (tree._peek(p).leaf == leaf)]
+    return [p for p in tree.pages() if (tree.nodes.peek(p).leaf == leaf)]
 
 
 def _rewrite(pager, pgno, records, page_type):
@@ -476,8 +476,8 @@ def test_check_catches_stale_cache():
     # a decoded node that no longer matches its page is a bug in the tree; check() says so
     pager, tree = _built_tree()
     leaf = _node_pages(tree, leaf=True)[0]
-    tree._load(leaf).vals[0] = (99, 99)
-    tree._dirty.discard(leaf)  # lose the write, as a missing dirty mark would
+    tree.nodes.load(leaf).vals[0] = (99, 99)
+    tree.nodes.dirty.discard(leaf)  # lose the write, as a missing dirty mark would
     with pytest.raises(CorruptionError, match="cached") as err:
         tree.check()
     assert err.value.pgno == leaf

@@ -99,7 +99,7 @@ def test_tree_lends_its_unused_share_to_the_pager(tmp_path):
     """One budget: the pager may use what the node cache does not, and gives it back as the tree grows."""
     with Store(str(tmp_path / "db"), page_size=512, cache_size=512 * 256) as db:
         pager, tree = db._pager, db._tree
-        budget = pager.own_pages + tree._capacity
+        budget = pager.own_pages + tree.nodes.capacity
         assert budget == 256
         rng = random.Random(5)
         loans = []
@@ -109,8 +109,8 @@ def test_tree_lends_its_unused_share_to_the_pager(tmp_path):
                     txn[rng.randbytes(12)] = rng.randbytes(rng.randrange(100))
             for k in list(db.keys())[:: 7]:
                 db[k]
-            assert pager.cache_pages == pager.own_pages + max(0, tree._capacity - tree._weight)
-            assert len(pager.cache) + tree._weight <= budget
+            assert pager.cache_pages == pager.own_pages + max(0, tree.nodes.capacity - tree.nodes.weight)
+            assert len(pager.cache) + tree.nodes.weight <= budget
             loans.append(pager.cache_pages - pager.own_pages)
         # Lent while the tree was small; taken back once its nodes filled its share.
         assert loans[0] > 0 and loans[-1] == 0, loans

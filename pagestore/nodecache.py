@@ -1,0 +1,271 @@
+"""nodecache: the B+tree's bounded LRU of nodes, each kept raw or decoded.
+
+A clean node is kept as its raw page bytes (checked once by ``nodes.check``
+when it enters the cache) and searched in C, one call per level
+(``nodes.search``, ``nodes.child``). A node is decoded into a ``Node``
+(Python lists) only when a change needs it (``decoded``). A put or delete
+that neither overflows nor underfills its leaf changes the leaf's page in
+place in C and keeps the new raw bytes (``changed_in_place``), so most
+writes decode nothing. Splits, merges and redistributions change decoded
+nodes only, and ``flush()`` builds every dirty node back into
+``pager.write(pgno)`` (one C call, ``nodes.build``) and keeps the raw bytes
+again. A dirty node evicted from the LRU is built on the way out.
+
+WEIGHT: the capacity is counted in raw pages; a decoded node weighs
+``DECODED_WEIGHT``. Pages the pager hands back are never kept: they may be
+evicted and re-read, so the cache keeps its own copy of the bytes.
+
+Callers: btree.py (operations and descent), split.py (structure changes),
+treecheck.py (comparing cached nodes with their pages).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Dict, Optional, Protocol, Set
+
+from . import format as fmt
+from . import nodes
+from .errors import CorruptionError
+from .node import Node, decode
+from .page import SlottedPage
+
+#: What a decoded node weighs in the node cache, in raw pages: its keys, rid
+#: tuples and lists take about four times the bytes of the page they came from.
+DECODED_WEIGHT = 4
+
+
+class TreePager(Protocol):
+    """TreePager is what the B+tree needs of a pager (pager.Pager, or a test double).
+
+    ``lend`` is only called when the tree was made with ``lend=True``.
+    """
+
+    page_size: int
+    meta: fmt.Meta
+
+    def read(self, pgno: int) -> SlottedPage: ...
+
+    def write(self, pgno: int) -> SlottedPage: ...
+
+    def allocate(self, page_type: int) -> SlottedPage: ...
+
+    def free(self, pgno: int) -> None: ...
+
+    def lend(self, pages: int) -> None: ...
+
+
+class CacheEntry:
+    """CacheEntry is one cached node: exactly one of ``raw`` and ``node`` is set.
+
+    ``raw``: the page bytes (clean; searched in C). ``node``: the decoded
+    form (maybe dirty: see ``NodeCache.dirty``). ``leaf``: the node's kind,
+    known from either form, so the descent never reads a header byte.
+    """
+
+    __slots__ = ("pgno", "raw", "node", "leaf")
+
+    def __init__(self, pgno: int, raw: Optional[bytes], node: Optional[Node], leaf: bool) -> None:
+        self.pgno = pgno
+        self.raw = raw
+        self.node = node
+        self.leaf = leaf
+
+    @property
+    def weight(self) -> int:
+        """weight: what the entry counts against the capacity."""
+        return 1 if self.raw is not None else DECODED_WEIGHT
+
+    def __repr__(self) -> str:
+        form = "raw" if self.raw is not None else "decoded"
+        return f"<CacheEntry pgno={self.pgno} {form} {'leaf' if self.leaf else 'internal'}>"
+
+
+class NodeCache:
+    """NodeCache holds up to ``capacity`` pages' worth of nodes, least recently used first out.
+
+    ``lru`` is read by the tree's descent directly (``get`` + ``move_to_end``
+    is ``entry``'s hit path, inlined where a point read pays for every call);
+    everything that adds, drops or changes an entry goes through a method.
+    """
+
+    def __init__(self, pager: TreePager, capacity: int, *, lend: bool = False) -> None:
+        """``capacity``: in raw pages. ``lend``: lend the unused part of it to the
+        pager's cache (``Pager.lend``), when the two share one budget."""
+        if capacity < 1:
+            raise ValueError(f"node_cache must be at least 1, got {capacity}")
+        self.pager = pager
+        self.capacity = capacity
+        self.lru: "OrderedDict[int, CacheEntry]" = OrderedDict()
+        self.weight = 0
+        self.dirty: Set[int] = set()  # decoded nodes changed since their page was last built
+        self._lend, self._lent = lend, -1
+
+    # ---- finding nodes ----
+
+    def entry(self, pgno: int) -> CacheEntry:
+        """entry returns the cache entry of ``pgno``, reading the page raw on a miss.
+
+        Raises:
+            CorruptionError: the page is damaged or not a node (names ``pgno``).
+        """
+        lru = self.lru
+        e = lru.get(pgno)
+        if e is not None:
+            lru.move_to_end(pgno)
+            return e
+        raw = self.read_raw(pgno)
+        e = lru[pgno] = CacheEntry(pgno, raw, None, nodes.is_leaf(raw))
+        self.weight += 1
+        return e
+
+    def decoded(self, e: CacheEntry) -> Node:
+        """decoded returns the Node of a cache entry, decoding a raw entry in place."""
+        node = e.node
+        if node is None:
+            assert e.raw is not None
+            node = e.node = decode(e.pgno, e.raw)
+            e.raw = None
+            self.weight += DECODED_WEIGHT - 1
+        return node
+
+    def load(self, pgno: int) -> Node:
+        """load returns the decoded node of ``pgno``, decoding it in the cache if it was raw."""
+        return self.decoded(self.entry(pgno))
+
+    def view(self, pgno: int) -> Node:
+        """view: ``load`` for reading only: a raw leaf is decoded for the caller and stays raw in the cache.
+
+        Internal nodes are always decoded in the cache: a scan's path keeps
+        them, and there are few of them.
+        """
+        e = self.entry(pgno)
+        if e.raw is not None and e.leaf:
+            return decode(pgno, e.raw)
+        return self.decoded(e)
+
+    def peek(self, pgno: int) -> Node:
+        """peek returns the decoded node without caching it (whole-tree walks must not flood the LRU)."""
+        e = self.lru.get(pgno)
+        if e is None:
+            return decode(pgno, self.read_raw(pgno))
+        if e.node is not None:
+            return e.node
+        assert e.raw is not None
+        return decode(pgno, e.raw)
+
+    def cached(self, pgno: int) -> Optional[Node]:
+        """cached returns the node as the cache holds it (decoded afresh if raw), or None; no LRU move."""
+        e = self.lru.get(pgno)
+        if e is None:
+            return None
+        if e.node is not None:
+            return e.node
+        assert e.raw is not None
+        return decode(pgno, e.raw)
+
+    def read_raw(self, pgno: int) -> bytes:
+        """read_raw returns the bytes of node page ``pgno``, verified by the pager and checked as a node."""
+        if not pgno:
+            raise CorruptionError(0, "a tree pointer names page 0")
+        raw = bytes(self.pager.read(pgno).buffer)
+        nodes.check(raw, pgno)  # every status it can return is a CorruptionError naming pgno
+        return raw
+
+    # ---- changing what is cached ----
+
+    def changed_in_place(self, e: CacheEntry, page: SlottedPage) -> bytes:
+        """changed_in_place keeps the new bytes of a raw entry's page, which the caller changed in C.
+
+        Returns them (the new raw form).
+        """
+        assert e.raw is not None
+        raw = e.raw = bytes(page.buffer)
+        return raw
+
+    def mark_dirty(self, node: Node) -> None:
+        """mark_dirty records that a decoded, cached node changed: ``flush`` builds its page."""
+        self.dirty.add(node.pgno)
+
+    def adopt(self, node: Node) -> None:
+        """adopt caches a node created in memory (its page freshly allocated) as dirty."""
+        self.lru[node.pgno] = CacheEntry(node.pgno, None, node, node.leaf)
+        self.weight += DECODED_WEIGHT
+        self.dirty.add(node.pgno)
+
+    def release(self, pgno: int) -> None:
+        """release forgets a node and gives its page back to the pager."""
+        e = self.lru.pop(pgno, None)
+        if e is not None:
+            self.weight -= e.weight
+        self.dirty.discard(pgno)
+        self.pager.free(pgno)
+
+    def write_node(self, node: Node) -> bytes:
+        """write_node builds ``node`` into its page and returns the page's raw bytes."""
+        page = self.pager.write(node.pgno)
+        nodes.build(page, node.pgno, node.leaf, node.keys, node.vals)
+        return bytes(page.buffer)
+
+    def flush(self) -> None:
+        """flush builds every dirty node into its page (``pager.write``) and keeps it raw again."""
+        lru = self.lru
+        for pgno in sorted(self.dirty):
+            e = lru[pgno]
+            assert e.node is not None
+            e.raw = self.write_node(e.node)
+            e.node = None
+            self.weight -= DECODED_WEIGHT - 1
+        self.dirty.clear()
+
+    def reset(self) -> None:
+        """reset forgets every cached node, dirty ones included (after a rollback)."""
+        self.lru.clear()
+        self.weight = 0
+        self.dirty.clear()
+
+    def trim(self) -> None:
+        """trim evicts least recently used nodes beyond the capacity, building dirty ones.
+
+        Callers: the tree, only at the end of a public operation, so nodes an
+        operation holds are never evicted under it.
+        """
+        lru, dirty = self.lru, self.dirty
+        while self.weight > self.capacity and lru:
+            pgno, e = lru.popitem(last=False)
+            self.weight -= e.weight
+            if e.node is not None and pgno in dirty:
+                self.write_node(e.node)
+                dirty.discard(pgno)
+        # The share of the memory budget the nodes do not use yet is the
+        # pager's to use (a store whose leaves fit leaves most of it idle).
+        spare = self.capacity - self.weight
+        if spare != self._lent and self._lend:
+            self._lent = spare
+            self.pager.lend(max(0, spare))
+
+    def check(self) -> Dict[str, int]:
+        """check verifies the cache's own bookkeeping and returns its counts. O(entries).
+
+        Every entry holds exactly one form, under its own page number, with
+        the kind of node it holds; every dirty page is cached decoded; the
+        weight is the sum of the entries'.
+
+        Raises:
+            AssertionError: a violation (the cache's state is the tree's own, never bytes from disk).
+        """
+        weight = 0
+        decoded = 0
+        for pgno, e in self.lru.items():
+            assert e.pgno == pgno, f"entry of page {e.pgno} cached under {pgno}"
+            assert (e.raw is None) != (e.node is None), f"page {pgno}: entry must hold exactly one form"
+            if e.node is not None:
+                assert e.node.pgno == pgno and e.node.leaf == e.leaf, f"page {pgno}: entry and node disagree"
+                decoded += 1
+            else:
+                assert e.raw is not None and nodes.is_leaf(e.raw) == e.leaf, f"page {pgno}: wrong kind"
+            weight += e.weight
+        for pgno in self.dirty:
+            e2 = self.lru.get(pgno)
+            assert e2 is not None and e2.node is not None, f"dirty page {pgno} is not cached decoded"
+        assert weight == self.weight, f"weight {self.weight} != {weight} summed"
+        return {"entries": len(self.lru), "decoded": decoded, "dirty": len(self.dirty), "weight": weight}
