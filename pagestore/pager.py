@@ -62,6 +62,7 @@ from .wal import KEEP_BYTES, WAL
 DEFAULT_CACHE_BYTES = 32 * 1024 * 1024
 DEFAULT_WAL_LIMIT = 16 * 1024 * 1024
 MIN_CACHE_PAGES = 32
+_NODE_TYPES = (fmt.PAGE_LEAF, fmt.PAGE_INTERNAL)
 
 
 class _Frame:
@@ -338,9 +339,12 @@ class Pager:
         if pgno in self.overlaid or (pgno >> 3) >= len(self.verified):
             page.verify(pgno)
         elif not self.verified[pgno >> 3] & (1 << (pgno & 7)):
-            # the data file's bytes, which the map shows too: verified once for both
+            # The data file's bytes, which the map shows too: verified once for
+            # both. Not a node page, though: a bit also promises the node check,
+            # which is the map's (ps_map_check) or the tree's to make.
             page.verify(pgno)
-            self.verified[pgno >> 3] |= 1 << (pgno & 7)
+            if page.page_type not in _NODE_TYPES:
+                self.verified[pgno >> 3] |= 1 << (pgno & 7)
         self._insert(pgno, f)
         return page
 

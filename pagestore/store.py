@@ -273,24 +273,26 @@ class Store(MutableMapping):
         while True:
             with lock:
                 pager = self._begin()
-                batch = self._tree.range_batch(lo, hi, reverse, resume)
-                version = self._version
                 heap = self._heap
+                version = self._version
                 located = None
-                if values and batch and pager.use_map:
-                    located = heap.locate([rid[0] for _, rid in batch], [rid[1] for _, rid in batch])
-            if not batch:
-                return
+                if not values or pager.use_map:
+                    keys, pgnos, slots = self._tree.range_leaf(lo, hi, reverse, resume)
+                    located = heap.locate(pgnos, slots) if values and keys else None
+                else:
+                    batch = self._tree.range_batch(lo, hi, reverse, resume)
             if not values:
-                for k, _ in batch:
+                if not keys:
+                    return
+                for k in keys:
                     yield k, None
-                resume = batch[-1][0]
+                resume = keys[-1]
                 continue
             if located is not None:
                 # The leaf's values were located in one call; they are sliced
                 # in runs of 1, 2, 4, ... (at most _MAX_RUN), each under the
                 # lock: a short scan takes little more than it yields.
-                i, n, run = 0, len(batch), 1
+                i, n, run = 0, len(keys), 1
                 while i < n:
                     j = min(n, i + run)
                     with lock:
@@ -298,12 +300,13 @@ class Store(MutableMapping):
                             break  # re-descend after `resume`
                         self._begin()
                         vals = located.take(i, j)
-                    for (k, _), v in zip(batch[i:j], vals):
-                        yield k, v
-                    resume = batch[j - 1][0]
+                    yield from zip(keys[i:j], vals)
+                    resume = keys[j - 1]
                     i = j
                     run = min(2 * run, _MAX_RUN)
                 continue
+            if pager.use_map or not batch:
+                return
             if taken < _RUN_FROM:
                 for k, rid in batch:
                     with lock:

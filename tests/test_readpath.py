@@ -743,3 +743,30 @@ def test_stats_report_private_and_mapped_memory(tmp_path, mmap):
         s = db.stats()
         assert s["mapped_bytes"] == (s["file_size"] if mmap else 0)
         assert 0 < s["cache_bytes"] <= 1 << 20
+
+
+def test_mapped_gets_and_scans_copy_no_page(tmp_path):
+    """On a checkpointed store, a get or a scan reads every node and record in place:
+    neither the pager's cache nor the tree's node cache grows."""
+    path, model = reopened(tmp_path)
+    with Store(path) as db:
+        pager, tree = db._pager, db._tree
+        before = set(pager.cache)  # the free-space map's pages, read at open
+        for k, v in model.items():
+            assert db[k] == v
+        assert db.get(b"absent") is None and b"k" not in db
+        assert list(db.items()) == sorted(model.items())
+        assert list(db.items(reverse=True)) == sorted(model.items(), reverse=True)
+        ks = sorted(model)
+        assert list(db.keys(ks[10], ks[200])) == ks[10:200]
+        assert list(db.items(ks[500], ks[520], reverse=True)) == [(k, model[k]) for k in reversed(ks[500:520])]
+        assert set(pager.cache) == before
+        # the node cache holds the scans' internal nodes (decoded, for stepping between leaves), no leaf
+        assert tree.nodes.lru and not any(e.leaf for e in tree.nodes.lru.values())
+        s = db.stats()
+        assert s["mapped_bytes"] == s["file_size"]
+        # A write overlays the pages it changes: they are read through the caches until checkpointed.
+        db[ks[3]] = b"new"
+        assert db[ks[3]] == b"new" and pager.overlaid
+        assert dict(db.items(ks[0], ks[9])) == {**{k: model[k] for k in ks[:9]}, ks[3]: b"new"}
+        db.check()
