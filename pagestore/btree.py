@@ -302,6 +302,7 @@ class BTree:
         hi: Optional[bytes],
         reverse: bool = False,
         resume: Optional[bytes] = None,
+        path: Optional[Path] = None,
     ) -> Tuple[List[bytes], List[int], List[int]]:
         """range_leaf is ``range_batch`` as three lists: the keys, their rids' pages and slots.
 
@@ -309,16 +310,23 @@ class BTree:
         read in place from the pager's map (one C call decodes it, one more
         per bound of the run), and only the run's keys are copied out; a
         cached or overlaid leaf comes from the node cache. O(log n + one leaf).
+
+        ``path``: a list the call leaves the descent's path in. Passed back
+        on the next call, non-empty, with ``resume`` the last key returned
+        and NO write to the tree in between, the scan steps to the next leaf
+        without descending from the root. After any write, pass a new list.
         """
         lo = None if lo is None else self._check_key(lo)
         hi = None if hi is None else self._check_key(hi)
         resume = None if resume is None else self._check_key(resume)
         if not self.pager.meta.root:
             return [], [], []
+        if path is None:
+            path = []
         try:
             if reverse:
-                return self._leaf_reverse(lo, hi, resume)
-            return self._leaf_forward(lo, hi, resume)
+                return self._leaf_reverse(lo, hi, resume, path)
+            return self._leaf_forward(lo, hi, resume, path)
         finally:
             self.nodes.trim()
 
@@ -467,13 +475,15 @@ class BTree:
         pager = self.pager
         cache = self.nodes
         mm = pager.map
-        if mm is not None and pgno not in cache.lru and pgno not in pager.overlaid:
-            return nodes.map_leaf_run(pager.map_struct, mm, pgno, start, after, stop)
+        if mm is not None and pgno not in pager.overlaid:
+            e = cache.lru.get(pgno)
+            if e is None or e.raw is not None:  # a clean cached leaf is the map's bytes too
+                return nodes.map_leaf_run(pager.map_struct, mm, pgno, start, after, stop)
         e = cache.entry(pgno)
         if not e.leaf:
             raise self._misplaced(pgno, False, pager.meta.tree_height)
         if e.raw is not None:
-            keys, pgnos, slots = nodes.leaf_columns(e.raw, pgno)
+            return nodes.leaf_run(e.raw, pgno, start, after, stop)
         else:
             node = e.node
             assert node is not None
@@ -488,7 +498,7 @@ class BTree:
         return i, j, len(keys), keys[i:j], pgnos[i:j], slots[i:j]
 
     def _leaf_forward(
-        self, lo: Optional[bytes], hi: Optional[bytes], resume: Optional[bytes]
+        self, lo: Optional[bytes], hi: Optional[bytes], resume: Optional[bytes], path: Path
     ) -> Tuple[List[bytes], List[int], List[int]]:
         start: Optional[bytes]
         if resume is not None and (lo is None or resume >= lo):
@@ -497,8 +507,13 @@ class BTree:
             start, inclusive = lo, True
         if start is not None and hi is not None and start >= hi:
             return [], [], []
-        path: Path = []
-        pgno: Optional[int] = self._descend_leaf(path, start, right=True, last=False)
+        pgno: Optional[int]
+        if path and resume is not None:
+            # The last run ended its leaf (or the range): go on to the next leaf.
+            pgno, start = self._step(path, True), None
+        else:
+            del path[:]
+            pgno = self._descend_leaf(path, start, right=True, last=False)
         while pgno is not None:
             i, j, count, keys, pgnos, slots = self._leaf_run(pgno, start, not inclusive, hi)
             if i < count:
@@ -508,13 +523,17 @@ class BTree:
         return [], [], []
 
     def _leaf_reverse(
-        self, lo: Optional[bytes], hi: Optional[bytes], resume: Optional[bytes]
+        self, lo: Optional[bytes], hi: Optional[bytes], resume: Optional[bytes], path: Path
     ) -> Tuple[List[bytes], List[int], List[int]]:
         bound = hi if resume is None or (hi is not None and hi <= resume) else resume
         if bound is not None and lo is not None and bound <= lo:
             return [], [], []
-        path: Path = []
-        pgno: Optional[int] = self._descend_leaf(path, bound, right=False, last=True)
+        pgno: Optional[int]
+        if path and resume is not None:
+            pgno, bound = self._step(path, False), None
+        else:
+            del path[:]
+            pgno = self._descend_leaf(path, bound, right=False, last=True)
         while pgno is not None:
             i, j, count, keys, pgnos, slots = self._leaf_run(pgno, lo, False, bound)
             if j > 0:  # keys below the bound here; the run is empty when lo comes first: done

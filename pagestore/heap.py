@@ -348,42 +348,52 @@ class Heap:
         return value if len(value) == total else None
 
     def locate(self, pgnos: List[int], slots: List[int]) -> "Located":
-        """locate finds the records ``(pgnos[i], slots[i])`` in one C call, for a scan to take
-        values from as the caller asks for them (``Located.take``).
+        """locate finds the records ``(pgnos[i], slots[i])``, for a scan to take values from
+        as the caller asks for them (``Located.take``).
 
-        Pages in the data file are found in place in the map; the others
-        (dirty, or newest in the log) are read through the pager. Without a
-        map, every page goes through the pager. Valid until the next write:
-        the caller re-locates after one.
+        One C call finds every record whose page is in the data file, in place
+        in the map. A page that is overlaid (dirty, or newest in the log) is
+        read through the pager instead, and its record found there; without a
+        map, every page is. Valid until the next write: the caller re-locates
+        after one.
         """
         pager = self.pager
         mm = pager.map
-        read = pager.read
-        pages: List[Optional[SlottedPage]] = []
+        overlaid = pager.overlaid
         if mm is None:
-            last = -1
-            page: Optional[SlottedPage] = None
-            for pgno in pgnos:
-                if pgno != last:
-                    last = pgno
-                    try:
-                        page = read(pgno)
-                    except CorruptionError:
-                        page = None  # reported when the value is taken, through read()
-                pages.append(page)
-        else:
-            overlaid = pager.overlaid
-            if not overlaid.isdisjoint(pgnos):
-                for pgno in pgnos:
-                    if pgno in overlaid:
-                        try:
-                            pages.append(read(pgno))
-                        except CorruptionError:
-                            pages.append(None)
-                    else:
-                        pages.append(None)
-        offs, lens, states = self._lookup.map_find_many(pager.map_struct, pages, pgnos, slots, _PAGE_HEAP)
-        return Located(self, mm, pages, pgnos, slots, offs, lens, states)
+            return self._locate_private(pgnos, slots, range(len(pgnos)), None, [0] * len(pgnos),
+                                        [0] * len(pgnos), [0] * len(pgnos))
+        mine = None if overlaid.isdisjoint(pgnos) else [k for k, p in enumerate(pgnos) if p in overlaid]
+        asked = pgnos if mine is None else [0 if p in overlaid else p for p in pgnos]  # 0: C skips it
+        offs, lens, states = self._lookup.map_find_many(pager.map_struct, [], asked, slots, _PAGE_HEAP)
+        if mine is None:
+            return Located(self, mm, None, pgnos, slots, offs, lens, states)
+        return self._locate_private(pgnos, slots, mine, mm, offs, lens, states)
+
+    def _locate_private(self, pgnos: List[int], slots: List[int], which: Sequence[int],
+                        mm: Optional[mmap.mmap], offs: List[int], lens: List[int], states: List[int]) -> "Located":
+        """_locate_private finishes ``locate`` for entries ``which``, whose pages are read
+        through the pager: each such entry's source is a copy of its page, taken now."""
+        read = self.pager.read
+        find = self._lookup.find
+        copies: Dict[int, Optional[bytes]] = {}
+        srcs: List[Optional[bytes]] = [None] * len(pgnos)
+        for k in which:
+            pgno = pgnos[k]
+            if pgno not in copies:
+                try:
+                    page = read(pgno)
+                    copies[pgno] = bytes(page._buf) if page._buf[_OFF_TYPE] == _PAGE_HEAP else None
+                except CorruptionError:
+                    copies[pgno] = None  # reported when the value is taken, through read()
+            src = copies[pgno]
+            found = None if src is None else find(read(pgno), slots[k])
+            if found is None:
+                offs[k] = lens[k] = states[k] = 0
+            else:
+                offs[k], lens[k], states[k] = found
+                srcs[k] = src
+        return Located(self, mm, srcs, pgnos, slots, offs, lens, states)
 
     def read_many(self, rids: Sequence[Rid]) -> List[bytes]:
         """read_many returns the values at ``rids``, in order: ``[read(r) for r in rids]`` with less overhead.
@@ -511,26 +521,28 @@ class Heap:
 class Located:
     """Located: where a run of records lies (``Heap.locate``), to be sliced into values on demand.
 
-    ``take(i, j)`` returns the values of entries [i, j): a live record in a
-    page of the map or of the pager's cache is one slice; anything else (an
-    overflow record, an entry the lookup refused) goes through ``Heap.read``,
-    which assembles it or raises the CorruptionError naming its page. Take
-    values only while no write has committed since ``locate`` (the store's
-    scan checks its version), inside a pager operation.
+    ``take(i, j)`` returns the values of entries [i, j): a live record is one
+    slice of its source, the map or a copy of its page taken by ``locate``;
+    anything else (an overflow record, an entry the lookup refused) goes
+    through ``Heap.read``, which assembles it or raises the CorruptionError
+    naming its page. Take values only while no write has committed since
+    ``locate`` (the store's scan checks its version), inside a pager operation.
     """
 
-    __slots__ = ("_heap", "_map", "_pages", "_pgnos", "_slots", "_offs", "_lens", "_states")
+    __slots__ = ("_heap", "_map", "_srcs", "_pgnos", "_slots", "_offs", "_lens", "_other")
 
-    def __init__(self, heap: Heap, mm: Optional[mmap.mmap], pages: List[Optional[SlottedPage]], pgnos: List[int],
+    def __init__(self, heap: Heap, mm: Optional[mmap.mmap], srcs: Optional[List[Optional[bytes]]], pgnos: List[int],
                  slots: List[int], offs: List[int], lens: List[int], states: List[int]) -> None:
         self._heap = heap
         self._map = mm
-        self._pages = pages
+        self._srcs = srcs  # per entry: a page copy, or None for the map; None: the map for all
         self._pgnos = pgnos
         self._slots = slots
         self._offs = offs
         self._lens = lens
-        self._states = states
+        # the entries that are not a live record in a source: overflow, or refused
+        self._other = [] if states.count(_SLOT_LIVE) == len(states) else [
+            k for k, st in enumerate(states) if st != _SLOT_LIVE]
 
     def take(self, i: int, j: int) -> List[bytes]:
         """take returns the values of entries [i, j), in order.
@@ -538,23 +550,16 @@ class Located:
         Raises:
             CorruptionError: a dangling or damaged record.
         """
-        offs, lens, states = self._offs, self._lens, self._states
-        if not self._pages:  # every page in the map
+        offs, lens, srcs = self._offs, self._lens, self._srcs
+        if srcs is None:
             mm = self._map
             assert mm is not None
             out = [mm[o : o + n] for o, n in zip(offs[i:j], lens[i:j])]
-            for k in range(i, j):
-                if states[k] != _SLOT_LIVE:
-                    out[k - i] = self._heap.read((self._pgnos[k], self._slots[k]))
-            return out
-        out = []
-        for k in range(i, j):
-            o, n = offs[k], lens[k]
-            page = self._pages[k]
-            if states[k] != _SLOT_LIVE:
-                out.append(self._heap.read((self._pgnos[k], self._slots[k])))
-            elif page is None:
-                out.append(self._map[o : o + n])  # type: ignore[index]
-            else:
-                out.append(bytes(memoryview(page._buf)[o : o + n]))
+        else:
+            mm = self._map
+            out = [(mm if s is None else s)[o : o + n]  # type: ignore[index]
+                   for s, o, n in zip(srcs[i:j], offs[i:j], lens[i:j])]
+        for k in self._other:
+            if i <= k < j:
+                out[k - i] = self._heap.read((self._pgnos[k], self._slots[k]))
         return out

@@ -276,6 +276,53 @@ def map_leaf_run(
     return i, j, c, keys, pgnos[i:j].tolist(), slots[i:j].tolist()
 
 
+def leaf_run(
+    raw: bytes, pgno: int, start: Optional[bytes], after: bool, stop: Optional[bytes]
+) -> Tuple[int, int, int, List[bytes], List[int], List[int]]:
+    """leaf_run is ``map_leaf_run`` on a raw leaf (a cached copy): the same C calls, page-relative.
+
+    Raises:
+        CorruptionError: naming ``pgno``, also when the node is not a leaf.
+    """
+    if raw[fmt.OFF_TYPE] != _LEAF:
+        raise_for(lib.PS_ETYPE if raw[fmt.OFF_TYPE] == _INTERNAL else lib.PS_ENODE_TYPE, pgno, "not a leaf")
+    offs, ends, pgnos, slots = _raw_scratch()
+    count = _scratch()[0]
+    rc = lib.ps_node_decode(raw, len(raw), _ptr32(offs), _ptr32(ends), _ptr32(pgnos),
+                            ffi.from_buffer("uint16_t[]", slots), fmt.MAX_SLOTS, count)
+    if rc != OK:
+        raise_for(rc, pgno)
+    c = count[0]
+    u32, eq, u16 = _scratch()
+    if start is None:
+        i = 0
+    else:
+        rc = _node_search(raw, len(raw), start, len(start), after, u32, eq, u32 + 1, u16)
+        if rc != OK:
+            raise_for(rc, pgno, "leaf")
+        i = u32[0]
+    if stop is None:
+        j = c
+    else:
+        rc = _node_search(raw, len(raw), stop, len(stop), False, u32, eq, u32 + 1, u16)
+        if rc != OK:
+            raise_for(rc, pgno, "leaf")
+        j = max(i, u32[0])
+    keys = [raw[a:b] for a, b in zip(offs[i:j], ends[i:j])]
+    return i, j, c, keys, pgnos[i:j].tolist(), slots[i:j].tolist()
+
+
+def _raw_scratch() -> Tuple[array, array, array, array]:
+    """_raw_scratch: this thread's arrays for a whole raw leaf's offsets and rids (PS_MAX_SLOTS each)."""
+    try:
+        return _tls.raw  # type: ignore[no-any-return]
+    except AttributeError:
+        n = fmt.MAX_SLOTS
+        _tls.raw = t = (array("I", bytes(4 * n)), array("I", bytes(4 * n)), array("I", bytes(4 * n)),
+                        array("H", bytes(2 * n)))
+        return t
+
+
 def leaf_columns(raw: bytes, pgno: int) -> Tuple[List[bytes], List[int], List[int]]:
     """leaf_columns: ``decode`` of a raw leaf as three lists, keys, rid pages and rid slots.
 

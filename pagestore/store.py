@@ -53,6 +53,9 @@ _DELETED = object()
 _RUN_FROM = 64
 _RUN_SHIFT = 5
 _MAX_RUN = 64
+#: With the data file mapped, values are sliced in runs that start at this
+#: many and double up to _MAX_RUN (see Store._scan).
+_FIRST_RUN = 1
 
 
 def prefix_end(prefix: bytes) -> Optional[bytes]:
@@ -270,14 +273,19 @@ class Store(MutableMapping):
         resume: Optional[bytes] = None
         lock = self._lock
         taken = 0
+        run = _FIRST_RUN
+        version = -1
+        path: list = []  # the tree's path to the last leaf, while no write intervenes
         while True:
             with lock:
                 pager = self._begin()
                 heap = self._heap
-                version = self._version
+                if self._version != version:
+                    version = self._version
+                    path = []
                 located = None
                 if not values or pager.use_map:
-                    keys, pgnos, slots = self._tree.range_leaf(lo, hi, reverse, resume)
+                    keys, pgnos, slots = self._tree.range_leaf(lo, hi, reverse, resume, path)
                     located = heap.locate(pgnos, slots) if values and keys else None
                 else:
                     batch = self._tree.range_batch(lo, hi, reverse, resume)
@@ -292,7 +300,7 @@ class Store(MutableMapping):
                 # The leaf's values were located in one call; they are sliced
                 # in runs of 1, 2, 4, ... (at most _MAX_RUN), each under the
                 # lock: a short scan takes little more than it yields.
-                i, n, run = 0, len(keys), 1
+                i, n = 0, len(keys)
                 while i < n:
                     j = min(n, i + run)
                     with lock:
