@@ -99,6 +99,9 @@ class BTree:
         self.balancer = Balancer(pager, self.nodes)
         # (key, leaf pgno, leaf raw bytes, index, equal, rid pgno, rid slot) of the last get
         self._hint: Optional[Tuple[bytes, int, bytes, int, bool, int, int]] = None
+        # the same for a get that searched its leaf in the map, with the pager's operation
+        # epoch: valid for a put in that same operation (the store's get-then-put)
+        self._map_hint: Optional[Tuple[bytes, int, int, bool, int, int, int]] = None
 
     # ---- public operations ----
 
@@ -140,6 +143,7 @@ class BTree:
             if mm is not None and child not in overlaid:
                 i, equal, pgno, slot = _map_search(pager.map_struct, child, key)
                 self._hint = None
+                self._map_hint = (key, child, i, equal, pgno, slot, pager.epoch)
                 cache.trim()
                 return (pgno, slot) if equal else None
             entry = cache.entry(child)
@@ -191,6 +195,12 @@ class BTree:
             meta.tree_height = 1
         path: Path = []
         hint, self._hint = self._hint, None
+        mhint, self._map_hint = self._map_hint, None
+        if mhint is not None and mhint[0] == key:
+            done, old_rid = self._put_by_map_hint(mhint, key, pgno, slot)
+            if done:
+                cache.trim()
+                return old_rid
         entry: Optional[CacheEntry] = None
         if hint is not None and hint[0] == key:
             entry = cache.lru.get(hint[1])
@@ -240,6 +250,34 @@ class BTree:
             self.balancer.fix_up(path, leaf, append=i == len(keys) - 1)
         cache.trim()
         return None
+
+    def _put_by_map_hint(
+        self, hint: Tuple[bytes, int, int, bool, int, int, int], key: bytes, pgno: int, slot: int
+    ) -> Tuple[bool, Optional[Rid]]:
+        """_put_by_map_hint: ``put`` in place in the leaf that ``get`` just searched in the map.
+
+        Valid only in the same pager operation, with the leaf still neither
+        cached nor overlaid: then nothing has changed it since. The leaf is
+        written through the pager (its page was verified and node-checked in
+        the map) and its new bytes cached raw. Returns (False, None) when the
+        hint does not apply or the entry does not fit: the caller descends.
+        """
+        pager = self.pager
+        _, leaf_pgno, i, equal, old_pgno, old_slot, epoch = hint
+        cache = self.nodes
+        if epoch != getattr(pager, "epoch", None) or leaf_pgno in cache.lru or leaf_pgno in pager.overlaid:
+            return False, None
+        if equal:
+            if (old_pgno, old_slot) != (pgno, slot):
+                page = pager.write(leaf_pgno)
+                nodes.leaf_set_rid(page, i, pgno, slot)
+                cache.adopt_raw(leaf_pgno, page)
+            return True, (old_pgno, old_slot)
+        page = pager.write(leaf_pgno)
+        if nodes.leaf_insert(page, i, key, pgno, slot):
+            cache.adopt_raw(leaf_pgno, page)
+            return True, None
+        return False, None  # it overflows: the page is unchanged, the caller splits
 
     def delete(self, key: bytes) -> Optional[Rid]:
         """delete removes ``key`` and returns the rid it mapped to, or None if absent. O(log n)."""
@@ -342,6 +380,7 @@ class BTree:
         """reset forgets every cached node, dirty ones included. Call after a rollback."""
         self.nodes.reset()
         self._hint = None
+        self._map_hint = None
 
     def pages(self) -> Iterator[int]:
         """pages yields the number of every page the tree uses (root first, depth-first)."""

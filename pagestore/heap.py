@@ -51,6 +51,7 @@ _OFF_TYPE = fmt.OFF_TYPE
 _PAGE_HEAP = fmt.PAGE_HEAP
 _PAGE_OVERFLOW = fmt.PAGE_OVERFLOW
 _SLOT_LIVE = fmt.SLOT_LIVE
+_SLOT_OVERFLOW = fmt.SLOT_OVERFLOW
 
 
 class FreeSpaceMap:
@@ -332,22 +333,31 @@ class Heap:
         count = expected + (1 if rem else 0)
         pager = self.pager
         overlaid, m, find = pager.overlaid, pager.map_struct, self._lookup.map_find
-        parts: List[bytes] = []
-        while p:
-            if len(parts) >= count or p in overlaid:
+        # Views into the map, joined into the value with one copy. They are
+        # released when this returns: no view outlives the call (the map may
+        # only be closed by a checkpoint, never during a read).
+        view = memoryview(mm)
+        try:
+            parts: List[memoryview] = []
+            while p:
+                if len(parts) >= count or p in overlaid:
+                    return None
+                found = find(m, p, 0, _PAGE_OVERFLOW)
+                if found is None:
+                    return None
+                o, k, _, p = found
+                parts.append(view[o : o + k])
+            if len(parts) != count:
                 return None
-            found = find(m, p, 0, _PAGE_OVERFLOW)
-            if found is None:
-                return None
-            o, k, _, p = found
-            parts.append(mm[o : o + k])
-        if len(parts) != count:
-            return None
-        parts.append(mm[off + 8 : off + n])
-        value = b"".join(parts)
+            parts.append(view[off + 8 : off + n])
+            value = b"".join(parts)
+        finally:
+            for part in parts:
+                part.release()
+            view.release()
         return value if len(value) == total else None
 
-    def locate(self, pgnos: List[int], slots: List[int]) -> "Located":
+    def locate(self, pgnos: List[int], slots: List[int], lazy: bool = False) -> "Located":
         """locate finds the records ``(pgnos[i], slots[i])``, for a scan to take values from
         as the caller asks for them (``Located.take``).
 
@@ -356,7 +366,14 @@ class Heap:
         read through the pager instead, and its record found there; without a
         map, every page is. Valid until the next write: the caller re-locates
         after one.
+
+        ``lazy``: locate nothing now; each ``take(i, j)`` locates entries [i,
+        j) in one call, just before slicing them. For the start of a scan,
+        which may stop after a few values: it then touches only the heap
+        pages of the values it takes.
         """
+        if lazy:
+            return Located(self, None, None, pgnos, slots, [], [], [], lazy=True)
         pager = self.pager
         mm = pager.map
         overlaid = pager.overlaid
@@ -529,10 +546,11 @@ class Located:
     ``locate`` (the store's scan checks its version), inside a pager operation.
     """
 
-    __slots__ = ("_heap", "_map", "_srcs", "_pgnos", "_slots", "_offs", "_lens", "_other")
+    __slots__ = ("_heap", "_map", "_srcs", "_pgnos", "_slots", "_offs", "_lens", "_states", "_other", "_lazy")
 
     def __init__(self, heap: Heap, mm: Optional[mmap.mmap], srcs: Optional[List[Optional[bytes]]], pgnos: List[int],
-                 slots: List[int], offs: List[int], lens: List[int], states: List[int]) -> None:
+                 slots: List[int], offs: List[int], lens: List[int], states: List[int], lazy: bool = False) -> None:
+        self._lazy = lazy
         self._heap = heap
         self._map = mm
         self._srcs = srcs  # per entry: a page copy, or None for the map; None: the map for all
@@ -540,6 +558,7 @@ class Located:
         self._slots = slots
         self._offs = offs
         self._lens = lens
+        self._states = states
         # the entries that are not a live record in a source: overflow, or refused
         self._other = [] if states.count(_SLOT_LIVE) == len(states) else [
             k for k, st in enumerate(states) if st != _SLOT_LIVE]
@@ -550,6 +569,8 @@ class Located:
         Raises:
             CorruptionError: a dangling or damaged record.
         """
+        if self._lazy:
+            return self._heap.locate(self._pgnos[i:j], self._slots[i:j]).take(0, j - i)
         offs, lens, srcs = self._offs, self._lens, self._srcs
         if srcs is None:
             mm = self._map
@@ -561,5 +582,9 @@ class Located:
                    for s, o, n in zip(srcs[i:j], offs[i:j], lens[i:j])]
         for k in self._other:
             if i <= k < j:
-                out[k - i] = self._heap.read((self._pgnos[k], self._slots[k]))
+                value = None
+                if self._states[k] == _SLOT_OVERFLOW and (srcs is None or srcs[k] is None):
+                    # a stub in the map: its chain in place, if all of it is there
+                    value = self._heap._overflow_mapped(mm, offs[k], lens[k])  # type: ignore[arg-type]
+                out[k - i] = value if value is not None else self._heap.read((self._pgnos[k], self._slots[k]))
         return out

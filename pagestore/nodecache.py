@@ -200,6 +200,13 @@ class NodeCache:
         """mark_dirty records that a decoded, cached node changed: ``flush`` builds its page."""
         self.dirty.add(node.pgno)
 
+    def adopt_raw(self, pgno: int, page: SlottedPage) -> None:
+        """adopt_raw caches the bytes of leaf ``pgno``, which the caller read in the map and then
+        changed in place in ``page`` (``pager.write``): the node was checked in the map."""
+        assert pgno not in self.lru
+        self.lru[pgno] = CacheEntry(pgno, bytes(page.buffer), None, True)
+        self.weight += 1
+
     def adopt(self, node: Node) -> None:
         """adopt caches a node created in memory (its page freshly allocated) as dirty."""
         self.lru[node.pgno] = CacheEntry(node.pgno, None, node, node.leaf)

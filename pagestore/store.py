@@ -286,7 +286,10 @@ class Store(MutableMapping):
                 located = None
                 if not values or pager.use_map:
                     keys, pgnos, slots = self._tree.range_leaf(lo, hi, reverse, resume, path)
-                    located = heap.locate(pgnos, slots) if values and keys else None
+                    if values and keys:
+                        # A long scan locates a whole leaf's values in one call; a
+                        # short one (most ranges stop early) each run's as it takes it.
+                        located = heap.locate(pgnos, slots, lazy=run < _MAX_RUN)
                 else:
                     batch = self._tree.range_batch(lo, hi, reverse, resume)
             if not values:

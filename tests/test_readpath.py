@@ -386,14 +386,21 @@ def count_reads(db: Store) -> List[int]:
     heap = db._heap
     one, many = heap.read, heap.read_many
     locate = heap.locate
+    inside = []  # a lazy Located locates each run again, through this very wrapper: count the outer take only
 
-    def located(pgnos, slots):
-        loc = locate(pgnos, slots)
+    def located(pgnos, slots, lazy=False):
+        loc = locate(pgnos, slots, lazy)
+        if inside:
+            return loc
         take = loc.take
 
         def counted(i, j):
             runs.append(j - i)
-            return take(i, j)
+            inside.append(1)
+            try:
+                return take(i, j)
+            finally:
+                inside.pop()
 
         return _Counted(counted)
 
@@ -770,3 +777,18 @@ def test_mapped_gets_and_scans_copy_no_page(tmp_path):
         assert db[ks[3]] == b"new" and pager.overlaid
         assert dict(db.items(ks[0], ks[9])) == {**{k: model[k] for k in ks[:9]}, ks[3]: b"new"}
         db.check()
+
+
+def test_a_short_scan_touches_only_the_heap_pages_it_takes(tmp_path):
+    """Lazy about values: the first runs of a scan locate only what they slice."""
+    path, model = reopened(tmp_path)
+    with Store(path) as db:
+        pager = db._pager
+        got = list(islice(db.items(), 3))
+        assert got == sorted(model.items())[:3]
+        verified = [p for p in range(1, pager.meta.page_count) if bit(pager, p)]
+        with db._lock:
+            db._begin()
+            rids = [db._tree.get(k) for k, _ in got]
+            heap_pages = {p for p in verified if pager.read(p).page_type == fmt.PAGE_HEAP}
+        assert heap_pages == {rid[0] for rid in rids}
