@@ -98,7 +98,7 @@ def _proc_status() -> Dict[str, int]:
         with open("/proc/self/status") as f:
             for line in f:
                 name, _, rest = line.partition(":")
-                if name in ("VmHWM", "VmRSS"):
+                if name in ("VmHWM", "VmRSS", "RssAnon", "RssFile"):
                     out[name] = int(rest.split()[0]) * 1024  # "kB"
     except OSError:
         pass
@@ -106,10 +106,13 @@ def _proc_status() -> Dict[str, int]:
 
 
 def memory() -> Dict[str, int]:
-    """memory returns this process's ``peak_rss`` and ``rss`` in bytes (``rss`` only on Linux)."""
+    """memory returns this process's ``peak_rss`` and ``rss`` in bytes (``rss`` only on Linux), and
+    on Linux ``rss_anon`` (private memory now) and ``rss_file`` (file-backed pages now: with
+    ``mmap=True`` mostly the mapped data file, the OS page cache's, reclaimable)."""
     status = _proc_status()
     if "VmHWM" in status:
-        return {"peak_rss": status["VmHWM"], "rss": status.get("VmRSS", 0)}
+        return {"peak_rss": status["VmHWM"], "rss": status.get("VmRSS", 0),
+                "rss_anon": status.get("RssAnon", 0), "rss_file": status.get("RssFile", 0)}
     import resource  # not on Windows; nor is /proc
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -373,14 +376,17 @@ def _write_outputs(results: Dict[str, Any], out: str) -> None:
 # --------------------------------------------------------------------------
 
 COLUMNS = ("records", "height", "insert us/op", "last-10% us/op", "get us/op", "peak RSS MiB",
-           "RSS-base MiB", "cache MiB", "file MiB", "check")
+           "RSS-base MiB", "private-base MiB", "file RSS MiB", "cache MiB", "file MiB", "check")
 
 
-def _row_cells(row: Dict[str, Any], base: int, cache_size: int) -> List[str]:
+def _row_cells(row: Dict[str, Any], base: int, cache_size: int, base_anon: int = 0) -> List[str]:
     peak = row["after_gets"]["peak_rss"]
+    anon = row["after_gets"].get("rss_anon", 0)
+    file_rss = row["after_gets"].get("rss_file", 0)
     return [f"{row['records']:,}", str(row["tree_height"]), f"{row['insert_us']:.1f}",
             f"{row['insert_tail_us']:.1f}", f"{row['get_us']:.1f}", f"{peak / MIB:.1f}",
-            f"{(peak - base) / MIB:.1f}", f"{cache_size / MIB:g}", f"{row['file_bytes'] / MIB:.1f}",
+            f"{(peak - base) / MIB:.1f}", f"{(anon - base_anon) / MIB:.1f}", f"{file_rss / MIB:.1f}",
+            f"{cache_size / MIB:g}", f"{row['file_bytes'] / MIB:.1f}",
             "ok" if row["check"]["ok"] and not row["get_mismatches"] else "FAILED"]
 
 
@@ -403,7 +409,8 @@ def format_table(results: Dict[str, Any]) -> str:
     """format_table: the per-size table, then the growth lines."""
     base = results["baseline"]["after_import"]["peak_rss"]
     cache = results["config"]["cache_size"]
-    body = [_row_cells(r, base, cache) for r in results["sizes"]]
+    base_anon = results["baseline"]["after_import"].get("rss_anon", 0)
+    body = [_row_cells(r, base, cache, base_anon) for r in results["sizes"]]
     widths = [max(len(c), *(len(r[i]) for r in body)) for i, c in enumerate(COLUMNS)]
     fmt = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))  # noqa: E731
     m = results["machine"]

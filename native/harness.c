@@ -20,6 +20,9 @@
 **           sequences against the model, the page valid after each; and
 **           mutated or random node images through every node function,
 **           the changes on copies.
+**   map     a file of pages in one allocation read through ps_map_* (map.c)
+**           against the page functions, the verified bitset checked; then
+**           pages damaged behind the bits, which must still give codes.
 **
 ** Usage: harness [ITERATIONS [SEED]]. Built and run by run_harness.sh.
 */
@@ -1580,6 +1583,211 @@ static void run_node_image(uint32_t page_size) {
     free(page);
 }
 
+/* ---- part 5: mapped pages (map.c) ----
+** A "file" of npages pages in one allocation of exactly npages * page_size
+** bytes (ASan catches a read past its end): page 0 is junk (the file
+** header is not a slotted page), the rest are verified heap pages, sound
+** leaves and internal nodes, random images and damaged pages. Every ps_map_*
+** answer is compared with the page functions on the same page, and each
+** page's bit must be set exactly when the page passed verification. Then the
+** bits are all set over a file of damaged and random images (a page changed
+** behind the map after it was verified): every call still returns a code,
+** never a stray access. */
+
+static uint64_t n_map_calls, n_map_pages_bad;
+
+enum { MP_HEAP, MP_LEAF, MP_INTERNAL, MP_RANDOM, MP_BAD_CRC, MP_BAD_PGNO };
+
+static int map_page_sound(const uint8_t *page, uint32_t page_size, uint32_t pgno) {
+    int rc = ps_page_verify(page, page_size, pgno);
+    uint8_t t = page[PS_OFF_TYPE];
+    if (rc == PS_OK && (t == PS_PAGE_LEAF || t == PS_PAGE_INTERNAL)) {
+        uint32_t count;
+        rc = ps_node_decode(page, page_size, NULL, NULL, NULL, NULL, 0, &count);
+    }
+    return rc;
+}
+
+static void map_fill_page(uint8_t *page, uint32_t page_size, uint32_t pgno, int kind) {
+    uint16_t slot;
+    switch (kind) {
+    case MP_LEAF:
+    case MP_INTERNAL:
+        nm_fill(page_size, kind == MP_LEAF, 0);
+        if (nm_build(page, page_size, pgno, kind == MP_LEAF) != PS_OK) {
+            nm_clear();
+            ps_page_init(page, page_size, pgno, PS_PAGE_LEAF);
+        }
+        nm_clear();
+        break;
+    case MP_RANDOM:
+        if (below(2)) random_image(page, page_size);
+        else node_image(page, page_size);
+        break;
+    default:
+        ps_page_init(page, page_size, pgno, PS_PAGE_HEAP);
+        for (uint32_t k = below(40); k > 0; k--) {
+            uint32_t len = below(3) ? below(60) : below(page_size / 3);
+            fill_tag(data_buf, next_tag++, len);
+            ps_page_insert(page, page_size, data_buf, len, PS_SLOT_LIVE + below(2), &slot);
+        }
+        if (below(3) == 0 && rd16(page + PS_OFF_NSLOTS)) ps_page_delete(page, page_size, below(rd16(page + PS_OFF_NSLOTS)));
+        break;
+    }
+    if (kind != MP_RANDOM || below(2)) {
+        if (kind == MP_BAD_PGNO) wr32(page + PS_OFF_PGNO, pgno + 1);
+        ps_page_set_checksum(page, page_size);
+    }
+    if (kind == MP_BAD_CRC) page[PS_HEADER_SIZE + below(page_size - PS_HEADER_SIZE)] ^= (uint8_t)(1 + below(255));
+}
+
+static void map_compare(ps_map_t *m, uint32_t npages, int trusting) {
+    uint32_t ps = m->page_size;
+    uint32_t *offs = malloc(sizeof *offs * PS_MAX_SLOTS), *ends = malloc(sizeof *ends * PS_MAX_SLOTS);
+    uint32_t *pg = malloc(sizeof *pg * PS_MAX_SLOTS);
+    uint16_t *sl = malloc(sizeof *sl * PS_MAX_SLOTS);
+    for (uint32_t pgno = 0; pgno < npages + 2; pgno++) {
+        const uint8_t *page = pgno < npages ? m->base + (uint64_t)pgno * ps : NULL;
+        int sound = page && pgno > 0 ? map_page_sound(page, ps, pgno) : PS_EOUTSIDE;
+        int before = pgno < npages && (m->verified[pgno >> 3] >> (pgno & 7)) & 1;
+        int rc = ps_map_check(m, pgno);
+        n_map_calls++;
+        int want = pgno == 0 || pgno >= npages ? PS_EOUTSIDE : trusting && before ? PS_OK : sound;
+        if (rc != want) fail("map check of page %u: rc %d, want %d", pgno, rc, want);
+        int after = pgno < npages && (m->verified[pgno >> 3] >> (pgno & 7)) & 1;
+        if (pgno < npages && after != (before || rc == PS_OK)) fail("page %u: bit %d after check rc %d", pgno, after, rc);
+        if (rc != PS_OK) { n_map_pages_bad++; }
+        /* search and decode agree with the page functions on a verified page */
+        uint32_t kl = random_key(nkey_buf, 40);
+        for (int want_type = -1; want_type <= PS_PAGE_INTERNAL; want_type += want_type < 0 ? 3 : 1) {
+            uint32_t i1 = 0, p1 = 0, i2 = 0, p2 = 0;
+            uint8_t e1 = 0, e2 = 0;
+            uint16_t s1 = 0, s2 = 0;
+            int after_ = below(2);
+            int r1 = ps_map_node_search(m, pgno, want_type, nkey_buf, kl, after_, &i1, &e1, &p1, &s1);
+            n_map_calls++;
+            if (rc != PS_OK) {
+                if (r1 != rc) fail("map search of unsound page %u: rc %d, check said %d", pgno, r1, rc);
+                continue;
+            }
+            int r2;
+            uint8_t t = page[PS_OFF_TYPE];
+            if (t != PS_PAGE_LEAF && t != PS_PAGE_INTERNAL) r2 = PS_ENODE_TYPE;
+            else if (want_type >= 0 && t != want_type) r2 = PS_ETYPE;
+            else r2 = ps_node_search(page, ps, nkey_buf, kl, after_, &i2, &e2, &p2, &s2);
+            if (r1 != r2 || (r1 == PS_OK && (i1 != i2 || e1 != e2 || p1 != p2 || s1 != s2)))
+                fail("map search of page %u (type %d): rc %d, page search rc %d", pgno, want_type, r1, r2);
+        }
+        if (rc == PS_OK) {
+            uint32_t cap = 1 + below(PS_MAX_SLOTS), c1 = 0, c2 = 0;
+            uint64_t *o64 = malloc(sizeof *o64 * cap), *e64 = malloc(sizeof *e64 * cap);
+            uint32_t *p64 = malloc(sizeof *p64 * cap);
+            uint16_t *s64 = malloc(sizeof *s64 * cap);
+            int r1 = ps_map_node_decode(m, pgno, -1, o64, e64, p64, s64, cap, &c1);
+            n_map_calls++;
+            uint8_t t = page[PS_OFF_TYPE];
+            int r2 = t != PS_PAGE_LEAF && t != PS_PAGE_INTERNAL ? PS_ENODE_TYPE
+                     : ps_node_decode(page, ps, offs, ends, pg, sl, cap, &c2);
+            if (r1 != r2) fail("map decode of page %u: rc %d, page decode %d", pgno, r1, r2);
+            else if (r1 == PS_OK) {
+                if (c1 != c2) fail("map decode of page %u: %u entries, page decode %u", pgno, c1, c2);
+                uint32_t nkeys = t == PS_PAGE_LEAF ? c1 : c1 ? c1 - 1 : 0;
+                for (uint32_t j = 0; j < nkeys; j++)
+                    if (o64[j] != (uint64_t)pgno * ps + offs[j] || e64[j] != (uint64_t)pgno * ps + ends[j])
+                        fail("map decode of page %u: key %u at %llu, page says %u", pgno, j,
+                             (unsigned long long)o64[j], offs[j]);
+                for (uint32_t j = 0; j < c1; j++)
+                    if (p64[j] != pg[j] || (t == PS_PAGE_LEAF && s64[j] != sl[j]))
+                        fail("map decode of page %u: entry %u differs", pgno, j);
+            }
+            free(o64); free(e64); free(p64); free(s64);
+        }
+    }
+    /* read_many over random (page, slot) pairs, some pages handed as images */
+    uint32_t n = 1 + below(200);
+    const uint8_t **pages = malloc(sizeof *pages * n);
+    uint32_t *pgnos = malloc(sizeof *pgnos * n);
+    uint16_t *slots = malloc(sizeof *slots * n);
+    uint64_t *o = malloc(sizeof *o * n);
+    uint32_t *l = malloc(sizeof *l * n);
+    uint8_t *st = malloc(n);
+    int32_t *status = malloc(sizeof *status * n);
+    int use_pages = below(2), want_type = below(3) ? PS_PAGE_HEAP : -1;
+    for (uint32_t i = 0; i < n; i++) {
+        pgnos[i] = below(npages + 2);
+        slots[i] = (uint16_t)below(below(4) ? 8 : 70000);
+        pages[i] = use_pages && below(3) == 0 && pgnos[i] > 0 && pgnos[i] < npages ? m->base + (uint64_t)pgnos[i] * ps : NULL;
+    }
+    uint8_t *bits = malloc(m->verified_len);
+    memcpy(bits, m->verified, m->verified_len);
+    int rc = ps_map_read_many(m, use_pages ? pages : NULL, pgnos, slots, n, want_type, o, l, st, status);
+    n_map_calls++;
+    if (rc != PS_OK) fail("map read_many: rc %d", rc);
+    for (uint32_t i = 0; rc == PS_OK && i < n; i++) {
+        uint32_t p = pgnos[i], off = 0, len = 0;
+        uint8_t s8 = 0;
+        int given = use_pages && pages[i];
+        int before = p < npages && (bits[p >> 3] >> (p & 7)) & 1;
+        int want = given ? PS_OK : p == 0 || p >= npages ? PS_EOUTSIDE
+                   : trusting && before ? PS_OK : map_page_sound(m->base + (uint64_t)p * ps, ps, p);
+        const uint8_t *page = p < npages ? m->base + (uint64_t)p * ps : NULL;
+        if (want == PS_OK && want_type >= 0 && page[PS_OFF_TYPE] != want_type) want = PS_ETYPE;
+        if (want == PS_OK) want = ps_page_read(page, ps, slots[i], &off, &len, &s8);
+        uint64_t at = given ? 0 : (uint64_t)p * ps;
+        if (status[i] != want) fail("map read_many entry %u (page %u slot %u): rc %d, want %d", i, p, slots[i], status[i], want);
+        else if (want == PS_OK && (o[i] != at + off || l[i] != len || st[i] != s8)) fail("map read_many entry %u differs", i);
+        else if (want != PS_OK && (o[i] || l[i] || st[i])) fail("map read_many entry %u failed but left values", i);
+        if (want == PS_OK && len && !given) memcpy(scratch, m->base + o[i], len);
+        if (!given) { /* the single read agrees */
+            uint64_t o1 = 0;
+            uint32_t l1 = 0, nx = 0;
+            uint8_t s1 = 0;
+            int r1 = ps_map_page_read(m, p, slots[i], want_type, &o1, &l1, &s1, below(2) ? &nx : NULL);
+            n_map_calls++;
+            if (r1 != status[i] || (r1 == PS_OK && (o1 != o[i] || l1 != l[i] || s1 != st[i])))
+                fail("map page_read of page %u slot %u: rc %d, read_many said %d", p, slots[i], r1, status[i]);
+            if (r1 == PS_OK && nx && nx != rd32(page + PS_OFF_NEXT)) fail("map page_read: wrong next");
+        }
+    }
+    if (ps_map_read_many(m, NULL, NULL, slots, n, -1, o, l, st, status) != PS_EINVAL) fail("map read_many took NULL pgnos");
+    free(bits);
+    free(pages); free(pgnos); free(slots); free(o); free(l); free(st); free(status);
+    free(offs); free(ends); free(pg); free(sl);
+}
+
+static void run_map(uint32_t page_size) {
+    uint32_t npages = 2 + below(page_size <= 4096 ? 24 : 6);
+    uint8_t *file = malloc((size_t)npages * page_size);
+    for (uint32_t i = 0; i < page_size; i++) file[i] = (uint8_t)rnd();
+    for (uint32_t pgno = 1; pgno < npages; pgno++) {
+        int kind = below(10);
+        kind = kind < 3 ? MP_HEAP : kind < 5 ? MP_LEAF : kind < 7 ? MP_INTERNAL : kind < 8 ? MP_RANDOM
+               : kind < 9 ? MP_BAD_CRC : MP_BAD_PGNO;
+        map_fill_page(file + (size_t)pgno * page_size, page_size, pgno, kind);
+    }
+    uint64_t vlen = below(4) == 0 ? (npages - 1) / 8 : (npages + 7) / 8; /* sometimes a bitset too short */
+    uint8_t *bits = calloc(vlen ? vlen : 1, 1);
+    ps_map_t m = {file, (uint64_t)npages * page_size, page_size, bits, vlen};
+    uint32_t usable = vlen * 8 < npages ? (uint32_t)(vlen * 8) : npages;
+    map_compare(&m, usable, 0);
+    map_compare(&m, usable, 0); /* the second pass reads verified pages by their bits */
+    /* pages changed behind the map after they were verified: nothing is re-checked, nothing strays */
+    for (uint32_t pgno = 1; pgno < npages; pgno++) {
+        if (below(3) == 0) {
+            uint8_t *page = file + (size_t)pgno * page_size;
+            if (below(2)) random_image(page, page_size);
+            else mutate(page, page_size);
+        }
+    }
+    memset(bits, 0xFF, vlen);
+    map_compare(&m, usable, 1);
+    ps_map_t bad = {file, (uint64_t)npages * page_size, page_size + 1, bits, vlen};
+    if (ps_map_check(&bad, 1) != PS_EINVAL) fail("map with a bad page size accepted");
+    if (ps_map_check(NULL, 1) != PS_EINVAL) fail("NULL map accepted");
+    free(bits);
+    free(file);
+}
+
 int main(int argc, char **argv) {
     uint64_t iterations = argc > 1 ? strtoull(argv[1], NULL, 10) : 1500;
     uint64_t seed = argc > 2 ? strtoull(argv[2], NULL, 10) : 20240601;
@@ -1610,14 +1818,16 @@ int main(int argc, char **argv) {
         run_node_build(pick_page_size());
         if (it % 2 == 0 && failures == 0) run_node_ops(pick_page_size(), 20 + below(300));
         for (int k = 0; k < 16 && failures == 0; k++) run_node_image(pick_page_size());
+        context = "map";
+        if (failures == 0) run_map(pick_page_size());
     }
     printf("harness: %" PRIu64 " ops, %" PRIu64 " images (%" PRIu64 " validated, %" PRIu64
            " with a promised verdict, %" PRIu64 " image ops), %" PRIu64 " batch reads, %" PRIu64 " crc checks; nodes: %" PRIu64
            " builds, %" PRIu64 " leaf ops (%" PRIu64 " compacting), %" PRIu64 " searches, %" PRIu64
-           " images (%" PRIu64 " sound, %" PRIu64 " with a promised verdict); %" PRIu64
-           " failures (seed %" PRIu64 ")\n",
+           " images (%" PRIu64 " sound, %" PRIu64 " with a promised verdict); map: %" PRIu64 " calls, %" PRIu64
+           " unsound pages; %" PRIu64 " failures (seed %" PRIu64 ")\n",
            n_ops, n_images, n_images_valid, n_targeted, n_image_ops, n_read_many, n_crc, n_node_builds, n_node_ops,
-           n_node_compactions, n_node_searches, n_node_images, n_node_sound, n_node_promised, failures, seed);
+           n_node_compactions, n_node_searches, n_node_images, n_node_sound, n_node_promised, n_map_calls, n_map_pages_bad, failures, seed);
     free(scratch); free(data_buf); free(backup);
     free(ra_slots); free(ra_offs); free(ra_lens); free(ra_states);
     nm_clear();

@@ -88,6 +88,8 @@ const char *ps_strerror(int code) {
     case PS_ENODE_TYPE: return "page is not a B+tree node";
     case PS_ECORRUPT_NODE: return "B+tree node slots are not dense and live, or a record is too short";
     case PS_ENODE_ORDER: return "B+tree node keys are not strictly ascending";
+    case PS_EOUTSIDE: return "page number outside the mapped file";
+    case PS_ETYPE: return "page is of another type than expected";
     default: return "unknown status code";
     }
 }

@@ -135,7 +135,7 @@
 
 /* ---- CDEF BEGIN: the region below is read by native/build_ffi.py ---- */
 
-#define PS_NATIVE_VERSION 4     /* bumped on any ABI or format change */
+#define PS_NATIVE_VERSION 5     /* bumped on any ABI or format change */
 #define PS_FORMAT_VERSION 2     /* on-disk format version in page 0 */
 
 #define PS_HEADER_SIZE 40
@@ -191,6 +191,8 @@
 #define PS_ENODE_TYPE 16        /* a B+tree pointer leads to a page that is not a node */
 #define PS_ECORRUPT_NODE 17     /* node slots not dense and live, or a record too short */
 #define PS_ENODE_ORDER 18       /* node keys are not strictly ascending */
+#define PS_EOUTSIDE 19          /* page number 0, or past the end of the mapped file */
+#define PS_ETYPE 20             /* page is not of the type the caller asked for */
 
 int ps_native_version(void);
 const char *ps_strerror(int code);
@@ -287,6 +289,55 @@ int ps_node_leaf_insert(uint8_t *page, uint32_t page_size, uint32_t index, const
 int ps_node_leaf_remove(uint8_t *page, uint32_t page_size, uint32_t index, uint32_t *used_out);
 int ps_node_leaf_set_rid(uint8_t *page, uint32_t page_size, uint32_t index, uint32_t pgno,
                          uint16_t slot);
+
+/* MAPPED PAGES (map.c)
+** The data file, mapped read-only: page pgno lies at base + pgno * page_size,
+** for pgno < len / page_size. The caller fills a ps_map_t once per mapping
+** and passes it with a page number, so a read in place costs no pointer
+** object per call. `verified` is a bitset, one bit per page (verified_len
+** bytes): a page whose bit is clear is verified before anything else reads
+** it (ps_page_verify against pgno: checksum, stamped number, structure; and
+** for a node page the node check of ps_node_decode), and its bit is set only
+** if it passes. The caller clears a page's bit when it rewrites the page in
+** the file. Page 0 (the file header, not a slotted page) and pages past the
+** mapping or the bitset give PS_EOUTSIDE. The map is never written.
+**
+** ps_map_check: verify page pgno (if its bit is clear); PS_OK when it is sound.
+** ps_map_node_search: ps_node_search on page pgno; want_type (PS_PAGE_LEAF
+**   or PS_PAGE_INTERNAL, or -1 for either) gives PS_ETYPE for the other kind.
+** ps_map_node_decode: ps_node_decode of page pgno, with each key's start
+**   and end as offsets from base (not from the page), for slicing the map.
+** ps_map_page_read: ps_page_read of slot `slot` in page pgno, the offset
+**   from base; want_type >= 0: PS_ETYPE for a page of another type. next_out
+**   (may be NULL): the page header's next field, for the caller to follow.
+** ps_map_read_many: ps_page_read of slot slots[i] in page pgnos[i] for i < n,
+**   the scattered batch of a scan's values. pages, when not NULL, overrides
+**   the map per entry: a non-NULL pages[i] is a page image of the caller's
+**   (a dirty or logged page, already verified) and its offset is from
+**   pages[i]; otherwise the offset is from base. want_type >= 0: a page of
+**   another type gets PS_ETYPE. status_out[i] is the entry's status; where it
+**   is not PS_OK, offset, length and state are 0. Returns PS_OK, or PS_EINVAL
+**   for a bad map or a NULL array with n > 0. */
+typedef struct {
+    const uint8_t *base;        /* the mapping's first byte (page 0) */
+    uint64_t len;               /* bytes mapped */
+    uint32_t page_size;
+    uint8_t *verified;          /* bit pgno set: page pgno verified */
+    uint64_t verified_len;      /* bytes of the bitset */
+} ps_map_t;
+
+int ps_map_check(ps_map_t *map, uint32_t pgno);
+int ps_map_node_search(ps_map_t *map, uint32_t pgno, int want_type, const uint8_t *key, uint32_t klen,
+                       int after, uint32_t *index_out, uint8_t *equal_out, uint32_t *pgno_out,
+                       uint16_t *slot_out);
+int ps_map_node_decode(ps_map_t *map, uint32_t pgno, int want_type, uint64_t *key_off_out,
+                       uint64_t *key_end_out, uint32_t *pgno_out, uint16_t *slot_out, uint32_t cap,
+                       uint32_t *count_out);
+int ps_map_page_read(ps_map_t *map, uint32_t pgno, uint32_t slot, int want_type, uint64_t *offset_out,
+                     uint32_t *len_out, uint8_t *state_out, uint32_t *next_out);
+int ps_map_read_many(ps_map_t *map, const uint8_t *const *pages, const uint32_t *pgnos,
+                     const uint16_t *slots, uint32_t n, int want_type, uint64_t *offsets_out,
+                     uint32_t *lens_out, uint8_t *states_out, int32_t *status_out);
 
 /* ---- CDEF END ---- */
 

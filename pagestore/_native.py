@@ -19,7 +19,7 @@ except ImportError as exc:  # pragma: no cover - only without a build
     ) from exc
 
 #: The ABI version this Python code was written against.
-EXPECTED_NATIVE_VERSION = 4
+EXPECTED_NATIVE_VERSION = 5
 
 if lib.ps_native_version() != EXPECTED_NATIVE_VERSION:  # pragma: no cover
     raise ImportError(
@@ -42,6 +42,8 @@ CORRUPTION_CODES = frozenset(
         lib.PS_ENODE_TYPE,
         lib.PS_ECORRUPT_NODE,
         lib.PS_ENODE_ORDER,
+        lib.PS_EOUTSIDE,
+        lib.PS_ETYPE,
     )
 )
 

@@ -66,6 +66,8 @@ __all__ = ["BTree", "Rid", "max_key_len"]
 
 _child = nodes.child
 _search = nodes.search
+_map_child = nodes.map_child
+_map_search = nodes.map_search
 
 
 class BTree:
@@ -97,6 +99,9 @@ class BTree:
         self.balancer = Balancer(pager, self.nodes)
         # (key, leaf pgno, leaf raw bytes, index, equal, rid pgno, rid slot) of the last get
         self._hint: Optional[Tuple[bytes, int, bytes, int, bool, int, int]] = None
+        # the same for a get that searched its leaf in the map, with the pager's operation
+        # epoch: valid for a put in that same operation (the store's get-then-put)
+        self._map_hint: Optional[Tuple[bytes, int, int, bool, int, int, int]] = None
 
     # ---- public operations ----
 
@@ -108,9 +113,22 @@ class BTree:
             return None
         cache = self.nodes
         lru = cache.lru
+        pager = self.pager
+        # A node not in the node cache whose newest image is in the data file
+        # is searched in place in the map: one C call, no copy, no cache entry.
+        mm = pager.map
+        overlaid = pager.overlaid
         child = meta.root
-        entry = cache.entry(child)
         for _ in range(meta.tree_height - 1):
+            # cache.entry, inlined for the hit: a get is a few of these
+            entry = lru.get(child)
+            if entry is None:
+                if mm is not None and child not in overlaid:
+                    child = _map_child(pager.map_struct, child, key)
+                    continue
+                entry = cache.entry(child)
+            else:
+                lru.move_to_end(child)
             if entry.leaf:
                 raise self._misplaced(child, True, meta.tree_height)
             raw = entry.raw
@@ -120,13 +138,17 @@ class BTree:
                 node = entry.node
                 assert node is not None
                 child = node.vals[bisect_right(node.keys, key)]
-            # cache.entry, inlined for the hit: a get is a few of these
-            e = lru.get(child)
-            if e is None:
-                entry = cache.entry(child)
-            else:
-                lru.move_to_end(child)
-                entry = e
+        entry = lru.get(child)
+        if entry is None:
+            if mm is not None and child not in overlaid:
+                i, equal, pgno, slot = _map_search(pager.map_struct, child, key)
+                self._hint = None
+                self._map_hint = (key, child, i, equal, pgno, slot, pager.epoch)
+                cache.trim()
+                return (pgno, slot) if equal else None
+            entry = cache.entry(child)
+        else:
+            lru.move_to_end(child)
         if not entry.leaf:
             raise self._misplaced(child, False, meta.tree_height)
         raw = entry.raw
@@ -229,6 +251,12 @@ class BTree:
             meta.tree_height = 1
         path: Path = []
         hint, self._hint = self._hint, None
+        mhint, self._map_hint = self._map_hint, None
+        if mhint is not None and mhint[0] == key:
+            done, old_rid = self._put_by_map_hint(mhint, key, pgno, slot)
+            if done:
+                cache.trim()
+                return old_rid
         entry: Optional[CacheEntry] = None
         if hint is not None and hint[0] == key:
             entry = cache.lru.get(hint[1])
@@ -278,6 +306,34 @@ class BTree:
             self.balancer.fix_up(path, leaf, append=i == len(keys) - 1)
         cache.trim()
         return None
+
+    def _put_by_map_hint(
+        self, hint: Tuple[bytes, int, int, bool, int, int, int], key: bytes, pgno: int, slot: int
+    ) -> Tuple[bool, Optional[Rid]]:
+        """_put_by_map_hint: ``put`` in place in the leaf that ``get`` just searched in the map.
+
+        Valid only in the same pager operation, with the leaf still neither
+        cached nor overlaid: then nothing has changed it since. The leaf is
+        written through the pager (its page was verified and node-checked in
+        the map) and its new bytes cached raw. Returns (False, None) when the
+        hint does not apply or the entry does not fit: the caller descends.
+        """
+        pager = self.pager
+        _, leaf_pgno, i, equal, old_pgno, old_slot, epoch = hint
+        cache = self.nodes
+        if epoch != getattr(pager, "epoch", None) or leaf_pgno in cache.lru or leaf_pgno in pager.overlaid:
+            return False, None
+        if equal:
+            if (old_pgno, old_slot) != (pgno, slot):
+                page = pager.write(leaf_pgno)
+                nodes.leaf_set_rid(page, i, pgno, slot)
+                cache.adopt_raw(leaf_pgno, page)
+            return True, (old_pgno, old_slot)
+        page = pager.write(leaf_pgno)
+        if nodes.leaf_insert(page, i, key, pgno, slot):
+            cache.adopt_raw(leaf_pgno, page)
+            return True, None
+        return False, None  # it overflows: the page is unchanged, the caller splits
 
     def delete(self, key: bytes) -> Optional[Rid]:
         """delete removes ``key`` and returns the rid it mapped to, or None if absent. O(log n)."""
@@ -331,17 +387,46 @@ class BTree:
         from the root, so writes between calls are safe: loop with
         ``resume`` = the last key returned. O(log n + one leaf).
         """
+        keys, pgnos, slots = self.range_leaf(lo, hi, reverse, resume)
+        return list(zip(keys, zip(pgnos, slots)))
+
+    def range_leaf(
+        self,
+        lo: Optional[bytes],
+        hi: Optional[bytes],
+        reverse: bool = False,
+        resume: Optional[bytes] = None,
+        path: Optional[Path] = None,
+    ) -> Tuple[List[bytes], List[int], List[int]]:
+        """range_leaf is ``range_batch`` as three lists: the keys, their rids' pages and slots.
+
+        For scans, which take a leaf at a time: a leaf in the data file is
+        read in place from the pager's map (one C call decodes it, one more
+        per bound of the run), and only the run's keys are copied out; a
+        cached or overlaid leaf comes from the node cache. O(log n + one leaf).
+
+        ``path``: a list the call leaves the descent's path in. Passed back
+        on the next call, non-empty, with ``resume`` the last key returned
+        and NO write to the tree in between, the scan steps to the next leaf
+        without descending from the root. After any write, pass a new list.
+        """
         lo = None if lo is None else self._check_key(lo)
         hi = None if hi is None else self._check_key(hi)
         resume = None if resume is None else self._check_key(resume)
         if not self.pager.meta.root:
-            return []
+            return [], [], []
+        if path is None:
+            path = []
         try:
             if reverse:
-                return self._batch_reverse(lo, hi, resume)
-            return self._batch_forward(lo, hi, resume)
+                return self._leaf_reverse(lo, hi, resume, path)
+            return self._leaf_forward(lo, hi, resume, path)
         finally:
             self.nodes.trim()
+
+    def cache_pages(self) -> int:
+        """cache_pages: what the node cache holds, in pages (a decoded node weighs nodecache.DECODED_WEIGHT)."""
+        return self.nodes.weight
 
     def flush(self) -> None:
         """flush encodes every dirty node into its page (``pager.write``). Call before each commit."""
@@ -351,6 +436,7 @@ class BTree:
         """reset forgets every cached node, dirty ones included. Call after a rollback."""
         self.nodes.reset()
         self._hint = None
+        self._map_hint = None
 
     def pages(self) -> Iterator[int]:
         """pages yields the number of every page the tree uses (root first, depth-first)."""
@@ -412,26 +498,6 @@ class BTree:
             return CorruptionError(pgno, f"leaf above the tree height {height}")
         return CorruptionError(pgno, f"internal node at the tree height {height}")
 
-    def _descend(self, key: bytes, path: Optional[Path], view: bool = False) -> Node:
-        """_descend returns the leaf whose range holds ``key``, recording (node, child index) in ``path``.
-
-        ``view``: the leaf is only read (a scan), so a raw cached leaf is
-        decoded for the caller without replacing its raw form in the cache.
-        """
-        meta = self.pager.meta
-        cache = self.nodes
-        node = cache.load(meta.root)
-        for _ in range(meta.tree_height - 1):
-            if node.leaf:
-                raise self._misplaced(node.pgno, True, meta.tree_height)
-            i = bisect_right(node.keys, key)
-            if path is not None:
-                path.append((node, i))
-            node = cache.view(node.vals[i]) if view else cache.load(node.vals[i])
-        if not node.leaf:
-            raise self._misplaced(node.pgno, False, meta.tree_height)
-        return node
-
     def _descend_entry(self, key: bytes, path: Path) -> CacheEntry:
         """_descend_entry is ``_descend`` for a change: internal nodes decoded onto ``path``, the
         leaf returned as its cache entry (raw, or decoded already)."""
@@ -449,85 +515,127 @@ class BTree:
             raise self._misplaced(entry.pgno, False, meta.tree_height)
         return entry
 
-    def _descend_edge(self, path: Path, key: Optional[bytes], last: bool) -> Node:
-        """_descend_edge descends towards ``key`` (bisect_left: towards keys < key) or, when None,
-        the first or last leaf; records the path. The leaf is for reading (see ``_descend``)."""
+    def _descend_leaf(self, path: Path, key: Optional[bytes], right: bool, last: bool) -> int:
+        """_descend_leaf returns the page number of a leaf for a scan, recording the path of
+        (internal node, child index) to it. Towards ``key``: the leaf whose range holds it
+        (``right``: bisect_right at each level) or, with bisect_left, the one before keys >=
+        key; with no key, the first or ``last`` leaf. Internal nodes are decoded in the
+        node cache (a scan's path keeps them, and there are few); the leaf is not read."""
         meta = self.pager.meta
         cache = self.nodes
-        node = cache.load(meta.root)
+        pgno = meta.root
         for _ in range(meta.tree_height - 1):
+            node = cache.load(pgno)
             if node.leaf:
-                raise self._misplaced(node.pgno, True, meta.tree_height)
+                raise self._misplaced(pgno, True, meta.tree_height)
             if key is None:
                 i = len(node.vals) - 1 if last else 0
+            elif right:
+                i = bisect_right(node.keys, key)
             else:
                 i = bisect_left(node.keys, key)
             path.append((node, i))
-            node = cache.view(node.vals[i])
-        if not node.leaf:
-            raise self._misplaced(node.pgno, False, meta.tree_height)
-        return node
+            pgno = node.vals[i]
+        return pgno
 
-    def _step(self, path: Path, forward: bool) -> Optional[Node]:
-        """_step moves ``path`` to the next (or previous) leaf and returns it, for reading; None past the end."""
+    def _step(self, path: Path, forward: bool) -> Optional[int]:
+        """_step moves ``path`` to the next (or previous) leaf and returns its page number; None past the end."""
         cache = self.nodes
+        depth = self.pager.meta.tree_height - 1
         while path:
             node, i = path.pop()
             j = i + 1 if forward else i - 1
             if 0 <= j < len(node.vals):
                 path.append((node, j))
-                child = cache.view(node.vals[j])
-                while not child.leaf:
+                pgno: int = node.vals[j]
+                while len(path) < depth:
+                    child = cache.load(pgno)
+                    if child.leaf:
+                        raise self._misplaced(pgno, True, self.pager.meta.tree_height)
                     k = 0 if forward else len(child.vals) - 1
                     path.append((child, k))
-                    child = cache.view(child.vals[k])
-                return child
+                    pgno = child.vals[k]
+                return pgno
         return None
 
-    def _batch_forward(
-        self, lo: Optional[bytes], hi: Optional[bytes], resume: Optional[bytes]
-    ) -> List[Tuple[bytes, Rid]]:
+    def _leaf_run(
+        self, pgno: int, start: Optional[bytes], after: bool, stop: Optional[bytes]
+    ) -> Tuple[int, int, int, List[bytes], List[int], List[int]]:
+        """_leaf_run: ``nodes.map_leaf_run`` for leaf ``pgno`` wherever it is, the map or the node cache.
+
+        Entries [i, j): i the first key >= ``start`` (> with ``after``; 0
+        without), j the first >= ``stop`` (the count without). Returns ``(i,
+        j, count, keys, rid pages, rid slots)``, the lists for [i, j).
+        """
+        pager = self.pager
+        cache = self.nodes
+        mm = pager.map
+        if mm is not None and pgno not in pager.overlaid:
+            e = cache.lru.get(pgno)
+            if e is None or e.raw is not None:  # a clean cached leaf is the map's bytes too
+                return nodes.map_leaf_run(pager.map_struct, mm, pgno, start, after, stop)
+        e = cache.entry(pgno)
+        if not e.leaf:
+            raise self._misplaced(pgno, False, pager.meta.tree_height)
+        if e.raw is not None:
+            return nodes.leaf_run(e.raw, pgno, start, after, stop)
+        else:
+            node = e.node
+            assert node is not None
+            keys = node.keys
+            pgnos = [v[0] for v in node.vals]
+            slots = [v[1] for v in node.vals]
+        if start is None:
+            i = 0
+        else:
+            i = bisect_right(keys, start) if after else bisect_left(keys, start)
+        j = len(keys) if stop is None else bisect_left(keys, stop, i)
+        return i, j, len(keys), keys[i:j], pgnos[i:j], slots[i:j]
+
+    def _leaf_forward(
+        self, lo: Optional[bytes], hi: Optional[bytes], resume: Optional[bytes], path: Path
+    ) -> Tuple[List[bytes], List[int], List[int]]:
         start: Optional[bytes]
         if resume is not None and (lo is None or resume >= lo):
             start, inclusive = resume, False
         else:
             start, inclusive = lo, True
         if start is not None and hi is not None and start >= hi:
-            return []
-        path: Path = []
-        if start is None:
-            leaf = self._descend_edge(path, None, last=False)
-            i = 0
+            return [], [], []
+        pgno: Optional[int]
+        if path and resume is not None:
+            # The last run ended its leaf (or the range): go on to the next leaf.
+            pgno, start = self._step(path, True), None
         else:
-            leaf = self._descend(start, path, view=True)
-            i = bisect_left(leaf.keys, start) if inclusive else bisect_right(leaf.keys, start)
-        while True:
-            keys = leaf.keys
-            if i < len(keys):
-                j = len(keys) if hi is None else bisect_left(keys, hi, i)
-                return list(zip(keys[i:j], leaf.vals[i:j]))
-            nxt = self._step(path, True)
-            if nxt is None:
-                return []
-            leaf, i = nxt, 0
+            del path[:]
+            pgno = self._descend_leaf(path, start, right=True, last=False)
+        while pgno is not None:
+            i, j, count, keys, pgnos, slots = self._leaf_run(pgno, start, not inclusive, hi)
+            if i < count:
+                return keys, pgnos, slots  # empty when hi comes first: the range is done
+            pgno = self._step(path, True)
+            start = None
+        return [], [], []
 
-    def _batch_reverse(
-        self, lo: Optional[bytes], hi: Optional[bytes], resume: Optional[bytes]
-    ) -> List[Tuple[bytes, Rid]]:
+    def _leaf_reverse(
+        self, lo: Optional[bytes], hi: Optional[bytes], resume: Optional[bytes], path: Path
+    ) -> Tuple[List[bytes], List[int], List[int]]:
         bound = hi if resume is None or (hi is not None and hi <= resume) else resume
         if bound is not None and lo is not None and bound <= lo:
-            return []
-        path: Path = []
-        leaf = self._descend_edge(path, bound, last=True)
-        i = len(leaf.keys) if bound is None else bisect_left(leaf.keys, bound)
-        while True:
-            if i > 0:
-                keys = leaf.keys
-                j = 0 if lo is None else bisect_left(keys, lo, 0, i)
-                out = list(zip(keys[j:i], leaf.vals[j:i]))
-                out.reverse()
-                return out
-            prev = self._step(path, False)
-            if prev is None:
-                return []
-            leaf, i = prev, len(prev.keys)
+            return [], [], []
+        pgno: Optional[int]
+        if path and resume is not None:
+            pgno, bound = self._step(path, False), None
+        else:
+            del path[:]
+            pgno = self._descend_leaf(path, bound, right=False, last=True)
+        while pgno is not None:
+            i, j, count, keys, pgnos, slots = self._leaf_run(pgno, lo, False, bound)
+            if j > 0:  # keys below the bound here; the run is empty when lo comes first: done
+                keys.reverse()
+                pgnos.reverse()
+                slots.reverse()
+                return keys, pgnos, slots
+            pgno = self._step(path, False)
+            bound = None
+        return [], [], []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import mmap
 import os
 import weakref
 from typing import Callable
@@ -72,6 +73,22 @@ class File:
 
     def truncate(self, size: int) -> None:
         os.ftruncate(self.fd, size)
+
+    def map(self, size: int) -> mmap.mmap:
+        """map returns the file's first ``size`` bytes mapped read-only and shared.
+
+        Shared: a write through ``write`` is seen in the map at once (a local
+        file system with a coherent page cache; not network file systems).
+        The caller must not let the file shrink below ``size`` while the map
+        is open (a read past the end of a file kills the process with
+        SIGBUS), and must close it.
+
+        Raises:
+            ValueError: ``size`` is 0 or larger than the file.
+        """
+        if size <= 0 or size > self.size():
+            raise ValueError(f"{self.path}: cannot map {size} bytes of a {self.size()}-byte file")
+        return mmap.mmap(self.fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
 
     def lock(self, exclusive: bool) -> None:
         """lock takes an advisory whole-file lock without waiting.

@@ -34,6 +34,7 @@ fill the gaps that large ones leave.
 """
 from __future__ import annotations
 
+import mmap
 import re
 import struct
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Set, Tuple
@@ -53,6 +54,7 @@ _BYTES = [bytes([c]) for c in range(256)]
 _PAGE_HEAP = fmt.PAGE_HEAP
 _PAGE_OVERFLOW = fmt.PAGE_OVERFLOW
 _SLOT_LIVE = fmt.SLOT_LIVE
+_SLOT_OVERFLOW = fmt.SLOT_OVERFLOW
 
 
 class FreeSpaceMap:
@@ -299,10 +301,121 @@ class Heap:
     def read(self, rid: Rid) -> bytes:
         """read returns the value at ``rid``. O(1) page reads, plus one per overflow page.
 
+        A heap page whose newest image is in the data file is read in place
+        from the pager's map (one C call and a slice); any other, or one the
+        map path finds wrong, goes through the pager, which raises the
+        error naming the page.
+
         Raises:
             CorruptionError: a dangling or damaged record.
         """
-        return self._value_at(rid, self.pager.read(rid[0]))
+        pgno = rid[0]
+        pager = self.pager
+        mm = pager.map
+        if mm is not None and pgno not in pager.overlaid:
+            found = self._lookup.map_find(pager.map_struct, pgno, rid[1], _PAGE_HEAP)
+            if found is not None:
+                off, n, state, _ = found
+                if state == _SLOT_LIVE:
+                    return mm[off : off + n]
+                value = self._overflow_mapped(mm, off, n)
+                if value is not None:
+                    return value
+        return self._value_at(rid, pager.read(pgno))
+
+    def _overflow_mapped(self, mm: "mmap.mmap", off: int, n: int) -> Optional[bytes]:
+        """_overflow_mapped assembles an overflow value whose stub (at ``off`` in the map) and chain
+        pages are all in the data file, in place. None for anything else (an overlaid chain page,
+        a short stub, a chain that is not what the stub says): the caller then takes the pager's
+        path, which reads the pages whatever they are and raises the errors."""
+        if n < 8:
+            return None
+        total, p = _STUB.unpack(mm[off : off + 8])
+        tail_len = n - 8
+        if total < tail_len:
+            return None
+        expected, rem = divmod(total - tail_len, self.chunk)
+        count = expected + (1 if rem else 0)
+        pager = self.pager
+        overlaid, m, find = pager.overlaid, pager.map_struct, self._lookup.map_find
+        # Views into the map, joined into the value with one copy. They are
+        # released when this returns: no view outlives the call (the map may
+        # only be closed by a checkpoint, never during a read).
+        view = memoryview(mm)
+        try:
+            parts: List[memoryview] = []
+            while p:
+                if len(parts) >= count or p in overlaid:
+                    return None
+                found = find(m, p, 0, _PAGE_OVERFLOW)
+                if found is None:
+                    return None
+                o, k, _, p = found
+                parts.append(view[o : o + k])
+            if len(parts) != count:
+                return None
+            parts.append(view[off + 8 : off + n])
+            value = b"".join(parts)
+        finally:
+            for part in parts:
+                part.release()
+            view.release()
+        return value if len(value) == total else None
+
+    def locate(self, pgnos: List[int], slots: List[int], lazy: bool = False) -> "Located":
+        """locate finds the records ``(pgnos[i], slots[i])``, for a scan to take values from
+        as the caller asks for them (``Located.take``).
+
+        One C call finds every record whose page is in the data file, in place
+        in the map. A page that is overlaid (dirty, or newest in the log) is
+        read through the pager instead, and its record found there; without a
+        map, every page is. Valid until the next write: the caller re-locates
+        after one.
+
+        ``lazy``: locate nothing now; each ``take(i, j)`` locates entries [i,
+        j) in one call, just before slicing them. For the start of a scan,
+        which may stop after a few values: it then touches only the heap
+        pages of the values it takes.
+        """
+        if lazy:
+            return Located(self, None, None, pgnos, slots, [], [], [], lazy=True)
+        pager = self.pager
+        mm = pager.map
+        overlaid = pager.overlaid
+        if mm is None:
+            return self._locate_private(pgnos, slots, range(len(pgnos)), None, [0] * len(pgnos),
+                                        [0] * len(pgnos), [0] * len(pgnos))
+        mine = None if overlaid.isdisjoint(pgnos) else [k for k, p in enumerate(pgnos) if p in overlaid]
+        asked = pgnos if mine is None else [0 if p in overlaid else p for p in pgnos]  # 0: C skips it
+        offs, lens, states = self._lookup.map_find_many(pager.map_struct, [], asked, slots, _PAGE_HEAP)
+        if mine is None:
+            return Located(self, mm, None, pgnos, slots, offs, lens, states)
+        return self._locate_private(pgnos, slots, mine, mm, offs, lens, states)
+
+    def _locate_private(self, pgnos: List[int], slots: List[int], which: Sequence[int],
+                        mm: Optional[mmap.mmap], offs: List[int], lens: List[int], states: List[int]) -> "Located":
+        """_locate_private finishes ``locate`` for entries ``which``, whose pages are read
+        through the pager: each such entry's source is a copy of its page, taken now."""
+        read = self.pager.read
+        find = self._lookup.find
+        copies: Dict[int, Optional[bytes]] = {}
+        srcs: List[Optional[bytes]] = [None] * len(pgnos)
+        for k in which:
+            pgno = pgnos[k]
+            if pgno not in copies:
+                try:
+                    page = read(pgno)
+                    copies[pgno] = bytes(page.buffer) if page.page_type == _PAGE_HEAP else None
+                except CorruptionError:
+                    copies[pgno] = None  # reported when the value is taken, through read()
+            src = copies[pgno]
+            found = None if src is None else find(read(pgno), slots[k])
+            if found is None:
+                offs[k] = lens[k] = states[k] = 0
+            else:
+                offs[k], lens[k], states[k] = found
+                srcs[k] = src
+        return Located(self, mm, srcs, pgnos, slots, offs, lens, states)
 
     def read_many(self, rids: Sequence[Rid]) -> List[bytes]:
         """read_many returns the values at ``rids``, in order: ``[read(r) for r in rids]`` with less overhead.
@@ -460,3 +573,58 @@ class Heap:
         want = self.fsm.category(page.max_insert)
         if self.fsm.cat.get(pgno, 0) != want or self.fsm.stored(pgno) != want:
             raise CorruptionError(pgno, "free-space map entry does not match the page")
+
+
+class Located:
+    """Located: where a run of records lies (``Heap.locate``), to be sliced into values on demand.
+
+    ``take(i, j)`` returns the values of entries [i, j): a live record is one
+    slice of its source, the map or a copy of its page taken by ``locate``;
+    anything else (an overflow record, an entry the lookup refused) goes
+    through ``Heap.read``, which assembles it or raises the CorruptionError
+    naming its page. Take values only while no write has committed since
+    ``locate`` (the store's scan checks its version), inside a pager operation.
+    """
+
+    __slots__ = ("_heap", "_map", "_srcs", "_pgnos", "_slots", "_offs", "_lens", "_states", "_other", "_lazy")
+
+    def __init__(self, heap: Heap, mm: Optional[mmap.mmap], srcs: Optional[List[Optional[bytes]]], pgnos: List[int],
+                 slots: List[int], offs: List[int], lens: List[int], states: List[int], lazy: bool = False) -> None:
+        self._lazy = lazy
+        self._heap = heap
+        self._map = mm
+        self._srcs = srcs  # per entry: a page copy, or None for the map; None: the map for all
+        self._pgnos = pgnos
+        self._slots = slots
+        self._offs = offs
+        self._lens = lens
+        self._states = states
+        # the entries that are not a live record in a source: overflow, or refused
+        self._other = [] if states.count(_SLOT_LIVE) == len(states) else [
+            k for k, st in enumerate(states) if st != _SLOT_LIVE]
+
+    def take(self, i: int, j: int) -> List[bytes]:
+        """take returns the values of entries [i, j), in order.
+
+        Raises:
+            CorruptionError: a dangling or damaged record.
+        """
+        if self._lazy:
+            return self._heap.locate(self._pgnos[i:j], self._slots[i:j]).take(0, j - i)
+        offs, lens, srcs = self._offs, self._lens, self._srcs
+        if srcs is None:
+            mm = self._map
+            assert mm is not None
+            out = [mm[o : o + n] for o, n in zip(offs[i:j], lens[i:j])]
+        else:
+            mm = self._map
+            out = [(mm if s is None else s)[o : o + n]  # type: ignore[index]
+                   for s, o, n in zip(srcs[i:j], offs[i:j], lens[i:j])]
+        for k in self._other:
+            if i <= k < j:
+                value = None
+                if self._states[k] == _SLOT_OVERFLOW and (srcs is None or srcs[k] is None):
+                    # a stub in the map: its chain in place, if all of it is there
+                    value = self._heap._overflow_mapped(mm, offs[k], lens[k])  # type: ignore[arg-type]
+                out[k - i] = value if value is not None else self._heap.read((self._pgnos[k], self._slots[k]))
+        return out

@@ -21,7 +21,7 @@ treecheck.py (comparing cached nodes with their pages).
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Dict, Optional, Protocol, Set
+from typing import Any, Dict, Optional, Protocol, Set
 
 from . import format as fmt
 from . import nodes
@@ -42,6 +42,14 @@ class TreePager(Protocol):
 
     page_size: int
     meta: fmt.Meta
+    #: the data file mapped read-only (pager.Pager with mmap), or None
+    map: Optional[Any]
+    #: its ps_map_t, for the ps_map_* calls
+    map_struct: Any
+    #: pages whose newest image is not the data file's: never read from the map
+    overlaid: Set[int]
+    #: the current operation's number (pages read in it stay pinned)
+    epoch: int
 
     def read(self, pgno: int) -> SlottedPage: ...
 
@@ -164,9 +172,17 @@ class NodeCache:
         return decode(pgno, e.raw)
 
     def read_raw(self, pgno: int) -> bytes:
-        """read_raw returns the bytes of node page ``pgno``, verified by the pager and checked as a node."""
+        """read_raw returns the bytes of node page ``pgno``, verified by the pager and checked as a node.
+
+        A page whose newest image is in the mapped data file is copied from the map (verified
+        there once, node check included); any other is read through the pager.
+        """
         if not pgno:
             raise CorruptionError(0, "a tree pointer names page 0")
+        pager = self.pager
+        mm = pager.map
+        if mm is not None and pgno not in pager.overlaid:
+            return nodes.map_raw(pager.map_struct, mm, pgno)  # one copy, no pager frame
         raw = bytes(self.pager.read(pgno).buffer)
         nodes.check(raw, pgno)  # every status it can return is a CorruptionError naming pgno
         return raw
@@ -185,6 +201,13 @@ class NodeCache:
     def mark_dirty(self, node: Node) -> None:
         """mark_dirty records that a decoded, cached node changed: ``flush`` builds its page."""
         self.dirty.add(node.pgno)
+
+    def adopt_raw(self, pgno: int, page: SlottedPage) -> None:
+        """adopt_raw caches the bytes of leaf ``pgno``, which the caller read in the map and then
+        changed in place in ``page`` (``pager.write``): the node was checked in the map."""
+        assert pgno not in self.lru
+        self.lru[pgno] = CacheEntry(pgno, bytes(page.buffer), None, True)
+        self.weight += 1
 
     def adopt(self, node: Node) -> None:
         """adopt caches a node created in memory (its page freshly allocated) as dirty."""

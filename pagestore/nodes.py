@@ -18,6 +18,7 @@ nodes, and the C search still bounds-checks every slot it follows.
 """
 from __future__ import annotations
 
+import threading
 from array import array
 from operator import itemgetter
 from typing import Any, List, Optional, Sequence, Tuple
@@ -27,6 +28,11 @@ from ._native import EFULL, OK, ffi, lib, raise_for, scratch
 from .page import SlottedPage
 
 _node_search = lib.ps_node_search
+_map_search = lib.ps_map_node_search
+_map_decode = lib.ps_map_node_decode
+_LEAF = fmt.PAGE_LEAF
+_INTERNAL = fmt.PAGE_INTERNAL
+_tls = threading.local()
 _first = itemgetter(0)
 _second = itemgetter(1)
 
@@ -199,3 +205,158 @@ def search_many(
             raise_for(rc, pgno, "node search")
         if eq[0]:
             out[t] = (u32[1], u16[0])
+# ---- nodes read in place from the mapped data file (native/map.c) ----
+#
+# ``m`` is the pager's ``map_struct`` and ``mm`` its ``map``; the page must be
+# one whose newest image is in the data file (not in ``pager.overlaid``). C
+# verifies the page the first time this store reads it; every error names it.
+
+
+def map_child(m: Any, pgno: int, key: bytes) -> int:
+    """map_child: ``child`` for internal node ``pgno`` read in place from the map. One C call.
+
+    Raises:
+        CorruptionError: naming ``pgno``: damaged, not an internal node, or outside the file.
+    """
+    u32, eq, u16 = scratch()
+    rc = _map_search(m, pgno, _INTERNAL, key, len(key), True, u32, eq, u32 + 1, u16)
+    if rc != OK:
+        raise_for(rc, pgno, "internal node")
+    child: int = u32[1]
+    return child
+
+
+def map_search(m: Any, pgno: int, key: bytes) -> Tuple[int, bool, int, int]:
+    """map_search: ``search(raw, key, False)`` for leaf ``pgno`` read in place from the map. One C call.
+
+    Raises:
+        CorruptionError: naming ``pgno``: damaged, not a leaf, or outside the file.
+    """
+    u32, eq, u16 = scratch()
+    rc = _map_search(m, pgno, _LEAF, key, len(key), False, u32, eq, u32 + 1, u16)
+    if rc != OK:
+        raise_for(rc, pgno, "leaf")
+    return u32[0], bool(eq[0]), u32[1], u16[0]
+
+
+def map_raw(m: Any, mm: Any, pgno: int) -> bytes:
+    """map_raw returns a copy of node page ``pgno`` from the map, verified (once) and checked as a node.
+
+    Raises:
+        CorruptionError: naming ``pgno``: damaged, not a node, or outside the file.
+    """
+    rc = lib.ps_map_check(m, pgno)
+    if rc != OK:
+        raise_for(rc, pgno)
+    size = m.page_size
+    raw: bytes = mm[pgno * size : (pgno + 1) * size]
+    if raw[fmt.OFF_TYPE] not in (_LEAF, _INTERNAL):
+        raise_for(lib.PS_ENODE_TYPE, pgno)
+    return raw
+
+
+def _map_index(m: Any, pgno: int, key: bytes, after: bool) -> int:
+    u32, eq, u16 = scratch()
+    rc = _map_search(m, pgno, _LEAF, key, len(key), after, u32, eq, u32 + 1, u16)
+    if rc != OK:
+        raise_for(rc, pgno, "leaf")
+    index: int = u32[0]
+    return index
+
+
+def _leafscratch() -> Tuple[Any, ...]:
+    """_leaf_scratch: this thread's arrays for a whole leaf's offsets, rids and count (PS_MAX_SLOTS each)."""
+    try:
+        return _tls.leaf  # type: ignore[no-any-return]
+    except AttributeError:
+        n = fmt.MAX_SLOTS
+        offs, ends, pgnos, slots = array("Q", bytes(8 * n)), array("Q", bytes(8 * n)), array("I", bytes(4 * n)), array("H", bytes(2 * n))
+        _tls.leaf = t = (offs, ends, pgnos, slots, ffi.from_buffer("uint64_t[]", offs),
+                         ffi.from_buffer("uint64_t[]", ends), ffi.from_buffer("uint32_t[]", pgnos),
+                         ffi.from_buffer("uint16_t[]", slots), ffi.new("uint32_t *"))
+        return t
+
+
+def map_leaf_run(
+    m: Any, mm: Any, pgno: int, start: Optional[bytes], after: bool, stop: Optional[bytes]
+) -> Tuple[int, int, int, List[bytes], List[int], List[int]]:
+    """map_leaf_run returns a run of leaf ``pgno``'s entries, read in place from the map.
+
+    The entries [i, j): i is the first whose key is >= ``start`` (> with
+    ``after``; 0 without a start), j the first whose key is >= ``stop`` (the
+    leaf's count without a stop; never below i). Returns ``(i, j, count,
+    keys, rid pages, rid slots)``, the three lists for [i, j) only. One C call
+    decodes (and checks) the whole leaf, one more per bound finds it; only
+    the keys of the run are sliced out of the map.
+
+    Raises:
+        CorruptionError: naming ``pgno``: damaged, not a leaf, or outside the file.
+    """
+    offs, ends, pgnos, slots, p_offs, p_ends, p_pgnos, p_slots, count = _leafscratch()
+    rc = _map_decode(m, pgno, _LEAF, p_offs, p_ends, p_pgnos, p_slots, fmt.MAX_SLOTS, count)
+    if rc != OK:
+        raise_for(rc, pgno, "leaf")
+    c = count[0]
+    i = 0 if start is None else _map_index(m, pgno, start, after)
+    j = c if stop is None else max(i, _map_index(m, pgno, stop, False))
+    keys = [mm[a:b] for a, b in zip(offs[i:j], ends[i:j])]
+    return i, j, c, keys, pgnos[i:j].tolist(), slots[i:j].tolist()
+
+
+def leaf_run(
+    raw: bytes, pgno: int, start: Optional[bytes], after: bool, stop: Optional[bytes]
+) -> Tuple[int, int, int, List[bytes], List[int], List[int]]:
+    """leaf_run is ``map_leaf_run`` on a raw leaf (a cached copy): the same C calls, page-relative.
+
+    Raises:
+        CorruptionError: naming ``pgno``, also when the node is not a leaf.
+    """
+    if raw[fmt.OFF_TYPE] != _LEAF:
+        raise_for(lib.PS_ETYPE if raw[fmt.OFF_TYPE] == _INTERNAL else lib.PS_ENODE_TYPE, pgno, "not a leaf")
+    offs, ends, pgnos, slots = _rawscratch()
+    count = scratch()[0]
+    rc = lib.ps_node_decode(raw, len(raw), _ptr32(offs), _ptr32(ends), _ptr32(pgnos),
+                            ffi.from_buffer("uint16_t[]", slots), fmt.MAX_SLOTS, count)
+    if rc != OK:
+        raise_for(rc, pgno)
+    c = count[0]
+    u32, eq, u16 = scratch()
+    if start is None:
+        i = 0
+    else:
+        rc = _node_search(raw, len(raw), start, len(start), after, u32, eq, u32 + 1, u16)
+        if rc != OK:
+            raise_for(rc, pgno, "leaf")
+        i = u32[0]
+    if stop is None:
+        j = c
+    else:
+        rc = _node_search(raw, len(raw), stop, len(stop), False, u32, eq, u32 + 1, u16)
+        if rc != OK:
+            raise_for(rc, pgno, "leaf")
+        j = max(i, u32[0])
+    keys = [raw[a:b] for a, b in zip(offs[i:j], ends[i:j])]
+    return i, j, c, keys, pgnos[i:j].tolist(), slots[i:j].tolist()
+
+
+def _rawscratch() -> Tuple["array[int]", "array[int]", "array[int]", "array[int]"]:
+    """_raw_scratch: this thread's arrays for a whole raw leaf's offsets and rids (PS_MAX_SLOTS each)."""
+    try:
+        return _tls.raw  # type: ignore[no-any-return]
+    except AttributeError:
+        n = fmt.MAX_SLOTS
+        _tls.raw = t = (array("I", bytes(4 * n)), array("I", bytes(4 * n)), array("I", bytes(4 * n)),
+                        array("H", bytes(2 * n)))
+        return t
+
+
+def leaf_columns(raw: bytes, pgno: int) -> Tuple[List[bytes], List[int], List[int]]:
+    """leaf_columns: ``decode`` of a raw leaf as three lists, keys, rid pages and rid slots.
+
+    Raises:
+        CorruptionError: naming ``pgno`` (as ``decode``), also when the node is not a leaf.
+    """
+    leaf, keys, vals = decode(raw, pgno)
+    if not leaf:
+        raise_for(lib.PS_ETYPE, pgno, "not a leaf")
+    return keys, [v[0] for v in vals], [v[1] for v in vals]

@@ -430,7 +430,7 @@ class RecordLookup:
     is why SlottedPage keeps its scratch per thread).
     """
 
-    __slots__ = ("_out", "_len", "_state", "_cap", "_many")
+    __slots__ = ("_out", "_len", "_state", "_cap", "_many", "_off64", "_next", "_mcap", "_mapped")
 
     def __init__(self) -> None:
         self._out = ffi.new("uint32_t[2]")
@@ -438,6 +438,11 @@ class RecordLookup:
         self._state = ffi.new("uint8_t *")
         self._cap = 0
         self._many: Tuple[Any, ...] = ()
+        self._off64 = ffi.new("uint64_t *")
+        self._next = ffi.new("uint32_t *")
+        self._mcap = 0
+        self._mapped: Tuple[Any, ...] = ()
+
 
     def values(self, pages: List[SlottedPage], slots: List[int], page_type: int) -> List[Optional[bytes]]:
         """values returns a copy of record ``slots[i]`` of ``pages[i]`` for every i: ``find_many``'s one C call.
@@ -477,6 +482,42 @@ class RecordLookup:
         """
         off, n, _ = self.locate(page, pgno, slot, what)
         return memoryview(page._buf)[off : off + n]
+
+    def map_find(self, m: Any, pgno: int, slot: int, page_type: int) -> Optional[Tuple[int, int, int, int]]:
+        """map_find: ``find`` on page ``pgno`` of the mapped data file (``m``: the pager's
+        ``map_struct``), for a page whose newest image is there. One C call; verifies the
+        page if this store has not yet. Returns ``(offset from the map's start, length,
+        state, the page's next field)``, or None when the page is damaged, not of
+        ``page_type``, outside the map, or has no live record at ``slot`` (the caller then
+        reads it through the pager, which raises the error that names the page).
+        """
+        if _map_page_read(m, pgno, slot, page_type, self._off64, self._len, self._state, self._next) == OK:
+            return self._off64[0], self._len[0], self._state[0], self._next[0]
+        return None
+
+    def map_find_many(self, m: Any, pages: List[Optional["SlottedPage"]], pgnos: List[int], slots: List[int],
+                      page_type: int) -> Tuple[List[int], List[int], List[int]]:
+        """map_find_many is ``map_find`` for every ``(pgnos[i], slots[i])`` in one C call: the
+        values of a scan's leaf. Where ``pages[i]`` is a page (one that is dirty or in the
+        log: the caller read it through the pager), that page is searched instead and the
+        offset is from its start. Returns offsets, lengths and states; a failed entry
+        (anything ``map_find`` returns None for) has state 0, which no live record has.
+        """
+        n = len(pgnos)
+        if n == 0:
+            return [], [], []
+        if n > self._mcap:
+            self._mcap = max(n, 128)
+            c = self._mcap
+            self._mapped = (ffi.new("uint64_t[]", c), ffi.new("uint32_t[]", c), ffi.new("uint8_t[]", c),
+                            ffi.new("int32_t[]", c))
+        offs, lens, states, status = self._mapped
+        ptrs = ffi.new("uint8_t *[]", [ffi.NULL if p is None else p._ptr for p in pages]) if pages else ffi.NULL
+        rc = _map_read_many(m, ptrs, ffi.from_buffer("uint32_t[]", array("I", pgnos)),
+                            ffi.from_buffer("uint16_t[]", array("H", slots)), n, page_type, offs, lens, states, status)
+        if rc != OK:
+            raise_for(rc, None, "map read_many")
+        return ffi.unpack(offs, n), ffi.unpack(lens, n), ffi.unpack(states, n)
 
     def find_many(self, pages: List[SlottedPage], slots: List[int]) -> Tuple[List[int], List[int], List[int]]:
         """find_many is ``find`` for record ``slots[i]`` of ``pages[i]``, for every i, in one C call.
@@ -521,3 +562,5 @@ class RecordLookup:
 _OFF_TYPE = fmt.OFF_TYPE
 _page_read = lib.ps_page_read
 _page_read_many = lib.ps_page_read_many
+_map_page_read = lib.ps_map_page_read
+_map_read_many = lib.ps_map_read_many

@@ -23,6 +23,23 @@ hold its SlottedPage until the operation ends. Other pages leave in LRU
 order; a dirty one is first spilled to the log as an uncommitted frame, so a
 transaction larger than the cache still commits, and memory stays bounded.
 
+Mapped reads (``mmap=True``, the default of ``pagestore.open``): the data
+file is also mapped read-only and shared (``fileio.File.map``). A page whose
+newest committed image is in the data file can then be read in place by the
+layers above, through ``map_struct`` (handed to the ``ps_map_*`` C calls with
+a page number) and ``map`` (sliced into ``bytes``), with no pread, no copy
+and no cache entry. ``overlaid`` holds the pages for which that is not true:
+dirty pages, pages spilled by the open transaction and pages whose newest
+committed image is in the log. One set lookup (``pgno in pager.overlaid``)
+decides which way a read goes; an overlaid page goes through ``read`` as
+before. A mapped page is verified (checksum, stamped number, structure) the
+first time this open store reads it, and its bit set in ``verified``; a
+checkpoint clears the bits of the pages it rewrites. The map is replaced
+when a checkpoint grows the file, and closed before anything could shrink
+the file. Only the C calls see a pointer into the map, and only through
+``map_struct``, whose base is cleared before the map closes: no view into a
+replaced mapping survives (``mmap.close`` refuses while one exists).
+
 Free-page list: a chain through the ``next`` field of PAGE_FREE pages,
 headed by ``meta.freelist_head``. Freeing or reusing a page changes that
 page and the header only, so the list is persisted incrementally.
@@ -34,20 +51,23 @@ unlinks a store's files.
 """
 from __future__ import annotations
 
+import mmap as _mmap
 import os
 import sys
 from collections import OrderedDict
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from . import fileio
 from . import format as fmt
 from .errors import CorruptionError, InvalidFileError, PageStoreError, ReadOnlyError
+from ._native import ffi
 from .page import SlottedPage
 from .wal import KEEP_BYTES, WAL, Frame, log_path, remove_log
 
 DEFAULT_CACHE_BYTES = 32 * 1024 * 1024
 DEFAULT_WAL_LIMIT = 16 * 1024 * 1024
 MIN_CACHE_PAGES = 32
+_NODE_TYPES = (fmt.PAGE_LEAF, fmt.PAGE_INTERNAL)
 
 
 class _Frame:
@@ -97,6 +117,7 @@ class Pager:
         sync: bool = True,
         wal_limit: int = DEFAULT_WAL_LIMIT,
         opener: fileio.Opener = fileio.open_file,
+        mmap: bool = True,
     ) -> None:
         self.path = path
         self.readonly = readonly
@@ -114,8 +135,21 @@ class Pager:
         self.file: Optional[fileio.File] = None
         self._read_into: Optional[Callable[[int, bytearray], int]] = None
         self.wal: Optional[WAL] = None
+        self.use_map = mmap
+        #: pages whose newest image is not the data file's (see the module docstring)
+        self.overlaid: Set[int] = set()
+        #: the data file mapped read-only, or None (mmap=False, or nothing to map yet)
+        self.map: Optional[_mmap.mmap] = None
+        # One ps_map_t for the pager's life: its fields change when the map
+        # does, so callers may keep the pointer. base NULL and len 0 when unmapped.
+        self.map_struct: Any = ffi.new("ps_map_t *")
+        self.verified = bytearray()  # bit pgno: page pgno of the map has been verified
+        self._map_buf: Any = None  # the exported buffers behind map_struct
+        self._verified_buf: Any = None
         try:
             self._open(path, create, readonly, page_size, opener)
+            self.map_struct.page_size = self.page_size
+            self._remap()
         except BaseException:
             self._close_files()
             raise
@@ -150,6 +184,7 @@ class Pager:
         else:
             self.meta = disk_meta
         self.committed = self.meta.copy()
+        self.overlaid = set(self.wal.index)
         if not readonly and self.wal.index:
             self.checkpoint()
 
@@ -160,6 +195,84 @@ class Pager:
         self.file.write(0, bytes(meta.encode()))
         self.file.sync()
         fileio.sync_directory(self.path)
+
+    # ---- the map ----
+
+    def _remap(self) -> None:
+        """_remap maps the data file's whole pages, replacing the map if the file grew past it.
+
+        Verified bits carry over: pages the map covered are the same bytes in
+        the new map (a checkpoint clears the bits of the pages it rewrites).
+        """
+        if not self.use_map or self.file is None:
+            return
+        ps = self.page_size
+        size = self.file.size() // ps * ps
+        if self.map is not None and len(self.map) == size:
+            return
+        self._unmap()
+        if size < 2 * ps:  # only the header: no slotted page to map yet
+            return
+        self.map = self.file.map(size)
+        bits = bytearray((size // ps + 7) // 8)
+        bits[: len(self.verified)] = self.verified[: len(bits)]
+        self.verified = bits
+        self._map_buf = ffi.from_buffer("uint8_t[]", self.map)
+        self._verified_buf = ffi.from_buffer("uint8_t[]", self.verified)
+        m = self.map_struct
+        m.base = self._map_buf
+        m.len = size
+        m.page_size = ps
+        m.verified = self._verified_buf
+        m.verified_len = len(bits)
+
+    def _unmap(self) -> None:
+        """_unmap closes the map, first clearing ``map_struct`` and releasing the buffers C saw.
+
+        Raises:
+            BufferError: something still holds a view into the map (a bug:
+                nothing above the pager may keep one).
+        """
+        m = self.map_struct
+        m.base = ffi.NULL
+        m.len = 0
+        m.verified = ffi.NULL
+        m.verified_len = 0
+        for buf in (self._map_buf, self._verified_buf):
+            if buf is not None:
+                ffi.release(buf)
+        self._map_buf = self._verified_buf = None
+        if self.map is not None:
+            mm, self.map = self.map, None
+            mm.close()
+
+    def _unverify(self, pgno: int) -> None:
+        """_unverify clears page ``pgno``'s verified bit: its bytes in the file are about to change."""
+        i = pgno >> 3
+        if i < len(self.verified):
+            self.verified[i] &= ~(1 << (pgno & 7)) & 0xFF
+
+    def _check_map(self) -> None:
+        """_check_map verifies the map's bookkeeping: every page whose newest image is not the
+        data file's is in ``overlaid``, and ``map_struct`` describes the current map.
+        Callers: ``check``."""
+        assert self.wal is not None
+        # page 0, the header, is never read as a page (the map refuses it)
+        missing = (set(self.dirty) | set(self.wal.index) | set(self.wal.txn_index)) - self.overlaid - {0}
+        if missing:
+            raise PageStoreError(f"pager: pages {sorted(missing)[:10]} are newer than the data file but not marked overlaid")
+        m = self.map_struct
+        if self.map is None:
+            sound = m.len == 0 and m.base == ffi.NULL
+        else:
+            sound = (m.len == len(self.map) and m.page_size == self.page_size
+                     and m.verified_len == len(self.verified) >= (len(self.map) // self.page_size + 7) // 8)
+        if not sound:
+            raise PageStoreError("pager: the map's C description does not match the map")
+
+    def memory(self) -> Dict[str, int]:
+        """memory: the pager's private bytes (its cache) and the bytes of the data file it maps."""
+        return {"cache_bytes": len(self.cache) * self.page_size, "mapped_bytes": len(self.map) if self.map is not None else 0}
 
     # ---- the cache ----
 
@@ -232,7 +345,15 @@ class Pager:
             page = f.page
             page.pgno_hint = pgno
             f.epoch = self.epoch
-        page.verify(pgno)
+        if pgno in self.overlaid or (pgno >> 3) >= len(self.verified):
+            page.verify(pgno)
+        elif not self.verified[pgno >> 3] & (1 << (pgno & 7)):
+            # The data file's bytes, which the map shows too: verified once for
+            # both. Not a node page, though: a bit also promises the node check,
+            # which is the map's (ps_map_check) or the tree's to make.
+            page.verify(pgno)
+            if page.page_type not in _NODE_TYPES:
+                self.verified[pgno >> 3] |= 1 << (pgno & 7)
         self._insert(pgno, f)
         return page
 
@@ -269,6 +390,7 @@ class Pager:
         if not f.dirty:
             f.dirty = True
             self.dirty[pgno] = f
+            self.overlaid.add(pgno)
         return page
 
     def lend(self, pages: int) -> None:
@@ -364,6 +486,7 @@ class Pager:
         f = _Frame(buf, page, self.epoch)
         f.dirty = True
         self.dirty[pgno] = f
+        self.overlaid.add(pgno)
         self._insert(pgno, f)
         return page
 
@@ -385,6 +508,7 @@ class Pager:
         if not f.dirty:
             f.dirty = True
             self.dirty[pgno] = f
+            self.overlaid.add(pgno)
         self.meta.freelist_head = pgno
         self.meta.freelist_count += 1
 
@@ -427,6 +551,7 @@ class Pager:
             if self.cache.get(pgno) is not f or not f.dirty:
                 raise CorruptionError(pgno, "dirty page is not in the cache as dirty")
         log = self.wal.check()
+        self._check_map()
         return {"pages": self.meta.page_count, "free_pages": free, "cached": len(self.cache),
                 "dirty": len(self.dirty), "log_frames": log["frames"]}
 
@@ -512,6 +637,7 @@ class Pager:
             self.cache.pop(pgno, None)
         self.dirty.clear()
         self.wal.rollback()
+        self.overlaid = set(self.wal.index)
         self.meta = self.committed.copy()
         # Pages past the committed end may sit in the cache from an aborted allocation.
         for pgno in [p for p in self.cache if p >= self.meta.page_count]:
@@ -536,16 +662,20 @@ class Pager:
                 continue
             f = self.cache.get(pgno)
             data = f.buf if f is not None else self.wal.read_frame(self.wal.index[pgno], pgno)
+            self._unverify(pgno)
             self.file.write(pgno * ps, data)
         disk = self.meta.copy()
         disk.checkpoint_seq += 1
         self.file.write(0, bytes(disk.encode()))
         if self.file.size() > disk.page_count * ps:
+            self._unmap()  # the file never shrinks under a live map
             self.file.truncate(disk.page_count * ps)
         self.file.sync()
         self.meta.checkpoint_seq = disk.checkpoint_seq
         self.committed = self.meta.copy()
         self.wal.reset(disk.checkpoint_seq)
+        self.overlaid.clear()
+        self._remap()
 
     # ---- replacing the file ----
 
@@ -595,6 +725,8 @@ class Pager:
             new.close()
             raise
         fileio.sync_directory(self.path)
+        self._unmap()  # no view of the old file's map may outlive it
+        self.verified = bytearray()
         old, self.file = self.file, new
         self._read_into = getattr(new, "read_into", None)
         old.close()
@@ -606,6 +738,8 @@ class Pager:
         self.wal.close()
         self.wal = WAL(log_path(self.path), self.page_size, meta.file_id, opener=self._opener)
         self.wal.recover(meta.checkpoint_seq)  # the old file's log: not this file's, so started afresh
+        self.overlaid = set(self.wal.index)
+        self._remap()
 
     # ---- sizes and closing ----
 
@@ -633,6 +767,7 @@ class Pager:
             self._spare = None
 
     def _close_files(self) -> None:
+        self._unmap()
         if self.wal is not None:
             self.wal.close()
             self.wal = None

@@ -65,6 +65,9 @@ _DELETED = object()
 _RUN_FROM = 64
 _RUN_SHIFT = 5
 _MAX_RUN = 64
+#: With the data file mapped, values are sliced in runs that start at this
+#: many and double up to _MAX_RUN (see Store._scan).
+_FIRST_RUN = 1
 
 
 def prefix_end(prefix: bytes) -> Optional[bytes]:
@@ -203,6 +206,7 @@ class Store(MutableMapping[Any, Any]):
         strict: bool = False,
         keys: Any = None,
         values: Any = None,
+        mmap: bool = True,
         _opener: fileio.Opener = fileio.open_file,
     ) -> None:
         try:
@@ -244,6 +248,7 @@ class Store(MutableMapping[Any, Any]):
                     cache_size=cache_size - cache_size // 2,
                     sync=sync,
                     wal_limit=wal_limit,
+                    mmap=mmap,
                 )
             except IsADirectoryError as exc:
                 raise PageStoreError(f"{self.path}: is a directory, not a store file") from exc
@@ -512,19 +517,51 @@ class Store(MutableMapping[Any, Any]):
         resume: Optional[bytes] = None
         lock = self._lock
         taken = 0
+        run = _FIRST_RUN
+        version = -1
+        path: List[Any] = []  # the tree's path to the last leaf, while no write intervenes
         while True:
             with lock:
-                self._begin()
-                batch = self._tree.range_batch(lo, hi, reverse, resume)
-                version = self._version
+                pager = self._begin()
                 heap = self._heap
-            if not batch:
-                return
+                if self._version != version:
+                    version = self._version
+                    path = []
+                located = None
+                if not values or pager.use_map:
+                    keys, pgnos, slots = self._tree.range_leaf(lo, hi, reverse, resume, path)
+                    if values and keys:
+                        # A long scan locates a whole leaf's values in one call; a
+                        # short one (most ranges stop early) each run's as it takes it.
+                        located = heap.locate(pgnos, slots, lazy=run < _MAX_RUN)
+                else:
+                    batch = self._tree.range_batch(lo, hi, reverse, resume)
             if not values:
-                for k, _ in batch:
+                if not keys:
+                    return
+                for k in keys:
                     yield k, None
-                resume = batch[-1][0]
+                resume = keys[-1]
                 continue
+            if located is not None:
+                # The leaf's values were located in one call; they are sliced
+                # in runs of 1, 2, 4, ... (at most _MAX_RUN), each under the
+                # lock: a short scan takes little more than it yields.
+                i, n = 0, len(keys)
+                while i < n:
+                    j = min(n, i + run)
+                    with lock:
+                        if self._version != version:
+                            break  # re-descend after `resume`
+                        self._begin()
+                        vals = located.take(i, j)
+                    yield from zip(keys[i:j], vals)
+                    resume = keys[j - 1]
+                    i = j
+                    run = min(2 * run, _MAX_RUN)
+                continue
+            if pager.use_map or not batch:
+                return
             if taken < _RUN_FROM:
                 for k, rid in batch:
                     with lock:
@@ -734,10 +771,17 @@ class Store(MutableMapping[Any, Any]):
         """stats returns figures about the store. O(pages): it reads every page header.
 
         Keys: page_size, file_size, page_count, free_pages, records, live_bytes,
-        tree_height, average_fill, page_types, overflow_pages, wal_size.
+        tree_height, average_fill, page_types, overflow_pages, wal_size,
+        cache_bytes (private memory: the page cache and the tree's node
+        cache, counted in pages, as ``cache_size`` bounds them) and
+        mapped_bytes (the data file mapped read-only: shared with the OS page
+        cache, which may reclaim it; 0 with ``mmap=False``). Both as they
+        were before this call, which reads every page through the cache.
         """
         with self._lock:
             pager = self._begin()
+            memory = pager.memory()
+            memory["cache_bytes"] += self._tree.cache_pages() * pager.page_size
             meta = pager.meta
             types: Dict[str, int] = {}
             used = 0
@@ -763,6 +807,7 @@ class Store(MutableMapping[Any, Any]):
                 "page_types": types,
                 "overflow_pages": types.get("overflow", 0),
                 "wal_size": pager.wal_size(),
+                **memory,
             }
 
     def check(self) -> Dict[str, int]:
@@ -1174,6 +1219,7 @@ def open(
     strict: bool = False,
     keys: Any = None,
     values: Any = None,
+    mmap: bool = True,
 ) -> Store:
     """open opens (or creates) a store file and returns a Store.
 
@@ -1186,8 +1232,9 @@ def open(
         readonly: open for reading only; writes raise ``ReadOnlyError``.
         page_size: for a new file (a power of two, 512 to 65536); an existing
             file keeps the page size it was made with.
-        cache_size: bytes of page cache (memory stays near this however
-            large the store is).
+        cache_size: bytes of private memory for pages (the page cache and
+            the tree's node cache); it stays near this however large the
+            store is.
         sync: make each commit durable before it returns (fdatasync). With
             False, a crash may lose the latest commits but never consistency.
         strict: run ``check()`` after every commit (as bbolt's StrictMode):
@@ -1199,6 +1246,11 @@ def open(
         values: the value codec: "bytes", "str", "json", "pickle", "numpy" or
             a codec object; None as for keys. "pickle" must be named to open
             a store that recorded it: unpickling runs code from the file.
+        mmap: also map the data file read-only, and read the pages whose
+            newest committed image is there in place (no copy, no private
+            memory: they are the operating system's page cache, shared and
+            reclaimable). False reads every page into the private cache, for
+            file systems without a coherent mmap (network file systems).
 
     Raises:
         TypeError, ValueError: an argument of the wrong type or out of range
@@ -1222,4 +1274,5 @@ def open(
         strict=strict,
         keys=keys,
         values=values,
+        mmap=mmap,
     )

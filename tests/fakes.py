@@ -23,9 +23,14 @@ class MemoryPager:
     freed page number before growing the file.
     """
 
+    #: no mapped data file: every page is read through ``read``
+    map = None
+    map_struct = None
+
     def __init__(self, page_size: int) -> None:
         self.page_size = page_size
         self.meta = fmt.Meta(page_size)
+        self.overlaid: Set[int] = set()
         self._pages: Dict[int, bytearray] = {}
         self._free: List[int] = []
         self.reads = 0

@@ -22,6 +22,11 @@ so the workload stops with exactly events 1..k-1 done; the caller then calls
 ``OSError(EIO)`` (nothing written) and carries on, as a flaky device does. After a crash every file handle opened before it is dead (any
 call raises ``PowerCut``), and locks are gone.
 
+Maps: ``FaultFile.map`` serves the file's bytes as an anonymous memory map
+kept in step with every later write, as a shared map of a real file is. A
+truncate below the end of a live map raises AssertionError: on a real file
+the next read of the map would kill the process (SIGBUS).
+
 Names: the contents live in memory, but each file also exists as an empty
 placeholder on the real file system (the pager calls ``os.path.exists`` and
 the store ``os.replace`` / ``os.unlink``). Contents are keyed by the
@@ -39,6 +44,7 @@ what fits and raises ``OSError(ENOSPC)``, as a full disk does.
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import random
 import shutil
@@ -63,10 +69,25 @@ class _Content:
         self.durable = bytearray(durable)
         self.pending: List[Tuple] = []
         self.view = bytearray(durable)  # durable with pending applied: what reads see
+        self.maps: List[mmap.mmap] = []  # live maps of the view (FaultFile.map)
 
     def apply(self, op: Tuple) -> None:
         self.pending.append(op)
         _apply(self.view, op)
+        if self.maps:
+            self._mirror(op)
+
+    def _mirror(self, op: Tuple) -> None:
+        """_mirror carries an operation into every live map, as a shared map sees a write."""
+        self.maps = [m for m in self.maps if not m.closed]
+        for m in self.maps:
+            if op[0] == "w":
+                _, off, data = op
+                end = min(len(m), off + len(data))
+                if off < end:
+                    m[off:end] = data[: end - off]
+            elif op[1] < len(m):
+                raise AssertionError(f"file truncated to {op[1]} bytes under a live map of {len(m)}")
 
     def sync(self) -> None:
         self.durable = bytearray(self.view)
@@ -295,6 +316,16 @@ class FaultFile:
             if size - len(self.content.view) > limit - self.disk.total_bytes():
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.path)
         self.content.apply(("t", size))
+
+    def map(self, size: int) -> mmap.mmap:
+        """map: the file's first ``size`` bytes as a map kept in step with later writes (see the module docstring)."""
+        self._live()
+        if size <= 0 or size > len(self.content.view):
+            raise ValueError(f"{self.path}: cannot map {size} bytes of a {len(self.content.view)}-byte file")
+        m = mmap.mmap(-1, size)
+        m[:] = bytes(self.content.view[:size])
+        self.content.maps.append(m)
+        return m
 
     def lock(self, exclusive: bool) -> None:
         """lock: the same conflict rule as flock, among handles of this Disk."""

@@ -26,6 +26,9 @@ from pagestore.errors import CorruptionError, InvalidFileError, VersionMismatchE
 from pagestore.store import Store
 from pagestore.wal import WAL_HEADER_SIZE
 
+#: every test here runs with the data file mapped and without (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("read_mode")
+
 SECTOR = 512
 
 

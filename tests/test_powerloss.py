@@ -23,6 +23,9 @@ import pytest
 from faultfs import Disk, PowerCut
 from pagestore.store import Store
 
+#: every test here runs with the data file mapped and without (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("read_mode")
+
 PAGE = 512
 OPTS = dict(page_size=PAGE, cache_size=PAGE * 32, wal_limit=6 * 1024, sync=True)
 

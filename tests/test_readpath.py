@@ -327,6 +327,7 @@ def overflow_key(db: Store) -> Tuple[bytes, int, int]:
     raise AssertionError("no overflow record")
 
 
+@pytest.mark.usefixtures("read_mode")
 @pytest.mark.parametrize("which", ["heap", "overflow"])
 def test_damaged_page_is_named(tmp_path, which):
     path = str(tmp_path / "db")
@@ -379,10 +380,31 @@ def test_overflow_page_with_dead_first_slot(tmp_path):
 
 
 def count_reads(db: Store) -> List[int]:
-    """count_reads makes the heap record every value read: 1 for a read, the run's length for read_many."""
+    """count_reads makes the heap record every value read: 1 for a read, the run's length for
+    read_many, and with the data file mapped the run's length for every ``Located.take``."""
     runs: List[int] = []
     heap = db._heap
     one, many = heap.read, heap.read_many
+    locate = heap.locate
+    inside = []  # a lazy Located locates each run again, through this very wrapper: count the outer take only
+
+    def located(pgnos, slots, lazy=False):
+        loc = locate(pgnos, slots, lazy)
+        if inside:
+            return loc
+        take = loc.take
+
+        def counted(i, j):
+            runs.append(j - i)
+            inside.append(1)
+            try:
+                return take(i, j)
+            finally:
+                inside.pop()
+
+        return _Counted(counted)
+
+    heap.locate = located  # type: ignore[method-assign]
 
     def read(rid):
         runs.append(1)
@@ -397,10 +419,18 @@ def count_reads(db: Store) -> List[int]:
     return runs
 
 
+class _Counted:
+    """_Counted stands in for a Located whose take is counted."""
+
+    def __init__(self, take) -> None:
+        self.take = take
+
+
 def test_scan_reads_what_it_yields_then_runs(tmp_path):
+    """Without a map, a scan reads values one by one, then in runs."""
     from pagestore.store import _MAX_RUN, _RUN_FROM, _RUN_SHIFT
 
-    with Store(str(tmp_path / "db"), page_size=4096) as db:
+    with Store(str(tmp_path / "db"), page_size=4096, mmap=False) as db:
         with db.transaction() as txn:
             for i in range(3000):
                 txn[b"%06d" % i] = b"v%d" % i
@@ -429,6 +459,32 @@ def test_scan_reads_what_it_yields_then_runs(tmp_path):
         assert list(db.values(start=b"002990")) == [b"v%d" % i for i in range(2990, 3000)]
 
 
+def test_mapped_scan_takes_doubling_runs(tmp_path):
+    """With a map, a leaf's values are located at once and sliced in runs of 1, 2, 4, ... 64."""
+    from pagestore.store import _MAX_RUN
+
+    with Store(str(tmp_path / "db"), page_size=4096) as db:
+        with db.transaction() as txn:
+            for i in range(3000):
+                txn[b"%06d" % i] = b"v%d" % i
+    with Store(str(tmp_path / "db")) as db:  # reopened: checkpointed, every page in the map
+        assert db._pager.map is not None and not db._pager.overlaid
+        runs = count_reads(db)
+        got = list(islice(db.items(), 50))
+        assert got == [(b"%06d" % i, b"v%d" % i) for i in range(50)]
+        assert runs == [1, 2, 4, 8, 16, 32]  # a short scan slices fewer than twice what it yields
+        for reverse in (False, True):
+            runs.clear()
+            got = [k for k, _ in db.items(reverse=reverse)]
+            assert got == sorted(got, reverse=reverse) and len(got) == 3000
+            assert sum(runs) == 3000 and max(runs) == _MAX_RUN
+        runs.clear()
+        assert list(db.keys(prefix=b"0001")) == [b"%06d" % i for i in range(100, 200)]
+        assert runs == []  # keys() never locates a value
+        assert list(db.values(start=b"002990")) == [b"v%d" % i for i in range(2990, 3000)]
+
+
+@pytest.mark.usefixtures("read_mode")
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("after", [3, 200])
 def test_scan_write_between_reads(tmp_path, reverse, after):
@@ -551,3 +607,188 @@ def test_free_space_map_page_damaged_after_load(tmp_path):
             pager.rollback()
             fsm.load()
         db.check()
+
+
+# ---- the mapped data file ----
+
+
+def reopened(tmp_path, n: int = 2000, **opts) -> Tuple[str, Dict[bytes, bytes]]:
+    """reopened: a closed 4 KiB-page store of ``n`` records (checkpointed: every page in the data file)."""
+    path = str(tmp_path / "db")
+    rng = random.Random(3)
+    model = {}
+    with Store(path, page_size=4096, **opts) as db:
+        with db.transaction() as txn:
+            for i in range(n):
+                k, v = b"k%06d" % i, rng.randbytes(rng.choice([0, 10, 300, 2000, 9000]))
+                txn[k] = v
+                model[k] = v
+    return path, model
+
+
+def bit(pager, pgno: int) -> bool:
+    return bool(pager.verified[pgno >> 3] >> (pgno & 7) & 1)
+
+
+def test_mapped_heap_reads_are_in_place_and_verified_once(tmp_path):
+    path, model = reopened(tmp_path)
+    with Store(path) as db:
+        pager = db._pager
+        assert pager.map is not None and not pager.overlaid
+        # nothing trusted before it is read: at open, only the free-space map's pages are
+        assert {p for p in range(pager.meta.page_count) if bit(pager, p)} == set(db._heap.fsm.pages)
+        for k, v in model.items():
+            assert db[k] == v
+        with db._lock:
+            db._begin()
+            rids = dict(db._tree.entries())
+        heap_pages = {rid[0] for rid in rids.values()}
+        assert heap_pages.isdisjoint(pager.cache)  # read in place: no private copy
+        assert all(bit(pager, p) for p in heap_pages)
+        assert list(db.items()) == sorted(model.items())
+        db.check()
+
+
+def test_checkpoint_clears_the_bits_of_the_pages_it_rewrites(tmp_path):
+    path, model = reopened(tmp_path)
+    with Store(path) as db:
+        pager = db._pager
+        k = b"k%06d" % 7
+        assert db[k] == model[k]
+        with db._lock:
+            db._begin()
+            pgno = db._tree.get(k)[0]
+        assert bit(pager, pgno) and pgno not in pager.overlaid
+        db[k] = b"x" * 5
+        assert pgno in pager.overlaid  # newest image in the log now
+        assert db[k] == b"x" * 5
+        with db._lock:
+            pager.checkpoint()
+        assert not pager.overlaid and not bit(pager, pgno)
+        assert db[k] == b"x" * 5 and bit(pager, pgno)  # verified again, from the map
+
+
+def test_map_grows_with_the_file_and_no_old_map_survives(tmp_path):
+    path, model = reopened(tmp_path, 300)
+    with Store(path) as db:
+        pager = db._pager
+        first = pager.map
+        assert first is not None
+        with db.transaction() as txn:
+            for i in range(2000):
+                txn[b"new%05d" % i] = bytes(3000)
+        with db._lock:
+            pager.checkpoint()
+        assert pager.map is not first and first.closed
+        assert len(pager.map) == pager.file_size() == pager.meta.page_count * pager.page_size
+        assert db[b"new01999"] == bytes(3000) and db[b"k%06d" % 5] == model[b"k%06d" % 5]
+        db.check()
+
+
+def test_compact_maps_the_new_file(tmp_path):
+    path, model = reopened(tmp_path, 500)
+    with Store(path) as db:
+        for k in list(model)[::2]:
+            del db[k]
+            del model[k]
+        old = db._pager.map
+        db.compact()
+        assert old is None or old.closed
+        assert db._pager.map is not None and db._pager.map is not old
+        assert dict(db.items()) == model
+        for k, v in model.items():
+            assert db[k] == v
+        db.check()
+
+
+def test_the_file_never_shrinks_under_a_live_map(tmp_path):
+    """A data file longer than its pages (left by a crash) is cut only with the map closed.
+
+    The faultfs double fails a truncate below a live map of its own.
+    """
+    from faultfs import Disk
+
+    path, model = reopened(tmp_path, 300)
+    with open(path, "ab") as f:
+        f.write(bytes(3 * 4096))
+    disk = Disk(str(tmp_path))
+    with Store(path, _opener=disk.opener) as db:
+        assert db._pager.map is not None and len(db._pager.map) == db._pager.file_size()
+        db[b"k%06d" % 1] = b"changed"
+        with db._lock:
+            db._pager.checkpoint()  # cuts the tail: unmaps first, maps again after
+        assert len(db._pager.map) == db._pager.file_size() == db._pager.meta.page_count * 4096
+        model[b"k%06d" % 1] = b"changed"
+        assert dict(db.items()) == model
+
+
+def test_faultfs_map_follows_writes(tmp_path):
+    from faultfs import Disk
+
+    disk = Disk(str(tmp_path))
+    f = disk.opener(str(tmp_path / "f"), create=True)
+    f.write(0, b"a" * 8192)
+    m = f.map(8192)
+    f.write(4000, b"bcd")
+    assert m[4000:4003] == b"bcd" and m[:4] == b"aaaa"
+    f.write(8190, b"xyz")  # the part past the map is the file's only
+    assert m[8190:] == b"xy"
+    with pytest.raises(AssertionError):
+        f.truncate(4096)
+    m.close()
+    f.truncate(4096)  # fine once the map is closed
+    with pytest.raises(ValueError):
+        f.map(8192)
+
+
+@pytest.mark.parametrize("mmap", [True, False])
+def test_stats_report_private_and_mapped_memory(tmp_path, mmap):
+    path, model = reopened(tmp_path, 500)
+    with Store(path, mmap=mmap, cache_size=1 << 20) as db:
+        for k in model:
+            db[k]
+        s = db.stats()
+        assert s["mapped_bytes"] == (s["file_size"] if mmap else 0)
+        assert 0 < s["cache_bytes"] <= 1 << 20
+
+
+def test_mapped_gets_and_scans_copy_no_page(tmp_path):
+    """On a checkpointed store, a get or a scan reads every node and record in place:
+    neither the pager's cache nor the tree's node cache grows."""
+    path, model = reopened(tmp_path)
+    with Store(path) as db:
+        pager, tree = db._pager, db._tree
+        before = set(pager.cache)  # the free-space map's pages, read at open
+        for k, v in model.items():
+            assert db[k] == v
+        assert db.get(b"absent") is None and b"k" not in db
+        assert list(db.items()) == sorted(model.items())
+        assert list(db.items(reverse=True)) == sorted(model.items(), reverse=True)
+        ks = sorted(model)
+        assert list(db.keys(ks[10], ks[200])) == ks[10:200]
+        assert list(db.items(ks[500], ks[520], reverse=True)) == [(k, model[k]) for k in reversed(ks[500:520])]
+        assert set(pager.cache) == before
+        # the node cache holds the scans' internal nodes (decoded, for stepping between leaves), no leaf
+        assert tree.nodes.lru and not any(e.leaf for e in tree.nodes.lru.values())
+        s = db.stats()
+        assert s["mapped_bytes"] == s["file_size"]
+        # A write overlays the pages it changes: they are read through the caches until checkpointed.
+        db[ks[3]] = b"new"
+        assert db[ks[3]] == b"new" and pager.overlaid
+        assert dict(db.items(ks[0], ks[9])) == {**{k: model[k] for k in ks[:9]}, ks[3]: b"new"}
+        db.check()
+
+
+def test_a_short_scan_touches_only_the_heap_pages_it_takes(tmp_path):
+    """Lazy about values: the first runs of a scan locate only what they slice."""
+    path, model = reopened(tmp_path)
+    with Store(path) as db:
+        pager = db._pager
+        got = list(islice(db.items(), 3))
+        assert got == sorted(model.items())[:3]
+        verified = [p for p in range(1, pager.meta.page_count) if bit(pager, p)]
+        with db._lock:
+            db._begin()
+            rids = [db._tree.get(k) for k, _ in got]
+            heap_pages = {p for p in verified if pager.read(p).page_type == fmt.PAGE_HEAP}
+        assert heap_pages == {rid[0] for rid in rids}

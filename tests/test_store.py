@@ -43,12 +43,14 @@ def model_range(model, lo, hi, prefix, reverse):
 
 class StoreMachine(RuleBasedStateMachine):
     page_size = 512
+    mmap = True  # the data file mapped (the default); the NoMap classes read every page into the cache
 
     def __init__(self) -> None:
         super().__init__()
         self.dir = tempfile.mkdtemp(prefix="ps-store-")
         self.path = os.path.join(self.dir, "t.ps")
-        self.db = Store(self.path, page_size=self.page_size, cache_size=self.page_size * 40, sync=False, wal_limit=64 * 1024, strict=True)
+        self.db = Store(self.path, page_size=self.page_size, cache_size=self.page_size * 40, sync=False,
+                        wal_limit=64 * 1024, strict=True, mmap=self.mmap)
         self.model: dict = {}
 
     def teardown(self) -> None:
@@ -126,7 +128,8 @@ class StoreMachine(RuleBasedStateMachine):
     @rule()
     def reopen(self):
         self.db.close()
-        self.db = Store(self.path, cache_size=self.page_size * 40, sync=False, wal_limit=64 * 1024, strict=True)
+        self.db = Store(self.path, cache_size=self.page_size * 40, sync=False, wal_limit=64 * 1024, strict=True,
+                        mmap=self.mmap)
         assert self.db._pager.page_size == self.page_size
 
     @rule()
@@ -136,7 +139,7 @@ class StoreMachine(RuleBasedStateMachine):
         self.db._pager.wal.sync()
         shutil.copyfile(self.path, crash)
         shutil.copyfile(self.path + "-wal", crash + "-wal")
-        other = Store(crash)
+        other = Store(crash, mmap=self.mmap)
         try:
             assert dict(other.items()) == self.model
             other.check()
@@ -170,6 +173,22 @@ StoreMachine4096.TestCase.settings = settings(
 TestStore4096 = StoreMachine4096.TestCase
 
 
+class StoreMachineNoMap(StoreMachine):
+    mmap = False
+
+
+StoreMachineNoMap.TestCase.settings = StoreMachine.TestCase.settings
+TestStore512NoMap = StoreMachineNoMap.TestCase
+
+
+class StoreMachine4096NoMap(StoreMachine4096):
+    mmap = False
+
+
+StoreMachine4096NoMap.TestCase.settings = StoreMachine4096.TestCase.settings
+TestStore4096NoMap = StoreMachine4096NoMap.TestCase
+
+
 def test_prefix_end():
     assert prefix_end(b"ab") == b"ac"
     assert prefix_end(b"a\xff") == b"b"
@@ -177,6 +196,7 @@ def test_prefix_end():
     assert prefix_end(b"") is None
 
 
+@pytest.mark.usefixtures("read_mode")
 def test_api_basics(tmp_path):
     path = tmp_path / "db.ps"
     with pagestore.open(path) as db:
@@ -216,6 +236,7 @@ def test_transaction_closed(tmp_path):
             txn[b"b"] = b"2"
 
 
+@pytest.mark.usefixtures("read_mode")
 def test_space_is_reused(tmp_path):
     """Load, then delete and insert in rounds: the file stops growing."""
     import random
