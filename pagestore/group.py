@@ -29,16 +29,16 @@ from typing import Any, Callable, List, Optional
 
 from .errors import PageStoreError
 
-Apply = Callable[[List[Callable[[], Any]], bool], List[Any]]
+Apply = Callable[[List[Callable[[], Any]], Optional[bool]], List[Any]]
 
 
 class _Request:
     __slots__ = ("fn", "sync", "event", "lead", "done", "settled", "result", "error")
 
-    def __init__(self, fn: Callable[[], Any], sync: bool) -> None:
+    def __init__(self, fn: Callable[[], Any], sync: Optional[bool]) -> None:
         self.fn = fn
         self.sync = sync
-        self.event = threading.Event()
+        self.event: Optional[threading.Event] = None  # made only for a thread that waits
         self.lead = False
         self.done = False
         self.settled = False  # result or error set
@@ -51,7 +51,8 @@ class CommitQueue:
 
     ``lock``: the store's re-entrant lock, held while a batch is applied.
     ``apply(fns, sync)``: runs ``fns`` in order as one commit (synced if
-    ``sync``) and returns their results, or rolls everything back and raises.
+    ``sync``; None: the store's default) and returns their results, or rolls
+    everything back and raises.
     ``batches`` and ``writes`` count what went through (for tests and bench).
     """
 
@@ -64,8 +65,11 @@ class CommitQueue:
         self.batches = 0
         self.writes = 0
 
-    def submit(self, fn: Callable[[], Any], sync: bool) -> Any:
+    def submit(self, fn: Callable[[], Any], sync: Optional[bool]) -> Any:
         """submit runs ``fn`` in a commit (maybe shared) and returns its result once that commit is done.
+
+        ``sync``: True or False, or None for the store's default. A shared
+        commit is synced if any of its writes asks for it (True, or None).
 
         Raises:
             whatever ``fn`` or the commit raised for this write.
@@ -76,10 +80,12 @@ class CommitQueue:
         req = _Request(fn, sync)
         with self._mutex:
             self._queue.append(req)
-            if not self._busy:
+            if self._busy:
+                req.event = threading.Event()
+            else:
                 self._busy = True
                 req.lead = True
-        if not req.lead:
+        if req.event is not None:
             req.event.wait()
         if not req.done:
             self._lead()
@@ -98,6 +104,7 @@ class CommitQueue:
                 if self._queue:
                     nxt = self._queue[0]
                     nxt.lead = True
+                    assert nxt.event is not None
                     nxt.event.set()
                 else:
                     self._busy = False
@@ -105,10 +112,13 @@ class CommitQueue:
                 if not r.settled:  # the leader was interrupted (KeyboardInterrupt) before applying it
                     r.error = PageStoreError("write abandoned: the thread committing it was interrupted")
                 r.done = True
-                r.event.set()
+                if r.event is not None:
+                    r.event.set()
 
     def _run(self, batch: List[_Request]) -> None:
-        sync = any(r.sync for r in batch)
+        # A commit is synced if any of its writes wants it: True wins, then the default (None).
+        wants = {r.sync for r in batch}
+        sync = True if True in wants else None if None in wants else False
         with self._lock:
             try:
                 results = self._apply([r.fn for r in batch], sync)

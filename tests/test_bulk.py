@@ -130,3 +130,74 @@ def test_build_memory_is_bounded_by_the_cache(tmp_path):
         assert max(seen) <= db._pager.cache_pages + 8
         db.check()
     _verify(path, dict(items), page_size=512)
+
+
+# ---- Store.update: one atomic commit, bottom-up when it can ----
+
+
+def test_update_is_one_commit(tmp_path):
+    path = os.path.join(str(tmp_path), "s")
+    with Store(path, page_size=512, sync=True) as db:
+        commits = []
+        real = db._pager.commit
+
+        def spy(sync=None):
+            commits.append(sync)
+            return real(sync)
+
+        db._pager.commit = spy  # type: ignore[method-assign]
+        db.update((b"%05d" % i, b"v" * (i % 300)) for i in range(2000))
+        assert len(commits) == 1
+        db.update({b"z1": b"1", b"a1": b"2"})  # a store with records: item by item, still one commit
+        assert len(commits) == 2
+        del db._pager.commit
+        db.check()
+        assert len(db) == 2002
+
+
+def test_update_forms_and_duplicates(tmp_path):
+    with Store(os.path.join(str(tmp_path), "s"), page_size=512, sync=False) as db:
+        db.update([(b"b", b"1"), (b"c", b"2"), (b"a", b"3"), (b"c", b"4")])
+        assert dict(db.items()) == {b"a": b"3", b"b": b"1", b"c": b"4"}
+        with pytest.raises(TypeError):  # keywords are str keys, which a bytes store refuses
+            db.update([(b"d", b"5")], d=b"5")
+        assert b"d" not in db
+        db.check()
+
+        class KeysOnly:
+            def keys(self):
+                return [b"e"]
+
+            def __getitem__(self, k):
+                return b"6"
+
+        db.update(KeysOnly())
+        assert db[b"e"] == b"6"
+
+
+@pytest.mark.parametrize("bad_at", [0, 10, 700])
+def test_update_with_a_bad_item_writes_nothing(tmp_path, bad_at):
+    """A refused key in the middle of a sorted stream: the build so far is rolled back with the rest."""
+    with Store(os.path.join(str(tmp_path), "s"), page_size=512, sync=False) as db:
+        items = [(b"%05d" % i, b"v" * 40) for i in range(1000)]
+        items[bad_at] = (12345, b"x")  # type: ignore[assignment]
+        with pytest.raises(TypeError):
+            db.update(items)
+        assert len(db) == 0 and list(db.items()) == []
+        db.check()
+        db.update([(b"ok", b"1")])
+        assert dict(db.items()) == {b"ok": b"1"}
+
+
+def test_update_sorted_into_an_empty_store_is_built_bottom_up(tmp_path):
+    """The bottom-up build leaves leaves full: far fewer leaves than one put per item would."""
+    items = [(b"key%06d" % i, b"v" * 20) for i in range(5000)]
+    with Store(os.path.join(str(tmp_path), "a"), page_size=512, sync=False) as a:
+        a.update(items)
+        built = a.check()
+    with Store(os.path.join(str(tmp_path), "b"), page_size=512, sync=False) as b:
+        b.update(items[:1])
+        b.update(items[1:])  # a store with a record: item by item
+        one_by_one = b.check()
+    assert built["records"] == one_by_one["records"] == 5000
+    assert built["tree_leaves"] < one_by_one["tree_leaves"]
