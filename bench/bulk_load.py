@@ -48,19 +48,7 @@ def batched(db: "pagestore.Store", items: List[Tuple[bytes, bytes]]) -> None:
 
 
 def bulk(db: "pagestore.Store", items: List[Tuple[bytes, bytes]]) -> None:
-    if "update" in type(db).__dict__:
-        db.update(items)
-        return
-    from pagestore.bulk import Builder  # before Store.update used it
-
-    def run() -> None:
-        b = Builder(db._pager, db._heap, db._tree)
-        for k, v in items:
-            b.add(k, v)
-        b.finish()
-
-    with db._lock:
-        db._write(run)
+    db.update(items)
 
 
 def timed(dirpath: str, name: str, fn: Callable, items: List[Tuple[bytes, bytes]]) -> float:
