@@ -3,7 +3,8 @@
     python bench/bulk_load.py [--records 50000] [--dir DIR]
 
 Three stores, each built from the same records (keys 8-40 random bytes,
-values mixed as in ``pagestore bench``), durable:
+values mixed as in ``pagestore bench``, or 1-200 bytes with ``--values
+small``), durable:
 
     random   in random order, 1,000 per transaction (the bench's insert phase)
     update   ``db.update(sorted items)`` on an empty store: one atomic commit,
@@ -28,13 +29,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import pagestore  # noqa: E402
 
 
-def records(n: int, seed: int = 0) -> List[Tuple[bytes, bytes]]:
+def records(n: int, seed: int = 0, small: bool = False) -> List[Tuple[bytes, bytes]]:
     rng = random.Random(seed)
     pool = rng.randbytes(1 << 22)
     out = {}
     while len(out) < n:
         r = rng.random()
-        size = rng.randint(1, 200) if r < 0.8 else rng.randint(201, 2000) if r < 0.95 else rng.randint(4096, 20480)
+        size = rng.randint(1, 200) if r < 0.8 or small else rng.randint(201, 2000) if r < 0.95 else rng.randint(4096, 20480)
         off = rng.randrange(len(pool) - size)
         out[rng.randbytes(rng.randint(8, 40))] = pool[off : off + size]
     return list(out.items())
@@ -68,13 +69,15 @@ def timed(dirpath: str, name: str, fn: Callable, items: List[Tuple[bytes, bytes]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--records", type=int, default=50000)
+    ap.add_argument("--values", choices=["mixed", "small"], default="mixed",
+                    help="value sizes: mixed as in pagestore bench, or small (1-200 B) only")
     ap.add_argument("--dir", default=os.environ.get("DIR", "."))
     args = ap.parse_args()
-    items = records(args.records)
+    items = records(args.records, small=args.values == "small")
     ordered = sorted(items)
     d = tempfile.mkdtemp(dir=args.dir)
     try:
-        print(f"{args.records} records, durable")
+        print(f"{args.records} records, {args.values} values, durable")
         rnd = timed(d, "random", batched, items)
         upd = timed(d, "update", bulk, ordered)
         timed(d, "sorted", batched, ordered)
