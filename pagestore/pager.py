@@ -48,6 +48,8 @@ from .wal import KEEP_BYTES, WAL, Frame, log_path, remove_log
 DEFAULT_CACHE_BYTES = 32 * 1024 * 1024
 DEFAULT_WAL_LIMIT = 16 * 1024 * 1024
 MIN_CACHE_PAGES = 32
+#: A checkpoint writes at most this many adjacent pages in one write call.
+CHECKPOINT_RUN = 64
 
 
 class _Frame:
@@ -518,6 +520,12 @@ class Pager:
         Order matters: the log is synced first, then the data file is written
         and synced, and only then does the log start a new generation. A crash
         anywhere in between leaves the log intact, and recovery redoes it.
+
+        Pages are written in page-number order, a run of adjacent pages (up to
+        CHECKPOINT_RUN) in one write. The checkpoint's share of an insert's
+        time is mostly its two syncs (bench/write_profile.py insert: about 10%
+        of the time of 1,000-record durable transactions, of which the page
+        writes are a sixth).
         """
         assert self.wal is not None and self.file is not None
         if self.readonly or not self.wal.index:
@@ -526,12 +534,21 @@ class Pager:
             raise PageStoreError("checkpoint inside a transaction")
         self.wal.sync()
         ps = self.page_size
+        run: List[bytes] = []
+        start = 0
         for pgno in sorted(self.wal.index):
             if pgno == 0:
                 continue
             f = self.cache.get(pgno)
             data = f.buf if f is not None else self.wal.read_frame(self.wal.index[pgno], pgno)
-            self.file.write(pgno * ps, data)
+            if run and (pgno != start + len(run) or len(run) >= CHECKPOINT_RUN):
+                self.file.write(start * ps, run[0] if len(run) == 1 else b"".join(run))
+                run = []
+            if not run:
+                start = pgno
+            run.append(data)
+        if run:
+            self.file.write(start * ps, run[0] if len(run) == 1 else b"".join(run))
         disk = self.meta.copy()
         disk.checkpoint_seq += 1
         self.file.write(0, bytes(disk.encode()))
