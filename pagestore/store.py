@@ -305,6 +305,13 @@ class Store(MutableMapping[Any, Any]):
             self.check()
         return result
 
+    def _submit(self, fn: Callable[[], T], sync: Optional[bool]) -> T:
+        """_submit runs a write through the commit queue (group commit); see group.py."""
+        if self._pid != _PID:
+            self._begin()  # raises: a Store inherited across fork(); its queue may be mid-commit forever
+        result: T = self._commits.submit(fn, sync)
+        return result
+
     def _write_batch(self, fns: List[Callable[[], Any]], sync: Optional[bool]) -> List[Any]:
         """_write_batch runs several writes as one commit (see group.py); returns their results."""
 
@@ -372,11 +379,11 @@ class Store(MutableMapping[Any, Any]):
 
     def __setitem__(self, key: Any, value: Any) -> None:
         k, v = self._key(key), self._value(value)
-        self._commits.submit(lambda: self._put(k, v), None)
+        self._submit(lambda: self._put(k, v), None)
 
     def __delitem__(self, key: Any) -> None:
         k = self._key(key)
-        if not self._commits.submit(lambda: self._delete(k), None):
+        if not self._submit(lambda: self._delete(k), None):
             raise NotFoundError(k)
 
     def update(self, other: Any = (), /, **kwds: Any) -> None:
@@ -547,7 +554,7 @@ class Store(MutableMapping[Any, Any]):
                 else:
                     self._put(k, v)
 
-        self._commits.submit(run, sync)
+        self._submit(run, sync)
 
     # ---- introspection and maintenance ----
 

@@ -1,6 +1,7 @@
 """CommitQueue (pagestore/group.py) with a stand-in for the store's commit: batching, outcomes, failures."""
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any, Callable, List
@@ -146,3 +147,30 @@ def test_an_unapplied_request_gets_an_error_not_none():
     with pytest.raises(KeyboardInterrupt):
         q._lead()
     assert follower.done and isinstance(follower.error, PageStoreError)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_store_inherited_mid_commit_refuses_in_the_child(tmp_path):
+    """fork() while another thread commits copies a busy queue that nothing will ever drain:
+    a write in the child must raise (the store is not the child's), not wait forever."""
+    from pagestore.store import Store
+
+    db = Store(os.path.join(str(tmp_path), "s"), page_size=512, sync=False)
+    db[b"a"] = b"1"
+    db._commits._busy = True  # as if a commit were running in another thread at the fork
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            db[b"b"] = b"2"
+        except PageStoreError:
+            code = 0
+        except BaseException:
+            code = 2
+        os._exit(code)
+    db._commits._busy = False
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    db[b"c"] = b"3"
+    assert dict(db.items()) == {b"a": b"1", b"c": b"3"}
+    db.close()
