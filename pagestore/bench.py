@@ -643,21 +643,28 @@ def available_engines() -> Dict[str, Optional[str]]:
 # --------------------------------------------------------------------------
 
 def measure_fdatasync(dirpath: str, count: int = FSYNC_WRITES, block: int = FSYNC_BLOCK,
-                      overwrite: bool = False) -> Dict[str, Any]:
+                      overwrite: bool = False, fallocate: bool = False) -> Dict[str, Any]:
     """measure_fdatasync: rate of (write ``block`` bytes + fdatasync) in ``dirpath``.
 
     By default each write appends, so every sync also carries the file-size
-    change, as a log that grows does. ``overwrite=True`` first fills and syncs
-    the file, then rewrites it in place: the cheaper case of a preallocated
-    or recycled log (RocksDB, SQLite's WAL reset). A durable commit may beat
-    the append rate but not the overwrite rate. The temporary file is removed.
-    Falls back to ``os.fsync`` where there is no ``fdatasync`` (macOS).
+    change, as a log that grows does. ``overwrite=True`` first fills the file
+    with zeros by writing them and syncs it, then rewrites it in place: the
+    cheaper case of a log zero-filled ahead or recycled (pagestore's log,
+    SQLite's WAL reset). ``fallocate=True`` overwrites space reserved by
+    ``posix_fallocate`` instead, which on ext4 is unwritten until first
+    written: each first write is a metadata change the sync must commit. A
+    durable commit may beat the append rate but not the overwrite rate. The
+    temporary file is removed. Falls back to ``os.fsync`` where there is no
+    ``fdatasync`` (macOS).
     """
     sync = getattr(os, "fdatasync", os.fsync)
     buf = os.urandom(block)
     fd, path = tempfile.mkstemp(prefix="fsync-", dir=dirpath)
     try:
-        if overwrite:
+        if fallocate and hasattr(os, "posix_fallocate"):
+            os.posix_fallocate(fd, 0, block * count)
+            os.fsync(fd)
+        elif overwrite or fallocate:
             os.write(fd, bytes(block * count))
             os.fsync(fd)
             os.lseek(fd, 0, os.SEEK_SET)
@@ -670,6 +677,20 @@ def measure_fdatasync(dirpath: str, count: int = FSYNC_WRITES, block: int = FSYN
         os.close(fd)
         os.unlink(path)
     return _phase(count, seconds, "syncs/s")
+
+
+def _bytes_written() -> Optional[int]:
+    """_bytes_written: bytes this process has caused to be written to storage (Linux
+    ``/proc/self/io`` write_bytes, counted as pages are dirtied: write() and mmap alike),
+    or None where there is no such count."""
+    try:
+        with open("/proc/self/io", "rb") as f:
+            for line in f:
+                if line.startswith(b"write_bytes:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
 
 
 def _phase(ops: int, seconds: float, unit: str, **extra: Any) -> Dict[str, Any]:
@@ -712,6 +733,7 @@ def _run_engine(adapter: Adapter, ds: Dataset, n: int, dirpath: str, seed: int,
         elapsed = 0.0
         lat = Samples()
         progress("insert", 0, n)
+        written = _bytes_written()
         for done, idx in enumerate(_batches(live, BATCH)):
             items = [ds.record(i) for i in idx]
             t0 = now()
@@ -720,7 +742,11 @@ def _run_engine(adapter: Adapter, ds: Dataset, n: int, dirpath: str, seed: int,
             elapsed += t1
             lat.add(t1)
             progress("insert", min((done + 1) * BATCH, n), n)
-        phases["insert"] = _phase(n, elapsed, PHASES["insert"], latency=summarize(lat))
+        after = _bytes_written()
+        written = after - written if after is not None and written is not None else None
+        inserted = ds.logical_bytes(range(n))
+        phases["insert"] = _phase(n, elapsed, PHASES["insert"], latency=summarize(lat), bytes_written=written,
+                                  write_amplification=written / inserted if written is not None and inserted else None)
 
         # point reads: random order over the keys
         rng = random.Random(f"{seed}:reads")
@@ -891,13 +917,16 @@ def run(engines: Optional[Sequence[str]] = None, n: int = 100_000, page_size: in
     results: Dict[str, Any] = {"meta": {}, "engines": {}}
     try:
         if progress:
-            progress("fdatasync", 0, 2 * FSYNC_WRITES)
+            progress("fdatasync", 0, 3 * FSYNC_WRITES)
         fsync = measure_fdatasync(root, FSYNC_WRITES)
         if progress:
-            progress("fdatasync", FSYNC_WRITES, 2 * FSYNC_WRITES)
+            progress("fdatasync", FSYNC_WRITES, 3 * FSYNC_WRITES)
         fsync_over = measure_fdatasync(root, FSYNC_WRITES, overwrite=True)
         if progress:
-            progress("fdatasync", 2 * FSYNC_WRITES, 2 * FSYNC_WRITES)
+            progress("fdatasync", 2 * FSYNC_WRITES, 3 * FSYNC_WRITES)
+        fsync_falloc = measure_fdatasync(root, FSYNC_WRITES, fallocate=True)
+        if progress:
+            progress("fdatasync", 3 * FSYNC_WRITES, 3 * FSYNC_WRITES)
         results["meta"] = {
             "records": n,
             "seed": seed,
@@ -907,6 +936,7 @@ def run(engines: Optional[Sequence[str]] = None, n: int = 100_000, page_size: in
                             initial_live_bytes=dataset.logical_bytes(range(n))),
             "fdatasync": fsync,
             "fdatasync_overwrite": fsync_over,
+            "fdatasync_fallocated": fsync_falloc,
             "python": platform.python_version(),
             "platform": platform.platform(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -1057,6 +1087,11 @@ def format_table(results: Dict[str, Any]) -> str:
                 rate = engines[name]["phases"].get(phase, {}).get("rate")
                 row.append(format_rate(rate) + (_ratio(rate, base_rate) if name != base else ""))
             rows.append(row)
+        row = ["insert: bytes written / inserted"]
+        for name in ran:
+            wa = engines[name]["phases"].get("insert", {}).get("write_amplification")
+            row.append("-" if wa is None else f"{wa:.2f}")
+        rows.append(row)
         row = ["file / live bytes"]
         base_amp = engines[base].get("space", {}).get("amplification")
         for name in ran:
@@ -1075,11 +1110,13 @@ def format_table(results: Dict[str, Any]) -> str:
             if j == 0:
                 lines.append("  ".join("-" * w for w in widths))
         lines.extend(_latency_table(engines, ran))
-    fs, fso = meta.get("fdatasync"), meta.get("fdatasync_overwrite")
+    fs, fso, fsf = meta.get("fdatasync"), meta.get("fdatasync_overwrite"), meta.get("fdatasync_fallocated")
     if fs:
         line = f"raw fdatasync in the same directory ({FSYNC_BLOCK} B writes): {format_rate(fs.get('rate'))} appending"
+        if fsf:
+            line += f", {format_rate(fsf.get('rate'))} overwriting fallocated space"
         if fso:
-            line += f", {format_rate(fso.get('rate'))} overwriting in place"
+            line += f", {format_rate(fso.get('rate'))} overwriting a zero-written file"
         lines.append(line)
     for name, e in engines.items():
         if "skipped" in e:

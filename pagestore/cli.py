@@ -685,10 +685,12 @@ def load(db: str, source: Any, batch: int, page_size: int, progress: Optional[bo
     """Read JSON lines ({"k": base64, "v": base64}) from SOURCE (default stdin) into DB.
 
     Creates DB if it does not exist; existing keys are overwritten. Commits
-    every --batch records as one transaction; if a line is bad, the batches
-    before it stay committed and the error names the line. A dump that
-    starts with a {"codecs": ...} line is read in those codecs' JSON shapes,
-    into a store with those codecs (created so, or already so).
+    every --batch records as one transaction (``Store.update``: built
+    bottom-up while the store has no records and the keys come in order, as
+    a dump's do); if a line is bad, the batches before it stay committed and
+    the error names the line. A dump that starts with a {"codecs": ...} line
+    is read in those codecs' JSON shapes, into a store with those codecs
+    (created so, or already so).
     """
     from tqdm import tqdm
 
@@ -716,9 +718,9 @@ def load(db: str, source: Any, batch: int, page_size: int, progress: Optional[bo
             pending: List[Tuple[bytes, bytes]] = []
 
             def flush() -> None:
-                with store.transaction() as txn:
-                    for k, v in pending:
-                        txn[k] = v
+                # One atomic commit per batch; into a store with no records (the first
+                # batch of a load into a new store) a dump's key order is built bottom-up.
+                store.update(pending)
                 bar.update(len(pending))
                 pending.clear()
 

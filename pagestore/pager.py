@@ -55,7 +55,7 @@ import mmap as _mmap
 import os
 import sys
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, Union
 
 from . import fileio
 from . import format as fmt
@@ -68,6 +68,11 @@ DEFAULT_CACHE_BYTES = 32 * 1024 * 1024
 DEFAULT_WAL_LIMIT = 16 * 1024 * 1024
 MIN_CACHE_PAGES = 32
 _NODE_TYPES = (fmt.PAGE_LEAF, fmt.PAGE_INTERNAL)
+#: A checkpoint writes at most this many adjacent pages in one write call.
+CHECKPOINT_RUN = 64
+#: A durable commit with at least this many new pages (past the committed end
+#: of the file) writes them straight into the data file, not the log.
+DIRECT_PAGES = 64
 
 
 class _Frame:
@@ -132,6 +137,8 @@ class Pager:
         # freeing the old ones, cold in the CPU cache by then) cost a third
         # of a miss. Only a frame nobody else refers to is kept (see _evict).
         self._spare: Optional[_Frame] = None
+        # pages of the open transaction written straight into the data file (see _write_direct)
+        self._direct = False
         self.file: Optional[fileio.File] = None
         self._read_into: Optional[Callable[[int, bytearray], int]] = None
         self.wal: Optional[WAL] = None
@@ -457,11 +464,49 @@ class Pager:
     def _spill(self, pgno: int, f: _Frame) -> None:
         assert self.wal is not None
         txn = self.meta.lsn + 1
+        if pgno >= self.committed.page_count and self.sync_default:
+            self._write_direct([pgno], txn)
+            return
         f.page.lsn = txn
         f.page.set_checksum()
         self.wal.append(pgno, f.buf, txn)
         f.dirty = False
         del self.dirty[pgno]
+
+    def _write_direct(self, pgnos: List[int], txn: int) -> None:
+        """_write_direct writes dirty pages past the committed end of the file straight into the data
+        file (``pgnos`` ascending; adjacent ones in one write) instead of the log.
+
+        A page past the committed end is outside the file as far as any
+        committed header says, so writing it in place is safe before its
+        transaction commits: a crash or a rollback leaves bytes no page number
+        reaches (the next checkpoint truncates them). The data file is synced
+        before the commit frame is written (see ``commit``), so a durable commit
+        never names a page that is not on disk. What it saves: the log frame,
+        the checkpoint's copy, and reading spilled pages back from the log.
+        For bulk loads and large transactions (DIRECT_PAGES); a small commit
+        would pay one more sync for it.
+        """
+        assert self.file is not None
+        ps = self.page_size
+        run: List[Union[bytes, bytearray]] = []
+        start = 0
+        for pgno in pgnos:
+            f = self.dirty[pgno]
+            f.page.lsn = txn
+            f.page.set_checksum()
+            self._unverify(pgno)  # past the committed end, but the map may still cover it
+            if run and (pgno != start + len(run) or len(run) >= CHECKPOINT_RUN):
+                self.file.write(start * ps, b"".join(run))
+                run = []
+            if not run:
+                start = pgno
+            run.append(f.buf)
+        if run:
+            self.file.write(start * ps, b"".join(run))
+        for pgno in pgnos:
+            self.dirty.pop(pgno).dirty = False
+        self._direct = True
 
     # ---- allocation and the free list ----
 
@@ -580,6 +625,16 @@ class Pager:
         self.check_writable()
         txn = self.meta.lsn + 1
         self.meta.lsn = txn
+        durable = self.sync_default if sync is None else sync
+        end = self.committed.page_count
+        if self._direct or (durable and len(self.dirty) >= DIRECT_PAGES):
+            fresh = sorted(p for p in self.dirty if p >= end)
+            if fresh and (self._direct or len(fresh) >= DIRECT_PAGES):
+                self._write_direct(fresh, txn)
+        if self._direct:
+            # Before the commit frame: it is what makes the new pages part of the file.
+            self.file.sync()  # type: ignore[union-attr]
+            self._direct = False
         frames: List[Frame] = []
         for pgno in sorted(self.dirty):
             f = self.dirty[pgno]
@@ -638,6 +693,7 @@ class Pager:
         self.dirty.clear()
         self.wal.rollback()
         self.overlaid = set(self.wal.index)
+        self._direct = False  # what it wrote lies past the committed end: nothing reaches it
         self.meta = self.committed.copy()
         # Pages past the committed end may sit in the cache from an aborted allocation.
         for pgno in [p for p in self.cache if p >= self.meta.page_count]:
@@ -649,6 +705,12 @@ class Pager:
         Order matters: the log is synced first, then the data file is written
         and synced, and only then does the log start a new generation. A crash
         anywhere in between leaves the log intact, and recovery redoes it.
+
+        Pages are written in page-number order, a run of adjacent pages (up to
+        CHECKPOINT_RUN) in one write. The checkpoint's share of an insert's
+        time is mostly its two syncs (bench/write_profile.py insert: about 10%
+        of the time of 1,000-record durable transactions, of which the page
+        writes are a sixth).
         """
         assert self.wal is not None and self.file is not None
         if self.readonly or not self.wal.index:
@@ -657,13 +719,22 @@ class Pager:
             raise PageStoreError("checkpoint inside a transaction")
         self.wal.sync()
         ps = self.page_size
+        run: List[Union[bytes, bytearray]] = []
+        start = 0
         for pgno in sorted(self.wal.index):
             if pgno == 0:
                 continue
             f = self.cache.get(pgno)
             data = f.buf if f is not None else self.wal.read_frame(self.wal.index[pgno], pgno)
             self._unverify(pgno)
-            self.file.write(pgno * ps, data)
+            if run and (pgno != start + len(run) or len(run) >= CHECKPOINT_RUN):
+                self.file.write(start * ps, b"".join(run))
+                run = []
+            if not run:
+                start = pgno
+            run.append(data)
+        if run:
+            self.file.write(start * ps, b"".join(run))
         disk = self.meta.copy()
         disk.checkpoint_seq += 1
         self.file.write(0, bytes(disk.encode()))

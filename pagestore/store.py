@@ -29,13 +29,14 @@ import sys
 import threading
 import weakref
 from collections.abc import Mapping, MutableMapping
-from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple, TypeVar, Union
 
 from sortedcontainers import SortedDict
 
 from . import codecs, fileio
 from . import format as fmt
 from .btree import BTree
+from .bulk import Builder
 from .errors import (
     CorruptionError,
     InvalidFileError,
@@ -45,6 +46,7 @@ from .errors import (
     StoreLockedError,
     TransactionClosedError,
 )
+from .group import CommitQueue
 from .heap import Heap
 from .page import as_bytes_like
 from .pager import DEFAULT_CACHE_BYTES, DEFAULT_WAL_LIMIT, Pager, discard
@@ -275,6 +277,8 @@ class Store(MutableMapping[Any, Any]):
         self._closed = False
         _open_stores[id(self)] = self
         self.max_key = self._tree.max_key
+        # Writes from threads that commit at the same time share one commit and one sync.
+        self._commits = CommitQueue(self._lock, self._write_batch)
         try:
             self._use_codecs(keys, values)
         except BaseException:
@@ -400,6 +404,25 @@ class Store(MutableMapping[Any, Any]):
             self.check()
         return result
 
+    def _submit(self, fn: Callable[[], T], sync: Optional[bool]) -> T:
+        """_submit runs a write through the commit queue (group commit); see group.py."""
+        if self._pid != _PID:
+            self._begin()  # raises: a Store inherited across fork(); its queue may be mid-commit forever
+        result: T = self._commits.submit(fn, sync)
+        return result
+
+    def _write_batch(self, fns: List[Callable[[], Any]], sync: Optional[bool]) -> List[Any]:
+        """_write_batch runs several writes as one commit (see group.py); returns their results."""
+
+        def run() -> List[Any]:
+            out = []
+            for fn in fns:
+                self._pager.begin_operation()
+                out.append(fn())
+            return out
+
+        return self._write(run, sync)
+
     def _abort(self) -> None:
         self._pager.rollback()
         self._tree.reset()
@@ -470,14 +493,69 @@ class Store(MutableMapping[Any, Any]):
 
     def __setitem__(self, key: Any, value: Any) -> None:
         k, v = self._key(key), self._value(value)
-        with self._lock:
-            self._write(lambda: self._put(k, v))
+        self._submit(lambda: self._put(k, v), None)
 
     def __delitem__(self, key: Any) -> None:
         k = self._key(key)
+        if not self._submit(lambda: self._delete(k), None):
+            raise NotFoundError(k if self._kenc is None else key)
+
+    def update(self, other: Any = (), /, **kwds: Any) -> None:
+        """update writes every item, as a dict's update does, in ONE atomic commit.
+
+        Not one commit per item: either every item is in the store afterwards
+        or (on any error, a bad key included) none is. Items may come from a
+        mapping, an iterable of pairs, or keywords; a later duplicate key wins.
+        Input read in key order into a store with no records is built bottom-up
+        (pagestore/bulk.py: each leaf and heap page filled once, in order);
+        anything else goes in item by item. Memory stays bounded for an input
+        of any length: the input is read as a stream, and the pages it fills
+        are spilled to the log when the cache is full (the log grows by about
+        the size of the data until the commit's checkpoint).
+
+        Raises:
+            TypeError, ValueError: a key or value the store refuses (nothing is written).
+            ReadOnlyError: the store is read-only.
+        """
+        if isinstance(other, Mapping):
+            pairs: Iterable[Tuple[Any, Any]] = ((k, other[k]) for k in other)
+        elif hasattr(other, "keys"):
+            pairs = ((k, other[k]) for k in other.keys())
+        else:
+            pairs = other
+        if kwds:
+            pairs = _chain(pairs, kwds.items())
+        self._write_stream(pairs, None)
+
+    def _write_stream(self, pairs: Iterable[Tuple[Any, Any]], sync: Optional[bool]) -> None:
+        """_write_stream writes a stream of (key, value) pairs as one commit: the bulk entry point.
+
+        Bottom-up (bulk.Builder) while the store has no records and the keys
+        ascend; from the first key that does not, and for a store with records,
+        one put per item. Not through the commit queue: a stream can be read
+        only once, so it cannot be retried the way a queued write is.
+        """
+        key, value = self._key, self._value
+
+        def run() -> None:
+            pager = self._pager
+            it = iter(pairs)
+            if pager.meta.record_count == 0:
+                builder = Builder(pager, self._heap, self._tree)
+                for k, v in it:
+                    k, v = key(k), value(v)
+                    if not builder.add(k, v):
+                        builder.finish()
+                        pager.begin_operation()
+                        self._put(k, v)
+                        break
+                builder.finish()
+            for k, v in it:
+                pager.begin_operation()
+                self._put(key(k), value(v))
+
         with self._lock:
-            if not self._write(lambda: self._delete(k)):
-                raise NotFoundError(k if self._kenc is None else key)
+            self._write(run, sync)
 
     def __len__(self) -> int:
         with self._lock:
@@ -762,8 +840,7 @@ class Store(MutableMapping[Any, Any]):
                 else:
                     self._put(k, v)
 
-        with self._lock:
-            self._write(run, sync)
+        self._submit(run, sync)
 
     # ---- introspection and maintenance ----
 
@@ -1045,6 +1122,11 @@ class Store(MutableMapping[Any, Any]):
                         note(exc.pgno if isinstance(exc, CorruptionError) and exc.pgno else rid[0])
                         continue
                 yield key, value
+
+
+def _chain(*parts: Iterable[Tuple[Any, Any]]) -> Iterator[Tuple[Any, Any]]:
+    for part in parts:
+        yield from part
 
 
 class Transaction(MutableMapping[Any, Any]):

@@ -1,12 +1,15 @@
 """wal: the write-ahead log, which makes every commit atomic and durable.
 
 A commit appends the full image of every page it changed to the log, then
-page 0 (the file header) as the commit frame, then syncs the log. The data
-file is only written by a checkpoint, which copies the newest image of each
-logged page into place, syncs the data file, and starts a new log generation.
-So a page in the data file is never trusted half-written: any page a crash
-could have torn mid-checkpoint still has its full image in the log, and
-recovery reads it from there.
+page 0 (the file header) as the commit frame, then syncs the log. Pages inside
+the committed file are only written by a checkpoint, which copies the newest
+image of each logged page into place, syncs the data file, and starts a new
+log generation. So a page in the data file is never trusted half-written: any
+page a crash could have torn mid-checkpoint still has its full image in the
+log, and recovery reads it from there. (The pager writes a large
+transaction's NEW pages, past the committed end of the file, straight into
+the data file and syncs it before the commit frame: no committed header
+reaches them until that frame is durable. See Pager._write_direct.)
 
 LOG FILE LAYOUT (``<store>-wal``: ``log_path`` is the one place that says so), little-endian
 

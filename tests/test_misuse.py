@@ -301,7 +301,8 @@ def test_full_disk_during_cache_spill(tmp_path):
 
 
 def test_full_disk_during_checkpoint(tmp_path):
-    """The data file grows only at a checkpoint, which runs after the commit is durable in the log.
+    """For commits of fewer than DIRECT_PAGES new pages, the data file grows only at a checkpoint,
+    which runs after the commit is durable in the log.
 
     A checkpoint that runs out of space must not make that commit raise: the
     write is saved (the log redoes it), and the checkpoint is retried later.
@@ -326,10 +327,31 @@ def test_full_disk_during_checkpoint(tmp_path):
 
     pager.checkpoint = watched_checkpoint  # type: ignore[method-assign]
     after = dict(before)
-    _fill(db, after, 150, 400, b"z")  # must return: the commit is in the log
+    for t in range(5):  # 30 records, about 35 new pages each: through the log
+        _fill(db, after, 30, 400, b"z%d" % t)  # must return: the commit is in the log
     assert failed, "expected the checkpoint to run out of space"
     assert all(getattr(e, "errno", None) == errno.ENOSPC for e in failed)
     _committed_state_survives(root, disk, db, after)
+
+
+def test_full_disk_during_a_large_commit(tmp_path):
+    """A commit of many new pages writes them into the data file (Pager._write_direct), so a full
+    disk fails it: it raises ENOSPC, nothing of it is visible or durable, and the store goes on."""
+    root = str(tmp_path)
+    disk = Disk(root)
+    db = Store(os.path.join(root, "db"), _opener=disk.opener, **dict(SMALL, wal_limit=64 * 1024))
+    before: Dict[bytes, bytes] = {}
+    _fill(db, before, 10, 30)
+    disk.limit = disk.total_bytes() + 1024
+    with pytest.raises(OSError) as exc:
+        _fill(db, {}, 150, 400, b"z")
+    assert exc.value.errno == errno.ENOSPC
+    assert dict(db.items()) == before
+    db.check()
+    disk.limit = None
+    _fill(db, before, 150, 400, b"y")
+    db.check()
+    _committed_state_survives(root, disk, db, before)
 
 
 def test_full_disk_then_space_freed(tmp_path):

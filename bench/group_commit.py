@@ -1,0 +1,87 @@
+"""group_commit: durable one-put commits from 1 and from N threads on one Store, same run.
+
+    python bench/group_commit.py [--records 20000] [--puts 1500] [--threads 8] [--rounds 2]
+
+Loads ``--records`` records (1,000 per transaction), then alternates, for
+``--rounds`` rounds: ``--puts`` durable single puts from one thread, and
+``--puts`` from ``--threads`` threads (each its share). Issue 12 asks for the
+N-thread total at or above 3x the single-thread rate in the same run. Also
+prints how many commits (log syncs) the threaded puts took, when the store
+counts them.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from typing import List, Tuple
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import pagestore  # noqa: E402
+
+
+def puts(db: "pagestore.Store", items: List[Tuple[bytes, bytes]], threads: int) -> float:
+    """puts writes ``items`` as durable single puts from ``threads`` threads; returns commits/s."""
+    shares = [items[t::threads] for t in range(threads)]
+    errors: List[BaseException] = []
+
+    def worker(share: List[Tuple[bytes, bytes]]) -> None:
+        try:
+            for k, v in share:
+                db[k] = v
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    ts = [threading.Thread(target=worker, args=(s,)) for s in shares]
+    t0 = time.perf_counter()
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    if errors:
+        raise errors[0]
+    return len(items) / elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--records", type=int, default=20000)
+    ap.add_argument("--puts", type=int, default=1500)
+    ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--dir", default=os.environ.get("DIR", "."))
+    args = ap.parse_args()
+    rng = random.Random(0)
+    d = tempfile.mkdtemp(dir=args.dir)
+    try:
+        db = pagestore.open(os.path.join(d, "s"), sync=True)
+        for b in range(0, args.records, 1000):
+            with db.transaction() as txn:
+                for _ in range(min(1000, args.records - b)):
+                    txn[rng.randbytes(rng.randint(8, 40))] = rng.randbytes(rng.randint(1, 200))
+        print(f"durable one-put commits on a store of {args.records} records, {args.puts} per measurement")
+        for r in range(args.rounds):
+            one = puts(db, [(rng.randbytes(16), rng.randbytes(rng.randint(1, 200))) for _ in range(args.puts)], 1)
+            queue = getattr(db, "_commits", None)
+            before = (queue.batches, queue.writes) if queue is not None else None
+            many = puts(db, [(rng.randbytes(16), rng.randbytes(rng.randint(1, 200))) for _ in range(args.puts)], args.threads)
+            shared = ""
+            if queue is not None and before is not None:
+                batches, writes = queue.batches - before[0], queue.writes - before[1]
+                shared = f"; {writes} puts in {batches} commits ({writes / max(1, batches):.1f} per sync)"
+            print(f"  round {r + 1}: 1 thread {one:7.0f}/s   {args.threads} threads {many:7.0f}/s   "
+                  f"= {many / one:.2f}x{shared}")
+        db.close()
+    finally:
+        shutil.rmtree(d)
+
+
+if __name__ == "__main__":
+    main()
