@@ -481,7 +481,8 @@ class LmdbAdapter(Adapter):
 
     def get(self, key: bytes) -> Optional[bytes]:
         with self.env.begin() as txn:
-            return txn.get(key)
+            value: Optional[bytes] = txn.get(key)  # lmdb's own annotations, or Any where it is absent
+            return value
 
     def scan_all(self) -> int:
         count = 0
