@@ -292,6 +292,10 @@ class Adapter:
         """put_one_durable: one put, its own commit (durable if opened durable)."""
         raise NotImplementedError
 
+    def bytes_written(self) -> Optional[int]:
+        """bytes_written: bytes the engine has written to its files so far, or None when it does not say."""
+        return None
+
     def get(self, key: bytes) -> Optional[bytes]:
         """get: the value of ``key``, or None."""
         raise NotImplementedError
@@ -356,6 +360,10 @@ class PagestoreAdapter(Adapter):
         with self.db.transaction() as txn:
             for k, v in items:
                 txn[k] = v
+
+    def bytes_written(self) -> Optional[int]:
+        """bytes_written: the store's own count of bytes written to its data file and log."""
+        return int(self.db.stats()["bytes_written"])
 
     def put_one_durable(self, key: bytes, value: bytes) -> None:
         self.db[key] = value
@@ -680,20 +688,6 @@ def measure_fdatasync(dirpath: str, count: int = FSYNC_WRITES, block: int = FSYN
     return _phase(count, seconds, "syncs/s")
 
 
-def _bytes_written() -> Optional[int]:
-    """_bytes_written: bytes this process has caused to be written to storage (Linux
-    ``/proc/self/io`` write_bytes, counted as pages are dirtied: write() and mmap alike),
-    or None where there is no such count."""
-    try:
-        with open("/proc/self/io", "rb") as f:
-            for line in f:
-                if line.startswith(b"write_bytes:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
 def _phase(ops: int, seconds: float, unit: str, **extra: Any) -> Dict[str, Any]:
     # no ops (or a clock too coarse to see them): no rate, rather than inf/NaN in the JSON
     rate = ops / seconds if ops and seconds > 0 else None
@@ -734,7 +728,7 @@ def _run_engine(adapter: Adapter, ds: Dataset, n: int, dirpath: str, seed: int,
         elapsed = 0.0
         lat = Samples()
         progress("insert", 0, n)
-        written = _bytes_written()
+        written = adapter.bytes_written()
         for done, idx in enumerate(_batches(live, BATCH)):
             items = [ds.record(i) for i in idx]
             t0 = now()
@@ -743,7 +737,7 @@ def _run_engine(adapter: Adapter, ds: Dataset, n: int, dirpath: str, seed: int,
             elapsed += t1
             lat.add(t1)
             progress("insert", min((done + 1) * BATCH, n), n)
-        after = _bytes_written()
+        after = adapter.bytes_written()
         written = after - written if after is not None and written is not None else None
         inserted = ds.logical_bytes(range(n))
         phases["insert"] = _phase(n, elapsed, PHASES["insert"], latency=summarize(lat), bytes_written=written,

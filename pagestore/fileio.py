@@ -35,6 +35,7 @@ class File:
         self.path = path
         self.readonly = readonly
         self.fd = os.open(path, flags, 0o644)
+        self.written = 0  # bytes written through this File (for the bench's bytes-written figure)
         _open_files.add(self)
 
     def read(self, offset: int, n: int) -> bytes:
@@ -56,6 +57,7 @@ class File:
     def write(self, offset: int, data: "bytes | bytearray | memoryview") -> None:
         """write writes all of ``data`` at ``offset``."""
         view = memoryview(data)
+        self.written += view.nbytes
         while view:
             n = os.pwrite(self.fd, view, offset)
             view = view[n:]

@@ -822,6 +822,11 @@ class Pager:
         """wal_size: bytes the log file takes on disk."""
         return self.wal.disk_size() if self.wal is not None else 0
 
+    def bytes_written(self) -> int:
+        """bytes_written: bytes written to the data file and the log since they were opened."""
+        data = int(getattr(self.file, "written", 0))
+        return data + (self.wal.bytes_written() if self.wal is not None else 0)
+
     def close(self, checkpoint: bool = True) -> None:
         """close checkpoints (unless told not to), removes the emptied log and releases the files."""
         try:

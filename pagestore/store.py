@@ -849,6 +849,7 @@ class Store(MutableMapping[Any, Any]):
 
         Keys: page_size, file_size, page_count, free_pages, records, live_bytes,
         tree_height, average_fill, page_types, overflow_pages, wal_size,
+        bytes_written (to the data file and log since the store was opened),
         cache_bytes (private memory: the page cache and the tree's node
         cache, counted in pages, as ``cache_size`` bounds them) and
         mapped_bytes (the data file mapped read-only: shared with the OS page
@@ -884,6 +885,7 @@ class Store(MutableMapping[Any, Any]):
                 "page_types": types,
                 "overflow_pages": types.get("overflow", 0),
                 "wal_size": pager.wal_size(),
+                "bytes_written": pager.bytes_written(),
                 **memory,
             }
 

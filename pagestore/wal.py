@@ -397,6 +397,10 @@ class WAL:
         """disk_size: bytes the log file takes on disk, pre-extended space included."""
         return self.allocated if self.file is not None else 0
 
+    def bytes_written(self) -> int:
+        """bytes_written: bytes written to the log file since it was opened (0 for a File double that does not count)."""
+        return int(getattr(self.file, "written", 0))
+
     def close(self) -> None:
         """close releases the log file (it stays on disk)."""
         if self.file is not None:
