@@ -265,7 +265,7 @@ class BTree:
         pager = self.pager
         _, leaf_pgno, i, equal, old_pgno, old_slot, epoch = hint
         cache = self.nodes
-        if epoch != getattr(pager, "epoch", None) or leaf_pgno in cache.lru or leaf_pgno in pager.overlaid:
+        if epoch != pager.epoch or leaf_pgno in cache.lru or leaf_pgno in pager.overlaid:
             return False, None
         if equal:
             if (old_pgno, old_slot) != (pgno, slot):
@@ -491,7 +491,7 @@ class BTree:
             j = i + 1 if forward else i - 1
             if 0 <= j < len(node.vals):
                 path.append((node, j))
-                pgno = node.vals[j]
+                pgno: int = node.vals[j]
                 while len(path) < depth:
                     child = cache.load(pgno)
                     if child.leaf:

@@ -197,7 +197,7 @@ def map_child(m: Any, pgno: int, key: bytes) -> int:
     rc = _map_search(m, pgno, _INTERNAL, key, len(key), True, u32, eq, u32 + 1, u16)
     if rc != OK:
         raise_for(rc, pgno, "internal node")
-    return u32[1]
+    return int(u32[1])
 
 
 def map_search(m: Any, pgno: int, key: bytes) -> Tuple[int, bool, int, int]:
@@ -234,7 +234,7 @@ def _map_index(m: Any, pgno: int, key: bytes, after: bool) -> int:
     rc = _map_search(m, pgno, _LEAF, key, len(key), after, u32, eq, u32 + 1, u16)
     if rc != OK:
         raise_for(rc, pgno, "leaf")
-    return u32[0]
+    return int(u32[0])
 
 
 def _leaf_scratch() -> Tuple[Any, ...]:
@@ -312,7 +312,7 @@ def leaf_run(
     return i, j, c, keys, pgnos[i:j].tolist(), slots[i:j].tolist()
 
 
-def _raw_scratch() -> Tuple[array, array, array, array]:
+def _raw_scratch() -> Tuple["array[int]", "array[int]", "array[int]", "array[int]"]:
     """_raw_scratch: this thread's arrays for a whole raw leaf's offsets and rids (PS_MAX_SLOTS each)."""
     try:
         return _tls.raw  # type: ignore[no-any-return]

@@ -275,7 +275,7 @@ class Store(MutableMapping):
         taken = 0
         run = _FIRST_RUN
         version = -1
-        path: list = []  # the tree's path to the last leaf, while no write intervenes
+        path: List[Tuple[Any, int]] = []  # the tree's path to the last leaf, while no write intervenes
         while True:
             with lock:
                 pager = self._begin()
