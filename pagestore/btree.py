@@ -321,7 +321,7 @@ class BTree:
         pager = self.pager
         _, leaf_pgno, i, equal, old_pgno, old_slot, epoch = hint
         cache = self.nodes
-        if epoch != getattr(pager, "epoch", None) or leaf_pgno in cache.lru or leaf_pgno in pager.overlaid:
+        if epoch != pager.epoch or leaf_pgno in cache.lru or leaf_pgno in pager.overlaid:
             return False, None
         if equal:
             if (old_pgno, old_slot) != (pgno, slot):

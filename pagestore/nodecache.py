@@ -48,7 +48,7 @@ class TreePager(Protocol):
     map_struct: Any
     #: pages whose newest image is not the data file's: never read from the map
     overlaid: Set[int]
-    #: the current operation's number (pages read in it stay pinned)
+    #: the current operation (a get's map hint is valid for a put in the same one)
     epoch: int
 
     def read(self, pgno: int) -> SlottedPage: ...

@@ -222,8 +222,7 @@ def map_child(m: Any, pgno: int, key: bytes) -> int:
     rc = _map_search(m, pgno, _INTERNAL, key, len(key), True, u32, eq, u32 + 1, u16)
     if rc != OK:
         raise_for(rc, pgno, "internal node")
-    child: int = u32[1]
-    return child
+    return int(u32[1])
 
 
 def map_search(m: Any, pgno: int, key: bytes) -> Tuple[int, bool, int, int]:
@@ -260,8 +259,7 @@ def _map_index(m: Any, pgno: int, key: bytes, after: bool) -> int:
     rc = _map_search(m, pgno, _LEAF, key, len(key), after, u32, eq, u32 + 1, u16)
     if rc != OK:
         raise_for(rc, pgno, "leaf")
-    index: int = u32[0]
-    return index
+    return int(u32[0])
 
 
 def _leafscratch() -> Tuple[Any, ...]:
@@ -313,7 +311,7 @@ def leaf_run(
     """
     if raw[fmt.OFF_TYPE] != _LEAF:
         raise_for(lib.PS_ETYPE if raw[fmt.OFF_TYPE] == _INTERNAL else lib.PS_ENODE_TYPE, pgno, "not a leaf")
-    offs, ends, pgnos, slots = _rawscratch()
+    offs, ends, pgnos, slots = _raw_scratch()
     count = scratch()[0]
     rc = lib.ps_node_decode(raw, len(raw), _ptr32(offs), _ptr32(ends), _ptr32(pgnos),
                             ffi.from_buffer("uint16_t[]", slots), fmt.MAX_SLOTS, count)
@@ -339,7 +337,7 @@ def leaf_run(
     return i, j, c, keys, pgnos[i:j].tolist(), slots[i:j].tolist()
 
 
-def _rawscratch() -> Tuple["array[int]", "array[int]", "array[int]", "array[int]"]:
+def _raw_scratch() -> Tuple["array[int]", "array[int]", "array[int]", "array[int]"]:
     """_raw_scratch: this thread's arrays for a whole raw leaf's offsets and rids (PS_MAX_SLOTS each)."""
     try:
         return _tls.raw  # type: ignore[no-any-return]

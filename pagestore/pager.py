@@ -261,13 +261,17 @@ class Pager:
 
     def _check_map(self) -> None:
         """_check_map verifies the map's bookkeeping: every page whose newest image is not the
-        data file's is in ``overlaid``, and ``map_struct`` describes the current map.
-        Callers: ``check``."""
+        data file's is in ``overlaid``, and ``map_struct`` describes the current map; and that
+        the pages pinned by this operation are the tail of the cache's LRU order (``_evict``
+        relies on it). Callers: ``check``."""
         assert self.wal is not None
         # page 0, the header, is never read as a page (the map refuses it)
         missing = (set(self.dirty) | set(self.wal.index) | set(self.wal.txn_index)) - self.overlaid - {0}
         if missing:
             raise PageStoreError(f"pager: pages {sorted(missing)[:10]} are newer than the data file but not marked overlaid")
+        pinned = [f.epoch == self.epoch for f in self.cache.values()]
+        if pinned != sorted(pinned):
+            raise PageStoreError("pager: the pages pinned by this operation are not the LRU's tail")
         m = self.map_struct
         if self.map is None:
             sound = m.len == 0 and m.base == ffi.NULL
@@ -449,7 +453,11 @@ class Pager:
         victims: List[int] = []
         for pgno, f in cache.items():
             if f.epoch == epoch:
-                continue
+                # Every touch moves a page to the end, so the pinned pages
+                # are the tail: none past this one can go. (Skipping them
+                # instead made an operation that pins more pages than the
+                # cache holds, such as the tree's check, quadratic.)
+                break
             victims.append(pgno)
             if len(victims) >= over:
                 break

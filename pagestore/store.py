@@ -597,7 +597,7 @@ class Store(MutableMapping[Any, Any]):
         taken = 0
         run = _FIRST_RUN
         version = -1
-        path: List[Any] = []  # the tree's path to the last leaf, while no write intervenes
+        path: List[Tuple[Any, int]] = []  # the tree's path to the last leaf, while no write intervenes
         while True:
             with lock:
                 pager = self._begin()
