@@ -92,3 +92,53 @@ def scratch() -> Tuple[Any, Any, Any]:
     except AttributeError:
         _tls.s = s = (ffi.new("uint32_t[3]"), ffi.new("uint8_t *"), ffi.new("uint16_t *"))
         return s
+
+
+class MapHandle:
+    """MapHandle is the C description (``ps_map_t``) of a mapped data file: the one the
+    ``ps_map_*`` calls take, so that a page is passed to C as (map, page number).
+
+    The pager owns one for its life and points it at each new map; callers
+    (nodes.py, page.py) hand ``struct`` to C unchanged and never look inside.
+    Kept here so that the pager, like every module above this one, holds no
+    cdata of its own making.
+    """
+
+    __slots__ = ("struct", "_bufs")
+
+    def __init__(self, page_size: int) -> None:
+        self.struct: Any = ffi.new("ps_map_t *")
+        self.struct.page_size = page_size
+        self._bufs: Tuple[Any, ...] = ()
+
+    def attach(self, data: Any, verified: bytearray, page_size: int) -> None:
+        """attach points the description at ``data`` (the map) and ``verified`` (its bitset, a bit a page)."""
+        self.detach()
+        self._bufs = (ffi.from_buffer("uint8_t[]", data), ffi.from_buffer("uint8_t[]", verified))
+        m = self.struct
+        m.base, m.verified = self._bufs
+        m.len = len(data)
+        m.page_size = page_size
+        m.verified_len = len(verified)
+
+    def detach(self) -> None:
+        """detach empties the description and releases the buffers C saw: call it before the map closes.
+
+        Raises:
+            BufferError: something still holds a view into the map.
+        """
+        m = self.struct
+        m.base = ffi.NULL
+        m.len = 0
+        m.verified = ffi.NULL
+        m.verified_len = 0
+        for buf in self._bufs:
+            ffi.release(buf)
+        self._bufs = ()
+
+    def describes(self, length: int, page_size: int, verified_len: int) -> bool:
+        """describes: whether the description matches a map of ``length`` bytes (0: none)."""
+        m = self.struct
+        if length == 0:
+            return bool(m.len == 0 and m.base == ffi.NULL)
+        return bool(m.len == length and m.page_size == page_size and m.verified_len == verified_len)

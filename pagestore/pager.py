@@ -60,7 +60,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, Un
 from . import fileio
 from . import format as fmt
 from .errors import CorruptionError, InvalidFileError, PageStoreError, ReadOnlyError
-from ._native import ffi
+from ._native import MapHandle
 from .page import SlottedPage
 from .wal import KEEP_BYTES, WAL, Frame, log_path, remove_log
 
@@ -149,10 +149,9 @@ class Pager:
         self.map: Optional[_mmap.mmap] = None
         # One ps_map_t for the pager's life: its fields change when the map
         # does, so callers may keep the pointer. base NULL and len 0 when unmapped.
-        self.map_struct: Any = ffi.new("ps_map_t *")
+        self._map_handle = MapHandle(page_size)
+        self.map_struct: Any = self._map_handle.struct
         self.verified = bytearray()  # bit pgno: page pgno of the map has been verified
-        self._map_buf: Any = None  # the exported buffers behind map_struct
-        self._verified_buf: Any = None
         try:
             self._open(path, create, readonly, page_size, opener)
             self.map_struct.page_size = self.page_size
@@ -224,14 +223,7 @@ class Pager:
         bits = bytearray((size // ps + 7) // 8)
         bits[: len(self.verified)] = self.verified[: len(bits)]
         self.verified = bits
-        self._map_buf = ffi.from_buffer("uint8_t[]", self.map)
-        self._verified_buf = ffi.from_buffer("uint8_t[]", self.verified)
-        m = self.map_struct
-        m.base = self._map_buf
-        m.len = size
-        m.page_size = ps
-        m.verified = self._verified_buf
-        m.verified_len = len(bits)
+        self._map_handle.attach(self.map, self.verified, ps)
 
     def _unmap(self) -> None:
         """_unmap closes the map, first clearing ``map_struct`` and releasing the buffers C saw.
@@ -240,15 +232,7 @@ class Pager:
             BufferError: something still holds a view into the map (a bug:
                 nothing above the pager may keep one).
         """
-        m = self.map_struct
-        m.base = ffi.NULL
-        m.len = 0
-        m.verified = ffi.NULL
-        m.verified_len = 0
-        for buf in (self._map_buf, self._verified_buf):
-            if buf is not None:
-                ffi.release(buf)
-        self._map_buf = self._verified_buf = None
+        self._map_handle.detach()
         if self.map is not None:
             mm, self.map = self.map, None
             mm.close()
@@ -272,12 +256,10 @@ class Pager:
         pinned = [f.epoch == self.epoch for f in self.cache.values()]
         if pinned != sorted(pinned):
             raise PageStoreError("pager: the pages pinned by this operation are not the LRU's tail")
-        m = self.map_struct
-        if self.map is None:
-            sound = m.len == 0 and m.base == ffi.NULL
-        else:
-            sound = (m.len == len(self.map) and m.page_size == self.page_size
-                     and m.verified_len == len(self.verified) >= (len(self.map) // self.page_size + 7) // 8)
+        length = len(self.map) if self.map is not None else 0
+        sound = self._map_handle.describes(length, self.page_size, len(self.verified))
+        if length and len(self.verified) < (length // self.page_size + 7) // 8:
+            sound = False
         if not sound:
             raise PageStoreError("pager: the map's C description does not match the map")
 
