@@ -59,7 +59,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, Un
 
 from . import fileio
 from . import format as fmt
-from .errors import CorruptionError, InvalidFileError, PageStoreError, ReadOnlyError
+from .errors import CorruptionError, InvalidFileError, PageStoreError, ReadOnlyError, StoreLockedError
 from ._native import MapHandle
 from .page import SlottedPage
 from .wal import KEEP_BYTES, WAL, Frame, log_path, remove_log
@@ -193,6 +193,33 @@ class Pager:
         self.overlaid = set(self.wal.index)
         if not readonly and self.wal.index:
             self.checkpoint()
+        if not readonly:
+            self._discard_abandoned_copy()
+
+    def _discard_abandoned_copy(self) -> None:
+        """_discard_abandoned_copy removes the copy (and its log) that a compaction killed
+        before its rename left at ``compaction_path``; only ``compact`` would remove it otherwise.
+
+        This writer holds the store's lock, so no compaction of it is running: a copy
+        there is abandoned, unless some open holds it (a store of that name in its own
+        right), which is then left alone.
+        """
+        path = _compaction_path(self.path)
+        if not os.path.exists(path):
+            if os.path.exists(log_path(path)):
+                remove_log(path)
+            return
+        try:
+            copy = self._opener(path, create=False, readonly=False)
+        except OSError:
+            return
+        try:
+            copy.lock(exclusive=True)
+            discard(path)
+        except StoreLockedError:
+            pass
+        finally:
+            copy.close()
 
     def _create(self, page_size: int) -> None:
         """_create writes the header of a new, empty store and makes it durable."""
@@ -745,7 +772,7 @@ class Pager:
         with any leftover of an earlier, interrupted compaction removed. Give the finished
         copy to ``adopt``, or to ``discard`` if building it failed."""
         self.check_writable()
-        path = self.path + ".compact"
+        path = _compaction_path(self.path)
         discard(path)
         return path
 
@@ -840,6 +867,11 @@ class Pager:
         if self.file is not None:
             self.file.close()
             self.file = None
+
+
+def _compaction_path(path: str) -> str:
+    """_compaction_path names the copy a compaction of the store at ``path`` builds."""
+    return path + ".compact"
 
 
 def discard(path: str) -> None:
