@@ -1073,7 +1073,8 @@ def format_table(results: Dict[str, Any]) -> str:
     lines.append(head)
     if ran:
         base = "pagestore" if "pagestore" in ran else ran[0]
-        lines.append(f"ratios are engine / {base}")
+        if len(ran) > 1:  # one engine alone (plain `pagestore bench`) has no ratio to explain
+            lines.append(f"ratios are engine / {base}")
         rows: List[List[str]] = [["phase"] + ran]
         for phase, unit in PHASES.items():
             row = [f"{phase} ({unit})"]

@@ -220,6 +220,18 @@ def test_table_ratios_are_to_pagestore():
     assert bench.from_json(bench.to_json(results)) == results
 
 
+def test_table_of_one_engine_has_no_ratio_line():
+    # plain `pagestore bench` runs pagestore alone: it printed "ratios are engine /
+    # pagestore" above a table without a single ratio in it
+    results = {
+        "meta": {"records": 10, "page_size": 4096, "seed": 0},
+        "engines": {"pagestore": _fake([83571.4] * 6, 3.0)},
+    }
+    table = bench.format_table(results)
+    assert "83.6k/s" in table and "x)" not in table
+    assert "ratios are" not in table
+
+
 def test_json_round_trip_of_a_real_run(quick, tmp_path):
     results = bench.run(["sqlite"], n=100, workdir=str(tmp_path))
     assert bench.from_json(bench.to_json(results)) == results
