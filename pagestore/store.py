@@ -1200,6 +1200,18 @@ class Transaction(MutableMapping[Any, Any]):
         self._check()
         return self._raw_contains(self._store._key(key))
 
+    def clear(self) -> None:
+        """clear deletes every key, in the one scan of the store's keys: O(n), no value read.
+
+        (``MutableMapping.clear`` pops one key at a time, and each pop began a
+        new merged scan that stepped over every key deleted so far: O(n^2).)
+        """
+        self._check()
+        writes: SortedDict = SortedDict()
+        for k, _ in self._store._scan(None, None, False, False):
+            writes[k] = _DELETED  # a key only this transaction wrote is simply dropped
+        self._writes = writes
+
     def __len__(self) -> int:
         self._check()
         n = len(self._store)

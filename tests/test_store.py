@@ -236,6 +236,33 @@ def test_transaction_closed(tmp_path):
             txn[b"b"] = b"2"
 
 
+def test_transaction_clear_scans_the_store_once(tmp_path, monkeypatch):
+    # MutableMapping.clear pops one item at a time, and each popitem started a new
+    # merged scan that stepped over every key deleted so far: 8,000 keys took 13 s,
+    # each doubling four times longer.
+    with pagestore.open(str(tmp_path / "db"), keys="int", values="str") as db:
+        db.update((i, "v%d" % i) for i in range(300))
+        scans = []
+        real_scan = Store._scan
+
+        def counting_scan(self, *args):
+            scans.append(args)
+            return real_scan(self, *args)
+
+        monkeypatch.setattr(Store, "_scan", counting_scan)
+        with db.transaction() as txn:
+            txn[1000] = "new"  # a key only the transaction has
+            del txn[5]
+            txn.clear()
+            assert len(txn) == 0 and list(txn.items()) == [] and 7 not in txn and 1000 not in txn
+            assert len(scans) <= 2  # the clear's one scan and the items() above
+            assert len(db) == 300  # nothing committed before the block ends
+            txn[7] = "kept"
+        monkeypatch.undo()
+        assert dict(db.items()) == {7: "kept"}
+        db.check()
+
+
 @pytest.mark.usefixtures("read_mode")
 def test_space_is_reused(tmp_path):
     """Load, then delete and insert in rounds: the file stops growing."""
