@@ -89,16 +89,30 @@ def log_path(path: str) -> str:
 
 
 class _Mark:
-    """_Mark is what an append may change in a WAL's memory, saved so a failed one can be undone."""
+    """_Mark is what an append may change in a WAL's memory, saved so a failed one can be undone.
 
-    __slots__ = ("end", "crc", "committed_end", "committed_crc", "synced", "txn_index", "replaced")
+    A commit moves the whole open transaction's index into ``index``: its mark
+    saves both (O(transaction), once per commit). Frames of the open
+    transaction (spilled pages) change ``txn_index`` at their own pages only,
+    so their mark saves just those (``txn_prev``): a copy of the whole
+    transaction per spill made a large transaction O(n^2).
+    """
 
-    def __init__(self, wal: "WAL", pgnos: Sequence[int]) -> None:
+    __slots__ = ("end", "crc", "committed_end", "committed_crc", "synced", "txn_index", "txn_prev", "replaced")
+
+    def __init__(self, wal: "WAL", pgnos: Sequence[int], commits: bool = True) -> None:
         self.end, self.crc, self.synced = wal.end, wal._crc, wal._synced
         self.committed_end, self.committed_crc = wal.committed_end, wal.committed_crc
-        self.txn_index = dict(wal.txn_index)
-        index = wal.index
-        self.replaced = {p: index.get(p) for p in (*self.txn_index, *pgnos)}
+        self.txn_index: Optional[Dict[int, int]] = None
+        self.txn_prev: Dict[int, Optional[int]] = {}
+        self.replaced: Dict[int, Optional[int]] = {}
+        if commits:
+            self.txn_index = dict(wal.txn_index)
+            index = wal.index
+            self.replaced = {p: index.get(p) for p in (*self.txn_index, *pgnos)}
+        else:
+            txn_index = wal.txn_index
+            self.txn_prev = {p: txn_index.get(p) for p in pgnos}
 
 
 class WAL:
@@ -240,7 +254,7 @@ class WAL:
         (``commit`` does both, undoing both on failure). Without it, the
         frames belong to the open transaction (``txn_index``).
         """
-        mark = _Mark(self, [p for p, _ in frames])
+        mark = _Mark(self, [p for p, _ in frames], commits=bool(commit_page_count))
         try:
             self._append(frames, txn, commit_page_count)
         except BaseException:
@@ -259,7 +273,13 @@ class WAL:
                 self.index.pop(p, None)
             else:
                 self.index[p] = off
-        self.txn_index = mark.txn_index
+        if mark.txn_index is not None:
+            self.txn_index = mark.txn_index
+        for p, prev in mark.txn_prev.items():
+            if prev is None:
+                self.txn_index.pop(p, None)
+            else:
+                self.txn_index[p] = prev
         self.end, self._crc, self._synced = mark.end, mark.crc, mark.synced
         self.committed_end, self.committed_crc = mark.committed_end, mark.committed_crc
 
