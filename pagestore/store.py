@@ -29,7 +29,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Mapping, MutableMapping
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, NoReturn, Optional, Set, SupportsIndex, Tuple, TypeVar, Union
 
 from sortedcontainers import SortedDict
 
@@ -1064,6 +1064,16 @@ class Store(MutableMapping[Any, Any]):
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{self._pager.meta.record_count} records"
         return f"<pagestore.Store {self.path!r} {state}>"
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
+        """A Store is its open file, lock and caches: copy.copy, copy.deepcopy and pickle refuse it
+        (a shallow copy shared them, and closing it broke the original).
+
+        Raises:
+            TypeError: always.
+        """
+        raise TypeError(f"{self.path}: a Store cannot be copied or pickled; share this one, "
+                        "or open the file again (in another process, once this one is closed)")
 
     # ---- rescue ----
 

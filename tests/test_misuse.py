@@ -840,3 +840,19 @@ def test_writer_open_leaves_a_copy_some_process_has_open(tmp_path):
             pass
         assert other[b"k"] == b"v"
     assert os.path.exists(path + ".compact")
+
+
+def test_a_store_cannot_be_copied_or_pickled(tmp_path):
+    # copy.copy made a second Store over the same pager: closing the copy left the
+    # original saying it was open while every operation failed with a bare AssertionError.
+    import copy
+    import pickle
+
+    with pagestore.open(str(tmp_path / "db")) as db:
+        db[b"a"] = b"1"
+        for attempt in (lambda: copy.copy(db), lambda: copy.deepcopy(db), lambda: pickle.dumps(db)):
+            with pytest.raises(TypeError, match="open the file"):
+                attempt()
+        assert db[b"a"] == b"1" and not db.closed
+        db[b"b"] = b"2"
+        assert db.check()["records"] == 2
