@@ -234,12 +234,16 @@ def encode_tuple(key: tuple) -> bytes:  # type: ignore[type-arg]
 
     Raises:
         TypeError: not a tuple, or an element of another type.
+        ValueError: nested past Python's recursion limit.
     """
     if not isinstance(key, tuple):
         raise TypeError(f"keys='tuple' store: key must be tuple, got {_what(key)}")
     out: List[bytes] = []
-    for x in key:
-        _encode_element(x, out, False)
+    try:
+        for x in key:
+            _encode_element(x, out, False)
+    except RecursionError:
+        raise ValueError("keys='tuple' store: key is nested too deeply to encode") from None
     return b"".join(out)
 
 
@@ -430,6 +434,8 @@ def _json_value(value: Any) -> bytes:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"values='json' store: value is not JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError("values='json' store: value is nested too deeply to encode") from None
     return text.encode("utf-8", "surrogatepass")
 
 

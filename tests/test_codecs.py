@@ -11,6 +11,7 @@ import math
 import os
 import shutil
 import struct
+import sys
 import tempfile
 
 import pytest
@@ -527,6 +528,26 @@ def test_wrong_value_types_are_refused(tmp_path):
         with pytest.raises(ValueError, match="values='json'"):
             db[b"k"] = math.nan
         assert len(db) == 0
+
+
+def test_too_deeply_nested_values_and_keys_are_refused_by_name(tmp_path):
+    # A value or key nested past Python's recursion limit raised a bare RecursionError
+    # naming no codec; the documented refusal is TypeError/ValueError naming it.
+    deep_list: list = []
+    deep_tuple: tuple = ()
+    for _ in range(sys.getrecursionlimit() + 10):
+        deep_list = [deep_list]
+        deep_tuple = (deep_tuple,)
+    with pagestore.open(tmp_path / "db", keys="tuple", values="json") as db:
+        with pytest.raises(ValueError, match="values='json' store: value is nested too deeply"):
+            db[("k",)] = deep_list
+        with pytest.raises(ValueError, match="keys='tuple' store: key is nested too deeply"):
+            db[deep_tuple] = 1
+        with pytest.raises(ValueError, match="keys='tuple'"):
+            db.update([(("a",), 1), (deep_tuple, 2)])
+        assert len(db) == 0
+        db[("k",)] = [[[1]]]
+        assert db[("k",)] == [[[1]]]
 
 
 def test_header_records_codecs_and_reopen_checks_them(tmp_path):
