@@ -140,6 +140,12 @@ def _check_size(name: str, value: Any, minimum: int) -> int:
     return value
 
 
+def _check_flag(name: str, value: Any) -> None:
+    """_check_flag refuses a yes/no option that is not a bool (``mmap="no"`` would be true)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, not {type(value).__name__} ({value!r})")
+
+
 def _check_path(path: str, *, create: bool, readonly: bool) -> bool:
     """_check_path says whether ``path`` exists, refusing what cannot be a store before the pager opens it.
 
@@ -218,6 +224,8 @@ class Store(MutableMapping[Any, Any]):
         _check_size("page_size", page_size, 1)
         _check_size("cache_size", cache_size, 0)
         _check_size("wal_limit", wal_limit, 0)
+        for flag, value in (("create", create), ("readonly", readonly), ("sync", sync), ("strict", strict), ("mmap", mmap)):
+            _check_flag(flag, value)
         self.readonly = readonly
         self._abspath = os.path.abspath(self.path)
         self._pid = _PID

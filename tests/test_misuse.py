@@ -632,6 +632,11 @@ def test_path_of_a_wrong_type_is_a_type_error(tmp_path, bad, monkeypatch):
         ("page_size", None, TypeError),
         ("wal_limit", "16M", TypeError),
         ("wal_limit", -5, ValueError),
+        ("mmap", "no", TypeError),  # a truthy string once meant mmap on
+        ("sync", 0, TypeError),
+        ("strict", "yes", TypeError),
+        ("readonly", None, TypeError),
+        ("create", 1, TypeError),
     ],
 )
 def test_size_options_are_checked(tmp_path, option, bad, exc):
