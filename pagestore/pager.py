@@ -824,6 +824,20 @@ class Pager:
         self.readers.clear()
         self._last_mark = None
 
+    def cached_as_of(self, mark: ReadMark, pgno: int) -> Optional[bytearray]:
+        """cached_as_of returns the cached, verified buffer of page ``pgno`` if it is the page as
+        of ``mark``, else None. The caller copies it at once (the writer may change it next).
+
+        A clean cached page outside the open transaction's frames holds the page's newest
+        committed image, and every commit stamps the pages it writes with its LSN: an image
+        stamped at or before the mark's commit has not changed since, so it is the mark's.
+        (A dirty page, or one the open transaction spilled, is stamped later or not yet.)
+        """
+        f = self.cache.get(pgno)
+        if f is None or f.dirty or self.wal is None or pgno in self.wal.txn_index or pgno >= mark.meta.page_count:
+            return None
+        return f.buf if f.page.lsn <= mark.meta.lsn else None
+
     def read_as_of(self, mark: ReadMark, pgno: int) -> bytes:
         """read_as_of returns page ``pgno`` as of ``mark``, NOT verified (the caller verifies):
         its frame among the mark's, else the data file's bytes (the map's when it covers them).

@@ -8,8 +8,9 @@ every iteration, which runs on one). A page comes from:
     else the data file    in place in the pager's map (``map``/``map_struct``),
                           or read (``Pager.read_as_of``)
 
-and never from the writer's cache, whose pages may be newer than the mark
-(or not committed at all). This is sound because nothing changes either
+and never through the writer's cache, whose pages may be newer than the mark
+(or not committed at all): only a copy of a cached page whose LSN proves it
+is the mark's image (``Pager.cached_as_of``). This is sound because nothing changes either
 source under a held mark: the pager does not checkpoint while one is held
 (so no data-file page below the mark's page count is rewritten, and the
 log is not restarted), a commit only appends frames past the mark's, and a
@@ -77,6 +78,11 @@ class SnapshotPager:
         self.epoch += 1
 
     def _fetch(self, pgno: int) -> SlottedPage:
+        """_fetch reads page ``pgno`` as of the mark, verified: a copy of the writer's cached page
+        when that is provably the mark's image (``Pager.cached_as_of``), else from the log or file."""
+        image = self._pager.cached_as_of(self.mark, pgno)
+        if image is not None:
+            return SlottedPage(bytearray(image), validate=False, pgno=pgno)
         page = SlottedPage(bytearray(self._pager.read_as_of(self.mark, pgno)), validate=False, pgno=pgno)
         page.verify(pgno)
         return page
