@@ -1303,15 +1303,18 @@ class Snapshot(Mapping[Any, Any]):
         run = _FIRST_RUN
         path: List[Any] = []
         resume: Optional[bytes] = None
+        mapped = self._view.pager.map is not None
         while True:
             with lock:
                 view = self._enter()
                 keys, pgnos, slots = view.tree.range_leaf(lo, hi, reverse, resume, path)
-                located = view.heap.locate(pgnos, slots, lazy=run < _MAX_RUN) if values and keys else None
+                located = None
+                if values and keys and mapped:
+                    located = view.heap.locate(pgnos, slots, lazy=run < _MAX_RUN)
             if not keys:
                 return
             resume = keys[-1]
-            if located is None:
+            if not values:
                 for k in keys:
                     yield k, None
                 continue
@@ -1319,8 +1322,11 @@ class Snapshot(Mapping[Any, Any]):
             while i < n:
                 j = min(n, i + run)
                 with lock:
-                    self._enter()
-                    vals = located.take(i, j)
+                    view = self._enter()
+                    if located is not None:
+                        vals = located.take(i, j)
+                    else:  # no map: each value from its page in the snapshot's cache, no page copied
+                        vals = view.heap.read_many(list(zip(pgnos[i:j], slots[i:j])))
                 yield from zip(keys[i:j], vals)
                 i = j
                 run = min(2 * run, _MAX_RUN)
