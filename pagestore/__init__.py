@@ -17,7 +17,7 @@ from .errors import (
     VersionMismatchError,
 )
 from .page import SlottedPage
-from .store import Store, Transaction, open, remove
+from .store import Snapshot, Store, Transaction, open, remove
 
 __version__ = "0.1.0"
 
@@ -26,6 +26,7 @@ __all__ = [
     "remove",
     "Store",
     "Transaction",
+    "Snapshot",
     "SlottedPage",
     "PageStoreError",
     "NotFoundError",

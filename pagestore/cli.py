@@ -2,6 +2,7 @@
 
     pagestore bench [--records N] [--compare sqlite,lmdb] [--json FILE]
     pagestore stats|check|inspect|dump|compact DB
+    pagestore backup DB DEST
     pagestore load DB < records.jsonl
     pagestore get|put|delete|scan DB ...
 
@@ -769,6 +770,23 @@ def compact(db: str) -> None:
         returned = store.compact()
     after = os.path.getsize(db)  # closed: the log is gone
     click.echo(f"{db}: {human_bytes(before)} -> {human_bytes(after)}; {human_bytes(returned)} returned ({returned:,} bytes)")
+
+
+@cli.command(short_help="Copy DB, as of one commit, to DEST.")
+@db_argument
+@click.argument("dest", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Replace DEST if it exists.")
+def backup(db: str, dest: str, force: bool) -> None:
+    """Write a consistent copy of DB to the new file DEST (Store.backup).
+
+    The copy holds DB as of one commit, every page verified on the way; it
+    is written beside DEST, synced and renamed into place, and opens as a
+    store of its own. DEST must not exist unless --force is given.
+    """
+    with opened(db) as store:
+        store.backup(dest, overwrite=force)
+        records = len(store)
+    click.echo(f"{db}: {records:,} records backed up to {dest} ({human_bytes(os.path.getsize(dest))})")
 
 
 @cli.command(short_help="Print the value of KEY.")

@@ -37,14 +37,32 @@ from __future__ import annotations
 import mmap
 import re
 import struct
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, List, Optional, Protocol, Sequence, Set, Tuple
 
 from . import format as fmt
 from .errors import CorruptionError, PageFullError
 from .page import RecordLookup, SlottedPage
 
-if TYPE_CHECKING:
-    from .pager import Pager
+
+class HeapPager(Protocol):
+    """HeapPager is what the heap needs of a pager: pager.Pager, or snapshot.SnapshotPager
+    (which reads only: a heap over it is made with ``read_only=True``)."""
+
+    page_size: int
+    meta: fmt.Meta
+    map: Optional[mmap.mmap]
+    map_struct: Any
+    overlaid: Set[int]
+
+    def read(self, pgno: int) -> SlottedPage: ...
+
+    def read_passing(self, pgno: int) -> SlottedPage: ...
+
+    def write(self, pgno: int) -> SlottedPage: ...
+
+    def allocate(self, page_type: int) -> SlottedPage: ...
+
+    def free(self, pgno: int) -> None: ...
 
 Rid = Tuple[int, int]
 _STUB = struct.Struct("<II")
@@ -62,14 +80,14 @@ _HOT = 8
 class FreeSpaceMap:
     """FreeSpaceMap tracks which heap pages have room; see the module docstring."""
 
-    def __init__(self, pager: "Pager", lookup: Optional[RecordLookup] = None) -> None:
+    def __init__(self, pager: HeapPager, lookup: Optional[RecordLookup] = None, *, read: bool = True) -> None:
         self.pager = pager
         self.per_page = pager.page_size - fmt.HEADER_SIZE - fmt.SLOT_SIZE
         self._lookup = lookup if lookup is not None else RecordLookup()
-        self.load()
+        self.load(read)
 
-    def load(self) -> None:
-        """load reads the map from its pages (at open, and after a rollback)."""
+    def load(self, read: bool = True) -> None:
+        """load reads the map from its pages (at open, and after a rollback); ``read`` False: an empty map."""
         self.pages: List[int] = []
         self.cat: Dict[int, int] = {}
         # pgno -> category set since the last flush, not yet in the map pages
@@ -78,7 +96,7 @@ class FreeSpaceMap:
         # Bit c is set when bucket c is not empty: find takes the lowest set
         # bit at or above the category it needs instead of testing buckets.
         self.nonempty = 0
-        pgno, seen = self.pager.meta.fsm_head, 0
+        pgno, seen = self.pager.meta.fsm_head if read else 0, 0
         while pgno:
             page = self.pager.read(pgno)
             if page.page_type != fmt.PAGE_FSM or page.nlive != 1:
@@ -187,13 +205,15 @@ class Heap:
     Callers: the store only. Every method runs inside a pager operation.
     """
 
-    def __init__(self, pager: "Pager") -> None:
+    def __init__(self, pager: HeapPager, *, read_only: bool = False) -> None:
+        """``read_only``: for reading values only (a snapshot's heap): the free-space map,
+        which only placing records needs, is left empty instead of read."""
         self.pager = pager
         usable = pager.page_size - fmt.HEADER_SIZE - fmt.SLOT_SIZE
         self.chunk = usable
         self.inline_max = usable // 2
         self._lookup = RecordLookup()  # one set of C out-parameters for the heap and its map
-        self.fsm = FreeSpaceMap(pager, self._lookup)
+        self.fsm = FreeSpaceMap(pager, self._lookup, read=not read_only)
         # heap pages this transaction placed records in, most recent last (see _find_hot)
         self._hot: List[int] = []
 
@@ -446,6 +466,7 @@ class Heap:
             found = None if src is None else find(read(pgno), slots[k])
             if found is None:
                 offs[k] = lens[k] = states[k] = 0
+                srcs[k] = b""  # sliced empty, then read (and reported) by take; there may be no map
             else:
                 offs[k], lens[k], states[k] = found
                 srcs[k] = src

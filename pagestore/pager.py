@@ -44,6 +44,15 @@ Free-page list: a chain through the ``next`` field of PAGE_FREE pages,
 headed by ``meta.freelist_head``. Freeing or reusing a page changes that
 page and the header only, so the list is persisted incrementally.
 
+Read marks: a snapshot (snapshot.py) reads the store as of one commit
+through a ``ReadMark`` (``read_mark``): that commit's header, and the log's
+committed frames up to it (a copy of ``wal.index``), over the data file.
+While any mark is held (``readers``) the pager does not checkpoint: a
+checkpoint overwrites data-file pages a mark may still read, and restarts
+the log over the frames it reads. The automatic checkpoint waits until the
+first commit after the last mark is released, and the log grows meanwhile:
+a reader that stays behind costs log space, never correctness.
+
 Files: the pager owns the data file's lifecycle (create, lock, replace by a
 compacted copy: ``adopt``) and asks the log for its own (``wal.log_path``
 names it, ``WAL.remove`` deletes it). Nothing above the pager renames or
@@ -54,6 +63,7 @@ from __future__ import annotations
 import mmap as _mmap
 import os
 import sys
+import time
 from collections import OrderedDict
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, Union
 
@@ -73,6 +83,29 @@ CHECKPOINT_RUN = 64
 #: A durable commit with at least this many new pages (past the committed end
 #: of the file) writes them straight into the data file, not the log.
 DIRECT_PAGES = 64
+
+
+class ReadMark:
+    """ReadMark is one reader's hold on a committed state of the store: ``meta``, the header of
+    that commit, and ``index``, the log's committed frames up to ``log_end`` (pgno -> offset
+    of the page's newest frame among them); every other page is the data file's.
+
+    Marks taken with no commit in between share ``meta`` and ``index`` (neither is ever
+    changed): ``index`` identifies the state. ``taken`` is a ``time.monotonic()``. ``live``
+    is cleared when the mark is released, or when the pager closes or replaces its file.
+    A shared index for readers in other processes would hold the same thing: an offset
+    into the log, and the frames at or before it.
+    """
+
+    __slots__ = ("meta", "index", "log_end", "generation", "taken", "live")
+
+    def __init__(self, meta: fmt.Meta, index: Dict[int, int], log_end: int, generation: int) -> None:
+        self.meta = meta
+        self.index = index
+        self.log_end = log_end
+        self.generation = generation
+        self.taken = time.monotonic()
+        self.live = True
 
 
 class _Frame:
@@ -152,6 +185,10 @@ class Pager:
         self._map_handle = MapHandle(page_size)
         self.map_struct: Any = self._map_handle.struct
         self.verified = bytearray()  # bit pgno: page pgno of the map has been verified
+        #: the read marks held (``read_mark``): while there is one, no checkpoint. A list,
+        #: so that a snapshot's finalizer releases its mark with one atomic ``remove``.
+        self.readers: List[ReadMark] = []
+        self._last_mark: Optional[ReadMark] = None  # its meta and index serve the next mark while nothing commits
         try:
             self._open(path, create, readonly, page_size, opener)
             self.map_struct.page_size = self.page_size
@@ -667,7 +704,7 @@ class Pager:
             f.dirty = False
         self.dirty.clear()
         self.committed = self.meta.copy()
-        if self.wal.size() > self.checkpoint_threshold():
+        if not self.readers and self.wal.size() > self.checkpoint_threshold():
             try:
                 self.checkpoint()
             except OSError:
@@ -734,6 +771,8 @@ class Pager:
             return
         if self.dirty or self.wal.txn_index:
             raise PageStoreError("checkpoint inside a transaction")
+        if self.readers:
+            raise PageStoreError(f"checkpoint while {len(self.readers)} snapshots are open")
         self.wal.sync()
         ps = self.page_size
         run: List[Union[bytes, bytearray]] = []
@@ -764,6 +803,84 @@ class Pager:
         self.wal.reset(disk.checkpoint_seq)
         self.overlaid.clear()
         self._remap()
+
+    # ---- read marks (snapshots) ----
+
+    def read_mark(self) -> ReadMark:
+        """read_mark takes a hold on the last committed state (see ``ReadMark``), which no
+        checkpoint disturbs until ``release``. Inside a transaction too: what it holds is
+        the last commit, not the open transaction's pages. O(log frames) the first time
+        after a commit (``wal.index`` is copied), O(1) after that.
+        """
+        assert self.wal is not None
+        wal, last = self.wal, self._last_mark
+        if last is not None and last.log_end == wal.committed_end and last.generation == wal.generation:
+            mark = ReadMark(last.meta, last.index, last.log_end, last.generation)
+        else:
+            mark = ReadMark(self.committed.copy(), dict(wal.index), wal.committed_end, wal.generation)
+        self._last_mark = mark
+        self.readers.append(mark)
+        return mark
+
+    def release(self, mark: ReadMark) -> None:
+        """release gives up a read mark; the automatic checkpoint runs again once none is held.
+
+        Takes no lock (one atomic list removal): a snapshot's finalizer may call it from
+        any thread. Releasing twice is harmless.
+        """
+        mark.live = False
+        try:
+            self.readers.remove(mark)
+        except ValueError:
+            pass
+
+    def _drop_readers(self) -> None:
+        """_drop_readers ends every read mark: the file they read is closing or being replaced."""
+        for mark in list(self.readers):
+            mark.live = False
+        self.readers.clear()
+        self._last_mark = None
+
+    def cached_as_of(self, mark: ReadMark, pgno: int) -> Optional[bytearray]:
+        """cached_as_of returns the cached, verified buffer of page ``pgno`` if it is the page as
+        of ``mark``, else None. The caller copies it at once (the writer may change it next).
+
+        A clean cached page outside the open transaction's frames holds the page's newest
+        committed image, and every commit stamps the pages it writes with its LSN: an image
+        stamped at or before the mark's commit has not changed since, so it is the mark's.
+        (A dirty page, or one the open transaction spilled, is stamped later or not yet.)
+        """
+        f = self.cache.get(pgno)
+        if f is None or f.dirty or self.wal is None or pgno in self.wal.txn_index or pgno >= mark.meta.page_count:
+            return None
+        return f.buf if f.page.lsn <= mark.meta.lsn else None
+
+    def read_as_of(self, mark: ReadMark, pgno: int) -> bytes:
+        """read_as_of returns page ``pgno`` as of ``mark``, NOT verified (the caller verifies):
+        its frame among the mark's, else the data file's bytes (the map's when it covers them).
+
+        The caller holds ``mark`` or another mark of the same state (marks share
+        their index): this one may have been released since.
+
+        Raises:
+            PageStoreError: the pager is closed.
+            CorruptionError: the page is outside the mark's file, or its frame is missing.
+        """
+        if self.wal is None or self.file is None:
+            raise PageStoreError(f"{self.path}: store is closed")
+        if pgno <= 0 or pgno >= mark.meta.page_count:
+            raise CorruptionError(pgno, f"reference to page {pgno} outside the file ({mark.meta.page_count} pages)")
+        off = mark.index.get(pgno)
+        if off is not None:
+            return self.wal.read_frame(off, pgno)
+        ps = self.page_size
+        mm = self.map
+        if mm is not None and (pgno + 1) * ps <= len(mm):
+            return mm[pgno * ps : (pgno + 1) * ps]
+        data = self.file.read(pgno * ps, ps)
+        if len(data) != ps:
+            raise CorruptionError(pgno, "page lies past the end of the data file")
+        return data
 
     # ---- replacing the file ----
 
@@ -799,6 +916,8 @@ class Pager:
         self.check_writable()
         if self.in_transaction:
             raise PageStoreError("adopt inside a transaction")
+        if self.readers:
+            raise PageStoreError(f"{self.path}: cannot replace the file while {len(self.readers)} snapshots are open")
         self.checkpoint()
         new = self._opener(path, create=False, readonly=False)
         try:
@@ -827,6 +946,7 @@ class Pager:
         self.wal = WAL(log_path(self.path), self.page_size, meta.file_id, opener=self._opener)
         self.wal.recover(meta.checkpoint_seq)  # the old file's log: not this file's, so started afresh
         self.overlaid = set(self.wal.index)
+        self._last_mark = None
         self._remap()
 
     # ---- sizes and closing ----
@@ -846,6 +966,7 @@ class Pager:
 
     def close(self, checkpoint: bool = True) -> None:
         """close checkpoints (unless told not to), removes the emptied log and releases the files."""
+        self._drop_readers()
         try:
             if self.wal is not None and self.file is not None and not self.readonly:
                 if self.in_transaction:

@@ -17,8 +17,12 @@ Concurrency: one process writes a store at a time (``StoreLockedError``
 otherwise); read-only opens from other processes are refused while a writer
 has the store open, and share it with each other. Threads may share a Store:
 every operation holds the store's lock; scans take it once per leaf and once
-per value or short run of values, so a long scan never blocks writers for
-long, and sees each value as committed at the moment it read it.
+per short run of values, so a long scan never blocks writers for long.
+
+Snapshots: ``snapshot()`` is a read-only view as of the last commit (a read
+mark: the data file plus the log's committed frames up to that commit; see
+pager.ReadMark and snapshot.py), and every iteration runs on one taken when
+it starts, so writes made while it runs (its own loop's too) are not seen.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ import os
 import stat
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Mapping, MutableMapping
 from typing import Any, Callable, Dict, Iterable, Iterator, List, NoReturn, Optional, Set, SupportsIndex, Tuple, TypeVar, Union
@@ -49,7 +54,8 @@ from .errors import (
 from .group import CommitQueue
 from .heap import Heap
 from .page import as_bytes_like
-from .pager import DEFAULT_CACHE_BYTES, DEFAULT_WAL_LIMIT, Pager, discard
+from .pager import DEFAULT_CACHE_BYTES, DEFAULT_WAL_LIMIT, Pager, ReadMark, discard
+from .snapshot import SnapshotPager, begin_backup
 from .views import ItemsView, KeysView, ValuesView
 
 T = TypeVar("T")
@@ -60,16 +66,14 @@ MAX_VALUE = 2**32 - 1
 #: get_many reads records in runs of this many per pager operation (pages stay pinned within one).
 _GET_MANY_RUN = 256
 _DELETED = object()
-#: How a scan batches its value reads; see Store._scan. Reading ahead costs
-#: more than the lock it saves when the caller stops early (a cache miss is
-#: about 4 us, a lock acquisition and pager operation 0.25 us): hence one at a
-#: time at first, then runs that waste at most 1/32 of what was taken.
-_RUN_FROM = 64
-_RUN_SHIFT = 5
+#: A scan slices values in runs that start at _FIRST_RUN and double up to
+#: _MAX_RUN, each under the lock (see Snapshot._scan): a scan stopped early has
+#: read fewer than twice the values it yielded.
 _MAX_RUN = 64
-#: With the data file mapped, values are sliced in runs that start at this
-#: many and double up to _MAX_RUN (see Store._scan).
 _FIRST_RUN = 1
+#: The node cache of a snapshot's tree holds at least this many pages (an
+#: eighth of the store's node cache when that is more).
+_VIEW_NODE_CACHE = 64
 
 
 def prefix_end(prefix: bytes) -> Optional[bytes]:
@@ -231,9 +235,10 @@ class Store(MutableMapping[Any, Any]):
         self._pid = _PID
         self.strict = strict
         self._lock = threading.RLock()
-        self._version = 0  # bumped by every write: scans re-descend after one
+        self._version = 0  # bumped by every write
         self._closed = True
         self._opener = _opener
+        self._view: Optional[_ReadView] = None  # the tree and heap of the last snapshot's committed state
         # One memory budget, so memory stays near cache_size: half holds the
         # B+tree's nodes (raw pages), half is the pager's page cache. Every
         # get reads one leaf and one heap page, and heap pages outnumber
@@ -582,96 +587,18 @@ class Store(MutableMapping[Any, Any]):
     # ---- ordered scans ----
 
     def _scan(self, lo: Optional[bytes], hi: Optional[bytes], reverse: bool, values: bool) -> Iterator[Tuple[bytes, Optional[bytes]]]:
-        """_scan yields entries lazily, one leaf's keys at a time.
+        """_scan yields entries lazily, one leaf at a time, from a snapshot taken when it starts.
 
-        The keys and record ids of a leaf are taken under the lock. Values are
-        read under the lock again, only when the caller asks for them, and
-        only if no write committed since the leaf was read: a write may move
-        a record, so after one the scan re-descends from the root after the
-        last key it yielded. Nothing is ever read through a stale record id,
-        and no write invalidates the iterator.
-
-        Until it has yielded _RUN_FROM values, a scan reads one value per
-        lock acquisition, so a short scan (most range scans stop early) reads
-        exactly the values it yields. A longer one reads runs of values in one
-        acquisition and one pager operation: a run is 1/2**_RUN_SHIFT of the
-        values yielded so far, at most _MAX_RUN, and never passes the leaf's
-        batch. A caller that stops mid-run has paid for a few percent more
-        values than it took, and memory stays bounded by one leaf. A run's
-        values are those committed when the run was read.
+        Every iteration over the store runs here: it sees the store as of the
+        last commit before its first item, whatever is written meanwhile (the
+        loop's own writes too), and releases its snapshot when it is exhausted,
+        closed or collected. See ``Snapshot._scan``.
         """
-        resume: Optional[bytes] = None
-        lock = self._lock
-        taken = 0
-        run = _FIRST_RUN
-        version = -1
-        path: List[Tuple[Any, int]] = []  # the tree's path to the last leaf, while no write intervenes
-        while True:
-            with lock:
-                pager = self._begin()
-                heap = self._heap
-                if self._version != version:
-                    version = self._version
-                    path = []
-                located = None
-                if not values or pager.use_map:
-                    keys, pgnos, slots = self._tree.range_leaf(lo, hi, reverse, resume, path)
-                    if values and keys:
-                        # A long scan locates a whole leaf's values in one call; a
-                        # short one (most ranges stop early) each run's as it takes it.
-                        located = heap.locate(pgnos, slots, lazy=run < _MAX_RUN)
-                else:
-                    batch = self._tree.range_batch(lo, hi, reverse, resume)
-            if not values:
-                if not keys:
-                    return
-                for k in keys:
-                    yield k, None
-                resume = keys[-1]
-                continue
-            if located is not None:
-                # The leaf's values were located in one call; they are sliced
-                # in runs of 1, 2, 4, ... (at most _MAX_RUN), each under the
-                # lock: a short scan takes little more than it yields.
-                i, n = 0, len(keys)
-                while i < n:
-                    j = min(n, i + run)
-                    with lock:
-                        if self._version != version:
-                            break  # re-descend after `resume`
-                        self._begin()
-                        vals = located.take(i, j)
-                    yield from zip(keys[i:j], vals)
-                    resume = keys[j - 1]
-                    i = j
-                    run = min(2 * run, _MAX_RUN)
-                continue
-            if pager.use_map or not batch:
-                return
-            if taken < _RUN_FROM:
-                for k, rid in batch:
-                    with lock:
-                        if self._version != version:
-                            break  # re-descend after `resume`
-                        self._begin()
-                        v = heap.read(rid)
-                    yield k, v
-                    taken += 1
-                    resume = k
-                continue
-            i, n = 0, len(batch)
-            while i < n:
-                part = batch[i : i + min(taken >> _RUN_SHIFT, _MAX_RUN)]
-                with lock:
-                    if self._version != version:
-                        break  # re-descend after `resume`
-                    self._begin()
-                    vals = heap.read_many([rid for _, rid in part])
-                for (k, _), v in zip(part, vals):
-                    yield k, v
-                i += len(part)
-                taken += len(part)
-                resume = part[-1][0]
+        snap = self.snapshot()
+        try:
+            yield from snap._scan(lo, hi, reverse, values)
+        finally:
+            snap.close()
 
     def _raw_scan(self, lo: Optional[bytes], hi: Optional[bytes], reverse: bool, values: bool) -> Iterator[Tuple[bytes, Optional[bytes]]]:
         return self._scan(lo, hi, reverse, values)
@@ -828,6 +755,75 @@ class Store(MutableMapping[Any, Any]):
             self._begin()
             self._pager.sync()
 
+    # ---- snapshots ----
+
+    def snapshot(self) -> "Snapshot":
+        """snapshot returns a read-only view of the store as of the last commit: ``with db.snapshot() as snap``.
+
+        ``snap[k]``, ``snap.get(k)``, ``k in snap``, ``len(snap)`` and
+        ``snap.items/keys/values(start, stop, *, prefix, reverse)`` see that
+        commit and nothing after it; writes buffered in an open transaction
+        are not part of it either. It ends at the ``with`` block's end, at
+        ``snap.close()``, or when it is garbage-collected. O(1) after the first
+        snapshot since the last commit (that one copies the log's index).
+
+        Cost: while any snapshot is open the store does not checkpoint, so the
+        log grows by every commit made meanwhile (the data each commit
+        changes); the first commit after the last snapshot closes
+        checkpoints it back. ``stats()["oldest_snapshot"]`` says how far the
+        oldest one is behind.
+
+        Raises:
+            StoreClosedError: the store is closed.
+        """
+        with self._lock:
+            pager = self._begin()
+            mark = pager.read_mark()
+            try:
+                view = self._view
+                if view is None or not view.pager.serves(mark):
+                    view = self._view = _ReadView(pager, mark, max(_VIEW_NODE_CACHE, self._tree_node_cache() // 8))
+            except BaseException:
+                pager.release(mark)
+                raise
+            return Snapshot(self, mark, view)
+
+    def backup(self, path: StorePath, *, overwrite: bool = False) -> None:
+        """backup writes a consistent copy of the store, as of one snapshot, to the file ``path``.
+
+        Writers go on meanwhile (the store's lock is taken for a run of 64
+        pages at a time); the copy holds exactly the records of the last
+        commit before the call, opens as a store of its own (no log: it is
+        checkpointed), and passes ``check()``. Every page is verified as it is
+        copied. The copy is written beside ``path``, synced and renamed into
+        place: ``path`` is never left half written. sqlite3's ``backup`` and
+        LMDB's ``copy`` are the counterparts.
+
+        Raises:
+            FileExistsError: ``path`` exists and ``overwrite`` is False.
+            PageStoreError: ``path`` is this store's own file.
+            CorruptionError: a page of this store is damaged (no copy is left).
+            StoreClosedError: the store is closed.
+            OSError: the copy could not be written (no copy is left).
+        """
+        try:
+            dest = os.fsdecode(path)
+        except TypeError:
+            raise TypeError(f"path must be str, bytes or os.PathLike, not {type(path).__name__}") from None
+        with self._lock:
+            job = begin_backup(self._begin(), dest, overwrite)
+        try:
+            while not job.done:
+                with self._lock:
+                    self._begin()
+                    job.copy()
+            with self._lock:
+                self._begin()
+                job.finish()
+        except BaseException:
+            job.abort()
+            raise
+
     # ---- transactions ----
 
     def transaction(self, *, sync: Optional[bool] = None) -> "Transaction":
@@ -856,7 +852,11 @@ class Store(MutableMapping[Any, Any]):
         """stats returns figures about the store. O(pages): it reads every page header.
 
         Keys: page_size, file_size, page_count, free_pages, records, live_bytes,
-        tree_height, average_fill, page_types, overflow_pages, wal_size,
+        tree_height, average_fill, page_types, overflow_pages, wal_size (the
+        log file's bytes on disk), log_size (bytes of it in use), snapshots
+        (open snapshots and iterations), oldest_snapshot (None, or
+        ``{"seconds", "commits"}``: how long ago, and how many commits
+        before the last, the oldest open one was taken),
         bytes_written (to the data file and log since the store was opened),
         cache_bytes (private memory: the page cache and the tree's node
         cache, counted in pages, as ``cache_size`` bounds them) and
@@ -894,6 +894,9 @@ class Store(MutableMapping[Any, Any]):
                 "overflow_pages": types.get("overflow", 0),
                 "wal_size": pager.wal_size(),
                 "bytes_written": pager.bytes_written(),
+                "log_size": pager.wal.size() if pager.wal is not None else 0,
+                "snapshots": len(pager.readers),
+                "oldest_snapshot": _oldest(pager),
                 **memory,
             }
 
@@ -994,6 +997,11 @@ class Store(MutableMapping[Any, Any]):
         with self._lock:
             pager = self._begin()
             pager.check_writable()
+            if pager.readers:
+                raise PageStoreError(
+                    f"{self.path}: compact() while {len(pager.readers)} snapshots or iterations are open; "
+                    "close them (or finish the loop) first"
+                )
             before = pager.file_size() + pager.wal_size()
             pager.checkpoint()
             tmp = pager.compaction_path()
@@ -1055,6 +1063,7 @@ class Store(MutableMapping[Any, Any]):
             self._closed = True
             _open_stores.pop(id(self), None)
             self._version += 1
+            self._view = None
             self._pager.close(checkpoint=not self.readonly)
 
     @property
@@ -1147,6 +1156,200 @@ class Store(MutableMapping[Any, Any]):
 def _chain(*parts: Iterable[Tuple[Any, Any]]) -> Iterator[Tuple[Any, Any]]:
     for part in parts:
         yield from part
+
+
+def _oldest(pager: Pager) -> Optional[Dict[str, Any]]:
+    """_oldest: how far behind the oldest open snapshot is (``stats()["oldest_snapshot"]``), or None."""
+    readers = list(pager.readers)
+    if not readers:
+        return None
+    mark = min(readers, key=lambda m: m.taken)
+    return {"seconds": max(0.0, time.monotonic() - mark.taken), "commits": pager.committed.lsn - mark.meta.lsn}
+
+
+class _ReadView:
+    """_ReadView: a read-only tree and heap over one committed state (a SnapshotPager).
+
+    Every snapshot taken at that state shares it, and its caches, under the
+    store's lock; the store keeps the last one, so scans with no commit
+    between them find the tree's upper levels already decoded.
+    """
+
+    __slots__ = ("pager", "tree", "heap")
+
+    def __init__(self, pager: Pager, mark: ReadMark, node_cache: int) -> None:
+        self.pager = SnapshotPager(pager, mark)
+        self.tree = BTree(self.pager, node_cache=node_cache)
+        self.heap = Heap(self.pager, read_only=True)
+
+
+class Snapshot(Mapping[Any, Any]):
+    """Snapshot is a read-only view of a store as of one commit; see ``Store.snapshot``.
+
+    A mapping with the store's codecs: ``snap[k]``, ``get``, ``in``, ``len``
+    (O(1)), and ``items/keys/values(start, stop, *, prefix, reverse)`` views
+    that stream, as the store's do. Threads may share one. Close it (or use
+    ``with``): while it is open the store's log cannot be checkpointed.
+    """
+
+    def __init__(self, store: Store, mark: ReadMark, view: _ReadView) -> None:
+        self._store = store
+        self._mark = mark
+        self._view = view
+        self._closed = False
+
+    def _enter(self) -> _ReadView:
+        """_enter: the view, after checking that the snapshot and its store are open. Under the store's lock."""
+        if self._closed or not self._mark.live:
+            self._store._begin()  # a closed store says so
+            raise StoreClosedError("snapshot is closed")
+        self._store._begin()
+        return self._view
+
+    @property
+    def closed(self) -> bool:
+        return self._closed or not self._mark.live
+
+    @property
+    def lsn(self) -> int:
+        """lsn: the number of the commit this snapshot shows (commits so far, then)."""
+        return self._mark.meta.lsn
+
+    def close(self) -> None:
+        """close ends the snapshot (closing twice is harmless). Takes no lock."""
+        if not self._closed:
+            self._closed = True
+            self._store._pager.release(self._mark)
+
+    def __enter__(self) -> "Snapshot":
+        if self.closed:
+            raise StoreClosedError("snapshot is closed")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"{self._mark.meta.record_count} records"
+        return f"<pagestore.Snapshot of {self._store.path!r} at commit {self._mark.meta.lsn}, {state}>"
+
+    # ---- what the views ask of their owner (see views.py) ----
+
+    def _key(self, key: Any) -> bytes:
+        return self._store._key(key)
+
+    @property
+    def _kdec(self) -> Optional[Callable[[bytes], Any]]:
+        return self._store._kdec
+
+    @property
+    def _vdec(self) -> Optional[Callable[[bytes], Any]]:
+        return self._store._vdec
+
+    def _raw_get(self, k: bytes) -> Optional[bytes]:
+        with self._store._lock:
+            view = self._enter()
+            rid = view.tree.get(k)
+            return None if rid is None else view.heap.read(rid)
+
+    def _raw_scan(self, lo: Optional[bytes], hi: Optional[bytes], reverse: bool, values: bool) -> Iterator[Tuple[bytes, Optional[bytes]]]:
+        return self._scan(lo, hi, reverse, values)
+
+    # ---- the mapping ----
+
+    def __getitem__(self, key: Any) -> Any:
+        k = self._store._key(key)
+        v = self._raw_get(k)
+        if v is None:
+            raise NotFoundError(k if self._store._kenc is None else key)
+        dec = self._store._vdec
+        return v if dec is None else dec(v)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        """get returns the value of ``key`` in the snapshot, or ``default``."""
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __contains__(self, key: object) -> bool:
+        k = self._store._key(key)
+        with self._store._lock:
+            return self._enter().tree.get(k) is not None
+
+    def __len__(self) -> int:
+        with self._store._lock:
+            self._enter()
+        return self._mark.meta.record_count
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.keys())
+
+    def __reversed__(self) -> Iterator[Any]:
+        return reversed(self.keys())
+
+    def items(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False) -> ItemsView:
+        """items: a view (as ``Store.items``) of the snapshot's ``(key, value)`` pairs."""
+        lo, hi = self._store._range(start, stop, prefix)
+        return ItemsView(self, lo, hi, reverse, start is None and stop is None and prefix is None)
+
+    def keys(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False) -> KeysView:
+        """keys: a view of the keys of ``items(...)``; iterating it reads no values."""
+        lo, hi = self._store._range(start, stop, prefix)
+        return KeysView(self, lo, hi, reverse, start is None and stop is None and prefix is None)
+
+    def values(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False) -> ValuesView:
+        """values: a view of the values of ``items(...)``."""
+        lo, hi = self._store._range(start, stop, prefix)
+        return ValuesView(self, lo, hi, reverse, start is None and stop is None and prefix is None)
+
+    def _scan(self, lo: Optional[bytes], hi: Optional[bytes], reverse: bool, values: bool) -> Iterator[Tuple[bytes, Optional[bytes]]]:
+        """_scan yields the snapshot's entries in [lo, hi), a leaf at a time.
+
+        Under the store's lock once per leaf (its keys and the locations of
+        its values: ``BTree.range_leaf``, ``Heap.locate``) and once per run of
+        values sliced out (runs of 1, 2, 4, ... up to _MAX_RUN, so a scan
+        stopped early has read little more than it yielded). Nothing under
+        the snapshot changes, so the path to the leaf is kept from one leaf to
+        the next and nothing is ever re-read. Memory: one leaf.
+        """
+        lock = self._store._lock
+        run = _FIRST_RUN
+        path: List[Any] = []
+        resume: Optional[bytes] = None
+        mapped = self._view.pager.map is not None
+        while True:
+            with lock:
+                view = self._enter()
+                keys, pgnos, slots = view.tree.range_leaf(lo, hi, reverse, resume, path)
+                located = None
+                if values and keys and mapped:
+                    located = view.heap.locate(pgnos, slots, lazy=run < _MAX_RUN)
+            if not keys:
+                return
+            resume = keys[-1]
+            if not values:
+                for k in keys:
+                    yield k, None
+                continue
+            i, n = 0, len(keys)
+            while i < n:
+                j = min(n, i + run)
+                with lock:
+                    view = self._enter()
+                    if located is not None:
+                        vals = located.take(i, j)
+                    else:  # no map: each value from its page in the snapshot's cache, no page copied
+                        vals = view.heap.read_many(list(zip(pgnos[i:j], slots[i:j])))
+                yield from zip(keys[i:j], vals)
+                i = j
+                run = min(2 * run, _MAX_RUN)
 
 
 class Transaction(MutableMapping[Any, Any]):

@@ -210,6 +210,20 @@ def test_compact(db, records):
         assert dict(store.items()) == records
 
 
+def test_backup(db, records, tmp_path):
+    dest = str(tmp_path / "copy.ps")
+    proc = run("backup", db, dest)
+    assert f"{len(records):,} records backed up" in proc.stdout.decode()
+    run("check", dest)
+    with pagestore.open(dest, readonly=True) as store:
+        assert dict(store.items()) == records
+    proc = run("backup", db, dest, ok=False)  # it exists
+    assert "exists" in proc.stderr.decode()
+    run("backup", db, dest, "--force")
+    proc = run("backup", db, db, "--force", ok=False)
+    assert "store itself" in proc.stderr.decode()
+
+
 def test_get_put_delete_scan(tmp_path):
     path = str(tmp_path / "kv.ps")
     run("put", path, "apple", "red")  # creates the store

@@ -383,7 +383,11 @@ def count_reads(db: Store) -> List[int]:
     """count_reads makes the heap record every value read: 1 for a read, the run's length for
     read_many, and with the data file mapped the run's length for every ``Located.take``."""
     runs: List[int] = []
-    heap = db._heap
+    # Scans run on a snapshot's heap: the store's read view, shared by snapshots
+    # while nothing commits (a write between scans makes a new one, uncounted).
+    db.snapshot().close()
+    assert db._view is not None
+    heap = db._view.heap
     one, many = heap.read, heap.read_many
     locate = heap.locate
     inside = []  # a lazy Located locates each run again, through this very wrapper: count the outer take only
@@ -426,9 +430,9 @@ class _Counted:
         self.take = take
 
 
-def test_scan_reads_what_it_yields_then_runs(tmp_path):
-    """Without a map, a scan reads values one by one, then in runs."""
-    from pagestore.store import _MAX_RUN, _RUN_FROM, _RUN_SHIFT
+def test_unmapped_scan_takes_doubling_runs(tmp_path):
+    """Without a map, a scan (on its snapshot) slices runs of 1, 2, 4, ... 64 too, from page copies."""
+    from pagestore.store import _MAX_RUN
 
     with Store(str(tmp_path / "db"), page_size=4096, mmap=False) as db:
         with db.transaction() as txn:
@@ -437,22 +441,12 @@ def test_scan_reads_what_it_yields_then_runs(tmp_path):
         runs = count_reads(db)
         got = list(islice(db.items(), 50))
         assert got == [(b"%06d" % i, b"v%d" % i) for i in range(50)]
-        assert runs == [1] * 50  # a short scan reads exactly what it yields
+        assert runs == [1, 2, 4, 8, 16, 32]  # a short scan slices fewer than twice what it yields
         for reverse in (False, True):
             runs.clear()
             got = [k for k, _ in db.items(reverse=reverse)]
             assert got == sorted(got, reverse=reverse) and len(got) == 3000
-            assert sum(runs) == 3000
-            assert runs[:_RUN_FROM] == [1] * _RUN_FROM
-            assert max(runs) == _MAX_RUN
-            taken = 0
-            for r in runs:
-                assert r == 1 or r <= max(2, taken >> _RUN_SHIFT)
-                taken += r
-        runs.clear()
-        # Stopped mid-run: at most 1/32 read ahead.
-        assert len(list(islice(db.items(), 1000))) == 1000
-        assert 1000 <= sum(runs) <= 1000 + 1000 // 32
+            assert sum(runs) == 3000 and max(runs) == _MAX_RUN
         runs.clear()
         assert list(db.keys(prefix=b"0001")) == [b"%06d" % i for i in range(100, 200)]
         assert runs == []
@@ -488,11 +482,9 @@ def test_mapped_scan_takes_doubling_runs(tmp_path):
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("after", [3, 200])
 def test_scan_write_between_reads(tmp_path, reverse, after):
-    """A write between two value reads (one value, or a run) makes the next one re-descend.
-
-    It never reads through an old record id: the deleted keys are not
-    yielded, a moved record yields its new value.
-    """
+    """Writes between two value reads (one value, or a run) do not reach a scan: it runs on a
+    snapshot taken when it started, and goes on yielding that state, whatever the writes
+    freed, moved or reused."""
     with Store(str(tmp_path / "db"), **SMALL) as db:
         keys = [b"%04d" % i for i in range(400)]
         if reverse:
@@ -516,14 +508,12 @@ def test_scan_write_between_reads(tmp_path, reverse, after):
             del db[k]
         for i in range(40):
             db[b"zz%04d" % i] = b"fill%d" % i
+        assert db.stats()["snapshots"] == 1
         rest = list(it)
+        assert first + rest == [(k, b"old" + k) for k in keys]
+        assert db.stats()["snapshots"] == 0  # exhausted: released
         want = dict(db.items())
-        assert rest[0] == (keys[c + 2], b"new" * 400)
-        assert keys[c] not in dict(rest) and keys[c + 1] not in dict(rest)
-        seen = [k for k, _ in first + rest]
-        assert seen == sorted(seen, reverse=reverse) and len(set(seen)) == len(seen)
-        for k, v in rest:
-            assert want[k] == v
+        assert want[keys[c + 2]] == b"new" * 400 and keys[c] not in want and len(want) == 400 - 42 + 40
         db.check()
 
 
@@ -768,8 +758,12 @@ def test_mapped_gets_and_scans_copy_no_page(tmp_path):
         assert list(db.keys(ks[10], ks[200])) == ks[10:200]
         assert list(db.items(ks[500], ks[520], reverse=True)) == [(k, model[k]) for k in reversed(ks[500:520])]
         assert set(pager.cache) == before
-        # the node cache holds the scans' internal nodes (decoded, for stepping between leaves), no leaf
-        assert tree.nodes.lru and not any(e.leaf for e in tree.nodes.lru.values())
+        # the scans ran on a snapshot: its tree's node cache holds their internal nodes
+        # (decoded, for stepping between leaves), no leaf; its pager read no page
+        view = db._view
+        assert view is not None and view.tree.nodes.lru and not any(e.leaf for e in view.tree.nodes.lru.values())
+        assert not view.pager.cache
+        assert not any(e.leaf for e in tree.nodes.lru.values())
         s = db.stats()
         assert s["mapped_bytes"] == s["file_size"]
         # A write overlays the pages it changes: they are read through the caches until checkpointed.

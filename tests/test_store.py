@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import pagestore
+from pagestore import snapshot as snapshot_mod
+from pagestore import store as store_mod
 from pagestore.errors import CorruptionError
 from pagestore.store import Store, prefix_end
 
@@ -25,6 +27,8 @@ VALUES = st.one_of(
     st.builds(lambda n, b: bytes([b]) * n, st.integers(500, 5000), st.integers(0, 255)),
 )
 BOUND = st.none() | KEYS
+#: A small log limit: checkpoints every few commits, deferred while snapshots are open.
+WAL_LIMIT = 8 * 1024
 
 
 def model_range(model, lo, hi, prefix, reverse):
@@ -49,12 +53,21 @@ class StoreMachine(RuleBasedStateMachine):
         super().__init__()
         self.dir = tempfile.mkdtemp(prefix="ps-store-")
         self.path = os.path.join(self.dir, "t.ps")
+        # Snapshots' caches as small as they go, so that their reads reach the log and
+        # the data file (which checkpoints must then leave alone) rather than a copy.
+        self._saved = (snapshot_mod.SNAPSHOT_CACHE_PAGES, store_mod._VIEW_NODE_CACHE)
+        snapshot_mod.SNAPSHOT_CACHE_PAGES, store_mod._VIEW_NODE_CACHE = 1, 1
         self.db = Store(self.path, page_size=self.page_size, cache_size=self.page_size * 40, sync=False,
-                        wal_limit=64 * 1024, strict=True, mmap=self.mmap)
+                        wal_limit=WAL_LIMIT, strict=True, mmap=self.mmap)
         self.model: dict = {}
+        # open snapshots, each with the model as it was when it was taken
+        self.snaps: list = []
 
     def teardown(self) -> None:
+        for snap, _ in self.snaps:
+            snap.close()
         self.db.close()
+        snapshot_mod.SNAPSHOT_CACHE_PAGES, store_mod._VIEW_NODE_CACHE = self._saved
         shutil.rmtree(self.dir, ignore_errors=True)
 
     @rule(k=KEYS, v=VALUES)
@@ -118,6 +131,8 @@ class StoreMachine(RuleBasedStateMachine):
                 assert list(txn.items()) == sorted(staged.items())
                 # Outside readers see only the committed state.
                 assert len(self.db) == len(self.model)
+                with self.db.snapshot() as snap:
+                    assert dict(snap.items()) == self.model
                 if fail:
                     raise Boom()
         except Boom:
@@ -125,10 +140,48 @@ class StoreMachine(RuleBasedStateMachine):
         if not fail:
             self.model = staged
 
+    # ---- snapshots: each equals the model as of its step, whatever happened since ----
+
+    @precondition(lambda self: len(self.snaps) < 4)
+    @rule()
+    def take_snapshot(self):
+        self.snaps.append((self.db.snapshot(), dict(self.model)))
+
+    @precondition(lambda self: self.snaps)
+    @rule(data=st.data(), lo=BOUND, hi=BOUND, prefix=st.none() | KEYS, reverse=st.booleans(), k=KEYS)
+    def read_snapshot(self, data, lo, hi, prefix, reverse, k):
+        snap, then = data.draw(st.sampled_from(self.snaps))
+        assert len(snap) == len(then)
+        want = model_range(then, lo, hi, prefix, reverse)
+        assert list(snap.items(lo, hi, prefix=prefix, reverse=reverse)) == want
+        assert list(snap.keys(lo, hi, prefix=prefix, reverse=reverse)) == [k for k, _ in want]
+        assert snap.get(k) == then.get(k) and (k in snap) == (k in then)
+        if then:
+            some = data.draw(st.sampled_from(sorted(then)))
+            assert snap[some] == then[some]
+
+    @precondition(lambda self: self.snaps)
+    @rule(data=st.data())
+    def close_snapshot(self, data):
+        i = data.draw(st.integers(0, len(self.snaps) - 1))
+        snap, then = self.snaps.pop(i)
+        assert dict(snap.items()) == then
+        snap.close()
+        with pytest.raises(pagestore.StoreClosedError):
+            snap.get(b"a")
+
+    def _end_snapshots(self):
+        """_end_snapshots: the store closed under the open snapshots; each now says so."""
+        for snap, _ in self.snaps:
+            with pytest.raises(pagestore.StoreClosedError):
+                len(snap)
+        self.snaps.clear()
+
     @rule()
     def reopen(self):
         self.db.close()
-        self.db = Store(self.path, cache_size=self.page_size * 40, sync=False, wal_limit=64 * 1024, strict=True,
+        self._end_snapshots()
+        self.db = Store(self.path, cache_size=self.page_size * 40, sync=False, wal_limit=WAL_LIMIT, strict=True,
                         mmap=self.mmap)
         assert self.db._pager.page_size == self.page_size
 
@@ -149,12 +202,20 @@ class StoreMachine(RuleBasedStateMachine):
 
     @rule()
     def compact(self):
+        if self.snaps:  # it would replace the file the snapshots read
+            with pytest.raises(pagestore.PageStoreError, match="snapshots"):
+                self.db.compact()
+            return
         self.db.compact()
 
     @invariant()
     def consistent(self):
         assert len(self.db) == len(self.model)
         self.db.check()
+        # every scan released its snapshot; only the machine's own are held
+        assert len(self.db._pager.readers) == len(self.snaps)
+        for snap, then in self.snaps:
+            assert dict(snap.items()) == then
 
 
 StoreMachine.TestCase.settings = settings(
