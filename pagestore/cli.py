@@ -783,6 +783,8 @@ def backup(db: str, dest: str, force: bool) -> None:
     is written beside DEST, synced and renamed into place, and opens as a
     store of its own. DEST must not exist unless --force is given.
     """
+    if not force and os.path.lexists(dest):
+        raise UserError(f"{dest}: exists (--force replaces it)")
     with opened(db) as store:
         store.backup(dest, overwrite=force)
         records = len(store)
