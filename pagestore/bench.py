@@ -58,7 +58,7 @@ from array import array
 from itertools import islice
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from .latency import Samples, format_summary, summarize
+from .latency import Samples, format_summary, sig3, summarize
 
 __all__ = [
     "ENGINES",
@@ -1001,16 +1001,8 @@ def format_rate(rate: Optional[float], unit: str = "/s") -> str:
         return "-"
     for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if rate >= scale:
-            return f"{_sig3(rate / scale)}{suffix}{unit}"
-    return f"{_sig3(rate)}{unit}"
-
-
-def _sig3(x: float) -> str:
-    if x >= 100:
-        return f"{x:.0f}"
-    if x >= 10:
-        return f"{x:.1f}"
-    return f"{x:.2f}"
+            return f"{sig3(rate / scale)}{suffix}{unit}"
+    return f"{sig3(rate)}{unit}"
 
 
 def _format_bytes(n: float) -> str:

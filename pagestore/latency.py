@@ -64,8 +64,8 @@ def format_seconds(seconds: Optional[float]) -> str:
         return "-"
     for scale, suffix in ((1.0, "s"), (1e-3, "ms"), (1e-6, "us")):
         if seconds >= scale:
-            return f"{_sig3(seconds / scale)}{suffix}"
-    return f"{_sig3(seconds * 1e9)}ns"
+            return f"{sig3(seconds / scale)}{suffix}"
+    return f"{sig3(seconds * 1e9)}ns"
 
 
 def format_summary(summary: Optional[Dict[str, Any]]) -> str:
@@ -75,7 +75,8 @@ def format_summary(summary: Optional[Dict[str, Any]]) -> str:
     return " / ".join(format_seconds(summary.get(name)) for name, _ in PERCENTILES)
 
 
-def _sig3(x: float) -> str:
+def sig3(x: float) -> str:
+    """sig3: ``x`` to three significant figures (also bench's rates)."""
     if x >= 100:
         return f"{x:.0f}"
     if x >= 10:

@@ -1183,7 +1183,22 @@ class _ReadView:
         self.heap = Heap(self.pager, read_only=True)
 
 
-class Snapshot(Mapping[Any, Any]):
+class _StoreCodecs:
+    """_StoreCodecs: the store's key and value decoders, as the views (views.py) ask a
+    Snapshot or a Transaction for them."""
+
+    _store: Store
+
+    @property
+    def _kdec(self) -> Optional[Callable[[bytes], Any]]:
+        return self._store._kdec
+
+    @property
+    def _vdec(self) -> Optional[Callable[[bytes], Any]]:
+        return self._store._vdec
+
+
+class Snapshot(_StoreCodecs, Mapping[Any, Any]):
     """Snapshot is a read-only view of a store as of one commit; see ``Store.snapshot``.
 
     A mapping with the store's codecs: ``snap[k]``, ``get``, ``in``, ``len``
@@ -1243,14 +1258,6 @@ class Snapshot(Mapping[Any, Any]):
 
     def _key(self, key: Any) -> bytes:
         return self._store._key(key)
-
-    @property
-    def _kdec(self) -> Optional[Callable[[bytes], Any]]:
-        return self._store._kdec
-
-    @property
-    def _vdec(self) -> Optional[Callable[[bytes], Any]]:
-        return self._store._vdec
 
     def _raw_get(self, k: bytes) -> Optional[bytes]:
         with self._store._lock:
@@ -1352,7 +1359,7 @@ class Snapshot(Mapping[Any, Any]):
                 run = min(2 * run, _MAX_RUN)
 
 
-class Transaction(MutableMapping[Any, Any]):
+class Transaction(_StoreCodecs, MutableMapping[Any, Any]):
     """Transaction buffers writes and applies them atomically at commit.
 
     It is a mapping that sees its own writes over the store's committed
@@ -1396,14 +1403,6 @@ class Transaction(MutableMapping[Any, Any]):
     def _key(self, key: Any) -> bytes:
         self._check()
         return self._store._key(key)
-
-    @property
-    def _kdec(self) -> Optional[Callable[[bytes], Any]]:
-        return self._store._kdec
-
-    @property
-    def _vdec(self) -> Optional[Callable[[bytes], Any]]:
-        return self._store._vdec
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self._check()
