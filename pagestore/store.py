@@ -235,7 +235,6 @@ class Store(MutableMapping[Any, Any]):
         self._pid = _PID
         self.strict = strict
         self._lock = threading.RLock()
-        self._version = 0  # bumped by every write
         self._closed = True
         self._opener = _opener
         self._view: Optional[_ReadView] = None  # the tree and heap of the last snapshot's committed state
@@ -402,7 +401,6 @@ class Store(MutableMapping[Any, Any]):
         """_write runs ``fn`` (which changes pages) and commits it, or undoes it all on any error."""
         self._begin()
         self._pager.check_writable()
-        self._version += 1
         try:
             result = fn()
             self._tree.flush()
@@ -1035,7 +1033,6 @@ class Store(MutableMapping[Any, Any]):
                 discard(tmp)
                 raise
             new._closed = True
-            self._version += 1
             try:
                 pager.adopt(tmp)
             except BaseException:
@@ -1062,7 +1059,6 @@ class Store(MutableMapping[Any, Any]):
                 return
             self._closed = True
             _open_stores.pop(id(self), None)
-            self._version += 1
             self._view = None
             self._pager.close(checkpoint=not self.readonly)
 
@@ -1277,13 +1273,6 @@ class Snapshot(_StoreCodecs, Mapping[Any, Any]):
             raise NotFoundError(k if self._store._kenc is None else key)
         dec = self._store._vdec
         return v if dec is None else dec(v)
-
-    def get(self, key: Any, default: Any = None) -> Any:
-        """get returns the value of ``key`` in the snapshot, or ``default``."""
-        try:
-            return self[key]
-        except KeyError:
-            return default
 
     def __contains__(self, key: object) -> bool:
         k = self._store._key(key)
