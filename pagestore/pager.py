@@ -99,7 +99,7 @@ class ReadMark:
     into the log, and the frames at or before it.
     """
 
-    __slots__ = ("meta", "index", "log_end", "generation", "frames", "taken", "live")
+    __slots__ = ("meta", "index", "log_end", "generation", "frames", "taken", "live", "lock")
 
     def __init__(self, meta: fmt.Meta, index: Dict[int, int], log_end: int, generation: int, frames: int) -> None:
         self.meta = meta
@@ -107,6 +107,7 @@ class ReadMark:
         self.log_end = log_end
         self.generation = generation
         self.frames = frames  # log frames before log_end: what a checkpoint may copy while it is held
+        self.lock: Optional[int] = None  # a reader beside a writer: the read mark it keeps locked (see Pager._acquire)
         self.taken = time.monotonic()
         self.live = True
 
@@ -502,7 +503,7 @@ class Pager:
         self.epoch += 1
         if self.shared and self._op_mark is None:
             head = self._acquire()
-            self._op_mark = head.frames
+            self._op_mark = -1 if head.frames == head.backfilled else head.frames
             self._follow(head)
 
     def end_operation(self) -> None:
@@ -532,9 +533,11 @@ class Pager:
                     self._rebuild_shared(force=False)
                 time.sleep(0 if attempt < 10 else 0.0005)
                 continue
-            m = head.frames
+            # A state the data file holds whole needs no log frame: LOCK_READ0 (shm.py),
+            # which does not keep the writer from starting a new log.
+            m = -1 if head.frames == head.backfilled else head.frames
             if m not in self._locked:
-                if not shm.try_lock(READ_BASE + m):
+                if not shm.try_lock(shmlib.LOCK_READ0 if m < 0 else READ_BASE + m):
                     time.sleep(0 if attempt < 10 else 0.0005)  # the writer is starting a new log
                     continue
                 self._locked.add(m)
@@ -549,11 +552,16 @@ class Pager:
         shm = self.shm
         if shm is None:
             return
-        needed = {m.frames for m in self.readers if m.live}
+        if not self.readers and self._op_mark is None and len(self._locked) == 1:
+            (m,) = self._locked  # the common case: an operation's mark, and no snapshot
+            shm.unlock(shmlib.LOCK_READ0 if m < 0 else READ_BASE + m)
+            self._locked.clear()
+            return
+        needed = {m.lock for m in self.readers if m.live}
         if self._op_mark is not None:
             needed.add(self._op_mark)
         for m in self._locked - needed:
-            shm.unlock(READ_BASE + m)
+            shm.unlock(shmlib.LOCK_READ0 if m < 0 else READ_BASE + m)
             self._locked.discard(m)
 
     def _follow(self, head: Header) -> None:
@@ -562,7 +570,11 @@ class Pager:
         last view are dropped from the caches; a new log generation drops them all."""
         assert self.wal is not None and self.shm is not None
         view = self._view
+        file_only = head.frames == head.backfilled
         if view is not None and (view.generation, view.salt, view.frames) == (head.generation, head.salt, head.frames):
+            if file_only and self.wal.index:
+                self.wal.index = {}  # the same state, whole in the data file now: read it there
+                self.overlaid = set()
             return
         changed: Optional[Set[int]]
         if view is None or (view.generation, view.salt) != (head.generation, head.salt) or head.frames < view.frames:
@@ -573,6 +585,11 @@ class Pager:
             pgnos = self.shm.frame_pgnos(view.frames, head.frames)
             self.wal.follow(head.generation, head.salt, head.frames, pgnos, view.frames)
             changed = set(pgnos)
+        if file_only:
+            # Every frame up to here is in the data file, and nothing newer can be copied
+            # there while LOCK_READ0 is held: read the file only. Later views add only the
+            # frames after this one (their pages are the ones the file may hold newer).
+            self.wal.index = {}
         if 0 in self.wal.index:
             meta = fmt.decode_meta(self.wal.read_frame(self.wal.index[0], 0), self.path)
         else:
@@ -980,6 +997,22 @@ class Pager:
                 self._next_try = self.wal.size() + threshold // 4
         return True
 
+    def restart_if_idle(self) -> None:
+        """restart_if_idle starts a new log if the last checkpoint copied all of it but readers kept
+        it from starting over then. Callers: the store, before a write changes any page.
+
+        Readers that began after that checkpoint read the data file only (LOCK_READ0), which
+        does not stand in the way; by the next write, the short reads that held marks on the
+        old log have usually ended. (SQLite restarts its log at the same moment.)
+        """
+        wal = self.wal
+        if (self.backfilled and wal is not None and self.backfilled == wal.frame_count(wal.committed_end)
+                and not self.readers and not self.in_transaction):
+            try:
+                self._restart_log()
+            except OSError:
+                pass  # as for a failed checkpoint: the log still holds everything; tried again later
+
     def _publish(self) -> None:
         """_publish shows the log's committed state to readers in other processes (writer; shm.py)."""
         if self.shm is not None and self.wal is not None:
@@ -1145,11 +1178,13 @@ class Pager:
         """
         assert self.wal is not None
         wal, last = self.wal, self._last_mark
-        if last is not None and last.log_end == wal.committed_end and last.generation == wal.generation:
+        if (last is not None and last.log_end == wal.committed_end and last.generation == wal.generation
+                and last.lock == self._op_mark):
             mark = ReadMark(last.meta, last.index, last.log_end, last.generation, last.frames)
         else:
             mark = ReadMark(self.committed.copy(), dict(wal.index), wal.committed_end, wal.generation,
                             wal.frame_count(wal.committed_end))
+        mark.lock = self._op_mark
         self._last_mark = mark
         self.readers.append(mark)
         return mark
@@ -1310,6 +1345,10 @@ class Pager:
         assert self.file is not None
         return self.file.size()
 
+    def alone(self) -> bool:
+        """alone: no other open of this store (in any process) has it open now, as far as the locks tell."""
+        return self._data_lock is None or self._data_lock.alone()
+
     def log_state(self) -> Dict[str, Optional[int]]:
         """log_state: ``log_frames`` (committed frames in the log), ``backfilled_frames`` (how many of
         them the data file holds; a writer's figure, None for a reader) and ``oldest_mark`` (the
@@ -1378,10 +1417,11 @@ def _compaction_path(path: str) -> str:
 
 
 def discard(path: str) -> None:
-    """discard deletes the store file at ``path`` and its log, if present: a compacted copy
-    that will not be adopted. The file must not be open."""
+    """discard deletes the store file at ``path``, its log and its shared index, if present: a
+    compacted copy that will not be adopted. The file must not be open."""
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
     remove_log(path)
+    remove_shm(path)

@@ -135,7 +135,7 @@ def test_compact_is_refused_while_another_open_reads(tmp_path):
         _fill(db, 100)
         with pagestore.open(path, readonly=True) as r:
             assert len(r) == 100
-            with pytest.raises(PageStoreError, match="other processes"):
+            with pytest.raises(PageStoreError, match="other processes have the store open"):
                 db.compact()
             assert len(r) == 100
         db.compact()
@@ -242,3 +242,22 @@ class ReaderBesideWriter(RuleBasedStateMachine):
 
 TestReaderBesideWriter = ReaderBesideWriter.TestCase
 TestReaderBesideWriter.settings = settings(max_examples=25, stateful_step_count=40, deadline=None)
+
+
+def test_format_doc_matches_the_shared_index():
+    """docs/format.md's shared-index tables say what shm.py does."""
+    import re
+    import struct
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "format.md").read_text(encoding="utf-8")
+    section = doc.split("## Shared index", 1)[1].split("\n## ", 1)[0]
+    layout, header = [re.findall(r"^\| (\d+) \| ([\d *n]+) \|", t, re.M) for t in section.split("Header (", 1)]
+    assert [int(o) for o, _ in layout] == [0, shm.COPY_SIZE, 2 * shm.COPY_SIZE, shm.ARRAY_OFFSET]
+    offsets = [int(o) for o, _ in header]
+    sizes = [int(z) for _, z in header]
+    assert offsets[-1] + sizes[-1] == shm.HEADER_SIZE
+    assert all(a + z == b for a, z, b in zip(offsets, sizes, offsets[1:]))  # contiguous
+    assert struct.calcsize("<" + "".join({4: "I", 8: "Q"}[z] for z in sizes[1:-1])) + 8 == 52
+    assert shm.LOCK_DMS == 2**40 and shm.LOCK_RECOVER == 2**40 + 1 and shm.READ_BASE == 2**40 + 16
+    assert "psSHM\\r\\n\\0" in section and shm.SHM_MAGIC == b"psSHM\r\n\x00"
