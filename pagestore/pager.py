@@ -504,7 +504,8 @@ class Pager:
         if self.shared and self._op_mark is None:
             head = self._acquire()
             self._op_mark = -1 if head.frames == head.backfilled else head.frames
-            self._follow(head)
+            if head is not self._view:  # read_header returns the same object while nothing changes
+                self._follow(head)
 
     def end_operation(self) -> None:
         """end_operation lets go of the operation's read mark (a reader beside a writer); a no-op otherwise.
@@ -537,7 +538,7 @@ class Pager:
             # which does not keep the writer from starting a new log.
             m = -1 if head.frames == head.backfilled else head.frames
             if m not in self._locked:
-                if not shm.try_lock(shmlib.LOCK_READ0 if m < 0 else READ_BASE + m):
+                if not shm.lock_mark(m):
                     time.sleep(0 if attempt < 10 else 0.0005)  # the writer is starting a new log
                     continue
                 self._locked.add(m)
@@ -553,15 +554,13 @@ class Pager:
         if shm is None:
             return
         if not self.readers and self._op_mark is None and len(self._locked) == 1:
-            (m,) = self._locked  # the common case: an operation's mark, and no snapshot
-            shm.unlock(shmlib.LOCK_READ0 if m < 0 else READ_BASE + m)
-            self._locked.clear()
+            shm.unlock_mark(self._locked.pop())  # the common case: an operation's mark, and no snapshot
             return
         needed = {m.lock for m in self.readers if m.live}
         if self._op_mark is not None:
             needed.add(self._op_mark)
         for m in self._locked - needed:
-            shm.unlock(shmlib.LOCK_READ0 if m < 0 else READ_BASE + m)
+            shm.unlock_mark(m)
             self._locked.discard(m)
 
     def _follow(self, head: Header) -> None:

@@ -261,3 +261,25 @@ def test_format_doc_matches_the_shared_index():
     assert struct.calcsize("<" + "".join({4: "I", 8: "Q"}[z] for z in sizes[1:-1])) + 8 == 52
     assert shm.LOCK_DMS == 2**40 and shm.LOCK_RECOVER == 2**40 + 1 and shm.READ_BASE == 2**40 + 16
     assert "psSHM\\r\\n\\0" in section and shm.SHM_MAGIC == b"psSHM\r\n\x00"
+
+
+def test_a_writer_that_died_mid_restart_leaves_readers_a_rebuild(tmp_path):
+    """The writer zeroes the index header before it starts a new log and publishes after; a writer
+    that dies in between (simulated: its files closed, nothing cleaned up) leaves an unreadable
+    header. With no writer left, a reader rebuilds the index from the log and reads on."""
+    path = str(tmp_path / "s.ps")
+    db = Store(path)
+    r = pagestore.open(path, readonly=True)
+    try:
+        _fill(db, 100)
+        assert len(r) == 100
+        with db._lock:
+            db._pager.shm.invalidate()
+            db._pager._close_files()  # the process is gone: its locks with it
+        db._closed = True
+        assert len(r) == 100 and r[b"k000007"].startswith(b"7:")
+        assert r.check()["records"] == 100
+    finally:
+        r.close()
+    with pagestore.open(path) as db2:  # the next writer recovers as usual
+        assert len(db2) == 100 and db2.check()["records"] == 100
