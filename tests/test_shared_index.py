@@ -283,3 +283,27 @@ def test_a_writer_that_died_mid_restart_leaves_readers_a_rebuild(tmp_path):
         r.close()
     with pagestore.open(path) as db2:  # the next writer recovers as usual
         assert len(db2) == 100 and db2.check()["records"] == 100
+
+
+def test_without_a_writable_index_a_reader_falls_back_to_one_process_at_a_time(tmp_path, monkeypatch):
+    """Where the index cannot be made (a read-only directory), a read-only open works as before
+    the index existed: it reads alone, refused beside a writer, and refusing writers meanwhile."""
+    from pagestore import pager as pager_mod
+
+    path = str(tmp_path / "s.ps")
+    with pagestore.open(path) as db:
+        db[b"a"] = b"1"
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", path + "-shm")
+
+    monkeypatch.setattr(pager_mod, "SharedIndex", refuse)
+    with pagestore.open(path, readonly=True) as r:
+        assert r[b"a"] == b"1" and r._pager.shm is None and not r._pager.shared
+        with pytest.raises(pagestore.StoreLockedError):
+            Store(path)
+    monkeypatch.undo()
+    with pagestore.open(path) as db:
+        with pytest.raises(pagestore.StoreLockedError):
+            monkeypatch.setattr(pager_mod, "SharedIndex", refuse)
+            pagestore.open(path, readonly=True)
