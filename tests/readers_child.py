@@ -1,0 +1,271 @@
+"""readers_child: the other processes of tests/test_readers.py (issue 13: readers beside a writer).
+
+Run as ``python readers_child.py ROLE PATH [ARGS...]``; each role talks to the
+test through its stdin and stdout, one line at a time, flushed:
+
+``serve PATH [--readonly] [--wal-limit N] [--no-mmap]``
+    Opens the store and answers commands, one JSON object per line on stdin
+    (``{"op": "get", "key": "6b31"}``; keys and values in hex), one JSON reply
+    per line on stdout (``{"ok": ...}`` or ``{"error": "StoreLockedError",
+    "msg": ...}``). The open itself is the first reply: ``{"ok": "open"}``.
+    Snapshots are numbered; ``snap`` opens one and replies its number. The
+    test drives it step by step, so what the reader saw and when is exact.
+
+``bank-writer PATH NACC SEED [--wal-limit N] [--sync] [--seconds S]``
+    Moves amounts between NACC accounts of the store ``bank_create`` made
+    (keys ``acct/0000``..., values ``b"%012d" % balance + padding``), one
+    transaction each, for S seconds (0: until killed), the total constant. Transaction n also sets
+    ``counter`` to n and writes the key ``c/%08d`` % n; after its commit
+    returns it prints ``ACK n``. The padding makes each commit log a few
+    pages, so a small ``--wal-limit`` checkpoints every few commits.
+
+``bank-reader PATH NACC TOTAL SECONDS MODE``
+    Reads the accounts over and over for SECONDS, in one way per round,
+    cycling through the ways (snapshot items, ``snap[k]`` of every account
+    inside one snapshot, iteration of ``db.items()``, ``db.get_many``), each
+    with the counter read in the same snapshot or operation. Prints one JSON
+    line at the end: ``{"rounds", "bad": [the first wrong sums], "counters":
+    [distinct counters seen], "errors": [...]}``. MODE "mmap" or "no-mmap".
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import time
+import traceback
+from typing import Any, Dict, List
+
+import pagestore
+from pagestore.store import Store
+
+COUNTER = b"counter"
+PAD = 300  # bytes of padding per account value: more pages per commit, so the log grows quickly
+
+
+def acct(i: int) -> bytes:
+    return b"acct/%04d" % i
+
+
+def balance(value: bytes) -> int:
+    return int(value[:12])
+
+
+def encode(amount: int) -> bytes:
+    return b"%012d" % amount + b"." * PAD
+
+
+def out(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _flag(args: List[str], name: str) -> bool:
+    if name in args:
+        args.remove(name)
+        return True
+    return False
+
+
+def _option(args: List[str], name: str, default: int) -> int:
+    if name in args:
+        i = args.index(name)
+        value = int(args[i + 1])
+        del args[i : i + 2]
+        return value
+    return default
+
+
+# ---- serve ----
+
+
+def serve(path: str, args: List[str]) -> None:
+    readonly = _flag(args, "--readonly")
+    mmap = not _flag(args, "--no-mmap")
+    wal_limit = _option(args, "--wal-limit", 16 * 1024 * 1024)
+    try:
+        db = Store(path, create=not readonly, readonly=readonly, wal_limit=wal_limit, mmap=mmap)
+    except Exception as exc:
+        out(json.dumps({"error": type(exc).__name__, "msg": str(exc)}))
+        return
+    out(json.dumps({"ok": "open", "pid": os.getpid()}))
+    snaps: Dict[int, Any] = {}
+    iters: Dict[int, Any] = {}
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        try:
+            reply = _run(db, snaps, iters, cmd)
+        except Exception as exc:
+            out(json.dumps({"error": type(exc).__name__, "msg": str(exc)}))
+        else:
+            out(json.dumps({"ok": reply}))
+        if cmd["op"] == "exit":
+            break
+    # Leaving without closing: the interpreter's finalisation closes what is left.
+
+
+def _hex(b: Any) -> Any:
+    return None if b is None else bytes(b).hex()
+
+
+def _run(db: Store, snaps: Dict[int, Any], iters: Dict[int, Any], cmd: Dict[str, Any]) -> Any:
+    op = cmd["op"]
+    key = bytes.fromhex(cmd["key"]) if "key" in cmd else None
+    target: Any = db
+    if "snap" in cmd:
+        target = snaps[cmd["snap"]]
+    if op == "get":
+        return _hex(target.get(key))
+    if op == "getitem":
+        return _hex(target[key])
+    if op == "contains":
+        return key in target
+    if op == "len":
+        return len(target)
+    if op == "items":
+        return [[_hex(k), _hex(v)] for k, v in target.items()]
+    if op == "first":
+        k, v = db.first()
+        return [_hex(k), _hex(v)]
+    if op == "last":
+        k, v = db.last()
+        return [_hex(k), _hex(v)]
+    if op == "get_many":
+        return [_hex(v) for v in db.get_many([bytes.fromhex(k) for k in cmd["keys"]])]
+    if op == "snap":
+        n = max(snaps, default=0) + 1
+        snaps[n] = db.snapshot()
+        return n
+    if op == "close_snap":
+        snaps.pop(cmd["snap"]).close()
+        return None
+    if op == "iter_start":  # an iteration left half way: it holds its snapshot
+        n = max(iters, default=0) + 1
+        it = iter(db.items())
+        iters[n] = it
+        k, v = next(it)
+        return [n, _hex(k), _hex(v)]
+    if op == "iter_rest":
+        return [[_hex(k), _hex(v)] for k, v in iters.pop(cmd["iter"])]
+    if op == "put":
+        db[key] = bytes.fromhex(cmd["value"])
+        return None
+    if op == "stats":
+        s = db.stats()
+        return {k: s[k] for k in ("records", "log_size", "wal_size", "snapshots", "oldest_snapshot")}
+    if op == "check":
+        return db.check()
+    if op == "close":
+        for s in snaps.values():
+            s.close()
+        snaps.clear()
+        db.close()
+        return None
+    if op == "exit":
+        return None
+    raise ValueError(f"unknown op {op!r}")
+
+
+# ---- bank ----
+
+
+def bank_writer(path: str, args: List[str]) -> None:
+    sync = _flag(args, "--sync")
+    wal_limit = _option(args, "--wal-limit", 64 * 1024)
+    seconds = _option(args, "--seconds", 0)
+    nacc, seed = int(args[0]), int(args[1])
+    db = Store(path, create=False, wal_limit=wal_limit, sync=sync)
+    n = balance(db[COUNTER])
+    rng = random.Random(f"{seed}:{n}")
+    out("START %d" % n)
+    deadline = time.monotonic() + seconds if seconds else None
+    while deadline is None or time.monotonic() < deadline:
+        n += 1
+        a, b = rng.sample(range(nacc), 2)
+        with db.transaction() as t:
+            va, vb = balance(t[acct(a)]), balance(t[acct(b)])
+            amount = rng.randint(0, va)
+            t[acct(a)] = encode(va - amount)
+            t[acct(b)] = encode(vb + amount)
+            t[COUNTER] = encode(n)
+            t[b"c/%08d" % n] = b"%d" % n
+        out("ACK %d" % n)
+    db.close()
+    out("DONE %d" % n)
+
+
+def bank_create(path: str, nacc: int, each: int) -> int:
+    """bank_create makes the store of the bank: NACC accounts of EACH, counter 0; returns the total."""
+    with Store(path) as db:
+        with db.transaction() as t:
+            for i in range(nacc):
+                t[acct(i)] = encode(each)
+            t[COUNTER] = encode(0)
+    return nacc * each
+
+
+def bank_reader(path: str, args: List[str]) -> None:
+    nacc, total, seconds, mode = int(args[0]), int(args[1]), float(args[2]), args[3]
+    keys = [acct(i) for i in range(nacc)]
+    result: Dict[str, Any] = {"rounds": 0, "bad": [], "counters": [], "errors": [], "ways": {}}
+    counters = set()
+    try:
+        db = pagestore.open(path, readonly=True, mmap=(mode == "mmap"))
+        out("OPEN")
+        deadline = time.monotonic() + seconds
+        way = 0
+        while time.monotonic() < deadline:
+            way = (way + 1) % 4
+            if way == 0:  # a snapshot's items
+                with db.snapshot() as snap:
+                    counter = balance(snap[COUNTER])
+                    got = sum(balance(v) for _, v in snap.items(prefix=b"acct/"))
+                    n = len(snap)
+                    # keys: nacc accounts, the counter, one c/ key per commit
+                    if n != nacc + 1 + counter:
+                        result["bad"].append(["len", n, counter])
+            elif way == 1:  # every account read alone, in one snapshot
+                with db.snapshot() as snap:
+                    counter = balance(snap[COUNTER])
+                    got = sum(balance(snap[k]) for k in keys)
+                    if (counter and (b"c/%08d" % counter) not in snap) or (b"c/%08d" % (counter + 1)) in snap:
+                        result["bad"].append(["marker", counter])
+            elif way == 2:  # iteration over the store: a snapshot of its start
+                got = 0
+                counter = -1
+                for k, v in db.items():
+                    if k.startswith(b"acct/"):
+                        got += balance(v)
+                    elif k == COUNTER:
+                        counter = balance(v)
+            else:  # one get_many: one operation, one commit
+                values = db.get_many(keys + [COUNTER])
+                got = sum(balance(v) for v in values[:-1])
+                counter = balance(values[-1])
+            result["ways"][str(way)] = result["ways"].get(str(way), 0) + 1
+            result["rounds"] += 1
+            counters.add(counter)
+            if got != total and len(result["bad"]) < 20:
+                result["bad"].append(["sum", way, got, counter])
+        db.close()
+    except Exception:
+        result["errors"].append(traceback.format_exc())
+    result["counters"] = sorted(counters)
+    out(json.dumps(result))
+
+
+def main() -> None:
+    role, path, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+    if role == "serve":
+        serve(path, args)
+    elif role == "bank-writer":
+        bank_writer(path, args)
+    elif role == "bank-reader":
+        bank_reader(path, args)
+    else:
+        raise SystemExit(f"unknown role {role!r}")
+
+
+if __name__ == "__main__":
+    main()
