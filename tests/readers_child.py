@@ -151,6 +151,12 @@ def _run(db: Store, snaps: Dict[int, Any], iters: Dict[int, Any], cmd: Dict[str,
     if op == "put":
         db[key] = bytes.fromhex(cmd["value"])
         return None
+    if op == "fill":  # n puts of `size` bytes, each its own commit
+        for i in range(cmd["n"]):
+            db[b"%s%04d" % (cmd["tag"].encode(), i)] = bytes([i % 256]) * cmd["size"]
+        return None
+    if op == "fork_probe":
+        return _fork_probe(db, snaps)
     if op == "stats":
         s = db.stats()
         return {k: s[k] for k in ("records", "log_size", "wal_size", "snapshots", "oldest_snapshot")}
@@ -165,6 +171,54 @@ def _run(db: Store, snaps: Dict[int, Any], iters: Dict[int, Any], cmd: Dict[str,
     if op == "exit":
         return None
     raise ValueError(f"unknown op {op!r}")
+
+
+def _fork_probe(db: Store, snaps: Dict[int, Any]) -> Any:
+    """_fork_probe forks; the child tries reads on the store (and on a snapshot) opened before the fork.
+
+    Returns the child's outcome per read ("ok", or the exception's class and
+    message) and its exit status. The child then closes the store and exits
+    normally (finalisation included), which must harm nothing of the parent's.
+    """
+    r, w = os.pipe()
+    sys.stdout.flush()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        probes = {
+            "get": lambda: db.get(b"k"),
+            "contains": lambda: b"k" in db,
+            "len": lambda: len(db),
+            "items": lambda: list(db.items()),
+            "snapshot": lambda: db.snapshot().close(),
+        }
+        for n, snap in snaps.items():
+            probes[f"snap{n}.get"] = lambda snap=snap: snap.get(b"k")
+            probes[f"snap{n}.items"] = lambda snap=snap: list(snap.items())
+        results = {}
+        for name, fn in probes.items():
+            try:
+                fn()
+            except Exception as exc:
+                results[name] = f"{type(exc).__name__}: {exc}"
+            else:
+                results[name] = "ok"
+        os.write(w, json.dumps(results).encode())
+        os.close(w)
+        try:
+            db.close()
+        finally:
+            sys.exit(0)
+    os.close(w)
+    chunks = []
+    while True:
+        chunk = os.read(r, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(r)
+    _, status = os.waitpid(pid, 0)
+    return {"results": json.loads(b"".join(chunks) or b"{}"), "status": status}
 
 
 # ---- bank ----
