@@ -16,7 +16,7 @@ test through its stdin and stdout, one line at a time, flushed:
     (keys ``acct/0000``..., values ``b"%012d" % balance + padding``), one
     transaction each, for S seconds (0: until killed), the total constant. Transaction n also sets
     ``counter`` to n and writes the key ``c/%08d`` % n; after its commit
-    returns it prints ``ACK n``. The padding makes each commit log a few
+    returns it prints ``ACK n``, and every 25 commits ``LOG n log_size``. The padding makes each commit log a few
     pages, so a small ``--wal-limit`` checkpoints every few commits.
 
 ``bank-reader PATH NACC TOTAL SECONDS MODE``
@@ -245,6 +245,8 @@ def bank_writer(path: str, args: List[str]) -> None:
             t[COUNTER] = encode(n)
             t[b"c/%08d" % n] = b"%d" % n
         out("ACK %d" % n)
+        if n % 25 == 0:
+            out("LOG %d %d" % (n, db.stats()["log_size"]))
     db.close()
     out("DONE %d" % n)
 
@@ -262,6 +264,7 @@ def bank_create(path: str, nacc: int, each: int) -> int:
 def bank_reader(path: str, args: List[str]) -> None:
     nacc, total, seconds, mode = int(args[0]), int(args[1]), float(args[2]), args[3]
     keys = [acct(i) for i in range(nacc)]
+    rng = random.Random()
     result: Dict[str, Any] = {"rounds": 0, "bad": [], "counters": [], "errors": [], "ways": {}}
     counters = set()
     try:
@@ -279,10 +282,14 @@ def bank_reader(path: str, args: List[str]) -> None:
                     # keys: nacc accounts, the counter, one c/ key per commit
                     if n != nacc + 1 + counter:
                         result["bad"].append(["len", n, counter])
-            elif way == 1:  # every account read alone, in one snapshot
+            elif way == 1:  # every account read alone, in one snapshot, slowly
                 with db.snapshot() as snap:
                     counter = balance(snap[COUNTER])
-                    got = sum(balance(snap[k]) for k in keys)
+                    got = 0
+                    for i, k in enumerate(keys):
+                        got += balance(snap[k])
+                        if i % 16 == 0:
+                            time.sleep(0.0002)  # the writer commits and checkpoints meanwhile
                     if (counter and (b"c/%08d" % counter) not in snap) or (b"c/%08d" % (counter + 1)) in snap:
                         result["bad"].append(["marker", counter])
             elif way == 2:  # iteration over the store: a snapshot of its start
@@ -297,6 +304,13 @@ def bank_reader(path: str, args: List[str]) -> None:
                 values = db.get_many(keys + [COUNTER])
                 got = sum(balance(v) for v in values[:-1])
                 counter = balance(values[-1])
+            if rng.random() < 0.2:
+                # Now and then hold no mark at all for a moment, so that the
+                # writer can restart its log (only when no reader holds a mark:
+                # readers that read without pause keep it from ever restarting).
+                # Then a snapshot reads pages from the data file that later
+                # checkpoints overwrite.
+                time.sleep(rng.uniform(0.005, 0.02))
             result["ways"][str(way)] = result["ways"].get(str(way), 0) + 1
             result["rounds"] += 1
             counters.add(counter)

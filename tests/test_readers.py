@@ -178,6 +178,10 @@ def procs():
                 f.close()
 
 
+def _unpadded(items: Dict[bytes, bytes]) -> Dict[bytes, bytes]:
+    return {k: v for k, v in items.items() if not k.startswith(b"~pad")}
+
+
 def log_size(db: Store) -> int:
     return int(db.stats()["log_size"])
 
@@ -194,6 +198,8 @@ def test_reader_beside_writer_sees_new_commits_and_snapshots_do_not(tmp_path, pe
         peers.append(r)
         assert r.error is None, r.opened
         assert r.get(b"a") == b"1" and r.call("len") == 2
+        pads = _restart(db)  # the reader holds no mark between its reads: the log may restart
+        assert r.call("len") == 2 + pads
         snap = r.call("snap")
         it, k0, v0 = r.call("iter_start")  # an iteration half done holds its snapshot too
         assert (bytes.fromhex(k0), bytes.fromhex(v0)) == (b"a", b"1")
@@ -206,24 +212,25 @@ def test_reader_beside_writer_sees_new_commits_and_snapshots_do_not(tmp_path, pe
         assert r.get(b"a") == b"2"
         assert r.call("getitem", key=b"z") == b"new".hex()
         assert r.call("contains", key=b"z") is True and r.call("contains", key=b"m") is False
-        assert r.call("len") == 2
+        assert r.call("len") == 2 + pads
         assert r.call("first") == [b"a".hex(), b"2".hex()]
-        assert r.call("last") == [b"z".hex(), b"new".hex()]
+        assert r.call("last") == [(b"~pad%04d" % (pads - 1)).hex(), bytes(3000).hex()]
         assert r.call("get_many", keys=[b"a".hex(), b"m".hex(), b"z".hex()]) == [b"2".hex(), None, b"new".hex()]
-        assert r.items() == {b"a": b"2", b"z": b"new"}
+        assert _unpadded(r.items()) == {b"a": b"2", b"z": b"new"}
         # the snapshot taken before, and the iteration begun before, do not
         assert r.get(b"a", snap) == b"1" and r.get(b"z", snap) is None and r.get(b"m", snap) == b"middle"
-        assert r.call("len", snap=snap) == 2 and r.call("contains", key=b"z", snap=snap) is False
-        assert r.items(snap) == {b"a": b"1", b"m": b"middle"}
-        assert r.call("iter_rest", iter=it) == [[b"m".hex(), b"middle".hex()]]
+        assert r.call("len", snap=snap) == 2 + pads and r.call("contains", key=b"z", snap=snap) is False
+        assert _unpadded(r.items(snap)) == {b"a": b"1", b"m": b"middle"}
+        rest = [[bytes.fromhex(k), bytes.fromhex(v)] for k, v in r.call("iter_rest", iter=it)]
+        assert rest == [[b"m", b"middle"]] + [[b"~pad%04d" % i, bytes(3000)] for i in range(pads)]
 
         # and a snapshot taken now sees this commit until it closes, not the next
         snap2 = r.call("snap")
         for i in range(30):  # enough to pass the writer's checkpoint threshold, were nothing held
             db[b"x%02d" % i] = bytes(2000)
-        assert r.items(snap2) == {b"a": b"2", b"z": b"new"}
+        assert _unpadded(r.items(snap2)) == {b"a": b"2", b"z": b"new"}
         assert r.get(b"a", snap) == b"1"
-        assert r.call("len") == 32
+        assert r.call("len") == 32 + pads
         r.call("close_snap", snap=snap)
         r.call("close_snap", snap=snap2)
         db[b"a"] = b"3"
@@ -294,6 +301,22 @@ def _fill(db: Store, n: int, tag: bytes) -> None:
         db[b"%s%04d" % (tag, i)] = bytes([i % 256]) * 1500
 
 
+def _restart(db: Store) -> int:
+    """_restart commits (keys ``~pad...``) until a commit checkpoints and restarts the log; returns how many.
+
+    Then every page is in the data file and the log is empty, so a snapshot
+    taken next reads the data file: a checkpoint that copied a newer image over
+    a page it reads (past its read mark) would show.
+    """
+    for i in range(200):
+        before = log_size(db)
+        db[b"~pad%04d" % i] = bytes(3000)
+        if log_size(db) < before:
+            assert log_size(db) <= 4096, log_size(db)
+            return i + 1
+    raise AssertionError(f"the log never restarted: {log_size(db)} bytes")
+
+
 def _shrinks(db: Store, held: int, tag: bytes) -> int:
     """_shrinks commits until the log has restarted (at most 40 commits); returns the log's size then.
 
@@ -317,6 +340,7 @@ def test_killed_reader_releases_its_snapshot(tmp_path, peers):
         assert free <= WAL_LIMIT  # no reader: the log checkpoints and restarts on its own
         r = Peer(path, readonly=True)
         peers.append(r)
+        _restart(db)
         snap = r.call("snap")
         db[b"k"] = b"after"
         _fill(db, 120, b"b")
@@ -341,20 +365,31 @@ def test_log_grows_while_a_snapshot_is_held_and_shrinks_after(tmp_path, peers, h
         db[b"k"] = b"0"
         r = Peer(path, readonly=True, mmap=how != "iteration")
         peers.append(r)
+        _restart(db)
         if how == "iteration":
-            it, _, _ = r.call("iter_start")
+            at_start = [[k.hex(), v.hex()] for k, v in db.items()]
+            it, k0, v0 = r.call("iter_start")
+            assert [k0, v0] == at_start[0]
         else:
             snap = r.call("snap")
+            before = r.items(snap)
+        pads = [k for k in db.keys(prefix=b"~pad")]
+        db[b"k"] = b"1"  # change what the reader reads: its snapshot must not see it
+        for k in pads:
+            db[k] = b"changed"
         sizes = []
         for round in range(4):
             _fill(db, 40, b"r%d-" % round)
             sizes.append(log_size(db))
         assert sizes == sorted(sizes) and sizes[-1] > 3 * WAL_LIMIT, sizes  # it only grows, past the limit
+        if how != "iteration":
+            assert r.get(b"k", snap) == b"0" and r.items(snap) == before
+            assert r.get(b"k") == b"1"
         if how == "close":
             r.call("close_snap", snap=snap)
         elif how == "iteration":
             rest = r.call("iter_rest", iter=it)  # the iteration ends: its snapshot with it
-            assert rest == []  # it began when the store held only k
+            assert rest == at_start[1:]  # the store as it began, none of the commits since
         else:
             assert r.exit() == 0
         size = _shrinks(db, sizes[-1], b"after")
@@ -368,7 +403,7 @@ def test_log_grows_while_a_snapshot_is_held_and_shrinks_after(tmp_path, peers, h
 # ---- a: the bank ----
 
 
-def run_bank(tmp_path, procs, *, seconds: float, nreaders: int, nacc: int = 20) -> Dict[str, Any]:
+def run_bank(tmp_path, procs, *, seconds: float, nreaders: int, nacc: int = 100) -> Dict[str, Any]:
     path = str(tmp_path / "bank")
     total = rc.bank_create(path, nacc, 1000)
     writer = child("bank-writer", path, str(nacc), "1", "--wal-limit", str(WAL_LIMIT), "--seconds", str(int(seconds + 2)))
@@ -390,6 +425,9 @@ def run_bank(tmp_path, procs, *, seconds: float, nreaders: int, nacc: int = 20) 
     done = wlines.wait_for("DONE", timeout=seconds + TIMEOUT)
     assert writer.wait(TIMEOUT) == 0
     last = int(done.split()[1])
+    logs = [int(x.split()[2]) for x in wlines.all if x.startswith("LOG")]
+    # the writer checkpointed and restarted its log while the readers read
+    restarts = sum(1 for a, b in zip(logs, logs[1:]) if b < a)
     for res in results:
         assert res["errors"] == [], res["errors"][0]
         assert res["bad"] == [], res["bad"]
@@ -402,7 +440,8 @@ def run_bank(tmp_path, procs, *, seconds: float, nreaders: int, nacc: int = 20) 
         assert rc.balance(db[rc.COUNTER]) == last
         assert sum(rc.balance(db[rc.acct(i)]) for i in range(nacc)) == total
         assert all(b"c/%08d" % n in db for n in range(1, last + 1))
-    return {"commits": last, "rounds": [r["rounds"] for r in results], "states": [len(r["counters"]) for r in results]}
+    return {"commits": last, "rounds": [r["rounds"] for r in results], "states": [len(r["counters"]) for r in results],
+            "log_restarts": restarts, "log_largest": max(logs)}
 
 
 def test_bank_every_sum_is_the_total(tmp_path, procs):
@@ -550,7 +589,7 @@ def test_cli_read_only_commands_beside_a_writer(tmp_path):
         assert summary["header"]["record_count"] == len(want)  # the last commit's header, read through the log
         assert b"record_count" in cli("inspect", path, "--page", "0").stdout
         assert dumped(cli("dump", path)) == want
-        assert cli("get", path, "key0001", "--hex").stdout.decode().strip() == want[b"key0001"].hex()
+        assert cli("get", path, b"key0001".hex(), "--hex").stdout.decode().strip() == want[b"key0001"].hex()
         scan = cli("scan", path, "--keys-only", "--prefix", "key01").stdout.decode().split()
         assert scan == sorted(k.decode() for k in want if k.startswith(b"key01"))
         dest = str(tmp_path / "copy.ps")
