@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import operator
 from bisect import bisect_left, bisect_right
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 from . import format as fmt
 from . import nodes
@@ -431,6 +431,17 @@ class BTree:
     def flush(self) -> None:
         """flush encodes every dirty node into its page (``pager.write``). Call before each commit."""
         self.nodes.flush()
+
+    def forget(self, pgnos: Optional[Set[int]]) -> None:
+        """forget drops what the tree cached of ``pgnos`` (None: of every page): a reader beside
+        a writer saw them change (``Pager.on_change``)."""
+        if pgnos is None:
+            self.reset()
+            return
+        if pgnos:
+            self.nodes.forget(pgnos)
+            self._hint = None
+            self._map_hint = None
 
     def reset(self) -> None:
         """reset forgets every cached node, dirty ones included. Call after a rollback."""

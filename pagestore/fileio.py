@@ -11,14 +11,20 @@ import fcntl
 import mmap
 import os
 import weakref
-from typing import Callable
+from typing import Any, Callable
 
 from .errors import StoreLockedError
 
 _preadv = getattr(os, "preadv", None)
 
-#: Every File this process has open, so that a forked child can let go of them.
-_open_files: "weakref.WeakSet[File]" = weakref.WeakSet()
+#: Every File (and shared index, shm.py) this process has open, so that a forked
+#: child can let go of them: each has an ``fd``, -1 once closed.
+_open_files: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+def track(obj: Any) -> None:
+    """track adds an object holding an OS descriptor in ``obj.fd`` to those a forked child closes."""
+    _open_files.add(obj)
 
 
 class File:
@@ -108,6 +114,11 @@ class File:
                     f"{self.path}: another process has the store open; cannot open it {mode}"
                 ) from None
             raise
+
+    def unlock(self) -> None:
+        """unlock releases the lock ``lock`` took."""
+        if self.fd >= 0:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -21,7 +21,7 @@ treecheck.py (comparing cached nodes with their pages).
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Dict, Optional, Protocol, Set
+from typing import Any, Dict, Iterable, Optional, Protocol, Set
 
 from . import format as fmt
 from . import nodes
@@ -239,6 +239,15 @@ class NodeCache:
             e.node = None
             self.weight -= DECODED_WEIGHT - 1
         self.dirty.clear()
+
+    def forget(self, pgnos: Iterable[int]) -> None:
+        """forget drops the cached nodes of ``pgnos``: their pages changed under a reader (pager.on_change)."""
+        lru = self.lru
+        for pgno in pgnos:
+            e = lru.pop(pgno, None)
+            if e is not None:
+                self.weight -= e.weight
+                self.dirty.discard(pgno)
 
     def reset(self) -> None:
         """reset forgets every cached node, dirty ones included (after a rollback)."""

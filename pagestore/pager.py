@@ -73,6 +73,8 @@ from .errors import CorruptionError, InvalidFileError, PageStoreError, ReadOnlyE
 from ._native import MapHandle
 from .page import SlottedPage
 from .wal import KEEP_BYTES, WAL, Frame, log_path, remove_log
+from . import shm as shmlib
+from .shm import READ_BASE, READ_SPAN, Header, SharedIndex, remove_shm, shm_path
 
 DEFAULT_CACHE_BYTES = 32 * 1024 * 1024
 DEFAULT_WAL_LIMIT = 16 * 1024 * 1024
@@ -97,13 +99,14 @@ class ReadMark:
     into the log, and the frames at or before it.
     """
 
-    __slots__ = ("meta", "index", "log_end", "generation", "taken", "live")
+    __slots__ = ("meta", "index", "log_end", "generation", "frames", "taken", "live")
 
-    def __init__(self, meta: fmt.Meta, index: Dict[int, int], log_end: int, generation: int) -> None:
+    def __init__(self, meta: fmt.Meta, index: Dict[int, int], log_end: int, generation: int, frames: int) -> None:
         self.meta = meta
         self.index = index
         self.log_end = log_end
         self.generation = generation
+        self.frames = frames  # log frames before log_end: what a checkpoint may copy while it is held
         self.taken = time.monotonic()
         self.live = True
 
@@ -189,14 +192,31 @@ class Pager:
         #: so that a snapshot's finalizer releases its mark with one atomic ``remove``.
         self.readers: List[ReadMark] = []
         self._last_mark: Optional[ReadMark] = None  # its meta and index serve the next mark while nothing commits
+        #: the shared index (shm.py): readers in other processes. None without one.
+        self.shm: Optional[SharedIndex] = None
+        #: a reader beside a writer: each operation reads the writer's latest commit (``begin_operation``)
+        self.shared = False
+        self._view: Optional[Header] = None  # shared: the published state this process's pages are as of
+        self._op_mark: Optional[int] = None  # shared: the mark (frame count) the current operation holds
+        self._locked: Set[int] = set()  # shared: the marks this process holds a lock on
+        #: called with the pages a shared reader's new view changed (None: any page may have)
+        self.on_change: List[Callable[[Optional[Set[int]]], None]] = []
+        #: writer: frames of the log (from the first) whose pages the data file holds
+        self.backfilled = 0
+        self._next_try = 0  # writer: log size at which the next automatic checkpoint is tried
+        self._dms = False  # this open holds LOCK_DMS on the data file (``_data_lock``)
+        self._data_lock: Optional[shmlib.DataLock] = None
+        self.cache_pages = self.own_pages = MIN_CACHE_PAGES
         try:
             self._open(path, create, readonly, page_size, opener)
             self.map_struct.page_size = self.page_size
             self._remap()
+            self.cache_pages = self.own_pages = max(MIN_CACHE_PAGES, cache_size // self.page_size)
+            if self.shared:
+                self.begin_operation()  # the view the store builds itself on; the store ends it
         except BaseException:
             self._close_files()
             raise
-        self.cache_pages = self.own_pages = max(MIN_CACHE_PAGES, cache_size // self.page_size)
 
     # ---- opening ----
 
@@ -210,16 +230,33 @@ class Pager:
             raise ValueError(f"page_size must be a power of two from 512 to 65536, got {page_size}")
         self.file = opener(path, create=create and not readonly, readonly=readonly)
         self._read_into = getattr(self.file, "read_into", None)
-        self.file.lock(exclusive=not readonly)
+        if not readonly:
+            self._lock_writer()
+        elif not self._shared_possible():
+            self.file.lock(exclusive=False)  # one process at a time, as without a shared index
         if self.file.size() == 0:
             if readonly:
                 raise InvalidFileError(f"{path}: empty file, not a pagestore file")
             self._create(page_size)
-        head = self.file.read(0, fmt.FILE_HEADER_SIZE)
-        disk_meta = fmt.decode_meta(head, path)
+        disk_meta = self._read_disk_meta()
         self.page_size = disk_meta.page_size
         self.wal = WAL(log_path(path), self.page_size, disk_meta.file_id, readonly=readonly, opener=opener)
-        self.wal.recover(disk_meta.checkpoint_seq)
+        if readonly and self._dms:
+            if self._open_shared_reader(disk_meta):
+                return
+            self.file.lock(exclusive=False)  # no shared index here: one process at a time
+        if not readonly and self._dms:
+            self.shm = SharedIndex(shm_path(path), self.page_size, disk_meta.file_id)
+            self.wal.shm = self.shm
+            self.shm.lock(shmlib.LOCK_RECOVER, exclusive=True)  # no reader rebuilds it meanwhile
+        try:
+            self.wal.recover(disk_meta.checkpoint_seq)
+            if self.shm is not None:
+                self.shm.set_frames(0, self.wal.frame_pgnos)
+                self._publish()
+        finally:
+            if self.shm is not None:
+                self.shm.unlock(shmlib.LOCK_RECOVER)
         if 0 in self.wal.index:
             self.meta = fmt.decode_meta(self.wal.read_frame(self.wal.index[0], 0), path)
             if self.meta.file_id != disk_meta.file_id:
@@ -258,6 +295,124 @@ class Pager:
         finally:
             copy.close()
 
+    def _lock_writer(self) -> None:
+        """_lock_writer takes the writer's exclusive lock on the data file, and LOCK_DMS (shm.py).
+
+        A reader rebuilding the shared index holds a shared lock on the file for a
+        moment (``_rebuild_shared``): the exclusive lock is retried for a short while.
+        """
+        assert self.file is not None
+        deadline = time.monotonic() + 0.25
+        while True:
+            try:
+                self.file.lock(exclusive=True)
+                break
+            except StoreLockedError:
+                if time.monotonic() > deadline or not os.path.exists(shm_path(self.path)):
+                    raise
+                time.sleep(0.002)
+        if shmlib.SUPPORTED:
+            self._data_lock = shmlib.DataLock(self.path, write=True)
+            self._dms = True
+
+    def _shared_possible(self) -> bool:
+        """_shared_possible: for a read-only open, takes LOCK_DMS and opens the shared index, so that
+        this reader can read beside a writer. False (nothing taken) where it cannot: no locks of the
+        kind it needs, or no way to write the index beside the store (a read-only directory)."""
+        if not shmlib.SUPPORTED:
+            return False
+        for _ in range(20):
+            try:
+                lock = shmlib.DataLock(self.path, write=False)
+            except OSError:
+                return False
+            # A compaction may have renamed a new file over the path while this open
+            # waited for the lock: then read the new one.
+            ino = os.fstat(lock.fd).st_ino
+            fd = getattr(self.file, "fd", None)
+            if os.stat(self.path).st_ino == ino and (fd is None or os.fstat(fd).st_ino == ino):
+                self._data_lock = lock
+                break
+            lock.close()
+            if self.file is not None and fd is not None:
+                self.file.close()
+                self.file = self._opener(self.path, create=False, readonly=True)
+                self._read_into = getattr(self.file, "read_into", None)
+        else:
+            raise StoreLockedError(f"{self.path}: the store file keeps being replaced; try again")
+        self._dms = True
+        return True
+
+    def _read_disk_meta(self) -> fmt.Meta:
+        """_read_disk_meta decodes the data file's header. A reader beside a writer retries a
+        header that fails its checksum: the writer may be rewriting it at that moment."""
+        assert self.file is not None
+        tries = 50 if (self.readonly and self._dms) else 1
+        for i in range(tries):
+            try:
+                return fmt.decode_meta(self.file.read(0, fmt.FILE_HEADER_SIZE), self.path)
+            except CorruptionError:
+                if i == tries - 1:
+                    raise
+                time.sleep(0.001)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _open_shared_reader(self, disk_meta: fmt.Meta) -> bool:
+        """_open_shared_reader finishes a read-only open beside a possible writer: the shared index
+        is opened (made if missing) and checked (rebuilt from the log by the first process to open
+        the store); the view is taken by the first ``begin_operation``. False, with LOCK_DMS let
+        go, where the index cannot be written (a read-only directory)."""
+        assert self._data_lock is not None
+        try:
+            self.shm = SharedIndex(shm_path(self.path), self.page_size, disk_meta.file_id)
+        except OSError:
+            self._data_lock.close()
+            self._data_lock = None
+            self._dms = False
+            return False
+        self.shared = True
+        self.meta = disk_meta
+        self.committed = disk_meta.copy()
+        self.overlaid = set()
+        if self._data_lock.alone():
+            self._rebuild_shared(force=True)  # what a crash left there is not to be trusted
+        return True
+
+    def _rebuild_shared(self, *, force: bool) -> bool:
+        """_rebuild_shared rebuilds the shared index from the log, as a reader, when no writer is
+        there to keep it (or ``force``: this process is the only one with the store open).
+        Returns False when a writer holds the store (it keeps the index; the caller waits)."""
+        assert self.shm is not None and self.file is not None and self.wal is not None
+        shm = self.shm
+        shm.lock(shmlib.LOCK_RECOVER, exclusive=True)
+        try:
+            if not force and shm.read_header() is not None:
+                return True
+            try:
+                self.file.lock(exclusive=False)  # no writer starts meanwhile
+            except StoreLockedError:
+                return False
+            try:
+                disk = self._read_disk_meta()
+                wal = WAL(self.wal.path, self.page_size, disk.file_id, readonly=True, opener=self._opener)
+                try:
+                    wal.recover(disk.checkpoint_seq)
+                    if wal.file is None or not wal.frame_pgnos:
+                        shm.publish(disk.checkpoint_seq, 0, 0, 0)
+                    else:
+                        shm.set_frames(0, wal.frame_pgnos)
+                        shm.publish(wal.generation, wal.salt, len(wal.frame_pgnos), 0)
+                finally:
+                    wal.close()
+            finally:
+                unlock = getattr(self.file, "unlock", None)
+                if unlock is not None:
+                    unlock()
+            self._view = None
+            return True
+        finally:
+            shm.unlock(shmlib.LOCK_RECOVER)
+
     def _create(self, page_size: int) -> None:
         """_create writes the header of a new, empty store and makes it durable."""
         assert self.file is not None
@@ -273,6 +428,9 @@ class Pager:
 
         Verified bits carry over: pages the map covered are the same bytes in
         the new map (a checkpoint clears the bits of the pages it rewrites).
+        The old map is not closed here: a snapshot may still read it (it is
+        closed when the last reference goes); only ``_unmap`` closes it,
+        before anything could shrink the file.
         """
         if not self.use_map or self.file is None:
             return
@@ -280,7 +438,8 @@ class Pager:
         size = self.file.size() // ps * ps
         if self.map is not None and len(self.map) == size:
             return
-        self._unmap()
+        self._map_handle.detach()
+        self.map = None
         if size < 2 * ps:  # only the header: no slotted page to map yet
             return
         self.map = self.file.map(size)
@@ -334,8 +493,107 @@ class Pager:
     # ---- the cache ----
 
     def begin_operation(self) -> None:
-        """begin_operation unpins the pages of the previous operation. Callers: the store."""
+        """begin_operation unpins the pages of the previous operation. Callers: the store.
+
+        A reader beside a writer (``shared``) also takes a read mark on the writer's
+        latest commit and brings its pages up to it (``_follow``): the operation reads
+        that commit, whole, until ``end_operation``.
+        """
         self.epoch += 1
+        if self.shared and self._op_mark is None:
+            head = self._acquire()
+            self._op_mark = head.frames
+            self._follow(head)
+
+    def end_operation(self) -> None:
+        """end_operation lets go of the operation's read mark (a reader beside a writer); a no-op otherwise.
+        Callers: the store, when its lock is released by the outermost holder."""
+        if self.shared:
+            self._op_mark = None
+            self._reconcile()
+
+    # ---- a reader beside a writer (shm.py) ----
+
+    def _acquire(self) -> Header:
+        """_acquire takes a read mark on the latest published state and returns it.
+
+        The header is read, its mark locked, and the header read again: if it
+        changed in between, the writer may have moved past the mark before the
+        lock was seen, so it starts over. An unreadable header (a publication
+        in flight) is read again; one that stays unreadable while no writer is
+        there is rebuilt from the log.
+        """
+        shm = self.shm
+        assert shm is not None
+        for attempt in range(100000):
+            head = shm.read_header()
+            if head is None:
+                if attempt >= 50 and attempt % 50 == 0:
+                    self._rebuild_shared(force=False)
+                time.sleep(0 if attempt < 10 else 0.0005)
+                continue
+            m = head.frames
+            if m not in self._locked:
+                if not shm.try_lock(READ_BASE + m):
+                    time.sleep(0 if attempt < 10 else 0.0005)  # the writer is starting a new log
+                    continue
+                self._locked.add(m)
+            if shm.read_header() == head:
+                return head
+            self._reconcile()
+        raise StoreLockedError(f"{self.path}: the writer's shared index stayed unreadable; try again")
+
+    def _reconcile(self) -> None:
+        """_reconcile unlocks the marks nothing in this process needs any more: not the current
+        operation's, nor a live snapshot's."""
+        shm = self.shm
+        if shm is None:
+            return
+        needed = {m.frames for m in self.readers if m.live}
+        if self._op_mark is not None:
+            needed.add(self._op_mark)
+        for m in self._locked - needed:
+            shm.unlock(READ_BASE + m)
+            self._locked.discard(m)
+
+    def _follow(self, head: Header) -> None:
+        """_follow brings this reader's view (log index, header, cache, map) to the state ``head``
+        publishes, which the caller holds a mark on. Only the pages of the frames added since the
+        last view are dropped from the caches; a new log generation drops them all."""
+        assert self.wal is not None and self.shm is not None
+        view = self._view
+        if view is not None and (view.generation, view.salt, view.frames) == (head.generation, head.salt, head.frames):
+            return
+        changed: Optional[Set[int]]
+        if view is None or (view.generation, view.salt) != (head.generation, head.salt) or head.frames < view.frames:
+            pgnos = self.shm.frame_pgnos(0, head.frames)
+            self.wal.follow(head.generation, head.salt, head.frames, pgnos, 0)
+            changed = None
+        else:
+            pgnos = self.shm.frame_pgnos(view.frames, head.frames)
+            self.wal.follow(head.generation, head.salt, head.frames, pgnos, view.frames)
+            changed = set(pgnos)
+        if 0 in self.wal.index:
+            meta = fmt.decode_meta(self.wal.read_frame(self.wal.index[0], 0), self.path)
+        else:
+            meta = self._read_disk_meta()
+        self.meta = meta
+        self.committed = meta.copy()
+        self.overlaid = set(self.wal.index)
+        self._view = head
+        if changed is None:
+            self.cache.clear()
+            self._spare = None
+            self.verified[:] = bytes(len(self.verified))  # in place: C holds this buffer
+            self._remap()
+        else:
+            for pgno in changed:
+                self.cache.pop(pgno, None)
+                self._unverify(pgno)
+            if self.map is None or len(self.map) < meta.page_count * self.page_size:
+                self._remap()
+        for fn in self.on_change:
+            fn(changed)
 
     def _load(self, pgno: int) -> bytes:
         assert self.file is not None and self.wal is not None
@@ -704,7 +962,10 @@ class Pager:
             f.dirty = False
         self.dirty.clear()
         self.committed = self.meta.copy()
-        if not self.readers and self.wal.size() > self.checkpoint_threshold():
+        self._publish()
+        size = self.wal.size()
+        threshold = self.checkpoint_threshold()
+        if size > threshold and size >= self._next_try:
             try:
                 self.checkpoint()
             except OSError:
@@ -713,7 +974,17 @@ class Pager:
                 # log cannot redo, and is retried after the next commit and at
                 # close: raising here would tell the caller a saved write failed.
                 pass
+            if self.wal.size() > threshold:
+                # Readers kept the log from restarting: try again after a quarter of the
+                # threshold more, not after every commit (each try may copy and sync).
+                self._next_try = self.wal.size() + threshold // 4
         return True
+
+    def _publish(self) -> None:
+        """_publish shows the log's committed state to readers in other processes (writer; shm.py)."""
+        if self.shm is not None and self.wal is not None:
+            wal = self.wal
+            self.shm.publish(wal.generation, wal.salt, wal.frame_count(wal.committed_end), self.backfilled)
 
     def sync(self) -> None:
         """sync makes every commit so far durable: the log is synced up to its end (commits made with sync=False too)."""
@@ -754,7 +1025,18 @@ class Pager:
             del self.cache[pgno]
 
     def checkpoint(self) -> None:
-        """checkpoint copies the newest committed image of every logged page into the data file.
+        """checkpoint copies the newest committed image of every logged page into the data file,
+        as far as readers allow, and starts a new log generation when it got to the end and
+        no reader is reading the log.
+
+        Readers: a read mark (a snapshot in this process, or one in another
+        process, shm.py) reads the log's frames up to its own point and the
+        data file for every other page, so the copy goes only up to the
+        oldest mark (SQLite's rule): pages whose newest frame up to that point
+        is copied are pages every mark reads from the log. ``backfilled``
+        records how far it got. The log restarts only when everything is
+        copied and no mark is held (for other processes: while the writer can
+        lock the whole mark range).
 
         Order matters: the log is synced first, then the data file is written
         and synced, and only then does the log start a new generation. A crash
@@ -771,17 +1053,40 @@ class Pager:
             return
         if self.dirty or self.wal.txn_index:
             raise PageStoreError("checkpoint inside a transaction")
-        if self.readers:
-            raise PageStoreError(f"checkpoint while {len(self.readers)} snapshots are open")
-        self.wal.sync()
+        wal = self.wal
+        frames = wal.frame_count(wal.committed_end)
+        limit = frames
+        for mark in self.readers:
+            limit = min(limit, mark.frames if mark.generation == wal.generation else 0)
+        if self.shm is not None:
+            oldest = self.shm.oldest_mark(frames)
+            if oldest is not None:
+                limit = min(limit, oldest)
+        if limit > self.backfilled:
+            wal.sync()
+            self._backfill(limit, frames)
+        if self.backfilled == frames and not self.readers:
+            self._restart_log()
+
+    def _backfill(self, limit: int, frames: int) -> None:
+        """_backfill copies into the data file the newest image, among the log's first ``limit``
+        frames, of every page with a frame past ``backfilled``; at the log's end (``limit`` is
+        ``frames``), the header too. Syncs the data file."""
+        assert self.wal is not None and self.file is not None
+        wal = self.wal
+        latest: Dict[int, int] = {}
+        pgnos = wal.frame_pgnos
+        for k in range(self.backfilled, limit):
+            latest[pgnos[k]] = k
         ps = self.page_size
         run: List[Union[bytes, bytearray]] = []
         start = 0
-        for pgno in sorted(self.wal.index):
+        for pgno in sorted(latest):
             if pgno == 0:
                 continue
-            f = self.cache.get(pgno)
-            data = f.buf if f is not None else self.wal.read_frame(self.wal.index[pgno], pgno)
+            off = wal.frame_offset(latest[pgno])
+            f = self.cache.get(pgno) if limit == frames else None
+            data = f.buf if f is not None and wal.index.get(pgno) == off else wal.read_frame(off, pgno)
             self._unverify(pgno)
             if run and (pgno != start + len(run) or len(run) >= CHECKPOINT_RUN):
                 self.file.write(start * ps, b"".join(run))
@@ -791,17 +1096,43 @@ class Pager:
             run.append(data)
         if run:
             self.file.write(start * ps, b"".join(run))
-        disk = self.meta.copy()
-        disk.checkpoint_seq += 1
-        self.file.write(0, bytes(disk.encode()))
-        if self.file.size() > disk.page_count * ps:
-            self._unmap()  # the file never shrinks under a live map
-            self.file.truncate(disk.page_count * ps)
+        if limit == frames:
+            disk = self.meta.copy()
+            disk.checkpoint_seq += 1
+            self.file.write(0, bytes(disk.encode()))
         self.file.sync()
-        self.meta.checkpoint_seq = disk.checkpoint_seq
-        self.committed = self.meta.copy()
-        self.wal.reset(disk.checkpoint_seq)
-        self.overlaid.clear()
+        self.backfilled = limit
+        self._publish()
+
+    def _restart_log(self) -> None:
+        """_restart_log starts a new log generation once every frame is in the data file and no
+        reader reads the log (in another process: the writer holds the whole mark range while
+        it restarts, so no reader takes a mark meanwhile). The data file's tail past the
+        committed end (pages a rolled-back large transaction wrote) is cut only when this
+        is the only process with the store open: another may have it mapped."""
+        assert self.wal is not None and self.file is not None
+        shm = self.shm
+        if shm is not None and not shm.try_lock(READ_BASE, READ_SPAN, exclusive=True):
+            return
+        try:
+            if shm is not None:
+                shm.invalidate()  # a crash from here to the publish below makes readers rebuild
+            seq = self.meta.checkpoint_seq + 1
+            ps = self.page_size
+            if self.file.size() > self.meta.page_count * ps and (self._data_lock is None or self._data_lock.alone()):
+                self._unmap()  # the file never shrinks under a live map
+                self.file.truncate(self.meta.page_count * ps)
+                self.file.sync()
+            self.meta.checkpoint_seq = seq
+            self.committed = self.meta.copy()
+            self.wal.reset(seq)
+            self.backfilled = 0
+            self._next_try = 0
+            self.overlaid.clear()
+        finally:
+            if shm is not None:
+                self._publish()
+                shm.unlock(READ_BASE, READ_SPAN)
         self._remap()
 
     # ---- read marks (snapshots) ----
@@ -815,9 +1146,10 @@ class Pager:
         assert self.wal is not None
         wal, last = self.wal, self._last_mark
         if last is not None and last.log_end == wal.committed_end and last.generation == wal.generation:
-            mark = ReadMark(last.meta, last.index, last.log_end, last.generation)
+            mark = ReadMark(last.meta, last.index, last.log_end, last.generation, last.frames)
         else:
-            mark = ReadMark(self.committed.copy(), dict(wal.index), wal.committed_end, wal.generation)
+            mark = ReadMark(self.committed.copy(), dict(wal.index), wal.committed_end, wal.generation,
+                            wal.frame_count(wal.committed_end))
         self._last_mark = mark
         self.readers.append(mark)
         return mark
@@ -829,6 +1161,7 @@ class Pager:
         any thread. Releasing twice is harmless.
         """
         mark.live = False
+        self._next_try = 0  # the next commit tries to checkpoint, now that this mark is gone
         try:
             self.readers.remove(mark)
         except ValueError:
@@ -918,6 +1251,23 @@ class Pager:
             raise PageStoreError("adopt inside a transaction")
         if self.readers:
             raise PageStoreError(f"{self.path}: cannot replace the file while {len(self.readers)} snapshots are open")
+        if self._data_lock is not None and not self._data_lock.try_exclusive():
+            raise PageStoreError(f"{self.path}: cannot replace the file while other processes have the store open")
+        try:
+            self._adopt(path)
+        except BaseException:
+            if self._data_lock is not None:
+                self._data_lock.share()
+            raise
+        if self._data_lock is not None:
+            # Held exclusively across the rename: an opener that waited meanwhile finds
+            # the new file when it looks again (``_shared_possible``). Now the new file's.
+            old_lock = self._data_lock
+            self._data_lock = shmlib.DataLock(self.path, write=True)
+            old_lock.close()
+
+    def _adopt(self, path: str) -> None:
+        assert self.file is not None and self.wal is not None
         self.checkpoint()
         new = self._opener(path, create=False, readonly=False)
         try:
@@ -947,6 +1297,11 @@ class Pager:
         self.wal.recover(meta.checkpoint_seq)  # the old file's log: not this file's, so started afresh
         self.overlaid = set(self.wal.index)
         self._last_mark = None
+        self.backfilled = 0
+        if self.shm is not None:
+            self.shm.file_id = meta.file_id
+            self.wal.shm = self.shm
+            self._publish()
         self._remap()
 
     # ---- sizes and closing ----
@@ -954,6 +1309,18 @@ class Pager:
     def file_size(self) -> int:
         assert self.file is not None
         return self.file.size()
+
+    def log_state(self) -> Dict[str, Optional[int]]:
+        """log_state: ``log_frames`` (committed frames in the log), ``backfilled_frames`` (how many of
+        them the data file holds; a writer's figure, None for a reader) and ``oldest_mark`` (the
+        smallest read mark, as a frame count, that another process holds, or None)."""
+        wal = self.wal
+        frames = wal.frame_count(wal.committed_end) if wal is not None and wal.file is not None else 0
+        oldest = None
+        if self.shm is not None and not self.shared:
+            oldest = self.shm.oldest_mark(frames)
+        return {"log_frames": frames, "backfilled_frames": None if self.readonly else self.backfilled,
+                "oldest_mark": oldest}
 
     def wal_size(self) -> int:
         """wal_size: bytes the log file takes on disk."""
@@ -973,7 +1340,14 @@ class Pager:
                     self.rollback()
                 if checkpoint:
                     self.checkpoint()
-                    self.wal.remove()
+                    # The log and the shared index go only when the log is empty and no
+                    # other process has the store open (one that has keeps reading them).
+                    if not self.wal.index and (self._data_lock is None or self._data_lock.try_exclusive()):
+                        self.wal.remove()
+                        if self.shm is not None:
+                            remove_shm(self.path)
+            elif self.shared and self._data_lock is not None and self._data_lock.try_exclusive():
+                remove_shm(self.path)  # the last one out (no writer): the next open rebuilds it
         finally:
             self._close_files()
             self.cache.clear()
@@ -982,6 +1356,14 @@ class Pager:
 
     def _close_files(self) -> None:
         self._unmap()
+        if self.shm is not None:
+            self.shm.close()
+            self.shm = None
+            self._locked.clear()
+            self.shared = False
+        if self._data_lock is not None:
+            self._data_lock.close()
+            self._data_lock = None
         if self.wal is not None:
             self.wal.close()
             self.wal = None

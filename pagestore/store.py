@@ -38,7 +38,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, NoReturn, Opti
 
 from sortedcontainers import SortedDict
 
-from . import codecs, fileio
+from . import codecs, fileio, shm
 from . import format as fmt
 from .btree import BTree
 from .bulk import Builder
@@ -108,7 +108,8 @@ def _refuse_if_open_here(path: str, readonly: bool, opener: fileio.Opener) -> No
     """_refuse_if_open_here raises if this process already has ``path`` open in a way that excludes this open.
 
     Files are compared by (st_dev, st_ino), so another name for the same
-    file (a link, a relative path) is caught too. Two read-only opens share.
+    file (a link, a relative path) is caught too. Two read-only opens share,
+    and so do a read-only open and a writer where there is a shared index.
     Only real OS files count: a test's own opener keeps its own locks.
 
     Raises:
@@ -120,8 +121,12 @@ def _refuse_if_open_here(path: str, readonly: bool, opener: fileio.Opener) -> No
         st = os.stat(path)
     except OSError:
         return
+    # With the shared index (shm.py), readers open beside a writer as they do from other processes.
+    shares = shm.SUPPORTED
     for other in list(_open_stores.values()):
         if other._closed or other._pid != _PID or (readonly and other.readonly) or other._opener is not opener:
+            continue
+        if shares and (readonly or other.readonly):
             continue
         try:
             ost = os.stat(other._abspath)  # its path, not its inode: compact() gives it a new file
@@ -234,10 +239,14 @@ class Store(MutableMapping[Any, Any]):
         self._abspath = os.path.abspath(self.path)
         self._pid = _PID
         self.strict = strict
-        self._lock = threading.RLock()
+        # A reader beside a writer ends each operation's read mark when the lock's outermost holder lets go.
+        self._lock: Any = threading.RLock()
+        if readonly:
+            self._lock = _OpLock()
         self._closed = True
         self._opener = _opener
         self._view: Optional[_ReadView] = None  # the tree and heap of the last snapshot's committed state
+        self._fsm_stale = False  # a reader beside a writer: the heap's free-space map is not this view's
         # One memory budget, so memory stays near cache_size: half holds the
         # B+tree's nodes (raw pages), half is the pager's page cache. Every
         # get reads one leaf and one heap page, and heap pages outnumber
@@ -272,7 +281,9 @@ class Store(MutableMapping[Any, Any]):
                 raise PermissionError(13, "permission denied", self.path) from exc
             try:
                 self._tree = BTree(self._pager, node_cache=self._tree_node_cache(), lend=True)
-                self._heap = Heap(self._pager)  # reads the free-space map: may raise CorruptionError
+                # reads the free-space map: may raise CorruptionError (a reader beside a writer
+                # reads it again for check() once the writer changed it: _fsm_stale)
+                self._heap = Heap(self._pager)
             except BaseException:
                 # Nobody will ever hold this Store to close it: release the file and its lock now.
                 self._pager.close(checkpoint=False)
@@ -296,6 +307,16 @@ class Store(MutableMapping[Any, Any]):
         except BaseException:
             self.close()
             raise
+        if self._pager.shared:
+            self._pager.on_change.append(self._changed)
+            assert isinstance(self._lock, _OpLock)
+            self._lock.on_idle = self._pager.end_operation
+            self._pager.end_operation()  # the view the pager opened with, for building the tree and heap
+
+    def _changed(self, pgnos: Optional[Set[int]]) -> None:
+        """_changed drops what the tree cached of pages the writer changed (a reader beside a writer)."""
+        self._tree.forget(pgnos)
+        self._fsm_stale = True
 
     # ---- codecs ----
 
@@ -854,7 +875,10 @@ class Store(MutableMapping[Any, Any]):
         log file's bytes on disk), log_size (bytes of it in use), snapshots
         (open snapshots and iterations), oldest_snapshot (None, or
         ``{"seconds", "commits"}``: how long ago, and how many commits
-        before the last, the oldest open one was taken),
+        before the last, the oldest open one was taken), log_frames (committed
+        frames in the log), backfilled_frames (how many of them the data file
+        holds already; None on a read-only store), oldest_mark (the oldest read
+        mark a reader in another process holds, as a frame count; None if none),
         bytes_written (to the data file and log since the store was opened),
         cache_bytes (private memory: the page cache and the tree's node
         cache, counted in pages, as ``cache_size`` bounds them) and
@@ -895,6 +919,7 @@ class Store(MutableMapping[Any, Any]):
                 "log_size": pager.wal.size() if pager.wal is not None else 0,
                 "snapshots": len(pager.readers),
                 "oldest_snapshot": _oldest(pager),
+                **pager.log_state(),
                 **memory,
             }
 
@@ -914,6 +939,9 @@ class Store(MutableMapping[Any, Any]):
         """
         with self._lock:
             pager = self._begin()
+            if self._fsm_stale:  # a reader beside a writer: the map as of this view
+                self._heap.fsm.load()
+                self._fsm_stale = False
             meta = pager.meta
             owner: Dict[int, str] = {}
 
@@ -1163,6 +1191,42 @@ def _oldest(pager: Pager) -> Optional[Dict[str, Any]]:
     return {"seconds": max(0.0, time.monotonic() - mark.taken), "commits": pager.committed.lsn - mark.meta.lsn}
 
 
+class _OpLock:
+    """_OpLock is the store's re-entrant lock for a reader beside a writer: when its outermost
+    holder lets go, ``on_idle`` (the pager's ``end_operation``) ends the operation's read mark,
+    so that a reader holds the writer's log back only while it reads."""
+
+    __slots__ = ("_rlock", "_depth", "on_idle")
+
+    def __init__(self) -> None:
+        self._rlock = threading.RLock()
+        self._depth = 0
+        self.on_idle: Optional[Callable[[], None]] = None
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        ok = self._rlock.acquire(blocking, timeout)
+        if ok:
+            self._depth += 1
+        return ok
+
+    def release(self) -> None:
+        self._depth -= 1
+        try:
+            if self._depth == 0 and self.on_idle is not None:
+                self.on_idle()
+        finally:
+            self._rlock.release()
+
+    def _is_owned(self) -> bool:
+        return bool(self._rlock._is_owned())  # type: ignore[attr-defined]
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 class _ReadView:
     """_ReadView: a read-only tree and heap over one committed state (a SnapshotPager).
 
@@ -1231,6 +1295,9 @@ class Snapshot(_StoreCodecs, Mapping[Any, Any]):
         if not self._closed:
             self._closed = True
             self._store._pager.release(self._mark)
+            lock = self._store._lock
+            if isinstance(lock, _OpLock) and lock.acquire(blocking=False):
+                lock.release()  # a reader beside a writer: unlock the mark now, not at the next operation
 
     def __enter__(self) -> "Snapshot":
         if self.closed:

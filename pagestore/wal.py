@@ -53,11 +53,14 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import fileio
 from ._native import crc32c
 from .errors import CorruptionError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .shm import SharedIndex
 
 WAL_MAGIC = b"psWAL\r\n\x00"
 WAL_VERSION = 1
@@ -137,6 +140,7 @@ class WAL:
         self.page_size = page_size
         self.file_id = file_id
         self.readonly = readonly
+        self._opener = opener
         self.frame_size = FRAME_HEADER_SIZE + page_size
         self.index: Dict[int, int] = {}
         self.txn_index: Dict[int, int] = {}
@@ -148,6 +152,10 @@ class WAL:
         self._crc = 0
         self._synced = True
         self.allocated = 0  # bytes the log file holds (frames in use and zeros beyond)
+        #: the shared index (shm.py) the writer records each frame's page number in, or None
+        self.shm: Optional["SharedIndex"] = None
+        #: the page number of every frame of this generation, in log order (the writer's; for checkpoints)
+        self.frame_pgnos: List[int] = []
         self.file: Optional[fileio.File]
         if readonly and not os.path.exists(path):
             self.file = None
@@ -186,6 +194,7 @@ class WAL:
         """
         self.index.clear()
         self.txn_index.clear()
+        self.frame_pgnos = []
         if self.file is None:
             return
         head = self._read_header()
@@ -195,6 +204,8 @@ class WAL:
             return
         self.generation, self.salt, crc = head
         pending: Dict[int, int] = {}
+        pgnos: List[int] = []
+        committed_frames = 0
         offset = WAL_HEADER_SIZE
         self.committed_end, self.committed_crc = offset, crc
         size = self.file.size()
@@ -210,11 +221,14 @@ class WAL:
             if crc != stored:
                 break
             pending[pgno] = offset
+            pgnos.append(pgno)
             offset += self.frame_size
             if commit:
                 self.index.update(pending)
                 pending.clear()
+                committed_frames = len(pgnos)
                 self.committed_end, self.committed_crc = offset, crc
+        self.frame_pgnos = pgnos[:committed_frames]
         self.end, self._crc = self.committed_end, self.committed_crc
         if not self.readonly and size > self.committed_end:
             self.file.truncate(self.committed_end)
@@ -282,6 +296,7 @@ class WAL:
                 self.txn_index[p] = prev
         self.end, self._crc, self._synced = mark.end, mark.crc, mark.synced
         self.committed_end, self.committed_crc = mark.committed_end, mark.committed_crc
+        del self.frame_pgnos[self.frame_count(self.end):]
 
     def _append(self, frames: List[Frame], txn: int, commit_page_count: int) -> None:
         assert self.file is not None
@@ -292,6 +307,11 @@ class WAL:
         last = len(frames) - 1
         page_size = self.page_size
         self._reserve(start + len(frames) * self.frame_size)
+        pgnos = [p for p, _ in frames]
+        del self.frame_pgnos[self.frame_count(start):]
+        self.frame_pgnos.extend(pgnos)
+        if self.shm is not None:
+            self.shm.set_frames(self.frame_count(start), pgnos)
         for i, (pgno, page) in enumerate(frames):
             assert len(page) == page_size
             commit = commit_page_count if i == last else 0
@@ -341,18 +361,58 @@ class WAL:
         """rollback forgets the open transaction's frames; the next append overwrites them."""
         self.txn_index.clear()
         self.end, self._crc = self.committed_end, self.committed_crc
+        del self.frame_pgnos[self.frame_count(self.end):]
+
+    def frame_count(self, offset: int) -> int:
+        """frame_count: how many frames lie before byte ``offset`` of the log (a frame boundary)."""
+        return (offset - WAL_HEADER_SIZE) // self.frame_size
+
+    def frame_offset(self, frame: int) -> int:
+        """frame_offset: the byte offset of frame number ``frame`` (from 0)."""
+        return WAL_HEADER_SIZE + frame * self.frame_size
 
     def read_frame(self, offset: int, pgno: int) -> bytes:
         """read_frame returns the page image of the frame at ``offset``.
 
         Raises:
-            CorruptionError: the frame is short or belongs to another page.
+            CorruptionError: the frame is short, belongs to another page or to another generation of the log.
         """
-        assert self.file is not None
+        if self.file is None:
+            raise CorruptionError(pgno, f"log frame at offset {offset}: the log is missing")
         raw = self.file.read(offset, self.frame_size)
-        if len(raw) < self.frame_size or _U32.unpack_from(raw, 0)[0] != pgno:
+        if len(raw) < self.frame_size or _U32.unpack_from(raw, 0)[0] != pgno or _U32.unpack_from(raw, 24)[0] != self.salt:
             raise CorruptionError(pgno, f"log frame at offset {offset} is missing or belongs to another page")
         return raw[FRAME_HEADER_SIZE:]
+
+    def follow(self, generation: int, salt: int, frames: int, pgnos: Sequence[int], first: int) -> None:
+        """follow brings a READER's log up to a state the writer published (shm.py):
+        ``frames`` committed frames of log generation ``generation``, whose page numbers
+        from frame ``first`` on are ``pgnos`` (``first`` 0: a new generation, forget the old).
+
+        Raises:
+            CorruptionError: the log file is missing or not that generation.
+        """
+        assert self.readonly
+        if first == 0:
+            self.index = {}
+            if self.file is None:
+                if not os.path.exists(self.path):
+                    if frames:
+                        raise CorruptionError(None, f"{self.path}: the log the shared index describes is missing")
+                    self.generation, self.salt = generation, salt
+                    self.end = self.committed_end = WAL_HEADER_SIZE
+                    return
+                self.file = self._opener(self.path, create=False, readonly=True)
+            head = self._read_header()
+            if frames and (head is None or head[:2] != (generation, salt)):
+                raise CorruptionError(None, f"{self.path}: the log is not the generation the shared index describes")
+            self.generation, self.salt = generation, salt
+        off = self.frame_offset(first)
+        index = self.index
+        for pgno in pgnos:
+            index[pgno] = off
+            off += self.frame_size
+        self.end = self.committed_end = self.frame_offset(frames)
 
     def reset(self, generation: int) -> None:
         """reset starts a new log generation: a fresh header and salt, no frames.
@@ -376,6 +436,7 @@ class WAL:
         self.committed_crc = self._crc
         self.index.clear()
         self.txn_index.clear()
+        self.frame_pgnos = []
         self._synced = True
 
     def check(self) -> Dict[str, int]:

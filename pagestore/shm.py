@@ -1,0 +1,381 @@
+"""shm: the shared index beside a store (``<store>-shm``), so that readers in other processes
+can read beside the writer, as SQLite's WAL mode does with its ``-shm`` file.
+
+The file holds no data of its own, only what every process needs to agree on
+about the log, and it can always be rebuilt from the log (so it is never
+synced). Every process that has the store open maps it, shared.
+
+SHARED INDEX FILE LAYOUT (little-endian)
+
+    OFFSET  SIZE   DESCRIPTION
+       0     64    header, copy 0
+      64     64    header, copy 1 (the same bytes; see "Publishing")
+     128   3968    unused (zero)
+    4096   4 * n   frame array: the page number of log frame k at 4096 + 4k,
+                   for every frame the writer has appended in this generation
+
+HEADER (HEADER_SIZE = 56 bytes used of 64)
+
+    OFFSET  SIZE  DESCRIPTION
+       0      8   magic b"psSHM\\r\\n\\x00"
+       8      4   shared index version (1)
+      12      4   page size of the store
+      16      8   file_id of the data file
+      24      8   generation of the log (its header's)
+      32      4   salt of the log (its header's)
+      36      4   frames: committed frames in the log (a reader's snapshot is a frame count)
+      40      4   backfilled: frames (from the first) whose pages the data file holds
+      44      8   change: bumped by every publication
+      52      4   checksum: CRC32C of bytes [0, 52)
+
+Publishing: the writer writes copy 1, then copy 0; a reader reads copy 0,
+then copy 1, and trusts the header only when both are equal and the
+checksum holds. A reader that catches a publication halfway sees two
+different copies and reads again.
+
+LOCKS (``fcntl`` open-file-description byte-range locks, at offsets past the
+end of their file; they vanish when their process dies, so a SIGKILLed process
+never blocks anyone for long)
+
+    FILE   OFFSET          DESCRIPTION
+    data   LOCK_DMS        shared by every process that has the store open, taken
+                           before it opens this file; a writer that can take it
+                           exclusively is alone, and may remove the log and this
+                           file at close (an opener waits for it meanwhile)
+    shm    LOCK_RECOVER    exclusive while the index is being rebuilt
+    shm    READ_BASE + m   a read mark: shared by each process while it reads the
+                           store as of m committed frames; the writer copies log
+                           frames into the data file only up to the smallest held
+                           mark, and starts a new log only while it can lock the
+                           whole mark range exclusively (no reader at all)
+
+Writer exclusion is not here: the writer holds an exclusive ``flock`` on the
+data file, as before (pager.py).
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import mmap
+import os
+import struct
+import sys
+from array import array
+from typing import Iterable, NamedTuple, Optional
+
+from . import fileio
+from ._native import crc32c
+
+SHM_MAGIC = b"psSHM\r\n\x00"
+SHM_VERSION = 1
+HEADER_SIZE = 56
+COPY_SIZE = 64
+ARRAY_OFFSET = 4096
+#: the file grows by this many bytes at a time (16,384 frames)
+GROW_BYTES = 64 * 1024
+
+LOCK_BASE = 1 << 40
+LOCK_DMS = LOCK_BASE
+LOCK_RECOVER = LOCK_BASE + 1
+READ_BASE = LOCK_BASE + 16
+READ_SPAN = 1 << 32
+
+_HDR = struct.Struct("<8sIIQQIIIQ")
+_U32 = struct.Struct("<I")
+# struct flock on Linux (x86_64, aarch64): l_type, l_whence, l_start, l_len, l_pid, padding
+_FLOCK = struct.Struct("@hhqqi4x")
+
+#: Whether this platform has the locks the shared index needs (open-file-description
+#: locks: Linux). Elsewhere a store is used by one process at a time, as before.
+SUPPORTED = sys.platform.startswith("linux") and hasattr(fcntl, "F_OFD_SETLK")
+
+
+def shm_path(path: str) -> str:
+    """shm_path names the shared index of the store at ``path``: ``<path>-shm``."""
+    return path + "-shm"
+
+
+def remove_shm(store_path: str) -> None:
+    """remove_shm deletes the shared index of the store at ``store_path``, if there is one."""
+    try:
+        os.unlink(shm_path(store_path))
+    except FileNotFoundError:
+        pass
+
+
+class Header(NamedTuple):
+    """Header is one published state of the log (see the module docstring)."""
+
+    page_size: int
+    file_id: int
+    generation: int
+    salt: int
+    frames: int
+    backfilled: int
+    change: int
+
+    def encode(self) -> bytes:
+        body = _HDR.pack(SHM_MAGIC, SHM_VERSION, self.page_size, self.file_id, self.generation,
+                         self.salt, self.frames, self.backfilled, self.change)
+        return body + _U32.pack(crc32c(body))
+
+
+class DataLock:
+    """DataLock is this open's LOCK_DMS on the data file (see the module docstring), on a
+    descriptor of its own, so it works whatever opener the pager reads the file with.
+    Shared from construction; ``alone`` tells whether anyone else holds it."""
+
+    def __init__(self, path: str, *, write: bool) -> None:
+        """``write``: the caller may write the file. A reader opens it for writing too where it
+        may (never writing it), so that it can tell it is the last one out at close."""
+        cloexec = getattr(os, "O_CLOEXEC", 0)
+        self.fd: int = -1
+        try:
+            self.fd = os.open(path, os.O_RDWR | cloexec)
+        except PermissionError:
+            if write:
+                raise
+            self.fd = os.open(path, os.O_RDONLY | cloexec)
+        fileio.track(self)
+        try:
+            lock(self.fd, LOCK_DMS)
+        except BaseException:
+            self.close()
+            raise
+
+    def alone(self) -> bool:
+        """alone: no other open holds LOCK_DMS now."""
+        return held_by_others(self.fd, LOCK_DMS, 1) is None
+
+    def try_exclusive(self) -> bool:
+        """try_exclusive turns the lock exclusive (keep it so until close), or returns False
+        (also where the file could only be opened read-only)."""
+        try:
+            return try_lock(self.fd, LOCK_DMS, exclusive=True)
+        except OSError as exc:
+            if exc.errno == errno.EBADF:
+                return False
+            raise
+
+    def share(self) -> None:
+        """share turns an exclusive lock (``try_exclusive``) back into a shared one."""
+        lock(self.fd, LOCK_DMS)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class SharedIndex:
+    """SharedIndex is one process's open shared index of a store: the map and the locks.
+
+    Callers: the pager only. Not thread-safe on its own: the pager calls it
+    under the store's lock.
+    """
+
+    def __init__(self, path: str, page_size: int, file_id: int) -> None:
+        """Opens (creating if needed) the file; raises OSError when it cannot be opened for writing."""
+        self.fd: int = -1
+        self.path = path
+        self.page_size = page_size
+        self.file_id = file_id
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        self.fd = os.open(path, flags, 0o644)
+        fileio.track(self)
+        self.map: Optional[mmap.mmap] = None
+        try:
+            if os.fstat(self.fd).st_size < ARRAY_OFFSET + GROW_BYTES:
+                os.ftruncate(self.fd, ARRAY_OFFSET + GROW_BYTES)
+            self._remap()
+        except BaseException:
+            self.close()
+            raise
+
+    # ---- the map ----
+
+    def _remap(self) -> None:
+        size = os.fstat(self.fd).st_size
+        if self.map is not None and len(self.map) == size:
+            return
+        self.map = mmap.mmap(self.fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+
+    def capacity(self) -> int:
+        """capacity: frames the frame array holds in the current map."""
+        assert self.map is not None
+        return (len(self.map) - ARRAY_OFFSET) // 4
+
+    def _ensure(self, frames: int) -> None:
+        """_ensure makes the map hold ``frames`` frame entries, growing the file (writer) or
+        remapping a file another process grew (reader)."""
+        if frames <= self.capacity():
+            return
+        size = os.fstat(self.fd).st_size
+        need = ARRAY_OFFSET + 4 * frames
+        if size < need:
+            size = -(-need // GROW_BYTES) * GROW_BYTES
+            os.ftruncate(self.fd, size)
+        self._remap()
+
+    # ---- the header ----
+
+    def read_header(self) -> Optional[Header]:
+        """read_header returns the published header, or None when the two copies differ
+        (a publication in flight, or a torn or foreign file) or it is not this store's."""
+        mm = self.map
+        assert mm is not None
+        a = mm[0:HEADER_SIZE]
+        b = mm[COPY_SIZE : COPY_SIZE + HEADER_SIZE]
+        if a != b:
+            return None
+        magic, version, page_size, file_id, generation, salt, frames, backfilled, change = _HDR.unpack_from(a, 0)
+        if magic != SHM_MAGIC or version != SHM_VERSION or crc32c(a[:52]) != _U32.unpack_from(a, 52)[0]:
+            return None
+        if page_size != self.page_size or file_id != self.file_id:
+            return None
+        return Header(page_size, file_id, generation, salt, frames, backfilled, change)
+
+    def publish(self, generation: int, salt: int, frames: int, backfilled: int) -> Header:
+        """publish makes a new state visible to readers (copy 1 first, then copy 0). Writer only."""
+        mm = self.map
+        assert mm is not None
+        old = self.read_header()
+        change = (old.change + 1) if old is not None else 1
+        head = Header(self.page_size, self.file_id, generation, salt, frames, backfilled, change & (2**64 - 1))
+        raw = head.encode()
+        mm[COPY_SIZE : COPY_SIZE + HEADER_SIZE] = raw
+        mm[0:HEADER_SIZE] = raw
+        return head
+
+    def invalidate(self) -> None:
+        """invalidate makes the header untrusted (both copies zeroed), so the next reader rebuilds it."""
+        mm = self.map
+        assert mm is not None
+        mm[0 : 2 * COPY_SIZE] = bytes(2 * COPY_SIZE)
+
+    # ---- the frame array ----
+
+    def set_frames(self, first: int, pgnos: Iterable[int]) -> None:
+        """set_frames records the page numbers of frames ``first``, ``first + 1``, ... Writer only."""
+        data = array("I", pgnos)
+        if sys.byteorder != "little":  # pragma: no cover
+            data.byteswap()
+        self._ensure(first + len(data))
+        mm = self.map
+        assert mm is not None
+        off = ARRAY_OFFSET + 4 * first
+        mm[off : off + 4 * len(data)] = data.tobytes()
+
+    def frame_pgnos(self, lo: int, hi: int) -> "array[int]":
+        """frame_pgnos returns the page numbers of frames [lo, hi)."""
+        self._ensure(hi)
+        mm = self.map
+        assert mm is not None
+        out = array("I")
+        out.frombytes(mm[ARRAY_OFFSET + 4 * lo : ARRAY_OFFSET + 4 * hi])
+        if sys.byteorder != "little":  # pragma: no cover
+            out.byteswap()
+        return out
+
+    # ---- locks ----
+
+    def try_lock(self, start: int, length: int = 1, *, exclusive: bool = False) -> bool:
+        """try_lock: ``try_lock`` on this file."""
+        return try_lock(self.fd, start, length, exclusive=exclusive)
+
+    def lock(self, start: int, length: int = 1, *, exclusive: bool = False) -> None:
+        """lock: ``lock`` on this file."""
+        lock(self.fd, start, length, exclusive=exclusive)
+
+    def unlock(self, start: int, length: int = 1) -> None:
+        """unlock: ``unlock`` on this file."""
+        if self.fd >= 0:
+            unlock(self.fd, start, length)
+
+    def held_by_others(self, start: int, length: int) -> Optional[int]:
+        """held_by_others: ``held_by_others`` on this file."""
+        return held_by_others(self.fd, start, length)
+
+    def oldest_mark(self, below: int) -> Optional[int]:
+        """oldest_mark returns the smallest read mark (frame count) another process holds at or
+        below ``below``, or None. A few lock probes (each narrows the range)."""
+        hi = below  # inclusive
+        found = self.held_by_others(READ_BASE, hi + 1)
+        if found is None:
+            return None
+        best = found - READ_BASE
+        while best > 0:
+            lower = self.held_by_others(READ_BASE, best)
+            if lower is None:
+                break
+            best = lower - READ_BASE
+        return best
+
+    # ---- closing ----
+
+    def __del__(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def close(self) -> None:
+        """close unmaps the file and closes it (its locks go with it)."""
+        if self.map is not None:
+            try:
+                self.map.close()
+            except BufferError:  # pragma: no cover - a view is alive: leave the map to the GC
+                pass
+            self.map = None
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+# ---- open-file-description locks on any descriptor ----
+
+
+def _fcntl(fd: int, cmd: int, kind: int, start: int, length: int) -> bytes:
+    return fcntl.fcntl(fd, cmd, _FLOCK.pack(kind, os.SEEK_SET, start, length, 0))
+
+
+def try_lock(fd: int, start: int, length: int = 1, *, exclusive: bool = False) -> bool:
+    """try_lock takes a lock on bytes [start, start + length) of ``fd``'s file without waiting;
+    False when another open holds a conflicting one. A lock this open already holds there is
+    converted (shared to exclusive or back)."""
+    kind = fcntl.F_WRLCK if exclusive else fcntl.F_RDLCK
+    try:
+        _fcntl(fd, fcntl.F_OFD_SETLK, kind, start, length)
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            return False
+        raise
+    return True
+
+
+def lock(fd: int, start: int, length: int = 1, *, exclusive: bool = False) -> None:
+    """lock takes a lock on bytes [start, start + length) of ``fd``'s file, waiting for it."""
+    kind = fcntl.F_WRLCK if exclusive else fcntl.F_RDLCK
+    while True:
+        try:
+            _fcntl(fd, fcntl.F_OFD_SETLKW, kind, start, length)
+            return
+        except InterruptedError:  # pragma: no cover - a signal
+            continue
+
+
+def unlock(fd: int, start: int, length: int = 1) -> None:
+    """unlock releases whatever this open holds on bytes [start, start + length) of ``fd``'s file."""
+    _fcntl(fd, fcntl.F_OFD_SETLK, fcntl.F_UNLCK, start, length)
+
+
+def held_by_others(fd: int, start: int, length: int) -> Optional[int]:
+    """held_by_others returns where some lock that another open holds in [start, start + length)
+    of ``fd``'s file begins (clipped to ``start``), or None when there is none."""
+    raw = _fcntl(fd, fcntl.F_OFD_GETLK, fcntl.F_WRLCK, start, length)
+    kind, _whence, lstart, _llen, _pid = _FLOCK.unpack(raw)
+    if kind == fcntl.F_UNLCK:
+        return None
+    return max(int(lstart), start)

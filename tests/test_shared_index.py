@@ -1,0 +1,244 @@
+"""The shared index (pagestore/shm.py) and read marks, exercised in one process.
+
+A read-only Store opened beside a writer in the same process uses the same
+files and locks as a reader in another process (the locks belong to each
+open, not to the process), so the protocol can be driven step by step here;
+tests/test_readers.py runs it across real processes.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+import pagestore
+from pagestore import shm
+from pagestore.errors import PageStoreError, StoreClosedError
+from pagestore.store import Store
+
+pytestmark = pytest.mark.skipif(not shm.SUPPORTED, reason="no open-file-description locks here")
+
+
+def _fill(db, n, start=0, size=300):
+    with db.transaction() as txn:
+        for i in range(start, start + n):
+            txn[b"k%06d" % i] = b"%d:" % i + b"v" * size
+
+
+def test_reader_sees_each_commit_and_its_snapshot_stays(tmp_path):
+    path = str(tmp_path / "s.ps")
+    with pagestore.open(path) as db, pagestore.open(path, readonly=True) as r:
+        assert len(r) == 0
+        db[b"a"] = b"1"
+        assert r[b"a"] == b"1" and len(r) == 1
+        with r.snapshot() as snap:
+            db[b"a"] = b"2"
+            db[b"b"] = b"3"
+            assert r[b"a"] == b"2" and r[b"b"] == b"3" and len(r) == 2
+            assert snap[b"a"] == b"1" and b"b" not in snap and len(snap) == 1
+            assert list(snap.items()) == [(b"a", b"1")]
+        del db[b"a"]
+        assert b"a" not in r and list(r.items()) == [(b"b", b"3")]
+        assert r.check()["records"] == 1
+
+
+def test_checkpoint_stops_at_a_readers_mark_and_the_log_restarts_after(tmp_path):
+    path = str(tmp_path / "s.ps")
+    with Store(path, wal_limit=64 * 1024) as db, pagestore.open(path, readonly=True) as r:
+        _fill(db, 50)
+        snap = r.snapshot()
+        mark = db.stats()["log_frames"]
+        assert db.stats()["oldest_mark"] == mark
+        for round_ in range(6):
+            _fill(db, 60, start=100 * (round_ + 1))
+        st_ = db.stats()
+        # the data file holds nothing past the reader's mark; the log grew past its limit
+        assert st_["backfilled_frames"] <= mark
+        assert st_["log_size"] > 2 * 64 * 1024  # kept past its limit: it could not restart
+        assert snap[b"k000001"].startswith(b"1:") and len(snap) == 50
+        assert b"k000100" not in snap
+        grown = st_["log_size"]
+        assert len(r) == 50 + 6 * 60
+        snap.close()
+        assert db.stats()["oldest_mark"] is None  # nothing held between operations
+        for round_ in range(3):
+            _fill(db, 60, start=1000 + 100 * round_)
+        st_ = db.stats()
+        assert st_["log_size"] < grown
+        assert r.check()["records"] == 50 + 9 * 60
+        assert db.check()["records"] == 50 + 9 * 60
+
+
+def test_no_mark_is_held_between_operations(tmp_path):
+    path = str(tmp_path / "s.ps")
+    with pagestore.open(path) as db, pagestore.open(path, readonly=True) as r:
+        db[b"a"] = b"1"
+        assert r[b"a"] == b"1"
+        assert db.stats()["oldest_mark"] is None
+        it = iter(r.items())
+        next(it)  # an unfinished scan holds its snapshot's mark
+        assert db.stats()["oldest_mark"] is not None
+        it.close()
+        assert r[b"a"] == b"1"  # the next operation lets go of what closed iterators held
+        assert db.stats()["oldest_mark"] is None
+
+
+def test_writer_close_leaves_the_log_to_readers_then_the_next_writer_recovers(tmp_path):
+    path = str(tmp_path / "s.ps")
+    db = pagestore.open(path)
+    r = pagestore.open(path, readonly=True)
+    _fill(db, 200)
+    snap = r.snapshot()
+    _fill(db, 10, start=500)
+    db.close()
+    assert os.path.exists(path + "-wal") and os.path.exists(path + "-shm")
+    assert len(r) == 210 and len(snap) == 200 and r.check()["records"] == 210
+    snap.close()
+    db = pagestore.open(path)
+    _fill(db, 10, start=900)
+    assert len(r) == 220
+    r.close()
+    db.close()
+    assert sorted(os.listdir(tmp_path)) == ["s.ps"]  # the last one out removes the log and index
+    with pagestore.open(path, readonly=True) as r:
+        assert len(r) == 220 and r.check()["records"] == 220
+    assert sorted(os.listdir(tmp_path)) == ["s.ps"]
+
+
+def test_a_damaged_shared_index_is_rebuilt_from_the_log(tmp_path):
+    path = str(tmp_path / "s.ps")
+    with pagestore.open(path) as db:
+        _fill(db, 100)
+        db.close  # keep open: the log has frames
+        with open(path + "-shm", "r+b") as f:
+            f.write(b"\xff" * 200)  # both header copies garbage
+        # no other process: a reader that finds the index unreadable with no writer rebuilds it,
+        # but here the writer is alive, so it republishes at its next commit
+        db[b"x"] = b"y"
+        with pagestore.open(path, readonly=True) as r:
+            assert r[b"x"] == b"y" and len(r) == 101
+    # nobody has the store open: garbage in the index must not matter to the next opener
+    with pagestore.open(path) as db:
+        _fill(db, 5, start=300)
+    with open(path + "-shm", "wb") as f:
+        f.write(os.urandom(5000))
+    with pagestore.open(path, readonly=True) as r:
+        assert len(r) == 106 and r.check()["records"] == 106
+
+
+def test_compact_is_refused_while_another_open_reads(tmp_path):
+    path = str(tmp_path / "s.ps")
+    with pagestore.open(path) as db:
+        _fill(db, 100)
+        with pagestore.open(path, readonly=True) as r:
+            assert len(r) == 100
+            with pytest.raises(PageStoreError, match="other processes"):
+                db.compact()
+            assert len(r) == 100
+        db.compact()
+        assert len(db) == 100 and db.check()["records"] == 100
+
+
+def test_a_second_writer_is_still_refused(tmp_path):
+    path = str(tmp_path / "s.ps")
+    with pagestore.open(path) as db:
+        db[b"a"] = b"1"
+        with pytest.raises(pagestore.StoreLockedError):
+            pagestore.open(path)
+        with pagestore.open(path, readonly=True) as r:
+            with pytest.raises(pagestore.ReadOnlyError):
+                r[b"b"] = b"2"
+            assert r[b"a"] == b"1"
+
+
+def test_reader_closed_store_says_so(tmp_path):
+    path = str(tmp_path / "s.ps")
+    with pagestore.open(path) as db:
+        db[b"a"] = b"1"
+        r = pagestore.open(path, readonly=True)
+        snap = r.snapshot()
+        r.close()
+        with pytest.raises(StoreClosedError):
+            r[b"a"]
+        with pytest.raises(StoreClosedError):
+            snap[b"a"]
+        assert db.stats()["oldest_mark"] is None
+
+
+class ReaderBesideWriter(RuleBasedStateMachine):
+    """A writer and a reader of one store against a dict: the reader's reads see the last commit;
+    its snapshots see the commit they were taken at, whatever the writer (and its checkpoints,
+    with a tiny log limit) does after."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import tempfile
+
+        self.dir = tempfile.mkdtemp()
+        self.path = os.path.join(self.dir, "m.ps")
+        self.db = Store(self.path, wal_limit=16 * 1024, page_size=512)
+        self.reader = pagestore.open(self.path, readonly=True)
+        self.model: dict = {}
+        self.snaps: list = []
+
+    keys = st.binary(min_size=1, max_size=6)
+    values = st.binary(max_size=900)
+
+    @rule(k=keys, v=values)
+    def put(self, k, v):
+        self.db[k] = v
+        self.model[k] = v
+
+    @rule(k=keys)
+    def delete(self, k):
+        self.db.pop(k, None)
+        self.model.pop(k, None)
+
+    @rule(items=st.lists(st.tuples(keys, values), max_size=30))
+    def transaction(self, items):
+        with self.db.transaction() as txn:
+            for k, v in items:
+                txn[k] = v
+        self.model.update(items)
+
+    @rule(k=keys)
+    def reader_get(self, k):
+        assert self.reader.get(k) == self.model.get(k)
+
+    @precondition(lambda self: len(self.snaps) < 4)
+    @rule()
+    def take_snapshot(self):
+        self.snaps.append((self.reader.snapshot(), dict(self.model)))
+
+    @precondition(lambda self: self.snaps)
+    @rule(i=st.integers(min_value=0, max_value=3))
+    def close_snapshot(self, i):
+        snap, _ = self.snaps.pop(i % len(self.snaps))
+        snap.close()
+
+    @invariant()
+    def reader_matches(self):
+        assert len(self.reader) == len(self.model)
+        for snap, model in self.snaps:
+            assert dict(snap.items()) == model
+
+    def teardown(self):
+        for snap, _ in self.snaps:
+            snap.close()
+        try:
+            assert dict(self.reader.items()) == self.model
+            self.reader.check()
+            self.db.check()
+        finally:
+            self.reader.close()
+            self.db.close()
+            import shutil
+
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+TestReaderBesideWriter = ReaderBesideWriter.TestCase
+TestReaderBesideWriter.settings = settings(max_examples=25, stateful_step_count=40, deadline=None)
