@@ -439,7 +439,7 @@ def run_bank(tmp_path, procs, *, seconds: float, nreaders: int, nacc: int = 100)
         db.check()
         assert rc.balance(db[rc.COUNTER]) == last
         assert sum(rc.balance(db[rc.acct(i)]) for i in range(nacc)) == total
-        assert all(b"c/%08d" % n in db for n in range(1, last + 1))
+        assert all(rc.MARK % n in db for n in range(1, last + 1))
     return {"commits": last, "rounds": [r["rounds"] for r in results], "states": [len(r["counters"]) for r in results],
             "log_restarts": restarts, "log_largest": max(logs)}
 
@@ -489,9 +489,9 @@ def kill_writer_loop(tmp_path, procs, *, rounds: int, nacc: int = 10, seed: int 
             n = rc.balance(db[rc.COUNTER])
             assert ack <= n <= ack + 1, f"the store holds commit {n}, the last acknowledged was {ack}"
             assert sum(rc.balance(db[rc.acct(i)]) for i in range(nacc)) == total
-            missing = [m for m in range(1, n + 1) if b"c/%08d" % m not in db]
+            missing = [m for m in range(1, n + 1) if rc.MARK % m not in db]
             assert missing == [], f"acknowledged commits lost: {missing[:10]}"
-            assert b"c/%08d" % (n + 1) not in db
+            assert rc.MARK % (n + 1) not in db
         last = n
     for p in readers:
         out, err = p.communicate(timeout=seconds + TIMEOUT)
