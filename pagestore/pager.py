@@ -85,6 +85,9 @@ CHECKPOINT_RUN = 64
 #: A durable commit with at least this many new pages (past the committed end
 #: of the file) writes them straight into the data file, not the log.
 DIRECT_PAGES = 64
+#: Seconds a write waits, at most, for the reads holding marks on a fully copied log
+#: to end, so that the log can start over (``restart_if_idle``).
+RESTART_WAIT = 0.002
 
 
 class ReadMark:
@@ -990,10 +993,6 @@ class Pager:
                 # log cannot redo, and is retried after the next commit and at
                 # close: raising here would tell the caller a saved write failed.
                 pass
-            if self.wal.size() > threshold:
-                # Readers kept the log from restarting: try again after a quarter of the
-                # threshold more, not after every commit (each try may copy and sync).
-                self._next_try = self.wal.size() + threshold // 4
         return True
 
     def restart_if_idle(self) -> None:
@@ -1005,12 +1004,24 @@ class Pager:
         old log have usually ended. (SQLite restarts its log at the same moment.)
         """
         wal = self.wal
-        if (self.backfilled and wal is not None and self.backfilled == wal.frame_count(wal.committed_end)
-                and not self.readers and not self.in_transaction):
-            try:
+        if wal is None or self.readers or self.readonly or self.in_transaction:
+            return
+        size = wal.size()
+        threshold = self.checkpoint_threshold()
+        try:
+            if size > threshold and size >= self._next_try:
+                # Readers kept the checkpoint after the last commit from finishing (a read
+                # begun before that commit held its mark). Now they have moved on: copy the
+                # rest, and give the reads that began meanwhile a moment to end.
+                self.checkpoint(wait=RESTART_WAIT)
+                if wal.size() > threshold:
+                    # Still held back (a snapshot, most likely): try again after a quarter
+                    # of the threshold more, not before every write (each try may sync).
+                    self._next_try = wal.size() + threshold // 4
+            elif self.backfilled and self.backfilled == wal.frame_count(wal.committed_end):
                 self._restart_log()
-            except OSError:
-                pass  # as for a failed checkpoint: the log still holds everything; tried again later
+        except OSError:
+            pass  # as for a failed checkpoint: the log still holds everything; tried again later
 
     def _publish(self) -> None:
         """_publish shows the log's committed state to readers in other processes (writer; shm.py)."""
@@ -1056,7 +1067,7 @@ class Pager:
         for pgno in [p for p in self.cache if p >= self.meta.page_count]:
             del self.cache[pgno]
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, wait: float = 0.0) -> None:
         """checkpoint copies the newest committed image of every logged page into the data file,
         as far as readers allow, and starts a new log generation when it got to the end and
         no reader is reading the log.
@@ -1068,7 +1079,7 @@ class Pager:
         is copied are pages every mark reads from the log. ``backfilled``
         records how far it got. The log restarts only when everything is
         copied and no mark is held (for other processes: while the writer can
-        lock the whole mark range).
+        lock the whole mark range; ``wait``: for up to that many seconds).
 
         Order matters: the log is synced first, then the data file is written
         and synced, and only then does the log start a new generation. A crash
@@ -1098,7 +1109,7 @@ class Pager:
             wal.sync()
             self._backfill(limit, frames)
         if self.backfilled == frames and not self.readers:
-            self._restart_log()
+            self._restart_log(wait)
 
     def _backfill(self, limit: int, frames: int) -> None:
         """_backfill copies into the data file the newest image, among the log's first ``limit``
@@ -1136,7 +1147,7 @@ class Pager:
         self.backfilled = limit
         self._publish()
 
-    def _restart_log(self) -> None:
+    def _restart_log(self, wait: float = 0.0) -> None:
         """_restart_log starts a new log generation once every frame is in the data file and no
         reader reads the log (in another process: the writer holds the whole mark range while
         it restarts, so no reader takes a mark meanwhile). The data file's tail past the
@@ -1145,7 +1156,15 @@ class Pager:
         assert self.wal is not None and self.file is not None
         shm = self.shm
         if shm is not None and not shm.try_lock(READ_BASE, READ_SPAN, exclusive=True):
-            return
+            # Reads that began before everything was copied hold marks on the log; those
+            # that begin now read the data file only (LOCK_READ0). Wait for the first to end.
+            deadline = time.monotonic() + wait
+            while True:
+                if time.monotonic() >= deadline:
+                    return
+                time.sleep(0.0001)
+                if shm.try_lock(READ_BASE, READ_SPAN, exclusive=True):
+                    break
         try:
             if shm is not None:
                 shm.invalidate()  # a crash from here to the publish below makes readers rebuild
