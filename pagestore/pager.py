@@ -598,7 +598,10 @@ class Pager:
             meta = self._read_disk_meta()
         self.meta = meta
         self.committed = meta.copy()
-        self.overlaid = set(self.wal.index)
+        if changed is None or file_only:
+            self.overlaid = set(self.wal.index)
+        else:
+            self.overlaid.update(changed)  # O(new frames), not O(log)
         self._view = head
         if changed is None:
             self.cache.clear()
