@@ -10,10 +10,13 @@ on their stdin and stdout):
    of random existing keys) and full-scan items per second (``for k, v in
    db.items()``, over and over), first with no writer, then beside a busy
    writer process (transactions of 10 overwrites, ``sync=False``, as fast as
-   it can; its commit rate is reported too).
+   it can; its commit rate is reported too). Between the two, beside a
+   writer process that has the store open and commits nothing: what the
+   writer's presence alone costs (the shared index, a read mark per read).
 2. The writer's durable one-put commit rate (each ``db[k] = v`` its own
    fdatasync'd commit; this process is the writer) with 0, 1 and 4 reader
-   processes reading meanwhile (point reads and short scans, without pause),
+   processes reading meanwhile (point reads and short scans, without pause;
+   each count measured twice, in the order 0 1 4 4 1 0, half the time each),
    the p50 / p99 / p99.9 of one commit, and the log's size at the end (readers
    that never pause keep it from restarting).
 3. The log: a slow reader process takes one snapshot and holds it while the
@@ -120,8 +123,11 @@ def role_loop(path: str, records: int, seed: int) -> None:
     say(json.dumps({"ops": ops, "ops_per_s": ops / elapsed}))
 
 
-def role_writer(path: str, records: int, seconds: float, seed: int) -> None:
-    """A busy writer: transactions of 10 overwrites, sync=False, for ``seconds``; one JSON line."""
+def role_writer(path: str, records: int, seconds: float, seed: int, idle: bool = False) -> None:
+    """A busy writer: transactions of 10 overwrites, sync=False, for ``seconds``; one JSON line.
+
+    ``idle``: the store open for writing, and not one commit (what a writer's
+    mere presence costs a reader)."""
     rng = random.Random(seed)
     db = pagestore.open(path, create=False, sync=False)
     say("START")
@@ -129,7 +135,9 @@ def role_writer(path: str, records: int, seconds: float, seed: int) -> None:
     commits = 0
     t0 = time.perf_counter()
     deadline = t0 + seconds
-    while time.perf_counter() < deadline:
+    if idle:
+        time.sleep(seconds)
+    while time.perf_counter() < deadline and not idle:
         with db.transaction() as t:
             for _ in range(10):
                 t[key(rng.randrange(records))] = rng.randbytes(VALUE)
@@ -198,25 +206,28 @@ def make_store(path: str, records: int) -> None:
 
 def reader_throughput(path: str, records: int, seconds: float) -> Dict[str, Any]:
     out: Dict[str, Any] = {}
-    for label in ("alone", "beside_writer"):
+    for label in ("alone", "beside_idle_writer", "beside_writer"):
         reader = Child("reader", path, records, seconds, 1)
         reader.expect("OPEN")
         writer = None
-        if label == "beside_writer":
-            writer = Child("writer", path, records, 2 * seconds + 0.5, 2)
+        if label != "alone":
+            writer = Child("writer", path, records, 2 * seconds + 0.5, 2, int(label == "beside_idle_writer"))
             writer.expect("START")
             writer.send("go")
             time.sleep(0.25)  # under way before the reader starts
         reader.send("go")
         out[label] = reader.result()
         if writer is not None:
-            out["writer"] = writer.result()
+            out["writer" if label == "beside_writer" else "idle_writer"] = writer.result()
     return out
 
 
-def durable_puts(db: Store, seconds: float, rng: random.Random, watch_log: bool = False) -> Dict[str, Any]:
-    """durable_puts makes durable one-put commits for ``seconds``: their rate, latency, and the log's largest size."""
-    samples = latency.Samples()
+def durable_puts(db: Store, seconds: float, rng: random.Random, watch_log: bool = False,
+                 samples: Optional[latency.Samples] = None) -> Dict[str, Any]:
+    """durable_puts makes durable one-put commits for ``seconds``: their count, rate and latency
+    (into ``samples`` if given), and with ``watch_log`` the log's largest size meanwhile."""
+    if samples is None:
+        samples = latency.Samples()
     largest = 0
     n = 0
     t0 = time.perf_counter()
@@ -231,29 +242,43 @@ def durable_puts(db: Store, seconds: float, rng: random.Random, watch_log: bool 
         if watch_log and n % 20 == 0:
             largest = max(largest, int(db.stats()["log_size"]))
     elapsed = time.perf_counter() - t0
-    out: Dict[str, Any] = {"commits": n, "commits_per_s": n / elapsed, "latency": latency.summarize(samples)}
+    out: Dict[str, Any] = {"commits": n, "seconds": elapsed, "commits_per_s": n / elapsed,
+                           "latency": latency.summarize(samples)}
     if watch_log:
         out["log_largest"] = max(largest, int(db.stats()["log_size"]))
     return out
 
 
 def commit_rates(db: Store, path: str, records: int, seconds: float) -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
+    """commit_rates measures each reader count twice, in the order 0, 1, 4, 4, 1, 0, for half the
+    time each, so that a drift of the machine's speed over the run weighs on them alike."""
     rng = random.Random(3)
-    for nreaders in (0, 1, 4):
+    acc: Dict[int, Dict[str, Any]] = {}
+    for nreaders in (0, 1, 4, 4, 1, 0):
+        settle(db)
         readers = [Child("loop", path, records, 10 + i) for i in range(nreaders)]
         for r in readers:
             r.expect("OPEN")
         for r in readers:
             r.send("go")
-        start_log = int(db.stats()["log_size"])
-        res = durable_puts(db, seconds, rng)
-        res["log_size_before"] = start_log
-        res["log_size_after"] = int(db.stats()["log_size"])  # readers that never pause keep the log from restarting
+        a = acc.setdefault(nreaders, {"commits": 0, "seconds": 0.0, "samples": latency.Samples(),
+                                      "log_size_after": [], "reader_ops_per_s": []})
+        res = durable_puts(db, seconds / 2, rng, samples=a["samples"])
+        a["commits"] += res["commits"]
+        a["seconds"] += res["seconds"]
+        a["log_size_after"].append(int(db.stats()["log_size"]))  # readers that never pause keep the log from restarting
         for r in readers:
             r.send("stop")
-        res["reader_ops_per_s"] = [r.result()["ops_per_s"] for r in readers]
-        out[str(nreaders)] = res
+        a["reader_ops_per_s"] += [r.result()["ops_per_s"] for r in readers]
+    out: Dict[str, Any] = {}
+    for nreaders, a in acc.items():
+        out[str(nreaders)] = {
+            "commits": a["commits"],
+            "commits_per_s": a["commits"] / a["seconds"],
+            "latency": latency.summarize(a["samples"]),
+            "log_size_after": max(a["log_size_after"]),
+            "reader_ops_per_s": a["reader_ops_per_s"],
+        }
     return out
 
 
@@ -316,10 +341,12 @@ def mib(n: Optional[float]) -> str:
 def report(res: Dict[str, Any]) -> None:
     rt = res["reader_throughput"]
     s = latency.sig3
-    print(f"readers beside a writer: {res['records']} records of {VALUE} B, {res['seconds']} s per measurement")
+    print(f"readers beside a writer: {res['records']} records of {VALUE} B, {res['seconds']} s per measurement; "
+          f"load average {res['load_average'][0]:.1f} on {os.cpu_count()} cpus at the start")
     print()
     print("1. one reader process                  point reads/s   full-scan items/s")
-    for label, name in (("alone", "no writer"), ("beside_writer", "beside a busy writer")):
+    for label, name in (("alone", "no writer"), ("beside_idle_writer", "beside a writer that does not commit"),
+                        ("beside_writer", "beside a busy writer")):
         r = rt[label]
         print(f"   {name:35s}  {s(r['point_reads_per_s']):>13}   {s(r['scan_items_per_s']):>17}")
     ratio_p = rt["beside_writer"]["point_reads_per_s"] / rt["alone"]["point_reads_per_s"]
@@ -327,10 +354,10 @@ def report(res: Dict[str, Any]) -> None:
     print(f"   {'beside / alone':35s}  {ratio_p:>12.2f}x   {ratio_s:>16.2f}x")
     print(f"   (the busy writer: {s(rt['writer']['commits_per_s'])} commits/s of 10 overwrites, sync=False)")
     print()
-    print("2. durable one-put commits   commits/s         p50 / p99 / p99.9           log at end  readers' ops/s")
+    print("2. durable one-put commits   commits/s         p50 / p99 / p99.9           log at end  readers' ops/s (sum)")
     base = res["commit_rates"]["0"]["commits_per_s"]
     for n, r in res["commit_rates"].items():
-        ops = ", ".join(s(x) for x in r["reader_ops_per_s"]) or "-"
+        ops = s(sum(r["reader_ops_per_s"]) / 2) if r["reader_ops_per_s"] else "-"
         rate = f"{s(r['commits_per_s'])} ({r['commits_per_s'] / base:.2f}x)"
         print(f"   {n} reader processes     {rate:>16}  {latency.format_summary(r['latency']):>28}  "
               f"{mib(r['log_size_after']):>10}  {ops}")
@@ -361,7 +388,7 @@ def main() -> None:
         elif role == "loop":
             role_loop(rest[0], int(rest[1]), int(rest[2]))
         elif role == "writer":
-            role_writer(rest[0], int(rest[1]), float(rest[2]), int(rest[3]))
+            role_writer(rest[0], int(rest[1]), float(rest[2]), int(rest[3]), bool(int(rest[4])))
         elif role == "holder":
             role_holder(rest[0])
         return
@@ -371,7 +398,8 @@ def main() -> None:
     try:
         path = os.path.join(d, "store")
         make_store(path, args.records)
-        res: Dict[str, Any] = {"records": args.records, "seconds": args.seconds}
+        res: Dict[str, Any] = {"records": args.records, "seconds": args.seconds, "load_average": os.getloadavg(),
+                               "cpus": os.cpu_count()}
         res["reader_throughput"] = reader_throughput(path, args.records, args.seconds)
         with Store(path, create=False) as db:
             res["commit_rates"] = commit_rates(db, path, args.records, args.seconds)
