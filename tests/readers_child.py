@@ -24,8 +24,9 @@ test through its stdin and stdout, one line at a time, flushed:
     cycling through the ways (snapshot items, ``snap[k]`` of every account
     inside one snapshot, iteration of ``db.items()``, ``db.get_many``), each
     with the counter read in the same snapshot or operation. Prints one JSON
-    line at the end: ``{"rounds", "bad": [the first wrong sums], "counters":
-    [distinct counters seen], "errors": [...]}``. MODE "mmap" or "no-mmap".
+    line at the end: ``{"rounds", "bad": [the first wrong sums], "backwards":
+    [rounds that saw an older commit than one before], "counters": [distinct
+    counters seen], "errors": [...]}``. MODE "mmap" or "no-mmap".
 """
 from __future__ import annotations
 
@@ -267,7 +268,7 @@ def bank_reader(path: str, args: List[str]) -> None:
     nacc, total, seconds, mode = int(args[0]), int(args[1]), float(args[2]), args[3]
     keys = [acct(i) for i in range(nacc)]
     rng = random.Random()
-    result: Dict[str, Any] = {"rounds": 0, "bad": [], "counters": [], "errors": [], "ways": {}}
+    result: Dict[str, Any] = {"rounds": 0, "bad": [], "backwards": [], "counters": [], "errors": [], "ways": {}}
     counters = set()
     try:
         db = pagestore.open(path, readonly=True, mmap=(mode == "mmap"))
@@ -335,6 +336,8 @@ def bank_reader(path: str, args: List[str]) -> None:
             took[4 if full else way] = time.monotonic() - t0
             result["ways"][str(way)] = result["ways"].get(str(way), 0) + 1
             result["rounds"] += 1
+            if counters and counter < max(counters) and len(result["backwards"]) < 20:
+                result["backwards"].append([way, counter, max(counters)])  # time went back
             counters.add(counter)
             if got != total and len(result["bad"]) < 20:
                 result["bad"].append(["sum", way, got, counter])
