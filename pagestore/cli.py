@@ -786,8 +786,7 @@ def backup(db: str, dest: str, force: bool) -> None:
     if not force and os.path.lexists(dest):
         raise UserError(f"{dest}: exists (--force replaces it)")
     with opened(db) as store:
-        store.backup(dest, overwrite=force)
-        records = len(store)
+        records = store.backup(dest, overwrite=force)
     click.echo(f"{db}: {records:,} records backed up to {dest} ({human_bytes(os.path.getsize(dest))})")
 
 

@@ -85,6 +85,9 @@ CHECKPOINT_RUN = 64
 #: A durable commit with at least this many new pages (past the committed end
 #: of the file) writes them straight into the data file, not the log.
 DIRECT_PAGES = 64
+#: Seconds a write waits, at most, for the reads holding marks on a fully copied log
+#: to end, so that the log can start over (``restart_if_idle``).
+RESTART_WAIT = 0.002
 
 
 class ReadMark:
@@ -99,7 +102,7 @@ class ReadMark:
     into the log, and the frames at or before it.
     """
 
-    __slots__ = ("meta", "index", "log_end", "generation", "frames", "taken", "live")
+    __slots__ = ("meta", "index", "log_end", "generation", "frames", "taken", "live", "lock")
 
     def __init__(self, meta: fmt.Meta, index: Dict[int, int], log_end: int, generation: int, frames: int) -> None:
         self.meta = meta
@@ -107,6 +110,7 @@ class ReadMark:
         self.log_end = log_end
         self.generation = generation
         self.frames = frames  # log frames before log_end: what a checkpoint may copy while it is held
+        self.lock: Optional[int] = None  # a reader beside a writer: the read mark it keeps locked (see Pager._acquire)
         self.taken = time.monotonic()
         self.live = True
 
@@ -502,8 +506,9 @@ class Pager:
         self.epoch += 1
         if self.shared and self._op_mark is None:
             head = self._acquire()
-            self._op_mark = head.frames
-            self._follow(head)
+            self._op_mark = -1 if head.frames == head.backfilled else head.frames
+            if head is not self._view:  # read_header returns the same object while nothing changes
+                self._follow(head)
 
     def end_operation(self) -> None:
         """end_operation lets go of the operation's read mark (a reader beside a writer); a no-op otherwise.
@@ -532,9 +537,11 @@ class Pager:
                     self._rebuild_shared(force=False)
                 time.sleep(0 if attempt < 10 else 0.0005)
                 continue
-            m = head.frames
+            # A state the data file holds whole needs no log frame: LOCK_READ0 (shm.py),
+            # which does not keep the writer from starting a new log.
+            m = -1 if head.frames == head.backfilled else head.frames
             if m not in self._locked:
-                if not shm.try_lock(READ_BASE + m):
+                if not shm.lock_mark(m):
                     time.sleep(0 if attempt < 10 else 0.0005)  # the writer is starting a new log
                     continue
                 self._locked.add(m)
@@ -549,11 +556,14 @@ class Pager:
         shm = self.shm
         if shm is None:
             return
-        needed = {m.frames for m in self.readers if m.live}
+        if not self.readers and self._op_mark is None and len(self._locked) == 1:
+            shm.unlock_mark(self._locked.pop())  # the common case: an operation's mark, and no snapshot
+            return
+        needed = {m.lock for m in self.readers if m.live}
         if self._op_mark is not None:
             needed.add(self._op_mark)
         for m in self._locked - needed:
-            shm.unlock(READ_BASE + m)
+            shm.unlock_mark(m)
             self._locked.discard(m)
 
     def _follow(self, head: Header) -> None:
@@ -562,7 +572,11 @@ class Pager:
         last view are dropped from the caches; a new log generation drops them all."""
         assert self.wal is not None and self.shm is not None
         view = self._view
+        file_only = head.frames == head.backfilled
         if view is not None and (view.generation, view.salt, view.frames) == (head.generation, head.salt, head.frames):
+            if file_only and self.wal.index:
+                self.wal.index = {}  # the same state, whole in the data file now: read it there
+                self.overlaid = set()
             return
         changed: Optional[Set[int]]
         if view is None or (view.generation, view.salt) != (head.generation, head.salt) or head.frames < view.frames:
@@ -573,6 +587,11 @@ class Pager:
             pgnos = self.shm.frame_pgnos(view.frames, head.frames)
             self.wal.follow(head.generation, head.salt, head.frames, pgnos, view.frames)
             changed = set(pgnos)
+        if file_only:
+            # Every frame up to here is in the data file, and nothing newer can be copied
+            # there while LOCK_READ0 is held: read the file only. Later views add only the
+            # frames after this one (their pages are the ones the file may hold newer).
+            self.wal.index = {}
         if 0 in self.wal.index:
             meta = fmt.decode_meta(self.wal.read_frame(self.wal.index[0], 0), self.path)
         else:
@@ -974,11 +993,35 @@ class Pager:
                 # log cannot redo, and is retried after the next commit and at
                 # close: raising here would tell the caller a saved write failed.
                 pass
-            if self.wal.size() > threshold:
-                # Readers kept the log from restarting: try again after a quarter of the
-                # threshold more, not after every commit (each try may copy and sync).
-                self._next_try = self.wal.size() + threshold // 4
         return True
+
+    def restart_if_idle(self) -> None:
+        """restart_if_idle starts a new log if the last checkpoint copied all of it but readers kept
+        it from starting over then. Callers: the store, before a write changes any page.
+
+        Readers that began after that checkpoint read the data file only (LOCK_READ0), which
+        does not stand in the way; by the next write, the short reads that held marks on the
+        old log have usually ended. (SQLite restarts its log at the same moment.)
+        """
+        wal = self.wal
+        if wal is None or self.readers or self.readonly or self.in_transaction:
+            return
+        size = wal.size()
+        threshold = self.checkpoint_threshold()
+        try:
+            if size > threshold and size >= self._next_try:
+                # Readers kept the checkpoint after the last commit from finishing (a read
+                # begun before that commit held its mark). Now they have moved on: copy the
+                # rest, and give the reads that began meanwhile a moment to end.
+                self.checkpoint(wait=RESTART_WAIT)
+                if wal.size() > threshold:
+                    # Still held back (a snapshot, most likely): try again after a quarter
+                    # of the threshold more, not before every write (each try may sync).
+                    self._next_try = wal.size() + threshold // 4
+            elif self.backfilled and self.backfilled == wal.frame_count(wal.committed_end):
+                self._restart_log()
+        except OSError:
+            pass  # as for a failed checkpoint: the log still holds everything; tried again later
 
     def _publish(self) -> None:
         """_publish shows the log's committed state to readers in other processes (writer; shm.py)."""
@@ -1024,7 +1067,7 @@ class Pager:
         for pgno in [p for p in self.cache if p >= self.meta.page_count]:
             del self.cache[pgno]
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, wait: float = 0.0) -> None:
         """checkpoint copies the newest committed image of every logged page into the data file,
         as far as readers allow, and starts a new log generation when it got to the end and
         no reader is reading the log.
@@ -1036,7 +1079,7 @@ class Pager:
         is copied are pages every mark reads from the log. ``backfilled``
         records how far it got. The log restarts only when everything is
         copied and no mark is held (for other processes: while the writer can
-        lock the whole mark range).
+        lock the whole mark range; ``wait``: for up to that many seconds).
 
         Order matters: the log is synced first, then the data file is written
         and synced, and only then does the log start a new generation. A crash
@@ -1066,7 +1109,7 @@ class Pager:
             wal.sync()
             self._backfill(limit, frames)
         if self.backfilled == frames and not self.readers:
-            self._restart_log()
+            self._restart_log(wait)
 
     def _backfill(self, limit: int, frames: int) -> None:
         """_backfill copies into the data file the newest image, among the log's first ``limit``
@@ -1104,7 +1147,7 @@ class Pager:
         self.backfilled = limit
         self._publish()
 
-    def _restart_log(self) -> None:
+    def _restart_log(self, wait: float = 0.0) -> None:
         """_restart_log starts a new log generation once every frame is in the data file and no
         reader reads the log (in another process: the writer holds the whole mark range while
         it restarts, so no reader takes a mark meanwhile). The data file's tail past the
@@ -1113,7 +1156,15 @@ class Pager:
         assert self.wal is not None and self.file is not None
         shm = self.shm
         if shm is not None and not shm.try_lock(READ_BASE, READ_SPAN, exclusive=True):
-            return
+            # Reads that began before everything was copied hold marks on the log; those
+            # that begin now read the data file only (LOCK_READ0). Wait for the first to end.
+            deadline = time.monotonic() + wait
+            while True:
+                if time.monotonic() >= deadline:
+                    return
+                time.sleep(0.0001)
+                if shm.try_lock(READ_BASE, READ_SPAN, exclusive=True):
+                    break
         try:
             if shm is not None:
                 shm.invalidate()  # a crash from here to the publish below makes readers rebuild
@@ -1145,11 +1196,13 @@ class Pager:
         """
         assert self.wal is not None
         wal, last = self.wal, self._last_mark
-        if last is not None and last.log_end == wal.committed_end and last.generation == wal.generation:
+        if (last is not None and last.log_end == wal.committed_end and last.generation == wal.generation
+                and last.lock == self._op_mark):
             mark = ReadMark(last.meta, last.index, last.log_end, last.generation, last.frames)
         else:
             mark = ReadMark(self.committed.copy(), dict(wal.index), wal.committed_end, wal.generation,
                             wal.frame_count(wal.committed_end))
+        mark.lock = self._op_mark
         self._last_mark = mark
         self.readers.append(mark)
         return mark
@@ -1310,6 +1363,10 @@ class Pager:
         assert self.file is not None
         return self.file.size()
 
+    def alone(self) -> bool:
+        """alone: no other open of this store (in any process) has it open now, as far as the locks tell."""
+        return self._data_lock is None or self._data_lock.alone()
+
     def log_state(self) -> Dict[str, Optional[int]]:
         """log_state: ``log_frames`` (committed frames in the log), ``backfilled_frames`` (how many of
         them the data file holds; a writer's figure, None for a reader) and ``oldest_mark`` (the
@@ -1378,10 +1435,11 @@ def _compaction_path(path: str) -> str:
 
 
 def discard(path: str) -> None:
-    """discard deletes the store file at ``path`` and its log, if present: a compacted copy
-    that will not be adopted. The file must not be open."""
+    """discard deletes the store file at ``path``, its log and its shared index, if present: a
+    compacted copy that will not be adopted. The file must not be open."""
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
     remove_log(path)
+    remove_shm(path)

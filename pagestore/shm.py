@@ -47,7 +47,11 @@ never blocks anyone for long)
                            store as of m committed frames; the writer copies log
                            frames into the data file only up to the smallest held
                            mark, and starts a new log only while it can lock the
-                           whole mark range exclusively (no reader at all)
+                           whole mark range exclusively (no reader of the log)
+    shm    LOCK_READ0      the read mark of a reader whose state the data file holds
+                           whole (frames == backfilled when it began): it reads no
+                           log frame, so a new log may start under it, but nothing
+                           more is copied into the data file while it is held
 
 Writer exclusion is not here: the writer holds an exclusive ``flock`` on the
 data file, as before (pager.py).
@@ -77,6 +81,7 @@ GROW_BYTES = 64 * 1024
 LOCK_BASE = 1 << 40
 LOCK_DMS = LOCK_BASE
 LOCK_RECOVER = LOCK_BASE + 1
+LOCK_READ0 = LOCK_BASE + 2
 READ_BASE = LOCK_BASE + 16
 READ_SPAN = 1 << 32
 
@@ -84,6 +89,7 @@ _HDR = struct.Struct("<8sIIQQIIIQ")
 _U32 = struct.Struct("<I")
 # struct flock on Linux (x86_64, aarch64): l_type, l_whence, l_start, l_len, l_pid, padding
 _FLOCK = struct.Struct("@hhqqi4x")
+_SETLK = getattr(fcntl, "F_OFD_SETLK", 0)
 
 #: Whether this platform has the locks the shared index needs (open-file-description
 #: locks: Linux). Elsewhere a store is used by one process at a time, as before.
@@ -180,6 +186,9 @@ class SharedIndex:
     def __init__(self, path: str, page_size: int, file_id: int) -> None:
         """Opens (creating if needed) the file; raises OSError when it cannot be opened for writing."""
         self.fd: int = -1
+        self._last_raw = b""  # the header bytes read_header last trusted, and what it made of them
+        self._last: Optional[Header] = None
+        self._packed: "dict[int, tuple[bytes, bytes]]" = {}  # mark -> packed lock and unlock arguments
         self.path = path
         self.page_size = page_size
         self.file_id = file_id
@@ -228,15 +237,18 @@ class SharedIndex:
         mm = self.map
         assert mm is not None
         a = mm[0:HEADER_SIZE]
-        b = mm[COPY_SIZE : COPY_SIZE + HEADER_SIZE]
-        if a != b:
+        if a != mm[COPY_SIZE : COPY_SIZE + HEADER_SIZE]:
             return None
+        if a == self._last_raw:  # unchanged since the last read: already checked
+            return self._last
         magic, version, page_size, file_id, generation, salt, frames, backfilled, change = _HDR.unpack_from(a, 0)
         if magic != SHM_MAGIC or version != SHM_VERSION or crc32c(a[:52]) != _U32.unpack_from(a, 52)[0]:
             return None
         if page_size != self.page_size or file_id != self.file_id:
             return None
-        return Header(page_size, file_id, generation, salt, frames, backfilled, change)
+        head = Header(page_size, file_id, generation, salt, frames, backfilled, change)
+        self._last_raw, self._last = a, head
+        return head
 
     def publish(self, generation: int, salt: int, frames: int, backfilled: int) -> Header:
         """publish makes a new state visible to readers (copy 1 first, then copy 0). Writer only."""
@@ -295,13 +307,45 @@ class SharedIndex:
         if self.fd >= 0:
             unlock(self.fd, start, length)
 
+    def lock_mark(self, m: int) -> bool:
+        """lock_mark takes read mark ``m`` (a frame count; -1: LOCK_READ0) shared, without waiting;
+        False if the writer holds it (it is starting a new log). The readers' hot path: one
+        system call, its argument packed once per mark."""
+        arg = self._packed.get(m)
+        if arg is None:
+            arg = self._pack(m)
+        try:
+            fcntl.fcntl(self.fd, _SETLK, arg[0])
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                return False
+            raise
+        return True
+
+    def unlock_mark(self, m: int) -> None:
+        """unlock_mark lets go of read mark ``m`` (see ``lock_mark``)."""
+        if self.fd >= 0:
+            arg = self._packed.get(m)
+            fcntl.fcntl(self.fd, _SETLK, (arg if arg is not None else self._pack(m))[1])
+
+    def _pack(self, m: int) -> "tuple[bytes, bytes]":
+        start = LOCK_READ0 if m < 0 else READ_BASE + m
+        arg = (_FLOCK.pack(fcntl.F_RDLCK, os.SEEK_SET, start, 1, 0), _FLOCK.pack(fcntl.F_UNLCK, os.SEEK_SET, start, 1, 0))
+        if len(self._packed) > 4096:
+            self._packed.clear()
+        self._packed[m] = arg
+        return arg
+
     def held_by_others(self, start: int, length: int) -> Optional[int]:
         """held_by_others: ``held_by_others`` on this file."""
         return held_by_others(self.fd, start, length)
 
     def oldest_mark(self, below: int) -> Optional[int]:
         """oldest_mark returns the smallest read mark (frame count) another process holds at or
-        below ``below``, or None. A few lock probes (each narrows the range)."""
+        below ``below``, or None; 0 for LOCK_READ0 (nothing more may be copied). A few lock
+        probes (each narrows the range)."""
+        if self.held_by_others(LOCK_READ0, 1) is not None:
+            return 0
         hi = below  # inclusive
         found = self.held_by_others(READ_BASE, hi + 1)
         if found is None:

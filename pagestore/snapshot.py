@@ -177,6 +177,7 @@ class Backup:
         self.tmp = temp_path(path)
         self.next = 1
         self.page_count = self._snap.meta.page_count
+        self.records = self._snap.meta.record_count  # what the copy holds
         _unlink(self.tmp)  # a leftover of an interrupted backup
         self._file: Optional[fileio.File] = fileio.open_file(self.tmp, create=True)
         self._file.truncate(0)

@@ -422,6 +422,7 @@ class Store(MutableMapping[Any, Any]):
         """_write runs ``fn`` (which changes pages) and commits it, or undoes it all on any error."""
         self._begin()
         self._pager.check_writable()
+        self._pager.restart_if_idle()
         try:
             result = fn()
             self._tree.flush()
@@ -807,7 +808,7 @@ class Store(MutableMapping[Any, Any]):
                 raise
             return Snapshot(self, mark, view)
 
-    def backup(self, path: StorePath, *, overwrite: bool = False) -> None:
+    def backup(self, path: StorePath, *, overwrite: bool = False) -> int:
         """backup writes a consistent copy of the store, as of one snapshot, to the file ``path``.
 
         Writers go on meanwhile (the store's lock is taken for a run of 64
@@ -816,7 +817,8 @@ class Store(MutableMapping[Any, Any]):
         checkpointed), and passes ``check()``. Every page is verified as it is
         copied. The copy is written beside ``path``, synced and renamed into
         place: ``path`` is never left half written. sqlite3's ``backup`` and
-        LMDB's ``copy`` are the counterparts.
+        LMDB's ``copy`` are the counterparts. Returns the number of records
+        copied (the snapshot's).
 
         Raises:
             FileExistsError: ``path`` exists and ``overwrite`` is False.
@@ -842,6 +844,7 @@ class Store(MutableMapping[Any, Any]):
         except BaseException:
             job.abort()
             raise
+        return job.records
 
     # ---- transactions ----
 
@@ -1028,6 +1031,8 @@ class Store(MutableMapping[Any, Any]):
                     f"{self.path}: compact() while {len(pager.readers)} snapshots or iterations are open; "
                     "close them (or finish the loop) first"
                 )
+            if not pager.alone():
+                raise PageStoreError(f"{self.path}: compact() while other processes have the store open (it replaces the file they read)")
             before = pager.file_size() + pager.wal_size()
             pager.checkpoint()
             tmp = pager.compaction_path()
@@ -1571,7 +1576,7 @@ class Transaction(_StoreCodecs, MutableMapping[Any, Any]):
 
 
 def remove(path: StorePath) -> None:
-    """remove deletes a store that nobody has open: its data file and its log.
+    """remove deletes a store that nobody has open: its data file, its log and its shared index.
 
     For tools that made a store and must not leave it behind (the CLI's
     ``put`` and ``load`` when they fail before their first commit). Missing
@@ -1596,12 +1601,14 @@ def open(
     """open opens (or creates) a store file and returns a Store.
 
     Args:
-        path: the store's file (str, bytes or path-like); its log lives
-            beside it as ``<path>-wal``.
+        path: the store's file (str, bytes or path-like); its log and the
+            log's shared index live beside it as ``<path>-wal`` and ``<path>-shm``.
         create: make the file if it does not exist (else ``FileNotFoundError``),
             and make a new store in an existing empty file (else
             ``InvalidFileError``).
-        readonly: open for reading only; writes raise ``ReadOnlyError``.
+        readonly: open for reading only; writes raise ``ReadOnlyError``. Works
+            beside a writer (in another process, or this one): each operation
+            reads the latest commit (docs/api.md, Concurrency).
         page_size: for a new file (a power of two, 512 to 65536); an existing
             file keeps the page size it was made with.
         cache_size: bytes of private memory for pages (the page cache and

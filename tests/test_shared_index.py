@@ -135,7 +135,7 @@ def test_compact_is_refused_while_another_open_reads(tmp_path):
         _fill(db, 100)
         with pagestore.open(path, readonly=True) as r:
             assert len(r) == 100
-            with pytest.raises(PageStoreError, match="other processes"):
+            with pytest.raises(PageStoreError, match="other processes have the store open"):
                 db.compact()
             assert len(r) == 100
         db.compact()
@@ -242,3 +242,68 @@ class ReaderBesideWriter(RuleBasedStateMachine):
 
 TestReaderBesideWriter = ReaderBesideWriter.TestCase
 TestReaderBesideWriter.settings = settings(max_examples=25, stateful_step_count=40, deadline=None)
+
+
+def test_format_doc_matches_the_shared_index():
+    """docs/format.md's shared-index tables say what shm.py does."""
+    import re
+    import struct
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "format.md").read_text(encoding="utf-8")
+    section = doc.split("## Shared index", 1)[1].split("\n## ", 1)[0]
+    layout, header = [re.findall(r"^\| (\d+) \| ([\d *n]+) \|", t, re.M) for t in section.split("Header (", 1)]
+    assert [int(o) for o, _ in layout] == [0, shm.COPY_SIZE, 2 * shm.COPY_SIZE, shm.ARRAY_OFFSET]
+    offsets = [int(o) for o, _ in header]
+    sizes = [int(z) for _, z in header]
+    assert offsets[-1] + sizes[-1] == shm.HEADER_SIZE
+    assert all(a + z == b for a, z, b in zip(offsets, sizes, offsets[1:]))  # contiguous
+    assert struct.calcsize("<" + "".join({4: "I", 8: "Q"}[z] for z in sizes[1:-1])) + 8 == 52
+    assert shm.LOCK_DMS == 2**40 and shm.LOCK_RECOVER == 2**40 + 1 and shm.READ_BASE == 2**40 + 16
+    assert "psSHM\\r\\n\\0" in section and shm.SHM_MAGIC == b"psSHM\r\n\x00"
+
+
+def test_a_writer_that_died_mid_restart_leaves_readers_a_rebuild(tmp_path):
+    """The writer zeroes the index header before it starts a new log and publishes after; a writer
+    that dies in between (simulated: its files closed, nothing cleaned up) leaves an unreadable
+    header. With no writer left, a reader rebuilds the index from the log and reads on."""
+    path = str(tmp_path / "s.ps")
+    db = Store(path)
+    r = pagestore.open(path, readonly=True)
+    try:
+        _fill(db, 100)
+        assert len(r) == 100
+        with db._lock:
+            db._pager.shm.invalidate()
+            db._pager._close_files()  # the process is gone: its locks with it
+        db._closed = True
+        assert len(r) == 100 and r[b"k000007"].startswith(b"7:")
+        assert r.check()["records"] == 100
+    finally:
+        r.close()
+    with pagestore.open(path) as db2:  # the next writer recovers as usual
+        assert len(db2) == 100 and db2.check()["records"] == 100
+
+
+def test_without_a_writable_index_a_reader_falls_back_to_one_process_at_a_time(tmp_path, monkeypatch):
+    """Where the index cannot be made (a read-only directory), a read-only open works as before
+    the index existed: it reads alone, refused beside a writer, and refusing writers meanwhile."""
+    from pagestore import pager as pager_mod
+
+    path = str(tmp_path / "s.ps")
+    with pagestore.open(path) as db:
+        db[b"a"] = b"1"
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", path + "-shm")
+
+    monkeypatch.setattr(pager_mod, "SharedIndex", refuse)
+    with pagestore.open(path, readonly=True) as r:
+        assert r[b"a"] == b"1" and r._pager.shm is None and not r._pager.shared
+        with pytest.raises(pagestore.StoreLockedError):
+            Store(path)
+    monkeypatch.undo()
+    with pagestore.open(path) as db:
+        with pytest.raises(pagestore.StoreLockedError):
+            monkeypatch.setattr(pager_mod, "SharedIndex", refuse)
+            pagestore.open(path, readonly=True)
