@@ -19,14 +19,16 @@ test through its stdin and stdout, one line at a time, flushed:
     returns it prints ``ACK n``, and every 25 commits ``LOG n log_size``. The padding makes each commit log a few
     pages, so a small ``--wal-limit`` checkpoints every few commits.
 
-``bank-reader PATH NACC TOTAL SECONDS MODE``
+``bank-reader PATH NACC TOTAL SECONDS MODE [--no-pause]``
     Reads the accounts over and over for SECONDS, in one way per round,
     cycling through the ways (snapshot items, ``snap[k]`` of every account
     inside one snapshot, iteration of ``db.items()``, ``db.get_many``), each
     with the counter read in the same snapshot or operation. Prints one JSON
     line at the end: ``{"rounds", "bad": [the first wrong sums], "backwards":
     [rounds that saw an older commit than one before], "counters": [distinct
-    counters seen], "errors": [...]}``. MODE "mmap" or "no-mmap".
+    counters seen], "errors": [...]}``. MODE "mmap" or "no-mmap". The readers
+    pause now and then, all at the same moments (see below), unless
+    ``--no-pause``: then each round follows the last without a break.
 """
 from __future__ import annotations
 
@@ -265,6 +267,7 @@ def bank_create(path: str, nacc: int, each: int) -> int:
 
 
 def bank_reader(path: str, args: List[str]) -> None:
+    pause = not _flag(args, "--no-pause")
     nacc, total, seconds, mode = int(args[0]), int(args[1]), float(args[2]), args[3]
     keys = [acct(i) for i in range(nacc)]
     rng = random.Random()
@@ -290,7 +293,9 @@ def bank_reader(path: str, args: List[str]) -> None:
             # checkpoint that copied past a reader's mark gets wrong.
             phase = time.time() % QUIET_EVERY
             need = min(2 * took[4 if full else way] + 0.002, QUIET_EVERY - QUIET_FOR - 0.01)
-            if phase < QUIET_FOR or QUIET_EVERY - phase < need:
+            if not pause:
+                pass
+            elif phase < QUIET_FOR or QUIET_EVERY - phase < need:
                 time.sleep((QUIET_FOR - phase) % QUIET_EVERY)
             elif rng.random() < 0.1:
                 time.sleep(rng.uniform(0.001, 0.01))
