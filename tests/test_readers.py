@@ -614,6 +614,9 @@ def test_cli_read_only_commands_beside_a_writer(tmp_path):
 
         stats = json.loads(cli("stats", path, "--json").stdout)
         assert stats["records"] == len(want)
+        # the log the writer keeps: its size in use, and the file's on disk
+        assert stats["log_size"] == log_size(db) > 0
+        assert stats["wal_size"] == os.path.getsize(path + "-wal") >= stats["log_size"], stats
         assert cli("stats", path).stdout.decode().splitlines()[0].split()[-1] == path
         check = cli("check", path)
         assert b"OK" in check.stdout and b"%d records" % len(want) in check.stdout.replace(b",", b"")
