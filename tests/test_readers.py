@@ -346,9 +346,13 @@ def test_killed_reader_releases_its_snapshot(tmp_path, peers):
         _fill(db, 120, b"b")
         held = log_size(db)
         assert held > 2 * WAL_LIMIT, f"the log did not grow while a snapshot was held: {held}"
+        st = db.stats()
+        # the writer sees the reader's mark, and copied nothing into the data file past it
+        assert st["oldest_mark"] is not None and st["backfilled_frames"] <= st["oldest_mark"] < st["log_frames"], st
         assert r.get(b"k", snap) == b"before"  # the snapshot is real, and still readable
         assert r.get(b"k") == b"after"
         assert r.kill() == -signal.SIGKILL
+        assert db.stats()["oldest_mark"] is None  # the kernel dropped its locks
         size = _shrinks(db, held, b"c")
         assert size < held
         db.check()
