@@ -2,18 +2,26 @@
 
 The other processes run tests/readers_child.py: a reader or writer driven one
 command at a time (``Peer``), the bank's writer, and the bank's readers.
-Nothing here forks: every process is a fresh interpreter (subprocess).
+Nothing here forks a process that has a store open: every process is a fresh
+interpreter (subprocess); only the fork test forks, inside such a child.
 
 What is promised, and tested here:
 - ``open(path, readonly=True)`` succeeds beside a writer in another process;
   each read operation sees the latest commit at its start, whole; a
   snapshot, or an iteration, sees the commit at its start and nothing later.
 - A second writer gets StoreLockedError while the first lives.
-- Read marks: the log restarts only when no reader holds a mark; a reader
-  killed with SIGKILL releases its marks, so the log shrinks again.
+- Read marks: a checkpoint copies nothing past the oldest, and the log
+  restarts only when no reader needs it; a reader killed with SIGKILL
+  releases its marks, so the log shrinks again. Readers that never pause do
+  not keep it growing.
 - A writer killed with SIGKILL loses no acknowledged commit, and its readers
-  read on.
+  read on (never seeing an older commit than one they saw).
+- The writer leaving leaves the log for its readers; a reader deletes nothing.
 - The CLI's read-only commands work on a store open for writing elsewhere.
+- Two opens in one process, and fork: one's close keeps the other's marks; a
+  reader used in a forked child raises, and its parent's snapshot still holds.
+
+Slow variants (``-m slow``): the bank for 60 s with 4 readers, 40 writer kills.
 """
 from __future__ import annotations
 
