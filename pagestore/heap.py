@@ -277,23 +277,35 @@ class Heap:
 
     def insert(self, value: bytes) -> Rid:
         """insert stores ``value`` and returns its record id."""
-        n = len(value)
-        if n <= self.inline_max:
+        if len(value) <= self.inline_max:
             return self._place(value, fmt.SLOT_LIVE)
-        q, r = divmod(n, self.chunk)
-        if r <= self.inline_max:
-            nchunks = q
-        else:
-            nchunks = q + 1
+        return self._place(self.write_chain(value), fmt.SLOT_OVERFLOW)
+
+    def place_stub(self, stub: bytes) -> Rid:
+        """place_stub places an overflow stub from ``write_chain`` (best fit) and returns its record id."""
+        return self._place(stub, fmt.SLOT_OVERFLOW)
+
+    def write_chain(self, value: bytes) -> bytes:
+        """write_chain writes the overflow pages of a value longer than ``inline_max`` and
+        returns its stub record, for the caller to place with state SLOT_OVERFLOW.
+
+        Callers: insert, and the bottom-up build (bulk.py), which places stubs
+        in the heap pages it fills. The chain is written last chunk first, so
+        each page is written once, already knowing its successor.
+        """
+        n = len(value)
+        chunk = self.chunk
+        q, r = divmod(n, chunk)
+        nchunks = q if r <= self.inline_max else q + 1
         view = memoryview(value)
+        allocate = self.pager.allocate
         nxt = 0
         for i in range(nchunks - 1, -1, -1):
-            page = self.pager.allocate(fmt.PAGE_OVERFLOW)
-            page.insert(view[i * self.chunk : min(n, (i + 1) * self.chunk)])
+            page = allocate(_PAGE_OVERFLOW)
+            page.insert(view[i * chunk : (i + 1) * chunk])
             page.next = nxt
             nxt = page.pgno
-        tail = view[nchunks * self.chunk :]
-        return self._place(_STUB.pack(n, nxt) + bytes(tail), fmt.SLOT_OVERFLOW)
+        return _STUB.pack(n, nxt) + view[nchunks * chunk :]
 
     # ---- reading ----
 

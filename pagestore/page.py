@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import struct
 from array import array
-from typing import Any, Iterator, List, Optional, Tuple, Union
+from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
 
 from . import format as fmt
 from ._native import EINVAL, OK, ffi, lib, raise_for, scratch, strerror
@@ -270,7 +270,7 @@ class SlottedPage:
         """slots returns the live slot ids in ascending order."""
         return [r[0] for r in self.records()]
 
-    def append_many(self, records: List[BytesLike]) -> None:
+    def append_many(self, records: Sequence[BytesLike]) -> None:
         """append_many adds records in new slots at the end of the array, all or none.
 
         Raises:
