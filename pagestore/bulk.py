@@ -8,36 +8,36 @@ empty tree need none of that: this module fills each page once, in order,
 and writes it once.
 
     builder = Builder(pager, heap, tree)
-    for key, value in items:            # strictly ascending keys
-        if not builder.add(key, value):
-            break                       # out of order: finish, then insert the rest one by one
+    refused = builder.extend(pairs)     # bytes pairs, taken while the keys ascend
     builder.finish()                    # the tree is complete and valid from here on
+    # refused: None, or the first pair out of order; it and the rest go in one by one
 
-HEAP: records are gathered until the next one would not fit a page, then
-written into a fresh heap page with one ``append_many`` (slots 0..n-1 in key
-order, so a scan reads each heap page once). A value longer than
-``heap.inline_max`` has its overflow chain written at once
-(``heap.write_chain``) and its stub gathered with the small records, in key
-order like them: its heap page is the one the records around it fill, with
-no search of the free-space map.
+HEAP: small values (at most ``heap.inline_max``) are gathered until the next
+one would not fit a page, then written into a fresh heap page with one
+``append_many`` (slots 0..n-1 in key order, so a scan reads each heap page
+once). A large value has its overflow chain written at once
+(``heap.write_chain``) and its stub placed by best fit (``heap.place_stub``),
+as an insert would: stubs fill the room the small values' pages leave.
+(Gathering stubs with the small values instead skipped the search but made
+the file 1.3% larger on the bench's mixed values.)
 
 TREE: leaves are filled to the page, internal nodes likewise, one level
-above the other. A heap page's records go into the leaf being filled as one
-run (its keys, the page number, slots 0..n-1) when they fit it, which they
-mostly do; entry by entry otherwise. Leaves keep their rids as two columns
-(heap pages and slots), never as a tuple per record. Each level keeps two
-nodes in memory, the last one it closed and the one it is filling, so that
-at the end an underfull last node can share entries with its full
-neighbour (every node but the root must hold at least a quarter of a page
-for leaves, a sixth for internal nodes; see btree.py). Memory is bounded by
-two nodes per level and one heap page of records, whatever the input's
-length: finished pages go to the pager, which spills them to the log when
-its cache is full.
+above the other. A heap page's keys go into the leaf being filled as one run
+(the keys, and their rids as two columns: heap pages and slots) when they fit
+it, which most do; entry by entry otherwise. Each level keeps two nodes in
+memory, the last one it closed and the one it is filling, so that at the end
+an underfull last node can share entries with its full neighbour (every node
+but the root must hold at least a quarter of a page for leaves, a sixth for
+internal nodes; see btree.py). Memory is bounded by two nodes per level and
+one heap page of records (or _MAX_PENDING keys), whatever the input's length:
+finished pages go to the pager, which spills them to the log when its cache
+is full.
 
-WHY ``extend``: the loop over the input is this module's, with its state in
-local variables; a call per record (``add``) cost as much as the rest of
-the build (issue 12: 50,000 mixed records, 0.31 s, of which the per-record
-calls and bookkeeping were over a third).
+WHY ``extend`` rather than a call per record: the loop over the input is
+this module's, with its state in local variables, and no tuple is made per
+record. On 50,000 of the bench's mixed records (``bench/bulk_load.py``) that
+took ``update()`` from 0.30 to 0.27 s; most of what is left is the pager's
+(allocating, spilling and committing 11,500 pages) and the per-page C calls.
 """
 from __future__ import annotations
 
