@@ -152,6 +152,27 @@ def build(page: SlottedPage, pgno: int, leaf: bool, keys: List[bytes], vals: Lis
         raise_for(rc, pgno, f"node of {len(vals)} entries")
 
 
+def build_leaf(page: SlottedPage, pgno: int, keys: List[bytes], pgnos: Sequence[int], slots: Sequence[int]) -> None:
+    """build_leaf is ``build`` of a leaf whose rids come as two columns: entry i is
+    ``keys[i]`` -> ``(pgnos[i], slots[i])``. One C call.
+
+    For the bottom-up build (bulk.py), which keeps a leaf's rids so rather
+    than as a tuple per record.
+
+    Raises:
+        ValueError: the three columns differ in length.
+        PageFullError: the entries do not fit (the page is then untouched).
+    """
+    n = len(keys)
+    if len(pgnos) != n or len(slots) != n:
+        raise ValueError(f"a leaf needs one rid per key: got {n} keys, {len(pgnos)} pages and {len(slots)} slots")
+    klens = array("I", map(len, keys))
+    rc = lib.ps_node_build(page.cdata, page.page_size, pgno, _LEAF, b"".join(keys), _ptr32(klens),
+                           _ptr32(array("I", pgnos)), ffi.from_buffer("uint16_t[]", array("H", slots)), n)
+    if rc != OK:
+        raise_for(rc, pgno, f"node of {n} entries")
+
+
 def leaf_insert(page: SlottedPage, index: int, key: bytes, pgno: int, slot: int) -> bool:
     """leaf_insert puts a new entry at ``index`` of a leaf page in place; False if it does not fit.
 

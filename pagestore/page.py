@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import struct
 from array import array
-from typing import Any, Iterator, List, Optional, Tuple, Union
+from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
 
 from . import format as fmt
 from ._native import EINVAL, OK, ffi, lib, raise_for, scratch, strerror
@@ -134,19 +134,45 @@ class SlottedPage:
         Raises:
             PageFullError: it does not fit even after compaction.
         """
-        data = as_bytes_like(data)
-        n = len(data) if type(data) is not memoryview else data.nbytes
+        return self._insert(data, state, False)[0]
+
+    def insert_room(self, data: BytesLike, state: int = fmt.SLOT_LIVE) -> Tuple[int, int]:
+        """insert_room is ``insert`` that also returns ``max_insert`` after it: ``(slot, max_insert)``.
+
+        For the heap, which records every page's room in its free-space map
+        after each insert: one call where ``insert`` then ``max_insert`` were
+        two, on the path of every record a transaction writes.
+
+        Raises:
+            PageFullError: it does not fit even after compaction.
+        """
+        return self._insert(data, state, True)
+
+    def _insert(self, data: BytesLike, state: int, room: bool) -> Tuple[int, int]:
+        if type(data) is not bytes:
+            data = as_bytes_like(data)
+            n = len(data) if type(data) is not memoryview else data.nbytes
+            ptr = ffi.from_buffer(data)
+        else:
+            n = len(data)
+            ptr = data  # cffi passes bytes' own buffer, read-only, without a wrapper
         if n > fmt.MAX_RECORD:
             raise PageFullError(f"record of {n} bytes exceeds the largest a page holds ({fmt.MAX_RECORD})")
-        out = scratch()[2]
-        rc = lib.ps_page_insert(self._ptr, self._size, ffi.from_buffer(data), n, state, out)
+        out, _, slot_out = scratch()
+        rc = lib.ps_page_insert(self._ptr, self._size, ptr, n, state, slot_out)
         if rc == EINVAL and state in (fmt.SLOT_LIVE, fmt.SLOT_OVERFLOW):
             # The data lies inside this very page: copy it out and retry.
-            rc = lib.ps_page_insert(self._ptr, self._size, bytes(data), n, state, out)
+            rc = lib.ps_page_insert(self._ptr, self._size, bytes(data), n, state, slot_out)
         if rc != OK:
             raise_for(rc, self.pgno_hint, f"{n}-byte record")
-        slot: int = out[0]
-        return slot
+        slot: int = slot_out[0]
+        if not room:
+            return slot, 0
+        rc = lib.ps_page_free_space(self._ptr, self._size, out, out + 1, out + 2)
+        if rc != OK:
+            raise_for(rc, self.pgno_hint)
+        free: int = out[2]
+        return slot, free
 
     def _locate(self, slot: int) -> Tuple[int, int, int]:
         if not isinstance(slot, int) or isinstance(slot, bool):
@@ -270,7 +296,7 @@ class SlottedPage:
         """slots returns the live slot ids in ascending order."""
         return [r[0] for r in self.records()]
 
-    def append_many(self, records: List[BytesLike]) -> None:
+    def append_many(self, records: Sequence[BytesLike]) -> None:
         """append_many adds records in new slots at the end of the array, all or none.
 
         Raises:

@@ -569,20 +569,27 @@ class Store(MutableMapping[Any, Any]):
         only once, so it cannot be retried the way a queued write is.
         """
         key, value = self._key, self._value
+        plain = self._kenc is None and self._venc is None
+        max_key = self.max_key
 
         def run() -> None:
             pager = self._pager
             it = iter(pairs)
             if pager.meta.record_count == 0:
                 builder = Builder(pager, self._heap, self._tree)
-                for k, v in it:
-                    k, v = key(k), value(v)
-                    if not builder.add(k, v):
-                        builder.finish()
-                        pager.begin_operation()
-                        self._put(k, v)
-                        break
+                # bytes pass as they are into a store without codecs (what
+                # _key and _value would return: the same object); anything
+                # else goes through them
+                converted = (
+                    (k, v) if plain and type(k) is bytes and type(v) is bytes and len(k) <= max_key
+                    and len(v) <= MAX_VALUE else (key(k), value(v))
+                    for k, v in it
+                )
+                refused = builder.extend(converted)
                 builder.finish()
+                if refused is not None:
+                    pager.begin_operation()
+                    self._put(*refused)  # the rest of ``it``, after it, goes in below
             for k, v in it:
                 pager.begin_operation()
                 self._put(key(k), value(v))

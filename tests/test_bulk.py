@@ -201,3 +201,31 @@ def test_update_sorted_into_an_empty_store_is_built_bottom_up(tmp_path):
         one_by_one = b.check()
     assert built["records"] == one_by_one["records"] == 5000
     assert built["tree_leaves"] < one_by_one["tree_leaves"]
+
+
+def test_update_takes_any_bytes_like_and_checks_every_item(tmp_path):
+    """The bulk path passes exact bytes through unconverted; anything else goes through the
+    store's own checks: bytearray and memoryview keys and values are taken by their bytes, a
+    key too long for the page refuses the whole update, and from a key out of order on the
+    rest goes in item by item, converted the same way."""
+    path = os.path.join(str(tmp_path), "s")
+    with Store(path, page_size=512, sync=False) as db:
+        too_long = [(b"a", b"1"), (b"b" * (db.max_key + 1), b"2")]
+        with pytest.raises(ValueError):
+            db.update(too_long)
+        assert len(db) == 0
+        big = bytes(range(256)) * 8  # an overflow value between small ones
+        items = [
+            (b"k1", memoryview(b"v1")),
+            (bytearray(b"k2"), big),
+            (memoryview(b"k3"), bytearray(b"v3")),
+            (b"k0", b"early"),  # out of order: from here on, item by item
+            (bytearray(b"k5"), memoryview(big)[:100]),
+            (b"k4", b"v4"),
+        ]
+        db.update(items)
+        want = {b"k0": b"early", b"k1": b"v1", b"k2": big, b"k3": b"v3", b"k4": b"v4", b"k5": big[:100]}
+        assert dict(db.items()) == want
+        assert all(type(k) is bytes and type(v) is bytes for k, v in db.items())
+        db.check()
+    _verify(path, want, page_size=512)

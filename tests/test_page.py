@@ -368,6 +368,30 @@ def test_max_insert_fills_the_page_exactly():
         assert page.free_space == size - HEADER and page.upper == size
 
 
+def test_insert_room_is_insert_then_max_insert():
+    """insert_room returns what insert and max_insert would, for every kind of bytes-like input."""
+    rng = random.Random(7)
+    page, twin = SlottedPage.new(512), SlottedPage.new(512)
+    inputs = [b"abc", bytearray(b"de"), memoryview(b"xyz")[1:], memoryview(array("H", [1, 2])), b""]
+    while True:
+        data = rng.choice(inputs) if rng.random() < 0.5 else bytes(rng.randrange(60))
+        try:
+            want = twin.insert(data, state=fmt.SLOT_OVERFLOW)
+        except PageFullError:
+            with pytest.raises(PageFullError):
+                page.insert_room(data, fmt.SLOT_OVERFLOW)
+            break
+        assert page.insert_room(data, fmt.SLOT_OVERFLOW) == (want, twin.max_insert)
+        if rng.random() < 0.3:
+            victim = rng.choice(twin.slots())
+            twin.delete(victim)
+            page.delete(victim)
+    assert bytes(page.buffer) == bytes(twin.buffer)
+    assert page.state(0) == fmt.SLOT_OVERFLOW
+    with pytest.raises(TypeError):
+        page.insert_room("text")  # type: ignore[arg-type]
+
+
 def test_slot_limit_on_the_largest_page():
     page = SlottedPage.new(65536)
     page.append_many([b""] * fmt.MAX_SLOTS)
