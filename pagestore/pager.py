@@ -575,8 +575,12 @@ class Pager:
         file_only = head.frames == head.backfilled
         if view is not None and (view.generation, view.salt, view.frames) == (head.generation, head.salt, head.frames):
             if file_only and self.wal.index:
-                self.wal.index = {}  # the same state, whole in the data file now: read it there
+                # The same state, whole in the data file now: read it there. The file has
+                # grown by the pages the copy wrote past its old end: map them too.
+                self.wal.index = {}
                 self.overlaid = set()
+                self._cover(self.meta)
+            self._view = head
             return
         changed: Optional[Set[int]]
         if view is None or (view.generation, view.salt) != (head.generation, head.salt) or head.frames < view.frames:
@@ -607,15 +611,27 @@ class Pager:
             self.cache.clear()
             self._spare = None
             self.verified[:] = bytes(len(self.verified))  # in place: C holds this buffer
-            self._remap()
         else:
             for pgno in changed:
                 self.cache.pop(pgno, None)
                 self._unverify(pgno)
-            if self.map is None or len(self.map) < meta.page_count * self.page_size:
-                self._remap()
+        self._cover(meta)
         for fn in self.on_change:
             fn(changed)
+
+    def _cover(self, meta: fmt.Meta) -> None:
+        """_cover makes the map cover this reader's view: remapped if the file grew (a checkpoint
+        copied pages past its old end, or a large commit wrote new pages there), and any page
+        it still does not reach is marked ``overlaid``, so that it is read, never looked up
+        in the map (where C would report it outside the mapped file)."""
+        if not self.use_map:
+            return
+        ps = self.page_size
+        if self.map is None or len(self.map) < meta.page_count * ps:
+            self._remap()
+        mapped = len(self.map) // ps if self.map is not None else 0
+        if mapped < meta.page_count:
+            self.overlaid.update(range(mapped, meta.page_count))
 
     def _load(self, pgno: int) -> bytes:
         assert self.file is not None and self.wal is not None

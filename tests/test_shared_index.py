@@ -307,3 +307,44 @@ def test_without_a_writable_index_a_reader_falls_back_to_one_process_at_a_time(t
         with pytest.raises(pagestore.StoreLockedError):
             monkeypatch.setattr(pager_mod, "SharedIndex", refuse)
             pagestore.open(path, readonly=True)
+
+
+@pytest.mark.parametrize("snapshot_first", [False, True])
+def test_a_reader_maps_what_a_checkpoint_copied_past_the_files_old_end(tmp_path, snapshot_first):
+    """Regression (found by the bank test with a 4 KiB log, about 1 run in 5): a checkpoint copied
+    new pages past the data file's old end, another reader kept the log from restarting, and the
+    reader under test, moving to read the data file only for the same commit, still had the old,
+    shorter map: 'page number outside the mapped file'."""
+    path = str(tmp_path / "s.ps")
+    db = Store(path)
+    r = pagestore.open(path, readonly=True)
+    other = pagestore.open(path, readonly=True)
+    try:
+        _fill(db, 20)
+        with db._lock:
+            db._pager.checkpoint()  # no reader holds a mark: copied, and a new log
+        with db.transaction() as txn:  # new pages, fewer than a direct write's: they go to the log
+            for i in range(12):
+                txn[b"n%03d" % i] = bytes([i]) * 3000
+            for i in range(600):  # and new leaves (split), which the tree reads through the map
+                txn[b"m%05d" % i] = b"s"
+        assert r[b"n000"] == bytes(3000)  # r's view: the new pages in the log, past its map
+        snap = other.snapshot()  # holds a mark on the log: it cannot restart
+        if snapshot_first:
+            rs = r.snapshot()
+        with db._lock:
+            db._pager.checkpoint()  # copies everything (up to the marks, which are the last commit)
+        assert db.stats()["backfilled_frames"] == db.stats()["log_frames"] > 0
+        for i in range(12):  # r now reads the data file only, for the same commit
+            assert r[b"n%03d" % i] == bytes([i]) * 3000
+        assert r.get_many([b"n%03d" % i for i in range(12)]) == [bytes([i]) * 3000 for i in range(12)]
+        assert r.get_many([b"m%05d" % i for i in range(0, 600, 7)]) == [b"s"] * len(range(0, 600, 7))
+        assert r.check()["records"] == 632
+        if snapshot_first:
+            assert dict(rs.items()) == dict(r.items())
+            rs.close()
+        snap.close()
+    finally:
+        other.close()
+        r.close()
+        db.close()
