@@ -475,8 +475,11 @@ class WAL:
         return self.end if self.file is not None else 0
 
     def disk_size(self) -> int:
-        """disk_size: bytes the log file takes on disk, pre-extended space included."""
-        return self.allocated if self.file is not None else 0
+        """disk_size: bytes the log file takes on disk, pre-extended space included (a reader's:
+        the file's size, which the writer keeps)."""
+        if self.file is None:
+            return 0
+        return self.file.size() if self.readonly else self.allocated
 
     def bytes_written(self) -> int:
         """bytes_written: bytes written to the log file since it was opened (0 for a File double that does not count)."""

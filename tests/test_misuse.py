@@ -319,9 +319,9 @@ def test_full_disk_during_checkpoint(tmp_path):
     failed = []
     real_checkpoint = pager.checkpoint
 
-    def watched_checkpoint() -> None:
+    def watched_checkpoint(**kwargs: float) -> None:
         try:
-            real_checkpoint()
+            real_checkpoint(**kwargs)
         except OSError as e:
             failed.append(e)
             raise
