@@ -250,7 +250,13 @@ class Pager:
                 return
             self.file.lock(exclusive=False)  # no shared index here: one process at a time
         if not readonly and self._dms:
-            self.shm = SharedIndex(shm_path(path), self.page_size, disk_meta.file_id)
+            try:
+                self.shm = SharedIndex(shm_path(path), self.page_size, disk_meta.file_id)
+            except OSError as exc:
+                # Named as what it is: an IsADirectoryError here is not about the store's own file.
+                raise PageStoreError(
+                    f"{shm_path(path)}: cannot open the store's shared index for writing ({exc.strerror or exc})"
+                ) from exc
             self.wal.shm = self.shm
             self.shm.lock(shmlib.LOCK_RECOVER, exclusive=True)  # no reader rebuilds it meanwhile
         try:

@@ -348,3 +348,17 @@ def test_a_reader_maps_what_a_checkpoint_copied_past_the_files_old_end(tmp_path,
         other.close()
         r.close()
         db.close()
+
+
+def test_a_writer_that_cannot_open_the_index_says_which_file(tmp_path):
+    path = str(tmp_path / "s.ps")
+    with pagestore.open(path) as db:
+        db[b"a"] = b"1"
+    os.mkdir(path + "-shm")
+    with pytest.raises(PageStoreError, match="s.ps-shm: cannot open the store's shared index"):
+        pagestore.open(path)
+    with pagestore.open(path, readonly=True) as r:  # a reader falls back to reading alone
+        assert r[b"a"] == b"1"
+    os.rmdir(path + "-shm")
+    with pagestore.open(path) as db:
+        assert db[b"a"] == b"1"
