@@ -192,6 +192,7 @@ class Pager:
         self._map_handle = MapHandle(page_size)
         self.map_struct: Any = self._map_handle.struct
         self.verified = bytearray()  # bit pgno: page pgno of the map has been verified
+        self._retired: List[_mmap.mmap] = []  # replaced maps a snapshot may still read (_retire)
         #: the read marks held (``read_mark``): while there is one, no checkpoint. A list,
         #: so that a snapshot's finalizer releases its mark with one atomic ``remove``.
         self.readers: List[ReadMark] = []
@@ -449,6 +450,8 @@ class Pager:
         if self.map is not None and len(self.map) == size:
             return
         self._map_handle.detach()
+        if self.map is not None:
+            self._retire(self.map)
         self.map = None
         if size < 2 * ps:  # only the header: no slotted page to map yet
             return
@@ -458,14 +461,44 @@ class Pager:
         self.verified = bits
         self._map_handle.attach(self.map, self.verified, ps)
 
+    def _retire(self, mm: _mmap.mmap) -> None:
+        """_retire keeps a replaced map until no snapshot reads it, then closes it; closes the
+        retired maps nobody else refers to any more.
+
+        Closed, not left to the garbage collector: a map holds a duplicate of the
+        file's descriptor, and with it the writer's ``flock``, so a map still
+        alive after ``close`` kept the store locked against the next open.
+        """
+        self._retired.append(mm)
+        keep = []
+        for old in self._retired:
+            # held only by the list, this loop and getrefcount's argument
+            if _refcount is not None and _refcount(old) <= 3:
+                try:
+                    old.close()
+                    continue
+                except BufferError:  # pragma: no cover - a view into it is alive
+                    pass
+            keep.append(old)
+        del old
+        self._retired = keep
+
     def _unmap(self) -> None:
-        """_unmap closes the map, first clearing ``map_struct`` and releasing the buffers C saw.
+        """_unmap closes the map, first clearing ``map_struct`` and releasing the buffers C saw,
+        and every retired map (``_retire``): the file is closing or about to shrink, and the
+        snapshots that read them are over.
 
         Raises:
             BufferError: something still holds a view into the map (a bug:
                 nothing above the pager may keep one).
         """
         self._map_handle.detach()
+        retired, self._retired = self._retired, []
+        for old in retired:
+            try:
+                old.close()
+            except BufferError:  # pragma: no cover - a view into it is alive
+                pass
         if self.map is not None:
             mm, self.map = self.map, None
             mm.close()

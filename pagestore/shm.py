@@ -210,7 +210,9 @@ class SharedIndex:
         size = os.fstat(self.fd).st_size
         if self.map is not None and len(self.map) == size:
             return
-        self.map = mmap.mmap(self.fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        old, self.map = self.map, mmap.mmap(self.fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        if old is not None:
+            old.close()  # it holds a duplicate of the descriptor, and so the locks: never leave it to the GC
 
     def capacity(self) -> int:
         """capacity: frames the frame array holds in the current map."""

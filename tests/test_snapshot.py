@@ -381,3 +381,26 @@ def test_backup_of_a_damaged_store_leaves_nothing(tmp_path):
             db.backup(tmp_path / "copy.ps")
         assert not db._pager.readers
     assert sorted(os.listdir(tmp_path)) == ["db"]
+
+
+def test_a_map_replaced_under_a_snapshot_does_not_keep_the_store_locked(tmp_path, mmap):
+    """Regression (test_store's state machine, seed 1): a checkpoint that grew the file replaced
+    the map while a snapshot still read the old one; the old map, left to the garbage
+    collector, held a duplicate of the file's descriptor and with it the writer's flock, so
+    the next open after close() said another process had the store."""
+    path = str(tmp_path / "db")
+    db = Store(path, mmap=mmap, **SMALL)
+    for i in range(50):
+        db[b"k%04d" % i] = b"v" * 200
+    snap = db.snapshot()
+    view = snap._view  # the snapshot's pages keep the old map alive
+    with db.transaction() as txn:
+        for i in range(3000):
+            txn[b"n%05d" % i] = b"w" * 300
+    db[b"x"] = b"1"  # after the snapshot: checkpoints, grows the file, replaces the map
+    assert dict(snap.items())[b"k0001"] == b"v" * 200
+    db.close()
+    again = Store(path, mmap=mmap)  # not StoreLockedError
+    assert len(again) == 3051 and again.check()["records"] == 3051
+    again.close()
+    del view, snap
