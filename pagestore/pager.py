@@ -209,8 +209,7 @@ class Pager:
         #: writer: frames of the log (from the first) whose pages the data file holds
         self.backfilled = 0
         self._next_try = 0  # writer: log size at which the next automatic checkpoint is tried
-        self._dms = False  # this open holds LOCK_DMS on the data file (``_data_lock``)
-        self._data_lock: Optional[shmlib.DataLock] = None
+        self._data_lock: Optional[shmlib.DataLock] = None  # LOCK_DMS on the data file, when held
         self.cache_pages = self.own_pages = MIN_CACHE_PAGES
         try:
             self._open(path, create, readonly, page_size, opener)
@@ -246,11 +245,11 @@ class Pager:
         disk_meta = self._read_disk_meta()
         self.page_size = disk_meta.page_size
         self.wal = WAL(log_path(path), self.page_size, disk_meta.file_id, readonly=readonly, opener=opener)
-        if readonly and self._dms:
+        if readonly and self._data_lock is not None:
             if self._open_shared_reader(disk_meta):
                 return
             self.file.lock(exclusive=False)  # no shared index here: one process at a time
-        if not readonly and self._dms:
+        if not readonly and self._data_lock is not None:
             try:
                 self.shm = SharedIndex(shm_path(path), self.page_size, disk_meta.file_id)
             except OSError as exc:
@@ -324,7 +323,6 @@ class Pager:
                 time.sleep(0.002)
         if shmlib.SUPPORTED:
             self._data_lock = shmlib.DataLock(self.path, write=True)
-            self._dms = True
 
     def _shared_possible(self) -> bool:
         """_shared_possible: for a read-only open, takes LOCK_DMS and opens the shared index, so that
@@ -351,14 +349,13 @@ class Pager:
                 self._read_into = getattr(self.file, "read_into", None)
         else:
             raise StoreLockedError(f"{self.path}: the store file keeps being replaced; try again")
-        self._dms = True
         return True
 
     def _read_disk_meta(self) -> fmt.Meta:
         """_read_disk_meta decodes the data file's header. A reader beside a writer retries a
         header that fails its checksum: the writer may be rewriting it at that moment."""
         assert self.file is not None
-        tries = 50 if (self.readonly and self._dms) else 1
+        tries = 50 if (self.readonly and self._data_lock is not None) else 1
         for i in range(tries):
             try:
                 return fmt.decode_meta(self.file.read(0, fmt.FILE_HEADER_SIZE), self.path)
@@ -379,7 +376,6 @@ class Pager:
         except OSError:
             self._data_lock.close()
             self._data_lock = None
-            self._dms = False
             return False
         self.shared = True
         self.meta = disk_meta
@@ -473,13 +469,8 @@ class Pager:
         keep = []
         for old in self._retired:
             # held only by the list, this loop and getrefcount's argument
-            if _refcount is not None and _refcount(old) <= 3:
-                try:
-                    old.close()
-                    continue
-                except BufferError:  # pragma: no cover - a view into it is alive
-                    pass
-            keep.append(old)
+            if not (_refcount is not None and _refcount(old) <= 3 and _close_map(old)):
+                keep.append(old)
         del old
         self._retired = keep
 
@@ -495,10 +486,7 @@ class Pager:
         self._map_handle.detach()
         retired, self._retired = self._retired, []
         for old in retired:
-            try:
-                old.close()
-            except BufferError:  # pragma: no cover - a view into it is alive
-                pass
+            _close_map(old)
         if self.map is not None:
             mm, self.map = self.map, None
             mm.close()
@@ -545,7 +533,7 @@ class Pager:
         self.epoch += 1
         if self.shared and self._op_mark is None:
             head = self._acquire()
-            self._op_mark = -1 if head.frames == head.backfilled else head.frames
+            self._op_mark = head.mark
             if head is not self._view:  # read_header returns the same object while nothing changes
                 self._follow(head)
 
@@ -576,9 +564,7 @@ class Pager:
                     self._rebuild_shared(force=False)
                 time.sleep(0 if attempt < 10 else 0.0005)
                 continue
-            # A state the data file holds whole needs no log frame: LOCK_READ0 (shm.py),
-            # which does not keep the writer from starting a new log.
-            m = -1 if head.frames == head.backfilled else head.frames
+            m = head.mark
             if m not in self._locked:
                 if not shm.lock_mark(m):
                     time.sleep(0 if attempt < 10 else 0.0005)  # the writer is starting a new log
@@ -611,7 +597,7 @@ class Pager:
         last view are dropped from the caches; a new log generation drops them all."""
         assert self.wal is not None and self.shm is not None
         view = self._view
-        file_only = head.frames == head.backfilled
+        file_only = head.mark < 0
         if view is not None and (view.generation, view.salt, view.frames) == (head.generation, head.salt, head.frames):
             if file_only and self.wal.index:
                 # The same state, whole in the data file now: read it there. The file has
@@ -1492,6 +1478,15 @@ class Pager:
         if self.file is not None:
             self.file.close()
             self.file = None
+
+
+def _close_map(mm: _mmap.mmap) -> bool:
+    """_close_map closes a retired map; False if a view into it is still alive (then the GC will)."""
+    try:
+        mm.close()
+    except BufferError:  # pragma: no cover - a view into it is alive
+        return False
+    return True
 
 
 def _compaction_path(path: str) -> str:

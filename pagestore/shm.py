@@ -120,6 +120,13 @@ class Header(NamedTuple):
     backfilled: int
     change: int
 
+    @property
+    def mark(self) -> int:
+        """mark: the read mark a reader of this state locks: its frame count, or -1 (LOCK_READ0)
+        when the data file holds every committed frame, so the reader needs no log frame and
+        does not keep the writer from starting a new log."""
+        return -1 if self.frames == self.backfilled else self.frames
+
     def encode(self) -> bytes:
         body = _HDR.pack(SHM_MAGIC, SHM_VERSION, self.page_size, self.file_id, self.generation,
                          self.salt, self.frames, self.backfilled, self.change)
