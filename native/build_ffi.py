@@ -27,7 +27,7 @@ ffibuilder.cdef(read_cdef())
 ffibuilder.set_source(
     "pagestore._native_cffi",
     '#include "pagestore.h"',
-    sources=[os.path.relpath(os.path.join(HERE, f)) for f in ("page.c", "node.c", "map.c", "crc32c.c")],
+    sources=[os.path.relpath(os.path.join(HERE, f)) for f in ("page.c", "node.c", "map.c", "delta.c", "crc32c.c")],
     include_dirs=[os.path.relpath(HERE)],
     extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra"] + os.environ.get("PS_EXTRA_CFLAGS", "").split(),
 )

@@ -1788,6 +1788,45 @@ static void run_map(uint32_t page_size) {
     free(file);
 }
 
+/* ---- deltas (delta.c): make from random edits, apply, and apply hostile bytes ---- */
+
+static uint64_t n_deltas, n_delta_bad;
+
+static void run_delta(uint32_t page_size) {
+    uint8_t *old = malloc(page_size), *new_ = malloc(page_size), *page = malloc(page_size);
+    uint32_t cap = below(page_size) + 1, len = 0;
+    uint8_t *out = malloc(cap + 8);
+    for (uint32_t i = 0; i < page_size; i++) old[i] = (uint8_t)rnd();
+    memcpy(new_, old, page_size);
+    uint32_t edits = below(6) == 0 ? page_size : below(40);
+    for (uint32_t e = 0; e < edits; e++) {
+        uint32_t at = below(page_size), n = 1 + below(below(4) == 0 ? 300 : 8);
+        for (uint32_t k = 0; k < n && at + k < page_size; k++) new_[at + k] = (uint8_t)(new_[at + k] + 1 + below(255));
+    }
+    int rc = ps_delta_make(old, new_, page_size, out, cap, &len);
+    n_deltas++;
+    if (rc == PS_OK) {
+        if (len > cap) fail("delta of %u bytes past its cap %u", len, cap);
+        memcpy(page, old, page_size);
+        if (ps_delta_apply(page, page_size, out, len) != PS_OK) fail("a made delta does not apply");
+        if (memcmp(page, new_, page_size) != 0) fail("a made delta does not rebuild the new image");
+    } else if (rc != PS_EFULL) {
+        fail("ps_delta_make returned %d", rc);
+    }
+    /* hostile deltas: random bytes, and a made one with one byte changed; a refusal leaves the page alone */
+    uint32_t blen = below(cap + 8);
+    for (uint32_t i = 0; i < blen; i++) out[i] = (uint8_t)rnd();
+    if (rc == PS_OK && len > 0 && below(2)) { blen = len; out[below(len)] ^= (uint8_t)(1 + below(255)); }
+    memcpy(page, old, page_size);
+    rc = ps_delta_apply(page, page_size, out, blen);
+    if (rc != PS_OK) {
+        n_delta_bad++;
+        if (rc != PS_ECORRUPT_DELTA) fail("ps_delta_apply on hostile bytes returned %d", rc);
+        if (memcmp(page, old, page_size) != 0) fail("a refused delta changed the page");
+    }
+    free(old); free(new_); free(page); free(out);
+}
+
 int main(int argc, char **argv) {
     uint64_t iterations = argc > 1 ? strtoull(argv[1], NULL, 10) : 1500;
     uint64_t seed = argc > 2 ? strtoull(argv[2], NULL, 10) : 20240601;
@@ -1820,7 +1859,10 @@ int main(int argc, char **argv) {
         for (int k = 0; k < 16 && failures == 0; k++) run_node_image(pick_page_size());
         context = "map";
         if (failures == 0) run_map(pick_page_size());
+        context = "delta";
+        for (int k = 0; k < 20 && failures == 0; k++) run_delta(pick_page_size());
     }
+    printf("delta: %" PRIu64 " made and applied, %" PRIu64 " hostile refused\n", n_deltas, n_delta_bad);
     printf("harness: %" PRIu64 " ops, %" PRIu64 " images (%" PRIu64 " validated, %" PRIu64
            " with a promised verdict, %" PRIu64 " image ops), %" PRIu64 " batch reads, %" PRIu64 " crc checks; nodes: %" PRIu64
            " builds, %" PRIu64 " leaf ops (%" PRIu64 " compacting), %" PRIu64 " searches, %" PRIu64

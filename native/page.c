@@ -90,6 +90,7 @@ const char *ps_strerror(int code) {
     case PS_ENODE_ORDER: return "B+tree node keys are not strictly ascending";
     case PS_EOUTSIDE: return "page number outside the mapped file";
     case PS_ETYPE: return "page is of another type than expected";
+    case PS_ECORRUPT_DELTA: return "log delta run outside the page or out of order";
     default: return "unknown status code";
     }
 }

@@ -96,7 +96,10 @@
 ** whose magic differs is not ours. Every later version keeps this checksum
 ** rule, so a newer file is told apart from a damaged one. Version 1 (before the codec names) summed
 ** bytes [28, 512) only and kept bytes [96, 512) zero; it is read as a store of
-** bytes to bytes, and the next header written is version 2.
+** bytes to bytes, and the next header written is the current version. Version 3
+** differs from 2 only in its log, whose frames may be deltas (pagestore/wal.py):
+** a version-2 reader would take that log for another file's and lose its commits,
+** so it must refuse the file.
 **
 ** NODE PAGES (B+tree, pagestore/btree.py; searched and decoded by node.c)
 **   A node page is a slotted page of type PS_PAGE_LEAF or PS_PAGE_INTERNAL
@@ -135,8 +138,8 @@
 
 /* ---- CDEF BEGIN: the region below is read by native/build_ffi.py ---- */
 
-#define PS_NATIVE_VERSION 5     /* bumped on any ABI or format change */
-#define PS_FORMAT_VERSION 2     /* on-disk format version in page 0 */
+#define PS_NATIVE_VERSION 6     /* bumped on any ABI or format change */
+#define PS_FORMAT_VERSION 3     /* on-disk format version in page 0 */
 
 #define PS_HEADER_SIZE 40
 #define PS_SLOT_SIZE 6
@@ -193,6 +196,7 @@
 #define PS_ENODE_ORDER 18       /* node keys are not strictly ascending */
 #define PS_EOUTSIDE 19          /* page number 0, or past the end of the mapped file */
 #define PS_ETYPE 20             /* page is not of the type the caller asked for */
+#define PS_ECORRUPT_DELTA 21    /* a log delta run lies outside the page or out of order */
 
 int ps_native_version(void);
 const char *ps_strerror(int code);
@@ -338,6 +342,12 @@ int ps_map_page_read(ps_map_t *map, uint32_t pgno, uint32_t slot, int want_type,
 int ps_map_read_many(ps_map_t *map, const uint8_t *const *pages, const uint32_t *pgnos,
                      const uint16_t *slots, uint32_t n, int want_type, uint64_t *offsets_out,
                      uint32_t *lens_out, uint8_t *states_out, int32_t *status_out);
+
+/* Page deltas (delta.c): the runs in which two images of a page differ (the log's
+** frames after a page's first whole image), and applying them. See delta.c. */
+int ps_delta_make(const uint8_t *old, const uint8_t *new_, uint32_t page_size, uint8_t *out,
+                  uint32_t cap, uint32_t *len_out);
+int ps_delta_apply(uint8_t *page, uint32_t page_size, const uint8_t *delta, uint32_t len);
 
 /* ---- CDEF END ---- */
 

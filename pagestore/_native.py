@@ -19,7 +19,7 @@ except ImportError as exc:  # pragma: no cover - only without a build
     ) from exc
 
 #: The ABI version this Python code was written against.
-EXPECTED_NATIVE_VERSION = 5
+EXPECTED_NATIVE_VERSION = 6
 
 if lib.ps_native_version() != EXPECTED_NATIVE_VERSION:  # pragma: no cover
     raise ImportError(
@@ -44,6 +44,7 @@ CORRUPTION_CODES = frozenset(
         lib.PS_ENODE_ORDER,
         lib.PS_EOUTSIDE,
         lib.PS_ETYPE,
+        lib.PS_ECORRUPT_DELTA,
     )
 )
 
@@ -73,6 +74,30 @@ def crc32c(data: "bytes | bytearray | memoryview", crc: int = 0) -> int:
     buf = ffi.from_buffer(data)
     out: int = lib.ps_crc32c(crc, buf, len(buf))
     return out
+
+
+def delta_make(old: "bytes | bytearray | memoryview", new: "bytes | bytearray | memoryview", cap: int) -> Optional[bytes]:
+    """delta_make returns the runs in which page image ``new`` differs from ``old`` (native/delta.c
+    has the format), or None when they would take more than ``cap`` bytes."""
+    page_size = len(new)
+    if len(old) != page_size:
+        raise ValueError(f"delta of images of {len(old)} and {page_size} bytes")
+    out = ffi.new("uint8_t[]", max(cap, 1))
+    n = ffi.new("uint32_t *")
+    code = lib.ps_delta_make(ffi.from_buffer(old), ffi.from_buffer(new), page_size, out, cap, n)
+    if code == EFULL:
+        return None
+    if code != OK:
+        raise_for(code)
+    return bytes(ffi.buffer(out, n[0]))
+
+
+def delta_apply(page: bytearray, delta: "bytes | bytearray | memoryview", pgno: Optional[int] = None) -> None:
+    """delta_apply writes a delta's runs into ``page``; a delta that does not fit the page
+    raises CorruptionError naming ``pgno`` and leaves the page as it was."""
+    code = lib.ps_delta_apply(ffi.from_buffer(page), len(page), ffi.from_buffer(delta), len(delta))
+    if code != OK:
+        raise_for(code, pgno)
 
 
 _tls = threading.local()
