@@ -14,7 +14,7 @@ from .errors import CorruptionError, InvalidFileError, VersionMismatchError
 
 #: Version 2 put the whole header under its checksum and added the codec names;
 #: version 1 files are read as they are and written back as version 2.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 OLDEST_FORMAT_VERSION = 1
 MIN_PAGE_SIZE = 512
 MAX_PAGE_SIZE = 65536

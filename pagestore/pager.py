@@ -116,15 +116,20 @@ class ReadMark:
 
 
 class _Frame:
-    """_Frame is one cached page: its buffer, its SlottedPage view, and state."""
+    """_Frame is one cached page: its buffer, its SlottedPage view, and state.
 
-    __slots__ = ("buf", "page", "dirty", "epoch")
+    ``base``: while the page is dirty, its image as of its newest log frame (the
+    log may then write only what changed since: WAL deltas), or None.
+    """
+
+    __slots__ = ("buf", "page", "dirty", "epoch", "base")
 
     def __init__(self, buf: bytearray, page: SlottedPage, epoch: int) -> None:
         self.buf = buf
         self.page = page
         self.dirty = False
         self.epoch = epoch
+        self.base: Optional[bytes] = None
 
 
 _refcount: Optional[Callable[[object], int]] = getattr(sys, "getrefcount", None)
@@ -209,6 +214,9 @@ class Pager:
         #: writer: frames of the log (from the first) whose pages the data file holds
         self.backfilled = 0
         self._next_try = 0  # writer: log size at which the next automatic checkpoint is tried
+        #: writer: (log offset, bytes) of the header image of the last commit, so the next commit's
+        #: header frame may be a delta from it (used only while that frame is still page 0's newest)
+        self._logged_header: Optional[Tuple[int, Union[bytes, bytearray]]] = None
         self._data_lock: Optional[shmlib.DataLock] = None  # LOCK_DMS on the data file, when held
         self.cache_pages = self.own_pages = MIN_CACHE_PAGES
         try:
@@ -262,7 +270,7 @@ class Pager:
         try:
             self.wal.recover(disk_meta.checkpoint_seq)
             if self.shm is not None:
-                self.shm.set_frames(0, self.wal.frame_pgnos)
+                self.shm.set_frames(0, self.wal.entries(0))
                 self._publish()
         finally:
             if self.shm is not None:
@@ -278,7 +286,20 @@ class Pager:
         if not readonly and self.wal.index:
             self.checkpoint()
         if not readonly:
+            self._upgrade_header()
             self._discard_abandoned_copy()
+
+    def _upgrade_header(self) -> None:
+        """_upgrade_header writes page 0 in the current format version when the data file's is
+        older and the log holds nothing (so page 0 is the whole committed header), in place and
+        synced, as a checkpoint writes it: an older pagestore must refuse the file before this
+        writer logs a delta it would take for another file's log (docs/format.md)."""
+        assert self.file is not None and self.wal is not None
+        raw = self.file.read(0, 20)
+        if self.wal.index or len(raw) < 20 or int.from_bytes(raw[16:20], "little") >= fmt.FORMAT_VERSION:
+            return
+        self.file.write(0, bytes(self.meta.encode()))
+        self.file.sync()
 
     def _discard_abandoned_copy(self) -> None:
         """_discard_abandoned_copy removes the copy (and its log) that a compaction killed
@@ -407,7 +428,7 @@ class Pager:
                     if wal.file is None or not wal.frame_pgnos:
                         shm.publish(disk.checkpoint_seq, 0, 0, 0)
                     else:
-                        shm.set_frames(0, wal.frame_pgnos)
+                        shm.set_frames(0, wal.entries(0))
                         shm.publish(wal.generation, wal.salt, len(wal.frame_pgnos), 0)
                 finally:
                     wal.close()
@@ -609,12 +630,12 @@ class Pager:
             return
         changed: Optional[Set[int]]
         if view is None or (view.generation, view.salt) != (head.generation, head.salt) or head.frames < view.frames:
-            pgnos = self.shm.frame_pgnos(0, head.frames)
-            self.wal.follow(head.generation, head.salt, head.frames, pgnos, 0)
+            self.wal.follow(head.generation, head.salt, head.frames, self.shm.frame_entries(0, head.frames), 0,
+                            verify=not file_only)
             changed = None
         else:
-            pgnos = self.shm.frame_pgnos(view.frames, head.frames)
-            self.wal.follow(head.generation, head.salt, head.frames, pgnos, view.frames)
+            entries = self.shm.frame_entries(view.frames, head.frames)
+            pgnos = self.wal.follow(head.generation, head.salt, head.frames, entries, view.frames)
             changed = set(pgnos)
         if file_only:
             # Every frame up to here is in the data file, and nothing newer can be copied
@@ -769,6 +790,10 @@ class Pager:
             f.dirty = True
             self.dirty[pgno] = f
             self.overlaid.add(pgno)
+            wal = self.wal
+            # The clean image is the page's newest log frame's, if it has one: kept, so
+            # that the commit may log only what changes (a leaf's new key, not its 4 KiB).
+            f.base = bytes(f.buf) if wal is not None and (pgno in wal.index or pgno in wal.txn_index) else None
         return page
 
     def lend(self, pages: int) -> None:
@@ -933,6 +958,7 @@ class Pager:
         f.page.init(pgno, fmt.PAGE_FREE)
         f.page.next = self.meta.freelist_head
         if not f.dirty:
+            f.base = None
             f.dirty = True
             self.dirty[pgno] = f
             self.overlaid.add(pgno)
@@ -978,6 +1004,17 @@ class Pager:
             if self.cache.get(pgno) is not f or not f.dirty:
                 raise CorruptionError(pgno, "dirty page is not in the cache as dirty")
         log = self.wal.check()
+        if not self.readonly:
+            # What a delta frame is made against (the clean image, and the last commit's
+            # header) must be the page's newest log image, or the log would be rebuilt wrong.
+            wal = self.wal
+            for pgno, f in self.cache.items():
+                off = wal.txn_index.get(pgno, wal.index.get(pgno))
+                if not f.dirty and off is not None and wal.read_frame(off, pgno) != f.buf:
+                    raise CorruptionError(pgno, "cached page differs from its newest image in the log")
+            logged = self._logged_header
+            if logged is not None and wal.index.get(0) == logged[0] and wal.read_frame(logged[0], 0) != logged[1]:
+                raise CorruptionError(0, "the last commit's header differs from its image in the log")
         self._check_map()
         return {"pages": self.meta.page_count, "free_pages": free, "cached": len(self.cache),
                 "dirty": len(self.dirty), "log_frames": log["frames"]}
@@ -1022,14 +1059,18 @@ class Pager:
             f = self.dirty[pgno]
             f.page.lsn = txn
             f.page.set_checksum()
-            frames.append((pgno, f.buf))
-        frames.append((0, self.meta.encode()))
+            frames.append((pgno, f.buf, f.base))
+        header = self.meta.encode()
+        logged = self._logged_header
+        frames.append((0, header, logged[1] if logged is not None and self.wal.index.get(0) == logged[0] else None))
         # All or nothing in the log's memory: if the write or the sync fails,
         # the WAL does not go on believing in this commit (its index would
         # serve the new images under the old header), and the caller rolls back.
         self.wal.commit(frames, txn, self.meta.page_count, durable=self.sync_default if sync is None else sync)
+        self._logged_header = (self.wal.index[0], header)
         for f in self.dirty.values():
             f.dirty = False
+            f.base = None
         self.dirty.clear()
         self.committed = self.meta.copy()
         self._publish()
@@ -1069,7 +1110,7 @@ class Pager:
                     # Still held back (a snapshot, most likely): try again after a quarter
                     # of the threshold more, not before every write (each try may sync).
                     self._next_try = wal.size() + threshold // 4
-            elif self.backfilled and self.backfilled == wal.frame_count(wal.committed_end):
+            elif self.backfilled and self.backfilled == wal.committed_frames:
                 self._restart_log()
         except OSError:
             pass  # as for a failed checkpoint: the log still holds everything; tried again later
@@ -1078,7 +1119,7 @@ class Pager:
         """_publish shows the log's committed state to readers in other processes (writer; shm.py)."""
         if self.shm is not None and self.wal is not None:
             wal = self.wal
-            self.shm.publish(wal.generation, wal.salt, wal.frame_count(wal.committed_end), self.backfilled)
+            self.shm.publish(wal.generation, wal.salt, wal.committed_frames, self.backfilled)
 
     def sync(self) -> None:
         """sync makes every commit so far durable: the log is synced up to its end (commits made with sync=False too)."""
@@ -1148,7 +1189,7 @@ class Pager:
         if self.dirty or self.wal.txn_index:
             raise PageStoreError("checkpoint inside a transaction")
         wal = self.wal
-        frames = wal.frame_count(wal.committed_end)
+        frames = wal.committed_frames
         limit = frames
         for mark in self.readers:
             limit = min(limit, mark.frames if mark.generation == wal.generation else 0)
@@ -1252,7 +1293,7 @@ class Pager:
             mark = ReadMark(last.meta, last.index, last.log_end, last.generation, last.frames)
         else:
             mark = ReadMark(self.committed.copy(), dict(wal.index), wal.committed_end, wal.generation,
-                            wal.frame_count(wal.committed_end))
+                            wal.committed_frames)
         mark.lock = self._op_mark
         self._last_mark = mark
         self.readers.append(mark)
@@ -1423,7 +1464,7 @@ class Pager:
         them the data file holds; a writer's figure, None for a reader) and ``oldest_mark`` (the
         smallest read mark, as a frame count, that another process holds, or None)."""
         wal = self.wal
-        frames = wal.frame_count(wal.committed_end) if wal is not None and wal.file is not None else 0
+        frames = wal.committed_frames if wal is not None and wal.file is not None else 0
         oldest = None
         if self.shm is not None and not self.shared:
             oldest = self.shm.oldest_mark(frames)

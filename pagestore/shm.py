@@ -11,14 +11,21 @@ SHARED INDEX FILE LAYOUT (little-endian)
        0     64    header, copy 0
       64     64    header, copy 1 (the same bytes; see "Publishing")
      128   3968    unused (zero)
-    4096   4 * n   frame array: the page number of log frame k at 4096 + 4k,
-                   for every frame the writer has appended in this generation
+    4096  16 * n   frame array: an entry for log frame k at 4096 + 16k, for every
+                   frame the writer has appended in this generation
+
+FRAME ENTRY (ENTRY_SIZE = 16 bytes; frames vary in size, so a reader finds each one here)
+
+    OFFSET  SIZE  DESCRIPTION
+       0      4   pgno: the page the frame belongs to
+       4      4   size: its payload bytes (the page size, or a delta's)
+       8      8   offset: where the frame begins in the log
 
 HEADER (HEADER_SIZE = 56 bytes used of 64)
 
     OFFSET  SIZE  DESCRIPTION
        0      8   magic b"psSHM\\r\\n\\x00"
-       8      4   shared index version (1)
+       8      4   shared index version (2; version 1 held 4-byte page numbers only)
       12      4   page size of the store
       16      8   file_id of the data file
       24      8   generation of the log (its header's)
@@ -71,11 +78,12 @@ from . import fileio
 from ._native import crc32c
 
 SHM_MAGIC = b"psSHM\r\n\x00"
-SHM_VERSION = 1
+SHM_VERSION = 2
 HEADER_SIZE = 56
 COPY_SIZE = 64
 ARRAY_OFFSET = 4096
-#: the file grows by this many bytes at a time (16,384 frames)
+ENTRY_SIZE = 16
+#: the file grows by this many bytes at a time (4,096 frames)
 GROW_BYTES = 64 * 1024
 
 LOCK_BASE = 1 << 40
@@ -224,7 +232,7 @@ class SharedIndex:
     def capacity(self) -> int:
         """capacity: frames the frame array holds in the current map."""
         assert self.map is not None
-        return (len(self.map) - ARRAY_OFFSET) // 4
+        return (len(self.map) - ARRAY_OFFSET) // ENTRY_SIZE
 
     def _ensure(self, frames: int) -> None:
         """_ensure makes the map hold ``frames`` frame entries, growing the file (writer) or
@@ -232,7 +240,7 @@ class SharedIndex:
         if frames <= self.capacity():
             return
         size = os.fstat(self.fd).st_size
-        need = ARRAY_OFFSET + 4 * frames
+        need = ARRAY_OFFSET + ENTRY_SIZE * frames
         if size < need:
             size = -(-need // GROW_BYTES) * GROW_BYTES
             os.ftruncate(self.fd, size)
@@ -279,24 +287,25 @@ class SharedIndex:
 
     # ---- the frame array ----
 
-    def set_frames(self, first: int, pgnos: Iterable[int]) -> None:
-        """set_frames records the page numbers of frames ``first``, ``first + 1``, ... Writer only."""
-        data = array("I", pgnos)
+    def set_frames(self, first: int, entries: "array[int]") -> None:
+        """set_frames records the entries of frames ``first``, ``first + 1``, ... (two integers
+        each, as ``WAL.entries`` makes them: page number | size << 32, offset). Writer only."""
+        data = array("Q", entries)
         if sys.byteorder != "little":  # pragma: no cover
             data.byteswap()
-        self._ensure(first + len(data))
+        self._ensure(first + len(data) // 2)
         mm = self.map
         assert mm is not None
-        off = ARRAY_OFFSET + 4 * first
-        mm[off : off + 4 * len(data)] = data.tobytes()
+        off = ARRAY_OFFSET + ENTRY_SIZE * first
+        mm[off : off + 8 * len(data)] = data.tobytes()
 
-    def frame_pgnos(self, lo: int, hi: int) -> "array[int]":
-        """frame_pgnos returns the page numbers of frames [lo, hi)."""
+    def frame_entries(self, lo: int, hi: int) -> "array[int]":
+        """frame_entries returns the entries of frames [lo, hi), two integers each (see ``set_frames``)."""
         self._ensure(hi)
         mm = self.map
         assert mm is not None
-        out = array("I")
-        out.frombytes(mm[ARRAY_OFFSET + 4 * lo : ARRAY_OFFSET + 4 * hi])
+        out = array("Q")
+        out.frombytes(mm[ARRAY_OFFSET + ENTRY_SIZE * lo : ARRAY_OFFSET + ENTRY_SIZE * hi])
         if sys.byteorder != "little":  # pragma: no cover
             out.byteswap()
         return out

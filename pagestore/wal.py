@@ -1,12 +1,17 @@
 """wal: the write-ahead log, which makes every commit atomic and durable.
 
-A commit appends the full image of every page it changed to the log, then
-page 0 (the file header) as the commit frame, then syncs the log. Pages inside
-the committed file are only written by a checkpoint, which copies the newest
-image of each logged page into place, syncs the data file, and starts a new
-log generation. So a page in the data file is never trusted half-written: any
-page a crash could have torn mid-checkpoint still has its full image in the
-log, and recovery reads it from there. (The pager writes a large
+A commit appends to the log the image of every page it changed, then page 0
+(the file header) as the commit frame, then syncs the log. A page's first frame
+in a log generation is its whole image; after that, a frame may hold only the
+byte ranges that changed since the page's previous frame (a delta, as
+PostgreSQL writes a full page image only at a page's first change after a
+checkpoint): a leaf that gains one key changes a few hundred of its bytes.
+Pages inside the committed file are only written by a checkpoint, which copies
+the newest image of each logged page into place, syncs the data file, and
+starts a new log generation. So a page in the data file is never trusted
+half-written: any page a crash could have torn mid-checkpoint still has its
+whole image in the log (its first frame of the generation), with the deltas
+after it, and recovery reads it from there. (The pager writes a large
 transaction's NEW pages, past the committed end of the file, straight into
 the data file and syncs it before the commit frame: no committed header
 reaches them until that frame is durable. See Pager._write_direct.)
@@ -14,60 +19,74 @@ reaches them until that frame is durable. See Pager._write_direct.)
 LOG FILE LAYOUT (``<store>-wal``: ``log_path`` is the one place that says so), little-endian
 
     +------------+---------+---------+-----+
-    | log header | frame 0 | frame 1 | ... |      frame = 32-byte header + page image
+    | log header | frame 0 | frame 1 | ... |      frame = 44-byte header + payload
     +------------+---------+---------+-----+
 
 LOG HEADER (WAL_HEADER_SIZE = 40 bytes)
 
     OFFSET  SIZE  DESCRIPTION
        0      8   magic b"psWAL\\r\\n\\x00"
-       8      4   log format version (1)
+       8      4   log format version (2; version 1 had whole images only)
       12      4   page size (must equal the data file's)
       16      8   file_id of the data file this log belongs to
       24      8   generation: checkpoints completed when this log began
       32      4   salt: random, new for every generation
       36      4   checksum: CRC32C of bytes [0, 36)
 
-FRAME HEADER (FRAME_HEADER_SIZE = 32 bytes), followed by page_size bytes
+FRAME HEADER (FRAME_HEADER_SIZE = 44 bytes), followed by ``size`` bytes of payload
 
     OFFSET  SIZE  DESCRIPTION
-       0      4   pgno: the page this image belongs to
+       0      4   pgno: the page this frame belongs to
        4      4   commit: 0 inside a transaction; in its last frame (always
                   page 0), the page count of the file after the commit
        8      8   txn: the transaction id (the pages' LSN)
       16      8   offset: this frame's own byte offset in the log
       24      4   salt: copy of the log header's salt
-      28      4   checksum: CRC32C of frame bytes [0, 28) and the page image,
+      28      4   size: payload bytes; page_size for a whole image, fewer for a delta
+      32      8   base: 0 for a whole image; for a delta, the offset of this
+                  page's previous frame, whose image the delta changes
+      40      4   checksum: CRC32C of frame bytes [0, 40) and the payload,
                   continued from the previous frame's checksum (the first
                   frame continues from the log header's checksum)
 
+A DELTA PAYLOAD is a sequence of runs (offset u16, length u16, the bytes):
+native/delta.c. A page's image at a frame is its base frame's image with the
+runs written over it; a chain of deltas goes back to a whole image at most
+MAX_CHAIN frames earlier, in the same generation.
+
 A FRAME IS VALID if and only if its salt equals the header's, its offset is
-where it lies, its pgno is below 2**31, and its checksum matches, given that
-every frame before it is valid. Recovery reads frames in order, stops at the
+where it lies, its pgno is below 2**31, its size is page_size for a whole
+image and below it for a delta, and its checksum matches, given that every
+frame before it is valid. Recovery reads frames in order, stops at the
 first invalid one, and keeps the frames up to the last valid commit frame;
 everything after it (an uncommitted or torn transaction) is discarded and
 later overwritten. A stale frame from an earlier generation fails the salt;
-one moved or left over from a rolled-back tail fails the chain.
+one moved or left over from a rolled-back tail fails the chain. A valid
+delta whose base is not its page's previous frame is corruption, not a torn
+tail: recovery raises CorruptionError naming the page.
 """
 from __future__ import annotations
 
 import os
 import struct
+from array import array
+from bisect import bisect_left
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import fileio
-from ._native import crc32c
-from .errors import CorruptionError
+from ._native import crc32c, delta_apply, delta_make
+from .errors import CorruptionError, VersionMismatchError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .shm import SharedIndex
 
 WAL_MAGIC = b"psWAL\r\n\x00"
-WAL_VERSION = 1
+WAL_VERSION = 2
 WAL_HEADER_SIZE = 40
-FRAME_HEADER_SIZE = 32
+FRAME_HEADER_SIZE = 44
 _HDR = struct.Struct("<8sIIQQI")  # magic, version, page_size, file_id, generation, salt
-_FRAME = struct.Struct("<IIQQI")  # pgno, commit, txn, offset, salt
+_FRAME = struct.Struct("<IIQQIIQ")  # pgno, commit, txn, offset, salt, size, base
+_FRAME_V1 = struct.Struct("<IIQQI")  # version 1: pgno, commit, txn, offset, salt; checksum at 28
 _U32 = struct.Struct("<I")
 
 #: The log file grows in zero-filled steps of this many bytes, and keeps up to
@@ -78,9 +97,17 @@ GROW_BYTES = 256 * 1024
 #: append_many writes a commit's frames in writes of about this many bytes.
 WRITE_CHUNK = 1024 * 1024
 KEEP_BYTES = 4 * 1024 * 1024
+#: At most this many deltas in a row for one page, so that reading a page from the log
+#: takes at most MAX_CHAIN + 1 frames (a checkpoint, or a reader in another process).
+MAX_CHAIN = 8
+#: A delta larger than page_size // DELTA_SHARE is written as a whole image instead.
+DELTA_SHARE = 2
 
-#: A frame to append: (page number, the page image).
-Frame = Tuple[int, Union[bytes, bytearray, memoryview]]
+Buffer = Union[bytes, bytearray, memoryview]
+#: A frame to append: (page number, the page image, and the image of the page's newest
+#: frame in the log when the caller kept it, else None). With that image the log may write
+#: only what changed since (a delta); it decides, by the chain's length and the delta's size.
+Frame = Tuple[int, Buffer, Optional[Buffer]]
 
 
 def log_path(path: str) -> str:
@@ -101,11 +128,13 @@ class _Mark:
     transaction per spill made a large transaction O(n^2).
     """
 
-    __slots__ = ("end", "crc", "committed_end", "committed_crc", "synced", "txn_index", "txn_prev", "replaced")
+    __slots__ = ("end", "crc", "committed_end", "committed_crc", "committed_frames", "frames", "synced",
+                 "txn_index", "txn_prev", "replaced")
 
     def __init__(self, wal: "WAL", pgnos: Sequence[int], commits: bool = True) -> None:
         self.end, self.crc, self.synced = wal.end, wal._crc, wal._synced
         self.committed_end, self.committed_crc = wal.committed_end, wal.committed_crc
+        self.committed_frames, self.frames = wal.committed_frames, len(wal.frame_pgnos)
         self.txn_index: Optional[Dict[int, int]] = None
         self.txn_prev: Dict[int, Optional[int]] = {}
         self.replaced: Dict[int, Optional[int]] = {}
@@ -118,13 +147,36 @@ class _Mark:
             self.txn_prev = {p: txn_index.get(p) for p in pgnos}
 
 
+class _Reader:
+    """_Reader reads a file front to back in large blocks (recovery), so that a frame costs
+    no system call of its own."""
+
+    BLOCK = 1 << 20
+
+    def __init__(self, file: fileio.File) -> None:
+        self.file = file
+        self.start = 0
+        self.buf = b""
+
+    def read(self, offset: int, n: int) -> bytes:
+        lo = offset - self.start
+        if lo < 0 or lo + n > len(self.buf):
+            self.start = offset
+            self.buf = self.file.read(offset, max(n, self.BLOCK))
+            lo = 0
+        return self.buf[lo : lo + n]
+
+
 class WAL:
     """WAL is the log file of one store. Callers: the pager only.
 
     ``index`` maps each page with a committed image in the log to the offset
     of its newest committed frame; ``txn_index`` does the same for frames the
     current transaction has written but not yet committed (pages spilled from
-    a full cache).
+    a full cache). Frames vary in size (a delta is smaller than a whole image),
+    so the writer keeps each frame's offset (``frame_offsets``) beside its page
+    number (``frame_pgnos``), and each frame's place in its page's chain of
+    deltas (``depth``, by offset; 0 for a whole image).
     """
 
     def __init__(
@@ -141,7 +193,7 @@ class WAL:
         self.file_id = file_id
         self.readonly = readonly
         self._opener = opener
-        self.frame_size = FRAME_HEADER_SIZE + page_size
+        self.frame_size = FRAME_HEADER_SIZE + page_size  # a whole image's frame
         self.index: Dict[int, int] = {}
         self.txn_index: Dict[int, int] = {}
         self.generation = 0
@@ -149,13 +201,17 @@ class WAL:
         self.end = WAL_HEADER_SIZE  # where the next frame goes
         self.committed_end = WAL_HEADER_SIZE
         self.committed_crc = 0
+        self.committed_frames = 0  # frames before committed_end
         self._crc = 0
         self._synced = True
         self.allocated = 0  # bytes the log file holds (frames in use and zeros beyond)
         #: the shared index (shm.py) the writer records each frame's page number in, or None
         self.shm: Optional["SharedIndex"] = None
-        #: the page number of every frame of this generation, in log order (the writer's; for checkpoints)
+        #: the page number and offset of every frame of this generation, in log order (the writer's)
         self.frame_pgnos: List[int] = []
+        self.frame_offsets: List[int] = []
+        #: frame offset -> deltas since the page's whole image (the writer's; 0: a whole image)
+        self.depth: Dict[int, int] = {}
         self.file: Optional[fileio.File]
         if readonly and not os.path.exists(path):
             self.file = None
@@ -170,7 +226,11 @@ class WAL:
 
     def _read_header(self) -> Optional[Tuple[int, int, int]]:
         """_read_header returns (generation, salt, header checksum), or None for a log that is
-        empty, torn, or belongs to another file (its frames then count for nothing)."""
+        empty, torn, or belongs to another file (its frames then count for nothing).
+
+        Raises:
+            VersionMismatchError: this file's log, in another log format, with frames in it.
+        """
         assert self.file is not None
         raw = self.file.read(0, WAL_HEADER_SIZE)
         if len(raw) < WAL_HEADER_SIZE:
@@ -179,9 +239,29 @@ class WAL:
         (stored,) = _U32.unpack_from(raw, 36)
         if magic != WAL_MAGIC or crc32c(raw[:36]) != stored:
             return None
-        if version != WAL_VERSION or page_size != self.page_size or file_id != self.file_id:
+        if page_size != self.page_size or file_id != self.file_id:
             return None
+        if version != WAL_VERSION:
+            if version == 1 and not self._v1_has_frame(salt, stored):
+                return None  # nothing in it to lose: started afresh
+            raise VersionMismatchError(
+                f"{self.path}: the log holds commits in log format version {version}, and this "
+                f"pagestore reads version {WAL_VERSION}; open the store with the pagestore that "
+                "wrote it and close it (its checkpoint empties the log), then open it here"
+            )
         return generation, salt, stored
+
+    def _v1_has_frame(self, salt: int, crc: int) -> bool:
+        """_v1_has_frame: whether a version-1 log's first frame is valid (its frames were whole
+        images of FRAME_HEADER 32 bytes, checksum at 28)."""
+        assert self.file is not None
+        raw = self.file.read(WAL_HEADER_SIZE, 32 + self.page_size)
+        if len(raw) < 32 + self.page_size:
+            return False
+        _pgno, _commit, _txn, offset, fsalt = _FRAME_V1.unpack_from(raw, 0)
+        if fsalt != salt or offset != WAL_HEADER_SIZE:
+            return False
+        return bool(crc32c(memoryview(raw)[32:], crc32c(memoryview(raw)[:28], crc)) == _U32.unpack_from(raw, 28)[0])
 
     # ---- recovery ----
 
@@ -191,10 +271,15 @@ class WAL:
         Frames after the last commit frame are dropped (and, for a writer,
         truncated away). A log that is missing, empty or not this file's is
         started afresh at ``generation`` by a writer.
+
+        Raises:
+            CorruptionError: a valid frame's delta does not follow its page's previous frame.
+            VersionMismatchError: a log of another format with frames in it.
         """
         self.index.clear()
         self.txn_index.clear()
-        self.frame_pgnos = []
+        self.frame_pgnos, self.frame_offsets, self.depth = [], [], {}
+        self.committed_frames = 0
         if self.file is None:
             return
         head = self._read_header()
@@ -205,30 +290,50 @@ class WAL:
         self.generation, self.salt, crc = head
         pending: Dict[int, int] = {}
         pgnos: List[int] = []
+        offsets: List[int] = []
+        depth: Dict[int, int] = {}
         committed_frames = 0
         offset = WAL_HEADER_SIZE
         self.committed_end, self.committed_crc = offset, crc
         size = self.file.size()
-        while offset + self.frame_size <= size:
-            raw = self.file.read(offset, self.frame_size)
-            if len(raw) < self.frame_size:
+        ps = self.page_size
+        reader = _Reader(self.file)
+        while offset + FRAME_HEADER_SIZE <= size:
+            raw = reader.read(offset, FRAME_HEADER_SIZE)
+            if len(raw) < FRAME_HEADER_SIZE:
                 break
-            pgno, commit, _txn, own_offset, salt = _FRAME.unpack_from(raw, 0)
-            (stored,) = _U32.unpack_from(raw, 28)
+            pgno, commit, _txn, own_offset, salt, n, base = _FRAME.unpack_from(raw, 0)
             if salt != self.salt or own_offset != offset or pgno >= 1 << 31:
                 break
-            crc = crc32c(memoryview(raw)[28 + 4 :], crc32c(memoryview(raw)[:28], crc))
-            if crc != stored:
+            if (n != ps) if base == 0 else not (n < ps and base < offset):
                 break
+            payload = reader.read(offset + FRAME_HEADER_SIZE, n)
+            if len(payload) < n:
+                break
+            crc = crc32c(payload, crc32c(memoryview(raw)[:40], crc))
+            if crc != _U32.unpack_from(raw, 40)[0]:
+                break
+            d = 0
+            if base:
+                prev = pending.get(pgno, self.index.get(pgno))
+                if prev != base or depth[base] >= MAX_CHAIN:
+                    raise CorruptionError(pgno, f"log frame at offset {offset}: a delta from the frame at "
+                                                f"{base}, but the page's previous frame is at {prev}")
+                d = depth[base] + 1
+            depth[offset] = d
             pending[pgno] = offset
             pgnos.append(pgno)
-            offset += self.frame_size
+            offsets.append(offset)
+            offset += FRAME_HEADER_SIZE + n
             if commit:
                 self.index.update(pending)
                 pending.clear()
                 committed_frames = len(pgnos)
                 self.committed_end, self.committed_crc = offset, crc
         self.frame_pgnos = pgnos[:committed_frames]
+        self.frame_offsets = offsets[:committed_frames]
+        self.committed_frames = committed_frames
+        self.depth = {o: depth[o] for o in self.frame_offsets}
         self.end, self._crc = self.committed_end, self.committed_crc
         if not self.readonly and size > self.committed_end:
             self.file.truncate(self.committed_end)
@@ -236,11 +341,11 @@ class WAL:
 
     # ---- writing ----
 
-    def append(self, pgno: int, page: "bytes | bytearray | memoryview", txn: int) -> int:
-        """append writes one frame of the open transaction (a page spilled from
+    def append(self, pgno: int, page: Buffer, txn: int) -> int:
+        """append writes one whole-image frame of the open transaction (a page spilled from
         the cache) at the end of the log and returns its offset."""
         offset = self.end
-        self.append_many([(pgno, page)], txn, 0)
+        self.append_many([(pgno, page, None)], txn, 0)
         return offset
 
     def commit(self, frames: List[Frame], txn: int, page_count: int, *, durable: bool) -> None:
@@ -250,7 +355,7 @@ class WAL:
 
         Callers: the pager's commit only.
         """
-        mark = _Mark(self, [p for p, _ in frames])
+        mark = _Mark(self, [f[0] for f in frames])
         try:
             self._append(frames, txn, page_count)
             if durable:
@@ -260,7 +365,7 @@ class WAL:
             raise
 
     def append_many(self, frames: List[Frame], txn: int, commit_page_count: int) -> None:
-        """append_many writes page images in as few write calls as it can. All or nothing in memory:
+        """append_many writes frames in as few write calls as it can. All or nothing in memory:
         if a write fails, the log's index, end and checksum chain are as before the call.
 
         With ``commit_page_count`` the last frame commits the transaction: the
@@ -268,7 +373,7 @@ class WAL:
         (``commit`` does both, undoing both on failure). Without it, the
         frames belong to the open transaction (``txn_index``).
         """
-        mark = _Mark(self, [p for p, _ in frames], commits=bool(commit_page_count))
+        mark = _Mark(self, [f[0] for f in frames], commits=bool(commit_page_count))
         try:
             self._append(frames, txn, commit_page_count)
         except BaseException:
@@ -296,48 +401,64 @@ class WAL:
                 self.txn_index[p] = prev
         self.end, self._crc, self._synced = mark.end, mark.crc, mark.synced
         self.committed_end, self.committed_crc = mark.committed_end, mark.committed_crc
-        del self.frame_pgnos[self.frame_count(self.end):]
+        self.committed_frames = mark.committed_frames
+        del self.frame_pgnos[mark.frames :]
+        del self.frame_offsets[mark.frames :]
 
     def _append(self, frames: List[Frame], txn: int, commit_page_count: int) -> None:
         assert self.file is not None
         out = bytearray()
         offset = start = self.end
         crc = self._crc
-        offsets: List[Tuple[int, int]] = []
         last = len(frames) - 1
         page_size = self.page_size
-        self._reserve(start + len(frames) * self.frame_size)
-        pgnos = [p for p, _ in frames]
-        del self.frame_pgnos[self.frame_count(start):]
-        self.frame_pgnos.extend(pgnos)
-        if self.shm is not None:
-            self.shm.set_frames(self.frame_count(start), pgnos)
-        for i, (pgno, page) in enumerate(frames):
+        cap = page_size // DELTA_SHARE
+        txn_index, index, depth = self.txn_index, self.index, self.depth
+        first = len(self.frame_pgnos)
+        pgnos, offsets = self.frame_pgnos, self.frame_offsets
+        for i, (pgno, page, before) in enumerate(frames):
             assert len(page) == page_size
             commit = commit_page_count if i == last else 0
-            head = _FRAME.pack(pgno, commit, txn, offset, self.salt)
-            crc = crc32c(page, crc32c(head, crc))
+            payload: Buffer = page
+            base = 0
+            if before is not None:
+                prev = txn_index.get(pgno)
+                if prev is None:
+                    prev = index.get(pgno)
+                if prev is not None and depth[prev] < MAX_CHAIN:
+                    delta = delta_make(before, page, cap)
+                    if delta is not None:
+                        payload, base = delta, prev
+            n = len(payload)
+            head = _FRAME.pack(pgno, commit, txn, offset, self.salt, n, base)
+            crc = crc32c(payload, crc32c(head, crc))
             out += head
             out += _U32.pack(crc)
-            out += page
-            offsets.append((pgno, offset))
-            offset += self.frame_size
+            out += payload
+            depth[offset] = depth[base] + 1 if base else 0
+            txn_index[pgno] = offset
+            pgnos.append(pgno)
+            offsets.append(offset)
+            offset += FRAME_HEADER_SIZE + n
             if len(out) >= WRITE_CHUNK or i == last:
                 # Written a chunk at a time: a big commit (a thousand random
                 # inserts dirty a thousand leaves) would otherwise hold all its
                 # frames twice in memory. A crash between chunks leaves frames
                 # without their commit frame, which recovery discards.
+                self._reserve(start + len(out))
                 self.file.write(start, out)
                 start += len(out)
                 out = bytearray()
         self._crc = crc
         self.end = offset
         self._synced = False
-        self.txn_index.update(offsets)
+        if self.shm is not None:
+            self.shm.set_frames(first, self.entries(first))
         if commit_page_count:
-            self.index.update(self.txn_index)
-            self.txn_index.clear()
+            index.update(txn_index)
+            txn_index.clear()
             self.committed_end, self.committed_crc = self.end, crc
+            self.committed_frames = len(pgnos)
 
     def _reserve(self, end: int) -> None:
         """_reserve extends the file with zeros so that it holds ``end`` bytes.
@@ -346,6 +467,11 @@ class WAL:
         """
         assert self.file is not None
         if end <= self.allocated:
+            return
+        if end - self.allocated >= GROW_BYTES:
+            # A large append extends the file itself: the one sync after it commits the
+            # new size once, and zeros written first would double the bytes written.
+            self.allocated = end
             return
         new = -(-end // GROW_BYTES) * GROW_BYTES
         self.file.write(self.allocated, bytes(new - self.allocated))
@@ -361,33 +487,73 @@ class WAL:
         """rollback forgets the open transaction's frames; the next append overwrites them."""
         self.txn_index.clear()
         self.end, self._crc = self.committed_end, self.committed_crc
-        del self.frame_pgnos[self.frame_count(self.end):]
+        del self.frame_pgnos[self.committed_frames :]
+        del self.frame_offsets[self.committed_frames :]
 
     def frame_count(self, offset: int) -> int:
-        """frame_count: how many frames lie before byte ``offset`` of the log (a frame boundary)."""
-        return (offset - WAL_HEADER_SIZE) // self.frame_size
+        """frame_count: how many of the writer's frames begin before byte ``offset`` of the log."""
+        return bisect_left(self.frame_offsets, offset)
 
     def frame_offset(self, frame: int) -> int:
-        """frame_offset: the byte offset of frame number ``frame`` (from 0)."""
-        return WAL_HEADER_SIZE + frame * self.frame_size
+        """frame_offset: the byte offset of frame number ``frame`` (from 0; the writer's)."""
+        return self.frame_offsets[frame]
+
+    def entries(self, first: int) -> "array[int]":
+        """entries: the shared index's entries (shm.py) for the writer's frames from ``first`` on:
+        two integers each, the page number with the payload size above bit 32, and the offset."""
+        out = array("Q")
+        offsets, pgnos = self.frame_offsets, self.frame_pgnos
+        if first >= len(offsets):
+            return out
+        ends = offsets[first + 1 :] + [self.end]
+        for i, end in enumerate(ends, first):
+            off = offsets[i]
+            out.append(pgnos[i] | (end - off - FRAME_HEADER_SIZE) << 32)
+            out.append(off)
+        return out
 
     def read_frame(self, offset: int, pgno: int) -> bytes:
-        """read_frame returns the page image of the frame at ``offset``.
+        """read_frame returns the page image of the frame at ``offset``: its whole image, or the
+        whole image its chain of deltas begins at with each delta written over it in turn.
 
         Raises:
-            CorruptionError: the frame is short, belongs to another page or to another generation of the log.
+            CorruptionError: a frame of the chain is short, belongs to another page or to
+                another generation of the log, or a delta does not fit the page.
         """
         if self.file is None:
             raise CorruptionError(pgno, f"log frame at offset {offset}: the log is missing")
-        raw = self.file.read(offset, self.frame_size)
-        if len(raw) < self.frame_size or _U32.unpack_from(raw, 0)[0] != pgno or _U32.unpack_from(raw, 24)[0] != self.salt:
-            raise CorruptionError(pgno, f"log frame at offset {offset} is missing or belongs to another page")
-        return raw[FRAME_HEADER_SIZE:]
+        ps = self.page_size
+        deltas: List[bytes] = []
+        off = offset
+        while True:
+            raw = self.file.read(off, FRAME_HEADER_SIZE + ps)
+            if len(raw) < FRAME_HEADER_SIZE:
+                raise CorruptionError(pgno, f"log frame at offset {off} is missing")
+            fpgno, _commit, _txn, own, salt, n, base = _FRAME.unpack_from(raw, 0)
+            if (fpgno != pgno or salt != self.salt or own != off or FRAME_HEADER_SIZE + n > len(raw)
+                    or ((n != ps) if base == 0 else not (n < ps and base < off))):
+                raise CorruptionError(pgno, f"log frame at offset {off} is missing or belongs to another page")
+            if not base:
+                break
+            if len(deltas) >= MAX_CHAIN:
+                raise CorruptionError(pgno, f"log frame at offset {offset}: more than {MAX_CHAIN} deltas in a row")
+            deltas.append(raw[FRAME_HEADER_SIZE : FRAME_HEADER_SIZE + n])
+            off = base
+        if not deltas:
+            return raw[FRAME_HEADER_SIZE:]
+        image = bytearray(raw[FRAME_HEADER_SIZE:])
+        for delta in reversed(deltas):
+            delta_apply(image, delta, pgno)
+        return bytes(image)
 
-    def follow(self, generation: int, salt: int, frames: int, pgnos: Sequence[int], first: int) -> None:
+    def follow(self, generation: int, salt: int, frames: int, entries: "Sequence[int]", first: int,
+               *, verify: bool = True) -> List[int]:
         """follow brings a READER's log up to a state the writer published (shm.py):
-        ``frames`` committed frames of log generation ``generation``, whose page numbers
-        from frame ``first`` on are ``pgnos`` (``first`` 0: a new generation, forget the old).
+        ``frames`` committed frames of log generation ``generation``, whose entries from
+        frame ``first`` on are ``entries`` (``first`` 0: a new generation, forget the old).
+        Returns the page numbers of those frames. ``verify`` False: a reader of the data
+        file only (LOCK_READ0), under which the writer may already have started a new log,
+        so the log file's header is not held to ``generation``.
 
         Raises:
             CorruptionError: the log file is missing or not that generation.
@@ -401,18 +567,25 @@ class WAL:
                         raise CorruptionError(None, f"{self.path}: the log the shared index describes is missing")
                     self.generation, self.salt = generation, salt
                     self.end = self.committed_end = WAL_HEADER_SIZE
-                    return
+                    self.committed_frames = 0
+                    return []
                 self.file = self._opener(self.path, create=False, readonly=True)
             head = self._read_header()
-            if frames and (head is None or head[:2] != (generation, salt)):
+            if verify and frames and (head is None or head[:2] != (generation, salt)):
                 raise CorruptionError(None, f"{self.path}: the log is not the generation the shared index describes")
             self.generation, self.salt = generation, salt
-        off = self.frame_offset(first)
+            self.end = self.committed_end = WAL_HEADER_SIZE
         index = self.index
-        for pgno in pgnos:
+        pgnos: List[int] = []
+        for i in range(0, len(entries), 2):
+            word, off = entries[i], entries[i + 1]
+            pgno = word & 0xFFFFFFFF
             index[pgno] = off
-            off += self.frame_size
-        self.end = self.committed_end = self.frame_offset(frames)
+            pgnos.append(pgno)
+            self.end = off + FRAME_HEADER_SIZE + (word >> 32)
+        self.committed_end = self.end
+        self.committed_frames = frames
+        return pgnos
 
     def reset(self, generation: int) -> None:
         """reset starts a new log generation: a fresh header and salt, no frames.
@@ -434,18 +607,19 @@ class WAL:
         self._crc = _U32.unpack_from(header, 36)[0]
         self.end = self.committed_end = WAL_HEADER_SIZE
         self.committed_crc = self._crc
+        self.committed_frames = 0
         self.index.clear()
         self.txn_index.clear()
-        self.frame_pgnos = []
+        self.frame_pgnos, self.frame_offsets, self.depth = [], [], {}
         self._synced = True
 
     def check(self) -> Dict[str, int]:
         """check verifies the log's bookkeeping against its rules and its file. O(indexed frames).
 
-        Every committed frame lies on a frame boundary before the committed
-        end and belongs to its page; every frame of the open transaction lies
-        between the committed end and the end; the ends are ordered and
-        inside the file; the header on disk is this log's.
+        Every committed frame lies before the committed end and is its page's (its
+        chain of deltas rebuilds an image); every frame of the open transaction lies
+        between the committed end and the end; the ends are ordered and inside the
+        file; the header on disk is this log's; the writer's frame lists agree.
 
         Returns:
             ``{"frames", "txn_frames", "generation", "end"}``.
@@ -461,11 +635,20 @@ class WAL:
             head = self._read_header()
             if head is None or head[:2] != (self.generation, self.salt):
                 raise CorruptionError(None, "log header is not the one this log was started with")
+        if not self.readonly:
+            offsets = self.frame_offsets
+            if len(offsets) != len(self.frame_pgnos) or self.frame_count(self.committed_end) != self.committed_frames:
+                raise CorruptionError(None, f"log frame lists disagree: {len(offsets)} offsets, "
+                                            f"{len(self.frame_pgnos)} pages, {self.committed_frames} committed")
+            if any(b <= a for a, b in zip(offsets, offsets[1:])):
+                raise CorruptionError(None, "log frame offsets do not ascend")
         for index, lo, hi in ((self.index, WAL_HEADER_SIZE, self.committed_end),
                               (self.txn_index, self.committed_end, self.end)):
             for pgno, off in index.items():
-                if not lo <= off < hi or (off - WAL_HEADER_SIZE) % self.frame_size:
-                    raise CorruptionError(pgno, f"log frame offset {off} outside [{lo}, {hi}) or off a frame boundary")
+                if not lo <= off < hi:
+                    raise CorruptionError(pgno, f"log frame offset {off} outside [{lo}, {hi})")
+                if not self.readonly and off not in self.depth:
+                    raise CorruptionError(pgno, f"log frame offset {off} is not where a frame begins")
                 self.read_frame(off, pgno)  # raises CorruptionError if the frame is another page's
         return {"frames": len(self.index), "txn_frames": len(self.txn_index), "generation": self.generation,
                 "end": self.end}

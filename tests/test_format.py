@@ -381,7 +381,31 @@ def test_a_version_1_store_opens_and_is_upgraded_by_its_next_commit(tmp_path):
     with pagestore.open(path) as db:
         assert db[b"k"] == b"v"
         db[b"k2"] = b"v2"
-    assert struct.unpack_from("<I", path.read_bytes(), 16)[0] == 2
+    assert struct.unpack_from("<I", path.read_bytes(), 16)[0] == fmt.FORMAT_VERSION
+    with pagestore.open(path) as db:
+        assert dict(db.items()) == {b"k": b"v", b"k2": b"v2"}
+        assert db.check()
+
+
+def test_a_version_2_store_is_marked_version_3_before_its_log_holds_a_delta(tmp_path):
+    """Version 3 differs only in its log (deltas); a version 2 pagestore would take that log
+    for another file's and lose its commits, so a writer marks page 0 at open when it can."""
+    import pagestore
+
+    path = tmp_path / "v2.ps"
+    with pagestore.open(path) as db:
+        db[b"k"] = b"v"
+    raw = bytearray(path.read_bytes())
+    struct.pack_into("<I", raw, 16, 2)
+    struct.pack_into("<I", raw, fmt.META_CHECKSUM_OFFSET, fmt.header_checksum(raw, 2))
+    path.write_bytes(bytes(raw))
+    with pagestore.open(path, readonly=True) as db:
+        assert db[b"k"] == b"v"
+    assert struct.unpack_from("<I", path.read_bytes(), 16)[0] == 2  # a reader leaves it as it was
+    db = pagestore.open(path)
+    assert struct.unpack_from("<I", path.read_bytes(), 16)[0] == 3  # at open, before any commit
+    db[b"k2"] = b"v2"
+    db.close()
     with pagestore.open(path) as db:
         assert dict(db.items()) == {b"k": b"v", b"k2": b"v2"}
         assert db.check()
@@ -391,3 +415,60 @@ def test_codec_names_are_checked_on_the_way_in():
     for bad in ("", "x" * 17, "caf\u00e9", "a b\n"):
         with pytest.raises(ValueError):
             fmt.Meta(4096, key_codec=bad).encode()
+
+
+# ---- the log: pagestore/wal.py's docstring, native/delta.c and docs/format.md ----
+
+
+def _doc_table(text: str, title: str, prefix: str = "") -> List[Row]:
+    """_doc_table parses an OFFSET / SIZE / DESCRIPTION table under ``title`` in a docstring or a
+    C comment (``prefix``: the comment's line prefix, such as ``**``)."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.lstrip(prefix + " ").startswith(title))
+    col = next(i for i in range(start + 1, start + 4) if "OFFSET" in lines[i])
+    rows: List[Row] = []
+    for line in lines[col + 1 :]:
+        body = line.strip()
+        if prefix and body.startswith(prefix):
+            body = body[len(prefix):].strip()
+        m = re.match(r"^(\d+)\s+(\d+|n)\s+(\S.*)$", body)
+        if m:
+            rows.append((int(m.group(1)), m.group(2), m.group(3)))
+        elif body and not re.match(r"^\d", body) and rows and line.startswith(" " * 18):
+            continue  # a description carried onto the next line
+        else:
+            break
+    assert rows, f"{title}: no rows parsed"
+    return rows
+
+
+def _md_rows(heading: str) -> List[Row]:
+    at = FORMAT_MD.index(heading)
+    rows: List[Row] = []
+    for line in FORMAT_MD[at:].splitlines()[1:]:
+        m = re.match(r"^\|\s*(\d+)\s*\|\s*(\d+|n)\s*\|\s*(.*?)\s*\|\s*$", line)
+        if m:
+            rows.append((int(m.group(1)), m.group(2), m.group(3)))
+        elif rows:
+            break
+    assert rows, f"{heading}: no rows parsed"
+    return rows
+
+
+def test_log_tables_match_the_docs_and_the_code():
+    from pagestore import wal
+
+    doc = wal.__doc__ or ""
+    for title, heading, size in (("LOG HEADER", "Log header (40 bytes)", wal.WAL_HEADER_SIZE),
+                                 ("FRAME HEADER", "Frame header (44 bytes)", wal.FRAME_HEADER_SIZE)):
+        code, md = _doc_table(doc, title), _md_rows(heading)
+        assert [(o, s) for o, s, _ in code] == [(o, s) for o, s, _ in md], title
+        last_off, last_size, _ = code[-1]
+        assert last_off + int(last_size) == size, f"{title}: the table does not end at {size}"
+    assert wal._FRAME.size + 4 == wal.FRAME_HEADER_SIZE  # the checksum follows the packed fields
+    assert wal._HDR.size + 4 == wal.WAL_HEADER_SIZE
+    assert "(44 bytes)" in FORMAT_MD and f"log format version ({wal.WAL_VERSION};" in FORMAT_MD
+    delta_c = (ROOT / "native" / "delta.c").read_text(encoding="utf-8")
+    runs = _doc_table(delta_c, "DELTA FORMAT", "**")
+    assert [(o, s) for o, s, _ in runs] == [(o, s) for o, s, _ in _md_rows("Delta run")]
+    assert f"fewer than {wal.MAX_CHAIN} deltas" in " ".join(FORMAT_MD.split())

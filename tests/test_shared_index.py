@@ -252,8 +252,12 @@ def test_format_doc_matches_the_shared_index():
 
     doc = (Path(__file__).resolve().parent.parent / "docs" / "format.md").read_text(encoding="utf-8")
     section = doc.split("## Shared index", 1)[1].split("\n## ", 1)[0]
-    layout, header = [re.findall(r"^\| (\d+) \| ([\d *n]+) \|", t, re.M) for t in section.split("Header (", 1)]
+    head, entry = section.split("Frame entry (", 1)
+    layout, header = [re.findall(r"^\| (\d+) \| ([\d *n]+) \|", t, re.M) for t in head.split("Header (", 1)]
     assert [int(o) for o, _ in layout] == [0, shm.COPY_SIZE, 2 * shm.COPY_SIZE, shm.ARRAY_OFFSET]
+    assert layout[-1][1] == f"{shm.ENTRY_SIZE} * n"
+    fields = re.findall(r"^\| (\d+) \| (\d+) \|", entry, re.M)
+    assert [int(o) for o, _ in fields] == [0, 4, 8] and sum(int(z) for _, z in fields) == shm.ENTRY_SIZE
     offsets = [int(o) for o, _ in header]
     sizes = [int(z) for _, z in header]
     assert offsets[-1] + sizes[-1] == shm.HEADER_SIZE
