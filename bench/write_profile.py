@@ -15,7 +15,11 @@ from disk per commit.
 ``insert``: inserts ``--records`` random records in durable transactions of
 ``--batch`` and reports per commit: dirty pages, log bytes, and the share of
 time spent in checkpoints; and bytes written (log + data file) per byte
-inserted.
+inserted. It splits each record's time into the apply (everything outside
+``Pager.commit``: the overlay, the tree, the heap, in Python) and the commit.
+With ``--lmdb`` it then inserts the same records into LMDB the same way, in
+the same run, as the yardstick for issue 12's inserts target: a Python apply
+alone slower than LMDB's whole insert puts 1.0x out of reach of commit work.
 
 Timings wrap the methods named (monkeypatched in this process only);
 the wrappers add about a microsecond per call.
@@ -181,6 +185,7 @@ def insert(args: argparse.Namespace) -> None:
                     txn[k] = v
         wall = time.perf_counter() - t0
         commits = N["commit"]
+        records = args.records
         print(f"insert {args.records} records, {args.batch} per durable transaction: {args.records / wall:.0f} records/s; "
               f"{N['dirty_pages'] / commits:.0f} dirty pages and {B['write.log'] / commits / 2**20:.2f} MiB of log per commit; "
               f"checkpoints {T['checkpoint'] / wall * 100:.0f}% of the time")
@@ -188,9 +193,33 @@ def insert(args: argparse.Namespace) -> None:
         print(f"  bytes written per byte inserted: {written / inserted:.2f} "
               f"(log {B['write.log'] / inserted:.2f}, data file {B['write.data'] / inserted:.2f})")
         report(wall, args.records, "record")
+        apply_us = (wall - T["commit"]) / records * 1e6
+        print(f"  apply (outside Pager.commit) {apply_us:.1f} us/record, commit {T['commit'] / records * 1e6:.1f}, "
+              f"whole {wall / records * 1e6:.1f}")
         db.close()
+        if args.lmdb:
+            lmdb_us = lmdb_insert(d, args)
+            print(f"  lmdb, same records, {args.batch} per durable transaction: {lmdb_us:.1f} us/record "
+                  f"({1e6 / lmdb_us:.0f} records/s); pagestore's apply alone is {apply_us / lmdb_us:.2f}x it, "
+                  f"its whole insert {wall / records * 1e6 / lmdb_us:.2f}x")
     finally:
         shutil.rmtree(d)
+
+
+def lmdb_insert(d: str, args: argparse.Namespace) -> float:
+    """lmdb_insert: microseconds per record for the insert phase's records (same seed) in LMDB."""
+    import lmdb  # the bench extra
+
+    rng = random.Random(0)
+    env = lmdb.open(os.path.join(d, "lmdb"), map_size=1 << 36, sync=True, metasync=True, writemap=False)
+    t0 = time.perf_counter()
+    for b in range(0, args.records, args.batch):
+        with env.begin(write=True) as txn:
+            for _ in range(min(args.batch, args.records - b)):
+                txn.put(rng.randbytes(rng.randint(8, 40)), rng.randbytes(value_size(rng)))
+    elapsed = time.perf_counter() - t0
+    env.close()
+    return elapsed / args.records * 1e6
 
 
 def main() -> None:
@@ -200,6 +229,7 @@ def main() -> None:
     ap.add_argument("--puts", type=int, default=1500)
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--dir", default=os.environ.get("DIR", "."))
+    ap.add_argument("--lmdb", action="store_true", help="insert: the same records into LMDB too, same run")
     args = ap.parse_args()
     (durable if args.mode == "durable" else insert)(args)
 

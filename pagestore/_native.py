@@ -82,14 +82,17 @@ def delta_make(old: "bytes | bytearray | memoryview", new: "bytes | bytearray | 
     page_size = len(new)
     if len(old) != page_size:
         raise ValueError(f"delta of images of {len(old)} and {page_size} bytes")
-    out = ffi.new("uint8_t[]", max(cap, 1))
-    n = ffi.new("uint32_t *")
+    out = getattr(_tls, "delta", None)
+    if out is None or len(out) < cap:  # per thread, as scratch(): allocating per call cost a third
+        _tls.delta = out = ffi.new("uint8_t[]", max(cap, 32768))
+    n = scratch()[0]
     code = lib.ps_delta_make(ffi.from_buffer(old), ffi.from_buffer(new), page_size, out, cap, n)
     if code == EFULL:
         return None
     if code != OK:
         raise_for(code)
-    return bytes(ffi.buffer(out, n[0]))
+    delta: bytes = ffi.buffer(out, n[0])[:]
+    return delta
 
 
 def delta_apply(page: bytearray, delta: "bytes | bytearray | memoryview", pgno: Optional[int] = None) -> None:
