@@ -227,6 +227,10 @@ class Pager:
             if self.shared:
                 self.begin_operation()  # the view the store builds itself on; the store ends it
         except BaseException:
+            if self.shm is not None and self._data_lock is not None and self._data_lock.try_exclusive():
+                # A failed open leaves no file it made: the index is rebuilt by the next open
+                # (the log stays: it may hold commits).
+                remove_shm(path)
             self._close_files()
             raise
 

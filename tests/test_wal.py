@@ -464,3 +464,30 @@ def test_a_log_of_version_1_with_frames_is_refused_clearly(tmp_path):
         f.write(head + bytes(64))
     wal = open_log(path)
     assert wal.index == {} and wal.salt != 77
+
+
+def test_a_store_whose_log_is_version_1_is_refused_and_left_as_it_was(tmp_path):
+    """The whole store, not just the log: opening for writing or reading raises
+    VersionMismatchError naming the log, and leaves the files as they were (no shared index)."""
+    import struct as _s
+
+    import pagestore
+    from pagestore._native import crc32c as _crc
+    from pagestore.errors import VersionMismatchError
+
+    path = str(tmp_path / "s.ps")
+    with pagestore.open(path) as db:
+        db[b"k"] = b"v"
+        file_id = db._pager.meta.file_id
+        ps = db._pager.page_size
+    body = _s.pack("<8sIIQQI", b"psWAL\r\n\x00", 1, ps, file_id, 0, 77)
+    hcrc = _crc(body)
+    frame_head = _s.pack("<IIQQI", 0, 2, 1, WAL_HEADER_SIZE, 77)
+    page = bytes(ps)
+    with open(log_path(path), "wb") as f:
+        f.write(body + _s.pack("<I", hcrc) + frame_head + _s.pack("<I", _crc(page, _crc(frame_head, hcrc))) + page)
+    before = sorted(os.listdir(tmp_path))
+    for readonly in (False, True):
+        with pytest.raises(VersionMismatchError, match="log format version 1"):
+            pagestore.open(path, readonly=readonly)
+        assert sorted(os.listdir(tmp_path)) == before
