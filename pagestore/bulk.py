@@ -167,7 +167,7 @@ class Builder:
                     # with room (gaps the page-sized runs below leave); its key
                     # waits in the run, for the leaves take keys in order.
                     self.pager.begin_operation()  # its overflow pages need not stay pinned
-                    placed.append((len(keys), self.heap.place_stub(self.heap.write_chain(value))))
+                    placed.append((len(keys), self.heap.place_stub(self.heap.write_chain(value, direct=True))))
                     keys.append(key)
                     if len(keys) >= _MAX_PENDING:
                         self._flush_heap()
