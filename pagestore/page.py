@@ -54,6 +54,20 @@ def as_bytes_like(data: object, what: str = "data") -> BytesLike:
     return mv.cast("B") if mv.format != "B" or mv.ndim != 1 else mv
 
 
+def seal_pages(pages: bytearray, page_size: int, lsn: int) -> None:
+    """seal_pages stamps ``lsn`` and then the checksum into every page of ``pages`` (whole pages,
+    back to back): ``page.lsn = lsn; page.set_checksum()`` for each, without a SlottedPage per
+    page. For the pager, on pages built elsewhere and written in one run. O(bytes).
+    """
+    ptr = ffi.from_buffer("uint8_t[]", pages, require_writable=True)
+    pack = _U64.pack_into
+    off_lsn = fmt.OFF_LSN
+    set_checksum = lib.ps_page_set_checksum
+    for off in range(0, len(pages) - page_size + 1, page_size):
+        pack(pages, off + off_lsn, lsn)
+        set_checksum(ptr + off, page_size)
+
+
 class SlottedPage:
     """SlottedPage wraps one page buffer; see the module docstring.
 

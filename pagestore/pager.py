@@ -71,7 +71,7 @@ from . import fileio
 from . import format as fmt
 from .errors import CorruptionError, InvalidFileError, PageStoreError, ReadOnlyError, StoreLockedError
 from ._native import MapHandle
-from .page import SlottedPage
+from .page import SlottedPage, seal_pages
 from .wal import KEEP_BYTES, WAL, Frame, log_path, remove_log
 from . import shm as shmlib
 from .shm import READ_BASE, READ_SPAN, Header, SharedIndex, remove_shm, shm_path
@@ -917,69 +917,44 @@ class Pager:
         self._insert(pgno, f)
         return page
 
-    def allocate_many(self, n: int, page_type: int, *, direct: bool = False) -> List[SlottedPage]:
-        """allocate_many returns ``n`` empty pages of ``page_type``, as ``allocate`` would one by one;
-        the caller fills them and hands them to ``write_new`` in the same operation.
+    def allocate_run(self, n: int) -> int:
+        """allocate_run numbers ``n`` new pages past the end of the file, in one go, for ``write_run``;
+        returns the first, or 0 when the pages should come from ``allocate`` instead.
 
-        With ``direct`` (for a bulk build, whose commit writes its new pages
-        into the data file anyway) and a durable store, the pages past the end
-        of the file are numbered in one go and are not cached: no frame, no LRU
-        entry, no eviction; ``write_new`` writes them straight into the data
-        file (see ``_write_direct``), and a read of one before that is an
-        error. Pages the free list supplies are cached and dirty as usual.
-        Without ``direct`` every page is ``allocate``'s (a small durable
-        commit would pay one more sync for writing in place). O(n).
+        For a bulk build, whose commit writes its new pages into the data file
+        anyway (see ``_write_direct``): the caller builds the pages itself and
+        hands them to ``write_run`` in the same operation, with no frame, cache
+        entry or eviction per page; until then the pages hold nothing and must
+        not be read. 0 when the free list has pages to give first, or the
+        store is not durable (new pages then go through the cache and the log).
+        O(1).
         """
         self.check_writable()
         meta = self.meta
-        pages: List[SlottedPage] = []
-        while meta.freelist_head and len(pages) < n:
-            pages.append(self.allocate(page_type))
-        if not (direct and self.sync_default):
-            pages.extend(self.allocate(page_type) for _ in range(n - len(pages)))
-            return pages
+        if meta.freelist_head or not self.sync_default:
+            return 0
         first = meta.page_count
-        meta.page_count += n - len(pages)
-        ps = self.page_size
-        for pgno in range(first, meta.page_count):
-            page = SlottedPage(bytearray(ps), validate=False, pgno=pgno)
-            page.init(pgno, page_type)
-            pages.append(page)
-        return pages
+        meta.page_count += n
+        return first
 
-    def write_new(self, pages: List[SlottedPage]) -> None:
-        """write_new makes the filled pages from ``allocate_many`` part of the transaction.
+    def write_run(self, first: int, pages: bytearray) -> None:
+        """write_run writes the pages ``first``.. numbered by ``allocate_run``, whose images the caller
+        built in ``pages``, straight into the data file in one write.
 
-        The uncached ones (``direct``) are stamped with the transaction's
-        number and checksum and written into the data file, adjacent pages in
-        one write, as ``_write_direct`` writes spilled new pages; the cached
-        ones are dirty already and go as every dirty page goes.
+        The pager stamps each with the transaction's number and its checksum,
+        as ``_write_direct`` does for spilled new pages; the commit syncs the
+        data file before its commit frame.
         """
         assert self.file is not None
-        cache = self.cache
-        txn = self.meta.lsn + 1
         ps = self.page_size
-        verified = len(self.verified) << 3
-        run: List[Union[bytes, bytearray, memoryview]] = []
-        start = 0
-        for page in pages:
-            pgno = page.pgno
-            if pgno in cache:
-                continue
-            page.lsn = txn
-            page.set_checksum()
-            if pgno < verified:
+        n = len(pages) // ps
+        seal_pages(pages, ps, self.meta.lsn + 1)
+        if first < len(self.verified) << 3:
+            for pgno in range(first, first + n):
                 self._unverify(pgno)  # past the committed end, but the map may still cover it
-            self.overlaid.add(pgno)
-            if run and (pgno != start + len(run) or len(run) >= CHECKPOINT_RUN):
-                self.file.write(start * ps, b"".join(run))
-                run = []
-            if not run:
-                start = pgno
-            run.append(page.buffer)
-        if run:
-            self.file.write(start * ps, b"".join(run))
-            self._direct = True
+        self.overlaid.update(range(first, first + n))
+        self.file.write(first * ps, pages)
+        self._direct = True
 
     def free(self, pgno: int) -> None:
         """free puts page ``pgno`` at the head of the free list; its contents are gone."""

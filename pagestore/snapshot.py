@@ -31,7 +31,7 @@ from __future__ import annotations
 import mmap as _mmap
 import os
 from collections import OrderedDict
-from typing import Any, List, Optional, Set
+from typing import Any, Optional, Set
 
 from . import fileio
 from .errors import ReadOnlyError
@@ -116,10 +116,10 @@ class SnapshotPager:
     def allocate(self, page_type: int) -> SlottedPage:
         raise ReadOnlyError("a snapshot is read-only")
 
-    def allocate_many(self, n: int, page_type: int, *, direct: bool = False) -> List[SlottedPage]:
+    def allocate_run(self, n: int) -> int:
         raise ReadOnlyError("a snapshot is read-only")
 
-    def write_new(self, pages: List[SlottedPage]) -> None:
+    def write_run(self, first: int, pages: bytearray) -> None:
         raise ReadOnlyError("a snapshot is read-only")
 
     def free(self, pgno: int) -> None:

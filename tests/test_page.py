@@ -21,6 +21,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from pagestore import CorruptionError, NotFoundError, PageFullError, PageStoreError, SlottedPage
 from pagestore import format as fmt
 from pagestore._native import ffi, lib
+from pagestore.page import seal_pages
 
 HEADER = fmt.HEADER_SIZE
 SLOT = fmt.SLOT_SIZE
@@ -290,6 +291,27 @@ def test_bytes_like_inputs_are_taken_by_their_bytes():
     assert page.read(slot) == b"ba"
     page.append_many([memoryview(words), b"xy", bytearray(b"z")])
     assert [page.read(s) for s in page.slots()] == [b"ba", words.tobytes(), b"xy", b"z"]
+
+
+def test_seal_pages_stamps_every_page_of_a_run():
+    """seal_pages gives each page of a run its lsn and checksum, as lsn= and set_checksum() would."""
+    run = bytearray()
+    for pgno in (7, 8, 9):
+        page = SlottedPage.new(512, pgno, fmt.PAGE_OVERFLOW)
+        page.insert(bytes([pgno]) * 100)
+        run += page.buffer
+    seal_pages(run, 512, 42)
+    for i, pgno in enumerate((7, 8, 9)):
+        page = SlottedPage.load(run[i * 512 : (i + 1) * 512], pgno)  # verifies checksum and number
+        assert page.lsn == 42 and page.read(0) == bytes([pgno]) * 100
+        one = SlottedPage.new(512, pgno, fmt.PAGE_OVERFLOW)
+        one.insert(bytes([pgno]) * 100)
+        one.lsn = 42
+        one.set_checksum()
+        assert bytes(one.buffer) == run[i * 512 : (i + 1) * 512]
+    run[600] ^= 1
+    with pytest.raises(CorruptionError):
+        SlottedPage.load(run[512:1024], 8)
 
 
 def test_append_many_takes_new_slots_all_or_none():
