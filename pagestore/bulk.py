@@ -41,7 +41,7 @@ took ``update()`` from 0.30 to 0.27 s; most of what is left is the pager's
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Tuple
 
 from . import format as fmt
 from . import nodes
@@ -61,6 +61,8 @@ _MAX_SLOTS = fmt.MAX_SLOTS
 #: whose stubs are placed at once) the page is written part full, so that
 #: memory stays bounded.
 _MAX_PENDING = 4096
+#: The longest value an overflow stub's 4-byte length can say (the store's MAX_VALUE).
+_MAX_VALUE = 2**32 - 1
 Pair = Tuple[bytes, bytes]
 
 
@@ -133,16 +135,21 @@ class Builder:
         """
         return self.extend(iter(((key, value),))) is None
 
-    def extend(self, pairs: Iterator[Pair]) -> Optional[Pair]:
+    def extend(self, pairs: Iterator[Any], convert: Optional[Callable[[Any, Any], Pair]] = None) -> Optional[Pair]:
         """extend takes records from ``pairs`` (bytes keys and values) while their keys ascend.
 
+        With ``convert``, a pair that is not two ``bytes``, or whose key is
+        longer than the tree accepts, is replaced by ``convert(key, value)``
+        first (the store's codecs and checks, which raise for what it refuses).
         Returns None when ``pairs`` is exhausted, or the first pair whose key
         is not above the last one taken: it is not taken, and the rest of
         ``pairs`` is left unread. O(1) amortised per record, plus its pages.
 
         Raises:
-            ValueError: a key is longer than the tree accepts (the records
-                before it are taken; the caller's write is then undone).
+            ValueError: a key is longer than the tree accepts, or a value
+                longer than an overflow stub can say (the records before it
+                are taken; the caller's write is then undone).
+            whatever ``convert`` raises.
         """
         last = self.last
         max_key, inline_max, room = self.max_key, self.inline_max, self.usable
@@ -152,17 +159,22 @@ class Builder:
         refused: Optional[Pair] = None
         try:
             for key, value in pairs:
+                if type(key) is not bytes or type(value) is not bytes or len(key) > max_key:
+                    if convert is not None:
+                        key, value = convert(key, value)
+                    if len(key) > max_key:
+                        raise ValueError(
+                            f"key of {len(key)} bytes exceeds the longest this page size allows ({max_key})")
                 if last is not None and key <= last:
                     refused = (key, value)
                     break
-                if len(key) > max_key:
-                    raise ValueError(
-                        f"key of {len(key)} bytes exceeds the longest this page size allows ({max_key})")
                 last = key
                 n = len(value)
                 count += 1
                 live += len(key) + n
                 if n > inline_max:
+                    if n > _MAX_VALUE:
+                        raise ValueError(f"value of {n} bytes exceeds the maximum of {_MAX_VALUE}")
                     # Its chain now, its stub by best fit among the heap pages
                     # with room (gaps the page-sized runs below leave); its key
                     # waits in the run, for the leaves take keys in order.
