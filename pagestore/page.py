@@ -31,6 +31,7 @@ BytesLike = Union[bytes, bytearray, memoryview]
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
+_BYTES_TYPE = {bytes}
 
 
 def as_bytes_like(data: object, what: str = "data") -> BytesLike:
@@ -318,10 +319,14 @@ class SlottedPage:
         """
         # Lengths in bytes, not items: len() of a memoryview over, say, an
         # array('H') counts elements, which would split the joined bytes wrongly.
-        views = [as_bytes_like(r, "record") for r in records]
-        sizes = [len(v) for v in views]
+        # Records that are all bytes (the bulk build's) skip the per-record
+        # check: map and max run in C.
+        views: Sequence[BytesLike] = records
+        if set(map(type, records)) - _BYTES_TYPE:
+            views = [as_bytes_like(r, "record") for r in records]
+        sizes = list(map(len, views))
         n = len(views)
-        if any(size > fmt.MAX_RECORD for size in sizes):
+        if n and max(sizes) > fmt.MAX_RECORD:
             raise PageFullError(f"a record exceeds the largest a page holds ({fmt.MAX_RECORD})")
         lens = ffi.new("uint32_t[]", sizes)
         data = b"".join(views)
