@@ -41,7 +41,7 @@ from typing import Any, Dict, List, Optional, Protocol, Sequence, Set, Tuple
 
 from . import format as fmt
 from .errors import CorruptionError, PageFullError
-from .page import RecordLookup, SlottedPage
+from .page import RecordLookup, SlottedPage, build_singles
 
 
 class HeapPager(Protocol):
@@ -222,7 +222,6 @@ class Heap:
         self.fsm = FreeSpaceMap(pager, self._lookup, read=not read_only)
         # heap pages this transaction placed records in, most recent last (see _place)
         self._hot: List[int] = []
-        self._scratch: Optional[SlottedPage] = None  # write_chain's page to build direct chains in
 
     def reset(self) -> None:
         """reset reloads the free-space map after the pager rolled back."""
@@ -302,8 +301,9 @@ class Heap:
         each page is written once, already knowing its successor. With
         ``direct`` (the build) and where the pager allows it
         (``Pager.allocate_run``), the chain takes adjacent new pages, first
-        chunk first, built one after the other in one scratch page and written
-        into the data file in one go: no cached page per chunk.
+        chunk first, built in one C call (``page.build_singles``) and written
+        into the data file in one go: no cached page, SlottedPage or Python
+        call per chunk.
         """
         n = len(value)
         chunk = self.chunk
@@ -311,19 +311,11 @@ class Heap:
         nchunks = q if r <= self.inline_max else q + 1
         first = self.pager.allocate_run(nchunks) if direct else 0
         if first:
-            page = self._scratch
-            if page is None:
-                page = self._scratch = SlottedPage(bytearray(self.pager.page_size), validate=False)
-            buf = page.buffer
-            run = bytearray()
-            last = first + nchunks - 1
-            for pgno in range(first, last + 1):
-                page.init(pgno, _PAGE_OVERFLOW)
-                off = (pgno - first) * chunk
-                page.insert(value[off : off + chunk])
-                page.next = pgno + 1 if pgno < last else 0
-                run += buf
-            self.pager.write_run(first, run)
+            pgnos = list(range(first, first + nchunks))
+            lens = [chunk] * nchunks
+            lens[-1] = n - (nchunks - 1) * chunk if nchunks * chunk > n else chunk
+            self.pager.write_run(first, build_singles(self.pager.page_size, _PAGE_OVERFLOW, pgnos,
+                                                      pgnos[1:] + [0], value, lens))
             return _STUB.pack(n, first) + value[nchunks * chunk :]
         allocate = self.pager.allocate
         nxt = 0
