@@ -187,7 +187,7 @@ class Pager:
         self._spare: Optional[_Frame] = None
         # pages of the open transaction written straight into the data file (see _write_direct)
         self._direct = False
-        self._written_back = 0  # pages below this one are written back by _write_back (this transaction)
+        self._written_back = 0  # see _written_back_to
         self.file: Optional[fileio.File] = None
         self._read_into: Optional[Callable[[int, bytearray], int]] = None
         self.wal: Optional[WAL] = None
@@ -952,7 +952,8 @@ class Pager:
 
         The pager stamps each with the transaction's number and its checksum,
         as ``_write_direct`` does for spilled new pages; the commit syncs the
-        data file before its commit frame.
+        data file before its commit frame. Each WRITEBACK_BYTES of new pages,
+        it writes back the older cached ones (``_write_back``).
         """
         assert self.file is not None
         ps = self.page_size
@@ -964,8 +965,14 @@ class Pager:
         self.overlaid.update(range(first, first + n))
         self.file.write(first * ps, pages)
         self._direct = True
-        if (self.meta.page_count - WRITEBACK_LAG - max(self._written_back, self.committed.page_count)) * ps >= WRITEBACK_BYTES:
+        if (self.meta.page_count - WRITEBACK_LAG - self._written_back_to()) * ps >= WRITEBACK_BYTES:
             self._write_back()
+
+    def _written_back_to(self) -> int:
+        """_written_back_to: the page below which this transaction's new pages are written back
+        (``_write_back``); the committed end of the file when none are."""
+        end, done = self.committed.page_count, self._written_back
+        return done if end <= done <= self.meta.page_count else end
 
     def _write_back(self) -> None:
         """_write_back writes the cached new pages of a bulk build (past the committed end, not
@@ -979,8 +986,10 @@ class Pager:
         shorter. A page written back and then changed again is dirty again and written again.
         """
         end = self.committed.page_count
-        start = max(self._written_back, end)
         line = self.meta.page_count - WRITEBACK_LAG
+        start = self._written_back_to()
+        if line <= start:
+            return
         epoch = self.epoch
         old = sorted(p for p, f in self.dirty.items() if end <= p < line and f.epoch != epoch)
         if old:
