@@ -81,8 +81,13 @@ class File:
 
     def write(self, offset: int, data: "bytes | bytearray | memoryview") -> None:
         """write writes all of ``data`` at ``offset``."""
+        n = os.pwrite(self.fd, data, offset)
         view = memoryview(data)
         self.written += view.nbytes
+        if n == view.nbytes:  # the usual case: no view to slice (a bulk build makes 4,000 writes)
+            return
+        view = view[n:]
+        offset += n
         while view:
             n = os.pwrite(self.fd, view, offset)
             view = view[n:]
