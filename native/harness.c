@@ -822,6 +822,61 @@ static void run_slot_limit(void) {
     free(page);
 }
 
+/* ---- part 2b: batch builds of one-record pages ----
+** ps_page_build_singles then ps_page_seal_many must give, page for page, the
+** bytes that ps_page_init, ps_page_insert, the next field, the lsn and
+** ps_page_set_checksum give one page at a time; and a record too large for
+** a page is PS_EFULL. */
+
+static uint64_t n_singles;
+
+static void run_singles(uint32_t page_size) {
+    uint32_t n = 1 + below(2), pgnos[2], nexts[2], lens[2], total = 0;  /* data_buf holds two pages */
+    uint32_t room = page_size - PS_HEADER_SIZE - PS_SLOT_SIZE;
+    uint64_t lsn = rnd();
+    uint8_t type = (uint8_t)below(7);
+    for (uint32_t i = 0; i < n; i++) {
+        pgnos[i] = (uint32_t)rnd();
+        nexts[i] = i + 1 < n ? (uint32_t)rnd() : 0;
+        lens[i] = below(3) ? room : below(room + 1);
+        fill_tag(data_buf + total, next_tag++, lens[i]);
+        total += lens[i];
+    }
+    uint8_t *pages = malloc((size_t)n * page_size);
+    uint8_t *one = malloc(page_size);
+    int rc = ps_page_build_singles(pages, page_size, n, type, pgnos, nexts, data_buf, lens);
+    if (rc != PS_OK) fail("build_singles of %u pages: %s", n, ps_strerror(rc));
+    rc = ps_page_seal_many(pages, page_size, n, lsn);
+    if (rc != PS_OK) fail("seal_many of %u pages: %s", n, ps_strerror(rc));
+    uint32_t at = 0;
+    for (uint32_t i = 0; i < n && failures == 0; i++) {
+        uint16_t slot;
+        ps_page_init(one, page_size, pgnos[i], type);
+        if (ps_page_insert(one, page_size, data_buf + at, lens[i], PS_SLOT_LIVE, &slot) != PS_OK || slot != 0)
+            fail("insert of %u bytes into an empty page", lens[i]);
+        wr32(one + PS_OFF_NEXT, nexts[i]);
+        wr32(one + PS_OFF_LSN, (uint32_t)lsn);
+        wr32(one + PS_OFF_LSN + 4, (uint32_t)(lsn >> 32));
+        ps_page_set_checksum(one, page_size);
+        if (memcmp(one, pages + (size_t)i * page_size, page_size) != 0)
+            fail("build_singles page %u of %u differs from one built alone", i, n);
+        if (ps_page_verify(pages + (size_t)i * page_size, page_size, pgnos[i]) != PS_OK)
+            fail("build_singles page %u does not verify", i);
+        at += lens[i];
+    }
+    lens[0] = room + 1;
+    if (ps_page_build_singles(pages, page_size, 1, type, pgnos, nexts, data_buf, lens) != PS_EFULL)
+        fail("build_singles of a record larger than a page is not EFULL");
+    if (ps_page_build_singles(pages, 1000, 1, type, pgnos, nexts, data_buf, lens) != PS_EINVAL
+        || ps_page_seal_many(pages, 1000, 1, lsn) != PS_EINVAL)
+        fail("batch builds take a page size that is not a power of two");
+    if (ps_page_build_singles(pages, page_size, 1, type, NULL, nexts, data_buf, lens) != PS_EINVAL)
+        fail("build_singles takes a NULL array");
+    free(pages);
+    free(one);
+    n_singles++;
+}
+
 /* ---- part 3: CRC32C paths ---- */
 
 static uint64_t n_crc;
@@ -1861,15 +1916,17 @@ int main(int argc, char **argv) {
         if (failures == 0) run_map(pick_page_size());
         context = "delta";
         for (int k = 0; k < 20 && failures == 0; k++) run_delta(pick_page_size());
+        context = "singles";
+        if (failures == 0) run_singles(pick_page_size());
     }
     printf("delta: %" PRIu64 " made and applied, %" PRIu64 " hostile refused\n", n_deltas, n_delta_bad);
     printf("harness: %" PRIu64 " ops, %" PRIu64 " images (%" PRIu64 " validated, %" PRIu64
            " with a promised verdict, %" PRIu64 " image ops), %" PRIu64 " batch reads, %" PRIu64 " crc checks; nodes: %" PRIu64
            " builds, %" PRIu64 " leaf ops (%" PRIu64 " compacting), %" PRIu64 " searches, %" PRIu64
            " images (%" PRIu64 " sound, %" PRIu64 " with a promised verdict); map: %" PRIu64 " calls, %" PRIu64
-           " unsound pages; %" PRIu64 " failures (seed %" PRIu64 ")\n",
+           " unsound pages; %" PRIu64 " batch builds; %" PRIu64 " failures (seed %" PRIu64 ")\n",
            n_ops, n_images, n_images_valid, n_targeted, n_image_ops, n_read_many, n_crc, n_node_builds, n_node_ops,
-           n_node_compactions, n_node_searches, n_node_images, n_node_sound, n_node_promised, n_map_calls, n_map_pages_bad, failures, seed);
+           n_node_compactions, n_node_searches, n_node_images, n_node_sound, n_node_promised, n_map_calls, n_map_pages_bad, n_singles, failures, seed);
     free(scratch); free(data_buf); free(backup);
     free(ra_slots); free(ra_offs); free(ra_lens); free(ra_states);
     nm_clear();

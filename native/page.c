@@ -187,6 +187,17 @@ int ps_page_set_checksum(uint8_t *page, uint32_t page_size) {
     return PS_OK;
 }
 
+int ps_page_seal_many(uint8_t *pages, uint32_t page_size, uint32_t n, uint64_t lsn) {
+    if (!valid_page_size(page_size) || (n > 0 && pages == NULL)) return PS_EINVAL;
+    for (uint32_t i = 0; i < n; i++) {
+        uint8_t *page = pages + (size_t)i * page_size;
+        put32(page + PS_OFF_LSN, (uint32_t)lsn);
+        put32(page + PS_OFF_LSN + 4, (uint32_t)(lsn >> 32));
+        put32(page + PS_OFF_CHECKSUM, ps_crc32c(0, page + 4, page_size - 4));
+    }
+    return PS_OK;
+}
+
 int ps_page_verify(const uint8_t *page, uint32_t page_size, uint32_t expected_pgno) {
     if (!valid_page_size(page_size)) return PS_EINVAL;
     if (get32(page + PS_OFF_CHECKSUM) != ps_crc32c(0, page + 4, page_size - 4)) return PS_ECHECKSUM;
@@ -292,6 +303,24 @@ int ps_page_insert(uint8_t *page, uint32_t page_size, const uint8_t *data, uint3
     set_slot(page, slot, off, len, state);
     write_hdr(page, &h);
     *slot_out = (uint16_t)slot;
+    return PS_OK;
+}
+
+int ps_page_build_singles(uint8_t *pages, uint32_t page_size, uint32_t n, uint8_t type,
+                          const uint32_t *pgnos, const uint32_t *nexts,
+                          const uint8_t *data, const uint32_t *lens) {
+    if (!valid_page_size(page_size)) return PS_EINVAL;
+    if (n > 0 && (pages == NULL || pgnos == NULL || nexts == NULL || lens == NULL)) return PS_EINVAL;
+    const uint8_t *at = data;
+    for (uint32_t i = 0; i < n; i++) {
+        uint8_t *page = pages + (size_t)i * page_size;
+        uint16_t slot;
+        ps_page_init(page, page_size, pgnos[i], type);
+        int rc = ps_page_insert(page, page_size, at, lens[i], PS_SLOT_LIVE, &slot);
+        if (rc != PS_OK) return rc;
+        put32(page + PS_OFF_NEXT, nexts[i]);
+        at += lens[i];
+    }
     return PS_OK;
 }
 

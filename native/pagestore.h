@@ -138,7 +138,7 @@
 
 /* ---- CDEF BEGIN: the region below is read by native/build_ffi.py ---- */
 
-#define PS_NATIVE_VERSION 6     /* bumped on any ABI or format change */
+#define PS_NATIVE_VERSION 7     /* bumped on any ABI or format change */
 #define PS_FORMAT_VERSION 3     /* on-disk format version in page 0 */
 
 #define PS_HEADER_SIZE 40
@@ -248,6 +248,22 @@ int ps_page_read_many(const uint8_t *const *pages, uint32_t page_size, const uin
 ** array. Either all fit and are written, or PS_EFULL and the page is untouched. */
 int ps_page_append_many(uint8_t *page, uint32_t page_size, const uint8_t *data,
                         const uint32_t *lens, uint32_t n);
+
+/* Batch build of one-record pages (the pages of an overflow chain): for
+** i < n, the i-th page_size bytes of `pages` become an empty page of `type`
+** numbered pgnos[i] (ps_page_init), with next field nexts[i], holding in slot
+** 0, state PS_SLOT_LIVE, the lens[i] bytes of `data` that follow the bytes of
+** the pages before it. The page numbers are only stamped, never followed; lsn
+** and checksum are left to ps_page_seal_many. PS_EINVAL for a bad page size
+** or NULL arrays with n > 0; PS_EFULL when a record does not fit an empty
+** page (the pages before it are built). */
+int ps_page_build_singles(uint8_t *pages, uint32_t page_size, uint32_t n, uint8_t type,
+                          const uint32_t *pgnos, const uint32_t *nexts,
+                          const uint8_t *data, const uint32_t *lens);
+
+/* Seal n pages lying back to back in `pages`: stamp `lsn` into each, then
+** its checksum (what ps_page_set_checksum does for one page). */
+int ps_page_seal_many(uint8_t *pages, uint32_t page_size, uint32_t n, uint64_t lsn);
 
 /* B+tree nodes (node.c). The page must already have passed ps_page_verify
 ** or ps_page_validate; these still bounds-check every slot they follow.

@@ -19,7 +19,7 @@ except ImportError as exc:  # pragma: no cover - only without a build
     ) from exc
 
 #: The ABI version this Python code was written against.
-EXPECTED_NATIVE_VERSION = 6
+EXPECTED_NATIVE_VERSION = 7
 
 if lib.ps_native_version() != EXPECTED_NATIVE_VERSION:  # pragma: no cover
     raise ImportError(

@@ -16,8 +16,8 @@ HEAP: small values (at most ``heap.inline_max``) are gathered until the next
 one would not fit a page, then written into a fresh heap page with one
 ``append_many`` (slots 0..n-1 in key order, so a scan reads each heap page
 once). A large value has its overflow chain written at once
-(``heap.write_chain``) and its stub placed by best fit (``heap.place_stub``),
-as an insert would: stubs fill the room the small values' pages leave.
+(``heap.write_chain``) and its stub placed by best fit (``heap.place_stub``)
+over the whole free-space map: stubs fill the room the small values' pages leave.
 (Gathering stubs with the small values instead skipped the search but made
 the file 1.3% larger on the bench's mixed values.)
 
@@ -36,12 +36,21 @@ is full.
 WHY ``extend`` rather than a call per record: the loop over the input is
 this module's, with its state in local variables, and no tuple is made per
 record. On 50,000 of the bench's mixed records (``bench/bulk_load.py``) that
-took ``update()`` from 0.30 to 0.27 s; most of what is left is the pager's
-(allocating, spilling and committing 11,500 pages) and the per-page C calls.
+took ``update()`` from 0.30 to 0.27 s. Since then (0.20 -> about 0.16 s on
+a quiet machine): overflow chains go straight to the data file, built in C
+(``heap.write_chain(direct=True)``, ``Pager.write_run``); the build's older
+pages are written out and the disk started on them as it goes, so the
+commit's sync waits for little (``Pager._write_back``); stubs go by best fit
+without the heap's hot-page search; a run of keys straddling two leaves is
+bisected. What is left, roughly equal parts: the loop over the input, the
+heap pages (allocate, ``append_many``), the chains' C and pwrite, the
+kernel's page cache for 45 MiB, checksums, and the commit's syncs.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator, List, Optional, Tuple
+from bisect import bisect_right
+from itertools import accumulate
+from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Tuple
 
 from . import format as fmt
 from . import nodes
@@ -61,6 +70,8 @@ _MAX_SLOTS = fmt.MAX_SLOTS
 #: whose stubs are placed at once) the page is written part full, so that
 #: memory stays bounded.
 _MAX_PENDING = 4096
+#: The longest value an overflow stub's 4-byte length can say (the store's MAX_VALUE).
+_MAX_VALUE = 2**32 - 1
 Pair = Tuple[bytes, bytes]
 
 
@@ -133,65 +144,83 @@ class Builder:
         """
         return self.extend(iter(((key, value),))) is None
 
-    def extend(self, pairs: Iterator[Pair]) -> Optional[Pair]:
+    def extend(self, pairs: Iterator[Any], convert: Optional[Callable[[Any, Any], Pair]] = None) -> Optional[Pair]:
         """extend takes records from ``pairs`` (bytes keys and values) while their keys ascend.
 
+        With ``convert``, a pair that is not two ``bytes``, or whose key is
+        longer than the tree accepts, is replaced by ``convert(key, value)``
+        first (the store's codecs and checks, which raise for what it refuses).
         Returns None when ``pairs`` is exhausted, or the first pair whose key
         is not above the last one taken: it is not taken, and the rest of
         ``pairs`` is left unread. O(1) amortised per record, plus its pages.
 
         Raises:
-            ValueError: a key is longer than the tree accepts (the records
-                before it are taken; the caller's write is then undone).
+            ValueError: a key is longer than the tree accepts, or a value
+                longer than an overflow stub can say (the records before it
+                are taken; the caller's write is then undone).
+            whatever ``convert`` raises.
         """
         last = self.last
         max_key, inline_max, room = self.max_key, self.inline_max, self.usable
+        # Only a page of 64 KiB has room for more small records than a page has slots.
+        few_slots = room // _SLOT_SIZE > _MAX_SLOTS
         keys, recs, placed = self.batch_keys, self.batch_recs, self.batch_placed
         used = self.batch_bytes
-        count = live = 0
+        large = 0  # bytes of the large values taken (the rest _flush_heap counts)
         refused: Optional[Pair] = None
         try:
             for key, value in pairs:
+                if type(key) is not bytes or type(value) is not bytes or len(key) > max_key:
+                    if convert is not None:
+                        key, value = convert(key, value)
+                    if len(key) > max_key:
+                        raise ValueError(
+                            f"key of {len(key)} bytes exceeds the longest this page size allows ({max_key})")
                 if last is not None and key <= last:
                     refused = (key, value)
                     break
-                if len(key) > max_key:
-                    raise ValueError(
-                        f"key of {len(key)} bytes exceeds the longest this page size allows ({max_key})")
                 last = key
                 n = len(value)
-                count += 1
-                live += len(key) + n
                 if n > inline_max:
+                    if n > _MAX_VALUE:
+                        raise ValueError(f"value of {n} bytes exceeds the maximum of {_MAX_VALUE}")
+                    large += n
                     # Its chain now, its stub by best fit among the heap pages
                     # with room (gaps the page-sized runs below leave); its key
                     # waits in the run, for the leaves take keys in order.
                     self.pager.begin_operation()  # its overflow pages need not stay pinned
-                    placed.append((len(keys), self.heap.place_stub(self.heap.write_chain(value))))
+                    placed.append((len(keys), self.heap.place_stub(self.heap.write_chain(value, direct=True))))
                     keys.append(key)
                     if len(keys) >= _MAX_PENDING:
                         self._flush_heap()
                         used = 0
                     continue
-                if used + n + _SLOT_SIZE > room or len(recs) >= _MAX_SLOTS:
+                used += n + _SLOT_SIZE
+                if used > room or (few_slots and len(recs) >= _MAX_SLOTS):
                     self._flush_heap()
-                    used = 0
+                    used = n + _SLOT_SIZE
                 keys.append(key)
                 recs.append(value)
-                used += n + _SLOT_SIZE
         finally:
             self.last = last
             self.batch_bytes = used
-            meta = self.pager.meta
-            meta.record_count += count
-            meta.live_bytes += live
+            self.pager.meta.live_bytes += large
         return refused
 
     def _flush_heap(self) -> None:
-        """_flush_heap writes the waiting values into one new heap page and every waiting key into the leaves."""
+        """_flush_heap writes the waiting values into one new heap page and every waiting key into the leaves.
+
+        It counts the records in ``meta.record_count`` and their keys and small
+        values in ``meta.live_bytes`` (``extend`` counts the large values):
+        sums over the run, not additions per record.
+        """
         keys, recs, placed = self.batch_keys, self.batch_recs, self.batch_placed
         m = len(recs)
         pgno = 0
+        key_bytes = sum(map(len, keys))
+        meta = self.pager.meta
+        meta.record_count += len(keys)
+        meta.live_bytes += key_bytes + sum(map(len, recs))
         if m:
             pager = self.pager
             pager.begin_operation()  # unpin the pages written so far: the cache may spill them
@@ -215,35 +244,41 @@ class Builder:
         else:
             pgnos, slots = [pgno] * n, list(range(n))
         level = self.levels[0]
-        add = _LEAF_COST * n + sum(map(len, keys))
-        if level.size + add <= self.usable:
+        usable = self.usable
+        add = _LEAF_COST * n + key_bytes
+        if level.size + add <= usable:
             # The common case: the whole run fits the leaf being filled.
             level.keys += keys
             level.vals += pgnos
             level.slots += slots
             level.size += add
-        else:
-            add_leaf = self._add_leaf
-            for i in range(n):
-                add_leaf(keys[i], pgnos[i], slots[i])
+        elif n:
+            # The run straddles leaves: as much as fits, then a new leaf for
+            # the rest (one page's keys always fit an empty leaf, but a page
+            # of 64 KiB with small records may not: then more leaves).
+            # Bisection over the run's running cost in place of one
+            # _add_leaf call per entry (7,900 calls on bench/bulk_load.py).
+            cum = list(accumulate(map(_LEAF_COST.__add__, map(len, keys))))
+            i = done = 0
+            while i < n:
+                j = bisect_right(cum, done + usable - level.size, i)
+                if j == i:
+                    assert level.keys, "a key too long for an empty leaf"
+                    self._close(0)
+                    level.low = _separator(level.prev[0][-1], keys[i])  # type: ignore[index]
+                    continue
+                level.keys += keys[i:j]
+                level.vals += pgnos[i:j]
+                level.slots += slots[i:j]
+                level.size += cum[j - 1] - done
+                done = cum[j - 1]
+                i = j
         keys.clear()
         recs.clear()
         placed.clear()
         self.batch_bytes = 0
 
     # ---- levels ----
-
-    def _add_leaf(self, key: bytes, pgno: int, slot: int) -> None:
-        """_add_leaf appends the entry (key, (pgno, slot)) to the leaf being filled, closing it first when full."""
-        level = self.levels[0]
-        cost = _LEAF_COST + len(key)
-        if level.keys and level.size + cost > self.usable:
-            self._close(0)
-            level.low = _separator(level.prev[0][-1], key)  # type: ignore[index]
-        level.keys.append(key)
-        level.vals.append(pgno)
-        level.slots.append(slot)
-        level.size += cost
 
     def _add_child(self, depth: int, key: Optional[bytes], child: int) -> None:
         """_add_child appends a child page to internal level ``depth``, with the separator

@@ -116,6 +116,12 @@ class SnapshotPager:
     def allocate(self, page_type: int) -> SlottedPage:
         raise ReadOnlyError("a snapshot is read-only")
 
+    def allocate_run(self, n: int) -> int:
+        raise ReadOnlyError("a snapshot is read-only")
+
+    def write_run(self, first: int, pages: bytearray) -> None:
+        raise ReadOnlyError("a snapshot is read-only")
+
     def free(self, pgno: int) -> None:
         raise ReadOnlyError("a snapshot is read-only")
 

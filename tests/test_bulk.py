@@ -103,6 +103,81 @@ def test_build_after_everything_was_deleted(tmp_path):
     _verify(path, dict(items), page_size=512)
 
 
+@pytest.mark.parametrize("emptied", [False, True])
+def test_durable_build_writes_chains_straight_to_the_file(tmp_path, emptied):
+    """A durable build writes its overflow chains past the end of the file, uncached (Pager.write_run);
+    a store emptied by deletes gives its free pages first (through the cache) and then does the same."""
+    path = os.path.join(str(tmp_path), "s")
+    rng = random.Random(5)
+    items = sorted({rng.randbytes(rng.randint(1, 30)): rng.randbytes(rng.choice([3, 90, 300, 700, 2500]))
+                    for _ in range(1500)}.items())
+    with Store(path, page_size=512, cache_size=512 * 64, sync=True) as db:
+        if emptied:
+            for i in range(300):
+                db[b"x%03d" % i] = b"v" * 400
+            for i in range(300):
+                del db[b"x%03d" % i]
+            assert db._pager.meta.freelist_count
+        pager = db._pager
+        wrote = []
+        real = pager.write_run
+
+        def spy(first, pages):
+            wrote.append((first, len(pages) // 512))
+            real(first, pages)
+
+        pager.write_run = spy  # type: ignore[method-assign]
+        end = pager.committed.page_count
+        _build(db, items)
+        del pager.write_run
+        assert wrote and all(first >= end for first, _ in wrote)
+        assert pager.meta.freelist_count == 0
+        db.check()
+        assert list(db.items()) == items
+    _verify(path, dict(items), page_size=512)
+
+
+def test_durable_build_writes_back_as_it_goes(tmp_path, monkeypatch):
+    """A durable build larger than WRITEBACK_BYTES writes its older new pages out while it runs
+    (Pager._write_back) and starts the disk on them; pages changed after that (stubs placed in
+    older heap pages) are written again at the commit: check() and a reopen see every record."""
+    from pagestore import fileio, pager as pager_mod
+
+    monkeypatch.setattr(pager_mod, "WRITEBACK_BYTES", 64 * 512)
+    monkeypatch.setattr(pager_mod, "WRITEBACK_LAG", 16)
+    hints = []
+    real = fileio.File.start_writeback
+
+    def spy(self, offset, n):
+        hints.append((offset, n))
+        real(self, offset, n)
+
+    monkeypatch.setattr(fileio.File, "start_writeback", spy)
+    written: list = []
+    real_direct = pager_mod.Pager._write_direct
+
+    def spy_direct(self, pgnos, txn):
+        written.extend(pgnos)
+        real_direct(self, pgnos, txn)
+
+    monkeypatch.setattr(pager_mod.Pager, "_write_direct", spy_direct)
+    path = os.path.join(str(tmp_path), "s")
+    rng = random.Random(9)
+    items = sorted({rng.randbytes(rng.randint(1, 30)): rng.randbytes(rng.choice([3, 90, 300, 700, 2500]))
+                    for _ in range(3000)}.items())
+    with Store(path, page_size=512, cache_size=512 * 64, sync=True) as db:
+        _build(db, items)
+        assert len(hints) > 5
+        ends = [off + n for off, n in hints]
+        assert all(n > 0 for _, n in hints) and ends == sorted(ends)  # forward, no range twice
+        assert all(ends[i] == hints[i + 1][0] for i in range(len(hints) - 1))
+        assert ends[-1] <= db._pager.meta.page_count * 512
+        assert len(written) > len(set(written))  # some pages were written back, changed, and written again
+        db.check()
+        assert list(db.items()) == items
+    _verify(path, dict(items), page_size=512)
+
+
 def test_build_refuses_a_store_with_records(tmp_path):
     with Store(os.path.join(str(tmp_path), "s"), page_size=512, sync=False) as db:
         db[b"a"] = b"1"

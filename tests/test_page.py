@@ -21,6 +21,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from pagestore import CorruptionError, NotFoundError, PageFullError, PageStoreError, SlottedPage
 from pagestore import format as fmt
 from pagestore._native import ffi, lib
+from pagestore.page import build_singles, seal_pages
 
 HEADER = fmt.HEADER_SIZE
 SLOT = fmt.SLOT_SIZE
@@ -290,6 +291,50 @@ def test_bytes_like_inputs_are_taken_by_their_bytes():
     assert page.read(slot) == b"ba"
     page.append_many([memoryview(words), b"xy", bytearray(b"z")])
     assert [page.read(s) for s in page.slots()] == [b"ba", words.tobytes(), b"xy", b"z"]
+
+
+def test_seal_pages_stamps_every_page_of_a_run():
+    """seal_pages gives each page of a run its lsn and checksum, as lsn= and set_checksum() would."""
+    run = bytearray()
+    for pgno in (7, 8, 9):
+        page = SlottedPage.new(512, pgno, fmt.PAGE_OVERFLOW)
+        page.insert(bytes([pgno]) * 100)
+        run += page.buffer
+    seal_pages(run, 512, 42)
+    for i, pgno in enumerate((7, 8, 9)):
+        page = SlottedPage.load(run[i * 512 : (i + 1) * 512], pgno)  # verifies checksum and number
+        assert page.lsn == 42 and page.read(0) == bytes([pgno]) * 100
+        one = SlottedPage.new(512, pgno, fmt.PAGE_OVERFLOW)
+        one.insert(bytes([pgno]) * 100)
+        one.lsn = 42
+        one.set_checksum()
+        assert bytes(one.buffer) == run[i * 512 : (i + 1) * 512]
+    run[600] ^= 1
+    with pytest.raises(CorruptionError):
+        SlottedPage.load(run[512:1024], 8)
+
+
+def test_build_singles_builds_what_one_page_at_a_time_builds():
+    """build_singles: page i numbered pgnos[i], next nexts[i], its slice of data in slot 0."""
+    data = bytes(range(256)) * 5
+    lens = [466, 466, 100]
+    pages = build_singles(512, fmt.PAGE_OVERFLOW, [4, 5, 9], [5, 9, 0], data, lens)
+    assert len(pages) == 3 * 512
+    at = 0
+    for i, (pgno, nxt) in enumerate([(4, 5), (5, 9), (9, 0)]):
+        one = SlottedPage.new(512, pgno, fmt.PAGE_OVERFLOW)
+        one.insert(data[at : at + lens[i]])
+        one.next = nxt
+        assert bytes(one.buffer) == pages[i * 512 : (i + 1) * 512]
+        at += lens[i]
+    seal_pages(pages, 512, 3)
+    assert SlottedPage.load(pages[512:1024], 5).read(0) == data[466:932]
+    with pytest.raises(PageFullError):
+        build_singles(512, fmt.PAGE_OVERFLOW, [1], [0], data, [467])  # more than an empty page holds
+    with pytest.raises(ValueError):
+        build_singles(512, fmt.PAGE_OVERFLOW, [1, 2], [0], data, [1, 1])
+    with pytest.raises(ValueError):
+        build_singles(512, fmt.PAGE_OVERFLOW, [1], [0], b"ab", [3])  # data shorter than lens say
 
 
 def test_append_many_takes_new_slots_all_or_none():
