@@ -71,6 +71,7 @@ import os
 import struct
 from array import array
 from bisect import bisect_left
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import fileio
@@ -102,6 +103,10 @@ KEEP_BYTES = 4 * 1024 * 1024
 MAX_CHAIN = 8
 #: A delta larger than page_size // DELTA_SHARE is written as a whole image instead.
 DELTA_SHARE = 2
+#: Page images rebuilt from the log kept for the next read (by frame offset), so that a page
+#: whose next frame is a delta from one read before costs one frame, not its whole chain:
+#: a reader beside a busy writer re-reads each changed page that way.
+IMAGE_CACHE = 256
 
 Buffer = Union[bytes, bytearray, memoryview]
 #: A frame to append: (page number, the page image, and the image of the page's newest
@@ -212,6 +217,8 @@ class WAL:
         self.frame_offsets: List[int] = []
         #: frame offset -> deltas since the page's whole image (the writer's; 0: a whole image)
         self.depth: Dict[int, int] = {}
+        #: committed frame offset -> (page number, its image), the last IMAGE_CACHE rebuilt
+        self._images: "OrderedDict[int, Tuple[int, bytes]]" = OrderedDict()
         self.file: Optional[fileio.File]
         if readonly and not os.path.exists(path):
             self.file = None
@@ -280,6 +287,7 @@ class WAL:
         self.txn_index.clear()
         self.frame_pgnos, self.frame_offsets, self.depth = [], [], {}
         self.committed_frames = 0
+        self._images.clear()
         if self.file is None:
             return
         head = self._read_header()
@@ -402,6 +410,8 @@ class WAL:
         self.end, self._crc, self._synced = mark.end, mark.crc, mark.synced
         self.committed_end, self.committed_crc = mark.committed_end, mark.committed_crc
         self.committed_frames = mark.committed_frames
+        for off in [o for o in self._images if o >= self.committed_end]:
+            del self._images[off]
         del self.frame_pgnos[mark.frames :]
         del self.frame_offsets[mark.frames :]
 
@@ -523,9 +533,17 @@ class WAL:
         if self.file is None:
             raise CorruptionError(pgno, f"log frame at offset {offset}: the log is missing")
         ps = self.page_size
+        images = self._images
         deltas: List[bytes] = []
         off = offset
         while True:
+            hit = images.get(off)
+            if hit is not None and hit[0] == pgno:
+                if not deltas:
+                    images.move_to_end(off)
+                    return hit[1]
+                image = bytearray(hit[1])
+                break
             raw = self.file.read(off, FRAME_HEADER_SIZE + ps)
             if len(raw) < FRAME_HEADER_SIZE:
                 raise CorruptionError(pgno, f"log frame at offset {off} is missing")
@@ -534,17 +552,20 @@ class WAL:
                     or ((n != ps) if base == 0 else not (n < ps and base < off))):
                 raise CorruptionError(pgno, f"log frame at offset {off} is missing or belongs to another page")
             if not base:
+                image = bytearray(raw[FRAME_HEADER_SIZE:])
                 break
             if len(deltas) >= MAX_CHAIN:
                 raise CorruptionError(pgno, f"log frame at offset {offset}: more than {MAX_CHAIN} deltas in a row")
             deltas.append(raw[FRAME_HEADER_SIZE : FRAME_HEADER_SIZE + n])
             off = base
-        if not deltas:
-            return raw[FRAME_HEADER_SIZE:]
-        image = bytearray(raw[FRAME_HEADER_SIZE:])
         for delta in reversed(deltas):
             delta_apply(image, delta, pgno)
-        return bytes(image)
+        out = bytes(image)
+        if offset < self.committed_end:  # a committed frame never changes within its generation
+            images[offset] = (pgno, out)
+            if len(images) > IMAGE_CACHE:
+                images.popitem(last=False)
+        return out
 
     def follow(self, generation: int, salt: int, frames: int, entries: "Sequence[int]", first: int,
                *, verify: bool = True) -> List[int]:
@@ -561,6 +582,7 @@ class WAL:
         assert self.readonly
         if first == 0:
             self.index = {}
+            self._images.clear()
             if self.file is None:
                 if not os.path.exists(self.path):
                     if frames:
@@ -611,6 +633,7 @@ class WAL:
         self.index.clear()
         self.txn_index.clear()
         self.frame_pgnos, self.frame_offsets, self.depth = [], [], {}
+        self._images.clear()
         self._synced = True
 
     def check(self) -> Dict[str, int]:

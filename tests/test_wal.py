@@ -491,3 +491,38 @@ def test_a_store_whose_log_is_version_1_is_refused_and_left_as_it_was(tmp_path):
         with pytest.raises(VersionMismatchError, match="log format version 1"):
             pagestore.open(path, readonly=readonly)
         assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_a_page_read_again_after_a_delta_reads_one_frame(tmp_path):
+    """The images rebuilt from the log are kept by frame offset: a page whose newest frame is a
+    delta from a frame read before is rebuilt from that image and one frame, not its chain."""
+    reads: List[int] = []
+
+    class Counting(FlakyFile):
+        def read(self, offset: int, n: int) -> bytes:
+            reads.append(offset)
+            return self.inner.read(offset, n)
+
+    def opener(path: str, *, create: bool = False, readonly: bool = False) -> Counting:
+        return Counting(fileio.open_file(path, create=create, readonly=readonly))
+
+    wal = open_log(str(tmp_path / "x-wal"), opener=opener)
+    img = image(3, 1)
+    wal.commit([(3, img, None), (0, image(0, 1), None)], 1, 10, durable=False)
+    for n in range(2, 6):
+        new = edited(img, {n: n})
+        wal.commit([(3, new, img), (0, image(0, n), None)], n, 10, durable=False)
+        img = new
+    del reads[:]
+    assert wal.read_frame(wal.index[3], 3) == img  # the whole chain: 4 deltas and the image
+    assert len(reads) == 5
+    new = edited(img, {9: 9})
+    wal.commit([(3, new, img), (0, image(0, 9), None)], 9, 10, durable=False)
+    del reads[:]
+    assert wal.read_frame(wal.index[3], 3) == new
+    assert len(reads) == 1
+    wal.rollback()
+    wal.reset(1)  # a new generation reuses offsets: nothing kept from the old one
+    other = image(3, 7)
+    wal.commit([(3, other, None), (0, image(0, 1), None)], 10, 10, durable=False)
+    assert wal.read_frame(wal.index[3], 3) == other
