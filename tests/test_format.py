@@ -35,7 +35,7 @@ Row = Tuple[int, str, str]  # offset, size ("..." for open-ended), first word of
 
 
 def _first_word(description: str) -> str:
-    return re.match(r"[A-Za-z_]+", description).group(0).lower()
+    return re.search(r"[A-Za-z_]+", description).group(0).lower()
 
 
 def c_table(title: str) -> List[Row]:
@@ -65,7 +65,7 @@ def md_table(heading: str) -> List[Row]:
     for line in FORMAT_MD[at:].splitlines()[1:]:
         if line.startswith("#"):
             break
-        m = re.match(r"^\|\s*(\d+)\s*\|\s*(\d+|\.\.\.)\s*\|\s*(.*?)\s*\|\s*$", line)
+        m = re.match(r"^\|\s*(\d+)\s*\|\s*(\d+|\.\.\.|n)\s*\|\s*(.*?)\s*\|\s*$", line)
         if m:
             in_table = True
             rows.append((int(m.group(1)), m.group(2), _first_word(m.group(3))))
@@ -442,26 +442,13 @@ def _doc_table(text: str, title: str, prefix: str = "") -> List[Row]:
     return rows
 
 
-def _md_rows(heading: str) -> List[Row]:
-    at = FORMAT_MD.index(heading)
-    rows: List[Row] = []
-    for line in FORMAT_MD[at:].splitlines()[1:]:
-        m = re.match(r"^\|\s*(\d+)\s*\|\s*(\d+|n)\s*\|\s*(.*?)\s*\|\s*$", line)
-        if m:
-            rows.append((int(m.group(1)), m.group(2), m.group(3)))
-        elif rows:
-            break
-    assert rows, f"{heading}: no rows parsed"
-    return rows
-
-
 def test_log_tables_match_the_docs_and_the_code():
     from pagestore import wal
 
     doc = wal.__doc__ or ""
     for title, heading, size in (("LOG HEADER", "Log header (40 bytes)", wal.WAL_HEADER_SIZE),
                                  ("FRAME HEADER", "Frame header (44 bytes)", wal.FRAME_HEADER_SIZE)):
-        code, md = _doc_table(doc, title), _md_rows(heading)
+        code, md = _doc_table(doc, title), md_table(heading)
         assert [(o, s) for o, s, _ in code] == [(o, s) for o, s, _ in md], title
         last_off, last_size, _ = code[-1]
         assert last_off + int(last_size) == size, f"{title}: the table does not end at {size}"
@@ -470,5 +457,5 @@ def test_log_tables_match_the_docs_and_the_code():
     assert "(44 bytes)" in FORMAT_MD and f"log format version ({wal.WAL_VERSION};" in FORMAT_MD
     delta_c = (ROOT / "native" / "delta.c").read_text(encoding="utf-8")
     runs = _doc_table(delta_c, "DELTA FORMAT", "**")
-    assert [(o, s) for o, s, _ in runs] == [(o, s) for o, s, _ in _md_rows("Delta run")]
+    assert [(o, s) for o, s, _ in runs] == [(o, s) for o, s, _ in md_table("Delta run")]
     assert f"fewer than {wal.MAX_CHAIN} deltas" in " ".join(FORMAT_MD.split())

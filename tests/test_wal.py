@@ -32,6 +32,23 @@ def open_log(path: str, generation: int = 0, **kw: object) -> WAL:
     return wal
 
 
+def logged_images(wal: WAL) -> Dict[int, bytes]:
+    """logged_images: every page's newest committed image in the log (page 0, the header, left out)."""
+    return {p: wal.read_frame(off, p) for p, off in wal.index.items() if p}
+
+
+def reopened_images(wal: WAL, path: str) -> Dict[int, bytes]:
+    """reopened_images syncs and closes ``wal``, recovers the log afresh, checks it and returns its images."""
+    wal.sync()
+    wal.close()
+    again = open_log(path)
+    try:
+        again.check()
+        return logged_images(again)
+    finally:
+        again.close()
+
+
 def commit(wal: WAL, pages: Dict[int, bytes], txn: int, durable: bool = True) -> None:
     frames = [(p, img, None) for p, img in sorted(pages.items())] + [(0, image(0, txn & 0xFF), None)]
     wal.commit(frames, txn, 10, durable=durable)
@@ -238,12 +255,7 @@ def test_recover_keeps_exactly_the_committed_images(tmp_path_factory, txns):
             wal.append_many([(p, img, None) for p, img in sorted(images.items())], n, 0)
             wal.rollback()
         wal.check()
-    wal.sync()
-    wal.close()
-    again = open_log(path)
-    assert {p: again.read_frame(off, p) for p, off in again.index.items() if p} == model
-    again.check()
-    again.close()
+    assert reopened_images(wal, path) == model
 
 
 def test_failed_spill_leaves_the_open_transaction_as_it_was(tmp_path):
@@ -390,13 +402,8 @@ def test_deltas_recover_exactly_the_committed_images(tmp_path_factory, txns, cut
             wal.append_many(frames, n, 0)
             wal.rollback()
         wal.check()
-        assert {p: wal.read_frame(off, p) for p, off in wal.index.items() if p} == model
-    wal.sync()
-    wal.close()
-    again = open_log(path)
-    assert {p: again.read_frame(off, p) for p, off in again.index.items() if p} == model
-    again.check()
-    again.close()
+        assert logged_images(wal) == model
+    assert reopened_images(wal, path) == model
     size = os.path.getsize(path)
     cut = WAL_HEADER_SIZE + cut_seed % (size - WAL_HEADER_SIZE + 1)
     with open(path, "r+b") as f:
@@ -406,7 +413,7 @@ def test_deltas_recover_exactly_the_committed_images(tmp_path_factory, txns, cut
     for end, state in history:
         if end <= cut:
             expect = state
-    assert {p: again.read_frame(off, p) for p, off in again.index.items() if p} == expect
+    assert logged_images(again) == expect
     again.check()
     again.close()
 
