@@ -115,6 +115,12 @@ Buffer = Union[bytes, bytearray, memoryview]
 Frame = Tuple[int, Buffer, Optional[Buffer]]
 
 
+def _payload_fits(n: int, base: int, offset: int, page_size: int) -> bool:
+    """_payload_fits: whether a frame at ``offset`` may say ``size`` n and ``base``: a whole image
+    (base 0) is page_size bytes; a delta is fewer, from a frame before it."""
+    return n == page_size if base == 0 else n < page_size and base < offset
+
+
 def log_path(path: str) -> str:
     """log_path returns the name of the log of the store at ``path``: ``<path>-wal``.
 
@@ -198,7 +204,6 @@ class WAL:
         self.file_id = file_id
         self.readonly = readonly
         self._opener = opener
-        self.frame_size = FRAME_HEADER_SIZE + page_size  # a whole image's frame
         self.index: Dict[int, int] = {}
         self.txn_index: Dict[int, int] = {}
         self.generation = 0
@@ -260,15 +265,18 @@ class WAL:
 
     def _v1_has_frame(self, salt: int, crc: int) -> bool:
         """_v1_has_frame: whether a version-1 log's first frame is valid (its frames were whole
-        images of FRAME_HEADER 32 bytes, checksum at 28)."""
+        images behind a header of _FRAME_V1's fields and a checksum)."""
         assert self.file is not None
-        raw = self.file.read(WAL_HEADER_SIZE, 32 + self.page_size)
-        if len(raw) < 32 + self.page_size:
+        fields = _FRAME_V1.size
+        head = fields + _U32.size
+        raw = self.file.read(WAL_HEADER_SIZE, head + self.page_size)
+        if len(raw) < head + self.page_size:
             return False
         _pgno, _commit, _txn, offset, fsalt = _FRAME_V1.unpack_from(raw, 0)
         if fsalt != salt or offset != WAL_HEADER_SIZE:
             return False
-        return bool(crc32c(memoryview(raw)[32:], crc32c(memoryview(raw)[:28], crc)) == _U32.unpack_from(raw, 28)[0])
+        view = memoryview(raw)
+        return bool(crc32c(view[head:], crc32c(view[:fields], crc)) == _U32.unpack_from(raw, fields)[0])
 
     # ---- recovery ----
 
@@ -313,7 +321,7 @@ class WAL:
             pgno, commit, _txn, own_offset, salt, n, base = _FRAME.unpack_from(raw, 0)
             if salt != self.salt or own_offset != offset or pgno >= 1 << 31:
                 break
-            if (n != ps) if base == 0 else not (n < ps and base < offset):
+            if not _payload_fits(n, base, offset, ps):
                 break
             payload = reader.read(offset + FRAME_HEADER_SIZE, n)
             if len(payload) < n:
@@ -542,25 +550,28 @@ class WAL:
                 if not deltas:
                     images.move_to_end(off)
                     return hit[1]
-                image = bytearray(hit[1])
+                whole = hit[1]
                 break
             raw = self.file.read(off, FRAME_HEADER_SIZE + ps)
             if len(raw) < FRAME_HEADER_SIZE:
                 raise CorruptionError(pgno, f"log frame at offset {off} is missing")
             fpgno, _commit, _txn, own, salt, n, base = _FRAME.unpack_from(raw, 0)
             if (fpgno != pgno or salt != self.salt or own != off or FRAME_HEADER_SIZE + n > len(raw)
-                    or ((n != ps) if base == 0 else not (n < ps and base < off))):
+                    or not _payload_fits(n, base, off, ps)):
                 raise CorruptionError(pgno, f"log frame at offset {off} is missing or belongs to another page")
             if not base:
-                image = bytearray(raw[FRAME_HEADER_SIZE:])
+                whole = raw[FRAME_HEADER_SIZE:]
                 break
             if len(deltas) >= MAX_CHAIN:
                 raise CorruptionError(pgno, f"log frame at offset {offset}: more than {MAX_CHAIN} deltas in a row")
             deltas.append(raw[FRAME_HEADER_SIZE : FRAME_HEADER_SIZE + n])
             off = base
-        for delta in reversed(deltas):
-            delta_apply(image, delta, pgno)
-        out = bytes(image)
+        out = whole
+        if deltas:  # a whole image is returned as read: one copy, not three
+            image = bytearray(whole)
+            for delta in reversed(deltas):
+                delta_apply(image, delta, pgno)
+            out = bytes(image)
         if offset < self.committed_end:  # a committed frame never changes within its generation
             images[offset] = (pgno, out)
             if len(images) > IMAGE_CACHE:

@@ -94,7 +94,7 @@ def test_frames_without_a_commit_frame_are_dropped(tmp_path):
     again = open_log(path)
     assert set(again.index) == {0, 2} and not again.txn_index
     assert again.read_frame(again.index[2], 2) == image(2, 1)
-    assert again.end == again.committed_end == WAL_HEADER_SIZE + 2 * again.frame_size
+    assert again.end == again.committed_end == WAL_HEADER_SIZE + 2 * (FRAME_HEADER_SIZE + PS)
     again.check()
 
 
@@ -234,7 +234,7 @@ def test_check_catches_a_bad_index(tmp_path):
     with pytest.raises(CorruptionError) as err:
         wal.check()
     assert err.value.pgno == 2
-    wal.index[2] = wal.end + wal.frame_size  # past the committed end
+    wal.index[2] = wal.end + FRAME_HEADER_SIZE + PS  # past the committed end
     with pytest.raises(CorruptionError):
         wal.check()
 
