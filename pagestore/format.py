@@ -169,6 +169,12 @@ class Meta:
         return buf
 
 
+def stored_version(head: bytes) -> int:
+    """stored_version: the format version page 0 says it is written in. For a header ``decode_meta``
+    has already accepted (the writer upgrading an older file's header, Pager._upgrade_header)."""
+    return int(_FIXED.unpack_from(head, 0)[1])
+
+
 def read_fixed_header(head: bytes, path: str = "") -> int:
     """read_fixed_header checks magic and version and returns the page size, trusting no checksum.
 

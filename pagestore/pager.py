@@ -305,8 +305,7 @@ class Pager:
         synced, as a checkpoint writes it: an older pagestore must refuse the file before this
         writer logs a delta it would take for another file's log (docs/format.md)."""
         assert self.file is not None and self.wal is not None
-        raw = self.file.read(0, 20)
-        if self.wal.index or len(raw) < 20 or int.from_bytes(raw[16:20], "little") >= fmt.FORMAT_VERSION:
+        if self.wal.index or fmt.stored_version(self.file.read(0, fmt.FILE_HEADER_SIZE)) >= fmt.FORMAT_VERSION:
             return
         self.file.write(0, bytes(self.meta.encode()))
         self.file.sync()
