@@ -57,6 +57,7 @@ from . import nodes
 from .node import INTERNAL_COST as _INTERNAL_COST
 from .node import LEAF_COST as _LEAF_COST
 from .node import separator as _separator
+from .heap import MAX_VALUE as _MAX_VALUE
 from .split import choose_split
 
 if TYPE_CHECKING:
@@ -70,8 +71,6 @@ _MAX_SLOTS = fmt.MAX_SLOTS
 #: whose stubs are placed at once) the page is written part full, so that
 #: memory stays bounded.
 _MAX_PENDING = 4096
-#: The longest value an overflow stub's 4-byte length can say (the store's MAX_VALUE).
-_MAX_VALUE = 2**32 - 1
 Pair = Tuple[bytes, bytes]
 
 

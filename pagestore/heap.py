@@ -70,6 +70,8 @@ class HeapPager(Protocol):
 
 Rid = Tuple[int, int]
 _STUB = struct.Struct("<II")
+#: The longest value a stub's 4-byte length can say (the store refuses longer ones; so does the build).
+MAX_VALUE = 2**32 - 1
 _NONZERO = re.compile(rb"[^\x00]")
 _BYTES = [bytes([c]) for c in range(256)]
 
@@ -235,22 +237,22 @@ class Heap:
 
     # ---- placing records ----
 
-    def _place(self, record: bytes, state: int) -> Rid:
+    def _place(self, record: bytes, state: int, recent: bool = True) -> Rid:
         """_place puts ``record`` in a heap page with room and returns its record id.
 
-        First choice: the best fit among the heap pages this transaction has
-        placed records in (the last _HOT of them). A page already dirty costs
-        the commit nothing more; best fit over the whole map would dirty one
-        more page per record. Measured in 1,000-record insert commits during
-        churn (30k records): 164 dirty heap pages per commit with best fit
-        alone, 139 with this first; file size unchanged. Then best fit over
-        the map, then a new page.
+        First choice (with ``recent``): the best fit among the heap pages this
+        transaction has placed records in (the last _HOT of them). A page
+        already dirty costs the commit nothing more; best fit over the whole
+        map would dirty one more page per record. Measured in 1,000-record
+        insert commits during churn (30k records): 164 dirty heap pages per
+        commit with best fit alone, 139 with this first; file size unchanged.
+        Then best fit over the map, then a new page.
         """
         need = len(record)
         fsm = self.fsm
         hot = self._hot
         pgno = None
-        if hot:
+        if hot and recent:
             # inline, not a method: this runs for every record a transaction writes
             c = (need * 255 + self.pager.page_size - 1) // self.pager.page_size or 1
             cat = fsm.cat
@@ -274,7 +276,7 @@ class Heap:
             pgno = page.pgno
             slot, room = page.insert_room(record, state)
         fsm.set(pgno, room)
-        if not hot or hot[-1] != pgno:
+        if recent and (not hot or hot[-1] != pgno):
             if pgno in hot:
                 hot.remove(pgno)
             hot.append(pgno)
@@ -297,21 +299,7 @@ class Heap:
         already dirty cost a small commit nothing more) save it nothing, and
         trying them cost a fifth of each placement.
         """
-        fsm = self.fsm
-        pgno = fsm.find(len(stub))
-        if pgno is not None:
-            page = self.pager.write(pgno)
-            try:
-                slot, room = page.insert_room(stub, _SLOT_OVERFLOW)
-            except PageFullError:
-                fsm.set(pgno, page.max_insert)  # the map was optimistic: a new page
-                pgno = None
-        if pgno is None:
-            page = self.pager.allocate(_PAGE_HEAP)
-            pgno = page.pgno
-            slot, room = page.insert_room(stub, _SLOT_OVERFLOW)
-        fsm.set(pgno, room)
-        return pgno, slot
+        return self._place(stub, _SLOT_OVERFLOW, recent=False)
 
     def write_chain(self, value: bytes, *, direct: bool = False) -> bytes:
         """write_chain writes the overflow pages of a value longer than ``inline_max`` and

@@ -52,7 +52,7 @@ from .errors import (
     TransactionClosedError,
 )
 from .group import CommitQueue
-from .heap import Heap
+from .heap import MAX_VALUE, Heap
 from .page import as_bytes_like
 from .pager import DEFAULT_CACHE_BYTES, DEFAULT_WAL_LIMIT, Pager, ReadMark, discard
 from .snapshot import SnapshotPager, begin_backup
@@ -62,7 +62,6 @@ T = TypeVar("T")
 #: What ``open`` and ``Store`` take as a path: text, bytes (decoded with
 #: os.fsdecode, as the os module does) or a path-like of either.
 StorePath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
-MAX_VALUE = 2**32 - 1
 #: get_many reads records in runs of this many per pager operation (pages stay pinned within one).
 _GET_MANY_RUN = 256
 _DELETED = object()
