@@ -475,7 +475,8 @@ def restart_sweep(tmp: str, seed: int, modes, *, every: int = 1, eio: bool = Fal
                   alternate: bool = False) -> Dict[str, object]:
     """restart_sweep runs the restart workload once per I/O event k: power cut at k (or, with
     ``eio``, event k failed with EIO under the Linux model and then a crash), crash in each
-    of ``modes`` (``alternate``: one mode per event, in turn), reopen with the real pagestore and
+    of ``modes`` (``alternate``: every mode at the events of WATCH, one mode in turn at the
+    others), reopen with the real pagestore and
     verify. Returns the figures, and which
     I/O events of WAL.reset, Pager._restart_log and Pager._backfill it cut at."""
     steps, txns, _syncs = build_restart_steps(seed)
@@ -503,8 +504,8 @@ def restart_sweep(tmp: str, seed: int, modes, *, every: int = 1, eio: bool = Fal
     kinds = probe.kinds
     reached: Dict[str, int] = {}
     cuts = lost = 0
-    runs = ([(modes[k % len(modes)], k) for k in range(1, total + 1, every)] if alternate
-            else [(mode, k) for mode in modes for k in range(1, total + 1, every)])
+    runs = [(mode, k) for k in range(1, total + 1, every) for mode in modes
+            if not alternate or k in probe.tags or mode == modes[k % len(modes)]]
     for mode, k in runs:
         root = os.path.join(tmp, f"run-{mode}-{k}")
         os.makedirs(root)
@@ -546,7 +547,7 @@ def restart_sweep(tmp: str, seed: int, modes, *, every: int = 1, eio: bool = Fal
 
 def test_every_cut_point_with_log_restarts(tmp_path, small_keep):
     """Power cut at every I/O event of the restart workload, the disk keeping nothing unsynced
-    ("drop") or everything the process wrote ("kill", as kill -9 leaves it), in turn: every I/O event
+    ("drop") or everything the process wrote ("kill", as kill -9 leaves it): every I/O event
     of the log restart (WAL.reset: header, sync, shortening) and of the checkpoints, partial
     ones included, is cut at; no durable acknowledged commit is lost."""
     r = restart_sweep(str(tmp_path), seed=5, modes=("drop", "kill"), alternate=True)
