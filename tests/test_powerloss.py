@@ -358,8 +358,25 @@ def test_faultfs_enospc(tmp_path):
 
 #: the functions whose I/O events the restart sweeps count (faultfs tags)
 WATCH = ("reset", "_restart_log", "_backfill")
+#: the kinds of event the restart sweeps must reach: the restart's own (cutting the data
+#: file's tail, then the log's new header, its sync, the shortening) and the copy's
+MUST_REACH = {"_restart_log:truncate", "_restart_log:sync", "reset:write", "reset:sync", "reset:truncate",
+              "_backfill:write", "_backfill:sync"}
 
-Step = Tuple[str, object]  # ("txn", (ops, sync)) / ("snap", None) / ("release", None)
+Step = Tuple[str, object]  # ("txn", (ops, sync)) / ("snap", None) / ("release", None) / ("abort", None)
+
+
+class _Abandon(Exception):
+    """_Abandon: the input of an ``update()`` that fails half-way (the "abort" step)."""
+
+
+def _abandoned_input(n: int):
+    """_abandoned_input yields ``n`` large new values, then raises: update() rolls them back, after
+    the pager wrote their pages straight into the data file past its committed end (a spill of
+    new pages in a durable store), so the next restart cuts that tail (Pager._restart_log)."""
+    for i in range(n):
+        yield b"gone%02d" % i, bytes([i]) * 5000
+    raise _Abandon
 
 
 def build_restart_steps(seed: int) -> Tuple[List[Step], List[List[Op]], List[bool]]:
@@ -372,6 +389,8 @@ def build_restart_steps(seed: int) -> Tuple[List[Step], List[List[Op]], List[boo
             steps.append(("snap", None))
         if t in (8, 20):
             steps.append(("release", None))
+        if t == 16:
+            steps.append(("abort", None))
         steps.append(("txn", (ops, syncs[t])))
     return steps, txns, syncs
 
@@ -404,6 +423,17 @@ def run_steps(path: str, steps: List[Step], opener, acked: List[int], durable: L
             assert snap is not None
             snap.close()
             snap = None
+            continue
+        if kind == "abort":
+            try:
+                db.update(_abandoned_input(20))
+            except _Abandon:
+                pass
+            except (OSError, StorePoisonedError) as exc:
+                if refused is None:
+                    raise
+                assert failed is None or isinstance(exc, StorePoisonedError), repr(exc)
+                failed = failed or exc
             continue
         ops, sync = arg  # type: ignore[misc]
         t += 1
@@ -562,7 +592,7 @@ def test_every_cut_point_with_log_restarts(tmp_path, small_keep):
           f"restart/checkpoint events cut at: {dict(sorted(reached.items()))}")
     assert r["cuts"] > 100 and r["lost"] == 0
     # the restart's every kind of event was reached, the shortening of the log included
-    assert {"reset:write", "reset:sync", "reset:truncate", "_backfill:write", "_backfill:sync"} <= set(reached)
+    assert MUST_REACH <= set(reached)
     assert set(reached) == r["tagged"]  # every kind of event there is in them
 
 
@@ -578,7 +608,7 @@ def test_eio_at_every_event_with_log_restarts(tmp_path, small_keep):
           f"{r['checkpoints']} checkpoints of which {r['partial']} partial, "
           f"{r['lost']} lost; restart/checkpoint events failed: {dict(sorted(reached.items()))}")
     assert r["cuts"] > 100 and r["lost"] == 0
-    assert {"reset:write", "reset:sync", "reset:truncate", "_backfill:write", "_backfill:sync"} <= set(reached)
+    assert MUST_REACH <= set(reached)
     assert set(reached) == r["tagged"]  # every kind of event there is in them
 
 
