@@ -10,6 +10,9 @@
    Linux the failed fsync forgets the pages it did not write, and the next
    one succeeds without them, so later commits sit behind a hole in the log.
 
+And the group commit: a shared commit whose sync fails fails all its writes,
+with no retry one by one.
+
 Each fails on the code before the fix (see the commit that added this file)
 and passes after it: no acknowledged commit lost, check() clean on reopen,
 and after a failed write or sync every later write raises StorePoisonedError.
@@ -225,3 +228,70 @@ def test_finding3_no_durable_commit_behind_a_failed_fsync(tmp_path):
         assert not lost, f"seed {seed}: durable acknowledged commits lost after a failed fsync: {lost}"
         total += 1
     assert total == 12
+
+
+def test_group_commit_a_failed_sync_fails_its_whole_batch_and_every_later_write(tmp_path, monkeypatch):
+    """Threads share commits (group.py). The sync of one shared commit fails: every write of
+    that batch raises the same OSError, nothing of it is retried one write at a time (as it
+    was before: each retry would have committed behind the failed sync), every write after it
+    raises StorePoisonedError, and after a power cut every acknowledged write is there."""
+    import threading
+    import time
+
+    import faultfs
+
+    real_sync = faultfs.FaultFile.sync
+
+    def slow_sync(self: faultfs.FaultFile) -> None:
+        time.sleep(0.003)  # a disk's sync: long enough for the other threads to queue up
+        real_sync(self)
+
+    monkeypatch.setattr(faultfs.FaultFile, "sync", slow_sync)
+    root = str(tmp_path)
+    disk = Disk(root, seed=3)
+    db = Store(os.path.join(root, "db.ps"), _opener=disk.opener, **dict(SMALL, wal_limit=1 << 24))
+    db[b"first"] = b"1"
+    disk.eio_at = disk.events + 12  # a few shared commits in
+    acked: Dict[bytes, bytes] = {b"first": b"1"}
+    outcomes: List[Tuple[int, int, object]] = []  # (thread, i, result or error), in completion order
+    lock = threading.Lock()
+
+    def worker(t: int) -> None:
+        for i in range(15):
+            k, v = b"t%d-%02d" % (t, i), b"v" * 100
+            try:
+                db[k] = v
+            except (OSError, StorePoisonedError) as exc:
+                with lock:
+                    outcomes.append((t, i, exc))
+                continue
+            with lock:
+                outcomes.append((t, i, None))
+                acked[k] = v
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    errors = [e for _, _, e in outcomes if e is not None]
+    first = [e for e in errors if isinstance(e, OSError)]
+    assert disk.failures == 1 and first, "the injected failure must reach a write"
+    assert all(e is first[0] for e in first)  # the batch's one error, not a retry's
+    assert all(isinstance(e, StorePoisonedError) and e.original is first[0] for e in errors if e not in first)
+    # nothing committed after the failure: per thread, every write after its first error failed too
+    for t in range(4):
+        mine = [e for tt, _, e in sorted(outcomes, key=lambda o: (o[0], o[1])) if tt == t]
+        if any(e is not None for e in mine):
+            n = next(i for i, e in enumerate(mine) if e is not None)
+            assert all(e is not None for e in mine[n:])
+    print(f"\ngroup commit: {len(first)} writes failed with the sync's error, "
+          f"{len(errors) - len(first)} refused after it, {len(acked) - 1} acknowledged")
+    db.close()
+    disk.crash("drop")
+    out = os.path.join(root, "out")
+    disk.materialise(out)
+    with Store(os.path.join(out, "db.ps"), **SMALL) as again:
+        again.check()
+        got = dict(again.items())
+    assert all(got.get(k) == v for k, v in acked.items())
