@@ -212,8 +212,12 @@ class SharedIndex:
         fileio.track(self)
         self.map: Optional[mmap.mmap] = None
         try:
-            if os.fstat(self.fd).st_size < ARRAY_OFFSET + GROW_BYTES:
-                os.ftruncate(self.fd, ARRAY_OFFSET + GROW_BYTES)
+            size = os.fstat(self.fd).st_size
+            # Blocks for what is there already too: a file left sparse (by a version that grew
+            # it with ftruncate) would fail a write through the map with SIGBUS on a full disk.
+            _allocate(self.fd, 0, size, self.path)
+            if size < ARRAY_OFFSET + GROW_BYTES:
+                _grow(self.fd, size, ARRAY_OFFSET + GROW_BYTES, self.path)
             self._remap()
         except BaseException:
             self.close()
@@ -242,9 +246,18 @@ class SharedIndex:
         size = os.fstat(self.fd).st_size
         need = ARRAY_OFFSET + ENTRY_SIZE * frames
         if size < need:
-            size = -(-need // GROW_BYTES) * GROW_BYTES
-            os.ftruncate(self.fd, size)
+            _grow(self.fd, size, -(-need // GROW_BYTES) * GROW_BYTES, self.path)
         self._remap()
+
+    def reserve(self, frames: int) -> None:
+        """reserve makes room for ``frames`` frame entries now, so that ``set_frames`` for them
+        cannot fail. Writer only: the log calls it before it writes frames, so that a full disk
+        fails an append before any of its bytes are in the log.
+
+        Raises:
+            OSError: the file could not grow (ENOSPC on a full disk).
+        """
+        self._ensure(frames)
 
     # ---- the header ----
 
@@ -394,6 +407,53 @@ class SharedIndex:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+# ---- growing the file with real blocks ----
+
+
+def _allocate(fd: int, start: int, length: int, path: str) -> None:
+    """_allocate gives bytes [start, start + length) of the file real blocks where the platform
+    can say so (``posix_fallocate``), leaving their contents and the file's size alone; a no-op
+    where it cannot.
+
+    Raises:
+        OSError: no room for them (ENOSPC), named after ``path``.
+    """
+    fallocate = getattr(os, "posix_fallocate", None)
+    if fallocate is None or length <= 0:
+        return
+    try:
+        fallocate(fd, start, length)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            return  # the file system cannot say: the writes that grow the file still do
+        raise OSError(exc.errno, f"{exc.strerror}: cannot allocate the shared index", path) from exc
+
+
+def _grow(fd: int, size: int, new: int, path: str) -> None:
+    """_grow extends the file from ``size`` to ``new`` bytes with zeros written, not a hole.
+
+    The file is written through a shared map, and a store in a hole that the
+    disk has no block for kills the process with SIGBUS; written zeros have their
+    blocks, so a full disk is an OSError here instead, where the caller can
+    handle it. (SQLite's unix VFS writes one byte per block of a new ``-shm``
+    region for the same reason.) 64 KiB per 4,096 frames.
+
+    Raises:
+        OSError: the disk is full (ENOSPC) or refused the write, named after ``path``;
+            the file may have grown part of the way (zeros: the next grow goes on from there).
+    """
+    zeros = bytes(min(new - size, GROW_BYTES))
+    pos = size
+    try:
+        while pos < new:
+            n = os.pwrite(fd, zeros[: new - pos], pos)
+            if n <= 0:  # pragma: no cover - a write that wrote nothing and said nothing
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            pos += n
+    except OSError as exc:
+        raise OSError(exc.errno, f"{exc.strerror}: cannot grow the shared index to {new} bytes", path) from exc
 
 
 # ---- open-file-description locks on any descriptor ----
