@@ -3,7 +3,10 @@ can read beside the writer, as SQLite's WAL mode does with its ``-shm`` file.
 
 The file holds no data of its own, only what every process needs to agree on
 about the log, and it can always be rebuilt from the log (so it is never
-synced). Every process that has the store open maps it, shared.
+synced). Every process that has the store open maps it, shared. It grows by
+written zeros, never by a hole (``_grow``): on a full disk, a store through
+the map into a hole kills the process with SIGBUS, where a write that grows
+the file fails with an OSError the caller can handle.
 
 SHARED INDEX FILE LAYOUT (little-endian)
 
