@@ -444,7 +444,17 @@ class Pager:
         self.committed = disk_meta.copy()
         self.overlaid = set()
         if self._data_lock.alone():
-            self._rebuild_shared(force=True)  # what a crash left there is not to be trusted
+            try:
+                self._rebuild_shared(force=True)  # what a crash left there is not to be trusted
+            except OSError:
+                # No room to grow the index for the log's frames (a full disk): read without
+                # one, one process at a time, as where the index cannot be written at all.
+                self.shm.close()
+                self.shm = None
+                self.shared = False
+                self._data_lock.close()
+                self._data_lock = None
+                return False
         return True
 
     def _rebuild_shared(self, *, force: bool) -> bool:

@@ -333,6 +333,38 @@ def test_readonly_open_without_room_for_the_index(tmp_path, monkeypatch):
         assert dict(db.items()) == model
 
 
+def test_readonly_open_that_cannot_rebuild_the_index(tmp_path, monkeypatch):
+    """A read-only open that is alone rebuilds the shared index from the log; when the log holds
+    more frames than the index has room for and it cannot grow (no room on the disk), the open
+    reads without an index instead of failing."""
+    path = str(tmp_path / "db")
+    image = str(tmp_path / "image")
+    model: Dict[bytes, bytes] = {}
+    with Store(path, page_size=512, sync=False, wal_limit=1 << 30) as db:
+        for i in range(2000):
+            k, v = b"k%03d" % (i % 150), b"v%d" % i
+            db[k] = v
+            model[k] = v
+        assert db.stats()["log_frames"] > 4096
+        db.sync()
+        shutil.copyfile(path, image)
+        shutil.copyfile(path + "-wal", image + "-wal")
+    real = shmlib._grow
+
+    def grow(fd: int, size: int, new: int, where: str) -> None:
+        if size > 0:
+            raise OSError(errno.ENOSPC, "No space left on device (injected)", where)
+        real(fd, size, new, where)
+
+    monkeypatch.setattr(shmlib, "_grow", grow)
+    with Store(image, readonly=True) as db:
+        assert dict(db.items()) == model
+        db.check()
+    with pytest.raises(OSError) as exc:  # a writer needs the index: it says so
+        Store(image)
+    assert exc.value.errno == errno.ENOSPC and exc.value.filename == image + "-shm"
+
+
 FULL_DISK_CHILD = """
 import errno, os, sys
 from pagestore.store import Store
