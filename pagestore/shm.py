@@ -79,6 +79,7 @@ from typing import Iterable, NamedTuple, Optional
 
 from . import fileio
 from ._native import crc32c
+from .errors import CorruptionError
 
 SHM_MAGIC = b"psSHM\r\n\x00"
 SHM_VERSION = 2
@@ -316,8 +317,18 @@ class SharedIndex:
         mm[off : off + 8 * len(data)] = data.tobytes()
 
     def frame_entries(self, lo: int, hi: int) -> "array[int]":
-        """frame_entries returns the entries of frames [lo, hi), two integers each (see ``set_frames``)."""
-        self._ensure(hi)
+        """frame_entries returns the entries of frames [lo, hi), two integers each (see ``set_frames``).
+
+        The writer wrote them (growing the file) before it published ``hi``: a reader
+        remaps, and never grows the file for a header that claims more.
+
+        Raises:
+            CorruptionError: the file holds fewer entries than ``hi`` (a header that lies).
+        """
+        if hi > self.capacity():
+            self._remap()
+            if hi > self.capacity():
+                raise CorruptionError(None, f"{self.path}: the shared index names {hi} frames but holds {self.capacity()}")
         mm = self.map
         assert mm is not None
         out = array("Q")

@@ -365,6 +365,37 @@ def test_readonly_open_that_cannot_rebuild_the_index(tmp_path, monkeypatch):
     assert exc.value.errno == errno.ENOSPC and exc.value.filename == image + "-shm"
 
 
+def test_reader_does_not_grow_the_index_for_a_header_that_lies(tmp_path):
+    """A shared index header (checksum re-stamped) that claims 2**31 frames beside a live writer:
+    the reader raises CorruptionError instead of growing the file to 32 GiB to read them."""
+    path = str(tmp_path / "db")
+    with Store(path, page_size=512) as db:
+        for i in range(50):
+            db[b"k%03d" % i] = b"v" * 20
+        head = db._pager.shm.read_header()
+        assert head is not None
+        raw = head._replace(frames=2**31, change=head.change + 1).encode()
+        fd = os.open(path + "-shm", os.O_RDWR)
+        try:
+            os.pwrite(fd, raw, shmlib.COPY_SIZE)
+            os.pwrite(fd, raw, 0)
+        finally:
+            os.close(fd)
+        size = os.path.getsize(path + "-shm")
+        proc = in_child(f"""
+            from pagestore.store import Store
+            from pagestore.errors import PageStoreError
+            try:
+                with Store({path!r}, readonly=True) as db:
+                    print("read", len(db))
+            except PageStoreError as exc:
+                print(type(exc).__name__, exc)
+            """)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout.startswith("CorruptionError") and "2147483648 frames" in proc.stdout, proc.stdout
+        assert os.path.getsize(path + "-shm") == size
+
+
 FULL_DISK_CHILD = """
 import errno, os, sys
 from pagestore.store import Store
