@@ -217,9 +217,9 @@ class SharedIndex:
         self.map: Optional[mmap.mmap] = None
         try:
             size = os.fstat(self.fd).st_size
-            # Blocks for what is there already too: a file left sparse (by a version that grew
-            # it with ftruncate) would fail a write through the map with SIGBUS on a full disk.
-            _allocate(self.fd, 0, size, self.path)
+            # What is there already was grown as _grow grows it. (Not posix_fallocate over it
+            # as well: where the file system cannot allocate, glibc reads and writes back a
+            # byte per block, which could undo a write another process makes meanwhile.)
             if size < ARRAY_OFFSET + GROW_BYTES:
                 _grow(self.fd, size, ARRAY_OFFSET + GROW_BYTES, self.path)
             self._remap()
@@ -424,25 +424,6 @@ class SharedIndex:
 
 
 # ---- growing the file with real blocks ----
-
-
-def _allocate(fd: int, start: int, length: int, path: str) -> None:
-    """_allocate gives bytes [start, start + length) of the file real blocks where the platform
-    can say so (``posix_fallocate``), leaving their contents and the file's size alone; a no-op
-    where it cannot.
-
-    Raises:
-        OSError: no room for them (ENOSPC), named after ``path``.
-    """
-    fallocate = getattr(os, "posix_fallocate", None)
-    if fallocate is None or length <= 0:
-        return
-    try:
-        fallocate(fd, start, length)
-    except OSError as exc:
-        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
-            return  # the file system cannot say: the writes that grow the file still do
-        raise OSError(exc.errno, f"{exc.strerror}: cannot allocate the shared index", path) from exc
 
 
 def _grow(fd: int, size: int, new: int, path: str) -> None:
