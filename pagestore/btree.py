@@ -450,30 +450,55 @@ class BTree:
         self._map_hint = None
 
     def pages(self) -> Iterator[int]:
-        """pages yields the number of every page the tree uses (root first, depth-first)."""
-        root = self.pager.meta.root
-        if not root:
-            return
-        stack = [root]
-        while stack:
-            pgno = stack.pop()
+        """pages yields the number of every page the tree uses (root first, depth-first).
+
+        Raises:
+            CorruptionError: a page reached twice, or a node at the wrong depth (``_walk``).
+        """
+        for pgno, _ in self._walk():
             yield pgno
-            node = self.nodes.peek(pgno)
-            if not node.leaf:
-                stack.extend(reversed(node.vals))
 
     def entries(self) -> Iterator[Tuple[bytes, Rid]]:
-        """entries yields every (key, rid) in key order. Do not write while iterating."""
-        root = self.pager.meta.root
-        if not root:
-            return
-        stack = [root]
-        while stack:
-            node = self.nodes.peek(stack.pop())
+        """entries yields every (key, rid) in key order. Do not write while iterating.
+
+        Raises:
+            CorruptionError: a page reached twice, or a node at the wrong depth (``_walk``).
+        """
+        for _, node in self._walk():
             if node.leaf:
                 yield from zip(node.keys, node.vals)
-            else:
-                stack.extend(reversed(node.vals))
+
+    def _walk(self) -> Iterator[Tuple[int, Node]]:
+        """_walk yields every node of the tree, depth-first from the root, with its page number.
+
+        Bounded on any file: a leaf must sit at ``meta.tree_height`` and an internal
+        node above it (so a child pointer that loops back up is caught within the
+        height), and no page may be reached twice (one bit per page: a pointer to a
+        node already walked would otherwise repeat its whole subtree, once per
+        pointer). Memory: the bits, and the stack of one path's siblings.
+
+        Raises:
+            CorruptionError: naming the page found twice or at the wrong depth.
+        """
+        meta = self.pager.meta
+        root, height = meta.root, meta.tree_height
+        if not root:
+            return
+        seen = bytearray((meta.page_count >> 3) + 1)
+        stack = [(root, 1)]
+        while stack:
+            pgno, depth = stack.pop()
+            if not 0 < pgno < meta.page_count:
+                raise CorruptionError(pgno, f"tree pointer to page {pgno}, outside the file ({meta.page_count} pages)")
+            if seen[pgno >> 3] & (1 << (pgno & 7)):
+                raise CorruptionError(pgno, "page is reachable twice in the tree")
+            seen[pgno >> 3] |= 1 << (pgno & 7)
+            node = self.nodes.peek(pgno)
+            if node.leaf != (depth == height):
+                raise self._misplaced(pgno, node.leaf, height)
+            yield pgno, node
+            if not node.leaf:
+                stack.extend([(child, depth + 1) for child in reversed(node.vals)])
 
     def check(self) -> Dict[str, int]:
         """check verifies every invariant of the tree and returns its counts. O(pages).

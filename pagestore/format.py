@@ -144,9 +144,32 @@ class Meta:
         return new
 
     def encode(self) -> bytearray:
-        """encode returns page 0's bytes: a whole page, checksummed."""
+        """encode returns page 0's bytes: a whole page, checksummed.
+
+        Raises:
+            CorruptionError: a counter left its field's range (a record count
+                taken below zero by a delete: the header it was read from was wrong).
+        """
         buf = bytearray(self.page_size)
         _FIXED.pack_into(buf, 0, MAGIC, FORMAT_VERSION, self.page_size, 0)
+        try:
+            self._pack(buf)
+        except struct.error:
+            raise self._out_of_range() from None
+        struct.pack_into("<I", buf, META_CHECKSUM_OFFSET, header_checksum(buf))
+        return buf
+
+    def _out_of_range(self) -> CorruptionError:
+        """_out_of_range: the error for a field ``encode`` cannot pack, named."""
+        for name, bits in (("page_count", 32), ("root", 32), ("tree_height", 32), ("freelist_head", 32),
+                           ("freelist_count", 32), ("fsm_head", 32), ("reserved", 32), ("record_count", 64),
+                           ("live_bytes", 64), ("lsn", 64), ("file_id", 64), ("checkpoint_seq", 64)):
+            value = getattr(self, name)
+            if not 0 <= value < 1 << bits:
+                return CorruptionError(0, f"header field {name} would be {value}: the count read from the file was wrong")
+        return CorruptionError(0, "a header field is out of range")  # pragma: no cover - the loop names each one
+
+    def _pack(self, buf: bytearray) -> None:
         _META.pack_into(
             buf,
             META_BODY_OFFSET,
@@ -165,8 +188,6 @@ class Meta:
             _codec_field(self.key_codec),
             _codec_field(self.value_codec),
         )
-        struct.pack_into("<I", buf, META_CHECKSUM_OFFSET, header_checksum(buf))
-        return buf
 
 
 def stored_version(head: bytes) -> int:
@@ -237,4 +258,44 @@ def decode_meta(buf: bytes, path: str = "") -> Meta:
             raise CorruptionError(0, f"{name} {getattr(meta, name)} is past the end ({meta.page_count} pages)")
     if meta.freelist_count >= meta.page_count:
         raise CorruptionError(0, f"freelist_count {meta.freelist_count} exceeds the page count")
+    check_counters(meta)
     return meta
+
+
+def max_records(page_size: int, pages: int) -> int:
+    """max_records: the most records ``pages`` pages could index: every one a leaf full of
+    entries with an empty key (a 6-byte rid and a 6-byte slot each)."""
+    return pages * ((page_size - HEADER_SIZE) // (NODE_RID_SIZE + SLOT_SIZE))
+
+
+def check_counters(meta: Meta) -> None:
+    """check_counters checks the header's counters against each other and against what
+    ``page_count`` pages could hold, so that no later use of one (a length, a loop bound,
+    a decrement, an allocation) goes wrong on a damaged or hostile header.
+
+    ``page_count`` itself is checked against the data file and the log by the
+    pager when it opens the store (``Pager._check_extent``).
+
+    Raises:
+        CorruptionError: naming page 0 and the field.
+    """
+    pages = meta.page_count
+    if (meta.root == 0) != (meta.tree_height == 0):
+        raise CorruptionError(0, f"tree_height {meta.tree_height} with root {meta.root}")
+    # Every internal node has at least two children (treecheck.py), so a tree of height h
+    # has at least 2**h - 1 pages: h is at most log2(page_count), 32 for u32 page numbers.
+    if meta.tree_height >= pages.bit_length() + 1 or meta.tree_height > pages - 1:
+        raise CorruptionError(0, f"tree_height {meta.tree_height} is more than {pages} pages can hold")
+    if (meta.freelist_head == 0) != (meta.freelist_count == 0):
+        raise CorruptionError(0, f"freelist_count {meta.freelist_count} with freelist_head {meta.freelist_head}")
+    if meta.record_count > max_records(meta.page_size, pages - 1):
+        raise CorruptionError(0, f"record_count {meta.record_count} is more than {pages} pages can hold")
+    if meta.live_bytes > (pages - 1) * meta.page_size:
+        raise CorruptionError(0, f"live_bytes {meta.live_bytes} is more than {pages} pages can hold")
+    for name in ("lsn", "checkpoint_seq"):
+        # Each commit adds one to the first, each new log generation to the second: 2**63
+        # of either is out of reach of any store, and the next one must still fit.
+        if getattr(meta, name) >= 1 << 63:
+            raise CorruptionError(0, f"{name} {getattr(meta, name)} is out of range")
+    if meta.record_count == 0 and meta.live_bytes:
+        raise CorruptionError(0, f"live_bytes {meta.live_bytes} with no records")

@@ -103,6 +103,10 @@ class FreeSpaceMap:
         # bit at or above the category it needs instead of testing buckets.
         self.nonempty = 0
         pgno, seen = self.pager.meta.fsm_head if read else 0, 0
+        # Map page i covers pages [i * per_page, (i + 1) * per_page), and the map grows only
+        # to cover a page that exists: a longer chain (a cycle) would fill the map with
+        # entries for pages that do not.
+        longest = self.pager.meta.page_count // self.per_page + 1
         while pgno:
             page = self.pager.read(pgno)
             if page.page_type != fmt.PAGE_FSM or page.nlive != 1:
@@ -118,8 +122,8 @@ class FreeSpaceMap:
                 self.buckets[data[j]].add(base + j)
                 self.nonempty |= 1 << data[j]
             seen += 1
-            if seen > self.pager.meta.page_count:
-                raise CorruptionError(pgno, "free-space map chain has a cycle")
+            if seen > longest:
+                raise CorruptionError(pgno, f"free-space map chain is longer than {longest} pages (a cycle?)")
             pgno = page.next
 
     def category(self, free: int) -> int:
@@ -348,7 +352,10 @@ class Heap:
         """
         expected, rem = divmod(total - tail_len, self.chunk)
         count = expected + (1 if rem else 0)
+        if count >= self.pager.meta.page_count:
+            raise CorruptionError(pgno, f"overflow stub says {total} bytes, more than the file's pages hold")
         pages: List[int] = []
+        seen: Set[int] = set()
         # Reading a value, take its pages in passing (see Pager.read_passing);
         # a delete is about to free them, so it may as well cache them.
         read = self.pager.read if parts is None else self.pager.read_passing
@@ -356,6 +363,9 @@ class Heap:
         while p:
             if len(pages) >= count:
                 raise CorruptionError(p, f"overflow chain of record in page {pgno} is longer than its value")
+            if p in seen:
+                raise CorruptionError(p, f"overflow chain of record in page {pgno} has a cycle")
+            seen.add(p)
             pages.append(p)
             page = read(p)
             if page.page_type != _PAGE_OVERFLOW or page.nlive != 1:
@@ -433,6 +443,8 @@ class Heap:
         expected, rem = divmod(total - tail_len, self.chunk)
         count = expected + (1 if rem else 0)
         pager = self.pager
+        if count >= pager.meta.page_count:
+            return None
         overlaid, m, find = pager.overlaid, pager.map_struct, self._lookup.map_find
         # Views into the map, joined into the value with one copy. They are
         # released when this returns: no view outlives the call (the map may

@@ -323,6 +323,7 @@ class Pager:
                 raise CorruptionError(0, "the log's copy of the header belongs to another file")
         else:
             self.meta = disk_meta
+        self._check_extent(self.meta)
         self.committed = self.meta.copy()
         self.overlaid = set(self.wal.index)
         if not readonly and self.wal.index:
@@ -330,6 +331,37 @@ class Pager:
         if not readonly:
             self._upgrade_header()
             self._discard_abandoned_copy()
+
+    def _check_extent(self, meta: fmt.Meta) -> None:
+        """_check_extent checks the header's ``page_count`` against the pages there are: every page
+        past the data file's end must have a frame in the log (the header ``format.decode_meta``
+        accepted is checked against itself only).
+
+        The log may legitimately hold pages past the file's end: a commit's new pages stay in
+        the log until a checkpoint copies them (a crash before it, or a reader beside the
+        writer, sees them there). Nothing else does: pages a large commit writes straight
+        into the data file are synced before its commit frame. A page the file holds only
+        part of (a file cut short) counts as there: reading it reports it.
+
+        This bounds every loop and table sized by ``page_count`` (the map's overlaid pages,
+        a walk's visited bits, a chain's length) by the bytes on disk.
+
+        Raises:
+            CorruptionError: naming the first page that is neither in the file nor in the log.
+        """
+        assert self.file is not None and self.wal is not None
+        size = self.file.size()
+        have = -(-size // self.page_size)
+        count = meta.page_count
+        if count <= have:
+            return
+        index = self.wal.index
+        # At most len(index) pages can lie past the end: look no further than one more.
+        for pgno in range(have, min(count, have + len(index) + 1)):
+            if pgno not in index:
+                raise CorruptionError(
+                    pgno, f"page {pgno} is past the end of the data file ({size} bytes) and in no log frame, "
+                          f"but the header's page_count is {count}")
 
     def _upgrade_header(self) -> None:
         """_upgrade_header writes page 0 in the current format version when the data file's is
@@ -444,7 +476,17 @@ class Pager:
         self.committed = disk_meta.copy()
         self.overlaid = set()
         if self._data_lock.alone():
-            self._rebuild_shared(force=True)  # what a crash left there is not to be trusted
+            try:
+                self._rebuild_shared(force=True)  # what a crash left there is not to be trusted
+            except OSError:
+                # No room to grow the index for the log's frames (a full disk): read without
+                # one, one process at a time, as where the index cannot be written at all.
+                self.shm.close()
+                self.shm = None
+                self.shared = False
+                self._data_lock.close()
+                self._data_lock = None
+                return False
         return True
 
     def _rebuild_shared(self, *, force: bool) -> bool:
@@ -687,6 +729,7 @@ class Pager:
             meta = fmt.decode_meta(self.wal.read_frame(self.wal.index[0], 0), self.path)
         else:
             meta = self._read_disk_meta()
+        self._check_extent(meta)
         self.meta = meta
         self.committed = meta.copy()
         if changed is None or file_only:

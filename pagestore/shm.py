@@ -3,7 +3,10 @@ can read beside the writer, as SQLite's WAL mode does with its ``-shm`` file.
 
 The file holds no data of its own, only what every process needs to agree on
 about the log, and it can always be rebuilt from the log (so it is never
-synced). Every process that has the store open maps it, shared.
+synced). Every process that has the store open maps it, shared. It grows by
+written zeros, never by a hole (``_grow``): on a full disk, a store through
+the map into a hole kills the process with SIGBUS, where a write that grows
+the file fails with an OSError the caller can handle.
 
 SHARED INDEX FILE LAYOUT (little-endian)
 
@@ -76,6 +79,7 @@ from typing import Iterable, NamedTuple, Optional
 
 from . import fileio
 from ._native import crc32c
+from .errors import CorruptionError
 
 SHM_MAGIC = b"psSHM\r\n\x00"
 SHM_VERSION = 2
@@ -212,8 +216,12 @@ class SharedIndex:
         fileio.track(self)
         self.map: Optional[mmap.mmap] = None
         try:
-            if os.fstat(self.fd).st_size < ARRAY_OFFSET + GROW_BYTES:
-                os.ftruncate(self.fd, ARRAY_OFFSET + GROW_BYTES)
+            size = os.fstat(self.fd).st_size
+            # What is there already was grown as _grow grows it. (Not posix_fallocate over it
+            # as well: where the file system cannot allocate, glibc reads and writes back a
+            # byte per block, which could undo a write another process makes meanwhile.)
+            if size < ARRAY_OFFSET + GROW_BYTES:
+                _grow(self.fd, size, ARRAY_OFFSET + GROW_BYTES, self.path)
             self._remap()
         except BaseException:
             self.close()
@@ -242,9 +250,18 @@ class SharedIndex:
         size = os.fstat(self.fd).st_size
         need = ARRAY_OFFSET + ENTRY_SIZE * frames
         if size < need:
-            size = -(-need // GROW_BYTES) * GROW_BYTES
-            os.ftruncate(self.fd, size)
+            _grow(self.fd, size, -(-need // GROW_BYTES) * GROW_BYTES, self.path)
         self._remap()
+
+    def reserve(self, frames: int) -> None:
+        """reserve makes room for ``frames`` frame entries now, so that ``set_frames`` for them
+        cannot fail. Writer only: the log calls it before it writes frames, so that a full disk
+        fails an append before any of its bytes are in the log.
+
+        Raises:
+            OSError: the file could not grow (ENOSPC on a full disk).
+        """
+        self._ensure(frames)
 
     # ---- the header ----
 
@@ -300,8 +317,18 @@ class SharedIndex:
         mm[off : off + 8 * len(data)] = data.tobytes()
 
     def frame_entries(self, lo: int, hi: int) -> "array[int]":
-        """frame_entries returns the entries of frames [lo, hi), two integers each (see ``set_frames``)."""
-        self._ensure(hi)
+        """frame_entries returns the entries of frames [lo, hi), two integers each (see ``set_frames``).
+
+        The writer wrote them (growing the file) before it published ``hi``: a reader
+        remaps, and never grows the file for a header that claims more.
+
+        Raises:
+            CorruptionError: the file holds fewer entries than ``hi`` (a header that lies).
+        """
+        if hi > self.capacity():
+            self._remap()
+            if hi > self.capacity():
+                raise CorruptionError(None, f"{self.path}: the shared index names {hi} frames but holds {self.capacity()}")
         mm = self.map
         assert mm is not None
         out = array("Q")
@@ -394,6 +421,34 @@ class SharedIndex:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+# ---- growing the file with real blocks ----
+
+
+def _grow(fd: int, size: int, new: int, path: str) -> None:
+    """_grow extends the file from ``size`` to ``new`` bytes with zeros written, not a hole.
+
+    The file is written through a shared map, and a store in a hole that the
+    disk has no block for kills the process with SIGBUS; written zeros have their
+    blocks, so a full disk is an OSError here instead, where the caller can
+    handle it. (SQLite's unix VFS writes one byte per block of a new ``-shm``
+    region for the same reason.) 64 KiB per 4,096 frames.
+
+    Raises:
+        OSError: the disk is full (ENOSPC) or refused the write, named after ``path``;
+            the file may have grown part of the way (zeros: the next grow goes on from there).
+    """
+    zeros = bytes(min(new - size, GROW_BYTES))
+    pos = size
+    try:
+        while pos < new:
+            n = os.pwrite(fd, zeros[: new - pos], pos)
+            if n <= 0:  # pragma: no cover - a write that wrote nothing and said nothing
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            pos += n
+    except OSError as exc:
+        raise OSError(exc.errno, f"{exc.strerror}: cannot grow the shared index to {new} bytes", path) from exc
 
 
 # ---- open-file-description locks on any descriptor ----

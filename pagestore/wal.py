@@ -435,6 +435,8 @@ class WAL:
         cap = page_size // DELTA_SHARE
         txn_index, index, depth = self.txn_index, self.index, self.depth
         first = len(self.frame_pgnos)
+        if self.shm is not None:
+            self.shm.reserve(first + len(frames))  # a full disk fails here, before the log holds any of it
         pgnos, offsets = self.frame_pgnos, self.frame_offsets
         for i, (pgno, page, before) in enumerate(frames):
             assert len(page) == page_size

@@ -252,27 +252,35 @@ def test_magic_is_the_documented_one():
 
 
 def _meta_strategy():
-    u32 = st.integers(0, 2**32 - 1)
     u64 = st.integers(0, 2**64 - 1)
+    u63 = st.integers(0, 2**63 - 1)
 
     @st.composite
     def metas(draw):
+        """A header decode_meta accepts: its counters agree with each other and with page_count
+        (format.check_counters)."""
         page_count = draw(st.integers(1, 2**32 - 1))
+        page_size = draw(st.sampled_from([512, 1024, 4096, 65536]))
         below = st.integers(0, page_count - 1)
+        root = draw(below)
+        height = draw(st.integers(1, min(page_count - 1, page_count.bit_length()))) if root else 0
+        head = draw(below)
+        free = draw(st.integers(1, page_count - 1)) if head else 0
+        records = draw(st.integers(0, fmt.max_records(page_size, page_count - 1)))
         return fmt.Meta(
-            page_size=draw(st.sampled_from([512, 1024, 4096, 65536])),
+            page_size=page_size,
             page_count=page_count,
-            root=draw(below),
-            tree_height=draw(u32),
-            freelist_head=draw(below),
-            freelist_count=draw(below),
+            root=root,
+            tree_height=height,
+            freelist_head=head,
+            freelist_count=free,
             fsm_head=draw(below),
             reserved=0,
-            record_count=draw(u64),
-            live_bytes=draw(u64),
-            lsn=draw(u64),
+            record_count=records,
+            live_bytes=draw(st.integers(0, (page_count - 1) * page_size)) if records else 0,
+            lsn=draw(u63),
             file_id=draw(u64),
-            checkpoint_seq=draw(u64),
+            checkpoint_seq=draw(u63),
             key_codec=draw(st.sampled_from(["bytes", "str", "int", "tuple", "x" * 16])),
             value_codec=draw(st.sampled_from(["bytes", "json", "pickle", "numpy"])),
         )
