@@ -11,6 +11,7 @@ from .errors import (
     PageFullError,
     PageStoreError,
     ReadOnlyError,
+    ReentrantWriteError,
     StoreClosedError,
     StoreLockedError,
     TransactionClosedError,
@@ -38,4 +39,5 @@ __all__ = [
     "StoreClosedError",
     "TransactionClosedError",
     "ReadOnlyError",
+    "ReentrantWriteError",
 ]
