@@ -137,15 +137,16 @@ class CommitQueue:
         try:
             wait = None if me.deadline is None else me.deadline - time.monotonic()
             if self._writer.try_acquire(wait, "a commit of single writes"):
+                batch: List[_Request] = []
                 try:
-                    with self._mutex:
-                        batch, self._queue = self._queue, []
                     try:
+                        with self._mutex:
+                            batch, self._queue = self._queue, []
                         self._run(batch)
                     finally:
-                        self._settle(batch)
+                        self._writer.release()  # before the callers wake: one may begin a transaction at once
                 finally:
-                    self._writer.release()
+                    self._settle(batch)
             else:
                 with self._mutex:
                     mine = me in self._queue  # else a transaction's commit has taken it along

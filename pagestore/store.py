@@ -729,19 +729,20 @@ class Store(MutableMapping[Any, Any]):
                 codec), or the value stored under ``key`` is not an int.
             ReentrantWriteError: this thread's own transaction is open.
         """
-        for name, n in (("delta", delta), ("default", default)):
+        for arg, n in (("delta", delta), ("default", default)):
             if isinstance(n, bool) or not isinstance(n, int):
-                raise TypeError(f"incr: {name} must be an int, not {type(n).__name__} ({n!r})")
-        vc = self.value_codec
-        if getattr(vc, "name", None) not in _INT_VALUE_CODECS or codecs.VALUE_CODECS.get(vc.name) is not vc:
+                raise TypeError(f"incr: {arg} must be an int, not {type(n).__name__} ({n!r})")
+        name = getattr(self.value_codec, "name", None)
+        if name not in _INT_VALUE_CODECS or codecs.VALUE_CODECS[name] is not self.value_codec:
             raise codecs.CodecError(
                 f"incr needs a store whose values are ints: values=\"json\", \"pickle\", \"bytes\" or \"str\" "
-                f"(decimal text); this store's value codec is {getattr(vc, 'name', vc)!r}"
+                f"(decimal text); this store's value codec is {name or self.value_codec!r}"
             )
         k = self._key(key)
-        text = vc.name in ("bytes", "str")
+        text = name in ("bytes", "str")
 
         def run() -> Any:
+            n: Any
             rid = self._tree.get(k)
             if rid is None:
                 n = default
