@@ -1556,9 +1556,6 @@ class _OpLock:
         finally:
             self._rlock.release()
 
-    def _is_owned(self) -> bool:
-        return bool(self._rlock._is_owned())  # type: ignore[attr-defined]
-
     def __enter__(self) -> bool:
         return self.acquire()
 
