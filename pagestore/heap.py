@@ -613,30 +613,33 @@ class Heap:
         for pgno, slot in rids:
             by_page.setdefault(pgno, []).append(slot)
         total = 0
-        write, free = self.pager.write, self.pager.free
+        pager, fsm = self.pager, self.fsm
         for pgno, slots in by_page.items():
-            page = write(pgno)
+            page = pager.read(pgno)
             if page.page_type != _PAGE_HEAP:
                 raise CorruptionError(pgno, f"a record id names a page of type {page.page_type}, not a heap page")
+            live, _, lens, states = page.columns()  # one C call for the page's every record
+            where = {slot: i for i, slot in enumerate(live)}
             for slot in slots:
-                record, state = page.view_and_state(slot)
-                n = len(record)
-                if state == _SLOT_OVERFLOW:
-                    length, first = self._stub((pgno, slot), record)
-                    del record  # the view pins the page's buffer
-                    for p in self._chain(pgno, first, length, n - 8):
-                        free(p)
+                i = where.get(slot, -1)
+                if i < 0:
+                    raise CorruptionError(pgno, f"record id ({pgno}, {slot}) names no live record")
+                if states[i] == _SLOT_OVERFLOW:
+                    stub = page.read(slot)
+                    length, first = self._stub((pgno, slot), stub)
+                    for p in self._chain(pgno, first, length, len(stub) - 8):
+                        pager.free(p)
                     total += length
-                    page = write(pgno)
                 else:
-                    del record
-                    total += n
+                    total += lens[i]
+            if len(slots) == len(live):  # every record of the page goes: free it whole
+                fsm.set(pgno, 0)
+                pager.free(pgno)
+                continue
+            page = pager.write(pgno)
+            for slot in slots:
                 page.delete(slot)
-            if page.nlive == 0:
-                self.fsm.set(pgno, 0)
-                free(pgno)
-            else:
-                self.fsm.set(pgno, page.max_insert)
+            fsm.set(pgno, page.max_insert)
         return total
 
     def drop_all(self) -> None:
