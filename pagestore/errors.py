@@ -55,9 +55,9 @@ class TransactionClosedError(PageStoreError):
 
 
 class ReentrantWriteError(PageStoreError):
-    """A write through the store on a thread whose own transaction (or ``update()``,
-    ``put_many()``, bulk load) is open: it would commit that one half-way. Write through
-    the transaction instead."""
+    """A write through the store on a thread whose own transaction (or ``update()``, whose
+    input is read while its commit is built) is open: it would commit that one half-way.
+    Write through the transaction instead."""
 
 
 class ReadOnlyError(PageStoreError):

@@ -160,6 +160,9 @@ class CommitQueue:
                     self._settle([me])
         finally:
             with self._mutex:
+                if not me.done and me in self._queue:  # interrupted (KeyboardInterrupt) while waiting for the lock
+                    self._queue.remove(me)
+                    self._settle([me])
                 if self._queue:
                     nxt = self._queue[0]
                     nxt.lead = True

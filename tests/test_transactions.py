@@ -201,14 +201,15 @@ def test_a_transaction_waiting_past_its_timeout_gets_store_locked(tmp_path):
                 attempt()
                 outcomes.append("no error")
             except StoreLockedError:
-                outcomes.append(round(time.monotonic() - t0, 1))
+                outcomes.append(time.monotonic() - t0)
 
     try:
         _run_threads([waiter])
     finally:
         done.set()
         th.join()
-    assert outcomes[0] == 0.2 and all(isinstance(o, float) and 0.1 <= o < 1.0 for o in outcomes), outcomes
+    assert all(isinstance(o, float) for o in outcomes), outcomes  # every attempt timed out
+    assert 0.19 <= outcomes[0] < 2.0 and all(0.09 <= o < 2.0 for o in outcomes[1:]), outcomes
     assert dict(db.items()) == {b"a": b"1"}
     with db.transaction(timeout=0) as t:  # free now: a zero timeout does not wait, and need not
         t[b"d"] = b"4"
