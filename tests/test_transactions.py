@@ -544,6 +544,7 @@ class InterleavedTransactions(RuleBasedStateMachine):
         self.mine: List[Dict[bytes, int]] = [{} for _ in range(3)]  # its writes so far
         self.holder: Optional[int] = None
         self.pending: Optional[Tuple[int, bytes, int]] = None  # a single write waiting for the lock
+        self.waiter: Optional[int] = None  # a thread whose db.transaction() waits for the lock
 
     def teardown(self) -> None:
         for i, w in enumerate(self.workers):
@@ -551,6 +552,10 @@ class InterleavedTransactions(RuleBasedStateMachine):
                 w.call(self.txn[i].rollback)
         if self.pending is not None:
             self.workers[self.pending[0]].result()
+        if self.waiter is not None:
+            ok, txn = self.workers[self.waiter].result()
+            assert ok, txn
+            self.workers[self.waiter].call(txn.rollback)
         for w in self.workers:
             w.inbox.put(None)
             w.thread.join(10)
@@ -561,7 +566,17 @@ class InterleavedTransactions(RuleBasedStateMachine):
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def _free(self, t: int) -> bool:
-        return self.txn[t] is None and (self.pending is None or self.pending[0] != t)
+        return self.txn[t] is None and (self.pending is None or self.pending[0] != t) and self.waiter != t
+
+    @rule(t=st.integers(0, 2))
+    def begin_and_wait(self, t: int) -> None:
+        """A transaction that waits for the holder's end, then reads what the holder committed."""
+        if not self._free(t) or self.holder is None or self.waiter is not None or self.pending is not None:
+            return
+        self.workers[t].send(lambda: self.db.transaction(timeout=None))
+        time.sleep(0.002)
+        assert self.workers[t].outbox.empty(), "a transaction began while another was open"
+        self.waiter = t
 
     @rule(t=st.integers(0, 2))
     def begin(self, t: int) -> None:
@@ -615,10 +630,15 @@ class InterleavedTransactions(RuleBasedStateMachine):
             assert ok, err
             self.committed[key] = value
             self.pending = None
+        if self.waiter is not None:  # the waiting transaction holds the lock now
+            w, self.waiter = self.waiter, None
+            ok, txn = self.workers[w].result()
+            assert ok, txn
+            self.txn[w], self.mine[w], self.holder = txn, {}, w
 
     @rule(t=st.integers(0, 2), key=st.sampled_from(KEYS), value=st.integers(0, 9))
     def single_write(self, t: int, key: bytes, value: int) -> None:
-        if self.pending is not None:
+        if self.pending is not None or self.waiter == t or (self.waiter is not None and self.txn[t] is None):
             return
         if self.txn[t] is not None:  # its own transaction is open: refused, nothing written
             ok, err = self._single(t, key, value, wait=True)
