@@ -473,6 +473,26 @@ def test_delete_range_matches_a_model(tmp_path):
     db.close()
 
 
+def test_bulk_deletes_never_delete_key_by_key(tmp_path, monkeypatch):
+    """clear() and delete_range() go a page and a leaf at a time: the one-key paths are never taken."""
+    db = _open(tmp_path)
+    model = _fill(db, 2000, random.Random(3))
+
+    def refuse(*args: Any) -> None:
+        raise AssertionError("a bulk delete took the one-key path")
+
+    monkeypatch.setattr(db._tree, "delete", refuse)
+    monkeypatch.setattr(db._heap, "delete", refuse)
+    monkeypatch.setattr(db, "_delete", refuse)
+    assert db.delete_range(b"k00100", b"k01900") == 1800
+    assert list(db.keys()) == [k for k in model if not b"k00100" <= k < b"k01900"]
+    db.check()
+    db.clear()
+    assert len(db) == 0
+    db.check()
+    db.close()
+
+
 def test_delete_range_with_codecs_and_rollback_on_error(tmp_path):
     db = _open(tmp_path, keys="int", values="json")
     db.update((i, {"i": i}) for i in range(1000))
