@@ -235,6 +235,11 @@ def test_open_checks_its_timeout(tmp_path):
     db = _open(tmp_path, timeout=None)
     assert db.timeout is None
     db.close()
+    db = _open(tmp_path, timeout=float("inf"))
+    assert db.timeout is None
+    with db.transaction(timeout=float("inf")) as t:
+        t[b"a"] = b"1"
+    db.close()
 
 
 # ---- no re-entrant writes (issue 20, finding 4) ----
