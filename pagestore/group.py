@@ -112,13 +112,13 @@ class CommitQueue:
         """commit_holding runs ``fn`` as one commit together with every write queued meanwhile.
 
         For a caller that holds the write lock (a transaction's commit, a bulk
-        delete): the writes waiting for that lock join its commit instead of
+        delete; a transaction may commit on another thread than the one that
+        began it): the writes waiting for that lock join its commit instead of
         waiting for it to end. Returns ``fn``'s result.
 
         Raises:
             whatever ``fn`` or the commit raised.
         """
-        assert self._writer.owned()
         mine = _Request(fn, sync)
         with self._mutex:
             batch, self._queue = self._queue, []

@@ -1180,8 +1180,9 @@ class Store(MutableMapping[Any, Any]):
             self._wlock.release()
             raise
 
-    def _apply(self, writes: "SortedDict", sync: Optional[bool]) -> None:
-        """_apply commits a transaction's writes; the caller holds the write lock (or the store is read-only)."""
+    def _apply(self, writes: "SortedDict", sync: Optional[bool], locked: bool) -> None:
+        """_apply commits a transaction's writes. ``locked``: the transaction holds the write lock
+        (taken on whichever thread began it); else the store is read-only and the commit raises."""
 
         def run() -> None:
             for k, v in writes.items():
@@ -1191,7 +1192,7 @@ class Store(MutableMapping[Any, Any]):
                 else:
                     self._put(k, v)
 
-        if self._wlock.owned():
+        if locked:
             self._commits.commit_holding(run, sync)
         else:
             self._submit(run, sync)  # a read-only store: its commit raises ReadOnlyError
@@ -1903,7 +1904,7 @@ class Transaction(_StoreCodecs, MutableMapping[Any, Any]):
         self._open = False
         try:
             if self._writes:
-                self._store._apply(self._writes, self._sync)
+                self._store._apply(self._writes, self._sync, self._locked)
         finally:
             self._end()
 

@@ -216,6 +216,18 @@ def test_a_transaction_waiting_past_its_timeout_gets_store_locked(tmp_path):
     db.close()
 
 
+def test_a_transaction_may_commit_on_another_thread(tmp_path):
+    """The lock belongs to the transaction, not the thread: committing it elsewhere does not wait for itself."""
+    db = _open(tmp_path, timeout=1.0)
+    t = db.transaction()
+    t[b"a"] = b"1"
+    _run_threads([t.commit])
+    assert dict(db.items()) == {b"a": b"1"}
+    with db.transaction(timeout=0) as t2:  # released
+        t2[b"b"] = b"2"
+    db.close()
+
+
 def test_a_dropped_transaction_lets_the_lock_go(tmp_path):
     db = _open(tmp_path, timeout=1.0)
     t = db.transaction()
