@@ -433,6 +433,7 @@ def _fill(db: pagestore.Store, n: int, rng: random.Random) -> Dict[bytes, bytes]
     return model
 
 
+@pytest.mark.usefixtures("read_mode")
 def test_clear_is_one_commit_frees_every_page_and_keeps_snapshots(tmp_path):
     db = _open(tmp_path)
     model = _fill(db, 3000, random.Random(1))
@@ -456,6 +457,7 @@ def test_clear_is_one_commit_frees_every_page_and_keeps_snapshots(tmp_path):
     db.close()
 
 
+@pytest.mark.usefixtures("read_mode")
 def test_delete_range_matches_a_model(tmp_path):
     db = _open(tmp_path)
     rng = random.Random(2)
@@ -490,6 +492,7 @@ def test_delete_range_matches_a_model(tmp_path):
     db.close()
 
 
+@pytest.mark.usefixtures("read_mode")
 def test_bulk_deletes_never_delete_key_by_key(tmp_path, monkeypatch):
     """clear() and delete_range() go a page and a leaf at a time: the one-key paths are never taken."""
     db = _open(tmp_path)
