@@ -8,6 +8,12 @@ Loads ``--records`` records (1,000 per transaction), then alternates, for
 N-thread total at or above 3x the single-thread rate in the same run. Also
 prints how many commits (log syncs) the threaded puts took, when the store
 counts them.
+
+Then the same for small transactions (``--txns`` of them, each reading a
+counter and writing it back plus one new record, durably): one thread, then
+``--threads`` threads. Write transactions run one at a time (issue 21), so
+the bar is that N threads are no slower than one running the same
+transactions; the counter must end at exactly the number of transactions.
 """
 from __future__ import annotations
 
@@ -50,12 +56,43 @@ def puts(db: "pagestore.Store", items: List[Tuple[bytes, bytes]], threads: int) 
     return len(items) / elapsed
 
 
+def transactions(db: "pagestore.Store", n: int, threads: int, rng_seed: int) -> Tuple[float, int]:
+    """transactions runs ``n`` small read-modify-write transactions from ``threads`` threads; returns them
+    per second and how many of their counter increments were lost (0 when transactions are serialized)."""
+    errors: List[BaseException] = []
+    before = int(db.get(b"counter", b"0"))
+
+    def worker(count: int, seed: int) -> None:
+        import random as _random
+
+        r = _random.Random(seed)
+        try:
+            for _ in range(count):
+                with db.transaction() as t:
+                    t[b"counter"] = b"%d" % (int(t.get(b"counter", b"0")) + 1)
+                    t[r.randbytes(16)] = r.randbytes(r.randint(1, 200))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    ts = [threading.Thread(target=worker, args=(n // threads + (t < n % threads), rng_seed + t)) for t in range(threads)]
+    t0 = time.perf_counter()
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    if errors:
+        raise errors[0]
+    return n / elapsed, n - (int(db[b"counter"]) - before)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--records", type=int, default=20000)
     ap.add_argument("--puts", type=int, default=1500)
     ap.add_argument("--threads", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--txns", type=int, default=1000)
     ap.add_argument("--dir", default=os.environ.get("DIR", "."))
     args = ap.parse_args()
     rng = random.Random(0)
@@ -78,6 +115,13 @@ def main() -> None:
                 shared = f"; {writes} puts in {batches} commits ({writes / max(1, batches):.1f} per sync)"
             print(f"  round {r + 1}: 1 thread {one:7.0f}/s   {args.threads} threads {many:7.0f}/s   "
                   f"= {many / one:.2f}x{shared}")
+        if args.txns:
+            print(f"durable small transactions (read-modify-write of a counter + one put), {args.txns} per measurement")
+            for r in range(args.rounds):
+                one, lost1 = transactions(db, args.txns, 1, 1000 * r)
+                many, lost = transactions(db, args.txns, args.threads, 1000 * r + 100)
+                print(f"  round {r + 1}: 1 thread {one:7.0f}/s   {args.threads} threads {many:7.0f}/s   = {many / one:.2f}x"
+                      f"   lost updates: {lost1} and {lost}")
         db.close()
     finally:
         shutil.rmtree(d)

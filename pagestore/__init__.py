@@ -11,6 +11,7 @@ from .errors import (
     PageFullError,
     PageStoreError,
     ReadOnlyError,
+    ReentrantWriteError,
     StoreClosedError,
     StoreLockedError,
     StorePoisonedError,
@@ -40,4 +41,5 @@ __all__ = [
     "StoreClosedError",
     "TransactionClosedError",
     "ReadOnlyError",
+    "ReentrantWriteError",
 ]

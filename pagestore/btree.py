@@ -371,6 +371,40 @@ class BTree:
         cache.trim()
         return old
 
+    def delete_run(self, lo: Optional[bytes], hi: Optional[bytes]) -> Tuple[List[bytes], List[Rid]]:
+        """delete_run removes the first run of keys with lo <= key < hi, all from one leaf, and returns
+        them with their rids; ``([], [])`` when the range holds no key.
+
+        For range deletes (Store.delete_range), called until it returns
+        nothing: the run is cut out of its leaf in one go, and the leaf is
+        rebalanced once (an emptied leaf is merged into a neighbour, which
+        frees its page), so a range costs one descent and at most one merge
+        per leaf, not per key. O(log n + one leaf).
+        """
+        keys = self.range_leaf(lo, hi)[0]
+        if not keys:
+            return [], []
+        cache = self.nodes
+        path: Path = []
+        try:
+            leaf = cache.decoded(self._descend_entry(keys[0], path))
+            i = bisect_left(leaf.keys, keys[0])
+            j = i + len(keys)
+            if leaf.keys[i:j] != keys:  # range_leaf read the same leaf: anything else is a damaged tree
+                raise CorruptionError(leaf.pgno, "leaf changed between its scan and its descent")
+            rids = leaf.vals[i:j]
+            del leaf.keys[i:j]
+            del leaf.vals[i:j]
+            leaf.size -= LEAF_COST * len(keys) + sum(map(len, keys))
+            cache.mark_dirty(leaf)
+            self._hint = None
+            self._map_hint = None
+            if path and leaf.size < self.balancer.min_leaf:
+                self.balancer.fix_up(path, leaf)
+        finally:
+            cache.trim()
+        return keys, rids
+
     def range_batch(
         self,
         lo: Optional[bytes],

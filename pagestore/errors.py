@@ -54,6 +54,12 @@ class TransactionClosedError(PageStoreError):
     """A transaction was used after it committed or rolled back."""
 
 
+class ReentrantWriteError(PageStoreError):
+    """A write through the store on a thread whose own transaction (or ``update()``, whose
+    input is read while its commit is built) is open: it would commit that one half-way.
+    Write through the transaction instead."""
+
+
 class ReadOnlyError(PageStoreError):
     """A write was attempted on a store opened with ``readonly=True``."""
 

@@ -23,28 +23,39 @@ batch raises that error, the same exception object, as ``concurrent.futures``
 hands one failure to every waiter. (An ``OSError`` from a read fails the
 batch the same way: the disk's error, not one write's.)
 
-Callers: the store, for every write outside a transaction and every
-transaction's commit. A thread that already holds the store's lock (a write
-from inside another operation) bypasses the queue: waiting for a leader that
-waits for that lock would deadlock.
+Locks (locks.py): the leader takes the store's write lock, and only then the
+queued writes and the operation lock; so while a transaction holds the write
+lock, single writes queue up behind it. The transaction's commit does not
+wait for them: it takes them along (``commit_holding``), and its commit and
+theirs are one. A leader that cannot get the write lock within its write's
+timeout fails that write with ``StoreLockedError`` and hands the lead on.
+
+Callers: the store, for every write outside a transaction, every
+transaction's commit and the bulk deletes. A thread that holds the write
+lock already must not submit (``ReentrantWriteError``): the leader would wait
+for it.
 """
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, Callable, List, Optional
 
-from .errors import PageStoreError, StorePoisonedError
+from .errors import PageStoreError, ReentrantWriteError, StoreLockedError, StorePoisonedError
+from .locks import WriteLock
 
 Apply = Callable[[List[Callable[[], Any]], Optional[bool]], List[Any]]
 
 
 class _Request:
-    __slots__ = ("fn", "sync", "event", "lead", "done", "settled", "result", "error")
+    __slots__ = ("fn", "sync", "deadline", "event", "lead", "done", "settled", "result", "error")
 
-    def __init__(self, fn: Callable[[], Any], sync: Optional[bool]) -> None:
+    def __init__(self, fn: Callable[[], Any], sync: Optional[bool], deadline: Optional[float] = None) -> None:
         self.fn = fn
         self.sync = sync
-        self.event: Optional[threading.Event] = None  # made only for a thread that waits
+        self.deadline = deadline  # time.monotonic() past which it gives up waiting for the write lock
+        # set when the request is done, and when its thread is made the leader
+        self.event = threading.Event()
         self.lead = False
         self.done = False
         self.settled = False  # result or error set
@@ -55,14 +66,16 @@ class _Request:
 class CommitQueue:
     """CommitQueue batches concurrent writes into shared commits; see the module docstring.
 
-    ``lock``: the store's re-entrant lock, held while a batch is applied.
+    ``writer``: the store's write lock, held by the leader while it applies a batch.
+    ``lock``: the store's operation lock, held inside it while the batch is applied.
     ``apply(fns, sync)``: runs ``fns`` in order as one commit (synced if
     ``sync``; None: the store's default) and returns their results, or rolls
     everything back and raises.
     ``batches`` and ``writes`` count what went through (for tests and bench).
     """
 
-    def __init__(self, lock: Any, apply: Apply) -> None:
+    def __init__(self, writer: WriteLock, lock: Any, apply: Apply) -> None:
+        self._writer = writer
         self._lock = lock
         self._apply = apply
         self._mutex = threading.Lock()
@@ -71,57 +84,110 @@ class CommitQueue:
         self.batches = 0
         self.writes = 0
 
-    def submit(self, fn: Callable[[], Any], sync: Optional[bool]) -> Any:
+    def submit(self, fn: Callable[[], Any], sync: Optional[bool], timeout: Optional[float] = None) -> Any:
         """submit runs ``fn`` in a commit (maybe shared) and returns its result once that commit is done.
 
         ``sync``: True or False, or None for the store's default. A shared
         commit is synced if any of its writes asks for it (True, or None).
+        ``timeout``: how long to wait for the write lock (None: no limit).
 
         Raises:
+            ReentrantWriteError: the calling thread holds the write lock.
+            StoreLockedError: the write lock stayed held for the whole timeout.
             whatever ``fn`` or the commit raised for this write.
         """
-        owned = getattr(self._lock, "_is_owned", None)
-        if owned is not None and owned():
-            return self._apply([fn], sync)[0]
-        req = _Request(fn, sync)
+        if self._writer.owned():
+            raise ReentrantWriteError(f"{self._writer.path}: a write submitted by the thread that holds the write lock")
+        req = _Request(fn, sync, None if timeout is None else time.monotonic() + timeout)
         with self._mutex:
             self._queue.append(req)
-            if self._busy:
-                req.event = threading.Event()
-            else:
+            if not self._busy:
                 self._busy = True
                 req.lead = True
-        if req.event is not None:
+        if not req.lead:
+            req.event.wait()  # done, or made the leader
+        if req.lead:  # even if a transaction's commit took its write along: the queue needs a leader
+            self._lead(req)
+        while not req.done:  # a transaction's commit took it along and is still applying it
             req.event.wait()
-        if not req.done:
-            self._lead()
         if req.error is not None:
             raise req.error
         return req.result
 
-    def _lead(self) -> None:
-        """_lead applies every queued write, then hands the lead to a thread queued meanwhile."""
+    def commit_holding(self, fn: Callable[[], Any], sync: Optional[bool]) -> Any:
+        """commit_holding runs ``fn`` as one commit together with every write queued meanwhile.
+
+        For a caller that holds the write lock (a transaction's commit, a bulk
+        delete; a transaction may commit on another thread than the one that
+        began it): the writes waiting for that lock join its commit instead of
+        waiting for it to end. Returns ``fn``'s result.
+
+        Raises:
+            whatever ``fn`` or the commit raised.
+        """
+        mine = _Request(fn, sync)
         with self._mutex:
             batch, self._queue = self._queue, []
+        batch.insert(0, mine)
         try:
             self._run(batch)
         finally:
+            self._settle(batch)
+        if mine.error is not None:
+            raise mine.error
+        return mine.result
+
+    def _lead(self, me: _Request) -> None:
+        """_lead takes the write lock, applies every queued write, then hands the lead to a thread queued meanwhile."""
+        me.event.clear()  # from here it means: done
+        try:
+            wait = None if me.deadline is None else me.deadline - time.monotonic()
+            if self._writer.try_acquire(wait, "a commit of single writes"):
+                batch: List[_Request] = []
+                try:
+                    try:
+                        with self._mutex:
+                            batch, self._queue = self._queue, []
+                        self._run(batch)
+                    finally:
+                        self._writer.release()  # before the callers wake: one may begin a transaction at once
+                finally:
+                    self._settle(batch)
+            else:
+                with self._mutex:
+                    mine = me in self._queue  # else a transaction's commit has taken it along
+                    if mine:
+                        self._queue.remove(me)
+                if mine:
+                    me.error = StoreLockedError(
+                        f"{self._writer.path}: the store's write lock stayed held ({self._writer.holder or 'by a writer'}) "
+                        "for the whole timeout"
+                    )
+                    self._settle([me])
+        finally:
             with self._mutex:
+                if not me.done and me in self._queue:  # interrupted (KeyboardInterrupt) while waiting for the lock
+                    self._queue.remove(me)
+                    self._settle([me])
                 if self._queue:
                     nxt = self._queue[0]
                     nxt.lead = True
-                    assert nxt.event is not None
                     nxt.event.set()
                 else:
                     self._busy = False
-            for r in batch:
-                if not r.settled:  # the leader was interrupted (KeyboardInterrupt) before applying it
-                    r.error = PageStoreError("write abandoned: the thread committing it was interrupted")
-                r.done = True
-                if r.event is not None:
-                    r.event.set()
+
+    @staticmethod
+    def _settle(batch: List[_Request]) -> None:
+        """_settle marks a batch's requests done and wakes their threads."""
+        for r in batch:
+            if not r.settled and r.error is None:  # the leader was interrupted (KeyboardInterrupt) before applying it
+                r.error = PageStoreError("write abandoned: the thread committing it was interrupted")
+            r.done = True
+            r.event.set()
 
     def _run(self, batch: List[_Request]) -> None:
+        if not batch:
+            return
         # A commit is synced if any of its writes wants it: True wins, then the default (None).
         wants = {r.sync for r in batch}
         sync = True if True in wants else None if None in wants else False

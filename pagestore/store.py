@@ -14,10 +14,16 @@ _native. The B+tree maps keys to record ids; the heap maps record ids to
 values; the pager turns both into pages and commits them through the log.
 
 Concurrency: one process writes a store at a time (``StoreLockedError``
-otherwise); read-only opens from other processes are refused while a writer
-has the store open, and share it with each other. Threads may share a Store:
-every operation holds the store's lock; scans take it once per leaf and once
-per short run of values, so a long scan never blocks writers for long.
+otherwise). Threads may share a Store. Two locks (locks.py): every operation
+holds the operation lock (``_lock``) while it reads or commits; scans take it
+once per leaf and once per short run of values, so a long scan never blocks
+writers for long. Everything that changes the store holds the write lock
+(``_wlock``) first: a transaction from its start to its commit or rollback,
+so a read-modify-write in it is never lost; update(), put_many(), clear(),
+delete_range() and compact() for their length; single writes while their
+group commit is applied (group.py). Waits for it are bounded by the store's
+``timeout`` (``StoreLockedError``); a thread that holds it and writes through
+the store gets ``ReentrantWriteError``.
 
 Snapshots: ``snapshot()`` is a read-only view as of the last commit (a read
 mark: the data file plus the log's committed frames up to that commit; see
@@ -47,12 +53,14 @@ from .errors import (
     InvalidFileError,
     NotFoundError,
     PageStoreError,
+    ReentrantWriteError,
     StoreClosedError,
     StoreLockedError,
     TransactionClosedError,
 )
 from .group import CommitQueue
 from .heap import MAX_VALUE, Heap
+from .locks import WriteLock
 from .page import as_bytes_like
 from .pager import DEFAULT_CACHE_BYTES, DEFAULT_WAL_LIMIT, Pager, ReadMark, discard
 from .snapshot import SnapshotPager, begin_backup
@@ -73,6 +81,12 @@ _FIRST_RUN = 1
 #: The node cache of a snapshot's tree holds at least this many pages (an
 #: eighth of the store's node cache when that is more).
 _VIEW_NODE_CACHE = 64
+#: The default of ``open(timeout=)``: seconds a write waits for the store's write lock.
+DEFAULT_TIMEOUT = 5.0
+#: transaction(timeout=) left out: the store's timeout.
+_STORE_TIMEOUT: Any = object()
+#: The value codecs ``incr`` accepts: what they hold as an int, and how (docs/api.md).
+_INT_VALUE_CODECS = ("bytes", "str", "json", "pickle")
 
 
 def prefix_end(prefix: bytes) -> Optional[bytes]:
@@ -146,6 +160,19 @@ def _check_size(name: str, value: Any, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+def _check_timeout(value: Any) -> Optional[float]:
+    """_check_timeout refuses a timeout that is not None or a number of seconds >= 0."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds or None, not {type(value).__name__} ({value!r})")
+    if not value >= 0:
+        raise ValueError(f"timeout must be at least 0 seconds, got {value}")
+    if value == float("inf"):
+        return None  # a lock's wait takes no infinite number: no limit is None
+    return float(value)
 
 
 def _check_flag(name: str, value: Any) -> None:
@@ -223,6 +250,7 @@ class Store(MutableMapping[Any, Any]):
         keys: Any = None,
         values: Any = None,
         mmap: bool = True,
+        timeout: Optional[float] = DEFAULT_TIMEOUT,
         _opener: fileio.Opener = fileio.open_file,
     ) -> None:
         try:
@@ -232,16 +260,19 @@ class Store(MutableMapping[Any, Any]):
         _check_size("page_size", page_size, 1)
         _check_size("cache_size", cache_size, 0)
         _check_size("wal_limit", wal_limit, 0)
+        self.timeout = _check_timeout(timeout)
         for flag, value in (("create", create), ("readonly", readonly), ("sync", sync), ("strict", strict), ("mmap", mmap)):
             _check_flag(flag, value)
         self.readonly = readonly
         self._abspath = os.path.abspath(self.path)
         self._pid = _PID
         self.strict = strict
-        # A reader beside a writer ends each operation's read mark when the lock's outermost holder lets go.
+        # The operation lock. A reader beside a writer ends each operation's read mark when its outermost holder lets go.
         self._lock: Any = threading.RLock()
         if readonly:
             self._lock = _OpLock()
+        # The write lock (locks.py): taken before the operation lock, never while holding it.
+        self._wlock = WriteLock(self.path)
         self._closed = True
         self._opener = _opener
         self._view: Optional[_ReadView] = None  # the tree and heap of the last snapshot's committed state
@@ -300,7 +331,7 @@ class Store(MutableMapping[Any, Any]):
         _open_stores[id(self)] = self
         self.max_key = self._tree.max_key
         # Writes from threads that commit at the same time share one commit and one sync.
-        self._commits = CommitQueue(self._lock, self._write_batch)
+        self._commits = CommitQueue(self._wlock, self._lock, self._write_batch)
         try:
             self._use_codecs(keys, values)
         except BaseException:
@@ -437,11 +468,60 @@ class Store(MutableMapping[Any, Any]):
         return result
 
     def _submit(self, fn: Callable[[], T], sync: Optional[bool]) -> T:
-        """_submit runs a write through the commit queue (group commit); see group.py."""
-        if self._pid != _PID:
-            self._begin()  # raises: a Store inherited across fork(); its queue may be mid-commit forever
-        result: T = self._commits.submit(fn, sync)
+        """_submit runs a write through the commit queue (group commit); see group.py.
+
+        Raises:
+            ReentrantWriteError: this thread holds the write lock (its own transaction is open).
+            StoreLockedError: the write lock stayed held for the store's timeout.
+        """
+        if self._pid != _PID or self._closed:
+            self._begin()  # raises: closed, or a Store inherited across fork() (its queue may be mid-commit forever)
+        self._refuse_reentry()
+        result: T = self._commits.submit(fn, sync, self.timeout)
         return result
+
+    def _refuse_reentry(self) -> None:
+        """_refuse_reentry raises if this thread holds the write lock: a write through the store would
+        then commit (or corrupt) the change that holds it half-way (issue 20, finding 4).
+
+        Raises:
+            ReentrantWriteError: saying what holds it.
+        """
+        if self._wlock.owned():
+            raise ReentrantWriteError(
+                f"{self.path}: a write through the store while this thread's own {self._wlock.holder} is open; "
+                "write through the transaction (txn[k] = v) instead, or after it has ended: "
+                "nothing was written"
+            )
+
+    def _hold_write(self, holder: str, timeout: Any = _STORE_TIMEOUT) -> None:
+        """_hold_write takes the write lock for ``holder`` (released by the caller: ``self._wlock.release()``).
+
+        Raises:
+            ReentrantWriteError: this thread holds it already.
+            StoreLockedError: another writer held it for the whole timeout.
+        """
+        self._refuse_reentry()
+        self._wlock.acquire(self.timeout if timeout is _STORE_TIMEOUT else _check_timeout(timeout), holder)
+
+    def _exclusive(self, holder: str, fn: Callable[[], T], sync: Optional[bool], join: bool) -> T:
+        """_exclusive runs ``fn`` as one commit under the write lock, as ``holder``.
+
+        ``join``: writes queued for the lock meanwhile join the commit
+        (``CommitQueue.commit_holding``); a failed one is then retried once
+        alone, so ``fn`` must be safe to run again after a rollback. Without
+        it (a stream read once), the commit is this ``fn`` alone.
+        """
+        self._begin()
+        self._hold_write(holder)
+        try:
+            if join:
+                result: T = self._commits.commit_holding(fn, sync)
+                return result
+            with self._lock:
+                return self._write(fn, sync)
+        finally:
+            self._wlock.release()
 
     def _write_batch(self, fns: List[Callable[[], Any]], sync: Optional[bool]) -> List[Any]:
         """_write_batch runs several writes as one commit (see group.py); returns their results."""
@@ -559,6 +639,224 @@ class Store(MutableMapping[Any, Any]):
             pairs = _chain(pairs, kwds.items())
         self._write_stream(pairs, None)
 
+    # ---- atomic read-modify-writes ----
+
+    def _decoded(self, v: bytes) -> Any:
+        return v if self._vdec is None else self._vdec(v)
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        """setdefault returns the value of ``key``; if it is missing, stores ``default`` first. One atomic commit.
+
+        Two threads' setdefault of the same missing key store one value, and
+        both return it. O(log n); a key already present costs a read, no commit.
+
+        Raises:
+            TypeError, ValueError: a key or default the codecs refuse.
+            ReentrantWriteError: this thread's own transaction is open (use ``txn.setdefault``).
+        """
+        k = self._key(key)
+        v = self._raw_get(k)
+        if v is not None:
+            return self._decoded(v)
+        enc = self._value(default)
+
+        def run() -> Optional[bytes]:
+            rid = self._tree.get(k)
+            if rid is not None:
+                return self._heap.read(rid)
+            self._put(k, enc)
+            return None
+
+        got = self._submit(run, None)
+        return default if got is None else self._decoded(got)
+
+    def pop(self, key: Any, default: Any = _DELETED) -> Any:
+        """pop removes ``key`` and returns its value (``default`` if it is missing). One atomic commit.
+
+        Of threads popping the same key, exactly one gets its value.
+
+        Raises:
+            NotFoundError: (a KeyError) the key is missing and no default was given.
+            ReentrantWriteError: this thread's own transaction is open (use ``txn.pop``).
+        """
+        k = self._key(key)
+
+        def run() -> Optional[bytes]:
+            rid = self._tree.get(k)
+            if rid is None:
+                return None
+            v = self._heap.read(rid)
+            self._delete(k)
+            return v
+
+        got = self._submit(run, None) if self._raw_contains(k) else None
+        if got is None:
+            if default is _DELETED:
+                raise NotFoundError(k if self._kenc is None else key)
+            return default
+        return self._decoded(got)
+
+    def popitem(self) -> Tuple[Any, Any]:
+        """popitem removes the item with the smallest key and returns it. One atomic commit.
+
+        Raises:
+            NotFoundError: (a KeyError) the store is empty.
+        """
+
+        def run() -> Optional[Tuple[bytes, bytes]]:
+            keys, pgnos, slots = self._tree.range_leaf(None, None)
+            if not keys:
+                return None
+            v = self._heap.read((pgnos[0], slots[0]))
+            self._delete(keys[0])
+            return keys[0], v
+
+        got = self._submit(run, None)
+        if got is None:
+            raise NotFoundError("popitem(): the store is empty")
+        k, v = got
+        return (k if self._kdec is None else self._kdec(k)), self._decoded(v)
+
+    def incr(self, key: Any, delta: int = 1, default: int = 0) -> int:
+        """incr adds ``delta`` to the int stored under ``key`` (``default`` if it is missing) and returns the sum.
+
+        One atomic commit, as diskcache's ``incr``: of threads incrementing one
+        key, none loses another's increment. For stores whose value codec
+        holds ints: "json" and "pickle" (the value is an int), "bytes" and
+        "str" (the value is the int in decimal, as ``b"%d" % n`` writes it).
+
+        Raises:
+            TypeError: ``delta`` or ``default`` is not an int.
+            CodecError: the value codec holds no ints ("numpy", a custom
+                codec), or the value stored under ``key`` is not an int.
+            ReentrantWriteError: this thread's own transaction is open.
+        """
+        for arg, n in (("delta", delta), ("default", default)):
+            if isinstance(n, bool) or not isinstance(n, int):
+                raise TypeError(f"incr: {arg} must be an int, not {type(n).__name__} ({n!r})")
+        name = getattr(self.value_codec, "name", None)
+        if name not in _INT_VALUE_CODECS or codecs.VALUE_CODECS[name] is not self.value_codec:
+            raise codecs.CodecError(
+                f"incr needs a store whose values are ints: values=\"json\", \"pickle\", \"bytes\" or \"str\" "
+                f"(decimal text); this store's value codec is {name or self.value_codec!r}"
+            )
+        k = self._key(key)
+        text = name in ("bytes", "str")
+
+        def run() -> Any:
+            n: Any
+            rid = self._tree.get(k)
+            if rid is None:
+                n = default
+            else:
+                raw = self._heap.read(rid)
+                try:
+                    n = int(raw) if text else self._decoded(raw)
+                except ValueError:
+                    n = None
+                if isinstance(n, bool) or not isinstance(n, int):
+                    # Returned, not raised: a write that raises fails its whole group commit.
+                    return codecs.CodecError(f"incr: the value under {key!r} is not an int: {bytes(raw[:40])!r}")
+            n += delta
+            self._put(k, b"%d" % n if text else self._value(n))
+            return n
+
+        out = self._submit(run, None)
+        if isinstance(out, BaseException):
+            raise out
+        return int(out)
+
+    # ---- bulk deletes ----
+
+    def clear(self) -> None:
+        """clear deletes every record in ONE commit, at the speed of freeing pages, not keys.
+
+        Every page of the tree, the heap and the overflow chains goes back to
+        the free list (none is read, each is written once, as a free page)
+        and the tree starts empty; the file keeps its size and later writes
+        reuse its pages. Snapshots taken before still see every record.
+
+        Raises:
+            ReadOnlyError: the store is read-only.
+            ReentrantWriteError: this thread's own transaction is open (use ``txn.clear()``).
+            StoreLockedError: another writer held the write lock for the store's timeout.
+        """
+        self._begin()
+        self._pager.check_writable()
+        self._exclusive("clear()", self._clear_all, None, join=True)
+
+    def delete_range(self, start: Any = None, stop: Any = None, *, prefix: Any = None) -> int:
+        """delete_range deletes the records ``items(start, stop, prefix=prefix)`` holds, in ONE commit; returns how many.
+
+        A leaf at a time: its run of keys is cut out in one go (one descent
+        and at most one merge per leaf, so a leaf the range covers is freed),
+        and its records' values are freed a heap page at a time, with their
+        overflow chains. A range that covers the whole store is ``clear()``.
+        O(log n + leaves + records in the range).
+
+        Raises:
+            TypeError, ValueError: a bound the key codec refuses (nothing is deleted).
+            ReadOnlyError: the store is read-only.
+            ReentrantWriteError: this thread's own transaction is open.
+        """
+        lo, hi = self._range(start, stop, prefix)
+        self._begin()
+        self._pager.check_writable()
+        return self._exclusive("delete_range()", lambda: self._delete_range(lo, hi), None, join=True)
+
+    def _clear_all(self) -> int:
+        """_clear_all frees every page but the header, the free-space map's and the free list's; returns the records dropped."""
+        pager = self._pager
+        meta = pager.meta
+        dropped = meta.record_count
+        keep = set(self._heap.fsm.pages)
+        keep.update(pager.freelist())
+        self._tree.reset()  # the pages of every cached node are freed below; nothing of them may be written
+        self._heap.drop_all()
+        # Highest first: the free list hands pages out head first, so later writes fill the file upwards.
+        for i, pgno in enumerate(range(meta.page_count - 1, 0, -1)):
+            if pgno not in keep:
+                if not i & 255:
+                    pager.begin_operation()  # unpin: the freed pages may spill to the log
+                pager.free(pgno)
+        meta.root = 0
+        meta.tree_height = 0
+        meta.record_count = 0
+        meta.live_bytes = 0
+        return dropped
+
+    def _delete_range(self, lo: Optional[bytes], hi: Optional[bytes]) -> int:
+        """_delete_range deletes the encoded range [lo, hi) a leaf at a time; returns the records deleted."""
+        pager = self._pager
+        meta = pager.meta
+        tree = self._tree
+        if meta.record_count and self._covers_all(lo, hi):
+            return self._clear_all()
+        n = 0
+        while True:
+            pager.begin_operation()
+            keys, rids = tree.delete_run(lo, hi)
+            if not keys:
+                return n
+            freed = self._heap.delete_many(rids)
+            n += len(keys)
+            meta.record_count -= len(keys)
+            meta.live_bytes -= sum(map(len, keys)) + freed
+            lo = keys[-1]
+
+    def _covers_all(self, lo: Optional[bytes], hi: Optional[bytes]) -> bool:
+        """_covers_all: every key of the store lies in [lo, hi)."""
+        tree = self._tree
+        if lo is not None:
+            first = tree.range_leaf(None, None)[0]
+            if not first or first[0] < lo:
+                return False
+        if hi is not None:
+            last = tree.range_leaf(None, None, reverse=True)[0]
+            if not last or last[0] >= hi:
+                return False
+        return True
+
     def _write_stream(self, pairs: Iterable[Tuple[Any, Any]], sync: Optional[bool]) -> None:
         """_write_stream writes a stream of (key, value) pairs as one commit: the bulk entry point.
 
@@ -592,8 +890,7 @@ class Store(MutableMapping[Any, Any]):
                 pager.begin_operation()
                 self._put(key(k), value(v))
 
-        with self._lock:
-            self._write(run, sync)
+        self._exclusive("update()", run, sync, join=False)
 
     def __len__(self) -> int:
         with self._lock:
@@ -749,6 +1046,7 @@ class Store(MutableMapping[Any, Any]):
         """
         self._begin()
         self._pager.check_writable()
+        self._refuse_reentry()
         if values is not None:
             ks = self._encoded_keys(items)
             vs = [self._value(v) for v in values]
@@ -767,8 +1065,7 @@ class Store(MutableMapping[Any, Any]):
                 self._pager.begin_operation()
                 self._put(k, writes[k])
 
-        with self._lock:
-            self._write(run, sync)
+        self._exclusive("put_many()", run, sync, join=True)
 
     def sync(self) -> None:
         """sync makes every commit so far durable now (those made with ``sync=False`` too).
@@ -853,16 +1150,40 @@ class Store(MutableMapping[Any, Any]):
 
     # ---- transactions ----
 
-    def transaction(self, *, sync: Optional[bool] = None) -> "Transaction":
+    def transaction(self, *, sync: Optional[bool] = None, timeout: Any = _STORE_TIMEOUT) -> "Transaction":
         """transaction returns a Transaction: use it as ``with db.transaction() as txn``.
 
-        Its writes are buffered and applied as one atomic commit on normal
-        exit; an exception rolls it back and nothing of it is visible.
+        It takes the store's write lock now and holds it until it commits or
+        rolls back (as SQLite's ``BEGIN IMMEDIATE`` and LMDB's write
+        transactions do): write transactions run one at a time, so what one
+        reads stays as it read it until it commits, and a read-modify-write
+        is never lost. Reads (``db[k]``, scans, snapshots) take no write lock
+        and go on meanwhile. Its writes are buffered and applied as one
+        atomic commit on normal exit; an exception rolls it back and nothing
+        of it is visible. On a read-only store it takes no lock.
+
+        ``timeout``: seconds to wait for the write lock (None: no limit);
+        left out, the store's ``timeout``.
+
+        Raises:
+            StoreLockedError: another thread's transaction (or bulk write) held
+                the lock for the whole timeout.
+            ReentrantWriteError: this thread's own transaction is still open.
         """
         self._begin()
-        return Transaction(self, sync)
+        if self.readonly:
+            return Transaction(self, sync)
+        self._hold_write("transaction", timeout)
+        try:
+            return Transaction(self, sync, locked=True)
+        except BaseException:
+            self._wlock.release()
+            raise
 
-    def _apply(self, writes: "SortedDict", sync: Optional[bool]) -> None:
+    def _apply(self, writes: "SortedDict", sync: Optional[bool], locked: bool) -> None:
+        """_apply commits a transaction's writes. ``locked``: the transaction holds the write lock
+        (taken on whichever thread began it); else the store is read-only and the commit raises."""
+
         def run() -> None:
             for k, v in writes.items():
                 self._pager.begin_operation()
@@ -871,7 +1192,10 @@ class Store(MutableMapping[Any, Any]):
                 else:
                     self._put(k, v)
 
-        self._submit(run, sync)
+        if locked:
+            self._commits.commit_holding(run, sync)
+        else:
+            self._submit(run, sync)  # a read-only store: its commit raises ReadOnlyError
 
     # ---- introspection and maintenance ----
 
@@ -1028,9 +1352,17 @@ class Store(MutableMapping[Any, Any]):
         store as it was; after it, the new one. The Store object stays usable
         throughout (other threads wait).
         """
+        self._begin()
+        self._pager.check_writable()
+        self._hold_write("compact()")
+        try:
+            return self._compact()
+        finally:
+            self._wlock.release()
+
+    def _compact(self) -> int:
         with self._lock:
             pager = self._begin()
-            pager.check_writable()
             if pager.readers:
                 raise PageStoreError(
                     f"{self.path}: compact() while {len(pager.readers)} snapshots or iterations are open; "
@@ -1226,9 +1558,6 @@ class _OpLock:
                 self.on_idle()
         finally:
             self._rlock.release()
-
-    def _is_owned(self) -> bool:
-        return bool(self._rlock._is_owned())  # type: ignore[attr-defined]
 
     def __enter__(self) -> bool:
         return self.acquire()
@@ -1429,15 +1758,25 @@ class Transaction(_StoreCodecs, MutableMapping[Any, Any]):
     """Transaction buffers writes and applies them atomically at commit.
 
     It is a mapping that sees its own writes over the store's committed
-    state. Outside readers see nothing of it until it commits. Concurrent
-    transactions do not conflict-check: the later commit wins per key.
+    state. Outside readers see nothing of it until it commits. It holds the
+    store's write lock from ``Store.transaction`` until it commits or rolls
+    back, so no other write changes what it reads meanwhile.
     """
 
-    def __init__(self, store: Store, sync: Optional[bool]) -> None:
+    def __init__(self, store: Store, sync: Optional[bool], locked: bool = False) -> None:
         self._store = store
         self._sync = sync
         self._writes: SortedDict = SortedDict()
+        self._locked = locked  # holds the store's write lock until it ends
         self._open = True
+
+    def _end(self) -> None:
+        """_end closes the transaction and lets the write lock go."""
+        self._open = False
+        self._writes = SortedDict()
+        if self._locked:
+            self._locked = False
+            self._store._wlock.release()
 
     def _check(self) -> None:
         if not self._open:
@@ -1555,18 +1894,32 @@ class Transaction(_StoreCodecs, MutableMapping[Any, Any]):
             m = next(mine, None)
 
     def commit(self) -> None:
-        """commit applies every write as one atomic, durable (by default) commit."""
+        """commit applies every write as one atomic, durable (by default) commit, and releases the write lock.
+
+        Single writes of other threads waiting for the lock join this commit
+        (one sync for all). Whether it succeeds or raises, the transaction is
+        over afterwards.
+        """
         self._check()
         self._open = False
-        if self._writes:
-            self._store._apply(self._writes, self._sync)
-        self._writes = SortedDict()
+        try:
+            if self._writes:
+                self._store._apply(self._writes, self._sync, self._locked)
+        finally:
+            self._end()
 
     def rollback(self) -> None:
-        """rollback discards every write; the store is as if the transaction never began."""
+        """rollback discards every write and releases the write lock; the store is as if the transaction never began."""
         self._check()
-        self._open = False
-        self._writes = SortedDict()
+        self._end()
+
+    def __del__(self) -> None:
+        # A transaction dropped without commit or rollback must not keep the write lock.
+        if getattr(self, "_locked", False):
+            try:
+                self._end()
+            except Exception:  # pragma: no cover - interpreter shutdown
+                pass
 
     def __enter__(self) -> "Transaction":
         return self
@@ -1602,6 +1955,7 @@ def open(
     keys: Any = None,
     values: Any = None,
     mmap: bool = True,
+    timeout: Optional[float] = DEFAULT_TIMEOUT,
 ) -> Store:
     """open opens (or creates) a store file and returns a Store.
 
@@ -1635,6 +1989,10 @@ def open(
             memory: they are the operating system's page cache, shared and
             reclaimable). False reads every page into the private cache, for
             file systems without a coherent mmap (network file systems).
+        timeout: seconds a write waits for the store's write lock while
+            another thread's transaction or bulk write holds it, as sqlite3's
+            ``timeout``; past it, ``StoreLockedError``. None: wait without
+            limit. ``transaction(timeout=)`` overrides it for one transaction.
 
     Raises:
         TypeError, ValueError: an argument of the wrong type or out of range
@@ -1659,4 +2017,5 @@ def open(
         keys=keys,
         values=values,
         mmap=mmap,
+        timeout=timeout,
     )

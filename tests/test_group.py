@@ -8,22 +8,24 @@ from typing import Any, Callable, List
 
 import pytest
 
-from pagestore.errors import PageStoreError
+from pagestore.errors import PageStoreError, ReentrantWriteError
 from pagestore.group import CommitQueue
+from pagestore.locks import WriteLock
 
 
 class FakeStore:
     """FakeStore applies a batch as one 'commit' that takes ``delay`` seconds (a sync), under its lock."""
 
     def __init__(self, delay: float = 0.002) -> None:
+        self.writer = WriteLock("fake")
         self.lock = threading.RLock()
         self.delay = delay
         self.commits: List[List[Any]] = []
         self.fail_next = 0
-        self.queue = CommitQueue(self.lock, self.apply)
+        self.queue = CommitQueue(self.writer, self.lock, self.apply)
 
     def apply(self, fns: List[Callable[[], Any]], sync: bool) -> List[Any]:
-        assert self.lock._is_owned()  # type: ignore[attr-defined]
+        assert self.writer.owned()
         results = [fn() for fn in fns]
         time.sleep(self.delay)
         if self.fail_next:
@@ -127,10 +129,64 @@ def test_a_failed_sync_fails_every_write_of_its_batch_and_nothing_is_retried():
         x for c in s.commits for x in c)
 
 
-def test_a_thread_holding_the_lock_bypasses_the_queue():
+def test_a_thread_holding_the_write_lock_may_not_submit():
+    """It would wait for a leader that waits for its lock: refused at once, nothing applied."""
     s = FakeStore(0)
-    with s.lock:
-        assert s.queue.submit(lambda: "inside", True) == "inside"
+    s.writer.acquire(None, "a transaction")
+    try:
+        with pytest.raises(ReentrantWriteError):
+            s.queue.submit(lambda: "inside", True)
+    finally:
+        s.writer.release()
+    assert s.commits == [] and not s.queue._busy
+
+
+def test_a_commit_holding_the_lock_takes_the_queued_writes_along():
+    """Single writes queued behind a transaction join its commit: one commit, every result delivered."""
+    s = FakeStore(0)
+    s.writer.acquire(None, "a transaction")
+    out: List[Any] = []
+    threads = [threading.Thread(target=lambda t=t: out.append(s.queue.submit(lambda: t, True))) for t in range(4)]
+    for th in threads:
+        th.start()
+    deadline = time.monotonic() + 5
+    while len(s.queue._queue) < 4 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert len(s.queue._queue) == 4
+    try:
+        assert s.queue.commit_holding(lambda: "txn", True) == "txn"
+    finally:
+        s.writer.release()
+    for th in threads:
+        th.join()
+    assert sorted(out) == [0, 1, 2, 3]
+    assert s.commits[0][0] == "txn" and sorted(s.commits[0][1:]) == [0, 1, 2, 3]
+    assert len(s.commits) == 1 and not s.queue._busy
+
+
+def test_a_write_waiting_past_its_timeout_gets_store_locked():
+    from pagestore.errors import StoreLockedError
+
+    s = FakeStore(0)
+    s.writer.acquire(None, "a transaction")
+    got: List[Any] = []
+
+    def write() -> None:
+        t0 = time.monotonic()
+        try:
+            s.queue.submit(lambda: 1, True, timeout=0.05)
+        except StoreLockedError as exc:
+            got.append((exc, time.monotonic() - t0))
+
+    try:
+        th = threading.Thread(target=write)
+        th.start()
+        th.join(5)
+    finally:
+        s.writer.release()
+    assert len(got) == 1 and 0.04 < got[0][1] < 2, got
+    assert not s.queue._busy and not s.queue._queue
+    assert s.queue.submit(lambda: 2, True) == 2
 
 
 def test_an_interrupted_leader_leaves_the_queue_usable():
@@ -154,8 +210,9 @@ def test_an_unapplied_request_gets_an_error_not_none():
     q = s.queue
     from pagestore.group import _Request
 
+    leader = _Request(lambda: 0, True)
     follower = _Request(lambda: 1, True)
-    q._queue = [follower]
+    q._queue = [leader, follower]
     q._busy = True
 
     def interrupted(batch: Any) -> None:
@@ -163,7 +220,7 @@ def test_an_unapplied_request_gets_an_error_not_none():
 
     q._run = interrupted  # type: ignore[method-assign]
     with pytest.raises(KeyboardInterrupt):
-        q._lead()
+        q._lead(leader)
     assert follower.done and isinstance(follower.error, PageStoreError)
 
 
