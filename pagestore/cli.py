@@ -25,15 +25,15 @@ import itertools
 import json
 import os
 import sys
-from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from contextlib import ExitStack, contextmanager
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import click
 
 from . import codecs
 from . import format as fmt
 from . import jsonshape
-from .errors import CorruptionError, NotFoundError, PageStoreError
+from .errors import CorruptionError, InvalidFileError, NotFoundError, PageStoreError
 from .store import Store
 from .store import open as open_store
 from .store import remove as remove_store
@@ -551,7 +551,17 @@ def inspect_cmd(db: str, pgno: Optional[int], map_path: Optional[str], as_json: 
         raise click.UsageError("--map - writes the SVG to stdout: it cannot be combined with --page or --json")
     if map_path is not None and map_path != "-":
         check_writable(map_path, "--map")
-    with inspect.open_pager(db) as pager:
+    opening = ExitStack()
+    try:
+        pager = opening.enter_context(inspect.open_pager(db))
+    except (CorruptionError, InvalidFileError):
+        if pgno is None:
+            raise
+        # A file that will not open (its header damaged, say): its pages one by one, as salvage reads them.
+        page = inspect.decode_page_of_file(db, pgno, preview_bytes)
+        click.echo(json.dumps(page, indent=2) if as_json else format_page(page))
+        return
+    with opening:
         if map_path is not None:
             svg = inspect.render_svg(pager)
             if map_path == "-":
@@ -615,9 +625,13 @@ def format_summary(s: Dict[str, Any]) -> str:
 
 def format_page(p: Dict[str, Any]) -> str:
     """format_page renders inspect.decode_page's result for a terminal."""
+    note = f"({p['notes']})\n" if p.get("notes") else ""
     if p["kind"] == "header":
-        return "page 0: file header\n" + kv_table([(k, str(v)) for k, v in p["fields"].items()])
-    head = f"page {p['pgno']}: {p['kind']}"
+        head = "page 0: file header"
+        if not p["verified"]:
+            head += f" -- FAILS VERIFICATION: {p['error']} (decoded anyway)"
+        return note + head + "\n" + kv_table([(k, str(v)) for k, v in p["fields"].items()])
+    head = note + f"page {p['pgno']}: {p['kind']}"
     if not p["verified"]:
         head += f" -- FAILS VERIFICATION: {p['error']} (decoded anyway)"
     f = p["fields"]
@@ -650,29 +664,75 @@ def dump(db: str, salvage: bool) -> None:
     in its codec's JSON shape (docs/cli.md); a pickle is never loaded.
 
     A damaged page stops a dump with an error naming it. With --salvage the
-    dump skips it (a damaged tree page loses the records beneath it, a
-    damaged heap or overflow page the records it holds), names every page
-    it skipped on stderr, and exits 3 if it skipped any, 0 if none.
+    dump reads every page of the file on its own, as SQLite's .recover does:
+    every intact leaf's keys and every intact heap page's values, needing
+    neither the file header (beyond its page size), nor the root, nor the
+    free-space map; a record is written when its key and its value are both
+    intact, exactly as stored. It names the damaged pages on stderr and exits
+    3 if there were any, 0 if none. A file that will not open (a damaged
+    header) is read without the header's checks, its log included.
     """
+    from . import salvage as rescue
+
+    damaged: List[int] = []
+    if not salvage:
+        with opened(db) as store:
+            _write_dump(store.items(), codec_names(store))
+        return
+    try:
+        with open_store(db, readonly=True, create=False, keys=codecs.RAW, values=codecs.RAW) as store:
+            _write_dump(store.salvage(damaged), codec_names(store))
+    except (CorruptionError, InvalidFileError) as exc:
+        damaged.clear()
+        source = rescue.FileSource(db)
+        try:
+            notes = list(source.notes)
+            names = source.codec_names
+            if names is None:
+                names = ("bytes", "bytes")
+                notes.append("the codec names are unreadable: keys and values written as bytes")
+            click.echo(f"pagestore: salvage: {describe(exc, db)}; reading its pages one by one"
+                       + "".join(f"; {n}" for n in notes), err=True)
+            _write_dump(rescue.salvage_source(source, damaged), names)
+        finally:
+            source.close()
+    if damaged:
+        n = len(damaged)
+        click.echo(f"pagestore: salvage: skipped {n} damaged page{'s' if n > 1 else ''} "
+                   f"of {db}: {page_ranges(damaged)}; every other record was written", err=True)
+        click.get_current_context().exit(EXIT_SALVAGED)
+
+
+def _write_dump(records: Iterable[Tuple[bytes, bytes]], names: Tuple[str, str]) -> None:
+    """_write_dump writes encoded records as dump's JSON lines (with the codecs' header line
+    unless both codecs are bytes) to stdout."""
     out = sys.stdout
     b64 = base64.b64encode
-    damaged: List[int] = []
-    with opened(db) as store:
-        records = store.salvage(damaged) if salvage else store.items()
-        kname, vname = codec_names(store)
-        if (kname, vname) == ("bytes", "bytes"):
-            for k, v in records:
-                out.write('{"k":"%s","v":"%s"}\n' % (b64(k).decode("ascii"), b64(v).decode("ascii")))
-        else:
-            out.write(jsonshape.header_line(kname, vname) + "\n")
-            for k, v in records:
-                out.write(jsonshape.dump_line(kname, vname, k, v) + "\n")
+    kname, vname = names
+    if (kname, vname) == ("bytes", "bytes"):
+        for k, v in records:
+            out.write('{"k":"%s","v":"%s"}\n' % (b64(k).decode("ascii"), b64(v).decode("ascii")))
+    else:
+        out.write(jsonshape.header_line(kname, vname) + "\n")
+        for k, v in records:
+            out.write(jsonshape.dump_line(kname, vname, k, v) + "\n")
     out.flush()
-    if damaged:
-        pages = ", ".join(str(p) for p in sorted(damaged))
-        click.echo(f"pagestore: salvage: skipped {len(damaged)} damaged page{'s' if len(damaged) > 1 else ''} "
-                   f"of {db}: {pages}; every other record was written", err=True)
-        click.get_current_context().exit(EXIT_SALVAGED)
+
+
+def page_ranges(pgnos: Iterable[int]) -> str:
+    """page_ranges: page numbers sorted, runs written as ranges: ``"17, 230-1200"``."""
+    out: List[str] = []
+    run: List[int] = []
+    for p in sorted(pgnos):
+        if run and p == run[-1] + 1:
+            run.append(p)
+            continue
+        if run:
+            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+        run = [p]
+    if run:
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ", ".join(out)
 
 
 @cli.command(short_help="Read JSON lines (from dump) into DB.")

@@ -1129,62 +1129,32 @@ class Store(MutableMapping[Any, Any]):
     # ---- rescue ----
 
     def salvage(self, damaged: Optional[List[int]] = None) -> Iterator[Tuple[bytes, bytes]]:
-        """salvage yields every ``(key, value)`` still readable, in key order, skipping damaged pages.
+        """salvage yields every ``(key, value)`` still readable, in key order, as encoded bytes.
 
         For rescuing a damaged store (``pagestore dump --salvage``); on a
-        sound store it yields what ``items()`` yields. It walks the tree
-        depth-first from the root: a tree page that fails verification is
-        skipped with the records beneath it; a record whose heap or overflow
-        page fails is skipped alone. Each damaged page's number is appended
-        to ``damaged`` (once) when it is found. Lazy, like ``items()``;
-        memory: the tree's page numbers walked so far plus one leaf.
+        sound store it yields what ``items()`` yields (encoded). It reads
+        every page on its own, as SQLite's ``.recover`` does, and needs
+        neither the root nor the free-space map: each intact leaf's keys,
+        each intact heap page's values, each whole overflow chain; a record
+        comes out when its key and value are both intact (pagestore/salvage.py).
+        Each damaged page's number is appended to ``damaged`` (once) when
+        found. Lazy; memory proportional to the number of keys (pass 1
+        collects each key's record id), not to the file or the values.
+        For a file ``open`` refuses (a damaged header): ``pagestore.salvage.salvage_path``.
 
         Raises:
             StoreClosedError: the store is closed.
         """
-        # The tree's own walks stop at the first damaged page; this one reads
-        # each node through the pager (which verifies it) and the node codec
-        # (which checks it), so a failure names the page and is skipped.
-        from . import nodes
+        from . import salvage
 
-        bad = damaged if damaged is not None else []
-        seen: Set[int] = set()
-        visited: Set[int] = set()
-
-        def note(pgno: Optional[int]) -> None:
-            if pgno is not None and pgno not in seen:
-                seen.add(pgno)
-                bad.append(pgno)
+        def run(read: Callable[[], Optional[bytes]]) -> Optional[bytes]:
+            with self._lock:
+                self._begin()
+                return read()
 
         with self._lock:
-            root = self._begin().meta.root
-        stack = [root] if root else []
-        while stack:
-            pgno = stack.pop()
-            if pgno in visited:  # a damaged pointer must not loop the walk
-                note(pgno)
-                continue
-            visited.add(pgno)
-            with self._lock:
-                pager = self._begin()
-                try:
-                    raw = bytes(pager.read(pgno).buffer)
-                    leaf, keys, vals = nodes.decode(raw, pgno)
-                except CorruptionError as exc:
-                    note(pgno if exc.pgno in (None, 0) else exc.pgno)
-                    continue
-            if not leaf:
-                stack.extend(reversed(vals))
-                continue
-            for key, rid in zip(keys, vals):
-                with self._lock:
-                    self._begin()
-                    try:
-                        value = self._heap.read(rid)
-                    except (CorruptionError, NotFoundError) as exc:
-                        note(exc.pgno if isinstance(exc, CorruptionError) and exc.pgno else rid[0])
-                        continue
-                yield key, value
+            source = salvage.PagerSource(self._begin(), run)
+        return salvage.salvage_source(source, damaged)
 
 
 def _chain(*parts: Iterable[Tuple[Any, Any]]) -> Iterator[Tuple[Any, Any]]:
