@@ -24,6 +24,7 @@ import binascii
 import itertools
 import json
 import os
+import re
 import sys
 from contextlib import ExitStack, contextmanager
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
@@ -64,10 +65,14 @@ class UserError(click.ClickException):
         click.echo(f"pagestore: error: {self.format_message()}", err=True)
 
 
+#: A parenthetical hint of the Python API, such as "(create=True makes a new store in it)".
+_PYTHON_HINT = re.compile(r"\s*\([^()]*\bcreate=True\b[^()]*\)")
+
+
 def describe(exc: BaseException, path: Optional[str] = None) -> str:
     """describe turns an exception from pagestore or the OS into one line of text."""
     if isinstance(exc, CorruptionError):
-        return f"{path}: {exc}" if path else str(exc)
+        return f"{path}: {exc}" if path and not str(exc).startswith(path) else str(exc)
     if isinstance(exc, OSError) and not isinstance(exc, PageStoreError):
         where = exc.filename or path or ""
         if isinstance(exc, FileNotFoundError):
@@ -77,10 +82,13 @@ def describe(exc: BaseException, path: Optional[str] = None) -> str:
         if isinstance(exc, IsADirectoryError):
             return f"{where}: is a directory, not a store file"
         if isinstance(exc, PermissionError):
-            return f"{where}: permission denied"
+            detail = exc.strerror if exc.strerror and exc.strerror.startswith("permission denied:") else "permission denied"
+            return f"{where}: {detail}"
         return f"{where}: {exc.strerror or exc}" if where else str(exc)
     text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
+    # The API's hints name Python arguments ("create=True"), which no command takes.
+    text = _PYTHON_HINT.sub("", text.splitlines()[0])
+    return text
 
 
 class _Group(click.Group):
@@ -97,11 +105,18 @@ class _Group(click.Group):
             # so exit 0, quietly. Point stdout at devnull so that Python's own
             # flush at exit does not fail again and print "Exception ignored"
             # (the recipe in the signal module's documentation).
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
+            quiet_stdout()
             ctx.exit(0)
         except (PageStoreError, OSError, ValueError) as exc:
             raise UserError(describe(exc, ctx.meta.get(_DB_KEY))) from exc
+
+
+def quiet_stdout() -> None:
+    """quiet_stdout points stdout at devnull after its reader went away, so that Python's own
+    flush at exit does not fail again and print "Exception ignored"."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 @contextmanager
@@ -342,7 +357,7 @@ def cli() -> None:
 
 
 @cli.command(short_help="Measure pagestore (and other engines) on this machine.")
-@click.option("--records", "-n", type=click.IntRange(min=0), default=BENCH_RECORDS, show_default=True,
+@click.option("--records", "-n", type=click.IntRange(min=1), default=BENCH_RECORDS, show_default=True,
               help="Records in the initial load (churn and durable puts add more).")
 @click.option("--page-size", type=int, default=4096, show_default=True, help="Page size of the store (and of sqlite).")
 @click.option("--compare", "compare", default="", metavar="ENGINES",
@@ -509,17 +524,24 @@ def check(db: str, as_json: bool) -> None:
         except PageStoreError:
             pass  # the header itself is bad: the check's own error says so
         pages = sorted(bad)
-        if as_json:
-            click.echo(json.dumps({"ok": False, "error": str(exc), "pages": [
-                {"pgno": p, "error": bad[p]} for p in pages]}, indent=2))
-        else:
-            click.echo(f"{db}: CORRUPT")
-            for p in pages[:50]:
-                click.echo(f"  page {p}: {bad[p]}")
-            if len(pages) > 50:
-                click.echo(f"  ... and {len(pages) - 50} more pages")
+        text = str(exc)
+        text = text[len(db) + 2 :] if text.startswith(f"{db}: ") else text
+        try:
+            if as_json:
+                click.echo(json.dumps({"ok": False, "error": text, "pages": [
+                    {"pgno": p, "error": bad[p]} for p in pages]}, indent=2))
+            else:
+                click.echo(f"{db}: CORRUPT")
+                for p in pages[:50]:
+                    click.echo(f"  page {p}: {bad[p]}")
+                if len(pages) > 50:
+                    click.echo(f"  ... and {len(pages) - 50} more pages")
+        except BrokenPipeError:
+            # `pagestore check BAD | head -1`: the reader went away, but the store is still
+            # corrupt: exit 1 all the same (the closed-pipe rule's exit 0 is for output only).
+            quiet_stdout()
         named = ", ".join(str(p) for p in pages[:20]) + (", ..." if len(pages) > 20 else "")
-        raise UserError(f"{db}: check failed: {exc}" + (f" (bad pages: {named})" if len(pages) > 1 else "")) from exc
+        raise UserError(f"{db}: check failed: {text}" + (f" (bad pages: {named})" if len(pages) > 1 else "")) from exc
     if as_json:
         click.echo(json.dumps({"ok": True, **counts}, indent=2))
         return
