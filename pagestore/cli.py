@@ -701,11 +701,15 @@ def dump(db: str, salvage: bool) -> None:
         with opened(db) as store:
             _write_dump(store.items(), codec_names(store))
         return
+    sound: Optional[Store] = None
     try:
-        with open_store(db, readonly=True, create=False, keys=codecs.RAW, values=codecs.RAW) as store:
-            _write_dump(store.salvage(damaged), codec_names(store))
+        sound = open_store(db, readonly=True, create=False, keys=codecs.RAW, values=codecs.RAW)
     except (CorruptionError, InvalidFileError) as exc:
-        damaged.clear()
+        refused = exc
+    if sound is not None:
+        with sound:
+            _write_dump(sound.salvage(damaged), codec_names(sound))
+    else:
         source = rescue.FileSource(db)
         try:
             notes = list(source.notes)
@@ -713,7 +717,7 @@ def dump(db: str, salvage: bool) -> None:
             if names is None:
                 names = ("bytes", "bytes")
                 notes.append("the codec names are unreadable: keys and values written as bytes")
-            click.echo(f"pagestore: salvage: {describe(exc, db)}; reading its pages one by one"
+            click.echo(f"pagestore: salvage: {describe(refused, db)}; reading its pages one by one"
                        + "".join(f"; {n}" for n in notes), err=True)
             _write_dump(rescue.salvage_source(source, damaged), names)
         finally:

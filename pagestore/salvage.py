@@ -112,7 +112,9 @@ class PagerSource(Source):
         meta = pager.committed
         self.page_size = pager.page_size
         self.page_count = meta.page_count
-        self.committed_lsn = meta.lsn
+        # The pager gives committed images only (read_raw), and a reader beside a writer may
+        # see later commits as salvage goes: no page is too new to take.
+        self.committed_lsn = None
         self.codec_names = (meta.key_codec, meta.value_codec)
 
     def image(self, pgno: int) -> Optional[bytes]:
