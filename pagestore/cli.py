@@ -486,9 +486,11 @@ def stats(db: str, as_json: bool) -> None:
         ("records", f"{st['records']:,}"),
         ("live bytes", f"{human_bytes(live)} (keys + values)"),
         ("file size", f"{human_bytes(st['file_size'])} ({st['page_count']:,} pages of {human_bytes(st['page_size'])})"),
-        ("log size", human_bytes(st["wal_size"])),
+        ("log size", f"{human_bytes(st['wal_size'])} (the file size above is the data file alone)"),
         ("on disk / live", f"{on_disk / live:.2f}" if live else "-"),
         ("free pages", f"{st['free_pages']:,}"),
+        ("free space", f"{human_bytes(st['free_bytes'])} ({percent(st['fragmentation'])} of the pages: "
+                       "free pages and room inside pages in use)"),
         ("overflow pages", f"{st['overflow_pages']:,}"),
         ("tree height", str(st["tree_height"])),
         ("average fill", percent(st["average_fill"])),
