@@ -24,16 +24,17 @@ import binascii
 import itertools
 import json
 import os
+import re
 import sys
-from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from contextlib import ExitStack, contextmanager
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import click
 
 from . import codecs
 from . import format as fmt
 from . import jsonshape
-from .errors import CorruptionError, NotFoundError, PageStoreError
+from .errors import CorruptionError, InvalidFileError, NotFoundError, PageStoreError
 from .store import Store
 from .store import open as open_store
 from .store import remove as remove_store
@@ -64,10 +65,14 @@ class UserError(click.ClickException):
         click.echo(f"pagestore: error: {self.format_message()}", err=True)
 
 
+#: A parenthetical hint of the Python API, such as "(create=True makes a new store in it)".
+_PYTHON_HINT = re.compile(r"\s*\([^()]*\bcreate=True\b[^()]*\)")
+
+
 def describe(exc: BaseException, path: Optional[str] = None) -> str:
     """describe turns an exception from pagestore or the OS into one line of text."""
     if isinstance(exc, CorruptionError):
-        return f"{path}: {exc}" if path else str(exc)
+        return f"{path}: {exc}" if path and not str(exc).startswith(path) else str(exc)
     if isinstance(exc, OSError) and not isinstance(exc, PageStoreError):
         where = exc.filename or path or ""
         if isinstance(exc, FileNotFoundError):
@@ -77,10 +82,13 @@ def describe(exc: BaseException, path: Optional[str] = None) -> str:
         if isinstance(exc, IsADirectoryError):
             return f"{where}: is a directory, not a store file"
         if isinstance(exc, PermissionError):
-            return f"{where}: permission denied"
+            detail = exc.strerror if exc.strerror and exc.strerror.startswith("permission denied:") else "permission denied"
+            return f"{where}: {detail}"
         return f"{where}: {exc.strerror or exc}" if where else str(exc)
     text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
+    # The API's hints name Python arguments ("create=True"), which no command takes.
+    text = _PYTHON_HINT.sub("", text.splitlines()[0])
+    return text
 
 
 class _Group(click.Group):
@@ -97,11 +105,18 @@ class _Group(click.Group):
             # so exit 0, quietly. Point stdout at devnull so that Python's own
             # flush at exit does not fail again and print "Exception ignored"
             # (the recipe in the signal module's documentation).
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
+            quiet_stdout()
             ctx.exit(0)
         except (PageStoreError, OSError, ValueError) as exc:
             raise UserError(describe(exc, ctx.meta.get(_DB_KEY))) from exc
+
+
+def quiet_stdout() -> None:
+    """quiet_stdout points stdout at devnull after its reader went away, so that Python's own
+    flush at exit does not fail again and print "Exception ignored"."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 @contextmanager
@@ -342,7 +357,7 @@ def cli() -> None:
 
 
 @cli.command(short_help="Measure pagestore (and other engines) on this machine.")
-@click.option("--records", "-n", type=click.IntRange(min=0), default=BENCH_RECORDS, show_default=True,
+@click.option("--records", "-n", type=click.IntRange(min=1), default=BENCH_RECORDS, show_default=True,
               help="Records in the initial load (churn and durable puts add more).")
 @click.option("--page-size", type=int, default=4096, show_default=True, help="Page size of the store (and of sqlite).")
 @click.option("--compare", "compare", default="", metavar="ENGINES",
@@ -471,9 +486,11 @@ def stats(db: str, as_json: bool) -> None:
         ("records", f"{st['records']:,}"),
         ("live bytes", f"{human_bytes(live)} (keys + values)"),
         ("file size", f"{human_bytes(st['file_size'])} ({st['page_count']:,} pages of {human_bytes(st['page_size'])})"),
-        ("log size", human_bytes(st["wal_size"])),
+        ("log size", f"{human_bytes(st['wal_size'])} (the file size above is the data file alone)"),
         ("on disk / live", f"{on_disk / live:.2f}" if live else "-"),
         ("free pages", f"{st['free_pages']:,}"),
+        ("free space", f"{human_bytes(st['free_bytes'])} ({percent(st['fragmentation'])} of the pages: "
+                       "free pages and room inside pages in use)"),
         ("overflow pages", f"{st['overflow_pages']:,}"),
         ("tree height", str(st["tree_height"])),
         ("average fill", percent(st["average_fill"])),
@@ -509,17 +526,24 @@ def check(db: str, as_json: bool) -> None:
         except PageStoreError:
             pass  # the header itself is bad: the check's own error says so
         pages = sorted(bad)
-        if as_json:
-            click.echo(json.dumps({"ok": False, "error": str(exc), "pages": [
-                {"pgno": p, "error": bad[p]} for p in pages]}, indent=2))
-        else:
-            click.echo(f"{db}: CORRUPT")
-            for p in pages[:50]:
-                click.echo(f"  page {p}: {bad[p]}")
-            if len(pages) > 50:
-                click.echo(f"  ... and {len(pages) - 50} more pages")
+        text = str(exc)
+        text = text[len(db) + 2 :] if text.startswith(f"{db}: ") else text
+        try:
+            if as_json:
+                click.echo(json.dumps({"ok": False, "error": text, "pages": [
+                    {"pgno": p, "error": bad[p]} for p in pages]}, indent=2))
+            else:
+                click.echo(f"{db}: CORRUPT")
+                for p in pages[:50]:
+                    click.echo(f"  page {p}: {bad[p]}")
+                if len(pages) > 50:
+                    click.echo(f"  ... and {len(pages) - 50} more pages")
+        except BrokenPipeError:
+            # `pagestore check BAD | head -1`: the reader went away, but the store is still
+            # corrupt: exit 1 all the same (the closed-pipe rule's exit 0 is for output only).
+            quiet_stdout()
         named = ", ".join(str(p) for p in pages[:20]) + (", ..." if len(pages) > 20 else "")
-        raise UserError(f"{db}: check failed: {exc}" + (f" (bad pages: {named})" if len(pages) > 1 else "")) from exc
+        raise UserError(f"{db}: check failed: {text}" + (f" (bad pages: {named})" if len(pages) > 1 else "")) from exc
     if as_json:
         click.echo(json.dumps({"ok": True, **counts}, indent=2))
         return
@@ -551,7 +575,17 @@ def inspect_cmd(db: str, pgno: Optional[int], map_path: Optional[str], as_json: 
         raise click.UsageError("--map - writes the SVG to stdout: it cannot be combined with --page or --json")
     if map_path is not None and map_path != "-":
         check_writable(map_path, "--map")
-    with inspect.open_pager(db) as pager:
+    opening = ExitStack()
+    try:
+        pager = opening.enter_context(inspect.open_pager(db))
+    except (CorruptionError, InvalidFileError):
+        if pgno is None:
+            raise
+        # A file that will not open (its header damaged, say): its pages one by one, as salvage reads them.
+        page = inspect.decode_page_of_file(db, pgno, preview_bytes)
+        click.echo(json.dumps(page, indent=2) if as_json else format_page(page))
+        return
+    with opening:
         if map_path is not None:
             svg = inspect.render_svg(pager)
             if map_path == "-":
@@ -615,9 +649,13 @@ def format_summary(s: Dict[str, Any]) -> str:
 
 def format_page(p: Dict[str, Any]) -> str:
     """format_page renders inspect.decode_page's result for a terminal."""
+    note = f"({p['notes']})\n" if p.get("notes") else ""
     if p["kind"] == "header":
-        return "page 0: file header\n" + kv_table([(k, str(v)) for k, v in p["fields"].items()])
-    head = f"page {p['pgno']}: {p['kind']}"
+        head = "page 0: file header"
+        if not p["verified"]:
+            head += f" -- FAILS VERIFICATION: {p['error']} (decoded anyway)"
+        return note + head + "\n" + kv_table([(k, str(v)) for k, v in p["fields"].items()])
+    head = note + f"page {p['pgno']}: {p['kind']}"
     if not p["verified"]:
         head += f" -- FAILS VERIFICATION: {p['error']} (decoded anyway)"
     f = p["fields"]
@@ -650,29 +688,79 @@ def dump(db: str, salvage: bool) -> None:
     in its codec's JSON shape (docs/cli.md); a pickle is never loaded.
 
     A damaged page stops a dump with an error naming it. With --salvage the
-    dump skips it (a damaged tree page loses the records beneath it, a
-    damaged heap or overflow page the records it holds), names every page
-    it skipped on stderr, and exits 3 if it skipped any, 0 if none.
+    dump reads every page of the file on its own, as SQLite's .recover does:
+    every intact leaf's keys and every intact heap page's values, needing
+    neither the file header (beyond its page size), nor the root, nor the
+    free-space map; a record is written when its key and its value are both
+    intact, exactly as stored. It names the damaged pages on stderr and exits
+    3 if there were any, 0 if none. A file that will not open (a damaged
+    header) is read without the header's checks, its log included.
     """
+    from . import salvage as rescue
+
+    damaged: List[int] = []
+    if not salvage:
+        with opened(db) as store:
+            _write_dump(store.items(), codec_names(store))
+        return
+    sound: Optional[Store] = None
+    try:
+        sound = open_store(db, readonly=True, create=False, keys=codecs.RAW, values=codecs.RAW)
+    except (CorruptionError, InvalidFileError) as exc:
+        refused = exc
+    if sound is not None:
+        with sound:
+            _write_dump(sound.salvage(damaged), codec_names(sound))
+    else:
+        source = rescue.FileSource(db)
+        try:
+            notes = list(source.notes)
+            names = source.codec_names
+            if names is None:
+                names = ("bytes", "bytes")
+                notes.append("the codec names are unreadable: keys and values written as bytes")
+            click.echo(f"pagestore: salvage: {describe(refused, db)}; reading its pages one by one"
+                       + "".join(f"; {n}" for n in notes), err=True)
+            _write_dump(rescue.salvage_source(source, damaged), names)
+        finally:
+            source.close()
+    if damaged:
+        n = len(damaged)
+        click.echo(f"pagestore: salvage: skipped {n} damaged page{'s' if n > 1 else ''} "
+                   f"of {db}: {page_ranges(damaged)}; every other record was written", err=True)
+        click.get_current_context().exit(EXIT_SALVAGED)
+
+
+def _write_dump(records: Iterable[Tuple[bytes, bytes]], names: Tuple[str, str]) -> None:
+    """_write_dump writes encoded records as dump's JSON lines (with the codecs' header line
+    unless both codecs are bytes) to stdout."""
     out = sys.stdout
     b64 = base64.b64encode
-    damaged: List[int] = []
-    with opened(db) as store:
-        records = store.salvage(damaged) if salvage else store.items()
-        kname, vname = codec_names(store)
-        if (kname, vname) == ("bytes", "bytes"):
-            for k, v in records:
-                out.write('{"k":"%s","v":"%s"}\n' % (b64(k).decode("ascii"), b64(v).decode("ascii")))
-        else:
-            out.write(jsonshape.header_line(kname, vname) + "\n")
-            for k, v in records:
-                out.write(jsonshape.dump_line(kname, vname, k, v) + "\n")
+    kname, vname = names
+    if (kname, vname) == ("bytes", "bytes"):
+        for k, v in records:
+            out.write('{"k":"%s","v":"%s"}\n' % (b64(k).decode("ascii"), b64(v).decode("ascii")))
+    else:
+        out.write(jsonshape.header_line(kname, vname) + "\n")
+        for k, v in records:
+            out.write(jsonshape.dump_line(kname, vname, k, v) + "\n")
     out.flush()
-    if damaged:
-        pages = ", ".join(str(p) for p in sorted(damaged))
-        click.echo(f"pagestore: salvage: skipped {len(damaged)} damaged page{'s' if len(damaged) > 1 else ''} "
-                   f"of {db}: {pages}; every other record was written", err=True)
-        click.get_current_context().exit(EXIT_SALVAGED)
+
+
+def page_ranges(pgnos: Iterable[int]) -> str:
+    """page_ranges: page numbers sorted, runs written as ranges: ``"17, 230-1200"``."""
+    out: List[str] = []
+    run: List[int] = []
+    for p in sorted(pgnos):
+        if run and p == run[-1] + 1:
+            run.append(p)
+            continue
+        if run:
+            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+        run = [p]
+    if run:
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ", ".join(out)
 
 
 @cli.command(short_help="Read JSON lines (from dump) into DB.")

@@ -5,7 +5,8 @@ two keys ``a`` and ``b`` it accepts, ``a < b`` if and only if
 ``encode(a) < encode(b)`` (bytewise). The built-in key codecs:
 
 - ``"bytes"``: bytes-like keys as they are (the store's native form);
-- ``"str"``: UTF-8 (code-point order; lone surrogates pass through);
+- ``"str"``: UTF-8 (code-point order; lone surrogates pass through, as three
+  bytes each: a name from ``os.listdir`` such as ``'caf\udce9.txt'`` is a key);
 - ``"int"``: integers of any size, negative ones first;
 - ``"tuple"``: tuples of None, bool, int, float, str, bytes and nested
   tuples, element by element, in the spirit of the FoundationDB tuple layer
@@ -13,7 +14,8 @@ two keys ``a`` and ``b`` it accepts, ``a < b`` if and only if
 
 The exact bytes, type codes and cross-type order are in docs/format.md
 (KEY ENCODINGS). Value codecs need no order: ``"bytes"``, ``"str"``
-(UTF-8), ``"json"``, ``"pickle"`` (opt-in: unpickling runs code from the
+(UTF-8), ``"json"`` (a lone surrogate in a string is refused: JSON text
+cannot carry one), ``"pickle"`` (opt-in: unpickling runs code from the
 file) and ``"numpy"`` (dtype, shape and bytes; read back with
 ``np.frombuffer``, read-only, no second copy). numpy is imported only when
 the numpy codec (or a numpy array as input) is used.
@@ -436,7 +438,14 @@ def _json_value(value: Any) -> bytes:
         raise type(exc)(f"values='json' store: value is not JSON: {exc}") from None
     except RecursionError:
         raise ValueError("values='json' store: value is nested too deeply to encode") from None
-    return text.encode("utf-8", "surrogatepass")
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        # JSON text is Unicode (RFC 8259, I-JSON): a JSON reader would join a split pair
+        # ('\ud83d\ude00') into one character, so the value would not come back as stored.
+        bad = ord(text[exc.start])
+        raise ValueError(f"values='json' store: a string in the value holds a lone surrogate (U+{bad:04X}), "
+                         "which JSON text cannot carry; use values='str' or 'pickle' for such text") from None
 
 
 def _json_value_decode(raw: bytes) -> Any:

@@ -28,7 +28,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 from xml.sax.saxutils import escape
 
 from . import format as fmt
-from .errors import CorruptionError
+from .errors import CorruptionError, PageStoreError
 from .pager import Pager
 from .page import SlottedPage
 
@@ -159,7 +159,10 @@ def verify_pages(pager: Pager) -> List[Tuple[int, str]]:
 
 def header_fields(pager: Pager) -> Dict[str, Any]:
     """header_fields: page 0 as the pager sees it (the log's copy when newer), in on-disk order."""
-    m = pager.meta
+    return _meta_fields(pager.meta)
+
+
+def _meta_fields(m: fmt.Meta) -> Dict[str, Any]:
     return {
         "magic": fmt.MAGIC.decode("latin-1").replace("\x00", "\\0"),
         "format_version": fmt.FORMAT_VERSION,
@@ -217,6 +220,68 @@ def decode_page(pager: Pager, pgno: int, preview_bytes: int = 16) -> Dict[str, A
     except CorruptionError as exc:
         error = exc.detail
         data = _raw_page(pager, pgno)
+    return decode_image(data, pgno, error, preview_bytes)
+
+
+def decode_page_of_file(path: "str | os.PathLike[str]", pgno: int, preview_bytes: int = 16) -> Dict[str, Any]:
+    """decode_page_of_file decodes page ``pgno`` of a file that will not open as a store (a damaged
+    header, a truncated file), as salvage reads it: page 0 only for its page size, tried at the
+    common page sizes when page 0 is damaged (salvage.FileSource), the log's newest committed
+    image first. The result is decode_page's, plus ``"notes"``: what had to be guessed.
+
+    Raises:
+        FileNotFoundError: no such file.
+        InvalidFileError: no page of the file verifies at any page size.
+        ValueError: ``pgno`` is outside the file.
+    """
+    from .salvage import FileSource
+
+    source = FileSource(os.fspath(path))
+    try:
+        count = source.page_count
+        if not 0 <= pgno < count:
+            raise ValueError(f"page {pgno} is outside the file (pages 0 to {count - 1})")
+        notes = "; ".join(source.notes)
+        if pgno == 0:
+            out = decode_header_image(source.header_bytes(), source.page_size)
+        else:
+            data = source.image(pgno)
+            if data is None:
+                raise ValueError(f"page {pgno} lies past the end of the file")
+            error: Optional[str] = None
+            try:
+                SlottedPage.load(data, pgno)
+            except CorruptionError as exc:
+                error = exc.detail
+            out = decode_image(data, pgno, error, preview_bytes)
+        if notes:
+            out["notes"] = notes
+        return out
+    finally:
+        source.close()
+
+
+def decode_header_image(head: bytes, page_size: int) -> Dict[str, Any]:
+    """decode_header_image: page 0's fields as stored, whether or not its checksum holds."""
+    try:
+        meta = fmt.decode_meta(head)
+        return {"pgno": 0, "kind": HEADER, "verified": True, "fields": _meta_fields(meta)}
+    except PageStoreError as exc:
+        error = str(exc)
+    fields: Dict[str, Any] = {"magic": head[:16].decode("latin-1").replace("\x00", "\\0")}
+    names = ("format_version", "page_size", "checksum", "page_count", "root", "tree_height", "freelist_head",
+             "freelist_count", "fsm_head", "reserved", "record_count", "live_bytes", "lsn", "file_id", "checkpoint_seq")
+    if len(head) >= fmt.FILE_HEADER_SIZE:
+        values = struct.unpack_from("<III", head, 16) + struct.unpack_from("<IIIIIIIQQQQQ", head, fmt.META_BODY_OFFSET)
+        for name, value in zip(names, values):
+            fields[name] = f"{value:08x}" if name == "checksum" else f"{value:016x}" if name == "file_id" else value
+        del fields["reserved"]
+    return {"pgno": 0, "kind": HEADER, "verified": False, "error": error, "fields": fields,
+            "page_size_used": page_size}
+
+
+def decode_image(data: bytes, pgno: int, error: Optional[str], preview_bytes: int = 16) -> Dict[str, Any]:
+    """decode_image decodes one slotted page's bytes (``error``: why it failed verification, or None)."""
     ps = len(data)
     page = SlottedPage(bytearray(data), validate=False, pgno=pgno)
     ptype = page.page_type
@@ -400,6 +465,9 @@ __all__ = [
     "verify_pages",
     "header_fields",
     "decode_page",
+    "decode_page_of_file",
+    "decode_image",
+    "decode_header_image",
     "preview",
     "page_map",
     "render_svg",

@@ -8,17 +8,22 @@ documents the shapes:
 
 KEYS
   bytes (and custom codecs)  base64 string
-  str                        string
+  str                        string; a lone surrogate written as its escape
+                             (\udce9); a string in which a high surrogate
+                             directly precedes a low one (two code points
+                             that JSON would join into one) as
+                             {"utf8": base64 of its stored bytes}
   int                        integer (any size)
   tuple                      array, one item per element: null, true/false,
                              integer, number (a float: always with a "." or
-                             exponent), string (str), {"bytes": base64},
-                             {"float": "inf" | "-inf" | "nan" | "-nan"}, or
-                             an array (a nested tuple)
+                             exponent), string (str, as a str key),
+                             {"bytes": base64}, {"float": "inf" | "-inf" |
+                             "nan" | "-nan" | "nan:<16 hex digits>" (a NaN
+                             of other bits)}, or an array (a nested tuple)
 
 VALUES
   bytes, pickle (and custom) base64 string (a pickle is never loaded)
-  str                        string
+  str                        string, as a str key
   json                       the JSON value itself
   numpy                      {"dtype": "<f8", "shape": [2, 3], "data": base64 of the C-order bytes}
 """
@@ -27,12 +32,56 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import re
+import struct
 from typing import Any, List, Optional, Tuple
 
 from . import codecs
 
 #: Codecs whose keys or values the CLI shows as base64 (the bytes as they are).
 OPAQUE_VALUES = ("bytes", "pickle")
+
+
+#: A lone surrogate (U+D800..U+DFFF): a str key or value may hold one (os.listdir gives
+#: 'caf\udce9.txt' for a Latin-1 name; the codecs encode it with surrogatepass), but
+#: UTF-8 text cannot, so dumps and printed text write it as the JSON escape ``\udce9``.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+#: A high surrogate directly before a low one: two code points in a Python str, which a JSON
+#: reader joins into one character when both are written as escapes.
+_SPLIT_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
+
+
+def _str_to_json(text: str) -> Any:
+    """_str_to_json: a str key, value or tuple element as JSON: itself, or ``{"utf8": base64}``
+    of its stored bytes when it holds a split pair (see _SPLIT_PAIR)."""
+    if _SPLIT_PAIR.search(text):
+        return {"utf8": _b64(text.encode("utf-8", "surrogatepass"))}
+    return text
+
+
+def _str_from_json(obj: Any, what: str) -> str:
+    """_str_from_json: the str that _str_to_json wrote as ``obj``.
+
+    Raises:
+        ShapeError: neither a string nor ``{"utf8": base64}`` of UTF-8 (lone surrogates allowed).
+    """
+    if isinstance(obj, str):
+        return obj
+    if isinstance(obj, dict) and set(obj) == {"utf8"}:
+        raw = _unb64(obj["utf8"], f'{what}\'s "utf8"')
+        try:
+            return raw.decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError as exc:
+            raise ShapeError(f'{what}\'s "utf8" is not UTF-8 ({exc.reason})') from None
+    raise ShapeError(f'{what} is a string (or {{"utf8": base64}}), got {obj!r:.80}')
+
+
+def escape_surrogates(text: str) -> str:
+    """escape_surrogates writes each lone surrogate in ``text`` as its six-character JSON escape
+    (``\udce9``), so that the text is valid UTF-8 and ``json.loads`` of a dump gives it back."""
+    return _SURROGATE.sub(lambda m: "\\u%04x" % ord(m.group()), text)
 
 
 class ShapeError(ValueError):
@@ -56,13 +105,18 @@ def _unb64(text: Any, what: str) -> bytes:
 
 
 def _element_to_json(x: Any) -> Any:
-    if x is None or isinstance(x, (bool, int, str)):
+    if isinstance(x, str):
+        return _str_to_json(x)
+    if x is None or isinstance(x, (bool, int)):
         return x
     if isinstance(x, float):
         if math.isfinite(x):
             return x
         if math.isnan(x):
-            return {"float": "-nan" if math.copysign(1.0, x) < 0 else "nan"}
+            bits = _DOUBLE_BITS.unpack(_DOUBLE.pack(x))[0]
+            if bits in _NAN_NAMES:
+                return {"float": _NAN_NAMES[bits]}
+            return {"float": f"nan:{bits:016x}"}  # a NaN's payload is part of the key
         return {"float": "inf" if x > 0 else "-inf"}
     if isinstance(x, bytes):
         return {"bytes": _b64(x)}
@@ -71,6 +125,11 @@ def _element_to_json(x: Any) -> Any:
 
 
 _SPECIAL_FLOATS = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan, "-nan": -math.nan}
+_DOUBLE = struct.Struct(">d")
+_DOUBLE_BITS = struct.Struct(">Q")
+#: The bits of the NaNs written by name; any other NaN is written "nan:<its 16 hex digits>".
+_NAN_NAMES = {_DOUBLE_BITS.unpack(_DOUBLE.pack(v))[0]: k for k, v in _SPECIAL_FLOATS.items() if math.isnan(v)}
+_NAN_BITS = re.compile(r"nan:[0-9a-f]{16}\Z")
 
 
 def _element_from_json(obj: Any) -> Any:
@@ -81,18 +140,25 @@ def _element_from_json(obj: Any) -> Any:
     if isinstance(obj, dict) and len(obj) == 1:
         if "bytes" in obj:
             return _unb64(obj["bytes"], "a tuple's bytes element")
-        if "float" in obj and obj["float"] in _SPECIAL_FLOATS:
-            return _SPECIAL_FLOATS[obj["float"]]
+        if "utf8" in obj:
+            return _str_from_json(obj, "a tuple's str element")
+        f = obj.get("float")
+        if isinstance(f, str) and f in _SPECIAL_FLOATS:
+            return _SPECIAL_FLOATS[f]
+        if isinstance(f, str) and _NAN_BITS.match(f):
+            v = _DOUBLE.unpack(_DOUBLE_BITS.pack(int(f[4:], 16)))[0]
+            if math.isnan(v):
+                return v
     raise ShapeError(
-        'a tuple element must be null, true/false, a number, a string, an array, {"bytes": base64} '
-        f'or {{"float": "inf"|"-inf"|"nan"|"-nan"}}, got {obj!r}'
+        'a tuple element must be null, true/false, a number, a string, an array, {"bytes": base64}, '
+        f'{{"utf8": base64}} or {{"float": "inf"|"-inf"|"nan"|"-nan"|"nan:<16 hex digits>"}}, got {obj!r}'
     )
 
 
 def key_to_json(codec: str, raw: bytes) -> Any:
     """key_to_json: the JSON form of an encoded key of codec ``codec``."""
     if codec == "str":
-        return codecs.KEY_CODECS["str"].decode(raw)
+        return _str_to_json(codecs.KEY_CODECS["str"].decode(raw))
     if codec == "int":
         return codecs.decode_int(raw)
     if codec == "tuple":
@@ -108,9 +174,7 @@ def key_from_json(codec: str, obj: Any) -> bytes:
     """
     try:
         if codec == "str":
-            if not isinstance(obj, str):
-                raise ShapeError(f"a key of a keys='str' store is a string, got {obj!r}")
-            return codecs.KEY_CODECS["str"].encode(obj)
+            return codecs.KEY_CODECS["str"].encode(_str_from_json(obj, "a key of a keys='str' store"))
         if codec == "int":
             if not isinstance(obj, int) or isinstance(obj, bool):
                 raise ShapeError(f"a key of a keys='int' store is an integer, got {obj!r}")
@@ -172,7 +236,7 @@ def prefix_range(codec: str, text: str) -> Tuple[bytes, Optional[bytes]]:
 def value_to_json(codec: str, raw: bytes) -> Any:
     """value_to_json: the JSON form of an encoded value of codec ``codec`` (a pickle stays base64)."""
     if codec == "str":
-        return codecs.VALUE_CODECS["str"].decode(raw)
+        return _str_to_json(codecs.VALUE_CODECS["str"].decode(raw))
     if codec == "json":
         return codecs.VALUE_CODECS["json"].decode(raw)
     if codec == "numpy":
@@ -195,9 +259,7 @@ def value_from_json(codec: str, obj: Any) -> bytes:
         ShapeError: ``obj`` is not a value of the codec.
     """
     if codec == "str":
-        if not isinstance(obj, str):
-            raise ShapeError(f"a value of a values='str' store is a string, got {type(obj).__name__}")
-        return codecs.VALUE_CODECS["str"].encode(obj)
+        return codecs.VALUE_CODECS["str"].encode(_str_from_json(obj, "a value of a values='str' store"))
     if codec == "json":
         return codecs.VALUE_CODECS["json"].encode(obj)
     if codec == "numpy":
@@ -256,19 +318,27 @@ def value_from_text(codec: str, text: str) -> Optional[bytes]:
 
 
 def text_of(obj: Any) -> str:
-    """text_of: how get and scan print a key or value in JSON form (strings bare, the rest as compact JSON)."""
+    """text_of: how get and scan print a key or value in JSON form (strings bare, the rest as compact
+    JSON); a lone surrogate is printed as its escape, ``\udce9`` (UTF-8 cannot hold it)."""
     import json
 
     if isinstance(obj, str):
-        return obj
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+        return escape_surrogates(obj)
+    return escape_surrogates(json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
 
 
 def dump_line(kcodec: str, vcodec: str, key: bytes, value: bytes) -> str:
-    """dump_line: one record as a dump line, ``{"k": ..., "v": ...}`` in the codecs' JSON shapes."""
+    """dump_line: one record as a dump line, ``{"k": ..., "v": ...}`` in the codecs' JSON shapes.
+
+    Valid UTF-8 whatever the store holds: a lone surrogate in a string (a str
+    key from os.listdir of a Latin-1 name) is written as its JSON escape,
+    which ``load`` reads back as the same string, so the same stored bytes.
+    """
     import json
 
-    return json.dumps({"k": key_to_json(kcodec, key), "v": value_to_json(vcodec, value)}, ensure_ascii=False, separators=(",", ":"))
+    line = json.dumps({"k": key_to_json(kcodec, key), "v": value_to_json(vcodec, value)}, ensure_ascii=False,
+                      separators=(",", ":"))
+    return escape_surrogates(line)
 
 
 def header_line(kcodec: str, vcodec: str) -> str:
@@ -302,6 +372,7 @@ __all__: List[str] = [
     "value_from_json",
     "value_from_text",
     "text_of",
+    "escape_surrogates",
     "dump_line",
     "header_line",
     "parse_header",

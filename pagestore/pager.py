@@ -1743,6 +1743,22 @@ def _compaction_path(path: str) -> str:
     return path + ".compact"
 
 
+def side_file_undo(path: str) -> Callable[[], None]:
+    """side_file_undo notes whether the log and the shared index of the store at ``path`` exist
+    now, and returns a function that removes whichever did not: the store's cleanup of a
+    writable open that failed after the pager made them (docs/api.md: a failed open leaves no
+    new file). Call it while the open still holds the store's lock."""
+    had = [os.path.lexists(log_path(path)), os.path.lexists(shm_path(path))]
+
+    def undo() -> None:
+        if not had[0]:
+            remove_log(path)
+        if not had[1]:
+            remove_shm(path)
+
+    return undo
+
+
 def discard(path: str) -> None:
     """discard deletes the store file at ``path``, its log and its shared index, if present: a
     compacted copy that will not be adopted. The file must not be open."""

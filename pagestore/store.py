@@ -62,7 +62,7 @@ from .group import CommitQueue
 from .heap import MAX_VALUE, Heap
 from .locks import WriteLock
 from .page import as_bytes_like
-from .pager import DEFAULT_CACHE_BYTES, DEFAULT_WAL_LIMIT, Pager, ReadMark, discard
+from .pager import DEFAULT_CACHE_BYTES, DEFAULT_WAL_LIMIT, Pager, ReadMark, discard, side_file_undo
 from .snapshot import SnapshotPager, begin_backup
 from .views import ItemsView, KeysView, ValuesView
 
@@ -290,6 +290,7 @@ class Store(MutableMapping[Any, Any]):
         codecs.value_codec(values, None)
         existed = _check_path(self.path, create=create, readonly=readonly)
         _refuse_if_open_here(self.path, readonly, _opener)
+        undo_side_files = side_file_undo(self.path)
         try:
             try:
                 self._pager = Pager(
@@ -308,6 +309,13 @@ class Store(MutableMapping[Any, Any]):
             except FileNotFoundError as exc:
                 raise FileNotFoundError(2, "no such store (open with create=True to make one)", self.path) from exc
             except PermissionError as exc:
+                side = exc.filename if isinstance(exc.filename, str) else None
+                if side and os.path.abspath(side) != self._abspath:
+                    # The store file opened; its log or shared index could not be made beside it.
+                    where = os.path.dirname(self._abspath)
+                    raise PermissionError(13, f"permission denied: a writer creates its log ({os.path.basename(side)}) "
+                                              f"in the store's directory, and this directory is not writable",
+                                          where) from exc
                 raise PermissionError(13, "permission denied", self.path) from exc
             try:
                 self._tree = BTree(self._pager, node_cache=self._tree_node_cache(), lend=True)
@@ -315,12 +323,18 @@ class Store(MutableMapping[Any, Any]):
                 # reads it again for check() once the writer changed it: _fsm_stale)
                 self._heap = Heap(self._pager)
             except BaseException:
-                # Nobody will ever hold this Store to close it: release the file and its lock now.
+                # Nobody will ever hold this Store to close it: release the file and its lock now,
+                # and remove a log and shared index this writer made (nothing was committed to
+                # them), while its lock still keeps other opens out.
+                if not readonly and _opener is fileio.open_file:
+                    undo_side_files()
                 self._pager.close(checkpoint=False)
                 raise
         except StoreLockedError:
             raise  # someone else's file now, even if it was not there a moment ago
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, CorruptionError) and not str(exc).startswith(self.path):
+                exc.args = (f"{self.path}: {exc}",)  # which file, for a caller opening several
             if not existed:  # a failed open leaves no new file behind
                 try:
                     discard(self.path)
@@ -598,10 +612,37 @@ class Store(MutableMapping[Any, Any]):
             return default
 
     def __contains__(self, key: object) -> bool:
-        k = self._key(key)
+        """``key in db``: False for a key the store could not hold (of another type, too long),
+        as a dict answers for a key of a type it has none of."""
+        try:
+            k = self._key(key)
+        except (TypeError, ValueError):
+            return False
         with self._lock:
             self._begin()
             return self._tree.get(k) is not None
+
+    def __or__(self, other: Any) -> Dict[Any, Any]:
+        """``db | mapping``: a new dict of the store's items, then ``mapping``'s (dict's ``|``,
+        Python 3.9). The store is unchanged; O(n) memory: the whole store is read into the dict."""
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        out = dict(self.items())
+        out.update(other)
+        return out
+
+    def __ror__(self, other: Any) -> Dict[Any, Any]:
+        """``mapping | db``: a new dict of ``mapping``'s items, then the store's."""
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        out = dict(other)
+        out.update(self.items())
+        return out
+
+    def __ior__(self, other: Any) -> "Store":
+        """``db |= items``: ``update(items)``, in one atomic commit; returns the store."""
+        self.update(other)
+        return self
 
     def __setitem__(self, key: Any, value: Any) -> None:
         k, v = self._key(key), self._value(value)
@@ -1202,7 +1243,12 @@ class Store(MutableMapping[Any, Any]):
     def stats(self) -> Dict[str, Any]:
         """stats returns figures about the store. O(pages): it reads every page header.
 
-        Keys: page_size, file_size, page_count, free_pages, records, live_bytes,
+        Keys: page_size, file_size (the data file's bytes only: committed pages
+        may still be in the log), disk_size (data file plus log file), free_bytes
+        (bytes a write could reuse without growing the file: the free pages'
+        and the free space inside pages in use, after compaction), free_in_pages
+        (that second part alone), fragmentation (free_bytes over the bytes of
+        pages 1 and up, 0 to 1), page_count, free_pages, records, live_bytes,
         tree_height, average_fill, page_types, overflow_pages, wal_size (the
         log file's bytes on disk), log_size (bytes of it in use), snapshots
         (open snapshots and iterations), oldest_snapshot (None, or
@@ -1226,6 +1272,7 @@ class Store(MutableMapping[Any, Any]):
             types: Dict[str, int] = {}
             used = 0
             counted = 0
+            free_pages = 0
             for pgno in range(1, meta.page_count):
                 pager.begin_operation()
                 page = pager.read(pgno)
@@ -1234,10 +1281,21 @@ class Store(MutableMapping[Any, Any]):
                 if page.page_type != fmt.PAGE_FREE:
                     used += pager.page_size - page.free_space
                     counted += 1
+                else:
+                    free_pages += 1
+            ps = pager.page_size
+            in_pages = counted * ps - used  # free inside pages in use, after compaction
+            data = (meta.page_count - 1) * ps
+            free = in_pages + free_pages * ps
+            file_size, wal_size = pager.file_size(), pager.wal_size()
             return {
                 "path": self.path,
                 "page_size": pager.page_size,
-                "file_size": pager.file_size(),
+                "file_size": file_size,
+                "disk_size": file_size + wal_size,
+                "free_bytes": free,
+                "free_in_pages": in_pages,
+                "fragmentation": free / data if data else 0.0,
                 "page_count": meta.page_count,
                 "free_pages": meta.freelist_count,
                 "records": meta.record_count,
@@ -1246,7 +1304,7 @@ class Store(MutableMapping[Any, Any]):
                 "average_fill": (used / (counted * pager.page_size)) if counted else 0.0,
                 "page_types": types,
                 "overflow_pages": types.get("overflow", 0),
-                "wal_size": pager.wal_size(),
+                "wal_size": wal_size,
                 "bytes_written": pager.bytes_written(),
                 "log_size": pager.wal.size() if pager.wal is not None else 0,
                 "snapshots": len(pager.readers),
@@ -1369,6 +1427,11 @@ class Store(MutableMapping[Any, Any]):
                     "close them (or finish the loop) first"
                 )
             if not pager.alone():
+                here = self._also_open_here()
+                if here is not None:
+                    raise PageStoreError(f"{self.path}: compact() while this process also has the store open "
+                                         f"(read-only, as {here.path!r}); close that Store first (compact replaces "
+                                         "the file it reads)")
                 raise PageStoreError(f"{self.path}: compact() while other processes have the store open (it replaces the file they read)")
             before = pager.file_size() + pager.wal_size()
             pager.checkpoint()
@@ -1414,6 +1477,58 @@ class Store(MutableMapping[Any, Any]):
                 self._heap = Heap(pager)
             after = pager.file_size() + pager.wal_size()
             return max(0, before - after)
+
+    def checkpoint(self, wait: float = 0.0) -> Dict[str, Any]:
+        """checkpoint copies the log's committed pages into the data file as far as readers allow,
+        and starts the log afresh when it copied everything and nobody reads the log (SQLite's
+        ``wal_checkpoint``). Commits do this on their own once the log passes a threshold
+        (``wal_limit``, as SQLite's ``wal_autocheckpoint``); call it to bound the log now, say
+        after a burst of writes or once a long-lived snapshot is closed.
+
+        A snapshot or an unfinished scan, here or in another process, reads the log up to its
+        own commit: the copy stops there and the log is not restarted. ``wait``: seconds to wait
+        for readers in other processes to let the log restart. O(pages in the log).
+
+        Returns:
+            ``{"log_frames", "copied", "restarted", "log_size"}``: committed frames in the log
+            before, how many of them the data file holds after, whether the log was started
+            afresh, and the log's bytes in use after.
+
+        Raises:
+            ReadOnlyError: a read-only store (only a writer checkpoints).
+            StoreClosedError: the store is closed.
+        """
+        if isinstance(wait, bool) or not isinstance(wait, (int, float)):
+            raise TypeError(f"wait must be a number of seconds, not {type(wait).__name__}")
+        if not wait >= 0:
+            raise ValueError(f"wait must be at least 0, got {wait}")
+        with self._lock:
+            pager = self._begin()
+            pager.check_writable()
+            before = pager.log_state()["log_frames"] or 0
+            pager.checkpoint(wait)
+            after = pager.log_state()
+            restarted = before > 0 and not after["log_frames"]
+            copied = before if restarted else int(after["backfilled_frames"] or 0)
+            log_size = int(pager.wal.size()) if pager.wal is not None else 0
+            return {"log_frames": before, "copied": copied, "restarted": restarted, "log_size": log_size}
+
+    def _also_open_here(self) -> Optional["Store"]:
+        """_also_open_here: another open Store of this process on this store's file, or None."""
+        try:
+            st = os.stat(self._abspath)
+        except OSError:
+            return None
+        for other in list(_open_stores.values()):
+            if other is self or other._closed or other._pid != _PID:
+                continue
+            try:
+                ost = os.stat(other._abspath)
+            except OSError:
+                continue
+            if (ost.st_dev, ost.st_ino) == (st.st_dev, st.st_ino):
+                return other
+        return None
 
     def _tree_node_cache(self) -> int:
         return max(64, self._cache_size // 2 // self._pager.page_size)
@@ -1461,62 +1576,32 @@ class Store(MutableMapping[Any, Any]):
     # ---- rescue ----
 
     def salvage(self, damaged: Optional[List[int]] = None) -> Iterator[Tuple[bytes, bytes]]:
-        """salvage yields every ``(key, value)`` still readable, in key order, skipping damaged pages.
+        """salvage yields every ``(key, value)`` still readable, in key order, as encoded bytes.
 
         For rescuing a damaged store (``pagestore dump --salvage``); on a
-        sound store it yields what ``items()`` yields. It walks the tree
-        depth-first from the root: a tree page that fails verification is
-        skipped with the records beneath it; a record whose heap or overflow
-        page fails is skipped alone. Each damaged page's number is appended
-        to ``damaged`` (once) when it is found. Lazy, like ``items()``;
-        memory: the tree's page numbers walked so far plus one leaf.
+        sound store it yields what ``items()`` yields (encoded). It reads
+        every page on its own, as SQLite's ``.recover`` does, and needs
+        neither the root nor the free-space map: each intact leaf's keys,
+        each intact heap page's values, each whole overflow chain; a record
+        comes out when its key and value are both intact (pagestore/salvage.py).
+        Each damaged page's number is appended to ``damaged`` (once) when
+        found. Lazy; memory proportional to the number of keys (pass 1
+        collects each key's record id), not to the file or the values.
+        For a file ``open`` refuses (a damaged header): ``pagestore.salvage.salvage_path``.
 
         Raises:
             StoreClosedError: the store is closed.
         """
-        # The tree's own walks stop at the first damaged page; this one reads
-        # each node through the pager (which verifies it) and the node codec
-        # (which checks it), so a failure names the page and is skipped.
-        from . import nodes
+        from . import salvage
 
-        bad = damaged if damaged is not None else []
-        seen: Set[int] = set()
-        visited: Set[int] = set()
-
-        def note(pgno: Optional[int]) -> None:
-            if pgno is not None and pgno not in seen:
-                seen.add(pgno)
-                bad.append(pgno)
+        def run(read: Callable[[], Optional[bytes]]) -> Optional[bytes]:
+            with self._lock:
+                self._begin()
+                return read()
 
         with self._lock:
-            root = self._begin().meta.root
-        stack = [root] if root else []
-        while stack:
-            pgno = stack.pop()
-            if pgno in visited:  # a damaged pointer must not loop the walk
-                note(pgno)
-                continue
-            visited.add(pgno)
-            with self._lock:
-                pager = self._begin()
-                try:
-                    raw = bytes(pager.read(pgno).buffer)
-                    leaf, keys, vals = nodes.decode(raw, pgno)
-                except CorruptionError as exc:
-                    note(pgno if exc.pgno in (None, 0) else exc.pgno)
-                    continue
-            if not leaf:
-                stack.extend(reversed(vals))
-                continue
-            for key, rid in zip(keys, vals):
-                with self._lock:
-                    self._begin()
-                    try:
-                        value = self._heap.read(rid)
-                    except (CorruptionError, NotFoundError) as exc:
-                        note(exc.pgno if isinstance(exc, CorruptionError) and exc.pgno else rid[0])
-                        continue
-                yield key, value
+            source = salvage.PagerSource(self._begin(), run)
+        return salvage.salvage_source(source, damaged)
 
 
 def _chain(*parts: Iterable[Tuple[Any, Any]]) -> Iterator[Tuple[Any, Any]]:
@@ -1681,7 +1766,10 @@ class Snapshot(_StoreCodecs, Mapping[Any, Any]):
         return v if dec is None else dec(v)
 
     def __contains__(self, key: object) -> bool:
-        k = self._store._key(key)
+        try:
+            k = self._store._key(key)
+        except (TypeError, ValueError):
+            return False  # a key the store could not hold, as a dict answers
         with self._store._lock:
             return self._enter().tree.get(k) is not None
 
@@ -1823,7 +1911,11 @@ class Transaction(_StoreCodecs, MutableMapping[Any, Any]):
 
     def __contains__(self, key: object) -> bool:
         self._check()
-        return self._raw_contains(self._store._key(key))
+        try:
+            k = self._store._key(key)
+        except (TypeError, ValueError):
+            return False  # a key the store could not hold, as a dict answers
+        return self._raw_contains(k)
 
     def clear(self) -> None:
         """clear deletes every key, in the one scan of the store's keys: O(n), no value read.
@@ -1937,10 +2029,46 @@ def remove(path: StorePath) -> None:
     """remove deletes a store that nobody has open: its data file, its log and its shared index.
 
     For tools that made a store and must not leave it behind (the CLI's
-    ``put`` and ``load`` when they fail before their first commit). Missing
-    files are not an error.
+    ``put`` and ``load`` when they fail before their first commit), and for
+    anyone deleting a store: unlike unlinking the files, it refuses while an
+    open holds the store, here or in another process (a writer's lock, or a
+    reader's LOCK_DMS; shm.py), whose later writes would otherwise "succeed"
+    into a file no longer there. Missing files are not an error.
+
+    Raises:
+        StoreLockedError: the store is open, in this process or another.
+        IsADirectoryError: ``path`` is a directory.
     """
-    discard(os.fsdecode(path))
+    p = os.fsdecode(path)
+    if os.path.isdir(p):
+        raise IsADirectoryError(21, "Is a directory (a store is a file)", p)
+    try:
+        f = fileio.open_file(p, readonly=True)
+    except FileNotFoundError:
+        discard(p)  # a log or shared index left without its store
+        return
+    try:
+        st = os.fstat(f.fd)
+        for other in list(_open_stores.values()):
+            if other._closed or other._pid != _PID:
+                continue
+            try:
+                ost = os.stat(other._abspath)
+            except OSError:
+                continue
+            if (ost.st_dev, ost.st_ino) == (st.st_dev, st.st_ino):
+                how = "read-only" if other.readonly else "for writing"
+                raise StoreLockedError(f"{p}: cannot remove the store: it is open in this process ({how}, as "
+                                       f"{other.path!r}); close it first")
+        try:
+            f.lock(exclusive=True)  # held until the files are gone: no writer opens meanwhile
+        except StoreLockedError:
+            raise StoreLockedError(f"{p}: cannot remove the store: another process has it open") from None
+        if shm.SUPPORTED and shm.held_by_others(f.fd, shm.LOCK_DMS, 1) is not None:
+            raise StoreLockedError(f"{p}: cannot remove the store: another process has it open (reading)")
+        discard(p)
+    finally:
+        f.close()
 
 
 def open(
@@ -1956,6 +2084,7 @@ def open(
     values: Any = None,
     mmap: bool = True,
     timeout: Optional[float] = DEFAULT_TIMEOUT,
+    wal_limit: int = DEFAULT_WAL_LIMIT,
 ) -> Store:
     """open opens (or creates) a store file and returns a Store.
 
@@ -1993,6 +2122,12 @@ def open(
             another thread's transaction or bulk write holds it, as sqlite3's
             ``timeout``; past it, ``StoreLockedError``. None: wait without
             limit. ``transaction(timeout=)`` overrides it for one transaction.
+        wal_limit: the most bytes of log a commit leaves before it
+            checkpoints (SQLite's ``wal_autocheckpoint``): a commit checkpoints
+            once the log passes a sixteenth of the data file, but not before
+            4 MiB and always past ``wal_limit`` (default 16 MiB). Smaller
+            bounds the log's disk space; larger, the checkpoints' syncs.
+            ``checkpoint()`` copies the log now.
 
     Raises:
         TypeError, ValueError: an argument of the wrong type or out of range
@@ -2018,4 +2153,5 @@ def open(
         values=values,
         mmap=mmap,
         timeout=timeout,
+        wal_limit=wal_limit,
     )

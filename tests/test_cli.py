@@ -466,3 +466,76 @@ def test_dump_salvage_skips_damaged_pages(tmp_path):
 def _page_kinds(path: str) -> List[tuple]:
     with inspect.open_pager(path) as pager:
         return [(info.pgno, info.kind) for info in inspect.page_infos(pager)]
+
+
+# ---- rough edges a new user met (issue 25) ----
+
+
+def test_check_of_a_corrupt_store_fails_even_into_a_closed_pipe(tmp_path):
+    """`pagestore check BAD | head -1` exited 0: the closed-pipe rule hid the failed check."""
+    path = str(tmp_path / "bad.ps")
+    with pagestore.open(path, page_size=PAGE_SIZE) as db:
+        db.update((b"k%05d" % i, b"v" * 100) for i in range(2000))
+    os.truncate(path, 4 * PAGE_SIZE)
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone before the first line
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pagestore", "check", path], stdout=w,
+                              stderr=subprocess.PIPE, timeout=120)
+    finally:
+        os.close(w)
+    assert proc.returncode == 1, proc.stderr
+    assert b"check failed" in proc.stderr and b"Traceback" not in proc.stderr
+    assert b"Exception ignored" not in proc.stderr
+
+
+def test_cli_errors_name_no_python_arguments(tmp_path):
+    empty = str(tmp_path / "empty.ps")
+    open(empty, "wb").close()
+    for args in (("put", empty, "k", "v"), ("get", empty, "k"), ("get", str(tmp_path / "none.ps"), "k")):
+        line = one_error_line(run(*args, ok=False))
+        assert "create=True" not in line and "=True" not in line, line
+
+
+def test_bench_refuses_zero_records():
+    proc = run("bench", "-n", "0", ok=False)
+    assert proc.returncode == 2 and b"--records" in proc.stderr and b"0 is not in the range" in proc.stderr
+
+
+def _as_nobody() -> List[str]:
+    """_as_nobody: the command prefix that runs a child without the right to write a read-only
+    directory: none for an ordinary user, setpriv to user nobody for root."""
+    if os.geteuid() != 0:
+        return []
+    import shutil
+
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: a read-only directory is writable")
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def test_put_in_a_read_only_directory_names_the_directory(tmp_path):
+    import shutil
+    import tempfile
+
+    prefix = _as_nobody()
+    base = tempfile.mkdtemp()  # not under tmp_path, whose parent only its owner may enter
+    try:
+        os.chmod(base, 0o755)
+        rodir = os.path.join(base, "rodir")
+        os.mkdir(rodir)
+        path = os.path.join(rodir, "ref.ps")
+        with pagestore.open(path) as db:
+            db[b"k"] = b"v"
+        os.chmod(path, 0o666)  # the file is writable: only the directory is not
+        os.chmod(rodir, 0o555)
+        proc = subprocess.run(prefix + [sys.executable, "-m", "pagestore", "put", path, "k", "w"],
+                              capture_output=True, timeout=60)
+        assert proc.returncode == 1, proc.stderr
+        line = proc.stderr.decode().strip()
+        assert line.startswith(f"pagestore: error: {rodir}: permission denied"), line
+        assert "directory is not writable" in line and "ref.ps-wal" in line
+        assert sorted(os.listdir(rodir)) == ["ref.ps"]
+    finally:
+        os.chmod(os.path.join(base, "rodir"), 0o755)
+        shutil.rmtree(base)

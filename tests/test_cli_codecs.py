@@ -6,6 +6,7 @@ the round trips here check that nothing is lost between them and the bytes.
 from __future__ import annotations
 
 import json
+import os
 import math
 
 import pytest
@@ -142,3 +143,78 @@ def test_a_bytes_store_dumps_as_before(tmp_path):
     with pagestore.open(path) as db:
         db[b"k"] = b"v"
     assert run("dump", path).stdout == b'{"k":"aw==","v":"dg=="}\n'
+
+
+# ---- dump and load round-trip every key a store accepts (issue 25) ----
+
+#: Text with lone surrogates, split pairs ('\ud83d\ude00', two code points) and NULs.
+SURROGATE_TEXT = st.text(alphabet=st.characters(blacklist_categories=()) | st.sampled_from(
+    ["\ud800", "\udce9", "\ud83d", "\ude00", "\x00", "\U0001f600"]), max_size=10)
+KEYS_OF = {
+    "bytes": st.binary(max_size=30),
+    "str": SURROGATE_TEXT,
+    "int": st.integers() | st.integers(-(2**600), 2**600),
+    "tuple": TUPLES | st.lists(SURROGATE_TEXT | st.floats(allow_nan=True), max_size=3).map(tuple),
+}
+
+
+def _dump_then_load(tmp: str, records: dict, kcodec: str, vcodec: str) -> tuple:
+    """_dump_then_load: a store of ``records`` dumped and loaded into a new one (the CLI in process);
+    returns (its dump, the stored bytes of both stores)."""
+    from click.testing import CliRunner
+
+    from pagestore.cli import cli
+
+    src, dst = os.path.join(tmp, "src.ps"), os.path.join(tmp, "dst.ps")
+    for p in (src, dst):
+        pagestore.remove(p)
+    with pagestore.open(src, keys=kcodec, values=vcodec, sync=False) as db:
+        db.update(records.items())
+    runner = CliRunner()
+    dumped = runner.invoke(cli, ["dump", src])
+    assert dumped.exit_code == 0, dumped.output
+    loaded = runner.invoke(cli, ["load", dst, "--no-progress"], input=dumped.stdout_bytes)
+    assert loaded.exit_code == 0, loaded.output
+    stored = []
+    for p in (src, dst):
+        with pagestore.open(p, readonly=True, keys=codecs.RAW, values=codecs.RAW) as db:
+            stored.append(list(db.items()))
+    return dumped.stdout_bytes, stored[0], stored[1]
+
+
+@pytest.mark.parametrize("kcodec", sorted(KEYS_OF))
+def test_dump_and_load_round_trip_any_store_bit_for_bit(kcodec, tmp_path_factory):
+    tmp = str(tmp_path_factory.mktemp(kcodec))
+    vcodec = "str" if kcodec == "str" else "bytes"
+    values = SURROGATE_TEXT if vcodec == "str" else st.binary(max_size=20)
+
+    @given(st.dictionaries(KEYS_OF[kcodec], values, max_size=8))
+    @settings(max_examples=30, deadline=None)
+    def round_trip(records):
+        dump, before, after = _dump_then_load(tmp, records, kcodec, vcodec)
+        dump.decode("utf-8")  # valid UTF-8, whatever the keys hold
+        assert after == before
+
+    round_trip()
+
+
+def test_os_listdir_names_round_trip_through_dump_and_load(tmp_path):
+    """'caf\\udce9.txt' (a Latin-1 name from os.listdir) and '\\ud800' were dumped as invalid UTF-8, or not at all."""
+    records = {"caf\udce9.txt": "latin-1 name", "\ud800": "lone", "\ud83d\ude00": "split pair", "plain": "\udfff"}
+    dump, before, after = _dump_then_load(str(tmp_path), records, "str", "str")
+    lines = dump.decode("utf-8").splitlines()
+    assert '{"k":"caf\\udce9.txt","v":"latin-1 name"}' in lines
+    assert after == before and len(after) == 4
+    with pagestore.open(str(tmp_path / "dst.ps"), readonly=True) as db:
+        assert dict(db.items()) == records
+    # scan prints them too (it stopped at the first with exit 1)
+    proc = run("scan", str(tmp_path / "dst.ps"))
+    assert "caf\\udce9.txt\tlatin-1 name" in proc.stdout.decode("utf-8")
+
+
+def test_json_values_refuse_a_lone_surrogate(tmp_path):
+    with pagestore.open(str(tmp_path / "j.ps"), keys="str", values="json") as db:
+        with pytest.raises(ValueError, match=r"lone surrogate \(U\+D83D\).*values='str' or 'pickle'"):
+            db["k"] = {"name": "\ud83d\ude00"}
+        db["k"] = {"name": "\U0001f600"}
+        assert db["k"] == {"name": "\U0001f600"}

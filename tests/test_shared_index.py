@@ -135,7 +135,7 @@ def test_compact_is_refused_while_another_open_reads(tmp_path):
         _fill(db, 100)
         with pagestore.open(path, readonly=True) as r:
             assert len(r) == 100
-            with pytest.raises(PageStoreError, match="other processes have the store open"):
+            with pytest.raises(PageStoreError, match="this process also has the store open"):
                 db.compact()
             assert len(r) == 100
         db.compact()
