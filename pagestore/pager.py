@@ -257,6 +257,7 @@ class Pager:
         self.poisoned: Optional[BaseException] = None
         self._guard = _Poisons(self)
         self.cache_pages = self.own_pages = MIN_CACHE_PAGES
+        self._made_log = False  # this open created the log file (removed again if the open fails)
         try:
             self._open(path, create, readonly, page_size, opener)
             self.map_struct.page_size = self.page_size
@@ -265,11 +266,15 @@ class Pager:
             if self.shared:
                 self.begin_operation()  # the view the store builds itself on; the store ends it
         except BaseException:
-            if self.shm is not None and self._data_lock is not None and self._data_lock.try_exclusive():
-                # A failed open leaves no file it made: the index is rebuilt by the next open
-                # (the log stays: it may hold commits).
+            alone = self._data_lock is None or self._data_lock.try_exclusive()
+            if self.shm is not None and self._data_lock is not None and alone:
+                # A failed open leaves no file it made: the index is rebuilt by the next open.
                 remove_shm(path)
+            made_log = self._made_log
             self._close_files()
+            if made_log and alone:
+                # A log this open created holds no commit (the log stays otherwise: it may).
+                remove_log(path)
             raise
 
     # ---- opening ----
@@ -294,6 +299,7 @@ class Pager:
             self._create(page_size)
         disk_meta = self._read_disk_meta()
         self.page_size = disk_meta.page_size
+        self._made_log = not readonly and not os.path.lexists(log_path(path))
         self.wal = WAL(log_path(path), self.page_size, disk_meta.file_id, readonly=readonly, opener=opener)
         if readonly and self._data_lock is not None:
             if self._open_shared_reader(disk_meta):
