@@ -135,7 +135,8 @@ class ReadMark:
 
 class _Poisons:
     """_Poisons is the pager's guard around its writes and syncs: an OSError leaving the block
-    poisons the pager (``Pager._poison``) and goes on up. A class, not a generator context
+    poisons the pager (``Pager._poison``) and goes on up, unless it is the shared index's
+    ``IndexGrowError`` (raised before the log or the data file is written). A class, not a generator context
     manager: it wraps every commit."""
 
     __slots__ = ("pager",)
@@ -147,7 +148,8 @@ class _Poisons:
         return None
 
     def __exit__(self, kind: Optional[type], exc: Optional[BaseException], tb: Any) -> None:
-        if isinstance(exc, OSError):
+        # A shared index that could not grow failed before anything was written: no poison.
+        if isinstance(exc, OSError) and not isinstance(exc, shmlib.IndexGrowError):
             self.pager._poison(exc)
 
 

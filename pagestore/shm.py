@@ -259,9 +259,12 @@ class SharedIndex:
         fails an append before any of its bytes are in the log.
 
         Raises:
-            OSError: the file could not grow (ENOSPC on a full disk).
+            IndexGrowError: the file could not grow (ENOSPC on a full disk).
         """
-        self._ensure(frames)
+        try:
+            self._ensure(frames)
+        except OSError as exc:
+            raise IndexGrowError(exc.errno, exc.strerror, exc.filename) from exc
 
     # ---- the header ----
 
@@ -424,6 +427,13 @@ class SharedIndex:
 
 
 # ---- growing the file with real blocks ----
+
+
+class IndexGrowError(OSError):
+    """IndexGrowError: the shared index could not grow (a full disk). An OSError like any other,
+    with one difference the pager relies on: it comes before the log or the data file is
+    written (``SharedIndex.reserve``), so nothing on disk changed and the store is not
+    poisoned (pager.py, ``_Poisons``): the commit is rolled back and the next one may succeed."""
 
 
 def _grow(fd: int, size: int, new: int, path: str) -> None:
