@@ -223,6 +223,9 @@ class Pager:
         #: writer: frames of the log (from the first) whose pages the data file holds
         self.backfilled = 0
         self._next_try = 0  # writer: log size at which the next automatic checkpoint is tried
+        #: writer: (log offset, bytes) of the header frame of the last commit, so that the next
+        #: commit's header frame may be a delta from it (only while it is still page 0's newest)
+        self._logged_header: Optional[Tuple[int, bytes]] = None
         self._data_lock: Optional[shmlib.DataLock] = None  # LOCK_DMS on the data file, when held
         self.cache_pages = self.own_pages = MIN_CACHE_PAGES
         try:
@@ -1088,13 +1091,16 @@ class Pager:
                 raise CorruptionError(pgno, "dirty page is not in the cache as dirty")
         log = self.wal.check()
         if not self.readonly:
-            # What a delta frame is made against (the clean image) must be the page's
-            # newest log image, or the log would be rebuilt wrong.
+            # What a delta frame is made against (the clean image, and the last commit's
+            # header) must be the page's newest log image, or the log would be rebuilt wrong.
             wal = self.wal
             for pgno, f in self.cache.items():
                 off = wal.txn_index.get(pgno, wal.index.get(pgno))
                 if not f.dirty and off is not None and wal.read_frame(off, pgno) != f.buf:
                     raise CorruptionError(pgno, "cached page differs from its newest image in the log")
+            logged = self._logged_header
+            if logged is not None and wal.index.get(0) == logged[0] and wal.read_frame(logged[0], 0) != logged[1]:
+                raise CorruptionError(0, "the last commit's header differs from its image in the log")
         self._check_map()
         return {"pages": self.meta.page_count, "free_pages": free, "cached": len(self.cache),
                 "dirty": len(self.dirty), "log_frames": log["frames"]}
@@ -1140,13 +1146,21 @@ class Pager:
             f.page.lsn = txn
             f.page.set_checksum()
             frames.append((pgno, f.buf, f.base))
-        # The header frame is whole: every reader in another process reads it at each new
-        # commit it sees, and a delta chain there cost it several frames a time (bench/readers.py).
-        frames.append((0, self.meta.encode(), None))
+        # The header frame is a delta from the last commit's, like any page's (a one-key
+        # commit changes a few dozen of its bytes): logged whole, it was most of a small
+        # commit's log bytes. A reader in another process reads it at each new commit it
+        # sees; the log's image cache (IMAGE_CACHE) holds the header it read last, so that
+        # costs it one frame when it saw the commit before, and MAX_CHAIN + 1 at most.
+        header = bytes(self.meta.encode())
+        logged = self._logged_header
+        wal = self.wal
+        before = logged[1] if logged is not None and wal.index.get(0) == logged[0] else None
+        frames.append((0, header, before))
         # All or nothing in the log's memory: if the write or the sync fails,
         # the WAL does not go on believing in this commit (its index would
         # serve the new images under the old header), and the caller rolls back.
-        self.wal.commit(frames, txn, self.meta.page_count, durable=self.sync_default if sync is None else sync)
+        wal.commit(frames, txn, self.meta.page_count, durable=durable)
+        self._logged_header = (wal.index[0], header)
         for f in self.dirty.values():
             f.dirty = False
             f.base = None
