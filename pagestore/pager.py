@@ -1169,7 +1169,7 @@ class Pager:
         self._publish()
         size = self.wal.size()
         threshold = self.checkpoint_threshold()
-        if size > threshold and size >= self._next_try:
+        if size > threshold and (size >= self._next_try or self._readers_gone()):
             try:
                 self.checkpoint()
             except OSError:
@@ -1186,7 +1186,10 @@ class Pager:
 
         Readers that began after that checkpoint read the data file only (LOCK_READ0), which
         does not stand in the way; by the next write, the short reads that held marks on the
-        old log have usually ended. (SQLite restarts its log at the same moment.)
+        old log have usually ended. (SQLite restarts its log at the same moment.) A try that
+        readers held back is made again once the log has grown by a quarter of the threshold,
+        or at the first write after the last reader let go (``_readers_gone``), whichever
+        comes first.
         """
         wal = self.wal
         if wal is None or self.readers or self.readonly or self.in_transaction:
@@ -1194,7 +1197,7 @@ class Pager:
         size = wal.size()
         threshold = self.checkpoint_threshold()
         try:
-            if size > threshold and size >= self._next_try:
+            if size > threshold and (size >= self._next_try or self._readers_gone()):
                 # Readers kept the checkpoint after the last commit from finishing (a read
                 # begun before that commit held its mark). Now they have moved on: copy the
                 # rest, and give the reads that began meanwhile a moment to end.
@@ -1207,6 +1210,17 @@ class Pager:
                 self._restart_log()
         except OSError:
             pass  # as for a failed checkpoint: the log still holds everything; tried again later
+
+    def _readers_gone(self) -> bool:
+        """_readers_gone: whether a checkpoint that readers held back (``_next_try`` set) may now
+        copy the whole log and start it over, because no reader holds anything any more: no
+        snapshot of this store, no read mark of another open (another process, or a read-only
+        open in this one). Asked only while a try waits, at each write: two lock probes
+        of the shared index (F_OFD_GETLK: no lock is taken, nothing is synced)."""
+        if not self._next_try or self.readers:
+            return False
+        wal = self.wal
+        return self.shm is None or wal is None or self.shm.oldest_mark(wal.committed_frames) is None
 
     def _publish(self) -> None:
         """_publish shows the log's committed state to readers in other processes (writer; shm.py)."""
