@@ -322,7 +322,13 @@ def run_config(tmp: str, page_size: int, mmap: bool, rounds: int, seed: int, *, 
                   argv=[script, "writer", path, str(seed), str(page_size), mode, flag, kill])
         w.started.wait(60)
         opened = any(x.startswith("START") for x in w.lines)
-        if not opened and w.proc.poll() != -signal.SIGKILL:  # else it killed itself while it opened: recovery
+        rc = None
+        if not opened:  # it killed itself while it opened (in recovery), or it failed
+            try:
+                rc = w.proc.wait(30)  # its output ended: it is exiting
+            except subprocess.TimeoutExpired:
+                pass
+        if not opened and rc != -signal.SIGKILL:
             w.kill()
             with open(err, "rb") as f:
                 raise AssertionError(f"the campaign writer did not start:\n{f.read().decode(errors='replace')}")
