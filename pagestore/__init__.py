@@ -13,6 +13,7 @@ from .errors import (
     ReadOnlyError,
     StoreClosedError,
     StoreLockedError,
+    StorePoisonedError,
     TransactionClosedError,
     VersionMismatchError,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "InvalidFileError",
     "VersionMismatchError",
     "StoreLockedError",
+    "StorePoisonedError",
     "StoreClosedError",
     "TransactionClosedError",
     "ReadOnlyError",

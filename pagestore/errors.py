@@ -56,3 +56,24 @@ class TransactionClosedError(PageStoreError):
 
 class ReadOnlyError(PageStoreError):
     """A write was attempted on a store opened with ``readonly=True``."""
+
+
+class StorePoisonedError(PageStoreError):
+    """An earlier write or sync of the store's data file or log failed, so the store refuses every
+    write until it is closed and opened again (reads go on). ``original`` (also ``__cause__``)
+    is that first failure.
+
+    After a failed ``fsync`` Linux may have marked the unwritten pages clean: a later sync
+    that succeeds does not write them, and a commit made after it could sit behind a hole
+    in the log. Opening again recovers from what is durably on disk (PostgreSQL's PANIC on
+    a failed fsync, LMDB's ``MDB_PANIC``).
+    """
+
+    def __init__(self, path: str, original: BaseException) -> None:
+        self.path = path
+        self.original = original
+        super().__init__(
+            f"{path}: the store refuses writes since a write or sync of its files failed "
+            f"({type(original).__name__}: {original}); close it and open it again "
+            "(opening recovers from what is durable on disk)"
+        )

@@ -15,7 +15,12 @@ commit holding its write is durable (or has failed), exactly as before.
 Atomicity is unchanged: each write is all-or-nothing because the batch is;
 a batch that fails is rolled back whole (``apply`` does that) and then its
 writes are retried one commit each, so that each caller gets its own
-outcome: the failing write its exception, the others their commit.
+outcome: the failing write its exception, the others their commit. Except
+when the commit itself failed (an ``OSError`` from a write or sync of the
+store's files, or ``StorePoisonedError``): the store is then poisoned (see
+``Pager._poison``), nothing is retried, and every write of the batch raises
+that error, the same exception object, as ``concurrent.futures`` hands one
+failure to every waiter.
 
 Callers: the store, for every write outside a transaction and every
 transaction's commit. A thread that already holds the store's lock (a write
@@ -27,7 +32,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, List, Optional
 
-from .errors import PageStoreError
+from .errors import PageStoreError, StorePoisonedError
 
 Apply = Callable[[List[Callable[[], Any]], Optional[bool]], List[Any]]
 
@@ -123,8 +128,11 @@ class CommitQueue:
             try:
                 results = self._apply([r.fn for r in batch], sync)
             except BaseException as exc:
-                if len(batch) == 1:
-                    batch[0].error, batch[0].settled = exc, True
+                if len(batch) == 1 or isinstance(exc, (OSError, StorePoisonedError)):
+                    # One write, or the commit failed, not a write: the store is poisoned
+                    # and a retry could only fail again. Every write gets the error.
+                    for r in batch:
+                        r.error, r.settled = exc, True
                     return
                 # Rolled back whole: give each write its own commit and its own outcome.
                 for r in batch:

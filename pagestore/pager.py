@@ -69,7 +69,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, Un
 
 from . import fileio
 from . import format as fmt
-from .errors import CorruptionError, InvalidFileError, PageStoreError, ReadOnlyError, StoreLockedError
+from .errors import (CorruptionError, InvalidFileError, PageStoreError, ReadOnlyError, StoreLockedError,
+                     StorePoisonedError)
 from ._native import MapHandle
 from .page import SlottedPage, seal_pages
 from .wal import KEEP_BYTES, WAL, Frame, log_path, remove_log
@@ -121,6 +122,25 @@ class ReadMark:
         self.lock: Optional[int] = None  # a reader beside a writer: the read mark it keeps locked (see Pager._acquire)
         self.taken = time.monotonic()
         self.live = True
+
+
+class _Poisons:
+    """_Poisons is the pager's guard around its writes and syncs: an OSError leaving the block
+    poisons the pager (``Pager._poison``) and goes on up. A class, not a generator context
+    manager: it wraps every commit."""
+
+    __slots__ = ("pager",)
+
+    def __init__(self, pager: "Pager") -> None:
+        self.pager = pager
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Optional[type], exc: Optional[BaseException], tb: Any) -> bool:
+        if exc is not None and isinstance(exc, OSError):
+            self.pager._poison(exc)
+        return False
 
 
 class _Frame:
@@ -227,6 +247,10 @@ class Pager:
         #: commit's header frame may be a delta from it (only while it is still page 0's newest)
         self._logged_header: Optional[Tuple[int, bytes]] = None
         self._data_lock: Optional[shmlib.DataLock] = None  # LOCK_DMS on the data file, when held
+        #: the first failed write or sync of the data file or the log (an OSError), or None:
+        #: once set, every write raises StorePoisonedError until the store is opened again
+        self.poisoned: Optional[BaseException] = None
+        self._guard = _Poisons(self)
         self.cache_pages = self.own_pages = MIN_CACHE_PAGES
         try:
             self._open(path, create, readonly, page_size, opener)
@@ -870,15 +894,16 @@ class Pager:
         # load's leave the cache one at a time, so the run of them at the head goes now,
         # in one write, rather than one pwrite each (bulk_load.py: 0.24 s -> 0.21 s, 50k).
         fresh = sorted(p for p in victims if p >= end and cache[p].dirty)
-        if len(fresh) > 1:
-            self._write_direct(fresh, self.meta.lsn + 1)
-        for pgno in victims:
-            f = cache[pgno]
-            if f.dirty:
-                # Spill before dropping: if the log write fails, the page must
-                # stay cached and dirty so that rollback can find and discard it.
-                self._spill(pgno, f)
-            del cache[pgno]
+        with self._guard:
+            if len(fresh) > 1:
+                self._write_direct(fresh, self.meta.lsn + 1)
+            for pgno in victims:
+                f = cache[pgno]
+                if f.dirty:
+                    # Spill before dropping: if the log write fails, the page must
+                    # stay cached and dirty so that rollback can find and discard it.
+                    self._spill(pgno, f)
+                del cache[pgno]
 
     def _spill(self, pgno: int, f: _Frame) -> None:
         assert self.wal is not None
@@ -991,10 +1016,11 @@ class Pager:
             for pgno in range(first, first + n):
                 self._unverify(pgno)  # past the committed end, but the map may still cover it
         self.overlaid.update(range(first, first + n))
-        self.file.write(first * ps, pages)
-        self._direct = True
-        if (self.meta.page_count - WRITEBACK_LAG - self._written_back_to()) * ps >= WRITEBACK_BYTES:
-            self._write_back()
+        with self._guard:
+            self.file.write(first * ps, pages)
+            self._direct = True
+            if (self.meta.page_count - WRITEBACK_LAG - self._written_back_to()) * ps >= WRITEBACK_BYTES:
+                self._write_back()
 
     def _written_back_to(self) -> int:
         """_written_back_to: the page below which this transaction's new pages are written back
@@ -1108,9 +1134,26 @@ class Pager:
     # ---- transactions ----
 
     def check_writable(self) -> None:
-        """check_writable raises ReadOnlyError for a read-only store. Callers: every writing path."""
+        """check_writable raises ReadOnlyError for a read-only store, StorePoisonedError for a
+        poisoned one (``_poison``). Callers: every writing path."""
         if self.readonly:
             raise ReadOnlyError(f"{self.path}: store is open read-only")
+        if self.poisoned is not None:
+            raise StorePoisonedError(self.path, self.poisoned) from self.poisoned
+
+    def _poison(self, exc: BaseException) -> None:
+        """_poison records the first failed write or sync of the data file or the log: from now on
+        every write, commit, checkpoint and sync raises StorePoisonedError, and close writes
+        nothing. Reads go on, from the state the last good commit left in memory.
+
+        Why not retry: after a failed fsync, Linux marks the pages it could not write
+        clean (PostgreSQL's "fsyncgate"): the next fsync succeeds without writing them, so
+        a commit acknowledged after it could lie behind a hole in the log, and recovery
+        stops at the hole. What is durable is known again only when the files are read
+        back from the disk: at the next open.
+        """
+        if self.poisoned is None:
+            self.poisoned = exc
 
     @property
     def in_transaction(self) -> bool:
@@ -1125,6 +1168,8 @@ class Pager:
         there was nothing to commit. May run a checkpoint afterwards.
         """
         assert self.wal is not None
+        if self.poisoned is not None:
+            raise StorePoisonedError(self.path, self.poisoned) from self.poisoned
         if not self.in_transaction:
             return False
         self.check_writable()
@@ -1132,35 +1177,37 @@ class Pager:
         self.meta.lsn = txn
         durable = self.sync_default if sync is None else sync
         end = self.committed.page_count
-        if self._direct or (durable and len(self.dirty) >= DIRECT_PAGES):
-            fresh = sorted(p for p in self.dirty if p >= end)
-            if fresh and (self._direct or len(fresh) >= DIRECT_PAGES):
-                self._write_direct(fresh, txn)
-        if self._direct:
-            # Before the commit frame: it is what makes the new pages part of the file.
-            self.file.sync()  # type: ignore[union-attr]
-            self._direct = False
-        frames: List[Frame] = []
-        for pgno in sorted(self.dirty):
-            f = self.dirty[pgno]
-            f.page.lsn = txn
-            f.page.set_checksum()
-            frames.append((pgno, f.buf, f.base))
-        # The header frame is a delta from the last commit's, like any page's (a one-key
-        # commit changes a few dozen of its bytes): logged whole, it was most of a small
-        # commit's log bytes. A reader in another process reads it at each new commit it
-        # sees; the log's image cache (IMAGE_CACHE) holds the header it read last, so that
-        # costs it one frame when it saw the commit before, and MAX_CHAIN + 1 at most.
-        header = bytes(self.meta.encode())
-        logged = self._logged_header
-        wal = self.wal
-        before = logged[1] if logged is not None and wal.index.get(0) == logged[0] else None
-        frames.append((0, header, before))
-        # All or nothing in the log's memory: if the write or the sync fails,
-        # the WAL does not go on believing in this commit (its index would
-        # serve the new images under the old header), and the caller rolls back.
-        wal.commit(frames, txn, self.meta.page_count, durable=durable)
-        self._logged_header = (wal.index[0], header)
+        with self._guard:
+            if self._direct or (durable and len(self.dirty) >= DIRECT_PAGES):
+                fresh = sorted(p for p in self.dirty if p >= end)
+                if fresh and (self._direct or len(fresh) >= DIRECT_PAGES):
+                    self._write_direct(fresh, txn)
+            if self._direct:
+                # Before the commit frame: it is what makes the new pages part of the file.
+                self.file.sync()  # type: ignore[union-attr]
+                self._direct = False
+            frames: List[Frame] = []
+            for pgno in sorted(self.dirty):
+                f = self.dirty[pgno]
+                f.page.lsn = txn
+                f.page.set_checksum()
+                frames.append((pgno, f.buf, f.base))
+            # The header frame is a delta from the last commit's, like any page's (a one-key
+            # commit changes a few dozen of its bytes): logged whole, it was most of a small
+            # commit's log bytes. A reader in another process reads it at each new commit it
+            # sees; the log's image cache (IMAGE_CACHE) holds the header it read last, so that
+            # costs it one frame when it saw the commit before, and MAX_CHAIN + 1 at most.
+            header = bytes(self.meta.encode())
+            logged = self._logged_header
+            wal = self.wal
+            before = logged[1] if logged is not None and wal.index.get(0) == logged[0] else None
+            frames.append((0, header, before))
+            # All or nothing in the log's memory: if the write or the sync fails,
+            # the WAL does not go on believing in this commit (its index would
+            # serve the new images under the old header), and the caller rolls back.
+            # The pager is poisoned then (``_poison``): the log may hold a hole.
+            wal.commit(frames, txn, self.meta.page_count, durable=durable)
+            self._logged_header = (wal.index[0], header)
         for f in self.dirty.values():
             f.dirty = False
             f.base = None
@@ -1173,10 +1220,10 @@ class Pager:
             try:
                 self.checkpoint()
             except OSError:
-                # The commit is already durable in the log. A checkpoint that
-                # fails (a full disk growing the data file) changes nothing the
-                # log cannot redo, and is retried after the next commit and at
-                # close: raising here would tell the caller a saved write failed.
+                # The commit is already in the log (durable, if asked). A checkpoint
+                # that fails (a full disk growing the data file) changes nothing the
+                # log cannot redo; raising here would tell the caller a saved write
+                # failed. It has poisoned the pager: the next write raises.
                 pass
         return True
 
@@ -1192,24 +1239,22 @@ class Pager:
         comes first.
         """
         wal = self.wal
-        if wal is None or self.readers or self.readonly or self.in_transaction:
+        if wal is None or self.readers or self.readonly or self.in_transaction or self.poisoned is not None:
             return
         size = wal.size()
         threshold = self.checkpoint_threshold()
-        try:
-            if size > threshold and (size >= self._next_try or self._readers_gone()):
-                # Readers kept the checkpoint after the last commit from finishing (a read
-                # begun before that commit held its mark). Now they have moved on: copy the
-                # rest, and give the reads that began meanwhile a moment to end.
-                self.checkpoint(wait=RESTART_WAIT)
-                if wal.size() > threshold:
-                    # Still held back (a snapshot, most likely): try again after a quarter
-                    # of the threshold more, not before every write (each try may sync).
-                    self._next_try = wal.size() + threshold // 4
-            elif self.backfilled and self.backfilled == wal.committed_frames:
-                self._restart_log()
-        except OSError:
-            pass  # as for a failed checkpoint: the log still holds everything; tried again later
+        # A failure raises (and has poisoned the pager): the write that called this fails.
+        if size > threshold and (size >= self._next_try or self._readers_gone()):
+            # Readers kept the checkpoint after the last commit from finishing (a read
+            # begun before that commit held its mark). Now they have moved on: copy the
+            # rest, and give the reads that began meanwhile a moment to end.
+            self.checkpoint(wait=RESTART_WAIT)
+            if wal.size() > threshold:
+                # Still held back (a snapshot, most likely): try again after a quarter
+                # of the threshold more, not before every write (each try may sync).
+                self._next_try = wal.size() + threshold // 4
+        elif self.backfilled and self.backfilled == wal.committed_frames:
+            self._restart_log()
 
     def _readers_gone(self) -> bool:
         """_readers_gone: whether a checkpoint that readers held back (``_next_try`` set) may now
@@ -1229,9 +1274,17 @@ class Pager:
             self.shm.publish(wal.generation, wal.salt, wal.committed_frames, self.backfilled)
 
     def sync(self) -> None:
-        """sync makes every commit so far durable: the log is synced up to its end (commits made with sync=False too)."""
+        """sync makes every commit so far durable: the log is synced up to its end (commits made with sync=False too).
+
+        Raises:
+            StorePoisonedError: an earlier write or sync failed (nothing since is known durable).
+            OSError: this sync failed (the pager is poisoned from now on).
+        """
+        if self.poisoned is not None:
+            raise StorePoisonedError(self.path, self.poisoned) from self.poisoned
         if self.wal is not None:
-            self.wal.sync()
+            with self._guard:
+                self.wal.sync()
 
     def checkpoint_threshold(self) -> int:
         """checkpoint_threshold: log bytes that trigger an automatic checkpoint.
@@ -1292,10 +1345,19 @@ class Pager:
         writes are a sixth).
         """
         assert self.wal is not None and self.file is not None
-        if self.readonly or not self.wal.index:
+        if self.readonly:
+            return
+        if self.poisoned is not None:
+            raise StorePoisonedError(self.path, self.poisoned) from self.poisoned
+        if not self.wal.index:
             return
         if self.dirty or self.wal.txn_index:
             raise PageStoreError("checkpoint inside a transaction")
+        with self._guard:
+            self._checkpoint(wait)
+
+    def _checkpoint(self, wait: float) -> None:
+        assert self.wal is not None
         wal = self.wal
         frames = wal.committed_frames
         limit = frames
@@ -1366,25 +1428,31 @@ class Pager:
                 if shm.try_lock(READ_BASE, READ_SPAN, exclusive=True):
                     break
         try:
-            if shm is not None:
-                shm.invalidate()  # a crash from here to the publish below makes readers rebuild
-            seq = self.meta.checkpoint_seq + 1
-            ps = self.page_size
-            if self.file.size() > self.meta.page_count * ps and (self._data_lock is None or self._data_lock.alone()):
-                self._unmap()  # the file never shrinks under a live map
-                self.file.truncate(self.meta.page_count * ps)
-                self.file.sync()
-            self.meta.checkpoint_seq = seq
-            self.committed = self.meta.copy()
-            self.wal.reset(seq)
-            self.backfilled = 0
-            self._next_try = 0
-            self.overlaid.clear()
+            with self._guard:
+                if shm is not None:
+                    shm.invalidate()  # a crash from here to the publish below makes readers rebuild
+                seq = self.meta.checkpoint_seq + 1
+                ps = self.page_size
+                if self.file.size() > self.meta.page_count * ps and (self._data_lock is None or self._data_lock.alone()):
+                    self._unmap()  # the file never shrinks under a live map
+                    self.file.truncate(self.meta.page_count * ps)
+                    self.file.sync()
+                try:
+                    self.wal.reset(seq)
+                finally:
+                    if self.wal.generation == seq:
+                        # The log in memory is the new, empty generation even if reset
+                        # failed part way (see WAL.reset): every page is the data file's.
+                        self.meta.checkpoint_seq = seq
+                        self.committed = self.meta.copy()
+                        self.backfilled = 0
+                        self._next_try = 0
+                        self.overlaid.clear()
         finally:
             if shm is not None:
                 self._publish()
                 shm.unlock(READ_BASE, READ_SPAN)
-        self._remap()
+            self._remap()
 
     # ---- read marks (snapshots) ----
 
@@ -1589,13 +1657,17 @@ class Pager:
         return data + (self.wal.bytes_written() if self.wal is not None else 0)
 
     def close(self, checkpoint: bool = True) -> None:
-        """close checkpoints (unless told not to), removes the emptied log and releases the files."""
+        """close checkpoints (unless told not to), removes the emptied log and releases the files.
+
+        A poisoned pager (``_poison``) writes nothing and raises nothing here: it rolls an
+        open transaction back in memory and lets go of its files, log and shared index left
+        as they are; the next open recovers from them."""
         self._drop_readers()
         try:
             if self.wal is not None and self.file is not None and not self.readonly:
                 if self.in_transaction:
                     self.rollback()
-                if checkpoint:
+                if checkpoint and self.poisoned is None:
                     self.checkpoint()
                     # The log and the shared index go only when the log is empty and no
                     # other process has the store open (one that has keeps reading them).

@@ -626,28 +626,53 @@ class WAL:
         """reset starts a new log generation: a fresh header and salt, no frames.
 
         Callers: the pager, after a checkpoint has made the data file whole and
-        synced it, and recovery for a log that was not this file's.
+        synced it, and recovery for a log that was not this file's. Either way no
+        frame of the old log holds anything the data file lacks, so a crash at any
+        step leaves a log recovery may replay or ignore alike (docs/format.md,
+        "Restart order"):
+
+        1. write the new header (new salt): every old frame now fails the salt;
+        2. sync: the new, empty generation is durable;
+        3. shorten the file to KEEP_BYTES (not synced: what a crash leaves past
+           it fails the salt too).
+
+        Shortening first (as this did once) let a crash leave the OLD header over a
+        prefix of the old frames: recovery replayed that prefix over the newer data
+        file and lost every commit after it.
+
+        Memory follows the file whatever fails: from step 1 on, the log in memory is
+        the new generation (nothing in it; the data file holds every page), so the
+        caller may go on reading after an error; the error is raised.
         """
         assert self.file is not None and not self.readonly
-        salt = int.from_bytes(os.urandom(4), "little") or 1
+        salt = self.salt
+        while salt in (0, self.salt):  # never zero, never the old salt: old frames must fail it
+            salt = int.from_bytes(os.urandom(4), "little")
         header = self._header_bytes(generation, salt)
+        size = self.file.size()
+        synced = False
+        try:
+            self.file.write(0, header)
+            self.file.sync()
+            synced = True
+        finally:
+            self.generation, self.salt = generation, salt
+            self._crc = _U32.unpack_from(header, 36)[0]
+            self.end = self.committed_end = WAL_HEADER_SIZE
+            self.committed_crc = self._crc
+            self.committed_frames = 0
+            self.index.clear()
+            self.txn_index.clear()
+            self.frame_pgnos, self.frame_offsets, self.depth = [], [], {}
+            self._images.clear()
+            self._synced = synced
+            self.allocated = max(size, WAL_HEADER_SIZE)
         # Old frames fail the new salt, so the file need not be emptied: keep
         # its first KEEP_BYTES allocated for the next commits (see GROW_BYTES).
-        self.allocated = min(self.file.size(), KEEP_BYTES)
-        self.file.truncate(max(self.allocated, WAL_HEADER_SIZE))
-        self.allocated = max(self.allocated, WAL_HEADER_SIZE)
-        self.file.write(0, header)
-        self.file.sync()
-        self.generation, self.salt = generation, salt
-        self._crc = _U32.unpack_from(header, 36)[0]
-        self.end = self.committed_end = WAL_HEADER_SIZE
-        self.committed_crc = self._crc
-        self.committed_frames = 0
-        self.index.clear()
-        self.txn_index.clear()
-        self.frame_pgnos, self.frame_offsets, self.depth = [], [], {}
-        self._images.clear()
-        self._synced = True
+        keep = max(KEEP_BYTES, WAL_HEADER_SIZE)
+        if self.allocated > keep:
+            self.file.truncate(keep)
+            self.allocated = keep
 
     def check(self) -> Dict[str, int]:
         """check verifies the log's bookkeeping against its rules and its file. O(indexed frames).

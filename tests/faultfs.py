@@ -12,6 +12,8 @@ durable + pending. ``sync`` makes that file's pending operations durable.
     "scramble"  per file, each unsynced write keeps a random subset of its
                 sectors and each unsynced truncate survives or not: a disk
                 cache that reorders freely between two syncs
+    "kill"      every operation survives: the process died (kill -9), the
+                kernel did not, and it holds every write the process made
 
 All randomness comes from the seed, so a failing case replays exactly.
 
@@ -19,8 +21,29 @@ Counting: every write, sync and truncate is an I/O event, numbered from 1.
 ``Disk(fail_at=k)`` raises ``PowerCut`` from event k *before* it takes effect,
 so the workload stops with exactly events 1..k-1 done; the caller then calls
 ``crash()``. ``Disk(eio_at=k)`` instead fails event k alone with
-``OSError(EIO)`` (nothing written) and carries on, as a flaky device does. After a crash every file handle opened before it is dead (any
-call raises ``PowerCut``), and locks are gone.
+``OSError(EIO)`` and carries on, as a flaky device does. After a crash every
+file handle opened before it is dead (any call raises ``PowerCut``), and locks
+are gone.
+
+What a failed event leaves, ``Disk(model=...)``:
+
+    "linux"  (the default) what Linux does. A failed fsync (Linux 4.13+, the
+             PostgreSQL "fsyncgate" of 2018) writes a random subset of the
+             file's pending sectors to the disk and marks ALL of them clean:
+             reads still see every write (the page cache holds them), but the
+             rest are lost at the next crash, even if a later fsync succeeds,
+             for that fsync has nothing left to write. A failed write may have
+             written a prefix of its data (whole sectors) before it failed. A
+             failed truncate changes nothing.
+    "kind"   the failed event changes nothing, and pending writes stay pending
+             until a later sync makes them durable: kinder than any real
+             kernel; kept only to show what it used to hide.
+
+Tags: ``Disk(watch=(name, ...))`` records, for each I/O event, the innermost
+function of the call stack whose name is in ``watch`` (``Disk.tags``: event
+number -> name; ``Disk.kinds``: "write", "sync" or "truncate"), so that a
+test can show which events of, say,
+``WAL.reset`` its cut points reached.
 
 Maps: ``FaultFile.map`` serves the file's bytes as an anonymous memory map
 kept in step with every later write, as a shared map of a real file is. A
@@ -48,7 +71,8 @@ import mmap
 import os
 import random
 import shutil
-from typing import Dict, List, Optional, Tuple
+import sys
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from pagestore.errors import StoreLockedError
 
@@ -90,7 +114,23 @@ class _Content:
                 raise AssertionError(f"file truncated to {op[1]} bytes under a live map of {len(m)}")
 
     def sync(self) -> None:
-        self.durable = bytearray(self.view)
+        # Pending operations onto the durable bytes, not a copy of the view: after a
+        # failed sync (Linux) the view holds writes that are no longer pending and
+        # that no later sync writes.
+        for op in self.pending:
+            _apply(self.durable, op)
+        self.pending.clear()
+
+    def fail_sync(self, rng: random.Random) -> None:
+        """fail_sync is a failed fsync on Linux: some pending sectors reach the disk, and every
+        pending operation is forgotten (marked clean) while reads keep seeing it."""
+        for op in self.pending:
+            if op[0] == "w":
+                for off, data in _sector_pieces(op[1], op[2]):
+                    if rng.random() < 0.5:
+                        _apply(self.durable, ("w", off, data))
+            elif rng.random() < 0.5:
+                _apply(self.durable, op)
         self.pending.clear()
 
 
@@ -131,12 +171,22 @@ class Disk:
         fail_at: Optional[int] = None,
         eio_at: Optional[int] = None,
         limit: Optional[int] = None,
+        model: str = "linux",
+        watch: Iterable[str] = (),
     ) -> None:
+        if model not in ("linux", "kind"):
+            raise ValueError(f"unknown fault model {model!r}")
         self.root = root
         self.seed = seed
         self.fail_at = fail_at
         self.eio_at = eio_at
         self.limit = limit
+        self.model = model
+        self.watch = frozenset(watch)
+        self.tags: Dict[int, str] = {}
+        self.kinds: Dict[int, str] = {}  # with watch: event number -> "write", "sync" or "truncate"
+        self.failures = 0  # events failed with EIO
+        self.rng = random.Random(f"{seed}:faults")
         self.events = 0
         self.writes = 0
         self.syncs = 0
@@ -172,15 +222,30 @@ class Disk:
 
     # ---- events ----
 
-    def _event(self) -> None:
+    def _event(self, kind: str) -> bool:
+        """_event counts an I/O event; raises PowerCut at ``fail_at``; True when this event is to
+        fail with EIO (the caller applies the model's partial effect first)."""
         if self.dead:
             raise PowerCut("power is off")
         self.events += 1
+        if self.watch:
+            self.kinds[self.events] = kind
+            frame = sys._getframe(2)
+            while frame is not None:
+                if frame.f_code.co_name in self.watch:
+                    self.tags[self.events] = frame.f_code.co_name
+                    break
+                frame = frame.f_back  # type: ignore[assignment]
         if self.fail_at is not None and self.events >= self.fail_at:
             self.dead = True
             raise PowerCut(f"power cut at I/O event {self.events}")
         if self.eio_at is not None and self.events == self.eio_at:
-            raise OSError(errno.EIO, f"injected I/O error at event {self.events}")
+            self.failures += 1
+            return True
+        return False
+
+    def _eio(self) -> OSError:
+        return OSError(errno.EIO, f"injected I/O error at event {self.events}")
 
     def total_bytes(self) -> int:
         return sum(len(c.view) for c in self.contents.values())
@@ -214,6 +279,9 @@ class Disk:
                                 _apply(buf, ("w", off, data))
                     elif rng.random() < 0.5:
                         _apply(buf, op)
+            elif mode == "kill":
+                for op in ops:
+                    _apply(buf, op)
             else:
                 raise ValueError(f"unknown crash mode {mode!r}")
             self.contents[ino] = _Content(bytes(buf))
@@ -280,9 +348,15 @@ class FaultFile:
         self._live()
         if self.readonly:
             raise OSError(errno.EBADF, "Bad file descriptor (opened read-only)", self.path)
-        self.disk._event()
+        fail = self.disk._event("write")
         self.disk.writes += 1
         data = bytes(data)
+        if fail:
+            if self.disk.model == "linux":
+                pieces = _sector_pieces(offset, data)
+                for off, piece in pieces[: self.disk.rng.randint(0, len(pieces))]:
+                    self.content.apply(("w", off, piece))
+            raise self.disk._eio()
         limit = self.disk.limit
         if limit is not None:
             cur = len(self.content.view)
@@ -298,8 +372,12 @@ class FaultFile:
 
     def sync(self) -> None:
         self._live()
-        self.disk._event()
+        fail = self.disk._event("sync")
         self.disk.syncs += 1
+        if fail:
+            if self.disk.model == "linux":
+                self.content.fail_sync(self.disk.rng)
+            raise self.disk._eio()
         self.content.sync()
 
     def size(self) -> int:
@@ -310,7 +388,8 @@ class FaultFile:
         self._live()
         if self.readonly:
             raise OSError(errno.EINVAL, "Invalid argument (opened read-only)", self.path)
-        self.disk._event()
+        if self.disk._event("truncate"):
+            raise self.disk._eio()
         limit = self.disk.limit
         if limit is not None and size > len(self.content.view):
             if size - len(self.content.view) > limit - self.disk.total_bytes():

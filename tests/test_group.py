@@ -87,12 +87,28 @@ def test_a_failing_write_fails_alone():
     assert results == {t: t for t in (0, 1, 2, 4, 5)}
 
 
-def test_a_failed_sync_reaches_every_write_of_the_batch_or_its_retry():
-    s = FakeStore(0.003)
-    s.fail_next = 1
+def test_a_failed_sync_fails_every_write_of_its_batch_and_nothing_is_retried():
+    """An OSError from the commit is the disk's, not one write's: the store is poisoned by it
+    (Pager._poison), so a retry of each write could only fail again or, worse, commit behind
+    a hole in the log. Every write of the failed batch gets the same error; none is retried."""
+    s = FakeStore(0.05)
+    applied: List[int] = []
+    real = s.apply
+    inside = threading.Event()
+
+    def counting(fns: List[Callable[[], Any]], sync: bool) -> List[Any]:
+        applied.append(len(fns))
+        if len(applied) == 2:  # the batch queued behind the first commit: several writes
+            s.fail_next = 1
+        inside.set()
+        return real(fns, sync)
+
+    s.queue._apply = counting
     outcomes: List[Any] = []
 
     def worker(t: int) -> None:
+        if t:
+            inside.wait()  # queue up behind the first commit
         try:
             outcomes.append(s.queue.submit(lambda: t, True))
         except OSError as exc:
@@ -104,7 +120,9 @@ def test_a_failed_sync_reaches_every_write_of_the_batch_or_its_retry():
     for th in threads:
         th.join()
     failed = [o for o in outcomes if isinstance(o, OSError)]
-    assert len(failed) == 1  # only the first batch's (or write's) commit failed; retries succeeded
+    assert applied[0] == 1 and len(failed) == applied[1] >= 2  # the second batch, whole
+    assert all(e is failed[0] for e in failed)
+    assert len(applied) == 1 + len(s.commits)  # no retry: one apply per batch
     assert sorted(o for o in outcomes if not isinstance(o, OSError)) == sorted(
         x for c in s.commits for x in c)
 

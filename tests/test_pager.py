@@ -18,7 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from pagestore import fileio
 from pagestore import format as fmt
-from pagestore.errors import CorruptionError, InvalidFileError, PageStoreError, ReadOnlyError
+from pagestore.errors import CorruptionError, InvalidFileError, PageStoreError, ReadOnlyError, StorePoisonedError
 from pagestore.page import SlottedPage
 from pagestore.pager import Pager, discard
 from pagestore.wal import log_path
@@ -333,7 +333,11 @@ class FailingSync:
         return getattr(self.inner, name)
 
 
-def test_failed_commit_rolls_back_cleanly(tmp_path):
+def test_failed_commit_rolls_back_and_poisons(tmp_path):
+    """A failed sync raises its OSError; the commit is rolled back in memory, reads go on, and
+    every later write, commit, checkpoint and sync raises StorePoisonedError naming it; close
+    writes nothing and raises nothing; reopening recovers (the failed commit may or may not be
+    there: a failed fsync may have written it, as a power cut mid-commit may)."""
     def opener(path: str, *, create: bool = False, readonly: bool = False) -> FailingSync:
         return FailingSync(fileio.open_file(path, create=create, readonly=readonly))
 
@@ -343,14 +347,26 @@ def test_failed_commit_rolls_back_cleanly(tmp_path):
     pager.commit()
     pager.write(a).update(0, b"lost")
     FailingSync.fail = True
-    with pytest.raises(OSError):
+    with pytest.raises(OSError) as first:
         pager.commit()
     pager.rollback()
     assert marker(pager, a) == b"before"
     pager.check()
-    pager.write(a).update(0, b"after")
-    pager.commit()
-    pager.close()
+    for attempt in (lambda: pager.write(a), lambda: pager.allocate(fmt.PAGE_HEAP), pager.commit,
+                    pager.checkpoint, pager.sync, lambda: pager.free(a)):
+        with pytest.raises(StorePoisonedError) as err:
+            attempt()
+        assert err.value.original is first.value and err.value.__cause__ is first.value
+        assert "injected sync error" in str(err.value)
+    assert marker(pager, a) == b"before"  # reads go on
+    wal_size = os.path.getsize(path + "-wal")
+    pager.close()  # no checkpoint, no error
+    assert os.path.exists(path + "-wal") and os.path.getsize(path + "-wal") == wal_size
+    again = Pager(path)
+    assert marker(again, a) in (b"before", b"lost")
+    again.write(a).update(0, b"after")
+    again.commit()
+    again.close()
     again = Pager(path)
     assert marker(again, a) == b"after"
     again.close()
