@@ -1264,8 +1264,9 @@ class Pager:
         of the shared index (F_OFD_GETLK: no lock is taken, nothing is synced)."""
         if not self._next_try or self.readers:
             return False
-        wal = self.wal
-        return self.shm is None or wal is None or self.shm.oldest_mark(wal.committed_frames) is None
+        shm = self.shm
+        return shm is None or (shm.held_by_others(shmlib.LOCK_READ0, 1) is None
+                               and shm.held_by_others(READ_BASE, READ_SPAN) is None)
 
     def _publish(self) -> None:
         """_publish shows the log's committed state to readers in other processes (writer; shm.py)."""
