@@ -16,11 +16,12 @@ Atomicity is unchanged: each write is all-or-nothing because the batch is;
 a batch that fails is rolled back whole (``apply`` does that) and then its
 writes are retried one commit each, so that each caller gets its own
 outcome: the failing write its exception, the others their commit. Except
-when the commit itself failed (an ``OSError`` from a write or sync of the
-store's files, or ``StorePoisonedError``): the store is then poisoned (see
-``Pager._poison``), nothing is retried, and every write of the batch raises
-that error, the same exception object, as ``concurrent.futures`` hands one
-failure to every waiter.
+when the disk failed (an ``OSError``, or ``StorePoisonedError``): a failed
+write or sync of the store's files has poisoned it (``Pager._poison``), so a
+retry could only fail again; nothing is retried, and every write of the
+batch raises that error, the same exception object, as ``concurrent.futures``
+hands one failure to every waiter. (An ``OSError`` from a read fails the
+batch the same way: the disk's error, not one write's.)
 
 Callers: the store, for every write outside a transaction and every
 transaction's commit. A thread that already holds the store's lock (a write

@@ -53,6 +53,15 @@ the log over the frames it reads. The automatic checkpoint waits until the
 first commit after the last mark is released, and the log grows meanwhile:
 a reader that stays behind costs log space, never correctness.
 
+Failures: a write or sync of the data file or the log that fails poisons the
+pager (``_poison``, PostgreSQL's PANIC on a failed fsync): the call that ran
+into it raises the OSError, and every later write, commit, checkpoint and sync
+raises StorePoisonedError until the store is opened again. Memory stays as the
+last good commit left it (a failed commit is undone in the log's memory and
+rolled back by the caller), so reads go on; close writes nothing; the next
+open recovers from what is durable. (A checkpoint that fails after a commit
+does not fail the commit: it is in the log; the next write raises.)
+
 Files: the pager owns the data file's lifecycle (create, lock, replace by a
 compacted copy: ``adopt``) and asks the log for its own (``wal.log_path``
 names it, ``WAL.remove`` deletes it). Nothing above the pager renames or
@@ -137,10 +146,9 @@ class _Poisons:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: Optional[type], exc: Optional[BaseException], tb: Any) -> bool:
-        if exc is not None and isinstance(exc, OSError):
+    def __exit__(self, kind: Optional[type], exc: Optional[BaseException], tb: Any) -> None:
+        if isinstance(exc, OSError):
             self.pager._poison(exc)
-        return False
 
 
 class _Frame:
@@ -1336,8 +1344,13 @@ class Pager:
         lock the whole mark range; ``wait``: for up to that many seconds).
 
         Order matters: the log is synced first, then the data file is written
-        and synced, and only then does the log start a new generation. A crash
-        anywhere in between leaves the log intact, and recovery redoes it.
+        and synced, and only then does the log start a new generation, whose
+        header is written and synced before the log file is shortened
+        (``WAL.reset``). A crash anywhere leaves the old log whole, which
+        recovery replays (harmless: the data file holds all of it once synced),
+        or an empty new one over a whole data file; docs/format.md tables each
+        step. A failed write or sync poisons the pager (``_poison``): raises
+        its OSError, then StorePoisonedError for any write until reopened.
 
         Pages are written in page-number order, a run of adjacent pages (up to
         CHECKPOINT_RUN) in one write. The checkpoint's share of an insert's

@@ -10,7 +10,9 @@ Page 0, the commit frame, follows the same rule (its counters, LSN and
 checksum change).
 Pages inside the committed file are only written by a checkpoint, which copies
 the newest image of each logged page into place, syncs the data file, and
-starts a new log generation. So a page in the data file is never trusted
+starts a new log generation (``reset``: the new header written and synced
+before the file is shortened; docs/format.md says what each step leaves on
+disk). So a page in the data file is never trusted
 half-written: any page a crash could have torn mid-checkpoint still has its
 whole image in the log (its first frame of the generation), with the deltas
 after it, and recovery reads it from there. (The pager writes a large

@@ -358,8 +358,25 @@ def test_faultfs_enospc(tmp_path):
 
 #: the functions whose I/O events the restart sweeps count (faultfs tags)
 WATCH = ("reset", "_restart_log", "_backfill")
+#: the kinds of event the restart sweeps must reach: the restart's own (cutting the data
+#: file's tail, then the log's new header, its sync, the shortening) and the copy's
+MUST_REACH = {"_restart_log:truncate", "_restart_log:sync", "reset:write", "reset:sync", "reset:truncate",
+              "_backfill:write", "_backfill:sync"}
 
-Step = Tuple[str, object]  # ("txn", (ops, sync)) / ("snap", None) / ("release", None)
+Step = Tuple[str, object]  # ("txn", (ops, sync)) / ("snap", None) / ("release", None) / ("abort", None)
+
+
+class _Abandon(Exception):
+    """_Abandon: the input of an ``update()`` that fails half-way (the "abort" step)."""
+
+
+def _abandoned_input(n: int):
+    """_abandoned_input yields ``n`` large new values, then raises: update() rolls them back, after
+    the pager wrote their pages straight into the data file past its committed end (a spill of
+    new pages in a durable store), so the next restart cuts that tail (Pager._restart_log)."""
+    for i in range(n):
+        yield b"gone%02d" % i, bytes([i]) * 5000
+    raise _Abandon
 
 
 def build_restart_steps(seed: int) -> Tuple[List[Step], List[List[Op]], List[bool]]:
@@ -368,10 +385,12 @@ def build_restart_steps(seed: int) -> Tuple[List[Step], List[List[Op]], List[boo
     syncs = [t % 3 != 1 for t in range(len(txns))]
     steps: List[Step] = []
     for t, ops in enumerate(txns):
-        if t in (3, 14):
+        if t in (3, 13):
             steps.append(("snap", None))
-        if t in (10, 19):
+        if t in (8, 20):
             steps.append(("release", None))
+        if t == 16:
+            steps.append(("abort", None))
         steps.append(("txn", (ops, syncs[t])))
     return steps, txns, syncs
 
@@ -404,6 +423,17 @@ def run_steps(path: str, steps: List[Step], opener, acked: List[int], durable: L
             assert snap is not None
             snap.close()
             snap = None
+            continue
+        if kind == "abort":
+            try:
+                db.update(_abandoned_input(20))
+            except _Abandon:
+                pass
+            except (OSError, StorePoisonedError) as exc:
+                if refused is None:
+                    raise
+                assert failed is None or isinstance(exc, StorePoisonedError), repr(exc)
+                failed = failed or exc
             continue
         ops, sync = arg  # type: ignore[misc]
         t += 1
@@ -442,7 +472,12 @@ def run_steps(path: str, steps: List[Step], opener, acked: List[int], durable: L
         db.close()  # writes nothing, raises nothing
         assert getattr(opener, "__self__").events == before
         return
-    db.close()
+    try:
+        db.close()
+    except OSError:
+        if refused is None:
+            raise
+        # the first failure is the close's own checkpoint: the log keeps every commit
 
 
 def verify_range(path: str, states: List[Dict[bytes, bytes]], lo: int, hi: int) -> int:
@@ -471,62 +506,77 @@ def small_keep(monkeypatch):
     return 3000
 
 
-def restart_sweep(tmp: str, seed: int, modes, *, every: int = 1, eio: bool = False) -> Dict[str, object]:
+def restart_sweep(tmp: str, seed: int, modes, *, every: int = 1, eio: bool = False,
+                  alternate: bool = False) -> Dict[str, object]:
     """restart_sweep runs the restart workload once per I/O event k: power cut at k (or, with
     ``eio``, event k failed with EIO under the Linux model and then a crash), crash in each
-    of ``modes``, reopen with the real pagestore and verify. Returns the figures, and which
+    of ``modes`` (``alternate``: every mode at the events of WATCH, one mode in turn at the
+    others), reopen with the real pagestore and
+    verify. Returns the figures, and which
     I/O events of WAL.reset, Pager._restart_log and Pager._backfill it cut at."""
     steps, txns, _syncs = build_restart_steps(seed)
     states = model_states(txns)
     root = os.path.join(tmp, "count")
     os.makedirs(root)
     probe = Disk(root, watch=WATCH)
-    run_steps(os.path.join(root, "db.ps"), steps, probe.opener, [], [])
+    from pagestore.pager import Pager
+
+    copies: List[Tuple[int, int]] = []  # (limit, frames) of each checkpoint's copy
+    real_backfill = Pager._backfill
+
+    def counted(self, limit: int, frames: int) -> None:
+        copies.append((limit, frames))
+        real_backfill(self, limit, frames)
+
+    Pager._backfill = counted  # type: ignore[method-assign]
+    try:
+        run_steps(os.path.join(root, "db.ps"), steps, probe.opener, [], [])
+    finally:
+        Pager._backfill = real_backfill  # type: ignore[method-assign]
+    partial = sum(limit < frames for limit, frames in copies)
     total = probe.events
-    kinds = _event_kinds(probe)
+    kinds = probe.kinds
     reached: Dict[str, int] = {}
     cuts = lost = 0
-    for mode in modes:
-        for k in range(1, total + 1, every):
-            root = os.path.join(tmp, f"run-{mode}-{k}")
-            os.makedirs(root)
-            acked: List[int] = [0]
-            durable: List[int] = [0]
-            refused: List[int] = []
-            if eio:
-                disk = Disk(root, seed=seed * 7919 + k, eio_at=k)
-                run_steps(os.path.join(root, "db.ps"), steps, disk.opener, acked, durable, refused)
-            else:
-                disk = Disk(root, seed=seed * 7919 + k, fail_at=k)
-                try:
-                    run_steps(os.path.join(root, "db.ps"), steps, disk.opener, acked, durable)
-                except PowerCut:
-                    pass
-                else:
-                    raise AssertionError(f"workload finished before I/O event {k}")
-            disk.crash(mode)
-            after = os.path.join(tmp, f"after-{mode}-{k}")
-            disk.materialise(after)
+    runs = [(mode, k) for k in range(1, total + 1, every) for mode in modes
+            if not alternate or k in probe.tags or mode == modes[k % len(modes)]]
+    for mode, k in runs:
+        root = os.path.join(tmp, f"run-{mode}-{k}")
+        os.makedirs(root)
+        acked: List[int] = [0]
+        durable: List[int] = [0]
+        refused: List[int] = []
+        if eio:
+            disk = Disk(root, seed=seed * 7919 + k, eio_at=k)
+            run_steps(os.path.join(root, "db.ps"), steps, disk.opener, acked, durable, refused)
+        else:
+            disk = Disk(root, seed=seed * 7919 + k, fail_at=k)
             try:
-                j = verify_range(os.path.join(after, "db.ps"), states, durable[-1], acked[-1] + 1)
-            except BaseException as exc:
-                lost += 1
-                raise AssertionError(f"{'EIO' if eio else 'power cut'} at I/O event {k} of {total} "
-                                     f"({mode}, seed {seed}): {exc!r}") from exc
-            finally:
-                shutil.rmtree(root)
-                shutil.rmtree(after, ignore_errors=True)
-            assert j >= durable[-1]
-            cuts += 1
-            if k in probe.tags:
-                name = probe.tags[k]
-                reached[f"{name}:{kinds[k]}"] = reached.get(f"{name}:{kinds[k]}", 0) + 1
-    return {"events": total, "cuts": cuts, "lost": lost, "reached": reached,
+                run_steps(os.path.join(root, "db.ps"), steps, disk.opener, acked, durable)
+            except PowerCut:
+                pass
+            else:
+                raise AssertionError(f"workload finished before I/O event {k}")
+        disk.crash(mode)
+        after = os.path.join(tmp, f"after-{mode}-{k}")
+        disk.materialise(after)
+        try:
+            j = verify_range(os.path.join(after, "db.ps"), states, durable[-1], acked[-1] + 1)
+        except BaseException as exc:
+            lost += 1
+            raise AssertionError(f"{'EIO' if eio else 'power cut'} at I/O event {k} of {total} "
+                                 f"({mode}, seed {seed}): {exc!r}") from exc
+        finally:
+            shutil.rmtree(root)
+            shutil.rmtree(after, ignore_errors=True)
+        assert j >= durable[-1]
+        cuts += 1
+        if k in probe.tags:
+            name = probe.tags[k]
+            reached[f"{name}:{kinds[k]}"] = reached.get(f"{name}:{kinds[k]}", 0) + 1
+    return {"events": total, "cuts": cuts, "lost": lost, "reached": reached, "partial": partial,
+            "checkpoints": len(copies),
             "tagged": {f"{probe.tags[k]}:{kinds[k]}" for k in probe.tags}}
-
-
-def _event_kinds(disk: Disk) -> Dict[int, str]:
-    return disk.kinds
 
 
 def test_every_cut_point_with_log_restarts(tmp_path, small_keep):
@@ -534,13 +584,16 @@ def test_every_cut_point_with_log_restarts(tmp_path, small_keep):
     ("drop") or everything the process wrote ("kill", as kill -9 leaves it): every I/O event
     of the log restart (WAL.reset: header, sync, shortening) and of the checkpoints, partial
     ones included, is cut at; no durable acknowledged commit is lost."""
-    r = restart_sweep(str(tmp_path), seed=5, modes=("drop", "kill"))
+    r = restart_sweep(str(tmp_path), seed=5, modes=("drop", "kill"), alternate=True)
     reached = r["reached"]
-    print(f"\npowerloss (restarts): {r['events']} I/O events, {r['cuts']} cuts, {r['lost']} lost; "
+    assert r["partial"] >= 1, "expected checkpoints that copy part of the log (the snapshots)"
+    print(f"\npowerloss (restarts): {r['events']} I/O events, {r['cuts']} cuts, {r['lost']} lost, "
+          f"{r['checkpoints']} checkpoints of which {r['partial']} partial; "
           f"restart/checkpoint events cut at: {dict(sorted(reached.items()))}")
-    assert r["cuts"] > 250 and r["lost"] == 0
+    assert r["cuts"] > 100 and r["lost"] == 0
     # the restart's every kind of event was reached, the shortening of the log included
-    assert {"reset:write", "reset:sync", "reset:truncate", "_backfill:write", "_backfill:sync"} <= set(reached)
+    assert MUST_REACH <= set(reached)
+    assert set(reached) == r["tagged"]  # every kind of event there is in them
 
 
 def test_eio_at_every_event_with_log_restarts(tmp_path, small_keep):
@@ -549,12 +602,15 @@ def test_eio_at_every_event_with_log_restarts(tmp_path, small_keep):
     the workload tried, then a crash: every write after the failure raises StorePoisonedError
     (run_steps checks), close writes nothing, and the reopened store holds every durable
     acknowledged commit ("drop": the power cut after it; "kill": the process killed)."""
-    r = restart_sweep(str(tmp_path), seed=9, modes=("drop", "kill"), eio=True)
+    r = restart_sweep(str(tmp_path), seed=9, modes=("drop", "kill"), eio=True, alternate=True)
     reached = r["reached"]
+    assert r["partial"] >= 1, "expected checkpoints that copy part of the log (the snapshots)"
     print(f"\nEIO (restarts, linux model): {r['events']} I/O events, {r['cuts']} failures injected, "
+          f"{r['checkpoints']} checkpoints of which {r['partial']} partial, "
           f"{r['lost']} lost; restart/checkpoint events failed: {dict(sorted(reached.items()))}")
-    assert r["cuts"] > 250 and r["lost"] == 0
-    assert {"reset:write", "reset:sync", "reset:truncate", "_backfill:write", "_backfill:sync"} <= set(reached)
+    assert r["cuts"] > 100 and r["lost"] == 0
+    assert MUST_REACH <= set(reached)
+    assert set(reached) == r["tagged"]  # every kind of event there is in them
 
 
 @pytest.mark.slow
@@ -565,7 +621,8 @@ def test_restart_soak(tmp_path, small_keep, seed):
     cut = restart_sweep(str(tmp_path / "cut"), seed=seed * 31, modes=("drop", "tear", "scramble", "kill"))
     eio = restart_sweep(str(tmp_path / "eio"), seed=seed * 37, modes=("drop", "tear", "kill"), eio=True)
     print(f"\nrestart soak seed {seed}: {cut['cuts']} cuts + {eio['cuts']} EIO runs, "
-          f"{cut['lost'] + eio['lost']} lost; reached {dict(sorted(cut['reached'].items()))}")
+          f"{cut['lost'] + eio['lost']} lost, {cut['checkpoints']} checkpoints ({cut['partial']} partial); "
+          f"reached {dict(sorted(cut['reached'].items()))}")
     assert cut["lost"] == eio["lost"] == 0
     assert "reset:truncate" in cut["reached"]
 

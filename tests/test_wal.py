@@ -562,3 +562,91 @@ def test_a_one_key_commit_logs_the_header_as_a_delta(tmp_path, page_size):
     with Store(path) as db:
         assert db[b"k0042"] == b"w042" + b"w" * 96
         db.check()
+
+
+class Recording:
+    """Recording wraps a real File and logs each write, sync and truncate as it happens."""
+
+    def __init__(self, inner: fileio.File, log: List[str]) -> None:
+        self.inner = inner
+        self.log = log
+        self.fail: Optional[str] = None
+
+    def write(self, offset: int, data: bytes) -> None:
+        self.log.append(f"write@{offset}")
+        if self.fail == "write":
+            self.fail = None
+            raise OSError(5, "injected write error")
+        self.inner.write(offset, data)
+
+    def sync(self) -> None:
+        self.log.append("sync")
+        if self.fail == "sync":
+            self.fail = None
+            raise OSError(5, "injected sync error")
+        self.inner.sync()
+
+    def truncate(self, size: int) -> None:
+        self.log.append(f"truncate@{size}")
+        self.inner.truncate(size)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def _long_log(tmp_path, monkeypatch, log: List[str]) -> "tuple[WAL, List[Recording]]":
+    from pagestore import wal as wal_mod
+
+    monkeypatch.setattr(wal_mod, "KEEP_BYTES", 4 * (PS + FRAME_HEADER_SIZE))
+    files: List[Recording] = []
+
+    def opener(path: str, *, create: bool = False, readonly: bool = False) -> Recording:
+        f = Recording(fileio.open_file(path, create=create, readonly=readonly), log)
+        files.append(f)
+        return f
+
+    wal = open_log(str(tmp_path / "x-wal"), opener=opener)
+    for t in range(1, 8):
+        commit(wal, {2: image(2, t), 3: image(3, t)}, txn=t)
+    assert wal.disk_size() > wal_mod.KEEP_BYTES
+    return wal, files
+
+
+def test_reset_writes_and_syncs_the_new_header_before_it_shortens_the_log(tmp_path, monkeypatch):
+    """Issue 20, finding 1: the old order (shorten, then write the header) let a crash between
+    them leave the old header over a prefix of the old frames, which recovery replayed."""
+    log: List[str] = []
+    wal, _ = _long_log(tmp_path, monkeypatch, log)
+    old_salt = wal.salt
+    del log[:]
+    wal.reset(1)
+    assert log == ["write@0", "sync", f"truncate@{4 * (PS + FRAME_HEADER_SIZE)}"]
+    assert wal.salt not in (0, old_salt) and wal.generation == 1 and not wal.index
+    wal.close()
+    again = open_log(str(tmp_path / "x-wal"))
+    assert not again.index and again.generation == 1
+
+
+@pytest.mark.parametrize("where", ["write", "sync"])
+def test_a_failed_reset_leaves_memory_as_the_new_empty_generation(tmp_path, monkeypatch, where):
+    """Issue 20, finding 2: a failed sync of the new header left memory with the old salt while
+    the file had the new one, and later frames went under the old salt. Now memory is the new,
+    empty generation whatever failed (the caller's data file holds every page), the error is
+    raised, and the log file is not shortened (a reopen replays the old log whole, or finds
+    the new header: either way nothing the data file lacks)."""
+    log: List[str] = []
+    wal, files = _long_log(tmp_path, monkeypatch, log)
+    size = wal.disk_size()
+    old_salt = wal.salt
+    files[-1].fail = where
+    with pytest.raises(OSError):
+        wal.reset(1)
+    assert wal.generation == 1 and wal.salt not in (0, old_salt) and not wal.index
+    assert os.path.getsize(str(tmp_path / "x-wal")) == size  # not shortened
+    wal.check()
+    wal.close()
+    again = open_log(str(tmp_path / "x-wal"))
+    if where == "write":  # the old header is there: the old log, whole
+        assert set(again.index) == {0, 2, 3} and again.read_frame(again.index[2], 2) == image(2, 7)
+    else:  # the header was written (a failed sync may keep it or not; here the file has it)
+        assert not again.index and again.salt == wal.salt
