@@ -253,6 +253,9 @@ class Pager:
         #: writer: frames of the log (from the first) whose pages the data file holds
         self.backfilled = 0
         self._next_try = 0  # writer: log size at which the next automatic checkpoint is tried
+        #: writer: (log offset, bytes) of the header frame of the last commit, so that the next
+        #: commit's header frame may be a delta from it (only while it is still page 0's newest)
+        self._logged_header: Optional[Tuple[int, bytes]] = None
         self._data_lock: Optional[shmlib.DataLock] = None  # LOCK_DMS on the data file, when held
         #: the first failed write or sync of the data file or the log (an OSError), or None:
         #: once set, every write raises StorePoisonedError until the store is opened again
@@ -1173,13 +1176,16 @@ class Pager:
                 raise CorruptionError(pgno, "dirty page is not in the cache as dirty")
         log = self.wal.check()
         if not self.readonly:
-            # What a delta frame is made against (the clean image) must be the page's
-            # newest log image, or the log would be rebuilt wrong.
+            # What a delta frame is made against (the clean image, and the last commit's
+            # header) must be the page's newest log image, or the log would be rebuilt wrong.
             wal = self.wal
             for pgno, f in self.cache.items():
                 off = wal.txn_index.get(pgno, wal.index.get(pgno))
                 if not f.dirty and off is not None and wal.read_frame(off, pgno) != f.buf:
                     raise CorruptionError(pgno, "cached page differs from its newest image in the log")
+            logged = self._logged_header
+            if logged is not None and wal.index.get(0) == logged[0] and wal.read_frame(logged[0], 0) != logged[1]:
+                raise CorruptionError(0, "the last commit's header differs from its image in the log")
         self._check_map()
         return {"pages": self.meta.page_count, "free_pages": free, "cached": len(self.cache),
                 "dirty": len(self.dirty), "log_frames": log["frames"]}
@@ -1245,14 +1251,22 @@ class Pager:
                 f.page.lsn = txn
                 f.page.set_checksum()
                 frames.append((pgno, f.buf, f.base))
-            # The header frame is whole: every reader in another process reads it at each new
-            # commit it sees, and a delta chain there cost it several frames a time (bench/readers.py).
-            frames.append((0, self.meta.encode(), None))
+            # The header frame is a delta from the last commit's, like any page's (a one-key
+            # commit changes a few dozen of its bytes): logged whole, it was most of a small
+            # commit's log bytes. A reader in another process reads it at each new commit it
+            # sees; the log's image cache (IMAGE_CACHE) holds the header it read last, so that
+            # costs it one frame when it saw the commit before, and MAX_CHAIN + 1 at most.
+            header = bytes(self.meta.encode())
+            logged = self._logged_header
+            wal = self.wal
+            before = logged[1] if logged is not None and wal.index.get(0) == logged[0] else None
+            frames.append((0, header, before))
             # All or nothing in the log's memory: if the write or the sync fails,
             # the WAL does not go on believing in this commit (its index would
             # serve the new images under the old header), and the caller rolls back.
             # The pager is poisoned then (``_poison``): the log may hold a hole.
-            self.wal.commit(frames, txn, self.meta.page_count, durable=durable)
+            wal.commit(frames, txn, self.meta.page_count, durable=durable)
+            self._logged_header = (wal.index[0], header)
         for f in self.dirty.values():
             f.dirty = False
             f.base = None
@@ -1261,7 +1275,7 @@ class Pager:
         self._publish()
         size = self.wal.size()
         threshold = self.checkpoint_threshold()
-        if size > threshold and size >= self._next_try:
+        if size > threshold and (size >= self._next_try or self._readers_gone()):
             try:
                 self.checkpoint()
             except OSError:
@@ -1278,7 +1292,10 @@ class Pager:
 
         Readers that began after that checkpoint read the data file only (LOCK_READ0), which
         does not stand in the way; by the next write, the short reads that held marks on the
-        old log have usually ended. (SQLite restarts its log at the same moment.)
+        old log have usually ended. (SQLite restarts its log at the same moment.) A try that
+        readers held back is made again once the log has grown by a quarter of the threshold,
+        or at the first write after the last reader let go (``_readers_gone``), whichever
+        comes first.
         """
         wal = self.wal
         if wal is None or self.readers or self.readonly or self.in_transaction or self.poisoned is not None:
@@ -1286,7 +1303,7 @@ class Pager:
         size = wal.size()
         threshold = self.checkpoint_threshold()
         # A failure raises (and has poisoned the pager): the write that called this fails.
-        if size > threshold and size >= self._next_try:
+        if size > threshold and (size >= self._next_try or self._readers_gone()):
             # Readers kept the checkpoint after the last commit from finishing (a read
             # begun before that commit held its mark). Now they have moved on: copy the
             # rest, and give the reads that began meanwhile a moment to end.
@@ -1297,6 +1314,18 @@ class Pager:
                 self._next_try = wal.size() + threshold // 4
         elif self.backfilled and self.backfilled == wal.committed_frames:
             self._restart_log()
+
+    def _readers_gone(self) -> bool:
+        """_readers_gone: whether a checkpoint that readers held back (``_next_try`` set) may now
+        copy the whole log and start it over, because no reader holds anything any more: no
+        snapshot of this store, no read mark of another open (another process, or a read-only
+        open in this one). Asked only while a try waits, at each write: two lock probes
+        of the shared index (F_OFD_GETLK: no lock is taken, nothing is synced)."""
+        if not self._next_try or self.readers:
+            return False
+        shm = self.shm
+        return shm is None or (shm.held_by_others(shmlib.LOCK_READ0, 1) is None
+                               and shm.held_by_others(READ_BASE, READ_SPAN) is None)
 
     def _publish(self) -> None:
         """_publish shows the log's committed state to readers in other processes (writer; shm.py)."""

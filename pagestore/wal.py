@@ -6,6 +6,8 @@ in a log generation is its whole image; after that, a frame may hold only the
 byte ranges that changed since the page's previous frame (a delta, as
 PostgreSQL writes a full page image only at a page's first change after a
 checkpoint): a leaf that gains one key changes a few hundred of its bytes.
+Page 0, the commit frame, follows the same rule (its counters, LSN and
+checksum change).
 Pages inside the committed file are only written by a checkpoint, which copies
 the newest image of each logged page into place, syncs the data file, and
 starts a new log generation (``reset``: the new header written and synced

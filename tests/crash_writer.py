@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import random
 import sys
-from typing import Dict, Iterable, List, Optional, Set, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 COUNTER = b"__txn__"
 NKEYS = 300
@@ -61,11 +61,19 @@ def apply(model: Dict[bytes, bytes], ops: List[Op]) -> None:
             model[k] = v
 
 
-class Model:
-    """Model recomputes the contents after transaction n, moving forward only."""
+Ops = Callable[[int, int, Iterable[bytes]], List[Op]]
 
-    def __init__(self, seed: int) -> None:
+
+class Model:
+    """Model recomputes the contents after transaction n, moving forward only.
+
+    ``ops``: the function that makes transaction n (``txn_ops`` unless another
+    writer, such as tests/crash_campaign.py's, makes its own).
+    """
+
+    def __init__(self, seed: int, ops: Optional[Ops] = None) -> None:
         self.seed = seed
+        self.ops: Ops = ops or txn_ops
         self.n = 0
         self.data: Dict[bytes, bytes] = {}
 
@@ -74,14 +82,21 @@ class Model:
             raise ValueError(f"the model is at transaction {self.n}; cannot go back to {n}")
         while self.n < n:
             self.n += 1
-            apply(self.data, txn_ops(self.seed, self.n, self.data))
+            apply(self.data, self.ops(self.seed, self.n, self.data))
         return self.data
+
+    def state(self, n: int) -> Dict[bytes, bytes]:
+        """state returns every key the store holds after transaction n (the counter too); moves to n."""
+        want = dict(self.advance(n))
+        if n:
+            want[COUNTER] = b"%d" % n
+        return want
 
     def peek(self, n: int) -> Dict[bytes, bytes]:
         """peek returns the contents after transaction n without moving (n >= the model's)."""
         data = dict(self.data)
         for i in range(self.n + 1, n + 1):
-            apply(data, txn_ops(self.seed, i, data))
+            apply(data, self.ops(self.seed, i, data))
         return data
 
 

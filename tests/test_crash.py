@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import pytest
 
@@ -33,11 +33,15 @@ REPO = os.path.dirname(HERE)
 class Child:
     """Child is one crash_writer process; a thread collects its stdout lines."""
 
-    def __init__(self, path: str, seed: int, page_size: int, errlog: str) -> None:
+    def __init__(self, path: str, seed: int, page_size: int, errlog: str, argv: Optional[List[str]] = None) -> None:
+        """``argv``: another child's script and arguments (tests/crash_campaign.py's roles)
+        in place of crash_writer's; it prints ``START`` once it is running."""
         env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
         self.err = open(errlog, "wb")
+        if argv is None:
+            argv = [os.path.join(HERE, "crash_writer.py"), path, str(seed), str(page_size)]
         self.proc = subprocess.Popen(
-            [sys.executable, os.path.join(HERE, "crash_writer.py"), path, str(seed), str(page_size)],
+            [sys.executable, *argv],
             stdout=subprocess.PIPE,
             stderr=self.err,
             env=env,
@@ -89,9 +93,7 @@ def verify(path: str, how: str, model: crash_writer.Model, last_ack: int, page_s
         db.check()
         n = int(db.get(crash_writer.COUNTER, b"0"))
         assert last_ack <= n <= last_ack + 1, f"store holds txn {n}, last ACK was {last_ack}"
-        want = dict(model.advance(n))
-        if n:
-            want[crash_writer.COUNTER] = b"%d" % n
+        want = model.state(n)
         got = dict(db.items())
         if got != want:
             missing = sorted(set(want) - set(got))[:5]

@@ -467,3 +467,7 @@ def test_log_tables_match_the_docs_and_the_code():
     runs = _doc_table(delta_c, "DELTA FORMAT", "**")
     assert [(o, s) for o, s, _ in runs] == [(o, s) for o, s, _ in md_table("Delta run")]
     assert f"fewer than {wal.MAX_CHAIN} deltas" in " ".join(FORMAT_MD.split())
+    # the header frame (page 0) is a delta like any page's, whole again after MAX_CHAIN deltas
+    assert ("Page 0, the commit frame, follows the same rule" in " ".join(FORMAT_MD.split())
+            and f"after every {wal.MAX_CHAIN} deltas" in " ".join(FORMAT_MD.split()))
+    assert "Page 0, the commit frame, follows the same rule" in " ".join(doc.split())
