@@ -420,14 +420,15 @@ with Store(p, readonly=True) as db:
     print("reader", len(db))
 os.unlink(os.path.join(d, "filler"))
 
-# A writer on a disk that fills as its shared index is about to grow (every 4,096 frames):
-# fill it when the log has room for the commits that take the index past its end.
+# A writer on a disk that fills as its shared index is about to grow: fill it when the log
+# has room for the commits that take the index past its end (its capacity from its size).
+from pagestore.shm import ARRAY_OFFSET, ENTRY_SIZE
 db = Store(p, page_size=512, sync=False)
 model = dict(db.items())
 for i in range(30000):
     st = db.stats()
     frames, slack = st["log_frames"], st["wal_size"] - st["log_size"]
-    boundary = -(-(frames + 1) // 4096) * 4096
+    boundary = (os.path.getsize(p + "-shm") - ARRAY_OFFSET) // ENTRY_SIZE
     if boundary - frames < 60 and slack > 60 * 2000:
         break
     k, v = b"k%03d" % (i % 100), b"w%d" % i
