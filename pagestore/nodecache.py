@@ -230,14 +230,20 @@ class NodeCache:
         return bytes(page.buffer)
 
     def flush(self) -> None:
-        """flush builds every dirty node into its page (``pager.write``) and keeps it raw again."""
+        """flush builds every dirty node into its page (``pager.write``) and keeps a leaf raw again.
+
+        An internal node stays decoded: a get bisects it there, and making it
+        raw at every commit would have the next get decode it again.
+        """
         lru = self.lru
         for pgno in sorted(self.dirty):
             e = lru[pgno]
             assert e.node is not None
-            e.raw = self.write_node(e.node)
-            e.node = None
-            self.weight -= DECODED_WEIGHT - 1
+            raw = self.write_node(e.node)
+            if e.leaf:
+                e.raw = raw
+                e.node = None
+                self.weight -= DECODED_WEIGHT - 1
         self.dirty.clear()
 
     def forget(self, pgnos: Iterable[int]) -> None:
