@@ -158,33 +158,28 @@ static PyObject *fp_node_find(PyObject *self, PyObject *const *args, Py_ssize_t 
     return search_tuple(idx[0], eq, idx[1], slot);
 }
 
-/* node_find_many(raw, keys, lo, hi, out, pgno): out[t] = (rid pgno, rid slot) for each of
-** keys[lo:hi] found in raw leaf pgno (the others of out are left alone). */
-static PyObject *fp_node_find_many(PyObject *self, PyObject *const *args, Py_ssize_t n) {
-    (void)self;
-    uint32_t pgno, idx[2];
+/* find_many: out[t] = (rid pgno, rid slot) for each of keys[lo:hi] found in leaf `page`. */
+static PyObject *find_many(const uint8_t *page, uint32_t size, uint32_t pgno, PyObject *keys, PyObject *lo_obj,
+                           PyObject *hi_obj, PyObject *out) {
+    uint32_t idx[2];
     uint8_t eq;
     uint16_t slot;
-    if (!nargs_ok(n, 6, "node_find_many") || !as_bytes(args[0], "raw") || !as_u32(args[5], &pgno)) return NULL;
-    PyObject *keys = args[1], *out = args[4];
     if (!PyList_CheckExact(keys) || !PyList_CheckExact(out)) {
-        PyErr_SetString(PyExc_TypeError, "node_find_many: keys and out must be lists");
+        PyErr_SetString(PyExc_TypeError, "find_many: keys and out must be lists");
         return NULL;
     }
-    Py_ssize_t lo = PyLong_AsSsize_t(args[2]), hi = PyLong_AsSsize_t(args[3]);
+    Py_ssize_t lo = PyLong_AsSsize_t(lo_obj), hi = PyLong_AsSsize_t(hi_obj);
     if (PyErr_Occurred()) return NULL;
     if (lo < 0 || hi > PyList_GET_SIZE(keys) || hi > PyList_GET_SIZE(out)) {
-        PyErr_SetString(PyExc_IndexError, "node_find_many: bounds outside the lists");
+        PyErr_SetString(PyExc_IndexError, "find_many: bounds outside the lists");
         return NULL;
     }
-    const uint8_t *raw = (const uint8_t *)PyBytes_AS_STRING(args[0]);
-    uint32_t size = (uint32_t)PyBytes_GET_SIZE(args[0]);
     for (Py_ssize_t t = lo; t < hi; t++) {
         PyObject *k = PyList_GET_ITEM(keys, t);
         if (!as_bytes(k, "key")) return NULL;
-        int rc = ps_node_search(raw, size, (const uint8_t *)PyBytes_AS_STRING(k), (uint32_t)PyBytes_GET_SIZE(k), 0,
+        int rc = ps_node_search(page, size, (const uint8_t *)PyBytes_AS_STRING(k), (uint32_t)PyBytes_GET_SIZE(k), 0,
                                 idx, &eq, idx + 1, &slot);
-        if (rc != PS_OK) return fail(rc, pgno, "node search");
+        if (rc != PS_OK) return fail(rc, pgno, "leaf");
         if (eq) {
             PyObject *rid = Py_BuildValue("(IH)", (unsigned int)idx[1], slot);
             if (rid == NULL) return NULL;
@@ -192,6 +187,35 @@ static PyObject *fp_node_find_many(PyObject *self, PyObject *const *args, Py_ssi
         }
     }
     Py_RETURN_NONE;
+}
+
+/* node_find_many(raw, keys, lo, hi, out, pgno): out[t] = (rid pgno, rid slot) for each of
+** keys[lo:hi] found in raw leaf pgno (the others of out are left alone). */
+static PyObject *fp_node_find_many(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    (void)self;
+    uint32_t pgno;
+    if (!nargs_ok(n, 6, "node_find_many") || !as_bytes(args[0], "raw") || !as_u32(args[5], &pgno)) return NULL;
+    const uint8_t *raw = (const uint8_t *)PyBytes_AS_STRING(args[0]);
+    Py_ssize_t size = PyBytes_GET_SIZE(args[0]);
+    if (size < PS_MIN_PAGE_SIZE || size > PS_MAX_PAGE_SIZE) return fail(PS_EINVAL, pgno, "leaf size");
+    if (raw[PS_OFF_TYPE] != PS_PAGE_LEAF)
+        return fail(raw[PS_OFF_TYPE] == PS_PAGE_INTERNAL ? PS_ETYPE : PS_ENODE_TYPE, pgno, "leaf");
+    return find_many(raw, (uint32_t)size, pgno, args[1], args[2], args[3], args[4]);
+}
+
+/* map_find_many(h, pgno, keys, lo, hi, out): node_find_many of leaf pgno in the map. */
+static PyObject *fp_map_find_many(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    (void)self;
+    uint32_t pgno;
+    if (!nargs_ok(n, 6, "map_find_many") || !as_u32(args[1], &pgno)) return NULL;
+    ps_map_t *m = as_map(args[0]);
+    if (m == NULL) return NULL;
+    int rc = ps_map_check(m, pgno);
+    if (rc != PS_OK) return fail(rc, pgno, "leaf");
+    const uint8_t *page = m->base + (uint64_t)pgno * m->page_size;
+    if (page[PS_OFF_TYPE] != PS_PAGE_LEAF)
+        return fail(page[PS_OFF_TYPE] == PS_PAGE_INTERNAL ? PS_ETYPE : PS_ENODE_TYPE, pgno, "leaf");
+    return find_many(page, m->page_size, pgno, args[2], args[3], args[4], args[5]);
 }
 
 /* map_value(h, pgno, slot) -> the bytes of a whole live record of heap page pgno, or None for
@@ -205,6 +229,62 @@ static PyObject *fp_map_value(PyObject *self, PyObject *const *args, Py_ssize_t 
     int64_t off = ps_map_value(m, pgno, slot, &len);
     if (off < 0) Py_RETURN_NONE;
     return PyBytes_FromStringAndSize((const char *)m->base + off, (Py_ssize_t)len);
+}
+
+/* map_record(h, pgno, slot, want_type) -> (offset from the map's start, length, state, the page's
+** next field) of live record `slot` in page pgno (want_type >= 0: of that page type), or None
+** when there is none or the page is damaged, outside the map or of another type (the caller's
+** checking path then raises the error naming the page). */
+static PyObject *fp_map_record(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    (void)self;
+    uint32_t pgno, slot, len, next;
+    uint64_t off;
+    uint8_t st;
+    if (!nargs_ok(n, 4, "map_record") || !as_u32(args[1], &pgno) || !as_u32(args[2], &slot)) return NULL;
+    int want = PyLong_AsLong(args[3]) < 0 ? -1 : (int)PyLong_AsLong(args[3]);
+    if (PyErr_Occurred()) return NULL;
+    ps_map_t *m = as_map(args[0]);
+    if (m == NULL) return NULL;
+    if (ps_map_page_read(m, pgno, slot, want, &off, &len, &st, &next) != PS_OK) Py_RETURN_NONE;
+    return Py_BuildValue("(KIII)", (unsigned long long)off, (unsigned int)len, (unsigned int)st, (unsigned int)next);
+}
+
+/* map_chunk(h, pgno) -> (bytes of slot 0 of overflow page pgno, the page's next field), or None
+** as map_record: one link of an overflow chain, which the caller follows. */
+static PyObject *fp_map_chunk(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    (void)self;
+    uint32_t pgno, len, next;
+    uint64_t off;
+    uint8_t st;
+    if (!nargs_ok(n, 2, "map_chunk") || !as_u32(args[1], &pgno)) return NULL;
+    ps_map_t *m = as_map(args[0]);
+    if (m == NULL) return NULL;
+    if (ps_map_page_read(m, pgno, 0, PS_PAGE_OVERFLOW, &off, &len, &st, &next) != PS_OK) Py_RETURN_NONE;
+    PyObject *data = PyBytes_FromStringAndSize((const char *)m->base + off, (Py_ssize_t)len);
+    if (data == NULL) return NULL;
+    return Py_BuildValue("(NI)", data, (unsigned int)next);
+}
+
+/* page_value(buf, slot) -> the bytes of a whole live record of the heap page in buf (a verified
+** page of the caller's: a bytes-like object of one page), or None for anything else. */
+static PyObject *fp_page_value(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    (void)self;
+    uint32_t slot, off, len;
+    uint8_t st;
+    Py_buffer view;
+    if (!nargs_ok(n, 2, "page_value") || !as_u32(args[1], &slot)) return NULL;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) return NULL;
+    PyObject *out = NULL;
+    const uint8_t *page = (const uint8_t *)view.buf;
+    if (view.len >= PS_MIN_PAGE_SIZE && view.len <= PS_MAX_PAGE_SIZE && page[PS_OFF_TYPE] == PS_PAGE_HEAP &&
+        ps_page_read(page, (uint32_t)view.len, slot, &off, &len, &st) == PS_OK && st == PS_SLOT_LIVE) {
+        out = PyBytes_FromStringAndSize((const char *)page + off, (Py_ssize_t)len);
+    } else {
+        out = Py_None;
+        Py_INCREF(out);
+    }
+    PyBuffer_Release(&view);
+    return out;
 }
 
 /* map_values(h, pgnos, slots) -> [map_value(h, pgnos[i], slots[i]) for i]: a scan's values in
@@ -351,8 +431,16 @@ static PyMethodDef methods[] = {
      "node_find(raw, key, after, pgno) -> (index, equal, pgno, slot)"},
     {"node_find_many", (PyCFunction)(void (*)(void))fp_node_find_many, METH_FASTCALL,
      "node_find_many(raw, keys, lo, hi, out, pgno): out[t] = rid of keys[t] found in the leaf"},
+    {"map_find_many", (PyCFunction)(void (*)(void))fp_map_find_many, METH_FASTCALL,
+     "map_find_many(h, pgno, keys, lo, hi, out): out[t] = rid of keys[t] found in leaf pgno"},
     {"map_value", (PyCFunction)(void (*)(void))fp_map_value, METH_FASTCALL,
      "map_value(h, pgno, slot) -> bytes of a live heap record, or None"},
+    {"map_record", (PyCFunction)(void (*)(void))fp_map_record, METH_FASTCALL,
+     "map_record(h, pgno, slot, want_type) -> (offset, length, state, next) or None"},
+    {"map_chunk", (PyCFunction)(void (*)(void))fp_map_chunk, METH_FASTCALL,
+     "map_chunk(h, pgno) -> (bytes of slot 0 of an overflow page, next) or None"},
+    {"page_value", (PyCFunction)(void (*)(void))fp_page_value, METH_FASTCALL,
+     "page_value(buf, slot) -> bytes of a live record of a heap page, or None"},
     {"map_values", (PyCFunction)(void (*)(void))fp_map_values, METH_FASTCALL,
      "map_values(h, pgnos, slots) -> [bytes or None]"},
     {"map_leaf_run", (PyCFunction)(void (*)(void))fp_map_leaf_run, METH_FASTCALL,

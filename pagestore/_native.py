@@ -242,9 +242,22 @@ class CffiPage:
 
     def node_find_many(self, raw: bytes, keys: List[bytes], lo: int, hi: int, out: List[Any], pgno: int) -> None:
         if lo < 0 or hi > len(keys) or hi > len(out):
-            raise IndexError("node_find_many: bounds outside the lists")
+            raise IndexError("find_many: bounds outside the lists")
+        _check_bytes(raw, "raw")
+        if not MIN_PAGE_SIZE <= len(raw) <= MAX_PAGE_SIZE:
+            raise_for(EINVAL, pgno, "leaf size")
+        if raw[OFF_TYPE] != PAGE_LEAF:
+            raise_for(lib.PS_ETYPE if raw[OFF_TYPE] == PAGE_INTERNAL else lib.PS_ENODE_TYPE, pgno, "leaf")
         for t in range(lo, hi):
             _, equal, p, s = self._search(raw, keys[t], False, pgno)
+            if equal:
+                out[t] = (p, s)
+
+    def map_find_many(self, h: Any, pgno: int, keys: List[bytes], lo: int, hi: int, out: List[Any]) -> None:
+        if lo < 0 or hi > len(keys) or hi > len(out):
+            raise IndexError("find_many: bounds outside the lists")
+        for t in range(lo, hi):
+            _, equal, p, s = self.map_find(h, pgno, keys[t])
             if equal:
                 out[t] = (p, s)
 
@@ -254,6 +267,43 @@ class CffiPage:
         if off < 0:
             return None
         value: bytes = ffi.buffer(h.base + off, n[0])[:]
+        return value
+
+    def map_record(self, h: Any, pgno: int, slot: int, want_type: int) -> Optional[Tuple[int, int, int, int]]:
+        off, n, st, nx = self._record_cells
+        if lib.ps_map_page_read(h, pgno, slot, want_type, off, n, st, nx) != OK:
+            return None
+        return off[0], n[0], st[0], nx[0]
+
+    def map_chunk(self, h: Any, pgno: int) -> Optional[Tuple[bytes, int]]:
+        found = self.map_record(h, pgno, 0, lib.PS_PAGE_OVERFLOW)
+        if found is None:
+            return None
+        off, n, _, nx = found
+        data: bytes = ffi.buffer(h.base + off, n)[:]
+        return data, nx
+
+    @property
+    def _record_cells(self) -> Tuple[Any, Any, Any, Any]:
+        try:
+            c: Tuple[Any, Any, Any, Any] = _tls.record_cells
+            return c
+        except AttributeError:
+            _tls.record_cells = c = (ffi.new("uint64_t *"), ffi.new("uint32_t *"), ffi.new("uint8_t *"),
+                                     ffi.new("uint32_t *"))
+            return c
+
+    def page_value(self, buf: Any, slot: int) -> Optional[bytes]:
+        size = len(buf)
+        if not MIN_PAGE_SIZE <= size <= MAX_PAGE_SIZE or buf[OFF_TYPE] != lib.PS_PAGE_HEAP:
+            return None
+        off, n, st, _ = self._record_cells
+        u32 = self._cells[0]
+        if lib.ps_page_read(ffi.from_buffer("uint8_t[]", buf), size, slot, u32, u32 + 1, st) != OK:
+            return None
+        if st[0] != lib.PS_SLOT_LIVE:
+            return None
+        value = bytes(buf[u32[0] : u32[0] + u32[1]])
         return value
 
     def map_values(self, h: Any, pgnos: List[int], slots: List[int]) -> List[Optional[bytes]]:

@@ -196,44 +196,57 @@ class BTree:
             CorruptionError: a node at the wrong depth or a damaged node (names its page).
         """
         out: List[Optional[Rid]] = [None] * len(keys)
-        meta = self.pager.meta
+        pager = self.pager
+        meta = pager.meta
         if not meta.root or not keys:
             return out
+        if type(keys) is not list or any(type(k) is not bytes for k in keys):
+            keys = [self._check_key(k) for k in keys]
         cache = self.nodes
+        lru = cache.lru
         height = meta.tree_height
+        mapped = pager.map is not None
+        overlaid = pager.overlaid
         n, i = len(keys), 0
         try:
             while i < n:
-                key = self._check_key(keys[i])
+                key = keys[i]
                 pgno = meta.root
                 hi: Optional[bytes] = None
                 for _ in range(height - 1):
-                    node = cache.load(pgno)  # internal nodes stay decoded in the cache; there are few
-                    if node.leaf:
-                        raise self._misplaced(pgno, True, height)
+                    # internal nodes decoded in the cache, as get keeps them
+                    entry = lru.get(pgno)
+                    if entry is None:
+                        entry = self._load_internal(pgno)
+                    node = entry.node
+                    if node is None or node.leaf:
+                        node = self._internal(entry, height)
                     j = bisect_right(node.keys, key)
                     if j < len(node.keys):
                         hi = node.keys[j]  # a deeper separator is tighter: the last one set bounds the leaf
                     pgno = node.vals[j]
-                entry = cache.entry(pgno)
-                if not entry.leaf:
-                    raise self._misplaced(pgno, False, height)
                 # keys[i] < hi, so the run holds at least keys[i]
                 end = n if hi is None else bisect_left(keys, hi, i)
-                raw = entry.raw
-                if raw is not None:
-                    nodes.search_many(raw, keys, i, end, out, pgno)
+                if mapped and pgno not in lru and pgno not in overlaid:
+                    _fast.map_find_many(self._map, pgno, keys, i, end, out)
                 else:
-                    leaf = entry.node
-                    assert leaf is not None
-                    lkeys, vals = leaf.keys, leaf.vals
-                    for t in range(i, end):
-                        k = keys[t]
-                        x = bisect_left(lkeys, k)
-                        if x < len(lkeys) and lkeys[x] == k:
-                            out[t] = vals[x]
+                    entry = cache.entry(pgno)
+                    if not entry.leaf:
+                        raise self._misplaced(pgno, False, height)
+                    raw = entry.raw
+                    if raw is not None:
+                        _fast.node_find_many(raw, keys, i, end, out, pgno)
+                    else:
+                        leaf = entry.node
+                        assert leaf is not None
+                        lkeys, vals = leaf.keys, leaf.vals
+                        for t in range(i, end):
+                            k = keys[t]
+                            x = bisect_left(lkeys, k)
+                            if x < len(lkeys) and lkeys[x] == k:
+                                out[t] = vals[x]
+                    cache.trim()  # nothing of this leaf is held past here: keep the cache within its bound
                 i = end
-                cache.trim()  # nothing of this leaf is held past here: keep the cache within its bound
         finally:
             cache.trim()
         return out

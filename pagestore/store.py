@@ -715,16 +715,28 @@ class Store(MutableMapping[Any, Any]):
         with self._lock:
             pager = self._begin()
             rids = self._tree.get_sorted(unique)
-            # Records in page order: one int per record sorts much faster than (rid, index) tuples.
-            shift = len(unique).bit_length()
-            order = sorted([(((rid[0] << 16) | rid[1]) << shift) | i for i, rid in enumerate(rids) if rid is not None])
-            mask = (1 << shift) - 1
-            read_many = self._heap.read_many
-            for at in range(0, len(order), _GET_MANY_RUN):
-                part = [x & mask for x in order[at : at + _GET_MANY_RUN]]
-                pager.begin_operation()  # unpin the previous run's pages
-                for i, v in zip(part, read_many([rids[i] for i in part])):  # type: ignore[misc]
-                    found[i] = v
+            if pager.map is not None:
+                # the values in the map in one C call per run, in key order; the rest through the pager
+                have = [i for i, rid in enumerate(rids) if rid is not None]
+                pgnos = [rids[i][0] for i in have]  # type: ignore[index]
+                slots = [rids[i][1] for i in have]  # type: ignore[index]
+                read_run = self._heap.read_run
+                for at in range(0, len(have), _GET_MANY_RUN):
+                    pager.begin_operation()  # unpin the previous run's pages
+                    end = at + _GET_MANY_RUN
+                    for i, v in zip(have[at:end], read_run(pgnos[at:end], slots[at:end])):
+                        found[i] = v
+            else:
+                # Records in page order: one int per record sorts much faster than (rid, index) tuples.
+                shift = len(unique).bit_length()
+                order = sorted([(((rid[0] << 16) | rid[1]) << shift) | i for i, rid in enumerate(rids) if rid is not None])
+                mask = (1 << shift) - 1
+                read_many = self._heap.read_many
+                for at in range(0, len(order), _GET_MANY_RUN):
+                    part = [x & mask for x in order[at : at + _GET_MANY_RUN]]
+                    pager.begin_operation()  # unpin the previous run's pages
+                    for i, v in zip(part, read_many([rids[i] for i in part])):  # type: ignore[misc]
+                        found[i] = v
         dec = self._vdec
         if dec is not None:
             found = [v if v is _DELETED else dec(v) for v in found]
