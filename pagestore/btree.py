@@ -141,7 +141,7 @@ class BTree:
                 i, equal, pgno, slot = _fast.map_find(self._map, child, key)
                 self._hint = None
                 self._map_hint = (key, child, i, equal, pgno, slot, pager.epoch)
-                if loaded:
+                if loaded or self.nodes.weight != self.nodes.settled:
                     self.nodes.trim()
                 return (pgno, slot) if equal else None
             entry = self.nodes.entry(child)
@@ -163,7 +163,7 @@ class BTree:
             keys = node.keys
             i = bisect_left(keys, key)
             found = node.vals[i] if i < len(keys) and keys[i] == key else None
-        if loaded:
+        if loaded or self.nodes.weight != self.nodes.settled:
             self.nodes.trim()
         return found
 

@@ -106,6 +106,8 @@ class NodeCache:
         self.lru: "OrderedDict[int, CacheEntry]" = OrderedDict()
         self.weight = 0
         self.dirty: Set[int] = set()  # decoded nodes changed since their page was last built
+        # the weight at the end of the last trim: a get that loads nothing trims only when it moved
+        self.settled = 0
         self._lend, self._lent = lend, -1
 
     # ---- finding nodes ----
@@ -280,6 +282,7 @@ class NodeCache:
         if spare != self._lent and self._lend:
             self._lent = spare
             self.pager.lend(max(0, spare))
+        self.settled = self.weight
 
     def check(self) -> Dict[str, int]:
         """check verifies the cache's own bookkeeping and returns its counts. O(entries).
