@@ -8,8 +8,12 @@ that neither overflows nor underfills its leaf changes the leaf's page in
 place in C and keeps the new raw bytes (``changed_in_place``), so most
 writes decode nothing. Splits, merges and redistributions change decoded
 nodes only, and ``flush()`` builds every dirty node back into
-``pager.write(pgno)`` (one C call, ``nodes.build``) and keeps the raw bytes
-again. A dirty node evicted from the LRU is built on the way out.
+``pager.write(pgno)`` (one C call, ``nodes.build``) and keeps a leaf's raw
+bytes again. An internal node stays decoded: a get (btree.py) bisects the
+internal nodes of its path in that form and decodes one it meets raw, so a
+store's few internal nodes (about 2 bytes per record) are kept decoded
+while leaves stay raw. A dirty node evicted from the LRU is built on the way
+out.
 
 WEIGHT: the capacity is counted in raw pages; a decoded node weighs
 ``DECODED_WEIGHT``. Pages the pager hands back are never kept: they may be

@@ -495,7 +495,9 @@ class Store(MutableMapping[Any, Any]):
         else:
             k = self._key(key)
         with self._lock:
-            self._begin()
+            if self._pid != _PID or self._closed:
+                self._begin()  # raises
+            self._pager.begin_operation()
             rid = self._tree.get(k)
             if rid is None:
                 raise NotFoundError(k if self._kenc is None else key)
