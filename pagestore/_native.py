@@ -309,8 +309,20 @@ class CffiPage:
     def map_values(self, h: Any, pgnos: List[int], slots: List[int]) -> List[Optional[bytes]]:
         if len(pgnos) != len(slots):
             raise TypeError("map_values: pgnos and slots must be lists of one length")
-        value = self.map_value
-        return [value(h, p, s) if p else None for p, s in zip(pgnos, slots)]
+        n = len(pgnos)
+        if n == 0:
+            return []
+        offs, lens = ffi.new("uint64_t[]", n), ffi.new("uint32_t[]", n)
+        states, status = ffi.new("uint8_t[]", n), ffi.new("int32_t[]", n)
+        rc = lib.ps_map_read_many(h, ffi.NULL, ffi.new("uint32_t[]", pgnos), ffi.new("uint16_t[]", slots), n,
+                                  lib.PS_PAGE_HEAP, offs, lens, states, status)
+        if rc != OK:
+            return [None] * n
+        buf = ffi.buffer(h.base, h.len)
+        live = lib.PS_SLOT_LIVE
+        return [buf[o : o + k] if st == OK and s == live else None
+                for o, k, s, st in zip(ffi.unpack(offs, n), ffi.unpack(lens, n), ffi.unpack(states, n),
+                                        ffi.unpack(status, n))]
 
     def _run(self, page: Any, size: int, pgno: int, start: Optional[bytes], after: bool, stop: Optional[bytes],
              limit: int) -> RunResult:
