@@ -287,6 +287,54 @@ static PyObject *fp_page_value(PyObject *self, PyObject *const *args, Py_ssize_t
     return out;
 }
 
+/* map_chain_run(h, first, count, step) -> the chunks (slot 0) of overflow pages first, first +
+** step, ... (count pages, step +1 or -1) joined, when each is a sound overflow page whose next
+** field names the page after it in that run (0 for the last); else None. The caller names
+** every page: C reads those and checks their links, it follows none. For the common chain
+** whose pages were allocated one after another, so a value is one call, not one a page. */
+static PyObject *fp_map_chain_run(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    (void)self;
+    uint32_t first, count;
+    if (!nargs_ok(n, 4, "map_chain_run") || !as_u32(args[1], &first) || !as_u32(args[2], &count)) return NULL;
+    long step = PyLong_AsLong(args[3]);
+    if (step == -1 && PyErr_Occurred()) return NULL;
+    if (step != 1 && step != -1) {
+        PyErr_SetString(PyExc_ValueError, "map_chain_run: step must be 1 or -1");
+        return NULL;
+    }
+    ps_map_t *m = as_map(args[0]);
+    if (m == NULL) return NULL;
+    if (count == 0 || (step < 0 && first < count) || (step > 0 && (uint64_t)first + count > 0xFFFFFFFFull))
+        Py_RETURN_NONE;
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < count; i++) { /* first pass: every page sound and linked, the length */
+        uint32_t pgno = step > 0 ? first + i : first - i, len, next;
+        uint64_t off;
+        uint8_t st;
+        if (ps_map_page_read(m, pgno, 0, PS_PAGE_OVERFLOW, &off, &len, &st, &next) != PS_OK) Py_RETURN_NONE;
+        uint32_t want = i + 1 == count ? 0 : (step > 0 ? pgno + 1 : pgno - 1);
+        if (next != want) Py_RETURN_NONE;
+        total += len;
+    }
+    if (total > (uint64_t)PY_SSIZE_T_MAX) Py_RETURN_NONE;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+    if (out == NULL) return NULL;
+    char *dst = PyBytes_AS_STRING(out);
+    uint64_t at = 0;
+    for (uint32_t i = 0; i < count; i++) { /* second pass: copy (the pages are verified now) */
+        uint32_t pgno = step > 0 ? first + i : first - i, len, next;
+        uint64_t off;
+        uint8_t st;
+        if (ps_map_page_read(m, pgno, 0, PS_PAGE_OVERFLOW, &off, &len, &st, &next) != PS_OK || at + len > total) {
+            Py_DECREF(out);
+            Py_RETURN_NONE;
+        }
+        memcpy(dst + at, m->base + off, len);
+        at += len;
+    }
+    return out;
+}
+
 /* map_values(h, pgnos, slots) -> [map_value(h, pgnos[i], slots[i]) for i]: a scan's values in
 ** one call (page number 0: None, for the caller's pages that are not the map's). */
 static PyObject *fp_map_values(PyObject *self, PyObject *const *args, Py_ssize_t n) {
@@ -441,6 +489,8 @@ static PyMethodDef methods[] = {
      "map_chunk(h, pgno) -> (bytes of slot 0 of an overflow page, next) or None"},
     {"page_value", (PyCFunction)(void (*)(void))fp_page_value, METH_FASTCALL,
      "page_value(buf, slot) -> bytes of a live record of a heap page, or None"},
+    {"map_chain_run", (PyCFunction)(void (*)(void))fp_map_chain_run, METH_FASTCALL,
+     "map_chain_run(h, first, count, step) -> the chunks of a run of linked overflow pages, or None"},
     {"map_values", (PyCFunction)(void (*)(void))fp_map_values, METH_FASTCALL,
      "map_values(h, pgnos, slots) -> [bytes or None]"},
     {"map_leaf_run", (PyCFunction)(void (*)(void))fp_map_leaf_run, METH_FASTCALL,

@@ -283,6 +283,20 @@ class CffiPage:
         data: bytes = ffi.buffer(h.base + off, n)[:]
         return data, nx
 
+    def map_chain_run(self, h: Any, first: int, count: int, step: int) -> Optional[bytes]:
+        if step not in (1, -1):
+            raise ValueError("map_chain_run: step must be 1 or -1")
+        if count <= 0 or (step < 0 and first < count) or (step > 0 and first + count > 0xFFFFFFFF):
+            return None
+        parts: List[bytes] = []
+        for i in range(count):
+            pgno = first + i * step
+            found = self.map_chunk(h, pgno)
+            if found is None or found[1] != (0 if i + 1 == count else pgno + step):
+                return None
+            parts.append(found[0])
+        return b"".join(parts)
+
     @property
     def _record_cells(self) -> Tuple[Any, Any, Any, Any]:
         try:

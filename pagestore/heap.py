@@ -82,6 +82,7 @@ _map_values = _native.fast.map_values
 _map_record = _native.fast.map_record
 _map_chunk = _native.fast.map_chunk
 _page_value = _native.fast.page_value
+_map_chain_run = _native.fast.map_chain_run
 _PAGE_OVERFLOW = fmt.PAGE_OVERFLOW
 _SLOT_LIVE = fmt.SLOT_LIVE
 _SLOT_OVERFLOW = fmt.SLOT_OVERFLOW
@@ -474,6 +475,15 @@ class Heap:
         expected, rem = divmod(total - tail_len, self.chunk)
         count = expected + (1 if rem else 0)
         overlaid, m, chunk = self.pager.overlaid, self._map, _map_chunk
+        # A chain allocated page after page (the common case: descending when
+        # written last chunk first at the file's end, ascending from a bulk
+        # build) is one C call for the whole value; C checks every link.
+        for step in (-1, 1) if count > 1 else (1,):
+            if p and overlaid.isdisjoint(range(p, p + step * count, step)):
+                head = _map_chain_run(m, p, count, step)
+                if head is not None:
+                    value = head + mm[off + 8 : off + n]
+                    return value if len(value) == total else None
         # Each chunk copied out of the map in one C call, then joined: two
         # copies, fewer Python steps than slicing views of the map.
         parts: List[bytes] = []
