@@ -3,7 +3,7 @@
     python bench/get_many.py --records 100000 --batch 10000 --repeat 3
 
 Loads a store (keys inserted in random order, values of --value-size
-bytes), then times, alternately and --repeat times each: a loop of
+bytes, or 1 B to 20 KB with --value-size 0), then times, alternately and --repeat times each: a loop of
 ``db[k]`` over the batch, and ``db.get_many(batch)``; prints the best rate
 of each and their ratio. Does the same on an ``keys="int"`` store with the
 batch as a numpy int64 array (skipped without numpy). The two read the
@@ -34,6 +34,11 @@ def _best(fn, repeat: int) -> float:
     return best
 
 
+def _size(rng: random.Random, value_size: int) -> int:
+    """_size: value_size, or for 0 a size from 1 B to 20 KB, log-uniform (the bench's spread)."""
+    return value_size if value_size > 0 else int(2 ** rng.uniform(0, 14.29))
+
+
 def run(kind: str, path: str, records: int, batch: int, value_size: int, repeat: int, seed: int) -> float:
     rng = random.Random(seed)
     ids = list(range(records))
@@ -46,7 +51,7 @@ def run(kind: str, path: str, records: int, batch: int, value_size: int, repeat:
         keys = [i * 7919 for i in ids]  # spread out, several bytes each
     with db:
         for at in range(0, records, 1000):
-            db.put_many((k, rng.randbytes(value_size)) for k in keys[at : at + 1000])
+            db.put_many((k, rng.randbytes(_size(rng, value_size))) for k in keys[at : at + 1000])
         want = rng.sample(keys, batch)
         if kind == "int":
             import numpy as np
@@ -69,7 +74,7 @@ def run(kind: str, path: str, records: int, batch: int, value_size: int, repeat:
             t_many = min(t_many, _best(many, 1))
         ratio = t_loop / t_many
         print(
-            f"{kind:>5} keys, {records:,} records of {value_size} B, batch {batch:,}: "
+            f"{kind:>5} keys, {records:,} records of {value_size or '1-20000'} B, batch {batch:,}: "
             f"loop of db[k] {batch / t_loop / 1e3:7.1f}k keys/s, get_many {batch / t_many / 1e3:7.1f}k keys/s, "
             f"ratio {ratio:.2f}x"
         )
@@ -80,7 +85,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--records", type=int, default=100_000)
     ap.add_argument("--batch", type=int, default=10_000)
-    ap.add_argument("--value-size", type=int, default=100)
+    ap.add_argument("--value-size", type=int, default=100, help="bytes per value; 0: 1 B to 20 KB, log-uniform")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)

@@ -1733,6 +1733,30 @@ static void map_compare(ps_map_t *m, uint32_t npages, int trusting) {
             if (r1 != r2 || (r1 == PS_OK && (i1 != i2 || e1 != e2 || p1 != p2 || s1 != s2)))
                 fail("map search of page %u (type %d): rc %d, page search rc %d", pgno, want_type, r1, r2);
         }
+        /* the lean calls answer as the wide ones they stand for, errors included */
+        {
+            uint32_t i1 = 0, p1 = 0, l1 = 0, len = 0, nx = 0, slot = below(8);
+            uint8_t e1 = 0, st1 = 0;
+            uint16_t s1 = 0;
+            uint64_t o1 = 0;
+            int r1 = ps_map_node_search(m, pgno, PS_PAGE_INTERNAL, nkey_buf, kl, 1, &i1, &e1, &p1, &s1);
+            int64_t c = ps_map_child(m, pgno, nkey_buf, kl);
+            if (c != (r1 != PS_OK ? -(int64_t)r1 : (int64_t)p1))
+                fail("map child of page %u: %lld, search rc %d child %u", pgno, (long long)c, r1, p1);
+            r1 = ps_map_node_search(m, pgno, PS_PAGE_LEAF, nkey_buf, kl, 0, &i1, &e1, &p1, &s1);
+            int64_t f = ps_map_leaf_find(m, pgno, nkey_buf, kl);
+            if (r1 != PS_OK ? f != -(int64_t)r1
+                            : f < 0 || (uint64_t)f >> 31 != p1 || ((uint64_t)f >> 15 & 0xFFFF) != s1 ||
+                                  ((uint64_t)f >> 1 & 0x3FFF) != i1 || ((uint64_t)f & 1) != (e1 ? 1u : 0u))
+                fail("map leaf find of page %u: %lld, search rc %d", pgno, (long long)f, r1);
+            r1 = ps_map_page_read(m, pgno, slot, PS_PAGE_HEAP, &o1, &l1, &st1, &nx);
+            int64_t v = ps_map_value(m, pgno, slot, &len);
+            int64_t want_v = r1 != PS_OK ? -(int64_t)r1 : st1 != PS_SLOT_LIVE ? -(int64_t)PS_ENOSLOT : (int64_t)o1;
+            if (v != want_v || (v >= 0 && len != l1))
+                fail("map value of page %u slot %u: %lld, page read rc %d", pgno, slot, (long long)v, r1);
+            if (ps_map_value(m, pgno, slot, NULL) != -(int64_t)PS_EINVAL) fail("map value took a NULL length");
+            n_map_calls += 7;
+        }
         if (rc == PS_OK) {
             uint32_t cap = 1 + below(PS_MAX_SLOTS), c1 = 0, c2 = 0;
             uint64_t *o64 = malloc(sizeof *o64 * cap), *e64 = malloc(sizeof *e64 * cap);

@@ -130,3 +130,34 @@ int ps_map_read_many(ps_map_t *map, const uint8_t *const *pages, const uint32_t 
     }
     return PS_OK;
 }
+
+int64_t ps_map_child(ps_map_t *map, uint32_t pgno, const uint8_t *key, uint32_t klen) {
+    uint32_t idx[2];
+    uint8_t eq;
+    uint16_t slot;
+    int rc = ps_map_node_search(map, pgno, PS_PAGE_INTERNAL, key, klen, 1, idx, &eq, idx + 1, &slot);
+    if (rc != PS_OK) return -(int64_t)rc;
+    return (int64_t)idx[1];
+}
+
+int64_t ps_map_leaf_find(ps_map_t *map, uint32_t pgno, const uint8_t *key, uint32_t klen) {
+    uint32_t idx[2];
+    uint8_t eq;
+    uint16_t slot;
+    int rc = ps_map_node_search(map, pgno, PS_PAGE_LEAF, key, klen, 0, idx, &eq, idx + 1, &slot);
+    if (rc != PS_OK) return -(int64_t)rc;
+    if (idx[0] >= (1u << 14)) return -(int64_t)PS_ECORRUPT_NODE; /* no node has that many entries */
+    return (int64_t)(((uint64_t)idx[1] << 31) | ((uint64_t)slot << 15) | ((uint64_t)idx[0] << 1) | (eq ? 1u : 0u));
+}
+
+int64_t ps_map_value(ps_map_t *map, uint32_t pgno, uint32_t slot, uint32_t *len_out) {
+    uint64_t off;
+    uint32_t len;
+    uint8_t st;
+    if (len_out == NULL) return -(int64_t)PS_EINVAL;
+    int rc = ps_map_page_read(map, pgno, slot, PS_PAGE_HEAP, &off, &len, &st, NULL);
+    if (rc != PS_OK) return -(int64_t)rc;
+    if (st != PS_SLOT_LIVE) return -(int64_t)PS_ENOSLOT;
+    *len_out = len;
+    return (int64_t)off;
+}

@@ -138,7 +138,7 @@
 
 /* ---- CDEF BEGIN: the region below is read by native/build_ffi.py ---- */
 
-#define PS_NATIVE_VERSION 7     /* bumped on any ABI or format change */
+#define PS_NATIVE_VERSION 8     /* bumped on any ABI or format change */
 #define PS_FORMAT_VERSION 3     /* on-disk format version in page 0 */
 
 #define PS_HEADER_SIZE 40
@@ -358,6 +358,26 @@ int ps_map_page_read(ps_map_t *map, uint32_t pgno, uint32_t slot, int want_type,
 int ps_map_read_many(ps_map_t *map, const uint8_t *const *pages, const uint32_t *pgnos,
                      const uint16_t *slots, uint32_t n, int want_type, uint64_t *offsets_out,
                      uint32_t *lens_out, uint8_t *states_out, int32_t *status_out);
+
+/* LEAN CALLS (map.c): the read path's three hot calls with few arguments and
+** the answer returned, not written through out-parameters: a binding pays for
+** every argument it converts and every out-parameter it reads back (a cffi
+** call with ten arguments and four out-parameters cost five times one with
+** four arguments and none). They are what ps_map_node_search and
+** ps_map_page_read do, on the same verified pages; a negative result is
+** -(status code).
+** ps_map_child: the page number of the child of internal node pgno whose range
+**   holds key (ps_map_node_search with want_type PS_PAGE_INTERNAL, after=1).
+** ps_map_leaf_find: ps_map_node_search of leaf pgno for key (after=0), packed
+**   as rid_pgno << 31 | rid_slot << 15 | index << 1 | equal (all of it fits
+**   63 bits: index < PS_MAX_SLOTS < 2^14); rid (0, 0) past the last entry.
+** ps_map_value: the offset from base of the record in slot `slot` of heap page
+**   pgno, its length in *len_out, when it is a whole live record
+**   (PS_SLOT_LIVE) of a PS_PAGE_HEAP page; -PS_ENOSLOT for a record in
+**   another state (an overflow stub), -PS_ETYPE for a page of another type. */
+int64_t ps_map_child(ps_map_t *map, uint32_t pgno, const uint8_t *key, uint32_t klen);
+int64_t ps_map_leaf_find(ps_map_t *map, uint32_t pgno, const uint8_t *key, uint32_t klen);
+int64_t ps_map_value(ps_map_t *map, uint32_t pgno, uint32_t slot, uint32_t *len_out);
 
 /* Page deltas (delta.c): the runs in which two images of a page differ (the log's
 ** frames after a page's first whole image), and applying them. See delta.c. */

@@ -1,12 +1,28 @@
-"""The one module that owns the cffi ``lib``.
+"""The one module that owns the C bindings: the cffi ``lib``, and ``fast``.
 
 Everything above this module sees Python objects and exceptions, never cdata.
 Each wrapper is: validate -> call -> check the status code -> return.
+
+TWO BINDINGS OF THE SAME C. cffi builds the whole page API. The read path's
+hot calls (a node search per level, a value read, a leaf's run of a scan) are
+also built as ``pagestore._fastpage``, a CPython extension module of
+METH_FASTCALL functions over the same page-local C (native/fastpage.c): a
+cffi call pays for every argument it converts and every out-parameter read
+back, which made the binding, not the Python descent, the cost of a get
+(bench/binding.py measures both). ``fast`` is that module, or, where it is
+absent, on PyPy, or with the environment variable ``PAGESTORE_NATIVE=cffi``,
+``CffiPage``: the same functions with the same answers through cffi's lean
+signatures (``ps_map_child``, ``ps_map_leaf_find``, ``ps_map_value``).
+``BINDING`` says which ("fastpage" or "cffi"); ``PAGESTORE_NATIVE=fastpage``
+refuses to fall back. A map handle (``map_handle``) is what ``fast``'s map
+calls take for the pager's ``ps_map_t``.
 """
 from __future__ import annotations
 
+import os
+import platform
 import threading
-from typing import Any, NoReturn, Optional, Tuple
+from typing import Any, List, NoReturn, Optional, Tuple
 
 from .errors import CorruptionError, NotFoundError, PageFullError, PageStoreError
 
@@ -19,7 +35,7 @@ except ImportError as exc:  # pragma: no cover - only without a build
     ) from exc
 
 #: The ABI version this Python code was written against.
-EXPECTED_NATIVE_VERSION = 7
+EXPECTED_NATIVE_VERSION = 8
 
 if lib.ps_native_version() != EXPECTED_NATIVE_VERSION:  # pragma: no cover
     raise ImportError(
@@ -170,3 +186,247 @@ class MapHandle:
         if length == 0:
             return bool(m.len == 0 and m.base == ffi.NULL)
         return bool(m.len == length and m.page_size == page_size and m.verified_len == verified_len)
+
+
+# ---- the read path's hot calls: _fastpage, or the same through cffi ----
+
+RunResult = Tuple[int, int, int, List[bytes], List[int], List[int]]
+
+
+class CffiPage:
+    """CffiPage: ``pagestore._fastpage``'s functions through cffi, the fallback binding.
+
+    Same arguments, answers and exceptions as native/fastpage.c documents;
+    a map handle is the pager's ``ps_map_t *`` itself. The out-parameters
+    are per thread (cffi releases the GIL during a C call).
+    """
+
+    @property
+    def _cells(self) -> Tuple[Any, Any, Any, Any, Any, Any, Any]:
+        try:
+            c: Tuple[Any, Any, Any, Any, Any, Any, Any] = _tls.cells
+            return c
+        except AttributeError:
+            n = MAX_SLOTS
+            _tls.cells = c = (ffi.new("uint32_t[4]"), ffi.new("uint8_t *"), ffi.new("uint16_t *"),
+                              ffi.new("uint32_t[]", n), ffi.new("uint32_t[]", n), ffi.new("uint32_t[]", n),
+                              ffi.new("uint16_t[]", n))
+            return c
+
+    def map_child(self, h: Any, pgno: int, key: bytes) -> int:
+        r: int = lib.ps_map_child(h, pgno, key, len(key))
+        if r < 0:
+            raise_for(-r, pgno, "internal node")
+        return r
+
+    def map_find(self, h: Any, pgno: int, key: bytes) -> Tuple[int, bool, int, int]:
+        r: int = lib.ps_map_leaf_find(h, pgno, key, len(key))
+        if r < 0:
+            raise_for(-r, pgno, "leaf")
+        return (r >> 1) & 0x3FFF, bool(r & 1), r >> 31, (r >> 15) & 0xFFFF
+
+    def _search(self, raw: bytes, key: bytes, after: bool, pgno: int) -> Tuple[int, bool, int, int]:
+        _check_bytes(raw, "raw")
+        _check_bytes(key, "key")
+        u32, eq, u16 = self._cells[:3]
+        rc = lib.ps_node_search(raw, len(raw), key, len(key), after, u32, eq, u32 + 1, u16)
+        if rc != OK:
+            raise_for(rc, pgno, "node search")
+        return u32[0], bool(eq[0]), u32[1], u16[0]
+
+    def node_child(self, raw: bytes, key: bytes, pgno: int) -> int:
+        return self._search(raw, key, True, pgno)[2]
+
+    def node_find(self, raw: bytes, key: bytes, after: bool, pgno: int) -> Tuple[int, bool, int, int]:
+        return self._search(raw, key, after, pgno)
+
+    def node_find_many(self, raw: bytes, keys: List[bytes], lo: int, hi: int, out: List[Any], pgno: int) -> None:
+        if lo < 0 or hi > len(keys) or hi > len(out):
+            raise IndexError("find_many: bounds outside the lists")
+        _check_bytes(raw, "raw")
+        if not MIN_PAGE_SIZE <= len(raw) <= MAX_PAGE_SIZE:
+            raise_for(EINVAL, pgno, "leaf size")
+        if raw[OFF_TYPE] != PAGE_LEAF:
+            raise_for(lib.PS_ETYPE if raw[OFF_TYPE] == PAGE_INTERNAL else lib.PS_ENODE_TYPE, pgno, "leaf")
+        for t in range(lo, hi):
+            _, equal, p, s = self._search(raw, keys[t], False, pgno)
+            if equal:
+                out[t] = (p, s)
+
+    def map_find_many(self, h: Any, pgno: int, keys: List[bytes], lo: int, hi: int, out: List[Any]) -> None:
+        if lo < 0 or hi > len(keys) or hi > len(out):
+            raise IndexError("find_many: bounds outside the lists")
+        for t in range(lo, hi):
+            _, equal, p, s = self.map_find(h, pgno, keys[t])
+            if equal:
+                out[t] = (p, s)
+
+    def map_value(self, h: Any, pgno: int, slot: int) -> Optional[bytes]:
+        n = self._cells[0]
+        off: int = lib.ps_map_value(h, pgno, slot, n)
+        if off < 0:
+            return None
+        value: bytes = ffi.buffer(h.base + off, n[0])[:]
+        return value
+
+    def map_record(self, h: Any, pgno: int, slot: int, want_type: int) -> Optional[Tuple[int, int, int, int]]:
+        off, n, st, nx = self._record_cells
+        if lib.ps_map_page_read(h, pgno, slot, want_type, off, n, st, nx) != OK:
+            return None
+        return off[0], n[0], st[0], nx[0]
+
+    def map_chunk(self, h: Any, pgno: int) -> Optional[Tuple[bytes, int]]:
+        found = self.map_record(h, pgno, 0, lib.PS_PAGE_OVERFLOW)
+        if found is None:
+            return None
+        off, n, _, nx = found
+        data: bytes = ffi.buffer(h.base + off, n)[:]
+        return data, nx
+
+    def map_chain_run(self, h: Any, first: int, count: int, step: int) -> Optional[bytes]:
+        if step not in (1, -1):
+            raise ValueError("map_chain_run: step must be 1 or -1")
+        if count <= 0 or (step < 0 and first < count) or (step > 0 and first + count > 0xFFFFFFFF):
+            return None
+        parts: List[bytes] = []
+        for i in range(count):
+            pgno = first + i * step
+            found = self.map_chunk(h, pgno)
+            if found is None or found[1] != (0 if i + 1 == count else pgno + step):
+                return None
+            parts.append(found[0])
+        return b"".join(parts)
+
+    @property
+    def _record_cells(self) -> Tuple[Any, Any, Any, Any]:
+        try:
+            c: Tuple[Any, Any, Any, Any] = _tls.record_cells
+            return c
+        except AttributeError:
+            _tls.record_cells = c = (ffi.new("uint64_t *"), ffi.new("uint32_t *"), ffi.new("uint8_t *"),
+                                     ffi.new("uint32_t *"))
+            return c
+
+    def page_value(self, buf: Any, slot: int) -> Optional[bytes]:
+        size = len(buf)
+        if not MIN_PAGE_SIZE <= size <= MAX_PAGE_SIZE or buf[OFF_TYPE] != lib.PS_PAGE_HEAP:
+            return None
+        off, n, st, _ = self._record_cells
+        u32 = self._cells[0]
+        if lib.ps_page_read(ffi.from_buffer("uint8_t[]", buf), size, slot, u32, u32 + 1, st) != OK:
+            return None
+        if st[0] != lib.PS_SLOT_LIVE:
+            return None
+        value = bytes(buf[u32[0] : u32[0] + u32[1]])
+        return value
+
+    def map_values(self, h: Any, pgnos: List[int], slots: List[int]) -> List[Optional[bytes]]:
+        if len(pgnos) != len(slots):
+            raise TypeError("map_values: pgnos and slots must be lists of one length")
+        n = len(pgnos)
+        if n == 0:
+            return []
+        offs, lens = ffi.new("uint64_t[]", n), ffi.new("uint32_t[]", n)
+        states, status = ffi.new("uint8_t[]", n), ffi.new("int32_t[]", n)
+        rc = lib.ps_map_read_many(h, ffi.NULL, ffi.new("uint32_t[]", pgnos), ffi.new("uint16_t[]", slots), n,
+                                  lib.PS_PAGE_HEAP, offs, lens, states, status)
+        if rc != OK:
+            return [None] * n
+        buf = ffi.buffer(h.base, h.len)
+        live = lib.PS_SLOT_LIVE
+        return [buf[o : o + k] if st == OK and s == live else None
+                for o, k, s, st in zip(ffi.unpack(offs, n), ffi.unpack(lens, n), ffi.unpack(states, n),
+                                        ffi.unpack(status, n))]
+
+    def _run(self, page: Any, size: int, pgno: int, start: Optional[bytes], after: bool, stop: Optional[bytes],
+             limit: int) -> RunResult:
+        if page[OFF_TYPE] != PAGE_LEAF:
+            raise_for(lib.PS_ETYPE if page[OFF_TYPE] == PAGE_INTERNAL else lib.PS_ENODE_TYPE, pgno, "leaf")
+        u32, _, _, offs, ends, pgnos, slots = self._cells
+        count = u32 + 3
+        rc = lib.ps_node_decode(page, size, offs, ends, pgnos, slots, MAX_SLOTS, count)
+        if rc != OK:
+            raise_for(rc, pgno, "leaf")
+        c = count[0]
+        i = 0 if start is None else self._search_page(page, size, start, after, pgno)
+        j = c if stop is None else max(i, self._search_page(page, size, stop, False, pgno))
+        if 0 <= limit < j - i:
+            j = i + limit
+        buf = ffi.buffer(page, size)
+        keys = [buf[offs[t] : ends[t]] for t in range(i, j)]
+        return i, j, c, keys, [pgnos[t] for t in range(i, j)], [slots[t] for t in range(i, j)]
+
+    def _search_page(self, page: Any, size: int, key: bytes, after: bool, pgno: int) -> int:
+        _check_bytes(key, "key")
+        u32, eq, u16 = self._cells[:3]
+        rc = lib.ps_node_search(page, size, key, len(key), after, u32, eq, u32 + 1, u16)
+        if rc != OK:
+            raise_for(rc, pgno, "leaf")
+        i: int = u32[0]
+        return i
+
+    def map_leaf_run(self, h: Any, pgno: int, start: Optional[bytes], after: bool, stop: Optional[bytes],
+                     limit: int) -> RunResult:
+        rc = lib.ps_map_check(h, pgno)
+        if rc != OK:
+            raise_for(rc, pgno, "leaf")
+        size = h.page_size
+        return self._run(ffi.cast("uint8_t *", h.base) + pgno * size, size, pgno, start, after, stop, limit)
+
+    def leaf_run(self, raw: bytes, pgno: int, start: Optional[bytes], after: bool, stop: Optional[bytes],
+                 limit: int) -> RunResult:
+        _check_bytes(raw, "raw")
+        if not MIN_PAGE_SIZE <= len(raw) <= MAX_PAGE_SIZE:
+            raise_for(EINVAL, pgno, "leaf size")
+        return self._run(ffi.from_buffer("uint8_t[]", raw), len(raw), pgno, start, after, stop, limit)
+
+
+def _check_bytes(obj: Any, what: str) -> None:
+    if type(obj) is not bytes:
+        raise TypeError(f"{what} must be bytes, not {type(obj).__name__}")
+
+
+MAX_SLOTS: int = lib.PS_MAX_SLOTS
+MIN_PAGE_SIZE: int = lib.PS_MIN_PAGE_SIZE
+MAX_PAGE_SIZE: int = lib.PS_MAX_PAGE_SIZE
+OFF_TYPE: int = lib.PS_OFF_TYPE
+PAGE_LEAF: int = lib.PS_PAGE_LEAF
+PAGE_INTERNAL: int = lib.PS_PAGE_INTERNAL
+
+
+def _load_fast() -> Tuple[Any, str]:
+    """_load_fast picks the binding of the hot calls (see the module docstring)."""
+    want = os.environ.get("PAGESTORE_NATIVE", "")
+    if want not in ("", "cffi", "fastpage"):
+        raise ImportError(f"PAGESTORE_NATIVE must be 'cffi' or 'fastpage', got {want!r}")
+    if want != "cffi" and platform.python_implementation() == "CPython":
+        try:
+            from . import _fastpage  # type: ignore[attr-defined]
+        except ImportError:
+            if want == "fastpage":
+                raise
+        else:
+            if _fastpage.NATIVE_VERSION != EXPECTED_NATIVE_VERSION:  # pragma: no cover
+                raise ImportError(
+                    f"pagestore._fastpage version {_fastpage.NATIVE_VERSION} does not match the Python "
+                    f"package (expects {EXPECTED_NATIVE_VERSION}); rebuild with `pip install .`"
+                )
+            _fastpage.init(raise_for)
+            return _fastpage, "fastpage"
+    if want == "fastpage":
+        raise ImportError("PAGESTORE_NATIVE=fastpage, but pagestore._fastpage is not built here")
+    return CffiPage(), "cffi"
+
+
+def map_handle(struct: Any) -> Any:
+    """map_handle: what ``fast``'s map calls take for the pager's ``ps_map_t *`` (its address for
+    _fastpage, the cdata itself for cffi), or None for None. The struct must outlive the handle."""
+    if struct is None:
+        return None
+    if BINDING == "fastpage":
+        return int(ffi.cast("uintptr_t", struct))
+    return struct
+
+
+fast: Any
+fast, BINDING = _load_fast()

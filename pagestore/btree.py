@@ -54,6 +54,7 @@ import operator
 from bisect import bisect_left, bisect_right
 from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
+from . import _native
 from . import format as fmt
 from . import nodes
 from .errors import CorruptionError
@@ -64,10 +65,8 @@ from .treecheck import check_tree
 
 __all__ = ["BTree", "Rid", "max_key_len"]
 
-_child = nodes.child
 _search = nodes.search
-_map_child = nodes.map_child
-_map_search = nodes.map_search
+_fast = _native.fast
 
 
 class BTree:
@@ -97,6 +96,7 @@ class BTree:
         self.max_key = max_key_len(pager.page_size)
         self.nodes = NodeCache(pager, node_cache, lend=lend)
         self.balancer = Balancer(pager, self.nodes)
+        self._map = _native.map_handle(pager.map_struct)  # the pager's ps_map_t, for _native.fast
         # (key, leaf pgno, leaf raw bytes, index, equal, rid pgno, rid slot) of the last get
         self._hint: Optional[Tuple[bytes, int, bytes, int, bool, int, int]] = None
         # the same for a get that searched its leaf in the map, with the pager's operation
@@ -106,47 +106,46 @@ class BTree:
     # ---- public operations ----
 
     def get(self, key: bytes) -> Optional[Rid]:
-        """get returns the rid stored under ``key``, or None. O(log n)."""
-        key = self._check_key(key)
-        meta = self.pager.meta
-        if not meta.root:
-            return None
-        cache = self.nodes
-        lru = cache.lru
+        """get returns the rid stored under ``key``, or None. O(log n).
+
+        The descent: an internal node is bisected in its decoded form, which
+        the node cache keeps once a get has met it (counted in the cache's
+        budget; a read neither moves it in the LRU nor tests it against the
+        log: every change to a cached node replaces or forgets its entry).
+        A leaf not in the cache whose newest image is in the data file is
+        searched in place in the map, one C call (``_native.fast``); any
+        other leaf comes through the cache.
+        """
+        if type(key) is not bytes:
+            key = self._check_key(key)
         pager = self.pager
-        # A node not in the node cache whose newest image is in the data file
-        # is searched in place in the map: one C call, no copy, no cache entry.
-        mm = pager.map
-        overlaid = pager.overlaid
+        meta = pager.meta
         child = meta.root
+        if not child:
+            return None
+        lru = self.nodes.lru
+        loaded = False
         for _ in range(meta.tree_height - 1):
-            # cache.entry, inlined for the hit: a get is a few of these
             entry = lru.get(child)
             if entry is None:
-                if mm is not None and child not in overlaid:
-                    child = _map_child(pager.map_struct, child, key)
-                    continue
-                entry = cache.entry(child)
-            else:
-                lru.move_to_end(child)
-            if entry.leaf:
-                raise self._misplaced(child, True, meta.tree_height)
-            raw = entry.raw
-            if raw is not None:
-                child = _child(raw, key, child)
-            else:
-                node = entry.node
-                assert node is not None
-                child = node.vals[bisect_right(node.keys, key)]
+                entry = self._load_internal(child)
+                loaded = True
+            node = entry.node
+            if node is None or node.leaf:
+                node = self._internal(entry, meta.tree_height)
+                loaded = True
+            child = node.vals[bisect_right(node.keys, key)]
         entry = lru.get(child)
         if entry is None:
-            if mm is not None and child not in overlaid:
-                i, equal, pgno, slot = _map_search(pager.map_struct, child, key)
+            if pager.map is not None and child not in pager.overlaid:
+                i, equal, pgno, slot = _fast.map_find(self._map, child, key)
                 self._hint = None
                 self._map_hint = (key, child, i, equal, pgno, slot, pager.epoch)
-                cache.trim()
+                if loaded or self.nodes.weight != self.nodes.settled:
+                    self.nodes.trim()
                 return (pgno, slot) if equal else None
-            entry = cache.entry(child)
+            entry = self.nodes.entry(child)
+            loaded = True
         else:
             lru.move_to_end(child)
         if not entry.leaf:
@@ -154,7 +153,7 @@ class BTree:
         raw = entry.raw
         found: Optional[Rid]
         if raw is not None:
-            i, equal, pgno, slot = _search(raw, key, False, child)
+            i, equal, pgno, slot = _fast.node_find(raw, key, False, child)
             found = (pgno, slot) if equal else None
             # A put of the same key next (the store's get-then-put) starts here.
             self._hint = (key, child, raw, i, equal, pgno, slot)
@@ -164,8 +163,24 @@ class BTree:
             keys = node.keys
             i = bisect_left(keys, key)
             found = node.vals[i] if i < len(keys) and keys[i] == key else None
-        cache.trim()
+        if loaded or self.nodes.weight != self.nodes.settled:
+            self.nodes.trim()
         return found
+
+    def _load_internal(self, pgno: int) -> CacheEntry:
+        """_load_internal: the cache entry of internal node ``pgno``, decoded (a get's miss)."""
+        cache = self.nodes
+        entry = cache.entry(pgno)
+        if not entry.leaf:
+            cache.decoded(entry)
+        return entry
+
+    def _internal(self, entry: CacheEntry, height: int) -> Node:
+        """_internal: the decoded node of a cached internal node kept raw, decoded in the cache
+        now (or the error for a leaf above the tree height)."""
+        if entry.leaf:
+            raise self._misplaced(entry.pgno, True, height)
+        return self.nodes.decoded(entry)
 
     def get_sorted(self, keys: Sequence[bytes]) -> List[Optional[Rid]]:
         """get_sorted returns the rid of each of ``keys`` (sorted ascending, no duplicates), or None.
@@ -181,44 +196,57 @@ class BTree:
             CorruptionError: a node at the wrong depth or a damaged node (names its page).
         """
         out: List[Optional[Rid]] = [None] * len(keys)
-        meta = self.pager.meta
+        pager = self.pager
+        meta = pager.meta
         if not meta.root or not keys:
             return out
+        if type(keys) is not list or any(type(k) is not bytes for k in keys):
+            keys = [self._check_key(k) for k in keys]
         cache = self.nodes
+        lru = cache.lru
         height = meta.tree_height
+        mapped = pager.map is not None
+        overlaid = pager.overlaid
         n, i = len(keys), 0
         try:
             while i < n:
-                key = self._check_key(keys[i])
+                key = keys[i]
                 pgno = meta.root
                 hi: Optional[bytes] = None
                 for _ in range(height - 1):
-                    node = cache.load(pgno)  # internal nodes stay decoded in the cache; there are few
-                    if node.leaf:
-                        raise self._misplaced(pgno, True, height)
+                    # internal nodes decoded in the cache, as get keeps them
+                    entry = lru.get(pgno)
+                    if entry is None:
+                        entry = self._load_internal(pgno)
+                    node = entry.node
+                    if node is None or node.leaf:
+                        node = self._internal(entry, height)
                     j = bisect_right(node.keys, key)
                     if j < len(node.keys):
                         hi = node.keys[j]  # a deeper separator is tighter: the last one set bounds the leaf
                     pgno = node.vals[j]
-                entry = cache.entry(pgno)
-                if not entry.leaf:
-                    raise self._misplaced(pgno, False, height)
                 # keys[i] < hi, so the run holds at least keys[i]
                 end = n if hi is None else bisect_left(keys, hi, i)
-                raw = entry.raw
-                if raw is not None:
-                    nodes.search_many(raw, keys, i, end, out, pgno)
+                if mapped and pgno not in lru and pgno not in overlaid:
+                    _fast.map_find_many(self._map, pgno, keys, i, end, out)
                 else:
-                    leaf = entry.node
-                    assert leaf is not None
-                    lkeys, vals = leaf.keys, leaf.vals
-                    for t in range(i, end):
-                        k = keys[t]
-                        x = bisect_left(lkeys, k)
-                        if x < len(lkeys) and lkeys[x] == k:
-                            out[t] = vals[x]
+                    entry = cache.entry(pgno)
+                    if not entry.leaf:
+                        raise self._misplaced(pgno, False, height)
+                    raw = entry.raw
+                    if raw is not None:
+                        _fast.node_find_many(raw, keys, i, end, out, pgno)
+                    else:
+                        leaf = entry.node
+                        assert leaf is not None
+                        lkeys, vals = leaf.keys, leaf.vals
+                        for t in range(i, end):
+                            k = keys[t]
+                            x = bisect_left(lkeys, k)
+                            if x < len(lkeys) and lkeys[x] == k:
+                                out[t] = vals[x]
+                    cache.trim()  # nothing of this leaf is held past here: keep the cache within its bound
                 i = end
-                cache.trim()  # nothing of this leaf is held past here: keep the cache within its bound
         finally:
             cache.trim()
         return out
@@ -643,12 +671,12 @@ class BTree:
         if mm is not None and pgno not in pager.overlaid:
             e = cache.lru.get(pgno)
             if e is None or e.raw is not None:  # a clean cached leaf is the map's bytes too
-                return nodes.map_leaf_run(pager.map_struct, mm, pgno, start, after, stop)
+                return _fast.map_leaf_run(self._map, pgno, start, after, stop, -1)  # type: ignore[no-any-return]
         e = cache.entry(pgno)
         if not e.leaf:
             raise self._misplaced(pgno, False, pager.meta.tree_height)
         if e.raw is not None:
-            return nodes.leaf_run(e.raw, pgno, start, after, stop)
+            return _fast.leaf_run(e.raw, pgno, start, after, stop, -1)  # type: ignore[no-any-return]
         else:
             node = e.node
             assert node is not None

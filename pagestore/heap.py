@@ -39,6 +39,7 @@ import re
 import struct
 from typing import Any, Dict, List, Optional, Protocol, Sequence, Set, Tuple
 
+from . import _native
 from . import format as fmt
 from .errors import CorruptionError, PageFullError
 from .page import RecordLookup, SlottedPage, build_singles
@@ -76,6 +77,12 @@ _NONZERO = re.compile(rb"[^\x00]")
 _BYTES = [bytes([c]) for c in range(256)]
 
 _PAGE_HEAP = fmt.PAGE_HEAP
+_map_value = _native.fast.map_value
+_map_values = _native.fast.map_values
+_map_record = _native.fast.map_record
+_map_chunk = _native.fast.map_chunk
+_page_value = _native.fast.page_value
+_map_chain_run = _native.fast.map_chain_run
 _PAGE_OVERFLOW = fmt.PAGE_OVERFLOW
 _SLOT_LIVE = fmt.SLOT_LIVE
 _SLOT_OVERFLOW = fmt.SLOT_OVERFLOW
@@ -225,6 +232,7 @@ class Heap:
         self.chunk = usable
         self.inline_max = usable // 2
         self._lookup = RecordLookup()  # one set of C out-parameters for the heap and its map
+        self._map = _native.map_handle(pager.map_struct)  # the pager's ps_map_t, for _native.fast
         self.fsm = FreeSpaceMap(pager, self._lookup, read=not read_only)
         # heap pages this transaction placed records in, most recent last (see _place)
         self._hot: List[int] = []
@@ -408,9 +416,11 @@ class Heap:
         """read returns the value at ``rid``. O(1) page reads, plus one per overflow page.
 
         A heap page whose newest image is in the data file is read in place
-        from the pager's map (one C call and a slice); any other, or one the
-        map path finds wrong, goes through the pager, which raises the
-        error naming the page.
+        from the pager's map: a whole live record is one C call returning
+        the bytes (``_native.fast``), an overflow value its chain's pages in
+        place. Any other page, or one the map path finds wrong, comes through
+        the pager (one more call for a whole live record), whose checking
+        path raises the error naming the page.
 
         Raises:
             CorruptionError: a dangling or damaged record.
@@ -418,8 +428,12 @@ class Heap:
         pgno = rid[0]
         pager = self.pager
         mm = pager.map
+        value: Optional[bytes]
         if mm is not None and pgno not in pager.overlaid:
-            found = self._lookup.map_find(pager.map_struct, pgno, rid[1], _PAGE_HEAP)
+            value = _map_value(self._map, pgno, rid[1])  # a whole live record: the bytes, one call
+            if value is not None:
+                return value
+            found = _map_record(self._map, pgno, rid[1], _PAGE_HEAP)
             if found is not None:
                 off, n, state, _ = found
                 if state == _SLOT_LIVE:
@@ -427,7 +441,35 @@ class Heap:
                 value = self._overflow_mapped(mm, off, n)
                 if value is not None:
                     return value
-        return self._value_at(rid, pager.read(pgno))
+        page = pager.read(pgno)
+        value = _page_value(page.buffer, rid[1])  # newest in the log, or no map: a whole live record, one call
+        if value is not None:
+            return value
+        return self._value_at(rid, page)
+
+    def read_run(self, pgnos: List[int], slots: List[int]) -> List[bytes]:
+        """read_run returns the values of records ``(pgnos[i], slots[i])``, in order: a scan's run.
+
+        One C call takes every whole live record whose page is in the data
+        file out of the map (``_native.fast.map_values``); the rest (an
+        overflow value, a page newest in the log, damage) go through ``read``.
+        Without a map: ``read_many``.
+
+        Raises:
+            CorruptionError: a dangling or damaged record.
+        """
+        pager = self.pager
+        if pager.map is None:
+            return self.read_many(list(zip(pgnos, slots)))
+        overlaid = pager.overlaid
+        asked = pgnos if overlaid.isdisjoint(pgnos) else [0 if p in overlaid else p for p in pgnos]  # 0: not the map's
+        out: List[Any] = _map_values(self._map, asked, slots)
+        if None in out:
+            read = self.read
+            for k, v in enumerate(out):
+                if v is None:
+                    out[k] = read((pgnos[k], slots[k]))
+        return out
 
     def _overflow_mapped(self, mm: "mmap.mmap", off: int, n: int) -> Optional[bytes]:
         """_overflow_mapped assembles an overflow value whose stub (at ``off`` in the map) and chain
@@ -442,32 +484,34 @@ class Heap:
             return None
         expected, rem = divmod(total - tail_len, self.chunk)
         count = expected + (1 if rem else 0)
-        pager = self.pager
-        if count >= pager.meta.page_count:
-            return None
-        overlaid, m, find = pager.overlaid, pager.map_struct, self._lookup.map_find
-        # Views into the map, joined into the value with one copy. They are
-        # released when this returns: no view outlives the call (the map may
-        # only be closed by a checkpoint, never during a read).
-        view = memoryview(mm)
-        try:
-            parts: List[memoryview] = []
-            while p:
-                if len(parts) >= count or p in overlaid:
-                    return None
-                found = find(m, p, 0, _PAGE_OVERFLOW)
-                if found is None:
-                    return None
-                o, k, _, p = found
-                parts.append(view[o : o + k])
-            if len(parts) != count:
+        if count >= self.pager.meta.page_count:
+            return None  # a hostile total: no chain is longer than the file (the slow path names the page)
+        overlaid, m, chunk = self.pager.overlaid, self._map, _map_chunk
+        # A chain allocated page after page (the common case: descending when
+        # written last chunk first at the file's end, ascending from a bulk
+        # build) is one C call for the whole value; C checks every link.
+        for step in (-1, 1) if count > 1 else (1,):
+            if p and overlaid.isdisjoint(range(p, p + step * count, step)):
+                head = _map_chain_run(m, p, count, step)
+                if head is not None:
+                    value = head + mm[off + 8 : off + n]
+                    return value if len(value) == total else None
+        # Each chunk copied out of the map in one C call, then joined: two
+        # copies, fewer Python steps than slicing views of the map.
+        parts: List[bytes] = []
+        add = parts.append
+        while p:
+            if len(parts) >= count or p in overlaid:
                 return None
-            parts.append(view[off + 8 : off + n])
-            value = b"".join(parts)
-        finally:
-            for part in parts:
-                part.release()
-            view.release()
+            found = chunk(m, p)
+            if found is None:
+                return None
+            data, p = found
+            add(data)
+        if len(parts) != count:
+            return None
+        add(mm[off + 8 : off + n])
+        value = b"".join(parts)
         return value if len(value) == total else None
 
     def locate(self, pgnos: List[int], slots: List[int], lazy: bool = False) -> "Located":

@@ -8,8 +8,12 @@ that neither overflows nor underfills its leaf changes the leaf's page in
 place in C and keeps the new raw bytes (``changed_in_place``), so most
 writes decode nothing. Splits, merges and redistributions change decoded
 nodes only, and ``flush()`` builds every dirty node back into
-``pager.write(pgno)`` (one C call, ``nodes.build``) and keeps the raw bytes
-again. A dirty node evicted from the LRU is built on the way out.
+``pager.write(pgno)`` (one C call, ``nodes.build``) and keeps a leaf's raw
+bytes again. An internal node stays decoded: a get (btree.py) bisects the
+internal nodes of its path in that form and decodes one it meets raw, so a
+store's few internal nodes (about 2 bytes per record) are kept decoded
+while leaves stay raw. A dirty node evicted from the LRU is built on the way
+out.
 
 WEIGHT: the capacity is counted in raw pages; a decoded node weighs
 ``DECODED_WEIGHT``. Pages the pager hands back are never kept: they may be
@@ -106,6 +110,8 @@ class NodeCache:
         self.lru: "OrderedDict[int, CacheEntry]" = OrderedDict()
         self.weight = 0
         self.dirty: Set[int] = set()  # decoded nodes changed since their page was last built
+        # the weight at the end of the last trim: a get that loads nothing trims only when it moved
+        self.settled = 0
         self._lend, self._lent = lend, -1
 
     # ---- finding nodes ----
@@ -230,14 +236,20 @@ class NodeCache:
         return bytes(page.buffer)
 
     def flush(self) -> None:
-        """flush builds every dirty node into its page (``pager.write``) and keeps it raw again."""
+        """flush builds every dirty node into its page (``pager.write``) and keeps a leaf raw again.
+
+        An internal node stays decoded: a get bisects it there, and making it
+        raw at every commit would have the next get decode it again.
+        """
         lru = self.lru
         for pgno in sorted(self.dirty):
             e = lru[pgno]
             assert e.node is not None
-            e.raw = self.write_node(e.node)
-            e.node = None
-            self.weight -= DECODED_WEIGHT - 1
+            raw = self.write_node(e.node)
+            if e.leaf:
+                e.raw = raw
+                e.node = None
+                self.weight -= DECODED_WEIGHT - 1
         self.dirty.clear()
 
     def forget(self, pgnos: Iterable[int]) -> None:
@@ -274,6 +286,7 @@ class NodeCache:
         if spare != self._lent and self._lend:
             self._lent = spare
             self.pager.lend(max(0, spare))
+        self.settled = self.weight
 
     def check(self) -> Dict[str, int]:
         """check verifies the cache's own bookkeeping and returns its counts. O(entries).

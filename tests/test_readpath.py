@@ -381,7 +381,7 @@ def test_overflow_page_with_dead_first_slot(tmp_path):
 
 def count_reads(db: Store) -> List[int]:
     """count_reads makes the heap record every value read: 1 for a read, the run's length for
-    read_many, and with the data file mapped the run's length for every ``Located.take``."""
+    read_many, read_run (a scan's run) and every ``Located.take``; reads inside those are not counted again."""
     runs: List[int] = []
     # Scans run on a snapshot's heap: the store's read view, shared by snapshots
     # while nothing commits (a write between scans makes a new one, uncounted).
@@ -418,8 +418,18 @@ def count_reads(db: Store) -> List[int]:
         runs.append(len(rids))
         return many(rids)
 
-    heap.read = read  # type: ignore[method-assign]
-    heap.read_many = read_many  # type: ignore[method-assign]
+    def read_run(pgnos, slots):
+        runs.append(len(pgnos))
+        inside.append(1)
+        try:
+            return run(pgnos, slots)
+        finally:
+            inside.pop()
+
+    run = heap.read_run
+    heap.read = lambda rid: one(rid) if inside else read(rid)  # type: ignore[method-assign]
+    heap.read_many = lambda rids: many(rids) if inside else read_many(rids)  # type: ignore[method-assign]
+    heap.read_run = read_run  # type: ignore[method-assign]
     return runs
 
 

@@ -1,0 +1,517 @@
+/*
+** fastpage.c: the read path's hot page-local calls as a CPython extension
+** module (pagestore._fastpage), METH_FASTCALL, over the same C functions the
+** cffi module builds (node.c, map.c, page.c).
+**
+** Why a second binding: a cffi call pays for every argument it converts and
+** every out-parameter read back (ps_map_node_search, ten arguments and four
+** cdata cells: about 230 ns a call on the reference machine); the same search
+** through a METH_FASTCALL function taking a handle and the key and returning
+** its answer costs a fifth of that. bench/binding.py measures both.
+**
+** Only pagestore/_native.py imports this module; it falls back to cffi
+** (lean signatures, the same answers) where the module is absent, on PyPy,
+** or with PAGESTORE_NATIVE=cffi.
+**
+** Conventions:
+**   - A map handle is the address (a Python int) of the pager's ps_map_t, the
+**     struct the cffi module allocated; _native.map_handle makes it, and the
+**     struct outlives every call (the pager keeps it for its life). Its base
+**     is NULL while no map is attached: every call then gets PS_EINVAL.
+**   - Keys and raw nodes are exact bytes objects.
+**   - Every function is page-local: a page number read from a page is
+**     returned, never followed.
+**   - An error status raises through the callable given to init(), as
+**     raise_fn(code, pgno, what): the one table of _native.raise_for, so a
+**     damaged page gives CorruptionError naming it, as through cffi.
+**   - The GIL is held throughout (the calls are short), so the verified
+**     bitset of the map is only ever written under it.
+*/
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <string.h>
+
+#include "pagestore.h"
+
+static PyObject *raise_fn = NULL; /* _native.raise_for */
+
+/* fail: raise the exception of status `code` for page pgno; returns NULL. */
+static PyObject *fail(int code, uint32_t pgno, const char *what) {
+    if (PyErr_Occurred()) return NULL;
+    if (raise_fn == NULL) {
+        PyErr_Format(PyExc_RuntimeError, "pagestore._fastpage: status %d on page %u (init() not called)", code,
+                     (unsigned)pgno);
+        return NULL;
+    }
+    PyObject *r = PyObject_CallFunction(raise_fn, "iIs", code, (unsigned int)pgno, what);
+    if (r != NULL) { /* raise_for always raises */
+        Py_DECREF(r);
+        PyErr_SetString(PyExc_RuntimeError, "pagestore._fastpage: raise_fn returned");
+    }
+    return NULL;
+}
+
+static int nargs_ok(Py_ssize_t n, Py_ssize_t want, const char *name) {
+    if (n == want) return 1;
+    PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments (%zd given)", name, want, n);
+    return 0;
+}
+
+static ps_map_t *as_map(PyObject *h) {
+    void *p = PyLong_AsVoidPtr(h);
+    if (p == NULL && !PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "null map handle");
+    return (ps_map_t *)p;
+}
+
+static int as_u32(PyObject *o, uint32_t *out) {
+    unsigned long v = PyLong_AsUnsignedLong(o);
+    if (v == (unsigned long)-1 && PyErr_Occurred()) return 0;
+    if (v > 0xFFFFFFFFul) {
+        PyErr_SetString(PyExc_OverflowError, "page number or slot does not fit 32 bits");
+        return 0;
+    }
+    *out = (uint32_t)v;
+    return 1;
+}
+
+static int as_bytes(PyObject *o, const char *what) {
+    if (PyBytes_CheckExact(o)) return 1;
+    PyErr_Format(PyExc_TypeError, "%s must be bytes, not %.100s", what, Py_TYPE(o)->tp_name);
+    return 0;
+}
+
+static PyObject *search_tuple(uint32_t index, uint8_t equal, uint32_t pgno, uint16_t slot) {
+    return Py_BuildValue("(IOIH)", (unsigned int)index, equal ? Py_True : Py_False, (unsigned int)pgno, slot);
+}
+
+/* init(raise_fn): the callable that raises for a status code (code, pgno, what). */
+static PyObject *fp_init(PyObject *self, PyObject *arg) {
+    (void)self;
+    if (!PyCallable_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "init() needs a callable");
+        return NULL;
+    }
+    Py_INCREF(arg);
+    Py_XSETREF(raise_fn, arg);
+    Py_RETURN_NONE;
+}
+
+/* map_child(h, pgno, key) -> child page number (ps_map_child). */
+static PyObject *fp_map_child(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    (void)self;
+    uint32_t pgno;
+    if (!nargs_ok(n, 3, "map_child") || !as_u32(args[1], &pgno) || !as_bytes(args[2], "key")) return NULL;
+    ps_map_t *m = as_map(args[0]);
+    if (m == NULL) return NULL;
+    int64_t r = ps_map_child(m, pgno, (const uint8_t *)PyBytes_AS_STRING(args[2]), (uint32_t)PyBytes_GET_SIZE(args[2]));
+    if (r < 0) return fail((int)-r, pgno, "internal node");
+    return PyLong_FromLongLong(r);
+}
+
+/* map_find(h, pgno, key) -> (index, equal, rid pgno, rid slot) in leaf pgno. */
+static PyObject *fp_map_find(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    (void)self;
+    uint32_t pgno, idx[2];
+    uint8_t eq;
+    uint16_t slot;
+    if (!nargs_ok(n, 3, "map_find") || !as_u32(args[1], &pgno) || !as_bytes(args[2], "key")) return NULL;
+    ps_map_t *m = as_map(args[0]);
+    if (m == NULL) return NULL;
+    int rc = ps_map_node_search(m, pgno, PS_PAGE_LEAF, (const uint8_t *)PyBytes_AS_STRING(args[2]),
+                                (uint32_t)PyBytes_GET_SIZE(args[2]), 0, idx, &eq, idx + 1, &slot);
+    if (rc != PS_OK) return fail(rc, pgno, "leaf");
+    return search_tuple(idx[0], eq, idx[1], slot);
+}
+
+/* node_child(raw, key, pgno) -> child page number of raw internal node (pgno: for errors). */
+static PyObject *fp_node_child(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    (void)self;
+    uint32_t pgno, idx[2];
+    uint8_t eq;
+    uint16_t slot;
+    if (!nargs_ok(n, 3, "node_child") || !as_bytes(args[0], "raw") || !as_bytes(args[1], "key") ||
+        !as_u32(args[2], &pgno))
+        return NULL;
+    int rc = ps_node_search((const uint8_t *)PyBytes_AS_STRING(args[0]), (uint32_t)PyBytes_GET_SIZE(args[0]),
+                            (const uint8_t *)PyBytes_AS_STRING(args[1]), (uint32_t)PyBytes_GET_SIZE(args[1]), 1, idx,
+                            &eq, idx + 1, &slot);
+    if (rc != PS_OK) return fail(rc, pgno, "node search");
+    return PyLong_FromUnsignedLong(idx[1]);
+}
+
+/* node_find(raw, key, after, pgno) -> (index, equal, pgno, slot): ps_node_search of a raw node. */
+static PyObject *fp_node_find(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    (void)self;
+    uint32_t pgno, idx[2];
+    uint8_t eq;
+    uint16_t slot;
+    if (!nargs_ok(n, 4, "node_find") || !as_bytes(args[0], "raw") || !as_bytes(args[1], "key") ||
+        !as_u32(args[3], &pgno))
+        return NULL;
+    int after = PyObject_IsTrue(args[2]);
+    if (after < 0) return NULL;
+    int rc = ps_node_search((const uint8_t *)PyBytes_AS_STRING(args[0]), (uint32_t)PyBytes_GET_SIZE(args[0]),
+                            (const uint8_t *)PyBytes_AS_STRING(args[1]), (uint32_t)PyBytes_GET_SIZE(args[1]), after,
+                            idx, &eq, idx + 1, &slot);
+    if (rc != PS_OK) return fail(rc, pgno, "node search");
+    return search_tuple(idx[0], eq, idx[1], slot);
+}
+
+/* find_many: out[t] = (rid pgno, rid slot) for each of keys[lo:hi] found in leaf `page`. */
+static PyObject *find_many(const uint8_t *page, uint32_t size, uint32_t pgno, PyObject *keys, PyObject *lo_obj,
+                           PyObject *hi_obj, PyObject *out) {
+    uint32_t idx[2];
+    uint8_t eq;
+    uint16_t slot;
+    if (!PyList_CheckExact(keys) || !PyList_CheckExact(out)) {
+        PyErr_SetString(PyExc_TypeError, "find_many: keys and out must be lists");
+        return NULL;
+    }
+    Py_ssize_t lo = PyLong_AsSsize_t(lo_obj), hi = PyLong_AsSsize_t(hi_obj);
+    if (PyErr_Occurred()) return NULL;
+    if (lo < 0 || hi > PyList_GET_SIZE(keys) || hi > PyList_GET_SIZE(out)) {
+        PyErr_SetString(PyExc_IndexError, "find_many: bounds outside the lists");
+        return NULL;
+    }
+    for (Py_ssize_t t = lo; t < hi; t++) {
+        PyObject *k = PyList_GET_ITEM(keys, t);
+        if (!as_bytes(k, "key")) return NULL;
+        int rc = ps_node_search(page, size, (const uint8_t *)PyBytes_AS_STRING(k), (uint32_t)PyBytes_GET_SIZE(k), 0,
+                                idx, &eq, idx + 1, &slot);
+        if (rc != PS_OK) return fail(rc, pgno, "leaf");
+        if (eq) {
+            PyObject *rid = Py_BuildValue("(IH)", (unsigned int)idx[1], slot);
+            if (rid == NULL) return NULL;
+            if (PyList_SetItem(out, t, rid) < 0) return NULL; /* steals rid */
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+/* node_find_many(raw, keys, lo, hi, out, pgno): out[t] = (rid pgno, rid slot) for each of
+** keys[lo:hi] found in raw leaf pgno (the others of out are left alone). */
+static PyObject *fp_node_find_many(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    (void)self;
+    uint32_t pgno;
+    if (!nargs_ok(n, 6, "node_find_many") || !as_bytes(args[0], "raw") || !as_u32(args[5], &pgno)) return NULL;
+    const uint8_t *raw = (const uint8_t *)PyBytes_AS_STRING(args[0]);
+    Py_ssize_t size = PyBytes_GET_SIZE(args[0]);
+    if (size < PS_MIN_PAGE_SIZE || size > PS_MAX_PAGE_SIZE) return fail(PS_EINVAL, pgno, "leaf size");
+    if (raw[PS_OFF_TYPE] != PS_PAGE_LEAF)
+        return fail(raw[PS_OFF_TYPE] == PS_PAGE_INTERNAL ? PS_ETYPE : PS_ENODE_TYPE, pgno, "leaf");
+    return find_many(raw, (uint32_t)size, pgno, args[1], args[2], args[3], args[4]);
+}
+
+/* map_find_many(h, pgno, keys, lo, hi, out): node_find_many of leaf pgno in the map. */
+static PyObject *fp_map_find_many(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    (void)self;
+    uint32_t pgno;
+    if (!nargs_ok(n, 6, "map_find_many") || !as_u32(args[1], &pgno)) return NULL;
+    ps_map_t *m = as_map(args[0]);
+    if (m == NULL) return NULL;
+    int rc = ps_map_check(m, pgno);
+    if (rc != PS_OK) return fail(rc, pgno, "leaf");
+    const uint8_t *page = m->base + (uint64_t)pgno * m->page_size;
+    if (page[PS_OFF_TYPE] != PS_PAGE_LEAF)
+        return fail(page[PS_OFF_TYPE] == PS_PAGE_INTERNAL ? PS_ETYPE : PS_ENODE_TYPE, pgno, "leaf");
+    return find_many(page, m->page_size, pgno, args[2], args[3], args[4], args[5]);
+}
+
+/* map_value(h, pgno, slot) -> the bytes of a whole live record of heap page pgno, or None for
+** anything else (an overflow stub, a damaged page, a bad slot: the caller's checking path). */
+static PyObject *fp_map_value(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    (void)self;
+    uint32_t pgno, slot, len;
+    if (!nargs_ok(n, 3, "map_value") || !as_u32(args[1], &pgno) || !as_u32(args[2], &slot)) return NULL;
+    ps_map_t *m = as_map(args[0]);
+    if (m == NULL) return NULL;
+    int64_t off = ps_map_value(m, pgno, slot, &len);
+    if (off < 0) Py_RETURN_NONE;
+    return PyBytes_FromStringAndSize((const char *)m->base + off, (Py_ssize_t)len);
+}
+
+/* map_record(h, pgno, slot, want_type) -> (offset from the map's start, length, state, the page's
+** next field) of live record `slot` in page pgno (want_type >= 0: of that page type), or None
+** when there is none or the page is damaged, outside the map or of another type (the caller's
+** checking path then raises the error naming the page). */
+static PyObject *fp_map_record(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    (void)self;
+    uint32_t pgno, slot, len, next;
+    uint64_t off;
+    uint8_t st;
+    if (!nargs_ok(n, 4, "map_record") || !as_u32(args[1], &pgno) || !as_u32(args[2], &slot)) return NULL;
+    int want = PyLong_AsLong(args[3]) < 0 ? -1 : (int)PyLong_AsLong(args[3]);
+    if (PyErr_Occurred()) return NULL;
+    ps_map_t *m = as_map(args[0]);
+    if (m == NULL) return NULL;
+    if (ps_map_page_read(m, pgno, slot, want, &off, &len, &st, &next) != PS_OK) Py_RETURN_NONE;
+    return Py_BuildValue("(KIII)", (unsigned long long)off, (unsigned int)len, (unsigned int)st, (unsigned int)next);
+}
+
+/* map_chunk(h, pgno) -> (bytes of slot 0 of overflow page pgno, the page's next field), or None
+** as map_record: one link of an overflow chain, which the caller follows. */
+static PyObject *fp_map_chunk(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    (void)self;
+    uint32_t pgno, len, next;
+    uint64_t off;
+    uint8_t st;
+    if (!nargs_ok(n, 2, "map_chunk") || !as_u32(args[1], &pgno)) return NULL;
+    ps_map_t *m = as_map(args[0]);
+    if (m == NULL) return NULL;
+    if (ps_map_page_read(m, pgno, 0, PS_PAGE_OVERFLOW, &off, &len, &st, &next) != PS_OK) Py_RETURN_NONE;
+    PyObject *data = PyBytes_FromStringAndSize((const char *)m->base + off, (Py_ssize_t)len);
+    if (data == NULL) return NULL;
+    return Py_BuildValue("(NI)", data, (unsigned int)next);
+}
+
+/* page_value(buf, slot) -> the bytes of a whole live record of the heap page in buf (a verified
+** page of the caller's: a bytes-like object of one page), or None for anything else. */
+static PyObject *fp_page_value(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    (void)self;
+    uint32_t slot, off, len;
+    uint8_t st;
+    Py_buffer view;
+    if (!nargs_ok(n, 2, "page_value") || !as_u32(args[1], &slot)) return NULL;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) return NULL;
+    PyObject *out = NULL;
+    const uint8_t *page = (const uint8_t *)view.buf;
+    if (view.len >= PS_MIN_PAGE_SIZE && view.len <= PS_MAX_PAGE_SIZE && page[PS_OFF_TYPE] == PS_PAGE_HEAP &&
+        ps_page_read(page, (uint32_t)view.len, slot, &off, &len, &st) == PS_OK && st == PS_SLOT_LIVE) {
+        out = PyBytes_FromStringAndSize((const char *)page + off, (Py_ssize_t)len);
+    } else {
+        out = Py_None;
+        Py_INCREF(out);
+    }
+    PyBuffer_Release(&view);
+    return out;
+}
+
+/* map_chain_run(h, first, count, step) -> the chunks (slot 0) of overflow pages first, first +
+** step, ... (count pages, step +1 or -1) joined, when each is a sound overflow page whose next
+** field names the page after it in that run (0 for the last); else None. The caller names
+** every page: C reads those and checks their links, it follows none. For the common chain
+** whose pages were allocated one after another, so a value is one call, not one a page. */
+static PyObject *fp_map_chain_run(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    (void)self;
+    uint32_t first, count;
+    if (!nargs_ok(n, 4, "map_chain_run") || !as_u32(args[1], &first) || !as_u32(args[2], &count)) return NULL;
+    long step = PyLong_AsLong(args[3]);
+    if (step == -1 && PyErr_Occurred()) return NULL;
+    if (step != 1 && step != -1) {
+        PyErr_SetString(PyExc_ValueError, "map_chain_run: step must be 1 or -1");
+        return NULL;
+    }
+    ps_map_t *m = as_map(args[0]);
+    if (m == NULL) return NULL;
+    if (count == 0 || (step < 0 && first < count) || (step > 0 && (uint64_t)first + count > 0xFFFFFFFFull))
+        Py_RETURN_NONE;
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < count; i++) { /* first pass: every page sound and linked, the length */
+        uint32_t pgno = step > 0 ? first + i : first - i, len, next;
+        uint64_t off;
+        uint8_t st;
+        if (ps_map_page_read(m, pgno, 0, PS_PAGE_OVERFLOW, &off, &len, &st, &next) != PS_OK) Py_RETURN_NONE;
+        uint32_t want = i + 1 == count ? 0 : (step > 0 ? pgno + 1 : pgno - 1);
+        if (next != want) Py_RETURN_NONE;
+        total += len;
+    }
+    if (total > (uint64_t)PY_SSIZE_T_MAX) Py_RETURN_NONE;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+    if (out == NULL) return NULL;
+    char *dst = PyBytes_AS_STRING(out);
+    uint64_t at = 0;
+    for (uint32_t i = 0; i < count; i++) { /* second pass: copy (the pages are verified now) */
+        uint32_t pgno = step > 0 ? first + i : first - i, len, next;
+        uint64_t off;
+        uint8_t st;
+        if (ps_map_page_read(m, pgno, 0, PS_PAGE_OVERFLOW, &off, &len, &st, &next) != PS_OK || at + len > total) {
+            Py_DECREF(out);
+            Py_RETURN_NONE;
+        }
+        memcpy(dst + at, m->base + off, len);
+        at += len;
+    }
+    return out;
+}
+
+/* map_values(h, pgnos, slots) -> [map_value(h, pgnos[i], slots[i]) for i]: a scan's values in
+** one call (page number 0: None, for the caller's pages that are not the map's). */
+static PyObject *fp_map_values(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    (void)self;
+    if (!nargs_ok(n, 3, "map_values")) return NULL;
+    ps_map_t *m = as_map(args[0]);
+    if (m == NULL) return NULL;
+    PyObject *pgnos = args[1], *slots = args[2];
+    if (!PyList_CheckExact(pgnos) || !PyList_CheckExact(slots) || PyList_GET_SIZE(pgnos) != PyList_GET_SIZE(slots)) {
+        PyErr_SetString(PyExc_TypeError, "map_values: pgnos and slots must be lists of one length");
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(pgnos);
+    PyObject *out = PyList_New(count);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        uint32_t pgno, slot, len;
+        if (!as_u32(PyList_GET_ITEM(pgnos, i), &pgno) || !as_u32(PyList_GET_ITEM(slots, i), &slot)) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        int64_t off = pgno ? ps_map_value(m, pgno, slot, &len) : -1;
+        PyObject *v;
+        if (off < 0) {
+            v = Py_None;
+            Py_INCREF(v);
+        } else {
+            v = PyBytes_FromStringAndSize((const char *)m->base + off, (Py_ssize_t)len);
+            if (v == NULL) {
+                Py_DECREF(out);
+                return NULL;
+            }
+        }
+        PyList_SET_ITEM(out, i, v);
+    }
+    return out;
+}
+
+/* leaf_run: entries [i, j) of a verified leaf (page bytes `page`, at `at` in `src`), with
+** j <= i + limit when limit >= 0; keys sliced out of src. */
+static PyObject *leaf_run(const uint8_t *page, uint32_t page_size, uint32_t pgno, PyObject *start, int after,
+                          PyObject *stop, Py_ssize_t limit) {
+    static uint32_t offs[PS_MAX_SLOTS], ends[PS_MAX_SLOTS], pgnos[PS_MAX_SLOTS]; /* under the GIL */
+    static uint16_t slots[PS_MAX_SLOTS];
+    uint32_t count = 0, idx[2];
+    uint8_t eq;
+    uint16_t s;
+    if (page[PS_OFF_TYPE] != PS_PAGE_LEAF)
+        return fail(page[PS_OFF_TYPE] == PS_PAGE_INTERNAL ? PS_ETYPE : PS_ENODE_TYPE, pgno, "leaf");
+    int rc = ps_node_decode(page, page_size, offs, ends, pgnos, slots, PS_MAX_SLOTS, &count);
+    if (rc != PS_OK) return fail(rc, pgno, "leaf");
+    uint32_t i = 0, j = count;
+    if (start != Py_None) {
+        rc = ps_node_search(page, page_size, (const uint8_t *)PyBytes_AS_STRING(start),
+                            (uint32_t)PyBytes_GET_SIZE(start), after, idx, &eq, idx + 1, &s);
+        if (rc != PS_OK) return fail(rc, pgno, "leaf");
+        i = idx[0];
+    }
+    if (stop != Py_None) {
+        rc = ps_node_search(page, page_size, (const uint8_t *)PyBytes_AS_STRING(stop),
+                            (uint32_t)PyBytes_GET_SIZE(stop), 0, idx, &eq, idx + 1, &s);
+        if (rc != PS_OK) return fail(rc, pgno, "leaf");
+        j = idx[0] < i ? i : idx[0];
+    }
+    if (i > count) i = count;
+    if (j > count) j = count;
+    if (limit >= 0 && (Py_ssize_t)(j - i) > limit) j = i + (uint32_t)limit;
+    PyObject *keys = PyList_New(j - i), *ps = PyList_New(j - i), *ss = PyList_New(j - i);
+    if (keys == NULL || ps == NULL || ss == NULL) goto error;
+    for (uint32_t t = i; t < j; t++) {
+        PyObject *k = PyBytes_FromStringAndSize((const char *)page + offs[t], (Py_ssize_t)(ends[t] - offs[t]));
+        PyObject *p = PyLong_FromUnsignedLong(pgnos[t]);
+        PyObject *sl = PyLong_FromUnsignedLong(slots[t]);
+        if (k == NULL || p == NULL || sl == NULL) {
+            Py_XDECREF(k);
+            Py_XDECREF(p);
+            Py_XDECREF(sl);
+            goto error;
+        }
+        PyList_SET_ITEM(keys, t - i, k);
+        PyList_SET_ITEM(ps, t - i, p);
+        PyList_SET_ITEM(ss, t - i, sl);
+    }
+    return Py_BuildValue("(IIINNN)", (unsigned int)i, (unsigned int)j, (unsigned int)count, keys, ps, ss);
+error:
+    Py_XDECREF(keys);
+    Py_XDECREF(ps);
+    Py_XDECREF(ss);
+    return NULL;
+}
+
+static int run_args(PyObject *const *args, PyObject **start, int *after, PyObject **stop, Py_ssize_t *limit) {
+    *start = args[0];
+    *stop = args[2];
+    if ((*start != Py_None && !as_bytes(*start, "start")) || (*stop != Py_None && !as_bytes(*stop, "stop"))) return 0;
+    *after = PyObject_IsTrue(args[1]);
+    if (*after < 0) return 0;
+    *limit = PyLong_AsSsize_t(args[3]);
+    return !(*limit == -1 && PyErr_Occurred());
+}
+
+/* map_leaf_run(h, pgno, start, after, stop, limit) -> (i, j, count, keys, rid pgnos, rid slots):
+** the run of leaf pgno's entries from the first key >= start (> with after; 0 for None) to
+** the first >= stop (count for None), at most limit of them (limit < 0: no limit). */
+static PyObject *fp_map_leaf_run(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    (void)self;
+    uint32_t pgno;
+    PyObject *start, *stop;
+    int after;
+    Py_ssize_t limit;
+    if (!nargs_ok(n, 6, "map_leaf_run") || !as_u32(args[1], &pgno) || !run_args(args + 2, &start, &after, &stop, &limit))
+        return NULL;
+    ps_map_t *m = as_map(args[0]);
+    if (m == NULL) return NULL;
+    int rc = ps_map_check(m, pgno);
+    if (rc != PS_OK) return fail(rc, pgno, "leaf");
+    return leaf_run(m->base + (uint64_t)pgno * m->page_size, m->page_size, pgno, start, after, stop, limit);
+}
+
+/* leaf_run(raw, pgno, start, after, stop, limit): map_leaf_run of a raw leaf (a cached copy). */
+static PyObject *fp_leaf_run(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    (void)self;
+    uint32_t pgno;
+    PyObject *start, *stop;
+    int after;
+    Py_ssize_t limit;
+    if (!nargs_ok(n, 6, "leaf_run") || !as_bytes(args[0], "raw") || !as_u32(args[1], &pgno) ||
+        !run_args(args + 2, &start, &after, &stop, &limit))
+        return NULL;
+    Py_ssize_t size = PyBytes_GET_SIZE(args[0]);
+    if (size < PS_MIN_PAGE_SIZE || size > PS_MAX_PAGE_SIZE) return fail(PS_EINVAL, pgno, "leaf size");
+    return leaf_run((const uint8_t *)PyBytes_AS_STRING(args[0]), (uint32_t)size, pgno, start, after, stop, limit);
+}
+
+static PyMethodDef methods[] = {
+    {"init", (PyCFunction)fp_init, METH_O, "init(raise_fn): the callable raising for (code, pgno, what)"},
+    {"map_child", (PyCFunction)(void (*)(void))fp_map_child, METH_FASTCALL, "map_child(h, pgno, key) -> child pgno"},
+    {"map_find", (PyCFunction)(void (*)(void))fp_map_find, METH_FASTCALL,
+     "map_find(h, pgno, key) -> (index, equal, rid pgno, rid slot)"},
+    {"node_child", (PyCFunction)(void (*)(void))fp_node_child, METH_FASTCALL, "node_child(raw, key, pgno) -> child pgno"},
+    {"node_find", (PyCFunction)(void (*)(void))fp_node_find, METH_FASTCALL,
+     "node_find(raw, key, after, pgno) -> (index, equal, pgno, slot)"},
+    {"node_find_many", (PyCFunction)(void (*)(void))fp_node_find_many, METH_FASTCALL,
+     "node_find_many(raw, keys, lo, hi, out, pgno): out[t] = rid of keys[t] found in the leaf"},
+    {"map_find_many", (PyCFunction)(void (*)(void))fp_map_find_many, METH_FASTCALL,
+     "map_find_many(h, pgno, keys, lo, hi, out): out[t] = rid of keys[t] found in leaf pgno"},
+    {"map_value", (PyCFunction)(void (*)(void))fp_map_value, METH_FASTCALL,
+     "map_value(h, pgno, slot) -> bytes of a live heap record, or None"},
+    {"map_record", (PyCFunction)(void (*)(void))fp_map_record, METH_FASTCALL,
+     "map_record(h, pgno, slot, want_type) -> (offset, length, state, next) or None"},
+    {"map_chunk", (PyCFunction)(void (*)(void))fp_map_chunk, METH_FASTCALL,
+     "map_chunk(h, pgno) -> (bytes of slot 0 of an overflow page, next) or None"},
+    {"page_value", (PyCFunction)(void (*)(void))fp_page_value, METH_FASTCALL,
+     "page_value(buf, slot) -> bytes of a live record of a heap page, or None"},
+    {"map_chain_run", (PyCFunction)(void (*)(void))fp_map_chain_run, METH_FASTCALL,
+     "map_chain_run(h, first, count, step) -> the chunks of a run of linked overflow pages, or None"},
+    {"map_values", (PyCFunction)(void (*)(void))fp_map_values, METH_FASTCALL,
+     "map_values(h, pgnos, slots) -> [bytes or None]"},
+    {"map_leaf_run", (PyCFunction)(void (*)(void))fp_map_leaf_run, METH_FASTCALL,
+     "map_leaf_run(h, pgno, start, after, stop, limit) -> (i, j, count, keys, pgnos, slots)"},
+    {"leaf_run", (PyCFunction)(void (*)(void))fp_leaf_run, METH_FASTCALL,
+     "leaf_run(raw, pgno, start, after, stop, limit) -> (i, j, count, keys, pgnos, slots)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "pagestore._fastpage",
+    "The read path's hot page-local calls, METH_FASTCALL (see native/fastpage.c).", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__fastpage(void) {
+    PyObject *mod = PyModule_Create(&module);
+    if (mod == NULL) return NULL;
+    if (PyModule_AddIntConstant(mod, "NATIVE_VERSION", PS_NATIVE_VERSION) < 0) {
+        Py_DECREF(mod);
+        return NULL;
+    }
+    return mod;
+}
