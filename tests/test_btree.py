@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import random
 
+from helpers import HYPOTHESIS
 import pytest
 from fakes import MemoryPager
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from sortedcontainers import SortedDict
@@ -209,7 +210,7 @@ class TreeMachine4096(TreeMachine):
     keys = key_strategy(max_key_len(4096))
 
 
-_SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+_SETTINGS = HYPOTHESIS
 
 TestTree512 = TreeMachine512.TestCase
 TestTree512.settings = settings(max_examples=70, stateful_step_count=60, **_SETTINGS)

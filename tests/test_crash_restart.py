@@ -25,6 +25,7 @@ from typing import Dict, List, Optional, Tuple
 
 import pytest
 
+import helpers
 from faultfs import Disk, PowerCut
 from pagestore import wal as wal_mod
 from pagestore.errors import StorePoisonedError
@@ -111,7 +112,7 @@ def test_finding1_a_crash_at_each_event_of_a_long_log_restart(tmp_path):
     print(f"\nfinding 1: {cuts} cuts at the {len(restart)} I/O events of the restarts ({kinds})")
 
 
-SMALL = dict(page_size=512, cache_size=512 * 32, wal_limit=6 * 1024, sync=True)
+SMALL = dict(helpers.SMALL, wal_limit=6 * 1024, sync=True)
 
 
 def _puts(db: Store, n: int, acked: Dict[bytes, bytes], refused: List[BaseException],

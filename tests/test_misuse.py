@@ -21,6 +21,7 @@ import pytest
 
 import pagestore
 from faultfs import Disk
+from helpers import SMALL, fill
 from pagestore.errors import (
     InvalidFileError,
     PageStoreError,
@@ -34,7 +35,6 @@ from pagestore.errors import (
 from pagestore.store import Store
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMALL = dict(page_size=512, cache_size=512 * 32)
 
 
 def digest(*paths: str) -> Dict[str, str]:
@@ -272,11 +272,7 @@ def _committed_state_survives(root: str, disk: Disk, db: Store, committed: Dict[
 
 
 def _fill(db: Store, model: Dict[bytes, bytes], n: int, size: int, prefix: bytes = b"k") -> None:
-    with db.transaction() as txn:
-        for i in range(n):
-            k, v = prefix + b"%05d" % i, bytes([i % 251]) * size
-            txn[k] = v
-            model[k] = v
+    fill(db, n, lambda i: bytes([i % 251]) * size, key=prefix + b"%05d", model=model)
 
 
 def test_full_disk_during_commit(tmp_path):

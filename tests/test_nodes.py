@@ -20,8 +20,9 @@ import struct
 from bisect import bisect_left, bisect_right
 from typing import List, Optional, Tuple
 
+from helpers import HYPOTHESIS
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -39,10 +40,7 @@ SIZES = (512, 4096, 65536)
 PGNO = 7
 MAX_KEY = fmt.MAX_RECORD - RID  # the longest key a leaf record can hold
 
-_SETTINGS = dict(
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
-)
+_SETTINGS = HYPOTHESIS
 
 Vals = list  # leaf: [(pgno, slot)]; internal: [pgno]
 

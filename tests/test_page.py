@@ -13,8 +13,9 @@ import random
 import struct
 from array import array
 
+from helpers import HYPOTHESIS
 import pytest
-from hypothesis import HealthCheck, event, settings
+from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -229,10 +230,7 @@ class PageMachine(RuleBasedStateMachine):
         assert not model.insert_fits(page.max_insert + 1)
 
 
-_SETTINGS = dict(
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
-)
+_SETTINGS = HYPOTHESIS
 
 
 class Page512Machine(PageMachine):

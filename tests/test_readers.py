@@ -41,6 +41,7 @@ import pytest
 
 import pagestore
 import readers_child as rc
+from helpers import fill
 import pagestore.errors
 from pagestore.errors import PageStoreError, StoreLockedError
 from pagestore.store import Store
@@ -305,8 +306,7 @@ def test_second_writer_is_refused_while_the_first_lives(tmp_path, peers, how):
 
 
 def _fill(db: Store, n: int, tag: bytes) -> None:
-    for i in range(n):
-        db[b"%s%04d" % (tag, i)] = bytes([i % 256]) * 1500
+    fill(db, n, lambda i: bytes([i % 256]) * 1500, key=tag.replace(b"%", b"%%") + b"%04d", one_commit=False)
 
 
 def _restart(db: Store) -> int:

@@ -13,12 +13,13 @@ from typing import Dict, List, Tuple
 
 import pytest
 
+from helpers import SMALL
+
 from pagestore import format as fmt
 from pagestore.errors import CorruptionError, NotFoundError
 from pagestore.page import SlottedPage
 from pagestore.store import Store
 
-SMALL = dict(page_size=512, cache_size=512 * 32)
 
 
 def sizes(page_size: int) -> List[int]:

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import pagestore
+from helpers import fill
 from pagestore import shm
 from pagestore.errors import PageStoreError, StoreClosedError
 from pagestore.store import Store
@@ -23,9 +24,7 @@ pytestmark = pytest.mark.skipif(not shm.SUPPORTED, reason="no open-file-descript
 
 
 def _fill(db, n, start=0, size=300):
-    with db.transaction() as txn:
-        for i in range(start, start + n):
-            txn[b"k%06d" % i] = b"%d:" % i + b"v" * size
+    fill(db, n, lambda i: b"%d:" % i + b"v" * size, key=b"k%06d", start=start)
 
 
 def test_reader_sees_each_commit_and_its_snapshot_stays(tmp_path):

@@ -13,11 +13,12 @@ import time
 
 import pytest
 
+import helpers
 import pagestore
 from pagestore.errors import PageStoreError, StoreClosedError
 from pagestore.store import Store
 
-SMALL = dict(page_size=512, cache_size=512 * 40, sync=False, wal_limit=8 * 1024)
+SMALL = dict(helpers.SMALL, cache_size=512 * 40, sync=False, wal_limit=8 * 1024)
 
 
 @pytest.fixture(params=[True, False], ids=["mmap", "no-mmap"])
@@ -172,15 +173,18 @@ def test_log_grows_under_a_snapshot_and_shrinks_after(tmp_path, mmap):
         for i in range(300):
             db[b"k%04d" % i] = b"v%d" % i
         normal = db.stats()["log_size"]
+        taken = time.monotonic()
         snap = db.snapshot()
         want = dict(snap.items())
+        time.sleep(0.05)
         for r in range(4):
             for i in range(300):
                 db[b"k%04d" % i] = b"r%d-%d" % (r, i)
         s = db.stats()
+        age = time.monotonic() - taken
         assert s["log_size"] > 20 * 8 * 1024 > normal
         assert s["snapshots"] == 1 and s["oldest_snapshot"]["commits"] == 1200
-        assert s["oldest_snapshot"]["seconds"] >= 0
+        assert 0.05 <= s["oldest_snapshot"]["seconds"] <= age  # the snapshot's age: not 0, not the store's
         assert dict(snap.items()) == want
         db.check()
         snap.close()
