@@ -287,7 +287,8 @@ def run_config(tmp: str, page_size: int, mmap: bool, rounds: int, seed: int, *, 
     A round whose reopen fails (a lost commit, a failed check) is recorded in
     ``failures`` and the next round starts on a fresh store.
     """
-    from test_crash import Child, verify
+    from crashchild import Child
+    from test_crash import verify
 
     rng = random.Random(seed)
     path = os.path.join(tmp, f"db-{page_size}-{'mmap' if mmap else 'nommap'}.ps")
@@ -318,8 +319,7 @@ def run_config(tmp: str, page_size: int, mmap: bool, rounds: int, seed: int, *, 
         else:
             kill = f"truncate:{rng.randint(1, 8)}:{rng.choice('tw')}"
         stats["kill_ways"][kill.split(":")[0]] += 1
-        w = Child(path, seed, page_size, err,
-                  argv=[script, "writer", path, str(seed), str(page_size), mode, flag, kill])
+        w = Child([script, "writer", path, str(seed), str(page_size), mode, flag, kill], err)
         w.started.wait(60)
         opened = any(x.startswith("START") for x in w.lines)
         rc = None
@@ -332,8 +332,8 @@ def run_config(tmp: str, page_size: int, mmap: bool, rounds: int, seed: int, *, 
             w.kill()
             with open(err, "rb") as f:
                 raise AssertionError(f"the campaign writer did not start:\n{f.read().decode(errors='replace')}")
-        readers = [Child(path, seed, page_size, os.path.join(tmp, f"reader{i}.err"),
-                         argv=[script, "reader", path, stop, flag, str(rng.randrange(1 << 30))]) for i in range(2)]
+        readers = [Child([script, "reader", path, stop, flag, str(rng.randrange(1 << 30))],
+                         os.path.join(tmp, f"reader{i}.err")) for i in range(2)]
         for c in readers:
             c.started.wait(60)
         delay = rng.uniform(0.1, max_delay)

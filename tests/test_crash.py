@@ -15,68 +15,15 @@ import os
 import random
 import shutil
 import signal
-import subprocess
-import sys
-import threading
 import time
-from typing import Dict, List, Optional
+from typing import Dict
 
 import pytest
 
 import crash_writer
+from crashchild import Child
 from pagestore.store import Store
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-
-
-class Child:
-    """Child is one crash_writer process; a thread collects its stdout lines."""
-
-    def __init__(self, path: str, seed: int, page_size: int, errlog: str, argv: Optional[List[str]] = None) -> None:
-        """``argv``: another child's script and arguments (tests/crash_campaign.py's roles)
-        in place of crash_writer's; it prints ``START`` once it is running."""
-        env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        self.err = open(errlog, "wb")
-        if argv is None:
-            argv = [os.path.join(HERE, "crash_writer.py"), path, str(seed), str(page_size)]
-        self.proc = subprocess.Popen(
-            [sys.executable, *argv],
-            stdout=subprocess.PIPE,
-            stderr=self.err,
-            env=env,
-        )
-        self.lines: List[str] = []
-        self.started = threading.Event()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            if raw.endswith(b"\n"):  # a line cut short by the kill does not count
-                line = raw.decode().strip()
-                self.lines.append(line)
-                if line.startswith("START"):
-                    self.started.set()
-        self.started.set()
-
-    def kill(self) -> int:
-        self.proc.send_signal(signal.SIGKILL)
-        rc = self.proc.wait(30)
-        self.reader.join(30)
-        self.err.close()
-        return rc
-
-    def start_txn(self) -> int:
-        return next(int(x.split()[1]) for x in self.lines if x.startswith("START"))
-
-    def last_ack(self, default: int) -> int:
-        acks = [int(x.split()[1]) for x in self.lines if x.startswith("ACK")]
-        return acks[-1] if acks else default
-
-    def compactions(self) -> int:
-        return sum(1 for x in self.lines if x.startswith("COMPACTED"))
 
 
 def verify(path: str, how: str, model: crash_writer.Model, last_ack: int, page_size: int) -> int:
@@ -117,7 +64,7 @@ def crash_loop(tmp: str, cycles: int, seed: int, page_size: int, max_delay: floa
     stats = {"cycles": 0, "records_verified": 0, "acks": 0, "in_flight_survived": 0, "compactions": 0}
     last = 0
     for cycle in range(cycles):
-        child = Child(path, seed, page_size, os.path.join(tmp, f"child{cycle}.err"))
+        child = Child(["crash_writer.py", path, str(seed), str(page_size)], os.path.join(tmp, f"child{cycle}.err"))
         if not child.started.wait(60):
             child.kill()
             raise AssertionError("crash_writer did not start within 60 s")

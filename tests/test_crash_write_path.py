@@ -10,58 +10,15 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import subprocess
-import sys
-import threading
 import time
-from typing import Dict, List
+from typing import Dict
 
 import pytest
 
 import crash_write_path as cw
+from crashchild import Child
 from pagestore.store import Store
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-
-
-class Child:
-    """Child is one crash_write_path process; a thread collects its complete stdout lines."""
-
-    def __init__(self, mode: str, path: str, seed: int, errlog: str) -> None:
-        env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        self.err = open(errlog, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, os.path.join(HERE, "crash_write_path.py"), mode, path, str(seed)],
-            stdout=subprocess.PIPE, stderr=self.err, env=env,
-        )
-        self.lines: List[str] = []
-        self.started = threading.Event()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            if raw.endswith(b"\n"):
-                line = raw.decode().strip()
-                self.lines.append(line)
-                if line.startswith("START"):
-                    self.started.set()
-        self.started.set()
-
-    def kill(self, errlog: str) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        rc = self.proc.wait(30)
-        self.reader.join(30)
-        self.err.close()
-        if rc != -signal.SIGKILL:
-            with open(errlog, "rb") as f:
-                raise AssertionError(f"writer exited by itself (rc {rc}):\n{f.read().decode(errors='replace')}")
-
-    def acks(self) -> List[List[int]]:
-        return [[int(x) for x in line.split()[1:]] for line in self.lines if line.startswith("ACK")]
 
 
 def group_loop(tmp: str, cycles: int, seed: int, max_delay: float) -> Dict[str, int]:
@@ -71,11 +28,11 @@ def group_loop(tmp: str, cycles: int, seed: int, max_delay: float) -> Dict[str, 
     stats = {"cycles": 0, "acks": 0, "in_flight_survived": 0}
     for cycle in range(cycles):
         errlog = os.path.join(tmp, f"child{cycle}.err")
-        child = Child("group", path, seed, errlog)
+        child = Child(["crash_write_path.py", "group", path, str(seed)], errlog)
         assert child.started.wait(60), "writer did not start within 60 s"
         time.sleep(rng.uniform(0.05, max_delay))
-        child.kill(errlog)
-        start = [int(x) for x in next(line for line in child.lines if line.startswith("START")).split()[1:]]
+        child.kill_expecting_sigkill("writer")
+        start = child.start_fields()
         assert start == last, f"the writer resumed from {start}, the parent verified {last}"
         acked = list(last)
         for t, i in child.acks():
@@ -102,11 +59,11 @@ def bulk_loop(tmp: str, cycles: int, seed: int, max_delay: float) -> Dict[str, i
     stats = {"cycles": 0, "loads_acked": 0, "in_flight_survived": 0}
     for cycle in range(cycles):
         errlog = os.path.join(tmp, f"child{cycle}.err")
-        child = Child("bulk", tmp, seed, errlog)
+        child = Child(["crash_write_path.py", "bulk", tmp, str(seed)], errlog)
         assert child.started.wait(60), "writer did not start within 60 s"
         time.sleep(rng.uniform(0.05, max_delay))
-        child.kill(errlog)
-        start = int(next(line for line in child.lines if line.startswith("START")).split()[1])
+        child.kill_expecting_sigkill("writer")
+        start = child.start_txn()
         assert start == done, f"the writer resumed at round {start}, the parent verified {done}"
         acked = max([a[0] + 1 for a in child.acks()], default=start)
         stats["loads_acked"] += acked - start
