@@ -967,8 +967,19 @@ class Store(MutableMapping[Any, Any]):
         """
         return _scan_leaves(self, None, lo, hi, reverse, values)
 
-    def _raw_scan(self, lo: Optional[bytes], hi: Optional[bytes], reverse: bool, values: bool) -> Iterator[Tuple[bytes, Optional[bytes]]]:
+    # ---- views.ViewSource: what the views ask of their owner ----
+
+    def _view_key(self, key: Any) -> bytes:
+        return self._key(key)
+
+    def _view_get(self, k: bytes) -> Optional[bytes]:
+        return self._raw_get(k)
+
+    def _view_scan(self, lo: Optional[bytes], hi: Optional[bytes], reverse: bool, values: bool) -> Iterator[Tuple[bytes, Optional[bytes]]]:
         return self._scan(lo, hi, reverse, values)
+
+    def _view_decoders(self) -> Tuple[Optional[Callable[[bytes], Any]], Optional[Callable[[bytes], Any]]]:
+        return self._kdec, self._vdec
 
     def items(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False) -> ItemsView:
         """items returns a view of ``(key, value)`` with ``start <= key < stop`` (and the prefix), in key order.
@@ -1684,18 +1695,26 @@ class _ReadView:
 
 
 class _StoreCodecs:
-    """_StoreCodecs: the store's key and value decoders, as the views (views.py) ask a
-    Snapshot or a Transaction for them."""
+    """_StoreCodecs: the store's key and value decoders, as the views (views.ViewSource) ask a
+    Snapshot or a Transaction for them; and their ``_view_key`` and ``_view_get``, which are
+    their own ``_key`` and ``_raw_get``."""
 
     _store: Store
 
-    @property
-    def _kdec(self) -> Optional[Callable[[bytes], Any]]:
-        return self._store._kdec
+    def _key(self, key: Any) -> bytes:
+        raise NotImplementedError
 
-    @property
-    def _vdec(self) -> Optional[Callable[[bytes], Any]]:
-        return self._store._vdec
+    def _raw_get(self, k: bytes) -> Optional[bytes]:
+        raise NotImplementedError
+
+    def _view_key(self, key: Any) -> bytes:
+        return self._key(key)
+
+    def _view_get(self, k: bytes) -> Optional[bytes]:
+        return self._raw_get(k)
+
+    def _view_decoders(self) -> Tuple[Optional[Callable[[bytes], Any]], Optional[Callable[[bytes], Any]]]:
+        return self._store._kdec, self._store._vdec
 
 
 class Snapshot(_StoreCodecs, Mapping[Any, Any]):
@@ -1757,7 +1776,7 @@ class Snapshot(_StoreCodecs, Mapping[Any, Any]):
         state = "closed" if self.closed else f"{self._mark.meta.record_count} records"
         return f"<pagestore.Snapshot of {self._store.path!r} at commit {self._mark.meta.lsn}, {state}>"
 
-    # ---- what the views ask of their owner (see views.py) ----
+    # ---- what the views ask of their owner (views.ViewSource; _view_decoders in _StoreCodecs) ----
 
     def _key(self, key: Any) -> bytes:
         return self._store._key(key)
@@ -1768,7 +1787,7 @@ class Snapshot(_StoreCodecs, Mapping[Any, Any]):
             rid = view.tree.get(k)
             return None if rid is None else view.heap.read(rid)
 
-    def _raw_scan(self, lo: Optional[bytes], hi: Optional[bytes], reverse: bool, values: bool) -> Iterator[Tuple[bytes, Optional[bytes]]]:
+    def _view_scan(self, lo: Optional[bytes], hi: Optional[bytes], reverse: bool, values: bool) -> Iterator[Tuple[bytes, Optional[bytes]]]:
         return self._scan(lo, hi, reverse, values)
 
     # ---- the mapping ----
@@ -1969,7 +1988,7 @@ class Transaction(_StoreCodecs, MutableMapping[Any, Any]):
     def __reversed__(self) -> Iterator[Any]:
         return reversed(self.keys())
 
-    def _raw_scan(self, lo: Optional[bytes], hi: Optional[bytes], reverse: bool, values: bool) -> Iterator[Tuple[bytes, Optional[bytes]]]:
+    def _view_scan(self, lo: Optional[bytes], hi: Optional[bytes], reverse: bool, values: bool) -> Iterator[Tuple[bytes, Optional[bytes]]]:
         self._check()
         return self._merge(self._store._scan(lo, hi, reverse, values), lo, hi, reverse)
 

@@ -9,16 +9,45 @@ read). ``in`` looks the key up (O(log n)); ``reversed()`` scans the range
 the other way. Keys views are sets (``&``, ``|``, ``-``, ``==`` with other
 sets), as a dict's are.
 
-What a view asks of its owner (Store and Transaction provide it):
-``_raw_scan(lo, hi, reverse, values)`` yielding encoded ``(key, value or
-None)``; ``_raw_get(key)`` -> encoded value or None; ``_key(key)`` encoding
-a key (raising TypeError/ValueError for one the codec refuses); ``_kdec`` and
-``_vdec``, the codecs' decoders (None for bytes); ``len(owner)``.
+What a view asks of its owner is ``ViewSource``, a narrow protected protocol
+that Store, Snapshot and Transaction implement (and nothing else of theirs is
+touched here): ``len(owner)``; ``_view_key(key)`` encoding a key (raising
+TypeError/ValueError for one the codec refuses); ``_view_get(k)``, the
+encoded value of an encoded key or None; ``_view_scan(lo, hi, reverse,
+values)`` yielding encoded ``(key, value or None)`` in range; and
+``_view_decoders()``, the codecs' key and value decoders (None for bytes).
 """
 from __future__ import annotations
 
 from collections import abc
-from typing import Any, Iterator, Optional, Tuple
+from typing import Any, Callable, Iterator, Optional, Protocol, Tuple, cast
+
+Decoder = Optional[Callable[[bytes], Any]]
+
+
+class ViewSource(Protocol):
+    """ViewSource is what a view asks of its owner (Store, Snapshot, Transaction): who implements
+    it keeps the views off its private names. Keys and values here are encoded (bytes)."""
+
+    def __len__(self) -> int:
+        """__len__: the owner's record count, O(1) (a whole-store view's ``len``)."""
+        ...
+
+    def _view_key(self, key: Any) -> bytes:
+        """_view_key encodes a user's key; raises TypeError or ValueError for one the codec refuses."""
+        ...
+
+    def _view_get(self, k: bytes) -> Optional[bytes]:
+        """_view_get returns the encoded value of the encoded key ``k``, or None."""
+        ...
+
+    def _view_scan(self, lo: Optional[bytes], hi: Optional[bytes], reverse: bool, values: bool) -> Iterator[Tuple[bytes, Optional[bytes]]]:
+        """_view_scan streams ``(key, value or None)`` with ``lo <= key < hi`` (None: unbounded)."""
+        ...
+
+    def _view_decoders(self) -> Tuple[Decoder, Decoder]:
+        """_view_decoders returns the key and the value decoder (None: the bytes are the value)."""
+        ...
 
 
 def _in_range(k: bytes, lo: Optional[bytes], hi: Optional[bytes]) -> bool:
@@ -43,17 +72,21 @@ def _equal(a: Any, b: Any) -> bool:
 class _Range:
     """_Range is what the three views share: the owner, the encoded bounds, the direction."""
 
-    _owner: Any
+    _owner: ViewSource
     _lo: Optional[bytes]
     _hi: Optional[bytes]
     _reverse: bool
     _whole: bool
 
-    def _setup(self, owner: Any, lo: Optional[bytes], hi: Optional[bytes], reverse: bool, whole: bool) -> None:
+    def _setup(self, owner: ViewSource, lo: Optional[bytes], hi: Optional[bytes], reverse: bool, whole: bool) -> None:
         self._owner, self._lo, self._hi, self._reverse, self._whole = owner, lo, hi, reverse, whole
 
     def _scan(self, values: bool, backwards: bool = False) -> Iterator[Tuple[bytes, Optional[bytes]]]:
-        return self._owner._raw_scan(self._lo, self._hi, self._reverse != backwards, values)  # type: ignore[no-any-return]
+        return self._owner._view_scan(self._lo, self._hi, self._reverse != backwards, values)
+
+    def _pairs(self, backwards: bool) -> Iterator[Tuple[bytes, bytes]]:
+        """_pairs: the scan with values (each one there: ``values=True``)."""
+        return cast(Iterator[Tuple[bytes, bytes]], self._scan(True, backwards))
 
     def _count(self) -> int:
         if self._whole:
@@ -65,17 +98,17 @@ class _Range:
 
     def _find(self, key: Any) -> Tuple[bool, Optional[bytes]]:
         """_find: (key in range and present, its encoded value)."""
-        k = self._owner._key(key)
+        k = self._owner._view_key(key)
         if not _in_range(k, self._lo, self._hi):
             return False, None
-        v = self._owner._raw_get(k)
+        v = self._owner._view_get(k)
         return v is not None, v
 
 
 class KeysView(_Range, abc.KeysView):  # type: ignore[type-arg]
     """KeysView: the keys of a range, in key order (or reversed), streamed."""
 
-    def __init__(self, owner: Any, lo: Optional[bytes] = None, hi: Optional[bytes] = None, reverse: bool = False, whole: bool = True) -> None:
+    def __init__(self, owner: ViewSource, lo: Optional[bytes] = None, hi: Optional[bytes] = None, reverse: bool = False, whole: bool = True) -> None:
         self._mapping = owner
         self._setup(owner, lo, hi, reverse, whole)
 
@@ -86,7 +119,7 @@ class KeysView(_Range, abc.KeysView):  # type: ignore[type-arg]
         return self._find(key)[0]
 
     def _keys(self, backwards: bool) -> Iterator[Any]:
-        dec = self._owner._kdec
+        dec = self._owner._view_decoders()[0]
         if dec is None:
             for k, _ in self._scan(False, backwards):
                 yield k
@@ -104,7 +137,7 @@ class KeysView(_Range, abc.KeysView):  # type: ignore[type-arg]
 class ValuesView(_Range, abc.ValuesView):  # type: ignore[type-arg]
     """ValuesView: the values of a range, in key order (or reversed), streamed."""
 
-    def __init__(self, owner: Any, lo: Optional[bytes] = None, hi: Optional[bytes] = None, reverse: bool = False, whole: bool = True) -> None:
+    def __init__(self, owner: ViewSource, lo: Optional[bytes] = None, hi: Optional[bytes] = None, reverse: bool = False, whole: bool = True) -> None:
         self._mapping = owner
         self._setup(owner, lo, hi, reverse, whole)
 
@@ -115,12 +148,12 @@ class ValuesView(_Range, abc.ValuesView):  # type: ignore[type-arg]
         return any(_equal(v, value) for v in self)
 
     def _values(self, backwards: bool) -> Iterator[Any]:
-        dec = self._owner._vdec
+        dec = self._owner._view_decoders()[1]
         if dec is None:
             for _, v in self._scan(True, backwards):
                 yield v
         else:
-            for _, v in self._scan(True, backwards):
+            for _, v in self._pairs(backwards):
                 yield dec(v)
 
     def __iter__(self) -> Iterator[Any]:
@@ -133,7 +166,7 @@ class ValuesView(_Range, abc.ValuesView):  # type: ignore[type-arg]
 class ItemsView(_Range, abc.ItemsView):  # type: ignore[type-arg]
     """ItemsView: the ``(key, value)`` pairs of a range, in key order (or reversed), streamed."""
 
-    def __init__(self, owner: Any, lo: Optional[bytes] = None, hi: Optional[bytes] = None, reverse: bool = False, whole: bool = True) -> None:
+    def __init__(self, owner: ViewSource, lo: Optional[bytes] = None, hi: Optional[bytes] = None, reverse: bool = False, whole: bool = True) -> None:
         self._mapping = owner
         self._setup(owner, lo, hi, reverse, whole)
 
@@ -143,20 +176,20 @@ class ItemsView(_Range, abc.ItemsView):  # type: ignore[type-arg]
     def __contains__(self, item: object) -> bool:
         if not isinstance(item, tuple) or len(item) != 2:
             return False
-        found, raw = self._find(item[0])
-        if not found:
+        _, raw = self._find(item[0])
+        if raw is None:
             return False
-        dec = self._owner._vdec
+        dec = self._owner._view_decoders()[1]
         return _equal(raw if dec is None else dec(raw), item[1])
 
     def _items(self, backwards: bool) -> Iterator[Tuple[Any, Any]]:
-        kdec, vdec = self._owner._kdec, self._owner._vdec
+        kdec, vdec = self._owner._view_decoders()
         if kdec is None and vdec is None:
             return self._scan(True, backwards)
         return self._decoded(kdec, vdec, backwards)
 
     def _decoded(self, kdec: Any, vdec: Any, backwards: bool) -> Iterator[Tuple[Any, Any]]:
-        for k, v in self._scan(True, backwards):
+        for k, v in self._pairs(backwards):
             yield (k if kdec is None else kdec(k)), (v if vdec is None else vdec(v))
 
     def __iter__(self) -> Iterator[Tuple[Any, Any]]:
