@@ -65,6 +65,7 @@ from .locks import WriteLock
 from .page import as_bytes_like
 from .pager import DEFAULT_CACHE_BYTES, DEFAULT_WAL_LIMIT, Pager, ReadMark, discard, side_file_undo
 from .snapshot import SnapshotPager, begin_backup
+from .storecheck import check_store
 from .views import ItemsView, KeysView, ValuesView
 
 T = TypeVar("T")
@@ -1348,8 +1349,8 @@ class Store(MutableMapping[Any, Any]):
         log's), then what only the store sees across them: every record id
         live and referenced once, overflow chains, and that every page is
         accounted for exactly once (header, tree, heap, overflow, map, free
-        list). Memory: one bit per heap slot. With ``strict`` it runs after
-        every commit.
+        list): ``storecheck.check_store``. Memory: one bit per heap slot. With
+        ``strict`` it runs after every commit.
 
         Raises:
             CorruptionError: naming the first page found wrong.
@@ -1359,73 +1360,7 @@ class Store(MutableMapping[Any, Any]):
             if self._fsm_stale:  # a reader beside a writer: the map as of this view
                 self._heap.fsm.load()
                 self._fsm_stale = False
-            meta = pager.meta
-            owner: Dict[int, str] = {}
-
-            def claim(pgno: int, what: str) -> None:
-                if pgno <= 0 or pgno >= meta.page_count:
-                    raise CorruptionError(pgno, f"{what} page outside the file")
-                if pgno in owner:
-                    raise CorruptionError(pgno, f"page claimed twice: by {owner[pgno]} and {what}")
-                owner[pgno] = what
-
-            tree_stats = self._tree.check()
-            pager.check()
-            self._heap.check()
-            for pgno in self._tree.pages():
-                claim(pgno, "tree")
-            for pgno in pager.freelist():
-                claim(pgno, "free list")
-            for pgno in self._heap.fsm.pages:
-                claim(pgno, "free-space map")
-            refs: Dict[int, bytearray] = {}
-            records = 0
-            live_bytes = 0
-            for key, rid in self._tree.entries():
-                pager.begin_operation()
-                pgno, slot = rid
-                length, chain = self._heap.check_record(rid)
-                bits = refs.get(pgno)
-                if bits is None:
-                    claim(pgno, "heap")
-                    bits = refs[pgno] = bytearray(fmt.MAX_SLOTS // 8 + 1)
-                if bits[slot >> 3] & (1 << (slot & 7)):
-                    raise CorruptionError(pgno, f"record id ({pgno}, {slot}) is referenced by two keys")
-                bits[slot >> 3] |= 1 << (slot & 7)
-                for p in chain:
-                    claim(p, "overflow")
-                records += 1
-                live_bytes += len(key) + length
-            for pgno, bits in refs.items():
-                pager.begin_operation()
-                page = pager.read(pgno)
-                referenced = sum(bin(b).count("1") for b in bits)
-                if referenced != page.nlive:
-                    raise CorruptionError(pgno, f"heap page has {page.nlive} live records but {referenced} are referenced")
-                self._heap.check_page(pgno)
-            for pgno in range(1, meta.page_count):
-                if pgno not in owner:
-                    pager.begin_operation()
-                    page = pager.read(pgno)
-                    raise CorruptionError(pgno, f"page of type {page.page_type} is not accounted for (leaked)")
-            for pgno, c in self._heap.fsm.cat.items():
-                if owner.get(pgno) != "heap" and c:
-                    raise CorruptionError(pgno, "free-space map offers a page that is not a heap page")
-            if records != meta.record_count:
-                raise CorruptionError(0, f"header counts {meta.record_count} records, the tree holds {records}")
-            if live_bytes != meta.live_bytes:
-                raise CorruptionError(0, f"header counts {meta.live_bytes} live bytes, records hold {live_bytes}")
-            free = sum(1 for v in owner.values() if v == "free list")
-            if free != meta.freelist_count:
-                raise CorruptionError(0, f"header counts {meta.freelist_count} free pages, the list holds {free}")
-            return {
-                "records": records,
-                "pages": meta.page_count,
-                "heap_pages": len(refs),
-                "free_pages": free,
-                "overflow_pages": sum(1 for v in owner.values() if v == "overflow"),
-                **{f"tree_{k}": v for k, v in tree_stats.items()},
-            }
+            return check_store(pager, self._tree, self._heap)
 
     def compact(self) -> int:
         """compact rewrites the store densely and shrinks the file; returns the bytes returned to the OS.
