@@ -1366,7 +1366,8 @@ class Store(MutableMapping[Any, Any]):
         """compact rewrites the store densely and shrinks the file; returns the bytes returned to the OS.
 
         The live records are copied in key order into a new store beside this
-        one (``Pager.compaction_path``), which is closed (checkpointed and
+        one (``Pager.compaction_path``), built bottom-up by ``bulk.Builder``
+        (each page filled once), which is closed (checkpointed and
         synced), and then the pager adopts it in place of the old file
         (``Pager.adopt``: a rename). A crash before the rename leaves the old
         store as it was; after it, the new one. The Store object stays usable
@@ -1398,36 +1399,7 @@ class Store(MutableMapping[Any, Any]):
             before = pager.file_size() + pager.wal_size()
             pager.checkpoint()
             tmp = pager.compaction_path()
-            new = Store(tmp, create=True, page_size=pager.page_size, sync=False, _opener=self._opener)
-            try:
-                # The copy records this store's codec names (its bytes are copied as they are).
-                new_meta = new._pager.meta
-                new_meta.key_codec, new_meta.value_codec = pager.meta.key_codec, pager.meta.value_codec
-                new._write(lambda: None)
-                batch: List[Tuple[bytes, bytes]] = []
-
-                def flush() -> None:
-                    def run() -> None:
-                        for k, v in batch:
-                            new._pager.begin_operation()
-                            new._put(k, v)
-
-                    new._write(run)
-                    batch.clear()
-
-                for key, rid in self._tree.entries():
-                    pager.begin_operation()
-                    batch.append((key, self._heap.read(rid)))
-                    if len(batch) >= 1000:
-                        flush()
-                if batch:
-                    flush()
-                new._pager.close()  # checkpoints and syncs the new file, removes its log
-            except BaseException:
-                new._pager.close(checkpoint=False)
-                discard(tmp)
-                raise
-            new._closed = True
+            self._build_copy(pager, tmp)
             try:
                 pager.adopt(tmp)
             except BaseException:
@@ -1439,6 +1411,39 @@ class Store(MutableMapping[Any, Any]):
                 self._heap = Heap(pager)
             after = pager.file_size() + pager.wal_size()
             return max(0, before - after)
+
+    def _build_copy(self, pager: Pager, tmp: str) -> None:
+        """_build_copy writes this store's records into a new store file at ``tmp``, bottom-up
+        (bulk.Builder: each page filled once, in key order), as one commit, and closes it
+        (checkpointed and synced, its log removed). On any error the copy is discarded.
+
+        The copy records this store's codec names; its bytes are copied as they are.
+        """
+        new = Pager(tmp, create=True, page_size=pager.page_size, opener=self._opener,
+                    cache_size=DEFAULT_CACHE_BYTES // 2, sync=False, mmap=False)
+        try:
+            tree = BTree(new, node_cache=max(64, DEFAULT_CACHE_BYTES // 2 // pager.page_size))
+            heap = Heap(new)
+            new.meta.key_codec, new.meta.value_codec = pager.meta.key_codec, pager.meta.value_codec
+            source, read = self._tree.entries(), self._heap.read
+
+            def records() -> Iterator[Tuple[bytes, bytes]]:
+                for key, rid in source:
+                    pager.begin_operation()
+                    yield key, read(rid)
+
+            builder = Builder(new, heap, tree)
+            refused = builder.extend(records())
+            assert refused is None, "the tree's keys ascend strictly"
+            builder.finish()
+            tree.flush()
+            heap.flush()
+            new.commit(False)  # close() syncs the file; a crash before the adopt leaves the old store
+            new.close()  # checkpoints and syncs the new file, removes its log
+        except BaseException:
+            new.close(checkpoint=False)
+            discard(tmp)
+            raise
 
     def checkpoint(self, wait: float = 0.0) -> Dict[str, Any]:
         """checkpoint copies the log's committed pages into the data file as far as readers allow,

@@ -841,12 +841,15 @@ from pagestore import store as store_mod
 path = sys.argv[1]
 db = pagestore.open(path)
 db.update((b"%06d" % i, b"v" * 300) for i in range(3000))
-real_put = store_mod.Store._put
-def put(self, key, value):
-    if self.path.endswith(".compact") and key == b"002000":
-        os.kill(os.getpid(), signal.SIGKILL)  # killed while the copy is being built
-    return real_put(self, key, value)
-store_mod.Store._put = put
+real_extend = store_mod.Builder.extend
+def extend(self, pairs, *args):
+    def records():
+        for key, value in pairs:
+            if key == b"002000":
+                os.kill(os.getpid(), signal.SIGKILL)  # killed while the copy is being built
+            yield key, value
+    return real_extend(self, records(), *args)
+store_mod.Builder.extend = extend  # compact() builds its copy with bulk.Builder
 db.compact()
 """
 
