@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 
-from helpers import HYPOTHESIS
 import pytest
 from fakes import MemoryPager
 from hypothesis import settings
@@ -16,6 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from sortedcontainers import SortedDict
 
+from helpers import HYPOTHESIS
 from pagestore import format as fmt
 from pagestore.btree import BTree, max_key_len
 from pagestore.errors import CorruptionError

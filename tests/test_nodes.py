@@ -20,12 +20,12 @@ import struct
 from bisect import bisect_left, bisect_right
 from typing import List, Optional, Tuple
 
-from helpers import HYPOTHESIS
 import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from helpers import HYPOTHESIS
 from pagestore import CorruptionError, PageFullError, PageStoreError, SlottedPage
 from pagestore import format as fmt
 from pagestore import nodes

@@ -13,12 +13,12 @@ import random
 import struct
 from array import array
 
-from helpers import HYPOTHESIS
 import pytest
 from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from helpers import HYPOTHESIS
 from pagestore import CorruptionError, NotFoundError, PageFullError, PageStoreError, SlottedPage
 from pagestore import format as fmt
 from pagestore._native import ffi, lib
