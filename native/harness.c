@@ -5,11 +5,12 @@
 ** some other object and go unnoticed. Here every page is its own heap
 ** allocation of exactly page_size bytes, so AddressSanitizer catches a stray
 ** access at the first byte past it, and UBSan catches shifts and overflows.
-** Four parts, all seeded and deterministic:
+** Seven parts, all seeded and deterministic:
 **
 **   ops     random operation sequences against an in-C model of the records;
 **           after every operation the page must validate and every live
-**           record must read back the model's bytes.
+**           record must read back the model's bytes; and once, a 64 KiB
+**           page filled to PS_MAX_SLOTS records (the slot-id limit).
 **   images  random buffers and mutated valid pages through ps_page_validate;
 **           the ones that validate go through every operation and must stay
 **           valid, the ones that don't go through every operation anyway
@@ -23,6 +24,10 @@
 **   map     a file of pages in one allocation read through ps_map_* (map.c)
 **           against the page functions, the verified bitset checked; then
 **           pages damaged behind the bits, which must still give codes.
+**   delta   page deltas (delta.c) made from random edits and applied back,
+**           and hostile delta bytes applied, which must give codes.
+**   singles batch builds of one-record pages (ps_page_build_singles, then
+**           ps_page_seal_many) equal to the same pages built one at a time.
 **
 ** Usage: harness [ITERATIONS [SEED]]. Built and run by run_harness.sh.
 */

@@ -1,8 +1,10 @@
-"""pagestore's exceptions: one base class, one table from C status codes.
+"""pagestore's exceptions: one base class and its subclasses.
 
-Every error pagestore raises on purpose is a ``PageStoreError``. Missing keys
-and dead slots raise ``NotFoundError``, which is also a ``KeyError`` so code
-written for dicts keeps working.
+Every error pagestore raises on purpose is a ``PageStoreError`` (bad
+arguments excepted: ``TypeError`` and ``ValueError``, as Python's own). Missing
+keys and dead slots raise ``NotFoundError``, which is also a ``KeyError`` so
+code written for dicts keeps working. The one table from the C core's status
+codes to these is ``_native.raise_for``.
 """
 from __future__ import annotations
 

@@ -1,8 +1,15 @@
 """fileio: the seam between pagestore and the operating system's files.
 
-The pager and the write-ahead log do all their I/O through a ``File``; tests
-put a fault-injecting double in its place (see tests/faultfs.py) to cut power
-at any write. Nothing else in pagestore opens the data file or the log.
+The pager (the data file) and the write-ahead log (its log) do their I/O
+through a ``File`` their opener makes; tests put a fault-injecting double in
+its place (see tests/faultfs.py) to cut power at any write. Two more
+users of store files open a File too, each documented where it is:
+``salvage.FileSource`` reads a damaged data file and its log (read-only, no
+Pager); ``snapshot.Backup`` writes a backup's copy. Not through a File, and
+so not through an opener's double: the shared index (``shm.SharedIndex``, its
+own file, mapped) and ``shm.DataLock``, which opens the data file only to
+hold a lock on it (no reads or writes). ``track`` lets such descriptors be
+closed in a forked child as a File's are.
 """
 from __future__ import annotations
 
@@ -49,7 +56,8 @@ def track(obj: Any) -> None:
 class File:
     """File is an open OS file with positioned reads and writes.
 
-    Callers: the pager (data file) and the WAL (log file) only.
+    Callers: the pager (data file), the WAL (log file), and the two the module
+    docstring names (``salvage.FileSource``, ``snapshot.Backup``).
     """
 
     def __init__(self, path: str, *, create: bool = False, readonly: bool = False) -> None:
