@@ -11,7 +11,8 @@ loaded machine makes timings noise; the health checks that only say "slow" or "b
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, MutableMapping, Optional
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Iterator, MutableMapping, Optional
 
 from hypothesis import HealthCheck
 
@@ -47,3 +48,37 @@ def fill(
             write(txn)
     else:
         write(db)
+
+
+# ---- the one seam white-box tests use to reach the layers under a Store ----
+# Tests of the pager, the tree or the heap as a store drives them (tests/test_readpath.py)
+# go through these, not the Store's private names, so a reshaped Store changes them here.
+
+
+def pager_of(db: Any) -> Any:
+    """pager_of: the Pager under a Store."""
+    return db._pager
+
+
+def tree_of(db: Any) -> Any:
+    """tree_of: the BTree under a Store (as of its last operation)."""
+    return db._tree
+
+
+def heap_of(db: Any) -> Any:
+    """heap_of: the Heap under a Store (as of its last operation)."""
+    return db._heap
+
+
+@contextmanager
+def operation(db: Any, *, begin: bool = True) -> Iterator[Any]:
+    """operation holds the Store's operation lock (other threads wait) and, with ``begin``, starts a
+    pager operation as a store call does (a reader: on the latest commit); yields the pager."""
+    with db._lock:
+        yield db._begin() if begin else db._pager
+
+
+def write_as_store(db: Any, fn: Callable[[], Any]) -> Any:
+    """write_as_store runs ``fn`` as one store write (commit, or roll back on error), under the lock."""
+    with db._lock:
+        return db._write(fn)

@@ -13,7 +13,7 @@ from typing import Dict, List, Tuple
 
 import pytest
 
-from helpers import SMALL
+from helpers import SMALL, heap_of, operation, pager_of, tree_of, write_as_store
 
 from pagestore import format as fmt
 from pagestore.errors import CorruptionError, NotFoundError
@@ -32,7 +32,7 @@ def sizes(page_size: int) -> List[int]:
 
 def fill(db: Store, n: int, seed: int = 0) -> Dict[bytes, bytes]:
     rng = random.Random(seed)
-    lengths = sizes(db._pager.page_size)
+    lengths = sizes(pager_of(db).page_size)
     model: Dict[bytes, bytes] = {}
     with db.transaction() as txn:
         for i in range(n):
@@ -44,21 +44,18 @@ def fill(db: Store, n: int, seed: int = 0) -> Dict[bytes, bytes]:
 
 
 def entries(db: Store) -> List[Tuple[bytes, Tuple[int, int]]]:
-    with db._lock:
-        db._begin()
-        return list(db._tree.entries())
+    with operation(db):
+        return list(tree_of(db).entries())
 
 
 def read_many(db: Store, rids) -> List[bytes]:
-    with db._lock:
-        db._begin()
-        return db._heap.read_many(rids)
+    with operation(db):
+        return heap_of(db).read_many(rids)
 
 
 def read_one(db: Store, rid) -> bytes:
-    with db._lock:
-        db._begin()
-        return db._heap.read(rid)
+    with operation(db):
+        return heap_of(db).read(rid)
 
 
 def damage(path: str, pgno: int, page_size: int, offset: int) -> None:
@@ -75,7 +72,7 @@ def damage(path: str, pgno: int, page_size: int, offset: int) -> None:
 def test_cache_stays_bounded_and_pins_the_operation(tmp_path):
     with Store(str(tmp_path / "db"), **SMALL) as db:
         fill(db, 400)
-        pager = db._pager
+        pager = pager_of(db)
         pages = list(range(1, pager.meta.page_count))
         assert len(pages) > 3 * pager.cache_pages
         pager.begin_operation()
@@ -99,7 +96,7 @@ def test_cache_stays_bounded_and_pins_the_operation(tmp_path):
 def test_tree_lends_its_unused_share_to_the_pager(tmp_path):
     """One budget: the pager may use what the node cache does not, and gives it back as the tree grows."""
     with Store(str(tmp_path / "db"), page_size=512, cache_size=512 * 256) as db:
-        pager, tree = db._pager, db._tree
+        pager, tree = pager_of(db), tree_of(db)
         budget = pager.own_pages + tree.nodes.capacity
         assert budget == 256
         rng = random.Random(5)
@@ -126,7 +123,7 @@ def test_page_held_past_its_operation_is_not_reused(tmp_path):
     """
     with Store(str(tmp_path / "db"), **SMALL) as db:
         fill(db, 400)
-        pager = db._pager
+        pager = pager_of(db)
         pager.begin_operation()
         target = 1
         page = pager.read(target)
@@ -147,11 +144,11 @@ def test_reused_frames_name_their_own_page(tmp_path):
     path = str(tmp_path / "db")
     with Store(path, **SMALL) as db:
         model = fill(db, 400)
-        count = db._pager.meta.page_count
+        count = pager_of(db).meta.page_count
     victim = count - 2
     damage(path, victim, 512, 200)
     with Store(path, **SMALL) as db:
-        pager = db._pager
+        pager = pager_of(db)
         for p in range(1, victim):
             pager.begin_operation()
             pager.read(p)
@@ -170,12 +167,12 @@ def test_refill_from_a_short_file(tmp_path):
     with Store(path, **SMALL) as db:
         fill(db, 400)
         fill(db, 20, seed=1)  # the map grows at commit: put pages after it, so opening needs none cut
-        count = db._pager.meta.page_count
-        assert count - 1 not in db._heap.fsm.pages
+        count = pager_of(db).meta.page_count
+        assert count - 1 not in heap_of(db).fsm.pages
     with open(path, "r+b") as f:
         f.truncate((count - 1) * 512 + 100)
     with Store(path, **SMALL) as db:
-        pager = db._pager
+        pager = pager_of(db)
         for p in range(1, count - 1):
             pager.begin_operation()
             pager.read(p)
@@ -196,7 +193,7 @@ def test_overflow_pages_are_read_in_passing(tmp_path):
     """
     with Store(str(tmp_path / "db"), **SMALL) as db:
         model = fill(db, 300)
-        pager = db._pager
+        pager = pager_of(db)
 
         def overflow_cached() -> List[int]:
             return [p for p, f in pager.cache.items() if f.buf[fmt.OFF_TYPE] == fmt.PAGE_OVERFLOW]
@@ -220,10 +217,9 @@ def test_overflow_pages_are_read_in_passing(tmp_path):
                 db._put(k, model[k][::-1])
             with_dirty = {p for p, f in pager.cache.items() if f.dirty and f.buf[fmt.OFF_TYPE] == fmt.PAGE_OVERFLOW}
             assert with_dirty  # the new chunks are dirty in the cache, not yet in the log or file
-            return {k: db._heap.read(db._tree.get(k)) for k in big}
+            return {k: heap_of(db).read(tree_of(db).get(k)) for k in big}
 
-        with db._lock:
-            seen = db._write(rewrite_and_read)
+        seen = write_as_store(db, rewrite_and_read)
         assert seen == {k: model[k][::-1] for k in big}
         assert {k: db[k] for k in big} == seen
         db.check()
@@ -265,7 +261,7 @@ def test_read_many_equals_read(tmp_path):
         with pytest.raises(CorruptionError) as exc:
             read_many(db, same_page + [(pgno, 999)] + same_page)
         assert exc.value.pgno == pgno
-        assert len(db._pager.cache) >= 32
+        assert len(pager_of(db).cache) >= 32
     with Store(path, **SMALL) as db:  # cold cache: every first read is a miss
         assert read_many(db, rids) == want
         db.check()
@@ -303,8 +299,8 @@ def test_read_many_dangling_rid(tmp_path):
         pairs = entries(db)
         (pgno, slot) = pairs[0][1]
         good = [rid for _, rid in pairs[:5]]
-        for bad, page in [((pgno, 500), pgno), ((db._pager.meta.root, 0), db._pager.meta.root),
-                          ((db._pager.meta.page_count + 3, 0), db._pager.meta.page_count + 3)]:
+        for bad, page in [((pgno, 500), pgno), ((pager_of(db).meta.root, 0), pager_of(db).meta.root),
+                          ((pager_of(db).meta.page_count + 3, 0), pager_of(db).meta.page_count + 3)]:
             with pytest.raises(CorruptionError) as exc:
                 read_many(db, good + [bad])
             assert exc.value.pgno == page
@@ -316,11 +312,10 @@ def test_read_many_dangling_rid(tmp_path):
 
 def overflow_key(db: Store) -> Tuple[bytes, int, int]:
     """overflow_key returns a key stored with an overflow chain, its heap page and its first overflow page."""
-    heap = db._heap
+    heap = heap_of(db)
     for k, (pgno, slot) in entries(db):
-        with db._lock:
-            db._begin()
-            page = db._pager.read(pgno)
+        with operation(db):
+            page = pager_of(db).read(pgno)
             if page.state(slot) == fmt.SLOT_OVERFLOW:
                 total, first = heap._stub((pgno, slot), page.view(slot))
                 if first:
@@ -359,7 +354,7 @@ def test_overflow_page_with_dead_first_slot(tmp_path):
     with Store(path, **SMALL) as db:
         fill(db, 200)
         key, _, first = overflow_key(db)
-        pager = db._pager
+        pager = pager_of(db)
         pager.begin_operation()
         page = pager.write(first)
         chunk = page.read(0)
@@ -473,7 +468,7 @@ def test_mapped_scan_takes_doubling_runs(tmp_path):
             for i in range(3000):
                 txn[b"%06d" % i] = b"v%d" % i
     with Store(str(tmp_path / "db")) as db:  # reopened: checkpointed, every page in the map
-        assert db._pager.map is not None and not db._pager.overlaid
+        assert pager_of(db).map is not None and not pager_of(db).overlaid
         runs = count_reads(db)
         got = list(islice(db.items(), 50))
         assert got == [(b"%06d" % i, b"v%d" % i) for i in range(50)]
@@ -567,11 +562,11 @@ def test_free_space_map_find(tmp_path):
     with Store(str(tmp_path / "db"), **SMALL) as db:
         rng = random.Random(3)
         fill(db, 200)
-        fsm = db._heap.fsm
-        ps = db._pager.page_size
-        with db._lock:
-            db._write(lambda: None)
-            pager = db._pager
+        fsm = heap_of(db).fsm
+        ps = pager_of(db).page_size
+        with operation(db, begin=False):  # held throughout (an RLock: the write takes it again)
+            write_as_store(db, lambda: None)
+            pager = pager_of(db)
             for step in range(2000):
                 pager.begin_operation()
                 pgno = rng.randrange(1, 300)
@@ -595,10 +590,10 @@ def test_free_space_map_find(tmp_path):
 def test_free_space_map_page_damaged_after_load(tmp_path):
     with Store(str(tmp_path / "db"), **SMALL) as db:
         fill(db, 300)
-        fsm = db._heap.fsm
+        fsm = heap_of(db).fsm
         map_pgno = fsm.pages[0]
-        with db._lock:
-            pager = db._pager
+        with operation(db, begin=False):
+            pager = pager_of(db)
             pager.begin_operation()
             pager.write(map_pgno).update(0, b"\0" * 4)
             fsm.set(100, 0 if fsm.cat.get(100) else 200)  # in memory: the page is written at flush
@@ -634,15 +629,14 @@ def bit(pager, pgno: int) -> bool:
 def test_mapped_heap_reads_are_in_place_and_verified_once(tmp_path):
     path, model = reopened(tmp_path)
     with Store(path) as db:
-        pager = db._pager
+        pager = pager_of(db)
         assert pager.map is not None and not pager.overlaid
         # nothing trusted before it is read: at open, only the free-space map's pages are
-        assert {p for p in range(pager.meta.page_count) if bit(pager, p)} == set(db._heap.fsm.pages)
+        assert {p for p in range(pager.meta.page_count) if bit(pager, p)} == set(heap_of(db).fsm.pages)
         for k, v in model.items():
             assert db[k] == v
-        with db._lock:
-            db._begin()
-            rids = dict(db._tree.entries())
+        with operation(db):
+            rids = dict(tree_of(db).entries())
         heap_pages = {rid[0] for rid in rids.values()}
         assert heap_pages.isdisjoint(pager.cache)  # read in place: no private copy
         assert all(bit(pager, p) for p in heap_pages)
@@ -653,17 +647,16 @@ def test_mapped_heap_reads_are_in_place_and_verified_once(tmp_path):
 def test_checkpoint_clears_the_bits_of_the_pages_it_rewrites(tmp_path):
     path, model = reopened(tmp_path)
     with Store(path) as db:
-        pager = db._pager
+        pager = pager_of(db)
         k = b"k%06d" % 7
         assert db[k] == model[k]
-        with db._lock:
-            db._begin()
-            pgno = db._tree.get(k)[0]
+        with operation(db):
+            pgno = tree_of(db).get(k)[0]
         assert bit(pager, pgno) and pgno not in pager.overlaid
         db[k] = b"x" * 5
         assert pgno in pager.overlaid  # newest image in the log now
         assert db[k] == b"x" * 5
-        with db._lock:
+        with operation(db, begin=False):
             pager.checkpoint()
         assert not pager.overlaid and not bit(pager, pgno)
         assert db[k] == b"x" * 5 and bit(pager, pgno)  # verified again, from the map
@@ -672,13 +665,13 @@ def test_checkpoint_clears_the_bits_of_the_pages_it_rewrites(tmp_path):
 def test_map_grows_with_the_file_and_no_old_map_survives(tmp_path):
     path, model = reopened(tmp_path, 300)
     with Store(path) as db:
-        pager = db._pager
+        pager = pager_of(db)
         first = pager.map
         assert first is not None
         with db.transaction() as txn:
             for i in range(2000):
                 txn[b"new%05d" % i] = bytes(3000)
-        with db._lock:
+        with operation(db, begin=False):
             pager.checkpoint()
         # The old map is not the pager's any more (a snapshot may still read it: it is
         # closed when its last holder lets go); C is handed the new one.
@@ -695,10 +688,10 @@ def test_compact_maps_the_new_file(tmp_path):
         for k in list(model)[::2]:
             del db[k]
             del model[k]
-        old = db._pager.map
+        old = pager_of(db).map
         db.compact()
         assert old is None or old.closed
-        assert db._pager.map is not None and db._pager.map is not old
+        assert pager_of(db).map is not None and pager_of(db).map is not old
         assert dict(db.items()) == model
         for k, v in model.items():
             assert db[k] == v
@@ -717,11 +710,11 @@ def test_the_file_never_shrinks_under_a_live_map(tmp_path):
         f.write(bytes(3 * 4096))
     disk = Disk(str(tmp_path))
     with Store(path, _opener=disk.opener) as db:
-        assert db._pager.map is not None and len(db._pager.map) == db._pager.file_size()
+        assert pager_of(db).map is not None and len(pager_of(db).map) == pager_of(db).file_size()
         db[b"k%06d" % 1] = b"changed"
-        with db._lock:
-            db._pager.checkpoint()  # cuts the tail: unmaps first, maps again after
-        assert len(db._pager.map) == db._pager.file_size() == db._pager.meta.page_count * 4096
+        with operation(db, begin=False):
+            pager_of(db).checkpoint()  # cuts the tail: unmaps first, maps again after
+        assert len(pager_of(db).map) == pager_of(db).file_size() == pager_of(db).meta.page_count * 4096
         model[b"k%06d" % 1] = b"changed"
         assert dict(db.items()) == model
 
@@ -761,7 +754,7 @@ def test_mapped_gets_and_scans_copy_no_page(tmp_path):
     neither the pager's cache nor the tree's node cache grows."""
     path, model = reopened(tmp_path)
     with Store(path) as db:
-        pager, tree = db._pager, db._tree
+        pager, tree = pager_of(db), tree_of(db)
         before = set(pager.cache)  # the free-space map's pages, read at open
         for k, v in model.items():
             assert db[k] == v
@@ -791,12 +784,11 @@ def test_a_short_scan_touches_only_the_heap_pages_it_takes(tmp_path):
     """Lazy about values: the first runs of a scan locate only what they slice."""
     path, model = reopened(tmp_path)
     with Store(path) as db:
-        pager = db._pager
+        pager = pager_of(db)
         got = list(islice(db.items(), 3))
         assert got == sorted(model.items())[:3]
         verified = [p for p in range(1, pager.meta.page_count) if bit(pager, p)]
-        with db._lock:
-            db._begin()
-            rids = [db._tree.get(k) for k, _ in got]
+        with operation(db):
+            rids = [tree_of(db).get(k) for k, _ in got]
             heap_pages = {p for p in verified if pager.read(p).page_type == fmt.PAGE_HEAP}
         assert heap_pages == {rid[0] for rid in rids}
