@@ -36,7 +36,8 @@ from typing import Any, Optional, Set
 from . import fileio
 from .errors import ReadOnlyError
 from .page import SlottedPage
-from .pager import Pager, ReadMark
+from .pager import Pager
+from .readers import ReadMark
 from .wal import remove_log
 
 #: Pages a SnapshotPager caches (pages read from the log or without the map).
