@@ -1690,3 +1690,52 @@ def discard(path: str) -> None:
         pass
     remove_log(path)
     remove_shm(path)
+
+
+def create_copy(path: str) -> fileio.File:
+    """create_copy makes an empty file at ``path`` for a copy of a store to be written into (a
+    backup's temporary file: ``snapshot.Backup``), removing a leftover of an interrupted copy
+    first. Give it to ``install_copy`` when written and synced, or to ``remove_copy``."""
+    _unlink(path)
+    file = fileio.open_file(path, create=True)
+    file.truncate(0)
+    return file
+
+
+def install_copy(tmp: str, path: str, overwrite: bool) -> None:
+    """install_copy renames the finished, synced copy ``tmp`` to ``path`` and syncs the directory:
+    ``path`` is then either as it was or the whole copy. A log left at ``path`` (an older file's)
+    is removed first. Without ``overwrite`` the copy is linked into place, so that a file that
+    appeared there meanwhile is not replaced; ``tmp`` is removed either way.
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is False.
+    """
+    remove_log(path)  # a stale log of an older file here names another file id: harmless, but not ours
+    if overwrite:
+        os.replace(tmp, path)
+    else:
+        try:
+            try:
+                os.link(tmp, path)  # fails if the destination appeared meanwhile
+            except FileExistsError:
+                raise
+            except OSError:  # a file system without hard links
+                if os.path.exists(path):
+                    raise FileExistsError(17, "File exists", path) from None
+                os.replace(tmp, path)
+        finally:
+            _unlink(tmp)
+    fileio.sync_directory(path)
+
+
+def remove_copy(tmp: str) -> None:
+    """remove_copy deletes an unfinished copy (``create_copy``), if it is there."""
+    _unlink(tmp)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
