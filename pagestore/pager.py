@@ -84,7 +84,7 @@ from ._native import MapHandle
 from .page import SlottedPage, seal_pages
 from .wal import KEEP_BYTES, WAL, Frame, log_path, remove_log
 from . import readers as shared_log
-from .readers import DataLock, IndexGrowError, ReadMark, SharedLog, remove_shm, shm_path
+from .readers import DataLock, IndexGrowError, Marks, ReadMark, SharedLog, remove_shm, shm_path
 
 DEFAULT_CACHE_BYTES = 32 * 1024 * 1024
 DEFAULT_WAL_LIMIT = 16 * 1024 * 1024
@@ -214,8 +214,8 @@ class Pager:
         self._retired: List[_mmap.mmap] = []  # replaced maps a snapshot may still read (_retire)
         #: the read marks held (``read_mark``): while there is one, no checkpoint. A list,
         #: so that a snapshot's finalizer releases its mark with one atomic ``remove``.
-        self.readers: List[ReadMark] = []
-        self._last_mark: Optional[ReadMark] = None  # its meta and index serve the next mark while nothing commits
+        self.marks = Marks()
+        self.readers: List[ReadMark] = self.marks.live  # the same list
         #: the log's share with readers in other processes (readers.py: the shared index, the
         #: read marks locked there, the read protocol). None without one.
         self.sharing: Optional[SharedLog] = None
@@ -1210,9 +1210,7 @@ class Pager:
         snapshot of this store, no read mark of another open (another process, or a read-only
         open in this one). Asked only while a try waits, at each write: two lock probes
         of the shared index (F_OFD_GETLK: no lock is taken, nothing is synced)."""
-        if not self._next_try or self.readers:
-            return False
-        return self.sharing is None or self.sharing.readers_gone()
+        return bool(self._next_try) and self.marks.readers_gone(self.sharing)
 
     def _publish(self) -> None:
         """_publish shows the log's committed state to readers in other processes (writer; shm.py)."""
@@ -1311,13 +1309,7 @@ class Pager:
         assert self.wal is not None
         wal = self.wal
         frames = wal.committed_frames
-        limit = frames
-        for mark in self.readers:
-            limit = min(limit, mark.frames if mark.generation == wal.generation else 0)
-        if self.sharing is not None:
-            oldest = self.sharing.oldest_mark(frames)
-            if oldest is not None:
-                limit = min(limit, oldest)
+        limit = self.marks.copy_limit(frames, wal.generation, self.sharing)
         if limit > self.backfilled:
             wal.sync()
             self._backfill(limit, frames)
@@ -1405,18 +1397,7 @@ class Pager:
         after a commit (the log's index is copied), O(1) after that.
         """
         assert self.wal is not None
-        wal, last = self.wal, self._last_mark
-        op_mark = self.sharing.mark if self.sharing is not None else None
-        if (last is not None and last.log_end == wal.committed_end and last.generation == wal.generation
-                and last.lock == op_mark):
-            mark = ReadMark(last.meta, last.index, last.log_end, last.generation, last.frames)
-        else:
-            mark = ReadMark(self.committed.copy(), wal.index_copy(), wal.committed_end, wal.generation,
-                            wal.committed_frames)
-        mark.lock = op_mark
-        self._last_mark = mark
-        self.readers.append(mark)
-        return mark
+        return self.marks.take(self.committed, self.wal, self.sharing.mark if self.sharing is not None else None)
 
     def release(self, mark: ReadMark) -> None:
         """release gives up a read mark; the automatic checkpoint runs again once none is held.
@@ -1424,19 +1405,8 @@ class Pager:
         Takes no lock (one atomic list removal): a snapshot's finalizer may call it from
         any thread. Releasing twice is harmless.
         """
-        mark.live = False
         self._next_try = 0  # the next commit tries to checkpoint, now that this mark is gone
-        try:
-            self.readers.remove(mark)
-        except ValueError:
-            pass
-
-    def _drop_readers(self) -> None:
-        """_drop_readers ends every read mark: the file they read is closing or being replaced."""
-        for mark in list(self.readers):
-            mark.live = False
-        self.readers.clear()
-        self._last_mark = None
+        self.marks.release(mark)
 
     def cached_as_of(self, mark: ReadMark, pgno: int) -> Optional[bytearray]:
         """cached_as_of returns the cached, verified buffer of page ``pgno`` if it is the page as
@@ -1560,7 +1530,7 @@ class Pager:
         self.wal = WAL(log_path(self.path), self.page_size, meta.file_id, opener=self._opener)
         self.wal.recover(meta.checkpoint_seq)  # the old file's log: not this file's, so started afresh
         self.overlaid = self.wal.pages()
-        self._last_mark = None
+        self.marks.forget_last()
         self.backfilled = 0
         if self.sharing is not None:
             self.sharing.set_file_id(meta.file_id)
@@ -1613,7 +1583,7 @@ class Pager:
         A poisoned pager (``_poison``) writes nothing and raises nothing here: it rolls an
         open transaction back in memory and lets go of its files, log and shared index left
         as they are; the next open recovers from them."""
-        self._drop_readers()
+        self.marks.drop_all()
         try:
             if self.wal is not None and self.file is not None and not self.readonly:
                 if self.in_transaction:

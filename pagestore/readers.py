@@ -34,7 +34,7 @@ from . import shm as shmlib
 from .errors import PageStoreError, StoreLockedError
 from .shm import READ_BASE, READ_SPAN, DataLock, Header, IndexGrowError, SharedIndex, remove_shm, shm_path
 
-__all__ = ["DataLock", "DataSide", "Header", "IndexGrowError", "ReadMark", "SUPPORTED", "SharedLog",
+__all__ = ["DataLock", "DataSide", "Header", "IndexGrowError", "Marks", "ReadMark", "SUPPORTED", "SharedLog",
            "remove_shm", "shm_path"]
 
 #: whether this platform has the locks reading beside a writer needs (shm.SUPPORTED)
@@ -63,6 +63,71 @@ class ReadMark:
         self.lock: Optional[int] = None  # a reader beside a writer: the read mark it keeps locked (SharedLog)
         self.taken = time.monotonic()
         self.live = True
+
+
+class Marks:
+    """Marks is the read marks held in this process (snapshots, iterations, backups), and what they
+    allow a checkpoint: ``live``, the marks held (a list, so that a snapshot's finalizer releases
+    its mark with one atomic ``remove``), and ``last``, the mark taken last, whose header and
+    index serve the next one while nothing commits."""
+
+    __slots__ = ("live", "last")
+
+    def __init__(self) -> None:
+        self.live: List[ReadMark] = []
+        self.last: Optional[ReadMark] = None
+
+    def take(self, committed: fmt.Meta, wal: Any, lock: Optional[int]) -> ReadMark:
+        """take holds the log's last commit (``committed``, its header): O(log frames) the first
+        time after a commit (the log's index is copied), O(1) after that. ``lock``: the shared
+        index's mark the current operation holds (a reader beside a writer), kept with it."""
+        last = self.last
+        if (last is not None and last.log_end == wal.committed_end and last.generation == wal.generation
+                and last.lock == lock):
+            mark = ReadMark(last.meta, last.index, last.log_end, last.generation, last.frames)
+        else:
+            mark = ReadMark(committed.copy(), wal.index_copy(), wal.committed_end, wal.generation,
+                            wal.committed_frames)
+        mark.lock = lock
+        self.last = mark
+        self.live.append(mark)
+        return mark
+
+    def release(self, mark: ReadMark) -> None:
+        """release gives up ``mark``. Takes no lock (one atomic list removal); twice is harmless."""
+        mark.live = False
+        try:
+            self.live.remove(mark)
+        except ValueError:
+            pass
+
+    def forget_last(self) -> None:
+        """forget_last: the next mark copies the log's index afresh (the log was replaced)."""
+        self.last = None
+
+    def drop_all(self) -> None:
+        """drop_all ends every mark: the file they read is closing or being replaced."""
+        for mark in list(self.live):
+            mark.live = False
+        self.live.clear()
+        self.last = None
+
+    def copy_limit(self, frames: int, generation: int, shared: Optional["SharedLog"]) -> int:
+        """copy_limit: how many of the log's ``frames`` first frames a checkpoint may copy into
+        the data file: none past the oldest mark held, here or (``shared``) in another process.
+        (SQLite's rule: a page the copy rewrites then has a frame every mark reads instead.)"""
+        limit = frames
+        for mark in self.live:
+            limit = min(limit, mark.frames if mark.generation == generation else 0)
+        if shared is not None:
+            oldest = shared.oldest_mark(frames)
+            if oldest is not None:
+                limit = min(limit, oldest)
+        return limit
+
+    def readers_gone(self, shared: Optional["SharedLog"]) -> bool:
+        """readers_gone: no mark is held here, nor (``shared``) by another open."""
+        return not self.live and (shared is None or shared.readers_gone())
 
 
 class DataSide(Protocol):

@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Set, Tuple
 import pytest
 
 from pagestore import format as fmt
-from pagestore.readers import ReadMark, SharedLog
+from pagestore.readers import Marks, ReadMark, SharedLog
 from pagestore.shm import LOCK_READ0, LOCK_RECOVER, READ_BASE, READ_SPAN, Header
 
 
@@ -381,3 +381,41 @@ def test_a_rebuild_waits_while_a_writer_holds_the_store():
     index = FakeIndex()
     r = Reader(index, FakeSide(writer=True))
     assert r.share.rebuild(force=True) is False and index.head is None and not index.recovering
+
+
+def test_a_checkpoint_copies_up_to_the_oldest_mark_here_or_in_another_process(world):
+    index, wlog, writer = world
+    wlog.commit(index, [3, 0])
+    marks = Marks()
+    snap = marks.take(fmt.Meta(512, page_count=4, file_id=1), _ReaderLog(wlog), None)
+    assert (snap.frames, snap.generation) == (2, 1)
+    again = marks.take(fmt.Meta(512, page_count=4, file_id=1), _ReaderLog(wlog), None)
+    assert again.index is snap.index  # no commit between: the index is shared, not copied
+    wlog.commit(index, [4, 0])
+    assert marks.copy_limit(4, 1, None) == 2 and marks.copy_limit(4, 2, None) == 0
+    marks.release(snap)
+    marks.release(again)
+    marks.release(again)  # twice: harmless
+    assert marks.copy_limit(4, 1, None) == 4 and marks.readers_gone(writer)
+    writer.publish(wlog, 0)
+    r = Reader(index)
+    r.begin()
+    assert marks.copy_limit(4, 1, writer) == 4 and not marks.readers_gone(writer)
+    r.end()
+    late = marks.take(fmt.Meta(512, page_count=5, file_id=1), _ReaderLog(wlog), None)
+    assert late.frames == 4 and late.index is not snap.index
+    marks.drop_all()
+    assert not late.live and not marks.live and marks.readers_gone(writer)
+
+
+class _ReaderLog:
+    """_ReaderLog: what a mark copies of a log (its committed end, generation, frames and index)."""
+
+    def __init__(self, log: FakeLog) -> None:
+        self.committed_end = 100 * log.committed_frames
+        self.generation = log.generation
+        self.committed_frames = log.committed_frames
+        self._index = {p: 100 * k for k, p in enumerate(log.frame_pgnos)}
+
+    def index_copy(self) -> Dict[int, int]:
+        return dict(self._index)
