@@ -47,9 +47,12 @@ page and the header only, so the list is persisted incrementally.
 Read marks: a snapshot (snapshot.py) reads the store as of one commit
 through a ``ReadMark`` (``read_mark``): that commit's header, and the log's
 committed frames up to it (a copy of the log's index), over the data file.
-While any mark is held (``readers``) the pager does not checkpoint: a
-checkpoint overwrites data-file pages a mark may still read, and restarts
-the log over the frames it reads. The automatic checkpoint waits until the
+The marks (``readers.Marks``: ``readers`` is their list) belong to the
+log layer, with the shared index's (``readers.SharedLog``, readers in other
+processes: the pager calls it, and never touches the index itself). While
+any mark is held the checkpoint copies no further than the oldest
+(``Marks.copy_limit``): a checkpoint overwrites data-file pages a mark may
+still read, and restarts the log over the frames it reads. The automatic checkpoint waits until the
 first commit after the last mark is released, and the log grows meanwhile:
 a reader that stays behind costs log space, never correctness.
 
@@ -1213,7 +1216,7 @@ class Pager:
         return bool(self._next_try) and self.marks.readers_gone(self.sharing)
 
     def _publish(self) -> None:
-        """_publish shows the log's committed state to readers in other processes (writer; shm.py)."""
+        """_publish shows the log's committed state to readers in other processes (writer; ``SharedLog.publish``)."""
         if self.sharing is not None and self.wal is not None:
             self.sharing.publish(self.wal, self.backfilled)
 
