@@ -134,14 +134,13 @@ def summarize(pager: Pager) -> Dict[str, Any]:
             freelist_length += 1  # type: ignore[operator]
     except CorruptionError as exc:
         freelist_length, freelist_error = None, str(exc)
-    wal = pager.wal
     return {
         "path": pager.path,
         "page_size": pager.page_size,
         "page_count": pager.meta.page_count,
         "file_size": pager.file_size(),
         "wal_size": pager.wal_size(),
-        "wal_frames": len(wal.index) if wal is not None else 0,
+        "wal_frames": pager.logged_pages(),
         "header": header_fields(pager),
         "page_types": types,
         "fill": fill,

@@ -46,10 +46,13 @@ page and the header only, so the list is persisted incrementally.
 
 Read marks: a snapshot (snapshot.py) reads the store as of one commit
 through a ``ReadMark`` (``read_mark``): that commit's header, and the log's
-committed frames up to it (a copy of ``wal.index``), over the data file.
-While any mark is held (``readers``) the pager does not checkpoint: a
-checkpoint overwrites data-file pages a mark may still read, and restarts
-the log over the frames it reads. The automatic checkpoint waits until the
+committed frames up to it (a copy of the log's index), over the data file.
+The marks (``readers.Marks``: ``readers`` is their list) belong to the
+log layer, with the shared index's (``readers.SharedLog``, readers in other
+processes: the pager calls it, and never touches the index itself). While
+any mark is held the checkpoint copies no further than the oldest
+(``Marks.copy_limit``): a checkpoint overwrites data-file pages a mark may
+still read, and restarts the log over the frames it reads. The automatic checkpoint waits until the
 first commit after the last mark is released, and the log grows meanwhile:
 a reader that stays behind costs log space, never correctness.
 
@@ -83,8 +86,8 @@ from .errors import (CorruptionError, InvalidFileError, PageStoreError, ReadOnly
 from ._native import MapHandle
 from .page import SlottedPage, seal_pages
 from .wal import KEEP_BYTES, WAL, Frame, log_path, remove_log
-from . import shm as shmlib
-from .shm import READ_BASE, READ_SPAN, Header, SharedIndex, remove_shm, shm_path
+from . import readers as shared_log
+from .readers import DataLock, IndexGrowError, Marks, ReadMark, SharedLog, remove_shm, shm_path
 
 DEFAULT_CACHE_BYTES = 32 * 1024 * 1024
 DEFAULT_WAL_LIMIT = 16 * 1024 * 1024
@@ -108,31 +111,6 @@ WRITEBACK_LAG = 2048
 RESTART_WAIT = 0.002
 
 
-class ReadMark:
-    """ReadMark is one reader's hold on a committed state of the store: ``meta``, the header of
-    that commit, and ``index``, the log's committed frames up to ``log_end`` (pgno -> offset
-    of the page's newest frame among them); every other page is the data file's.
-
-    Marks taken with no commit in between share ``meta`` and ``index`` (neither is ever
-    changed): ``index`` identifies the state. ``taken`` is a ``time.monotonic()``. ``live``
-    is cleared when the mark is released, or when the pager closes or replaces its file.
-    A shared index for readers in other processes would hold the same thing: an offset
-    into the log, and the frames at or before it.
-    """
-
-    __slots__ = ("meta", "index", "log_end", "generation", "frames", "taken", "live", "lock")
-
-    def __init__(self, meta: fmt.Meta, index: Dict[int, int], log_end: int, generation: int, frames: int) -> None:
-        self.meta = meta
-        self.index = index
-        self.log_end = log_end
-        self.generation = generation
-        self.frames = frames  # log frames before log_end: what a checkpoint may copy while it is held
-        self.lock: Optional[int] = None  # a reader beside a writer: the read mark it keeps locked (see Pager._acquire)
-        self.taken = time.monotonic()
-        self.live = True
-
-
 class _Poisons:
     """_Poisons is the pager's guard around its writes and syncs: an OSError leaving the block
     poisons the pager (``Pager._poison``) and goes on up, unless it is the shared index's
@@ -149,7 +127,7 @@ class _Poisons:
 
     def __exit__(self, kind: Optional[type], exc: Optional[BaseException], tb: Any) -> None:
         # A shared index that could not grow failed before anything was written: no poison.
-        if isinstance(exc, OSError) and not isinstance(exc, shmlib.IndexGrowError):
+        if isinstance(exc, OSError) and not isinstance(exc, IndexGrowError):
             self.pager._poison(exc)
 
 
@@ -239,15 +217,13 @@ class Pager:
         self._retired: List[_mmap.mmap] = []  # replaced maps a snapshot may still read (_retire)
         #: the read marks held (``read_mark``): while there is one, no checkpoint. A list,
         #: so that a snapshot's finalizer releases its mark with one atomic ``remove``.
-        self.readers: List[ReadMark] = []
-        self._last_mark: Optional[ReadMark] = None  # its meta and index serve the next mark while nothing commits
-        #: the shared index (shm.py): readers in other processes. None without one.
-        self.shm: Optional[SharedIndex] = None
+        self.marks = Marks()
+        self.readers: List[ReadMark] = self.marks.live  # the same list
+        #: the log's share with readers in other processes (readers.py: the shared index, the
+        #: read marks locked there, the read protocol). None without one.
+        self.sharing: Optional[SharedLog] = None
         #: a reader beside a writer: each operation reads the writer's latest commit (``begin_operation``)
         self.shared = False
-        self._view: Optional[Header] = None  # shared: the published state this process's pages are as of
-        self._op_mark: Optional[int] = None  # shared: the mark (frame count) the current operation holds
-        self._locked: Set[int] = set()  # shared: the marks this process holds a lock on
         #: called with the pages a shared reader's new view changed (None: any page may have)
         self.on_change: List[Callable[[Optional[Set[int]]], None]] = []
         #: writer: frames of the log (from the first) whose pages the data file holds
@@ -256,7 +232,7 @@ class Pager:
         #: writer: (log offset, bytes) of the header frame of the last commit, so that the next
         #: commit's header frame may be a delta from it (only while it is still page 0's newest)
         self._logged_header: Optional[Tuple[int, bytes]] = None
-        self._data_lock: Optional[shmlib.DataLock] = None  # LOCK_DMS on the data file, when held
+        self._data_lock: Optional[DataLock] = None  # LOCK_DMS on the data file, when held
         #: the first failed write or sync of the data file or the log (an OSError), or None:
         #: once set, every write raises StorePoisonedError until the store is opened again
         self.poisoned: Optional[BaseException] = None
@@ -272,7 +248,7 @@ class Pager:
                 self.begin_operation()  # the view the store builds itself on; the store ends it
         except BaseException:
             alone = self._data_lock is None or self._data_lock.try_exclusive()
-            if self.shm is not None and self._data_lock is not None and alone:
+            if self.sharing is not None and self._data_lock is not None and alone:
                 # A failed open leaves no file it made: the index is rebuilt by the next open.
                 remove_shm(path)
             made_log = self._made_log
@@ -311,33 +287,22 @@ class Pager:
                 return
             self.file.lock(exclusive=False)  # no shared index here: one process at a time
         if not readonly and self._data_lock is not None:
-            try:
-                self.shm = SharedIndex(shm_path(path), self.page_size, disk_meta.file_id)
-            except OSError as exc:
-                # Named as what it is: an IsADirectoryError here is not about the store's own file.
-                raise PageStoreError(
-                    f"{shm_path(path)}: cannot open the store's shared index for writing ({exc.strerror or exc})"
-                ) from exc
-            self.wal.shm = self.shm
-            self.shm.lock(shmlib.LOCK_RECOVER, exclusive=True)  # no reader rebuilds it meanwhile
-        try:
+            self.sharing = shared_log.open_index_for_writer(path, self.page_size, disk_meta.file_id, self, self.readers)
+            self.sharing.attach(self.wal)
+            self.sharing.recover(self.wal, disk_meta.checkpoint_seq)  # under LOCK_RECOVER: no reader rebuilds it
+        else:
             self.wal.recover(disk_meta.checkpoint_seq)
-            if self.shm is not None:
-                self.shm.set_frames(0, self.wal.entries(0))
-                self._publish()
-        finally:
-            if self.shm is not None:
-                self.shm.unlock(shmlib.LOCK_RECOVER)
-        if 0 in self.wal.index:
-            self.meta = fmt.decode_meta(self.wal.read_frame(self.wal.index[0], 0), path)
+        header = self.wal.newest_frame(0)
+        if header is not None:
+            self.meta = fmt.decode_meta(self.wal.read_frame(header, 0), path)
             if self.meta.file_id != disk_meta.file_id:
                 raise CorruptionError(0, "the log's copy of the header belongs to another file")
         else:
             self.meta = disk_meta
         self._check_extent(self.meta)
         self.committed = self.meta.copy()
-        self.overlaid = set(self.wal.index)
-        if not readonly and self.wal.index:
+        self.overlaid = self.wal.pages()
+        if not readonly and self.wal.has_frames():
             self.checkpoint()
         if not readonly:
             self._upgrade_header()
@@ -366,7 +331,7 @@ class Pager:
         count = meta.page_count
         if count <= have:
             return
-        index = self.wal.index
+        index = self.wal.pages()
         # At most len(index) pages can lie past the end: look no further than one more.
         for pgno in range(have, min(count, have + len(index) + 1)):
             if pgno not in index:
@@ -380,7 +345,7 @@ class Pager:
         synced, as a checkpoint writes it: an older pagestore must refuse the file before this
         writer logs a delta it would take for another file's log (docs/format.md)."""
         assert self.file is not None and self.wal is not None
-        if self.wal.index or fmt.stored_version(self.file.read(0, fmt.FILE_HEADER_SIZE)) >= fmt.FORMAT_VERSION:
+        if self.wal.has_frames() or fmt.stored_version(self.file.read(0, fmt.FILE_HEADER_SIZE)) >= fmt.FORMAT_VERSION:
             return
         self.file.write(0, bytes(self.meta.encode()))
         self.file.sync()
@@ -426,18 +391,18 @@ class Pager:
                 if time.monotonic() > deadline or not os.path.exists(shm_path(self.path)):
                     raise
                 time.sleep(0.002)
-        if shmlib.SUPPORTED:
-            self._data_lock = shmlib.DataLock(self.path, write=True)
+        if shared_log.SUPPORTED:
+            self._data_lock = DataLock(self.path, write=True)
 
     def _shared_possible(self) -> bool:
         """_shared_possible: for a read-only open, takes LOCK_DMS and opens the shared index, so that
         this reader can read beside a writer. False (nothing taken) where it cannot: no locks of the
         kind it needs, or no way to write the index beside the store (a read-only directory)."""
-        if not shmlib.SUPPORTED:
+        if not shared_log.SUPPORTED:
             return False
         for _ in range(20):
             try:
-                lock = shmlib.DataLock(self.path, write=False)
+                lock = DataLock(self.path, write=False)
             except OSError:
                 return False
             # A compaction may have renamed a new file over the path while this open
@@ -477,7 +442,7 @@ class Pager:
         go, where the index cannot be written (a read-only directory)."""
         assert self._data_lock is not None
         try:
-            self.shm = SharedIndex(shm_path(self.path), self.page_size, disk_meta.file_id)
+            self.sharing = SharedLog.open(self.path, self.page_size, disk_meta.file_id, self, self.readers)
         except OSError:
             self._data_lock.close()
             self._data_lock = None
@@ -488,52 +453,43 @@ class Pager:
         self.overlaid = set()
         if self._data_lock.alone():
             try:
-                self._rebuild_shared(force=True)  # what a crash left there is not to be trusted
+                self.sharing.rebuild(force=True)  # what a crash left there is not to be trusted
             except OSError:
                 # No room to grow the index for the log's frames (a full disk): read without
                 # one, one process at a time, as where the index cannot be written at all.
-                self.shm.close()
-                self.shm = None
+                self.sharing.close()
+                self.sharing = None
                 self.shared = False
                 self._data_lock.close()
                 self._data_lock = None
                 return False
         return True
 
-    def _rebuild_shared(self, *, force: bool) -> bool:
-        """_rebuild_shared rebuilds the shared index from the log, as a reader, when no writer is
-        there to keep it (or ``force``: this process is the only one with the store open).
-        Returns False when a writer holds the store (it keeps the index; the caller waits)."""
-        assert self.shm is not None and self.file is not None and self.wal is not None
-        shm = self.shm
-        shm.lock(shmlib.LOCK_RECOVER, exclusive=True)
+    # ---- what the shared index's rebuild asks of the data file (readers.DataSide) ----
+
+    def lock_data_shared(self) -> bool:
+        """lock_data_shared takes a shared lock on the data file, so that no writer starts; False
+        if a writer holds the store. Callers: ``SharedLog.rebuild``."""
+        assert self.file is not None
         try:
-            if not force and shm.read_header() is not None:
-                return True
-            try:
-                self.file.lock(exclusive=False)  # no writer starts meanwhile
-            except StoreLockedError:
-                return False
-            try:
-                disk = self._read_disk_meta()
-                wal = WAL(self.wal.path, self.page_size, disk.file_id, readonly=True, opener=self._opener)
-                try:
-                    wal.recover(disk.checkpoint_seq)
-                    if wal.file is None or not wal.frame_pgnos:
-                        shm.publish(disk.checkpoint_seq, 0, 0, 0)
-                    else:
-                        shm.set_frames(0, wal.entries(0))
-                        shm.publish(wal.generation, wal.salt, len(wal.frame_pgnos), 0)
-                finally:
-                    wal.close()
-            finally:
-                unlock = getattr(self.file, "unlock", None)
-                if unlock is not None:
-                    unlock()
-            self._view = None
-            return True
-        finally:
-            shm.unlock(shmlib.LOCK_RECOVER)
+            self.file.lock(exclusive=False)
+        except StoreLockedError:
+            return False
+        return True
+
+    def unlock_data(self) -> None:
+        """unlock_data lets go of ``lock_data_shared``'s lock."""
+        unlock = getattr(self.file, "unlock", None)
+        if unlock is not None:
+            unlock()
+
+    def disk_meta(self) -> fmt.Meta:
+        """disk_meta: the data file's header (retried while a writer may be rewriting it)."""
+        return self._read_disk_meta()
+
+    def open_log(self, file_id: int) -> WAL:
+        """open_log opens the store's log read-only, for a file of ``file_id`` (not recovered)."""
+        return WAL(log_path(self.path), self.page_size, file_id, readonly=True, opener=self._opener)
 
     def _create(self, page_size: int) -> None:
         """_create writes the header of a new, empty store and makes it durable."""
@@ -619,7 +575,7 @@ class Pager:
         relies on it). Callers: ``check``."""
         assert self.wal is not None
         # page 0, the header, is never read as a page (the map refuses it)
-        missing = (set(self.dirty) | set(self.wal.index) | set(self.wal.txn_index)) - self.overlaid - {0}
+        missing = (set(self.dirty) | self.wal.pages() | set(self.wal.txn_index)) - self.overlaid - {0}
         if missing:
             raise PageStoreError(f"pager: pages {sorted(missing)[:10]} are newer than the data file but not marked overlaid")
         pinned = [f.epoch == self.epoch for f in self.cache.values()]
@@ -642,112 +598,46 @@ class Pager:
         """begin_operation unpins the pages of the previous operation. Callers: the store.
 
         A reader beside a writer (``shared``) also takes a read mark on the writer's
-        latest commit and brings its pages up to it (``_follow``): the operation reads
-        that commit, whole, until ``end_operation``.
+        latest commit, and the log brings itself up to it (``SharedLog.begin_read``),
+        then the pager its pages (``_follow``): the operation reads that commit, whole,
+        until ``end_operation``.
         """
         self.epoch += 1
-        if self.shared and self._op_mark is None:
-            head = self._acquire()
-            self._op_mark = head.mark
-            if head is not self._view:  # read_header returns the same object while nothing changes
-                self._follow(head)
+        sharing = self.sharing
+        if self.shared and sharing is not None and sharing.mark is None:
+            sharing.begin_read(self.wal, self._follow)
 
     def end_operation(self) -> None:
         """end_operation lets go of the operation's read mark (a reader beside a writer); a no-op otherwise.
         Callers: the store, when its lock is released by the outermost holder."""
-        if self.shared:
-            self._op_mark = None
-            self._reconcile()
+        if self.shared and self.sharing is not None:
+            self.sharing.end_read()
 
-    # ---- a reader beside a writer (shm.py) ----
-
-    def _acquire(self) -> Header:
-        """_acquire takes a read mark on the latest published state and returns it.
-
-        The header is read, its mark locked, and the header read again: if it
-        changed in between, the writer may have moved past the mark before the
-        lock was seen, so it starts over. An unreadable header (a publication
-        in flight) is read again; one that stays unreadable while no writer is
-        there is rebuilt from the log.
-        """
-        shm = self.shm
-        assert shm is not None
-        for attempt in range(100000):
-            head = shm.read_header()
-            if head is None:
-                if attempt >= 50 and attempt % 50 == 0:
-                    self._rebuild_shared(force=False)
-                time.sleep(0 if attempt < 10 else 0.0005)
-                continue
-            m = head.mark
-            if m not in self._locked:
-                if not shm.lock_mark(m):
-                    time.sleep(0 if attempt < 10 else 0.0005)  # the writer is starting a new log
-                    continue
-                self._locked.add(m)
-            if shm.read_header() == head:
-                return head
-            self._reconcile()
-        raise StoreLockedError(f"{self.path}: the writer's shared index stayed unreadable; try again")
-
-    def _reconcile(self) -> None:
-        """_reconcile unlocks the marks nothing in this process needs any more: not the current
-        operation's, nor a live snapshot's."""
-        shm = self.shm
-        if shm is None:
+    def _follow(self, changed: Optional[Set[int]], reset: bool, new_state: bool) -> None:
+        """_follow brings this reader's pages (header, cache, map) to the state the log now holds
+        (``SharedLog.begin_read``): ``changed`` the pages whose newest frame changed (None: any
+        may have), ``reset``: the log's pages taken afresh. Only the changed pages are dropped
+        from the caches; a new log generation drops them all."""
+        assert self.wal is not None
+        wal = self.wal
+        if not new_state:
+            # The same state, whole in the data file now: read it there. The file has
+            # grown by the pages the copy wrote past its old end: map them too.
+            self.overlaid = set()
+            self._cover(self.meta)
             return
-        if not self.readers and self._op_mark is None and len(self._locked) == 1:
-            shm.unlock_mark(self._locked.pop())  # the common case: an operation's mark, and no snapshot
-            return
-        needed = {m.lock for m in self.readers if m.live}
-        if self._op_mark is not None:
-            needed.add(self._op_mark)
-        for m in self._locked - needed:
-            shm.unlock_mark(m)
-            self._locked.discard(m)
-
-    def _follow(self, head: Header) -> None:
-        """_follow brings this reader's view (log index, header, cache, map) to the state ``head``
-        publishes, which the caller holds a mark on. Only the pages of the frames added since the
-        last view are dropped from the caches; a new log generation drops them all."""
-        assert self.wal is not None and self.shm is not None
-        view = self._view
-        file_only = head.mark < 0
-        if view is not None and (view.generation, view.salt, view.frames) == (head.generation, head.salt, head.frames):
-            if file_only and self.wal.index:
-                # The same state, whole in the data file now: read it there. The file has
-                # grown by the pages the copy wrote past its old end: map them too.
-                self.wal.index = {}
-                self.overlaid = set()
-                self._cover(self.meta)
-            self._view = head
-            return
-        changed: Optional[Set[int]]
-        if view is None or (view.generation, view.salt) != (head.generation, head.salt) or head.frames < view.frames:
-            self.wal.follow(head.generation, head.salt, head.frames, self.shm.frame_entries(0, head.frames), 0,
-                            verify=not file_only)
-            changed = None
-        else:
-            entries = self.shm.frame_entries(view.frames, head.frames)
-            pgnos = self.wal.follow(head.generation, head.salt, head.frames, entries, view.frames)
-            changed = set(pgnos)
-        if file_only:
-            # Every frame up to here is in the data file, and nothing newer can be copied
-            # there while LOCK_READ0 is held: read the file only. Later views add only the
-            # frames after this one (their pages are the ones the file may hold newer).
-            self.wal.index = {}
-        if 0 in self.wal.index:
-            meta = fmt.decode_meta(self.wal.read_frame(self.wal.index[0], 0), self.path)
+        header = wal.newest_frame(0)
+        if header is not None:
+            meta = fmt.decode_meta(wal.read_frame(header, 0), self.path)
         else:
             meta = self._read_disk_meta()
         self._check_extent(meta)
         self.meta = meta
         self.committed = meta.copy()
-        if changed is None or file_only:
-            self.overlaid = set(self.wal.index)
+        if reset or changed is None:
+            self.overlaid = wal.pages()
         else:
             self.overlaid.update(changed)  # O(new frames), not O(log)
-        self._view = head
         if changed is None:
             self.cache.clear()
             self._spare = None
@@ -778,7 +668,7 @@ class Pager:
         assert self.file is not None and self.wal is not None
         off = self.wal.txn_index.get(pgno)
         if off is None:
-            off = self.wal.index.get(pgno)
+            off = self.wal.newest_frame(pgno)
         if off is not None:
             return self.wal.read_frame(off, pgno)
         data = self.file.read(pgno * self.page_size, self.page_size)
@@ -790,7 +680,7 @@ class Pager:
         """_load_into is _load writing into a page-sized buffer (straight from the file when it can)."""
         assert self.wal is not None
         read_into = self._read_into
-        if read_into is None or pgno in self.wal.txn_index or pgno in self.wal.index:
+        if read_into is None or pgno in self.wal.txn_index or self.wal.newest_frame(pgno) is not None:
             buf[:] = self._load(pgno)
         elif read_into(pgno * self.page_size, buf) != self.page_size:
             raise CorruptionError(pgno, "page lies past the end of the data file")
@@ -888,7 +778,7 @@ class Pager:
             wal = self.wal
             # The clean image is the page's newest log frame's, if it has one: kept, so
             # that the commit may log only what changes (a leaf's new key, not its 4 KiB).
-            f.base = bytes(f.buf) if wal is not None and (pgno in wal.index or pgno in wal.txn_index) else None
+            f.base = bytes(f.buf) if wal is not None and (wal.newest_frame(pgno) is not None or pgno in wal.txn_index) else None
         return page
 
     def lend(self, pages: int) -> None:
@@ -1180,11 +1070,11 @@ class Pager:
             # header) must be the page's newest log image, or the log would be rebuilt wrong.
             wal = self.wal
             for pgno, f in self.cache.items():
-                off = wal.txn_index.get(pgno, wal.index.get(pgno))
+                off = wal.txn_index.get(pgno, wal.newest_frame(pgno))
                 if not f.dirty and off is not None and wal.read_frame(off, pgno) != f.buf:
                     raise CorruptionError(pgno, "cached page differs from its newest image in the log")
             logged = self._logged_header
-            if logged is not None and wal.index.get(0) == logged[0] and wal.read_frame(logged[0], 0) != logged[1]:
+            if logged is not None and wal.newest_frame(0) == logged[0] and wal.read_frame(logged[0], 0) != logged[1]:
                 raise CorruptionError(0, "the last commit's header differs from its image in the log")
         self._check_map()
         return {"pages": self.meta.page_count, "free_pages": free, "cached": len(self.cache),
@@ -1259,14 +1149,16 @@ class Pager:
             header = bytes(self.meta.encode())
             logged = self._logged_header
             wal = self.wal
-            before = logged[1] if logged is not None and wal.index.get(0) == logged[0] else None
+            before = logged[1] if logged is not None and wal.newest_frame(0) == logged[0] else None
             frames.append((0, header, before))
             # All or nothing in the log's memory: if the write or the sync fails,
             # the WAL does not go on believing in this commit (its index would
             # serve the new images under the old header), and the caller rolls back.
             # The pager is poisoned then (``_poison``): the log may hold a hole.
             wal.commit(frames, txn, self.meta.page_count, durable=durable)
-            self._logged_header = (wal.index[0], header)
+            header_frame = wal.newest_frame(0)
+            assert header_frame is not None
+            self._logged_header = (header_frame, header)
         for f in self.dirty.values():
             f.dirty = False
             f.base = None
@@ -1321,17 +1213,12 @@ class Pager:
         snapshot of this store, no read mark of another open (another process, or a read-only
         open in this one). Asked only while a try waits, at each write: two lock probes
         of the shared index (F_OFD_GETLK: no lock is taken, nothing is synced)."""
-        if not self._next_try or self.readers:
-            return False
-        shm = self.shm
-        return shm is None or (shm.held_by_others(shmlib.LOCK_READ0, 1) is None
-                               and shm.held_by_others(READ_BASE, READ_SPAN) is None)
+        return bool(self._next_try) and self.marks.readers_gone(self.sharing)
 
     def _publish(self) -> None:
-        """_publish shows the log's committed state to readers in other processes (writer; shm.py)."""
-        if self.shm is not None and self.wal is not None:
-            wal = self.wal
-            self.shm.publish(wal.generation, wal.salt, wal.committed_frames, self.backfilled)
+        """_publish shows the log's committed state to readers in other processes (writer; ``SharedLog.publish``)."""
+        if self.sharing is not None and self.wal is not None:
+            self.sharing.publish(self.wal, self.backfilled)
 
     def sync(self) -> None:
         """sync makes every commit so far durable: the log is synced up to its end (commits made with sync=False too).
@@ -1372,7 +1259,7 @@ class Pager:
             self.cache.pop(pgno, None)
         self.dirty.clear()
         self.wal.rollback()
-        self.overlaid = set(self.wal.index)
+        self.overlaid = self.wal.pages()
         self._direct = False  # what it wrote lies past the committed end: nothing reaches it
         self._written_back = 0
         self.meta = self.committed.copy()
@@ -1414,7 +1301,7 @@ class Pager:
             return
         if self.poisoned is not None:
             raise StorePoisonedError(self.path, self.poisoned) from self.poisoned
-        if not self.wal.index:
+        if not self.wal.has_frames():
             return
         if self.dirty or self.wal.txn_index:
             raise PageStoreError("checkpoint inside a transaction")
@@ -1425,13 +1312,7 @@ class Pager:
         assert self.wal is not None
         wal = self.wal
         frames = wal.committed_frames
-        limit = frames
-        for mark in self.readers:
-            limit = min(limit, mark.frames if mark.generation == wal.generation else 0)
-        if self.shm is not None:
-            oldest = self.shm.oldest_mark(frames)
-            if oldest is not None:
-                limit = min(limit, oldest)
+        limit = self.marks.copy_limit(frames, wal.generation, self.sharing)
         if limit > self.backfilled:
             wal.sync()
             self._backfill(limit, frames)
@@ -1456,7 +1337,7 @@ class Pager:
                 continue
             off = wal.frame_offset(latest[pgno])
             f = self.cache.get(pgno) if limit == frames else None
-            data = f.buf if f is not None and wal.index.get(pgno) == off else wal.read_frame(off, pgno)
+            data = f.buf if f is not None and wal.newest_frame(pgno) == off else wal.read_frame(off, pgno)
             self._unverify(pgno)
             if run and (pgno != start + len(run) or len(run) >= CHECKPOINT_RUN):
                 self.file.write(start * ps, b"".join(run))
@@ -1481,21 +1362,13 @@ class Pager:
         committed end (pages a rolled-back large transaction wrote) is cut only when this
         is the only process with the store open: another may have it mapped."""
         assert self.wal is not None and self.file is not None
-        shm = self.shm
-        if shm is not None and not shm.try_lock(READ_BASE, READ_SPAN, exclusive=True):
-            # Reads that began before everything was copied hold marks on the log; those
-            # that begin now read the data file only (LOCK_READ0). Wait for the first to end.
-            deadline = time.monotonic() + wait
-            while True:
-                if time.monotonic() >= deadline:
-                    return
-                time.sleep(0.0001)
-                if shm.try_lock(READ_BASE, READ_SPAN, exclusive=True):
-                    break
+        sharing = self.sharing
+        if sharing is not None and not sharing.lock_for_restart(wait):
+            return
         try:
             with self._guard:
-                if shm is not None:
-                    shm.invalidate()  # a crash from here to the publish below makes readers rebuild
+                if sharing is not None:
+                    sharing.invalidate()  # a crash from here to the publish below makes readers rebuild
                 seq = self.meta.checkpoint_seq + 1
                 ps = self.page_size
                 if self.file.size() > self.meta.page_count * ps and (self._data_lock is None or self._data_lock.alone()):
@@ -1514,9 +1387,8 @@ class Pager:
                         self._next_try = 0
                         self.overlaid.clear()
         finally:
-            if shm is not None:
-                self._publish()
-                shm.unlock(READ_BASE, READ_SPAN)
+            if sharing is not None:
+                sharing.end_restart(self.wal, self.backfilled)
             self._remap()
 
     # ---- read marks (snapshots) ----
@@ -1525,20 +1397,10 @@ class Pager:
         """read_mark takes a hold on the last committed state (see ``ReadMark``), which no
         checkpoint disturbs until ``release``. Inside a transaction too: what it holds is
         the last commit, not the open transaction's pages. O(log frames) the first time
-        after a commit (``wal.index`` is copied), O(1) after that.
+        after a commit (the log's index is copied), O(1) after that.
         """
         assert self.wal is not None
-        wal, last = self.wal, self._last_mark
-        if (last is not None and last.log_end == wal.committed_end and last.generation == wal.generation
-                and last.lock == self._op_mark):
-            mark = ReadMark(last.meta, last.index, last.log_end, last.generation, last.frames)
-        else:
-            mark = ReadMark(self.committed.copy(), dict(wal.index), wal.committed_end, wal.generation,
-                            wal.committed_frames)
-        mark.lock = self._op_mark
-        self._last_mark = mark
-        self.readers.append(mark)
-        return mark
+        return self.marks.take(self.committed, self.wal, self.sharing.mark if self.sharing is not None else None)
 
     def release(self, mark: ReadMark) -> None:
         """release gives up a read mark; the automatic checkpoint runs again once none is held.
@@ -1546,19 +1408,8 @@ class Pager:
         Takes no lock (one atomic list removal): a snapshot's finalizer may call it from
         any thread. Releasing twice is harmless.
         """
-        mark.live = False
         self._next_try = 0  # the next commit tries to checkpoint, now that this mark is gone
-        try:
-            self.readers.remove(mark)
-        except ValueError:
-            pass
-
-    def _drop_readers(self) -> None:
-        """_drop_readers ends every read mark: the file they read is closing or being replaced."""
-        for mark in list(self.readers):
-            mark.live = False
-        self.readers.clear()
-        self._last_mark = None
+        self.marks.release(mark)
 
     def cached_as_of(self, mark: ReadMark, pgno: int) -> Optional[bytearray]:
         """cached_as_of returns the cached, verified buffer of page ``pgno`` if it is the page as
@@ -1649,7 +1500,7 @@ class Pager:
             # Held exclusively across the rename: an opener that waited meanwhile finds
             # the new file when it looks again (``_shared_possible``). Now the new file's.
             old_lock = self._data_lock
-            self._data_lock = shmlib.DataLock(self.path, write=True)
+            self._data_lock = DataLock(self.path, write=True)
             old_lock.close()
 
     def _adopt(self, path: str) -> None:
@@ -1681,12 +1532,12 @@ class Pager:
         self.wal.close()
         self.wal = WAL(log_path(self.path), self.page_size, meta.file_id, opener=self._opener)
         self.wal.recover(meta.checkpoint_seq)  # the old file's log: not this file's, so started afresh
-        self.overlaid = set(self.wal.index)
-        self._last_mark = None
+        self.overlaid = self.wal.pages()
+        self.marks.forget_last()
         self.backfilled = 0
-        if self.shm is not None:
-            self.shm.file_id = meta.file_id
-            self.wal.shm = self.shm
+        if self.sharing is not None:
+            self.sharing.set_file_id(meta.file_id)
+            self.sharing.attach(self.wal)
             self._publish()
         self._remap()
 
@@ -1705,12 +1556,20 @@ class Pager:
         them the data file holds; a writer's figure, None for a reader) and ``oldest_mark`` (the
         smallest read mark, as a frame count, that another process holds, or None)."""
         wal = self.wal
-        frames = wal.committed_frames if wal is not None and wal.file is not None else 0
+        frames = wal.committed_frames if wal is not None and wal.is_open() else 0
         oldest = None
-        if self.shm is not None and not self.shared:
-            oldest = self.shm.oldest_mark(frames)
+        if self.sharing is not None and not self.shared:
+            oldest = self.sharing.oldest_mark(frames)
         return {"log_frames": frames, "backfilled_frames": None if self.readonly else self.backfilled,
                 "oldest_mark": oldest}
+
+    def log_size(self) -> int:
+        """log_size: bytes of the log in use (its header and frames: ``WAL.size``), 0 when closed."""
+        return self.wal.size() if self.wal is not None else 0
+
+    def logged_pages(self) -> int:
+        """logged_pages: how many pages have a committed frame in the log (their newest image is there)."""
+        return len(self.wal.pages()) if self.wal is not None else 0
 
     def wal_size(self) -> int:
         """wal_size: bytes the log file takes on disk."""
@@ -1727,7 +1586,7 @@ class Pager:
         A poisoned pager (``_poison``) writes nothing and raises nothing here: it rolls an
         open transaction back in memory and lets go of its files, log and shared index left
         as they are; the next open recovers from them."""
-        self._drop_readers()
+        self.marks.drop_all()
         try:
             if self.wal is not None and self.file is not None and not self.readonly:
                 if self.in_transaction:
@@ -1736,9 +1595,9 @@ class Pager:
                     self.checkpoint()
                     # The log and the shared index go only when the log is empty and no
                     # other process has the store open (one that has keeps reading them).
-                    if not self.wal.index and (self._data_lock is None or self._data_lock.try_exclusive()):
+                    if not self.wal.has_frames() and (self._data_lock is None or self._data_lock.try_exclusive()):
                         self.wal.remove()
-                        if self.shm is not None:
+                        if self.sharing is not None:
                             remove_shm(self.path)
             elif self.shared and self._data_lock is not None and self._data_lock.try_exclusive():
                 remove_shm(self.path)  # the last one out (no writer): the next open rebuilds it
@@ -1750,10 +1609,9 @@ class Pager:
 
     def _close_files(self) -> None:
         self._unmap()
-        if self.shm is not None:
-            self.shm.close()
-            self.shm = None
-            self._locked.clear()
+        if self.sharing is not None:
+            self.sharing.close()
+            self.sharing = None
             self.shared = False
         if self._data_lock is not None:
             self._data_lock.close()
@@ -1805,3 +1663,52 @@ def discard(path: str) -> None:
         pass
     remove_log(path)
     remove_shm(path)
+
+
+def create_copy(path: str) -> fileio.File:
+    """create_copy makes an empty file at ``path`` for a copy of a store to be written into (a
+    backup's temporary file: ``snapshot.Backup``), removing a leftover of an interrupted copy
+    first. Give it to ``install_copy`` when written and synced, or to ``remove_copy``."""
+    _unlink(path)
+    file = fileio.open_file(path, create=True)
+    file.truncate(0)
+    return file
+
+
+def install_copy(tmp: str, path: str, overwrite: bool) -> None:
+    """install_copy renames the finished, synced copy ``tmp`` to ``path`` and syncs the directory:
+    ``path`` is then either as it was or the whole copy. A log left at ``path`` (an older file's)
+    is removed first. Without ``overwrite`` the copy is linked into place, so that a file that
+    appeared there meanwhile is not replaced; ``tmp`` is removed either way.
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is False.
+    """
+    remove_log(path)  # a stale log of an older file here names another file id: harmless, but not ours
+    if overwrite:
+        os.replace(tmp, path)
+    else:
+        try:
+            try:
+                os.link(tmp, path)  # fails if the destination appeared meanwhile
+            except FileExistsError:
+                raise
+            except OSError:  # a file system without hard links
+                if os.path.exists(path):
+                    raise FileExistsError(17, "File exists", path) from None
+                os.replace(tmp, path)
+        finally:
+            _unlink(tmp)
+    fileio.sync_directory(path)
+
+
+def remove_copy(tmp: str) -> None:
+    """remove_copy deletes an unfinished copy (``create_copy``), if it is there."""
+    _unlink(tmp)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

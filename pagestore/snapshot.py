@@ -36,8 +36,8 @@ from typing import Any, Optional, Set
 from . import fileio
 from .errors import ReadOnlyError
 from .page import SlottedPage
-from .pager import Pager, ReadMark
-from .wal import remove_log
+from .pager import Pager, create_copy, install_copy, remove_copy
+from .readers import ReadMark
 
 #: Pages a SnapshotPager caches (pages read from the log or without the map).
 SNAPSHOT_CACHE_PAGES = 64
@@ -184,9 +184,7 @@ class Backup:
         self.next = 1
         self.page_count = self._snap.meta.page_count
         self.records = self._snap.meta.record_count  # what the copy holds
-        _unlink(self.tmp)  # a leftover of an interrupted backup
-        self._file: Optional[fileio.File] = fileio.open_file(self.tmp, create=True)
-        self._file.truncate(0)
+        self._file: Optional[fileio.File] = create_copy(self.tmp)  # a leftover of an interrupted backup goes
 
     @property
     def done(self) -> bool:
@@ -217,22 +215,7 @@ class Backup:
         self._file.close()
         self._file = None
         self._pager.release(self._snap.mark)
-        remove_log(self.path)  # a stale log of an older file here names another file id: harmless, but not ours
-        if self.overwrite:
-            os.replace(self.tmp, self.path)
-        else:
-            try:
-                try:
-                    os.link(self.tmp, self.path)  # fails if the destination appeared meanwhile
-                except FileExistsError:
-                    raise
-                except OSError:  # a file system without hard links
-                    if os.path.exists(self.path):
-                        raise FileExistsError(17, "File exists", self.path) from None
-                    os.replace(self.tmp, self.path)
-            finally:
-                _unlink(self.tmp)
-        fileio.sync_directory(self.path)
+        install_copy(self.tmp, self.path, self.overwrite)
 
     def abort(self) -> None:
         """abort releases the mark and removes the unfinished copy."""
@@ -240,12 +223,5 @@ class Backup:
         if self._file is not None:
             self._file.close()
             self._file = None
-        _unlink(self.tmp)
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+        remove_copy(self.tmp)
 

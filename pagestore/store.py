@@ -63,7 +63,8 @@ from .group import CommitQueue
 from .heap import MAX_VALUE, Heap
 from .locks import WriteLock
 from .page import as_bytes_like
-from .pager import DEFAULT_CACHE_BYTES, DEFAULT_WAL_LIMIT, Pager, ReadMark, discard, side_file_undo
+from .pager import DEFAULT_CACHE_BYTES, DEFAULT_WAL_LIMIT, Pager, discard, side_file_undo
+from .readers import ReadMark
 from .snapshot import SnapshotPager, begin_backup
 from .storecheck import check_store
 from .views import ItemsView, KeysView, ValuesView
@@ -1334,7 +1335,7 @@ class Store(MutableMapping[Any, Any]):
                 "overflow_pages": types.get("overflow", 0),
                 "wal_size": wal_size,
                 "bytes_written": pager.bytes_written(),
-                "log_size": pager.wal.size() if pager.wal is not None else 0,
+                "log_size": pager.log_size(),
                 "snapshots": len(pager.readers),
                 "oldest_snapshot": _oldest(pager),
                 **pager.log_state(),
@@ -1477,7 +1478,7 @@ class Store(MutableMapping[Any, Any]):
             after = pager.log_state()
             restarted = before > 0 and not after["log_frames"]
             copied = before if restarted else int(after["backfilled_frames"] or 0)
-            log_size = int(pager.wal.size()) if pager.wal is not None else 0
+            log_size = pager.log_size()
             return {"log_frames": before, "copied": copied, "restarted": restarted, "log_size": log_size}
 
     def _also_open_here(self) -> Optional["Store"]:

@@ -76,7 +76,7 @@ import struct
 from array import array
 from bisect import bisect_left
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 from . import fileio
 from ._native import crc32c, delta_apply, delta_make
@@ -513,6 +513,35 @@ class WAL:
         self.end, self._crc = self.committed_end, self.committed_crc
         del self.frame_pgnos[self.committed_frames :]
         del self.frame_offsets[self.committed_frames :]
+
+    def record_frames_in(self, shared: "Optional[SharedIndex]") -> None:
+        """record_frames_in has the writer record each frame it appends in ``shared`` (readers.py), or stop (None)."""
+        self.shm = shared
+
+    def has_frames(self) -> bool:
+        """has_frames: whether any committed frame is in the index (a page's newest image is in the log)."""
+        return bool(self.index)
+
+    def pages(self) -> Set[int]:
+        """pages: the pages with a committed frame in the index."""
+        return set(self.index)
+
+    def newest_frame(self, pgno: int) -> Optional[int]:
+        """newest_frame: the offset of page ``pgno``'s newest committed frame, or None."""
+        return self.index.get(pgno)
+
+    def index_copy(self) -> Dict[int, int]:
+        """index_copy: a copy of the committed index (pgno -> offset of its newest frame), for a read mark."""
+        return dict(self.index)
+
+    def forget_frames(self) -> None:
+        """forget_frames empties a READER's index: every frame it held is in the data file (LOCK_READ0)."""
+        assert self.readonly
+        self.index = {}
+
+    def is_open(self) -> bool:
+        """is_open: whether the log file exists and is open (a reader's may not, yet)."""
+        return self.file is not None
 
     def frame_count(self, offset: int) -> int:
         """frame_count: how many of the writer's frames begin before byte ``offset`` of the log."""

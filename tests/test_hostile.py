@@ -372,7 +372,7 @@ def test_reader_does_not_grow_the_index_for_a_header_that_lies(tmp_path):
     with Store(path, page_size=512) as db:
         for i in range(50):
             db[b"k%03d" % i] = b"v" * 20
-        head = db._pager.shm.read_header()
+        head = db._pager.sharing.index.read_header()
         assert head is not None
         raw = head._replace(frames=2**31, change=head.change + 1).encode()
         fd = os.open(path + "-shm", os.O_RDWR)

@@ -277,7 +277,7 @@ def test_a_writer_that_died_mid_restart_leaves_readers_a_rebuild(tmp_path):
         _fill(db, 100)
         assert len(r) == 100
         with db._lock:
-            db._pager.shm.invalidate()
+            db._pager.sharing.index.invalidate()
             db._pager._close_files()  # the process is gone: its locks with it
         db._closed = True
         assert len(r) == 100 and r[b"k000007"].startswith(b"7:")
@@ -291,7 +291,7 @@ def test_a_writer_that_died_mid_restart_leaves_readers_a_rebuild(tmp_path):
 def test_without_a_writable_index_a_reader_falls_back_to_one_process_at_a_time(tmp_path, monkeypatch):
     """Where the index cannot be made (a read-only directory), a read-only open works as before
     the index existed: it reads alone, refused beside a writer, and refusing writers meanwhile."""
-    from pagestore import pager as pager_mod
+    from pagestore import readers as readers_mod
 
     path = str(tmp_path / "s.ps")
     with pagestore.open(path) as db:
@@ -300,15 +300,15 @@ def test_without_a_writable_index_a_reader_falls_back_to_one_process_at_a_time(t
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied", path + "-shm")
 
-    monkeypatch.setattr(pager_mod, "SharedIndex", refuse)
+    monkeypatch.setattr(readers_mod, "SharedIndex", refuse)
     with pagestore.open(path, readonly=True) as r:
-        assert r[b"a"] == b"1" and r._pager.shm is None and not r._pager.shared
+        assert r[b"a"] == b"1" and r._pager.sharing is None and not r._pager.shared
         with pytest.raises(pagestore.StoreLockedError):
             Store(path)
     monkeypatch.undo()
     with pagestore.open(path) as db:
         with pytest.raises(pagestore.StoreLockedError):
-            monkeypatch.setattr(pager_mod, "SharedIndex", refuse)
+            monkeypatch.setattr(readers_mod, "SharedIndex", refuse)
             pagestore.open(path, readonly=True)
 
 

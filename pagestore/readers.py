@@ -1,0 +1,396 @@
+"""readers: the log's side of reading beside a writer in another process: the shared index
+(shm.py), the read marks this process has locked, and the read
+protocol, as SQLite's wal.c keeps its -shm index and read marks behind a narrow pager.h.
+
+The pager owns pages (the map, the cache, the free list); this module owns what the
+processes agree on about the log. The pager asks it, through ``SharedLog``:
+
+    a reader                          a writer
+    begin_read(wal, apply)            recover(wal, generation)   (the index rebuilt at open)
+    end_read()                        publish(wal, backfilled)   (after a commit or a copy)
+    mark                              oldest_mark(frames)        (how far a checkpoint may copy)
+    rebuild(force=...)                readers_gone()             (may a held-back restart run)
+                                      lock_for_restart(wait) / end_restart(wal, backfilled)
+
+``begin_read`` takes a read mark on the writer's latest publication (the header read,
+its mark locked, the header read again: if it changed, start over), brings the reader's
+log (``WAL.follow``) up to it, and hands the pager what changed (``apply``). The marks
+a process holds are locked once: an operation's mark and every live snapshot's
+(``ReadMark.lock``) are unlocked when nothing in the process needs them (``end_read``).
+
+``ReadMark`` is one reader's hold on a committed state, in this process (a snapshot) or,
+through its ``lock``, in the shared index for the others.
+
+The data side that rebuilding the index needs (the data file's shared lock, its header,
+a log to scan) is asked of a ``DataSide``: the pager, or a test's fake.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Dict, List, Optional, Protocol, Set
+
+from . import format as fmt
+from . import shm as shmlib
+from .errors import PageStoreError, StoreLockedError
+from .shm import READ_BASE, READ_SPAN, DataLock, Header, IndexGrowError, SharedIndex, remove_shm, shm_path
+
+__all__ = ["DataLock", "DataSide", "Header", "IndexGrowError", "Marks", "ReadMark", "SUPPORTED", "SharedLog",
+           "remove_shm", "shm_path"]
+
+#: whether this platform has the locks reading beside a writer needs (shm.SUPPORTED)
+SUPPORTED = shmlib.SUPPORTED
+
+
+class ReadMark:
+    """ReadMark is one reader's hold on a committed state of the store: ``meta``, the header of
+    that commit, and ``index``, the log's committed frames up to ``log_end`` (pgno -> offset
+    of the page's newest frame among them); every other page is the data file's.
+
+    Marks taken with no commit in between share ``meta`` and ``index`` (neither is ever
+    changed): ``index`` identifies the state. ``taken`` is a ``time.monotonic()``. ``live``
+    is cleared when the mark is released, or when the pager closes or replaces its file.
+    ``lock``: a reader beside a writer, the read mark it keeps locked in the shared index.
+    """
+
+    __slots__ = ("meta", "index", "log_end", "generation", "frames", "taken", "live", "lock")
+
+    def __init__(self, meta: fmt.Meta, index: Dict[int, int], log_end: int, generation: int, frames: int) -> None:
+        self.meta = meta
+        self.index = index
+        self.log_end = log_end
+        self.generation = generation
+        self.frames = frames  # log frames before log_end: what a checkpoint may copy while it is held
+        self.lock: Optional[int] = None  # a reader beside a writer: the read mark it keeps locked (SharedLog)
+        self.taken = time.monotonic()
+        self.live = True
+
+
+class Marks:
+    """Marks is the read marks held in this process (snapshots, iterations, backups), and what they
+    allow a checkpoint: ``live``, the marks held (a list, so that a snapshot's finalizer releases
+    its mark with one atomic ``remove``), and ``last``, the mark taken last, whose header and
+    index serve the next one while nothing commits."""
+
+    __slots__ = ("live", "last")
+
+    def __init__(self) -> None:
+        self.live: List[ReadMark] = []
+        self.last: Optional[ReadMark] = None
+
+    def take(self, committed: fmt.Meta, wal: Any, lock: Optional[int]) -> ReadMark:
+        """take holds the log's last commit (``committed``, its header): O(log frames) the first
+        time after a commit (the log's index is copied), O(1) after that. ``lock``: the shared
+        index's mark the current operation holds (a reader beside a writer), kept with it."""
+        last = self.last
+        if (last is not None and last.log_end == wal.committed_end and last.generation == wal.generation
+                and last.lock == lock):
+            mark = ReadMark(last.meta, last.index, last.log_end, last.generation, last.frames)
+        else:
+            mark = ReadMark(committed.copy(), wal.index_copy(), wal.committed_end, wal.generation,
+                            wal.committed_frames)
+        mark.lock = lock
+        self.last = mark
+        self.live.append(mark)
+        return mark
+
+    def release(self, mark: ReadMark) -> None:
+        """release gives up ``mark``. Takes no lock (one atomic list removal); twice is harmless."""
+        mark.live = False
+        try:
+            self.live.remove(mark)
+        except ValueError:
+            pass
+
+    def forget_last(self) -> None:
+        """forget_last: the next mark copies the log's index afresh (the log was replaced)."""
+        self.last = None
+
+    def drop_all(self) -> None:
+        """drop_all ends every mark: the file they read is closing or being replaced."""
+        for mark in list(self.live):
+            mark.live = False
+        self.live.clear()
+        self.last = None
+
+    def copy_limit(self, frames: int, generation: int, shared: Optional["SharedLog"]) -> int:
+        """copy_limit: how many of the log's ``frames`` first frames a checkpoint may copy into
+        the data file: none past the oldest mark held, here or (``shared``) in another process.
+        (SQLite's rule: a page the copy rewrites then has a frame every mark reads instead.)"""
+        limit = frames
+        for mark in self.live:
+            limit = min(limit, mark.frames if mark.generation == generation else 0)
+        if shared is not None:
+            oldest = shared.oldest_mark(frames)
+            if oldest is not None:
+                limit = min(limit, oldest)
+        return limit
+
+    def readers_gone(self, shared: Optional["SharedLog"]) -> bool:
+        """readers_gone: no mark is held here, nor (``shared``) by another open."""
+        return not self.live and (shared is None or shared.readers_gone())
+
+
+class DataSide(Protocol):
+    """DataSide: what rebuilding the shared index asks of the data file's owner (the pager)."""
+
+    def lock_data_shared(self) -> bool:
+        """Takes a shared lock on the data file (no writer starts meanwhile); False if a writer holds it."""
+
+    def unlock_data(self) -> None:
+        """Lets go of ``lock_data_shared``'s lock."""
+
+    def disk_meta(self) -> fmt.Meta:
+        """The data file's header."""
+
+    def open_log(self, file_id: int) -> Any:
+        """A read-only WAL of the store's log for a file of ``file_id`` (recovered by the caller)."""
+
+
+#: apply(pages, reset, new_state): what a new view changed, for the pager's caches.
+#: ``pages``: the pages whose newest frame changed, or None (any page may have: a new
+#: log generation); ``reset``: the log's pages are to be taken afresh (``WAL.pages``),
+#: not added to; ``new_state``: a new commit (False: the same state, now in the data file).
+Apply = Callable[[Optional[Set[int]], bool, bool], None]
+
+
+class SharedLog:
+    """SharedLog is one open's share of the store's log with other processes: the shared index
+    and, for a reader, the marks it holds and the state it has followed.
+    See the module docstring. ``marks`` is the pager's list of live ``ReadMark``s (the same list)."""
+
+    def __init__(self, index: SharedIndex, side: DataSide, marks: List[ReadMark]) -> None:
+        self.index = index
+        self.side = side
+        self.marks = marks
+        self.view: Optional[Header] = None  # reader: the published state its pages are as of
+        self.mark: Optional[int] = None  # reader: the mark (frame count) the current operation holds
+        self.locked: Set[int] = set()  # reader: the marks this process holds a lock on
+        self.name = shm_path("")  # for messages only
+
+    @classmethod
+    def open(cls, path: str, page_size: int, file_id: int, side: DataSide, marks: List[ReadMark]) -> "SharedLog":
+        """open opens (or makes) the shared index beside the store at ``path``.
+
+        Raises:
+            OSError: it cannot be opened or made (a read-only directory, a full disk).
+        """
+        shared = cls(SharedIndex(shm_path(path), page_size, file_id), side, marks)
+        shared.name = path
+        return shared
+
+    # ---- a writer ----
+
+    def attach(self, wal: Any) -> None:
+        """attach has the writer's log record each frame it appends in the shared index."""
+        wal.record_frames_in(self.index)
+
+    def recover(self, wal: Any, generation: int, backfilled: int = 0) -> None:
+        """recover scans the writer's log at open (``WAL.recover``) and rebuilds the index from it,
+        holding LOCK_RECOVER so that no reader rebuilds it meanwhile."""
+        index = self.index
+        index.lock(shmlib.LOCK_RECOVER, exclusive=True)
+        try:
+            wal.recover(generation)
+            index.set_frames(0, wal.entries(0))
+            self.publish(wal, backfilled)
+        finally:
+            index.unlock(shmlib.LOCK_RECOVER)
+
+    def publish(self, wal: Any, backfilled: int) -> None:
+        """publish shows the log's committed state to readers in other processes (writer)."""
+        self.index.publish(wal.generation, wal.salt, wal.committed_frames, backfilled)
+
+    def set_file_id(self, file_id: int) -> None:
+        """set_file_id: the data file was replaced by one of ``file_id`` (``Pager.adopt``)."""
+        self.index.file_id = file_id
+
+    def oldest_mark(self, frames: int) -> Optional[int]:
+        """oldest_mark: the smallest read mark below ``frames`` another open holds (a few lock
+        probes), or None: how far a checkpoint may copy."""
+        return self.index.oldest_mark(frames)
+
+    def readers_gone(self) -> bool:
+        """readers_gone: no other open holds a read mark, LOCK_READ0 included (two lock probes,
+        F_OFD_GETLK: nothing is taken)."""
+        index = self.index
+        return (index.held_by_others(shmlib.LOCK_READ0, 1) is None
+                and index.held_by_others(READ_BASE, READ_SPAN) is None)
+
+    def lock_for_restart(self, wait: float) -> bool:
+        """lock_for_restart locks the whole mark range, so that no reader takes a mark while the
+        log starts over; waits up to ``wait`` seconds for the reads holding marks to end. True:
+        locked, and the index is marked invalid (a crash before ``end_restart`` makes readers
+        rebuild it); the caller must call ``end_restart``."""
+        index = self.index
+        if not index.try_lock(READ_BASE, READ_SPAN, exclusive=True):
+            # Reads that began before everything was copied hold marks on the log; those
+            # that begin now read the data file only (LOCK_READ0). Wait for the first to end.
+            deadline = time.monotonic() + wait
+            while True:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.0001)
+                if index.try_lock(READ_BASE, READ_SPAN, exclusive=True):
+                    break
+        return True
+
+    def invalidate(self) -> None:
+        """invalidate marks the published state unreadable until the next ``publish``."""
+        self.index.invalidate()
+
+    def end_restart(self, wal: Any, backfilled: int) -> None:
+        """end_restart publishes the log's state and unlocks the mark range ``lock_for_restart`` took."""
+        try:
+            self.publish(wal, backfilled)
+        finally:
+            self.index.unlock(READ_BASE, READ_SPAN)
+
+    # ---- a reader ----
+
+    def begin_read(self, wal: Any, apply: Apply) -> None:
+        """begin_read takes a read mark on the writer's latest commit for the current operation
+        and brings the reader's log up to it, telling ``apply`` what changed (nothing is
+        called when nothing did). Callers: ``Pager.begin_operation``.
+
+        Raises:
+            StoreLockedError: the index stayed unreadable.
+            CorruptionError: from ``WAL.follow`` or ``apply``; the view stays the old one.
+        """
+        head = self._acquire()
+        self.mark = head.mark
+        if head is not self.view:  # read_header returns the same object while nothing changes
+            self._follow(wal, head, apply)
+
+    def end_read(self) -> None:
+        """end_read lets go of the operation's mark, unless a live snapshot holds it too."""
+        self.mark = None
+        self.reconcile()
+
+    def _acquire(self) -> Header:
+        """_acquire takes a read mark on the latest published state and returns it.
+
+        The header is read, its mark locked, and the header read again: if it
+        changed in between, the writer may have moved past the mark before the
+        lock was seen, so it starts over. An unreadable header (a publication
+        in flight) is read again; one that stays unreadable while no writer is
+        there is rebuilt from the log.
+        """
+        index = self.index
+        for attempt in range(100000):
+            head = index.read_header()
+            if head is None:
+                if attempt >= 50 and attempt % 50 == 0:
+                    self.rebuild(force=False)
+                time.sleep(0 if attempt < 10 else 0.0005)
+                continue
+            m = head.mark
+            if m not in self.locked:
+                if not index.lock_mark(m):
+                    time.sleep(0 if attempt < 10 else 0.0005)  # the writer is starting a new log
+                    continue
+                self.locked.add(m)
+            if index.read_header() == head:
+                return head
+            self.reconcile()
+        raise StoreLockedError(f"{self.name}: the writer's shared index stayed unreadable; try again")
+
+    def reconcile(self) -> None:
+        """reconcile unlocks the marks nothing in this process needs any more: not the current
+        operation's, nor a live snapshot's."""
+        index = self.index
+        if not self.marks and self.mark is None and len(self.locked) == 1:
+            index.unlock_mark(self.locked.pop())  # the common case: an operation's mark, and no snapshot
+            return
+        needed = {m.lock for m in self.marks if m.live}
+        if self.mark is not None:
+            needed.add(self.mark)
+        for m in self.locked - needed:
+            index.unlock_mark(m)
+            self.locked.discard(m)
+
+    def _follow(self, wal: Any, head: Header, apply: Apply) -> None:
+        """_follow brings the reader's log to the state ``head`` publishes, which the caller holds
+        a mark on, and tells ``apply``. Only the pages of the frames added since the last view
+        are named; a new log generation names none (any page may have changed)."""
+        view = self.view
+        file_only = head.mark < 0
+        if view is not None and (view.generation, view.salt, view.frames) == (head.generation, head.salt, head.frames):
+            if file_only and wal.has_frames():
+                # The same state, whole in the data file now: read it there.
+                wal.forget_frames()
+                apply(set(), True, False)
+            self.view = head
+            return
+        changed: Optional[Set[int]]
+        if view is None or (view.generation, view.salt) != (head.generation, head.salt) or head.frames < view.frames:
+            wal.follow(head.generation, head.salt, head.frames, self.index.frame_entries(0, head.frames), 0,
+                       verify=not file_only)
+            changed = None
+        else:
+            entries = self.index.frame_entries(view.frames, head.frames)
+            changed = set(wal.follow(head.generation, head.salt, head.frames, entries, view.frames))
+        if file_only:
+            # Every frame up to here is in the data file, and nothing newer can be copied
+            # there while LOCK_READ0 is held: read the file only. Later views add only the
+            # frames after this one (their pages are the ones the file may hold newer).
+            wal.forget_frames()
+        apply(changed, changed is None or file_only, True)
+        self.view = head
+
+    def rebuild(self, *, force: bool) -> bool:
+        """rebuild rebuilds the shared index from the log, as a reader, when no writer is there
+        to keep it (or ``force``: this process is the only one with the store open). Returns
+        False when a writer holds the store (it keeps the index; the caller waits).
+
+        Raises:
+            OSError: the index cannot grow to the log's frames (a full disk).
+        """
+        index, side = self.index, self.side
+        index.lock(shmlib.LOCK_RECOVER, exclusive=True)
+        try:
+            if not force and index.read_header() is not None:
+                return True
+            if not side.lock_data_shared():  # no writer starts meanwhile
+                return False
+            try:
+                disk = side.disk_meta()
+                wal = side.open_log(disk.file_id)
+                try:
+                    wal.recover(disk.checkpoint_seq)
+                    if wal.file is None or not wal.frame_pgnos:
+                        index.publish(disk.checkpoint_seq, 0, 0, 0)
+                    else:
+                        index.set_frames(0, wal.entries(0))
+                        index.publish(wal.generation, wal.salt, len(wal.frame_pgnos), 0)
+                finally:
+                    wal.close()
+            finally:
+                side.unlock_data()
+            self.view = None
+            return True
+        finally:
+            index.unlock(shmlib.LOCK_RECOVER)
+
+    # ---- both ----
+
+    def close(self) -> None:
+        """close lets go of the index and every mark this process held (their locks go with it)."""
+        self.index.close()
+        self.locked.clear()
+        self.mark = None
+
+
+def open_index_for_writer(path: str, page_size: int, file_id: int, side: DataSide,
+                          marks: List[ReadMark]) -> SharedLog:
+    """open_index_for_writer opens the shared index a writer keeps.
+
+    Raises:
+        PageStoreError: it cannot be opened or made, named as what it is.
+    """
+    try:
+        return SharedLog.open(path, page_size, file_id, side, marks)
+    except OSError as exc:
+        # Named as what it is: an IsADirectoryError here is not about the store's own file.
+        raise PageStoreError(
+            f"{shm_path(path)}: cannot open the store's shared index for writing ({exc.strerror or exc})"
+        ) from exc
