@@ -104,12 +104,16 @@ class CommitQueue:
             if not self._busy:
                 self._busy = True
                 req.lead = True
-        if not req.lead:
-            req.event.wait()  # done, or made the leader
-        if req.lead:  # even if a transaction's commit took its write along: the queue needs a leader
-            self._lead(req)
-        while not req.done:  # a transaction's commit took it along and is still applying it
-            req.event.wait()
+        try:
+            if not req.lead:
+                req.event.wait()  # done, or made the leader
+            if req.lead:  # even if a transaction's commit took its write along: the queue needs a leader
+                self._lead(req)
+            while not req.done:  # a transaction's commit took it along and is still applying it
+                req.event.wait()
+        except BaseException:  # KeyboardInterrupt (a signal) while queued
+            self._abandon(req)
+            raise
         if req.error is not None:
             raise req.error
         return req.result
@@ -169,6 +173,29 @@ class CommitQueue:
                 if not me.done and me in self._queue:  # interrupted (KeyboardInterrupt) while waiting for the lock
                     self._queue.remove(me)
                     self._settle([me])
+                if self._queue:
+                    nxt = self._queue[0]
+                    nxt.lead = True
+                    nxt.event.set()
+                else:
+                    self._busy = False
+
+    def _abandon(self, req: _Request) -> None:
+        """_abandon takes out of the queue a request whose thread stopped waiting (interrupted).
+
+        A request still queued is dropped (its write never runs); if it had
+        been made the leader, the lead goes to the next one, else nothing would
+        ever lead again and every later write would wait forever. A request a
+        leader or a transaction's commit has already taken runs to its end:
+        its write may commit although its caller was interrupted.
+        """
+        with self._mutex:
+            if req not in self._queue:
+                return  # taken into a batch, or _lead's own cleanup has run
+            self._queue.remove(req)
+            req.error = PageStoreError("write abandoned: its thread was interrupted while it waited")
+            req.settled = req.done = True
+            if req.lead:
                 if self._queue:
                     nxt = self._queue[0]
                     nxt.lead = True

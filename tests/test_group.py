@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from typing import Any, Callable, List
@@ -249,3 +250,51 @@ def test_a_store_inherited_mid_commit_refuses_in_the_child(tmp_path):
     db[b"c"] = b"3"
     assert dict(db.items()) == {b"a": b"1", b"c": b"3"}
     db.close()
+
+
+class _Interrupted(Exception):
+    """Raised by a test's signal handler in the main thread, as KeyboardInterrupt is by SIGINT's."""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="needs POSIX signals")
+def test_a_follower_interrupted_while_queued_leaves_the_queue_usable():
+    """A queued single write whose thread is interrupted (Ctrl-C) while it waits must leave the queue:
+    made the leader after it stopped waiting, it would never lead, and every later write (any
+    thread's, whatever its timeout) would wait forever. Its write must not run either."""
+    s = FakeStore(0)
+    real = s.apply
+    applying, gate = threading.Event(), threading.Event()
+
+    def slow(fns: List[Callable[[], Any]], sync: bool) -> List[Any]:
+        applying.set()
+        gate.wait(10)
+        return real(fns, sync)
+
+    s.queue._apply = slow
+    leader = threading.Thread(target=s.queue.submit, args=(lambda: "leader", True))
+    leader.start()
+    assert applying.wait(10)
+    ran: List[str] = []
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise _Interrupted
+
+    old = signal.signal(signal.SIGUSR1, interrupt)
+    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGUSR1))
+    try:
+        timer.start()
+        with pytest.raises(_Interrupted):
+            s.queue.submit(lambda: ran.append("main"), True)  # queued behind the leader's commit
+    finally:
+        timer.join()
+        signal.signal(signal.SIGUSR1, old)
+    s.queue._apply = real
+    gate.set()
+    leader.join(10)
+    later: List[Any] = []
+    t = threading.Thread(target=lambda: later.append(s.queue.submit(lambda: "later", True)), daemon=True)
+    t.start()
+    t.join(5)
+    assert later == ["later"], "a write after the interrupted one waited forever"
+    assert ran == [], "the interrupted write ran although its caller was told it was interrupted"
+    assert not s.queue._busy and not s.queue._queue
