@@ -21,7 +21,10 @@ write or sync of the store's files has poisoned it (``Pager._poison``), so a
 retry could only fail again; nothing is retried, and every write of the
 batch raises that error, the same exception object, as ``concurrent.futures``
 hands one failure to every waiter. (An ``OSError`` from a read fails the
-batch the same way: the disk's error, not one write's.)
+batch the same way: the disk's error, not one write's.) Nor after an
+interrupt (``KeyboardInterrupt``, ``SystemExit``): it goes on up in the
+committing thread, and the batch's other writes raise ``PageStoreError``
+("write abandoned").
 
 Locks (locks.py): the leader takes the store's write lock, and only then the
 queued writes and the operation lock; so while a transaction holds the write
@@ -222,6 +225,10 @@ class CommitQueue:
             try:
                 results = self._apply([r.fn for r in batch], sync)
             except BaseException as exc:
+                if not isinstance(exc, Exception):
+                    # KeyboardInterrupt, SystemExit: the committing thread's own interrupt, not a
+                    # write's failure. It goes on up; the batch, rolled back, is abandoned (_settle).
+                    raise
                 if len(batch) == 1 or isinstance(exc, (OSError, StorePoisonedError)):
                     # One write, or the commit failed, not a write: the store is poisoned
                     # and a retry could only fail again. Every write gets the error.

@@ -298,3 +298,45 @@ def test_a_follower_interrupted_while_queued_leaves_the_queue_usable():
     assert later == ["later"], "a write after the interrupted one waited forever"
     assert ran == [], "the interrupted write ran although its caller was told it was interrupted"
     assert not s.queue._busy and not s.queue._queue
+
+
+def test_an_interrupt_while_a_batch_is_applied_is_not_swallowed():
+    """KeyboardInterrupt (Ctrl-C) inside a shared commit: the batch is rolled back and the interrupt
+    reaches the thread that was committing. It must not be taken for one write's failure and answered
+    by retrying each write alone (which swallowed the interrupt, and committed writes after it)."""
+    s = FakeStore(0)
+    real = s.apply
+    calls: List[int] = []
+
+    def interrupted_once(fns: List[Callable[[], Any]], sync: bool) -> List[Any]:
+        calls.append(len(fns))
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real(fns, sync)
+
+    s.queue._apply = interrupted_once
+    s.writer.acquire(None, "a transaction")  # as a transaction holding the lock
+    outcome: List[Any] = []
+
+    def single() -> None:
+        try:
+            outcome.append(s.queue.submit(lambda: "theirs", True))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    t = threading.Thread(target=single)
+    t.start()
+    deadline = time.monotonic() + 10
+    while not s.queue._queue and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            s.queue.commit_holding(lambda: "mine", True)
+    finally:
+        s.writer.release()
+    t.join(10)
+    assert calls == [2], "the interrupted batch was retried write by write"
+    assert s.commits == []
+    assert len(outcome) == 1 and isinstance(outcome[0], PageStoreError)
+    s.queue._apply = real
+    assert s.queue.submit(lambda: 3, True) == 3
