@@ -279,8 +279,15 @@ def test_a_follower_interrupted_while_queued_leaves_the_queue_usable():
     def interrupt(signum: int, frame: Any) -> None:
         raise _Interrupted
 
+    def when_queued() -> None:  # the signal once the main thread's write waits in the queue
+        deadline = time.monotonic() + 10
+        while not s.queue._queue and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGUSR1)
+
     old = signal.signal(signal.SIGUSR1, interrupt)
-    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGUSR1))
+    timer = threading.Thread(target=when_queued)
     try:
         timer.start()
         with pytest.raises(_Interrupted):
