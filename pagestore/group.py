@@ -21,7 +21,10 @@ write or sync of the store's files has poisoned it (``Pager._poison``), so a
 retry could only fail again; nothing is retried, and every write of the
 batch raises that error, the same exception object, as ``concurrent.futures``
 hands one failure to every waiter. (An ``OSError`` from a read fails the
-batch the same way: the disk's error, not one write's.)
+batch the same way: the disk's error, not one write's.) Nor after an
+interrupt (``KeyboardInterrupt``, ``SystemExit``): it goes on up in the
+committing thread, and the batch's other writes raise ``PageStoreError``
+("write abandoned").
 
 Locks (locks.py): the leader takes the store's write lock, and only then the
 queued writes and the operation lock; so while a transaction holds the write
@@ -104,12 +107,16 @@ class CommitQueue:
             if not self._busy:
                 self._busy = True
                 req.lead = True
-        if not req.lead:
-            req.event.wait()  # done, or made the leader
-        if req.lead:  # even if a transaction's commit took its write along: the queue needs a leader
-            self._lead(req)
-        while not req.done:  # a transaction's commit took it along and is still applying it
-            req.event.wait()
+        try:
+            if not req.lead:
+                req.event.wait()  # done, or made the leader
+            if req.lead:  # even if a transaction's commit took its write along: the queue needs a leader
+                self._lead(req)
+            while not req.done:  # a transaction's commit took it along and is still applying it
+                req.event.wait()
+        except BaseException:  # KeyboardInterrupt (a signal) while queued
+            self._abandon(req)
+            raise
         if req.error is not None:
             raise req.error
         return req.result
@@ -176,6 +183,29 @@ class CommitQueue:
                 else:
                     self._busy = False
 
+    def _abandon(self, req: _Request) -> None:
+        """_abandon takes out of the queue a request whose thread stopped waiting (interrupted).
+
+        A request still queued is dropped (its write never runs); if it had
+        been made the leader, the lead goes to the next one, else nothing would
+        ever lead again and every later write would wait forever. A request a
+        leader or a transaction's commit has already taken runs to its end:
+        its write may commit although its caller was interrupted.
+        """
+        with self._mutex:
+            if req not in self._queue:
+                return  # taken into a batch, or _lead's own cleanup has run
+            self._queue.remove(req)
+            req.error = PageStoreError("write abandoned: its thread was interrupted while it waited")
+            req.settled = req.done = True
+            if req.lead:
+                if self._queue:
+                    nxt = self._queue[0]
+                    nxt.lead = True
+                    nxt.event.set()
+                else:
+                    self._busy = False
+
     @staticmethod
     def _settle(batch: List[_Request]) -> None:
         """_settle marks a batch's requests done and wakes their threads."""
@@ -195,6 +225,10 @@ class CommitQueue:
             try:
                 results = self._apply([r.fn for r in batch], sync)
             except BaseException as exc:
+                if not isinstance(exc, Exception):
+                    # KeyboardInterrupt, SystemExit: the committing thread's own interrupt, not a
+                    # write's failure. It goes on up; the batch, rolled back, is abandoned (_settle).
+                    raise
                 if len(batch) == 1 or isinstance(exc, (OSError, StorePoisonedError)):
                     # One write, or the commit failed, not a write: the store is poisoned
                     # and a retry could only fail again. Every write gets the error.

@@ -303,8 +303,15 @@ class Pager:
         self.committed = self.meta.copy()
         self.overlaid = self.wal.pages()
         if not readonly and self.wal.has_frames():
-            self.checkpoint()
-        if not readonly:
+            try:
+                self.checkpoint()
+            except OSError:
+                # A full disk (the data file cannot grow) or a failed sync: the checkpoint has
+                # poisoned the pager (_poison). The log is whole and reads come from it; writes
+                # raise StorePoisonedError naming the error, close writes nothing, and the next
+                # open checkpoints. Failing the open instead left nothing to read the store with.
+                pass
+        if not readonly and self.poisoned is None:
             self._upgrade_header()
             self._discard_abandoned_copy()
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import operator
 import os
+import re
 import stat
 import sys
 import threading
@@ -90,6 +91,8 @@ DEFAULT_TIMEOUT = 5.0
 #: transaction(timeout=) left out: the store's timeout.
 _STORE_TIMEOUT: Any = object()
 #: The value codecs ``incr`` accepts: what they hold as an int, and how (docs/api.md).
+#: What incr() reads back as an int in a "bytes" or "str" store: what b"%d" writes.
+_DECIMAL = re.compile(rb"-?[0-9]+")
 _INT_VALUE_CODECS = ("bytes", "str", "json", "pickle")
 
 
@@ -802,14 +805,20 @@ class Store(MutableMapping[Any, Any]):
             else:
                 raw = self._heap.read(rid)
                 try:
-                    n = int(raw) if text else self._decoded(raw)
-                except ValueError:
+                    # Decimal text exactly as b"%d" writes it: int() alone would also take
+                    # " 5\n", "+5" and "1_000" and store them back rewritten.
+                    n = (int(raw) if _DECIMAL.fullmatch(raw) else None) if text else self._decoded(raw)
+                except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits)
                     n = None
                 if isinstance(n, bool) or not isinstance(n, int):
                     # Returned, not raised: a write that raises fails its whole group commit.
                     return codecs.CodecError(f"incr: the value under {key!r} is not an int: {bytes(raw[:40])!r}")
             n += delta
-            self._put(k, b"%d" % n if text else self._value(n))
+            try:
+                enc = b"%d" % n if text else self._value(n)
+            except ValueError as exc:  # past int->str's digit limit: a value nothing could read back
+                return codecs.CodecError(f"incr: the sum under {key!r} cannot be stored: {exc}")
+            self._put(k, enc)
             return n
 
         out = self._submit(run, None)

@@ -296,3 +296,31 @@ def test_group_commit_a_failed_sync_fails_its_whole_batch_and_every_later_write(
         again.check()
         got = dict(again.items())
     assert all(got.get(k) == v for k, v in acked.items())
+
+
+def test_a_writable_open_on_a_full_disk_reads_and_refuses_writes(tmp_path):
+    """The open's own checkpoint (of a log a crash left) grows the data file. On a full disk it
+    failed the whole open with a bare OSError(ENOSPC), so the store could not be opened to be
+    read. Now the open succeeds poisoned, as a failed checkpoint anywhere else leaves the store:
+    every acknowledged commit reads back (from the log), a write raises StorePoisonedError naming
+    the disk's error, close writes nothing, and an open once there is room checkpoints as usual."""
+    root = str(tmp_path)
+    disk = Disk(root)
+    path = os.path.join(root, "db.ps")
+    db = Store(path, _opener=disk.opener, **dict(SMALL, wal_limit=1 << 24))
+    acked = {b"k%04d" % i: bytes([i % 251]) * 2000 for i in range(300)}
+    for k, v in acked.items():  # one commit each: they stay in the log
+        db[k] = v
+    disk.crash("kill")  # the writer dies with its commits in the log only
+    disk.limit = disk.total_bytes()  # and the disk is full: the data file cannot grow
+    again = Store(path, _opener=disk.opener, **SMALL)
+    assert dict(again.items()) == acked
+    again.check()
+    with pytest.raises(StorePoisonedError, match="No space left"):
+        again[b"new"] = b"1"
+    again.close()
+    disk.limit = None
+    with Store(path, _opener=disk.opener, **SMALL) as last:
+        assert dict(last.items()) == acked
+        last[b"new"] = b"1"
+        last.check()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from typing import Any, Callable, List
@@ -249,3 +250,100 @@ def test_a_store_inherited_mid_commit_refuses_in_the_child(tmp_path):
     db[b"c"] = b"3"
     assert dict(db.items()) == {b"a": b"1", b"c": b"3"}
     db.close()
+
+
+class _Interrupted(Exception):
+    """Raised by a test's signal handler in the main thread, as KeyboardInterrupt is by SIGINT's."""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="needs POSIX signals")
+def test_a_follower_interrupted_while_queued_leaves_the_queue_usable():
+    """A queued single write whose thread is interrupted (Ctrl-C) while it waits must leave the queue:
+    made the leader after it stopped waiting, it would never lead, and every later write (any
+    thread's, whatever its timeout) would wait forever. Its write must not run either."""
+    s = FakeStore(0)
+    real = s.apply
+    applying, gate = threading.Event(), threading.Event()
+
+    def slow(fns: List[Callable[[], Any]], sync: bool) -> List[Any]:
+        applying.set()
+        gate.wait(10)
+        return real(fns, sync)
+
+    s.queue._apply = slow
+    leader = threading.Thread(target=s.queue.submit, args=(lambda: "leader", True))
+    leader.start()
+    assert applying.wait(10)
+    ran: List[str] = []
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise _Interrupted
+
+    def when_queued() -> None:  # the signal once the main thread's write waits in the queue
+        deadline = time.monotonic() + 10
+        while not s.queue._queue and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    old = signal.signal(signal.SIGUSR1, interrupt)
+    timer = threading.Thread(target=when_queued)
+    try:
+        timer.start()
+        with pytest.raises(_Interrupted):
+            s.queue.submit(lambda: ran.append("main"), True)  # queued behind the leader's commit
+    finally:
+        timer.join()
+        signal.signal(signal.SIGUSR1, old)
+    s.queue._apply = real
+    gate.set()
+    leader.join(10)
+    later: List[Any] = []
+    t = threading.Thread(target=lambda: later.append(s.queue.submit(lambda: "later", True)), daemon=True)
+    t.start()
+    t.join(5)
+    assert later == ["later"], "a write after the interrupted one waited forever"
+    assert ran == [], "the interrupted write ran although its caller was told it was interrupted"
+    assert not s.queue._busy and not s.queue._queue
+
+
+def test_an_interrupt_while_a_batch_is_applied_is_not_swallowed():
+    """KeyboardInterrupt (Ctrl-C) inside a shared commit: the batch is rolled back and the interrupt
+    reaches the thread that was committing. It must not be taken for one write's failure and answered
+    by retrying each write alone (which swallowed the interrupt, and committed writes after it)."""
+    s = FakeStore(0)
+    real = s.apply
+    calls: List[int] = []
+
+    def interrupted_once(fns: List[Callable[[], Any]], sync: bool) -> List[Any]:
+        calls.append(len(fns))
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real(fns, sync)
+
+    s.queue._apply = interrupted_once
+    s.writer.acquire(None, "a transaction")  # as a transaction holding the lock
+    outcome: List[Any] = []
+
+    def single() -> None:
+        try:
+            outcome.append(s.queue.submit(lambda: "theirs", True))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    t = threading.Thread(target=single)
+    t.start()
+    deadline = time.monotonic() + 10
+    while not s.queue._queue and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            s.queue.commit_holding(lambda: "mine", True)
+    finally:
+        s.writer.release()
+    t.join(10)
+    assert calls == [2], "the interrupted batch was retried write by write"
+    assert s.commits == []
+    assert len(outcome) == 1 and isinstance(outcome[0], PageStoreError)
+    s.queue._apply = real
+    assert s.queue.submit(lambda: 3, True) == 3

@@ -718,3 +718,26 @@ TestInterleavedTransactions.settings = settings(
     max_examples=25, stateful_step_count=30, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
+
+
+def test_incr_reads_and_writes_only_plain_decimal(tmp_path):
+    """incr on a "bytes" or "str" store takes the value as b"%d" writes it, nothing looser, and a sum
+    past int->str's digit limit is a CodecError with the value left alone, not a ValueError from inside
+    the commit (which would also fail every write sharing its group commit)."""
+    with _open(tmp_path, "b") as db:
+        for loose in (b" 5\n", b"+5", b"1_000", b"5 "):
+            db[b"n"] = loose
+            with pytest.raises(codecs.CodecError, match="not an int"):
+                db.incr(b"n")
+            assert db[b"n"] == loose
+        db[b"n"] = b"-7"
+        assert db.incr(b"n") == -6 and db[b"n"] == b"-6"
+        with pytest.raises(codecs.CodecError, match="cannot be stored"):
+            db.incr(b"n", 10 ** 5000)
+        assert db[b"n"] == b"-6"
+        db.check()
+    with _open(tmp_path, "j", values="json") as db:
+        db[b"n"] = 1
+        with pytest.raises(codecs.CodecError, match="cannot be stored"):
+            db.incr(b"n", 10 ** 5000)
+        assert db[b"n"] == 1
