@@ -317,8 +317,9 @@ class BTree:
                 cache.trim()
                 return old_pgno, old_slot
             page = self.pager.write(leaf_pgno)
-            if nodes.leaf_insert(page, i, key, pgno, slot):
-                cache.changed_in_place(entry, page)
+            raw = nodes.leaf_insert_raw(page, i, key, pgno, slot)
+            if raw is not None:
+                cache.changed_to(entry, raw)
                 cache.trim()
                 return None
             if not path:  # came by the hint: the split needs the path
@@ -365,8 +366,9 @@ class BTree:
                 cache.adopt_raw(leaf_pgno, page)
             return True, (old_pgno, old_slot)
         page = pager.write(leaf_pgno)
-        if nodes.leaf_insert(page, i, key, pgno, slot):
-            cache.adopt_raw(leaf_pgno, page)
+        raw = nodes.leaf_insert_raw(page, i, key, pgno, slot)
+        if raw is not None:
+            cache.adopt_raw(leaf_pgno, raw)
             return True, None
         return False, None  # it overflows: the page is unchanged, the caller splits
 
