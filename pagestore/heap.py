@@ -290,35 +290,28 @@ class Heap:
         commit with best fit alone, 139 with this first; file size unchanged.
         Then best fit over the map, then a new page.
 
-        Before all that (with ``recent``), the page the last record went to,
-        if the room it had left takes this one: most records of a transaction
-        go there, with no search, and its map entry is set once when the heap
-        moves on (``FreeSpaceMap.hold``) instead of per record.
+        The page the last record went to is held (``FreeSpaceMap.hold``):
+        its map entry is set once when the heap moves on, not per record (a
+        category is 16 bytes of a 4 KiB page wide: nearly every record moved
+        the page between buckets). The best fit reads its room from the hold.
+        Placing into the held page first, without the best fit, saved about
+        as much again but wrote 6% more bytes per byte inserted (1.72 ->
+        1.83): the choice stays best fit.
         """
         need = len(record)
         fsm = self.fsm
-        held = fsm.held_pgno
-        if held and recent:
-            # the current page, straight: no search, and its map entry is set when the heap moves on
-            if need <= fsm.held_free:
-                page = self.pager.write(held)
-                try:
-                    slot, room = page.insert_room(record, state)
-                except PageFullError:
-                    fsm.held_free = page.max_insert  # the room held was optimistic (it should not be)
-                else:
-                    fsm.held_free = room
-                    return held, slot
-            fsm.settle()
         hot = self._hot
         pgno = None
         if hot and recent:
             # inline, not a method: this runs for every record a transaction writes
-            c = (need * 255 + self.pager.page_size - 1) // self.pager.page_size or 1
+            page_size = self.pager.page_size
+            c = (need * 255 + page_size - 1) // page_size or 1
             cat = fsm.cat
+            held = fsm.held_pgno
+            held_cat = min(255, fsm.held_free * 255 // page_size)
             best_cat = 256
             for p in hot:
-                pc = cat.get(p, 0)
+                pc = held_cat if p == held else cat.get(p, 0)
                 if c <= pc < best_cat:
                     pgno, best_cat = p, pc
         if pgno is None:
