@@ -1,5 +1,5 @@
 /*
-** fastpage.c: the read path's hot page-local calls as a CPython extension
+** fastpage.c: the read and write paths' hot page-local calls as a CPython extension
 ** module (pagestore._fastpage), METH_FASTCALL, over the same C functions the
 ** cffi module builds (node.c, map.c, page.c).
 **
@@ -18,7 +18,11 @@
 **     struct the cffi module allocated; _native.map_handle makes it, and the
 **     struct outlives every call (the pager keeps it for its life). Its base
 **     is NULL while no map is attached: every call then gets PS_EINVAL.
-**   - Keys and raw nodes are exact bytes objects.
+**   - Keys and raw nodes are exact bytes objects. The write path's two calls
+**     (page_insert_room, leaf_insert) change a pager frame in place: an exact
+**     bytearray whose length is the page size; its bytes are as untrusted as
+**     any page's (the C checks every offset), and a bytes argument can never
+**     alias it.
 **   - Every function is page-local: a page number read from a page is
 **     returned, never followed.
 **   - An error status raises through the callable given to init(), as
@@ -469,6 +473,69 @@ static PyObject *fp_leaf_run(PyObject *self, PyObject *const *args, Py_ssize_t n
     return leaf_run((const uint8_t *)PyBytes_AS_STRING(args[0]), (uint32_t)size, pgno, start, after, stop, limit);
 }
 
+/* ---- the write path's page-local calls: a page frame (bytearray) changed in place ---- */
+
+/* frame_bytes: the bytes of a pager frame (an exact bytearray of a page size); NULL with an
+** exception set otherwise. The frame's length is the page size the C checks every offset against. */
+static uint8_t *frame_bytes(PyObject *o, uint32_t *size, uint32_t pgno) {
+    if (!PyByteArray_CheckExact(o)) {
+        PyErr_Format(PyExc_TypeError, "frame must be a bytearray, not %.100s", Py_TYPE(o)->tp_name);
+        return NULL;
+    }
+    Py_ssize_t n = PyByteArray_GET_SIZE(o);
+    if (n < PS_MIN_PAGE_SIZE || n > PS_MAX_PAGE_SIZE) {
+        fail(PS_EINVAL, pgno, "frame size");
+        return NULL;
+    }
+    *size = (uint32_t)n;
+    return (uint8_t *)PyByteArray_AS_STRING(o);
+}
+
+/* page_insert_room(frame, record, state, pgno) -> (slot, max_insert after it): ps_page_insert
+** then ps_page_free_space, one call (the heap's placement of every record). A record that does
+** not fit raises PageFullError (through raise_fn), the page unchanged. */
+static PyObject *fp_page_insert_room(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    (void)self;
+    uint32_t pgno, state, size, out[3];
+    uint16_t slot;
+    if (!nargs_ok(n, 4, "page_insert_room") || !as_bytes(args[1], "record") || !as_u32(args[2], &state) ||
+        !as_u32(args[3], &pgno))
+        return NULL;
+    uint8_t *page = frame_bytes(args[0], &size, pgno);
+    if (page == NULL) return NULL;
+    Py_ssize_t len = PyBytes_GET_SIZE(args[1]);
+    if (len > PS_MAX_RECORD) return fail(PS_EFULL, pgno, "record longer than a page holds");
+    if (state > 0xFF) return fail(PS_EINVAL, pgno, "record state");
+    /* a bytes record never lies inside a bytearray's buffer: no aliasing to handle */
+    int rc = ps_page_insert(page, size, (const uint8_t *)PyBytes_AS_STRING(args[1]), (uint32_t)len, (uint8_t)state,
+                            &slot);
+    if (rc != PS_OK) return fail(rc, pgno, "record insert");
+    rc = ps_page_free_space(page, size, out, out + 1, out + 2);
+    if (rc != PS_OK) return fail(rc, pgno, "free space");
+    return Py_BuildValue("(HI)", slot, (unsigned int)out[2]);
+}
+
+/* leaf_insert(frame, index, key, rid pgno, rid slot, pgno) -> the page's new bytes, or None:
+** ps_node_leaf_insert in place in a leaf's frame, and a copy of the result (the node cache's raw
+** form of the leaf), in one call. None: the entry does not fit (the page unchanged). */
+static PyObject *fp_leaf_insert(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    (void)self;
+    uint32_t index, rid_pgno, rid_slot, pgno, size;
+    if (!nargs_ok(n, 6, "leaf_insert") || !as_u32(args[1], &index) || !as_bytes(args[2], "key") ||
+        !as_u32(args[3], &rid_pgno) || !as_u32(args[4], &rid_slot) || !as_u32(args[5], &pgno))
+        return NULL;
+    if (rid_slot > 0xFFFF) return fail(PS_EINVAL, pgno, "rid slot");
+    uint8_t *page = frame_bytes(args[0], &size, pgno);
+    if (page == NULL) return NULL;
+    Py_ssize_t klen = PyBytes_GET_SIZE(args[2]);
+    if (klen > PS_MAX_RECORD) return fail(PS_EINVAL, pgno, "key length");
+    int rc = ps_node_leaf_insert(page, size, index, (const uint8_t *)PyBytes_AS_STRING(args[2]), (uint32_t)klen,
+                                 rid_pgno, (uint16_t)rid_slot);
+    if (rc == PS_EFULL) Py_RETURN_NONE;
+    if (rc != PS_OK) return fail(rc, pgno, "leaf insert");
+    return PyBytes_FromStringAndSize((const char *)page, (Py_ssize_t)size);
+}
+
 static PyMethodDef methods[] = {
     {"init", (PyCFunction)fp_init, METH_O, "init(raise_fn): the callable raising for (code, pgno, what)"},
     {"map_child", (PyCFunction)(void (*)(void))fp_map_child, METH_FASTCALL, "map_child(h, pgno, key) -> child pgno"},
@@ -497,12 +564,16 @@ static PyMethodDef methods[] = {
      "map_leaf_run(h, pgno, start, after, stop, limit) -> (i, j, count, keys, pgnos, slots)"},
     {"leaf_run", (PyCFunction)(void (*)(void))fp_leaf_run, METH_FASTCALL,
      "leaf_run(raw, pgno, start, after, stop, limit) -> (i, j, count, keys, pgnos, slots)"},
+    {"page_insert_room", (PyCFunction)(void (*)(void))fp_page_insert_room, METH_FASTCALL,
+     "page_insert_room(frame, record, state, pgno) -> (slot, max_insert)"},
+    {"leaf_insert", (PyCFunction)(void (*)(void))fp_leaf_insert, METH_FASTCALL,
+     "leaf_insert(frame, index, key, rid pgno, rid slot, pgno) -> new page bytes, or None if full"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "pagestore._fastpage",
-    "The read path's hot page-local calls, METH_FASTCALL (see native/fastpage.c).", -1, methods,
+    "The read and write paths' hot page-local calls, METH_FASTCALL (see native/fastpage.c).", -1, methods,
     NULL, NULL, NULL, NULL,
 };
 

@@ -5,7 +5,7 @@
 # under valgrind (if installed).
 # HARNESS_PYTHON=1 also builds pagestore._fastpage (native/fastpage.c, the
 # CPython binding of the read path) with the same sanitizers into a scratch
-# copy of the package and runs the tests that drive it (tests/test_binding.py,
+# copy of the package and runs the tests that drive it (tests/test_binding.py, test_write_binding.py,
 # test_readpath.py, test_corruption.py) with the sanitizer runtimes preloaded;
 # it needs the package installed (the cffi module is copied from it).
 set -euo pipefail
@@ -46,5 +46,5 @@ if [[ "${HARNESS_PYTHON:-0}" == 1 ]]; then
         -o "$scratch/pagestore/_fastpage$suffix"
     (cd "$scratch" && PYTHONPATH="$scratch" PAGESTORE_NATIVE=fastpage ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0}" \
         LD_PRELOAD="$("$cc" -print-file-name=libasan.so) $("$cc" -print-file-name=libubsan.so)" \
-        "$py" -m pytest -q -p no:cacheprovider tests/test_binding.py tests/test_readpath.py tests/test_corruption.py)
+        "$py" -m pytest -q -p no:cacheprovider tests/test_binding.py tests/test_write_binding.py tests/test_readpath.py tests/test_corruption.py)
 fi

@@ -105,6 +105,9 @@ class FreeSpaceMap:
         self.cat: Dict[int, int] = {}
         # pgno -> category set since the last flush, not yet in the map pages
         self.pending: Dict[int, int] = {}
+        # the heap's current page and its room, whose ``set`` is held back (see ``hold``)
+        self.held_pgno = 0
+        self.held_free = 0
         self.buckets: List[Set[int]] = [set() for _ in range(256)]
         # Bit c is set when bucket c is not empty: find takes the lowest set
         # bit at or above the category it needs instead of testing buckets.
@@ -137,8 +140,28 @@ class FreeSpaceMap:
         """category: the map's byte for a page whose largest insertable record is ``free`` bytes."""
         return min(255, free * 255 // self.pager.page_size)
 
+    def hold(self, pgno: int, free: int) -> None:
+        """hold is ``set(pgno, free)`` held back until the heap moves to another page: the heap's
+        current page, which the next records go straight into, is set once, not per record.
+
+        Any ``set`` of another page, ``find``, ``settle`` and ``flush`` first apply the held one;
+        a ``set`` of the held page replaces it. Readers of ``cat`` call ``settle`` first.
+        """
+        if self.held_pgno and self.held_pgno != pgno:
+            self.settle()
+        self.held_pgno, self.held_free = pgno, free
+
+    def settle(self) -> None:
+        """settle applies the ``set`` that ``hold`` held back, if any."""
+        pgno = self.held_pgno
+        if pgno:
+            self.held_pgno = 0
+            self.set(pgno, self.held_free)
+
     def find(self, need: int) -> Optional[int]:
         """find returns a heap page whose largest insertable record is at least ``need``, or None. O(1)."""
+        if self.held_pgno:
+            self.settle()
         page_size = self.pager.page_size
         c = max(1, (need * 255 + page_size - 1) // page_size)
         above = self.nonempty >> c
@@ -151,6 +174,12 @@ class FreeSpaceMap:
 
         In memory only until ``flush``.
         """
+        held = self.held_pgno
+        if held:
+            if held == pgno:
+                self.held_pgno = 0  # this one is newer
+            else:
+                self.settle()
         c = free * 255 // self.pager.page_size
         if c > 255:
             c = 255
@@ -183,6 +212,7 @@ class FreeSpaceMap:
         Raises:
             CorruptionError: a map page the changes go to is damaged.
         """
+        self.settle()
         if not self.pending:
             return
         per_page = self.per_page
@@ -259,6 +289,14 @@ class Heap:
         insert commits during churn (30k records): 164 dirty heap pages per
         commit with best fit alone, 139 with this first; file size unchanged.
         Then best fit over the map, then a new page.
+
+        The page the last record went to is held (``FreeSpaceMap.hold``):
+        its map entry is set once when the heap moves on, not per record (a
+        category is 16 bytes of a 4 KiB page wide: nearly every record moved
+        the page between buckets). The best fit reads its room from the hold.
+        Placing into the held page first, without the best fit, saved about
+        as much again but wrote 6% more bytes per byte inserted (1.72 ->
+        1.83): the choice stays best fit.
         """
         need = len(record)
         fsm = self.fsm
@@ -266,11 +304,14 @@ class Heap:
         pgno = None
         if hot and recent:
             # inline, not a method: this runs for every record a transaction writes
-            c = (need * 255 + self.pager.page_size - 1) // self.pager.page_size or 1
+            page_size = self.pager.page_size
+            c = (need * 255 + page_size - 1) // page_size or 1
             cat = fsm.cat
+            held = fsm.held_pgno
+            held_cat = min(255, fsm.held_free * 255 // page_size)
             best_cat = 256
             for p in hot:
-                pc = cat.get(p, 0)
+                pc = held_cat if p == held else cat.get(p, 0)
                 if c <= pc < best_cat:
                     pgno, best_cat = p, pc
         if pgno is None:
@@ -287,7 +328,10 @@ class Heap:
             page = self.pager.allocate(fmt.PAGE_HEAP)
             pgno = page.pgno
             slot, room = page.insert_room(record, state)
-        fsm.set(pgno, room)
+        if recent:
+            fsm.hold(pgno, room)
+        else:
+            fsm.set(pgno, room)
         if recent and (not hot or hot[-1] != pgno):
             if pgno in hot:
                 hot.remove(pgno)
@@ -703,6 +747,7 @@ class Heap:
         page of records. The free-space map then offers none; its pages stay, all zero after ``flush``."""
         self._hot.clear()
         fsm = self.fsm
+        fsm.settle()
         for pgno in list(fsm.cat):
             fsm.set(pgno, 0)
 
@@ -755,6 +800,7 @@ class Heap:
             CorruptionError: naming the first page found wrong.
         """
         fsm = self.fsm
+        fsm.settle()
         for pgno in fsm.pages:
             page = self.pager.read(pgno)
             if page.page_type != fmt.PAGE_FSM or len(page.view(0)) != fsm.per_page:

@@ -204,15 +204,23 @@ class NodeCache:
         raw = e.raw = bytes(page.buffer)
         return raw
 
+    def changed_to(self, e: CacheEntry, raw: bytes) -> None:
+        """changed_to is ``changed_in_place`` for a caller that has the page's new bytes already
+        (``nodes.leaf_insert_raw``, which copies them in the same C call as the change)."""
+        assert e.raw is not None
+        e.raw = raw
+
     def mark_dirty(self, node: Node) -> None:
         """mark_dirty records that a decoded, cached node changed: ``flush`` builds its page."""
         self.dirty.add(node.pgno)
 
-    def adopt_raw(self, pgno: int, page: SlottedPage) -> None:
+    def adopt_raw(self, pgno: int, page: "SlottedPage | bytes") -> None:
         """adopt_raw caches the bytes of leaf ``pgno``, which the caller read in the map and then
-        changed in place in ``page`` (``pager.write``): the node was checked in the map."""
+        changed in place in ``page`` (``pager.write``), or those bytes themselves: the node was
+        checked in the map."""
         assert pgno not in self.lru
-        self.lru[pgno] = CacheEntry(pgno, bytes(page.buffer), None, True)
+        raw = page if type(page) is bytes else bytes(page.buffer)  # type: ignore[union-attr]
+        self.lru[pgno] = CacheEntry(pgno, raw, None, True)
         self.weight += 1
 
     def adopt(self, node: Node) -> None:

@@ -24,7 +24,7 @@ from operator import itemgetter
 from typing import Any, List, Optional, Sequence, Tuple
 
 from . import format as fmt
-from ._native import EFULL, OK, ffi, lib, raise_for, scratch
+from ._native import EFULL, OK, fast, ffi, lib, raise_for, scratch
 from .page import SlottedPage
 
 _node_search = lib.ps_node_search
@@ -185,6 +185,23 @@ def leaf_insert(page: SlottedPage, index: int, key: bytes, pgno: int, slot: int)
     if rc == EFULL:
         return False
     raise_for(rc, page.pgno_hint, f"leaf insert at {index}")
+
+
+def leaf_insert_raw(page: SlottedPage, index: int, key: bytes, pgno: int, slot: int) -> Optional[bytes]:
+    """leaf_insert_raw is ``leaf_insert`` returning the page's new bytes (the node cache's raw form
+    of the leaf) instead of True, or None if it does not fit: the insert and the copy in one
+    call where the frame is a bytearray (``_native.fast.leaf_insert``), as the pager's are.
+
+    Raises:
+        CorruptionError: the page is not a sound leaf (names its page).
+        ValueError: ``key`` does not lie strictly between its neighbours at ``index``.
+    """
+    buf = page.buffer
+    hint = page.pgno_hint
+    if type(buf) is bytearray and type(key) is bytes and hint is not None:
+        raw: Optional[bytes] = fast.leaf_insert(buf, index, key, pgno, slot, hint)
+        return raw
+    return bytes(buf) if leaf_insert(page, index, key, pgno, slot) else None
 
 
 def leaf_remove(page: SlottedPage, index: int) -> int:

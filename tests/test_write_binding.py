@@ -1,0 +1,159 @@
+"""The write path's lean page-local calls (``_native.fast.page_insert_room`` and
+``leaf_insert``: native/fastpage.c, and the cffi fallback ``CffiPage``), and the
+write-path levers built on them: the heap's held current page and the
+transaction's dict of buffered writes.
+
+The two bindings are compared call by call on sound and damaged pages of a real
+store (512-byte pages): the same answers, the same frames after, the same
+errors, a damaged page always a CorruptionError naming it.
+"""
+from __future__ import annotations
+
+import importlib
+import platform
+import random
+from typing import Any, Callable, Dict, List, Tuple
+
+import pytest
+
+from pagestore import _native
+from pagestore import format as fmt
+from pagestore.errors import CorruptionError, PageFullError
+from pagestore.store import Store
+
+FAST = importlib.import_module("pagestore._fastpage") if platform.python_implementation() == "CPython" else None
+needs_fast = pytest.mark.skipif(FAST is None, reason="pagestore._fastpage is built on CPython only")
+
+
+def _outcome(fn: Callable[..., Any], *args: Any) -> Tuple[Any, ...]:
+    try:
+        return ("ok", fn(*args))
+    except CorruptionError as e:
+        return ("corrupt", e.pgno)
+    except Exception as e:  # noqa: BLE001 - the kind is what is compared
+        return (type(e).__name__,)
+
+
+def _pages(tmp_path: Any) -> Dict[int, bytes]:
+    """_pages: every page of a small store, by page number, as committed."""
+    path = str(tmp_path / "db")
+    rng = random.Random(5)
+    with Store(path, page_size=512) as db:
+        with db.transaction() as txn:
+            for _ in range(600):
+                txn[rng.randbytes(rng.randint(1, 24))] = rng.randbytes(rng.choice([0, 1, 10, 100, 200]))
+        pager = db._pager
+        return {p: bytes(pager.read(p).buffer) for p in range(1, pager.meta.page_count)}
+
+
+@needs_fast
+def test_both_bindings_insert_alike_on_sound_and_damaged_pages(tmp_path):
+    pages = _pages(tmp_path)
+    leaves = [p for p, b in pages.items() if b[fmt.OFF_TYPE] == fmt.PAGE_LEAF]
+    heaps = [p for p, b in pages.items() if b[fmt.OFF_TYPE] == fmt.PAGE_HEAP]
+    assert len(leaves) > 5 and len(heaps) > 5
+    cf, fast = _native.CffiPage(), FAST
+    rng = random.Random(6)
+    seen: Dict[str, int] = {}
+    for trial in range(3000):
+        p = rng.choice(leaves + heaps)
+        img = bytearray(pages[p])
+        if trial % 2:  # damaged: a few bytes anywhere, the header and slot array included
+            for _ in range(rng.randint(1, 4)):
+                img[rng.randrange(len(img))] = rng.randrange(256)
+        if rng.random() < 0.5:
+            key = rng.randbytes(rng.randint(0, 30))
+            index = rng.randrange(0, 40)
+            if rng.random() < 0.8:  # mostly where the key belongs, as the tree calls it
+                try:
+                    index = fast.node_find(bytes(img), key, False, p)[0]
+                except CorruptionError:
+                    pass
+            args: Tuple[Any, ...] = (index, key, rng.randrange(1 << 32), rng.randrange(1 << 16), p)
+            name = "leaf_insert"
+        else:
+            args = (rng.randbytes(rng.choice([0, 1, 50, 300, 600])),
+                    rng.choice([fmt.SLOT_LIVE, fmt.SLOT_LIVE, fmt.SLOT_LIVE, fmt.SLOT_OVERFLOW, 7]), p)
+            name = "page_insert_room"
+        a_img, b_img = bytearray(img), bytearray(img)
+        a = _outcome(getattr(fast, name), a_img, *args)
+        b = _outcome(getattr(cf, name), b_img, *args)
+        assert a == b, (name, p, a, b)
+        assert a_img == b_img, (name, p)
+        if a[0] == "corrupt":
+            assert a[1] == p
+        if a[0] == "ok" and name == "leaf_insert" and a[1] is not None:
+            assert a[1] == bytes(a_img)  # the copy returned is the changed frame
+        if a[0] != "ok" or (name == "leaf_insert" and a[1] is None):
+            assert a_img == img or a[0] == "ok", (name, p)  # a refused change leaves the page as it was
+        seen[name + ":" + a[0]] = seen.get(name + ":" + a[0], 0) + 1
+    for want in ("leaf_insert:ok", "leaf_insert:corrupt", "page_insert_room:ok", "page_insert_room:corrupt"):
+        assert seen.get(want, 0) > 20, seen
+
+
+@needs_fast
+@pytest.mark.parametrize("binding", ["fast", "cffi"])
+def test_write_calls_refuse_wrong_arguments(binding):
+    b = FAST if binding == "fast" else _native.CffiPage()
+    frame = bytearray(512)
+    with pytest.raises(TypeError):
+        b.leaf_insert(bytes(512), 0, b"k", 1, 1, 3)  # an immutable frame
+    with pytest.raises(TypeError):
+        b.leaf_insert(frame, 0, "k", 1, 1, 3)
+    with pytest.raises(TypeError):
+        b.page_insert_room(frame, bytearray(b"x"), fmt.SLOT_LIVE, 3)
+    with pytest.raises(ValueError):
+        b.page_insert_room(bytearray(100), b"x", fmt.SLOT_LIVE, 3)  # no page size
+    with pytest.raises((OverflowError, ValueError)):
+        b.leaf_insert(frame, -1, b"k", 1, 1, 3)
+    with pytest.raises(CorruptionError) as e:
+        b.leaf_insert(frame, 0, b"k", 1, 1, 3)  # an all-zero page is no leaf
+    assert e.value.pgno == 3
+    with pytest.raises(PageFullError):
+        b.page_insert_room(frame, bytes(70000), fmt.SLOT_LIVE, 3)
+
+
+def test_heap_held_page_keeps_the_map_exact(tmp_path):
+    """Records go straight into the heap's current page with its map entry held back; deletes,
+    updates and frees of that page between them must leave check() exact after every commit."""
+    rng = random.Random(7)
+    model: Dict[bytes, bytes] = {}
+    with Store(str(tmp_path / "db"), page_size=512) as db:
+        for _ in range(40):
+            with db.transaction() as txn:
+                for _ in range(30):
+                    r = rng.random()
+                    if model and r < 0.3:
+                        k = rng.choice(list(model))
+                        del txn[k]
+                        del model[k]
+                    elif model and r < 0.5:
+                        k = rng.choice(list(model))
+                        txn[k] = model[k] = rng.randbytes(rng.randint(0, 120))
+                    else:
+                        k = rng.randbytes(rng.randint(1, 12))
+                        txn[k] = model[k] = rng.randbytes(rng.choice([0, 5, 40, 120, 300]))
+            db.check()
+        assert dict(db.items()) == model
+
+
+def test_transaction_scans_see_writes_made_after_an_earlier_scan(tmp_path):
+    """The transaction's writes are a dict sorted on demand for a scan: a write after a scan
+    must show in the next one, in order, and a scan's own run must not move under its feet."""
+    with Store(str(tmp_path / "db")) as db:
+        db[b"b"] = b"1"
+        with db.transaction() as txn:
+            txn[b"d"] = b"4"
+            assert list(txn.keys()) == [b"b", b"d"]
+            txn[b"a"] = b"0"
+            txn[b"c"] = b"3"
+            assert list(txn.keys()) == [b"a", b"b", b"c", b"d"]
+            del txn[b"b"]
+            assert list(txn.keys(b"b", b"d")) == [b"c"]
+            assert list(txn.keys(reverse=True)) == [b"d", b"c", b"a"]
+            seen: List[bytes] = []
+            for k in txn.keys():
+                seen.append(k)
+                txn[b"z" + k] = b""  # written during the scan: not in this scan's run
+            assert seen == [b"a", b"c", b"d"]
+        assert list(db.keys()) == [b"a", b"c", b"d", b"za", b"zc", b"zd"]
