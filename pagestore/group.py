@@ -176,12 +176,7 @@ class CommitQueue:
                 if not me.done and me in self._queue:  # interrupted (KeyboardInterrupt) while waiting for the lock
                     self._queue.remove(me)
                     self._settle([me])
-                if self._queue:
-                    nxt = self._queue[0]
-                    nxt.lead = True
-                    nxt.event.set()
-                else:
-                    self._busy = False
+                self._hand_on()
 
     def _abandon(self, req: _Request) -> None:
         """_abandon takes out of the queue a request whose thread stopped waiting (interrupted).
@@ -199,12 +194,17 @@ class CommitQueue:
             req.error = PageStoreError("write abandoned: its thread was interrupted while it waited")
             req.settled = req.done = True
             if req.lead:
-                if self._queue:
-                    nxt = self._queue[0]
-                    nxt.lead = True
-                    nxt.event.set()
-                else:
-                    self._busy = False
+                self._hand_on()
+
+    def _hand_on(self) -> None:
+        """_hand_on makes the first queued request the leader and wakes it, or marks the queue idle.
+        Callers hold ``_mutex``."""
+        if self._queue:
+            nxt = self._queue[0]
+            nxt.lead = True
+            nxt.event.set()
+        else:
+            self._busy = False
 
     @staticmethod
     def _settle(batch: List[_Request]) -> None:

@@ -124,6 +124,22 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
 
 
+def _opens_here(st: os.stat_result) -> Iterator["Store"]:
+    """_opens_here yields the open Stores of this process whose file is the one ``st`` describes.
+
+    Each is matched by its path's inode now, not the inode it opened: compact() gives a store a new file.
+    """
+    for other in list(_open_stores.values()):
+        if other._closed or other._pid != _PID:
+            continue
+        try:
+            ost = os.stat(other._abspath)
+        except OSError:
+            continue
+        if (ost.st_dev, ost.st_ino) == (st.st_dev, st.st_ino):
+            yield other
+
+
 def _refuse_if_open_here(path: str, readonly: bool, opener: fileio.Opener) -> None:
     """_refuse_if_open_here raises if this process already has ``path`` open in a way that excludes this open.
 
@@ -143,21 +159,16 @@ def _refuse_if_open_here(path: str, readonly: bool, opener: fileio.Opener) -> No
         return
     # With the shared index (shm.py), readers open beside a writer as they do from other processes.
     shares = shm.SUPPORTED
-    for other in list(_open_stores.values()):
-        if other._closed or other._pid != _PID or (readonly and other.readonly) or other._opener is not opener:
+    for other in _opens_here(st):
+        if (readonly and other.readonly) or other._opener is not opener:
             continue
         if shares and (readonly or other.readonly):
             continue
-        try:
-            ost = os.stat(other._abspath)  # its path, not its inode: compact() gives it a new file
-        except OSError:
-            continue
-        if (ost.st_dev, ost.st_ino) == (st.st_dev, st.st_ino):
-            how = "read-only" if other.readonly else "for writing"
-            raise StoreLockedError(
-                f"{path}: already open in this process ({how}, as {other.path!r}); "
-                "share that Store between threads rather than opening the file twice"
-            )
+        how = "read-only" if other.readonly else "for writing"
+        raise StoreLockedError(
+            f"{path}: already open in this process ({how}, as {other.path!r}); "
+            "share that Store between threads rather than opening the file twice"
+        )
 
 
 def _check_size(name: str, value: Any, minimum: int) -> int:
@@ -1501,16 +1512,7 @@ class Store(MutableMapping[Any, Any]):
             st = os.stat(self._abspath)
         except OSError:
             return None
-        for other in list(_open_stores.values()):
-            if other is self or other._closed or other._pid != _PID:
-                continue
-            try:
-                ost = os.stat(other._abspath)
-            except OSError:
-                continue
-            if (ost.st_dev, ost.st_ino) == (st.st_dev, st.st_ino):
-                return other
-        return None
+        return next((other for other in _opens_here(st) if other is not self), None)
 
     def _tree_node_cache(self) -> int:
         return max(64, self._cache_size // 2 // self._pager.page_size)
@@ -2061,17 +2063,10 @@ def remove(path: StorePath) -> None:
         return
     try:
         st = os.fstat(f.fd)
-        for other in list(_open_stores.values()):
-            if other._closed or other._pid != _PID:
-                continue
-            try:
-                ost = os.stat(other._abspath)
-            except OSError:
-                continue
-            if (ost.st_dev, ost.st_ino) == (st.st_dev, st.st_ino):
-                how = "read-only" if other.readonly else "for writing"
-                raise StoreLockedError(f"{p}: cannot remove the store: it is open in this process ({how}, as "
-                                       f"{other.path!r}); close it first")
+        for other in _opens_here(st):
+            how = "read-only" if other.readonly else "for writing"
+            raise StoreLockedError(f"{p}: cannot remove the store: it is open in this process ({how}, as "
+                                   f"{other.path!r}); close it first")
         try:
             f.lock(exclusive=True)  # held until the files are gone: no writer opens meanwhile
         except StoreLockedError:
