@@ -8,13 +8,35 @@ compaction often; a cache of 32 pages forces eviction). Modules that need more a
 loaded machine makes timings noise; the health checks that only say "slow" or "big" are off).
 
 ``fill``: writes ``n`` numbered records, in one transaction or one commit each.
+
+``FAST`` and ``outcome``: the C core's fast binding (None off CPython, where it is not built) and
+what a call gave, for comparing the two bindings call by call.
 """
 from __future__ import annotations
 
+import importlib
+import platform
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, MutableMapping, Optional
+from types import ModuleType
+from typing import Any, Callable, Dict, Iterator, MutableMapping, Optional, Tuple
 
 from hypothesis import HealthCheck
+
+from pagestore.errors import CorruptionError
+
+# On CPython the package builds _fastpage (setup.py): its absence there is a failure, not a skip.
+FAST: Optional[ModuleType] = (importlib.import_module("pagestore._fastpage")
+                              if platform.python_implementation() == "CPython" else None)
+
+
+def outcome(fn: Callable[..., Any], *args: Any) -> Tuple[Any, ...]:
+    """outcome: what a call gave: its answer, or the error's kind (and, for corruption, the page it names)."""
+    try:
+        return ("ok", fn(*args))
+    except CorruptionError as e:
+        return ("corrupt", e.pgno)
+    except Exception as e:  # noqa: BLE001 - the kind is what is compared
+        return (type(e).__name__,)
 
 SMALL: Dict[str, Any] = dict(page_size=512, cache_size=512 * 32)
 

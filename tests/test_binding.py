@@ -9,9 +9,7 @@ and three tree levels come with a few thousand records.
 """
 from __future__ import annotations
 
-import importlib
 import os
-import platform
 import random
 import subprocess
 import sys
@@ -26,19 +24,9 @@ from pagestore.errors import CorruptionError
 from pagestore.page import SlottedPage
 from pagestore.store import Store
 
-# On CPython the package builds _fastpage (setup.py): its absence here is a failure, not a skip.
-FAST = importlib.import_module("pagestore._fastpage") if platform.python_implementation() == "CPython" else None
+from helpers import FAST, outcome as _outcome
+
 pytestmark = pytest.mark.skipif(FAST is None, reason="pagestore._fastpage is built on CPython only")
-
-
-def _outcome(fn: Callable[..., Any], *args: Any) -> Tuple[Any, ...]:
-    """_outcome: what a call gave: its answer, or the error's kind (and, for corruption, the page it names)."""
-    try:
-        return ("ok", fn(*args))
-    except CorruptionError as e:
-        return ("corrupt", e.pgno)
-    except Exception as e:  # noqa: BLE001 - the kind is what is compared
-        return (type(e).__name__,)
 
 
 def _build(path: str, n: int, seed: int) -> Dict[bytes, bytes]:

@@ -9,8 +9,6 @@ errors, a damaged page always a CorruptionError naming it.
 """
 from __future__ import annotations
 
-import importlib
-import platform
 import random
 from typing import Any, Callable, Dict, List, Tuple
 
@@ -21,17 +19,9 @@ from pagestore import format as fmt
 from pagestore.errors import CorruptionError, PageFullError
 from pagestore.store import Store
 
-FAST = importlib.import_module("pagestore._fastpage") if platform.python_implementation() == "CPython" else None
+from helpers import FAST, outcome as _outcome
+
 needs_fast = pytest.mark.skipif(FAST is None, reason="pagestore._fastpage is built on CPython only")
-
-
-def _outcome(fn: Callable[..., Any], *args: Any) -> Tuple[Any, ...]:
-    try:
-        return ("ok", fn(*args))
-    except CorruptionError as e:
-        return ("corrupt", e.pgno)
-    except Exception as e:  # noqa: BLE001 - the kind is what is compared
-        return (type(e).__name__,)
 
 
 def _pages(tmp_path: Any) -> Dict[int, bytes]:
