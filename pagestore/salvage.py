@@ -174,9 +174,10 @@ class FileSource(Source):
                 wal.close()
             else:
                 self._wal = wal
-                if 0 in wal.index:
+                head_frame = wal.newest_frame(0)
+                if head_frame is not None:
                     try:
-                        meta = fmt.decode_meta(wal.read_frame(wal.index[0], 0), self.path)
+                        meta = fmt.decode_meta(wal.read_frame(head_frame, 0), self.path)
                     except PageStoreError:
                         pass
         if meta is not None:
@@ -185,7 +186,7 @@ class FileSource(Source):
             self.codec_names = (meta.key_codec, meta.value_codec)
         else:
             # No header: every whole page of the file, and every page the log holds.
-            self.page_count = max([size // self.page_size] + [p + 1 for p in (self._wal.index if self._wal else ())])
+            self.page_count = max([size // self.page_size] + [p + 1 for p in (self._wal.pages() if self._wal else ())])
             self.codec_names = _codec_names_unchecked(head)
 
     def header_bytes(self) -> bytes:
@@ -253,9 +254,10 @@ class FileSource(Source):
     def images(self, pgno: int) -> Iterator[bytes]:
         """images: the log's newest committed image of the page, then the data file's."""
         wal = self._wal
-        if wal is not None and pgno in wal.index:
+        frame = wal.newest_frame(pgno) if wal is not None else None
+        if wal is not None and frame is not None:
             try:
-                yield wal.read_frame(wal.index[pgno], pgno)
+                yield wal.read_frame(frame, pgno)
             except CorruptionError:
                 pass
         raw = self._file.read(pgno * self.page_size, self.page_size)
