@@ -845,9 +845,11 @@ class Store(MutableMapping[Any, Any]):
         """clear deletes every record in ONE commit, at the speed of freeing pages, not keys.
 
         Every page of the tree, the heap and the overflow chains goes back to
-        the free list (none is read, each is written once, as a free page)
-        and the tree starts empty; the file keeps its size and later writes
-        reuse its pages. Snapshots taken before still see every record.
+        the free list, none of them read or written (the list takes them as a
+        few extents: the commit writes its trunk page, the free-space map's
+        pages and the header), and the tree starts empty; the file keeps its
+        size and later writes reuse its pages, lowest first. Snapshots taken
+        before still see every record. O(free-space map + cache), not O(records).
 
         Raises:
             ReadOnlyError: the store is read-only.
@@ -878,20 +880,17 @@ class Store(MutableMapping[Any, Any]):
         return self._exclusive("delete_range()", lambda: self._delete_range(lo, hi), None, join=True)
 
     def _clear_all(self) -> int:
-        """_clear_all frees every page but the header, the free-space map's and the free list's; returns the records dropped."""
+        """_clear_all frees every page but the header, the free-space map's and the free list's; returns the records dropped.
+
+        No page of records is read or written: the free list takes them as a few extents
+        (``Pager.free_all_but``), and the commit writes its trunk, the map's pages and page 0.
+        """
         pager = self._pager
         meta = pager.meta
         dropped = meta.record_count
-        keep = set(self._heap.fsm.pages)
-        keep.update(pager.freelist())
-        self._tree.reset()  # the pages of every cached node are freed below; nothing of them may be written
+        self._tree.reset()  # every cached node's page is freed below; nothing of them may be written
         self._heap.drop_all()
-        # Highest first: the free list hands pages out head first, so later writes fill the file upwards.
-        for i, pgno in enumerate(range(meta.page_count - 1, 0, -1)):
-            if pgno not in keep:
-                if not i & 255:
-                    pager.begin_operation()  # unpin: the freed pages may spill to the log
-                pager.free(pgno)
+        pager.free_all_but(self._heap.fsm.pages)
         meta.root = 0
         meta.tree_height = 0
         meta.record_count = 0
@@ -1327,7 +1326,13 @@ class Store(MutableMapping[Any, Any]):
             used = 0
             counted = 0
             free_pages = 0
+            # The free list's pages are not read: a freed page keeps its old bytes (freelist.py).
+            on_free_list = set(pager.freelist())
             for pgno in range(1, meta.page_count):
+                if pgno in on_free_list:
+                    types["free"] = types.get("free", 0) + 1
+                    free_pages += 1
+                    continue
                 pager.begin_operation()
                 page = pager.read(pgno)
                 name = fmt.PAGE_TYPE_NAMES.get(page.page_type, str(page.page_type))
