@@ -86,6 +86,8 @@ _FIRST_RUN = 1
 #: The node cache of a snapshot's tree holds at least this many pages (an
 #: eighth of the store's node cache when that is more).
 _VIEW_NODE_CACHE = 64
+#: delete_range frees the values of this many records at a time (a few dozen leaves' worth).
+_DELETE_BATCH = 8192
 #: The default of ``open(timeout=)``: seconds a write waits for the store's write lock.
 DEFAULT_TIMEOUT = 5.0
 #: transaction(timeout=) left out: the store's timeout.
@@ -905,16 +907,23 @@ class Store(MutableMapping[Any, Any]):
         if meta.record_count and self._covers_all(lo, hi):
             return self._clear_all()
         n = 0
+        pending: List[Tuple[int, int]] = []
         while True:
             pager.begin_operation()
             keys, rids = tree.delete_run(lo, hi)
+            if keys:
+                pending += rids
+                n += len(keys)
+                meta.record_count -= len(keys)
+                meta.live_bytes -= sum(map(len, keys))
+                lo = keys[-1]
+            # The values of many leaves at once: a heap page whose records two leaves share is
+            # then mostly emptied in one go and freed whole, not rewritten once per leaf.
+            if pending and (not keys or len(pending) >= _DELETE_BATCH):
+                meta.live_bytes -= self._heap.delete_many(pending)
+                pending = []
             if not keys:
                 return n
-            freed = self._heap.delete_many(rids)
-            n += len(keys)
-            meta.record_count -= len(keys)
-            meta.live_bytes -= sum(map(len, keys)) + freed
-            lo = keys[-1]
 
     def _covers_all(self, lo: Optional[bytes], hi: Optional[bytes]) -> bool:
         """_covers_all: every key of the store lies in [lo, hi)."""
