@@ -434,10 +434,12 @@ class BTree:
         try:
             entry = self._descend_entry(keys[0], path)
             if path and entry.pgno == scanned:
-                node = entry.node
-                raw = entry.raw
-                # a raw node page is dense (nslots == nlive: nodes.check): its entry count is nlive
-                count = len(node.keys) if node is not None or raw is None else _NLIVE.unpack_from(raw, fmt.OFF_NLIVE)[0]
+                node, raw = entry.node, entry.raw
+                if node is not None:
+                    count = len(node.keys)
+                else:  # a raw node page is dense (nslots == nlive: nodes.check): its entry count is nlive
+                    assert raw is not None
+                    count = _NLIVE.unpack_from(raw, fmt.OFF_NLIVE)[0]
                 if count == len(keys):  # the scan read this leaf, and the run is all of it
                     self._drop_leaf(path, entry.pgno)
                     return keys, list(zip(pgnos, slots))

@@ -58,10 +58,10 @@ from __future__ import annotations
 
 import struct
 from bisect import bisect_right
-from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Optional, Protocol, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, Iterator, List, Optional, Protocol, Set, Tuple
 
 from . import format as fmt
-from .errors import CorruptionError
+from .errors import CorruptionError, PageStoreError, ReadOnlyError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .page import SlottedPage
@@ -473,3 +473,40 @@ class FreeList:
             finally:
                 self._starts, self._lens, self._trunks, self._count, self._written = state
         return total
+
+
+class _Images:
+    """_Images is a read-only FreePager over unverified page images (``read_free_pages``)."""
+
+    def __init__(self, meta: fmt.Meta, image: Callable[[int], Optional[bytes]]) -> None:
+        self.meta = meta
+        self.page_size = meta.page_size
+        self._image = image
+
+    def read(self, pgno: int) -> "SlottedPage":
+        from .page import SlottedPage
+
+        raw = self._image(pgno) if 0 < pgno < self.meta.page_count else None
+        if raw is None:
+            raise CorruptionError(pgno, "free-list page is missing")
+        try:
+            return SlottedPage.load(raw, pgno)
+        except ValueError as exc:
+            raise CorruptionError(pgno, str(exc)) from None
+
+    def write(self, pgno: int) -> "SlottedPage":
+        raise ReadOnlyError("reading a free list only")
+
+    def fresh(self, pgno: int, page_type: int) -> "SlottedPage":
+        raise ReadOnlyError("reading a free list only")
+
+
+def read_free_pages(meta: fmt.Meta, image: Callable[[int], Optional[bytes]]) -> Optional[Set[int]]:
+    """read_free_pages: the pages the free list of the header ``meta`` owns, its pages read as
+    ``image(pgno)`` returns them (unverified bytes, None when missing), or None when the list is
+    damaged. For salvage, which must not take a freed page's old records for live ones (a freed
+    page keeps its bytes) and trusts nothing it cannot verify."""
+    try:
+        return set(FreeList(_Images(meta, image)).pages())
+    except PageStoreError:
+        return None
