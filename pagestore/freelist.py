@@ -104,15 +104,27 @@ class FreeList:
         self._count = 0  # pages in the extents (the trunks not included)
         #: what each trunk holds on disk as of the last load or flush: (record, next)
         self._written: Dict[int, Tuple[bytes, int]] = {}
-        self._loaded: Optional[Tuple[int, ...]] = None  # the header fields the state was loaded for
+        # The header the state belongs to: the pager's Meta object itself (a rollback, a new file or
+        # a reader's new view replaces it; holding it keeps its id from being reused) and its lsn
+        # and version (a commit advances the one, the format upgrade the other).
+        self._loaded: Optional[Tuple[fmt.Meta, int, int]] = None
+        self._current_at_flush = False
         #: changed since loaded or flushed: the next commit must write the trunks
         self.changed = False
 
     # ---- loading ----
 
-    def _key(self) -> Tuple[int, ...]:
+    def _key(self) -> Tuple[fmt.Meta, int, int]:
         m = self.pager.meta
-        return (m.lsn, m.checkpoint_seq, m.page_count, m.freelist_head, m.freelist_count, m.freelist_trunks, m.version)
+        return (m, m.lsn, m.version)
+
+    def _current(self) -> bool:
+        """_current: the state in memory is the list of the pager's header as it is now."""
+        loaded = self._loaded
+        if loaded is None:
+            return False
+        m = self.pager.meta
+        return loaded[0] is m and loaded[1] == m.lsn and loaded[2] == m.version
 
     def forget(self) -> None:
         """forget drops the loaded state: the next use reads the list again (after a rollback, or
@@ -121,12 +133,14 @@ class FreeList:
         self.changed = False
 
     def committed(self) -> None:
-        """committed tells the list that the pager committed its (flushed) state. Callers: Pager.commit."""
-        if self._loaded is not None and not self.changed:
+        """committed tells the list that the pager committed what ``flush`` (at the start of that
+        commit) found current or wrote. Callers: Pager.commit."""
+        if self._current_at_flush and not self.changed:
             self._loaded = self._key()
+        self._current_at_flush = False
 
     def _ensure(self) -> None:
-        if self.changed or self._loaded == self._key():
+        if self.changed or self._current():
             return
         self._load()
 
@@ -386,6 +400,7 @@ class FreeList:
         trunks: the format upgrade.
         """
         meta = self.pager.meta
+        self._current_at_flush = self.changed or self._current()
         if not self.changed:
             if meta.version >= fmt.FORMAT_VERSION:
                 return
@@ -438,6 +453,7 @@ class FreeList:
         meta.version = fmt.FORMAT_VERSION
         self.changed = False
         self._loaded = self._key()
+        self._current_at_flush = True
 
     # ---- checking ----
 

@@ -544,3 +544,21 @@ def test_salvage_does_not_bring_back_what_clear_and_delete_range_freed(tmp_path)
         kept = {k: v for k, v in kept.items() if not b"n00010" <= k < b"n00090"}
         assert dict(db.salvage()) == kept
     assert dict(salvage_path(path)) == kept
+
+
+def test_the_list_follows_a_compacted_file_through_commits_that_do_not_touch_it(tmp_path):
+    """Regression (tests/test_crash.py's writer found it): after compact() replaced the file, a
+    commit that allocated and freed nothing marked the old file's list as the new one's, and the
+    next free wrote a trunk past the new file's end."""
+    path = str(tmp_path / "k.ps")
+    with Store(path, **helpers.SMALL) as db:
+        fill(db, 600, size=60)
+        db.delete_range(b"k00000", b"k00500")  # a free list, its trunk near the top of the file
+        assert helpers.pager_of(db).meta.freelist_trunks == 1
+        db.compact()  # a smaller file, no free list
+        db[b"k00550"] = b"x" * 60  # in place: the free list untouched
+        db.delete_range(b"k00500", b"k00590")
+        db[b"new"] = b"y" * 300
+        db.check()
+    with Store(path, **helpers.SMALL) as db:
+        assert len(db) == 11 and db.check()
