@@ -178,7 +178,7 @@ class FreeList:
             pages.append(pgno)
             pgno = page.next
         if len(pages) != meta.freelist_count:
-            raise CorruptionError(0, f"header counts {meta.freelist_count} free pages, the list holds {len(pages)}")
+            raise CorruptionError(0, f"header's freelist_count is {meta.freelist_count} free pages, the list holds {len(pages)}")
         self._set_pages(sorted(pages))
 
     def _load_trunks(self, meta: fmt.Meta) -> None:
@@ -216,12 +216,12 @@ class FreeList:
             self._written[pgno] = (bytes(raw), page.next)
             pgno = page.next
         if len(trunks) != meta.freelist_trunks:
-            raise CorruptionError(0, f"header counts {meta.freelist_trunks} free-list trunks, the chain holds {len(trunks)}")
+            raise CorruptionError(0, f"header's freelist_trunks is {meta.freelist_trunks} trunks, the chain holds {len(trunks)}")
         for t in trunks:
             if self._find(t) >= 0:
                 raise CorruptionError(t, "free-list trunk lists itself as a free page")
         if count + len(trunks) != meta.freelist_count:
-            raise CorruptionError(0, f"header counts {meta.freelist_count} free pages, the list holds {count + len(trunks)}")
+            raise CorruptionError(0, f"header's freelist_count is {meta.freelist_count} free pages, the list holds {count + len(trunks)}")
         self._trunks = trunks
         self._count = count
 
@@ -478,7 +478,7 @@ class FreeList:
                 raise CorruptionError(t, "free-list trunk outside the file or listed as free")
         total = self._count + len(self._trunks)
         if total != meta.freelist_count:
-            raise CorruptionError(0, f"header counts {meta.freelist_count} free pages, the list holds {total}")
+            raise CorruptionError(0, f"header's freelist_count is {meta.freelist_count} free pages, the list holds {total}")
         if not self.changed and meta.version >= 4:
             state = (list(self._starts), list(self._lens), list(self._trunks), self._count, dict(self._written))
             try:

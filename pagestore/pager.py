@@ -944,11 +944,10 @@ class Pager:
         for a page whose old bytes are of no use (one taken off the free list, a new trunk).
         Callers: ``allocate``, the free list's ``flush``."""
         f = self.cache.get(pgno)
+        cached = f is not None
         if f is None:
             buf = bytearray(self.page_size)
-            page = SlottedPage(buf, validate=False, pgno=pgno)
-            f = _Frame(buf, page, self.epoch)
-            self._insert(pgno, f)
+            f = _Frame(buf, SlottedPage(buf, validate=False, pgno=pgno), self.epoch)
         else:
             self.cache.move_to_end(pgno)
             f.epoch = self.epoch
@@ -958,6 +957,10 @@ class Pager:
             f.dirty = True
             self.dirty[pgno] = f
             self.overlaid.add(pgno)
+        if not cached:
+            # Last, and dirty already: an eviction that fails here (a spill on a full disk)
+            # leaves a dirty frame, which the rollback drops, never a blank clean one.
+            self._insert(pgno, f)
         return f.page
 
     def allocate_run(self, n: int) -> int:
