@@ -181,6 +181,15 @@ FreeListMachine.TestCase.settings = settings(
 test_free_list_against_a_set = FreeListMachine.TestCase
 
 
+class FreeListSoak(FreeListMachine):
+    """The same machine, longer runs: behind the slow marker."""
+
+
+FreeListSoak.TestCase.settings = settings(
+    max_examples=400, stateful_step_count=80, deadline=None, suppress_health_check=list(HealthCheck))
+test_free_list_soak = pytest.mark.slow(FreeListSoak.TestCase)
+
+
 # ---- what clear() and delete_range() write, and the space coming back ----
 
 
@@ -387,6 +396,38 @@ def test_clear_survives_a_crash_at_every_io_event(tmp_path):
         with Store(path, **helpers.SMALL) as db:
             got = dict(db.items())
             states = [made["items"], {}, {b"after": b"1"}]
+            done = len(acked)
+            assert got in states[done:done + 2], (acked, len(got))
+            db.check()
+
+    cuts = _crash_sweep(tmp, workload, prepare, expect)
+    assert cuts > 20
+
+
+def test_delete_range_survives_a_crash_at_every_io_event(tmp_path):
+    tmp = str(tmp_path)
+    made: Dict[str, Dict[bytes, bytes]] = {}
+
+    def prepare(path: str) -> None:
+        with Store(path, **helpers.SMALL) as db:
+            made["items"] = fill(db, 300, size=40)
+            db[b"k00150"] = bytes(3000)  # an overflow chain in the range
+            made["items"][b"k00150"] = bytes(3000)
+
+    def workload(path: str, opener, acked: List[str]) -> None:
+        db = Store(path, _opener=opener, sync=True, **helpers.SMALL)
+        db.delete_range(b"k00020", b"k00280")
+        acked.append("deleted")
+        db[b"k00100"] = b"again"  # on a freed page
+        acked.append("again")
+        db.close()
+
+    def expect(path: str, acked: List[str]) -> None:
+        before = made["items"]
+        after = {k: v for k, v in before.items() if not b"k00020" <= k < b"k00280"}
+        states = [before, after, {**after, b"k00100": b"again"}]
+        with Store(path, **helpers.SMALL) as db:
+            got = dict(db.items())
             done = len(acked)
             assert got in states[done:done + 2], (acked, len(got))
             db.check()
