@@ -118,12 +118,17 @@ def main() -> None:
     finally:
         shutil.rmtree(d)
     mib = 1 << 20
+
+    def size(n: int) -> str:
+        """size: 11 columns, in MiB, or KiB below one MiB (a clear writes a few pages)."""
+        return f"{n / mib:8.1f}MiB" if n >= mib else f"{n / 1024:8.1f}KiB"
+
     print(f"{args.records:,} records (16-byte keys, {args.value}-byte values), one durable commit per delete")
     print(f"{'':14}{'pagestore':>32}{'sqlite3 DELETE FROM':>34}")
     print(f"{'':14}{'time':>10}{'written':>11}{'files':>11}{'time':>12}{'written':>11}{'files':>11}")
     for op in ("clear", "delete half"):
         (pt, pw, pf, _), (st, sw, sf, _) = ps[op], sq[op]
-        print(f"{op:14}{pt:9.3f}s{pw / mib:8.1f}MiB{pf / mib:8.1f}MiB{st:11.3f}s{sw / mib:8.1f}MiB{sf / mib:8.1f}MiB")
+        print(f"{op:14}{pt:9.3f}s{size(pw)}{size(pf)}{st:11.3f}s{size(sw)}{size(sf)}")
 
 
 if __name__ == "__main__":

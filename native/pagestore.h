@@ -77,10 +77,10 @@
 **     28      4   page_count: pages in the file, page 0 included
 **     32      4   root: page number of the B+tree root
 **     36      4   tree_height: 1 when the root is a leaf
-**     40      4   freelist_head: first free page, 0 for none
-**     44      4   freelist_count: pages on the free list
+**     40      4   freelist_head: first free-list trunk page, 0 for none
+**     44      4   freelist_count: pages the free list owns, trunks included
 **     48      4   fsm_head: first free-space-map page, 0 for none
-**     52      4   reserved, zero
+**     52      4   freelist_trunks: free-list trunk pages (reserved, zero, before version 4)
 **     56      8   record_count: live keys in the store
 **     64      8   live_bytes: sum of key and value lengths of live records
 **     72      8   lsn: last committed transaction id
@@ -99,7 +99,21 @@
 ** bytes to bytes, and the next header written is the current version. Version 3
 ** differs from 2 only in its log, whose frames may be deltas (pagestore/wal.py):
 ** a version-2 reader would take that log for another file's and lose its commits,
-** so it must refuse the file.
+** so it must refuse the file. Version 4 (PS_TRUNK_FORMAT_VERSION) lists the
+** free pages as extents in trunk pages instead of chaining them through each
+** free page's next field, so a freed page is never written:
+**
+** FREE-LIST TRUNK (a slotted page of type PS_PAGE_FREE, pagestore/freelist.py)
+**   slot 0 holds the extents; next = the next trunk, 0 for the last.
+**
+**   OFFSET  SIZE  DESCRIPTION (in slot 0's record, extent i)
+**     8i      4   first page of the extent
+**     8i+4    4   count of pages, 1 or more
+**
+**   Extents are ascending and disjoint across the whole chain, inside
+**   [1, page_count), and never cover a trunk. A version 3 file's free list
+**   (a chain of PS_PAGE_FREE pages through next) is rewritten as trunks by the
+**   first commit after it is opened.
 **
 ** NODE PAGES (B+tree, pagestore/btree.py; searched and decoded by node.c)
 **   A node page is a slotted page of type PS_PAGE_LEAF or PS_PAGE_INTERNAL
@@ -139,7 +153,8 @@
 /* ---- CDEF BEGIN: the region below is read by native/build_ffi.py ---- */
 
 #define PS_NATIVE_VERSION 8     /* bumped on any ABI or format change */
-#define PS_FORMAT_VERSION 3     /* on-disk format version in page 0 */
+#define PS_FORMAT_VERSION 4     /* on-disk format version in page 0 */
+#define PS_TRUNK_FORMAT_VERSION 4 /* first version whose free list is trunks of extents */
 
 #define PS_HEADER_SIZE 40
 #define PS_SLOT_SIZE 6
@@ -168,7 +183,7 @@
 #define PS_SLOT_OVERFLOW 2      /* a live record holding an overflow stub */
 
 /* Page types (the page layer stores them; the layers above give meaning). */
-#define PS_PAGE_FREE 0          /* on the free-page list */
+#define PS_PAGE_FREE 0          /* a free-list trunk (format 3: a page on the free list) */
 #define PS_PAGE_HEAP 1          /* value records of the record heap */
 #define PS_PAGE_LEAF 2          /* B+tree leaf: slot i = i-th entry in key order */
 #define PS_PAGE_INTERNAL 3      /* B+tree internal node */

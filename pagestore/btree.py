@@ -51,6 +51,7 @@ after a rollback, when the pager has thrown away uncommitted pages.
 from __future__ import annotations
 
 import operator
+import struct
 from bisect import bisect_left, bisect_right
 from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
@@ -58,9 +59,11 @@ from . import _native
 from . import format as fmt
 from . import nodes
 from .errors import CorruptionError
-from .node import LEAF_COST, Node, Rid, decode, max_key_len
+from .node import INTERNAL_COST, LEAF_COST, Node, Rid, decode, max_key_len
 from .nodecache import CacheEntry, NodeCache, TreePager
 from .split import Balancer, Path
+
+_NLIVE = struct.Struct("<H")
 from .treecheck import check_tree
 
 __all__ = ["BTree", "Rid", "max_key_len"]
@@ -416,15 +419,31 @@ class BTree:
         nothing: the run is cut out of its leaf in one go, and the leaf is
         rebalanced once (an emptied leaf is merged into a neighbour, which
         frees its page), so a range costs one descent and at most one merge
-        per leaf, not per key. O(log n + one leaf).
+        per leaf, not per key. A leaf the range covers whole is not decoded
+        at all: its entry is taken out of its parent and its page freed (the
+        keys and rids come from the scan, one C call over the leaf), and only
+        the parent, once underfull, is rebalanced. O(log n + one leaf).
         """
-        keys = self.range_leaf(lo, hi)[0]
+        scan: Path = []
+        keys, pgnos, slots = self.range_leaf(lo, hi, path=scan)
         if not keys:
             return [], []
+        scanned = scan[-1][0].vals[scan[-1][1]] if scan else self.pager.meta.root
         cache = self.nodes
         path: Path = []
         try:
-            leaf = cache.decoded(self._descend_entry(keys[0], path))
+            entry = self._descend_entry(keys[0], path)
+            if path and entry.pgno == scanned:
+                node, raw = entry.node, entry.raw
+                if node is not None:
+                    count = len(node.keys)
+                else:  # a raw node page is dense (nslots == nlive: nodes.check): its entry count is nlive
+                    assert raw is not None
+                    count = _NLIVE.unpack_from(raw, fmt.OFF_NLIVE)[0]
+                if count == len(keys):  # the scan read this leaf, and the run is all of it
+                    self._drop_leaf(path, entry.pgno)
+                    return keys, list(zip(pgnos, slots))
+            leaf = cache.decoded(entry)
             i = bisect_left(leaf.keys, keys[0])
             j = i + len(keys)
             if leaf.keys[i:j] != keys:  # range_leaf read the same leaf: anything else is a damaged tree
@@ -441,6 +460,21 @@ class BTree:
         finally:
             cache.trim()
         return keys, rids
+
+    def _drop_leaf(self, path: Path, pgno: int) -> None:
+        """_drop_leaf takes leaf ``pgno`` (not the root), whose every key is going, out of its parent
+        (the last entry of ``path``) with its separator, frees its page, and rebalances from the
+        parent up. The parent's other children keep their keys; the neighbour's bounds widen."""
+        parent, i = path.pop()
+        sep = parent.keys.pop(i - 1 if i > 0 else 0)
+        del parent.vals[i]
+        parent.size -= INTERNAL_COST + len(sep)
+        cache = self.nodes
+        cache.mark_dirty(parent)
+        cache.release(pgno)
+        self._hint = None
+        self._map_hint = None
+        self.balancer.fix_up(path, parent)
 
     def range_batch(
         self,

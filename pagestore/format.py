@@ -8,13 +8,17 @@ disk are little-endian.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field as _field
 
 from .errors import CorruptionError, InvalidFileError, VersionMismatchError
 
 #: Version 2 put the whole header under its checksum and added the codec names;
-#: version 1 files are read as they are and written back as version 2.
-FORMAT_VERSION = 3
+#: version 1 files are read as they are and written back as version 2. Version 3
+#: changed only the log (deltas). Version 4 keeps the free list as extents in
+#: trunk pages (freelist.py) and counts the trunks at offset 52.
+FORMAT_VERSION = 4
+#: The first version whose free list is trunks of extents, not a chain of free pages.
+TRUNK_FORMAT_VERSION = 4
 OLDEST_FORMAT_VERSION = 1
 MIN_PAGE_SIZE = 512
 MAX_PAGE_SIZE = 65536
@@ -128,7 +132,7 @@ class Meta:
     freelist_head: int = 0
     freelist_count: int = 0
     fsm_head: int = 0
-    reserved: int = 0
+    freelist_trunks: int = 0
     record_count: int = 0
     live_bytes: int = 0
     lsn: int = 0
@@ -136,6 +140,9 @@ class Meta:
     checkpoint_seq: int = 0
     key_codec: str = DEFAULT_CODEC
     value_codec: str = DEFAULT_CODEC
+    #: the format version of the header this was read from (not a field of page 0's body):
+    #: below 4, the free list is a format-3 chain (freelist.py), and offset 52 is reserved
+    version: int = _field(default=FORMAT_VERSION, compare=False)
 
     def copy(self) -> "Meta":
         # Every commit takes one: dataclasses.replace/fields cost more than the rest of a small commit's bookkeeping.
@@ -143,17 +150,19 @@ class Meta:
         new.__dict__.update(self.__dict__)
         return new
 
-    def encode(self) -> bytearray:
-        """encode returns page 0's bytes: a whole page, checksummed.
+    def encode(self, version: int = FORMAT_VERSION) -> bytearray:
+        """encode returns page 0's bytes: a whole page, checksummed, in format ``version`` (the
+        current one, but for ``Pager._upgrade_header``, which may write a format-3 header over a
+        format-3 free list).
 
         Raises:
             CorruptionError: a counter left its field's range (a record count
                 taken below zero by a delete: the header it was read from was wrong).
         """
         buf = bytearray(self.page_size)
-        _FIXED.pack_into(buf, 0, MAGIC, FORMAT_VERSION, self.page_size, 0)
+        _FIXED.pack_into(buf, 0, MAGIC, version, self.page_size, 0)
         try:
-            self._pack(buf)
+            self._pack(buf, version)
         except struct.error:
             raise self._out_of_range() from None
         struct.pack_into("<I", buf, META_CHECKSUM_OFFSET, header_checksum(buf))
@@ -162,14 +171,14 @@ class Meta:
     def _out_of_range(self) -> CorruptionError:
         """_out_of_range: the error for a field ``encode`` cannot pack, named."""
         for name, bits in (("page_count", 32), ("root", 32), ("tree_height", 32), ("freelist_head", 32),
-                           ("freelist_count", 32), ("fsm_head", 32), ("reserved", 32), ("record_count", 64),
+                           ("freelist_count", 32), ("fsm_head", 32), ("freelist_trunks", 32), ("record_count", 64),
                            ("live_bytes", 64), ("lsn", 64), ("file_id", 64), ("checkpoint_seq", 64)):
             value = getattr(self, name)
             if not 0 <= value < 1 << bits:
                 return CorruptionError(0, f"header field {name} would be {value}: the count read from the file was wrong")
         return CorruptionError(0, "a header field is out of range")  # pragma: no cover - the loop names each one
 
-    def _pack(self, buf: bytearray) -> None:
+    def _pack(self, buf: bytearray, version: int = FORMAT_VERSION) -> None:
         _META.pack_into(
             buf,
             META_BODY_OFFSET,
@@ -179,7 +188,7 @@ class Meta:
             self.freelist_head,
             self.freelist_count,
             self.fsm_head,
-            self.reserved,
+            self.freelist_trunks if version >= TRUNK_FORMAT_VERSION else 0,
             self.record_count,
             self.live_bytes,
             self.lsn,
@@ -251,6 +260,9 @@ def decode_meta(buf: bytes, path: str = "") -> Meta:
     meta = Meta(page_size, *v[:-2])
     meta.key_codec = _codec_name(v[-2], "key codec")
     meta.value_codec = _codec_name(v[-1], "value codec")
+    meta.version = int(version)
+    if meta.version < TRUNK_FORMAT_VERSION:
+        meta.freelist_trunks = 0  # reserved before version 4
     if meta.page_count < 1:
         raise CorruptionError(0, f"page_count {meta.page_count} is impossible")
     for name in ("root", "freelist_head", "fsm_head"):
@@ -258,6 +270,8 @@ def decode_meta(buf: bytes, path: str = "") -> Meta:
             raise CorruptionError(0, f"{name} {getattr(meta, name)} is past the end ({meta.page_count} pages)")
     if meta.freelist_count >= meta.page_count:
         raise CorruptionError(0, f"freelist_count {meta.freelist_count} exceeds the page count")
+    if meta.freelist_trunks > meta.freelist_count:
+        raise CorruptionError(0, f"freelist_trunks {meta.freelist_trunks} exceeds freelist_count {meta.freelist_count}")
     check_counters(meta)
     return meta
 
@@ -288,6 +302,8 @@ def check_counters(meta: Meta) -> None:
         raise CorruptionError(0, f"tree_height {meta.tree_height} is more than {pages} pages can hold")
     if (meta.freelist_head == 0) != (meta.freelist_count == 0):
         raise CorruptionError(0, f"freelist_count {meta.freelist_count} with freelist_head {meta.freelist_head}")
+    if meta.version >= TRUNK_FORMAT_VERSION and (meta.freelist_head == 0) != (meta.freelist_trunks == 0):
+        raise CorruptionError(0, f"freelist_trunks {meta.freelist_trunks} with freelist_head {meta.freelist_head}")
     if meta.record_count > max_records(meta.page_size, pages - 1):
         raise CorruptionError(0, f"record_count {meta.record_count} is more than {pages} pages can hold")
     if meta.live_bytes > (pages - 1) * meta.page_size:

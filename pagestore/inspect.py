@@ -83,8 +83,17 @@ def page_infos(pager: Pager, start: int = 1, stop: Optional[int] = None) -> Iter
     count = pager.meta.page_count
     stop = count if stop is None else min(stop, count)
     ps = pager.page_size
+    # A page on the free list keeps the bytes it had (format 4 never writes a freed page):
+    # it is reported free, as the list says, not as its stale type byte says.
+    try:
+        free = set(pager.freelist())
+    except CorruptionError:
+        free = set()
     for pgno in range(max(1, start), stop):
         pager.begin_operation()  # unpin the previous page: the cache stays bounded
+        if pgno in free:
+            yield PageInfo(pgno, fmt.PAGE_TYPE_NAMES[fmt.PAGE_FREE], 0.0)
+            continue
         try:
             page = pager.read(pgno)
         except CorruptionError as exc:
@@ -164,7 +173,7 @@ def header_fields(pager: Pager) -> Dict[str, Any]:
 def _meta_fields(m: fmt.Meta) -> Dict[str, Any]:
     return {
         "magic": fmt.MAGIC.decode("latin-1").replace("\x00", "\\0"),
-        "format_version": fmt.FORMAT_VERSION,
+        "format_version": m.version,
         "page_size": m.page_size,
         "page_count": m.page_count,
         "root": m.root,
@@ -172,6 +181,7 @@ def _meta_fields(m: fmt.Meta) -> Dict[str, Any]:
         "freelist_head": m.freelist_head,
         "freelist_count": m.freelist_count,
         "fsm_head": m.fsm_head,
+        "freelist_trunks": m.freelist_trunks,
         "record_count": m.record_count,
         "live_bytes": m.live_bytes,
         "lsn": m.lsn,
@@ -269,12 +279,11 @@ def decode_header_image(head: bytes, page_size: int) -> Dict[str, Any]:
         error = str(exc)
     fields: Dict[str, Any] = {"magic": head[:16].decode("latin-1").replace("\x00", "\\0")}
     names = ("format_version", "page_size", "checksum", "page_count", "root", "tree_height", "freelist_head",
-             "freelist_count", "fsm_head", "reserved", "record_count", "live_bytes", "lsn", "file_id", "checkpoint_seq")
+             "freelist_count", "fsm_head", "freelist_trunks", "record_count", "live_bytes", "lsn", "file_id", "checkpoint_seq")
     if len(head) >= fmt.FILE_HEADER_SIZE:
         values = struct.unpack_from("<III", head, 16) + struct.unpack_from("<IIIIIIIQQQQQ", head, fmt.META_BODY_OFFSET)
         for name, value in zip(names, values):
             fields[name] = f"{value:08x}" if name == "checksum" else f"{value:016x}" if name == "file_id" else value
-        del fields["reserved"]
     return {"pgno": 0, "kind": HEADER, "verified": False, "error": error, "fields": fields,
             "page_size_used": page_size}
 

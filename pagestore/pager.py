@@ -36,9 +36,10 @@ pages whose newest committed image is in the log. One set lookup
 goes through ``read`` as before. The pager remaps when a checkpoint grows the
 file (``_remap``) and unmaps before anything could shrink it (``_unmap``).
 
-Free-page list: a chain through the ``next`` field of PAGE_FREE pages,
-headed by ``meta.freelist_head``. Freeing or reusing a page changes that
-page and the header only, so the list is persisted incrementally.
+Free-page list (``freelist.FreeList``): extents of free pages listed in a
+few trunk pages, headed by ``meta.freelist_head``. Freeing a page writes
+nothing but the list in memory; the commit writes the trunks that changed.
+A page taken off the list is handed out fresh, never read.
 
 Checkpoints: the writer's ``Checkpointer`` (checkpointer.py) copies the log
 into the data file and restarts the log; ``checkpoint`` and ``restart_if_idle``
@@ -79,11 +80,12 @@ from __future__ import annotations
 import mmap as _mmap
 import sys
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple, Union
 
 from . import fileio
 from . import format as fmt
 from .errors import CorruptionError, PageStoreError, ReadOnlyError, StorePoisonedError
+from .freelist import FreeList
 from .page import SlottedPage, seal_pages
 from .pagemap import PageMap
 from .pagerfiles import PagerFiles
@@ -236,6 +238,7 @@ class Pager(PagerFiles):
         self.checkpointer = Checkpointer(self, self._guard, self._publish)
         self.cache_pages = self.own_pages = MIN_CACHE_PAGES
         self._made_log = False  # this open created the log file (removed again if the open fails)
+        self._free = FreeList(self)  # loaded on first use
         try:
             self._open(path, create, readonly, page_size, opener)
             self.pagemap.set_page_size(self.page_size)
@@ -610,18 +613,13 @@ class Pager(PagerFiles):
     # ---- allocation and the free list ----
 
     def allocate(self, page_type: int) -> SlottedPage:
-        """allocate returns an empty, dirty page of ``page_type``: the head of the free list, or a new page at the end."""
+        """allocate returns an empty, dirty page of ``page_type``: the lowest page of the free list
+        (not read: its old bytes are of no use), or a new page at the end of the file."""
         self.check_writable()
+        pgno = self._free.take()
+        if pgno:
+            return self.fresh(pgno, page_type)
         meta = self.meta
-        if meta.freelist_head:
-            pgno = meta.freelist_head
-            page = self.write(pgno)
-            if page.page_type != fmt.PAGE_FREE:
-                raise CorruptionError(pgno, f"free list holds a page of type {page.page_type}")
-            meta.freelist_head = page.next
-            meta.freelist_count -= 1
-            page.init(pgno, page_type)
-            return page
         pgno = meta.page_count
         meta.page_count += 1
         buf = bytearray(self.page_size)
@@ -633,6 +631,30 @@ class Pager(PagerFiles):
         self.overlaid.add(pgno)
         self._insert(pgno, f)
         return page
+
+    def fresh(self, pgno: int, page_type: int) -> SlottedPage:
+        """fresh returns page ``pgno`` as an empty, dirty page of ``page_type`` without reading it:
+        for a page whose old bytes are of no use (one taken off the free list, a new trunk).
+        Callers: ``allocate``, the free list's ``flush``."""
+        f = self.cache.get(pgno)
+        cached = f is not None
+        if f is None:
+            buf = bytearray(self.page_size)
+            f = _Frame(buf, SlottedPage(buf, validate=False, pgno=pgno), self.epoch)
+        else:
+            self.cache.move_to_end(pgno)
+            f.epoch = self.epoch
+        f.page.init(pgno, page_type)
+        if not f.dirty:
+            f.base = None  # logged whole: the old image is no base worth a delta
+            f.dirty = True
+            self.dirty[pgno] = f
+            self.overlaid.add(pgno)
+        if not cached:
+            # Last, and dirty already: an eviction that fails here (a spill on a full disk)
+            # leaves a dirty frame, which the rollback drops, never a blank clean one.
+            self._insert(pgno, f)
+        return f.page
 
     def allocate_run(self, n: int) -> int:
         """allocate_run numbers ``n`` new pages past the end of the file, in one go, for ``write_run``;
@@ -648,7 +670,9 @@ class Pager(PagerFiles):
         """
         self.check_writable()
         meta = self.meta
-        if meta.freelist_head or not self.sync_default:
+        # Not the free list's runs: a free page may still be read by a snapshot, or have an
+        # older frame in the log that a checkpoint would copy over a direct write.
+        if self._free.count() or not self.sync_default:
             return 0
         first = meta.page_count
         meta.page_count += n
@@ -710,46 +734,68 @@ class Pager(PagerFiles):
             hint(start * ps, (line - start) * ps)
 
     def free(self, pgno: int) -> None:
-        """free puts page ``pgno`` at the head of the free list; its contents are gone."""
+        """free puts page ``pgno`` on the free list; its contents are gone. The page is not written
+        (its cached image, dirty or not, is dropped): only the list's trunks are, at commit.
+
+        Raises:
+            CorruptionError: the page is outside the file or on the free list already.
+        """
         self.check_writable()
         if pgno <= 0 or pgno >= self.meta.page_count:
             raise CorruptionError(pgno, "freeing a page outside the file")
-        f = self.cache.get(pgno)
-        if f is None:
-            buf = bytearray(self.page_size)
-            page = SlottedPage(buf, validate=False, pgno=pgno)
-            f = _Frame(buf, page, self.epoch)
-            self._insert(pgno, f)
-        elif f.page.page_type == fmt.PAGE_FREE:
-            raise CorruptionError(pgno, "page freed twice")
-        f.page.init(pgno, fmt.PAGE_FREE)
-        f.page.next = self.meta.freelist_head
-        if not f.dirty:
-            f.base = None
-            f.dirty = True
-            self.dirty[pgno] = f
-            self.overlaid.add(pgno)
-        self.meta.freelist_head = pgno
-        self.meta.freelist_count += 1
+        self._free.put(pgno)
+        self._drop(pgno)
+
+    def free_many(self, pgnos: Iterable[int]) -> None:
+        """free_many is ``free`` of every page of ``pgnos`` (distinct), a run of adjacent pages at a time.
+
+        Raises:
+            CorruptionError: a page outside the file, or on the free list already.
+        """
+        self.check_writable()
+        pages = sorted(set(pgnos))
+        if pages and (pages[0] <= 0 or pages[-1] >= self.meta.page_count):
+            bad = pages[0] if pages[0] <= 0 else pages[-1]
+            raise CorruptionError(bad, "freeing a page outside the file")
+        self._free.put_many(pages)
+        for pgno in pages:
+            self._drop(pgno)
+
+    def free_all_but(self, keep: Iterable[int]) -> None:
+        """free_all_but puts every page of the file but page 0, the free list's own and ``keep`` on
+        the free list, without reading, writing or even enumerating them: O(len(keep) + cache).
+        For ``Store.clear``; the layers above must forget every page they held."""
+        self.check_writable()
+        keep_set = set(keep)
+        self._free.set_all_but(keep_set, self.meta.page_count)
+        keep_set.update(self._free.trunks())
+        for pgno in [p for p in self.cache if p not in keep_set]:
+            self._drop(pgno)
+
+    def _drop(self, pgno: int) -> None:
+        """_drop forgets the cached image of a freed page, dirty or not: it will not be written."""
+        f = self.cache.pop(pgno, None)
+        if f is not None and f.dirty:
+            del self.dirty[pgno]
+            f.dirty = False
 
     def freelist(self) -> Iterator[int]:
-        """freelist yields the page numbers on the free list, head first."""
-        pgno, seen = self.meta.freelist_head, 0
-        while pgno:
-            page = self.read(pgno)
-            if page.page_type != fmt.PAGE_FREE:
-                raise CorruptionError(pgno, f"free list holds a page of type {page.page_type}")
-            yield pgno
-            seen += 1
-            if seen > self.meta.page_count:
-                raise CorruptionError(pgno, "free list has a cycle")
-            pgno = page.next
+        """freelist yields the page numbers the free list owns: its trunk pages, then the free pages ascending.
+
+        Raises:
+            CorruptionError: the list is damaged (freelist.py: VALID), naming the page.
+        """
+        return self._free.pages()
+
+    def free_extents(self) -> List[Tuple[int, int]]:
+        """free_extents: the free pages (trunks not included) as ascending ``(first, count)`` runs."""
+        return self._free.extents()
 
     def check(self) -> Dict[str, int]:
         """check verifies the pager's own invariants and the log's (``WAL.check``). O(free list + cache).
 
-        The free list is a chain of free pages inside the file, as long as
-        the header says, without a cycle; every cached page lies inside the
+        The free list is valid (freelist.py) and as long as the header
+        says; every cached page lies inside the
         file and carries its own number; every dirty page is cached as dirty.
 
         Returns:
@@ -759,9 +805,7 @@ class Pager(PagerFiles):
             CorruptionError: naming the first page found wrong.
         """
         assert self.wal is not None
-        free = sum(1 for _ in self.freelist())
-        if free != self.meta.freelist_count:
-            raise CorruptionError(0, f"header counts {self.meta.freelist_count} free pages, the list holds {free}")
+        free = self._free.check()
         for pgno, f in self.cache.items():
             if not 0 < pgno < self.meta.page_count:
                 raise CorruptionError(pgno, f"cached page outside the file ({self.meta.page_count} pages)")
@@ -814,7 +858,7 @@ class Pager(PagerFiles):
     @property
     def in_transaction(self) -> bool:
         assert self.wal is not None
-        return bool(self.dirty) or bool(self.wal.txn_index) or self.meta != self.committed
+        return bool(self.dirty) or bool(self.wal.txn_index) or self.meta != self.committed or self._free.changed
 
     def commit(self, sync: Optional[bool] = None) -> bool:
         """commit writes every changed page and then the header to the log as one transaction.
@@ -829,6 +873,7 @@ class Pager(PagerFiles):
         if not self.in_transaction:
             return False
         self.check_writable()
+        self._free.flush()  # last: every layer above has allocated and freed what it will
         txn = self.meta.lsn + 1
         self.meta.lsn = txn
         durable = self.sync_default if sync is None else sync
@@ -871,6 +916,7 @@ class Pager(PagerFiles):
             f.base = None
         self.dirty.clear()
         self.committed = self.meta.copy()
+        self._free.committed()
         self._publish()
         size = self.wal.size()
         threshold = self.checkpoint_threshold()
@@ -932,6 +978,7 @@ class Pager(PagerFiles):
         self._direct = False  # what it wrote lies past the committed end: nothing reaches it
         self._written_back = 0
         self.meta = self.committed.copy()
+        self._free.forget()
         # Pages past the committed end may sit in the cache from an aborted allocation.
         for pgno in [p for p in self.cache if p >= self.meta.page_count]:
             del self.cache[pgno]

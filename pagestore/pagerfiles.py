@@ -141,10 +141,16 @@ class PagerFiles:
         synced, as a checkpoint writes it: an older pagestore must refuse the file before this
         writer logs a delta it would take for another file's log (docs/format.md)."""
         assert self.file is not None and self.wal is not None
-        if self.wal.has_frames() or fmt.stored_version(self.file.read(0, fmt.FILE_HEADER_SIZE)) >= fmt.FORMAT_VERSION:
+        # A format-3 free list (a chain) stays under a format-3 header until the first commit
+        # writes it as trunks (freelist.py); an empty one is the same in either format.
+        target = fmt.FORMAT_VERSION
+        if self.meta.version < fmt.TRUNK_FORMAT_VERSION and self.meta.freelist_count:
+            target = fmt.TRUNK_FORMAT_VERSION - 1
+        if self.wal.has_frames() or fmt.stored_version(self.file.read(0, fmt.FILE_HEADER_SIZE)) >= target:
             return
-        self.file.write(0, bytes(self.meta.encode()))
+        self.file.write(0, bytes(self.meta.encode(target)))
         self.file.sync()
+        self.meta.version = self.committed.version = target
 
     def _discard_abandoned_copy(self) -> None:
         """_discard_abandoned_copy removes the copy (and its log) that a compaction killed

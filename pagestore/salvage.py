@@ -36,7 +36,9 @@ Where the pages come from (``Source``):
 
 When a committed header is at hand (page 0, or the log's copy of it), pages
 past its page count and pages stamped with a later LSN than its last commit
-are not read: they are a transaction that never committed.
+are not read: they are a transaction that never committed. Nor are the pages
+its free list owns, when the list is intact: a freed page keeps the bytes it
+had (format 4 never writes it), records that were deleted.
 
 Memory: pass 1 keeps one entry per distinct key found (the key and its
 record id and LSN), so memory is proportional to the keys, not to the file
@@ -49,11 +51,12 @@ from __future__ import annotations
 import os
 import struct
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, AbstractSet, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from . import codecs, fileio, nodes
 from . import format as fmt
 from .errors import CorruptionError, InvalidFileError, PageStoreError, VersionMismatchError
+from .freelist import read_free_pages
 from .page import SlottedPage
 from .wal import WAL, WAL_HEADER_SIZE, WAL_MAGIC, log_path
 
@@ -88,6 +91,9 @@ class Source:
     codec_names: Optional[Tuple[str, str]] = None
     #: page 0 failed verification (salvage then counts it among the damaged pages)
     header_damaged: bool = False
+    #: pages an intact free list owns: not read (a freed page keeps the records it held,
+    #: which were deleted); empty when there is no intact header or list
+    free: AbstractSet[int] = frozenset()
 
     def image(self, pgno: int) -> Optional[bytes]:
         raise NotImplementedError
@@ -116,6 +122,10 @@ class PagerSource(Source):
         # see later commits as salvage goes: no page is too new to take.
         self.committed_lsn = None
         self.codec_names = (meta.key_codec, meta.value_codec)
+        try:
+            self.free = set(pager.freelist())
+        except CorruptionError:
+            self.free = set()
 
     def image(self, pgno: int) -> Optional[bytes]:
         def read() -> Optional[bytes]:
@@ -184,6 +194,7 @@ class FileSource(Source):
             self.page_count = meta.page_count
             self.committed_lsn = meta.lsn
             self.codec_names = (meta.key_codec, meta.value_codec)
+            self.free = read_free_pages(meta, self.image) or set()
         else:
             # No header: every whole page of the file, and every page the log holds.
             self.page_count = max([size // self.page_size] + [p + 1 for p in (self._wal.pages() if self._wal else ())])
@@ -318,7 +329,7 @@ class Salvage:
     def _page(self, pgno: int) -> Optional[SlottedPage]:
         """_page: the newest intact committed image of ``pgno``, or None (noted as damaged)."""
         src = self.source
-        if not 0 < pgno < src.page_count:
+        if not 0 < pgno < src.page_count or pgno in src.free:
             return None
         page = None
         for raw in src.images(pgno):

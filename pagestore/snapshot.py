@@ -31,7 +31,7 @@ from __future__ import annotations
 import mmap as _mmap
 import os
 from collections import OrderedDict
-from typing import Any, Optional, Set
+from typing import Any, Optional, Sequence, Set
 
 from . import fileio
 from .errors import ReadOnlyError
@@ -124,6 +124,9 @@ class SnapshotPager:
         raise ReadOnlyError("a snapshot is read-only")
 
     def free(self, pgno: int) -> None:
+        raise ReadOnlyError("a snapshot is read-only")
+
+    def free_many(self, pgnos: Sequence[int]) -> None:
         raise ReadOnlyError("a snapshot is read-only")
 
     def lend(self, pages: int) -> None:

@@ -86,6 +86,8 @@ _FIRST_RUN = 1
 #: The node cache of a snapshot's tree holds at least this many pages (an
 #: eighth of the store's node cache when that is more).
 _VIEW_NODE_CACHE = 64
+#: delete_range frees the values of this many records at a time (a few dozen leaves' worth).
+_DELETE_BATCH = 8192
 #: The default of ``open(timeout=)``: seconds a write waits for the store's write lock.
 DEFAULT_TIMEOUT = 5.0
 #: transaction(timeout=) left out: the store's timeout.
@@ -845,9 +847,11 @@ class Store(MutableMapping[Any, Any]):
         """clear deletes every record in ONE commit, at the speed of freeing pages, not keys.
 
         Every page of the tree, the heap and the overflow chains goes back to
-        the free list (none is read, each is written once, as a free page)
-        and the tree starts empty; the file keeps its size and later writes
-        reuse its pages. Snapshots taken before still see every record.
+        the free list, none of them read or written (the list takes them as a
+        few extents: the commit writes its trunk page, the free-space map's
+        pages and the header), and the tree starts empty; the file keeps its
+        size and later writes reuse its pages, lowest first. Snapshots taken
+        before still see every record. O(free-space map + cache), not O(records).
 
         Raises:
             ReadOnlyError: the store is read-only.
@@ -878,20 +882,17 @@ class Store(MutableMapping[Any, Any]):
         return self._exclusive("delete_range()", lambda: self._delete_range(lo, hi), None, join=True)
 
     def _clear_all(self) -> int:
-        """_clear_all frees every page but the header, the free-space map's and the free list's; returns the records dropped."""
+        """_clear_all frees every page but the header, the free-space map's and the free list's; returns the records dropped.
+
+        No page of records is read or written: the free list takes them as a few extents
+        (``Pager.free_all_but``), and the commit writes its trunk, the map's pages and page 0.
+        """
         pager = self._pager
         meta = pager.meta
         dropped = meta.record_count
-        keep = set(self._heap.fsm.pages)
-        keep.update(pager.freelist())
-        self._tree.reset()  # the pages of every cached node are freed below; nothing of them may be written
+        self._tree.reset()  # every cached node's page is freed below; nothing of them may be written
         self._heap.drop_all()
-        # Highest first: the free list hands pages out head first, so later writes fill the file upwards.
-        for i, pgno in enumerate(range(meta.page_count - 1, 0, -1)):
-            if pgno not in keep:
-                if not i & 255:
-                    pager.begin_operation()  # unpin: the freed pages may spill to the log
-                pager.free(pgno)
+        pager.free_all_but(self._heap.fsm.pages)
         meta.root = 0
         meta.tree_height = 0
         meta.record_count = 0
@@ -906,16 +907,23 @@ class Store(MutableMapping[Any, Any]):
         if meta.record_count and self._covers_all(lo, hi):
             return self._clear_all()
         n = 0
+        pending: List[Tuple[int, int]] = []
         while True:
             pager.begin_operation()
             keys, rids = tree.delete_run(lo, hi)
+            if keys:
+                pending += rids
+                n += len(keys)
+                meta.record_count -= len(keys)
+                meta.live_bytes -= sum(map(len, keys))
+                lo = keys[-1]
+            # The values of many leaves at once: a heap page whose records two leaves share is
+            # then mostly emptied in one go and freed whole, not rewritten once per leaf.
+            if pending and (not keys or len(pending) >= _DELETE_BATCH):
+                meta.live_bytes -= self._heap.delete_many(pending)
+                pending = []
             if not keys:
                 return n
-            freed = self._heap.delete_many(rids)
-            n += len(keys)
-            meta.record_count -= len(keys)
-            meta.live_bytes -= sum(map(len, keys)) + freed
-            lo = keys[-1]
 
     def _covers_all(self, lo: Optional[bytes], hi: Optional[bytes]) -> bool:
         """_covers_all: every key of the store lies in [lo, hi)."""
@@ -1327,7 +1335,13 @@ class Store(MutableMapping[Any, Any]):
             used = 0
             counted = 0
             free_pages = 0
+            # The free list's pages are not read: a freed page keeps its old bytes (freelist.py).
+            on_free_list = set(pager.freelist())
             for pgno in range(1, meta.page_count):
+                if pgno in on_free_list:
+                    types["free"] = types.get("free", 0) + 1
+                    free_pages += 1
+                    continue
                 pager.begin_operation()
                 page = pager.read(pgno)
                 name = fmt.PAGE_TYPE_NAMES.get(page.page_type, str(page.page_type))

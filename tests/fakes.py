@@ -79,6 +79,10 @@ class MemoryPager:
         self._free.append(pgno)
         self.freed += 1
 
+    def free_many(self, pgnos) -> None:
+        for pgno in pgnos:
+            self.free(pgno)
+
     # ---- test helpers ----
 
     def live_pages(self) -> Set[int]:

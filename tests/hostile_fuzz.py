@@ -56,7 +56,7 @@ KINDS = ("flip", "header", "page", "wal-flip", "wal-frame")
 #: page 0's fields after the checksum, in order (docs/format.md): name, offset, size
 HEADER_FIELDS = [
     ("page_count", 28, 4), ("root", 32, 4), ("tree_height", 36, 4), ("freelist_head", 40, 4),
-    ("freelist_count", 44, 4), ("fsm_head", 48, 4), ("reserved", 52, 4), ("record_count", 56, 8),
+    ("freelist_count", 44, 4), ("fsm_head", 48, 4), ("freelist_trunks", 52, 4), ("record_count", 56, 8),
     ("live_bytes", 64, 8), ("lsn", 72, 8), ("file_id", 80, 8), ("checkpoint_seq", 88, 8),
     ("version", 16, 4), ("page_size", 20, 4),
 ]

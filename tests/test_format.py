@@ -227,7 +227,8 @@ def _struct_rows(layout: struct.Struct, base: int, names: List[str]) -> List[Row
 
 def test_file_header_layout_matches_the_header_comment():
     table = c_table("FILE HEADER")
-    meta_names = [f.name for f in dataclasses.fields(fmt.Meta) if f.name != "page_size"]
+    # version: the header's own version field, decoded beside the body (not a body field)
+    meta_names = [f.name for f in dataclasses.fields(fmt.Meta) if f.name not in ("page_size", "version")]
     # The struct layout format.py writes, named as the table names them.
     fixed = _struct_rows(fmt._FIXED, 0, ["magic", "format", "page", "checksum"])
     body = _struct_rows(fmt._META, fmt.META_BODY_OFFSET, meta_names)
@@ -275,7 +276,7 @@ def _meta_strategy():
             freelist_head=head,
             freelist_count=free,
             fsm_head=draw(below),
-            reserved=0,
+            freelist_trunks=draw(st.integers(1, free)) if head else 0,
             record_count=records,
             live_bytes=draw(st.integers(0, (page_count - 1) * page_size)) if records else 0,
             lsn=draw(u63),
@@ -306,7 +307,8 @@ def test_meta_round_trip(meta):
 
 
 def test_decode_meta_rejects_damage():
-    meta = fmt.Meta(4096, page_count=10, root=3, tree_height=2, freelist_head=5, freelist_count=1, fsm_head=2)
+    meta = fmt.Meta(4096, page_count=10, root=3, tree_height=2, freelist_head=5, freelist_count=1, fsm_head=2,
+                    freelist_trunks=1)
     good = meta.encode()
     assert fmt.decode_meta(bytes(good)) == meta
 
@@ -337,7 +339,8 @@ def test_decode_meta_rejects_damage():
         fmt.decode_meta(bytes(bad))
     with pytest.raises(CorruptionError):
         fmt.decode_meta(bytes(good[:200]))
-    for field, value in (("page_count", 0), ("root", 10), ("freelist_head", 11), ("fsm_head", 99), ("freelist_count", 10)):
+    for field, value in (("page_count", 0), ("root", 10), ("freelist_head", 11), ("fsm_head", 99), ("freelist_count", 10),
+                         ("freelist_trunks", 0), ("freelist_trunks", 2)):
         broken = meta.copy()
         setattr(broken, field, value)
         with pytest.raises(CorruptionError):
@@ -411,7 +414,9 @@ def test_a_version_2_store_is_marked_version_3_before_its_log_holds_a_delta(tmp_
         assert db[b"k"] == b"v"
     assert struct.unpack_from("<I", path.read_bytes(), 16)[0] == 2  # a reader leaves it as it was
     db = pagestore.open(path)
-    assert struct.unpack_from("<I", path.read_bytes(), 16)[0] == 3  # at open, before any commit
+    # At open, before any commit: as the current version, 4, since its free list is empty (a
+    # version 3 file's empty free list is a version 4 one; tests/test_freelist.py has the others).
+    assert struct.unpack_from("<I", path.read_bytes(), 16)[0] == fmt.FORMAT_VERSION
     db[b"k2"] = b"v2"
     db.close()
     with pagestore.open(path) as db:

@@ -80,18 +80,26 @@ def test_free_list_is_reused_and_checked(tmp_path):
     pager = Pager(str(tmp_path / "p.ps"), page_size=PS)
     pages = [new_page(pager, b"%d" % i) for i in range(5)]
     pager.commit()
+    written = pager.bytes_written()
     pager.free(pages[1])
     pager.free(pages[3])
-    assert list(pager.freelist()) == [pages[3], pages[1]]  # head first
+    assert list(pager.freelist()) == [pages[1], pages[3]]  # lowest first
     assert pager.check()["free_pages"] == 2
     with pytest.raises(CorruptionError, match="freed twice"):
         pager.free(pages[3])
     pager.commit()
-    assert pager.allocate(fmt.PAGE_HEAP).pgno == pages[3]  # the head of the free list comes back first
+    # The freed pages are not written: the commit logs one trunk page (the top free page) and the header.
+    assert pager.bytes_written() - written < 3 * PS
+    assert pager.free_extents() == [(pages[1], 1)] and list(pager.freelist()) == [pages[3], pages[1]]
+    assert pager.allocate(fmt.PAGE_HEAP).pgno == pages[1]  # the lowest free page comes back first
+    assert pager.allocate(fmt.PAGE_HEAP).pgno == pages[3]  # then the (now empty) trunk itself
     assert pager.meta.page_count == 6
     pager.commit()
     pager.check()
+    assert pager.meta.freelist_count == pager.meta.freelist_head == pager.meta.freelist_trunks == 0
     # check() catches a free list whose length the header misstates
+    pager.free(pages[2])
+    pager.commit()
     pager.meta.freelist_count += 1
     with pytest.raises(CorruptionError, match="free pages"):
         pager.check()
