@@ -1091,7 +1091,7 @@ class Pager(PagerFiles):
             # Held exclusively across the rename: an opener that waited meanwhile finds
             # the new file when it looks again (``_shared_possible``). Now the new file's.
             old_lock = self._data_lock
-            self._data_lock = DataLock(self.path, write=True)
+            self._data_lock = DataLock(self.path, write=True, opener=self._opener)
             old_lock.close()
 
     def _adopt(self, path: str) -> None:
@@ -1119,6 +1119,14 @@ class Pager(PagerFiles):
             self.sharing.attach(self.wal)
             self._publish()
         self._remap()
+
+    def create_copy(self, dest: str) -> Tuple[str, fileio.File]:
+        """create_copy makes the temporary file, beside ``dest``, that a copy of this store to be
+        installed at ``dest`` is written into (a backup: ``snapshot.Backup``), through this pager's
+        opener; returns its path and the open file. Give the path to ``storefiles.install_copy``
+        when the copy is written and synced, or to ``storefiles.remove_copy``."""
+        tmp = storefiles.copy_path(dest)
+        return tmp, storefiles.create_copy(tmp, self._opener)
 
     # ---- sizes and closing ----
 

@@ -37,7 +37,7 @@ from . import fileio
 from .errors import ReadOnlyError
 from .page import SlottedPage
 from .pager import Pager
-from .storefiles import create_copy, install_copy, remove_copy
+from .storefiles import install_copy, remove_copy
 from .readers import ReadMark
 
 #: Pages a SnapshotPager caches (pages read from the log or without the map).
@@ -134,11 +134,6 @@ class SnapshotPager:
         return len(self.cache) * self.page_size
 
 
-def temp_path(path: str) -> str:
-    """temp_path: where ``backup`` builds the copy for ``path`` before renaming it into place."""
-    return f"{path}.backup-{os.getpid()}"
-
-
 def begin_backup(pager: Pager, path: str, overwrite: bool) -> "Backup":
     """begin_backup checks ``path`` and starts a copy there (see ``Backup``).
 
@@ -168,7 +163,8 @@ class Backup:
     Every page 1 .. page_count - 1 as of the mark (verified as it is read),
     then page 0 built from the mark's header (its codecs included) with a
     new file id, so that no log left beside the destination can be replayed
-    into it. The copy is written to ``temp_path`` and synced, then renamed
+    into it. The copy is written to a temporary file beside the destination
+    (``Pager.create_copy``, through the pager's opener) and synced, then renamed
     into place and the directory synced: the destination is either absent
     (or the old file) or the whole copy. The copy has no log: it opens
     checkpointed. ``copy(n)`` copies the next ``n`` pages (so a caller can
@@ -181,11 +177,12 @@ class Backup:
         self._pager = pager
         self.path = path
         self.overwrite = overwrite
-        self.tmp = temp_path(path)
         self.next = 1
         self.page_count = self._snap.meta.page_count
         self.records = self._snap.meta.record_count  # what the copy holds
-        self._file: Optional[fileio.File] = create_copy(self.tmp)  # a leftover of an interrupted backup goes
+        tmp, file = pager.create_copy(path)  # a leftover of an interrupted backup goes
+        self.tmp = tmp
+        self._file: Optional[fileio.File] = file
 
     @property
     def done(self) -> bool:
