@@ -5,7 +5,8 @@ a read-only B+tree and heap built over it (the store's ``Snapshot``, and
 every iteration, which runs on one). A page comes from:
 
     the mark's index      the page's newest log frame at or before the mark
-    else the data file    in place in the pager's map (``map``/``map_struct``),
+    else the data file    in place in the pager's map (``map``, ``fast_map``,
+                          ``map_node``, ``map_records``),
                           or read (``Pager.read_as_of``)
 
 and never through the writer's cache, whose pages may be newer than the mark
@@ -31,7 +32,7 @@ from __future__ import annotations
 import mmap as _mmap
 import os
 from collections import OrderedDict
-from typing import Any, Optional, Set
+from typing import Any, List, Optional, Set, Tuple
 
 from . import fileio
 from .errors import ReadOnlyError
@@ -62,7 +63,8 @@ class SnapshotPager:
         # The map and its C description are the pager's: the data file does
         # not change below the mark while it is held (see the module docstring).
         self.map: Optional[_mmap.mmap] = pager.map
-        self.map_struct: Any = pager.map_struct
+        self.map_struct: Any = pager.map_struct  # for btree.py alone (the heap and node cache ask below)
+        self.fast_map: Any = pager.fast_map
         self.overlaid: Set[int] = set(mark.index)
         if self.map is not None:
             mapped = len(self.map) // self.page_size
@@ -70,6 +72,14 @@ class SnapshotPager:
                 self.overlaid.update(range(mapped, self.meta.page_count))
         self.cache_pages = max(1, SNAPSHOT_CACHE_PAGES if cache_pages is None else cache_pages)
         self.cache: "OrderedDict[int, SlottedPage]" = OrderedDict()
+
+    def map_node(self, pgno: int) -> bytes:
+        """map_node: ``Pager.map_node``, the pager's map being this mark's below its page count."""
+        return self._pager.map_node(pgno)
+
+    def map_records(self, pgnos: List[int], slots: List[int], page_type: int) -> Tuple[List[int], List[int], List[int]]:
+        """map_records: ``Pager.map_records`` (offsets from the map's start: the same in ``map``)."""
+        return self._pager.map_records(pgnos, slots, page_type)
 
     def serves(self, mark: ReadMark) -> bool:
         """serves: ``mark`` holds the committed state this pager reads (marks share their index)."""
