@@ -766,7 +766,8 @@ class Pager(PagerFiles):
             pgno = page.next
 
     def check(self) -> Dict[str, int]:
-        """check verifies the pager's own invariants and the log's (``WAL.check``). O(free list + cache).
+        """check verifies the pager's own invariants, the log's (``WAL.check``), the map's
+        (``PageMap.check``) and the checkpointer's (``Checkpointer.check``). O(free list + cache).
 
         The free list is a chain of free pages inside the file, as long as
         the header says, without a cycle; every cached page lies inside the
