@@ -2,14 +2,22 @@
 
 The pager (the data file) and the write-ahead log (its log) do their I/O
 through a ``File`` their opener makes; tests put a fault-injecting double in
-its place (see tests/faultfs.py) to cut power at any write. Two more
-users of store files open a File too, each documented where it is:
+its place (see tests/faultfs.py) to cut power at any write. More users of
+store files open a File too, each documented where it is:
 ``salvage.FileSource`` reads a damaged data file and its log (read-only, no
-Pager); ``snapshot.Backup`` writes a backup's copy. Not through a File, and
-so not through an opener's double: the shared index (``shm.SharedIndex``, its
-own file, mapped) and ``shm.DataLock``, which opens the data file only to
-hold a lock on it (no reads or writes). ``track`` lets such descriptors be
-closed in a forked child as a File's are.
+Pager); ``snapshot.Backup`` writes a backup's copy (through the pager's
+opener); ``shm.DataLock`` opens the data file (through the pager's opener)
+only to hold a byte-range lock on it. Not through a File, and so not through
+an opener's double: the shared index (``shm.SharedIndex``, its own file,
+mapped, locked with the same byte-range calls on its descriptor). ``track``
+lets such descriptors be closed in a forked child as a File's are.
+
+Locks: ``File.lock`` is a whole-file ``flock`` (the writer's); the byte-range
+calls (``lock_range``, ``try_lock_range``, ``unlock_range``,
+``range_held_by_others``) are open-file-description ``fcntl`` locks
+(``F_OFD_SETLK``: Linux, ``OFD_LOCKS``), held per open file, so that two
+opens in one process exclude each other as two processes do. They are also
+here as functions on any descriptor, for the shared index.
 """
 from __future__ import annotations
 
@@ -17,9 +25,10 @@ import errno
 import fcntl
 import mmap
 import os
+import struct
 import sys
 import weakref
-from typing import Any, Callable
+from typing import Any, Callable, Optional, Tuple
 
 from .errors import StoreLockedError
 
@@ -42,6 +51,64 @@ def _find_sync_file_range() -> Any:
     fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
     fn.restype = ctypes.c_int
     return fn
+
+#: Whether this platform has open-file-description byte-range locks (Linux): the
+#: byte-range calls below raise OSError elsewhere.
+OFD_LOCKS = sys.platform.startswith("linux") and hasattr(fcntl, "F_OFD_SETLK")
+# struct flock on Linux (x86_64, aarch64): l_type, l_whence, l_start, l_len, l_pid, padding
+_FLOCK = struct.Struct("@hhqqi4x")
+
+
+# ---- open-file-description locks on any descriptor ----
+
+
+def _fcntl(fd: int, cmd: int, kind: int, start: int, length: int) -> bytes:
+    return fcntl.fcntl(fd, cmd, _FLOCK.pack(kind, os.SEEK_SET, start, length, 0))
+
+
+def try_lock(fd: int, start: int, length: int = 1, *, exclusive: bool = False) -> bool:
+    """try_lock takes a lock on bytes [start, start + length) of ``fd``'s file without waiting;
+    False when another open holds a conflicting one. A lock this open already holds there is
+    converted (shared to exclusive or back).
+
+    Raises:
+        OSError: EBADF for an exclusive lock on a descriptor open read-only.
+    """
+    kind = fcntl.F_WRLCK if exclusive else fcntl.F_RDLCK
+    try:
+        _fcntl(fd, fcntl.F_OFD_SETLK, kind, start, length)
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            return False
+        raise
+    return True
+
+
+def lock(fd: int, start: int, length: int = 1, *, exclusive: bool = False) -> None:
+    """lock takes a lock on bytes [start, start + length) of ``fd``'s file, waiting for it."""
+    kind = fcntl.F_WRLCK if exclusive else fcntl.F_RDLCK
+    while True:
+        try:
+            _fcntl(fd, fcntl.F_OFD_SETLKW, kind, start, length)
+            return
+        except InterruptedError:  # pragma: no cover - a signal
+            continue
+
+
+def unlock(fd: int, start: int, length: int = 1) -> None:
+    """unlock releases whatever this open holds on bytes [start, start + length) of ``fd``'s file."""
+    _fcntl(fd, fcntl.F_OFD_SETLK, fcntl.F_UNLCK, start, length)
+
+
+def held_by_others(fd: int, start: int, length: int) -> Optional[int]:
+    """held_by_others returns where some lock that another open holds in [start, start + length)
+    of ``fd``'s file begins (clipped to ``start``), or None when there is none."""
+    raw = _fcntl(fd, fcntl.F_OFD_GETLK, fcntl.F_WRLCK, start, length)
+    kind, _whence, lstart, _llen, _pid = _FLOCK.unpack(raw)
+    if kind == fcntl.F_UNLCK:
+        return None
+    return max(int(lstart), start)
+
 
 #: Every File (and shared index, shm.py) this process has open, so that a forked
 #: child can let go of them: each has an ``fd``, -1 once closed.
@@ -165,6 +232,35 @@ class File:
         """unlock releases the lock ``lock`` took."""
         if self.fd >= 0:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+    def try_lock_range(self, start: int, length: int = 1, *, exclusive: bool = False) -> bool:
+        """try_lock_range takes a byte-range lock on [start, start + length) of this open file
+        without waiting (``try_lock``); False when another open holds a conflicting one. The
+        range may lie past the file's end (nothing is read or written there).
+
+        Raises:
+            OSError: EBADF for an exclusive lock on a file open read-only.
+        """
+        return try_lock(self.fd, start, length, exclusive=exclusive)
+
+    def lock_range(self, start: int, length: int = 1, *, exclusive: bool = False) -> None:
+        """lock_range takes a byte-range lock on [start, start + length), waiting for it (``lock``)."""
+        lock(self.fd, start, length, exclusive=exclusive)
+
+    def unlock_range(self, start: int, length: int = 1) -> None:
+        """unlock_range lets go of whatever this open file holds in [start, start + length)."""
+        if self.fd >= 0:
+            unlock(self.fd, start, length)
+
+    def range_held_by_others(self, start: int, length: int = 1) -> Optional[int]:
+        """range_held_by_others: where a lock another open holds in [start, start + length)
+        begins (``held_by_others``), or None. Takes no lock."""
+        return held_by_others(self.fd, start, length)
+
+    def identity(self) -> Tuple[int, int]:
+        """identity: (device, inode) of the open file, to tell whether a path still names it."""
+        st = os.fstat(self.fd)
+        return st.st_dev, st.st_ino
 
     def close(self) -> None:
         if self.fd >= 0:

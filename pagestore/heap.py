@@ -54,10 +54,13 @@ class HeapPager(Protocol):
     page_size: int
     meta: fmt.Meta
     map: Optional[mmap.mmap]
-    map_struct: Any
+    #: what ``_native.fast``'s map calls take for the map (``Pager.fast_map``)
+    fast_map: Any
     overlaid: Set[int]
 
     def read(self, pgno: int) -> SlottedPage: ...
+
+    def map_records(self, pgnos: List[int], slots: List[int], page_type: int) -> Tuple[List[int], List[int], List[int]]: ...
 
     def read_passing(self, pgno: int) -> SlottedPage: ...
 
@@ -268,7 +271,7 @@ class Heap:
         self.chunk = usable
         self.inline_max = usable // 2
         self._lookup = RecordLookup()  # one set of C out-parameters for the heap and its map
-        self._map = _native.map_handle(pager.map_struct)  # the pager's ps_map_t, for _native.fast
+        self._map = pager.fast_map  # the map, for _native.fast
         self.fsm = FreeSpaceMap(pager, self._lookup, read=not read_only)
         # heap pages this transaction placed records in, most recent last (see _place)
         self._hot: List[int] = []
@@ -589,7 +592,7 @@ class Heap:
                                         [0] * len(pgnos), [0] * len(pgnos))
         mine = None if overlaid.isdisjoint(pgnos) else [k for k, p in enumerate(pgnos) if p in overlaid]
         asked = pgnos if mine is None else [0 if p in overlaid else p for p in pgnos]  # 0: C skips it
-        offs, lens, states = self._lookup.map_find_many(pager.map_struct, [], asked, slots, _PAGE_HEAP)
+        offs, lens, states = pager.map_records(asked, slots, _PAGE_HEAP)
         if mine is None:
             return Located(self, mm, None, pgnos, slots, offs, lens, states)
         return self._locate_private(pgnos, slots, mine, mm, offs, lens, states)

@@ -48,7 +48,7 @@ class TreePager(Protocol):
     meta: fmt.Meta
     #: the data file mapped read-only (pager.Pager with mmap), or None
     map: Optional[Any]
-    #: its ps_map_t, for the ps_map_* calls
+    #: its ps_map_t, for the ps_map_* calls (btree.py's map_handle; nothing here uses it)
     map_struct: Any
     #: pages whose newest image is not the data file's: never read from the map
     overlaid: Set[int]
@@ -56,6 +56,8 @@ class TreePager(Protocol):
     epoch: int
 
     def read(self, pgno: int) -> SlottedPage: ...
+
+    def map_node(self, pgno: int) -> bytes: ...
 
     def write(self, pgno: int) -> SlottedPage: ...
 
@@ -188,7 +190,7 @@ class NodeCache:
         pager = self.pager
         mm = pager.map
         if mm is not None and pgno not in pager.overlaid:
-            return nodes.map_raw(pager.map_struct, mm, pgno)  # one copy, no pager frame
+            return pager.map_node(pgno)  # one copy, no pager frame
         raw = bytes(self.pager.read(pgno).buffer)
         nodes.check(raw, pgno)  # every status it can return is a CorruptionError naming pgno
         return raw

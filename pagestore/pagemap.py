@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import mmap as _mmap
 import sys
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional, Tuple
 
-from . import fileio
+from . import _native, fileio, nodes
 from ._native import MapHandle
 from .errors import PageStoreError
+from .page import RecordLookup
 
 _refcount: Optional[Callable[[object], int]] = getattr(sys, "getrefcount", None)
 
@@ -48,6 +49,10 @@ class PageMap:
         # does, so callers may keep the pointer. base NULL and len 0 when unmapped.
         self._handle = MapHandle(page_size)
         self.struct: Any = self._handle.struct
+        #: what ``_native.fast``'s map calls take for ``struct``: a Python int with _fastpage,
+        #: the struct itself through cffi. The same for the map's life, as ``struct`` is.
+        self.handle: Any = _native.map_handle(self.struct)
+        self._lookup = RecordLookup()  # C out-parameters of ``find_records``
         self.page_size = page_size
         self.verified = bytearray()  # bit pgno: page pgno of the map has been verified
         self._retired: List[_mmap.mmap] = []  # replaced maps a snapshot may still read (_retire)
@@ -142,6 +147,22 @@ class PageMap:
         """is_verified: whether page ``pgno`` of the map has been verified by this open store."""
         i = pgno >> 3
         return i < len(self.verified) and bool(self.verified[i] >> (pgno & 7) & 1)
+
+    def node(self, pgno: int) -> bytes:
+        """node returns a copy of node page ``pgno`` from the map, verified (once) and checked as a
+        node (``nodes.map_raw``). For a page whose newest image is in the data file.
+
+        Raises:
+            CorruptionError: naming ``pgno``: damaged, not a node, or outside the map.
+        """
+        return nodes.map_raw(self.struct, self.map, pgno)
+
+    def find_records(self, pgnos: List[int], slots: List[int], page_type: int) -> Tuple[List[int], List[int], List[int]]:
+        """find_records finds record ``slots[i]`` of page ``pgnos[i]`` of the map, for every i, in one C
+        call (``RecordLookup.map_find_many``; page number 0: skipped): offsets from the map's start,
+        lengths and states, a state of 0 where there is no live record of ``page_type`` there (or
+        the page is damaged: the caller reads it through the pager, which names it)."""
+        return self._lookup.map_find_many(self.struct, [], pgnos, slots, page_type)
 
     def mapped_bytes(self) -> int:
         """mapped_bytes: the bytes of the data file mapped now."""

@@ -27,9 +27,10 @@ Mapped reads (``mmap=True``, the default of ``pagestore.open``): the data
 file is also mapped read-only and shared, by the pager's ``PageMap``
 (pagemap.py: the map, its C description, the verified bits, retired maps). A
 page whose newest committed image is in the data file can then be read in
-place by the layers above, through ``map_struct`` (handed to the ``ps_map_*``
-C calls with a page number) and ``map`` (sliced into ``bytes``), with no
-pread, no copy and no cache entry. ``overlaid`` holds the pages for which
+place by the layers above, through ``fast_map`` (handed to ``_native.fast``'s
+map calls with a page number), ``map_node`` and ``map_records`` (Python
+values), ``map`` (sliced into ``bytes``) and, for btree.py alone, ``map_struct``
+(the ``ps_map_t *``), with no pread, no copy and no cache entry. ``overlaid`` holds the pages for which
 that is not true: dirty pages, pages spilled by the open transaction and
 pages whose newest committed image is in the log. One set lookup
 (``pgno in pager.overlaid``) decides which way a read goes; an overlaid page
@@ -213,8 +214,12 @@ class Pager(PagerFiles):
         #: ``pagemap.map``, the data file mapped read-only, or None (mmap=False, or nothing to map
         #: yet): the read path's one attribute lookup, kept in step by ``_remap`` and ``_unmap``
         self.map: Optional[_mmap.mmap] = None
-        #: the map's C description (a ``ps_map_t *``), the same one for the pager's life
+        #: the map's C description (a ``ps_map_t *``), the same one for the pager's life; only
+        #: btree.py still takes it (the heap and the node cache ask ``fast_map``, ``map_node``
+        #: and ``map_records``, which are Python values)
         self.map_struct: Any = self.pagemap.struct
+        #: what ``_native.fast``'s map calls take (``PageMap.handle``), for the pager's life
+        self.fast_map: Any = self.pagemap.handle
         #: the read marks held (``read_mark``): while there is one, no checkpoint. A list,
         #: so that a snapshot's finalizer releases its mark with one atomic ``remove``.
         self.marks = Marks()
@@ -295,6 +300,21 @@ class Pager(PagerFiles):
         if self.map is not self.pagemap.map:
             raise PageStoreError("pager: the map read in place is not the pagemap's")
         self.pagemap.check()
+
+    def map_node(self, pgno: int) -> bytes:
+        """map_node: a copy of node page ``pgno`` from the map, verified once and checked as a node
+        (``PageMap.node``). For a page not in ``overlaid``, while ``map`` is not None.
+
+        Raises:
+            CorruptionError: naming ``pgno``.
+        """
+        return self.pagemap.node(pgno)
+
+    def map_records(self, pgnos: List[int], slots: List[int], page_type: int) -> Tuple[List[int], List[int], List[int]]:
+        """map_records: offsets (from the map's start), lengths and states of records ``slots[i]`` of
+        pages ``pgnos[i]`` in the map, in one C call (``PageMap.find_records``); page number 0 is
+        skipped. For pages not in ``overlaid``, while ``map`` is not None."""
+        return self.pagemap.find_records(pgnos, slots, page_type)
 
     def memory(self) -> Dict[str, int]:
         """memory: the pager's private bytes (its cache) and the bytes of the data file it maps."""
@@ -792,7 +812,8 @@ class Pager(PagerFiles):
         return self._free.extents()
 
     def check(self) -> Dict[str, int]:
-        """check verifies the pager's own invariants and the log's (``WAL.check``). O(free list + cache).
+        """check verifies the pager's own invariants, the log's (``WAL.check``), the map's
+        (``PageMap.check``) and the checkpointer's (``Checkpointer.check``). O(free list + cache).
 
         The free list is valid (freelist.py) and as long as the header
         says; every cached page lies inside the
@@ -1138,7 +1159,7 @@ class Pager(PagerFiles):
             # Held exclusively across the rename: an opener that waited meanwhile finds
             # the new file when it looks again (``_shared_possible``). Now the new file's.
             old_lock = self._data_lock
-            self._data_lock = DataLock(self.path, write=True)
+            self._data_lock = DataLock(self.path, write=True, opener=self._opener)
             old_lock.close()
 
     def _adopt(self, path: str) -> None:
@@ -1166,6 +1187,14 @@ class Pager(PagerFiles):
             self.sharing.attach(self.wal)
             self._publish()
         self._remap()
+
+    def create_copy(self, dest: str) -> Tuple[str, fileio.File]:
+        """create_copy makes the temporary file, beside ``dest``, that a copy of this store to be
+        installed at ``dest`` is written into (a backup: ``snapshot.Backup``), through this pager's
+        opener; returns its path and the open file. Give the path to ``storefiles.install_copy``
+        when the copy is written and synced, or to ``storefiles.remove_copy``."""
+        tmp = storefiles.copy_path(dest)
+        return tmp, storefiles.create_copy(tmp, self._opener)
 
     # ---- sizes and closing ----
 

@@ -179,7 +179,7 @@ class PagerFiles:
                     raise
                 time.sleep(0.002)
         if shared_log.SUPPORTED:
-            self._data_lock = DataLock(self.path, write=True)
+            self._data_lock = DataLock(self.path, write=True, opener=self._opener)
 
     def _shared_possible(self) -> bool:
         """_shared_possible: for a read-only open, takes LOCK_DMS and opens the shared index, so that
@@ -189,12 +189,12 @@ class PagerFiles:
             return False
         for _ in range(20):
             try:
-                lock = DataLock(self.path, write=False)
+                lock = DataLock(self.path, write=False, opener=self._opener)
             except OSError:
                 return False
             # A compaction may have renamed a new file over the path while this open
             # waited for the lock: then read the new one.
-            ino = os.fstat(lock.fd).st_ino
+            ino = lock.identity()[1]
             fd = getattr(self.file, "fd", None)
             if os.stat(self.path).st_ino == ino and (fd is None or os.fstat(fd).st_ino == ino):
                 self._data_lock = lock

@@ -64,7 +64,7 @@ never blocks anyone for long)
                            more is copied into the data file while it is held
 
 Writer exclusion is not here: the writer holds an exclusive ``flock`` on the
-data file, as before (pager.py).
+data file, as before (pagerfiles.py).
 """
 from __future__ import annotations
 
@@ -75,9 +75,11 @@ import os
 import struct
 import sys
 from array import array
-from typing import Iterable, NamedTuple, Optional
+from typing import Iterable, NamedTuple, Optional, Tuple
 
 from . import fileio
+# The byte-range locks, on the shared index's descriptor (the data file's are a File's).
+from .fileio import _FLOCK, held_by_others, lock, try_lock, unlock
 from ._native import crc32c
 from .errors import CorruptionError
 
@@ -99,13 +101,11 @@ READ_SPAN = 1 << 32
 
 _HDR = struct.Struct("<8sIIQQIIIQ")
 _U32 = struct.Struct("<I")
-# struct flock on Linux (x86_64, aarch64): l_type, l_whence, l_start, l_len, l_pid, padding
-_FLOCK = struct.Struct("@hhqqi4x")
 _SETLK = getattr(fcntl, "F_OFD_SETLK", 0)
 
 #: Whether this platform has the locks the shared index needs (open-file-description
 #: locks: Linux). Elsewhere a store is used by one process at a time, as before.
-SUPPORTED = sys.platform.startswith("linux") and hasattr(fcntl, "F_OFD_SETLK")
+SUPPORTED = fileio.OFD_LOCKS
 
 
 def shm_path(path: str) -> str:
@@ -147,36 +147,37 @@ class Header(NamedTuple):
 
 class DataLock:
     """DataLock is this open's LOCK_DMS on the data file (see the module docstring), on a
-    descriptor of its own, so it works whatever opener the pager reads the file with.
-    Shared from construction; ``alone`` tells whether anyone else holds it."""
+    ``fileio.File`` of its own, made by the pager's opener (so a test's double sees it), so
+    that it works whatever the pager reads the file with and lets go of nothing the pager's
+    own File holds. Shared from construction; ``alone`` tells whether anyone else holds it."""
 
-    def __init__(self, path: str, *, write: bool) -> None:
+    def __init__(self, path: str, *, write: bool, opener: fileio.Opener = fileio.open_file) -> None:
         """``write``: the caller may write the file. A reader opens it for writing too where it
         may (never writing it), so that it can tell it is the last one out at close."""
-        cloexec = getattr(os, "O_CLOEXEC", 0)
-        self.fd: int = -1
+        self.file: Optional[fileio.File] = None
         try:
-            self.fd = os.open(path, os.O_RDWR | cloexec)
+            self.file = opener(path, create=False, readonly=False)
         except PermissionError:
             if write:
                 raise
-            self.fd = os.open(path, os.O_RDONLY | cloexec)
-        fileio.track(self)
+            self.file = opener(path, create=False, readonly=True)
         try:
-            lock(self.fd, LOCK_DMS)
+            self.file.lock_range(LOCK_DMS)
         except BaseException:
             self.close()
             raise
 
     def alone(self) -> bool:
         """alone: no other open holds LOCK_DMS now."""
-        return held_by_others(self.fd, LOCK_DMS, 1) is None
+        assert self.file is not None
+        return self.file.range_held_by_others(LOCK_DMS, 1) is None
 
     def try_exclusive(self) -> bool:
         """try_exclusive turns the lock exclusive (keep it so until close), or returns False
         (also where the file could only be opened read-only)."""
+        assert self.file is not None
         try:
-            return try_lock(self.fd, LOCK_DMS, exclusive=True)
+            return self.file.try_lock_range(LOCK_DMS, exclusive=True)
         except OSError as exc:
             if exc.errno == errno.EBADF:
                 return False
@@ -184,12 +185,18 @@ class DataLock:
 
     def share(self) -> None:
         """share turns an exclusive lock (``try_exclusive``) back into a shared one."""
-        lock(self.fd, LOCK_DMS)
+        assert self.file is not None
+        self.file.lock_range(LOCK_DMS)
+
+    def identity(self) -> Tuple[int, int]:
+        """identity: (device, inode) of the file locked, to tell whether its path still names it."""
+        assert self.file is not None
+        return self.file.identity()
 
     def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        if self.file is not None:
+            file, self.file = self.file, None
+            file.close()
 
     def __del__(self) -> None:
         self.close()
@@ -459,50 +466,3 @@ def _grow(fd: int, size: int, new: int, path: str) -> None:
             pos += n
     except OSError as exc:
         raise OSError(exc.errno, f"{exc.strerror}: cannot grow the shared index to {new} bytes", path) from exc
-
-
-# ---- open-file-description locks on any descriptor ----
-
-
-def _fcntl(fd: int, cmd: int, kind: int, start: int, length: int) -> bytes:
-    return fcntl.fcntl(fd, cmd, _FLOCK.pack(kind, os.SEEK_SET, start, length, 0))
-
-
-def try_lock(fd: int, start: int, length: int = 1, *, exclusive: bool = False) -> bool:
-    """try_lock takes a lock on bytes [start, start + length) of ``fd``'s file without waiting;
-    False when another open holds a conflicting one. A lock this open already holds there is
-    converted (shared to exclusive or back)."""
-    kind = fcntl.F_WRLCK if exclusive else fcntl.F_RDLCK
-    try:
-        _fcntl(fd, fcntl.F_OFD_SETLK, kind, start, length)
-    except OSError as exc:
-        if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-            return False
-        raise
-    return True
-
-
-def lock(fd: int, start: int, length: int = 1, *, exclusive: bool = False) -> None:
-    """lock takes a lock on bytes [start, start + length) of ``fd``'s file, waiting for it."""
-    kind = fcntl.F_WRLCK if exclusive else fcntl.F_RDLCK
-    while True:
-        try:
-            _fcntl(fd, fcntl.F_OFD_SETLKW, kind, start, length)
-            return
-        except InterruptedError:  # pragma: no cover - a signal
-            continue
-
-
-def unlock(fd: int, start: int, length: int = 1) -> None:
-    """unlock releases whatever this open holds on bytes [start, start + length) of ``fd``'s file."""
-    _fcntl(fd, fcntl.F_OFD_SETLK, fcntl.F_UNLCK, start, length)
-
-
-def held_by_others(fd: int, start: int, length: int) -> Optional[int]:
-    """held_by_others returns where some lock that another open holds in [start, start + length)
-    of ``fd``'s file begins (clipped to ``start``), or None when there is none."""
-    raw = _fcntl(fd, fcntl.F_OFD_GETLK, fcntl.F_WRLCK, start, length)
-    kind, _whence, lstart, _llen, _pid = _FLOCK.unpack(raw)
-    if kind == fcntl.F_UNLCK:
-        return None
-    return max(int(lstart), start)

@@ -5,7 +5,8 @@ a read-only B+tree and heap built over it (the store's ``Snapshot``, and
 every iteration, which runs on one). A page comes from:
 
     the mark's index      the page's newest log frame at or before the mark
-    else the data file    in place in the pager's map (``map``/``map_struct``),
+    else the data file    in place in the pager's map (``map``, ``fast_map``,
+                          ``map_node``, ``map_records``),
                           or read (``Pager.read_as_of``)
 
 and never through the writer's cache, whose pages may be newer than the mark
@@ -31,13 +32,13 @@ from __future__ import annotations
 import mmap as _mmap
 import os
 from collections import OrderedDict
-from typing import Any, Optional, Sequence, Set
+from typing import Any, List, Optional, Sequence, Set, Tuple
 
 from . import fileio
 from .errors import ReadOnlyError
 from .page import SlottedPage
 from .pager import Pager
-from .storefiles import create_copy, install_copy, remove_copy
+from .storefiles import install_copy, remove_copy
 from .readers import ReadMark
 
 #: Pages a SnapshotPager caches (pages read from the log or without the map).
@@ -62,7 +63,8 @@ class SnapshotPager:
         # The map and its C description are the pager's: the data file does
         # not change below the mark while it is held (see the module docstring).
         self.map: Optional[_mmap.mmap] = pager.map
-        self.map_struct: Any = pager.map_struct
+        self.map_struct: Any = pager.map_struct  # for btree.py alone (the heap and node cache ask below)
+        self.fast_map: Any = pager.fast_map
         self.overlaid: Set[int] = set(mark.index)
         if self.map is not None:
             mapped = len(self.map) // self.page_size
@@ -70,6 +72,14 @@ class SnapshotPager:
                 self.overlaid.update(range(mapped, self.meta.page_count))
         self.cache_pages = max(1, SNAPSHOT_CACHE_PAGES if cache_pages is None else cache_pages)
         self.cache: "OrderedDict[int, SlottedPage]" = OrderedDict()
+
+    def map_node(self, pgno: int) -> bytes:
+        """map_node: ``Pager.map_node``, the pager's map being this mark's below its page count."""
+        return self._pager.map_node(pgno)
+
+    def map_records(self, pgnos: List[int], slots: List[int], page_type: int) -> Tuple[List[int], List[int], List[int]]:
+        """map_records: ``Pager.map_records`` (offsets from the map's start: the same in ``map``)."""
+        return self._pager.map_records(pgnos, slots, page_type)
 
     def serves(self, mark: ReadMark) -> bool:
         """serves: ``mark`` holds the committed state this pager reads (marks share their index)."""
@@ -137,11 +147,6 @@ class SnapshotPager:
         return len(self.cache) * self.page_size
 
 
-def temp_path(path: str) -> str:
-    """temp_path: where ``backup`` builds the copy for ``path`` before renaming it into place."""
-    return f"{path}.backup-{os.getpid()}"
-
-
 def begin_backup(pager: Pager, path: str, overwrite: bool) -> "Backup":
     """begin_backup checks ``path`` and starts a copy there (see ``Backup``).
 
@@ -171,7 +176,8 @@ class Backup:
     Every page 1 .. page_count - 1 as of the mark (verified as it is read),
     then page 0 built from the mark's header (its codecs included) with a
     new file id, so that no log left beside the destination can be replayed
-    into it. The copy is written to ``temp_path`` and synced, then renamed
+    into it. The copy is written to a temporary file beside the destination
+    (``Pager.create_copy``, through the pager's opener) and synced, then renamed
     into place and the directory synced: the destination is either absent
     (or the old file) or the whole copy. The copy has no log: it opens
     checkpointed. ``copy(n)`` copies the next ``n`` pages (so a caller can
@@ -184,11 +190,12 @@ class Backup:
         self._pager = pager
         self.path = path
         self.overwrite = overwrite
-        self.tmp = temp_path(path)
         self.next = 1
         self.page_count = self._snap.meta.page_count
         self.records = self._snap.meta.record_count  # what the copy holds
-        self._file: Optional[fileio.File] = create_copy(self.tmp)  # a leftover of an interrupted backup goes
+        tmp, file = pager.create_copy(path)  # a leftover of an interrupted backup goes
+        self.tmp = tmp
+        self._file: Optional[fileio.File] = file
 
     @property
     def done(self) -> bool:

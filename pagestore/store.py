@@ -2085,7 +2085,7 @@ def remove(path: StorePath) -> None:
             f.lock(exclusive=True)  # held until the files are gone: no writer opens meanwhile
         except StoreLockedError:
             raise StoreLockedError(f"{p}: cannot remove the store: another process has it open") from None
-        if shm.SUPPORTED and shm.held_by_others(f.fd, shm.LOCK_DMS, 1) is not None:
+        if shm.SUPPORTED and f.range_held_by_others(shm.LOCK_DMS, 1) is not None:
             raise StoreLockedError(f"{p}: cannot remove the store: another process has it open (reading)")
         discard(p)
     finally:

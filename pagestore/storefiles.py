@@ -5,7 +5,7 @@ A store is a data file and, beside it, its log (``wal.log_path``) and its shared
 than to their bytes: where a compacted copy is built (``compaction_path``) and how it
 replaces the data file (``move_into_place``, for ``Pager.adopt``) or is thrown away
 (``discard``, ``discard_abandoned_copy``); a backup's copy made, installed or removed
-(``create_copy``, ``install_copy``, ``remove_copy``, for ``snapshot.Backup``); and the
+(``copy_path``, ``create_copy``, ``install_copy``, ``remove_copy``, for ``snapshot.Backup``); and the
 cleanup of a failed open (``side_file_undo``). Nothing above the pager names, renames or
 unlinks a store's files: the store and the snapshot call these.
 
@@ -105,12 +105,20 @@ def discard(path: str) -> None:
     remove_shm(path)
 
 
-def create_copy(path: str) -> fileio.File:
-    """create_copy makes an empty file at ``path`` for a copy of a store to be written into (a
-    backup's temporary file: ``snapshot.Backup``), removing a leftover of an interrupted copy
-    first. Give it to ``install_copy`` when written and synced, or to ``remove_copy``."""
+def copy_path(path: str) -> str:
+    """copy_path names the temporary file a copy of a store to be installed at ``path`` (a backup)
+    is written to, beside it: one per process, so two processes backing up to one path do not
+    write into each other's copy."""
+    return f"{path}.backup-{os.getpid()}"
+
+
+def create_copy(path: str, opener: fileio.Opener = fileio.open_file) -> fileio.File:
+    """create_copy makes an empty file at ``path`` (through ``opener``) for a copy of a store to be
+    written into (a backup's temporary file, ``copy_path``: ``Pager.create_copy``), removing a
+    leftover of an interrupted copy first. Give it to ``install_copy`` when written and synced,
+    or to ``remove_copy``."""
     _unlink(path)
-    file = fileio.open_file(path, create=True)
+    file = opener(path, create=True)
     file.truncate(0)
     return file
 

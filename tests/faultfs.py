@@ -45,6 +45,15 @@ number -> name; ``Disk.kinds``: "write", "sync" or "truncate"), so that a
 test can show which events of, say,
 ``WAL.reset`` its cut points reached.
 
+Locks: ``FaultFile.lock`` is flock's rule among the handles of one Disk; the
+byte-range calls (``lock_range``, ``try_lock_range``, ``unlock_range``,
+``range_held_by_others``) are open-file-description locks' rule among them
+(each handle an open file: shared ranges coexist, an exclusive one conflicts
+with any other handle's overlapping range; a handle's own lock is converted in
+place), and an exclusive range on a read-only handle fails with EBADF, as
+Linux's does. A wait for a range another handle holds would never end in one
+thread: ``lock_range`` raises AssertionError then. Locks are not I/O events.
+
 Maps: ``FaultFile.map`` serves the file's bytes as an anonymous memory map
 kept in step with every later write, as a shared map of a real file is. A
 truncate below the end of a live map raises AssertionError: on a real file
@@ -160,6 +169,21 @@ def _sector_pieces(off: int, data: bytes) -> List[Tuple[int, bytes]]:
     return out
 
 
+def _carve(held: List[Tuple[int, int, bool]], start: int, length: int) -> List[Tuple[int, int, bool]]:
+    """_carve: the ranges ``held`` with [start, start + length) cut out of them (split where needed)."""
+    out = []
+    end = start + length
+    for s, n, ex in held:
+        if s + n <= start or end <= s:
+            out.append((s, n, ex))
+            continue
+        if s < start:
+            out.append((s, start - s, ex))
+        if end < s + n:
+            out.append((end, s + n - end, ex))
+    return out
+
+
 class Disk:
     """Disk is the shared state behind every FaultFile; see the module docstring."""
 
@@ -193,6 +217,8 @@ class Disk:
         self.crashes = 0
         self.contents: Dict[Tuple[int, int], _Content] = {}
         self.locks: Dict[Tuple[int, int], Dict[int, bool]] = {}  # inode -> {handle id: exclusive}
+        #: byte-range locks: inode -> {handle id: [(start, length, exclusive), ...]}
+        self.ranges: Dict[Tuple[int, int], Dict[int, List[Tuple[int, int, bool]]]] = {}
         self.handles: List["FaultFile"] = []
         self.dead = False
 
@@ -290,6 +316,7 @@ class Disk:
             h._unpin()
         self.handles.clear()
         self.locks.clear()
+        self.ranges.clear()
         self.crashes += 1
         self.dead = False
         self.fail_at = None
@@ -416,6 +443,54 @@ class FaultFile:
             raise StoreLockedError(f"{self.path}: another process has the store open; cannot open it {mode}")
         held[id(self)] = exclusive
 
+    # ---- byte-range locks (see the module docstring) ----
+
+    def _ranges(self) -> Dict[int, List[Tuple[int, int, bool]]]:
+        return self.disk.ranges.setdefault(self.ino, {})
+
+    def range_held_by_others(self, start: int, length: int = 1) -> Optional[int]:
+        """range_held_by_others: where another handle's lock in [start, start + length) begins, or None."""
+        self._live()
+        return self._conflict(start, length, True)
+
+    def _conflict(self, start: int, length: int, exclusive: bool) -> Optional[int]:
+        found: Optional[int] = None
+        for h, held in self._ranges().items():
+            if h == id(self):
+                continue
+            for s, n, ex in held:
+                if s < start + length and start < s + n and (exclusive or ex):
+                    at = max(s, start)
+                    found = at if found is None else min(found, at)
+        return found
+
+    def try_lock_range(self, start: int, length: int = 1, *, exclusive: bool = False) -> bool:
+        """try_lock_range: as ``fileio.File.try_lock_range``, among this Disk's handles."""
+        self._live()
+        if exclusive and self.readonly:
+            raise OSError(errno.EBADF, "Bad file descriptor (opened read-only)", self.path)
+        if self._conflict(start, length, exclusive) is not None:
+            return False
+        mine = self._ranges().setdefault(id(self), [])
+        mine[:] = _carve(mine, start, length) + [(start, length, exclusive)]
+        return True
+
+    def lock_range(self, start: int, length: int = 1, *, exclusive: bool = False) -> None:
+        """lock_range: ``try_lock_range``, which must succeed (one thread could never wait it out)."""
+        if not self.try_lock_range(start, length, exclusive=exclusive):
+            raise AssertionError(f"{self.path}: would wait forever for bytes [{start}, {start + length}) "
+                                 "locked by another handle of this Disk")
+
+    def unlock_range(self, start: int, length: int = 1) -> None:
+        """unlock_range lets go of whatever this handle holds in [start, start + length)."""
+        mine = self._ranges().get(id(self))
+        if mine is not None:
+            mine[:] = _carve(mine, start, length)
+
+    def identity(self) -> Tuple[int, int]:
+        """identity: the placeholder's (device, inode), under which the contents are kept."""
+        return self.ino
+
     def _unpin(self) -> None:
         if self._pin >= 0:
             os.close(self._pin)
@@ -429,5 +504,8 @@ class FaultFile:
         held = self.disk.locks.get(self.ino)
         if held is not None:
             held.pop(id(self), None)
+        ranges = self.disk.ranges.get(self.ino)
+        if ranges is not None:
+            ranges.pop(id(self), None)
         if self in self.disk.handles:
             self.disk.handles.remove(self)

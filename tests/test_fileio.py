@@ -2,6 +2,7 @@
 writes, sync, map, locks), and the fork hook that closes a child's copies."""
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from faultfs import Disk
 from pagestore import fileio
 from pagestore.errors import StoreLockedError
 
@@ -86,6 +88,49 @@ def test_locks_conflict_across_open_files(tmp_path: Path) -> None:
     finally:
         a.close()
         b.close()
+
+
+def _openers(tmp_path: Path):
+    """The real opener and faultfs's double: the byte-range calls must behave alike in both."""
+    return {"real": fileio.open_file, "faultfs": Disk(str(tmp_path)).opener}
+
+
+@pytest.mark.skipif(not fileio.OFD_LOCKS, reason="no open-file-description locks here")
+@pytest.mark.parametrize("kind", ["real", "faultfs"])
+def test_byte_range_locks_belong_to_each_open_file(tmp_path: Path, kind: str) -> None:
+    """Byte-range locks (open-file-description locks) conflict between two opens of one file
+    in one process, as between processes; they lie past the file's end and are no I/O."""
+    opener = _openers(tmp_path)[kind]
+    path = str(tmp_path / "f")
+    a = opener(path, create=True)
+    b = opener(path)
+    r = opener(path, readonly=True)
+    far = 1 << 40  # where the store's locks live: far past any file's end
+    try:
+        assert a.size() == 0
+        assert a.range_held_by_others(far, 1) is None
+        a.lock_range(far)  # shared
+        assert b.try_lock_range(far)  # shared with shared
+        assert r.range_held_by_others(far, 4) == far  # others hold it; nothing taken
+        assert not b.try_lock_range(far, exclusive=True)  # a holds it shared
+        a.unlock_range(far)
+        assert b.try_lock_range(far, exclusive=True)  # b's own shared lock turned exclusive
+        assert not a.try_lock_range(far) and a.range_held_by_others(far - 8, 16) == far
+        assert b.range_held_by_others(far, 1) is None  # its own lock is not another's
+        assert a.try_lock_range(far + 1, exclusive=True)  # the next byte is free
+        b.unlock_range(far, 1)
+        assert a.try_lock_range(far)
+        with pytest.raises(OSError) as info:
+            r.try_lock_range(far + 8, exclusive=True)  # exclusive needs a writable open (Linux: EBADF)
+        assert info.value.errno == errno.EBADF
+        assert r.try_lock_range(far + 8)  # shared is fine read-only
+        assert a.size() == 0 and a.identity() == b.identity() == r.identity()
+        b.close()  # closing lets go of its locks
+        assert a.range_held_by_others(far, 16) == far + 8  # r's, not b's
+    finally:
+        a.close()
+        b.close()
+        r.close()
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")

@@ -92,3 +92,39 @@ def test_an_unused_map_maps_nothing(tmp_path):
     assert pm.remap(f, PS) is None and pm.mapped_bytes() == 0
     pm.check()
     f.close()
+
+
+def test_the_page_source_calls_answer_in_python_values(tmp_path):
+    """Pager.map_node and map_records (what the node cache and the heap ask instead of the C
+    description): bytes and lists of ints, the same as the pages read through the pager, and a
+    page that is not what was asked is refused or reported, never served."""
+    from pagestore import format as fmt
+    from pagestore import nodes
+    from pagestore.errors import CorruptionError
+    from pagestore.pager import Pager
+
+    path = str(tmp_path / "p.ps")
+    pager = Pager(path, page_size=PS)
+    pager.begin_operation()
+    heap = pager.allocate(fmt.PAGE_HEAP)
+    slots = [heap.insert(b"value %d" % i) for i in range(5)]
+    leaf = pager.allocate(fmt.PAGE_LEAF)
+    nodes.build_leaf(leaf, leaf.pgno, [b"a", b"b"], [heap.pgno, heap.pgno], [slots[0], slots[1]])
+    hp, lp = heap.pgno, leaf.pgno
+    pager.commit()
+    pager.close()
+    pager = Pager(path)  # reopened: every page in the data file, read in place
+    pager.begin_operation()
+    assert pager.map is not None and not pager.overlaid
+    raw = pager.map_node(lp)
+    assert type(raw) is bytes and raw == bytes(pager.read(lp).buffer)
+    assert nodes.decode(raw, lp)[1] == [b"a", b"b"]
+    with pytest.raises(CorruptionError) as info:
+        pager.map_node(hp)  # a heap page is not a node
+    assert info.value.pgno == hp
+    offs, lens, states = pager.map_records([hp, 0, hp, lp], [slots[3], 0, 99, 0], fmt.PAGE_HEAP)
+    assert all(type(x) is int for x in offs + lens + states)
+    assert pager.map[offs[0]:offs[0] + lens[0]] == b"value 3" and states[0] != 0
+    assert states[1:] == [0, 0, 0]  # skipped, no such slot, not a heap page
+    pager.check()
+    pager.close()

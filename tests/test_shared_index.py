@@ -365,3 +365,25 @@ def test_a_writer_that_cannot_open_the_index_says_which_file(tmp_path):
     os.rmdir(path + "-shm")
     with pagestore.open(path) as db:
         assert db[b"a"] == b"1"
+
+
+def test_the_data_lock_goes_through_the_stores_opener(tmp_path):
+    """LOCK_DMS is taken on a File the store's opener made (shm.DataLock), so the fault double sees
+    it: while the store is open the double holds it, and a crash lets go of it with the process,
+    so that the next open, alone, removes the log and the shared index when it closes."""
+    from faultfs import Disk
+    from pagestore.wal import log_path
+
+    disk = Disk(str(tmp_path))
+    path = os.path.join(str(tmp_path), "db")
+    db = Store(path, _opener=disk.opener)
+    db[b"a"] = b"1"
+    st = os.stat(path)
+    held = disk.ranges.get((st.st_dev, st.st_ino), {})
+    assert [r for locks in held.values() for r in locks] == [(shm.LOCK_DMS, 1, False)]
+    disk.crash("kill")  # the process is gone, and its locks with it (db is never closed)
+    again = Store(path, _opener=disk.opener)
+    assert again[b"a"] == b"1"
+    again.close()
+    assert not os.path.exists(log_path(path)) and not os.path.exists(shm.shm_path(path))
+    del db
