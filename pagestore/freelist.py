@@ -48,8 +48,12 @@ format-3 header or the trunks under a format-4 one.
 Memory: the extents, sorted (two lists), loaded on first use (O(trunks)
 page reads) and kept while the pager's committed state is the one they were
 loaded from. ``flush`` (the pager's commit) rewrites only the trunks whose
-bytes changed; a change low in the list shifts every trunk after it, so a
-commit's cost is at most O(extents / 506) trunk pages.
+extents changed. Each trunk keeps a range of page numbers (``_bounds``), so
+a change rewrites the trunk its pages fall in, not every trunk after it (as
+filling trunks in order did: taking the lowest page of a fragmented list
+rewrote them all); the list is cut again, each trunk three quarters full,
+only when a trunk overflows or the number of trunks is far from what the
+extents need.
 
 Who calls what: the pager only (``Pager.allocate``, ``free``, ``free_many``,
 ``free_all_but``, ``freelist``, ``commit``, ``rollback``, ``check``).
@@ -57,7 +61,7 @@ Who calls what: the pager only (``Pager.allocate``, ``free``, ``free_many``,
 from __future__ import annotations
 
 import struct
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from typing import TYPE_CHECKING, Callable, Dict, Iterable, Iterator, List, Optional, Protocol, Set, Tuple
 
 from . import format as fmt
@@ -102,8 +106,12 @@ class FreeList:
         self._lens: List[int] = []
         self._trunks: List[int] = []  # in chain order (ascending once flushed)
         self._count = 0  # pages in the extents (the trunks not included)
-        #: what each trunk holds on disk as of the last load or flush: (record, next)
-        self._written: Dict[int, Tuple[bytes, int]] = {}
+        #: what each trunk holds on disk as of the last load or flush: (starts, counts, next)
+        self._written: Dict[int, Tuple[List[int], List[int], int]] = {}
+        #: the lowest first page of the extents each trunk (ascending) holds: trunk i lists the
+        #: extents that start in [bounds[i], bounds[i + 1]), so that a change rewrites the one
+        #: trunk whose range it falls in, not every trunk after it
+        self._bounds: List[int] = []
         # The header the state belongs to: the pager's Meta object itself (a rollback, a new file or
         # a reader's new view replaces it; holding it keeps its id from being reused) and its lsn
         # and version (a commit advances the one, the format upgrade the other).
@@ -153,6 +161,7 @@ class FreeList:
         meta = self.pager.meta
         self._starts, self._lens, self._trunks, self._count = [], [], [], 0
         self._written = {}
+        self._bounds = []
         self._loaded = None
         if meta.version < 4:
             self._load_chain(meta)
@@ -200,6 +209,8 @@ class FreeList:
             raw = page.read(0)
             if len(raw) % EXTENT_SIZE or len(raw) // EXTENT_SIZE > per:
                 raise CorruptionError(pgno, f"free-list trunk's record is {len(raw)} bytes")
+            ws: List[int] = []
+            wl: List[int] = []
             for first, n in _EXTENT.iter_unpack(raw):
                 if n < 1 or first < prev_end or first + n > end:
                     raise CorruptionError(
@@ -211,9 +222,12 @@ class FreeList:
                     self._lens.append(n)
                 prev_end = first + n
                 count += n
+                ws.append(first)
+                wl.append(n)
             seen.add(pgno)
             trunks.append(pgno)
-            self._written[pgno] = (bytes(raw), page.next)
+            self._written[pgno] = (ws, wl, page.next)
+            self._bounds.append(ws[0] if ws and self._bounds else (self._bounds[-1] if self._bounds else 0))
             pgno = page.next
         if len(trunks) != meta.freelist_trunks:
             raise CorruptionError(0, f"header's freelist_trunks is {meta.freelist_trunks} trunks, the chain holds {len(trunks)}")
@@ -411,42 +425,56 @@ class FreeList:
         self._ensure()
         per = extents_per_trunk(self.pager.page_size)
         trunks = self._trunks
+        starts, lens = self._starts, self._lens
 
-        def need() -> int:
-            if not self._starts and not trunks:
-                return 0
-            return max(1, -(-len(self._starts) // per))
+        def minimum() -> int:
+            return -(-len(starts) // per) if starts else (1 if trunks else 0)
 
-        if len(trunks) > need():
-            # Give surplus trunks back (highest last in the chain first), then take what that asks.
-            surplus = sorted(trunks)[need():]
-            for t in surplus:
-                trunks.remove(t)
-                self._written.pop(t, None)
-            for t in surplus:
-                self.put_run(t, 1)
-        while len(trunks) < need():
-            # The top page of the highest extent: no new extent, and trunks stay away from
-            # the low pages that ``take`` hands out first.
-            self._lens[-1] -= 1
-            p = self._starts[-1] + self._lens[-1]
-            if not self._lens[-1]:
-                del self._starts[-1]
-                del self._lens[-1]
-            self._count -= 1
-            trunks.append(p)
-        trunks.sort()
+        def goal() -> int:  # a quarter of each trunk left free, so that most changes fit where they fall
+            return max(minimum(), -(-len(starts) // (per - per // 4)))
+
+        rebound = len(self._bounds) != len(trunks) or trunks != sorted(trunks)
+        if len(trunks) < minimum() or len(trunks) > 2 * goal() + 1:
+            rebound = True
+            if len(trunks) > goal():
+                surplus = sorted(trunks)[goal():]
+                for t in surplus:
+                    trunks.remove(t)
+                    self._written.pop(t, None)
+                for t in surplus:
+                    self.put_run(t, 1)
+            while len(trunks) < goal():
+                # The top page of the highest extent: no new extent, and trunks stay away from
+                # the low pages that ``take`` hands out first.
+                lens[-1] -= 1
+                p = starts[-1] + lens[-1]
+                if not lens[-1]:
+                    del starts[-1]
+                    del lens[-1]
+                self._count -= 1
+                trunks.append(p)
+            trunks.sort()
+        n, e = len(trunks), len(starts)
+        cuts: List[int] = []
+        if not rebound:
+            cuts = [bisect_left(starts, b) for b in self._bounds] + [e]
+            rebound = cuts[0] != 0 or any(cuts[i + 1] - cuts[i] > per for i in range(n))
+        if rebound:
+            chunk = -(-e // n) if n else 0
+            cuts = [min(i * chunk, e) for i in range(n)] + [e]
+            self._bounds = [0] + [starts[c] if c < e else self.pager.meta.page_count for c in cuts[1:n]]
         for i, t in enumerate(trunks):
-            lo = i * per
-            record = b"".join(_EXTENT.pack(s, n) for s, n in zip(self._starts[lo:lo + per], self._lens[lo:lo + per]))
-            nxt = trunks[i + 1] if i + 1 < len(trunks) else 0
-            if self._written.get(t) == (record, nxt):
+            ws, wl = starts[cuts[i]:cuts[i + 1]], lens[cuts[i]:cuts[i + 1]]
+            nxt = trunks[i + 1] if i + 1 < n else 0
+            old = self._written.get(t)
+            if old is not None and old[2] == nxt and old[0] == ws and old[1] == wl:
                 continue
-            page = self.pager.write(t) if t in self._written else self.pager.fresh(t, fmt.PAGE_FREE)
+            record = struct.pack(f"<{2 * len(ws)}I", *[v for pair in zip(ws, wl) for v in pair])
+            page = self.pager.write(t) if old is not None else self.pager.fresh(t, fmt.PAGE_FREE)
             page.init(t, fmt.PAGE_FREE)
             page.insert(record)
             page.next = nxt
-            self._written[t] = (record, nxt)
+            self._written[t] = (ws, wl, nxt)
         meta.freelist_head = trunks[0] if trunks else 0
         meta.freelist_trunks = len(trunks)
         meta.freelist_count = self._count + len(trunks)
@@ -480,14 +508,15 @@ class FreeList:
         if total != meta.freelist_count:
             raise CorruptionError(0, f"header's freelist_count is {meta.freelist_count} free pages, the list holds {total}")
         if not self.changed and meta.version >= 4:
-            state = (list(self._starts), list(self._lens), list(self._trunks), self._count, dict(self._written))
+            state = (list(self._starts), list(self._lens), list(self._trunks), self._count, dict(self._written),
+                     list(self._bounds))
             try:
                 self._load()
                 fresh = (self._starts, self._lens, self._trunks, self._count)
                 if fresh != state[:4]:
                     raise CorruptionError(meta.freelist_head, "free-list trunks differ from the list in memory")
             finally:
-                self._starts, self._lens, self._trunks, self._count, self._written = state
+                self._starts, self._lens, self._trunks, self._count, self._written, self._bounds = state
         return total
 
 

@@ -476,3 +476,19 @@ def test_log_tables_match_the_docs_and_the_code():
     assert ("Page 0, the commit frame, follows the same rule" in " ".join(FORMAT_MD.split())
             and f"after every {wal.MAX_CHAIN} deltas" in " ".join(FORMAT_MD.split()))
     assert "Page 0, the commit frame, follows the same rule" in " ".join(doc.split())
+
+
+def test_free_list_trunk_table_matches_in_the_header_the_docs_and_freelist_py():
+    """A trunk's extent (first u32, count u32): native/pagestore.h's FREE-LIST TRUNK, docs/format.md's
+    "Free-page list" and pagestore/freelist.py's docstring say the same, and freelist.py packs that."""
+    from pagestore import freelist
+
+    comment = HEADER_H[: HEADER_H.index("*/")]
+    c_rows = re.findall(r"^\*\*\s+(8i(?:\+4)?)\s+(\d+)\s+(\w+)", comment[comment.index("FREE-LIST TRUNK"):], re.M)
+    assert c_rows == [("8i", "4", "first"), ("8i+4", "4", "count")]
+    for text in (FORMAT_MD[FORMAT_MD.index("## Free-page list"):], freelist.__doc__ or ""):
+        rows = re.findall(r"^\|\s*(8i(?: \+ 4)?)\s*\|\s*(\d+)\s*\|\s*(\w+)", text, re.M)
+        assert [(o.replace(" ", ""), s, w) for o, s, w in rows] == c_rows
+    assert freelist.EXTENT_SIZE == 8 and freelist._EXTENT.format == "<II"
+    assert freelist.TRUNK_OVERHEAD == fmt.HEADER_SIZE + fmt.SLOT_SIZE
+    assert "(page_size - 46) / 8" in FORMAT_MD and "(page_size - 46) // 8" in (freelist.__doc__ or "")

@@ -603,3 +603,30 @@ def test_the_list_follows_a_compacted_file_through_commits_that_do_not_touch_it(
         db.check()
     with Store(path, **helpers.SMALL) as db:
         assert len(db) == 11 and db.check()
+
+
+def test_a_change_rewrites_the_trunk_it_falls_in_not_every_trunk_after_it(tmp_path):
+    """A fragmented list (every other page free: one extent each, a dozen trunks): taking the lowest
+    page removes the first extent, which shifted every later extent into the trunk before it when
+    trunks were filled in order; each trunk now keeps a range of pages, so one trunk is written."""
+    pager = Pager(str(tmp_path / "f.ps"), page_size=PS, sync=False)
+    pages = [pager.allocate(fmt.PAGE_HEAP).pgno for _ in range(1000)]
+    pager.commit()
+    pager.free_many(pages[::2])
+    pager.commit()
+    assert len(pager.free_extents()) > 450 and pager.meta.freelist_trunks >= 8
+    for _ in range(5):
+        before = pager.bytes_written()
+        pager.begin_operation()
+        p = pager.allocate(fmt.PAGE_HEAP)
+        assert p.pgno == pager.free_extents()[0][0] - 2  # the lowest free page went
+        pager.commit()
+        # the page, the first trunk (a delta) and the header (a delta): never a dozen trunks
+        assert pager.bytes_written() - before < 3 * PS, pager.bytes_written() - before
+    pager.free_many(pages[1::2][100:300])  # merges extents in the middle: those trunks only
+    pager.commit()
+    pager.check()
+    pager.close()
+    reopened = Pager(str(tmp_path / "f.ps"), page_size=PS, sync=False)
+    assert reopened.check()["free_pages"] == reopened.meta.freelist_count
+    reopened.close()
