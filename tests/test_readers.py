@@ -478,9 +478,12 @@ def test_readers_that_never_pause_do_not_keep_the_log_growing(tmp_path, procs):
     # Before LOCK_READ0 the log never restarted while they read (62 MB in 4 s,
     # all that was logged). Now it restarts all along the run; between
     # restarts it grows while reads on the log overlap one another (these
-    # last milliseconds: up to a third of what was logged, 33 MB of 95, seen).
+    # last milliseconds: up to a third of what was logged, 33 MB of 95, seen on
+    # a quiet machine; on a 2-core machine at load 6, readers descheduled in
+    # the middle of their reads held the log for longer: 7.3 MB of 10.5).
+    # Without LOCK_READ0 the log is all that was logged (log_largest == logged).
     assert min(stats["restarts_by_half"]) >= 1, stats
-    assert stats["log_largest"] < stats["logged"] / 2, stats
+    assert stats["log_largest"] < stats["logged"] * 0.85, stats
 
 
 def test_bank_with_the_log_restarting_at_every_commit(tmp_path, procs):
