@@ -162,6 +162,44 @@ static PyObject *fp_node_find(PyObject *self, PyObject *const *args, Py_ssize_t 
     return search_tuple(idx[0], eq, idx[1], slot);
 }
 
+/* rid_or_none: the (rid pgno, rid slot) of a search that found its key, or None. */
+static PyObject *rid_or_none(uint8_t equal, uint32_t pgno, uint16_t slot) {
+    if (!equal) Py_RETURN_NONE;
+    return Py_BuildValue("(IH)", (unsigned int)pgno, slot);
+}
+
+/* map_get(h, pgno, key) -> (rid pgno, rid slot) of key in leaf pgno, or None: a point read's leaf
+** search with the rid as the answer (map_find, less to unpack). */
+static PyObject *fp_map_get(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    (void)self;
+    uint32_t pgno, idx[2];
+    uint8_t eq;
+    uint16_t slot;
+    if (!nargs_ok(n, 3, "map_get") || !as_u32(args[1], &pgno) || !as_bytes(args[2], "key")) return NULL;
+    ps_map_t *m = as_map(args[0]);
+    if (m == NULL) return NULL;
+    int rc = ps_map_node_search(m, pgno, PS_PAGE_LEAF, (const uint8_t *)PyBytes_AS_STRING(args[2]),
+                                (uint32_t)PyBytes_GET_SIZE(args[2]), 0, idx, &eq, idx + 1, &slot);
+    if (rc != PS_OK) return fail(rc, pgno, "leaf");
+    return rid_or_none(eq, idx[1], slot);
+}
+
+/* node_get(raw, key, pgno) -> (rid pgno, rid slot) of key in raw leaf pgno, or None. */
+static PyObject *fp_node_get(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    (void)self;
+    uint32_t pgno, idx[2];
+    uint8_t eq;
+    uint16_t slot;
+    if (!nargs_ok(n, 3, "node_get") || !as_bytes(args[0], "raw") || !as_bytes(args[1], "key") ||
+        !as_u32(args[2], &pgno))
+        return NULL;
+    int rc = ps_node_search((const uint8_t *)PyBytes_AS_STRING(args[0]), (uint32_t)PyBytes_GET_SIZE(args[0]),
+                            (const uint8_t *)PyBytes_AS_STRING(args[1]), (uint32_t)PyBytes_GET_SIZE(args[1]), 0, idx,
+                            &eq, idx + 1, &slot);
+    if (rc != PS_OK) return fail(rc, pgno, "leaf");
+    return rid_or_none(eq, idx[1], slot);
+}
+
 /* find_many: out[t] = (rid pgno, rid slot) for each of keys[lo:hi] found in leaf `page`. */
 static PyObject *find_many(const uint8_t *page, uint32_t size, uint32_t pgno, PyObject *keys, PyObject *lo_obj,
                            PyObject *hi_obj, PyObject *out) {
@@ -541,6 +579,10 @@ static PyMethodDef methods[] = {
     {"map_child", (PyCFunction)(void (*)(void))fp_map_child, METH_FASTCALL, "map_child(h, pgno, key) -> child pgno"},
     {"map_find", (PyCFunction)(void (*)(void))fp_map_find, METH_FASTCALL,
      "map_find(h, pgno, key) -> (index, equal, rid pgno, rid slot)"},
+    {"map_get", (PyCFunction)(void (*)(void))fp_map_get, METH_FASTCALL,
+     "map_get(h, pgno, key) -> (rid pgno, rid slot) of key in leaf pgno, or None"},
+    {"node_get", (PyCFunction)(void (*)(void))fp_node_get, METH_FASTCALL,
+     "node_get(raw, key, pgno) -> (rid pgno, rid slot) of key in raw leaf pgno, or None"},
     {"node_child", (PyCFunction)(void (*)(void))fp_node_child, METH_FASTCALL, "node_child(raw, key, pgno) -> child pgno"},
     {"node_find", (PyCFunction)(void (*)(void))fp_node_find, METH_FASTCALL,
      "node_find(raw, key, after, pgno) -> (index, equal, pgno, slot)"},

@@ -29,7 +29,8 @@ from __future__ import annotations
 import os
 import platform
 import threading
-from typing import Any, List, NoReturn, Optional, Tuple
+from functools import partial
+from typing import Any, Callable, List, NoReturn, Optional, Tuple
 
 from .errors import CorruptionError, NotFoundError, PageFullError, PageStoreError
 
@@ -155,12 +156,14 @@ class MapHandle:
     cdata of its own making.
     """
 
-    __slots__ = ("struct", "_bufs")
+    __slots__ = ("struct", "_bufs", "calls")
 
     def __init__(self, page_size: int) -> None:
         self.struct: Any = ffi.new("ps_map_t *")
         self.struct.page_size = page_size
         self._bufs: Tuple[Any, ...] = ()
+        #: the lean calls on this map, for the layers above (they never see ``struct``)
+        self.calls = MapCalls(self.struct)
 
     def attach(self, data: Any, verified: bytearray, page_size: int) -> None:
         """attach points the description at ``data`` (the map) and ``verified`` (its bitset, a bit a page)."""
@@ -268,6 +271,14 @@ class CffiPage:
         if r < 0:
             raise_for(-r, pgno, "leaf")
         return (r >> 1) & 0x3FFF, bool(r & 1), r >> 31, (r >> 15) & 0xFFFF
+
+    def map_get(self, h: Any, pgno: int, key: bytes) -> Optional[Tuple[int, int]]:
+        _, equal, p, s = self.map_find(h, pgno, key)
+        return (p, s) if equal else None
+
+    def node_get(self, raw: bytes, key: bytes, pgno: int) -> Optional[Tuple[int, int]]:
+        _, equal, p, s = self._search(raw, key, False, pgno)
+        return (p, s) if equal else None
 
     def _search(self, raw: bytes, key: bytes, after: bool, pgno: int) -> Tuple[int, bool, int, int]:
         _check_bytes(raw, "raw")
@@ -451,8 +462,8 @@ def _load_fast() -> Tuple[Any, str]:
             if want == "fastpage":
                 raise
         else:
-            # a build of this version from before the write path's calls lacks them: stale too
-            if _fastpage.NATIVE_VERSION != EXPECTED_NATIVE_VERSION or not hasattr(_fastpage, "leaf_insert"):  # pragma: no cover
+            # a build of this version from before the newest calls (node_get, map_get) lacks them: stale too
+            if _fastpage.NATIVE_VERSION != EXPECTED_NATIVE_VERSION or not hasattr(_fastpage, "node_get"):  # pragma: no cover
                 raise ImportError(
                     f"pagestore._fastpage version {_fastpage.NATIVE_VERSION} does not match the Python "
                     f"package (expects {EXPECTED_NATIVE_VERSION}); rebuild with `pip install .`"
@@ -462,6 +473,38 @@ def _load_fast() -> Tuple[Any, str]:
     if want == "fastpage":
         raise ImportError("PAGESTORE_NATIVE=fastpage, but pagestore._fastpage is not built here")
     return CffiPage(), "cffi"
+
+
+class MapCalls:
+    """MapCalls: ``fast``'s map calls bound to one map description (a ``MapHandle``'s), so that
+    the tree and the heap read mapped pages by page number, Python values in and out, and
+    never hold the ``ps_map_t`` itself. Each attribute is ``functools.partial(fast.map_X,
+    handle)``: a C-level call, cheaper than a method or than passing the handle each time.
+
+    ``leaf_find(pgno, key)`` -> (index, equal, rid pgno, rid slot) in leaf pgno;
+    ``leaf_get(pgno, key)`` -> (rid pgno, rid slot), or None for a key not there;
+    ``leaf_find_many(pgno, keys, lo, hi, out)``; ``leaf_run(pgno, start, after, stop, limit)``;
+    ``value(pgno, slot)``, ``values(pgnos, slots)``, ``record(pgno, slot, want_type)``,
+    ``chunk(pgno)``, ``chain_run(first, count, step)``: as native/fastpage.c documents
+    ``map_find``, ``map_get``, ``map_find_many``, ``map_leaf_run``, ``map_value``, ... The
+    description must outlive these (the pager keeps its one for its life).
+    """
+
+    __slots__ = ("leaf_find", "leaf_get", "leaf_find_many", "leaf_run", "value", "values", "record", "chunk",
+                 "chain_run")
+
+    def __init__(self, struct: Any) -> None:
+        h = map_handle(struct)
+        self.leaf_find: Callable[[int, bytes], Tuple[int, bool, int, int]] = partial(fast.map_find, h)
+        self.leaf_get: Callable[[int, bytes], Optional[Tuple[int, int]]] = partial(fast.map_get, h)
+        self.leaf_find_many: Callable[[int, List[bytes], int, int, List[Any]], None] = partial(fast.map_find_many, h)
+        self.leaf_run: Callable[[int, Optional[bytes], bool, Optional[bytes], int], RunResult] = partial(
+            fast.map_leaf_run, h)
+        self.value: Callable[[int, int], Optional[bytes]] = partial(fast.map_value, h)
+        self.values: Callable[[List[int], List[int]], List[Optional[bytes]]] = partial(fast.map_values, h)
+        self.record: Callable[[int, int, int], Optional[Tuple[int, int, int, int]]] = partial(fast.map_record, h)
+        self.chunk: Callable[[int], Optional[Tuple[bytes, int]]] = partial(fast.map_chunk, h)
+        self.chain_run: Callable[[int, int, int], Optional[bytes]] = partial(fast.map_chain_run, h)
 
 
 def map_handle(struct: Any) -> Any:

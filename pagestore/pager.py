@@ -213,6 +213,8 @@ class Pager:
         # does, so callers may keep the pointer. base NULL and len 0 when unmapped.
         self._map_handle = MapHandle(page_size)
         self.map_struct: Any = self._map_handle.struct
+        #: the lean calls on the map (``_native.MapCalls``): pages read by number, Python values only
+        self.map_calls = self._map_handle.calls
         self.verified = bytearray()  # bit pgno: page pgno of the map has been verified
         self._retired: List[_mmap.mmap] = []  # replaced maps a snapshot may still read (_retire)
         #: the read marks held (``read_mark``): while there is one, no checkpoint. A list,

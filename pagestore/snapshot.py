@@ -62,6 +62,7 @@ class SnapshotPager:
         # not change below the mark while it is held (see the module docstring).
         self.map: Optional[_mmap.mmap] = pager.map
         self.map_struct: Any = pager.map_struct
+        self.map_calls = pager.map_calls
         self.overlaid: Set[int] = set(mark.index)
         if self.map is not None:
             mapped = len(self.map) // self.page_size

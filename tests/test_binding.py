@@ -88,6 +88,7 @@ def test_both_bindings_answer_alike_on_sound_damaged_and_outside_pages(tmp_path)
             for k in probes:
                 calls.append(("map_child", (h, p, k), (m, p, k)))
                 calls.append(("map_find", (h, p, k), (m, p, k)))
+                calls.append(("map_get", (h, p, k), (m, p, k)))
                 lo, hi = sorted(rng.sample(probes, 2))
                 limit = rng.choice([-1, 0, 1, 5, 1000])
                 calls.append(("map_leaf_run", (h, p, lo, rng.random() < 0.5, hi, limit),
@@ -120,7 +121,8 @@ def test_both_bindings_answer_alike_on_sound_damaged_and_outside_pages(tmp_path)
             raw = bytes(pager.map[p * 512 : (p + 1) * 512]) if p < page_count else b"\0" * 512
             for k in probes:
                 for name, args in (("node_child", (raw, k, p)), ("node_find", (raw, k, True, p)),
-                                   ("node_find", (raw, k, False, p)), ("leaf_run", (raw, p, k, False, None, 3)),
+                                   ("node_find", (raw, k, False, p)), ("node_get", (raw, k, p)),
+                                   ("leaf_run", (raw, p, k, False, None, 3)),
                                    ("leaf_run", (raw, p, None, True, k, -1)), ("page_value", (raw, 0)),
                                    ("page_value", (bytearray(raw), 1))):
                     assert _outcome(getattr(fast, name), *args) == _outcome(getattr(cf, name), *args), (name, p)
@@ -161,6 +163,11 @@ def test_wrong_arguments_are_errors_not_crashes():
         fast.node_find(raw, b"k", False, 9)  # an all-zero page is no node
     assert e.value.pgno == 9
     assert fast.page_value(b"short", 0) is None
+    assert fast.node_get(leaf, b"a", 1) == (7, 3) and fast.node_get(leaf, b"b", 1) is None
+    with pytest.raises(TypeError):
+        fast.node_get(leaf, "a", 1)
+    with pytest.raises(TypeError):
+        fast.map_get(0, 1)
 
 
 _DIGEST = textwrap.dedent(
@@ -280,7 +287,7 @@ def test_scan_takes_each_run_of_values_in_one_call(tmp_path):
 
         got = list(islice(db.items(start=b"000500"), 50))
         assert got == [(b"%06d" % i, b"v%d" % i) for i in range(500, 550)]
-        assert calls == [1, 2, 4, 8, 16, 32]
+        assert calls == [4, 3, 9, 36]  # a run cut by its leaf's end goes on in the next leaf: 52 values
 
 
 def test_overflow_chains_in_any_page_order_read_back(tmp_path):
