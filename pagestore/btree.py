@@ -170,7 +170,7 @@ class BTree:
         return node.vals[i] if i < len(keys) and keys[i] == key else None
 
     def get_sorted(self, keys: Sequence[bytes]) -> List[Optional[Rid]]:
-        """get_sorted returns the rid of each of ``keys`` (sorted ascending, no duplicates), or None.
+        """get_sorted returns the rid of each of ``keys`` (sorted ascending; duplicates allowed), or None.
 
         ``[get(k) for k in keys]`` with one descent per leaf instead of one
         per key (Store.get_many): the descent to the leaf of the first key
@@ -187,7 +187,7 @@ class BTree:
         meta = pager.meta
         if not meta.root or not keys:
             return out
-        if type(keys) is not list or any(type(k) is not bytes for k in keys):
+        if type(keys) is not list or not set(map(type, keys)) <= {bytes}:  # at C speed
             keys = [self._check_key(k) for k in keys]
         cache = self.nodes
         lru = cache.lru

@@ -1086,41 +1086,42 @@ class Store(MutableMapping[Any, Any]):
             TypeError: a key the key codec refuses (nothing is read).
         """
         ks = self._encoded_keys(keys)
-        unique = sorted(set(ks))
-        found: List[Any] = [_DELETED] * len(unique)  # _DELETED: not found
+        # The positions in key order (one sort; no set, no dict): duplicates sit side by side
+        # and are each looked up, in the same leaf call.
+        order = sorted(range(len(ks)), key=ks.__getitem__)
+        out: List[Any] = [default] * len(ks)
+        found: List[int] = []  # positions of out that hold a value
         with self._lock:
             pager = self._begin()
-            rids = self._tree.get_sorted(unique)
+            rids = self._tree.get_sorted([ks[i] for i in order])
+            have = [t for t, rid in enumerate(rids) if rid is not None]
             if pager.map is not None:
                 # the values in the map in one C call per run, in key order; the rest through the pager
-                have = [i for i, rid in enumerate(rids) if rid is not None]
-                pgnos = [rids[i][0] for i in have]  # type: ignore[index]
-                slots = [rids[i][1] for i in have]  # type: ignore[index]
+                pgnos = [rids[t][0] for t in have]  # type: ignore[index]
+                slots = [rids[t][1] for t in have]  # type: ignore[index]
                 read_run = self._heap.read_run
                 for at in range(0, len(have), _GET_MANY_RUN):
                     pager.begin_operation()  # unpin the previous run's pages
                     end = at + _GET_MANY_RUN
-                    for i, v in zip(have[at:end], read_run(pgnos[at:end], slots[at:end])):
-                        found[i] = v
+                    for t, v in zip(have[at:end], read_run(pgnos[at:end], slots[at:end])):
+                        out[order[t]] = v
             else:
                 # Records in page order: one int per record sorts much faster than (rid, index) tuples.
-                shift = len(unique).bit_length()
-                order = sorted([(((rid[0] << 16) | rid[1]) << shift) | i for i, rid in enumerate(rids) if rid is not None])
+                shift = len(rids).bit_length()
+                by_page = sorted([(((rids[t][0] << 16) | rids[t][1]) << shift) | t for t in have])  # type: ignore[index]
                 mask = (1 << shift) - 1
                 read_many = self._heap.read_many
-                for at in range(0, len(order), _GET_MANY_RUN):
-                    part = [x & mask for x in order[at : at + _GET_MANY_RUN]]
+                for at in range(0, len(by_page), _GET_MANY_RUN):
+                    part = [x & mask for x in by_page[at : at + _GET_MANY_RUN]]
                     pager.begin_operation()  # unpin the previous run's pages
-                    for i, v in zip(part, read_many([rids[i] for i in part])):  # type: ignore[misc]
-                        found[i] = v
+                    for t, v in zip(part, read_many([rids[t] for t in part])):  # type: ignore[misc]
+                        out[order[t]] = v
+            if self._vdec is not None:
+                found = [order[t] for t in have]
         dec = self._vdec
         if dec is not None:
-            found = [v if v is _DELETED else dec(v) for v in found]
-        where = {k: i for i, k in enumerate(unique)}
-        out = []
-        for k in ks:
-            v = found[where[k]]
-            out.append(default if v is _DELETED else v)
+            for i in found:
+                out[i] = dec(out[i])
         return out
 
     def put_many(self, items: Any, values: Any = None, *, sync: Optional[bool] = None) -> None:
