@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import platform
+import struct
 import threading
 from functools import partial
 from typing import Any, Callable, List, NoReturn, Optional, Tuple
@@ -201,6 +202,7 @@ class MapHandle:
 # ---- the read path's hot calls: _fastpage, or the same through cffi ----
 
 RunResult = Tuple[int, int, int, List[bytes], List[int], List[int]]
+_STUB = struct.Struct("<II")  # an overflow stub's head: the value's total length, its first overflow page
 
 
 class CffiPage:
@@ -316,13 +318,28 @@ class CffiPage:
             if equal:
                 out[t] = (p, s)
 
-    def map_value(self, h: Any, pgno: int, slot: int) -> Optional[bytes]:
+    def map_value(self, h: Any, pgno: int, slot: int) -> "bytes | Tuple[int, int, int] | None":
         n = self._cells[0]
         off: int = lib.ps_map_value(h, pgno, slot, n)
-        if off < 0:
+        if off >= 0:
+            value: bytes = ffi.buffer(h.base + off, n[0])[:]
+            return value
+        found = self.map_record(h, pgno, slot, lib.PS_PAGE_HEAP)
+        if found is None or found[2] != lib.PS_SLOT_OVERFLOW or found[1] < 8:
             return None
-        value: bytes = ffi.buffer(h.base + off, n[0])[:]
-        return value
+        total, first = _STUB.unpack(ffi.buffer(h.base + found[0], 8)[:])
+        return total, first, found[1] - 8
+
+    def map_chain_value(self, h: Any, first: int, count: int, step: int, pgno: int, slot: int) -> Optional[bytes]:
+        head = self.map_chain_run(h, first, count, step)
+        found = self.map_record(h, pgno, slot, lib.PS_PAGE_HEAP)
+        if head is None or found is None or found[2] != lib.PS_SLOT_OVERFLOW or found[1] < 8:
+            return None
+        stub: bytes = ffi.buffer(h.base + found[0], found[1])[:]
+        total, at = _STUB.unpack(stub[:8])
+        if at != first or len(head) + len(stub) - 8 != total:
+            return None
+        return head + stub[8:]
 
     def map_record(self, h: Any, pgno: int, slot: int, want_type: int) -> Optional[Tuple[int, int, int, int]]:
         off, n, st, nx = self._record_cells
@@ -462,8 +479,8 @@ def _load_fast() -> Tuple[Any, str]:
             if want == "fastpage":
                 raise
         else:
-            # a build of this version from before the newest calls (node_get, map_get) lacks them: stale too
-            if _fastpage.NATIVE_VERSION != EXPECTED_NATIVE_VERSION or not hasattr(_fastpage, "node_get"):  # pragma: no cover
+            # a build of this version from before the newest calls (map_chain_value) lacks them: stale too
+            if _fastpage.NATIVE_VERSION != EXPECTED_NATIVE_VERSION or not hasattr(_fastpage, "map_chain_value"):  # pragma: no cover
                 raise ImportError(
                     f"pagestore._fastpage version {_fastpage.NATIVE_VERSION} does not match the Python "
                     f"package (expects {EXPECTED_NATIVE_VERSION}); rebuild with `pip install .`"
@@ -485,13 +502,14 @@ class MapCalls:
     ``leaf_get(pgno, key)`` -> (rid pgno, rid slot), or None for a key not there;
     ``leaf_find_many(pgno, keys, lo, hi, out)``; ``leaf_run(pgno, start, after, stop, limit)``;
     ``value(pgno, slot)``, ``values(pgnos, slots)``, ``record(pgno, slot, want_type)``,
-    ``chunk(pgno)``, ``chain_run(first, count, step)``: as native/fastpage.c documents
+    ``chunk(pgno)``, ``chain_run(first, count, step)``, ``chain_value(first, count, step, pgno,
+    slot)``: as native/fastpage.c documents
     ``map_find``, ``map_get``, ``map_find_many``, ``map_leaf_run``, ``map_value``, ... The
     description must outlive these (the pager keeps its one for its life).
     """
 
     __slots__ = ("leaf_find", "leaf_get", "leaf_find_many", "leaf_run", "value", "values", "record", "chunk",
-                 "chain_run")
+                 "chain_run", "chain_value")
 
     def __init__(self, struct: Any) -> None:
         h = map_handle(struct)
@@ -500,7 +518,8 @@ class MapCalls:
         self.leaf_find_many: Callable[[int, List[bytes], int, int, List[Any]], None] = partial(fast.map_find_many, h)
         self.leaf_run: Callable[[int, Optional[bytes], bool, Optional[bytes], int], RunResult] = partial(
             fast.map_leaf_run, h)
-        self.value: Callable[[int, int], Optional[bytes]] = partial(fast.map_value, h)
+        self.value: Callable[[int, int], "bytes | Tuple[int, int, int] | None"] = partial(fast.map_value, h)
+        self.chain_value: Callable[[int, int, int, int, int], Optional[bytes]] = partial(fast.map_chain_value, h)
         self.values: Callable[[List[int], List[int]], List[Optional[bytes]]] = partial(fast.map_values, h)
         self.record: Callable[[int, int, int], Optional[Tuple[int, int, int, int]]] = partial(fast.map_record, h)
         self.chunk: Callable[[int], Optional[Tuple[bytes, int]]] = partial(fast.map_chunk, h)

@@ -102,6 +102,10 @@ def test_both_bindings_answer_alike_on_sound_damaged_and_outside_pages(tmp_path)
             for count in (0, 1, 2, 3, 6):
                 for step in (1, -1):
                     calls.append(("map_chain_run", (h, p, count, step), (m, p, count, step)))
+                    for stub in (p - 1, p + 1, 2):  # stub pages near the chain and one far from it
+                        for slot in (0, 1):
+                            calls.append(("map_chain_value", (h, p, count, step, stub, slot),
+                                          (m, p, count, step, stub, slot)))
             calls.append(("map_values", (h, [p, p, 0], [0, 1, 0]), (m, [p, p, 0], [0, 1, 0])))
             out: List[Any] = [None] * len(keys)
             calls.append(("map_find_many", (h, p, keys, 0, 40, list(out)), (m, p, keys, 0, 40, list(out))))
@@ -313,19 +317,19 @@ def test_overflow_chains_in_any_page_order_read_back(tmp_path):
         heap = db._heap
         from pagestore import heap as heap_module
 
-        real = heap_module._map_chain_run
+        real = heap_module._map_chain_value  # a whole value, chain run and stub tail, in one call
 
         def counted(*args: Any) -> Any:
             got = real(*args)
             runs.append(got is not None)
             return got
 
-        heap_module._map_chain_run = counted
+        heap_module._map_chain_value = counted
         try:
             for k, v in model.items():
                 assert db[k] == v
             assert dict(db.items()) == model
         finally:
-            heap_module._map_chain_run = real
+            heap_module._map_chain_value = real
         assert heap is db._heap
     assert True in runs and False in runs  # both ways were taken
