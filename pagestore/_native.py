@@ -5,10 +5,11 @@ with cdata they get from here (``ffi`` buffers, ``scratch`` out-parameters);
 each wrapper is: validate -> call -> check the status code -> return, and
 hands Python objects and exceptions up. One piece of cdata travels further
 today: the pager's map description (``MapHandle.struct``, a ``ps_map_t *``),
-which the pager exposes as ``map_struct`` and the tree, the node cache and
-the heap pass, unopened, to ``map_handle`` and the ``nodes``/``page`` map
-calls (issue 24 moves it behind a page source). ``fast`` takes and returns
-Python objects only.
+which the pager exposes as ``map_struct`` and the node cache and the heap
+pass, unopened, to ``map_handle`` and the ``nodes``/``page`` map calls
+(issue 24 moves it behind a page source). ``fast`` takes and returns Python
+objects only; ``MapCalls`` (the pager's ``map_calls``) binds its map calls to
+one map, so the tree reads mapped leaves by page number and holds no cdata.
 
 TWO BINDINGS OF THE SAME C. cffi builds the whole page API. The read path's
 hot calls (a node search per level, a value read, a leaf's run of a scan) are

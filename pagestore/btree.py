@@ -42,7 +42,11 @@ INTERNAL PAGE (page type PS_PAGE_INTERNAL = 3): n children, n - 1 keys
 The tree's shape is kept valid (see treecheck.py for the exact rule) by
 split.py; node sizes and the decoded form are node.py; the nodes live in
 nodecache.py's LRU, raw or decoded. This file holds the operations: get,
-put, delete, range batches, and the descents they share.
+put, delete, range batches, and the one descent they share (``_descend``:
+a get bisects internal nodes and moves nothing in the LRU; a change or a
+scan also records its path). Leaves in the data file are read in the map
+through the pager's ``map_calls`` (``_native.MapCalls``: page numbers and
+keys in, Python values out); nothing here holds C data.
 
 Who calls what: the store calls ``flush()`` before every commit (and before
 anything that reads pages directly, such as a checkpoint), and ``reset()``
