@@ -153,9 +153,15 @@ class BTree:
             return None
         entry = self._descend_entry(key, None)
         raw = entry.raw
-        self._hint = None if raw is None else (key, entry, raw)
-        found = self._leaf_get(entry, key)
-        self.nodes.trim()
+        if raw is None:
+            self._hint = None
+            found = self._leaf_get(entry, key)
+        else:
+            self._hint = (key, entry, raw)
+            found = _fast.node_get(raw, key, entry.pgno)  # _descend_entry moved the leaf in the LRU
+        cache = self.nodes
+        if cache.weight != cache.settled:
+            cache.trim()
         return found
 
     def _leaf_get(self, entry: CacheEntry, key: bytes) -> Optional[Rid]:
