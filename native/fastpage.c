@@ -162,6 +162,44 @@ static PyObject *fp_node_find(PyObject *self, PyObject *const *args, Py_ssize_t 
     return search_tuple(idx[0], eq, idx[1], slot);
 }
 
+/* rid_or_none: the (rid pgno, rid slot) of a search that found its key, or None. */
+static PyObject *rid_or_none(uint8_t equal, uint32_t pgno, uint16_t slot) {
+    if (!equal) Py_RETURN_NONE;
+    return Py_BuildValue("(IH)", (unsigned int)pgno, slot);
+}
+
+/* map_get(h, pgno, key) -> (rid pgno, rid slot) of key in leaf pgno, or None: a point read's leaf
+** search with the rid as the answer (map_find, less to unpack). */
+static PyObject *fp_map_get(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    (void)self;
+    uint32_t pgno, idx[2];
+    uint8_t eq;
+    uint16_t slot;
+    if (!nargs_ok(n, 3, "map_get") || !as_u32(args[1], &pgno) || !as_bytes(args[2], "key")) return NULL;
+    ps_map_t *m = as_map(args[0]);
+    if (m == NULL) return NULL;
+    int rc = ps_map_node_search(m, pgno, PS_PAGE_LEAF, (const uint8_t *)PyBytes_AS_STRING(args[2]),
+                                (uint32_t)PyBytes_GET_SIZE(args[2]), 0, idx, &eq, idx + 1, &slot);
+    if (rc != PS_OK) return fail(rc, pgno, "leaf");
+    return rid_or_none(eq, idx[1], slot);
+}
+
+/* node_get(raw, key, pgno) -> (rid pgno, rid slot) of key in raw leaf pgno, or None. */
+static PyObject *fp_node_get(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    (void)self;
+    uint32_t pgno, idx[2];
+    uint8_t eq;
+    uint16_t slot;
+    if (!nargs_ok(n, 3, "node_get") || !as_bytes(args[0], "raw") || !as_bytes(args[1], "key") ||
+        !as_u32(args[2], &pgno))
+        return NULL;
+    int rc = ps_node_search((const uint8_t *)PyBytes_AS_STRING(args[0]), (uint32_t)PyBytes_GET_SIZE(args[0]),
+                            (const uint8_t *)PyBytes_AS_STRING(args[1]), (uint32_t)PyBytes_GET_SIZE(args[1]), 0, idx,
+                            &eq, idx + 1, &slot);
+    if (rc != PS_OK) return fail(rc, pgno, "leaf");
+    return rid_or_none(eq, idx[1], slot);
+}
+
 /* find_many: out[t] = (rid pgno, rid slot) for each of keys[lo:hi] found in leaf `page`. */
 static PyObject *find_many(const uint8_t *page, uint32_t size, uint32_t pgno, PyObject *keys, PyObject *lo_obj,
                            PyObject *hi_obj, PyObject *out) {
@@ -222,17 +260,29 @@ static PyObject *fp_map_find_many(PyObject *self, PyObject *const *args, Py_ssiz
     return find_many(page, m->page_size, pgno, args[2], args[3], args[4], args[5]);
 }
 
-/* map_value(h, pgno, slot) -> the bytes of a whole live record of heap page pgno, or None for
-** anything else (an overflow stub, a damaged page, a bad slot: the caller's checking path). */
+/* le32: the little-endian u32 at p. */
+static uint32_t le32(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+/* map_value(h, pgno, slot) -> the bytes of a whole live record of heap page pgno; for a live
+** overflow stub, its (total length, first overflow page, tail length) for the caller to take
+** the chain (map_chain_value); None for anything else (a damaged page, a bad slot, a stub too
+** short to be one: the caller's checking path). */
 static PyObject *fp_map_value(PyObject *self, PyObject *const *args, Py_ssize_t n) {
     (void)self;
     uint32_t pgno, slot, len;
+    uint64_t off;
+    uint8_t st;
     if (!nargs_ok(n, 3, "map_value") || !as_u32(args[1], &pgno) || !as_u32(args[2], &slot)) return NULL;
     ps_map_t *m = as_map(args[0]);
     if (m == NULL) return NULL;
-    int64_t off = ps_map_value(m, pgno, slot, &len);
-    if (off < 0) Py_RETURN_NONE;
-    return PyBytes_FromStringAndSize((const char *)m->base + off, (Py_ssize_t)len);
+    if (ps_map_page_read(m, pgno, slot, PS_PAGE_HEAP, &off, &len, &st, NULL) != PS_OK) Py_RETURN_NONE;
+    const uint8_t *rec = m->base + off; /* ps_map_page_read bounded the record within its page */
+    if (st == PS_SLOT_LIVE) return PyBytes_FromStringAndSize((const char *)rec, (Py_ssize_t)len);
+    if (st == PS_SLOT_OVERFLOW && len >= 8)
+        return Py_BuildValue("(III)", (unsigned int)le32(rec), (unsigned int)le32(rec + 4), (unsigned int)(len - 8));
+    Py_RETURN_NONE;
 }
 
 /* map_record(h, pgno, slot, want_type) -> (offset from the map's start, length, state, the page's
@@ -291,6 +341,54 @@ static PyObject *fp_page_value(PyObject *self, PyObject *const *args, Py_ssize_t
     return out;
 }
 
+/* chain_args: map_chain_run's and map_chain_value's (h, first, count, step); 0 with an
+** exception set for bad ones. *ok is 0 for a run that cannot be one (the caller answers None). */
+static int chain_args(PyObject *const *args, ps_map_t **m, uint32_t *first, uint32_t *count, int *step, int *ok) {
+    if (!as_u32(args[1], first) || !as_u32(args[2], count)) return 0;
+    long st = PyLong_AsLong(args[3]);
+    if (st == -1 && PyErr_Occurred()) return 0;
+    if (st != 1 && st != -1) {
+        PyErr_SetString(PyExc_ValueError, "map_chain_run: step must be 1 or -1");
+        return 0;
+    }
+    *m = as_map(args[0]);
+    if (*m == NULL) return 0;
+    *step = (int)st;
+    *ok = !(*count == 0 || (st < 0 && *first < *count) || (st > 0 && (uint64_t)*first + *count > 0xFFFFFFFFull));
+    return 1;
+}
+
+/* chain_walk: pass 1 over overflow pages first, first + step, ... (count of them): each sound
+** and linked to the next of the run (0 for the last); their chunks' total length. 0 if not. */
+static int chain_walk(ps_map_t *m, uint32_t first, uint32_t count, int step, uint64_t *total) {
+    *total = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        uint32_t pgno = step > 0 ? first + i : first - i, len, next;
+        uint64_t off;
+        uint8_t st;
+        if (ps_map_page_read(m, pgno, 0, PS_PAGE_OVERFLOW, &off, &len, &st, &next) != PS_OK) return 0;
+        uint32_t want = i + 1 == count ? 0 : (step > 0 ? pgno + 1 : pgno - 1);
+        if (next != want) return 0;
+        *total += len;
+    }
+    return 1;
+}
+
+/* chain_copy: pass 2, the chunks copied to dst (room for `room` bytes); 0 if anything moved. */
+static int chain_copy(ps_map_t *m, uint32_t first, uint32_t count, int step, char *dst, uint64_t room) {
+    uint64_t at = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        uint32_t pgno = step > 0 ? first + i : first - i, len, next;
+        uint64_t off;
+        uint8_t st;
+        if (ps_map_page_read(m, pgno, 0, PS_PAGE_OVERFLOW, &off, &len, &st, &next) != PS_OK || at + len > room)
+            return 0;
+        memcpy(dst + at, m->base + off, len);
+        at += len;
+    }
+    return 1;
+}
+
 /* map_chain_run(h, first, count, step) -> the chunks (slot 0) of overflow pages first, first +
 ** step, ... (count pages, step +1 or -1) joined, when each is a sound overflow page whose next
 ** field names the page after it in that run (0 for the last); else None. The caller names
@@ -298,44 +396,50 @@ static PyObject *fp_page_value(PyObject *self, PyObject *const *args, Py_ssize_t
 ** whose pages were allocated one after another, so a value is one call, not one a page. */
 static PyObject *fp_map_chain_run(PyObject *self, PyObject *const *args, Py_ssize_t n) {
     (void)self;
+    ps_map_t *m;
     uint32_t first, count;
-    if (!nargs_ok(n, 4, "map_chain_run") || !as_u32(args[1], &first) || !as_u32(args[2], &count)) return NULL;
-    long step = PyLong_AsLong(args[3]);
-    if (step == -1 && PyErr_Occurred()) return NULL;
-    if (step != 1 && step != -1) {
-        PyErr_SetString(PyExc_ValueError, "map_chain_run: step must be 1 or -1");
-        return NULL;
-    }
-    ps_map_t *m = as_map(args[0]);
-    if (m == NULL) return NULL;
-    if (count == 0 || (step < 0 && first < count) || (step > 0 && (uint64_t)first + count > 0xFFFFFFFFull))
-        Py_RETURN_NONE;
-    uint64_t total = 0;
-    for (uint32_t i = 0; i < count; i++) { /* first pass: every page sound and linked, the length */
-        uint32_t pgno = step > 0 ? first + i : first - i, len, next;
-        uint64_t off;
-        uint8_t st;
-        if (ps_map_page_read(m, pgno, 0, PS_PAGE_OVERFLOW, &off, &len, &st, &next) != PS_OK) Py_RETURN_NONE;
-        uint32_t want = i + 1 == count ? 0 : (step > 0 ? pgno + 1 : pgno - 1);
-        if (next != want) Py_RETURN_NONE;
-        total += len;
-    }
-    if (total > (uint64_t)PY_SSIZE_T_MAX) Py_RETURN_NONE;
+    int step, ok;
+    uint64_t total;
+    if (!nargs_ok(n, 4, "map_chain_run") || !chain_args(args, &m, &first, &count, &step, &ok)) return NULL;
+    if (!ok || !chain_walk(m, first, count, step, &total) || total > (uint64_t)PY_SSIZE_T_MAX) Py_RETURN_NONE;
     PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
     if (out == NULL) return NULL;
-    char *dst = PyBytes_AS_STRING(out);
-    uint64_t at = 0;
-    for (uint32_t i = 0; i < count; i++) { /* second pass: copy (the pages are verified now) */
-        uint32_t pgno = step > 0 ? first + i : first - i, len, next;
-        uint64_t off;
-        uint8_t st;
-        if (ps_map_page_read(m, pgno, 0, PS_PAGE_OVERFLOW, &off, &len, &st, &next) != PS_OK || at + len > total) {
-            Py_DECREF(out);
-            Py_RETURN_NONE;
-        }
-        memcpy(dst + at, m->base + off, len);
-        at += len;
+    if (!chain_copy(m, first, count, step, PyBytes_AS_STRING(out), total)) {
+        Py_DECREF(out);
+        Py_RETURN_NONE;
     }
+    return out;
+}
+
+/* map_chain_value(h, first, count, step, pgno, slot) -> a whole overflow value: the chain run
+** of map_chain_run, then the tail of the stub in slot `slot` of heap page pgno, in one bytes
+** object, when the stub is a live overflow stub naming `first` and its total length is the
+** run's and the tail's together; else None. Every page is one the caller names. */
+static PyObject *fp_map_chain_value(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    (void)self;
+    ps_map_t *m;
+    uint32_t first, count, pgno, slot, len;
+    int step, ok;
+    uint64_t total, off;
+    uint8_t st;
+    if (!nargs_ok(n, 6, "map_chain_value") || !chain_args(args, &m, &first, &count, &step, &ok) ||
+        !as_u32(args[4], &pgno) || !as_u32(args[5], &slot))
+        return NULL;
+    if (!ok || ps_map_page_read(m, pgno, slot, PS_PAGE_HEAP, &off, &len, &st, NULL) != PS_OK ||
+        st != PS_SLOT_OVERFLOW || len < 8)
+        Py_RETURN_NONE;
+    const uint8_t *stub = m->base + off;
+    if (le32(stub + 4) != first || !chain_walk(m, first, count, step, &total)) Py_RETURN_NONE;
+    uint32_t tail = len - 8;
+    if (total + tail != (uint64_t)le32(stub)) Py_RETURN_NONE;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(total + tail));
+    if (out == NULL) return NULL;
+    char *dst = PyBytes_AS_STRING(out);
+    if (!chain_copy(m, first, count, step, dst, total)) {
+        Py_DECREF(out);
+        Py_RETURN_NONE;
+    }
+    memcpy(dst + total, stub + 8, tail); /* the stub's page is unchanged: the GIL is held throughout */
     return out;
 }
 
@@ -541,6 +645,10 @@ static PyMethodDef methods[] = {
     {"map_child", (PyCFunction)(void (*)(void))fp_map_child, METH_FASTCALL, "map_child(h, pgno, key) -> child pgno"},
     {"map_find", (PyCFunction)(void (*)(void))fp_map_find, METH_FASTCALL,
      "map_find(h, pgno, key) -> (index, equal, rid pgno, rid slot)"},
+    {"map_get", (PyCFunction)(void (*)(void))fp_map_get, METH_FASTCALL,
+     "map_get(h, pgno, key) -> (rid pgno, rid slot) of key in leaf pgno, or None"},
+    {"node_get", (PyCFunction)(void (*)(void))fp_node_get, METH_FASTCALL,
+     "node_get(raw, key, pgno) -> (rid pgno, rid slot) of key in raw leaf pgno, or None"},
     {"node_child", (PyCFunction)(void (*)(void))fp_node_child, METH_FASTCALL, "node_child(raw, key, pgno) -> child pgno"},
     {"node_find", (PyCFunction)(void (*)(void))fp_node_find, METH_FASTCALL,
      "node_find(raw, key, after, pgno) -> (index, equal, pgno, slot)"},
@@ -549,7 +657,7 @@ static PyMethodDef methods[] = {
     {"map_find_many", (PyCFunction)(void (*)(void))fp_map_find_many, METH_FASTCALL,
      "map_find_many(h, pgno, keys, lo, hi, out): out[t] = rid of keys[t] found in leaf pgno"},
     {"map_value", (PyCFunction)(void (*)(void))fp_map_value, METH_FASTCALL,
-     "map_value(h, pgno, slot) -> bytes of a live heap record, or None"},
+     "map_value(h, pgno, slot) -> bytes of a live heap record, (total, first, tail length) of an overflow stub, or None"},
     {"map_record", (PyCFunction)(void (*)(void))fp_map_record, METH_FASTCALL,
      "map_record(h, pgno, slot, want_type) -> (offset, length, state, next) or None"},
     {"map_chunk", (PyCFunction)(void (*)(void))fp_map_chunk, METH_FASTCALL,
@@ -558,6 +666,8 @@ static PyMethodDef methods[] = {
      "page_value(buf, slot) -> bytes of a live record of a heap page, or None"},
     {"map_chain_run", (PyCFunction)(void (*)(void))fp_map_chain_run, METH_FASTCALL,
      "map_chain_run(h, first, count, step) -> the chunks of a run of linked overflow pages, or None"},
+    {"map_chain_value", (PyCFunction)(void (*)(void))fp_map_chain_value, METH_FASTCALL,
+     "map_chain_value(h, first, count, step, pgno, slot) -> a whole overflow value (chain run + the stub's tail), or None"},
     {"map_values", (PyCFunction)(void (*)(void))fp_map_values, METH_FASTCALL,
      "map_values(h, pgnos, slots) -> [bytes or None]"},
     {"map_leaf_run", (PyCFunction)(void (*)(void))fp_map_leaf_run, METH_FASTCALL,

@@ -5,11 +5,13 @@ with cdata they get from here (``ffi`` buffers, ``scratch`` out-parameters);
 each wrapper is: validate -> call -> check the status code -> return, and
 hands Python objects and exceptions up. One piece of cdata travels further
 today: the pager's map description (``MapHandle.struct``, a ``ps_map_t *``),
-which the pager exposes as ``map_struct`` and the tree (btree.py) passes,
-unopened, to ``map_handle``. The heap and the node cache ask their page
-source instead (``Pager.fast_map``, ``map_node``, ``map_records``: Python
-values; pagemap.py makes the calls into ``nodes``/``page``). ``fast`` takes
-and returns Python objects only.
+which pagemap.py keeps (``PageMap.struct``) and hands, unopened, to the
+``nodes``/``page`` map calls. The layers above ask their page source for
+Python values instead: the heap and the node cache through ``Pager.fast_map``,
+``map_node`` and ``map_records``; the tree through ``MapCalls`` (the pager's
+``map_calls``), which binds ``fast``'s map calls to one map, so the tree reads
+mapped leaves by page number and holds no cdata. ``fast`` takes and returns
+Python objects only.
 
 TWO BINDINGS OF THE SAME C. cffi builds the whole page API. The read path's
 hot calls (a node search per level, a value read, a leaf's run of a scan) are
@@ -29,8 +31,10 @@ from __future__ import annotations
 
 import os
 import platform
+import struct
 import threading
-from typing import Any, List, NoReturn, Optional, Tuple
+from functools import partial
+from typing import Any, Callable, List, NoReturn, Optional, Tuple
 
 from .errors import CorruptionError, NotFoundError, PageFullError, PageStoreError
 
@@ -156,12 +160,14 @@ class MapHandle:
     cdata of its own making.
     """
 
-    __slots__ = ("struct", "_bufs")
+    __slots__ = ("struct", "_bufs", "calls")
 
     def __init__(self, page_size: int) -> None:
         self.struct: Any = ffi.new("ps_map_t *")
         self.struct.page_size = page_size
         self._bufs: Tuple[Any, ...] = ()
+        #: the lean calls on this map, for the layers above (they never see ``struct``)
+        self.calls = MapCalls(self.struct)
 
     def set_page_size(self, page_size: int) -> None:
         """set_page_size sets the page size the description gives C (the file's, once known)."""
@@ -203,6 +209,7 @@ class MapHandle:
 # ---- the read path's hot calls: _fastpage, or the same through cffi ----
 
 RunResult = Tuple[int, int, int, List[bytes], List[int], List[int]]
+_STUB = struct.Struct("<II")  # an overflow stub's head: the value's total length, its first overflow page
 
 
 class CffiPage:
@@ -274,6 +281,14 @@ class CffiPage:
             raise_for(-r, pgno, "leaf")
         return (r >> 1) & 0x3FFF, bool(r & 1), r >> 31, (r >> 15) & 0xFFFF
 
+    def map_get(self, h: Any, pgno: int, key: bytes) -> Optional[Tuple[int, int]]:
+        _, equal, p, s = self.map_find(h, pgno, key)
+        return (p, s) if equal else None
+
+    def node_get(self, raw: bytes, key: bytes, pgno: int) -> Optional[Tuple[int, int]]:
+        _, equal, p, s = self._search(raw, key, False, pgno)
+        return (p, s) if equal else None
+
     def _search(self, raw: bytes, key: bytes, after: bool, pgno: int) -> Tuple[int, bool, int, int]:
         _check_bytes(raw, "raw")
         _check_bytes(key, "key")
@@ -310,13 +325,28 @@ class CffiPage:
             if equal:
                 out[t] = (p, s)
 
-    def map_value(self, h: Any, pgno: int, slot: int) -> Optional[bytes]:
+    def map_value(self, h: Any, pgno: int, slot: int) -> "bytes | Tuple[int, int, int] | None":
         n = self._cells[0]
         off: int = lib.ps_map_value(h, pgno, slot, n)
-        if off < 0:
+        if off >= 0:
+            value: bytes = ffi.buffer(h.base + off, n[0])[:]
+            return value
+        found = self.map_record(h, pgno, slot, lib.PS_PAGE_HEAP)
+        if found is None or found[2] != lib.PS_SLOT_OVERFLOW or found[1] < 8:
             return None
-        value: bytes = ffi.buffer(h.base + off, n[0])[:]
-        return value
+        total, first = _STUB.unpack(ffi.buffer(h.base + found[0], 8)[:])
+        return total, first, found[1] - 8
+
+    def map_chain_value(self, h: Any, first: int, count: int, step: int, pgno: int, slot: int) -> Optional[bytes]:
+        head = self.map_chain_run(h, first, count, step)
+        found = self.map_record(h, pgno, slot, lib.PS_PAGE_HEAP)
+        if head is None or found is None or found[2] != lib.PS_SLOT_OVERFLOW or found[1] < 8:
+            return None
+        stub: bytes = ffi.buffer(h.base + found[0], found[1])[:]
+        total, at = _STUB.unpack(stub[:8])
+        if at != first or len(head) + len(stub) - 8 != total:
+            return None
+        return head + stub[8:]
 
     def map_record(self, h: Any, pgno: int, slot: int, want_type: int) -> Optional[Tuple[int, int, int, int]]:
         off, n, st, nx = self._record_cells
@@ -456,8 +486,8 @@ def _load_fast() -> Tuple[Any, str]:
             if want == "fastpage":
                 raise
         else:
-            # a build of this version from before the write path's calls lacks them: stale too
-            if _fastpage.NATIVE_VERSION != EXPECTED_NATIVE_VERSION or not hasattr(_fastpage, "leaf_insert"):  # pragma: no cover
+            # a build of this version from before the newest calls (map_chain_value) lacks them: stale too
+            if _fastpage.NATIVE_VERSION != EXPECTED_NATIVE_VERSION or not hasattr(_fastpage, "map_chain_value"):  # pragma: no cover
                 raise ImportError(
                     f"pagestore._fastpage version {_fastpage.NATIVE_VERSION} does not match the Python "
                     f"package (expects {EXPECTED_NATIVE_VERSION}); rebuild with `pip install .`"
@@ -467,6 +497,40 @@ def _load_fast() -> Tuple[Any, str]:
     if want == "fastpage":
         raise ImportError("PAGESTORE_NATIVE=fastpage, but pagestore._fastpage is not built here")
     return CffiPage(), "cffi"
+
+
+class MapCalls:
+    """MapCalls: ``fast``'s map calls bound to one map description (a ``MapHandle``'s), so that
+    the tree and the heap read mapped pages by page number, Python values in and out, and
+    never hold the ``ps_map_t`` itself. Each attribute is ``functools.partial(fast.map_X,
+    handle)``: a C-level call, cheaper than a method or than passing the handle each time.
+
+    ``leaf_find(pgno, key)`` -> (index, equal, rid pgno, rid slot) in leaf pgno;
+    ``leaf_get(pgno, key)`` -> (rid pgno, rid slot), or None for a key not there;
+    ``leaf_find_many(pgno, keys, lo, hi, out)``; ``leaf_run(pgno, start, after, stop, limit)``;
+    ``value(pgno, slot)``, ``values(pgnos, slots)``, ``record(pgno, slot, want_type)``,
+    ``chunk(pgno)``, ``chain_run(first, count, step)``, ``chain_value(first, count, step, pgno,
+    slot)``: as native/fastpage.c documents
+    ``map_find``, ``map_get``, ``map_find_many``, ``map_leaf_run``, ``map_value``, ... The
+    description must outlive these (the pager keeps its one for its life).
+    """
+
+    __slots__ = ("leaf_find", "leaf_get", "leaf_find_many", "leaf_run", "value", "values", "record", "chunk",
+                 "chain_run", "chain_value")
+
+    def __init__(self, struct: Any) -> None:
+        h = map_handle(struct)
+        self.leaf_find: Callable[[int, bytes], Tuple[int, bool, int, int]] = partial(fast.map_find, h)
+        self.leaf_get: Callable[[int, bytes], Optional[Tuple[int, int]]] = partial(fast.map_get, h)
+        self.leaf_find_many: Callable[[int, List[bytes], int, int, List[Any]], None] = partial(fast.map_find_many, h)
+        self.leaf_run: Callable[[int, Optional[bytes], bool, Optional[bytes], int], RunResult] = partial(
+            fast.map_leaf_run, h)
+        self.value: Callable[[int, int], "bytes | Tuple[int, int, int] | None"] = partial(fast.map_value, h)
+        self.chain_value: Callable[[int, int, int, int, int], Optional[bytes]] = partial(fast.map_chain_value, h)
+        self.values: Callable[[List[int], List[int]], List[Optional[bytes]]] = partial(fast.map_values, h)
+        self.record: Callable[[int, int, int], Optional[Tuple[int, int, int, int]]] = partial(fast.map_record, h)
+        self.chunk: Callable[[int], Optional[Tuple[bytes, int]]] = partial(fast.map_chunk, h)
+        self.chain_run: Callable[[int, int, int], Optional[bytes]] = partial(fast.map_chain_run, h)
 
 
 def map_handle(struct: Any) -> Any:

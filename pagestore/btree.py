@@ -42,7 +42,11 @@ INTERNAL PAGE (page type PS_PAGE_INTERNAL = 3): n children, n - 1 keys
 The tree's shape is kept valid (see treecheck.py for the exact rule) by
 split.py; node sizes and the decoded form are node.py; the nodes live in
 nodecache.py's LRU, raw or decoded. This file holds the operations: get,
-put, delete, range batches, and the descents they share.
+put, delete, range batches, and the one descent they share (``_descend``:
+a get bisects internal nodes and moves nothing in the LRU; a change or a
+scan also records its path). Leaves in the data file are read in the map
+through the pager's ``map_calls`` (``_native.MapCalls``: page numbers and
+keys in, Python values out); nothing here holds C data.
 
 Who calls what: the store calls ``flush()`` before every commit (and before
 anything that reads pages directly, such as a checkpoint), and ``reset()``
@@ -53,7 +57,7 @@ from __future__ import annotations
 import operator
 import struct
 from bisect import bisect_left, bisect_right
-from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 from . import _native
 from . import format as fmt
@@ -68,8 +72,17 @@ from .treecheck import check_tree
 
 __all__ = ["BTree", "Rid", "max_key_len"]
 
-_search = nodes.search
 _fast = _native.fast
+
+
+def _first(keys: List[bytes], key: object) -> int:
+    """_first: the descent's choice of the first child (a scan from the start)."""
+    return 0
+
+
+def _last(keys: List[bytes], key: object) -> int:
+    """_last: the descent's choice of the last child (a reverse scan from the end)."""
+    return len(keys)
 
 
 class BTree:
@@ -99,94 +112,77 @@ class BTree:
         self.max_key = max_key_len(pager.page_size)
         self.nodes = NodeCache(pager, node_cache, lend=lend)
         self.balancer = Balancer(pager, self.nodes)
-        self._map = _native.map_handle(pager.map_struct)  # the pager's ps_map_t, for _native.fast
-        # (key, leaf pgno, leaf raw bytes, index, equal, rid pgno, rid slot) of the last get
-        self._hint: Optional[Tuple[bytes, int, bytes, int, bool, int, int]] = None
-        # the same for a get that searched its leaf in the map, with the pager's operation
-        # epoch: valid for a put in that same operation (the store's get-then-put)
-        self._map_hint: Optional[Tuple[bytes, int, int, bool, int, int, int]] = None
+        self._calls = pager.map_calls  # the lean calls on the pager's map: leaves read by page number
+        # (key, leaf entry, its raw bytes then) of the last ``lookup``: a put of that key
+        # starts in that leaf while the entry still holds those very bytes (see put_valid)
+        self._hint: Optional[Tuple[bytes, CacheEntry, bytes]] = None
 
     # ---- public operations ----
 
     def get(self, key: bytes) -> Optional[Rid]:
         """get returns the rid stored under ``key``, or None. O(log n).
 
-        The descent: an internal node is bisected in its decoded form, which
-        the node cache keeps once a get has met it (counted in the cache's
-        budget; a read neither moves it in the LRU nor tests it against the
-        log: every change to a cached node replaces or forgets its entry).
-        A leaf not in the cache whose newest image is in the data file is
-        searched in place in the map, one C call (``_native.fast``); any
-        other leaf comes through the cache.
+        The descent (``_descend``) bisects internal nodes in their decoded
+        form, which the node cache keeps once a get has met it (counted in the
+        cache's budget; a read neither moves it in the LRU nor tests it
+        against the log: every change to a cached node replaces or forgets its
+        entry). A leaf not in the cache whose newest image is in the data
+        file is searched in place in the map, one C call that returns the rid
+        (``MapCalls.leaf_get``); any other leaf comes through the cache.
         """
         if type(key) is not bytes:
             key = self._check_key(key)
         pager = self.pager
-        meta = pager.meta
-        child = meta.root
-        if not child:
+        if not pager.meta.root:
             return None
-        lru = self.nodes.lru
-        loaded = False
-        for _ in range(meta.tree_height - 1):
-            entry = lru.get(child)
-            if entry is None:
-                entry = self._load_internal(child)
-                loaded = True
-            node = entry.node
-            if node is None or node.leaf:
-                node = self._internal(entry, meta.tree_height)
-                loaded = True
-            child = node.vals[bisect_right(node.keys, key)]
-        entry = lru.get(child)
-        if entry is None:
-            if pager.map is not None and child not in pager.overlaid:
-                i, equal, pgno, slot = _fast.map_find(self._map, child, key)
-                self._hint = None
-                self._map_hint = (key, child, i, equal, pgno, slot, pager.epoch)
-                if loaded or self.nodes.weight != self.nodes.settled:
-                    self.nodes.trim()
-                return (pgno, slot) if equal else None
-            entry = self.nodes.entry(child)
-            loaded = True
+        pgno = self._descend(key)
+        cache = self.nodes
+        entry = cache.lru.get(pgno)
+        if entry is None and pager.map is not None and pgno not in pager.overlaid:
+            found = self._calls.leaf_get(pgno, key)
         else:
-            lru.move_to_end(child)
-        if not entry.leaf:
-            raise self._misplaced(child, False, meta.tree_height)
-        raw = entry.raw
-        found: Optional[Rid]
-        if raw is not None:
-            i, equal, pgno, slot = _fast.node_find(raw, key, False, child)
-            found = (pgno, slot) if equal else None
-            # A put of the same key next (the store's get-then-put) starts here.
-            self._hint = (key, child, raw, i, equal, pgno, slot)
-        else:
-            node = entry.node
-            assert node is not None
-            keys = node.keys
-            i = bisect_left(keys, key)
-            found = node.vals[i] if i < len(keys) and keys[i] == key else None
-        if loaded or self.nodes.weight != self.nodes.settled:
-            self.nodes.trim()
+            found = self._leaf_get(entry or cache.entry(pgno), key)
+        if cache.weight != cache.settled:
+            cache.trim()
         return found
 
-    def _load_internal(self, pgno: int) -> CacheEntry:
-        """_load_internal: the cache entry of internal node ``pgno``, decoded (a get's miss)."""
+    def lookup(self, key: bytes) -> Optional[Rid]:
+        """lookup is ``get`` for a write that may follow (the store's get-then-put): the leaf is
+        taken into the node cache, where the put changes it, and remembered, so that a
+        ``put_valid`` of the same key starts there instead of descending again. O(log n)."""
+        if type(key) is not bytes:
+            key = self._check_key(key)
+        if not self.pager.meta.root:
+            return None
+        entry = self._descend_entry(key, None)
+        raw = entry.raw
+        if raw is None:
+            self._hint = None
+            found = self._leaf_get(entry, key)
+        else:
+            self._hint = (key, entry, raw)
+            found = _fast.node_get(raw, key, entry.pgno)  # _descend_entry moved the leaf in the LRU
         cache = self.nodes
-        entry = cache.entry(pgno)
-        if not entry.leaf:
-            cache.decoded(entry)
-        return entry
+        if cache.weight != cache.settled:
+            cache.trim()
+        return found
 
-    def _internal(self, entry: CacheEntry, height: int) -> Node:
-        """_internal: the decoded node of a cached internal node kept raw, decoded in the cache
-        now (or the error for a leaf above the tree height)."""
-        if entry.leaf:
-            raise self._misplaced(entry.pgno, True, height)
-        return self.nodes.decoded(entry)
+    def _leaf_get(self, entry: CacheEntry, key: bytes) -> Optional[Rid]:
+        """_leaf_get: the rid of ``key`` in a cached leaf (raw: one C call), or None."""
+        if not entry.leaf:
+            raise self._misplaced(entry.pgno, False, self.pager.meta.tree_height)
+        self.nodes.lru.move_to_end(entry.pgno)
+        raw = entry.raw
+        if raw is not None:
+            return _fast.node_get(raw, key, entry.pgno)  # type: ignore[no-any-return]
+        node = entry.node
+        assert node is not None
+        keys = node.keys
+        i = bisect_left(keys, key)
+        return node.vals[i] if i < len(keys) and keys[i] == key else None
 
     def get_sorted(self, keys: Sequence[bytes]) -> List[Optional[Rid]]:
-        """get_sorted returns the rid of each of ``keys`` (sorted ascending, no duplicates), or None.
+        """get_sorted returns the rid of each of ``keys`` (sorted ascending; duplicates allowed), or None.
 
         ``[get(k) for k in keys]`` with one descent per leaf instead of one
         per key (Store.get_many): the descent to the leaf of the first key
@@ -203,39 +199,26 @@ class BTree:
         meta = pager.meta
         if not meta.root or not keys:
             return out
-        if type(keys) is not list or any(type(k) is not bytes for k in keys):
+        if type(keys) is not list or not set(map(type, keys)) <= {bytes}:  # at C speed
             keys = [self._check_key(k) for k in keys]
         cache = self.nodes
         lru = cache.lru
-        height = meta.tree_height
         mapped = pager.map is not None
         overlaid = pager.overlaid
         n, i = len(keys), 0
         try:
             while i < n:
-                key = keys[i]
-                pgno = meta.root
-                hi: Optional[bytes] = None
-                for _ in range(height - 1):
-                    # internal nodes decoded in the cache, as get keeps them
-                    entry = lru.get(pgno)
-                    if entry is None:
-                        entry = self._load_internal(pgno)
-                    node = entry.node
-                    if node is None or node.leaf:
-                        node = self._internal(entry, height)
-                    j = bisect_right(node.keys, key)
-                    if j < len(node.keys):
-                        hi = node.keys[j]  # a deeper separator is tighter: the last one set bounds the leaf
-                    pgno = node.vals[j]
+                path: Path = []
+                pgno = self._descend(keys[i], path)
+                hi = self._upper_bound(path)
                 # keys[i] < hi, so the run holds at least keys[i]
                 end = n if hi is None else bisect_left(keys, hi, i)
                 if mapped and pgno not in lru and pgno not in overlaid:
-                    _fast.map_find_many(self._map, pgno, keys, i, end, out)
+                    self._calls.leaf_find_many(pgno, keys, i, end, out)
                 else:
                     entry = cache.entry(pgno)
                     if not entry.leaf:
-                        raise self._misplaced(pgno, False, height)
+                        raise self._misplaced(pgno, False, meta.tree_height)
                     raw = entry.raw
                     if raw is not None:
                         _fast.node_find_many(raw, keys, i, end, out, pgno)
@@ -289,27 +272,22 @@ class BTree:
             meta.tree_height = 1
         path: Path = []
         hint, self._hint = self._hint, None
-        mhint, self._map_hint = self._map_hint, None
-        if mhint is not None and mhint[0] == key:
-            done, old_rid = self._put_by_map_hint(mhint, key, pgno, slot)
-            if done:
-                cache.trim()
-                return old_rid
         entry: Optional[CacheEntry] = None
         if hint is not None and hint[0] == key:
-            entry = cache.lru.get(hint[1])
-            if entry is not None and entry.raw is hint[2]:
-                # get() just searched this very leaf, and nothing has changed
-                # it since (every change to a leaf replaces its raw bytes).
-                _, leaf_pgno, _, i, equal, old_pgno, old_slot = hint
-                cache.lru.move_to_end(leaf_pgno)
+            entry = hint[1]
+            if cache.lru.get(entry.pgno) is entry and entry.raw is hint[2]:
+                # lookup() just searched this very leaf, and nothing has changed it since
+                # (every change to a leaf replaces its raw bytes, and a leaf dropped from the
+                # cache, freed or reset is no longer its page's entry): no descent.
+                cache.lru.move_to_end(entry.pgno)
             else:
                 entry = None
         if entry is None:
             entry = self._descend_entry(key, path)
-            if entry.raw is not None:
-                i, equal, old_pgno, old_slot = _search(entry.raw, key, False, entry.pgno)
         if entry.raw is not None:
+            # one METH_FASTCALL search (a fifth of the cffi call's cost): a put after lookup
+            # searches its leaf again rather than carry the answer in a hint
+            i, equal, old_pgno, old_slot = _fast.node_find(entry.raw, key, False, entry.pgno)
             # The common case, in place in the page: no decode, no rebuild.
             leaf_pgno = entry.pgno
             if equal:
@@ -346,35 +324,6 @@ class BTree:
         cache.trim()
         return None
 
-    def _put_by_map_hint(
-        self, hint: Tuple[bytes, int, int, bool, int, int, int], key: bytes, pgno: int, slot: int
-    ) -> Tuple[bool, Optional[Rid]]:
-        """_put_by_map_hint: ``put`` in place in the leaf that ``get`` just searched in the map.
-
-        Valid only in the same pager operation, with the leaf still neither
-        cached nor overlaid: then nothing has changed it since. The leaf is
-        written through the pager (its page was verified and node-checked in
-        the map) and its new bytes cached raw. Returns (False, None) when the
-        hint does not apply or the entry does not fit: the caller descends.
-        """
-        pager = self.pager
-        _, leaf_pgno, i, equal, old_pgno, old_slot, epoch = hint
-        cache = self.nodes
-        if epoch != pager.epoch or leaf_pgno in cache.lru or leaf_pgno in pager.overlaid:
-            return False, None
-        if equal:
-            if (old_pgno, old_slot) != (pgno, slot):
-                page = pager.write(leaf_pgno)
-                nodes.leaf_set_rid(page, i, pgno, slot)
-                cache.adopt_raw(leaf_pgno, page)
-            return True, (old_pgno, old_slot)
-        page = pager.write(leaf_pgno)
-        raw = nodes.leaf_insert_raw(page, i, key, pgno, slot)
-        if raw is not None:
-            cache.adopt_raw(leaf_pgno, raw)
-            return True, None
-        return False, None  # it overflows: the page is unchanged, the caller splits
-
     def delete(self, key: bytes) -> Optional[Rid]:
         """delete removes ``key`` and returns the rid it mapped to, or None if absent. O(log n)."""
         key = self._check_key(key)
@@ -385,7 +334,7 @@ class BTree:
         entry = self._descend_entry(key, path)
         raw = entry.raw
         if raw is not None:
-            i, equal, old_pgno, old_slot = _search(raw, key, False, entry.pgno)
+            i, equal, old_pgno, old_slot = _fast.node_find(raw, key, False, entry.pgno)
             if not equal:
                 cache.trim()
                 return None
@@ -454,7 +403,6 @@ class BTree:
             leaf.size -= LEAF_COST * len(keys) + sum(map(len, keys))
             cache.mark_dirty(leaf)
             self._hint = None
-            self._map_hint = None
             if path and leaf.size < self.balancer.min_leaf:
                 self.balancer.fix_up(path, leaf)
         finally:
@@ -546,13 +494,11 @@ class BTree:
         if pgnos:
             self.nodes.forget(pgnos)
             self._hint = None
-            self._map_hint = None
 
     def reset(self) -> None:
         """reset forgets every cached node, dirty ones included. Call after a rollback."""
         self.nodes.reset()
         self._hint = None
-        self._map_hint = None
 
     def pages(self) -> Iterator[int]:
         """pages yields the number of every page the tree uses (root first, depth-first).
@@ -639,64 +585,78 @@ class BTree:
             return CorruptionError(pgno, f"leaf above the tree height {height}")
         return CorruptionError(pgno, f"internal node at the tree height {height}")
 
-    def _descend_entry(self, key: bytes, path: Path) -> CacheEntry:
-        """_descend_entry is ``_descend`` for a change: internal nodes decoded onto ``path``, the
-        leaf returned as its cache entry (raw, or decoded already)."""
-        meta = self.pager.meta
-        cache = self.nodes
-        entry = cache.entry(meta.root)
-        for _ in range(meta.tree_height - 1):
-            if entry.leaf:
-                raise self._misplaced(entry.pgno, True, meta.tree_height)
-            node = cache.decoded(entry)
-            i = bisect_right(node.keys, key)
-            path.append((node, i))
-            entry = cache.entry(node.vals[i])
-        if not entry.leaf:
-            raise self._misplaced(entry.pgno, False, meta.tree_height)
-        return entry
+    def _descend(
+        self,
+        key: Optional[bytes],
+        path: Optional[Path] = None,
+        choose: Callable[[List[bytes], Any], int] = bisect_right,
+        pgno: Optional[int] = None,
+        levels: int = 0,
+    ) -> int:
+        """_descend is the tree's one descent: it returns the page number of the leaf below
+        ``pgno`` (None: the root, ``levels`` then the tree's internal levels) that ``choose``
+        picks at each level: ``bisect_right`` (the leaf whose range holds ``key``: a get, a
+        change, a forward scan), ``bisect_left`` (the leaf before the keys >= key: a reverse
+        scan), ``_first`` or ``_last`` (no key). The leaf is not read.
 
-    def _descend_leaf(self, path: Path, key: Optional[bytes], right: bool, last: bool) -> int:
-        """_descend_leaf returns the page number of a leaf for a scan, recording the path of
-        (internal node, child index) to it. Towards ``key``: the leaf whose range holds it
-        (``right``: bisect_right at each level) or, with bisect_left, the one before keys >=
-        key; with no key, the first or ``last`` leaf. Internal nodes are decoded in the
-        node cache (a scan's path keeps them, and there are few); the leaf is not read."""
-        meta = self.pager.meta
+        Internal nodes are bisected decoded: the node cache keeps them so, and one met raw
+        is decoded there. With ``path`` (a change or a scan), each (node, child index) is
+        appended to it and the nodes move to the LRU's recent end; without (a get), nothing
+        moves: every change to a cached node replaces or forgets its entry.
+
+        Raises:
+            CorruptionError: a leaf above the tree height (names its page).
+        """
+        if pgno is None:
+            meta = self.pager.meta
+            pgno, levels = meta.root, meta.tree_height - 1
         cache = self.nodes
-        pgno = meta.root
-        for _ in range(meta.tree_height - 1):
-            node = cache.load(pgno)
-            if node.leaf:
-                raise self._misplaced(pgno, True, meta.tree_height)
-            if key is None:
-                i = len(node.vals) - 1 if last else 0
-            elif right:
-                i = bisect_right(node.keys, key)
-            else:
-                i = bisect_left(node.keys, key)
-            path.append((node, i))
+        lru = cache.lru
+        for _ in range(levels):
+            entry = lru.get(pgno)
+            if entry is None:
+                entry = cache.entry(pgno)
+            elif path is not None:
+                lru.move_to_end(pgno)
+            node = entry.node
+            if node is None or node.leaf:
+                if entry.leaf:
+                    raise self._misplaced(pgno, True, self.pager.meta.tree_height)
+                node = cache.decoded(entry)
+            i = choose(node.keys, key)
+            if path is not None:
+                path.append((node, i))
             pgno = node.vals[i]
         return pgno
 
+    @staticmethod
+    def _upper_bound(path: Path) -> Optional[bytes]:
+        """_upper_bound: the smallest separator to the right of a descent's ``path`` (None: the
+        leaf is the last): every key of the leaf it reached is below it. A deeper separator
+        is tighter, so the deepest one wins."""
+        for node, i in reversed(path):
+            if i < len(node.keys):
+                return node.keys[i]
+        return None
+
+    def _descend_entry(self, key: bytes, path: Optional[Path]) -> CacheEntry:
+        """_descend_entry is ``_descend`` for a change: the leaf returned as its cache entry
+        (raw, or decoded already), the path on ``path``."""
+        pgno = self._descend(key, path)
+        entry = self.nodes.entry(pgno)
+        if not entry.leaf:
+            raise self._misplaced(pgno, False, self.pager.meta.tree_height)
+        return entry
+
     def _step(self, path: Path, forward: bool) -> Optional[int]:
         """_step moves ``path`` to the next (or previous) leaf and returns its page number; None past the end."""
-        cache = self.nodes
         depth = self.pager.meta.tree_height - 1
         while path:
             node, i = path.pop()
             j = i + 1 if forward else i - 1
             if 0 <= j < len(node.vals):
                 path.append((node, j))
-                pgno: int = node.vals[j]
-                while len(path) < depth:
-                    child = cache.load(pgno)
-                    if child.leaf:
-                        raise self._misplaced(pgno, True, self.pager.meta.tree_height)
-                    k = 0 if forward else len(child.vals) - 1
-                    path.append((child, k))
-                    pgno = child.vals[k]
-                return pgno
+                return self._descend(None, path, _first if forward else _last, node.vals[j], depth - len(path))
         return None
 
     def _leaf_run(
@@ -714,7 +674,7 @@ class BTree:
         if mm is not None and pgno not in pager.overlaid:
             e = cache.lru.get(pgno)
             if e is None or e.raw is not None:  # a clean cached leaf is the map's bytes too
-                return _fast.map_leaf_run(self._map, pgno, start, after, stop, -1)  # type: ignore[no-any-return]
+                return self._calls.leaf_run(pgno, start, after, stop, -1)
         e = cache.entry(pgno)
         if not e.leaf:
             raise self._misplaced(pgno, False, pager.meta.tree_height)
@@ -749,7 +709,7 @@ class BTree:
             pgno, start = self._step(path, True), None
         else:
             del path[:]
-            pgno = self._descend_leaf(path, start, right=True, last=False)
+            pgno = self._descend(start, path, bisect_right if start is not None else _first)
         while pgno is not None:
             i, j, count, keys, pgnos, slots = self._leaf_run(pgno, start, not inclusive, hi)
             if i < count:
@@ -769,7 +729,7 @@ class BTree:
             pgno, bound = self._step(path, False), None
         else:
             del path[:]
-            pgno = self._descend_leaf(path, bound, right=False, last=True)
+            pgno = self._descend(bound, path, bisect_left if bound is not None else _last)
         while pgno is not None:
             i, j, count, keys, pgnos, slots = self._leaf_run(pgno, lo, False, bound)
             if j > 0:  # keys below the bound here; the run is empty when lo comes first: done

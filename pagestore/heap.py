@@ -92,6 +92,7 @@ _map_record = _native.fast.map_record
 _map_chunk = _native.fast.map_chunk
 _page_value = _native.fast.page_value
 _map_chain_run = _native.fast.map_chain_run
+_map_chain_value = _native.fast.map_chain_value
 _PAGE_OVERFLOW = fmt.PAGE_OVERFLOW
 _SLOT_LIVE = fmt.SLOT_LIVE
 _SLOT_OVERFLOW = fmt.SLOT_OVERFLOW
@@ -483,9 +484,13 @@ class Heap:
         mm = pager.map
         value: Optional[bytes]
         if mm is not None and pgno not in pager.overlaid:
-            value = _map_value(self._map, pgno, rid[1])  # a whole live record: the bytes, one call
-            if value is not None:
-                return value
+            found_value = _map_value(self._map, pgno, rid[1])  # a whole live record: the bytes, one call
+            if type(found_value) is bytes:
+                return found_value
+            if found_value is not None:  # an overflow stub: (total, first page, tail length)
+                value = self._chain_mapped(pgno, rid[1], *found_value)
+                if value is not None:
+                    return value
             found = _map_record(self._map, pgno, rid[1], _PAGE_HEAP)
             if found is not None:
                 off, n, state, _ = found
@@ -523,6 +528,24 @@ class Heap:
                 if v is None:
                     out[k] = read((pgnos[k], slots[k]))
         return out
+
+    def _chain_mapped(self, pgno: int, slot: int, total: int, first: int, tail: int) -> Optional[bytes]:
+        """_chain_mapped reads the overflow value of stub (pgno, slot) in one C call when its chain's
+        pages run one after another in the data file (``map_chain_value``: chunks and tail in one
+        bytes object). None otherwise: the caller takes ``_overflow_mapped``, then the pager."""
+        if total < tail:
+            return None
+        expected, rem = divmod(total - tail, self.chunk)
+        count = expected + (1 if rem else 0)
+        if not count or count >= self.pager.meta.page_count:
+            return None
+        overlaid = self.pager.overlaid
+        for step in (-1, 1) if count > 1 else (1,):
+            if overlaid.isdisjoint(range(first, first + step * count, step)):
+                value: Optional[bytes] = _map_chain_value(self._map, first, count, step, pgno, slot)
+                if value is not None:
+                    return value
+        return None
 
     def _overflow_mapped(self, mm: "mmap.mmap", off: int, n: int) -> Optional[bytes]:
         """_overflow_mapped assembles an overflow value whose stub (at ``off`` in the map) and chain

@@ -29,6 +29,7 @@ from typing import Any, Dict, Iterable, Optional, Protocol, Set
 
 from . import format as fmt
 from . import nodes
+from ._native import MapCalls
 from .errors import CorruptionError
 from .node import Node, decode
 from .page import SlottedPage
@@ -48,8 +49,8 @@ class TreePager(Protocol):
     meta: fmt.Meta
     #: the data file mapped read-only (pager.Pager with mmap), or None
     map: Optional[Any]
-    #: its ps_map_t, for the ps_map_* calls (btree.py's map_handle; nothing here uses it)
-    map_struct: Any
+    #: the lean calls on the map (``_native.MapCalls``), for the tree's reads of mapped leaves
+    map_calls: MapCalls
     #: pages whose newest image is not the data file's: never read from the map
     overlaid: Set[int]
     #: the current operation (a get's map hint is valid for a put in the same one)

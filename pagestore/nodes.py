@@ -245,7 +245,7 @@ def search_many(
             out[t] = (u32[1], u16[0])
 # ---- nodes read in place from the mapped data file (native/map.c) ----
 #
-# ``m`` is the pager's ``map_struct`` and ``mm`` its ``map``; the page must be
+# ``m`` is the ``PageMap.struct`` and ``mm`` its ``map``; the page must be
 # one whose newest image is in the data file (not in ``pager.overlaid``). C
 # verifies the page the first time this store reads it; every error names it.
 

@@ -557,7 +557,7 @@ class RecordLookup:
 
     def map_find(self, m: Any, pgno: int, slot: int, page_type: int) -> Optional[Tuple[int, int, int, int]]:
         """map_find: ``find`` on page ``pgno`` of the mapped data file (``m``: the pager's
-        ``map_struct``), for a page whose newest image is there. One C call; verifies the
+        ``PageMap.struct``), for a page whose newest image is there. One C call; verifies the
         page if this store has not yet. Returns ``(offset from the map's start, length,
         state, the page's next field)``, or None when the page is damaged, not of
         ``page_type``, outside the map, or has no live record at ``slot`` (the caller then

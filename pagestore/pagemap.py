@@ -49,6 +49,8 @@ class PageMap:
         # does, so callers may keep the pointer. base NULL and len 0 when unmapped.
         self._handle = MapHandle(page_size)
         self.struct: Any = self._handle.struct
+        #: the lean calls on this map for the tree (``_native.MapCalls``)
+        self.calls = self._handle.calls
         #: what ``_native.fast``'s map calls take for ``struct``: a Python int with _fastpage,
         #: the struct itself through cffi. The same for the map's life, as ``struct`` is.
         self.handle: Any = _native.map_handle(self.struct)

@@ -29,8 +29,8 @@ file is also mapped read-only and shared, by the pager's ``PageMap``
 page whose newest committed image is in the data file can then be read in
 place by the layers above, through ``fast_map`` (handed to ``_native.fast``'s
 map calls with a page number), ``map_node`` and ``map_records`` (Python
-values), ``map`` (sliced into ``bytes``) and, for btree.py alone, ``map_struct``
-(the ``ps_map_t *``), with no pread, no copy and no cache entry. ``overlaid`` holds the pages for which
+values), ``map_calls`` (the tree's lean map calls) and ``map`` (sliced into
+``bytes``), with no pread, no copy and no cache entry. ``overlaid`` holds the pages for which
 that is not true: dirty pages, pages spilled by the open transaction and
 pages whose newest committed image is in the log. One set lookup
 (``pgno in pager.overlaid``) decides which way a read goes; an overlaid page
@@ -214,12 +214,10 @@ class Pager(PagerFiles):
         #: ``pagemap.map``, the data file mapped read-only, or None (mmap=False, or nothing to map
         #: yet): the read path's one attribute lookup, kept in step by ``_remap`` and ``_unmap``
         self.map: Optional[_mmap.mmap] = None
-        #: the map's C description (a ``ps_map_t *``), the same one for the pager's life; only
-        #: btree.py still takes it (the heap and the node cache ask ``fast_map``, ``map_node``
-        #: and ``map_records``, which are Python values)
-        self.map_struct: Any = self.pagemap.struct
         #: what ``_native.fast``'s map calls take (``PageMap.handle``), for the pager's life
         self.fast_map: Any = self.pagemap.handle
+        #: the lean calls on the map (``_native.MapCalls``): pages read by number, Python values only
+        self.map_calls = self.pagemap.calls
         #: the read marks held (``read_mark``): while there is one, no checkpoint. A list,
         #: so that a snapshot's finalizer releases its mark with one atomic ``remove``.
         self.marks = Marks()

@@ -63,8 +63,8 @@ class SnapshotPager:
         # The map and its C description are the pager's: the data file does
         # not change below the mark while it is held (see the module docstring).
         self.map: Optional[_mmap.mmap] = pager.map
-        self.map_struct: Any = pager.map_struct  # for btree.py alone (the heap and node cache ask below)
         self.fast_map: Any = pager.fast_map
+        self.map_calls = pager.map_calls
         self.overlaid: Set[int] = set(mark.index)
         if self.map is not None:
             mapped = len(self.map) // self.page_size

@@ -25,7 +25,8 @@ class MemoryPager:
 
     #: no mapped data file: every page is read through ``read``
     map = None
-    map_struct = None
+
+    map_calls = None
     epoch = 0
 
     def __init__(self, page_size: int) -> None:

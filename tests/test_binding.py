@@ -79,7 +79,7 @@ def test_both_bindings_answer_alike_on_sound_damaged_and_outside_pages(tmp_path)
     with Store(path, page_size=512) as db:
         pager = db._pager
         assert pager.map is not None and not pager.overlaid
-        m = pager.map_struct
+        m = pager.pagemap.struct  # the binding test compares the two bindings on the raw description
         h = int(_native.ffi.cast("uintptr_t", m))
         probes = [rng.choice(keys) for _ in range(3)] + [rng.randbytes(rng.randint(0, 30)), b""]
         seen = {"ok": 0, "corrupt": 0}
@@ -88,6 +88,7 @@ def test_both_bindings_answer_alike_on_sound_damaged_and_outside_pages(tmp_path)
             for k in probes:
                 calls.append(("map_child", (h, p, k), (m, p, k)))
                 calls.append(("map_find", (h, p, k), (m, p, k)))
+                calls.append(("map_get", (h, p, k), (m, p, k)))
                 lo, hi = sorted(rng.sample(probes, 2))
                 limit = rng.choice([-1, 0, 1, 5, 1000])
                 calls.append(("map_leaf_run", (h, p, lo, rng.random() < 0.5, hi, limit),
@@ -101,6 +102,10 @@ def test_both_bindings_answer_alike_on_sound_damaged_and_outside_pages(tmp_path)
             for count in (0, 1, 2, 3, 6):
                 for step in (1, -1):
                     calls.append(("map_chain_run", (h, p, count, step), (m, p, count, step)))
+                    for stub in (p - 1, p + 1, 2):  # stub pages near the chain and one far from it
+                        for slot in (0, 1):
+                            calls.append(("map_chain_value", (h, p, count, step, stub, slot),
+                                          (m, p, count, step, stub, slot)))
             calls.append(("map_values", (h, [p, p, 0], [0, 1, 0]), (m, [p, p, 0], [0, 1, 0])))
             out: List[Any] = [None] * len(keys)
             calls.append(("map_find_many", (h, p, keys, 0, 40, list(out)), (m, p, keys, 0, 40, list(out))))
@@ -120,7 +125,8 @@ def test_both_bindings_answer_alike_on_sound_damaged_and_outside_pages(tmp_path)
             raw = bytes(pager.map[p * 512 : (p + 1) * 512]) if p < page_count else b"\0" * 512
             for k in probes:
                 for name, args in (("node_child", (raw, k, p)), ("node_find", (raw, k, True, p)),
-                                   ("node_find", (raw, k, False, p)), ("leaf_run", (raw, p, k, False, None, 3)),
+                                   ("node_find", (raw, k, False, p)), ("node_get", (raw, k, p)),
+                                   ("leaf_run", (raw, p, k, False, None, 3)),
                                    ("leaf_run", (raw, p, None, True, k, -1)), ("page_value", (raw, 0)),
                                    ("page_value", (bytearray(raw), 1))):
                     assert _outcome(getattr(fast, name), *args) == _outcome(getattr(cf, name), *args), (name, p)
@@ -161,6 +167,11 @@ def test_wrong_arguments_are_errors_not_crashes():
         fast.node_find(raw, b"k", False, 9)  # an all-zero page is no node
     assert e.value.pgno == 9
     assert fast.page_value(b"short", 0) is None
+    assert fast.node_get(leaf, b"a", 1) == (7, 3) and fast.node_get(leaf, b"b", 1) is None
+    with pytest.raises(TypeError):
+        fast.node_get(leaf, "a", 1)
+    with pytest.raises(TypeError):
+        fast.map_get(0, 1)
 
 
 _DIGEST = textwrap.dedent(
@@ -280,7 +291,7 @@ def test_scan_takes_each_run_of_values_in_one_call(tmp_path):
 
         got = list(islice(db.items(start=b"000500"), 50))
         assert got == [(b"%06d" % i, b"v%d" % i) for i in range(500, 550)]
-        assert calls == [1, 2, 4, 8, 16, 32]
+        assert calls == [4, 3, 9, 36]  # a run cut by its leaf's end goes on in the next leaf: 52 values
 
 
 def test_overflow_chains_in_any_page_order_read_back(tmp_path):
@@ -306,19 +317,19 @@ def test_overflow_chains_in_any_page_order_read_back(tmp_path):
         heap = db._heap
         from pagestore import heap as heap_module
 
-        real = heap_module._map_chain_run
+        real = heap_module._map_chain_value  # a whole value, chain run and stub tail, in one call
 
         def counted(*args: Any) -> Any:
             got = real(*args)
             runs.append(got is not None)
             return got
 
-        heap_module._map_chain_run = counted
+        heap_module._map_chain_value = counted
         try:
             for k, v in model.items():
                 assert db[k] == v
             assert dict(db.items()) == model
         finally:
-            heap_module._map_chain_run = real
+            heap_module._map_chain_value = real
         assert heap is db._heap
     assert True in runs and False in runs  # both ways were taken

@@ -495,3 +495,43 @@ def test_node_cache_check_catches_bad_books():
     entry.leaf = not entry.leaf  # an entry whose kind disagrees with its node
     with pytest.raises(AssertionError):
         tree.check()
+
+
+def test_lookup_then_put_starts_in_the_leaf_only_while_it_is_unchanged():
+    """lookup remembers the leaf it searched: a put of the same key starts there with no descent,
+    but never after anything changed that leaf (a put of another key, a delete, a reset)."""
+    pager = MemoryPager(512)
+    tree = BTree(pager, node_cache=1000)
+    keys = [b"k%05d" % i for i in range(0, 4000, 2)]
+    for i, k in enumerate(keys):
+        tree.put(k, (i + 1, 0))
+    tree.flush()  # leaves raw again, as after a commit (lookup remembers a raw leaf)
+    assert pager.meta.tree_height >= 3
+    descents = []
+    descend = tree._descend
+
+    def counted(*args, **kwargs):
+        descents.append(args[0])
+        return descend(*args, **kwargs)
+
+    tree._descend = counted  # type: ignore[method-assign]
+    assert tree.lookup(keys[100]) == (101, 0)
+    descents.clear()
+    assert tree.put_valid(keys[100], (9000, 1)) == (101, 0)
+    assert descents == []  # started in the leaf lookup searched
+    # the same leaf changed between lookup and put: the put descends and lands right
+    mates = [k for k in keys[90:111] if k != keys[100] and descend(k) == descend(keys[100])]
+    assert len(mates) >= 2
+    for between in (lambda: tree.put(mates[0] + b"+", (7, 7)), lambda: tree.delete(mates[1]), tree.reset):
+        assert tree.lookup(keys[100]) is not None
+        between()
+        descents.clear()
+        tree.put_valid(keys[100], (9001, 2))
+        assert descents == [keys[100]]
+        assert tree.get(keys[100]) == (9001, 2)
+    # a put of another key never takes the hint
+    tree.lookup(keys[5])
+    descents.clear()
+    assert tree.put_valid(b"k00011", (5, 5)) is None
+    assert descents == [b"k00011"] and tree.get(b"k00011") == (5, 5)
+    tree.check()

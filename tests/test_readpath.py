@@ -436,8 +436,8 @@ class _Counted:
         self.take = take
 
 
-def test_unmapped_scan_takes_doubling_runs(tmp_path):
-    """Without a map, a scan (on its snapshot) slices runs of 1, 2, 4, ... 64 too, from page copies."""
+def test_unmapped_scan_takes_growing_runs(tmp_path):
+    """Without a map, a scan (on its snapshot) slices runs of 4, 12, 36, 64 ... too, from page copies."""
     from pagestore.store import _MAX_RUN
 
     with Store(str(tmp_path / "db"), page_size=4096, mmap=False) as db:
@@ -447,7 +447,7 @@ def test_unmapped_scan_takes_doubling_runs(tmp_path):
         runs = count_reads(db)
         got = list(islice(db.items(), 50))
         assert got == [(b"%06d" % i, b"v%d" % i) for i in range(50)]
-        assert runs == [1, 2, 4, 8, 16, 32]  # a short scan slices fewer than twice what it yields
+        assert runs == [4, 12, 36]  # a short scan reads few more values than it yields (52 for 50)
         for reverse in (False, True):
             runs.clear()
             got = [k for k, _ in db.items(reverse=reverse)]
@@ -459,8 +459,8 @@ def test_unmapped_scan_takes_doubling_runs(tmp_path):
         assert list(db.values(start=b"002990")) == [b"v%d" % i for i in range(2990, 3000)]
 
 
-def test_mapped_scan_takes_doubling_runs(tmp_path):
-    """With a map, a leaf's values are located at once and sliced in runs of 1, 2, 4, ... 64."""
+def test_mapped_scan_takes_growing_runs(tmp_path):
+    """With a map, a leaf's values are read in runs of 4, 12, 36, 64 ...: a range of 50 in three calls."""
     from pagestore.store import _MAX_RUN
 
     with Store(str(tmp_path / "db"), page_size=4096) as db:
@@ -472,7 +472,7 @@ def test_mapped_scan_takes_doubling_runs(tmp_path):
         runs = count_reads(db)
         got = list(islice(db.items(), 50))
         assert got == [(b"%06d" % i, b"v%d" % i) for i in range(50)]
-        assert runs == [1, 2, 4, 8, 16, 32]  # a short scan slices fewer than twice what it yields
+        assert runs == [4, 12, 36]  # a short scan reads few more values than it yields (52 for 50)
         for reverse in (False, True):
             runs.clear()
             got = [k for k, _ in db.items(reverse=reverse)]
