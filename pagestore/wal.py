@@ -73,6 +73,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 from array import array
 from bisect import bisect_left
 from collections import OrderedDict
@@ -131,6 +132,14 @@ def log_path(path: str) -> str:
     The one place that knows it; everything else asks here.
     """
     return path + "-wal"
+
+
+class EarlierSyncFailed(OSError):
+    """EarlierSyncFailed: a sync of the log refused because an earlier one failed (``first``)."""
+
+    def __init__(self, first: OSError) -> None:
+        super().__init__(first.errno, f"an earlier sync of the log failed ({first})")
+        self.first = first
 
 
 class _Mark:
@@ -217,7 +226,16 @@ class WAL:
         self.committed_crc = 0
         self.committed_frames = 0  # frames before committed_end
         self._crc = 0
-        self._synced = True
+        # Appends counted against the count the last sync covered (``_synced``): the
+        # store's group commit syncs outside its lock (group.py), on another thread
+        # than the next group's appends, so a flag one thread sets after its sync
+        # could hide an append the sync did not cover. ``_sync_lock`` runs one sync
+        # at a time; ``_sync_failed`` is the first sync's error, raised by every later
+        # sync (after a failed fsync, Linux reports the next one as a success).
+        self._appends = 0
+        self._synced_appends = 0
+        self._sync_lock = threading.Lock()
+        self._sync_failed: Optional[OSError] = None
         self.allocated = 0  # bytes the log file holds (frames in use and zeros beyond)
         #: the shared index (shm.py) the writer records each frame's page number in, or None
         self.shm: Optional["SharedIndex"] = None
@@ -475,7 +493,7 @@ class WAL:
                 out = bytearray()
         self._crc = crc
         self.end = offset
-        self._synced = False
+        self._appends += 1
         if self.shm is not None:
             self.shm.set_frames(first, self.entries(first))
         if commit_page_count:
@@ -501,11 +519,51 @@ class WAL:
         self.file.write(self.allocated, bytes(new - self.allocated))
         self.allocated = new
 
-    def sync(self) -> None:
-        """sync makes the log durable up to its end."""
-        if self.file is not None and not self._synced:
-            self.file.sync()
-            self._synced = True
+    @property
+    def _synced(self) -> bool:
+        """_synced: whether a sync has covered every append so far."""
+        return self._appends == self._synced_appends
+
+    @_synced.setter
+    def _synced(self, value: bool) -> None:
+        if value:
+            self._synced_appends = self._appends
+        else:
+            self._appends += 1
+
+    def synced_through(self, count: int) -> bool:
+        """synced_through: whether a sync has covered the appends up to ``count`` (an ``append_count``)."""
+        return self._synced_appends >= count
+
+    def append_count(self) -> int:
+        """append_count: appends so far (a number that only grows), for ``sync(upto=...)``."""
+        return self._appends
+
+    def sync(self, upto: int = 0) -> None:
+        """sync makes the log durable up to the end it had when the call began; with ``upto``
+        (an ``append_count``), only if a sync since that append has not done so already.
+
+        Thread-safe against appends on another thread (group commit syncs outside the
+        store's lock): what an append writes after the sync began may be left for the
+        next sync. Syncs run one at a time; after one failed, every later one raises
+        an OSError naming that failure (the first) without syncing: a successful fsync
+        after a failed one proves nothing (the failed one dropped the dirty pages).
+        """
+        if upto and self._synced_appends >= upto:
+            return
+        with self._sync_lock:
+            if upto and self._synced_appends >= upto:
+                return  # a sync that ran meanwhile (another group's, a checkpoint's) covered it
+            if self._sync_failed is not None:
+                raise EarlierSyncFailed(self._sync_failed)
+            n = self._appends
+            if self.file is not None and n != self._synced_appends:
+                try:
+                    self.file.sync()
+                except OSError as exc:
+                    self._sync_failed = exc
+                    raise
+                self._synced_appends = n
 
     def rollback(self) -> None:
         """rollback forgets the open transaction's frames; the next append overwrites them."""
@@ -763,10 +821,11 @@ class WAL:
         return int(getattr(self.file, "written", 0))
 
     def close(self) -> None:
-        """close releases the log file (it stays on disk)."""
-        if self.file is not None:
-            self.file.close()
-            self.file = None
+        """close releases the log file (it stays on disk), after a sync running on another thread."""
+        with self._sync_lock:
+            if self.file is not None:
+                self.file.close()
+                self.file = None
 
     def remove(self) -> None:
         """remove closes the log and deletes its file. Callers: the pager, after a checkpoint at close."""
