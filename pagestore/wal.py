@@ -80,7 +80,8 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 from . import fileio
-from ._native import crc32c, delta_apply, delta_make
+from . import _native
+from ._native import crc32c, delta_apply
 from .errors import CorruptionError, VersionMismatchError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -447,50 +448,45 @@ class WAL:
 
     def _append(self, frames: List[Frame], txn: int, commit_page_count: int) -> None:
         assert self.file is not None
-        out = bytearray()
         offset = start = self.end
         crc = self._crc
-        last = len(frames) - 1
         page_size = self.page_size
-        cap = page_size // DELTA_SHARE
         txn_index, index, depth = self.txn_index, self.index, self.depth
         first = len(self.frame_pgnos)
         if self.shm is not None:
             self.shm.reserve(first + len(frames))  # a full disk fails here, before the log holds any of it
         pgnos, offsets = self.frame_pgnos, self.frame_offsets
-        for i, (pgno, page, before) in enumerate(frames):
-            assert len(page) == page_size
-            commit = commit_page_count if i == last else 0
-            payload: Buffer = page
-            base = 0
-            if before is not None:
-                prev = txn_index.get(pgno)
-                if prev is None:
-                    prev = index.get(pgno)
-                if prev is not None and depth[prev] < MAX_CHAIN:
-                    delta = delta_make(before, page, cap)
-                    if delta is not None:
-                        payload, base = delta, prev
-            n = len(payload)
-            head = _FRAME.pack(pgno, commit, txn, offset, self.salt, n, base)
-            crc = crc32c(payload, crc32c(head, crc))
-            out += head
-            out += _U32.pack(crc)
-            out += payload
-            depth[offset] = depth[base] + 1 if base else 0
-            txn_index[pgno] = offset
-            pgnos.append(pgno)
-            offsets.append(offset)
-            offset += FRAME_HEADER_SIZE + n
-            if len(out) >= WRITE_CHUNK or i == last:
-                # Written a chunk at a time: a big commit (a thousand random
-                # inserts dirty a thousand leaves) would otherwise hold all its
-                # frames twice in memory. A crash between chunks leaves frames
-                # without their commit frame, which recovery discards.
-                self._reserve(start + len(out))
-                self.file.write(start, out)
-                start += len(out)
-                out = bytearray()
+        salt, build = self.salt, _native.fast.log_frames
+        # Frames are built a chunk at a time, each chunk in one C call (log_frames: headers,
+        # deltas, the checksum chain) and written in one write: a big commit (a thousand
+        # random inserts dirty a thousand leaves) would otherwise hold all its frames twice
+        # in memory. A crash between chunks leaves frames without their commit frame, which
+        # recovery discards.
+        per_chunk = max(1, WRITE_CHUNK // (FRAME_HEADER_SIZE + page_size))
+        for lo in range(0, len(frames), per_chunk):
+            chunk = []
+            for pgno, page, before in frames[lo : lo + per_chunk]:
+                base = 0
+                if before is not None:
+                    prev = txn_index.get(pgno)
+                    if prev is None:
+                        prev = index.get(pgno)
+                    if prev is not None and depth[prev] < MAX_CHAIN:
+                        base = prev  # a delta from its newest frame, if the delta is small
+                chunk.append((pgno, page, before, base))
+            commit = commit_page_count if lo + per_chunk >= len(frames) else 0
+            out, crc, sizes = build(chunk, txn, salt, offset, crc, commit, page_size)
+            for (pgno, _, _, base), n in zip(chunk, sizes):
+                if n == page_size:
+                    base = 0  # logged whole: the delta would have taken more than DELTA_SHARE
+                depth[offset] = depth[base] + 1 if base else 0
+                txn_index[pgno] = offset
+                pgnos.append(pgno)
+                offsets.append(offset)
+                offset += FRAME_HEADER_SIZE + n
+            self._reserve(start + len(out))
+            self.file.write(start, out)
+            start += len(out)
         self._crc = crc
         self.end = offset
         self._appends += 1
