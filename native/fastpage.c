@@ -546,18 +546,20 @@ static void le64(uint8_t *p, uint64_t v) {
 
 #define LOG_FRAME_HEADER 44 /* wal.py FRAME_HEADER_SIZE: 40 bytes of fields, then the CRC32C */
 
-/* log_frames(frames, txn, salt, offset, crc, commit_page_count, page_size) -> (bytearray, crc, sizes)
+/* log_frames(frames, txn, salt, offset, crc, commit_page_count, page_size, seal) -> (bytearray, crc, sizes)
 ** A commit's log frames in one call (issue 23): the bytes of each frame of `frames` (a list of
 ** (pgno, image, before, base) tuples) back to back, as wal.py's FRAME HEADER table lays them out,
 ** the first at log offset `offset`, the checksum chain continued from `crc`. A frame whose `base`
 ** is not 0 and whose `before` is not None is logged as a delta from `before` (delta.c) when the
-** delta takes at most half a page, else whole. The last frame carries `commit_page_count`.
+** delta takes at most half a page, else whole. The last frame carries `commit_page_count`. With
+** `seal` (an LSN, not 0) each page but page 0 (an exact bytearray: a pager frame) is first stamped
+** with it and its checksum, in place (ps_page_seal_many).
 ** Returns the frames, the chain's last checksum and each frame's payload size (the page size:
 ** logged whole, base 0; less: a delta from its base). Page-local: only the images handed in. */
 static PyObject *fp_log_frames(PyObject *self, PyObject *const *args, Py_ssize_t n) {
     (void)self;
     uint32_t salt, crc, commit, page_size;
-    if (!nargs_ok(n, 7, "log_frames")) return NULL;
+    if (!nargs_ok(n, 8, "log_frames")) return NULL;
     PyObject *list = args[0];
     if (!PyList_CheckExact(list)) {
         PyErr_SetString(PyExc_TypeError, "frames must be a list");
@@ -570,6 +572,8 @@ static PyObject *fp_log_frames(PyObject *self, PyObject *const *args, Py_ssize_t
     if (!as_u32(args[2], &salt) || !as_u32(args[4], &crc) || !as_u32(args[5], &commit) ||
         !as_u32(args[6], &page_size))
         return NULL;
+    unsigned long long seal = PyLong_AsUnsignedLongLong(args[7]);
+    if (seal == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
     if (page_size < PS_MIN_PAGE_SIZE || page_size > PS_MAX_PAGE_SIZE) return fail(PS_EINVAL, 0, "page size");
     Py_ssize_t nf = PyList_GET_SIZE(list);
     PyObject *out = PyByteArray_FromStringAndSize(NULL, nf * (Py_ssize_t)(LOG_FRAME_HEADER + page_size));
@@ -589,6 +593,17 @@ static PyObject *fp_log_frames(PyObject *self, PyObject *const *args, Py_ssize_t
         unsigned long long base = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(item, 3));
         if (base == (unsigned long long)-1 && PyErr_Occurred()) goto error;
         PyObject *before = PyTuple_GET_ITEM(item, 2);
+        if (seal != 0 && pgno != 0) {
+            /* stamp the LSN and the checksum into the page's frame before it is logged */
+            uint32_t size;
+            uint8_t *frame = frame_bytes(PyTuple_GET_ITEM(item, 1), &size, pgno);
+            if (frame == NULL) goto error;
+            int rc = size == page_size ? ps_page_seal_many(frame, size, 1, (uint64_t)seal) : PS_EINVAL;
+            if (rc != PS_OK) {
+                fail(rc, pgno, "frame seal");
+                goto error;
+            }
+        }
         Py_buffer img;
         if (PyObject_GetBuffer(PyTuple_GET_ITEM(item, 1), &img, PyBUF_SIMPLE) != 0) goto error;
         if (img.len != (Py_ssize_t)page_size) {
@@ -678,7 +693,7 @@ static PyMethodDef methods[] = {
     {"page_insert_room", (PyCFunction)(void (*)(void))fp_page_insert_room, METH_FASTCALL,
      "page_insert_room(frame, record, state, pgno) -> (slot, max_insert)"},
     {"log_frames", (PyCFunction)(void (*)(void))fp_log_frames, METH_FASTCALL,
-     "log_frames(frames, txn, salt, offset, crc, commit_page_count, page_size) -> (frames' bytes, crc, sizes)"},
+     "log_frames(frames, txn, salt, offset, crc, commit_page_count, page_size, seal) -> (frames' bytes, crc, sizes)"},
     {"leaf_insert", (PyCFunction)(void (*)(void))fp_leaf_insert, METH_FASTCALL,
      "leaf_insert(frame, index, key, rid pgno, rid slot, pgno) -> new page bytes, or None if full"},
     {NULL, NULL, 0, NULL},

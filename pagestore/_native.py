@@ -236,9 +236,16 @@ class CffiPage:
         return ffi.from_buffer("uint8_t[]", frame, require_writable=True)
 
     def log_frames(self, frames: List[Tuple[int, Any, Any, int]], txn: int, salt: int, offset: int, crc: int,
-                   commit_page_count: int, page_size: int) -> Tuple[bytearray, int, List[int]]:
+                   commit_page_count: int, page_size: int, seal: int) -> Tuple[bytearray, int, List[int]]:
         if not MIN_PAGE_SIZE <= page_size <= MAX_PAGE_SIZE:
             raise_for(EINVAL, 0, "page size")
+        if seal:
+            for pgno, image, _, _ in frames:
+                if pgno:
+                    page = self._frame(image, pgno)
+                    rc = lib.ps_page_seal_many(page, page_size, 1, seal) if len(image) == page_size else EINVAL
+                    if rc != OK:
+                        raise_for(rc, pgno, "frame seal")
         out = bytearray()
         sizes: List[int] = []
         cap = page_size // 2

@@ -856,11 +856,10 @@ class Pager(PagerFiles):
                 self.file.sync()  # type: ignore[union-attr]
                 self._direct = False
             frames: List[Frame] = []
-            for pgno in sorted(self.dirty):
-                f = self.dirty[pgno]
-                f.page.lsn = txn
-                f.page.set_checksum()
-                frames.append((pgno, f.buf, f.base))
+            dirty = self.dirty
+            for pgno in sorted(dirty):
+                f = dirty[pgno]
+                frames.append((pgno, f.buf, f.base))  # stamped with txn and checksummed by the log (seal)
             # The header frame is a delta from the last commit's, like any page's (a one-key
             # commit changes a few dozen of its bytes): logged whole, it was most of a small
             # commit's log bytes. A reader in another process reads it at each new commit it
@@ -875,7 +874,7 @@ class Pager(PagerFiles):
             # the WAL does not go on believing in this commit (its index would
             # serve the new images under the old header), and the caller rolls back.
             # The pager is poisoned then (``_poison``): the log may hold a hole.
-            wal.commit(frames, txn, self.meta.page_count, durable=durable and not defer)
+            wal.commit(frames, txn, self.meta.page_count, durable=durable and not defer, seal=True)
             if durable and defer:
                 self.owed = wal.append_count()
             header_frame = wal.newest_frame(0)

@@ -387,16 +387,20 @@ class WAL:
         self.append_many([(pgno, page, None)], txn, 0)
         return offset
 
-    def commit(self, frames: List[Frame], txn: int, page_count: int, *, durable: bool) -> None:
+    def commit(self, frames: List[Frame], txn: int, page_count: int, *, durable: bool, seal: bool = False) -> None:
         """commit appends a transaction's last frames, page 0 last, as its commit frame, and with
         ``durable`` syncs the log. All or nothing: if the write or the sync fails, the log's
         memory (index, end, checksum chain) is as it was before the call, and the error is raised.
+
+        ``seal``: each page frame but page 0's (a pager frame: a bytearray) is first stamped
+        with ``txn`` as its LSN and with its checksum, in place, in the same C call that
+        builds the frames.
 
         Callers: the pager's commit only.
         """
         mark = _Mark(self, [f[0] for f in frames])
         try:
-            self._append(frames, txn, page_count)
+            self._append(frames, txn, page_count, seal)
             if durable:
                 self.sync()
         except BaseException:
@@ -446,7 +450,7 @@ class WAL:
         del self.frame_pgnos[mark.frames :]
         del self.frame_offsets[mark.frames :]
 
-    def _append(self, frames: List[Frame], txn: int, commit_page_count: int) -> None:
+    def _append(self, frames: List[Frame], txn: int, commit_page_count: int, seal: bool = False) -> None:
         assert self.file is not None
         offset = start = self.end
         crc = self._crc
@@ -475,7 +479,7 @@ class WAL:
                         base = prev  # a delta from its newest frame, if the delta is small
                 chunk.append((pgno, page, before, base))
             commit = commit_page_count if lo + per_chunk >= len(frames) else 0
-            out, crc, sizes = build(chunk, txn, salt, offset, crc, commit, page_size)
+            out, crc, sizes = build(chunk, txn, salt, offset, crc, commit, page_size, txn if seal else 0)
             for (pgno, _, _, base), n in zip(chunk, sizes):
                 if n == page_size:
                     base = 0  # logged whole: the delta would have taken more than DELTA_SHARE

@@ -169,10 +169,17 @@ def test_both_bindings_build_a_commits_log_frames_alike(tmp_path):
             img[:400] = rng.randbytes(400)
         frames.append((p, img, before, rng.choice([0, 44 + rng.randrange(1000)])))
     frames.append((0, bytes(rng.randbytes(512)), None, 0))  # the header frame, whole
-    args = (7, 0x5A17, 4096, 12345, 99, 512)
+    args = (7, 0x5A17, 4096, 12345, 99, 512, 0)
     got = FAST.log_frames(frames, *args)
     want = _native.CffiPage().log_frames(frames, *args)
     assert bytes(got[0]) == bytes(want[0]) and got[1:] == want[1:]
+    # sealed: each page (not page 0) stamped with the LSN and its checksum first, by both alike
+    copies = [[(p, bytearray(img) if p else img, b, base) for p, img, b, base in frames] for _ in range(2)]
+    sealed = [FAST.log_frames(copies[0], *args[:-1], 77), _native.CffiPage().log_frames(copies[1], *args[:-1], 77)]
+    assert bytes(sealed[0][0]) == bytes(sealed[1][0]) and sealed[0][1:] == sealed[1][1:]
+    for p, img, _, _ in copies[0][:-1]:  # pagestore.h: checksum at 0 covers [4, page_size); lsn at 8
+        assert struct.unpack_from("<IIQ", img, 0)[::2] == (_native.crc32c(bytes(img[4:])), 77)
+    assert [bytes(f[1]) for f in copies[0]] == [bytes(f[1]) for f in copies[1]]
     out, crc, sizes = got
     assert 512 in sizes and any(n < 512 for n in sizes), "both whole images and deltas"
     pos, chain, offset = 0, 12345, 4096
@@ -196,3 +203,5 @@ def test_both_bindings_build_a_commits_log_frames_alike(tmp_path):
     assert pos == len(out) and chain == crc
     with pytest.raises(ValueError):
         FAST.log_frames([(3, bytearray(100), None, 0)], *args)  # not a page
+    with pytest.raises(TypeError):
+        FAST.log_frames([(3, bytes(512), None, 0)], *args[:-1], 5)  # sealing needs a frame (bytearray)
