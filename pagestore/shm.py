@@ -297,6 +297,8 @@ class SharedIndex:
         raw = head.encode()
         mm[COPY_SIZE : COPY_SIZE + HEADER_SIZE] = raw
         mm[0:HEADER_SIZE] = raw
+        # The next publish reads it back (the change counter): trusted as written, not decoded again.
+        self._last_raw, self._last = raw, head
         return head
 
     def invalidate(self) -> None:
