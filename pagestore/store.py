@@ -493,7 +493,7 @@ class Store(MutableMapping[Any, Any]):
             result = fn()
             self._tree.flush()
             self._heap.flush()
-            committed = self._pager.commit(sync, defer)
+            committed = self._pager.commit(sync, True) if defer else self._pager.commit(sync)
         except BaseException:
             self._abort()
             raise
