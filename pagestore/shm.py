@@ -312,8 +312,9 @@ class SharedIndex:
     def set_frames(self, first: int, entries: "array[int]") -> None:
         """set_frames records the entries of frames ``first``, ``first + 1``, ... (two integers
         each, as ``WAL.entries`` makes them: page number | size << 32, offset). Writer only."""
-        data = array("Q", entries)
+        data = entries if type(entries) is array and entries.typecode == "Q" else array("Q", entries)
         if sys.byteorder != "little":  # pragma: no cover
+            data = array("Q", data)  # a copy: the caller's stays in host order
             data.byteswap()
         self._ensure(first + len(data) // 2)
         mm = self.map

@@ -467,6 +467,7 @@ class WAL:
         # in memory. A crash between chunks leaves frames without their commit frame, which
         # recovery discards.
         per_chunk = max(1, WRITE_CHUNK // (FRAME_HEADER_SIZE + page_size))
+        entries = array("Q")
         for lo in range(0, len(frames), per_chunk):
             chunk = []
             for pgno, page, before in frames[lo : lo + per_chunk]:
@@ -487,6 +488,8 @@ class WAL:
                 txn_index[pgno] = offset
                 pgnos.append(pgno)
                 offsets.append(offset)
+                entries.append(pgno | n << 32)  # the shared index's entry (``entries``)
+                entries.append(offset)
                 offset += FRAME_HEADER_SIZE + n
             self._reserve(start + len(out))
             self.file.write(start, out)
@@ -495,7 +498,7 @@ class WAL:
         self.end = offset
         self._appends += 1
         if self.shm is not None:
-            self.shm.set_frames(first, self.entries(first))
+            self.shm.set_frames(first, entries)
         if commit_page_count:
             index.update(txn_index)
             txn_index.clear()
