@@ -468,6 +468,8 @@ class WAL:
         # recovery discards.
         per_chunk = max(1, WRITE_CHUNK // (FRAME_HEADER_SIZE + page_size))
         entries = array("Q")
+        parts: List[bytearray] = []
+        held = 0
         for lo in range(0, len(frames), per_chunk):
             chunk = []
             for pgno, page, before in frames[lo : lo + per_chunk]:
@@ -479,7 +481,8 @@ class WAL:
                     if prev is not None and depth[prev] < MAX_CHAIN:
                         base = prev  # a delta from its newest frame, if the delta is small
                 chunk.append((pgno, page, before, base))
-            commit = commit_page_count if lo + per_chunk >= len(frames) else 0
+            last = lo + per_chunk >= len(frames)
+            commit = commit_page_count if last else 0
             out, crc, sizes = build(chunk, txn, salt, offset, crc, commit, page_size, txn if seal else 0)
             for (pgno, _, _, base), n in zip(chunk, sizes):
                 if n == page_size:
@@ -491,9 +494,16 @@ class WAL:
                 entries.append(pgno | n << 32)  # the shared index's entry (``entries``)
                 entries.append(offset)
                 offset += FRAME_HEADER_SIZE + n
-            self._reserve(start + len(out))
-            self.file.write(start, out)
-            start += len(out)
+            # Written WRITE_CHUNK bytes at a time, as before the C call: chunks of deltas are
+            # small, and a write past the file's end by less than GROW_BYTES writes zeros first.
+            parts.append(out)
+            held += len(out)
+            if held >= WRITE_CHUNK or last:
+                data = parts[0] if len(parts) == 1 else b"".join(parts)
+                self._reserve(start + len(data))
+                self.file.write(start, data)
+                start += len(data)
+                parts, held = [], 0
         self._crc = crc
         self.end = offset
         self._appends += 1
