@@ -15,7 +15,7 @@ if platform.python_implementation() == "CPython":
     ext_modules.append(
         Extension(
             "pagestore._fastpage",
-            sources=["native/fastpage.c", "native/page.c", "native/node.c", "native/map.c", "native/crc32c.c"],
+            sources=["native/fastpage.c", "native/page.c", "native/node.c", "native/map.c", "native/crc32c.c", "native/delta.c"],
             include_dirs=["native"],
             extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra"],
             optional=True,

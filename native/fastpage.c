@@ -640,6 +640,132 @@ static PyObject *fp_leaf_insert(PyObject *self, PyObject *const *args, Py_ssize_
     return PyBytes_FromStringAndSize((const char *)page, (Py_ssize_t)size);
 }
 
+/* Little-endian stores for the frame header (the log's byte order, wal.py). */
+static void put_le32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put_le64(uint8_t *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+#define LOG_FRAME_HEADER 44 /* wal.py FRAME_HEADER_SIZE: 40 bytes of fields, then the CRC32C */
+
+/* log_frames(frames, txn, salt, offset, crc, commit_page_count, page_size, seal) -> (bytearray, crc, sizes)
+** A commit's log frames in one call (issue 23): the bytes of each frame of `frames` (a list of
+** (pgno, image, before, base) tuples) back to back, as wal.py's FRAME HEADER table lays them out,
+** the first at log offset `offset`, the checksum chain continued from `crc`. A frame whose `base`
+** is not 0 and whose `before` is not None is logged as a delta from `before` (delta.c) when the
+** delta takes at most half a page, else whole. The last frame carries `commit_page_count`. With
+** `seal` (an LSN, not 0) each page but page 0 (an exact bytearray: a pager frame) is first stamped
+** with it and its checksum, in place (ps_page_seal_many).
+** Returns the frames, the chain's last checksum and each frame's payload size (the page size:
+** logged whole, base 0; less: a delta from its base). Page-local: only the images handed in. */
+static PyObject *fp_log_frames(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    (void)self;
+    uint32_t salt, crc, commit, page_size;
+    if (!nargs_ok(n, 8, "log_frames")) return NULL;
+    PyObject *list = args[0];
+    if (!PyList_CheckExact(list)) {
+        PyErr_SetString(PyExc_TypeError, "frames must be a list");
+        return NULL;
+    }
+    unsigned long long txn = PyLong_AsUnsignedLongLong(args[1]);
+    if (txn == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
+    unsigned long long offset = PyLong_AsUnsignedLongLong(args[3]);
+    if (offset == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
+    if (!as_u32(args[2], &salt) || !as_u32(args[4], &crc) || !as_u32(args[5], &commit) ||
+        !as_u32(args[6], &page_size))
+        return NULL;
+    unsigned long long seal = PyLong_AsUnsignedLongLong(args[7]);
+    if (seal == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
+    if (page_size < PS_MIN_PAGE_SIZE || page_size > PS_MAX_PAGE_SIZE) return fail(PS_EINVAL, 0, "page size");
+    Py_ssize_t nf = PyList_GET_SIZE(list);
+    PyObject *out = PyByteArray_FromStringAndSize(NULL, nf * (Py_ssize_t)(LOG_FRAME_HEADER + page_size));
+    PyObject *sizes = PyList_New(nf);
+    if (out == NULL || sizes == NULL) goto error;
+    uint8_t *o = (uint8_t *)PyByteArray_AS_STRING(out);
+    size_t pos = 0;
+    uint32_t cap = page_size / 2; /* wal.py DELTA_SHARE */
+    for (Py_ssize_t i = 0; i < nf; i++) {
+        PyObject *item = PyList_GET_ITEM(list, i);
+        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 4) {
+            PyErr_SetString(PyExc_TypeError, "a frame must be a tuple (pgno, image, before, base)");
+            goto error;
+        }
+        uint32_t pgno;
+        if (!as_u32(PyTuple_GET_ITEM(item, 0), &pgno)) goto error;
+        unsigned long long base = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(item, 3));
+        if (base == (unsigned long long)-1 && PyErr_Occurred()) goto error;
+        PyObject *before = PyTuple_GET_ITEM(item, 2);
+        if (seal != 0 && pgno != 0) {
+            /* stamp the LSN and the checksum into the page's frame before it is logged */
+            uint32_t size;
+            uint8_t *frame = frame_bytes(PyTuple_GET_ITEM(item, 1), &size, pgno);
+            if (frame == NULL) goto error;
+            int rc = size == page_size ? ps_page_seal_many(frame, size, 1, (uint64_t)seal) : PS_EINVAL;
+            if (rc != PS_OK) {
+                fail(rc, pgno, "frame seal");
+                goto error;
+            }
+        }
+        Py_buffer img;
+        if (PyObject_GetBuffer(PyTuple_GET_ITEM(item, 1), &img, PyBUF_SIMPLE) != 0) goto error;
+        if (img.len != (Py_ssize_t)page_size) {
+            PyBuffer_Release(&img);
+            fail(PS_EINVAL, pgno, "frame image size");
+            goto error;
+        }
+        uint8_t *head = o + pos, *payload = head + LOG_FRAME_HEADER;
+        uint32_t plen = 0;
+        uint64_t used = 0;
+        if (base != 0 && before != Py_None) {
+            Py_buffer old;
+            if (PyObject_GetBuffer(before, &old, PyBUF_SIMPLE) != 0) {
+                PyBuffer_Release(&img);
+                goto error;
+            }
+            int rc = old.len == (Py_ssize_t)page_size
+                         ? ps_delta_make((const uint8_t *)old.buf, (const uint8_t *)img.buf, page_size, payload, cap,
+                                         &plen)
+                         : PS_EINVAL;
+            PyBuffer_Release(&old);
+            if (rc == PS_OK)
+                used = base;
+            else if (rc != PS_EFULL) {
+                PyBuffer_Release(&img);
+                fail(rc, pgno, "frame delta");
+                goto error;
+            }
+        }
+        if (!used) {
+            memcpy(payload, img.buf, page_size);
+            plen = page_size;
+        }
+        PyBuffer_Release(&img);
+        put_le32(head, pgno);
+        put_le32(head + 4, i == nf - 1 ? commit : 0);
+        put_le64(head + 8, txn);
+        put_le64(head + 16, offset);
+        put_le32(head + 24, salt);
+        put_le32(head + 28, plen);
+        put_le64(head + 32, used);
+        crc = ps_crc32c(crc, head, 40);
+        crc = ps_crc32c(crc, payload, plen);
+        put_le32(head + 40, crc);
+        pos += LOG_FRAME_HEADER + plen;
+        offset += LOG_FRAME_HEADER + plen;
+        PyObject *sz = PyLong_FromUnsignedLong(plen);
+        if (sz == NULL) goto error;
+        PyList_SET_ITEM(sizes, i, sz);
+    }
+    if (PyByteArray_Resize(out, (Py_ssize_t)pos) != 0) goto error;
+    return Py_BuildValue("(NkN)", out, (unsigned long)crc, sizes);
+error:
+    Py_XDECREF(out);
+    Py_XDECREF(sizes);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"init", (PyCFunction)fp_init, METH_O, "init(raise_fn): the callable raising for (code, pgno, what)"},
     {"map_child", (PyCFunction)(void (*)(void))fp_map_child, METH_FASTCALL, "map_child(h, pgno, key) -> child pgno"},
@@ -676,6 +802,8 @@ static PyMethodDef methods[] = {
      "leaf_run(raw, pgno, start, after, stop, limit) -> (i, j, count, keys, pgnos, slots)"},
     {"page_insert_room", (PyCFunction)(void (*)(void))fp_page_insert_room, METH_FASTCALL,
      "page_insert_room(frame, record, state, pgno) -> (slot, max_insert)"},
+    {"log_frames", (PyCFunction)(void (*)(void))fp_log_frames, METH_FASTCALL,
+     "log_frames(frames, txn, salt, offset, crc, commit_page_count, page_size, seal) -> (frames' bytes, crc, sizes)"},
     {"leaf_insert", (PyCFunction)(void (*)(void))fp_leaf_insert, METH_FASTCALL,
      "leaf_insert(frame, index, key, rid pgno, rid slot, pgno) -> new page bytes, or None if full"},
     {NULL, NULL, 0, NULL},

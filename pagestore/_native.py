@@ -242,6 +242,42 @@ class CffiPage:
             raise_for(EINVAL, pgno, "frame size")
         return ffi.from_buffer("uint8_t[]", frame, require_writable=True)
 
+    def log_frames(self, frames: List[Tuple[int, Any, Any, int]], txn: int, salt: int, offset: int, crc: int,
+                   commit_page_count: int, page_size: int, seal: int) -> Tuple[bytearray, int, List[int]]:
+        if not MIN_PAGE_SIZE <= page_size <= MAX_PAGE_SIZE:
+            raise_for(EINVAL, 0, "page size")
+        if seal:
+            for pgno, image, _, _ in frames:
+                if pgno:
+                    page = self._frame(image, pgno)
+                    rc = lib.ps_page_seal_many(page, page_size, 1, seal) if len(image) == page_size else EINVAL
+                    if rc != OK:
+                        raise_for(rc, pgno, "frame seal")
+        out = bytearray()
+        sizes: List[int] = []
+        cap = page_size // 2
+        last = len(frames) - 1
+        for i, (pgno, image, before, base) in enumerate(frames):
+            if len(image) != page_size:
+                raise_for(EINVAL, pgno, "frame image size")
+            payload = image
+            used = 0
+            if base and before is not None:
+                if len(before) != page_size:
+                    raise_for(EINVAL, pgno, "frame delta")
+                delta = delta_make(before, image, cap)
+                if delta is not None:
+                    payload, used = delta, base
+            n = len(payload)
+            head = _LOG_FRAME.pack(pgno, commit_page_count if i == last else 0, txn, offset, salt, n, used)
+            crc = crc32c(payload, crc32c(head, crc))
+            out += head
+            out += crc.to_bytes(4, "little")
+            out += payload
+            sizes.append(n)
+            offset += 44 + n
+        return out, crc, sizes
+
     def page_insert_room(self, frame: bytearray, record: bytes, state: int, pgno: int) -> Tuple[int, int]:
         _check_bytes(record, "record")
         page = self._frame(frame, pgno)
@@ -460,6 +496,9 @@ class CffiPage:
         return self._run(ffi.from_buffer("uint8_t[]", raw), len(raw), pgno, start, after, stop, limit)
 
 
+_LOG_FRAME = struct.Struct("<IIQQIIQ")  # wal.py's _FRAME: pgno, commit, txn, offset, salt, size, base
+
+
 def _check_bytes(obj: Any, what: str) -> None:
     if type(obj) is not bytes:
         raise TypeError(f"{what} must be bytes, not {type(obj).__name__}")
@@ -486,8 +525,9 @@ def _load_fast() -> Tuple[Any, str]:
             if want == "fastpage":
                 raise
         else:
-            # a build of this version from before the newest calls (map_chain_value) lacks them: stale too
-            if _fastpage.NATIVE_VERSION != EXPECTED_NATIVE_VERSION or not hasattr(_fastpage, "map_chain_value"):  # pragma: no cover
+            # a build of this version from before the newest calls (map_chain_value, log_frames) lacks them: stale too
+            if (_fastpage.NATIVE_VERSION != EXPECTED_NATIVE_VERSION  # pragma: no cover
+                    or not all(hasattr(_fastpage, name) for name in ("map_chain_value", "log_frames"))):
                 raise ImportError(
                     f"pagestore._fastpage version {_fastpage.NATIVE_VERSION} does not match the Python "
                     f"package (expects {EXPECTED_NATIVE_VERSION}); rebuild with `pip install .`"

@@ -7,6 +7,7 @@ disk are little-endian.
 """
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass, field as _field
 
@@ -96,7 +97,9 @@ def header_checksum(buf: "bytes | bytearray | memoryview", version: int = FORMAT
     return crc32c(body, crc32c(view[:META_CHECKSUM_OFFSET]))
 
 
+@functools.lru_cache(maxsize=64)
 def _codec_field(name: str) -> bytes:
+    # cached: every commit encodes the header, and with it both codec names
     raw = name.encode("ascii", "strict") if name.isascii() else b""
     if not raw or len(raw) > CODEC_NAME_SIZE or not name.isprintable():
         raise ValueError(f"codec name must be 1 to {CODEC_NAME_SIZE} printable ASCII characters, got {name!r}")

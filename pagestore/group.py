@@ -26,6 +26,21 @@ interrupt (``KeyboardInterrupt``, ``SystemExit``): it goes on up in the
 committing thread, and the batch's other writes raise ``PageStoreError``
 ("write abandoned").
 
+The sync outside the lock (issue 23): a group of single writes is committed
+under the store's lock with its log sync deferred (``Pager.commit(defer=True)``);
+the leader lets the locks go and hands the lead on, so that the next group
+applies while this one's sync runs, and only then syncs (``Pager.sync(upto)``,
+skipped if another sync has covered it meanwhile) and wakes its callers. A put is
+acknowledged only after a sync covering its frames returned. This is sound
+because a failed sync poisons the store (``Pager._poison``) and the log refuses
+every later sync (``WAL.sync``): a group written after the failed one is never
+acknowledged either. What a failed deferred sync leaves in memory is the group's
+commit (later groups may have built on it): reads see it until the store is
+reopened, which finds it in the log or not, as after a power cut. A
+transaction's commit (``commit_holding``) still syncs inside, so that a failed
+sync rolls it back. A thread that finds no commit running and the write lock
+free commits at once (``_direct``): no request, no event, no hand-off.
+
 Locks (locks.py): the leader takes the store's write lock, and only then the
 queued writes and the operation lock; so while a transaction holds the write
 lock, single writes queue up behind it. The transaction's commit does not
@@ -48,6 +63,9 @@ from .errors import PageStoreError, ReentrantWriteError, StoreLockedError, Store
 from .locks import WriteLock
 
 Apply = Callable[[List[Callable[[], Any]], Optional[bool]], List[Any]]
+#: called under the store's lock right after a commit: the sync that commit still owes, to
+#: run after the locks are let go (None: nothing owed)
+Owed = Callable[[], Optional[Callable[[], None]]]
 
 
 class _Request:
@@ -77,10 +95,14 @@ class CommitQueue:
     ``batches`` and ``writes`` count what went through (for tests and bench).
     """
 
-    def __init__(self, writer: WriteLock, lock: Any, apply: Apply) -> None:
+    def __init__(self, writer: WriteLock, lock: Any, apply: Apply, deferred: Optional[Apply] = None,
+                 owed: Optional[Owed] = None) -> None:
         self._writer = writer
         self._lock = lock
         self._apply = apply
+        # single writes commit with ``deferred``, whose sync ``owed`` hands back to run outside the locks
+        self._deferred = deferred
+        self._owed = owed
         self._mutex = threading.Lock()
         self._queue: List[_Request] = []
         self._busy = False
@@ -101,12 +123,18 @@ class CommitQueue:
         """
         if self._writer.owned():
             raise ReentrantWriteError(f"{self._writer.path}: a write submitted by the thread that holds the write lock")
+        with self._mutex:
+            alone = not self._busy
+            if alone:
+                self._busy = True
+        if alone and self._writer.try_acquire(0, "a commit of single writes"):
+            # Nobody else is committing and the write lock is free: commit here, with no
+            # request, no event and no hand-off (a third of a lone durable put's CPU went to them).
+            return self._direct(fn, sync)
         req = _Request(fn, sync, None if timeout is None else time.monotonic() + timeout)
         with self._mutex:
             self._queue.append(req)
-            if not self._busy:
-                self._busy = True
-                req.lead = True
+            req.lead = alone  # a transaction holds the write lock: lead, so its commit may take this along
         try:
             if not req.lead:
                 req.event.wait()  # done, or made the leader
@@ -137,7 +165,7 @@ class CommitQueue:
             batch, self._queue = self._queue, []
         batch.insert(0, mine)
         try:
-            self._run(batch)
+            self._run(batch, self._apply)  # synced inside: a failed sync rolls it back
         finally:
             self._settle(batch)
         if mine.error is not None:
@@ -147,19 +175,20 @@ class CommitQueue:
     def _lead(self, me: _Request) -> None:
         """_lead takes the write lock, applies every queued write, then hands the lead to a thread queued meanwhile."""
         me.event.clear()  # from here it means: done
+        batch: List[_Request] = []
+        finish: Optional[Callable[[], None]] = None
         try:
             wait = None if me.deadline is None else me.deadline - time.monotonic()
             if self._writer.try_acquire(wait, "a commit of single writes"):
-                batch: List[_Request] = []
                 try:
-                    try:
-                        with self._mutex:
-                            batch, self._queue = self._queue, []
-                        self._run(batch)
-                    finally:
-                        self._writer.release()  # before the callers wake: one may begin a transaction at once
-                finally:
-                    self._settle(batch)
+                    with self._mutex:
+                        batch, self._queue = self._queue, []
+                    finish = self._run(batch, self._deferred or self._apply)
+                except BaseException:
+                    self._writer.release()
+                    self._settle(batch)  # interrupted: the batch's writes are abandoned
+                    raise
+                self._writer.release()  # before the callers wake: one may begin a transaction at once
             else:
                 with self._mutex:
                     mine = me in self._queue  # else a transaction's commit has taken it along
@@ -177,6 +206,48 @@ class CommitQueue:
                     self._queue.remove(me)
                     self._settle([me])
                 self._hand_on()
+        # The next leader applies its group while this one's sync runs (outside every lock).
+        try:
+            if finish is not None:
+                self._finish(batch, finish)
+        finally:
+            self._settle(batch)
+
+    def _direct(self, fn: Callable[[], Any], sync: Optional[bool]) -> Any:
+        """_direct commits one write at once, for a caller that found no commit running and took the
+        write lock (``submit``); hands the lead on, then runs the commit's sync outside the locks."""
+        finish: Optional[Callable[[], None]] = None
+        try:
+            try:
+                with self._lock:
+                    result = (self._deferred or self._apply)([fn], sync)[0]
+                    self.batches += 1
+                    self.writes += 1
+                    if self._owed is not None:
+                        finish = self._owed()
+            finally:
+                self._writer.release()
+        finally:
+            with self._mutex:
+                self._hand_on()
+        if finish is not None:
+            finish()  # raises if the sync failed: the write is not acknowledged
+        return result
+
+    @staticmethod
+    def _finish(batch: List[_Request], finish: Callable[[], None]) -> None:
+        """_finish runs a batch's deferred sync; if it fails, no write of the batch is acknowledged:
+        each gets the error (an interrupt: "write abandoned"), which goes on up in this thread."""
+        try:
+            finish()
+        except BaseException as exc:
+            err = exc if isinstance(exc, Exception) else PageStoreError(
+                "write abandoned: the thread syncing its commit was interrupted")
+            for r in batch:
+                if r.error is None:  # a write that failed on its own keeps its own error
+                    r.result, r.error, r.settled = None, err, True
+            if not isinstance(exc, Exception):
+                raise
 
     def _abandon(self, req: _Request) -> None:
         """_abandon takes out of the queue a request whose thread stopped waiting (interrupted).
@@ -215,15 +286,17 @@ class CommitQueue:
             r.done = True
             r.event.set()
 
-    def _run(self, batch: List[_Request]) -> None:
+    def _run(self, batch: List[_Request], apply: Apply) -> Optional[Callable[[], None]]:
+        """_run applies a batch under the store's lock and sets each request's outcome; returns the
+        sync the commit(s) still owe (``owed``), to run outside the locks before they are settled."""
         if not batch:
-            return
+            return None
         # A commit is synced if any of its writes wants it: True wins, then the default (None).
         wants = {r.sync for r in batch}
         sync = True if True in wants else None if None in wants else False
         with self._lock:
             try:
-                results = self._apply([r.fn for r in batch], sync)
+                results = apply([r.fn for r in batch], sync)
             except BaseException as exc:
                 if not isinstance(exc, Exception):
                     # KeyboardInterrupt, SystemExit: the committing thread's own interrupt, not a
@@ -234,18 +307,19 @@ class CommitQueue:
                     # and a retry could only fail again. Every write gets the error.
                     for r in batch:
                         r.error, r.settled = exc, True
-                    return
+                    return self._owed() if self._owed is not None else None
                 # Rolled back whole: give each write its own commit and its own outcome.
                 for r in batch:
                     try:
-                        r.result = self._apply([r.fn], r.sync)[0]
+                        r.result = apply([r.fn], r.sync)[0]
                     except BaseException as one:
                         r.error = one
                     r.settled = True
                     self.batches += 1
                     self.writes += 1
-                return
+                return self._owed() if self._owed is not None else None
             for r, value in zip(batch, results):
                 r.result, r.settled = value, True
             self.batches += 1
             self.writes += len(batch)
+            return self._owed() if self._owed is not None else None

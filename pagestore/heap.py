@@ -83,7 +83,6 @@ _SLOT = operator.itemgetter(1)
 #: The longest value a stub's 4-byte length can say (the store refuses longer ones; so does the build).
 MAX_VALUE = 2**32 - 1
 _NONZERO = re.compile(rb"[^\x00]")
-_BYTES = [bytes([c]) for c in range(256)]
 
 _PAGE_HEAP = fmt.PAGE_HEAP
 _map_value = _native.fast.map_value
@@ -229,7 +228,10 @@ class FreeSpaceMap:
         changes: Dict[int, List[Tuple[int, int]]] = {}
         for pgno, c in self.pending.items():
             idx, off = divmod(pgno, per_page)
-            changes.setdefault(idx, []).append((off, c))
+            if idx in changes:
+                changes[idx].append((off, c))
+            else:
+                changes[idx] = [(off, c)]
         for idx in sorted(changes):
             while idx >= len(self.pages):
                 self._grow()
@@ -237,8 +239,7 @@ class FreeSpaceMap:
             page = self.pager.write(map_pgno)
             if len(self._lookup.view(page, map_pgno, 0, "free-space map page")) != per_page:
                 raise CorruptionError(map_pgno, "free-space map page has the wrong length")
-            for off, c in changes[idx]:
-                page.patch(0, off, _BYTES[c])
+            page.patch_bytes(0, changes[idx])  # the map page's record located once, not per byte
         self.pending.clear()
 
     def _grow(self) -> None:

@@ -290,6 +290,22 @@ class SlottedPage:
             raise ValueError(f"patch of {size} bytes at {offset} does not lie inside the {n}-byte record in slot {slot}")
         self._buf[off + offset : off + offset + size] = data
 
+    def patch_bytes(self, slot: int, changes: "List[Tuple[int, int]]") -> None:
+        """patch_bytes sets single bytes inside the live record at ``slot``, in place: ``changes``
+        holds (offset in the record, byte value) pairs. ``patch`` for many one-byte edits at
+        once (the free-space map's flush): the record is located once.
+
+        Raises:
+            NotFoundError: no live record at ``slot``.
+            ValueError: an offset outside the record, or a value outside 0..255.
+        """
+        off, n, _ = self._locate(slot)
+        buf = self._buf
+        for at, value in changes:
+            if not 0 <= at < n:
+                raise ValueError(f"patch of a byte at {at} does not lie inside the {n}-byte record in slot {slot}")
+            buf[off + at] = value
+
     def delete(self, slot: int) -> None:
         """delete frees ``slot`` for reuse; trailing free slots are trimmed. Raises NotFoundError."""
         if not isinstance(slot, int) or isinstance(slot, bool) or slot < 0 or slot > 0xFFFF:

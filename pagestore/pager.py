@@ -93,7 +93,7 @@ from .pagerfiles import PagerFiles
 from . import storefiles
 # What the store calls to remove a store's files: importable from the pager, as before.
 from .storefiles import discard as discard, side_file_undo as side_file_undo
-from .wal import WAL, Frame, log_path, remove_log
+from .wal import WAL, EarlierSyncFailed, Frame, log_path, remove_log
 from .checkpointer import CHECKPOINT_RUN, Checkpointer
 from .readers import DataLock, IndexGrowError, Marks, ReadMark, SharedLog, remove_shm
 
@@ -131,7 +131,8 @@ class _Poisons:
     def __exit__(self, kind: Optional[type], exc: Optional[BaseException], tb: Any) -> None:
         # A shared index that could not grow failed before anything was written: no poison.
         if isinstance(exc, OSError) and not isinstance(exc, IndexGrowError):
-            self.pager._poison(exc)
+            # A sync refused after another thread's failed one: that one is the cause.
+            self.pager._poison(exc.first if isinstance(exc, EarlierSyncFailed) else exc)
 
 
 class _Frame:
@@ -237,6 +238,9 @@ class Pager(PagerFiles):
         #: once set, every write raises StorePoisonedError until the store is opened again
         self.poisoned: Optional[BaseException] = None
         self._guard = _Poisons(self)
+        #: the log's ``append_count`` a sync must cover for the durable commits that deferred their
+        #: sync to the caller (``commit(defer=True)``) since the caller last took it; 0: none
+        self.owed = 0
         #: the writer's checkpoints and log restarts (checkpointer.py)
         self.checkpointer = Checkpointer(self, self._guard, self._publish)
         self.cache_pages = self.own_pages = MIN_CACHE_PAGES
@@ -879,12 +883,21 @@ class Pager(PagerFiles):
         assert self.wal is not None
         return bool(self.dirty) or bool(self.wal.txn_index) or self.meta != self.committed or self._free.changed
 
-    def commit(self, sync: Optional[bool] = None) -> bool:
+    def commit(self, sync: Optional[bool] = None, defer: bool = False) -> bool:
         """commit writes every changed page and then the header to the log as one transaction.
 
         With ``sync`` (default: the store's setting) the log is synced before
         returning, so the commit survives power loss. Returns False when
         there was nothing to commit. May run a checkpoint afterwards.
+
+        ``defer``: a durable commit leaves its sync to the caller, who calls
+        ``sync`` after letting go of the store's lock (group commit, group.py:
+        the next group applies while this one's sync runs) and acknowledges
+        the commit only when that returns: ``sync(owed)``. If that sync
+        fails, the commit stays in memory (later commits may build on it), but
+        the pager is poisoned and no commit after the last good sync is ever
+        acknowledged: reads see it until the store is reopened, which finds it
+        in the log or not, as after a power cut.
         """
         assert self.wal is not None
         if self.poisoned is not None:
@@ -907,11 +920,10 @@ class Pager(PagerFiles):
                 self.file.sync()  # type: ignore[union-attr]
                 self._direct = False
             frames: List[Frame] = []
-            for pgno in sorted(self.dirty):
-                f = self.dirty[pgno]
-                f.page.lsn = txn
-                f.page.set_checksum()
-                frames.append((pgno, f.buf, f.base))
+            dirty = self.dirty
+            for pgno in sorted(dirty):
+                f = dirty[pgno]
+                frames.append((pgno, f.buf, f.base))  # stamped with txn and checksummed by the log (seal)
             # The header frame is a delta from the last commit's, like any page's (a one-key
             # commit changes a few dozen of its bytes): logged whole, it was most of a small
             # commit's log bytes. A reader in another process reads it at each new commit it
@@ -926,7 +938,9 @@ class Pager(PagerFiles):
             # the WAL does not go on believing in this commit (its index would
             # serve the new images under the old header), and the caller rolls back.
             # The pager is poisoned then (``_poison``): the log may hold a hole.
-            wal.commit(frames, txn, self.meta.page_count, durable=durable)
+            wal.commit(frames, txn, self.meta.page_count, durable=durable and not defer, seal=True)
+            if durable and defer:
+                self.owed = wal.append_count()
             header_frame = wal.newest_frame(0)
             assert header_frame is not None
             self._logged_header = (header_frame, header)
@@ -965,18 +979,34 @@ class Pager(PagerFiles):
         if self.sharing is not None and self.wal is not None:
             self.sharing.publish(self.wal, self.backfilled)
 
-    def sync(self) -> None:
+    def sync(self, upto: int = 0) -> None:
         """sync makes every commit so far durable: the log is synced up to its end (commits made with sync=False too).
+
+        ``upto``: the ``owed`` of commits that deferred their sync (``commit(defer=True)``);
+        nothing is done, and nothing raised, if a sync since (another group's, a
+        checkpoint's) has made them durable already. Thread-safe: the store's group commit
+        calls it outside its lock while another thread commits.
 
         Raises:
             StorePoisonedError: an earlier write or sync failed (nothing since is known durable).
             OSError: this sync failed (the pager is poisoned from now on).
         """
+        wal = self.wal
+        if upto and wal is not None and wal.synced_through(upto):
+            return
         if self.poisoned is not None:
             raise StorePoisonedError(self.path, self.poisoned) from self.poisoned
         if self.wal is not None:
-            with self._guard:
-                self.wal.sync()
+            try:
+                with self._guard:
+                    self.wal.sync(upto)
+            except OSError as exc:
+                # Another thread's sync failed first (the log keeps its error): this
+                # sync proves nothing, and the store was poisoned by that one.
+                first = self.poisoned
+                if first is not None and first is not exc:
+                    raise StorePoisonedError(self.path, first) from first
+                raise
 
     def checkpoint_threshold(self) -> int:
         """checkpoint_threshold: log bytes that trigger an automatic checkpoint (``Checkpointer.threshold``)."""

@@ -304,6 +304,8 @@ class SharedIndex:
         raw = head.encode()
         mm[COPY_SIZE : COPY_SIZE + HEADER_SIZE] = raw
         mm[0:HEADER_SIZE] = raw
+        # The next publish reads it back (the change counter): trusted as written, not decoded again.
+        self._last_raw, self._last = raw, head
         return head
 
     def invalidate(self) -> None:
@@ -317,8 +319,9 @@ class SharedIndex:
     def set_frames(self, first: int, entries: "array[int]") -> None:
         """set_frames records the entries of frames ``first``, ``first + 1``, ... (two integers
         each, as ``WAL.entries`` makes them: page number | size << 32, offset). Writer only."""
-        data = array("Q", entries)
+        data = entries if type(entries) is array and entries.typecode == "Q" else array("Q", entries)
         if sys.byteorder != "little":  # pragma: no cover
+            data = array("Q", data)  # a copy: the caller's stays in host order
             data.byteswap()
         self._ensure(first + len(data) // 2)
         mm = self.map

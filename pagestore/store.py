@@ -32,6 +32,7 @@ it starts, so writes made while it runs (its own loop's too) are not seen.
 """
 from __future__ import annotations
 
+import functools
 import operator
 import os
 import re
@@ -367,7 +368,7 @@ class Store(MutableMapping[Any, Any]):
         _open_stores[id(self)] = self
         self.max_key = self._tree.max_key
         # Writes from threads that commit at the same time share one commit and one sync.
-        self._commits = CommitQueue(self._wlock, self._lock, self._write_batch)
+        self._commits = CommitQueue(self._wlock, self._lock, self._write_batch, self._write_batch_deferred, self._owed)
         try:
             self._use_codecs(keys, values)
         except BaseException:
@@ -484,8 +485,11 @@ class Store(MutableMapping[Any, Any]):
             raise ValueError(f"value of {len(v)} bytes exceeds the maximum of {MAX_VALUE}")
         return bytes(v)
 
-    def _write(self, fn: Callable[[], T], sync: Optional[bool] = None) -> T:
-        """_write runs ``fn`` (which changes pages) and commits it, or undoes it all on any error."""
+    def _write(self, fn: Callable[[], T], sync: Optional[bool] = None, defer: bool = False) -> T:
+        """_write runs ``fn`` (which changes pages) and commits it, or undoes it all on any error.
+
+        ``defer``: a durable commit leaves its sync to the commit queue (``_owed``), which runs
+        it outside the store's locks and acknowledges the writes only after it."""
         self._begin()
         self._pager.check_writable()
         self._pager.restart_if_idle()
@@ -493,7 +497,7 @@ class Store(MutableMapping[Any, Any]):
             result = fn()
             self._tree.flush()
             self._heap.flush()
-            committed = self._pager.commit(sync)
+            committed = self._pager.commit(sync, True) if defer else self._pager.commit(sync)
         except BaseException:
             self._abort()
             raise
@@ -559,7 +563,7 @@ class Store(MutableMapping[Any, Any]):
         finally:
             self._wlock.release()
 
-    def _write_batch(self, fns: List[Callable[[], Any]], sync: Optional[bool]) -> List[Any]:
+    def _write_batch(self, fns: List[Callable[[], Any]], sync: Optional[bool], defer: bool = False) -> List[Any]:
         """_write_batch runs several writes as one commit (see group.py); returns their results."""
 
         def run() -> List[Any]:
@@ -569,7 +573,23 @@ class Store(MutableMapping[Any, Any]):
                 out.append(fn())
             return out
 
-        return self._write(run, sync)
+        return self._write(run, sync, defer)
+
+    def _write_batch_deferred(self, fns: List[Callable[[], Any]], sync: Optional[bool]) -> List[Any]:
+        """_write_batch_deferred: ``_write_batch`` for single writes, leaving a durable commit's sync
+        to the commit queue (``_owed``), which runs it outside the locks (issue 23)."""
+        return self._write_batch(fns, sync, True)
+
+    def _owed(self) -> Optional[Callable[[], None]]:
+        """_owed: the log sync the last commits of the queue deferred (``Pager.commit(defer=True)``),
+        or None. Called by the commit queue under the store's lock; the queue runs it after
+        letting the locks go (``Pager.sync``: thread-safe, and poisoned by a failure)."""
+        pager = self._pager
+        upto = pager.owed
+        if not upto:
+            return None
+        pager.owed = 0
+        return functools.partial(pager.sync, upto)
 
     def _abort(self) -> None:
         self._pager.rollback()

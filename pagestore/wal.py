@@ -73,13 +73,15 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 from array import array
 from bisect import bisect_left
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 from . import fileio
-from ._native import crc32c, delta_apply, delta_make
+from . import _native
+from ._native import crc32c, delta_apply
 from .errors import CorruptionError, VersionMismatchError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -131,6 +133,14 @@ def log_path(path: str) -> str:
     The one place that knows it; everything else asks here.
     """
     return path + "-wal"
+
+
+class EarlierSyncFailed(OSError):
+    """EarlierSyncFailed: a sync of the log refused because an earlier one failed (``first``)."""
+
+    def __init__(self, first: OSError) -> None:
+        super().__init__(first.errno, f"an earlier sync of the log failed ({first})")
+        self.first = first
 
 
 class _Mark:
@@ -217,7 +227,16 @@ class WAL:
         self.committed_crc = 0
         self.committed_frames = 0  # frames before committed_end
         self._crc = 0
-        self._synced = True
+        # Appends counted against the count the last sync covered (``_synced``): the
+        # store's group commit syncs outside its lock (group.py), on another thread
+        # than the next group's appends, so a flag one thread sets after its sync
+        # could hide an append the sync did not cover. ``_sync_lock`` runs one sync
+        # at a time; ``_sync_failed`` is the first sync's error, raised by every later
+        # sync (after a failed fsync, Linux reports the next one as a success).
+        self._appends = 0
+        self._synced_appends = 0
+        self._sync_lock = threading.Lock()
+        self._sync_failed: Optional[OSError] = None
         self.allocated = 0  # bytes the log file holds (frames in use and zeros beyond)
         #: the shared index (shm.py) the writer records each frame's page number in, or None
         self.shm: Optional["SharedIndex"] = None
@@ -368,16 +387,20 @@ class WAL:
         self.append_many([(pgno, page, None)], txn, 0)
         return offset
 
-    def commit(self, frames: List[Frame], txn: int, page_count: int, *, durable: bool) -> None:
+    def commit(self, frames: List[Frame], txn: int, page_count: int, *, durable: bool, seal: bool = False) -> None:
         """commit appends a transaction's last frames, page 0 last, as its commit frame, and with
         ``durable`` syncs the log. All or nothing: if the write or the sync fails, the log's
         memory (index, end, checksum chain) is as it was before the call, and the error is raised.
+
+        ``seal``: each page frame but page 0's (a pager frame: a bytearray) is first stamped
+        with ``txn`` as its LSN and with its checksum, in place, in the same C call that
+        builds the frames.
 
         Callers: the pager's commit only.
         """
         mark = _Mark(self, [f[0] for f in frames])
         try:
-            self._append(frames, txn, page_count)
+            self._append(frames, txn, page_count, seal)
             if durable:
                 self.sync()
         except BaseException:
@@ -427,57 +450,65 @@ class WAL:
         del self.frame_pgnos[mark.frames :]
         del self.frame_offsets[mark.frames :]
 
-    def _append(self, frames: List[Frame], txn: int, commit_page_count: int) -> None:
+    def _append(self, frames: List[Frame], txn: int, commit_page_count: int, seal: bool = False) -> None:
         assert self.file is not None
-        out = bytearray()
         offset = start = self.end
         crc = self._crc
-        last = len(frames) - 1
         page_size = self.page_size
-        cap = page_size // DELTA_SHARE
         txn_index, index, depth = self.txn_index, self.index, self.depth
         first = len(self.frame_pgnos)
         if self.shm is not None:
             self.shm.reserve(first + len(frames))  # a full disk fails here, before the log holds any of it
         pgnos, offsets = self.frame_pgnos, self.frame_offsets
-        for i, (pgno, page, before) in enumerate(frames):
-            assert len(page) == page_size
-            commit = commit_page_count if i == last else 0
-            payload: Buffer = page
-            base = 0
-            if before is not None:
-                prev = txn_index.get(pgno)
-                if prev is None:
-                    prev = index.get(pgno)
-                if prev is not None and depth[prev] < MAX_CHAIN:
-                    delta = delta_make(before, page, cap)
-                    if delta is not None:
-                        payload, base = delta, prev
-            n = len(payload)
-            head = _FRAME.pack(pgno, commit, txn, offset, self.salt, n, base)
-            crc = crc32c(payload, crc32c(head, crc))
-            out += head
-            out += _U32.pack(crc)
-            out += payload
-            depth[offset] = depth[base] + 1 if base else 0
-            txn_index[pgno] = offset
-            pgnos.append(pgno)
-            offsets.append(offset)
-            offset += FRAME_HEADER_SIZE + n
-            if len(out) >= WRITE_CHUNK or i == last:
-                # Written a chunk at a time: a big commit (a thousand random
-                # inserts dirty a thousand leaves) would otherwise hold all its
-                # frames twice in memory. A crash between chunks leaves frames
-                # without their commit frame, which recovery discards.
-                self._reserve(start + len(out))
-                self.file.write(start, out)
-                start += len(out)
-                out = bytearray()
+        salt, build = self.salt, _native.fast.log_frames
+        # Frames are built a chunk at a time, each chunk in one C call (log_frames: headers,
+        # deltas, the checksum chain) and written in one write: a big commit (a thousand
+        # random inserts dirty a thousand leaves) would otherwise hold all its frames twice
+        # in memory. A crash between chunks leaves frames without their commit frame, which
+        # recovery discards.
+        per_chunk = max(1, WRITE_CHUNK // (FRAME_HEADER_SIZE + page_size))
+        entries = array("Q")
+        parts: List[bytearray] = []
+        held = 0
+        for lo in range(0, len(frames), per_chunk):
+            chunk = []
+            for pgno, page, before in frames[lo : lo + per_chunk]:
+                base = 0
+                if before is not None:
+                    prev = txn_index.get(pgno)
+                    if prev is None:
+                        prev = index.get(pgno)
+                    if prev is not None and depth[prev] < MAX_CHAIN:
+                        base = prev  # a delta from its newest frame, if the delta is small
+                chunk.append((pgno, page, before, base))
+            last = lo + per_chunk >= len(frames)
+            commit = commit_page_count if last else 0
+            out, crc, sizes = build(chunk, txn, salt, offset, crc, commit, page_size, txn if seal else 0)
+            for (pgno, _, _, base), n in zip(chunk, sizes):
+                if n == page_size:
+                    base = 0  # logged whole: the delta would have taken more than DELTA_SHARE
+                depth[offset] = depth[base] + 1 if base else 0
+                txn_index[pgno] = offset
+                pgnos.append(pgno)
+                offsets.append(offset)
+                entries.append(pgno | n << 32)  # the shared index's entry (``entries``)
+                entries.append(offset)
+                offset += FRAME_HEADER_SIZE + n
+            # Written WRITE_CHUNK bytes at a time, as before the C call: chunks of deltas are
+            # small, and a write past the file's end by less than GROW_BYTES writes zeros first.
+            parts.append(out)
+            held += len(out)
+            if held >= WRITE_CHUNK or last:
+                data = parts[0] if len(parts) == 1 else b"".join(parts)
+                self._reserve(start + len(data))
+                self.file.write(start, data)
+                start += len(data)
+                parts, held = [], 0
         self._crc = crc
         self.end = offset
-        self._synced = False
+        self._appends += 1
         if self.shm is not None:
-            self.shm.set_frames(first, self.entries(first))
+            self.shm.set_frames(first, entries)
         if commit_page_count:
             index.update(txn_index)
             txn_index.clear()
@@ -501,11 +532,51 @@ class WAL:
         self.file.write(self.allocated, bytes(new - self.allocated))
         self.allocated = new
 
-    def sync(self) -> None:
-        """sync makes the log durable up to its end."""
-        if self.file is not None and not self._synced:
-            self.file.sync()
-            self._synced = True
+    @property
+    def _synced(self) -> bool:
+        """_synced: whether a sync has covered every append so far."""
+        return self._appends == self._synced_appends
+
+    @_synced.setter
+    def _synced(self, value: bool) -> None:
+        if value:
+            self._synced_appends = self._appends
+        else:
+            self._appends += 1
+
+    def synced_through(self, count: int) -> bool:
+        """synced_through: whether a sync has covered the appends up to ``count`` (an ``append_count``)."""
+        return self._synced_appends >= count
+
+    def append_count(self) -> int:
+        """append_count: appends so far (a number that only grows), for ``sync(upto=...)``."""
+        return self._appends
+
+    def sync(self, upto: int = 0) -> None:
+        """sync makes the log durable up to the end it had when the call began; with ``upto``
+        (an ``append_count``), only if a sync since that append has not done so already.
+
+        Thread-safe against appends on another thread (group commit syncs outside the
+        store's lock): what an append writes after the sync began may be left for the
+        next sync. Syncs run one at a time; after one failed, every later one raises
+        an OSError naming that failure (the first) without syncing: a successful fsync
+        after a failed one proves nothing (the failed one dropped the dirty pages).
+        """
+        if upto and self._synced_appends >= upto:
+            return
+        with self._sync_lock:
+            if upto and self._synced_appends >= upto:
+                return  # a sync that ran meanwhile (another group's, a checkpoint's) covered it
+            if self._sync_failed is not None:
+                raise EarlierSyncFailed(self._sync_failed)
+            n = self._appends
+            if self.file is not None and n != self._synced_appends:
+                try:
+                    self.file.sync()
+                except OSError as exc:
+                    self._sync_failed = exc
+                    raise
+                self._synced_appends = n
 
     def rollback(self) -> None:
         """rollback forgets the open transaction's frames; the next append overwrites them."""
@@ -763,10 +834,11 @@ class WAL:
         return int(getattr(self.file, "written", 0))
 
     def close(self) -> None:
-        """close releases the log file (it stays on disk)."""
-        if self.file is not None:
-            self.file.close()
-            self.file = None
+        """close releases the log file (it stays on disk), after a sync running on another thread."""
+        with self._sync_lock:
+            if self.file is not None:
+                self.file.close()
+                self.file = None
 
     def remove(self) -> None:
         """remove closes the log and deletes its file. Callers: the pager, after a checkpoint at close."""

@@ -126,21 +126,23 @@ class _Content:
         # Pending operations onto the durable bytes, not a copy of the view: after a
         # failed sync (Linux) the view holds writes that are no longer pending and
         # that no later sync writes.
-        for op in self.pending:
+        # Taken in one step: a group commit syncs on one thread while another appends, and
+        # an operation appended meanwhile must stay pending, not be cleared unsynced.
+        ops, self.pending = self.pending, []
+        for op in ops:
             _apply(self.durable, op)
-        self.pending.clear()
 
     def fail_sync(self, rng: random.Random) -> None:
         """fail_sync is a failed fsync on Linux: some pending sectors reach the disk, and every
         pending operation is forgotten (marked clean) while reads keep seeing it."""
-        for op in self.pending:
+        ops, self.pending = self.pending, []
+        for op in ops:
             if op[0] == "w":
                 for off, data in _sector_pieces(op[1], op[2]):
                     if rng.random() < 0.5:
                         _apply(self.durable, ("w", off, data))
             elif rng.random() < 0.5:
                 _apply(self.durable, op)
-        self.pending.clear()
 
 
 def _apply(buf: bytearray, op: Tuple) -> None:

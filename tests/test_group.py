@@ -216,7 +216,7 @@ def test_an_unapplied_request_gets_an_error_not_none():
     q._queue = [leader, follower]
     q._busy = True
 
-    def interrupted(batch: Any) -> None:
+    def interrupted(batch: Any, *apply: Any) -> None:
         raise KeyboardInterrupt
 
     q._run = interrupted  # type: ignore[method-assign]

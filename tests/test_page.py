@@ -525,3 +525,21 @@ def test_patch_edits_inside_a_record_only():
     with pytest.raises(KeyError):
         page.patch(b, 0, b"q")
     assert page.read(a) == b"abCDef"
+
+
+def test_patch_bytes_edits_single_bytes_inside_a_record_only():
+    page = SlottedPage.new(512)
+    a = page.insert(b"abcdef")
+    b = page.insert(b"xyz")
+    page.patch_bytes(a, [(0, ord("A")), (5, ord("F"))])
+    assert page.read(a) == b"AbcdeF" and page.read(b) == b"xyz"
+    page.check()
+    for at in (6, -1):
+        with pytest.raises(ValueError):
+            page.patch_bytes(a, [(at, 1)])
+    with pytest.raises(ValueError):
+        page.patch_bytes(a, [(1, 256)])
+    page.delete(b)
+    with pytest.raises(KeyError):
+        page.patch_bytes(b, [(0, 1)])
+    assert page.read(a) == b"AbcdeF"

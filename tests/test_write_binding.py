@@ -147,3 +147,61 @@ def test_transaction_scans_see_writes_made_after_an_earlier_scan(tmp_path):
                 txn[b"z" + k] = b""  # written during the scan: not in this scan's run
             assert seen == [b"a", b"c", b"d"]
         assert list(db.keys()) == [b"a", b"c", b"d", b"za", b"zc", b"zd"]
+
+
+@needs_fast
+def test_both_bindings_build_a_commits_log_frames_alike(tmp_path):
+    """log_frames (issue 23: a commit's frames in one C call) against the cffi fallback: the same
+    bytes, checksum chain and payload sizes, for whole images and deltas, and each frame laid out
+    as wal.py's FRAME HEADER table says, its CRC32C chained from the one before."""
+    import struct
+
+    pages = _pages(tmp_path)
+    rng = random.Random(8)
+    frames: List[Tuple[int, Any, Any, int]] = []
+    for p in sorted(pages)[:40]:
+        img = bytearray(pages[p])
+        before = bytes(img) if rng.random() < 0.7 else None
+        if rng.random() < 0.8:  # a small edit: a delta; else most of the page: whole
+            for _ in range(rng.randint(1, 3)):
+                img[rng.randrange(len(img))] ^= 0xFF
+        else:
+            img[:400] = rng.randbytes(400)
+        frames.append((p, img, before, rng.choice([0, 44 + rng.randrange(1000)])))
+    frames.append((0, bytes(rng.randbytes(512)), None, 0))  # the header frame, whole
+    args = (7, 0x5A17, 4096, 12345, 99, 512, 0)
+    got = FAST.log_frames(frames, *args)
+    want = _native.CffiPage().log_frames(frames, *args)
+    assert bytes(got[0]) == bytes(want[0]) and got[1:] == want[1:]
+    # sealed: each page (not page 0) stamped with the LSN and its checksum first, by both alike
+    copies = [[(p, bytearray(img) if p else img, b, base) for p, img, b, base in frames] for _ in range(2)]
+    sealed = [FAST.log_frames(copies[0], *args[:-1], 77), _native.CffiPage().log_frames(copies[1], *args[:-1], 77)]
+    assert bytes(sealed[0][0]) == bytes(sealed[1][0]) and sealed[0][1:] == sealed[1][1:]
+    for p, img, _, _ in copies[0][:-1]:  # pagestore.h: checksum at 0 covers [4, page_size); lsn at 8
+        assert struct.unpack_from("<IIQ", img, 0)[::2] == (_native.crc32c(bytes(img[4:])), 77)
+    assert [bytes(f[1]) for f in copies[0]] == [bytes(f[1]) for f in copies[1]]
+    out, crc, sizes = got
+    assert 512 in sizes and any(n < 512 for n in sizes), "both whole images and deltas"
+    pos, chain, offset = 0, 12345, 4096
+    head = struct.Struct("<IIQQIIQ")
+    for i, ((pgno, img, before, base), n) in enumerate(zip(frames, sizes)):
+        fpgno, commit, txn, own, salt, size, used = head.unpack_from(out, pos)
+        assert (fpgno, txn, own, salt, size) == (pgno, 7, offset, 0x5A17, n)
+        assert commit == (99 if i == len(frames) - 1 else 0)
+        payload = bytes(out[pos + 44 : pos + 44 + n])
+        if n == 512:
+            assert used == 0 and payload == bytes(img)
+        else:
+            assert used == base and base and before is not None
+            rebuilt = bytearray(before)
+            _native.delta_apply(rebuilt, payload)
+            assert rebuilt == img
+        chain = _native.crc32c(payload, _native.crc32c(bytes(out[pos : pos + 40]), chain))
+        assert struct.unpack_from("<I", out, pos + 40)[0] == chain
+        pos += 44 + n
+        offset += 44 + n
+    assert pos == len(out) and chain == crc
+    with pytest.raises(ValueError):
+        FAST.log_frames([(3, bytearray(100), None, 0)], *args)  # not a page
+    with pytest.raises(TypeError):
+        FAST.log_frames([(3, bytes(512), None, 0)], *args[:-1], 5)  # sealing needs a frame (bytearray)
