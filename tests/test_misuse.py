@@ -374,8 +374,11 @@ def test_full_disk_during_a_large_commit(tmp_path):
     _committed_state_survives(root, disk, db, before)
 
 
-def test_full_disk_then_space_freed(tmp_path):
-    """After ENOSPC the store refuses writes until opened again; opened again with room, it goes on."""
+@pytest.mark.parametrize("keys", [100, 1000])
+def test_full_disk_then_space_freed(tmp_path, keys):
+    """After ENOSPC the store refuses writes until opened again; opened again with room, it goes on.
+    (With 1000 keys the commits are large enough to write pages past the map's end; the
+    rollback of a failed one forgot them: see the test after this one.)"""
     root = str(tmp_path)
     disk = Disk(root)
     db = Store(os.path.join(root, "db"), _opener=disk.opener, **SMALL)
@@ -394,7 +397,7 @@ def test_full_disk_then_space_freed(tmp_path):
         try:
             with db.transaction() as txn:
                 for i in range(rng.randint(1, 40)):
-                    k = b"r%03d" % rng.randrange(100)
+                    k = b"r%03d" % rng.randrange(keys)
                     if rng.random() < 0.2 and k in trial:
                         del txn[k]
                         del trial[k]
