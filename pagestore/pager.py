@@ -381,10 +381,11 @@ class Pager(PagerFiles):
             fn(changed)
 
     def _cover(self, meta: fmt.Meta) -> None:
-        """_cover makes the map cover this reader's view: remapped if the file grew (a checkpoint
-        copied pages past its old end, or a large commit wrote new pages there), and any page
-        it still does not reach is marked ``overlaid``, so that it is read, never looked up
-        in the map (where C would report it outside the mapped file)."""
+        """_cover makes the map cover this reader's view (or the writer's, after ``rollback``):
+        remapped if the file grew (a checkpoint copied pages past its old end, or a large
+        commit wrote new pages there), and any page it still does not reach is marked
+        ``overlaid``, so that it is read, never looked up in the map (where C would report it
+        outside the mapped file)."""
         if not self.pagemap.use:
             return
         ps = self.page_size
@@ -1027,6 +1028,10 @@ class Pager(PagerFiles):
         self._direct = False  # what it wrote lies past the committed end: nothing reaches it
         self._written_back = 0
         self.meta = self.committed.copy()
+        # Pages an earlier commit wrote past the map's end (``_write_direct``) are overlaid until
+        # the next remap; the log's pages alone forgot them, and the map refused them as outside
+        # the mapped file (a full disk's rollback, then ``check``). Covered again here.
+        self._cover(self.meta)
         self._free.forget()
         # Pages past the committed end may sit in the cache from an aborted allocation.
         for pgno in [p for p in self.cache if p >= self.meta.page_count]:

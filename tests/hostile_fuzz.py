@@ -13,6 +13,9 @@ variant is one of them changed by one mutation:
     wal-frame    a frame's header field, or a field of the page image it carries,
                  changed, and the page checksum and the log's checksum chain from that
                  frame on re-stamped, so that recovery believes it
+    trunk        a free-list trunk page (format 4) changed: an extent's first page or
+                 count, its ``next``, its record's length, or as ``page`` does; the
+                 checksum re-stamped (a seed with a free list in the data file)
 
 Every variant is opened in a child process (forked: no interpreter start per
 file), with a 2 GiB address-space limit (RLIMIT_AS) and a 20 s alarm, read
@@ -51,7 +54,7 @@ from pagestore.wal import FRAME_HEADER_SIZE, WAL_HEADER_SIZE
 
 TIMEOUT = 20
 ADDRESS_SPACE = 2 << 30
-KINDS = ("flip", "header", "page", "wal-flip", "wal-frame")
+KINDS = ("flip", "header", "page", "wal-flip", "wal-frame", "trunk")
 
 #: page 0's fields after the checksum, in order (docs/format.md): name, offset, size
 HEADER_FIELDS = [
@@ -129,7 +132,64 @@ def build_seeds(root: str) -> List[Tuple[str, str]]:
                 for i in range(400):
                     txn[b"d%06d" % rng.randrange(5000)] = b"v" * rng.randrange(30)
     seeds.append(("wide-2048", os.path.dirname(p)))
+    # 512-byte pages, a fragmented free list of several trunks: two prefixes written in
+    # turns (their pages interleave), one range-deleted; then a clear of part; closed.
+    p = place("trunks-512")
+    with Store(p, page_size=512) as db:
+        for t in range(30):
+            for pre in (b"e", b"f"):
+                with db.transaction() as txn:
+                    for i in range(8):
+                        txn[pre + b"%03d%d" % (t, i)] = rng.randbytes(rng.choice([20, 200, 700]))
+        db.delete_range(b"f", b"g")
+        db.delete_range(b"e010", b"e015")
+    seeds.append(("trunks-512", os.path.dirname(p)))
     return seeds
+
+
+def _trunks(data: bytes, ps: int) -> List[int]:
+    """_trunks: the free list's trunk pages in the data file, from the header's ``freelist_head`` (format 4)."""
+    out: List[int] = []
+    pgno = _get(data, 40, 4)
+    pages = len(data) // ps
+    while 0 < pgno < pages and pgno not in out and len(out) < 64:
+        out.append(pgno)
+        pgno = _get(data, pgno * ps + fmt.OFF_NEXT, 4)
+    return out
+
+
+def mutate_trunk(page: bytearray, rng: random.Random, pages: int) -> str:
+    """mutate_trunk changes one extent (first or count), the record's length, or the chain's
+    ``next`` of a trunk page, or anything ``mutate_page`` would; re-stamps the checksum."""
+    sp = SlottedPage(page, validate=False)
+    choice = rng.random()
+    try:
+        rec = sp.read(0)
+    except PageStoreError:
+        rec = b""
+    start = page.find(rec) if rec else -1
+    if choice < 0.6 and len(rec) >= 8 and start > 0:
+        i = rng.randrange(len(rec) // 8)
+        field = rng.choice([0, 4])
+        off = start + 8 * i + field
+        _set(page, off, 4, _hostile(rng, _get(page, off, 4), 4, pages))
+        what = f"trunk.extent.{'first' if field == 0 else 'count'}"
+    elif choice < 0.7 and len(rec) >= 16 and start > 0:
+        i = rng.randrange(len(rec) // 8 - 1)  # two extents swapped: out of order
+        a, b = bytes(page[start + 8 * i : start + 8 * i + 8]), bytes(page[start + 8 * i + 8 : start + 8 * i + 16])
+        page[start + 8 * i : start + 8 * i + 16] = b + a
+        what = "trunk.extent.order"
+    elif choice < 0.8:
+        _set(page, fmt.OFF_NEXT, 4, _hostile(rng, _get(page, fmt.OFF_NEXT, 4), 4, pages))
+        what = "trunk.next"
+    elif choice < 0.85:
+        off = fmt.HEADER_SIZE + 2  # slot 0's length
+        _set(page, off, 2, _hostile(rng, _get(page, off, 2), 2, pages))
+        what = "trunk.length"
+    else:
+        return "trunk." + mutate_page(page, rng, pages)
+    sp.set_checksum()
+    return what
 
 
 def _page_size(data: bytes) -> int:
@@ -213,6 +273,13 @@ def mutate(src: str, dst: str, kind: str, rng: random.Random) -> str:
         pgno = rng.randrange(1, pages)
         page = bytearray(data[pgno * ps : (pgno + 1) * ps])
         what = mutate_page(page, rng, pages)
+        data[pgno * ps : (pgno + 1) * ps] = page
+    elif kind == "trunk":
+        trunks = _trunks(data, ps)
+        assert trunks, "a trunk seed has a free list in its data file"
+        pgno = rng.choice(trunks)
+        page = bytearray(data[pgno * ps : (pgno + 1) * ps])
+        what = mutate_trunk(page, rng, pages)
         data[pgno * ps : (pgno + 1) * ps] = page
     elif kind == "wal-flip":
         assert log is not None
@@ -404,6 +471,11 @@ def run(files: int, seed: int = 0, root: Optional[str] = None, keep: bool = Fals
                 if os.path.exists(os.path.join(d, stale)):
                     os.unlink(os.path.join(d, stale))
         with_log = [s for s in seeds if os.path.exists(os.path.join(s[1], "db-wal"))]
+        with_trunks = []
+        for s in seeds:
+            data = open(os.path.join(s[1], "db"), "rb").read()
+            if _trunks(data, _page_size(data)):
+                with_trunks.append(s)
         rng = random.Random(seed)
         table: Dict[str, Counter] = {}
         errors: Counter = Counter()
@@ -411,7 +483,7 @@ def run(files: int, seed: int = 0, root: Optional[str] = None, keep: bool = Fals
         started = time.monotonic()
         for i in range(files):
             kind = KINDS[i % len(KINDS)]
-            name, src = rng.choice(with_log if kind.startswith("wal") else seeds)
+            name, src = rng.choice(with_log if kind.startswith("wal") else with_trunks if kind == "trunk" else seeds)
             dst = os.path.join(root, "v")
             shutil.rmtree(dst, ignore_errors=True)
             what = mutate(src, dst, kind, rng)
