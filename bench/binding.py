@@ -66,7 +66,7 @@ def main(argv: Any = None) -> None:
         db = pagestore.open(path)  # reopened: every page in the data file, none in the log
         pager = db._pager
         tree = db._tree
-        m = pager.map_struct
+        m = pager.pagemap._handle.struct  # the raw description, for the cffi-wide calls
         h = _native.map_handle(m) if _native.BINDING == "fastpage" else int(ffi.cast("uintptr_t", m))
         mm = pager.map
         root = pager.meta.root

@@ -5,8 +5,8 @@ with cdata they get from here (``ffi`` buffers, ``scratch`` out-parameters);
 each wrapper is: validate -> call -> check the status code -> return, and
 hands Python objects and exceptions up. One piece of cdata travels further
 today: the pager's map description (``MapHandle.struct``, a ``ps_map_t *``),
-which pagemap.py keeps (``PageMap.struct``) and hands, unopened, to the
-``nodes``/``page`` map calls. The layers above ask their page source for
+which ``MapHandle`` keeps (``struct``); pagemap.py holds the ``MapHandle``
+whole and hands it, unopened, to the ``nodes``/``page`` map calls. The layers above ask their page source for
 Python values instead: the heap and the node cache through ``Pager.fast_map``,
 ``map_node`` and ``map_records``; the tree through ``MapCalls`` (the pager's
 ``map_calls``), which binds ``fast``'s map calls to one map, so the tree reads
@@ -160,7 +160,7 @@ class MapHandle:
     cdata of its own making.
     """
 
-    __slots__ = ("struct", "_bufs", "calls")
+    __slots__ = ("struct", "_bufs", "calls", "fast")
 
     def __init__(self, page_size: int) -> None:
         self.struct: Any = ffi.new("ps_map_t *")
@@ -168,6 +168,8 @@ class MapHandle:
         self._bufs: Tuple[Any, ...] = ()
         #: the lean calls on this map, for the layers above (they never see ``struct``)
         self.calls = MapCalls(self.struct)
+        #: what ``fast``'s map calls take for this map (``map_handle``)
+        self.fast: Any = map_handle(self.struct)
 
     def set_page_size(self, page_size: int) -> None:
         """set_page_size sets the page size the description gives C (the file's, once known)."""

@@ -24,7 +24,7 @@ from operator import itemgetter
 from typing import Any, List, Optional, Sequence, Tuple
 
 from . import format as fmt
-from ._native import EFULL, OK, fast, ffi, lib, raise_for, scratch
+from ._native import EFULL, OK, MapHandle, fast, ffi, lib, raise_for, scratch
 from .page import SlottedPage
 
 _node_search = lib.ps_node_search
@@ -245,7 +245,8 @@ def search_many(
             out[t] = (u32[1], u16[0])
 # ---- nodes read in place from the mapped data file (native/map.c) ----
 #
-# ``m`` is the ``PageMap.struct`` and ``mm`` its ``map``; the page must be
+# ``m`` is the map's C description (``_native.MapHandle``'s ``struct``; ``map_raw``
+# takes the ``MapHandle`` itself) and ``mm`` the map; the page must be
 # one whose newest image is in the data file (not in ``pager.overlaid``). C
 # verifies the page the first time this store reads it; every error names it.
 
@@ -276,12 +277,14 @@ def map_search(m: Any, pgno: int, key: bytes) -> Tuple[int, bool, int, int]:
     return u32[0], bool(eq[0]), u32[1], u16[0]
 
 
-def map_raw(m: Any, mm: Any, pgno: int) -> bytes:
-    """map_raw returns a copy of node page ``pgno`` from the map, verified (once) and checked as a node.
+def map_raw(h: MapHandle, mm: Any, pgno: int) -> bytes:
+    """map_raw returns a copy of node page ``pgno`` from the map ``mm`` that ``h`` describes,
+    verified (once) and checked as a node.
 
     Raises:
         CorruptionError: naming ``pgno``: damaged, not a node, or outside the file.
     """
+    m = h.struct
     rc = lib.ps_map_check(m, pgno)
     if rc != OK:
         raise_for(rc, pgno)

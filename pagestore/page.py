@@ -23,7 +23,7 @@ from array import array
 from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
 
 from . import format as fmt
-from ._native import EINVAL, OK, fast, ffi, lib, raise_for, scratch, strerror
+from ._native import EINVAL, OK, MapHandle, fast, ffi, lib, raise_for, scratch, strerror
 from .errors import CorruptionError, PageFullError
 
 BytesLike = Union[bytes, bytearray, memoryview]
@@ -573,7 +573,7 @@ class RecordLookup:
 
     def map_find(self, m: Any, pgno: int, slot: int, page_type: int) -> Optional[Tuple[int, int, int, int]]:
         """map_find: ``find`` on page ``pgno`` of the mapped data file (``m``: the pager's
-        ``PageMap.struct``), for a page whose newest image is there. One C call; verifies the
+        ``MapHandle.struct``), for a page whose newest image is there. One C call; verifies the
         page if this store has not yet. Returns ``(offset from the map's start, length,
         state, the page's next field)``, or None when the page is damaged, not of
         ``page_type``, outside the map, or has no live record at ``slot`` (the caller then
@@ -583,9 +583,10 @@ class RecordLookup:
             return self._off64[0], self._len[0], self._state[0], self._next[0]
         return None
 
-    def map_find_many(self, m: Any, pages: List[Optional["SlottedPage"]], pgnos: List[int], slots: List[int],
+    def map_find_many(self, h: MapHandle, pages: List[Optional["SlottedPage"]], pgnos: List[int], slots: List[int],
                       page_type: int) -> Tuple[List[int], List[int], List[int]]:
-        """map_find_many is ``map_find`` for every ``(pgnos[i], slots[i])`` in one C call: the
+        """map_find_many is ``map_find`` for every ``(pgnos[i], slots[i])`` of the map ``h`` describes
+        (the ``MapHandle`` itself), in one C call: the
         values of a scan's leaf. Where ``pages[i]`` is a page (one that is dirty or in the
         log: the caller read it through the pager), that page is searched instead and the
         offset is from its start. Returns offsets, lengths and states; a failed entry
@@ -601,7 +602,7 @@ class RecordLookup:
                             ffi.new("int32_t[]", c))
         offs, lens, states, status = self._mapped
         ptrs = ffi.new("uint8_t *[]", [ffi.NULL if p is None else p._ptr for p in pages]) if pages else ffi.NULL
-        rc = _map_read_many(m, ptrs, ffi.from_buffer("uint32_t[]", array("I", pgnos)),
+        rc = _map_read_many(h.struct, ptrs, ffi.from_buffer("uint32_t[]", array("I", pgnos)),
                             ffi.from_buffer("uint16_t[]", array("H", slots)), n, page_type, offs, lens, states, status)
         if rc != OK:
             raise_for(rc, None, "map read_many")

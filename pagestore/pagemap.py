@@ -2,8 +2,9 @@
 
 ``PageMap`` is the pager's map of the data file (``fileio.File.map``, read-only and
 shared). A page whose newest committed image is in the data file can be read in place
-by the layers above, through ``struct`` (a ``ps_map_t *`` handed to the ``ps_map_*`` C
-calls with a page number) and ``map`` (sliced into ``bytes``), with no pread, no copy
+by the layers above, through its C description (``_native.MapHandle``, which the
+``nodes``/``page`` map calls open; this module holds it whole and never looks inside)
+and ``map`` (sliced into ``bytes``), with no pread, no copy
 and no cache entry. Which pages that is not true of (the pager's ``overlaid``) is the
 pager's business, not the map's.
 
@@ -14,12 +15,12 @@ file are about to change (a checkpoint, a direct write).
 
 Lifecycle: ``remap`` replaces the map when the file grew past it; the replaced map is
 kept (``_retire``) while a snapshot may still read it, and closed when nothing else
-refers to it. ``unmap`` closes every map, after clearing ``struct`` and releasing the
+refers to it. ``unmap`` closes every map, after clearing the C description and releasing the
 buffers C saw, before anything could shrink the file. Only the C calls see a pointer
-into a map, and only through ``struct``: no view into a replaced mapping survives
+into a map, and only through the description: no view into a replaced mapping survives
 (``mmap.close`` refuses while one exists).
 
-The pager owns one ``PageMap`` for its life (so callers may keep ``struct``); this
+The pager owns one ``PageMap`` for its life (so callers may keep ``handle`` and ``calls``); this
 module does no I/O of its own but ``File.map``.
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ import mmap as _mmap
 import sys
 from typing import Any, Callable, List, Optional, Tuple
 
-from . import _native, fileio, nodes
+from . import fileio, nodes
 from ._native import MapHandle
 from .errors import PageStoreError
 from .page import RecordLookup
@@ -48,12 +49,11 @@ class PageMap:
         # One ps_map_t for the pager's life: its fields change when the map
         # does, so callers may keep the pointer. base NULL and len 0 when unmapped.
         self._handle = MapHandle(page_size)
-        self.struct: Any = self._handle.struct
         #: the lean calls on this map for the tree (``_native.MapCalls``)
         self.calls = self._handle.calls
-        #: what ``_native.fast``'s map calls take for ``struct``: a Python int with _fastpage,
-        #: the struct itself through cffi. The same for the map's life, as ``struct`` is.
-        self.handle: Any = _native.map_handle(self.struct)
+        #: what ``_native.fast``'s map calls take for the map: an int with _fastpage, the C
+        #: description through cffi (``MapHandle.fast``). The same for the map's life.
+        self.handle: Any = self._handle.fast
         self._lookup = RecordLookup()  # C out-parameters of ``find_records``
         self.page_size = page_size
         self.verified = bytearray()  # bit pgno: page pgno of the map has been verified
@@ -114,7 +114,7 @@ class PageMap:
         self._retired = keep
 
     def unmap(self) -> None:
-        """unmap closes the map, first clearing ``struct`` and releasing the buffers C saw,
+        """unmap closes the map, first clearing its C description and releasing the buffers C saw,
         and every retired map (``_retire``): the file is closing or about to shrink, and the
         snapshots that read them are over. The verified bits stay (the file's bytes do).
 
@@ -157,21 +157,21 @@ class PageMap:
         Raises:
             CorruptionError: naming ``pgno``: damaged, not a node, or outside the map.
         """
-        return nodes.map_raw(self.struct, self.map, pgno)
+        return nodes.map_raw(self._handle, self.map, pgno)
 
     def find_records(self, pgnos: List[int], slots: List[int], page_type: int) -> Tuple[List[int], List[int], List[int]]:
         """find_records finds record ``slots[i]`` of page ``pgnos[i]`` of the map, for every i, in one C
         call (``RecordLookup.map_find_many``; page number 0: skipped): offsets from the map's start,
         lengths and states, a state of 0 where there is no live record of ``page_type`` there (or
         the page is damaged: the caller reads it through the pager, which names it)."""
-        return self._lookup.map_find_many(self.struct, [], pgnos, slots, page_type)
+        return self._lookup.map_find_many(self._handle, [], pgnos, slots, page_type)
 
     def mapped_bytes(self) -> int:
         """mapped_bytes: the bytes of the data file mapped now."""
         return len(self.map) if self.map is not None else 0
 
     def check(self) -> None:
-        """check verifies that ``struct`` describes the current map (base, length, page size, and
+        """check verifies that the C description describes the current map (base, length, page size, and
         the verified bits, one for each page of the map, at least). Callers: ``Pager.check``.
 
         Raises:

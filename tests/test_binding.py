@@ -79,7 +79,7 @@ def test_both_bindings_answer_alike_on_sound_damaged_and_outside_pages(tmp_path)
     with Store(path, page_size=512) as db:
         pager = db._pager
         assert pager.map is not None and not pager.overlaid
-        m = pager.pagemap.struct  # the binding test compares the two bindings on the raw description
+        m = pager.pagemap._handle.struct  # the binding test compares the two bindings on the raw description
         h = int(_native.ffi.cast("uintptr_t", m))
         probes = [rng.choice(keys) for _ in range(3)] + [rng.randbytes(rng.randint(0, 30)), b""]
         seen = {"ok": 0, "corrupt": 0}
