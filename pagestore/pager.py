@@ -79,22 +79,22 @@ storefiles.py's. Nothing above the pager renames or unlinks a store's files.
 from __future__ import annotations
 
 import mmap as _mmap
-import sys
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
 from . import fileio
 from . import format as fmt
 from .errors import CorruptionError, PageStoreError, ReadOnlyError, StorePoisonedError
 from .freelist import FreeList
-from .page import SlottedPage, seal_pages
+from .page import SlottedPage
 from .pagemap import PageMap
+from .pagecache import PageCache, _Frame
 from .pagerfiles import PagerFiles
-from . import storefiles
+from .pagerreads import PagerReads
 # What the store calls to remove a store's files: importable from the pager, as before.
 from .storefiles import discard as discard, side_file_undo as side_file_undo
-from .wal import WAL, EarlierSyncFailed, Frame, log_path, remove_log
-from .checkpointer import CHECKPOINT_RUN, Checkpointer
+from .wal import WAL, EarlierSyncFailed, Frame, remove_log
+from .checkpointer import Checkpointer
 from .readers import DataLock, IndexGrowError, Marks, ReadMark, SharedLog, remove_shm
 
 DEFAULT_CACHE_BYTES = 32 * 1024 * 1024
@@ -104,14 +104,6 @@ _NODE_TYPES = (fmt.PAGE_LEAF, fmt.PAGE_INTERNAL)
 #: A durable commit with at least this many new pages (past the committed end
 #: of the file) writes them straight into the data file, not the log.
 DIRECT_PAGES = 64
-#: A bulk build's new pages are written out this many bytes at a time while it runs
-#: (see ``_write_back``), and the disk is started on them, so that the commit's sync
-#: finds little left to write.
-WRITEBACK_BYTES = 4 << 20
-#: The newest pages a write-back leaves dirty in the cache: a bulk build still places
-#: values in its recent heap pages (best fit), and a page written out and then changed
-#: is written twice. On bench/bulk_load.py 88% of stubs land within 2,048 pages.
-WRITEBACK_LAG = 2048
 
 
 class _Poisons:
@@ -135,45 +127,7 @@ class _Poisons:
             self.pager._poison(exc.first if isinstance(exc, EarlierSyncFailed) else exc)
 
 
-class _Frame:
-    """_Frame is one cached page: its buffer, its SlottedPage view, and state.
-
-    ``base``: while the page is dirty, its image as of its newest log frame (the
-    log may then write only what changed since: WAL deltas), or None.
-    """
-
-    __slots__ = ("buf", "page", "dirty", "epoch", "base")
-
-    def __init__(self, buf: bytearray, page: SlottedPage, epoch: int) -> None:
-        self.buf = buf
-        self.page = page
-        self.dirty = False
-        self.epoch = epoch
-        self.base: Optional[bytes] = None
-
-
-_refcount: Optional[Callable[[object], int]] = getattr(sys, "getrefcount", None)
-
-
-def _unshared_refcounts() -> Optional[Tuple[int, int]]:
-    """_unshared_refcounts: what ``_refcount`` says of a frame's page and buffer that nobody else holds.
-
-    Measured on a sample frame, in the same expression ``_evict`` uses, so
-    that it follows the interpreter and cffi (which keeps a reference to a
-    buffer it wraps). None where there is no reference count to ask.
-    """
-    if _refcount is None:  # pragma: no cover - not CPython
-        return None
-    buf = bytearray(fmt.MIN_PAGE_SIZE)
-    f = _Frame(buf, SlottedPage(buf, validate=False), 0)
-    del buf
-    return _refcount(f.page), _refcount(f.buf)
-
-
-_UNSHARED = _unshared_refcounts()
-
-
-class Pager(PagerFiles):
+class Pager(PagerReads, PageCache, PagerFiles):
     """Pager owns the data file and its log; see the module docstring."""
 
     def __init__(
@@ -318,82 +272,7 @@ class Pager(PagerFiles):
         skipped. For pages not in ``overlaid``, while ``map`` is not None."""
         return self.pagemap.find_records(pgnos, slots, page_type)
 
-    def memory(self) -> Dict[str, int]:
-        """memory: the pager's private bytes (its cache) and the bytes of the data file it maps."""
-        return {"cache_bytes": len(self.cache) * self.page_size, "mapped_bytes": self.pagemap.mapped_bytes()}
-
     # ---- the cache ----
-
-    def begin_operation(self) -> None:
-        """begin_operation unpins the pages of the previous operation. Callers: the store.
-
-        A reader beside a writer (``shared``) also takes a read mark on the writer's
-        latest commit, and the log brings itself up to it (``SharedLog.begin_read``),
-        then the pager its pages (``_follow``): the operation reads that commit, whole,
-        until ``end_operation``.
-        """
-        self.epoch += 1
-        sharing = self.sharing
-        if self.shared and sharing is not None and sharing.mark is None:
-            sharing.begin_read(self.wal, self._follow)
-
-    def end_operation(self) -> None:
-        """end_operation lets go of the operation's read mark (a reader beside a writer); a no-op otherwise.
-        Callers: the store, when its lock is released by the outermost holder."""
-        if self.shared and self.sharing is not None:
-            self.sharing.end_read()
-
-    def _follow(self, changed: Optional[Set[int]], reset: bool, new_state: bool) -> None:
-        """_follow brings this reader's pages (header, cache, map) to the state the log now holds
-        (``SharedLog.begin_read``): ``changed`` the pages whose newest frame changed (None: any
-        may have), ``reset``: the log's pages taken afresh. Only the changed pages are dropped
-        from the caches; a new log generation drops them all."""
-        assert self.wal is not None
-        wal = self.wal
-        if not new_state:
-            # The same state, whole in the data file now: read it there. The file has
-            # grown by the pages the copy wrote past its old end: map them too.
-            self.overlaid = set()
-            self._cover(self.meta)
-            return
-        header = wal.newest_frame(0)
-        if header is not None:
-            meta = fmt.decode_meta(wal.read_frame(header, 0), self.path)
-        else:
-            meta = self._read_disk_meta()
-        self._check_extent(meta)
-        self.meta = meta
-        self.committed = meta.copy()
-        if reset or changed is None:
-            self.overlaid = wal.pages()
-        else:
-            self.overlaid.update(changed)  # O(new frames), not O(log)
-        if changed is None:
-            self.cache.clear()
-            self._spare = None
-            self.pagemap.unverify_all()
-        else:
-            for pgno in changed:
-                self.cache.pop(pgno, None)
-                self._unverify(pgno)
-        self._cover(meta)
-        for fn in self.on_change:
-            fn(changed)
-
-    def _cover(self, meta: fmt.Meta) -> None:
-        """_cover makes the map cover this reader's view (or the writer's, after ``rollback``):
-        remapped if the file grew (a checkpoint copied pages past its old end, or a large
-        commit wrote new pages there), and any page it still does not reach is marked
-        ``overlaid``, so that it is read, never looked up in the map (where C would report it
-        outside the mapped file)."""
-        if not self.pagemap.use:
-            return
-        ps = self.page_size
-        if self.map is None or len(self.map) < meta.page_count * ps:
-            self._remap()
-        mapped = len(self.map) // ps if self.map is not None else 0
-        if mapped < meta.page_count:
-            self.overlaid.update(range(mapped, meta.page_count))
 
     def _load(self, pgno: int) -> bytes:
         assert self.file is not None and self.wal is not None
@@ -513,126 +392,6 @@ class Pager(PagerFiles):
             f.base = bytes(f.buf) if wal is not None and (wal.newest_frame(pgno) is not None or pgno in wal.txn_index) else None
         return page
 
-    def lend(self, pages: int) -> None:
-        """lend lets the cache hold ``pages`` more than its own ``own_pages``, until the next call.
-
-        The store splits one memory budget between this cache and the tree's
-        node cache; the tree lends the part of its share it is not using. A
-        smaller loan takes effect at once, as far as pinning allows.
-        """
-        self.cache_pages = self.own_pages + pages
-        if len(self.cache) > self.cache_pages:
-            self._evict()
-
-    def _insert(self, pgno: int, f: _Frame) -> None:
-        cache = self.cache
-        cache[pgno] = f
-        if len(cache) > self.cache_pages:
-            self._evict()
-
-    def _evict(self) -> None:
-        """_evict drops least-recently-used unpinned pages, spilling dirty ones to the log.
-
-        Every touch moves a page to the end of the order and stamps it with
-        the current epoch, so the pinned pages are the tail and the head is the
-        least recently used page. The common case is a clean, unpinned head:
-        drop it with one ``popitem``, and keep it as the spare frame when its
-        page and buffer have no holder but the frame (an unpinned page has
-        none unless a caller broke the pinning rule; then it is not reused).
-        A dirty or pinned head takes the general path, which spills and skips.
-        """
-        cache = self.cache
-        over = len(cache) - self.cache_pages
-        epoch = self.epoch
-        while over > 0:
-            pgno, f = cache.popitem(last=False)
-            if f.dirty or f.epoch == epoch:
-                cache[pgno] = f
-                cache.move_to_end(pgno, last=False)
-                break
-            over -= 1
-            if (
-                self._spare is None
-                and _refcount is not None
-                and (_refcount(f.page), _refcount(f.buf)) == _UNSHARED
-            ):
-                self._spare = f
-        if over <= 0:
-            return
-        victims: List[int] = []
-        end = self.committed.page_count if self.sync_default else 1 << 62
-        for pgno, f in cache.items():
-            if f.epoch == epoch:
-                # Every touch moves a page to the end, so the pinned pages
-                # are the tail: none past this one can go. (Skipping them
-                # instead made an operation that pins more pages than the
-                # cache holds, such as the tree's check, quadratic.)
-                break
-            if len(victims) >= over and not (f.dirty and pgno >= end and len(victims) < CHECKPOINT_RUN):
-                break
-            victims.append(pgno)
-        # New pages past the committed end go straight into the data file (_spill); a bulk
-        # load's leave the cache one at a time, so the run of them at the head goes now,
-        # in one write, rather than one pwrite each (bulk_load.py: 0.24 s -> 0.21 s, 50k).
-        fresh = sorted(p for p in victims if p >= end and cache[p].dirty)
-        with self._guard:
-            if len(fresh) > 1:
-                self._write_direct(fresh, self.meta.lsn + 1)
-            for pgno in victims:
-                f = cache[pgno]
-                if f.dirty:
-                    # Spill before dropping: if the log write fails, the page must
-                    # stay cached and dirty so that rollback can find and discard it.
-                    self._spill(pgno, f)
-                del cache[pgno]
-
-    def _spill(self, pgno: int, f: _Frame) -> None:
-        assert self.wal is not None
-        txn = self.meta.lsn + 1
-        if pgno >= self.committed.page_count and self.sync_default:
-            self._write_direct([pgno], txn)
-            return
-        f.page.lsn = txn
-        f.page.set_checksum()
-        self.wal.append(pgno, f.buf, txn)
-        f.dirty = False
-        del self.dirty[pgno]
-
-    def _write_direct(self, pgnos: List[int], txn: int) -> None:
-        """_write_direct writes dirty pages past the committed end of the file straight into the data
-        file (``pgnos`` ascending; adjacent ones in one write) instead of the log.
-
-        A page past the committed end is outside the file as far as any
-        committed header says, so writing it in place is safe before its
-        transaction commits: a crash or a rollback leaves bytes no page number
-        reaches (the next checkpoint truncates them). The data file is synced
-        before the commit frame is written (see ``commit``), so a durable commit
-        never names a page that is not on disk. What it saves: the log frame,
-        the checkpoint's copy, and reading spilled pages back from the log.
-        For bulk loads and large transactions (DIRECT_PAGES); a small commit
-        would pay one more sync for it.
-        """
-        assert self.file is not None
-        ps = self.page_size
-        run: List[Union[bytes, bytearray]] = []
-        start = 0
-        for pgno in pgnos:
-            f = self.dirty[pgno]
-            f.page.lsn = txn
-            f.page.set_checksum()
-            self._unverify(pgno)  # past the committed end, but the map may still cover it
-            if run and (pgno != start + len(run) or len(run) >= CHECKPOINT_RUN):
-                self.file.write(start * ps, b"".join(run))
-                run = []
-            if not run:
-                start = pgno
-            run.append(f.buf)
-        if run:
-            self.file.write(start * ps, b"".join(run))
-        for pgno in pgnos:
-            self.dirty.pop(pgno).dirty = False
-        self._direct = True
-
     # ---- allocation and the free list ----
 
     def allocate(self, page_type: int) -> SlottedPage:
@@ -700,61 +459,6 @@ class Pager(PagerFiles):
         first = meta.page_count
         meta.page_count += n
         return first
-
-    def write_run(self, first: int, pages: bytearray) -> None:
-        """write_run writes the pages ``first``.. numbered by ``allocate_run``, whose images the caller
-        built in ``pages``, straight into the data file in one write.
-
-        The pager stamps each with the transaction's number and its checksum,
-        as ``_write_direct`` does for spilled new pages; the commit syncs the
-        data file before its commit frame. Each WRITEBACK_BYTES of new pages,
-        it writes back the older cached ones (``_write_back``).
-        """
-        assert self.file is not None
-        ps = self.page_size
-        n = len(pages) // ps
-        seal_pages(pages, ps, self.meta.lsn + 1)
-        if first < len(self.verified) << 3:
-            for pgno in range(first, first + n):
-                self._unverify(pgno)  # past the committed end, but the map may still cover it
-        self.overlaid.update(range(first, first + n))
-        with self._guard:
-            self.file.write(first * ps, pages)
-            self._direct = True
-            if (self.meta.page_count - WRITEBACK_LAG - self._written_back_to()) * ps >= WRITEBACK_BYTES:
-                self._write_back()
-
-    def _written_back_to(self) -> int:
-        """_written_back_to: the page below which this transaction's new pages are written back
-        (``_write_back``); the committed end of the file when none are."""
-        end, done = self.committed.page_count, self._written_back
-        return done if end <= done <= self.meta.page_count else end
-
-    def _write_back(self) -> None:
-        """_write_back writes the cached new pages of a bulk build (past the committed end, not
-        pinned), but for the newest WRITEBACK_LAG, straight into the data file, and starts the
-        disk on everything new below that line (``File.start_writeback``, a hint).
-
-        The commit must sync the data file whatever it holds; without this, a build of 45 MiB
-        (bench/bulk_load.py) left its sync about 25 ms of writing to wait for. The range handed
-        to the OS is whole (chains, written by ``write_run``, and the pages written here): on
-        ext4, starting the disk on a range with holes made the writes slower and the sync no
-        shorter. A page written back and then changed again is dirty again and written again.
-        """
-        end = self.committed.page_count
-        line = self.meta.page_count - WRITEBACK_LAG
-        start = self._written_back_to()
-        if line <= start:
-            return
-        epoch = self.epoch
-        old = sorted(p for p, f in self.dirty.items() if end <= p < line and f.epoch != epoch)
-        if old:
-            self._write_direct(old, self.meta.lsn + 1)
-        self._written_back = line
-        hint = getattr(self.file, "start_writeback", None)
-        if hint is not None:
-            ps = self.page_size
-            hint(start * ps, (line - start) * ps)
 
     def free(self, pgno: int) -> None:
         """free puts page ``pgno`` on the free list; its contents are gone. The page is not written
@@ -1083,190 +787,7 @@ class Pager(PagerFiles):
         """remap maps the data file anew if it grew past the map. Callers: ``Checkpointer._restart_log``."""
         self._remap()
 
-    # ---- read marks (snapshots) ----
-
-    def read_mark(self) -> ReadMark:
-        """read_mark takes a hold on the last committed state (see ``ReadMark``), which no
-        checkpoint disturbs until ``release``. Inside a transaction too: what it holds is
-        the last commit, not the open transaction's pages. O(log frames) the first time
-        after a commit (the log's index is copied), O(1) after that.
-        """
-        assert self.wal is not None
-        return self.marks.take(self.committed, self.wal, self.sharing.mark if self.sharing is not None else None)
-
-    def release(self, mark: ReadMark) -> None:
-        """release gives up a read mark; the automatic checkpoint runs again once none is held.
-
-        Takes no lock (one atomic list removal): a snapshot's finalizer may call it from
-        any thread. Releasing twice is harmless.
-        """
-        self.checkpointer.try_soon()  # the next commit tries to checkpoint, now that this mark is gone
-        self.marks.release(mark)
-
-    def cached_as_of(self, mark: ReadMark, pgno: int) -> Optional[bytearray]:
-        """cached_as_of returns the cached, verified buffer of page ``pgno`` if it is the page as
-        of ``mark``, else None. The caller copies it at once (the writer may change it next).
-
-        A clean cached page outside the open transaction's frames holds the page's newest
-        committed image, and every commit stamps the pages it writes with its LSN: an image
-        stamped at or before the mark's commit has not changed since, so it is the mark's.
-        (A dirty page, or one the open transaction spilled, is stamped later or not yet.)
-        """
-        f = self.cache.get(pgno)
-        if f is None or f.dirty or self.wal is None or pgno in self.wal.txn_index or pgno >= mark.meta.page_count:
-            return None
-        return f.buf if f.page.lsn <= mark.meta.lsn else None
-
-    def read_as_of(self, mark: ReadMark, pgno: int) -> bytes:
-        """read_as_of returns page ``pgno`` as of ``mark``, NOT verified (the caller verifies):
-        its frame among the mark's, else the data file's bytes (the map's when it covers them).
-
-        The caller holds ``mark`` or another mark of the same state (marks share
-        their index): this one may have been released since.
-
-        Raises:
-            PageStoreError: the pager is closed.
-            CorruptionError: the page is outside the mark's file, or its frame is missing.
-        """
-        if self.wal is None or self.file is None:
-            raise PageStoreError(f"{self.path}: store is closed")
-        if pgno <= 0 or pgno >= mark.meta.page_count:
-            raise CorruptionError(pgno, f"reference to page {pgno} outside the file ({mark.meta.page_count} pages)")
-        off = mark.index.get(pgno)
-        if off is not None:
-            return self.wal.read_frame(off, pgno)
-        ps = self.page_size
-        mm = self.map
-        if mm is not None and (pgno + 1) * ps <= len(mm):
-            return mm[pgno * ps : (pgno + 1) * ps]
-        data = self.file.read(pgno * ps, ps)
-        if len(data) != ps:
-            raise CorruptionError(pgno, "page lies past the end of the data file")
-        return data
-
-    # ---- replacing the file ----
-
-    def compaction_path(self) -> str:
-        """compaction_path returns where a compacted copy of this store is built, beside it,
-        with any leftover of an earlier, interrupted compaction removed. Give the finished
-        copy to ``adopt``, or to ``discard`` if building it failed."""
-        self.check_writable()
-        path = storefiles.compaction_path(self.path)
-        discard(path)
-        return path
-
-    def adopt(self, path: str) -> None:
-        """adopt replaces this store's data file with the finished store at ``path`` and goes on
-        serving it: the pager object stays, its cache starts empty, its log starts a new
-        generation for the new file.
-
-        ``path`` must be a closed, checkpointed store of the same page size
-        (its log gone), such as one built at ``compaction_path()``. The
-        order keeps a crash harmless: the new file is locked before it is
-        renamed over the old one (no other process can slip in between), the
-        directory is synced after the rename, and the old log, whose header
-        names the old file, counts for nothing once the new file is in place.
-        Callers above the pager (the store's ``compact``) must drop what
-        they cached of the old file.
-
-        Raises:
-            PageStoreError: a transaction is open.
-            InvalidFileError, VersionMismatchError: ``path`` is not a store of this page size.
-            OSError: the new file cannot be opened, locked or renamed (this store is then unchanged).
-        """
-        assert self.file is not None and self.wal is not None
-        self.check_writable()
-        if self.in_transaction:
-            raise PageStoreError("adopt inside a transaction")
-        if self.readers:
-            raise PageStoreError(f"{self.path}: cannot replace the file while {len(self.readers)} snapshots are open")
-        if self._data_lock is not None and not self._data_lock.try_exclusive():
-            raise PageStoreError(f"{self.path}: cannot replace the file while other processes have the store open")
-        try:
-            self._adopt(path)
-        except BaseException:
-            if self._data_lock is not None:
-                self._data_lock.share()
-            raise
-        if self._data_lock is not None:
-            # Held exclusively across the rename: an opener that waited meanwhile finds
-            # the new file when it looks again (``_shared_possible``). Now the new file's.
-            old_lock = self._data_lock
-            self._data_lock = DataLock(self.path, write=True, opener=self._opener)
-            old_lock.close()
-
-    def _adopt(self, path: str) -> None:
-        assert self.file is not None and self.wal is not None
-        self.checkpoint()
-        new, meta = storefiles.move_into_place(self._opener, path, self.path, self.page_size)
-        self._unmap()  # no view of the old file's map may outlive it
-        self.pagemap.forget()
-        old, self.file = self.file, new
-        self._read_into = getattr(new, "read_into", None)
-        old.close()
-        self.cache.clear()
-        self.dirty.clear()
-        self._spare = None
-        self.meta = meta
-        self.committed = meta.copy()
-        self.wal.close()
-        self.wal = WAL(log_path(self.path), self.page_size, meta.file_id, opener=self._opener)
-        self.wal.recover(meta.checkpoint_seq)  # the old file's log: not this file's, so started afresh
-        self.overlaid = self.wal.pages()
-        self.marks.forget_last()
-        self.checkpointer.forget()
-        if self.sharing is not None:
-            self.sharing.set_file_id(meta.file_id)
-            self.sharing.attach(self.wal)
-            self._publish()
-        self._remap()
-
-    def create_copy(self, dest: str) -> Tuple[str, fileio.File]:
-        """create_copy makes the temporary file, beside ``dest``, that a copy of this store to be
-        installed at ``dest`` is written into (a backup: ``snapshot.Backup``), through this pager's
-        opener; returns its path and the open file. Give the path to ``storefiles.install_copy``
-        when the copy is written and synced, or to ``storefiles.remove_copy``."""
-        tmp = storefiles.copy_path(dest)
-        return tmp, storefiles.create_copy(tmp, self._opener)
-
     # ---- sizes and closing ----
-
-    def file_size(self) -> int:
-        assert self.file is not None
-        return self.file.size()
-
-    def alone(self) -> bool:
-        """alone: no other open of this store (in any process) has it open now, as far as the locks tell."""
-        return self._data_lock is None or self._data_lock.alone()
-
-    def log_state(self) -> Dict[str, Optional[int]]:
-        """log_state: ``log_frames`` (committed frames in the log), ``backfilled_frames`` (how many of
-        them the data file holds; a writer's figure, None for a reader) and ``oldest_mark`` (the
-        smallest read mark, as a frame count, that another process holds, or None)."""
-        wal = self.wal
-        frames = wal.committed_frames if wal is not None and wal.is_open() else 0
-        oldest = None
-        if self.sharing is not None and not self.shared:
-            oldest = self.sharing.oldest_mark(frames)
-        return {"log_frames": frames, "backfilled_frames": None if self.readonly else self.backfilled,
-                "oldest_mark": oldest}
-
-    def log_size(self) -> int:
-        """log_size: bytes of the log in use (its header and frames: ``WAL.size``), 0 when closed."""
-        return self.wal.size() if self.wal is not None else 0
-
-    def logged_pages(self) -> int:
-        """logged_pages: how many pages have a committed frame in the log (their newest image is there)."""
-        return len(self.wal.pages()) if self.wal is not None else 0
-
-    def wal_size(self) -> int:
-        """wal_size: bytes the log file takes on disk."""
-        return self.wal.disk_size() if self.wal is not None else 0
-
-    def bytes_written(self) -> int:
-        """bytes_written: bytes written to the data file and the log since they were opened."""
-        data = int(getattr(self.file, "written", 0))
-        return data + (self.wal.bytes_written() if self.wal is not None else 0)
 
     def close(self, checkpoint: bool = True) -> None:
         """close checkpoints (unless told not to), removes the emptied log and releases the files.

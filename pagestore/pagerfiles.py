@@ -1,4 +1,4 @@
-"""pagerfiles: the pager's opening of its files: the data file's lock, the log, the shared index.
+"""pagerfiles: the pager's files: their opening (the data file's lock, the log, the shared index), a compacted copy adopted.
 
 ``PagerFiles`` is the part of ``Pager`` (its base class: the same object, its code in a
 file of its own) that opens a store: it opens and locks the data file (a writer's
@@ -8,6 +8,10 @@ through the shared index), creates a new store's header, opens and recovers the 
 and checks it against the file (``_check_extent``), and checkpoints what recovery found.
 It also answers what the shared index's rebuild asks of the data file
 (``readers.DataSide``: ``lock_data_shared``, ``unlock_data``, ``disk_meta``, ``open_log``).
+It replaces the data file by a compacted copy and goes on serving it (``compaction_path``,
+``adopt``: the move itself is ``storefiles.move_into_place``), makes a backup's temporary
+file through the pager's opener (``create_copy``), and answers the files' sizes and whether
+another open shares them (``file_size``, ``bytes_written``, ``alone``).
 
 The pager's state it sets is declared here and documented in ``Pager.__init__``.
 """
@@ -15,15 +19,21 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable, List, Optional, Set
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Set, Tuple
 
 from . import fileio
 from . import format as fmt
 from . import readers as shared_log
 from . import storefiles
-from .errors import CorruptionError, InvalidFileError, StoreLockedError
-from .readers import DataLock, ReadMark, SharedLog, shm_path
+from .checkpointer import Checkpointer
+from .errors import CorruptionError, InvalidFileError, PageStoreError, StoreLockedError
+from .pagemap import PageMap
+from .readers import DataLock, Marks, ReadMark, SharedLog, shm_path
 from .wal import WAL, log_path
+
+if TYPE_CHECKING:
+    from .pagecache import _Frame
 
 
 class PagerFiles:
@@ -45,6 +55,25 @@ class PagerFiles:
     _data_lock: Optional[DataLock]
     _made_log: bool
     poisoned: Optional[BaseException]
+    pagemap: PageMap
+    cache: "OrderedDict[int, _Frame]"
+    dirty: Dict[int, "_Frame"]
+    _spare: Optional["_Frame"]
+    marks: Marks
+    checkpointer: Checkpointer
+
+    if TYPE_CHECKING:  # the pager's, for mypy only: at run time a stub here would hide them
+
+        @property
+        def in_transaction(self) -> bool: ...
+
+        def check_writable(self) -> None: ...
+
+        def _remap(self) -> None: ...
+
+        def _unmap(self) -> None: ...
+
+        def _publish(self) -> None: ...
 
     def checkpoint(self, wait: float = 0.0) -> None:  # pragma: no cover - Pager's
         raise NotImplementedError
@@ -285,3 +314,104 @@ class PagerFiles:
         self.file.write(0, bytes(meta.encode()))
         self.file.sync()
         fileio.sync_directory(self.path)
+
+    # ---- replacing the file ----
+
+    def compaction_path(self) -> str:
+        """compaction_path returns where a compacted copy of this store is built, beside it,
+        with any leftover of an earlier, interrupted compaction removed. Give the finished
+        copy to ``adopt``, or to ``discard`` if building it failed."""
+        self.check_writable()
+        path = storefiles.compaction_path(self.path)
+        storefiles.discard(path)
+        return path
+
+    def adopt(self, path: str) -> None:
+        """adopt replaces this store's data file with the finished store at ``path`` and goes on
+        serving it: the pager object stays, its cache starts empty, its log starts a new
+        generation for the new file.
+
+        ``path`` must be a closed, checkpointed store of the same page size
+        (its log gone), such as one built at ``compaction_path()``. The
+        order keeps a crash harmless: the new file is locked before it is
+        renamed over the old one (no other process can slip in between), the
+        directory is synced after the rename, and the old log, whose header
+        names the old file, counts for nothing once the new file is in place.
+        Callers above the pager (the store's ``compact``) must drop what
+        they cached of the old file.
+
+        Raises:
+            PageStoreError: a transaction is open.
+            InvalidFileError, VersionMismatchError: ``path`` is not a store of this page size.
+            OSError: the new file cannot be opened, locked or renamed (this store is then unchanged).
+        """
+        assert self.file is not None and self.wal is not None
+        self.check_writable()
+        if self.in_transaction:
+            raise PageStoreError("adopt inside a transaction")
+        if self.readers:
+            raise PageStoreError(f"{self.path}: cannot replace the file while {len(self.readers)} snapshots are open")
+        if self._data_lock is not None and not self._data_lock.try_exclusive():
+            raise PageStoreError(f"{self.path}: cannot replace the file while other processes have the store open")
+        try:
+            self._adopt(path)
+        except BaseException:
+            if self._data_lock is not None:
+                self._data_lock.share()
+            raise
+        if self._data_lock is not None:
+            # Held exclusively across the rename: an opener that waited meanwhile finds
+            # the new file when it looks again (``_shared_possible``). Now the new file's.
+            old_lock = self._data_lock
+            self._data_lock = DataLock(self.path, write=True, opener=self._opener)
+            old_lock.close()
+
+    def _adopt(self, path: str) -> None:
+        assert self.file is not None and self.wal is not None
+        self.checkpoint()
+        new, meta = storefiles.move_into_place(self._opener, path, self.path, self.page_size)
+        self._unmap()  # no view of the old file's map may outlive it
+        self.pagemap.forget()
+        old, self.file = self.file, new
+        self._read_into = getattr(new, "read_into", None)
+        old.close()
+        self.cache.clear()
+        self.dirty.clear()
+        self._spare = None
+        self.meta = meta
+        self.committed = meta.copy()
+        self.wal.close()
+        self.wal = WAL(log_path(self.path), self.page_size, meta.file_id, opener=self._opener)
+        self.wal.recover(meta.checkpoint_seq)  # the old file's log: not this file's, so started afresh
+        self.overlaid = self.wal.pages()
+        self.marks.forget_last()
+        self.checkpointer.forget()
+        if self.sharing is not None:
+            self.sharing.set_file_id(meta.file_id)
+            self.sharing.attach(self.wal)
+            self._publish()
+        self._remap()
+
+    def create_copy(self, dest: str) -> Tuple[str, fileio.File]:
+        """create_copy makes the temporary file, beside ``dest``, that a copy of this store to be
+        installed at ``dest`` is written into (a backup: ``snapshot.Backup``), through this pager's
+        opener; returns its path and the open file. Give the path to ``storefiles.install_copy``
+        when the copy is written and synced, or to ``storefiles.remove_copy``."""
+        tmp = storefiles.copy_path(dest)
+        return tmp, storefiles.create_copy(tmp, self._opener)
+
+    # ---- sizes and locks ----
+
+    def file_size(self) -> int:
+        assert self.file is not None
+        return self.file.size()
+
+    def alone(self) -> bool:
+        """alone: no other open of this store (in any process) has it open now, as far as the locks tell."""
+        return self._data_lock is None or self._data_lock.alone()
+
+    def bytes_written(self) -> int:
+        """bytes_written: bytes written to the data file and the log since they were opened."""
+        data = int(getattr(self.file, "written", 0))
+        return data + (self.wal.bytes_written() if self.wal is not None else 0)
+

@@ -141,10 +141,10 @@ def test_durable_build_writes_back_as_it_goes(tmp_path, monkeypatch):
     """A durable build larger than WRITEBACK_BYTES writes its older new pages out while it runs
     (Pager._write_back) and starts the disk on them; pages changed after that (stubs placed in
     older heap pages) are written again at the commit: check() and a reopen see every record."""
-    from pagestore import fileio, pager as pager_mod
+    from pagestore import fileio, pagecache, pager as pager_mod
 
-    monkeypatch.setattr(pager_mod, "WRITEBACK_BYTES", 64 * 512)
-    monkeypatch.setattr(pager_mod, "WRITEBACK_LAG", 16)
+    monkeypatch.setattr(pagecache, "WRITEBACK_BYTES", 64 * 512)
+    monkeypatch.setattr(pagecache, "WRITEBACK_LAG", 16)
     hints = []
     real = fileio.File.start_writeback
 

@@ -210,10 +210,10 @@ def test_every_cut_point_of_a_durable_bulk_build(tmp_path, monkeypatch):
     older new pages are written back while the build runs (Pager._write_back), some of them
     changed and written again before the one commit. A cut at any I/O event leaves the store
     empty or whole."""
-    from pagestore import pager as pager_mod
+    from pagestore import pagecache
 
-    monkeypatch.setattr(pager_mod, "WRITEBACK_BYTES", 16 * PAGE)
-    monkeypatch.setattr(pager_mod, "WRITEBACK_LAG", 8)
+    monkeypatch.setattr(pagecache, "WRITEBACK_BYTES", 16 * PAGE)
+    monkeypatch.setattr(pagecache, "WRITEBACK_LAG", 8)
     rng = random.Random(3)
     items = sorted({rng.randbytes(rng.randint(1, 20)): rng.randbytes(rng.choice([5, 60, 300, 1500]))
                     for _ in range(150)}.items())

@@ -1,0 +1,226 @@
+"""pagerreads: the pager's reads as of a read mark, a reader's view of the writer's commits, the log's state.
+
+``PagerReads`` is the part of ``Pager`` (a base class: the same object, its code in a file
+of its own, as ``PagerFiles``) that reads the store as of a commit other than the pager's
+own: the read marks of this process (``read_mark``, ``release``: ``readers.Marks``) and the
+pages as of one (``cached_as_of``, ``read_as_of``: ``snapshot.SnapshotPager`` verifies
+them); a reader beside a writer, whose every operation reads the writer's latest commit
+(``begin_operation`` takes a mark through ``SharedLog.begin_read``, which calls back
+``_follow`` with the pages that changed; ``end_operation``); the map kept over the view
+(``_cover``); and the log's figures the store reports (``log_state``, ``log_size``,
+``logged_pages``, ``wal_size``). It calls the log and ``SharedLog``; it never assigns their state.
+
+The pager's state it uses is declared here and documented in ``Pager.__init__``.
+"""
+from __future__ import annotations
+
+import mmap as _mmap
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Set
+
+from . import fileio
+from . import format as fmt
+from .checkpointer import Checkpointer
+from .errors import CorruptionError, PageStoreError
+from .pagemap import PageMap
+from .readers import Marks, ReadMark, SharedLog
+from .wal import WAL
+
+if TYPE_CHECKING:
+    from .pagecache import _Frame
+
+
+class PagerReads:
+    """PagerReads is the pager's reads as of a mark (see the module docstring); ``Pager`` is its one subclass."""
+
+    path: str
+    readonly: bool
+    page_size: int
+    epoch: int
+    file: Optional[fileio.File]
+    wal: Optional[WAL]
+    meta: fmt.Meta
+    committed: fmt.Meta
+    overlaid: Set[int]
+    cache: "OrderedDict[int, _Frame]"
+    _spare: Optional["_Frame"]
+    pagemap: PageMap
+    map: Optional[_mmap.mmap]
+    marks: Marks
+    sharing: Optional[SharedLog]
+    shared: bool
+    on_change: List[Callable[[Optional[Set[int]]], None]]
+    checkpointer: Checkpointer
+
+    if TYPE_CHECKING:  # the pager's and PagerFiles', for mypy only: at run time a stub here would hide them
+
+        @property
+        def backfilled(self) -> int: ...
+
+        def _remap(self) -> None: ...
+
+        def _unverify(self, pgno: int) -> None: ...
+
+        def _read_disk_meta(self) -> fmt.Meta: ...
+
+        def _check_extent(self, meta: fmt.Meta) -> None: ...
+
+    # ---- a reader beside a writer: each operation reads the writer's latest commit ----
+
+    def begin_operation(self) -> None:
+        """begin_operation unpins the pages of the previous operation. Callers: the store.
+
+        A reader beside a writer (``shared``) also takes a read mark on the writer's
+        latest commit, and the log brings itself up to it (``SharedLog.begin_read``),
+        then the pager its pages (``_follow``): the operation reads that commit, whole,
+        until ``end_operation``.
+        """
+        self.epoch += 1
+        sharing = self.sharing
+        if self.shared and sharing is not None and sharing.mark is None:
+            sharing.begin_read(self.wal, self._follow)
+
+    def end_operation(self) -> None:
+        """end_operation lets go of the operation's read mark (a reader beside a writer); a no-op otherwise.
+        Callers: the store, when its lock is released by the outermost holder."""
+        if self.shared and self.sharing is not None:
+            self.sharing.end_read()
+
+    def _follow(self, changed: Optional[Set[int]], reset: bool, new_state: bool) -> None:
+        """_follow brings this reader's pages (header, cache, map) to the state the log now holds
+        (``SharedLog.begin_read``): ``changed`` the pages whose newest frame changed (None: any
+        may have), ``reset``: the log's pages taken afresh. Only the changed pages are dropped
+        from the caches; a new log generation drops them all."""
+        assert self.wal is not None
+        wal = self.wal
+        if not new_state:
+            # The same state, whole in the data file now: read it there. The file has
+            # grown by the pages the copy wrote past its old end: map them too.
+            self.overlaid = set()
+            self._cover(self.meta)
+            return
+        header = wal.newest_frame(0)
+        if header is not None:
+            meta = fmt.decode_meta(wal.read_frame(header, 0), self.path)
+        else:
+            meta = self._read_disk_meta()
+        self._check_extent(meta)
+        self.meta = meta
+        self.committed = meta.copy()
+        if reset or changed is None:
+            self.overlaid = wal.pages()
+        else:
+            self.overlaid.update(changed)  # O(new frames), not O(log)
+        if changed is None:
+            self.cache.clear()
+            self._spare = None
+            self.pagemap.unverify_all()
+        else:
+            for pgno in changed:
+                self.cache.pop(pgno, None)
+                self._unverify(pgno)
+        self._cover(meta)
+        for fn in self.on_change:
+            fn(changed)
+
+    def _cover(self, meta: fmt.Meta) -> None:
+        """_cover makes the map cover this reader's view (or the writer's, after ``rollback``):
+        remapped if the file grew (a checkpoint copied pages past its old end, or a large
+        commit wrote new pages there), and any page it still does not reach is marked
+        ``overlaid``, so that it is read, never looked up in the map (where C would report it
+        outside the mapped file)."""
+        if not self.pagemap.use:
+            return
+        ps = self.page_size
+        if self.map is None or len(self.map) < meta.page_count * ps:
+            self._remap()
+        mapped = len(self.map) // ps if self.map is not None else 0
+        if mapped < meta.page_count:
+            self.overlaid.update(range(mapped, meta.page_count))
+
+    # ---- read marks (snapshots) ----
+
+    def read_mark(self) -> ReadMark:
+        """read_mark takes a hold on the last committed state (see ``ReadMark``), which no
+        checkpoint disturbs until ``release``. Inside a transaction too: what it holds is
+        the last commit, not the open transaction's pages. O(log frames) the first time
+        after a commit (the log's index is copied), O(1) after that.
+        """
+        assert self.wal is not None
+        return self.marks.take(self.committed, self.wal, self.sharing.mark if self.sharing is not None else None)
+
+    def release(self, mark: ReadMark) -> None:
+        """release gives up a read mark; the automatic checkpoint runs again once none is held.
+
+        Takes no lock (one atomic list removal): a snapshot's finalizer may call it from
+        any thread. Releasing twice is harmless.
+        """
+        self.checkpointer.try_soon()  # the next commit tries to checkpoint, now that this mark is gone
+        self.marks.release(mark)
+
+    def cached_as_of(self, mark: ReadMark, pgno: int) -> Optional[bytearray]:
+        """cached_as_of returns the cached, verified buffer of page ``pgno`` if it is the page as
+        of ``mark``, else None. The caller copies it at once (the writer may change it next).
+
+        A clean cached page outside the open transaction's frames holds the page's newest
+        committed image, and every commit stamps the pages it writes with its LSN: an image
+        stamped at or before the mark's commit has not changed since, so it is the mark's.
+        (A dirty page, or one the open transaction spilled, is stamped later or not yet.)
+        """
+        f = self.cache.get(pgno)
+        if f is None or f.dirty or self.wal is None or pgno in self.wal.txn_index or pgno >= mark.meta.page_count:
+            return None
+        return f.buf if f.page.lsn <= mark.meta.lsn else None
+
+    def read_as_of(self, mark: ReadMark, pgno: int) -> bytes:
+        """read_as_of returns page ``pgno`` as of ``mark``, NOT verified (the caller verifies):
+        its frame among the mark's, else the data file's bytes (the map's when it covers them).
+
+        The caller holds ``mark`` or another mark of the same state (marks share
+        their index): this one may have been released since.
+
+        Raises:
+            PageStoreError: the pager is closed.
+            CorruptionError: the page is outside the mark's file, or its frame is missing.
+        """
+        if self.wal is None or self.file is None:
+            raise PageStoreError(f"{self.path}: store is closed")
+        if pgno <= 0 or pgno >= mark.meta.page_count:
+            raise CorruptionError(pgno, f"reference to page {pgno} outside the file ({mark.meta.page_count} pages)")
+        off = mark.index.get(pgno)
+        if off is not None:
+            return self.wal.read_frame(off, pgno)
+        ps = self.page_size
+        mm = self.map
+        if mm is not None and (pgno + 1) * ps <= len(mm):
+            return mm[pgno * ps : (pgno + 1) * ps]
+        data = self.file.read(pgno * ps, ps)
+        if len(data) != ps:
+            raise CorruptionError(pgno, "page lies past the end of the data file")
+        return data
+
+    # ---- the log's figures ----
+
+    def log_state(self) -> Dict[str, Optional[int]]:
+        """log_state: ``log_frames`` (committed frames in the log), ``backfilled_frames`` (how many of
+        them the data file holds; a writer's figure, None for a reader) and ``oldest_mark`` (the
+        smallest read mark, as a frame count, that another process holds, or None)."""
+        wal = self.wal
+        frames = wal.committed_frames if wal is not None and wal.is_open() else 0
+        oldest = None
+        if self.sharing is not None and not self.shared:
+            oldest = self.sharing.oldest_mark(frames)
+        return {"log_frames": frames, "backfilled_frames": None if self.readonly else self.backfilled,
+                "oldest_mark": oldest}
+
+    def log_size(self) -> int:
+        """log_size: bytes of the log in use (its header and frames: ``WAL.size``), 0 when closed."""
+        return self.wal.size() if self.wal is not None else 0
+
+    def logged_pages(self) -> int:
+        """logged_pages: how many pages have a committed frame in the log (their newest image is there)."""
+        return len(self.wal.pages()) if self.wal is not None else 0
+
+    def wal_size(self) -> int:
+        """wal_size: bytes the log file takes on disk."""
+        return self.wal.disk_size() if self.wal is not None else 0
