@@ -219,26 +219,7 @@ class Pager(PagerReads, PageCache, PagerFiles):
                 remove_log(path)
             raise
 
-    # ---- the map ----
-
-    def _remap(self) -> None:
-        """_remap maps the data file's whole pages anew if it grew past the map (``PageMap.remap``)."""
-        if self.file is not None:
-            self.map = self.pagemap.remap(self.file, self.page_size)
-
-    def _unmap(self) -> None:
-        """_unmap closes the maps (``PageMap.unmap``): the file is closing or about to shrink."""
-        self.map = None
-        self.pagemap.unmap()
-
-    def _unverify(self, pgno: int) -> None:
-        """_unverify clears page ``pgno``'s verified bit: its bytes in the file are about to change."""
-        self.pagemap.unverify(pgno)
-
-    @property
-    def verified(self) -> bytearray:
-        """verified: the map's verified bits (``PageMap.verified``), a bit a page."""
-        return self.pagemap.verified
+    # ---- the map's bookkeeping ----
 
     def _check_map(self) -> None:
         """_check_map verifies the map's bookkeeping: every page whose newest image is not the
@@ -256,21 +237,6 @@ class Pager(PagerReads, PageCache, PagerFiles):
         if self.map is not self.pagemap.map:
             raise PageStoreError("pager: the map read in place is not the pagemap's")
         self.pagemap.check()
-
-    def map_node(self, pgno: int) -> bytes:
-        """map_node: a copy of node page ``pgno`` from the map, verified once and checked as a node
-        (``PageMap.node``). For a page not in ``overlaid``, while ``map`` is not None.
-
-        Raises:
-            CorruptionError: naming ``pgno``.
-        """
-        return self.pagemap.node(pgno)
-
-    def map_records(self, pgnos: List[int], slots: List[int], page_type: int) -> Tuple[List[int], List[int], List[int]]:
-        """map_records: offsets (from the map's start), lengths and states of records ``slots[i]`` of
-        pages ``pgnos[i]`` in the map, in one C call (``PageMap.find_records``); page number 0 is
-        skipped. For pages not in ``overlaid``, while ``map`` is not None."""
-        return self.pagemap.find_records(pgnos, slots, page_type)
 
     # ---- the cache ----
 
@@ -786,48 +752,3 @@ class Pager(PagerReads, PageCache, PagerFiles):
     def remap(self) -> None:
         """remap maps the data file anew if it grew past the map. Callers: ``Checkpointer._restart_log``."""
         self._remap()
-
-    # ---- sizes and closing ----
-
-    def close(self, checkpoint: bool = True) -> None:
-        """close checkpoints (unless told not to), removes the emptied log and releases the files.
-
-        A poisoned pager (``_poison``) writes nothing and raises nothing here: it rolls an
-        open transaction back in memory and lets go of its files, log and shared index left
-        as they are; the next open recovers from them."""
-        self.marks.drop_all()
-        try:
-            if self.wal is not None and self.file is not None and not self.readonly:
-                if self.in_transaction:
-                    self.rollback()
-                if checkpoint and self.poisoned is None:
-                    self.checkpoint()
-                    # The log and the shared index go only when the log is empty and no
-                    # other process has the store open (one that has keeps reading them).
-                    if not self.wal.has_frames() and (self._data_lock is None or self._data_lock.try_exclusive()):
-                        self.wal.remove()
-                        if self.sharing is not None:
-                            remove_shm(self.path)
-            elif self.shared and self._data_lock is not None and self._data_lock.try_exclusive():
-                remove_shm(self.path)  # the last one out (no writer): the next open rebuilds it
-        finally:
-            self._close_files()
-            self.cache.clear()
-            self.dirty.clear()
-            self._spare = None
-
-    def _close_files(self) -> None:
-        self._unmap()
-        if self.sharing is not None:
-            self.sharing.close()
-            self.sharing = None
-            self.shared = False
-        if self._data_lock is not None:
-            self._data_lock.close()
-            self._data_lock = None
-        if self.wal is not None:
-            self.wal.close()
-            self.wal = None
-        if self.file is not None:
-            self.file.close()
-            self.file = None

@@ -29,7 +29,7 @@ from . import storefiles
 from .checkpointer import Checkpointer
 from .errors import CorruptionError, InvalidFileError, PageStoreError, StoreLockedError
 from .pagemap import PageMap
-from .readers import DataLock, Marks, ReadMark, SharedLog, shm_path
+from .readers import DataLock, Marks, ReadMark, SharedLog, remove_shm, shm_path
 from .wal import WAL, log_path
 
 if TYPE_CHECKING:
@@ -74,6 +74,8 @@ class PagerFiles:
         def _unmap(self) -> None: ...
 
         def _publish(self) -> None: ...
+
+        def rollback(self) -> None: ...
 
     def checkpoint(self, wait: float = 0.0) -> None:  # pragma: no cover - Pager's
         raise NotImplementedError
@@ -415,3 +417,47 @@ class PagerFiles:
         data = int(getattr(self.file, "written", 0))
         return data + (self.wal.bytes_written() if self.wal is not None else 0)
 
+    # ---- closing ----
+
+    def close(self, checkpoint: bool = True) -> None:
+        """close checkpoints (unless told not to), removes the emptied log and releases the files.
+
+        A poisoned pager (``_poison``) writes nothing and raises nothing here: it rolls an
+        open transaction back in memory and lets go of its files, log and shared index left
+        as they are; the next open recovers from them."""
+        self.marks.drop_all()
+        try:
+            if self.wal is not None and self.file is not None and not self.readonly:
+                if self.in_transaction:
+                    self.rollback()
+                if checkpoint and self.poisoned is None:
+                    self.checkpoint()
+                    # The log and the shared index go only when the log is empty and no
+                    # other process has the store open (one that has keeps reading them).
+                    if not self.wal.has_frames() and (self._data_lock is None or self._data_lock.try_exclusive()):
+                        self.wal.remove()
+                        if self.sharing is not None:
+                            remove_shm(self.path)
+            elif self.shared and self._data_lock is not None and self._data_lock.try_exclusive():
+                remove_shm(self.path)  # the last one out (no writer): the next open rebuilds it
+        finally:
+            self._close_files()
+            self.cache.clear()
+            self.dirty.clear()
+            self._spare = None
+
+    def _close_files(self) -> None:
+        self._unmap()
+        if self.sharing is not None:
+            self.sharing.close()
+            self.sharing = None
+            self.shared = False
+        if self._data_lock is not None:
+            self._data_lock.close()
+            self._data_lock = None
+        if self.wal is not None:
+            self.wal.close()
+            self.wal = None
+        if self.file is not None:
+            self.file.close()
+            self.file = None

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import mmap as _mmap
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Set
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Set, Tuple
 
 from . import fileio
 from . import format as fmt
@@ -57,13 +57,45 @@ class PagerReads:
         @property
         def backfilled(self) -> int: ...
 
-        def _remap(self) -> None: ...
-
-        def _unverify(self, pgno: int) -> None: ...
-
         def _read_disk_meta(self) -> fmt.Meta: ...
 
         def _check_extent(self, meta: fmt.Meta) -> None: ...
+
+    # ---- the map: pages read in place ----
+
+    def _remap(self) -> None:
+        """_remap maps the data file's whole pages anew if it grew past the map (``PageMap.remap``)."""
+        if self.file is not None:
+            self.map = self.pagemap.remap(self.file, self.page_size)
+
+    def _unmap(self) -> None:
+        """_unmap closes the maps (``PageMap.unmap``): the file is closing or about to shrink."""
+        self.map = None
+        self.pagemap.unmap()
+
+    def _unverify(self, pgno: int) -> None:
+        """_unverify clears page ``pgno``'s verified bit: its bytes in the file are about to change."""
+        self.pagemap.unverify(pgno)
+
+    @property
+    def verified(self) -> bytearray:
+        """verified: the map's verified bits (``PageMap.verified``), a bit a page."""
+        return self.pagemap.verified
+
+    def map_node(self, pgno: int) -> bytes:
+        """map_node: a copy of node page ``pgno`` from the map, verified once and checked as a node
+        (``PageMap.node``). For a page not in ``overlaid``, while ``map`` is not None.
+
+        Raises:
+            CorruptionError: naming ``pgno``.
+        """
+        return self.pagemap.node(pgno)
+
+    def map_records(self, pgnos: List[int], slots: List[int], page_type: int) -> Tuple[List[int], List[int], List[int]]:
+        """map_records: offsets (from the map's start), lengths and states of records ``slots[i]`` of
+        pages ``pgnos[i]`` in the map, in one C call (``PageMap.find_records``); page number 0 is
+        skipped. For pages not in ``overlaid``, while ``map`` is not None."""
+        return self.pagemap.find_records(pgnos, slots, page_type)
 
     # ---- a reader beside a writer: each operation reads the writer's latest commit ----
 
