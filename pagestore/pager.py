@@ -15,13 +15,23 @@ naming the page. A read looks in the cache, then in the log (uncommitted
 frames of the open transaction, then committed frames), then in the data
 file.
 
+``Pager`` is one object whose code lies in four files: this one (the read and
+write of a page by number, allocation and the free list's glue, commit, sync,
+rollback, the poison, the checkpointer's calls, ``check``) and its base classes
+``PagerReads`` (pagerreads.py: the map's glue, reads as of a read mark, a
+reader's view of the writer's commits, the log's figures), ``PageCache``
+(pagecache.py: the cache, its budget, eviction and spills, the writes of new
+pages straight into the data file) and ``PagerFiles`` (pagerfiles.py: opening,
+adopting a compacted copy, closing).
+
 Cache and pinning: the cache holds at most ``cache_pages`` pages: its own
 share of the store's memory, plus what the tree's node cache lends (``lend``). A page
 touched during the current operation (the ``epoch``, which the store
 advances at the start of each operation) is pinned: the layers above may
 hold its SlottedPage until the operation ends. Other pages leave in LRU
 order; a dirty one is first spilled to the log as an uncommitted frame, so a
-transaction larger than the cache still commits, and memory stays bounded.
+transaction larger than the cache still commits, and memory stays bounded
+(pagecache.py).
 
 Mapped reads (``mmap=True``, the default of ``pagestore.open``): the data
 file is also mapped read-only and shared, by the pager's ``PageMap``
@@ -35,7 +45,8 @@ that is not true: dirty pages, pages spilled by the open transaction and
 pages whose newest committed image is in the log. One set lookup
 (``pgno in pager.overlaid``) decides which way a read goes; an overlaid page
 goes through ``read`` as before. The pager remaps when a checkpoint grows the
-file (``_remap``) and unmaps before anything could shrink it (``_unmap``).
+file (``_remap``) and unmaps before anything could shrink it (``_unmap``;
+both pagerreads.py).
 
 Free-page list (``freelist.FreeList``): extents of free pages listed in a
 few trunk pages, headed by ``meta.freelist_head``. Freeing a page writes
@@ -49,8 +60,8 @@ call it, and it changes the pager only through ``cut_tail``,
 
 Read marks: a snapshot (snapshot.py) reads the store as of one commit
 through a ``ReadMark`` (``read_mark``): that commit's header, and the log's
-committed frames up to it (a copy of the log's index), over the data file.
-The marks (``readers.Marks``: ``readers`` is their list) belong to the
+committed frames up to it (a copy of the log's index), over the data file
+(pagerreads.py). The marks (``readers.Marks``: ``readers`` is their list) belong to the
 log layer, with the shared index's (``readers.SharedLog``, readers in other
 processes: the pager calls it, and never touches the index itself). While
 any mark is held the checkpoint copies no further than the oldest
@@ -69,10 +80,10 @@ open recovers from what is durable. (A checkpoint that fails after a commit
 does not fail the commit: it is in the log; the next write raises.)
 
 Files: the pager owns the data file's lifecycle (create, lock, replace by a
-compacted copy: ``adopt``) and asks the log for its own (``wal.log_path``
+compacted copy: ``adopt``, close) and asks the log for its own (``wal.log_path``
 names it, ``WAL.remove`` deletes it). Opening (the data file's locks, the log's
-recovery, a reader's seat beside a writer) is ``PagerFiles`` (pagerfiles.py,
-the pager's base class); the work on whole files (a compacted copy moved into
+recovery, a reader's seat beside a writer), ``adopt`` and ``close`` are
+``PagerFiles``' (pagerfiles.py); the work on whole files (a compacted copy moved into
 place or discarded, a backup's copy, the side files of a failed open) is
 storefiles.py's. Nothing above the pager renames or unlinks a store's files.
 """
