@@ -1,15 +1,18 @@
-"""pagecache: the pager's bounded page cache, its pins and eviction, and the writes past the log.
+"""pagecache: the pager's bounded page cache: pages read by number into it, its pins and eviction, the writes past the log.
 
 ``PageCache`` is the part of ``Pager`` (a base class: the same object, its code in a file of
-its own, as ``PagerFiles``) that keeps pages in memory: ``_Frame``, one cached page; the
+its own, as ``PagerFiles``) that keeps pages in memory: ``read``, a page by number from the
+cache, else the log (the open transaction's frames, then the committed ones) or the data
+file, verified before anything sees it (``read_passing``: the same, left out of the cache;
+``read_raw``: committed bytes, not verified, for decoders of damaged files); ``_Frame``, one cached page; the
 budget (``cache_pages``: the pager's own ``own_pages`` plus what the tree's node cache
 lends, ``lend``); insertion and LRU eviction, which keeps the operation's pinned pages
 (the ``epoch``'s, the LRU's tail) and spills a dirty page to the log as an uncommitted
 frame (``_spill``); a spare frame reused by the next miss; and the writes of new pages
 past the committed end straight into the data file (``_write_direct``, ``write_run``,
 ``_write_back``), which a durable commit syncs before its commit frame. ``memory`` reports
-the cache's bytes. The pager's ``read``, ``write``, ``allocate`` and ``fresh`` fill the cache;
-its ``commit``, ``rollback`` and the free list's ``_drop`` empty it.
+the cache's bytes. Besides ``read``, the pager's ``write``, ``allocate`` and ``fresh`` fill
+the cache; its ``commit``, ``rollback`` and the free list's ``_drop`` empty it.
 
 The pager's state it uses is declared here and documented in ``Pager.__init__``.
 """
@@ -22,12 +25,15 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Set, Tuple, Un
 from . import fileio
 from . import format as fmt
 from .checkpointer import CHECKPOINT_RUN
+from .errors import CorruptionError
 from .page import SlottedPage, seal_pages
 from .pagemap import PageMap
 from .wal import WAL
 
 if TYPE_CHECKING:
     from .pager import _Poisons
+
+_NODE_TYPES = (fmt.PAGE_LEAF, fmt.PAGE_INTERNAL)
 
 #: A bulk build's new pages are written out this many bytes at a time while it runs
 #: (see ``_write_back``), and the disk is started on them, so that the commit's sync
@@ -92,6 +98,7 @@ class PageCache:
     own_pages: int
     sync_default: bool
     file: Optional[fileio.File]
+    _read_into: Optional[Callable[[int, bytearray], int]]
     wal: Optional[WAL]
     meta: fmt.Meta
     committed: fmt.Meta
@@ -105,6 +112,113 @@ class PageCache:
         def verified(self) -> bytearray: ...
 
         def _unverify(self, pgno: int) -> None: ...
+
+    # ---- reads by number, into the cache ----
+
+    def _load(self, pgno: int) -> bytes:
+        assert self.file is not None and self.wal is not None
+        off = self.wal.txn_index.get(pgno)
+        if off is None:
+            off = self.wal.newest_frame(pgno)
+        if off is not None:
+            return self.wal.read_frame(off, pgno)
+        data = self.file.read(pgno * self.page_size, self.page_size)
+        if len(data) != self.page_size:
+            raise CorruptionError(pgno, "page lies past the end of the data file")
+        return data
+
+    def _load_into(self, pgno: int, buf: bytearray) -> None:
+        """_load_into is _load writing into a page-sized buffer (straight from the file when it can)."""
+        assert self.wal is not None
+        read_into = self._read_into
+        if read_into is None or pgno in self.wal.txn_index or self.wal.newest_frame(pgno) is not None:
+            buf[:] = self._load(pgno)
+        elif read_into(pgno * self.page_size, buf) != self.page_size:
+            raise CorruptionError(pgno, "page lies past the end of the data file")
+
+    def read_raw(self, pgno: int) -> bytes:
+        """read_raw returns the newest committed bytes of page ``pgno`` WITHOUT verifying them.
+
+        For decoders of damaged files (``pagestore inspect --page``) only;
+        everything that acts on a page uses ``read``.
+        """
+        if pgno < 0 or pgno >= self.meta.page_count:
+            raise CorruptionError(pgno, f"page {pgno} is outside the file ({self.meta.page_count} pages)")
+        if pgno == 0:
+            return bytes(self.meta.encode())
+        f = self.cache.get(pgno)
+        if f is not None and not f.dirty:
+            return bytes(f.buf)
+        return self._load(pgno)
+
+    def read(self, pgno: int) -> SlottedPage:
+        """read returns page ``pgno``, verified. Do not mutate it (use ``write``).
+
+        A cached page costs a dict lookup; a miss reads the log or the file,
+        verifies the page and may evict another.
+
+        Raises:
+            CorruptionError: bad checksum, wrong stamped number, bad structure,
+                or a page number outside the file.
+        """
+        cache = self.cache
+        f = cache.get(pgno)
+        if f is not None:
+            cache.move_to_end(pgno)
+            f.epoch = self.epoch
+            return f.page
+        if pgno <= 0 or pgno >= self.meta.page_count:
+            raise self._outside(pgno)
+        f = self._spare
+        if f is None:
+            buf = bytearray(self._load(pgno))
+            page = SlottedPage(buf, validate=False, pgno=pgno)
+            f = _Frame(buf, page, self.epoch)
+        else:
+            self._spare = None
+            self._load_into(pgno, f.buf)
+            page = f.page
+            page.pgno_hint = pgno
+            f.epoch = self.epoch
+        verified = self.pagemap.verified
+        if pgno in self.overlaid or (pgno >> 3) >= len(verified):
+            page.verify(pgno)
+        elif not verified[pgno >> 3] & (1 << (pgno & 7)):
+            # The data file's bytes, which the map shows too: verified once for
+            # both. Not a node page, though: a bit also promises the node check,
+            # which is the map's (ps_map_check) or the tree's to make.
+            page.verify(pgno)
+            if page.page_type not in _NODE_TYPES:
+                verified[pgno >> 3] |= 1 << (pgno & 7)
+        self._insert(pgno, f)
+        return page
+
+    def read_passing(self, pgno: int) -> SlottedPage:
+        """read_passing is ``read`` for a page read once in passing: one not cached
+        already is read into a buffer of its own, verified, and left out of the cache.
+
+        For the overflow pages of a value being read. Each holds a chunk of one
+        value and is wanted again only when that value is; through ``read``, a
+        scan's overflow pages (several per large value) would push out the heap
+        and tree pages that every read shares. The page is the caller's to drop.
+
+        Raises:
+            CorruptionError: as ``read``.
+        """
+        if pgno in self.cache:  # maybe dirty: this transaction's image is the one to see
+            return self.read(pgno)
+        if pgno <= 0 or pgno >= self.meta.page_count:
+            raise self._outside(pgno)
+        buf = bytearray(self.page_size)
+        self._load_into(pgno, buf)
+        page = SlottedPage(buf, validate=False, pgno=pgno)
+        page.verify(pgno)
+        return page
+
+    def _outside(self, pgno: int) -> CorruptionError:
+        return CorruptionError(pgno, f"reference to page {pgno} outside the file ({self.meta.page_count} pages)")
+
+    # ---- the budget and eviction ----
 
     def memory(self) -> Dict[str, int]:
         """memory: the pager's private bytes (its cache) and the bytes of the data file it maps."""

@@ -15,13 +15,13 @@ naming the page. A read looks in the cache, then in the log (uncommitted
 frames of the open transaction, then committed frames), then in the data
 file.
 
-``Pager`` is one object whose code lies in four files: this one (the read and
-write of a page by number, allocation and the free list's glue, commit, sync,
-rollback, the poison, the checkpointer's calls, ``check``) and its base classes
+``Pager`` is one object whose code lies in four files: this one (the write of
+a page, allocation and the free list's glue, commit, sync, rollback, the
+poison, the checkpointer's calls, ``check``) and its base classes
 ``PagerReads`` (pagerreads.py: the map's glue, reads as of a read mark, a
 reader's view of the writer's commits, the log's figures), ``PageCache``
-(pagecache.py: the cache, its budget, eviction and spills, the writes of new
-pages straight into the data file) and ``PagerFiles`` (pagerfiles.py: opening,
+(pagecache.py: the reads by number into the cache, its budget, eviction and
+spills, the writes of new pages straight into the data file) and ``PagerFiles`` (pagerfiles.py: opening,
 adopting a compacted copy, closing).
 
 Cache and pinning: the cache holds at most ``cache_pages`` pages: its own
@@ -94,7 +94,6 @@ from collections import OrderedDict
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
 from . import fileio
-from . import format as fmt
 from .errors import CorruptionError, PageStoreError, ReadOnlyError, StorePoisonedError
 from .freelist import FreeList
 from .page import SlottedPage
@@ -111,7 +110,6 @@ from .readers import DataLock, IndexGrowError, Marks, ReadMark, SharedLog, remov
 DEFAULT_CACHE_BYTES = 32 * 1024 * 1024
 DEFAULT_WAL_LIMIT = 16 * 1024 * 1024
 MIN_CACHE_PAGES = 32
-_NODE_TYPES = (fmt.PAGE_LEAF, fmt.PAGE_INTERNAL)
 #: A durable commit with at least this many new pages (past the committed end
 #: of the file) writes them straight into the data file, not the log.
 DIRECT_PAGES = 64
@@ -249,110 +247,7 @@ class Pager(PagerReads, PageCache, PagerFiles):
             raise PageStoreError("pager: the map read in place is not the pagemap's")
         self.pagemap.check()
 
-    # ---- the cache ----
-
-    def _load(self, pgno: int) -> bytes:
-        assert self.file is not None and self.wal is not None
-        off = self.wal.txn_index.get(pgno)
-        if off is None:
-            off = self.wal.newest_frame(pgno)
-        if off is not None:
-            return self.wal.read_frame(off, pgno)
-        data = self.file.read(pgno * self.page_size, self.page_size)
-        if len(data) != self.page_size:
-            raise CorruptionError(pgno, "page lies past the end of the data file")
-        return data
-
-    def _load_into(self, pgno: int, buf: bytearray) -> None:
-        """_load_into is _load writing into a page-sized buffer (straight from the file when it can)."""
-        assert self.wal is not None
-        read_into = self._read_into
-        if read_into is None or pgno in self.wal.txn_index or self.wal.newest_frame(pgno) is not None:
-            buf[:] = self._load(pgno)
-        elif read_into(pgno * self.page_size, buf) != self.page_size:
-            raise CorruptionError(pgno, "page lies past the end of the data file")
-
-    def read_raw(self, pgno: int) -> bytes:
-        """read_raw returns the newest committed bytes of page ``pgno`` WITHOUT verifying them.
-
-        For decoders of damaged files (``pagestore inspect --page``) only;
-        everything that acts on a page uses ``read``.
-        """
-        if pgno < 0 or pgno >= self.meta.page_count:
-            raise CorruptionError(pgno, f"page {pgno} is outside the file ({self.meta.page_count} pages)")
-        if pgno == 0:
-            return bytes(self.meta.encode())
-        f = self.cache.get(pgno)
-        if f is not None and not f.dirty:
-            return bytes(f.buf)
-        return self._load(pgno)
-
-    def read(self, pgno: int) -> SlottedPage:
-        """read returns page ``pgno``, verified. Do not mutate it (use ``write``).
-
-        A cached page costs a dict lookup; a miss reads the log or the file,
-        verifies the page and may evict another.
-
-        Raises:
-            CorruptionError: bad checksum, wrong stamped number, bad structure,
-                or a page number outside the file.
-        """
-        cache = self.cache
-        f = cache.get(pgno)
-        if f is not None:
-            cache.move_to_end(pgno)
-            f.epoch = self.epoch
-            return f.page
-        if pgno <= 0 or pgno >= self.meta.page_count:
-            raise self._outside(pgno)
-        f = self._spare
-        if f is None:
-            buf = bytearray(self._load(pgno))
-            page = SlottedPage(buf, validate=False, pgno=pgno)
-            f = _Frame(buf, page, self.epoch)
-        else:
-            self._spare = None
-            self._load_into(pgno, f.buf)
-            page = f.page
-            page.pgno_hint = pgno
-            f.epoch = self.epoch
-        verified = self.pagemap.verified
-        if pgno in self.overlaid or (pgno >> 3) >= len(verified):
-            page.verify(pgno)
-        elif not verified[pgno >> 3] & (1 << (pgno & 7)):
-            # The data file's bytes, which the map shows too: verified once for
-            # both. Not a node page, though: a bit also promises the node check,
-            # which is the map's (ps_map_check) or the tree's to make.
-            page.verify(pgno)
-            if page.page_type not in _NODE_TYPES:
-                verified[pgno >> 3] |= 1 << (pgno & 7)
-        self._insert(pgno, f)
-        return page
-
-    def read_passing(self, pgno: int) -> SlottedPage:
-        """read_passing is ``read`` for a page read once in passing: one not cached
-        already is read into a buffer of its own, verified, and left out of the cache.
-
-        For the overflow pages of a value being read. Each holds a chunk of one
-        value and is wanted again only when that value is; through ``read``, a
-        scan's overflow pages (several per large value) would push out the heap
-        and tree pages that every read shares. The page is the caller's to drop.
-
-        Raises:
-            CorruptionError: as ``read``.
-        """
-        if pgno in self.cache:  # maybe dirty: this transaction's image is the one to see
-            return self.read(pgno)
-        if pgno <= 0 or pgno >= self.meta.page_count:
-            raise self._outside(pgno)
-        buf = bytearray(self.page_size)
-        self._load_into(pgno, buf)
-        page = SlottedPage(buf, validate=False, pgno=pgno)
-        page.verify(pgno)
-        return page
-
-    def _outside(self, pgno: int) -> CorruptionError:
-        return CorruptionError(pgno, f"reference to page {pgno} outside the file ({self.meta.page_count} pages)")
+    # ---- writes ----
 
     def write(self, pgno: int) -> SlottedPage:
         """write returns page ``pgno`` marked dirty; its changes go to the log at commit."""

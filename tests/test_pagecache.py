@@ -1,4 +1,5 @@
-"""PageCache (pagecache.py), through the pager it is a base class of: the budget holds but for
+"""PageCache (pagecache.py), through the pager it is a base class of: a page read in passing is
+not cached, the budget holds but for
 the operation's pinned pages, a dirty page evicted is spilled and read back whole, a loan
 (``lend``) grows and shrinks the budget, ``memory`` counts the cache, and new pages past the
 committed end go straight into the data file (``_write_direct``, ``write_run``).
@@ -105,3 +106,19 @@ def test_write_run_goes_into_the_data_file(tmp_path):
 def test_unshared_refcounts_measures_a_lone_frame():
     counts = _unshared_refcounts()
     assert counts is None or all(c > 0 for c in counts)
+
+
+def test_read_passing_leaves_the_cache_alone(tmp_path):
+    pager = open_pager(tmp_path)
+    pager.begin_operation()
+    page = pager.allocate(fmt.PAGE_HEAP)
+    page.insert(b"passing")
+    pgno = page.pgno
+    pager.commit()
+    pager.close()
+    pager = open_pager(tmp_path)
+    pager.begin_operation()
+    assert pager.read_passing(pgno).read(0) == b"passing" and pgno not in pager.cache
+    assert pager.read(pgno).read(0) == b"passing" and pgno in pager.cache
+    assert pager.read_raw(pgno) == bytes(pager.cache[pgno].buf)
+    pager.close()
