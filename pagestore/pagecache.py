@@ -14,6 +14,14 @@ past the committed end straight into the data file (``_write_direct``, ``write_r
 the cache's bytes. Besides ``read``, the pager's ``write``, ``allocate`` and ``fresh`` fill
 the cache; its ``commit``, ``rollback`` and the free list's ``_drop`` empty it.
 
+Cache and pinning: the cache holds at most ``cache_pages`` pages: its own
+share of the store's memory, plus what the tree's node cache lends (``lend``). A page
+touched during the current operation (the ``epoch``, which the store
+advances at the start of each operation) is pinned: the layers above may
+hold its SlottedPage until the operation ends. Other pages leave in LRU
+order; a dirty one is first spilled to the log as an uncommitted frame, so a
+transaction larger than the cache still commits, and memory stays bounded.
+
 The pager's state it uses is declared here and documented in ``Pager.__init__``.
 """
 from __future__ import annotations

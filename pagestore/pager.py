@@ -21,32 +21,12 @@ poison, the checkpointer's calls, ``check``) and its base classes
 ``PagerReads`` (pagerreads.py: the map's glue, reads as of a read mark, a
 reader's view of the writer's commits, the log's figures), ``PageCache``
 (pagecache.py: the reads by number into the cache, its budget, eviction and
-spills, the writes of new pages straight into the data file) and ``PagerFiles`` (pagerfiles.py: opening,
-adopting a compacted copy, closing).
+spills, the writes of new pages straight into the data file) and
+``PagerFiles`` (pagerfiles.py: opening, adopting a compacted copy, closing).
 
-Cache and pinning: the cache holds at most ``cache_pages`` pages: its own
-share of the store's memory, plus what the tree's node cache lends (``lend``). A page
-touched during the current operation (the ``epoch``, which the store
-advances at the start of each operation) is pinned: the layers above may
-hold its SlottedPage until the operation ends. Other pages leave in LRU
-order; a dirty one is first spilled to the log as an uncommitted frame, so a
-transaction larger than the cache still commits, and memory stays bounded
-(pagecache.py).
-
-Mapped reads (``mmap=True``, the default of ``pagestore.open``): the data
-file is also mapped read-only and shared, by the pager's ``PageMap``
-(pagemap.py: the map, its C description, the verified bits, retired maps). A
-page whose newest committed image is in the data file can then be read in
-place by the layers above, through ``fast_map`` (handed to ``_native.fast``'s
-map calls with a page number), ``map_node`` and ``map_records`` (Python
-values), ``map_calls`` (the tree's lean map calls) and ``map`` (sliced into
-``bytes``), with no pread, no copy and no cache entry. ``overlaid`` holds the pages for which
-that is not true: dirty pages, pages spilled by the open transaction and
-pages whose newest committed image is in the log. One set lookup
-(``pgno in pager.overlaid``) decides which way a read goes; an overlaid page
-goes through ``read`` as before. The pager remaps when a checkpoint grows the
-file (``_remap``) and unmaps before anything could shrink it (``_unmap``;
-both pagerreads.py).
+Cache and pinning (pagecache.py), mapped reads and read marks (pagerreads.py): see
+those modules. A page touched during the current operation (the ``epoch``) is pinned;
+``overlaid`` holds the pages the data file's map must not serve.
 
 Free-page list (``freelist.FreeList``): extents of free pages listed in a
 few trunk pages, headed by ``meta.freelist_head``. Freeing a page writes
@@ -57,18 +37,6 @@ Checkpoints: the writer's ``Checkpointer`` (checkpointer.py) copies the log
 into the data file and restarts the log; ``checkpoint`` and ``restart_if_idle``
 call it, and it changes the pager only through ``cut_tail``,
 ``log_restarted`` and ``remap``.
-
-Read marks: a snapshot (snapshot.py) reads the store as of one commit
-through a ``ReadMark`` (``read_mark``): that commit's header, and the log's
-committed frames up to it (a copy of the log's index), over the data file
-(pagerreads.py). The marks (``readers.Marks``: ``readers`` is their list) belong to the
-log layer, with the shared index's (``readers.SharedLog``, readers in other
-processes: the pager calls it, and never touches the index itself). While
-any mark is held the checkpoint copies no further than the oldest
-(``Marks.copy_limit``): a checkpoint overwrites data-file pages a mark may
-still read, and restarts the log over the frames it reads. The automatic checkpoint waits until the
-first commit after the last mark is released, and the log grows meanwhile:
-a reader that stays behind costs log space, never correctness.
 
 Failures: a write or sync of the data file or the log that fails poisons the
 pager (``_poison``, PostgreSQL's PANIC on a failed fsync): the call that ran

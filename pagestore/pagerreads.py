@@ -10,6 +10,32 @@ them); a reader beside a writer, whose every operation reads the writer's latest
 (``_cover``); and the log's figures the store reports (``log_state``, ``log_size``,
 ``logged_pages``, ``wal_size``). It calls the log and ``SharedLog``; it never assigns their state.
 
+Mapped reads (``mmap=True``, the default of ``pagestore.open``): the data
+file is also mapped read-only and shared, by the pager's ``PageMap``
+(pagemap.py: the map, its C description, the verified bits, retired maps). A
+page whose newest committed image is in the data file can then be read in
+place by the layers above, through ``fast_map`` (handed to ``_native.fast``'s
+map calls with a page number), ``map_node`` and ``map_records`` (Python
+values), ``map_calls`` (the tree's lean map calls) and ``map`` (sliced into
+``bytes``), with no pread, no copy and no cache entry. ``overlaid`` holds the pages for which
+that is not true: dirty pages, pages spilled by the open transaction and
+pages whose newest committed image is in the log. One set lookup
+(``pgno in pager.overlaid``) decides which way a read goes; an overlaid page
+goes through ``read`` as before. The pager remaps when a checkpoint grows the
+file (``_remap``) and unmaps before anything could shrink it (``_unmap``).
+
+Read marks: a snapshot (snapshot.py) reads the store as of one commit
+through a ``ReadMark`` (``read_mark``): that commit's header, and the log's
+committed frames up to it (a copy of the log's index), over the data file.
+The marks (``readers.Marks``: ``readers`` is their list) belong to the
+log layer, with the shared index's (``readers.SharedLog``, readers in other
+processes: the pager calls it, and never touches the index itself). While
+any mark is held the checkpoint copies no further than the oldest
+(``Marks.copy_limit``): a checkpoint overwrites data-file pages a mark may
+still read, and restarts the log over the frames it reads. The automatic checkpoint waits until the
+first commit after the last mark is released, and the log grows meanwhile:
+a reader that stays behind costs log space, never correctness.
+
 The pager's state it uses is declared here and documented in ``Pager.__init__``.
 """
 from __future__ import annotations
