@@ -53,6 +53,10 @@ never blocks anyone for long)
                            exclusively is alone, and may remove the log and this
                            file at close (an opener waits for it meanwhile)
     shm    LOCK_RECOVER    exclusive while the index is being rebuilt
+    shm    LOCK_WRITE      the write lock of writers in several processes: exclusive
+                           while one writes (a transaction, a commit of single
+                           writes, a checkpoint; locks.py); a reader rebuilding the
+                           index holds it too, so that no writer starts meanwhile
     shm    READ_BASE + m   a read mark: shared by each process while it reads the
                            store as of m committed frames; the writer copies log
                            frames into the data file only up to the smallest held
@@ -63,8 +67,9 @@ never blocks anyone for long)
                            log frame, so a new log may start under it, but nothing
                            more is copied into the data file while it is held
 
-Writer exclusion is not here: the writer holds an exclusive ``flock`` on the
-data file, as before (pager.py).
+Writers take turns on LOCK_WRITE (pager.py, ``try_lock_write``). Where these
+locks are missing, a writer holds an exclusive ``flock`` on the data file
+instead, as before writers in several processes (one writing process at a time).
 """
 from __future__ import annotations
 
@@ -94,6 +99,7 @@ LOCK_BASE = 1 << 40
 LOCK_DMS = LOCK_BASE
 LOCK_RECOVER = LOCK_BASE + 1
 LOCK_READ0 = LOCK_BASE + 2
+LOCK_WRITE = LOCK_BASE + 3
 READ_BASE = LOCK_BASE + 16
 READ_SPAN = 1 << 32
 
