@@ -184,6 +184,8 @@ class Pager:
         wal_limit: int = DEFAULT_WAL_LIMIT,
         opener: fileio.Opener = fileio.open_file,
         mmap: bool = True,
+        share_writes: bool = False,
+        timeout: Optional[float] = 5.0,
     ) -> None:
         self.path = path
         self.readonly = readonly
@@ -233,18 +235,29 @@ class Pager:
         #: commit's header frame may be a delta from it (only while it is still page 0's newest)
         self._logged_header: Optional[Tuple[int, bytes]] = None
         self._data_lock: Optional[DataLock] = None  # LOCK_DMS on the data file, when held
+        self._solo_lock: Optional[DataLock] = None  # LOCK_SOLO: a reader without the shared index
         #: the first failed write or sync of the data file or the log (an OSError), or None:
         #: once set, every write raises StorePoisonedError until the store is opened again
         self.poisoned: Optional[BaseException] = None
         self._guard = _Poisons(self)
         self.cache_pages = self.own_pages = MIN_CACHE_PAGES
         self._made_log = False  # this open created the log file (removed again if the open fails)
+        #: writers in several processes take turns (issue 26; ``share_writes`` where the locks
+        #: exist): a write holds LOCK_WRITE (``try_lock_write`` .. ``end_write``), and between
+        #: turns the writer reads as a reader does (``begin_operation``)
+        self.turns = False
+        self._share_writes = share_writes
+        self._lock_timeout = timeout
+        #: this process holds LOCK_WRITE and has caught up (``begin_write``)
+        self.writing = False
         try:
             self._open(path, create, readonly, page_size, opener)
             self.map_struct.page_size = self.page_size
             self._remap()
             self.cache_pages = self.own_pages = max(MIN_CACHE_PAGES, cache_size // self.page_size)
-            if self.shared:
+            if self.writing:
+                self.end_write()
+            if self.shared or self.turns:
                 self.begin_operation()  # the view the store builds itself on; the store ends it
         except BaseException:
             alone = self._data_lock is None or self._data_lock.try_exclusive()
@@ -271,9 +284,9 @@ class Pager:
         self.file = opener(path, create=create and not readonly, readonly=readonly)
         self._read_into = getattr(self.file, "read_into", None)
         if not readonly:
-            self._lock_writer()
+            self._lock_writer(self._share_writes and shared_log.SUPPORTED)
         elif not self._shared_possible():
-            self.file.lock(exclusive=False)  # one process at a time, as without a shared index
+            self._lock_solo_reader()  # one process at a time, as without a shared index
         if self.file.size() == 0:
             if readonly:
                 raise InvalidFileError(f"{path}: empty file, not a pagestore file")
@@ -285,10 +298,19 @@ class Pager:
         if readonly and self._data_lock is not None:
             if self._open_shared_reader(disk_meta):
                 return
-            self.file.lock(exclusive=False)  # no shared index here: one process at a time
+            self._lock_solo_reader()  # no shared index here: one process at a time
         if not readonly and self._data_lock is not None:
             self.sharing = shared_log.open_index_for_writer(path, self.page_size, disk_meta.file_id, self, self.readers)
             self.sharing.attach(self.wal)
+            if self.turns:
+                if not self._first_turn():
+                    # Another writer is in its turn: join without recovering (its log is whole and
+                    # published); the first operation reads the latest commit (``begin_operation``).
+                    self.meta = disk_meta
+                    self.committed = disk_meta.copy()
+                    self.overlaid = set()
+                    return
+                disk_meta = self._read_disk_meta()  # the last writer to hold it may have checkpointed
             self.sharing.recover(self.wal, disk_meta.checkpoint_seq)  # under LOCK_RECOVER: no reader rebuilds it
         else:
             self.wal.recover(disk_meta.checkpoint_seq)
@@ -382,24 +404,132 @@ class Pager:
         finally:
             copy.close()
 
-    def _lock_writer(self) -> None:
-        """_lock_writer takes the writer's exclusive lock on the data file, and LOCK_DMS (shm.py).
+    def _lock_writer(self, turns: bool) -> None:
+        """_lock_writer takes the writer's lock on the data file, and LOCK_DMS (shm.py).
+
+        ``turns``: writers in several processes take turns on LOCK_WRITE (``try_lock_write``),
+        so the file's lock is shared: it keeps out only a pagestore that writes alone (an
+        older one, or one where the locks are missing). Otherwise the lock is exclusive: one
+        writing process at a time.
 
         A reader rebuilding the shared index holds a shared lock on the file for a
         moment (``_rebuild_shared``): the exclusive lock is retried for a short while.
+
+        Raises:
+            StoreLockedError: another process writes the store alone; the message says why
+                this one cannot join it.
         """
         assert self.file is not None
         deadline = time.monotonic() + 0.25
         while True:
             try:
-                self.file.lock(exclusive=True)
+                self.file.lock(exclusive=not turns)
                 break
-            except StoreLockedError:
+            except StoreLockedError as exc:
                 if time.monotonic() > deadline or not os.path.exists(shm_path(self.path)):
-                    raise
+                    if not (self._share_writes and shared_log.SUPPORTED):
+                        raise StoreLockedError(
+                            f"{exc}; writers in several processes take turns only where fcntl's "
+                            "open-file-description locks work (Linux, on a local file system), and "
+                            "they are missing here: one process writes at a time") from exc
+                    raise StoreLockedError(
+                        f"{exc}; a pagestore that writes alone (an older version, or one without "
+                        "open-file-description locks) has it open") from exc
                 time.sleep(0.002)
         if shared_log.SUPPORTED:
             self._data_lock = DataLock(self.path, write=True)
+            if turns:
+                # A reader without the shared index reads alone: it and this writer refuse each
+                # other (each holds its byte first, then looks at the other's: one of two that
+                # open at once sees the other).
+                self._data_lock.hold(shared_log.LOCK_WRITERS)
+                if self._data_lock.others(shared_log.LOCK_SOLO):
+                    raise StoreLockedError(
+                        f"{self.path}: a reader that cannot use the shared index (it may not write "
+                        f"{shm_path(self.path)}) has the store open, and reads it alone")
+        self.turns = turns
+
+    def _lock_solo_reader(self) -> None:
+        """_lock_solo_reader: a read-only open without the shared index reads alone, as before the
+        index existed: a shared lock on the file keeps out a writer that writes alone, and
+        LOCK_SOLO the writers that take turns (``_lock_writer``).
+
+        Raises:
+            StoreLockedError: a writer has the store open.
+        """
+        assert self.file is not None
+        self.file.lock(exclusive=False)
+        if not shared_log.SUPPORTED:
+            return
+        try:
+            solo = DataLock(self.path, write=False, start=shared_log.LOCK_SOLO)
+        except OSError:
+            return  # no lock to be had here (a read-only file system): the file's lock alone
+        self._solo_lock = solo
+        if solo.others(shared_log.LOCK_WRITERS):
+            raise StoreLockedError(f"{self.path}: a writer has the store open, and this reader cannot "
+                                   f"use the shared index ({shm_path(self.path)}) to read beside it")
+
+    # ---- writers in several processes: turns on LOCK_WRITE ----
+
+    def try_lock_write(self) -> bool:
+        """try_lock_write takes LOCK_WRITE without waiting (False: another process holds it).
+        Callers: the store's write lock (locks.py), then ``begin_write`` once it is taken."""
+        assert self.sharing is not None and self.turns
+        return self.sharing.try_lock_write()
+
+    def _first_turn(self) -> bool:
+        """_first_turn takes LOCK_WRITE for the open's recovery and checkpoint, if it is free
+        (released at the end of ``__init__``); False if another writer holds it.
+
+        Raises:
+            StoreLockedError: the file system does not lock (a network file system), said so.
+        """
+        assert self.sharing is not None
+        try:
+            self.writing = self.sharing.try_lock_write()
+        except OSError as exc:
+            raise StoreLockedError(
+                f"{self.path}: cannot take the write lock writers in several processes share "
+                f"(fcntl open-file-description lock on {shm_path(self.path)}: {exc.strerror or exc}); "
+                "a network file system does not provide them") from exc
+        return self.writing
+
+    def begin_write(self) -> None:
+        """begin_write: this process has just taken LOCK_WRITE. Its log and pages catch up with
+        every commit the other writers made since it last looked (``SharedLog.catch_up``: the
+        changed pages leave the cache, the tree's nodes and the map's verified bits through
+        ``_follow`` and ``on_change``), so that what it writes next is based on the latest
+        commit. Callers: the store, under its operation lock.
+
+        Raises:
+            CorruptionError: from reading the other writers' frames; LOCK_WRITE is then the
+                caller's to let go.
+        """
+        assert self.sharing is not None and self.wal is not None and self.turns
+        assert not self.dirty and not self.wal.txn_index, "a write turn begins outside a transaction"
+        if self.sharing.mark is not None:
+            self.sharing.end_read()  # the operation's read mark: from here this process reads the latest
+        self.backfilled = self.sharing.catch_up(self.wal, self._follow)
+        self.writing = True
+
+    def end_write(self) -> None:
+        """end_write lets LOCK_WRITE go: from the next operation on, this process reads as a reader
+        beside the other writers. Callers: the store, under its operation lock."""
+        self.writing = False
+        if self.sharing is not None:
+            self.sharing.unlock_write()
+
+    def _check_latest(self) -> None:
+        """_check_latest: a commit of writers taking turns is based on the latest commit, or
+        PageStoreError (nothing stale is ever written). One read of the index's header."""
+        assert self.sharing is not None and self.wal is not None
+        if not self.writing:
+            raise PageStoreError(f"{self.path}: a commit without the write lock (a bug)")
+        head = self.sharing.index.read_header()
+        wal = self.wal
+        if head is None or (head.generation, head.salt, head.frames) != (wal.generation, wal.salt, wal.committed_frames):
+            raise PageStoreError(f"{self.path}: a commit based on a state that is not the latest one published (a bug)")
 
     def _shared_possible(self) -> bool:
         """_shared_possible: for a read-only open, takes LOCK_DMS and opens the shared index, so that
@@ -432,7 +562,7 @@ class Pager:
         """_read_disk_meta decodes the data file's header. A reader beside a writer retries a
         header that fails its checksum: the writer may be rewriting it at that moment."""
         assert self.file is not None
-        tries = 50 if (self.readonly and self._data_lock is not None) else 1
+        tries = 50 if ((self.readonly or self.turns) and self._data_lock is not None) else 1
         for i in range(tries):
             try:
                 return fmt.decode_meta(self.file.read(0, fmt.FILE_HEADER_SIZE), self.path)
@@ -611,13 +741,18 @@ class Pager:
         """
         self.epoch += 1
         sharing = self.sharing
-        if self.shared and sharing is not None and sharing.mark is None:
-            sharing.begin_read(self.wal, self._follow)
+        if sharing is not None and sharing.mark is None:
+            if self.shared:
+                sharing.begin_read(self.wal, self._follow)
+            elif self.turns and not self.writing:
+                # A writer between its turns reads as a reader does (issue 26).
+                sharing.begin_read(self.wal, self._follow, writer=True)
 
     def end_operation(self) -> None:
-        """end_operation lets go of the operation's read mark (a reader beside a writer); a no-op otherwise.
-        Callers: the store, when its lock is released by the outermost holder."""
-        if self.shared and self.sharing is not None:
+        """end_operation lets go of the operation's read mark (a reader beside a writer, or a writer
+        between its turns); a no-op otherwise. Callers: the store, when its lock is released by
+        the outermost holder."""
+        if (self.shared or self.turns) and self.sharing is not None:
             self.sharing.end_read()
 
     def _follow(self, changed: Optional[Set[int]], reset: bool, new_state: bool) -> None:
@@ -641,6 +776,9 @@ class Pager:
         self._check_extent(meta)
         self.meta = meta
         self.committed = meta.copy()
+        # A writer catching up: its next header frame is logged whole (the last one it logged
+        # is not the newest any more, and in a new log its offset may name another frame).
+        self._logged_header = None
         if reset or changed is None:
             self.overlaid = wal.pages()
         else:
@@ -1129,6 +1267,8 @@ class Pager:
         if not self.in_transaction:
             return False
         self.check_writable()
+        if self.turns:
+            self._check_latest()
         txn = self.meta.lsn + 1
         self.meta.lsn = txn
         durable = self.sync_default if sync is None else sync
@@ -1312,6 +1452,15 @@ class Pager:
             return
         if self.dirty or self.wal.txn_index:
             raise PageStoreError("checkpoint inside a transaction")
+        if self.turns and not self.writing:
+            # Called on the pager itself, not through the store's write lock: a turn of its own.
+            if not self._take_turn(1.0):
+                raise StoreLockedError(f"{self.path}: another process held the store's write lock; no checkpoint")
+            try:
+                self.checkpoint(wait)
+            finally:
+                self.end_write()
+            return
         with self._guard:
             self._checkpoint(wait)
 
@@ -1407,7 +1556,12 @@ class Pager:
         after a commit (the log's index is copied), O(1) after that.
         """
         assert self.wal is not None
-        return self.marks.take(self.committed, self.wal, self.sharing.mark if self.sharing is not None else None)
+        lock = self.sharing.mark if self.sharing is not None else None
+        if lock is None and self.turns and self.sharing is not None:
+            # A writer in its turn holds no operation mark: the snapshot locks its own, so that
+            # the writers after this turn neither copy past nor restart the log it reads.
+            lock = self.sharing.hold(self.wal.committed_frames)
+        return self.marks.take(self.committed, self.wal, lock)
 
     def release(self, mark: ReadMark) -> None:
         """release gives up a read mark; the automatic checkpoint runs again once none is held.
@@ -1598,6 +1752,10 @@ class Pager:
             if self.wal is not None and self.file is not None and not self.readonly:
                 if self.in_transaction:
                     self.rollback()
+                if self.turns and not self.writing and checkpoint and self.poisoned is None:
+                    # The checkpoint is a write turn: taken if no other writer holds it now
+                    # (one that does checkpoints, and the last one out removes the files).
+                    checkpoint = self._take_turn(0.05)
                 if checkpoint and self.poisoned is None:
                     self.checkpoint()
                     # The log and the shared index go only when the log is empty and no
@@ -1614,6 +1772,23 @@ class Pager:
             self.dirty.clear()
             self._spare = None
 
+    def _take_turn(self, wait: float) -> bool:
+        """_take_turn takes a write turn of the pager's own (the checkpoint at close, or one asked
+        of the pager directly), if LOCK_WRITE is free within ``wait`` seconds; False if not (or
+        catching up failed: the next writer checkpoints). The caller ends it (``end_write``)."""
+        if self.sharing is not None:
+            self.sharing.end_read()
+        deadline = time.monotonic() + wait
+        while not self.try_lock_write():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.001)
+        try:
+            self.begin_write()
+        except PageStoreError:
+            return False
+        return True
+
     def _close_files(self) -> None:
         self._unmap()
         if self.sharing is not None:
@@ -1623,6 +1798,9 @@ class Pager:
         if self._data_lock is not None:
             self._data_lock.close()
             self._data_lock = None
+        if self._solo_lock is not None:
+            self._solo_lock.close()
+            self._solo_lock = None
         if self.wal is not None:
             self.wal.close()
             self.wal = None

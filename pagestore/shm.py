@@ -52,6 +52,11 @@ never blocks anyone for long)
                            before it opens this file; a writer that can take it
                            exclusively is alone, and may remove the log and this
                            file at close (an opener waits for it meanwhile)
+    data   LOCK_WRITERS    shared by every writer that takes turns (issue 26), for its
+                           open's life
+    data   LOCK_SOLO       shared by a reader that reads without the shared index (it
+                           cannot write it): it and the writers taking turns refuse
+                           each other (each takes its own byte, then looks at the other's)
     shm    LOCK_RECOVER    exclusive while the index is being rebuilt
     shm    LOCK_WRITE      the write lock of writers in several processes: exclusive
                            while one writes (a transaction, a commit of single
@@ -100,6 +105,8 @@ LOCK_DMS = LOCK_BASE
 LOCK_RECOVER = LOCK_BASE + 1
 LOCK_READ0 = LOCK_BASE + 2
 LOCK_WRITE = LOCK_BASE + 3
+LOCK_WRITERS = LOCK_BASE + 1  # on the data file, as LOCK_DMS
+LOCK_SOLO = LOCK_BASE + 2  # on the data file, as LOCK_DMS
 READ_BASE = LOCK_BASE + 16
 READ_SPAN = 1 << 32
 
@@ -156,9 +163,10 @@ class DataLock:
     descriptor of its own, so it works whatever opener the pager reads the file with.
     Shared from construction; ``alone`` tells whether anyone else holds it."""
 
-    def __init__(self, path: str, *, write: bool) -> None:
+    def __init__(self, path: str, *, write: bool, start: int = LOCK_DMS) -> None:
         """``write``: the caller may write the file. A reader opens it for writing too where it
-        may (never writing it), so that it can tell it is the last one out at close."""
+        may (never writing it), so that it can tell it is the last one out at close.
+        ``start``: the byte to hold shared (LOCK_SOLO: a reader without the shared index)."""
         cloexec = getattr(os, "O_CLOEXEC", 0)
         self.fd: int = -1
         try:
@@ -169,10 +177,18 @@ class DataLock:
             self.fd = os.open(path, os.O_RDONLY | cloexec)
         fileio.track(self)
         try:
-            lock(self.fd, LOCK_DMS)
+            lock(self.fd, start)
         except BaseException:
             self.close()
             raise
+
+    def hold(self, start: int) -> None:
+        """hold takes byte ``start`` of the data file shared too (LOCK_WRITERS), until close."""
+        lock(self.fd, start)
+
+    def others(self, start: int) -> bool:
+        """others: another open holds byte ``start`` of the data file (LOCK_WRITERS, LOCK_SOLO)."""
+        return held_by_others(self.fd, start, 1) is not None
 
     def alone(self) -> bool:
         """alone: no other open holds LOCK_DMS now."""
