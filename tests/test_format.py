@@ -471,3 +471,18 @@ def test_log_tables_match_the_docs_and_the_code():
     assert ("Page 0, the commit frame, follows the same rule" in " ".join(FORMAT_MD.split())
             and f"after every {wal.MAX_CHAIN} deltas" in " ".join(FORMAT_MD.split()))
     assert "Page 0, the commit frame, follows the same rule" in " ".join(doc.split())
+
+
+def test_lock_table_matches_the_constants():
+    """docs/format.md's lock table names each fcntl lock byte with the offset shm.py uses."""
+    import re
+
+    from pagestore import shm
+
+    rows = dict(re.findall(r"^\| `(LOCK_[A-Z0-9]+)` \| 2\^40(?: \+ (\d+))? \|", FORMAT_MD, re.M))
+    assert set(rows) == {"LOCK_DMS", "LOCK_WRITERS", "LOCK_SOLO", "LOCK_RECOVER", "LOCK_READ0", "LOCK_WRITE"}
+    for name, plus in rows.items():
+        assert getattr(shm, name) == (1 << 40) + int(plus or 0), name
+    assert shm.READ_BASE == (1 << 40) + 16 and "`READ_BASE` = 2^40 + 16" in FORMAT_MD
+    for name in rows:
+        assert name in shm.__doc__, name  # and the module's own table names it
