@@ -290,7 +290,14 @@ class Pager:
         if self.file.size() == 0:
             if readonly:
                 raise InvalidFileError(f"{path}: empty file, not a pagestore file")
-            self._create(page_size)
+            if self.turns and self._data_lock is not None:
+                # Writers that take turns open the file together: one of them writes its header
+                # (LOCK_CREATE serializes the look and the write; the others find it written).
+                with self._data_lock.section(shared_log.LOCK_CREATE):
+                    if self.file.size() == 0:
+                        self._create(page_size)
+            else:
+                self._create(page_size)
         disk_meta = self._read_disk_meta()
         self.page_size = disk_meta.page_size
         self._made_log = not readonly and not os.path.lexists(log_path(path))

@@ -42,10 +42,10 @@ from typing import Any, Callable, Dict, List, Optional, Protocol, Set
 from . import format as fmt
 from . import shm as shmlib
 from .errors import PageStoreError, StoreLockedError
-from .shm import (LOCK_SOLO, LOCK_WRITERS, READ_BASE, READ_SPAN, DataLock, Header, IndexGrowError, SharedIndex,
+from .shm import (LOCK_CREATE, LOCK_SOLO, LOCK_WRITERS, READ_BASE, READ_SPAN, DataLock, Header, IndexGrowError, SharedIndex,
                   remove_shm, shm_path)
 
-__all__ = ["DataLock", "DataSide", "Header", "IndexGrowError", "LOCK_SOLO", "LOCK_WRITERS", "Marks", "ReadMark",
+__all__ = ["DataLock", "DataSide", "Header", "IndexGrowError", "LOCK_CREATE", "LOCK_SOLO", "LOCK_WRITERS", "Marks", "ReadMark",
            "SUPPORTED", "SharedLog", "remove_shm", "shm_path"]
 
 #: whether this platform has the locks reading beside a writer needs (shm.SUPPORTED)

@@ -54,6 +54,8 @@ never blocks anyone for long)
                            file at close (an opener waits for it meanwhile)
     data   LOCK_WRITERS    shared by every writer that takes turns (issue 26), for its
                            open's life
+    data   LOCK_CREATE     exclusive while a writer that takes turns writes the header of
+                           a new, empty data file (two opening it at once write one)
     data   LOCK_SOLO       shared by a reader that reads without the shared index (it
                            cannot write it): it and the writers taking turns refuse
                            each other (each takes its own byte, then looks at the other's)
@@ -78,6 +80,7 @@ instead, as before writers in several processes (one writing process at a time).
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import mmap
@@ -85,7 +88,7 @@ import os
 import struct
 import sys
 from array import array
-from typing import Iterable, NamedTuple, Optional
+from typing import Iterable, Iterator, NamedTuple, Optional
 
 from . import fileio
 from ._native import crc32c
@@ -107,6 +110,7 @@ LOCK_READ0 = LOCK_BASE + 2
 LOCK_WRITE = LOCK_BASE + 3
 LOCK_WRITERS = LOCK_BASE + 1  # on the data file, as LOCK_DMS
 LOCK_SOLO = LOCK_BASE + 2  # on the data file, as LOCK_DMS
+LOCK_CREATE = LOCK_BASE + 3  # on the data file, as LOCK_DMS
 READ_BASE = LOCK_BASE + 16
 READ_SPAN = 1 << 32
 
@@ -185,6 +189,15 @@ class DataLock:
     def hold(self, start: int) -> None:
         """hold takes byte ``start`` of the data file shared too (LOCK_WRITERS), until close."""
         lock(self.fd, start)
+
+    @contextlib.contextmanager
+    def section(self, start: int) -> Iterator[None]:
+        """section holds byte ``start`` of the data file exclusively for the block (LOCK_CREATE), waiting for it."""
+        lock(self.fd, start, exclusive=True)
+        try:
+            yield
+        finally:
+            unlock(self.fd, start)
 
     def others(self, start: int) -> bool:
         """others: another open holds byte ``start`` of the data file (LOCK_WRITERS, LOCK_SOLO)."""

@@ -89,6 +89,18 @@ def test_four_processes_count_to_exactly_800(tmp_path):
         db.check()
 
 
+def test_writers_creating_a_store_together_make_one_store(tmp_path):
+    """Four processes open a path that does not exist yet, at once: one header is written (LOCK_CREATE)."""
+    for attempt in range(3):
+        path = str(tmp_path / f"new{attempt}.ps")
+        procs = [Proc("counter", path, "5") for _ in range(4)]
+        for p in procs:
+            p.finish()
+        with pagestore.open(path) as db:
+            assert db[b"counter"] == b"20"
+            db.check()
+
+
 def test_a_writer_sees_the_others_commits_between_its_own(tmp_path):
     path = str(tmp_path / "s.ps")
     with pagestore.open(path) as db:
@@ -370,3 +382,35 @@ def test_write_lock_lets_both_go_when_catching_up_fails():
     bad.fail_taken = False
     assert lock.try_acquire(0, "a write")
     lock.release()
+
+
+def test_two_writers_opening_an_empty_file_at_once_write_one_header(tmp_path, monkeypatch):
+    """The look at an empty file and the write of its header are one step (LOCK_CREATE): a second
+    writer opening meanwhile waits, then reads the first one's header (the same file_id)."""
+    import threading
+
+    from pagestore.pager import Pager
+
+    path = str(tmp_path / "e.ps")
+    open(path, "wb").close()
+    real = Pager._create
+    other: list = []
+
+    def create(self, page_size):
+        if not other:
+            t = threading.Thread(target=lambda: other.append(Pager(path, share_writes=True)))
+            other.append(t)
+            t.start()
+            t.join(0.5)  # it waits for this header (or, unprotected, writes its own meanwhile)
+        real(self, page_size)
+
+    monkeypatch.setattr(Pager, "_create", create)
+    first = Pager(path, share_writes=True)
+    other[0].join(10)
+    second = other[1]
+    try:
+        assert first.turns and second.turns
+        assert second.meta.file_id == first.meta.file_id
+    finally:
+        second.close()
+        first.close()
