@@ -1670,6 +1670,11 @@ class Pager:
             old_lock = self._data_lock
             self._data_lock = DataLock(self.path, write=True)
             old_lock.close()
+            if self.turns:
+                # The new file's locks as an open of it takes them (``_lock_writer``): other
+                # writers join it as they joined the old one.
+                self._data_lock.hold(shared_log.LOCK_WRITERS)
+                self.file.lock(exclusive=False)  # type: ignore[union-attr]
 
     def _adopt(self, path: str) -> None:
         assert self.file is not None and self.wal is not None

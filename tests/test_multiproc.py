@@ -414,3 +414,23 @@ def test_two_writers_opening_an_empty_file_at_once_write_one_header(tmp_path, mo
     finally:
         second.close()
         first.close()
+
+
+def test_after_compact_other_writers_join_the_new_file(tmp_path):
+    path = str(tmp_path / "cp.ps")
+    with pagestore.open(path) as db:
+        db.update((b"%04d" % i, b"x" * 300) for i in range(500))
+        db.delete_range(b"0100", b"0400")
+        assert db.compact() >= 0
+        p = Proc("counter", path, "3")  # another process writes the compacted store beside this one
+        p.finish()
+        assert db[b"counter"] == b"3"
+        db[b"mine"] = b"1"
+        stop = str(tmp_path / "stop")
+        reader = Proc("groups", path, stop)
+        reader.expect("START")
+        with pytest.raises(PageStoreError, match="other processes have the store open"):
+            db.compact()
+        open(stop, "w").close()
+        reader.finish()
+        db.check()
