@@ -162,6 +162,10 @@ class MapHandle:
         self.struct.page_size = page_size
         self._bufs: Tuple[Any, ...] = ()
 
+    def set_page_size(self, page_size: int) -> None:
+        """set_page_size sets the page size the description gives C (the file's, once known)."""
+        self.struct.page_size = page_size
+
     def attach(self, data: Any, verified: bytearray, page_size: int) -> None:
         """attach points the description at ``data`` (the map) and ``verified`` (its bitset, a bit a page)."""
         self.detach()

@@ -24,25 +24,26 @@ order; a dirty one is first spilled to the log as an uncommitted frame, so a
 transaction larger than the cache still commits, and memory stays bounded.
 
 Mapped reads (``mmap=True``, the default of ``pagestore.open``): the data
-file is also mapped read-only and shared (``fileio.File.map``). A page whose
-newest committed image is in the data file can then be read in place by the
-layers above, through ``map_struct`` (handed to the ``ps_map_*`` C calls with
-a page number) and ``map`` (sliced into ``bytes``), with no pread, no copy
-and no cache entry. ``overlaid`` holds the pages for which that is not true:
-dirty pages, pages spilled by the open transaction and pages whose newest
-committed image is in the log. One set lookup (``pgno in pager.overlaid``)
-decides which way a read goes; an overlaid page goes through ``read`` as
-before. A mapped page is verified (checksum, stamped number, structure) the
-first time this open store reads it, and its bit set in ``verified``; a
-checkpoint clears the bits of the pages it rewrites. The map is replaced
-when a checkpoint grows the file, and closed before anything could shrink
-the file. Only the C calls see a pointer into the map, and only through
-``map_struct``, whose base is cleared before the map closes: no view into a
-replaced mapping survives (``mmap.close`` refuses while one exists).
+file is also mapped read-only and shared, by the pager's ``PageMap``
+(pagemap.py: the map, its C description, the verified bits, retired maps). A
+page whose newest committed image is in the data file can then be read in
+place by the layers above, through ``map_struct`` (handed to the ``ps_map_*``
+C calls with a page number) and ``map`` (sliced into ``bytes``), with no
+pread, no copy and no cache entry. ``overlaid`` holds the pages for which
+that is not true: dirty pages, pages spilled by the open transaction and
+pages whose newest committed image is in the log. One set lookup
+(``pgno in pager.overlaid``) decides which way a read goes; an overlaid page
+goes through ``read`` as before. The pager remaps when a checkpoint grows the
+file (``_remap``) and unmaps before anything could shrink it (``_unmap``).
 
 Free-page list: a chain through the ``next`` field of PAGE_FREE pages,
 headed by ``meta.freelist_head``. Freeing or reusing a page changes that
 page and the header only, so the list is persisted incrementally.
+
+Checkpoints: the writer's ``Checkpointer`` (checkpointer.py) copies the log
+into the data file and restarts the log; ``checkpoint`` and ``restart_if_idle``
+call it, and it changes the pager only through ``cut_tail``,
+``log_restarted`` and ``remap``.
 
 Read marks: a snapshot (snapshot.py) reads the store as of one commit
 through a ``ReadMark`` (``read_mark``): that commit's header, and the log's
@@ -67,13 +68,15 @@ does not fail the commit: it is in the log; the next write raises.)
 
 Files: the pager owns the data file's lifecycle (create, lock, replace by a
 compacted copy: ``adopt``) and asks the log for its own (``wal.log_path``
-names it, ``WAL.remove`` deletes it). Nothing above the pager renames or
-unlinks a store's files.
+names it, ``WAL.remove`` deletes it). Opening (the data file's locks, the log's
+recovery, a reader's seat beside a writer) is ``PagerFiles`` (pagerfiles.py,
+the pager's base class); the work on whole files (a compacted copy moved into
+place or discarded, a backup's copy, the side files of a failed open) is
+storefiles.py's. Nothing above the pager renames or unlinks a store's files.
 """
 from __future__ import annotations
 
 import mmap as _mmap
-import os
 import sys
 import time
 from collections import OrderedDict
@@ -81,20 +84,21 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, Un
 
 from . import fileio
 from . import format as fmt
-from .errors import (CorruptionError, InvalidFileError, PageStoreError, ReadOnlyError, StoreLockedError,
-                     StorePoisonedError)
-from ._native import MapHandle
+from .errors import CorruptionError, PageStoreError, ReadOnlyError, StoreLockedError, StorePoisonedError
 from .page import SlottedPage, seal_pages
-from .wal import KEEP_BYTES, WAL, Frame, log_path, remove_log
-from . import readers as shared_log
-from .readers import DataLock, IndexGrowError, Marks, ReadMark, SharedLog, remove_shm, shm_path
+from .pagemap import PageMap
+from .pagerfiles import PagerFiles
+from . import storefiles
+# What the store calls to remove a store's files: importable from the pager, as before.
+from .storefiles import discard as discard, side_file_undo as side_file_undo
+from .wal import WAL, Frame, log_path, remove_log
+from .checkpointer import CHECKPOINT_RUN, Checkpointer
+from .readers import LOCK_WRITERS, DataLock, IndexGrowError, Marks, ReadMark, SharedLog, remove_shm
 
 DEFAULT_CACHE_BYTES = 32 * 1024 * 1024
 DEFAULT_WAL_LIMIT = 16 * 1024 * 1024
 MIN_CACHE_PAGES = 32
 _NODE_TYPES = (fmt.PAGE_LEAF, fmt.PAGE_INTERNAL)
-#: A checkpoint writes at most this many adjacent pages in one write call.
-CHECKPOINT_RUN = 64
 #: A durable commit with at least this many new pages (past the committed end
 #: of the file) writes them straight into the data file, not the log.
 DIRECT_PAGES = 64
@@ -106,9 +110,6 @@ WRITEBACK_BYTES = 4 << 20
 #: values in its recent heap pages (best fit), and a page written out and then changed
 #: is written twice. On bench/bulk_load.py 88% of stubs land within 2,048 pages.
 WRITEBACK_LAG = 2048
-#: Seconds a write waits, at most, for the reads holding marks on a fully copied log
-#: to end, so that the log can start over (``restart_if_idle``).
-RESTART_WAIT = 0.002
 
 
 class _Poisons:
@@ -169,7 +170,7 @@ def _unshared_refcounts() -> Optional[Tuple[int, int]]:
 _UNSHARED = _unshared_refcounts()
 
 
-class Pager:
+class Pager(PagerFiles):
     """Pager owns the data file and its log; see the module docstring."""
 
     def __init__(
@@ -185,7 +186,6 @@ class Pager:
         opener: fileio.Opener = fileio.open_file,
         mmap: bool = True,
         share_writes: bool = False,
-        timeout: Optional[float] = 5.0,
     ) -> None:
         self.path = path
         self.readonly = readonly
@@ -206,17 +206,15 @@ class Pager:
         self.file: Optional[fileio.File] = None
         self._read_into: Optional[Callable[[int, bytearray], int]] = None
         self.wal: Optional[WAL] = None
-        self.use_map = mmap
+        #: the data file's clean pages mapped read-only, and their verified bits (pagemap.py)
+        self.pagemap = PageMap(page_size, use=mmap)
         #: pages whose newest image is not the data file's (see the module docstring)
         self.overlaid: Set[int] = set()
-        #: the data file mapped read-only, or None (mmap=False, or nothing to map yet)
+        #: ``pagemap.map``, the data file mapped read-only, or None (mmap=False, or nothing to map
+        #: yet): the read path's one attribute lookup, kept in step by ``_remap`` and ``_unmap``
         self.map: Optional[_mmap.mmap] = None
-        # One ps_map_t for the pager's life: its fields change when the map
-        # does, so callers may keep the pointer. base NULL and len 0 when unmapped.
-        self._map_handle = MapHandle(page_size)
-        self.map_struct: Any = self._map_handle.struct
-        self.verified = bytearray()  # bit pgno: page pgno of the map has been verified
-        self._retired: List[_mmap.mmap] = []  # replaced maps a snapshot may still read (_retire)
+        #: the map's C description (a ``ps_map_t *``), the same one for the pager's life
+        self.map_struct: Any = self.pagemap.struct
         #: the read marks held (``read_mark``): while there is one, no checkpoint. A list,
         #: so that a snapshot's finalizer releases its mark with one atomic ``remove``.
         self.marks = Marks()
@@ -228,9 +226,6 @@ class Pager:
         self.shared = False
         #: called with the pages a shared reader's new view changed (None: any page may have)
         self.on_change: List[Callable[[Optional[Set[int]]], None]] = []
-        #: writer: frames of the log (from the first) whose pages the data file holds
-        self.backfilled = 0
-        self._next_try = 0  # writer: log size at which the next automatic checkpoint is tried
         #: writer: (log offset, bytes) of the header frame of the last commit, so that the next
         #: commit's header frame may be a delta from it (only while it is still page 0's newest)
         self._logged_header: Optional[Tuple[int, bytes]] = None
@@ -240,6 +235,8 @@ class Pager:
         #: once set, every write raises StorePoisonedError until the store is opened again
         self.poisoned: Optional[BaseException] = None
         self._guard = _Poisons(self)
+        #: the writer's checkpoints and log restarts (checkpointer.py)
+        self.checkpointer = Checkpointer(self, self._guard, self._publish)
         self.cache_pages = self.own_pages = MIN_CACHE_PAGES
         self._made_log = False  # this open created the log file (removed again if the open fails)
         #: writers in several processes take turns (issue 26; ``share_writes`` where the locks
@@ -247,12 +244,11 @@ class Pager:
         #: turns the writer reads as a reader does (``begin_operation``)
         self.turns = False
         self._share_writes = share_writes
-        self._lock_timeout = timeout
         #: this process holds LOCK_WRITE and has caught up (``begin_write``)
         self.writing = False
         try:
             self._open(path, create, readonly, page_size, opener)
-            self.map_struct.page_size = self.page_size
+            self.pagemap.set_page_size(self.page_size)
             self._remap()
             self.cache_pages = self.own_pages = max(MIN_CACHE_PAGES, cache_size // self.page_size)
             if self.writing:
@@ -271,236 +267,55 @@ class Pager:
                 remove_log(path)
             raise
 
-    # ---- opening ----
+    # ---- the map ----
 
-    def _open(self, path: str, create: bool, readonly: bool, page_size: int, opener: fileio.Opener) -> None:
-        if os.path.isdir(path):
-            raise IsADirectoryError(21, "Is a directory (a store is a file)", path)
-        exists = os.path.exists(path)
-        if not exists and (readonly or not create):
-            raise FileNotFoundError(2, "No such store", path)
-        if not exists and not fmt.is_valid_page_size(page_size):
-            raise ValueError(f"page_size must be a power of two from 512 to 65536, got {page_size}")
-        self.file = opener(path, create=create and not readonly, readonly=readonly)
-        self._read_into = getattr(self.file, "read_into", None)
-        if not readonly:
-            self._lock_writer(self._share_writes and shared_log.SUPPORTED)
-        elif not self._shared_possible():
-            self._lock_solo_reader()  # one process at a time, as without a shared index
-        if self.file.size() == 0:
-            if readonly:
-                raise InvalidFileError(f"{path}: empty file, not a pagestore file")
-            if self.turns and self._data_lock is not None:
-                # Writers that take turns open the file together: one of them writes its header
-                # (LOCK_CREATE serializes the look and the write; the others find it written).
-                with self._data_lock.section(shared_log.LOCK_CREATE):
-                    if self.file.size() == 0:
-                        self._create(page_size)
-            else:
-                self._create(page_size)
-        disk_meta = self._read_disk_meta()
-        self.page_size = disk_meta.page_size
-        self._made_log = not readonly and not os.path.lexists(log_path(path))
-        self.wal = WAL(log_path(path), self.page_size, disk_meta.file_id, readonly=readonly, opener=opener)
-        if readonly and self._data_lock is not None:
-            if self._open_shared_reader(disk_meta):
-                return
-            self._lock_solo_reader()  # no shared index here: one process at a time
-        if not readonly and self._data_lock is not None:
-            self.sharing = shared_log.open_index_for_writer(path, self.page_size, disk_meta.file_id, self, self.readers)
-            self.sharing.attach(self.wal)
-            if self.turns:
-                if not self._first_turn():
-                    # Another writer is in its turn: join without recovering (its log is whole and
-                    # published); the first operation reads the latest commit (``begin_operation``).
-                    self.meta = disk_meta
-                    self.committed = disk_meta.copy()
-                    self.overlaid = set()
-                    return
-                disk_meta = self._read_disk_meta()  # the last writer to hold it may have checkpointed
-            self.sharing.recover(self.wal, disk_meta.checkpoint_seq)  # under LOCK_RECOVER: no reader rebuilds it
-        else:
-            self.wal.recover(disk_meta.checkpoint_seq)
-        header = self.wal.newest_frame(0)
-        if header is not None:
-            self.meta = fmt.decode_meta(self.wal.read_frame(header, 0), path)
-            if self.meta.file_id != disk_meta.file_id:
-                raise CorruptionError(0, "the log's copy of the header belongs to another file")
-        else:
-            self.meta = disk_meta
-        self._check_extent(self.meta)
-        self.committed = self.meta.copy()
-        self.overlaid = self.wal.pages()
-        if not readonly and self.wal.has_frames():
-            try:
-                self.checkpoint()
-            except OSError:
-                # A full disk (the data file cannot grow) or a failed sync: the checkpoint has
-                # poisoned the pager (_poison). The log is whole and reads come from it; writes
-                # raise StorePoisonedError naming the error, close writes nothing, and the next
-                # open checkpoints. Failing the open instead left nothing to read the store with.
-                pass
-        if not readonly and self.poisoned is None:
-            self._upgrade_header()
-            self._discard_abandoned_copy()
+    def _remap(self) -> None:
+        """_remap maps the data file's whole pages anew if it grew past the map (``PageMap.remap``)."""
+        if self.file is not None:
+            self.map = self.pagemap.remap(self.file, self.page_size)
 
-    def _check_extent(self, meta: fmt.Meta) -> None:
-        """_check_extent checks the header's ``page_count`` against the pages there are: every page
-        past the data file's end must have a frame in the log (the header ``format.decode_meta``
-        accepted is checked against itself only).
+    def _unmap(self) -> None:
+        """_unmap closes the maps (``PageMap.unmap``): the file is closing or about to shrink."""
+        self.map = None
+        self.pagemap.unmap()
 
-        The log may legitimately hold pages past the file's end: a commit's new pages stay in
-        the log until a checkpoint copies them (a crash before it, or a reader beside the
-        writer, sees them there). Nothing else does: pages a large commit writes straight
-        into the data file are synced before its commit frame. A page the file holds only
-        part of (a file cut short) counts as there: reading it reports it.
+    def _unverify(self, pgno: int) -> None:
+        """_unverify clears page ``pgno``'s verified bit: its bytes in the file are about to change."""
+        self.pagemap.unverify(pgno)
 
-        This bounds every loop and table sized by ``page_count`` (the map's overlaid pages,
-        a walk's visited bits, a chain's length) by the bytes on disk.
+    @property
+    def verified(self) -> bytearray:
+        """verified: the map's verified bits (``PageMap.verified``), a bit a page."""
+        return self.pagemap.verified
 
-        Raises:
-            CorruptionError: naming the first page that is neither in the file nor in the log.
-        """
-        assert self.file is not None and self.wal is not None
-        size = self.file.size()
-        have = -(-size // self.page_size)
-        count = meta.page_count
-        if count <= have:
-            return
-        index = self.wal.pages()
-        # At most len(index) pages can lie past the end: look no further than one more.
-        for pgno in range(have, min(count, have + len(index) + 1)):
-            if pgno not in index:
-                raise CorruptionError(
-                    pgno, f"page {pgno} is past the end of the data file ({size} bytes) and in no log frame, "
-                          f"but the header's page_count is {count}")
+    def _check_map(self) -> None:
+        """_check_map verifies the map's bookkeeping: every page whose newest image is not the
+        data file's is in ``overlaid``, and the map is the pagemap's and described to C
+        (``PageMap.check``); and that the pages pinned by this operation are the tail of the
+        cache's LRU order (``_evict`` relies on it). Callers: ``check``."""
+        assert self.wal is not None
+        # page 0, the header, is never read as a page (the map refuses it)
+        missing = (set(self.dirty) | self.wal.pages() | set(self.wal.txn_index)) - self.overlaid - {0}
+        if missing:
+            raise PageStoreError(f"pager: pages {sorted(missing)[:10]} are newer than the data file but not marked overlaid")
+        pinned = [f.epoch == self.epoch for f in self.cache.values()]
+        if pinned != sorted(pinned):
+            raise PageStoreError("pager: the pages pinned by this operation are not the LRU's tail")
+        if self.map is not self.pagemap.map:
+            raise PageStoreError("pager: the map read in place is not the pagemap's")
+        self.pagemap.check()
 
-    def _upgrade_header(self) -> None:
-        """_upgrade_header writes page 0 in the current format version when the data file's is
-        older and the log holds nothing (so page 0 is the whole committed header), in place and
-        synced, as a checkpoint writes it: an older pagestore must refuse the file before this
-        writer logs a delta it would take for another file's log (docs/format.md)."""
-        assert self.file is not None and self.wal is not None
-        if self.wal.has_frames() or fmt.stored_version(self.file.read(0, fmt.FILE_HEADER_SIZE)) >= fmt.FORMAT_VERSION:
-            return
-        self.file.write(0, bytes(self.meta.encode()))
-        self.file.sync()
+    def memory(self) -> Dict[str, int]:
+        """memory: the pager's private bytes (its cache) and the bytes of the data file it maps."""
+        return {"cache_bytes": len(self.cache) * self.page_size, "mapped_bytes": self.pagemap.mapped_bytes()}
 
-    def _discard_abandoned_copy(self) -> None:
-        """_discard_abandoned_copy removes the copy (and its log) that a compaction killed
-        before its rename left at ``compaction_path``; only ``compact`` would remove it otherwise.
-
-        This writer holds the store's lock, so no compaction of it is running: a copy
-        there is abandoned, unless some open holds it (a store of that name in its own
-        right), which is then left alone.
-        """
-        path = _compaction_path(self.path)
-        if not os.path.exists(path):
-            if os.path.exists(log_path(path)):
-                remove_log(path)
-            return
-        try:
-            copy = self._opener(path, create=False, readonly=False)
-        except OSError:
-            return
-        try:
-            copy.lock(exclusive=True)
-            discard(path)
-        except StoreLockedError:
-            pass
-        finally:
-            copy.close()
-
-    def _lock_writer(self, turns: bool) -> None:
-        """_lock_writer takes the writer's lock on the data file, and LOCK_DMS (shm.py).
-
-        ``turns``: writers in several processes take turns on LOCK_WRITE (``try_lock_write``),
-        so the file's lock is shared: it keeps out only a pagestore that writes alone (an
-        older one, or one where the locks are missing). Otherwise the lock is exclusive: one
-        writing process at a time.
-
-        A reader rebuilding the shared index holds a shared lock on the file for a
-        moment (``_rebuild_shared``): the exclusive lock is retried for a short while.
-
-        Raises:
-            StoreLockedError: another process writes the store alone; the message says why
-                this one cannot join it.
-        """
-        assert self.file is not None
-        deadline = time.monotonic() + 0.25
-        while True:
-            try:
-                self.file.lock(exclusive=not turns)
-                break
-            except StoreLockedError as exc:
-                if time.monotonic() > deadline or not os.path.exists(shm_path(self.path)):
-                    if not (self._share_writes and shared_log.SUPPORTED):
-                        raise StoreLockedError(
-                            f"{exc}; writers in several processes take turns only where fcntl's "
-                            "open-file-description locks work (Linux, on a local file system), and "
-                            "they are missing here: one process writes at a time") from exc
-                    raise StoreLockedError(
-                        f"{exc}; a pagestore that writes alone (an older version, or one without "
-                        "open-file-description locks) has it open") from exc
-                time.sleep(0.002)
-        if shared_log.SUPPORTED:
-            self._data_lock = DataLock(self.path, write=True)
-            if turns:
-                # A reader without the shared index reads alone: it and this writer refuse each
-                # other (each holds its byte first, then looks at the other's: one of two that
-                # open at once sees the other).
-                self._data_lock.hold(shared_log.LOCK_WRITERS)
-                if self._data_lock.others(shared_log.LOCK_SOLO):
-                    raise StoreLockedError(
-                        f"{self.path}: a reader that cannot use the shared index (it may not write "
-                        f"{shm_path(self.path)}) has the store open, and reads it alone")
-        self.turns = turns
-
-    def _lock_solo_reader(self) -> None:
-        """_lock_solo_reader: a read-only open without the shared index reads alone, as before the
-        index existed: a shared lock on the file keeps out a writer that writes alone, and
-        LOCK_SOLO the writers that take turns (``_lock_writer``).
-
-        Raises:
-            StoreLockedError: a writer has the store open.
-        """
-        assert self.file is not None
-        self.file.lock(exclusive=False)
-        if not shared_log.SUPPORTED:
-            return
-        try:
-            solo = DataLock(self.path, write=False, start=shared_log.LOCK_SOLO)
-        except OSError:
-            return  # no lock to be had here (a read-only file system): the file's lock alone
-        self._solo_lock = solo
-        if solo.others(shared_log.LOCK_WRITERS):
-            raise StoreLockedError(f"{self.path}: a writer has the store open, and this reader cannot "
-                                   f"use the shared index ({shm_path(self.path)}) to read beside it")
-
-    # ---- writers in several processes: turns on LOCK_WRITE ----
+    # ---- writers in several processes: turns on LOCK_WRITE (issue 26) ----
 
     def try_lock_write(self) -> bool:
         """try_lock_write takes LOCK_WRITE without waiting (False: another process holds it).
         Callers: the store's write lock (locks.py), then ``begin_write`` once it is taken."""
         assert self.sharing is not None and self.turns
         return self.sharing.try_lock_write()
-
-    def _first_turn(self) -> bool:
-        """_first_turn takes LOCK_WRITE for the open's recovery and checkpoint, if it is free
-        (released at the end of ``__init__``); False if another writer holds it.
-
-        Raises:
-            StoreLockedError: the file system does not lock (a network file system), said so.
-        """
-        assert self.sharing is not None
-        try:
-            self.writing = self.sharing.try_lock_write()
-        except OSError as exc:
-            raise StoreLockedError(
-                f"{self.path}: cannot take the write lock writers in several processes share "
-                f"(fcntl open-file-description lock on {shm_path(self.path)}: {exc.strerror or exc}); "
-                "a network file system does not provide them") from exc
-        return self.writing
 
     def begin_write(self) -> None:
         """begin_write: this process has just taken LOCK_WRITE. Its log and pages catch up with
@@ -517,7 +332,7 @@ class Pager:
         assert not self.dirty and not self.wal.txn_index, "a write turn begins outside a transaction"
         if self.sharing.mark is not None:
             self.sharing.end_read()  # the operation's read mark: from here this process reads the latest
-        self.backfilled = self.sharing.catch_up(self.wal, self._follow)
+        self.checkpointer.caught_up(self.sharing.catch_up(self.wal, self._follow))
         self.writing = True
 
     def end_write(self) -> None:
@@ -537,204 +352,6 @@ class Pager:
         wal = self.wal
         if head is None or (head.generation, head.salt, head.frames) != (wal.generation, wal.salt, wal.committed_frames):
             raise PageStoreError(f"{self.path}: a commit based on a state that is not the latest one published (a bug)")
-
-    def _shared_possible(self) -> bool:
-        """_shared_possible: for a read-only open, takes LOCK_DMS and opens the shared index, so that
-        this reader can read beside a writer. False (nothing taken) where it cannot: no locks of the
-        kind it needs, or no way to write the index beside the store (a read-only directory)."""
-        if not shared_log.SUPPORTED:
-            return False
-        for _ in range(20):
-            try:
-                lock = DataLock(self.path, write=False)
-            except OSError:
-                return False
-            # A compaction may have renamed a new file over the path while this open
-            # waited for the lock: then read the new one.
-            ino = os.fstat(lock.fd).st_ino
-            fd = getattr(self.file, "fd", None)
-            if os.stat(self.path).st_ino == ino and (fd is None or os.fstat(fd).st_ino == ino):
-                self._data_lock = lock
-                break
-            lock.close()
-            if self.file is not None and fd is not None:
-                self.file.close()
-                self.file = self._opener(self.path, create=False, readonly=True)
-                self._read_into = getattr(self.file, "read_into", None)
-        else:
-            raise StoreLockedError(f"{self.path}: the store file keeps being replaced; try again")
-        return True
-
-    def _read_disk_meta(self) -> fmt.Meta:
-        """_read_disk_meta decodes the data file's header. A reader beside a writer retries a
-        header that fails its checksum: the writer may be rewriting it at that moment."""
-        assert self.file is not None
-        tries = 50 if ((self.readonly or self.turns) and self._data_lock is not None) else 1
-        for i in range(tries):
-            try:
-                return fmt.decode_meta(self.file.read(0, fmt.FILE_HEADER_SIZE), self.path)
-            except CorruptionError:
-                if i == tries - 1:
-                    raise
-                time.sleep(0.001)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _open_shared_reader(self, disk_meta: fmt.Meta) -> bool:
-        """_open_shared_reader finishes a read-only open beside a possible writer: the shared index
-        is opened (made if missing) and checked (rebuilt from the log by the first process to open
-        the store); the view is taken by the first ``begin_operation``. False, with LOCK_DMS let
-        go, where the index cannot be written (a read-only directory)."""
-        assert self._data_lock is not None
-        try:
-            self.sharing = SharedLog.open(self.path, self.page_size, disk_meta.file_id, self, self.readers)
-        except OSError:
-            self._data_lock.close()
-            self._data_lock = None
-            return False
-        self.shared = True
-        self.meta = disk_meta
-        self.committed = disk_meta.copy()
-        self.overlaid = set()
-        if self._data_lock.alone():
-            try:
-                self.sharing.rebuild(force=True)  # what a crash left there is not to be trusted
-            except OSError:
-                # No room to grow the index for the log's frames (a full disk): read without
-                # one, one process at a time, as where the index cannot be written at all.
-                self.sharing.close()
-                self.sharing = None
-                self.shared = False
-                self._data_lock.close()
-                self._data_lock = None
-                return False
-        return True
-
-    # ---- what the shared index's rebuild asks of the data file (readers.DataSide) ----
-
-    def lock_data_shared(self) -> bool:
-        """lock_data_shared takes a shared lock on the data file, so that no writer starts; False
-        if a writer holds the store. Callers: ``SharedLog.rebuild``."""
-        assert self.file is not None
-        try:
-            self.file.lock(exclusive=False)
-        except StoreLockedError:
-            return False
-        return True
-
-    def unlock_data(self) -> None:
-        """unlock_data lets go of ``lock_data_shared``'s lock."""
-        unlock = getattr(self.file, "unlock", None)
-        if unlock is not None:
-            unlock()
-
-    def disk_meta(self) -> fmt.Meta:
-        """disk_meta: the data file's header (retried while a writer may be rewriting it)."""
-        return self._read_disk_meta()
-
-    def open_log(self, file_id: int) -> WAL:
-        """open_log opens the store's log read-only, for a file of ``file_id`` (not recovered)."""
-        return WAL(log_path(self.path), self.page_size, file_id, readonly=True, opener=self._opener)
-
-    def _create(self, page_size: int) -> None:
-        """_create writes the header of a new, empty store and makes it durable."""
-        assert self.file is not None
-        meta = fmt.Meta(page_size, page_count=1, file_id=int.from_bytes(os.urandom(8), "little") or 1)
-        self.file.write(0, bytes(meta.encode()))
-        self.file.sync()
-        fileio.sync_directory(self.path)
-
-    # ---- the map ----
-
-    def _remap(self) -> None:
-        """_remap maps the data file's whole pages, replacing the map if the file grew past it.
-
-        Verified bits carry over: pages the map covered are the same bytes in
-        the new map (a checkpoint clears the bits of the pages it rewrites).
-        The old map is not closed here: a snapshot may still read it (it is
-        closed when the last reference goes); only ``_unmap`` closes it,
-        before anything could shrink the file.
-        """
-        if not self.use_map or self.file is None:
-            return
-        ps = self.page_size
-        size = self.file.size() // ps * ps
-        if self.map is not None and len(self.map) == size:
-            return
-        self._map_handle.detach()
-        if self.map is not None:
-            self._retire(self.map)
-        self.map = None
-        if size < 2 * ps:  # only the header: no slotted page to map yet
-            return
-        self.map = self.file.map(size)
-        bits = bytearray((size // ps + 7) // 8)
-        bits[: len(self.verified)] = self.verified[: len(bits)]
-        self.verified = bits
-        self._map_handle.attach(self.map, self.verified, ps)
-
-    def _retire(self, mm: _mmap.mmap) -> None:
-        """_retire keeps a replaced map until no snapshot reads it, then closes it; closes the
-        retired maps nobody else refers to any more.
-
-        Closed, not left to the garbage collector: a map holds a duplicate of the
-        file's descriptor, and with it the writer's ``flock``, so a map still
-        alive after ``close`` kept the store locked against the next open.
-        """
-        self._retired.append(mm)
-        keep = []
-        for old in self._retired:
-            # held only by the list, this loop and getrefcount's argument
-            if not (_refcount is not None and _refcount(old) <= 3 and _close_map(old)):
-                keep.append(old)
-        del old
-        self._retired = keep
-
-    def _unmap(self) -> None:
-        """_unmap closes the map, first clearing ``map_struct`` and releasing the buffers C saw,
-        and every retired map (``_retire``): the file is closing or about to shrink, and the
-        snapshots that read them are over.
-
-        Raises:
-            BufferError: something still holds a view into the map (a bug:
-                nothing above the pager may keep one).
-        """
-        self._map_handle.detach()
-        retired, self._retired = self._retired, []
-        for old in retired:
-            _close_map(old)
-        if self.map is not None:
-            mm, self.map = self.map, None
-            mm.close()
-
-    def _unverify(self, pgno: int) -> None:
-        """_unverify clears page ``pgno``'s verified bit: its bytes in the file are about to change."""
-        i = pgno >> 3
-        if i < len(self.verified):
-            self.verified[i] &= ~(1 << (pgno & 7)) & 0xFF
-
-    def _check_map(self) -> None:
-        """_check_map verifies the map's bookkeeping: every page whose newest image is not the
-        data file's is in ``overlaid``, and ``map_struct`` describes the current map; and that
-        the pages pinned by this operation are the tail of the cache's LRU order (``_evict``
-        relies on it). Callers: ``check``."""
-        assert self.wal is not None
-        # page 0, the header, is never read as a page (the map refuses it)
-        missing = (set(self.dirty) | self.wal.pages() | set(self.wal.txn_index)) - self.overlaid - {0}
-        if missing:
-            raise PageStoreError(f"pager: pages {sorted(missing)[:10]} are newer than the data file but not marked overlaid")
-        pinned = [f.epoch == self.epoch for f in self.cache.values()]
-        if pinned != sorted(pinned):
-            raise PageStoreError("pager: the pages pinned by this operation are not the LRU's tail")
-        length = len(self.map) if self.map is not None else 0
-        sound = self._map_handle.describes(length, self.page_size, len(self.verified))
-        if length and len(self.verified) < (length // self.page_size + 7) // 8:
-            sound = False
-        if not sound:
-            raise PageStoreError("pager: the map's C description does not match the map")
-
-    def memory(self) -> Dict[str, int]:
-        """memory: the pager's private bytes (its cache) and the bytes of the data file it maps."""
-        return {"cache_bytes": len(self.cache) * self.page_size, "mapped_bytes": len(self.map) if self.map is not None else 0}
 
     # ---- the cache ----
 
@@ -793,7 +410,7 @@ class Pager:
         if changed is None:
             self.cache.clear()
             self._spare = None
-            self.verified[:] = bytes(len(self.verified))  # in place: C holds this buffer
+            self.pagemap.unverify_all()
         else:
             for pgno in changed:
                 self.cache.pop(pgno, None)
@@ -807,7 +424,7 @@ class Pager:
         copied pages past its old end, or a large commit wrote new pages there), and any page
         it still does not reach is marked ``overlaid``, so that it is read, never looked up
         in the map (where C would report it outside the mapped file)."""
-        if not self.use_map:
+        if not self.pagemap.use:
             return
         ps = self.page_size
         if self.map is None or len(self.map) < meta.page_count * ps:
@@ -881,15 +498,16 @@ class Pager:
             page = f.page
             page.pgno_hint = pgno
             f.epoch = self.epoch
-        if pgno in self.overlaid or (pgno >> 3) >= len(self.verified):
+        verified = self.pagemap.verified
+        if pgno in self.overlaid or (pgno >> 3) >= len(verified):
             page.verify(pgno)
-        elif not self.verified[pgno >> 3] & (1 << (pgno & 7)):
+        elif not verified[pgno >> 3] & (1 << (pgno & 7)):
             # The data file's bytes, which the map shows too: verified once for
             # both. Not a node page, though: a bit also promises the node check,
             # which is the map's (ps_map_check) or the tree's to make.
             page.verify(pgno)
             if page.page_type not in _NODE_TYPES:
-                self.verified[pgno >> 3] |= 1 << (pgno & 7)
+                verified[pgno >> 3] |= 1 << (pgno & 7)
         self._insert(pgno, f)
         return page
 
@@ -1229,6 +847,7 @@ class Pager:
             if logged is not None and wal.newest_frame(0) == logged[0] and wal.read_frame(logged[0], 0) != logged[1]:
                 raise CorruptionError(0, "the last commit's header differs from its image in the log")
         self._check_map()
+        self.checkpointer.check()
         return {"pages": self.meta.page_count, "free_pages": free, "cached": len(self.cache),
                 "dirty": len(self.dirty), "log_frames": log["frames"]}
 
@@ -1334,40 +953,13 @@ class Pager:
 
     def restart_if_idle(self) -> None:
         """restart_if_idle starts a new log if the last checkpoint copied all of it but readers kept
-        it from starting over then. Callers: the store, before a write changes any page.
-
-        Readers that began after that checkpoint read the data file only (LOCK_READ0), which
-        does not stand in the way; by the next write, the short reads that held marks on the
-        old log have usually ended. (SQLite restarts its log at the same moment.) A try that
-        readers held back is made again once the log has grown by a quarter of the threshold,
-        or at the first write after the last reader let go (``_readers_gone``), whichever
-        comes first.
-        """
-        wal = self.wal
-        if wal is None or self.readers or self.readonly or self.in_transaction or self.poisoned is not None:
-            return
-        size = wal.size()
-        threshold = self.checkpoint_threshold()
-        # A failure raises (and has poisoned the pager): the write that called this fails.
-        if size > threshold and (size >= self._next_try or self._readers_gone()):
-            # Readers kept the checkpoint after the last commit from finishing (a read
-            # begun before that commit held its mark). Now they have moved on: copy the
-            # rest, and give the reads that began meanwhile a moment to end.
-            self.checkpoint(wait=RESTART_WAIT)
-            if wal.size() > threshold:
-                # Still held back (a snapshot, most likely): try again after a quarter
-                # of the threshold more, not before every write (each try may sync).
-                self._next_try = wal.size() + threshold // 4
-        elif self.backfilled and self.backfilled == wal.committed_frames:
-            self._restart_log()
+        it from starting over then (``Checkpointer.restart_if_idle``). Callers: the store, before
+        a write changes any page."""
+        self.checkpointer.restart_if_idle()
 
     def _readers_gone(self) -> bool:
-        """_readers_gone: whether a checkpoint that readers held back (``_next_try`` set) may now
-        copy the whole log and start it over, because no reader holds anything any more: no
-        snapshot of this store, no read mark of another open (another process, or a read-only
-        open in this one). Asked only while a try waits, at each write: two lock probes
-        of the shared index (F_OFD_GETLK: no lock is taken, nothing is synced)."""
-        return bool(self._next_try) and self.marks.readers_gone(self.sharing)
+        """_readers_gone: whether a checkpoint readers held back may now go to the end (``Checkpointer.readers_gone``)."""
+        return self.checkpointer.readers_gone()
 
     def _publish(self) -> None:
         """_publish shows the log's committed state to readers in other processes (writer; ``SharedLog.publish``)."""
@@ -1388,19 +980,8 @@ class Pager:
                 self.wal.sync()
 
     def checkpoint_threshold(self) -> int:
-        """checkpoint_threshold: log bytes that trigger an automatic checkpoint.
-
-        A sixteenth of the data, at most ``wal_limit``: the log is part of the
-        store's footprint, so a small store keeps a small log, and a large one
-        checkpoints no more often than every ``wal_limit``. At least the
-        log's ``KEEP_BYTES``, which its file keeps across checkpoints anyway:
-        checkpointing sooner would free no disk, and would add two syncs
-        every few dozen single-put commits (4 MiB against 1 MiB measured
-        -8% wall time per durable put on a small store; SQLite's default is
-        1,000 pages, also about 4 MiB).
-        """
-        data = self.meta.page_count * self.page_size
-        return min(self.wal_limit, max(KEEP_BYTES, data // 16))
+        """checkpoint_threshold: log bytes that trigger an automatic checkpoint (``Checkpointer.threshold``)."""
+        return self.checkpointer.threshold()
 
     def rollback(self) -> None:
         """rollback discards every change since the last commit."""
@@ -1424,135 +1005,58 @@ class Pager:
     def checkpoint(self, wait: float = 0.0) -> None:
         """checkpoint copies the newest committed image of every logged page into the data file,
         as far as readers allow, and starts a new log generation when it got to the end and
-        no reader is reading the log.
+        no reader is reading the log (``Checkpointer.checkpoint``; a reader's is a no-op).
 
-        Readers: a read mark (a snapshot in this process, or one in another
-        process, shm.py) reads the log's frames up to its own point and the
-        data file for every other page, so the copy goes only up to the
-        oldest mark (SQLite's rule): pages whose newest frame up to that point
-        is copied are pages every mark reads from the log. ``backfilled``
-        records how far it got. The log restarts only when everything is
-        copied and no mark is held (for other processes: while the writer can
-        lock the whole mark range; ``wait``: for up to that many seconds).
-
-        Order matters: the log is synced first, then the data file is written
-        and synced, and only then does the log start a new generation, whose
-        header is written and synced before the log file is shortened
-        (``WAL.reset``). A crash anywhere leaves the old log whole, which
-        recovery replays (harmless: the data file holds all of it once synced),
-        or an empty new one over a whole data file; docs/format.md tables each
-        step. A failed write or sync poisons the pager (``_poison``): raises
-        its OSError, then StorePoisonedError for any write until reopened.
-
-        Pages are written in page-number order, a run of adjacent pages (up to
-        CHECKPOINT_RUN) in one write. The checkpoint's share of an insert's
-        time is mostly its two syncs (bench/write_profile.py insert: about 10%
-        of the time of 1,000-record durable transactions, of which the page
-        writes are a sixth).
+        Raises:
+            StorePoisonedError: an earlier write or sync failed.
+            PageStoreError: a transaction is open.
+            OSError: a write or sync failed (the pager is poisoned from now on).
         """
-        assert self.wal is not None and self.file is not None
-        if self.readonly:
-            return
-        if self.poisoned is not None:
-            raise StorePoisonedError(self.path, self.poisoned) from self.poisoned
-        if not self.wal.has_frames():
-            return
-        if self.dirty or self.wal.txn_index:
-            raise PageStoreError("checkpoint inside a transaction")
-        if self.turns and not self.writing:
+        if (self.turns and not self.writing and not self.readonly and self.poisoned is None
+                and self.wal is not None and self.wal.has_frames()):
             # Called on the pager itself, not through the store's write lock: a turn of its own.
             if not self._take_turn(1.0):
                 raise StoreLockedError(f"{self.path}: another process held the store's write lock; no checkpoint")
             try:
-                self.checkpoint(wait)
+                self.checkpointer.checkpoint(wait)
             finally:
                 self.end_write()
             return
-        with self._guard:
-            self._checkpoint(wait)
+        self.checkpointer.checkpoint(wait)
 
-    def _checkpoint(self, wait: float) -> None:
-        assert self.wal is not None
-        wal = self.wal
-        frames = wal.committed_frames
-        limit = self.marks.copy_limit(frames, wal.generation, self.sharing)
-        if limit > self.backfilled:
-            wal.sync()
-            self._backfill(limit, frames)
-        if self.backfilled == frames and not self.readers:
-            self._restart_log(wait)
+    @property
+    def backfilled(self) -> int:
+        """backfilled: frames of the log, from the first, whose pages the data file holds (writer)."""
+        return self.checkpointer.backfilled
 
-    def _backfill(self, limit: int, frames: int) -> None:
-        """_backfill copies into the data file the newest image, among the log's first ``limit``
-        frames, of every page with a frame past ``backfilled``; at the log's end (``limit`` is
-        ``frames``), the header too. Syncs the data file."""
-        assert self.wal is not None and self.file is not None
-        wal = self.wal
-        latest: Dict[int, int] = {}
-        pgnos = wal.frame_pgnos
-        for k in range(self.backfilled, limit):
-            latest[pgnos[k]] = k
+    @property
+    def _next_try(self) -> int:
+        """_next_try: log size at which the next automatic checkpoint is tried (``Checkpointer.next_try``)."""
+        return self.checkpointer.next_try
+
+    # ---- what the checkpointer asks of the pager ----
+
+    def cut_tail(self) -> None:
+        """cut_tail cuts the data file's tail past the committed end (pages a rolled-back large
+        transaction wrote), synced, when this is the only open of the store: another may have
+        it mapped. Callers: ``Checkpointer._restart_log``, under the poison guard."""
+        assert self.file is not None
         ps = self.page_size
-        run: List[Union[bytes, bytearray]] = []
-        start = 0
-        for pgno in sorted(latest):
-            if pgno == 0:
-                continue
-            off = wal.frame_offset(latest[pgno])
-            f = self.cache.get(pgno) if limit == frames else None
-            data = f.buf if f is not None and wal.newest_frame(pgno) == off else wal.read_frame(off, pgno)
-            self._unverify(pgno)
-            if run and (pgno != start + len(run) or len(run) >= CHECKPOINT_RUN):
-                self.file.write(start * ps, b"".join(run))
-                run = []
-            if not run:
-                start = pgno
-            run.append(data)
-        if run:
-            self.file.write(start * ps, b"".join(run))
-        if limit == frames:
-            disk = self.meta.copy()
-            disk.checkpoint_seq += 1
-            self.file.write(0, bytes(disk.encode()))
-        self.file.sync()
-        self.backfilled = limit
-        self._publish()
+        if self.file.size() > self.meta.page_count * ps and (self._data_lock is None or self._data_lock.alone()):
+            self._unmap()  # the file never shrinks under a live map
+            self.file.truncate(self.meta.page_count * ps)
+            self.file.sync()
 
-    def _restart_log(self, wait: float = 0.0) -> None:
-        """_restart_log starts a new log generation once every frame is in the data file and no
-        reader reads the log (in another process: the writer holds the whole mark range while
-        it restarts, so no reader takes a mark meanwhile). The data file's tail past the
-        committed end (pages a rolled-back large transaction wrote) is cut only when this
-        is the only process with the store open: another may have it mapped."""
-        assert self.wal is not None and self.file is not None
-        sharing = self.sharing
-        if sharing is not None and not sharing.lock_for_restart(wait):
-            return
-        try:
-            with self._guard:
-                if sharing is not None:
-                    sharing.invalidate()  # a crash from here to the publish below makes readers rebuild
-                seq = self.meta.checkpoint_seq + 1
-                ps = self.page_size
-                if self.file.size() > self.meta.page_count * ps and (self._data_lock is None or self._data_lock.alone()):
-                    self._unmap()  # the file never shrinks under a live map
-                    self.file.truncate(self.meta.page_count * ps)
-                    self.file.sync()
-                try:
-                    self.wal.reset(seq)
-                finally:
-                    if self.wal.generation == seq:
-                        # The log in memory is the new, empty generation even if reset
-                        # failed part way (see WAL.reset): every page is the data file's.
-                        self.meta.checkpoint_seq = seq
-                        self.committed = self.meta.copy()
-                        self.backfilled = 0
-                        self._next_try = 0
-                        self.overlaid.clear()
-        finally:
-            if sharing is not None:
-                sharing.end_restart(self.wal, self.backfilled)
-            self._remap()
+    def log_restarted(self, seq: int) -> None:
+        """log_restarted: the log is the new, empty generation ``seq``, and every page is the data
+        file's. Callers: ``Checkpointer._restart_log``."""
+        self.meta.checkpoint_seq = seq
+        self.committed = self.meta.copy()
+        self.overlaid.clear()
+
+    def remap(self) -> None:
+        """remap maps the data file anew if it grew past the map. Callers: ``Checkpointer._restart_log``."""
+        self._remap()
 
     # ---- read marks (snapshots) ----
 
@@ -1576,7 +1080,7 @@ class Pager:
         Takes no lock (one atomic list removal): a snapshot's finalizer may call it from
         any thread. Releasing twice is harmless.
         """
-        self._next_try = 0  # the next commit tries to checkpoint, now that this mark is gone
+        self.checkpointer.try_soon()  # the next commit tries to checkpoint, now that this mark is gone
         self.marks.release(mark)
 
     def cached_as_of(self, mark: ReadMark, pgno: int) -> Optional[bytearray]:
@@ -1627,7 +1131,7 @@ class Pager:
         with any leftover of an earlier, interrupted compaction removed. Give the finished
         copy to ``adopt``, or to ``discard`` if building it failed."""
         self.check_writable()
-        path = _compaction_path(self.path)
+        path = storefiles.compaction_path(self.path)
         discard(path)
         return path
 
@@ -1673,27 +1177,16 @@ class Pager:
             if self.turns:
                 # The new file's locks as an open of it takes them (``_lock_writer``): other
                 # writers join it as they joined the old one.
-                self._data_lock.hold(shared_log.LOCK_WRITERS)
-                self.file.lock(exclusive=False)  # type: ignore[union-attr]
+                self._data_lock.hold(LOCK_WRITERS)
+                assert self.file is not None
+                self.file.lock(exclusive=False)
 
     def _adopt(self, path: str) -> None:
         assert self.file is not None and self.wal is not None
         self.checkpoint()
-        new = self._opener(path, create=False, readonly=False)
-        try:
-            new.lock(exclusive=True)
-            head = new.read(0, fmt.FILE_HEADER_SIZE)
-            if fmt.read_fixed_header(head, path) != self.page_size:
-                raise InvalidFileError(f"{path}: page size differs from {self.path}'s {self.page_size}")
-            meta = fmt.decode_meta(head, path)
-            remove_log(path)
-            os.replace(path, self.path)
-        except BaseException:
-            new.close()
-            raise
-        fileio.sync_directory(self.path)
+        new, meta = storefiles.move_into_place(self._opener, path, self.path, self.page_size)
         self._unmap()  # no view of the old file's map may outlive it
-        self.verified = bytearray()
+        self.pagemap.forget()
         old, self.file = self.file, new
         self._read_into = getattr(new, "read_into", None)
         old.close()
@@ -1707,7 +1200,7 @@ class Pager:
         self.wal.recover(meta.checkpoint_seq)  # the old file's log: not this file's, so started afresh
         self.overlaid = self.wal.pages()
         self.marks.forget_last()
-        self.backfilled = 0
+        self.checkpointer.forget()
         if self.sharing is not None:
             self.sharing.set_file_id(meta.file_id)
             self.sharing.attach(self.wal)
@@ -1819,93 +1312,3 @@ class Pager:
         if self.file is not None:
             self.file.close()
             self.file = None
-
-
-def _close_map(mm: _mmap.mmap) -> bool:
-    """_close_map closes a retired map; False if a view into it is still alive (then the GC will)."""
-    try:
-        mm.close()
-    except BufferError:  # pragma: no cover - a view into it is alive
-        return False
-    return True
-
-
-def _compaction_path(path: str) -> str:
-    """_compaction_path names the copy a compaction of the store at ``path`` builds."""
-    return path + ".compact"
-
-
-def side_file_undo(path: str) -> Callable[[], None]:
-    """side_file_undo notes whether the log and the shared index of the store at ``path`` exist
-    now, and returns a function that removes whichever did not: the store's cleanup of a
-    writable open that failed after the pager made them (docs/api.md: a failed open leaves no
-    new file). Call it while the open still holds the store's lock."""
-    had = [os.path.lexists(log_path(path)), os.path.lexists(shm_path(path))]
-
-    def undo() -> None:
-        if not had[0]:
-            remove_log(path)
-        if not had[1]:
-            remove_shm(path)
-
-    return undo
-
-
-def discard(path: str) -> None:
-    """discard deletes the store file at ``path``, its log and its shared index, if present: a
-    compacted copy that will not be adopted. The file must not be open."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    remove_log(path)
-    remove_shm(path)
-
-
-def create_copy(path: str) -> fileio.File:
-    """create_copy makes an empty file at ``path`` for a copy of a store to be written into (a
-    backup's temporary file: ``snapshot.Backup``), removing a leftover of an interrupted copy
-    first. Give it to ``install_copy`` when written and synced, or to ``remove_copy``."""
-    _unlink(path)
-    file = fileio.open_file(path, create=True)
-    file.truncate(0)
-    return file
-
-
-def install_copy(tmp: str, path: str, overwrite: bool) -> None:
-    """install_copy renames the finished, synced copy ``tmp`` to ``path`` and syncs the directory:
-    ``path`` is then either as it was or the whole copy. A log left at ``path`` (an older file's)
-    is removed first. Without ``overwrite`` the copy is linked into place, so that a file that
-    appeared there meanwhile is not replaced; ``tmp`` is removed either way.
-
-    Raises:
-        FileExistsError: ``path`` exists and ``overwrite`` is False.
-    """
-    remove_log(path)  # a stale log of an older file here names another file id: harmless, but not ours
-    if overwrite:
-        os.replace(tmp, path)
-    else:
-        try:
-            try:
-                os.link(tmp, path)  # fails if the destination appeared meanwhile
-            except FileExistsError:
-                raise
-            except OSError:  # a file system without hard links
-                if os.path.exists(path):
-                    raise FileExistsError(17, "File exists", path) from None
-                os.replace(tmp, path)
-        finally:
-            _unlink(tmp)
-    fileio.sync_directory(path)
-
-
-def remove_copy(tmp: str) -> None:
-    """remove_copy deletes an unfinished copy (``create_copy``), if it is there."""
-    _unlink(tmp)
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass

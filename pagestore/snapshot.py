@@ -36,7 +36,8 @@ from typing import Any, Optional, Set
 from . import fileio
 from .errors import ReadOnlyError
 from .page import SlottedPage
-from .pager import Pager, create_copy, install_copy, remove_copy
+from .pager import Pager
+from .storefiles import create_copy, install_copy, remove_copy
 from .readers import ReadMark
 
 #: Pages a SnapshotPager caches (pages read from the log or without the map).

@@ -322,7 +322,6 @@ class Store(MutableMapping[Any, Any]):
                     wal_limit=wal_limit,
                     mmap=mmap,
                     share_writes=not readonly,
-                    timeout=self.timeout,
                 )
             except IsADirectoryError as exc:
                 raise PageStoreError(f"{self.path}: is a directory, not a store file") from exc

@@ -145,6 +145,7 @@ def _killing_opener(kill: str) -> Any:
 
 
 def writer(path: str, seed: int, page_size: int, mode: str, mmap: bool, kill: str = "time") -> None:
+    import pagestore.checkpointer
     import pagestore.pager
     import pagestore.wal
     from pagestore import fileio
@@ -153,7 +154,7 @@ def writer(path: str, seed: int, page_size: int, mode: str, mmap: bool, kill: st
 
     wal_limit = pagestore.pager.DEFAULT_WAL_LIMIT
     if mode == "small":
-        pagestore.wal.KEEP_BYTES = pagestore.pager.KEEP_BYTES = 16 * page_size
+        pagestore.wal.KEEP_BYTES = pagestore.checkpointer.KEEP_BYTES = 16 * page_size
         wal_limit = 48 * page_size
     keep = pagestore.wal.KEEP_BYTES
     opener = fileio.open_file if kill == "time" else _killing_opener(kill)

@@ -304,8 +304,8 @@ def test_without_the_locks_a_second_writer_is_told_why(tmp_path):
     path = str(tmp_path / "n.ps")
     code = (
         "import sys, pagestore\n"
-        "from pagestore import readers, shm, pager\n"
-        "readers.SUPPORTED = shm.SUPPORTED = pager.shared_log.SUPPORTED = False\n"
+        "from pagestore import readers, shm\n"
+        "readers.SUPPORTED = shm.SUPPORTED = False\n"
         "db = pagestore.open(sys.argv[1])\n"
         "print('OPEN', flush=True)\n"
         "sys.stdin.readline()\n"

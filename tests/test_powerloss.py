@@ -373,7 +373,7 @@ class _Abandon(Exception):
 def _abandoned_input(n: int):
     """_abandoned_input yields ``n`` large new values, then raises: update() rolls them back, after
     the pager wrote their pages straight into the data file past its committed end (a spill of
-    new pages in a durable store), so the next restart cuts that tail (Pager._restart_log)."""
+    new pages in a durable store), so the next restart cuts that tail (Checkpointer._restart_log, Pager.cut_tail)."""
     for i in range(n):
         yield b"gone%02d" % i, bytes([i]) * 5000
     raise _Abandon
@@ -513,26 +513,26 @@ def restart_sweep(tmp: str, seed: int, modes, *, every: int = 1, eio: bool = Fal
     of ``modes`` (``alternate``: every mode at the events of WATCH, one mode in turn at the
     others), reopen with the real pagestore and
     verify. Returns the figures, and which
-    I/O events of WAL.reset, Pager._restart_log and Pager._backfill it cut at."""
+    I/O events of WAL.reset, Checkpointer._restart_log and Checkpointer._backfill it cut at."""
     steps, txns, _syncs = build_restart_steps(seed)
     states = model_states(txns)
     root = os.path.join(tmp, "count")
     os.makedirs(root)
     probe = Disk(root, watch=WATCH)
-    from pagestore.pager import Pager
+    from pagestore.checkpointer import Checkpointer
 
     copies: List[Tuple[int, int]] = []  # (limit, frames) of each checkpoint's copy
-    real_backfill = Pager._backfill
+    real_backfill = Checkpointer._backfill
 
     def counted(self, limit: int, frames: int) -> None:
         copies.append((limit, frames))
         real_backfill(self, limit, frames)
 
-    Pager._backfill = counted  # type: ignore[method-assign]
+    Checkpointer._backfill = counted  # type: ignore[method-assign]
     try:
         run_steps(os.path.join(root, "db.ps"), steps, probe.opener, [], [])
     finally:
-        Pager._backfill = real_backfill  # type: ignore[method-assign]
+        Checkpointer._backfill = real_backfill  # type: ignore[method-assign]
     partial = sum(limit < frames for limit, frames in copies)
     total = probe.events
     kinds = probe.kinds

@@ -623,7 +623,7 @@ def reopened(tmp_path, n: int = 2000, **opts) -> Tuple[str, Dict[bytes, bytes]]:
 
 
 def bit(pager, pgno: int) -> bool:
-    return bool(pager.verified[pgno >> 3] >> (pgno & 7) & 1)
+    return pager.pagemap.is_verified(pgno)
 
 
 def test_mapped_heap_reads_are_in_place_and_verified_once(tmp_path):
@@ -676,7 +676,7 @@ def test_map_grows_with_the_file_and_no_old_map_survives(tmp_path):
         # The old map is not the pager's any more (a snapshot may still read it: it is
         # closed when its last holder lets go); C is handed the new one.
         assert pager.map is not first and pager.map is not None
-        assert pager._map_handle.describes(len(pager.map), pager.page_size, len(pager.verified))
+        pager.pagemap.check()  # C is described the new map
         assert len(pager.map) == pager.file_size() == pager.meta.page_count * pager.page_size
         assert db[b"new01999"] == bytes(3000) and db[b"k%06d" % 5] == model[b"k%06d" % 5]
         db.check()

@@ -1,0 +1,371 @@
+"""pagerfiles: the pager's opening of its files: the data file's lock, the log, the shared index.
+
+``PagerFiles`` is the part of ``Pager`` (its base class: the same object, its code in a
+file of its own) that opens a store: it opens and locks the data file (a writer's
+``flock``, shared by writers that take turns, else exclusive, and ``LOCK_DMS``; a reader's
+shared one, or a seat beside a writer through the shared index), creates a new store's header, opens and recovers the log
+(under ``LOCK_RECOVER`` for a writer with a shared index), reads the committed header
+and checks it against the file (``_check_extent``), and checkpoints what recovery found.
+It also answers what the shared index's rebuild asks of the data file
+(``readers.DataSide``: ``lock_data_shared``, ``unlock_data``, ``disk_meta``, ``open_log``).
+
+The pager's state it sets is declared here and documented in ``Pager.__init__``.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable, List, Optional, Set
+
+from . import fileio
+from . import format as fmt
+from . import readers as shared_log
+from . import storefiles
+from .errors import CorruptionError, InvalidFileError, StoreLockedError
+from .readers import DataLock, ReadMark, SharedLog, shm_path
+from .wal import WAL, log_path
+
+
+class PagerFiles:
+    """PagerFiles opens a pager's files (see the module docstring); ``Pager`` is its one subclass."""
+
+    path: str
+    readonly: bool
+    page_size: int
+    _opener: fileio.Opener
+    file: Optional[fileio.File]
+    _read_into: Optional[Callable[[int, bytearray], int]]
+    wal: Optional[WAL]
+    meta: fmt.Meta
+    committed: fmt.Meta
+    overlaid: Set[int]
+    readers: List[ReadMark]
+    sharing: Optional[SharedLog]
+    shared: bool
+    _data_lock: Optional[DataLock]
+    _solo_lock: Optional[DataLock]
+    _made_log: bool
+    poisoned: Optional[BaseException]
+    turns: bool
+    writing: bool
+    _share_writes: bool
+
+    def checkpoint(self, wait: float = 0.0) -> None:  # pragma: no cover - Pager's
+        raise NotImplementedError
+
+    def _open(self, path: str, create: bool, readonly: bool, page_size: int, opener: fileio.Opener) -> None:
+        if os.path.isdir(path):
+            raise IsADirectoryError(21, "Is a directory (a store is a file)", path)
+        exists = os.path.exists(path)
+        if not exists and (readonly or not create):
+            raise FileNotFoundError(2, "No such store", path)
+        if not exists and not fmt.is_valid_page_size(page_size):
+            raise ValueError(f"page_size must be a power of two from 512 to 65536, got {page_size}")
+        self.file = opener(path, create=create and not readonly, readonly=readonly)
+        self._read_into = getattr(self.file, "read_into", None)
+        if not readonly:
+            self._lock_writer(self._share_writes and shared_log.SUPPORTED)
+        elif not self._shared_possible():
+            self._lock_solo_reader()  # one process at a time, as without a shared index
+        if self.file.size() == 0:
+            if readonly:
+                raise InvalidFileError(f"{path}: empty file, not a pagestore file")
+            if self.turns and self._data_lock is not None:
+                # Writers that take turns open the file together: one of them writes its header
+                # (LOCK_CREATE serializes the look and the write; the others find it written).
+                with self._data_lock.section(shared_log.LOCK_CREATE):
+                    if self.file.size() == 0:
+                        self._create(page_size)
+            else:
+                self._create(page_size)
+        disk_meta = self._read_disk_meta()
+        self.page_size = disk_meta.page_size
+        self._made_log = not readonly and not os.path.lexists(log_path(path))
+        self.wal = WAL(log_path(path), self.page_size, disk_meta.file_id, readonly=readonly, opener=opener)
+        if readonly and self._data_lock is not None:
+            if self._open_shared_reader(disk_meta):
+                return
+            self._lock_solo_reader()  # no shared index here: one process at a time
+        if not readonly and self._data_lock is not None:
+            self.sharing = shared_log.open_index_for_writer(path, self.page_size, disk_meta.file_id, self, self.readers)
+            self.sharing.attach(self.wal)
+            if self.turns:
+                if not self._first_turn():
+                    # Another writer is in its turn: join without recovering (its log is whole and
+                    # published); the first operation reads the latest commit (``begin_operation``).
+                    self.meta = disk_meta
+                    self.committed = disk_meta.copy()
+                    self.overlaid = set()
+                    return
+                disk_meta = self._read_disk_meta()  # the last writer to hold it may have checkpointed
+            self.sharing.recover(self.wal, disk_meta.checkpoint_seq)  # under LOCK_RECOVER: no reader rebuilds it
+        else:
+            self.wal.recover(disk_meta.checkpoint_seq)
+        header = self.wal.newest_frame(0)
+        if header is not None:
+            self.meta = fmt.decode_meta(self.wal.read_frame(header, 0), path)
+            if self.meta.file_id != disk_meta.file_id:
+                raise CorruptionError(0, "the log's copy of the header belongs to another file")
+        else:
+            self.meta = disk_meta
+        self._check_extent(self.meta)
+        self.committed = self.meta.copy()
+        self.overlaid = self.wal.pages()
+        if not readonly and self.wal.has_frames():
+            try:
+                self.checkpoint()
+            except OSError:
+                # A full disk (the data file cannot grow) or a failed sync: the checkpoint has
+                # poisoned the pager (_poison). The log is whole and reads come from it; writes
+                # raise StorePoisonedError naming the error, close writes nothing, and the next
+                # open checkpoints. Failing the open instead left nothing to read the store with.
+                pass
+        if not readonly and self.poisoned is None:
+            self._upgrade_header()
+            self._discard_abandoned_copy()
+
+    def _check_extent(self, meta: fmt.Meta) -> None:
+        """_check_extent checks the header's ``page_count`` against the pages there are: every page
+        past the data file's end must have a frame in the log (the header ``format.decode_meta``
+        accepted is checked against itself only).
+
+        The log may legitimately hold pages past the file's end: a commit's new pages stay in
+        the log until a checkpoint copies them (a crash before it, or a reader beside the
+        writer, sees them there). Nothing else does: pages a large commit writes straight
+        into the data file are synced before its commit frame. A page the file holds only
+        part of (a file cut short) counts as there: reading it reports it.
+
+        This bounds every loop and table sized by ``page_count`` (the map's overlaid pages,
+        a walk's visited bits, a chain's length) by the bytes on disk.
+
+        Raises:
+            CorruptionError: naming the first page that is neither in the file nor in the log.
+        """
+        assert self.file is not None and self.wal is not None
+        size = self.file.size()
+        have = -(-size // self.page_size)
+        count = meta.page_count
+        if count <= have:
+            return
+        index = self.wal.pages()
+        # At most len(index) pages can lie past the end: look no further than one more.
+        for pgno in range(have, min(count, have + len(index) + 1)):
+            if pgno not in index:
+                raise CorruptionError(
+                    pgno, f"page {pgno} is past the end of the data file ({size} bytes) and in no log frame, "
+                          f"but the header's page_count is {count}")
+
+    def _upgrade_header(self) -> None:
+        """_upgrade_header writes page 0 in the current format version when the data file's is
+        older and the log holds nothing (so page 0 is the whole committed header), in place and
+        synced, as a checkpoint writes it: an older pagestore must refuse the file before this
+        writer logs a delta it would take for another file's log (docs/format.md)."""
+        assert self.file is not None and self.wal is not None
+        if self.wal.has_frames() or fmt.stored_version(self.file.read(0, fmt.FILE_HEADER_SIZE)) >= fmt.FORMAT_VERSION:
+            return
+        self.file.write(0, bytes(self.meta.encode()))
+        self.file.sync()
+
+    def _discard_abandoned_copy(self) -> None:
+        """_discard_abandoned_copy removes the copy (and its log) that a compaction killed
+        before its rename left at ``compaction_path``; only ``compact`` would remove it otherwise.
+
+        This writer holds the store's lock, so no compaction of it is running: a copy
+        there is abandoned, unless some open holds it (a store of that name in its own
+        right), which is then left alone.
+        """
+        storefiles.discard_abandoned_copy(self._opener, storefiles.compaction_path(self.path))
+
+    def _lock_writer(self, turns: bool) -> None:
+        """_lock_writer takes the writer's lock on the data file, and LOCK_DMS (shm.py).
+
+        ``turns``: writers in several processes take turns on LOCK_WRITE (``try_lock_write``),
+        so the file's lock is shared: it keeps out only a pagestore that writes alone (an
+        older one, or one where the locks are missing). Otherwise the lock is exclusive: one
+        writing process at a time.
+
+        A reader rebuilding the shared index holds a shared lock on the file for a
+        moment (``_rebuild_shared``): the exclusive lock is retried for a short while.
+
+        Raises:
+            StoreLockedError: another process writes the store alone; the message says why
+                this one cannot join it.
+        """
+        assert self.file is not None
+        deadline = time.monotonic() + 0.25
+        while True:
+            try:
+                self.file.lock(exclusive=not turns)
+                break
+            except StoreLockedError as exc:
+                if time.monotonic() > deadline or not os.path.exists(shm_path(self.path)):
+                    if not (self._share_writes and shared_log.SUPPORTED):
+                        raise StoreLockedError(
+                            f"{exc}; writers in several processes take turns only where fcntl's "
+                            "open-file-description locks work (Linux, on a local file system), and "
+                            "they are missing here: one process writes at a time") from exc
+                    raise StoreLockedError(
+                        f"{exc}; a pagestore that writes alone (an older version, or one without "
+                        "open-file-description locks) has it open") from exc
+                time.sleep(0.002)
+        if shared_log.SUPPORTED:
+            self._data_lock = DataLock(self.path, write=True)
+            if turns:
+                # A reader without the shared index reads alone: it and this writer refuse each
+                # other (each holds its byte first, then looks at the other's: one of two that
+                # open at once sees the other).
+                self._data_lock.hold(shared_log.LOCK_WRITERS)
+                if self._data_lock.others(shared_log.LOCK_SOLO):
+                    raise StoreLockedError(
+                        f"{self.path}: a reader that cannot use the shared index (it may not write "
+                        f"{shm_path(self.path)}) has the store open, and reads it alone")
+        self.turns = turns
+
+    def _lock_solo_reader(self) -> None:
+        """_lock_solo_reader: a read-only open without the shared index reads alone, as before the
+        index existed: a shared lock on the file keeps out a writer that writes alone, and
+        LOCK_SOLO the writers that take turns (``_lock_writer``).
+
+        Raises:
+            StoreLockedError: a writer has the store open.
+        """
+        assert self.file is not None
+        self.file.lock(exclusive=False)
+        if not shared_log.SUPPORTED:
+            return
+        try:
+            solo = DataLock(self.path, write=False, start=shared_log.LOCK_SOLO)
+        except OSError:
+            return  # no lock to be had here (a read-only file system): the file's lock alone
+        self._solo_lock = solo
+        if solo.others(shared_log.LOCK_WRITERS):
+            raise StoreLockedError(f"{self.path}: a writer has the store open, and this reader cannot "
+                                   f"use the shared index ({shm_path(self.path)}) to read beside it")
+
+    # ---- writers in several processes: turns on LOCK_WRITE ----
+
+    def _first_turn(self) -> bool:
+        """_first_turn takes LOCK_WRITE for the open's recovery and checkpoint, if it is free
+        (released at the end of ``__init__``); False if another writer holds it.
+
+        Raises:
+            StoreLockedError: the file system does not lock (a network file system), said so.
+        """
+        assert self.sharing is not None
+        try:
+            self.writing = self.sharing.try_lock_write()
+        except OSError as exc:
+            raise StoreLockedError(
+                f"{self.path}: cannot take the write lock writers in several processes share "
+                f"(fcntl open-file-description lock on {shm_path(self.path)}: {exc.strerror or exc}); "
+                "a network file system does not provide them") from exc
+        return self.writing
+
+    def _shared_possible(self) -> bool:
+        """_shared_possible: for a read-only open, takes LOCK_DMS and opens the shared index, so that
+        this reader can read beside a writer. False (nothing taken) where it cannot: no locks of the
+        kind it needs, or no way to write the index beside the store (a read-only directory)."""
+        if not shared_log.SUPPORTED:
+            return False
+        for _ in range(20):
+            try:
+                lock = DataLock(self.path, write=False)
+            except OSError:
+                return False
+            # A compaction may have renamed a new file over the path while this open
+            # waited for the lock: then read the new one.
+            ino = os.fstat(lock.fd).st_ino
+            fd = getattr(self.file, "fd", None)
+            if os.stat(self.path).st_ino == ino and (fd is None or os.fstat(fd).st_ino == ino):
+                self._data_lock = lock
+                break
+            lock.close()
+            if self.file is not None and fd is not None:
+                self.file.close()
+                self.file = self._opener(self.path, create=False, readonly=True)
+                self._read_into = getattr(self.file, "read_into", None)
+        else:
+            raise StoreLockedError(f"{self.path}: the store file keeps being replaced; try again")
+        return True
+
+    def _read_disk_meta(self) -> fmt.Meta:
+        """_read_disk_meta decodes the data file's header. A reader beside a writer retries a
+        header that fails its checksum: the writer may be rewriting it at that moment."""
+        assert self.file is not None
+        tries = 50 if ((self.readonly or self.turns) and self._data_lock is not None) else 1
+        for i in range(tries):
+            try:
+                return fmt.decode_meta(self.file.read(0, fmt.FILE_HEADER_SIZE), self.path)
+            except CorruptionError:
+                if i == tries - 1:
+                    raise
+                time.sleep(0.001)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _open_shared_reader(self, disk_meta: fmt.Meta) -> bool:
+        """_open_shared_reader finishes a read-only open beside a possible writer: the shared index
+        is opened (made if missing) and checked (rebuilt from the log by the first process to open
+        the store); the view is taken by the first ``begin_operation``. False, with LOCK_DMS let
+        go, where the index cannot be written (a read-only directory)."""
+        assert self._data_lock is not None
+        try:
+            self.sharing = SharedLog.open(self.path, self.page_size, disk_meta.file_id, self, self.readers)
+        except OSError:
+            self._data_lock.close()
+            self._data_lock = None
+            return False
+        self.shared = True
+        self.meta = disk_meta
+        self.committed = disk_meta.copy()
+        self.overlaid = set()
+        if self._data_lock.alone():
+            try:
+                self.sharing.rebuild(force=True)  # what a crash left there is not to be trusted
+            except OSError:
+                # No room to grow the index for the log's frames (a full disk): read without
+                # one, one process at a time, as where the index cannot be written at all.
+                self.sharing.close()
+                self.sharing = None
+                self.shared = False
+                self._data_lock.close()
+                self._data_lock = None
+                return False
+        return True
+
+    # ---- what the shared index's rebuild asks of the data file (readers.DataSide) ----
+
+    def lock_data_shared(self) -> bool:
+        """lock_data_shared takes a shared lock on the data file, so that no writer starts; False
+        if a writer holds the store. Callers: ``SharedLog.rebuild``."""
+        assert self.file is not None
+        if self.turns:
+            return True  # a writer taking turns holds it shared already (LOCK_WRITE tells who writes)
+        try:
+            self.file.lock(exclusive=False)
+        except StoreLockedError:
+            return False
+        return True
+
+    def unlock_data(self) -> None:
+        """unlock_data lets go of ``lock_data_shared``'s lock."""
+        if self.turns:
+            return
+        unlock = getattr(self.file, "unlock", None)
+        if unlock is not None:
+            unlock()
+
+    def disk_meta(self) -> fmt.Meta:
+        """disk_meta: the data file's header (retried while a writer may be rewriting it)."""
+        return self._read_disk_meta()
+
+    def open_log(self, file_id: int) -> WAL:
+        """open_log opens the store's log read-only, for a file of ``file_id`` (not recovered)."""
+        return WAL(log_path(self.path), self.page_size, file_id, readonly=True, opener=self._opener)
+
+    def _create(self, page_size: int) -> None:
+        """_create writes the header of a new, empty store and makes it durable."""
+        assert self.file is not None
+        meta = fmt.Meta(page_size, page_count=1, file_id=int.from_bytes(os.urandom(8), "little") or 1)
+        self.file.write(0, bytes(meta.encode()))
+        self.file.sync()
+        fileio.sync_directory(self.path)

@@ -1,0 +1,76 @@
+"""Checkpointer through the pager that owns it: how far a checkpoint copies under a read
+mark, when the log restarts, and ``check``, its invariants (run by ``Pager.check``).
+
+Pages are plain heap pages with one marker record each, as in test_pager.py.
+"""
+from __future__ import annotations
+
+import pytest
+
+from pagestore import format as fmt
+from pagestore.errors import PageStoreError
+from pagestore.pager import Pager
+
+PS = 512
+
+
+def commit_page(pager: Pager, data: bytes) -> int:
+    pager.begin_operation()
+    page = pager.allocate(fmt.PAGE_HEAP)
+    page.insert(data)
+    pager.commit()
+    return page.pgno
+
+
+def test_a_mark_bounds_the_copy_and_holds_the_restart(tmp_path):
+    pager = Pager(str(tmp_path / "p.ps"), page_size=PS, wal_limit=1 << 30)
+    cp = pager.checkpointer
+    assert pager.wal is not None
+    commit_page(pager, b"one")
+    mark = pager.read_mark()
+    at_mark = pager.wal.committed_frames
+    commit_page(pager, b"two")
+    frames = pager.wal.committed_frames
+    assert frames > at_mark
+    pager.checkpoint()
+    # Copied up to the mark, not past it, and the log is not restarted under it.
+    assert cp.backfilled == pager.backfilled == at_mark
+    assert pager.wal.committed_frames == frames and pager.meta.checkpoint_seq == 0
+    pager.check()
+    pager.release(mark)
+    pager.checkpoint()
+    assert cp.backfilled == 0 and pager.wal.committed_frames == 0  # all copied, then restarted
+    assert pager.meta.checkpoint_seq == 1 and not pager.overlaid
+    pager.check()
+    pager.close()
+
+
+def test_check_refuses_a_count_past_the_log(tmp_path):
+    pager = Pager(str(tmp_path / "p.ps"), page_size=PS, wal_limit=1 << 30)
+    commit_page(pager, b"one")
+    pager.check()
+    cp = pager.checkpointer
+    assert pager.wal is not None
+    cp.backfilled = pager.wal.committed_frames + 1  # as a restart that forgot to reset it would leave it
+    with pytest.raises(PageStoreError, match="frames copied of a log of"):
+        pager.check()
+    cp.backfilled = 0
+    cp.next_try = -1
+    with pytest.raises(PageStoreError, match="next try"):
+        cp.check()
+    cp.next_try = 0
+    pager.check()
+    pager.close()
+
+
+def test_a_reader_copies_nothing(tmp_path):
+    path = str(tmp_path / "p.ps")
+    writer = Pager(path, page_size=PS, wal_limit=1 << 30)
+    commit_page(writer, b"one")
+    reader = Pager(path, readonly=True)
+    reader.checkpoint()  # a reader's checkpoint is a no-op
+    assert reader.checkpointer.backfilled == 0 and reader.backfilled == 0
+    reader.checkpointer.check()
+    reader.end_operation()
+    reader.close()
+    writer.close()
