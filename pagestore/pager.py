@@ -893,6 +893,17 @@ class Pager(PagerFiles):
         if not self.in_transaction:
             return False
         self.check_writable()
+        if self.turns and not self.writing:
+            # Asked of the pager directly, outside the store's write lock (a tool, a test): a
+            # turn of its own, without catching up: _check_latest refuses the commit if another
+            # writer has committed since this pager's pages were read.
+            if not self._lock_write_for(1.0):
+                raise StoreLockedError(f"{self.path}: another process held the store's write lock for 1 s")
+            self.writing = True
+            try:
+                return self.commit(sync)
+            finally:
+                self.end_write()
         if self.turns:
             self._check_latest()
         txn = self.meta.lsn + 1
@@ -1281,6 +1292,18 @@ class Pager(PagerFiles):
         """_take_turn takes a write turn of the pager's own (the checkpoint at close, or one asked
         of the pager directly), if LOCK_WRITE is free within ``wait`` seconds; False if not (or
         catching up failed: the next writer checkpoints). The caller ends it (``end_write``)."""
+        if not self._lock_write_for(wait):
+            return False
+        try:
+            self.begin_write()
+        except PageStoreError:
+            self.end_write()
+            return False
+        return True
+
+    def _lock_write_for(self, wait: float) -> bool:
+        """_lock_write_for takes LOCK_WRITE if it is free within ``wait`` seconds (the operation's read
+        mark let go first); False if not."""
         if self.sharing is not None:
             self.sharing.end_read()
         deadline = time.monotonic() + wait
@@ -1288,10 +1311,6 @@ class Pager(PagerFiles):
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.001)
-        try:
-            self.begin_write()
-        except PageStoreError:
-            return False
         return True
 
     def _close_files(self) -> None:
