@@ -12,10 +12,11 @@ open, and lines the parent reads (flushed at once: the parent may SIGKILL it any
 ``sum PATH STOP TOTAL``
     Read-only: until the file STOP exists, sums the balances in a snapshot; prints ``BAD sum``
     for a sum other than TOTAL, then ``DONE rounds``.
-``writer PATH NAME SEED``
+``writer PATH NAME SEED [PAUSE]``
     Without end: transactions of 2 to 6 keys ``t/NAME/n/i`` (now and then a big one, whose
-    values spill from a small cache and are written straight into the data file) and single
-    puts ``s/NAME/n``, durable; prints ``ACK t n k`` / ``ACK s n`` once the commit returned.
+    values spill from a small cache) and single puts ``s/NAME/n``, durable; prints
+    ``ACK t n k`` / ``ACK s n`` once the commit returned. PAUSE: seconds between writes (a
+    soak's store grows slower).
 ``groups PATH STOP``
     Read-only: until STOP exists, checks in snapshots that every transaction ``t/NAME/n`` is
     whole (its keys ``i`` are 0..k-1, each value naming k); prints ``BAD ...`` otherwise.
@@ -81,21 +82,23 @@ def sum_reader(path: str, stop: str, total: int) -> None:
         say(f"DONE {rounds}")
 
 
-def writer(path: str, name: str, seed: int) -> None:
+def writer(path: str, name: str, seed: int, pause: float = 0.0) -> None:
     rng = random.Random(seed)
     with pagestore.open(path, timeout=60, cache_size=64 * 4096) as db:
         say("START")
         n = 0
         while True:
             n += 1
+            if pause:
+                time.sleep(pause)
             r = rng.random()
             if r < 0.4:
                 db[b"s/%s/%d" % (name.encode(), n)] = b"x" * rng.randint(1, 200)
                 say(f"ACK s {n}")
                 continue
             big = r > 0.99
-            k = rng.randint(40, 90) if big else rng.randint(2, 6)
-            size = 3000 if big else 100
+            k = rng.randint(50, 90) if big else rng.randint(2, 6)
+            size = 4000 if big else 100
             with db.transaction() as t:
                 for i in range(k):
                     t[b"t/%s/%d/%d" % (name.encode(), n, i)] = b"%d:" % k + rng.randbytes(rng.randint(1, size))
@@ -126,7 +129,7 @@ def groups(path: str, stop: str) -> None:
                 for line in group_errors(s.items(prefix=b"t/")):
                     say(f"BAD {line}")
             rounds += 1
-            time.sleep(0.01)
+            time.sleep(0.05)
         say(f"DONE {rounds}")
 
 
@@ -149,7 +152,7 @@ def main(argv: "list[str]") -> None:
     elif role == "sum":
         sum_reader(path, rest[0], int(rest[1]))
     elif role == "writer":
-        writer(path, rest[0], int(rest[1]))
+        writer(path, rest[0], int(rest[1]), float(rest[2]) if len(rest) > 2 else 0.0)
     elif role == "groups":
         groups(path, rest[0])
     elif role == "hold":

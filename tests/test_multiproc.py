@@ -171,7 +171,7 @@ def _acked(lines: List[str], name: str) -> Tuple[Set[bytes], Dict[bytes, int]]:
     return singles, txns
 
 
-def _kill_rounds(tmp_path, rounds: int, seed: int = 1) -> None:
+def _kill_rounds(tmp_path, rounds: int, seed: int = 1, pause: float = 0.0) -> None:
     rng = random.Random(seed)
     path = str(tmp_path / "k.ps")
     stop = str(tmp_path / "stop")
@@ -182,7 +182,7 @@ def _kill_rounds(tmp_path, rounds: int, seed: int = 1) -> None:
     writers: Dict[str, Proc] = {}
     for _ in range(3):
         born += 1
-        writers[f"w{born}"] = Proc("writer", path, f"w{born}", str(rng.randrange(1 << 30)))
+        writers[f"w{born}"] = Proc("writer", path, f"w{born}", str(rng.randrange(1 << 30)), str(pause))
     acked_s: Set[bytes] = set()
     acked_t: Dict[bytes, int] = {}
     try:
@@ -203,7 +203,7 @@ def _kill_rounds(tmp_path, rounds: int, seed: int = 1) -> None:
             assert not lost, f"round {_r}: lost acknowledged commits {lost[:5]}"
             assert not half, f"round {_r}: half transactions {half[:5]}"
             born += 1
-            writers[f"w{born}"] = Proc("writer", path, f"w{born}", str(rng.randrange(1 << 30)))
+            writers[f"w{born}"] = Proc("writer", path, f"w{born}", str(rng.randrange(1 << 30)), str(pause))
     finally:
         for name, w in writers.items():
             s, t = _acked(w.kill(), name)
@@ -227,7 +227,7 @@ def test_sigkill_of_a_writer_loses_nothing_acknowledged(tmp_path):
 
 @pytest.mark.slow
 def test_sigkill_of_a_writer_100_rounds(tmp_path):
-    _kill_rounds(tmp_path, 100, seed=7)
+    _kill_rounds(tmp_path, 100, seed=7, pause=0.005)
 
 
 # ---- timeouts ----
@@ -435,3 +435,29 @@ def test_after_compact_other_writers_join_the_new_file(tmp_path):
         open(stop, "w").close()
         reader.finish()
         db.check()
+
+
+def test_a_commit_durable_but_never_published_is_kept_by_the_next_writer(tmp_path):
+    """A writer killed after its commit frame was synced but before it published it: the next writer's
+    catch-up reads past the published state to the last valid commit frame, keeps that commit, and
+    publishes it (it does not write over it)."""
+    path = str(tmp_path / "u.ps")
+    code = (
+        "import os, sys, pagestore\n"
+        "from pagestore.pager import Pager\n"
+        "db = pagestore.open(sys.argv[1])\n"
+        "Pager._publish = lambda self: os._exit(7)  # dies between the commit's sync and its publication\n"
+        "db[b'unpublished'] = b'1'\n"
+    )
+    with pagestore.open(path) as db:
+        db[b"before"] = b"0"
+        out = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 7, out.stderr
+        assert b"unpublished" not in db  # a read sees the published state only
+        db[b"after"] = b"2"  # the turn's catch-up finds the commit
+        assert db[b"unpublished"] == b"1" and db[b"after"] == b"2"
+        db.check()
+        with pagestore.open(path, readonly=True) as r:  # and published it for the readers
+            assert r[b"unpublished"] == b"1" and r[b"after"] == b"2"
+    with pagestore.open(path) as db:
+        assert dict(db.items()) == {b"before": b"0", b"unpublished": b"1", b"after": b"2"}
