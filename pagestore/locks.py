@@ -45,7 +45,7 @@ from .errors import StoreLockedError
 #: Seconds between two tries of the process lock: the first wait, and the longest (the
 #: wait doubles up to it, with jitter, so that waiting processes do not try in step).
 POLL_FIRST = 0.0002
-POLL_MAX = 0.004
+POLL_MAX = 0.002
 
 
 class ProcessLock(Protocol):
@@ -54,6 +54,12 @@ class ProcessLock(Protocol):
 
     def try_lock(self) -> bool:
         """try_lock takes the lock without waiting; False if another process holds it."""
+
+    def waiting(self, on: bool) -> None:
+        """waiting: the caller waits in line for the lock (on), or no longer (off)."""
+
+    def others_waiting(self) -> bool:
+        """others_waiting: another process waits in line for the lock."""
 
     def taken(self) -> None:
         """taken: the lock was just taken (the holder catches up here); raising lets it go again."""
@@ -156,18 +162,29 @@ def _poll(process: ProcessLock, deadline: Optional[float]) -> bool:
     POLL_FIRST to POLL_MAX, with jitter, so that waiting processes do not
     try in step; a commit takes a few milliseconds, so a waiter loses at most
     about one commit's time to the poll.
+
+    Turns: a process that finds others waiting (``others_waiting``) does not
+    take the lock at once, though it may be free: it waits in line with them
+    (``waiting``), so that a writer that has just let the lock go cannot take
+    it again and again while the others sleep between their tries (measured,
+    4 processes of one-put commits: without this, one process's share fell to
+    0.56 of the mean).
     """
-    if process.try_lock():
+    if not process.others_waiting() and process.try_lock():
         return True
-    wait = POLL_FIRST
-    while True:
-        now = time.monotonic()
-        if deadline is not None and now >= deadline:
-            return False
-        nap = wait * (0.5 + random.random())
-        if deadline is not None:
-            nap = min(nap, deadline - now)
-        time.sleep(nap)
-        if process.try_lock():
-            return True
-        wait = min(wait * 2, POLL_MAX)
+    process.waiting(True)
+    try:
+        wait = POLL_FIRST
+        while True:
+            if process.try_lock():
+                return True
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                return False
+            nap = wait * (0.5 + random.random())
+            if deadline is not None:
+                nap = min(nap, deadline - now)
+            time.sleep(nap)
+            wait = min(wait * 2, POLL_MAX)
+    finally:
+        process.waiting(False)

@@ -342,6 +342,15 @@ class Pager(PagerFiles):
         if self.sharing is not None:
             self.sharing.unlock_write()
 
+    def wait_write(self, on: bool) -> None:
+        """wait_write: this process waits in line for LOCK_WRITE, or no longer (locks.ProcessLock.waiting)."""
+        if self.sharing is not None:
+            self.sharing.wait_write(on)
+
+    def others_wait_write(self) -> bool:
+        """others_wait_write: another process waits in line for LOCK_WRITE."""
+        return self.sharing is not None and self.sharing.others_wait_write()
+
     def _check_latest(self) -> None:
         """_check_latest: a commit of writers taking turns is based on the latest commit, or
         PageStoreError (nothing stale is ever written). One read of the index's header."""

@@ -294,6 +294,17 @@ class SharedLog:
         """unlock_write lets LOCK_WRITE go."""
         self.index.unlock(shmlib.LOCK_WRITE)
 
+    def wait_write(self, on: bool) -> None:
+        """wait_write: this process waits in line for LOCK_WRITE (LOCK_WAITING shared), or no longer."""
+        if on:
+            self.index.lock(shmlib.LOCK_WAITING)
+        else:
+            self.index.unlock(shmlib.LOCK_WAITING)
+
+    def others_wait_write(self) -> bool:
+        """others_wait_write: another process waits in line for LOCK_WRITE (one lock probe)."""
+        return self.index.held_by_others(shmlib.LOCK_WAITING, 1) is not None
+
     def catch_up(self, wal: Any, apply: Apply) -> int:
         """catch_up brings a writer that has just taken LOCK_WRITE up to every commit in the log
         (``WAL.catch_up``: a commit another writer made durable but was killed before publishing

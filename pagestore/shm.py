@@ -64,6 +64,8 @@ never blocks anyone for long)
                            while one writes (a transaction, a commit of single
                            writes, a checkpoint; locks.py); a reader rebuilding the
                            index holds it too, so that no writer starts meanwhile
+    shm    LOCK_WAITING    shared by each writer waiting for LOCK_WRITE: a writer that
+                           sees it held waits in line instead of taking LOCK_WRITE at once
     shm    READ_BASE + m   a read mark: shared by each process while it reads the
                            store as of m committed frames; the writer copies log
                            frames into the data file only up to the smallest held
@@ -108,6 +110,7 @@ LOCK_DMS = LOCK_BASE
 LOCK_RECOVER = LOCK_BASE + 1
 LOCK_READ0 = LOCK_BASE + 2
 LOCK_WRITE = LOCK_BASE + 3
+LOCK_WAITING = LOCK_BASE + 4
 LOCK_WRITERS = LOCK_BASE + 1  # on the data file, as LOCK_DMS
 LOCK_SOLO = LOCK_BASE + 2  # on the data file, as LOCK_DMS
 LOCK_CREATE = LOCK_BASE + 3  # on the data file, as LOCK_DMS

@@ -1651,6 +1651,12 @@ class _Turns:
             raise StoreClosedError(f"{self.store.path}: store is closed")
         return pager.try_lock_write()
 
+    def waiting(self, on: bool) -> None:
+        self.store._pager.wait_write(on)
+
+    def others_waiting(self) -> bool:
+        return self.store._pager.others_wait_write()
+
     def taken(self) -> None:
         with self.store._lock:
             self.store._pager.begin_write()

@@ -480,7 +480,7 @@ def test_lock_table_matches_the_constants():
     from pagestore import shm
 
     rows = dict(re.findall(r"^\| `(LOCK_[A-Z0-9]+)` \| 2\^40(?: \+ (\d+))? \|", FORMAT_MD, re.M))
-    assert set(rows) == {"LOCK_DMS", "LOCK_WRITERS", "LOCK_CREATE", "LOCK_SOLO", "LOCK_RECOVER", "LOCK_READ0", "LOCK_WRITE"}
+    assert set(rows) == {"LOCK_DMS", "LOCK_WRITERS", "LOCK_CREATE", "LOCK_SOLO", "LOCK_RECOVER", "LOCK_READ0", "LOCK_WRITE", "LOCK_WAITING"}
     for name, plus in rows.items():
         assert getattr(shm, name) == (1 << 40) + int(plus or 0), name
     assert shm.READ_BASE == (1 << 40) + 16 and "`READ_BASE` = 2^40 + 16" in FORMAT_MD

@@ -341,6 +341,12 @@ class FakeProcessLock:
         self.held = True
         return True
 
+    def waiting(self, on: bool) -> None:
+        self.in_line = on
+
+    def others_waiting(self) -> bool:
+        return False
+
     def taken(self) -> None:
         self.caught_up += 1
         if self.fail_taken:
