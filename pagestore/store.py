@@ -390,8 +390,7 @@ class Store(MutableMapping[Any, Any]):
         if self.readonly:
             self._fsm_stale = True
             return
-        fsm = self._heap.fsm
-        if pgnos is None or not pgnos.isdisjoint(fsm.pages) or (fsm.pages[0] if fsm.pages else 0) != self._pager.meta.fsm_head:
+        if pgnos is None or not self._heap.fsm.reload(pgnos):
             self._heap.reset()
 
     # ---- codecs ----

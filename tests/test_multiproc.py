@@ -467,3 +467,23 @@ def test_a_commit_durable_but_never_published_is_kept_by_the_next_writer(tmp_pat
             assert r[b"unpublished"] == b"1" and r[b"after"] == b"2"
     with pagestore.open(path) as db:
         assert dict(db.items()) == {b"before": b"0", b"unpublished": b"1", b"after": b"2"}
+
+
+def test_a_writers_free_space_map_follows_the_other_writers(tmp_path):
+    """The heap's free-space map in memory is the stored one after catching up (check() compares
+    them for a writer), read again page by page (FreeSpaceMap.reload), or whole when its chain grew."""
+    path = str(tmp_path / "fsm.ps")
+    with pagestore.open(path, page_size=512) as db:
+        db.update((b"%05d" % i, b"v" * 40) for i in range(300))
+        p = Proc("counter", path, "30")
+        p.finish()
+        db.check()
+        code = ("import sys, pagestore\n"
+                "with pagestore.open(sys.argv[1]) as o:\n"
+                "    o.update((b'x%05d' % i, b'w' * 120) for i in range(3000))\n"
+                "    o.delete_range(b'00100', b'00200')\n")
+        out = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        db[b"mine"] = b"m" * 100  # placed by the map as the other writer left it
+        db.check()
+        assert len(db) == 300 - 100 + 3000 + 2
