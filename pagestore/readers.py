@@ -276,7 +276,7 @@ class SharedLog:
         if writer:
             self.mark = head.frames
             if (head.generation, head.salt, head.frames) != (wal.generation, wal.salt, wal.committed_frames):
-                changed = wal.catch_up(head.frames)
+                changed = wal.catch_up(head.frames, (head.generation, head.salt) == (wal.generation, wal.salt))
                 if changed is None or changed:
                     apply(None if changed is None else set(changed), changed is None, True)
             self.view = head
@@ -316,7 +316,7 @@ class SharedLog:
             CorruptionError: from ``WAL.catch_up`` or ``apply``.
         """
         head = self.index.read_header()
-        changed = wal.catch_up(None)
+        changed = wal.catch_up(None, head is not None and (head.generation, head.salt) == (wal.generation, wal.salt))
         if changed is None or changed:
             apply(None if changed is None else set(changed), changed is None, True)
         state = (wal.generation, wal.salt, wal.committed_frames)

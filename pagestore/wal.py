@@ -377,7 +377,7 @@ class WAL:
             self._synced = False  # frames another process wrote, maybe with sync=False: the next sync covers them
         return list(added)
 
-    def catch_up(self, frames: Optional[int]) -> Optional[List[int]]:
+    def catch_up(self, frames: Optional[int], same_log: bool = False) -> Optional[List[int]]:
         """catch_up brings a WRITER's log up to the commits other processes appended since it last
         looked (writers in several processes take turns: pager.py ``catch_up``): the frames past
         ``committed_end`` are read and checked as recovery reads them, up to the last valid commit
@@ -387,19 +387,22 @@ class WAL:
 
         Returns the page numbers whose newest frame changed, or None when the log is another
         generation now (another writer restarted it): its index is then rebuilt from the file,
-        and any page may have changed.
+        and any page may have changed. ``same_log``: the caller knows the log is still this
+        generation (the shared index publishes it, and a restart invalidates that first), so
+        its header is not read again.
 
         Raises:
             CorruptionError: the log's header is unreadable, a delta does not follow its page's
                 previous frame, or the log holds fewer than ``frames`` committed frames.
         """
         assert not self.readonly and self.file is not None and not self.txn_index
-        head = self._read_header()
-        if head is None:
+        # Most catch-ups find a few small frames, or none: a first read of one whole frame.
+        reader = _Reader(self.file, FRAME_HEADER_SIZE + self.page_size)
+        head = None if same_log else self._read_header()
+        if head is None and not same_log:
             raise CorruptionError(None, f"{self.path}: the log's header is unreadable")
         added: Optional[List[int]]
-        reader = _Reader(self.file, 64 * 1024)
-        if head[:2] == (self.generation, self.salt):
+        if head is None or head[:2] == (self.generation, self.salt):
             added = self._scan(frames, reader)
         else:
             self.index.clear()
