@@ -12,7 +12,9 @@ together. It runs with 1 process, then with ``--procs`` processes, on:
 - LMDB (``lmdb`` package), one write transaction per put with the default sync (its
   writer mutex in the lock file; one fdatasync and a meta page write per commit).
 
-Reported per engine: commits per second with 1 process and with N, their ratio (the issue's
+Each count is measured twice, in the order 1, N, N, 1, half the time each (the disk's
+speed drifts on a shared machine). Reported per engine: commits per second with 1 process
+and with N, their ratio (the issue's
 target for pagestore: >= 0.8), and each process's share of the N-process commits as a
 fraction of the mean share (the issue: no process below 0.5). Speed is noise on a shared
 two-core machine: compare figures of one run; ``uptime``'s load average is printed with them.
@@ -131,16 +133,23 @@ def main() -> None:
                 except ImportError:
                     print("lmdb: not installed, skipped")
                     continue
-            one = run(engine, 1, args.seconds, where)
-            many = run(engine, args.procs, args.seconds, where)
-            rate1 = one[0] / args.seconds
+            # In the order 1, N, N, 1, half the time each: the disk's speed drifts on a shared
+            # machine, and the two counts should see the same drift.
+            half = args.seconds / 2
+            ones = [run(engine, 1, half, where)]
+            manys = [run(engine, args.procs, half, where), run(engine, args.procs, half, where)]
+            ones.append(run(engine, 1, half, where))
+            many = [a + b for a, b in zip(*manys)]
+            rate1 = sum(o[0] for o in ones) / args.seconds
             rate_n = sum(many) / args.seconds
             mean = sum(many) / len(many)
             shares = [round(c / mean, 2) if mean else 0.0 for c in many]
+            phases = [ones[0][0] / half, sum(manys[0]) / half, sum(manys[1]) / half, ones[1][0] / half]
             report[engine] = {"one": rate1, "many": rate_n, "ratio": rate_n / rate1 if rate1 else None,
-                              "counts": many, "shares": shares}
+                              "counts": many, "shares": shares, "phases": phases}
             print(f"{engine:9s} 1 process {rate1:8.0f} commits/s   {args.procs} processes {rate_n:8.0f} commits/s"
-                  f"   ratio {rate_n / rate1:5.2f}   shares {shares}", flush=True)
+                  f"   ratio {rate_n / rate1:5.2f}   shares {shares}   phases 1,N,N,1 {[round(x) for x in phases]}",
+                  flush=True)
     finally:
         shutil.rmtree(where, ignore_errors=True)
     report["load_after"] = os.getloadavg()
