@@ -487,3 +487,25 @@ def test_a_writers_free_space_map_follows_the_other_writers(tmp_path):
         db[b"mine"] = b"m" * 100  # placed by the map as the other writer left it
         db.check()
         assert len(db) == 300 - 100 + 3000 + 2
+
+
+def test_a_file_system_without_the_locks_is_named(tmp_path, monkeypatch):
+    """Where LOCK_WRITE cannot be taken at all (a network file system answers ENOLCK), the open
+    says so with StoreLockedError, instead of failing later or writing unguarded."""
+    import errno
+
+    from pagestore import readers
+
+    path = str(tmp_path / "nfs.ps")
+    pagestore.open(path).close()
+
+    def no_locks(self):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(readers.SharedLog, "try_lock_write", no_locks)
+    with pytest.raises(StoreLockedError, match="network file system"):
+        pagestore.open(path)
+    monkeypatch.undo()
+    with pagestore.open(path) as db:  # nothing was left behind
+        db[b"k"] = b"v"
+        db.check()
