@@ -153,7 +153,7 @@ def test_transfers_by_three_writers_sum_in_every_snapshot(tmp_path):
 
 @pytest.mark.slow
 def test_transfers_by_three_writers_for_a_minute(tmp_path):
-    _transfers(tmp_path, 4000)
+    _transfers(tmp_path, 10000)  # about a minute here (4,000 each took 19 s on a quiet machine)
 
 
 # ---- SIGKILL ----
