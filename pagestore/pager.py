@@ -80,12 +80,13 @@ from __future__ import annotations
 
 import mmap as _mmap
 import sys
+import time
 from collections import OrderedDict
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple, Union
 
 from . import fileio
 from . import format as fmt
-from .errors import CorruptionError, PageStoreError, ReadOnlyError, StorePoisonedError
+from .errors import CorruptionError, PageStoreError, ReadOnlyError, StoreLockedError, StorePoisonedError
 from .freelist import FreeList
 from .page import SlottedPage, seal_pages
 from .pagemap import PageMap
@@ -95,7 +96,7 @@ from . import storefiles
 from .storefiles import discard as discard, side_file_undo as side_file_undo
 from .wal import WAL, EarlierSyncFailed, Frame, log_path, remove_log
 from .checkpointer import CHECKPOINT_RUN, Checkpointer
-from .readers import DataLock, IndexGrowError, Marks, ReadMark, SharedLog, remove_shm
+from .readers import LOCK_WRITERS, DataLock, IndexGrowError, Marks, ReadMark, SharedLog, remove_shm
 
 DEFAULT_CACHE_BYTES = 32 * 1024 * 1024
 DEFAULT_WAL_LIMIT = 16 * 1024 * 1024
@@ -188,6 +189,7 @@ class Pager(PagerFiles):
         wal_limit: int = DEFAULT_WAL_LIMIT,
         opener: fileio.Opener = fileio.open_file,
         mmap: bool = True,
+        share_writes: bool = False,
     ) -> None:
         self.path = path
         self.readonly = readonly
@@ -234,6 +236,7 @@ class Pager(PagerFiles):
         #: commit's header frame may be a delta from it (only while it is still page 0's newest)
         self._logged_header: Optional[Tuple[int, bytes]] = None
         self._data_lock: Optional[DataLock] = None  # LOCK_DMS on the data file, when held
+        self._solo_lock: Optional[DataLock] = None  # LOCK_SOLO: a reader without the shared index
         #: the first failed write or sync of the data file or the log (an OSError), or None:
         #: once set, every write raises StorePoisonedError until the store is opened again
         self.poisoned: Optional[BaseException] = None
@@ -246,12 +249,23 @@ class Pager(PagerFiles):
         self.cache_pages = self.own_pages = MIN_CACHE_PAGES
         self._made_log = False  # this open created the log file (removed again if the open fails)
         self._free = FreeList(self)  # loaded on first use
+        #: the log's append count through which deferred syncs are owed (``_sync_deferred``)
+        self._deferred = 0
+        #: writers in several processes take turns (issue 26; ``share_writes`` where the locks
+        #: exist): a write holds LOCK_WRITE (``try_lock_write`` .. ``end_write``), and between
+        #: turns the writer reads as a reader does (``begin_operation``)
+        self.turns = False
+        self._share_writes = share_writes
+        #: this process holds LOCK_WRITE and has caught up (``begin_write``)
+        self.writing = False
         try:
             self._open(path, create, readonly, page_size, opener)
             self.pagemap.set_page_size(self.page_size)
             self._remap()
             self.cache_pages = self.own_pages = max(MIN_CACHE_PAGES, cache_size // self.page_size)
-            if self.shared:
+            if self.writing:
+                self.end_write()
+            if self.shared or self.turns:
                 self.begin_operation()  # the view the store builds itself on; the store ends it
         except BaseException:
             alone = self._data_lock is None or self._data_lock.try_exclusive()
@@ -322,6 +336,76 @@ class Pager(PagerFiles):
         """memory: the pager's private bytes (its cache) and the bytes of the data file it maps."""
         return {"cache_bytes": len(self.cache) * self.page_size, "mapped_bytes": self.pagemap.mapped_bytes()}
 
+    # ---- writers in several processes: turns on LOCK_WRITE (issue 26) ----
+
+    def try_lock_write(self) -> bool:
+        """try_lock_write takes LOCK_WRITE without waiting (False: another process holds it).
+        Callers: the store's write lock (locks.py), then ``begin_write`` once it is taken."""
+        assert self.sharing is not None and self.turns
+        return self.sharing.try_lock_write()
+
+    def begin_write(self) -> None:
+        """begin_write: this process has just taken LOCK_WRITE. Its log and pages catch up with
+        every commit the other writers made since it last looked (``SharedLog.catch_up``: the
+        changed pages leave the cache, the tree's nodes and the map's verified bits through
+        ``_follow`` and ``on_change``), so that what it writes next is based on the latest
+        commit. Callers: the store, under its operation lock.
+
+        Raises:
+            CorruptionError: from reading the other writers' frames; LOCK_WRITE is then the
+                caller's to let go.
+        """
+        assert self.sharing is not None and self.wal is not None and self.turns
+        assert not self.dirty and not self.wal.txn_index, "a write turn begins outside a transaction"
+        if self.sharing.mark is not None:
+            self.sharing.end_read()  # the operation's read mark: from here this process reads the latest
+        self.checkpointer.caught_up(self.sharing.catch_up(self.wal, self._follow))
+        self.writing = True
+
+    def end_write(self) -> None:
+        """end_write lets LOCK_WRITE go: from the next operation on, this process reads as a reader
+        beside the other writers. Callers: the store, under its operation lock."""
+        self.writing = False
+        if self.sharing is not None:
+            try:
+                self._sync_deferred()
+            finally:
+                self.sharing.unlock_write()
+
+    def _sync_deferred(self) -> None:
+        """_sync_deferred syncs the log through the commits that deferred their sync
+        (``commit(defer=True)``), before LOCK_WRITE goes: another writer catches up onto
+        what the log holds and builds on it, so every commit it finds must be durable
+        (the group commit's own sync, outside the lock, then finds nothing to do). A
+        failed sync poisons the pager and is not raised here: the deferred sync's caller
+        (``sync(owed)``) raises StorePoisonedError, so none of those commits is acknowledged."""
+        upto, self._deferred = self._deferred, 0
+        if upto and self.wal is not None and not self.wal.synced_through(upto):
+            try:
+                self.sync(upto)
+            except (OSError, PageStoreError):
+                pass
+
+    def wait_write(self, on: bool) -> None:
+        """wait_write: this process waits in line for LOCK_WRITE, or no longer (locks.ProcessLock.waiting)."""
+        if self.sharing is not None:
+            self.sharing.wait_write(on)
+
+    def others_wait_write(self) -> bool:
+        """others_wait_write: another process waits in line for LOCK_WRITE."""
+        return self.sharing is not None and self.sharing.others_wait_write()
+
+    def _check_latest(self) -> None:
+        """_check_latest: a commit of writers taking turns is based on the latest commit, or
+        PageStoreError (nothing stale is ever written). One read of the index's header."""
+        assert self.sharing is not None and self.wal is not None
+        if not self.writing:
+            raise PageStoreError(f"{self.path}: a commit without the write lock (a bug)")
+        head = self.sharing.index.read_header()
+        wal = self.wal
+        if head is None or (head.generation, head.salt, head.frames) != (wal.generation, wal.salt, wal.committed_frames):
+            raise PageStoreError(f"{self.path}: a commit based on a state that is not the latest one published (a bug)")
+
     # ---- the cache ----
 
     def begin_operation(self) -> None:
@@ -334,13 +418,18 @@ class Pager(PagerFiles):
         """
         self.epoch += 1
         sharing = self.sharing
-        if self.shared and sharing is not None and sharing.mark is None:
-            sharing.begin_read(self.wal, self._follow)
+        if sharing is not None and sharing.mark is None:
+            if self.shared:
+                sharing.begin_read(self.wal, self._follow)
+            elif self.turns and not self.writing:
+                # A writer between its turns reads as a reader does (issue 26).
+                sharing.begin_read(self.wal, self._follow, writer=True)
 
     def end_operation(self) -> None:
-        """end_operation lets go of the operation's read mark (a reader beside a writer); a no-op otherwise.
-        Callers: the store, when its lock is released by the outermost holder."""
-        if self.shared and self.sharing is not None:
+        """end_operation lets go of the operation's read mark (a reader beside a writer, or a writer
+        between its turns); a no-op otherwise. Callers: the store, when its lock is released by
+        the outermost holder."""
+        if (self.shared or self.turns) and self.sharing is not None:
             self.sharing.end_read()
 
     def _follow(self, changed: Optional[Set[int]], reset: bool, new_state: bool) -> None:
@@ -364,6 +453,9 @@ class Pager(PagerFiles):
         self._check_extent(meta)
         self.meta = meta
         self.committed = meta.copy()
+        # A writer catching up: its next header frame is logged whole (the last one it logged
+        # is not the newest any more, and in a new log its offset may name another frame).
+        self._logged_header = None
         if reset or changed is None:
             self.overlaid = wal.pages()
         else:
@@ -905,6 +997,19 @@ class Pager(PagerFiles):
         if not self.in_transaction:
             return False
         self.check_writable()
+        if self.turns and not self.writing:
+            # Asked of the pager directly, outside the store's write lock (a tool, a test): a
+            # turn of its own, without catching up: _check_latest refuses the commit if another
+            # writer has committed since this pager's pages were read.
+            if not self._lock_write_for(1.0):
+                raise StoreLockedError(f"{self.path}: another process held the store's write lock for 1 s")
+            self.writing = True
+            try:
+                return self.commit(sync)  # its sync not deferred: LOCK_WRITE goes at once
+            finally:
+                self.end_write()
+        if self.turns:
+            self._check_latest()
         self._free.flush()  # last: every layer above has allocated and freed what it will
         txn = self.meta.lsn + 1
         self.meta.lsn = txn
@@ -940,7 +1045,7 @@ class Pager(PagerFiles):
             # The pager is poisoned then (``_poison``): the log may hold a hole.
             wal.commit(frames, txn, self.meta.page_count, durable=durable and not defer, seal=True)
             if durable and defer:
-                self.owed = wal.append_count()
+                self.owed = self._deferred = wal.append_count()
             header_frame = wal.newest_frame(0)
             assert header_frame is not None
             self._logged_header = (header_frame, header)
@@ -1042,6 +1147,16 @@ class Pager(PagerFiles):
             PageStoreError: a transaction is open.
             OSError: a write or sync failed (the pager is poisoned from now on).
         """
+        if (self.turns and not self.writing and not self.readonly and self.poisoned is None
+                and self.wal is not None and self.wal.has_frames()):
+            # Called on the pager itself, not through the store's write lock: a turn of its own.
+            if not self._take_turn(1.0):
+                raise StoreLockedError(f"{self.path}: another process held the store's write lock; no checkpoint")
+            try:
+                self.checkpointer.checkpoint(wait)
+            finally:
+                self.end_write()
+            return
         self.checkpointer.checkpoint(wait)
 
     @property
@@ -1087,7 +1202,12 @@ class Pager(PagerFiles):
         after a commit (the log's index is copied), O(1) after that.
         """
         assert self.wal is not None
-        return self.marks.take(self.committed, self.wal, self.sharing.mark if self.sharing is not None else None)
+        lock = self.sharing.mark if self.sharing is not None else None
+        if lock is None and self.turns and self.sharing is not None:
+            # A writer in its turn holds no operation mark: the snapshot locks its own, so that
+            # the writers after this turn neither copy past nor restart the log it reads.
+            lock = self.sharing.hold(self.wal.committed_frames)
+        return self.marks.take(self.committed, self.wal, lock)
 
     def release(self, mark: ReadMark) -> None:
         """release gives up a read mark; the automatic checkpoint runs again once none is held.
@@ -1189,6 +1309,12 @@ class Pager(PagerFiles):
             old_lock = self._data_lock
             self._data_lock = DataLock(self.path, write=True, opener=self._opener)
             old_lock.close()
+            if self.turns:
+                # The new file's locks as an open of it takes them (``_lock_writer``): other
+                # writers join it as they joined the old one.
+                self._data_lock.hold(LOCK_WRITERS)
+                assert self.file is not None
+                self.file.lock(exclusive=False)
 
     def _adopt(self, path: str) -> None:
         assert self.file is not None and self.wal is not None
@@ -1274,6 +1400,10 @@ class Pager(PagerFiles):
             if self.wal is not None and self.file is not None and not self.readonly:
                 if self.in_transaction:
                     self.rollback()
+                if self.turns and not self.writing and checkpoint and self.poisoned is None:
+                    # The checkpoint is a write turn: taken if no other writer holds it now
+                    # (one that does checkpoints, and the last one out removes the files).
+                    checkpoint = self._take_turn(0.05)
                 if checkpoint and self.poisoned is None:
                     self.checkpoint()
                     # The log and the shared index go only when the log is empty and no
@@ -1290,6 +1420,31 @@ class Pager(PagerFiles):
             self.dirty.clear()
             self._spare = None
 
+    def _take_turn(self, wait: float) -> bool:
+        """_take_turn takes a write turn of the pager's own (the checkpoint at close, or one asked
+        of the pager directly), if LOCK_WRITE is free within ``wait`` seconds; False if not (or
+        catching up failed: the next writer checkpoints). The caller ends it (``end_write``)."""
+        if not self._lock_write_for(wait):
+            return False
+        try:
+            self.begin_write()
+        except PageStoreError:
+            self.end_write()
+            return False
+        return True
+
+    def _lock_write_for(self, wait: float) -> bool:
+        """_lock_write_for takes LOCK_WRITE if it is free within ``wait`` seconds (the operation's read
+        mark let go first); False if not."""
+        if self.sharing is not None:
+            self.sharing.end_read()
+        deadline = time.monotonic() + wait
+        while not self.try_lock_write():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.001)
+        return True
+
     def _close_files(self) -> None:
         self._unmap()
         if self.sharing is not None:
@@ -1299,6 +1454,9 @@ class Pager(PagerFiles):
         if self._data_lock is not None:
             self._data_lock.close()
             self._data_lock = None
+        if self._solo_lock is not None:
+            self._solo_lock.close()
+            self._solo_lock = None
         if self.wal is not None:
             self.wal.close()
             self.wal = None

@@ -326,6 +326,7 @@ class Store(MutableMapping[Any, Any]):
                     sync=sync,
                     wal_limit=wal_limit,
                     mmap=mmap,
+                    share_writes=not readonly,
                 )
             except IsADirectoryError as exc:
                 raise PageStoreError(f"{self.path}: is a directory, not a store file") from exc
@@ -340,6 +341,12 @@ class Store(MutableMapping[Any, Any]):
                                               f"in the store's directory, and this directory is not writable",
                                           where) from exc
                 raise PermissionError(13, "permission denied", self.path) from exc
+            if self._pager.turns:
+                # Writers in several processes (issue 26): between its turns this writer reads
+                # as a reader beside a writer does (a read mark per operation, ended when the
+                # operation lock is let go), and its write lock takes LOCK_WRITE too.
+                self._lock = _OpLock()
+                self._wlock.share(_Turns(self))
             try:
                 self._tree = BTree(self._pager, node_cache=self._tree_node_cache(), lend=True)
                 # reads the free-space map: may raise CorruptionError (a reader beside a writer
@@ -369,21 +376,27 @@ class Store(MutableMapping[Any, Any]):
         self.max_key = self._tree.max_key
         # Writes from threads that commit at the same time share one commit and one sync.
         self._commits = CommitQueue(self._wlock, self._lock, self._write_batch, self._write_batch_deferred, self._owed)
+        if self._pager.shared or self._pager.turns:
+            self._pager.on_change.append(self._changed)
+            assert isinstance(self._lock, _OpLock)
+            self._lock.on_idle = self._pager.end_operation
+            self._pager.end_operation()  # the view the pager opened with, for building the tree and heap
         try:
             self._use_codecs(keys, values)
         except BaseException:
             self.close()
             raise
-        if self._pager.shared:
-            self._pager.on_change.append(self._changed)
-            assert isinstance(self._lock, _OpLock)
-            self._lock.on_idle = self._pager.end_operation
-            self._pager.end_operation()  # the view the pager opened with, for building the tree and heap
 
     def _changed(self, pgnos: Optional[Set[int]]) -> None:
-        """_changed drops what the tree cached of pages the writer changed (a reader beside a writer)."""
+        """_changed drops what the tree cached of pages another process's writer changed (a reader
+        beside a writer, or a writer catching up: issue 26), and the heap's free-space map when
+        its pages changed (a writer places records by it; a reader reads it again for check())."""
         self._tree.forget(pgnos)
-        self._fsm_stale = True
+        if self.readonly:
+            self._fsm_stale = True
+            return
+        if pgnos is None or not self._heap.fsm.reload(pgnos):
+            self._heap.reset()
 
     # ---- codecs ----
 
@@ -412,12 +425,23 @@ class Store(MutableMapping[Any, Any]):
         self._venc: Optional[Callable[[Any], bytes]] = None if vplain else vc.encode
         self._vdec: Optional[Callable[[bytes], Any]] = None if vplain else vc.decode
         if fresh and not self.readonly and (meta.key_codec, meta.value_codec) != (kc.name, vc.name):
-            with self._lock:
+            self._hold_write("recording the codecs")
+            try:
+                with self._lock:
+                    self._begin()
+                    meta = self._pager.meta
+                    if not (meta.lsn == 0 and meta.page_count == 1):
+                        fresh = False  # another process's writer recorded its codecs first: check against them
+                    else:
 
-                def record() -> None:
-                    meta.key_codec, meta.value_codec = kc.name, vc.name
+                        def record() -> None:
+                            self._pager.meta.key_codec, self._pager.meta.value_codec = kc.name, vc.name
 
-                self._write(record)
+                        self._write(record)
+            finally:
+                self._wlock.release()
+            if not fresh:
+                self._use_codecs(keys, values)
 
     def _typed_key(self, key: Any) -> bytes:
         assert self._kenc is not None
@@ -1532,9 +1556,17 @@ class Store(MutableMapping[Any, Any]):
             raise TypeError(f"wait must be a number of seconds, not {type(wait).__name__}")
         if not wait >= 0:
             raise ValueError(f"wait must be at least 0, got {wait}")
+        self._begin()
+        self._pager.check_writable()
+        self._hold_write("checkpoint()")
+        try:
+            return self._checkpoint(wait)
+        finally:
+            self._wlock.release()
+
+    def _checkpoint(self, wait: float) -> Dict[str, Any]:
         with self._lock:
             pager = self._begin()
-            pager.check_writable()
             before = pager.log_state()["log_frames"] or 0
             pager.checkpoint(wait)
             after = pager.log_state()
@@ -1637,6 +1669,37 @@ def _oldest(pager: Pager) -> Optional[Dict[str, Any]]:
         return None
     mark = min(readers, key=lambda m: m.taken)
     return {"seconds": max(0.0, time.monotonic() - mark.taken), "commits": pager.committed.lsn - mark.meta.lsn}
+
+
+class _Turns:
+    """_Turns is the store's write lock's share with writers in other processes (locks.ProcessLock):
+    LOCK_WRITE, taken and let go under the operation lock (write lock first, then the operation
+    lock, as everywhere), and the catch-up on taking it (``Pager.begin_write``)."""
+
+    __slots__ = ("store",)
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def try_lock(self) -> bool:
+        pager = self.store._pager
+        if self.store._closed:
+            raise StoreClosedError(f"{self.store.path}: store is closed")
+        return pager.try_lock_write()
+
+    def waiting(self, on: bool) -> None:
+        self.store._pager.wait_write(on)
+
+    def others_waiting(self) -> bool:
+        return self.store._pager.others_wait_write()
+
+    def taken(self) -> None:
+        with self.store._lock:
+            self.store._pager.begin_write()
+
+    def unlock(self) -> None:
+        with self.store._lock:
+            self.store._pager.end_write()
 
 
 class _OpLock:
