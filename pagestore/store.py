@@ -296,6 +296,8 @@ class Store(MutableMapping[Any, Any]):
             self._lock = _OpLock()
         # The write lock (locks.py): taken before the operation lock, never while holding it.
         self._wlock = WriteLock(self.path)
+        #: writers in several processes: the write lock's share of LOCK_WRITE (None: not taking turns)
+        self._turns: Optional[_Turns] = None
         self._closed = True
         self._opener = _opener
         self._view: Optional[_ReadView] = None  # the tree and heap of the last snapshot's committed state
@@ -346,7 +348,8 @@ class Store(MutableMapping[Any, Any]):
                 # as a reader beside a writer does (a read mark per operation, ended when the
                 # operation lock is let go), and its write lock takes LOCK_WRITE too.
                 self._lock = _OpLock()
-                self._wlock.share(_Turns(self))
+                self._turns = _Turns(self)
+                self._wlock.share(self._turns)
             try:
                 self._tree = BTree(self._pager, node_cache=self._tree_node_cache(), lend=True)
                 # reads the free-space map: may raise CorruptionError (a reader beside a writer
@@ -379,13 +382,28 @@ class Store(MutableMapping[Any, Any]):
         if self._pager.shared or self._pager.turns:
             self._pager.on_change.append(self._changed)
             assert isinstance(self._lock, _OpLock)
-            self._lock.on_idle = self._pager.end_operation
+            self._lock.on_idle = self._pager.end_operation if self._turns is None else self._idle
             self._pager.end_operation()  # the view the pager opened with, for building the tree and heap
         try:
             self._use_codecs(keys, values)
         except BaseException:
             self.close()
             raise
+
+    def _idle(self) -> None:
+        """_idle ends an operation of a writer taking turns (the operation lock's ``on_idle``): one
+        that keeps its turn reads with no read mark, and looks whether another process asks for
+        the turn (``_Turns.look``); otherwise the operation's read mark goes."""
+        turns = self._turns
+        pager = self._pager
+        if self._pid != _PID:
+            return  # a forked child: the locks are the parent's (the operation raised already)
+        if turns is not None and turns.kept:
+            turns.look()
+            sharing = pager.sharing
+            if sharing is None or not sharing.locked:
+                return
+        pager.end_operation()
 
     def _changed(self, pgnos: Optional[Set[int]]) -> None:
         """_changed drops what the tree cached of pages another process's writer changed (a reader
@@ -1671,17 +1689,45 @@ def _oldest(pager: Pager) -> Optional[Dict[str, Any]]:
     return {"seconds": max(0.0, time.monotonic() - mark.taken), "commits": pager.committed.lsn - mark.meta.lsn}
 
 
+#: A writer that has not been asked for its turn for this long keeps the next one it takes
+#: (``_Turns``): after giving a turn up it takes turns one write at a time for a while.
+KEEP_AFTER = 0.5
+#: How often a writer keeping its turn looks whether another process asks for it: at the end
+#: of an operation (at most once per LOOK_EVERY s) and, while idle, from its watcher thread.
+LOOK_EVERY = 0.001
+WATCH_EVERY = 0.002
+
+
 class _Turns:
     """_Turns is the store's write lock's share with writers in other processes (locks.ProcessLock):
     LOCK_WRITE, taken and let go under the operation lock (write lock first, then the operation
-    lock, as everywhere), and the catch-up on taking it (``Pager.begin_write``)."""
+    lock, as everywhere), and the catch-up on taking it (``Pager.begin_write``).
 
-    __slots__ = ("store",)
+    Keeping the turn (issue 26, the read floor of issue 22): a writer that no other writer process
+    has asked for its turn lately (KEEP_AFTER) keeps LOCK_WRITE when its write ends
+    (``kept``). It then reads as a single writer does, with no read mark and no system call
+    per read, and its group commit syncs outside the locks as in one process. Another process
+    asks by waiting in line (LOCK_WAITING, locks.py ``_poll``); the keeper gives the turn up at
+    the end of its current write or operation (``look``: one lock probe at most every
+    LOOK_EVERY s) or, idle, within WATCH_EVERY s from a daemon thread (``_watch``), which
+    runs only while the turn is kept. Giving up syncs what deferred commits owe first
+    (``Pager.end_write``), and from then on the writer takes turns one write at a time until
+    nobody has asked for KEEP_AFTER s. Readers in other processes do not ask: they read
+    beside the keeper with their marks, as beside a single writer."""
+
+    __slots__ = ("store", "kept", "_given", "_next_look", "_watcher", "__weakref__")
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        #: this process keeps LOCK_WRITE between its writes
+        self.kept = False
+        self._given = -KEEP_AFTER  # when the turn was last given up (time.monotonic)
+        self._next_look = 0.0
+        self._watcher: Optional[threading.Thread] = None
 
     def try_lock(self) -> bool:
+        if self.kept:
+            return True
         pager = self.store._pager
         if self.store._closed:
             raise StoreClosedError(f"{self.store.path}: store is closed")
@@ -1691,15 +1737,84 @@ class _Turns:
         self.store._pager.wait_write(on)
 
     def others_waiting(self) -> bool:
-        return self.store._pager.others_wait_write()
+        return not self.kept and self.store._pager.others_wait_write()
 
     def taken(self) -> None:
+        if self.kept:
+            return  # nobody else has written since: nothing to catch up with
+        pager = self.store._pager
         with self.store._lock:
-            self.store._pager.begin_write()
+            pager.begin_write()
+            if time.monotonic() - self._given >= KEEP_AFTER and not pager.others_wait_write():
+                self._keep()
 
     def unlock(self) -> None:
+        if self.kept and not self.store._pager.others_wait_write():
+            return
         with self.store._lock:
-            self.store._pager.end_write()
+            self._give_up()
+
+    def look(self) -> None:
+        """look: at the end of an operation (the operation lock's ``on_idle``, which holds it), gives
+        the kept turn up if another process asks for it and no write is under way here."""
+        now = time.monotonic()
+        if now < self._next_look:
+            return
+        self._next_look = now + LOOK_EVERY
+        if not self.store._pager.others_wait_write():
+            return
+        wlock = self.store._wlock._lock
+        if wlock.acquire(False):  # never waits: the operation lock is held (order: write lock first)
+            try:
+                self._give_up()
+            finally:
+                wlock.release()
+        # else a write holds it: its end gives the turn up (``unlock``)
+
+    def _keep(self) -> None:
+        self.kept = True
+        self._next_look = 0.0
+        if self._watcher is None or not self._watcher.is_alive():
+            self._watcher = threading.Thread(target=_watch, args=(weakref.ref(self),), daemon=True,
+                                             name=f"pagestore turn watcher {self.store.path}")
+            self._watcher.start()
+
+    def _give_up(self) -> None:
+        """_give_up lets LOCK_WRITE go (syncing what deferred commits owe first). Callers hold the
+        operation lock, and the write lock's thread lock or its turn."""
+        if self.kept:
+            self.kept = False
+            self._given = time.monotonic()
+        self.store._pager.end_write()
+
+
+def _watch(ref: "weakref.ref[_Turns]") -> None:
+    """_watch is the thread of a writer that keeps its turn (``_Turns``): every WATCH_EVERY s it
+    looks whether another process asks for the turn and, if no write is under way, gives it up
+    under the write lock's thread lock and the operation lock. It ends when the turn is given
+    up or the store is closed (a forked child has no such thread: it may not use the store)."""
+    while True:
+        time.sleep(WATCH_EVERY)
+        turns = ref()
+        if turns is None or not turns.kept or turns.store._closed:
+            return
+        store = turns.store
+        try:
+            asked = store._pager.others_wait_write()
+        except (OSError, ValueError):
+            return  # the index is closed under it (the store is closing)
+        if asked:
+            wlock = store._wlock._lock
+            if wlock.acquire(True, WATCH_EVERY):
+                try:
+                    with store._lock:
+                        if turns.kept and not store._closed:
+                            turns._give_up()
+                finally:
+                    wlock.release()
+                if not turns.kept:
+                    return
+        del turns, store
 
 
 class _OpLock:

@@ -22,6 +22,12 @@ open, and lines the parent reads (flushed at once: the parent may SIGKILL it any
     whole (its keys ``i`` are 0..k-1, each value naming k); prints ``BAD ...`` otherwise.
 ``hold PATH SECONDS``
     Opens a transaction, writes in it, prints ``HELD``, sleeps SECONDS, commits, prints ``DONE``.
+``keep PATH SECONDS``
+    Writes ``kept`` (its turn then kept: no other writer asked), prints ``KEPT yes|no``, idles
+    SECONDS, then prints what ``kept`` reads (``READ value``; another writer may have changed it).
+``put PATH KEY``
+    Opens the store as a writer, puts KEY (timeout 10 s) and prints ``PUT seconds``: how long
+    the put took, waiting for the turn included.
 """
 from __future__ import annotations
 
@@ -143,6 +149,24 @@ def hold(path: str, seconds: float) -> None:
         say("DONE")
 
 
+def keep(path: str, seconds: float) -> None:
+    with pagestore.open(path) as db:
+        say("START")
+        db[b"kept"] = b"1"
+        turns = getattr(db, "_turns", None)
+        say(f"KEPT {'yes' if turns is not None and turns.kept else 'no'}")
+        time.sleep(seconds)
+        say(f"READ {db[b'kept'].decode()}")
+
+
+def put(path: str, key: str) -> None:
+    with pagestore.open(path, timeout=10) as db:
+        say("START")
+        t0 = time.monotonic()
+        db[key.encode()] = b"2"
+        say(f"PUT {time.monotonic() - t0:.4f}")
+
+
 def main(argv: "list[str]") -> None:
     role, path, *rest = argv
     if role == "counter":
@@ -157,6 +181,10 @@ def main(argv: "list[str]") -> None:
         groups(path, rest[0])
     elif role == "hold":
         hold(path, float(rest[0]))
+    elif role == "keep":
+        keep(path, float(rest[0]))
+    elif role == "put":
+        put(path, rest[0])
     else:
         raise SystemExit(f"unknown role {role}")
 
