@@ -400,9 +400,14 @@ class Store(MutableMapping[Any, Any]):
             return  # a forked child: the locks are the parent's (the operation raised already)
         if turns is not None and turns.kept:
             turns.look()
-            sharing = pager.sharing
-            if sharing is None or not sharing.locked:
-                return
+            if turns.kept:
+                sharing = pager.sharing
+                if sharing is None or not sharing.locked:
+                    # Nothing to end: the operations after this one end with no call at all,
+                    # until the watcher sees another process ask (``_watch``) or a snapshot
+                    # locks a mark (``snapshot``).
+                    self._lock.on_idle = None
+                    return
         pager.end_operation()
 
     def _changed(self, pgnos: Optional[Set[int]]) -> None:
@@ -1774,6 +1779,7 @@ class _Turns:
     def _keep(self) -> None:
         self.kept = True
         self._next_look = 0.0
+        self.store._lock.on_idle = self.store._idle  # the first operation's end turns it off
         if self._watcher is None or not self._watcher.is_alive():
             self._watcher = threading.Thread(target=_watch, args=(weakref.ref(self),), daemon=True,
                                              name=f"pagestore turn watcher {self.store.path}")
@@ -1785,7 +1791,10 @@ class _Turns:
         if self.kept:
             self.kept = False
             self._given = time.monotonic()
-        self.store._pager.end_write()
+        self.store._lock.on_idle = self.store._idle  # each operation's read mark ends again
+        pager = self.store._pager
+        pager.end_write()
+        pager.end_operation()  # the marks of snapshots closed while the turn was kept go now
 
 
 def _watch(ref: "weakref.ref[_Turns]") -> None:
@@ -1804,16 +1813,25 @@ def _watch(ref: "weakref.ref[_Turns]") -> None:
         except (OSError, ValueError):
             return  # the index is closed under it (the store is closing)
         if asked:
+            # The end of the operation running now gives the turn up (``_idle``, ``look``);
+            # if none runs, this thread does, unless a write holds the write lock (its end
+            # gives it up: ``unlock``). Never waiting for the operation lock: a thread
+            # reading in a loop would keep it from this one for long.
+            turns._next_look = 0.0
+            store._lock.on_idle = store._idle
             wlock = store._wlock._lock
-            if wlock.acquire(True, WATCH_EVERY):
+            if wlock.acquire(False):
                 try:
-                    with store._lock:
-                        if turns.kept and not store._closed:
-                            turns._give_up()
+                    if store._lock.acquire(False):
+                        try:
+                            if turns.kept and not store._closed:
+                                turns._give_up()
+                        finally:
+                            store._lock.release()
                 finally:
                     wlock.release()
-                if not turns.kept:
-                    return
+            if not turns.kept:
+                return
         del turns, store
 
 
@@ -1844,10 +1862,20 @@ class _OpLock:
             self._rlock.release()
 
     def __enter__(self) -> bool:
-        return self.acquire()
+        # ``acquire`` and ``release`` inlined: every read of a writer taking turns passes here
+        self._rlock.acquire()
+        self._depth += 1
+        return True
 
     def __exit__(self, *exc: object) -> None:
-        self.release()
+        self._depth -= 1
+        if self._depth == 0 and self.on_idle is not None:
+            try:
+                self.on_idle()
+            finally:
+                self._rlock.release()
+        else:
+            self._rlock.release()
 
 
 class _ReadView:

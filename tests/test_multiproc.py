@@ -315,6 +315,31 @@ def test_a_second_writer_gets_the_kept_turn_soon(tmp_path):
     assert took < 0.25, f"the second writer waited {took:.3f} s for the kept turn"
 
 
+def test_a_deferred_sync_completes_before_the_turn_is_given_up(tmp_path, monkeypatch):
+    """Taking turns, a group commit's sync (deferred outside the store's lock, issue 23) runs
+    before LOCK_WRITE goes: the next writer catches up onto the log and builds on it, so what
+    it finds there must be durable. Each put is checked as its turn ends."""
+    from pagestore import store as store_mod
+
+    monkeypatch.setattr(store_mod, "KEEP_AFTER", 1e9)  # never keep the turn: a turn per write
+    with pagestore.open(str(tmp_path / "d.ps"), sync=True) as db:
+        db._turns._given = time.monotonic()
+        pager = db._pager
+        sharing = pager.sharing
+        real = sharing.unlock_write
+        seen: List[bool] = []
+
+        def unlock_write() -> None:
+            seen.append(pager.wal.synced_through(pager.wal.append_count()))
+            real()
+
+        monkeypatch.setattr(sharing, "unlock_write", unlock_write)
+        for i in range(5):
+            db[b"k%d" % i] = b"v"
+        assert not db._turns.kept
+        assert len(seen) == 5 and all(seen), seen
+
+
 def test_a_keeper_killed_while_idle_lets_the_next_writer_in(tmp_path):
     path = str(tmp_path / "k.ps")
     pagestore.open(path).close()
