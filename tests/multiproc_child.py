@@ -24,7 +24,8 @@ open, and lines the parent reads (flushed at once: the parent may SIGKILL it any
     Opens a transaction, writes in it, prints ``HELD``, sleeps SECONDS, commits, prints ``DONE``.
 ``keep PATH SECONDS``
     Writes ``kept`` (its turn then kept: no other writer asked), prints ``KEPT yes|no``, idles
-    SECONDS, then prints what ``kept`` reads (``READ value``; another writer may have changed it).
+    SECONDS, then prints whether it still keeps it (``STILL yes|no``) and what ``kept`` reads
+    (``READ value``; another writer may have changed it).
 ``put PATH KEY``
     Opens the store as a writer, puts KEY (timeout 10 s) and prints ``PUT seconds``: how long
     the put took, waiting for the turn included.
@@ -156,6 +157,7 @@ def keep(path: str, seconds: float) -> None:
         turns = getattr(db, "_turns", None)
         say(f"KEPT {'yes' if turns is not None and turns.kept else 'no'}")
         time.sleep(seconds)
+        say(f"STILL {'yes' if turns is not None and turns.kept else 'no'}")
         say(f"READ {db[b'kept'].decode()}")
 
 

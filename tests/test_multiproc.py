@@ -310,9 +310,55 @@ def test_a_second_writer_gets_the_kept_turn_soon(tmp_path):
     other = Proc("put", path, "kept")
     took = float(other.expect("PUT").split()[1])
     other.finish()
+    assert keeper.expect("STILL") == "STILL no"
     assert keeper.expect("READ") == "READ 2"
     keeper.finish()
     assert took < 0.25, f"the second writer waited {took:.3f} s for the kept turn"
+
+
+def test_a_writer_reading_in_a_loop_gives_the_kept_turn_up_soon(tmp_path):
+    """The keeper reads without pause (its operation lock is hardly ever free for the watcher):
+    the end of one of its reads gives the turn up to the writer that asks."""
+    import threading
+
+    path = str(tmp_path / "k.ps")
+    with pagestore.open(path) as db:
+        db[b"kept"] = b"1"
+        assert db._turns.kept
+        stop = threading.Event()
+        reads = [0]
+
+        def loop() -> None:
+            while not stop.is_set():
+                db[b"kept"]
+                reads[0] += 1
+
+        reader = threading.Thread(target=loop)
+        reader.start()
+        try:
+            other = Proc("put", path, "kept")
+            took = float(other.expect("PUT").split()[1])
+            other.finish()
+        finally:
+            stop.set()
+            reader.join()
+        assert db[b"kept"] == b"2" and reads[0] > 0
+        assert took < 0.25, f"the second writer waited {took:.3f} s for the kept turn"
+
+
+def test_a_reader_process_does_not_ask_for_the_kept_turn(tmp_path):
+    """A read-only process reads beside the keeper with its marks, as beside a single writer;
+    the keeper keeps its turn."""
+    path = str(tmp_path / "k.ps")
+    pagestore.open(path).close()
+    keeper = Proc("keep", path, "1")
+    assert keeper.expect("KEPT") == "KEPT yes"
+    with pagestore.open(path, readonly=True) as ro:
+        assert ro[b"kept"] == b"1"
+        with ro.snapshot() as snap:
+            assert snap[b"kept"] == b"1"
+    assert keeper.expect("STILL") == "STILL yes"
+    keeper.finish()
 
 
 def test_a_deferred_sync_completes_before_the_turn_is_given_up(tmp_path, monkeypatch):
