@@ -28,7 +28,7 @@ processes shares one more lock, the *process lock* (``ProcessLock``: an
 deadline, polled with a short backoff as SQLite's busy handler polls, and
 tells its holder (``ProcessLock.taken``: the store catches up with the other
 processes' commits there); ``release`` lets the process lock go before the
-thread lock. Nothing above this class changes: the timeout, the
+thread lock (a writer no other process asks keeps it: store.py ``_Turns``). Nothing above this class changes: the timeout, the
 ``StoreLockedError`` and the owner checks are its callers' contract, whether
 the writer it waited for is a thread or a process.
 """
