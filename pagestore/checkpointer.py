@@ -49,6 +49,11 @@ class Checkpointer:
         """forget: the log started afresh without a checkpoint (``Pager.adopt``): nothing of it is copied."""
         self.backfilled = 0
 
+    def caught_up(self, backfilled: int) -> None:
+        """caught_up: a writer taking turns has just caught up (``Pager.begin_write``); another writer
+        may have checkpointed since its last turn: ``backfilled`` as the shared index shows it."""
+        self.backfilled = backfilled
+
     def try_soon(self) -> None:
         """try_soon: a read mark was let go, so the next commit tries to checkpoint (``Pager.release``)."""
         self.next_try = 0

@@ -145,6 +145,56 @@ class FreeSpaceMap:
                 raise CorruptionError(pgno, f"free-space map chain is longer than {longest} pages (a cycle?)")
             pgno = page.next
 
+    def reload(self, changed: Set[int]) -> bool:
+        """reload reads again the map pages among ``changed``, which another process's writer
+        changed (writers in several processes: ``Store._changed``), and nothing else: O(changed
+        map pages), not O(map). False, having changed nothing, when the chain itself may have
+        changed (its head, or its last page, whose ``next`` a growing map sets) or this map
+        holds changes of its own: the caller then ``load``s it whole.
+
+        Raises:
+            CorruptionError: a changed map page is not a map page.
+        """
+        pages = self.pages
+        if self.pending or self.held_pgno or self.pager.meta.fsm_head != (pages[0] if pages else 0):
+            return False
+        if pages and pages[-1] in changed:
+            return False
+        per = self.per_page
+        cat, buckets = self.cat, self.buckets
+        for idx, pgno in enumerate(pages):
+            if pgno not in changed:
+                continue
+            page = self.pager.read(pgno)
+            if page.page_type != fmt.PAGE_FSM or page.nlive != 1:
+                raise CorruptionError(pgno, "free-space map chain holds a page that is not a map page")
+            data = page.read(0)
+            if len(data) != per:
+                raise CorruptionError(pgno, "free-space map page has the wrong length")
+            base = idx * per
+            for p in range(base, base + per):
+                old = cat.pop(p, 0)
+                if old:
+                    buckets[old].discard(p)
+            for m in _NONZERO.finditer(data):
+                j = m.start()
+                cat[base + j] = data[j]
+                buckets[data[j]].add(base + j)
+        nonempty = 0
+        for c in range(256):
+            if buckets[c]:
+                nonempty |= 1 << c
+        self.nonempty = nonempty
+        return True
+
+    def same_as_stored(self) -> bool:
+        """same_as_stored: this map in memory, with nothing pending, is the one its pages hold
+        (a writer's, after catching up with other processes' commits). O(map). For check()."""
+        if self.pending or self.held_pgno:
+            return True  # an open change: the pages catch up at the next flush
+        stored = FreeSpaceMap(self.pager, self._lookup)
+        return stored.cat == self.cat and stored.pages == self.pages and stored.nonempty == self.nonempty
+
     def category(self, free: int) -> int:
         """category: the map's byte for a page whose largest insertable record is ``free`` bytes."""
         return min(255, free * 255 // self.pager.page_size)

@@ -58,11 +58,12 @@ storefiles.py's. Nothing above the pager renames or unlinks a store's files.
 from __future__ import annotations
 
 import mmap as _mmap
+import time
 from collections import OrderedDict
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
 from . import fileio
-from .errors import CorruptionError, PageStoreError, ReadOnlyError, StorePoisonedError
+from .errors import CorruptionError, PageStoreError, ReadOnlyError, StoreLockedError, StorePoisonedError
 from .freelist import FreeList
 from .page import SlottedPage
 from .pagemap import PageMap
@@ -119,6 +120,7 @@ class Pager(PagerReads, PageCache, PagerFiles):
         wal_limit: int = DEFAULT_WAL_LIMIT,
         opener: fileio.Opener = fileio.open_file,
         mmap: bool = True,
+        share_writes: bool = False,
     ) -> None:
         self.path = path
         self.readonly = readonly
@@ -165,6 +167,7 @@ class Pager(PagerReads, PageCache, PagerFiles):
         #: commit's header frame may be a delta from it (only while it is still page 0's newest)
         self._logged_header: Optional[Tuple[int, bytes]] = None
         self._data_lock: Optional[DataLock] = None  # LOCK_DMS on the data file, when held
+        self._solo_lock: Optional[DataLock] = None  # LOCK_SOLO: a reader without the shared index
         #: the first failed write or sync of the data file or the log (an OSError), or None:
         #: once set, every write raises StorePoisonedError until the store is opened again
         self.poisoned: Optional[BaseException] = None
@@ -177,12 +180,23 @@ class Pager(PagerReads, PageCache, PagerFiles):
         self.cache_pages = self.own_pages = MIN_CACHE_PAGES
         self._made_log = False  # this open created the log file (removed again if the open fails)
         self._free = FreeList(self)  # loaded on first use
+        #: the log's append count through which deferred syncs are owed (``_sync_deferred``)
+        self._deferred = 0
+        #: writers in several processes take turns (issue 26; ``share_writes`` where the locks
+        #: exist): a write holds LOCK_WRITE (``try_lock_write`` .. ``end_write``), and between
+        #: turns the writer reads as a reader does (``begin_operation``)
+        self.turns = False
+        self._share_writes = share_writes
+        #: this process holds LOCK_WRITE and has caught up (``begin_write``)
+        self.writing = False
         try:
             self._open(path, create, readonly, page_size, opener)
             self.pagemap.set_page_size(self.page_size)
             self._remap()
             self.cache_pages = self.own_pages = max(MIN_CACHE_PAGES, cache_size // self.page_size)
-            if self.shared:
+            if self.writing:
+                self.end_write()
+            if self.shared or self.turns:
                 self.begin_operation()  # the view the store builds itself on; the store ends it
         except BaseException:
             alone = self._data_lock is None or self._data_lock.try_exclusive()
@@ -214,6 +228,101 @@ class Pager(PagerReads, PageCache, PagerFiles):
         if self.map is not self.pagemap.map:
             raise PageStoreError("pager: the map read in place is not the pagemap's")
         self.pagemap.check()
+
+    # ---- writers in several processes: turns on LOCK_WRITE (issue 26) ----
+
+    def try_lock_write(self) -> bool:
+        """try_lock_write takes LOCK_WRITE without waiting (False: another process holds it).
+        Callers: the store's write lock (locks.py), then ``begin_write`` once it is taken."""
+        assert self.sharing is not None and self.turns
+        return self.sharing.try_lock_write()
+
+    def begin_write(self) -> None:
+        """begin_write: this process has just taken LOCK_WRITE. Its log and pages catch up with
+        every commit the other writers made since it last looked (``SharedLog.catch_up``: the
+        changed pages leave the cache, the tree's nodes and the map's verified bits through
+        ``_follow`` and ``on_change``), so that what it writes next is based on the latest
+        commit. Callers: the store, under its operation lock.
+
+        Raises:
+            CorruptionError: from reading the other writers' frames; LOCK_WRITE is then the
+                caller's to let go.
+        """
+        assert self.sharing is not None and self.wal is not None and self.turns
+        assert not self.dirty and not self.wal.txn_index, "a write turn begins outside a transaction"
+        if self.sharing.mark is not None:
+            self.sharing.end_read()  # the operation's read mark: from here this process reads the latest
+        self.checkpointer.caught_up(self.sharing.catch_up(self.wal, self._follow))
+        self.writing = True
+
+    def end_write(self) -> None:
+        """end_write lets LOCK_WRITE go: from the next operation on, this process reads as a reader
+        beside the other writers. Callers: the store, under its operation lock."""
+        self.writing = False
+        if self.sharing is not None:
+            try:
+                self._sync_deferred()
+            finally:
+                self.sharing.unlock_write()
+
+    def _sync_deferred(self) -> None:
+        """_sync_deferred syncs the log through the commits that deferred their sync
+        (``commit(defer=True)``), before LOCK_WRITE goes: another writer catches up onto
+        what the log holds and builds on it, so every commit it finds must be durable
+        (the group commit's own sync, outside the lock, then finds nothing to do). A
+        failed sync poisons the pager and is not raised here: the deferred sync's caller
+        (``sync(owed)``) raises StorePoisonedError, so none of those commits is acknowledged."""
+        upto, self._deferred = self._deferred, 0
+        if upto and self.wal is not None and not self.wal.synced_through(upto):
+            try:
+                self.sync(upto)
+            except (OSError, PageStoreError):
+                pass
+
+    def wait_write(self, on: bool) -> None:
+        """wait_write: this process waits in line for LOCK_WRITE, or no longer (locks.ProcessLock.waiting)."""
+        if self.sharing is not None:
+            self.sharing.wait_write(on)
+
+    def others_wait_write(self) -> bool:
+        """others_wait_write: another process waits in line for LOCK_WRITE."""
+        return self.sharing is not None and self.sharing.others_wait_write()
+
+    def _check_latest(self) -> None:
+        """_check_latest: a commit of writers taking turns is based on the latest commit, or
+        PageStoreError (nothing stale is ever written). One read of the index's header."""
+        assert self.sharing is not None and self.wal is not None
+        if not self.writing:
+            raise PageStoreError(f"{self.path}: a commit without the write lock (a bug)")
+        head = self.sharing.index.read_header()
+        wal = self.wal
+        if head is None or (head.generation, head.salt, head.frames) != (wal.generation, wal.salt, wal.committed_frames):
+            raise PageStoreError(f"{self.path}: a commit based on a state that is not the latest one published (a bug)")
+
+    def _take_turn(self, wait: float) -> bool:
+        """_take_turn takes a write turn of the pager's own (the checkpoint at close, or one asked
+        of the pager directly), if LOCK_WRITE is free within ``wait`` seconds; False if not (or
+        catching up failed: the next writer checkpoints). The caller ends it (``end_write``)."""
+        if not self._lock_write_for(wait):
+            return False
+        try:
+            self.begin_write()
+        except PageStoreError:
+            self.end_write()
+            return False
+        return True
+
+    def _lock_write_for(self, wait: float) -> bool:
+        """_lock_write_for takes LOCK_WRITE if it is free within ``wait`` seconds (the operation's read
+        mark let go first); False if not."""
+        if self.sharing is not None:
+            self.sharing.end_read()
+        deadline = time.monotonic() + wait
+        while not self.try_lock_write():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.001)
+        return True
 
     # ---- writes ----
 
@@ -450,6 +559,19 @@ class Pager(PagerReads, PageCache, PagerFiles):
         if not self.in_transaction:
             return False
         self.check_writable()
+        if self.turns and not self.writing:
+            # Asked of the pager directly, outside the store's write lock (a tool, a test): a
+            # turn of its own, without catching up: _check_latest refuses the commit if another
+            # writer has committed since this pager's pages were read.
+            if not self._lock_write_for(1.0):
+                raise StoreLockedError(f"{self.path}: another process held the store's write lock for 1 s")
+            self.writing = True
+            try:
+                return self.commit(sync)  # its sync not deferred: LOCK_WRITE goes at once
+            finally:
+                self.end_write()
+        if self.turns:
+            self._check_latest()
         self._free.flush()  # last: every layer above has allocated and freed what it will
         txn = self.meta.lsn + 1
         self.meta.lsn = txn
@@ -485,7 +607,7 @@ class Pager(PagerReads, PageCache, PagerFiles):
             # The pager is poisoned then (``_poison``): the log may hold a hole.
             wal.commit(frames, txn, self.meta.page_count, durable=durable and not defer, seal=True)
             if durable and defer:
-                self.owed = wal.append_count()
+                self.owed = self._deferred = wal.append_count()
             header_frame = wal.newest_frame(0)
             assert header_frame is not None
             self._logged_header = (header_frame, header)
@@ -591,6 +713,16 @@ class Pager(PagerReads, PageCache, PagerFiles):
             PageStoreError: a transaction is open.
             OSError: a write or sync failed (the pager is poisoned from now on).
         """
+        if (self.turns and not self.writing and not self.readonly and self.poisoned is None
+                and self.wal is not None and self.wal.has_frames()):
+            # Called on the pager itself, not through the store's write lock: a turn of its own.
+            if not self._take_turn(1.0):
+                raise StoreLockedError(f"{self.path}: another process held the store's write lock; no checkpoint")
+            try:
+                self.checkpointer.checkpoint(wait)
+            finally:
+                self.end_write()
+            return
         self.checkpointer.checkpoint(wait)
 
     @property

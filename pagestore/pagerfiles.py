@@ -2,8 +2,8 @@
 
 ``PagerFiles`` is the part of ``Pager`` (its base class: the same object, its code in a
 file of its own) that opens a store: it opens and locks the data file (a writer's
-exclusive ``flock`` and ``LOCK_DMS``; a reader's shared one, or a seat beside a writer
-through the shared index), creates a new store's header, opens and recovers the log
+``flock``, shared by writers that take turns, else exclusive, and ``LOCK_DMS``; a reader's
+shared one, or a seat beside a writer through the shared index), creates a new store's header, opens and recovers the log
 (under ``LOCK_RECOVER`` for a writer with a shared index), reads the committed header
 and checks it against the file (``_check_extent``), and checkpoints what recovery found.
 It also answers what the shared index's rebuild asks of the data file
@@ -29,7 +29,7 @@ from . import storefiles
 from .checkpointer import Checkpointer
 from .errors import CorruptionError, InvalidFileError, PageStoreError, StoreLockedError
 from .pagemap import PageMap
-from .readers import DataLock, Marks, ReadMark, SharedLog, remove_shm, shm_path
+from .readers import LOCK_WRITERS, DataLock, Marks, ReadMark, SharedLog, remove_shm, shm_path
 from .wal import WAL, log_path
 
 if TYPE_CHECKING:
@@ -53,8 +53,12 @@ class PagerFiles:
     sharing: Optional[SharedLog]
     shared: bool
     _data_lock: Optional[DataLock]
+    _solo_lock: Optional[DataLock]
     _made_log: bool
     poisoned: Optional[BaseException]
+    turns: bool
+    writing: bool
+    _share_writes: bool
     pagemap: PageMap
     cache: "OrderedDict[int, _Frame]"
     dirty: Dict[int, "_Frame"]
@@ -77,6 +81,8 @@ class PagerFiles:
 
         def rollback(self) -> None: ...
 
+        def _take_turn(self, wait: float) -> bool: ...
+
     def checkpoint(self, wait: float = 0.0) -> None:  # pragma: no cover - Pager's
         raise NotImplementedError
 
@@ -91,13 +97,20 @@ class PagerFiles:
         self.file = opener(path, create=create and not readonly, readonly=readonly)
         self._read_into = getattr(self.file, "read_into", None)
         if not readonly:
-            self._lock_writer()
+            self._lock_writer(self._share_writes and shared_log.SUPPORTED)
         elif not self._shared_possible():
-            self.file.lock(exclusive=False)  # one process at a time, as without a shared index
+            self._lock_solo_reader()  # one process at a time, as without a shared index
         if self.file.size() == 0:
             if readonly:
                 raise InvalidFileError(f"{path}: empty file, not a pagestore file")
-            self._create(page_size)
+            if self.turns and self._data_lock is not None:
+                # Writers that take turns open the file together: one of them writes its header
+                # (LOCK_CREATE serializes the look and the write; the others find it written).
+                with self._data_lock.section(shared_log.LOCK_CREATE):
+                    if self.file.size() == 0:
+                        self._create(page_size)
+            else:
+                self._create(page_size)
         disk_meta = self._read_disk_meta()
         self.page_size = disk_meta.page_size
         self._made_log = not readonly and not os.path.lexists(log_path(path))
@@ -105,10 +118,19 @@ class PagerFiles:
         if readonly and self._data_lock is not None:
             if self._open_shared_reader(disk_meta):
                 return
-            self.file.lock(exclusive=False)  # no shared index here: one process at a time
+            self._lock_solo_reader()  # no shared index here: one process at a time
         if not readonly and self._data_lock is not None:
             self.sharing = shared_log.open_index_for_writer(path, self.page_size, disk_meta.file_id, self, self.readers)
             self.sharing.attach(self.wal)
+            if self.turns:
+                if not self._first_turn():
+                    # Another writer is in its turn: join without recovering (its log is whole and
+                    # published); the first operation reads the latest commit (``begin_operation``).
+                    self.meta = disk_meta
+                    self.committed = disk_meta.copy()
+                    self.overlaid = set()
+                    return
+                disk_meta = self._read_disk_meta()  # the last writer to hold it may have checkpointed
             self.sharing.recover(self.wal, disk_meta.checkpoint_seq)  # under LOCK_RECOVER: no reader rebuilds it
         else:
             self.wal.recover(disk_meta.checkpoint_seq)
@@ -193,24 +215,90 @@ class PagerFiles:
         """
         storefiles.discard_abandoned_copy(self._opener, storefiles.compaction_path(self.path))
 
-    def _lock_writer(self) -> None:
-        """_lock_writer takes the writer's exclusive lock on the data file, and LOCK_DMS (shm.py).
+    def _lock_writer(self, turns: bool) -> None:
+        """_lock_writer takes the writer's lock on the data file, and LOCK_DMS (shm.py).
+
+        ``turns``: writers in several processes take turns on LOCK_WRITE (``try_lock_write``),
+        so the file's lock is shared: it keeps out only a pagestore that writes alone (an
+        older one, or one where the locks are missing). Otherwise the lock is exclusive: one
+        writing process at a time.
 
         A reader rebuilding the shared index holds a shared lock on the file for a
         moment (``_rebuild_shared``): the exclusive lock is retried for a short while.
+
+        Raises:
+            StoreLockedError: another process writes the store alone; the message says why
+                this one cannot join it.
         """
         assert self.file is not None
         deadline = time.monotonic() + 0.25
         while True:
             try:
-                self.file.lock(exclusive=True)
+                self.file.lock(exclusive=not turns)
                 break
-            except StoreLockedError:
+            except StoreLockedError as exc:
                 if time.monotonic() > deadline or not os.path.exists(shm_path(self.path)):
-                    raise
+                    if not (self._share_writes and shared_log.SUPPORTED):
+                        raise StoreLockedError(
+                            f"{exc}; writers in several processes take turns only where fcntl's "
+                            "open-file-description locks work (Linux, on a local file system), and "
+                            "they are missing here: one process writes at a time") from exc
+                    raise StoreLockedError(
+                        f"{exc}; a pagestore that writes alone (an older version, or one without "
+                        "open-file-description locks) has it open") from exc
                 time.sleep(0.002)
         if shared_log.SUPPORTED:
             self._data_lock = DataLock(self.path, write=True, opener=self._opener)
+            if turns:
+                # A reader without the shared index reads alone: it and this writer refuse each
+                # other (each holds its byte first, then looks at the other's: one of two that
+                # open at once sees the other).
+                self._data_lock.hold(shared_log.LOCK_WRITERS)
+                if self._data_lock.others(shared_log.LOCK_SOLO):
+                    raise StoreLockedError(
+                        f"{self.path}: a reader that cannot use the shared index (it may not write "
+                        f"{shm_path(self.path)}) has the store open, and reads it alone")
+        self.turns = turns
+
+    def _lock_solo_reader(self) -> None:
+        """_lock_solo_reader: a read-only open without the shared index reads alone, as before the
+        index existed: a shared lock on the file keeps out a writer that writes alone, and
+        LOCK_SOLO the writers that take turns (``_lock_writer``).
+
+        Raises:
+            StoreLockedError: a writer has the store open.
+        """
+        assert self.file is not None
+        self.file.lock(exclusive=False)
+        if not shared_log.SUPPORTED:
+            return
+        try:
+            solo = DataLock(self.path, write=False, opener=self._opener, start=shared_log.LOCK_SOLO)
+        except OSError:
+            return  # no lock to be had here (a read-only file system): the file's lock alone
+        self._solo_lock = solo
+        if solo.others(shared_log.LOCK_WRITERS):
+            raise StoreLockedError(f"{self.path}: a writer has the store open, and this reader cannot "
+                                   f"use the shared index ({shm_path(self.path)}) to read beside it")
+
+    # ---- writers in several processes: turns on LOCK_WRITE ----
+
+    def _first_turn(self) -> bool:
+        """_first_turn takes LOCK_WRITE for the open's recovery and checkpoint, if it is free
+        (released at the end of ``__init__``); False if another writer holds it.
+
+        Raises:
+            StoreLockedError: the file system does not lock (a network file system), said so.
+        """
+        assert self.sharing is not None
+        try:
+            self.writing = self.sharing.try_lock_write()
+        except OSError as exc:
+            raise StoreLockedError(
+                f"{self.path}: cannot take the write lock writers in several processes share "
+                f"(fcntl open-file-description lock on {shm_path(self.path)}: {exc.strerror or exc}); "
+                "a network file system does not provide them") from exc
+        return self.writing
 
     def _shared_possible(self) -> bool:
         """_shared_possible: for a read-only open, takes LOCK_DMS and opens the shared index, so that
@@ -243,7 +331,7 @@ class PagerFiles:
         """_read_disk_meta decodes the data file's header. A reader beside a writer retries a
         header that fails its checksum: the writer may be rewriting it at that moment."""
         assert self.file is not None
-        tries = 50 if (self.readonly and self._data_lock is not None) else 1
+        tries = 50 if ((self.readonly or self.turns) and self._data_lock is not None) else 1
         for i in range(tries):
             try:
                 return fmt.decode_meta(self.file.read(0, fmt.FILE_HEADER_SIZE), self.path)
@@ -289,6 +377,8 @@ class PagerFiles:
         """lock_data_shared takes a shared lock on the data file, so that no writer starts; False
         if a writer holds the store. Callers: ``SharedLog.rebuild``."""
         assert self.file is not None
+        if self.turns:
+            return True  # a writer taking turns holds it shared already (LOCK_WRITE tells who writes)
         try:
             self.file.lock(exclusive=False)
         except StoreLockedError:
@@ -297,6 +387,8 @@ class PagerFiles:
 
     def unlock_data(self) -> None:
         """unlock_data lets go of ``lock_data_shared``'s lock."""
+        if self.turns:
+            return
         unlock = getattr(self.file, "unlock", None)
         if unlock is not None:
             unlock()
@@ -367,6 +459,12 @@ class PagerFiles:
             old_lock = self._data_lock
             self._data_lock = DataLock(self.path, write=True, opener=self._opener)
             old_lock.close()
+            if self.turns:
+                # The new file's locks as an open of it takes them (``_lock_writer``): other
+                # writers join it as they joined the old one.
+                self._data_lock.hold(LOCK_WRITERS)
+                assert self.file is not None
+                self.file.lock(exclusive=False)
 
     def _adopt(self, path: str) -> None:
         assert self.file is not None and self.wal is not None
@@ -430,6 +528,10 @@ class PagerFiles:
             if self.wal is not None and self.file is not None and not self.readonly:
                 if self.in_transaction:
                     self.rollback()
+                if self.turns and not self.writing and checkpoint and self.poisoned is None:
+                    # The checkpoint is a write turn: taken if no other writer holds it now
+                    # (one that does checkpoints, and the last one out removes the files).
+                    checkpoint = self._take_turn(0.05)
                 if checkpoint and self.poisoned is None:
                     self.checkpoint()
                     # The log and the shared index go only when the log is empty and no
@@ -455,6 +557,9 @@ class PagerFiles:
         if self._data_lock is not None:
             self._data_lock.close()
             self._data_lock = None
+        if self._solo_lock is not None:
+            self._solo_lock.close()
+            self._solo_lock = None
         if self.wal is not None:
             self.wal.close()
             self.wal = None

@@ -75,6 +75,9 @@ class PagerReads:
     marks: Marks
     sharing: Optional[SharedLog]
     shared: bool
+    turns: bool
+    writing: bool
+    _logged_header: Optional[Tuple[int, bytes]]
     on_change: List[Callable[[Optional[Set[int]]], None]]
     checkpointer: Checkpointer
 
@@ -135,13 +138,18 @@ class PagerReads:
         """
         self.epoch += 1
         sharing = self.sharing
-        if self.shared and sharing is not None and sharing.mark is None:
-            sharing.begin_read(self.wal, self._follow)
+        if sharing is not None and sharing.mark is None:
+            if self.shared:
+                sharing.begin_read(self.wal, self._follow)
+            elif self.turns and not self.writing:
+                # A writer between its turns reads as a reader does (issue 26).
+                sharing.begin_read(self.wal, self._follow, writer=True)
 
     def end_operation(self) -> None:
-        """end_operation lets go of the operation's read mark (a reader beside a writer); a no-op otherwise.
-        Callers: the store, when its lock is released by the outermost holder."""
-        if self.shared and self.sharing is not None:
+        """end_operation lets go of the operation's read mark (a reader beside a writer, or a writer
+        between its turns); a no-op otherwise. Callers: the store, when its lock is released by
+        the outermost holder."""
+        if (self.shared or self.turns) and self.sharing is not None:
             self.sharing.end_read()
 
     def _follow(self, changed: Optional[Set[int]], reset: bool, new_state: bool) -> None:
@@ -165,6 +173,9 @@ class PagerReads:
         self._check_extent(meta)
         self.meta = meta
         self.committed = meta.copy()
+        # A writer catching up: its next header frame is logged whole (the last one it logged
+        # is not the newest any more, and in a new log its offset may name another frame).
+        self._logged_header = None
         if reset or changed is None:
             self.overlaid = wal.pages()
         else:
@@ -205,7 +216,12 @@ class PagerReads:
         after a commit (the log's index is copied), O(1) after that.
         """
         assert self.wal is not None
-        return self.marks.take(self.committed, self.wal, self.sharing.mark if self.sharing is not None else None)
+        lock = self.sharing.mark if self.sharing is not None else None
+        if lock is None and self.turns and self.sharing is not None:
+            # A writer in its turn holds no operation mark: the snapshot locks its own, so that
+            # the writers after this turn neither copy past nor restart the log it reads.
+            lock = self.sharing.hold(self.wal.committed_frames)
+        return self.marks.take(self.committed, self.wal, lock)
 
     def release(self, mark: ReadMark) -> None:
         """release gives up a read mark; the automatic checkpoint runs again once none is held.

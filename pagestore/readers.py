@@ -11,6 +11,16 @@ processes agree on about the log. The pager asks it, through ``SharedLog``:
     mark                              oldest_mark(frames)        (how far a checkpoint may copy)
     rebuild(force=...)                readers_gone()             (may a held-back restart run)
                                       lock_for_restart(wait) / end_restart(wal, backfilled)
+                                      try_lock_write() / unlock_write()   (LOCK_WRITE)
+                                      catch_up(wal, apply)       (on taking LOCK_WRITE)
+                                      begin_read(wal, apply, writer=True) / hold(frames)
+
+Writers in several processes (issue 26) take turns on LOCK_WRITE. Between its turns a
+writer reads as a reader does (``begin_read(..., writer=True)``: a mark on the latest
+commit, its log brought up to it by ``WAL.catch_up``, which keeps the frame lists a
+writer appends after); on taking the lock it catches up with every commit in the log
+(``catch_up``), and republishes what a writer killed before its publication left
+unpublished.
 
 ``begin_read`` takes a read mark on the writer's latest publication (the header read,
 its mark locked, the header read again: if it changed, start over), brings the reader's
@@ -32,10 +42,11 @@ from typing import Any, Callable, Dict, List, Optional, Protocol, Set
 from . import format as fmt
 from . import shm as shmlib
 from .errors import PageStoreError, StoreLockedError
-from .shm import READ_BASE, READ_SPAN, DataLock, Header, IndexGrowError, SharedIndex, remove_shm, shm_path
+from .shm import (LOCK_CREATE, LOCK_SOLO, LOCK_WRITERS, READ_BASE, READ_SPAN, DataLock, Header, IndexGrowError, SharedIndex,
+                  remove_shm, shm_path)
 
-__all__ = ["DataLock", "DataSide", "Header", "IndexGrowError", "Marks", "ReadMark", "SUPPORTED", "SharedLog",
-           "remove_shm", "shm_path"]
+__all__ = ["DataLock", "DataSide", "Header", "IndexGrowError", "LOCK_CREATE", "LOCK_SOLO", "LOCK_WRITERS", "Marks", "ReadMark",
+           "SUPPORTED", "SharedLog", "remove_shm", "shm_path"]
 
 #: whether this platform has the locks reading beside a writer needs (shm.SUPPORTED)
 SUPPORTED = shmlib.SUPPORTED
@@ -247,27 +258,97 @@ class SharedLog:
 
     # ---- a reader ----
 
-    def begin_read(self, wal: Any, apply: Apply) -> None:
+    def begin_read(self, wal: Any, apply: Apply, *, writer: bool = False) -> None:
         """begin_read takes a read mark on the writer's latest commit for the current operation
         and brings the reader's log up to it, telling ``apply`` what changed (nothing is
         called when nothing did). Callers: ``Pager.begin_operation``.
+
+        ``writer``: a writer between its turns (``wal`` is a writer's log): it marks the
+        commit's frame count even when the data file holds it whole (not LOCK_READ0,
+        under which a new log may start: its log keeps reading the old one's frames),
+        and its log catches up by reading the new frames (``WAL.catch_up``).
 
         Raises:
             StoreLockedError: the index stayed unreadable.
             CorruptionError: from ``WAL.follow`` or ``apply``; the view stays the old one.
         """
-        head = self._acquire()
+        head = self._acquire(writer)
+        if writer:
+            self.mark = head.frames
+            if (head.generation, head.salt, head.frames) != (wal.generation, wal.salt, wal.committed_frames):
+                changed = wal.catch_up(head.frames, (head.generation, head.salt) == (wal.generation, wal.salt))
+                if changed is None or changed:
+                    apply(None if changed is None else set(changed), changed is None, True)
+            self.view = head
+            return
         self.mark = head.mark
         if head is not self.view:  # read_header returns the same object while nothing changes
             self._follow(wal, head, apply)
+
+    def try_lock_write(self) -> bool:
+        """try_lock_write takes LOCK_WRITE, the write lock writers in several processes share
+        (locks.py), without waiting; False if another process holds it."""
+        return self.index.try_lock(shmlib.LOCK_WRITE, exclusive=True)
+
+    def unlock_write(self) -> None:
+        """unlock_write lets LOCK_WRITE go."""
+        self.index.unlock(shmlib.LOCK_WRITE)
+
+    def wait_write(self, on: bool) -> None:
+        """wait_write: this process waits in line for LOCK_WRITE (LOCK_WAITING shared), or no longer."""
+        if on:
+            self.index.lock(shmlib.LOCK_WAITING)
+        else:
+            self.index.unlock(shmlib.LOCK_WAITING)
+
+    def others_wait_write(self) -> bool:
+        """others_wait_write: another process waits in line for LOCK_WRITE (one lock probe)."""
+        return self.index.held_by_others(shmlib.LOCK_WAITING, 1) is not None
+
+    def catch_up(self, wal: Any, apply: Apply) -> int:
+        """catch_up brings a writer that has just taken LOCK_WRITE up to every commit in the log
+        (``WAL.catch_up``: a commit another writer made durable but was killed before publishing
+        counts; frames past the last commit frame never do), tells ``apply`` what changed, and
+        republishes the state when the index's header does not show it. Returns how many frames
+        the data file holds (``backfilled``: another writer may have checkpointed).
+
+        Raises:
+            CorruptionError: from ``WAL.catch_up`` or ``apply``.
+        """
+        head = self.index.read_header()
+        changed = wal.catch_up(None, head is not None and (head.generation, head.salt) == (wal.generation, wal.salt))
+        if changed is None or changed:
+            apply(None if changed is None else set(changed), changed is None, True)
+        state = (wal.generation, wal.salt, wal.committed_frames)
+        same_log = head is not None and (head.generation, head.salt) == state[:2]
+        backfilled = head.backfilled if same_log and head is not None and head.backfilled <= state[2] else 0
+        if head is None or (head.generation, head.salt, head.frames) != state:
+            # A writer killed between its commit and its publication (or halfway through a
+            # publication, or a restart): the entries of the frames it wrote may be missing too.
+            first = min(head.frames, state[2]) if same_log and head is not None else 0
+            self.index.set_frames(first, wal.entries(first))
+            self.publish(wal, backfilled)
+        self.view = self.index.read_header()
+        return backfilled
+
+    def hold(self, frames: int) -> int:
+        """hold locks read mark ``frames`` for a snapshot a writer takes while it holds LOCK_WRITE
+        (it holds no operation mark then), so that no writer after it copies past, or restarts,
+        the log the snapshot reads; ``reconcile`` lets it go with the snapshot. Returns it."""
+        if frames not in self.locked:
+            if not self.index.lock_mark(frames):  # pragma: no cover - only a restart holds marks exclusively
+                raise StoreLockedError(f"{self.name}: read mark {frames} is held exclusively")
+            self.locked.add(frames)
+        return frames
 
     def end_read(self) -> None:
         """end_read lets go of the operation's mark, unless a live snapshot holds it too."""
         self.mark = None
         self.reconcile()
 
-    def _acquire(self) -> Header:
-        """_acquire takes a read mark on the latest published state and returns it.
+    def _acquire(self, writer: bool = False) -> Header:
+        """_acquire takes a read mark on the latest published state and returns it (``writer``:
+        the frame count, never LOCK_READ0; see ``begin_read``).
 
         The header is read, its mark locked, and the header read again: if it
         changed in between, the writer may have moved past the mark before the
@@ -283,7 +364,7 @@ class SharedLog:
                     self.rebuild(force=False)
                 time.sleep(0 if attempt < 10 else 0.0005)
                 continue
-            m = head.mark
+            m = head.frames if writer else head.mark
             if m not in self.locked:
                 if not index.lock_mark(m):
                     time.sleep(0 if attempt < 10 else 0.0005)  # the writer is starting a new log
@@ -352,6 +433,9 @@ class SharedLog:
                 return True
             if not side.lock_data_shared():  # no writer starts meanwhile
                 return False
+            if not index.try_lock(shmlib.LOCK_WRITE, exclusive=True):  # nor is one writing (issue 26)
+                side.unlock_data()
+                return False
             try:
                 disk = side.disk_meta()
                 wal = side.open_log(disk.file_id)
@@ -365,6 +449,7 @@ class SharedLog:
                 finally:
                     wal.close()
             finally:
+                index.unlock(shmlib.LOCK_WRITE)
                 side.unlock_data()
             self.view = None
             return True

@@ -52,7 +52,20 @@ never blocks anyone for long)
                            before it opens this file; a writer that can take it
                            exclusively is alone, and may remove the log and this
                            file at close (an opener waits for it meanwhile)
+    data   LOCK_WRITERS    shared by every writer that takes turns (issue 26), for its
+                           open's life
+    data   LOCK_CREATE     exclusive while a writer that takes turns writes the header of
+                           a new, empty data file (two opening it at once write one)
+    data   LOCK_SOLO       shared by a reader that reads without the shared index (it
+                           cannot write it): it and the writers taking turns refuse
+                           each other (each takes its own byte, then looks at the other's)
     shm    LOCK_RECOVER    exclusive while the index is being rebuilt
+    shm    LOCK_WRITE      the write lock of writers in several processes: exclusive
+                           while one writes (a transaction, a commit of single
+                           writes, a checkpoint; locks.py); a reader rebuilding the
+                           index holds it too, so that no writer starts meanwhile
+    shm    LOCK_WAITING    shared by each writer waiting for LOCK_WRITE: a writer that
+                           sees it held waits in line instead of taking LOCK_WRITE at once
     shm    READ_BASE + m   a read mark: shared by each process while it reads the
                            store as of m committed frames; the writer copies log
                            frames into the data file only up to the smallest held
@@ -63,11 +76,13 @@ never blocks anyone for long)
                            log frame, so a new log may start under it, but nothing
                            more is copied into the data file while it is held
 
-Writer exclusion is not here: the writer holds an exclusive ``flock`` on the
-data file, as before (pagerfiles.py).
+Writers take turns on LOCK_WRITE (pager.py, ``try_lock_write``). Where these
+locks are missing, a writer holds an exclusive ``flock`` on the data file
+instead, as before writers in several processes (one writing process at a time).
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import mmap
@@ -75,7 +90,7 @@ import os
 import struct
 import sys
 from array import array
-from typing import Iterable, NamedTuple, Optional, Tuple
+from typing import Iterable, Iterator, NamedTuple, Optional, Tuple
 
 from . import fileio
 # The byte-range locks, on the shared index's descriptor (the data file's are a File's).
@@ -96,6 +111,11 @@ LOCK_BASE = 1 << 40
 LOCK_DMS = LOCK_BASE
 LOCK_RECOVER = LOCK_BASE + 1
 LOCK_READ0 = LOCK_BASE + 2
+LOCK_WRITE = LOCK_BASE + 3
+LOCK_WAITING = LOCK_BASE + 4
+LOCK_WRITERS = LOCK_BASE + 1  # on the data file, as LOCK_DMS
+LOCK_SOLO = LOCK_BASE + 2  # on the data file, as LOCK_DMS
+LOCK_CREATE = LOCK_BASE + 3  # on the data file, as LOCK_DMS
 READ_BASE = LOCK_BASE + 16
 READ_SPAN = 1 << 32
 
@@ -151,9 +171,11 @@ class DataLock:
     that it works whatever the pager reads the file with and lets go of nothing the pager's
     own File holds. Shared from construction; ``alone`` tells whether anyone else holds it."""
 
-    def __init__(self, path: str, *, write: bool, opener: fileio.Opener = fileio.open_file) -> None:
+    def __init__(self, path: str, *, write: bool, opener: fileio.Opener = fileio.open_file,
+                 start: int = LOCK_DMS) -> None:
         """``write``: the caller may write the file. A reader opens it for writing too where it
-        may (never writing it), so that it can tell it is the last one out at close."""
+        may (never writing it), so that it can tell it is the last one out at close.
+        ``start``: the byte to hold shared (LOCK_SOLO: a reader without the shared index)."""
         self.file: Optional[fileio.File] = None
         try:
             self.file = opener(path, create=False, readonly=False)
@@ -162,10 +184,30 @@ class DataLock:
                 raise
             self.file = opener(path, create=False, readonly=True)
         try:
-            self.file.lock_range(LOCK_DMS)
+            self.file.lock_range(start)
         except BaseException:
             self.close()
             raise
+
+    def hold(self, start: int) -> None:
+        """hold takes byte ``start`` of the data file shared too (LOCK_WRITERS), until close."""
+        assert self.file is not None
+        self.file.lock_range(start)
+
+    @contextlib.contextmanager
+    def section(self, start: int) -> Iterator[None]:
+        """section holds byte ``start`` of the data file exclusively for the block (LOCK_CREATE), waiting for it."""
+        assert self.file is not None
+        self.file.lock_range(start, exclusive=True)
+        try:
+            yield
+        finally:
+            self.file.unlock_range(start)
+
+    def others(self, start: int) -> bool:
+        """others: another open holds byte ``start`` of the data file (LOCK_WRITERS, LOCK_SOLO)."""
+        assert self.file is not None
+        return self.file.range_held_by_others(start, 1) is not None
 
     def alone(self) -> bool:
         """alone: no other open holds LOCK_DMS now."""

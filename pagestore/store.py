@@ -296,6 +296,8 @@ class Store(MutableMapping[Any, Any]):
             self._lock = _OpLock()
         # The write lock (locks.py): taken before the operation lock, never while holding it.
         self._wlock = WriteLock(self.path)
+        #: writers in several processes: the write lock's share of LOCK_WRITE (None: not taking turns)
+        self._turns: Optional[_Turns] = None
         self._closed = True
         self._opener = _opener
         self._view: Optional[_ReadView] = None  # the tree and heap of the last snapshot's committed state
@@ -326,6 +328,7 @@ class Store(MutableMapping[Any, Any]):
                     sync=sync,
                     wal_limit=wal_limit,
                     mmap=mmap,
+                    share_writes=not readonly,
                 )
             except IsADirectoryError as exc:
                 raise PageStoreError(f"{self.path}: is a directory, not a store file") from exc
@@ -340,6 +343,13 @@ class Store(MutableMapping[Any, Any]):
                                               f"in the store's directory, and this directory is not writable",
                                           where) from exc
                 raise PermissionError(13, "permission denied", self.path) from exc
+            if self._pager.turns:
+                # Writers in several processes (issue 26): between its turns this writer reads
+                # as a reader beside a writer does (a read mark per operation, ended when the
+                # operation lock is let go), and its write lock takes LOCK_WRITE too.
+                self._lock = _OpLock()
+                self._turns = _Turns(self)
+                self._wlock.share(self._turns)
             try:
                 self._tree = BTree(self._pager, node_cache=self._tree_node_cache(), lend=True)
                 # reads the free-space map: may raise CorruptionError (a reader beside a writer
@@ -369,21 +379,47 @@ class Store(MutableMapping[Any, Any]):
         self.max_key = self._tree.max_key
         # Writes from threads that commit at the same time share one commit and one sync.
         self._commits = CommitQueue(self._wlock, self._lock, self._write_batch, self._write_batch_deferred, self._owed)
+        if self._pager.shared or self._pager.turns:
+            self._pager.on_change.append(self._changed)
+            assert isinstance(self._lock, _OpLock)
+            self._lock.on_idle = self._pager.end_operation if self._turns is None else self._idle
+            self._pager.end_operation()  # the view the pager opened with, for building the tree and heap
         try:
             self._use_codecs(keys, values)
         except BaseException:
             self.close()
             raise
-        if self._pager.shared:
-            self._pager.on_change.append(self._changed)
-            assert isinstance(self._lock, _OpLock)
-            self._lock.on_idle = self._pager.end_operation
-            self._pager.end_operation()  # the view the pager opened with, for building the tree and heap
+
+    def _idle(self) -> None:
+        """_idle ends an operation of a writer taking turns (the operation lock's ``on_idle``): one
+        that keeps its turn reads with no read mark, and looks whether another process asks for
+        the turn (``_Turns.look``); otherwise the operation's read mark goes."""
+        turns = self._turns
+        pager = self._pager
+        if self._pid != _PID:
+            return  # a forked child: the locks are the parent's (the operation raised already)
+        if turns is not None and turns.kept:
+            turns.look()
+            if turns.kept:
+                sharing = pager.sharing
+                if sharing is None or not sharing.locked:
+                    # Nothing to end: the operations after this one end with no call at all,
+                    # until the watcher sees another process ask (``_watch``) or a snapshot
+                    # locks a mark (``snapshot``).
+                    self._lock.on_idle = None
+                    return
+        pager.end_operation()
 
     def _changed(self, pgnos: Optional[Set[int]]) -> None:
-        """_changed drops what the tree cached of pages the writer changed (a reader beside a writer)."""
+        """_changed drops what the tree cached of pages another process's writer changed (a reader
+        beside a writer, or a writer catching up: issue 26), and the heap's free-space map when
+        its pages changed (a writer places records by it; a reader reads it again for check())."""
         self._tree.forget(pgnos)
-        self._fsm_stale = True
+        if self.readonly:
+            self._fsm_stale = True
+            return
+        if pgnos is None or not self._heap.fsm.reload(pgnos):
+            self._heap.reset()
 
     # ---- codecs ----
 
@@ -412,12 +448,23 @@ class Store(MutableMapping[Any, Any]):
         self._venc: Optional[Callable[[Any], bytes]] = None if vplain else vc.encode
         self._vdec: Optional[Callable[[bytes], Any]] = None if vplain else vc.decode
         if fresh and not self.readonly and (meta.key_codec, meta.value_codec) != (kc.name, vc.name):
-            with self._lock:
+            self._hold_write("recording the codecs")
+            try:
+                with self._lock:
+                    self._begin()
+                    meta = self._pager.meta
+                    if not (meta.lsn == 0 and meta.page_count == 1):
+                        fresh = False  # another process's writer recorded its codecs first: check against them
+                    else:
 
-                def record() -> None:
-                    meta.key_codec, meta.value_codec = kc.name, vc.name
+                        def record() -> None:
+                            self._pager.meta.key_codec, self._pager.meta.value_codec = kc.name, vc.name
 
-                self._write(record)
+                        self._write(record)
+            finally:
+                self._wlock.release()
+            if not fresh:
+                self._use_codecs(keys, values)
 
     def _typed_key(self, key: Any) -> bytes:
         assert self._kenc is not None
@@ -1532,9 +1579,17 @@ class Store(MutableMapping[Any, Any]):
             raise TypeError(f"wait must be a number of seconds, not {type(wait).__name__}")
         if not wait >= 0:
             raise ValueError(f"wait must be at least 0, got {wait}")
+        self._begin()
+        self._pager.check_writable()
+        self._hold_write("checkpoint()")
+        try:
+            return self._checkpoint(wait)
+        finally:
+            self._wlock.release()
+
+    def _checkpoint(self, wait: float) -> Dict[str, Any]:
         with self._lock:
             pager = self._begin()
-            pager.check_writable()
             before = pager.log_state()["log_frames"] or 0
             pager.checkpoint(wait)
             after = pager.log_state()
@@ -1639,6 +1694,147 @@ def _oldest(pager: Pager) -> Optional[Dict[str, Any]]:
     return {"seconds": max(0.0, time.monotonic() - mark.taken), "commits": pager.committed.lsn - mark.meta.lsn}
 
 
+#: A writer that has not been asked for its turn for this long keeps the next one it takes
+#: (``_Turns``): after giving a turn up it takes turns one write at a time for a while.
+KEEP_AFTER = 0.5
+#: How often a writer keeping its turn looks whether another process asks for it: at the end
+#: of an operation (at most once per LOOK_EVERY s) and, while idle, from its watcher thread.
+LOOK_EVERY = 0.001
+WATCH_EVERY = 0.002
+
+
+class _Turns:
+    """_Turns is the store's write lock's share with writers in other processes (locks.ProcessLock):
+    LOCK_WRITE, taken and let go under the operation lock (write lock first, then the operation
+    lock, as everywhere), and the catch-up on taking it (``Pager.begin_write``).
+
+    Keeping the turn (issue 26, the read floor of issue 22): a writer that no other writer process
+    has asked for its turn lately (KEEP_AFTER) keeps LOCK_WRITE when its write ends
+    (``kept``). It then reads as a single writer does, with no read mark and no system call
+    per read, and its group commit syncs outside the locks as in one process. Another process
+    asks by waiting in line (LOCK_WAITING, locks.py ``_poll``); the keeper gives the turn up at
+    the end of its current write or operation (``look``: one lock probe at most every
+    LOOK_EVERY s) or, idle, within WATCH_EVERY s from a daemon thread (``_watch``), which
+    runs only while the turn is kept. Giving up syncs what deferred commits owe first
+    (``Pager.end_write``), and from then on the writer takes turns one write at a time until
+    nobody has asked for KEEP_AFTER s. Readers in other processes do not ask: they read
+    beside the keeper with their marks, as beside a single writer."""
+
+    __slots__ = ("store", "kept", "_given", "_next_look", "_watcher", "__weakref__")
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        #: this process keeps LOCK_WRITE between its writes
+        self.kept = False
+        self._given = -KEEP_AFTER  # when the turn was last given up (time.monotonic)
+        self._next_look = 0.0
+        self._watcher: Optional[threading.Thread] = None
+
+    def try_lock(self) -> bool:
+        if self.kept:
+            return True
+        pager = self.store._pager
+        if self.store._closed:
+            raise StoreClosedError(f"{self.store.path}: store is closed")
+        return pager.try_lock_write()
+
+    def waiting(self, on: bool) -> None:
+        self.store._pager.wait_write(on)
+
+    def others_waiting(self) -> bool:
+        return not self.kept and self.store._pager.others_wait_write()
+
+    def taken(self) -> None:
+        if self.kept:
+            return  # nobody else has written since: nothing to catch up with
+        pager = self.store._pager
+        with self.store._lock:
+            pager.begin_write()
+            if time.monotonic() - self._given >= KEEP_AFTER and not pager.others_wait_write():
+                self._keep()
+
+    def unlock(self) -> None:
+        if self.kept and not self.store._pager.others_wait_write():
+            return
+        with self.store._lock:
+            self._give_up()
+
+    def look(self) -> None:
+        """look: at the end of an operation (the operation lock's ``on_idle``, which holds it), gives
+        the kept turn up if another process asks for it and no write is under way here."""
+        now = time.monotonic()
+        if now < self._next_look:
+            return
+        self._next_look = now + LOOK_EVERY
+        if not self.store._pager.others_wait_write():
+            return
+        wlock = self.store._wlock._lock
+        if wlock.acquire(False):  # never waits: the operation lock is held (order: write lock first)
+            try:
+                self._give_up()
+            finally:
+                wlock.release()
+        # else a write holds it: its end gives the turn up (``unlock``)
+
+    def _keep(self) -> None:
+        self.kept = True
+        self._next_look = 0.0
+        self.store._lock.on_idle = self.store._idle  # the first operation's end turns it off
+        if self._watcher is None or not self._watcher.is_alive():
+            self._watcher = threading.Thread(target=_watch, args=(weakref.ref(self),), daemon=True,
+                                             name=f"pagestore turn watcher {self.store.path}")
+            self._watcher.start()
+
+    def _give_up(self) -> None:
+        """_give_up lets LOCK_WRITE go (syncing what deferred commits owe first). Callers hold the
+        operation lock, and the write lock's thread lock or its turn."""
+        if self.kept:
+            self.kept = False
+            self._given = time.monotonic()
+        self.store._lock.on_idle = self.store._idle  # each operation's read mark ends again
+        pager = self.store._pager
+        pager.end_write()
+        pager.end_operation()  # the marks of snapshots closed while the turn was kept go now
+
+
+def _watch(ref: "weakref.ref[_Turns]") -> None:
+    """_watch is the thread of a writer that keeps its turn (``_Turns``): every WATCH_EVERY s it
+    looks whether another process asks for the turn and, if no write is under way, gives it up
+    under the write lock's thread lock and the operation lock. It ends when the turn is given
+    up or the store is closed (a forked child has no such thread: it may not use the store)."""
+    while True:
+        time.sleep(WATCH_EVERY)
+        turns = ref()
+        if turns is None or not turns.kept or turns.store._closed:
+            return
+        store = turns.store
+        try:
+            asked = store._pager.others_wait_write()
+        except (OSError, ValueError):
+            return  # the index is closed under it (the store is closing)
+        if asked:
+            # The end of the operation running now gives the turn up (``_idle``, ``look``);
+            # if none runs, this thread does, unless a write holds the write lock (its end
+            # gives it up: ``unlock``). Never waiting for the operation lock: a thread
+            # reading in a loop would keep it from this one for long.
+            turns._next_look = 0.0
+            store._lock.on_idle = store._idle
+            wlock = store._wlock._lock
+            if wlock.acquire(False):
+                try:
+                    if store._lock.acquire(False):
+                        try:
+                            if turns.kept and not store._closed:
+                                turns._give_up()
+                        finally:
+                            store._lock.release()
+                finally:
+                    wlock.release()
+            if not turns.kept:
+                return
+        del turns, store
+
+
 class _OpLock:
     """_OpLock is the store's re-entrant lock for a reader beside a writer: when its outermost
     holder lets go, ``on_idle`` (the pager's ``end_operation``) ends the operation's read mark,
@@ -1666,10 +1862,20 @@ class _OpLock:
             self._rlock.release()
 
     def __enter__(self) -> bool:
-        return self.acquire()
+        # ``acquire`` and ``release`` inlined: every read of a writer taking turns passes here
+        self._rlock.acquire()
+        self._depth += 1
+        return True
 
     def __exit__(self, *exc: object) -> None:
-        self.release()
+        self._depth -= 1
+        if self._depth == 0 and self.on_idle is not None:
+            try:
+                self.on_idle()
+            finally:
+                self._rlock.release()
+        else:
+            self._rlock.release()
 
 
 class _ReadView:

@@ -87,6 +87,10 @@ def check_store(pager: Pager, tree: BTree, heap: Heap) -> Dict[str, int]:
     for pgno, c in heap.fsm.cat.items():
         if owner.get(pgno) != "heap" and c:
             raise CorruptionError(pgno, "free-space map offers a page that is not a heap page")
+    if not pager.readonly and not heap.fsm.same_as_stored():
+        # a writer's map in memory went astray from its pages (another process's commits
+        # not caught up with: issue 26)
+        raise CorruptionError(meta.fsm_head, "the free-space map in memory differs from its pages")
     if records != meta.record_count:
         raise CorruptionError(0, f"header counts {meta.record_count} records, the tree holds {records}")
     if live_bytes != meta.live_bytes:

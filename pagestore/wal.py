@@ -178,8 +178,9 @@ class _Reader:
 
     BLOCK = 1 << 20
 
-    def __init__(self, file: fileio.File) -> None:
+    def __init__(self, file: fileio.File, block: int = BLOCK) -> None:
         self.file = file
+        self.block = block
         self.start = 0
         self.buf = b""
 
@@ -187,7 +188,7 @@ class _Reader:
         lo = offset - self.start
         if lo < 0 or lo + n > len(self.buf):
             self.start = offset
-            self.buf = self.file.read(offset, max(n, self.BLOCK))
+            self.buf = self.file.read(offset, max(n, self.block))
             lo = 0
         return self.buf[lo : lo + n]
 
@@ -327,17 +328,32 @@ class WAL:
                 self.reset(generation)
             return
         self.generation, self.salt, crc = head
+        self.committed_end, self.committed_crc = WAL_HEADER_SIZE, crc
+        self._scan(None, _Reader(self.file))
+        if not self.readonly and self.file.size() > self.committed_end:
+            self.file.truncate(self.committed_end)
+        self.allocated = self.file.size()
+
+    def _scan(self, frames: Optional[int], reader: _Reader) -> List[int]:
+        """_scan reads the log's frames from ``committed_end`` on (the chain's checksum going on from
+        ``committed_crc``) and adds each transaction's to the index at its commit frame, up to the
+        last valid commit frame, or (``frames``) until ``committed_frames`` reaches that count.
+        Returns the page numbers of the committed frames added. Recovery, and a writer catching up
+        (``catch_up``): what lies past the last commit frame (a torn or abandoned transaction) is
+        never taken.
+
+        Raises:
+            CorruptionError: a valid frame's delta does not follow its page's previous frame.
+        """
+        assert self.file is not None
         pending: Dict[int, int] = {}
-        pgnos: List[int] = []
-        offsets: List[int] = []
-        depth: Dict[int, int] = {}
-        committed_frames = 0
-        offset = WAL_HEADER_SIZE
-        self.committed_end, self.committed_crc = offset, crc
+        pgnos, offsets, depth = self.frame_pgnos, self.frame_offsets, self.depth
+        committed_frames = first = self.committed_frames
+        offset, crc = self.committed_end, self.committed_crc
         size = self.file.size()
         ps = self.page_size
-        reader = _Reader(self.file)
-        while offset + FRAME_HEADER_SIZE <= size:
+        added: Dict[int, int] = {}
+        while offset + FRAME_HEADER_SIZE <= size and (frames is None or committed_frames < frames):
             raw = reader.read(offset, FRAME_HEADER_SIZE)
             if len(raw) < FRAME_HEADER_SIZE:
                 break
@@ -366,17 +382,62 @@ class WAL:
             offset += FRAME_HEADER_SIZE + n
             if commit:
                 self.index.update(pending)
+                added.update(pending)
                 pending.clear()
                 committed_frames = len(pgnos)
                 self.committed_end, self.committed_crc = offset, crc
-        self.frame_pgnos = pgnos[:committed_frames]
-        self.frame_offsets = offsets[:committed_frames]
+        for off in offsets[committed_frames:]:
+            del depth[off]
+        del pgnos[committed_frames:]
+        del offsets[committed_frames:]
         self.committed_frames = committed_frames
-        self.depth = {o: depth[o] for o in self.frame_offsets}
         self.end, self._crc = self.committed_end, self.committed_crc
-        if not self.readonly and size > self.committed_end:
-            self.file.truncate(self.committed_end)
-        self.allocated = self.file.size()
+        if committed_frames > first:
+            self._synced = False  # frames another process wrote, maybe with sync=False: the next sync covers them
+        return list(added)
+
+    def catch_up(self, frames: Optional[int], same_log: bool = False) -> Optional[List[int]]:
+        """catch_up brings a WRITER's log up to the commits other processes appended since it last
+        looked (writers in several processes take turns: pager.py ``catch_up``): the frames past
+        ``committed_end`` are read and checked as recovery reads them, up to the last valid commit
+        frame (the caller holds the write lock: a writer killed after its commit frame keeps its
+        commit, one killed before leaves frames no one takes), or until ``frames`` committed frames
+        (a read mark on that published state). Nothing is truncated or written.
+
+        Returns the page numbers whose newest frame changed, or None when the log is another
+        generation now (another writer restarted it): its index is then rebuilt from the file,
+        and any page may have changed. ``same_log``: the caller knows the log is still this
+        generation (the shared index publishes it, and a restart invalidates that first), so
+        its header is not read again.
+
+        Raises:
+            CorruptionError: the log's header is unreadable, a delta does not follow its page's
+                previous frame, or the log holds fewer than ``frames`` committed frames.
+        """
+        assert not self.readonly and self.file is not None and not self.txn_index
+        # Most catch-ups find a few small frames, or none: a first read of one whole frame.
+        reader = _Reader(self.file, FRAME_HEADER_SIZE + self.page_size)
+        head = None if same_log else self._read_header()
+        if head is None and not same_log:
+            raise CorruptionError(None, f"{self.path}: the log's header is unreadable")
+        added: Optional[List[int]]
+        if head is None or head[:2] == (self.generation, self.salt):
+            added = self._scan(frames, reader)
+        else:
+            self.index.clear()
+            self.frame_pgnos, self.frame_offsets, self.depth = [], [], {}
+            self.committed_frames = 0
+            self._images.clear()
+            self.generation, self.salt = head[0], head[1]
+            self.committed_end, self.committed_crc = WAL_HEADER_SIZE, head[2]
+            self._scan(frames, reader)
+            added = None
+        if frames is not None and self.committed_frames < frames:
+            raise CorruptionError(None, f"{self.path}: the log holds {self.committed_frames} committed frames, "
+                                        f"fewer than the {frames} the shared index publishes")
+        # Never zero-fill over what the others appended (``_reserve`` grows from ``allocated``).
+        self.allocated = max(self.allocated, self.file.size())
+        return added
 
     # ---- writing ----
 

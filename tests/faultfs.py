@@ -280,8 +280,27 @@ class Disk:
 
     # ---- power loss ----
 
+    def _kill_stores(self) -> None:
+        """_kill_stores: the power cut kills the process too, and the fcntl locks its stores held on
+        their shared index (a real file, not this Disk's) die with it, as the Disk's own locks
+        do: a writer's LOCK_WRITE above all, which a writer keeping its turn holds between
+        writes (issue 26). The stores opened through this Disk left open (the crashed ones) let
+        go of every lock on their index's descriptor; they are not to be used again."""
+        from pagestore import fileio, store as store_mod
+
+        for s in list(store_mod._open_stores.values()):
+            if getattr(s, "_opener", None) != self.opener:
+                continue
+            turns = getattr(s, "_turns", None)
+            if turns is not None:
+                turns.kept = False  # its watcher thread ends
+            sharing = s._pager.sharing
+            if sharing is not None and sharing.index.fd >= 0:
+                fileio.unlock(sharing.index.fd, 0, 0)  # the whole file: every byte it held
+
     def crash(self, mode: str = "drop", seed: Optional[int] = None) -> None:
         """crash replaces every file's contents by what survives a power cut in ``mode``."""
+        self._kill_stores()
         rng = random.Random(f"{self.seed if seed is None else seed}:{self.crashes}")
         for ino in sorted(self.contents):
             c = self.contents[ino]

@@ -273,15 +273,23 @@ def test_not_a_store(tmp_path, command):
     assert path.read_bytes() == before  # untouched
 
 
-def test_locked_store(tmp_path):
-    """A store another process writes: reading commands read it beside the writer, writing ones are refused."""
-    path = str(tmp_path / "locked.ps")
+def test_store_in_use(tmp_path):
+    """A store another process has open for writing: reading commands read it beside the writer, and
+    writing ones take turns with it (issue 26); compact refuses, saying why."""
+    path = str(tmp_path / "inuse.ps")
     with pagestore.open(path) as store:
         store[b"k"] = b"v"
         assert run("get", path, "k").stdout == b"v\n"
-        proc = run("put", path, "k", "w", ok=False)
-        assert "another process" in one_error_line(proc)
-        assert store[b"k"] == b"v"
+        run("put", path, "k", "w")
+        assert store[b"k"] == b"w"
+        run("put", path, "gone", "x")
+        run("delete", path, "gone")
+        assert b"gone" not in store
+        run("load", path, input=b'{"k": "YQ==", "v": "MQ=="}\n{"k": "Yg==", "v": "Mg=="}\n')
+        assert store[b"a"] == b"1" and store[b"b"] == b"2"
+        proc = run("compact", path, ok=False)
+        assert "other processes have the store open" in one_error_line(proc)
+        store.check()
 
 
 def test_usage_errors_exit_2():

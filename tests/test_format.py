@@ -492,3 +492,18 @@ def test_free_list_trunk_table_matches_in_the_header_the_docs_and_freelist_py():
     assert freelist.EXTENT_SIZE == 8 and freelist._EXTENT.format == "<II"
     assert freelist.TRUNK_OVERHEAD == fmt.HEADER_SIZE + fmt.SLOT_SIZE
     assert "(page_size - 46) / 8" in FORMAT_MD and "(page_size - 46) // 8" in (freelist.__doc__ or "")
+
+
+def test_lock_table_matches_the_constants():
+    """docs/format.md's lock table names each fcntl lock byte with the offset shm.py uses."""
+    import re
+
+    from pagestore import shm
+
+    rows = dict(re.findall(r"^\| `(LOCK_[A-Z0-9]+)` \| 2\^40(?: \+ (\d+))? \|", FORMAT_MD, re.M))
+    assert set(rows) == {"LOCK_DMS", "LOCK_WRITERS", "LOCK_CREATE", "LOCK_SOLO", "LOCK_RECOVER", "LOCK_READ0", "LOCK_WRITE", "LOCK_WAITING"}
+    for name, plus in rows.items():
+        assert getattr(shm, name) == (1 << 40) + int(plus or 0), name
+    assert shm.READ_BASE == (1 << 40) + 16 and "`READ_BASE` = 2^40 + 16" in FORMAT_MD
+    for name in rows:
+        assert name in shm.__doc__, name  # and the module's own table names it

@@ -15,7 +15,7 @@ import pytest
 
 from pagestore import format as fmt
 from pagestore.readers import Marks, ReadMark, SharedLog
-from pagestore.shm import LOCK_READ0, LOCK_RECOVER, READ_BASE, READ_SPAN, Header
+from pagestore.shm import LOCK_READ0, LOCK_RECOVER, LOCK_WRITE, READ_BASE, READ_SPAN, Header
 
 
 class FakeIndex:
@@ -28,6 +28,7 @@ class FakeIndex:
         self.held: Dict[int, int] = {}  # mark -> readers holding it
         self.restarting = False  # the writer holds the whole mark range
         self.recovering = False
+        self.writing = False  # LOCK_WRITE: a writer in its turn, or a rebuild (issue 26)
         self.change = 0
         self.file_id = 1
         self.on_read: List[Optional[Header]] = []  # headers to serve first (a writer racing the reader)
@@ -63,11 +64,19 @@ class FakeIndex:
     def unlock(self, start: int, length: int = 1) -> None:
         if start == LOCK_RECOVER:
             self.recovering = False
+        elif start == LOCK_WRITE:
+            assert self.writing
+            self.writing = False
         else:
             assert (start, length) == (READ_BASE, READ_SPAN) and self.restarting
             self.restarting = False
 
     def try_lock(self, start: int, length: int = 1, *, exclusive: bool = False) -> bool:
+        if start == LOCK_WRITE:
+            if self.writing:
+                return False
+            self.writing = True
+            return True
         assert (start, length, exclusive) == (READ_BASE, READ_SPAN, True)
         if any(m >= 0 and n for m, n in self.held.items()):
             return False
@@ -373,8 +382,22 @@ def test_an_index_left_unreadable_is_rebuilt_from_the_log_when_no_writer_is_ther
     r = Reader(index, side)
     r.begin()
     assert index.head is not None and index.head.frames == 3 and not side.locked and not index.recovering
+    assert not index.writing  # the rebuild's LOCK_WRITE is let go
     assert r.told == [(None, True, True)] and set(r.log.index) == {3, 5, 0}
     r.end()
+
+
+def test_a_rebuild_waits_while_a_writer_is_in_its_turn():
+    """Writers in several processes (issue 26) share the data file's lock: a rebuild waits on LOCK_WRITE."""
+    index = FakeIndex()
+    log = FakeLog()
+    log.commit(index, [3, 0])
+    side = FakeSide(log)
+    index.writing = True  # another process's writer is in its turn
+    r = Reader(index, side)
+    assert r.share.rebuild(force=False) is False and index.head is None and not side.locked
+    index.writing = False
+    assert r.share.rebuild(force=False) is True and index.head is not None and not index.writing
 
 
 def test_a_rebuild_waits_while_a_writer_holds_the_store():
