@@ -403,7 +403,11 @@ class Pager(PagerFiles):
             raise PageStoreError(f"{self.path}: a commit without the write lock (a bug)")
         head = self.sharing.index.read_header()
         wal = self.wal
-        if head is None or (head.generation, head.salt, head.frames) != (wal.generation, wal.salt, wal.committed_frames):
+        if head is None:
+            # Unreadable (damaged under a writer keeping its turn, which does not catch up):
+            # only the holder of LOCK_WRITE publishes, and this commit publishes it again.
+            return
+        if (head.generation, head.salt, head.frames) != (wal.generation, wal.salt, wal.committed_frames):
             raise PageStoreError(f"{self.path}: a commit based on a state that is not the latest one published (a bug)")
 
     # ---- the cache ----
