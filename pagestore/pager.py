@@ -190,6 +190,7 @@ class Pager(PagerFiles):
         opener: fileio.Opener = fileio.open_file,
         mmap: bool = True,
         share_writes: bool = False,
+        keep_turn: bool = False,
     ) -> None:
         self.path = path
         self.readonly = readonly
@@ -256,6 +257,8 @@ class Pager(PagerFiles):
         #: turns the writer reads as a reader does (``begin_operation``)
         self.turns = False
         self._share_writes = share_writes
+        #: ``keep_turn``: the open's turn (LOCK_WRITE, taken for recovery when free) is not let go
+        #: at the end of the open if nobody waits for it: the store keeps it (store.py ``_Turns``)
         #: this process holds LOCK_WRITE and has caught up (``begin_write``)
         self.writing = False
         try:
@@ -263,8 +266,8 @@ class Pager(PagerFiles):
             self.pagemap.set_page_size(self.page_size)
             self._remap()
             self.cache_pages = self.own_pages = max(MIN_CACHE_PAGES, cache_size // self.page_size)
-            if self.writing:
-                self.end_write()
+            if self.writing and not (keep_turn and not self.others_wait_write()):
+                self.end_write()  # kept (``keep_turn``): the caller keeps the open's turn or ends it
             if self.shared or self.turns:
                 self.begin_operation()  # the view the store builds itself on; the store ends it
         except BaseException:
