@@ -121,6 +121,7 @@ class Pager(PagerReads, PageCache, PagerFiles):
         opener: fileio.Opener = fileio.open_file,
         mmap: bool = True,
         share_writes: bool = False,
+        keep_turn: bool = False,
     ) -> None:
         self.path = path
         self.readonly = readonly
@@ -187,6 +188,8 @@ class Pager(PagerReads, PageCache, PagerFiles):
         #: turns the writer reads as a reader does (``begin_operation``)
         self.turns = False
         self._share_writes = share_writes
+        #: ``keep_turn``: the open's turn (LOCK_WRITE, taken for recovery when free) is not let go
+        #: at the end of the open if nobody waits for it: the store keeps it (store.py ``_Turns``)
         #: this process holds LOCK_WRITE and has caught up (``begin_write``)
         self.writing = False
         try:
@@ -194,8 +197,8 @@ class Pager(PagerReads, PageCache, PagerFiles):
             self.pagemap.set_page_size(self.page_size)
             self._remap()
             self.cache_pages = self.own_pages = max(MIN_CACHE_PAGES, cache_size // self.page_size)
-            if self.writing:
-                self.end_write()
+            if self.writing and not (keep_turn and not self.others_wait_write()):
+                self.end_write()  # kept (``keep_turn``): the caller keeps the open's turn or ends it
             if self.shared or self.turns:
                 self.begin_operation()  # the view the store builds itself on; the store ends it
         except BaseException:
@@ -296,7 +299,11 @@ class Pager(PagerReads, PageCache, PagerFiles):
             raise PageStoreError(f"{self.path}: a commit without the write lock (a bug)")
         head = self.sharing.index.read_header()
         wal = self.wal
-        if head is None or (head.generation, head.salt, head.frames) != (wal.generation, wal.salt, wal.committed_frames):
+        if head is None:
+            # Unreadable (damaged under a writer keeping its turn, which does not catch up):
+            # only the holder of LOCK_WRITE publishes, and this commit publishes it again.
+            return
+        if (head.generation, head.salt, head.frames) != (wal.generation, wal.salt, wal.committed_frames):
             raise PageStoreError(f"{self.path}: a commit based on a state that is not the latest one published (a bug)")
 
     def _take_turn(self, wait: float) -> bool:

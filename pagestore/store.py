@@ -329,6 +329,7 @@ class Store(MutableMapping[Any, Any]):
                     wal_limit=wal_limit,
                     mmap=mmap,
                     share_writes=not readonly,
+                    keep_turn=True,
                 )
             except IsADirectoryError as exc:
                 raise PageStoreError(f"{self.path}: is a directory, not a store file") from exc
@@ -350,6 +351,11 @@ class Store(MutableMapping[Any, Any]):
                 self._lock = _OpLock()
                 self._turns = _Turns(self)
                 self._wlock.share(self._turns)
+                if self._pager.writing:
+                    # The open's turn (recovery, checkpoint), taken while no other writer had
+                    # it and none waited: kept, so that a writer that only reads after its
+                    # open reads as a single writer does (_Turns).
+                    self._turns._keep()
             try:
                 self._tree = BTree(self._pager, node_cache=self._tree_node_cache(), lend=True)
                 # reads the free-space map: may raise CorruptionError (a reader beside a writer
@@ -376,6 +382,8 @@ class Store(MutableMapping[Any, Any]):
             raise
         self._closed = False
         _open_stores[id(self)] = self
+        if self._turns is not None and self._turns.kept:
+            self._turns.watch()
         self.max_key = self._tree.max_key
         # Writes from threads that commit at the same time share one commit and one sync.
         self._commits = CommitQueue(self._wlock, self._lock, self._write_batch, self._write_batch_deferred, self._owed)
@@ -1780,6 +1788,12 @@ class _Turns:
         self.kept = True
         self._next_look = 0.0
         self.store._lock.on_idle = self.store._idle  # the first operation's end turns it off
+        if not self.store._closed:
+            self.watch()
+
+    def watch(self) -> None:
+        """watch starts the watcher thread (``_watch``) if none runs. Callers: ``_keep``, and the
+        store once its open is done (the open's kept turn)."""
         if self._watcher is None or not self._watcher.is_alive():
             self._watcher = threading.Thread(target=_watch, args=(weakref.ref(self),), daemon=True,
                                              name=f"pagestore turn watcher {self.store.path}")

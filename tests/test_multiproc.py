@@ -300,6 +300,18 @@ def test_a_writer_alone_keeps_its_turn_and_reads_without_a_system_call(tmp_path,
         db.check()
 
 
+def test_a_writer_that_only_reads_keeps_the_turn_of_its_open(tmp_path, monkeypatch):
+    path = str(tmp_path / "k.ps")
+    with pagestore.open(path) as db:
+        db[b"a"] = b"1"
+    with pagestore.open(path) as db:
+        assert db._turns.kept
+        calls = _count_fcntl(monkeypatch)
+        for _ in range(300):
+            assert db[b"a"] == b"1"
+        assert calls[0] <= 3, f"{calls[0]} fcntl calls for 300 gets"
+
+
 def test_a_second_writer_gets_the_kept_turn_soon(tmp_path):
     """The first writer keeps its turn and idles; a second writer process asks for it and puts
     within a few ms (the keeper's watcher gives it up); the keeper then reads the new value."""
@@ -369,6 +381,8 @@ def test_a_deferred_sync_completes_before_the_turn_is_given_up(tmp_path, monkeyp
 
     monkeypatch.setattr(store_mod, "KEEP_AFTER", 1e9)  # never keep the turn: a turn per write
     with pagestore.open(str(tmp_path / "d.ps"), sync=True) as db:
+        with db._lock:
+            db._turns._give_up()  # the open's turn, kept
         db._turns._given = time.monotonic()
         pager = db._pager
         sharing = pager.sharing
