@@ -37,8 +37,14 @@ every later sync (``WAL.sync``): a group written after the failed one is never
 acknowledged either. What a failed deferred sync leaves in memory is the group's
 commit (later groups may have built on it): reads see it until the store is
 reopened, which finds it in the log or not, as after a power cut. A
-transaction's commit (``commit_holding``) still syncs inside, so that a failed
-sync rolls it back. A thread that finds no commit running and the write lock
+transaction's durable commit does the same (``commit_holding`` with
+``release``): its frames, and those of the single writes that joined it, are
+written with the sync deferred, the transaction lets the write lock go, and only
+then does it sync and settle the joined writes; so the next transaction applies
+while this one's sync runs, and syncs are shared. A failed sync poisons: the
+transaction's commit raises, and it stays visible until a reopen, like a group's.
+Bulk writes (put_many, clear, delete_range: ``commit_holding`` without ``release``) still sync inside the lock,
+so that a failed sync rolls them back. A thread that finds no commit running and the write lock
 free commits at once (``_direct``): no request, no event, no hand-off.
 
 Locks (locks.py): the leader takes the store's write lock, and only then the
@@ -149,7 +155,8 @@ class CommitQueue:
             raise req.error
         return req.result
 
-    def commit_holding(self, fn: Callable[[], Any], sync: Optional[bool]) -> Any:
+    def commit_holding(self, fn: Callable[[], Any], sync: Optional[bool],
+                       release: Optional[Callable[[], None]] = None) -> Any:
         """commit_holding runs ``fn`` as one commit together with every write queued meanwhile.
 
         For a caller that holds the write lock (a transaction's commit, a bulk
@@ -157,15 +164,29 @@ class CommitQueue:
         began it): the writes waiting for that lock join its commit instead of
         waiting for it to end. Returns ``fn``'s result.
 
+        ``release``: lets the caller's write lock go. Given (a transaction's
+        commit), the commit is written with its sync deferred, ``release`` is
+        called right after, and only then is the sync run (``owed``, skipped if
+        another sync has covered it); ``fn``'s result is returned, and the
+        joined writes are settled, only after that sync. If ``release`` was
+        not called (the commit raised), the caller still holds the lock. Not
+        given (a bulk delete), the commit syncs inside the lock.
+
         Raises:
-            whatever ``fn`` or the commit raised.
+            whatever ``fn`` or the commit raised, or the deferred sync's error
+            (the store is then poisoned: nothing of this commit is acknowledged).
         """
         mine = _Request(fn, sync)
         with self._mutex:
             batch, self._queue = self._queue, []
         batch.insert(0, mine)
+        defer = release is not None and self._deferred is not None
         try:
-            self._run(batch, self._apply)  # synced inside: a failed sync rolls it back
+            finish = self._run(batch, self._deferred if defer and self._deferred is not None else self._apply)
+            if release is not None:
+                release()  # the next transaction applies while this commit's sync runs
+            if finish is not None:
+                self._finish(batch, finish)  # a failed sync: every write of the batch gets its error
         finally:
             self._settle(batch)
         if mine.error is not None:

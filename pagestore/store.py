@@ -1358,7 +1358,8 @@ class Store(MutableMapping[Any, Any]):
             self._wlock.release()
             raise
 
-    def _apply(self, writes: Dict[bytes, Any], sync: Optional[bool], locked: bool) -> None:
+    def _apply(self, writes: Dict[bytes, Any], sync: Optional[bool], locked: bool,
+               release: Optional[Callable[[], None]] = None) -> None:
         """_apply commits a transaction's writes, in key order (neighbouring keys share leaves and
         the descent's cached nodes). ``locked``: the transaction holds the write lock
         (taken on whichever thread began it); else the store is read-only and the commit raises."""
@@ -1374,7 +1375,9 @@ class Store(MutableMapping[Any, Any]):
                     self._put(k, v)
 
         if locked:
-            self._commits.commit_holding(run, sync)
+            # The write lock goes before the commit's sync (``release``), so the next
+            # transaction applies while this one's sync runs; ``commit`` returns after it.
+            self._commits.commit_holding(run, sync, release)
         else:
             self._submit(run, sync)  # a read-only store: its commit raises ReadOnlyError
 
@@ -2269,9 +2272,16 @@ class Transaction(_StoreCodecs, MutableMapping[Any, Any]):
         self._open = False
         try:
             if self._writes:
-                self._store._apply(self._writes, self._sync, self._locked)
+                self._store._apply(self._writes, self._sync, self._locked, self._release)
         finally:
             self._end()
+
+    def _release(self) -> None:
+        """_release lets the write lock go once the commit's frames are written, before its deferred
+        sync (``CommitQueue.commit_holding``); ``_end`` then has nothing left to release."""
+        if self._locked:
+            self._locked = False
+            self._store._wlock.release()
 
     def rollback(self) -> None:
         """rollback discards every write and releases the write lock; the store is as if the transaction never began."""
