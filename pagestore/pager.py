@@ -58,7 +58,6 @@ storefiles.py's. Nothing above the pager renames or unlinks a store's files.
 from __future__ import annotations
 
 import mmap as _mmap
-import time
 from collections import OrderedDict
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
@@ -70,6 +69,7 @@ from .pagemap import PageMap
 from .pagecache import PageCache, _Frame
 from .pagerfiles import PagerFiles
 from .pagerreads import PagerReads
+from .pagerturns import PagerTurns
 # What the store calls to remove a store's files: importable from the pager, as before.
 from .storefiles import discard as discard, side_file_undo as side_file_undo
 from .wal import WAL, EarlierSyncFailed, Frame, remove_log
@@ -105,7 +105,7 @@ class _Poisons:
             self.pager._poison(exc.first if isinstance(exc, EarlierSyncFailed) else exc)
 
 
-class Pager(PagerReads, PageCache, PagerFiles):
+class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
     """Pager owns the data file and its log; see the module docstring."""
 
     def __init__(
@@ -231,105 +231,6 @@ class Pager(PagerReads, PageCache, PagerFiles):
         if self.map is not self.pagemap.map:
             raise PageStoreError("pager: the map read in place is not the pagemap's")
         self.pagemap.check()
-
-    # ---- writers in several processes: turns on LOCK_WRITE (issue 26) ----
-
-    def try_lock_write(self) -> bool:
-        """try_lock_write takes LOCK_WRITE without waiting (False: another process holds it).
-        Callers: the store's write lock (locks.py), then ``begin_write`` once it is taken."""
-        assert self.sharing is not None and self.turns
-        return self.sharing.try_lock_write()
-
-    def begin_write(self) -> None:
-        """begin_write: this process has just taken LOCK_WRITE. Its log and pages catch up with
-        every commit the other writers made since it last looked (``SharedLog.catch_up``: the
-        changed pages leave the cache, the tree's nodes and the map's verified bits through
-        ``_follow`` and ``on_change``), so that what it writes next is based on the latest
-        commit. Callers: the store, under its operation lock.
-
-        Raises:
-            CorruptionError: from reading the other writers' frames; LOCK_WRITE is then the
-                caller's to let go.
-        """
-        assert self.sharing is not None and self.wal is not None and self.turns
-        assert not self.dirty and not self.wal.txn_index, "a write turn begins outside a transaction"
-        if self.sharing.mark is not None:
-            self.sharing.end_read()  # the operation's read mark: from here this process reads the latest
-        self.checkpointer.caught_up(self.sharing.catch_up(self.wal, self._follow))
-        self.writing = True
-
-    def end_write(self) -> None:
-        """end_write lets LOCK_WRITE go: from the next operation on, this process reads as a reader
-        beside the other writers. Callers: the store, under its operation lock."""
-        self.writing = False
-        if self.sharing is not None:
-            try:
-                self._sync_deferred()
-            finally:
-                self.sharing.unlock_write()
-
-    def _sync_deferred(self) -> None:
-        """_sync_deferred syncs the log through the commits that deferred their sync
-        (``commit(defer=True)``), before LOCK_WRITE goes: another writer catches up onto
-        what the log holds and builds on it, so every commit it finds must be durable
-        (the group commit's own sync, outside the lock, then finds nothing to do). A
-        failed sync poisons the pager and is not raised here: the deferred sync's caller
-        (``sync(owed)``) raises StorePoisonedError, so none of those commits is acknowledged."""
-        upto, self._deferred = self._deferred, 0
-        if upto and self.wal is not None and not self.wal.synced_through(upto):
-            try:
-                self.sync(upto)
-            except (OSError, PageStoreError):
-                pass
-
-    def wait_write(self, on: bool) -> None:
-        """wait_write: this process waits in line for LOCK_WRITE, or no longer (locks.ProcessLock.waiting)."""
-        if self.sharing is not None:
-            self.sharing.wait_write(on)
-
-    def others_wait_write(self) -> bool:
-        """others_wait_write: another process waits in line for LOCK_WRITE."""
-        return self.sharing is not None and self.sharing.others_wait_write()
-
-    def _check_latest(self) -> None:
-        """_check_latest: a commit of writers taking turns is based on the latest commit, or
-        PageStoreError (nothing stale is ever written). One read of the index's header."""
-        assert self.sharing is not None and self.wal is not None
-        if not self.writing:
-            raise PageStoreError(f"{self.path}: a commit without the write lock (a bug)")
-        head = self.sharing.index.read_header()
-        wal = self.wal
-        if head is None:
-            # Unreadable (damaged under a writer keeping its turn, which does not catch up):
-            # only the holder of LOCK_WRITE publishes, and this commit publishes it again.
-            return
-        if (head.generation, head.salt, head.frames) != (wal.generation, wal.salt, wal.committed_frames):
-            raise PageStoreError(f"{self.path}: a commit based on a state that is not the latest one published (a bug)")
-
-    def _take_turn(self, wait: float) -> bool:
-        """_take_turn takes a write turn of the pager's own (the checkpoint at close, or one asked
-        of the pager directly), if LOCK_WRITE is free within ``wait`` seconds; False if not (or
-        catching up failed: the next writer checkpoints). The caller ends it (``end_write``)."""
-        if not self._lock_write_for(wait):
-            return False
-        try:
-            self.begin_write()
-        except PageStoreError:
-            self.end_write()
-            return False
-        return True
-
-    def _lock_write_for(self, wait: float) -> bool:
-        """_lock_write_for takes LOCK_WRITE if it is free within ``wait`` seconds (the operation's read
-        mark let go first); False if not."""
-        if self.sharing is not None:
-            self.sharing.end_read()
-        deadline = time.monotonic() + wait
-        while not self.try_lock_write():
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.001)
-        return True
 
     # ---- writes ----
 
