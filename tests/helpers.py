@@ -104,3 +104,43 @@ def write_as_store(db: Any, fn: Callable[[], Any]) -> Any:
     """write_as_store runs ``fn`` as one store write (commit, or roll back on error), under the lock."""
     with db._lock:
         return db._write(fn)
+
+
+def block_then_fail_log_sync(monkeypatch: Any) -> Tuple[Any, Any, Dict[str, Any]]:
+    """block_then_fail_log_sync makes the next log sync of a faultfs store, once ``armed["on"]`` is
+    set, block until ``release`` is set and then fail as Linux does (the dirty pages dropped,
+    EIO); ``in_sync`` is set while it blocks, and ``armed["log_writes_while_blocked"]`` counts
+    the log writes made meanwhile (another group's or transaction's frames); ``armed["restore"]()``
+    puts the real sync and write back. Returns ``(in_sync, release, armed)``. Callers: test_group_sync.py, test_txn_sync.py."""
+    import errno
+    import threading
+
+    import faultfs
+
+    real_sync = faultfs.FaultFile.sync
+    real_write = faultfs.FaultFile.write
+    in_sync, release = threading.Event(), threading.Event()
+    armed: Dict[str, Any] = {"on": False, "log_writes_while_blocked": 0}
+
+    def blocking_sync(self: faultfs.FaultFile) -> None:
+        if armed["on"] and self.path.endswith("-wal"):
+            armed["on"] = False
+            in_sync.set()
+            assert release.wait(10)
+            self.content.fail_sync(self.disk.rng)  # what Linux does on a failed fsync
+            raise OSError(errno.EIO, "injected sync failure")
+        real_sync(self)
+
+    def watching_write(self: faultfs.FaultFile, offset: int, data: Any) -> None:
+        if in_sync.is_set() and not release.is_set() and self.path.endswith("-wal"):
+            armed["log_writes_while_blocked"] += 1
+        real_write(self, offset, data)
+
+    def restore() -> None:
+        monkeypatch.setattr(faultfs.FaultFile, "sync", real_sync)
+        monkeypatch.setattr(faultfs.FaultFile, "write", real_write)
+
+    monkeypatch.setattr(faultfs.FaultFile, "sync", blocking_sync)
+    monkeypatch.setattr(faultfs.FaultFile, "write", watching_write)
+    armed["restore"] = restore
+    return in_sync, release, armed

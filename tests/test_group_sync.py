@@ -8,7 +8,6 @@ no commit written after the last good sync is ever acknowledged.
 """
 from __future__ import annotations
 
-import errno
 import os
 import threading
 from typing import Any, Dict, List
@@ -36,27 +35,7 @@ def test_the_next_group_applies_during_a_sync_that_then_fails_and_neither_is_ack
     acked = {b"k%03d" % i: b"v%03d" % i for i in range(50)}
     for k, v in acked.items():
         db[k] = v
-    real_sync = faultfs.FaultFile.sync
-    real_write = faultfs.FaultFile.write
-    in_sync, release = threading.Event(), threading.Event()
-    armed = {"on": False, "log_writes_while_blocked": 0}
-
-    def blocking_sync(self: faultfs.FaultFile) -> None:
-        if armed["on"] and self.path.endswith("-wal"):
-            armed["on"] = False
-            in_sync.set()
-            assert release.wait(10)
-            self.content.fail_sync(self.disk.rng)  # what Linux does on a failed fsync
-            raise OSError(errno.EIO, "injected sync failure")
-        real_sync(self)
-
-    def watching_write(self: faultfs.FaultFile, offset: int, data: Any) -> None:
-        if in_sync.is_set() and not release.is_set() and self.path.endswith("-wal"):
-            armed["log_writes_while_blocked"] += 1
-        real_write(self, offset, data)
-
-    monkeypatch.setattr(faultfs.FaultFile, "sync", blocking_sync)
-    monkeypatch.setattr(faultfs.FaultFile, "write", watching_write)
+    in_sync, release, armed = helpers.block_then_fail_log_sync(monkeypatch)
     outcome: Dict[str, Any] = {}
 
     def put(name: bytes) -> None:
@@ -89,7 +68,7 @@ def test_the_next_group_applies_during_a_sync_that_then_fails_and_neither_is_ack
     with pytest.raises(StorePoisonedError) as err:
         db[b"C"] = b"c"
     assert err.value.original is first
-    monkeypatch.setattr(faultfs.FaultFile, "sync", real_sync)
+    armed["restore"]()
     db.close()  # writes nothing, raises nothing
     disk.crash("drop")
     with Store(os.path.join(root, "db.ps"), _opener=disk.opener, **OPTS) as again:

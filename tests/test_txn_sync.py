@@ -9,7 +9,6 @@ last good sync is ever acknowledged, and a reopen finds each whole or absent.
 """
 from __future__ import annotations
 
-import errno
 import os
 import threading
 from typing import Any, Dict, List, Tuple
@@ -46,27 +45,7 @@ def test_a_transaction_whose_deferred_sync_fails_raises_and_the_next_one_is_not_
     db = Store(os.path.join(root, "db.ps"), _opener=disk.opener, **OPTS)
     for i in range(20):
         _bump(db, b"k%03d" % i)
-    real_sync = faultfs.FaultFile.sync
-    real_write = faultfs.FaultFile.write
-    in_sync, release = threading.Event(), threading.Event()
-    armed = {"on": False, "log_writes_while_blocked": 0}
-
-    def blocking_sync(self: faultfs.FaultFile) -> None:
-        if armed["on"] and self.path.endswith("-wal"):
-            armed["on"] = False
-            in_sync.set()
-            assert release.wait(10)
-            self.content.fail_sync(self.disk.rng)  # what Linux does on a failed fsync
-            raise OSError(errno.EIO, "injected sync failure")
-        real_sync(self)
-
-    def watching_write(self: faultfs.FaultFile, offset: int, data: Any) -> None:
-        if in_sync.is_set() and not release.is_set() and self.path.endswith("-wal"):
-            armed["log_writes_while_blocked"] += 1
-        real_write(self, offset, data)
-
-    monkeypatch.setattr(faultfs.FaultFile, "sync", blocking_sync)
-    monkeypatch.setattr(faultfs.FaultFile, "write", watching_write)
+    in_sync, release, armed = helpers.block_then_fail_log_sync(monkeypatch)
     outcome: Dict[str, Any] = {}
 
     def txn(name: bytes) -> None:
@@ -105,7 +84,7 @@ def test_a_transaction_whose_deferred_sync_fails_raises_and_the_next_one_is_not_
     assert err.value.original is first
     with pytest.raises(StorePoisonedError):
         db[b"D"] = b"d"
-    monkeypatch.setattr(faultfs.FaultFile, "sync", real_sync)
+    armed["restore"]()
     db.close()  # writes nothing, raises nothing
     disk.crash("drop")
     with Store(os.path.join(root, "db.ps"), _opener=disk.opener, **OPTS) as again:
