@@ -528,12 +528,12 @@ def _load_fast() -> Tuple[Any, str]:
                 raise
         else:
             # a build of this version from before the newest calls (map_chain_value, log_frames) lacks them: stale too
-            if (_fastpage.NATIVE_VERSION != EXPECTED_NATIVE_VERSION  # pragma: no cover
-                    or not all(hasattr(_fastpage, name) for name in ("map_chain_value", "log_frames"))):
-                raise ImportError(
-                    f"pagestore._fastpage version {_fastpage.NATIVE_VERSION} does not match the Python "
-                    f"package (expects {EXPECTED_NATIVE_VERSION}); rebuild with `pip install .`"
-                )
+            missing = [name for name in ("map_chain_value", "log_frames") if not hasattr(_fastpage, name)]
+            if _fastpage.NATIVE_VERSION != EXPECTED_NATIVE_VERSION or missing:  # pragma: no cover
+                why = (f"version {_fastpage.NATIVE_VERSION}, the Python package expects {EXPECTED_NATIVE_VERSION}"
+                       if _fastpage.NATIVE_VERSION != EXPECTED_NATIVE_VERSION
+                       else f"a build from before {', '.join(missing)}")
+                raise ImportError(f"pagestore._fastpage is stale ({why}); rebuild with `pip install .`")
             _fastpage.init(raise_for)
             return _fastpage, "fastpage"
     if want == "fastpage":
