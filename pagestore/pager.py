@@ -173,16 +173,16 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
         #: once set, every write raises StorePoisonedError until the store is opened again
         self.poisoned: Optional[BaseException] = None
         self._guard = _Poisons(self)
-        #: the log's ``append_count`` a sync must cover for the durable commits that deferred their
-        #: sync to the caller (``commit(defer=True)``) since the caller last took it; 0: none
+        #: the log's ``append_count`` after the last durable commit that deferred its sync to the
+        #: caller (``commit(defer=True)``), 0 if none: a sync through it (``synced_through``) pays
+        #: every deferred commit. The group commit's syncs (group.py) and the sync before another
+        #: process's writer may take the turn (``_sync_deferred``) both go by it.
         self.owed = 0
         #: the writer's checkpoints and log restarts (checkpointer.py)
         self.checkpointer = Checkpointer(self, self._guard, self._publish)
         self.cache_pages = self.own_pages = MIN_CACHE_PAGES
         self._made_log = False  # this open created the log file (removed again if the open fails)
         self._free = FreeList(self)  # loaded on first use
-        #: the log's append count through which deferred syncs are owed (``_sync_deferred``)
-        self._deferred = 0
         #: writers in several processes take turns (issue 26; ``share_writes`` where the locks
         #: exist): a write holds LOCK_WRITE (``try_lock_write`` .. ``end_write``), and between
         #: turns the writer reads as a reader does (``begin_operation``)
@@ -515,7 +515,7 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
             # The pager is poisoned then (``_poison``): the log may hold a hole.
             wal.commit(frames, txn, self.meta.page_count, durable=durable and not defer, seal=True)
             if durable and defer:
-                self.owed = self._deferred = wal.append_count()
+                self.owed = wal.append_count()
             header_frame = wal.newest_frame(0)
             assert header_frame is not None
             self._logged_header = (header_frame, header)
@@ -553,6 +553,10 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
         """_publish shows the log's committed state to readers in other processes (writer; ``SharedLog.publish``)."""
         if self.sharing is not None and self.wal is not None:
             self.sharing.publish(self.wal, self.backfilled)
+
+    def synced_through(self, upto: int) -> bool:
+        """synced_through: whether a sync has made durable the commits up to ``upto`` (an ``owed``)."""
+        return self.wal is None or self.wal.synced_through(upto)
 
     def sync(self, upto: int = 0) -> None:
         """sync makes every commit so far durable: the log is synced up to its end (commits made with sync=False too).

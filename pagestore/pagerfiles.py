@@ -59,6 +59,7 @@ class PagerFiles:
     turns: bool
     writing: bool
     _share_writes: bool
+    owed: int
     pagemap: PageMap
     cache: "OrderedDict[int, _Frame]"
     dirty: Dict[int, "_Frame"]
@@ -482,6 +483,7 @@ class PagerFiles:
         self.committed = meta.copy()
         self.wal.close()
         self.wal = WAL(log_path(self.path), self.page_size, meta.file_id, opener=self._opener)
+        self.owed = 0  # the old log's append count; the checkpoint above made its commits durable
         self.wal.recover(meta.checkpoint_seq)  # the old file's log: not this file's, so started afresh
         self.overlaid = self.wal.pages()
         self.marks.forget_last()

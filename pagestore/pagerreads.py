@@ -287,6 +287,10 @@ class PagerReads:
         return {"log_frames": frames, "backfilled_frames": None if self.readonly else self.backfilled,
                 "oldest_mark": oldest}
 
+    def log_syncs(self) -> int:
+        """log_syncs: syncs of the log this open has made, 0 when closed (for tests and bench)."""
+        return self.wal.syncs if self.wal is not None else 0
+
     def log_size(self) -> int:
         """log_size: bytes of the log in use (its header and frames: ``WAL.size``), 0 when closed."""
         return self.wal.size() if self.wal is not None else 0

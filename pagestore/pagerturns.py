@@ -36,7 +36,7 @@ class PagerTurns:
     sharing: Optional[SharedLog]
     turns: bool
     writing: bool
-    _deferred: int
+    owed: int
     dirty: Dict[int, "_Frame"]
     checkpointer: Checkpointer
 
@@ -87,7 +87,7 @@ class PagerTurns:
         (the group commit's own sync, outside the lock, then finds nothing to do). A
         failed sync poisons the pager and is not raised here: the deferred sync's caller
         (``sync(owed)``) raises StorePoisonedError, so none of those commits is acknowledged."""
-        upto, self._deferred = self._deferred, 0
+        upto = self.owed
         if upto and self.wal is not None and not self.wal.synced_through(upto):
             try:
                 self.sync(upto)

@@ -636,14 +636,13 @@ class Store(MutableMapping[Any, Any]):
         return self._write_batch(fns, sync, True)
 
     def _owed(self) -> Optional[Callable[[], None]]:
-        """_owed: the log sync the last commits of the queue deferred (``Pager.commit(defer=True)``),
-        or None. Called by the commit queue under the store's lock; the queue runs it after
-        letting the locks go (``Pager.sync``: thread-safe, and poisoned by a failure)."""
+        """_owed: the log sync the queue's commits deferred (``Pager.commit(defer=True)``) and no sync
+        has run for yet, or None. Called by the commit queue under the store's lock; the queue runs
+        it after letting the locks go (``Pager.sync``: thread-safe, and poisoned by a failure)."""
         pager = self._pager
         upto = pager.owed
-        if not upto:
+        if not upto or pager.synced_through(upto):
             return None
-        pager.owed = 0
         return functools.partial(pager.sync, upto)
 
     def _abort(self) -> None:

@@ -238,6 +238,8 @@ class WAL:
         self._synced_appends = 0
         self._sync_lock = threading.Lock()
         self._sync_failed: Optional[OSError] = None
+        #: syncs of the log made by ``sync`` (for tests and bench: how many commits share one)
+        self.syncs = 0
         self.allocated = 0  # bytes the log file holds (frames in use and zeros beyond)
         #: the shared index (shm.py) the writer records each frame's page number in, or None
         self.shm: Optional["SharedIndex"] = None
@@ -638,6 +640,7 @@ class WAL:
                     self._sync_failed = exc
                     raise
                 self._synced_appends = n
+                self.syncs += 1
 
     def rollback(self) -> None:
         """rollback forgets the open transaction's frames; the next append overwrites them."""

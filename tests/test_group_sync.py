@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import Any, Dict, List
 
 import pytest
@@ -122,3 +123,69 @@ def test_a_crash_between_a_groups_write_and_its_sync_loses_only_unacknowledged_p
         lost = [key for key, v in acked.items() if got.get(key) != v]
         assert not lost, f"cut at event {k}: acknowledged puts lost: {lost[:5]}"
     assert hits >= 3, f"only {hits} cuts landed on a sync outside the lock"
+
+
+def test_puts_arriving_while_a_commit_waits_for_the_running_sync_go_in_one_commit_and_one_sync(tmp_path, monkeypatch):
+    """Put A's log sync runs long (a slow disk). Put B commits meanwhile (its frames written, its
+    sync waiting for A's). Five more puts arrive while B waits: they must not make five small
+    commits, each waiting behind the same sync, but wait for A's sync to end and then go as ONE
+    commit with ONE sync (PostgreSQL's group flush, RocksDB's write group). Counted through the
+    pager's commits (the header's lsn) and the log's syncs, not by timing."""
+    root = str(tmp_path)
+    disk = Disk(root, seed=3)
+    db = Store(os.path.join(root, "db.ps"), _opener=disk.opener, **OPTS)
+    for i in range(20):
+        db[b"k%03d" % i] = b"v"
+    real_sync = faultfs.FaultFile.sync
+    in_sync, release = threading.Event(), threading.Event()
+    armed = {"on": False}
+
+    def slow_sync(self: faultfs.FaultFile) -> None:
+        if armed["on"] and self.path.endswith("-wal"):
+            armed["on"] = False
+            in_sync.set()
+            assert release.wait(10)
+        real_sync(self)
+
+    monkeypatch.setattr(faultfs.FaultFile, "sync", slow_sync)
+    queue, pager = db._commits, db._pager
+    errors: List[BaseException] = []
+
+    def put(key: bytes) -> None:
+        try:
+            db[key] = b"x" * 30
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def wait_for(cond: Any) -> bool:
+        for _ in range(1000):
+            if cond():
+                return True
+            time.sleep(0.01)
+        return False
+
+    armed["on"] = True
+    lsn = pager.committed.lsn
+    threads = [threading.Thread(target=put, args=(b"A",))]
+    threads[0].start()
+    try:
+        assert in_sync.wait(10)
+        threads.append(threading.Thread(target=put, args=(b"B",)))
+        threads[-1].start()
+        assert wait_for(lambda: pager.committed.lsn == lsn + 2), "B did not commit while A's sync ran"
+        lsn, syncs = pager.committed.lsn, pager.log_syncs()
+        for i in range(5):
+            threads.append(threading.Thread(target=put, args=(b"C%d" % i,)))
+            threads[-1].start()
+        # Old rule: each arrival committed at once behind A's sync. New: they wait, queued.
+        wait_for(lambda: queue.queued == 5 or pager.committed.lsn > lsn + 1)
+        assert pager.committed.lsn == lsn, "a put committed while an earlier commit waited for the sync"
+    finally:
+        release.set()
+        for t in threads:
+            t.join(10)
+    assert not errors
+    assert pager.committed.lsn == lsn + 1, "the five puts queued during the sync made more than one commit"
+    assert pager.log_syncs() - syncs == 3, "A's sync, B's, and one for the five"
+    assert all(db[b"C%d" % i] == b"x" * 30 for i in range(5)) and db[b"B"] == b"x" * 30
+    db.close()
