@@ -341,6 +341,20 @@ static PyObject *fp_page_value(PyObject *self, PyObject *const *args, Py_ssize_t
     return out;
 }
 
+/* crc32c(data, crc) -> the CRC32C of a bytes-like object, continuing from crc: the page 0
+** header's and the shared index header's checksums at every commit, without cffi's
+** buffer conversion and GIL release (a switch point for the other threads of a group commit). */
+static PyObject *fp_crc32c(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    (void)self;
+    uint32_t crc;
+    Py_buffer view;
+    if (!nargs_ok(n, 2, "crc32c") || !as_u32(args[1], &crc)) return NULL;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) return NULL;
+    crc = ps_crc32c(crc, (const uint8_t *)view.buf, (uint64_t)view.len);
+    PyBuffer_Release(&view);
+    return PyLong_FromUnsignedLong(crc);
+}
+
 /* chain_args: map_chain_run's and map_chain_value's (h, first, count, step); 0 with an
 ** exception set for bad ones. *ok is 0 for a run that cannot be one (the caller answers None). */
 static int chain_args(PyObject *const *args, ps_map_t **m, uint32_t *first, uint32_t *count, int *step, int *ok) {
@@ -802,6 +816,7 @@ static PyMethodDef methods[] = {
      "leaf_run(raw, pgno, start, after, stop, limit) -> (i, j, count, keys, pgnos, slots)"},
     {"page_insert_room", (PyCFunction)(void (*)(void))fp_page_insert_room, METH_FASTCALL,
      "page_insert_room(frame, record, state, pgno) -> (slot, max_insert)"},
+    {"crc32c", (PyCFunction)(void (*)(void))fp_crc32c, METH_FASTCALL, "crc32c(data, crc) -> CRC32C of data from crc"},
     {"log_frames", (PyCFunction)(void (*)(void))fp_log_frames, METH_FASTCALL,
      "log_frames(frames, txn, salt, offset, crc, commit_page_count, page_size, seal) -> (frames' bytes, crc, sizes)"},
     {"leaf_insert", (PyCFunction)(void (*)(void))fp_leaf_insert, METH_FASTCALL,

@@ -98,10 +98,20 @@ def raise_for(code: int, pgno: Optional[int] = None, what: str = "") -> NoReturn
 
 
 def crc32c(data: "bytes | bytearray | memoryview", crc: int = 0) -> int:
-    """crc32c returns the CRC32C of a bytes-like object (continuing from ``crc``)."""
+    """crc32c returns the CRC32C of a bytes-like object (continuing from ``crc``): through
+    ``fast`` once it is loaded (``_fastpage``'s holds the GIL: a commit computes two or three,
+    and each release through cffi let another thread of a group commit in)."""
+    out: int = _crc32c(data, crc)
+    return out
+
+
+def _cffi_crc32c(data: "bytes | bytearray | memoryview", crc: int = 0) -> int:
     buf = ffi.from_buffer(data)
     out: int = lib.ps_crc32c(crc, buf, len(buf))
     return out
+
+
+_crc32c: Callable[[Any, int], int] = _cffi_crc32c
 
 
 def delta_make(old: "bytes | bytearray | memoryview", new: "bytes | bytearray | memoryview", cap: int) -> Optional[bytes]:
@@ -243,6 +253,10 @@ class CffiPage:
         if not MIN_PAGE_SIZE <= len(frame) <= MAX_PAGE_SIZE:
             raise_for(EINVAL, pgno, "frame size")
         return ffi.from_buffer("uint8_t[]", frame, require_writable=True)
+
+    @staticmethod
+    def crc32c(data: "bytes | bytearray | memoryview", crc: int) -> int:
+        return _cffi_crc32c(data, crc)
 
     def log_frames(self, frames: List[Tuple[int, Any, Any, int]], txn: int, salt: int, offset: int, crc: int,
                    commit_page_count: int, page_size: int, seal: int) -> Tuple[bytearray, int, List[int]]:
@@ -527,8 +541,8 @@ def _load_fast() -> Tuple[Any, str]:
             if want == "fastpage":
                 raise
         else:
-            # a build of this version from before the newest calls (map_chain_value, log_frames) lacks them: stale too
-            missing = [name for name in ("map_chain_value", "log_frames") if not hasattr(_fastpage, name)]
+            # a build of this version from before the newest calls (map_chain_value, log_frames, crc32c) lacks them: stale too
+            missing = [name for name in ("map_chain_value", "log_frames", "crc32c") if not hasattr(_fastpage, name)]
             if _fastpage.NATIVE_VERSION != EXPECTED_NATIVE_VERSION or missing:  # pragma: no cover
                 why = (f"version {_fastpage.NATIVE_VERSION}, the Python package expects {EXPECTED_NATIVE_VERSION}"
                        if _fastpage.NATIVE_VERSION != EXPECTED_NATIVE_VERSION
@@ -587,3 +601,4 @@ def map_handle(struct: Any) -> Any:
 
 fast: Any
 fast, BINDING = _load_fast()
+_crc32c = fast.crc32c

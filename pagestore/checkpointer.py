@@ -226,10 +226,16 @@ class Checkpointer:
         """
         pager = self.pager
         wal = pager.wal
-        if wal is None or pager.readers or pager.readonly or pager.in_transaction or pager.poisoned is not None:
+        if wal is None:
             return
         size = wal.size()
         threshold = self.threshold()
+        # Nothing to do, the common case, first: it runs before every write, and the checks
+        # below cost more than these (``in_transaction`` compares the header with the committed one).
+        if not (size > threshold or (self.backfilled and self.backfilled == wal.committed_frames)):
+            return
+        if pager.readers or pager.readonly or pager.in_transaction or pager.poisoned is not None:
+            return
         # A failure raises (and has poisoned the pager): the write that called this fails.
         if size > threshold and (size >= self.next_try or self.readers_gone()):
             # Readers kept the checkpoint after the last commit from finishing (a read

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import struct
 from dataclasses import dataclass, field as _field
+from typing import Any, Callable, List, Optional
 
 from .errors import CorruptionError, InvalidFileError, VersionMismatchError
 
@@ -88,13 +89,20 @@ def header_checksum(buf: "bytes | bytearray | memoryview", version: int = FORMAT
     Version 2 and later: bytes [0, 24) then [28, 512), so the magic, version
     and page size are covered too. Version 1 covered only [28, 512).
     """
-    from ._native import crc32c
+    crc32c = _crc32c[0]
+    if crc32c is None:
+        from ._native import crc32c as loaded  # here, not at the top: this module needs no build of the C core
 
+        crc32c = _crc32c[0] = loaded
     view = memoryview(buf)
     body = view[META_BODY_OFFSET:FILE_HEADER_SIZE]
     if version == 1:
-        return crc32c(body)
-    return crc32c(body, crc32c(view[:META_CHECKSUM_OFFSET]))
+        return crc32c(body, 0)
+    return crc32c(body, crc32c(view[:META_CHECKSUM_OFFSET], 0))
+
+
+#: ``_native.crc32c``, once ``header_checksum`` has imported it (every commit encodes a header)
+_crc32c: List[Optional[Callable[[Any, int], int]]] = [None]
 
 
 @functools.lru_cache(maxsize=64)

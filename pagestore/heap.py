@@ -286,10 +286,8 @@ class FreeSpaceMap:
             while idx >= len(self.pages):
                 self._grow()
             map_pgno = self.pages[idx]
-            page = self.pager.write(map_pgno)
-            if len(self._lookup.view(page, map_pgno, 0, "free-space map page")) != per_page:
-                raise CorruptionError(map_pgno, "free-space map page has the wrong length")
-            page.patch_bytes(0, changes[idx])  # the map page's record located once, not per byte
+            # The map page's record located once (and its length checked in the same lookup), not per byte.
+            self.pager.write(map_pgno).patch_bytes(0, changes[idx], per_page, "free-space map page")
         self.pending.clear()
 
     def _grow(self) -> None:

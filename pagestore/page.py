@@ -290,16 +290,21 @@ class SlottedPage:
             raise ValueError(f"patch of {size} bytes at {offset} does not lie inside the {n}-byte record in slot {slot}")
         self._buf[off + offset : off + offset + size] = data
 
-    def patch_bytes(self, slot: int, changes: "List[Tuple[int, int]]") -> None:
+    def patch_bytes(self, slot: int, changes: "List[Tuple[int, int]]", length: Optional[int] = None,
+                    what: str = "record") -> None:
         """patch_bytes sets single bytes inside the live record at ``slot``, in place: ``changes``
         holds (offset in the record, byte value) pairs. ``patch`` for many one-byte edits at
-        once (the free-space map's flush): the record is located once.
+        once (the free-space map's flush): the record is located once. ``length``: the record
+        must be that long (the map page's check, in the same lookup), else nothing is changed.
 
         Raises:
             NotFoundError: no live record at ``slot``.
+            CorruptionError: the record is not ``length`` bytes (names the page and ``what``).
             ValueError: an offset outside the record, or a value outside 0..255.
         """
         off, n, _ = self._locate(slot)
+        if length is not None and n != length:
+            raise CorruptionError(self.pgno_hint, f"{what} has the wrong length ({n} bytes, not {length})")
         buf = self._buf
         for at, value in changes:
             if not 0 <= at < n:

@@ -543,3 +543,18 @@ def test_patch_bytes_edits_single_bytes_inside_a_record_only():
     with pytest.raises(KeyError):
         page.patch_bytes(b, [(0, 1)])
     assert page.read(a) == b"AbcdeF"
+
+
+def test_patch_bytes_checks_the_records_length_in_the_same_lookup():
+    """The free-space map's flush patches its page's one record and checks its length with one
+    lookup (issue 23): a record of another length is corruption naming the page, and nothing changes."""
+    from pagestore.errors import CorruptionError
+
+    page = SlottedPage.new(512, pgno=7)
+    a = page.insert(b"abcdef")
+    page.patch_bytes(a, [(1, ord("B"))], 6, "map page")
+    assert page.read(a) == b"aBcdef"
+    with pytest.raises(CorruptionError) as err:
+        page.patch_bytes(a, [(0, ord("Z"))], 5, "map page")
+    assert err.value.pgno == 7 and "map page" in str(err.value)
+    assert page.read(a) == b"aBcdef"

@@ -205,3 +205,21 @@ def test_both_bindings_build_a_commits_log_frames_alike(tmp_path):
         FAST.log_frames([(3, bytearray(100), None, 0)], *args)  # not a page
     with pytest.raises(TypeError):
         FAST.log_frames([(3, bytes(512), None, 0)], *args[:-1], 5)  # sealing needs a frame (bytearray)
+
+
+@needs_fast
+def test_both_bindings_checksum_alike():
+    """crc32c (the header checksums every commit computes, issue 23): _fastpage's against the cffi
+    one, on every kind of buffer it is given, continuing from any crc; wrong arguments are errors."""
+    rng = random.Random(9)
+    cf = _native.CffiPage()
+    for n in (0, 1, 7, 24, 484, 512, 4096):
+        data = rng.randbytes(n)
+        for crc in (0, 1, 0xFFFFFFFF, rng.getrandbits(32)):
+            want = cf.crc32c(data, crc)
+            for buf in (data, bytearray(data), memoryview(data), memoryview(bytearray(data))[0:n]):
+                assert FAST.crc32c(buf, crc) == want
+    assert FAST.crc32c(b"123456789", 0) == 0xE3069283  # the CRC32C check value
+    for bad in ((b"x",), (b"x", -1), (b"x", 1 << 32), ("x", 0), (b"x", 0, 0)):
+        with pytest.raises((TypeError, ValueError, OverflowError)):
+            FAST.crc32c(*bad)
