@@ -156,7 +156,7 @@ class _Mark:
     __slots__ = ("end", "crc", "committed_end", "committed_crc", "committed_frames", "frames", "synced",
                  "txn_index", "txn_prev", "replaced")
 
-    def __init__(self, wal: "WAL", pgnos: Sequence[int], commits: bool = True) -> None:
+    def __init__(self, wal: "WAL", pgnos: Sequence[int], commits: bool = True, syncs: bool = True) -> None:
         self.end, self.crc, self.synced = wal.end, wal._crc, wal._synced
         self.committed_end, self.committed_crc = wal.committed_end, wal.committed_crc
         self.committed_frames, self.frames = wal.committed_frames, len(wal.frame_pgnos)
@@ -165,8 +165,11 @@ class _Mark:
         self.replaced: Dict[int, Optional[int]] = {}
         if commits:
             self.txn_index = dict(wal.txn_index)
-            index = wal.index
-            self.replaced = {p: index.get(p) for p in (*self.txn_index, *pgnos)}
+            if syncs:
+                # ``index`` changes only at the end of a commit's append, after its last write: a
+                # failure can reach it there only from the sync after (``commit`` with ``durable``).
+                index = wal.index
+                self.replaced = {p: index.get(p) for p in (*self.txn_index, *pgnos)}
         else:
             txn_index = wal.txn_index
             self.txn_prev = {p: txn_index.get(p) for p in pgnos}
@@ -461,7 +464,7 @@ class WAL:
 
         Callers: the pager's commit only.
         """
-        mark = _Mark(self, [f[0] for f in frames])
+        mark = _Mark(self, [f[0] for f in frames], syncs=durable)
         try:
             self._append(frames, txn, page_count, seal)
             if durable:
