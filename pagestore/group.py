@@ -378,12 +378,16 @@ class CommitQueue:
                     syncer = self._enlist(group)
                 self._hand_on()
         if group is not None:
-            if syncer:
-                self._sync_groups([group])
+            if syncer:  # no other sync runs: this write's alone (no _sync_groups round: the lone put's path)
+                try:
+                    group.finish()  # raises if the sync failed: the write is not acknowledged
+                finally:
+                    with self._mutex:
+                        self._let_go()
             else:
                 self._await(group)
-            if group.error is not None:
-                raise group.error  # the sync failed: the write is not acknowledged
+                if group.error is not None:
+                    raise group.error  # the sync failed: the write is not acknowledged
         return result
 
     # ---- the queue's syncs ----
