@@ -131,7 +131,8 @@ class PagerFiles:
                     self.overlaid = set()
                     return
                 disk_meta = self._read_disk_meta()  # the last writer to hold it may have checkpointed
-            self.sharing.recover(self.wal, disk_meta.checkpoint_seq)  # under LOCK_RECOVER: no reader rebuilds it
+            # under LOCK_RECOVER: no reader rebuilds it
+            self.sharing.recover(self.wal, disk_meta.checkpoint_seq, alone=self._data_lock.alone())
         else:
             self.wal.recover(disk_meta.checkpoint_seq)
         header = self.wal.newest_frame(0)
@@ -540,8 +541,11 @@ class PagerFiles:
                         self.wal.remove()
                         if self.sharing is not None:
                             remove_shm(self.path)
-            elif self.shared and self._data_lock is not None and self._data_lock.try_exclusive():
-                remove_shm(self.path)  # the last one out (no writer): the next open rebuilds it
+            elif (self.shared and self._data_lock is not None and self.sharing is not None
+                  and not self.sharing.unsynced() and self._data_lock.try_exclusive()):
+                # The last one out (no writer): the next open rebuilds it. Not while it says a
+                # sync of the log failed: the next writer's open writes those frames again.
+                remove_shm(self.path)
         finally:
             self._close_files()
             self.cache.clear()

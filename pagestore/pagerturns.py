@@ -59,9 +59,15 @@ class PagerTurns:
         ``_follow`` and ``on_change``), so that what it writes next is based on the latest
         commit. Callers: the store, under its operation lock.
 
+        Where a sync of the writer before failed (or did not return), its frames are written
+        and synced again first (``SharedLog.catch_up``): no commit is built on frames not
+        known durable.
+
         Raises:
-            CorruptionError: from reading the other writers' frames; LOCK_WRITE is then the
-                caller's to let go.
+            CorruptionError: from reading the other writers' frames, or those a failed sync left
+                no longer read back whole; LOCK_WRITE is then the caller's to let go.
+            OSError: writing them again failed (a failed sync: the log refuses every later
+                one, ``WAL.sync``, so the first commit poisons the pager).
         """
         assert self.sharing is not None and self.wal is not None and self.turns
         assert not self.dirty and not self.wal.txn_index, "a write turn begins outside a transaction"

@@ -41,7 +41,7 @@ from typing import Any, Callable, Dict, List, Optional, Protocol, Set
 
 from . import format as fmt
 from . import shm as shmlib
-from .errors import PageStoreError, StoreLockedError
+from .errors import CorruptionError, PageStoreError, StoreLockedError
 from .shm import (LOCK_CREATE, LOCK_SOLO, LOCK_WRITERS, READ_BASE, READ_SPAN, DataLock, Header, IndexGrowError, SharedIndex,
                   remove_shm, shm_path)
 
@@ -195,13 +195,22 @@ class SharedLog:
         """attach has the writer's log record each frame it appends in the shared index."""
         wal.record_frames_in(self.index)
 
-    def recover(self, wal: Any, generation: int, backfilled: int = 0) -> None:
+    def recover(self, wal: Any, generation: int, backfilled: int = 0, *, alone: bool = False) -> None:
         """recover scans the writer's log at open (``WAL.recover``) and rebuilds the index from it,
-        holding LOCK_RECOVER so that no reader rebuilds it meanwhile."""
+        holding LOCK_RECOVER so that no reader rebuilds it meanwhile; where a sync of the log
+        failed, the frames are made durable first (``_resync``; ``alone``: no other open of
+        the store, so none reads the state that was published).
+
+        Raises:
+            CorruptionError: from ``WAL.recover``, or frames a failed sync left are lost while
+                other opens may read them (``_resync``).
+            OSError: writing them again or syncing them failed.
+        """
         index = self.index
         index.lock(shmlib.LOCK_RECOVER, exclusive=True)
         try:
             wal.recover(generation)
+            self._resync(wal, index.read_header(), alone)
             index.set_frames(0, wal.entries(0))
             self.publish(wal, backfilled)
         finally:
@@ -312,13 +321,20 @@ class SharedLog:
         republishes the state when the index's header does not show it. Returns how many frames
         the data file holds (``backfilled``: another writer may have checkpointed).
 
+        Frames a failed (or unfinished) sync of the writer before may have left unwritten are
+        read back, checked, written and synced again before anything is built on them
+        (``_resync``).
+
         Raises:
-            CorruptionError: from ``WAL.catch_up`` or ``apply``.
+            CorruptionError: from ``WAL.catch_up`` or ``apply``, or the frames a failed sync
+                left do not read back whole (``_resync``): nothing is to be written.
+            OSError: writing them again or syncing them failed.
         """
         head = self.index.read_header()
         changed = wal.catch_up(None, head is not None and (head.generation, head.salt) == (wal.generation, wal.salt))
         if changed is None or changed:
             apply(None if changed is None else set(changed), changed is None, True)
+        self._resync(wal, head, False)
         state = (wal.generation, wal.salt, wal.committed_frames)
         same_log = head is not None and (head.generation, head.salt) == state[:2]
         backfilled = head.backfilled if same_log and head is not None and head.backfilled <= state[2] else 0
@@ -330,6 +346,44 @@ class SharedLog:
             self.publish(wal, backfilled)
         self.view = self.index.read_header()
         return backfilled
+
+    def _resync(self, wal: Any, head: Optional[Header], alone: bool) -> None:
+        """_resync: a writer that has just taken LOCK_WRITE (at open, or catching up) finds the
+        shared index's unsynced word set (shm.py, "Unsynced"): the writer before it failed or
+        died in a sync of the log, and the frames from where that word says may be in the page
+        cache only, marked clean (Linux, after a failed fsync), so that no later sync writes
+        them. Building on them, this writer's acknowledged commit would lie behind frames a
+        power cut loses, and recovery stops there. So they are read back and checked, written
+        again and synced (``WAL.resync``), and the word cleared; one sync, only after a failure.
+
+        Frames that were published (``head``) but no longer read back whole (the page cache
+        dropped the clean pages) are not written over while other opens may read them:
+        CorruptionError. Alone (at open), the log recovered is what there is.
+
+        Raises:
+            CorruptionError: as above, or from ``WAL.resync``.
+            OSError: from ``WAL.resync``.
+        """
+        mark = self.index.unsynced()
+        if mark is None:
+            return
+        salt, start = mark
+        if salt != wal.salt:
+            start = 0  # another generation's: nothing of this one is known durable
+        lost = (head is not None and (head.generation, head.salt) == (wal.generation, wal.salt)
+                and head.frames > wal.committed_frames)
+        if lost and not alone:
+            raise CorruptionError(None, f"{self.name}: the log holds {wal.committed_frames} whole committed frames of "
+                                        f"the {head.frames if head is not None else 0} published, after a failed "
+                                        "sync of another writer; nothing is written on them (close every open of "
+                                        "the store: the next open recovers what the log holds)")
+        wal.resync(start)
+        self.index.clear_unsynced()
+
+    def unsynced(self) -> bool:
+        """unsynced: a sync of the log failed (or is under way) and nobody has written its frames
+        again yet (``_resync``): the index must outlive this open (shm.py, "Unsynced")."""
+        return self.index.map is not None and self.index.unsynced() is not None
 
     def hold(self, frames: int) -> int:
         """hold locks read mark ``frames`` for a snapshot a writer takes while it holds LOCK_WRITE

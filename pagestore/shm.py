@@ -13,7 +13,8 @@ SHARED INDEX FILE LAYOUT (little-endian)
     OFFSET  SIZE   DESCRIPTION
        0     64    header, copy 0
       64     64    header, copy 1 (the same bytes; see "Publishing")
-     128   3968    unused (zero)
+     128     16    unsynced: a sync of the log is under way or failed (see "Unsynced")
+     144   3952    unused (zero)
     4096  16 * n   frame array: an entry for log frame k at 4096 + 16k, for every
                    frame the writer has appended in this generation
 
@@ -42,6 +43,24 @@ Publishing: the writer writes copy 1, then copy 0; a reader reads copy 0,
 then copy 1, and trusts the header only when both are equal and the
 checksum holds. A reader that catches a publication halfway sees two
 different copies and reads again.
+
+UNSYNCED (UNSYNCED_OFFSET = 128, 16 bytes; not part of the checksummed header)
+
+    OFFSET  SIZE  DESCRIPTION
+       0      8   from: 0, or 1 + the log offset from which a failed (or unfinished) sync
+                  may have left bytes unwritten
+       8      4   salt of the log that offset is in
+      12      4   zero
+
+Unsynced: the holder of LOCK_WRITE sets it before every sync of the log (``from``:
+where the bytes it knows durable end) and clears it when the sync returned. A
+commit is published before its sync (group commit syncs outside the store's lock),
+and Linux marks the pages of a failed fsync clean without writing them: a later
+fsync, by anyone, does not write them. So the next writer that finds it set (the
+holder failed or died) does not build on those frames as they are: it reads them
+back, checks them, writes them again and syncs (``SharedLog.catch_up``,
+``WAL.resync``), and refuses to write if they no longer check (readers.py). Readers
+ignore it; a version-2 index without it reads as zero (nothing unsynced).
 
 LOCKS (``fcntl`` open-file-description byte-range locks, at offsets past the
 end of their file; they vanish when their process dies, so a SIGKILLed process
@@ -106,6 +125,7 @@ ARRAY_OFFSET = 4096
 ENTRY_SIZE = 16
 #: the file grows by this many bytes at a time (4,096 frames)
 GROW_BYTES = 64 * 1024
+UNSYNCED_OFFSET = 128
 
 LOCK_BASE = 1 << 40
 LOCK_DMS = LOCK_BASE
@@ -121,6 +141,7 @@ READ_SPAN = 1 << 32
 
 _HDR = struct.Struct("<8sIIQQIIIQ")
 _U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
 _SETLK = getattr(fcntl, "F_OFD_SETLK", 0)
 
 #: Whether this platform has the locks the shared index needs (open-file-description
@@ -355,6 +376,37 @@ class SharedIndex:
         mm = self.map
         assert mm is not None
         mm[0 : 2 * COPY_SIZE] = bytes(2 * COPY_SIZE)
+
+    # ---- the unsynced word (see the module docstring) ----
+
+    def unsynced(self) -> Optional[Tuple[int, int]]:
+        """unsynced: (salt, offset) when a sync of the log is under way or failed, bytes of the log
+        of that salt from that offset on maybe unwritten; None when every sync returned."""
+        mm = self.map
+        assert mm is not None
+        (word,) = _U64.unpack_from(mm, UNSYNCED_OFFSET)
+        if not word:
+            return None
+        return _U32.unpack_from(mm, UNSYNCED_OFFSET + 8)[0], word - 1
+
+    def mark_unsynced(self, salt: int, offset: int) -> None:
+        """mark_unsynced: a sync of the log of ``salt`` begins, bytes from ``offset`` on not known
+        durable. Keeps an earlier mark of the same log that says less is durable; one of another
+        log says the whole of this one is not known durable. The holder of LOCK_WRITE only."""
+        mm = self.map
+        assert mm is not None
+        old = self.unsynced()
+        if old is not None:
+            offset = min(offset, old[1]) if old[0] == salt else 0
+        # The salt first, then the word that makes it count (one aligned 8-byte store).
+        mm[UNSYNCED_OFFSET + 8 : UNSYNCED_OFFSET + 16] = _U32.pack(salt) + bytes(4)
+        mm[UNSYNCED_OFFSET : UNSYNCED_OFFSET + 8] = _U64.pack(offset + 1)
+
+    def clear_unsynced(self) -> None:
+        """clear_unsynced: the sync returned; everything the log held when it began is durable."""
+        mm = self.map
+        if mm is not None:
+            mm[UNSYNCED_OFFSET : UNSYNCED_OFFSET + 8] = bytes(8)
 
     # ---- the frame array ----
 

@@ -1248,9 +1248,24 @@ class Store(MutableMapping[Any, Any]):
     def sync(self) -> None:
         """sync makes every commit so far durable now (those made with ``sync=False`` too).
 
+        Writers in several processes: in a write turn (``transaction``'s lock), since a sync
+        that fails drops the dirty pages of the whole log, the writer in its turn's too, and
+        only the writer in its turn says so to the next (shm.py, "Unsynced").
+
         Raises:
             OSError: the disk refused the sync.
+            StoreLockedError: writers in several processes, and another held the write lock
+                for the whole timeout.
         """
+        if self._turns is not None and not self._wlock.owned():
+            self._hold_write("a sync")
+            try:
+                with self._lock:
+                    self._begin()
+                    self._pager.sync()
+            finally:
+                self._wlock.release()
+            return
         with self._lock:
             self._begin()
             self._pager.sync()

@@ -238,6 +238,11 @@ class WAL:
         self._synced_appends = 0
         self._sync_lock = threading.Lock()
         self._sync_failed: Optional[OSError] = None
+        # Where the bytes a sync has made durable end, in this generation (a committed end:
+        # no writer ever writes below it again). Before each sync the shared index is told
+        # that the log may be unwritten from there (``SharedIndex.mark_unsynced``): if the
+        # sync fails, the next writer in another process writes it again (``resync``).
+        self._durable_end = WAL_HEADER_SIZE
         self.allocated = 0  # bytes the log file holds (frames in use and zeros beyond)
         #: the shared index (shm.py) the writer records each frame's page number in, or None
         self.shm: Optional["SharedIndex"] = None
@@ -329,6 +334,7 @@ class WAL:
             return
         self.generation, self.salt, crc = head
         self.committed_end, self.committed_crc = WAL_HEADER_SIZE, crc
+        self._durable_end = WAL_HEADER_SIZE  # what an earlier open left may be in the page cache only
         self._scan(None, _Reader(self.file))
         if not self.readonly and self.file.size() > self.committed_end:
             self.file.truncate(self.committed_end)
@@ -430,6 +436,7 @@ class WAL:
             self._images.clear()
             self.generation, self.salt = head[0], head[1]
             self.committed_end, self.committed_crc = WAL_HEADER_SIZE, head[2]
+            self._durable_end = WAL_HEADER_SIZE  # the restart synced its header; nothing more is known
             self._scan(frames, reader)
             added = None
         if frames is not None and self.committed_frames < frames:
@@ -438,6 +445,76 @@ class WAL:
         # Never zero-fill over what the others appended (``_reserve`` grows from ``allocated``).
         self.allocated = max(self.allocated, self.file.size())
         return added
+
+    def resync(self, start: int) -> None:
+        """resync makes the log durable again from byte ``start`` to its committed end: a sync
+        (in another process, which held the write lock) failed or did not return there, and
+        Linux marks the pages of a failed fsync clean without writing them, so no later fsync
+        writes them. Each frame from ``start`` is read and checked as recovery checks it (its
+        chain of checksums going on from the frame before ``start``), written back as read
+        (dirty again in the page cache), and the log is synced. ``start`` not where a frame
+        begins (or past the committed end): from the log's header, byte 0. O(bytes resynced).
+        Callers: the writer that has just taken the write lock (readers.py ``SharedLog``).
+
+        Raises:
+            CorruptionError: the header or a frame does not check (the page cache lost it, or
+                never had it): the log is not to be built on. What checked is written back.
+            OSError: a write or the sync failed.
+        """
+        assert not self.readonly and self.file is not None and not self.txn_index
+        end = self.committed_end
+        head = self._read_header()
+        if head is None or head[:2] != (self.generation, self.salt):
+            raise CorruptionError(None, f"{self.path}: the log's header is not the one of the frames it holds")
+        offsets = self.frame_offsets
+        i = bisect_left(offsets, start)
+        at_frame = start == WAL_HEADER_SIZE or start == end or (i < len(offsets) and offsets[i] == start)
+        if not at_frame or start > end:
+            start = i = 0
+        if start < WAL_HEADER_SIZE:
+            start, pos, crc = 0, WAL_HEADER_SIZE, head[2]
+            out = bytearray(self.file.read(0, WAL_HEADER_SIZE))
+        else:
+            pos, out = start, bytearray()
+            crc = head[2] if i == 0 else _U32.unpack_from(self.file.read(offsets[i - 1] + 40, 4), 0)[0]
+        at = start
+        reader = _Reader(self.file)
+        ps = self.page_size
+        while pos < end:
+            raw = reader.read(pos, FRAME_HEADER_SIZE)
+            bad = len(raw) < FRAME_HEADER_SIZE
+            if not bad:
+                pgno, _commit, _txn, own, salt, n, base = _FRAME.unpack_from(raw, 0)
+                bad = salt != self.salt or own != pos or pgno >= 1 << 31 or not _payload_fits(n, base, pos, ps)
+            if not bad:
+                payload = reader.read(pos + FRAME_HEADER_SIZE, n)
+                crc = crc32c(payload, crc32c(memoryview(raw)[:40], crc)) if len(payload) == n else -1
+                bad = crc != _U32.unpack_from(raw, 40)[0]
+            if bad or pos + FRAME_HEADER_SIZE + n > end:
+                if out:
+                    self.file.write(at, bytes(out))
+                raise CorruptionError(None, f"{self.path}: the log frame at offset {pos}, after a failed sync of "
+                                            "another writer, does not read back whole")
+            out += raw
+            out += payload
+            pos += FRAME_HEADER_SIZE + n
+            if len(out) >= WRITE_CHUNK:
+                self.file.write(at, bytes(out))
+                at += len(out)
+                out = bytearray()
+        if out:
+            self.file.write(at, bytes(out))
+        with self._sync_lock:
+            if self._sync_failed is not None:
+                raise EarlierSyncFailed(self._sync_failed)
+            n_appends = self._appends
+            try:
+                self.file.sync()
+            except OSError as exc:
+                self._sync_failed = exc
+                raise
+            self._synced_appends = n_appends
+            self._durable_end = end
 
     # ---- writing ----
 
@@ -632,12 +709,20 @@ class WAL:
                 raise EarlierSyncFailed(self._sync_failed)
             n = self._appends
             if self.file is not None and n != self._synced_appends:
+                # Every byte below the committed end was written before this sync began.
+                end, salt, shm = self.committed_end, self.salt, self.shm
+                if shm is not None:
+                    shm.mark_unsynced(salt, self._durable_end)
                 try:
                     self.file.sync()
                 except OSError as exc:
                     self._sync_failed = exc
-                    raise
+                    raise  # the mark stays: the next writer writes the frames again (``resync``)
                 self._synced_appends = n
+                if salt == self.salt and end > self._durable_end:
+                    self._durable_end = end
+                if shm is not None:
+                    shm.clear_unsynced()
 
     def rollback(self) -> None:
         """rollback forgets the open transaction's frames; the next append overwrites them."""
@@ -816,10 +901,16 @@ class WAL:
         header = self._header_bytes(generation, salt)
         size = self.file.size()
         synced = False
+        shm = self.shm
         try:
-            self.file.write(0, header)
-            self.file.sync()
-            synced = True
+            with self._sync_lock:  # not beside a group's sync on another thread (its mark and ours)
+                if shm is not None:
+                    shm.mark_unsynced(salt, 0)  # the new header itself is not durable until this sync returns
+                self.file.write(0, header)
+                self.file.sync()
+                synced = True
+                if shm is not None:
+                    shm.clear_unsynced()
         finally:
             self.generation, self.salt = generation, salt
             self._crc = _U32.unpack_from(header, 36)[0]
@@ -831,6 +922,7 @@ class WAL:
             self.frame_pgnos, self.frame_offsets, self.depth = [], [], {}
             self._images.clear()
             self._synced = synced
+            self._durable_end = WAL_HEADER_SIZE
             self.allocated = max(size, WAL_HEADER_SIZE)
         # Old frames fail the new salt, so the file need not be emptied: keep
         # its first KEEP_BYTES allocated for the next commits (see GROW_BYTES).

@@ -507,3 +507,14 @@ def test_lock_table_matches_the_constants():
     assert shm.READ_BASE == (1 << 40) + 16 and "`READ_BASE` = 2^40 + 16" in FORMAT_MD
     for name in rows:
         assert name in shm.__doc__, name  # and the module's own table names it
+
+
+def test_shared_index_unsynced_word_matches_the_docs():
+    """The shared index's unsynced word (shm.py): its offset and size in docs/format.md's table and
+    the module's own, and what an empty index says (nothing unsynced)."""
+    from pagestore import shm
+
+    assert shm.UNSYNCED_OFFSET == 128 and shm.UNSYNCED_OFFSET + 16 <= shm.ARRAY_OFFSET
+    assert "| 128 | 16 | unsynced" in FORMAT_MD and "| 144 | 3952 | unused" in FORMAT_MD
+    assert "     128     16    unsynced" in (shm.__doc__ or "")
+    assert shm.UNSYNCED_OFFSET >= 2 * shm.COPY_SIZE  # outside both copies of the header

@@ -659,3 +659,181 @@ def test_a_file_system_without_the_locks_is_named(tmp_path, monkeypatch):
     with pagestore.open(path) as db:  # nothing was left behind
         db[b"k"] = b"v"
         db.check()
+
+
+# ---- a failed sync of one writer, and the writer after it (faultfs: two opens of one path in this
+# process are two writers for the OFD locks on the shared index, and share one page cache) ----
+
+
+def _fail_next_log_sync(monkeypatch) -> Dict[str, int]:
+    """_fail_next_log_sync makes the next sync of a faultfs log fail as Linux may: EIO, and every
+    dirty page of the file marked clean without being written (faultfs's fail_sync writes a random
+    part; here none, the case that loses most). Returns a counter of the failures made."""
+    import errno
+
+    import faultfs
+
+    real = faultfs.FaultFile.sync
+    made = {"failed": 0}
+
+    def sync(self) -> None:
+        if self.path.endswith("-wal") and not made["failed"]:
+            made["failed"] += 1
+            self.content.pending = []  # marked clean, never written
+            raise OSError(errno.EIO, "injected log sync failure")
+        real(self)
+
+    monkeypatch.setattr(faultfs.FaultFile, "sync", sync)
+    return made
+
+
+def _two_writers(tmp_path):
+    from faultfs import Disk
+    from pagestore.store import Store
+
+    disk = Disk(str(tmp_path), seed=3)
+    path = str(tmp_path / "f.ps")
+    a = Store(path, _opener=disk.opener, sync=True)
+    a[b"base"] = b"0"
+    with a.transaction() as t:
+        for i in range(30):
+            t[b"pad%02d" % i] = b"p" * 40
+    b = Store(path, _opener=disk.opener, sync=True, timeout=5)
+    assert a._turns.kept and not b._turns.kept
+    return disk, path, a, b
+
+
+def test_a_writer_after_a_failed_sync_makes_the_frames_durable_before_building_on_them(tmp_path, monkeypatch):
+    """Writer A's log sync fails (Linux marks the dirty pages clean: no later fsync writes them);
+    A is poisoned and lets LOCK_WRITE go. Writer B takes it and catches up onto A's frames, which
+    it reads whole from the page cache. Building on them as they are, B's acknowledged commit sits
+    behind frames that a power cut loses, and recovery stops there. B must rewrite them (the
+    shared index says a sync failed from where) and sync before it builds on them."""
+    from faultfs import Disk  # noqa: F401  (faultfs on the path)
+    from pagestore.errors import StorePoisonedError
+    from pagestore.store import Store
+
+    disk, path, a, b = _two_writers(tmp_path)
+    made = _fail_next_log_sync(monkeypatch)
+    with pytest.raises(OSError):
+        a[b"lost"] = b"1"  # its sync failed: not acknowledged
+    assert made["failed"] == 1
+    with pytest.raises(StorePoisonedError):
+        a[b"again"] = b"x"
+    b[b"acked"] = b"2"  # acknowledged: it must survive a power cut
+    assert b[b"lost"] == b"1"  # built on A's commit, which B made durable
+    disk.crash("drop")
+    c = Store(path, _opener=disk.opener)
+    try:
+        assert c.get(b"acked") == b"2", "an acknowledged commit was lost behind frames a failed sync dropped"
+        assert c[b"base"] == b"0"
+        c.check()
+    finally:
+        c.close()
+
+
+def test_frames_a_failed_sync_left_that_no_longer_read_back_are_not_built_on(tmp_path, monkeypatch):
+    """As above, but the page cache has since dropped A's clean pages (read back, they are what the
+    disk holds): B finds fewer whole commits than A published. It refuses to write (readers may
+    read the published state) with CorruptionError saying why; once every open is closed, the
+    next open, alone, recovers what the log holds and writes again."""
+    from pagestore.errors import CorruptionError
+    from pagestore.store import Store
+
+    disk, path, a, b = _two_writers(tmp_path)
+    _fail_next_log_sync(monkeypatch)
+    log = a._pager.wal.file
+    with pytest.raises(OSError):
+        a[b"lost"] = b"1"
+    content = log.content  # evicted: reads now see the durable bytes
+    content.view[:] = bytes(content.durable) + bytes(max(0, len(content.view) - len(content.durable)))
+    with pytest.raises(CorruptionError, match="failed sync"):
+        b[b"acked"] = b"2"
+    a.close()
+    b.close()
+    c = Store(path, _opener=disk.opener)
+    try:
+        assert c[b"base"] == b"0" and b"lost" not in c and b"acked" not in c
+        c[b"after"] = b"3"
+        c.check()
+    finally:
+        c.close()
+    disk.crash("drop")
+    with Store(path, _opener=disk.opener) as d:
+        assert d[b"after"] == b"3"
+        d.check()
+
+
+def test_a_failed_sync_at_the_end_of_a_turn_is_made_good_by_the_next_open(tmp_path, monkeypatch):
+    """The failed sync is the one that ends A's turn (``Pager.end_write`` syncs what deferred commits
+    owe), and A closes, poisoned; the next writer is a new open, which recovers with the turn
+    free: it writes A's frames again and syncs them before it builds on them. (A reader's snapshot
+    from before keeps the open's checkpoint from copying A's frames into the data file, which
+    would make them durable there.)"""
+    from pagestore import store as store_mod
+    from pagestore.store import Store
+
+    monkeypatch.setattr(store_mod, "KEEP_AFTER", 1e9)  # no kept turn: every write ends its turn
+    disk, path, a, b = _two_writers(tmp_path)
+    b.close()
+    reader = Store(path, _opener=disk.opener, readonly=True)
+    snap = reader.snapshot()
+    with a._lock:
+        a._turns._give_up()
+    a._turns._given = time.monotonic()
+    real = a._pager.sync
+    calls: List[int] = []
+
+    def deferred_sync(upto: int = 0) -> None:  # the group's own sync, outside the lock, came too late
+        calls.append(upto)
+        real(upto)
+
+    monkeypatch.setattr(a._pager, "sync", deferred_sync)
+    _fail_next_log_sync(monkeypatch)
+    with pytest.raises(PageStoreError):
+        a[b"lost"] = b"1"  # the sync at the end of the turn failed: poisoned, not acknowledged
+    assert calls and a._pager.poisoned is not None
+    a.close()
+    b = Store(path, _opener=disk.opener)
+    b[b"acked"] = b"2"
+    assert snap[b"base"] == b"0" and b"lost" not in snap
+    disk.crash("drop")
+    with Store(path, _opener=disk.opener) as c:
+        assert c.get(b"acked") == b"2", "an acknowledged commit was lost behind frames a failed sync dropped"
+        assert c[b"base"] == b"0"
+        c.check()
+
+
+def test_the_unsynced_word_is_clear_after_every_sync_that_returned(tmp_path):
+    """Each sync of the log sets the shared index's unsynced word and clears it when it returns: a
+    store in use never leaves it set (the next writer would write the log again for nothing)."""
+    path = str(tmp_path / "w.ps")
+    with pagestore.open(path, wal_limit=8192) as db:
+        for i in range(100):
+            db[b"k%03d" % i] = b"v" * 100  # checkpoints and restarts of the log among them
+            assert db._pager.sharing.index.unsynced() is None
+        with db.transaction() as t:
+            t[b"x"] = b"1"
+        db.sync()
+        assert db._pager.sharing.index.unsynced() is None
+
+
+def test_a_sync_outside_a_turn_that_fails_is_made_good_by_the_writer_in_its_turn(tmp_path, monkeypatch):
+    """``db.sync()`` of B while A keeps its turn with a commit made with sync=False (its frames dirty
+    in the page cache): B's fsync fails and drops them too. B syncs in a write turn of its own, so
+    the shared index says so, and A writes them again when its turn comes back: A's sync that
+    follows, and every commit it acknowledges after it, survive a power cut."""
+    from pagestore.store import Store
+
+    disk, path, a, b = _two_writers(tmp_path)
+    with a.transaction(sync=False) as t:
+        t[b"nosync"] = b"1"
+    _fail_next_log_sync(monkeypatch)
+    with pytest.raises(OSError):
+        b.sync()
+    a[b"acked"] = b"2"  # durable, acknowledged
+    disk.crash("drop")
+    with Store(path, _opener=disk.opener) as c:
+        assert c.get(b"acked") == b"2", "an acknowledged commit was lost behind frames a failed sync dropped"
+        assert c[b"nosync"] == b"1"
+        c.check()
