@@ -83,6 +83,8 @@ class PagerFiles:
 
         def _take_turn(self, wait: float) -> bool: ...
 
+        def _sync_deferred(self) -> None: ...
+
     def checkpoint(self, wait: float = 0.0) -> None:  # pragma: no cover - Pager's
         raise NotImplementedError
 
@@ -527,6 +529,12 @@ class PagerFiles:
         self.marks.drop_all()
         try:
             if self.wal is not None and self.file is not None and not self.readonly:
+                # Commits that deferred their sync (group commit: ``commit(defer=True)``) are
+                # acknowledged when their caller's sync returns, which may come after this close:
+                # synced here, while this open still holds the log (and LOCK_WRITE, a turn it
+                # keeps), since the caller's sync finds no log then. A failure poisons the
+                # pager, and that caller raises StorePoisonedError.
+                self._sync_deferred()
                 if self.in_transaction:
                     self.rollback()
                 if self.turns and not self.writing and checkpoint and self.poisoned is None:

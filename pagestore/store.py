@@ -418,6 +418,30 @@ class Store(MutableMapping[Any, Any]):
                     return
         pager.end_operation()
 
+    def _unlock_marks(self) -> None:
+        """_unlock_marks lets go of the shared index's read marks no live snapshot needs any more
+        (a snapshot was closed): now, if the operation lock is free, else at the end of the
+        operation that holds it. Never waits (a finalizer may call it, on any thread).
+
+        A reader beside a writer, or a writer between its turns: the operation lock's release
+        does it (``on_idle``). A writer keeping its turn ends its operations with no call at all
+        (``_idle``): the marks its snapshots locked (``Pager.read_mark``) are let go here, not
+        when the turn is given up."""
+        lock = self._lock
+        if not isinstance(lock, _OpLock) or self._pid != _PID:
+            return
+        if not lock.acquire(blocking=False):
+            lock.on_idle = self._pager.end_operation if self._turns is None else self._idle
+            return
+        try:
+            turns = self._turns
+            if turns is not None and turns.kept and not self._closed:
+                # Kept: no operation holds a mark (``begin_write`` ended it), so ending one here,
+                # even inside another operation of this thread, only unlocks snapshots' marks.
+                self._pager.end_operation()
+        finally:
+            lock.release()  # a reader beside a writer: its mark goes now, not at the next operation
+
     def _changed(self, pgnos: Optional[Set[int]]) -> None:
         """_changed drops what the tree cached of pages another process's writer changed (a reader
         beside a writer, or a writer catching up: issue 26), and the heap's free-space map when
@@ -1989,9 +2013,7 @@ class Snapshot(_StoreCodecs, Mapping[Any, Any]):
         if not self._closed:
             self._closed = True
             self._store._pager.release(self._mark)
-            lock = self._store._lock
-            if isinstance(lock, _OpLock) and lock.acquire(blocking=False):
-                lock.release()  # a reader beside a writer: unlock the mark now, not at the next operation
+            self._store._unlock_marks()
 
     def __enter__(self) -> "Snapshot":
         if self.closed:

@@ -837,3 +837,98 @@ def test_a_sync_outside_a_turn_that_fails_is_made_good_by_the_writer_in_its_turn
         assert c.get(b"acked") == b"2", "an acknowledged commit was lost behind frames a failed sync dropped"
         assert c[b"nosync"] == b"1"
         c.check()
+
+
+@pytest.mark.parametrize("how", ["store", "pager"])
+def test_close_syncs_what_a_deferred_commit_owes_before_the_log_and_the_turn_go(tmp_path, monkeypatch, how):
+    """A single write's commit defers its sync until after the locks are let go (issue 23); the
+    store is closed in between, keeping its turn (``Store.close``, whose checkpoint a reader's
+    snapshot holds back, so that it syncs nothing; or ``Pager.close(checkpoint=False)``). The
+    close syncs what that commit owes while it still holds the log and LOCK_WRITE: the write,
+    acknowledged once its own deferred sync returns, survives a power cut."""
+    import threading
+
+    from faultfs import Disk
+    from pagestore.store import Store
+
+    disk = Disk(str(tmp_path), seed=5)
+    path = str(tmp_path / "c.ps")
+    db = Store(path, _opener=disk.opener, sync=True)
+    db[b"base"] = b"0"
+    db.checkpoint()
+    reader = Store(path, _opener=disk.opener, readonly=True)
+    snap = reader.snapshot()  # the data file holds every frame: the checkpoint at close copies nothing
+    assert db._turns.kept
+    pager = db._pager
+    real = pager.sync
+    committed, go = threading.Event(), threading.Event()
+    writer: List[threading.Thread] = []
+
+    def sync(upto: int = 0) -> None:
+        if writer and threading.current_thread() is writer[0]:
+            committed.set()  # the commit is written, its sync deferred: the close comes now
+            assert go.wait(10)
+        real(upto)
+
+    monkeypatch.setattr(pager, "sync", sync)
+    outcome: Dict[str, object] = {}
+
+    def put() -> None:
+        try:
+            db[b"late"] = b"1"
+            outcome["ok"] = True
+        except Exception as exc:  # noqa: BLE001 - what the put raised is the outcome
+            outcome["error"] = exc
+
+    writer.append(threading.Thread(target=put))
+    writer[0].start()
+    assert committed.wait(10)
+    if how == "store":
+        db.close()
+    else:
+        with db._lock:
+            pager.close(checkpoint=False)
+    go.set()
+    writer[0].join(10)
+    snap.close()
+    reader.close()
+    disk.crash("drop")
+    with Store(path, _opener=disk.opener) as c:
+        if outcome.get("ok"):
+            assert c.get(b"late") == b"1", "a write acknowledged after its store closed was never synced"
+        else:
+            assert isinstance(outcome.get("error"), PageStoreError), outcome
+        assert c[b"base"] == b"0"
+        c.check()
+
+
+def test_a_snapshot_closed_while_the_turn_is_kept_lets_its_read_mark_go(tmp_path):
+    """A writer keeping its turn locks a read mark in the shared index for each snapshot (the writers
+    after its turn must neither copy past it nor restart the log it reads). Closed, the snapshot's
+    mark goes at once, inside a transaction too, not when the turn is given up."""
+    from pagestore import fileio
+
+    path = str(tmp_path / "m.ps")
+    with pagestore.open(path) as db:
+        db[b"a"] = b"1"
+        assert db._turns.kept
+        fd = os.open(path + "-shm", os.O_RDWR)
+        try:
+            def held() -> bool:
+                return (fileio.held_by_others(fd, shm.READ_BASE, shm.READ_SPAN) is not None
+                        or fileio.held_by_others(fd, shm.LOCK_READ0, 1) is not None)
+
+            snap = db.snapshot()
+            db[b"b"] = b"2"
+            assert held() and snap[b"a"] == b"1" and b"b" not in snap
+            snap.close()
+            assert not held()
+            with db.snapshot() as snap:
+                with db.transaction() as t:
+                    t[b"c"] = b"3"
+                    assert held()
+                    snap.close()
+                    assert not held()
+            assert db._turns.kept
+        finally:
+            os.close(fd)
