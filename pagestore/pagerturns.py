@@ -16,7 +16,7 @@ state, and touches no page.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Dict, Optional, Set
+from typing import TYPE_CHECKING, Callable, Dict, Optional, Set
 
 from .checkpointer import Checkpointer
 from .errors import PageStoreError
@@ -108,6 +108,21 @@ class PagerTurns:
     def others_wait_write(self) -> bool:
         """others_wait_write: another process waits in line for LOCK_WRITE."""
         return self.sharing is not None and self.sharing.others_wait_write()
+
+    def ask_watch(self) -> Callable[[float], None]:
+        """ask_watch: a sleep a writer beginning to wait for LOCK_WRITE ends early (``SharedLog.ask_watch``)."""
+        return self.sharing.ask_watch() if self.sharing is not None else time.sleep
+
+    def turns_seen(self) -> int:
+        """turns_seen: how many times LOCK_WRITE was let go, read before trying it (``await_turn``)."""
+        return self.sharing.turns_seen() if self.sharing is not None else 0
+
+    def await_turn(self, seen: int, seconds: float) -> None:
+        """await_turn sleeps up to ``seconds``, or until LOCK_WRITE is let go again (``SharedLog.await_turn``)."""
+        if self.sharing is not None:
+            self.sharing.await_turn(seen, seconds)
+        else:
+            time.sleep(seconds)
 
     def _check_latest(self) -> None:
         """_check_latest: a commit of writers taking turns is based on the latest commit, or

@@ -36,6 +36,7 @@ a log to scan) is asked of a ``DataSide``: the pager, or a test's fake.
 """
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any, Callable, Dict, List, Optional, Protocol, Set
 
@@ -300,15 +301,34 @@ class SharedLog:
         return self.index.try_lock(shmlib.LOCK_WRITE, exclusive=True)
 
     def unlock_write(self) -> None:
-        """unlock_write lets LOCK_WRITE go."""
-        self.index.unlock(shmlib.LOCK_WRITE)
+        """unlock_write lets LOCK_WRITE go, and wakes a writer waiting in line (shm.py, "Turns")."""
+        index = self.index
+        index.unlock(shmlib.LOCK_WRITE)
+        index.bump(shmlib.TURNS_OFFSET, 1)
 
     def wait_write(self, on: bool) -> None:
-        """wait_write: this process waits in line for LOCK_WRITE (LOCK_WAITING shared), or no longer."""
+        """wait_write: this process waits in line for LOCK_WRITE (LOCK_WAITING shared), or no longer;
+        beginning to wait wakes a writer keeping its turn (shm.py, "Turns")."""
         if on:
             self.index.lock(shmlib.LOCK_WAITING)
+            self.index.bump(shmlib.ASKS_OFFSET, 1 << 30)
         else:
             self.index.unlock(shmlib.LOCK_WAITING)
+
+    def turns_seen(self) -> int:
+        """turns_seen: the count of LOCK_WRITE's releases, read before trying it (``await_turn``)."""
+        return self.index.word(shmlib.TURNS_OFFSET)
+
+    def await_turn(self, seen: int, seconds: float) -> None:
+        """await_turn sleeps up to ``seconds``, or until LOCK_WRITE is let go after ``turns_seen``
+        said ``seen`` (a futex: the next writer starts within a wake-up of the release)."""
+        self.index.sleep(shmlib.TURNS_OFFSET, seen, seconds)
+
+    def ask_watch(self) -> Callable[[float], None]:
+        """ask_watch: a sleep of so many seconds that a writer beginning to wait for LOCK_WRITE from
+        now on ends early (shm.py, "Turns"): the watcher of a writer keeping its turn (store.py)
+        looks whether anyone asks, then sleeps in it. It holds the shared index only."""
+        return functools.partial(self.index.sleep, shmlib.ASKS_OFFSET, self.index.word(shmlib.ASKS_OFFSET))
 
     def others_wait_write(self) -> bool:
         """others_wait_write: another process waits in line for LOCK_WRITE (one lock probe)."""

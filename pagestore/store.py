@@ -1752,8 +1752,11 @@ KEEP_AFTER = 0.5
 LOOK_EVERY = 0.001
 #: The watcher's poll: 20 ms, 50 wake-ups a second while the turn is kept (about 0.2 % of a
 #: core; 2 ms cost 1.65 % and kept an idle process's CPU from sleeping). A writer that asks
-#: an idle keeper waits up to this long for the turn.
+#: an idle keeper waits up to this long for the turn. With futexes (shm.py, "Turns") the
+#: watcher sleeps until a writer begins to wait, or WATCH_IDLE s at most (a writer that
+#: asks without waking it: an older pagestore).
 WATCH_EVERY = 0.02
+WATCH_IDLE = 0.1
 
 
 class _Turns:
@@ -1796,6 +1799,12 @@ class _Turns:
 
     def others_waiting(self) -> bool:
         return not self.kept and self.store._pager.others_wait_write()
+
+    def ticket(self) -> int:
+        return self.store._pager.turns_seen()
+
+    def nap(self, ticket: int, seconds: float) -> None:
+        self.store._pager.await_turn(ticket, seconds)
 
     def taken(self) -> None:
         if self.kept:
@@ -1857,17 +1866,20 @@ class _Turns:
 
 
 def _watch(ref: "weakref.ref[_Turns]") -> None:
-    """_watch is the thread of a writer that keeps its turn (``_Turns``): every WATCH_EVERY s it
-    looks whether another process asks for the turn and, if no write is under way, gives it up
-    under the write lock's thread lock and the operation lock. It ends when the turn is given
-    up or the store is closed (a forked child has no such thread: it may not use the store)."""
+    """_watch is the thread of a writer that keeps its turn (``_Turns``): it looks whether another
+    process asks for the turn and, if no write is under way, gives it up under the write lock's
+    thread lock and the operation lock; then it sleeps until a writer begins to wait (a futex:
+    ``Pager.ask_watch``; at most WATCH_IDLE s), or WATCH_EVERY s where there are no futexes.
+    It ends when the turn is given up or the store is closed (a forked child has no such
+    thread: it may not use the store)."""
+    every = WATCH_IDLE if shm.FUTEXES else WATCH_EVERY
     while True:
-        time.sleep(WATCH_EVERY)
         turns = ref()
         if turns is None or not turns.kept or turns.store._closed:
             return
         store = turns.store
         try:
+            nap = store._pager.ask_watch()  # first: an ask after this look ends the nap below
             asked = store._pager.others_wait_write()
         except (OSError, ValueError):
             return  # the index is closed under it (the store is closing)
@@ -1892,6 +1904,10 @@ def _watch(ref: "weakref.ref[_Turns]") -> None:
             if not turns.kept:
                 return
         del turns, store
+        try:
+            nap(every)
+        except (OSError, ValueError):
+            return  # the index closed under it (the store is closing)
 
 
 class _OpLock:

@@ -515,6 +515,8 @@ def test_shared_index_unsynced_word_matches_the_docs():
     from pagestore import shm
 
     assert shm.UNSYNCED_OFFSET == 128 and shm.UNSYNCED_OFFSET + 16 <= shm.ARRAY_OFFSET
-    assert "| 128 | 16 | unsynced" in FORMAT_MD and "| 144 | 3952 | unused" in FORMAT_MD
+    assert "| 128 | 16 | unsynced" in FORMAT_MD and "| 152 | 3944 | unused" in FORMAT_MD
     assert "     128     16    unsynced" in (shm.__doc__ or "")
+    assert "     144      4    turns" in (shm.__doc__ or "") and "     148      4    asks" in (shm.__doc__ or "")
+    assert "| 144 | 4 | turns" in FORMAT_MD and "| 148 | 4 | asks" in FORMAT_MD
     assert shm.UNSYNCED_OFFSET >= 2 * shm.COPY_SIZE  # outside both copies of the header

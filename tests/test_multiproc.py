@@ -497,6 +497,12 @@ class FakeProcessLock:
     def others_waiting(self) -> bool:
         return False
 
+    def ticket(self) -> int:
+        return 0
+
+    def nap(self, ticket: int, seconds: float) -> None:
+        time.sleep(seconds)
+
     def taken(self) -> None:
         self.caught_up += 1
         if self.fail_taken:
