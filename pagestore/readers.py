@@ -286,7 +286,8 @@ class SharedLog:
         if writer:
             self.mark = head.frames
             if (head.generation, head.salt, head.frames) != (wal.generation, wal.salt, wal.committed_frames):
-                changed = wal.catch_up(head.frames, (head.generation, head.salt) == (wal.generation, wal.salt))
+                same = (head.generation, head.salt) == (wal.generation, wal.salt)
+                changed = wal.catch_up(head.frames, same, head.frames, self.index.frame_entries)
                 if changed is None or changed:
                     apply(None if changed is None else set(changed), changed is None, True)
             self.view = head
@@ -351,7 +352,8 @@ class SharedLog:
             OSError: writing them again or syncing them failed.
         """
         head = self.index.read_header()
-        changed = wal.catch_up(None, head is not None and (head.generation, head.salt) == (wal.generation, wal.salt))
+        same = head is not None and (head.generation, head.salt) == (wal.generation, wal.salt)
+        changed = wal.catch_up(None, same, head.frames if head is not None and same else 0, self.index.frame_entries)
         if changed is None or changed:
             apply(None if changed is None else set(changed), changed is None, True)
         self._resync(wal, head, False)

@@ -77,7 +77,7 @@ import threading
 from array import array
 from bisect import bisect_left
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Set, Tuple, Union
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 from . import fileio
 from . import _native
@@ -402,7 +402,8 @@ class WAL:
             self._synced = False  # frames another process wrote, maybe with sync=False: the next sync covers them
         return list(added)
 
-    def catch_up(self, frames: Optional[int], same_log: bool = False) -> Optional[List[int]]:
+    def catch_up(self, frames: Optional[int], same_log: bool = False, published: int = 0,
+                 entries: Optional[Callable[[int, int], "array[int]"]] = None) -> Optional[List[int]]:
         """catch_up brings a WRITER's log up to the commits other processes appended since it last
         looked (writers in several processes take turns: pager.py ``catch_up``): the frames past
         ``committed_end`` are read and checked as recovery reads them, up to the last valid commit
@@ -414,7 +415,10 @@ class WAL:
         generation now (another writer restarted it): its index is then rebuilt from the file,
         and any page may have changed. ``same_log``: the caller knows the log is still this
         generation (the shared index publishes it, and a restart invalidates that first), so
-        its header is not read again.
+        its header is not read again. ``published``, ``entries``: with ``same_log``, the shared
+        index publishes that many committed frames and lists them (``SharedIndex.frame_entries``):
+        those are taken from the list, as a reader takes them (``_adopt``: no frame read, no
+        checksum), and only what lies past them is read from the file.
 
         Raises:
             CorruptionError: the log's header is unreadable, a delta does not follow its page's
@@ -428,7 +432,11 @@ class WAL:
             raise CorruptionError(None, f"{self.path}: the log's header is unreadable")
         added: Optional[List[int]]
         if head is None or head[:2] == (self.generation, self.salt):
-            added = self._scan(frames, reader)
+            added = []
+            if same_log and entries is not None and self.committed_frames < published:
+                upto = published if frames is None else min(frames, published)
+                added = self._adopt(entries(self.committed_frames, upto), upto)
+            added += self._scan(frames, reader)
         else:
             self.index.clear()
             self.frame_pgnos, self.frame_offsets, self.depth = [], [], {}
@@ -445,6 +453,57 @@ class WAL:
         # Never zero-fill over what the others appended (``_reserve`` grows from ``allocated``).
         self.allocated = max(self.allocated, self.file.size())
         return added
+
+    def _adopt(self, entries: "Sequence[int]", frames: int) -> List[int]:
+        """_adopt takes the committed frames from ``committed_frames`` to ``frames`` from the shared
+        index's list of them (``entries``: two integers a frame, as ``entries`` makes them), as
+        a reader trusts it, instead of reading and checking each in the file: a writer catching
+        up with what the others published (``catch_up``). Each frame's place in its page's chain
+        of deltas follows from the log's rule (a delta's base is its page's previous frame); the
+        checksum chain goes on from the last frame's, read with its header, which must be the
+        commit frame it says. Returns the page numbers taken; [] (nothing taken) when the list
+        does not end where it should: the caller reads the file instead (``_scan``).
+        O(frames taken) in memory, one read of a frame header."""
+        assert self.file is not None
+        first = self.committed_frames
+        if len(entries) != 2 * (frames - first) or not entries:
+            return []
+        ps = self.page_size
+        index, depth = self.index, self.depth
+        latest: Dict[int, int] = {}
+        new_depth: Dict[int, int] = {}
+        off = n = pgno = 0
+        end = self.committed_end
+        for i in range(0, len(entries), 2):
+            word, off = entries[i], entries[i + 1]
+            pgno, n = word & 0xFFFFFFFF, word >> 32
+            if off != end or not 0 < n <= ps:
+                return []
+            if n == ps:
+                new_depth[off] = 0
+            else:
+                prev = latest.get(pgno, index.get(pgno))
+                d = new_depth.get(prev, depth.get(prev)) if prev is not None else None
+                if d is None or d >= MAX_CHAIN:
+                    return []
+                new_depth[off] = d + 1
+            latest[pgno] = off
+            end = off + FRAME_HEADER_SIZE + n
+        raw = self.file.read(off, FRAME_HEADER_SIZE)
+        if len(raw) < FRAME_HEADER_SIZE:
+            return []
+        fpgno, commit, _txn, own, salt, size, _base = _FRAME.unpack_from(raw, 0)
+        if (fpgno, own, salt, size) != (pgno, off, self.salt, n) or not commit:
+            return []
+        depth.update(new_depth)
+        self.frame_pgnos.extend(entries[0::2][k] & 0xFFFFFFFF for k in range(len(entries) // 2))
+        self.frame_offsets.extend(entries[1::2])
+        index.update(latest)
+        self.committed_end, self.committed_crc = end, _U32.unpack_from(raw, 40)[0]
+        self.committed_frames = frames
+        self.end, self._crc = end, self.committed_crc
+        self._synced = False  # frames another process wrote, maybe with sync=False: the next sync covers them
+        return list(latest)
 
     def resync(self, start: int) -> None:
         """resync makes the log durable again from byte ``start`` to its committed end: a sync
