@@ -158,8 +158,8 @@ class FreeSpaceMap:
         pages = self.pages
         if self.pending or self.held_pgno or self.pager.meta.fsm_head != (pages[0] if pages else 0):
             return False
-        if pages and pages[-1] in changed:
-            return False
+        if pages and pages[-1] in changed and self.pager.read(pages[-1]).next:
+            return False  # the chain grew past its last page (a map of one page: most commits change it)
         per = self.per_page
         cat, buckets = self.cat, self.buckets
         for idx, pgno in enumerate(pages):
@@ -172,8 +172,10 @@ class FreeSpaceMap:
             if len(data) != per:
                 raise CorruptionError(pgno, "free-space map page has the wrong length")
             base = idx * per
-            for p in range(base, base + per):
-                old = cat.pop(p, 0)
+            # The pages this map page covers that the map holds: O(heap pages), not O(page size)
+            # (a loop over every slot of the page cost ~0.2 ms a catch-up).
+            for p in [k for k in cat if base <= k < base + per]:
+                old = cat.pop(p)
                 if old:
                     buckets[old].discard(p)
             for m in _NONZERO.finditer(data):

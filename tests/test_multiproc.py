@@ -938,3 +938,88 @@ def test_a_snapshot_closed_while_the_turn_is_kept_lets_its_read_mark_go(tmp_path
             assert db._turns.kept
         finally:
             os.close(fd)
+
+
+def test_a_catch_up_from_the_shared_index_leaves_the_log_as_recovery_reads_it(tmp_path, monkeypatch):
+    """A writer taking its turn takes the frames the others published from the shared index's list
+    (``WAL._adopt``), not from the file: its log in memory (frame lists, delta depths, index,
+    committed end and checksum) must be what reading the file gives (``WAL.recover``), for
+    whole images and chains of deltas alike, and the frames it appends after must chain on."""
+    from faultfs import Disk
+    from pagestore import store as store_mod, wal as wal_mod
+    from pagestore.store import Store
+
+    monkeypatch.setattr(store_mod, "KEEP_AFTER", 1e9)  # a turn per write: a catch-up per write
+    adopted: List[int] = []
+    real = wal_mod.WAL._adopt
+
+    def adopt(self, entries, frames):
+        out = real(self, entries, frames)
+        adopted.append(len(out))
+        return out
+
+    monkeypatch.setattr(wal_mod.WAL, "_adopt", adopt)
+    disk = Disk(str(tmp_path), seed=1)
+    path = str(tmp_path / "a.ps")
+    a = Store(path, _opener=disk.opener, sync=False, page_size=512)
+    b = Store(path, _opener=disk.opener, sync=False, page_size=512)
+    for db in (a, b):
+        with db._lock:
+            db._turns._give_up()
+        db._turns._given = time.monotonic()
+    for i in range(60):
+        a[b"a%03d" % (i % 25)] = b"x" * (i % 7 * 30)
+        b[b"b%03d" % i] = b"y" * 40
+        if i % 10 == 9:
+            with b.transaction() as t:
+                for j in range(12):
+                    t[b"t%02d" % j] = b"%d" % i
+        for db in (a, b):
+            db[b"probe"] = b"%d" % i  # each takes a turn: catches up with the other's commits
+            w = db._pager.wal
+            fresh = wal_mod.WAL(w.path, w.page_size, w.file_id, readonly=True, opener=disk.opener)
+            fresh.recover(0)
+            assert (w.committed_frames, w.committed_end, w.committed_crc) == \
+                (fresh.committed_frames, fresh.committed_end, fresh.committed_crc)
+            assert w.index == fresh.index
+            assert (w.frame_offsets, w.frame_pgnos) == (fresh.frame_offsets, fresh.frame_pgnos)
+            assert [w.depth[off] for off in w.frame_offsets] == [fresh.depth[off] for off in fresh.frame_offsets]
+            fresh.close()
+    assert sum(1 for n in adopted if n) > 50, adopted  # the list was used, not the file
+    for db in (b, a):
+        db.check()
+        db.close()
+    with Store(path, _opener=disk.opener) as c:
+        assert c[b"probe"] == b"59" and c[b"b059"] == b"y" * 40
+        c.check()
+
+
+def test_a_catch_up_reads_again_only_the_free_space_map_pages_that_changed(tmp_path, monkeypatch):
+    """A writer catching up with the others' commits reads again the map pages they changed
+    (``FreeSpaceMap.reload``), the chain's last one too when nothing follows it (a store of one
+    map page: nearly every commit changes it), not the whole map (``load``) each time; and the
+    map in memory is the stored one (check())."""
+    from faultfs import Disk
+    from pagestore import heap, store as store_mod
+    from pagestore.store import Store
+
+    monkeypatch.setattr(store_mod, "KEEP_AFTER", 1e9)
+    disk = Disk(str(tmp_path), seed=2)
+    path = str(tmp_path / "m.ps")
+    a = Store(path, _opener=disk.opener, sync=False)
+    b = Store(path, _opener=disk.opener, sync=False)
+    loads = [0]
+    real = heap.FreeSpaceMap.load
+
+    def load(self, read=True):
+        loads[0] += 1
+        real(self, read)
+
+    monkeypatch.setattr(heap.FreeSpaceMap, "load", load)
+    for i in range(40):
+        a[b"a%03d" % i] = b"x" * 300
+        b[b"b%03d" % i] = b"y" * 300
+    assert loads[0] <= 4, f"{loads[0]} whole loads of the free-space map in 80 catch-ups"
+    for db in (a, b):
+        db.check()
+        db.close()
