@@ -78,21 +78,23 @@ class PagerTurns:
 
     def end_write(self) -> None:
         """end_write lets LOCK_WRITE go: from the next operation on, this process reads as a reader
-        beside the other writers. Callers: the store, under its operation lock."""
+        beside the other writers. Callers: the store, under its operation lock.
+
+        What deferred commits owe is synced by their callers afterwards, outside every lock
+        (group.py), while the next writer takes its turn: syncs run one at a time under
+        LOCK_SYNC, and one that follows a failed one writes the frames it may have dropped
+        again first (``WAL.sync``, shm.py "Unsynced"), so no commit is acknowledged on frames
+        a failed sync dropped."""
         self.writing = False
         if self.sharing is not None:
-            try:
-                self._sync_deferred()
-            finally:
-                self.sharing.unlock_write()
+            self.sharing.unlock_write()
 
     def _sync_deferred(self) -> None:
         """_sync_deferred syncs the log through the commits that deferred their sync
-        (``commit(defer=True)``), before LOCK_WRITE goes: another writer catches up onto
-        what the log holds and builds on it, so every commit it finds must be durable
-        (the group commit's own sync, outside the lock, then finds nothing to do). A
-        failed sync poisons the pager and is not raised here: the deferred sync's caller
-        (``sync(owed)``) raises StorePoisonedError, so none of those commits is acknowledged."""
+        (``commit(defer=True)``) before the pager closes (``close``), since their callers'
+        syncs then find no log. A failed sync poisons the pager and is not raised here: the
+        deferred sync's caller (``sync(owed)``) raises StorePoisonedError, so none of those
+        commits is acknowledged."""
         upto, self._deferred = self._deferred, 0
         if upto and self.wal is not None and not self.wal.synced_through(upto):
             try:

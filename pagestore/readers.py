@@ -386,12 +386,8 @@ class SharedLog:
             CorruptionError: as above, or from ``WAL.resync``.
             OSError: from ``WAL.resync``.
         """
-        mark = self.index.unsynced()
-        if mark is None:
+        if self.index.unsynced() is None:
             return
-        salt, start = mark
-        if salt != wal.salt:
-            start = 0  # another generation's: nothing of this one is known durable
         lost = (head is not None and (head.generation, head.salt) == (wal.generation, wal.salt)
                 and head.frames > wal.committed_frames)
         if lost and not alone:
@@ -399,8 +395,7 @@ class SharedLog:
                                         f"the {head.frames if head is not None else 0} published, after a failed "
                                         "sync of another writer; nothing is written on them (close every open of "
                                         "the store: the next open recovers what the log holds)")
-        wal.resync(start)
-        self.index.clear_unsynced()
+        wal.repair()  # False: a sync runs now; it, or the next one, writes them again
 
     def unsynced(self) -> bool:
         """unsynced: a sync of the log failed (or is under way) and nobody has written its frames

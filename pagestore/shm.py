@@ -16,7 +16,8 @@ SHARED INDEX FILE LAYOUT (little-endian)
      128     16    unsynced: a sync of the log is under way or failed (see "Unsynced")
      144      4    turns: bumped each time LOCK_WRITE is let go (see "Turns")
      148      4    asks: bumped each time a writer begins to wait for LOCK_WRITE
-     152   3944    unused (zero)
+     152      4    failures: failed syncs of the log (see "Unsynced")
+     156   3940    unused (zero)
     4096  16 * n   frame array: an entry for log frame k at 4096 + 16k, for every
                    frame the writer has appended in this generation
 
@@ -54,15 +55,19 @@ UNSYNCED (UNSYNCED_OFFSET = 128, 16 bytes; not part of the checksummed header)
        8      4   salt of the log that offset is in
       12      4   zero
 
-Unsynced: the holder of LOCK_WRITE sets it before every sync of the log (``from``:
-where the bytes it knows durable end) and clears it when the sync returned. A
-commit is published before its sync (group commit syncs outside the store's lock),
-and Linux marks the pages of a failed fsync clean without writing them: a later
-fsync, by anyone, does not write them. So the next writer that finds it set (the
-holder failed or died) does not build on those frames as they are: it reads them
-back, checks them, writes them again and syncs (``SharedLog.catch_up``,
-``WAL.resync``), and refuses to write if they no longer check (readers.py). Readers
-ignore it; a version-2 index without it reads as zero (nothing unsynced).
+Unsynced: every sync of the log, in every process, runs under LOCK_SYNC, one at a
+time. It sets the word before its fsync (``from``: where the bytes its process knows
+durable end) and clears it when the fsync returned; a failed one leaves it set and
+adds one to ``failures``. A commit is published, and another writer may build on it,
+before its sync (group commit syncs outside the store's lock and LOCK_WRITE), and
+Linux marks the pages of a failed fsync clean without writing them: no later fsync,
+by anyone, writes them. So a sync that finds the word set, or ``failures`` changed
+since its process's last good sync (frames it wrote may have been dropped by
+another's), first reads the frames back from the lowest such offset, checks them,
+and writes them again (``WAL._sync_shared``); a writer taking its turn does so at
+once when no sync runs (``WAL.repair``), and refuses to write if frames that were
+published no longer read back (readers.py). Readers ignore it; a version-2 index
+without it reads as zero (nothing unsynced).
 
 Turns: the words at 144 and 148 are wake-up hints, never the truth (the fcntl locks
 are: a process that dies lets its locks go without bumping anything). A writer that
@@ -98,6 +103,8 @@ never blocks anyone for long)
                            index holds it too, so that no writer starts meanwhile
     shm    LOCK_WAITING    shared by each writer waiting for LOCK_WRITE: a writer that
                            sees it held waits in line instead of taking LOCK_WRITE at once
+    shm    LOCK_SYNC       exclusive while a process syncs the log (one sync at a time;
+                           see "Unsynced"); taken with or without LOCK_WRITE
     shm    READ_BASE + m   a read mark: shared by each process while it reads the
                            store as of m committed frames; the writer copies log
                            frames into the data file only up to the smallest held
@@ -145,6 +152,7 @@ GROW_BYTES = 64 * 1024
 UNSYNCED_OFFSET = 128
 TURNS_OFFSET = 144
 ASKS_OFFSET = 148
+FAILURES_OFFSET = 152
 
 LOCK_BASE = 1 << 40
 LOCK_DMS = LOCK_BASE
@@ -152,6 +160,7 @@ LOCK_RECOVER = LOCK_BASE + 1
 LOCK_READ0 = LOCK_BASE + 2
 LOCK_WRITE = LOCK_BASE + 3
 LOCK_WAITING = LOCK_BASE + 4
+LOCK_SYNC = LOCK_BASE + 5
 LOCK_WRITERS = LOCK_BASE + 1  # on the data file, as LOCK_DMS
 LOCK_SOLO = LOCK_BASE + 2  # on the data file, as LOCK_DMS
 LOCK_CREATE = LOCK_BASE + 3  # on the data file, as LOCK_DMS

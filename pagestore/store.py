@@ -1272,24 +1272,9 @@ class Store(MutableMapping[Any, Any]):
     def sync(self) -> None:
         """sync makes every commit so far durable now (those made with ``sync=False`` too).
 
-        Writers in several processes: in a write turn (``transaction``'s lock), since a sync
-        that fails drops the dirty pages of the whole log, the writer in its turn's too, and
-        only the writer in its turn says so to the next (shm.py, "Unsynced").
-
         Raises:
             OSError: the disk refused the sync.
-            StoreLockedError: writers in several processes, and another held the write lock
-                for the whole timeout.
         """
-        if self._turns is not None and not self._wlock.owned():
-            self._hold_write("a sync")
-            try:
-                with self._lock:
-                    self._begin()
-                    self._pager.sync()
-            finally:
-                self._wlock.release()
-            return
         with self._lock:
             self._begin()
             self._pager.sync()
@@ -1767,14 +1752,15 @@ class _Turns:
     Keeping the turn (issue 26, the read floor of issue 22): a writer that no other writer process
     has asked for its turn lately (KEEP_AFTER) keeps LOCK_WRITE when its write ends
     (``kept``). It then reads as a single writer does, with no read mark and no system call
-    per read, and its group commit syncs outside the locks as in one process. Another process
-    asks by waiting in line (LOCK_WAITING, locks.py ``_poll``); the keeper gives the turn up at
-    the end of its current write or operation (``look``: one lock probe at most every
-    LOOK_EVERY s) or, idle, within WATCH_EVERY s from a daemon thread (``_watch``), which
-    runs only while the turn is kept. Giving up syncs what deferred commits owe first
-    (``Pager.end_write``), and from then on the writer takes turns one write at a time until
-    nobody has asked for KEEP_AFTER s. Readers in other processes do not ask: they read
-    beside the keeper with their marks, as beside a single writer."""
+    per read. Another process asks by waiting in line (LOCK_WAITING, locks.py ``_poll``, which
+    wakes the watcher: shm.py "Turns"); the keeper gives the turn up at the end of its current
+    write or operation (``look``: one lock probe at most every LOOK_EVERY s) or, idle, at once
+    from a daemon thread (``_watch``), which runs only while the turn is kept. From then on
+    the writer takes turns one write at a time until nobody has asked for KEEP_AFTER s.
+    Kept or not, a group commit syncs after the locks are let go, as in one process (syncs
+    of all processes one at a time under LOCK_SYNC: ``WAL.sync``). Readers in other
+    processes do not ask: they read beside the keeper with their marks, as beside a single
+    writer."""
 
     __slots__ = ("store", "kept", "_given", "_next_look", "_watcher", "__weakref__")
 
@@ -1854,7 +1840,7 @@ class _Turns:
             self._watcher.start()
 
     def _give_up(self) -> None:
-        """_give_up lets LOCK_WRITE go (syncing what deferred commits owe first). Callers hold the
+        """_give_up lets LOCK_WRITE go (``Pager.end_write``). Callers hold the
         operation lock, and the write lock's thread lock or its turn."""
         if self.kept:
             self.kept = False

@@ -71,6 +71,7 @@ tail: recovery raises CorruptionError naming the page.
 """
 from __future__ import annotations
 
+import errno
 import os
 import struct
 import threading
@@ -83,6 +84,8 @@ from . import fileio
 from . import _native
 from ._native import crc32c, delta_apply
 from .errors import CorruptionError, VersionMismatchError
+
+from .shm import FAILURES_OFFSET, LOCK_SYNC
 
 if TYPE_CHECKING:  # pragma: no cover
     from .shm import SharedIndex
@@ -243,6 +246,8 @@ class WAL:
         # that the log may be unwritten from there (``SharedIndex.mark_unsynced``): if the
         # sync fails, the next writer in another process writes it again (``resync``).
         self._durable_end = WAL_HEADER_SIZE
+        # The shared index's count of failed syncs as of this log's last good one (``_sync_shared``).
+        self._failures_seen = 0
         self.allocated = 0  # bytes the log file holds (frames in use and zeros beyond)
         #: the shared index (shm.py) the writer records each frame's page number in, or None
         self.shm: Optional["SharedIndex"] = None
@@ -505,23 +510,23 @@ class WAL:
         self._synced = False  # frames another process wrote, maybe with sync=False: the next sync covers them
         return list(latest)
 
-    def resync(self, start: int) -> None:
-        """resync makes the log durable again from byte ``start`` to its committed end: a sync
-        (in another process, which held the write lock) failed or did not return there, and
-        Linux marks the pages of a failed fsync clean without writing them, so no later fsync
-        writes them. Each frame from ``start`` is read and checked as recovery checks it (its
-        chain of checksums going on from the frame before ``start``), written back as read
-        (dirty again in the page cache), and the log is synced. ``start`` not where a frame
-        begins (or past the committed end): from the log's header, byte 0. O(bytes resynced).
-        Callers: the writer that has just taken the write lock (readers.py ``SharedLog``).
+    def _rewrite(self, start: int, end: int) -> None:
+        """_rewrite writes the log again from byte ``start`` to ``end`` (a committed end), for a
+        sync to make durable: a sync failed or did not return there (in this process or
+        another), and Linux marks the pages of a failed fsync clean without writing them, so
+        no later fsync writes them. Each frame from ``start`` is read and checked as recovery
+        checks it (its chain of checksums going on from the frame before ``start``) and written
+        back as read (dirty again in the page cache). ``start`` not where a frame begins (or
+        past ``end``): from the log's header, byte 0. O(bytes rewritten). Committed frames
+        never change: another thread may append past ``end`` meanwhile. Callers hold
+        ``_sync_lock`` and LOCK_SYNC (``_sync_shared``, ``repair``).
 
         Raises:
             CorruptionError: the header or a frame does not check (the page cache lost it, or
                 never had it): the log is not to be built on. What checked is written back.
-            OSError: a write or the sync failed.
+            OSError: a write failed.
         """
-        assert not self.readonly and self.file is not None and not self.txn_index
-        end = self.committed_end
+        assert not self.readonly and self.file is not None
         head = self._read_header()
         if head is None or head[:2] != (self.generation, self.salt):
             raise CorruptionError(None, f"{self.path}: the log's header is not the one of the frames it holds")
@@ -563,17 +568,6 @@ class WAL:
                 out = bytearray()
         if out:
             self.file.write(at, bytes(out))
-        with self._sync_lock:
-            if self._sync_failed is not None:
-                raise EarlierSyncFailed(self._sync_failed)
-            n_appends = self._appends
-            try:
-                self.file.sync()
-            except OSError as exc:
-                self._sync_failed = exc
-                raise
-            self._synced_appends = n_appends
-            self._durable_end = end
 
     # ---- writing ----
 
@@ -768,20 +762,99 @@ class WAL:
                 raise EarlierSyncFailed(self._sync_failed)
             n = self._appends
             if self.file is not None and n != self._synced_appends:
-                # Every byte below the committed end was written before this sync began.
-                end, salt, shm = self.committed_end, self.salt, self.shm
-                if shm is not None:
-                    shm.mark_unsynced(salt, self._durable_end)
+                shm = self.shm
+                if shm is None:
+                    try:
+                        self.file.sync()
+                    except OSError as exc:
+                        self._sync_failed = exc
+                        raise
+                    self._synced_appends = n
+                    return
+                shm.lock(LOCK_SYNC, exclusive=True)  # one sync of the log at a time, in every process
+                try:
+                    self._sync_shared(n, shm)
+                finally:
+                    shm.unlock(LOCK_SYNC)
+
+    def _sync_shared(self, n: int, shm: "SharedIndex") -> None:
+        """_sync_shared is ``sync`` beside other processes, under LOCK_SYNC (shm.py, "Unsynced"):
+        a sync that failed before (the word set), or any that failed since this process's last
+        good one (the failure count changed), may have left frames unwritten that this one
+        would not write: from the lowest such offset the frames are read back, checked and
+        written again first (``_rewrite``). The word says, while this sync runs, from where
+        the log is not known durable; a failure leaves it so and counts itself.
+
+        Raises:
+            OSError: the sync failed, or the frames to write again no longer read back whole
+                (EIO); either way every later sync refuses (``_sync_failed``).
+        """
+        # Every byte below the committed end was written before this sync began.
+        end, tail, salt = self.committed_end, self.end, self.salt
+        failures = shm.word(FAILURES_OFFSET)
+        start: Optional[int] = None
+        mark = shm.unsynced()
+        if mark is not None:
+            start = mark[1] if mark[0] == salt else 0
+        if failures != self._failures_seen:
+            start = self._durable_end if start is None else min(start, self._durable_end)
+        shm.mark_unsynced(salt, self._durable_end if start is None else start)
+        try:
+            if start is not None:
+                try:
+                    self._rewrite(start, end)
+                except CorruptionError as exc:
+                    raise OSError(errno.EIO, f"cannot make the log durable again: {exc.detail}", self.path) from exc
+            self.file.sync()  # type: ignore[union-attr]
+        except OSError as exc:
+            self._sync_failed = exc
+            shm.bump(FAILURES_OFFSET, 0)
+            raise  # the word stays set: the next sync, here or in another process, writes them again
+        self._synced_appends = n
+        if salt == self.salt:
+            self._durable_end = max(self._durable_end, end)
+        if tail == end:
+            # Frames of an open transaction past the committed end (``tail``) were not written
+            # again: a failure counted before this sync still concerns them.
+            self._failures_seen = failures
+        shm.clear_unsynced()
+
+    def repair(self) -> bool:
+        """repair writes the log again where a failed sync (the shared index's unsynced word) may
+        have left it unwritten, and syncs it, if no sync runs now (LOCK_SYNC free); a writer
+        that has just taken its turn (readers.py ``SharedLog.catch_up``), so that it builds on
+        frames known durable. Returns False when a sync runs now (the word is its own, and if
+        it fails, the next sync writes the frames again).
+
+        Raises:
+            CorruptionError: the frames to write again do not read back whole (``_rewrite``).
+            OSError: a write or the sync failed (every later sync refuses).
+        """
+        shm = self.shm
+        assert shm is not None and self.file is not None
+        with self._sync_lock:
+            if not shm.try_lock(LOCK_SYNC, exclusive=True):
+                return False
+            try:
+                mark = shm.unsynced()
+                if mark is None:
+                    return True
+                if self._sync_failed is not None:
+                    raise EarlierSyncFailed(self._sync_failed)
+                end, n = self.committed_end, self._appends
+                self._rewrite(mark[1] if mark[0] == self.salt else 0, end)
                 try:
                     self.file.sync()
                 except OSError as exc:
                     self._sync_failed = exc
-                    raise  # the mark stays: the next writer writes the frames again (``resync``)
+                    shm.bump(FAILURES_OFFSET, 0)
+                    raise
                 self._synced_appends = n
-                if salt == self.salt and end > self._durable_end:
-                    self._durable_end = end
-                if shm is not None:
-                    shm.clear_unsynced()
+                self._durable_end = end
+                shm.clear_unsynced()
+                return True
+            finally:
+                shm.unlock(LOCK_SYNC)
 
     def rollback(self) -> None:
         """rollback forgets the open transaction's frames; the next append overwrites them."""
@@ -964,12 +1037,26 @@ class WAL:
         try:
             with self._sync_lock:  # not beside a group's sync on another thread (its mark and ours)
                 if shm is not None:
-                    shm.mark_unsynced(salt, 0)  # the new header itself is not durable until this sync returns
-                self.file.write(0, header)
-                self.file.sync()
-                synced = True
-                if shm is not None:
-                    shm.clear_unsynced()
+                    shm.lock(LOCK_SYNC, exclusive=True)  # nor beside another process's
+                try:
+                    if shm is not None:
+                        # The new header itself is not durable until this sync returns. (Every
+                        # old frame is in the data file, synced: an old failure is moot now.)
+                        shm.mark_unsynced(salt, 0)
+                    self.file.write(0, header)
+                    try:
+                        self.file.sync()
+                    except OSError:
+                        if shm is not None:
+                            shm.bump(FAILURES_OFFSET, 0)
+                        raise
+                    synced = True
+                    if shm is not None:
+                        self._failures_seen = shm.word(FAILURES_OFFSET)
+                        shm.clear_unsynced()
+                finally:
+                    if shm is not None:
+                        shm.unlock(LOCK_SYNC)
         finally:
             self.generation, self.salt = generation, salt
             self._crc = _U32.unpack_from(header, 36)[0]

@@ -373,31 +373,73 @@ def test_a_reader_process_does_not_ask_for_the_kept_turn(tmp_path):
     keeper.finish()
 
 
-def test_a_deferred_sync_completes_before_the_turn_is_given_up(tmp_path, monkeypatch):
-    """Taking turns, a group commit's sync (deferred outside the store's lock, issue 23) runs
-    before LOCK_WRITE goes: the next writer catches up onto the log and builds on it, so what
-    it finds there must be durable. Each put is checked as its turn ends."""
+def test_the_next_writer_commits_while_a_sync_runs_and_is_acknowledged_only_after_it(tmp_path, monkeypatch):
+    """Taking turns, a commit's sync runs after LOCK_WRITE goes, as a group commit's does inside
+    one process (issue 23): writer A's sync blocks (a slow disk) and writer B takes its turn and
+    writes its commit meanwhile; B's own sync waits for A's (LOCK_SYNC: one sync at a time). A's
+    sync then fails, and Linux drops the dirty pages, B's frames among them: A's put raises, and
+    B's sync writes the frames from where A's failed again before it syncs, so B's put, which
+    returns, survives a power cut. (The old rule synced under LOCK_WRITE: B never wrote a frame
+    while A's sync ran.)"""
+    import errno
+    import threading
+
+    import faultfs
     from pagestore import store as store_mod
 
-    monkeypatch.setattr(store_mod, "KEEP_AFTER", 1e9)  # never keep the turn: a turn per write
-    with pagestore.open(str(tmp_path / "d.ps"), sync=True) as db:
-        with db._lock:
-            db._turns._give_up()  # the open's turn, kept
+    monkeypatch.setattr(store_mod, "KEEP_AFTER", 1e9)  # a turn per write
+    disk, path, a, b = _two_writers(tmp_path)
+    with a._lock:
+        a._turns._give_up()  # the open's turn, kept
+    for db in (a, b):
         db._turns._given = time.monotonic()
-        pager = db._pager
-        sharing = pager.sharing
-        real = sharing.unlock_write
-        seen: List[bool] = []
+    real = faultfs.FaultFile.sync
+    in_sync, release = threading.Event(), threading.Event()
+    armed = {"on": True}
 
-        def unlock_write() -> None:
-            seen.append(pager.wal.synced_through(pager.wal.append_count()))
-            real()
+    def sync(self) -> None:
+        if armed["on"] and self.path.endswith("-wal"):
+            armed["on"] = False
+            in_sync.set()
+            assert release.wait(20)
+            self.content.pending = []  # marked clean, never written: B's frames too
+            raise OSError(errno.EIO, "injected log sync failure")
+        real(self)
 
-        monkeypatch.setattr(sharing, "unlock_write", unlock_write)
-        for i in range(5):
-            db[b"k%d" % i] = b"v"
-        assert not db._turns.kept
-        assert len(seen) == 5 and all(seen), seen
+    monkeypatch.setattr(faultfs.FaultFile, "sync", sync)
+    outcome: Dict[str, object] = {}
+
+    def put(db, key: bytes) -> None:
+        try:
+            db[key] = b"1"
+            outcome[key.decode()] = "ok"
+        except Exception as exc:  # noqa: BLE001 - the outcome
+            outcome[key.decode()] = exc
+
+    ta = threading.Thread(target=put, args=(a, b"A"))
+    ta.start()
+    assert in_sync.wait(10)
+    before = b._pager.wal.committed_frames
+    tb = threading.Thread(target=put, args=(b, b"B"))
+    tb.start()
+    deadline = time.monotonic() + 5
+    while b._pager.wal.committed_frames == before and time.monotonic() < deadline:
+        time.sleep(0.005)
+    overlapped = b._pager.wal.committed_frames > before
+    assert tb.is_alive(), outcome  # B's put waits for a sync after A's
+    release.set()
+    ta.join(10)
+    tb.join(10)
+    assert overlapped, "B did not write its commit while A's sync ran"
+    assert isinstance(outcome["A"], OSError), outcome
+    assert outcome["B"] == "ok", outcome
+    disk.crash("drop")
+    from pagestore.store import Store
+
+    with Store(path, _opener=disk.opener) as c:
+        assert c.get(b"B") == b"1", "an acknowledged commit was lost behind frames a failed sync dropped"
+        assert c[b"base"] == b"0"
+        c.check()
 
 
 def test_a_keeper_killed_while_idle_lets_the_next_writer_in(tmp_path):
@@ -770,10 +812,10 @@ def test_frames_a_failed_sync_left_that_no_longer_read_back_are_not_built_on(tmp
         d.check()
 
 
-def test_a_failed_sync_at_the_end_of_a_turn_is_made_good_by_the_next_open(tmp_path, monkeypatch):
-    """The failed sync is the one that ends A's turn (``Pager.end_write`` syncs what deferred commits
-    owe), and A closes, poisoned; the next writer is a new open, which recovers with the turn
-    free: it writes A's frames again and syncs them before it builds on them. (A reader's snapshot
+def test_a_failed_sync_after_a_turn_is_made_good_by_the_next_open(tmp_path, monkeypatch):
+    """The failed sync is the one A's put runs after its turn ended (outside the locks, as a group
+    commit's), and A closes, poisoned; the next writer is a new open, which recovers with the
+    turn free: it writes A's frames again and syncs them before it builds on them. (A reader's snapshot
     from before keeps the open's checkpoint from copying A's frames into the data file, which
     would make them durable there.)"""
     from pagestore import store as store_mod
@@ -796,8 +838,8 @@ def test_a_failed_sync_at_the_end_of_a_turn_is_made_good_by_the_next_open(tmp_pa
 
     monkeypatch.setattr(a._pager, "sync", deferred_sync)
     _fail_next_log_sync(monkeypatch)
-    with pytest.raises(PageStoreError):
-        a[b"lost"] = b"1"  # the sync at the end of the turn failed: poisoned, not acknowledged
+    with pytest.raises((OSError, PageStoreError)):
+        a[b"lost"] = b"1"  # its sync, after its turn, failed: poisoned, not acknowledged
     assert calls and a._pager.poisoned is not None
     a.close()
     b = Store(path, _opener=disk.opener)
@@ -1023,3 +1065,42 @@ def test_a_catch_up_reads_again_only_the_free_space_map_pages_that_changed(tmp_p
     for db in (a, b):
         db.check()
         db.close()
+
+
+def test_frames_of_an_open_transaction_that_a_failed_sync_dropped_are_written_again_at_its_commit(tmp_path):
+    """A transaction's pages spilled to the log (frames past the committed end) while another
+    process's sync runs; that sync fails and drops them. A sync of this log before the
+    transaction commits (another thread's group) writes again only the committed frames and
+    clears the shared index's word; the transaction's own sync, at its commit, must still write
+    its spilled frames again (the failure count moved since this log's last good sync that
+    covered them), or its acknowledged commit lies behind frames recovery never reaches."""
+    from faultfs import Disk
+    from pagestore import shm as shm_mod, wal as wal_mod
+
+    ps = 512
+    disk = Disk(str(tmp_path), seed=4)
+    path = str(tmp_path / "t.ps-wal")
+    index = shm_mod.SharedIndex(str(tmp_path / "t.ps-shm"), ps, 7)
+    w = wal_mod.WAL(path, ps, 7, opener=disk.opener)
+    w.recover(1)
+    w.record_frames_in(index)
+    page = lambda b: bytes([b]) * ps  # noqa: E731
+    w.commit([(1, page(1), None), (0, page(9), None)], 1, 2, durable=True)  # durable, synced
+    w.append(2, page(2), 2)  # the open transaction spills page 2
+    content = w.file.content
+    # Another process's sync fails now: every dirty page of the log is marked clean unwritten.
+    index.lock(shm_mod.LOCK_SYNC, exclusive=True)
+    index.mark_unsynced(w.salt, w.committed_end)
+    content.pending = []
+    index.bump(shm_mod.FAILURES_OFFSET, 0)
+    index.unlock(shm_mod.LOCK_SYNC)
+    w.sync()  # another thread's sync: committed frames only, and the word is cleared
+    assert index.unsynced() is None
+    w.commit([(3, page(3), None), (0, page(8), None)], 2, 4, durable=True)  # the transaction commits
+    index.close()
+    disk.crash("drop")
+    r = wal_mod.WAL(path, ps, 7, readonly=True, opener=disk.opener)
+    r.recover(1)
+    assert r.committed_frames == 5, "the transaction's commit was lost behind its dropped spilled frame"
+    assert r.read_frame(r.index[2], 2) == page(2)
+    r.close()

@@ -256,8 +256,10 @@ def test_format_doc_matches_the_shared_index():
     layout, header = [re.findall(r"^\| (\d+) \| ([\d *n]+) \|", t, re.M) for t in head.split("Header (", 1)]
     assert 2 * shm.COPY_SIZE == shm.UNSYNCED_OFFSET
     assert shm.TURNS_OFFSET == shm.UNSYNCED_OFFSET + 16 and shm.ASKS_OFFSET == shm.TURNS_OFFSET + 4
+    assert shm.FAILURES_OFFSET == shm.ASKS_OFFSET + 4
     assert [int(o) for o, _ in layout] == [0, shm.COPY_SIZE, shm.UNSYNCED_OFFSET, shm.TURNS_OFFSET,
-                                           shm.ASKS_OFFSET, shm.ASKS_OFFSET + 4, shm.ARRAY_OFFSET]
+                                           shm.ASKS_OFFSET, shm.FAILURES_OFFSET, shm.FAILURES_OFFSET + 4,
+                                           shm.ARRAY_OFFSET]
     assert layout[-1][1] == f"{shm.ENTRY_SIZE} * n"
     words = re.findall(r"^\| (\d+) \| (\d+) \|", unsynced.split("**Locks**", 1)[0], re.M)
     assert [int(o) for o, _ in words] == [0, 8, 12] and sum(int(z) for _, z in words) == 16
