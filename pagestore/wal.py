@@ -864,8 +864,12 @@ class WAL:
         del self.frame_offsets[self.committed_frames :]
 
     def record_frames_in(self, shared: "Optional[SharedIndex]") -> None:
-        """record_frames_in has the writer record each frame it appends in ``shared`` (readers.py), or stop (None)."""
+        """record_frames_in has the writer record each frame it appends in ``shared`` (readers.py), or stop (None).
+        Failed syncs counted there before now concern no frame of this log's (one not yet
+        made good is the unsynced word's, which the next sync reads: ``_sync_shared``)."""
         self.shm = shared
+        if shared is not None:
+            self._failures_seen = shared.word(FAILURES_OFFSET)
 
     def has_frames(self) -> bool:
         """has_frames: whether any committed frame is in the index (a page's newest image is in the log)."""
