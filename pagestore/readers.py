@@ -376,15 +376,18 @@ class SharedLog:
         cache only, marked clean (Linux, after a failed fsync), so that no later sync writes
         them. Building on them, this writer's acknowledged commit would lie behind frames a
         power cut loses, and recovery stops there. So they are read back and checked, written
-        again and synced (``WAL.resync``), and the word cleared; one sync, only after a failure.
+        again and synced (``WAL.repair``), and the word cleared; one sync, only after a failure.
+        If a sync runs now (LOCK_SYNC held), the word is its own: that sync, or the next one
+        after a failure, writes them again (``WAL._sync_shared``) before any commit on them is
+        acknowledged.
 
         Frames that were published (``head``) but no longer read back whole (the page cache
         dropped the clean pages) are not written over while other opens may read them:
         CorruptionError. Alone (at open), the log recovered is what there is.
 
         Raises:
-            CorruptionError: as above, or from ``WAL.resync``.
-            OSError: from ``WAL.resync``.
+            CorruptionError: as above, or from ``WAL.repair``.
+            OSError: from ``WAL.repair``.
         """
         if self.index.unsynced() is None:
             return

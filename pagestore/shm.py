@@ -325,7 +325,9 @@ class SharedIndex:
     """SharedIndex is one process's open shared index of a store: the map and the locks.
 
     Callers: the pager only. Not thread-safe on its own: the pager calls it
-    under the store's lock.
+    under the store's lock, but for the words of "Unsynced" and "Turns" (one
+    sync at a time, under the log's sync lock; the turn watcher's sleep),
+    which are single stores into the map.
     """
 
     def __init__(self, path: str, page_size: int, file_id: int) -> None:

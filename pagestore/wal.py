@@ -244,7 +244,7 @@ class WAL:
         # Where the bytes a sync has made durable end, in this generation (a committed end:
         # no writer ever writes below it again). Before each sync the shared index is told
         # that the log may be unwritten from there (``SharedIndex.mark_unsynced``): if the
-        # sync fails, the next writer in another process writes it again (``resync``).
+        # sync fails, the next sync, here or in another process, writes it again (``_sync_shared``).
         self._durable_end = WAL_HEADER_SIZE
         # The shared index's count of failed syncs as of this log's last good one (``_sync_shared``).
         self._failures_seen = 0
