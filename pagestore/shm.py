@@ -471,9 +471,11 @@ class SharedIndex:
     # ---- the wake-up words (see "Turns" in the module docstring) ----
 
     def word(self, offset: int) -> int:
-        """word: the 32-bit word at ``offset`` (TURNS_OFFSET, ASKS_OFFSET)."""
+        """word: the 32-bit word at ``offset`` (TURNS_OFFSET, ASKS_OFFSET, FAILURES_OFFSET); 0 once
+        the index is closed (a waiter racing the store's close: its next try says so)."""
         mm = self.map
-        assert mm is not None
+        if mm is None:
+            return 0
         return int(_U32.unpack_from(mm, offset)[0])
 
     def bump(self, offset: int, wake: int) -> None:
