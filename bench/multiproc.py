@@ -1,6 +1,6 @@
 """multiproc: writers in several processes taking turns (issue 26), beside sqlite3 and LMDB.
 
-    python bench/multiproc.py [--seconds 3] [--procs 4] [--json PATH] [--dir DIR]
+    python bench/multiproc.py [--seconds 3] [--procs 4] [--json PATH] [--dir DIR] [--engines E,...] [--nosync]
 
 The workload: each process makes durable one-put commits (a 100-byte value under a key of
 its own, each put its own commit, synced before it returns) for ``--seconds``, all starting
@@ -18,6 +18,7 @@ and with N, their ratio (the issue's
 target for pagestore: >= 0.8), and each process's share of the N-process commits as a
 fraction of the mean share (the issue: no process below 0.5). Speed is noise on a shared
 two-core machine: compare figures of one run; ``uptime``'s load average is printed with them.
+``--nosync``: pagestore commits with sync=False, the cost of the turns without the disk's.
 """
 from __future__ import annotations
 
