@@ -1,6 +1,6 @@
 """multiproc: writers in several processes taking turns (issue 26), beside sqlite3 and LMDB.
 
-    python bench/multiproc.py [--seconds 3] [--procs 4] [--json PATH] [--dir DIR]
+    python bench/multiproc.py [--seconds 3] [--procs 4] [--json PATH] [--dir DIR] [--engines E,...] [--nosync]
 
 The workload: each process makes durable one-put commits (a 100-byte value under a key of
 its own, each put its own commit, synced before it returns) for ``--seconds``, all starting
@@ -18,6 +18,7 @@ and with N, their ratio (the issue's
 target for pagestore: >= 0.8), and each process's share of the N-process commits as a
 fraction of the mean share (the issue: no process below 0.5). Speed is noise on a shared
 two-core machine: compare figures of one run; ``uptime``'s load average is printed with them.
+``--nosync``: pagestore commits with sync=False, the cost of the turns without the disk's.
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ ENGINES = ["pagestore", "sqlite3", "lmdb"]
 def child(engine: str, path: str, name: str, start_at: float, seconds: float) -> None:
     """child: one process's commits, from ``start_at`` (a time.time()) for ``seconds``; prints its count."""
     if engine == "pagestore":
-        db = pagestore.open(path, timeout=60)
+        db = pagestore.open(path, timeout=60, sync=os.environ.get("MULTIPROC_NOSYNC") != "1")
 
         def put(k: bytes) -> None:
             db[k] = VALUE
@@ -117,12 +118,16 @@ def main() -> None:
     ap.add_argument("--json")
     ap.add_argument("--dir", help="where the stores go (default: a temporary directory)")
     ap.add_argument("--engines", default=",".join(ENGINES))
+    ap.add_argument("--nosync", action="store_true",
+                    help="pagestore commits with sync=False: the cost of the turns alone, without the disk's")
     ap.add_argument("--role", nargs=5, metavar=("ENGINE", "PATH", "NAME", "START", "SECONDS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.role:
         engine, path, name, start, seconds = args.role
         child(engine, path, name, float(start), float(seconds))
         return
+    if args.nosync:
+        os.environ["MULTIPROC_NOSYNC"] = "1"  # the children inherit it
     where = tempfile.mkdtemp(prefix="multiproc-", dir=args.dir)
     report: Dict[str, Any] = {"seconds": args.seconds, "procs": args.procs, "load": os.getloadavg()}
     try:

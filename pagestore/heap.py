@@ -158,10 +158,11 @@ class FreeSpaceMap:
         pages = self.pages
         if self.pending or self.held_pgno or self.pager.meta.fsm_head != (pages[0] if pages else 0):
             return False
-        if pages and pages[-1] in changed:
-            return False
+        if pages and pages[-1] in changed and self.pager.read(pages[-1]).next:
+            return False  # the chain grew past its last page (a map of one page: most commits change it)
         per = self.per_page
         cat, buckets = self.cat, self.buckets
+        touched: Set[int] = set()  # categories whose bucket changed: only their bits are looked at again
         for idx, pgno in enumerate(pages):
             if pgno not in changed:
                 continue
@@ -172,18 +173,25 @@ class FreeSpaceMap:
             if len(data) != per:
                 raise CorruptionError(pgno, "free-space map page has the wrong length")
             base = idx * per
-            for p in range(base, base + per):
-                old = cat.pop(p, 0)
+            new = {base + m.start(): data[m.start()] for m in _NONZERO.finditer(data)}
+            # The pages this map page covers that the map holds: O(heap pages), not O(page size)
+            # (a loop over every slot of the page cost ~0.2 ms a catch-up). Only the differences move.
+            for p in [k for k in cat if base <= k < base + per and new.get(k) != cat[k]]:
+                old = cat.pop(p)
                 if old:
                     buckets[old].discard(p)
-            for m in _NONZERO.finditer(data):
-                j = m.start()
-                cat[base + j] = data[j]
-                buckets[data[j]].add(base + j)
-        nonempty = 0
-        for c in range(256):
+                    touched.add(old)
+            for p, c in new.items():
+                if p not in cat:
+                    cat[p] = c
+                    buckets[c].add(p)
+                    touched.add(c)
+        nonempty = self.nonempty
+        for c in touched:
             if buckets[c]:
                 nonempty |= 1 << c
+            else:
+                nonempty &= ~(1 << c)
         self.nonempty = nonempty
         return True
 

@@ -61,6 +61,12 @@ class ProcessLock(Protocol):
     def others_waiting(self) -> bool:
         """others_waiting: another process waits in line for the lock."""
 
+    def ticket(self) -> int:
+        """ticket: a number that changes each time the lock is let go, read before a try (``nap``)."""
+
+    def nap(self, ticket: int, seconds: float) -> None:
+        """nap sleeps up to ``seconds``, or until the lock is let go after ``ticket`` was read."""
+
     def taken(self) -> None:
         """taken: the lock was just taken (the holder catches up here); raising lets it go again."""
 
@@ -160,8 +166,12 @@ def _poll(process: ProcessLock, deadline: Optional[float]) -> bool:
     Polled, as SQLite's busy handler polls its WAL write lock: a blocking
     ``F_OFD_SETLKW`` cannot be given a timeout. The wait doubles from
     POLL_FIRST to POLL_MAX, with jitter, so that waiting processes do not
-    try in step; a commit takes a few milliseconds, so a waiter loses at most
-    about one commit's time to the poll.
+    try in step. Each wait is a ``nap`` that the holder's release ends
+    early (a futex on a word of the shared index, shm.py "Turns"): the
+    next writer starts within a wake-up's time of the release, not a
+    poll's (measured: a turn's hand-off cost about as much as its commit).
+    The lock itself stays the truth: a holder that dies wakes nobody, and
+    the waiters find it free at their next try.
 
     Turns: a process that finds others waiting (``others_waiting``) does not
     take the lock at once, though it may be free: it waits in line with them
@@ -176,6 +186,7 @@ def _poll(process: ProcessLock, deadline: Optional[float]) -> bool:
     try:
         wait = POLL_FIRST
         while True:
+            ticket = process.ticket()  # before the try: a release after it wakes the nap below
             if process.try_lock():
                 return True
             now = time.monotonic()
@@ -184,7 +195,7 @@ def _poll(process: ProcessLock, deadline: Optional[float]) -> bool:
             nap = wait * (0.5 + random.random())
             if deadline is not None:
                 nap = min(nap, deadline - now)
-            time.sleep(nap)
+            process.nap(ticket, nap)
             wait = min(wait * 2, POLL_MAX)
     finally:
         process.waiting(False)

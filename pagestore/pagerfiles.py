@@ -84,6 +84,8 @@ class PagerFiles:
 
         def _take_turn(self, wait: float) -> bool: ...
 
+        def _sync_deferred(self) -> None: ...
+
     def checkpoint(self, wait: float = 0.0) -> None:  # pragma: no cover - Pager's
         raise NotImplementedError
 
@@ -132,7 +134,8 @@ class PagerFiles:
                     self.overlaid = set()
                     return
                 disk_meta = self._read_disk_meta()  # the last writer to hold it may have checkpointed
-            self.sharing.recover(self.wal, disk_meta.checkpoint_seq)  # under LOCK_RECOVER: no reader rebuilds it
+            # under LOCK_RECOVER: no reader rebuilds it
+            self.sharing.recover(self.wal, disk_meta.checkpoint_seq, alone=self._data_lock.alone())
         else:
             self.wal.recover(disk_meta.checkpoint_seq)
         header = self.wal.newest_frame(0)
@@ -528,6 +531,12 @@ class PagerFiles:
         self.marks.drop_all()
         try:
             if self.wal is not None and self.file is not None and not self.readonly:
+                # Commits that deferred their sync (group commit: ``commit(defer=True)``) are
+                # acknowledged when their caller's sync returns, which may come after this close:
+                # synced here, while this open still holds the log (and LOCK_WRITE, a turn it
+                # keeps), since the caller's sync finds no log then. A failure poisons the
+                # pager, and that caller raises StorePoisonedError.
+                self._sync_deferred()
                 if self.in_transaction:
                     self.rollback()
                 if self.turns and not self.writing and checkpoint and self.poisoned is None:
@@ -542,8 +551,11 @@ class PagerFiles:
                         self.wal.remove()
                         if self.sharing is not None:
                             remove_shm(self.path)
-            elif self.shared and self._data_lock is not None and self._data_lock.try_exclusive():
-                remove_shm(self.path)  # the last one out (no writer): the next open rebuilds it
+            elif (self.shared and self._data_lock is not None and self.sharing is not None
+                  and not self.sharing.unsynced() and self._data_lock.try_exclusive()):
+                # The last one out (no writer): the next open rebuilds it. Not while it says a
+                # sync of the log failed: the next writer's open writes those frames again.
+                remove_shm(self.path)
         finally:
             self._close_files()
             self.cache.clear()

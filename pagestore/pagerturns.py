@@ -16,7 +16,7 @@ state, and touches no page.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Dict, Optional, Set
+from typing import TYPE_CHECKING, Callable, Dict, Optional, Set
 
 from .checkpointer import Checkpointer
 from .errors import PageStoreError
@@ -59,9 +59,15 @@ class PagerTurns:
         ``_follow`` and ``on_change``), so that what it writes next is based on the latest
         commit. Callers: the store, under its operation lock.
 
+        Where a sync of the writer before failed (or did not return), its frames are written
+        and synced again first (``SharedLog.catch_up``): no commit is built on frames not
+        known durable.
+
         Raises:
-            CorruptionError: from reading the other writers' frames; LOCK_WRITE is then the
-                caller's to let go.
+            CorruptionError: from reading the other writers' frames, or those a failed sync left
+                no longer read back whole; LOCK_WRITE is then the caller's to let go.
+            OSError: writing them again failed (a failed sync: the log refuses every later
+                one, ``WAL.sync``, so the first commit poisons the pager).
         """
         assert self.sharing is not None and self.wal is not None and self.turns
         assert not self.dirty and not self.wal.txn_index, "a write turn begins outside a transaction"
@@ -72,20 +78,24 @@ class PagerTurns:
 
     def end_write(self) -> None:
         """end_write lets LOCK_WRITE go: from the next operation on, this process reads as a reader
-        beside the other writers. Callers: the store, under its operation lock."""
+        beside the other writers. Callers: the store, under its operation lock.
+
+        What deferred commits owe is synced by their callers afterwards, outside every lock
+        (group.py), while the next writer takes its turn: syncs run one at a time under
+        LOCK_SYNC, and one that follows a failed one writes the frames it may have dropped
+        again first (``WAL.sync``, shm.py "Unsynced"), so no commit is acknowledged on frames
+        a failed sync dropped."""
         self.writing = False
         if self.sharing is not None:
-            try:
-                self._sync_deferred()
-            finally:
-                self.sharing.unlock_write()
+            self.sharing.unlock_write()
 
     def _sync_deferred(self) -> None:
         """_sync_deferred syncs the log through the commits that deferred their sync
-        (``commit(defer=True)``), before LOCK_WRITE goes: another writer catches up onto
-        what the log holds and builds on it, so every commit it finds must be durable
-        (the group commit's own sync, outside the lock, then finds nothing to do). A
-        failed sync poisons the pager and is not raised here: the deferred sync's caller
+        (``commit(defer=True)``): before LOCK_WRITE goes, since another writer catches up
+        onto what the log holds and builds on it, so every commit it finds must be durable
+        (the group commit's own sync, outside the lock, then finds nothing to do); and
+        before the pager closes (``close``), since their callers' syncs then find no log.
+        A failed sync poisons the pager and is not raised here: the deferred sync's caller
         (``sync(owed)``) raises StorePoisonedError, so none of those commits is acknowledged."""
         upto = self.owed
         if upto and self.wal is not None and not self.wal.synced_through(upto):
@@ -102,6 +112,21 @@ class PagerTurns:
     def others_wait_write(self) -> bool:
         """others_wait_write: another process waits in line for LOCK_WRITE."""
         return self.sharing is not None and self.sharing.others_wait_write()
+
+    def ask_watch(self) -> Callable[[float], None]:
+        """ask_watch: a sleep a writer beginning to wait for LOCK_WRITE ends early (``SharedLog.ask_watch``)."""
+        return self.sharing.ask_watch() if self.sharing is not None else time.sleep
+
+    def turns_seen(self) -> int:
+        """turns_seen: how many times LOCK_WRITE was let go, read before trying it (``await_turn``)."""
+        return self.sharing.turns_seen() if self.sharing is not None else 0
+
+    def await_turn(self, seen: int, seconds: float) -> None:
+        """await_turn sleeps up to ``seconds``, or until LOCK_WRITE is let go again (``SharedLog.await_turn``)."""
+        if self.sharing is not None:
+            self.sharing.await_turn(seen, seconds)
+        else:
+            time.sleep(seconds)
 
     def _check_latest(self) -> None:
         """_check_latest: a commit of writers taking turns is based on the latest commit, or

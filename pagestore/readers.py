@@ -36,12 +36,13 @@ a log to scan) is asked of a ``DataSide``: the pager, or a test's fake.
 """
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any, Callable, Dict, List, Optional, Protocol, Set
 
 from . import format as fmt
 from . import shm as shmlib
-from .errors import PageStoreError, StoreLockedError
+from .errors import CorruptionError, PageStoreError, StoreLockedError
 from .shm import (LOCK_CREATE, LOCK_SOLO, LOCK_WRITERS, READ_BASE, READ_SPAN, DataLock, Header, IndexGrowError, SharedIndex,
                   remove_shm, shm_path)
 
@@ -195,13 +196,22 @@ class SharedLog:
         """attach has the writer's log record each frame it appends in the shared index."""
         wal.record_frames_in(self.index)
 
-    def recover(self, wal: Any, generation: int, backfilled: int = 0) -> None:
+    def recover(self, wal: Any, generation: int, backfilled: int = 0, *, alone: bool = False) -> None:
         """recover scans the writer's log at open (``WAL.recover``) and rebuilds the index from it,
-        holding LOCK_RECOVER so that no reader rebuilds it meanwhile."""
+        holding LOCK_RECOVER so that no reader rebuilds it meanwhile; where a sync of the log
+        failed, the frames are made durable first (``_resync``; ``alone``: no other open of
+        the store, so none reads the state that was published).
+
+        Raises:
+            CorruptionError: from ``WAL.recover``, or frames a failed sync left are lost while
+                other opens may read them (``_resync``).
+            OSError: writing them again or syncing them failed.
+        """
         index = self.index
         index.lock(shmlib.LOCK_RECOVER, exclusive=True)
         try:
             wal.recover(generation)
+            self._resync(wal, index.read_header(), alone)
             index.set_frames(0, wal.entries(0))
             self.publish(wal, backfilled)
         finally:
@@ -276,7 +286,8 @@ class SharedLog:
         if writer:
             self.mark = head.frames
             if (head.generation, head.salt, head.frames) != (wal.generation, wal.salt, wal.committed_frames):
-                changed = wal.catch_up(head.frames, (head.generation, head.salt) == (wal.generation, wal.salt))
+                same = (head.generation, head.salt) == (wal.generation, wal.salt)
+                changed = wal.catch_up(head.frames, same, head.frames, self.index.frame_entries)
                 if changed is None or changed:
                     apply(None if changed is None else set(changed), changed is None, True)
             self.view = head
@@ -291,15 +302,34 @@ class SharedLog:
         return self.index.try_lock(shmlib.LOCK_WRITE, exclusive=True)
 
     def unlock_write(self) -> None:
-        """unlock_write lets LOCK_WRITE go."""
-        self.index.unlock(shmlib.LOCK_WRITE)
+        """unlock_write lets LOCK_WRITE go, and wakes a writer waiting in line (shm.py, "Turns")."""
+        index = self.index
+        index.unlock(shmlib.LOCK_WRITE)
+        index.bump(shmlib.TURNS_OFFSET, 1)
 
     def wait_write(self, on: bool) -> None:
-        """wait_write: this process waits in line for LOCK_WRITE (LOCK_WAITING shared), or no longer."""
+        """wait_write: this process waits in line for LOCK_WRITE (LOCK_WAITING shared), or no longer;
+        beginning to wait wakes a writer keeping its turn (shm.py, "Turns")."""
         if on:
             self.index.lock(shmlib.LOCK_WAITING)
+            self.index.bump(shmlib.ASKS_OFFSET, 1 << 30)
         else:
             self.index.unlock(shmlib.LOCK_WAITING)
+
+    def turns_seen(self) -> int:
+        """turns_seen: the count of LOCK_WRITE's releases, read before trying it (``await_turn``)."""
+        return self.index.word(shmlib.TURNS_OFFSET)
+
+    def await_turn(self, seen: int, seconds: float) -> None:
+        """await_turn sleeps up to ``seconds``, or until LOCK_WRITE is let go after ``turns_seen``
+        said ``seen`` (a futex: the next writer starts within a wake-up of the release)."""
+        self.index.sleep(shmlib.TURNS_OFFSET, seen, seconds)
+
+    def ask_watch(self) -> Callable[[float], None]:
+        """ask_watch: a sleep of so many seconds that a writer beginning to wait for LOCK_WRITE from
+        now on ends early (shm.py, "Turns"): the watcher of a writer keeping its turn (store.py)
+        looks whether anyone asks, then sleeps in it. It holds the shared index only."""
+        return functools.partial(self.index.sleep, shmlib.ASKS_OFFSET, self.index.word(shmlib.ASKS_OFFSET))
 
     def others_wait_write(self) -> bool:
         """others_wait_write: another process waits in line for LOCK_WRITE (one lock probe)."""
@@ -312,13 +342,21 @@ class SharedLog:
         republishes the state when the index's header does not show it. Returns how many frames
         the data file holds (``backfilled``: another writer may have checkpointed).
 
+        Frames a failed (or unfinished) sync of the writer before may have left unwritten are
+        read back, checked, written and synced again before anything is built on them
+        (``_resync``).
+
         Raises:
-            CorruptionError: from ``WAL.catch_up`` or ``apply``.
+            CorruptionError: from ``WAL.catch_up`` or ``apply``, or the frames a failed sync
+                left do not read back whole (``_resync``): nothing is to be written.
+            OSError: writing them again or syncing them failed.
         """
         head = self.index.read_header()
-        changed = wal.catch_up(None, head is not None and (head.generation, head.salt) == (wal.generation, wal.salt))
+        same = head is not None and (head.generation, head.salt) == (wal.generation, wal.salt)
+        changed = wal.catch_up(None, same, head.frames if head is not None and same else 0, self.index.frame_entries)
         if changed is None or changed:
             apply(None if changed is None else set(changed), changed is None, True)
+        self._resync(wal, head, False)
         state = (wal.generation, wal.salt, wal.committed_frames)
         same_log = head is not None and (head.generation, head.salt) == state[:2]
         backfilled = head.backfilled if same_log and head is not None and head.backfilled <= state[2] else 0
@@ -330,6 +368,42 @@ class SharedLog:
             self.publish(wal, backfilled)
         self.view = self.index.read_header()
         return backfilled
+
+    def _resync(self, wal: Any, head: Optional[Header], alone: bool) -> None:
+        """_resync: a writer that has just taken LOCK_WRITE (at open, or catching up) finds the
+        shared index's unsynced word set (shm.py, "Unsynced"): the writer before it failed or
+        died in a sync of the log, and the frames from where that word says may be in the page
+        cache only, marked clean (Linux, after a failed fsync), so that no later sync writes
+        them. Building on them, this writer's acknowledged commit would lie behind frames a
+        power cut loses, and recovery stops there. So they are read back and checked, written
+        again and synced (``WAL.repair``), and the word cleared; one sync, only after a failure.
+        If a sync runs now (LOCK_SYNC held), the word is its own: that sync, or the next one
+        after a failure, writes them again (``WAL._sync_shared``) before any commit on them is
+        acknowledged.
+
+        Frames that were published (``head``) but no longer read back whole (the page cache
+        dropped the clean pages) are not written over while other opens may read them:
+        CorruptionError. Alone (at open), the log recovered is what there is.
+
+        Raises:
+            CorruptionError: as above, or from ``WAL.repair``.
+            OSError: from ``WAL.repair``.
+        """
+        if self.index.unsynced() is None:
+            return
+        lost = (head is not None and (head.generation, head.salt) == (wal.generation, wal.salt)
+                and head.frames > wal.committed_frames)
+        if lost and not alone:
+            raise CorruptionError(None, f"{self.name}: the log holds {wal.committed_frames} whole committed frames of "
+                                        f"the {head.frames if head is not None else 0} published, after a failed "
+                                        "sync of another writer; nothing is written on them (close every open of "
+                                        "the store: the next open recovers what the log holds)")
+        wal.repair()  # False: a sync runs now; it, or the next one, writes them again
+
+    def unsynced(self) -> bool:
+        """unsynced: a sync of the log failed (or is under way) and nobody has written its frames
+        again yet (``_resync``): the index must outlive this open (shm.py, "Unsynced")."""
+        return self.index.map is not None and self.index.unsynced() is not None
 
     def hold(self, frames: int) -> int:
         """hold locks read mark ``frames`` for a snapshot a writer takes while it holds LOCK_WRITE

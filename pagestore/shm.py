@@ -13,7 +13,11 @@ SHARED INDEX FILE LAYOUT (little-endian)
     OFFSET  SIZE   DESCRIPTION
        0     64    header, copy 0
       64     64    header, copy 1 (the same bytes; see "Publishing")
-     128   3968    unused (zero)
+     128     16    unsynced: a sync of the log is under way or failed (see "Unsynced")
+     144      4    turns: bumped each time LOCK_WRITE is let go (see "Turns")
+     148      4    asks: bumped each time a writer begins to wait for LOCK_WRITE
+     152      4    failures: failed syncs of the log (see "Unsynced")
+     156   3940    unused (zero)
     4096  16 * n   frame array: an entry for log frame k at 4096 + 16k, for every
                    frame the writer has appended in this generation
 
@@ -43,6 +47,39 @@ then copy 1, and trusts the header only when both are equal and the
 checksum holds. A reader that catches a publication halfway sees two
 different copies and reads again.
 
+UNSYNCED (UNSYNCED_OFFSET = 128, 16 bytes; not part of the checksummed header)
+
+    OFFSET  SIZE  DESCRIPTION
+       0      8   from: 0, or 1 + the log offset from which a failed (or unfinished) sync
+                  may have left bytes unwritten
+       8      4   salt of the log that offset is in
+      12      4   zero
+
+Unsynced: every sync of the log, in every process, runs under LOCK_SYNC, one at a
+time. It sets the word before its fsync (``from``: where the bytes its process knows
+durable end) and clears it when the fsync returned; a failed one leaves it set and
+adds one to ``failures``. A commit is published, and another writer may build on it,
+before its sync (group commit syncs outside the store's lock and LOCK_WRITE), and
+Linux marks the pages of a failed fsync clean without writing them: no later fsync,
+by anyone, writes them. So a sync that finds the word set, or ``failures`` changed
+since its process's last good sync (frames it wrote may have been dropped by
+another's), first reads the frames back from the lowest such offset, checks them,
+and writes them again (``WAL._sync_shared``); a writer taking its turn does so at
+once when no sync runs (``WAL.repair``), and refuses to write if frames that were
+published no longer read back (readers.py). Readers ignore it; a version-2 index
+without it reads as zero (nothing unsynced).
+
+Turns: the words at 144 and 148 are wake-up hints, never the truth (the fcntl locks
+are: a process that dies lets its locks go without bumping anything). A writer that
+lets LOCK_WRITE go bumps ``turns`` and wakes one process sleeping on it (a Linux
+futex on the shared map, ``FUTEX_WAIT`` with a timeout); a writer waiting in line
+reads ``turns``, tries the lock, and sleeps on ``turns`` until it changes or its poll
+interval passes, so the next writer starts within a wake-up's time of the release
+instead of a poll's. A writer that begins to wait bumps ``asks`` and wakes every
+sleeper on it: the thread of a writer keeping its turn sleeps there between its
+looks (store.py ``_watch``). Without futexes (not Linux on x86-64 or AArch64) both
+are plain polls.
+
 LOCKS (``fcntl`` open-file-description byte-range locks, at offsets past the
 end of their file; they vanish when their process dies, so a SIGKILLed process
 never blocks anyone for long)
@@ -66,6 +103,8 @@ never blocks anyone for long)
                            index holds it too, so that no writer starts meanwhile
     shm    LOCK_WAITING    shared by each writer waiting for LOCK_WRITE: a writer that
                            sees it held waits in line instead of taking LOCK_WRITE at once
+    shm    LOCK_SYNC       exclusive while a process syncs the log (one sync at a time;
+                           see "Unsynced"); taken with or without LOCK_WRITE
     shm    READ_BASE + m   a read mark: shared by each process while it reads the
                            store as of m committed frames; the writer copies log
                            frames into the data file only up to the smallest held
@@ -83,14 +122,18 @@ instead, as before writers in several processes (one writing process at a time).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fcntl
+import functools
 import mmap
 import os
+import platform
 import struct
 import sys
+import time
 from array import array
-from typing import Iterable, Iterator, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, NamedTuple, Optional, Tuple
 
 from . import fileio
 # The byte-range locks, on the shared index's descriptor (the data file's are a File's).
@@ -106,6 +149,10 @@ ARRAY_OFFSET = 4096
 ENTRY_SIZE = 16
 #: the file grows by this many bytes at a time (4,096 frames)
 GROW_BYTES = 64 * 1024
+UNSYNCED_OFFSET = 128
+TURNS_OFFSET = 144
+ASKS_OFFSET = 148
+FAILURES_OFFSET = 152
 
 LOCK_BASE = 1 << 40
 LOCK_DMS = LOCK_BASE
@@ -113,6 +160,7 @@ LOCK_RECOVER = LOCK_BASE + 1
 LOCK_READ0 = LOCK_BASE + 2
 LOCK_WRITE = LOCK_BASE + 3
 LOCK_WAITING = LOCK_BASE + 4
+LOCK_SYNC = LOCK_BASE + 5
 LOCK_WRITERS = LOCK_BASE + 1  # on the data file, as LOCK_DMS
 LOCK_SOLO = LOCK_BASE + 2  # on the data file, as LOCK_DMS
 LOCK_CREATE = LOCK_BASE + 3  # on the data file, as LOCK_DMS
@@ -121,11 +169,40 @@ READ_SPAN = 1 << 32
 
 _HDR = struct.Struct("<8sIIQQIIIQ")
 _U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
 _SETLK = getattr(fcntl, "F_OFD_SETLK", 0)
 
 #: Whether this platform has the locks the shared index needs (open-file-description
 #: locks: Linux). Elsewhere a store is used by one process at a time, as before.
 SUPPORTED = fileio.OFD_LOCKS
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+def _futex_call() -> Optional[Any]:
+    """_futex_call: libc's ``syscall`` set up for ``futex(2)``, or None where there is none to call
+    (not Linux on x86-64 or AArch64, no libc to load)."""
+    number = {"x86_64": 202, "aarch64": 98}.get(platform.machine())
+    if not sys.platform.startswith("linux") or number is None:
+        return None
+    try:
+        call = ctypes.CDLL(None, use_errno=True).syscall
+    except (OSError, AttributeError):  # pragma: no cover - a libc without syscall()
+        return None
+    call.restype = ctypes.c_long
+    call.argtypes = [ctypes.c_long, ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32, ctypes.c_void_p,
+                     ctypes.c_void_p, ctypes.c_uint32]
+    return functools.partial(call, number)
+
+
+#: futex(2) through libc's syscall(), or None (then the wake-up words are polled)
+_FUTEX = _futex_call()
+#: whether a sleep on a wake-up word ends when it is bumped (else it is a plain poll)
+FUTEXES = _FUTEX is not None
+_FUTEX_WAIT = 0
+_FUTEX_WAKE = 1
 
 
 def shm_path(path: str) -> str:
@@ -248,7 +325,9 @@ class SharedIndex:
     """SharedIndex is one process's open shared index of a store: the map and the locks.
 
     Callers: the pager only. Not thread-safe on its own: the pager calls it
-    under the store's lock.
+    under the store's lock, but for the words of "Unsynced" and "Turns" (one
+    sync at a time, under the log's sync lock; the turn watcher's sleep),
+    which are single stores into the map.
     """
 
     def __init__(self, path: str, page_size: int, file_id: int) -> None:
@@ -260,6 +339,7 @@ class SharedIndex:
         self.path = path
         self.page_size = page_size
         self.file_id = file_id
+        self._addresses: Dict[int, int] = {}  # offset in the map -> its address (futex words), for this map
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
         self.fd = os.open(path, flags, 0o644)
         fileio.track(self)
@@ -283,6 +363,7 @@ class SharedIndex:
         if self.map is not None and len(self.map) == size:
             return
         old, self.map = self.map, mmap.mmap(self.fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        self._addresses = {}
         if old is not None:
             old.close()  # it holds a duplicate of the descriptor, and so the locks: never leave it to the GC
 
@@ -355,6 +436,81 @@ class SharedIndex:
         mm = self.map
         assert mm is not None
         mm[0 : 2 * COPY_SIZE] = bytes(2 * COPY_SIZE)
+
+    # ---- the unsynced word (see the module docstring) ----
+
+    def unsynced(self) -> Optional[Tuple[int, int]]:
+        """unsynced: (salt, offset) when a sync of the log is under way or failed, bytes of the log
+        of that salt from that offset on maybe unwritten; None when every sync returned."""
+        mm = self.map
+        assert mm is not None
+        (word,) = _U64.unpack_from(mm, UNSYNCED_OFFSET)
+        if not word:
+            return None
+        return _U32.unpack_from(mm, UNSYNCED_OFFSET + 8)[0], word - 1
+
+    def mark_unsynced(self, salt: int, offset: int) -> None:
+        """mark_unsynced: a sync of the log of ``salt`` begins, bytes from ``offset`` on not known
+        durable. Keeps an earlier mark of the same log that says less is durable; one of another
+        log says the whole of this one is not known durable. The holder of LOCK_WRITE only."""
+        mm = self.map
+        assert mm is not None
+        old = self.unsynced()
+        if old is not None:
+            offset = min(offset, old[1]) if old[0] == salt else 0
+        # The salt first, then the word that makes it count (one aligned 8-byte store).
+        mm[UNSYNCED_OFFSET + 8 : UNSYNCED_OFFSET + 16] = _U32.pack(salt) + bytes(4)
+        mm[UNSYNCED_OFFSET : UNSYNCED_OFFSET + 8] = _U64.pack(offset + 1)
+
+    def clear_unsynced(self) -> None:
+        """clear_unsynced: the sync returned; everything the log held when it began is durable."""
+        mm = self.map
+        if mm is not None:
+            mm[UNSYNCED_OFFSET : UNSYNCED_OFFSET + 8] = bytes(8)
+
+    # ---- the wake-up words (see "Turns" in the module docstring) ----
+
+    def word(self, offset: int) -> int:
+        """word: the 32-bit word at ``offset`` (TURNS_OFFSET, ASKS_OFFSET, FAILURES_OFFSET); 0 once
+        the index is closed (a waiter racing the store's close: its next try says so)."""
+        mm = self.map
+        if mm is None:
+            return 0
+        return int(_U32.unpack_from(mm, offset)[0])
+
+    def bump(self, offset: int, wake: int) -> None:
+        """bump adds one to the word at ``offset`` and wakes up to ``wake`` processes sleeping on it
+        (``sleep``). Not atomic: two bumps at once may count one, and the word still changes,
+        which is all a sleeper looks at."""
+        mm = self.map
+        if mm is None:
+            return
+        _U32.pack_into(mm, offset, (_U32.unpack_from(mm, offset)[0] + 1) & 0xFFFFFFFF)
+        if _FUTEX is not None:
+            _FUTEX(self._address(offset), _FUTEX_WAKE, wake, None, None, 0)
+
+    def sleep(self, offset: int, seen: int, seconds: float) -> None:
+        """sleep waits up to ``seconds`` while the word at ``offset`` is still ``seen`` (a value read
+        before the caller last looked at what the word announces): returns early when a ``bump``
+        wakes it, at once if the word has changed already. A plain sleep without futexes."""
+        if _FUTEX is None or self.map is None:
+            time.sleep(seconds)
+            return
+        whole = int(seconds)
+        ts = _Timespec(whole, int((seconds - whole) * 1e9))
+        # EAGAIN (changed already), EINTR, ETIMEDOUT: each is a wake-up; the caller looks again.
+        _FUTEX(self._address(offset), _FUTEX_WAIT, seen, ctypes.addressof(ts), None, 0)
+
+    def _address(self, offset: int) -> int:
+        """_address: where byte ``offset`` of the current map is in memory (a futex names it). The
+        buffer export is let go at once, so that the map can still be closed; a map replaced
+        (``_remap``) forgets the addresses of the old one."""
+        addr = self._addresses.get(offset)
+        if addr is None:
+            view = ctypes.c_uint32.from_buffer(self.map, offset)  # type: ignore[arg-type]
+            addr = self._addresses[offset] = ctypes.addressof(view)
+            del view
+        return addr
 
     # ---- the frame array ----
 
@@ -467,6 +623,7 @@ class SharedIndex:
 
     def close(self) -> None:
         """close unmaps the file and closes it (its locks go with it)."""
+        self._addresses = {}
         if self.map is not None:
             try:
                 self.map.close()

@@ -418,6 +418,30 @@ class Store(MutableMapping[Any, Any]):
                     return
         pager.end_operation()
 
+    def _unlock_marks(self) -> None:
+        """_unlock_marks lets go of the shared index's read marks no live snapshot needs any more
+        (a snapshot was closed): now, if the operation lock is free, else at the end of the
+        operation that holds it. Never waits (a finalizer may call it, on any thread).
+
+        A reader beside a writer, or a writer between its turns: the operation lock's release
+        does it (``on_idle``). A writer keeping its turn ends its operations with no call at all
+        (``_idle``): the marks its snapshots locked (``Pager.read_mark``) are let go here, not
+        when the turn is given up."""
+        lock = self._lock
+        if not isinstance(lock, _OpLock) or self._pid != _PID:
+            return
+        if not lock.acquire(blocking=False):
+            lock.on_idle = self._pager.end_operation if self._turns is None else self._idle
+            return
+        try:
+            turns = self._turns
+            if turns is not None and turns.kept and not self._closed:
+                # Kept: no operation holds a mark (``begin_write`` ended it), so ending one here,
+                # even inside another operation of this thread, only unlocks snapshots' marks.
+                self._pager.end_operation()
+        finally:
+            lock.release()  # a reader beside a writer: its mark goes now, not at the next operation
+
     def _changed(self, pgnos: Optional[Set[int]]) -> None:
         """_changed drops what the tree cached of pages another process's writer changed (a reader
         beside a writer, or a writer catching up: issue 26), and the heap's free-space map when
@@ -1712,8 +1736,11 @@ KEEP_AFTER = 0.5
 LOOK_EVERY = 0.001
 #: The watcher's poll: 20 ms, 50 wake-ups a second while the turn is kept (about 0.2 % of a
 #: core; 2 ms cost 1.65 % and kept an idle process's CPU from sleeping). A writer that asks
-#: an idle keeper waits up to this long for the turn.
+#: an idle keeper waits up to this long for the turn. With futexes (shm.py, "Turns") the
+#: watcher sleeps until a writer begins to wait, or WATCH_IDLE s at most (a writer that
+#: asks without waking it: an older pagestore).
 WATCH_EVERY = 0.02
+WATCH_IDLE = 0.1
 
 
 class _Turns:
@@ -1724,14 +1751,15 @@ class _Turns:
     Keeping the turn (issue 26, the read floor of issue 22): a writer that no other writer process
     has asked for its turn lately (KEEP_AFTER) keeps LOCK_WRITE when its write ends
     (``kept``). It then reads as a single writer does, with no read mark and no system call
-    per read, and its group commit syncs outside the locks as in one process. Another process
-    asks by waiting in line (LOCK_WAITING, locks.py ``_poll``); the keeper gives the turn up at
-    the end of its current write or operation (``look``: one lock probe at most every
-    LOOK_EVERY s) or, idle, within WATCH_EVERY s from a daemon thread (``_watch``), which
-    runs only while the turn is kept. Giving up syncs what deferred commits owe first
-    (``Pager.end_write``), and from then on the writer takes turns one write at a time until
-    nobody has asked for KEEP_AFTER s. Readers in other processes do not ask: they read
-    beside the keeper with their marks, as beside a single writer."""
+    per read. Another process asks by waiting in line (LOCK_WAITING, locks.py ``_poll``, which
+    wakes the watcher: shm.py "Turns"); the keeper gives the turn up at the end of its current
+    write or operation (``look``: one lock probe at most every LOOK_EVERY s) or, idle, at once
+    from a daemon thread (``_watch``), which runs only while the turn is kept. From then on
+    the writer takes turns one write at a time until nobody has asked for KEEP_AFTER s.
+    Kept or not, a group commit syncs after the locks are let go, as in one process (syncs
+    of all processes one at a time under LOCK_SYNC: ``WAL.sync``). Readers in other
+    processes do not ask: they read beside the keeper with their marks, as beside a single
+    writer."""
 
     __slots__ = ("store", "kept", "_given", "_next_look", "_watcher", "__weakref__")
 
@@ -1756,6 +1784,12 @@ class _Turns:
 
     def others_waiting(self) -> bool:
         return not self.kept and self.store._pager.others_wait_write()
+
+    def ticket(self) -> int:
+        return self.store._pager.turns_seen()
+
+    def nap(self, ticket: int, seconds: float) -> None:
+        self.store._pager.await_turn(ticket, seconds)
 
     def taken(self) -> None:
         if self.kept:
@@ -1805,7 +1839,7 @@ class _Turns:
             self._watcher.start()
 
     def _give_up(self) -> None:
-        """_give_up lets LOCK_WRITE go (syncing what deferred commits owe first). Callers hold the
+        """_give_up lets LOCK_WRITE go (``Pager.end_write``). Callers hold the
         operation lock, and the write lock's thread lock or its turn."""
         if self.kept:
             self.kept = False
@@ -1817,17 +1851,20 @@ class _Turns:
 
 
 def _watch(ref: "weakref.ref[_Turns]") -> None:
-    """_watch is the thread of a writer that keeps its turn (``_Turns``): every WATCH_EVERY s it
-    looks whether another process asks for the turn and, if no write is under way, gives it up
-    under the write lock's thread lock and the operation lock. It ends when the turn is given
-    up or the store is closed (a forked child has no such thread: it may not use the store)."""
+    """_watch is the thread of a writer that keeps its turn (``_Turns``): it looks whether another
+    process asks for the turn and, if no write is under way, gives it up under the write lock's
+    thread lock and the operation lock; then it sleeps until a writer begins to wait (a futex:
+    ``Pager.ask_watch``; at most WATCH_IDLE s), or WATCH_EVERY s where there are no futexes.
+    It ends when the turn is given up or the store is closed (a forked child has no such
+    thread: it may not use the store)."""
+    every = WATCH_IDLE if shm.FUTEXES else WATCH_EVERY
     while True:
-        time.sleep(WATCH_EVERY)
         turns = ref()
         if turns is None or not turns.kept or turns.store._closed:
             return
         store = turns.store
         try:
+            nap = store._pager.ask_watch()  # first: an ask after this look ends the nap below
             asked = store._pager.others_wait_write()
         except (OSError, ValueError):
             return  # the index is closed under it (the store is closing)
@@ -1852,6 +1889,10 @@ def _watch(ref: "weakref.ref[_Turns]") -> None:
             if not turns.kept:
                 return
         del turns, store
+        try:
+            nap(every)
+        except (OSError, ValueError):
+            return  # the index closed under it (the store is closing)
 
 
 class _OpLock:
@@ -1973,9 +2014,7 @@ class Snapshot(_StoreCodecs, Mapping[Any, Any]):
         if not self._closed:
             self._closed = True
             self._store._pager.release(self._mark)
-            lock = self._store._lock
-            if isinstance(lock, _OpLock) and lock.acquire(blocking=False):
-                lock.release()  # a reader beside a writer: unlock the mark now, not at the next operation
+            self._store._unlock_marks()
 
     def __enter__(self) -> "Snapshot":
         if self.closed:

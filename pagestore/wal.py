@@ -71,18 +71,21 @@ tail: recovery raises CorruptionError naming the page.
 """
 from __future__ import annotations
 
+import errno
 import os
 import struct
 import threading
 from array import array
 from bisect import bisect_left
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Set, Tuple, Union
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 from . import fileio
 from . import _native
 from ._native import crc32c, delta_apply
 from .errors import CorruptionError, VersionMismatchError
+
+from .shm import FAILURES_OFFSET, LOCK_SYNC
 
 if TYPE_CHECKING:  # pragma: no cover
     from .shm import SharedIndex
@@ -243,6 +246,13 @@ class WAL:
         self._sync_failed: Optional[OSError] = None
         #: syncs of the log made by ``sync`` (for tests and bench: how many commits share one)
         self.syncs = 0
+        # Where the bytes a sync has made durable end, in this generation (a committed end:
+        # no writer ever writes below it again). Before each sync the shared index is told
+        # that the log may be unwritten from there (``SharedIndex.mark_unsynced``): if the
+        # sync fails, the next sync, here or in another process, writes it again (``_sync_shared``).
+        self._durable_end = WAL_HEADER_SIZE
+        # The shared index's count of failed syncs as of this log's last good one (``_sync_shared``).
+        self._failures_seen = 0
         self.allocated = 0  # bytes the log file holds (frames in use and zeros beyond)
         #: the shared index (shm.py) the writer records each frame's page number in, or None
         self.shm: Optional["SharedIndex"] = None
@@ -334,6 +344,7 @@ class WAL:
             return
         self.generation, self.salt, crc = head
         self.committed_end, self.committed_crc = WAL_HEADER_SIZE, crc
+        self._durable_end = WAL_HEADER_SIZE  # what an earlier open left may be in the page cache only
         self._scan(None, _Reader(self.file))
         if not self.readonly and self.file.size() > self.committed_end:
             self.file.truncate(self.committed_end)
@@ -401,7 +412,8 @@ class WAL:
             self._synced = False  # frames another process wrote, maybe with sync=False: the next sync covers them
         return list(added)
 
-    def catch_up(self, frames: Optional[int], same_log: bool = False) -> Optional[List[int]]:
+    def catch_up(self, frames: Optional[int], same_log: bool = False, published: int = 0,
+                 entries: Optional[Callable[[int, int], "array[int]"]] = None) -> Optional[List[int]]:
         """catch_up brings a WRITER's log up to the commits other processes appended since it last
         looked (writers in several processes take turns: pager.py ``catch_up``): the frames past
         ``committed_end`` are read and checked as recovery reads them, up to the last valid commit
@@ -413,7 +425,10 @@ class WAL:
         generation now (another writer restarted it): its index is then rebuilt from the file,
         and any page may have changed. ``same_log``: the caller knows the log is still this
         generation (the shared index publishes it, and a restart invalidates that first), so
-        its header is not read again.
+        its header is not read again. ``published``, ``entries``: with ``same_log``, the shared
+        index publishes that many committed frames and lists them (``SharedIndex.frame_entries``):
+        those are taken from the list, as a reader takes them (``_adopt``: no frame read, no
+        checksum), and only what lies past them is read from the file.
 
         Raises:
             CorruptionError: the log's header is unreadable, a delta does not follow its page's
@@ -427,7 +442,11 @@ class WAL:
             raise CorruptionError(None, f"{self.path}: the log's header is unreadable")
         added: Optional[List[int]]
         if head is None or head[:2] == (self.generation, self.salt):
-            added = self._scan(frames, reader)
+            added = []
+            if same_log and entries is not None and self.committed_frames < published:
+                upto = published if frames is None else min(frames, published)
+                added = self._adopt(entries(self.committed_frames, upto), upto)
+            added += self._scan(frames, reader)
         else:
             self.index.clear()
             self.frame_pgnos, self.frame_offsets, self.depth = [], [], {}
@@ -435,6 +454,7 @@ class WAL:
             self._images.clear()
             self.generation, self.salt = head[0], head[1]
             self.committed_end, self.committed_crc = WAL_HEADER_SIZE, head[2]
+            self._durable_end = WAL_HEADER_SIZE  # the restart synced its header; nothing more is known
             self._scan(frames, reader)
             added = None
         if frames is not None and self.committed_frames < frames:
@@ -443,6 +463,116 @@ class WAL:
         # Never zero-fill over what the others appended (``_reserve`` grows from ``allocated``).
         self.allocated = max(self.allocated, self.file.size())
         return added
+
+    def _adopt(self, entries: "Sequence[int]", frames: int) -> List[int]:
+        """_adopt takes the committed frames from ``committed_frames`` to ``frames`` from the shared
+        index's list of them (``entries``: two integers a frame, as ``entries`` makes them), as
+        a reader trusts it, instead of reading and checking each in the file: a writer catching
+        up with what the others published (``catch_up``). Each frame's place in its page's chain
+        of deltas follows from the log's rule (a delta's base is its page's previous frame); the
+        checksum chain goes on from the last frame's, read with its header, which must be the
+        commit frame it says. Returns the page numbers taken; [] (nothing taken) when the list
+        does not end where it should: the caller reads the file instead (``_scan``).
+        O(frames taken) in memory, one read of a frame header."""
+        assert self.file is not None
+        first = self.committed_frames
+        if len(entries) != 2 * (frames - first) or not entries:
+            return []
+        ps = self.page_size
+        index, depth = self.index, self.depth
+        latest: Dict[int, int] = {}
+        new_depth: Dict[int, int] = {}
+        off = n = pgno = 0
+        end = self.committed_end
+        for i in range(0, len(entries), 2):
+            word, off = entries[i], entries[i + 1]
+            pgno, n = word & 0xFFFFFFFF, word >> 32
+            if off != end or not 0 < n <= ps:
+                return []
+            if n == ps:
+                new_depth[off] = 0
+            else:
+                prev = latest.get(pgno, index.get(pgno))
+                d = new_depth.get(prev, depth.get(prev)) if prev is not None else None
+                if d is None or d >= MAX_CHAIN:
+                    return []
+                new_depth[off] = d + 1
+            latest[pgno] = off
+            end = off + FRAME_HEADER_SIZE + n
+        raw = self.file.read(off, FRAME_HEADER_SIZE)
+        if len(raw) < FRAME_HEADER_SIZE:
+            return []
+        fpgno, commit, _txn, own, salt, size, _base = _FRAME.unpack_from(raw, 0)
+        if (fpgno, own, salt, size) != (pgno, off, self.salt, n) or not commit:
+            return []
+        depth.update(new_depth)
+        self.frame_pgnos.extend(entries[0::2][k] & 0xFFFFFFFF for k in range(len(entries) // 2))
+        self.frame_offsets.extend(entries[1::2])
+        index.update(latest)
+        self.committed_end, self.committed_crc = end, _U32.unpack_from(raw, 40)[0]
+        self.committed_frames = frames
+        self.end, self._crc = end, self.committed_crc
+        self._synced = False  # frames another process wrote, maybe with sync=False: the next sync covers them
+        return list(latest)
+
+    def _rewrite(self, start: int, end: int) -> None:
+        """_rewrite writes the log again from byte ``start`` to ``end`` (a committed end), for a
+        sync to make durable: a sync failed or did not return there (in this process or
+        another), and Linux marks the pages of a failed fsync clean without writing them, so
+        no later fsync writes them. Each frame from ``start`` is read and checked as recovery
+        checks it (its chain of checksums going on from the frame before ``start``) and written
+        back as read (dirty again in the page cache). ``start`` not where a frame begins (or
+        past ``end``): from the log's header, byte 0. O(bytes rewritten). Committed frames
+        never change: another thread may append past ``end`` meanwhile. Callers hold
+        ``_sync_lock`` and LOCK_SYNC (``_sync_shared``, ``repair``).
+
+        Raises:
+            CorruptionError: the header or a frame does not check (the page cache lost it, or
+                never had it): the log is not to be built on. What checked is written back.
+            OSError: a write failed.
+        """
+        assert not self.readonly and self.file is not None
+        head = self._read_header()
+        if head is None or head[:2] != (self.generation, self.salt):
+            raise CorruptionError(None, f"{self.path}: the log's header is not the one of the frames it holds")
+        offsets = self.frame_offsets
+        i = bisect_left(offsets, start)
+        at_frame = start == WAL_HEADER_SIZE or start == end or (i < len(offsets) and offsets[i] == start)
+        if not at_frame or start > end:
+            start = i = 0
+        if start < WAL_HEADER_SIZE:
+            start, pos, crc = 0, WAL_HEADER_SIZE, head[2]
+            out = bytearray(self.file.read(0, WAL_HEADER_SIZE))
+        else:
+            pos, out = start, bytearray()
+            crc = head[2] if i == 0 else _U32.unpack_from(self.file.read(offsets[i - 1] + 40, 4), 0)[0]
+        at = start
+        reader = _Reader(self.file)
+        ps = self.page_size
+        while pos < end:
+            raw = reader.read(pos, FRAME_HEADER_SIZE)
+            bad = len(raw) < FRAME_HEADER_SIZE
+            if not bad:
+                pgno, _commit, _txn, own, salt, n, base = _FRAME.unpack_from(raw, 0)
+                bad = salt != self.salt or own != pos or pgno >= 1 << 31 or not _payload_fits(n, base, pos, ps)
+            if not bad:
+                payload = reader.read(pos + FRAME_HEADER_SIZE, n)
+                crc = crc32c(payload, crc32c(memoryview(raw)[:40], crc)) if len(payload) == n else -1
+                bad = crc != _U32.unpack_from(raw, 40)[0]
+            if bad or pos + FRAME_HEADER_SIZE + n > end:
+                if out:
+                    self.file.write(at, bytes(out))
+                raise CorruptionError(None, f"{self.path}: the log frame at offset {pos}, after a failed sync of "
+                                            "another writer, does not read back whole")
+            out += raw
+            out += payload
+            pos += FRAME_HEADER_SIZE + n
+            if len(out) >= WRITE_CHUNK:
+                self.file.write(at, bytes(out))
+                at += len(out)
+                out = bytearray()
+        if out:
+            self.file.write(at, bytes(out))
 
     # ---- writing ----
 
@@ -637,13 +767,102 @@ class WAL:
                 raise EarlierSyncFailed(self._sync_failed)
             n = self._appends
             if self.file is not None and n != self._synced_appends:
+                shm = self.shm
+                if shm is None:
+                    try:
+                        self.file.sync()
+                    except OSError as exc:
+                        self._sync_failed = exc
+                        raise
+                    self._synced_appends = n
+                    self.syncs += 1
+                    return
+                shm.lock(LOCK_SYNC, exclusive=True)  # one sync of the log at a time, in every process
+                try:
+                    self._sync_shared(n, shm)
+                finally:
+                    shm.unlock(LOCK_SYNC)
+
+    def _sync_shared(self, n: int, shm: "SharedIndex") -> None:
+        """_sync_shared is ``sync`` beside other processes, under LOCK_SYNC (shm.py, "Unsynced"):
+        a sync that failed before (the word set), or any that failed since this process's last
+        good one (the failure count changed), may have left frames unwritten that this one
+        would not write: from the lowest such offset the frames are read back, checked and
+        written again first (``_rewrite``). The word says, while this sync runs, from where
+        the log is not known durable; a failure leaves it so and counts itself.
+
+        Raises:
+            OSError: the sync failed, or the frames to write again no longer read back whole
+                (EIO); either way every later sync refuses (``_sync_failed``).
+        """
+        # Every byte below the committed end was written before this sync began.
+        end, tail, salt = self.committed_end, self.end, self.salt
+        failures = shm.word(FAILURES_OFFSET)
+        start: Optional[int] = None
+        mark = shm.unsynced()
+        if mark is not None:
+            start = mark[1] if mark[0] == salt else 0
+        if failures != self._failures_seen:
+            start = self._durable_end if start is None else min(start, self._durable_end)
+        shm.mark_unsynced(salt, self._durable_end if start is None else start)
+        try:
+            if start is not None:
+                try:
+                    self._rewrite(start, end)
+                except CorruptionError as exc:
+                    raise OSError(errno.EIO, f"cannot make the log durable again: {exc.detail}", self.path) from exc
+            self.file.sync()  # type: ignore[union-attr]
+        except OSError as exc:
+            self._sync_failed = exc
+            shm.bump(FAILURES_OFFSET, 0)
+            raise  # the word stays set: the next sync, here or in another process, writes them again
+        self._synced_appends = n
+        self.syncs += 1
+        if salt == self.salt:
+            self._durable_end = max(self._durable_end, end)
+        if tail == end:
+            # Frames of an open transaction past the committed end (``tail``) were not written
+            # again: a failure counted before this sync still concerns them.
+            self._failures_seen = failures
+        shm.clear_unsynced()
+
+    def repair(self) -> bool:
+        """repair writes the log again where a failed sync (the shared index's unsynced word) may
+        have left it unwritten, and syncs it, if no sync runs now (LOCK_SYNC free); a writer
+        that has just taken its turn (readers.py ``SharedLog.catch_up``), so that it builds on
+        frames known durable. Returns False when a sync runs now (the word is its own, and if
+        it fails, the next sync writes the frames again).
+
+        Raises:
+            CorruptionError: the frames to write again do not read back whole (``_rewrite``).
+            OSError: a write or the sync failed (every later sync refuses).
+        """
+        shm = self.shm
+        assert shm is not None and self.file is not None
+        with self._sync_lock:
+            if not shm.try_lock(LOCK_SYNC, exclusive=True):
+                return False
+            try:
+                mark = shm.unsynced()
+                if mark is None:
+                    return True
+                if self._sync_failed is not None:
+                    raise EarlierSyncFailed(self._sync_failed)
+                end, n = self.committed_end, self._appends
+                self._rewrite(mark[1] if mark[0] == self.salt else 0, end)
                 try:
                     self.file.sync()
                 except OSError as exc:
                     self._sync_failed = exc
+                    shm.bump(FAILURES_OFFSET, 0)
                     raise
                 self._synced_appends = n
                 self.syncs += 1
+                self._durable_end = end
+                shm.clear_unsynced()
+                return True
+            finally:
+                shm.unlock(LOCK_SYNC)
 
     def rollback(self) -> None:
         """rollback forgets the open transaction's frames; the next append overwrites them."""
@@ -653,8 +872,12 @@ class WAL:
         del self.frame_offsets[self.committed_frames :]
 
     def record_frames_in(self, shared: "Optional[SharedIndex]") -> None:
-        """record_frames_in has the writer record each frame it appends in ``shared`` (readers.py), or stop (None)."""
+        """record_frames_in has the writer record each frame it appends in ``shared`` (readers.py), or stop (None).
+        Failed syncs counted there before now concern no frame of this log's (one not yet
+        made good is the unsynced word's, which the next sync reads: ``_sync_shared``)."""
         self.shm = shared
+        if shared is not None:
+            self._failures_seen = shared.word(FAILURES_OFFSET)
 
     def has_frames(self) -> bool:
         """has_frames: whether any committed frame is in the index (a page's newest image is in the log)."""
@@ -822,10 +1045,30 @@ class WAL:
         header = self._header_bytes(generation, salt)
         size = self.file.size()
         synced = False
+        shm = self.shm
         try:
-            self.file.write(0, header)
-            self.file.sync()
-            synced = True
+            with self._sync_lock:  # not beside a group's sync on another thread (its mark and ours)
+                if shm is not None:
+                    shm.lock(LOCK_SYNC, exclusive=True)  # nor beside another process's
+                try:
+                    if shm is not None:
+                        # The new header itself is not durable until this sync returns. (Every
+                        # old frame is in the data file, synced: an old failure is moot now.)
+                        shm.mark_unsynced(salt, 0)
+                    self.file.write(0, header)
+                    try:
+                        self.file.sync()
+                    except OSError:
+                        if shm is not None:
+                            shm.bump(FAILURES_OFFSET, 0)
+                        raise
+                    synced = True
+                    if shm is not None:
+                        self._failures_seen = shm.word(FAILURES_OFFSET)
+                        shm.clear_unsynced()
+                finally:
+                    if shm is not None:
+                        shm.unlock(LOCK_SYNC)
         finally:
             self.generation, self.salt = generation, salt
             self._crc = _U32.unpack_from(header, 36)[0]
@@ -837,6 +1080,7 @@ class WAL:
             self.frame_pgnos, self.frame_offsets, self.depth = [], [], {}
             self._images.clear()
             self._synced = synced
+            self._durable_end = WAL_HEADER_SIZE
             self.allocated = max(size, WAL_HEADER_SIZE)
         # Old frames fail the new salt, so the file need not be emptied: keep
         # its first KEEP_BYTES allocated for the next commits (see GROW_BYTES).

@@ -501,9 +501,24 @@ def test_lock_table_matches_the_constants():
     from pagestore import shm
 
     rows = dict(re.findall(r"^\| `(LOCK_[A-Z0-9]+)` \| 2\^40(?: \+ (\d+))? \|", FORMAT_MD, re.M))
-    assert set(rows) == {"LOCK_DMS", "LOCK_WRITERS", "LOCK_CREATE", "LOCK_SOLO", "LOCK_RECOVER", "LOCK_READ0", "LOCK_WRITE", "LOCK_WAITING"}
+    assert set(rows) == {"LOCK_DMS", "LOCK_WRITERS", "LOCK_CREATE", "LOCK_SOLO", "LOCK_RECOVER", "LOCK_READ0", "LOCK_WRITE", "LOCK_WAITING", "LOCK_SYNC"}
     for name, plus in rows.items():
         assert getattr(shm, name) == (1 << 40) + int(plus or 0), name
     assert shm.READ_BASE == (1 << 40) + 16 and "`READ_BASE` = 2^40 + 16" in FORMAT_MD
     for name in rows:
         assert name in shm.__doc__, name  # and the module's own table names it
+
+
+def test_shared_index_unsynced_word_matches_the_docs():
+    """The shared index's unsynced word (shm.py): its offset and size in docs/format.md's table and
+    the module's own, and what an empty index says (nothing unsynced)."""
+    from pagestore import shm
+
+    assert shm.UNSYNCED_OFFSET == 128 and shm.UNSYNCED_OFFSET + 16 <= shm.ARRAY_OFFSET
+    assert "| 128 | 16 | unsynced" in FORMAT_MD and "| 156 | 3940 | unused" in FORMAT_MD
+    assert shm.FAILURES_OFFSET == 152 and "| 152 | 4 | failures" in FORMAT_MD
+    assert "     152      4    failures" in (shm.__doc__ or "")
+    assert "     128     16    unsynced" in (shm.__doc__ or "")
+    assert "     144      4    turns" in (shm.__doc__ or "") and "     148      4    asks" in (shm.__doc__ or "")
+    assert "| 144 | 4 | turns" in FORMAT_MD and "| 148 | 4 | asks" in FORMAT_MD
+    assert shm.UNSYNCED_OFFSET >= 2 * shm.COPY_SIZE  # outside both copies of the header

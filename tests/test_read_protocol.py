@@ -46,6 +46,9 @@ class FakeIndex:
     def invalidate(self) -> None:
         self.head = None
 
+    def unsynced(self) -> Optional[Tuple[int, int]]:
+        return None  # every sync of the log returned (shm.py, "Unsynced")
+
     def set_frames(self, first: int, entries: "array[int]") -> None:
         del self.array[first:]
         for i in range(0, len(entries), 2):

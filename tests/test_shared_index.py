@@ -252,9 +252,17 @@ def test_format_doc_matches_the_shared_index():
     doc = (Path(__file__).resolve().parent.parent / "docs" / "format.md").read_text(encoding="utf-8")
     section = doc.split("## Shared index", 1)[1].split("\n## ", 1)[0]
     head, entry = section.split("Frame entry (", 1)
+    entry, unsynced = entry.split("**Unsynced**", 1)
     layout, header = [re.findall(r"^\| (\d+) \| ([\d *n]+) \|", t, re.M) for t in head.split("Header (", 1)]
-    assert [int(o) for o, _ in layout] == [0, shm.COPY_SIZE, 2 * shm.COPY_SIZE, shm.ARRAY_OFFSET]
+    assert 2 * shm.COPY_SIZE == shm.UNSYNCED_OFFSET
+    assert shm.TURNS_OFFSET == shm.UNSYNCED_OFFSET + 16 and shm.ASKS_OFFSET == shm.TURNS_OFFSET + 4
+    assert shm.FAILURES_OFFSET == shm.ASKS_OFFSET + 4
+    assert [int(o) for o, _ in layout] == [0, shm.COPY_SIZE, shm.UNSYNCED_OFFSET, shm.TURNS_OFFSET,
+                                           shm.ASKS_OFFSET, shm.FAILURES_OFFSET, shm.FAILURES_OFFSET + 4,
+                                           shm.ARRAY_OFFSET]
     assert layout[-1][1] == f"{shm.ENTRY_SIZE} * n"
+    words = re.findall(r"^\| (\d+) \| (\d+) \|", unsynced.split("**Locks**", 1)[0], re.M)
+    assert [int(o) for o, _ in words] == [0, 8, 12] and sum(int(z) for _, z in words) == 16
     fields = re.findall(r"^\| (\d+) \| (\d+) \|", entry, re.M)
     assert [int(o) for o, _ in fields] == [0, 4, 8] and sum(int(z) for _, z in fields) == shm.ENTRY_SIZE
     offsets = [int(o) for o, _ in header]
