@@ -477,6 +477,13 @@ class BTree:
         finally:
             self.nodes.trim()
 
+    @property
+    def changed(self) -> bool:
+        """changed: the tree holds changes not yet built into their pages (dirty decoded nodes:
+        an apply under way, before ``flush``). A reader of the committed state asks this with
+        ``Pager.reads_as_of`` before reading through this tree."""
+        return bool(self.nodes.dirty)
+
     def cache_pages(self) -> int:
         """cache_pages: what the node cache holds, in pages (a decoded node weighs nodecache.DECODED_WEIGHT)."""
         return self.nodes.weight
