@@ -685,14 +685,39 @@ class Store(MutableMapping[Any, Any]):
             k = key
         else:
             k = self._key(key)
-        with self._lock:
-            if self._pid != _PID or self._closed:
-                self._begin()  # raises
-            self._pager.begin_operation()
-            rid = self._tree.get(k)
-            if rid is None:
-                raise NotFoundError(k if self._kenc is None else key)
-            v = self._heap.read(rid)
+        lock = self._lock
+        if type(lock) is not _OpLock:
+            with lock:
+                if self._pid != _PID or self._closed:
+                    self._begin()  # raises
+                self._pager.begin_operation()
+                rid = self._tree.get(k)
+                if rid is None:
+                    raise NotFoundError(k if self._kenc is None else key)
+                v = self._heap.read(rid)
+        else:
+            # ``with lock`` inline (_OpLock's __enter__ and __exit__ are two Python frames, a
+            # tenth of a get): its RLock taken directly, and on_idle called as __exit__ does,
+            # when this is the outermost hold. Its depth count, which only the exit of a hold
+            # nested inside this one reads, is left alone: nothing below takes the lock.
+            rlock = lock._rlock
+            rlock.acquire()
+            try:
+                if self._pid != _PID or self._closed:
+                    self._begin()  # raises
+                self._pager.begin_operation()
+                rid = self._tree.get(k)
+                if rid is None:
+                    raise NotFoundError(k if self._kenc is None else key)
+                v = self._heap.read(rid)
+            finally:
+                if lock._depth == 0 and lock.on_idle is not None:
+                    try:
+                        lock.on_idle()
+                    finally:
+                        rlock.release()
+                else:
+                    rlock.release()
         if self._vdec is None:
             return v
         return self._vdec(v)
