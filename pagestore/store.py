@@ -2122,11 +2122,11 @@ def _scan_runs(store: Store, snap: Optional[Snapshot], lo: Optional[bytes], hi: 
     """_scan_runs yields the entries in [lo, hi) of ``snap`` (see ``_scan_leaves``) as runs, each
     an iterator of ``(key, value or None)``, a leaf at a time.
 
-    Under the store's lock once per leaf (its keys and rids:
-    ``BTree.range_leaf``) and once per run of its values (``Heap.read_run``,
-    one C call for the values in the map), runs of _FIRST_RUN, growing up
-    to _MAX_RUN, so a scan stopped early has read little more than it
-    yielded. Memory: one leaf.
+    Under the store's lock once per run of values (``Heap.read_run``, one C
+    call for the values in the map), the first run of a leaf with its keys
+    and rids (``BTree.range_leaf``); runs of _FIRST_RUN, growing up to
+    _MAX_RUN, so a scan stopped early has read little more than it yielded.
+    Memory: one leaf.
 
     Each of those reads goes through the store's own tree and heap while they
     read the snapshot's state (``Store._reader``: nothing committed since it,
@@ -2147,19 +2147,26 @@ def _scan_runs(store: Store, snap: Optional[Snapshot], lo: Optional[bytes], hi: 
         resume: Optional[bytes] = None
         while True:
             with lock:
-                tree = store._reader(snap)[0]
+                tree, heap = store._reader(snap)
                 if tree is store._tree:
                     path = []
                     keys, pgnos, slots = tree.range_leaf(lo, hi, reverse, resume, [])
                 else:
                     keys, pgnos, slots = tree.range_leaf(lo, hi, reverse, resume, path)
+                n = len(keys)
+                if n and values:  # the leaf's first run of values under the same hold
+                    i = min(left, n)
+                    vals = heap.read_run(pgnos[:i], slots[:i])
             if not keys:
                 return
             resume = keys[-1]
             if not values:
                 yield zip(keys, repeat(None))
                 continue
-            i, n = 0, len(keys)
+            yield zip(keys[:i], vals)
+            left -= i
+            if not left:
+                run = left = min(_RUN_GROWTH * run, _MAX_RUN)
             while i < n:
                 j = min(i + left, n)
                 with lock:
