@@ -224,12 +224,29 @@ class BTree:
         lru = cache.lru
         mapped = pager.map is not None
         overlaid = pager.overlaid
+        root, levels = meta.root, meta.tree_height - 1
         n, i = len(keys), 0
         try:
             while i < n:
-                path: Path = []
-                pgno = self._descend(keys[i], path)
-                hi = self._upper_bound(path)
+                # get's descent (no path, nothing moved), keeping the nearest separator to the
+                # right: a deeper one is tighter. A batch spread thin over a large store has a
+                # few keys a leaf, so this per-leaf Python is much of get_many's time.
+                key, pgno, hi = keys[i], root, None
+                for level in range(levels):
+                    entry = lru.get(pgno)
+                    node = None if entry is None else entry.node
+                    if node is None or node.leaf:
+                        path: Path = []
+                        pgno = self._descend(key, path, bisect_right, pgno, levels - level)
+                        deeper = self._upper_bound(path)
+                        if deeper is not None:
+                            hi = deeper
+                        break
+                    nkeys = node.keys
+                    x = bisect_right(nkeys, key)
+                    if x < len(nkeys):
+                        hi = nkeys[x]
+                    pgno = node.vals[x]
                 # keys[i] < hi, so the run holds at least keys[i]
                 end = n if hi is None else bisect_left(keys, hi, i)
                 if mapped and pgno not in lru and pgno not in overlaid:
@@ -250,7 +267,8 @@ class BTree:
                             x = bisect_left(lkeys, k)
                             if x < len(lkeys) and lkeys[x] == k:
                                 out[t] = vals[x]
-                    cache.trim()  # nothing of this leaf is held past here: keep the cache within its bound
+                    if cache.weight != cache.settled:
+                        cache.trim()  # nothing of this leaf is held past here: keep the cache within its bound
                 i = end
         finally:
             cache.trim()
