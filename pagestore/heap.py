@@ -560,7 +560,38 @@ class Heap:
         value = _page_value(page.buffer, rid[1])  # newest in the log, or no map: a whole live record, one call
         if value is not None:
             return value
+        if mm is not None:
+            # An overflow stub in a page newest in the log (written since the last checkpoint):
+            # its chain's pages, written once and never changed, are mostly in the data file
+            # already, one run in the map: the value is one C call and the stub's tail.
+            found = self._lookup.record(page, rid[1], _PAGE_HEAP)
+            if found is not None and found[0] == _SLOT_OVERFLOW and len(found[1]) >= 8:
+                stub = found[1]
+                total, first = _STUB.unpack_from(stub, 0)
+                value = self._run_mapped(first, total, stub[8:])
+                if value is not None:
+                    return value
         return self._value_at(rid, page)
+
+    def _run_mapped(self, first: int, total: int, tail: bytes) -> Optional[bytes]:
+        """_run_mapped: an overflow value whose stub the caller read (anywhere: the map or a page
+        newest in the log), its chain taken from the map in one C call (``map_chain_run``) when
+        its pages run one after another there, none overlaid; then ``tail``. None otherwise (the
+        caller's checking path reads it page by page)."""
+        if total < len(tail) or not first:
+            return None
+        expected, rem = divmod(total - len(tail), self.chunk)
+        count = expected + (1 if rem else 0)
+        if not count or count >= self.pager.meta.page_count:
+            return None
+        overlaid = self.pager.overlaid
+        for step in (-1, 1) if count > 1 else (1,):
+            if overlaid.isdisjoint(range(first, first + step * count, step)):
+                head: Optional[bytes] = _map_chain_run(self._map, first, count, step)
+                if head is not None:
+                    value = head + tail
+                    return value if len(value) == total else None
+        return None
 
     def read_run(self, pgnos: List[int], slots: List[int]) -> List[bytes]:
         """read_run returns the values of records ``(pgnos[i], slots[i])``, in order: a scan's run.

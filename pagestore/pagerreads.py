@@ -78,6 +78,7 @@ class PagerReads:
     turns: bool
     writing: bool
     _logged_header: Optional[Tuple[int, bytes]]
+    dirty: Dict[int, "_Frame"]
     on_change: List[Callable[[Optional[Set[int]]], None]]
     checkpointer: Checkpointer
 
@@ -231,6 +232,18 @@ class PagerReads:
         """
         self.checkpointer.try_soon()  # the next commit tries to checkpoint, now that this mark is gone
         self.marks.release(mark)
+
+    def reads_as_of(self, mark: ReadMark) -> bool:
+        """reads_as_of: whether this pager's own reads (its cache, its map, and the tree and heap
+        over them) read exactly the state ``mark`` holds now: no commit since the mark (the log's
+        committed end and generation are the mark's) and nothing uncommitted (no dirty page, no
+        frame the open transaction spilled). O(1). Callers: the store's scans, which then read
+        through the store's own tree and heap, whose caches are warm, instead of a snapshot's.
+        The tree may hold changes not yet built into pages (``BTree.changed``): the caller asks it too.
+        """
+        wal = self.wal
+        return (wal is not None and not self.dirty and not wal.txn_index and mark.log_end == wal.committed_end
+                and mark.generation == wal.generation and mark.live)
 
     def cached_as_of(self, mark: ReadMark, pgno: int) -> Optional[bytearray]:
         """cached_as_of returns the cached, verified buffer of page ``pgno`` if it is the page as

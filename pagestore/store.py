@@ -43,8 +43,8 @@ import time
 import weakref
 from bisect import bisect_left
 from collections.abc import Mapping, MutableMapping
-from itertools import repeat
-from typing import Any, Callable, Dict, Iterable, Iterator, List, NoReturn, Optional, Set, SupportsIndex, Tuple, TypeVar, Union
+from itertools import chain, repeat
+from typing import Any, Callable, Dict, Generator, Iterable, Iterator, List, NoReturn, Optional, Set, SupportsIndex, Tuple, TypeVar, Union
 
 
 from . import codecs, fileio, shm
@@ -708,14 +708,39 @@ class Store(MutableMapping[Any, Any]):
             k = key
         else:
             k = self._key(key)
-        with self._lock:
-            if self._pid != _PID or self._closed:
-                self._begin()  # raises
-            self._pager.begin_operation()
-            rid = self._tree.get(k)
-            if rid is None:
-                raise NotFoundError(k if self._kenc is None else key)
-            v = self._heap.read(rid)
+        lock = self._lock
+        if type(lock) is not _OpLock:
+            with lock:
+                if self._pid != _PID or self._closed:
+                    self._begin()  # raises
+                self._pager.begin_operation()
+                rid = self._tree.get(k)
+                if rid is None:
+                    raise NotFoundError(k if self._kenc is None else key)
+                v = self._heap.read(rid)
+        else:
+            # ``with lock`` inline (_OpLock's __enter__ and __exit__ are two Python frames, a
+            # tenth of a get): its RLock taken directly, and on_idle called as __exit__ does,
+            # when this is the outermost hold. Its depth count, which only the exit of a hold
+            # nested inside this one reads, is left alone: nothing below takes the lock.
+            rlock = lock._rlock
+            rlock.acquire()
+            try:
+                if self._pid != _PID or self._closed:
+                    self._begin()  # raises
+                self._pager.begin_operation()
+                rid = self._tree.get(k)
+                if rid is None:
+                    raise NotFoundError(k if self._kenc is None else key)
+                v = self._heap.read(rid)
+            finally:
+                if lock._depth == 0 and lock.on_idle is not None:
+                    try:
+                        lock.on_idle()
+                    finally:
+                        rlock.release()
+                else:
+                    rlock.release()
         if self._vdec is None:
             return v
         return self._vdec(v)
@@ -1100,6 +1125,15 @@ class Store(MutableMapping[Any, Any]):
         return _scan_leaves(self, None, lo, hi, reverse, values)
 
     # ---- views.ViewSource: what the views ask of their owner ----
+
+    def _reader(self, snap: "Snapshot") -> Tuple[BTree, Heap]:
+        """_reader: the tree and heap a read of ``snap``'s state goes through now, under the store's
+        lock: the store's own while they read exactly that state (``Pager.reads_as_of``, and no
+        change held in the tree), else the snapshot's. Raises as ``Snapshot._enter``."""
+        view = snap._enter()
+        if self._pager.reads_as_of(snap._mark) and not self._tree.changed:
+            return self._tree, self._heap
+        return view.tree, view.heap
 
     def _view_key(self, key: Any) -> bytes:
         return self._key(key)
@@ -2097,18 +2131,49 @@ class Snapshot(_StoreCodecs, Mapping[Any, Any]):
         return _scan_leaves(self._store, self, lo, hi, reverse, values)
 
 
+class _Scan(chain):  # type: ignore[type-arg]
+    """_Scan is the iterator a scan returns: ``itertools.chain`` over the zips of keys and values
+    that ``_scan_runs`` yields, one a run, so that an item passes no Python frame on its way to
+    the caller (a generator's ``yield from`` cost about 80 ns an item, half a full scan's own
+    time per item); ``close`` ends the scan early, as a generator's does, releasing its snapshot."""
+
+    __slots__ = ("_runs",)
+    _runs: Generator[Iterator[Tuple[bytes, Optional[bytes]]], None, None]
+
+    def close(self) -> None:
+        self._runs.close()
+
+
 def _scan_leaves(store: Store, snap: Optional[Snapshot], lo: Optional[bytes], hi: Optional[bytes], reverse: bool,
                  values: bool) -> Iterator[Tuple[bytes, Optional[bytes]]]:
-    """_scan_leaves yields the entries in [lo, hi) of ``snap`` (None: of a snapshot of ``store``
-    taken at the first item and closed at the end), a leaf at a time.
+    """_scan_leaves returns an iterator of the entries in [lo, hi) of ``snap`` (None: of a
+    snapshot of ``store`` taken at the first item and closed at the end): a ``_Scan`` over
+    ``_scan_runs``."""
+    runs = _scan_runs(store, snap, lo, hi, reverse, values)
+    scan: _Scan = _Scan.from_iterable(runs)  # type: ignore[assignment]
+    scan._runs = runs
+    return scan
 
-    Under the store's lock once per leaf (its keys and rids:
-    ``BTree.range_leaf``) and once per run of its values (``Heap.read_run``,
-    one C call for the values in the map), runs of _FIRST_RUN, growing up
-    to _MAX_RUN, so a scan stopped early has read little more than it
-    yielded. Nothing under the snapshot changes, so the path to the leaf is
-    kept from one leaf to the next and nothing is ever re-read. One
-    generator between the caller and the records. Memory: one leaf.
+
+def _scan_runs(store: Store, snap: Optional[Snapshot], lo: Optional[bytes], hi: Optional[bytes], reverse: bool,
+               values: bool) -> Generator[Iterator[Tuple[bytes, Optional[bytes]]], None, None]:
+    """_scan_runs yields the entries in [lo, hi) of ``snap`` (see ``_scan_leaves``) as runs, each
+    an iterator of ``(key, value or None)``, a leaf at a time.
+
+    Under the store's lock once per run of values (``Heap.read_run``, one C
+    call for the values in the map), the first run of a leaf with its keys
+    and rids (``BTree.range_leaf``); runs of _FIRST_RUN, growing up to
+    _MAX_RUN, so a scan stopped early has read little more than it yielded.
+    Memory: one leaf.
+
+    Each of those reads goes through the store's own tree and heap while they
+    read the snapshot's state (``Store._reader``: nothing committed since it,
+    nothing uncommitted): their caches are warm (right after writes most
+    leaves are newest in the log and cached raw in the store's node cache,
+    which a snapshot's tree would copy from the log again). Otherwise it goes
+    through the snapshot's, whose path to the leaf is kept from one leaf to
+    the next (nothing under a snapshot changes); the store's tree descends
+    afresh for each leaf, since a write between two leaves may change its nodes.
     """
     own = snap is None
     if snap is None:
@@ -2116,25 +2181,35 @@ def _scan_leaves(store: Store, snap: Optional[Snapshot], lo: Optional[bytes], hi
     try:
         lock = store._lock
         run = left = _FIRST_RUN  # the run's size, and what is left of it (a run goes on in the next leaf)
-        path: List[Any] = []
+        path: List[Any] = []  # the snapshot's tree's path, kept from one leaf to the next
         resume: Optional[bytes] = None
         while True:
             with lock:
-                view = snap._enter()
-                keys, pgnos, slots = view.tree.range_leaf(lo, hi, reverse, resume, path)
+                tree, heap = store._reader(snap)
+                if tree is store._tree:
+                    path = []
+                    keys, pgnos, slots = tree.range_leaf(lo, hi, reverse, resume, [])
+                else:
+                    keys, pgnos, slots = tree.range_leaf(lo, hi, reverse, resume, path)
+                n = len(keys)
+                if n and values:  # the leaf's first run of values under the same hold
+                    i = min(left, n)
+                    vals = heap.read_run(pgnos[:i], slots[:i])
             if not keys:
                 return
             resume = keys[-1]
             if not values:
-                yield from zip(keys, repeat(None))
+                yield zip(keys, repeat(None))
                 continue
-            i, n = 0, len(keys)
+            yield zip(keys[:i], vals)
+            left -= i
+            if not left:
+                run = left = min(_RUN_GROWTH * run, _MAX_RUN)
             while i < n:
                 j = min(i + left, n)
                 with lock:
-                    view = snap._enter()
-                    vals = view.heap.read_run(pgnos[i:j], slots[i:j])
-                yield from zip(keys[i:j], vals)
+                    vals = store._reader(snap)[1].read_run(pgnos[i:j], slots[i:j])
+                yield zip(keys[i:j], vals)
                 left -= j - i
                 i = j
                 if not left:

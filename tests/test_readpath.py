@@ -379,11 +379,17 @@ def count_reads(db: Store) -> List[int]:
     """count_reads makes the heap record every value read: 1 for a read, the run's length for
     read_many, read_run (a scan's run) and every ``Located.take``; reads inside those are not counted again."""
     runs: List[int] = []
-    # Scans run on a snapshot's heap: the store's read view, shared by snapshots
-    # while nothing commits (a write between scans makes a new one, uncounted).
+    # Scans run on the store's own heap while it reads the scan's snapshot's state, else on
+    # the snapshot's heap: the store's read view, shared by snapshots while nothing commits
+    # (a write between scans makes a new one, uncounted). Both are counted.
     db.snapshot().close()
     assert db._view is not None
-    heap = db._view.heap
+    for heap in (db._heap, db._view.heap):
+        _count_heap(heap, runs)
+    return runs
+
+
+def _count_heap(heap, runs: List[int]) -> None:
     one, many = heap.read, heap.read_many
     locate = heap.locate
     inside = []  # a lazy Located locates each run again, through this very wrapper: count the outer take only
@@ -426,7 +432,6 @@ def count_reads(db: Store) -> List[int]:
     heap.read = lambda rid: one(rid) if inside else read(rid)  # type: ignore[method-assign]
     heap.read_many = lambda rids: many(rids) if inside else read_many(rids)  # type: ignore[method-assign]
     heap.read_run = read_run  # type: ignore[method-assign]
-    return runs
 
 
 class _Counted:
@@ -765,12 +770,12 @@ def test_mapped_gets_and_scans_copy_no_page(tmp_path):
         assert list(db.keys(ks[10], ks[200])) == ks[10:200]
         assert list(db.items(ks[500], ks[520], reverse=True)) == [(k, model[k]) for k in reversed(ks[500:520])]
         assert set(pager.cache) == before
-        # the scans ran on a snapshot: its tree's node cache holds their internal nodes
-        # (decoded, for stepping between leaves), no leaf; its pager read no page
+        # the scans ran on a snapshot of the store's state, through the store's own tree (nothing
+        # committed since): its node cache holds the internal nodes (decoded), no leaf; the
+        # snapshot's tree and pager read nothing
         view = db._view
-        assert view is not None and view.tree.nodes.lru and not any(e.leaf for e in view.tree.nodes.lru.values())
-        assert not view.pager.cache
-        assert not any(e.leaf for e in tree.nodes.lru.values())
+        assert view is not None and not view.tree.nodes.lru and not view.pager.cache
+        assert tree.nodes.lru and not any(e.leaf for e in tree.nodes.lru.values())
         s = db.stats()
         assert s["mapped_bytes"] == s["file_size"]
         # A write overlays the pages it changes: they are read through the caches until checkpointed.
@@ -792,3 +797,50 @@ def test_a_short_scan_touches_only_the_heap_pages_it_takes(tmp_path):
             rids = [tree_of(db).get(k) for k, _ in got]
             heap_pages = {p for p in verified if pager.read(p).page_type == fmt.PAGE_HEAP}
         assert heap_pages == {rid[0] for rid in rids}
+
+
+def test_a_scan_right_after_writes_reads_the_stores_own_caches(tmp_path):
+    """Right after writes most leaves and many heap pages are newest in the log, held by the
+    store's node cache and pager: a scan of the state they hold reads through them, not
+    through its snapshot's tree and pager (which would copy every such page from the log again)."""
+    with Store(str(tmp_path / "db"), page_size=4096) as db:
+        model = fill(db, 600)
+        for k in list(model)[:200]:
+            model[k] = db[k] + b"+"
+            db[k] = model[k]
+        assert pager_of(db).overlaid  # pages newest in the log
+        assert list(db.items()) == sorted(model.items())
+        assert list(db.items(reverse=True)) == sorted(model.items(), reverse=True)
+        view = db._view
+        assert view is not None and not view.tree.nodes.lru and not view.pager.cache
+        with db.snapshot() as snap:
+            db[b"late"] = b"1"  # a commit after the snapshot: its scans read its own pages
+            assert list(snap.items()) == sorted(model.items())
+            assert snap._view.tree.nodes.lru
+        db.check()
+
+
+def test_an_overflow_value_whose_stub_is_newest_in_the_log_reads_its_chain_from_the_map(tmp_path):
+    """Right after writes, a value's stub may sit in a heap page newest in the log (a small value
+    placed beside it since the last checkpoint) while its chain, written once, is in the data
+    file: the value is one run of the map and the stub's tail, not read page by page."""
+    with Store(str(tmp_path / "db"), page_size=4096, wal_limit=1 << 26) as db:
+        rng = random.Random(5)
+        big = {b"big%03d" % i: rng.randbytes(rng.randrange(5000, 30000)) for i in range(40)}
+        db.update(big)
+        db.checkpoint()
+        pager, heap, tree = pager_of(db), heap_of(db), tree_of(db)
+        assert not pager.overlaid
+        small = {b"small%03d" % i: b"s" * 20 for i in range(200)}
+        db.update(small)  # into the heap pages with room: the stubs' pages among them
+        stub_pages = {tree.get(k)[0] for k in big}
+        assert stub_pages & pager.overlaid and not any(
+            p in pager.overlaid for k in big for p in heap.check_record(tree.get(k))[1])
+        passing = []
+        read_passing = pager.read_passing
+        pager.read_passing = lambda pgno: passing.append(pgno) or read_passing(pgno)
+        with operation(db):
+            assert {k: heap.read(tree.get(k)) for k in big} == big
+        assert passing == []  # no chain page read through the pager
+        assert {k: db[k] for k in big} == big and dict(db.items(b"big", b"bih")) == big
+        db.check()

@@ -396,3 +396,24 @@ def test_the_data_lock_goes_through_the_stores_opener(tmp_path):
     again.close()
     assert not os.path.exists(log_path(path)) and not os.path.exists(shm.shm_path(path))
     del db
+
+
+def test_a_get_inside_a_held_operation_keeps_its_read_mark_until_the_outer_hold_ends(tmp_path):
+    """A get takes the operation lock's RLock directly (store.__getitem__): when it is the
+    outermost hold it ends the operation's read mark as the lock's exit does; nested inside
+    another hold it leaves the mark to that one's end."""
+    path = str(tmp_path / "s.ps")
+    with pagestore.open(path) as db, pagestore.open(path, readonly=True) as r:
+        db[b"a"] = b"1"
+        assert r[b"a"] == b"1"
+        assert db.stats()["oldest_mark"] is None  # the get's mark ended with it
+        with r._lock:
+            assert r[b"a"] == b"1"
+            assert db.stats()["oldest_mark"] is not None  # still inside the outer hold
+            with pytest.raises(KeyError):
+                r[b"missing"]
+            assert db.stats()["oldest_mark"] is not None
+        assert db.stats()["oldest_mark"] is None
+        with pytest.raises(KeyError):
+            r[b"missing"]
+        assert db.stats()["oldest_mark"] is None  # ended on the way out of a failed get too

@@ -432,3 +432,43 @@ def test_a_backup_is_written_through_the_stores_opener(tmp_path):
     with Store(os.path.join(out, "copy"), create=False) as copy:
         assert dict(copy.items()) == model
         copy.check()
+
+
+def test_a_scan_across_many_leaves_sees_its_snapshot_whatever_lands_between_them(tmp_path, mmap):
+    """A scan reads through the store's own tree and heap while they hold its snapshot's state,
+    and through the snapshot's once a commit (or a rolled-back write) lands between two of its
+    leaves: its items are the snapshot's, each once, in order, either way."""
+    with pagestore.open(tmp_path / "db", mmap=mmap, **SMALL) as db:
+        model = {b"%05d" % i: b"v%d" % i * (1 + i % 7) for i in range(0, 3000, 3)}
+        db.update(model)
+        for reverse in (False, True):
+            want = sorted(model.items(), reverse=reverse)
+            it = iter(db.items(reverse=reverse))
+            got = [next(it) for _ in range(5)]
+            db[b"%05d" % 1] = b"new"  # a commit between leaves: the rest comes from the snapshot
+            del db[want[-1][0]]
+            got += [next(it) for _ in range(400)]
+            with pytest.raises(RuntimeError):
+                with db.transaction() as txn:  # rolled back: the store's tree is the committed one again
+                    txn[b"%05d" % 2] = b"gone"
+                    raise RuntimeError
+            got += list(it)
+            assert got == want
+            db[want[-1][0]] = want[-1][1]
+            del db[b"%05d" % 1]
+        assert dict(db.items()) == model
+        db.check()
+
+
+def test_a_scan_fed_into_a_write_of_the_same_store_reads_its_snapshot(tmp_path, mmap):
+    """update() reads its input inside the write: a scan of the same store then finds the
+    store's tree and pages half changed (dirty nodes and pages, uncommitted) and reads its
+    snapshot's instead; the copy holds every key of the snapshot once."""
+    with pagestore.open(tmp_path / "db", mmap=mmap, **SMALL) as db:
+        model = {b"k%05d" % i: b"v%d" % i * (1 + i % 5) for i in range(2000)}
+        db.update(model)
+        db.update((b"x" + k, v) for k, v in db.items())
+        assert dict(db.items()) == {**model, **{b"x" + k: v for k, v in model.items()}}
+        db.update((b"a" + k, v) for k, v in db.items(reverse=True) if k.startswith(b"k"))
+        assert len(db) == 3 * len(model)
+        db.check()
