@@ -2403,8 +2403,8 @@ def open(
             limit. ``transaction(timeout=)`` overrides it for one transaction.
         wal_limit: the most bytes of log a commit leaves before it
             checkpoints (SQLite's ``wal_autocheckpoint``): a commit checkpoints
-            once the log passes a sixteenth of the data file, but not before
-            4 MiB and always past ``wal_limit`` (default 16 MiB). Smaller
+            once the log passes an eighth of the data file, but not before
+            4 MiB and always past ``wal_limit`` (default 32 MiB). Smaller
             bounds the log's disk space; larger, the checkpoints' syncs.
             ``checkpoint()`` copies the log now.
 
