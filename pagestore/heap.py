@@ -90,6 +90,7 @@ _map_values = _native.fast.map_values
 _map_record = _native.fast.map_record
 _map_chunk = _native.fast.map_chunk
 _page_value = _native.fast.page_value
+_record_delete = _native.fast.record_delete
 _map_chain_run = _native.fast.map_chain_run
 _map_chain_value = _native.fast.map_chain_value
 _PAGE_OVERFLOW = fmt.PAGE_OVERFLOW
@@ -764,21 +765,27 @@ class Heap:
         """delete frees the record (and its overflow pages); returns the value's length."""
         pgno, slot = rid
         page = self.pager.write(pgno)
-        record, state = page.view_and_state(slot)
-        n = length = len(record)
-        if state == fmt.SLOT_OVERFLOW:
-            total, first = _STUB.unpack_from(record, 0)
-            del record  # the view pins the page's buffer
-            for p in self._chain(pgno, first, total, n - 8):
+        buf = page.buffer
+        length: int
+        stub: Optional[bytes]
+        if type(buf) is bytearray:  # a pager frame: one lean call deletes, and says what the heap needs
+            length, stub, nlive, room = _record_delete(buf, slot, pgno)
+        else:  # pragma: no cover - a frame of another kind (the pager's are bytearrays)
+            record = page.read(slot)
+            length = len(record)
+            stub = record if page.state(slot) == _SLOT_OVERFLOW else None
+            page.delete(slot)
+            nlive, room = page.nlive, page.max_insert
+        if stub is not None:
+            total, first = self._stub(rid, stub)
+            for p in self._chain(pgno, first, total, length - 8):
                 self.pager.free(p)
             length = total
-            page = self.pager.write(pgno)
-        page.delete(slot)
-        if page.nlive == 0:
+        if nlive == 0:
             self.fsm.set(pgno, 0)
             self.pager.free(pgno)
         else:
-            self.fsm.set(pgno, page.max_insert)
+            self.fsm.set(pgno, room)
         return length
 
     def delete_many(self, rids: Sequence[Rid]) -> int:
