@@ -94,9 +94,9 @@ def instrument() -> None:
     timed(heap_mod.Heap, "flush", "heap.flush")
     orig_commit = pager_mod.Pager.commit
 
-    def commit(self: Any, sync: Any = None) -> bool:
+    def commit(self: Any, *a: Any, **k: Any) -> bool:
         N["dirty_pages"] += len(self.dirty)
-        return orig_commit(self, sync)
+        return orig_commit(self, *a, **k)
 
     pager_mod.Pager.commit = commit  # type: ignore[method-assign]
 

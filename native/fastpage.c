@@ -654,6 +654,54 @@ static PyObject *fp_leaf_insert(PyObject *self, PyObject *const *args, Py_ssize_
     return PyBytes_FromStringAndSize((const char *)page, (Py_ssize_t)size);
 }
 
+/* leaf_remove(frame, index, pgno) -> (the page's new bytes, used): ps_node_leaf_remove in place in
+** a leaf's frame and a copy of the result (the node cache's raw form of the leaf), in one call;
+** `used` is what the entries left cost (ps_node_leaf_remove's used_out), for the merge test. */
+static PyObject *fp_leaf_remove(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    (void)self;
+    uint32_t index, pgno, size, used = 0;
+    if (!nargs_ok(n, 3, "leaf_remove") || !as_u32(args[1], &index) || !as_u32(args[2], &pgno)) return NULL;
+    uint8_t *page = frame_bytes(args[0], &size, pgno);
+    if (page == NULL) return NULL;
+    int rc = ps_node_leaf_remove(page, size, index, &used);
+    if (rc != PS_OK) return fail(rc, pgno, "leaf remove");
+    PyObject *raw = PyBytes_FromStringAndSize((const char *)page, (Py_ssize_t)size);
+    if (raw == NULL) return NULL;
+    return Py_BuildValue("(NI)", raw, (unsigned int)used);
+}
+
+/* record_delete(frame, slot, pgno) -> (length, stub, nlive, max_insert): a heap record deleted in
+** place in its page's frame (ps_page_delete), with what the heap needs after it in one call: the
+** record's length, its bytes when it was an overflow stub (state PS_SLOT_OVERFLOW; None for an
+** ordinary record), the page's live records left and its largest insertable record now. */
+static PyObject *fp_record_delete(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    (void)self;
+    uint32_t slot, pgno, size, off, len, space[3];
+    uint8_t state;
+    if (!nargs_ok(n, 3, "record_delete") || !as_u32(args[1], &slot) || !as_u32(args[2], &pgno)) return NULL;
+    if (slot > 0xFFFF) return fail(PS_ENOSLOT, pgno, "slot");
+    uint8_t *page = frame_bytes(args[0], &size, pgno);
+    if (page == NULL) return NULL;
+    int rc = ps_page_read(page, size, slot, &off, &len, &state);
+    if (rc != PS_OK) return fail(rc, pgno, "record delete");
+    PyObject *stub;
+    if (state == PS_SLOT_OVERFLOW) {
+        stub = PyBytes_FromStringAndSize((const char *)page + off, (Py_ssize_t)len); /* read checked off+len */
+        if (stub == NULL) return NULL;
+    } else {
+        stub = Py_None;
+        Py_INCREF(stub);
+    }
+    rc = ps_page_delete(page, size, slot);
+    if (rc == PS_OK) rc = ps_page_free_space(page, size, space, space + 1, space + 2);
+    if (rc != PS_OK) {
+        Py_DECREF(stub);
+        return fail(rc, pgno, "record delete");
+    }
+    uint32_t nlive = (uint32_t)page[PS_OFF_NLIVE] | ((uint32_t)page[PS_OFF_NLIVE + 1] << 8);
+    return Py_BuildValue("(INII)", (unsigned int)len, stub, (unsigned int)nlive, (unsigned int)space[2]);
+}
+
 /* Little-endian stores for the frame header (the log's byte order, wal.py). */
 static void put_le32(uint8_t *p, uint32_t v) {
     for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
@@ -821,6 +869,10 @@ static PyMethodDef methods[] = {
      "log_frames(frames, txn, salt, offset, crc, commit_page_count, page_size, seal) -> (frames' bytes, crc, sizes)"},
     {"leaf_insert", (PyCFunction)(void (*)(void))fp_leaf_insert, METH_FASTCALL,
      "leaf_insert(frame, index, key, rid pgno, rid slot, pgno) -> new page bytes, or None if full"},
+    {"leaf_remove", (PyCFunction)(void (*)(void))fp_leaf_remove, METH_FASTCALL,
+     "leaf_remove(frame, index, pgno) -> (new page bytes, used)"},
+    {"record_delete", (PyCFunction)(void (*)(void))fp_record_delete, METH_FASTCALL,
+     "record_delete(frame, slot, pgno) -> (length, overflow stub or None, nlive, max_insert)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -152,7 +152,7 @@
 
 /* ---- CDEF BEGIN: the region below is read by native/build_ffi.py ---- */
 
-#define PS_NATIVE_VERSION 8     /* bumped on any ABI or format change */
+#define PS_NATIVE_VERSION 9     /* bumped on any ABI or format change */
 #define PS_FORMAT_VERSION 4     /* on-disk format version in page 0 */
 #define PS_TRUNK_FORMAT_VERSION 4 /* first version whose free list is trunks of extents */
 

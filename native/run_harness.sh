@@ -42,7 +42,7 @@ if [[ "${HARNESS_PYTHON:-0}" == 1 ]]; then
     suffix="$("$py" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')"
     "$cc" -shared -fPIC -std=c11 -O1 -g -Wall -Wextra \
         -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
-        -I"$inc" -I"$here" "$here/fastpage.c" "$here/page.c" "$here/node.c" "$here/map.c" "$here/crc32c.c" \
+        -I"$inc" -I"$here" "$here/fastpage.c" "$here/page.c" "$here/node.c" "$here/map.c" "$here/delta.c" "$here/crc32c.c" \
         -o "$scratch/pagestore/_fastpage$suffix"
     (cd "$scratch" && PYTHONPATH="$scratch" PAGESTORE_NATIVE=fastpage ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0}" \
         LD_PRELOAD="$("$cc" -print-file-name=libasan.so) $("$cc" -print-file-name=libubsan.so)" \

@@ -47,7 +47,7 @@ except ImportError as exc:  # pragma: no cover - only without a build
     ) from exc
 
 #: The ABI version this Python code was written against.
-EXPECTED_NATIVE_VERSION = 8
+EXPECTED_NATIVE_VERSION = 9
 
 if lib.ps_native_version() != EXPECTED_NATIVE_VERSION:  # pragma: no cover
     raise ImportError(
@@ -319,6 +319,34 @@ class CffiPage:
             raise_for(rc, pgno, "leaf insert")
         return bytes(frame)
 
+    def leaf_remove(self, frame: bytearray, index: int, pgno: int) -> Tuple[bytes, int]:
+        page = self._frame(frame, pgno)
+        u32 = self._cells[0]
+        rc = lib.ps_node_leaf_remove(page, len(frame), index, u32)
+        if rc != OK:
+            raise_for(rc, pgno, "leaf remove")
+        return bytes(frame), u32[0]
+
+    def record_delete(self, frame: bytearray, slot: int, pgno: int) -> Tuple[int, Optional[bytes], int, int]:
+        page = self._frame(frame, pgno)
+        if not 0 <= slot <= 0xFFFF:
+            if slot < 0:
+                raise OverflowError("slot is negative")
+            raise_for(ENOSLOT, pgno, "slot")
+        u32, u8 = self._cells[:2]
+        rc = lib.ps_page_read(page, len(frame), slot, u32, u32 + 1, u8)
+        if rc != OK:
+            raise_for(rc, pgno, "record delete")
+        off, n = u32[0], u32[1]
+        stub = bytes(frame[off : off + n]) if u8[0] == lib.PS_SLOT_OVERFLOW else None
+        rc = lib.ps_page_delete(page, len(frame), slot)
+        if rc == OK:
+            rc = lib.ps_page_free_space(page, len(frame), u32, u32 + 1, u32 + 2)
+        if rc != OK:
+            raise_for(rc, pgno, "record delete")
+        nlive = frame[lib.PS_OFF_NLIVE] | frame[lib.PS_OFF_NLIVE + 1] << 8
+        return n, stub, nlive, u32[2]
+
     # ---- the read path's ----
 
     def map_child(self, h: Any, pgno: int, key: bytes) -> int:
@@ -541,8 +569,9 @@ def _load_fast() -> Tuple[Any, str]:
             if want == "fastpage":
                 raise
         else:
-            # a build of this version from before the newest calls (map_chain_value, log_frames, crc32c) lacks them: stale too
-            missing = [name for name in ("map_chain_value", "log_frames", "crc32c") if not hasattr(_fastpage, name)]
+            # a build of this version from before the newest calls lacks them: stale too
+            missing = [name for name in ("map_chain_value", "log_frames", "crc32c", "record_delete")
+                       if not hasattr(_fastpage, name)]
             if _fastpage.NATIVE_VERSION != EXPECTED_NATIVE_VERSION or missing:  # pragma: no cover
                 why = (f"version {_fastpage.NATIVE_VERSION}, the Python package expects {EXPECTED_NATIVE_VERSION}"
                        if _fastpage.NATIVE_VERSION != EXPECTED_NATIVE_VERSION

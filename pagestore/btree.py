@@ -113,9 +113,10 @@ class BTree:
         self.nodes = NodeCache(pager, node_cache, lend=lend)
         self.balancer = Balancer(pager, self.nodes)
         self._calls = pager.map_calls  # the lean calls on the pager's map: leaves read by page number
-        # (key, leaf entry, its raw bytes then) of the last ``lookup``: a put of that key
-        # starts in that leaf while the entry still holds those very bytes (see put_valid)
-        self._hint: Optional[Tuple[bytes, CacheEntry, bytes]] = None
+        # (key, leaf entry, its raw bytes then, the key's index there, the rid found or None) of
+        # the last ``lookup``: a put of that key changes that leaf at that index, with no descent
+        # and no search, while the entry still holds those very bytes (see put_valid)
+        self._hint: Optional[Tuple[bytes, CacheEntry, bytes, int, Optional[Rid]]] = None
 
     # ---- public operations ----
 
@@ -179,8 +180,11 @@ class BTree:
             self._hint = None
             found = self._leaf_get(entry, key)
         else:
-            self._hint = (key, entry, raw)
-            found = _fast.node_get(raw, key, entry.pgno)  # _descend_entry moved the leaf in the LRU
+            # _descend_entry moved the leaf in the LRU; the search's index goes in the hint, so
+            # that the put inserts there without searching the leaf again
+            i, equal, rid_pgno, rid_slot = _fast.node_find(raw, key, False, entry.pgno)
+            found = (rid_pgno, rid_slot) if equal else None
+            self._hint = (key, entry, raw, i, found)
         cache = self.nodes
         if cache.weight != cache.settled:
             cache.trim()
@@ -309,21 +313,31 @@ class BTree:
             meta.tree_height = 1
         path: Path = []
         hint, self._hint = self._hint, None
-        entry: Optional[CacheEntry] = None
         if hint is not None and hint[0] == key:
             entry = hint[1]
             if cache.lru.get(entry.pgno) is entry and entry.raw is hint[2]:
                 # lookup() just searched this very leaf, and nothing has changed it since
                 # (every change to a leaf replaces its raw bytes, and a leaf dropped from the
-                # cache, freed or reset is no longer its page's entry): no descent.
+                # cache, freed or reset is no longer its page's entry): no descent, and no
+                # search: the key is at the hint's index, or goes there.
                 cache.lru.move_to_end(entry.pgno)
-            else:
-                entry = None
-        if entry is None:
-            entry = self._descend_entry(key, path)
+                old_rid = hint[4]
+                if old_rid is not None:
+                    if old_rid != rid:
+                        page = self.pager.write(entry.pgno)
+                        nodes.leaf_set_rid(page, hint[3], pgno, slot)
+                        cache.changed_in_place(entry, page)
+                    cache.trim()
+                    return old_rid
+                raw = nodes.leaf_insert_raw(self.pager.write(entry.pgno), hint[3], key, pgno, slot)
+                if raw is not None:
+                    cache.changed_to(entry, raw)
+                    if cache.weight != cache.settled:
+                        cache.trim()
+                    return None
+                # it overflows: the split needs the path
+        entry = self._descend_entry(key, path)
         if entry.raw is not None:
-            # one METH_FASTCALL search (a fifth of the cffi call's cost): a put after lookup
-            # searches its leaf again rather than carry the answer in a hint
             i, equal, old_pgno, old_slot = _fast.node_find(entry.raw, key, False, entry.pgno)
             # The common case, in place in the page: no decode, no rebuild.
             leaf_pgno = entry.pgno
@@ -340,8 +354,6 @@ class BTree:
                 cache.changed_to(entry, raw)
                 cache.trim()
                 return None
-            if not path:  # came by the hint: the split needs the path
-                entry = self._descend_entry(key, path)
         leaf = cache.decoded(entry)  # it overflows (or was decoded already): change the lists
         keys = leaf.keys
         i = bisect_left(keys, key)
@@ -375,9 +387,8 @@ class BTree:
             if not equal:
                 cache.trim()
                 return None
-            page = self.pager.write(entry.pgno)
-            used = nodes.leaf_remove(page, i)
-            cache.changed_in_place(entry, page)
+            raw, used = nodes.leaf_remove_raw(self.pager.write(entry.pgno), i)
+            cache.changed_to(entry, raw)
             if path and used < self.balancer.min_leaf:
                 self.balancer.fix_up(path, cache.decoded(entry))
             cache.trim()

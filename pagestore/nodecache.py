@@ -209,7 +209,8 @@ class NodeCache:
 
     def changed_to(self, e: CacheEntry, raw: bytes) -> None:
         """changed_to is ``changed_in_place`` for a caller that has the page's new bytes already
-        (``nodes.leaf_insert_raw``, which copies them in the same C call as the change)."""
+        (``nodes.leaf_insert_raw`` and ``leaf_remove_raw``, which copy them in the same C call as
+        the change)."""
         assert e.raw is not None
         e.raw = raw
 

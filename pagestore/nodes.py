@@ -214,6 +214,23 @@ def leaf_remove(page: SlottedPage, index: int) -> int:
     return n
 
 
+def leaf_remove_raw(page: SlottedPage, index: int) -> Tuple[bytes, int]:
+    """leaf_remove_raw is ``leaf_remove`` that also returns the page's new bytes (the node cache's
+    raw form of the leaf): ``(raw, used)``, the removal and the copy in one call where the frame is
+    a bytearray (``_native.fast.leaf_remove``), as the pager's are.
+
+    Raises:
+        CorruptionError: the page is not a sound leaf (names its page).
+    """
+    buf = page.buffer
+    hint = page.pgno_hint
+    if type(buf) is bytearray and hint is not None:
+        r: Tuple[bytes, int] = fast.leaf_remove(buf, index, hint)
+        return r
+    used = leaf_remove(page, index)
+    return bytes(buf), used
+
+
 def leaf_set_rid(page: SlottedPage, index: int, pgno: int, slot: int) -> None:
     """leaf_set_rid points entry ``index`` of a leaf page at record (pgno, slot), in place."""
     rc = lib.ps_node_leaf_set_rid(page.cdata, page.page_size, index, pgno, slot)

@@ -77,7 +77,7 @@ from .checkpointer import Checkpointer
 from .readers import DataLock, IndexGrowError, Marks, ReadMark, SharedLog, remove_shm
 
 DEFAULT_CACHE_BYTES = 32 * 1024 * 1024
-DEFAULT_WAL_LIMIT = 16 * 1024 * 1024
+DEFAULT_WAL_LIMIT = 32 * 1024 * 1024
 MIN_CACHE_PAGES = 32
 #: A durable commit with at least this many new pages (past the committed end
 #: of the file) writes them straight into the data file, not the log.

@@ -2280,8 +2280,14 @@ class Transaction(_StoreCodecs, MutableMapping[Any, Any]):
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self._check()
-        self._store._pager.check_writable()
-        self._writes[self._store._key(key)] = self._store._value(value)
+        store = self._store
+        store._pager.check_writable()
+        # bytes in, no codecs: _key's and _value's conversions are a third of a buffered write
+        if type(key) is not bytes or store._kenc is not None or len(key) > store.max_key:
+            key = store._key(key)
+        if type(value) is not bytes or store._venc is not None or len(value) > MAX_VALUE:
+            value = store._value(value)
+        self._writes[key] = value
         self._sorted = None
 
     def __delitem__(self, key: Any) -> None:
@@ -2516,8 +2522,8 @@ def open(
             limit. ``transaction(timeout=)`` overrides it for one transaction.
         wal_limit: the most bytes of log a commit leaves before it
             checkpoints (SQLite's ``wal_autocheckpoint``): a commit checkpoints
-            once the log passes a sixteenth of the data file, but not before
-            4 MiB and always past ``wal_limit`` (default 16 MiB). Smaller
+            once the log passes an eighth of the data file, but not before
+            4 MiB and always past ``wal_limit`` (default 32 MiB). Smaller
             bounds the log's disk space; larger, the checkpoints' syncs.
             ``checkpoint()`` copies the log now.
 

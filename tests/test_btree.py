@@ -555,3 +555,49 @@ def test_get_sorted_equals_get_over_a_deep_tree(node_cache):
         batch = sorted(rng.choice(pool) for _ in range(size))
         assert tree.get_sorted(batch) == [tree.get(k) for k in batch] == [present.get(k) for k in batch]
     tree.check()
+
+
+def test_a_hinted_put_fills_a_leaf_exactly_then_the_next_splits_it():
+    """lookup then put_valid (the store's insert: no descent, no second search, the entry put
+    in place in the leaf's frame at the index lookup found): a key that takes a leaf's last
+    byte stays in place, raw; the next key into that leaf splits it; every key stays found."""
+    from pagestore.page import SlottedPage
+
+    pager = MemoryPager(512)
+    tree = BTree(pager, node_cache=1000)
+    keys = [b"k%05d" % i for i in range(0, 3000, 2)]
+    for i, k in enumerate(keys):
+        tree.put(k, (i + 1, 0))
+    tree.flush()  # leaves raw, as after a commit
+    want = {k: (i + 1, 0) for i, k in enumerate(keys)}
+    for at in range(100, 1400, 7):  # a leaf with room for a key of a few bytes more than its neighbour's
+        pgno = tree._descend(keys[at])
+        raw = tree.nodes.entry(pgno).raw
+        assert raw is not None
+        room = SlottedPage(bytearray(raw), validate=False).max_insert
+        fill = room - 6 - len(keys[at])  # a leaf entry: the rid's 6 bytes, then the key
+        if fill >= 2 and tree._descend(keys[at + 1]) == pgno:
+            break
+    else:
+        pytest.fail("no leaf with room for the test")
+    exact = keys[at] + b"\x00" * fill
+    assert keys[at] < exact < keys[at + 1]
+    assert tree.lookup(exact) is None
+    assert tree.put_valid(exact, (77, 7)) is None
+    entry = tree.nodes.entry(pgno)
+    assert entry.raw is not None  # in place: not decoded, not split
+    assert SlottedPage(bytearray(entry.raw), validate=False).max_insert < 6 + 1
+    want[exact] = (77, 7)
+    assert tree.get(exact) == (77, 7)
+    nxt = exact + b"\x01"
+    assert tree.lookup(nxt) is None
+    height, pages = pager.meta.tree_height, tree.check()["leaves"]
+    assert tree.put_valid(nxt, (78, 8)) is None  # the leaf is full: this one splits it
+    want[nxt] = (78, 8)
+    assert tree.check()["leaves"] == pages + 1 and pager.meta.tree_height == height
+    # an update through the hint (a found key whose record moved) sets the rid in place
+    assert tree.lookup(exact) == (77, 7)
+    assert tree.put_valid(exact, (79, 9)) == (77, 7)
+    want[exact] = (79, 9)
+    assert dict(tree.entries()) == want
+    tree.check()

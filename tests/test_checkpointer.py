@@ -74,3 +74,24 @@ def test_a_reader_copies_nothing(tmp_path):
     reader.end_operation()
     reader.close()
     writer.close()
+
+
+def test_the_threshold_is_an_eighth_of_the_data_within_its_bounds(tmp_path):
+    """A commit checkpoints once the log passes an eighth of the data file (a sixteenth before
+    issue 23: a page changed again before the checkpoint is then a delta in the log and one copy
+    into the data file), never below the log's kept 4 MiB, never above ``wal_limit``."""
+    from pagestore.pager import DEFAULT_WAL_LIMIT
+    from pagestore.wal import KEEP_BYTES
+
+    assert DEFAULT_WAL_LIMIT == 32 * 1024 * 1024
+    pager = Pager(str(tmp_path / "p.ps"), page_size=4096, wal_limit=1 << 30)
+    try:
+        assert pager.checkpoint_threshold() == KEEP_BYTES  # a small store keeps the log's floor
+        pager.begin_operation()
+        assert pager.allocate_run(40_000)  # numbers 160 MB of pages, writes none
+        assert pager.checkpoint_threshold() == pager.meta.page_count * 4096 // 8
+        pager.wal_limit = 8 * 1024 * 1024
+        assert pager.checkpoint_threshold() == 8 * 1024 * 1024
+    finally:
+        pager.rollback()
+        pager.close()

@@ -223,3 +223,33 @@ TestHeap = HeapMachine.TestCase
 TestHeap.settings = settings(
     max_examples=40, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
+
+
+def test_a_record_that_fits_the_current_page_goes_there_and_the_map_stays_exact(heap):
+    """The heap's current (held) page takes every record that fits it, with no search (issue
+    23); one that does not fit goes by best fit; a delete or an update in the held page, and
+    a commit, let it go; the free-space map is exact after each commit and record reads back."""
+    heap.pager.begin_operation()
+    small = [heap.insert(b"s%02d" % i) for i in range(20)]
+    assert len({p for p, _ in small}) == 1  # all in the first page while it had room
+    big = heap.insert(b"B" * 200)  # room runs out: another page
+    after = heap.insert(b"t")  # fits the page the big one went to: it is the current page now
+    assert after[0] == big[0]
+    heap.delete(small[3])  # a delete in another page
+    heap.update(after, b"tt")  # an update in the held page lets it go
+    more = heap.insert(b"u")
+    commit(heap)
+    heap.check()
+    heap.pager.begin_operation()
+    values = {r: b"s%02d" % i for i, r in enumerate(small) if i != 3}
+    values.update({big: b"B" * 200, after: b"tt", more: b"u"})
+    assert {r: heap.read(r) for r in values} == values
+    for r in list(values)[::2]:
+        heap.delete(r)
+        del values[r]
+    for i in range(30):
+        values[heap.insert(b"v%02d" % i)] = b"v%02d" % i
+    commit(heap)
+    heap.check()
+    heap.pager.begin_operation()
+    assert {r: heap.read(r) for r in values} == values

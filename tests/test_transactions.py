@@ -741,3 +741,50 @@ def test_incr_reads_and_writes_only_plain_decimal(tmp_path):
         with pytest.raises(codecs.CodecError, match="cannot be stored"):
             db.incr(b"n", 10 ** 5000)
         assert db[b"n"] == 1
+
+
+@pytest.mark.parametrize("fail_at", [1, 40, 700])
+def test_an_apply_that_fails_after_in_place_edits_leaves_the_committed_store(tmp_path, fail_at):
+    """A transaction's apply changes leaves and heap pages in place in their frames (inserts at
+    lookup's index, lean removes and record deletes); when it fails part way, the rollback must
+    leave every committed page, cached node and free-space entry as the last commit left them."""
+    rng = random.Random(fail_at)
+    path = str(tmp_path / "db")
+    with pagestore.open(path, page_size=512, sync=False) as db:
+        model = {rng.randbytes(rng.randint(1, 20)): rng.randbytes(rng.choice([0, 10, 100, 300, 2000]))
+                 for _ in range(1500)}
+        with db.transaction() as txn:
+            for k, v in model.items():
+                txn[k] = v
+        for k in list(model)[:30]:
+            _ = db[k]  # leaves and heap pages in the caches, clean
+        heap = db._heap
+        calls = {"n": 0}
+        insert = heap.insert
+
+        def failing(value: bytes) -> Any:
+            calls["n"] += 1
+            if calls["n"] == fail_at:
+                raise OSError("injected")
+            return insert(value)
+
+        heap.insert = failing  # type: ignore[method-assign]
+        doomed = list(model)[::3]
+        with pytest.raises(OSError):
+            with db.transaction() as txn:
+                for k in doomed:
+                    del txn[k]  # record deletes and leaf removes, in place
+                for _ in range(1000):
+                    txn[rng.randbytes(rng.randint(1, 20))] = rng.randbytes(rng.choice([0, 10, 100, 300]))
+        heap.insert = insert  # type: ignore[method-assign]
+        db.check()
+        assert dict(db.items()) == model
+        with db.transaction() as txn:  # and the store writes on from there
+            for k in doomed:
+                del txn[k]
+                del model[k]
+        db.check()
+        assert dict(db.items()) == model
+    with pagestore.open(path, page_size=512) as db:
+        db.check()
+        assert dict(db.items()) == model

@@ -1,5 +1,5 @@
-"""The write path's lean page-local calls (``_native.fast.page_insert_room`` and
-``leaf_insert``: native/fastpage.c, and the cffi fallback ``CffiPage``), and the
+"""The write path's lean page-local calls (``_native.fast.page_insert_room``, ``leaf_insert``,
+``leaf_remove`` and ``record_delete``: native/fastpage.c, and the cffi fallback ``CffiPage``), and the
 write-path levers built on them: the heap's held current page and the
 transaction's dict of buffered writes.
 
@@ -17,6 +17,7 @@ import pytest
 from pagestore import _native
 from pagestore import format as fmt
 from pagestore.errors import CorruptionError, PageFullError
+from pagestore.page import SlottedPage
 from pagestore.store import Store
 
 from helpers import FAST, outcome as _outcome
@@ -82,6 +83,49 @@ def test_both_bindings_insert_alike_on_sound_and_damaged_pages(tmp_path):
 
 
 @needs_fast
+def test_both_bindings_remove_and_delete_alike_on_sound_and_damaged_pages(tmp_path):
+    """leaf_remove and record_delete (issue 23: a churn's deletes, one lean call each): the same
+    answers, frames and errors from both bindings; the copy returned is the changed frame; a
+    refused change leaves the page as it was; a damaged page is a CorruptionError naming it."""
+    pages = _pages(tmp_path)
+    leaves = [p for p, b in pages.items() if b[fmt.OFF_TYPE] == fmt.PAGE_LEAF]
+    heaps = [p for p, b in pages.items() if b[fmt.OFF_TYPE] == fmt.PAGE_HEAP]
+    cf, fast = _native.CffiPage(), FAST
+    rng = random.Random(9)
+    seen: Dict[str, int] = {}
+    for trial in range(3000):
+        name = "leaf_remove" if rng.random() < 0.5 else "record_delete"
+        p = rng.choice(leaves if rng.random() < 0.9 else heaps) if name == "leaf_remove" else \
+            rng.choice(heaps if rng.random() < 0.9 else leaves)
+        img = bytearray(pages[p])
+        if trial % 2:
+            for _ in range(rng.randint(1, 4)):
+                img[rng.randrange(len(img))] = rng.randrange(256)
+        index = rng.randrange(0, 30) if rng.random() < 0.95 else rng.choice([0xFFFF, 0x10000, 1 << 31])
+        a_img, b_img = bytearray(img), bytearray(img)
+        a = _outcome(getattr(fast, name), a_img, index, p)
+        b = _outcome(getattr(cf, name), b_img, index, p)
+        assert a == b, (name, p, a, b)
+        assert a_img == b_img, (name, p)
+        if a[0] == "corrupt":
+            assert a[1] == p
+        if a[0] == "ok":
+            if name == "leaf_remove":
+                assert a[1][0] == bytes(a_img)
+            else:
+                length, stub, nlive, room = a[1]
+                page_after = SlottedPage(bytearray(a_img), validate=False)
+                assert nlive == page_after.nlive and room == page_after.max_insert
+                assert stub is None or len(stub) == length
+        else:
+            assert a_img == img, (name, p)  # a refused change leaves the page as it was
+        seen[name + ":" + a[0]] = seen.get(name + ":" + a[0], 0) + 1
+    for want in ("leaf_remove:ok", "leaf_remove:corrupt", "record_delete:ok", "record_delete:corrupt",
+                 "record_delete:NotFoundError"):
+        assert seen.get(want, 0) > 20, seen
+
+
+@needs_fast
 @pytest.mark.parametrize("binding", ["fast", "cffi"])
 def test_write_calls_refuse_wrong_arguments(binding):
     b = FAST if binding == "fast" else _native.CffiPage()
@@ -101,6 +145,15 @@ def test_write_calls_refuse_wrong_arguments(binding):
     assert e.value.pgno == 3
     with pytest.raises(PageFullError):
         b.page_insert_room(frame, bytes(70000), fmt.SLOT_LIVE, 3)
+    with pytest.raises(TypeError):
+        b.leaf_remove(bytes(512), 0, 3)
+    with pytest.raises(TypeError):
+        b.record_delete(bytes(512), 0, 3)
+    with pytest.raises((OverflowError, ValueError)):
+        b.record_delete(frame, -1, 3)
+    with pytest.raises(CorruptionError) as e:
+        b.leaf_remove(frame, 0, 3)  # an all-zero page is no leaf
+    assert e.value.pgno == 3
 
 
 def test_heap_held_page_keeps_the_map_exact(tmp_path):
