@@ -5,8 +5,8 @@ of its own, as ``PagerFiles`` and ``PagerReads``) that takes and gives up this p
 turn to write: ``try_lock_write`` (LOCK_WRITE, one byte of the shared index, through
 ``SharedLog``), ``begin_write`` (catch up with the commits other processes made since this
 one last wrote: ``SharedLog.catch_up`` calls back ``_follow`` with the pages they changed),
-``end_write`` (first syncing what deferred commits owe, ``_sync_deferred``: another writer
-must never build on frames that are not durable), the line of waiting writers
+``end_write`` (LOCK_WRITE goes at once: a commit's sync may run after it, since every sync
+runs under LOCK_SYNC and one after a failed sync writes the dropped frames again), the line of waiting writers
 (``wait_write``, ``others_wait_write``), the check that a commit is based on the latest
 published state (``_check_latest``), and a turn of the pager's own for a checkpoint or a
 commit asked of it directly (``_take_turn``, ``_lock_write_for``). The store's write lock
@@ -91,10 +91,8 @@ class PagerTurns:
 
     def _sync_deferred(self) -> None:
         """_sync_deferred syncs the log through the commits that deferred their sync
-        (``commit(defer=True)``): before LOCK_WRITE goes, since another writer catches up
-        onto what the log holds and builds on it, so every commit it finds must be durable
-        (the group commit's own sync, outside the lock, then finds nothing to do); and
-        before the pager closes (``close``), since their callers' syncs then find no log.
+        (``commit(defer=True)``) before the pager closes (``close``), since their callers'
+        syncs then find no log.
         A failed sync poisons the pager and is not raised here: the deferred sync's caller
         (``sync(owed)``) raises StorePoisonedError, so none of those commits is acknowledged."""
         upto = self.owed
