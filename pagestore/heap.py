@@ -84,6 +84,24 @@ _SLOT = operator.itemgetter(1)
 MAX_VALUE = 2**32 - 1
 _NONZERO = re.compile(rb"[^\x00]")
 
+
+def _differ(a: "bytes | bytearray", b: "bytes | bytearray") -> List[int]:
+    """_differ: the offsets at which ``a`` and ``b`` (of one length) differ. The two pages as
+    one integer each, XORed in C; then one step per differing byte (a commit changes a few
+    bytes of a map page): ~2 us for a 4 KiB page, not 4,096 byte compares."""
+    out: List[int] = []
+    if a == b:
+        return out
+    x = int.from_bytes(a, "little") ^ int.from_bytes(b, "little")
+    base = 0
+    while x:
+        j = ((x & -x).bit_length() - 1) >> 3  # the lowest differing byte
+        out.append(base + j)
+        x >>= (j + 1) * 8
+        base += j + 1
+    return out
+
+
 _PAGE_HEAP = fmt.PAGE_HEAP
 _map_value = _native.fast.map_value
 _map_values = _native.fast.map_values
@@ -122,6 +140,9 @@ class FreeSpaceMap:
         # Bit c is set when bucket c is not empty: find takes the lowest set
         # bit at or above the category it needs instead of testing buckets.
         self.nonempty = 0
+        # map page number -> its bytes as this map last read or wrote them: a reload compares a
+        # changed page with them and looks only at the bytes that differ (``reload``)
+        self._stored: Dict[int, bytearray] = {}
         pgno, seen = self.pager.meta.fsm_head if read else 0, 0
         # Map page i covers pages [i * per_page, (i + 1) * per_page), and the map grows only
         # to cover a page that exists: a longer chain (a cycle) would fill the map with
@@ -136,6 +157,7 @@ class FreeSpaceMap:
                 raise CorruptionError(pgno, "free-space map page has the wrong length")
             base = len(self.pages) * self.per_page
             self.pages.append(pgno)
+            self._stored[pgno] = bytearray(data)
             for m in _NONZERO.finditer(data):
                 j = m.start()
                 self.cat[base + j] = data[j]
@@ -164,6 +186,8 @@ class FreeSpaceMap:
         per = self.per_page
         cat, buckets = self.cat, self.buckets
         touched: Set[int] = set()  # categories whose bucket changed: only their bits are looked at again
+        if any(p in changed and len(self._stored.get(p, b"")) != per for p in pages):
+            return False  # a changed page not read or written here yet: the caller loads the map whole
         for idx, pgno in enumerate(pages):
             if pgno not in changed:
                 continue
@@ -174,19 +198,20 @@ class FreeSpaceMap:
             if len(data) != per:
                 raise CorruptionError(pgno, "free-space map page has the wrong length")
             base = idx * per
-            new = {base + m.start(): data[m.start()] for m in _NONZERO.finditer(data)}
-            # The pages this map page covers that the map holds: O(heap pages), not O(page size)
-            # (a loop over every slot of the page cost ~0.2 ms a catch-up). Only the differences move.
-            for p in [k for k in cat if base <= k < base + per and new.get(k) != cat[k]]:
-                old = cat.pop(p)
+            before = self._stored[pgno]
+            # Only the bytes that differ from the page as this map last knew it move (a dict
+            # built from every nonzero byte cost O(heap pages) a catch-up: ~0.13 ms at 2,000).
+            for j in _differ(before, data):
+                p, c = base + j, data[j]
+                old = cat.pop(p, 0)
                 if old:
                     buckets[old].discard(p)
                     touched.add(old)
-            for p, c in new.items():
-                if p not in cat:
+                if c:
                     cat[p] = c
                     buckets[c].add(p)
                     touched.add(c)
+            self._stored[pgno] = bytearray(data)
         nonempty = self.nonempty
         for c in touched:
             if buckets[c]:
@@ -297,11 +322,16 @@ class FreeSpaceMap:
             map_pgno = self.pages[idx]
             # The map page's record located once (and its length checked in the same lookup), not per byte.
             self.pager.write(map_pgno).patch_bytes(0, changes[idx], per_page, "free-space map page")
+            stored = self._stored.get(map_pgno)
+            if stored is not None:
+                for off, c in changes[idx]:
+                    stored[off] = c
         self.pending.clear()
 
     def _grow(self) -> None:
         page = self.pager.allocate(fmt.PAGE_FSM)
         page.insert(bytes(self.per_page))
+        self._stored[page.pgno] = bytearray(self.per_page)
         if self.pages:
             self.pager.write(self.pages[-1]).next = page.pgno
         else:

@@ -17,7 +17,9 @@ SHARED INDEX FILE LAYOUT (little-endian)
      144      4    turns: bumped each time LOCK_WRITE is let go (see "Turns")
      148      4    asks: bumped each time a writer begins to wait for LOCK_WRITE
      152      4    failures: failed syncs of the log (see "Unsynced")
-     156   3940    unused (zero)
+     156      4    unused (zero)
+     160     16    durable: where the log is known durable, by a sync in any process (see "Unsynced")
+     176   3920    unused (zero)
     4096  16 * n   frame array: an entry for log frame k at 4096 + 16k, for every
                    frame the writer has appended in this generation
 
@@ -55,6 +57,13 @@ UNSYNCED (UNSYNCED_OFFSET = 128, 16 bytes; not part of the checksummed header)
        8      4   salt of the log that offset is in
       12      4   zero
 
+DURABLE (DURABLE_OFFSET = 160, 16 bytes; not part of the checksummed header)
+
+    OFFSET  SIZE  DESCRIPTION
+       0      8   end: 0, or the log offset up to which a sync that returned made it durable
+       8      4   salt of the log that offset is in
+      12      4   zero
+
 Unsynced: every sync of the log, in every process, runs under LOCK_SYNC, one at a
 time. It sets the word before its fsync (``from``: where the bytes its process knows
 durable end) and clears it when the fsync returned; a failed one leaves it set and
@@ -66,7 +75,12 @@ since its process's last good sync (frames it wrote may have been dropped by
 another's), first reads the frames back from the lowest such offset, checks them,
 and writes them again (``WAL._sync_shared``); a writer taking its turn does so at
 once when no sync runs (``WAL.repair``), and refuses to write if frames that were
-published no longer read back (readers.py). Readers ignore it; a version-2 index
+published no longer read back (readers.py). A sync that returned records in
+``durable`` the published end of the log as of just before its fsync (every
+frame published by then was written before it): a sync in another process whose
+frames end below that, with nothing unsynced and no failure since its own last
+good sync, has nothing to do (a sync shared across processes, as group commit
+shares one across threads). Readers ignore it; a version-2 index
 without it reads as zero (nothing unsynced).
 
 Turns: the words at 144 and 148 are wake-up hints, never the truth (the fcntl locks
@@ -153,6 +167,7 @@ UNSYNCED_OFFSET = 128
 TURNS_OFFSET = 144
 ASKS_OFFSET = 148
 FAILURES_OFFSET = 152
+DURABLE_OFFSET = 160
 
 LOCK_BASE = 1 << 40
 LOCK_DMS = LOCK_BASE
@@ -462,6 +477,15 @@ class SharedIndex:
         mm[UNSYNCED_OFFSET + 8 : UNSYNCED_OFFSET + 16] = _U32.pack(salt) + bytes(4)
         mm[UNSYNCED_OFFSET : UNSYNCED_OFFSET + 8] = _U64.pack(offset + 1)
 
+    def reset_unsynced(self, salt: int, offset: int) -> None:
+        """reset_unsynced: a sync made the log of ``salt`` durable below ``offset``, which it wrote
+        again; what may be unwritten now begins there (unlike ``mark_unsynced``, the word may
+        move forward). Under LOCK_SYNC only."""
+        mm = self.map
+        assert mm is not None
+        mm[UNSYNCED_OFFSET + 8 : UNSYNCED_OFFSET + 16] = _U32.pack(salt) + bytes(4)
+        mm[UNSYNCED_OFFSET : UNSYNCED_OFFSET + 8] = _U64.pack(offset + 1)
+
     def clear_unsynced(self) -> None:
         """clear_unsynced: the sync returned; everything the log held when it began is durable."""
         mm = self.map
@@ -513,6 +537,40 @@ class SharedIndex:
         return addr
 
     # ---- the frame array ----
+
+    def durable(self) -> Optional[Tuple[int, int]]:
+        """durable: (salt, end) when a sync that returned made the log of that salt durable up to
+        ``end``; None before any. Read and written under LOCK_SYNC only."""
+        mm = self.map
+        assert mm is not None
+        (end,) = _U64.unpack_from(mm, DURABLE_OFFSET)
+        if not end:
+            return None
+        return _U32.unpack_from(mm, DURABLE_OFFSET + 8)[0], end
+
+    def set_durable(self, salt: int, end: int) -> None:
+        """set_durable: a sync that returned made the log of ``salt`` durable up to ``end``; keeps a
+        larger end of the same log. Under LOCK_SYNC only."""
+        mm = self.map
+        assert mm is not None
+        old = self.durable()
+        if old is not None and old[0] == salt and old[1] >= end:
+            return
+        mm[DURABLE_OFFSET + 8 : DURABLE_OFFSET + 16] = _U32.pack(salt) + bytes(4)
+        mm[DURABLE_OFFSET : DURABLE_OFFSET + 8] = _U64.pack(end)
+
+    def last_frame(self, salt: int) -> Optional[Tuple[int, int]]:
+        """last_frame: (offset, payload size) of the last published frame of the log of ``salt``
+        (written before it was published), or None when the header is not readable, publishes
+        another log, or no frame."""
+        head = self.read_header()
+        if head is None or head.salt != salt or head.frames == 0:
+            return None
+        try:
+            word, off = self.frame_entries(head.frames - 1, head.frames)
+        except CorruptionError:
+            return None
+        return int(off), int(word) >> 32
 
     def set_frames(self, first: int, entries: "array[int]") -> None:
         """set_frames records the entries of frames ``first``, ``first + 1``, ... (two integers

@@ -246,6 +246,8 @@ class WAL:
         self._sync_failed: Optional[OSError] = None
         #: syncs of the log made by ``sync`` (for tests and bench: how many commits share one)
         self.syncs = 0
+        #: syncs of the log found done by another process's sync (shm.py's ``durable``)
+        self.shared_syncs = 0
         # Where the bytes a sync has made durable end, in this generation (a committed end:
         # no writer ever writes below it again). Before each sync the shared index is told
         # that the log may be unwritten from there (``SharedIndex.mark_unsynced``): if the
@@ -506,7 +508,7 @@ class WAL:
         if (fpgno, own, salt, size) != (pgno, off, self.salt, n) or not commit:
             return []
         depth.update(new_depth)
-        self.frame_pgnos.extend(entries[0::2][k] & 0xFFFFFFFF for k in range(len(entries) // 2))
+        self.frame_pgnos.extend(word & 0xFFFFFFFF for word in entries[0::2])  # (one slice, not one a frame)
         self.frame_offsets.extend(entries[1::2])
         index.update(latest)
         self.committed_end, self.committed_crc = end, _U32.unpack_from(raw, 40)[0]
@@ -804,6 +806,23 @@ class WAL:
             start = mark[1] if mark[0] == salt else 0
         if failures != self._failures_seen:
             start = self._durable_end if start is None else min(start, self._durable_end)
+        if start is None:
+            known = shm.durable()
+            if known is not None and known[0] == salt and known[1] >= tail:
+                # A sync in another process, begun after these frames were written, made them
+                # durable (``durable``, shm.py "Unsynced"); nothing failed since this process's
+                # last good sync: nothing to do.
+                self._synced_appends = n
+                self._durable_end = max(self._durable_end, end)
+                if tail == end:
+                    self._failures_seen = failures
+                self.shared_syncs += 1
+                return
+        # Every frame published before the fsync below begins was written before it: the fsync
+        # makes them durable too, whichever process wrote them.
+        last = shm.last_frame(salt)
+        published = last[0] + FRAME_HEADER_SIZE + last[1] if last is not None else 0
+        covers = max(tail, published)
         shm.mark_unsynced(salt, self._durable_end if start is None else start)
         try:
             if start is not None:
@@ -824,6 +843,16 @@ class WAL:
             # Frames of an open transaction past the committed end (``tail``) were not written
             # again: a failure counted before this sync still concerns them.
             self._failures_seen = failures
+        if start is not None and published > end:
+            # Written again up to this process's committed end only: frames other processes
+            # published past it may be ones a failed sync dropped (this process's own past it,
+            # an open transaction's, are the failure count's: ``_failures_seen`` stays). They stay unsynced, for the
+            # next sync (or turn) that knows them; only up to ``end`` is known durable.
+            shm.reset_unsynced(salt, end)
+            shm.set_durable(salt, end)
+            return
+        if tail == end:
+            shm.set_durable(salt, covers)
         shm.clear_unsynced()
 
     def repair(self) -> bool:
@@ -859,6 +888,7 @@ class WAL:
                 self._synced_appends = n
                 self.syncs += 1
                 self._durable_end = end
+                shm.set_durable(self.salt, end)
                 shm.clear_unsynced()
                 return True
             finally:

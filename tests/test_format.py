@@ -515,7 +515,9 @@ def test_shared_index_unsynced_word_matches_the_docs():
     from pagestore import shm
 
     assert shm.UNSYNCED_OFFSET == 128 and shm.UNSYNCED_OFFSET + 16 <= shm.ARRAY_OFFSET
-    assert "| 128 | 16 | unsynced" in FORMAT_MD and "| 156 | 3940 | unused" in FORMAT_MD
+    assert "| 128 | 16 | unsynced" in FORMAT_MD and "| 176 | 3920 | unused" in FORMAT_MD
+    assert shm.DURABLE_OFFSET == 160 and "| 160 | 16 | durable" in FORMAT_MD
+    assert shm.DURABLE_OFFSET + 16 <= shm.ARRAY_OFFSET
     assert shm.FAILURES_OFFSET == 152 and "| 152 | 4 | failures" in FORMAT_MD
     assert "     152      4    failures" in (shm.__doc__ or "")
     assert "     128     16    unsynced" in (shm.__doc__ or "")

@@ -1116,3 +1116,57 @@ def test_frames_of_an_open_transaction_that_a_failed_sync_dropped_are_written_ag
     assert r.committed_frames == 5, "the transaction's commit was lost behind its dropped spilled frame"
     assert r.read_frame(r.index[2], 2) == page(2)
     r.close()
+
+
+def test_a_sync_in_another_process_makes_the_frames_published_before_it_durable(tmp_path):
+    """A sync shared across processes (shm.py's ``durable``): A's sync begins after B published
+    its frames, so A's fsync writes them too; B's own sync that follows finds them durable and
+    syncs nothing. Both commits survive a power cut (faultfs keeps only what a sync covered)."""
+    from pagestore.store import Store
+
+    disk, path, a, b = _two_writers(tmp_path)
+    with a.transaction(sync=False) as t:
+        t[b"a"] = b"1"
+    with b.transaction(sync=False) as t:
+        t[b"b"] = b"2"
+    syncs_before = b._pager.wal.syncs
+    a.sync()
+    b.sync()
+    assert b._pager.wal.shared_syncs == 1 and b._pager.wal.syncs == syncs_before
+    disk.crash("drop")
+    with Store(path, _opener=disk.opener) as c:
+        assert c.get(b"a") == b"1" and c.get(b"b") == b"2"
+        c.check()
+
+
+def test_a_sync_that_wrote_again_only_its_own_frames_leaves_the_others_unsynced(tmp_path, monkeypatch):
+    """B's sync fails and drops every dirty page of the log: A's frames and B's after them. A's sync
+    that follows writes again what A knows (up to its committed end) and returns; B's frames, past
+    A's end, are still not on disk, so the shared index must go on saying so (from A's end), not be
+    cleared. A's next turn catches up onto B's frames, finds them unsynced and writes them again
+    before it builds on them: A's acknowledged commit survives a power cut."""
+    from pagestore.store import Store
+
+    disk, path, a, b = _two_writers(tmp_path)
+    with a.transaction(sync=False) as t:
+        t[b"a"] = b"1"
+    with b.transaction(sync=False) as t:
+        t[b"b"] = b"2"
+    a_end = a._pager.wal.committed_end
+    _fail_next_log_sync(monkeypatch)
+    with pytest.raises(OSError):
+        b.sync()
+    # A's sync as a deferred group sync runs it, after A's turn ended: no catch-up before it
+    # (``Store.sync`` would begin an operation, and A would know B's frames).
+    a._pager.sync()
+    assert a._pager.wal.committed_end == a_end
+    index = a._pager.sharing.index
+    assert index.unsynced() == (a._pager.wal.salt, a_end)
+    a[b"acked"] = b"3"
+    assert a[b"b"] == b"2"
+    b.close()
+    disk.crash("drop")
+    with Store(path, _opener=disk.opener) as c:
+        assert c.get(b"acked") == b"3", "an acknowledged commit was lost behind frames a failed sync dropped"
+        assert c.get(b"a") == b"1" and c.get(b"b") == b"2"
+        c.check()
