@@ -259,7 +259,10 @@ def test_format_doc_matches_the_shared_index():
     assert shm.FAILURES_OFFSET == shm.ASKS_OFFSET + 4
     assert [int(o) for o, _ in layout] == [0, shm.COPY_SIZE, shm.UNSYNCED_OFFSET, shm.TURNS_OFFSET,
                                            shm.ASKS_OFFSET, shm.FAILURES_OFFSET, shm.FAILURES_OFFSET + 4,
-                                           shm.ARRAY_OFFSET]
+                                           shm.DURABLE_OFFSET, shm.DURABLE_OFFSET + 16, shm.ARRAY_OFFSET]
+    # the rows of the layout follow each other, each as long as it says
+    rows = [(int(o), z) for o, z in layout[:-1]]
+    assert all(o + int(z) == nxt for (o, z), (nxt, _) in zip(rows, rows[1:] + [(shm.ARRAY_OFFSET, "")]))
     assert layout[-1][1] == f"{shm.ENTRY_SIZE} * n"
     words = re.findall(r"^\| (\d+) \| (\d+) \|", unsynced.split("**Locks**", 1)[0], re.M)
     assert [int(o) for o, _ in words] == [0, 8, 12] and sum(int(z) for _, z in words) == 16
