@@ -289,10 +289,7 @@ class CommitQueue:
             if group is None:
                 self._settle(batch)
         if group is not None:
-            if syncer:
-                self._sync_groups([group])
-            else:
-                self._await(group)
+            self._synced(group, syncer)
         if mine.error is not None:
             raise mine.error
         return mine.result
@@ -350,10 +347,15 @@ class CommitQueue:
                 self._settle(batch)
         # The next leader applies its group while this one's sync runs (outside every lock).
         if group is not None:
-            if syncer:
-                self._sync_groups([group])
-            else:
-                self._await(group)
+            self._synced(group, syncer)
+
+    def _synced(self, group: _Group, syncer: bool) -> None:
+        """_synced has a committed ``group`` synced: here when ``_enlist`` gave this thread the duty
+        (``syncer``), else by the running sync's thread or, when asked, here (``_await``)."""
+        if syncer:
+            self._sync_groups([group])
+        else:
+            self._await(group)
 
     def _direct(self, fn: Callable[[], Any], sync: Optional[bool]) -> Any:
         """_direct commits one write at once, for a caller that found no commit running and took the

@@ -614,19 +614,14 @@ class Heap:
         newest in the log), its chain taken from the map in one C call (``map_chain_run``) when
         its pages run one after another there, none overlaid; then ``tail``. None otherwise (the
         caller's checking path reads it page by page)."""
-        if total < len(tail) or not first:
+        if not first:
             return None
-        expected, rem = divmod(total - len(tail), self.chunk)
-        count = expected + (1 if rem else 0)
-        if not count or count >= self.pager.meta.page_count:
-            return None
-        overlaid = self.pager.overlaid
-        for step in (-1, 1) if count > 1 else (1,):
-            if overlaid.isdisjoint(range(first, first + step * count, step)):
-                head: Optional[bytes] = _map_chain_run(self._map, first, count, step)
-                if head is not None:
-                    value = head + tail
-                    return value if len(value) == total else None
+        count = self._run_pages(total, len(tail))
+        for step in self._run_steps(first, count):
+            head: Optional[bytes] = _map_chain_run(self._map, first, count, step)
+            if head is not None:
+                value = head + tail
+                return value if len(value) == total else None
         return None
 
     def read_run(self, pgnos: List[int], slots: List[int]) -> List[bytes]:
@@ -657,19 +652,30 @@ class Heap:
         """_chain_mapped reads the overflow value of stub (pgno, slot) in one C call when its chain's
         pages run one after another in the data file (``map_chain_value``: chunks and tail in one
         bytes object). None otherwise: the caller takes ``_overflow_mapped``, then the pager."""
+        count = self._run_pages(total, tail)
+        for step in self._run_steps(first, count):
+            value: Optional[bytes] = _map_chain_value(self._map, first, count, step, pgno, slot)
+            if value is not None:
+                return value
+        return None
+
+    def _run_pages(self, total: int, tail: int) -> int:
+        """_run_pages: how many whole-chunk overflow pages a value of ``total`` bytes with a tail of
+        ``tail`` bytes has (0: none, or more than the file holds: not a run to read)."""
         if total < tail:
-            return None
+            return 0
         expected, rem = divmod(total - tail, self.chunk)
         count = expected + (1 if rem else 0)
-        if not count or count >= self.pager.meta.page_count:
-            return None
+        return count if count < self.pager.meta.page_count else 0
+
+    def _run_steps(self, first: int, count: int) -> List[int]:
+        """_run_steps: the directions (-1: descending, as the heap allocates a chain; 1) in which
+        ``count`` pages from ``first`` may run one after another in the map, none overlaid."""
+        if not count:
+            return []
         overlaid = self.pager.overlaid
-        for step in (-1, 1) if count > 1 else (1,):
-            if overlaid.isdisjoint(range(first, first + step * count, step)):
-                value: Optional[bytes] = _map_chain_value(self._map, first, count, step, pgno, slot)
-                if value is not None:
-                    return value
-        return None
+        return [step for step in ((-1, 1) if count > 1 else (1,))
+                if overlaid.isdisjoint(range(first, first + step * count, step))]
 
     def _overflow_mapped(self, mm: "mmap.mmap", off: int, n: int) -> Optional[bytes]:
         """_overflow_mapped assembles an overflow value whose stub (at ``off`` in the map) and chain
