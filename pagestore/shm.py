@@ -556,8 +556,12 @@ class SharedIndex:
         old = self.durable()
         if old is not None and old[0] == salt and old[1] >= end:
             return
-        mm[DURABLE_OFFSET + 8 : DURABLE_OFFSET + 16] = _U32.pack(salt) + bytes(4)
-        mm[DURABLE_OFFSET : DURABLE_OFFSET + 8] = _U64.pack(end)
+        if old is None or old[0] != salt:
+            # Another log's: its end goes first (a process killed between the two stores below
+            # must not leave that end claimed for this salt), then this salt, then the end.
+            mm[DURABLE_OFFSET : DURABLE_OFFSET + 8] = bytes(8)
+            mm[DURABLE_OFFSET + 8 : DURABLE_OFFSET + 16] = _U32.pack(salt) + bytes(4)
+        mm[DURABLE_OFFSET : DURABLE_OFFSET + 8] = _U64.pack(end)  # one aligned 8-byte store
 
     def last_frame(self, salt: int) -> Optional[Tuple[int, int]]:
         """last_frame: (offset, payload size) of the last published frame of the log of ``salt``

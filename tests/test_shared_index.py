@@ -420,3 +420,36 @@ def test_a_get_inside_a_held_operation_keeps_its_read_mark_until_the_outer_hold_
         with pytest.raises(KeyError):
             r[b"missing"]
         assert db.stats()["oldest_mark"] is None  # ended on the way out of a failed get too
+
+
+def test_the_durable_word_keeps_the_largest_end_of_one_log_and_starts_over_for_another(tmp_path):
+    """shm.py's "durable" word: a sync's claim that the log of a salt is durable up to an end. A
+    smaller end of the same log never lowers it; another log's claim replaces it whole, and a
+    salt's end is never read with another salt (the end is cleared before the salt changes)."""
+    index = shm.SharedIndex(str(tmp_path / "d-shm"), 4096, 7)
+    try:
+        assert index.durable() is None
+        index.set_durable(11, 1_000_000)
+        index.set_durable(11, 5_000)
+        assert index.durable() == (11, 1_000_000)
+        seen = []
+        real = index.map
+
+        class Watch(bytearray):  # a copy of the map that records every state the word passes through
+            def __setitem__(self, key, value):
+                super().__setitem__(key, value)
+                end = int.from_bytes(self[shm.DURABLE_OFFSET:shm.DURABLE_OFFSET + 8], "little")
+                salt = int.from_bytes(self[shm.DURABLE_OFFSET + 8:shm.DURABLE_OFFSET + 12], "little")
+                seen.append((salt, end) if end else None)
+
+        watch = Watch(real[:4096])
+        index.map = watch  # type: ignore[assignment]
+        try:
+            index.set_durable(12, 5_000)
+        finally:
+            index.map = real
+        real[:4096] = bytes(watch)
+        assert index.durable() == (12, 5_000)
+        assert (12, 1_000_000) not in seen and (11, 5_000) not in seen
+    finally:
+        index.close()
