@@ -467,15 +467,11 @@ class SharedIndex:
     def mark_unsynced(self, salt: int, offset: int) -> None:
         """mark_unsynced: a sync of the log of ``salt`` begins, bytes from ``offset`` on not known
         durable. Keeps an earlier mark of the same log that says less is durable; one of another
-        log says the whole of this one is not known durable. The holder of LOCK_WRITE only."""
-        mm = self.map
-        assert mm is not None
+        log says the whole of this one is not known durable. Under LOCK_SYNC only."""
         old = self.unsynced()
         if old is not None:
             offset = min(offset, old[1]) if old[0] == salt else 0
-        # The salt first, then the word that makes it count (one aligned 8-byte store).
-        mm[UNSYNCED_OFFSET + 8 : UNSYNCED_OFFSET + 16] = _U32.pack(salt) + bytes(4)
-        mm[UNSYNCED_OFFSET : UNSYNCED_OFFSET + 8] = _U64.pack(offset + 1)
+        self.reset_unsynced(salt, offset)
 
     def reset_unsynced(self, salt: int, offset: int) -> None:
         """reset_unsynced: a sync made the log of ``salt`` durable below ``offset``, which it wrote
@@ -483,6 +479,7 @@ class SharedIndex:
         move forward). Under LOCK_SYNC only."""
         mm = self.map
         assert mm is not None
+        # The salt first, then the word that makes it count (one aligned 8-byte store).
         mm[UNSYNCED_OFFSET + 8 : UNSYNCED_OFFSET + 16] = _U32.pack(salt) + bytes(4)
         mm[UNSYNCED_OFFSET : UNSYNCED_OFFSET + 8] = _U64.pack(offset + 1)
 

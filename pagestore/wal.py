@@ -845,9 +845,10 @@ class WAL:
             self._failures_seen = failures
         if start is not None and published > end:
             # Written again up to this process's committed end only: frames other processes
-            # published past it may be ones a failed sync dropped (this process's own past it,
-            # an open transaction's, are the failure count's: ``_failures_seen`` stays). They stay unsynced, for the
-            # next sync (or turn) that knows them; only up to ``end`` is known durable.
+            # published past it may be ones a failed sync dropped. They stay unsynced, for the
+            # next sync (or turn) that knows them; only up to ``end`` is known durable. (This
+            # process's own frames past it, an open transaction's, are the failure count's:
+            # ``_failures_seen`` stays.)
             shm.reset_unsynced(salt, end)
             shm.set_durable(salt, end)
             return
