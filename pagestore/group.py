@@ -183,6 +183,11 @@ class CommitQueue:
         # leader waiting for ``_awaiting`` to be taken. Each wakes only the thread it is for: a
         # wake-up is a thread switch, and with the GIL one costs more than a small commit's CPU.
         self._syncing = False
+        # The thread that holds the duty and the groups it owes a sync (``_enlist``,
+        # ``_take_awaiting``): if that thread is interrupted before its ``_sync_groups`` settles
+        # them, ``_drop_duty`` does.
+        self._duty_thread: Optional[int] = None
+        self._duty_groups: List[_Group] = []
         self._awaiting: List[_Group] = []
         self._cleared = threading.Condition(self._mutex)
         self.batches = 0
@@ -226,7 +231,11 @@ class CommitQueue:
             if direct and self._writer.try_acquire(0, "a commit of single writes"):
                 # Nobody else is committing and the write lock is free: commit here, with no
                 # request, no event and no hand-off (a third of a lone durable put's CPU went to them).
-                return self._direct(fn, sync)
+                try:
+                    return self._direct(fn, sync)
+                except BaseException:
+                    self._drop_duty()  # interrupted while it held the sync duty: never leave it held
+                    raise
             req = _Request(fn, sync, deadline)
             with self._mutex:
                 self._queue.append(req)
@@ -241,8 +250,9 @@ class CommitQueue:
                 self._lead(req)
             while not req.done:  # a transaction's commit took it along and is still applying it
                 req.event.wait()
-        except BaseException:  # KeyboardInterrupt (a signal) while queued
+        except BaseException:  # KeyboardInterrupt (a signal) while queued, or while it held the sync duty
             self._abandon(req)
+            self._drop_duty()
             raise
         if req.error is not None:
             raise req.error
@@ -289,7 +299,11 @@ class CommitQueue:
             if group is None:
                 self._settle(batch)
         if group is not None:
-            self._synced(group, syncer)
+            try:
+                self._synced(group, syncer)
+            except BaseException:
+                self._drop_duty()
+                raise
         if mine.error is not None:
             raise mine.error
         return mine.result
@@ -318,11 +332,12 @@ class CommitQueue:
                     with self._mutex:
                         batch, self._queue = self._queue, []
                     finish = self._run(batch, self._deferred or self._apply)
-                except BaseException:
+                    if finish is not None:
+                        group = _Group(batch, finish)
+                finally:
+                    # Before the callers wake: one may begin a transaction at once. (Interrupted
+                    # before its group was made, the batch's writes are abandoned: ``_settle`` below.)
                     self._writer.release()
-                    self._settle(batch)  # interrupted: the batch's writes are abandoned
-                    raise
-                self._writer.release()  # before the callers wake: one may begin a transaction at once
             else:
                 with self._mutex:
                     mine = me in self._queue  # else a transaction's commit has taken it along
@@ -339,8 +354,7 @@ class CommitQueue:
                 if not me.done and me in self._queue:  # interrupted (KeyboardInterrupt) while waiting for the lock
                     self._queue.remove(me)
                     self._settle([me])
-                if finish is not None:
-                    group = _Group(batch, finish)
+                if group is not None:
                     syncer = self._enlist(group)  # before the lead goes on: the next leader waits for it
                 self._hand_on()
             if group is None:
@@ -402,13 +416,46 @@ class CommitQueue:
             group.event = _Signal()
             self._awaiting.append(group)
             return False
+        me = _thread.get_ident()
+        # The duty, recorded with its thread and its groups by plain stores, with no call between
+        # them (a KeyboardInterrupt lands only at a call or a loop's jump): an interrupt finds the
+        # duty either not taken or taken and recorded, and the caller's handler lets a recorded
+        # one go (``_drop_duty``), so that the queue is never left with a duty nobody runs.
+        self._duty_groups = [group]
+        self._duty_thread = me
         self._syncing = True
         return True
 
+    def _drop_duty(self) -> None:
+        """_drop_duty: for a thread interrupted (or failing) on its way to or through a sync: if it
+        still holds the duty, the groups it owed a sync are abandoned (none acknowledged: each write
+        gets "write abandoned") and the duty goes on (``_let_go``), so that no thread waits forever
+        for a sync nobody runs. Nothing if the duty is not this thread's (``_sync_groups`` let it go)."""
+        with self._mutex:
+            if not self._syncing or self._duty_thread != _thread.get_ident():
+                return
+            groups = [g for g in self._duty_groups if not g.done]
+            for g in groups:
+                self._abandon_group(g)
+            self._let_go()
+            self._cleared.notify()  # a leader waiting for groups taken (``_take_awaiting``) before the interrupt
+            for g in groups:
+                g.done = True
+                if g.event is not None:
+                    g.event.set()
+        for g in groups:
+            self._settle(g.batch)
+
     def _take_awaiting(self) -> List[_Group]:
-        """_take_awaiting takes every waiting group, for the sync about to run, and wakes the leader
-        waiting for that (``_wait_for_awaiting``). Callers hold ``_mutex`` and the duty (``_syncing``)."""
-        groups, self._awaiting = self._awaiting, []
+        """_take_awaiting takes the duty (as ``_enlist`` does) and every waiting group, for the sync
+        about to run, and wakes the leader waiting for that (``_wait_for_awaiting``). Callers hold
+        ``_mutex``, and find no sync running (``_syncing`` False)."""
+        me = _thread.get_ident()
+        groups = self._awaiting
+        self._awaiting = []
+        self._duty_groups = groups
+        self._duty_thread = me
+        self._syncing = True
         self._cleared.notify()
         return groups
 
@@ -419,7 +466,6 @@ class CommitQueue:
         with self._mutex:
             while self._awaiting:
                 if not self._syncing:
-                    self._syncing = True
                     return self._take_awaiting()
                 self._cleared.wait()
         return None
@@ -437,7 +483,6 @@ class CommitQueue:
                     if group.done:
                         return
                     if not self._syncing:
-                        self._syncing = True
                         groups = self._take_awaiting()
                         break
                     event.clear()  # asked to sync, but another thread (a leader) took the duty first
@@ -454,6 +499,8 @@ class CommitQueue:
         (one thread woken, not every waiting one), or the leader if none waits any more
         (``_wait_for_awaiting``), or else the next writer to lead. Callers hold ``_mutex``."""
         self._syncing = False
+        self._duty_thread = None
+        self._duty_groups = []
         for g in self._awaiting:
             if not g.gone:
                 assert g.event is not None

@@ -347,3 +347,92 @@ def test_an_interrupt_while_a_batch_is_applied_is_not_swallowed():
     assert len(outcome) == 1 and isinstance(outcome[0], PageStoreError)
     s.queue._apply = real
     assert s.queue.submit(lambda: 3, True) == 3
+
+
+class DeferredStore(FakeStore):
+    """DeferredStore: FakeStore whose commits leave their sync owed, to run outside the locks (as the
+    store's single writes do); a sync may be held at a gate."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.gate: "threading.Event | None" = None
+        self.in_sync = threading.Event()
+        self.synced = 0
+        self.queue = CommitQueue(self.writer, self.lock, self.apply, self.apply, self.owed)
+
+    def owed(self) -> Callable[[], None]:
+        def finish() -> None:
+            gate = self.gate
+            if gate is not None:
+                self.gate = None
+                self.in_sync.set()
+                assert gate.wait(10)
+            self.synced += 1
+        return finish
+
+
+@pytest.mark.parametrize("where", ["await", "lead"])
+def test_an_interrupt_between_taking_the_sync_duty_and_the_sync_never_leaves_the_queue_without_a_syncer(where):
+    """Ctrl-C lands in a thread just after it took the duty of running the next sync and before its
+    sync began (injected at the entry of ``_sync_groups``): the duty must not stay taken with
+    nobody to run it (every later write then waited forever for a sync), and the interrupted
+    thread's write is not acknowledged. ``await``: the duty handed to a thread whose group waited
+    for the running sync; ``lead``: taken by a leader whose group nobody else syncs."""
+    s = DeferredStore()
+    q = s.queue
+    real = q._sync_groups
+    fired: List[int] = []
+
+    def interrupted(groups: Any) -> None:
+        if not fired:
+            fired.append(len(groups))
+            raise KeyboardInterrupt
+        real(groups)
+
+    q._sync_groups = interrupted  # type: ignore[method-assign]
+    outcome: List[Any] = []
+
+    def put(value: str) -> None:
+        try:
+            outcome.append(q.submit(lambda: value, True))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    if where == "await":
+        # A's sync is held; B commits meanwhile and waits for it; A's sync returning hands B the duty.
+        s.gate = gate = threading.Event()
+        a = threading.Thread(target=put, args=("A",))
+        a.start()
+        assert s.in_sync.wait(10)
+        b = threading.Thread(target=put, args=("B",))
+        b.start()
+        deadline = time.monotonic() + 10
+        while not q.awaiting and time.monotonic() < deadline:
+            time.sleep(0.002)
+        assert q.awaiting == 1
+        gate.set()
+        a.join(10)
+        b.join(10)
+        assert outcome[0] == "A" and isinstance(outcome[1], KeyboardInterrupt)
+    else:
+        # B queues behind A's commit (A holds the operation lock), so B leads; A's sync has already
+        # run, so B takes the duty at once (``_enlist``) and is interrupted before its sync.
+        with s.lock:
+            a = threading.Thread(target=put, args=("A",))
+            a.start()
+            deadline = time.monotonic() + 10
+            while not q._busy and time.monotonic() < deadline:
+                time.sleep(0.002)
+            b = threading.Thread(target=put, args=("B",))
+            b.start()
+            while not q.queued and time.monotonic() < deadline:
+                time.sleep(0.002)
+        a.join(10)
+        b.join(10)
+        assert sorted(map(repr, outcome)) == sorted(["'A'", repr(KeyboardInterrupt())])
+    assert fired == [1]
+    later = threading.Thread(target=put, args=("C",), daemon=True)
+    later.start()
+    later.join(5)
+    assert not later.is_alive(), "a write after the interrupted sync waited forever for a syncer"
+    assert outcome[-1] == "C"
