@@ -25,6 +25,7 @@ from .wal import WAL
 
 if TYPE_CHECKING:
     from .pagecache import _Frame
+    from .pager import _Poisons
 
 
 class PagerTurns:
@@ -39,6 +40,7 @@ class PagerTurns:
     owed: int
     dirty: Dict[int, "_Frame"]
     checkpointer: Checkpointer
+    _guard: "_Poisons"  # the pager's: poisons it on a failed write or sync
 
     if TYPE_CHECKING:  # the pager's and PagerReads', for mypy only: at run time a stub here would hide them
 
@@ -67,13 +69,14 @@ class PagerTurns:
             CorruptionError: from reading the other writers' frames, or those a failed sync left
                 no longer read back whole; LOCK_WRITE is then the caller's to let go.
             OSError: writing them again failed (a failed sync: the log refuses every later
-                one, ``WAL.sync``, so the first commit poisons the pager).
+                one, ``WAL.sync``, and the pager is poisoned).
         """
         assert self.sharing is not None and self.wal is not None and self.turns
         assert not self.dirty and not self.wal.txn_index, "a write turn begins outside a transaction"
         if self.sharing.mark is not None:
             self.sharing.end_read()  # the operation's read mark: from here this process reads the latest
-        self.checkpointer.caught_up(self.sharing.catch_up(self.wal, self._follow))
+        with self._guard:  # a failed write or sync of the log (its repair) poisons, as a commit's does
+            self.checkpointer.caught_up(self.sharing.catch_up(self.wal, self._follow))
         self.writing = True
 
     def end_write(self) -> None:
@@ -149,7 +152,7 @@ class PagerTurns:
             return False
         try:
             self.begin_write()
-        except PageStoreError:
+        except (PageStoreError, OSError):
             self.end_write()
             return False
         return True

@@ -72,6 +72,7 @@ tail: recovery raises CorruptionError naming the page.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import struct
 import threading
@@ -771,19 +772,51 @@ class WAL:
             if self.file is not None and n != self._synced_appends:
                 shm = self.shm
                 if shm is None:
-                    try:
-                        self.file.sync()
-                    except OSError as exc:
-                        self._sync_failed = exc
-                        raise
-                    self._synced_appends = n
-                    self.syncs += 1
+                    self._fsync(n, None)
                     return
-                shm.lock(LOCK_SYNC, exclusive=True)  # one sync of the log at a time, in every process
+                shm.lock_sync()  # LOCK_SYNC: one sync of the log at a time, in every process
                 try:
                     self._sync_shared(n, shm)
                 finally:
-                    shm.unlock(LOCK_SYNC)
+                    shm.unlock_sync()
+
+    def _fsync(self, n: int, shm: "Optional[SharedIndex]", first: Optional[Callable[[], object]] = None) -> None:
+        """_fsync is every sync of the log (``sync``, ``_sync_shared``, ``repair``, ``reset``) and its
+        outcome's bookkeeping, in one place. ``first``: writes this sync is to make durable (frames
+        a failed sync may have dropped, written again; a new log's header); their failure is the
+        sync's. A failure poisons the log: ``_sync_failed`` keeps the first error, which every
+        later sync raises (after a failed fsync Linux reports the next one as a success), and
+        the shared index's failure count goes up, so that every process's next sync writes
+        again what this one may have dropped (shm.py, "Unsynced"); the error is raised. A
+        success makes the appends up to ``n`` (an ``append_count`` taken before the writes it
+        covers) durable. Callers hold ``_sync_lock``, and LOCK_SYNC when ``shm`` is given.
+
+        Raises:
+            OSError: the sync, or a write of ``first``, failed.
+            CorruptionError: from ``first`` (``repair``'s frames do not read back whole): no
+                sync ran, and nothing is poisoned.
+        """
+        file = self.file
+        assert file is not None
+        try:
+            if first is not None:
+                first()
+            file.sync()
+        except OSError as exc:
+            self._sync_failed = exc
+            if shm is not None:
+                shm.bump(FAILURES_OFFSET, 0)
+            raise
+        self._synced_appends = n
+        self.syncs += 1
+
+    def _rewrite_for_sync(self, start: int, end: int) -> None:
+        """_rewrite_for_sync: ``_rewrite`` for a sync that must make those frames durable (``_sync_shared``):
+        frames that no longer read back whole are a failed sync (EIO), not a refusal to build on them."""
+        try:
+            self._rewrite(start, end)
+        except CorruptionError as exc:
+            raise OSError(errno.EIO, f"cannot make the log durable again: {exc.detail}", self.path) from exc
 
     def _sync_shared(self, n: int, shm: "SharedIndex") -> None:
         """_sync_shared is ``sync`` beside other processes, under LOCK_SYNC (shm.py, "Unsynced"):
@@ -799,15 +832,15 @@ class WAL:
         """
         # Every byte below the committed end was written before this sync began.
         end, tail, salt = self.committed_end, self.end, self.salt
-        failures = shm.word(FAILURES_OFFSET)
+        # The words, read once (nobody else changes them while this holds LOCK_SYNC).
+        from_word, from_salt, failures, durable_end, durable_salt = shm.sync_words()
         start: Optional[int] = None
-        mark = shm.unsynced()
-        if mark is not None:
-            start = mark[1] if mark[0] == salt else 0
+        if from_word:
+            start = from_word - 1 if from_salt == salt else 0
         if failures != self._failures_seen:
             start = self._durable_end if start is None else min(start, self._durable_end)
+        known = (durable_salt, durable_end) if durable_end else None
         if start is None:
-            known = shm.durable()
             if known is not None and known[0] == salt and known[1] >= tail:
                 # A sync in another process, begun after these frames were written, made them
                 # durable (``durable``, shm.py "Unsynced"); nothing failed since this process's
@@ -823,20 +856,12 @@ class WAL:
         last = shm.last_frame(salt)
         published = last[0] + FRAME_HEADER_SIZE + last[1] if last is not None else 0
         covers = max(tail, published)
-        shm.mark_unsynced(salt, self._durable_end if start is None else start)
-        try:
-            if start is not None:
-                try:
-                    self._rewrite(start, end)
-                except CorruptionError as exc:
-                    raise OSError(errno.EIO, f"cannot make the log durable again: {exc.detail}", self.path) from exc
-            self.file.sync()  # type: ignore[union-attr]
-        except OSError as exc:
-            self._sync_failed = exc
-            shm.bump(FAILURES_OFFSET, 0)
-            raise  # the word stays set: the next sync, here or in another process, writes them again
-        self._synced_appends = n
-        self.syncs += 1
+        if start is None:  # the word is clear (read above): no earlier mark to keep
+            shm.reset_unsynced(salt, self._durable_end)
+        else:
+            shm.mark_unsynced(salt, start)
+        # A failure leaves the word set: the next sync, here or in another process, writes them again.
+        self._fsync(n, shm, None if start is None else functools.partial(self._rewrite_for_sync, start, end))
         if salt == self.salt:
             self._durable_end = max(self._durable_end, end)
         if tail == end:
@@ -853,7 +878,7 @@ class WAL:
             shm.set_durable(salt, end)
             return
         if tail == end:
-            shm.set_durable(salt, covers)
+            shm.set_durable(salt, covers, known)
         shm.clear_unsynced()
 
     def repair(self) -> bool:
@@ -879,15 +904,7 @@ class WAL:
                 if self._sync_failed is not None:
                     raise EarlierSyncFailed(self._sync_failed)
                 end, n = self.committed_end, self._appends
-                self._rewrite(mark[1] if mark[0] == self.salt else 0, end)
-                try:
-                    self.file.sync()
-                except OSError as exc:
-                    self._sync_failed = exc
-                    shm.bump(FAILURES_OFFSET, 0)
-                    raise
-                self._synced_appends = n
-                self.syncs += 1
+                self._fsync(n, shm, functools.partial(self._rewrite, mark[1] if mark[0] == self.salt else 0, end))
                 self._durable_end = end
                 shm.set_durable(self.salt, end)
                 shm.clear_unsynced()
@@ -1086,13 +1103,7 @@ class WAL:
                         # The new header itself is not durable until this sync returns. (Every
                         # old frame is in the data file, synced: an old failure is moot now.)
                         shm.mark_unsynced(salt, 0)
-                    self.file.write(0, header)
-                    try:
-                        self.file.sync()
-                    except OSError:
-                        if shm is not None:
-                            shm.bump(FAILURES_OFFSET, 0)
-                        raise
+                    self._fsync(self._appends, shm, functools.partial(self.file.write, 0, header))
                     synced = True
                     if shm is not None:
                         self._failures_seen = shm.word(FAILURES_OFFSET)

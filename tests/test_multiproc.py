@@ -1170,3 +1170,44 @@ def test_a_sync_that_wrote_again_only_its_own_frames_leaves_the_others_unsynced(
         assert c.get(b"acked") == b"3", "an acknowledged commit was lost behind frames a failed sync dropped"
         assert c.get(b"a") == b"1" and c.get(b"b") == b"2"
         c.check()
+
+
+def test_a_failed_write_of_the_frames_a_failed_sync_left_poisons_the_writer_that_wrote_them_again(tmp_path, monkeypatch):
+    """A's log sync fails; B, taking its turn, writes A's frames again (``WAL.repair``) and that
+    write fails (EIO). A failed write of the log is a failed sync (the log's one helper for both):
+    B's log refuses every later sync until it is reopened (so B never acknowledges a commit built
+    on frames it could not write), and the shared index counts the failure for the other writers."""
+    import errno
+
+    import faultfs
+    from pagestore.store import Store
+
+    disk, path, a, b = _two_writers(tmp_path)
+    _fail_next_log_sync(monkeypatch)
+    with pytest.raises(OSError):
+        a[b"lost"] = b"1"
+    index = b._pager.sharing.index
+    assert index.unsynced() is not None
+    failures = index.word(shm.FAILURES_OFFSET)
+    real_write = faultfs.FaultFile.write
+    failed: List[int] = []
+
+    def write(self, offset: int, data: bytes) -> None:
+        if self.path.endswith("-wal") and not failed:
+            failed.append(offset)
+            raise OSError(errno.EIO, "injected log write failure")
+        real_write(self, offset, data)
+
+    monkeypatch.setattr(faultfs.FaultFile, "write", write)
+    with pytest.raises(OSError):
+        b[b"acked"] = b"2"  # its turn's repair of A's frames failed to write them
+    assert failed, "the repair wrote nothing"
+    assert index.word(shm.FAILURES_OFFSET) == failures + 1
+    with pytest.raises((OSError, PageStoreError)):
+        b[b"after"] = b"3"  # the log refuses: no commit of B is acknowledged until it is reopened
+    a.close()
+    b.close()
+    disk.crash("drop")
+    with Store(path, _opener=disk.opener) as c:
+        assert b"after" not in c and b"acked" not in c
+        c.check()
