@@ -177,6 +177,9 @@ class SharedLog:
         self.view: Optional[Header] = None  # reader: the published state its pages are as of
         self.mark: Optional[int] = None  # reader: the mark (frame count) the current operation holds
         self.locked: Set[int] = set()  # reader: the marks this process holds a lock on
+        # writer: the ``asks`` word when a probe last found nobody waiting for LOCK_WRITE
+        # (``others_wait_write``), or None
+        self._asks_seen: Optional[int] = None
         self.name = shm_path("")  # for messages only
 
     @classmethod
@@ -332,8 +335,24 @@ class SharedLog:
         return functools.partial(self.index.sleep, shmlib.ASKS_OFFSET, self.index.word(shmlib.ASKS_OFFSET))
 
     def others_wait_write(self) -> bool:
-        """others_wait_write: another process waits in line for LOCK_WRITE (one lock probe)."""
-        return self.index.held_by_others(shmlib.LOCK_WAITING, 1) is not None
+        """others_wait_write: another process waits in line for LOCK_WRITE (one lock probe, or none:
+        see below). A writer keeping its turn asks this at the end of every write.
+
+        A process that begins to wait takes LOCK_WAITING and only then bumps ``asks``
+        (``wait_write``): while the word is what it was when a probe last found nobody
+        waiting, every process that waits now took LOCK_WAITING after that probe and has not
+        yet bumped the word, and a probe would find what the next call finds after its bump.
+        So no probe then: the word says no. (The lock stays the truth: a changed word only
+        makes this probe it again.)
+        """
+        index = self.index
+        asks = index.word(shmlib.ASKS_OFFSET)
+        if asks == self._asks_seen:
+            return False
+        if index.held_by_others(shmlib.LOCK_WAITING, 1) is not None:
+            return True
+        self._asks_seen = asks
+        return False
 
     def catch_up(self, wal: Any, apply: Apply) -> int:
         """catch_up brings a writer that has just taken LOCK_WRITE up to every commit in the log

@@ -185,7 +185,14 @@ READ_SPAN = 1 << 32
 _HDR = struct.Struct("<8sIIQQIIIQ")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
+# The words a sync reads (``sync_words``), bytes [128, 176): unsynced from, its salt, zero; turns,
+# asks, failures, unused; durable end, its salt, zero.
+_SYNC_WORDS = struct.Struct("<QIIIIIIQII")
+_ENTRY = struct.Struct("<QQ")
 _SETLK = getattr(fcntl, "F_OFD_SETLK", 0)
+_SETLKW = getattr(fcntl, "F_OFD_SETLKW", 0)
+_SYNC_LOCK = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, LOCK_SYNC, 1, 0)
+_SYNC_UNLOCK = _FLOCK.pack(fcntl.F_UNLCK, os.SEEK_SET, LOCK_SYNC, 1, 0)
 
 #: Whether this platform has the locks the shared index needs (open-file-description
 #: locks: Linux). Elsewhere a store is used by one process at a time, as before.
@@ -454,6 +461,14 @@ class SharedIndex:
 
     # ---- the unsynced word (see the module docstring) ----
 
+    def sync_words(self) -> Tuple[int, int, int, int, int]:
+        """sync_words: what a sync of the log reads under LOCK_SYNC, in one read of the map:
+        (unsynced ``from`` (0, or 1 + offset), its salt, ``failures``, ``durable`` end, its salt)."""
+        mm = self.map
+        assert mm is not None
+        w = _SYNC_WORDS.unpack_from(mm, UNSYNCED_OFFSET)
+        return w[0], w[1], w[5], w[7], w[8]
+
     def unsynced(self) -> Optional[Tuple[int, int]]:
         """unsynced: (salt, offset) when a sync of the log is under way or failed, bytes of the log
         of that salt from that offset on maybe unwritten; None when every sync returned."""
@@ -545,12 +560,14 @@ class SharedIndex:
             return None
         return _U32.unpack_from(mm, DURABLE_OFFSET + 8)[0], end
 
-    def set_durable(self, salt: int, end: int) -> None:
+    def set_durable(self, salt: int, end: int, old: "Optional[Tuple[int, int]] | bool" = True) -> None:
         """set_durable: a sync that returned made the log of ``salt`` durable up to ``end``; keeps a
-        larger end of the same log. Under LOCK_SYNC only."""
+        larger end of the same log. Under LOCK_SYNC only. ``old``: the word as the caller read it
+        under the same hold of LOCK_SYNC (``durable``'s value; True: read it here)."""
         mm = self.map
         assert mm is not None
-        old = self.durable()
+        if old is True:
+            old = self.durable()
         if old is not None and old[0] == salt and old[1] >= end:
             return
         if old is None or old[0] != salt:
@@ -567,11 +584,17 @@ class SharedIndex:
         head = self.read_header()
         if head is None or head.salt != salt or head.frames == 0:
             return None
-        try:
-            word, off = self.frame_entries(head.frames - 1, head.frames)
-        except CorruptionError:
-            return None
-        return int(off), int(word) >> 32
+        mm = self.map
+        assert mm is not None
+        at = ARRAY_OFFSET + ENTRY_SIZE * (head.frames - 1)
+        if at + ENTRY_SIZE > len(mm):
+            self._remap()  # grown by the writer that published it
+            mm = self.map
+            assert mm is not None
+            if at + ENTRY_SIZE > len(mm):
+                return None  # a header that lies
+        word, off = _ENTRY.unpack_from(mm, at)
+        return off, word >> 32
 
     def set_frames(self, first: int, entries: "array[int]") -> None:
         """set_frames records the entries of frames ``first``, ``first + 1``, ... (two integers
@@ -621,6 +644,20 @@ class SharedIndex:
         """unlock: ``unlock`` on this file."""
         if self.fd >= 0:
             unlock(self.fd, start, length)
+
+    def lock_sync(self) -> None:
+        """lock_sync: ``lock(LOCK_SYNC, exclusive=True)``, its argument packed once (every sync takes it)."""
+        while True:
+            try:
+                fcntl.fcntl(self.fd, _SETLKW, _SYNC_LOCK)
+                return
+            except InterruptedError:  # pragma: no cover - a signal
+                continue
+
+    def unlock_sync(self) -> None:
+        """unlock_sync: ``unlock(LOCK_SYNC)``, its argument packed once."""
+        if self.fd >= 0:
+            fcntl.fcntl(self.fd, _SETLK, _SYNC_UNLOCK)
 
     def lock_mark(self, m: int) -> bool:
         """lock_mark takes read mark ``m`` (a frame count; -1: LOCK_READ0) shared, without waiting;
