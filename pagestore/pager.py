@@ -461,12 +461,14 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
         acknowledged: reads see it until the store is reopened, which finds it
         in the log or not, as after a power cut.
         """
-        assert self.wal is not None
+        wal = self.wal
+        assert wal is not None
         if self.poisoned is not None:
             raise StorePoisonedError(self.path, self.poisoned) from self.poisoned
-        if not self.in_transaction:
-            return False
-        self.check_writable()
+        if not (self.dirty or wal.txn_index or self.meta != self.committed or self._free.changed):
+            return False  # nothing to commit (``in_transaction``)
+        if self.readonly:
+            self.check_writable()  # raises ReadOnlyError
         if self.turns and not self.writing:
             # Asked of the pager directly, outside the store's write lock (a tool, a test): a
             # turn of its own, without catching up: _check_latest refuses the commit if another
@@ -506,7 +508,6 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
             # costs it one frame when it saw the commit before, and MAX_CHAIN + 1 at most.
             header = bytes(self.meta.encode())
             logged = self._logged_header
-            wal = self.wal
             before = logged[1] if logged is not None and wal.newest_frame(0) == logged[0] else None
             frames.append((0, header, before))
             # All or nothing in the log's memory: if the write or the sync fails,
@@ -526,9 +527,8 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
         self.committed = self.meta.copy()
         self._free.committed()
         self._publish()
-        size = self.wal.size()
-        threshold = self.checkpoint_threshold()
-        if size > threshold and (size >= self._next_try or self._readers_gone()):
+        size = wal.size()
+        if size > self.checkpoint_threshold() and (size >= self._next_try or self._readers_gone()):
             try:
                 self.checkpoint()
             except OSError:

@@ -366,6 +366,7 @@ class SharedIndex:
         self.fd = os.open(path, flags, 0o644)
         fileio.track(self)
         self.map: Optional[mmap.mmap] = None
+        self._capacity = 0  # frames the frame array holds in the current map (``capacity``)
         try:
             size = os.fstat(self.fd).st_size
             # What is there already was grown as _grow grows it. (Not posix_fallocate over it
@@ -385,6 +386,7 @@ class SharedIndex:
         if self.map is not None and len(self.map) == size:
             return
         old, self.map = self.map, mmap.mmap(self.fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        self._capacity = (size - ARRAY_OFFSET) // ENTRY_SIZE
         self._addresses = {}
         if old is not None:
             old.close()  # it holds a duplicate of the descriptor, and so the locks: never leave it to the GC
@@ -397,7 +399,7 @@ class SharedIndex:
     def _ensure(self, frames: int) -> None:
         """_ensure makes the map hold ``frames`` frame entries, growing the file (writer) or
         remapping a file another process grew (reader)."""
-        if frames <= self.capacity():
+        if frames <= self._capacity:
             return
         size = os.fstat(self.fd).st_size
         need = ARRAY_OFFSET + ENTRY_SIZE * frames
@@ -413,6 +415,8 @@ class SharedIndex:
         Raises:
             IndexGrowError: the file could not grow (ENOSPC on a full disk).
         """
+        if frames <= self._capacity:
+            return
         try:
             self._ensure(frames)
         except OSError as exc:
@@ -444,9 +448,11 @@ class SharedIndex:
         mm = self.map
         assert mm is not None
         old = self.read_header()
-        change = (old.change + 1) if old is not None else 1
-        head = Header(self.page_size, self.file_id, generation, salt, frames, backfilled, change & (2**64 - 1))
-        raw = head.encode()
+        change = (old[6] + 1) & 0xFFFFFFFFFFFFFFFF if old is not None else 1
+        page_size, file_id = self.page_size, self.file_id
+        body = _HDR.pack(SHM_MAGIC, SHM_VERSION, page_size, file_id, generation, salt, frames, backfilled, change)
+        raw = body + _U32.pack(crc32c(body))  # Header.encode's bytes, without making the tuple twice
+        head = tuple.__new__(Header, (page_size, file_id, generation, salt, frames, backfilled, change))
         mm[COPY_SIZE : COPY_SIZE + HEADER_SIZE] = raw
         mm[0:HEADER_SIZE] = raw
         # The next publish reads it back (the change counter): trusted as written, not decoded again.
@@ -607,7 +613,7 @@ class SharedIndex:
         mm = self.map
         assert mm is not None
         off = ARRAY_OFFSET + ENTRY_SIZE * first
-        mm[off : off + 8 * len(data)] = data.tobytes()
+        mm[off : off + 8 * len(data)] = data  # the array's buffer, not a copy of it
 
     def frame_entries(self, lo: int, hi: int) -> "array[int]":
         """frame_entries returns the entries of frames [lo, hi), two integers each (see ``set_frames``).

@@ -650,68 +650,81 @@ class WAL:
         del self.frame_offsets[mark.frames :]
 
     def _append(self, frames: List[Frame], txn: int, commit_page_count: int, seal: bool = False) -> None:
-        assert self.file is not None
+        file = self.file
+        assert file is not None
         offset = start = self.end
         crc = self._crc
         page_size = self.page_size
-        txn_index, index, depth = self.txn_index, self.index, self.depth
-        first = len(self.frame_pgnos)
-        if self.shm is not None:
-            self.shm.reserve(first + len(frames))  # a full disk fails here, before the log holds any of it
+        txn_index, depth = self.txn_index, self.depth
         pgnos, offsets = self.frame_pgnos, self.frame_offsets
+        first = len(pgnos)
+        total = len(frames)
+        shm = self.shm
+        if shm is not None:
+            shm.reserve(first + total)  # a full disk fails here, before the log holds any of it
         salt, build = self.salt, _native.fast.log_frames
+        in_txn, in_log = txn_index.get, self.index.get
+        stamp = txn if seal else 0
         # Frames are built a chunk at a time, each chunk in one C call (log_frames: headers,
         # deltas, the checksum chain) and written in one write: a big commit (a thousand
         # random inserts dirty a thousand leaves) would otherwise hold all its frames twice
         # in memory. A crash between chunks leaves frames without their commit frame, which
-        # recovery discards.
+        # recovery discards. A small commit is one chunk: its frames as given, no slicing.
         per_chunk = max(1, WRITE_CHUNK // (FRAME_HEADER_SIZE + page_size))
         entries = array("Q")
+        add = entries.append
         parts: List[bytearray] = []
         held = 0
-        for lo in range(0, len(frames), per_chunk):
+        lo = 0
+        while lo < total:
+            hi = lo + per_chunk
             chunk = []
-            for pgno, page, before in frames[lo : lo + per_chunk]:
+            for pgno, page, before in (frames if lo == 0 and hi >= total else frames[lo:hi]):
                 base = 0
                 if before is not None:
-                    prev = txn_index.get(pgno)
+                    prev = in_txn(pgno)
                     if prev is None:
-                        prev = index.get(pgno)
+                        prev = in_log(pgno)
                     if prev is not None and depth[prev] < MAX_CHAIN:
                         base = prev  # a delta from its newest frame, if the delta is small
                 chunk.append((pgno, page, before, base))
-            last = lo + per_chunk >= len(frames)
-            commit = commit_page_count if last else 0
-            out, crc, sizes = build(chunk, txn, salt, offset, crc, commit, page_size, txn if seal else 0)
+            last = hi >= total
+            out, crc, sizes = build(chunk, txn, salt, offset, crc, commit_page_count if last else 0, page_size, stamp)
             for (pgno, _, _, base), n in zip(chunk, sizes):
-                if n == page_size:
-                    base = 0  # logged whole: the delta would have taken more than DELTA_SHARE
-                depth[offset] = depth[base] + 1 if base else 0
+                # logged whole (n == page_size): the delta would have taken more than DELTA_SHARE
+                depth[offset] = depth[base] + 1 if base and n != page_size else 0
                 txn_index[pgno] = offset
                 pgnos.append(pgno)
                 offsets.append(offset)
-                entries.append(pgno | n << 32)  # the shared index's entry (``entries``)
-                entries.append(offset)
+                add(pgno | n << 32)  # the shared index's entry (``entries``)
+                add(offset)
                 offset += FRAME_HEADER_SIZE + n
             # Written WRITE_CHUNK bytes at a time, as before the C call: chunks of deltas are
             # small, and a write past the file's end by less than GROW_BYTES writes zeros first.
-            parts.append(out)
-            held += len(out)
-            if held >= WRITE_CHUNK or last:
+            if last and not parts:
+                data = out
+            else:
+                parts.append(out)
+                held += len(out)
+                if held < WRITE_CHUNK and not last:
+                    lo = hi
+                    continue
                 data = parts[0] if len(parts) == 1 else b"".join(parts)
-                self._reserve(start + len(data))
-                self.file.write(start, data)
-                start += len(data)
                 parts, held = [], 0
+            if start + len(data) > self.allocated:
+                self._reserve(start + len(data))
+            file.write(start, data)
+            start += len(data)
+            lo = hi
         self._crc = crc
         self.end = offset
         self._appends += 1
-        if self.shm is not None:
-            self.shm.set_frames(first, entries)
+        if shm is not None:
+            shm.set_frames(first, entries)
         if commit_page_count:
-            index.update(txn_index)
+            self.index.update(txn_index)
             txn_index.clear()
-            self.committed_end, self.committed_crc = self.end, crc
+            self.committed_end, self.committed_crc = offset, crc
             self.committed_frames = len(pgnos)
 
     def _reserve(self, end: int) -> None:
