@@ -166,7 +166,7 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
         self.on_change: List[Callable[[Optional[Set[int]]], None]] = []
         #: writer: (log offset, bytes) of the header frame of the last commit, so that the next
         #: commit's header frame may be a delta from it (only while it is still page 0's newest)
-        self._logged_header: Optional[Tuple[int, bytes]] = None
+        self._logged_header: Optional[Tuple[int, "bytes | bytearray"]] = None
         self._data_lock: Optional[DataLock] = None  # LOCK_DMS on the data file, when held
         self._solo_lock: Optional[DataLock] = None  # LOCK_SOLO: a reader without the shared index
         #: the first failed write or sync of the data file or the log (an OSError), or None:
@@ -506,7 +506,7 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
             # commit's log bytes. A reader in another process reads it at each new commit it
             # sees; the log's image cache (IMAGE_CACHE) holds the header it read last, so that
             # costs it one frame when it saw the commit before, and MAX_CHAIN + 1 at most.
-            header = bytes(self.meta.encode())
+            header = self.meta.encode()  # a new bytearray, never changed after: no copy
             logged = self._logged_header
             before = logged[1] if logged is not None and wal.newest_frame(0) == logged[0] else None
             frames.append((0, header, before))

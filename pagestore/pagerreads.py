@@ -77,7 +77,7 @@ class PagerReads:
     shared: bool
     turns: bool
     writing: bool
-    _logged_header: Optional[Tuple[int, bytes]]
+    _logged_header: Optional[Tuple[int, "bytes | bytearray"]]
     dirty: Dict[int, "_Frame"]
     on_change: List[Callable[[Optional[Set[int]]], None]]
     checkpointer: Checkpointer

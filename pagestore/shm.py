@@ -500,15 +500,16 @@ class SharedIndex:
         move forward). Under LOCK_SYNC only."""
         mm = self.map
         assert mm is not None
-        # The salt first, then the word that makes it count (one aligned 8-byte store).
-        mm[UNSYNCED_OFFSET + 8 : UNSYNCED_OFFSET + 16] = _U32.pack(salt) + bytes(4)
-        mm[UNSYNCED_OFFSET : UNSYNCED_OFFSET + 8] = _U64.pack(offset + 1)
+        # The salt first (and the zero after it: one little-endian 8-byte word), then the word
+        # that makes it count (one aligned 8-byte store).
+        _U64.pack_into(mm, UNSYNCED_OFFSET + 8, salt)
+        _U64.pack_into(mm, UNSYNCED_OFFSET, offset + 1)
 
     def clear_unsynced(self) -> None:
         """clear_unsynced: the sync returned; everything the log held when it began is durable."""
         mm = self.map
         if mm is not None:
-            mm[UNSYNCED_OFFSET : UNSYNCED_OFFSET + 8] = bytes(8)
+            _U64.pack_into(mm, UNSYNCED_OFFSET, 0)
 
     # ---- the wake-up words (see "Turns" in the module docstring) ----
 
@@ -566,13 +567,13 @@ class SharedIndex:
             return None
         return _U32.unpack_from(mm, DURABLE_OFFSET + 8)[0], end
 
-    def set_durable(self, salt: int, end: int, old: "Optional[Tuple[int, int]] | bool" = True) -> None:
+    def set_durable(self, salt: int, end: int, old: Optional[Tuple[int, int]] = None, *, read: bool = True) -> None:
         """set_durable: a sync that returned made the log of ``salt`` durable up to ``end``; keeps a
-        larger end of the same log. Under LOCK_SYNC only. ``old``: the word as the caller read it
-        under the same hold of LOCK_SYNC (``durable``'s value; True: read it here)."""
+        larger end of the same log. Under LOCK_SYNC only. ``read=False``: ``old`` is the word as
+        the caller read it under the same hold of LOCK_SYNC (``durable``'s value), not read again."""
         mm = self.map
         assert mm is not None
-        if old is True:
+        if read:
             old = self.durable()
         if old is not None and old[0] == salt and old[1] >= end:
             return
@@ -581,7 +582,9 @@ class SharedIndex:
             # must not leave that end claimed for this salt), then this salt, then the end.
             mm[DURABLE_OFFSET : DURABLE_OFFSET + 8] = bytes(8)
             mm[DURABLE_OFFSET + 8 : DURABLE_OFFSET + 16] = _U32.pack(salt) + bytes(4)
-        mm[DURABLE_OFFSET : DURABLE_OFFSET + 8] = _U64.pack(end)  # one aligned 8-byte store
+            mm[DURABLE_OFFSET : DURABLE_OFFSET + 8] = _U64.pack(end)
+            return
+        _U64.pack_into(mm, DURABLE_OFFSET, end)  # the same log's: one aligned 8-byte store
 
     def last_frame(self, salt: int) -> Optional[Tuple[int, int]]:
         """last_frame: (offset, payload size) of the last published frame of the log of ``salt``

@@ -147,6 +147,10 @@ class EarlierSyncFailed(OSError):
         self.first = first
 
 
+#: a mark's empty map (read only: ``_restore`` iterates it)
+_NONE: Dict[int, Optional[int]] = {}
+
+
 class _Mark:
     """_Mark is what an append may change in a WAL's memory, saved so a failed one can be undone.
 
@@ -160,23 +164,23 @@ class _Mark:
     __slots__ = ("end", "crc", "committed_end", "committed_crc", "committed_frames", "frames", "synced",
                  "txn_index", "txn_prev", "replaced")
 
-    def __init__(self, wal: "WAL", pgnos: Sequence[int], commits: bool = True, syncs: bool = True) -> None:
-        self.end, self.crc, self.synced = wal.end, wal._crc, wal._synced
+    def __init__(self, wal: "WAL", frames: "Sequence[Frame]", commits: bool = True, syncs: bool = True) -> None:
+        self.end, self.crc, self.synced = wal.end, wal._crc, wal._appends == wal._synced_appends  # ``_synced``
         self.committed_end, self.committed_crc = wal.committed_end, wal.committed_crc
         self.committed_frames, self.frames = wal.committed_frames, len(wal.frame_pgnos)
         self.txn_index: Optional[Dict[int, int]] = None
-        self.txn_prev: Dict[int, Optional[int]] = {}
-        self.replaced: Dict[int, Optional[int]] = {}
+        self.txn_prev: Dict[int, Optional[int]] = _NONE
+        self.replaced: Dict[int, Optional[int]] = _NONE
         if commits:
             self.txn_index = dict(wal.txn_index)
             if syncs:
                 # ``index`` changes only at the end of a commit's append, after its last write: a
                 # failure can reach it there only from the sync after (``commit`` with ``durable``).
                 index = wal.index
-                self.replaced = {p: index.get(p) for p in (*self.txn_index, *pgnos)}
+                self.replaced = {p: index.get(p) for p in (*self.txn_index, *(f[0] for f in frames))}
         else:
             txn_index = wal.txn_index
-            self.txn_prev = {p: txn_index.get(p) for p in pgnos}
+            self.txn_prev = {f[0]: txn_index.get(f[0]) for f in frames}
 
 
 class _Reader:
@@ -597,7 +601,7 @@ class WAL:
 
         Callers: the pager's commit only.
         """
-        mark = _Mark(self, [f[0] for f in frames], syncs=durable)
+        mark = _Mark(self, frames, syncs=durable)
         try:
             self._append(frames, txn, page_count, seal)
             if durable:
@@ -615,7 +619,7 @@ class WAL:
         (``commit`` does both, undoing both on failure). Without it, the
         frames belong to the open transaction (``txn_index``).
         """
-        mark = _Mark(self, [f[0] for f in frames], commits=bool(commit_page_count))
+        mark = _Mark(self, frames, commits=bool(commit_page_count))
         try:
             self._append(frames, txn, commit_page_count)
         except BaseException:
@@ -891,7 +895,7 @@ class WAL:
             shm.set_durable(salt, end)
             return
         if tail == end:
-            shm.set_durable(salt, covers, known)
+            shm.set_durable(salt, covers, known, read=False)
         shm.clear_unsynced()
 
     def repair(self) -> bool:
