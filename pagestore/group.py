@@ -60,6 +60,15 @@ small commit's CPU).
 Measured (bench/group_commit.py, 8 threads, 1,500 puts): 668 commits and 386
 syncs before; one commit per sync since.
 
+The duty of running the next sync is never left without a thread: it is taken
+(``_enlist``, ``_take_awaiting``) by plain stores that record the thread and the
+groups it owes a sync, and every path of a thread that may hold it ends in a
+handler (``_drop_duty``) that, if an interrupt (Ctrl-C lands between any two
+calls) caught the thread before its ``_sync_groups`` let the duty go, abandons
+those groups (their writes raise "write abandoned", none acknowledged) and hands
+the duty on. Before, an interrupt there left the duty taken for good, and every
+later write waited forever.
+
 Locks (locks.py): the leader takes the store's write lock, and only then the
 queued writes and the operation lock; so while a transaction holds the write
 lock, single writes queue up behind it. The transaction's commit does not

@@ -575,11 +575,11 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
             return
         if self.poisoned is not None:
             raise StorePoisonedError(self.path, self.poisoned) from self.poisoned
-        if self.wal is not None:
+        if wal is not None:
             try:
-                with self._guard:
-                    self.wal.sync(upto)
+                wal.sync(upto)
             except OSError as exc:
+                self._poison(exc.first if isinstance(exc, EarlierSyncFailed) else exc)  # as ``_guard`` does
                 # Another thread's sync failed first (the log keeps its error): this
                 # sync proves nothing, and the store was poisoned by that one.
                 first = self.poisoned

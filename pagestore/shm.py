@@ -89,9 +89,11 @@ lets LOCK_WRITE go bumps ``turns`` and wakes one process sleeping on it (a Linux
 futex on the shared map, ``FUTEX_WAIT`` with a timeout); a writer waiting in line
 reads ``turns``, tries the lock, and sleeps on ``turns`` until it changes or its poll
 interval passes, so the next writer starts within a wake-up's time of the release
-instead of a poll's. A writer that begins to wait bumps ``asks`` and wakes every
-sleeper on it: the thread of a writer keeping its turn sleeps there between its
-looks (store.py ``_watch``). Without futexes (not Linux on x86-64 or AArch64) both
+instead of a poll's. A writer that begins to wait takes LOCK_WAITING, then bumps
+``asks`` and wakes every sleeper on it: the thread of a writer keeping its turn sleeps
+there between its looks (store.py ``_watch``), and the writer itself, at the end of
+each write, probes LOCK_WAITING only when ``asks`` changed since a probe found nobody
+(readers.py ``others_wait_write``: one lock call per write fewer). Without futexes (not Linux on x86-64 or AArch64) both
 are plain polls.
 
 LOCKS (``fcntl`` open-file-description byte-range locks, at offsets past the
