@@ -18,6 +18,8 @@ second pass with wrappers timing the thread's CPU (``time.thread_time``) that sp
     queue    the rest of the store's write (commit queue, locks, Store._write)
 
 The wrappers cost about a microsecond each; the unwrapped figure is the one to quote.
+bench/commit_min.py builds the same commit lean (same formats, same sync rules): the
+floor this path's overhead is measured against.
 """
 from __future__ import annotations
 
