@@ -480,7 +480,7 @@ class WAL:
         if len(raw) < FRAME_HEADER_SIZE:
             return False
         _pgno, _commit, _txn, own, salt, _n, _base = _FRAME.unpack_from(raw, 0)
-        return salt == self.salt and own == offset
+        return bool(salt == self.salt and own == offset)
 
     def _adopt(self, entries: "Sequence[int]", frames: int) -> Tuple[List[int], Optional[bytes]]:
         """_adopt takes the committed frames from ``committed_frames`` to ``frames`` from the shared
