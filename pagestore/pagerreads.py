@@ -168,15 +168,20 @@ class PagerReads:
             return
         header = wal.newest_frame(0)
         if header is not None:
-            meta = fmt.decode_meta(wal.read_frame(header, 0), self.path)
+            image = wal.read_frame(header, 0)
+            meta = fmt.decode_meta(image, self.path)
+            # A writer catching up: its next header frame is a delta from the newest one, read
+            # here (the one it logged last is not the newest any more, and in a new log its
+            # offset may name another frame). Logged whole after every catch-up instead, the
+            # header was most of a one-put commit's log bytes: 8.6 KB a commit for 4 processes
+            # taking turns against 4.9 KB for one alone (a whole frame every MAX_CHAIN + 1).
+            self._logged_header = (header, image) if len(image) == self.page_size else None
         else:
             meta = self._read_disk_meta()
+            self._logged_header = None
         self._check_extent(meta)
         self.meta = meta
         self.committed = meta.copy()
-        # A writer catching up: its next header frame is logged whole (the last one it logged
-        # is not the newest any more, and in a new log its offset may name another frame).
-        self._logged_header = None
         if reset or changed is None:
             self.overlaid = wal.pages()
         else:

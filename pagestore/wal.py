@@ -450,10 +450,17 @@ class WAL:
         added: Optional[List[int]]
         if head is None or head[:2] == (self.generation, self.salt):
             added = []
+            after: Optional[bytes] = None  # what follows the committed end, when already read
             if same_log and entries is not None and self.committed_frames < published:
                 upto = published if frames is None else min(frames, published)
-                added = self._adopt(entries(self.committed_frames, upto), upto)
-            added += self._scan(frames, reader)
+                added, after = self._adopt(entries(self.committed_frames, upto), upto)
+            if after is None:
+                after = self.file.read(self.committed_end, FRAME_HEADER_SIZE)
+            # Frames past the published ones (a writer killed between its commit and its
+            # publication) are read from the file; most catch-ups find none: one short read
+            # tells, not a size and a page's worth.
+            if self._begins_frame(after, self.committed_end):
+                added += self._scan(frames, reader)
         else:
             self.index.clear()
             self.frame_pgnos, self.frame_offsets, self.depth = [], [], {}
@@ -471,20 +478,30 @@ class WAL:
         self.allocated = max(self.allocated, self.file.size())
         return added
 
-    def _adopt(self, entries: "Sequence[int]", frames: int) -> List[int]:
+    def _begins_frame(self, raw: bytes, offset: int) -> bool:
+        """_begins_frame: ``raw``, read at ``offset``, may be the header of a frame of this log (its
+        salt and its own offset; ``_scan`` checks the rest). Zeros, a short read or an older
+        generation's frame are not."""
+        if len(raw) < FRAME_HEADER_SIZE:
+            return False
+        _pgno, _commit, _txn, own, salt, _n, _base = _FRAME.unpack_from(raw, 0)
+        return bool(salt == self.salt and own == offset)
+
+    def _adopt(self, entries: "Sequence[int]", frames: int) -> Tuple[List[int], Optional[bytes]]:
         """_adopt takes the committed frames from ``committed_frames`` to ``frames`` from the shared
         index's list of them (``entries``: two integers a frame, as ``entries`` makes them), as
         a reader trusts it, instead of reading and checking each in the file: a writer catching
         up with what the others published (``catch_up``). Each frame's place in its page's chain
         of deltas follows from the log's rule (a delta's base is its page's previous frame); the
         checksum chain goes on from the last frame's, read with its header, which must be the
-        commit frame it says. Returns the page numbers taken; [] (nothing taken) when the list
-        does not end where it should: the caller reads the file instead (``_scan``).
-        O(frames taken) in memory, one read of a frame header."""
+        commit frame it says. Returns the page numbers taken, [] (nothing taken) when the list
+        does not end where it should (the caller reads the file instead: ``_scan``), and the
+        bytes that follow the last frame taken (a frame header's length or less; None when
+        nothing was taken), read with it. O(frames taken) in memory, one read."""
         assert self.file is not None
         first = self.committed_frames
         if len(entries) != 2 * (frames - first) or not entries:
-            return []
+            return [], None
         ps = self.page_size
         index, depth = self.index, self.depth
         latest: Dict[int, int] = {}
@@ -495,23 +512,23 @@ class WAL:
             word, off = entries[i], entries[i + 1]
             pgno, n = word & 0xFFFFFFFF, word >> 32
             if off != end or not 0 < n <= ps:
-                return []
+                return [], None
             if n == ps:
                 new_depth[off] = 0
             else:
                 prev = latest.get(pgno, index.get(pgno))
                 d = new_depth.get(prev, depth.get(prev)) if prev is not None else None
                 if d is None or d >= MAX_CHAIN:
-                    return []
+                    return [], None
                 new_depth[off] = d + 1
             latest[pgno] = off
             end = off + FRAME_HEADER_SIZE + n
-        raw = self.file.read(off, FRAME_HEADER_SIZE)
+        raw = self.file.read(off, 2 * FRAME_HEADER_SIZE + n)  # the last frame and the next header
         if len(raw) < FRAME_HEADER_SIZE:
-            return []
+            return [], None
         fpgno, commit, _txn, own, salt, size, _base = _FRAME.unpack_from(raw, 0)
         if (fpgno, own, salt, size) != (pgno, off, self.salt, n) or not commit:
-            return []
+            return [], None
         depth.update(new_depth)
         self.frame_pgnos.extend(word & 0xFFFFFFFF for word in entries[0::2])  # (one slice, not one a frame)
         self.frame_offsets.extend(entries[1::2])
@@ -520,7 +537,7 @@ class WAL:
         self.committed_frames = frames
         self.end, self._crc = end, self.committed_crc
         self._synced = False  # frames another process wrote, maybe with sync=False: the next sync covers them
-        return list(latest)
+        return list(latest), raw[FRAME_HEADER_SIZE + n :]
 
     def _rewrite(self, start: int, end: int) -> None:
         """_rewrite writes the log again from byte ``start`` to ``end`` (a committed end), for a
