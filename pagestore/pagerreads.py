@@ -245,6 +245,15 @@ class PagerReads:
         return (wal is not None and not self.dirty and not wal.txn_index and mark.log_end == wal.committed_end
                 and mark.generation == wal.generation and mark.live)
 
+    def reads_committed(self) -> bool:
+        """reads_committed: whether this pager's own reads read its last commit, whole: nothing
+        uncommitted (no dirty page, no frame the open transaction spilled). O(1). Callers: the
+        store's short scans, which then read every entry under one hold of the store's lock
+        through the store's own tree and heap, with no snapshot (``reads_as_of`` without a
+        mark). The tree may hold changes not yet built into pages: the caller asks it too."""
+        wal = self.wal
+        return wal is not None and not self.dirty and not wal.txn_index
+
     def cached_as_of(self, mark: ReadMark, pgno: int) -> Optional[bytearray]:
         """cached_as_of returns the cached, verified buffer of page ``pgno`` if it is the page as
         of ``mark``, else None. The caller copies it at once (the writer may change it next).
