@@ -210,6 +210,8 @@ _DIGEST = textwrap.dedent(
             add(list(islice(db.items(start=s), 50)))
             add(list(islice(db.values(stop=s, reverse=True), 7)))
             add(list(db.keys(prefix=s[:1])))
+            add([kv for kv in db.items(start=s, limit=50)])  # one hold of the lock, no snapshot
+            add([v for v in db.values(stop=s, reverse=True, limit=rng.choice([1, 64, 100]))])
         with db.snapshot() as snap:
             add([snap.get(k) for k in probes[::11]])
         db.check()
