@@ -226,7 +226,13 @@ class PagerReads:
         ps = self.page_size
         end = self.meta.page_count
         if self.map is None or len(self.map) < end * ps:
-            self._remap()
+            try:
+                self._remap()
+            except OSError:
+                # The commit is made and must not be reported failed: no map then (every
+                # page through the pager) until the next remap, as after ``_unmap``.
+                self._unmap()
+                return
         if self.map is None:
             return
         wal, overlaid, dirty = self.wal, self.overlaid, self.dirty

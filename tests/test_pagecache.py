@@ -152,3 +152,29 @@ def test_read_passing_leaves_the_cache_alone(tmp_path):
     assert pager.read(pgno).read(0) == b"passing" and pgno in pager.cache
     assert pager.read_raw(pgno) == bytes(pager.cache[pgno].buf)
     pager.close()
+
+
+def test_a_failed_remap_after_a_direct_commit_leaves_the_commit_made(tmp_path, monkeypatch):
+    """The remap after a commit that wrote pages into the file (``_map_direct``) may fail (mmap's
+    ENOMEM): the commit is in the log already, so it succeeds, and the pager reads every page
+    itself (no map) until the next remap."""
+    from pagestore.pager import DIRECT_PAGES
+    pager = open_pager(tmp_path)
+    pager.begin_operation()
+    pgnos = []
+    for i in range(DIRECT_PAGES + 10):
+        page = pager.allocate(fmt.PAGE_HEAP)
+        page.insert(b"direct %d" % i)
+        pgnos.append(page.pgno)
+
+    def no_memory() -> None:
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(pager, "_remap", no_memory)
+    assert pager.commit(True)
+    assert pager.map is None
+    monkeypatch.undo()
+    pager.check()
+    pager.begin_operation()
+    assert [pager.read(p).read(0) for p in pgnos] == [b"direct %d" % i for i in range(len(pgnos))]
+    pager.close()
