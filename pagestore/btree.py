@@ -129,7 +129,8 @@ class BTree:
         against the log: every change to a cached node replaces or forgets its
         entry). A leaf not in the cache whose newest image is in the data
         file is searched in place in the map, one C call that returns the rid
-        (``MapCalls.leaf_get``); any other leaf comes through the cache.
+        (``MapCalls.leaf_get``); any other leaf comes through the cache (a raw
+        leaf found there is not moved in its LRU either).
         """
         if type(key) is not bytes:
             key = self._check_key(key)
@@ -157,8 +158,10 @@ class BTree:
                 found = self._leaf_get(cache.entry(pgno), key)
         elif entry.leaf and entry.raw is not None:
             # _leaf_get's common case inline (a leaf newest in the log, cached raw: most of
-            # them right after writes): one Python frame less per get
-            lru.move_to_end(pgno)
+            # them right after writes): one Python frame less per get, and the leaf is not
+            # moved in the LRU (OrderedDict.move_to_end was a twentieth of a get): a get
+            # leaves the order to the writes and scans that take leaves in, as it does for
+            # internal nodes. The cache stays within its bound either way.
             found = _fast.node_get(entry.raw, key, pgno)
         else:
             found = self._leaf_get(entry, key)
@@ -498,6 +501,7 @@ class BTree:
         reverse: bool = False,
         resume: Optional[bytes] = None,
         path: Optional[Path] = None,
+        limit: int = -1,
     ) -> Tuple[List[bytes], List[int], List[int]]:
         """range_leaf is ``range_batch`` as three lists: the keys, their rids' pages and slots.
 
@@ -510,6 +514,10 @@ class BTree:
         on the next call, non-empty, with ``resume`` the last key returned
         and NO write to the tree in between, the scan steps to the next leaf
         without descending from the root. After any write, pass a new list.
+
+        ``limit`` >= 0: at most that many entries, the first ones in the scan's
+        order (only those keys are copied out of the leaf). A run cut short by
+        it does not end its leaf: the next call must not step from its ``path``.
         """
         lo = None if lo is None else self._check_key(lo)
         hi = None if hi is None else self._check_key(hi)
@@ -520,8 +528,8 @@ class BTree:
             path = []
         try:
             if reverse:
-                return self._leaf_reverse(lo, hi, resume, path)
-            return self._leaf_forward(lo, hi, resume, path)
+                return self._leaf_reverse(lo, hi, resume, path, limit)
+            return self._leaf_forward(lo, hi, resume, path, limit)
         finally:
             self.nodes.trim()
 
@@ -715,13 +723,14 @@ class BTree:
         return None
 
     def _leaf_run(
-        self, pgno: int, start: Optional[bytes], after: bool, stop: Optional[bytes]
+        self, pgno: int, start: Optional[bytes], after: bool, stop: Optional[bytes], limit: int = -1
     ) -> Tuple[int, int, int, List[bytes], List[int], List[int]]:
         """_leaf_run: ``nodes.map_leaf_run`` for leaf ``pgno`` wherever it is, the map or the node cache.
 
         Entries [i, j): i the first key >= ``start`` (> with ``after``; 0
-        without), j the first >= ``stop`` (the count without). Returns ``(i,
-        j, count, keys, rid pages, rid slots)``, the lists for [i, j).
+        without), j the first >= ``stop`` (the count without), and j <= i +
+        ``limit`` when ``limit`` >= 0. Returns ``(i, j, count, keys, rid
+        pages, rid slots)``, the lists for [i, j).
         """
         pager = self.pager
         cache = self.nodes
@@ -729,12 +738,12 @@ class BTree:
         if mm is not None and pgno not in pager.overlaid:
             e = cache.lru.get(pgno)
             if e is None or e.raw is not None:  # a clean cached leaf is the map's bytes too
-                return self._calls.leaf_run(pgno, start, after, stop, -1)
+                return self._calls.leaf_run(pgno, start, after, stop, limit)
         e = cache.entry(pgno)
         if not e.leaf:
             raise self._misplaced(pgno, False, pager.meta.tree_height)
         if e.raw is not None:
-            return _fast.leaf_run(e.raw, pgno, start, after, stop, -1)  # type: ignore[no-any-return]
+            return _fast.leaf_run(e.raw, pgno, start, after, stop, limit)  # type: ignore[no-any-return]
         else:
             node = e.node
             assert node is not None
@@ -746,10 +755,12 @@ class BTree:
         else:
             i = bisect_right(keys, start) if after else bisect_left(keys, start)
         j = len(keys) if stop is None else bisect_left(keys, stop, i)
+        if 0 <= limit < j - i:
+            j = i + limit
         return i, j, len(keys), keys[i:j], pgnos[i:j], slots[i:j]
 
     def _leaf_forward(
-        self, lo: Optional[bytes], hi: Optional[bytes], resume: Optional[bytes], path: Path
+        self, lo: Optional[bytes], hi: Optional[bytes], resume: Optional[bytes], path: Path, limit: int
     ) -> Tuple[List[bytes], List[int], List[int]]:
         start: Optional[bytes]
         if resume is not None and (lo is None or resume >= lo):
@@ -766,7 +777,7 @@ class BTree:
             del path[:]
             pgno = self._descend(start, path, bisect_right if start is not None else _first)
         while pgno is not None:
-            i, j, count, keys, pgnos, slots = self._leaf_run(pgno, start, not inclusive, hi)
+            i, j, count, keys, pgnos, slots = self._leaf_run(pgno, start, not inclusive, hi, limit)
             if i < count:
                 return keys, pgnos, slots  # empty when hi comes first: the range is done
             pgno = self._step(path, True)
@@ -774,7 +785,7 @@ class BTree:
         return [], [], []
 
     def _leaf_reverse(
-        self, lo: Optional[bytes], hi: Optional[bytes], resume: Optional[bytes], path: Path
+        self, lo: Optional[bytes], hi: Optional[bytes], resume: Optional[bytes], path: Path, limit: int
     ) -> Tuple[List[bytes], List[int], List[int]]:
         bound = hi if resume is None or (hi is not None and hi <= resume) else resume
         if bound is not None and lo is not None and bound <= lo:
@@ -788,6 +799,8 @@ class BTree:
         while pgno is not None:
             i, j, count, keys, pgnos, slots = self._leaf_run(pgno, lo, False, bound)
             if j > 0:  # keys below the bound here; the run is empty when lo comes first: done
+                if 0 <= limit < j - i:  # the last ``limit`` of the run come first backwards
+                    del keys[: j - i - limit], pgnos[: j - i - limit], slots[: j - i - limit]
                 keys.reverse()
                 pgnos.reverse()
                 slots.reverse()

@@ -639,13 +639,24 @@ class Heap:
         if pager.map is None:
             return self.read_many(list(zip(pgnos, slots)))
         overlaid = pager.overlaid
-        asked = pgnos if overlaid.isdisjoint(pgnos) else [0 if p in overlaid else p for p in pgnos]  # 0: not the map's
-        out: List[Any] = _map_values(self._map, asked, slots)
-        if None in out:
-            read = self.read
-            for k, v in enumerate(out):
-                if v is None:
-                    out[k] = read((pgnos[k], slots[k]))
+        out: List[Any]
+        if overlaid.isdisjoint(pgnos):
+            out = _map_values(self._map, pgnos, slots)
+            if None not in out:  # the common case, checked at C speed
+                return out
+        else:
+            out = _map_values(self._map, [0 if p in overlaid else p for p in pgnos], slots)  # 0: not the map's
+        # A whole live record in a page newest in the log (right after writes, many are) is
+        # one pager read and one C call, without read's frame and its map attempts; overflow
+        # values, and anything else, go through read.
+        pread = pager.read
+        read = self.read
+        for k, v in enumerate(out):
+            if v is None:
+                pgno = pgnos[k]
+                if pgno in overlaid:
+                    v = _page_value(pread(pgno).buffer, slots[k])
+                out[k] = v if v is not None else read((pgno, slots[k]))
         return out
 
     def _chain_mapped(self, pgno: int, slot: int, total: int, first: int, tail: int) -> Optional[bytes]:

@@ -492,7 +492,8 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
                 fresh = sorted(p for p in self.dirty if p >= end)
                 if fresh and (self._direct or len(fresh) >= DIRECT_PAGES):
                     self._write_direct(fresh, txn)
-            if self._direct:
+            direct = self._direct
+            if direct:
                 # Before the commit frame: it is what makes the new pages part of the file.
                 self.file.sync()  # type: ignore[union-attr]
                 self._direct = False
@@ -525,6 +526,8 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
             f.base = None
         self.dirty.clear()
         self.committed = self.meta.copy()
+        if direct:
+            self._map_direct(end)  # the pages written straight into the file: read in the map now
         self._free.committed()
         self._publish()
         size = wal.size()

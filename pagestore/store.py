@@ -43,7 +43,7 @@ import time
 import weakref
 from bisect import bisect_left
 from collections.abc import Mapping, MutableMapping
-from itertools import chain, repeat
+from itertools import chain, islice, repeat
 from typing import Any, Callable, Dict, Generator, Iterable, Iterator, List, NoReturn, Optional, Set, SupportsIndex, Tuple, TypeVar, Union
 
 
@@ -86,6 +86,10 @@ _DELETED = object()
 _MAX_RUN = 64
 _FIRST_RUN = 4
 _RUN_GROWTH = 3
+#: A scan with ``limit=`` at most this (_MAX_RUN: the most values one run holds) reads every
+#: entry under one hold of the store's lock, keys and values in one call each, and with no
+#: snapshot while the store's own tree reads its last commit (see _scan_few).
+_FEW = _MAX_RUN
 #: The node cache of a snapshot's tree holds at least this many pages (an
 #: eighth of the store's node cache when that is more).
 _VIEW_NODE_CACHE = 64
@@ -1114,15 +1118,16 @@ class Store(MutableMapping[Any, Any]):
 
     # ---- ordered scans ----
 
-    def _scan(self, lo: Optional[bytes], hi: Optional[bytes], reverse: bool, values: bool) -> Iterator[Tuple[bytes, Optional[bytes]]]:
+    def _scan(self, lo: Optional[bytes], hi: Optional[bytes], reverse: bool, values: bool,
+              limit: Optional[int] = None) -> Iterator[Tuple[bytes, Optional[bytes]]]:
         """_scan yields entries lazily, one leaf at a time, from a snapshot taken when it starts.
 
         Every iteration over the store runs here: it sees the store as of the
         last commit before its first item, whatever is written meanwhile (the
         loop's own writes too), and releases its snapshot when it is exhausted,
-        closed or collected. See ``_scan_leaves``.
+        closed or collected. ``limit``: at most that many entries. See ``_scan_leaves``.
         """
-        return _scan_leaves(self, None, lo, hi, reverse, values)
+        return _scan_leaves(self, None, lo, hi, reverse, values, limit)
 
     # ---- views.ViewSource: what the views ask of their owner ----
 
@@ -1141,13 +1146,15 @@ class Store(MutableMapping[Any, Any]):
     def _view_get(self, k: bytes) -> Optional[bytes]:
         return self._raw_get(k)
 
-    def _view_scan(self, lo: Optional[bytes], hi: Optional[bytes], reverse: bool, values: bool) -> Iterator[Tuple[bytes, Optional[bytes]]]:
-        return self._scan(lo, hi, reverse, values)
+    def _view_scan(self, lo: Optional[bytes], hi: Optional[bytes], reverse: bool, values: bool,
+                   limit: Optional[int] = None) -> Iterator[Tuple[bytes, Optional[bytes]]]:
+        return self._scan(lo, hi, reverse, values, limit)
 
     def _view_decoders(self) -> Tuple[Optional[Callable[[bytes], Any]], Optional[Callable[[bytes], Any]]]:
         return self._kdec, self._vdec
 
-    def items(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False) -> ItemsView:
+    def items(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False,
+              limit: Optional[int] = None) -> ItemsView:
         """items returns a view of ``(key, value)`` with ``start <= key < stop`` (and the prefix), in key order.
 
         A view as a dict's: iterable more than once, ``len()``, ``in``,
@@ -1155,24 +1162,28 @@ class Store(MutableMapping[Any, Any]):
         however large the store. ``reverse=True`` gives the same range in
         descending order. Bounds and prefix are keys of the store's codec; for
         tuple keys, ``prefix=("user",)`` is every key whose leading elements
-        are ``("user",)``.
+        are ``("user",)``. ``limit=n``: only the first ``n`` entries of that
+        order (SQL's ``LIMIT``; ``islice`` of the view, read no further: a
+        range of up to 64 is read in one hold of the lock).
 
         Raises:
-            TypeError: a bound the key codec refuses.
-            ValueError: ``prefix`` with int keys.
+            TypeError: a bound the key codec refuses, a limit that is not an int.
+            ValueError: ``prefix`` with int keys, a negative limit.
         """
         lo, hi = self._range(start, stop, prefix)
-        return ItemsView(self, lo, hi, reverse, start is None and stop is None and prefix is None)
+        return ItemsView(self, lo, hi, reverse, start is None and stop is None and prefix is None, _check_limit(limit))
 
-    def keys(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False) -> KeysView:
+    def keys(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False,
+             limit: Optional[int] = None) -> KeysView:
         """keys returns a view of the keys of ``items(...)``; iterating it reads no values."""
         lo, hi = self._range(start, stop, prefix)
-        return KeysView(self, lo, hi, reverse, start is None and stop is None and prefix is None)
+        return KeysView(self, lo, hi, reverse, start is None and stop is None and prefix is None, _check_limit(limit))
 
-    def values(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False) -> ValuesView:
+    def values(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False,
+               limit: Optional[int] = None) -> ValuesView:
         """values returns a view of the values of ``items(...)``."""
         lo, hi = self._range(start, stop, prefix)
-        return ValuesView(self, lo, hi, reverse, start is None and stop is None and prefix is None)
+        return ValuesView(self, lo, hi, reverse, start is None and stop is None and prefix is None, _check_limit(limit))
 
     def first(self) -> Tuple[Any, Any]:
         """first returns the item with the smallest key. O(log n).
@@ -1180,7 +1191,7 @@ class Store(MutableMapping[Any, Any]):
         Raises:
             NotFoundError: (a KeyError) the store is empty.
         """
-        for item in self.items():
+        for item in self.items(limit=1):
             return item
         raise NotFoundError("first(): the store is empty")
 
@@ -1190,7 +1201,7 @@ class Store(MutableMapping[Any, Any]):
         Raises:
             NotFoundError: (a KeyError) the store is empty.
         """
-        for item in self.items(reverse=True):
+        for item in self.items(reverse=True, limit=1):
             return item
         raise NotFoundError("last(): the store is empty")
 
@@ -1748,6 +1759,26 @@ class Store(MutableMapping[Any, Any]):
         return salvage.salvage_source(source, damaged)
 
 
+def _check_limit(limit: Any) -> Optional[int]:
+    """_check_limit: a scan's ``limit=`` as an int >= 0, or None (no limit).
+
+    Raises:
+        TypeError: not an int (a bool is refused too).
+        ValueError: negative.
+    """
+    if limit is None:
+        return None
+    if isinstance(limit, bool):
+        raise TypeError("limit must be an int or None, not bool")
+    try:
+        n = operator.index(limit)
+    except TypeError:
+        raise TypeError(f"limit must be an int or None, not {type(limit).__name__}") from None
+    if n < 0:
+        raise ValueError(f"limit must be >= 0, got {n}")
+    return n
+
+
 def _chain(*parts: Iterable[Tuple[Any, Any]]) -> Iterator[Tuple[Any, Any]]:
     for part in parts:
         yield from part
@@ -2079,8 +2110,9 @@ class Snapshot(_StoreCodecs, Mapping[Any, Any]):
             rid = view.tree.get(k)
             return None if rid is None else view.heap.read(rid)
 
-    def _view_scan(self, lo: Optional[bytes], hi: Optional[bytes], reverse: bool, values: bool) -> Iterator[Tuple[bytes, Optional[bytes]]]:
-        return self._scan(lo, hi, reverse, values)
+    def _view_scan(self, lo: Optional[bytes], hi: Optional[bytes], reverse: bool, values: bool,
+                   limit: Optional[int] = None) -> Iterator[Tuple[bytes, Optional[bytes]]]:
+        return self._scan(lo, hi, reverse, values, limit)
 
     # ---- the mapping ----
 
@@ -2111,24 +2143,28 @@ class Snapshot(_StoreCodecs, Mapping[Any, Any]):
     def __reversed__(self) -> Iterator[Any]:
         return reversed(self.keys())
 
-    def items(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False) -> ItemsView:
+    def items(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False,
+              limit: Optional[int] = None) -> ItemsView:
         """items: a view (as ``Store.items``) of the snapshot's ``(key, value)`` pairs."""
         lo, hi = self._store._range(start, stop, prefix)
-        return ItemsView(self, lo, hi, reverse, start is None and stop is None and prefix is None)
+        return ItemsView(self, lo, hi, reverse, start is None and stop is None and prefix is None, _check_limit(limit))
 
-    def keys(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False) -> KeysView:
+    def keys(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False,
+             limit: Optional[int] = None) -> KeysView:
         """keys: a view of the keys of ``items(...)``; iterating it reads no values."""
         lo, hi = self._store._range(start, stop, prefix)
-        return KeysView(self, lo, hi, reverse, start is None and stop is None and prefix is None)
+        return KeysView(self, lo, hi, reverse, start is None and stop is None and prefix is None, _check_limit(limit))
 
-    def values(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False) -> ValuesView:
+    def values(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False,
+               limit: Optional[int] = None) -> ValuesView:
         """values: a view of the values of ``items(...)``."""
         lo, hi = self._store._range(start, stop, prefix)
-        return ValuesView(self, lo, hi, reverse, start is None and stop is None and prefix is None)
+        return ValuesView(self, lo, hi, reverse, start is None and stop is None and prefix is None, _check_limit(limit))
 
-    def _scan(self, lo: Optional[bytes], hi: Optional[bytes], reverse: bool, values: bool) -> Iterator[Tuple[bytes, Optional[bytes]]]:
+    def _scan(self, lo: Optional[bytes], hi: Optional[bytes], reverse: bool, values: bool,
+              limit: Optional[int] = None) -> Iterator[Tuple[bytes, Optional[bytes]]]:
         """_scan yields the snapshot's entries in [lo, hi), a leaf at a time (``_scan_leaves``)."""
-        return _scan_leaves(self._store, self, lo, hi, reverse, values)
+        return _scan_leaves(self._store, self, lo, hi, reverse, values, limit)
 
 
 class _Scan(chain):  # type: ignore[type-arg]
@@ -2145,25 +2181,77 @@ class _Scan(chain):  # type: ignore[type-arg]
 
 
 def _scan_leaves(store: Store, snap: Optional[Snapshot], lo: Optional[bytes], hi: Optional[bytes], reverse: bool,
-                 values: bool) -> Iterator[Tuple[bytes, Optional[bytes]]]:
+                 values: bool, limit: Optional[int] = None) -> Iterator[Tuple[bytes, Optional[bytes]]]:
     """_scan_leaves returns an iterator of the entries in [lo, hi) of ``snap`` (None: of a
-    snapshot of ``store`` taken at the first item and closed at the end): a ``_Scan`` over
-    ``_scan_runs``."""
-    runs = _scan_runs(store, snap, lo, hi, reverse, values)
+    snapshot of ``store`` taken at the first item and closed at the end), at most ``limit``
+    of them: a ``_Scan`` over ``_scan_runs`` (``_scan_few`` for a limit up to _FEW)."""
+    if limit is not None and limit <= _FEW:
+        runs = _scan_few(store, snap, lo, hi, reverse, values, limit)
+    else:
+        runs = _scan_runs(store, snap, lo, hi, reverse, values, limit)
     scan: _Scan = _Scan.from_iterable(runs)  # type: ignore[assignment]
     scan._runs = runs
     return scan
 
 
+def _scan_few(store: Store, snap: Optional[Snapshot], lo: Optional[bytes], hi: Optional[bytes], reverse: bool,
+              values: bool, limit: int) -> Generator[Iterator[Tuple[bytes, Optional[bytes]]], None, None]:
+    """_scan_few yields the first ``limit`` (<= _FEW) entries in [lo, hi) of ``snap`` (see
+    ``_scan_leaves``) as one run, read at the first item under one hold of the store's lock:
+    the keys leaf after leaf (one C call a leaf, each copying only the keys the limit leaves
+    room for), then every value in one ``Heap.read_run``. A range of 50 pays one lock round,
+    not one a run, and as many values as it yields.
+
+    Without ``snap``, while the store's own tree and heap read its last commit
+    (``Pager.reads_committed``, and no change held in the tree) the entries are
+    that commit's, read whole under the lock: a snapshot would show the same,
+    so none is taken (its read mark costs two ``fcntl`` calls). Otherwise a
+    snapshot is taken as ``_scan_runs`` takes it. Memory: ``limit`` entries.
+    """
+    if not limit:
+        return
+    lock = store._lock
+    own: Optional[Snapshot] = None
+    try:
+        with lock:
+            if snap is None:
+                pager = store._begin()
+                if pager.reads_committed() and not store._tree.changed:
+                    tree, heap = store._tree, store._heap
+                else:
+                    snap = own = store.snapshot()
+                    tree, heap = store._reader(snap)
+            else:
+                tree, heap = store._reader(snap)
+            path: List[Any] = []  # kept from leaf to leaf: nothing writes while the lock is held
+            keys, pgnos, slots = tree.range_leaf(lo, hi, reverse, None, path, limit)
+            while keys and len(keys) < limit:
+                more = tree.range_leaf(lo, hi, reverse, keys[-1], path, limit - len(keys))
+                if not more[0]:
+                    break
+                keys += more[0]
+                pgnos += more[1]
+                slots += more[2]
+            if keys and values:
+                vals = heap.read_run(pgnos, slots)
+    finally:
+        if own is not None:
+            own.close()
+    if keys:
+        yield zip(keys, vals) if values else zip(keys, repeat(None))
+
+
 def _scan_runs(store: Store, snap: Optional[Snapshot], lo: Optional[bytes], hi: Optional[bytes], reverse: bool,
-               values: bool) -> Generator[Iterator[Tuple[bytes, Optional[bytes]]], None, None]:
+               values: bool, limit: Optional[int] = None) -> Generator[Iterator[Tuple[bytes, Optional[bytes]]], None, None]:
     """_scan_runs yields the entries in [lo, hi) of ``snap`` (see ``_scan_leaves``) as runs, each
-    an iterator of ``(key, value or None)``, a leaf at a time.
+    an iterator of ``(key, value or None)``, a leaf at a time; at most ``limit`` entries.
 
     Under the store's lock once per run of values (``Heap.read_run``, one C
     call for the values in the map), the first run of a leaf with its keys
     and rids (``BTree.range_leaf``); runs of _FIRST_RUN, growing up to
-    _MAX_RUN, so a scan stopped early has read little more than it yielded.
+    _MAX_RUN, so a scan stopped early has read little more than it yielded
+    (with a limit, which says how far the caller goes, runs of _MAX_RUN at
+    once, and no key past the limit copied out of its leaf).
     Memory: one leaf.
 
     Each of those reads goes through the store's own tree and heap while they
@@ -2175,22 +2263,26 @@ def _scan_runs(store: Store, snap: Optional[Snapshot], lo: Optional[bytes], hi: 
     the next (nothing under a snapshot changes); the store's tree descends
     afresh for each leaf, since a write between two leaves may change its nodes.
     """
+    if limit == 0:
+        return
     own = snap is None
     if snap is None:
         snap = store.snapshot()
     try:
         lock = store._lock
-        run = left = _FIRST_RUN  # the run's size, and what is left of it (a run goes on in the next leaf)
+        # the run's size, and what is left of it (a run goes on in the next leaf)
+        run = left = _FIRST_RUN if limit is None else _MAX_RUN
         path: List[Any] = []  # the snapshot's tree's path, kept from one leaf to the next
         resume: Optional[bytes] = None
-        while True:
+        rest = -1 if limit is None else limit  # entries the limit leaves (-1: no limit)
+        while rest:
             with lock:
                 tree, heap = store._reader(snap)
                 if tree is store._tree:
                     path = []
-                    keys, pgnos, slots = tree.range_leaf(lo, hi, reverse, resume, [])
+                    keys, pgnos, slots = tree.range_leaf(lo, hi, reverse, resume, [], rest)
                 else:
-                    keys, pgnos, slots = tree.range_leaf(lo, hi, reverse, resume, path)
+                    keys, pgnos, slots = tree.range_leaf(lo, hi, reverse, resume, path, rest)
                 n = len(keys)
                 if n and values:  # the leaf's first run of values under the same hold
                     i = min(left, n)
@@ -2198,6 +2290,8 @@ def _scan_runs(store: Store, snap: Optional[Snapshot], lo: Optional[bytes], hi: 
             if not keys:
                 return
             resume = keys[-1]
+            if rest > 0:
+                rest -= n  # 0: this is the last leaf (its run may end inside it)
             if not values:
                 yield zip(keys, repeat(None))
                 continue
@@ -2336,27 +2430,33 @@ class Transaction(_StoreCodecs, MutableMapping[Any, Any]):
     def __reversed__(self) -> Iterator[Any]:
         return reversed(self.keys())
 
-    def _view_scan(self, lo: Optional[bytes], hi: Optional[bytes], reverse: bool, values: bool) -> Iterator[Tuple[bytes, Optional[bytes]]]:
+    def _view_scan(self, lo: Optional[bytes], hi: Optional[bytes], reverse: bool, values: bool,
+                   limit: Optional[int] = None) -> Iterator[Tuple[bytes, Optional[bytes]]]:
         self._check()
-        return self._merge(self._store._scan(lo, hi, reverse, values), lo, hi, reverse)
+        # the store's scan unlimited: this transaction's deletes may drop some of its first entries
+        merged = self._merge(self._store._scan(lo, hi, reverse, values), lo, hi, reverse)
+        return merged if limit is None else islice(merged, limit)
 
-    def items(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False) -> ItemsView:
+    def items(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False,
+              limit: Optional[int] = None) -> ItemsView:
         """items: a view (as ``Store.items``) of the store's committed entries merged with this transaction's writes."""
         self._check()
         lo, hi = self._store._range(start, stop, prefix)
-        return ItemsView(self, lo, hi, reverse, start is None and stop is None and prefix is None)
+        return ItemsView(self, lo, hi, reverse, start is None and stop is None and prefix is None, _check_limit(limit))
 
-    def keys(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False) -> KeysView:
+    def keys(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False,
+             limit: Optional[int] = None) -> KeysView:
         """keys: a view of the keys of ``items(...)``."""
         self._check()
         lo, hi = self._store._range(start, stop, prefix)
-        return KeysView(self, lo, hi, reverse, start is None and stop is None and prefix is None)
+        return KeysView(self, lo, hi, reverse, start is None and stop is None and prefix is None, _check_limit(limit))
 
-    def values(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False) -> ValuesView:
+    def values(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False,
+               limit: Optional[int] = None) -> ValuesView:
         """values: a view of the values of ``items(...)``."""
         self._check()
         lo, hi = self._store._range(start, stop, prefix)
-        return ValuesView(self, lo, hi, reverse, start is None and stop is None and prefix is None)
+        return ValuesView(self, lo, hi, reverse, start is None and stop is None and prefix is None, _check_limit(limit))
 
     def _merge(self, base: Iterator[Tuple[bytes, Optional[bytes]]], lo: Optional[bytes], hi: Optional[bytes], reverse: bool) -> Iterator[Tuple[bytes, bytes]]:
         keys = self._sorted

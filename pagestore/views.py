@@ -14,7 +14,8 @@ that Store, Snapshot and Transaction implement (and nothing else of theirs is
 touched here): ``len(owner)``; ``_view_key(key)`` encoding a key (raising
 TypeError/ValueError for one the codec refuses); ``_view_get(k)``, the
 encoded value of an encoded key or None; ``_view_scan(lo, hi, reverse,
-values)`` yielding encoded ``(key, value or None)`` in range; and
+values, limit)`` yielding encoded ``(key, value or None)`` in range (at most
+``limit`` of them; None: all); and
 ``_view_decoders()``, the codecs' key and value decoders (None for bytes).
 """
 from __future__ import annotations
@@ -41,8 +42,10 @@ class ViewSource(Protocol):
         """_view_get returns the encoded value of the encoded key ``k``, or None."""
         ...
 
-    def _view_scan(self, lo: Optional[bytes], hi: Optional[bytes], reverse: bool, values: bool) -> Iterator[Tuple[bytes, Optional[bytes]]]:
-        """_view_scan streams ``(key, value or None)`` with ``lo <= key < hi`` (None: unbounded)."""
+    def _view_scan(self, lo: Optional[bytes], hi: Optional[bytes], reverse: bool, values: bool,
+                   limit: Optional[int] = None) -> Iterator[Tuple[bytes, Optional[bytes]]]:
+        """_view_scan streams ``(key, value or None)`` with ``lo <= key < hi`` (None: unbounded),
+        the first ``limit`` of them in that order (None: all)."""
         ...
 
     def _view_decoders(self) -> Tuple[Decoder, Decoder]:
@@ -70,19 +73,28 @@ def _equal(a: Any, b: Any) -> bool:
 
 
 class _Range:
-    """_Range is what the three views share: the owner, the encoded bounds, the direction."""
+    """_Range is what the three views share: the owner, the encoded bounds, the direction, the
+    limit (a view with one holds the first ``limit`` entries of its range in its order)."""
 
     _owner: ViewSource
     _lo: Optional[bytes]
     _hi: Optional[bytes]
     _reverse: bool
     _whole: bool
+    _limit: Optional[int]
 
-    def _setup(self, owner: ViewSource, lo: Optional[bytes], hi: Optional[bytes], reverse: bool, whole: bool) -> None:
+    def _setup(self, owner: ViewSource, lo: Optional[bytes], hi: Optional[bytes], reverse: bool, whole: bool,
+               limit: Optional[int]) -> None:
         self._owner, self._lo, self._hi, self._reverse, self._whole = owner, lo, hi, reverse, whole
+        self._limit = limit
 
     def _scan(self, values: bool, backwards: bool = False) -> Iterator[Tuple[bytes, Optional[bytes]]]:
-        return self._owner._view_scan(self._lo, self._hi, self._reverse != backwards, values)
+        limit = self._limit
+        if backwards and limit is not None:
+            # the view's own entries (the first ``limit`` of its order), last first: read
+            # forwards, then turned (O(limit) memory); the other way would be other entries
+            return reversed(list(self._owner._view_scan(self._lo, self._hi, self._reverse, values, limit)))
+        return self._owner._view_scan(self._lo, self._hi, self._reverse != backwards, values, limit)
 
     def _pairs(self, backwards: bool) -> Iterator[Tuple[bytes, bytes]]:
         """_pairs: the scan with values (each one there: ``values=True``)."""
@@ -90,7 +102,8 @@ class _Range:
 
     def _count(self) -> int:
         if self._whole:
-            return len(self._owner)
+            n = len(self._owner)
+            return n if self._limit is None else min(n, self._limit)
         n = 0
         for _ in self._scan(False):
             n += 1
@@ -101,6 +114,8 @@ class _Range:
         k = self._owner._view_key(key)
         if not _in_range(k, self._lo, self._hi):
             return False, None
+        if self._limit is not None and not any(x == k for x, _ in self._scan(False)):
+            return False, None  # in the range, but not among its first ``limit`` keys: O(limit)
         v = self._owner._view_get(k)
         return v is not None, v
 
@@ -108,9 +123,10 @@ class _Range:
 class KeysView(_Range, abc.KeysView):  # type: ignore[type-arg]
     """KeysView: the keys of a range, in key order (or reversed), streamed."""
 
-    def __init__(self, owner: ViewSource, lo: Optional[bytes] = None, hi: Optional[bytes] = None, reverse: bool = False, whole: bool = True) -> None:
+    def __init__(self, owner: ViewSource, lo: Optional[bytes] = None, hi: Optional[bytes] = None, reverse: bool = False, whole: bool = True,
+                 limit: Optional[int] = None) -> None:
         self._mapping = owner
-        self._setup(owner, lo, hi, reverse, whole)
+        self._setup(owner, lo, hi, reverse, whole, limit)
 
     def __len__(self) -> int:
         return self._count()
@@ -137,9 +153,10 @@ class KeysView(_Range, abc.KeysView):  # type: ignore[type-arg]
 class ValuesView(_Range, abc.ValuesView):  # type: ignore[type-arg]
     """ValuesView: the values of a range, in key order (or reversed), streamed."""
 
-    def __init__(self, owner: ViewSource, lo: Optional[bytes] = None, hi: Optional[bytes] = None, reverse: bool = False, whole: bool = True) -> None:
+    def __init__(self, owner: ViewSource, lo: Optional[bytes] = None, hi: Optional[bytes] = None, reverse: bool = False, whole: bool = True,
+                 limit: Optional[int] = None) -> None:
         self._mapping = owner
-        self._setup(owner, lo, hi, reverse, whole)
+        self._setup(owner, lo, hi, reverse, whole, limit)
 
     def __len__(self) -> int:
         return self._count()
@@ -166,9 +183,10 @@ class ValuesView(_Range, abc.ValuesView):  # type: ignore[type-arg]
 class ItemsView(_Range, abc.ItemsView):  # type: ignore[type-arg]
     """ItemsView: the ``(key, value)`` pairs of a range, in key order (or reversed), streamed."""
 
-    def __init__(self, owner: ViewSource, lo: Optional[bytes] = None, hi: Optional[bytes] = None, reverse: bool = False, whole: bool = True) -> None:
+    def __init__(self, owner: ViewSource, lo: Optional[bytes] = None, hi: Optional[bytes] = None, reverse: bool = False, whole: bool = True,
+                 limit: Optional[int] = None) -> None:
         self._mapping = owner
-        self._setup(owner, lo, hi, reverse, whole)
+        self._setup(owner, lo, hi, reverse, whole, limit)
 
     def __len__(self) -> int:
         return self._count()

@@ -98,8 +98,38 @@ def test_write_run_goes_into_the_data_file(tmp_path):
     assert all(p in pager.overlaid for p in range(first, first + n))
     pager.commit()
     pager.check()
+    # committed, in the file, in no log frame: the map serves them from now on (they stayed
+    # overlaid until the next checkpoint, and every read of them went through the pager)
+    assert not any(p in pager.overlaid for p in range(first, first + n))
+    assert pager.map is not None and len(pager.map) >= (first + n) * PS
     pager.begin_operation()
     assert [pager.read(first + i).read(0) for i in range(n)] == [b"run %d" % i for i in range(n)]
+    pager.close()
+
+
+def test_a_large_durable_commit_leaves_its_direct_pages_to_the_map(tmp_path):
+    """A durable commit of more than DIRECT_PAGES new pages writes them straight into the data
+    file: once it is committed the map serves them (none stays ``overlaid``), a page also
+    logged stays overlaid, and every read gives the committed bytes."""
+    from pagestore.pager import DIRECT_PAGES
+    pager = open_pager(tmp_path)
+    pager.begin_operation()
+    pgnos = []
+    for i in range(DIRECT_PAGES + 10):
+        page = pager.allocate(fmt.PAGE_HEAP)
+        page.insert(b"direct %d" % i)
+        pgnos.append(page.pgno)
+    pager.commit(True)
+    pager.check()
+    assert not any(p in pager.overlaid for p in pgnos)
+    pager.begin_operation()
+    pager.write(pgnos[3]).insert(b"logged")  # a log frame now: overlaid again
+    pager.commit(True)
+    assert pgnos[3] in pager.overlaid and pgnos[4] not in pager.overlaid
+    pager.check()
+    pager.begin_operation()
+    assert [pager.read(p).read(0) for p in pgnos] == [b"direct %d" % i for i in range(len(pgnos))]
+    assert pager.read(pgnos[3]).read(1) == b"logged"
     pager.close()
 
 
@@ -121,4 +151,30 @@ def test_read_passing_leaves_the_cache_alone(tmp_path):
     assert pager.read_passing(pgno).read(0) == b"passing" and pgno not in pager.cache
     assert pager.read(pgno).read(0) == b"passing" and pgno in pager.cache
     assert pager.read_raw(pgno) == bytes(pager.cache[pgno].buf)
+    pager.close()
+
+
+def test_a_failed_remap_after_a_direct_commit_leaves_the_commit_made(tmp_path, monkeypatch):
+    """The remap after a commit that wrote pages into the file (``_map_direct``) may fail (mmap's
+    ENOMEM): the commit is in the log already, so it succeeds, and the pager reads every page
+    itself (no map) until the next remap."""
+    from pagestore.pager import DIRECT_PAGES
+    pager = open_pager(tmp_path)
+    pager.begin_operation()
+    pgnos = []
+    for i in range(DIRECT_PAGES + 10):
+        page = pager.allocate(fmt.PAGE_HEAP)
+        page.insert(b"direct %d" % i)
+        pgnos.append(page.pgno)
+
+    def no_memory() -> None:
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(pager, "_remap", no_memory)
+    assert pager.commit(True)
+    assert pager.map is None
+    monkeypatch.undo()
+    pager.check()
+    pager.begin_operation()
+    assert [pager.read(p).read(0) for p in pgnos] == [b"direct %d" % i for i in range(len(pgnos))]
     pager.close()

@@ -109,6 +109,19 @@ class StoreMachine(RuleBasedStateMachine):
         assert list(self.db.items(lo, hi, prefix=prefix, reverse=reverse)) == want
         assert list(self.db.keys(lo, hi, prefix=prefix, reverse=reverse)) == [k for k, _ in want]
 
+    @rule(lo=BOUND, hi=BOUND, prefix=st.none() | KEYS, reverse=st.booleans(), limit=st.integers(0, 80), k=KEYS)
+    def scan_limited(self, lo, hi, prefix, reverse, limit, k):
+        # limit=: the first ``limit`` entries of the range in its order (SQL's LIMIT), whether the
+        # scan reads them in one hold of the lock (up to 64) or in runs
+        want = model_range(self.model, lo, hi, prefix, reverse)[:limit]
+        items = self.db.items(lo, hi, prefix=prefix, reverse=reverse, limit=limit)
+        assert list(items) == want
+        assert list(self.db.keys(lo, hi, prefix=prefix, reverse=reverse, limit=limit)) == [k for k, _ in want]
+        assert list(self.db.values(lo, hi, prefix=prefix, reverse=reverse, limit=limit)) == [v for _, v in want]
+        assert list(reversed(items)) == want[::-1]
+        assert len(items) == len(want)
+        assert (k in self.db.keys(lo, hi, prefix=prefix, reverse=reverse, limit=limit)) == (k in dict(want))
+
     @rule(puts=st.lists(st.tuples(KEYS, VALUES), max_size=8), dels=st.integers(0, 3), fail=st.booleans())
     def transaction(self, puts, dels, fail):
         staged = dict(self.model)
@@ -129,6 +142,8 @@ class StoreMachine(RuleBasedStateMachine):
                         del staged[k]
                 assert len(txn) == len(staged)
                 assert list(txn.items()) == sorted(staged.items())
+                assert list(txn.items(limit=3)) == sorted(staged.items())[:3]
+                assert list(txn.keys(reverse=True, limit=2)) == sorted(staged, reverse=True)[:2]
                 # Outside readers see only the committed state.
                 assert len(self.db) == len(self.model)
                 with self.db.snapshot() as snap:
@@ -155,6 +170,8 @@ class StoreMachine(RuleBasedStateMachine):
         want = model_range(then, lo, hi, prefix, reverse)
         assert list(snap.items(lo, hi, prefix=prefix, reverse=reverse)) == want
         assert list(snap.keys(lo, hi, prefix=prefix, reverse=reverse)) == [k for k, _ in want]
+        for limit in (0, 1, 5, 70):
+            assert list(snap.items(lo, hi, prefix=prefix, reverse=reverse, limit=limit)) == want[:limit]
         assert snap.get(k) == then.get(k) and (k in snap) == (k in then)
         if then:
             some = data.draw(st.sampled_from(sorted(then)))
@@ -285,6 +302,42 @@ def test_api_basics(tmp_path):
         assert dict(db.items()) == {b"k": b"v", b"m": b"w"}
         with pytest.raises(pagestore.ReadOnlyError):
             db[b"z"] = b"z"
+
+
+def test_limit_refuses_what_is_not_a_count(tmp_path):
+    with pagestore.open(tmp_path / "l.ps") as db:
+        db[b"a"] = b"1"
+        for bad in ("3", 1.5, True):
+            with pytest.raises(TypeError, match="limit"):
+                db.items(limit=bad)
+        with pytest.raises(ValueError, match="limit"):
+            db.keys(limit=-1)
+        assert list(db.values(limit=0)) == [] and len(db.items(limit=0)) == 0
+
+
+@pytest.mark.usefixtures("read_mode")
+def test_limited_scan_reads_at_its_first_item_in_one_lock_round(tmp_path, monkeypatch):
+    # 512-byte pages: 50 entries span several leaves; still one read of values and no snapshot
+    with Store(tmp_path / "r.ps", page_size=512, sync=False) as db:
+        db.put_many((b"k%03d" % i, b"v%d" % i * (1 + i % 7)) for i in range(300))
+        snaps, runs = [], []
+        monkeypatch.setattr(Store, "snapshot", lambda self, f=Store.snapshot: snaps.append(1) or f(self))
+        read_run = db._heap.read_run
+        monkeypatch.setattr(db._heap, "read_run", lambda p, s: runs.append(len(p)) or read_run(p, s))
+        it = iter(db.items(b"k100", limit=50))
+        db[b"k1005"] = b"written before the first item"  # so it is seen
+        first = next(it)
+        db[b"k1006"] = b"written after it"  # so it is not
+        got = [first] + list(it)
+        want = [(b"k%03d" % i, b"v%d" % i * (1 + i % 7)) for i in range(100, 150)]
+        want.insert(1, (b"k1005", b"written before the first item"))
+        assert got == want[:50]
+        assert runs == [50] and snaps == []
+        assert list(db.keys(b"k299", limit=5)) == [b"k299"]
+        # past 64, runs as an unlimited scan's (a snapshot), stopping at the limit
+        assert [k for k in db.keys(b"k200", limit=70)] == [b"k%03d" % i for i in range(200, 270)]  # (list() asks len())
+        assert snaps == [1]
+        assert len(db._pager.readers) == 0
 
 
 def test_transaction_closed(tmp_path):

@@ -29,11 +29,13 @@ class FakeSource:
     def _view_get(self, k: bytes) -> Optional[bytes]:
         return self.data.get(k)
 
-    def _view_scan(self, lo: Optional[bytes], hi: Optional[bytes], reverse: bool, values: bool) -> Iterator[Tuple[bytes, Optional[bytes]]]:
+    def _view_scan(self, lo: Optional[bytes], hi: Optional[bytes], reverse: bool, values: bool,
+                   limit: Optional[int] = None) -> Iterator[Tuple[bytes, Optional[bytes]]]:
         self.scans.append((lo, hi, reverse, values))
         keys = sorted(self.data)
         keys = keys[bisect.bisect_left(keys, lo) if lo is not None else 0: bisect.bisect_left(keys, hi) if hi is not None else None]
-        for k in reversed(keys) if reverse else keys:
+        order = keys[::-1] if reverse else keys
+        for k in order if limit is None else order[:limit]:
             yield k, (self.data[k] if values else None)
 
     def _view_decoders(self) -> Tuple[Any, Any]:
