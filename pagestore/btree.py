@@ -324,12 +324,12 @@ class BTree:
                 old_rid = hint[4]
                 if old_rid is not None:
                     if old_rid != rid:
-                        page = self.pager.write(entry.pgno)
+                        page = self.pager.write_image(entry.pgno, hint[2])
                         nodes.leaf_set_rid(page, hint[3], pgno, slot)
                         cache.changed_in_place(entry, page)
                     cache.trim()
                     return old_rid
-                raw = nodes.leaf_insert_raw(self.pager.write(entry.pgno), hint[3], key, pgno, slot)
+                raw = nodes.leaf_insert_raw(self.pager.write_image(entry.pgno, hint[2]), hint[3], key, pgno, slot)
                 if raw is not None:
                     cache.changed_to(entry, raw)
                     if cache.weight != cache.settled:
@@ -337,18 +337,19 @@ class BTree:
                     return None
                 # it overflows: the split needs the path
         entry = self._descend_entry(key, path)
-        if entry.raw is not None:
-            i, equal, old_pgno, old_slot = _fast.node_find(entry.raw, key, False, entry.pgno)
+        leaf_raw = entry.raw
+        if leaf_raw is not None:
+            i, equal, old_pgno, old_slot = _fast.node_find(leaf_raw, key, False, entry.pgno)
             # The common case, in place in the page: no decode, no rebuild.
             leaf_pgno = entry.pgno
             if equal:
                 if (old_pgno, old_slot) != rid:
-                    page = self.pager.write(leaf_pgno)
+                    page = self.pager.write_image(leaf_pgno, leaf_raw)
                     nodes.leaf_set_rid(page, i, pgno, slot)
                     cache.changed_in_place(entry, page)
                 cache.trim()
                 return old_pgno, old_slot
-            page = self.pager.write(leaf_pgno)
+            page = self.pager.write_image(leaf_pgno, leaf_raw)
             raw = nodes.leaf_insert_raw(page, i, key, pgno, slot)
             if raw is not None:
                 cache.changed_to(entry, raw)
@@ -387,7 +388,7 @@ class BTree:
             if not equal:
                 cache.trim()
                 return None
-            raw, used = nodes.leaf_remove_raw(self.pager.write(entry.pgno), i)
+            raw, used = nodes.leaf_remove_raw(self.pager.write_image(entry.pgno, raw), i)
             cache.changed_to(entry, raw)
             if path and used < self.balancer.min_leaf:
                 self.balancer.fix_up(path, cache.decoded(entry))
