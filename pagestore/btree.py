@@ -172,20 +172,38 @@ class BTree:
         ``put_valid`` of the same key starts there instead of descending again. O(log n)."""
         if type(key) is not bytes:
             key = self._check_key(key)
-        if not self.pager.meta.root:
+        meta = self.pager.meta
+        pgno = meta.root
+        if not pgno:
             return None
-        entry = self._descend_entry(key, None)
+        cache = self.nodes
+        lru = cache.lru
+        # _descend_entry's, inline (as get's): two Python frames fewer on every record a
+        # transaction writes. Internal nodes do not move in the LRU (a get's rule).
+        for level in range(meta.tree_height - 1):
+            entry = lru.get(pgno)
+            node = None if entry is None else entry.node
+            if node is None or node.leaf:
+                pgno = self._descend(key, None, bisect_right, pgno, meta.tree_height - 1 - level)
+                break
+            pgno = node.vals[bisect_right(node.keys, key)]
+        entry = lru.get(pgno)
+        if entry is None:
+            entry = cache.entry(pgno)
+        else:
+            lru.move_to_end(pgno)
+        if not entry.leaf:
+            raise self._misplaced(pgno, False, meta.tree_height)
         raw = entry.raw
         if raw is None:
             self._hint = None
             found = self._leaf_get(entry, key)
         else:
-            # _descend_entry moved the leaf in the LRU; the search's index goes in the hint, so
-            # that the put inserts there without searching the leaf again
+            # the leaf moved in the LRU above; the search's index goes in the hint, so that
+            # the put inserts there without searching the leaf again
             i, equal, rid_pgno, rid_slot = _fast.node_find(raw, key, False, entry.pgno)
             found = (rid_pgno, rid_slot) if equal else None
             self._hint = (key, entry, raw, i, found)
-        cache = self.nodes
         if cache.weight != cache.settled:
             cache.trim()
         return found

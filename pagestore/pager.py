@@ -236,17 +236,17 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
 
     def write(self, pgno: int) -> SlottedPage:
         """write returns page ``pgno`` marked dirty; its changes go to the log at commit."""
-        f = self.dirty.get(pgno)
-        if f is not None and self.poisoned is None:
-            # Dirty already (every dirty frame is cached, and a read-only pager has none): the
-            # touch ``read`` makes, and nothing else. A transaction writes its heap page and
-            # leaves again and again: this was two calls and three lookups a record.
+        f = self.cache.get(pgno)
+        if f is None or self.poisoned is not None or self.readonly:
+            self.check_writable()
+            page = self.read(pgno)
+            f = self.cache[pgno]
+        else:
+            # cached: the touch ``read`` makes, inline (a transaction writes its heap page and
+            # its leaves again and again: this was two calls and three lookups a record)
             self.cache.move_to_end(pgno)
             f.epoch = self.epoch
-            return f.page
-        self.check_writable()
-        page = self.read(pgno)
-        f = self.cache[pgno]
+            page = f.page
         if not f.dirty:
             f.dirty = True
             self.dirty[pgno] = f
@@ -269,11 +269,6 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
         Callers: the tree, changing a leaf in place (issue 23: a churn's deletes missed the
         page cache for most leaves, and each miss read, checked and copied 4 KiB).
         """
-        f = self.dirty.get(pgno)
-        if f is not None and self.poisoned is None:
-            self.cache.move_to_end(pgno)
-            f.epoch = self.epoch
-            return f.page
         wal = self.wal
         if pgno in self.cache or wal is None or pgno in wal.txn_index or wal.newest_frame(pgno) is not None:
             return self.write(pgno)
