@@ -2,8 +2,9 @@
 
 The tree is a B+tree over slotted pages. It never sees byte offsets: values
 are record ids ``rid = (pgno, slot)`` handed out by the heap, and pages come
-from the pager through four calls (``read``, ``write``, ``allocate``,
-``free``) plus ``pager.meta.root`` / ``pager.meta.tree_height``.
+from the pager through five calls (``read``, ``write``, ``write_image``: a
+write of a leaf whose raw bytes the node cache holds, ``allocate``, ``free``)
+plus ``pager.meta.root`` / ``pager.meta.tree_height``.
 
 NODE PAGES
 

@@ -269,8 +269,15 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
         Callers: the tree, changing a leaf in place (issue 23: a churn's deletes missed the
         page cache for most leaves, and each miss read, checked and copied 4 KiB).
         """
+        f = self.cache.get(pgno)
+        if f is not None:
+            if f.dirty and self.poisoned is None:  # ``write``'s touch of a dirty page, inline
+                self.cache.move_to_end(pgno)
+                f.epoch = self.epoch
+                return f.page
+            return self.write(pgno)
         wal = self.wal
-        if pgno in self.cache or wal is None or pgno in wal.txn_index or wal.newest_frame(pgno) is not None:
+        if wal is None or pgno in wal.txn_index or wal.newest_frame(pgno) is not None:
             return self.write(pgno)
         self.check_writable()
         if pgno <= 0 or pgno >= self.meta.page_count or len(image) != self.page_size:
