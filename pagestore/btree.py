@@ -2,8 +2,9 @@
 
 The tree is a B+tree over slotted pages. It never sees byte offsets: values
 are record ids ``rid = (pgno, slot)`` handed out by the heap, and pages come
-from the pager through four calls (``read``, ``write``, ``allocate``,
-``free``) plus ``pager.meta.root`` / ``pager.meta.tree_height``.
+from the pager through five calls (``read``, ``write``, ``write_image``: a
+write of a leaf whose raw bytes the node cache holds, ``allocate``, ``free``)
+plus ``pager.meta.root`` / ``pager.meta.tree_height``.
 
 NODE PAGES
 
@@ -175,20 +176,38 @@ class BTree:
         ``put_valid`` of the same key starts there instead of descending again. O(log n)."""
         if type(key) is not bytes:
             key = self._check_key(key)
-        if not self.pager.meta.root:
+        meta = self.pager.meta
+        pgno = meta.root
+        if not pgno:
             return None
-        entry = self._descend_entry(key, None)
+        cache = self.nodes
+        lru = cache.lru
+        # _descend_entry's, inline (as get's): two Python frames fewer on every record a
+        # transaction writes. Internal nodes do not move in the LRU (a get's rule).
+        for level in range(meta.tree_height - 1):
+            entry = lru.get(pgno)
+            node = None if entry is None else entry.node
+            if node is None or node.leaf:
+                pgno = self._descend(key, None, bisect_right, pgno, meta.tree_height - 1 - level)
+                break
+            pgno = node.vals[bisect_right(node.keys, key)]
+        entry = lru.get(pgno)
+        if entry is None:
+            entry = cache.entry(pgno)
+        else:
+            lru.move_to_end(pgno)
+        if not entry.leaf:
+            raise self._misplaced(pgno, False, meta.tree_height)
         raw = entry.raw
         if raw is None:
             self._hint = None
             found = self._leaf_get(entry, key)
         else:
-            # _descend_entry moved the leaf in the LRU; the search's index goes in the hint, so
-            # that the put inserts there without searching the leaf again
+            # the leaf moved in the LRU above; the search's index goes in the hint, so that
+            # the put inserts there without searching the leaf again
             i, equal, rid_pgno, rid_slot = _fast.node_find(raw, key, False, entry.pgno)
             found = (rid_pgno, rid_slot) if equal else None
             self._hint = (key, entry, raw, i, found)
-        cache = self.nodes
         if cache.weight != cache.settled:
             cache.trim()
         return found
@@ -327,12 +346,12 @@ class BTree:
                 old_rid = hint[4]
                 if old_rid is not None:
                     if old_rid != rid:
-                        page = self.pager.write(entry.pgno)
+                        page = self.pager.write_image(entry.pgno, hint[2])
                         nodes.leaf_set_rid(page, hint[3], pgno, slot)
                         cache.changed_in_place(entry, page)
                     cache.trim()
                     return old_rid
-                raw = nodes.leaf_insert_raw(self.pager.write(entry.pgno), hint[3], key, pgno, slot)
+                raw = nodes.leaf_insert_raw(self.pager.write_image(entry.pgno, hint[2]), hint[3], key, pgno, slot)
                 if raw is not None:
                     cache.changed_to(entry, raw)
                     if cache.weight != cache.settled:
@@ -340,18 +359,19 @@ class BTree:
                     return None
                 # it overflows: the split needs the path
         entry = self._descend_entry(key, path)
-        if entry.raw is not None:
-            i, equal, old_pgno, old_slot = _fast.node_find(entry.raw, key, False, entry.pgno)
+        leaf_raw = entry.raw
+        if leaf_raw is not None:
+            i, equal, old_pgno, old_slot = _fast.node_find(leaf_raw, key, False, entry.pgno)
             # The common case, in place in the page: no decode, no rebuild.
             leaf_pgno = entry.pgno
             if equal:
                 if (old_pgno, old_slot) != rid:
-                    page = self.pager.write(leaf_pgno)
+                    page = self.pager.write_image(leaf_pgno, leaf_raw)
                     nodes.leaf_set_rid(page, i, pgno, slot)
                     cache.changed_in_place(entry, page)
                 cache.trim()
                 return old_pgno, old_slot
-            page = self.pager.write(leaf_pgno)
+            page = self.pager.write_image(leaf_pgno, leaf_raw)
             raw = nodes.leaf_insert_raw(page, i, key, pgno, slot)
             if raw is not None:
                 cache.changed_to(entry, raw)
@@ -390,7 +410,7 @@ class BTree:
             if not equal:
                 cache.trim()
                 return None
-            raw, used = nodes.leaf_remove_raw(self.pager.write(entry.pgno), i)
+            raw, used = nodes.leaf_remove_raw(self.pager.write_image(entry.pgno, raw), i)
             cache.changed_to(entry, raw)
             if path and used < self.balancer.min_leaf:
                 self.balancer.fix_up(path, cache.decoded(entry))

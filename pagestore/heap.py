@@ -108,6 +108,7 @@ _map_values = _native.fast.map_values
 _map_record = _native.fast.map_record
 _map_chunk = _native.fast.map_chunk
 _page_value = _native.fast.page_value
+_page_insert_room = _native.fast.page_insert_room
 _record_delete = _native.fast.record_delete
 _map_chain_run = _native.fast.map_chain_run
 _map_chain_value = _native.fast.map_chain_value
@@ -445,8 +446,25 @@ class Heap:
 
     def insert(self, value: bytes) -> Rid:
         """insert stores ``value`` and returns its record id."""
-        if len(value) <= self.inline_max:
-            return self._place(value, fmt.SLOT_LIVE)
+        n = len(value)
+        if n <= self.inline_max:
+            fsm = self.fsm
+            pgno = fsm.held_pgno
+            if pgno and fsm.held_free >= n and type(value) is bytes:
+                # _place's first case, inline: the page the last record went to has room. It
+                # is dirty already (the last record made it so) and the last of the recent
+                # pages, so placing costs the write's touch and one lean call (the frame, a
+                # bytearray, changed in place), and the map's held room is all that moves.
+                page = self.pager.write(pgno)
+                buf = page.buffer
+                if type(buf) is bytearray:
+                    try:
+                        slot, fsm.held_free = _page_insert_room(buf, value, _SLOT_LIVE, pgno)
+                    except PageFullError:  # pragma: no cover - the held room is the page's own figure
+                        pass
+                    else:
+                        return pgno, slot
+            return self._place(value, _SLOT_LIVE)
         return self._place(self.write_chain(value), fmt.SLOT_OVERFLOW)
 
     def place_stub(self, stub: bytes) -> Rid:

@@ -236,9 +236,17 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
 
     def write(self, pgno: int) -> SlottedPage:
         """write returns page ``pgno`` marked dirty; its changes go to the log at commit."""
-        self.check_writable()
-        page = self.read(pgno)
-        f = self.cache[pgno]
+        f = self.cache.get(pgno)
+        if f is None or self.poisoned is not None or self.readonly:
+            self.check_writable()
+            page = self.read(pgno)
+            f = self.cache[pgno]
+        else:
+            # cached: the touch ``read`` makes, inline (a transaction writes its heap page and
+            # its leaves again and again: this was two calls and three lookups a record)
+            self.cache.move_to_end(pgno)
+            f.epoch = self.epoch
+            page = f.page
         if not f.dirty:
             f.dirty = True
             self.dirty[pgno] = f
@@ -248,6 +256,41 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
             # that the commit may log only what changes (a leaf's new key, not its 4 KiB).
             f.base = bytes(f.buf) if wal is not None and (wal.newest_frame(pgno) is not None or pgno in wal.txn_index) else None
         return page
+
+    def write_image(self, pgno: int, image: bytes) -> SlottedPage:
+        """write_image is ``write`` for a caller that holds the page's newest content as ``bytes``,
+        checked (the node cache's raw form of a leaf, which every change to the leaf replaces),
+        but maybe not its newest LSN and checksum, which a commit stamps into the frame after
+        the caller took its copy. A page neither cached nor in the log is made from it: no
+        read of the data file, no checksum to verify, and nothing is lost, since it is logged
+        whole, and stamped anew, at commit. Any other page goes the way of ``write`` (a delta
+        needs the exact image of the page's newest frame as its base).
+
+        Callers: the tree, changing a leaf in place (issue 23: a churn's deletes missed the
+        page cache for most leaves, and each miss read, checked and copied 4 KiB).
+        """
+        f = self.cache.get(pgno)
+        if f is not None:
+            if f.dirty and self.poisoned is None:  # ``write``'s touch of a dirty page, inline
+                self.cache.move_to_end(pgno)
+                f.epoch = self.epoch
+                return f.page
+            return self.write(pgno)
+        wal = self.wal
+        if wal is None or pgno in wal.txn_index or wal.newest_frame(pgno) is not None:
+            return self.write(pgno)
+        self.check_writable()
+        if pgno <= 0 or pgno >= self.meta.page_count or len(image) != self.page_size:
+            raise self._outside(pgno)
+        buf = bytearray(image)
+        f = _Frame(buf, SlottedPage(buf, validate=False, pgno=pgno), self.epoch)
+        f.dirty = True  # f.base stays None: logged whole
+        self.dirty[pgno] = f
+        self.overlaid.add(pgno)
+        # Last, and dirty already (as ``fresh``): an eviction that fails here leaves a dirty
+        # frame, which the rollback drops, never a clean one that no commit wrote.
+        self._insert(pgno, f)
+        return f.page
 
     # ---- allocation and the free list ----
 

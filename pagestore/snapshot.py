@@ -124,6 +124,9 @@ class SnapshotPager:
     def write(self, pgno: int) -> SlottedPage:
         raise ReadOnlyError("a snapshot is read-only")
 
+    def write_image(self, pgno: int, image: bytes) -> SlottedPage:
+        raise ReadOnlyError("a snapshot is read-only")
+
     def allocate(self, page_type: int) -> SlottedPage:
         raise ReadOnlyError("a snapshot is read-only")
 

@@ -1434,13 +1434,14 @@ class Store(MutableMapping[Any, Any]):
         order = sorted(writes)
 
         def run() -> None:
+            begin, put, delete = self._pager.begin_operation, self._put, self._delete
             for k in order:
                 v = writes[k]
-                self._pager.begin_operation()
+                begin()
                 if v is _DELETED:
-                    self._delete(k)
+                    delete(k)
                 else:
-                    self._put(k, v)
+                    put(k, v)
 
         if locked:
             # The write lock goes before the commit's sync (``release``), so the next
@@ -2375,7 +2376,9 @@ class Transaction(_StoreCodecs, MutableMapping[Any, Any]):
     def __setitem__(self, key: Any, value: Any) -> None:
         self._check()
         store = self._store
-        store._pager.check_writable()
+        pager = store._pager
+        if pager.readonly or pager.poisoned is not None:
+            pager.check_writable()  # raises
         # bytes in, no codecs: _key's and _value's conversions are a third of a buffered write
         if type(key) is not bytes or store._kenc is not None or len(key) > store.max_key:
             key = store._key(key)

@@ -52,6 +52,9 @@ class MemoryPager:
         page.check()
         return page
 
+    def write_image(self, pgno: int, image: bytes) -> SlottedPage:
+        return self.write(pgno)
+
     def write(self, pgno: int) -> SlottedPage:
         buf = self._pages.get(pgno)
         if buf is None:

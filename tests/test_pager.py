@@ -461,3 +461,102 @@ TestPager = PagerMachine.TestCase
 TestPager.settings = settings(
     max_examples=40, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
+
+
+class CountingReads:
+    """CountingReads wraps a File and counts the page reads made through it (``read``, ``read_into``)."""
+
+    reads = 0
+
+    def __init__(self, inner: fileio.File) -> None:
+        self.inner = inner
+
+    def read(self, offset: int, n: int) -> bytes:
+        CountingReads.reads += 1
+        return self.inner.read(offset, n)
+
+    def read_into(self, offset: int, buf: bytearray) -> int:
+        CountingReads.reads += 1
+        return self.inner.read_into(offset, buf)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def _counting(path: str, *, create: bool = False, readonly: bool = False) -> CountingReads:
+    return CountingReads(fileio.open_file(path, create=create, readonly=readonly))
+
+
+def test_write_image_makes_a_page_in_the_data_file_from_the_image_unread(tmp_path):
+    """write_image of a page neither cached nor in the log builds its frame from the caller's
+    image (the node cache's raw leaf) without reading the file, and logs it whole; one whose
+    image is not the page's newest LSN and checksum (the node cache's copy is taken before a
+    commit stamps them) commits and recovers all the same."""
+    path = str(tmp_path / "p.ps")
+    pager = Pager(path, page_size=PS)
+    a = new_page(pager, b"on disk")
+    pager.commit()
+    pager.close()  # checkpointed: the page lives in the data file only
+    pager = Pager(path, opener=_counting, mmap=False)  # type: ignore[arg-type]
+    image = bytearray(pager.read_raw(a))
+    image[fmt.OFF_LSN] ^= 0xFF  # a copy taken before the last commit stamped the page
+    image[fmt.OFF_CHECKSUM] ^= 0xFF
+    pager.begin_operation()
+    before = CountingReads.reads
+    page = pager.write_image(a, bytes(image))
+    assert CountingReads.reads == before  # made from the image: nothing read
+    assert page.read(0) == b"on disk"
+    page.update(0, b"changed")
+    pager.commit()
+    pager.check()
+    assert marker(pager, a) == b"changed"
+    pager.close()
+    again = Pager(path)
+    assert marker(again, a) == b"changed"
+    again.check()
+    again.close()
+
+
+def test_write_image_of_a_logged_page_keeps_the_exact_delta_base(tmp_path):
+    """A page with a frame in the log goes the way of ``write``: its next frame may be a delta,
+    whose base must be the newest frame's exact image. The caller's image, whose LSN and
+    checksum are not the frame's, is not that base: were it used, the delta would leave
+    out every byte in which the caller's stale stamp equals the new one (here all of the
+    LSN's), and the page read back from the log (after a crash: no checkpoint) would not
+    be the page committed."""
+    path = str(tmp_path / "p.ps")
+    pager = Pager(path, page_size=PS)
+    a = new_page(pager, b"x" * 100)
+    pager.commit()
+    for i in range(1, 4):
+        pager.begin_operation()
+        stale = bytearray(pager.read_raw(a))
+        stale[fmt.OFF_LSN : fmt.OFF_LSN + 8] = (pager.meta.lsn + 1).to_bytes(8, "little")
+        pager.write_image(a, bytes(stale)).update(0, bytes([i]) * 100)
+        pager.commit()
+    assert pager.wal is not None and a in pager.wal.index
+    crash = str(tmp_path / "crash.ps")
+    with open(path, "rb") as src, open(crash, "wb") as dst:
+        dst.write(src.read())
+    with open(log_path(path), "rb") as src, open(log_path(crash), "wb") as dst:
+        dst.write(src.read())
+    pager.close(checkpoint=False)
+    again = Pager(crash)
+    assert marker(again, a) == bytes([3]) * 100
+    again.check()
+    again.close()
+
+
+def test_write_image_refuses_what_write_refuses(tmp_path):
+    path = str(tmp_path / "p.ps")
+    pager = Pager(path, page_size=PS)
+    a = new_page(pager, b"one")
+    pager.commit()
+    pager.checkpoint()
+    with pytest.raises(CorruptionError):
+        pager.write_image(pager.meta.page_count, bytes(PS))
+    pager.close()
+    ro = Pager(path, readonly=True)
+    with pytest.raises(ReadOnlyError):
+        ro.write_image(a, ro.read_raw(a))
+    ro.close()
