@@ -532,27 +532,31 @@ class SharedIndex:
             return
         _U32.pack_into(mm, offset, (_U32.unpack_from(mm, offset)[0] + 1) & 0xFFFFFFFF)
         if _FUTEX is not None:
-            _FUTEX(self._address(offset), _FUTEX_WAKE, wake, None, None, 0)
+            _FUTEX(self._address(offset, mm), _FUTEX_WAKE, wake, None, None, 0)
 
     def sleep(self, offset: int, seen: int, seconds: float) -> None:
         """sleep waits up to ``seconds`` while the word at ``offset`` is still ``seen`` (a value read
         before the caller last looked at what the word announces): returns early when a ``bump``
         wakes it, at once if the word has changed already. A plain sleep without futexes."""
-        if _FUTEX is None or self.map is None:
+        # The map is read once: the turn watcher sleeps here while the store's close may
+        # set it to None (it then raises ValueError below, which the watcher takes as the
+        # end; read twice, a close between the reads made it a TypeError in the thread).
+        mm = self.map
+        if _FUTEX is None or mm is None:
             time.sleep(seconds)
             return
         whole = int(seconds)
         ts = _Timespec(whole, int((seconds - whole) * 1e9))
         # EAGAIN (changed already), EINTR, ETIMEDOUT: each is a wake-up; the caller looks again.
-        _FUTEX(self._address(offset), _FUTEX_WAIT, seen, ctypes.addressof(ts), None, 0)
+        _FUTEX(self._address(offset, mm), _FUTEX_WAIT, seen, ctypes.addressof(ts), None, 0)
 
-    def _address(self, offset: int) -> int:
-        """_address: where byte ``offset`` of the current map is in memory (a futex names it). The
-        buffer export is let go at once, so that the map can still be closed; a map replaced
-        (``_remap``) forgets the addresses of the old one."""
+    def _address(self, offset: int, mm: mmap.mmap) -> int:
+        """_address: where byte ``offset`` of the map ``mm`` (the current one) is in memory (a futex
+        names it). The buffer export is let go at once, so that the map can still be closed; a map
+        replaced (``_remap``) forgets the addresses of the old one. ValueError: ``mm`` is closed."""
         addr = self._addresses.get(offset)
         if addr is None:
-            view = ctypes.c_uint32.from_buffer(self.map, offset)  # type: ignore[arg-type]
+            view = ctypes.c_uint32.from_buffer(mm, offset)
             addr = self._addresses[offset] = ctypes.addressof(view)
             del view
         return addr

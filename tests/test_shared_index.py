@@ -453,3 +453,40 @@ def test_the_durable_word_keeps_the_largest_end_of_one_log_and_starts_over_for_a
         assert (12, 1_000_000) not in seen and (11, 5_000) not in seen
     finally:
         index.close()
+
+
+@pytest.mark.skipif(not shm.FUTEXES, reason="the futex sleep needs Linux futexes")
+def test_a_sleep_racing_the_close_of_the_index_ends_with_what_the_watcher_takes_as_the_end(tmp_path):
+    """The turn watcher sleeps on a futex word (``sleep``) while the store's close may unmap the
+    index: the sleep reads the map once, so a close landing between its look at the map and its
+    use gives ValueError (the watcher's sign to end) or a plain wake-up, never a TypeError from a
+    map that became None in between (seen as a thread's traceback in the slow suite)."""
+
+    class Racing(shm.SharedIndex):
+        closing = False
+
+        @property
+        def map(self):  # type: ignore[override]
+            m = self.__dict__.get("_m")
+            if self.closing:  # the close lands right after this read
+                self.__dict__["_m"] = None
+            return m
+
+        @map.setter
+        def map(self, value):  # type: ignore[override]
+            self.__dict__["_m"] = value
+
+    index = Racing(str(tmp_path / "r-shm"), 4096, 7)
+    try:
+        seen = index.word(shm.TURNS_OFFSET)
+        index.closing = True
+        try:
+            index.sleep(shm.TURNS_OFFSET, seen + 1, 0.01)  # the word differs: returns at once
+        except ValueError:
+            pass
+        index.__dict__["_m"] = None
+        index.closing = False
+        index.sleep(shm.TURNS_OFFSET, seen, 0.01)  # closed: a plain sleep
+        index.bump(shm.TURNS_OFFSET, 1)  # closed: nothing to wake
+    finally:
+        index.close()
