@@ -732,7 +732,11 @@ class Store(MutableMapping[Any, Any]):
             try:
                 if self._pid != _PID or self._closed:
                     self._begin()  # raises
-                self._pager.begin_operation()
+                pager = self._pager
+                if pager.writing:
+                    pager.epoch += 1  # begin_operation's whole work for a writer in its turn
+                else:
+                    pager.begin_operation()
                 rid = self._tree.get(k)
                 if rid is None:
                     raise NotFoundError(k if self._kenc is None else key)
