@@ -237,20 +237,34 @@ class CommitQueue:
                 req = _Request(fn, sync, deadline)
                 self._queue.append(req)
         if alone:
-            if direct and self._writer.try_acquire(0, "a commit of single writes"):
-                # Nobody else is committing and the write lock is free: commit here, with no
-                # request, no event and no hand-off (a third of a lone durable put's CPU went to them).
-                try:
-                    return self._direct(fn, sync)
-                except BaseException:
-                    self._drop_duty()  # interrupted while it held the sync duty: never leave it held
-                    raise
-            req = _Request(fn, sync, deadline)
-            with self._mutex:
-                self._queue.append(req)
-                # Lead: the queue had no leader (a transaction may hold the write lock: its commit then
-                # takes this along; or a commit waits for its sync: this one's group waits for it).
-                req.lead = True
+            # This thread leads the queue (``_busy``) until ``handed`` says the lead went on: to
+            # this write's request, or by ``_direct``'s ``_hand_on``. An interrupt before that
+            # (at ``try_acquire``, ``_Request``, ``_direct``'s first line) hands it on here,
+            # else the queue stayed busy with no leader and every later write waited forever.
+            handed = [False]
+            try:
+                if direct and self._writer.try_acquire(0, "a commit of single writes"):
+                    # Nobody else is committing and the write lock is free: commit here, with no
+                    # request, no event and no hand-off (a third of a lone durable put's CPU went to them).
+                    try:
+                        return self._direct(fn, sync, handed)
+                    except BaseException:
+                        self._drop_duty()  # interrupted while it held the sync duty: never leave it held
+                        raise
+                req = _Request(fn, sync, deadline)
+                with self._mutex:
+                    self._queue.append(req)
+                    # Lead: the queue had no leader (a transaction may hold the write lock: its commit then
+                    # takes this along; or a commit waits for its sync: this one's group waits for it).
+                    req.lead = True
+                    handed[0] = True
+            except BaseException:
+                if self._writer.owned():  # interrupted before ``_direct`` let it go
+                    self._writer.release()
+                if not handed[0]:
+                    with self._mutex:
+                        self._hand_on()
+                raise
         assert req is not None
         try:
             if not req.lead:
@@ -380,9 +394,10 @@ class CommitQueue:
         else:
             self._await(group)
 
-    def _direct(self, fn: Callable[[], Any], sync: Optional[bool]) -> Any:
+    def _direct(self, fn: Callable[[], Any], sync: Optional[bool], handed: List[bool]) -> Any:
         """_direct commits one write at once, for a caller that found no commit running and took the
-        write lock (``submit``); hands the lead on, then has the commit synced outside the locks."""
+        write lock (``submit``); hands the lead on (and says so in ``handed``), then has the commit
+        synced outside the locks."""
         finish: Optional[Callable[[], None]] = None
         group: Optional[_Group] = None
         syncer = False
@@ -402,6 +417,7 @@ class CommitQueue:
                     group = _Group([], finish)
                     syncer = self._enlist(group)
                 self._hand_on()
+                handed[0] = True
         if group is not None:
             if syncer:  # no other sync runs: this write's alone (no _sync_groups round: the lone put's path)
                 try:

@@ -91,3 +91,206 @@ def test_a_busy_keeper_gives_its_turn_to_a_waiter_that_does_not_bump_asks(tmp_pa
             writer.join(30)
         assert not writer.is_alive()
         assert took < 1.0, f"an older pagestore's writer waited {took} s for a busy keeper's turn"
+
+
+STORM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ctrlc_storm_child.py")
+
+
+def _storm(tmp_path, seconds: float, seed: int) -> str:
+    """Runs ctrlc_storm_child.py once; then a reopen must find every acknowledged put, and
+    ``check()`` must be clean. Returns the child's summary line."""
+    import subprocess
+    import sys
+
+    path, out = str(tmp_path / f"s{seed}.ps"), str(tmp_path / f"acked{seed}")
+    p = subprocess.run([sys.executable, STORM, path, str(seconds), str(seed), out],
+                       capture_output=True, text=True, timeout=seconds + 150)
+    assert p.returncode == 0 and "DONE" in p.stdout and "FAILED" not in p.stdout, (
+        p.returncode, p.stdout[-2000:], p.stderr[-6000:])
+    with open(out, "rb") as f:
+        acked = f.read().split()
+    assert len(acked) > 100
+    with pagestore.open(path) as db:
+        lost = [k for k in acked if db.get(k) not in (k, b"1")]
+        assert not lost, f"{len(lost)} acknowledged puts lost after the storm: {lost[:5]}"
+        db.check()
+    return p.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_a_ctrl_c_storm_never_hangs_the_queue_nor_loses_an_acknowledged_put(tmp_path):
+    """8 threads and the main thread put durable keys while SIGINT lands in the main thread
+    every 0.2-3 ms (group.py: the sync duty let go by ``_drop_duty``): no thread hangs, the
+    store takes writes after it, and a reopen finds every acknowledged put."""
+    line = _storm(tmp_path, 3.0, 1)
+    assert "interrupts=" in line and not line.startswith("DONE interrupts=0 "), line
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(2, 12))
+def test_ctrl_c_storms(tmp_path, seed):
+    """The storm above, ten seeds of 6 s each."""
+    _storm(tmp_path, 6.0, seed)
+
+
+def _put_interrupted_at(db, key: bytes, n: int) -> bool:
+    """_put_interrupted_at puts ``key`` in this thread with KeyboardInterrupt raised at the entry of
+    the ``n``-th Python function the put calls (where a SIGINT's handler runs: a function's
+    start or a loop's jump). True if the interrupt landed (the put did not return)."""
+    import sys
+
+    calls = [0]
+
+    def tracer(frame, event, arg):  # noqa: ANN001
+        if event == "call":
+            calls[0] += 1
+            if calls[0] == n:
+                raise KeyboardInterrupt(f"at call {n}: {frame.f_code.co_name}")
+        return None
+
+    sys.settrace(tracer)
+    try:
+        db[key] = key
+    except KeyboardInterrupt:
+        return True
+    finally:
+        sys.settrace(None)
+    return False
+
+
+def _put_within(db, key: bytes, seconds: float) -> str:
+    """_put_within puts ``key`` from another thread; "" if it returned within ``seconds``, else
+    what went wrong."""
+    box: list = []
+
+    def run() -> None:
+        try:
+            db[key] = key
+            box.append("")
+        except Exception as exc:  # noqa: BLE001 - reported
+            box.append(repr(exc))
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    if t.is_alive():
+        return "hung"
+    return box[0]
+
+
+def _interrupt_campaign(tmp_path) -> list:
+    """_interrupt_campaign: for n = 1, 2, ... until a put makes fewer calls, one Ctrl-C lands at the
+    start of the n-th function a lone durable put calls (the ``direct`` path of group.py
+    ``submit``); then a put from another thread must return within 5 s, and one more from this
+    thread, and 10 more, and ``check()``. Returns the failures as (n, function, error); after one,
+    the campaign goes on with a fresh store. A reopen of each store finds every put acknowledged."""
+    import sys
+
+    failures = []
+    stores = []
+    where = [""]
+
+    def interrupted(db, key: bytes, n: int) -> bool:
+        calls = [0]
+
+        def tracer(frame, event, arg):  # noqa: ANN001
+            if event == "call":
+                calls[0] += 1
+                if calls[0] == n:
+                    where[0] = f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_code.co_name}"
+                    raise KeyboardInterrupt(where[0])
+            return None
+
+        sys.settrace(tracer)
+        try:
+            db[key] = key
+        except KeyboardInterrupt:
+            return True
+        finally:
+            sys.settrace(None)
+        return False
+
+    def fresh():
+        path = str(tmp_path / f"i{len(stores)}.ps")
+        db = pagestore.open(path)
+        db[b"warm"] = b"warm"
+        stores.append((path, db, [b"warm"]))
+        return db
+
+    db = fresh()
+    n = 0
+    while True:
+        n += 1
+        acked = stores[-1][2]
+        if not interrupted(db, b"k%05d" % n, n):
+            acked.append(b"k%05d" % n)
+            break  # the put made fewer calls than n: every entry tried
+        err = _put_within(db, b"o%05d" % n, 5.0)
+        if not err:
+            acked.append(b"o%05d" % n)
+            try:
+                for j in range(10):
+                    db[b"m%05d-%d" % (n, j)] = b"m%05d-%d" % (n, j)
+                    acked.append(b"m%05d-%d" % (n, j))
+                db.check()
+            except Exception as exc:  # noqa: BLE001 - reported
+                err = repr(exc)
+        if err:
+            failures.append((n, where[0], err[:160]))
+            db = fresh()  # the broken store is left as it is (a thread may hang in it)
+    assert n > 100
+    db.close()
+    path, _, acked = stores[-1]
+    with pagestore.open(path) as again:  # the store no failure broke
+        assert [k for k in acked if again.get(k) != k] == []
+        again.check()
+    return failures
+
+
+def test_one_interrupt_anywhere_in_a_lone_put_never_hangs_the_queue(tmp_path):
+    """Before, an interrupt at ``try_acquire`` or at ``_direct``'s first line (group.py
+    ``submit``'s direct path) left the queue busy with no leader, or the write lock held:
+    every later write waited forever. (Other windows: the xfail tests below.)"""
+    failures = _interrupt_campaign(tmp_path)
+    hung = [f for f in failures if f[2] == "hung" and f[1] != "store.py:__exit__"]
+    assert not hung, hung
+
+
+@pytest.mark.xfail(strict=True, reason="pre-existing (main): a Ctrl-C between the log's write and the commit's "
+                   "publication makes every later commit fail ('not the latest one published (a bug)') until "
+                   "a reopen; one at _OpLock.__exit__'s start leaves the operation lock held (later writes hang)")
+def test_one_interrupt_anywhere_in_a_lone_put_leaves_the_store_writable(tmp_path):
+    failures = _interrupt_campaign(tmp_path)
+    assert not failures, failures
+
+
+@pytest.mark.parametrize("where", ["set_frames", pytest.param("publish", marks=pytest.mark.xfail(
+    strict=True, reason="pre-existing (main): the log holds the commit, the shared index does not publish it; "
+    "every later commit fails 'not the latest one published (a bug)' until a reopen"))])
+def test_an_interrupt_between_the_logs_write_and_its_publication_leaves_the_store_writable(tmp_path, monkeypatch, where):
+    """A Ctrl-C at the shared index's entries (after the log's frames are written, ``_append``)
+    or at the publication of a commit: the put is not acknowledged, and the next put (this
+    thread, another thread) goes through; a reopen finds every acknowledged put."""
+    path = str(tmp_path / "p.ps")
+    cls = shm.SharedIndex
+    real = getattr(cls, where)
+    armed = [False]
+
+    def once(self, *args, **kwargs):  # noqa: ANN001
+        if armed[0]:
+            armed[0] = False
+            raise KeyboardInterrupt(where)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, where, once)
+    with pagestore.open(path) as db:
+        db[b"a"] = b"a"
+        armed[0] = True
+        with pytest.raises(KeyboardInterrupt):
+            db[b"b"] = b"b"
+        assert _put_within(db, b"c", 5.0) == ""
+        db[b"d"] = b"d"
+        db.check()
+    with pagestore.open(path) as db:
+        assert (db.get(b"a"), db.get(b"c"), db.get(b"d")) == (b"a", b"c", b"d")
+        db.check()
