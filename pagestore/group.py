@@ -310,6 +310,7 @@ class CommitQueue:
         defer = release is not None and self._deferred is not None
         group: Optional[_Group] = None
         syncer = False
+        ended = False
         try:
             finish = self._run(batch, self._deferred if defer and self._deferred is not None else self._apply)
             if release is not None:
@@ -318,9 +319,10 @@ class CommitQueue:
                 group = _Group(batch, finish)
                 with self._mutex:
                     syncer = self._enlist(group)
+            ended = True
         finally:
             if group is None:
-                self._settle(batch)
+                self._settle(batch, abandon=not ended)  # interrupted before its group owed a sync: see ``_lead``
         if group is not None:
             try:
                 self._synced(group, syncer)
@@ -344,6 +346,7 @@ class CommitQueue:
         finish: Optional[Callable[[], None]] = None
         group: Optional[_Group] = None
         syncer = False
+        ended = False  # the try below ran to its end (no interrupt): see ``_settle``'s ``abandon``
         try:
             if self._deferred is not None:
                 orphans = self._wait_for_awaiting()
@@ -372,6 +375,7 @@ class CommitQueue:
                         "for the whole timeout"
                     )
                     self._settle([me])
+            ended = True
         finally:
             with self._mutex:
                 if not me.done and me in self._queue:  # interrupted (KeyboardInterrupt) while waiting for the lock
@@ -381,7 +385,9 @@ class CommitQueue:
                     syncer = self._enlist(group)  # before the lead goes on: the next leader waits for it
                 self._hand_on()
             if group is None:
-                self._settle(batch)
+                # Interrupted (a Ctrl-C at ``_owed`` or ``_Group``) after the batch was applied but
+                # before its group owed a sync: abandoned, never acknowledged unsynced.
+                self._settle(batch, abandon=not ended)
         # The next leader applies its group while this one's sync runs (outside every lock).
         if group is not None:
             self._synced(group, syncer)
@@ -614,10 +620,13 @@ class CommitQueue:
             self._busy = False
 
     @staticmethod
-    def _settle(batch: List[_Request]) -> None:
-        """_settle marks a batch's requests done and wakes their threads."""
+    def _settle(batch: List[_Request], abandon: bool = False) -> None:
+        """_settle marks a batch's requests done and wakes their threads. ``abandon``: the committing
+        thread was interrupted between applying the batch and owing its sync (``_Group``): a
+        write applied is not acknowledged either (its commit may never be synced)."""
         for r in batch:
-            if not r.settled and r.error is None:  # the leader was interrupted (KeyboardInterrupt) before applying it
+            if (abandon or not r.settled) and r.error is None:  # the leader was interrupted (KeyboardInterrupt)
+                r.result = None
                 r.error = PageStoreError("write abandoned: the thread committing it was interrupted")
             r.done = True
             r.event.set()

@@ -294,3 +294,100 @@ def test_an_interrupt_between_the_logs_write_and_its_publication_leaves_the_stor
     with pagestore.open(path) as db:
         assert (db.get(b"a"), db.get(b"c"), db.get(b"d")) == (b"a", b"c", b"d")
         db.check()
+
+
+@pytest.mark.parametrize("where", ["owed", "group"])
+def test_a_leader_interrupted_after_its_batch_applied_acknowledges_nothing_unsynced(tmp_path, monkeypatch, where):
+    """The leader (this thread) applies a batch holding another thread's durable put, its sync
+    deferred (``_run``); a Ctrl-C lands before the batch's group is made (at ``owed``, which
+    hands back the sync the commit owes, or at ``_Group``). The other put must not be
+    acknowledged unless a sync covered it: after a power cut (pending writes dropped), every
+    put that returned is there."""
+    import sys
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from faultfs import Disk
+
+    from pagestore import group as grouplib
+    from pagestore.store import Store
+
+    root = str(tmp_path)
+    disk = Disk(root, seed=3)
+    path = os.path.join(root, "db.ps")
+    db = Store(path, _opener=disk.opener)
+    db[b"before"] = b"1"
+    q = db._commits
+    main = threading.get_ident()
+    armed = [True]
+    if where == "owed":
+        real_owed = q._owed
+
+        def owed():  # noqa: ANN202
+            if armed[0] and threading.get_ident() == main:
+                armed[0] = False
+                raise KeyboardInterrupt("at owed")
+            return real_owed()
+
+        monkeypatch.setattr(q, "_owed", owed)
+    else:
+        real_group = grouplib._Group
+
+        def make_group(batch, finish):  # noqa: ANN001, ANN202
+            if armed[0] and threading.get_ident() == main and len(batch) > 1:
+                armed[0] = False
+                raise KeyboardInterrupt("at _Group")
+            return real_group(batch, finish)
+
+        monkeypatch.setattr(grouplib, "_Group", make_group)
+    # A transaction holds the write lock: this thread's put leads the queue and waits for it;
+    # the other thread's put queues behind it; the transaction ends; one batch holds both.
+    holding, end = threading.Event(), threading.Event()
+
+    def txn() -> None:
+        try:
+            with db.transaction():
+                holding.set()
+                end.wait(10)
+                raise RuntimeError("rolled back")
+        except RuntimeError:
+            pass
+
+    t = threading.Thread(target=txn)
+    t.start()
+    assert holding.wait(10)
+    other: dict = {}
+
+    def put_other() -> None:
+        while not q.queued:
+            time.sleep(0.001)  # after this thread's request: it leads
+        try:
+            db[b"other"] = b"2"
+            other["ok"] = True
+        except PageStoreError as exc:
+            other["err"] = exc
+
+    from pagestore.errors import PageStoreError
+
+    o = threading.Thread(target=put_other)
+    o.start()
+
+    def end_txn() -> None:
+        while q.queued < 2:
+            time.sleep(0.001)
+        end.set()
+
+    e = threading.Thread(target=end_txn)
+    e.start()
+    with pytest.raises(KeyboardInterrupt):
+        db[b"mine"] = b"3"
+    o.join(10)
+    t.join(10)
+    e.join(10)
+    assert not armed[0], "the interrupt never landed"
+    assert not o.is_alive()
+    assert other.get("ok") or "abandoned" in str(other.get("err")), other
+    disk.crash("drop")
+    with Store(path, _opener=disk.opener) as again:
+        assert again.get(b"before") == b"1"
+        if other.get("ok"):
+            assert again.get(b"other") == b"2", "a put acknowledged without a sync was lost in a power cut"
