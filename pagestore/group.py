@@ -274,6 +274,8 @@ class CommitQueue:
             while not req.done:  # a transaction's commit took it along and is still applying it
                 req.event.wait()
         except BaseException:  # KeyboardInterrupt (a signal) while queued, or while it held the sync duty
+            if self._writer.owned():  # interrupted at the start of ``_lead``'s release of the write lock
+                self._writer.release()
             self._abandon(req)
             self._drop_duty()
             raise

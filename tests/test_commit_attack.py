@@ -391,3 +391,49 @@ def test_a_leader_interrupted_after_its_batch_applied_acknowledges_nothing_unsyn
         assert again.get(b"before") == b"1"
         if other.get("ok"):
             assert again.get(b"other") == b"2", "a put acknowledged without a sync was lost in a power cut"
+
+
+def test_a_leader_interrupted_at_the_release_of_the_write_lock_lets_it_go(tmp_path, monkeypatch):
+    """A Ctrl-C at the start of ``WriteLock.release`` in ``_lead``'s finally (found by a
+    one-interrupt campaign with 4 writer threads): the write lock stayed held by this thread, and
+    every other thread's write raised StoreLockedError (or waited forever without a timeout)."""
+    from pagestore import locks
+
+    path = str(tmp_path / "r.ps")
+    with pagestore.open(path) as db:
+        db[b"a"] = b"a"
+        q = db._commits
+        writer = q._writer
+        real = type(writer).release
+        armed = [False]
+        main = threading.get_ident()
+
+        def release(self):  # noqa: ANN001, ANN202
+            if armed[0] and threading.get_ident() == main:
+                armed[0] = False
+                raise KeyboardInterrupt("at release")
+            return real(self)
+
+        monkeypatch.setattr(type(writer), "release", release)
+        # a transaction on another thread holds the write lock, so this put leads the queue
+        holding, end = threading.Event(), threading.Event()
+
+        def txn() -> None:
+            with db.transaction() as t:
+                t[b"t"] = b"t"
+                holding.set()
+                end.wait(10)
+
+        t = threading.Thread(target=txn)
+        t.start()
+        assert holding.wait(10)
+        armed[0] = True
+        threading.Timer(0.2, end.set).start()
+        with pytest.raises(KeyboardInterrupt):
+            db[b"mine"] = b"m"
+        t.join(10)
+        assert not armed[0]
+        assert not writer.owned()
+        assert _put_within(db, b"other", 5.0) == ""
+        db[b"again"] = b"1"
+        assert type(writer) is locks.WriteLock
