@@ -151,7 +151,7 @@ class _Group:
     once it is settled. Its committing thread waits for ``done`` (``_await``) while another
     thread runs the sync."""
 
-    __slots__ = ("batch", "finish", "error", "done", "event", "gone")
+    __slots__ = ("batch", "finish", "error", "done", "event", "gone", "thread")
 
     def __init__(self, batch: List[_Request], finish: Callable[[], None]) -> None:
         self.batch = batch
@@ -162,6 +162,7 @@ class _Group:
         #: made when the group waits (``_enlist``)
         self.event: Optional[_Signal] = None
         self.gone = False  # its thread stopped waiting (interrupted): it will not run the next sync
+        self.thread = 0  # the thread that waits for it (``_enlist``)
 
 
 class CommitQueue:
@@ -445,11 +446,12 @@ class CommitQueue:
         """_enlist: ``group`` is committed and owes a sync. True: no sync runs, the caller runs this one
         (``_sync_groups``); False: the group waits for the running one, whose thread then syncs it
         with every other group committed meanwhile (``_await``). Callers hold ``_mutex``."""
+        me = _thread.get_ident()
         if self._syncing:
             group.event = _Signal()
+            group.thread = me
             self._awaiting.append(group)
             return False
-        me = _thread.get_ident()
         # The duty, recorded with its thread and its groups by plain stores, with no call between
         # them (a KeyboardInterrupt lands only at a call or a loop's jump): an interrupt finds the
         # duty either not taken or taken and recorded, and the caller's handler lets a recorded
@@ -464,8 +466,18 @@ class CommitQueue:
         still holds the duty, the groups it owed a sync are abandoned (none acknowledged: each write
         gets "write abandoned") and the duty goes on (``_let_go``), so that no thread waits forever
         for a sync nobody runs. Nothing if the duty is not this thread's (``_sync_groups`` let it go)."""
+        me = _thread.get_ident()
         with self._mutex:
-            if not self._syncing or self._duty_thread != _thread.get_ident():
+            # Its group waiting for the running sync (interrupted at ``_await``'s start, before
+            # that handler): gone, as ``_await``'s handler marks it, so that ``_let_go`` hands
+            # the next sync to another waiting thread, not to this one.
+            left = False
+            for g in self._awaiting:
+                if g.thread == me and not g.gone:
+                    g.gone = left = True
+            if left and not self._syncing:
+                self._let_go()  # it may have been asked to run the next sync already
+            if not self._syncing or self._duty_thread != me:
                 return
             groups = [g for g in self._duty_groups if not g.done]
             for g in groups:

@@ -437,3 +437,76 @@ def test_a_leader_interrupted_at_the_release_of_the_write_lock_lets_it_go(tmp_pa
         assert _put_within(db, b"other", 5.0) == ""
         db[b"again"] = b"1"
         assert type(writer) is locks.WriteLock
+
+
+def test_a_put_interrupted_as_it_begins_to_wait_for_a_running_sync_hangs_nobody(tmp_path, monkeypatch):
+    """Thread A's put syncs (slow disk); this thread's put commits meanwhile, its group waiting for
+    A's sync, and a Ctrl-C lands at the start of ``_await``, before its handler could mark the
+    group gone. When A lets the duty go, it woke that group's (interrupted) thread and nobody
+    else: a third put, leading, waited for the group's sync forever."""
+    import sys
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import faultfs
+    from faultfs import Disk
+
+    from pagestore import group as grouplib
+    from pagestore.store import Store
+
+    root = str(tmp_path)
+    disk = Disk(root, seed=5)
+    path = os.path.join(root, "db.ps")
+    db = Store(path, _opener=disk.opener)
+    db[b"before"] = b"1"
+    real_sync = faultfs.FaultFile.sync
+    in_sync, release = threading.Event(), threading.Event()
+    block = [True]
+
+    def slow_sync(self):  # noqa: ANN001, ANN202
+        if block[0] and self.path.endswith("-wal"):
+            block[0] = False
+            in_sync.set()
+            release.wait(10)
+        real_sync(self)
+
+    monkeypatch.setattr(faultfs.FaultFile, "sync", slow_sync)
+    real_await = grouplib.CommitQueue._await
+    armed = [True]
+    main = threading.get_ident()
+
+    def interrupted_await(self, group):  # noqa: ANN001, ANN202
+        if armed[0] and threading.get_ident() == main:
+            armed[0] = False
+            raise KeyboardInterrupt("at _await")
+        return real_await(self, group)
+
+    monkeypatch.setattr(grouplib.CommitQueue, "_await", interrupted_await)
+    a = threading.Thread(target=lambda: db.__setitem__(b"a", b"a"))
+    a.start()
+    assert in_sync.wait(10)
+    with pytest.raises(KeyboardInterrupt):
+        db[b"mine"] = b"m"
+    assert not armed[0]
+    box: list = []
+
+    def third() -> None:
+        try:
+            db[b"c"] = b"c"
+            box.append("ok")
+        except PageStoreError as exc:
+            box.append(repr(exc))
+
+    from pagestore.errors import PageStoreError
+
+    c = threading.Thread(target=third, daemon=True)
+    c.start()
+    time.sleep(0.1)
+    release.set()
+    a.join(10)
+    c.join(5)
+    assert not c.is_alive(), "a put waited forever for the sync of an interrupted thread's group"
+    assert box == ["ok"], box
+    db.close()
+    disk.crash("drop")
+    with Store(path, _opener=disk.opener) as again:
+        assert (again.get(b"before"), again.get(b"a"), again.get(b"c")) == (b"1", b"a", b"c")
