@@ -67,7 +67,14 @@ handler (``_drop_duty``) that, if an interrupt (Ctrl-C lands between any two
 calls) caught the thread before its ``_sync_groups`` let the duty go, abandons
 those groups (their writes raise "write abandoned", none acknowledged) and hands
 the duty on. Before, an interrupt there left the duty taken for good, and every
-later write waited forever.
+later write waited forever. The same handler (``submit``'s) also hands on a lead
+an interrupt caught before it went on, lets go of a write lock a release never
+reached, and marks gone a group whose thread was caught as it began to wait
+(``_await``); and a batch applied but interrupted before its group owed a sync
+is abandoned (``_settle``), never acknowledged unsynced. One interrupt at the start
+of any function a put calls is covered (tests/test_commit_attack.py), except at
+the pager's commit between the log's write and the publication, and at the
+operation lock's ``__exit__``; two at once, or one at a C call's return, are not.
 
 Locks (locks.py): the leader takes the store's write lock, and only then the
 queued writes and the operation lock; so while a transaction holds the write
