@@ -67,7 +67,14 @@ handler (``_drop_duty``) that, if an interrupt (Ctrl-C lands between any two
 calls) caught the thread before its ``_sync_groups`` let the duty go, abandons
 those groups (their writes raise "write abandoned", none acknowledged) and hands
 the duty on. Before, an interrupt there left the duty taken for good, and every
-later write waited forever.
+later write waited forever. The same handler (``submit``'s) also hands on a lead
+an interrupt caught before it went on, lets go of a write lock a release never
+reached, and marks gone a group whose thread was caught as it began to wait
+(``_await``); and a batch applied but interrupted before its group owed a sync
+is abandoned (``_settle``), never acknowledged unsynced. One interrupt at the start
+of any function a put calls is covered (tests/test_commit_attack.py), except at
+the pager's commit between the log's write and the publication, and at the
+operation lock's ``__exit__``; two at once, or one at a C call's return, are not.
 
 Locks (locks.py): the leader takes the store's write lock, and only then the
 queued writes and the operation lock; so while a transaction holds the write
@@ -151,7 +158,7 @@ class _Group:
     once it is settled. Its committing thread waits for ``done`` (``_await``) while another
     thread runs the sync."""
 
-    __slots__ = ("batch", "finish", "error", "done", "event", "gone")
+    __slots__ = ("batch", "finish", "error", "done", "event", "gone", "thread")
 
     def __init__(self, batch: List[_Request], finish: Callable[[], None]) -> None:
         self.batch = batch
@@ -162,6 +169,7 @@ class _Group:
         #: made when the group waits (``_enlist``)
         self.event: Optional[_Signal] = None
         self.gone = False  # its thread stopped waiting (interrupted): it will not run the next sync
+        self.thread = 0  # the thread that waits for it (``_enlist``)
 
 
 class CommitQueue:
@@ -237,20 +245,34 @@ class CommitQueue:
                 req = _Request(fn, sync, deadline)
                 self._queue.append(req)
         if alone:
-            if direct and self._writer.try_acquire(0, "a commit of single writes"):
-                # Nobody else is committing and the write lock is free: commit here, with no
-                # request, no event and no hand-off (a third of a lone durable put's CPU went to them).
-                try:
-                    return self._direct(fn, sync)
-                except BaseException:
-                    self._drop_duty()  # interrupted while it held the sync duty: never leave it held
-                    raise
-            req = _Request(fn, sync, deadline)
-            with self._mutex:
-                self._queue.append(req)
-                # Lead: the queue had no leader (a transaction may hold the write lock: its commit then
-                # takes this along; or a commit waits for its sync: this one's group waits for it).
-                req.lead = True
+            # This thread leads the queue (``_busy``) until ``handed`` says the lead went on: to
+            # this write's request, or by ``_direct``'s ``_hand_on``. An interrupt before that
+            # (at ``try_acquire``, ``_Request``, ``_direct``'s first line) hands it on here,
+            # else the queue stayed busy with no leader and every later write waited forever.
+            handed = [False]
+            try:
+                if direct and self._writer.try_acquire(0, "a commit of single writes"):
+                    # Nobody else is committing and the write lock is free: commit here, with no
+                    # request, no event and no hand-off (a third of a lone durable put's CPU went to them).
+                    try:
+                        return self._direct(fn, sync, handed)
+                    except BaseException:
+                        self._drop_duty()  # interrupted while it held the sync duty: never leave it held
+                        raise
+                req = _Request(fn, sync, deadline)
+                with self._mutex:
+                    self._queue.append(req)
+                    # Lead: the queue had no leader (a transaction may hold the write lock: its commit then
+                    # takes this along; or a commit waits for its sync: this one's group waits for it).
+                    req.lead = True
+                    handed[0] = True
+            except BaseException:
+                if self._writer.owned():  # interrupted before ``_direct`` let it go
+                    self._writer.release()
+                if not handed[0]:
+                    with self._mutex:
+                        self._hand_on()
+                raise
         assert req is not None
         try:
             if not req.lead:
@@ -260,6 +282,8 @@ class CommitQueue:
             while not req.done:  # a transaction's commit took it along and is still applying it
                 req.event.wait()
         except BaseException:  # KeyboardInterrupt (a signal) while queued, or while it held the sync duty
+            if self._writer.owned():  # interrupted at the start of ``_lead``'s release of the write lock
+                self._writer.release()
             self._abandon(req)
             self._drop_duty()
             raise
@@ -296,6 +320,7 @@ class CommitQueue:
         defer = release is not None and self._deferred is not None
         group: Optional[_Group] = None
         syncer = False
+        ended = False
         try:
             finish = self._run(batch, self._deferred if defer and self._deferred is not None else self._apply)
             if release is not None:
@@ -304,9 +329,10 @@ class CommitQueue:
                 group = _Group(batch, finish)
                 with self._mutex:
                     syncer = self._enlist(group)
+            ended = True
         finally:
             if group is None:
-                self._settle(batch)
+                self._settle(batch, abandon=not ended)  # interrupted before its group owed a sync: see ``_lead``
         if group is not None:
             try:
                 self._synced(group, syncer)
@@ -330,6 +356,7 @@ class CommitQueue:
         finish: Optional[Callable[[], None]] = None
         group: Optional[_Group] = None
         syncer = False
+        ended = False  # the try below ran to its end (no interrupt): see ``_settle``'s ``abandon``
         try:
             if self._deferred is not None:
                 orphans = self._wait_for_awaiting()
@@ -358,6 +385,7 @@ class CommitQueue:
                         "for the whole timeout"
                     )
                     self._settle([me])
+            ended = True
         finally:
             with self._mutex:
                 if not me.done and me in self._queue:  # interrupted (KeyboardInterrupt) while waiting for the lock
@@ -367,7 +395,9 @@ class CommitQueue:
                     syncer = self._enlist(group)  # before the lead goes on: the next leader waits for it
                 self._hand_on()
             if group is None:
-                self._settle(batch)
+                # Interrupted (a Ctrl-C at ``_owed`` or ``_Group``) after the batch was applied but
+                # before its group owed a sync: abandoned, never acknowledged unsynced.
+                self._settle(batch, abandon=not ended)
         # The next leader applies its group while this one's sync runs (outside every lock).
         if group is not None:
             self._synced(group, syncer)
@@ -380,9 +410,10 @@ class CommitQueue:
         else:
             self._await(group)
 
-    def _direct(self, fn: Callable[[], Any], sync: Optional[bool]) -> Any:
+    def _direct(self, fn: Callable[[], Any], sync: Optional[bool], handed: List[bool]) -> Any:
         """_direct commits one write at once, for a caller that found no commit running and took the
-        write lock (``submit``); hands the lead on, then has the commit synced outside the locks."""
+        write lock (``submit``); hands the lead on (and says so in ``handed``), then has the commit
+        synced outside the locks."""
         finish: Optional[Callable[[], None]] = None
         group: Optional[_Group] = None
         syncer = False
@@ -402,6 +433,7 @@ class CommitQueue:
                     group = _Group([], finish)
                     syncer = self._enlist(group)
                 self._hand_on()
+                handed[0] = True
         if group is not None:
             if syncer:  # no other sync runs: this write's alone (no _sync_groups round: the lone put's path)
                 try:
@@ -421,11 +453,12 @@ class CommitQueue:
         """_enlist: ``group`` is committed and owes a sync. True: no sync runs, the caller runs this one
         (``_sync_groups``); False: the group waits for the running one, whose thread then syncs it
         with every other group committed meanwhile (``_await``). Callers hold ``_mutex``."""
+        me = _thread.get_ident()
         if self._syncing:
             group.event = _Signal()
+            group.thread = me
             self._awaiting.append(group)
             return False
-        me = _thread.get_ident()
         # The duty, recorded with its thread and its groups by plain stores, with no call between
         # them (a KeyboardInterrupt lands only at a call or a loop's jump): an interrupt finds the
         # duty either not taken or taken and recorded, and the caller's handler lets a recorded
@@ -440,8 +473,18 @@ class CommitQueue:
         still holds the duty, the groups it owed a sync are abandoned (none acknowledged: each write
         gets "write abandoned") and the duty goes on (``_let_go``), so that no thread waits forever
         for a sync nobody runs. Nothing if the duty is not this thread's (``_sync_groups`` let it go)."""
+        me = _thread.get_ident()
         with self._mutex:
-            if not self._syncing or self._duty_thread != _thread.get_ident():
+            # Its group waiting for the running sync (interrupted at ``_await``'s start, before
+            # that handler): gone, as ``_await``'s handler marks it, so that ``_let_go`` hands
+            # the next sync to another waiting thread, not to this one.
+            left = False
+            for g in self._awaiting:
+                if g.thread == me and not g.gone:
+                    g.gone = left = True
+            if left and not self._syncing:
+                self._let_go()  # it may have been asked to run the next sync already
+            if not self._syncing or self._duty_thread != me:
                 return
             groups = [g for g in self._duty_groups if not g.done]
             for g in groups:
@@ -598,10 +641,13 @@ class CommitQueue:
             self._busy = False
 
     @staticmethod
-    def _settle(batch: List[_Request]) -> None:
-        """_settle marks a batch's requests done and wakes their threads."""
+    def _settle(batch: List[_Request], abandon: bool = False) -> None:
+        """_settle marks a batch's requests done and wakes their threads. ``abandon``: the committing
+        thread was interrupted between applying the batch and owing its sync (``_Group``): a
+        write applied is not acknowledged either (its commit may never be synced)."""
         for r in batch:
-            if not r.settled and r.error is None:  # the leader was interrupted (KeyboardInterrupt) before applying it
+            if (abandon or not r.settled) and r.error is None:  # the leader was interrupted (KeyboardInterrupt)
+                r.result = None
                 r.error = PageStoreError("write abandoned: the thread committing it was interrupted")
             r.done = True
             r.event.set()

@@ -110,9 +110,10 @@ class PagerTurns:
         if self.sharing is not None:
             self.sharing.wait_write(on)
 
-    def others_wait_write(self) -> bool:
-        """others_wait_write: another process waits in line for LOCK_WRITE."""
-        return self.sharing is not None and self.sharing.others_wait_write()
+    def others_wait_write(self, probe: bool = False) -> bool:
+        """others_wait_write: another process waits in line for LOCK_WRITE (``probe``: the lock probed
+        whatever the ``asks`` word says: ``SharedLog.others_wait_write``)."""
+        return self.sharing is not None and self.sharing.others_wait_write(probe)
 
     def ask_watch(self) -> Callable[[float], None]:
         """ask_watch: a sleep a writer beginning to wait for LOCK_WRITE ends early (``SharedLog.ask_watch``)."""

@@ -334,7 +334,7 @@ class SharedLog:
         looks whether anyone asks, then sleeps in it. It holds the shared index only."""
         return functools.partial(self.index.sleep, shmlib.ASKS_OFFSET, self.index.word(shmlib.ASKS_OFFSET))
 
-    def others_wait_write(self) -> bool:
+    def others_wait_write(self, probe: bool = False) -> bool:
         """others_wait_write: another process waits in line for LOCK_WRITE (one lock probe, or none:
         see below). A writer keeping its turn asks this at the end of every write.
 
@@ -344,12 +344,18 @@ class SharedLog:
         yet bumped the word, and a probe would find what the next call finds after its bump.
         So no probe then: the word says no. (The lock stays the truth: a changed word only
         makes this probe it again.)
+
+        Not so for an older pagestore (before the word: same SHM_VERSION), which waits in
+        line without bumping it: ``probe`` (the keeper's watcher, every WATCH_IDLE s at most)
+        probes whatever the word says, and a probe that finds a waiter forgets the word, so
+        that the end of the keeper's next write probes too and gives the turn up.
         """
         index = self.index
         asks = index.word(shmlib.ASKS_OFFSET)
-        if asks == self._asks_seen:
+        if asks == self._asks_seen and not probe:
             return False
         if index.held_by_others(shmlib.LOCK_WAITING, 1) is not None:
+            self._asks_seen = None  # every call probes until one finds nobody
             return True
         self._asks_seen = asks
         return False

@@ -93,8 +93,10 @@ instead of a poll's. A writer that begins to wait takes LOCK_WAITING, then bumps
 ``asks`` and wakes every sleeper on it: the thread of a writer keeping its turn sleeps
 there between its looks (store.py ``_watch``), and the writer itself, at the end of
 each write, probes LOCK_WAITING only when ``asks`` changed since a probe found nobody
-(readers.py ``others_wait_write``: one lock call per write fewer). Without futexes (not Linux on x86-64 or AArch64) both
-are plain polls.
+(readers.py ``others_wait_write``: one lock call per write fewer); the watcher probes
+whatever the word says (an older pagestore waits without bumping it), and a probe that
+finds a waiter makes the next write's end probe too. Without futexes (not Linux on
+x86-64 or AArch64) both are plain polls.
 
 LOCKS (``fcntl`` open-file-description byte-range locks, at offsets past the
 end of their file; they vanish when their process dies, so a SIGKILLed process

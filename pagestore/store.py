@@ -1935,7 +1935,7 @@ def _watch(ref: "weakref.ref[_Turns]") -> None:
         store = turns.store
         try:
             nap = store._pager.ask_watch()  # first: an ask after this look ends the nap below
-            asked = store._pager.others_wait_write()
+            asked = store._pager.others_wait_write(probe=True)  # an older pagestore's waiter bumps no word
         except (OSError, ValueError):
             return  # the index is closed under it (the store is closing)
         if asked:

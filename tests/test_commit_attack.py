@@ -1,0 +1,514 @@
+"""Attacks on the commit and sync path of branch commitcpu (issues 21, 23, 26), each test a claim
+of those commits checked from the outside: the kept turn's probe of LOCK_WAITING skipped while the
+``asks`` word is unchanged (readers.py ``others_wait_write``), the group commit's sync duty under
+Ctrl-C (group.py ``_drop_duty``), the durable word's one-store update (shm.py ``set_durable``)."""
+from __future__ import annotations
+
+import fcntl
+import os
+import struct
+import threading
+import time
+
+import pytest
+
+import pagestore
+from pagestore import shm
+
+pytestmark = pytest.mark.skipif(not shm.SUPPORTED, reason="writers in several processes need open-file-description locks")
+
+_FLOCK = struct.Struct("hhqqi4x")  # struct flock on Linux x86-64 / AArch64 (l_pid 0 for OFD locks)
+
+
+def _ofd(fd: int, kind: int, start: int) -> bool:
+    """_ofd takes (kind F_RDLCK / F_WRLCK) or lets go (F_UNLCK) byte ``start`` of ``fd`` as an
+    open-file-description lock, without waiting; False if another description holds it."""
+    try:
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _FLOCK.pack(kind, os.SEEK_SET, start, 1, 0))
+        return True
+    except (BlockingIOError, PermissionError):
+        return False
+
+
+def _older_waiter_gets_the_turn(path: str, within: float) -> float:
+    """An older pagestore's writer (from before the ``asks`` word: b06af04) waits in line as
+    shm.py "Turns" still allows: LOCK_WAITING shared, then tries LOCK_WRITE, without bumping
+    ``asks``. Returns how long it waited for LOCK_WRITE (inf if not within ``within`` s). Its
+    own open file description, so that the keeper's probe sees it as another process's."""
+    fd = os.open(shm.shm_path(path), os.O_RDWR)
+    try:
+        assert _ofd(fd, fcntl.F_RDLCK, shm.LOCK_WAITING)
+        t0 = time.monotonic()
+        try:
+            while time.monotonic() - t0 < within:
+                if _ofd(fd, fcntl.F_WRLCK, shm.LOCK_WRITE):
+                    return time.monotonic() - t0
+                time.sleep(0.005)
+            return float("inf")
+        finally:
+            _ofd(fd, fcntl.F_UNLCK, shm.LOCK_WRITE)
+            _ofd(fd, fcntl.F_UNLCK, shm.LOCK_WAITING)
+    finally:
+        os.close(fd)
+
+
+def test_an_idle_keeper_gives_its_turn_to_a_waiter_that_does_not_bump_asks(tmp_path):
+    """store.py WATCH_IDLE: the watcher sleeps at most 0.1 s "for a writer that asks without
+    waking it: an older pagestore" (same SHM_VERSION). Before 1507fd0 its probe found such a
+    waiter; with the probe skipped while ``asks`` is what it was when a probe found nobody,
+    an idle keeper never saw it, and the older writer waited forever (or timed out)."""
+    path = str(tmp_path / "k.ps")
+    with pagestore.open(path) as db:
+        db[b"a"] = b"1"
+        assert db._turns.kept
+        time.sleep(0.3)  # the watcher has probed and found nobody (the word then cached)
+        took = _older_waiter_gets_the_turn(path, 3.0)
+        assert took < 1.0, f"an older pagestore's writer waited {took} s for an idle keeper's turn"
+
+
+def test_a_busy_keeper_gives_its_turn_to_a_waiter_that_does_not_bump_asks(tmp_path):
+    """The same older waiter against a keeper writing without pause: the end of one of its
+    writes (``look``/``unlock``) or its watcher gives the turn up."""
+    path = str(tmp_path / "k.ps")
+    with pagestore.open(path) as db:
+        db[b"a"] = b"1"
+        assert db._turns.kept
+        stop = threading.Event()
+
+        def loop() -> None:
+            i = 0
+            while not stop.is_set():
+                db[b"w%d" % (i % 50)] = b"x"
+                i += 1
+
+        writer = threading.Thread(target=loop)
+        writer.start()
+        try:
+            time.sleep(0.3)
+            took = _older_waiter_gets_the_turn(path, 3.0)
+        finally:
+            stop.set()
+            writer.join(30)
+        assert not writer.is_alive()
+        assert took < 1.0, f"an older pagestore's writer waited {took} s for a busy keeper's turn"
+
+
+STORM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ctrlc_storm_child.py")
+
+
+def _storm(tmp_path, seconds: float, seed: int) -> str:
+    """Runs ctrlc_storm_child.py once; then a reopen must find every acknowledged put, and
+    ``check()`` must be clean. Returns the child's summary line."""
+    import subprocess
+    import sys
+
+    path, out = str(tmp_path / f"s{seed}.ps"), str(tmp_path / f"acked{seed}")
+    p = subprocess.run([sys.executable, STORM, path, str(seconds), str(seed), out],
+                       capture_output=True, text=True, timeout=seconds + 150)
+    assert p.returncode == 0 and "DONE" in p.stdout and "FAILED" not in p.stdout, (
+        p.returncode, p.stdout[-2000:], p.stderr[-6000:])
+    with open(out, "rb") as f:
+        acked = f.read().split()
+    assert len(acked) > 100
+    with pagestore.open(path) as db:
+        lost = [k for k in acked if db.get(k) not in (k, b"1")]
+        assert not lost, f"{len(lost)} acknowledged puts lost after the storm: {lost[:5]}"
+        db.check()
+    return p.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=False, reason="found by these storms, not fixed: after the storm a reopen's check() fails with 'free-space map entry does not match the page' (7 of 10 seeds of 6 s; no acknowledged put lost), and 1 of 10 hung with every worker waiting for a batch nobody settled (queue empty, not busy): interrupts at C-call boundaries or two within microseconds, which the one-interrupt campaigns above do not reach; see the xfail windows too")
+def test_a_ctrl_c_storm_never_hangs_the_queue_nor_loses_an_acknowledged_put(tmp_path):
+    """8 threads and the main thread put durable keys while SIGINT lands in the main thread
+    every 0.2-3 ms (group.py: the sync duty let go by ``_drop_duty``): no thread hangs, the
+    store takes writes after it, and a reopen finds every acknowledged put."""
+    line = _storm(tmp_path, 3.0, 1)
+    assert "interrupts=" in line and not line.startswith("DONE interrupts=0 "), line
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=False, reason="found by these storms, not fixed: after the storm a reopen's check() fails with 'free-space map entry does not match the page' (7 of 10 seeds of 6 s; no acknowledged put lost), and 1 of 10 hung with every worker waiting for a batch nobody settled (queue empty, not busy): interrupts at C-call boundaries or two within microseconds, which the one-interrupt campaigns above do not reach; see the xfail windows too")
+@pytest.mark.parametrize("seed", range(2, 12))
+def test_ctrl_c_storms(tmp_path, seed):
+    """The storm above, ten seeds of 6 s each."""
+    _storm(tmp_path, 6.0, seed)
+
+
+def _put_interrupted_at(db, key: bytes, n: int) -> bool:
+    """_put_interrupted_at puts ``key`` in this thread with KeyboardInterrupt raised at the entry of
+    the ``n``-th Python function the put calls (where a SIGINT's handler runs: a function's
+    start or a loop's jump). True if the interrupt landed (the put did not return)."""
+    import sys
+
+    calls = [0]
+
+    def tracer(frame, event, arg):  # noqa: ANN001
+        if event == "call":
+            calls[0] += 1
+            if calls[0] == n:
+                raise KeyboardInterrupt(f"at call {n}: {frame.f_code.co_name}")
+        return None
+
+    sys.settrace(tracer)
+    try:
+        db[key] = key
+    except KeyboardInterrupt:
+        return True
+    finally:
+        sys.settrace(None)
+    return False
+
+
+def _put_within(db, key: bytes, seconds: float) -> str:
+    """_put_within puts ``key`` from another thread; "" if it returned within ``seconds``, else
+    what went wrong."""
+    box: list = []
+
+    def run() -> None:
+        try:
+            db[key] = key
+            box.append("")
+        except Exception as exc:  # noqa: BLE001 - reported
+            box.append(repr(exc))
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    if t.is_alive():
+        return "hung"
+    return box[0]
+
+
+def _interrupt_campaign(tmp_path) -> list:
+    """_interrupt_campaign: for n = 1, 2, ... until a put makes fewer calls, one Ctrl-C lands at the
+    start of the n-th function a lone durable put calls (the ``direct`` path of group.py
+    ``submit``); then a put from another thread must return within 5 s, and one more from this
+    thread, and 10 more, and ``check()``. Returns the failures as (n, function, error); after one,
+    the campaign goes on with a fresh store. A reopen of each store finds every put acknowledged."""
+    import sys
+
+    failures = []
+    stores = []
+    where = [""]
+
+    def interrupted(db, key: bytes, n: int) -> bool:
+        calls = [0]
+
+        def tracer(frame, event, arg):  # noqa: ANN001
+            if event == "call":
+                calls[0] += 1
+                if calls[0] == n:
+                    where[0] = f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_code.co_name}"
+                    raise KeyboardInterrupt(where[0])
+            return None
+
+        sys.settrace(tracer)
+        try:
+            db[key] = key
+        except KeyboardInterrupt:
+            return True
+        finally:
+            sys.settrace(None)
+        return False
+
+    def fresh():
+        path = str(tmp_path / f"i{len(stores)}.ps")
+        db = pagestore.open(path)
+        db[b"warm"] = b"warm"
+        stores.append((path, db, [b"warm"]))
+        return db
+
+    db = fresh()
+    n = 0
+    while True:
+        n += 1
+        acked = stores[-1][2]
+        if not interrupted(db, b"k%05d" % n, n):
+            acked.append(b"k%05d" % n)
+            break  # the put made fewer calls than n: every entry tried
+        err = _put_within(db, b"o%05d" % n, 5.0)
+        if not err:
+            acked.append(b"o%05d" % n)
+            try:
+                for j in range(10):
+                    db[b"m%05d-%d" % (n, j)] = b"m%05d-%d" % (n, j)
+                    acked.append(b"m%05d-%d" % (n, j))
+                db.check()
+            except Exception as exc:  # noqa: BLE001 - reported
+                err = repr(exc)
+        if err:
+            failures.append((n, where[0], err[:160]))
+            db = fresh()  # the broken store is left as it is (a thread may hang in it)
+    assert n > 100
+    db.close()
+    path, _, acked = stores[-1]
+    with pagestore.open(path) as again:  # the store no failure broke
+        assert [k for k in acked if again.get(k) != k] == []
+        again.check()
+    return failures
+
+
+def test_one_interrupt_anywhere_in_a_lone_put_never_hangs_the_queue(tmp_path):
+    """Before, an interrupt at ``try_acquire`` or at ``_direct``'s first line (group.py
+    ``submit``'s direct path) left the queue busy with no leader, or the write lock held:
+    every later write waited forever. (Other windows: the xfail tests below.)"""
+    failures = _interrupt_campaign(tmp_path)
+    hung = [f for f in failures if f[2] == "hung" and f[1] != "store.py:__exit__"]
+    assert not hung, hung
+
+
+@pytest.mark.xfail(strict=True, reason="pre-existing (main): a Ctrl-C between the log's write and the commit's "
+                   "publication makes every later commit fail ('not the latest one published (a bug)') until "
+                   "a reopen; one at _OpLock.__exit__'s start leaves the operation lock held (later writes hang)")
+def test_one_interrupt_anywhere_in_a_lone_put_leaves_the_store_writable(tmp_path):
+    failures = _interrupt_campaign(tmp_path)
+    assert not failures, failures
+
+
+@pytest.mark.parametrize("where", ["set_frames", pytest.param("publish", marks=pytest.mark.xfail(
+    strict=True, reason="pre-existing (main): the log holds the commit, the shared index does not publish it; "
+    "every later commit fails 'not the latest one published (a bug)' until a reopen"))])
+def test_an_interrupt_between_the_logs_write_and_its_publication_leaves_the_store_writable(tmp_path, monkeypatch, where):
+    """A Ctrl-C at the shared index's entries (after the log's frames are written, ``_append``)
+    or at the publication of a commit: the put is not acknowledged, and the next put (this
+    thread, another thread) goes through; a reopen finds every acknowledged put."""
+    path = str(tmp_path / "p.ps")
+    cls = shm.SharedIndex
+    real = getattr(cls, where)
+    armed = [False]
+
+    def once(self, *args, **kwargs):  # noqa: ANN001
+        if armed[0]:
+            armed[0] = False
+            raise KeyboardInterrupt(where)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, where, once)
+    with pagestore.open(path) as db:
+        db[b"a"] = b"a"
+        armed[0] = True
+        with pytest.raises(KeyboardInterrupt):
+            db[b"b"] = b"b"
+        assert _put_within(db, b"c", 5.0) == ""
+        db[b"d"] = b"d"
+        db.check()
+    with pagestore.open(path) as db:
+        assert (db.get(b"a"), db.get(b"c"), db.get(b"d")) == (b"a", b"c", b"d")
+        db.check()
+
+
+@pytest.mark.parametrize("where", ["owed", "group"])
+def test_a_leader_interrupted_after_its_batch_applied_acknowledges_nothing_unsynced(tmp_path, monkeypatch, where):
+    """The leader (this thread) applies a batch holding another thread's durable put, its sync
+    deferred (``_run``); a Ctrl-C lands before the batch's group is made (at ``owed``, which
+    hands back the sync the commit owes, or at ``_Group``). The other put must not be
+    acknowledged unless a sync covered it: after a power cut (pending writes dropped), every
+    put that returned is there."""
+    import sys
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from faultfs import Disk
+
+    from pagestore import group as grouplib
+    from pagestore.store import Store
+
+    root = str(tmp_path)
+    disk = Disk(root, seed=3)
+    path = os.path.join(root, "db.ps")
+    db = Store(path, _opener=disk.opener)
+    db[b"before"] = b"1"
+    q = db._commits
+    main = threading.get_ident()
+    armed = [True]
+    if where == "owed":
+        real_owed = q._owed
+
+        def owed():  # noqa: ANN202
+            if armed[0] and threading.get_ident() == main:
+                armed[0] = False
+                raise KeyboardInterrupt("at owed")
+            return real_owed()
+
+        monkeypatch.setattr(q, "_owed", owed)
+    else:
+        real_group = grouplib._Group
+
+        def make_group(batch, finish):  # noqa: ANN001, ANN202
+            if armed[0] and threading.get_ident() == main and len(batch) > 1:
+                armed[0] = False
+                raise KeyboardInterrupt("at _Group")
+            return real_group(batch, finish)
+
+        monkeypatch.setattr(grouplib, "_Group", make_group)
+    # A transaction holds the write lock: this thread's put leads the queue and waits for it;
+    # the other thread's put queues behind it; the transaction ends; one batch holds both.
+    holding, end = threading.Event(), threading.Event()
+
+    def txn() -> None:
+        try:
+            with db.transaction():
+                holding.set()
+                end.wait(10)
+                raise RuntimeError("rolled back")
+        except RuntimeError:
+            pass
+
+    t = threading.Thread(target=txn)
+    t.start()
+    assert holding.wait(10)
+    other: dict = {}
+
+    def put_other() -> None:
+        while not q.queued:
+            time.sleep(0.001)  # after this thread's request: it leads
+        try:
+            db[b"other"] = b"2"
+            other["ok"] = True
+        except PageStoreError as exc:
+            other["err"] = exc
+
+    from pagestore.errors import PageStoreError
+
+    o = threading.Thread(target=put_other)
+    o.start()
+
+    def end_txn() -> None:
+        while q.queued < 2:
+            time.sleep(0.001)
+        end.set()
+
+    e = threading.Thread(target=end_txn)
+    e.start()
+    with pytest.raises(KeyboardInterrupt):
+        db[b"mine"] = b"3"
+    o.join(10)
+    t.join(10)
+    e.join(10)
+    assert not armed[0], "the interrupt never landed"
+    assert not o.is_alive()
+    assert other.get("ok") or "abandoned" in str(other.get("err")), other
+    disk.crash("drop")
+    with Store(path, _opener=disk.opener) as again:
+        assert again.get(b"before") == b"1"
+        if other.get("ok"):
+            assert again.get(b"other") == b"2", "a put acknowledged without a sync was lost in a power cut"
+
+
+def test_a_leader_interrupted_at_the_release_of_the_write_lock_lets_it_go(tmp_path, monkeypatch):
+    """A Ctrl-C at the start of ``WriteLock.release`` in ``_lead``'s finally (found by a
+    one-interrupt campaign with 4 writer threads): the write lock stayed held by this thread, and
+    every other thread's write raised StoreLockedError (or waited forever without a timeout)."""
+    from pagestore import locks
+
+    path = str(tmp_path / "r.ps")
+    with pagestore.open(path) as db:
+        db[b"a"] = b"a"
+        q = db._commits
+        writer = q._writer
+        real = type(writer).release
+        armed = [False]
+        main = threading.get_ident()
+
+        def release(self):  # noqa: ANN001, ANN202
+            if armed[0] and threading.get_ident() == main:
+                armed[0] = False
+                raise KeyboardInterrupt("at release")
+            return real(self)
+
+        monkeypatch.setattr(type(writer), "release", release)
+        # a transaction on another thread holds the write lock, so this put leads the queue
+        holding, end = threading.Event(), threading.Event()
+
+        def txn() -> None:
+            with db.transaction() as t:
+                t[b"t"] = b"t"
+                holding.set()
+                end.wait(10)
+
+        t = threading.Thread(target=txn)
+        t.start()
+        assert holding.wait(10)
+        armed[0] = True
+        threading.Timer(0.2, end.set).start()
+        with pytest.raises(KeyboardInterrupt):
+            db[b"mine"] = b"m"
+        t.join(10)
+        assert not armed[0]
+        assert not writer.owned()
+        assert _put_within(db, b"other", 5.0) == ""
+        db[b"again"] = b"1"
+        assert type(writer) is locks.WriteLock
+
+
+def test_a_put_interrupted_as_it_begins_to_wait_for_a_running_sync_hangs_nobody(tmp_path, monkeypatch):
+    """Thread A's put syncs (slow disk); this thread's put commits meanwhile, its group waiting for
+    A's sync, and a Ctrl-C lands at the start of ``_await``, before its handler could mark the
+    group gone. When A lets the duty go, it woke that group's (interrupted) thread and nobody
+    else: a third put, leading, waited for the group's sync forever."""
+    import sys
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import faultfs
+    from faultfs import Disk
+
+    from pagestore import group as grouplib
+    from pagestore.store import Store
+
+    root = str(tmp_path)
+    disk = Disk(root, seed=5)
+    path = os.path.join(root, "db.ps")
+    db = Store(path, _opener=disk.opener)
+    db[b"before"] = b"1"
+    real_sync = faultfs.FaultFile.sync
+    in_sync, release = threading.Event(), threading.Event()
+    block = [True]
+
+    def slow_sync(self):  # noqa: ANN001, ANN202
+        if block[0] and self.path.endswith("-wal"):
+            block[0] = False
+            in_sync.set()
+            release.wait(10)
+        real_sync(self)
+
+    monkeypatch.setattr(faultfs.FaultFile, "sync", slow_sync)
+    real_await = grouplib.CommitQueue._await
+    armed = [True]
+    main = threading.get_ident()
+
+    def interrupted_await(self, group):  # noqa: ANN001, ANN202
+        if armed[0] and threading.get_ident() == main:
+            armed[0] = False
+            raise KeyboardInterrupt("at _await")
+        return real_await(self, group)
+
+    monkeypatch.setattr(grouplib.CommitQueue, "_await", interrupted_await)
+    a = threading.Thread(target=lambda: db.__setitem__(b"a", b"a"))
+    a.start()
+    assert in_sync.wait(10)
+    with pytest.raises(KeyboardInterrupt):
+        db[b"mine"] = b"m"
+    assert not armed[0]
+    box: list = []
+
+    def third() -> None:
+        try:
+            db[b"c"] = b"c"
+            box.append("ok")
+        except PageStoreError as exc:
+            box.append(repr(exc))
+
+    from pagestore.errors import PageStoreError
+
+    c = threading.Thread(target=third, daemon=True)
+    c.start()
+    time.sleep(0.1)
+    release.set()
+    a.join(10)
+    c.join(5)
+    assert not c.is_alive(), "a put waited forever for the sync of an interrupted thread's group"
+    assert box == ["ok"], box
+    db.close()
+    disk.crash("drop")
+    with Store(path, _opener=disk.opener) as again:
+        assert (again.get(b"before"), again.get(b"a"), again.get(b"c")) == (b"1", b"a", b"c")
