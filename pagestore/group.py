@@ -491,10 +491,7 @@ class CommitQueue:
                 self._abandon_group(g)
             self._let_go()
             self._cleared.notify()  # a leader waiting for groups taken (``_take_awaiting``) before the interrupt
-            for g in groups:
-                g.done = True
-                if g.event is not None:
-                    g.event.set()
+            self._wake(groups)
         for g in groups:
             self._settle(g.batch)
 
@@ -577,12 +574,18 @@ class CommitQueue:
                 self._let_go()
                 for g in groups[synced + 1:]:  # interrupted before their sync ran: not acknowledged
                     self._abandon_group(g)
-                for g in groups:
-                    g.done = True
-                    if g.event is not None:
-                        g.event.set()
+                self._wake(groups)
             for g in groups:
                 self._settle(g.batch)
+
+    @staticmethod
+    def _wake(groups: List[_Group]) -> None:
+        """_wake marks ``groups`` done (synced or abandoned) and wakes the threads waiting on
+        them. Callers hold ``_mutex``."""
+        for g in groups:
+            g.done = True
+            if g.event is not None:
+                g.event.set()
 
     @staticmethod
     def _abandon_group(group: _Group) -> None:
