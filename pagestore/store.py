@@ -674,9 +674,22 @@ class Store(MutableMapping[Any, Any]):
         return functools.partial(pager.sync, upto)
 
     def _abort(self) -> None:
-        self._pager.rollback()
-        self._tree.reset()
-        self._heap.reset()
+        """_abort undoes an uncommitted write: the pager's pages, the tree's cached nodes, the heap's
+        free-space map. A Ctrl-C landing inside it (a KeyboardInterrupt while the map reloads, say)
+        does not leave it half done: the step it cut runs again (each is idempotent), the rest
+        runs, and the interrupt goes on afterwards. Half done, the map kept entries of the write
+        undone, and the next commit stored them (a Ctrl-C storm's "free-space map entry does not
+        match the page")."""
+        interrupted: Optional[BaseException] = None
+        for step in (self._pager.rollback, self._tree.reset, self._heap.reset):
+            while True:
+                try:
+                    step()
+                    break
+                except KeyboardInterrupt as exc:
+                    interrupted = exc
+        if interrupted is not None:
+            raise interrupted
 
     def _put(self, key: bytes, value: bytes) -> None:
         meta = self._pager.meta
