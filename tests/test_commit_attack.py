@@ -133,6 +133,23 @@ def test_ctrl_c_storms(tmp_path, seed):
     _storm(tmp_path, 6.0, seed)
 
 
+def _disk_store(tmp_path, seed: int):
+    """_disk_store: a store on a fault-injecting disk (tests/faultfs.py) holding one durable put,
+    ``b"before"``; returns ``(disk, path, store)``."""
+    import sys
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from faultfs import Disk
+
+    from pagestore.store import Store
+
+    disk = Disk(str(tmp_path), seed=seed)
+    path = os.path.join(str(tmp_path), "db.ps")
+    db = Store(path, _opener=disk.opener)
+    db[b"before"] = b"1"
+    return disk, path, db
+
+
 def _put_interrupted_at(db, key: bytes, n: int) -> bool:
     """_put_interrupted_at puts ``key`` in this thread with KeyboardInterrupt raised at the entry of
     the ``n``-th Python function the put calls (where a SIGINT's handler runs: a function's
@@ -303,19 +320,10 @@ def test_a_leader_interrupted_after_its_batch_applied_acknowledges_nothing_unsyn
     hands back the sync the commit owes, or at ``_Group``). The other put must not be
     acknowledged unless a sync covered it: after a power cut (pending writes dropped), every
     put that returned is there."""
-    import sys
-
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from faultfs import Disk
-
     from pagestore import group as grouplib
     from pagestore.store import Store
 
-    root = str(tmp_path)
-    disk = Disk(root, seed=3)
-    path = os.path.join(root, "db.ps")
-    db = Store(path, _opener=disk.opener)
-    db[b"before"] = b"1"
+    disk, path, db = _disk_store(tmp_path, 3)
     q = db._commits
     main = threading.get_ident()
     armed = [True]
@@ -444,20 +452,12 @@ def test_a_put_interrupted_as_it_begins_to_wait_for_a_running_sync_hangs_nobody(
     A's sync, and a Ctrl-C lands at the start of ``_await``, before its handler could mark the
     group gone. When A lets the duty go, it woke that group's (interrupted) thread and nobody
     else: a third put, leading, waited for the group's sync forever."""
-    import sys
-
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import faultfs
-    from faultfs import Disk
 
     from pagestore import group as grouplib
     from pagestore.store import Store
 
-    root = str(tmp_path)
-    disk = Disk(root, seed=5)
-    path = os.path.join(root, "db.ps")
-    db = Store(path, _opener=disk.opener)
-    db[b"before"] = b"1"
+    disk, path, db = _disk_store(tmp_path, 5)
     real_sync = faultfs.FaultFile.sync
     in_sync, release = threading.Event(), threading.Event()
     block = [True]

@@ -107,18 +107,26 @@ def test_write_run_goes_into_the_data_file(tmp_path):
     pager.close()
 
 
-def test_a_large_durable_commit_leaves_its_direct_pages_to_the_map(tmp_path):
-    """A durable commit of more than DIRECT_PAGES new pages writes them straight into the data
-    file: once it is committed the map serves them (none stays ``overlaid``), a page also
-    logged stays overlaid, and every read gives the committed bytes."""
+def _direct_pages(pager) -> list:
+    """_direct_pages begins an operation and allocates more new heap pages than DIRECT_PAGES, page
+    i holding ``b"direct i"``, so that a durable commit writes them straight into the data file;
+    returns their page numbers (not committed yet)."""
     from pagestore.pager import DIRECT_PAGES
-    pager = open_pager(tmp_path)
     pager.begin_operation()
     pgnos = []
     for i in range(DIRECT_PAGES + 10):
         page = pager.allocate(fmt.PAGE_HEAP)
         page.insert(b"direct %d" % i)
         pgnos.append(page.pgno)
+    return pgnos
+
+
+def test_a_large_durable_commit_leaves_its_direct_pages_to_the_map(tmp_path):
+    """A durable commit of more than DIRECT_PAGES new pages writes them straight into the data
+    file: once it is committed the map serves them (none stays ``overlaid``), a page also
+    logged stays overlaid, and every read gives the committed bytes."""
+    pager = open_pager(tmp_path)
+    pgnos = _direct_pages(pager)
     pager.commit(True)
     pager.check()
     assert not any(p in pager.overlaid for p in pgnos)
@@ -158,14 +166,8 @@ def test_a_failed_remap_after_a_direct_commit_leaves_the_commit_made(tmp_path, m
     """The remap after a commit that wrote pages into the file (``_map_direct``) may fail (mmap's
     ENOMEM): the commit is in the log already, so it succeeds, and the pager reads every page
     itself (no map) until the next remap."""
-    from pagestore.pager import DIRECT_PAGES
     pager = open_pager(tmp_path)
-    pager.begin_operation()
-    pgnos = []
-    for i in range(DIRECT_PAGES + 10):
-        page = pager.allocate(fmt.PAGE_HEAP)
-        page.insert(b"direct %d" % i)
-        pgnos.append(page.pgno)
+    pgnos = _direct_pages(pager)
 
     def no_memory() -> None:
         raise OSError(12, "Cannot allocate memory")
