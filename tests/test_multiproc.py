@@ -641,22 +641,30 @@ def test_after_compact_other_writers_join_the_new_file(tmp_path):
         db.check()
 
 
+def _die_before_publishing(path: str, published: Tuple[bytes, ...] = ()) -> None:
+    """_die_before_publishing runs a writer process on ``path`` that puts each key of ``published``
+    (b"1"), then puts b"unpublished" and dies between that commit's sync and its publication
+    (``Pager._publish``)."""
+    code = (
+        "import os, sys, pagestore\n"
+        "from pagestore.pager import Pager\n"
+        "db = pagestore.open(sys.argv[1])\n"
+        + "".join(f"db[{k!r}] = b'1'\n" for k in published)
+        + "Pager._publish = lambda self: os._exit(7)  # dies between the commit's sync and its publication\n"
+        "db[b'unpublished'] = b'1'\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 7, out.stderr
+
+
 def test_a_commit_durable_but_never_published_is_kept_by_the_next_writer(tmp_path):
     """A writer killed after its commit frame was synced but before it published it: the next writer's
     catch-up reads past the published state to the last valid commit frame, keeps that commit, and
     publishes it (it does not write over it)."""
     path = str(tmp_path / "u.ps")
-    code = (
-        "import os, sys, pagestore\n"
-        "from pagestore.pager import Pager\n"
-        "db = pagestore.open(sys.argv[1])\n"
-        "Pager._publish = lambda self: os._exit(7)  # dies between the commit's sync and its publication\n"
-        "db[b'unpublished'] = b'1'\n"
-    )
     with pagestore.open(path) as db:
         db[b"before"] = b"0"
-        out = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, timeout=60)
-        assert out.returncode == 7, out.stderr
+        _die_before_publishing(path)
         assert b"unpublished" not in db  # a read sees the published state only
         db[b"after"] = b"2"  # the turn's catch-up finds the commit
         assert db[b"unpublished"] == b"1" and db[b"after"] == b"2"
@@ -1260,19 +1268,9 @@ def test_a_commit_never_published_after_published_ones_is_kept_by_the_next_write
     and its publication, after commits it did publish) is read from the file and kept, as the
     catch-up that reads the file throughout keeps it."""
     path = str(tmp_path / "v.ps")
-    code = (
-        "import os, sys, pagestore\n"
-        "from pagestore.pager import Pager\n"
-        "db = pagestore.open(sys.argv[1])\n"
-        "db[b'published'] = b'1'\n"
-        "db[b'published2'] = b'1'\n"
-        "Pager._publish = lambda self: os._exit(7)  # dies between the commit's sync and its publication\n"
-        "db[b'unpublished'] = b'1'\n"
-    )
     with pagestore.open(path) as db:
         db[b"before"] = b"0"
-        out = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, timeout=60)
-        assert out.returncode == 7, out.stderr
+        _die_before_publishing(path, (b"published", b"published2"))
         # No read first (it would take the published frames itself): the turn's catch-up takes
         # them from the list and finds the commit past them.
         db[b"after"] = b"2"
