@@ -223,17 +223,23 @@ def test_reopen_recovers_committed_and_drops_the_rest(tmp_path):
     assert pager.wal is not None
     pager.wal.sync()
     # a crash: nothing closes the pager; its files are copied as they are
+    again = _crashed_copy(pager, path, tmp_path)
+    assert marker(again, a) == b"one"
+    assert again.wal is not None and not again.wal.index  # a writer checkpoints at once
+    again.check()
+    again.close()
+
+
+def _crashed_copy(pager: Pager, path: str, tmp_path) -> Pager:
+    """_crashed_copy: a crash, as nothing closes ``pager``: its data file and log are copied as
+    they are, ``pager`` closes without a checkpoint, and a new pager opens the copy."""
     crash = str(tmp_path / "crash.ps")
     with open(path, "rb") as src, open(crash, "wb") as dst:
         dst.write(src.read())
     with open(log_path(path), "rb") as src, open(log_path(crash), "wb") as dst:
         dst.write(src.read())
     pager.close(checkpoint=False)
-    again = Pager(crash)
-    assert marker(again, a) == b"one"
-    assert again.wal is not None and not again.wal.index  # a writer checkpoints at once
-    again.check()
-    again.close()
+    return Pager(crash)
 
 
 def test_read_only_pager_refuses_writes(tmp_path):
@@ -535,13 +541,7 @@ def test_write_image_of_a_logged_page_keeps_the_exact_delta_base(tmp_path):
         pager.write_image(a, bytes(stale)).update(0, bytes([i]) * 100)
         pager.commit()
     assert pager.wal is not None and a in pager.wal.index
-    crash = str(tmp_path / "crash.ps")
-    with open(path, "rb") as src, open(crash, "wb") as dst:
-        dst.write(src.read())
-    with open(log_path(path), "rb") as src, open(log_path(crash), "wb") as dst:
-        dst.write(src.read())
-    pager.close(checkpoint=False)
-    again = Pager(crash)
+    again = _crashed_copy(pager, path, tmp_path)
     assert marker(again, a) == bytes([3]) * 100
     again.check()
     again.close()
