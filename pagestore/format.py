@@ -114,7 +114,9 @@ def _codec_field(name: str) -> bytes:
     return raw
 
 
+@functools.lru_cache(maxsize=64)
 def _codec_name(raw: bytes, field: str) -> str:
+    # cached: a writer taking turns decodes the header again at every turn (the names never change)
     name = raw.rstrip(b"\0")
     if not name:
         return DEFAULT_CODEC  # a version 1 file (reserved zeros) is bytes to bytes

@@ -184,10 +184,13 @@ class PagerFiles:
         count = meta.page_count
         if count <= have:
             return
-        index = self.wal.pages()
-        # At most len(index) pages can lie past the end: look no further than one more.
-        for pgno in range(have, min(count, have + len(index) + 1)):
-            if pgno not in index:
+        # Every page from ``have`` on must have a frame: the loop stops at the first that has
+        # none, so it looks at no more pages than the log holds, plus one. (Not a set of the
+        # log's pages built first: a writer catching up checks this at every turn, and while
+        # new pages wait in the log for a checkpoint, that set was O(log) a turn.)
+        newest = self.wal.newest_frame
+        for pgno in range(have, count):
+            if newest(pgno) is None:
                 raise CorruptionError(
                     pgno, f"page {pgno} is past the end of the data file ({size} bytes) and in no log frame, "
                           f"but the header's page_count is {count}")

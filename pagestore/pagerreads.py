@@ -192,10 +192,15 @@ class PagerReads:
             self.cache.clear()
             self._spare = None
             self.pagemap.unverify_all()
-        else:
+        elif changed:
+            # One pass, the verified bits cleared inline (``PageMap.unverify``): a writer taking
+            # turns drops a few pages at every turn.
+            pop, verified = self.cache.pop, self.pagemap.verified
+            bits = len(verified)
             for pgno in changed:
-                self.cache.pop(pgno, None)
-                self._unverify(pgno)
+                pop(pgno, None)
+                if pgno >> 3 < bits:
+                    verified[pgno >> 3] &= ~(1 << (pgno & 7)) & 0xFF
         self._cover(meta)
         for fn in self.on_change:
             fn(changed)

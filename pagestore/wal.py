@@ -117,6 +117,10 @@ DELTA_SHARE = 2
 #: whose next frame is a delta from one read before costs one frame, not its whole chain:
 #: a reader beside a busy writer re-reads each changed page that way.
 IMAGE_CACHE = 256
+#: A writer catching up reads the frames other processes committed since its last turn in one
+#: read, when they take at most this many bytes (``_adopt``), and reads the pages it then
+#: rebuilds from those bytes (``_frame_bytes``), not with a read of the file per frame.
+WINDOW_BYTES = 64 * 1024
 
 Buffer = Union[bytes, bytearray, memoryview]
 #: A frame to append: (page number, the page image, and the image of the page's newest
@@ -270,6 +274,9 @@ class WAL:
         self.depth: Dict[int, int] = {}
         #: committed frame offset -> (page number, its image), the last IMAGE_CACHE rebuilt
         self._images: "OrderedDict[int, Tuple[int, bytes]]" = OrderedDict()
+        #: the committed frames the last catch-up read at once (``_adopt``): (generation, salt,
+        #: offset of its first byte, offset past its last frame, the bytes), or None
+        self._window: Optional[Tuple[int, int, int, int, bytes]] = None
         self.file: Optional[fileio.File]
         if readonly and not os.path.exists(path):
             self.file = None
@@ -523,7 +530,15 @@ class WAL:
                 new_depth[off] = d + 1
             latest[pgno] = off
             end = off + FRAME_HEADER_SIZE + n
-        raw = self.file.read(off, 2 * FRAME_HEADER_SIZE + n)  # the last frame and the next header
+        start, span = self.committed_end, off - self.committed_end
+        if span <= WINDOW_BYTES:
+            # Every frame taken, the last one and the next header, in one read: the pages the
+            # caller rebuilds next (the header, the map's, the tree's) read their new frames
+            # from these bytes (``_frame_bytes``), not one read of the file each.
+            whole = self.file.read(start, span + 2 * FRAME_HEADER_SIZE + n)
+            raw: "bytes | memoryview" = memoryview(whole)[span:]
+        else:
+            whole, raw = b"", self.file.read(off, 2 * FRAME_HEADER_SIZE + n)  # the last frame and the next header
         if len(raw) < FRAME_HEADER_SIZE:
             return [], None
         fpgno, commit, _txn, own, salt, size, _base = _FRAME.unpack_from(raw, 0)
@@ -537,7 +552,23 @@ class WAL:
         self.committed_frames = frames
         self.end, self._crc = end, self.committed_crc
         self._synced = False  # frames another process wrote, maybe with sync=False: the next sync covers them
-        return list(latest), raw[FRAME_HEADER_SIZE + n :]
+        self._window = (self.generation, self.salt, start, end, whole) if whole else None
+        return list(latest), bytes(raw[FRAME_HEADER_SIZE + n :])
+
+    def _frame_bytes(self, off: int) -> bytes:
+        """_frame_bytes: what ``read_frame`` reads of the frame at ``off``: the frame whole (its header
+        and payload) from the bytes the last catch-up read (``_adopt``), if they hold it and are
+        this log generation's (committed frames never change within one); else a page's worth
+        from ``off``, read from the file. O(1) reads."""
+        win = self._window
+        if win is not None and win[2] <= off and off + FRAME_HEADER_SIZE <= win[3] \
+                and (win[0], win[1]) == (self.generation, self.salt):
+            rel = off - win[2]
+            size = _FRAME.unpack_from(win[4], rel)[5]
+            if off + FRAME_HEADER_SIZE + size <= win[3]:
+                return win[4][rel : rel + FRAME_HEADER_SIZE + size]
+        assert self.file is not None
+        return self.file.read(off, FRAME_HEADER_SIZE + self.page_size)
 
     def _rewrite(self, start: int, end: int) -> None:
         """_rewrite writes the log again from byte ``start`` to ``end`` (a committed end), for a
@@ -1030,7 +1061,7 @@ class WAL:
                     return hit[1]
                 whole = hit[1]
                 break
-            raw = self.file.read(off, FRAME_HEADER_SIZE + ps)
+            raw = self._frame_bytes(off)
             if len(raw) < FRAME_HEADER_SIZE:
                 raise CorruptionError(pgno, f"log frame at offset {off} is missing")
             fpgno, _commit, _txn, own, salt, n, base = _FRAME.unpack_from(raw, 0)

@@ -1279,3 +1279,58 @@ def test_a_commit_never_published_after_published_ones_is_kept_by_the_next_write
     with pagestore.open(path) as db:
         assert dict(db.items()) == {b"before": b"0", b"published": b"1", b"published2": b"1",
                                     b"unpublished": b"1", b"after": b"2"}
+
+
+def _turn_a_write(tmp_path, monkeypatch, name: str, seed: int, **kw):
+    """_turn_a_write: two stores on one file in this process, taking turns a write at a time (each
+    write a catch-up with the other's commits), on a fault-free Disk."""
+    from faultfs import Disk
+    from pagestore import store as store_mod
+    from pagestore.store import Store
+
+    monkeypatch.setattr(store_mod, "KEEP_AFTER", 1e9)  # a turn per write: a catch-up per write
+    disk = Disk(str(tmp_path), seed=seed)
+    path = str(tmp_path / name)
+    a = Store(path, _opener=disk.opener, sync=False, **kw)
+    b = Store(path, _opener=disk.opener, sync=False, **kw)
+    for db in (a, b):
+        with db._lock:
+            db._turns._give_up()
+        db._turns._given = time.monotonic()
+    return a, b
+
+
+def test_a_catch_up_reads_the_frames_it_took_from_one_read_and_none_of_an_older_log(tmp_path, monkeypatch):
+    """A writer catching up reads the frames the others committed since its last turn in one read
+    (``WAL._adopt``) and rebuilds the pages they changed from those bytes (``_frame_bytes``), not
+    with a read of the file per frame. Those bytes are one log generation's: after another writer
+    restarts the log, frames at the same offsets are other frames, read from the file (served
+    from the old bytes, they belong to another log: CorruptionError, or a stale page)."""
+    from pagestore import wal as wal_mod
+
+    a, b = _turn_a_write(tmp_path, monkeypatch, "w.ps", 3, page_size=512)
+    served = [0, 0]  # frames rebuilt from the bytes read at once, from the file
+    real = wal_mod.WAL._frame_bytes
+
+    def frame_bytes(self, off):
+        raw = real(self, off)
+        served[len(raw) == wal_mod.FRAME_HEADER_SIZE + self.page_size] += 1
+        return raw
+
+    monkeypatch.setattr(wal_mod.WAL, "_frame_bytes", frame_bytes)
+    for rnd in range(3):
+        # After the first round, b writes the log anew from its start: its frames take the
+        # offsets of those a read at once last round, in the log b restarted since.
+        for i in range(30):
+            b[b"k%02d" % i] = b"%d-%02d" % (rnd, i) * (1 + i % 9)
+        served[:] = [0, 0]
+        a[b"probe"] = b"%d" % rnd  # a catches up: b's 30 commits
+        assert a[b"k07"] == b"%d-07" % rnd * 8
+        if rnd == 0:
+            assert served[0] > 0, served  # the header, the map, the leaves: from the bytes read at once
+        assert b.checkpoint()["restarted"], "the log restarts: the same offsets, other frames"
+    for db in (a, b):
+        assert {db[b"k%02d" % i] for i in range(30)} == {b"2-%02d" % i * (1 + i % 9) for i in range(30)}
+        db.check()
+    b.close()
+    a.close()
