@@ -86,21 +86,31 @@ _NONZERO = re.compile(rb"[^\x00]")
 
 
 def _differ(a: "bytes | bytearray", b: "bytes | bytearray") -> List[int]:
-    """_differ: the offsets at which ``a`` and ``b`` (of one length) differ. The two pages as
-    one integer each, XORed in C; then one step per differing byte (a commit changes a few
-    bytes of a map page): ~2 us for a 4 KiB page, not 4,096 byte compares."""
+    """_differ: the offsets at which ``a`` and ``b`` (of one length) differ, in order. Compared a
+    block of _DIFF_BLOCK bytes at a time (memcmp); only a block that differs is XORed as one
+    integer each, then one step per differing byte (a commit changes a few bytes of a map page).
+    ~3 us for a 4 KiB page with one byte changed, ~6 with five far apart; XORing the whole page
+    took 5 and 21 (each step shifts the whole page's integer)."""
     out: List[int] = []
     if a == b:
         return out
-    x = int.from_bytes(a, "little") ^ int.from_bytes(b, "little")
-    base = 0
-    while x:
-        j = ((x & -x).bit_length() - 1) >> 3  # the lowest differing byte
-        out.append(base + j)
-        x >>= (j + 1) * 8
-        base += j + 1
+    step = _DIFF_BLOCK
+    for lo in range(0, len(a), step):
+        x, y = a[lo : lo + step], b[lo : lo + step]
+        if x == y:
+            continue
+        d = int.from_bytes(x, "little") ^ int.from_bytes(y, "little")
+        base = lo
+        while d:
+            j = ((d & -d).bit_length() - 1) >> 3  # the lowest differing byte
+            out.append(base + j)
+            d >>= (j + 1) * 8
+            base += j + 1
     return out
 
+
+#: ``_differ``'s block: 512 bytes measured fastest of 256 to 4,096 for one to five changed bytes
+_DIFF_BLOCK = 512
 
 _PAGE_HEAP = fmt.PAGE_HEAP
 _map_value = _native.fast.map_value
@@ -187,8 +197,10 @@ class FreeSpaceMap:
         per = self.per_page
         cat, buckets = self.cat, self.buckets
         touched: Set[int] = set()  # categories whose bucket changed: only their bits are looked at again
-        if any(p in changed and len(self._stored.get(p, b"")) != per for p in pages):
-            return False  # a changed page not read or written here yet: the caller loads the map whole
+        stored = self._stored
+        for p in pages:
+            if p in changed and len(stored.get(p, b"")) != per:
+                return False  # a changed page not read or written here yet: the caller loads the map whole
         for idx, pgno in enumerate(pages):
             if pgno not in changed:
                 continue

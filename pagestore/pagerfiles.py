@@ -161,7 +161,7 @@ class PagerFiles:
             self._upgrade_header()
             self._discard_abandoned_copy()
 
-    def _check_extent(self, meta: fmt.Meta) -> None:
+    def _check_extent(self, meta: fmt.Meta) -> int:
         """_check_extent checks the header's ``page_count`` against the pages there are: every page
         past the data file's end must have a frame in the log (the header ``format.decode_meta``
         accepted is checked against itself only).
@@ -175,6 +175,8 @@ class PagerFiles:
         This bounds every loop and table sized by ``page_count`` (the map's overlaid pages,
         a walk's visited bits, a chain's length) by the bytes on disk.
 
+        Returns the data file's size, as read for the check (``_follow`` maps by it).
+
         Raises:
             CorruptionError: naming the first page that is neither in the file nor in the log.
         """
@@ -183,7 +185,7 @@ class PagerFiles:
         have = -(-size // self.page_size)
         count = meta.page_count
         if count <= have:
-            return
+            return size
         # Every page from ``have`` on must have a frame: the loop stops at the first that has
         # none, so it looks at no more pages than the log holds, plus one. (Not a set of the
         # log's pages built first: a writer catching up checks this at every turn, and while
@@ -194,6 +196,7 @@ class PagerFiles:
                 raise CorruptionError(
                     pgno, f"page {pgno} is past the end of the data file ({size} bytes) and in no log frame, "
                           f"but the header's page_count is {count}")
+        return size
 
     def _upgrade_header(self) -> None:
         """_upgrade_header writes page 0 in the current format version when the data file's is

@@ -91,7 +91,7 @@ class PagerReads:
 
         def _read_disk_meta(self) -> fmt.Meta: ...
 
-        def _check_extent(self, meta: fmt.Meta) -> None: ...
+        def _check_extent(self, meta: fmt.Meta) -> int: ...
 
     # ---- the map: pages read in place ----
 
@@ -181,7 +181,7 @@ class PagerReads:
         else:
             meta = self._read_disk_meta()
             self._logged_header = None
-        self._check_extent(meta)
+        size = self._check_extent(meta)
         self.meta = meta
         self.committed = meta.copy()
         if reset or changed is None:
@@ -201,11 +201,11 @@ class PagerReads:
                 pop(pgno, None)
                 if pgno >> 3 < bits:
                     verified[pgno >> 3] &= ~(1 << (pgno & 7)) & 0xFF
-        self._cover(meta)
+        self._cover(meta, size)
         for fn in self.on_change:
             fn(changed)
 
-    def _cover(self, meta: fmt.Meta) -> None:
+    def _cover(self, meta: fmt.Meta, size: Optional[int] = None) -> None:
         """_cover makes the map cover this reader's view (or the writer's, after ``rollback``):
         remapped if the file grew (a checkpoint copied pages past its old end, or a large
         commit wrote new pages there), and any page it still does not reach is marked
@@ -215,7 +215,11 @@ class PagerReads:
             return
         ps = self.page_size
         if self.map is None or len(self.map) < meta.page_count * ps:
-            self._remap()
+            # ``size``: the file's, just read (``_check_extent``). Not grown past the map, it
+            # is not read again: while new pages wait in the log for a checkpoint, a writer
+            # taking turns would read it twice a turn.
+            if size is None or self.map is None or len(self.map) != size // ps * ps:
+                self._remap()
         mapped = len(self.map) // ps if self.map is not None else 0
         if mapped < meta.page_count:
             self.overlaid.update(range(mapped, meta.page_count))

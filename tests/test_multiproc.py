@@ -1334,3 +1334,23 @@ def test_a_catch_up_reads_the_frames_it_took_from_one_read_and_none_of_an_older_
         db.check()
     b.close()
     a.close()
+
+
+def test_a_writer_catching_up_maps_the_pages_another_writers_checkpoint_added_to_the_file(tmp_path, monkeypatch):
+    """A writer catching up reads the data file's size once a turn (``_check_extent``) and maps by
+    it (``_cover``), not with a second read of it: when another writer's checkpoint grew the file,
+    the catch-up maps the new pages (else it reads them through its cache until the next remap)."""
+    a, b = _turn_a_write(tmp_path, monkeypatch, "g.ps", 4, page_size=512)
+    for rnd in range(3):
+        a[b"a%d" % rnd] = b"x"
+        for i in range(40):
+            b[b"k%d-%03d" % (rnd, i)] = b"v" * 60  # new pages, in the log until b's checkpoint
+        before = a.stats()["mapped_bytes"]
+        assert b.checkpoint()["copied"]
+        size = b._pager.file.size()  # (the fault-free Disk's file)
+        assert size > before  # the checkpoint grew the file past a's map
+        a[b"probe"] = b"%d" % rnd  # a catches up
+        assert a.stats()["mapped_bytes"] == size // 512 * 512
+    for db in (a, b):
+        db.check()
+        db.close()
