@@ -186,10 +186,12 @@ class PagerFiles:
         count = meta.page_count
         if count <= have:
             return size
-        # Every page from ``have`` on must have a frame: the loop stops at the first that has
-        # none, so it looks at no more pages than the log holds, plus one. (Not a set of the
-        # log's pages built first: a writer catching up checks this at every turn, and while
-        # new pages wait in the log for a checkpoint, that set was O(log) a turn.)
+        # Every page from ``have`` on must have a frame: the look stops at the first that has
+        # none, so it looks at no more pages than the log holds, plus one.
+        # (Not a set of the log's pages built first: a writer catching up checks this at every
+        # turn, and while new pages wait in the log for a checkpoint, that set was O(log) a turn.)
+        if self.wal.has_frames_for(have, count):
+            return size
         newest = self.wal.newest_frame
         for pgno in range(have, count):
             if newest(pgno) is None:

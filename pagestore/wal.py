@@ -1000,6 +1000,11 @@ class WAL:
         """pages: the pages with a committed frame in the index."""
         return set(self.index)
 
+    def has_frames_for(self, lo: int, hi: int) -> bool:
+        """has_frames_for: every page from ``lo`` to ``hi`` (excluded) has a committed frame. Stops at
+        the first that has none: O(min(hi - lo, pages in the index + 1)), one C-level pass."""
+        return all(map(self.index.__contains__, range(lo, hi)))
+
     def newest_frame(self, pgno: int) -> Optional[int]:
         """newest_frame: the offset of page ``pgno``'s newest committed frame, or None."""
         return self.index.get(pgno)
