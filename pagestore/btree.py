@@ -553,6 +553,42 @@ class BTree:
         finally:
             self.nodes.trim()
 
+    def count_range(self, lo: Optional[bytes], hi: Optional[bytes]) -> int:
+        """count_range returns how many keys k have ``lo <= k < hi`` (None: unbounded).
+
+        A range view's ``len()``: leaf after leaf, one page-local C call a leaf
+        (two for the first) that finds the bound's index and copies no key out
+        (``_leaf_run`` with a limit of 0). O(log n + leaves in the range).
+
+        Raises:
+            CorruptionError: a node at the wrong depth or a damaged node (names its page).
+        """
+        lo = None if lo is None else self._check_key(lo)
+        hi = None if hi is None else self._check_key(hi)
+        if not self.pager.meta.root or (lo is not None and hi is not None and lo >= hi):
+            return 0
+        path: Path = []
+        total = 0
+        try:
+            pgno: Optional[int] = self._descend(lo, path, bisect_right if lo is not None else _first)
+            start = lo
+            while pgno is not None:
+                i = 0
+                if start is not None:
+                    i = self._leaf_run(pgno, start, False, None, 0)[0]
+                    start = None
+                if hi is None:
+                    total += self._leaf_run(pgno, None, False, None, 0)[2] - i
+                else:
+                    end, _, count = self._leaf_run(pgno, hi, False, None, 0)[:3]
+                    if end < count:  # hi falls in this leaf: the range ends here
+                        return total + max(0, end - i)
+                    total += count - i
+                pgno = self._step(path, True)
+            return total
+        finally:
+            self.nodes.trim()
+
     @property
     def changed(self) -> bool:
         """changed: the tree holds changes not yet built into their pages (dirty decoded nodes:

@@ -1167,6 +1167,9 @@ class Store(MutableMapping[Any, Any]):
                    limit: Optional[int] = None) -> Iterator[Tuple[bytes, Optional[bytes]]]:
         return self._scan(lo, hi, reverse, values, limit)
 
+    def _view_count(self, lo: Optional[bytes], hi: Optional[bytes]) -> Optional[int]:
+        return _count_range(self, None, lo, hi)
+
     def _view_decoders(self) -> Tuple[Optional[Callable[[bytes], Any]], Optional[Callable[[bytes], Any]]]:
         return self._kdec, self._vdec
 
@@ -2132,6 +2135,9 @@ class Snapshot(_StoreCodecs, Mapping[Any, Any]):
                    limit: Optional[int] = None) -> Iterator[Tuple[bytes, Optional[bytes]]]:
         return self._scan(lo, hi, reverse, values, limit)
 
+    def _view_count(self, lo: Optional[bytes], hi: Optional[bytes]) -> Optional[int]:
+        return _count_range(self._store, self, lo, hi)
+
     # ---- the mapping ----
 
     def __getitem__(self, key: Any) -> Any:
@@ -2210,6 +2216,24 @@ def _scan_leaves(store: Store, snap: Optional[Snapshot], lo: Optional[bytes], hi
     scan: _Scan = _Scan.from_iterable(runs)  # type: ignore[assignment]
     scan._runs = runs
     return scan
+
+
+def _count_range(store: Store, snap: Optional[Snapshot], lo: Optional[bytes], hi: Optional[bytes]) -> int:
+    """_count_range: how many keys of ``snap`` (None: of the store's last commit) lie in [lo, hi),
+    under one hold of the store's lock (``BTree.count_range``: one C call a leaf, no key copied
+    out), through the tree a scan of that state would read (as ``_scan_few`` chooses it)."""
+    own: Optional[Snapshot] = None
+    try:
+        with store._lock:
+            if snap is None:
+                pager = store._begin()
+                if pager.reads_committed() and not store._tree.changed:
+                    return store._tree.count_range(lo, hi)
+                snap = own = store.snapshot()
+            return store._reader(snap)[0].count_range(lo, hi)
+    finally:
+        if own is not None:
+            own.close()
 
 
 def _scan_few(store: Store, snap: Optional[Snapshot], lo: Optional[bytes], hi: Optional[bytes], reverse: bool,
@@ -2456,6 +2480,9 @@ class Transaction(_StoreCodecs, MutableMapping[Any, Any]):
         # the store's scan unlimited: this transaction's deletes may drop some of its first entries
         merged = self._merge(self._store._scan(lo, hi, reverse, values), lo, hi, reverse)
         return merged if limit is None else islice(merged, limit)
+
+    def _view_count(self, lo: Optional[bytes], hi: Optional[bytes]) -> Optional[int]:
+        return None  # the committed count and this transaction's writes: the view merges them by scanning
 
     def items(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False,
               limit: Optional[int] = None) -> ItemsView:
