@@ -77,6 +77,9 @@ T = TypeVar("T")
 StorePath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 #: get_many reads records in runs of this many per pager operation (pages stay pinned within one).
 _GET_MANY_RUN = 256
+_BYTES_ONLY = {bytes}
+_first_of = operator.itemgetter(0)
+_second_of = operator.itemgetter(1)
 _DELETED = object()
 #: A scan slices values in runs that start at _FIRST_RUN and grow _RUN_GROWTH
 #: times up to _MAX_RUN, each under the lock (see _scan_leaves): 4, 12, 36, 64,
@@ -1235,7 +1238,10 @@ class Store(MutableMapping[Any, Any]):
                 raise ValueError(f"keys must be a 1-d array, got {keys.ndim} dimensions")
             keys = keys.tolist()
         if self._kenc is None:  # bytes keys: check them all at once
-            ks = [k if type(k) is bytes else bytes(as_bytes_like(k, "key")) for k in keys]
+            if type(keys) is list and set(map(type, keys)) <= _BYTES_ONLY:  # at C speed; not copied
+                ks = keys
+            else:
+                ks = [k if type(k) is bytes else bytes(as_bytes_like(k, "key")) for k in keys]
             longest = max(map(len, ks), default=0)
             if longest > self.max_key:
                 raise ValueError(f"key of {longest} bytes exceeds the maximum of {self.max_key} for {self._pager.page_size}-byte pages")
@@ -1265,18 +1271,28 @@ class Store(MutableMapping[Any, Any]):
         with self._lock:
             pager = self._begin()
             rids = self._tree.get_sorted([ks[i] for i in order])
-            have = [t for t, rid in enumerate(rids) if rid is not None]
             if pager.map is not None:
-                # the values in the map in one C call per run, in key order; the rest through the pager
-                pgnos = [rids[t][0] for t in have]  # type: ignore[index]
-                slots = [rids[t][1] for t in have]  # type: ignore[index]
+                # the values in the map in one C call per run, in key order; the rest through the
+                # pager. Every key found (the common case, checked at C speed): no list of the
+                # found ones, and the rids split into pages and slots by C-speed maps.
+                if None in rids:
+                    have = [t for t, rid in enumerate(rids) if rid is not None]
+                    where = [order[t] for t in have]
+                    rids = [rids[t] for t in have]
+                else:
+                    where = order
+                pgnos = list(map(_first_of, rids))  # type: ignore[arg-type]
+                slots = list(map(_second_of, rids))  # type: ignore[arg-type]
                 read_run = self._heap.read_run
-                for at in range(0, len(have), _GET_MANY_RUN):
+                for at in range(0, len(where), _GET_MANY_RUN):
                     pager.begin_operation()  # unpin the previous run's pages
                     end = at + _GET_MANY_RUN
-                    for t, v in zip(have[at:end], read_run(pgnos[at:end], slots[at:end])):
-                        out[order[t]] = v
+                    for i, v in zip(where[at:end], read_run(pgnos[at:end], slots[at:end])):
+                        out[i] = v
+                if self._vdec is not None:
+                    found = where
             else:
+                have = [t for t, rid in enumerate(rids) if rid is not None]
                 # Records in page order: one int per record sorts much faster than (rid, index) tuples.
                 shift = len(rids).bit_length()
                 by_page = sorted([(((rids[t][0] << 16) | rids[t][1]) << shift) | t for t in have])  # type: ignore[index]
@@ -1287,8 +1303,8 @@ class Store(MutableMapping[Any, Any]):
                     pager.begin_operation()  # unpin the previous run's pages
                     for t, v in zip(part, read_many([rids[t] for t in part])):  # type: ignore[misc]
                         out[order[t]] = v
-            if self._vdec is not None:
-                found = [order[t] for t in have]
+                if self._vdec is not None:
+                    found = [order[t] for t in have]
         dec = self._vdec
         if dec is not None:
             for i in found:
