@@ -12,8 +12,8 @@ every key (so no run pays first-touch page faults or checksums):
 - ``get_many``: ``db.get_many(batch)`` (the values dropped at the end);
 - ``floor``: the cheapest code that does get_many's job with the store's own
   page-local C calls: one sort, ``BTree.get_sorted`` (one C call a leaf),
-  one ``map_values`` C call over the whole batch, the values put back in the
-  caller's order; no lock, no run of 256, no fallback for pages newest in
+  one ``map_values`` C call over the whole batch (``Heap.read`` for an
+  overflow value), the values put back in the caller's order; no lock, no run of 256, no fallback for pages newest in
   the log (so it is only valid on a checkpointed store: it checks);
 - ``copies``: just the values' bytes copied out of a pool, all held (as any
   batch read must hold them) against one at a time (as the loop does): the
@@ -56,6 +56,10 @@ def _floor(db, keys: List[bytes]) -> List[object]:
     pager = db._pager
     vals = _native.fast.map_values(pager.fast_map, list(map(operator.itemgetter(0), rids)),
                                    list(map(operator.itemgetter(1), rids)))
+    read = db._heap.read
+    for t, v in enumerate(vals):
+        if v is None:  # an overflow value (or not a whole live record): read it as get_many does
+            vals[t] = read(rids[t])
     out: List[object] = [None] * len(keys)
     for i, v in zip(order, vals):
         out[i] = v

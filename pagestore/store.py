@@ -1284,9 +1284,13 @@ class Store(MutableMapping[Any, Any]):
                 pgnos = list(map(_first_of, rids))  # type: ignore[arg-type]
                 slots = list(map(_second_of, rids))  # type: ignore[arg-type]
                 read_run = self._heap.read_run
-                for at in range(0, len(where), _GET_MANY_RUN):
+                # Pages read through the pager stay pinned until the operation ends, so those
+                # go in runs; with every page in the map (no overlaid one), nothing a run of
+                # whole records reads is pinned: one run, one C call.
+                run = len(where) if pager.overlaid.isdisjoint(pgnos) else _GET_MANY_RUN
+                for at in range(0, len(where), run or 1):
                     pager.begin_operation()  # unpin the previous run's pages
-                    end = at + _GET_MANY_RUN
+                    end = at + run
                     for i, v in zip(where[at:end], read_run(pgnos[at:end], slots[at:end])):
                         out[i] = v
                 if self._vdec is not None:
