@@ -1284,10 +1284,10 @@ class Store(MutableMapping[Any, Any]):
                 pgnos = list(map(_first_of, rids))  # type: ignore[arg-type]
                 slots = list(map(_second_of, rids))  # type: ignore[arg-type]
                 read_run = self._heap.read_run
-                # Pages read through the pager stay pinned until the operation ends, so those
-                # go in runs; with every page in the map (no overlaid one), nothing a run of
-                # whole records reads is pinned: one run, one C call.
-                run = len(where) if pager.overlaid.isdisjoint(pgnos) else _GET_MANY_RUN
+                # Pages read through the pager stay pinned until the operation ends, so reads
+                # go in runs; with no page overlaid (every page's newest image in the map),
+                # none is read through the pager (but a damaged one): one run, one C call.
+                run = _GET_MANY_RUN if pager.overlaid else len(where)
                 for at in range(0, len(where), run or 1):
                     pager.begin_operation()  # unpin the previous run's pages
                     end = at + run
