@@ -1231,7 +1231,8 @@ class Store(MutableMapping[Any, Any]):
     # ---- bulk operations ----
 
     def _encoded_keys(self, keys: Any) -> List[bytes]:
-        """_encoded_keys encodes a batch of keys; a 1-d numpy array goes through ``tolist()`` first."""
+        """_encoded_keys encodes a batch of keys; a 1-d numpy array goes through ``tolist()`` first.
+        A list of bytes (no key codec) comes back as it is, not copied: callers read it, never change it."""
         np = sys.modules.get("numpy")
         if np is not None and isinstance(keys, np.ndarray):
             if keys.ndim != 1:
