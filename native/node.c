@@ -49,6 +49,20 @@ static int open_node(const uint8_t *page, uint32_t page_size, node_t *n) {
 }
 
 /* record: slot i's bytes, bounds-checked, and at least `min` long. */
+/* prefetch_slots: asks for every cache line of the slot array at once. A binary search's probes
+** are a chain of dependent memory reads on a page not in the CPU's caches (a slot, then the key
+** it points at); the slots of a few probes lie in different lines of the array, so fetching the
+** whole array side by side takes those misses off the chain. A hint: it reads nothing C acts on,
+** and open_node bounded the array within the page. */
+static void prefetch_slots(const node_t *n) {
+#if defined(__GNUC__) || defined(__clang__)
+    const uint8_t *s = n->page + PS_HEADER_SIZE, *end = s + (size_t)n->nslots * PS_SLOT_SIZE;
+    for (; s < end; s += 64) __builtin_prefetch(s);
+#else
+    (void)n;
+#endif
+}
+
 static int record(const node_t *n, uint32_t i, uint32_t min, const uint8_t **p, uint32_t *len) {
     const uint8_t *s = n->page + PS_HEADER_SIZE + (size_t)i * PS_SLOT_SIZE;
     uint32_t off = get16(s), l = get16(s + 2);
@@ -89,6 +103,7 @@ int ps_node_search(const uint8_t *page, uint32_t page_size, const uint8_t *key, 
     uint32_t nkeys = n.leaf ? n.nslots : n.nslots - 1;
     uint32_t lo = 0, hi = nkeys;
     uint8_t equal = 0;
+    prefetch_slots(&n);
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
         const uint8_t *k;

@@ -229,12 +229,16 @@ class BTree:
     def get_sorted(self, keys: Sequence[bytes]) -> List[Optional[Rid]]:
         """get_sorted returns the rid of each of ``keys`` (sorted ascending; duplicates allowed), or None.
 
-        ``[get(k) for k in keys]`` with one descent per leaf instead of one
-        per key (Store.get_many): the descent to the leaf of the first key
-        not yet looked up also yields that leaf's upper bound (the nearest
-        separator to its right on the path), and every key below the bound
-        is searched in that leaf, one page-local C call each
-        (``nodes.search_many``). O(leaves touched * height + len(keys)).
+        ``[get(k) for k in keys]`` with one descent per parent of leaves instead
+        of one per key (Store.get_many): the descent to the parent node (the
+        last internal level) of the first key not yet looked up also yields
+        the parent's upper bound (the nearest separator to its right on the
+        path); every key below it is then routed among the parent's children
+        by bisection, and each run of keys falling in one leaf is searched
+        there in one page-local C call (``node_find_many``). A batch spread
+        thin over a large store has a few keys a leaf, so this per-leaf Python
+        is much of get_many's time. O(parents touched * height + leaves
+        touched + len(keys) * log(entries per leaf)).
 
         Raises:
             CorruptionError: a node at the wrong depth or a damaged node (names its page).
@@ -246,59 +250,95 @@ class BTree:
             return out
         if type(keys) is not list or not set(map(type, keys)) <= {bytes}:  # at C speed
             keys = [self._check_key(k) for k in keys]
-        cache = self.nodes
-        lru = cache.lru
-        mapped = pager.map is not None
-        overlaid = pager.overlaid
-        root, levels = meta.root, meta.tree_height - 1
-        n, i = len(keys), 0
+        n = len(keys)
         try:
+            if meta.tree_height == 1:
+                self._find_in_leaf(meta.root, keys, 0, n, out)
+                return out
+            cache = self.nodes
+            lru = cache.lru
+            mapped = pager.map is not None
+            overlaid = pager.overlaid
+            calls = self._calls
+            root, levels = meta.root, meta.tree_height - 1
+            i = 0
             while i < n:
-                # get's descent (no path, nothing moved), keeping the nearest separator to the
-                # right: a deeper one is tighter. A batch spread thin over a large store has a
-                # few keys a leaf, so this per-leaf Python is much of get_many's time.
+                # get's descent (no path, nothing moved) to the parent of the leaves, keeping the
+                # nearest separator to the right: a deeper one is tighter.
                 key, pgno, hi = keys[i], root, None
-                for level in range(levels):
-                    entry = lru.get(pgno)
-                    node = None if entry is None else entry.node
-                    if node is None or node.leaf:
-                        path: Path = []
-                        pgno = self._descend(key, path, bisect_right, pgno, levels - level)
-                        deeper = self._upper_bound(path)
-                        if deeper is not None:
-                            hi = deeper
-                        break
+                for level in range(levels - 1):
+                    node = self._internal(pgno)
                     nkeys = node.keys
                     x = bisect_right(nkeys, key)
                     if x < len(nkeys):
                         hi = nkeys[x]
                     pgno = node.vals[x]
-                # keys[i] < hi, so the run holds at least keys[i]
-                end = n if hi is None else bisect_left(keys, hi, i)
-                if mapped and pgno not in lru and pgno not in overlaid:
-                    self._calls.leaf_find_many(pgno, keys, i, end, out)
-                else:
-                    entry = cache.entry(pgno)
-                    if not entry.leaf:
-                        raise self._misplaced(pgno, False, meta.tree_height)
-                    raw = entry.raw
-                    if raw is not None:
-                        _fast.node_find_many(raw, keys, i, end, out, pgno)
+                node = self._internal(pgno)
+                pkeys, pvals = node.keys, node.vals
+                last = len(pkeys)
+                stop = n if hi is None else bisect_left(keys, hi, i)  # keys[i] < hi: at least keys[i]
+                while i < stop:
+                    x = bisect_right(pkeys, keys[i])
+                    end = stop if x == last else bisect_left(keys, pkeys[x], i, stop)
+                    pgno = pvals[x]
+                    entry = lru.get(pgno)
+                    if entry is None:
+                        if mapped and pgno not in overlaid:
+                            calls.leaf_find_many(pgno, keys, i, end, out)
+                        else:
+                            self._find_in_leaf(pgno, keys, i, end, out)
+                    elif entry.leaf and entry.raw is not None:
+                        # a leaf cached raw (most, right after writes): searched where it is,
+                        # not moved in the LRU (get's rule)
+                        _fast.node_find_many(entry.raw, keys, i, end, out, pgno)
                     else:
-                        leaf = entry.node
-                        assert leaf is not None
-                        lkeys, vals = leaf.keys, leaf.vals
-                        for t in range(i, end):
-                            k = keys[t]
-                            x = bisect_left(lkeys, k)
-                            if x < len(lkeys) and lkeys[x] == k:
-                                out[t] = vals[x]
-                    if cache.weight != cache.settled:
-                        cache.trim()  # nothing of this leaf is held past here: keep the cache within its bound
-                i = end
+                        self._find_in_leaf(pgno, keys, i, end, out)
+                    i = end
         finally:
-            cache.trim()
+            self.nodes.trim()
         return out
+
+    def _internal(self, pgno: int) -> Node:
+        """_internal: the decoded internal node ``pgno`` (not moved in the LRU, as a get's descent).
+
+        Raises:
+            CorruptionError: a leaf where an internal node must be (names its page).
+        """
+        entry = self.nodes.lru.get(pgno)
+        node = None if entry is None else entry.node
+        if node is not None and not node.leaf:
+            return node
+        cache = self.nodes
+        entry = cache.entry(pgno)
+        if entry.leaf:
+            raise self._misplaced(pgno, True, self.pager.meta.tree_height)
+        return cache.decoded(entry)
+
+    def _find_in_leaf(self, pgno: int, keys: List[bytes], i: int, end: int, out: List[Optional[Rid]]) -> None:
+        """_find_in_leaf: get_sorted's search of keys[i:end] in leaf ``pgno`` through the node cache
+        (a leaf newest in the log, or decoded): out[t] = the rid of keys[t], where found."""
+        cache = self.nodes
+        pager = self.pager
+        if pager.map is not None and pgno not in pager.overlaid and pgno not in cache.lru:
+            self._calls.leaf_find_many(pgno, keys, i, end, out)
+            return
+        entry = cache.entry(pgno)
+        if not entry.leaf:
+            raise self._misplaced(pgno, False, pager.meta.tree_height)
+        raw = entry.raw
+        if raw is not None:
+            _fast.node_find_many(raw, keys, i, end, out, pgno)
+        else:
+            leaf = entry.node
+            assert leaf is not None
+            lkeys, vals = leaf.keys, leaf.vals
+            for t in range(i, end):
+                k = keys[t]
+                x = bisect_left(lkeys, k)
+                if x < len(lkeys) and lkeys[x] == k:
+                    out[t] = vals[x]
+        if cache.weight != cache.settled:
+            cache.trim()  # nothing of this leaf is held past here: keep the cache within its bound
 
     def put(self, key: bytes, rid: Rid) -> Optional[Rid]:
         """put maps ``key`` to ``rid`` and returns the rid it replaced, or None. O(log n).
@@ -550,6 +590,42 @@ class BTree:
             if reverse:
                 return self._leaf_reverse(lo, hi, resume, path, limit)
             return self._leaf_forward(lo, hi, resume, path, limit)
+        finally:
+            self.nodes.trim()
+
+    def count_range(self, lo: Optional[bytes], hi: Optional[bytes]) -> int:
+        """count_range returns how many keys k have ``lo <= k < hi`` (None: unbounded).
+
+        A range view's ``len()``: leaf after leaf, one page-local C call a leaf
+        (two for the first) that finds the bound's index and copies no key out
+        (``_leaf_run`` with a limit of 0). O(log n + leaves in the range).
+
+        Raises:
+            CorruptionError: a node at the wrong depth or a damaged node (names its page).
+        """
+        lo = None if lo is None else self._check_key(lo)
+        hi = None if hi is None else self._check_key(hi)
+        if not self.pager.meta.root or (lo is not None and hi is not None and lo >= hi):
+            return 0
+        path: Path = []
+        total = 0
+        try:
+            pgno: Optional[int] = self._descend(lo, path, bisect_right if lo is not None else _first)
+            start = lo
+            while pgno is not None:
+                i = 0
+                if start is not None:
+                    i = self._leaf_run(pgno, start, False, None, 0)[0]
+                    start = None
+                if hi is None:
+                    total += self._leaf_run(pgno, None, False, None, 0)[2] - i
+                else:
+                    end, _, count = self._leaf_run(pgno, hi, False, None, 0)[:3]
+                    if end < count:  # hi falls in this leaf: the range ends here
+                        return total + max(0, end - i)
+                    total += count - i
+                pgno = self._step(path, True)
+            return total
         finally:
             self.nodes.trim()
 

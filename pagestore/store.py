@@ -77,6 +77,9 @@ T = TypeVar("T")
 StorePath = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 #: get_many reads records in runs of this many per pager operation (pages stay pinned within one).
 _GET_MANY_RUN = 256
+_BYTES_ONLY = {bytes}
+_first_of = operator.itemgetter(0)
+_second_of = operator.itemgetter(1)
 _DELETED = object()
 #: A scan slices values in runs that start at _FIRST_RUN and grow _RUN_GROWTH
 #: times up to _MAX_RUN, each under the lock (see _scan_leaves): 4, 12, 36, 64,
@@ -1167,6 +1170,9 @@ class Store(MutableMapping[Any, Any]):
                    limit: Optional[int] = None) -> Iterator[Tuple[bytes, Optional[bytes]]]:
         return self._scan(lo, hi, reverse, values, limit)
 
+    def _view_count(self, lo: Optional[bytes], hi: Optional[bytes]) -> Optional[int]:
+        return _count_range(self, None, lo, hi)
+
     def _view_decoders(self) -> Tuple[Optional[Callable[[bytes], Any]], Optional[Callable[[bytes], Any]]]:
         return self._kdec, self._vdec
 
@@ -1225,14 +1231,18 @@ class Store(MutableMapping[Any, Any]):
     # ---- bulk operations ----
 
     def _encoded_keys(self, keys: Any) -> List[bytes]:
-        """_encoded_keys encodes a batch of keys; a 1-d numpy array goes through ``tolist()`` first."""
+        """_encoded_keys encodes a batch of keys; a 1-d numpy array goes through ``tolist()`` first.
+        A list of bytes (no key codec) comes back as it is, not copied: callers read it, never change it."""
         np = sys.modules.get("numpy")
         if np is not None and isinstance(keys, np.ndarray):
             if keys.ndim != 1:
                 raise ValueError(f"keys must be a 1-d array, got {keys.ndim} dimensions")
             keys = keys.tolist()
         if self._kenc is None:  # bytes keys: check them all at once
-            ks = [k if type(k) is bytes else bytes(as_bytes_like(k, "key")) for k in keys]
+            if type(keys) is list and set(map(type, keys)) <= _BYTES_ONLY:  # at C speed; not copied
+                ks = keys
+            else:
+                ks = [k if type(k) is bytes else bytes(as_bytes_like(k, "key")) for k in keys]
             longest = max(map(len, ks), default=0)
             if longest > self.max_key:
                 raise ValueError(f"key of {longest} bytes exceeds the maximum of {self.max_key} for {self._pager.page_size}-byte pages")
@@ -1262,18 +1272,32 @@ class Store(MutableMapping[Any, Any]):
         with self._lock:
             pager = self._begin()
             rids = self._tree.get_sorted([ks[i] for i in order])
-            have = [t for t, rid in enumerate(rids) if rid is not None]
             if pager.map is not None:
-                # the values in the map in one C call per run, in key order; the rest through the pager
-                pgnos = [rids[t][0] for t in have]  # type: ignore[index]
-                slots = [rids[t][1] for t in have]  # type: ignore[index]
+                # the values in the map in one C call per run, in key order; the rest through the
+                # pager. Every key found (the common case, checked at C speed): no list of the
+                # found ones, and the rids split into pages and slots by C-speed maps.
+                if None in rids:
+                    have = [t for t, rid in enumerate(rids) if rid is not None]
+                    where = [order[t] for t in have]
+                    rids = [rids[t] for t in have]
+                else:
+                    where = order
+                pgnos = list(map(_first_of, rids))  # type: ignore[arg-type]
+                slots = list(map(_second_of, rids))  # type: ignore[arg-type]
                 read_run = self._heap.read_run
-                for at in range(0, len(have), _GET_MANY_RUN):
+                # Pages read through the pager stay pinned until the operation ends, so reads
+                # go in runs; with no page overlaid (every page's newest image in the map),
+                # none is read through the pager (but a damaged one): one run, one C call.
+                run = _GET_MANY_RUN if pager.overlaid else len(where)
+                for at in range(0, len(where), run or 1):
                     pager.begin_operation()  # unpin the previous run's pages
-                    end = at + _GET_MANY_RUN
-                    for t, v in zip(have[at:end], read_run(pgnos[at:end], slots[at:end])):
-                        out[order[t]] = v
+                    end = at + run
+                    for i, v in zip(where[at:end], read_run(pgnos[at:end], slots[at:end])):
+                        out[i] = v
+                if self._vdec is not None:
+                    found = where
             else:
+                have = [t for t, rid in enumerate(rids) if rid is not None]
                 # Records in page order: one int per record sorts much faster than (rid, index) tuples.
                 shift = len(rids).bit_length()
                 by_page = sorted([(((rids[t][0] << 16) | rids[t][1]) << shift) | t for t in have])  # type: ignore[index]
@@ -1284,8 +1308,8 @@ class Store(MutableMapping[Any, Any]):
                     pager.begin_operation()  # unpin the previous run's pages
                     for t, v in zip(part, read_many([rids[t] for t in part])):  # type: ignore[misc]
                         out[order[t]] = v
-            if self._vdec is not None:
-                found = [order[t] for t in have]
+                if self._vdec is not None:
+                    found = [order[t] for t in have]
         dec = self._vdec
         if dec is not None:
             for i in found:
@@ -2132,6 +2156,9 @@ class Snapshot(_StoreCodecs, Mapping[Any, Any]):
                    limit: Optional[int] = None) -> Iterator[Tuple[bytes, Optional[bytes]]]:
         return self._scan(lo, hi, reverse, values, limit)
 
+    def _view_count(self, lo: Optional[bytes], hi: Optional[bytes]) -> Optional[int]:
+        return _count_range(self._store, self, lo, hi)
+
     # ---- the mapping ----
 
     def __getitem__(self, key: Any) -> Any:
@@ -2210,6 +2237,24 @@ def _scan_leaves(store: Store, snap: Optional[Snapshot], lo: Optional[bytes], hi
     scan: _Scan = _Scan.from_iterable(runs)  # type: ignore[assignment]
     scan._runs = runs
     return scan
+
+
+def _count_range(store: Store, snap: Optional[Snapshot], lo: Optional[bytes], hi: Optional[bytes]) -> int:
+    """_count_range: how many keys of ``snap`` (None: of the store's last commit) lie in [lo, hi),
+    under one hold of the store's lock (``BTree.count_range``: one C call a leaf, no key copied
+    out), through the tree a scan of that state would read (as ``_scan_few`` chooses it)."""
+    own: Optional[Snapshot] = None
+    try:
+        with store._lock:
+            if snap is None:
+                pager = store._begin()
+                if pager.reads_committed() and not store._tree.changed:
+                    return store._tree.count_range(lo, hi)
+                snap = own = store.snapshot()
+            return store._reader(snap)[0].count_range(lo, hi)
+    finally:
+        if own is not None:
+            own.close()
 
 
 def _scan_few(store: Store, snap: Optional[Snapshot], lo: Optional[bytes], hi: Optional[bytes], reverse: bool,
@@ -2456,6 +2501,9 @@ class Transaction(_StoreCodecs, MutableMapping[Any, Any]):
         # the store's scan unlimited: this transaction's deletes may drop some of its first entries
         merged = self._merge(self._store._scan(lo, hi, reverse, values), lo, hi, reverse)
         return merged if limit is None else islice(merged, limit)
+
+    def _view_count(self, lo: Optional[bytes], hi: Optional[bytes]) -> Optional[int]:
+        return None  # the committed count and this transaction's writes: the view merges them by scanning
 
     def items(self, start: Any = None, stop: Any = None, *, prefix: Any = None, reverse: bool = False,
               limit: Optional[int] = None) -> ItemsView:

@@ -4,8 +4,10 @@ A view holds no entries: it remembers its owner and its range (encoded
 bounds) and starts a fresh streaming scan each time it is iterated, so it is
 iterable more than once, sees the owner's current state, and keeps memory
 bounded by one leaf. ``len()`` of a whole-store view is the owner's O(1)
-count; of a range view, a count of its keys by scanning them (no value is
-read). ``in`` looks the key up (O(log n)); ``reversed()`` scans the range
+count; of a range view, the owner's count of the range (``_view_count``: one
+C call a leaf, no key copied out), or where the owner has none, a count of
+its keys by scanning them (no value is read). ``list(view)`` asks ``len()``
+first (CPython's length hint), so that count must not cost a second scan. ``in`` looks the key up (O(log n)); ``reversed()`` scans the range
 the other way. Keys views are sets (``&``, ``|``, ``-``, ``==`` with other
 sets), as a dict's are.
 
@@ -13,7 +15,9 @@ What a view asks of its owner is ``ViewSource``, a narrow protected protocol
 that Store, Snapshot and Transaction implement (and nothing else of theirs is
 touched here): ``len(owner)``; ``_view_key(key)`` encoding a key (raising
 TypeError/ValueError for one the codec refuses); ``_view_get(k)``, the
-encoded value of an encoded key or None; ``_view_scan(lo, hi, reverse,
+encoded value of an encoded key or None; ``_view_count(lo, hi)``, the
+number of keys in range, or None to have the view count them by scanning;
+``_view_scan(lo, hi, reverse,
 values, limit)`` yielding encoded ``(key, value or None)`` in range (at most
 ``limit`` of them; None: all); and
 ``_view_decoders()``, the codecs' key and value decoders (None for bytes).
@@ -40,6 +44,11 @@ class ViewSource(Protocol):
 
     def _view_get(self, k: bytes) -> Optional[bytes]:
         """_view_get returns the encoded value of the encoded key ``k``, or None."""
+        ...
+
+    def _view_count(self, lo: Optional[bytes], hi: Optional[bytes]) -> Optional[int]:
+        """_view_count: how many keys k have ``lo <= k < hi`` (None: unbounded), counted without
+        reading them out; None when the owner cannot (the view then scans)."""
         ...
 
     def _view_scan(self, lo: Optional[bytes], hi: Optional[bytes], reverse: bool, values: bool,
@@ -104,6 +113,9 @@ class _Range:
         if self._whole:
             n = len(self._owner)
             return n if self._limit is None else min(n, self._limit)
+        counted = self._owner._view_count(self._lo, self._hi)
+        if counted is not None:
+            return counted if self._limit is None else min(counted, self._limit)
         n = 0
         for _ in self._scan(False):
             n += 1

@@ -542,19 +542,23 @@ def test_get_sorted_equals_get_over_a_deep_tree(node_cache):
     """get_sorted (get_many's tree part) descends once a leaf, bounding the leaf's run by the
     nearest separator to its right; it must answer as a get of each key does, for present,
     absent and repeated keys, whatever the node cache holds (raw, decoded or evicted nodes)."""
-    pager = MemoryPager(512)
-    tree = BTree(pager, node_cache=node_cache)
-    rng = random.Random(3)
-    present = {rng.randbytes(rng.randint(1, 30)): (rng.randrange(1, 1 << 32), rng.randrange(1 << 16)) for _ in range(3000)}
-    for k, rid in present.items():
-        tree.put(k, rid)
-    tree.flush()
-    assert pager.meta.tree_height >= 3
-    pool = list(present) + [rng.randbytes(rng.randint(1, 30)) for _ in range(500)]
-    for size in (1, 7, 300, 4000):
-        batch = sorted(rng.choice(pool) for _ in range(size))
-        assert tree.get_sorted(batch) == [tree.get(k) for k in batch] == [present.get(k) for k in batch]
-    tree.check()
+    heights = set()
+    for count in (10, 150, 3000):  # a root leaf, one internal level (the root is the leaves' parent), more
+        pager = MemoryPager(512)
+        tree = BTree(pager, node_cache=node_cache)
+        rng = random.Random(3)
+        present = {rng.randbytes(rng.randint(1, 30)): (rng.randrange(1, 1 << 32), rng.randrange(1 << 16))
+                   for _ in range(count)}
+        for k, rid in present.items():
+            tree.put(k, rid)
+        tree.flush()
+        heights.add(pager.meta.tree_height)
+        pool = list(present) + [rng.randbytes(rng.randint(1, 30)) for _ in range(500)]
+        for size in (1, 7, 300, 4000):
+            batch = sorted(rng.choice(pool) for _ in range(size))
+            assert tree.get_sorted(batch) == [tree.get(k) for k in batch] == [present.get(k) for k in batch]
+        tree.check()
+    assert {1, 2} < heights and max(heights) >= 3
 
 
 def test_a_hinted_put_fills_a_leaf_exactly_then_the_next_splits_it():

@@ -340,6 +340,34 @@ def test_limited_scan_reads_at_its_first_item_in_one_lock_round(tmp_path, monkey
         assert len(db._pager.readers) == 0
 
 
+def test_list_of_a_range_view_scans_once_and_len_counts_right(tmp_path, monkeypatch):
+    # list(view) asks len() first (the length hint); a range view's len() scanned the range's
+    # keys, so list() read them twice. It is now the tree's count, one C call a leaf.
+    with Store(tmp_path / "c.ps", page_size=512, sync=False) as db:
+        keys = [b"k%03d" % i for i in range(0, 600, 2)]
+        db.put_many((k, b"v" * (1 + len(k) % 5)) for k in keys)
+        scans = []
+        real_scan = Store._scan
+        monkeypatch.setattr(Store, "_scan", lambda self, *a: scans.append(a) or real_scan(self, *a))
+        got = list(db.items(b"k100", b"k500"))
+        assert [k for k, _ in got] == [k for k in keys if b"k100" <= k < b"k500"]
+        assert len(scans) == 1
+        bounds = [None, b"", b"k", b"k000", b"k001", b"k0995", b"k299", b"k300", b"k5989", b"k598", b"k599", b"l"]
+        with db.snapshot() as snap:
+            db[b"k301"] = b"after the snapshot"
+            for lo in bounds:
+                for hi in bounds:
+                    want = [k for k in keys if (lo is None or k >= lo) and (hi is None or k < hi)]
+                    assert len(snap.keys(lo, hi)) == len(want), (lo, hi)
+                    assert len(db.values(lo, hi, reverse=True)) == len(want) + (
+                        (lo is None or b"k301" >= lo) and (hi is None or b"k301" < hi)), (lo, hi)
+                    assert len(db.items(lo, hi, limit=7)) == min(7, len(want) + (
+                        (lo is None or b"k301" >= lo) and (hi is None or b"k301" < hi))), (lo, hi)
+            assert len(snap.keys(prefix=b"k29")) == 5
+        scans.clear()
+        assert len(db.keys(b"k1", b"k2")) == 50 and scans == []
+
+
 def test_transaction_closed(tmp_path):
     with pagestore.open(tmp_path / "t.ps") as db:
         txn = db.transaction()

@@ -17,6 +17,7 @@ class FakeSource:
     def __init__(self, records: Dict[int, str]) -> None:
         self.data = {k.to_bytes(4, "big"): v.encode() for k, v in records.items()}
         self.scans: List[Tuple[Optional[bytes], Optional[bytes], bool, bool]] = []
+        self.counts = False  # True: _view_count answers (as a store does), else None
 
     def __len__(self) -> int:
         return len(self.data)
@@ -37,6 +38,11 @@ class FakeSource:
         order = keys[::-1] if reverse else keys
         for k in order if limit is None else order[:limit]:
             yield k, (self.data[k] if values else None)
+
+    def _view_count(self, lo: Optional[bytes], hi: Optional[bytes]) -> Optional[int]:
+        if not self.counts:
+            return None  # the view counts by scanning
+        return sum(1 for k in self.data if (lo is None or k >= lo) and (hi is None or k < hi))
 
     def _view_decoders(self) -> Tuple[Any, Any]:
         return (lambda b: int.from_bytes(b, "big")), (lambda b: b.decode())
@@ -71,6 +77,17 @@ def test_a_range_view_counts_by_scanning_keys_only(src: FakeSource) -> None:
     src.scans.clear()
     assert len(view) == 4
     assert src.scans == [(_enc(4), _enc(11), False, False)]  # no value read
+
+
+def test_a_range_view_takes_the_owners_count_and_list_scans_once(src: FakeSource) -> None:
+    src.counts = True
+    for view in (KeysView(src, _enc(4), _enc(11), whole=False), ItemsView(src, _enc(4), None, whole=False),
+                 ValuesView(src, None, _enc(11), whole=False, limit=3)):
+        src.scans.clear()
+        n = len(view)
+        assert src.scans == []  # counted by the owner, no scan
+        assert len(list(view)) == n
+        assert len(src.scans) == 1  # list() asks len() first: still one scan, the iteration's
 
 
 def test_views_iterate_again_and_see_the_owner_now(src: FakeSource) -> None:
