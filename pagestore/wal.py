@@ -85,6 +85,7 @@ from . import fileio
 from . import _native
 from ._native import crc32c, delta_apply
 from .errors import CorruptionError, VersionMismatchError
+from .interrupts import run_through
 
 from .shm import FAILURES_OFFSET, LOCK_SYNC
 
@@ -623,8 +624,13 @@ class WAL:
             self._append(frames, txn, page_count, seal)
             if durable:
                 self.sync()
-        except BaseException:
-            self._restore(mark)
+        except BaseException as exc:
+            if durable and not isinstance(exc, Exception) and self.committed_frames != mark.committed_frames:
+                # A Ctrl-C in the sync (or as the append returned): the commit stays. Undone, the
+                # next commit wrote over its frames, and the shared index's durable word, which
+                # this sync may already have moved past them, let the next sync skip them.
+                raise
+            run_through(lambda: self._restore(mark))  # a second Ctrl-C never leaves it half undone
             raise
 
     def append_many(self, frames: List[Frame], txn: int, commit_page_count: int) -> None:
@@ -808,11 +814,16 @@ class WAL:
                 if shm is None:
                     self._fsync(n, None)
                     return
-                shm.lock_sync()  # LOCK_SYNC: one sync of the log at a time, in every process
                 try:
+                    shm.lock_sync()  # LOCK_SYNC: one sync of the log at a time, in every process
                     self._sync_shared(n, shm)
                 finally:
-                    shm.unlock_sync()
+                    # Inside the try, and let go through a Ctrl-C: one landing as the lock was
+                    # taken, or at the unlock's start, left it held, and every other process's
+                    # sync waited until this one synced again (unlocking an unheld lock is a no-op).
+                    interrupted = run_through(shm.unlock_sync)
+                    if interrupted is not None:
+                        raise interrupted
 
     def _fsync(self, n: int, shm: "Optional[SharedIndex]", first: Optional[Callable[[], object]] = None) -> None:
         """_fsync is every sync of the log (``sync``, ``_sync_shared``, ``repair``, ``reset``) and its

@@ -273,17 +273,15 @@ def test_one_interrupt_anywhere_in_a_lone_put_never_hangs_the_queue(tmp_path):
     assert not hung, hung
 
 
-@pytest.mark.xfail(strict=True, reason="pre-existing (main): a Ctrl-C between the log's write and the commit's "
-                   "publication makes every later commit fail ('not the latest one published (a bug)') until "
-                   "a reopen; one at _OpLock.__exit__'s start leaves the operation lock held (later writes hang)")
 def test_one_interrupt_anywhere_in_a_lone_put_leaves_the_store_writable(tmp_path):
+    """Before, a Ctrl-C between the log's write and the commit's publication made every later
+    commit fail ('not the latest one published (a bug)') until a reopen (pager.py ``commit``), and
+    one at ``_OpLock.__exit__``'s start left the operation lock held (later writes hung)."""
     failures = _interrupt_campaign(tmp_path)
     assert not failures, failures
 
 
-@pytest.mark.parametrize("where", ["set_frames", pytest.param("publish", marks=pytest.mark.xfail(
-    strict=True, reason="pre-existing (main): the log holds the commit, the shared index does not publish it; "
-    "every later commit fails 'not the latest one published (a bug)' until a reopen"))])
+@pytest.mark.parametrize("where", ["set_frames", "publish"])
 def test_an_interrupt_between_the_logs_write_and_its_publication_leaves_the_store_writable(tmp_path, monkeypatch, where):
     """A Ctrl-C at the shared index's entries (after the log's frames are written, ``_append``)
     or at the publication of a commit: the put is not acknowledged, and the next put (this
@@ -560,3 +558,4 @@ def test_a_ctrl_c_inside_the_undo_of_a_failed_write_still_undoes_it_all(tmp_path
     with pagestore.open(path) as db:
         assert len(db) == 80 and b"failed00" not in db
         db.check()
+
