@@ -2004,6 +2004,25 @@ class _OpLock:
         finally:
             self._rlock.release()
 
+    def release_own(self) -> None:
+        """release_own lets go of every hold the calling thread still has, ending the operation
+        (``on_idle``) first, as the outermost ``__exit__`` does. For a write path's handler of an
+        interrupt (group.py), where the thread holds the lock no more by then: a Ctrl-C at the
+        start of ``__exit__`` (or in ``__enter__`` just after the acquire) left a hold nobody
+        lets go, and every other thread's next operation waited forever."""
+        rlock = self._rlock
+        if not rlock._is_owned():  # type: ignore[attr-defined]
+            return
+        try:
+            if self.on_idle is not None:
+                self.on_idle()
+        except Exception:  # noqa: BLE001 - the operation failed already; the lock must go
+            pass
+        finally:
+            self._depth = 0
+            while rlock._is_owned():  # type: ignore[attr-defined]
+                rlock.release()
+
     def __enter__(self) -> bool:
         # ``acquire`` and ``release`` inlined: every read of a writer taking turns passes here
         self._rlock.acquire()
