@@ -286,7 +286,11 @@ class CommitQueue:
                     self._abandon(req)
                 self._drop_duty()
 
-            run_through(undo)
+            try:
+                undo()
+            except KeyboardInterrupt:  # a second Ctrl-C, at its start too
+                run_through(undo)
+                raise
             raise
         if req.error is not None:
             raise req.error
@@ -356,8 +360,12 @@ class CommitQueue:
                         raise
             if group is not None:
                 self._synced(group, syncer)
-        except BaseException:
-            run_through(self._drop_duty)  # interrupted while it held the sync duty, or as its group waited
+        except BaseException:  # interrupted while it held the sync duty, or as its group waited
+            try:
+                self._drop_duty()
+            except KeyboardInterrupt:  # a second Ctrl-C, at its start too
+                run_through(self._drop_duty)
+                raise
             raise
         if mine.error is not None:
             raise mine.error

@@ -37,7 +37,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from typing import Optional, Protocol
+from typing import List, Optional, Protocol
 
 from .errors import StoreLockedError
 
@@ -108,7 +108,18 @@ class WriteLock:
         goes on up.
         """
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
-        if not self._lock.acquire(True, -1 if timeout is None else max(0.0, timeout)):
+        me = threading.get_ident()
+        # The acquire's outcome is stored by C code (``extend`` over ``map``) before any bytecode
+        # runs: a Ctrl-C lands after a call into C returns, and one landing just after the
+        # acquire took the lock left it taken by nobody (every later write: StoreLockedError).
+        got: List[bool] = []
+        try:
+            got.extend(map(self._lock.acquire, (True,), (-1 if timeout is None else max(0.0, timeout),)))
+        except BaseException:
+            if got and got[0]:
+                self._lock.release()
+            raise
+        if not got[0]:
             return False
         process = self.process
         if process is not None:
@@ -125,7 +136,7 @@ class WriteLock:
                 if self._lock.locked():
                     self._lock.release()
                 raise
-        self._owner = threading.get_ident()
+        self._owner = me  # no call between the lock taken and its owner set (a Ctrl-C lands at calls)
         self.holder = holder
         return True
 

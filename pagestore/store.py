@@ -62,6 +62,7 @@ from .errors import (
     TransactionClosedError,
 )
 from .group import CommitQueue
+from .interrupts import run_through
 from .heap import MAX_VALUE, Heap
 from .locks import WriteLock
 from .page import as_bytes_like
@@ -582,7 +583,14 @@ class Store(MutableMapping[Any, Any]):
             self._heap.flush()
             committed = self._pager.commit(sync, True) if defer else self._pager.commit(sync)
         except BaseException:
-            self._abort()
+            try:
+                self._abort()
+            except KeyboardInterrupt:
+                # A second Ctrl-C at ``_abort``'s start (one inside it, it handles): not undone,
+                # the write's half-made changes went into the next commit ("header counts 1008
+                # live bytes, records hold 1024").
+                run_through(self._abort)
+                raise
             raise
         if self.strict and committed:
             # bbolt's StrictMode: the whole check after every commit, so a bug

@@ -821,9 +821,11 @@ class WAL:
                     # Inside the try, and let go through a Ctrl-C: one landing as the lock was
                     # taken, or at the unlock's start, left it held, and every other process's
                     # sync waited until this one synced again (unlocking an unheld lock is a no-op).
-                    interrupted = run_through(shm.unlock_sync)
-                    if interrupted is not None:
-                        raise interrupted
+                    try:
+                        shm.unlock_sync()
+                    except KeyboardInterrupt:
+                        run_through(shm.unlock_sync)
+                        raise
 
     def _fsync(self, n: int, shm: "Optional[SharedIndex]", first: Optional[Callable[[], object]] = None) -> None:
         """_fsync is every sync of the log (``sync``, ``_sync_shared``, ``repair``, ``reset``) and its
