@@ -71,10 +71,15 @@ later write waited forever. The same handler (``submit``'s) also hands on a lead
 an interrupt caught before it went on, lets go of a write lock a release never
 reached, and marks gone a group whose thread was caught as it began to wait
 (``_await``); and a batch applied but interrupted before its group owed a sync
-is abandoned (``_settle``), never acknowledged unsynced. One interrupt at the start
-of any function a put calls is covered (tests/test_commit_attack.py), except at
-the pager's commit between the log's write and the publication, and at the
-operation lock's ``__exit__``; two at once, or one at a C call's return, are not.
+is abandoned (``_settle``), never acknowledged unsynced. The wind-ups after a commit
+(``_lead``'s, ``_sync_groups``', ``commit_holding``'s) and the handlers are idempotent and
+run to their end through a Ctrl-C (interrupts.py ``run_through``), so that none leaves a
+batch unsettled, a group neither enlisted nor abandoned, the lead or the duty with nobody;
+``_hand_on`` says, with no call in between, when the lead went on. One interrupt at any
+point of a put where CPython can raise it (a Python function's start, a C call's return),
+and a second one in the handlers it starts, are covered (tests/test_commit_attack.py
+sweeps them); a second at the very start of a ``run_through`` (a third, in the
+handlers), or one at a loop's jump back inside them, are not.
 
 Locks (locks.py): the leader takes the store's write lock, and only then the
 queued writes and the operation lock; so while a transaction holds the write

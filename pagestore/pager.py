@@ -571,7 +571,11 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
             # whatever the caller is told (an interrupt: the outcome unknown to it, as with
             # sqlite3). Half done, the log held it and the shared index did not, and every later
             # commit was refused ("not the latest one published") until a reopen.
-            run_through(lambda: self._committed(wal, durable and defer, end, header, direct))
+            try:
+                self._committed(wal, durable and defer, end, header, direct)
+            except KeyboardInterrupt:  # a second one, at its start too
+                run_through(lambda: self._committed(wal, durable and defer, end, header, direct))
+                raise
             raise
         size = wal.size()
         if size > self.checkpoint_threshold() and (size >= self._next_try or self._readers_gone()):
