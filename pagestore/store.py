@@ -652,7 +652,12 @@ class Store(MutableMapping[Any, Any]):
             with self._lock:
                 return self._write(fn, sync)
         finally:
-            self._wlock.release()
+            try:
+                self._wlock.release()
+            except KeyboardInterrupt:  # at its start (a Ctrl-C lands at a call): held for good
+                if self._wlock.owned():
+                    self._wlock.release()
+                raise
 
     def _write_batch(self, fns: List[Callable[[], Any]], sync: Optional[bool], defer: bool = False) -> List[Any]:
         """_write_batch runs several writes as one commit (see group.py); returns their results."""
@@ -2375,6 +2380,7 @@ class Transaction(_StoreCodecs, MutableMapping[Any, Any]):
         self._writes: Dict[bytes, Any] = {}
         self._sorted: Optional[List[bytes]] = None  # sorted(self._writes), until the next write
         self._locked = locked  # holds the store's write lock until it ends
+        self._token = store._wlock.token() if locked else -1  # which hold of it (``_end``)
         self._open = True
 
     def _end(self) -> None:
@@ -2384,7 +2390,14 @@ class Transaction(_StoreCodecs, MutableMapping[Any, Any]):
         self._sorted = None
         if self._locked:
             self._locked = False
-            self._store._wlock.release()
+            wlock = self._store._wlock
+            try:
+                wlock.release()
+            except KeyboardInterrupt:
+                # At its start (a Ctrl-C lands at a call), the lock stayed held by this transaction
+                # for good (``_locked`` said otherwise): every later write waited or timed out.
+                run_through(lambda: wlock.release_taken(self._token))
+                raise
 
     def _check(self) -> None:
         if not self._open:
@@ -2550,7 +2563,12 @@ class Transaction(_StoreCodecs, MutableMapping[Any, Any]):
         sync (``CommitQueue.commit_holding``); ``_end`` then has nothing left to release."""
         if self._locked:
             self._locked = False
-            self._store._wlock.release()
+            wlock = self._store._wlock
+            try:
+                wlock.release()
+            except KeyboardInterrupt:  # at its start: see ``_end``
+                run_through(lambda: wlock.release_taken(self._token))
+                raise
 
     def rollback(self) -> None:
         """rollback discards every write and releases the write lock; the store is as if the transaction never began."""

@@ -838,3 +838,42 @@ def test_one_or_two_interrupts_anywhere_in_a_put_hang_nothing(tmp_path):
     files = tuple(f for f in os.listdir(os.path.dirname(pkg.__file__)) if f.endswith(".py"))
     failures = _interrupt_sweep(tmp_path, files, (0, 1, 2, 3, 5, 8), limit=300)
     assert not failures, failures
+
+
+@pytest.mark.parametrize("how", ["commit", "rollback", "put_many"])
+def test_an_interrupt_at_the_release_of_a_transactions_write_lock_lets_it_go(tmp_path, monkeypatch, how):
+    """A Ctrl-C at the start of ``WriteLock.release`` as a transaction ends (``Transaction._end``,
+    or ``_release`` before a commit's deferred sync) or a bulk write does (``Store._exclusive``):
+    the lock stayed held for good (the transaction said it no longer held it), and every
+    later write from another thread waited for it, or raised StoreLockedError."""
+    from pagestore import locks
+
+    path = str(tmp_path / "t.ps")
+    real = locks.WriteLock.release
+    armed = [False]
+    main = threading.get_ident()
+
+    def release(self):  # noqa: ANN001, ANN202
+        if armed[0] and threading.get_ident() == main:
+            armed[0] = False
+            raise KeyboardInterrupt("at WriteLock.release")
+        return real(self)
+
+    monkeypatch.setattr(locks.WriteLock, "release", release)
+    with pagestore.open(path, timeout=3.0) as db:
+        db[b"a"] = b"a"
+        armed[0] = True
+        with pytest.raises(KeyboardInterrupt):
+            if how == "put_many":
+                db.put_many([(b"p1", b"1"), (b"p2", b"2")])
+            else:
+                with db.transaction() as t:
+                    t[b"t"] = b"t"
+                    if how == "rollback":
+                        raise RuntimeError("rolled back")
+        assert not armed[0], "the interrupt never landed"
+        assert _put_within(db, b"other", 5.0) == ""
+        db[b"again"] = b"1"
+        with db.transaction() as t:
+            t[b"t2"] = b"t2"
+        db.check()
