@@ -877,3 +877,38 @@ def test_an_interrupt_at_the_release_of_a_transactions_write_lock_lets_it_go(tmp
         with db.transaction() as t:
             t[b"t2"] = b"t2"
         db.check()
+
+
+def test_an_interrupt_as_a_durable_commits_sync_ends_loses_no_later_put(tmp_path, monkeypatch):
+    """A Ctrl-C as a bulk write's commit (synced inside the lock: ``WAL.commit`` with ``durable``)
+    lets LOCK_SYNC go, its sync done: the log undid the commit in memory, but the shared
+    index's durable word already covered its frames. The next put wrote its frames over them
+    and its sync found them "made durable by another process's sync" and skipped the fsync:
+    the put was acknowledged, and a power cut lost it. The interrupted commit now stays (its
+    outcome is the caller's to find out), and the next put's frames come after it."""
+    from pagestore.store import Store
+
+    disk, path, db = _disk_store(tmp_path, 7)
+    real = shm.SharedIndex.unlock_sync
+    armed = [False]
+    main = threading.get_ident()
+
+    def unlock_sync(self):  # noqa: ANN001, ANN202
+        if armed[0] and threading.get_ident() == main:
+            armed[0] = False
+            raise KeyboardInterrupt("at unlock_sync")
+        return real(self)
+
+    monkeypatch.setattr(shm.SharedIndex, "unlock_sync", unlock_sync)
+    armed[0] = True
+    try:
+        db.put_many([(b"bulk%d" % i, b"b" * 100) for i in range(4)])
+    except KeyboardInterrupt:
+        pass
+    assert not armed[0], "the interrupt never landed"
+    db[b"acked"] = b"1"  # returned: acknowledged, so durable
+    disk.crash("drop")
+    with Store(path, _opener=disk.opener) as again:
+        assert again.get(b"before") == b"1"
+        assert again.get(b"acked") == b"1", "an acknowledged put was lost in a power cut"
+        again.check()
