@@ -71,10 +71,15 @@ later write waited forever. The same handler (``submit``'s) also hands on a lead
 an interrupt caught before it went on, lets go of a write lock a release never
 reached, and marks gone a group whose thread was caught as it began to wait
 (``_await``); and a batch applied but interrupted before its group owed a sync
-is abandoned (``_settle``), never acknowledged unsynced. One interrupt at the start
-of any function a put calls is covered (tests/test_commit_attack.py), except at
-the pager's commit between the log's write and the publication, and at the
-operation lock's ``__exit__``; two at once, or one at a C call's return, are not.
+is abandoned (``_settle``), never acknowledged unsynced. The wind-ups after a commit
+(``_lead``'s, ``_sync_groups``', ``commit_holding``'s) and the handlers are idempotent and
+run to their end through a Ctrl-C (interrupts.py ``run_through``), so that none leaves a
+batch unsettled, a group neither enlisted nor abandoned, the lead or the duty with nobody;
+``_hand_on`` says, with no call in between, when the lead went on. One interrupt at any
+point of a put where CPython can raise it (a Python function's start, a C call's return),
+and a second one in the handlers it starts, are covered (tests/test_commit_attack.py
+sweeps them); a second at the very start of a ``run_through`` (a third, in the
+handlers), or one at a loop's jump back inside them, are not.
 
 Locks (locks.py): the leader takes the store's write lock, and only then the
 queued writes and the operation lock; so while a transaction holds the write
@@ -96,6 +101,7 @@ import time
 from typing import Any, Callable, List, Optional
 
 from .errors import PageStoreError, ReentrantWriteError, StoreLockedError, StorePoisonedError
+from .interrupts import run_through
 from .locks import WriteLock
 
 Apply = Callable[[List[Callable[[], Any]], Optional[bool]], List[Any]]
@@ -236,29 +242,27 @@ class CommitQueue:
             raise ReentrantWriteError(f"{self._writer.path}: a write submitted by the thread that holds the write lock")
         deadline = None if timeout is None else time.monotonic() + timeout
         req: Optional[_Request] = None
-        with self._mutex:
-            alone = not self._busy
+        # This thread leads the queue (``alone``: it set ``_busy``) until ``handed`` says the lead
+        # went on: to this write's request, or by ``_direct``'s ``_hand_on``. An interrupt before
+        # that (as the mutex is let go, at ``try_acquire``, ``_Request``, ``_direct``'s first line)
+        # hands it on in the handler below, else the queue stayed busy with no leader and every
+        # later write waited forever.
+        alone = False
+        handed = [False]
+        try:
+            with self._mutex:
+                alone = not self._busy
+                if alone:
+                    self._busy = True
+                    direct = not self._awaiting
+                else:  # queued at once: one section of the mutex fewer, for the writes that contend for it
+                    req = _Request(fn, sync, deadline)
+                    self._queue.append(req)
             if alone:
-                self._busy = True
-                direct = not self._awaiting
-            else:  # queued at once: one section of the mutex fewer, for the writes that contend for it
-                req = _Request(fn, sync, deadline)
-                self._queue.append(req)
-        if alone:
-            # This thread leads the queue (``_busy``) until ``handed`` says the lead went on: to
-            # this write's request, or by ``_direct``'s ``_hand_on``. An interrupt before that
-            # (at ``try_acquire``, ``_Request``, ``_direct``'s first line) hands it on here,
-            # else the queue stayed busy with no leader and every later write waited forever.
-            handed = [False]
-            try:
                 if direct and self._writer.try_acquire(0, "a commit of single writes"):
                     # Nobody else is committing and the write lock is free: commit here, with no
                     # request, no event and no hand-off (a third of a lone durable put's CPU went to them).
-                    try:
-                        return self._direct(fn, sync, handed)
-                    except BaseException:
-                        self._drop_duty()  # interrupted while it held the sync duty: never leave it held
-                        raise
+                    return self._direct(fn, sync, handed)
                 req = _Request(fn, sync, deadline)
                 with self._mutex:
                     self._queue.append(req)
@@ -266,26 +270,32 @@ class CommitQueue:
                     # takes this along; or a commit waits for its sync: this one's group waits for it).
                     req.lead = True
                     handed[0] = True
-            except BaseException:
-                if self._writer.owned():  # interrupted before ``_direct`` let it go
-                    self._writer.release()
-                if not handed[0]:
-                    with self._mutex:
-                        self._hand_on()
-                raise
-        assert req is not None
-        try:
+            assert req is not None
             if not req.lead:
                 req.event.wait()  # done, or made the leader
             if req.lead:  # even if a transaction's commit took its write along: the queue needs a leader
                 self._lead(req)
             while not req.done:  # a transaction's commit took it along and is still applying it
                 req.event.wait()
-        except BaseException:  # KeyboardInterrupt (a signal) while queued, or while it held the sync duty
-            if self._writer.owned():  # interrupted at the start of ``_lead``'s release of the write lock
-                self._writer.release()
-            self._abandon(req)
-            self._drop_duty()
+        except BaseException:
+            # KeyboardInterrupt (a signal) while queued, leading, or holding the sync duty. Each
+            # step is idempotent and runs to its end through a second Ctrl-C (``run_through``).
+            def undo() -> None:
+                if self._writer.owned():  # interrupted before ``_direct`` or ``_lead`` let it go
+                    self._writer.release()
+                self._release_op_lock()
+                if alone and not handed[0]:
+                    with self._mutex:
+                        self._hand_on(handed)
+                if req is not None:
+                    self._abandon(req)
+                self._drop_duty()
+
+            try:
+                undo()
+            except KeyboardInterrupt:  # a second Ctrl-C, at its start too
+                run_through(undo)
+                raise
             raise
         if req.error is not None:
             raise req.error
@@ -314,31 +324,54 @@ class CommitQueue:
             (the store is then poisoned: nothing of this commit is acknowledged).
         """
         mine = _Request(fn, sync)
-        with self._mutex:
-            batch, self._queue = self._queue, []
-        batch.insert(0, mine)
+        batch: List[_Request] = [mine]
         defer = release is not None and self._deferred is not None
         group: Optional[_Group] = None
         syncer = False
         ended = False
         try:
-            finish = self._run(batch, self._deferred if defer and self._deferred is not None else self._apply)
-            if release is not None:
-                release()  # the next transaction applies while this commit's sync runs
-            if finish is not None:
-                group = _Group(batch, finish)
-                with self._mutex:
-                    syncer = self._enlist(group)
-            ended = True
-        finally:
-            if group is None:
-                self._settle(batch, abandon=not ended)  # interrupted before its group owed a sync: see ``_lead``
-        if group is not None:
             try:
+                with self._mutex:
+                    batch, self._queue = self._queue, []
+                    batch.insert(0, mine)
+                finish = self._run(batch, self._deferred if defer and self._deferred is not None else self._apply)
+                if release is not None:
+                    release()  # the next transaction applies while this commit's sync runs
+                if finish is not None:
+                    group = _Group(batch, finish)
+                    with self._mutex:
+                        syncer = self._enlist(group)
+                ended = True
+            finally:
+                if not ended:
+                    # Interrupted before its group owed a sync (see ``_lead``), or as it was enlisted
+                    # (the handler below lets an enlisted group go): its writes are abandoned.
+                    def wind_up() -> None:
+                        with self._mutex:
+                            enlisted = group is not None and self._is_enlisted(group)
+                        if not enlisted:
+                            self._settle(batch, abandon=True)
+
+                    try:
+                        wind_up()
+                    except KeyboardInterrupt:
+                        run_through(wind_up)
+                        raise
+                elif group is None:
+                    try:
+                        self._settle(batch)
+                    except KeyboardInterrupt:
+                        run_through(lambda: self._settle(batch))
+                        raise
+            if group is not None:
                 self._synced(group, syncer)
-            except BaseException:
+        except BaseException:  # interrupted while it held the sync duty, or as its group waited
+            try:
                 self._drop_duty()
+            except KeyboardInterrupt:  # a second Ctrl-C, at its start too
+                run_through(self._drop_duty)
                 raise
+            raise
         if mine.error is not None:
             raise mine.error
         return mine.result
@@ -387,17 +420,33 @@ class CommitQueue:
                     self._settle([me])
             ended = True
         finally:
-            with self._mutex:
-                if not me.done and me in self._queue:  # interrupted (KeyboardInterrupt) while waiting for the lock
-                    self._queue.remove(me)
-                    self._settle([me])
-                if group is not None:
-                    syncer = self._enlist(group)  # before the lead goes on: the next leader waits for it
-                self._hand_on()
-            if group is None:
-                # Interrupted (a Ctrl-C at ``_owed`` or ``_Group``) after the batch was applied but
-                # before its group owed a sync: abandoned, never acknowledged unsynced.
-                self._settle(batch, abandon=not ended)
+            # Idempotent, and run to its end through a Ctrl-C (``run_through``): cut short, it left
+            # the lead with nobody, a group neither enlisted nor abandoned, or a batch unsettled,
+            # its writers waiting forever (a Ctrl-C storm's hang: at ``_settle``'s start).
+            handed = [False]
+
+            def wind_up() -> None:
+                nonlocal syncer
+                with self._mutex:
+                    if not me.done and me in self._queue:  # interrupted (KeyboardInterrupt) while waiting for the lock
+                        self._queue.remove(me)
+                        self._settle([me])
+                    if group is not None and not self._is_enlisted(group):
+                        syncer = self._enlist(group)  # before the lead goes on: the next leader waits for it
+                    elif group is not None:
+                        syncer = group.event is None  # enlisted by a try cut short: with the duty, or waiting
+                    if not handed[0]:
+                        self._hand_on(handed)
+                if group is None:
+                    # Interrupted (a Ctrl-C at ``_owed`` or ``_Group``) after the batch was applied but
+                    # before its group owed a sync: abandoned, never acknowledged unsynced.
+                    self._settle(batch, abandon=not ended)
+
+            try:
+                wind_up()
+            except KeyboardInterrupt:
+                run_through(wind_up)
+                raise
         # The next leader applies its group while this one's sync runs (outside every lock).
         if group is not None:
             self._synced(group, syncer)
@@ -432,8 +481,7 @@ class CommitQueue:
                 if finish is not None:
                     group = _Group([], finish)
                     syncer = self._enlist(group)
-                self._hand_on()
-                handed[0] = True
+                self._hand_on(handed)
         if group is not None:
             if syncer:  # no other sync runs: this write's alone (no _sync_groups round: the lone put's path)
                 try:
@@ -468,6 +516,22 @@ class CommitQueue:
         self._syncing = True
         return True
 
+    def _is_enlisted(self, group: _Group) -> bool:
+        """_is_enlisted: ``_enlist`` ran for ``group`` (a cleanup cut short by a Ctrl-C runs again:
+        it must not enlist it twice). Callers hold ``_mutex``."""
+        if group.event is not None:
+            return True  # waiting for the running sync (or synced since)
+        return self._duty_thread == _thread.get_ident() and any(g is group for g in self._duty_groups)
+
+    def _release_op_lock(self) -> None:
+        """_release_op_lock lets go of the holds of the store's operation lock an interrupt left to
+        this thread (a Ctrl-C at the start of its ``__exit__``: ``_OpLock.release_own``). For the
+        handlers of ``submit``, whose thread holds no hold of it (a thread that did could never
+        have its write led by another: the leader takes the lock)."""
+        release_own = getattr(self._lock, "release_own", None)
+        if release_own is not None:
+            release_own()
+
     def _drop_duty(self) -> None:
         """_drop_duty: for a thread interrupted (or failing) on its way to or through a sync: if it
         still holds the duty, the groups it owed a sync are abandoned (none acknowledged: each write
@@ -478,22 +542,21 @@ class CommitQueue:
             # Its group waiting for the running sync (interrupted at ``_await``'s start, before
             # that handler): gone, as ``_await``'s handler marks it, so that ``_let_go`` hands
             # the next sync to another waiting thread, not to this one.
-            left = False
             for g in self._awaiting:
                 if g.thread == me and not g.gone:
-                    g.gone = left = True
-            if left and not self._syncing:
+                    g.gone = True
+            if self._awaiting and not self._syncing:
                 self._let_go()  # it may have been asked to run the next sync already
             if not self._syncing or self._duty_thread != me:
                 return
+            # Idempotent (a second Ctrl-C runs it again: ``run_through``), the duty let go last.
             groups = [g for g in self._duty_groups if not g.done]
             for g in groups:
                 self._abandon_group(g)
-            self._let_go()
-            self._cleared.notify()  # a leader waiting for groups taken (``_take_awaiting``) before the interrupt
+                self._settle(g.batch)
             self._wake(groups)
-        for g in groups:
-            self._settle(g.batch)
+            self._cleared.notify()  # a leader waiting for groups taken (``_take_awaiting``) before the interrupt
+            self._let_go()
 
     def _take_awaiting(self) -> List[_Group]:
         """_take_awaiting takes the duty (as ``_enlist`` does) and every waiting group, for the sync
@@ -547,16 +610,19 @@ class CommitQueue:
         """_let_go gives up the duty of syncing: the thread of the first waiting group takes it on
         (one thread woken, not every waiting one), or the leader if none waits any more
         (``_wait_for_awaiting``), or else the next writer to lead. Callers hold ``_mutex``."""
-        self._syncing = False
-        self._duty_thread = None
-        self._duty_groups = []
         for g in self._awaiting:
             if not g.gone:
                 assert g.event is not None
                 g.event.set()
-                return
-        if self._awaiting:
-            self._cleared.notify()
+                break
+        else:
+            if self._awaiting:
+                self._cleared.notify()
+        # Last, with no call in between: a Ctrl-C in the wake-up above leaves the duty held, and
+        # the caller's ``_drop_duty`` lets it go again (a thread woken twice looks again: ``_await``).
+        self._syncing = False
+        self._duty_thread = None
+        self._duty_groups = []
 
     def _sync_groups(self, groups: List[_Group]) -> None:
         """_sync_groups runs the sync of ``groups`` (committed, in log order; one sync covers them
@@ -565,18 +631,31 @@ class CommitQueue:
         the GIL, was measured: a thread fewer writing, and groups of 2.7 puts instead of 3.9.)
         Callers hold the duty (``_syncing``)."""
         synced = 0
+        me = _thread.get_ident()
         try:
             for g in groups:
                 self._finish(g.batch, g.finish, g)  # the first syncs; the others find it done
                 synced += 1
         finally:
-            with self._mutex:
-                self._let_go()
-                for g in groups[synced + 1:]:  # interrupted before their sync ran: not acknowledged
-                    self._abandon_group(g)
-                self._wake(groups)
-            for g in groups:
-                self._settle(g.batch)
+            # Idempotent, run to its end through a Ctrl-C, the duty let go last (only if still this
+            # thread's: a try cut short after it let go must not take it from the next syncer).
+            # Cut short before, the groups were done and their batches never settled: their
+            # writers waited forever.
+            def wind_up() -> None:
+                with self._mutex:
+                    for g in groups[synced + 1:]:  # interrupted before their sync ran: not acknowledged
+                        self._abandon_group(g)
+                    for g in groups:
+                        self._settle(g.batch)
+                    self._wake(groups)
+                    if self._syncing and self._duty_thread == me:
+                        self._let_go()
+
+            try:
+                wind_up()
+            except KeyboardInterrupt:
+                run_through(wind_up)
+                raise
 
     @staticmethod
     def _wake(groups: List[_Group]) -> None:
@@ -633,15 +712,24 @@ class CommitQueue:
             if req.lead:
                 self._hand_on()
 
-    def _hand_on(self) -> None:
+    def _hand_on(self, handed: Optional[List[bool]] = None) -> None:
         """_hand_on makes the first queued request the leader and wakes it, or marks the queue idle.
+        ``handed``: set once the lead went on, with no call in between, so that a caller's cleanup
+        cut short by a Ctrl-C knows whether to hand it on again (twice, the queue had two leaders).
         Callers hold ``_mutex``."""
         if self._queue:
             nxt = self._queue[0]
             nxt.lead = True
-            nxt.event.set()
+            event = nxt.event
+            if handed is not None:
+                handed[0] = True
+            if not event.is_set:  # ``event.set()`` inline: a Ctrl-C at its start left the leader asleep
+                event.is_set = True
+                event._lock.release()
         else:
             self._busy = False
+            if handed is not None:
+                handed[0] = True
 
     @staticmethod
     def _settle(batch: List[_Request], abandon: bool = False) -> None:

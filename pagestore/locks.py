@@ -37,7 +37,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from typing import Optional, Protocol
+from typing import List, Optional, Protocol
 
 from .errors import StoreLockedError
 
@@ -83,7 +83,7 @@ class WriteLock:
     ``process``: the lock shared with other processes (``share``), or None.
     """
 
-    __slots__ = ("path", "holder", "process", "_lock", "_owner")
+    __slots__ = ("path", "holder", "process", "_lock", "_owner", "_taken")
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -91,6 +91,7 @@ class WriteLock:
         self.process: Optional[ProcessLock] = None
         self._lock = threading.Lock()
         self._owner: Optional[int] = None
+        self._taken = 0  # acquisitions so far: names the one that holds the lock (``token``)
 
     def share(self, process: Optional[ProcessLock]) -> None:
         """share has every later ``acquire`` take ``process`` too (None: this process alone)."""
@@ -108,7 +109,18 @@ class WriteLock:
         goes on up.
         """
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
-        if not self._lock.acquire(True, -1 if timeout is None else max(0.0, timeout)):
+        me = threading.get_ident()
+        # The acquire's outcome is stored by C code (``extend`` over ``map``) before any bytecode
+        # runs: a Ctrl-C lands after a call into C returns, and one landing just after the
+        # acquire took the lock left it taken by nobody (every later write: StoreLockedError).
+        got: List[bool] = []
+        try:
+            got.extend(map(self._lock.acquire, (True,), (-1 if timeout is None else max(0.0, timeout),)))
+        except BaseException:
+            if got and got[0]:
+                self._lock.release()
+            raise
+        if not got[0]:
             return False
         process = self.process
         if process is not None:
@@ -125,8 +137,9 @@ class WriteLock:
                 if self._lock.locked():
                     self._lock.release()
                 raise
-        self._owner = threading.get_ident()
+        self._owner = me  # no call between the lock taken and its owner set (a Ctrl-C lands at calls)
         self.holder = holder
+        self._taken += 1
         return True
 
     def acquire(self, timeout: Optional[float], holder: str) -> None:
@@ -148,6 +161,18 @@ class WriteLock:
         else:
             who = "another writer in this process (a write)"
         return f"{self.path}: {who} held the store's write lock for the whole timeout of {timeout} s"
+
+    def token(self) -> int:
+        """token names the acquisition that holds the lock now, for ``release_taken``."""
+        return self._taken
+
+    def release_taken(self, token: int) -> None:
+        """release_taken lets the lock go if the acquisition ``token`` (``token()``) still holds it: for
+        a holder whose ``release`` a Ctrl-C may have cut at its start (then it still holds it, its
+        holder named) or after (let go: the lock may be another's since). A release may come
+        from another thread than the acquire, so ``owned`` cannot tell."""
+        if self._taken == token and self.holder:
+            self.release()
 
     def release(self) -> None:
         """release lets the lock go, the process lock first. Callers: whoever acquired it, once."""

@@ -72,6 +72,7 @@ from .pagerreads import PagerReads
 from .pagerturns import PagerTurns
 # What the store calls to remove a store's files: importable from the pager, as before.
 from .storefiles import discard as discard, side_file_undo as side_file_undo
+from .interrupts import run_through
 from .wal import WAL, EarlierSyncFailed, Frame, remove_log
 from .checkpointer import Checkpointer
 from .readers import DataLock, IndexGrowError, Marks, ReadMark, SharedLog, remove_shm
@@ -530,49 +531,52 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
         self.meta.lsn = txn
         durable = self.sync_default if sync is None else sync
         end = self.committed.page_count
-        with self._guard:
-            if self._direct or (durable and len(self.dirty) >= DIRECT_PAGES):
-                fresh = sorted(p for p in self.dirty if p >= end)
-                if fresh and (self._direct or len(fresh) >= DIRECT_PAGES):
-                    self._write_direct(fresh, txn)
-            direct = self._direct
-            if direct:
-                # Before the commit frame: it is what makes the new pages part of the file.
-                self.file.sync()  # type: ignore[union-attr]
-                self._direct = False
-            frames: List[Frame] = []
-            dirty = self.dirty
-            for pgno in sorted(dirty):
-                f = dirty[pgno]
-                frames.append((pgno, f.buf, f.base))  # stamped with txn and checksummed by the log (seal)
-            # The header frame is a delta from the last commit's, like any page's (a one-key
-            # commit changes a few dozen of its bytes): logged whole, it was most of a small
-            # commit's log bytes. A reader in another process reads it at each new commit it
-            # sees; the log's image cache (IMAGE_CACHE) holds the header it read last, so that
-            # costs it one frame when it saw the commit before, and MAX_CHAIN + 1 at most.
-            header = self.meta.encode()  # a new bytearray, never changed after: no copy
-            logged = self._logged_header
-            before = logged[1] if logged is not None and wal.newest_frame(0) == logged[0] else None
-            frames.append((0, header, before))
-            # All or nothing in the log's memory: if the write or the sync fails,
-            # the WAL does not go on believing in this commit (its index would
-            # serve the new images under the old header), and the caller rolls back.
-            # The pager is poisoned then (``_poison``): the log may hold a hole.
-            wal.commit(frames, txn, self.meta.page_count, durable=durable and not defer, seal=True)
-            if durable and defer:
-                self.owed = wal.append_count()
-            header_frame = wal.newest_frame(0)
-            assert header_frame is not None
-            self._logged_header = (header_frame, header)
-        for f in self.dirty.values():
-            f.dirty = False
-            f.base = None
-        self.dirty.clear()
-        self.committed = self.meta.copy()
-        if direct:
-            self._map_direct(end)  # the pages written straight into the file: read in the map now
-        self._free.committed()
-        self._publish()
+        logged_before = wal.committed_frames
+        try:
+            with self._guard:
+                if self._direct or (durable and len(self.dirty) >= DIRECT_PAGES):
+                    fresh = sorted(p for p in self.dirty if p >= end)
+                    if fresh and (self._direct or len(fresh) >= DIRECT_PAGES):
+                        self._write_direct(fresh, txn)
+                direct = self._direct
+                if direct:
+                    # Before the commit frame: it is what makes the new pages part of the file.
+                    self.file.sync()  # type: ignore[union-attr]
+                    self._direct = False
+                frames: List[Frame] = []
+                dirty = self.dirty
+                for pgno in sorted(dirty):
+                    f = dirty[pgno]
+                    frames.append((pgno, f.buf, f.base))  # stamped with txn and checksummed by the log (seal)
+                # The header frame is a delta from the last commit's, like any page's (a one-key
+                # commit changes a few dozen of its bytes): logged whole, it was most of a small
+                # commit's log bytes. A reader in another process reads it at each new commit it
+                # sees; the log's image cache (IMAGE_CACHE) holds the header it read last, so that
+                # costs it one frame when it saw the commit before, and MAX_CHAIN + 1 at most.
+                header = self.meta.encode()  # a new bytearray, never changed after: no copy
+                logged = self._logged_header
+                before = logged[1] if logged is not None and wal.newest_frame(0) == logged[0] else None
+                frames.append((0, header, before))
+                # All or nothing in the log's memory: if the write or the sync fails,
+                # the WAL does not go on believing in this commit (its index would
+                # serve the new images under the old header), and the caller rolls back.
+                # The pager is poisoned then (``_poison``): the log may hold a hole.
+                wal.commit(frames, txn, self.meta.page_count, durable=durable and not defer, seal=True)
+            self._committed(wal, durable and defer, end, header, direct)
+        except BaseException as exc:
+            if isinstance(exc, Exception) or wal.committed_frames == logged_before:
+                raise  # not in the log (``WAL.commit`` is all or nothing): the caller rolls back
+            # A Ctrl-C once the log held the commit (as ``WAL.commit`` returned, or in the
+            # publication): the commit is made, in memory, in the shared index and in the log,
+            # whatever the caller is told (an interrupt: the outcome unknown to it, as with
+            # sqlite3). Half done, the log held it and the shared index did not, and every later
+            # commit was refused ("not the latest one published") until a reopen.
+            try:
+                self._committed(wal, durable and defer, end, header, direct)
+            except KeyboardInterrupt:  # a second one, at its start too
+                run_through(lambda: self._committed(wal, durable and defer, end, header, direct))
+                raise
+            raise
         size = wal.size()
         if size > self.checkpoint_threshold() and (size >= self._next_try or self._readers_gone()):
             try:
@@ -584,6 +588,27 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
                 # failed. It has poisoned the pager: the next write raises.
                 pass
         return True
+
+    def _committed(self, wal: WAL, owes: bool, end: int, header: bytearray, direct: bool) -> None:
+        """_committed is a commit's bookkeeping once the log holds it: the sync it owes (``owes``:
+        deferred), the header frame the next commit's is a delta from, the pages clean, the
+        committed state, the map over pages written directly past the old end ``end``, the free
+        list, and the publication to other processes. Idempotent: an interrupt cutting it
+        short runs it again (``commit``). Callers: ``commit``."""
+        if owes:
+            self.owed = wal.append_count()
+        header_frame = wal.newest_frame(0)
+        assert header_frame is not None
+        self._logged_header = (header_frame, header)
+        for f in self.dirty.values():
+            f.dirty = False
+            f.base = None
+        self.dirty.clear()
+        self.committed = self.meta.copy()
+        if direct:
+            self._map_direct(end)  # the pages written straight into the file: read in the map now
+        self._free.committed()
+        self._publish()
 
     def restart_if_idle(self) -> None:
         """restart_if_idle starts a new log if the last checkpoint copied all of it but readers kept

@@ -62,6 +62,7 @@ from .errors import (
     TransactionClosedError,
 )
 from .group import CommitQueue
+from .interrupts import run_through
 from .heap import MAX_VALUE, Heap
 from .locks import WriteLock
 from .page import as_bytes_like
@@ -585,7 +586,14 @@ class Store(MutableMapping[Any, Any]):
             self._heap.flush()
             committed = self._pager.commit(sync, True) if defer else self._pager.commit(sync)
         except BaseException:
-            self._abort()
+            try:
+                self._abort()
+            except KeyboardInterrupt:
+                # A second Ctrl-C at ``_abort``'s start (one inside it, it handles): not undone,
+                # the write's half-made changes went into the next commit ("header counts 1008
+                # live bytes, records hold 1024").
+                run_through(self._abort)
+                raise
             raise
         if self.strict and committed:
             # bbolt's StrictMode: the whole check after every commit, so a bug
@@ -647,7 +655,12 @@ class Store(MutableMapping[Any, Any]):
             with self._lock:
                 return self._write(fn, sync)
         finally:
-            self._wlock.release()
+            try:
+                self._wlock.release()
+            except KeyboardInterrupt:  # at its start (a Ctrl-C lands at a call): held for good
+                if self._wlock.owned():
+                    self._wlock.release()
+                raise
 
     def _write_batch(self, fns: List[Callable[[], Any]], sync: Optional[bool], defer: bool = False) -> List[Any]:
         """_write_batch runs several writes as one commit (see group.py); returns their results."""
@@ -2028,6 +2041,25 @@ class _OpLock:
         finally:
             self._rlock.release()
 
+    def release_own(self) -> None:
+        """release_own lets go of every hold the calling thread still has, ending the operation
+        (``on_idle``) first, as the outermost ``__exit__`` does. For a write path's handler of an
+        interrupt (group.py), where the thread holds the lock no more by then: a Ctrl-C at the
+        start of ``__exit__`` (or in ``__enter__`` just after the acquire) left a hold nobody
+        lets go, and every other thread's next operation waited forever."""
+        rlock = self._rlock
+        if not rlock._is_owned():  # type: ignore[attr-defined]
+            return
+        try:
+            if self.on_idle is not None:
+                self.on_idle()
+        except Exception:  # noqa: BLE001 - the operation failed already; the lock must go
+            pass
+        finally:
+            self._depth = 0
+            while rlock._is_owned():  # type: ignore[attr-defined]
+                rlock.release()
+
     def __enter__(self) -> bool:
         # ``acquire`` and ``release`` inlined: every read of a writer taking turns passes here
         self._rlock.acquire()
@@ -2393,6 +2425,7 @@ class Transaction(_StoreCodecs, MutableMapping[Any, Any]):
         self._writes: Dict[bytes, Any] = {}
         self._sorted: Optional[List[bytes]] = None  # sorted(self._writes), until the next write
         self._locked = locked  # holds the store's write lock until it ends
+        self._token = store._wlock.token() if locked else -1  # which hold of it (``_end``)
         self._open = True
 
     def _end(self) -> None:
@@ -2402,7 +2435,14 @@ class Transaction(_StoreCodecs, MutableMapping[Any, Any]):
         self._sorted = None
         if self._locked:
             self._locked = False
-            self._store._wlock.release()
+            wlock = self._store._wlock
+            try:
+                wlock.release()
+            except KeyboardInterrupt:
+                # At its start (a Ctrl-C lands at a call), the lock stayed held by this transaction
+                # for good (``_locked`` said otherwise): every later write waited or timed out.
+                run_through(lambda: wlock.release_taken(self._token))
+                raise
 
     def _check(self) -> None:
         if not self._open:
@@ -2571,7 +2611,12 @@ class Transaction(_StoreCodecs, MutableMapping[Any, Any]):
         sync (``CommitQueue.commit_holding``); ``_end`` then has nothing left to release."""
         if self._locked:
             self._locked = False
-            self._store._wlock.release()
+            wlock = self._store._wlock
+            try:
+                wlock.release()
+            except KeyboardInterrupt:  # at its start: see ``_end``
+                run_through(lambda: wlock.release_taken(self._token))
+                raise
 
     def rollback(self) -> None:
         """rollback discards every write and releases the write lock; the store is as if the transaction never began."""

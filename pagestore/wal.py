@@ -85,6 +85,7 @@ from . import fileio
 from . import _native
 from ._native import crc32c, delta_apply
 from .errors import CorruptionError, VersionMismatchError
+from .interrupts import run_through
 
 from .shm import FAILURES_OFFSET, LOCK_SYNC
 
@@ -166,7 +167,7 @@ class _Mark:
     """
 
     __slots__ = ("end", "crc", "committed_end", "committed_crc", "committed_frames", "frames", "synced",
-                 "txn_index", "txn_prev", "replaced")
+                 "txn_index", "txn_prev", "replaced", "appended")
 
     def __init__(self, wal: "WAL", frames: "Sequence[Frame]", commits: bool = True, syncs: bool = True) -> None:
         self.end, self.crc, self.synced = wal.end, wal._crc, wal._appends == wal._synced_appends  # ``_synced``
@@ -175,6 +176,7 @@ class _Mark:
         self.txn_index: Optional[Dict[int, int]] = None
         self.txn_prev: Dict[int, Optional[int]] = _NONE
         self.replaced: Dict[int, Optional[int]] = _NONE
+        self.appended = frames  # a reference: what ``_restore`` needs if an interrupt cut the index's update
         if commits:
             self.txn_index = dict(wal.txn_index)
             if syncs:
@@ -654,8 +656,17 @@ class WAL:
             self._append(frames, txn, page_count, seal)
             if durable:
                 self.sync()
-        except BaseException:
-            self._restore(mark)
+        except BaseException as exc:
+            if durable and not isinstance(exc, Exception) and self.committed_frames != mark.committed_frames:
+                # A Ctrl-C in the sync (or as the append returned): the commit stays. Undone, the
+                # next commit wrote over its frames, and the shared index's durable word, which
+                # this sync may already have moved past them, let the next sync skip them.
+                raise
+            try:
+                self._restore(mark)
+            except KeyboardInterrupt:  # a second Ctrl-C never leaves it half undone
+                run_through(lambda: self._restore(mark))
+                raise
             raise
 
     def append_many(self, frames: List[Frame], txn: int, commit_page_count: int) -> None:
@@ -671,7 +682,11 @@ class WAL:
         try:
             self._append(frames, txn, commit_page_count)
         except BaseException:
-            self._restore(mark)
+            try:
+                self._restore(mark)
+            except KeyboardInterrupt:  # a second Ctrl-C never leaves it half undone
+                run_through(lambda: self._restore(mark))
+                raise
             raise
 
     def _restore(self, mark: _Mark) -> None:
@@ -681,6 +696,8 @@ class WAL:
         committed end, so the next append overwrites them and recovery never
         keeps them (no commit frame after the last valid one is theirs).
         """
+        if mark.txn_index is not None and mark.replaced is _NONE:
+            self._unindex(mark)
         for p, off in mark.replaced.items():
             if off is None:
                 self.index.pop(p, None)
@@ -700,6 +717,36 @@ class WAL:
             del self._images[off]
         del self.frame_pgnos[mark.frames :]
         del self.frame_offsets[mark.frames :]
+
+    def _unindex(self, mark: _Mark) -> None:
+        """_unindex puts back the index entries of the pages of a commit whose append an interrupt cut
+        after it updated the index (a Ctrl-C lands after a call into C returns: ``index.update``,
+        ``txn_index.clear()``), for a mark that saved none (``_Mark``: no sync). Each such page's
+        entry goes back to its newest frame committed before, found in ``frame_pgnos`` (O(frames
+        of the log), on this path only). Half undone, the index kept frames past the committed
+        end, which the next append wrote over ("log frame at offset ... is missing or belongs to
+        another page")."""
+        index, before = self.index, mark.committed_end
+        stale: Set[int] = set()
+        for p in (*(mark.txn_index or ()), *(f[0] for f in mark.appended)):
+            off = index.get(p)
+            if off is not None and off >= before:
+                stale.add(p)
+        if not stale:
+            return
+        newest: Dict[int, int] = {}
+        pgnos, offsets = self.frame_pgnos, self.frame_offsets
+        for i in range(min(mark.committed_frames, len(pgnos)) - 1, -1, -1):
+            p = pgnos[i]
+            if p in stale and p not in newest:
+                newest[p] = offsets[i]
+                if len(newest) == len(stale):
+                    break
+        for p in stale:
+            if p in newest:
+                index[p] = newest[p]
+            else:
+                index.pop(p, None)
 
     def _append(self, frames: List[Frame], txn: int, commit_page_count: int, seal: bool = False) -> None:
         file = self.file
@@ -839,11 +886,18 @@ class WAL:
                 if shm is None:
                     self._fsync(n, None)
                     return
-                shm.lock_sync()  # LOCK_SYNC: one sync of the log at a time, in every process
                 try:
+                    shm.lock_sync()  # LOCK_SYNC: one sync of the log at a time, in every process
                     self._sync_shared(n, shm)
                 finally:
-                    shm.unlock_sync()
+                    # Inside the try, and let go through a Ctrl-C: one landing as the lock was
+                    # taken, or at the unlock's start, left it held, and every other process's
+                    # sync waited until this one synced again (unlocking an unheld lock is a no-op).
+                    try:
+                        shm.unlock_sync()
+                    except KeyboardInterrupt:
+                        run_through(shm.unlock_sync)
+                        raise
 
     def _fsync(self, n: int, shm: "Optional[SharedIndex]", first: Optional[Callable[[], object]] = None) -> None:
         """_fsync is every sync of the log (``sync``, ``_sync_shared``, ``repair``, ``reset``) and its
