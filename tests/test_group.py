@@ -356,12 +356,28 @@ class DeferredStore(FakeStore):
     def __init__(self) -> None:
         super().__init__(0)
         self.gate: "threading.Event | None" = None
+        #: holds a sync before it reaches the disk (``begun``), as LOCK_SYNC's wait would
+        self.approach: "threading.Event | None" = None
         self.in_sync = threading.Event()
         self.synced = 0
+        self.events: List[str] = []
         self.queue = CommitQueue(self.writer, self.lock, self.apply, self.apply, self.owed)
 
-    def owed(self) -> Callable[[], None]:
-        def finish() -> None:
+    def apply(self, fns: List[Callable[[], Any]], sync: bool) -> List[Any]:
+        results = super().apply(fns, sync)
+        self.events.append("applied %s" % ",".join(map(str, results)))
+        return results
+
+    def owed(self) -> Callable[[Callable[[], None]], None]:
+        def finish(begun: "Callable[[], None] | None" = None) -> None:
+            approach = self.approach
+            if approach is not None:
+                self.approach = None
+                self.in_sync.set()
+                assert approach.wait(10)
+            self.events.append("sync begun")
+            if begun is not None:
+                begun()
             gate = self.gate
             if gate is not None:
                 self.gate = None
@@ -436,3 +452,34 @@ def test_an_interrupt_between_taking_the_sync_duty_and_the_sync_never_leaves_the
     later.join(5)
     assert not later.is_alive(), "a write after the interrupted sync waited forever for a syncer"
     assert outcome[-1] == "C"
+
+
+def test_a_leader_applies_only_once_the_running_sync_has_reached_the_disk():
+    """A sync outside the lock lets the GIL go on its way to the disk (LOCK_SYNC's fcntl); a leader
+    that applied then held the GIL for its whole batch while that sync waited for it. So the next
+    leader waits until the running sync has begun (``begun``), then applies while the disk syncs."""
+    s = DeferredStore()
+    q = s.queue
+    outcome: List[Any] = []
+
+    def put(value: str) -> None:
+        outcome.append(q.submit(lambda: value, True))
+
+    s.approach = approach = threading.Event()
+    a = threading.Thread(target=put, args=("A",))
+    a.start()
+    assert s.in_sync.wait(10)  # A committed alone; its sync is on its way to the disk
+    s.writer.acquire(10, "the test")  # so that B cannot commit at once: it leads the queue
+    b = threading.Thread(target=put, args=("B",))
+    b.start()
+    deadline = time.monotonic() + 10
+    while not q.queued and time.monotonic() < deadline:
+        time.sleep(0.002)
+    s.writer.release()
+    time.sleep(0.1)
+    assert s.events == ["applied A"], "the leader applied before the running sync reached the disk"
+    approach.set()
+    a.join(10)
+    b.join(10)
+    assert sorted(outcome) == ["A", "B"]
+    assert s.events[:3] == ["applied A", "sync begun", "applied B"]
