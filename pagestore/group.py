@@ -596,7 +596,8 @@ class CommitQueue:
                 assert g.event is not None
                 g.event.set()
                 return
-        self._cleared.notify()  # the leader waiting (``_wait_for_awaiting``) for the sync to begin or end
+        if self._held:
+            self._cleared.notify()  # the leader waiting (``_wait_for_awaiting``) for the sync to begin or end
 
     def _sync_groups(self, groups: List[_Group]) -> None:
         """_sync_groups runs the sync of ``groups`` (committed, in log order; one sync covers them
