@@ -207,8 +207,8 @@ class CommitQueue:
         self._busy = False
         # The queue's syncs, one at a time: ``_syncing`` while a thread runs one (``_sync_groups``);
         # ``_awaiting``, the groups committed meanwhile, which the next sync covers all at once,
-        # each group's thread waiting on the group's event; ``_cleared`` (on ``_mutex``) wakes the
-        # leader waiting for ``_awaiting`` to be taken. Each wakes only the thread it is for: a
+        # each group's thread waiting on the group's event; ``_gate`` wakes the leader waiting for
+        # ``_awaiting`` to be taken (``_wait_for_awaiting``). Each wakes only the thread it is for: a
         # wake-up is a thread switch, and with the GIL one costs more than a small commit's CPU.
         self._syncing = False
         # The thread that holds the duty and the groups it owes a sync (``_enlist``,
@@ -218,10 +218,12 @@ class CommitQueue:
         self._duty_groups: List[_Group] = []
         self._awaiting: List[_Group] = []
         # ``_begun``: the running sync has reached the disk's sync (``_sync_begun``); the next leader
-        # applies only from then on (``_wait_for_awaiting``), ``_held`` while it waits for that
+        # applies only from then on (``_wait_for_awaiting``). ``_gate``: the signal that leader
+        # waits on, set (``_open_gate``) when what it waits for may have come. A _Signal, not a
+        # Condition on ``_mutex``: a KeyboardInterrupt inside Condition.wait can leave the mutex
+        # let go, and the ``with`` around it then raised "release unlocked lock" (Ctrl-C storms).
         self._begun = False
-        self._held = False
-        self._cleared = threading.Condition(self._mutex)
+        self._gate: Optional[_Signal] = None
         self.batches = 0
         self.writes = 0
 
@@ -506,7 +508,7 @@ class CommitQueue:
             for g in groups:
                 self._abandon_group(g)
             self._let_go()
-            self._cleared.notify()  # a leader waiting for groups taken (``_take_awaiting``) before the interrupt
+            self._open_gate()  # a leader waiting for groups taken (``_take_awaiting``) before the interrupt
             self._wake(groups)
         for g in groups:
             self._settle(g.batch)
@@ -529,8 +531,8 @@ class CommitQueue:
         that the writes queued meanwhile all go in its commit, and until the running sync has
         reached the disk (``_sync_begun``). Returns the waiting groups if nobody runs their sync
         any more (their threads were interrupted): the caller runs it."""
-        with self._mutex:
-            while True:
+        while True:
+            with self._mutex:
                 if self._awaiting:
                     if not self._syncing and all(g.gone for g in self._awaiting):
                         return self._take_awaiting()
@@ -545,11 +547,8 @@ class CommitQueue:
                 # go on the way there (LOCK_SYNC's fcntl), and a leader that took it then held it for
                 # its whole apply while the sync waited (measured: 130 of the 290 us between one
                 # sync's end and the next one's start, with 8 threads).
-                self._held = True
-                try:
-                    self._cleared.wait()
-                finally:
-                    self._held = False
+                self._gate = gate = _Signal()
+            gate.wait()  # outside the mutex: an interrupt here leaves nothing held
 
     def _await(self, group: _Group) -> None:
         """_await waits until ``group`` (in ``_awaiting``) has been synced by another thread, or until
@@ -581,8 +580,15 @@ class CommitQueue:
         while the disk syncs."""
         with self._mutex:
             self._begun = True
-            if self._held:
-                self._cleared.notify()
+            self._open_gate()
+
+    def _open_gate(self) -> None:
+        """_open_gate wakes the leader waiting in ``_wait_for_awaiting``, if one waits: it looks again.
+        Callers hold ``_mutex``."""
+        gate = self._gate
+        if gate is not None:
+            self._gate = None
+            gate.set()
 
     def _let_go(self) -> None:
         """_let_go gives up the duty of syncing: the thread of the first waiting group takes it on
@@ -596,8 +602,7 @@ class CommitQueue:
                 assert g.event is not None
                 g.event.set()
                 return
-        if self._held:
-            self._cleared.notify()  # the leader waiting (``_wait_for_awaiting``) for the sync to begin or end
+        self._open_gate()  # the leader waiting (``_wait_for_awaiting``) for the sync to begin or end
 
     def _sync_groups(self, groups: List[_Group]) -> None:
         """_sync_groups runs the sync of ``groups`` (committed, in log order; one sync covers them
