@@ -115,6 +115,11 @@ Sync = Callable[[Callable[[], None]], None]
 Owed = Callable[[], Optional[Sync]]
 
 
+#: how long a leader waiting for the running sync (``_wait_for_awaiting``) waits before it
+#: looks again, in case its wake-up was lost to a Ctrl-C in the thread that was to send it
+GATE_RECHECK = 0.05
+
+
 class _Signal:
     """_Signal is a flag one thread waits for and another sets (``threading.Event``'s set, clear,
     wait): a lock taken at the start and let go by ``set``. A ``threading.Event`` costs ten
@@ -141,9 +146,9 @@ class _Signal:
             self._lock.acquire()
             self.is_set = False
 
-    def wait(self) -> None:
-        if not self.is_set:
-            self._lock.acquire()
+    def wait(self, timeout: float = -1) -> None:
+        """wait returns once set, or after ``timeout`` seconds (-1: none)."""
+        if not self.is_set and self._lock.acquire(True, timeout):
             self._lock.release()
 
 
@@ -548,7 +553,10 @@ class CommitQueue:
                 # its whole apply while the sync waited (measured: 130 of the 290 us between one
                 # sync's end and the next one's start, with 8 threads).
                 self._gate = gate = _Signal()
-            gate.wait()  # outside the mutex: an interrupt here leaves nothing held
+            # Outside the mutex: an interrupt here leaves nothing held. Bounded: a Ctrl-C landing
+            # in the thread that was to open the gate (at a call, between the state's change and
+            # the signal) would leave this leader waiting for good; it looks again instead.
+            gate.wait(GATE_RECHECK)
 
     def _await(self, group: _Group) -> None:
         """_await waits until ``group`` (in ``_awaiting``) has been synced by another thread, or until
@@ -580,7 +588,10 @@ class CommitQueue:
         while the disk syncs."""
         with self._mutex:
             self._begun = True
-            self._open_gate()
+            gate = self._gate  # ``_open_gate`` inline: no call (where a Ctrl-C lands) between
+            if gate is not None:
+                self._gate = None
+                gate.set()
 
     def _open_gate(self) -> None:
         """_open_gate wakes the leader waiting in ``_wait_for_awaiting``, if one waits: it looks again.
@@ -602,7 +613,12 @@ class CommitQueue:
                 assert g.event is not None
                 g.event.set()
                 return
-        self._open_gate()  # the leader waiting (``_wait_for_awaiting``) for the sync to begin or end
+        # The leader waiting (``_wait_for_awaiting``) for the sync to begin or end: ``_open_gate``
+        # inline, so that no call (where a Ctrl-C lands) comes between ``_syncing`` let go and this.
+        gate = self._gate
+        if gate is not None:
+            self._gate = None
+            gate.set()
 
     def _sync_groups(self, groups: List[_Group]) -> None:
         """_sync_groups runs the sync of ``groups`` (committed, in log order; one sync covers them

@@ -483,3 +483,50 @@ def test_a_leader_applies_only_once_the_running_sync_has_reached_the_disk():
     b.join(10)
     assert sorted(outcome) == ["A", "B"]
     assert s.events[:3] == ["applied A", "sync begun", "applied B"]
+
+
+def test_a_leader_whose_wake_up_was_lost_to_an_interrupt_still_goes_on(monkeypatch):
+    """The leader waiting for the running sync to reach the disk (``_wait_for_awaiting``) is woken
+    by the syncing thread; a Ctrl-C landing in that thread between the state's change and the
+    wake-up (here: at the wake-up's ``set``) loses it. The leader must not wait for good: it looks
+    again (``GATE_RECHECK``), finds the sync over, and commits its write."""
+    from pagestore import group as grouplib
+
+    s = DeferredStore()
+    q = s.queue
+    outcome: List[Any] = []
+
+    def put(value: str) -> None:
+        try:
+            outcome.append(q.submit(lambda: value, True))
+        except BaseException as exc:  # noqa: BLE001 - the outcome
+            outcome.append(exc)
+
+    real_set = grouplib._Signal.set
+    fired: List[bool] = []
+
+    def lost_set(self: Any) -> None:
+        if q._gate is None and not fired and threading.current_thread() is a:
+            fired.append(True)  # the gate taken out of its slot, about to be set: the interrupt lands
+            raise KeyboardInterrupt("at the gate's set")
+        real_set(self)
+
+    s.approach = approach = threading.Event()
+    a = threading.Thread(target=put, args=("A",))
+    a.start()
+    assert s.in_sync.wait(10)
+    s.writer.acquire(10, "the test")
+    b = threading.Thread(target=put, args=("B",), daemon=True)
+    b.start()
+    deadline = time.monotonic() + 10
+    while q._gate is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    assert q._gate is not None, "the leader did not wait for the running sync"
+    s.writer.release()
+    monkeypatch.setattr(grouplib._Signal, "set", lost_set)
+    approach.set()
+    a.join(10)
+    b.join(5)
+    assert fired, "the interrupt did not land at the gate"
+    assert not b.is_alive(), "the leader waited for good for a wake-up an interrupt had lost"
+    assert "B" in outcome
