@@ -629,13 +629,14 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
         """synced_through: whether a sync has made durable the commits up to ``upto`` (an ``owed``)."""
         return self.wal is None or self.wal.synced_through(upto)
 
-    def sync(self, upto: int = 0) -> None:
+    def sync(self, upto: int = 0, begun: Optional[Callable[[], None]] = None) -> None:
         """sync makes every commit so far durable: the log is synced up to its end (commits made with sync=False too).
 
         ``upto``: the ``owed`` of commits that deferred their sync (``commit(defer=True)``);
         nothing is done, and nothing raised, if a sync since (another group's, a
         checkpoint's) has made them durable already. Thread-safe: the store's group commit
-        calls it outside its lock while another thread commits.
+        calls it outside its lock while another thread commits. ``begun``: called right before
+        the disk's sync, if one runs (``WAL.sync``).
 
         Raises:
             StorePoisonedError: an earlier write or sync failed (nothing since is known durable).
@@ -648,7 +649,7 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
             raise StorePoisonedError(self.path, self.poisoned) from self.poisoned
         if wal is not None:
             try:
-                wal.sync(upto)
+                wal.sync(upto, begun)
             except OSError as exc:
                 self._poison(exc.first if isinstance(exc, EarlierSyncFailed) else exc)  # as ``_guard`` does
                 # Another thread's sync failed first (the log keeps its error): this

@@ -679,7 +679,7 @@ class Store(MutableMapping[Any, Any]):
         to the commit queue (``_owed``), which runs it outside the locks (issue 23)."""
         return self._write_batch(fns, sync, True)
 
-    def _owed(self) -> Optional[Callable[[], None]]:
+    def _owed(self) -> "Optional[Callable[[Callable[[], None]], None]]":
         """_owed: the log sync the queue's commits deferred (``Pager.commit(defer=True)``) and no sync
         has run for yet, or None. Called by the commit queue under the store's lock; the queue runs
         it after letting the locks go (``Pager.sync``: thread-safe, and poisoned by a failure)."""

@@ -863,7 +863,7 @@ class WAL:
         """append_count: appends so far (a number that only grows), for ``sync(upto=...)``."""
         return self._appends
 
-    def sync(self, upto: int = 0) -> None:
+    def sync(self, upto: int = 0, begun: Optional[Callable[[], None]] = None) -> None:
         """sync makes the log durable up to the end it had when the call began; with ``upto``
         (an ``append_count``), only if a sync since that append has not done so already.
 
@@ -872,6 +872,10 @@ class WAL:
         next sync. Syncs run one at a time; after one failed, every later one raises
         an OSError naming that failure (the first) without syncing: a successful fsync
         after a failed one proves nothing (the failed one dropped the dirty pages).
+
+        ``begun``: called right before the fdatasync, after every step that may let the GIL
+        go (LOCK_SYNC's fcntl, frames written again); not called if no fdatasync runs. The
+        commit queue's next leader waits for it (group.py ``_sync_begun``).
         """
         if upto and self._synced_appends >= upto:
             return
@@ -884,11 +888,11 @@ class WAL:
             if self.file is not None and n != self._synced_appends:
                 shm = self.shm
                 if shm is None:
-                    self._fsync(n, None)
+                    self._fsync(n, None, None, begun)
                     return
                 try:
                     shm.lock_sync()  # LOCK_SYNC: one sync of the log at a time, in every process
-                    self._sync_shared(n, shm)
+                    self._sync_shared(n, shm, begun)
                 finally:
                     # Inside the try, and let go through a Ctrl-C: one landing as the lock was
                     # taken, or at the unlock's start, left it held, and every other process's
@@ -899,7 +903,8 @@ class WAL:
                         run_through(shm.unlock_sync)
                         raise
 
-    def _fsync(self, n: int, shm: "Optional[SharedIndex]", first: Optional[Callable[[], object]] = None) -> None:
+    def _fsync(self, n: int, shm: "Optional[SharedIndex]", first: Optional[Callable[[], object]] = None,
+               begun: Optional[Callable[[], None]] = None) -> None:
         """_fsync is every sync of the log (``sync``, ``_sync_shared``, ``repair``, ``reset``) and its
         outcome's bookkeeping, in one place. ``first``: writes this sync is to make durable (frames
         a failed sync may have dropped, written again; a new log's header); their failure is the
@@ -920,6 +925,8 @@ class WAL:
         try:
             if first is not None:
                 first()
+            if begun is not None:
+                begun()
             file.sync()
         except OSError as exc:
             self._sync_failed = exc
@@ -937,7 +944,7 @@ class WAL:
         except CorruptionError as exc:
             raise OSError(errno.EIO, f"cannot make the log durable again: {exc.detail}", self.path) from exc
 
-    def _sync_shared(self, n: int, shm: "SharedIndex") -> None:
+    def _sync_shared(self, n: int, shm: "SharedIndex", begun: Optional[Callable[[], None]] = None) -> None:
         """_sync_shared is ``sync`` beside other processes, under LOCK_SYNC (shm.py, "Unsynced"):
         a sync that failed before (the word set), or any that failed since this process's last
         good one (the failure count changed), may have left frames unwritten that this one
@@ -980,7 +987,7 @@ class WAL:
         else:
             shm.mark_unsynced(salt, start)
         # A failure leaves the word set: the next sync, here or in another process, writes them again.
-        self._fsync(n, shm, None if start is None else functools.partial(self._rewrite_for_sync, start, end))
+        self._fsync(n, shm, None if start is None else functools.partial(self._rewrite_for_sync, start, end), begun)
         if salt == self.salt:
             self._durable_end = max(self._durable_end, end)
         if tail == end:

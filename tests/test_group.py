@@ -356,12 +356,28 @@ class DeferredStore(FakeStore):
     def __init__(self) -> None:
         super().__init__(0)
         self.gate: "threading.Event | None" = None
+        #: holds a sync before it reaches the disk (``begun``), as LOCK_SYNC's wait would
+        self.approach: "threading.Event | None" = None
         self.in_sync = threading.Event()
         self.synced = 0
+        self.events: List[str] = []
         self.queue = CommitQueue(self.writer, self.lock, self.apply, self.apply, self.owed)
 
-    def owed(self) -> Callable[[], None]:
-        def finish() -> None:
+    def apply(self, fns: List[Callable[[], Any]], sync: bool) -> List[Any]:
+        results = super().apply(fns, sync)
+        self.events.append("applied %s" % ",".join(map(str, results)))
+        return results
+
+    def owed(self) -> Callable[[Callable[[], None]], None]:
+        def finish(begun: "Callable[[], None] | None" = None) -> None:
+            approach = self.approach
+            if approach is not None:
+                self.approach = None
+                self.in_sync.set()
+                assert approach.wait(10)
+            self.events.append("sync begun")
+            if begun is not None:
+                begun()
             gate = self.gate
             if gate is not None:
                 self.gate = None
@@ -436,3 +452,81 @@ def test_an_interrupt_between_taking_the_sync_duty_and_the_sync_never_leaves_the
     later.join(5)
     assert not later.is_alive(), "a write after the interrupted sync waited forever for a syncer"
     assert outcome[-1] == "C"
+
+
+def test_a_leader_applies_only_once_the_running_sync_has_reached_the_disk():
+    """A sync outside the lock lets the GIL go on its way to the disk (LOCK_SYNC's fcntl); a leader
+    that applied then held the GIL for its whole batch while that sync waited for it. So the next
+    leader waits until the running sync has begun (``begun``), then applies while the disk syncs."""
+    s = DeferredStore()
+    q = s.queue
+    outcome: List[Any] = []
+
+    def put(value: str) -> None:
+        outcome.append(q.submit(lambda: value, True))
+
+    s.approach = approach = threading.Event()
+    a = threading.Thread(target=put, args=("A",))
+    a.start()
+    assert s.in_sync.wait(10)  # A committed alone; its sync is on its way to the disk
+    s.writer.acquire(10, "the test")  # so that B cannot commit at once: it leads the queue
+    b = threading.Thread(target=put, args=("B",))
+    b.start()
+    deadline = time.monotonic() + 10
+    while not q.queued and time.monotonic() < deadline:
+        time.sleep(0.002)
+    s.writer.release()
+    time.sleep(0.1)
+    assert s.events == ["applied A"], "the leader applied before the running sync reached the disk"
+    approach.set()
+    a.join(10)
+    b.join(10)
+    assert sorted(outcome) == ["A", "B"]
+    assert s.events[:3] == ["applied A", "sync begun", "applied B"]
+
+
+def test_a_leader_whose_wake_up_was_lost_to_an_interrupt_still_goes_on(monkeypatch):
+    """The leader waiting for the running sync to reach the disk (``_wait_for_awaiting``) is woken
+    by the syncing thread; a Ctrl-C landing in that thread between the state's change and the
+    wake-up (here: at the wake-up's ``set``) loses it. The leader must not wait for good: it looks
+    again (``GATE_RECHECK``), finds the sync over, and commits its write."""
+    from pagestore import group as grouplib
+
+    s = DeferredStore()
+    q = s.queue
+    outcome: List[Any] = []
+
+    def put(value: str) -> None:
+        try:
+            outcome.append(q.submit(lambda: value, True))
+        except BaseException as exc:  # noqa: BLE001 - the outcome
+            outcome.append(exc)
+
+    real_set = grouplib._Signal.set
+    fired: List[bool] = []
+
+    def lost_set(self: Any) -> None:
+        if q._gate is None and not fired and threading.current_thread() is a:
+            fired.append(True)  # the gate taken out of its slot, about to be set: the interrupt lands
+            raise KeyboardInterrupt("at the gate's set")
+        real_set(self)
+
+    s.approach = approach = threading.Event()
+    a = threading.Thread(target=put, args=("A",))
+    a.start()
+    assert s.in_sync.wait(10)
+    s.writer.acquire(10, "the test")
+    b = threading.Thread(target=put, args=("B",), daemon=True)
+    b.start()
+    deadline = time.monotonic() + 10
+    while q._gate is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    assert q._gate is not None, "the leader did not wait for the running sync"
+    s.writer.release()
+    monkeypatch.setattr(grouplib._Signal, "set", lost_set)
+    approach.set()
+    a.join(10)
+    b.join(5)
+    assert fired, "the interrupt did not land at the gate"
+    assert not b.is_alive(), "the leader waited for good for a wake-up an interrupt had lost"
+    assert "B" in outcome

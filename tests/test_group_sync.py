@@ -196,3 +196,28 @@ def test_puts_arriving_while_a_commit_waits_for_the_running_sync_go_in_one_commi
     assert pager.log_syncs() + pager.wal.shared_syncs - syncs == 3, "A's sync, B's, and one for the five"
     assert all(db[b"C%d" % i] == b"x" * 30 for i in range(5)) and db[b"B"] == b"x" * 30
     db.close()
+
+
+def test_a_deferred_sync_says_it_has_begun_once_it_holds_lock_sync_and_right_before_the_disks_sync(tmp_path, monkeypatch):
+    """The queue's next leader waits for ``begun`` (group.py ``_sync_begun``) and then holds the GIL
+    for its whole apply: so the log calls it after LOCK_SYNC's fcntl (which lets the GIL go) and
+    right before the fdatasync, once per sync that reaches the disk, and not for a sync another
+    one has made needless."""
+    from pagestore import fileio, shm
+
+    db = Store(str(tmp_path / "s.ps"), sync=True)
+    db[b"a"] = b"1"
+    order: List[str] = []
+    real_fsync, real_lock = fileio.File.sync, shm.SharedIndex.lock_sync
+    monkeypatch.setattr(fileio.File, "sync", lambda self: (order.append("fsync"), real_fsync(self))[1])
+    monkeypatch.setattr(shm.SharedIndex, "lock_sync", lambda self: (order.append("LOCK_SYNC"), real_lock(self))[1])
+    begun = db._commits._sync_begun
+    monkeypatch.setattr(db._commits, "_sync_begun", lambda: (order.append("begun"), begun())[1])
+    db[b"b"] = b"2"
+    expected = ["LOCK_SYNC", "begun", "fsync"] if shm.SUPPORTED else ["begun", "fsync"]
+    assert order == expected
+    del order[:]
+    pager = db._pager
+    pager.sync(pager.wal.append_count(), lambda: order.append("begun"))  # covered already: nothing to do
+    assert order == []
+    db.close()

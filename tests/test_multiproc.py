@@ -25,7 +25,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 import pytest
 
@@ -840,9 +840,9 @@ def test_a_failed_sync_after_a_turn_is_made_good_by_the_next_open(tmp_path, monk
     real = a._pager.sync
     calls: List[int] = []
 
-    def deferred_sync(upto: int = 0) -> None:  # the group's own sync, outside the lock, came too late
+    def deferred_sync(upto: int = 0, begun: Any = None) -> None:  # the group's own sync, outside the lock, came too late
         calls.append(upto)
-        real(upto)
+        real(upto, begun)
 
     monkeypatch.setattr(a._pager, "sync", deferred_sync)
     _fail_next_log_sync(monkeypatch)
@@ -920,11 +920,11 @@ def test_close_syncs_what_a_deferred_commit_owes_before_the_log_and_the_turn_go(
     committed, go = threading.Event(), threading.Event()
     writer: List[threading.Thread] = []
 
-    def sync(upto: int = 0) -> None:
+    def sync(upto: int = 0, begun: Any = None) -> None:
         if writer and threading.current_thread() is writer[0]:
             committed.set()  # the commit is written, its sync deferred: the close comes now
             assert go.wait(10)
-        real(upto)
+        real(upto, begun)
 
     monkeypatch.setattr(pager, "sync", sync)
     outcome: Dict[str, object] = {}
