@@ -228,11 +228,7 @@ def _interrupt_campaign(tmp_path) -> list:
         return False
 
     def fresh():
-        path = str(tmp_path / f"i{len(stores)}.ps")
-        db = pagestore.open(path)
-        db[b"warm"] = b"warm"
-        stores.append((path, db, [b"warm"]))
-        return db
+        return _warm_store(tmp_path, stores, "i")
 
     db = fresh()
     n = 0
@@ -347,51 +343,9 @@ def test_a_leader_interrupted_after_its_batch_applied_acknowledges_nothing_unsyn
         monkeypatch.setattr(grouplib, "_Group", make_group)
     # A transaction holds the write lock: this thread's put leads the queue and waits for it;
     # the other thread's put queues behind it; the transaction ends; one batch holds both.
-    holding, end = threading.Event(), threading.Event()
-
-    def txn() -> None:
-        try:
-            with db.transaction():
-                holding.set()
-                end.wait(10)
-                raise RuntimeError("rolled back")
-        except RuntimeError:
-            pass
-
-    t = threading.Thread(target=txn)
-    t.start()
-    assert holding.wait(10)
-    other: dict = {}
-
-    def put_other() -> None:
-        while not q.queued:
-            time.sleep(0.001)  # after this thread's request: it leads
-        try:
-            db[b"other"] = b"2"
-            other["ok"] = True
-        except PageStoreError as exc:
-            other["err"] = exc
-
-    from pagestore.errors import PageStoreError
-
-    o = threading.Thread(target=put_other)
-    o.start()
-
-    def end_txn() -> None:
-        while q.queued < 2:
-            time.sleep(0.001)
-        end.set()
-
-    e = threading.Thread(target=end_txn)
-    e.start()
-    with pytest.raises(KeyboardInterrupt):
-        db[b"mine"] = b"3"
-    o.join(10)
-    t.join(10)
-    e.join(10)
-    assert not armed[0], "the interrupt never landed"
-    assert not o.is_alive()
-    assert other.get("ok") or "abandoned" in str(other.get("err")), other
+    other = _two_puts_in_one_batch(db, armed)
+    assert not other.get("hung"), "the other thread's put waited forever"
+    assert other.get("ok") or "abandoned" in other.get("err", ""), other
     disk.crash("drop")
     with Store(path, _opener=disk.opener) as again:
         assert again.get(b"before") == b"1"
@@ -560,29 +514,12 @@ def test_a_ctrl_c_inside_the_undo_of_a_failed_write_still_undoes_it_all(tmp_path
         db.check()
 
 
-def _lead_a_batch_interrupted(db, monkeypatch, at: str, where: str) -> dict:
-    """_lead_a_batch_interrupted: this thread's put leads a batch that holds another thread's put
-    (a transaction holds the write lock until both are queued), and a Ctrl-C lands at the start
-    of ``at`` (a method of the commit queue) when called from ``where`` on this thread. Returns
-    the other put's outcome ("ok" or its error), or {"hung": True} if it did not return in 5 s."""
-    from pagestore import group as grouplib
-
+def _two_puts_in_one_batch(db, armed: list) -> dict:
+    """_two_puts_in_one_batch: this thread's put leads a batch that holds another thread's put (a
+    transaction holds the write lock until both are queued), and must raise KeyboardInterrupt
+    (the caller's patch, which clears ``armed[0]`` as it fires). Returns the other put's outcome
+    ("ok", or "err": its repr), with "hung" if it did not return within 10 s."""
     q = db._commits
-    main = threading.get_ident()
-    armed = [True]
-    real = getattr(grouplib.CommitQueue, at)
-    import sys
-
-    def interrupted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        caller = sys._getframe(1)
-        if caller.f_code.co_name == "wind_up":  # the caller's cleanup, in a function of its own
-            caller = caller.f_back
-        if armed[0] and threading.get_ident() == main and caller.f_code.co_name == where:
-            armed[0] = False
-            raise KeyboardInterrupt(f"at {at} in {where}")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(grouplib.CommitQueue, at, staticmethod(interrupted) if at == "_settle" else interrupted)
     holding, end = threading.Event(), threading.Event()
 
     def txn() -> None:
@@ -620,13 +557,39 @@ def _lead_a_batch_interrupted(db, monkeypatch, at: str, where: str) -> dict:
     e.start()
     with pytest.raises(KeyboardInterrupt):
         db[b"mine"] = b"3"
-    o.join(5)
+    o.join(10)
     t.join(10)
     e.join(10)
     assert not armed[0], "the interrupt never landed"
     if o.is_alive():
         other["hung"] = True
     return other
+
+
+def _lead_a_batch_interrupted(db, monkeypatch, at: str, where: str) -> dict:
+    """_lead_a_batch_interrupted: this thread's put leads a batch that holds another thread's put
+    (a transaction holds the write lock until both are queued), and a Ctrl-C lands at the start
+    of ``at`` (a method of the commit queue) when called from ``where`` on this thread. Returns
+    the other put's outcome ("ok" or its error), or {"hung": True} if it did not return in 5 s."""
+    from pagestore import group as grouplib
+
+    q = db._commits
+    main = threading.get_ident()
+    armed = [True]
+    real = getattr(grouplib.CommitQueue, at)
+    import sys
+
+    def interrupted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        caller = sys._getframe(1)
+        if caller.f_code.co_name == "wind_up":  # the caller's cleanup, in a function of its own
+            caller = caller.f_back
+        if armed[0] and threading.get_ident() == main and caller.f_code.co_name == where:
+            armed[0] = False
+            raise KeyboardInterrupt(f"at {at} in {where}")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(grouplib.CommitQueue, at, staticmethod(interrupted) if at == "_settle" else interrupted)
+    return _two_puts_in_one_batch(db, armed)
 
 
 @pytest.mark.parametrize("sync", [False, True])
@@ -730,6 +693,16 @@ def test_an_interrupt_as_the_log_indexes_a_commit_undoes_it_whole(tmp_path, call
         assert db.get(b"b29") == b"x" * 200 and db.get(b"c") == b"c"
         db.check()
 
+def _warm_store(tmp_path, stores: list, prefix: str):
+    """_warm_store opens a fresh store with one put made (its files set up: a later put is a lone
+    durable put, nothing more) and adds (path, store, the keys acknowledged) to ``stores``."""
+    path = str(tmp_path / f"{prefix}{len(stores)}.ps")
+    db = pagestore.open(path)
+    db[b"warm"] = b"warm"
+    stores.append((path, db, [b"warm"]))
+    return db
+
+
 def _interrupt_sweep(tmp_path, files: tuple, gaps: tuple, limit: int = 10**6) -> list:
     """_interrupt_sweep: for n = 1, 2, ... until a lone durable put reaches fewer such points than n
     (or ``limit``: a put that checkpoints reaches thousands), and for each gap k in ``gaps`` (0: one interrupt), a KeyboardInterrupt
@@ -749,11 +722,7 @@ def _interrupt_sweep(tmp_path, files: tuple, gaps: tuple, limit: int = 10**6) ->
     stores = []
 
     def fresh():
-        path = str(tmp_path / f"l{len(stores)}.ps")
-        db = pagestore.open(path)
-        db[b"warm"] = b"warm"
-        stores.append((path, db, [b"warm"]))
-        return db
+        return _warm_store(tmp_path, stores, "l")
 
     db = fresh()
     n = 0
