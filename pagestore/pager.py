@@ -535,7 +535,12 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
         try:
             with self._guard:
                 if self._direct or (durable and len(self.dirty) >= DIRECT_PAGES):
-                    fresh = sorted(p for p in self.dirty if p >= end)
+                    # Not a page this transaction spilled to the log (a store whose writes are
+                    # not durable by default spills new pages there, ``_spill``): its spilled frame
+                    # is part of this commit, in the index and in recovery's scan, and would
+                    # stand for the page over the newer image written into the data file.
+                    in_txn = wal.txn_index
+                    fresh = sorted(p for p in self.dirty if p >= end and p not in in_txn)
                     if fresh and (self._direct or len(fresh) >= DIRECT_PAGES):
                         self._write_direct(fresh, txn)
                 direct = self._direct
