@@ -364,17 +364,8 @@ def test_a_leader_interrupted_at_the_release_of_the_write_lock_lets_it_go(tmp_pa
         db[b"a"] = b"a"
         q = db._commits
         writer = q._writer
-        real = type(writer).release
         armed = [False]
-        main = threading.get_ident()
-
-        def release(self):  # noqa: ANN001, ANN202
-            if armed[0] and threading.get_ident() == main:
-                armed[0] = False
-                raise KeyboardInterrupt("at release")
-            return real(self)
-
-        monkeypatch.setattr(type(writer), "release", release)
+        _interrupt_at_start(monkeypatch, type(writer), "release", armed)
         # a transaction on another thread holds the write lock, so this put leads the queue
         holding, end = threading.Event(), threading.Event()
 
@@ -422,17 +413,8 @@ def test_a_put_interrupted_as_it_begins_to_wait_for_a_running_sync_hangs_nobody(
         real_sync(self)
 
     monkeypatch.setattr(faultfs.FaultFile, "sync", slow_sync)
-    real_await = grouplib.CommitQueue._await
     armed = [True]
-    main = threading.get_ident()
-
-    def interrupted_await(self, group):  # noqa: ANN001, ANN202
-        if armed[0] and threading.get_ident() == main:
-            armed[0] = False
-            raise KeyboardInterrupt("at _await")
-        return real_await(self, group)
-
-    monkeypatch.setattr(grouplib.CommitQueue, "_await", interrupted_await)
+    _interrupt_at_start(monkeypatch, grouplib.CommitQueue, "_await", armed)
     a = threading.Thread(target=lambda: db.__setitem__(b"a", b"a"))
     a.start()
     assert in_sync.wait(10)
@@ -514,6 +496,22 @@ def test_a_ctrl_c_inside_the_undo_of_a_failed_write_still_undoes_it_all(tmp_path
         db.check()
 
 
+def _interrupt_at_start(monkeypatch, cls: type, name: str, armed: list) -> None:
+    """_interrupt_at_start patches ``cls.name`` so that its next call on this thread while
+    ``armed[0]`` raises KeyboardInterrupt at its start (and clears ``armed[0]``); calls on other
+    threads, and later ones, run the real method."""
+    real = getattr(cls, name)
+    main = threading.get_ident()
+
+    def interrupted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        if armed[0] and threading.get_ident() == main:
+            armed[0] = False
+            raise KeyboardInterrupt(f"at {cls.__name__}.{name}")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cls, name, interrupted)
+
+
 def _two_puts_in_one_batch(db, armed: list) -> dict:
     """_two_puts_in_one_batch: this thread's put leads a batch that holds another thread's put (a
     transaction holds the write lock until both are queued), and must raise KeyboardInterrupt
@@ -570,10 +568,9 @@ def _lead_a_batch_interrupted(db, monkeypatch, at: str, where: str) -> dict:
     """_lead_a_batch_interrupted: this thread's put leads a batch that holds another thread's put
     (a transaction holds the write lock until both are queued), and a Ctrl-C lands at the start
     of ``at`` (a method of the commit queue) when called from ``where`` on this thread. Returns
-    the other put's outcome ("ok" or its error), or {"hung": True} if it did not return in 5 s."""
+    the other put's outcome (``_two_puts_in_one_batch``)."""
     from pagestore import group as grouplib
 
-    q = db._commits
     main = threading.get_ident()
     armed = [True]
     real = getattr(grouplib.CommitQueue, at)
@@ -818,17 +815,8 @@ def test_an_interrupt_at_the_release_of_a_transactions_write_lock_lets_it_go(tmp
     from pagestore import locks
 
     path = str(tmp_path / "t.ps")
-    real = locks.WriteLock.release
     armed = [False]
-    main = threading.get_ident()
-
-    def release(self):  # noqa: ANN001, ANN202
-        if armed[0] and threading.get_ident() == main:
-            armed[0] = False
-            raise KeyboardInterrupt("at WriteLock.release")
-        return real(self)
-
-    monkeypatch.setattr(locks.WriteLock, "release", release)
+    _interrupt_at_start(monkeypatch, locks.WriteLock, "release", armed)
     with pagestore.open(path, timeout=3.0) as db:
         db[b"a"] = b"a"
         armed[0] = True
@@ -858,17 +846,8 @@ def test_an_interrupt_as_a_durable_commits_sync_ends_loses_no_later_put(tmp_path
     from pagestore.store import Store
 
     disk, path, db = _disk_store(tmp_path, 7)
-    real = shm.SharedIndex.unlock_sync
     armed = [False]
-    main = threading.get_ident()
-
-    def unlock_sync(self):  # noqa: ANN001, ANN202
-        if armed[0] and threading.get_ident() == main:
-            armed[0] = False
-            raise KeyboardInterrupt("at unlock_sync")
-        return real(self)
-
-    monkeypatch.setattr(shm.SharedIndex, "unlock_sync", unlock_sync)
+    _interrupt_at_start(monkeypatch, shm.SharedIndex, "unlock_sync", armed)
     armed[0] = True
     try:
         db.put_many([(b"bulk%d" % i, b"b" * 100) for i in range(4)])
