@@ -414,7 +414,17 @@ class SharedLog:
             CorruptionError: as above, or from ``WAL.repair``.
             OSError: from ``WAL.repair``.
         """
-        if self.index.unsynced() is None:
+        index = self.index
+        if index.busy_slots():
+            # A process that died in its sync left its slot's record: it counts as a failed sync
+            # (the word takes its offset). A sync that runs now is left to run: if it fails, the
+            # sync of any commit built here waits for it and writes again (``WAL._sync_round``).
+            index.lock_sync()
+            try:
+                index.fold_dead()
+            finally:
+                index.unlock_sync()
+        if index.unsynced() is None:
             return
         lost = (head is not None and (head.generation, head.salt) == (wal.generation, wal.salt)
                 and head.frames > wal.committed_frames)
@@ -423,12 +433,12 @@ class SharedLog:
                                         f"the {head.frames if head is not None else 0} published, after a failed "
                                         "sync of another writer; nothing is written on them (close every open of "
                                         "the store: the next open recovers what the log holds)")
-        wal.repair()  # False: a sync runs now; it, or the next one, writes them again
+        wal.repair()
 
     def unsynced(self) -> bool:
         """unsynced: a sync of the log failed (or is under way) and nobody has written its frames
         again yet (``_resync``): the index must outlive this open (shm.py, "Unsynced")."""
-        return self.index.map is not None and self.index.unsynced() is not None
+        return self.index.map is not None and not self.index.settled()
 
     def hold(self, frames: int) -> int:
         """hold locks read mark ``frames`` for a snapshot a writer takes while it holds LOCK_WRITE

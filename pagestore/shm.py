@@ -151,7 +151,7 @@ import struct
 import sys
 import time
 from array import array
-from typing import Any, Dict, Iterable, Iterator, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
 from . import fileio
 # The byte-range locks, on the shared index's descriptor (the data file's are a File's).
@@ -180,6 +180,11 @@ LOCK_READ0 = LOCK_BASE + 2
 LOCK_WRITE = LOCK_BASE + 3
 LOCK_WAITING = LOCK_BASE + 4
 LOCK_SYNC = LOCK_BASE + 5
+#: sync slot i's lock byte is LOCK_SLOT + i (see "Unsynced"); its record is at SLOTS_OFFSET + 16 i
+LOCK_SLOT = LOCK_BASE + 8
+SLOTS = 8
+SLOTS_OFFSET = 192
+SLOT_SIZE = 16
 LOCK_WRITERS = LOCK_BASE + 1  # on the data file, as LOCK_DMS
 LOCK_SOLO = LOCK_BASE + 2  # on the data file, as LOCK_DMS
 LOCK_CREATE = LOCK_BASE + 3  # on the data file, as LOCK_DMS
@@ -195,6 +200,7 @@ _SYNC_WORDS = struct.Struct("<QIIIIIIQII")
 _ENTRY = struct.Struct("<QQ")
 _SETLK = getattr(fcntl, "F_OFD_SETLK", 0)
 _SETLKW = getattr(fcntl, "F_OFD_SETLKW", 0)
+_SLOT_WORDS = struct.Struct("<" + "QII" * SLOTS)
 _SYNC_LOCK = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, LOCK_SYNC, 1, 0)
 _SYNC_UNLOCK = _FLOCK.pack(fcntl.F_UNLCK, os.SEEK_SET, LOCK_SYNC, 1, 0)
 
@@ -514,6 +520,94 @@ class SharedIndex:
         mm = self.map
         if mm is not None:
             _U64.pack_into(mm, UNSYNCED_OFFSET, 0)
+
+    # ---- the sync slots (see "Unsynced" in the module docstring) ----
+
+    def claim_slot(self) -> int:
+        """claim_slot takes a sync slot's lock exclusively: the first free one, without waiting, or
+        (every one held) slot ``pid % SLOTS``, waiting for it (its holder waits for nothing but
+        its own fsync and the short LOCK_SYNC). Returns the slot. Not under LOCK_SYNC."""
+        for i in range(SLOTS):
+            if try_lock(self.fd, LOCK_SLOT + i, 1, exclusive=True):
+                return i
+        i = os.getpid() % SLOTS
+        lock(self.fd, LOCK_SLOT + i, 1, exclusive=True)
+        return i
+
+    def release_slot(self, i: int) -> None:
+        """release_slot lets go of slot ``i``'s lock (held exclusively by ``claim_slot``, or shared by
+        ``wait_slot``). Its record must be clear first (``clear_slot``) unless ``wait_slot`` took it."""
+        if self.fd >= 0:
+            unlock(self.fd, LOCK_SLOT + i, 1)
+
+    def slot(self, i: int) -> Optional[Tuple[int, int]]:
+        """slot: (salt, offset) that slot ``i``'s sync may drop bytes of the log from if it fails,
+        or None (the slot is free, or its sync ended)."""
+        mm = self.map
+        assert mm is not None
+        at = SLOTS_OFFSET + SLOT_SIZE * i
+        (word,) = _U64.unpack_from(mm, at)
+        if not word:
+            return None
+        return _U32.unpack_from(mm, at + 8)[0], word - 1
+
+    def set_slot(self, i: int, salt: int, offset: int) -> None:
+        """set_slot: this process's sync in slot ``i`` (its lock held) is about to write and fsync the
+        log of ``salt``; if it fails, bytes from ``offset`` on may be lost. Under LOCK_SYNC."""
+        mm = self.map
+        assert mm is not None
+        at = SLOTS_OFFSET + SLOT_SIZE * i
+        _U64.pack_into(mm, at + 8, salt)
+        _U64.pack_into(mm, at, offset + 1)
+
+    def clear_slot(self, i: int) -> None:
+        """clear_slot: the sync in slot ``i`` has ended, and its outcome is recorded. Under LOCK_SYNC."""
+        mm = self.map
+        if mm is not None:
+            _U64.pack_into(mm, SLOTS_OFFSET + SLOT_SIZE * i, 0)
+
+    def busy_slots(self, mine: int = -1) -> List[int]:
+        """busy_slots: the slots but ``mine`` whose record is set: a sync in flight, or one whose
+        process died in it (one map read)."""
+        mm = self.map
+        if mm is None:
+            return []
+        w = _SLOT_WORDS.unpack_from(mm, SLOTS_OFFSET)
+        return [i for i in range(SLOTS) if w[3 * i] and i != mine]
+
+    def wait_slot(self, i: int) -> None:
+        """wait_slot takes slot ``i``'s lock shared, waiting while its sync runs (its holder lets it
+        go once the outcome is recorded, or dies); ``release_slot`` lets it go. Not under LOCK_SYNC."""
+        lock(self.fd, LOCK_SLOT + i, 1)
+
+    def fold_dead(self, held: Iterable[int] = (), *, probe: bool = True) -> bool:
+        """fold_dead: a slot whose record is set while nobody holds its lock exclusively belongs to a
+        process that died in its sync (kill -9): whether its fsync failed is unknown, so it counts
+        as a failed one: the unsynced word takes its offset (``mark_unsynced``), ``failures`` goes
+        up, the record is cleared. ``held``: slots whose lock this open holds (shared by
+        ``wait_slot``, or exclusive by ``claim_slot``, before its own record is set), whose record
+        set means exactly that; with ``probe`` the other busy ones are probed too (a lock taken
+        shared without waiting, and let go). Returns whether one was found. Under LOCK_SYNC."""
+        found = False
+        held = set(held)
+        for i in (self.busy_slots() if probe else sorted(held)):
+            if i not in held:
+                if not try_lock(self.fd, LOCK_SLOT + i, 1):
+                    continue  # its sync runs
+                unlock(self.fd, LOCK_SLOT + i, 1)
+            rec = self.slot(i)
+            if rec is None:
+                continue
+            self.mark_unsynced(rec[0], rec[1])
+            self.bump(FAILURES_OFFSET, 0)
+            self.clear_slot(i)
+            found = True
+        return found
+
+    def settled(self) -> bool:
+        """settled: the unsynced word is clear and no sync slot's record is set (none runs, none died
+        in one): the index may go with the last open (readers.py ``unsynced``)."""
+        return self.unsynced() is None and not self.busy_slots()
 
     # ---- the wake-up words (see "Turns" in the module docstring) ----
 

@@ -890,18 +890,7 @@ class WAL:
                 if shm is None:
                     self._fsync(n, None, None, begun)
                     return
-                try:
-                    shm.lock_sync()  # LOCK_SYNC: one sync of the log at a time, in every process
-                    self._sync_shared(n, shm, begun)
-                finally:
-                    # Inside the try, and let go through a Ctrl-C: one landing as the lock was
-                    # taken, or at the unlock's start, left it held, and every other process's
-                    # sync waited until this one synced again (unlocking an unheld lock is a no-op).
-                    try:
-                        shm.unlock_sync()
-                    except KeyboardInterrupt:
-                        run_through(shm.unlock_sync)
-                        raise
+                self._sync_shared(n, shm, begun)
 
     def _fsync(self, n: int, shm: "Optional[SharedIndex]", first: Optional[Callable[[], object]] = None,
                begun: Optional[Callable[[], None]] = None) -> None:
@@ -945,74 +934,191 @@ class WAL:
             raise OSError(errno.EIO, f"cannot make the log durable again: {exc.detail}", self.path) from exc
 
     def _sync_shared(self, n: int, shm: "SharedIndex", begun: Optional[Callable[[], None]] = None) -> None:
-        """_sync_shared is ``sync`` beside other processes, under LOCK_SYNC (shm.py, "Unsynced"):
-        a sync that failed before (the word set), or any that failed since this process's last
-        good one (the failure count changed), may have left frames unwritten that this one
-        would not write: from the lowest such offset the frames are read back, checked and
-        written again first (``_rewrite``). The word says, while this sync runs, from where
-        the log is not known durable; a failure leaves it so and counts itself.
+        """_sync_shared is ``sync`` beside other processes (shm.py, "Unsynced"): rounds of
+        ``_sync_round`` until one ends with no other process's sync having failed (or died)
+        beside it. Syncs of several processes overlap; each waits, after its own fsync, for the
+        outcome of those that ran beside it.
 
         Raises:
             OSError: the sync failed, or the frames to write again no longer read back whole
                 (EIO); either way every later sync refuses (``_sync_failed``).
         """
-        # Every byte below the committed end was written before this sync began.
-        end, tail, salt = self.committed_end, self.end, self.salt
-        # The words, read once (nobody else changes them while this holds LOCK_SYNC).
-        from_word, from_salt, failures, durable_end, durable_salt = shm.sync_words()
-        start: Optional[int] = None
-        if from_word:
-            start = from_word - 1 if from_salt == salt else 0
-        if failures != self._failures_seen:
-            start = self._durable_end if start is None else min(start, self._durable_end)
-        known = (durable_salt, durable_end) if durable_end else None
-        if start is None:
-            if known is not None and known[0] == salt and known[1] >= tail:
-                # A sync in another process, begun after these frames were written, made them
-                # durable (``durable``, shm.py "Unsynced"); nothing failed since this process's
-                # last good sync: nothing to do.
-                self._synced_appends = n
-                self._durable_end = max(self._durable_end, end)
-                if tail == end:
-                    self._failures_seen = failures
-                self.shared_syncs += 1
-                return
-        # Every frame published before the fsync below begins was written before it: the fsync
-        # makes them durable too, whichever process wrote them.
-        last = shm.last_frame(salt)
-        published = last[0] + FRAME_HEADER_SIZE + last[1] if last is not None else 0
-        covers = max(tail, published)
-        if start is None:  # the word is clear (read above): no earlier mark to keep
-            shm.reset_unsynced(salt, self._durable_end)
-        else:
-            shm.mark_unsynced(salt, start)
-        # A failure leaves the word set: the next sync, here or in another process, writes them again.
-        self._fsync(n, shm, None if start is None else functools.partial(self._rewrite_for_sync, start, end), begun)
-        if salt == self.salt:
-            self._durable_end = max(self._durable_end, end)
+        while not self._sync_round(n, shm, begun, "sync"):
+            pass
+
+    def _sync_round(self, n: int, shm: "SharedIndex", begun: Optional[Callable[[], None]], mode: str,
+                    header: bytes = b"") -> bool:
+        """_sync_round is one attempt of a sync of the log beside other processes (shm.py, "Unsynced"),
+        in six steps; LOCK_SYNC is held only for the bookkeeping of steps 2, 4 and 6 (no I/O),
+        so that the fsyncs of several processes overlap:
+
+        1. claim a sync slot (its lock, exclusive);
+        2. under LOCK_SYNC: a dead process's record left in the slot counts as a failed sync
+           (``fold_dead``); read the words; decide from where the log is written again (the
+           unsynced word, or this log's durable end if a failure was counted since its last good
+           sync), or that another process's sync already covered it (nothing to do); record in
+           the slot from where this sync may drop bytes if it fails (the log's durable end);
+        3. write again (``_rewrite``), and fsync;
+        4. under LOCK_SYNC: a failure moves the unsynced word down to the slot's offset and
+           counts itself; the slot is cleared and let go; the slots busy now are noted;
+        5. wait for each of them to end (``wait_slot``): any sync that began before this fsync
+           returned, whose failure might have dropped bytes this one relied on;
+        6. under LOCK_SYNC: if a failure was counted since step 2, or one of them died in its
+           sync, this round proves nothing: False (the caller runs another, which writes again
+           from the unsynced word). Else the durable word moves up to what this sync covered and
+           the unsynced word moves up past what it wrote again.
+
+        ``mode``: "sync" (``sync``), "repair" (``repair``: only where the unsynced word says, and
+        frames that no longer read back raise CorruptionError, not a failed sync), "reset"
+        (``reset``: ``header``, a new log's, is written at 0 first; the word is cleared).
+        Returns True when done. Callers hold ``_sync_lock``.
+
+        Raises:
+            OSError: the write or the fsync failed (``_sync_failed`` keeps it; every later sync
+                refuses), or ("sync") the frames to write again do not read back whole (EIO).
+            CorruptionError: ("repair") they do not read back whole; nothing is poisoned.
+        """
+        file = self.file
+        assert file is not None
+        end, tail = self.committed_end, self.end
+        salt = self.salt if mode != "reset" else _U32.unpack_from(header, 32)[0]
+        slot = shm.claim_slot()
+        failed: Optional[OSError] = None
+        try:
+            shm.lock_sync()
+            try:
+                shm.fold_dead((slot,), probe=False)  # its last holder died in its sync
+                from_word, from_salt, failures, durable_end, durable_salt = shm.sync_words()
+                start: Optional[int] = None
+                if mode == "reset":
+                    start = 0
+                else:
+                    if from_word:
+                        start = from_word - 1 if from_salt == salt else 0
+                    if failures != self._failures_seen and mode == "sync":
+                        start = self._durable_end if start is None else min(start, self._durable_end)
+                    if start is None and (mode == "repair" or (
+                            durable_end and durable_salt == salt and durable_end >= tail)):
+                        if mode == "sync":
+                            # A sync in another process, begun after these frames were written,
+                            # made them durable (``durable``, shm.py "Unsynced"); nothing failed
+                            # since this process's last good sync: nothing to do.
+                            self._synced_appends = n
+                            self._durable_end = max(self._durable_end, end)
+                            if tail == end:
+                                self._failures_seen = failures
+                            self.shared_syncs += 1
+                        return True
+                # Every frame published before the fsync below begins was written before it: the
+                # fsync makes them durable too, whichever process wrote them.
+                last = shm.last_frame(salt)
+                published = last[0] + FRAME_HEADER_SIZE + last[1] if last is not None else 0
+                low = durable_end if durable_end and durable_salt == salt else self._durable_end
+                if start is not None:
+                    low = min(low, start)
+                shm.set_slot(slot, salt, low)
+            finally:
+                shm.unlock_sync()
+            try:
+                if mode == "reset":
+                    file.write(0, header)
+                elif start is not None:
+                    if mode == "repair":
+                        self._rewrite(start, end)
+                    else:
+                        self._rewrite_for_sync(start, end)
+                if begun is not None:
+                    begun()
+                file.sync()
+            except OSError as exc:
+                failed = exc
+            except BaseException:
+                # CorruptionError from a repair's frames, or a Ctrl-C: no fsync failed.
+                run_through(lambda: self._end_slot(shm, slot, None, salt, 0))
+                raise
+            others = self._end_slot(shm, slot, failed, salt, low)
+        finally:
+            run_through(lambda: shm.release_slot(slot))
+        if failed is not None:
+            self._sync_failed = failed
+            raise failed
+        self.syncs += 1
+        held: List[int] = []
+        try:
+            for j in others:
+                shm.wait_slot(j)
+                held.append(j)
+            shm.lock_sync()
+            try:
+                dead = shm.fold_dead(held)
+                if dead or shm.word(FAILURES_OFFSET) != failures:
+                    return False
+                self._settle(shm, mode, salt, start, end, tail, published, failures)
+            finally:
+                shm.unlock_sync()
+        finally:
+            for j in held:
+                shm.release_slot(j)
+        self._synced_appends = n
+        return True
+
+    def _end_slot(self, shm: "SharedIndex", slot: int, failed: Optional[OSError], salt: int, low: int) -> List[int]:
+        """_end_slot: step 4 of ``_sync_round``: the outcome recorded, the slot cleared; returns the
+        slots busy now."""
+        shm.lock_sync()
+        try:
+            if failed is not None:
+                # The next sync, here or in another process, writes the log again from ``low``.
+                shm.mark_unsynced(salt, low)
+                shm.bump(FAILURES_OFFSET, 0)
+            shm.clear_slot(slot)
+            return shm.busy_slots(slot)
+        finally:
+            shm.unlock_sync()
+
+    def _settle(self, shm: "SharedIndex", mode: str, salt: int, start: Optional[int], end: int, tail: int,
+                published: int, failures: int) -> None:
+        """_settle: step 6 of ``_sync_round`` when no failure was counted beside it: what this sync
+        made durable goes into the shared words, each only ever moved up (another process's
+        sync may have moved it further meanwhile). Under LOCK_SYNC."""
+        if mode == "reset":
+            # Every old frame is in the data file, synced: an old failure is moot now, and none
+            # was counted since step 2.
+            self._failures_seen = failures
+            shm.clear_unsynced()
+            return
+        self._durable_end = max(self._durable_end, end)
         if tail == end:
             # Frames of an open transaction past the committed end (``tail``) were not written
             # again: a failure counted before this sync still concerns them.
             self._failures_seen = failures
+        head = shm.read_header()
+        mine = head is None or head.salt == salt  # not a log another process has since restarted
+        claim: Optional[int] = None  # the unsynced word's new offset; None: clear it
+        durable = max(tail, published) if tail == end else end
         if start is not None and published > end:
             # Written again up to this process's committed end only: frames other processes
             # published past it may be ones a failed sync dropped. They stay unsynced, for the
-            # next sync (or turn) that knows them; only up to ``end`` is known durable. (This
-            # process's own frames past it, an open transaction's, are the failure count's:
-            # ``_failures_seen`` stays.)
-            shm.reset_unsynced(salt, end)
-            shm.set_durable(salt, end)
+            # next sync (or turn) that knows them; only up to ``end`` is known durable.
+            claim = durable = end
+        if mine and (tail == end or claim is not None):
+            shm.set_durable(salt, durable)
+        word = shm.unsynced()
+        if word is None or start is None:
+            return  # clear (or, with nothing written again, not this sync's to move)
+        covered = start <= word[1] if word[0] == salt else (start == 0 and mine)
+        if not covered:
             return
-        if tail == end:
-            shm.set_durable(salt, covers, known, read=False)
-        shm.clear_unsynced()
+        if claim is None:
+            shm.clear_unsynced()
+        elif word[0] != salt or claim > word[1]:
+            shm.reset_unsynced(salt, claim)
 
     def repair(self) -> bool:
-        """repair writes the log again where a failed sync (the shared index's unsynced word) may
-        have left it unwritten, and syncs it, if no sync runs now (LOCK_SYNC free); a writer
-        that has just taken its turn (readers.py ``SharedLog.catch_up``), so that it builds on
-        frames known durable. Returns False when a sync runs now (the word is its own, and if
-        it fails, the next sync writes the frames again).
+        """repair writes the log again where a failed sync (the shared index's unsynced word, or a
+        process that died in its sync) may have left it unwritten, and syncs it; a writer that
+        has just taken its turn (readers.py ``SharedLog.catch_up``), so that it builds on frames
+        known durable. Returns True.
 
         Raises:
             CorruptionError: the frames to write again do not read back whole (``_rewrite``).
@@ -1021,22 +1127,12 @@ class WAL:
         shm = self.shm
         assert shm is not None and self.file is not None
         with self._sync_lock:
-            if not shm.try_lock(LOCK_SYNC, exclusive=True):
-                return False
-            try:
-                mark = shm.unsynced()
-                if mark is None:
-                    return True
-                if self._sync_failed is not None:
+            if self._sync_failed is not None and shm.unsynced() is not None:
+                raise EarlierSyncFailed(self._sync_failed)
+            while not self._sync_round(self._appends, shm, None, "repair"):
+                if self._sync_failed is not None:  # pragma: no cover - _sync_round raised it
                     raise EarlierSyncFailed(self._sync_failed)
-                end, n = self.committed_end, self._appends
-                self._fsync(n, shm, functools.partial(self._rewrite, mark[1] if mark[0] == self.salt else 0, end))
-                self._durable_end = end
-                shm.set_durable(self.salt, end)
-                shm.clear_unsynced()
-                return True
-            finally:
-                shm.unlock(LOCK_SYNC)
+            return True
 
     def rollback(self) -> None:
         """rollback forgets the open transaction's frames; the next append overwrites them."""
@@ -1226,22 +1322,17 @@ class WAL:
         synced = False
         shm = self.shm
         try:
-            with self._sync_lock:  # not beside a group's sync on another thread (its mark and ours)
-                if shm is not None:
-                    shm.lock(LOCK_SYNC, exclusive=True)  # nor beside another process's
-                try:
-                    if shm is not None:
-                        # The new header itself is not durable until this sync returns. (Every
-                        # old frame is in the data file, synced: an old failure is moot now.)
-                        shm.mark_unsynced(salt, 0)
-                    self._fsync(self._appends, shm, functools.partial(self.file.write, 0, header))
-                    synced = True
-                    if shm is not None:
-                        self._failures_seen = shm.word(FAILURES_OFFSET)
-                        shm.clear_unsynced()
-                finally:
-                    if shm is not None:
-                        shm.unlock(LOCK_SYNC)
+            with self._sync_lock:  # not beside a group's sync on another thread
+                if shm is None:
+                    self._fsync(self._appends, None, functools.partial(self.file.write, 0, header))
+                else:
+                    # Beside other processes' syncs (shm.py, "Unsynced"): a round whose fsync
+                    # overlapped a failed one writes the header again.
+                    if self._sync_failed is not None:
+                        raise EarlierSyncFailed(self._sync_failed)
+                    while not self._sync_round(self._appends, shm, None, "reset", header):
+                        pass
+                synced = True
         finally:
             self.generation, self.salt = generation, salt
             self._crc = _U32.unpack_from(header, 36)[0]

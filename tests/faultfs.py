@@ -35,6 +35,13 @@ What a failed event leaves, ``Disk(model=...)``:
              for that fsync has nothing left to write. A failed write may have
              written a prefix of its data (whole sectors) before it failed. A
              failed truncate changes nothing.
+             The failure is also REPORTED as Linux's errseq reports it (4.13+,
+             ``mapping->wb_err``): once to every open file description (FaultFile)
+             that was open when it happened, at its next sync, which raises
+             EIO although it wrote what it had (its pending writes are durable);
+             a handle opened afterwards never hears of it, unless nobody had
+             been told yet (then the next opener is). Its sync that follows
+             succeeds, with the dropped sectors still lost.
     "kind"   the failed event changes nothing, and pending writes stay pending
              until a later sync makes them durable: kinder than any real
              kernel; kept only to show what it used to hide.
@@ -103,6 +110,15 @@ class _Content:
         self.pending: List[Tuple] = []
         self.view = bytearray(durable)  # durable with pending applied: what reads see
         self.maps: List[mmap.mmap] = []  # live maps of the view (FaultFile.map)
+        # Linux's errseq_t for the file (``mapping->wb_err``): failed syncs counted, and whether
+        # a handle has been told of the last one (``FaultFile.sync``).
+        self.wb_err = 0
+        self.wb_seen = False
+
+    def wb_sample(self) -> int:
+        """wb_sample: what a handle opened now remembers (errseq_sample): the current count once
+        someone was told of it, else one less (so that the opener is told)."""
+        return self.wb_err if self.wb_seen or not self.wb_err else self.wb_err - 1
 
     def apply(self, op: Tuple) -> None:
         self.pending.append(op)
@@ -136,6 +152,9 @@ class _Content:
         """fail_sync is a failed fsync on Linux: some pending sectors reach the disk, and every
         pending operation is forgotten (marked clean) while reads keep seeing it."""
         ops, self.pending = self.pending, []
+        if self.wb_seen or not self.wb_err:  # errseq_set: errors nobody was told of count as one
+            self.wb_err += 1
+            self.wb_seen = False
         for op in ops:
             if op[0] == "w":
                 for off, data in _sector_pieces(op[1], op[2]):
@@ -381,6 +400,7 @@ class FaultFile:
         self.closed = False
         # Hold the placeholder open so its inode number is not reused while we are.
         self._pin = os.open(path, os.O_RDONLY)
+        self.wb_err = content.wb_sample()  # the errseq this open file description has seen
 
     def _live(self) -> None:
         if self.dead or self.disk.dead:
@@ -422,11 +442,24 @@ class FaultFile:
         self._live()
         fail = self.disk._event("sync")
         self.disk.syncs += 1
+        content = self.content
         if fail:
             if self.disk.model == "linux":
-                self.content.fail_sync(self.disk.rng)
+                self.fail_sync()
             raise self.disk._eio()
-        self.content.sync()
+        content.sync()
+        if self.disk.model == "linux" and self.wb_err != content.wb_err:
+            # errseq: a failure since this handle last looked (another handle's sync, maybe in
+            # another process) is reported here, once, though this sync wrote what it had.
+            self.wb_err, content.wb_seen = content.wb_err, True
+            raise OSError(errno.EIO, f"{self.path}: a failed writeback since this file was last synced (errseq)")
+
+    def fail_sync(self) -> None:
+        """fail_sync: what a failed fsync on this handle does on Linux (``_Content.fail_sync``), the
+        failure reported to this handle (the caller raises EIO) and to every other open one at its
+        next sync (errseq)."""
+        self.content.fail_sync(self.disk.rng)
+        self.wb_err, self.content.wb_seen = self.content.wb_err, True
 
     def size(self) -> int:
         self._live()

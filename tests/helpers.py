@@ -127,7 +127,7 @@ def block_then_fail_log_sync(monkeypatch: Any) -> Tuple[Any, Any, Dict[str, Any]
             armed["on"] = False
             in_sync.set()
             assert release.wait(10)
-            self.content.fail_sync(self.disk.rng)  # what Linux does on a failed fsync
+            self.fail_sync()  # what Linux does on a failed fsync (errseq: the other handles are told too)
             raise OSError(errno.EIO, "injected sync failure")
         real_sync(self)
 

@@ -29,6 +29,9 @@ open, and lines the parent reads (flushed at once: the parent may SIGKILL it any
 ``put PATH KEY``
     Opens the store as a writer, puts KEY (timeout 10 s) and prints ``PUT seconds``: how long
     the put took, waiting for the turn included.
+``hang PATH KEY``
+    Opens the store as a writer, puts ``base``, then puts KEY, whose sync of the log hangs
+    after its slot is taken and before the fdatasync (prints ``IN_SYNC``; a kill -9 mid-sync).
 """
 from __future__ import annotations
 
@@ -169,6 +172,25 @@ def put(path: str, key: str) -> None:
         say(f"PUT {time.monotonic() - t0:.4f}")
 
 
+def hang(path: str, key: str) -> None:
+    from pagestore import fileio
+
+    with pagestore.open(path, timeout=10) as db:
+        say("START")
+        db[b"base"] = b"1"
+        real = fileio.File.sync
+
+        def sync(self: fileio.File) -> None:
+            if self.path.endswith("-wal"):
+                say("IN_SYNC")
+                time.sleep(3600)
+            real(self)
+
+        fileio.File.sync = sync  # type: ignore[method-assign]
+        db[key.encode()] = b"1"
+        say("NEVER")
+
+
 def main(argv: "list[str]") -> None:
     role, path, *rest = argv
     if role == "counter":
@@ -187,6 +209,8 @@ def main(argv: "list[str]") -> None:
         keep(path, float(rest[0]))
     elif role == "put":
         put(path, rest[0])
+    elif role == "hang":
+        hang(path, rest[0])
     else:
         raise SystemExit(f"unknown role {role}")
 

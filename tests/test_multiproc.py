@@ -19,6 +19,7 @@ What the issue asks to show, in sizes the fast suite can afford (the soak sizes 
 """
 from __future__ import annotations
 
+import errno
 import os
 import random
 import signal
@@ -1354,3 +1355,159 @@ def test_a_writer_catching_up_maps_the_pages_another_writers_checkpoint_added_to
     for db in (a, b):
         db.check()
         db.close()
+
+
+# ---- syncs of several processes overlap (shm.py "Unsynced": sync slots) ----
+
+
+def _overlap_a_failing_sync(tmp_path, monkeypatch, errseq: bool):
+    """Writer A's deferred sync of the log fails as Linux's does (every dirty page marked clean,
+    unwritten), and returns only once B's sync, begun after, has returned from its fdatasync.
+    ``errseq``: the failure is reported to B's open log too (Linux 4.13+); else B is not told
+    (an older kernel, or a log opened after someone was told). Returns (disk, path, a, b, what
+    happened: "overlapped", A's and B's outcome)."""
+    import threading
+
+    import faultfs
+
+    disk, path, a, b = _two_writers(tmp_path)
+    a_log, b_log = a._pager.wal.file, b._pager.wal.file
+    real = faultfs.FaultFile.sync
+    a_in_sync, b_synced, release = threading.Event(), threading.Event(), threading.Event()
+    armed = {"on": True}
+
+    def sync(self) -> None:
+        if self is a_log and armed["on"]:
+            armed["on"] = False
+            if errseq:
+                self.fail_sync()
+            else:
+                self.content.pending = []  # marked clean, never written; nobody else is told
+            a_in_sync.set()
+            assert release.wait(20)
+            raise OSError(errno.EIO, "injected log sync failure")
+        try:
+            real(self)
+        finally:
+            if self is b_log:
+                b_synced.set()
+
+    monkeypatch.setattr(faultfs.FaultFile, "sync", sync)
+    b_waits = threading.Event()
+    real_wait = shm.SharedIndex.wait_slot
+
+    def wait_slot(self, i: int) -> None:
+        if self is b._pager.sharing.index:
+            b_waits.set()
+        real_wait(self, i)
+
+    monkeypatch.setattr(shm.SharedIndex, "wait_slot", wait_slot)
+    out: Dict[str, Any] = {}
+
+    def put(db, key: bytes, name: str) -> None:
+        try:
+            db[key] = b"1"
+            out[name] = "acked"
+        except BaseException as exc:  # noqa: BLE001 - the outcome is the test's
+            out[name] = exc
+
+    ta = threading.Thread(target=put, args=(a, b"lost", "a"))
+    ta.start()
+    assert a_in_sync.wait(20)
+    tb = threading.Thread(target=put, args=(b, b"acked", "b"))
+    tb.start()
+    # B's fdatasync runs while A's has not returned: syncs overlap. (One at a time, B's sync
+    # waits for A's to end: that it never reached the disk in 3 s says so.)
+    out["overlapped"] = b_synced.wait(3)
+    # A's failure is let out once B waits for it, or B is done without waiting.
+    deadline = time.monotonic() + 5
+    while not b_waits.is_set() and tb.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    release.set()
+    ta.join(30)
+    tb.join(30)
+    assert not ta.is_alive() and not tb.is_alive()
+    return disk, path, a, b, out
+
+
+def test_overlapping_syncs_one_failing_a_writer_not_told_acknowledges_only_after_writing_again(tmp_path, monkeypatch):
+    """A's sync fails while B's runs beside it; B is not told by its own fdatasync (an older
+    kernel, or a log opened after the failure was reported). B's fdatasync returned while A's
+    had already dropped A's frames, which B's commit lies behind: B must not acknowledge until
+    it knows how A's sync ended (its sync waits for every sync that ran beside it), and then
+    writes the log again from where A's could have dropped it. A is poisoned; B's acknowledged
+    commit survives a power cut. (A variant that does not wait for the syncs beside it loses
+    B's commit; with one sync at a time, B's never overlaps A's.)"""
+    from pagestore.store import Store
+
+    disk, path, a, b, out = _overlap_a_failing_sync(tmp_path, monkeypatch, errseq=False)
+    assert out["overlapped"], "B's sync waited for A's: syncs of two processes did not overlap"
+    assert isinstance(out["a"], OSError), out["a"]
+    assert out["b"] == "acked", out["b"]
+    assert a._pager.poisoned is not None
+    with pytest.raises((OSError, PageStoreError)):
+        a[b"again"] = b"x"
+    index = b._pager.sharing.index
+    settled = index.unsynced() is None and not index.busy_slots()
+    disk.crash("drop")  # B open: its close would sync again
+    with Store(path, _opener=disk.opener) as c:
+        assert c.get(b"acked") == b"1", "an acknowledged commit was lost behind frames a failed sync dropped"
+        assert c[b"base"] == b"0"
+        c.check()
+    assert settled, "B's sync wrote the log again but left the shared words unsettled"
+
+
+def test_overlapping_syncs_one_failing_errseq_tells_the_other_and_neither_acknowledges(tmp_path, monkeypatch):
+    """As above with Linux's errseq: B's fdatasync, beside A's failed one, reports A's failure
+    (B's log was open when it happened), so B is poisoned as well: no commit of either is
+    acknowledged past the failure, and after a power cut the store opens clean."""
+    from pagestore.store import Store
+
+    disk, path, a, b, out = _overlap_a_failing_sync(tmp_path, monkeypatch, errseq=True)
+    assert out["overlapped"]
+    assert isinstance(out["a"], OSError) and isinstance(out["b"], OSError), out
+    for db in (a, b):
+        assert db._pager.poisoned is not None
+        with pytest.raises((OSError, PageStoreError)):
+            db[b"again"] = b"x"
+    disk.crash("drop")
+    with Store(path, _opener=disk.opener) as c:
+        assert c[b"base"] == b"0"
+        c.check()
+        c[b"after"] = b"1"
+    disk.crash("drop")
+    with Store(path, _opener=disk.opener) as c:
+        assert c[b"after"] == b"1"
+
+
+def test_a_writer_killed_mid_sync_while_another_syncs(tmp_path):
+    """Process A is killed (SIGKILL) inside its sync of the log, after taking its sync slot and
+    before its fdatasync returned; B's commit, built on A's frames, syncs meanwhile. B does not
+    acknowledge while A's sync may still fail; once A is dead, its slot's record says it never
+    ended, which counts as a failed sync (the failure count goes up): B writes the log again
+    from there and syncs before it acknowledges. The shared words are settled after; a third
+    open finds both commits and a clean store."""
+    import select
+
+    path = str(tmp_path / "k.ps")
+    with pagestore.open(path) as db:
+        db[b"seed"] = b"0"
+    a = Proc("hang", path, "hung")
+    a.expect("IN_SYNC", 60)
+    probe = pagestore.open(path, readonly=True)
+    index = probe._pager.sharing.index
+    failures = index.word(shm.FAILURES_OFFSET)
+    assert index.busy_slots(), "A's sync holds no slot"
+    b = Proc("put", path, "after")
+    b.expect("START", 60)
+    ready, _, _ = select.select([b.p.stdout], [], [], 1.5)
+    assert not ready, f"B acknowledged while A's sync ran: {b.p.stdout.readline()!r}"
+    a.kill()
+    b.expect("PUT", 30)
+    b.finish()
+    assert index.word(shm.FAILURES_OFFSET) == failures + 1, "A's unfinished sync was not counted as failed"
+    assert index.unsynced() is None and not index.busy_slots()
+    probe.close()
+    with pagestore.open(path) as c:
+        assert c[b"after"] == b"2" and c[b"hung"] == b"1" and c[b"base"] == b"1"
+        c.check()

@@ -661,6 +661,44 @@ def test_faultfs_linux_model_forgets_what_a_failed_fsync_did_not_write(tmp_path)
     assert disk.durable_files()["k"] == b"y" * 4096
 
 
+def test_faultfs_linux_model_reports_a_failed_fsync_once_to_every_file_open_then(tmp_path):
+    """errseq (Linux 4.13+): a failed fsync on one open file is reported once to every other open
+    file description of it that was open at the time, at its next fsync, which still writes what
+    it had; a file opened afterwards is not told; the dropped sectors stay lost however many
+    fsyncs succeed after."""
+    root = str(tmp_path)
+    disk = Disk(root, seed=1)
+    path = os.path.join(root, "f")
+    a = disk.opener(path, create=True)
+    b = disk.opener(path)
+    a.write(0, b"x" * 4096)
+    a.sync()
+    a.write(0, b"y" * 4096)
+    disk.eio_at = disk.events + 1
+    with pytest.raises(OSError):
+        a.sync()
+    a.sync()  # a was told already
+    late = disk.opener(path)  # opened after a was told: never is
+    b.write(8192, b"z" * 512)
+    with pytest.raises(OSError, match="errseq"):
+        b.sync()  # told once, though it wrote what it had
+    b.sync()
+    late.write(16384, b"w" * 512)
+    late.sync()
+    disk.crash("drop")
+    data = disk.durable_files()["f"]
+    assert data[8192:8704] == b"z" * 512 and data[16384:] == b"w" * 512
+    assert set(data[:4096]) <= {ord("x"), ord("y")} and data[:4096] != b"y" * 4096
+    # Nobody told yet: the next opener is.
+    disk = Disk(root, seed=2)
+    path = os.path.join(root, "g")
+    a = disk.opener(path, create=True)
+    a.write(0, b"y" * 4096)
+    a.content.fail_sync(disk.rng)  # a writeback failed with no fsync to report it
+    with pytest.raises(OSError, match="errseq"):
+        disk.opener(path).sync()
+
+
 def test_faultfs_linux_model_failed_write_may_write_a_prefix(tmp_path):
     root = str(tmp_path)
     seen = set()
