@@ -6,7 +6,8 @@ turn to write: ``try_lock_write`` (LOCK_WRITE, one byte of the shared index, thr
 ``SharedLog``), ``begin_write`` (catch up with the commits other processes made since this
 one last wrote: ``SharedLog.catch_up`` calls back ``_follow`` with the pages they changed),
 ``end_write`` (LOCK_WRITE goes at once: a commit's sync may run after it, since every sync
-runs under LOCK_SYNC and one after a failed sync writes the dropped frames again), the line of waiting writers
+is acknowledged only once the syncs beside it are known to have succeeded, and one after a failed
+sync writes the dropped frames again: wal.py ``_sync_round``), the line of waiting writers
 (``wait_write``, ``others_wait_write``), the check that a commit is based on the latest
 published state (``_check_latest``), and a turn of the pager's own for a checkpoint or a
 commit asked of it directly (``_take_turn``, ``_lock_write_for``). The store's write lock
@@ -84,8 +85,8 @@ class PagerTurns:
         beside the other writers. Callers: the store, under its operation lock.
 
         What deferred commits owe is synced by their callers afterwards, outside every lock
-        (group.py), while the next writer takes its turn: syncs run one at a time under
-        LOCK_SYNC, and one that follows a failed one writes the frames it may have dropped
+        (group.py), while the next writer takes its turn: syncs of several processes overlap, each
+        acknowledged only once those beside it ended well, and one after a failed one writes the frames it may have dropped
         again first (``WAL.sync``, shm.py "Unsynced"), so no commit is acknowledged on frames
         a failed sync dropped."""
         self.writing = False

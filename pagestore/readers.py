@@ -402,9 +402,10 @@ class SharedLog:
         them. Building on them, this writer's acknowledged commit would lie behind frames a
         power cut loses, and recovery stops there. So they are read back and checked, written
         again and synced (``WAL.repair``), and the word cleared; one sync, only after a failure.
-        If a sync runs now (LOCK_SYNC held), the word is its own: that sync, or the next one
-        after a failure, writes them again (``WAL._sync_shared``) before any commit on them is
-        acknowledged.
+        A process that died in its sync (a slot's record left under a free lock) counts as a
+        failed sync first (``SharedIndex.fold_dead``); a sync running now is left to run: if it
+        fails, the sync of any commit built here waits for its outcome and writes them again
+        (``WAL._sync_round``) before acknowledging.
 
         Frames that were published (``head``) but no longer read back whole (the page cache
         dropped the clean pages) are not written over while other opens may read them:

@@ -19,7 +19,9 @@ SHARED INDEX FILE LAYOUT (little-endian)
      152      4    failures: failed syncs of the log (see "Unsynced")
      156      4    unused (zero)
      160     16    durable: where the log is known durable, by a sync in any process (see "Unsynced")
-     176   3920    unused (zero)
+     176     16    unused (zero)
+     192    128    sync slots: 8 records of 16 bytes, one per sync of the log in flight (see "Unsynced")
+     320   3776    unused (zero)
     4096  16 * n   frame array: an entry for log frame k at 4096 + 16k, for every
                    frame the writer has appended in this generation
 
@@ -64,24 +66,35 @@ DURABLE (DURABLE_OFFSET = 160, 16 bytes; not part of the checksummed header)
        8      4   salt of the log that offset is in
       12      4   zero
 
-Unsynced: every sync of the log, in every process, runs under LOCK_SYNC, one at a
-time. It sets the word before its fsync (``from``: where the bytes its process knows
-durable end) and clears it when the fsync returned; a failed one leaves it set and
-adds one to ``failures``. A commit is published, and another writer may build on it,
-before its sync (group commit syncs outside the store's lock and LOCK_WRITE), and
-Linux marks the pages of a failed fsync clean without writing them: no later fsync,
-by anyone, writes them. So a sync that finds the word set, or ``failures`` changed
-since its process's last good sync (frames it wrote may have been dropped by
-another's), first reads the frames back from the lowest such offset, checks them,
-and writes them again (``WAL._sync_shared``); a writer taking its turn does so at
-once when no sync runs (``WAL.repair``), and refuses to write if frames that were
-published no longer read back (readers.py). A sync that returned records in
-``durable`` the published end of the log as of just before its fsync (every
-frame published by then was written before it): a sync in another process whose
-frames end below that, with nothing unsynced and no failure since its own last
-good sync, has nothing to do (a sync shared across processes, as group commit
-shares one across threads). Readers ignore it; a version-2 index
-without it reads as zero (nothing unsynced).
+SYNC SLOT i (SLOTS_OFFSET + 16 i, i < SLOTS = 8; its lock byte LOCK_SLOT + i)
+
+    OFFSET  SIZE  DESCRIPTION
+       0      8   from: 0 (free, or its sync ended), or 1 + the log offset from which the
+                  sync holding the slot may drop bytes if it fails
+       8      4   salt of the log that offset is in
+      12      4   zero
+
+Unsynced: syncs of the log from several processes overlap; LOCK_SYNC is held only
+for the bookkeeping of these words, never across I/O (docs/format.md, "Unsynced",
+has each step and what a process killed between two of them leaves). A sync holds
+a slot (its lock exclusive) from before its writes to its outcome, recorded there
+with where the log was known durable when it began. A failure moves ``unsynced``
+down to that offset and adds one to ``failures``. After its own fsync returned, a
+sync waits for every slot busy then (its lock taken shared): any sync that began
+before it returned, whose failure could have dropped a page it relied on (Linux
+marks the pages of a failed fsync clean without writing them, and errseq tells
+only the files open at the time). A record still set under a lock nobody holds
+exclusively is a process that died in its sync: counted as failed. If a failure
+was counted since it began, it writes the log again from ``unsynced`` and syncs
+once more before it acknowledges; else ``durable`` goes up to the published end
+as of before its fsync (every frame published by then was written before it),
+and ``unsynced`` up past what it wrote again. A sync in another process whose
+frames end below ``durable``, with nothing unsynced and no failure since its own
+last good sync, has nothing to do (a sync shared across processes, as group
+commit shares one across threads). A writer taking its turn counts dead slots,
+and writes again from ``unsynced`` at once (``WAL.repair``), refusing if frames
+that were published no longer read back (readers.py). Readers ignore the words;
+a version-2 index without them reads as zero (nothing unsynced, no slot busy).
 
 Turns: the words at 144 and 148 are wake-up hints, never the truth (the fcntl locks
 are: a process that dies lets its locks go without bumping anything). A writer that
@@ -121,8 +134,10 @@ never blocks anyone for long)
                            index holds it too, so that no writer starts meanwhile
     shm    LOCK_WAITING    shared by each writer waiting for LOCK_WRITE: a writer that
                            sees it held waits in line instead of taking LOCK_WRITE at once
-    shm    LOCK_SYNC       exclusive while a process syncs the log (one sync at a time;
-                           see "Unsynced"); taken with or without LOCK_WRITE
+    shm    LOCK_SYNC       exclusive for a sync's bookkeeping of the words above (no I/O
+                           under it; see "Unsynced"); taken with or without LOCK_WRITE
+    shm    LOCK_SLOT + i   sync slot i (i < SLOTS): exclusive by the sync holding it, from
+                           its record to its outcome; shared by a sync waiting for that
     shm    READ_BASE + m   a read mark: shared by each process while it reads the
                            store as of m committed frames; the writer copies log
                            frames into the data file only up to the smallest held
@@ -357,9 +372,9 @@ class SharedIndex:
     """SharedIndex is one process's open shared index of a store: the map and the locks.
 
     Callers: the pager only. Not thread-safe on its own: the pager calls it
-    under the store's lock, but for the words of "Unsynced" and "Turns" (one
-    sync at a time, under the log's sync lock; the turn watcher's sleep),
-    which are single stores into the map.
+    under the store's lock, but for the words of "Unsynced" and "Turns" (under
+    the log's sync lock and LOCK_SYNC; the turn watcher's sleep), which are
+    single stores into the map.
     """
 
     def __init__(self, path: str, page_size: int, file_id: int) -> None:

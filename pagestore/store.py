@@ -1876,8 +1876,8 @@ class _Turns:
     write or operation (``look``: one lock probe at most every LOOK_EVERY s) or, idle, at once
     from a daemon thread (``_watch``), which runs only while the turn is kept. From then on
     the writer takes turns one write at a time until nobody has asked for KEEP_AFTER s.
-    Kept or not, a group commit syncs after the locks are let go, as in one process (syncs
-    of all processes one at a time under LOCK_SYNC: ``WAL.sync``). Readers in other
+    Kept or not, a group commit syncs after the locks are let go, as in one process (the
+    syncs of several processes overlap: ``WAL._sync_round``). Readers in other
     processes do not ask: they read beside the keeper with their marks, as beside a single
     writer."""
 

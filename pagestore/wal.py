@@ -87,7 +87,7 @@ from ._native import crc32c, delta_apply
 from .errors import CorruptionError, VersionMismatchError
 from .interrupts import run_through
 
-from .shm import FAILURES_OFFSET, LOCK_SYNC
+from .shm import FAILURES_OFFSET
 
 if TYPE_CHECKING:  # pragma: no cover
     from .shm import SharedIndex
@@ -581,7 +581,7 @@ class WAL:
         back as read (dirty again in the page cache). ``start`` not where a frame begins (or
         past ``end``): from the log's header, byte 0. O(bytes rewritten). Committed frames
         never change: another thread may append past ``end`` meanwhile. Callers hold
-        ``_sync_lock`` and LOCK_SYNC (``_sync_shared``, ``repair``).
+        ``_sync_lock`` and a sync slot (``_sync_round``).
 
         Raises:
             CorruptionError: the header or a frame does not check (the page cache lost it, or
@@ -874,7 +874,7 @@ class WAL:
         after a failed one proves nothing (the failed one dropped the dirty pages).
 
         ``begun``: called right before the fdatasync, after every step that may let the GIL
-        go (LOCK_SYNC's fcntl, frames written again); not called if no fdatasync runs. The
+        go (LOCK_SYNC's fcntl, a slot's, frames written again); not called if no fdatasync runs. The
         commit queue's next leader waits for it (group.py ``_sync_begun``).
         """
         if upto and self._synced_appends >= upto:
@@ -888,26 +888,22 @@ class WAL:
             if self.file is not None and n != self._synced_appends:
                 shm = self.shm
                 if shm is None:
-                    self._fsync(n, None, None, begun)
+                    self._fsync(n, None, begun)
                     return
                 self._sync_shared(n, shm, begun)
 
-    def _fsync(self, n: int, shm: "Optional[SharedIndex]", first: Optional[Callable[[], object]] = None,
+    def _fsync(self, n: int, first: Optional[Callable[[], object]] = None,
                begun: Optional[Callable[[], None]] = None) -> None:
-        """_fsync is every sync of the log (``sync``, ``_sync_shared``, ``repair``, ``reset``) and its
-        outcome's bookkeeping, in one place. ``first``: writes this sync is to make durable (frames
-        a failed sync may have dropped, written again; a new log's header); their failure is the
-        sync's. A failure poisons the log: ``_sync_failed`` keeps the first error, which every
-        later sync raises (after a failed fsync Linux reports the next one as a success), and
-        the shared index's failure count goes up, so that every process's next sync writes
-        again what this one may have dropped (shm.py, "Unsynced"); the error is raised. A
+        """_fsync is a sync of the log with no other process beside it (no shared index: ``sync``,
+        ``reset``; beside others, ``_sync_round``) and its outcome's bookkeeping. ``first``: writes
+        this sync is to make durable (a new log's header); their failure is the sync's. A failure
+        poisons the log: ``_sync_failed`` keeps the first error, which every later sync raises
+        (after a failed fsync Linux reports the next one as a success); the error is raised. A
         success makes the appends up to ``n`` (an ``append_count`` taken before the writes it
-        covers) durable. Callers hold ``_sync_lock``, and LOCK_SYNC when ``shm`` is given.
+        covers) durable. Callers hold ``_sync_lock``.
 
         Raises:
             OSError: the sync, or a write of ``first``, failed.
-            CorruptionError: from ``first`` (``repair``'s frames do not read back whole): no
-                sync ran, and nothing is poisoned.
         """
         file = self.file
         assert file is not None
@@ -919,8 +915,6 @@ class WAL:
             file.sync()
         except OSError as exc:
             self._sync_failed = exc
-            if shm is not None:
-                shm.bump(FAILURES_OFFSET, 0)
             raise
         self._synced_appends = n
         self.syncs += 1
@@ -1009,6 +1003,16 @@ class WAL:
                                 self._failures_seen = failures
                             self.shared_syncs += 1
                         return True
+                    if start is not None and mode == "sync":
+                        head = self._read_header()
+                        if head is None or head[:2] != (self.generation, salt):
+                            # Another writer restarted the log since this process's turn (the new
+                            # header is written under LOCK_SYNC): it did so only once a checkpoint
+                            # had copied every published frame into the data file and synced it,
+                            # so this process's commits are durable there. Nothing to write again
+                            # (it would land on the new log's frames), nothing to sync.
+                            self._synced_appends = n
+                            return True
                 # Every frame published before the fsync below begins was written before it: the
                 # fsync makes them durable too, whichever process wrote them.
                 last = shm.last_frame(salt)
@@ -1017,23 +1021,34 @@ class WAL:
                 if start is not None:
                     low = min(low, start)
                 shm.set_slot(slot, salt, low)
+                # The writes, under LOCK_SYNC (rare: after a failure, or a new log's header): a
+                # restart of the log by the writer in its turn writes its new header under it,
+                # so frames of the old log written again never land on the new one's (``_rewrite``
+                # checks the header first).
+                try:
+                    if mode == "reset":
+                        file.write(0, header)
+                    elif start is not None:
+                        if mode == "repair":
+                            self._rewrite(start, end)
+                        else:
+                            self._rewrite_for_sync(start, end)
+                except OSError as exc:
+                    failed = exc
+                except BaseException:  # a repair's frames do not read back (CorruptionError), a Ctrl-C:
+                    shm.clear_slot(slot)  # nothing was dropped that was not before
+                    raise
             finally:
                 shm.unlock_sync()
             try:
-                if mode == "reset":
-                    file.write(0, header)
-                elif start is not None:
-                    if mode == "repair":
-                        self._rewrite(start, end)
-                    else:
-                        self._rewrite_for_sync(start, end)
-                if begun is not None:
-                    begun()
-                file.sync()
+                if failed is None:
+                    if begun is not None:
+                        begun()
+                    file.sync()
             except OSError as exc:
                 failed = exc
             except BaseException:
-                # CorruptionError from a repair's frames, or a Ctrl-C: no fsync failed.
+                # A Ctrl-C: no fsync failed.
                 run_through(lambda: self._end_slot(shm, slot, None, salt, 0))
                 raise
             others = self._end_slot(shm, slot, failed, salt, low)
@@ -1324,7 +1339,7 @@ class WAL:
         try:
             with self._sync_lock:  # not beside a group's sync on another thread
                 if shm is None:
-                    self._fsync(self._appends, None, functools.partial(self.file.write, 0, header))
+                    self._fsync(self._appends, functools.partial(self.file.write, 0, header))
                 else:
                     # Beside other processes' syncs (shm.py, "Unsynced"): a round whose fsync
                     # overlapped a failed one writes the header again.

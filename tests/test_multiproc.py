@@ -1511,3 +1511,31 @@ def test_a_writer_killed_mid_sync_while_another_syncs(tmp_path):
     with pagestore.open(path) as c:
         assert c[b"after"] == b"2" and c[b"hung"] == b"1" and c[b"base"] == b"1"
         c.check()
+
+
+def test_a_sync_after_a_counted_failure_on_a_log_another_writer_restarted_is_not_a_failure(tmp_path):
+    """B commits with sync=False; a process then dies in its sync (a slot's record left under a free
+    lock: a failure counted); A takes its turn, writes the log again, checkpoints and restarts the
+    log. B's own sync that follows must write again from its durable end (a failure was counted
+    since), but its log is gone: every frame it committed is in the data file, synced by A's
+    checkpoint. Writing its old frames again would land on the new log's (or, refused, poison B
+    for nothing): it syncs nothing and succeeds, and B writes on; both survive a power cut."""
+    from pagestore.store import Store
+
+    disk, path, a, b = _two_writers(tmp_path)
+    with b.transaction(sync=False) as t:
+        t[b"b"] = b"1"
+    index = a._pager.sharing.index
+    index.set_slot(shm.SLOTS - 1, a._pager.wal.salt, 0)  # its process died in its sync
+    failures = index.word(shm.FAILURES_OFFSET)
+    a[b"a"] = b"1"
+    assert index.word(shm.FAILURES_OFFSET) == failures + 1 and not index.busy_slots()
+    assert a.checkpoint()["restarted"]
+    a[b"a2"] = b"2"
+    b._pager.sync()  # as B's deferred group sync runs it: no operation begun, its log as it was
+    assert b._pager.poisoned is None
+    b[b"b2"] = b"2"
+    disk.crash("drop")
+    with Store(path, _opener=disk.opener) as c:
+        assert (c[b"b"], c[b"a"], c[b"a2"], c[b"b2"]) == (b"1", b"1", b"2", b"2")
+        c.check()

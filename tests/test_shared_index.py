@@ -259,13 +259,15 @@ def test_format_doc_matches_the_shared_index():
     assert shm.FAILURES_OFFSET == shm.ASKS_OFFSET + 4
     assert [int(o) for o, _ in layout] == [0, shm.COPY_SIZE, shm.UNSYNCED_OFFSET, shm.TURNS_OFFSET,
                                            shm.ASKS_OFFSET, shm.FAILURES_OFFSET, shm.FAILURES_OFFSET + 4,
-                                           shm.DURABLE_OFFSET, shm.DURABLE_OFFSET + 16, shm.ARRAY_OFFSET]
+                                           shm.DURABLE_OFFSET, shm.DURABLE_OFFSET + 16, shm.SLOTS_OFFSET,
+                                           shm.SLOTS_OFFSET + shm.SLOTS * shm.SLOT_SIZE, shm.ARRAY_OFFSET]
     # the rows of the layout follow each other, each as long as it says
     rows = [(int(o), z) for o, z in layout[:-1]]
     assert all(o + int(z) == nxt for (o, z), (nxt, _) in zip(rows, rows[1:] + [(shm.ARRAY_OFFSET, "")]))
     assert layout[-1][1] == f"{shm.ENTRY_SIZE} * n"
     words = re.findall(r"^\| (\d+) \| (\d+) \|", unsynced.split("**Locks**", 1)[0], re.M)
-    assert [int(o) for o, _ in words] == [0, 8, 12] and sum(int(z) for _, z in words) == 16
+    # the unsynced word, then a sync slot's record (``SLOT_SIZE``)
+    assert [int(o) for o, _ in words] == [0, 8, 12, 0, 8, 12] and sum(int(z) for _, z in words) == 16 + shm.SLOT_SIZE
     fields = re.findall(r"^\| (\d+) \| (\d+) \|", entry, re.M)
     assert [int(o) for o, _ in fields] == [0, 4, 8] and sum(int(z) for _, z in fields) == shm.ENTRY_SIZE
     offsets = [int(o) for o, _ in header]
