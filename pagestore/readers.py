@@ -402,10 +402,10 @@ class SharedLog:
         them. Building on them, this writer's acknowledged commit would lie behind frames a
         power cut loses, and recovery stops there. So they are read back and checked, written
         again and synced (``WAL.repair``), and the word cleared; one sync, only after a failure.
-        A process that died in its sync (a slot's record left under a free lock) counts as a
-        failed sync first (``SharedIndex.fold_dead``); a sync running now is left to run: if it
-        fails, the sync of any commit built here waits for its outcome and writes them again
-        (``WAL._sync_round``) before acknowledging.
+        At open, a process that died in its sync (a slot's record left under a free lock) counts
+        as a failed sync first (``SharedIndex.fold_dead``); at a turn, a sync running now (or
+        dead) is left to the sync of any commit built here, which waits for its outcome and
+        writes them again (``WAL._sync_round``, step 6) before acknowledging.
 
         Frames that were published (``head``) but no longer read back whole (the page cache
         dropped the clean pages) are not written over while other opens may read them:
@@ -416,10 +416,11 @@ class SharedLog:
             OSError: from ``WAL.repair``.
         """
         index = self.index
-        if index.busy_slots():
-            # A process that died in its sync left its slot's record: it counts as a failed sync
-            # (the word takes its offset). A sync that runs now is left to run: if it fails, the
-            # sync of any commit built here waits for it and writes again (``WAL._sync_round``).
+        if alone and index.busy_slots():
+            # At open: a process that died in its sync left its slot's record: it counts as a
+            # failed sync (the word takes its offset). At a turn, no probe (a few lock calls a
+            # turn): a sync running now, or dead, is the sync's to find: that of any commit built
+            # here waits for its outcome and writes again (``WAL._sync_round``, step 6).
             index.lock_sync()
             try:
                 index.fold_dead()

@@ -75,7 +75,8 @@ SYNC SLOT i (SLOTS_OFFSET + 16 i, i < SLOTS = 8; its lock byte LOCK_SLOT + i)
       12      4   zero
 
 Unsynced: syncs of the log from several processes overlap; LOCK_SYNC is held only
-for the bookkeeping of these words, never across I/O (docs/format.md, "Unsynced",
+for the bookkeeping of these words (and the rare writes again), never across an
+fsync (docs/format.md, "Unsynced",
 has each step and what a process killed between two of them leaves). A sync holds
 a slot (its lock exclusive) from before its writes to its outcome, recorded there
 with where the log was known durable when it began. A failure moves ``unsynced``
@@ -91,8 +92,8 @@ as of before its fsync (every frame published by then was written before it),
 and ``unsynced`` up past what it wrote again. A sync in another process whose
 frames end below ``durable``, with nothing unsynced and no failure since its own
 last good sync, has nothing to do (a sync shared across processes, as group
-commit shares one across threads). A writer taking its turn counts dead slots,
-and writes again from ``unsynced`` at once (``WAL.repair``), refusing if frames
+commit shares one across threads). A writer taking its turn writes again from
+``unsynced`` at once (``WAL.repair``), refusing if frames
 that were published no longer read back (readers.py). Readers ignore the words;
 a version-2 index without them reads as zero (nothing unsynced, no slot busy).
 
@@ -134,8 +135,9 @@ never blocks anyone for long)
                            index holds it too, so that no writer starts meanwhile
     shm    LOCK_WAITING    shared by each writer waiting for LOCK_WRITE: a writer that
                            sees it held waits in line instead of taking LOCK_WRITE at once
-    shm    LOCK_SYNC       exclusive for a sync's bookkeeping of the words above (no I/O
-                           under it; see "Unsynced"); taken with or without LOCK_WRITE
+    shm    LOCK_SYNC       exclusive for a sync's bookkeeping of the words above and its
+                           writes again after a failure, and for a new log's header
+                           write, never across an fsync (see "Unsynced")
     shm    LOCK_SLOT + i   sync slot i (i < SLOTS): exclusive by the sync holding it, from
                            its record to its outcome; shared by a sync waiting for that
     shm    READ_BASE + m   a read mark: shared by each process while it reads the
@@ -539,13 +541,15 @@ class SharedIndex:
     # ---- the sync slots (see "Unsynced" in the module docstring) ----
 
     def claim_slot(self) -> int:
-        """claim_slot takes a sync slot's lock exclusively: the first free one, without waiting, or
+        """claim_slot takes a sync slot's lock exclusively: the first free one from ``pid % SLOTS`` on, without waiting, or
         (every one held) slot ``pid % SLOTS``, waiting for it (its holder waits for nothing but
         its own fsync and the short LOCK_SYNC). Returns the slot. Not under LOCK_SYNC."""
-        for i in range(SLOTS):
+        first = os.getpid() % SLOTS  # processes start apart: fewer tries
+        for k in range(SLOTS):
+            i = (first + k) % SLOTS
             if try_lock(self.fd, LOCK_SLOT + i, 1, exclusive=True):
                 return i
-        i = os.getpid() % SLOTS
+        i = first
         lock(self.fd, LOCK_SLOT + i, 1, exclusive=True)
         return i
 

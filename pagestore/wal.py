@@ -943,8 +943,9 @@ class WAL:
     def _sync_round(self, n: int, shm: "SharedIndex", begun: Optional[Callable[[], None]], mode: str,
                     header: bytes = b"") -> bool:
         """_sync_round is one attempt of a sync of the log beside other processes (shm.py, "Unsynced"),
-        in six steps; LOCK_SYNC is held only for the bookkeeping of steps 2, 4 and 6 (no I/O),
-        so that the fsyncs of several processes overlap:
+        in six steps; LOCK_SYNC is held only for steps 2-3's bookkeeping and writes (writes only
+        after a failure) and 4 and 6's bookkeeping, never across an fsync, so that the fsyncs of
+        several processes overlap:
 
         1. claim a sync slot (its lock, exclusive);
         2. under LOCK_SYNC: a dead process's record left in the slot counts as a failed sync
@@ -952,9 +953,11 @@ class WAL:
            unsynced word, or this log's durable end if a failure was counted since its last good
            sync), or that another process's sync already covered it (nothing to do); record in
            the slot from where this sync may drop bytes if it fails (the log's durable end);
-        3. write again (``_rewrite``), and fsync;
+        3. write again (``_rewrite``; still under LOCK_SYNC, which a log restart's header write
+           takes too), and fsync (without it);
         4. under LOCK_SYNC: a failure moves the unsynced word down to the slot's offset and
-           counts itself; the slot is cleared and let go; the slots busy now are noted;
+           counts itself; the slot is cleared and let go; the slots busy now are noted (none:
+           step 6 at once, in the same hold);
         5. wait for each of them to end (``wait_slot``): any sync that began before this fsync
            returned, whose failure might have dropped bytes this one relied on;
         6. under LOCK_SYNC: if a failure was counted since step 2, or one of them died in its
@@ -1049,45 +1052,58 @@ class WAL:
                 failed = exc
             except BaseException:
                 # A Ctrl-C: no fsync failed.
-                run_through(lambda: self._end_slot(shm, slot, None, salt, 0))
+                run_through(lambda: self._end_slot(shm, slot))
                 raise
-            others = self._end_slot(shm, slot, failed, salt, low)
+            # Step 4; with no other sync busy now, step 6 under the same hold (nothing to wait for).
+            done: Optional[bool] = None
+            shm.lock_sync()
+            try:
+                if failed is not None:
+                    # The next sync, here or in another process, writes the log again from ``low``.
+                    shm.mark_unsynced(salt, low)
+                    shm.bump(FAILURES_OFFSET, 0)
+                shm.clear_slot(slot)
+                others = shm.busy_slots(slot)
+                if failed is None and not others:
+                    done = shm.word(FAILURES_OFFSET) == failures
+                    if done:
+                        self._settle(shm, mode, salt, start, end, tail, published, failures)
+            finally:
+                shm.unlock_sync()
         finally:
             run_through(lambda: shm.release_slot(slot))
         if failed is not None:
             self._sync_failed = failed
             raise failed
         self.syncs += 1
-        held: List[int] = []
-        try:
-            for j in others:
-                shm.wait_slot(j)
-                held.append(j)
-            shm.lock_sync()
+        if done is None:
+            held: List[int] = []
             try:
-                dead = shm.fold_dead(held)
-                if dead or shm.word(FAILURES_OFFSET) != failures:
-                    return False
-                self._settle(shm, mode, salt, start, end, tail, published, failures)
+                for j in others:  # step 5
+                    shm.wait_slot(j)
+                    held.append(j)
+                shm.lock_sync()
+                try:
+                    dead = shm.fold_dead(held)
+                    done = not dead and shm.word(FAILURES_OFFSET) == failures
+                    if done:
+                        self._settle(shm, mode, salt, start, end, tail, published, failures)
+                finally:
+                    shm.unlock_sync()
             finally:
-                shm.unlock_sync()
-        finally:
-            for j in held:
-                shm.release_slot(j)
-        self._synced_appends = n
-        return True
+                for j in held:
+                    shm.release_slot(j)
+        if done:
+            self._synced_appends = n
+        return done
 
-    def _end_slot(self, shm: "SharedIndex", slot: int, failed: Optional[OSError], salt: int, low: int) -> List[int]:
-        """_end_slot: step 4 of ``_sync_round``: the outcome recorded, the slot cleared; returns the
-        slots busy now."""
+    @staticmethod
+    def _end_slot(shm: "SharedIndex", slot: int) -> None:
+        """_end_slot clears slot ``slot``'s record (under LOCK_SYNC): a sync that ends with no fsync
+        failed (a Ctrl-C)."""
         shm.lock_sync()
         try:
-            if failed is not None:
-                # The next sync, here or in another process, writes the log again from ``low``.
-                shm.mark_unsynced(salt, low)
-                shm.bump(FAILURES_OFFSET, 0)
             shm.clear_slot(slot)
-            return shm.busy_slots(slot)
         finally:
             shm.unlock_sync()
 
