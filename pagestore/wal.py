@@ -1349,6 +1349,10 @@ class WAL:
         while salt in (0, self.salt):  # never zero, never the old salt: old frames must fail it
             salt = int.from_bytes(os.urandom(4), "little")
         header = self._header_bytes(generation, salt)
+        if self.shm is not None and self._sync_failed is not None:
+            # Nothing done (memory too): a sync after a failed one proves nothing (errseq told
+            # this file already), so the new header would never be known durable.
+            raise EarlierSyncFailed(self._sync_failed)
         size = self.file.size()
         synced = False
         shm = self.shm
@@ -1359,8 +1363,6 @@ class WAL:
                 else:
                     # Beside other processes' syncs (shm.py, "Unsynced"): a round whose fsync
                     # overlapped a failed one writes the header again.
-                    if self._sync_failed is not None:
-                        raise EarlierSyncFailed(self._sync_failed)
                     while not self._sync_round(self._appends, shm, None, "reset", header):
                         pass
                 synced = True
