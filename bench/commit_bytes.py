@@ -1,9 +1,11 @@
 """commit_bytes: what one durable single put writes to the log, and what bytes cost a sync (issue 23).
 
-    python bench/commit_bytes.py [--records 20000] [--puts 1000] [--syncs 2000] [--dir DIR]
+    python bench/commit_bytes.py [--records 20000] [--puts 1000] [--syncs 2000] [--values small|mixed] [--dir DIR]
 
 Loads ``--records`` records, reopens with sync=True and makes ``--puts``
-single durable puts (values 1-200 bytes, new 16-byte keys), recording every
+single durable puts (new 16-byte keys; values of 1-200 bytes, or with
+``--values mixed`` pagestore.bench's mix, a twentieth of them 4-20 KiB, as
+compare.py's durable puts: their overflow pages are logged whole), recording every
 frame the log's ``log_frames`` builds: per commit, how many frames of each
 page type (heap, leaf, free-space map, header), their payload bytes (a
 delta, or the whole page every MAX_CHAIN + 1 frames of a page) and the
@@ -29,11 +31,12 @@ from typing import Any, DefaultDict, Dict, List, Tuple
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import pagestore  # noqa: E402
-from pagestore import _native, wal  # noqa: E402
+from pagestore import _native, bench, wal  # noqa: E402
 from pagestore import format as fmt  # noqa: E402
 
 SIZES = (512, 2048, 4096, 8192, 16384)
-TYPES = {fmt.PAGE_HEAP: "heap", fmt.PAGE_LEAF: "leaf", fmt.PAGE_INTERNAL: "internal", fmt.PAGE_FSM: "fsm map"}
+TYPES = {fmt.PAGE_HEAP: "heap", fmt.PAGE_LEAF: "leaf", fmt.PAGE_INTERNAL: "internal", fmt.PAGE_FSM: "fsm map",
+         fmt.PAGE_OVERFLOW: "overflow"}
 
 
 class _Recording:
@@ -52,7 +55,17 @@ class _Recording:
         return out, crc, sizes
 
 
-def frames_per_put(records: int, puts: int, dirpath: str) -> None:
+def _value(rng: random.Random, mix: Tuple[Tuple[float, int, int], ...]) -> bytes:
+    x = rng.random()
+    for share, lo, hi in mix:
+        if x < share:
+            return rng.randbytes(rng.randint(lo, hi))
+        x -= share
+    return rng.randbytes(rng.randint(mix[-1][1], mix[-1][2]))
+
+
+def frames_per_put(records: int, puts: int, dirpath: str, values: str) -> None:
+    mix = bench.VALUE_DISTS[values]
     d = tempfile.mkdtemp(dir=dirpath)
     try:
         path = os.path.join(d, "s.ps")
@@ -65,13 +78,13 @@ def frames_per_put(records: int, puts: int, dirpath: str) -> None:
         db.close()
         db = pagestore.open(path, sync=True)
         for _ in range(puts):  # warm: the log's chains past their first whole images
-            db[rng.randbytes(16)] = rng.randbytes(rng.randint(1, 200))
+            db[rng.randbytes(16)] = _value(rng, mix)
         log: List[List[Tuple[str, int]]] = []
         real = _native.fast
         _native.fast = _Recording(real, log)
         try:
             for _ in range(puts):
-                db[rng.randbytes(16)] = rng.randbytes(rng.randint(1, 200))
+                db[rng.randbytes(16)] = _value(rng, mix)
         finally:
             _native.fast = real
         db.close()
@@ -83,7 +96,7 @@ def frames_per_put(records: int, puts: int, dirpath: str) -> None:
             by[kind].append(n)
     frames = sum(len(c) for c in log)
     payload = sum(n for c in log for _, n in c)
-    print(f"{len(log)} durable one-put commits, store of {records} records:")
+    print(f"{len(log)} durable one-put commits ({values} values), store of {records} records:")
     print(f"  {frames / len(log):.2f} frames per commit, {payload / len(log):.0f} payload bytes "
           f"+ {wal.FRAME_HEADER_SIZE * frames / len(log):.0f} of frame headers = "
           f"{(payload + wal.FRAME_HEADER_SIZE * frames) / len(log):.0f} bytes per commit")
@@ -125,10 +138,12 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=20000)
     ap.add_argument("--puts", type=int, default=1000)
     ap.add_argument("--syncs", type=int, default=2000)
+    ap.add_argument("--values", choices=sorted(bench.VALUE_DISTS), default="small")
     ap.add_argument("--dir", default=os.environ.get("DIR", "."))
     args = ap.parse_args()
-    frames_per_put(args.records, args.puts, args.dir)
-    sync_cost(args.syncs, args.dir)
+    frames_per_put(args.records, args.puts, args.dir, args.values)
+    if args.syncs:
+        sync_cost(args.syncs, args.dir)
 
 
 if __name__ == "__main__":

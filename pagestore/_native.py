@@ -357,7 +357,8 @@ class CffiPage:
         rc = lib.ps_page_read(page, len(frame), slot, u32, u32 + 1, u8)
         if rc != OK:
             raise_for(rc, pgno, "record patch")
-        off, n = u32[0], u32[1]
+        off: int = u32[0]
+        n: int = u32[1]
         if n != length:
             return n
         for at, value in changes:
