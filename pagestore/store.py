@@ -579,8 +579,9 @@ class Store(MutableMapping[Any, Any]):
         ``defer``: a durable commit leaves its sync to the commit queue (``_owed``), which runs
         it outside the store's locks and acknowledges the writes only after it."""
         self._begin()
-        self._pager.check_writable()
-        self._pager.restart_if_idle()
+        pager = self._pager
+        pager.check_writable()
+        pager.checkpointer.restart_if_idle()  # ``Pager.restart_if_idle``, a call fewer
         try:
             result = fn()
             self._tree.flush()
@@ -842,7 +843,16 @@ class Store(MutableMapping[Any, Any]):
         return self
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        k, v = self._key(key), self._value(value)
+        # bytes of a store without codecs skip _key's and _value's conversions and copies (four
+        # Python calls and two copies of a lone put's), as ``__getitem__`` does for its key
+        if type(key) is bytes and self._kenc is None and len(key) <= self.max_key:
+            k = key
+        else:
+            k = self._key(key)
+        if type(value) is bytes and self._venc is None and len(value) <= MAX_VALUE:
+            v = value
+        else:
+            v = self._value(value)
         self._submit(functools.partial(self._put, k, v), None)  # a partial: a Python frame fewer than a lambda
 
     def __delitem__(self, key: Any) -> None:
