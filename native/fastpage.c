@@ -729,6 +729,53 @@ static PyObject *fp_record_delete(PyObject *self, PyObject *const *args, Py_ssiz
     return Py_BuildValue("(INII)", (unsigned int)len, stub, (unsigned int)nlive, (unsigned int)space[2]);
 }
 
+/* record_patch(frame, slot, length, changes, pgno) -> the record's length: single bytes set inside
+** the live record at `slot` of a page's frame, in place; `changes` is a list of (offset in the
+** record, byte value) pairs. Nothing is changed when the record is not `length` bytes long (the
+** caller raises, naming the page) or a pair is out of range (ValueError). The free-space map's
+** flush at every commit: the record located without cffi's GIL release, a switch point for the
+** other threads of a group commit in the middle of the leader's apply. */
+static PyObject *fp_record_patch(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    (void)self;
+    uint32_t slot, length, pgno, size, off, len;
+    uint8_t state;
+    if (!nargs_ok(n, 5, "record_patch") || !as_u32(args[1], &slot) || !as_u32(args[2], &length) ||
+        !as_u32(args[4], &pgno))
+        return NULL;
+    PyObject *changes = args[3];
+    if (!PyList_CheckExact(changes)) {
+        PyErr_SetString(PyExc_TypeError, "changes must be a list");
+        return NULL;
+    }
+    if (slot > 0xFFFF) return fail(PS_ENOSLOT, pgno, "slot");
+    uint8_t *page = frame_bytes(args[0], &size, pgno);
+    if (page == NULL) return NULL;
+    int rc = ps_page_read(page, size, slot, &off, &len, &state);
+    if (rc != PS_OK) return fail(rc, pgno, "record patch");
+    if (len != length) return PyLong_FromUnsignedLong(len);
+    Py_ssize_t count = PyList_GET_SIZE(changes);
+    for (int pass = 0; pass < 2; pass++) { /* checked whole first: all or nothing */
+        for (Py_ssize_t i = 0; i < count; i++) {
+            PyObject *pair = PyList_GET_ITEM(changes, i);
+            if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) {
+                PyErr_SetString(PyExc_TypeError, "a change must be an (offset, value) tuple");
+                return NULL;
+            }
+            long at = PyLong_AsLong(PyTuple_GET_ITEM(pair, 0));
+            if (at == -1 && PyErr_Occurred()) return NULL;
+            long value = PyLong_AsLong(PyTuple_GET_ITEM(pair, 1));
+            if (value == -1 && PyErr_Occurred()) return NULL;
+            if (at < 0 || at >= (long)len || value < 0 || value > 255) {
+                PyErr_Format(PyExc_ValueError, "patch of byte %ld = %ld does not lie inside the %u-byte record in slot %u",
+                             at, value, (unsigned)len, (unsigned)slot);
+                return NULL;
+            }
+            if (pass) page[off + (uint32_t)at] = (uint8_t)value; /* read checked off + len */
+        }
+    }
+    return PyLong_FromUnsignedLong(len);
+}
+
 /* Little-endian stores for the frame header (the log's byte order, wal.py). */
 static void put_le32(uint8_t *p, uint32_t v) {
     for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
@@ -900,6 +947,8 @@ static PyMethodDef methods[] = {
      "leaf_remove(frame, index, pgno) -> (new page bytes, used)"},
     {"record_delete", (PyCFunction)(void (*)(void))fp_record_delete, METH_FASTCALL,
      "record_delete(frame, slot, pgno) -> (length, overflow stub or None, nlive, max_insert)"},
+    {"record_patch", (PyCFunction)(void (*)(void))fp_record_patch, METH_FASTCALL,
+     "record_patch(frame, slot, length, changes, pgno) -> the record's length (unchanged unless it is length)"},
     {NULL, NULL, 0, NULL},
 };
 

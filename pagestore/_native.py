@@ -347,6 +347,27 @@ class CffiPage:
         nlive = frame[lib.PS_OFF_NLIVE] | frame[lib.PS_OFF_NLIVE + 1] << 8
         return n, stub, nlive, u32[2]
 
+    def record_patch(self, frame: bytearray, slot: int, length: int, changes: List[Tuple[int, int]], pgno: int) -> int:
+        page = self._frame(frame, pgno)
+        if not 0 <= slot <= 0xFFFF:
+            if slot < 0:
+                raise OverflowError("slot is negative")
+            raise_for(ENOSLOT, pgno, "slot")
+        u32, u8 = self._cells[:2]
+        rc = lib.ps_page_read(page, len(frame), slot, u32, u32 + 1, u8)
+        if rc != OK:
+            raise_for(rc, pgno, "record patch")
+        off: int = u32[0]
+        n: int = u32[1]
+        if n != length:
+            return n
+        for at, value in changes:
+            if not (0 <= at < n and 0 <= value <= 255):
+                raise ValueError(f"patch of byte {at} = {value} does not lie inside the {n}-byte record in slot {slot}")
+        for at, value in changes:
+            frame[off + at] = value
+        return n
+
     # ---- the read path's ----
 
     def map_child(self, h: Any, pgno: int, key: bytes) -> int:
@@ -570,7 +591,8 @@ def _load_fast() -> Tuple[Any, str]:
                 raise
         else:
             # a build of this version from before the newest calls lacks them: stale too
-            missing = [name for name in ("map_chain_value", "log_frames", "crc32c", "record_delete")
+            missing = [name for name in ("map_chain_value", "log_frames", "crc32c", "record_delete",
+                                                    "record_patch")
                        if not hasattr(_fastpage, name)]
             if _fastpage.NATIVE_VERSION != EXPECTED_NATIVE_VERSION or missing:  # pragma: no cover
                 why = (f"version {_fastpage.NATIVE_VERSION}, the Python package expects {EXPECTED_NATIVE_VERSION}"

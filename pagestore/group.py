@@ -119,6 +119,8 @@ Sync = Callable[[Callable[[], None]], None]
 #: called under the store's lock right after a commit: the sync that commit still owes, to
 #: run after the locks are let go (None: nothing owed)
 Owed = Callable[[], Optional[Sync]]
+#: ``one(fn, sync)``: one write as one commit (deferred, as ``deferred``'s), its result
+One = Callable[[Callable[[], Any], Optional[bool]], Any]
 
 
 #: how long a leader waiting for the running sync (``_wait_for_awaiting``) waits before it
@@ -206,13 +208,16 @@ class CommitQueue:
     """
 
     def __init__(self, writer: WriteLock, lock: Any, apply: Apply, deferred: Optional[Apply] = None,
-                 owed: Optional[Owed] = None) -> None:
+                 owed: Optional[Owed] = None, one: Optional[One] = None) -> None:
         self._writer = writer
         self._lock = lock
         self._apply = apply
         # single writes commit with ``deferred``, whose sync ``owed`` hands back to run outside the locks
         self._deferred = deferred
         self._owed = owed
+        # ``one(fn, sync)``: ``deferred`` (else ``apply``) for a lone write (``_direct``), returning its
+        # result: the store's commits it with no list, no batch loop and no second operation
+        self._one = one
         self._mutex = threading.Lock()
         self._queue: List[_Request] = []
         self._busy = False
@@ -262,7 +267,6 @@ class CommitQueue:
         """
         if self._writer.owned():
             raise ReentrantWriteError(f"{self._writer.path}: a write submitted by the thread that holds the write lock")
-        deadline = None if timeout is None else time.monotonic() + timeout
         req: Optional[_Request] = None
         # This thread leads the queue (``alone``: it set ``_busy``) until ``handed`` says the lead
         # went on: to this write's request, or by ``_direct``'s ``_hand_on``. An interrupt before
@@ -278,14 +282,14 @@ class CommitQueue:
                     self._busy = True
                     direct = not self._awaiting
                 else:  # queued at once: one section of the mutex fewer, for the writes that contend for it
-                    req = _Request(fn, sync, deadline)
+                    req = _Request(fn, sync, None if timeout is None else time.monotonic() + timeout)
                     self._queue.append(req)
             if alone:
                 if direct and self._writer.try_acquire(0, "a commit of single writes"):
                     # Nobody else is committing and the write lock is free: commit here, with no
                     # request, no event and no hand-off (a third of a lone durable put's CPU went to them).
                     return self._direct(fn, sync, handed)
-                req = _Request(fn, sync, deadline)
+                req = _Request(fn, sync, None if timeout is None else time.monotonic() + timeout)
                 with self._mutex:
                     self._queue.append(req)
                     # Lead: the queue had no leader (a transaction may hold the write lock: its commit then
@@ -491,7 +495,8 @@ class CommitQueue:
         try:
             try:
                 with self._lock:
-                    result = (self._deferred or self._apply)([fn], sync)[0]
+                    one = self._one
+                    result = one(fn, sync) if one is not None else (self._deferred or self._apply)([fn], sync)[0]
                     self.batches += 1
                     self.writes += 1
                     if self._owed is not None:

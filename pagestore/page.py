@@ -302,6 +302,13 @@ class SlottedPage:
             CorruptionError: the record is not ``length`` bytes (names the page and ``what``).
             ValueError: an offset outside the record, or a value outside 0..255.
         """
+        if length is not None and type(self._buf) is bytearray and self.pgno_hint is not None and type(changes) is list:
+            # a pager frame (the free-space map's flush, at every commit): one lean call, which
+            # holds the GIL (cffi's lets it go: a switch to another thread in a group's apply)
+            n = fast.record_patch(self._buf, slot, length, changes, self.pgno_hint)
+            if n != length:
+                raise CorruptionError(self.pgno_hint, f"{what} has the wrong length ({n} bytes, not {length})")
+            return
         off, n, _ = self._locate(slot)
         if length is not None and n != length:
             raise CorruptionError(self.pgno_hint, f"{what} has the wrong length ({n} bytes, not {length})")

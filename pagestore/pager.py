@@ -255,7 +255,8 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
             wal = self.wal
             # The clean image is the page's newest log frame's, if it has one: kept, so
             # that the commit may log only what changes (a leaf's new key, not its 4 KiB).
-            f.base = bytes(f.buf) if wal is not None and (wal.newest_frame(pgno) is not None or pgno in wal.txn_index) else None
+            # (``wal.newest_frame`` inline: a call per dirty page of every commit)
+            f.base = bytes(f.buf) if wal is not None and (pgno in wal.index or pgno in wal.txn_index) else None
         return page
 
     def write_image(self, pgno: int, image: bytes) -> SlottedPage:
@@ -278,7 +279,7 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
                 return f.page
             return self.write(pgno)
         wal = self.wal
-        if wal is None or pgno in wal.txn_index or wal.newest_frame(pgno) is not None:
+        if wal is None or pgno in wal.txn_index or pgno in wal.index:  # ``newest_frame``, inline
             return self.write(pgno)
         self.check_writable()
         if pgno <= 0 or pgno >= self.meta.page_count or len(image) != self.page_size:
@@ -560,7 +561,7 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
                 # costs it one frame when it saw the commit before, and MAX_CHAIN + 1 at most.
                 header = self.meta.encode()  # a new bytearray, never changed after: no copy
                 logged = self._logged_header
-                before = logged[1] if logged is not None and wal.newest_frame(0) == logged[0] else None
+                before = logged[1] if logged is not None and wal.index.get(0) == logged[0] else None  # ``newest_frame``
                 frames.append((0, header, before))
                 # All or nothing in the log's memory: if the write or the sync fails,
                 # the WAL does not go on believing in this commit (its index would
@@ -583,7 +584,7 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
                 raise
             raise
         size = wal.size()
-        if size > self.checkpoint_threshold() and (size >= self._next_try or self._readers_gone()):
+        if size > self.checkpointer.threshold() and (size >= self._next_try or self._readers_gone()):
             try:
                 self.checkpoint()
             except OSError:
@@ -602,7 +603,7 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
         short runs it again (``commit``). Callers: ``commit``."""
         if owes:
             self.owed = wal.append_count()
-        header_frame = wal.newest_frame(0)
+        header_frame = wal.index.get(0)  # ``newest_frame``, inline
         assert header_frame is not None
         self._logged_header = (header_frame, header)
         for f in self.dirty.values():

@@ -394,7 +394,8 @@ class Store(MutableMapping[Any, Any]):
             self._turns.watch()
         self.max_key = self._tree.max_key
         # Writes from threads that commit at the same time share one commit and one sync.
-        self._commits = CommitQueue(self._wlock, self._lock, self._write_batch, self._write_batch_deferred, self._owed)
+        self._commits = CommitQueue(self._wlock, self._lock, self._write_batch, self._write_batch_deferred, self._owed,
+                                    self._write_deferred)
         if self._pager.shared or self._pager.turns:
             self._pager.on_change.append(self._changed)
             assert isinstance(self._lock, _OpLock)
@@ -578,8 +579,9 @@ class Store(MutableMapping[Any, Any]):
         ``defer``: a durable commit leaves its sync to the commit queue (``_owed``), which runs
         it outside the store's locks and acknowledges the writes only after it."""
         self._begin()
-        self._pager.check_writable()
-        self._pager.restart_if_idle()
+        pager = self._pager
+        pager.check_writable()
+        pager.checkpointer.restart_if_idle()  # ``Pager.restart_if_idle``, a call fewer
         try:
             result = fn()
             self._tree.flush()
@@ -678,6 +680,12 @@ class Store(MutableMapping[Any, Any]):
         """_write_batch_deferred: ``_write_batch`` for single writes, leaving a durable commit's sync
         to the commit queue (``_owed``), which runs it outside the locks (issue 23)."""
         return self._write_batch(fns, sync, True)
+
+    def _write_deferred(self, fn: Callable[[], T], sync: Optional[bool]) -> T:
+        """_write_deferred: ``_write_batch_deferred`` for one write (the commit queue's lone write,
+        ``CommitQueue._direct``): ``_write`` with its sync deferred, without the batch's list, loop
+        and second ``begin_operation`` (``_write`` began the operation)."""
+        return self._write(fn, sync, True)
 
     def _owed(self) -> "Optional[Callable[[Callable[[], None]], None]]":
         """_owed: the log sync the queue's commits deferred (``Pager.commit(defer=True)``) and no sync
@@ -835,8 +843,17 @@ class Store(MutableMapping[Any, Any]):
         return self
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        k, v = self._key(key), self._value(value)
-        self._submit(lambda: self._put(k, v), None)
+        # bytes of a store without codecs skip _key's and _value's conversions and copies (four
+        # Python calls and two copies of a lone put's), as ``__getitem__`` does for its key
+        if type(key) is bytes and self._kenc is None and len(key) <= self.max_key:
+            k = key
+        else:
+            k = self._key(key)
+        if type(value) is bytes and self._venc is None and len(value) <= MAX_VALUE:
+            v = value
+        else:
+            v = self._value(value)
+        self._submit(functools.partial(self._put, k, v), None)  # a partial: a Python frame fewer than a lambda
 
     def __delitem__(self, key: Any) -> None:
         k = self._key(key)

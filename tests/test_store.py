@@ -455,3 +455,28 @@ def test_strict_mode_checks_after_every_commit(tmp_path):
             else:
                 db[b"d"] = b"4"  # committed silently: only an explicit check would see it
             assert db[b"d"] == b"4"  # the commit itself stands either way
+
+
+def test_a_bytes_put_skips_the_conversions_and_others_still_convert(tmp_path, monkeypatch):
+    # issue 23: ``db[k] = v`` with bytes of a store without codecs goes straight to the commit
+    # (as ``db[k]`` does): _key and _value (as_bytes_like, a copy each) cost a lone put four
+    # Python calls. Anything else (a bytearray, a bytes subclass, too long) still converts or raises.
+    path = str(tmp_path / "db")
+    with Store(path) as db:
+        calls = []
+        real_key, real_value = Store._key, Store._value
+        monkeypatch.setattr(Store, "_key", lambda self, k: calls.append("key") or real_key(self, k))
+        monkeypatch.setattr(Store, "_value", lambda self, v: calls.append("value") or real_value(self, v))
+        db[b"k"] = b"v"
+        assert calls == [] and db[b"k"] == b"v"
+
+        class B(bytes):
+            pass
+
+        db[bytearray(b"a")] = B(b"b")
+        assert calls == ["key", "value"] and db[b"a"] == b"b" and type(db[b"a"]) is bytes
+        with pytest.raises(ValueError, match="exceeds the maximum"):
+            db[b"x" * (db.max_key + 1)] = b"v"
+        with pytest.raises(TypeError):
+            db[b"k"] = 5
+        assert db[b"k"] == b"v" and len(db) == 2

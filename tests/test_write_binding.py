@@ -126,6 +126,81 @@ def test_both_bindings_remove_and_delete_alike_on_sound_and_damaged_pages(tmp_pa
 
 
 @needs_fast
+def test_both_bindings_patch_records_alike_on_sound_and_damaged_pages(tmp_path):
+    """record_patch (the free-space map's flush at every commit, one lean call): the same answers,
+    frames and errors from both bindings; a record of another length, or a change out of range,
+    leaves the page as it was; a damaged page is a CorruptionError naming it."""
+    pages = _pages(tmp_path)
+    fsm = [p for p, b in pages.items() if b[fmt.OFF_TYPE] == fmt.PAGE_FSM]
+    heaps = [p for p, b in pages.items() if b[fmt.OFF_TYPE] == fmt.PAGE_HEAP]
+    assert fsm and heaps
+    cf, fast = _native.CffiPage(), FAST
+    rng = random.Random(11)
+    seen: Dict[str, int] = {}
+    for trial in range(3000):
+        p = rng.choice(fsm if rng.random() < 0.6 else heaps)
+        img = bytearray(pages[p])
+        if trial % 2:
+            for _ in range(rng.randint(1, 4)):
+                img[rng.randrange(len(img))] = rng.randrange(256)
+        slot = rng.randrange(0, 4) if rng.random() < 0.95 else rng.choice([0xFFFF, 0x10000])
+        try:
+            length = len(SlottedPage(bytearray(pages[p]), validate=False).read(slot))
+        except Exception:  # noqa: BLE001 - no such record: any length
+            length = 10
+        if rng.random() < 0.1:
+            length = rng.randrange(0, 600)
+        changes = [(rng.randrange(0, max(1, length)) if rng.random() < 0.97 else rng.choice([-1, length, 1 << 20]),
+                    rng.randrange(256) if rng.random() < 0.97 else rng.choice([-1, 256]))
+                   for _ in range(rng.randint(0, 5))]
+        a_img, b_img = bytearray(img), bytearray(img)
+        a = _outcome(fast.record_patch, a_img, slot, length, changes, p)
+        b = _outcome(cf.record_patch, b_img, slot, length, changes, p)
+        assert a == b, (p, a, b)
+        assert a_img == b_img, p
+        if a[0] == "corrupt":
+            assert a[1] == p
+        if a[0] != "ok" or a[1] != length:
+            assert a_img == img, p  # refused: the page as it was
+            kind = a[0] if a[0] != "ok" else "other length"
+        else:
+            kind = "ok"
+        seen[kind] = seen.get(kind, 0) + 1
+    for want in ("ok", "corrupt", "other length", "ValueError", "NotFoundError"):
+        assert seen.get(want, 0) > 10, seen
+
+
+def test_a_durable_puts_commit_calls_no_cffi_page_function(tmp_path, monkeypatch):
+    """A lone durable put's apply and commit go through no cffi call of page.py (each lets the GIL
+    go: in a group commit, a switch to another thread in the middle of the leader's apply). The
+    free-space map's flush located its record through cffi's ps_page_read at every commit."""
+    from pagestore import page as page_mod
+
+    if _native.BINDING != "fastpage":
+        pytest.skip("the lean binding is cffi here")
+    db = Store(str(tmp_path / "db"), sync=True)
+    try:
+        for i in range(50):
+            db[b"k%d" % i] = b"v" * 20
+        calls: List[str] = []
+
+        class Counting:
+            def __getattr__(self, name: str) -> Any:
+                calls.append(name)
+                return getattr(_native.lib, name)
+
+        monkeypatch.setattr(page_mod, "lib", Counting())
+        for i in range(50, 60):
+            db[b"k%d" % i] = b"w" * (i - 30)
+        assert calls == []
+        monkeypatch.undo()
+        assert db[b"k55"] == b"w" * 25
+        db.check()
+    finally:
+        db.close()
+
+
+@needs_fast
 @pytest.mark.parametrize("binding", ["fast", "cffi"])
 def test_write_calls_refuse_wrong_arguments(binding):
     b = FAST if binding == "fast" else _native.CffiPage()
