@@ -788,3 +788,33 @@ def test_an_apply_that_fails_after_in_place_edits_leaves_the_committed_store(tmp
     with pagestore.open(path, page_size=512) as db:
         db.check()
         assert dict(db.items()) == model
+
+
+def test_a_transactions_delete_of_a_bytes_key_skips_the_key_conversions(tmp_path, monkeypatch):
+    # del txn[k] of bytes on a store without codecs: no Store._key (its conversions and copy
+    # were a share of every buffered delete of a churn, issue 23), and a key missing, deleted
+    # already in the transaction or put in it answers as before.
+    db = pagestore.open(tmp_path / "s.ps", create=True)
+    db.update({b"a": b"1", b"b": b"2", b"c": b"3"})
+    calls = []
+    real = pagestore.Store._key
+
+    def spy(self, key):
+        calls.append(key)
+        return real(self, key)
+
+    monkeypatch.setattr(pagestore.Store, "_key", spy)
+    with db.transaction() as txn:
+        del txn[b"a"]
+        with pytest.raises(KeyError):
+            del txn[b"a"]  # deleted already in this transaction
+        with pytest.raises(KeyError):
+            del txn[b"zz"]  # never there
+        txn[b"new"] = b"4"
+        del txn[b"new"]  # put in this transaction
+        del txn[bytearray(b"b")]  # not bytes: converted, as before
+    assert calls == [bytearray(b"b")]
+    monkeypatch.undo()
+    assert dict(db.items()) == {b"c": b"3"}
+    db.check()
+    db.close()
