@@ -798,9 +798,29 @@ class Store(MutableMapping[Any, Any]):
             return None if rid is None else self._heap.read(rid)
 
     def _raw_contains(self, k: bytes) -> bool:
-        with self._lock:
-            self._begin()
+        lock = self._lock
+        if type(lock) is not _OpLock or self._pid != _PID or self._closed:
+            with lock:
+                self._begin()
+                return self._tree.get(k) is not None
+        # __getitem__'s inline hold of the lock: a transaction's delete asks this of every key
+        rlock = lock._rlock
+        rlock.acquire()
+        try:
+            pager = self._pager
+            if pager.writing:
+                pager.epoch += 1  # begin_operation's whole work for a writer in its turn
+            else:
+                pager.begin_operation()
             return self._tree.get(k) is not None
+        finally:
+            if lock._depth == 0 and lock.on_idle is not None:
+                try:
+                    lock.on_idle()
+                finally:
+                    rlock.release()
+            else:
+                rlock.release()
 
     def get(self, key: Any, default: Any = None) -> Any:
         """get returns the value of ``key``, or ``default`` when it is missing."""
@@ -2508,9 +2528,19 @@ class Transaction(_StoreCodecs, MutableMapping[Any, Any]):
 
     def __delitem__(self, key: Any) -> None:
         self._check()
-        k = self._store._key(key)
-        if not self._raw_contains(k):
-            raise NotFoundError(k if self._store._kenc is None else key)
+        store = self._store
+        # bytes in, no codecs: __setitem__'s shortcut past _key's conversions
+        if type(key) is bytes and store._kenc is None and len(key) <= store.max_key:
+            k = key
+        else:
+            k = store._key(key)
+        v = self._writes.get(k)
+        if v is None:
+            present = store._raw_contains(k)
+        else:
+            present = v is not _DELETED
+        if not present:
+            raise NotFoundError(k if store._kenc is None else key)
         self._writes[k] = _DELETED
         self._sorted = None
 
