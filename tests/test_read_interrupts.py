@@ -137,3 +137,57 @@ def test_one_or_two_interrupts_anywhere_in_a_read_leave_the_operation_lock_free(
     calls: every thread goes on reading and writing."""
     failures = _read_sweep(tmp_path, READS[name], ("store.py", "views.py", "locks.py", "interrupts.py"), (0, 1, 2))
     assert not failures, failures
+
+
+def test_an_interrupt_as_the_write_lock_lets_the_turn_go_lets_lock_write_go(tmp_path, monkeypatch):
+    """A Ctrl-C at the start of the process lock's unlock (``_Turns.unlock``, from
+    ``WriteLock.release``) as a write ends while another process waits in line: LOCK_WRITE stayed
+    held by this process (the thread lock let go), and no other process could write until this
+    one wrote again."""
+    import fcntl
+    import struct
+
+    from pagestore import store as store_mod
+
+    flock = struct.Struct("hhqqi4x")
+
+    def ofd(fd: int, kind: int, start: int) -> bool:
+        try:
+            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, flock.pack(kind, os.SEEK_SET, start, 1, 0))
+            return True
+        except (BlockingIOError, PermissionError):
+            return False
+
+    armed = [False]
+    main = threading.get_ident()
+    real = store_mod._Turns.unlock
+
+    def interrupted(self):  # noqa: ANN001, ANN202
+        if armed[0] and threading.get_ident() == main:
+            armed[0] = False
+            raise KeyboardInterrupt("at unlock's start")
+        return real(self)
+
+    monkeypatch.setattr(store_mod._Turns, "unlock", interrupted)
+    path = str(tmp_path / "w.ps")
+    with pagestore.open(path) as db:
+        db[b"a"] = b"a"
+        fd = os.open(shm.shm_path(path), os.O_RDWR)
+        try:
+            # another process waits in line, as ``wait_write`` does: LOCK_WAITING, then the asks word
+            assert ofd(fd, fcntl.F_RDLCK, shm.LOCK_WAITING)
+            db._pager.sharing.index.bump(shm.ASKS_OFFSET, 1 << 30)
+            armed[0] = True
+            try:
+                db[b"b"] = b"b"
+            except KeyboardInterrupt:
+                pass
+            assert not armed[0], "the interrupt never landed"
+            assert ofd(fd, fcntl.F_UNLCK, shm.LOCK_WAITING)
+            assert ofd(fd, fcntl.F_WRLCK, shm.LOCK_WRITE), "LOCK_WRITE is still held by the interrupted writer"
+            assert ofd(fd, fcntl.F_UNLCK, shm.LOCK_WRITE)
+        finally:
+            os.close(fd)
+        assert _within(lambda: db.get(b"a"), 5.0) == ""
+        db[b"c"] = b"c"
+        db.check()
