@@ -1705,7 +1705,12 @@ class Store(MutableMapping[Any, Any]):
         try:
             return self._compact()
         finally:
-            self._wlock.release()
+            try:
+                self._wlock.release()
+            except KeyboardInterrupt:  # at its start (as in ``_exclusive``): held for good
+                if self._wlock.owned():
+                    self._wlock.release()
+                raise
 
     def _compact(self) -> int:
         with self._lock:
@@ -1801,7 +1806,12 @@ class Store(MutableMapping[Any, Any]):
         try:
             return self._checkpoint(wait)
         finally:
-            self._wlock.release()
+            try:
+                self._wlock.release()
+            except KeyboardInterrupt:  # at its start (as in ``_exclusive``): held for good
+                if self._wlock.owned():
+                    self._wlock.release()
+                raise
 
     def _checkpoint(self, wait: float) -> Dict[str, Any]:
         with self._lock:

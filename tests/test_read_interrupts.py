@@ -191,3 +191,35 @@ def test_an_interrupt_as_the_write_lock_lets_the_turn_go_lets_lock_write_go(tmp_
         assert _within(lambda: db.get(b"a"), 5.0) == ""
         db[b"c"] = b"c"
         db.check()
+
+
+@pytest.mark.parametrize("how", ["compact", "checkpoint"])
+def test_an_interrupt_at_the_write_locks_release_in_compact_or_checkpoint_lets_it_go(
+        tmp_path, monkeypatch, how):
+    """A Ctrl-C at the start of ``WriteLock.release`` (a Python function) as ``compact()`` or
+    ``checkpoint()`` let the write lock go: it stayed
+    held for good, and every later write from another thread waited for it (StoreLockedError
+    after the timeout). The release is tried again while this thread still owns the lock, as
+    ``Store._exclusive`` does (e96b169)."""
+    from pagestore import locks
+
+    armed = [False]
+    main = threading.get_ident()
+    real = locks.WriteLock.release
+
+    def interrupted(self):  # noqa: ANN001, ANN202
+        if armed[0] and threading.get_ident() == main:
+            armed[0] = False
+            raise KeyboardInterrupt("at release's start")
+        return real(self)
+
+    monkeypatch.setattr(locks.WriteLock, "release", interrupted)
+    path = str(tmp_path / "c.ps")
+    with pagestore.open(path, timeout=3.0) as db:
+        db[b"a"] = b"a"
+        armed[0] = True
+        with pytest.raises(KeyboardInterrupt):
+            getattr(db, how)()
+        assert _within(lambda: db.__setitem__(b"o", b"o"), 5.0) == ""
+        db[b"o"] = b"again"
+        db.check()
