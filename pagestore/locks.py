@@ -40,6 +40,7 @@ import time
 from typing import List, Optional, Protocol
 
 from .errors import StoreLockedError
+from .interrupts import run_through
 
 
 #: Seconds between two tries of the process lock: the first wait, and the longest (the
@@ -178,9 +179,17 @@ class WriteLock:
         """release lets the lock go, the process lock first. Callers: whoever acquired it, once."""
         self._owner = None
         self.holder = ""
+        process = self.process
         try:
-            if self.process is not None:
-                self.process.unlock()
+            if process is not None:
+                try:
+                    process.unlock()
+                except KeyboardInterrupt:
+                    # A Ctrl-C at its start (a Python function) or inside it kept LOCK_WRITE from
+                    # every other process until this one wrote again: let go again (idempotent),
+                    # then the interrupt goes on.
+                    run_through(process.unlock)
+                    raise
         finally:
             self._lock.release()
 

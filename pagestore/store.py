@@ -439,17 +439,26 @@ class Store(MutableMapping[Any, Any]):
         lock = self._lock
         if not isinstance(lock, _OpLock) or self._pid != _PID:
             return
-        if not lock.acquire(blocking=False):
-            lock.on_idle = self._pager.end_operation if self._turns is None else self._idle
-            return
+        held = -1
         try:
-            turns = self._turns
-            if turns is not None and turns.kept and not self._closed:
-                # Kept: no operation holds a mark (``begin_write`` ended it), so ending one here,
-                # even inside another operation of this thread, only unlocks snapshots' marks.
-                self._pager.end_operation()
-        finally:
-            lock.release()  # a reader beside a writer: its mark goes now, not at the next operation
+            if not lock.acquire(blocking=False):
+                lock.on_idle = self._pager.end_operation if self._turns is None else self._idle
+                return
+            held = lock._depth - 1  # no call since the acquire: what ``__enter__`` would return
+            try:
+                turns = self._turns
+                if turns is not None and turns.kept and not self._closed:
+                    # Kept: no operation holds a mark (``begin_write`` ended it), so ending one here,
+                    # even inside another operation of this thread, only unlocks snapshots' marks.
+                    self._pager.end_operation()
+            finally:
+                lock.release()  # a reader beside a writer: its mark goes now, not at the next operation
+        except KeyboardInterrupt:  # in ``acquire`` past its take, or at ``release``'s start: as a read's
+            try:
+                _settle(lock, held)
+            except KeyboardInterrupt:  # a second one, at its start
+                _settle(lock, held)
+            raise
 
     def _changed(self, pgnos: Optional[Set[int]]) -> None:
         """_changed drops what the tree cached of pages another process's writer changed (a reader
@@ -764,9 +773,13 @@ class Store(MutableMapping[Any, Any]):
             # tenth of a get): its RLock taken directly, and on_idle called as __exit__ does,
             # when this is the outermost hold. Its depth count, which only the exit of a hold
             # nested inside this one reads, is left alone: nothing below takes the lock.
+            # The acquire inside the try: an interrupt as it returns (CPython may run a signal's
+            # handler there) would leave the hold with no try to let it go. One in its wait
+            # leaves nothing held, and the handler (``settle``) lets go only of a hold this
+            # thread has beyond those its depth counts.
             rlock = lock._rlock
-            rlock.acquire()
             try:
+                rlock.acquire()
                 if self._pid != _PID or self._closed:
                     self._begin()  # raises
                 pager = self._pager
@@ -778,7 +791,7 @@ class Store(MutableMapping[Any, Any]):
                 if rid is None:
                     raise NotFoundError(k if self._kenc is None else key)
                 v = self._heap.read(rid)
-            finally:
+            except NotFoundError:
                 if lock._depth == 0 and lock.on_idle is not None:
                     try:
                         lock.on_idle()
@@ -786,34 +799,20 @@ class Store(MutableMapping[Any, Any]):
                         rlock.release()
                 else:
                     rlock.release()
-        if self._vdec is None:
-            return v
-        return self._vdec(v)
-
-    def _raw_get(self, k: bytes) -> Optional[bytes]:
-        """_raw_get returns the encoded value of the encoded key ``k``, or None (views, transactions)."""
-        with self._lock:
-            self._begin()
-            rid = self._tree.get(k)
-            return None if rid is None else self._heap.read(rid)
-
-    def _raw_contains(self, k: bytes) -> bool:
-        lock = self._lock
-        if type(lock) is not _OpLock or self._pid != _PID or self._closed:
-            with lock:
-                self._begin()
-                return self._tree.get(k) is not None
-        # __getitem__'s inline hold of the lock: a transaction's delete asks this of every key
-        rlock = lock._rlock
-        rlock.acquire()
-        try:
-            pager = self._pager
-            if pager.writing:
-                pager.epoch += 1  # begin_operation's whole work for a writer in its turn
-            else:
-                pager.begin_operation()
-            return self._tree.get(k) is not None
-        finally:
+                raise
+            except BaseException:
+                # Maybe held, maybe not (an interrupt in the acquire's wait); ``settle`` lets go
+                # of the hold if this thread has it, again through further interrupts at its start.
+                stop: Optional[BaseException] = None
+                while True:
+                    try:
+                        lock.settle()
+                        break
+                    except KeyboardInterrupt as exc:
+                        stop = exc
+                if stop is not None:
+                    raise stop
+                raise
             if lock._depth == 0 and lock.on_idle is not None:
                 try:
                     lock.on_idle()
@@ -821,6 +820,70 @@ class Store(MutableMapping[Any, Any]):
                     rlock.release()
             else:
                 rlock.release()
+        if self._vdec is None:
+            return v
+        return self._vdec(v)
+
+    def _raw_get(self, k: bytes) -> Optional[bytes]:
+        """_raw_get returns the encoded value of the encoded key ``k``, or None (views, transactions)."""
+        held = -1
+        try:
+            with self._lock as held:
+                self._begin()
+                rid = self._tree.get(k)
+                return None if rid is None else self._heap.read(rid)
+        except KeyboardInterrupt:  # the hold an interrupt at __exit__'s start left goes
+            try:
+                _settle(self._lock, held)
+            except KeyboardInterrupt:  # a second one, at its start
+                _settle(self._lock, held)
+            raise
+
+    def _raw_contains(self, k: bytes) -> bool:
+        lock = self._lock
+        if type(lock) is not _OpLock or self._pid != _PID or self._closed:
+            held = -1
+            try:
+                with lock as held:
+                    self._begin()
+                    return self._tree.get(k) is not None
+            except KeyboardInterrupt:  # the hold an interrupt at __exit__'s start left goes
+                try:
+                    _settle(lock, held)
+                except KeyboardInterrupt:  # a second one, at its start
+                    _settle(lock, held)
+                raise
+        # __getitem__'s inline hold of the lock (a transaction's delete asks this of every key),
+        # interrupt-safe as there: the acquire inside the try, and any exception lets go of the
+        # hold through ``settle``, again through further interrupts at its start.
+        rlock = lock._rlock
+        try:
+            rlock.acquire()
+            pager = self._pager
+            if pager.writing:
+                pager.epoch += 1  # begin_operation's whole work for a writer in its turn
+            else:
+                pager.begin_operation()
+            found = self._tree.get(k) is not None
+        except BaseException:
+            stop: Optional[BaseException] = None
+            while True:
+                try:
+                    lock.settle()
+                    break
+                except KeyboardInterrupt as exc:
+                    stop = exc
+            if stop is not None:
+                raise stop
+            raise
+        if lock._depth == 0 and lock.on_idle is not None:
+            try:
+                lock.on_idle()
+            finally:
+                rlock.release()
+        else:
+            rlock.release()
+        return found
 
     def get(self, key: Any, default: Any = None) -> Any:
         """get returns the value of ``key``, or ``default`` when it is missing."""
@@ -836,9 +899,17 @@ class Store(MutableMapping[Any, Any]):
             k = self._key(key)
         except (TypeError, ValueError):
             return False
-        with self._lock:
-            self._begin()
-            return self._tree.get(k) is not None
+        held = -1
+        try:
+            with self._lock as held:
+                self._begin()
+                return self._tree.get(k) is not None
+        except KeyboardInterrupt:  # the hold an interrupt at __exit__'s start left goes
+            try:
+                _settle(self._lock, held)
+            except KeyboardInterrupt:  # a second one, at its start
+                _settle(self._lock, held)
+            raise
 
     def __or__(self, other: Any) -> Dict[Any, Any]:
         """``db | mapping``: a new dict of the store's items, then ``mapping``'s (dict's ``|``,
@@ -1173,9 +1244,17 @@ class Store(MutableMapping[Any, Any]):
         self._exclusive("update()", run, sync, join=False)
 
     def __len__(self) -> int:
-        with self._lock:
-            self._begin()
-            return self._pager.meta.record_count
+        held = -1
+        try:
+            with self._lock as held:
+                self._begin()
+                return self._pager.meta.record_count
+        except KeyboardInterrupt:  # the hold an interrupt at __exit__'s start left goes
+            try:
+                _settle(self._lock, held)
+            except KeyboardInterrupt:  # a second one, at its start
+                _settle(self._lock, held)
+            raise
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.keys())
@@ -1319,47 +1398,55 @@ class Store(MutableMapping[Any, Any]):
         order = sorted(range(len(ks)), key=ks.__getitem__)
         out: List[Any] = [default] * len(ks)
         found: List[int] = []  # positions of out that hold a value
-        with self._lock:
-            pager = self._begin()
-            rids = self._tree.get_sorted([ks[i] for i in order])
-            if pager.map is not None:
-                # the values in the map in one C call per run, in key order; the rest through the
-                # pager. Every key found (the common case, checked at C speed): no list of the
-                # found ones, and the rids split into pages and slots by C-speed maps.
-                if None in rids:
-                    have = [t for t, rid in enumerate(rids) if rid is not None]
-                    where = [order[t] for t in have]
-                    rids = [rids[t] for t in have]
+        held = -1
+        try:
+            with self._lock as held:
+                pager = self._begin()
+                rids = self._tree.get_sorted([ks[i] for i in order])
+                if pager.map is not None:
+                    # the values in the map in one C call per run, in key order; the rest through the
+                    # pager. Every key found (the common case, checked at C speed): no list of the
+                    # found ones, and the rids split into pages and slots by C-speed maps.
+                    if None in rids:
+                        have = [t for t, rid in enumerate(rids) if rid is not None]
+                        where = [order[t] for t in have]
+                        rids = [rids[t] for t in have]
+                    else:
+                        where = order
+                    pgnos = list(map(_first_of, rids))  # type: ignore[arg-type]
+                    slots = list(map(_second_of, rids))  # type: ignore[arg-type]
+                    read_run = self._heap.read_run
+                    # Pages read through the pager stay pinned until the operation ends, so reads
+                    # go in runs; with no page overlaid (every page's newest image in the map),
+                    # none is read through the pager (but a damaged one): one run, one C call.
+                    run = _GET_MANY_RUN if pager.overlaid else len(where)
+                    for at in range(0, len(where), run or 1):
+                        pager.begin_operation()  # unpin the previous run's pages
+                        end = at + run
+                        for i, v in zip(where[at:end], read_run(pgnos[at:end], slots[at:end])):
+                            out[i] = v
+                    if self._vdec is not None:
+                        found = where
                 else:
-                    where = order
-                pgnos = list(map(_first_of, rids))  # type: ignore[arg-type]
-                slots = list(map(_second_of, rids))  # type: ignore[arg-type]
-                read_run = self._heap.read_run
-                # Pages read through the pager stay pinned until the operation ends, so reads
-                # go in runs; with no page overlaid (every page's newest image in the map),
-                # none is read through the pager (but a damaged one): one run, one C call.
-                run = _GET_MANY_RUN if pager.overlaid else len(where)
-                for at in range(0, len(where), run or 1):
-                    pager.begin_operation()  # unpin the previous run's pages
-                    end = at + run
-                    for i, v in zip(where[at:end], read_run(pgnos[at:end], slots[at:end])):
-                        out[i] = v
-                if self._vdec is not None:
-                    found = where
-            else:
-                have = [t for t, rid in enumerate(rids) if rid is not None]
-                # Records in page order: one int per record sorts much faster than (rid, index) tuples.
-                shift = len(rids).bit_length()
-                by_page = sorted([(((rids[t][0] << 16) | rids[t][1]) << shift) | t for t in have])  # type: ignore[index]
-                mask = (1 << shift) - 1
-                read_many = self._heap.read_many
-                for at in range(0, len(by_page), _GET_MANY_RUN):
-                    part = [x & mask for x in by_page[at : at + _GET_MANY_RUN]]
-                    pager.begin_operation()  # unpin the previous run's pages
-                    for t, v in zip(part, read_many([rids[t] for t in part])):  # type: ignore[misc]
-                        out[order[t]] = v
-                if self._vdec is not None:
-                    found = [order[t] for t in have]
+                    have = [t for t, rid in enumerate(rids) if rid is not None]
+                    # Records in page order: one int per record sorts much faster than (rid, index) tuples.
+                    shift = len(rids).bit_length()
+                    by_page = sorted([(((rids[t][0] << 16) | rids[t][1]) << shift) | t for t in have])  # type: ignore[index]
+                    mask = (1 << shift) - 1
+                    read_many = self._heap.read_many
+                    for at in range(0, len(by_page), _GET_MANY_RUN):
+                        part = [x & mask for x in by_page[at : at + _GET_MANY_RUN]]
+                        pager.begin_operation()  # unpin the previous run's pages
+                        for t, v in zip(part, read_many([rids[t] for t in part])):  # type: ignore[misc]
+                            out[order[t]] = v
+                    if self._vdec is not None:
+                        found = [order[t] for t in have]
+        except KeyboardInterrupt:  # the hold an interrupt at __exit__'s start left goes
+            try:
+                _settle(self._lock, held)
+            except KeyboardInterrupt:  # a second one, at its start
+                _settle(self._lock, held)
+            raise
         dec = self._vdec
         if dec is not None:
             for i in found:
@@ -1435,17 +1522,25 @@ class Store(MutableMapping[Any, Any]):
         Raises:
             StoreClosedError: the store is closed.
         """
-        with self._lock:
-            pager = self._begin()
-            mark = pager.read_mark()
+        held = -1
+        try:
+            with self._lock as held:
+                pager = self._begin()
+                mark = pager.read_mark()
+                try:
+                    view = self._view
+                    if view is None or not view.pager.serves(mark):
+                        view = self._view = _ReadView(pager, mark, max(_VIEW_NODE_CACHE, self._tree_node_cache() // 8))
+                except BaseException:
+                    pager.release(mark)
+                    raise
+                return Snapshot(self, mark, view)
+        except KeyboardInterrupt:  # the hold an interrupt at __exit__'s start left goes
             try:
-                view = self._view
-                if view is None or not view.pager.serves(mark):
-                    view = self._view = _ReadView(pager, mark, max(_VIEW_NODE_CACHE, self._tree_node_cache() // 8))
-            except BaseException:
-                pager.release(mark)
-                raise
-            return Snapshot(self, mark, view)
+                _settle(self._lock, held)
+            except KeyboardInterrupt:  # a second one, at its start
+                _settle(self._lock, held)
+            raise
 
     def backup(self, path: StorePath, *, overwrite: bool = False) -> int:
         """backup writes a consistent copy of the store, as of one snapshot, to the file ``path``.
@@ -1660,7 +1755,12 @@ class Store(MutableMapping[Any, Any]):
         try:
             return self._compact()
         finally:
-            self._wlock.release()
+            try:
+                self._wlock.release()
+            except KeyboardInterrupt:  # at its start (as in ``_exclusive``): held for good
+                if self._wlock.owned():
+                    self._wlock.release()
+                raise
 
     def _compact(self) -> int:
         with self._lock:
@@ -1756,7 +1856,12 @@ class Store(MutableMapping[Any, Any]):
         try:
             return self._checkpoint(wait)
         finally:
-            self._wlock.release()
+            try:
+                self._wlock.release()
+            except KeyboardInterrupt:  # at its start (as in ``_exclusive``): held for good
+                if self._wlock.owned():
+                    self._wlock.release()
+                raise
 
     def _checkpoint(self, wait: float) -> Dict[str, Any]:
         with self._lock:
@@ -2052,6 +2157,34 @@ def _watch(ref: "weakref.ref[_Turns]") -> None:
             return  # the index closed under it (the store is closing)
 
 
+def _holds(rlock: Any) -> int:
+    """_holds: how many times the calling thread holds ``rlock`` (a ``threading.RLock``; 0 if another
+    thread holds it or none does)."""
+    count = getattr(rlock, "_recursion_count", None)
+    if count is not None:  # Python 3.11 and later
+        return int(count())
+    if not rlock._is_owned():
+        return 0
+    n, owner = rlock._release_save()  # an older Python: let go of all and take them back at once
+    rlock._acquire_restore((n, owner))
+    return int(n)
+
+
+def _settle(lock: Any, held: Any) -> None:
+    """_settle: for a read's handler of a KeyboardInterrupt out of ``with lock as held`` (``held``
+    set to -1 before it): the hold the interrupt left goes (``_OpLock.settle``). The handler calls
+    it again if a second interrupt lands at its start. Nothing for the
+    plain RLock of a single writer, whose ``__enter__`` and ``__exit__`` are C (no interrupt lands
+    between the acquire and the block, or at the release's start)."""
+    if type(lock) is _OpLock:
+        while True:  # through further interrupts at its start (the caller raises the first)
+            try:
+                lock.settle(held)
+                return
+            except KeyboardInterrupt:
+                pass
+
+
 class _OpLock:
     """_OpLock is the store's re-entrant lock for a reader beside a writer: when its outermost
     holder lets go, ``on_idle`` (the pager's ``end_operation``) ends the operation's read mark,
@@ -2097,11 +2230,41 @@ class _OpLock:
             while rlock._is_owned():  # type: ignore[attr-defined]
                 rlock.release()
 
-    def __enter__(self) -> bool:
-        # ``acquire`` and ``release`` inlined: every read of a writer taking turns passes here
+    def settle(self, held: int = -1) -> None:
+        """settle lets go of the hold of the operation lock that a KeyboardInterrupt (or, inline,
+        an error) left to a read: ``held`` is what ``__enter__`` returned to the read's ``with``,
+        the holds this thread had before it; -1 (``__enter__`` did not return, or the hold
+        ``Store.__getitem__`` takes inline): the holds its depth does not count. An interrupt at
+        the start of ``__exit__`` (a Python function: the signal's handler may run before its
+        first line), or a second one there after one in the read, leaves the read's hold and its
+        depth; one in ``__enter__`` just past the acquire, the hold without its depth. Either kept
+        every other thread's next operation waiting for good. The operation ends first
+        (``on_idle``) when the thread holds no other. Idempotent: a second interrupt cutting it
+        short, the caller runs it again. Callers: ``_settle``, ``Store.__getitem__``."""
+        rlock = self._rlock
+        if not rlock._is_owned():  # type: ignore[attr-defined]
+            return  # an interrupt in the acquire's wait: nothing taken
+        if 0 <= held < self._depth:
+            self._depth = held
+        # what the thread held before the read: every hold a user's code may run under (a
+        # write's iterator) is counted in the depth; the inline hold of ``__getitem__`` is not
+        target = self._depth if held < 0 else held
+        if _holds(rlock) <= target:
+            return
+        if target == 0 and self.on_idle is not None:
+            try:
+                self.on_idle()
+            except Exception:  # noqa: BLE001 - the read failed already; the lock must go
+                pass
+        while _holds(rlock) > target:
+            rlock.release()
+
+    def __enter__(self) -> int:
+        # ``acquire`` and ``release`` inlined: every read of a writer taking turns passes here.
+        # Returns the holds this thread had before this one (for ``settle``).
         self._rlock.acquire()
         self._depth += 1
-        return True
+        return self._depth - 1
 
     def __exit__(self, *exc: object) -> None:
         self._depth -= 1
@@ -2216,10 +2379,18 @@ class Snapshot(_StoreCodecs, Mapping[Any, Any]):
         return self._store._key(key)
 
     def _raw_get(self, k: bytes) -> Optional[bytes]:
-        with self._store._lock:
-            view = self._enter()
-            rid = view.tree.get(k)
-            return None if rid is None else view.heap.read(rid)
+        held = -1
+        try:
+            with self._store._lock as held:
+                view = self._enter()
+                rid = view.tree.get(k)
+                return None if rid is None else view.heap.read(rid)
+        except KeyboardInterrupt:  # the hold an interrupt at __exit__'s start left goes
+            try:
+                _settle(self._store._lock, held)
+            except KeyboardInterrupt:  # a second one, at its start
+                _settle(self._store._lock, held)
+            raise
 
     def _view_scan(self, lo: Optional[bytes], hi: Optional[bytes], reverse: bool, values: bool,
                    limit: Optional[int] = None) -> Iterator[Tuple[bytes, Optional[bytes]]]:
@@ -2243,12 +2414,28 @@ class Snapshot(_StoreCodecs, Mapping[Any, Any]):
             k = self._store._key(key)
         except (TypeError, ValueError):
             return False  # a key the store could not hold, as a dict answers
-        with self._store._lock:
-            return self._enter().tree.get(k) is not None
+        held = -1
+        try:
+            with self._store._lock as held:
+                return self._enter().tree.get(k) is not None
+        except KeyboardInterrupt:  # the hold an interrupt at __exit__'s start left goes
+            try:
+                _settle(self._store._lock, held)
+            except KeyboardInterrupt:  # a second one, at its start
+                _settle(self._store._lock, held)
+            raise
 
     def __len__(self) -> int:
-        with self._store._lock:
-            self._enter()
+        held = -1
+        try:
+            with self._store._lock as held:
+                self._enter()
+        except KeyboardInterrupt:  # the hold an interrupt at __exit__'s start left goes
+            try:
+                _settle(self._store._lock, held)
+            except KeyboardInterrupt:  # a second one, at its start
+                _settle(self._store._lock, held)
+            raise
         return self._mark.meta.record_count
 
     def __iter__(self) -> Iterator[Any]:
@@ -2314,13 +2501,21 @@ def _count_range(store: Store, snap: Optional[Snapshot], lo: Optional[bytes], hi
     out), through the tree a scan of that state would read (as ``_scan_few`` chooses it)."""
     own: Optional[Snapshot] = None
     try:
-        with store._lock:
-            if snap is None:
-                pager = store._begin()
-                if pager.reads_committed() and not store._tree.changed:
-                    return store._tree.count_range(lo, hi)
-                snap = own = store.snapshot()
-            return store._reader(snap)[0].count_range(lo, hi)
+        held = -1
+        try:
+            with store._lock as held:
+                if snap is None:
+                    pager = store._begin()
+                    if pager.reads_committed() and not store._tree.changed:
+                        return store._tree.count_range(lo, hi)
+                    snap = own = store.snapshot()
+                return store._reader(snap)[0].count_range(lo, hi)
+        except KeyboardInterrupt:  # the hold an interrupt at __exit__'s start left goes
+            try:
+                _settle(store._lock, held)
+            except KeyboardInterrupt:  # a second one, at its start
+                _settle(store._lock, held)
+            raise
     finally:
         if own is not None:
             own.close()
@@ -2345,27 +2540,35 @@ def _scan_few(store: Store, snap: Optional[Snapshot], lo: Optional[bytes], hi: O
     lock = store._lock
     own: Optional[Snapshot] = None
     try:
-        with lock:
-            if snap is None:
-                pager = store._begin()
-                if pager.reads_committed() and not store._tree.changed:
-                    tree, heap = store._tree, store._heap
+        held = -1
+        try:
+            with lock as held:
+                if snap is None:
+                    pager = store._begin()
+                    if pager.reads_committed() and not store._tree.changed:
+                        tree, heap = store._tree, store._heap
+                    else:
+                        snap = own = store.snapshot()
+                        tree, heap = store._reader(snap)
                 else:
-                    snap = own = store.snapshot()
                     tree, heap = store._reader(snap)
-            else:
-                tree, heap = store._reader(snap)
-            path: List[Any] = []  # kept from leaf to leaf: nothing writes while the lock is held
-            keys, pgnos, slots = tree.range_leaf(lo, hi, reverse, None, path, limit)
-            while keys and len(keys) < limit:
-                more = tree.range_leaf(lo, hi, reverse, keys[-1], path, limit - len(keys))
-                if not more[0]:
-                    break
-                keys += more[0]
-                pgnos += more[1]
-                slots += more[2]
-            if keys and values:
-                vals = heap.read_run(pgnos, slots)
+                path: List[Any] = []  # kept from leaf to leaf: nothing writes while the lock is held
+                keys, pgnos, slots = tree.range_leaf(lo, hi, reverse, None, path, limit)
+                while keys and len(keys) < limit:
+                    more = tree.range_leaf(lo, hi, reverse, keys[-1], path, limit - len(keys))
+                    if not more[0]:
+                        break
+                    keys += more[0]
+                    pgnos += more[1]
+                    slots += more[2]
+                if keys and values:
+                    vals = heap.read_run(pgnos, slots)
+        except KeyboardInterrupt:  # the hold an interrupt at __exit__'s start left goes
+            try:
+                _settle(lock, held)
+            except KeyboardInterrupt:  # a second one, at its start
+                _settle(lock, held)
+            raise
     finally:
         if own is not None:
             own.close()
@@ -2408,17 +2611,25 @@ def _scan_runs(store: Store, snap: Optional[Snapshot], lo: Optional[bytes], hi: 
         resume: Optional[bytes] = None
         rest = -1 if limit is None else limit  # entries the limit leaves (-1: no limit)
         while rest:
-            with lock:
-                tree, heap = store._reader(snap)
-                if tree is store._tree:
-                    path = []
-                    keys, pgnos, slots = tree.range_leaf(lo, hi, reverse, resume, [], rest)
-                else:
-                    keys, pgnos, slots = tree.range_leaf(lo, hi, reverse, resume, path, rest)
-                n = len(keys)
-                if n and values:  # the leaf's first run of values under the same hold
-                    i = min(left, n)
-                    vals = heap.read_run(pgnos[:i], slots[:i])
+            held = -1
+            try:
+                with lock as held:
+                    tree, heap = store._reader(snap)
+                    if tree is store._tree:
+                        path = []
+                        keys, pgnos, slots = tree.range_leaf(lo, hi, reverse, resume, [], rest)
+                    else:
+                        keys, pgnos, slots = tree.range_leaf(lo, hi, reverse, resume, path, rest)
+                    n = len(keys)
+                    if n and values:  # the leaf's first run of values under the same hold
+                        i = min(left, n)
+                        vals = heap.read_run(pgnos[:i], slots[:i])
+            except KeyboardInterrupt:  # the hold an interrupt at __exit__'s start left goes
+                try:
+                    _settle(lock, held)
+                except KeyboardInterrupt:  # a second one, at its start
+                    _settle(lock, held)
+                raise
             if not keys:
                 return
             resume = keys[-1]
@@ -2433,8 +2644,16 @@ def _scan_runs(store: Store, snap: Optional[Snapshot], lo: Optional[bytes], hi: 
                 run = left = min(_RUN_GROWTH * run, _MAX_RUN)
             while i < n:
                 j = min(i + left, n)
-                with lock:
-                    vals = store._reader(snap)[1].read_run(pgnos[i:j], slots[i:j])
+                held = -1
+                try:
+                    with lock as held:
+                        vals = store._reader(snap)[1].read_run(pgnos[i:j], slots[i:j])
+                except KeyboardInterrupt:  # the hold an interrupt at __exit__'s start left goes
+                    try:
+                        _settle(lock, held)
+                    except KeyboardInterrupt:  # a second one, at its start
+                        _settle(lock, held)
+                    raise
                 yield zip(keys[i:j], vals)
                 left -= j - i
                 i = j

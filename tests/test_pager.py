@@ -606,3 +606,52 @@ def test_a_durable_commit_never_writes_a_new_page_it_spilled_to_the_log_into_the
     with pagestore.open(path) as db:
         db.check()
         assert dict(db.items()) == model
+
+
+def test_a_write_back_never_writes_a_new_page_it_spilled_to_the_log_into_the_data_file(tmp_path, monkeypatch):
+    """``_write_back`` (a bulk build's new pages, written straight into the data file while it runs)
+    and ``_evict``'s run of new pages must skip a page this transaction spilled to the log, as the
+    commit does (9250922): its stale spilled frame is part of the commit and stands for the page.
+    Unreachable through the store today (a new page is spilled to the log only when the store is
+    not durable by default, and ``allocate_run`` refuses a bulk build then); the pager is made to
+    meet both here by turning ``sync_default`` on mid-transaction, white-box. On the old code
+    check() failed: "cached page differs from its newest image in the log"."""
+    from pagestore import pagecache
+
+    monkeypatch.setattr(pagecache, "WRITEBACK_LAG", 4)
+    monkeypatch.setattr(pagecache, "WRITEBACK_BYTES", 8 * PS)
+    path = str(tmp_path / "p.ps")
+    pager = Pager(path, page_size=PS, cache_size=PS * 32, sync=False)
+    new_page(pager, b"committed")
+    pager.commit()
+    pager.begin_operation()
+    pages = []
+    for i in range(100):  # 100 new pages, a 32-page cache: the older ones are spilled
+        pager.begin_operation()
+        pages.append(new_page(pager, b"v0-%d" % i))
+    assert pages[0] in pager.wal.txn_index  # spilled to the log
+    pager.begin_operation()
+    pager.sync_default = True  # white-box: a bulk build now may run in the same transaction
+    for i, pgno in enumerate(pages[:60]):
+        pager.begin_operation()  # the older ones evicted again, dirty: ``_evict``, ``_spill``
+        pager.write(pgno).update(0, b"v1-%d" % i)  # dirty again, its spilled frame stale
+    pager.begin_operation()
+    first = pager.allocate_run(20)
+    assert first
+    image = bytearray()
+    for pgno in range(first, first + 20):
+        buf = bytearray(PS)
+        page = SlottedPage(buf, validate=False)
+        page.init(pgno, fmt.PAGE_HEAP)
+        page.insert(b"run")
+        image += buf
+    pager.write_run(first, image)  # past WRITEBACK_BYTES: writes the older new pages back
+    pager.commit()
+    pager.check()
+    assert [marker(pager, p) for p in pages[:60]] == [b"v1-%d" % i for i in range(60)]
+    pager.close()
+    again = Pager(path)
+    again.check()
+    assert [marker(again, p) for p in pages] == [b"v1-%d" % i for i in range(60)] + [b"v0-%d" % i for i in range(60, 100)]
+    assert marker(again, first) == b"run"
+    again.close()
