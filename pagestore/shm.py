@@ -410,7 +410,9 @@ class SharedIndex:
         size = os.fstat(self.fd).st_size
         if self.map is not None and len(self.map) == size:
             return
-        old, self.map = self.map, mmap.mmap(self.fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        # Through a description of its own: the map's duplicate descriptor, inherited by a forked
+        # child, must not keep this one's locks (the turn, a sync slot) alive after it dies.
+        old, self.map = self.map, fileio.map_apart(self.fd, size, write=True)
         self._capacity = (size - ARRAY_OFFSET) // ENTRY_SIZE
         self._addresses = {}
         if old is not None:

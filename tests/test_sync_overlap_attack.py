@@ -1,0 +1,177 @@
+"""Attacks on the overlapping syncs of several processes (issue 26; shm.py and docs/format.md,
+"Unsynced"): interleavings of a sync against another process's checkpoint, log restart, death
+or fork, forced deterministically with the fault double (tests/faultfs.py) or child processes.
+
+The rule each test holds the store to: an acknowledged commit survives any crash or power cut;
+no transaction is ever half visible after one; and no process waits forever on another's sync.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from pagestore import shm
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+pytestmark = pytest.mark.skipif(not shm.SUPPORTED, reason="writers in several processes need open-file-description locks")
+
+
+def _writers(tmp_path, keys: int = 300):
+    """Two writers (two opens on one fault-double disk, each its own shared-index descriptor, so
+    their locks are two processes' as far as the kernel is concerned) over a store whose ``keys``
+    records span several leaves, all of them in the data file (the log restarted empty)."""
+    from faultfs import Disk
+    from pagestore.store import Store
+
+    disk = Disk(str(tmp_path), seed=7)
+    path = str(tmp_path / "f.ps")
+    a = Store(path, _opener=disk.opener, sync=True)
+    with a.transaction() as t:
+        for i in range(keys):
+            t[b"k%04d" % i] = b"0" * 60
+    assert a.checkpoint()["restarted"]
+    b = Store(path, _opener=disk.opener, sync=True, timeout=5)
+    return disk, path, a, b
+
+
+def test_a_checkpoint_never_copies_frames_another_process_has_not_synced(tmp_path):
+    """B commits with sync=False (or its group commit's sync has not run yet, or B dies before it
+    runs: the same bytes, dirty in the page cache only) a transaction that changes a leaf A's
+    last durable commit also changed (its newest image in the log) and a leaf only the data file
+    holds. A, with nothing of its own to sync, checkpoints while a snapshot keeps the log from
+    restarting: if it copies B's frames into the data file and syncs that file without syncing
+    the log first, a power cut leaves B's change to the second leaf in the data file and its
+    change to the first nowhere: half of B's transaction. (SQLite's checkpoint syncs the log
+    before it copies; so must this one, for the frames any process wrote.)"""
+    from pagestore.store import Store
+
+    disk, path, a, b = _writers(tmp_path)
+    a[b"k0000"] = b"A" * 60  # acknowledged; its leaf's newest image is now in the log
+    with b.transaction(sync=False) as t:
+        t[b"k0000"] = b"B" * 60
+        t[b"k0299"] = b"B" * 60  # another leaf, whose only image is the data file's
+    snap = a.snapshot()  # A catches up to B's commit; its read holds the log (no restart)
+    try:
+        info = a.checkpoint()
+        assert not info["restarted"]
+    finally:
+        snap.close()
+    disk.crash("drop")  # a power cut: whatever was never synced is gone
+    with Store(path, _opener=disk.opener) as c:
+        got = (c[b"k0000"], c[b"k0299"])
+        c.check()
+    assert got in ((b"A" * 60, b"0" * 60), (b"B" * 60, b"B" * 60)), f"half of B's transaction survived: {got}"
+
+
+_FORKING_HANG = r"""
+import os, sys, time
+sys.path.insert(0, sys.argv[2])
+import pagestore
+from pagestore import fileio
+
+db = pagestore.open(sys.argv[1], timeout=10)
+db[b"base"] = b"1"
+kid = os.fork()  # a worker forked after the open (a pre-forking server): it never touches the store
+if kid == 0:
+    time.sleep(float(sys.argv[3]))
+    os._exit(0)
+print("KID", kid, flush=True)
+real = fileio.File.sync
+
+def sync(self):
+    if self.path.endswith("-wal"):
+        print("IN_SYNC", flush=True)
+        time.sleep(3600)
+    real(self)
+
+fileio.File.sync = sync
+db[b"hung"] = b"1"
+print("NEVER", flush=True)
+"""
+
+
+def _line(p, word: str, timeout: float) -> str:
+    """_line: the next line child ``p`` prints that starts with ``word``, or "" once ``timeout``
+    seconds pass (its stdout read unbuffered, so that select never waits on a line a buffer holds)."""
+    import select
+    import time
+
+    deadline = time.monotonic() + timeout
+    fd = p.stdout.fileno()
+    buf = getattr(p, "_attack_buf", b"")
+    try:
+        while True:
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                if line.startswith(word.encode()):
+                    return line.decode().strip()
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return ""
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                return ""
+            buf += chunk
+    finally:
+        p._attack_buf = buf
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+def test_a_process_killed_in_its_sync_frees_its_slot_though_it_forked_a_child(tmp_path):
+    """Process X opened the store, then forked a worker (which never touches the store: fileio closes
+    the child's copies of the store's descriptors), and is killed (SIGKILL) inside its sync of
+    the log, holding a sync slot (and maybe the write lock). Its locks must die with it, as
+    they do for a process that never forked: writer B's put, which waits for X's sync to end,
+    goes on within seconds, while the worker still lives. (An fcntl open-file-description lock
+    dies with the last descriptor of its open file; Python's mmap keeps a dup of the descriptor
+    it maps, and a forked child inherits that dup: a map of the lock's own descriptor keeps the
+    dead process's locks held as long as any child it forked lives.)"""
+    import signal
+    import subprocess
+
+    import pagestore
+
+    root = os.path.dirname(HERE)
+    path = str(tmp_path / "fork.ps")
+    with pagestore.open(path) as db:
+        db[b"seed"] = b"0"
+    x = subprocess.Popen([sys.executable, "-c", _FORKING_HANG, path, root, "60"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    kid = 0
+    b = None
+    try:
+        got = _line(x, "KID", 60)
+        assert got, x.stderr.read().decode() if x.poll() is not None else "no KID"
+        kid = int(got.split()[1])
+        assert _line(x, "IN_SYNC", 60)
+        b = subprocess.Popen([sys.executable, os.path.join(HERE, "multiproc_child.py"), "put", path, "after"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert _line(b, "START", 60)
+        x.send_signal(signal.SIGKILL)
+        x.wait(30)
+        done = _line(b, "PUT", 20)
+        if not done:
+            try:
+                b.wait(2)
+            except subprocess.TimeoutExpired:
+                pass
+        err = "" if done else (b.stderr.read().decode() if b.poll() is not None else "B still waiting")
+        assert done, f"B's put did not finish within 20 s of X's death while X's forked worker lives: {err[-800:]}"
+        assert b.wait(30) == 0
+    finally:
+        for p in (x, b):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait(30)
+        if kid:
+            try:
+                os.kill(kid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    with pagestore.open(path) as db:
+        assert db[b"after"] == b"2" and db[b"base"] == b"1"
+        db.check()
