@@ -528,7 +528,12 @@ class SharedIndex:
         mm = self.map
         assert mm is not None
         # The salt first (and the zero after it: one little-endian 8-byte word), then the word
-        # that makes it count (one aligned 8-byte store).
+        # that makes it count (one aligned 8-byte store). Over another log's word, its offset
+        # goes to 0 first: a kill between the stores never leaves this salt with that offset
+        # (which would claim this log durable below it).
+        (word,) = _U64.unpack_from(mm, UNSYNCED_OFFSET)
+        if word > 1 and _U32.unpack_from(mm, UNSYNCED_OFFSET + 8)[0] != salt:
+            _U64.pack_into(mm, UNSYNCED_OFFSET, 1)
         _U64.pack_into(mm, UNSYNCED_OFFSET + 8, salt)
         _U64.pack_into(mm, UNSYNCED_OFFSET, offset + 1)
 

@@ -175,3 +175,55 @@ def test_a_process_killed_in_its_sync_frees_its_slot_though_it_forked_a_child(tm
     with pagestore.open(path) as db:
         assert db[b"after"] == b"2" and db[b"base"] == b"1"
         db.check()
+
+
+class _Killed(BaseException):
+    """_Killed: the process dies here (SIGKILL between two stores into the shared map)."""
+
+
+class _DieAfter:
+    """_DieAfter stands for shm's ``_U64`` and lets ``stores`` of its 8-byte stores into the map
+    happen, then the process dies (``_Killed``): what another process then reads is what a kill
+    -9 between two stores leaves."""
+
+    def __init__(self, real, stores: int) -> None:
+        self.real, self.left = real, stores
+
+    def pack_into(self, buf, offset: int, value: int) -> None:
+        if self.left == 0:
+            raise _Killed()
+        self.left -= 1
+        self.real.pack_into(buf, offset, value)
+
+    def __getattr__(self, name: str):
+        return getattr(self.real, name)
+
+
+@pytest.mark.parametrize("how", ["reset_unsynced", "mark_unsynced"])
+def test_a_kill_between_the_stores_of_the_unsynced_word_never_claims_more_durable(tmp_path, monkeypatch, how):
+    """The unsynced word says (salt, from): bytes of that log from ``from`` on may be unwritten;
+    a word of another log's salt says the whole of this one may be (a failed fsync of the old
+    log's frames drops every dirty page of the file, the new log's too). A process killed
+    between the word's stores (the salt, then the offset) must leave a word that claims no
+    more durable than before or after: never the new salt with the old log's offset, which
+    would let a sync of the new log skip writing again what a failure may have dropped below
+    that offset (docs/format.md: 'a half-done step ... claims less, never more')."""
+    from pagestore.shm import SharedIndex
+
+    index = SharedIndex(str(tmp_path / "x.ps-shm"), 4096, 1)
+    try:
+        old_salt, new_salt = 0x1111, 0x2222
+        index.reset_unsynced(old_salt, 50_000)  # a failure in the old log, from 50,000
+        monkeypatch.setattr(shm, "_U64", _DieAfter(shm._U64, 1))
+        with pytest.raises(_Killed):
+            if how == "reset_unsynced":
+                index.reset_unsynced(new_salt, 100)  # a sync of the new log wrote it again below 100
+            else:
+                index.mark_unsynced(new_salt, 0)  # a sync of the new log failed: all of it unknown
+        monkeypatch.undo()
+        salt, offset = index.unsynced()
+        limit = 100 if how == "reset_unsynced" else 0
+        assert salt != new_salt or offset <= limit, (
+            f"a kill between two stores left the word claiming the new log durable below {offset}")
+    finally:
+        index.close()
