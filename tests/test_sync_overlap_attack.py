@@ -227,3 +227,88 @@ def test_a_kill_between_the_stores_of_the_unsynced_word_never_claims_more_durabl
             f"a kill between two stores left the word claiming the new log durable below {offset}")
     finally:
         index.close()
+
+
+def test_every_slot_held_a_sync_waits_its_turn_and_each_outcome_then_a_dead_one_makes_it_write_again(tmp_path, monkeypatch):
+    """Eight syncs of other processes hold every sync slot (each its own open of the shared index,
+    so its own lock owner): a ninth, a durable put, claims slot pid % 8 and waits for it; once it
+    has its own fsync it waits for the seven still busy. Six end well; one holder dies in its
+    sync (its lock goes, its record stays): the put counts it as a failed sync, writes the log
+    again from the dead one's offset, syncs once more, and only then acknowledges. Nothing hangs
+    once the holders are gone, and the words are settled after."""
+    import threading
+    import time
+
+    import pagestore
+    from pagestore.shm import LOCK_SLOT, SLOTS, SharedIndex
+
+    from pagestore.wal import WAL
+
+    rewrites = []
+    real_rewrite = WAL._rewrite
+
+    def rewrite(self, start: int, end: int) -> None:
+        rewrites.append(start)
+        real_rewrite(self, start, end)
+
+    monkeypatch.setattr(WAL, "_rewrite", rewrite)
+    path = str(tmp_path / "slots.ps")
+    db = pagestore.open(path)
+    try:
+        db[b"base"] = b"0"
+        index = db._pager.sharing.index
+        wal = db._pager.wal
+        others = [SharedIndex(index.path, index.page_size, index.file_id) for _ in range(SLOTS)]
+        try:
+            for i, o in enumerate(others):
+                assert o.try_lock(LOCK_SLOT + i, exclusive=True)
+                o.lock_sync()
+                o.set_slot(i, wal.salt, 32)  # a sync in flight: from the log's first frame
+                o.unlock_sync()
+            failures = index.word(shm.FAILURES_OFFSET)
+            out = {}
+
+            def put() -> None:
+                try:
+                    db[b"k"] = b"1"
+                    out["k"] = "acked"
+                except BaseException as exc:  # noqa: BLE001 - the outcome is the test's
+                    out["k"] = exc
+
+            t = threading.Thread(target=put)
+            t.start()
+            time.sleep(0.5)
+            assert t.is_alive(), f"the put did not wait for a slot: {out}"
+            mine = os.getpid() % SLOTS
+            dead = (mine + 3) % SLOTS
+
+            def end(i: int) -> None:
+                o = others[i]
+                o.lock_sync()
+                o.clear_slot(i)
+                o.unlock_sync()
+                o.release_slot(i)
+
+            end(mine)  # its sync ends well: the put claims the slot, syncs, then waits for the rest
+            time.sleep(0.5)
+            assert t.is_alive(), f"the put acknowledged while seven syncs beside it ran: {out}"
+            for i in range(SLOTS):
+                if i not in (mine, dead):
+                    end(i)
+            time.sleep(0.3)
+            assert t.is_alive(), f"the put acknowledged while a sync beside it ran: {out}"
+            others[dead].close()  # died in its sync: the lock goes with it, the record stays
+            t.join(30)
+            assert not t.is_alive(), "the put hangs after every slot's holder is gone"
+            assert out["k"] == "acked", out["k"]
+            assert rewrites and min(rewrites) <= 32, f"acknowledged without writing the log again: {rewrites}"
+            assert index.word(shm.FAILURES_OFFSET) == failures + 1, "the dead sync was not counted as failed"
+            assert index.settled(), (index.unsynced(), index.busy_slots())
+        finally:
+            for o in others:
+                o.close()
+    finally:
+        db.close()
+    with pagestore.open(path) as c:
+        assert c[b"k"] == b"1" and c[b"base"] == b"0"
+        c.check()
