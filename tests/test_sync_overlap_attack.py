@@ -312,3 +312,90 @@ def test_every_slot_held_a_sync_waits_its_turn_and_each_outcome_then_a_dead_one_
     with pagestore.open(path) as c:
         assert c[b"k"] == b"1" and c[b"base"] == b"0"
         c.check()
+
+
+def test_a_log_restart_beside_a_failing_sync_of_the_old_log_writes_its_header_again(tmp_path, monkeypatch):
+    """A checkpoints and restarts the log (a new header at 0, synced in a round of its own) while
+    B's sync of the old log runs beside it (B writes its frames again after a failure it was
+    counted, then its fdatasync). B's fails as Linux's does, after A wrote the new header: every
+    dirty page of the file is marked clean, unwritten, the new header's too; A's own fdatasync,
+    which follows, is not told (an older kernel, or a log opened after someone was told) and
+    finds nothing to write. A must not take that for a durable header: its round saw B's
+    failure counted, so it writes the header again and syncs. Else A's next acknowledged commit
+    lies behind the old log's header on disk, and recovery (which stops at the first frame of
+    another salt) loses it."""
+    import errno
+    import threading
+
+    import faultfs
+    from pagestore.store import Store
+
+    disk, path, a, b = _writers(tmp_path, keys=60)
+    with b.transaction(sync=False) as t:
+        t[b"k0001"] = b"B" * 60
+    a_log, b_log = a._pager.wal.file, b._pager.wal.file
+    real = faultfs.FaultFile.sync
+    b_in, b_fail, b_done = threading.Event(), threading.Event(), threading.Event()
+    state = {"b_armed": False, "a_armed": False}
+
+    def sync(self) -> None:
+        if self is b_log and state["b_armed"]:
+            state["b_armed"] = False
+            b_in.set()
+            assert b_fail.wait(20)
+            self.content.pending = []  # the failed writeback: marked clean, never written; A is not told
+            raise OSError(errno.EIO, "injected log sync failure")
+        if self is a_log and state["a_armed"]:
+            state["a_armed"] = False
+            b_fail.set()  # B's fdatasync fails now, after A wrote the new header
+            assert b_done.wait(20)
+        real(self)
+
+    monkeypatch.setattr(faultfs.FaultFile, "sync", sync)
+    real_write = faultfs.FaultFile.write
+    headers = []
+
+    def write(self, offset: int, data) -> None:
+        if self is a_log and offset == 0:
+            headers.append(bytes(data[:36]))
+        real_write(self, offset, data)
+
+    monkeypatch.setattr(faultfs.FaultFile, "write", write)
+    out = {}
+
+    def b_sync() -> None:
+        try:
+            b._pager.sync()  # B's deferred sync, as its group commit runs it
+            out["b"] = "acked"
+        except BaseException as exc:  # noqa: BLE001 - the outcome is the test's
+            out["b"] = exc
+        finally:
+            b_done.set()
+
+    wal = a._pager.wal
+    real_reset = wal.reset
+    tb = threading.Thread(target=b_sync)
+
+    def reset(generation: int) -> None:
+        # B's sync begins now, just before the new header: a failure counted since its last good
+        # sync makes it write its frames again (under LOCK_SYNC), then it blocks in its fdatasync.
+        b._pager.wal._failures_seen -= 1
+        state["b_armed"] = True
+        tb.start()
+        assert b_in.wait(20)
+        state["a_armed"] = True
+        real_reset(generation)
+
+    monkeypatch.setattr(wal, "reset", reset)
+    assert a.checkpoint()["restarted"]
+    tb.join(30)
+    assert not tb.is_alive()
+    assert isinstance(out["b"], OSError), out["b"]
+    assert len(headers) >= 2 and headers[-1] == headers[0], f"the new header was written {len(headers)} time(s)"
+    monkeypatch.setattr(faultfs.FaultFile, "sync", real)
+    a[b"after"] = b"1"  # acknowledged, in the new log
+    disk.crash("drop")
+    with Store(path, _opener=disk.opener) as c:
+        assert c.get(b"after") == b"1", "an acknowledged commit in the new log was lost behind the old log's header"
+        assert c[b"k0001"] == b"B" * 60
+        c.check()
