@@ -166,7 +166,7 @@ import struct
 import sys
 import time
 from array import array
-from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Set, Tuple
 
 from . import fileio
 # The byte-range locks, on the shared index's descriptor (the data file's are a File's).
@@ -387,6 +387,7 @@ class SharedIndex:
         self.page_size = page_size
         self.file_id = file_id
         self._addresses: Dict[int, int] = {}  # offset in the map -> its address (futex words), for this map
+        self._claimed: Set[int] = set()  # sync slots this open holds exclusively (``claim_slot``), on any thread
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
         self.fd = os.open(path, flags, 0o644)
         fileio.track(self)
@@ -551,14 +552,17 @@ class SharedIndex:
         its own fsync and the short LOCK_SYNC). Returns the slot. Not under LOCK_SYNC."""
         for i in range(SLOTS):
             if try_lock(self.fd, LOCK_SLOT + i, 1, exclusive=True):
+                self._claimed.add(i)
                 return i
         i = os.getpid() % SLOTS
         lock(self.fd, LOCK_SLOT + i, 1, exclusive=True)
+        self._claimed.add(i)
         return i
 
     def release_slot(self, i: int) -> None:
         """release_slot lets go of slot ``i``'s lock (held exclusively by ``claim_slot``, or shared by
         ``wait_slot``). Its record must be clear first (``clear_slot``) unless ``wait_slot`` took it."""
+        self._claimed.discard(i)
         if self.fd >= 0:
             unlock(self.fd, LOCK_SLOT + i, 1)
 
@@ -614,6 +618,11 @@ class SharedIndex:
         held = set(held)
         for i in (self.busy_slots() if probe else sorted(held)):
             if i not in held:
+                if i in self._claimed:
+                    # A sync of this open's, on another thread: fcntl locks of one open file
+                    # description never conflict, so a probe would take (convert) its lock and
+                    # the unlock let it go, and its record would count as a dead one's.
+                    continue
                 if not try_lock(self.fd, LOCK_SLOT + i, 1):
                     continue  # its sync runs
                 unlock(self.fd, LOCK_SLOT + i, 1)

@@ -399,3 +399,97 @@ def test_a_log_restart_beside_a_failing_sync_of_the_old_log_writes_its_header_ag
         assert c.get(b"after") == b"1", "an acknowledged commit in the new log was lost behind the old log's header"
         assert c[b"k0001"] == b"B" * 60
         c.check()
+
+
+def test_a_writer_taking_its_turn_never_counts_its_own_threads_running_sync_as_dead(tmp_path, monkeypatch):
+    """Process P's deferred sync (its group commit's, on thread T1) holds a sync slot, in its fdatasync,
+    when P's next write (thread T2) takes the turn and catches up: it probes each busy slot's
+    lock to find syncs whose process died. fcntl locks of one open file description never
+    conflict with each other: probing T1's slot through P's own descriptor must not take T1's
+    exclusive lock for a dead one's (the probe converts it, and its unlock lets it go), count
+    it failed and clear its record, for then another process R's sync no longer waits for T1's
+    outcome. T1's fdatasync fails (Linux: every dirty page of the log marked clean, unwritten,
+    R's frames too); R's own fdatasync, not told (an older kernel, or a log opened after someone
+    was told), finds nothing to write. R must not acknowledge before T1's failure is counted;
+    else R's acknowledged commit is lost to a power cut."""
+    import errno
+    import threading
+
+    import faultfs
+    from pagestore.store import Store
+    from pagestore.wal import WAL
+
+    disk, path, a, b = _writers(tmp_path, keys=60)
+    with a.transaction(sync=False) as t:
+        t[b"p"] = b"1"
+    with b.transaction(sync=False) as t:
+        t[b"r"] = b"1"
+    a_log, b_log = a._pager.wal.file, b._pager.wal.file
+    a_wal = a._pager.wal
+    index = a._pager.sharing.index
+    real_sync = faultfs.FaultFile.sync
+    t1_in, go_fail, t1_failed, r_done = (threading.Event() for _ in range(4))
+    state = {"a": True, "r": True}
+
+    def sync(self) -> None:
+        if self is a_log and state["a"]:
+            state["a"] = False
+            t1_in.set()
+            go_fail.wait(10)
+            self.content.pending = []  # the failed writeback: marked clean, never written; R is not told
+            t1_failed.set()
+            raise OSError(errno.EIO, "injected log sync failure")
+        if self is b_log and state["r"]:
+            state["r"] = False
+            go_fail.set()  # T1's fdatasync fails now, after R wrote (and wrote again) what it syncs
+            t1_failed.wait(10)
+        real_sync(self)
+
+    monkeypatch.setattr(faultfs.FaultFile, "sync", sync)
+    real_end = WAL._end_slot
+
+    def end_slot(self, shm_, slot, failed, salt, low):
+        if self is a_wal and failed is not None:
+            r_done.wait(2)  # T1 records its failure late: R's sync must have waited for it anyway
+        return real_end(self, shm_, slot, failed, salt, low)
+
+    monkeypatch.setattr(WAL, "_end_slot", end_slot)
+    out = {}
+
+    def run(name: str, fn) -> None:
+        try:
+            fn()
+            out[name] = "acked"
+        except BaseException as exc:  # noqa: BLE001 - the outcome is the test's
+            out[name] = exc
+        finally:
+            if name == "r":
+                r_done.set()
+
+    t1 = threading.Thread(target=run, args=("t1", a._pager.sync))  # P's deferred group sync
+    t1.start()
+    assert t1_in.wait(10)
+    failures = index.word(shm.FAILURES_OFFSET)
+
+    def put() -> None:
+        a[b"x"] = b"1"
+
+    t2 = threading.Thread(target=run, args=("t2", put))  # P's next write: takes the turn, catches up
+    t2.start()
+    t2.join(3)  # it waits for T1's sync (the log's sync lock), or has counted T1's slot dead
+    counted = index.word(shm.FAILURES_OFFSET) != failures
+    t3 = threading.Thread(target=run, args=("r", b._pager.sync))  # R's deferred sync
+    t3.start()
+    for t in (t3, t1, t2):
+        t.join(30)
+        assert not t.is_alive()
+    go_fail.set()
+    assert isinstance(out["t1"], OSError), out
+    acked = out["r"] == "acked"
+    monkeypatch.undo()
+    disk.crash("drop")
+    with Store(path, _opener=disk.opener) as c:
+        got = c.get(b"r")
+        c.check()
+    assert not (acked and got != b"1"), (
+        f"R's acknowledged commit was lost (P's own running sync counted dead by its catch-up: {counted})")
