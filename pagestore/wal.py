@@ -1129,6 +1129,28 @@ class WAL:
         elif word[0] != salt or claim > word[1]:
             shm.reset_unsynced(salt, claim)
 
+    def count_dead_syncs(self) -> None:
+        """count_dead_syncs: a writer that has just taken its turn counts the syncs whose process died in
+        them (slots' records left under free locks: ``SharedIndex.fold_dead``) as failed, under
+        ``_sync_lock`` as every other bookkeeping of the words in this process: LOCK_SYNC, an
+        fcntl lock of one open file description, does not keep this process's own threads
+        apart. If a sync of this process runs now (a group commit's, on another thread), it is
+        left to count them: its last step probes every busy slot, and a commit built now syncs
+        after it. Callers: readers.py ``SharedLog._resync``."""
+        shm = self.shm
+        if shm is None or not shm.busy_slots():
+            return
+        if not self._sync_lock.acquire(blocking=False):
+            return
+        try:
+            shm.lock_sync()
+            try:
+                shm.fold_dead()
+            finally:
+                shm.unlock_sync()
+        finally:
+            self._sync_lock.release()
+
     def repair(self) -> bool:
         """repair writes the log again where a failed sync (the shared index's unsynced word, or a
         process that died in its sync) may have left it unwritten, and syncs it; a writer that

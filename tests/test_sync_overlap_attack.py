@@ -493,3 +493,84 @@ def test_a_writer_taking_its_turn_never_counts_its_own_threads_running_sync_as_d
         c.check()
     assert not (acked and got != b"1"), (
         f"R's acknowledged commit was lost (P's own running sync counted dead by its catch-up: {counted})")
+
+
+def test_a_catch_up_never_counts_a_dead_slot_beside_its_own_processs_sync_bookkeeping(tmp_path, monkeypatch):
+    """LOCK_SYNC is an fcntl lock of the shared index's one open file description, which never
+    conflicts with itself: it keeps other processes out of a sync's bookkeeping, not this
+    process's other threads. P's group-commit sync (T1) fails and records it (step 4: reads the
+    unsynced word, then moves it down to its offset) while P's next write (T2) takes the turn
+    and, catching up, counts a slot whose process died (its record from the log's header)
+    the same way. Interleaved, T1's store lands last and the word says the log is unsynced only
+    from T1's offset: the dead sync's lower offset is lost, and a writer's repair starts above
+    frames it may have dropped. The dead slot must be counted after T1's bookkeeping, or left
+    for a sync to count."""
+    import errno
+    import threading
+
+    import faultfs
+    from pagestore.shm import SharedIndex
+
+    disk, path, a, b = _writers(tmp_path, keys=60)
+    with a.transaction(sync=False) as t:
+        t[b"p"] = b"1"
+    with b.transaction(sync=False) as t:
+        t[b"r"] = b"1"
+    index = a._pager.sharing.index
+    dead = shm.SLOTS - 1
+    index.set_slot(dead, a._pager.wal.salt, 0)  # its process died in its sync, from the log's header
+    a_log = a._pager.wal.file
+    real_sync = faultfs.FaultFile.sync
+    armed = [True]
+
+    def sync(self) -> None:
+        if self is a_log and armed[0]:
+            armed[0] = False
+            self.content.pending = []
+            raise OSError(errno.EIO, "injected log sync failure")
+        real_sync(self)
+
+    monkeypatch.setattr(faultfs.FaultFile, "sync", sync)
+    real_reset = SharedIndex.reset_unsynced
+    t1_paused, t2_folded = threading.Event(), threading.Event()
+
+    def reset_unsynced(self, salt: int, offset: int) -> None:
+        if threading.current_thread().name == "t1":
+            t1_paused.set()  # T1 has read the word, and is about to store its own offset
+            t2_folded.wait(1.5)
+        real_reset(self, salt, offset)
+
+    monkeypatch.setattr(SharedIndex, "reset_unsynced", reset_unsynced)
+    real_fold = SharedIndex.fold_dead
+
+    def fold_dead(self, *args, **kwargs) -> bool:
+        found = real_fold(self, *args, **kwargs)
+        if threading.current_thread().name == "t2" and found:
+            t2_folded.set()
+        return found
+
+    monkeypatch.setattr(SharedIndex, "fold_dead", fold_dead)
+    out = {}
+
+    def run(fn) -> None:
+        try:
+            fn()
+            out[threading.current_thread().name] = "acked"
+        except BaseException as exc:  # noqa: BLE001 - the outcome is the test's
+            out[threading.current_thread().name] = exc
+
+    def put() -> None:
+        a[b"x"] = b"1"
+
+    t1 = threading.Thread(target=run, args=(a._pager.sync,), name="t1")  # P's deferred group sync
+    t1.start()
+    assert t1_paused.wait(10)
+    t2 = threading.Thread(target=run, args=(put,), name="t2")  # P's next write: takes the turn
+    t2.start()
+    for t in (t1, t2):
+        t.join(30)
+        assert not t.is_alive()
+    assert isinstance(out["t1"], OSError), out
+    word = index.unsynced()
+    assert dead in index.busy_slots() or (word is not None and word[1] == 0), (
+        f"the dead sync was counted, but the unsynced word says only from {word}")
