@@ -210,6 +210,15 @@ class _Reader:
         return self.buf[lo : lo + n]
 
 
+def _unlock_sync(shm: "SharedIndex") -> None:
+    """_unlock_sync lets LOCK_SYNC go whatever lands meanwhile: a Ctrl-C cutting it short would leave
+    it held by an idle process, and every other process's sync waits for it without a timeout.
+    The interrupt is raised once the lock is let go (``interrupts.run_through``)."""
+    cut = run_through(shm.unlock_sync)
+    if cut is not None:
+        raise cut
+
+
 class WAL:
     """WAL is the log file of one store. Callers: the pager only.
 
@@ -1039,7 +1048,7 @@ class WAL:
                     shm.clear_slot(slot)  # nothing was dropped that was not before
                     raise
             finally:
-                shm.unlock_sync()
+                _unlock_sync(shm)
             try:
                 if failed is None:
                     if begun is not None:
@@ -1070,10 +1079,10 @@ class WAL:
                     return False
                 self._settle(shm, mode, salt, start, end, tail, published, failures)
             finally:
-                shm.unlock_sync()
+                _unlock_sync(shm)
         finally:
             for j in held:
-                shm.release_slot(j)
+                run_through(functools.partial(shm.release_slot, j))
         self._synced_appends = n
         return True
 
@@ -1089,7 +1098,7 @@ class WAL:
             shm.clear_slot(slot)
             return shm.busy_slots(slot)
         finally:
-            shm.unlock_sync()
+            _unlock_sync(shm)
 
     def _settle(self, shm: "SharedIndex", mode: str, salt: int, start: Optional[int], end: int, tail: int,
                 published: int, failures: int) -> None:
@@ -1147,7 +1156,7 @@ class WAL:
             try:
                 shm.fold_dead()
             finally:
-                shm.unlock_sync()
+                _unlock_sync(shm)
         finally:
             self._sync_lock.release()
 

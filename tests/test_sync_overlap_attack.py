@@ -574,3 +574,45 @@ def test_a_catch_up_never_counts_a_dead_slot_beside_its_own_processs_sync_bookke
     word = index.unsynced()
     assert dead in index.busy_slots() or (word is not None and word[1] == 0), (
         f"the dead sync was counted, but the unsynced word says only from {word}")
+
+
+def test_a_ctrl_c_as_a_sync_lets_lock_sync_go_never_leaves_it_held(tmp_path, monkeypatch):
+    """A Ctrl-C (KeyboardInterrupt, raised between bytecodes) lands as a sync's bookkeeping lets
+    LOCK_SYNC go (``finally: unlock_sync()``): the process goes on, idle, its store open. Every
+    other process's sync takes LOCK_SYNC with F_OFD_SETLKW, without a timeout: left held, they
+    would all wait until this one syncs again or closes. The lock must be let go whatever lands
+    (``interrupts.run_through``), as a slot's is."""
+    import threading
+
+    disk, path, a, b = _writers(tmp_path, keys=20)
+    real = shm.SharedIndex.unlock_sync
+    armed = [True]
+
+    def unlock_sync(self) -> None:
+        if self is a._pager.sharing.index and armed[0]:
+            armed[0] = False
+            raise KeyboardInterrupt  # at the call's start: nothing let go yet
+        real(self)
+
+    monkeypatch.setattr(shm.SharedIndex, "unlock_sync", unlock_sync)
+    with pytest.raises(KeyboardInterrupt):
+        a[b"a"] = b"1"
+    assert not armed[0]
+    out = {}
+
+    def put() -> None:
+        try:
+            b[b"b"] = b"1"
+            out["b"] = "acked"
+        except BaseException as exc:  # noqa: BLE001 - the outcome is the test's
+            out["b"] = exc
+
+    t = threading.Thread(target=put)
+    t.start()
+    t.join(8)
+    hung = t.is_alive()
+    if hung:
+        a.close()  # its descriptor closed: the lock goes, and B's put ends
+        t.join(30)
+    assert not hung, "another process's sync waits for LOCK_SYNC, which an interrupted sync left held"
+    assert out["b"] == "acked", out
