@@ -419,7 +419,8 @@ class SharedLog:
         # A process that died in its sync left its slot's record: it counts as a failed sync
         # (the word takes its offset). A sync that runs now is left to run: if it fails, the
         # sync of any commit built here waits for it and writes again (``WAL._sync_round``).
-        wal.count_dead_syncs()
+        if index.busy_slots():
+            wal.count_dead_syncs()
         if index.unsynced() is None:
             return
         lost = (head is not None and (head.generation, head.salt) == (wal.generation, wal.salt)
