@@ -115,6 +115,32 @@ def held_by_others(fd: int, start: int, length: int) -> Optional[int]:
 _open_files: "weakref.WeakSet[Any]" = weakref.WeakSet()
 
 
+def map_apart(fd: int, size: int, *, write: bool = False) -> mmap.mmap:
+    """map_apart maps the first ``size`` bytes of ``fd``'s file, shared, through an open file
+    description of its own (Linux: ``/proc/self/fd``), not ``fd``'s; elsewhere through ``fd``.
+
+    Python's mmap keeps a duplicate of the descriptor it maps, which a forked child inherits
+    and never closes (``_forget_files_in_child`` reaches the descriptors, not the maps). An
+    fcntl open-file-description lock lives as long as any descriptor of its description: a
+    map of the locking descriptor would keep a killed process's locks (its turn, its sync
+    slot) held for as long as any child it forked lives, and every writer would wait on them.
+
+    Raises:
+        OSError, ValueError: as ``mmap.mmap``.
+    """
+    own = -1
+    try:
+        own = os.open(f"/proc/self/fd/{fd}", (os.O_RDWR if write else os.O_RDONLY) | getattr(os, "O_CLOEXEC", 0))
+    except OSError:  # no /proc: the locks' own description it is
+        pass
+    try:
+        prot = mmap.PROT_READ | (mmap.PROT_WRITE if write else 0)
+        return mmap.mmap(own if own >= 0 else fd, size, flags=mmap.MAP_SHARED, prot=prot)
+    finally:
+        if own >= 0:
+            os.close(own)
+
+
 def track(obj: Any) -> None:
     """track adds an object holding an OS descriptor in ``obj.fd`` to those a forked child closes."""
     _open_files.add(obj)
@@ -209,7 +235,7 @@ class File:
         """
         if size <= 0 or size > self.size():
             raise ValueError(f"{self.path}: cannot map {size} bytes of a {self.size()}-byte file")
-        return mmap.mmap(self.fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+        return map_apart(self.fd, size)  # not the locks' description (LOCK_DMS, LOCK_WRITERS)
 
     def lock(self, exclusive: bool) -> None:
         """lock takes an advisory whole-file lock without waiting.

@@ -418,14 +418,11 @@ class SharedLog:
         index = self.index
         if alone and index.busy_slots():
             # At open: a process that died in its sync left its slot's record: it counts as a
-            # failed sync (the word takes its offset). At a turn, no probe (a few lock calls a
-            # turn): a sync running now, or dead, is the sync's to find: that of any commit built
-            # here waits for its outcome and writes again (``WAL._sync_round``, step 6).
-            index.lock_sync()
-            try:
-                index.fold_dead()
-            finally:
-                index.unlock_sync()
+            # failed sync (the word takes its offset), under the log's sync lock
+            # (``WAL.count_dead_syncs``). At a turn, no probe (a few lock calls a turn): a sync
+            # running now, or dead, is the sync's to find: that of any commit built here waits
+            # for its outcome and writes again (``WAL._sync_round``, step 6).
+            wal.count_dead_syncs()
         if index.unsynced() is None:
             return
         lost = (head is not None and (head.generation, head.salt) == (wal.generation, wal.salt)

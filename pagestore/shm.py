@@ -168,7 +168,7 @@ import struct
 import sys
 import time
 from array import array
-from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Set, Tuple
 
 from . import fileio
 # The byte-range locks, on the shared index's descriptor (the data file's are a File's).
@@ -389,6 +389,7 @@ class SharedIndex:
         self.page_size = page_size
         self.file_id = file_id
         self._addresses: Dict[int, int] = {}  # offset in the map -> its address (futex words), for this map
+        self._claimed: Set[int] = set()  # sync slots this open holds exclusively (``claim_slot``), on any thread
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
         self.fd = os.open(path, flags, 0o644)
         fileio.track(self)
@@ -412,7 +413,9 @@ class SharedIndex:
         size = os.fstat(self.fd).st_size
         if self.map is not None and len(self.map) == size:
             return
-        old, self.map = self.map, mmap.mmap(self.fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        # Through a description of its own: the map's duplicate descriptor, inherited by a forked
+        # child, must not keep this one's locks (the turn, a sync slot) alive after it dies.
+        old, self.map = self.map, fileio.map_apart(self.fd, size, write=True)
         self._capacity = (size - ARRAY_OFFSET) // ENTRY_SIZE
         self._addresses = {}
         if old is not None:
@@ -528,7 +531,12 @@ class SharedIndex:
         mm = self.map
         assert mm is not None
         # The salt first (and the zero after it: one little-endian 8-byte word), then the word
-        # that makes it count (one aligned 8-byte store).
+        # that makes it count (one aligned 8-byte store). Over another log's word, its offset
+        # goes to 0 first: a kill between the stores never leaves this salt with that offset
+        # (which would claim this log durable below it).
+        (word,) = _U64.unpack_from(mm, UNSYNCED_OFFSET)
+        if word > 1 and _U32.unpack_from(mm, UNSYNCED_OFFSET + 8)[0] != salt:
+            _U64.pack_into(mm, UNSYNCED_OFFSET, 1)
         _U64.pack_into(mm, UNSYNCED_OFFSET + 8, salt)
         _U64.pack_into(mm, UNSYNCED_OFFSET, offset + 1)
 
@@ -548,14 +556,17 @@ class SharedIndex:
         for k in range(SLOTS):
             i = (first + k) % SLOTS
             if try_lock(self.fd, LOCK_SLOT + i, 1, exclusive=True):
+                self._claimed.add(i)
                 return i
         i = first
         lock(self.fd, LOCK_SLOT + i, 1, exclusive=True)
+        self._claimed.add(i)
         return i
 
     def release_slot(self, i: int) -> None:
         """release_slot lets go of slot ``i``'s lock (held exclusively by ``claim_slot``, or shared by
         ``wait_slot``). Its record must be clear first (``clear_slot``) unless ``wait_slot`` took it."""
+        self._claimed.discard(i)
         if self.fd >= 0:
             unlock(self.fd, LOCK_SLOT + i, 1)
 
@@ -611,6 +622,11 @@ class SharedIndex:
         held = set(held)
         for i in (self.busy_slots() if probe else sorted(held)):
             if i not in held:
+                if i in self._claimed:
+                    # A sync of this open's, on another thread: fcntl locks of one open file
+                    # description never conflict, so a probe would take (convert) its lock and
+                    # the unlock let it go, and its record would count as a dead one's.
+                    continue
                 if not try_lock(self.fd, LOCK_SLOT + i, 1):
                     continue  # its sync runs
                 unlock(self.fd, LOCK_SLOT + i, 1)

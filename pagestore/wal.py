@@ -210,6 +210,15 @@ class _Reader:
         return self.buf[lo : lo + n]
 
 
+def _unlock_sync(shm: "SharedIndex") -> None:
+    """_unlock_sync lets LOCK_SYNC go whatever lands meanwhile: a Ctrl-C cutting it short would leave
+    it held by an idle process, and every other process's sync waits for it without a timeout.
+    The interrupt is raised once the lock is let go (``interrupts.run_through``)."""
+    cut = run_through(shm.unlock_sync)
+    if cut is not None:
+        raise cut
+
+
 class WAL:
     """WAL is the log file of one store. Callers: the pager only.
 
@@ -1042,7 +1051,7 @@ class WAL:
                     shm.clear_slot(slot)  # nothing was dropped that was not before
                     raise
             finally:
-                shm.unlock_sync()
+                _unlock_sync(shm)
             try:
                 if failed is None:
                     if begun is not None:
@@ -1069,7 +1078,7 @@ class WAL:
                     if done:
                         self._settle(shm, mode, salt, start, end, tail, published, failures)
             finally:
-                shm.unlock_sync()
+                _unlock_sync(shm)
         finally:
             run_through(lambda: shm.release_slot(slot))
         if failed is not None:
@@ -1089,10 +1098,10 @@ class WAL:
                     if done:
                         self._settle(shm, mode, salt, start, end, tail, published, failures)
                 finally:
-                    shm.unlock_sync()
+                    _unlock_sync(shm)
             finally:
                 for j in held:
-                    shm.release_slot(j)
+                    run_through(functools.partial(shm.release_slot, j))
         if done:
             self._synced_appends = n
         return done
@@ -1105,7 +1114,7 @@ class WAL:
         try:
             shm.clear_slot(slot)
         finally:
-            shm.unlock_sync()
+            _unlock_sync(shm)
 
     def _settle(self, shm: "SharedIndex", mode: str, salt: int, start: Optional[int], end: int, tail: int,
                 published: int, failures: int) -> None:
@@ -1144,6 +1153,28 @@ class WAL:
             shm.clear_unsynced()
         elif word[0] != salt or claim > word[1]:
             shm.reset_unsynced(salt, claim)
+
+    def count_dead_syncs(self) -> None:
+        """count_dead_syncs: a writer that has just taken its turn counts the syncs whose process died in
+        them (slots' records left under free locks: ``SharedIndex.fold_dead``) as failed, under
+        ``_sync_lock`` as every other bookkeeping of the words in this process: LOCK_SYNC, an
+        fcntl lock of one open file description, does not keep this process's own threads
+        apart. If a sync of this process runs now (a group commit's, on another thread), it is
+        left to count them: its last step probes every busy slot, and a commit built now syncs
+        after it. Callers: readers.py ``SharedLog._resync``."""
+        shm = self.shm
+        if shm is None or not shm.busy_slots():
+            return
+        if not self._sync_lock.acquire(blocking=False):
+            return
+        try:
+            shm.lock_sync()
+            try:
+                shm.fold_dead()
+            finally:
+                _unlock_sync(shm)
+        finally:
+            self._sync_lock.release()
 
     def repair(self) -> bool:
         """repair writes the log again where a failed sync (the shared index's unsynced word, or a

@@ -49,6 +49,9 @@ class FakeIndex:
     def unsynced(self) -> Optional[Tuple[int, int]]:
         return None  # every sync of the log returned (shm.py, "Unsynced")
 
+    def busy_slots(self, mine: int = -1) -> List[int]:
+        return []  # no sync of the log runs, none died in one (shm.py, "Unsynced")
+
     def set_frames(self, first: int, entries: "array[int]") -> None:
         del self.array[first:]
         for i in range(0, len(entries), 2):
