@@ -327,7 +327,9 @@ class CffiPage:
             raise_for(rc, pgno, "leaf remove")
         return bytes(frame), u32[0]
 
-    def record_delete(self, frame: bytearray, slot: int, pgno: int) -> Tuple[int, Optional[bytes], int, int]:
+    def _record(self, frame: bytearray, slot: int, pgno: int, what: str) -> Tuple[Any, int, int, int]:
+        """_record locates slot ``slot``'s record in ``frame`` for record_delete and record_patch:
+        (the cffi page, its offset, its length, its slot kind)."""
         page = self._frame(frame, pgno)
         if not 0 <= slot <= 0xFFFF:
             if slot < 0:
@@ -336,9 +338,13 @@ class CffiPage:
         u32, u8 = self._cells[:2]
         rc = lib.ps_page_read(page, len(frame), slot, u32, u32 + 1, u8)
         if rc != OK:
-            raise_for(rc, pgno, "record delete")
-        off, n = u32[0], u32[1]
-        stub = bytes(frame[off : off + n]) if u8[0] == lib.PS_SLOT_OVERFLOW else None
+            raise_for(rc, pgno, what)
+        return page, u32[0], u32[1], u8[0]
+
+    def record_delete(self, frame: bytearray, slot: int, pgno: int) -> Tuple[int, Optional[bytes], int, int]:
+        page, off, n, kind = self._record(frame, slot, pgno, "record delete")
+        u32 = self._cells[0]
+        stub = bytes(frame[off : off + n]) if kind == lib.PS_SLOT_OVERFLOW else None
         rc = lib.ps_page_delete(page, len(frame), slot)
         if rc == OK:
             rc = lib.ps_page_free_space(page, len(frame), u32, u32 + 1, u32 + 2)
@@ -348,17 +354,7 @@ class CffiPage:
         return n, stub, nlive, u32[2]
 
     def record_patch(self, frame: bytearray, slot: int, length: int, changes: List[Tuple[int, int]], pgno: int) -> int:
-        page = self._frame(frame, pgno)
-        if not 0 <= slot <= 0xFFFF:
-            if slot < 0:
-                raise OverflowError("slot is negative")
-            raise_for(ENOSLOT, pgno, "slot")
-        u32, u8 = self._cells[:2]
-        rc = lib.ps_page_read(page, len(frame), slot, u32, u32 + 1, u8)
-        if rc != OK:
-            raise_for(rc, pgno, "record patch")
-        off: int = u32[0]
-        n: int = u32[1]
+        _, off, n, _ = self._record(frame, slot, pgno, "record patch")
         if n != length:
             return n
         for at, value in changes:
