@@ -152,3 +152,63 @@ def block_then_fail_log_sync(monkeypatch: Any) -> Tuple[Any, Any, Dict[str, Any]
     monkeypatch.setattr(faultfs.FaultFile, "write", watching_write)
     armed["restore"] = restore
     return in_sync, release, armed
+
+
+class Interrupted:
+    """Interrupted: what one call under ``interrupt_at`` did: ``points`` (how many points of
+    ``files`` it reached), ``where`` (where each interrupt landed) and ``completed`` (whether the
+    call returned)."""
+
+    def __init__(self) -> None:
+        self.points = 0
+        self.where: list = []
+        self.completed = False
+
+
+def interrupt_at(fn: Callable[[], Any], n: int, gap: int, files: Tuple[str, ...],
+                 second_in: Optional[str] = None) -> Interrupted:
+    """interrupt_at calls ``fn`` with a KeyboardInterrupt raised at its ``n``-th point in code of
+    ``files`` (base names) where CPython 3.11 runs a SIGINT's handler: a Python function's start,
+    the return of a call into C (the C call's work done). With ``gap`` k > 0, a second one lands at
+    the start of the k-th Python function called after the first (inside the ``except`` or
+    ``finally`` the first started); with ``second_in`` (a path prefix), only functions under it
+    count. A KeyboardInterrupt out of ``fn`` is swallowed; any other error propagates.
+
+    The first interrupt is raised by a profile function (``sys.setprofile``), the second by a trace
+    function (``sys.settrace``): CPython unsets each after it raised, not the other. Both are unset
+    in this frame's ``finally`` (C calls, no Python call for the trace to count)."""
+    import os
+    import sys
+
+    out = Interrupted()
+    after = [-1]  # Python calls since the first interrupt (-1: not yet)
+
+    def prof(frame: Any, event: str, arg: Any) -> None:
+        if event in ("call", "c_return") and os.path.basename(frame.f_code.co_filename) in files:
+            out.points += 1
+            if out.points == n:
+                out.where.append(f"{event} {os.path.basename(frame.f_code.co_filename)}:"
+                                 f"{frame.f_code.co_name}:{frame.f_lineno}")
+                after[0] = 0
+                raise KeyboardInterrupt(out.where[0])
+
+    def trace(frame: Any, event: str, arg: Any) -> None:
+        if (event == "call" and after[0] >= 0 and gap
+                and (second_in is None or frame.f_code.co_filename.startswith(second_in))):
+            after[0] += 1
+            if after[0] == gap:
+                out.where.append(f"then {frame.f_code.co_name}:{frame.f_lineno}")
+                raise KeyboardInterrupt(out.where[-1])
+        return None
+
+    sys.setprofile(prof)
+    sys.settrace(trace)
+    try:
+        fn()
+        out.completed = True
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sys.setprofile(None)
+        sys.settrace(None)
+    return out

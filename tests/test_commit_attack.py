@@ -15,6 +15,8 @@ import pytest
 import pagestore
 from pagestore import shm
 
+from helpers import interrupt_at
+
 pytestmark = pytest.mark.skipif(not shm.SUPPORTED, reason="writers in several processes need open-file-description locks")
 
 _FLOCK = struct.Struct("hhqqi4x")  # struct flock on Linux x86-64 / AArch64 (l_pid 0 for OFD locks)
@@ -709,12 +711,7 @@ def _interrupt_sweep(tmp_path, files: tuple, gaps: tuple, limit: int = 10**6) ->
     (inside the ``except`` or ``finally`` that the first started). Then a put from another thread
     must return within 5 s, and one from this thread, and ``check()`` pass. Returns the failures
     as (n, k, where, error); after one, the sweep goes on with a fresh store. A reopen of the last
-    store finds every put acknowledged.
-
-    The first interrupt is raised by a profile function (``sys.setprofile``), the second by a
-    trace function (``sys.settrace``): CPython unsets each after it raised, not the other."""
-    import sys
-
+    store finds every put acknowledged. The interrupts are ``helpers.interrupt_at``'s."""
     failures = []
     stores = []
 
@@ -727,41 +724,16 @@ def _interrupt_sweep(tmp_path, files: tuple, gaps: tuple, limit: int = 10**6) ->
         n += 1
         reached = 0
         for k in gaps:
-            points = [0]
-            after = [-1]  # Python calls since the first interrupt (-1: not yet)
-            where: list = []
-
-            def prof(frame, event, arg):  # noqa: ANN001
-                if event == "call" or event == "c_return":
-                    if os.path.basename(frame.f_code.co_filename) in files:
-                        points[0] += 1
-                        if points[0] == n:
-                            where.append(f"{event} {os.path.basename(frame.f_code.co_filename)}:"
-                                         f"{frame.f_code.co_name}:{frame.f_lineno}")
-                            after[0] = 0
-                            raise KeyboardInterrupt(where[0])
-
-            def trace(frame, event, arg):  # noqa: ANN001
-                if event == "call" and after[0] >= 0 and k:
-                    after[0] += 1
-                    if after[0] == k:
-                        where.append(f"then {frame.f_code.co_name}:{frame.f_lineno}")
-                        raise KeyboardInterrupt(where[-1])
-                return None
-
             key = b"k%05d-%d" % (n, k)
             acked = stores[-1][2]
-            sys.setprofile(prof)
-            sys.settrace(trace)
-            try:
+
+            def put() -> None:
                 db[key] = key
                 acked.append(key)
-            except KeyboardInterrupt:
-                pass
-            finally:
-                sys.setprofile(None)
-                sys.settrace(None)
-            reached = max(reached, points[0])
+
+            hit = interrupt_at(put, n, k, files)
+            where = hit.where
+            reached = max(reached, hit.points)
             err = _put_within(db, b"o%05d-%d" % (n, k), 5.0)
             if not err:
                 acked.append(b"o%05d-%d" % (n, k))
@@ -776,6 +748,7 @@ def _interrupt_sweep(tmp_path, files: tuple, gaps: tuple, limit: int = 10**6) ->
                 db = fresh()  # the broken store is left as it is (a thread may hang in it)
         if reached < n or n >= limit:
             break  # the put reached fewer points than n: every one tried
+    assert n > 2, f"the put reached {n - 1} points of {files}: the sweep tried nothing"
     db.close()
     path, _, acked = stores[-1]
     with pagestore.open(path) as again:

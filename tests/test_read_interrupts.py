@@ -9,13 +9,14 @@ turns with other processes (a plain open here, where the locks exist): its ``__e
 from __future__ import annotations
 
 import os
-import sys
 import threading
 
 import pytest
 
 import pagestore
 from pagestore import shm
+
+from helpers import interrupt_at
 
 pytestmark = pytest.mark.skipif(not shm.SUPPORTED, reason="the operation lock is an _OpLock only where writers take turns")
 
@@ -78,36 +79,10 @@ def _read_sweep(tmp_path, read, files: tuple, gaps: tuple) -> list:
         n += 1
         reached = 0
         for k in gaps:
-            points, after, where = [0], [-1], []
-
-            def prof(frame, event, arg):  # noqa: ANN001
-                if event in ("call", "c_return") and os.path.basename(frame.f_code.co_filename) in files:
-                    points[0] += 1
-                    if points[0] == n:
-                        where.append(f"{event} {os.path.basename(frame.f_code.co_filename)}:"
-                                     f"{frame.f_code.co_name}:{frame.f_lineno}")
-                        after[0] = 0
-                        raise KeyboardInterrupt(where[0])
-
-            def trace(frame, event, arg):  # noqa: ANN001
-                # the second in pagestore's code only (not in pytest's hook for a finalizer's error)
-                if event == "call" and after[0] >= 0 and k and frame.f_code.co_filename.startswith(PKG):
-                    after[0] += 1
-                    if after[0] == k:
-                        where.append(f"then {frame.f_code.co_name}:{frame.f_lineno}")
-                        raise KeyboardInterrupt(where[-1])
-                return None
-
-            sys.setprofile(prof)
-            sys.settrace(trace)
-            try:
-                read(db)
-            except KeyboardInterrupt:
-                pass
-            finally:
-                sys.setprofile(None)
-                sys.settrace(None)
-            reached = max(reached, points[0])
+            # the second in pagestore's code only (not in pytest's hook for a finalizer's error)
+            hit = interrupt_at(lambda: read(db), n, k, files, second_in=PKG)
+            where = hit.where
+            reached = max(reached, hit.points)
             key = b"o-%d" % k  # the same keys each round: a scan's points stay as many
             err = _within(lambda: db.get(b"k0003"), 5.0) or _within(lambda: db.__setitem__(key, key), 5.0)
             if not err:
@@ -123,6 +98,7 @@ def _read_sweep(tmp_path, read, files: tuple, gaps: tuple) -> list:
                 stores.append(db)
         if reached < n:
             break
+    assert n > 2, f"the read reached {n - 1} points of {files}: the sweep tried nothing"
     for s in stores[-1:]:
         s.close()
     return failures
