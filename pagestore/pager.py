@@ -581,7 +581,7 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
                 run_through(lambda: self._committed(wal, durable and defer, end, header, direct))
                 raise
             raise
-        size = wal.size()
+        size = wal.end  # ``wal.size()``: the log is open (it took this commit)
         if size > self.checkpointer.threshold() and (size >= self._next_try or self._readers_gone()):
             try:
                 self.checkpoint()
@@ -612,7 +612,8 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
         if direct:
             self._map_direct(end)  # the pages written straight into the file: read in the map now
         self._free.committed()
-        self._publish()
+        if self.sharing is not None:  # ``_publish``, inline: every commit passes here
+            self.sharing.publish(wal, self.backfilled)
 
     def restart_if_idle(self) -> None:
         """restart_if_idle starts a new log if the last checkpoint copied all of it but readers kept

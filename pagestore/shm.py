@@ -756,7 +756,8 @@ class SharedIndex:
                 data = array("Q", data)  # a copy: the caller's stays in host order
                 data.byteswap()
             raw, count = data, len(data) // 2
-        self._ensure(first + count)
+        if first + count > self._capacity:  # ``_ensure``'s test, inline: ``reserve`` made room already
+            self._ensure(first + count)
         mm = self.map
         assert mm is not None
         off = ARRAY_OFFSET + ENTRY_SIZE * first
