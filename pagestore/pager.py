@@ -612,8 +612,7 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
         if direct:
             self._map_direct(end)  # the pages written straight into the file: read in the map now
         self._free.committed()
-        if self.sharing is not None:  # ``_publish``, inline: every commit passes here
-            self.sharing.publish(wal, self.backfilled)
+        self._publish()
 
     def restart_if_idle(self) -> None:
         """restart_if_idle starts a new log if the last checkpoint copied all of it but readers kept
