@@ -12,12 +12,15 @@ second pass with wrappers timing the thread's CPU (``time.thread_time``) that sp
     put      Store._put (the get, the heap insert, the leaf insert)
     flush    BTree.flush + Heap.flush (nodes encoded; the free-space map's flush)
     frames   WAL._append (frame headers, deltas, CRC32C, the write call)
-    publish  Pager._publish (the shared index's header)
+    publish  SharedLog.publish (the shared index's header)
     sync     WAL.sync (a no-op call unless --real-sync)
     commit   the rest of Pager.commit (stamping, header encode, bookkeeping)
     queue    the rest of the store's write (commit queue, locks, Store._write)
 
 The wrappers cost about a microsecond each; the unwrapped figure is the one to quote.
+With ``--calls``, a last pass counts the function calls (Python functions and C builtins,
+cProfile's count) per put, by module: a figure the machine's load does not move, for
+comparing two trees when CPU times are noise (another ``--puts`` of puts, unwrapped).
 bench/commit_min.py builds the same commit lean (same formats, same sync rules): the
 floor this path's overhead is measured against.
 """
@@ -36,7 +39,7 @@ from typing import Any, DefaultDict
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import pagestore  # noqa: E402
-from pagestore import btree, fileio, heap, pager, store, wal  # noqa: E402
+from pagestore import btree, fileio, heap, pager, readers, store, wal  # noqa: E402
 
 T: DefaultDict[str, float] = defaultdict(float)
 
@@ -61,6 +64,7 @@ def main() -> None:
     ap.add_argument("--puts", type=int, default=3000)
     ap.add_argument("--real-sync", action="store_true", help="keep the log's fdatasync (wall time then includes the disk)")
     ap.add_argument("--dir", default=None)
+    ap.add_argument("--calls", action="store_true", help="also count the function calls per put, by module")
     args = ap.parse_args()
     if not args.real_sync:
         fileio.File.sync = lambda self: None  # type: ignore[method-assign]
@@ -76,7 +80,7 @@ def main() -> None:
         db.close()
         db = pagestore.open(path, sync=True)
         n = args.puts
-        items = [(rng.randbytes(16), rng.randbytes(rng.randint(1, 200))) for _ in range(3 * n)]
+        items = [(rng.randbytes(16), rng.randbytes(rng.randint(1, 200))) for _ in range(4 * n)]
         for k, v in items[:n]:  # warm the caches and the log
             db[k] = v
         c0, w0 = time.thread_time(), time.perf_counter()
@@ -85,11 +89,13 @@ def main() -> None:
         cpu, wall = time.thread_time() - c0, time.perf_counter() - w0
         print(f"durable one-put commits ({'real' if args.real_sync else 'no-op'} sync), store of {args.records} records: "
               f"CPU {cpu / n * 1e6:.1f} us/put, wall {wall / n * 1e6:.1f} us/put")
+        if args.calls:
+            count_calls(db, items[3 * n :])
         wrap(store.Store, "_put", "put")
         wrap(btree.BTree, "flush", "flush")
         wrap(heap.Heap, "flush", "flush")
         wrap(wal.WAL, "_append", "frames")
-        wrap(pager.Pager, "_publish", "publish")
+        wrap(readers.SharedLog, "publish", "publish")
         wrap(wal.WAL, "sync", "sync")
         wrap(pager.Pager, "commit", "commit")
         wrap(store.Store, "_write", "write")
@@ -108,6 +114,32 @@ def main() -> None:
         db.close()
     finally:
         shutil.rmtree(d)
+
+
+def count_calls(db: Any, items: Any) -> None:
+    """count_calls prints the calls per put of ``db[k] = v`` over ``items``, by module (cProfile).
+    Run before the breakdown's wrappers go in."""
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    prof.enable()
+    for k, v in items:
+        db[k] = v
+    prof.disable()
+    by: DefaultDict[str, int] = defaultdict(int)
+    n = len(items)
+    for (path, _, name), row in pstats.Stats(prof).stats.items():  # type: ignore[attr-defined]
+        calls = row[1]
+        if path == "~":
+            by["(C builtins)"] += calls
+        else:
+            by[os.path.basename(path)] += calls
+    total = sum(by.values())
+    print(f"  calls per put: {total / n:.1f}, by module:")
+    for mod, calls in sorted(by.items(), key=lambda kv: -kv[1]):
+        if calls >= n // 2:
+            print(f"    {mod:24s} {calls / n:6.1f}")
 
 
 if __name__ == "__main__":

@@ -786,6 +786,95 @@ static void put_le64(uint8_t *p, uint64_t v) {
 
 #define LOG_FRAME_HEADER 44 /* wal.py FRAME_HEADER_SIZE: 40 bytes of fields, then the CRC32C */
 
+/* log_frame_build: one log frame at `head` (room for LOG_FRAME_HEADER + page_size bytes), for
+** log_frames and log_append: with `seal` (an LSN, not 0) a page but page 0 (an exact bytearray: a
+** pager frame) is first stamped with it and its checksum, in place (ps_page_seal_many); a frame
+** whose `base` is not 0 and whose `before` is not None is a delta from `before` (delta.c) when the
+** delta takes at most half a page, else the whole image. The header as wal.py's FRAME HEADER table
+** lays it out, the checksum chained from *crc (updated). *plen: the payload's bytes; *used: the
+** base written (0: whole). Returns 0, or -1 with an exception set. */
+static int log_frame_build(uint8_t *head, uint32_t pgno, PyObject *image, PyObject *before, uint64_t base,
+                           uint32_t commit, uint64_t txn, uint64_t offset, uint32_t salt, uint32_t page_size,
+                           uint64_t seal, uint32_t *crc, uint32_t *plen, uint64_t *used) {
+    if (seal != 0 && pgno != 0) {
+        /* stamp the LSN and the checksum into the page's frame before it is logged */
+        uint32_t size;
+        uint8_t *frame = frame_bytes(image, &size, pgno);
+        if (frame == NULL) return -1;
+        int rc = size == page_size ? ps_page_seal_many(frame, size, 1, seal) : PS_EINVAL;
+        if (rc != PS_OK) {
+            fail(rc, pgno, "frame seal");
+            return -1;
+        }
+    }
+    Py_buffer img;
+    if (PyObject_GetBuffer(image, &img, PyBUF_SIMPLE) != 0) return -1;
+    if (img.len != (Py_ssize_t)page_size) {
+        PyBuffer_Release(&img);
+        fail(PS_EINVAL, pgno, "frame image size");
+        return -1;
+    }
+    uint8_t *payload = head + LOG_FRAME_HEADER;
+    uint32_t n = 0;
+    *used = 0;
+    if (base != 0 && before != Py_None) {
+        Py_buffer old;
+        if (PyObject_GetBuffer(before, &old, PyBUF_SIMPLE) != 0) {
+            PyBuffer_Release(&img);
+            return -1;
+        }
+        int rc = old.len == (Py_ssize_t)page_size
+                     ? ps_delta_make((const uint8_t *)old.buf, (const uint8_t *)img.buf, page_size, payload,
+                                     page_size / 2 /* wal.py DELTA_SHARE */, &n)
+                     : PS_EINVAL;
+        PyBuffer_Release(&old);
+        if (rc == PS_OK)
+            *used = base;
+        else if (rc != PS_EFULL) {
+            PyBuffer_Release(&img);
+            fail(rc, pgno, "frame delta");
+            return -1;
+        }
+    }
+    if (!*used) {
+        memcpy(payload, img.buf, page_size);
+        n = page_size;
+    }
+    PyBuffer_Release(&img);
+    put_le32(head, pgno);
+    put_le32(head + 4, commit);
+    put_le64(head + 8, txn);
+    put_le64(head + 16, offset);
+    put_le32(head + 24, salt);
+    put_le32(head + 28, n);
+    put_le64(head + 32, *used);
+    uint32_t c = ps_crc32c(*crc, head, 40);
+    c = ps_crc32c(c, payload, n);
+    put_le32(head + 40, c);
+    *crc = c;
+    *plen = n;
+    return 0;
+}
+
+/* log_args: the arguments log_frames and log_append share, args[1..7]. Returns 0, or -1 with an
+** exception set. */
+static int log_args(PyObject *const *args, unsigned long long *txn, uint32_t *salt, unsigned long long *offset,
+                    uint32_t *crc, uint32_t *commit, uint32_t *page_size, unsigned long long *seal) {
+    *txn = PyLong_AsUnsignedLongLong(args[1]);
+    if (*txn == (unsigned long long)-1 && PyErr_Occurred()) return -1;
+    *offset = PyLong_AsUnsignedLongLong(args[3]);
+    if (*offset == (unsigned long long)-1 && PyErr_Occurred()) return -1;
+    if (!as_u32(args[2], salt) || !as_u32(args[4], crc) || !as_u32(args[5], commit) || !as_u32(args[6], page_size))
+        return -1;
+    *seal = PyLong_AsUnsignedLongLong(args[7]);
+    if (*seal == (unsigned long long)-1 && PyErr_Occurred()) return -1;
+    if (*page_size < PS_MIN_PAGE_SIZE || *page_size > PS_MAX_PAGE_SIZE) {
+        fail(PS_EINVAL, 0, "page size");
+        return -1;
+    }
+    return 0;
+}
+
 /* log_frames(frames, txn, salt, offset, crc, commit_page_count, page_size, seal) -> (bytearray, crc, sizes)
 ** A commit's log frames in one call (issue 23): the bytes of each frame of `frames` (a list of
 ** (pgno, image, before, base) tuples) back to back, as wal.py's FRAME HEADER table lays them out,
@@ -799,95 +888,34 @@ static void put_le64(uint8_t *p, uint64_t v) {
 static PyObject *fp_log_frames(PyObject *self, PyObject *const *args, Py_ssize_t n) {
     (void)self;
     uint32_t salt, crc, commit, page_size;
+    unsigned long long txn, offset, seal;
     if (!nargs_ok(n, 8, "log_frames")) return NULL;
     PyObject *list = args[0];
     if (!PyList_CheckExact(list)) {
         PyErr_SetString(PyExc_TypeError, "frames must be a list");
         return NULL;
     }
-    unsigned long long txn = PyLong_AsUnsignedLongLong(args[1]);
-    if (txn == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
-    unsigned long long offset = PyLong_AsUnsignedLongLong(args[3]);
-    if (offset == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
-    if (!as_u32(args[2], &salt) || !as_u32(args[4], &crc) || !as_u32(args[5], &commit) ||
-        !as_u32(args[6], &page_size))
-        return NULL;
-    unsigned long long seal = PyLong_AsUnsignedLongLong(args[7]);
-    if (seal == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
-    if (page_size < PS_MIN_PAGE_SIZE || page_size > PS_MAX_PAGE_SIZE) return fail(PS_EINVAL, 0, "page size");
+    if (log_args(args, &txn, &salt, &offset, &crc, &commit, &page_size, &seal) != 0) return NULL;
     Py_ssize_t nf = PyList_GET_SIZE(list);
     PyObject *out = PyByteArray_FromStringAndSize(NULL, nf * (Py_ssize_t)(LOG_FRAME_HEADER + page_size));
     PyObject *sizes = PyList_New(nf);
     if (out == NULL || sizes == NULL) goto error;
     uint8_t *o = (uint8_t *)PyByteArray_AS_STRING(out);
     size_t pos = 0;
-    uint32_t cap = page_size / 2; /* wal.py DELTA_SHARE */
     for (Py_ssize_t i = 0; i < nf; i++) {
         PyObject *item = PyList_GET_ITEM(list, i);
         if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 4) {
             PyErr_SetString(PyExc_TypeError, "a frame must be a tuple (pgno, image, before, base)");
             goto error;
         }
-        uint32_t pgno;
+        uint32_t pgno, plen;
+        uint64_t used;
         if (!as_u32(PyTuple_GET_ITEM(item, 0), &pgno)) goto error;
         unsigned long long base = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(item, 3));
         if (base == (unsigned long long)-1 && PyErr_Occurred()) goto error;
-        PyObject *before = PyTuple_GET_ITEM(item, 2);
-        if (seal != 0 && pgno != 0) {
-            /* stamp the LSN and the checksum into the page's frame before it is logged */
-            uint32_t size;
-            uint8_t *frame = frame_bytes(PyTuple_GET_ITEM(item, 1), &size, pgno);
-            if (frame == NULL) goto error;
-            int rc = size == page_size ? ps_page_seal_many(frame, size, 1, (uint64_t)seal) : PS_EINVAL;
-            if (rc != PS_OK) {
-                fail(rc, pgno, "frame seal");
-                goto error;
-            }
-        }
-        Py_buffer img;
-        if (PyObject_GetBuffer(PyTuple_GET_ITEM(item, 1), &img, PyBUF_SIMPLE) != 0) goto error;
-        if (img.len != (Py_ssize_t)page_size) {
-            PyBuffer_Release(&img);
-            fail(PS_EINVAL, pgno, "frame image size");
+        if (log_frame_build(o + pos, pgno, PyTuple_GET_ITEM(item, 1), PyTuple_GET_ITEM(item, 2), base,
+                            i == nf - 1 ? commit : 0, txn, offset, salt, page_size, seal, &crc, &plen, &used) != 0)
             goto error;
-        }
-        uint8_t *head = o + pos, *payload = head + LOG_FRAME_HEADER;
-        uint32_t plen = 0;
-        uint64_t used = 0;
-        if (base != 0 && before != Py_None) {
-            Py_buffer old;
-            if (PyObject_GetBuffer(before, &old, PyBUF_SIMPLE) != 0) {
-                PyBuffer_Release(&img);
-                goto error;
-            }
-            int rc = old.len == (Py_ssize_t)page_size
-                         ? ps_delta_make((const uint8_t *)old.buf, (const uint8_t *)img.buf, page_size, payload, cap,
-                                         &plen)
-                         : PS_EINVAL;
-            PyBuffer_Release(&old);
-            if (rc == PS_OK)
-                used = base;
-            else if (rc != PS_EFULL) {
-                PyBuffer_Release(&img);
-                fail(rc, pgno, "frame delta");
-                goto error;
-            }
-        }
-        if (!used) {
-            memcpy(payload, img.buf, page_size);
-            plen = page_size;
-        }
-        PyBuffer_Release(&img);
-        put_le32(head, pgno);
-        put_le32(head + 4, i == nf - 1 ? commit : 0);
-        put_le64(head + 8, txn);
-        put_le64(head + 16, offset);
-        put_le32(head + 24, salt);
-        put_le32(head + 28, plen);
-        put_le64(head + 32, used);
-        crc = ps_crc32c(crc, head, 40);
-        crc = ps_crc32c(crc, payload, plen);
-        put_le32(head + 40, crc);
         pos += LOG_FRAME_HEADER + plen;
         offset += LOG_FRAME_HEADER + plen;
         PyObject *sz = PyLong_FromUnsignedLong(plen);
@@ -899,6 +927,113 @@ static PyObject *fp_log_frames(PyObject *self, PyObject *const *args, Py_ssize_t
 error:
     Py_XDECREF(out);
     Py_XDECREF(sizes);
+    return NULL;
+}
+
+/* log_append(frames, txn, salt, offset, crc, commit_page_count, page_size, seal, txn_index, index, depth,
+**            pgnos, offsets, max_chain) -> (bytearray, crc, entries)
+** log_frames with the log writer's per-frame bookkeeping (wal.py WAL._append) in the same call, so
+** that a commit is a handful of Python-level calls (issue 23). `frames` is a list of (pgno, image,
+** before) tuples (wal.py's Frame). First every frame is built, as log_frames builds it, its base
+** chosen as WAL._append did: when `before` is not None, the page's newest frame (`txn_index`'s
+** entry, else `index`'s) if its place in its chain (`depth`[that offset]) is below `max_chain`, else
+** whole. Then, once all are built, for each frame: depth[its offset] = depth[base] + 1 for a delta,
+** 0 for a whole image; txn_index[pgno] = its offset; pgno and offset appended to the lists `pgnos`
+** and `offsets`. Returns the frames' bytes, the chain's last checksum and the shared index's
+** entries (shm.py ``set_frames``): 16 bytes a frame, little-endian u64 pgno | size << 32, then u64
+** offset. The dicts and lists are the caller's bookkeeping, not pages: no page number is followed.
+** Raises KeyError when a base's offset has no depth (a bug: WAL kept them in step). */
+static PyObject *fp_log_append(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    (void)self;
+    uint32_t salt, crc, commit, page_size;
+    unsigned long long txn, offset, seal;
+    if (!nargs_ok(n, 14, "log_append")) return NULL;
+    PyObject *list = args[0], *txn_index = args[8], *index = args[9], *depth = args[10];
+    PyObject *pgnos = args[11], *offsets = args[12];
+    if (!PyList_CheckExact(list) || !PyList_CheckExact(pgnos) || !PyList_CheckExact(offsets)) {
+        PyErr_SetString(PyExc_TypeError, "frames, pgnos and offsets must be lists");
+        return NULL;
+    }
+    if (!PyDict_CheckExact(txn_index) || !PyDict_CheckExact(index) || !PyDict_CheckExact(depth)) {
+        PyErr_SetString(PyExc_TypeError, "txn_index, index and depth must be dicts");
+        return NULL;
+    }
+    long max_chain = PyLong_AsLong(args[13]);
+    if (max_chain == -1 && PyErr_Occurred()) return NULL;
+    if (log_args(args, &txn, &salt, &offset, &crc, &commit, &page_size, &seal) != 0) return NULL;
+    Py_ssize_t nf = PyList_GET_SIZE(list);
+    PyObject *out = PyByteArray_FromStringAndSize(NULL, nf * (Py_ssize_t)(LOG_FRAME_HEADER + page_size));
+    PyObject *entries = PyBytes_FromStringAndSize(NULL, nf * 16);
+    long *depths = PyMem_New(long, nf > 0 ? (size_t)nf : 1);
+    if (out == NULL || entries == NULL || depths == NULL) {
+        if (depths == NULL) PyErr_NoMemory();
+        goto error;
+    }
+    uint8_t *o = (uint8_t *)PyByteArray_AS_STRING(out), *e = (uint8_t *)PyBytes_AS_STRING(entries);
+    size_t pos = 0;
+    unsigned long long at = offset;
+    for (Py_ssize_t i = 0; i < nf; i++) { /* build: nothing of the caller's changed yet */
+        PyObject *item = PyList_GET_ITEM(list, i);
+        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 3) {
+            PyErr_SetString(PyExc_TypeError, "a frame must be a tuple (pgno, image, before)");
+            goto error;
+        }
+        PyObject *key = PyTuple_GET_ITEM(item, 0), *before = PyTuple_GET_ITEM(item, 2);
+        uint32_t pgno, plen;
+        uint64_t used, base = 0;
+        long prev_depth = 0;
+        if (!as_u32(key, &pgno)) goto error;
+        if (before != Py_None) {
+            PyObject *prev = PyDict_GetItemWithError(txn_index, key); /* borrowed */
+            if (prev == NULL && !PyErr_Occurred()) prev = PyDict_GetItemWithError(index, key);
+            if (prev == NULL && PyErr_Occurred()) goto error;
+            if (prev != NULL) {
+                PyObject *d = PyDict_GetItemWithError(depth, prev);
+                if (d == NULL) {
+                    if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, prev);
+                    goto error;
+                }
+                prev_depth = PyLong_AsLong(d);
+                if (prev_depth == -1 && PyErr_Occurred()) goto error;
+                if (prev_depth < max_chain) {
+                    base = PyLong_AsUnsignedLongLong(prev);
+                    if (base == (uint64_t)-1 && PyErr_Occurred()) goto error;
+                }
+            }
+        }
+        if (log_frame_build(o + pos, pgno, PyTuple_GET_ITEM(item, 1), before, base, i == nf - 1 ? commit : 0, txn,
+                            at, salt, page_size, seal, &crc, &plen, &used) != 0)
+            goto error;
+        depths[i] = used ? prev_depth + 1 : 0;
+        put_le64(e + 16 * i, (uint64_t)pgno | (uint64_t)plen << 32);
+        put_le64(e + 16 * i + 8, at);
+        pos += LOG_FRAME_HEADER + plen;
+        at += LOG_FRAME_HEADER + plen;
+    }
+    at = offset;
+    for (Py_ssize_t i = 0; i < nf; i++) { /* the bookkeeping: fails only without memory */
+        PyObject *key = PyTuple_GET_ITEM(PyList_GET_ITEM(list, i), 0);
+        PyObject *off = PyLong_FromUnsignedLongLong(at), *dv = PyLong_FromLong(depths[i]);
+        int bad = off == NULL || dv == NULL || PyDict_SetItem(depth, off, dv) != 0 ||
+                  PyDict_SetItem(txn_index, key, off) != 0 || PyList_Append(pgnos, key) != 0 ||
+                  PyList_Append(offsets, off) != 0;
+        Py_XDECREF(off);
+        Py_XDECREF(dv);
+        if (bad) goto error;
+        at += LOG_FRAME_HEADER + (uint32_t)(e[16 * i + 4] | e[16 * i + 5] << 8 | e[16 * i + 6] << 16 |
+                                            (uint32_t)e[16 * i + 7] << 24);
+    }
+    PyMem_Free(depths);
+    if (PyByteArray_Resize(out, (Py_ssize_t)pos) != 0) {
+        Py_DECREF(out);
+        Py_DECREF(entries);
+        return NULL;
+    }
+    return Py_BuildValue("(NkN)", out, (unsigned long)crc, entries);
+error:
+    PyMem_Free(depths);
+    Py_XDECREF(out);
+    Py_XDECREF(entries);
     return NULL;
 }
 
@@ -941,6 +1076,9 @@ static PyMethodDef methods[] = {
     {"crc32c", (PyCFunction)(void (*)(void))fp_crc32c, METH_FASTCALL, "crc32c(data, crc) -> CRC32C of data from crc"},
     {"log_frames", (PyCFunction)(void (*)(void))fp_log_frames, METH_FASTCALL,
      "log_frames(frames, txn, salt, offset, crc, commit_page_count, page_size, seal) -> (frames' bytes, crc, sizes)"},
+    {"log_append", (PyCFunction)(void (*)(void))fp_log_append, METH_FASTCALL,
+     "log_append(frames, txn, salt, offset, crc, commit_page_count, page_size, seal, txn_index, index, depth, "
+     "pgnos, offsets, max_chain) -> (frames' bytes, crc, entries)"},
     {"leaf_insert", (PyCFunction)(void (*)(void))fp_leaf_insert, METH_FASTCALL,
      "leaf_insert(frame, index, key, rid pgno, rid slot, pgno) -> new page bytes, or None if full"},
     {"leaf_remove", (PyCFunction)(void (*)(void))fp_leaf_remove, METH_FASTCALL,

@@ -32,9 +32,11 @@ from __future__ import annotations
 import os
 import platform
 import struct
+import sys
 import threading
+from array import array
 from functools import partial
-from typing import Any, Callable, List, NoReturn, Optional, Tuple
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple
 
 from .errors import CorruptionError, NotFoundError, PageFullError, PageStoreError
 
@@ -293,6 +295,34 @@ class CffiPage:
             sizes.append(n)
             offset += 44 + n
         return out, crc, sizes
+
+    def log_append(self, frames: List[Tuple[int, Any, Any]], txn: int, salt: int, offset: int, crc: int,
+                   commit_page_count: int, page_size: int, seal: int, txn_index: Dict[int, int],
+                   index: Dict[int, int], depth: Dict[int, int], pgnos: List[int], offsets: List[int],
+                   max_chain: int) -> Tuple[bytearray, int, bytes]:
+        chunk = []
+        for pgno, image, before in frames:
+            base = 0
+            if before is not None:
+                prev = txn_index.get(pgno)
+                if prev is None:
+                    prev = index.get(pgno)
+                if prev is not None and depth[prev] < max_chain:
+                    base = prev
+            chunk.append((pgno, image, before, base))
+        out, crc, sizes = self.log_frames(chunk, txn, salt, offset, crc, commit_page_count, page_size, seal)
+        entries = array("Q")
+        for (pgno, _, _, base), n in zip(chunk, sizes):
+            depth[offset] = depth[base] + 1 if base and n != page_size else 0
+            txn_index[pgno] = offset
+            pgnos.append(pgno)
+            offsets.append(offset)
+            entries.append(pgno | n << 32)
+            entries.append(offset)
+            offset += 44 + n
+        if sys.byteorder != "little":  # pragma: no cover
+            entries.byteswap()
+        return out, crc, entries.tobytes()
 
     def page_insert_room(self, frame: bytearray, record: bytes, state: int, pgno: int) -> Tuple[int, int]:
         _check_bytes(record, "record")
@@ -587,7 +617,7 @@ def _load_fast() -> Tuple[Any, str]:
                 raise
         else:
             # a build of this version from before the newest calls lacks them: stale too
-            missing = [name for name in ("map_chain_value", "log_frames", "crc32c", "record_delete",
+            missing = [name for name in ("map_chain_value", "log_frames", "log_append", "crc32c", "record_delete",
                                                     "record_patch")
                        if not hasattr(_fastpage, name)]
             if _fastpage.NATIVE_VERSION != EXPECTED_NATIVE_VERSION or missing:  # pragma: no cover

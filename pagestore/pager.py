@@ -549,11 +549,9 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
                     # Before the commit frame: it is what makes the new pages part of the file.
                     self.file.sync()  # type: ignore[union-attr]
                     self._direct = False
-                frames: List[Frame] = []
-                dirty = self.dirty
-                for pgno in sorted(dirty):
-                    f = dirty[pgno]
-                    frames.append((pgno, f.buf, f.base))  # stamped with txn and checksummed by the log (seal)
+                # stamped with txn and checksummed by the log (seal); page numbers are unique, so the
+                # sort never compares two frames
+                frames: List[Frame] = [(pgno, f.buf, f.base) for pgno, f in sorted(self.dirty.items())]
                 # The header frame is a delta from the last commit's, like any page's (a one-key
                 # commit changes a few dozen of its bytes): logged whole, it was most of a small
                 # commit's log bytes. A reader in another process reads it at each new commit it
@@ -583,7 +581,7 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
                 run_through(lambda: self._committed(wal, durable and defer, end, header, direct))
                 raise
             raise
-        size = wal.size()
+        size = wal.end  # ``wal.size()``: the log is open (it took this commit)
         if size > self.checkpointer.threshold() and (size >= self._next_try or self._readers_gone()):
             try:
                 self.checkpoint()

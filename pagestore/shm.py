@@ -168,7 +168,7 @@ import struct
 import sys
 import time
 from array import array
-from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Set, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Set, Tuple, Union
 
 from . import fileio
 # The byte-range locks, on the shared index's descriptor (the data file's are a File's).
@@ -742,18 +742,26 @@ class SharedIndex:
         word, off = _ENTRY.unpack_from(mm, at)
         return off, word >> 32
 
-    def set_frames(self, first: int, entries: "array[int]") -> None:
+    def set_frames(self, first: int, entries: "Union[array[int], bytes]") -> None:
         """set_frames records the entries of frames ``first``, ``first + 1``, ... (two integers
-        each, as ``WAL.entries`` makes them: page number | size << 32, offset). Writer only."""
-        data = entries if type(entries) is array and entries.typecode == "Q" else array("Q", entries)
-        if sys.byteorder != "little":  # pragma: no cover
-            data = array("Q", data)  # a copy: the caller's stays in host order
-            data.byteswap()
-        self._ensure(first + len(data) // 2)
+        each, as ``WAL.entries`` makes them: page number | size << 32, offset). Writer only.
+        ``entries``: the integers, or their bytes as laid out here (little-endian u64s: what
+        the log's ``log_append`` returns)."""
+        if type(entries) is bytes:
+            raw: "Union[array[int], bytes]" = entries
+            count = len(entries) // ENTRY_SIZE
+        else:
+            data = entries if type(entries) is array and entries.typecode == "Q" else array("Q", entries)
+            if sys.byteorder != "little":  # pragma: no cover
+                data = array("Q", data)  # a copy: the caller's stays in host order
+                data.byteswap()
+            raw, count = data, len(data) // 2
+        if first + count > self._capacity:  # ``_ensure``'s test, inline: ``reserve`` made room already
+            self._ensure(first + count)
         mm = self.map
         assert mm is not None
         off = ARRAY_OFFSET + ENTRY_SIZE * first
-        mm[off : off + 8 * len(data)] = data  # the array's buffer, not a copy of it
+        mm[off : off + ENTRY_SIZE * count] = raw  # the buffer, not a copy of it
 
     def frame_entries(self, lo: int, hi: int) -> "array[int]":
         """frame_entries returns the entries of frames [lo, hi), two integers each (see ``set_frames``).

@@ -763,74 +763,64 @@ class WAL:
         offset = start = self.end
         crc = self._crc
         page_size = self.page_size
-        txn_index, depth = self.txn_index, self.depth
-        pgnos, offsets = self.frame_pgnos, self.frame_offsets
+        txn_index = self.txn_index
+        pgnos = self.frame_pgnos
         first = len(pgnos)
         total = len(frames)
         shm = self.shm
         if shm is not None:
             shm.reserve(first + total)  # a full disk fails here, before the log holds any of it
-        salt, build = self.salt, _native.fast.log_frames
-        in_txn, in_log = txn_index.get, self.index.get
-        stamp = txn if seal else 0
-        # Frames are built a chunk at a time, each chunk in one C call (log_frames: headers,
-        # deltas, the checksum chain) and written in one write: a big commit (a thousand
-        # random inserts dirty a thousand leaves) would otherwise hold all its frames twice
-        # in memory. A crash between chunks leaves frames without their commit frame, which
-        # recovery discards. A small commit is one chunk: its frames as given, no slicing.
+        # Frames are built a chunk at a time, each chunk in one C call (log_append: each frame's
+        # base chosen, headers, deltas, the checksum chain, and the bookkeeping: txn_index, depth,
+        # frame_pgnos / frame_offsets and the shared index's entries; issue 23) and written in
+        # one write: a big commit (a thousand random inserts dirty a thousand leaves) would
+        # otherwise hold all its frames twice in memory. A crash between chunks leaves frames
+        # without their commit frame, which recovery discards. A small commit is one chunk: its
+        # frames as given, no slicing, one C call and one write.
         per_chunk = max(1, WRITE_CHUNK // (FRAME_HEADER_SIZE + page_size))
-        entries = array("Q")
-        add = entries.append
-        parts: List[bytearray] = []
-        held = 0
-        lo = 0
-        while lo < total:
-            hi = lo + per_chunk
-            chunk = []
-            for pgno, page, before in (frames if lo == 0 and hi >= total else frames[lo:hi]):
-                base = 0
-                if before is not None:
-                    prev = in_txn(pgno)
-                    if prev is None:
-                        prev = in_log(pgno)
-                    if prev is not None and depth[prev] < MAX_CHAIN:
-                        base = prev  # a delta from its newest frame, if the delta is small
-                chunk.append((pgno, page, before, base))
-            last = hi >= total
-            out, crc, sizes = build(chunk, txn, salt, offset, crc, commit_page_count if last else 0, page_size, stamp)
-            for (pgno, _, _, base), n in zip(chunk, sizes):
-                # logged whole (n == page_size): the delta would have taken more than DELTA_SHARE
-                depth[offset] = depth[base] + 1 if base and n != page_size else 0
-                txn_index[pgno] = offset
-                pgnos.append(pgno)
-                offsets.append(offset)
-                add(pgno | n << 32)  # the shared index's entry (``entries``)
-                add(offset)
-                offset += FRAME_HEADER_SIZE + n
-            # Written WRITE_CHUNK bytes at a time, as before the C call: chunks of deltas are
-            # small, and a write past the file's end by less than GROW_BYTES writes zeros first.
-            if last and not parts:
-                data = out
-            else:
+        build = _native.fast.log_append
+        salt, index, depth, offsets = self.salt, self.index, self.depth, self.frame_offsets
+        stamp = txn if seal else 0
+        if total <= per_chunk:
+            data, crc, entries = build(frames, txn, salt, offset, crc, commit_page_count, page_size, stamp,
+                                       txn_index, index, depth, pgnos, offsets, MAX_CHAIN)
+            offset += len(data)
+            if offset > self.allocated:
+                self._reserve(offset)
+            file.write(start, data)
+        else:
+            parts: List[bytearray] = []
+            chunks: List[bytes] = []
+            held = 0
+            lo = 0
+            while lo < total:
+                hi = lo + per_chunk
+                last = hi >= total
+                out, crc, got = build(frames[lo:hi], txn, salt, offset, crc, commit_page_count if last else 0,
+                                      page_size, stamp, txn_index, index, depth, pgnos, offsets, MAX_CHAIN)
+                chunks.append(got)
+                offset += len(out)
+                lo = hi
+                # Written WRITE_CHUNK bytes at a time, as before the C call: chunks of deltas are
+                # small, and a write past the file's end by less than GROW_BYTES writes zeros first.
                 parts.append(out)
                 held += len(out)
                 if held < WRITE_CHUNK and not last:
-                    lo = hi
                     continue
                 data = parts[0] if len(parts) == 1 else b"".join(parts)
                 parts, held = [], 0
-            if start + len(data) > self.allocated:
-                self._reserve(start + len(data))
-            file.write(start, data)
-            start += len(data)
-            lo = hi
+                if start + len(data) > self.allocated:
+                    self._reserve(start + len(data))
+                file.write(start, data)
+                start += len(data)
+            entries = b"".join(chunks)
         self._crc = crc
         self.end = offset
         self._appends += 1
         if shm is not None:
             shm.set_frames(first, entries)
         if commit_page_count:
-            self.index.update(txn_index)
+            index.update(txn_index)
             txn_index.clear()
             self.committed_end, self.committed_crc = offset, crc
             self.committed_frames = len(pgnos)

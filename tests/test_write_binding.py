@@ -336,6 +336,67 @@ def test_both_bindings_build_a_commits_log_frames_alike(tmp_path):
 
 
 @needs_fast
+def test_both_bindings_append_a_commits_frames_and_bookkeeping_alike(tmp_path):
+    """log_append (issue 23: WAL._append's per-frame bookkeeping in the frames' C call) against the
+    cffi fallback, and against log_frames with the bases chosen as WAL._append chose them: a page's
+    newest frame (the open transaction's first, then the log's) when its chain is shorter than
+    max_chain, else whole; the same bytes and checksum, the same depth, txn_index, frame lists and
+    shared-index entries after; a base with no depth is a KeyError from both."""
+    import struct
+
+    pages = _pages(tmp_path)
+    rng = random.Random(10)
+    for trial in range(60):
+        frames: List[Tuple[int, Any, Any]] = []
+        index: Dict[int, int] = {}
+        txn_index: Dict[int, int] = {}
+        depth: Dict[int, int] = {}
+        for p in rng.sample(sorted(pages), 12):
+            img = bytearray(pages[p])
+            before = bytes(img) if rng.random() < 0.8 else None
+            for _ in range(rng.randint(1, 3) if rng.random() < 0.8 else 0):
+                img[rng.randrange(len(img))] ^= 0xFF
+            if rng.random() < 0.1:
+                img[:400] = rng.randbytes(400)  # too much changed for a delta: whole
+            where = rng.random()
+            off = 40 + 556 * rng.randrange(50)
+            if where < 0.4:
+                index[p] = off
+            elif where < 0.7:
+                txn_index[p] = off
+                if rng.random() < 0.5:
+                    index[p] = off + 7  # an older frame: the open transaction's wins
+            depth[off] = rng.randrange(10)
+            depth[off + 7] = 0
+            frames.append((p, img if rng.random() < 0.5 else bytes(img), before))
+        frames.append((0, rng.randbytes(512), None))
+        args = (7 + trial, 0x5A17, 40000, 12345, 99 if trial % 2 else 0, 512, 0)
+        states = [(dict(txn_index), dict(index), dict(depth), [1], [40]) for _ in range(2)]
+        got = [b.log_append(frames, *args, *st, 8) for b, st in zip((FAST, _native.CffiPage()), states)]
+        assert bytes(got[0][0]) == bytes(got[1][0]) and got[0][1:] == got[1][1:]
+        assert states[0] == states[1]
+        chunk = []
+        for p, img, before in frames:
+            prev = txn_index.get(p, index.get(p))
+            chunk.append((p, img, before, prev if before is not None and prev is not None and depth[prev] < 8 else 0))
+        out, crc, sizes = FAST.log_frames(chunk, *args)
+        assert bytes(out) == bytes(got[0][0]) and crc == got[0][1]
+        t_after, i_after, d_after, pgnos, offsets = states[0]
+        assert i_after == index  # a commit's index is the caller's to update, after the write
+        offset, want = 40000, []
+        for (p, _, _, base), n in zip(chunk, sizes):
+            assert t_after[p] == offset and d_after[offset] == (depth[base] + 1 if base and n < 512 else 0)
+            want += [p | n << 32, offset]
+            offset += 44 + n
+        assert pgnos == [1] + [f[0] for f in frames] and offsets[1:] == [want[i] for i in range(1, len(want), 2)]
+        assert list(struct.unpack(f"<{len(want)}Q", got[0][2])) == want
+    bad = [(3, bytes(512), b"x" * 512)]
+    for b in (FAST, _native.CffiPage()):
+        with pytest.raises(KeyError):
+            b.log_append(bad, 1, 1, 40, 0, 0, 512, 0, {3: 99}, {}, {}, [], [], 8)
+
+
+@needs_fast
 def test_both_bindings_checksum_alike():
     """crc32c (the header checksums every commit computes, issue 23): _fastpage's against the cffi
     one, on every kind of buffer it is given, continuing from any crc; wrong arguments are errors."""
