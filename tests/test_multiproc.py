@@ -519,9 +519,11 @@ def test_without_the_locks_a_second_writer_is_told_why(tmp_path):
 class FakeProcessLock:
     """FakeProcessLock: a ProcessLock another process holds until ``free_at`` (a time.monotonic())."""
 
-    def __init__(self, free_at: float = 0.0, fail_taken: bool = False) -> None:
+    def __init__(self, free_at: float = 0.0, fail_taken: bool = False, prompt: bool = False) -> None:
         self.free_at = free_at
         self.fail_taken = fail_taken
+        self.prompt = prompt
+        self.naps: List[float] = []
         self.held = False
         self.tries = 0
         self.caught_up = 0
@@ -544,6 +546,7 @@ class FakeProcessLock:
         return 0
 
     def nap(self, ticket: int, seconds: float) -> None:
+        self.naps.append(seconds)
         time.sleep(seconds)
 
     def taken(self) -> None:
@@ -574,6 +577,26 @@ def test_write_lock_polls_the_process_lock_until_its_deadline():
     assert free.held and free.caught_up == 1 and lock.owned()
     lock.release()
     assert not free.held and not lock.owned()
+
+
+def test_a_waiter_whose_naps_the_release_ends_tries_the_lock_only_every_poll_max():
+    """Where the holder's release ends a nap (a futex: ``ProcessLock.prompt``), a waiter's naps are
+    POLL_MAX from the first (the release wakes it; the poll only finds a holder that died), not
+    0.2 ms doubling: 4 processes of one-put commits made ~2 tries of LOCK_WRITE a turn, most of
+    them failed, each a system call and a wake-up. Without futexes the short first naps stay."""
+    from pagestore.locks import POLL_FIRST, POLL_MAX, WriteLock
+
+    lock = WriteLock("s")
+    prompt = FakeProcessLock(free_at=time.monotonic() + 0.05, prompt=True)
+    lock.share(prompt)
+    lock.acquire(5, "a write")
+    lock.release()
+    assert prompt.naps and min(prompt.naps) >= POLL_MAX / 2, prompt.naps
+    polled = FakeProcessLock(free_at=time.monotonic() + 0.05)
+    lock.share(polled)
+    lock.acquire(5, "a write")
+    lock.release()
+    assert polled.naps[0] <= POLL_FIRST * 1.5, polled.naps
 
 
 def test_write_lock_lets_both_go_when_catching_up_fails():
