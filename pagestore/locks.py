@@ -222,6 +222,11 @@ def _poll(process: ProcessLock, deadline: Optional[float]) -> bool:
     """
     if not process.others_waiting() and process.try_lock():
         return True
+    if deadline is not None and time.monotonic() >= deadline:
+        # A try without a wait (group commit's first, ``try_acquire(0)``, before it queues and
+        # waits in line): joining the line only to leave it cost a lock, an unlock, a wake-up
+        # of the watchers and a try, at every commit of writers in several processes.
+        return False
     process.waiting(True)
     try:
         # With prompt naps a short first one only adds tries (each a system call, and a
