@@ -45,6 +45,8 @@ from .interrupts import run_through
 
 #: Seconds between two tries of the process lock: the first wait, and the longest (the
 #: wait doubles up to it, with jitter, so that waiting processes do not try in step).
+#: Where the holder's release ends a wait (``ProcessLock.prompt``: a futex), every wait is
+#: POLL_MAX: a try is then only the release's (or a holder's death's, found by the poll).
 POLL_FIRST = 0.0002
 POLL_MAX = 0.002
 
@@ -67,6 +69,10 @@ class ProcessLock(Protocol):
 
     def nap(self, ticket: int, seconds: float) -> None:
         """nap sleeps up to ``seconds``, or until the lock is let go after ``ticket`` was read."""
+
+    @property
+    def prompt(self) -> bool:
+        """prompt: ``nap`` ends when the lock is let go (not only after ``seconds``)."""
 
     def taken(self) -> None:
         """taken: the lock was just taken (the holder catches up here); raising lets it go again."""
@@ -216,9 +222,17 @@ def _poll(process: ProcessLock, deadline: Optional[float]) -> bool:
     """
     if not process.others_waiting() and process.try_lock():
         return True
+    if deadline is not None and time.monotonic() >= deadline:
+        # A try without a wait (group commit's first, ``try_acquire(0)``, before it queues and
+        # waits in line): joining the line only to leave it cost a lock, an unlock, a wake-up
+        # of the watchers and a try, at every commit of writers in several processes.
+        return False
     process.waiting(True)
     try:
-        wait = POLL_FIRST
+        # With prompt naps a short first one only adds tries (each a system call, and a
+        # wake-up of a process that then sleeps again: 4 processes of one-put commits
+        # made ~2 tries a turn, most of them failed, and more context switches).
+        wait = POLL_MAX if process.prompt else POLL_FIRST
         while True:
             ticket = process.ticket()  # before the try: a release after it wakes the nap below
             if process.try_lock():

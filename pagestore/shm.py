@@ -21,7 +21,8 @@ SHARED INDEX FILE LAYOUT (little-endian)
      160     16    durable: where the log is known durable, by a sync in any process (see "Unsynced")
      176     16    unused (zero)
      192    128    sync slots: 8 records of 16 bytes, one per sync of the log in flight (see "Unsynced")
-     320   3776    unused (zero)
+     320     64    covers: 8 words of 8 bytes, slot i's at 320 + 8 i (see "Unsynced")
+     384   3712    unused (zero)
     4096  16 * n   frame array: an entry for log frame k at 4096 + 16k, for every
                    frame the writer has appended in this generation
 
@@ -74,6 +75,11 @@ SYNC SLOT i (SLOTS_OFFSET + 16 i, i < SLOTS = 8; its lock byte LOCK_SLOT + i)
        8      4   salt of the log that offset is in
       12      4   zero
 
+COVERS i (COVERS_OFFSET + 8 i, 8 bytes): 0, or the log offset (of the log of slot i's salt)
+up to which the sync that last held slot i makes the log durable if its fsync succeeds (the
+published end when it began); kept when its record is cleared only if its fsync returned
+success.
+
 Unsynced: syncs of the log from several processes overlap; LOCK_SYNC is held only
 for the bookkeeping of these words (and the rare writes again), never across an
 fsync (docs/format.md, "Unsynced",
@@ -92,7 +98,11 @@ as of before its fsync (every frame published by then was written before it),
 and ``unsynced`` up past what it wrote again. A sync in another process whose
 frames end below ``durable``, with nothing unsynced and no failure since its own
 last good sync, has nothing to do (a sync shared across processes, as group
-commit shares one across threads). A writer taking its turn writes again from
+commit shares one across threads). A sync whose frames lie below a busy slot's *covers*
+(a sync of another process, begun after they were published) rides on it (``WAL._ride``):
+it waits for that sync's outcome and for every sync busy after it, and acknowledges if
+that fsync returned success (the record cleared, *covers* kept) and nothing failed meanwhile,
+with no fsync of its own. A writer taking its turn writes again from
 ``unsynced`` at once (``WAL.repair``), refusing if frames
 that were published no longer read back (readers.py). Readers ignore the words;
 a version-2 index without them reads as zero (nothing unsynced, no slot busy).
@@ -202,6 +212,8 @@ LOCK_SLOT = LOCK_BASE + 8
 SLOTS = 8
 SLOTS_OFFSET = 192
 SLOT_SIZE = 16
+#: slot i's *covers* word is at COVERS_OFFSET + 8 i (see "Unsynced")
+COVERS_OFFSET = 320
 LOCK_WRITERS = LOCK_BASE + 1  # on the data file, as LOCK_DMS
 LOCK_SOLO = LOCK_BASE + 2  # on the data file, as LOCK_DMS
 LOCK_CREATE = LOCK_BASE + 3  # on the data file, as LOCK_DMS
@@ -390,6 +402,7 @@ class SharedIndex:
         self.file_id = file_id
         self._addresses: Dict[int, int] = {}  # offset in the map -> its address (futex words), for this map
         self._claimed: Set[int] = set()  # sync slots this open holds exclusively (``claim_slot``), on any thread
+        self._first_slot = os.getpid() % SLOTS  # the slot ``claim_slot`` tries first (a hint: no system call a sync)
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
         self.fd = os.open(path, flags, 0o644)
         fileio.track(self)
@@ -552,7 +565,7 @@ class SharedIndex:
         """claim_slot takes a sync slot's lock exclusively: the first free one from ``pid % SLOTS`` on, without waiting, or
         (every one held) slot ``pid % SLOTS``, waiting for it (its holder waits for nothing but
         its own fsync and the short LOCK_SYNC). Returns the slot. Not under LOCK_SYNC."""
-        first = os.getpid() % SLOTS  # processes start apart: fewer tries
+        first = self._first_slot  # processes start apart: fewer tries
         for k in range(SLOTS):
             i = (first + k) % SLOTS
             if try_lock(self.fd, LOCK_SLOT + i, 1, exclusive=True):
@@ -581,20 +594,50 @@ class SharedIndex:
             return None
         return _U32.unpack_from(mm, at + 8)[0], word - 1
 
-    def set_slot(self, i: int, salt: int, offset: int) -> None:
+    def set_slot(self, i: int, salt: int, offset: int, covers: int = 0) -> None:
         """set_slot: this process's sync in slot ``i`` (its lock held) is about to write and fsync the
-        log of ``salt``; if it fails, bytes from ``offset`` on may be lost. Under LOCK_SYNC."""
+        log of ``salt``; if it fails, bytes from ``offset`` on may be lost; if it succeeds, the log
+        is durable up to ``covers`` (the published end: every frame published was written before
+        the fsync begins). Under LOCK_SYNC."""
         mm = self.map
         assert mm is not None
         at = SLOTS_OFFSET + SLOT_SIZE * i
+        _U64.pack_into(mm, COVERS_OFFSET + 8 * i, covers)
         _U64.pack_into(mm, at + 8, salt)
         _U64.pack_into(mm, at, offset + 1)
 
-    def clear_slot(self, i: int) -> None:
-        """clear_slot: the sync in slot ``i`` has ended, and its outcome is recorded. Under LOCK_SYNC."""
+    def clear_slot(self, i: int, *, synced: bool = False) -> None:
+        """clear_slot: the sync in slot ``i`` has ended, and its outcome is recorded. ``synced``: its
+        fsync returned success, and its *covers* word stays as the proof a rider looks for
+        (``covered``); else the word goes first. Under LOCK_SYNC."""
         mm = self.map
         if mm is not None:
+            if not synced:
+                _U64.pack_into(mm, COVERS_OFFSET + 8 * i, 0)
             _U64.pack_into(mm, SLOTS_OFFSET + SLOT_SIZE * i, 0)
+
+    def covering(self, salt: int, end: int) -> Optional[int]:
+        """covering: a slot whose sync is in flight (its record set) on the log of ``salt`` and will
+        make it durable up to ``end`` or past if it succeeds (its *covers* word), or None. A hint,
+        read without LOCK_SYNC (a rider waits for it, then looks for the proof: ``covered``)."""
+        mm = self.map
+        if mm is None:
+            return None
+        w = _SLOT_WORDS.unpack_from(mm, SLOTS_OFFSET)
+        for i in range(SLOTS):
+            if w[3 * i] and w[3 * i + 1] == salt and _U64.unpack_from(mm, COVERS_OFFSET + 8 * i)[0] >= end:
+                return i
+        return None
+
+    def covered(self, i: int, salt: int, end: int) -> bool:
+        """covered: slot ``i``'s last sync ended (its record clear) with its fsync returned success, on the
+        log of ``salt``, which it made durable up to ``end`` or past (its *covers* word, which a
+        failed, interrupted or dead sync clears). Under LOCK_SYNC."""
+        mm = self.map
+        assert mm is not None
+        at = SLOTS_OFFSET + SLOT_SIZE * i
+        return (not _U64.unpack_from(mm, at)[0] and _U32.unpack_from(mm, at + 8)[0] == salt
+                and _U64.unpack_from(mm, COVERS_OFFSET + 8 * i)[0] >= end)
 
     def busy_slots(self, mine: int = -1) -> List[int]:
         """busy_slots: the slots but ``mine`` whose record is set: a sync in flight, or one whose

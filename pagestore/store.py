@@ -2053,6 +2053,10 @@ class _Turns:
     def nap(self, ticket: int, seconds: float) -> None:
         self.store._pager.await_turn(ticket, seconds)
 
+    @property
+    def prompt(self) -> bool:
+        return shm.FUTEXES  # a release bumps *turns* and wakes a nap (shm.py "Turns")
+
     def taken(self) -> None:
         if self.kept:
             return  # nobody else has written since: nothing to catch up with

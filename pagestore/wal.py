@@ -268,6 +268,7 @@ class WAL:
         self.syncs = 0
         #: syncs of the log found done by another process's sync (shm.py's ``durable``)
         self.shared_syncs = 0
+        self.rides = 0  # syncs that waited for another's fsync instead of their own (``_ride``)
         # Where the bytes a sync has made durable end, in this generation (a committed end:
         # no writer ever writes below it again). Before each sync the shared index is told
         # that the log may be unwritten from there (``SharedIndex.mark_unsynced``): if the
@@ -936,8 +937,65 @@ class WAL:
             OSError: the sync failed, or the frames to write again no longer read back whole
                 (EIO); either way every later sync refuses (``_sync_failed``).
         """
+        if self._ride(n, shm, begun):
+            return
         while not self._sync_round(n, shm, begun, "sync"):
             pass
+
+    def _ride(self, n: int, shm: "SharedIndex", begun: Optional[Callable[[], None]]) -> bool:
+        """_ride: a sync in another process (or on another thread), begun after this process's frames
+        were published, is in flight (its slot's *covers* word reaches past them: shm.py
+        "Unsynced"): wait for its outcome instead of an fsync of this process's own, as group
+        commit across processes. The acknowledgement is the one that sync's own steps 5 and 6
+        make: its fsync returned success (its record cleared with *covers* kept, under
+        LOCK_SYNC), and every sync busy since then ended without a failure counted (waited for
+        here, dead ones counted as failed). True: the appends up to ``n`` are durable. False
+        (nothing in flight covers them, or a failure was counted, or a sync beside it died): the
+        caller runs a sync round of its own, which writes again where a failure says.
+        Holds no slot, and LOCK_SYNC only for its two looks: no cycle with the syncs it waits for."""
+        end, tail, salt = self.committed_end, self.end, self.salt
+        if tail != end or not end:
+            return False  # frames of an open transaction: nobody else publishes past them
+        j = shm.covering(salt, tail)
+        if j is None:
+            return False
+        if begun is not None:
+            begun()  # the wait below stands for this sync's fsync
+        held: List[int] = []
+        try:
+            shm.wait_slot(j)  # returns once that sync recorded its outcome (step 4), or died
+            held.append(j)
+            shm.lock_sync()
+            try:
+                from_word, _, failures, durable_end, durable_salt = shm.sync_words()
+                if from_word or failures != self._failures_seen:
+                    return False  # the round writes again from where the failure says
+                if durable_end >= tail and durable_salt == salt:
+                    others = []  # acknowledged already (that sync's step 6, or a later one's)
+                elif shm.covered(j, salt, tail):
+                    others = shm.busy_slots()  # its step 5, for this process: every sync busy since
+                else:
+                    return False  # it failed, was interrupted or died
+            finally:
+                _unlock_sync(shm)
+            if others:
+                for i in others:
+                    if i not in held:
+                        shm.wait_slot(i)
+                        held.append(i)
+                shm.lock_sync()
+                try:
+                    if shm.fold_dead(others, probe=False) or shm.word(FAILURES_OFFSET) != failures:
+                        return False
+                finally:
+                    _unlock_sync(shm)
+        finally:
+            for i in held:
+                run_through(functools.partial(shm.release_slot, i))
+        self._synced_appends = n
+        self._durable_end = max(self._durable_end, end)
+        self.rides += 1
+        return True
 
     def _sync_round(self, n: int, shm: "SharedIndex", begun: Optional[Callable[[], None]], mode: str,
                     header: bytes = b"") -> bool:
@@ -951,11 +1009,13 @@ class WAL:
            (``fold_dead``); read the words; decide from where the log is written again (the
            unsynced word, or this log's durable end if a failure was counted since its last good
            sync), or that another process's sync already covered it (nothing to do); record in
-           the slot from where this sync may drop bytes if it fails (the log's durable end);
+           the slot from where this sync may drop bytes if it fails (the log's durable end), and
+           its *covers* word: up to where it makes the log durable (the published end);
         3. write again (``_rewrite``; still under LOCK_SYNC, which a log restart's header write
            takes too), and fsync (without it);
         4. under LOCK_SYNC: a failure moves the unsynced word down to the slot's offset and
-           counts itself; the slot is cleared and let go; the slots busy now are noted (none:
+           counts itself; the slot is cleared (its *covers* word too, unless the fsync returned
+           success: what a rider, ``_ride``, takes as the proof) and let go; the slots busy now are noted (none:
            step 6 at once, in the same hold);
         5. wait for each of them to end (``wait_slot``): any sync that began before this fsync
            returned, whose failure might have dropped bytes this one relied on;
@@ -1022,7 +1082,7 @@ class WAL:
                 low = durable_end if durable_end and durable_salt == salt else self._durable_end
                 if start is not None:
                     low = min(low, start)
-                shm.set_slot(slot, salt, low)
+                shm.set_slot(slot, salt, low, published)
                 # The writes, under LOCK_SYNC (rare: after a failure, or a new log's header): a
                 # restart of the log by the writer in its turn writes its new header under it,
                 # so frames of the old log written again never land on the new one's (``_rewrite``
@@ -1061,7 +1121,7 @@ class WAL:
                     # The next sync, here or in another process, writes the log again from ``low``.
                     shm.mark_unsynced(salt, low)
                     shm.bump(FAILURES_OFFSET, 0)
-                shm.clear_slot(slot)
+                shm.clear_slot(slot, synced=failed is None)
                 others = shm.busy_slots(slot)
                 if failed is None and not others:
                     done = shm.word(FAILURES_OFFSET) == failures
@@ -1083,7 +1143,9 @@ class WAL:
                     held.append(j)
                 shm.lock_sync()
                 try:
-                    dead = shm.fold_dead(held)
+                    # Only the syncs busy when this fsync returned: one that began after cannot have
+                    # dropped what it wrote (a dead one is counted by whoever next waits for it).
+                    dead = shm.fold_dead(held, probe=False)
                     done = not dead and shm.word(FAILURES_OFFSET) == failures
                     if done:
                         self._settle(shm, mode, salt, start, end, tail, published, failures)

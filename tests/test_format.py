@@ -515,7 +515,7 @@ def test_shared_index_unsynced_word_matches_the_docs():
     from pagestore import shm
 
     assert shm.UNSYNCED_OFFSET == 128 and shm.UNSYNCED_OFFSET + 16 <= shm.ARRAY_OFFSET
-    assert "| 128 | 16 | unsynced" in FORMAT_MD and "| 320 | 3776 | unused" in FORMAT_MD
+    assert "| 128 | 16 | unsynced" in FORMAT_MD and "| 384 | 3712 | unused" in FORMAT_MD
     # The sync slots: records and lock bytes (docs/format.md "Sync slots", the lock table, shm.py's tables).
     assert (shm.SLOTS_OFFSET, shm.SLOTS, shm.SLOT_SIZE) == (192, 8, 16) and shm.SLOTS_OFFSET >= shm.DURABLE_OFFSET + 16
     assert "| 192 | 128 | sync slots" in FORMAT_MD and "     192    128    sync slots" in (shm.__doc__ or "")
@@ -523,6 +523,8 @@ def test_shared_index_unsynced_word_matches_the_docs():
     assert "| `LOCK_SLOT` + i | 2^40 + 8 + i, i < 8 |" in FORMAT_MD and "LOCK_SLOT + i" in (shm.__doc__ or "")
     assert shm.DURABLE_OFFSET == 160 and "| 160 | 16 | durable" in FORMAT_MD
     assert shm.DURABLE_OFFSET + 16 <= shm.ARRAY_OFFSET
+    assert shm.COVERS_OFFSET == shm.SLOTS_OFFSET + shm.SLOTS * shm.SLOT_SIZE == 320
+    assert "| 320 | 64 | covers" in FORMAT_MD and "| 384 | 3712 | unused" in FORMAT_MD
     assert shm.FAILURES_OFFSET == 152 and "| 152 | 4 | failures" in FORMAT_MD
     assert "     152      4    failures" in (shm.__doc__ or "")
     assert "     128     16    unsynced" in (shm.__doc__ or "")

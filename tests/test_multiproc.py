@@ -519,9 +519,13 @@ def test_without_the_locks_a_second_writer_is_told_why(tmp_path):
 class FakeProcessLock:
     """FakeProcessLock: a ProcessLock another process holds until ``free_at`` (a time.monotonic())."""
 
-    def __init__(self, free_at: float = 0.0, fail_taken: bool = False) -> None:
+    def __init__(self, free_at: float = 0.0, fail_taken: bool = False, prompt: bool = False) -> None:
         self.free_at = free_at
         self.fail_taken = fail_taken
+        self.prompt = prompt
+        self.naps: List[float] = []
+        self.others = False  # another process waits in line
+        self.lines = 0  # times this one joined the line
         self.held = False
         self.tries = 0
         self.caught_up = 0
@@ -536,14 +540,16 @@ class FakeProcessLock:
 
     def waiting(self, on: bool) -> None:
         self.in_line = on
+        self.lines += on
 
     def others_waiting(self) -> bool:
-        return False
+        return self.others
 
     def ticket(self) -> int:
         return 0
 
     def nap(self, ticket: int, seconds: float) -> None:
+        self.naps.append(seconds)
         time.sleep(seconds)
 
     def taken(self) -> None:
@@ -574,6 +580,48 @@ def test_write_lock_polls_the_process_lock_until_its_deadline():
     assert free.held and free.caught_up == 1 and lock.owned()
     lock.release()
     assert not free.held and not lock.owned()
+
+
+def test_a_waiter_whose_naps_the_release_ends_tries_the_lock_only_every_poll_max():
+    """Where the holder's release ends a nap (a futex: ``ProcessLock.prompt``), a waiter's naps are
+    POLL_MAX from the first (the release wakes it; the poll only finds a holder that died), not
+    0.2 ms doubling: 4 processes of one-put commits made ~2 tries of LOCK_WRITE a turn, most of
+    them failed, each a system call and a wake-up. Without futexes the short first naps stay."""
+    from pagestore.locks import POLL_FIRST, POLL_MAX, WriteLock
+
+    lock = WriteLock("s")
+    prompt = FakeProcessLock(free_at=time.monotonic() + 0.05, prompt=True)
+    lock.share(prompt)
+    lock.acquire(5, "a write")
+    lock.release()
+    assert prompt.naps and min(prompt.naps) >= POLL_MAX / 2, prompt.naps
+    polled = FakeProcessLock(free_at=time.monotonic() + 0.05)
+    lock.share(polled)
+    lock.acquire(5, "a write")
+    lock.release()
+    assert polled.naps[0] <= POLL_FIRST * 1.5, polled.naps
+
+
+def test_a_try_without_a_wait_never_joins_the_line():
+    """``try_acquire(0)`` (group commit's first try, before it queues and waits in line) takes a free
+    lock nobody waits for, and otherwise gives up at once: it never joins the line of waiting
+    processes (LOCK_WAITING taken and let go, the watchers woken: four system calls and a
+    wake-up a commit, for nothing, when writers in several processes take turns)."""
+    from pagestore.locks import WriteLock
+
+    lock = WriteLock("s")
+    busy = FakeProcessLock(free_at=time.monotonic() + 60)
+    busy.others = True
+    lock.share(busy)
+    assert not lock.try_acquire(0, "a commit of single writes")
+    assert busy.lines == 0 and busy.tries == 0
+    busy.others = False
+    assert not lock.try_acquire(0, "a commit of single writes")
+    assert busy.lines == 0 and busy.tries == 1
+    free = FakeProcessLock()
+    lock.share(free)
+    assert lock.try_acquire(0, "a commit of single writes") and free.lines == 0
+    lock.release()
 
 
 def test_write_lock_lets_both_go_when_catching_up_fails():

@@ -260,7 +260,8 @@ def test_format_doc_matches_the_shared_index():
     assert [int(o) for o, _ in layout] == [0, shm.COPY_SIZE, shm.UNSYNCED_OFFSET, shm.TURNS_OFFSET,
                                            shm.ASKS_OFFSET, shm.FAILURES_OFFSET, shm.FAILURES_OFFSET + 4,
                                            shm.DURABLE_OFFSET, shm.DURABLE_OFFSET + 16, shm.SLOTS_OFFSET,
-                                           shm.SLOTS_OFFSET + shm.SLOTS * shm.SLOT_SIZE, shm.ARRAY_OFFSET]
+                                           shm.COVERS_OFFSET, shm.COVERS_OFFSET + 8 * shm.SLOTS, shm.ARRAY_OFFSET]
+    assert shm.COVERS_OFFSET == shm.SLOTS_OFFSET + shm.SLOTS * shm.SLOT_SIZE
     # the rows of the layout follow each other, each as long as it says
     rows = [(int(o), z) for o, z in layout[:-1]]
     assert all(o + int(z) == nxt for (o, z), (nxt, _) in zip(rows, rows[1:] + [(shm.ARRAY_OFFSET, "")]))

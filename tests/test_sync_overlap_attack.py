@@ -616,3 +616,175 @@ def test_a_ctrl_c_as_a_sync_lets_lock_sync_go_never_leaves_it_held(tmp_path, mon
         t.join(30)
     assert not hung, "another process's sync waits for LOCK_SYNC, which an interrupted sync left held"
     assert out["b"] == "acked", out
+
+
+def _ride_setup(tmp_path, monkeypatch):
+    """_ride_setup: a store whose last commit (sync=False) is published and not yet synced, and a
+    sync of another process (its own open of the shared index: its own lock owner) in flight in
+    a slot, begun after that commit was published (its *covers* word at the published end).
+    Returns (db, its log, the other's index, its slot, the log's writes again)."""
+    import pagestore
+    from pagestore.shm import LOCK_SLOT, SharedIndex
+    from pagestore.wal import FRAME_HEADER_SIZE, WAL
+
+    rewrites: list = []
+    real_rewrite = WAL._rewrite
+
+    def rewrite(self, start: int, end: int) -> None:
+        rewrites.append(start)
+        real_rewrite(self, start, end)
+
+    monkeypatch.setattr(WAL, "_rewrite", rewrite)
+    db = pagestore.open(str(tmp_path / "ride.ps"), sync=False)
+    db[b"base"] = b"0"
+    db.sync()
+    db[b"k"] = b"1"
+    index, wal = db._pager.sharing.index, db._pager.wal
+    assert not wal.synced_through(wal.append_count())
+    other = SharedIndex(index.path, index.page_size, index.file_id)
+    slot = (os.getpid() + 3) % shm.SLOTS
+    assert other.try_lock(LOCK_SLOT + slot, exclusive=True)
+    last = index.last_frame(wal.salt)
+    assert last is not None
+    published = last[0] + FRAME_HEADER_SIZE + last[1]
+    assert published == wal.committed_end
+    other.lock_sync()
+    other.set_slot(slot, wal.salt, 32, published)  # its fsync will cover the put's frames
+    other.unlock_sync()
+    return db, wal, other, slot, rewrites
+
+
+def _sync_in_thread(db):
+    import threading
+
+    out: dict = {}
+
+    def run() -> None:
+        try:
+            db.sync()
+            out["sync"] = "acked"
+        except BaseException as exc:  # noqa: BLE001 - the outcome is the test's
+            out["sync"] = exc
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, out
+
+
+def test_a_sync_covered_by_another_processs_sync_in_flight_waits_for_it_and_does_no_fsync_of_its_own(tmp_path, monkeypatch):
+    """Group commit across processes (WAL._ride; docs/format.md "Unsynced", *covers*): a sync of
+    another process, begun after this process's commit was published, is in flight; this
+    process's sync waits for that one's outcome instead of an fsync of its own, and acknowledges
+    once it ended well (its record cleared with *covers* kept). Before: an fsync of its own."""
+    import time
+
+    db, wal, other, slot, rewrites = _ride_setup(tmp_path, monkeypatch)
+    try:
+        syncs = wal.syncs
+        t, out = _sync_in_thread(db)
+        time.sleep(0.4)
+        assert t.is_alive(), f"the sync did not wait for the one in flight: {out}"
+        other.lock_sync()
+        other.clear_slot(slot, synced=True)  # its fsync returned success
+        other.unlock_sync()
+        other.release_slot(slot)
+        t.join(10)
+        assert out["sync"] == "acked", out
+        assert wal.syncs == syncs, "an fsync of its own, though a sync in flight covered its frames"
+        assert wal.rides == 1 and not rewrites
+        assert db._pager.sharing.index.settled()
+    finally:
+        other.close()
+        db.close()
+
+
+@pytest.mark.parametrize("how", ["failed", "interrupted", "died"])
+def test_a_sync_that_rode_on_one_that_failed_or_died_acknowledges_only_after_its_own(tmp_path, monkeypatch, how):
+    """The sync it waited for ends badly: its fsync failed (the unsynced word down to its offset,
+    *failures* + 1, *covers* cleared with its record), a Ctrl-C cut it (record and *covers*
+    cleared, nothing counted) or its process died in it (lock gone, record left). The rider
+    never acknowledges on it: a round of its own, with an fsync (after writing the log again
+    where a failure or a dead sync says), and only then."""
+    import time
+
+    db, wal, other, slot, rewrites = _ride_setup(tmp_path, monkeypatch)
+    index = db._pager.sharing.index
+    failures = index.word(shm.FAILURES_OFFSET)
+    try:
+        syncs = wal.syncs
+        t, out = _sync_in_thread(db)
+        time.sleep(0.3)
+        assert t.is_alive(), f"the sync did not wait for the one in flight: {out}"
+        if how == "died":
+            other.close()  # its lock goes, its record stays
+        else:
+            other.lock_sync()
+            if how == "failed":
+                other.mark_unsynced(wal.salt, 32)
+                other.bump(shm.FAILURES_OFFSET, 0)
+            other.clear_slot(slot)
+            other.unlock_sync()
+            other.release_slot(slot)
+        t.join(10)
+        assert out["sync"] == "acked", out
+        # A dead one is found only after the round's own fsync (step 6): a second round writes again.
+        assert wal.syncs == syncs + (2 if how == "died" else 1) and wal.rides == 0, \
+            "acknowledged on a sync that did not end well"
+        if how == "interrupted":
+            assert not rewrites and index.word(shm.FAILURES_OFFSET) == failures
+        else:
+            assert rewrites and min(rewrites) <= 32, f"acknowledged without writing the log again: {rewrites}"
+            assert index.word(shm.FAILURES_OFFSET) == failures + 1
+        assert index.settled(), (index.unsynced(), index.busy_slots())
+    finally:
+        other.close()
+        db.close()
+    import pagestore
+
+    with pagestore.open(str(tmp_path / "ride.ps")) as c:
+        assert c[b"k"] == b"1" and c[b"base"] == b"0"
+        c.check()
+
+
+def test_a_rider_waits_for_every_sync_busy_beside_the_one_it_rode_on_and_a_failure_there_undoes_the_ride(tmp_path, monkeypatch):
+    """The sync it rode on ended well, but another one, begun before that one's fsync returned,
+    is still in flight (its failure could have dropped pages the first relied on: Linux marks
+    them clean). The rider waits for it too (that sync's step 5, done for itself); it fails:
+    no acknowledgement on the ride, a round of its own that writes the log again."""
+    import time
+
+    from pagestore.shm import LOCK_SLOT, SharedIndex
+
+    db, wal, other, slot, rewrites = _ride_setup(tmp_path, monkeypatch)
+    index = db._pager.sharing.index
+    third = SharedIndex(index.path, index.page_size, index.file_id)
+    k = (slot + 2) % shm.SLOTS
+    try:
+        assert third.try_lock(LOCK_SLOT + k, exclusive=True)
+        third.lock_sync()
+        third.set_slot(k, wal.salt, 32, 0)  # began before the put's commit: covers none of it
+        third.unlock_sync()
+        syncs = wal.syncs
+        t, out = _sync_in_thread(db)
+        time.sleep(0.3)
+        other.lock_sync()
+        other.clear_slot(slot, synced=True)
+        other.unlock_sync()
+        other.release_slot(slot)
+        time.sleep(0.3)
+        assert t.is_alive(), f"acknowledged while a sync beside the one it rode on ran: {out}"
+        third.lock_sync()
+        third.mark_unsynced(wal.salt, 32)
+        third.bump(shm.FAILURES_OFFSET, 0)
+        third.clear_slot(k)
+        third.unlock_sync()
+        third.release_slot(k)
+        t.join(10)
+        assert out["sync"] == "acked", out
+        assert wal.syncs == syncs + 1 and wal.rides == 0
+        assert rewrites and min(rewrites) <= 32
+        assert index.settled()
+    finally:
+        third.close()
+        other.close()
+        db.close()
