@@ -59,6 +59,19 @@ def _child(code: str, *args: str) -> "subprocess.Popen[str]":
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def _stop(pid: int) -> None:
+    """_stop sends SIGSTOP and waits until the process is stopped (delivery is asynchronous: a
+    process may run on for a moment, and let its kept turn go to an asking writer)."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "T":
+                return
+        time.sleep(0.001)
+    raise AssertionError(f"process {pid} did not stop")
+
+
 def _expect(p: "subprocess.Popen[str]", word: str) -> None:
     assert p.stdout is not None
     line = p.stdout.readline()
@@ -131,16 +144,20 @@ sys.path.insert(0, sys.argv[2])
 import pagestore
 with pagestore.open(sys.argv[1]) as db:
     db[b"kept"] = b"1"
-    print("START", flush=True)
+    turns = getattr(db, "_turns", None)
+    print("START", "kept" if turns is not None and turns.kept else "free", flush=True)
     sys.stdin.readline()
 """
     path = str(tmp_path / "s.ps")
     a = _child(code, path)
     try:
-        _expect(a, "START")
-        os.kill(a.pid, signal.SIGSTOP)
+        assert a.stdout is not None
+        line = a.stdout.readline()
+        assert line.startswith("START"), line
+        _stop(a.pid)
         with pagestore.open(path, timeout=0.5) as db:
             t0 = time.monotonic()
+            assert line.split()[1] == "kept"
             with pytest.raises(StoreLockedError, match="write lock"):
                 db[b"b"] = b"1"
             assert time.monotonic() - t0 < 3.0
