@@ -67,6 +67,7 @@ from .heap import MAX_VALUE, Heap
 from .locks import WriteLock
 from .page import as_bytes_like
 from .pager import DEFAULT_CACHE_BYTES, DEFAULT_WAL_LIMIT, Pager, discard, side_file_undo
+from .storefiles import files_path
 from .readers import ReadMark
 from .snapshot import SnapshotPager, begin_backup
 from .storecheck import check_store
@@ -323,7 +324,8 @@ class Store(MutableMapping[Any, Any]):
         codecs.value_codec(values, None)
         existed = _check_path(self.path, create=create, readonly=readonly)
         _refuse_if_open_here(self.path, readonly, _opener)
-        undo_side_files = side_file_undo(self.path)
+        files = files_path(self.path)  # a symbolic link's target: the pager's name for the files
+        undo_side_files = side_file_undo(files)
         try:
             try:
                 self._pager = Pager(
@@ -345,7 +347,7 @@ class Store(MutableMapping[Any, Any]):
                 raise FileNotFoundError(2, "no such store (open with create=True to make one)", self.path) from exc
             except PermissionError as exc:
                 side = exc.filename if isinstance(exc.filename, str) else None
-                if side and os.path.abspath(side) != self._abspath:
+                if side and os.path.abspath(side) not in (self._abspath, os.path.abspath(files)):
                     # The store file opened; its log or shared index could not be made beside it.
                     where = os.path.dirname(self._abspath)
                     raise PermissionError(13, f"permission denied: a writer creates its log ({os.path.basename(side)}) "
@@ -384,7 +386,7 @@ class Store(MutableMapping[Any, Any]):
                 exc.args = (f"{self.path}: {exc}",)  # which file, for a caller opening several
             if not existed:  # a failed open leaves no new file behind
                 try:
-                    discard(self.path)
+                    discard(files)
                 except OSError:
                     pass
             raise
