@@ -333,3 +333,30 @@ def test_a_store_opened_through_a_hard_link_is_refused_or_shared(tmp_path):
     with pagestore.open(real) as db:
         assert db[b"a"] == b"1"
         assert refused or db.get(b"c") == b"3"
+
+
+def test_a_log_that_is_there_but_not_writable_is_named_not_the_directory(tmp_path):
+    """A store whose log was left by another user (a writer killed as root, a log restored
+    read-only) opened for writing by a user who may write the directory. Found: the error said
+    "a writer creates its log ... in the store's directory, and this directory is not writable",
+    sending the user to fix the wrong thing. Now it names the log. (Root is not refused by file
+    modes, so the refusal is the opener's, exactly as the OS gives it: EACCES naming the log.)"""
+    from pagestore import fileio
+    from pagestore.store import Store
+
+    path = str(tmp_path / "s.ps")
+    with pagestore.open(path) as db:
+        db[b"a"] = b"1"
+    open(path + "-wal", "wb").close()  # left behind, as a killed writer's (empty) log
+
+    def opener(p: str, *, create: bool = False, readonly: bool = False) -> fileio.File:
+        if p.endswith("-wal") and not readonly:
+            raise PermissionError(13, "Permission denied", p)
+        return fileio.open_file(p, create=create, readonly=readonly)
+
+    with pytest.raises(PermissionError) as exc:
+        Store(path, _opener=opener)
+    assert exc.value.filename == path + "-wal", exc.value
+    assert "directory is not writable" not in str(exc.value) and "log" in str(exc.value)
+    with pagestore.open(path) as db:  # nothing was harmed
+        assert db[b"a"] == b"1"
