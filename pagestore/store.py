@@ -202,8 +202,10 @@ def _check_timeout(value: Any) -> Optional[float]:
         raise TypeError(f"timeout must be a number of seconds or None, not {type(value).__name__} ({value!r})")
     if not value >= 0:
         raise ValueError(f"timeout must be at least 0 seconds, got {value}")
-    if value == float("inf"):
-        return None  # a lock's wait takes no infinite number: no limit is None
+    if value >= threading.TIMEOUT_MAX:
+        # A lock's wait takes no infinite number, nor one past TIMEOUT_MAX (about 292 years:
+        # OverflowError at the first write); a wait that long is no limit: None.
+        return None
     return float(value)
 
 

@@ -360,3 +360,18 @@ def test_a_log_that_is_there_but_not_writable_is_named_not_the_directory(tmp_pat
     assert "directory is not writable" not in str(exc.value) and "log" in str(exc.value)
     with pagestore.open(path) as db:  # nothing was harmed
         assert db[b"a"] == b"1"
+
+
+@pytest.mark.parametrize("timeout", [1e10, 10**30, 10**400])
+def test_a_very_long_timeout_means_no_limit_not_an_overflow(tmp_path, timeout):
+    """``open(timeout=1e10)`` ("wait as long as it takes", as ``inf`` and ``None`` are accepted
+    for). Found: every write raised OverflowError ("timestamp out of range for platform
+    time_t") from the thread lock's wait, past threading.TIMEOUT_MAX (10**400: from float()
+    in the check). Now a timeout that long is no limit, as ``None``."""
+    path = str(tmp_path / "s.ps")
+    with pagestore.open(path, timeout=timeout) as db:
+        assert db.timeout is None
+        db[b"a"] = b"1"
+        with db.transaction(timeout=timeout) as t:
+            t[b"b"] = b"2"
+        assert db[b"b"] == b"2"
