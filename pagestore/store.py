@@ -185,6 +185,24 @@ def _refuse_if_open_here(path: str, readonly: bool, opener: fileio.Opener) -> No
         )
 
 
+def _files_of_open_here(path: str, files: str, opener: fileio.Opener) -> str:
+    """_files_of_open_here returns the name another open of this process has the same file
+    under (its log's and shared index's, ``Pager.path``), else ``files``: another name for it
+    (a hard link, a renamed directory on the way) must meet the same ``-wal`` and ``-shm``, or
+    a reader beside the writer read the data file without the writer's log. Across processes
+    no name tells a hard link apart (docs/api.md)."""
+    if opener is not fileio.open_file:
+        return files
+    try:
+        st = os.stat(path)
+    except OSError:
+        return files
+    for other in _opens_here(st):
+        if other._opener is opener:
+            return other._pager.path
+    return files
+
+
 def _check_size(name: str, value: Any, minimum: int) -> int:
     """_check_size refuses a size option of the wrong type or below ``minimum``, before any file is touched."""
     if isinstance(value, bool) or not isinstance(value, int):
@@ -326,12 +344,13 @@ class Store(MutableMapping[Any, Any]):
         codecs.value_codec(values, None)
         existed = _check_path(self.path, create=create, readonly=readonly)
         _refuse_if_open_here(self.path, readonly, _opener)
-        files = files_path(self.path)  # a symbolic link's target: the pager's name for the files
+        # a symbolic link's target, or the name another open here has the file by: the pager's name for the files
+        files = _files_of_open_here(self.path, files_path(self.path), _opener)
         undo_side_files = side_file_undo(files)
         try:
             try:
                 self._pager = Pager(
-                    self.path,
+                    files,
                     create=create,
                     readonly=readonly,
                     page_size=page_size,
