@@ -363,6 +363,11 @@ class Store(MutableMapping[Any, Any]):
                     keep_turn=True,
                 )
             except IsADirectoryError as exc:
+                side = exc.filename if isinstance(exc.filename, str) else None
+                if side and os.path.abspath(side) not in (self._abspath, os.path.abspath(files)):
+                    # The store file opened; a directory stands where its log or index goes.
+                    raise PageStoreError(f"{side}: is a directory, where the store's "
+                                         f"{'log' if side.endswith('-wal') else 'side file'} belongs") from exc
                 raise PageStoreError(f"{self.path}: is a directory, not a store file") from exc
             except FileNotFoundError as exc:
                 raise FileNotFoundError(2, "no such store (open with create=True to make one)", self.path) from exc

@@ -448,3 +448,72 @@ def test_a_hard_link_opened_in_the_same_process_meets_the_same_log(tmp_path):
         db.check()
         assert sorted(db.keys()) == [b"a", b"b", b"c", b"seed"]
     assert sorted(os.listdir(tmp_path)) == ["hard.ps", "real.ps"]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("command", [["dump"], ["scan"], ["get", "k1"], ["stats"]])
+def test_the_cli_names_stdout_when_stdout_is_full(tmp_path, command):
+    """``pagestore dump db > file`` on a full disk (here /dev/full: every write ENOSPC). Found:
+    exit 1 with "pagestore: error: db.ps: No space left on device", naming the store, which was
+    opened read-only and is fine: the user went looking for room on the store's disk. Now the
+    message names stdout."""
+    path = str(tmp_path / "db.ps")
+    with pagestore.open(path) as db:
+        db.update({b"k%d" % i: b"v" * 100 for i in range(2000)})
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, "-m", "pagestore", command[0], path, *command[1:]], stdout=full,
+                           stderr=subprocess.PIPE, text=True, timeout=120, env={**os.environ, "PYTHONPATH": ROOT})
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.startswith("pagestore: error: stdout: No space left on device"), r.stderr
+    assert len(r.stderr.splitlines()) == 1, r.stderr  # one line, no "Exception ignored" at exit
+
+
+@pytest.mark.parametrize("readonly", [True, False])
+def test_a_fifo_where_the_log_goes_is_refused_not_waited_on(tmp_path, readonly):
+    """A FIFO stands where the store's log goes (``mkfifo data.ps-wal``: a mistake, or a hostile
+    neighbour). Found: a read-only open (``pagestore get``) blocked in open(2) until some
+    process opened the FIFO for writing, that is forever; a writable open failed with
+    "data.ps: Illegal seek", naming the store. Now both raise InvalidFileError naming the log,
+    at once, and the store itself is untouched."""
+    path = str(tmp_path / "s.ps")
+    with pagestore.open(path) as db:
+        db[b"a"] = b"1"
+    os.mkfifo(path + "-wal")
+    out: Dict[str, Any] = {}
+
+    def go() -> None:
+        try:
+            pagestore.open(path, readonly=readonly).close()
+            out["opened"] = True
+        except PageStoreError as exc:
+            out["error"] = exc
+
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    t.join(10)
+    if t.is_alive():  # unblock it: open the FIFO for writing, so the thread can end
+        fd = os.open(path + "-wal", os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+        t.join(10)
+        raise AssertionError("the open still waits 10 s later on a FIFO in the log's place")
+    assert isinstance(out.get("error"), pagestore.InvalidFileError), out
+    assert str(out["error"]).startswith(path + "-wal: not a regular file"), out
+    os.unlink(path + "-wal")
+    with pagestore.open(path, readonly=True) as db:
+        assert db[b"a"] == b"1"
+
+
+def test_the_cli_names_the_side_file_that_is_wrong(tmp_path):
+    """``pagestore get/put`` with a FIFO or a directory where the log goes: one error line naming
+    the log, exit 1, within seconds. Found: get hung on the FIFO; put said "s.ps: Illegal seek";
+    a directory made both say "s.ps: is a directory, not a store file", naming the store."""
+    path = str(tmp_path / "s.ps")
+    with pagestore.open(path) as db:
+        db[b"a"] = b"1"
+    for make in (os.mkfifo, os.mkdir):
+        make(path + "-wal")
+        for args in (["get", path, "a"], ["put", path, "b", "2"]):
+            r = _pagestore(*args)
+            assert r.returncode == 1 and r.stderr.startswith(f"pagestore: error: {path}-wal: "), (make, args, r.stderr)
+        (os.unlink if make is os.mkfifo else os.rmdir)(path + "-wal")
+    assert _pagestore("get", path, "a").stdout == "1\n"
