@@ -321,9 +321,9 @@ class SharedLog:
         beginning to wait wakes a writer keeping its turn (shm.py, "Turns")."""
         with self._waiters_guard:
             if on:
+                if self._waiters == 0:
+                    self.index.lock(shmlib.LOCK_WAITING)  # a Ctrl-C in it counts no waiter
                 self._waiters += 1
-                if self._waiters == 1:
-                    self.index.lock(shmlib.LOCK_WAITING)
                 self.index.bump(shmlib.ASKS_OFFSET, 1 << 30)
             else:
                 self._waiters -= 1
