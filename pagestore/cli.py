@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import itertools
 import json
 import os
@@ -108,7 +109,19 @@ class _Group(click.Group):
             quiet_stdout()
             ctx.exit(0)
         except (PageStoreError, OSError, ValueError) as exc:
+            if not ctx.meta.get(_WRITES_KEY):
+                _raise_if_stdout_full(exc)
             raise UserError(describe(exc, ctx.meta.get(_DB_KEY))) from exc
+
+
+def _raise_if_stdout_full(exc: BaseException) -> None:
+    """_raise_if_stdout_full: a command that opened no store for writing writes nothing but its
+    output, so a full disk (no file named) under ``> file`` or /dev/full is stdout's, not the
+    store's: say so (quietly: Python's flush at exit would fail on it again)."""
+    if (isinstance(exc, OSError) and not isinstance(exc, PageStoreError) and exc.filename is None
+            and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)):
+        quiet_stdout()
+        raise UserError(f"stdout: {exc.strerror or exc}") from exc
 
 
 def quiet_stdout() -> None:
@@ -131,6 +144,10 @@ def opened(path: str, *, write: bool = False, create: bool = False, **options: A
     naming ``path``.
     """
     fresh = write and create and not os.path.lexists(path)
+    if write:
+        ctx = click.get_current_context(silent=True)
+        if ctx is not None:
+            ctx.meta[_WRITES_KEY] = True  # its errors may be the store's disk's
     if not write:
         options.update(readonly=True, create=False)
     else:
@@ -154,6 +171,8 @@ def opened(path: str, *, write: bool = False, create: bool = False, **options: A
     except (PageStoreError, OSError, ValueError) as exc:
         if isinstance(exc, BrokenPipeError):
             raise
+        if not write:
+            _raise_if_stdout_full(exc)
         if isinstance(exc, jsonshape.ShapeError):
             raise UserError(str(exc)) from exc
         raise UserError(describe(exc, path)) from exc
@@ -336,6 +355,8 @@ progress_option = click.option(
 
 #: ctx.meta key under which a command's DB argument is kept, so error lines can name the file.
 _DB_KEY = "pagestore.db"
+#: ctx.meta key set once a command opens its store for writing (its disk's errors are then its own).
+_WRITES_KEY = "pagestore.writes"
 
 
 def _remember_db(ctx: click.Context, param: click.Parameter, value: str) -> str:

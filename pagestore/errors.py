@@ -8,6 +8,8 @@ codes to these is ``_native.raise_for``.
 """
 from __future__ import annotations
 
+import errno
+
 from typing import Optional
 
 
@@ -80,8 +82,11 @@ class StorePoisonedError(PageStoreError):
     def __init__(self, path: str, original: BaseException) -> None:
         self.path = path
         self.original = original
+        # A full disk: reopening alone does not help (an open's own checkpoint fails the same
+        # way and returns the store poisoned again), so the message says what does.
+        room = "make room on its disk, then " if getattr(original, "errno", None) == errno.ENOSPC else ""
         super().__init__(
             f"{path}: the store refuses writes since a write or sync of its files failed "
-            f"({type(original).__name__}: {original}); close it and open it again "
+            f"({type(original).__name__}: {original}); {room}close it and open it again "
             "(opening recovers from what is durable on disk)"
         )

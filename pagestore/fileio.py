@@ -25,12 +25,13 @@ import errno
 import fcntl
 import mmap
 import os
+import stat
 import struct
 import sys
 import weakref
 from typing import Any, Callable, Optional, Tuple
 
-from .errors import StoreLockedError
+from .errors import InvalidFileError, StoreLockedError
 
 _preadv = getattr(os, "preadv", None)
 _SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start writeback of the dirty pages in the range; do not wait
@@ -160,7 +161,22 @@ class File:
         flags |= getattr(os, "O_CLOEXEC", 0)
         self.path = path
         self.readonly = readonly
-        self.fd = os.open(path, flags, 0o644)
+        # O_NONBLOCK: a FIFO where a file should be (a hostile or mistaken ``-wal``) would block
+        # the open until some writer opened it (forever); it is refused below instead. On a
+        # regular file it changes nothing, and it is cleared at once.
+        fd = os.open(path, flags | getattr(os, "O_NONBLOCK", 0), 0o644)
+        try:
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISDIR(mode):  # opened read-only (O_RDWR refuses a directory itself)
+                raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
+            if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode):
+                raise InvalidFileError(f"{path}: not a regular file (a pipe, socket or device), so not a pagestore file")
+            if getattr(os, "O_NONBLOCK", 0):
+                fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd = fd
         self.written = 0  # bytes written through this File (for the bench's bytes-written figure)
         _open_files.add(self)
 

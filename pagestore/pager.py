@@ -71,7 +71,7 @@ from .pagerfiles import PagerFiles
 from .pagerreads import PagerReads
 from .pagerturns import PagerTurns
 # What the store calls to remove a store's files: importable from the pager, as before.
-from .storefiles import discard as discard, side_file_undo as side_file_undo
+from .storefiles import discard as discard, files_path, side_file_undo as side_file_undo
 from .interrupts import run_through
 from .wal import WAL, EarlierSyncFailed, Frame, remove_log
 from .checkpointer import Checkpointer
@@ -124,6 +124,7 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
         share_writes: bool = False,
         keep_turn: bool = False,
     ) -> None:
+        path = files_path(path)  # a symbolic link's target names the log and the shared index
         self.path = path
         self.readonly = readonly
         self._opener = opener

@@ -37,6 +37,7 @@ a log to scan) is asked of a ``DataSide``: the pager, or a test's fake.
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Protocol, Set
 
@@ -180,6 +181,11 @@ class SharedLog:
         # writer: the ``asks`` word when a probe last found nobody waiting for LOCK_WRITE
         # (``others_wait_write``), or None
         self._asks_seen: Optional[int] = None
+        # how many callers of this open wait in line for LOCK_WRITE (``wait_write``): a writer's
+        # thread, and a read that finds the header unreadable while a writer keeps its turn
+        # (``_acquire``); LOCK_WAITING is held while any does (one open's lock: one holder)
+        self._waiters = 0
+        self._waiters_guard = threading.Lock()
         self.name = shm_path("")  # for messages only
 
     @classmethod
@@ -313,11 +319,16 @@ class SharedLog:
     def wait_write(self, on: bool) -> None:
         """wait_write: this process waits in line for LOCK_WRITE (LOCK_WAITING shared), or no longer;
         beginning to wait wakes a writer keeping its turn (shm.py, "Turns")."""
-        if on:
-            self.index.lock(shmlib.LOCK_WAITING)
-            self.index.bump(shmlib.ASKS_OFFSET, 1 << 30)
-        else:
-            self.index.unlock(shmlib.LOCK_WAITING)
+        with self._waiters_guard:
+            if on:
+                if self._waiters == 0:
+                    self.index.lock(shmlib.LOCK_WAITING)  # a Ctrl-C in it counts no waiter
+                self._waiters += 1
+                self.index.bump(shmlib.ASKS_OFFSET, 1 << 30)
+            else:
+                self._waiters -= 1
+                if self._waiters == 0:
+                    self.index.unlock(shmlib.LOCK_WAITING)
 
     def turns_seen(self) -> int:
         """turns_seen: the count of LOCK_WRITE's releases, read before trying it (``await_turn``)."""
@@ -462,25 +473,36 @@ class SharedLog:
         changed in between, the writer may have moved past the mark before the
         lock was seen, so it starts over. An unreadable header (a publication
         in flight) is read again; one that stays unreadable while no writer is
-        there is rebuilt from the log.
+        there is rebuilt from the log. While a writer keeps its turn (an idle
+        writer no other writer asked: it publishes nothing until it writes), the
+        read asks for the turn as a waiting writer does, so that its watcher lets
+        LOCK_WRITE go and the rebuild can run: a header damaged under an idle
+        writer (a foreign or hostile ``-shm``) is not waited on for the whole loop.
         """
         index = self.index
-        for attempt in range(100000):
-            head = index.read_header()
-            if head is None:
-                if attempt >= 50 and attempt % 50 == 0:
-                    self.rebuild(force=False)
-                time.sleep(0 if attempt < 10 else 0.0005)
-                continue
-            m = head.frames if writer else head.mark
-            if m not in self.locked:
-                if not index.lock_mark(m):
-                    time.sleep(0 if attempt < 10 else 0.0005)  # the writer is starting a new log
+        asking = False
+        try:
+            for attempt in range(100000):
+                head = index.read_header()
+                if head is None:
+                    if attempt >= 50 and attempt % 50 == 0:
+                        if not self.rebuild(force=False) and not asking:
+                            self.wait_write(True)
+                            asking = True
+                    time.sleep(0 if attempt < 10 else 0.0005)
                     continue
-                self.locked.add(m)
-            if index.read_header() == head:
-                return head
-            self.reconcile()
+                m = head.frames if writer else head.mark
+                if m not in self.locked:
+                    if not index.lock_mark(m):
+                        time.sleep(0 if attempt < 10 else 0.0005)  # the writer is starting a new log
+                        continue
+                    self.locked.add(m)
+                if index.read_header() == head:
+                    return head
+                self.reconcile()
+        finally:
+            if asking:
+                self.wait_write(False)
         raise StoreLockedError(f"{self.name}: the writer's shared index stayed unreadable; try again")
 
     def reconcile(self) -> None:

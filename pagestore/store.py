@@ -67,6 +67,7 @@ from .heap import MAX_VALUE, Heap
 from .locks import WriteLock
 from .page import as_bytes_like
 from .pager import DEFAULT_CACHE_BYTES, DEFAULT_WAL_LIMIT, Pager, discard, side_file_undo
+from .storefiles import files_path
 from .readers import ReadMark
 from .snapshot import SnapshotPager, begin_backup
 from .storecheck import check_store
@@ -184,6 +185,24 @@ def _refuse_if_open_here(path: str, readonly: bool, opener: fileio.Opener) -> No
         )
 
 
+def _files_of_open_here(path: str, files: str, opener: fileio.Opener) -> str:
+    """_files_of_open_here returns the name another open of this process has the same file
+    under (its log's and shared index's, ``Pager.path``), else ``files``: another name for it
+    (a hard link, a renamed directory on the way) must meet the same ``-wal`` and ``-shm``, or
+    a reader beside the writer read the data file without the writer's log. Across processes
+    no name tells a hard link apart (docs/api.md)."""
+    if opener is not fileio.open_file:
+        return files
+    try:
+        st = os.stat(path)
+    except OSError:
+        return files
+    for other in _opens_here(st):
+        if other._opener is opener:
+            return other._pager.path
+    return files
+
+
 def _check_size(name: str, value: Any, minimum: int) -> int:
     """_check_size refuses a size option of the wrong type or below ``minimum``, before any file is touched."""
     if isinstance(value, bool) or not isinstance(value, int):
@@ -201,8 +220,10 @@ def _check_timeout(value: Any) -> Optional[float]:
         raise TypeError(f"timeout must be a number of seconds or None, not {type(value).__name__} ({value!r})")
     if not value >= 0:
         raise ValueError(f"timeout must be at least 0 seconds, got {value}")
-    if value == float("inf"):
-        return None  # a lock's wait takes no infinite number: no limit is None
+    if value >= threading.TIMEOUT_MAX:
+        # A lock's wait takes no infinite number, nor one past TIMEOUT_MAX (about 292 years:
+        # OverflowError at the first write); a wait that long is no limit: None.
+        return None
     return float(value)
 
 
@@ -323,11 +344,13 @@ class Store(MutableMapping[Any, Any]):
         codecs.value_codec(values, None)
         existed = _check_path(self.path, create=create, readonly=readonly)
         _refuse_if_open_here(self.path, readonly, _opener)
-        undo_side_files = side_file_undo(self.path)
+        # a symbolic link's target, or the name another open here has the file by: the pager's name for the files
+        files = _files_of_open_here(self.path, files_path(self.path), _opener)
+        undo_side_files = side_file_undo(files)
         try:
             try:
                 self._pager = Pager(
-                    self.path,
+                    files,
                     create=create,
                     readonly=readonly,
                     page_size=page_size,
@@ -340,13 +363,24 @@ class Store(MutableMapping[Any, Any]):
                     keep_turn=True,
                 )
             except IsADirectoryError as exc:
+                side = exc.filename if isinstance(exc.filename, str) else None
+                if side and os.path.abspath(side) not in (self._abspath, os.path.abspath(files)):
+                    # The store file opened; a directory stands where its log or index goes.
+                    raise PageStoreError(f"{side}: is a directory, where the store's "
+                                         f"{'log' if side.endswith('-wal') else 'side file'} belongs") from exc
                 raise PageStoreError(f"{self.path}: is a directory, not a store file") from exc
             except FileNotFoundError as exc:
                 raise FileNotFoundError(2, "no such store (open with create=True to make one)", self.path) from exc
             except PermissionError as exc:
                 side = exc.filename if isinstance(exc.filename, str) else None
-                if side and os.path.abspath(side) != self._abspath:
+                if side and os.path.abspath(side) not in (self._abspath, os.path.abspath(files)):
                     # The store file opened; its log or shared index could not be made beside it.
+                    if os.path.lexists(side):
+                        # It is there, and not ours to write (another user's, or read-only): the
+                        # directory may well be writable, so do not say it is not.
+                        raise PermissionError(13, "permission denied: the store's "
+                                                  f"{'log' if side.endswith('-wal') else 'side file'} "
+                                                  "exists and this process may not write it", side) from exc
                     where = os.path.dirname(self._abspath)
                     raise PermissionError(13, f"permission denied: a writer creates its log ({os.path.basename(side)}) "
                                               f"in the store's directory, and this directory is not writable",
@@ -384,7 +418,7 @@ class Store(MutableMapping[Any, Any]):
                 exc.args = (f"{self.path}: {exc}",)  # which file, for a caller opening several
             if not existed:  # a failed open leaves no new file behind
                 try:
-                    discard(self.path)
+                    discard(files)
                 except OSError:
                     pass
             raise

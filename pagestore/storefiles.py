@@ -73,6 +73,19 @@ def discard_abandoned_copy(opener: fileio.Opener, path: str) -> None:
         copy.close()
 
 
+def files_path(path: str) -> str:
+    """files_path is the name the store at ``path`` is opened by and its log, shared index and
+    compacted copy are named from: a symbolic link's target (followed to the end), else ``path``
+    as given. Every name a process opens the store by then meets the same ``-wal`` and ``-shm``
+    (else a writer through a link kept a log of its own beside the link: readers there missed
+    the others' commits, writers took no turns with them and checkpointed over them), and
+    ``compact()`` replaces the file, not the link (as SQLite names its log from the link's
+    target). A hard link is another name for the file itself, which no path tells apart."""
+    if os.path.islink(path):
+        return os.path.realpath(path)
+    return path
+
+
 def compaction_path(path: str) -> str:
     """compaction_path names the copy a compaction of the store at ``path`` builds."""
     return path + ".compact"
