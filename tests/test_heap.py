@@ -255,6 +255,31 @@ def test_a_record_that_fits_the_current_page_goes_there_and_the_map_stays_exact(
     assert {r: heap.read(r) for r in values} == values
 
 
+def test_a_placement_from_the_map_takes_a_roomy_page_so_the_next_records_follow_it(heap):
+    """A record that fits neither the current page nor the transaction's recent ones asks the map
+    first for a page with room for more than itself (an eighth of a page), and the small records
+    after it go into that page with no search. Best fit alone chose a page with just room for
+    the record, and every record after it dirtied a page of its own (issue 23's churn)."""
+    heap.pager.begin_operation()
+    rids = [heap.insert(bytes([i]) * 100) for i in range(44)]  # 4 a page: 48 bytes left in each
+    commit(heap)
+    pages = sorted({p for p, _ in rids})
+    assert len(pages) == 11
+    heap.pager.begin_operation()
+    roomy = pages[5]
+    for r in rids:
+        if r[0] == roomy and r[1] != 0:
+            heap.delete(r)  # one page with room for three more records of 100 bytes
+    commit(heap)
+    heap.pager.begin_operation()
+    placed = [heap.insert(b"x%02d" % i + b"." * 17) for i in range(5)]  # 26 bytes a record with its slot
+    commit(heap)
+    assert {p for p, _ in placed} == {roomy}
+    heap.check()
+    heap.pager.begin_operation()
+    assert [heap.read(r) for r in placed] == [b"x%02d" % i + b"." * 17 for i in range(5)]
+
+
 @given(st.binary(min_size=1, max_size=600), st.lists(st.tuples(st.integers(0, 599), st.integers(0, 255)), max_size=8))
 def test_differ_finds_exactly_the_bytes_that_differ(page, changes):
     """_differ (the free-space map's reload compares a map page another writer changed with the
