@@ -738,6 +738,21 @@ class Heap:
                 return value
         return None
 
+    def _chain_pages_mapped(self, first: int, total: int, tail: int) -> Optional[List[int]]:
+        """_chain_pages_mapped: the overflow pages of a stub (its value ``total`` bytes long, ``tail`` of
+        them in the stub) that is being deleted, when they run one after another in the map,
+        none overlaid, each a sound overflow page linked to the next and holding the value's
+        bytes (one C call, ``map_chain_run``, as ``read`` takes such a chain); else None, and
+        the caller walks the chain page by page (``_chain``, which raises on damage). Before
+        it, a delete read every page of the chain into the pager's cache only to learn its
+        successor (issue 23: churn's deletes of large values)."""
+        count = self._run_pages(total, tail)
+        for step in self._run_steps(first, count):
+            head: Optional[bytes] = _map_chain_run(self._map, first, count, step)
+            if head is not None:
+                return list(range(first, first + step * count, step)) if len(head) + tail == total else None
+        return None
+
     def _run_pages(self, total: int, tail: int) -> int:
         """_run_pages: how many whole-chunk overflow pages a value of ``total`` bytes with a tail of
         ``tail`` bytes has (0: none, or more than the file holds: not a run to read)."""
@@ -935,7 +950,8 @@ class Heap:
             nlive, room = page.nlive, page.max_insert
         if stub is not None:
             total, first = self._stub(rid, stub)
-            for p in self._chain(pgno, first, total, length - 8):
+            chain = self._chain_pages_mapped(first, total, length - 8) if self.pager.map is not None else None
+            for p in chain if chain is not None else self._chain(pgno, first, total, length - 8):
                 self.pager.free(p)
             length = total
         if nlive == 0:
