@@ -367,13 +367,6 @@ class BTree:
         third of its own code on the path of every record a transaction writes."""
         pgno, slot = rid
         cache = self.nodes
-        meta = self.pager.meta
-        if not meta.root:
-            page = self.pager.allocate(fmt.PAGE_LEAF)
-            cache.adopt(Node(page.pgno, True, [], []))
-            meta.root = page.pgno
-            meta.tree_height = 1
-        path: Path = []
         hint, self._hint = self._hint, None
         if hint is not None and hint[0] == key:
             entry = hint[1]
@@ -381,8 +374,8 @@ class BTree:
                 # lookup() just searched this very leaf, and nothing has changed it since
                 # (every change to a leaf replaces its raw bytes, and a leaf dropped from the
                 # cache, freed or reset is no longer its page's entry): no descent, and no
-                # search: the key is at the hint's index, or goes there.
-                cache.lru.move_to_end(entry.pgno)
+                # search: the key is at the hint's index, or goes there. (lookup moved the
+                # leaf to the LRU's recent end already.)
                 old_rid = hint[4]
                 if old_rid is not None:
                     if old_rid != rid:
@@ -391,13 +384,25 @@ class BTree:
                         cache.changed_in_place(entry, page)
                     cache.trim()
                     return old_rid
-                raw = nodes.leaf_insert_raw(self.pager.write_image(entry.pgno, hint[2]), hint[3], key, pgno, slot)
+                page = self.pager.write_image(entry.pgno, hint[2])
+                buf = page.buffer
+                if type(buf) is bytearray:  # a pager frame: nodes.leaf_insert_raw's lean call, inline
+                    raw = _fast.leaf_insert(buf, hint[3], key, pgno, slot, entry.pgno)
+                else:  # pragma: no cover - a frame of another kind (the pager's are bytearrays)
+                    raw = nodes.leaf_insert_raw(page, hint[3], key, pgno, slot)
                 if raw is not None:
                     cache.changed_to(entry, raw)
                     if cache.weight != cache.settled:
                         cache.trim()
                     return None
                 # it overflows: the split needs the path
+        meta = self.pager.meta
+        if not meta.root:
+            page = self.pager.allocate(fmt.PAGE_LEAF)
+            cache.adopt(Node(page.pgno, True, [], []))
+            meta.root = page.pgno
+            meta.tree_height = 1
+        path: Path = []
         entry = self._descend_entry(key, path)
         leaf_raw = entry.raw
         if leaf_raw is not None:
@@ -438,10 +443,53 @@ class BTree:
 
     def delete(self, key: bytes) -> Optional[Rid]:
         """delete removes ``key`` and returns the rid it mapped to, or None if absent. O(log n)."""
-        key = self._check_key(key)
-        if not self.pager.meta.root:
+        if type(key) is not bytes:
+            key = self._check_key(key)
+        meta = self.pager.meta
+        pgno = meta.root
+        if not pgno:
             return None
         cache = self.nodes
+        lru = cache.lru
+        height = meta.tree_height
+        if height > 1:
+            # The common case first, as ``lookup`` descends (no path, internal nodes not moved in
+            # the LRU): a raw leaf, changed in place. The path is built only for a leaf the
+            # removal underfills (one delete in a few hundred), by a second descent; a leaf
+            # decoded already (dirty since a split in this transaction) goes the general way.
+            for level in range(height - 1):
+                entry = lru.get(pgno)
+                node = None if entry is None else entry.node
+                if node is None or node.leaf:
+                    pgno = self._descend(key, None, bisect_right, pgno, height - 1 - level)
+                    break
+                pgno = node.vals[bisect_right(node.keys, key)]
+            entry = lru.get(pgno)
+            if entry is None:
+                entry = cache.entry(pgno)
+            else:
+                lru.move_to_end(pgno)
+            if not entry.leaf:
+                raise self._misplaced(pgno, False, height)
+            raw = entry.raw
+            if raw is not None:
+                i, equal, old_pgno, old_slot = _fast.node_find(raw, key, False, pgno)
+                if not equal:
+                    if cache.weight != cache.settled:
+                        cache.trim()
+                    return None
+                raw, used = nodes.leaf_remove_raw(self.pager.write_image(pgno, raw), i)
+                cache.changed_to(entry, raw)
+                if used < self.balancer.min_leaf:
+                    # underfull: the rebalance needs the path, which the same key routes to
+                    # this very leaf (the descent reads separators only)
+                    up: Path = []
+                    if self._descend(key, up) != pgno:  # pragma: no cover - the nodes above did not change
+                        raise CorruptionError(pgno, "leaf moved between two descents")
+                    self.balancer.fix_up(up, cache.decoded(entry))
+                if cache.weight != cache.settled:
+                    cache.trim()
+                return old_pgno, old_slot
         path: Path = []
         entry = self._descend_entry(key, path)
         raw = entry.raw

@@ -29,8 +29,9 @@ One byte per page: ``floor(max_insert * 255 / page_size)`` for heap pages,
 ``page_size - 46`` bytes each, chained through ``next`` from
 ``meta.fsm_head``); FSM page i covers pages ``[i * N, (i + 1) * N)``. In
 memory, pages with room sit in 256 buckets by that byte; an insert takes a
-page from the lowest bucket that surely fits (best fit), so small records
-fill the gaps that large ones leave.
+page from the lowest bucket that surely fits an eighth of a page (failing
+that, the record: best fit), so the records after it follow it into the same
+page and small ones fill the gaps that large ones leave.
 """
 from __future__ import annotations
 
@@ -127,6 +128,9 @@ _SLOT_LIVE = fmt.SLOT_LIVE
 _SLOT_OVERFLOW = fmt.SLOT_OVERFLOW
 #: How many of the transaction's recently used heap pages a placement tries before the map.
 _HOT = 8
+#: A placement that goes to the map asks first for a page with room for a 1/_ROOMY of a page
+#: (``Heap._place``), then for any page the record fits.
+_ROOMY = 8
 #: Pages a transaction allocates for values before its overflow chains are written straight into
 #: the data file (``Heap.insert``): pager.DIRECT_PAGES, past which a commit writes its new pages
 #: there itself and syncs the data file. (Not imported: the heap sees a ``HeapPager``.)
@@ -383,6 +387,8 @@ class Heap:
         self._hot: List[int] = []
         # pages this transaction has allocated for values so far (see ``insert``'s chains)
         self._allocated = 0
+        # the room a placement asks the map for first (see ``_place``)
+        self._roomy = pager.page_size // _ROOMY
 
     def reset(self) -> None:
         """reset reloads the free-space map after the pager rolled back."""
@@ -407,7 +413,13 @@ class Heap:
         map would dirty one more page per record. Measured in 1,000-record
         insert commits during churn (30k records): 164 dirty heap pages per
         commit with best fit alone, 139 with this first; file size unchanged.
-        Then best fit over the map, then a new page.
+        Then the map: the fullest page with room for 1/_ROOMY of a page (the
+        records after this one then go there too, with no search), failing
+        that best fit for the record; then a new page. Measured (issue 23,
+        1,000-record insert commits in a churn of a 100k store): best fit
+        alone left the chosen page without room for the next record, and the
+        commits dirtied 1,652 pages; 1,058 with the roomy page first, 41%
+        fewer map searches, space after compare.py's churn 1.16 -> 1.18x live.
 
         The page the last record went to is held (``FreeSpaceMap.hold``):
         its map entry is set once when the heap moves on, not per record (a
@@ -439,7 +451,14 @@ class Heap:
                 if c <= pc < best_cat:
                     pgno, best_cat = p, pc
         if pgno is None:
-            pgno = fsm.find(need)
+            # A page of the map with room for more than this record (``_ROOMY``): the next ones
+            # then go into it with no search. Best fit alone left the page it chose with
+            # nothing for the next record, so nearly every record of a churn's insert took a
+            # search and dirtied a heap page of its own.
+            if recent and need < self._roomy:
+                pgno = fsm.find(self._roomy)
+            if pgno is None:
+                pgno = fsm.find(need)
         if pgno is not None:
             page = self.pager.write(pgno)
             try:
@@ -719,6 +738,21 @@ class Heap:
                 return value
         return None
 
+    def _chain_pages_mapped(self, first: int, total: int, tail: int) -> Optional[List[int]]:
+        """_chain_pages_mapped: the overflow pages of a stub (its value ``total`` bytes long, ``tail`` of
+        them in the stub) that is being deleted, when they run one after another in the map,
+        none overlaid, each a sound overflow page linked to the next and holding the value's
+        bytes (one C call, ``map_chain_run``, as ``read`` takes such a chain); else None, and
+        the caller walks the chain page by page (``_chain``, which raises on damage). Before
+        it, a delete read every page of the chain into the pager's cache only to learn its
+        successor (issue 23: churn's deletes of large values)."""
+        count = self._run_pages(total, tail)
+        for step in self._run_steps(first, count):
+            head: Optional[bytes] = _map_chain_run(self._map, first, count, step)
+            if head is not None:
+                return list(range(first, first + step * count, step)) if len(head) + tail == total else None
+        return None
+
     def _run_pages(self, total: int, tail: int) -> int:
         """_run_pages: how many whole-chunk overflow pages a value of ``total`` bytes with a tail of
         ``tail`` bytes has (0: none, or more than the file holds: not a run to read)."""
@@ -916,7 +950,8 @@ class Heap:
             nlive, room = page.nlive, page.max_insert
         if stub is not None:
             total, first = self._stub(rid, stub)
-            for p in self._chain(pgno, first, total, length - 8):
+            chain = self._chain_pages_mapped(first, total, length - 8) if self.pager.map is not None else None
+            for p in chain if chain is not None else self._chain(pgno, first, total, length - 8):
                 self.pager.free(p)
             length = total
         if nlive == 0:

@@ -605,3 +605,33 @@ def test_a_hinted_put_fills_a_leaf_exactly_then_the_next_splits_it():
     want[exact] = (79, 9)
     assert dict(tree.entries()) == want
     tree.check()
+
+
+def test_a_delete_that_underfills_a_raw_leaf_rebalances_it():
+    """delete's common case changes a raw leaf in place with no path; a removal that leaves the
+    leaf under a quarter full then descends again for the path and merges or redistributes it,
+    as the general way does: the tree stays valid and every other key stays found."""
+    pager = MemoryPager(512)
+    tree = BTree(pager, node_cache=1000)
+    keys = [b"k%05d" % i for i in range(3000)]
+    for i, k in enumerate(keys):
+        tree.put(k, (i + 1, 0))
+    want = {k: (i + 1, 0) for i, k in enumerate(keys)}
+    rnd = random.Random(7)
+    order = keys[:]
+    rnd.shuffle(order)
+    underfilled = 0
+    for n, k in enumerate(order[:2500]):
+        if n % 50 == 0:
+            tree.flush()  # leaves raw again, as after a commit
+        pgno = tree._descend(k)
+        entry = tree.nodes.entry(pgno)
+        was_raw = entry.raw is not None
+        leaves = tree.check()["leaves"] if was_raw and n % 10 == 0 else None
+        assert tree.delete(k) == want.pop(k)
+        if leaves is not None and tree.check()["leaves"] < leaves:
+            underfilled += 1
+        assert tree.get(k) is None
+    assert pager.meta.tree_height >= 2 and underfilled >= 3
+    assert dict(tree.entries()) == want
+    tree.check()

@@ -76,6 +76,47 @@ def test_overflow_chain_is_whole_and_freed(heap):
     heap.check()
 
 
+def test_deleting_a_value_whose_chain_is_in_the_data_file_reads_none_of_its_pages(heap):
+    """A delete frees an overflow chain that runs one after another in the data file, none of it
+    overlaid, from one C check of the map (as a read takes it): its pages are freed without
+    being read into the pager's cache (issue 23). A chain the map check refuses (a damaged
+    page) goes page by page and raises, naming the page."""
+    pager = heap.pager
+    pager.begin_operation()
+    values = [os.urandom(4 * heap.chunk + 50), os.urandom(3 * heap.chunk + 20)]
+    rids = [heap.insert(v) for v in values]
+    chains = [heap.check_record(r)[1] for r in rids]
+    commit(heap)
+    pager.checkpoint()
+    pager.cache.clear()  # as after a long while: no page of the chains in the cache
+    assert pager.map is not None and not any(p in pager.overlaid for c in chains for p in c)
+    pager.begin_operation()
+    free_before = pager.meta.freelist_count
+    read, seen = pager.read, []
+    pager.read = lambda pgno: seen.append(pgno) or read(pgno)
+    try:
+        assert heap.delete(rids[0]) == len(values[0])
+    finally:
+        del pager.read
+    assert seen and not set(seen) & set(chains[0])  # the stub's page only
+    assert pager.meta.freelist_count >= free_before + 4
+    commit(heap)
+    heap.check()
+    pager.checkpoint()
+    bad = chains[1][1]
+    with open(pager.path, "r+b") as f:  # a flipped byte in the chain's second page, in the data file
+        f.seek(bad * PS + 100)
+        b = f.read(1)
+        f.seek(bad * PS + 100)
+        f.write(bytes([b[0] ^ 0xFF]))
+    pager.remap()
+    pager.cache.clear()
+    pager.begin_operation()
+    with pytest.raises(CorruptionError) as info:
+        heap.delete(rids[1])
+    assert info.value.pgno == bad
+
+
 def test_update_that_grows_moves_the_record(heap):
     rids = [heap.insert(b"x" * 200) for _ in range(2)]  # the page is nearly full
     new, old_len = heap.update(rids[0], b"y" * 230)
@@ -253,6 +294,31 @@ def test_a_record_that_fits_the_current_page_goes_there_and_the_map_stays_exact(
     heap.check()
     heap.pager.begin_operation()
     assert {r: heap.read(r) for r in values} == values
+
+
+def test_a_placement_from_the_map_takes_a_roomy_page_so_the_next_records_follow_it(heap):
+    """A record that fits neither the current page nor the transaction's recent ones asks the map
+    first for a page with room for more than itself (an eighth of a page), and the small records
+    after it go into that page with no search. Best fit alone chose a page with just room for
+    the record, and every record after it dirtied a page of its own (issue 23's churn)."""
+    heap.pager.begin_operation()
+    rids = [heap.insert(bytes([i]) * 100) for i in range(44)]  # 4 a page: 48 bytes left in each
+    commit(heap)
+    pages = sorted({p for p, _ in rids})
+    assert len(pages) == 11
+    heap.pager.begin_operation()
+    roomy = pages[5]
+    for r in rids:
+        if r[0] == roomy and r[1] != 0:
+            heap.delete(r)  # one page with room for three more records of 100 bytes
+    commit(heap)
+    heap.pager.begin_operation()
+    placed = [heap.insert(b"x%02d" % i + b"." * 17) for i in range(5)]  # 26 bytes a record with its slot
+    commit(heap)
+    assert {p for p, _ in placed} == {roomy}
+    heap.check()
+    heap.pager.begin_operation()
+    assert [heap.read(r) for r in placed] == [b"x%02d" % i + b"." * 17 for i in range(5)]
 
 
 @given(st.binary(min_size=1, max_size=600), st.lists(st.tuples(st.integers(0, 599), st.integers(0, 255)), max_size=8))
