@@ -596,6 +596,37 @@ def test_free_space_map_find(tmp_path):
         db.check()
 
 
+def test_free_space_map_in_memory_is_a_byte_a_page(tmp_path):
+    """The map in memory costs about a byte per heap page it covers, however many have room
+    (a dict of entries and 256 bucket sets cost ~190 bytes per page with room: 8 MiB at 10^7
+    records), and that byte is counted in the cache budget and in stats()' cache_bytes."""
+    import tracemalloc
+
+    from pagestore import heap
+
+    with Store(str(tmp_path / "db"), page_size=512, cache_size=512 * 64, sync=False) as db:
+        db[b"a"] = b"b"  # not empty: the transactions below place records one by one (no bulk build)
+        for j in range(40):
+            with db.transaction() as txn:
+                for i in range(100):
+                    txn[b"k%05d" % (j * 100 + i)] = bytes(200)  # two to a 512-byte page, ~80 bytes left
+        with operation(db):
+            fsm = heap_of(db).fsm
+            offered = sum(1 for _ in fsm.offered())
+            assert offered > 1500
+            tracemalloc.start()
+            try:
+                copy = heap.FreeSpaceMap(pager_of(db))
+                held = tracemalloc.get_traced_memory()[0]
+            finally:
+                tracemalloc.stop()
+            assert list(copy.offered()) == list(fsm.offered())
+            assert held < 4 * offered + 16384, (held, offered)  # the map pages read, its bits, its list
+        assert fsm.memory() >= offered
+        assert db.stats()["cache_bytes"] >= fsm.memory()
+        db.check()
+
+
 def test_free_space_map_page_damaged_after_load(tmp_path):
     with Store(str(tmp_path / "db"), **SMALL) as db:
         fill(db, 300)
