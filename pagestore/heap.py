@@ -88,6 +88,33 @@ MAX_VALUE = 2**32 - 1
 _NONZERO = re.compile(rb"[^\x00]")
 
 
+def _differ(a: "bytes | bytearray", b: "bytes | bytearray") -> List[int]:
+    """_differ: the offsets at which ``a`` and ``b`` (of one length) differ, in order. Compared a
+    block of _DIFF_BLOCK bytes at a time (memcmp); only a block that differs is XORed as one
+    integer each, then one step per differing byte (a commit changes a few bytes of a map page).
+    ~3 us for a 4 KiB page with one byte changed, ~6 with five far apart; XORing the whole page
+    took 5 and 21 (each step shifts the whole page's integer)."""
+    out: List[int] = []
+    if a == b:
+        return out
+    step = _DIFF_BLOCK
+    for lo in range(0, len(a), step):
+        x, y = a[lo : lo + step], b[lo : lo + step]
+        if x == y:
+            continue
+        d = int.from_bytes(x, "little") ^ int.from_bytes(y, "little")
+        base = lo
+        while d:
+            j = ((d & -d).bit_length() - 1) >> 3  # the lowest differing byte
+            out.append(base + j)
+            d >>= (j + 1) * 8
+            base += j + 1
+    return out
+
+
+#: ``_differ``'s block: 512 bytes measured fastest of 256 to 4,096 for one to five changed bytes
+_DIFF_BLOCK = 512
+
 _PAGE_HEAP = fmt.PAGE_HEAP
 _map_value = _native.fast.map_value
 _map_values = _native.fast.map_values
@@ -140,8 +167,8 @@ class FreeSpaceMap:
     def load(self, read: bool = True) -> None:
         """load reads the map from its pages (at open, and after a rollback); ``read`` False: an empty map.
 
-        O(map pages): each page's bytes are copied into ``cat`` and its categories found by one
-        C pass (``bytes.translate`` to delete the zeros, then ``set``), not entry by entry.
+        O(map pages): each page's bytes are copied into ``cat`` and its categories found by C
+        passes over the page (``_mark``), not entry by entry.
         """
         self.pages: List[int] = []
         self.cat = bytearray()
@@ -178,9 +205,14 @@ class FreeSpaceMap:
         bit = 1 << idx
         blocks = self.blocks
         nonempty = self.nonempty
-        for c in set(data.translate(None, b"\x00")):
-            blocks[c] |= bit
-            nonempty |= 1 << c
+        nonzero = data.translate(None, b"\x00")
+        if not nonzero:
+            return
+        # one memchr per category: about half the time of set(nonzero) on a 4 KiB map page
+        for c in range(1, 256):
+            if _BYTES[c] in nonzero:
+                blocks[c] |= bit
+                nonempty |= 1 << c
         self.nonempty = nonempty
 
     def _account(self) -> None:
@@ -222,11 +254,17 @@ class FreeSpaceMap:
             data = page.read(0)
             if len(data) != per:
                 raise CorruptionError(pgno, "free-space map page has the wrong length")
-            # Nothing pending: ``cat``'s span is the page as this map last knew it. The bits of
-            # categories that left it are cleared lazily by ``find``; only new ones are set.
+            # Nothing pending: ``cat``'s span is the page as this map last knew it. Only the
+            # bytes that differ move (a commit changes a few), and only their new categories'
+            # bits are set; the bits of categories that left are cleared lazily by ``find``.
             base = idx * per
-            cat[base : base + per] = data
-            self._mark(idx, data)
+            bit = 1 << idx
+            blocks = self.blocks
+            for j in _differ(cat[base : base + per], data):
+                c = cat[base + j] = data[j]
+                if c:
+                    blocks[c] |= bit
+                    self.nonempty |= 1 << c
         return True
 
     def same_as_stored(self) -> bool:

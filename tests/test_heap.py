@@ -253,3 +253,17 @@ def test_a_record_that_fits_the_current_page_goes_there_and_the_map_stays_exact(
     heap.check()
     heap.pager.begin_operation()
     assert {r: heap.read(r) for r in values} == values
+
+
+@given(st.binary(min_size=1, max_size=600), st.lists(st.tuples(st.integers(0, 599), st.integers(0, 255)), max_size=8))
+def test_differ_finds_exactly_the_bytes_that_differ(page, changes):
+    """_differ (the free-space map's reload compares a map page another writer changed with the
+    bytes it last knew) returns every offset whose byte differs, in order, and nothing else."""
+    from pagestore.heap import _differ
+
+    new = bytearray(page)
+    for at, value in changes:
+        if at < len(new):
+            new[at] = value
+    assert _differ(page, bytes(new)) == [j for j in range(len(page)) if page[j] != new[j]]
+    assert _differ(bytearray(page), new) == [j for j in range(len(page)) if page[j] != new[j]]
