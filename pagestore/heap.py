@@ -314,10 +314,14 @@ class FreeSpaceMap:
     def find(self, need: int) -> Optional[int]:
         """find returns a heap page whose largest insertable record is at least ``need``, or None.
 
-        Best fit: a page of the lowest category that surely fits, the first such in page order
-        within the first map page's span whose bit says it may hold one. O(1) amortized: a bit
+        Best fit: a page of the lowest category that surely fits, the last such in page order
+        within the last map page's span whose bit says it may hold one. O(1) amortized: a bit
         found stale (its span holds no page of that category any more) costs one memchr over
         the span and is cleared, once per time ``set`` raised it.
+
+        The last, not the first: one-put commits into a churned store (60k records, 30k
+        replaced, 3,000 puts) wrote 14,542 bytes per put taking the first page, 13,060 taking
+        the last, 13,058 with the bucket sets before (whose order was their hash table's).
         """
         if self.held_pgno:
             self.settle()
@@ -332,13 +336,13 @@ class FreeSpaceMap:
             mask = blocks[k]
             byte = _BYTES[k]
             while mask:
-                low = mask & -mask
-                base = (low.bit_length() - 1) * per
-                j = cat.find(byte, base, base + per)
+                top = mask.bit_length() - 1
+                base = top * per
+                j = cat.rfind(byte, base, base + per)
                 if j >= 0:
                     blocks[k] = mask
                     return j
-                mask ^= low
+                mask ^= 1 << top
             blocks[k] = 0
             self.nonempty &= ~(1 << k)
 
