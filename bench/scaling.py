@@ -105,6 +105,50 @@ def _proc_status() -> Dict[str, int]:
     return out
 
 
+class _Mallinfo2(__import__("ctypes").Structure):
+    _fields_ = [(name, __import__("ctypes").c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+        "keepcost")]
+
+
+def _libc() -> Any:
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallinfo2.restype = _Mallinfo2
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+    except (OSError, AttributeError):  # not glibc, or older than 2.33
+        return None
+    return libc
+
+
+def malloc_heap() -> Dict[str, int]:
+    """malloc_heap: glibc's own account of its heap (``mallinfo2``), in bytes; {} elsewhere.
+
+    ``arena``: the bytes of its main and thread heaps (not mmapped chunks), ``in_use``: the bytes
+    of live chunks in them, ``free``: the bytes of free chunks it keeps, ``mmapped``: chunks of
+    128 KiB and more, each its own mapping. ``free`` that stays high while ``in_use`` stays
+    near the cache is fragmentation: freed 4 KiB buffers among live small objects.
+    """
+    libc = _libc()
+    if libc is None:
+        return {}
+    m = libc.mallinfo2()
+    return {"arena": m.arena, "in_use": m.uordblks, "free": m.fordblks, "mmapped": m.hblkhd}
+
+
+def trimmed_anon() -> Optional[int]:
+    """trimmed_anon: private memory (RssAnon) after ``malloc_trim(0)``, which hands back every whole free
+    page of glibc's heaps: what the process keeps live. None where there is no glibc or /proc."""
+    libc = _libc()
+    if libc is None:
+        return None
+    libc.malloc_trim(0)
+    return _proc_status().get("RssAnon")
+
+
 def memory() -> Dict[str, int]:
     """memory returns this process's ``peak_rss`` and ``rss`` in bytes (``rss`` only on Linux), and
     on Linux ``rss_anon`` (private memory now) and ``rss_file`` (file-backed pages now: with
@@ -189,6 +233,10 @@ def run_size(n: int, path: str, *, page_size: int, cache_size: int, sync: bool, 
         result["get_mismatches"] = sum(1 for i, v in zip(indices, got) if v != record(i, seed)[1])
         del keys, got, indices
         result["after_gets"] = memory()
+        result["malloc_after_gets"] = malloc_heap()
+        # what of that private memory was glibc's free chunks (this changes the heap: stats()
+        # and check() below run on a trimmed one, and their memory is reported apart)
+        result["anon_after_trim"] = trimmed_anon()
 
         stats = db.stats()
         result["tree_height"] = stats["tree_height"]

@@ -6,7 +6,7 @@ cache, else the log (the open transaction's frames, then the committed ones) or 
 file, verified before anything sees it (``read_passing``: the same, left out of the cache;
 ``read_raw``: committed bytes, not verified, for decoders of damaged files); ``_Frame``, one cached page; the
 budget (``cache_pages``: the pager's own ``own_pages`` plus what the tree's node cache
-lends, ``lend``); insertion and LRU eviction, which keeps the operation's pinned pages
+lends, ``lend``, less what the heap's free-space map holds in memory, ``reserve``); insertion and LRU eviction, which keeps the operation's pinned pages
 (the ``epoch``'s, the LRU's tail) and spills a dirty page to the log as an uncommitted
 frame (``_spill``); a spare frame reused by the next miss; and the writes of new pages
 past the committed end straight into the data file (``_write_direct``, ``write_run``,
@@ -42,6 +42,9 @@ if TYPE_CHECKING:
     from .pager import _Poisons
 
 _NODE_TYPES = (fmt.PAGE_LEAF, fmt.PAGE_INTERNAL)
+#: The fewest pages ``reserve`` leaves the cache (pager.MIN_CACHE_PAGES: an operation pins a
+#: descent's pages and a split's, and the cache must hold them without spilling every touch).
+_FLOOR = 32
 
 #: A bulk build's new pages are written out this many bytes at a time while it runs
 #: (see ``_write_back``), and the disk is started on them, so that the commit's sync
@@ -104,6 +107,8 @@ class PageCache:
     _written_back: int
     cache_pages: int
     own_pages: int
+    _lent: int
+    _reserved: int
     sync_default: bool
     file: Optional[fileio.File]
     _read_into: Optional[Callable[[int, bytearray], int]]
@@ -239,7 +244,18 @@ class PageCache:
         node cache; the tree lends the part of its share it is not using. A
         smaller loan takes effect at once, as far as pinning allows.
         """
-        self.cache_pages = self.own_pages + pages
+        self._lent = pages
+        self._budget()
+
+    def reserve(self, pages: int) -> None:
+        """reserve takes ``pages`` of the cache's budget for memory held outside it, until the
+        next call: the heap's free-space map in memory (one byte a heap page, ``FreeSpaceMap.cat``),
+        so that ``cache_size`` bounds it too. The cache keeps at least ``_FLOOR`` pages."""
+        self._reserved = pages
+        self._budget()
+
+    def _budget(self) -> None:
+        self.cache_pages = max(min(self.own_pages, _FLOOR), self.own_pages + self._lent - self._reserved)
         if len(self.cache) > self.cache_pages:
             self._evict()
 

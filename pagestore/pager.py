@@ -183,6 +183,7 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
         #: the writer's checkpoints and log restarts (checkpointer.py)
         self.checkpointer = Checkpointer(self, self._guard, self._publish)
         self.cache_pages = self.own_pages = MIN_CACHE_PAGES
+        self._lent = self._reserved = 0  # the cache's budget: ``lend``, ``reserve`` (pagecache.py)
         self._made_log = False  # this open created the log file (removed again if the open fails)
         self._free = FreeList(self)  # loaded on first use
         #: writers in several processes take turns (issue 26; ``share_writes`` where the locks
@@ -198,7 +199,8 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
             self._open(path, create, readonly, page_size, opener)
             self.pagemap.set_page_size(self.page_size)
             self._remap()
-            self.cache_pages = self.own_pages = max(MIN_CACHE_PAGES, cache_size // self.page_size)
+            self.own_pages = max(MIN_CACHE_PAGES, cache_size // self.page_size)
+            self._budget()
             if self.writing and not (keep_turn and not self.others_wait_write()):
                 self.end_write()  # kept (``keep_turn``): the caller keeps the open's turn or ends it
             if self.shared or self.turns:

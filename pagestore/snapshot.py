@@ -145,6 +145,9 @@ class SnapshotPager:
     def lend(self, pages: int) -> None:
         """lend: nothing to lend to (the tree over a snapshot keeps its own small budget)."""
 
+    def reserve(self, pages: int) -> None:
+        """reserve: nothing to take from (a snapshot's heap holds no free-space map)."""
+
     def pages_bytes(self) -> int:
         """pages_bytes: the private memory of this pager's cache."""
         return len(self.cache) * self.page_size

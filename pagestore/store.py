@@ -1721,7 +1721,7 @@ class Store(MutableMapping[Any, Any]):
         with self._lock:
             pager = self._begin()
             memory = pager.memory()
-            memory["cache_bytes"] += self._tree.cache_pages() * pager.page_size
+            memory["cache_bytes"] += self._tree.cache_pages() * pager.page_size + self._heap.fsm.memory()
             meta = pager.meta
             types: Dict[str, int] = {}
             used = 0

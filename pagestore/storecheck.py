@@ -84,7 +84,7 @@ def check_store(pager: Pager, tree: BTree, heap: Heap) -> Dict[str, int]:
             pager.begin_operation()
             page = pager.read(pgno)
             raise CorruptionError(pgno, f"page of type {page.page_type} is not accounted for (leaked)")
-    for pgno, c in heap.fsm.cat.items():
+    for pgno, c in heap.fsm.offered():
         if owner.get(pgno) != "heap" and c:
             raise CorruptionError(pgno, "free-space map offers a page that is not a heap page")
     if not pager.readonly and not heap.fsm.same_as_stored():

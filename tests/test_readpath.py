@@ -107,9 +107,12 @@ def test_tree_lends_its_unused_share_to_the_pager(tmp_path):
                     txn[rng.randbytes(12)] = rng.randbytes(rng.randrange(100))
             for k in list(db.keys())[:: 7]:
                 db[k]
-            assert pager.cache_pages == pager.own_pages + max(0, tree.nodes.capacity - tree.nodes.weight)
-            assert len(pager.cache) + tree.nodes.weight <= budget
-            loans.append(pager.cache_pages - pager.own_pages)
+            # the free-space map's bytes in memory are taken from the pager's share (``reserve``)
+            fsm_pages = -(-heap_of(db).fsm.memory() // 512)
+            assert fsm_pages >= 1
+            assert pager.cache_pages == pager.own_pages + max(0, tree.nodes.capacity - tree.nodes.weight) - fsm_pages
+            assert len(pager.cache) + tree.nodes.weight + fsm_pages <= budget
+            loans.append(pager.cache_pages + fsm_pages - pager.own_pages)
         # Lent while the tree was small; taken back once its nodes filled its share.
         assert loans[0] > 0 and loans[-1] == 0, loans
         db.check()
@@ -547,8 +550,9 @@ def test_transaction_scan_merges_runs(tmp_path):
 
 def lowest_fit(fsm, need: int, page_size: int):
     c = max(1, (need * 255 + page_size - 1) // page_size)
+    present = {cat for _, cat in fsm.offered()}
     for cat in range(c, 256):
-        if fsm.buckets[cat]:
+        if cat in present:
             return cat
     return None
 
@@ -556,10 +560,8 @@ def lowest_fit(fsm, need: int, page_size: int):
 def check_map(fsm) -> None:
     fsm.flush()
     assert not fsm.pending
-    for c in range(256):
-        assert bool(fsm.buckets[c]) == bool(fsm.nonempty >> c & 1), c
-    for pgno, c in fsm.cat.items():
-        assert pgno in fsm.buckets[c]
+    fsm.check()
+    for pgno, c in fsm.offered():
         assert fsm.stored(pgno) == c
 
 
@@ -582,13 +584,46 @@ def test_free_space_map_find(tmp_path):
                 if cat is None:
                     assert got is None
                 else:
-                    assert got in fsm.buckets[cat]
+                    # best fit: the lowest category that fits, its last page in page order
+                    assert fsm.entry(got) == cat
+                    assert got == max(p for p, c in fsm.offered() if c == cat)
                 if step % 200 == 0:
                     check_map(fsm)
             check_map(fsm)
             pager.rollback()
             fsm.load()
             check_map(fsm)
+        db.check()
+
+
+def test_free_space_map_in_memory_is_a_byte_a_page(tmp_path):
+    """The map in memory costs about a byte per heap page it covers, however many have room
+    (a dict of entries and 256 bucket sets cost ~190 bytes per page with room: 8 MiB at 10^7
+    records), and that byte is counted in the cache budget and in stats()' cache_bytes."""
+    import tracemalloc
+
+    from pagestore import heap
+
+    with Store(str(tmp_path / "db"), page_size=512, cache_size=512 * 64, sync=False) as db:
+        db[b"a"] = b"b"  # not empty: the transactions below place records one by one (no bulk build)
+        for j in range(40):
+            with db.transaction() as txn:
+                for i in range(100):
+                    txn[b"k%05d" % (j * 100 + i)] = bytes(200)  # two to a 512-byte page, ~80 bytes left
+        with operation(db):
+            fsm = heap_of(db).fsm
+            offered = sum(1 for _ in fsm.offered())
+            assert offered > 1500
+            tracemalloc.start()
+            try:
+                copy = heap.FreeSpaceMap(pager_of(db))
+                held = tracemalloc.get_traced_memory()[0]
+            finally:
+                tracemalloc.stop()
+            assert list(copy.offered()) == list(fsm.offered())
+            assert held < 4 * offered + 16384, (held, offered)  # the map pages read, its bits, its list
+        assert fsm.memory() >= offered
+        assert db.stats()["cache_bytes"] >= fsm.memory()
         db.check()
 
 
@@ -601,7 +636,7 @@ def test_free_space_map_page_damaged_after_load(tmp_path):
             pager = pager_of(db)
             pager.begin_operation()
             pager.write(map_pgno).update(0, b"\0" * 4)
-            fsm.set(100, 0 if fsm.cat.get(100) else 200)  # in memory: the page is written at flush
+            fsm.set(100, 0 if fsm.entry(100) else 200)  # in memory: the page is written at flush
             with pytest.raises(CorruptionError) as exc:
                 fsm.flush()
             assert exc.value.pgno == map_pgno
