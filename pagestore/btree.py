@@ -181,23 +181,7 @@ class BTree:
         if not pgno:
             return None
         cache = self.nodes
-        lru = cache.lru
-        # _descend_entry's, inline (as get's): two Python frames fewer on every record a
-        # transaction writes. Internal nodes do not move in the LRU (a get's rule).
-        for level in range(meta.tree_height - 1):
-            entry = lru.get(pgno)
-            node = None if entry is None else entry.node
-            if node is None or node.leaf:
-                pgno = self._descend(key, None, bisect_right, pgno, meta.tree_height - 1 - level)
-                break
-            pgno = node.vals[bisect_right(node.keys, key)]
-        entry = lru.get(pgno)
-        if entry is None:
-            entry = cache.entry(pgno)
-        else:
-            lru.move_to_end(pgno)
-        if not entry.leaf:
-            raise self._misplaced(pgno, False, meta.tree_height)
+        entry = self._leaf_entry(key, pgno, meta.tree_height)
         raw = entry.raw
         if raw is None:
             self._hint = None
@@ -211,6 +195,35 @@ class BTree:
         if cache.weight != cache.settled:
             cache.trim()
         return found
+
+    def _leaf_entry(self, key: bytes, pgno: int, height: int) -> CacheEntry:
+        """_leaf_entry: the node cache's entry of the leaf where ``key`` belongs, descended from
+        ``pgno`` (the root) in a tree of ``height`` levels, as ``lookup`` and ``delete`` take it for a
+        write: internal nodes bisected in their decoded form and not moved in the LRU (a get's
+        rule), the leaf taken into the cache and moved to the LRU's end. ``_descend_entry``'s
+        walk without its path (one Python frame, not three, on every record a transaction
+        writes); a node not decoded in the cache goes the general way from there.
+
+        Raises:
+            CorruptionError: the node where the leaf should be is an internal node.
+        """
+        cache = self.nodes
+        lru = cache.lru
+        for level in range(height - 1):
+            entry = lru.get(pgno)
+            node = None if entry is None else entry.node
+            if node is None or node.leaf:
+                pgno = self._descend(key, None, bisect_right, pgno, height - 1 - level)
+                break
+            pgno = node.vals[bisect_right(node.keys, key)]
+        entry = lru.get(pgno)
+        if entry is None:
+            entry = cache.entry(pgno)
+        else:
+            lru.move_to_end(pgno)
+        if not entry.leaf:
+            raise self._misplaced(pgno, False, height)
+        return entry
 
     def _leaf_get(self, entry: CacheEntry, key: bytes) -> Optional[Rid]:
         """_leaf_get: the rid of ``key`` in a cached leaf (raw: one C call), or None."""
@@ -450,27 +463,14 @@ class BTree:
         if not pgno:
             return None
         cache = self.nodes
-        lru = cache.lru
         height = meta.tree_height
         if height > 1:
             # The common case first, as ``lookup`` descends (no path, internal nodes not moved in
             # the LRU): a raw leaf, changed in place. The path is built only for a leaf the
             # removal underfills (one delete in a few hundred), by a second descent; a leaf
             # decoded already (dirty since a split in this transaction) goes the general way.
-            for level in range(height - 1):
-                entry = lru.get(pgno)
-                node = None if entry is None else entry.node
-                if node is None or node.leaf:
-                    pgno = self._descend(key, None, bisect_right, pgno, height - 1 - level)
-                    break
-                pgno = node.vals[bisect_right(node.keys, key)]
-            entry = lru.get(pgno)
-            if entry is None:
-                entry = cache.entry(pgno)
-            else:
-                lru.move_to_end(pgno)
-            if not entry.leaf:
-                raise self._misplaced(pgno, False, height)
+            entry = self._leaf_entry(key, pgno, height)
+            pgno = entry.pgno
             raw = entry.raw
             if raw is not None:
                 i, equal, old_pgno, old_slot = _fast.node_find(raw, key, False, pgno)
