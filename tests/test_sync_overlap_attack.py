@@ -654,6 +654,19 @@ def _ride_setup(tmp_path, monkeypatch):
     return db, wal, other, slot, rewrites
 
 
+def _end_sync(index, slot: int, salt: int, *, failed: bool) -> None:
+    """_end_sync ends the sync another process runs in ``slot`` of the shared index ``index`` as
+    ``_sync_round``'s step 4 would: under LOCK_SYNC, a failure marks the log unsynced from offset
+    32 and counts itself; the slot's record is cleared (its *covers* word with it) and let go."""
+    index.lock_sync()
+    if failed:
+        index.mark_unsynced(salt, 32)
+        index.bump(shm.FAILURES_OFFSET, 0)
+    index.clear_slot(slot)
+    index.unlock_sync()
+    index.release_slot(slot)
+
+
 def _sync_in_thread(db):
     import threading
 
@@ -718,13 +731,7 @@ def test_a_sync_that_rode_on_one_that_failed_or_died_acknowledges_only_after_its
         if how == "died":
             other.close()  # its lock goes, its record stays
         else:
-            other.lock_sync()
-            if how == "failed":
-                other.mark_unsynced(wal.salt, 32)
-                other.bump(shm.FAILURES_OFFSET, 0)
-            other.clear_slot(slot)
-            other.unlock_sync()
-            other.release_slot(slot)
+            _end_sync(other, slot, wal.salt, failed=how == "failed")
         t.join(10)
         assert out["sync"] == "acked", out
         # A dead one is found only after the round's own fsync (step 6): a second round writes again.
@@ -773,12 +780,7 @@ def test_a_rider_waits_for_every_sync_busy_beside_the_one_it_rode_on_and_a_failu
         other.release_slot(slot)
         time.sleep(0.3)
         assert t.is_alive(), f"acknowledged while a sync beside the one it rode on ran: {out}"
-        third.lock_sync()
-        third.mark_unsynced(wal.salt, 32)
-        third.bump(shm.FAILURES_OFFSET, 0)
-        third.clear_slot(k)
-        third.unlock_sync()
-        third.release_slot(k)
+        _end_sync(third, k, wal.salt, failed=True)
         t.join(10)
         assert out["sync"] == "acked", out
         assert wal.syncs == syncs + 1 and wal.rides == 0
