@@ -124,6 +124,7 @@ class PagerFiles:
             self._lock_solo_reader()  # no shared index here: one process at a time
         if not readonly and self._data_lock is not None:
             self.sharing = shared_log.open_index_for_writer(path, self.page_size, disk_meta.file_id, self, self.readers)
+            self._claim_name()
             self.sharing.attach(self.wal)
             if self.turns:
                 if not self._first_turn():
@@ -339,6 +340,26 @@ class PagerFiles:
             raise StoreLockedError(f"{self.path}: the store file keeps being replaced; try again")
         return True
 
+    def _claim_name(self) -> None:
+        """_claim_name: this open holds its shared index's byte of the data file's LOCK_NAMES range
+        (shm.py), and refuses if another index's byte is held: the same data file open in another
+        process under another name (a hard link), with a log and a shared index of that name's.
+        Two such writers would each take turns only with their own name's, and a commit through
+        one would be lost when the other checkpoints or cleans up (SQLite's "How To Corrupt"
+        2.5); so the second name's open is refused. (Two names in one process share the first
+        open's files: ``store._files_of_open_here``.)
+
+        Raises:
+            StoreLockedError: the data file is open under another name.
+        """
+        assert self._data_lock is not None and self.sharing is not None
+        if not self._data_lock.claim_name(self.sharing.index.identity()):
+            raise StoreLockedError(
+                f"{self.path}: this data file is open in another process under another name (a hard "
+                f"link): the log and shared index are named from the name it was opened by, so "
+                f"writers and readers by two names would not see each other's commits; open it by "
+                f"one name")
+
     def _read_disk_meta(self) -> fmt.Meta:
         """_read_disk_meta decodes the data file's header. A reader beside a writer retries a
         header that fails its checksum: the writer may be rewriting it at that moment."""
@@ -366,6 +387,7 @@ class PagerFiles:
             self._data_lock = None
             return False
         self.shared = True
+        self._claim_name()
         self.meta = disk_meta
         self.committed = disk_meta.copy()
         self.overlaid = set()
@@ -477,6 +499,8 @@ class PagerFiles:
                 self._data_lock.hold(LOCK_WRITERS)
                 assert self.file is not None
                 self.file.lock(exclusive=False)
+            if self.sharing is not None:
+                self._data_lock.claim_name(self.sharing.index.identity())
 
     def _adopt(self, path: str) -> None:
         assert self.file is not None and self.wal is not None

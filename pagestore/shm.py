@@ -135,6 +135,11 @@ never blocks anyone for long)
                            open's life
     data   LOCK_CREATE     exclusive while a writer that takes turns writes the header of
                            a new, empty data file (two opening it at once write one)
+    data   LOCK_NAMES + n  shared by every open that uses a shared index, for its life: byte
+                           n stands for the index file (a hash of its device and inode,
+                           ``name_byte``); an open that finds another index's byte held
+                           refuses (the data file is open under another name, a hard
+                           link, whose log and index are another's)
     data   LOCK_SOLO       shared by a reader that reads without the shared index (it
                            cannot write it): it and the writers taking turns refuse
                            each other (each takes its own byte, then looks at the other's)
@@ -217,6 +222,17 @@ COVERS_OFFSET = 320
 LOCK_WRITERS = LOCK_BASE + 1  # on the data file, as LOCK_DMS
 LOCK_SOLO = LOCK_BASE + 2  # on the data file, as LOCK_DMS
 LOCK_CREATE = LOCK_BASE + 3  # on the data file, as LOCK_DMS
+#: on the data file: [LOCK_NAMES, LOCK_NAMES + NAME_SPAN), one byte per shared index (``name_byte``)
+LOCK_NAMES = LOCK_BASE + 64
+NAME_SPAN = 1 << 30
+
+
+def name_byte(device: int, inode: int) -> int:
+    """name_byte: the byte of the data file's LOCK_NAMES range that stands for the shared index
+    file (``device``, ``inode``): every open that uses that index holds it shared
+    (``DataLock.claim_name``). Two different index files land on one byte with odds of about
+    one in 2^30; they are then not told apart, as before the range existed."""
+    return LOCK_NAMES + crc32c(struct.pack("<QQ", device & (2**64 - 1), inode & (2**64 - 1))) % NAME_SPAN
 READ_BASE = LOCK_BASE + 16
 READ_SPAN = 1 << 32
 
@@ -346,6 +362,20 @@ class DataLock:
         """others: another open holds byte ``start`` of the data file (LOCK_WRITERS, LOCK_SOLO)."""
         assert self.file is not None
         return self.file.range_held_by_others(start, 1) is not None
+
+    def claim_name(self, index: Tuple[int, int]) -> bool:
+        """claim_name holds, shared until close, the byte of LOCK_NAMES that stands for the shared
+        index this open uses (``index``: its device and inode; ``name_byte``), then looks at the
+        rest of the range. False: another open holds another index's byte, so the data file is
+        open under another name (a hard link) whose log and shared index are not this one's. Of
+        two that claim at once, at least one sees the other (each holds its byte first)."""
+        assert self.file is not None
+        mine = name_byte(*index)
+        self.file.lock_range(mine)
+        below, above = mine - LOCK_NAMES, LOCK_NAMES + NAME_SPAN - mine - 1
+        if below and self.file.range_held_by_others(LOCK_NAMES, below) is not None:
+            return False
+        return not (above and self.file.range_held_by_others(mine + 1, above) is not None)
 
     def alone(self) -> bool:
         """alone: no other open holds LOCK_DMS now."""
@@ -906,6 +936,11 @@ class SharedIndex:
                 break
             best = lower - READ_BASE
         return best
+
+    def identity(self) -> Tuple[int, int]:
+        """identity: (device, inode) of the index file (``DataLock.claim_name``)."""
+        st = os.fstat(self.fd)
+        return st.st_dev, st.st_ino
 
     # ---- closing ----
 

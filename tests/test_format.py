@@ -501,10 +501,11 @@ def test_lock_table_matches_the_constants():
     from pagestore import shm
 
     rows = dict(re.findall(r"^\| `(LOCK_[A-Z0-9]+)` \| 2\^40(?: \+ (\d+))? \|", FORMAT_MD, re.M))
-    assert set(rows) == {"LOCK_DMS", "LOCK_WRITERS", "LOCK_CREATE", "LOCK_SOLO", "LOCK_RECOVER", "LOCK_READ0", "LOCK_WRITE", "LOCK_WAITING", "LOCK_SYNC"}
+    assert set(rows) == {"LOCK_DMS", "LOCK_WRITERS", "LOCK_CREATE", "LOCK_SOLO", "LOCK_NAMES", "LOCK_RECOVER", "LOCK_READ0", "LOCK_WRITE", "LOCK_WAITING", "LOCK_SYNC"}
     for name, plus in rows.items():
         assert getattr(shm, name) == (1 << 40) + int(plus or 0), name
     assert shm.READ_BASE == (1 << 40) + 16 and "`READ_BASE` = 2^40 + 16" in FORMAT_MD
+    assert shm.NAME_SPAN == 1 << 30 and "modulo 2^30" in FORMAT_MD
     for name in rows:
         assert name in shm.__doc__, name  # and the module's own table names it
 

@@ -308,16 +308,12 @@ def test_compact_through_a_symlink_compacts_the_target_and_keeps_the_link(tmp_pa
 
 
 @needs_locks
-@pytest.mark.xfail(strict=True, reason=(
-    "a hard link is another name for the same file, and the log and shared index are named from "
-    "the name: a writer through the link keeps its own log and write lock beside the other's. "
-    "Detecting it needs the open to tell 'others hold LOCK_DMS on the data file but nobody uses "
-    "this -shm' apart from the last one out removing the index (a retry, in pagerfiles.py _open); "
-    "SQLite has the same hazard ('How To Corrupt', 2.5)"))
 def test_a_store_opened_through_a_hard_link_is_refused_or_shared(tmp_path):
     """As the symlink test, through a hard link (``ln real.ps other.ps``): the writer through the
     other name must either take turns with the first (and see its commits) or be refused; it
-    did neither: it saw 0 of 1 records and its commit was lost at the first writer's close."""
+    did neither: it saw 0 of 1 records and its commit was lost at the first writer's close.
+    Now it is refused (``PagerFiles._claim_name``: the data file's LOCK_NAMES byte of another
+    shared index is held), and so is a reader through the link."""
     real = str(tmp_path / "real.ps")
     hard = str(tmp_path / "hard.ps")
     db = pagestore.open(real)
@@ -328,6 +324,13 @@ def test_a_store_opened_through_a_hard_link_is_refused_or_shared(tmp_path):
                            text=True, timeout=60)
         refused = r.returncode != 0 and "Error" in r.stderr
         assert refused or r.stdout.strip() == "SEES b'1' 2", (r.stdout, r.stderr[-500:])
+        if refused:
+            assert "another name" in r.stderr, r.stderr[-500:]
+            # The refused open's side files by the other name may stay (only an open alone on the
+            # data file removes them, and the first writer holds it): empty, they hold no commit.
+            ro = subprocess.run([sys.executable, "-c", _THROUGH, hard, "read", ROOT], capture_output=True,
+                                text=True, timeout=60)
+            assert ro.returncode != 0 and "another name" in ro.stderr, (ro.stdout, ro.stderr[-500:])
     finally:
         db.close()
     with pagestore.open(real) as db:

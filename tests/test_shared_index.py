@@ -394,8 +394,12 @@ def test_the_data_lock_goes_through_the_stores_opener(tmp_path):
     db[b"a"] = b"1"
     st = os.stat(path)
     held = disk.ranges.get((st.st_dev, st.st_ino), {})
-    # LOCK_DMS, and LOCK_WRITERS: a writer taking turns with writers in other processes (issue 26)
-    assert sorted(r for locks in held.values() for r in locks) == [(shm.LOCK_DMS, 1, False), (shm.LOCK_WRITERS, 1, False)]
+    # LOCK_DMS, LOCK_WRITERS (a writer taking turns with writers in other processes, issue 26) and
+    # its shared index's byte of LOCK_NAMES (two names of one file told apart)
+    ix = os.stat(shm.shm_path(path))
+    name = (shm.name_byte(ix.st_dev, ix.st_ino), 1, False)
+    assert sorted(r for locks in held.values() for r in locks) == sorted(
+        [(shm.LOCK_DMS, 1, False), (shm.LOCK_WRITERS, 1, False), name])
     disk.crash("kill")  # the process is gone, and its locks with it (db is never closed)
     again = Store(path, _opener=disk.opener)
     assert again[b"a"] == b"1"
