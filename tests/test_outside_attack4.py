@@ -426,7 +426,7 @@ def test_a_hard_link_opened_in_the_same_process_meets_the_same_log(tmp_path):
     (``hard.ps-wal``): the reader read the data file without the writer's log (none of its
     commits since the last checkpoint), and a writer by the link beside a reader by the first
     name kept a log of its own. Now an open finds the other open of the same file in this
-    process and uses its files (across processes: the xfail above)."""
+    process and uses its files (across processes the second name is refused: the test above)."""
     real = str(tmp_path / "real.ps")
     hard = str(tmp_path / "hard.ps")
     with pagestore.open(real) as db:
