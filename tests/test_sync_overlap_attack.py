@@ -266,17 +266,7 @@ def test_every_slot_held_a_sync_waits_its_turn_and_each_outcome_then_a_dead_one_
                 o.set_slot(i, wal.salt, 32)  # a sync in flight: from the log's first frame
                 o.unlock_sync()
             failures = index.word(shm.FAILURES_OFFSET)
-            out = {}
-
-            def put() -> None:
-                try:
-                    db[b"k"] = b"1"
-                    out["k"] = "acked"
-                except BaseException as exc:  # noqa: BLE001 - the outcome is the test's
-                    out["k"] = exc
-
-            t = threading.Thread(target=put)
-            t.start()
+            t, out = _in_thread(lambda: db.__setitem__(b"k", b"1"), "k")
             time.sleep(0.5)
             assert t.is_alive(), f"the put did not wait for a slot: {out}"
             mine = os.getpid() % SLOTS
@@ -598,17 +588,7 @@ def test_a_ctrl_c_as_a_sync_lets_lock_sync_go_never_leaves_it_held(tmp_path, mon
     with pytest.raises(KeyboardInterrupt):
         a[b"a"] = b"1"
     assert not armed[0]
-    out = {}
-
-    def put() -> None:
-        try:
-            b[b"b"] = b"1"
-            out["b"] = "acked"
-        except BaseException as exc:  # noqa: BLE001 - the outcome is the test's
-            out["b"] = exc
-
-    t = threading.Thread(target=put)
-    t.start()
+    t, out = _in_thread(lambda: b.__setitem__(b"b", b"1"), "b")
     t.join(8)
     hung = t.is_alive()
     if hung:
@@ -667,21 +647,27 @@ def _end_sync(index, slot: int, salt: int, *, failed: bool) -> None:
     index.release_slot(slot)
 
 
-def _sync_in_thread(db):
+def _in_thread(fn, name: str):
+    """_in_thread starts ``fn`` on a thread of its own; returns the thread and a dict whose ``name``
+    becomes "acked" when ``fn`` returns, or the exception it raised."""
     import threading
 
     out: dict = {}
 
     def run() -> None:
         try:
-            db.sync()
-            out["sync"] = "acked"
+            fn()
+            out[name] = "acked"
         except BaseException as exc:  # noqa: BLE001 - the outcome is the test's
-            out["sync"] = exc
+            out[name] = exc
 
     t = threading.Thread(target=run)
     t.start()
     return t, out
+
+
+def _sync_in_thread(db):
+    return _in_thread(db.sync, "sync")
 
 
 def test_a_sync_covered_by_another_processs_sync_in_flight_waits_for_it_and_does_no_fsync_of_its_own(tmp_path, monkeypatch):
