@@ -38,7 +38,10 @@ When a committed header is at hand (page 0, or the log's copy of it), pages
 past its page count and pages stamped with a later LSN than its last commit
 are not read: they are a transaction that never committed. Nor are the pages
 its free list owns, when the list is intact: a freed page keeps the bytes it
-had (format 4 never writes it), records that were deleted.
+had (format 4 never writes it), records that were deleted. Pages it counts
+that neither the data file nor the log holds (a file cut short; a hostile
+count of 2**32 - 1) are not visited: they are named as damaged, the first
+MISSING_NAMED of them, and a note says the whole range.
 
 Memory: pass 1 keeps one entry per distinct key found (the key and its
 record id and LSN), so memory is proportional to the keys, not to the file
@@ -48,6 +51,7 @@ the log's own. Nothing else is held: values stream out one at a time.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import struct
 from collections import OrderedDict
@@ -69,6 +73,9 @@ PAGE_CACHE = 1024
 COMMON_PAGE_SIZES = (4096, 8192, 16384, 65536, 32768, 2048, 1024, 512)
 #: Pages (from page 1) a candidate page size is tried against.
 PROBE_PAGES = 32
+#: Missing pages (counted by the header, held by no file) named one by one in ``damaged``:
+#: a file cut short is named to its end; a hostile count costs no more than this.
+MISSING_NAMED = 1 << 16
 #: Where page 0 keeps the codec names (docs/format.md, file header).
 _KEY_CODEC_OFFSET = 96
 _VALUE_CODEC_OFFSET = _KEY_CODEC_OFFSET + fmt.CODEC_NAME_SIZE
@@ -94,6 +101,9 @@ class Source:
     #: pages an intact free list owns: not read (a freed page keeps the records it held,
     #: which were deleted); empty when there is no intact header or list
     free: AbstractSet[int] = frozenset()
+    #: pages a header counts past ``page_count`` that no file holds (named as damaged, the
+    #: first MISSING_NAMED of them)
+    missing: range = range(0)
 
     def image(self, pgno: int) -> Optional[bytes]:
         raise NotImplementedError
@@ -191,6 +201,15 @@ class FileSource(Source):
                     except PageStoreError:
                         pass
         if meta is not None:
+            # A header may count pages neither file holds (a file cut short, or a hostile
+            # count of 2**32 - 1): only the pages there are read, and the free list is read
+            # against them, so time and memory follow the files, not the header.
+            held = max([size // self.page_size] + [p + 1 for p in (self._wal.pages() if self._wal else ())])
+            if meta.page_count > held:
+                self.missing = range(held, meta.page_count)
+                self.notes.append(f"page 0 counts {meta.page_count} pages; the file and its log hold {held}: "
+                                  f"pages {held} to {meta.page_count - 1} are missing")
+                meta = dataclasses.replace(meta, page_count=held)
             self.page_count = meta.page_count
             self.committed_lsn = meta.lsn
             self.codec_names = (meta.key_codec, meta.value_codec)
@@ -361,6 +380,8 @@ class Salvage:
                 old = best.get(key)
                 if old is None or lsn > old[0]:
                     best[key] = (lsn, rp, rs)
+        for pgno in self.source.missing[:MISSING_NAMED]:
+            self._note(pgno)
         return best
 
     def _heap_page(self, pgno: int) -> Optional[SlottedPage]:

@@ -1,0 +1,42 @@
+"""Outside attack, fifth round: what a stranger's hostile files, full disks, forks and
+command lines found after tests/test_outside_attack4.py.
+
+Each test names what it did and what happened before its fix.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from test_hostile import build, in_child, set_header
+
+
+def test_salvage_of_a_header_counting_pages_the_file_lacks_ends_in_bounded_memory(tmp_path):
+    """A page_count of 2**32 - 1 (checksum re-stamped) is refused by every open (test_hostile),
+    so ``pagestore dump --salvage`` falls back to reading the file page by page
+    (salvage.FileSource), which took the header's count as the pages to visit: every page
+    past the file's end was noted as damaged, one set entry and one list entry each, until
+    MemoryError under a 2 GiB limit (hours and tens of GB without one). Now the pages read
+    are those the file and its log hold; the missing ones are named as far as a bound, and
+    the rest said in a note."""
+    path = str(tmp_path / "db")
+    model = build(path)
+    pages = os.path.getsize(path) // 512
+    set_header(path, page_count=2**32 - 1)
+    proc = in_child(f"""
+        from pagestore import salvage
+        damaged = []
+        got = dict(salvage.salvage_path({path!r}, damaged))
+        print(len(got), len(damaged), min(damaged), max(damaged))
+        """, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    n, ndamaged, lo, hi = map(int, proc.stdout.split())
+    assert n == len(model)
+    assert lo == pages and ndamaged <= 1 << 16 and hi < pages + (1 << 16)
+    cli = subprocess.run([sys.executable, "-m", "pagestore", "dump", "--salvage", path], capture_output=True,
+                         text=True, timeout=60)
+    assert cli.stdout.count("\n") == len(model), cli.stderr[-2000:]
+    assert "4294967295" in cli.stderr and str(pages) in cli.stderr, cli.stderr
