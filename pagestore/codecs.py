@@ -326,13 +326,17 @@ def decode_tuple(buf: bytes) -> tuple:  # type: ignore[type-arg]
     """decode_tuple is the inverse of ``encode_tuple``.
 
     Raises:
-        CodecError: the bytes are not an encoded tuple.
+        CodecError: the bytes are not an encoded tuple, or nest past Python's recursion limit
+        (bytes no encode_tuple of this interpreter wrote, or one run far deeper in the stack).
     """
     items: List[object] = []
     i, n = 0, len(buf)
-    while i < n:
-        x, i = _decode_element(buf, i, False)
-        items.append(x)
+    try:
+        while i < n:
+            x, i = _decode_element(buf, i, False)
+            items.append(x)
+    except RecursionError:
+        raise CodecError("encoded key is nested too deeply to decode") from None
     return tuple(items)
 
 
@@ -453,6 +457,8 @@ def _json_value_decode(raw: bytes) -> Any:
         return json.loads(raw.decode("utf-8", "surrogatepass"))
     except ValueError as exc:
         raise CodecError(f"values='json' store: stored value is not JSON ({exc})") from None
+    except RecursionError:  # '[' * 10**5: no value _json_value wrote (it refuses such nesting)
+        raise CodecError("values='json' store: stored value is nested too deeply to decode") from None
 
 
 #: Pickle protocol 5 (Python 3.8+): fixed, so files do not change with the Python that wrote them.

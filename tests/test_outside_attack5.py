@@ -40,3 +40,33 @@ def test_salvage_of_a_header_counting_pages_the_file_lacks_ends_in_bounded_memor
                          text=True, timeout=60)
     assert cli.stdout.count("\n") == len(model), cli.stderr[-2000:]
     assert "4294967295" in cli.stderr and str(pages) in cli.stderr, cli.stderr
+
+
+def test_stored_keys_and_values_nested_past_the_recursion_limit_are_codec_errors(tmp_path):
+    """A tuple-and-json store written at the bytes level (codecs.RAW, as the CLI's tools do, or
+    by a foreign writer) with a key of a thousand nested-tuple openings and a value of 10**5
+    '[': every other undecodable key or value raised CodecError (a PageStoreError), these raised
+    RecursionError from keys(), items(), first() and db[k]. Now CodecError too."""
+    import pagestore
+    from pagestore import codecs
+
+    path = str(tmp_path / "t.ps")
+    pagestore.open(path, keys="tuple", values="json").close()
+    hostile = bytes([codecs.NESTED]) * 1000 + b"\x00" * 300
+    with pagestore.open(path, keys=codecs.RAW, values=codecs.RAW) as db:
+        db[hostile] = b"1"
+        db[b"\x02ok\x00"] = b"[" * 100000 + b"]" * 100000
+    with pagestore.open(path) as db:
+        for read in (lambda: list(db.keys()), lambda: list(db.items()), db.first, lambda: db[("ok",)],
+                     lambda: list(db.values())):
+            with pytest.raises(codecs.CodecError, match="nested too deeply to decode"):
+                read()
+        deepest = ()
+        for _ in range(600):  # as deep as max_key allows: written and read back
+            deepest = (deepest,)
+        db[deepest] = [[[1]]]
+    with pagestore.open(path, keys=codecs.RAW) as raw:
+        below = list(raw.keys(stop=hostile))
+    with pagestore.open(path) as db:
+        assert db[deepest] == [[[1]]]
+        assert [db.key_codec.decode(k) for k in below] == [("ok",), deepest]
