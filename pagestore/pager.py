@@ -62,6 +62,7 @@ from collections import OrderedDict
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
 from . import fileio
+from . import format as fmt
 from .errors import CorruptionError, PageStoreError, ReadOnlyError, StoreLockedError, StorePoisonedError
 from .freelist import FreeList
 from .page import SlottedPage
@@ -145,7 +146,9 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
         self._read_into: Optional[Callable[[int, bytearray], int]] = None
         self.wal: Optional[WAL] = None
         #: the data file's clean pages mapped read-only, and their verified bits (pagemap.py)
-        self.pagemap = PageMap(page_size, use=mmap)
+        # The argument may be any int here: an existing file's header overrides it, a new file
+        # refuses an invalid one (_open); the map's C struct holds 32 bits until then.
+        self.pagemap = PageMap(page_size if fmt.is_valid_page_size(page_size) else fmt.MIN_PAGE_SIZE, use=mmap)
         #: pages whose newest image is not the data file's (see the module docstring)
         self.overlaid: Set[int] = set()
         #: ``pagemap.map``, the data file mapped read-only, or None (mmap=False, or nothing to map

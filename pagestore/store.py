@@ -1503,10 +1503,13 @@ class Store(MutableMapping[Any, Any]):
         one run. Memory: O(items).
 
         Raises:
-            TypeError, ValueError: an item the codecs refuse (nothing is written).
+            TypeError, ValueError: an item the codecs refuse, or a ``sync`` that is neither
+                None nor a bool (nothing is written).
             ReadOnlyError: the store is read-only.
         """
         self._begin()
+        if sync is not None:
+            _check_flag("sync", sync)
         self._pager.check_writable()
         self._refuse_reentry()
         if values is not None:
@@ -1639,8 +1642,11 @@ class Store(MutableMapping[Any, Any]):
             StoreLockedError: another thread's transaction (or bulk write) held
                 the lock for the whole timeout.
             ReentrantWriteError: this thread's own transaction is still open.
+            TypeError: ``sync`` is neither None nor a bool.
         """
         self._begin()
+        if sync is not None:
+            _check_flag("sync", sync)  # sync="no" would be true, as in open()
         if self.readonly:
             return Transaction(self, sync)
         self._hold_write("transaction", timeout)
@@ -2029,7 +2035,9 @@ def _check_limit(limit: Any) -> Optional[int]:
         raise TypeError(f"limit must be an int or None, not {type(limit).__name__}") from None
     if n < 0:
         raise ValueError(f"limit must be >= 0, got {n}")
-    return n
+    # A limit past any count is no limit, but islice and the scan's counters take at most
+    # sys.maxsize (2**70 raised OverflowError).
+    return min(n, sys.maxsize)
 
 
 def _chain(*parts: Iterable[Tuple[Any, Any]]) -> Iterator[Tuple[Any, Any]]:

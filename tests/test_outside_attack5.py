@@ -70,3 +70,32 @@ def test_stored_keys_and_values_nested_past_the_recursion_limit_are_codec_errors
     with pagestore.open(path) as db:
         assert db[deepest] == [[[1]]]
         assert [db.key_codec.decode(k) for k in below] == [("ok",), deepest]
+
+
+def test_arguments_of_any_size_or_type_get_the_documented_errors(tmp_path):
+    """open(page_size=2**40) raised OverflowError from the page map's C struct (docs: ValueError
+    for a new file; an existing file ignores the argument, and raised the same); items(limit=2**70)
+    raised OverflowError (a limit past any count is no limit); db.transaction(sync="no") and
+    put_many(sync=1) were taken as true, where open(sync="no") is a TypeError."""
+    import pagestore
+
+    path = str(tmp_path / "a.ps")
+    for size in (2**33, 2**40):
+        with pytest.raises(ValueError, match="page_size must be a power of two"):
+            pagestore.open(path, page_size=size)
+        assert not os.path.exists(path)
+    with pagestore.open(path) as db:
+        db[b"k"] = b"v"
+    with pagestore.open(path, page_size=2**40) as db:  # an existing file keeps its page size
+        assert db.stats()["page_size"] == 4096
+        for limit in (2**63, 2**70):
+            assert list(db.keys(limit=limit)) == [b"k"]
+            assert list(db.items(limit=limit, reverse=True)) == [(b"k", b"v")]
+            assert len(db.values(limit=limit)) == 1
+        with pytest.raises(TypeError, match="sync must be True or False"):
+            db.transaction(sync="no")
+        with pytest.raises(TypeError, match="sync must be True or False"):
+            db.put_many({b"a": b"1"}, sync=1)
+        assert list(db.keys()) == [b"k"]
+        with db.transaction(sync=False) as txn:  # the lock was not left held by the refusals
+            txn[b"b"] = b"2"
