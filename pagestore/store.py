@@ -1950,9 +1950,21 @@ class Store(MutableMapping[Any, Any]):
     # ---- lifecycle ----
 
     def close(self) -> None:
-        """close checkpoints, removes the log and releases the file. Closing twice is harmless."""
+        """close checkpoints, removes the log and releases the file. Closing twice is harmless.
+
+        Raises:
+            ReentrantWriteError: called from the input (or a codec) of this thread's own
+                ``update()`` or other bulk write, which runs under the store's locks: closing
+                the files under it half-way broke it with an AssertionError. Nothing is closed;
+                the bulk write then fails whole. (Inside this thread's own transaction, whose
+                writes are buffered, close() closes and the transaction's commit raises
+                StoreClosedError.)
+        """
         if self._pid != _PID:
             return  # a forked child: the files, log and lock are the parent's; touch nothing
+        if self._wlock.owned() and self._wlock.holder != "transaction" and not self._closed:
+            raise ReentrantWriteError(f"{self.path}: close() inside this thread's own {self._wlock.holder}: "
+                                      "close the store after it has ended; nothing was closed")
         with self._lock:
             if self._closed:
                 return

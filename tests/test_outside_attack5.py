@@ -99,3 +99,28 @@ def test_arguments_of_any_size_or_type_get_the_documented_errors(tmp_path):
         assert list(db.keys()) == [b"k"]
         with db.transaction(sync=False) as txn:  # the lock was not left held by the refusals
             txn[b"b"] = b"2"
+
+
+def test_close_from_the_input_of_this_threads_own_update_is_refused_not_an_assertion(tmp_path):
+    """db.update(gen()) whose generator calls db.close() (a cleanup in the wrong place) closed the
+    pager under the bulk write half-way: AssertionError from the pager's rollback (an internal
+    assert reached by user code). Now close() there raises ReentrantWriteError, as a write
+    through db from the input does, and the update fails whole, the store open and unchanged."""
+    import pagestore
+
+    path = str(tmp_path / "u.ps")
+    db = pagestore.open(path)
+    db[b"a"] = b"1"
+
+    def items():
+        yield b"g1", b"1"
+        db.close()
+        yield b"g2", b"2"
+
+    with pytest.raises(pagestore.ReentrantWriteError, match="close"):
+        db.update(items())
+    assert not db.closed and dict(db.items()) == {b"a": b"1"}
+    db[b"b"] = b"2"
+    db.close()
+    with pagestore.open(path) as db:
+        assert dict(db.items()) == {b"a": b"1", b"b": b"2"} and db.check()["records"] == 2
