@@ -589,6 +589,17 @@ class Store(MutableMapping[Any, Any]):
 
     # ---- plumbing ----
 
+    def _usable(self) -> None:
+        """_usable raises what ``_begin`` raises (a closed store; a forked child's) without
+        beginning an operation: for the checks a write makes before it takes the write lock,
+        which hold no operation lock. ``_begin`` there let a writer between its turns catch up
+        with the shared index (``Pager.begin_operation``: the log's index, the header, the
+        caches) while another thread of the process caught up or committed under the lock: two
+        processes of three threads each, counting in transactions, lost increments, and the log
+        held fewer frames than the index published (CorruptionError)."""
+        if self._pid != _PID or self._closed:
+            self._begin()  # raises
+
     def _begin(self) -> Pager:
         if self._pid != _PID:
             raise PageStoreError(
@@ -691,7 +702,7 @@ class Store(MutableMapping[Any, Any]):
         alone, so ``fn`` must be safe to run again after a rollback. Without
         it (a stream read once), the commit is this ``fn`` alone.
         """
-        self._begin()
+        self._usable()
         self._hold_write(holder)
         try:
             if join:
@@ -1166,7 +1177,7 @@ class Store(MutableMapping[Any, Any]):
             ReentrantWriteError: this thread's own transaction is open (use ``txn.clear()``).
             StoreLockedError: another writer held the write lock for the store's timeout.
         """
-        self._begin()
+        self._usable()
         self._pager.check_writable()
         self._exclusive("clear()", self._clear_all, None, join=True)
 
@@ -1185,7 +1196,7 @@ class Store(MutableMapping[Any, Any]):
             ReentrantWriteError: this thread's own transaction is open.
         """
         lo, hi = self._range(start, stop, prefix)
-        self._begin()
+        self._usable()
         self._pager.check_writable()
         return self._exclusive("delete_range()", lambda: self._delete_range(lo, hi), None, join=True)
 
@@ -1507,7 +1518,7 @@ class Store(MutableMapping[Any, Any]):
                 None nor a bool (nothing is written).
             ReadOnlyError: the store is read-only.
         """
-        self._begin()
+        self._usable()
         if sync is not None:
             _check_flag("sync", sync)
         self._pager.check_writable()
@@ -1644,7 +1655,7 @@ class Store(MutableMapping[Any, Any]):
             ReentrantWriteError: this thread's own transaction is still open.
             TypeError: ``sync`` is neither None nor a bool.
         """
-        self._begin()
+        self._usable()
         if sync is not None:
             _check_flag("sync", sync)  # sync="no" would be true, as in open()
         if self.readonly:
@@ -1811,7 +1822,7 @@ class Store(MutableMapping[Any, Any]):
         store as it was; after it, the new one. The Store object stays usable
         throughout (other threads wait).
         """
-        self._begin()
+        self._usable()
         self._pager.check_writable()
         self._hold_write("compact()")
         try:
@@ -1912,7 +1923,7 @@ class Store(MutableMapping[Any, Any]):
             raise TypeError(f"wait must be a number of seconds, not {type(wait).__name__}")
         if not wait >= 0:
             raise ValueError(f"wait must be at least 0, got {wait}")
-        self._begin()
+        self._usable()
         self._pager.check_writable()
         self._hold_write("checkpoint()")
         try:

@@ -224,3 +224,57 @@ def test_writers_opening_and_closing_killed_at_random_beside_readers_lose_no_ack
         lost = [k for k in acked if (db.get(k.encode()) or b"").decode() not in allowed[k]]
         assert not lost, lost[:5]
         db.check()
+
+
+_THREADS_CHILD = r'''
+import sys, threading
+import pagestore
+path, n = sys.argv[1], int(sys.argv[2])
+db = pagestore.open(path, timeout=60)
+errors = []
+def work():
+    try:
+        for _ in range(n):
+            with db.transaction() as t:
+                t[b"n"] = b"%d" % (int(t.get(b"n", b"0")) + 1)
+    except BaseException as exc:
+        errors.append(repr(exc))
+threads = [threading.Thread(target=work) for _ in range(3)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+db.close()
+print("\n".join(errors))
+sys.exit(1 if errors else 0)
+'''
+
+
+def test_transactions_of_several_threads_in_several_processes_are_serialized(tmp_path):
+    """Two processes of three threads each, every thread counting in transactions (the README's
+    read-modify-write): the count came out short in most runs (315 of 600, 594 of 603), with
+    CorruptionError ("the log holds 202 committed frames, fewer than the 210 the shared index
+    publishes"), KeyError from the page cache and "a commit based on a state that is not the
+    latest one published (a bug)" in the workers, and once a data file whose page 2 failed its
+    checksum after every process had closed. One thread a process, or one process, never
+    failed. Cause: db.transaction() (and every bulk write, compact and checkpoint) began an
+    operation before taking the write lock, without the operation lock: a writer between its
+    turns then caught up with the shared index (the log's index, the header, the caches) while
+    another thread of the process caught up or committed under the lock."""
+    import pagestore
+
+    path = str(tmp_path / "c.ps")
+    pagestore.open(path).close()
+    script = str(tmp_path / "child.py")
+    with open(script, "w") as f:
+        f.write(_THREADS_CHILD)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    n = 80
+    for _ in range(2):
+        procs = [subprocess.Popen([sys.executable, script, path, str(n)], env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        outs = [p.communicate(timeout=300) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], outs
+    with pagestore.open(path) as db:
+        assert int(db[b"n"]) == 2 * 2 * 3 * n
+        db.check()
