@@ -328,6 +328,8 @@ class Store(MutableMapping[Any, Any]):
         #: writers in several processes: the write lock's share of LOCK_WRITE (None: not taking turns)
         self._turns: Optional[_Turns] = None
         self._closed = True
+        #: the thread consuming an ``update()``'s input under the locks (``_write_stream``), or None
+        self._streaming: Optional[int] = None
         self._opener = _opener
         self._view: Optional[_ReadView] = None  # the tree and heap of the last snapshot's committed state
         self._fsm_stale = False  # a reader beside a writer: the heap's free-space map is not this view's
@@ -1269,6 +1271,13 @@ class Store(MutableMapping[Any, Any]):
         plain = self._kenc is None and self._venc is None
 
         def run() -> None:
+            self._streaming = threading.get_ident()
+            try:
+                stream()
+            finally:
+                self._streaming = None
+
+        def stream() -> None:
             pager = self._pager
             it = iter(pairs)
             if pager.meta.record_count == 0:
@@ -1803,7 +1812,13 @@ class Store(MutableMapping[Any, Any]):
 
         Raises:
             CorruptionError: naming the first page found wrong.
+            ReentrantWriteError: called from the input (or a codec) of this thread's own
+                ``update()``: it would check the half-built state (a sound store reported a
+                free-space map entry that did not match its page).
         """
+        if self._streaming == threading.get_ident():
+            raise ReentrantWriteError(f"{self.path}: check() inside this thread's own update(): "
+                                      "it would see the write half-made; check after it has ended")
         with self._lock:
             pager = self._begin()
             if self._fsm_stale:  # a reader beside a writer: the map as of this view

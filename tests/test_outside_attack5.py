@@ -278,3 +278,31 @@ def test_transactions_of_several_threads_in_several_processes_are_serialized(tmp
     with pagestore.open(path) as db:
         assert int(db[b"n"]) == 2 * 2 * 3 * n
         db.check()
+
+
+def test_check_from_the_input_of_this_threads_own_update_is_refused_not_a_false_corruption(tmp_path):
+    """db.update(gen()) whose generator calls db.check() (a paranoid loader) got CorruptionError
+    ("free-space map entry does not match the page") on a sound store: check() ran on the bulk
+    write's half-built state. Now it raises ReentrantWriteError there; strict mode's check after
+    each commit (under the same write lock) still runs, and the update is whole."""
+    import pagestore
+
+    path = str(tmp_path / "c.ps")
+    for strict in (False, True):
+        with pagestore.open(path, page_size=512, cache_size=0, strict=strict) as db:
+            db.update((b"%04d" % i, b"v" * 50) for i in range(200))
+            seen = []
+
+            def items():
+                for i in range(10):
+                    if i == 5:
+                        try:
+                            db.check()
+                        except pagestore.PageStoreError as exc:
+                            seen.append(type(exc).__name__)
+                    yield b"u%04d" % i, b"x" * 100
+
+            db.update(items())
+            assert seen == ["ReentrantWriteError"]
+            assert len(db) == 210 and db.check()["records"] == 210
+        pagestore.remove(path)
