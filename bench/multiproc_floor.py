@@ -1,7 +1,7 @@
 """multiproc_floor: the cheapest writers in several processes taking turns, for bench/multiproc.py's floor.
 
     python bench/multiproc_floor.py [--seconds 2] [--procs 4] [--sync overlap,serial,slots,locked]
-                                    [--turn-us 0,150] [--nosync]
+                                    [--turn-us 0,150] [--alone-us 0,50] [--nosync] [--dir DIR]
 
 Each process, in a loop, does what a turn of pagestore's must do and nothing else: take an
 ``fcntl`` open-file-description lock on a byte of a shared file (pagestore's LOCK_WRITE; a
@@ -23,8 +23,9 @@ go, and make the frame durable. How (``--sync``, a list: each is measured):
   overlap: the ratio cannot pass 1).
 
 No pages, no caches, no tree: Python and system calls only, as pagestore's. Prints commits
-per second with 1 process (which takes and lets go of the lock at every commit too) and with
-``--procs``, their ratio, CPU per commit and voluntary context switches. What pagestore's
+per second with 1 process (which takes and lets go of the lock at every commit too, and burns
+``--alone-us``: pagestore's writer alone keeps its turn and pays no catch-up) and with
+``--procs``, in the order 1, N, N, 1, their ratio, CPU per commit and voluntary context switches. What pagestore's
 4-process ratio lacks against ``slots`` at its own turn's CPU is neither the lock's nor the
 wake-ups' nor the sync round's waits.
 """
@@ -47,6 +48,7 @@ F_OFD_SETLK, F_OFD_SETLKW = 37, 38
 FRAME = b"k" * 40 + b"v" * 100 + b"h" * 60
 SLOTS = 8
 MODES = ("overlap", "serial", "slots", "locked")
+DIR = None  # where the files go (``--dir``; default: a temporary directory)
 
 
 def _lock_arg(kind: int, byte: int) -> bytes:
@@ -117,7 +119,7 @@ def child(path: str, start_at: float, seconds: float, sync: bool, mode: str, tur
 
 
 def run(procs: int, seconds: float, sync: bool, mode: str, turn_us: float) -> float:
-    where = tempfile.mkdtemp(prefix="multiproc-floor-")
+    where = tempfile.mkdtemp(prefix="multiproc-floor-", dir=DIR)
     try:
         path = os.path.join(where, "s")
         open(path + "-wal", "wb").close()
@@ -151,27 +153,39 @@ def main() -> None:
     ap.add_argument("--serial-sync", action="store_true", help="the same as --sync serial")
     ap.add_argument("--turn-us", default="0", help="CPU microseconds burnt in each turn, under the lock "
                                                   "(a comma-separated list): the Python work of pagestore's turn")
+    ap.add_argument("--alone-us", default=None, help="CPU microseconds burnt in each commit of the 1-process runs "
+                                                      "(a list, paired with --turn-us; default: the same): pagestore's "
+                                                      "writer alone keeps its turn and pays no catch-up")
     ap.add_argument("--nosync", action="store_true", help="also without syncs")
+    ap.add_argument("--dir", help="where the files go (/dev/shm: syncs that cost nothing, the CPU-bound regime "
+                                  "of a fast disk)")
     ap.add_argument("--role", nargs=6, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.role:
         path, start, seconds, sync, mode, turn_us = args.role
         child(path, float(start), float(seconds), sync == "1", mode, float(turn_us))
         return
+    global DIR
+    DIR = args.dir
     modes = ["serial"] if args.serial_sync else args.sync.split(",")
     for mode in modes:
         if mode not in MODES:
             raise SystemExit(f"--sync: {mode!r} is none of {', '.join(MODES)}")
     print(f"load average {os.getloadavg()[0]:.2f}")
     cases = [(True, m) for m in modes] + ([(False, "overlap")] if args.nosync else [])
-    for turn_us in (float(t) for t in args.turn_us.split(",")):
+    turns = [float(t) for t in args.turn_us.split(",")]
+    alones = [float(t) for t in args.alone_us.split(",")] if args.alone_us is not None else turns
+    if len(alones) != len(turns):
+        raise SystemExit("--alone-us: as many figures as --turn-us")
+    for turn_us, alone_us in zip(turns, alones):
         for sync, mode in cases:
-            # 1, N, 1: the disk's speed drifts on a shared machine
+            # 1, N, N, 1: the disk's speed drifts on a shared machine
             half = args.seconds / 2
-            one = (run(1, half, sync, mode, turn_us) + run(1, half, sync, mode, turn_us)) / 2
-            many = run(args.procs, args.seconds, sync, mode, turn_us)
-            print(f"  ratio {args.procs}/1 (sync={mode if sync else 0}, turn {turn_us:.0f} us): {many / one:.2f}",
-                  flush=True)
+            first = run(1, half, sync, mode, alone_us)
+            many = (run(args.procs, half, sync, mode, turn_us) + run(args.procs, half, sync, mode, turn_us)) / 2
+            one = (first + run(1, half, sync, mode, alone_us)) / 2
+            print(f"  ratio {args.procs}/1 (sync={mode if sync else 0}, turn {turn_us:.0f} us, alone {alone_us:.0f} us): "
+                  f"{many / one:.2f}", flush=True)
     print(f"load average after {os.getloadavg()[0]:.2f}")
 
 
