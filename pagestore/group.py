@@ -386,6 +386,8 @@ class CommitQueue:
                 with self._mutex:
                     batch, self._queue = self._queue, []
                     batch.insert(0, mine)
+                    if len(batch) > 1:
+                        self._open_gate()  # the leader waiting for a sync: its write is taken (``_wait_for_awaiting``)
                 finish = self._run(batch, self._deferred if defer and self._deferred is not None else self._apply)
                 if release is not None:
                     release()  # the next transaction applies while this commit's sync runs
@@ -443,12 +445,17 @@ class CommitQueue:
         syncer = False
         ended = False  # the try below ran to its end (no interrupt): see ``_settle``'s ``abandon``
         try:
+            taken = False
             if self._deferred is not None:
-                orphans = self._wait_for_awaiting()
+                orphans = self._wait_for_awaiting(me)
                 if orphans:
                     self._sync_groups(orphans)  # the sync nobody ran (its thread interrupted): this thread runs it
+                with self._mutex:
+                    taken = me not in self._queue
             wait = None if me.deadline is None else me.deadline - time.monotonic()
-            if self._writer.try_acquire(wait, "a commit of single writes"):
+            if taken:
+                pass  # a transaction's commit took this write along, and those queued before it: the lead goes on
+            elif self._writer.try_acquire(wait, "a commit of single writes"):
                 try:
                     with self._mutex:
                         batch, self._queue = self._queue, []
@@ -623,16 +630,20 @@ class CommitQueue:
         self._syncing = True
         return groups
 
-    def _wait_for_awaiting(self) -> Optional[List[_Group]]:
+    def _wait_for_awaiting(self, me: _Request) -> Optional[List[_Group]]:
         """_wait_for_awaiting: a leader applies with nothing else in flight: it waits while a sync of
         the queue runs or a written commit waits for one, and then for the writers that sync
         acknowledged to submit again (``_expected``; each for at most ARRIVAL_GAP after the one
-        before), so that every write queued meanwhile goes in its commit. Returns the waiting
-        groups if nobody runs their sync any more (their threads were interrupted): the caller
-        runs it."""
+        before), so that every write queued meanwhile goes in its commit. Not once a
+        transaction's commit has taken the leader's own write (``me``) along: beside transactions
+        that commit one after another, a sync may run at every look, and the leader's thread
+        waited on for a write long done. Returns the waiting groups if nobody runs their sync any
+        more (their threads were interrupted): the caller runs it."""
         while True:
             with self._mutex:
                 wait = GATE_RECHECK
+                if me not in self._queue:
+                    return None  # taken along (``_lead`` hands the lead on)
                 if self._awaiting:
                     if not self._syncing and all(g.gone for g in self._awaiting):
                         return self._take_awaiting()

@@ -729,3 +729,57 @@ def test_a_ctrl_c_in_the_leader_waiting_for_the_released_writers_hangs_nobody(mo
     assert not any(caught[0] in c for c in s.commits)
     monkeypatch.setattr(grouplib, "ARRIVAL_GAP", 0.0)  # the last group's two writers are not coming back
     assert q.submit(lambda: "later", True) == "later"
+
+
+def test_a_leader_whose_write_a_transaction_took_along_does_not_wait_for_later_syncs():
+    """Put B leads the queue and waits for A's running sync; transaction T1 commits meanwhile and
+    takes B's write along; T1's sync makes it durable. B returns then, while transaction T2's
+    sync, begun right after, still runs. Before, B's thread went on waiting for a moment with no
+    sync running, which transactions committing one after another may never leave, for a write
+    long durable."""
+    s = DeferredStore()
+    q = s.queue
+    outcome: Dict[str, Any] = {}
+
+    def put(value: str) -> None:
+        outcome[value] = q.submit(lambda: value, True)
+
+    def txn(value: str) -> None:
+        assert s.writer.try_acquire(10, "a transaction")
+        outcome[value] = q.commit_holding(lambda: value, True, s.writer.release)
+
+    def hold_next_sync() -> threading.Event:
+        s.in_sync.clear()
+        s.gate = gate = threading.Event()
+        return gate
+
+    def wait_awaiting() -> None:
+        deadline = time.monotonic() + 10
+        while not q.awaiting and time.monotonic() < deadline:
+            time.sleep(0.002)
+        assert q.awaiting == 1
+
+    a, gate1 = _held_first_sync(s, q, put)
+    b = threading.Thread(target=put, args=("B",), daemon=True)
+    b.start()
+    _wait_queued(q, 1)
+    gate2 = hold_next_sync()
+    t1 = threading.Thread(target=txn, args=("T1",))
+    t1.start()
+    wait_awaiting()  # T1 wrote its commit, B's write in it, and waits for A's sync
+    gate1.set()
+    assert s.in_sync.wait(10)  # T1's thread runs the sync of T1 and B
+    gate3 = hold_next_sync()
+    t2 = threading.Thread(target=txn, args=("T2",))
+    t2.start()
+    wait_awaiting()
+    gate2.set()
+    assert s.in_sync.wait(10)  # T2's thread runs its sync, held
+    b.join(5)
+    alive = b.is_alive()
+    gate3.set()
+    for th in (a, b, t1, t2):
+        th.join(10)
+    assert not alive, "B waited for a later sync after its write was durable"
+    assert outcome == {"A": "A", "B": "B", "T1": "T1", "T2": "T2"}
+    assert [sorted(c) for c in s.commits] == [["A"], ["B", "T1"], ["T2"]]
