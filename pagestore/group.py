@@ -65,7 +65,9 @@ sync's end and the next one's start). A group of all the threads gives up the
 overlap of one group's sync with the next one's apply; the syncs halved and
 their hand-offs pay for it (bench/group_commit.py, 8 threads, same runs: 7.4-7.9
 puts per sync against 3.7-3.9, 8.9-13.2k puts/s against 7.2-8.6k, CPU per put
-68-92 us against 91-126, 2 cores shared). The wait for the released writers is
+68-92 us against 91-126, 2 cores shared; with 2 threads 2.0 puts per sync against
+1.0, where two threads had been slower than one; with 4, 3.9 against 2.0; with 16,
+13.8-15 against 5.6-7.3). The wait for the released writers is
 MySQL's binlog_group_commit_sync_delay with its no_delay_count, bounded by the
 writers' own pace instead of a fixed delay: one that does not come back within
 ARRIVAL_GAP of the one before is not waited for, and a put that finds the count
