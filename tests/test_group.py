@@ -567,7 +567,7 @@ def test_a_lone_thread_never_waits(monkeypatch):
     q = s.queue
     led: List[int] = []
     monkeypatch.setattr(q, "_lead", lambda me: led.append(1))
-    monkeypatch.setattr(q, "_wait_for_awaiting", lambda: pytest.fail("a lone thread waited"))
+    monkeypatch.setattr(q, "_wait_for_awaiting", lambda me: pytest.fail("a lone thread waited"))
     assert [q.submit(lambda i=i: i, True) for i in range(50)] == list(range(50))
     assert led == [] and s.synced == 50 and q._expected == 0
 
