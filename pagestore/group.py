@@ -28,9 +28,9 @@ committing thread, and the batch's other writes raise ``PageStoreError``
 
 The sync outside the lock (issue 23): a group of single writes is committed
 under the store's lock with its log sync deferred (``Pager.commit(defer=True)``);
-the leader lets the locks go and hands the lead on, so that the next group
-applies while this one's sync runs, and only then syncs (``Pager.sync(upto)``,
-skipped if another sync has covered it meanwhile) and wakes its callers. A put is
+the leader lets the locks go and hands the lead on, and only then syncs
+(``Pager.sync(upto)``, skipped if another sync has covered it meanwhile) and
+wakes its callers; a transaction may apply meanwhile. A put is
 acknowledged only after a sync covering its frames returned. This is sound
 because a failed sync poisons the store (``Pager._poison``) and the log refuses
 every later sync (``WAL.sync``): a group written after the failed one is never
@@ -44,28 +44,37 @@ then does it sync and settle the joined writes; so the next transaction applies
 while this one's sync runs, and syncs are shared. A failed sync poisons: the
 transaction's commit raises, and it stays visible until a reopen, like a group's.
 Bulk writes (put_many, clear, delete_range: ``commit_holding`` without ``release``) still sync inside the lock,
-so that a failed sync rolls them back. A thread that finds no commit running and the write lock
-free commits at once (``_direct``): no request, no event, no hand-off.
+so that a failed sync rolls them back. A thread that finds nothing in flight (no
+sync running, no commit waiting for one, no writer expected back, below) and the
+write lock free commits at once (``_direct``): no request, no event, no hand-off,
+no wait; a lone thread always does.
 
-Groups that coalesce: the queue runs one sync at a time (``_syncing``). A commit
-written while a sync runs waits for it (``_awaiting``), and while one waits so,
-the next leader waits too (``_wait_for_awaiting``), with every write queued
-meanwhile: they go as ONE commit with ONE sync after it, not as several small
-commits each waiting behind the same sync (PostgreSQL's group flush, RocksDB's
-write group). So at most two groups are in flight: one syncing, one written and
-waiting; the rest gather. When a sync returns, its thread wakes the thread of
-the waiting group, which runs the next sync (``_let_go``); each wake-up goes to
-the one thread it is for (a thread switch costs more, under the GIL, than a
-small commit's CPU). The next leader applies only once that sync has reached the
-disk (``_sync_begun``, which the log calls right before its fdatasync): on its way
-there the syncing thread lets the GIL go (LOCK_SYNC's fcntl), and a leader that
-took it then kept it for its whole apply while the disk waited. (Nor does a
-leader that finds the duty let go run that sync itself before its apply: the
-thread asked to run it does, beside the apply.) Measured with 8 threads and a
-100 us sleep for the sync: the time from one sync's end to the next one's start
-went from 290 to 90-130 us, the disk busy from 46% to 65% of the time.
-Measured (bench/group_commit.py, 8 threads, 1,500 puts): 668 commits and 386
-syncs before; one commit per sync since.
+Groups (issue 23's 8 threads >= 3x one): ONE group of single writes in flight at a
+time. A leader that finds a sync of the queue running, or a commit waiting for
+one, waits for it to end (``_wait_for_awaiting``), with every write queued
+meanwhile; then it waits for the writers that sync has just acknowledged to
+submit again (``_expected``, counted in ``_sync_groups``; each arrival opens the
+way for ARRIVAL_GAP more, and the last one wakes the leader), and then applies
+them all as ONE commit with ONE sync. The leader runs that sync itself. Before,
+the next leader applied as soon as the running sync reached the disk: the
+threads that sync then released could only join the group after, so the
+threads split into two cohorts that took turns, two groups in flight of half
+the threads each (3.8 puts per sync with 8 threads), and each turn cost a
+hand-off of the sync between threads under the GIL (120-140 us between one
+sync's end and the next one's start). A group of all the threads gives up the
+overlap of one group's sync with the next one's apply; the syncs halved and
+their hand-offs pay for it (bench/group_commit.py, 8 threads, same runs: 7.4-7.9
+puts per sync against 3.7-3.9, 8.9-13.2k puts/s against 7.2-8.6k, CPU per put
+68-92 us against 91-126, 2 cores shared; with 2 threads 2.0 puts per sync against
+1.0, where two threads had been slower than one; with 4, 3.9 against 2.0; with 16,
+13.8-15 against 5.6-7.3). The wait for the released writers is
+MySQL's binlog_group_commit_sync_delay with its no_delay_count, bounded by the
+writers' own pace instead of a fixed delay: one that does not come back within
+ARRIVAL_GAP of the one before is not waited for, and a put that finds the count
+older than that goes alone. Commits of transactions (``commit_holding``) do not
+wait: one may be written while a sync runs; it then waits for that sync
+(``_awaiting``), and the thread of the first such waiting group runs the next
+sync, covering them all (``_let_go``).
 
 The duty of running the next sync is never left without a thread: it is taken
 (``_enlist``, ``_take_awaiting``) by plain stores that record the thread and the
@@ -112,10 +121,9 @@ from .interrupts import run_through
 from .locks import WriteLock
 
 Apply = Callable[[List[Callable[[], Any]], Optional[bool]], List[Any]]
-#: a deferred sync: ``finish(begun)`` makes a commit durable, calling ``begun`` right before
-#: the disk's sync (after every step that may let the GIL go: ``_sync_begun``), or not at all if
-#: another sync has made the commit durable already.
-Sync = Callable[[Callable[[], None]], None]
+#: a deferred sync: ``finish()`` makes a commit durable (nothing to do if another sync has made it
+#: durable already)
+Sync = Callable[[], None]
 #: called under the store's lock right after a commit: the sync that commit still owes, to
 #: run after the locks are let go (None: nothing owed)
 Owed = Callable[[], Optional[Sync]]
@@ -126,6 +134,12 @@ One = Callable[[Callable[[], Any], Optional[bool]], Any]
 #: how long a leader waiting for the running sync (``_wait_for_awaiting``) waits before it
 #: looks again, in case its wake-up was lost to a Ctrl-C in the thread that was to send it
 GATE_RECHECK = 0.05
+
+#: how long (seconds) a leader waits for the next of the writers a sync has just acknowledged to
+#: submit again (``_wait_for_awaiting``), counted from the sync's end or the last one's arrival.
+#: Each comes back after running its own code between writes (a bench thread: 10-20 us under the
+#: GIL); one that has not come by then is not waited for.
+ARRIVAL_GAP = 100e-6
 
 
 class _Signal:
@@ -182,10 +196,13 @@ class _Group:
     once it is settled. Its committing thread waits for ``done`` (``_await``) while another
     thread runs the sync."""
 
-    __slots__ = ("batch", "finish", "error", "done", "event", "gone", "thread")
+    __slots__ = ("batch", "writers", "finish", "error", "done", "event", "gone", "thread")
 
-    def __init__(self, batch: List[_Request], finish: Sync) -> None:
+    def __init__(self, batch: List[_Request], finish: Sync, writers: int = 0) -> None:
         self.batch = batch
+        #: how many of its writes came through ``submit``: threads likely to submit again once
+        #: acknowledged (``_expected``)
+        self.writers = writers
         self.finish = finish
         self.error: Optional[BaseException] = None
         self.done = False
@@ -233,13 +250,16 @@ class CommitQueue:
         self._duty_thread: Optional[int] = None
         self._duty_groups: List[_Group] = []
         self._awaiting: List[_Group] = []
-        # ``_begun``: the running sync has reached the disk's sync (``_sync_begun``); the next leader
-        # applies only from then on (``_wait_for_awaiting``). ``_gate``: the signal that leader
-        # waits on, set (``_open_gate``) when what it waits for may have come. A _Signal, not a
-        # Condition on ``_mutex``: a KeyboardInterrupt inside Condition.wait can leave the mutex
-        # let go, and the ``with`` around it then raised "release unlocked lock" (Ctrl-C storms).
-        self._begun = False
+        # ``_gate``: the signal the next leader waits on (``_wait_for_awaiting``), set (``_open_gate``)
+        # when what it waits for may have come. A _Signal, not a Condition on ``_mutex``: a
+        # KeyboardInterrupt inside Condition.wait can leave the mutex let go, and the ``with``
+        # around it then raised "release unlocked lock" (Ctrl-C storms).
         self._gate: Optional[_Signal] = None
+        # ``_expected``: writers the last sync acknowledged that have not submitted again yet, and
+        # ``_arrived``, when the last of them did (or the sync ended): the next leader waits for
+        # them, each for at most ARRIVAL_GAP (``_wait_for_awaiting``).
+        self._expected = 0
+        self._arrived = 0.0
         self.batches = 0
         self.writes = 0
 
@@ -277,10 +297,18 @@ class CommitQueue:
         handed = [False]
         try:
             with self._mutex:
+                if self._expected:  # one of the writers the last sync acknowledged is back, or the rest are not coming
+                    now = time.monotonic()
+                    self._expected = self._expected - 1 if now - self._arrived < ARRIVAL_GAP else 0
+                    self._arrived = now
+                    if not self._expected:
+                        self._open_gate()  # the leader waiting for them all applies now
                 alone = not self._busy
                 if alone:
                     self._busy = True
-                    direct = not self._awaiting
+                    # At once only if nothing else is in flight: no sync runs and no commit waits for
+                    # one (a lone thread's case), and no other writer is on its way back.
+                    direct = not (self._awaiting or self._syncing or self._expected)
                 else:  # queued at once: one section of the mutex fewer, for the writes that contend for it
                     req = _Request(fn, sync, None if timeout is None else time.monotonic() + timeout)
                     self._queue.append(req)
@@ -360,11 +388,13 @@ class CommitQueue:
                 with self._mutex:
                     batch, self._queue = self._queue, []
                     batch.insert(0, mine)
+                    if len(batch) > 1:
+                        self._open_gate()  # the leader waiting for a sync: its write is taken (``_wait_for_awaiting``)
                 finish = self._run(batch, self._deferred if defer and self._deferred is not None else self._apply)
                 if release is not None:
                     release()  # the next transaction applies while this commit's sync runs
                 if finish is not None:
-                    group = _Group(batch, finish)
+                    group = _Group(batch, finish, len(batch) - 1)  # the writes that joined it
                     with self._mutex:
                         syncer = self._enlist(group)
                 ended = True
@@ -406,10 +436,10 @@ class CommitQueue:
         """_lead takes the write lock, applies every queued write as one commit, hands the lead to a
         thread queued meanwhile, then has the commit synced (``_sync_groups`` or ``_await``).
 
-        While a commit already written waits for the running sync (``_awaiting``), the
-        leader waits too: the writes queued meanwhile then go in one commit, with one sync,
-        after that one (PostgreSQL's group flush, RocksDB's write group), rather than in
-        several small commits each waiting behind the same sync."""
+        One group in flight (``_wait_for_awaiting``): while a sync of the queue runs, or a commit
+        waits for one, the leader waits for it, and then for the writers it acknowledged to
+        submit again; the writes queued meanwhile then go in one commit, with one sync, after
+        that one, rather than in several small commits each waiting behind the same sync."""
         me.event.clear()  # from here it means: done
         batch: List[_Request] = []
         finish: Optional[Sync] = None
@@ -417,18 +447,23 @@ class CommitQueue:
         syncer = False
         ended = False  # the try below ran to its end (no interrupt): see ``_settle``'s ``abandon``
         try:
+            taken = False
             if self._deferred is not None:
-                orphans = self._wait_for_awaiting()
+                orphans = self._wait_for_awaiting(me)
                 if orphans:
                     self._sync_groups(orphans)  # the sync nobody ran (its thread interrupted): this thread runs it
+                with self._mutex:
+                    taken = me not in self._queue
             wait = None if me.deadline is None else me.deadline - time.monotonic()
-            if self._writer.try_acquire(wait, "a commit of single writes"):
+            if taken:
+                pass  # a transaction's commit took this write along, and those queued before it: the lead goes on
+            elif self._writer.try_acquire(wait, "a commit of single writes"):
                 try:
                     with self._mutex:
                         batch, self._queue = self._queue, []
                     finish = self._run(batch, self._deferred or self._apply)
                     if finish is not None:
-                        group = _Group(batch, finish)
+                        group = _Group(batch, finish, len(batch))
                 finally:
                     # Before the callers wake: one may begin a transaction at once. (Interrupted
                     # before its group was made, the batch's writes are abandoned: ``_settle`` below.)
@@ -473,7 +508,7 @@ class CommitQueue:
             except KeyboardInterrupt:
                 run_through(wind_up)
                 raise
-        # The next leader applies its group while this one's sync runs (outside every lock).
+        # Outside every lock: a transaction may apply while this sync runs.
         if group is not None:
             self._synced(group, syncer)
 
@@ -512,7 +547,7 @@ class CommitQueue:
         if group is not None:
             if syncer:  # no other sync runs: this write's alone (no _sync_groups round: the lone put's path)
                 try:
-                    group.finish(self._sync_begun)  # raises if the sync failed: the write is not acknowledged
+                    group.finish()  # raises if the sync failed: the write is not acknowledged
                 finally:
                     with self._mutex:
                         self._let_go()
@@ -540,7 +575,6 @@ class CommitQueue:
         # one go (``_drop_duty``), so that the queue is never left with a duty nobody runs.
         self._duty_groups = [group]
         self._duty_thread = me
-        self._begun = False
         self._syncing = True
         return True
 
@@ -595,36 +629,40 @@ class CommitQueue:
         self._awaiting = []
         self._duty_groups = groups
         self._duty_thread = me
-        self._begun = False
         self._syncing = True
         return groups
 
-    def _wait_for_awaiting(self) -> Optional[List[_Group]]:
-        """_wait_for_awaiting: a leader waits while a written commit waits for the running sync, so
-        that the writes queued meanwhile all go in its commit, and until the running sync has
-        reached the disk (``_sync_begun``). Returns the waiting groups if nobody runs their sync
-        any more (their threads were interrupted): the caller runs it."""
+    def _wait_for_awaiting(self, me: _Request) -> Optional[List[_Group]]:
+        """_wait_for_awaiting: a leader applies with nothing else in flight: it waits while a sync of
+        the queue runs or a written commit waits for one, and then for the writers that sync
+        acknowledged to submit again (``_expected``; each for at most ARRIVAL_GAP after the one
+        before), so that every write queued meanwhile goes in its commit. Not once a
+        transaction's commit has taken the leader's own write (``me``) along: beside transactions
+        that commit one after another, a sync may run at every look, and the leader's thread
+        waited on for a write long done. Returns the waiting groups if nobody runs their sync any
+        more (their threads were interrupted): the caller runs it."""
         while True:
             with self._mutex:
+                wait = GATE_RECHECK
+                if me not in self._queue:
+                    return None  # taken along (``_lead`` hands the lead on)
                 if self._awaiting:
                     if not self._syncing and all(g.gone for g in self._awaiting):
                         return self._take_awaiting()
                     # A sync runs, or it has just ended and asked the first waiting group's thread
-                    # to run the next (``_let_go``): that thread takes it, and this leader applies
-                    # while that sync runs. Taken here instead, the sync ran before this leader's
-                    # apply, not beside it: a third of the syncs with 8 threads, the disk idle
-                    # while the leader applied.
-                elif not self._syncing or self._begun:
-                    return None
-                # Until the running sync reaches the disk (``_sync_begun``): its thread lets the GIL
-                # go on the way there (LOCK_SYNC's fcntl), and a leader that took it then held it for
-                # its whole apply while the sync waited (measured: 130 of the 290 us between one
-                # sync's end and the next one's start, with 8 threads).
+                    # to run the next (``_let_go``): that thread takes it.
+                elif not self._syncing:
+                    if not self._expected:
+                        return None
+                    wait = self._arrived + ARRIVAL_GAP - time.monotonic()
+                    if wait <= 0:
+                        self._expected = 0  # the rest are not coming back soon: go without them
+                        return None
                 self._gate = gate = _Signal()
             # Outside the mutex: an interrupt here leaves nothing held. Bounded: a Ctrl-C landing
             # in the thread that was to open the gate (at a call, between the state's change and
             # the signal) would leave this leader waiting for good; it looks again instead.
-            gate.wait(GATE_RECHECK)
+            gate.wait(wait)
 
     def _await(self, group: _Group) -> None:
         """_await waits until ``group`` (in ``_awaiting``) has been synced by another thread, or until
@@ -649,17 +687,6 @@ class CommitQueue:
                     self._let_go()
             raise
         self._sync_groups(groups)
-
-    def _sync_begun(self) -> None:
-        """_sync_begun: the running sync reaches the disk (the log calls it right before its
-        fdatasync, ``Sync``): the leader waiting for that (``_wait_for_awaiting``) applies now,
-        while the disk syncs."""
-        with self._mutex:
-            self._begun = True
-            gate = self._gate  # ``_open_gate`` inline: no call (where a Ctrl-C lands) between
-            if gate is not None:
-                self._gate = None
-                gate.set()
 
     def _open_gate(self) -> None:
         """_open_gate wakes the leader waiting in ``_wait_for_awaiting``, if one waits: it looks again.
@@ -702,7 +729,7 @@ class CommitQueue:
         me = _thread.get_ident()
         try:
             for g in groups:
-                self._finish(g.batch, g.finish, self._sync_begun, g)  # the first syncs; the others find it done
+                self._finish(g.batch, g.finish, g)  # the first syncs; the others find it done
                 synced += 1
         finally:
             # Idempotent, run to its end through a Ctrl-C, the duty let go last (only if still this
@@ -715,6 +742,12 @@ class CommitQueue:
                         self._abandon_group(g)
                     for g in groups:
                         self._settle(g.batch)
+                    # Their writers submit again soon, most of them: the next leader waits for them
+                    # (``_wait_for_awaiting``). Counted once (a wind-up run again counts nothing).
+                    back = sum(g.writers for g in groups if g.error is None and not g.done)
+                    if back:
+                        self._expected += back
+                        self._arrived = time.monotonic()
                     self._wake(groups)
                     if self._syncing and self._duty_thread == me:
                         self._let_go()
@@ -745,12 +778,12 @@ class CommitQueue:
                 r.result, r.error, r.settled = None, err, True
 
     @staticmethod
-    def _finish(batch: List[_Request], finish: Sync, begun: Callable[[], None], group: Optional[_Group] = None) -> None:
+    def _finish(batch: List[_Request], finish: Sync, group: Optional[_Group] = None) -> None:
         """_finish runs a batch's deferred sync; if it fails, no write of the batch is acknowledged:
         each gets the error (an interrupt: "write abandoned"), which goes on up in this thread,
         and so does ``group`` (a lone write's, ``_direct``)."""
         try:
-            finish(begun)
+            finish()
         except BaseException as exc:
             err = exc if isinstance(exc, Exception) else PageStoreError(
                 "write abandoned: the thread syncing its commit was interrupted")

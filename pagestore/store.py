@@ -743,7 +743,7 @@ class Store(MutableMapping[Any, Any]):
         and second ``begin_operation`` (``_write`` began the operation)."""
         return self._write(fn, sync, True)
 
-    def _owed(self) -> "Optional[Callable[[Callable[[], None]], None]]":
+    def _owed(self) -> "Optional[Callable[[], None]]":
         """_owed: the log sync the queue's commits deferred (``Pager.commit(defer=True)``) and no sync
         has run for yet, or None. Called by the commit queue under the store's lock; the queue runs
         it after letting the locks go (``Pager.sync``: thread-safe, and poisoned by a failure)."""

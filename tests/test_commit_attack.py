@@ -336,11 +336,11 @@ def test_a_leader_interrupted_after_its_batch_applied_acknowledges_nothing_unsyn
     else:
         real_group = grouplib._Group
 
-        def make_group(batch, finish):  # noqa: ANN001, ANN202
+        def make_group(batch, finish, *rest):  # noqa: ANN001, ANN002, ANN202
             if armed[0] and threading.get_ident() == main and len(batch) > 1:
                 armed[0] = False
                 raise KeyboardInterrupt("at _Group")
-            return real_group(batch, finish)
+            return real_group(batch, finish, *rest)
 
         monkeypatch.setattr(grouplib, "_Group", make_group)
     # A transaction holds the write lock: this thread's put leads the queue and waits for it;
@@ -393,10 +393,11 @@ def test_a_leader_interrupted_at_the_release_of_the_write_lock_lets_it_go(tmp_pa
 
 
 def test_a_put_interrupted_as_it_begins_to_wait_for_a_running_sync_hangs_nobody(tmp_path, monkeypatch):
-    """Thread A's put syncs (slow disk); this thread's put commits meanwhile, its group waiting for
-    A's sync, and a Ctrl-C lands at the start of ``_await``, before its handler could mark the
-    group gone. When A lets the duty go, it woke that group's (interrupted) thread and nobody
-    else: a third put, leading, waited for the group's sync forever."""
+    """Thread A's put syncs (slow disk); this thread's transaction commits meanwhile, its group
+    waiting for A's sync, and a Ctrl-C lands at the start of ``_await``, before its handler could
+    mark the group gone. When A lets the duty go, it woke that group's (interrupted) thread and
+    nobody else: a third put, leading, waited for the group's sync forever. (A single put no longer
+    commits while a sync runs, group.py ``_wait_for_awaiting``; a transaction's commit does.)"""
     import faultfs
 
     from pagestore import group as grouplib
@@ -421,7 +422,8 @@ def test_a_put_interrupted_as_it_begins_to_wait_for_a_running_sync_hangs_nobody(
     a.start()
     assert in_sync.wait(10)
     with pytest.raises(KeyboardInterrupt):
-        db[b"mine"] = b"m"
+        with db.transaction() as t:
+            t[b"mine"] = b"m"
     assert not armed[0]
     box: list = []
 

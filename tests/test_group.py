@@ -5,7 +5,7 @@ import os
 import signal
 import threading
 import time
-from typing import Any, Callable, List
+from typing import Any, Callable, Dict, List
 
 import pytest
 
@@ -393,7 +393,8 @@ def test_an_interrupt_between_taking_the_sync_duty_and_the_sync_never_leaves_the
     sync began (injected at the entry of ``_sync_groups``): the duty must not stay taken with
     nobody to run it (every later write then waited forever for a sync), and the interrupted
     thread's write is not acknowledged. ``await``: the duty handed to a thread whose group waited
-    for the running sync; ``lead``: taken by a leader whose group nobody else syncs."""
+    for the running sync (a transaction's commit: single writes wait for the running sync before
+    they apply); ``lead``: taken by a leader whose group nobody else syncs."""
     s = DeferredStore()
     q = s.queue
     real = q._sync_groups
@@ -414,13 +415,21 @@ def test_an_interrupt_between_taking_the_sync_duty_and_the_sync_never_leaves_the
         except BaseException as exc:
             outcome.append(exc)
 
+    def txn(value: str) -> None:
+        try:
+            assert s.writer.try_acquire(10, "a transaction")
+            outcome.append(q.commit_holding(lambda: value, True, s.writer.release))
+        except BaseException as exc:
+            outcome.append(exc)
+
     if where == "await":
-        # A's sync is held; B commits meanwhile and waits for it; A's sync returning hands B the duty.
+        # A's sync is held; transaction B commits meanwhile and waits for it; A's sync returning
+        # hands B the duty.
         s.gate = gate = threading.Event()
         a = threading.Thread(target=put, args=("A",))
         a.start()
         assert s.in_sync.wait(10)
-        b = threading.Thread(target=put, args=("B",))
+        b = threading.Thread(target=txn, args=("B",))
         b.start()
         deadline = time.monotonic() + 10
         while not q.awaiting and time.monotonic() < deadline:
@@ -454,10 +463,11 @@ def test_an_interrupt_between_taking_the_sync_duty_and_the_sync_never_leaves_the
     assert outcome[-1] == "C"
 
 
-def test_a_leader_applies_only_once_the_running_sync_has_reached_the_disk():
-    """A sync outside the lock lets the GIL go on its way to the disk (LOCK_SYNC's fcntl); a leader
-    that applied then held the GIL for its whole batch while that sync waited for it. So the next
-    leader waits until the running sync has begun (``begun``), then applies while the disk syncs."""
+def test_a_leader_applies_only_once_the_running_sync_has_ended():
+    """One group in flight: a leader that finds a sync running waits for it to end before it applies,
+    so that every write arriving meanwhile goes in its commit. Before, it applied as soon as that
+    sync reached the disk, and the writes that sync then released formed the group after: two
+    groups in flight, each about half the threads (3.8 puts per sync with 8 threads)."""
     s = DeferredStore()
     q = s.queue
     outcome: List[Any] = []
@@ -465,29 +475,27 @@ def test_a_leader_applies_only_once_the_running_sync_has_reached_the_disk():
     def put(value: str) -> None:
         outcome.append(q.submit(lambda: value, True))
 
-    s.approach = approach = threading.Event()
+    s.gate = gate = threading.Event()
     a = threading.Thread(target=put, args=("A",))
     a.start()
-    assert s.in_sync.wait(10)  # A committed alone; its sync is on its way to the disk
-    s.writer.acquire(10, "the test")  # so that B cannot commit at once: it leads the queue
+    assert s.in_sync.wait(10)  # A committed alone; its sync is at the disk
     b = threading.Thread(target=put, args=("B",))
     b.start()
     deadline = time.monotonic() + 10
     while not q.queued and time.monotonic() < deadline:
         time.sleep(0.002)
-    s.writer.release()
     time.sleep(0.1)
-    assert s.events == ["applied A"], "the leader applied before the running sync reached the disk"
-    approach.set()
+    assert s.events == ["applied A", "sync begun"], "the leader applied while a sync ran"
+    gate.set()
     a.join(10)
     b.join(10)
     assert sorted(outcome) == ["A", "B"]
-    assert s.events[:3] == ["applied A", "sync begun", "applied B"]
+    assert s.events == ["applied A", "sync begun", "applied B", "sync begun"]
 
 
 def test_a_leader_whose_wake_up_was_lost_to_an_interrupt_still_goes_on(monkeypatch):
-    """The leader waiting for the running sync to reach the disk (``_wait_for_awaiting``) is woken
-    by the syncing thread; a Ctrl-C landing in that thread between the state's change and the
+    """The leader waiting for the running sync to end (``_wait_for_awaiting``) is woken by the
+    syncing thread; a Ctrl-C landing in that thread between the state's change and the
     wake-up (here: at the wake-up's ``set``) loses it. The leader must not wait for good: it looks
     again (``GATE_RECHECK``), finds the sync over, and commits its write."""
     from pagestore import group as grouplib
@@ -530,3 +538,248 @@ def test_a_leader_whose_wake_up_was_lost_to_an_interrupt_still_goes_on(monkeypat
     assert fired, "the interrupt did not land at the gate"
     assert not b.is_alive(), "the leader waited for good for a wake-up an interrupt had lost"
     assert "B" in outcome
+
+
+# ---- the grouping policy: one group in flight, and the writers a sync released wait for each other ----
+
+
+def _held_first_sync(s: "DeferredStore", q: CommitQueue, put: Callable[[str], None]) -> "tuple[threading.Thread, threading.Event]":
+    """_held_first_sync starts put "A" on a thread and returns once A's sync is held at the disk
+    (``s.gate``); set the returned event to let it return."""
+    s.gate = gate = threading.Event()
+    a = threading.Thread(target=put, args=("A",))
+    a.start()
+    assert s.in_sync.wait(10)
+    return a, gate
+
+
+def _wait_queued(q: CommitQueue, n: int) -> None:
+    deadline = time.monotonic() + 10
+    while q.queued < n and time.monotonic() < deadline:
+        time.sleep(0.002)
+    assert q.queued == n
+
+
+def test_a_lone_thread_never_waits(monkeypatch):
+    """A thread that finds nothing else in flight commits at once (``_direct``): it never leads a
+    queue, never waits for a sync or for other writers, and each put has its own sync."""
+    s = DeferredStore()
+    q = s.queue
+    led: List[int] = []
+    monkeypatch.setattr(q, "_lead", lambda me: led.append(1))
+    monkeypatch.setattr(q, "_wait_for_awaiting", lambda me: pytest.fail("a lone thread waited"))
+    assert [q.submit(lambda i=i: i, True) for i in range(50)] == list(range(50))
+    assert led == [] and s.synced == 50 and q._expected == 0
+
+
+def test_the_writers_a_sync_released_go_together_in_the_next_commit(monkeypatch):
+    """Four threads' first puts arrive while A's sync runs: they wait for it and go as one commit.
+    That commit's sync releases all four; the first to submit again leads and waits for the other
+    three (``_expected``), so their second puts go as one commit too, not split between the
+    first arrivals and the rest (two groups in flight, each half the threads: the old rule's
+    3.8 puts per sync with 8 threads)."""
+    from pagestore import group as grouplib
+
+    monkeypatch.setattr(grouplib, "ARRIVAL_GAP", 10.0)  # a scheduler's hiccup must not split the group here
+    s = DeferredStore()
+    q = s.queue
+    outcome: List[Any] = []
+
+    def put(value: str) -> None:
+        outcome.append(q.submit(lambda: value, True))
+
+    def two_puts(t: int) -> None:
+        put("%d-1" % t)
+        put("%d-2" % t)
+
+    a, gate = _held_first_sync(s, q, put)
+    threads = [threading.Thread(target=two_puts, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    _wait_queued(q, 4)
+    gate.set()
+    for th in [a] + threads:
+        th.join(10)
+    assert sorted(outcome) == sorted(["A"] + ["%d-%d" % (t, i) for t in range(4) for i in (1, 2)])
+    assert [sorted(c) for c in s.commits] == [["A"], ["%d-1" % t for t in range(4)], ["%d-2" % t for t in range(4)]]
+    assert s.synced == 3
+
+
+def test_a_writer_that_does_not_come_back_holds_the_next_commit_at_most_the_gap(monkeypatch):
+    """Of two writers a sync released, one submits again and the other never does: the leader waits
+    ARRIVAL_GAP for it, no longer, commits alone, and the next put commits at once (the count
+    of writers expected back lapses)."""
+    from pagestore import group as grouplib
+
+    monkeypatch.setattr(grouplib, "ARRIVAL_GAP", 0.2)
+    s = DeferredStore()
+    q = s.queue
+    done: List[float] = []
+
+    def put(value: str) -> None:
+        q.submit(lambda: value, True)
+
+    def stays() -> None:
+        put("stays-1")
+        t0 = time.monotonic()
+        put("stays-2")
+        done.append(time.monotonic() - t0)
+
+    a, gate = _held_first_sync(s, q, put)
+    threads = [threading.Thread(target=stays), threading.Thread(target=put, args=("leaves",))]
+    for th in threads:
+        th.start()
+    _wait_queued(q, 2)
+    gate.set()
+    for th in [a] + threads:
+        th.join(10)
+    assert len(done) == 1 and 0.1 <= done[0] < 5, done
+    assert [sorted(c) for c in s.commits] == [["A"], ["leaves", "stays-1"], ["stays-2"]]
+    led: List[int] = []
+    real_lead = q._lead
+    monkeypatch.setattr(q, "_lead", lambda me: (led.append(1), real_lead(me))[1])
+    q.submit(lambda: "next", True)
+    assert led == [], "a lone put after the wait went through the queue"
+
+
+def test_a_failed_sync_fails_every_waiter_of_its_group_with_the_same_error():
+    """The writes that waited for A's sync go as one commit; its deferred sync fails: each of them
+    raises that one error (the same object), none is acknowledged, A is."""
+    s = DeferredStore()
+    q = s.queue
+    real_owed = s.owed
+    failure = OSError(5, "injected sync failure")
+
+    def owed() -> Callable[[], None]:
+        finish = real_owed()
+
+        def failing() -> None:
+            finish()
+            if s.synced == 2:
+                raise failure
+
+        return failing
+
+    q._owed = owed
+    outcome: Dict[str, Any] = {}
+
+    def put(value: str) -> None:
+        try:
+            outcome[value] = q.submit(lambda: value, True)
+        except BaseException as exc:  # noqa: BLE001 - the outcome
+            outcome[value] = exc
+
+    a, gate = _held_first_sync(s, q, put)
+    threads = [threading.Thread(target=put, args=("w%d" % t,)) for t in range(5)]
+    for th in threads:
+        th.start()
+    _wait_queued(q, 5)
+    gate.set()
+    for th in [a] + threads:
+        th.join(10)
+    assert outcome.pop("A") == "A"
+    assert len(s.commits) == 2 and len(s.commits[1]) == 5
+    assert all(err is failure for err in outcome.values()), outcome
+
+
+def test_a_ctrl_c_in_the_leader_waiting_for_the_released_writers_hangs_nobody(monkeypatch):
+    """The leader waiting for the writers a sync released (``_wait_for_awaiting``) is interrupted:
+    its own put raises KeyboardInterrupt (not committed), the lead goes to the next queued write,
+    and every other put commits."""
+    from pagestore import group as grouplib
+
+    monkeypatch.setattr(grouplib, "ARRIVAL_GAP", 10.0)
+    s = DeferredStore()
+    q = s.queue
+    outcome: Dict[str, Any] = {}
+
+    def put(value: str) -> None:
+        try:
+            outcome[value] = q.submit(lambda: value, True)
+        except BaseException as exc:  # noqa: BLE001 - the outcome
+            outcome[value] = exc
+
+    def two_puts(t: int) -> None:
+        put("%d-1" % t)
+        put("%d-2" % t)
+
+    real_wait = grouplib._Signal.wait
+    fired: List[str] = []
+
+    def wait(self: Any, timeout: float = -1) -> None:
+        if not fired and self is q._gate and q._expected and not q._syncing:
+            fired.append(threading.current_thread().name)
+            raise KeyboardInterrupt("in the leader's wait for the released writers")
+        real_wait(self, timeout)
+
+    a, gate = _held_first_sync(s, q, put)
+    threads = [threading.Thread(target=two_puts, args=(t,), name="t%d" % t) for t in range(3)]
+    for th in threads:
+        th.start()
+    _wait_queued(q, 3)
+    monkeypatch.setattr(grouplib._Signal, "wait", wait)
+    gate.set()
+    for th in [a] + threads:
+        th.join(10)
+    assert not any(th.is_alive() for th in threads), "a put waited forever"
+    assert len(fired) == 1
+    caught = [v for v, r in outcome.items() if isinstance(r, BaseException)]
+    assert caught == ["%s-2" % fired[0][1:]] and isinstance(outcome[caught[0]], KeyboardInterrupt)
+    assert all(outcome[v] == v for v in outcome if v not in caught) and len(outcome) == 7
+    assert not any(caught[0] in c for c in s.commits)
+    monkeypatch.setattr(grouplib, "ARRIVAL_GAP", 0.0)  # the last group's two writers are not coming back
+    assert q.submit(lambda: "later", True) == "later"
+
+
+def test_a_leader_whose_write_a_transaction_took_along_does_not_wait_for_later_syncs():
+    """Put B leads the queue and waits for A's running sync; transaction T1 commits meanwhile and
+    takes B's write along; T1's sync makes it durable. B returns then, while transaction T2's
+    sync, begun right after, still runs. Before, B's thread went on waiting for a moment with no
+    sync running, which transactions committing one after another may never leave, for a write
+    long durable."""
+    s = DeferredStore()
+    q = s.queue
+    outcome: Dict[str, Any] = {}
+
+    def put(value: str) -> None:
+        outcome[value] = q.submit(lambda: value, True)
+
+    def txn(value: str) -> None:
+        assert s.writer.try_acquire(10, "a transaction")
+        outcome[value] = q.commit_holding(lambda: value, True, s.writer.release)
+
+    def hold_next_sync() -> threading.Event:
+        s.in_sync.clear()
+        s.gate = gate = threading.Event()
+        return gate
+
+    def wait_awaiting() -> None:
+        deadline = time.monotonic() + 10
+        while not q.awaiting and time.monotonic() < deadline:
+            time.sleep(0.002)
+        assert q.awaiting == 1
+
+    a, gate1 = _held_first_sync(s, q, put)
+    b = threading.Thread(target=put, args=("B",), daemon=True)
+    b.start()
+    _wait_queued(q, 1)
+    gate2 = hold_next_sync()
+    t1 = threading.Thread(target=txn, args=("T1",))
+    t1.start()
+    wait_awaiting()  # T1 wrote its commit, B's write in it, and waits for A's sync
+    gate1.set()
+    assert s.in_sync.wait(10)  # T1's thread runs the sync of T1 and B
+    gate3 = hold_next_sync()
+    t2 = threading.Thread(target=txn, args=("T2",))
+    t2.start()
+    wait_awaiting()
+    gate2.set()
+    assert s.in_sync.wait(10)  # T2's thread runs its sync, held
+    b.join(5)
+    alive = b.is_alive()
+    gate3.set()
+    for th in (a, b, t1, t2):
+        th.join(10)
+    assert not alive, "B waited for a later sync after its write was durable"
+    assert outcome == {"A": "A", "B": "B", "T1": "T1", "T2": "T2"}
+    assert [sorted(c) for c in s.commits] == [["A"], ["B", "T1"], ["T2"]]

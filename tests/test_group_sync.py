@@ -24,12 +24,14 @@ from pagestore.store import Store
 OPTS = dict(helpers.SMALL, wal_limit=1 << 24, sync=True)
 
 
-def test_the_next_group_applies_during_a_sync_that_then_fails_and_neither_is_acknowledged(tmp_path, monkeypatch):
-    """Put A's log sync blocks (the disk is slow); meanwhile put B, on another thread, commits:
-    its frames reach the log while A's sync is still running (the lock was let go). Then A's
-    sync fails (Linux: the dirty pages are dropped). Neither A nor B is acknowledged, every
-    later write raises StorePoisonedError naming A's error, and after a power cut every
-    acknowledged put is there."""
+def test_writes_arriving_during_a_sync_that_then_fails_are_not_acknowledged(tmp_path, monkeypatch):
+    """Put A's log sync blocks (the disk is slow). Put C, on another thread, arrives meanwhile: it
+    waits for that sync (one group in flight, group.py ``_wait_for_awaiting``), and nothing of it
+    reaches the log. Transaction B then commits (a transaction's commit does not wait): C's put
+    joins it, and their frames reach the log while A's sync still runs. Then A's sync fails
+    (Linux: the dirty pages are dropped). None of A, B, C is acknowledged, every later write
+    raises StorePoisonedError naming A's error, and after a power cut every acknowledged put is
+    there."""
     root = str(tmp_path)
     disk = Disk(root, seed=7)
     db = Store(os.path.join(root, "db.ps"), _opener=disk.opener, **OPTS)
@@ -46,28 +48,42 @@ def test_the_next_group_applies_during_a_sync_that_then_fails_and_neither_is_ack
         except (OSError, PageStoreError) as exc:
             outcome[name.decode()] = exc
 
+    def txn(name: bytes) -> None:
+        try:
+            with db.transaction() as t:
+                t[name] = b"y" * 40
+            outcome[name.decode()] = None
+        except (OSError, PageStoreError) as exc:
+            outcome[name.decode()] = exc
+
     armed["on"] = True
     a = threading.Thread(target=put, args=(b"A",))
     a.start()
     assert in_sync.wait(10)
-    b = threading.Thread(target=put, args=(b"B",))
+    c = threading.Thread(target=put, args=(b"C",))
+    c.start()
+    deadline = time.monotonic() + 10
+    while not db._commits.queued and time.monotonic() < deadline:
+        time.sleep(0.002)
+    c.join(0.1)
+    assert db._commits.queued == 1 and armed["log_writes_while_blocked"] == 0, "a put applied while a sync ran"
+    b = threading.Thread(target=txn, args=(b"B",))
     b.start()
-    # B commits while A's sync runs: its frames reach the log, then it waits for a sync.
-    deadline = 200
-    while armed["log_writes_while_blocked"] == 0 and deadline:
+    # B commits while A's sync runs (C's put with it): its frames reach the log, then it waits for a sync.
+    while (armed["log_writes_while_blocked"] == 0 or db._commits.queued) and time.monotonic() < deadline:
         b.join(0.01)
-        deadline -= 1
-    assert armed["log_writes_while_blocked"] > 0, "the next put did not apply while the sync ran"
+    assert armed["log_writes_while_blocked"] > 0 and not db._commits.queued, "the transaction did not commit while the sync ran"
     release.set()
-    a.join(10)
-    b.join(10)
+    for t in (a, b, c):
+        t.join(10)
     first = outcome["A"]
     assert isinstance(first, OSError) and "injected sync failure" in str(first)
-    assert isinstance(outcome["B"], (OSError, StorePoisonedError)), "B committed behind a failed sync"
-    if isinstance(outcome["B"], StorePoisonedError):
-        assert outcome["B"].original is first
+    for name in ("B", "C"):
+        assert isinstance(outcome[name], (OSError, StorePoisonedError)), f"{name} committed behind a failed sync"
+        if isinstance(outcome[name], StorePoisonedError):
+            assert outcome[name].original is first
     with pytest.raises(StorePoisonedError) as err:
-        db[b"C"] = b"c"
+        db[b"D"] = b"d"
     assert err.value.original is first
     armed["restore"]()
     db.close()  # writes nothing, raises nothing
@@ -130,12 +146,13 @@ def test_a_crash_between_a_groups_write_and_its_sync_loses_only_unacknowledged_p
     assert hits >= 3, f"only {hits} cuts landed on a sync outside the lock"
 
 
-def test_puts_arriving_while_a_commit_waits_for_the_running_sync_go_in_one_commit_and_one_sync(tmp_path, monkeypatch):
-    """Put A's log sync runs long (a slow disk). Put B commits meanwhile (its frames written, its
-    sync waiting for A's). Five more puts arrive while B waits: they must not make five small
-    commits, each waiting behind the same sync, but wait for A's sync to end and then go as ONE
-    commit with ONE sync (PostgreSQL's group flush, RocksDB's write group). Counted through the
-    pager's commits (the header's lsn) and the log's syncs, not by timing."""
+def test_puts_arriving_while_a_sync_runs_wait_for_it_and_go_in_one_commit_and_one_sync(tmp_path, monkeypatch):
+    """Put A's log sync runs long (a slow disk). Six puts arrive meanwhile: none of them commits
+    while A's sync runs (one group in flight, group.py ``_wait_for_awaiting``): they wait, queued,
+    and once A's sync has returned they go as ONE commit with ONE sync (PostgreSQL's group
+    flush, RocksDB's write group). Before, the first of them committed at once and waited
+    behind A's sync while the rest gathered: two groups in flight, each about half the threads.
+    Counted through the pager's commits (the header's lsn) and the log's syncs, not by timing."""
     root = str(tmp_path)
     disk = Disk(root, seed=3)
     db = Store(os.path.join(root, "db.ps"), _opener=disk.opener, **OPTS)
@@ -175,34 +192,29 @@ def test_puts_arriving_while_a_commit_waits_for_the_running_sync_go_in_one_commi
     threads[0].start()
     try:
         assert in_sync.wait(10)
-        threads.append(threading.Thread(target=put, args=(b"B",)))
-        threads[-1].start()
-        assert wait_for(lambda: pager.committed.lsn == lsn + 2), "B did not commit while A's sync ran"
         lsn, syncs = pager.committed.lsn, pager.log_syncs() + pager.wal.shared_syncs
-        for i in range(5):
+        for i in range(6):
             threads.append(threading.Thread(target=put, args=(b"C%d" % i,)))
             threads[-1].start()
-        # Old rule: each arrival committed at once behind A's sync. New: they wait, queued.
-        wait_for(lambda: queue.queued == 5 or pager.committed.lsn > lsn + 1)
-        assert pager.committed.lsn == lsn, "a put committed while an earlier commit waited for the sync"
+        wait_for(lambda: queue.queued == 6 or pager.committed.lsn != lsn)
+        assert pager.committed.lsn == lsn, "a put committed while a sync ran"
+        assert queue.queued == 6
     finally:
         release.set()
         for t in threads:
             t.join(10)
     assert not errors
-    assert pager.committed.lsn == lsn + 1, "the five puts queued during the sync made more than one commit"
-    # The five's sync is an fsync of its own, or finds B's fsync made them durable (B's began after
-    # they were published: shm.py's "durable" word, ``shared_syncs``): one either way.
-    assert pager.log_syncs() + pager.wal.shared_syncs - syncs == 3, "A's sync, B's, and one for the five"
-    assert all(db[b"C%d" % i] == b"x" * 30 for i in range(5)) and db[b"B"] == b"x" * 30
+    assert pager.committed.lsn == lsn + 1, "the six puts queued during the sync made more than one commit"
+    assert pager.log_syncs() + pager.wal.shared_syncs - syncs == 2, "A's sync, and one for the six"
+    assert all(db[b"C%d" % i] == b"x" * 30 for i in range(6)) and db[b"A"] == b"x" * 30
     db.close()
 
 
 def test_a_deferred_sync_says_it_has_begun_once_it_holds_lock_sync_and_right_before_the_disks_sync(tmp_path, monkeypatch):
-    """The queue's next leader waits for ``begun`` (group.py ``_sync_begun``) and then holds the GIL
-    for its whole apply: so the log calls it after LOCK_SYNC's fcntl (which lets the GIL go) and
-    right before the fdatasync, once per sync that reaches the disk, and not for a sync another
-    one has made needless."""
+    """``Pager.sync(upto, begun)`` calls ``begun`` after LOCK_SYNC's fcntl (which lets the GIL go)
+    and right before the fdatasync, once per sync that reaches the disk, and not for a sync
+    another one has made needless. (The commit queue waited for it before its next leader
+    applied; since a leader waits for the running sync to end, group.py passes none.)"""
     from pagestore import fileio, shm
 
     db = Store(str(tmp_path / "s.ps"), sync=True)
@@ -211,15 +223,21 @@ def test_a_deferred_sync_says_it_has_begun_once_it_holds_lock_sync_and_right_bef
     real_fsync, real_lock = fileio.File.sync, shm.SharedIndex.lock_sync
     monkeypatch.setattr(fileio.File, "sync", lambda self: (order.append("fsync"), real_fsync(self))[1])
     monkeypatch.setattr(shm.SharedIndex, "lock_sync", lambda self: (order.append("LOCK_SYNC"), real_lock(self))[1])
-    begun = db._commits._sync_begun
-    monkeypatch.setattr(db._commits, "_sync_begun", lambda: (order.append("begun"), begun())[1])
-    db[b"b"] = b"2"
+    pager = db._pager
+    with db.transaction() as t:  # a commit whose sync is run below, by hand
+        t[b"b"] = b"2"
+        pager_sync = pager.sync
+        owed: List[int] = []
+        monkeypatch.setattr(pager, "sync", lambda upto=0, begun=None: owed.append(upto))
+    monkeypatch.setattr(pager, "sync", pager_sync)
+    assert owed and not pager.synced_through(owed[0])
+    del order[:]
+    pager.sync(owed[0], lambda: order.append("begun"))
     expected = ["LOCK_SYNC", "begun", "fsync"] if shm.SUPPORTED else ["begun", "fsync"]
     # (After the fsync, LOCK_SYNC again, for its outcome and for those of the syncs beside it.)
     assert order[: order.index("fsync") + 1] == expected and order.count("begun") == 1
     assert set(order[order.index("fsync") + 1 :]) <= {"LOCK_SYNC"}
     del order[:]
-    pager = db._pager
     pager.sync(pager.wal.append_count(), lambda: order.append("begun"))  # covered already: nothing to do
     assert order == []
     db.close()
