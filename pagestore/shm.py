@@ -102,7 +102,9 @@ commit shares one across threads). A sync whose frames lie below a busy slot's *
 (a sync of another process, begun after they were published) rides on it (``WAL._ride``):
 it waits for that sync's outcome and for every sync busy after it, and acknowledges if
 that fsync returned success (the record cleared, *covers* kept) and nothing failed meanwhile,
-with no fsync of its own. A writer taking its turn writes again from
+with no fsync of its own. The only writer with the store open syncs in sole mode (``WAL._sync_alone``):
+LOCK_WRITERS exclusive across the sync keeps every other writer out, so the words are its
+alone and it records its sync in a slot without the slot's lock or LOCK_SYNC. A writer taking its turn writes again from
 ``unsynced`` at once (``WAL.repair``), refusing if frames
 that were published no longer read back (readers.py). Readers ignore the words;
 a version-2 index without them reads as zero (nothing unsynced, no slot busy).
@@ -132,7 +134,9 @@ never blocks anyone for long)
                            exclusively is alone, and may remove the log and this
                            file at close (an opener waits for it meanwhile)
     data   LOCK_WRITERS    shared by every writer that takes turns (issue 26), for its
-                           open's life
+                           open's life, taken before its open touches the log; exclusive
+                           by the only writer across one sync of its log in sole mode
+                           (docs/format.md, "Sole mode"; ``DataLock.try_sole``)
     data   LOCK_CREATE     exclusive while a writer that takes turns writes the header of
                            a new, empty data file (two opening it at once write one)
     data   LOCK_NAMES + n  shared by every open that uses a shared index, for its life: byte
@@ -398,6 +402,28 @@ class DataLock:
         assert self.file is not None
         self.file.lock_range(LOCK_DMS)
 
+    def try_sole(self) -> bool:
+        """try_sole turns this open's LOCK_WRITERS (held shared, ``hold``) exclusive without waiting:
+        True when no other writer has the store open, and then none opens it (each waits at
+        ``hold``) until ``end_sole``: the log's sync in sole mode (docs/format.md, "Sole
+        mode"). False when another open holds it, or this one is closed or read-only. On
+        failure the shared lock stays as it was (a refused conversion changes nothing)."""
+        file = self.file
+        if file is None:
+            return False
+        try:
+            return file.try_lock_range(LOCK_WRITERS, exclusive=True)
+        except OSError as exc:
+            if exc.errno == errno.EBADF:
+                return False
+            raise
+
+    def end_sole(self) -> None:
+        """end_sole turns LOCK_WRITERS back to shared (``try_sole``); a downgrade never waits."""
+        file = self.file
+        if file is not None:
+            file.lock_range(LOCK_WRITERS)
+
     def identity(self) -> Tuple[int, int]:
         """identity: (device, inode) of the file locked, to tell whether its path still names it."""
         assert self.file is not None
@@ -605,6 +631,12 @@ class SharedIndex:
         lock(self.fd, LOCK_SLOT + i, 1, exclusive=True)
         self._claimed.add(i)
         return i
+
+    def home_slot(self) -> int:
+        """home_slot: the slot a sync in sole mode records itself in (``WAL._sync_alone``), with no lock
+        taken: no other writer has the store open then (its record set under a free lock is what
+        a process killed in its sync leaves, which is what it then is)."""
+        return self._first_slot
 
     def release_slot(self, i: int) -> None:
         """release_slot lets go of slot ``i``'s lock (held exclusively by ``claim_slot``, or shared by

@@ -211,11 +211,14 @@ def test_a_deferred_sync_says_it_has_begun_once_it_holds_lock_sync_and_right_bef
     real_fsync, real_lock = fileio.File.sync, shm.SharedIndex.lock_sync
     monkeypatch.setattr(fileio.File, "sync", lambda self: (order.append("fsync"), real_fsync(self))[1])
     monkeypatch.setattr(shm.SharedIndex, "lock_sync", lambda self: (order.append("LOCK_SYNC"), real_lock(self))[1])
+    real_sole = shm.DataLock.try_sole
+    monkeypatch.setattr(shm.DataLock, "try_sole", lambda self: (order.append("sole"), real_sole(self))[1])
     begun = db._commits._sync_begun
     monkeypatch.setattr(db._commits, "_sync_begun", lambda: (order.append("begun"), begun())[1])
     db[b"b"] = b"2"
-    expected = ["LOCK_SYNC", "begun", "fsync"] if shm.SUPPORTED else ["begun", "fsync"]
-    # (After the fsync, LOCK_SYNC again, for its outcome and for those of the syncs beside it.)
+    # The only writer: sole mode, whose one lock call before the fsync is LOCK_WRITERS's (try_sole),
+    # and none after it (no LOCK_SYNC: no other process reads the words).
+    expected = ["sole", "begun", "fsync"] if shm.SUPPORTED else ["begun", "fsync"]
     assert order[: order.index("fsync") + 1] == expected and order.count("begun") == 1
     assert set(order[order.index("fsync") + 1 :]) <= {"LOCK_SYNC"}
     del order[:]
