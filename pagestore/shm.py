@@ -250,8 +250,14 @@ _ENTRY = struct.Struct("<QQ")
 _SETLK = getattr(fcntl, "F_OFD_SETLK", 0)
 _SETLKW = getattr(fcntl, "F_OFD_SETLKW", 0)
 _SLOT_WORDS = struct.Struct("<" + "QII" * SLOTS)
+# What a sync in sole mode reads (``begin_alone``), bytes [128, 320): the words of ``_SYNC_WORDS``, 16
+# unused bytes, then each slot's record word (its salt and zero skipped).
+_ALONE_WORDS = struct.Struct("<QIIIIIIQII16x" + "Q8x" * SLOTS)
 _SYNC_LOCK = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, LOCK_SYNC, 1, 0)
 _SYNC_UNLOCK = _FLOCK.pack(fcntl.F_UNLCK, os.SEEK_SET, LOCK_SYNC, 1, 0)
+# LOCK_WRITERS (on the data file) turned exclusive and back: a sync in sole mode (``DataLock.try_sole``)
+_WRITERS_EXCLUSIVE = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, LOCK_BASE + 1, 1, 0)
+_WRITERS_SHARED = _FLOCK.pack(fcntl.F_RDLCK, os.SEEK_SET, LOCK_BASE + 1, 1, 0)
 
 #: Whether this platform has the locks the shared index needs (open-file-description
 #: locks: Linux). Elsewhere a store is used by one process at a time, as before.
@@ -412,16 +418,25 @@ class DataLock:
         if file is None:
             return False
         try:
+            fd = getattr(file, "fd", None)
+            if type(fd) is int and fd >= 0 and _SETLK:
+                fcntl.fcntl(fd, _SETLK, _WRITERS_EXCLUSIVE)  # ``try_lock_range``, its argument packed once
+                return True
             return file.try_lock_range(LOCK_WRITERS, exclusive=True)
         except OSError as exc:
-            if exc.errno == errno.EBADF:
+            if exc.errno in (errno.EBADF, errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 return False
             raise
 
     def end_sole(self) -> None:
         """end_sole turns LOCK_WRITERS back to shared (``try_sole``); a downgrade never waits."""
         file = self.file
-        if file is not None:
+        if file is None:
+            return
+        fd = getattr(file, "fd", None)
+        if type(fd) is int and fd >= 0 and _SETLK:
+            fcntl.fcntl(fd, _SETLK, _WRITERS_SHARED)
+        else:
             file.lock_range(LOCK_WRITERS)
 
     def identity(self) -> Tuple[int, int]:
@@ -632,11 +647,32 @@ class SharedIndex:
         self._claimed.add(i)
         return i
 
-    def home_slot(self) -> int:
-        """home_slot: the slot a sync in sole mode records itself in (``WAL._sync_alone``), with no lock
-        taken: no other writer has the store open then (its record set under a free lock is what
-        a process killed in its sync leaves, which is what it then is)."""
-        return self._first_slot
+    def begin_alone(self, salt: int, seen: int, low: int) -> Optional[Tuple[int, int]]:
+        """begin_alone: step S2-S3 of a sync in sole mode (``WAL._sync_alone``; no other writer has the
+        store open, so no lock is taken): in one read of the words and the slots, None when the
+        unsynced word is set, ``failures`` is not ``seen`` or a slot's record is set (a sync died:
+        the rounds are to make it good); else the sync is recorded in this process's slot (*from*:
+        the durable word's end if it is of ``salt``, else ``low``; *covers* 0) and
+        (slot, durable end of ``salt`` or 0) returned, for ``end_alone``."""
+        mm = self.map
+        assert mm is not None
+        w = _ALONE_WORDS.unpack_from(mm, UNSYNCED_OFFSET)
+        if w[0] or w[5] != seen or any(w[10:]):
+            return None
+        durable = w[7] if w[8] == salt else 0
+        i = self._first_slot
+        self.set_slot(i, salt, durable or low)
+        return i, durable
+
+    def end_alone(self, i: int, salt: int, durable: int, end: int) -> None:
+        """end_alone: the sync in sole mode recorded in slot ``i`` (``begin_alone``) returned success:
+        its record is cleared and the durable word (``durable``, as ``begin_alone`` read it) goes up
+        to ``end``, the log of ``salt``'s committed end (0: left as it is)."""
+        mm = self.map
+        assert mm is not None
+        _U64.pack_into(mm, SLOTS_OFFSET + SLOT_SIZE * i, 0)
+        if end > durable:
+            self.set_durable(salt, end, (salt, durable) if durable else None, read=False)
 
     def release_slot(self, i: int) -> None:
         """release_slot lets go of slot ``i``'s lock (held exclusively by ``claim_slot``, or shared by

@@ -977,26 +977,25 @@ class WAL:
         if not sole.enter():
             return False
         try:
-            from_word, _, failures, durable_end, durable_salt = shm.sync_words()
-            if from_word or failures != self._failures_seen or shm.busy_slots():
-                return False
-            file = self.file
-            assert file is not None
             end, tail, salt = self.committed_end, self.end, self.salt
-            mine = durable_end and durable_salt == salt
-            low = durable_end if mine else self._durable_end
-            if not (mine and durable_end >= tail):  # else another process's sync, before, covered it
-                slot = shm.home_slot()
-                shm.set_slot(slot, salt, low)
+            begun_at = shm.begin_alone(salt, self._failures_seen, self._durable_end)
+            if begun_at is None:
+                return False
+            slot, durable = begun_at
+            if durable < tail:  # else another process's sync, before, made these frames durable
+                file = self.file
+                assert file is not None
                 try:
                     if begun is not None:
                         begun()
                     file.sync()
                 except OSError as exc:
                     # Step 4 of a failed round: the next sync, here or in another process, writes
-                    # the log again from ``low``; the record goes last (a kill before leaves it set:
-                    # a dead sync, counted as failed, the same).
-                    shm.mark_unsynced(salt, low)
+                    # the log again from the record's *from*; the record goes last (a kill before
+                    # leaves it set: a dead sync, counted as failed, the same).
+                    rec = shm.slot(slot)
+                    assert rec is not None
+                    shm.mark_unsynced(salt, rec[1])
                     shm.bump(FAILURES_OFFSET, 0)
                     shm.clear_slot(slot)
                     self._sync_failed = exc
@@ -1004,11 +1003,11 @@ class WAL:
                 except BaseException:
                     shm.clear_slot(slot)  # a Ctrl-C: no fsync failed, nothing acknowledged
                     raise
-                shm.clear_slot(slot)
-                if tail == end:
-                    shm.set_durable(salt, end)
+                shm.end_alone(slot, salt, durable, end if tail == end else 0)
                 self.syncs += 1
                 self.sole_syncs += 1
+            else:
+                shm.clear_slot(slot)
             self._synced_appends = n
             self._durable_end = max(self._durable_end, end)
             return True

@@ -205,13 +205,12 @@ def sync(self):
             raise OSError(errno.EIO, "injected")
     real_sync(self)
 fileio.File.sync = sync
-real_clear = shm.SharedIndex.clear_slot
 if stage == "before_record":
     shm.SharedIndex.set_slot = die
 elif stage == "after_fsync":
-    shm.SharedIndex.clear_slot = die
+    shm.SharedIndex.end_alone = die
 elif stage == "after_clear":
-    shm.SharedIndex.set_durable = die
+    shm.SharedIndex.set_durable = die  # in end_alone, after the record is cleared
 elif stage == "fsync_fails":
     shm.SharedIndex.bump = die  # between the unsynced word and the failure count
 elif stage == "before_leave":
