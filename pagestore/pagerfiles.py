@@ -36,6 +36,36 @@ if TYPE_CHECKING:
     from .pagecache import _Frame
 
 
+class _SoleWriter:
+    """_SoleWriter is a writer's proof, for one sync of its log, that no other writer has the store
+    open (``wal.SoleLock``; ``WAL._sync_alone``): its data file lock's LOCK_WRITERS turned
+    exclusive for the sync (``DataLock.try_sole``), or, for a writer that does not take turns
+    (an exclusive ``flock`` on the data file, which no other writer can share), no call at all."""
+
+    __slots__ = ("_files", "_held")
+
+    def __init__(self, files: "PagerFiles") -> None:
+        self._files = files
+        self._held: Optional[DataLock] = None  # the lock ``enter`` turned exclusive (``adopt`` may replace the pager's)
+
+    def enter(self) -> bool:
+        files = self._files
+        lock = files._data_lock
+        if lock is None:
+            return False
+        if not files.turns:
+            return True
+        if not lock.try_sole():
+            return False
+        self._held = lock
+        return True
+
+    def leave(self) -> None:
+        lock, self._held = self._held, None
+        if lock is not None:
+            lock.end_sole()
+
+
 class PagerFiles:
     """PagerFiles opens a pager's files (see the module docstring); ``Pager`` is its one subclass."""
 
@@ -125,7 +155,7 @@ class PagerFiles:
         if not readonly and self._data_lock is not None:
             self.sharing = shared_log.open_index_for_writer(path, self.page_size, disk_meta.file_id, self, self.readers)
             self._claim_name()
-            self.sharing.attach(self.wal)
+            self.sharing.attach(self.wal, _SoleWriter(self))
             if self.turns:
                 if not self._first_turn():
                     # Another writer is in its turn: join without recovering (its log is whole and
@@ -525,7 +555,7 @@ class PagerFiles:
         self.checkpointer.forget()
         if self.sharing is not None:
             self.sharing.set_file_id(meta.file_id)
-            self.sharing.attach(self.wal)
+            self.sharing.attach(self.wal, _SoleWriter(self))
             self._publish()
         self._remap()
 

@@ -201,9 +201,10 @@ class SharedLog:
 
     # ---- a writer ----
 
-    def attach(self, wal: Any) -> None:
-        """attach has the writer's log record each frame it appends in the shared index."""
-        wal.record_frames_in(self.index)
+    def attach(self, wal: Any, sole: Any = None) -> None:
+        """attach has the writer's log record each frame it appends in the shared index; ``sole``: the
+        writer's proof that it is the only one (``WAL.record_frames_in``)."""
+        wal.record_frames_in(self.index, sole)
 
     def recover(self, wal: Any, generation: int, backfilled: int = 0, *, alone: bool = False) -> None:
         """recover scans the writer's log at open (``WAL.recover``) and rebuilds the index from it,

@@ -102,7 +102,9 @@ commit shares one across threads). A sync whose frames lie below a busy slot's *
 (a sync of another process, begun after they were published) rides on it (``WAL._ride``):
 it waits for that sync's outcome and for every sync busy after it, and acknowledges if
 that fsync returned success (the record cleared, *covers* kept) and nothing failed meanwhile,
-with no fsync of its own. A writer taking its turn writes again from
+with no fsync of its own. The only writer with the store open syncs in sole mode (``WAL._sync_alone``):
+LOCK_WRITERS exclusive across the sync keeps every other writer out, so the words are its
+alone and it records its sync in a slot without the slot's lock or LOCK_SYNC. A writer taking its turn writes again from
 ``unsynced`` at once (``WAL.repair``), refusing if frames
 that were published no longer read back (readers.py). Readers ignore the words;
 a version-2 index without them reads as zero (nothing unsynced, no slot busy).
@@ -132,7 +134,9 @@ never blocks anyone for long)
                            exclusively is alone, and may remove the log and this
                            file at close (an opener waits for it meanwhile)
     data   LOCK_WRITERS    shared by every writer that takes turns (issue 26), for its
-                           open's life
+                           open's life, taken before its open touches the log; exclusive
+                           by the only writer across one sync of its log in sole mode
+                           (docs/format.md, "Sole mode"; ``DataLock.try_sole``)
     data   LOCK_CREATE     exclusive while a writer that takes turns writes the header of
                            a new, empty data file (two opening it at once write one)
     data   LOCK_NAMES + n  shared by every open that uses a shared index, for its life: byte
@@ -246,8 +250,14 @@ _ENTRY = struct.Struct("<QQ")
 _SETLK = getattr(fcntl, "F_OFD_SETLK", 0)
 _SETLKW = getattr(fcntl, "F_OFD_SETLKW", 0)
 _SLOT_WORDS = struct.Struct("<" + "QII" * SLOTS)
+# What a sync in sole mode reads (``begin_alone``), bytes [128, 320): the words of ``_SYNC_WORDS``, 16
+# unused bytes, then each slot's record word (its salt and zero skipped).
+_ALONE_WORDS = struct.Struct("<QIIIIIIQII16x" + "Q8x" * SLOTS)
 _SYNC_LOCK = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, LOCK_SYNC, 1, 0)
 _SYNC_UNLOCK = _FLOCK.pack(fcntl.F_UNLCK, os.SEEK_SET, LOCK_SYNC, 1, 0)
+# LOCK_WRITERS (on the data file) turned exclusive and back: a sync in sole mode (``DataLock.try_sole``)
+_WRITERS_EXCLUSIVE = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, LOCK_BASE + 1, 1, 0)
+_WRITERS_SHARED = _FLOCK.pack(fcntl.F_RDLCK, os.SEEK_SET, LOCK_BASE + 1, 1, 0)
 
 #: Whether this platform has the locks the shared index needs (open-file-description
 #: locks: Linux). Elsewhere a store is used by one process at a time, as before.
@@ -397,6 +407,37 @@ class DataLock:
         """share turns an exclusive lock (``try_exclusive``) back into a shared one."""
         assert self.file is not None
         self.file.lock_range(LOCK_DMS)
+
+    def try_sole(self) -> bool:
+        """try_sole turns this open's LOCK_WRITERS (held shared, ``hold``) exclusive without waiting:
+        True when no other writer has the store open, and then none opens it (each waits at
+        ``hold``) until ``end_sole``: the log's sync in sole mode (docs/format.md, "Sole
+        mode"). False when another open holds it, or this one is closed or read-only. On
+        failure the shared lock stays as it was (a refused conversion changes nothing)."""
+        file = self.file
+        if file is None:
+            return False
+        try:
+            fd = getattr(file, "fd", None)
+            if type(fd) is int and fd >= 0 and _SETLK:
+                fcntl.fcntl(fd, _SETLK, _WRITERS_EXCLUSIVE)  # ``try_lock_range``, its argument packed once
+                return True
+            return file.try_lock_range(LOCK_WRITERS, exclusive=True)
+        except OSError as exc:
+            if exc.errno in (errno.EBADF, errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                return False
+            raise
+
+    def end_sole(self) -> None:
+        """end_sole turns LOCK_WRITERS back to shared (``try_sole``); a downgrade never waits."""
+        file = self.file
+        if file is None:
+            return
+        fd = getattr(file, "fd", None)
+        if type(fd) is int and fd >= 0 and _SETLK:
+            fcntl.fcntl(fd, _SETLK, _WRITERS_SHARED)
+        else:
+            file.lock_range(LOCK_WRITERS)
 
     def identity(self) -> Tuple[int, int]:
         """identity: (device, inode) of the file locked, to tell whether its path still names it."""
@@ -605,6 +646,33 @@ class SharedIndex:
         lock(self.fd, LOCK_SLOT + i, 1, exclusive=True)
         self._claimed.add(i)
         return i
+
+    def begin_alone(self, salt: int, seen: int, low: int) -> Optional[Tuple[int, int]]:
+        """begin_alone: step S2-S3 of a sync in sole mode (``WAL._sync_alone``; no other writer has the
+        store open, so no lock is taken): in one read of the words and the slots, None when the
+        unsynced word is set, ``failures`` is not ``seen`` or a slot's record is set (a sync died:
+        the rounds are to make it good); else the sync is recorded in this process's slot (*from*:
+        the durable word's end if it is of ``salt``, else ``low``; *covers* 0) and
+        (slot, durable end of ``salt`` or 0) returned, for ``end_alone``."""
+        mm = self.map
+        assert mm is not None
+        w = _ALONE_WORDS.unpack_from(mm, UNSYNCED_OFFSET)
+        if w[0] or w[5] != seen or any(w[10:]):
+            return None
+        durable = w[7] if w[8] == salt else 0
+        i = self._first_slot
+        self.set_slot(i, salt, durable or low)
+        return i, durable
+
+    def end_alone(self, i: int, salt: int, durable: int, end: int) -> None:
+        """end_alone: the sync in sole mode recorded in slot ``i`` (``begin_alone``) returned success:
+        its record is cleared and the durable word (``durable``, as ``begin_alone`` read it) goes up
+        to ``end``, the log of ``salt``'s committed end (0: left as it is)."""
+        mm = self.map
+        assert mm is not None
+        _U64.pack_into(mm, SLOTS_OFFSET + SLOT_SIZE * i, 0)
+        if end > durable:
+            self.set_durable(salt, end, (salt, durable) if durable else None, read=False)
 
     def release_slot(self, i: int) -> None:
         """release_slot lets go of slot ``i``'s lock (held exclusively by ``claim_slot``, or shared by

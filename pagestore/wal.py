@@ -79,7 +79,7 @@ import threading
 from array import array
 from bisect import bisect_left
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Set, Tuple, Union
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Protocol, Sequence, Set, Tuple, Union
 
 from . import fileio
 from . import _native
@@ -88,6 +88,17 @@ from .errors import CorruptionError, VersionMismatchError
 from .interrupts import run_through
 
 from .shm import FAILURES_OFFSET
+
+class SoleLock(Protocol):
+    """SoleLock: how a writer proves, for one sync of its log, that no other writer has the store
+    open (``WAL._sync_alone``; the pager's LOCK_WRITERS, shm.py ``DataLock.try_sole``)."""
+
+    def enter(self) -> bool:
+        """enter: True when no other writer has the store open, and none can open it until ``leave``."""
+
+    def leave(self) -> None:
+        """leave ends what ``enter`` began (others may open the store again)."""
+
 
 if TYPE_CHECKING:  # pragma: no cover
     from .shm import SharedIndex
@@ -269,6 +280,8 @@ class WAL:
         #: syncs of the log found done by another process's sync (shm.py's ``durable``)
         self.shared_syncs = 0
         self.rides = 0  # syncs that waited for another's fsync instead of their own (``_ride``)
+        #: syncs made in sole mode (``_sync_alone``: no other writer had the store open)
+        self.sole_syncs = 0
         # Where the bytes a sync has made durable end, in this generation (a committed end:
         # no writer ever writes below it again). Before each sync the shared index is told
         # that the log may be unwritten from there (``SharedIndex.mark_unsynced``): if the
@@ -279,6 +292,8 @@ class WAL:
         self.allocated = 0  # bytes the log file holds (frames in use and zeros beyond)
         #: the shared index (shm.py) the writer records each frame's page number in, or None
         self.shm: Optional["SharedIndex"] = None
+        # the writer's proof that no other writer has the store open (``_sync_alone``), or None
+        self._sole: Optional[SoleLock] = None
         #: the page number and offset of every frame of this generation, in log order (the writer's)
         self.frame_pgnos: List[int] = []
         self.frame_offsets: List[int] = []
@@ -937,10 +952,69 @@ class WAL:
             OSError: the sync failed, or the frames to write again no longer read back whole
                 (EIO); either way every later sync refuses (``_sync_failed``).
         """
+        sole = self._sole
+        if sole is not None and self._sync_alone(n, shm, sole, begun):
+            return
         if self._ride(n, shm, begun):
             return
         while not self._sync_round(n, shm, begun, "sync"):
             pass
+
+    def _sync_alone(self, n: int, shm: "SharedIndex", sole: "SoleLock", begun: Optional[Callable[[], None]]) -> bool:
+        """_sync_alone is ``sync`` in sole mode (docs/format.md, "Sole mode"): while ``sole.enter``
+        holds (LOCK_WRITERS exclusive: no other writer has the store open, and none opens it
+        until ``sole.leave``), no other process writes, syncs or reads the words of "Unsynced",
+        so the round's slot lock and LOCK_SYNC prove nothing more: the record in a slot (a
+        process killed in the fsync leaves it, counted as a failed sync as any), the fsync,
+        and the outcome, with no lock call but the two of ``sole``. False (nothing done):
+        another writer has the store open, or the words say a failure or a dead sync is to be
+        made good first (the rounds do that, writing again). A failure is recorded as a
+        round's step 4 records it, and poisons.
+
+        Raises:
+            OSError: the fsync failed (``_sync_failed`` keeps it; every later sync refuses).
+        """
+        if not sole.enter():
+            return False
+        try:
+            end, tail, salt = self.committed_end, self.end, self.salt
+            begun_at = shm.begin_alone(salt, self._failures_seen, self._durable_end)
+            if begun_at is None:
+                return False
+            slot, durable = begun_at
+            if durable < tail:  # else another process's sync, before, made these frames durable
+                file = self.file
+                assert file is not None
+                try:
+                    if begun is not None:
+                        begun()
+                    file.sync()
+                except OSError as exc:
+                    # Step 4 of a failed round: the next sync, here or in another process, writes
+                    # the log again from the record's *from*; the record goes last (a kill before
+                    # leaves it set: a dead sync, counted as failed, the same).
+                    rec = shm.slot(slot)
+                    assert rec is not None
+                    shm.mark_unsynced(salt, rec[1])
+                    shm.bump(FAILURES_OFFSET, 0)
+                    shm.clear_slot(slot)
+                    self._sync_failed = exc
+                    raise
+                except BaseException:
+                    shm.clear_slot(slot)  # a Ctrl-C: no fsync failed, nothing acknowledged
+                    raise
+                shm.end_alone(slot, salt, durable, end if tail == end else 0)
+                self.syncs += 1
+                self.sole_syncs += 1
+            else:
+                shm.clear_slot(slot)
+            self._synced_appends = n
+            self._durable_end = max(self._durable_end, end)
+            return True
+        finally:
+            cut = run_through(sole.leave)
+            if cut is not None:
+                raise cut
 
     def _ride(self, n: int, shm: "SharedIndex", begun: Optional[Callable[[], None]]) -> bool:
         """_ride: a sync in another process (or on another thread), begun after this process's frames
@@ -1255,11 +1329,14 @@ class WAL:
         del self.frame_pgnos[self.committed_frames :]
         del self.frame_offsets[self.committed_frames :]
 
-    def record_frames_in(self, shared: "Optional[SharedIndex]") -> None:
+    def record_frames_in(self, shared: "Optional[SharedIndex]", sole: "Optional[SoleLock]" = None) -> None:
         """record_frames_in has the writer record each frame it appends in ``shared`` (readers.py), or stop (None).
         Failed syncs counted there before now concern no frame of this log's (one not yet
-        made good is the unsynced word's, which the next sync reads: ``_sync_shared``)."""
+        made good is the unsynced word's, which the next sync reads: ``_sync_shared``).
+        ``sole``: how the writer proves, for one sync, that no other writer has the store
+        open (``_sync_alone``); None: every sync runs the rounds beside other processes."""
         self.shm = shared
+        self._sole = sole if shared is not None else None
         if shared is not None:
             self._failures_seen = shared.word(FAILURES_OFFSET)
 

@@ -813,7 +813,7 @@ def test_an_interrupt_at_the_release_of_a_transactions_write_lock_lets_it_go(tmp
 
 def test_an_interrupt_as_a_durable_commits_sync_ends_loses_no_later_put(tmp_path, monkeypatch):
     """A Ctrl-C as a bulk write's commit (synced inside the lock: ``WAL.commit`` with ``durable``)
-    lets LOCK_SYNC go, its sync done: the log undid the commit in memory, but the shared
+    lets LOCK_SYNC (in sole mode, LOCK_WRITERS's exclusive hold) go, its sync done: the log undid the commit in memory, but the shared
     index's durable word already covered its frames. The next put wrote its frames over them
     and its sync found them "made durable by another process's sync" and skipped the fsync:
     the put was acknowledged, and a power cut lost it. The interrupted commit now stays (its
@@ -823,6 +823,8 @@ def test_an_interrupt_as_a_durable_commits_sync_ends_loses_no_later_put(tmp_path
     disk, path, db = _disk_store(tmp_path, 7)
     armed = [False]
     _interrupt_at_start(monkeypatch, shm.SharedIndex, "unlock_sync", armed)
+    # The only writer syncs in sole mode: there, as its sync ends it lets LOCK_WRITERS back to shared.
+    _interrupt_at_start(monkeypatch, shm.DataLock, "end_sole", armed)
     armed[0] = True
     try:
         db.put_many([(b"bulk%d" % i, b"b" * 100) for i in range(4)])

@@ -211,7 +211,8 @@ def test_puts_arriving_while_a_sync_runs_wait_for_it_and_go_in_one_commit_and_on
 
 
 def test_a_deferred_sync_says_it_has_begun_once_it_holds_lock_sync_and_right_before_the_disks_sync(tmp_path, monkeypatch):
-    """``Pager.sync(upto, begun)`` calls ``begun`` after LOCK_SYNC's fcntl (which lets the GIL go)
+    """``Pager.sync(upto, begun)`` calls ``begun`` after the lock call before the fsync (LOCK_SYNC's
+    fcntl in a round; LOCK_WRITERS's ``try_sole`` alone for the only writer: either lets the GIL go)
     and right before the fdatasync, once per sync that reaches the disk, and not for a sync
     another one has made needless. (The commit queue waited for it before its next leader
     applied; since a leader waits for the running sync to end, group.py passes none.)"""
@@ -223,6 +224,8 @@ def test_a_deferred_sync_says_it_has_begun_once_it_holds_lock_sync_and_right_bef
     real_fsync, real_lock = fileio.File.sync, shm.SharedIndex.lock_sync
     monkeypatch.setattr(fileio.File, "sync", lambda self: (order.append("fsync"), real_fsync(self))[1])
     monkeypatch.setattr(shm.SharedIndex, "lock_sync", lambda self: (order.append("LOCK_SYNC"), real_lock(self))[1])
+    real_sole = shm.DataLock.try_sole
+    monkeypatch.setattr(shm.DataLock, "try_sole", lambda self: (order.append("sole"), real_sole(self))[1])
     pager = db._pager
     with db.transaction() as t:  # a commit whose sync is run below, by hand
         t[b"b"] = b"2"
@@ -233,8 +236,9 @@ def test_a_deferred_sync_says_it_has_begun_once_it_holds_lock_sync_and_right_bef
     assert owed and not pager.synced_through(owed[0])
     del order[:]
     pager.sync(owed[0], lambda: order.append("begun"))
-    expected = ["LOCK_SYNC", "begun", "fsync"] if shm.SUPPORTED else ["begun", "fsync"]
-    # (After the fsync, LOCK_SYNC again, for its outcome and for those of the syncs beside it.)
+    # The only writer: sole mode, whose one lock call before the fsync is LOCK_WRITERS's (try_sole),
+    # and none after it (no LOCK_SYNC: no other process reads the words).
+    expected = ["sole", "begun", "fsync"] if shm.SUPPORTED else ["begun", "fsync"]
     assert order[: order.index("fsync") + 1] == expected and order.count("begun") == 1
     assert set(order[order.index("fsync") + 1 :]) <= {"LOCK_SYNC"}
     del order[:]

@@ -1540,9 +1540,10 @@ def test_a_writer_killed_mid_sync_while_another_syncs(tmp_path):
     path = str(tmp_path / "k.ps")
     with pagestore.open(path) as db:
         db[b"seed"] = b"0"
+    # A writer open here (idle) keeps A out of sole mode: A's sync is a round, in a slot it locks.
+    probe = pagestore.open(path)
     a = Proc("hang", path, "hung")
     a.expect("IN_SYNC", 60)
-    probe = pagestore.open(path, readonly=True)
     index = probe._pager.sharing.index
     failures = index.word(shm.FAILURES_OFFSET)
     assert index.busy_slots(), "A's sync holds no slot"
@@ -1551,6 +1552,42 @@ def test_a_writer_killed_mid_sync_while_another_syncs(tmp_path):
     ready, _, _ = select.select([b.p.stdout], [], [], 1.5)
     assert not ready, f"B acknowledged while A's sync ran: {b.p.stdout.readline()!r}"
     a.kill()
+    b.expect("PUT", 30)
+    b.finish()
+    assert index.word(shm.FAILURES_OFFSET) == failures + 1, "A's unfinished sync was not counted as failed"
+    assert index.unsynced() is None and not index.busy_slots()
+    probe.close()
+    with pagestore.open(path) as c:
+        assert c[b"after"] == b"2" and c[b"hung"] == b"1" and c[b"base"] == b"1"
+        c.check()
+
+
+def test_a_sole_writer_killed_mid_sync_keeps_a_new_writer_out_then_counts_as_failed(tmp_path):
+    """Sole mode (docs/format.md): A is the only writer, so its sync holds LOCK_WRITERS exclusively
+    and records itself in a slot with no slot lock and no LOCK_SYNC. A is killed (SIGKILL) inside
+    that fdatasync. B, a writer opening meanwhile, must not get in while A's sync runs (its open
+    waits at LOCK_WRITERS: no START); once A is dead, B's open finds A's record under a free lock,
+    counts it as a failed sync (the failure count goes up), writes the log again from where it
+    says and syncs before it builds on it. A third open finds every commit and a clean store."""
+    import select
+
+    path = str(tmp_path / "k.ps")
+    with pagestore.open(path) as db:
+        db[b"seed"] = b"0"
+    a = Proc("hang", path, "hung")
+    a.expect("IN_SYNC", 60)
+    probe = pagestore.open(path, readonly=True)  # a reader: it takes no LOCK_WRITERS
+    index = probe._pager.sharing.index
+    failures = index.word(shm.FAILURES_OFFSET)
+    assert index.busy_slots(), "A's sole sync left no record in a slot"
+    slot = index.busy_slots()[0]
+    assert shm.try_lock(index.fd, shm.LOCK_SLOT + slot, 1), "a sole sync takes no slot lock"
+    shm.unlock(index.fd, shm.LOCK_SLOT + slot, 1)
+    b = Proc("put", path, "after")
+    ready, _, _ = select.select([b.p.stdout], [], [], 1.5)
+    assert not ready, f"B opened while A's sole sync ran: {b.p.stdout.readline()!r}"
+    a.kill()
+    b.expect("START", 30)
     b.expect("PUT", 30)
     b.finish()
     assert index.word(shm.FAILURES_OFFSET) == failures + 1, "A's unfinished sync was not counted as failed"

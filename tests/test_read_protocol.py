@@ -132,7 +132,7 @@ class FakeLog:
         self.file: Optional[object] = object()
 
     # the writer's side
-    def record_frames_in(self, shared: object) -> None:
+    def record_frames_in(self, shared: object, sole: object = None) -> None:
         self.recorded = shared
 
     def recover(self, generation: int) -> None:
