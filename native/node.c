@@ -48,21 +48,25 @@ static int open_node(const uint8_t *page, uint32_t page_size, node_t *n) {
     return PS_OK;
 }
 
-/* record: slot i's bytes, bounds-checked, and at least `min` long. */
-/* prefetch_slots: asks for every cache line of the slot array at once. A binary search's probes
-** are a chain of dependent memory reads on a page not in the CPU's caches (a slot, then the key
-** it points at); the slots of a few probes lie in different lines of the array, so fetching the
-** whole array side by side takes those misses off the chain. A hint: it reads nothing C acts on,
-** and open_node bounded the array within the page. */
-static void prefetch_slots(const node_t *n) {
+/* prefetch_node: asks for every cache line of the node at once: the slot array and the records
+** (from `upper` to the page's end). A binary search's probes are a chain of dependent memory reads
+** on a page not in the CPU's caches (a slot, then the key it points at, then the next slot...):
+** about eight misses one after another for a leaf of a hundred entries. Fetched side by side,
+** the page's lines arrive in the time of a few misses, and the search runs on lines at hand
+** (bench/read_prefetch.py, 200k records: a random leaf search cost 0.71x-0.95x of the slots-only
+** prefetch's, a whole get 0.88x-0.98x). A hint: it reads nothing C acts on, and open_node
+** bounded the slot array and `upper` within the page. */
+static void prefetch_node(const node_t *n) {
 #if defined(__GNUC__) || defined(__clang__)
     const uint8_t *s = n->page + PS_HEADER_SIZE, *end = s + (size_t)n->nslots * PS_SLOT_SIZE;
     for (; s < end; s += 64) __builtin_prefetch(s);
+    for (uint32_t at = n->upper & ~63u; at < n->page_size; at += 64) __builtin_prefetch(n->page + at);
 #else
     (void)n;
 #endif
 }
 
+/* record: slot i's bytes, bounds-checked, and at least `min` long. */
 static int record(const node_t *n, uint32_t i, uint32_t min, const uint8_t **p, uint32_t *len) {
     const uint8_t *s = n->page + PS_HEADER_SIZE + (size_t)i * PS_SLOT_SIZE;
     uint32_t off = get16(s), l = get16(s + 2);
@@ -103,7 +107,7 @@ int ps_node_search(const uint8_t *page, uint32_t page_size, const uint8_t *key, 
     uint32_t nkeys = n.leaf ? n.nslots : n.nslots - 1;
     uint32_t lo = 0, hi = nkeys;
     uint8_t equal = 0;
-    prefetch_slots(&n);
+    prefetch_node(&n);
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
         const uint8_t *k;

@@ -74,6 +74,7 @@ from .treecheck import check_tree
 __all__ = ["BTree", "Rid", "max_key_len"]
 
 _fast = _native.fast
+_node_child = _fast.node_child
 
 
 def _first(keys: List[bytes], key: object) -> int:
@@ -124,12 +125,17 @@ class BTree:
     def get(self, key: bytes) -> Optional[Rid]:
         """get returns the rid stored under ``key``, or None. O(log n).
 
-        The descent (``_descend``'s, inline) bisects internal nodes in their decoded
-        form, which the node cache keeps once a get has met it (counted in the
-        cache's budget; a read neither moves it in the LRU nor tests it
-        against the log: every change to a cached node replaces or forgets its
-        entry). A leaf not in the cache whose newest image is in the data
-        file is searched in place in the map, one C call that returns the rid
+        The descent (``_descend``'s, inline) searches each internal node in the
+        page image its cache entry keeps while the node is clean (one C call;
+        bisecting the decoded keys instead cost 1.1x-1.3x as much per get over
+        200k records: the keys are objects all over the heap, the image one
+        block), or bisects the decoded form of a dirty one. The node cache keeps
+        internal nodes decoded once a get has met them (counted in the cache's
+        budget, the image as one page more); a read neither moves them in the
+        LRU nor tests them against the log: every change to a cached node
+        replaces or forgets its entry, or marks it dirty, which drops its image.
+        A leaf not in the cache whose newest image is in the data file is
+        searched in place in the map, one C call that returns the rid
         (``MapCalls.leaf_get``); any other leaf comes through the cache (a raw
         leaf found there is not moved in its LRU either).
         """
@@ -143,14 +149,22 @@ class BTree:
         cache = self.nodes
         lru = cache.lru
         # _descend's loop for a get (no path, nothing moved), inline: the hottest read pays
-        # one Python frame less; a node not cached decoded goes the general way.
+        # one Python frame less. A clean internal node is searched in its page image, one C
+        # call; a dirty one bisected in its decoded form; a node not cached decoded goes the
+        # general way.
         for level in range(meta.tree_height - 1):
             entry = lru.get(pgno)
-            node = None if entry is None else entry.node
-            if node is None or node.leaf:
-                pgno = self._descend(key, None, bisect_right, pgno, meta.tree_height - 1 - level)
-                break
-            pgno = node.vals[bisect_right(node.keys, key)]
+            if entry is not None:
+                image = entry.image
+                if image is not None:
+                    pgno = _node_child(image, key, pgno)
+                    continue
+                node = entry.node
+                if node is not None and not node.leaf:
+                    pgno = node.vals[bisect_right(node.keys, key)]
+                    continue
+            pgno = self._descend(key, None, bisect_right, pgno, meta.tree_height - 1 - level)
+            break
         entry = lru.get(pgno)
         if entry is None:
             if pager.map is not None and pgno not in pager.overlaid:

@@ -635,3 +635,30 @@ def test_a_delete_that_underfills_a_raw_leaf_rebalances_it():
     assert pager.meta.tree_height >= 2 and underfilled >= 3
     assert dict(tree.entries()) == want
     tree.check()
+
+
+def test_gets_between_splits_read_dirty_internal_nodes_then_their_images():
+    """A get descends a clean internal node through its page image and a dirty one through its
+    lists: gets between the puts of one transaction (splits changing internal nodes not yet
+    built) and after the flush (images again) answer as the model does."""
+    pager = MemoryPager(512)
+    tree = BTree(pager, node_cache=4096)
+    rng = random.Random(11)
+    model = {}
+    for round_ in range(6):
+        for _ in range(400):
+            k = rng.randbytes(rng.randint(1, 24))
+            model[k] = (rng.randrange(1, 1 << 32), rng.randrange(1 << 16))
+            tree.put(k, model[k])
+            probe = rng.choice(list(model))
+            assert tree.get(probe) == model[probe]
+        tree.flush()
+        entries = tree.nodes.lru.values()
+        images = [e for e in entries if e.image is not None]
+        assert images and all(not e.leaf for e in images)
+        assert len(images) == sum(1 for e in entries if e.node is not None and not e.leaf)
+        for k in rng.sample(list(model), 300):
+            assert tree.get(k) == model[k]
+        assert tree.get(b"\xff" * 30) is None
+        tree.check()
+    assert pager.meta.tree_height >= 3

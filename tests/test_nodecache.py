@@ -126,3 +126,48 @@ def test_check_catches_broken_bookkeeping() -> None:
     cache.dirty.add(p)  # dirty but raw
     with pytest.raises(AssertionError, match="dirty page"):
         cache.check()
+
+
+def _internal(pager: MemoryPager, children: List[int]) -> int:
+    page = pager.allocate(fmt.PAGE_INTERNAL)
+    nodes.build(page, page.pgno, False, [b"k%d" % i for i in range(1, len(children))], children)
+    return page.pgno
+
+
+def test_a_clean_internal_node_keeps_its_page_image_until_it_changes() -> None:
+    """A decoded internal node keeps the bytes it came from (a get's descent searches them in C)
+    while clean: counted as one page more, dropped by mark_dirty, the built bytes kept by flush;
+    check() compares the image with the node. A decoded leaf keeps none."""
+    pager = MemoryPager(512)
+    leaves = _leaves(pager, 3)
+    p = _internal(pager, leaves)
+    cache = NodeCache(pager, 20)
+    node = cache.load(p)
+    e = cache.lru[p]
+    assert e.image is not None and decode(p, e.image).vals == leaves == node.vals
+    assert cache.weight == DECODED_WEIGHT + 1
+    cache.check()
+    node.keys.append(b"z")
+    node.vals.append(leaves[0])
+    cache.mark_dirty(node)
+    assert e.image is None and cache.weight == DECODED_WEIGHT
+    cache.check()
+    cache.flush()
+    assert e.image is not None and decode(p, e.image).keys == [b"k1", b"k2", b"z"]
+    assert cache.weight == DECODED_WEIGHT + 1 and e.node is node
+    cache.check()
+    cache.load(leaves[0])
+    assert cache.lru[leaves[0]].image is None
+    cache.forget([p])
+    assert cache.weight == DECODED_WEIGHT and cache.check()["entries"] == 1
+
+
+def test_check_catches_an_image_that_disagrees_with_its_node() -> None:
+    pager = MemoryPager(512)
+    leaves = _leaves(pager, 3)
+    p = _internal(pager, leaves)
+    cache = NodeCache(pager, 20)
+    node = cache.load(p)
+    node.keys[0] = b"k0"  # changed without mark_dirty: the image no longer says what the node holds
+    with pytest.raises(AssertionError, match="image and node disagree"):
+        cache.check()

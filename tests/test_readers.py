@@ -826,3 +826,41 @@ def test_the_log_shrinks_at_the_first_write_after_the_last_reader_lets_go(tmp_pa
         db[b"after"] = b"1"
         assert log_size(db) < 64 * 1024, log_size(db)
         db.check()
+
+
+def test_a_reader_descends_internal_nodes_the_writer_split_since_its_last_read(tmp_path, peers):
+    """A reader's gets search the page images of the internal nodes it cached (issue 22); the
+    writer in another process then splits and merges those nodes: the reader's next gets and
+    get_many see the new tree, not the images it kept."""
+    path = str(tmp_path / "db")
+    rng = random.Random(5)
+    model = {}
+    big = 1 << 30  # no checkpoint: the reader follows each commit's changed pages (forget), not a reset
+    with Store(path, wal_limit=big, sync=False, page_size=512) as db:
+        for _ in range(2):
+            batch = {rng.randbytes(rng.randint(4, 20)): rng.randbytes(rng.randint(0, 40)) for _ in range(1500)}
+            db.update(batch)
+            model.update(batch)
+        assert db.stats()["tree_height"] >= 3
+        r = Peer(path, readonly=True, wal_limit=big)
+        peers.append(r)
+        assert r.error is None, r.opened
+        keys = list(model)
+        for k in rng.sample(keys, 40):
+            assert r.get(k) == model[k]
+        for round_ in range(6):
+            for _ in range(3):  # commits of a few hundred changes: internal nodes split and merge
+                batch = {rng.randbytes(rng.randint(4, 20)): rng.randbytes(rng.randint(0, 40)) for _ in range(150)}
+                db.update(batch)
+                model.update(batch)
+                with db.transaction() as t:
+                    for k in rng.sample(list(model), 60):
+                        del t[k]
+                        del model[k]
+            probe = rng.sample(list(model), 60) + [rng.randbytes(8) for _ in range(5)]
+            for k in probe:
+                assert r.get(k) == model.get(k), (round_, k)
+            got = r.call("get_many", keys=[k.hex() for k in probe])
+            assert [None if v is None else bytes.fromhex(v) for v in got] == [model.get(k) for k in probe]
+        assert r.exit() == 0
+        db.check()
