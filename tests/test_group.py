@@ -553,6 +553,19 @@ def _held_first_sync(s: "DeferredStore", q: CommitQueue, put: Callable[[str], No
     return a, gate
 
 
+def _recording_put(q: CommitQueue, outcome: Dict[str, Any]) -> Callable[[str], None]:
+    """_recording_put: a single durable put of ``value`` through ``q`` whose outcome (its result, or
+    whatever it raised, a KeyboardInterrupt too) lands in ``outcome[value]``."""
+
+    def put(value: str) -> None:
+        try:
+            outcome[value] = q.submit(lambda: value, True)
+        except BaseException as exc:  # noqa: BLE001 - the outcome
+            outcome[value] = exc
+
+    return put
+
+
 def _wait_queued(q: CommitQueue, n: int) -> None:
     deadline = time.monotonic() + 10
     while q.queued < n and time.monotonic() < deadline:
@@ -663,12 +676,7 @@ def test_a_failed_sync_fails_every_waiter_of_its_group_with_the_same_error():
     q._owed = owed
     outcome: Dict[str, Any] = {}
 
-    def put(value: str) -> None:
-        try:
-            outcome[value] = q.submit(lambda: value, True)
-        except BaseException as exc:  # noqa: BLE001 - the outcome
-            outcome[value] = exc
-
+    put = _recording_put(q, outcome)
     a, gate = _held_first_sync(s, q, put)
     threads = [threading.Thread(target=put, args=("w%d" % t,)) for t in range(5)]
     for th in threads:
@@ -693,12 +701,7 @@ def test_a_ctrl_c_in_the_leader_waiting_for_the_released_writers_hangs_nobody(mo
     q = s.queue
     outcome: Dict[str, Any] = {}
 
-    def put(value: str) -> None:
-        try:
-            outcome[value] = q.submit(lambda: value, True)
-        except BaseException as exc:  # noqa: BLE001 - the outcome
-            outcome[value] = exc
-
+    put = _recording_put(q, outcome)
     def two_puts(t: int) -> None:
         put("%d-1" % t)
         put("%d-2" % t)
