@@ -573,6 +573,18 @@ def _wait_queued(q: CommitQueue, n: int) -> None:
     assert q.queued == n
 
 
+def _release_after_queued(q: CommitQueue, n: int, a: threading.Thread, gate: threading.Event,
+                          threads: List[threading.Thread]) -> None:
+    """_release_after_queued starts ``threads``, waits until ``n`` writes queue behind A's held sync
+    (``_held_first_sync``), lets that sync end (``gate``) and joins A and them."""
+    for th in threads:
+        th.start()
+    _wait_queued(q, n)
+    gate.set()
+    for th in [a] + threads:
+        th.join(10)
+
+
 def test_a_lone_thread_never_waits(monkeypatch):
     """A thread that finds nothing else in flight commits at once (``_direct``): it never leads a
     queue, never waits for a sync or for other writers, and each put has its own sync."""
@@ -607,12 +619,7 @@ def test_the_writers_a_sync_released_go_together_in_the_next_commit(monkeypatch)
 
     a, gate = _held_first_sync(s, q, put)
     threads = [threading.Thread(target=two_puts, args=(t,)) for t in range(4)]
-    for th in threads:
-        th.start()
-    _wait_queued(q, 4)
-    gate.set()
-    for th in [a] + threads:
-        th.join(10)
+    _release_after_queued(q, 4, a, gate, threads)
     assert sorted(outcome) == sorted(["A"] + ["%d-%d" % (t, i) for t in range(4) for i in (1, 2)])
     assert [sorted(c) for c in s.commits] == [["A"], ["%d-1" % t for t in range(4)], ["%d-2" % t for t in range(4)]]
     assert s.synced == 3
@@ -640,12 +647,7 @@ def test_a_writer_that_does_not_come_back_holds_the_next_commit_at_most_the_gap(
 
     a, gate = _held_first_sync(s, q, put)
     threads = [threading.Thread(target=stays), threading.Thread(target=put, args=("leaves",))]
-    for th in threads:
-        th.start()
-    _wait_queued(q, 2)
-    gate.set()
-    for th in [a] + threads:
-        th.join(10)
+    _release_after_queued(q, 2, a, gate, threads)
     assert len(done) == 1 and 0.1 <= done[0] < 5, done
     assert [sorted(c) for c in s.commits] == [["A"], ["leaves", "stays-1"], ["stays-2"]]
     led: List[int] = []
@@ -679,12 +681,7 @@ def test_a_failed_sync_fails_every_waiter_of_its_group_with_the_same_error():
     put = _recording_put(q, outcome)
     a, gate = _held_first_sync(s, q, put)
     threads = [threading.Thread(target=put, args=("w%d" % t,)) for t in range(5)]
-    for th in threads:
-        th.start()
-    _wait_queued(q, 5)
-    gate.set()
-    for th in [a] + threads:
-        th.join(10)
+    _release_after_queued(q, 5, a, gate, threads)
     assert outcome.pop("A") == "A"
     assert len(s.commits) == 2 and len(s.commits[1]) == 5
     assert all(err is failure for err in outcome.values()), outcome
