@@ -21,7 +21,7 @@ import pytest
 
 import pagestore
 from pagestore import shm
-from pagestore.errors import PageStoreError, StoreLockedError
+from pagestore.errors import DurabilityUnknownError, PageStoreError, StoreLockedError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,12 +30,15 @@ needs_locks = pytest.mark.skipif(not shm.SUPPORTED, reason="writers in several p
 # A writer process A that, once another writer has asked for its turn, never keeps it between
 # writes again (as for half a second after any ask), so that its log sync runs after LOCK_WRITE
 # is let go; its first sync of the log after "go" on stdin stops the whole process (SIGSTOP:
-# Ctrl-Z, a debugger, a frozen container).
+# Ctrl-Z, a debugger, a frozen container). argv[2]: what that sync does once continued: "ok"
+# (it syncs), "fail" (EIO, the pages not written: no kinder than Linux), "kill" (never
+# continued: SIGKILLed while stopped).
 _STOPPED_IN_SYNC = r"""
-import os, signal, sys
-sys.path.insert(0, sys.argv[2])
+import errno, os, signal, sys
+sys.path.insert(0, sys.argv[-1])
 import pagestore, pagestore.store
 from pagestore import fileio
+mode = sys.argv[2]
 with pagestore.open(sys.argv[1], timeout=10) as db:
     pagestore.store.KEEP_AFTER = 1e9  # once asked for its turn, it never keeps it again
     db[b"a0"] = b"1"
@@ -45,12 +48,17 @@ with pagestore.open(sys.argv[1], timeout=10) as db:
             stopped.append(1)
             print("IN_SYNC", flush=True)
             os.kill(os.getpid(), signal.SIGSTOP)
+            if mode == "fail":
+                raise OSError(errno.EIO, "Input/output error (injected)", self.path)
         real(self)
     fileio.File.sync = sync
     print("START", flush=True)
     sys.stdin.readline()
-    db[b"a1"] = b"1"
-    print("DONE", flush=True)
+    try:
+        db[b"a1"] = b"1"
+        print("DONE acknowledged", flush=True)
+    except OSError as exc:
+        print("DONE failed", exc.errno, flush=True)
 """
 
 
@@ -72,30 +80,30 @@ def _stop(pid: int) -> None:
     raise AssertionError(f"process {pid} did not stop")
 
 
-def _expect(p: "subprocess.Popen[str]", word: str) -> None:
+def _expect(p: "subprocess.Popen[str]", word: str) -> str:
     assert p.stdout is not None
     line = p.stdout.readline()
     assert line.startswith(word), (line, p.poll(), p.stderr.read() if p.poll() is not None and p.stderr else "")
+    return line
 
 
 @needs_locks
-@pytest.mark.xfail(strict=True, reason=(
-    "wal.py _sync_round step 5 (shm.wait_slot) waits without a deadline for every sync busy "
-    "beside this one: a process stopped (SIGSTOP) inside its fsync, outside its turn, holds "
-    "every other writer's durable commit for as long as it stays stopped, whatever their "
-    "timeout. The fix belongs in _sync_round (being changed): a bounded wait (F_SETLK polls "
-    "until the store's timeout, as the write lock's), then the commit raises unacknowledged"))
-def test_a_writer_stopped_in_its_log_sync_does_not_hold_anothers_put_past_its_timeout(tmp_path):
+@pytest.mark.parametrize("then", ["ok", "fail", "kill"])
+def test_a_writer_stopped_in_its_log_sync_does_not_hold_anothers_put_past_its_timeout(tmp_path, then):
     """Process A commits, lets its turn go and stops (SIGSTOP) in its fdatasync. B's put takes
     the turn, commits and syncs, then waits for A's sync to end (its failure could drop pages
     B's commit sits on). Promised: a write waits for another process no longer than its
-    ``timeout`` (then an error), never hangs. Found: B waits as long as A stays stopped (6 s
-    with timeout=1 in the run that found it; forever for a process stopped for good), and its
-    put returns only after A is continued."""
+    ``timeout`` (then an error), never hangs. Found (round 4): B waited as long as A stayed
+    stopped. Now B's put raises DurabilityUnknownError within about its timeout: written and
+    published (reads see it), not acknowledged, the store not poisoned. Then A is continued
+    and its sync succeeds (``ok``) or fails (``fail``: EIO, its pages dropped), or A is
+    SIGKILLed while stopped (``kill``): B's next durable put is acknowledged once what A's
+    outcome means is made good (written again after a failure), and a reopen finds every
+    commit B made, the unconfirmed one too."""
     path = str(tmp_path / "s.ps")
     with pagestore.open(path) as db:
         db[b"seed"] = b"0"
-    a = _child(_STOPPED_IN_SYNC, path)
+    a = _child(_STOPPED_IN_SYNC, path, then)
     out: Dict[str, Any] = {}
     try:
         _expect(a, "START")
@@ -122,14 +130,37 @@ def test_a_writer_stopped_in_its_log_sync_does_not_hold_anothers_put_past_its_ti
         t.start()
         t.join(5.0)
         stuck = t.is_alive()
-        os.kill(a.pid, signal.SIGCONT)
+        if then == "kill":
+            os.kill(a.pid, signal.SIGKILL)
+        else:
+            os.kill(a.pid, signal.SIGCONT)
         t.join(30)
-        db.close()
         assert not stuck, "B's put, timeout=1, still waits 5 s later for A's stopped sync"
+        err = out["result"]
+        assert isinstance(err, DurabilityUnknownError), err
+        assert err.path == path and "durability is not confirmed" in str(err)
+        assert 0.9 <= out["seconds"] < 4.0, out
+        assert db[b"b"] == b"1"  # written and published
+        with pagestore.open(path, readonly=True) as r:
+            assert r[b"b"] == b"1"
+        if then == "kill":
+            a.communicate(timeout=60)
+            assert a.returncode == -signal.SIGKILL
+        else:
+            line = _expect(a, "DONE")
+            assert line.split()[1] == ("acknowledged" if then == "ok" else "failed"), line
+        db[b"c"] = b"1"  # not poisoned: the next durable put goes through, acknowledged
+        db.sync()
+        db.close()
     finally:
-        os.kill(a.pid, signal.SIGCONT)
-        a.communicate(timeout=60)
-    assert a.returncode == 0
+        if a.poll() is None:
+            os.kill(a.pid, signal.SIGCONT)
+            a.communicate(timeout=60)
+    if then != "kill":
+        assert a.returncode == 0, a.stderr.read() if a.stderr else ""
+    with pagestore.open(path) as again:
+        assert again[b"b"] == b"1" and again[b"c"] == b"1" and again[b"b0"] == b"1"
+        again.check()
 
 
 @needs_locks
