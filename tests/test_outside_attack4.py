@@ -551,3 +551,79 @@ def test_the_cli_names_the_side_file_that_is_wrong(tmp_path):
             assert r.returncode == 1 and r.stderr.startswith(f"pagestore: error: {path}-wal: "), (make, args, r.stderr)
         (os.unlink if make is os.mkfifo else os.rmdir)(path + "-wal")
     assert _pagestore("get", path, "a").stdout == "1\n"
+
+
+# A writer alone with the store (so its syncs run in sole mode: LOCK_WRITERS exclusive across the
+# fdatasync, docs/format.md "Sole mode") that stops (SIGSTOP) inside its first log sync after "go".
+_SOLE_STOPPED_IN_SYNC = r"""
+import os, signal, sys
+sys.path.insert(0, sys.argv[-1])
+import pagestore
+from pagestore import fileio
+with pagestore.open(sys.argv[1], timeout=10) as db:
+    db[b"a0"] = b"1"
+    real, stopped = fileio.File.sync, []
+    def sync(self):
+        if self.path.endswith("-wal") and not stopped:
+            stopped.append(1)
+            print("IN_SYNC", flush=True)
+            os.kill(os.getpid(), signal.SIGSTOP)
+        real(self)
+    fileio.File.sync = sync
+    print("START", db._pager.wal.sole_syncs, flush=True)
+    sys.stdin.readline()
+    db[b"a1"] = b"1"
+    print("DONE", db._pager.wal.sole_syncs, flush=True)
+    sys.stdin.readline()
+"""
+
+
+@needs_locks
+def test_a_sole_writer_stopped_in_its_log_sync_does_not_hang_anothers_open(tmp_path):
+    """The only writer with the store open syncs in sole mode, holding LOCK_WRITERS exclusively
+    across its fdatasync; a writer's open takes LOCK_WRITERS shared. Found: with the sole writer
+    stopped (SIGSTOP) in that sync, another process's writable open waited as long as it stayed
+    stopped (a blocking F_OFD_SETLKW). Now the open raises StoreLockedError naming the store and
+    why within about its timeout; a readonly open goes on; once continued, the open succeeds."""
+    path = str(tmp_path / "s.ps")
+    a = _child(_SOLE_STOPPED_IN_SYNC, path)
+    out: Dict[str, Any] = {}
+    try:
+        assert int(_expect(a, "START").split()[1]) >= 1  # its syncs run in sole mode
+        assert a.stdin is not None
+        a.stdin.write("go\n")
+        a.stdin.flush()
+        _expect(a, "IN_SYNC")
+
+        def opening() -> None:
+            t0 = time.monotonic()
+            try:
+                pagestore.open(path, timeout=1.0).close()
+                out["result"] = "opened"
+            except PageStoreError as exc:
+                out["result"] = exc
+            out["seconds"] = time.monotonic() - t0
+
+        t = threading.Thread(target=opening, daemon=True)
+        t.start()
+        t.join(5.0)
+        stuck = t.is_alive()
+        with pagestore.open(path, readonly=True) as r:  # readers do not take LOCK_WRITERS
+            assert r[b"a1"] == b"1"
+        os.kill(a.pid, signal.SIGCONT)
+        t.join(30)
+        assert not stuck, "a writable open, timeout=1, still waits 5 s later for a stopped sole sync"
+        err = out["result"]
+        assert isinstance(err, StoreLockedError), err
+        assert path in str(err) and "sole mode" in str(err), err
+        assert 0.9 <= out["seconds"] < 4.0, out
+        _expect(a, "DONE")
+        with pagestore.open(path, timeout=5.0) as db:  # continued: the open goes through
+            db[b"b"] = b"1"
+            assert db[b"a1"] == b"1"
+        a.stdin.write("end\n")
+        a.stdin.flush()
+    finally:
+        os.kill(a.pid, signal.SIGCONT)
+        a.communicate(timeout=60)
+    assert a.returncode == 0
