@@ -627,3 +627,39 @@ def test_a_sole_writer_stopped_in_its_log_sync_does_not_hang_anothers_open(tmp_p
         os.kill(a.pid, signal.SIGCONT)
         a.communicate(timeout=60)
     assert a.returncode == 0
+
+
+def test_a_writable_open_on_a_full_disk_raises_the_oserror(tmp_path, monkeypatch):
+    """A writable open whose shared index (``<store>-shm``) cannot be made (a full disk: its grow
+    writes part of its zeros, then ENOSPC, as Linux's pwrite does) raises that OSError, its
+    filename the index, as docs/api.md "When the disk fails" says of every failed write. Found:
+    a plain PageStoreError wrapping it (no errno, not an OSError). Nothing of the store was
+    written: once there is room, the open goes on and finds every commit."""
+    import errno
+
+    path = str(tmp_path / "s.ps")
+    with pagestore.open(path) as db:
+        db[b"a"] = b"1"
+    assert not os.path.exists(path + "-shm")  # the last one out removed it
+    real = shm._grow
+    full = {"on": True}
+
+    def grow(fd: int, size: int, new: int, where: str) -> None:
+        if not full["on"]:
+            return real(fd, size, new, where)
+        if new - size > 8192:
+            real(fd, size, size + (new - size) // 2, where)  # part written, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device (injected)")
+
+    monkeypatch.setattr(shm, "_grow", grow)
+    with pytest.raises(OSError) as exc:
+        pagestore.open(path)
+    assert exc.value.errno == errno.ENOSPC and exc.value.filename == path + "-shm", exc.value
+    assert not isinstance(exc.value, PageStoreError)
+    with pagestore.open(path, readonly=True) as r:  # a reader reads without the index
+        assert r[b"a"] == b"1"
+    full["on"] = False
+    with pagestore.open(path) as db:
+        assert db[b"a"] == b"1"
+        db[b"b"] = b"2"
+        db.check()
