@@ -17,7 +17,7 @@ SHARED INDEX FILE LAYOUT (little-endian)
      144      4    turns: bumped each time LOCK_WRITE is let go (see "Turns")
      148      4    asks: bumped each time a writer begins to wait for LOCK_WRITE
      152      4    failures: failed syncs of the log (see "Unsynced")
-     156      4    unused (zero)
+     156      4    ends: bumped each time a sync lets its slot's lock go (a wake-up hint; see "Unsynced")
      160     16    durable: where the log is known durable, by a sync in any process (see "Unsynced")
      176     16    unused (zero)
      192    128    sync slots: 8 records of 16 bytes, one per sync of the log in flight (see "Unsynced")
@@ -207,6 +207,7 @@ UNSYNCED_OFFSET = 128
 TURNS_OFFSET = 144
 ASKS_OFFSET = 148
 FAILURES_OFFSET = 152
+SYNC_ENDS_OFFSET = 156
 DURABLE_OFFSET = 160
 
 LOCK_BASE = 1 << 40
@@ -244,7 +245,7 @@ _HDR = struct.Struct("<8sIIQQIIIQ")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 # The words a sync reads (``sync_words``), bytes [128, 176): unsynced from, its salt, zero; turns,
-# asks, failures, unused; durable end, its salt, zero.
+# asks, failures, ends; durable end, its salt, zero.
 _SYNC_WORDS = struct.Struct("<QIIIIIIQII")
 _ENTRY = struct.Struct("<QQ")
 _SETLK = getattr(fcntl, "F_OFD_SETLK", 0)
@@ -314,6 +315,7 @@ _FUTEX = _futex_call()
 FUTEXES = _FUTEX is not None
 _FUTEX_WAIT = 0
 _FUTEX_WAKE = 1
+_WAKE_ALL = 0x7FFFFFFF
 
 
 def shm_path(path: str) -> str:
@@ -707,10 +709,14 @@ class SharedIndex:
 
     def release_slot(self, i: int) -> None:
         """release_slot lets go of slot ``i``'s lock (held exclusively by ``claim_slot``, or shared by
-        ``wait_slot``). Its record must be clear first (``clear_slot``) unless ``wait_slot`` took it."""
+        ``wait_slot``). Its record must be clear first (``clear_slot``) unless ``wait_slot`` took it.
+        A slot of ``claim_slot``'s: ``ends`` is bumped after, waking every waiter (``wait_slot``)."""
+        claimed = i in self._claimed
         self._claimed.discard(i)
         if self.fd >= 0:
             unlock(self.fd, LOCK_SLOT + i, 1)
+            if claimed:
+                self.bump(SYNC_ENDS_OFFSET, _WAKE_ALL)
 
     def slot(self, i: int) -> Optional[Tuple[int, int]]:
         """slot: (salt, offset) that slot ``i``'s sync may drop bytes of the log from if it fails,
@@ -788,7 +794,19 @@ class SharedIndex:
         if deadline is None:
             lock(self.fd, LOCK_SLOT + i, 1)
             return True
-        return poll_lock(lambda: try_lock(self.fd, LOCK_SLOT + i, 1), deadline)
+        # Each nap ends early when a sync lets its slot go (``release_slot`` bumps ``ends``: a
+        # futex), so the waiter is not late by a poll; the lock stays the truth (a holder that
+        # dies wakes nobody: the next try finds its lock gone).
+        nap = LOCK_POLL_MAX if FUTEXES else LOCK_POLL_FIRST
+        while True:
+            seen = self.word(SYNC_ENDS_OFFSET)  # before the try: a release after it ends the nap
+            if try_lock(self.fd, LOCK_SLOT + i, 1):
+                return True
+            now = time.monotonic()
+            if now >= deadline:
+                return False
+            self.sleep(SYNC_ENDS_OFFSET, seen, min(nap, deadline - now))
+            nap = min(nap * 2, LOCK_POLL_MAX)
 
     def fold_dead(self, held: Iterable[int] = (), *, probe: bool = True) -> bool:
         """fold_dead: a slot whose record is set while nobody holds its lock exclusively belongs to a
