@@ -88,8 +88,8 @@ def _expect(p: "subprocess.Popen[str]", word: str) -> str:
 
 
 @needs_locks
-@pytest.mark.parametrize("then", ["ok", "fail", "kill"])
-def test_a_writer_stopped_in_its_log_sync_does_not_hold_anothers_put_past_its_timeout(tmp_path, then):
+@pytest.mark.parametrize("then,how", [("ok", "put"), ("fail", "put"), ("kill", "put"), ("ok", "put_many")])
+def test_a_writer_stopped_in_its_log_sync_does_not_hold_anothers_put_past_its_timeout(tmp_path, then, how):
     """Process A commits, lets its turn go and stops (SIGSTOP) in its fdatasync. B's put takes
     the turn, commits and syncs, then waits for A's sync to end (its failure could drop pages
     B's commit sits on). Promised: a write waits for another process no longer than its
@@ -99,7 +99,8 @@ def test_a_writer_stopped_in_its_log_sync_does_not_hold_anothers_put_past_its_ti
     and its sync succeeds (``ok``) or fails (``fail``: EIO, its pages dropped), or A is
     SIGKILLed while stopped (``kill``): B's next durable put is acknowledged once what A's
     outcome means is made good (written again after a failure), and a reopen finds every
-    commit B made, the unconfirmed one too."""
+    commit B made, the unconfirmed one too. ``put_many`` syncs inside the store's lock (no
+    group commit): its commit is kept the same way, not rolled back."""
     path = str(tmp_path / "s.ps")
     with pagestore.open(path) as db:
         db[b"seed"] = b"0"
@@ -120,7 +121,10 @@ def test_a_writer_stopped_in_its_log_sync_does_not_hold_anothers_put_past_its_ti
         def put() -> None:
             t0 = time.monotonic()
             try:
-                db[b"b"] = b"1"
+                if how == "put":
+                    db[b"b"] = b"1"
+                else:
+                    db.put_many([(b"b", b"1"), (b"b2", b"2")])
                 out["result"] = "acknowledged"
             except PageStoreError as exc:
                 out["result"] = exc
@@ -143,6 +147,9 @@ def test_a_writer_stopped_in_its_log_sync_does_not_hold_anothers_put_past_its_ti
         assert db[b"b"] == b"1"  # written and published
         with pagestore.open(path, readonly=True) as r:
             assert r[b"b"] == b"1"
+        if how == "put_many":
+            assert db[b"b2"] == b"2"
+            db.check()
         if then == "kill":
             a.communicate(timeout=60)
             assert a.returncode == -signal.SIGKILL
