@@ -27,7 +27,7 @@ from . import format as fmt
 from . import readers as shared_log
 from . import storefiles
 from .checkpointer import Checkpointer
-from .errors import CorruptionError, InvalidFileError, PageStoreError, StoreLockedError
+from .errors import CorruptionError, DurabilityUnknownError, InvalidFileError, PageStoreError, StoreLockedError
 from .pagemap import PageMap
 from .readers import LOCK_WRITERS, DataLock, Marks, ReadMark, SharedLog, remove_shm, shm_path
 from .wal import WAL, log_path
@@ -191,6 +191,10 @@ class PagerFiles:
                 # poisoned the pager (_poison). The log is whole and reads come from it; writes
                 # raise StorePoisonedError naming the error, close writes nothing, and the next
                 # open checkpoints. Failing the open instead left nothing to read the store with.
+                pass
+            except DurabilityUnknownError:
+                # Its log sync waited past the timeout for another process's (stopped in it, or
+                # a hung disk): no checkpoint now; the open goes on (a writer's next checkpoint).
                 pass
         if not readonly and self.poisoned is None:
             self._upgrade_header()
@@ -603,7 +607,8 @@ class PagerFiles:
 
         A poisoned pager (``_poison``) writes nothing and raises nothing here: it rolls an
         open transaction back in memory and lets go of its files, log and shared index left
-        as they are; the next open recovers from them."""
+        as they are; the next open recovers from them. So does a close whose checkpoint's log
+        sync waited past the timeout for another process's sync (``DurabilityUnknownError``)."""
         self.marks.drop_all()
         try:
             if self.wal is not None and self.file is not None and not self.readonly:
@@ -620,7 +625,13 @@ class PagerFiles:
                     # (one that does checkpoints, and the last one out removes the files).
                     checkpoint = self._take_turn(0.05)
                 if checkpoint and self.poisoned is None:
-                    self.checkpoint()
+                    try:
+                        self.checkpoint()
+                    except DurabilityUnknownError:
+                        # Its log sync waited past the timeout for another process's (stopped in
+                        # it, or a hung disk): no checkpoint. The log and the index stay for the
+                        # other writer, or the next open, to settle; close raises nothing for it.
+                        return
                     # The log and the shared index go only when the log is empty and no
                     # other process has the store open (one that has keeps reading them).
                     if not self.wal.has_frames() and (self._data_lock is None or self._data_lock.try_exclusive()):
