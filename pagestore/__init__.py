@@ -6,6 +6,7 @@
 """
 from .errors import (
     CorruptionError,
+    DurabilityUnknownError,
     InvalidFileError,
     NotFoundError,
     PageFullError,
@@ -38,6 +39,7 @@ __all__ = [
     "VersionMismatchError",
     "StoreLockedError",
     "StorePoisonedError",
+    "DurabilityUnknownError",
     "StoreClosedError",
     "TransactionClosedError",
     "ReadOnlyError",

@@ -95,6 +95,17 @@ def describe(exc: BaseException, path: Optional[str] = None) -> str:
 class _Group(click.Group):
     """_Group turns the errors a user can cause into UserError, once, for every command."""
 
+    def make_context(self, info_name: Optional[str], args: List[str], parent: Optional[click.Context] = None,
+                     **extra: Any) -> click.Context:
+        # `pagestore --help | true`, `pagestore --version | head -0`: the group's own options print
+        # while its context is made, before ``invoke``; click's main exits 1 on that EPIPE, with
+        # nothing said. The closed-pipe rule of every command: exit 0, quietly.
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except BrokenPipeError:
+            quiet_stdout()
+            raise click.exceptions.Exit(0) from None
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)

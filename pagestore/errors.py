@@ -50,6 +50,21 @@ class StoreLockedError(PageStoreError):
     """Another process holds the store open for writing."""
 
 
+class DurabilityUnknownError(PageStoreError):
+    """A durable commit is written to the log and published (reads see it, in this process and
+    in others, and later commits build on it), but its durability is not confirmed: its log
+    sync succeeded, then waited past the store's ``timeout`` for another process's sync that ran
+    beside it (stopped, or on a hung disk), whose failure could have dropped pages this
+    commit's sync relied on. Not acknowledged, not rolled back, nothing poisoned: the store
+    stays usable, and the next sync that completes (``sync()``, the next durable commit) or a
+    reopen settles it (whole, or absent after a crash, as any unacknowledged commit).
+    ``path`` names the store."""
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        super().__init__(message)
+
+
 class StoreClosedError(PageStoreError):
     """The store was used after ``close()``."""
 

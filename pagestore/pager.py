@@ -63,7 +63,8 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Set,
 
 from . import fileio
 from . import format as fmt
-from .errors import CorruptionError, PageStoreError, ReadOnlyError, StoreLockedError, StorePoisonedError
+from .errors import (CorruptionError, DurabilityUnknownError, PageStoreError, ReadOnlyError, StoreLockedError,
+                     StorePoisonedError)
 from .freelist import FreeList
 from .page import SlottedPage
 from .pagemap import PageMap
@@ -124,9 +125,11 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
         mmap: bool = True,
         share_writes: bool = False,
         keep_turn: bool = False,
+        timeout: Optional[float] = 5.0,
     ) -> None:
         path = files_path(path)  # a symbolic link's target names the log and the shared index
         self.path = path
+        self.timeout = timeout
         self.readonly = readonly
         self._opener = opener
         self.sync_default = sync
@@ -574,8 +577,11 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
                 wal.commit(frames, txn, self.meta.page_count, durable=durable and not defer, seal=True)
             self._committed(wal, durable and defer, end, header, direct)
         except BaseException as exc:
-            if isinstance(exc, Exception) or wal.committed_frames == logged_before:
+            if (isinstance(exc, Exception) and not isinstance(exc, DurabilityUnknownError)
+                    or wal.committed_frames == logged_before):
                 raise  # not in the log (``WAL.commit`` is all or nothing): the caller rolls back
+            # DurabilityUnknownError: the log kept the commit (its sync waited past the timeout for
+            # another process's: ``WAL._sync_round``), so it is made here as after a Ctrl-C.
             # A Ctrl-C once the log held the commit (as ``WAL.commit`` returned, or in the
             # publication): the commit is made, in memory, in the shared index and in the log,
             # whatever the caller is told (an interrupt: the outcome unknown to it, as with
@@ -591,11 +597,13 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
         if size > self.checkpointer.threshold() and (size >= self._next_try or self._readers_gone()):
             try:
                 self.checkpoint()
-            except OSError:
+            except (OSError, DurabilityUnknownError):
                 # The commit is already in the log (durable, if asked). A checkpoint
                 # that fails (a full disk growing the data file) changes nothing the
                 # log cannot redo; raising here would tell the caller a saved write
-                # failed. It has poisoned the pager: the next write raises.
+                # failed. It has poisoned the pager: the next write raises. Its log sync
+                # timed out waiting for another process's (DurabilityUnknownError): no
+                # checkpoint now; this commit's own sync, if owed, says so to its caller.
                 pass
         return True
 

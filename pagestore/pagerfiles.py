@@ -27,7 +27,7 @@ from . import format as fmt
 from . import readers as shared_log
 from . import storefiles
 from .checkpointer import Checkpointer
-from .errors import CorruptionError, InvalidFileError, PageStoreError, StoreLockedError
+from .errors import CorruptionError, DurabilityUnknownError, InvalidFileError, PageStoreError, StoreLockedError
 from .pagemap import PageMap
 from .readers import LOCK_WRITERS, DataLock, Marks, ReadMark, SharedLog, remove_shm, shm_path
 from .wal import WAL, log_path
@@ -89,6 +89,9 @@ class PagerFiles:
     turns: bool
     writing: bool
     _share_writes: bool
+    #: seconds a write waits for another process (the store's ``timeout``; None: no limit): here,
+    #: a writer's open for LOCK_WRITERS, and the log's syncs for those beside them (``WAL.timeout``)
+    timeout: Optional[float]
     owed: int
     pagemap: PageMap
     cache: "OrderedDict[int, _Frame]"
@@ -148,6 +151,7 @@ class PagerFiles:
         self.page_size = disk_meta.page_size
         self._made_log = not readonly and not os.path.lexists(log_path(path))
         self.wal = WAL(log_path(path), self.page_size, disk_meta.file_id, readonly=readonly, opener=opener)
+        self.wal.timeout = self.timeout
         if readonly and self._data_lock is not None:
             if self._open_shared_reader(disk_meta):
                 return
@@ -187,6 +191,10 @@ class PagerFiles:
                 # poisoned the pager (_poison). The log is whole and reads come from it; writes
                 # raise StorePoisonedError naming the error, close writes nothing, and the next
                 # open checkpoints. Failing the open instead left nothing to read the store with.
+                pass
+            except DurabilityUnknownError:
+                # Its log sync waited past the timeout for another process's (stopped in it, or
+                # a hung disk): no checkpoint now; the open goes on (a writer's next checkpoint).
                 pass
         if not readonly and self.poisoned is None:
             self._upgrade_header()
@@ -271,7 +279,8 @@ class PagerFiles:
 
         Raises:
             StoreLockedError: another process writes the store alone; the message says why
-                this one cannot join it.
+                this one cannot join it. Or the only other writer's sync in sole mode held
+                LOCK_WRITERS for the whole ``timeout``.
         """
         assert self.file is not None
         deadline = time.monotonic() + 0.25
@@ -295,8 +304,16 @@ class PagerFiles:
             if turns:
                 # A reader without the shared index reads alone: it and this writer refuse each
                 # other (each holds its byte first, then looks at the other's: one of two that
-                # open at once sees the other).
-                self._data_lock.hold(shared_log.LOCK_WRITERS)
+                # open at once sees the other). A writer's sync in sole
+                # mode holds LOCK_WRITERS exclusively across its fdatasync: waited for no longer
+                # than the timeout (that process may be stopped in it, or its disk hung).
+                timeout = self.timeout
+                if not self._data_lock.hold(shared_log.LOCK_WRITERS,
+                                            None if timeout is None else time.monotonic() + timeout):
+                    raise StoreLockedError(
+                        f"{self.path}: another writer's log sync (in sole mode: it had the store to "
+                        f"itself) kept this open out for the store's timeout of {timeout} s: that "
+                        "process is stopped in its sync, or the disk hangs; try again")
                 if self._data_lock.others(shared_log.LOCK_SOLO):
                     raise StoreLockedError(
                         f"{self.path}: a reader that cannot use the shared index (it may not write "
@@ -548,6 +565,7 @@ class PagerFiles:
         self.committed = meta.copy()
         self.wal.close()
         self.wal = WAL(log_path(self.path), self.page_size, meta.file_id, opener=self._opener)
+        self.wal.timeout = self.timeout
         self.owed = 0  # the old log's append count; the checkpoint above made its commits durable
         self.wal.recover(meta.checkpoint_seq)  # the old file's log: not this file's, so started afresh
         self.overlaid = self.wal.pages()
@@ -589,7 +607,8 @@ class PagerFiles:
 
         A poisoned pager (``_poison``) writes nothing and raises nothing here: it rolls an
         open transaction back in memory and lets go of its files, log and shared index left
-        as they are; the next open recovers from them."""
+        as they are; the next open recovers from them. So does a close whose checkpoint's log
+        sync waited past the timeout for another process's sync (``DurabilityUnknownError``)."""
         self.marks.drop_all()
         try:
             if self.wal is not None and self.file is not None and not self.readonly:
@@ -606,7 +625,13 @@ class PagerFiles:
                     # (one that does checkpoints, and the last one out removes the files).
                     checkpoint = self._take_turn(0.05)
                 if checkpoint and self.poisoned is None:
-                    self.checkpoint()
+                    try:
+                        self.checkpoint()
+                    except DurabilityUnknownError:
+                        # Its log sync waited past the timeout for another process's (stopped in
+                        # it, or a hung disk): no checkpoint. The log and the index stay for the
+                        # other writer, or the next open, to settle; close raises nothing for it.
+                        return
                     # The log and the shared index go only when the log is empty and no
                     # other process has the store open (one that has keeps reading them).
                     if not self.wal.has_frames() and (self._data_lock is None or self._data_lock.try_exclusive()):

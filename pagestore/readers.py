@@ -36,7 +36,9 @@ a log to scan) is asked of a ``DataSide``: the pager, or a test's fake.
 """
 from __future__ import annotations
 
+import errno
 import functools
+import os
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Protocol, Set
@@ -596,16 +598,28 @@ class SharedLog:
         self.mark = None
 
 
+#: errnos of a disk that failed a write (``open_index_for_writer``): raised as OSErrors, not wrapped
+_DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+
+
 def open_index_for_writer(path: str, page_size: int, file_id: int, side: DataSide,
                           marks: List[ReadMark]) -> SharedLog:
     """open_index_for_writer opens the shared index a writer keeps.
 
     Raises:
-        PageStoreError: it cannot be opened or made, named as what it is.
+        OSError: the disk failed to make or grow it (a full disk: ENOSPC, a quota: EDQUOT, EFBIG,
+            EIO), as docs/api.md "When the disk fails" says every failed write raises; its
+            filename the index. Nothing of the store was written: with room, an open goes on.
+        PageStoreError: it cannot be opened or made for another reason, named as what it is.
     """
     try:
         return SharedLog.open(path, page_size, file_id, side, marks)
     except OSError as exc:
+        if exc.errno in _DISK_ERRORS:
+            strerror = exc.strerror or os.strerror(exc.errno)
+            if "shared index" not in strerror:
+                strerror += ": cannot make the store's shared index"
+            raise OSError(exc.errno, strerror, shm_path(path)) from exc
         # Named as what it is: an IsADirectoryError here is not about the store's own file.
         raise PageStoreError(
             f"{shm_path(path)}: cannot open the store's shared index for writing ({exc.strerror or exc})"

@@ -17,7 +17,7 @@ SHARED INDEX FILE LAYOUT (little-endian)
      144      4    turns: bumped each time LOCK_WRITE is let go (see "Turns")
      148      4    asks: bumped each time a writer begins to wait for LOCK_WRITE
      152      4    failures: failed syncs of the log (see "Unsynced")
-     156      4    unused (zero)
+     156      4    ends: bumped each time a sync lets its slot's lock go (a wake-up hint; see "Unsynced")
      160     16    durable: where the log is known durable, by a sync in any process (see "Unsynced")
      176     16    unused (zero)
      192    128    sync slots: 8 records of 16 bytes, one per sync of the log in flight (see "Unsynced")
@@ -187,7 +187,7 @@ import struct
 import sys
 import time
 from array import array
-from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Set, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Set, Tuple, Union
 
 from . import fileio
 # The byte-range locks, on the shared index's descriptor (the data file's are a File's).
@@ -207,6 +207,7 @@ UNSYNCED_OFFSET = 128
 TURNS_OFFSET = 144
 ASKS_OFFSET = 148
 FAILURES_OFFSET = 152
+SYNC_ENDS_OFFSET = 156
 DURABLE_OFFSET = 160
 
 LOCK_BASE = 1 << 40
@@ -244,7 +245,7 @@ _HDR = struct.Struct("<8sIIQQIIIQ")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 # The words a sync reads (``sync_words``), bytes [128, 176): unsynced from, its salt, zero; turns,
-# asks, failures, unused; durable end, its salt, zero.
+# asks, failures, ends; durable end, its salt, zero.
 _SYNC_WORDS = struct.Struct("<QIIIIIIQII")
 _ENTRY = struct.Struct("<QQ")
 _SETLK = getattr(fcntl, "F_OFD_SETLK", 0)
@@ -258,6 +259,30 @@ _SYNC_UNLOCK = _FLOCK.pack(fcntl.F_UNLCK, os.SEEK_SET, LOCK_SYNC, 1, 0)
 # LOCK_WRITERS (on the data file) turned exclusive and back: a sync in sole mode (``DataLock.try_sole``)
 _WRITERS_EXCLUSIVE = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, LOCK_BASE + 1, 1, 0)
 _WRITERS_SHARED = _FLOCK.pack(fcntl.F_RDLCK, os.SEEK_SET, LOCK_BASE + 1, 1, 0)
+
+#: Seconds between two tries of a lock waited for with a deadline (``poll_lock``): the first nap,
+#: and the longest (each nap doubles up to it). A sync's fsync takes milliseconds: a waiter
+#: polling at this pace is late by a fraction of one.
+LOCK_POLL_FIRST = 0.0001
+LOCK_POLL_MAX = 0.002
+
+
+def poll_lock(attempt: Callable[[], bool], deadline: float) -> bool:
+    """poll_lock calls ``attempt`` (a lock tried without waiting) until it returns True, with naps
+    doubling from LOCK_POLL_FIRST to LOCK_POLL_MAX between tries, or until ``deadline`` (a
+    ``time.monotonic()``) passes: False. Tried once at least, even past the deadline. The wait
+    of a lock whose holder may never let it go (stopped, or stuck on a hung disk) where the
+    caller promises a timeout: ``F_OFD_SETLKW`` cannot be given one."""
+    nap = LOCK_POLL_FIRST
+    while True:
+        if attempt():
+            return True
+        now = time.monotonic()
+        if now >= deadline:
+            return False
+        time.sleep(min(nap, deadline - now))
+        nap = min(nap * 2, LOCK_POLL_MAX)
+
 
 #: Whether this platform has the locks the shared index needs (open-file-description
 #: locks: Linux). Elsewhere a store is used by one process at a time, as before.
@@ -290,6 +315,7 @@ _FUTEX = _futex_call()
 FUTEXES = _FUTEX is not None
 _FUTEX_WAIT = 0
 _FUTEX_WAKE = 1
+_WAKE_ALL = 0x7FFFFFFF
 
 
 def shm_path(path: str) -> str:
@@ -353,10 +379,17 @@ class DataLock:
             self.close()
             raise
 
-    def hold(self, start: int) -> None:
-        """hold takes byte ``start`` of the data file shared too (LOCK_WRITERS), until close."""
-        assert self.file is not None
-        self.file.lock_range(start)
+    def hold(self, start: int, deadline: Optional[float] = None) -> bool:
+        """hold takes byte ``start`` of the data file shared too (LOCK_WRITERS), until close.
+        ``deadline`` (a ``time.monotonic()``): wait for it no longer (``poll_lock``), then False,
+        nothing taken: a writer's sync in sole mode holds it exclusively across its fdatasync
+        (``try_sole``), for as long as that process is stopped or its disk hangs."""
+        file = self.file
+        assert file is not None
+        if deadline is None:
+            file.lock_range(start)
+            return True
+        return poll_lock(lambda: file.try_lock_range(start), deadline)
 
     @contextlib.contextmanager
     def section(self, start: int) -> Iterator[None]:
@@ -676,10 +709,14 @@ class SharedIndex:
 
     def release_slot(self, i: int) -> None:
         """release_slot lets go of slot ``i``'s lock (held exclusively by ``claim_slot``, or shared by
-        ``wait_slot``). Its record must be clear first (``clear_slot``) unless ``wait_slot`` took it."""
+        ``wait_slot``). Its record must be clear first (``clear_slot``) unless ``wait_slot`` took it.
+        A slot of ``claim_slot``'s: ``ends`` is bumped after, waking every waiter (``wait_slot``)."""
+        claimed = i in self._claimed
         self._claimed.discard(i)
         if self.fd >= 0:
             unlock(self.fd, LOCK_SLOT + i, 1)
+            if claimed:
+                self.bump(SYNC_ENDS_OFFSET, _WAKE_ALL)
 
     def slot(self, i: int) -> Optional[Tuple[int, int]]:
         """slot: (salt, offset) that slot ``i``'s sync may drop bytes of the log from if it fails,
@@ -746,10 +783,30 @@ class SharedIndex:
         w = _SLOT_WORDS.unpack_from(mm, SLOTS_OFFSET)
         return [i for i in range(SLOTS) if w[3 * i] and i != mine]
 
-    def wait_slot(self, i: int) -> None:
+    def wait_slot(self, i: int, deadline: Optional[float] = None) -> bool:
         """wait_slot takes slot ``i``'s lock shared, waiting while its sync runs (its holder lets it
-        go once the outcome is recorded, or dies); ``release_slot`` lets it go. Not under LOCK_SYNC."""
-        lock(self.fd, LOCK_SLOT + i, 1)
+        go once the outcome is recorded, or dies); ``release_slot`` lets it go. Not under LOCK_SYNC.
+
+        ``deadline`` (a ``time.monotonic()``): wait no longer; False (nothing held) when the slot
+        is still held then: its process may be stopped (SIGSTOP) in its fsync, or its disk hung,
+        for any length of time. Polled (``poll_lock``), as the write lock's wait is: a blocking
+        ``F_OFD_SETLKW`` takes no timeout. None: wait as long as it takes."""
+        if deadline is None:
+            lock(self.fd, LOCK_SLOT + i, 1)
+            return True
+        # Each nap ends early when a sync lets its slot go (``release_slot`` bumps ``ends``: a
+        # futex), so the waiter is not late by a poll; the lock stays the truth (a holder that
+        # dies wakes nobody: the next try finds its lock gone).
+        nap = LOCK_POLL_MAX if FUTEXES else LOCK_POLL_FIRST
+        while True:
+            seen = self.word(SYNC_ENDS_OFFSET)  # before the try: a release after it ends the nap
+            if try_lock(self.fd, LOCK_SLOT + i, 1):
+                return True
+            now = time.monotonic()
+            if now >= deadline:
+                return False
+            self.sleep(SYNC_ENDS_OFFSET, seen, min(nap, deadline - now))
+            nap = min(nap * 2, LOCK_POLL_MAX)
 
     def fold_dead(self, held: Iterable[int] = (), *, probe: bool = True) -> bool:
         """fold_dead: a slot whose record is set while nobody holds its lock exclusively belongs to a

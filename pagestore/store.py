@@ -363,6 +363,7 @@ class Store(MutableMapping[Any, Any]):
                     mmap=mmap,
                     share_writes=not readonly,
                     keep_turn=True,
+                    timeout=self.timeout,
                 )
             except IsADirectoryError as exc:
                 side = exc.filename if isinstance(exc.filename, str) else None

@@ -76,6 +76,7 @@ import functools
 import os
 import struct
 import threading
+import time
 from array import array
 from bisect import bisect_left
 from collections import OrderedDict
@@ -84,7 +85,7 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Protocol, Sequ
 from . import fileio
 from . import _native
 from ._native import crc32c, delta_apply
-from .errors import CorruptionError, VersionMismatchError
+from .errors import CorruptionError, DurabilityUnknownError, VersionMismatchError
 from .interrupts import run_through
 
 from .shm import FAILURES_OFFSET
@@ -282,6 +283,10 @@ class WAL:
         self.rides = 0  # syncs that waited for another's fsync instead of their own (``_ride``)
         #: syncs made in sole mode (``_sync_alone``: no other writer had the store open)
         self.sole_syncs = 0
+        #: seconds a sync waits for other processes' syncs that ran beside it (``_sync_round``'s
+        #: step 5, ``_ride``) before it gives up with ``DurabilityUnknownError`` (the store's
+        #: ``timeout``, set by the pager); None: as long as they take
+        self.timeout: Optional[float] = None
         # Where the bytes a sync has made durable end, in this generation (a committed end:
         # no writer ever writes below it again). Before each sync the shared index is told
         # that the log may be unwritten from there (``SharedIndex.mark_unsynced``): if the
@@ -682,7 +687,10 @@ class WAL:
             if durable:
                 self.sync()
         except BaseException as exc:
-            if durable and not isinstance(exc, Exception) and self.committed_frames != mark.committed_frames:
+            if (durable and (not isinstance(exc, Exception) or isinstance(exc, DurabilityUnknownError))
+                    and self.committed_frames != mark.committed_frames):
+                # DurabilityUnknownError: written and its fsync done, only another process's
+                # outcome not waited for: kept, as below (the pager makes it: ``Pager.commit``).
                 # A Ctrl-C in the sync (or as the append returned): the commit stays. Undone, the
                 # next commit wrote over its frames, and the shared index's durable word, which
                 # this sync may already have moved past them, let the next sync skip them.
@@ -948,16 +956,25 @@ class WAL:
         beside it. Syncs of several processes overlap; each waits, after its own fsync, for the
         outcome of those that ran beside it.
 
+        The waits for other processes' syncs end at the store's timeout (``timeout``, one
+        deadline for the whole call): a process stopped (SIGSTOP) in its fsync, or a hung disk,
+        never holds this one's commit longer.
+
         Raises:
             OSError: the sync failed, or the frames to write again no longer read back whole
                 (EIO); either way every later sync refuses (``_sync_failed``).
+            DurabilityUnknownError: this sync's fsync succeeded, but a sync of another process
+                that ran beside it did not end by the deadline: nothing is acknowledged,
+                nothing poisoned (``_sync_round``'s step 5).
         """
         sole = self._sole
         if sole is not None and self._sync_alone(n, shm, sole, begun):
             return
-        if self._ride(n, shm, begun):
+        timeout = self.timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if self._ride(n, shm, begun, deadline):
             return
-        while not self._sync_round(n, shm, begun, "sync"):
+        while not self._sync_round(n, shm, begun, "sync", deadline=deadline):
             pass
 
     def _sync_alone(self, n: int, shm: "SharedIndex", sole: "SoleLock", begun: Optional[Callable[[], None]]) -> bool:
@@ -1016,7 +1033,8 @@ class WAL:
             if cut is not None:
                 raise cut
 
-    def _ride(self, n: int, shm: "SharedIndex", begun: Optional[Callable[[], None]]) -> bool:
+    def _ride(self, n: int, shm: "SharedIndex", begun: Optional[Callable[[], None]],
+              deadline: Optional[float] = None) -> bool:
         """_ride: a sync in another process (or on another thread), begun after this process's frames
         were published, is in flight (its slot's *covers* word reaches past them: shm.py
         "Unsynced"): wait for its outcome instead of an fsync of this process's own, as group
@@ -1025,7 +1043,9 @@ class WAL:
         LOCK_SYNC), and every sync busy since then ended without a failure counted (waited for
         here, dead ones counted as failed). True: the appends up to ``n`` are durable. False
         (nothing in flight covers them, or a failure was counted, or a sync beside it died): the
-        caller runs a sync round of its own, which writes again where a failure says.
+        caller runs a sync round of its own, which writes again where a failure says; so too
+        when a sync it waits for has not ended by ``deadline`` (a ``time.monotonic()``; None: no
+        limit): that round, with the same deadline, tries each busy one once more after its fsync.
         Holds no slot, and LOCK_SYNC only for its two looks: no cycle with the syncs it waits for."""
         end, tail, salt = self.committed_end, self.end, self.salt
         if tail != end or not end:
@@ -1037,7 +1057,8 @@ class WAL:
             begun()  # the wait below stands for this sync's fsync
         held: List[int] = []
         try:
-            shm.wait_slot(j)  # returns once that sync recorded its outcome (step 4), or died
+            if not shm.wait_slot(j, deadline):  # that sync recorded its outcome (step 4), or died
+                return False  # still in its fsync at the deadline: a round of this process's own
             held.append(j)
             shm.lock_sync()
             try:
@@ -1055,7 +1076,8 @@ class WAL:
             if others:
                 for i in others:
                     if i not in held:
-                        shm.wait_slot(i)
+                        if not shm.wait_slot(i, deadline):
+                            return False
                         held.append(i)
                 shm.lock_sync()
                 try:
@@ -1072,7 +1094,7 @@ class WAL:
         return True
 
     def _sync_round(self, n: int, shm: "SharedIndex", begun: Optional[Callable[[], None]], mode: str,
-                    header: bytes = b"") -> bool:
+                    header: bytes = b"", deadline: Optional[float] = None) -> bool:
         """_sync_round is one attempt of a sync of the log beside other processes (shm.py, "Unsynced"),
         in six steps; LOCK_SYNC is held only for steps 2-3's bookkeeping and writes (writes only
         after a failure) and 4 and 6's bookkeeping, never across an fsync, so that the fsyncs of
@@ -1092,7 +1114,11 @@ class WAL:
            success: what a rider, ``_ride``, takes as the proof) and let go; the slots busy now are noted (none:
            step 6 at once, in the same hold);
         5. wait for each of them to end (``wait_slot``): any sync that began before this fsync
-           returned, whose failure might have dropped bytes this one relied on;
+           returned, whose failure might have dropped bytes this one relied on; no longer than
+           ``deadline`` (a ``time.monotonic()``; None: no limit). Past it (that process stopped
+           in its fsync, a hung disk): ``DurabilityUnknownError``, with nothing recorded but
+           this round's own step 4 (its fsync's success, as any): the frames stay written and
+           published, not acknowledged; the next sync of this log (or a reopen) settles them;
         6. under LOCK_SYNC: if a failure was counted since step 2, or one of them died in its
            sync, this round proves nothing: False (the caller runs another, which writes again
            from the unsynced word). Else the durable word moves up to what this sync covered and
@@ -1107,6 +1133,7 @@ class WAL:
             OSError: the write or the fsync failed (``_sync_failed`` keeps it; every later sync
                 refuses), or ("sync") the frames to write again do not read back whole (EIO).
             CorruptionError: ("repair") they do not read back whole; nothing is poisoned.
+            DurabilityUnknownError: step 5 reached ``deadline``; nothing is poisoned.
         """
         file = self.file
         assert file is not None
@@ -1213,7 +1240,8 @@ class WAL:
             held: List[int] = []
             try:
                 for j in others:  # step 5
-                    shm.wait_slot(j)
+                    if not shm.wait_slot(j, deadline):
+                        raise self._unconfirmed(j)
                     held.append(j)
                 shm.lock_sync()
                 try:
@@ -1231,6 +1259,18 @@ class WAL:
         if done:
             self._synced_appends = n
         return done
+
+    def _unconfirmed(self, j: int) -> DurabilityUnknownError:
+        """_unconfirmed: the error of a sync whose fsync succeeded while slot ``j``'s sync, begun
+        beside it, has not ended by the deadline (``_sync_round``'s step 5)."""
+        store = self.path[:-4] if self.path.endswith("-wal") else self.path
+        return DurabilityUnknownError(
+            store,
+            f"{store}: the commit is written to the log and published, but its durability is not "
+            f"confirmed: its log sync succeeded, and another process's sync of the log (sync slot {j}) "
+            f"that began before it ended still ran after the store's timeout of {self.timeout} s (a "
+            "process stopped in its sync, or a hung disk), and a failure of that sync could undo this "
+            "one; the next sync that completes (sync(), the next durable commit) or a reopen settles it")
 
     @staticmethod
     def _end_slot(shm: "SharedIndex", slot: int) -> None:

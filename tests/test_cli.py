@@ -554,3 +554,19 @@ def test_put_in_a_read_only_directory_names_the_directory(tmp_path):
     finally:
         os.chmod(os.path.join(base, "rodir"), 0o755)
         shutil.rmtree(base)
+
+
+def test_help_and_version_into_a_closed_pipe_exit_0(tmp_path):
+    """`pagestore --help | true` exited 1 with nothing said (click's own EPIPE handling: the
+    group's options print before any command runs), while every command exits 0 into a closed
+    pipe. Now 0, quietly, as the commands' `--help` does."""
+    for args in (["--help"], ["--version"], ["check", "--help"]):
+        r, w = os.pipe()
+        os.close(r)  # the reader is gone before the first line
+        try:
+            proc = subprocess.run([sys.executable, "-m", "pagestore", *args], stdout=w,
+                                  stderr=subprocess.PIPE, timeout=120)
+        finally:
+            os.close(w)
+        assert proc.returncode == 0, (args, proc.returncode, proc.stderr)
+        assert proc.stderr == b"", (args, proc.stderr)

@@ -527,6 +527,8 @@ def test_shared_index_unsynced_word_matches_the_docs():
     assert shm.COVERS_OFFSET == shm.SLOTS_OFFSET + shm.SLOTS * shm.SLOT_SIZE == 320
     assert "| 320 | 64 | covers" in FORMAT_MD and "| 384 | 3712 | unused" in FORMAT_MD
     assert shm.FAILURES_OFFSET == 152 and "| 152 | 4 | failures" in FORMAT_MD
+    assert shm.SYNC_ENDS_OFFSET == 156 and "| 156 | 4 | ends" in FORMAT_MD
+    assert "     156      4    ends" in (shm.__doc__ or "")
     assert "     152      4    failures" in (shm.__doc__ or "")
     assert "     128     16    unsynced" in (shm.__doc__ or "")
     assert "     144      4    turns" in (shm.__doc__ or "") and "     148      4    asks" in (shm.__doc__ or "")

@@ -1444,10 +1444,10 @@ def _overlap_a_failing_sync(tmp_path, monkeypatch, errseq: bool):
     b_waits = threading.Event()
     real_wait = shm.SharedIndex.wait_slot
 
-    def wait_slot(self, i: int) -> None:
+    def wait_slot(self, i: int, deadline: Optional[float] = None) -> bool:
         if self is b._pager.sharing.index:
             b_waits.set()
-        real_wait(self, i)
+        return real_wait(self, i, deadline)
 
     monkeypatch.setattr(shm.SharedIndex, "wait_slot", wait_slot)
     out: Dict[str, Any] = {}
