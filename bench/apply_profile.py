@@ -37,6 +37,8 @@ from pagestore import pager as pager_mod  # noqa: E402
 
 #: seconds inside Pager.commit (checkpoints included) and inside checkpoints alone, so far
 SPENT = {"commit": 0.0, "checkpoint": 0.0, "log": 0.0, "data": 0.0}
+#: CPU seconds (``process_time``) inside Pager.commit and inside checkpoints, and in each phase
+CPU = {"commit": 0.0, "checkpoint": 0.0, "insert": 0.0, "churn": 0.0}
 
 
 def instrument() -> None:
@@ -46,11 +48,12 @@ def instrument() -> None:
         fn = getattr(cls, name)
 
         def wrapper(*a: Any, _fn: Any = fn, _label: str = label, **k: Any) -> Any:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             try:
                 return _fn(*a, **k)
             finally:
                 SPENT[_label] += time.perf_counter() - t
+                CPU[_label] += time.process_time() - c
 
         setattr(cls, name, wrapper)
     orig_write = fileio.File.write
@@ -78,19 +81,23 @@ def phases(adapter: Any, ds: Any, n: int, seed: int, profs: Optional[Dict[str, c
     live = list(range(n))
     written0 = wchar()
     c0, k0, l0, d0 = SPENT["commit"], SPENT["checkpoint"], SPENT["log"], SPENT["data"]
+    cc0, ck0 = CPU["commit"], CPU["checkpoint"]
     elapsed = 0.0
     for idx in bench._batches(live, bench.BATCH):
         items = [ds.record(i) for i in idx]
         if prof:
             prof.enable()
-        t0 = time.perf_counter()
+        t0, u0 = time.perf_counter(), time.process_time()
         adapter.put_batch(items)
         elapsed += time.perf_counter() - t0
+        CPU["insert"] += time.process_time() - u0
         if prof:
             prof.disable()
     written1 = wchar()
     c1, k1, l1, d1 = SPENT["commit"], SPENT["checkpoint"], SPENT["log"], SPENT["data"]
     out["insert"] = (n, elapsed, written1 - written0, c1 - c0, k1 - k0, l1 - l0, d1 - d0)
+    cc1, ck1 = CPU["commit"], CPU["checkpoint"]
+    out["insert_cpu"] = (CPU["insert"], cc1 - cc0, ck1 - ck0)
     prof = profs["churn"] if profs else None
     rng = random.Random(f"{seed}:churn")
     fresh = n
@@ -103,9 +110,10 @@ def phases(adapter: Any, ds: Any, n: int, seed: int, profs: Optional[Dict[str, c
             keys = [ds.keys[i] for i in idx]
             if prof:
                 prof.enable()
-            t0 = time.perf_counter()
+            t0, u0 = time.perf_counter(), time.process_time()
             adapter.delete_batch(keys)
             elapsed += time.perf_counter() - t0
+            CPU["churn"] += time.process_time() - u0
             if prof:
                 prof.disable()
             ops += len(idx)
@@ -115,9 +123,10 @@ def phases(adapter: Any, ds: Any, n: int, seed: int, profs: Optional[Dict[str, c
             items = [ds.record(i) for i in idx]
             if prof:
                 prof.enable()
-            t0 = time.perf_counter()
+            t0, u0 = time.perf_counter(), time.process_time()
             adapter.put_batch(items)
             elapsed += time.perf_counter() - t0
+            CPU["churn"] += time.process_time() - u0
             if prof:
                 prof.disable()
             ops += len(idx)
@@ -125,6 +134,7 @@ def phases(adapter: Any, ds: Any, n: int, seed: int, profs: Optional[Dict[str, c
     written2 = wchar()
     c2, k2, l2, d2 = SPENT["commit"], SPENT["checkpoint"], SPENT["log"], SPENT["data"]
     out["churn"] = (ops, elapsed, written2 - written1, c2 - c1, k2 - k1, l2 - l1, d2 - d1)
+    out["churn_cpu"] = (CPU["churn"], CPU["commit"] - cc1, CPU["checkpoint"] - ck1)
     out["space"] = adapter.file_size() / ds.logical_bytes(live)
     out["inserted"] = ds.logical_bytes(range(n))
     return out
@@ -167,6 +177,10 @@ def main() -> None:
                 line.append(f"[apply {(el - com) / ops * 1e6:4.1f} commit {com / ops * 1e6:4.1f} "
                             f"of which ckpt {ck / ops * 1e6:4.1f}; log {lg / ops:4.0f} B/op, data {dt / ops:4.0f}]")
             line.append(f"{wr / ops:5.0f} B written/op")
+            if name == "pagestore":
+                cpu, ccom, cck = r[ph + "_cpu"]
+                line.append(f"[CPU {cpu / ops * 1e6:4.1f} us/op: apply {(cpu - ccom) / ops * 1e6:4.1f} "
+                            f"commit {ccom / ops * 1e6:4.1f} of which ckpt {cck / ops * 1e6:4.1f}]")
         line.append(f"space {r['space']:.2f}x live")
         print("  ".join(line), flush=True)
         for ph, prof in (profs or {}).items():

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, ContextManager, Dict, List, Union
 
+from . import format as fmt
 from .errors import PageStoreError, StorePoisonedError
 from .wal import KEEP_BYTES
 
 if TYPE_CHECKING:  # pragma: no cover
     from .pager import Pager
 
+_OFF_TYPE = fmt.OFF_TYPE
+_NODE_TYPES = (fmt.PAGE_LEAF, fmt.PAGE_INTERNAL)
 #: A checkpoint writes at most this many adjacent pages in one write call.
 CHECKPOINT_RUN = 64
 #: Seconds a write waits, at most, for the reads holding marks on a fully copied log
@@ -180,11 +183,17 @@ class Checkpointer:
         cached = pager.cache.get if limit == frames else None
         run: List[Union[bytes, bytearray]] = []
         start = 0
+        # pages that are not nodes, copied from images the pager verified (its cache) or
+        # checked itself (the log's frames): verified in the file once it is synced
+        trusted: List[int] = []
+        nodes = _NODE_TYPES
         for pgno in sorted(latest):
             off = offsets[latest[pgno]]
             f = cached(pgno) if cached is not None else None
             data = f.buf if f is not None and newest(pgno) == off else read_frame(off, pgno)
             unverify(pgno)
+            if data[_OFF_TYPE] not in nodes:
+                trusted.append(pgno)
             if run and (pgno != start + len(run) or len(run) >= CHECKPOINT_RUN):
                 file.write(start * ps, run[0] if len(run) == 1 else b"".join(run))
                 run = []
@@ -198,6 +207,9 @@ class Checkpointer:
             disk.checkpoint_seq += 1
             file.write(0, bytes(disk.encode()))
         file.sync()
+        # Only now: a failed sync may have dropped the copies (Linux drops the dirty pages),
+        # and the map would show the file's older bytes under a bit set early.
+        pager.pagemap.trust(trusted)
         self.backfilled = limit
         self._publish()
 

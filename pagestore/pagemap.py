@@ -11,7 +11,9 @@ pager's business, not the map's.
 Verified bits: a mapped page is verified (checksum, stamped number, structure) the
 first time this open store reads it, and its bit set in ``verified`` (a bit a page,
 which C reads and sets too); ``unverify`` clears the bit of a page whose bytes in the
-file are about to change (a checkpoint, a direct write).
+file are about to change (a checkpoint, a direct write); ``trust`` sets it again once a
+checkpoint's copy of a page that is not a node is synced (the copy is an image the pager
+verified, or made itself).
 
 Lifecycle: ``remap`` replaces the map when the file grew past it; the replaced map is
 kept (``_retire``) while a snapshot may still read it, and closed when nothing else
@@ -135,6 +137,18 @@ class PageMap:
         i = pgno >> 3
         if i < len(self.verified):
             self.verified[i] &= ~(1 << (pgno & 7)) & 0xFF
+
+    def trust(self, pgnos: List[int]) -> None:
+        """trust sets the verified bits of pages ``pgnos``, whose bytes in the file are now images
+        the caller verified or made itself, synced (a checkpoint's copies), so that the next read
+        of one does not check it again. Not for node pages: their bit also promises the node
+        check, which is the map's or the tree's to make."""
+        verified = self.verified
+        n = len(verified)
+        for pgno in pgnos:
+            i = pgno >> 3
+            if i < n:
+                verified[i] |= 1 << (pgno & 7)
 
     def unverify_all(self) -> None:
         """unverify_all clears every verified bit (in place: C holds the buffer)."""

@@ -9,6 +9,7 @@ import pytest
 
 from pagestore import format as fmt
 from pagestore.errors import PageStoreError
+from pagestore.page import SlottedPage
 from pagestore.pager import Pager
 
 PS = 512
@@ -129,4 +130,54 @@ def test_a_checkpoint_writes_a_lone_page_as_it_is_and_the_file_holds_every_page(
     for pgno in pgnos:
         assert data[pgno * PS : (pgno + 1) * PS] == images[pgno]
     pager.check()
+    pager.close()
+
+
+def test_a_checkpoint_leaves_its_copies_of_pages_that_are_not_nodes_verified(tmp_path, monkeypatch):
+    # Issue 23 (churn): a checkpoint copies, into the data file, images the pager verified or
+    # made itself; the next read of such a heap page (a churn's delete) need not check it again.
+    # A node page's bit promises the node check too: it stays clear.
+    pager = Pager(str(tmp_path / "p.ps"), page_size=PS, wal_limit=1 << 30)
+    heap = commit_page(pager, b"one")
+    pager.begin_operation()
+    leaf = pager.allocate(fmt.PAGE_LEAF).pgno
+    pager.commit()
+    pager.checkpoint()  # the file grows, and the map with it
+    for pgno in (heap, leaf):
+        pager.begin_operation()
+        pager.write(pgno)
+        pager.commit()
+    pm = pager.pagemap
+    assert not pm.is_verified(heap) and not pm.is_verified(leaf)  # in the log, newer than the file
+    pager.checkpoint()
+    assert pm.is_verified(heap) and not pm.is_verified(leaf)
+    pager.cache.clear()
+    calls = []
+    real = SlottedPage.verify
+    monkeypatch.setattr(SlottedPage, "verify", lambda self, pgno: calls.append(pgno) or real(self, pgno))
+    pager.begin_operation()
+    assert pager.read(heap).read(0) == b"one"
+    assert calls == []
+    pager.check()
+    pager.close()
+
+
+def test_a_checkpoint_whose_sync_fails_leaves_its_copies_unverified(tmp_path):
+    # A failed sync may drop the copies (Linux drops the dirty pages): the map would show the
+    # file's older bytes under a bit set before it.
+    pager = Pager(str(tmp_path / "p.ps"), page_size=PS, wal_limit=1 << 30)
+    heap = commit_page(pager, b"one")
+    pager.checkpoint()
+    pager.begin_operation()
+    pager.write(heap)
+    pager.commit()
+    assert pager.file is not None
+
+    def failing_sync() -> None:
+        raise OSError(5, "EIO")
+
+    pager.file.sync = failing_sync  # type: ignore[method-assign]
+    with pytest.raises(OSError):
+        pager.checkpoint()
+    assert not pager.pagemap.is_verified(heap)
     pager.close()
