@@ -618,7 +618,9 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
         if direct:
             self._map_direct(end)  # the pages written straight into the file: read in the map now
         self._free.committed()
-        self._publish()
+        sharing = self.sharing
+        if sharing is not None:  # ``_publish`` inline (three calls fewer per commit)
+            sharing.index.publish(wal.generation, wal.salt, wal.committed_frames, self.checkpointer.backfilled)
 
     def restart_if_idle(self) -> None:
         """restart_if_idle starts a new log if the last checkpoint copied all of it but readers kept
@@ -653,7 +655,7 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
             OSError: this sync failed (the pager is poisoned from now on).
         """
         wal = self.wal
-        if upto and wal is not None and wal.synced_through(upto):
+        if upto and wal is not None and wal._synced_appends >= upto:  # ``wal.synced_through(upto)``
             return
         if self.poisoned is not None:
             raise StorePoisonedError(self.path, self.poisoned) from self.poisoned
