@@ -180,7 +180,13 @@ class Meta:
             self._pack(buf, version)
         except struct.error:
             raise self._out_of_range() from None
-        struct.pack_into("<I", buf, META_CHECKSUM_OFFSET, header_checksum(buf))
+        crc32c = _crc32c[0]
+        if crc32c is None:
+            crc = header_checksum(buf)  # loads it
+        else:  # ``header_checksum`` inline (every commit encodes a header)
+            view = memoryview(buf)
+            crc = crc32c(view[META_BODY_OFFSET:FILE_HEADER_SIZE], crc32c(view[:META_CHECKSUM_OFFSET], 0))
+        struct.pack_into("<I", buf, META_CHECKSUM_OFFSET, crc)
         return buf
 
     def _out_of_range(self) -> CorruptionError:
