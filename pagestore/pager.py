@@ -623,9 +623,7 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
         if direct:
             self._map_direct(end)  # the pages written straight into the file: read in the map now
         self._free.committed()
-        sharing = self.sharing
-        if sharing is not None:  # ``_publish`` inline (three calls fewer per commit)
-            sharing.index.publish(wal.generation, wal.salt, wal.committed_frames, self.checkpointer.backfilled)
+        self._publish()  # a call of its own: tests kill a writer there (test_multiproc.py)
 
     def restart_if_idle(self) -> None:
         """restart_if_idle starts a new log if the last checkpoint copied all of it but readers kept
