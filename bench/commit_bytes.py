@@ -6,7 +6,7 @@ Loads ``--records`` records, reopens with sync=True and makes ``--puts``
 single durable puts (new 16-byte keys; values of 1-200 bytes, or with
 ``--values mixed`` pagestore.bench's mix, a twentieth of them 4-20 KiB, as
 compare.py's durable puts: their overflow pages are logged whole), recording every
-frame the log's ``log_frames`` builds: per commit, how many frames of each
+frame the log's ``log_append`` builds: per commit, how many frames of each
 page type (heap, leaf, free-space map, header), their payload bytes (a
 delta, or the whole page every MAX_CHAIN + 1 frames of a page) and the
 frame headers. Then ``--syncs`` rounds of (write N bytes + ``fdatasync``)
@@ -19,6 +19,7 @@ commit.
 from __future__ import annotations
 
 import argparse
+import array
 import collections
 import os
 import random
@@ -40,7 +41,10 @@ TYPES = {fmt.PAGE_HEAP: "heap", fmt.PAGE_LEAF: "leaf", fmt.PAGE_INTERNAL: "inter
 
 
 class _Recording:
-    """_Recording: ``_native.fast`` with ``log_frames`` wrapped to note each frame (page type, payload size)."""
+    """_Recording: ``_native.fast`` with ``log_append`` wrapped to note each frame (page type, payload size).
+
+    ``log_append`` returns each frame's shared-index entry (two little-endian u64: ``pgno | n << 32``
+    and the offset), so the payload size ``n`` of each frame is read from there."""
 
     def __init__(self, fast: Any, log: List[List[Tuple[str, int]]]) -> None:
         self._fast, self._log = fast, log
@@ -48,11 +52,15 @@ class _Recording:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._fast, name)
 
-    def log_frames(self, chunk: List[Tuple[int, Any, Any, int]], *args: Any) -> Any:
-        out, crc, sizes = self._fast.log_frames(chunk, *args)
+    def log_append(self, frames: List[Tuple[int, Any, Any]], *args: Any) -> Any:
+        out, crc, entries = self._fast.log_append(frames, *args)
+        words = array.array("Q", entries)
+        if sys.byteorder != "little":  # pragma: no cover
+            words.byteswap()
+        sizes = [w >> 32 for w in words[0::2]]
         self._log.append([("header" if pgno == 0 else TYPES.get(page[fmt.OFF_TYPE], "other"), n)
-                          for (pgno, page, _, _), n in zip(chunk, sizes)])
-        return out, crc, sizes
+                          for (pgno, page, _), n in zip(frames, sizes)])
+        return out, crc, entries
 
 
 def _value(rng: random.Random, mix: Tuple[Tuple[float, int, int], ...]) -> bytes:

@@ -144,7 +144,8 @@ class FreeList:
         """committed tells the list that the pager committed what ``flush`` (at the start of that
         commit) found current or wrote. Callers: Pager.commit."""
         if self._current_at_flush and not self.changed:
-            self._loaded = self._key()
+            m = self.pager.meta
+            self._loaded = (m, m.lsn, m.version)  # ``_key()``
         self._current_at_flush = False
 
     def _ensure(self) -> None:
@@ -414,7 +415,9 @@ class FreeList:
         trunks: the format upgrade.
         """
         meta = self.pager.meta
-        self._current_at_flush = self.changed or self._current()
+        loaded = self._loaded  # ``_current()`` inline: every commit flushes the list
+        self._current_at_flush = self.changed or (loaded is not None and loaded[0] is meta and loaded[1] == meta.lsn
+                                                  and loaded[2] == meta.version)
         if not self.changed:
             if meta.version >= fmt.FORMAT_VERSION:
                 return

@@ -285,7 +285,7 @@ class CommitQueue:
             StoreLockedError: the write lock stayed held for the whole timeout.
             whatever ``fn`` or the commit raised for this write.
         """
-        if self._writer.owned():
+        if self._writer._owner == _thread.get_ident():  # ``owned()`` inline
             raise ReentrantWriteError(f"{self._writer.path}: a write submitted by the thread that holds the write lock")
         req: Optional[_Request] = None
         # This thread leads the queue (``alone``: it set ``_busy``) until ``handed`` says the lead

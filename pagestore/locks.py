@@ -55,6 +55,11 @@ class ProcessLock(Protocol):
     """ProcessLock is the write lock's share with other processes (store.py implements it over
     the pager's ``try_lock_write`` / ``end_write``)."""
 
+    #: the lock is held across releases (a writer keeping its turn, store.py ``_Turns``): taking it
+    #: again is then nothing (no wait in line, no try, no catch-up), and only a thread holding the
+    #: write lock's thread lock gives a kept turn up, so one read of it under that lock holds
+    kept: bool
+
     def try_lock(self) -> bool:
         """try_lock takes the lock without waiting; False if another process holds it."""
 
@@ -130,7 +135,7 @@ class WriteLock:
         if not got[0]:
             return False
         process = self.process
-        if process is not None:
+        if process is not None and not process.kept:  # a kept turn: ``_poll`` and ``taken`` would do nothing (4 calls)
             try:
                 if not _poll(process, deadline):
                     self._lock.release()

@@ -543,7 +543,7 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
         end = self.committed.page_count
         logged_before = wal.committed_frames
         try:
-            with self._guard:
+            try:  # ``with self._guard:`` without its two calls on every commit
                 if self._direct or (durable and len(self.dirty) >= DIRECT_PAGES):
                     # Not a page this transaction spilled to the log (a store whose writes are
                     # not durable by default spills new pages there, ``_spill``): its spilled frame
@@ -560,7 +560,9 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
                     self._direct = False
                 # stamped with txn and checksummed by the log (seal); page numbers are unique, so the
                 # sort never compares two frames
-                frames: List[Frame] = [(pgno, f.buf, f.base) for pgno, f in sorted(self.dirty.items())]
+                frames: List[Frame] = []
+                for pgno, f in sorted(self.dirty.items()):  # a loop, not a comprehension: a call fewer
+                    frames.append((pgno, f.buf, f.base))
                 # The header frame is a delta from the last commit's, like any page's (a one-key
                 # commit changes a few dozen of its bytes): logged whole, it was most of a small
                 # commit's log bytes. A reader in another process reads it at each new commit it
@@ -575,6 +577,9 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
                 # serve the new images under the old header), and the caller rolls back.
                 # The pager is poisoned then (``_poison``): the log may hold a hole.
                 wal.commit(frames, txn, self.meta.page_count, durable=durable and not defer, seal=True)
+            except OSError as exc:
+                self._guard.__exit__(type(exc), exc, None)  # poisons the pager (not for IndexGrowError)
+                raise
             self._committed(wal, durable and defer, end, header, direct)
         except BaseException as exc:
             if (isinstance(exc, Exception) and not isinstance(exc, DurabilityUnknownError)
@@ -614,7 +619,7 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
         list, and the publication to other processes. Idempotent: an interrupt cutting it
         short runs it again (``commit``). Callers: ``commit``."""
         if owes:
-            self.owed = wal.append_count()
+            self.owed = wal._appends  # ``wal.append_count()``
         header_frame = wal.index.get(0)  # ``newest_frame``, inline
         assert header_frame is not None
         self._logged_header = (header_frame, header)
@@ -626,7 +631,7 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
         if direct:
             self._map_direct(end)  # the pages written straight into the file: read in the map now
         self._free.committed()
-        self._publish()
+        self._publish()  # a call of its own: tests kill a writer there (test_multiproc.py)
 
     def restart_if_idle(self) -> None:
         """restart_if_idle starts a new log if the last checkpoint copied all of it but readers kept
@@ -661,7 +666,7 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
             OSError: this sync failed (the pager is poisoned from now on).
         """
         wal = self.wal
-        if upto and wal is not None and wal.synced_through(upto):
+        if upto and wal is not None and wal._synced_appends >= upto:  # ``wal.synced_through(upto)``
             return
         if self.poisoned is not None:
             raise StorePoisonedError(self.path, self.poisoned) from self.poisoned

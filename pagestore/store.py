@@ -432,7 +432,7 @@ class Store(MutableMapping[Any, Any]):
         self.max_key = self._tree.max_key
         # Writes from threads that commit at the same time share one commit and one sync.
         self._commits = CommitQueue(self._wlock, self._lock, self._write_batch, self._write_batch_deferred, self._owed,
-                                    self._write_deferred)
+                                    functools.partial(self._write, defer=True))  # ``_write_deferred``: a call fewer
         if self._pager.shared or self._pager.turns:
             self._pager.on_change.append(self._changed)
             assert isinstance(self._lock, _OpLock)
@@ -669,7 +669,8 @@ class Store(MutableMapping[Any, Any]):
         """
         if self._pid != _PID or self._closed:
             self._begin()  # raises: closed, or a Store inherited across fork() (its queue may be mid-commit forever)
-        self._refuse_reentry()
+        if self._wlock._owner == threading.get_ident():  # ``WriteLock.owned`` inline: two calls fewer per put
+            self._refuse_reentry()  # raises, naming what holds it
         result: T = self._commits.submit(fn, sync, self.timeout)
         return result
 
@@ -741,7 +742,8 @@ class Store(MutableMapping[Any, Any]):
     def _write_deferred(self, fn: Callable[[], T], sync: Optional[bool]) -> T:
         """_write_deferred: ``_write_batch_deferred`` for one write (the commit queue's lone write,
         ``CommitQueue._direct``): ``_write`` with its sync deferred, without the batch's list, loop
-        and second ``begin_operation`` (``_write`` began the operation)."""
+        and second ``begin_operation`` (``_write`` began the operation). The queue calls
+        ``functools.partial(self._write, defer=True)``, this without its own frame."""
         return self._write(fn, sync, True)
 
     def _owed(self) -> "Optional[Callable[[], None]]":
@@ -750,7 +752,8 @@ class Store(MutableMapping[Any, Any]):
         it after letting the locks go (``Pager.sync``: thread-safe, and poisoned by a failure)."""
         pager = self._pager
         upto = pager.owed
-        if not upto or pager.synced_through(upto):
+        wal = pager.wal
+        if not upto or wal is None or wal._synced_appends >= upto:  # ``pager.synced_through(upto)``, inline
             return None
         return functools.partial(pager.sync, upto)
 
@@ -2170,8 +2173,10 @@ class _Turns:
                 self._keep()
 
     def unlock(self) -> None:
-        if self.kept and not self.store._pager.others_wait_write():
-            return
+        if self.kept:
+            sharing = self.store._pager.sharing
+            if sharing is None or not sharing.others_wait_write():  # ``Pager.others_wait_write``, inline
+                return
         with self.store._lock:
             self._give_up()
 

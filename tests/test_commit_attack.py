@@ -253,7 +253,7 @@ def _interrupt_campaign(tmp_path) -> list:
         if err:
             failures.append((n, where[0], err[:160]))
             db = fresh()  # the broken store is left as it is (a thread may hang in it)
-    assert n > 100
+    assert n > 60  # the campaign reached the put's calls (about 85 Python calls since issue 23's cuts)
     db.close()
     path, _, acked = stores[-1]
     with pagestore.open(path) as again:  # the store no failure broke

@@ -523,6 +523,7 @@ class FakeProcessLock:
         self.free_at = free_at
         self.fail_taken = fail_taken
         self.prompt = prompt
+        self.kept = False  # ProcessLock.kept: never a kept turn here
         self.naps: List[float] = []
         self.others = False  # another process waits in line
         self.lines = 0  # times this one joined the line
