@@ -389,7 +389,9 @@ class SharedLog:
             OSError: writing them again or syncing them failed.
         """
         head = self.index.read_header()
-        same = head is not None and (head.generation, head.salt) == (wal.generation, wal.salt)
+        # Salt 0 is no log's: a log whose header this writer never read (joined while the first
+        # writer recovered it, ``WAL.catch_up``) is read, never trusted to be the published one.
+        same = head is not None and (head.generation, head.salt) == (wal.generation, wal.salt) and wal.salt != 0
         changed = wal.catch_up(None, same, head.frames if head is not None and same else 0, self.index.frame_entries)
         if changed is None or changed:
             apply(None if changed is None else set(changed), changed is None, True)
