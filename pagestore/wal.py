@@ -521,6 +521,11 @@ class WAL:
         self.allocated = max(self.allocated, self.file.size())
         return added
 
+    def unwritten(self) -> bool:
+        """unwritten: the log file is empty: no header was ever written to it (it was made by an
+        open whose recovery did not get to write one). A writer's, between its turns or in one."""
+        return self.file is not None and self.file.size() == 0
+
     def _forget_log(self, generation: int, salt: int, crc: int) -> None:
         """_forget_log: a WRITER's log in memory is generation ``generation`` (``salt``, its header's
         checksum ``crc``) with no frame yet (``catch_up``, when the log is another generation)."""

@@ -216,6 +216,39 @@ def test_a_writer_opening_while_the_first_recovers_a_new_log_reads_and_writes(tm
         assert (db[b"acct/0003"], db[b"acct/0004"]) == (b"900", b"1105")
 
 
+def test_a_writer_that_joined_while_the_first_died_in_its_recovery_keeps_its_commits(tmp_path):
+    """The first writer of a new log (the last close removed it) is killed in its first turn,
+    before its recovery writes the header; another writer had joined meanwhile. Its turns read
+    an empty log: it used to refuse each (CorruptionError 'the log's header is unreadable')
+    with this branch's first fix, and before that (a store never checkpointed, whose reader's
+    rebuild publishes generation 0, salt 0: the joiner's log in memory looked the same) it
+    appended its commits to the log with no header, acknowledged them, and a crash then lost
+    every one (recovery reads no frame of a log without a header). Now its turn starts the
+    log as that recovery would have."""
+    path = str(tmp_path / "d.ps")
+    go = str(tmp_path / "go")
+    pagestore.open(path).close()  # never checkpointed: generation 0
+    assert not os.path.exists(path + "-wal")
+    reader = pagestore.open(path, readonly=True)
+    try:
+        assert reader.get(b"counter") is None  # its open rebuilt the index: the data file's state
+        first = Proc("first_dies", path)
+        first.expect("IN_RESET")  # holds its first turn; the log file exists, empty
+        joined = Proc("joined", path, go, "3")
+        joined.expect("OPEN")
+        first.kill()
+        open(go, "w").close()
+        lines = joined.finish()
+        assert [ln for ln in lines if ln.startswith("ACK")] == ["ACK 1", "ACK 2", "ACK 3"], lines
+        with reader.snapshot() as snap:
+            assert snap.get(b"counter") == b"3"
+    finally:
+        reader.close()
+    with pagestore.open(path) as db:  # recovers what the joiner's log holds
+        assert db[b"counter"] == b"3"
+        db.check()
+
+
 # ---- SIGKILL ----
 
 
