@@ -391,8 +391,19 @@ class SharedLog:
             OSError: writing them again or syncing them failed.
         """
         head = self.index.read_header()
-        same = head is not None and (head.generation, head.salt) == (wal.generation, wal.salt)
-        changed = wal.catch_up(None, same, head.frames if head is not None and same else 0, self.index.frame_entries)
+        # Salt 0 is no log's: a log whose header this writer never read (joined while the first
+        # writer recovered it, ``WAL.catch_up``) is read, never trusted to be the published one.
+        same = head is not None and (head.generation, head.salt) == (wal.generation, wal.salt) and wal.salt != 0
+        changed: Optional[List[int]]
+        if not same and wal.unwritten():
+            # No header was ever written to this log: the writer that made it (the first of a
+            # new log) died in its first turn before its recovery wrote one, and this open had
+            # joined meanwhile. Nothing in it is committed: started as that recovery would
+            # start it (``WAL.recover``), and published below.
+            wal.reset(self.side.disk_meta().checkpoint_seq)
+            changed = None
+        else:
+            changed = wal.catch_up(None, same, head.frames if head is not None and same else 0, self.index.frame_entries)
         if changed is None or changed:
             apply(None if changed is None else set(changed), changed is None, True)
         self._resync(wal, head, False)

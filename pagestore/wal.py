@@ -476,16 +476,31 @@ class WAL:
         those are taken from the list, as a reader takes them (``_adopt``: no frame read, no
         checksum), and only what lies past them is read from the file.
 
+        A mark on a state with no frame of the log (``frames`` 0) does not need its header: a
+        log without one yet (a writer in its first turn made the file and is recovering it)
+        leaves the log in memory empty, generation and salt 0, and returns None.
+
         Raises:
-            CorruptionError: the log's header is unreadable, a delta does not follow its page's
-                previous frame, or the log holds fewer than ``frames`` committed frames.
+            CorruptionError: the log's header is unreadable (``frames`` not 0), a delta does not
+                follow its page's previous frame, or the log holds fewer than ``frames``
+                committed frames.
         """
         assert not self.readonly and self.file is not None and not self.txn_index
         # Most catch-ups find a few small frames, or none: a first read of one whole frame.
         reader = _Reader(self.file, FRAME_HEADER_SIZE + self.page_size)
         head = None if same_log else self._read_header()
         if head is None and not same_log:
-            raise CorruptionError(None, f"{self.path}: the log's header is unreadable")
+            if frames != 0:
+                raise CorruptionError(None, f"{self.path}: the log's header is unreadable")
+            # A mark on a state that holds no frame of the log (the data file's whole), published
+            # by a reader's rebuild or a close while the log was missing, and the log has no
+            # header yet: a writer in its first turn made the file and is recovering it (it
+            # writes the header, then publishes). Nothing of the log is read; the header is read
+            # again at the next catch-up (generation and salt 0: a salt no log has).
+            self._forget_log(0, 0, 0)
+            self.end, self._crc = self.committed_end, self.committed_crc
+            self.allocated = max(self.allocated, self.file.size())
+            return None
         added: Optional[List[int]]
         if head is None or head[:2] == (self.generation, self.salt):
             added = []
@@ -501,13 +516,7 @@ class WAL:
             if self._begins_frame(after, self.committed_end):
                 added += self._scan(frames, reader)
         else:
-            self.index.clear()
-            self.frame_pgnos, self.frame_offsets, self.depth = [], [], {}
-            self.committed_frames = 0
-            self._images.clear()
-            self.generation, self.salt = head[0], head[1]
-            self.committed_end, self.committed_crc = WAL_HEADER_SIZE, head[2]
-            self._durable_end = WAL_HEADER_SIZE  # the restart synced its header; nothing more is known
+            self._forget_log(*head)
             self._scan(frames, reader)
             added = None
         if frames is not None and self.committed_frames < frames:
@@ -516,6 +525,22 @@ class WAL:
         # Never zero-fill over what the others appended (``_reserve`` grows from ``allocated``).
         self.allocated = max(self.allocated, self.file.size())
         return added
+
+    def unwritten(self) -> bool:
+        """unwritten: the log file is empty: no header was ever written to it (it was made by an
+        open whose recovery did not get to write one). A writer's, between its turns or in one."""
+        return self.file is not None and self.file.size() == 0
+
+    def _forget_log(self, generation: int, salt: int, crc: int) -> None:
+        """_forget_log: a WRITER's log in memory is generation ``generation`` (``salt``, its header's
+        checksum ``crc``) with no frame yet (``catch_up``, when the log is another generation)."""
+        self.index.clear()
+        self.frame_pgnos, self.frame_offsets, self.depth = [], [], {}
+        self.committed_frames = 0
+        self._images.clear()
+        self.generation, self.salt = generation, salt
+        self.committed_end, self.committed_crc = WAL_HEADER_SIZE, crc
+        self._durable_end = WAL_HEADER_SIZE  # the restart synced its header; nothing more is known
 
     def _begins_frame(self, raw: bytes, offset: int) -> bool:
         """_begins_frame: ``raw``, read at ``offset``, may be the header of a frame of this log (its

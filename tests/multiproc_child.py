@@ -191,6 +191,33 @@ def hang(path: str, key: str) -> None:
         say("NEVER")
 
 
+def first_dies(path: str) -> None:
+    """first_dies: an open that stops in its first turn's recovery before it writes the new log's
+    header (the parent kills it there)."""
+    from pagestore import wal
+
+    def reset(self: wal.WAL, generation: int) -> None:
+        say("IN_RESET")
+        time.sleep(3600)
+
+    wal.WAL.reset = reset  # type: ignore[method-assign]
+    pagestore.open(path)
+
+
+def joined(path: str, go: str, n: int) -> None:
+    """joined: an open (made while another writer holds its first turn), which then, once ``go``
+    exists, counts ``n`` in durable transactions and dies without closing (no checkpoint)."""
+    db = pagestore.open(path, timeout=30)
+    say(f"OPEN {db.get(b'counter', b'0').decode()}")
+    while not os.path.exists(go):
+        time.sleep(0.01)
+    for i in range(n):
+        with db.transaction() as t:
+            t[b"counter"] = b"%d" % (int(t.get(b"counter", b"0")) + 1)
+        say(f"ACK {i + 1}")
+    os._exit(0)
+
+
 def main(argv: "list[str]") -> None:
     role, path, *rest = argv
     if role == "counter":
@@ -209,6 +236,10 @@ def main(argv: "list[str]") -> None:
         keep(path, float(rest[0]))
     elif role == "put":
         put(path, rest[0])
+    elif role == "first_dies":
+        first_dies(path)
+    elif role == "joined":
+        joined(path, rest[0], int(rest[1]))
     elif role == "hang":
         hang(path, rest[0])
     else:

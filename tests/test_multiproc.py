@@ -25,6 +25,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from typing import Any, Dict, List, Optional, Set, Tuple
 
@@ -158,6 +159,94 @@ def test_transfers_by_three_writers_sum_in_every_snapshot(tmp_path):
 @pytest.mark.slow
 def test_transfers_by_three_writers_for_a_minute(tmp_path):
     _transfers(tmp_path, 10000)  # about a minute here (4,000 each took 19 s on a quiet machine)
+
+
+def test_a_writer_opening_while_the_first_recovers_a_new_log_reads_and_writes(tmp_path, monkeypatch):
+    """The transfers' flake: the store closed (its log removed), a reader's open publishes the
+    data file's state (no log), writer A opens, makes the log file and takes the first turn;
+    writer B opens meanwhile, before A has written the log's header. B joins without
+    recovering, and its view's catch-up found no header: CorruptionError 'the log's header is
+    unreadable' (in B's open; in its transaction's begin before 061f420). The opens are in one
+    process, in threads: their locks are open-file-description locks, as between processes."""
+    from pagestore import wal as wal_mod
+
+    path = str(tmp_path / "t.ps")
+    with pagestore.open(path) as db:
+        db.update((b"acct/%04d" % a, b"1000") for a in range(20))
+    assert not os.path.exists(path + "-wal")
+    reader = pagestore.open(path, readonly=True)
+    in_reset, go = threading.Event(), threading.Event()
+    reset = wal_mod.WAL.reset
+
+    def slow_reset(self: Any, generation: int) -> None:
+        if threading.current_thread().name == "first":
+            in_reset.set()
+            go.wait(30)
+        reset(self, generation)
+
+    monkeypatch.setattr(wal_mod.WAL, "reset", slow_reset)
+    opened: Dict[str, Any] = {}
+    first = threading.Thread(target=lambda: opened.setdefault("a", pagestore.open(path)), name="first")
+    first.start()
+    try:
+        assert in_reset.wait(30)
+        b = pagestore.open(path, timeout=30)  # A holds its first turn, the log has no header yet
+        try:
+            assert b[b"acct/0003"] == b"1000"
+        finally:
+            go.set()
+            first.join(30)
+        a = opened["a"]
+        with b.transaction() as t:
+            t[b"acct/0003"] = b"900"
+            t[b"acct/0004"] = b"1100"
+        with a.transaction() as t:
+            t[b"acct/0004"] = b"%d" % (int(t[b"acct/0004"]) + 5)
+        assert b[b"acct/0004"] == b"1105"
+        a.close()
+        b.close()
+    finally:
+        go.set()
+        first.join(30)
+    with reader.snapshot() as snap:
+        assert sum(int(v) for _k, v in snap.items(prefix=b"acct/")) == 20005
+    reader.close()
+    with pagestore.open(path) as db:
+        db.check()
+        assert (db[b"acct/0003"], db[b"acct/0004"]) == (b"900", b"1105")
+
+
+def test_a_writer_that_joined_while_the_first_died_in_its_recovery_keeps_its_commits(tmp_path):
+    """The first writer of a new log (the last close removed it) is killed in its first turn,
+    before its recovery writes the header; another writer had joined meanwhile. Its turns read
+    an empty log: it used to refuse each (CorruptionError 'the log's header is unreadable')
+    with this branch's first fix, and before that (a store never checkpointed, whose reader's
+    rebuild publishes generation 0, salt 0: the joiner's log in memory looked the same) it
+    appended its commits to the log with no header, acknowledged them, and a crash then lost
+    every one (recovery reads no frame of a log without a header). Now its turn starts the
+    log as that recovery would have."""
+    path = str(tmp_path / "d.ps")
+    go = str(tmp_path / "go")
+    pagestore.open(path).close()  # never checkpointed: generation 0
+    assert not os.path.exists(path + "-wal")
+    reader = pagestore.open(path, readonly=True)
+    try:
+        assert reader.get(b"counter") is None  # its open rebuilt the index: the data file's state
+        first = Proc("first_dies", path)
+        first.expect("IN_RESET")  # holds its first turn; the log file exists, empty
+        joined = Proc("joined", path, go, "3")
+        joined.expect("OPEN")
+        first.kill()
+        open(go, "w").close()
+        lines = joined.finish()
+        assert [ln for ln in lines if ln.startswith("ACK")] == ["ACK 1", "ACK 2", "ACK 3"], lines
+        with reader.snapshot() as snap:
+            assert snap.get(b"counter") == b"3"
+    finally:
+        reader.close()
+    with pagestore.open(path) as db:  # recovers what the joiner's log holds
+        assert db[b"counter"] == b"3"
+        db.check()
 
 
 # ---- SIGKILL ----
