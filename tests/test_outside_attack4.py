@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Dict
+from typing import Any, Callable, Dict, Tuple
 
 import pytest
 
@@ -33,25 +33,31 @@ needs_locks = pytest.mark.skipif(not shm.SUPPORTED, reason="writers in several p
 # Ctrl-Z, a debugger, a frozen container). argv[2]: what that sync does once continued: "ok"
 # (it syncs), "fail" (EIO, the pages not written: no kinder than Linux), "kill" (never
 # continued: SIGKILLed while stopped).
-_STOPPED_IN_SYNC = r"""
+# The start of both child scripts below: ``stopping_sync``, a File.sync that stops the process
+# (SIGSTOP) in its first sync of the log; continued, it syncs, or with mode "fail" (argv[2] when
+# there are three arguments) raises EIO with the pages not written (no kinder than Linux).
+_STOP_IN_LOG_SYNC = r"""
 import errno, os, signal, sys
 sys.path.insert(0, sys.argv[-1])
 import pagestore, pagestore.store
 from pagestore import fileio
-mode = sys.argv[2]
+mode = sys.argv[2] if len(sys.argv) > 3 else ""
+real, stopped = fileio.File.sync, []
+def stopping_sync(self):
+    if self.path.endswith("-wal") and not stopped:
+        stopped.append(1)
+        print("IN_SYNC", flush=True)
+        os.kill(os.getpid(), signal.SIGSTOP)
+        if mode == "fail":
+            raise OSError(errno.EIO, "Input/output error (injected)", self.path)
+    real(self)
+"""
+
+_STOPPED_IN_SYNC = _STOP_IN_LOG_SYNC + r"""
 with pagestore.open(sys.argv[1], timeout=10) as db:
     pagestore.store.KEEP_AFTER = 1e9  # once asked for its turn, it never keeps it again
     db[b"a0"] = b"1"
-    real, stopped = fileio.File.sync, []
-    def sync(self):
-        if self.path.endswith("-wal") and not stopped:
-            stopped.append(1)
-            print("IN_SYNC", flush=True)
-            os.kill(os.getpid(), signal.SIGSTOP)
-            if mode == "fail":
-                raise OSError(errno.EIO, "Input/output error (injected)", self.path)
-        real(self)
-    fileio.File.sync = sync
+    fileio.File.sync = stopping_sync
     print("START", flush=True)
     sys.stdin.readline()
     try:
@@ -85,6 +91,27 @@ def _expect(p: "subprocess.Popen[str]", word: str) -> str:
     line = p.stdout.readline()
     assert line.startswith(word), (line, p.poll(), p.stderr.read() if p.poll() is not None and p.stderr else "")
     return line
+
+
+def _timed_in_thread(fn: Callable[[], None], out: Dict[str, Any], done: str,
+                     wait: float = 5.0) -> Tuple[threading.Thread, bool]:
+    """_timed_in_thread runs ``fn`` in a daemon thread: ``out["result"]`` is ``done``, or the
+    PageStoreError it raised, and ``out["seconds"]`` how long it took. Waits ``wait`` seconds for it; returns
+    the thread and whether it still runs then (stuck)."""
+
+    def run() -> None:
+        t0 = time.monotonic()
+        try:
+            fn()
+            out["result"] = done
+        except PageStoreError as exc:
+            out["result"] = exc
+        out["seconds"] = time.monotonic() - t0
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(wait)
+    return t, t.is_alive()
 
 
 @needs_locks
@@ -122,21 +149,12 @@ def test_a_writer_stopped_in_its_log_sync_does_not_hold_anothers_put_past_its_ti
             assert r[b"a1"] == b"1"  # A's commit is published; only its sync is stopped
 
         def put() -> None:
-            t0 = time.monotonic()
-            try:
-                if how == "put":
-                    db[b"b"] = b"1"
-                else:
-                    db.put_many([(b"b", b"1"), (b"b2", b"2")])
-                out["result"] = "acknowledged"
-            except PageStoreError as exc:
-                out["result"] = exc
-            out["seconds"] = time.monotonic() - t0
+            if how == "put":
+                db[b"b"] = b"1"
+            else:
+                db.put_many([(b"b", b"1"), (b"b2", b"2")])
 
-        t = threading.Thread(target=put, daemon=True)
-        t.start()
-        t.join(5.0)
-        stuck = t.is_alive()
+        t, stuck = _timed_in_thread(put, out, "acknowledged")
         if how == "close" and not stuck:
             t0 = time.monotonic()
             db.close()  # A still stopped: raises nothing, within about its timeout
@@ -255,27 +273,20 @@ def test_a_damaged_shared_index_header_beside_an_idle_writer_is_rebuilt_not_wait
         out: Dict[str, Any] = {}
 
         def open_and_read() -> None:
-            t0 = time.monotonic()
-            try:
-                if readonly:
-                    with pagestore.open(path, readonly=True, timeout=2) as db:
-                        out["len"] = len(db)
-                else:  # a writer is another process (one writable open per process)
-                    r = subprocess.run([sys.executable, "-c", _WRITE_ONE, path, ROOT], capture_output=True,
-                                       text=True, timeout=60)
-                    if r.returncode != 0 or not r.stdout.startswith("LEN"):
-                        out["error"] = r.stdout + r.stderr[-2000:]
-                    else:
-                        out["len"] = int(r.stdout.split()[1])
-            except PageStoreError as exc:
-                out["error"] = exc
-            out["seconds"] = time.monotonic() - t0
+            if readonly:
+                with pagestore.open(path, readonly=True, timeout=2) as db:
+                    out["len"] = len(db)
+            else:  # a writer is another process (one writable open per process)
+                r = subprocess.run([sys.executable, "-c", _WRITE_ONE, path, ROOT], capture_output=True,
+                                   text=True, timeout=60)
+                if r.returncode != 0 or not r.stdout.startswith("LEN"):
+                    out["error"] = r.stdout + r.stderr[-2000:]
+                else:
+                    out["len"] = int(r.stdout.split()[1])
 
-        t = threading.Thread(target=open_and_read, daemon=True)
-        t.start()
-        t.join(15)
-        assert not t.is_alive(), "the open still waits 15 s later on the damaged shared index"
-        assert "error" not in out and out["len"] == 50, out
+        t, stuck = _timed_in_thread(open_and_read, out, "read", wait=15.0)
+        assert not stuck, "the open still waits 15 s later on the damaged shared index"
+        assert out["result"] == "read" and "error" not in out and out["len"] == 50, out
         a[b"after"] = b"1"
         assert a[b"after"] == b"1" and len(a) == 50 + (not readonly) + 1
         a.check()
@@ -570,21 +581,10 @@ def test_the_cli_names_the_side_file_that_is_wrong(tmp_path):
 
 # A writer alone with the store (so its syncs run in sole mode: LOCK_WRITERS exclusive across the
 # fdatasync, docs/format.md "Sole mode") that stops (SIGSTOP) inside its first log sync after "go".
-_SOLE_STOPPED_IN_SYNC = r"""
-import os, signal, sys
-sys.path.insert(0, sys.argv[-1])
-import pagestore
-from pagestore import fileio
+_SOLE_STOPPED_IN_SYNC = _STOP_IN_LOG_SYNC + r"""
 with pagestore.open(sys.argv[1], timeout=10) as db:
     db[b"a0"] = b"1"
-    real, stopped = fileio.File.sync, []
-    def sync(self):
-        if self.path.endswith("-wal") and not stopped:
-            stopped.append(1)
-            print("IN_SYNC", flush=True)
-            os.kill(os.getpid(), signal.SIGSTOP)
-        real(self)
-    fileio.File.sync = sync
+    fileio.File.sync = stopping_sync
     print("START", db._pager.wal.sole_syncs, flush=True)
     sys.stdin.readline()
     db[b"a1"] = b"1"
@@ -610,19 +610,7 @@ def test_a_sole_writer_stopped_in_its_log_sync_does_not_hang_anothers_open(tmp_p
         a.stdin.flush()
         _expect(a, "IN_SYNC")
 
-        def opening() -> None:
-            t0 = time.monotonic()
-            try:
-                pagestore.open(path, timeout=1.0).close()
-                out["result"] = "opened"
-            except PageStoreError as exc:
-                out["result"] = exc
-            out["seconds"] = time.monotonic() - t0
-
-        t = threading.Thread(target=opening, daemon=True)
-        t.start()
-        t.join(5.0)
-        stuck = t.is_alive()
+        t, stuck = _timed_in_thread(lambda: pagestore.open(path, timeout=1.0).close(), out, "opened")
         with pagestore.open(path, readonly=True) as r:  # readers do not take LOCK_WRITERS
             assert r[b"a1"] == b"1"
         os.kill(a.pid, signal.SIGCONT)
