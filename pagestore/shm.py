@@ -257,8 +257,8 @@ _ALONE_WORDS = struct.Struct("<QIIIIIIQII16x" + "Q8x" * SLOTS)
 _SYNC_LOCK = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, LOCK_SYNC, 1, 0)
 _SYNC_UNLOCK = _FLOCK.pack(fcntl.F_UNLCK, os.SEEK_SET, LOCK_SYNC, 1, 0)
 # LOCK_WRITERS (on the data file) turned exclusive and back: a sync in sole mode (``DataLock.try_sole``)
-_WRITERS_EXCLUSIVE = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, LOCK_BASE + 1, 1, 0)
-_WRITERS_SHARED = _FLOCK.pack(fcntl.F_RDLCK, os.SEEK_SET, LOCK_BASE + 1, 1, 0)
+_WRITERS_EXCLUSIVE = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, LOCK_WRITERS, 1, 0)
+_WRITERS_SHARED = _FLOCK.pack(fcntl.F_RDLCK, os.SEEK_SET, LOCK_WRITERS, 1, 0)
 
 #: Seconds between two tries of a lock waited for with a deadline (``poll_lock``): the first nap,
 #: and the longest (each nap doubles up to it). A sync's fsync takes milliseconds: a waiter
