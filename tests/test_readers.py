@@ -864,3 +864,43 @@ def test_a_reader_descends_internal_nodes_the_writer_split_since_its_last_read(t
             assert [None if v is None else bytes.fromhex(v) for v in got] == [model.get(k) for k in probe]
         assert r.exit() == 0
         db.check()
+
+
+def test_a_readonly_check_while_the_writer_restarts_the_log_under_read0(tmp_path, monkeypatch):
+    """A reader whose view is whole in the data file (LOCK_READ0) keeps the ends of the log it
+    last followed; the writer may restart that log meanwhile and shorten its file to KEEP_BYTES.
+    The reader's ``check()`` held its ends to the shortened file and raised CorruptionError ("log
+    ends out of order", a CI failure of test_sigkill_of_a_writer_loses_nothing_acknowledged): the
+    store was sound. Here the restart lands inside the check, as it did there."""
+    import pagestore.store as store_mod
+    from pagestore.wal import KEEP_BYTES
+
+    path = str(tmp_path / "r.ps")
+    w = pagestore.open(path)
+    r = pagestore.open(path, readonly=True)
+    try:
+        with r.snapshot():  # holds the log back: it grows past KEEP_BYTES
+            for i in range(1500):
+                w[b"k%05d" % i] = bytes([i % 251]) * 3000
+        with r.snapshot():  # at the latest commit: the copy is whole, the restart waits
+            assert w.checkpoint()["restarted"] is False
+        assert os.path.getsize(path + "-wal") > KEEP_BYTES
+        check_store = store_mod.check_store
+        seen: Dict[str, int] = {}
+
+        def restart_then_check(pager: Any, tree: Any, heap: Any) -> Dict[str, int]:
+            seen["end"] = pager.wal.end  # the old log's end, read from the data file only
+            w[b"x"] = b"y"  # its first write restarts the log (restart_if_idle)
+            seen["size"] = os.path.getsize(path + "-wal")
+            return check_store(pager, tree, heap)
+
+        monkeypatch.setattr(store_mod, "check_store", restart_then_check)
+        counts = r.check()
+        assert seen["end"] > KEEP_BYTES >= seen["size"], seen
+        assert counts["records"] == 1500, counts  # as of its view: not yet b"x"
+        monkeypatch.undo()
+        r.check()  # the next operation follows the new log
+        assert r[b"x"] == b"y" and r[b"k01499"] == bytes([1499 % 251]) * 3000
+    finally:
+        r.close()
+        w.close()
