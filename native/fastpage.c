@@ -1055,6 +1055,82 @@ error:
     return NULL;
 }
 
+/* le64: the little-endian u64 at p. */
+static uint64_t le64(const uint8_t *p) {
+    return (uint64_t)le32(p) | ((uint64_t)le32(p + 4) << 32);
+}
+
+/* log_advance(image, window, start, chain, pgno, salt, page_size) -> bool: brings `image` (a bytearray of
+** page_size bytes, page `pgno`'s image as of its frame at chain[0]; None: no frame) to the image of
+** the frame at chain[-1], from the frames at chain[1:] (offsets in log order), which lie in `window`
+** (the log's bytes from offset `start`): each whole frame (base 0, page_size bytes) copied over it,
+** each delta (its base the chain's frame before it) applied (delta.c), as wal.py read_frame applies
+** a chain. False, `image` maybe half changed, when a frame is not where and what its offset says:
+** outside the window, another page's, another offset's or salt's, a size that does not fit, a
+** delta whose base is not the frame before it, or runs outside the page. The header as wal.py's
+** FRAME HEADER table lays it out. Page-local: the caller's buffers, no page number followed. */
+static PyObject *fp_log_advance(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    (void)self;
+    if (!nargs_ok(n, 7, "log_advance")) return NULL;
+    PyObject *image = args[0], *window = args[1], *chain = args[3];
+    if (!PyByteArray_CheckExact(image) || !PyList_CheckExact(chain)) {
+        PyErr_SetString(PyExc_TypeError, "image must be a bytearray and chain a list");
+        return NULL;
+    }
+    unsigned long long start = PyLong_AsUnsignedLongLong(args[2]);
+    unsigned long pgno = PyLong_AsUnsignedLong(args[4]), salt = PyLong_AsUnsignedLong(args[5]);
+    unsigned long page_size = PyLong_AsUnsignedLong(args[6]);
+    if (PyErr_Occurred()) return NULL;
+    Py_ssize_t len = PyList_GET_SIZE(chain);
+    int have_prev = 0;
+    unsigned long long prev = 0;
+    if (len > 0 && PyList_GET_ITEM(chain, 0) != Py_None) {
+        prev = PyLong_AsUnsignedLongLong(PyList_GET_ITEM(chain, 0));
+        if (prev == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
+        have_prev = 1;
+    }
+    Py_buffer win;
+    if (PyObject_GetBuffer(window, &win, PyBUF_SIMPLE) != 0) return NULL;
+    uint8_t *img = (uint8_t *)PyByteArray_AS_STRING(image);
+    const uint8_t *w = (const uint8_t *)win.buf;
+    uint64_t wlen = (uint64_t)win.len;
+    int ok = len > 1 && (unsigned long)PyByteArray_GET_SIZE(image) == page_size;
+    for (Py_ssize_t i = 1; ok && i < len; i++) {
+        unsigned long long off = PyLong_AsUnsignedLongLong(PyList_GET_ITEM(chain, i));
+        if (off == (unsigned long long)-1 && PyErr_Occurred()) {
+            PyBuffer_Release(&win);
+            return NULL;
+        }
+        if (off < start || off - start > wlen || wlen - (off - start) < LOG_FRAME_HEADER) {
+            ok = 0;
+            break;
+        }
+        const uint8_t *h = w + (off - start);
+        uint32_t fn = le32(h + 28);
+        uint64_t base = le64(h + 32);
+        if (le32(h) != pgno || le64(h + 16) != off || le32(h + 24) != salt ||
+            wlen - (off - start) - LOG_FRAME_HEADER < fn) {
+            ok = 0;
+            break;
+        }
+        if (base == 0) {
+            if (fn != page_size) {
+                ok = 0;
+                break;
+            }
+            memcpy(img, h + LOG_FRAME_HEADER, page_size);
+        } else if (fn >= page_size || base >= off || !have_prev || base != prev ||
+                   ps_delta_apply(img, (uint32_t)page_size, h + LOG_FRAME_HEADER, fn) != PS_OK) {
+            ok = 0;
+            break;
+        }
+        prev = off;
+        have_prev = 1;
+    }
+    PyBuffer_Release(&win);
+    return PyBool_FromLong(ok);
+}
+
 static PyMethodDef methods[] = {
     {"init", (PyCFunction)fp_init, METH_O, "init(raise_fn): the callable raising for (code, pgno, what)"},
     {"map_child", (PyCFunction)(void (*)(void))fp_map_child, METH_FASTCALL, "map_child(h, pgno, key) -> child pgno"},
@@ -1097,6 +1173,8 @@ static PyMethodDef methods[] = {
     {"log_append", (PyCFunction)(void (*)(void))fp_log_append, METH_FASTCALL,
      "log_append(frames, txn, salt, offset, crc, commit_page_count, page_size, seal, txn_index, index, depth, "
      "pgnos, offsets, max_chain) -> (frames' bytes, crc, entries)"},
+    {"log_advance", (PyCFunction)(void (*)(void))fp_log_advance, METH_FASTCALL,
+     "log_advance(image, window, start, chain, pgno, salt, page_size) -> bool: image brought to the chain's last frame"},
     {"leaf_insert", (PyCFunction)(void (*)(void))fp_leaf_insert, METH_FASTCALL,
      "leaf_insert(frame, index, key, rid pgno, rid slot, pgno) -> new page bytes, or None if full"},
     {"leaf_remove", (PyCFunction)(void (*)(void))fp_leaf_remove, METH_FASTCALL,

@@ -324,6 +324,37 @@ class CffiPage:
             entries.byteswap()
         return out, crc, entries.tobytes()
 
+    def log_advance(self, image: bytearray, window: "bytes | bytearray | memoryview", start: int,
+                    chain: List[Optional[int]], pgno: int, salt: int, page_size: int) -> bool:
+        if type(image) is not bytearray:
+            raise TypeError("image must be a bytearray and chain a list")
+        view = memoryview(window).cast("B")
+        if len(chain) < 2 or len(image) != page_size:
+            return False
+        prev = chain[0]
+        for off in chain[1:]:
+            assert off is not None
+            rel = off - start
+            if rel < 0 or len(view) - rel < 44:
+                return False
+            fpgno, own, fsalt, n, base = (int.from_bytes(view[rel : rel + 4], "little"),
+                                          int.from_bytes(view[rel + 16 : rel + 24], "little"),
+                                          int.from_bytes(view[rel + 24 : rel + 28], "little"),
+                                          int.from_bytes(view[rel + 28 : rel + 32], "little"),
+                                          int.from_bytes(view[rel + 32 : rel + 40], "little"))
+            rel += 44
+            if fpgno != pgno or own != off or fsalt != salt or len(view) - rel < n:
+                return False
+            if not base:
+                if n != page_size:
+                    return False
+                image[:] = view[rel : rel + n]
+            elif n >= page_size or base >= off or prev is None or base != prev \
+                    or lib.ps_delta_apply(ffi.from_buffer(image), page_size, ffi.from_buffer(view[rel : rel + n]), n) != OK:
+                return False
+            prev = off
+        return True
+
     def page_insert_room(self, frame: bytearray, record: bytes, state: int, pgno: int) -> Tuple[int, int]:
         _check_bytes(record, "record")
         page = self._frame(frame, pgno)
@@ -618,7 +649,7 @@ def _load_fast() -> Tuple[Any, str]:
         else:
             # a build of this version from before the newest calls lacks them: stale too
             missing = [name for name in ("map_chain_value", "log_frames", "log_append", "crc32c", "record_delete",
-                                                    "record_patch")
+                                                    "record_patch", "log_advance")
                        if not hasattr(_fastpage, name)]
             if _fastpage.NATIVE_VERSION != EXPECTED_NATIVE_VERSION or missing:  # pragma: no cover
                 why = (f"version {_fastpage.NATIVE_VERSION}, the Python package expects {EXPECTED_NATIVE_VERSION}"

@@ -309,6 +309,10 @@ class WAL:
         #: the committed frames the last catch-up read at once (``_adopt``): (generation, salt,
         #: offset of its first byte, offset past its last frame, the bytes), or None
         self._window: Optional[Tuple[int, int, int, int, bytes]] = None
+        # The frames the last ``_adopt`` took, by page: [the page's newest frame before them
+        # (None: it had none), then their offsets in order], with the committed end they
+        # brought the log to; for ``advance``. None when they were not read in one window.
+        self._taken: Optional[Tuple[int, int, int, Dict[int, List[Optional[int]]]]] = None
         self.file: Optional[fileio.File]
         if readonly and not os.path.exists(path):
             self.file = None
@@ -570,17 +574,24 @@ class WAL:
         index, depth = self.index, self.depth
         latest: Dict[int, int] = {}
         new_depth: Dict[int, int] = {}
+        chains: Dict[int, List[Optional[int]]] = {}  # for ``advance``
         off = n = pgno = 0
         end = self.committed_end
+        self._taken = None
         for i in range(0, len(entries), 2):
             word, off = entries[i], entries[i + 1]
             pgno, n = word & 0xFFFFFFFF, word >> 32
             if off != end or not 0 < n <= ps:
                 return [], None
+            prev = latest.get(pgno)
+            if prev is None:
+                prev = index.get(pgno)
+                chains[pgno] = [prev, off]
+            else:
+                chains[pgno].append(off)
             if n == ps:
                 new_depth[off] = 0
             else:
-                prev = latest.get(pgno, index.get(pgno))
                 d = new_depth.get(prev, depth.get(prev)) if prev is not None else None
                 if d is None or d >= MAX_CHAIN:
                     return [], None
@@ -610,7 +621,34 @@ class WAL:
         self.end, self._crc = end, self.committed_crc
         self._synced = False  # frames another process wrote, maybe with sync=False: the next sync covers them
         self._window = (self.generation, self.salt, start, end, whole) if whole else None
+        self._taken = (self.generation, self.salt, end, chains) if whole else None
         return list(latest), bytes(raw[FRAME_HEADER_SIZE + n :])
+
+    def advance(self, pgno: int, image: bytearray, known: Optional[int] = -1) -> bool:
+        """advance brings ``image``, page ``pgno``'s image as of its frame at offset ``known`` (None:
+        the data file's, no frame), to the page's newest committed image, from the frames the last
+        catch-up took (``_adopt``) and read in one window: each whole frame copied over it, each
+        delta applied, in log order, as ``read_frame`` would apply them down a chain, but from the
+        image the caller holds instead of the chain's whole frame, and with no read. ``known`` -1:
+        the image is of the page's newest frame before that catch-up (a writer's clean cached
+        page: the pager's invariant, ``Pager.write``'s base). A writer taking its turn brings the
+        pages it holds (the header, the free-space map's, the shared heap page) up to the others'
+        commits this way instead of dropping them and reading each through its chain of deltas.
+
+        Returns False, ``image`` maybe half changed (the caller drops it), when it cannot: the
+        catch-up took no frame of ``pgno`` or not in one window, the log changed since (a commit,
+        a scan, another generation), ``known`` is not where the taken frames begin, or a frame
+        in the window is not the one its entry says (another page's, another offset, a delta
+        whose base is not the page's frame before it, a delta that does not fit the page).
+        O(bytes of the page's taken frames), in one C call (native/fastpage.c ``log_advance``)."""
+        taken, win = self._taken, self._window
+        if taken is None or win is None or taken[2] != self.committed_end \
+                or (taken[0], taken[1]) != (self.generation, self.salt) or win[3] != taken[2]:
+            return False
+        chain = taken[3].get(pgno)
+        if chain is None or (known != -1 and chain[0] != known) or len(image) != self.page_size:
+            return False
+        return bool(_native.fast.log_advance(image, win[4], win[2], chain, pgno, self.salt, self.page_size))
 
     def _frame_bytes(self, off: int) -> bytes:
         """_frame_bytes: what ``read_frame`` reads of the frame at ``off``: the frame whole (its header

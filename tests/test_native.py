@@ -69,6 +69,58 @@ def test_delta_round_trip_cap_and_a_delta_that_does_not_fit() -> None:
     assert info.value.pgno == 9 and small == bytearray(512)  # left as it was
 
 
+def _frame(pgno: int, offset: int, salt: int, payload: bytes, base: int) -> bytes:
+    """_frame: a log frame as wal.py lays it out (FRAME HEADER; the checksum not checked here)."""
+    import struct
+
+    return struct.pack("<IIQQIIQ", pgno, 1, 1, offset, salt, len(payload), base) + bytes(4) + payload
+
+
+@pytest.mark.parametrize("binding", ["fast", "cffi"])
+def test_log_advance_applies_a_pages_frames_in_order_and_refuses_what_is_not_they(binding: str) -> None:
+    """log_advance (WAL.advance: a writer's cached page brought up to the frames its turn took):
+    deltas applied in log order from the image the caller holds, a whole frame copied; False for
+    a frame that is not where and what the chain says (another page, offset, salt, base, or
+    past the window)."""
+    fast = _native.fast if binding == "fast" else _native.CffiPage()
+    ps, salt, pgno = 512, 77, 5
+    v0 = bytes(range(256)) * 2
+    v1 = bytearray(v0)
+    v1[20:24] = b"abcd"
+    v2 = bytearray(v1)
+    v2[300] ^= 0xFF
+    d1, d2 = _native.delta_make(v0, v1, ps), _native.delta_make(v1, v2, ps)
+    assert d1 is not None and d2 is not None
+    start = 1000
+    f1 = _frame(pgno, start, salt, d1, 900)  # base: the page's frame at 900 (v0)
+    other = _frame(6, start + len(f1), salt, bytes(ps), 0)  # another page's frame between
+    at2 = start + len(f1) + len(other)
+    f2 = _frame(pgno, at2, salt, d2, start)
+    window = f1 + other + f2
+    image = bytearray(v0)
+    assert fast.log_advance(image, window, start, [900, start, at2], pgno, salt, ps) is True
+    assert image == v2
+    whole = _frame(pgno, start, salt, bytes(v2), 0)
+    image = bytearray(ps)
+    assert fast.log_advance(image, whole, start, [None, start], pgno, salt, ps) is True and image == v2
+    for chain, pg, sa, win in (
+        ([800, start, at2], pgno, salt, window),  # the image is not of the frame the first delta is from
+        ([None, start, at2], pgno, salt, window),  # no frame before a delta
+        ([900, start, at2], 6, salt, window),  # another page's frames
+        ([900, start, at2], pgno, salt + 1, window),  # another log's
+        ([900, start, start + len(f1)], pgno, salt, window),  # an offset that is another page's frame
+        ([900, start, at2 + 1], pgno, salt, window),  # not where a frame begins
+        ([900, start, at2], pgno, salt, window[:-3]),  # the last frame cut short
+        ([900, start - 44], pgno, salt, window),  # before the window
+        ([900], pgno, salt, window),  # no frame taken
+    ):
+        assert fast.log_advance(bytearray(v0), win, start, chain, pg, sa, ps) is False, chain
+    assert fast.log_advance(bytearray(100), window, start, [900, start], pgno, salt, ps) is False  # not a page
+    bad = bytearray(f1)
+    bad[44:46] = (ps - 2).to_bytes(2, "little")  # the delta's first run starts past the page's end
+    assert fast.log_advance(bytearray(v0), bytes(bad), start, [900, start], pgno, salt, ps) is False
+
+
 def test_map_handle_describes_what_it_is_attached_to() -> None:
     h = _native.MapHandle(4096)
     assert h.describes(0, 4096, 0)
