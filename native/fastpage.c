@@ -1131,6 +1131,134 @@ static PyObject *fp_log_advance(PyObject *self, PyObject *const *args, Py_ssize_
     return PyBool_FromLong(ok);
 }
 
+/* log_adopt(entries, end, page_size, index, depth, max_chain) -> (pgnos, offsets, chains, latest, new_depth,
+** end, last pgno, last offset, last size) or None: wal.py WAL._adopt's walk over the shared index's
+** entries of the frames a writer catching up takes (16 bytes a frame, native u64 pgno | size << 32,
+** then u64 offset), from the log's committed end `end`: each frame must begin where the one before
+** ended and be 1 to page_size bytes; a delta's depth is its page's previous frame's (in these
+** frames, else `depth` of the frame `index` names) plus one, at most max_chain; a whole frame's is
+** 0. None when an entry breaks a rule (the caller reads the log file instead). Returns the frames'
+** page numbers and offsets (lists, in order), chains (pgno -> [its frame in `index` or None, then
+** its offsets here], for WAL.advance), latest (pgno -> its last offset here), new_depth (offset ->
+** depth), the end past the last frame, and the last frame's page number, offset and size. Changes
+** nothing of the caller's. The caller's bookkeeping, not pages: no page number is followed. */
+static PyObject *fp_log_adopt(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    (void)self;
+    if (!nargs_ok(n, 6, "log_adopt")) return NULL;
+    PyObject *index = args[3], *depth = args[4];
+    if (!PyDict_CheckExact(index) || !PyDict_CheckExact(depth)) {
+        PyErr_SetString(PyExc_TypeError, "index and depth must be dicts");
+        return NULL;
+    }
+    unsigned long long end = PyLong_AsUnsignedLongLong(args[1]);
+    unsigned long page_size = PyLong_AsUnsignedLong(args[2]);
+    long max_chain = PyLong_AsLong(args[5]);
+    if (PyErr_Occurred()) return NULL;
+    Py_buffer eb;
+    if (PyObject_GetBuffer(args[0], &eb, PyBUF_SIMPLE) != 0) return NULL;
+    if (eb.len <= 0 || eb.len % 16 != 0) {
+        PyBuffer_Release(&eb);
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t nf = eb.len / 16;
+    const uint8_t *e = (const uint8_t *)eb.buf;
+    PyObject *pgnos = PyList_New(nf), *offsets = PyList_New(nf);
+    PyObject *chains = PyDict_New(), *latest = PyDict_New(), *new_depth = PyDict_New();
+    uint64_t off = 0, size = 0;
+    uint32_t pgno = 0;
+    int bail = 0;
+    if (pgnos == NULL || offsets == NULL || chains == NULL || latest == NULL || new_depth == NULL) goto error;
+    for (Py_ssize_t i = 0; i < nf; i++) {
+        uint64_t word;
+        memcpy(&word, e + 16 * i, 8);
+        memcpy(&off, e + 16 * i + 8, 8);
+        pgno = (uint32_t)(word & 0xFFFFFFFFu);
+        size = word >> 32;
+        if (off != end || size == 0 || size > page_size) {
+            bail = 1;
+            break;
+        }
+        PyObject *kp = PyLong_FromUnsignedLong(pgno);
+        if (kp == NULL) goto error;
+        PyList_SET_ITEM(pgnos, i, kp); /* stolen: pgnos keeps kp alive below */
+        PyObject *ko = PyLong_FromUnsignedLongLong(off);
+        if (ko == NULL) goto error;
+        PyList_SET_ITEM(offsets, i, ko);
+        PyObject *prev = PyDict_GetItemWithError(latest, kp); /* borrowed */
+        if (prev == NULL) {
+            if (PyErr_Occurred()) goto error;
+            prev = PyDict_GetItemWithError(index, kp);
+            if (prev == NULL && PyErr_Occurred()) goto error;
+            PyObject *chain = PyList_New(2);
+            if (chain == NULL) goto error;
+            PyObject *first = prev != NULL ? prev : Py_None;
+            Py_INCREF(first);
+            PyList_SET_ITEM(chain, 0, first);
+            Py_INCREF(ko);
+            PyList_SET_ITEM(chain, 1, ko);
+            int rc = PyDict_SetItem(chains, kp, chain);
+            Py_DECREF(chain);
+            if (rc != 0) goto error;
+        } else {
+            PyObject *chain = PyDict_GetItemWithError(chains, kp);
+            if (chain == NULL || PyList_Append(chain, ko) != 0) {
+                if (!PyErr_Occurred()) PyErr_SetString(PyExc_KeyError, "log_adopt: a chain went missing");
+                goto error;
+            }
+        }
+        long d = 0;
+        if (size != page_size) {
+            if (prev == NULL) {
+                bail = 1;
+                break;
+            }
+            PyObject *pd = PyDict_GetItemWithError(new_depth, prev);
+            if (pd == NULL) {
+                if (PyErr_Occurred()) goto error;
+                pd = PyDict_GetItemWithError(depth, prev);
+                if (pd == NULL) {
+                    if (PyErr_Occurred()) goto error;
+                    bail = 1;
+                    break;
+                }
+            }
+            long pdv = PyLong_AsLong(pd);
+            if (pdv == -1 && PyErr_Occurred()) goto error;
+            if (pdv >= max_chain) {
+                bail = 1;
+                break;
+            }
+            d = pdv + 1;
+        }
+        PyObject *dv = PyLong_FromLong(d);
+        if (dv == NULL) goto error;
+        int rc = PyDict_SetItem(new_depth, ko, dv);
+        Py_DECREF(dv);
+        if (rc != 0 || PyDict_SetItem(latest, kp, ko) != 0) goto error;
+        end = off + LOG_FRAME_HEADER + size;
+    }
+    PyBuffer_Release(&eb);
+    if (bail) {
+        /* items of pgnos / offsets not set yet are NULL: list dealloc skips them */
+        Py_DECREF(pgnos);
+        Py_DECREF(offsets);
+        Py_DECREF(chains);
+        Py_DECREF(latest);
+        Py_DECREF(new_depth);
+        Py_RETURN_NONE;
+    }
+    return Py_BuildValue("(NNNNNKkKK)", pgnos, offsets, chains, latest, new_depth, (unsigned long long)end,
+                         (unsigned long)pgno, (unsigned long long)off, (unsigned long long)size);
+error:
+    PyBuffer_Release(&eb);
+    Py_XDECREF(pgnos);
+    Py_XDECREF(offsets);
+    Py_XDECREF(chains);
+    Py_XDECREF(latest);
+    Py_XDECREF(new_depth);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"init", (PyCFunction)fp_init, METH_O, "init(raise_fn): the callable raising for (code, pgno, what)"},
     {"map_child", (PyCFunction)(void (*)(void))fp_map_child, METH_FASTCALL, "map_child(h, pgno, key) -> child pgno"},
@@ -1173,6 +1301,9 @@ static PyMethodDef methods[] = {
     {"log_append", (PyCFunction)(void (*)(void))fp_log_append, METH_FASTCALL,
      "log_append(frames, txn, salt, offset, crc, commit_page_count, page_size, seal, txn_index, index, depth, "
      "pgnos, offsets, max_chain) -> (frames' bytes, crc, entries)"},
+    {"log_adopt", (PyCFunction)(void (*)(void))fp_log_adopt, METH_FASTCALL,
+     "log_adopt(entries, end, page_size, index, depth, max_chain) -> (pgnos, offsets, chains, latest, new_depth, end, "
+     "last pgno, last offset, last size) or None"},
     {"log_advance", (PyCFunction)(void (*)(void))fp_log_advance, METH_FASTCALL,
      "log_advance(image, window, start, chain, pgno, salt, page_size) -> bool: image brought to the chain's last frame"},
     {"leaf_insert", (PyCFunction)(void (*)(void))fp_leaf_insert, METH_FASTCALL,

@@ -36,7 +36,7 @@ import sys
 import threading
 from array import array
 from functools import partial
-from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 from .errors import CorruptionError, NotFoundError, PageFullError, PageStoreError
 
@@ -323,6 +323,41 @@ class CffiPage:
         if sys.byteorder != "little":  # pragma: no cover
             entries.byteswap()
         return out, crc, entries.tobytes()
+
+    def log_adopt(self, entries: "Sequence[int]", end: int, page_size: int, index: Dict[int, int],
+                  depth: Dict[int, int], max_chain: int) -> Optional[Tuple[Any, ...]]:
+        words = array("Q", entries)
+        if not words or len(words) % 2:
+            return None
+        pgnos: List[int] = []
+        offsets: List[int] = []
+        chains: Dict[int, List[Optional[int]]] = {}
+        latest: Dict[int, int] = {}
+        new_depth: Dict[int, int] = {}
+        pgno = off = size = 0
+        for i in range(0, len(words), 2):
+            word, off = words[i], words[i + 1]
+            pgno, size = word & 0xFFFFFFFF, word >> 32
+            if off != end or not 0 < size <= page_size:
+                return None
+            pgnos.append(pgno)
+            offsets.append(off)
+            prev = latest.get(pgno)
+            if prev is None:
+                prev = index.get(pgno)
+                chains[pgno] = [prev, off]
+            else:
+                chains[pgno].append(off)
+            d = 0
+            if size != page_size:
+                known = new_depth.get(prev, depth.get(prev)) if prev is not None else None
+                if known is None or known >= max_chain:
+                    return None
+                d = known + 1
+            new_depth[off] = d
+            latest[pgno] = off
+            end = off + 44 + size
+        return pgnos, offsets, chains, latest, new_depth, end, pgno, off, size
 
     def log_advance(self, image: bytearray, window: "bytes | bytearray | memoryview", start: int,
                     chain: List[Optional[int]], pgno: int, salt: int, page_size: int) -> bool:
@@ -649,7 +684,7 @@ def _load_fast() -> Tuple[Any, str]:
         else:
             # a build of this version from before the newest calls lacks them: stale too
             missing = [name for name in ("map_chain_value", "log_frames", "log_append", "crc32c", "record_delete",
-                                                    "record_patch", "log_advance")
+                                                    "record_patch", "log_advance", "log_adopt")
                        if not hasattr(_fastpage, name)]
             if _fastpage.NATIVE_VERSION != EXPECTED_NATIVE_VERSION or missing:  # pragma: no cover
                 why = (f"version {_fastpage.NATIVE_VERSION}, the Python package expects {EXPECTED_NATIVE_VERSION}"

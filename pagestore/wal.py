@@ -565,39 +565,18 @@ class WAL:
         commit frame it says. Returns the page numbers taken, [] (nothing taken) when the list
         does not end where it should (the caller reads the file instead: ``_scan``), and the
         bytes that follow the last frame taken (a frame header's length or less; None when
-        nothing was taken), read with it. O(frames taken) in memory, one read."""
+        nothing was taken), read with it. O(frames taken) in memory, one read; the walk over the
+        entries in one C call (native/fastpage.c ``log_adopt``: about 1.5 us a frame in Python)."""
         assert self.file is not None
         first = self.committed_frames
         if len(entries) != 2 * (frames - first) or not entries:
             return [], None
         ps = self.page_size
-        index, depth = self.index, self.depth
-        latest: Dict[int, int] = {}
-        new_depth: Dict[int, int] = {}
-        chains: Dict[int, List[Optional[int]]] = {}  # for ``advance``
-        off = n = pgno = 0
-        end = self.committed_end
         self._taken = None
-        for i in range(0, len(entries), 2):
-            word, off = entries[i], entries[i + 1]
-            pgno, n = word & 0xFFFFFFFF, word >> 32
-            if off != end or not 0 < n <= ps:
-                return [], None
-            prev = latest.get(pgno)
-            if prev is None:
-                prev = index.get(pgno)
-                chains[pgno] = [prev, off]
-            else:
-                chains[pgno].append(off)
-            if n == ps:
-                new_depth[off] = 0
-            else:
-                d = new_depth.get(prev, depth.get(prev)) if prev is not None else None
-                if d is None or d >= MAX_CHAIN:
-                    return [], None
-                new_depth[off] = d + 1
-            latest[pgno] = off
-            end = off + FRAME_HEADER_SIZE + n
+        walked = _native.fast.log_adopt(entries, self.committed_end, ps, self.index, self.depth, MAX_CHAIN)
+        if walked is None:
+            return [], None
+        pgnos, offsets, chains, latest, new_depth, end, pgno, off, n = walked
         start, span = self.committed_end, off - self.committed_end
         if span <= WINDOW_BYTES:
             # Every frame taken, the last one and the next header, in one read: the pages the
@@ -612,10 +591,10 @@ class WAL:
         fpgno, commit, _txn, own, salt, size, _base = _FRAME.unpack_from(raw, 0)
         if (fpgno, own, salt, size) != (pgno, off, self.salt, n) or not commit:
             return [], None
-        depth.update(new_depth)
-        self.frame_pgnos.extend(word & 0xFFFFFFFF for word in entries[0::2])  # (one slice, not one a frame)
-        self.frame_offsets.extend(entries[1::2])
-        index.update(latest)
+        self.depth.update(new_depth)
+        self.frame_pgnos += pgnos
+        self.frame_offsets += offsets
+        self.index.update(latest)
         self.committed_end, self.committed_crc = end, _U32.unpack_from(raw, 40)[0]
         self.committed_frames = frames
         self.end, self._crc = end, self.committed_crc

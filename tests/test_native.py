@@ -121,6 +121,44 @@ def test_log_advance_applies_a_pages_frames_in_order_and_refuses_what_is_not_the
     assert fast.log_advance(bytearray(v0), bytes(bad), start, [900, start], pgno, salt, ps) is False
 
 
+@pytest.mark.parametrize("binding", ["fast", "cffi"])
+def test_log_adopt_walks_the_shared_index_entries_as_the_log_rule_says(binding: str) -> None:
+    """log_adopt (WAL._adopt: the frames a writer catching up takes from the shared index): frames
+    back to back from the committed end, each delta one deeper than its page's frame before it
+    (taken here, else in the log's index), the chains WAL.advance applies; None for an entry that
+    breaks a rule, with nothing of the caller's changed."""
+    from array import array
+
+    fast = _native.fast if binding == "fast" else _native.CffiPage()
+    ps, end = 512, 1000
+    index, depth = {3: 900, 4: 800}, {900: 2, 800: 8}
+
+    def entries(*frames: "tuple[int, int]") -> "array[int]":
+        out, at = array("Q"), end
+        for pgno, size in frames:
+            out.extend((pgno | size << 32, at))
+            at += 44 + size
+        return out
+
+    got = fast.log_adopt(entries((3, 20), (5, ps), (3, 30), (5, 10)), end, ps, index, depth, 8)
+    assert got is not None
+    pgnos, offsets, chains, latest, new_depth, past, last_pgno, last_off, last_size = got
+    assert pgnos == [3, 5, 3, 5] and offsets == [1000, 1064, 1620, 1694]
+    assert chains == {3: [900, 1000, 1620], 5: [None, 1064, 1694]}
+    assert latest == {3: 1620, 5: 1694} and new_depth == {1000: 3, 1064: 0, 1620: 4, 1694: 1}
+    assert (past, last_pgno, last_off, last_size) == (1694 + 54, 5, 1694, 10)
+    for bad in (
+        entries((4, 20)),  # one delta past MAX_CHAIN
+        entries((6, 20)),  # a delta of a page with no frame before it
+        entries((3, 0)),  # an empty frame
+        entries((3, ps + 1)),  # more than a page
+        array("Q", [3 | 20 << 32, end + 1]),  # not where the committed end is
+        array("Q", []),
+    ):
+        assert fast.log_adopt(bad, end, ps, index, depth, 8) is None
+    assert index == {3: 900, 4: 800} and depth == {900: 2, 800: 8}
+
+
 def test_map_handle_describes_what_it_is_attached_to() -> None:
     h = _native.MapHandle(4096)
     assert h.describes(0, 4096, 0)
