@@ -530,7 +530,11 @@ class WAL:
             raise CorruptionError(None, f"{self.path}: the log holds {self.committed_frames} committed frames, "
                                         f"fewer than the {frames} the shared index publishes")
         # Never zero-fill over what the others appended (``_reserve`` grows from ``allocated``).
-        self.allocated = max(self.allocated, self.file.size())
+        # Nothing taken (no commit since this writer's last look, the turn back to it after its
+        # own, most turns of a burst): nothing of theirs lies past its committed end, whatever
+        # a writer that committed nothing left there (a system call fewer a turn).
+        if added is None or added:
+            self.allocated = max(self.allocated, self.file.size())
         return added
 
     def unwritten(self) -> bool:

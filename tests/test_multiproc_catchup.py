@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Dict, List
+from typing import Any, Dict, List
 
 import pytest
 
@@ -27,12 +27,12 @@ from faultfs import Disk
 pytestmark = pytest.mark.skipif(not shm.SUPPORTED, reason="writers in several processes need open-file-description locks")
 
 
-def _opens(tmp_path, monkeypatch, n: int = 2, page_size: int = 512) -> List[Store]:
+def _opens(tmp_path, monkeypatch, n: int = 2, page_size: int = 512, **kwargs: Any) -> List[Store]:
     """_opens: ``n`` writers of one fresh store, each taking a turn per write (none keeps it)."""
     monkeypatch.setattr(store_mod, "KEEP_AFTER", 1e9)  # a turn per write: a catch-up per write
     disk = Disk(str(tmp_path), seed=7)
     path = str(tmp_path / "c.ps")
-    dbs = [Store(path, _opener=disk.opener, sync=False, page_size=page_size) for _ in range(n)]
+    dbs = [Store(path, _opener=disk.opener, sync=False, page_size=page_size, **kwargs) for _ in range(n)]
     for db in dbs:
         with db._lock:
             if db._turns.kept:
@@ -247,3 +247,32 @@ def test_three_writers_in_random_turns_hold_only_the_newest_images(tmp_path, mon
         _cache_is_the_log(db)
     assert advanced[True] > 100, advanced
     _reopen_reads(dbs, model)
+
+
+def test_a_turn_after_another_writer_grew_the_log_and_committed_nothing(tmp_path, monkeypatch):
+    """B's update spills its pages to the log past the committed end (the file grows) and is
+    rolled back (its iterator raises): nothing committed, so A's next turn takes nothing and does not look at the log's
+    size again (WAL.catch_up); A's commits then go over B's abandoned frames, and every commit
+    reads back, a fresh open recovers them and check() is clean."""
+    a, b = _opens(tmp_path, monkeypatch, cache_size=64 * 512)
+    a[b"a0"] = b"x" * 40
+    b[b"b0"] = b"y" * 40
+    assert a[b"b0"] == b"y" * 40  # A has taken B's commit: its next turn takes nothing
+    size = b._pager.wal.file.size()
+    spilled = []
+
+    def pairs():  # type: ignore[no-untyped-def]
+        for i in range(1500):
+            yield b"t%04d" % i, b"z" * 300
+        spilled.append(b._pager.wal.end > b._pager.wal.committed_end and b._pager.wal.file.size() > size)
+        raise RuntimeError("rolled back")
+
+    with pytest.raises(RuntimeError):
+        b.update(pairs())
+    assert spilled == [True]  # its pages spilled to the log past the committed end, the file grown
+    assert b._pager.wal.end == b._pager.wal.committed_end and b.get(b"t0001") is None
+    for i in range(20):
+        a[b"a%d" % (i + 1)] = b"w" * 300
+    expected = {b"a0": b"x" * 40, b"b0": b"y" * 40}
+    expected.update({b"a%d" % (i + 1): b"w" * 300 for i in range(20)})
+    _reopen_reads([a, b], expected)
