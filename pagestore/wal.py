@@ -312,6 +312,9 @@ class WAL:
         #: the committed frames the last catch-up read at once (``_adopt``): (generation, salt,
         #: offset of its first byte, offset past its last frame, the bytes), or None
         self._window: Optional[Tuple[int, int, int, int, bytes]] = None
+        #: how long this process's last sync beside other processes took, its waits included
+        #: (store.py: a writer keeps its turn for a batch of writes only while its syncs are fast)
+        self.sync_seconds = 0.0
         # The frames the last ``_adopt`` took, by page: [the page's newest frame before them
         # (None: it had none), then their offsets in order], with the committed end they
         # brought the log to; for ``advance``. None when they were not read in one window.
@@ -962,7 +965,11 @@ class WAL:
                 if shm is None:
                     self._fsync(n, None, begun)
                     return
-                self._sync_shared(n, shm, begun)
+                began = time.monotonic()
+                try:
+                    self._sync_shared(n, shm, begun)
+                finally:
+                    self.sync_seconds = time.monotonic() - began
 
     def _fsync(self, n: int, first: Optional[Callable[[], object]] = None,
                begun: Optional[Callable[[], None]] = None) -> None:
