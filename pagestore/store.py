@@ -2137,9 +2137,10 @@ class _Turns:
     per read. Another process asks by waiting in line (LOCK_WAITING, locks.py ``_poll``, which
     wakes the watcher: shm.py "Turns"); the keeper gives the turn up at the end of its current
     write or operation (``look``: one lock probe at most every LOOK_EVERY s) or, idle, at once
-    from a daemon thread (``_watch``), which runs only while the turn is kept. From then on
-    the writer takes turns one write at a time until nobody has asked for KEEP_AFTER s, or
-    in batches (BATCH_COMMITS writes a turn) while its syncs are fast (``unlock``).
+    from a daemon thread (``_watch``), which runs while the turn is kept (and WATCH_LINGER s
+    after, for the next). From then on the writer takes turns one write at a time until
+    nobody has asked for KEEP_AFTER s, or in batches (BATCH_COMMITS writes a turn) while its
+    syncs are fast (``unlock``).
     Kept or not, a group commit syncs after the locks are let go, as in one process (the
     syncs of several processes overlap: ``WAL._sync_round``). Readers in other
     processes do not ask: they read beside the keeper with their marks, as beside a single
