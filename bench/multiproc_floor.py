@@ -1,7 +1,7 @@
 """multiproc_floor: the cheapest writers in several processes taking turns, for bench/multiproc.py's floor.
 
-    python bench/multiproc_floor.py [--seconds 2] [--procs 4] [--sync overlap,serial,slots,locked]
-                                    [--turn-us 0,150] [--alone-us 0,50] [--nosync] [--dir DIR]
+    python bench/multiproc_floor.py [--seconds 2] [--procs 4] [--sync overlap,serial,slots,locked,batch]
+                                    [--turn-us 0,150] [--alone-us 0,50] [--batch 4] [--nosync] [--dir DIR]
 
 Each process, in a loop, does what a turn of pagestore's must do and nothing else: take an
 ``fcntl`` open-file-description lock on a byte of a shared file (pagestore's LOCK_WRITE; a
@@ -20,7 +20,11 @@ go, and make the frame durable. How (``--sync``, a list: each is measured):
   lock held from before the ``fdatasync`` to its outcome, then a wait for every other slot
   busy when it returned (step 5);
 - ``locked``: the ``fdatasync`` under the write lock, as sqlite3's WAL mode does (no
-  overlap: the ratio cannot pass 1).
+  overlap: the ratio cannot pass 1);
+- ``batch``: a turn makes up to ``--batch`` commits of its process in a row, each synced under
+  the lock (a writer keeping its turn across its own sync while others wait: what it saves is
+  the turn's catch-up and hand-off, paid once a batch; what it costs is the overlap of the
+  syncs); ``--turn-us`` is burnt for the turn's first commit, ``--alone-us`` for each other one.
 
 No pages, no caches, no tree: Python and system calls only, as pagestore's. Prints commits
 per second with 1 process (which takes and lets go of the lock at every commit too, and burns
@@ -47,7 +51,7 @@ import zlib
 F_OFD_SETLK, F_OFD_SETLKW = 37, 38
 FRAME = b"k" * 40 + b"v" * 100 + b"h" * 60
 SLOTS = 8
-MODES = ("overlap", "serial", "slots", "locked")
+MODES = ("overlap", "serial", "slots", "locked", "batch")
 DIR = None  # where the files go (``--dir``; default: a temporary directory)
 
 
@@ -62,7 +66,8 @@ def _spin(seconds: float) -> None:
         pass
 
 
-def child(path: str, start_at: float, seconds: float, sync: bool, mode: str, turn_us: float) -> None:
+def child(path: str, start_at: float, seconds: float, sync: bool, mode: str, turn_us: float, alone_us: float = 0.0,
+          batch: int = 1) -> None:
     log = os.open(path + "-wal", os.O_RDWR)
     shm = os.open(path + "-shm", os.O_RDWR)
     mm = mmap.mmap(shm, 4096)
@@ -82,6 +87,22 @@ def child(path: str, start_at: float, seconds: float, sync: bool, mode: str, tur
             zlib.crc32(os.pread(log, published - seen, seen))  # the catch-up: the others' frames
         if turn:
             _spin(turn)
+        if mode == "batch":
+            for i in range(batch):  # the turn kept for up to ``batch`` commits, each synced under the lock
+                if i:
+                    if time.monotonic() >= end:
+                        break
+                    if alone_us:
+                        _spin(alone_us / 1e6)
+                os.pwrite(log, FRAME, published)
+                published += len(FRAME)
+                struct.pack_into("<Q", mm, 0, published)
+                if sync:
+                    os.fdatasync(log)
+                n += 1
+            seen = published
+            fcntl.fcntl(shm, F_OFD_SETLK, unlock)
+            continue
         os.pwrite(log, FRAME, published)
         struct.pack_into("<Q", mm, 0, published + len(FRAME))
         seen = published + len(FRAME)
@@ -118,7 +139,7 @@ def child(path: str, start_at: float, seconds: float, sync: bool, mode: str, tur
     print("COUNT", n, r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime, r1.ru_nvcsw - r0.ru_nvcsw, flush=True)
 
 
-def run(procs: int, seconds: float, sync: bool, mode: str, turn_us: float) -> float:
+def run(procs: int, seconds: float, sync: bool, mode: str, turn_us: float, alone_us: float = 0.0, batch: int = 1) -> float:
     where = tempfile.mkdtemp(prefix="multiproc-floor-", dir=DIR)
     try:
         path = os.path.join(where, "s")
@@ -126,7 +147,7 @@ def run(procs: int, seconds: float, sync: bool, mode: str, turn_us: float) -> fl
         with open(path + "-shm", "wb") as f:
             f.write(bytes(4096))
         start_at = time.time() + 0.5 + 0.1 * procs
-        args = [repr(start_at), repr(seconds), str(int(sync)), mode, repr(turn_us)]
+        args = [repr(start_at), repr(seconds), str(int(sync)), mode, repr(turn_us), repr(alone_us), str(batch)]
         kids = [subprocess.Popen([sys.executable, __file__, "--role", path, *args], stdout=subprocess.PIPE, text=True)
                 for _ in range(procs)]
         counts, user, system, switches = [], 0.0, 0.0, 0
@@ -156,14 +177,15 @@ def main() -> None:
     ap.add_argument("--alone-us", default=None, help="CPU microseconds burnt in each commit of the 1-process runs "
                                                       "(a list, paired with --turn-us; default: the same): pagestore's "
                                                       "writer alone keeps its turn and pays no catch-up")
+    ap.add_argument("--batch", type=int, default=4, help="--sync batch: commits a turn makes at most")
     ap.add_argument("--nosync", action="store_true", help="also without syncs")
     ap.add_argument("--dir", help="where the files go (/dev/shm: syncs that cost nothing, the CPU-bound regime "
                                   "of a fast disk)")
-    ap.add_argument("--role", nargs=6, help=argparse.SUPPRESS)
+    ap.add_argument("--role", nargs=8, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.role:
-        path, start, seconds, sync, mode, turn_us = args.role
-        child(path, float(start), float(seconds), sync == "1", mode, float(turn_us))
+        path, start, seconds, sync, mode, turn_us, alone_us, batch = args.role
+        child(path, float(start), float(seconds), sync == "1", mode, float(turn_us), float(alone_us), int(batch))
         return
     global DIR
     DIR = args.dir
@@ -181,10 +203,13 @@ def main() -> None:
         for sync, mode in cases:
             # 1, N, N, 1: the disk's speed drifts on a shared machine
             half = args.seconds / 2
-            first = run(1, half, sync, mode, alone_us)
-            many = (run(args.procs, half, sync, mode, turn_us) + run(args.procs, half, sync, mode, turn_us)) / 2
-            one = (first + run(1, half, sync, mode, alone_us)) / 2
-            print(f"  ratio {args.procs}/1 (sync={mode if sync else 0}, turn {turn_us:.0f} us, alone {alone_us:.0f} us): "
+            # the 1-process runs are the same in every mode: one process keeps its turn (batch: one commit a turn)
+            first = run(1, half, sync, mode, alone_us, alone_us, 1)
+            many = (run(args.procs, half, sync, mode, turn_us, alone_us, args.batch)
+                    + run(args.procs, half, sync, mode, turn_us, alone_us, args.batch)) / 2
+            one = (first + run(1, half, sync, mode, alone_us, alone_us, 1)) / 2
+            what = f", batch {args.batch}" if mode == "batch" else ""
+            print(f"  ratio {args.procs}/1 (sync={mode if sync else 0}{what}, turn {turn_us:.0f} us, alone {alone_us:.0f} us): "
                   f"{many / one:.2f}", flush=True)
     print(f"load average after {os.getloadavg()[0]:.2f}")
 

@@ -9,9 +9,14 @@ time of:
 - ``acquire``: the store's write lock taken (``WriteLock.try_acquire``): the wait in line,
   its ``nap``s (``Pager.await_turn``: asleep on the *turns* futex; ``timed out``: naps that
   ran their whole 1-3 ms, no release woke them in time) and ``try_lock``s, and the turn's
-  ``begin_write`` (the catch-up with the others' commits);
+  ``begin_write`` (the catch-up with the others' commits), split into ``log`` (``WAL.catch_up``: the others' frames taken from the shared index) and
+  ``follow`` (``Pager._follow``: the header decoded, the pages held brought up to date or
+  dropped, and ``caches``: ``Store._changed``, the tree's nodes and the free-space map);
 - ``hold``: LOCK_WRITE held, from ``begin_write`` to ``end_write`` (the catch-up, the put,
-  the commit's log write and publication): the turn the others wait for;
+  the commit's log write and publication): the turn the others wait for; ``put``
+  (``Store._put``: the tree and the heap), ``commit`` (``Pager.commit``: the log write and
+  the publication, the sync deferred), ``release`` (``Pager.end_write``: LOCK_WRITE let go
+  and the next writer woken);
 - ``sync``: the commit's sync after the locks are let go (``WAL.sync``), split into its
   ``fdatasync``, the ``wait_slot``s (step 5 of ``WAL._sync_round``: the syncs of other
   processes busy when this one's returned), ``lock_sync`` (LOCK_SYNC) and ``ride``.
@@ -41,11 +46,12 @@ from typing import Any, Callable, Dict, List, Optional
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import pagestore  # noqa: E402
-from pagestore import fileio, locks, shm, wal  # noqa: E402
+from pagestore import fileio, locks, shm, store, wal  # noqa: E402
 from pagestore.pager import Pager  # noqa: E402
 
 VALUE = b"v" * 100
-PARTS = ("acquire", "nap", "try_lock", "begin_write", "hold", "sync", "fdatasync", "wait_slot", "lock_sync", "ride")
+PARTS = ("acquire", "nap", "try_lock", "begin_write", "log", "follow", "caches", "hold", "put", "commit", "release",
+         "sync", "fdatasync", "wait_slot", "lock_sync", "ride")
 
 
 def _wrap(owner: Any, name: str, into: List[float]) -> None:
@@ -66,11 +72,16 @@ def _wrap(owner: Any, name: str, into: List[float]) -> None:
 
 def child(path: str, name: str, start_at: float, seconds: float, sync: bool) -> None:
     """child: one process's commits from ``start_at`` for ``seconds``; prints its figures."""
-    db = pagestore.open(path, timeout=60, sync=sync)
     st: Dict[str, List[float]] = {k: [0.0, 0.0, 0] for k in PARTS}
     _wrap(locks.WriteLock, "try_acquire", st["acquire"])
     _wrap(Pager, "begin_write", st["begin_write"])
     _wrap(Pager, "try_lock_write", st["try_lock"])
+    _wrap(wal.WAL, "catch_up", st["log"])
+    _wrap(Pager, "_follow", st["follow"])
+    _wrap(store.Store, "_changed", st["caches"])
+    _wrap(store.Store, "_put", st["put"])
+    _wrap(Pager, "commit", st["commit"])
+    _wrap(Pager, "end_write", st["release"])
     _wrap(wal.WAL, "sync", st["sync"])
     _wrap(wal.WAL, "_ride", st["ride"])
     _wrap(fileio.File, "sync", st["fdatasync"])
@@ -109,7 +120,12 @@ def child(path: str, name: str, start_at: float, seconds: float, sync: bool) -> 
         timed_out[0] += took >= 0.95 * secs
 
     Pager.await_turn = nap  # type: ignore[method-assign]
+    # Opened once every method is wrapped: the store keeps some of them bound (``on_change``).
+    db = pagestore.open(path, timeout=60, sync=sync)
     time.sleep(max(0.0, start_at - time.time()))
+    for v in st.values():
+        v[:] = [0.0, 0.0, 0]
+    timed_out[0] = 0
     cpu0, wall0 = time.process_time(), time.perf_counter()
     stop = time.monotonic() + seconds
     n = 0

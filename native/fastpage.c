@@ -1055,6 +1055,210 @@ error:
     return NULL;
 }
 
+/* le64: the little-endian u64 at p. */
+static uint64_t le64(const uint8_t *p) {
+    return (uint64_t)le32(p) | ((uint64_t)le32(p + 4) << 32);
+}
+
+/* log_advance(image, window, start, chain, pgno, salt, page_size) -> bool: brings `image` (a bytearray of
+** page_size bytes, page `pgno`'s image as of its frame at chain[0]; None: no frame) to the image of
+** the frame at chain[-1], from the frames at chain[1:] (offsets in log order), which lie in `window`
+** (the log's bytes from offset `start`): each whole frame (base 0, page_size bytes) copied over it,
+** each delta (its base the chain's frame before it) applied (delta.c), as wal.py read_frame applies
+** a chain. False, `image` maybe half changed, when a frame is not where and what its offset says:
+** outside the window, another page's, another offset's or salt's, a size that does not fit, a
+** delta whose base is not the frame before it, or runs outside the page. The header as wal.py's
+** FRAME HEADER table lays it out. Page-local: the caller's buffers, no page number followed. */
+static PyObject *fp_log_advance(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    (void)self;
+    if (!nargs_ok(n, 7, "log_advance")) return NULL;
+    PyObject *image = args[0], *window = args[1], *chain = args[3];
+    if (!PyByteArray_CheckExact(image) || !PyList_CheckExact(chain)) {
+        PyErr_SetString(PyExc_TypeError, "image must be a bytearray and chain a list");
+        return NULL;
+    }
+    unsigned long long start = PyLong_AsUnsignedLongLong(args[2]);
+    unsigned long pgno = PyLong_AsUnsignedLong(args[4]), salt = PyLong_AsUnsignedLong(args[5]);
+    unsigned long page_size = PyLong_AsUnsignedLong(args[6]);
+    if (PyErr_Occurred()) return NULL;
+    Py_ssize_t len = PyList_GET_SIZE(chain);
+    int have_prev = 0;
+    unsigned long long prev = 0;
+    if (len > 0 && PyList_GET_ITEM(chain, 0) != Py_None) {
+        prev = PyLong_AsUnsignedLongLong(PyList_GET_ITEM(chain, 0));
+        if (prev == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
+        have_prev = 1;
+    }
+    Py_buffer win;
+    if (PyObject_GetBuffer(window, &win, PyBUF_SIMPLE) != 0) return NULL;
+    uint8_t *img = (uint8_t *)PyByteArray_AS_STRING(image);
+    const uint8_t *w = (const uint8_t *)win.buf;
+    uint64_t wlen = (uint64_t)win.len;
+    int ok = len > 1 && (unsigned long)PyByteArray_GET_SIZE(image) == page_size;
+    for (Py_ssize_t i = 1; ok && i < len; i++) {
+        unsigned long long off = PyLong_AsUnsignedLongLong(PyList_GET_ITEM(chain, i));
+        if (off == (unsigned long long)-1 && PyErr_Occurred()) {
+            PyBuffer_Release(&win);
+            return NULL;
+        }
+        if (off < start || off - start > wlen || wlen - (off - start) < LOG_FRAME_HEADER) {
+            ok = 0;
+            break;
+        }
+        const uint8_t *h = w + (off - start);
+        uint32_t fn = le32(h + 28);
+        uint64_t base = le64(h + 32);
+        if (le32(h) != pgno || le64(h + 16) != off || le32(h + 24) != salt ||
+            wlen - (off - start) - LOG_FRAME_HEADER < fn) {
+            ok = 0;
+            break;
+        }
+        if (base == 0) {
+            if (fn != page_size) {
+                ok = 0;
+                break;
+            }
+            memcpy(img, h + LOG_FRAME_HEADER, page_size);
+        } else if (fn >= page_size || base >= off || !have_prev || base != prev ||
+                   ps_delta_apply(img, (uint32_t)page_size, h + LOG_FRAME_HEADER, fn) != PS_OK) {
+            ok = 0;
+            break;
+        }
+        prev = off;
+        have_prev = 1;
+    }
+    PyBuffer_Release(&win);
+    return PyBool_FromLong(ok);
+}
+
+/* log_adopt(entries, end, page_size, index, depth, max_chain) -> (pgnos, offsets, chains, latest, new_depth,
+** end, last pgno, last offset, last size) or None: wal.py WAL._adopt's walk over the shared index's
+** entries of the frames a writer catching up takes (16 bytes a frame, native u64 pgno | size << 32,
+** then u64 offset), from the log's committed end `end`: each frame must begin where the one before
+** ended and be 1 to page_size bytes; a delta's depth is its page's previous frame's (in these
+** frames, else `depth` of the frame `index` names) plus one, at most max_chain; a whole frame's is
+** 0. None when an entry breaks a rule (the caller reads the log file instead). Returns the frames'
+** page numbers and offsets (lists, in order), chains (pgno -> [its frame in `index` or None, then
+** its offsets here], for WAL.advance), latest (pgno -> its last offset here), new_depth (offset ->
+** depth), the end past the last frame, and the last frame's page number, offset and size. Changes
+** nothing of the caller's. The caller's bookkeeping, not pages: no page number is followed. */
+static PyObject *fp_log_adopt(PyObject *self, PyObject *const *args, Py_ssize_t n) {
+    (void)self;
+    if (!nargs_ok(n, 6, "log_adopt")) return NULL;
+    PyObject *index = args[3], *depth = args[4];
+    if (!PyDict_CheckExact(index) || !PyDict_CheckExact(depth)) {
+        PyErr_SetString(PyExc_TypeError, "index and depth must be dicts");
+        return NULL;
+    }
+    unsigned long long end = PyLong_AsUnsignedLongLong(args[1]);
+    unsigned long page_size = PyLong_AsUnsignedLong(args[2]);
+    long max_chain = PyLong_AsLong(args[5]);
+    if (PyErr_Occurred()) return NULL;
+    Py_buffer eb;
+    if (PyObject_GetBuffer(args[0], &eb, PyBUF_SIMPLE) != 0) return NULL;
+    if (eb.len <= 0 || eb.len % 16 != 0) {
+        PyBuffer_Release(&eb);
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t nf = eb.len / 16;
+    const uint8_t *e = (const uint8_t *)eb.buf;
+    PyObject *pgnos = PyList_New(nf), *offsets = PyList_New(nf);
+    PyObject *chains = PyDict_New(), *latest = PyDict_New(), *new_depth = PyDict_New();
+    uint64_t off = 0, size = 0;
+    uint32_t pgno = 0;
+    int bail = 0;
+    if (pgnos == NULL || offsets == NULL || chains == NULL || latest == NULL || new_depth == NULL) goto error;
+    for (Py_ssize_t i = 0; i < nf; i++) {
+        uint64_t word;
+        memcpy(&word, e + 16 * i, 8);
+        memcpy(&off, e + 16 * i + 8, 8);
+        pgno = (uint32_t)(word & 0xFFFFFFFFu);
+        size = word >> 32;
+        if (off != end || size == 0 || size > page_size) {
+            bail = 1;
+            break;
+        }
+        PyObject *kp = PyLong_FromUnsignedLong(pgno);
+        if (kp == NULL) goto error;
+        PyList_SET_ITEM(pgnos, i, kp); /* stolen: pgnos keeps kp alive below */
+        PyObject *ko = PyLong_FromUnsignedLongLong(off);
+        if (ko == NULL) goto error;
+        PyList_SET_ITEM(offsets, i, ko);
+        PyObject *prev = PyDict_GetItemWithError(latest, kp); /* borrowed */
+        if (prev == NULL) {
+            if (PyErr_Occurred()) goto error;
+            prev = PyDict_GetItemWithError(index, kp);
+            if (prev == NULL && PyErr_Occurred()) goto error;
+            PyObject *chain = PyList_New(2);
+            if (chain == NULL) goto error;
+            PyObject *first = prev != NULL ? prev : Py_None;
+            Py_INCREF(first);
+            PyList_SET_ITEM(chain, 0, first);
+            Py_INCREF(ko);
+            PyList_SET_ITEM(chain, 1, ko);
+            int rc = PyDict_SetItem(chains, kp, chain);
+            Py_DECREF(chain);
+            if (rc != 0) goto error;
+        } else {
+            PyObject *chain = PyDict_GetItemWithError(chains, kp);
+            if (chain == NULL || PyList_Append(chain, ko) != 0) {
+                if (!PyErr_Occurred()) PyErr_SetString(PyExc_KeyError, "log_adopt: a chain went missing");
+                goto error;
+            }
+        }
+        long d = 0;
+        if (size != page_size) {
+            if (prev == NULL) {
+                bail = 1;
+                break;
+            }
+            PyObject *pd = PyDict_GetItemWithError(new_depth, prev);
+            if (pd == NULL) {
+                if (PyErr_Occurred()) goto error;
+                pd = PyDict_GetItemWithError(depth, prev);
+                if (pd == NULL) {
+                    if (PyErr_Occurred()) goto error;
+                    bail = 1;
+                    break;
+                }
+            }
+            long pdv = PyLong_AsLong(pd);
+            if (pdv == -1 && PyErr_Occurred()) goto error;
+            if (pdv >= max_chain) {
+                bail = 1;
+                break;
+            }
+            d = pdv + 1;
+        }
+        PyObject *dv = PyLong_FromLong(d);
+        if (dv == NULL) goto error;
+        int rc = PyDict_SetItem(new_depth, ko, dv);
+        Py_DECREF(dv);
+        if (rc != 0 || PyDict_SetItem(latest, kp, ko) != 0) goto error;
+        end = off + LOG_FRAME_HEADER + size;
+    }
+    PyBuffer_Release(&eb);
+    if (bail) {
+        /* items of pgnos / offsets not set yet are NULL: list dealloc skips them */
+        Py_DECREF(pgnos);
+        Py_DECREF(offsets);
+        Py_DECREF(chains);
+        Py_DECREF(latest);
+        Py_DECREF(new_depth);
+        Py_RETURN_NONE;
+    }
+    return Py_BuildValue("(NNNNNKkKK)", pgnos, offsets, chains, latest, new_depth, (unsigned long long)end,
+                         (unsigned long)pgno, (unsigned long long)off, (unsigned long long)size);
+error:
+    PyBuffer_Release(&eb);
+    Py_XDECREF(pgnos);
+    Py_XDECREF(offsets);
+    Py_XDECREF(chains);
+    Py_XDECREF(latest);
+    Py_XDECREF(new_depth);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"init", (PyCFunction)fp_init, METH_O, "init(raise_fn): the callable raising for (code, pgno, what)"},
     {"map_child", (PyCFunction)(void (*)(void))fp_map_child, METH_FASTCALL, "map_child(h, pgno, key) -> child pgno"},
@@ -1097,6 +1301,11 @@ static PyMethodDef methods[] = {
     {"log_append", (PyCFunction)(void (*)(void))fp_log_append, METH_FASTCALL,
      "log_append(frames, txn, salt, offset, crc, commit_page_count, page_size, seal, txn_index, index, depth, "
      "pgnos, offsets, max_chain) -> (frames' bytes, crc, entries)"},
+    {"log_adopt", (PyCFunction)(void (*)(void))fp_log_adopt, METH_FASTCALL,
+     "log_adopt(entries, end, page_size, index, depth, max_chain) -> (pgnos, offsets, chains, latest, new_depth, end, "
+     "last pgno, last offset, last size) or None"},
+    {"log_advance", (PyCFunction)(void (*)(void))fp_log_advance, METH_FASTCALL,
+     "log_advance(image, window, start, chain, pgno, salt, page_size) -> bool: image brought to the chain's last frame"},
     {"leaf_insert", (PyCFunction)(void (*)(void))fp_leaf_insert, METH_FASTCALL,
      "leaf_insert(frame, index, key, rid pgno, rid slot, pgno) -> new page bytes, or None if full"},
     {"leaf_remove", (PyCFunction)(void (*)(void))fp_leaf_remove, METH_FASTCALL,

@@ -36,7 +36,7 @@ import sys
 import threading
 from array import array
 from functools import partial
-from typing import Any, Callable, Dict, List, NoReturn, Optional, Tuple
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 from .errors import CorruptionError, NotFoundError, PageFullError, PageStoreError
 
@@ -323,6 +323,72 @@ class CffiPage:
         if sys.byteorder != "little":  # pragma: no cover
             entries.byteswap()
         return out, crc, entries.tobytes()
+
+    def log_adopt(self, entries: "Sequence[int]", end: int, page_size: int, index: Dict[int, int],
+                  depth: Dict[int, int], max_chain: int) -> Optional[Tuple[Any, ...]]:
+        words = array("Q", entries)
+        if not words or len(words) % 2:
+            return None
+        pgnos: List[int] = []
+        offsets: List[int] = []
+        chains: Dict[int, List[Optional[int]]] = {}
+        latest: Dict[int, int] = {}
+        new_depth: Dict[int, int] = {}
+        pgno = off = size = 0
+        for i in range(0, len(words), 2):
+            word, off = words[i], words[i + 1]
+            pgno, size = word & 0xFFFFFFFF, word >> 32
+            if off != end or not 0 < size <= page_size:
+                return None
+            pgnos.append(pgno)
+            offsets.append(off)
+            prev = latest.get(pgno)
+            if prev is None:
+                prev = index.get(pgno)
+                chains[pgno] = [prev, off]
+            else:
+                chains[pgno].append(off)
+            d = 0
+            if size != page_size:
+                known = new_depth.get(prev, depth.get(prev)) if prev is not None else None
+                if known is None or known >= max_chain:
+                    return None
+                d = known + 1
+            new_depth[off] = d
+            latest[pgno] = off
+            end = off + 44 + size
+        return pgnos, offsets, chains, latest, new_depth, end, pgno, off, size
+
+    def log_advance(self, image: bytearray, window: "bytes | bytearray | memoryview", start: int,
+                    chain: List[Optional[int]], pgno: int, salt: int, page_size: int) -> bool:
+        if type(image) is not bytearray:
+            raise TypeError("image must be a bytearray and chain a list")
+        view = memoryview(window).cast("B")
+        if len(chain) < 2 or len(image) != page_size:
+            return False
+        prev = chain[0]
+        for off in chain[1:]:
+            assert off is not None
+            rel = off - start
+            if rel < 0 or len(view) - rel < 44:
+                return False
+            fpgno, own, fsalt, n, base = (int.from_bytes(view[rel : rel + 4], "little"),
+                                          int.from_bytes(view[rel + 16 : rel + 24], "little"),
+                                          int.from_bytes(view[rel + 24 : rel + 28], "little"),
+                                          int.from_bytes(view[rel + 28 : rel + 32], "little"),
+                                          int.from_bytes(view[rel + 32 : rel + 40], "little"))
+            rel += 44
+            if fpgno != pgno or own != off or fsalt != salt or len(view) - rel < n:
+                return False
+            if not base:
+                if n != page_size:
+                    return False
+                image[:] = view[rel : rel + n]
+            elif n >= page_size or base >= off or prev is None or base != prev \
+                    or lib.ps_delta_apply(ffi.from_buffer(image), page_size, ffi.from_buffer(view[rel : rel + n]), n) != OK:
+                return False
+            prev = off
+        return True
 
     def page_insert_room(self, frame: bytearray, record: bytes, state: int, pgno: int) -> Tuple[int, int]:
         _check_bytes(record, "record")
@@ -618,7 +684,7 @@ def _load_fast() -> Tuple[Any, str]:
         else:
             # a build of this version from before the newest calls lacks them: stale too
             missing = [name for name in ("map_chain_value", "log_frames", "log_append", "crc32c", "record_delete",
-                                                    "record_patch")
+                                                    "record_patch", "log_advance", "log_adopt")
                        if not hasattr(_fastpage, name)]
             if _fastpage.NATIVE_VERSION != EXPECTED_NATIVE_VERSION or missing:  # pragma: no cover
                 why = (f"version {_fastpage.NATIVE_VERSION}, the Python package expects {EXPECTED_NATIVE_VERSION}"

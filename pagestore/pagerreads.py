@@ -170,7 +170,19 @@ class PagerReads:
             return
         header = wal.newest_frame(0)
         if header is not None:
-            image = wal.read_frame(header, 0)
+            # The header frame this writer logged or read last, brought up to the newest by the
+            # frames its catch-up took (``WAL.advance``): no read down the header's chain.
+            logged = self._logged_header
+            image: Optional[bytes] = None
+            if logged is not None and not reset:
+                if logged[0] == header:
+                    image = bytes(logged[1])
+                else:
+                    newest = bytearray(logged[1])
+                    if wal.advance(0, newest, logged[0]):
+                        image = bytes(newest)
+            if image is None:
+                image = wal.read_frame(header, 0)
             meta = fmt.decode_meta(image, self.path)
             # A writer catching up: its next header frame is a delta from the newest one, read
             # here (the one it logged last is not the newest any more, and in a new log its
@@ -194,11 +206,24 @@ class PagerReads:
             self.pagemap.unverify_all()
         elif changed:
             # One pass, the verified bits cleared inline (``PageMap.unverify``): a writer taking
-            # turns drops a few pages at every turn.
-            pop, verified = self.cache.pop, self.pagemap.verified
+            # turns drops a few pages at every turn. A clean cached page is the image of its
+            # newest frame before the catch-up (``write``'s base relies on it too): brought up
+            # to date from the frames the catch-up took (``WAL.advance``) and verified, it stays
+            # (the free-space map's page and the shared heap page, changed at every commit of
+            # every writer, were read again through their chains of deltas at every turn).
+            cache, verified = self.cache, self.pagemap.verified
+            advance = wal.advance if not reset else None
             bits = len(verified)
             for pgno in changed:
-                pop(pgno, None)
+                f = cache.get(pgno)
+                if f is not None:
+                    if advance is not None and not f.dirty and advance(pgno, f.buf):
+                        try:
+                            f.page.verify(pgno)
+                        except CorruptionError:
+                            del cache[pgno]
+                    else:
+                        del cache[pgno]
                 if pgno >> 3 < bits:
                     verified[pgno >> 3] &= ~(1 << (pgno & 7)) & 0xFF
         self._cover(meta, size)

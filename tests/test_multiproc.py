@@ -33,6 +33,7 @@ import pytest
 
 import pagestore
 from pagestore import shm
+from pagestore.format import PAGE_HEAP
 from pagestore.errors import PageStoreError, StoreLockedError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -1717,3 +1718,38 @@ def test_a_sync_after_a_counted_failure_on_a_log_another_writer_restarted_is_not
     with Store(path, _opener=disk.opener) as c:
         assert (c[b"b"], c[b"a"], c[b"a2"], c[b"b2"]) == (b"1", b"1", b"2", b"2")
         c.check()
+
+
+def test_a_page_another_process_changed_between_turns_is_brought_up_to_date_never_written_stale(tmp_path):
+    """This process holds the heap page, the map page and the header its put wrote; another
+    process puts into that same heap page (durably, then dies without closing: the log is not
+    restarted) and so changes exactly the pages held here. The next read here takes that
+    commit's frames from the shared index and applies them to the images it holds (the same
+    cached frames, kept: WAL.advance), which are then the other process's images byte for byte;
+    the next put here is built on them, and a fresh open reads both records, check() clean."""
+    path = str(tmp_path / "held.ps")
+    db = pagestore.open(path, timeout=10)
+    try:
+        db[b"a0"] = b"x" * 40
+        pager = db._pager
+        held = dict(pager.cache)
+        index = dict(pager.wal.index)
+        heap_pages = {p for p, f in held.items() if f.page.page_type == PAGE_HEAP}
+        code = ("import os, sys, pagestore\n"
+                "db = pagestore.open(sys.argv[1], timeout=10)\n"
+                "db[b'b0'] = b'y' * 40\n"
+                "os._exit(0)\n")
+        out = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert db[b"b0"] == b"y" * 40
+        moved = {p for p, off in pager.wal.index.items() if index.get(p) != off}
+        kept = {p for p, f in held.items() if p in moved and pager.cache.get(p) is f}
+        assert heap_pages & moved and kept == moved - {0}, (heap_pages, moved, kept)  # every page B changed, kept
+        for p in kept:
+            assert bytes(pager.cache[p].buf) == bytes(pager.wal.read_frame(pager.wal.index[p], p)), p
+        db[b"a1"] = b"z" * 40
+    finally:
+        db.close()
+    with pagestore.open(path) as fresh:
+        fresh.check()
+        assert dict(fresh.items()) == {b"a0": b"x" * 40, b"b0": b"y" * 40, b"a1": b"z" * 40}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Dict, List
+from typing import Any, Dict, List
 
 import pytest
 
@@ -27,12 +27,12 @@ from faultfs import Disk
 pytestmark = pytest.mark.skipif(not shm.SUPPORTED, reason="writers in several processes need open-file-description locks")
 
 
-def _opens(tmp_path, monkeypatch, n: int = 2, page_size: int = 512) -> List[Store]:
+def _opens(tmp_path, monkeypatch, n: int = 2, page_size: int = 512, **kwargs: Any) -> List[Store]:
     """_opens: ``n`` writers of one fresh store, each taking a turn per write (none keeps it)."""
     monkeypatch.setattr(store_mod, "KEEP_AFTER", 1e9)  # a turn per write: a catch-up per write
     disk = Disk(str(tmp_path), seed=7)
     path = str(tmp_path / "c.ps")
-    dbs = [Store(path, _opener=disk.opener, sync=False, page_size=page_size) for _ in range(n)]
+    dbs = [Store(path, _opener=disk.opener, sync=False, page_size=page_size, **kwargs) for _ in range(n)]
     for db in dbs:
         with db._lock:
             if db._turns.kept:
@@ -167,3 +167,112 @@ def test_three_writers_in_random_turns_agree_with_a_dict(tmp_path, monkeypatch):
             for d in dbs:
                 d.check()
     _reopen_reads(dbs, model)
+
+
+# ---- pages a writer holds, brought up to date from the frames its turn took (WAL.advance) ----
+
+
+def _cache_is_the_log(db: Store) -> int:
+    """_cache_is_the_log: every clean page in ``db``'s page cache is the page's newest committed
+    image (its newest frame read down its chain of deltas, else the data file's bytes);
+    returns how many there are."""
+    pager = db._pager
+    n = 0
+    for pgno, f in list(pager.cache.items()):
+        if not f.dirty:
+            assert bytes(f.buf) == bytes(pager._load(pgno)), f"page {pgno}: the cached image is not the newest"
+            n += 1
+    return n
+
+
+def test_pages_a_writer_holds_are_brought_up_to_date_from_the_frames_it_took(tmp_path, monkeypatch):
+    """A holds the heap page, the map page and the header its put wrote; B's put changes exactly
+    those; A's next operation takes B's frames from the shared index and applies them to the
+    images it holds (the same cached frames, not dropped and read down their chains): each is
+    then B's image, byte for byte, and A's next put is built on it."""
+    a, b = _opens(tmp_path, monkeypatch)
+    a[b"a0"] = b"x" * 40
+    before = dict(a._pager.cache)
+    index = dict(a._pager.wal.index)
+    b[b"b0"] = b"y" * 40  # into the page A's put used: the map offers it to B
+    assert a[b"b0"] == b"y" * 40  # A catches up between its turns
+    moved = {p for p, off in a._pager.wal.index.items() if index.get(p) != off}
+    kept = {p for p, f in before.items() if p in moved and a._pager.cache.get(p) is f}
+    heap_page = a._heap.fsm.held_pgno or max(kept, default=0)
+    assert len(kept) >= 2 and heap_page in kept, (kept, moved)  # the heap page and the map's, not dropped
+    assert _cache_is_the_log(a) >= len(kept)
+    assert a._pager._logged_header is not None
+    assert bytes(a._pager._logged_header[1]) == bytes(a._pager.wal.read_frame(a._pager.wal.index[0], 0))
+    a[b"a1"] = b"z" * 40
+    b[b"b1"] = b"w" * 40  # B's turn: the same, the other way round
+    assert _cache_is_the_log(b) > 0
+    _reopen_reads([a, b], {b"a0": b"x" * 40, b"b0": b"y" * 40, b"a1": b"z" * 40, b"b1": b"w" * 40})
+
+
+def test_three_writers_in_random_turns_hold_only_the_newest_images(tmp_path, monkeypatch):
+    """Three writers in random turns (puts into shared heap pages, deletes, batches that split
+    leaves and grow the map): after each operation the writer that made it holds, in its page
+    cache, only pages' newest images, most of them brought up to date in place."""
+    from pagestore import wal as wal_mod
+
+    advanced = [0, 0]
+    real = wal_mod.WAL.advance
+
+    def counted(self, pgno, image, known=-1):  # type: ignore[no-untyped-def]
+        ok = real(self, pgno, image, known)
+        advanced[ok] += 1
+        return ok
+
+    monkeypatch.setattr(wal_mod.WAL, "advance", counted)
+    dbs = _opens(tmp_path, monkeypatch, n=3)
+    rng = random.Random(7)
+    model: Dict[bytes, bytes] = {}
+    for step in range(240):
+        db = dbs[rng.randrange(3)]
+        op = rng.random()
+        key = b"%04d" % rng.randrange(300)
+        if op < 0.6:
+            value = bytes([97 + step % 26]) * rng.choice((20, 90, 400))
+            db[key] = value
+            model[key] = value
+        elif op < 0.75:
+            db.pop(key, None)
+            model.pop(key, None)
+        elif op < 0.85:
+            batch = {b"%04d" % rng.randrange(300): b"b%d" % step * rng.randrange(1, 30) for _ in range(15)}
+            db.update(batch.items())
+            model.update(batch)
+        else:
+            assert db.get(key) == model.get(key)
+        _cache_is_the_log(db)
+    assert advanced[True] > 100, advanced
+    _reopen_reads(dbs, model)
+
+
+def test_a_turn_after_another_writer_grew_the_log_and_committed_nothing(tmp_path, monkeypatch):
+    """B's update spills its pages to the log past the committed end (the file grows) and is
+    rolled back (its iterator raises): nothing committed, so A's next turn takes nothing and does not look at the log's
+    size again (WAL.catch_up); A's commits then go over B's abandoned frames, and every commit
+    reads back, a fresh open recovers them and check() is clean."""
+    a, b = _opens(tmp_path, monkeypatch, cache_size=64 * 512)
+    a[b"a0"] = b"x" * 40
+    b[b"b0"] = b"y" * 40
+    assert a[b"b0"] == b"y" * 40  # A has taken B's commit: its next turn takes nothing
+    size = b._pager.wal.file.size()
+    spilled = []
+
+    def pairs():  # type: ignore[no-untyped-def]
+        for i in range(1500):
+            yield b"t%04d" % i, b"z" * 300
+        spilled.append(b._pager.wal.end > b._pager.wal.committed_end and b._pager.wal.file.size() > size)
+        raise RuntimeError("rolled back")
+
+    with pytest.raises(RuntimeError):
+        b.update(pairs())
+    assert spilled == [True]  # its pages spilled to the log past the committed end, the file grown
+    assert b._pager.wal.end == b._pager.wal.committed_end and b.get(b"t0001") is None
+    for i in range(20):
+        a[b"a%d" % (i + 1)] = b"w" * 300
+    expected = {b"a0": b"x" * 40, b"b0": b"y" * 40}
+    expected.update({b"a%d" % (i + 1): b"w" * 300 for i in range(20)})
+    _reopen_reads([a, b], expected)

@@ -69,6 +69,96 @@ def test_delta_round_trip_cap_and_a_delta_that_does_not_fit() -> None:
     assert info.value.pgno == 9 and small == bytearray(512)  # left as it was
 
 
+def _frame(pgno: int, offset: int, salt: int, payload: bytes, base: int) -> bytes:
+    """_frame: a log frame as wal.py lays it out (FRAME HEADER; the checksum not checked here)."""
+    import struct
+
+    return struct.pack("<IIQQIIQ", pgno, 1, 1, offset, salt, len(payload), base) + bytes(4) + payload
+
+
+@pytest.mark.parametrize("binding", ["fast", "cffi"])
+def test_log_advance_applies_a_pages_frames_in_order_and_refuses_what_is_not_they(binding: str) -> None:
+    """log_advance (WAL.advance: a writer's cached page brought up to the frames its turn took):
+    deltas applied in log order from the image the caller holds, a whole frame copied; False for
+    a frame that is not where and what the chain says (another page, offset, salt, base, or
+    past the window)."""
+    fast = _native.fast if binding == "fast" else _native.CffiPage()
+    ps, salt, pgno = 512, 77, 5
+    v0 = bytes(range(256)) * 2
+    v1 = bytearray(v0)
+    v1[20:24] = b"abcd"
+    v2 = bytearray(v1)
+    v2[300] ^= 0xFF
+    d1, d2 = _native.delta_make(v0, v1, ps), _native.delta_make(v1, v2, ps)
+    assert d1 is not None and d2 is not None
+    start = 1000
+    f1 = _frame(pgno, start, salt, d1, 900)  # base: the page's frame at 900 (v0)
+    other = _frame(6, start + len(f1), salt, bytes(ps), 0)  # another page's frame between
+    at2 = start + len(f1) + len(other)
+    f2 = _frame(pgno, at2, salt, d2, start)
+    window = f1 + other + f2
+    image = bytearray(v0)
+    assert fast.log_advance(image, window, start, [900, start, at2], pgno, salt, ps) is True
+    assert image == v2
+    whole = _frame(pgno, start, salt, bytes(v2), 0)
+    image = bytearray(ps)
+    assert fast.log_advance(image, whole, start, [None, start], pgno, salt, ps) is True and image == v2
+    for chain, pg, sa, win in (
+        ([800, start, at2], pgno, salt, window),  # the image is not of the frame the first delta is from
+        ([None, start, at2], pgno, salt, window),  # no frame before a delta
+        ([900, start, at2], 6, salt, window),  # another page's frames
+        ([900, start, at2], pgno, salt + 1, window),  # another log's
+        ([900, start, start + len(f1)], pgno, salt, window),  # an offset that is another page's frame
+        ([900, start, at2 + 1], pgno, salt, window),  # not where a frame begins
+        ([900, start, at2], pgno, salt, window[:-3]),  # the last frame cut short
+        ([900, start - 44], pgno, salt, window),  # before the window
+        ([900], pgno, salt, window),  # no frame taken
+    ):
+        assert fast.log_advance(bytearray(v0), win, start, chain, pg, sa, ps) is False, chain
+    assert fast.log_advance(bytearray(100), window, start, [900, start], pgno, salt, ps) is False  # not a page
+    bad = bytearray(f1)
+    bad[44:46] = (ps - 2).to_bytes(2, "little")  # the delta's first run starts past the page's end
+    assert fast.log_advance(bytearray(v0), bytes(bad), start, [900, start], pgno, salt, ps) is False
+
+
+@pytest.mark.parametrize("binding", ["fast", "cffi"])
+def test_log_adopt_walks_the_shared_index_entries_as_the_log_rule_says(binding: str) -> None:
+    """log_adopt (WAL._adopt: the frames a writer catching up takes from the shared index): frames
+    back to back from the committed end, each delta one deeper than its page's frame before it
+    (taken here, else in the log's index), the chains WAL.advance applies; None for an entry that
+    breaks a rule, with nothing of the caller's changed."""
+    from array import array
+
+    fast = _native.fast if binding == "fast" else _native.CffiPage()
+    ps, end = 512, 1000
+    index, depth = {3: 900, 4: 800}, {900: 2, 800: 8}
+
+    def entries(*frames: "tuple[int, int]") -> "array[int]":
+        out, at = array("Q"), end
+        for pgno, size in frames:
+            out.extend((pgno | size << 32, at))
+            at += 44 + size
+        return out
+
+    got = fast.log_adopt(entries((3, 20), (5, ps), (3, 30), (5, 10)), end, ps, index, depth, 8)
+    assert got is not None
+    pgnos, offsets, chains, latest, new_depth, past, last_pgno, last_off, last_size = got
+    assert pgnos == [3, 5, 3, 5] and offsets == [1000, 1064, 1620, 1694]
+    assert chains == {3: [900, 1000, 1620], 5: [None, 1064, 1694]}
+    assert latest == {3: 1620, 5: 1694} and new_depth == {1000: 3, 1064: 0, 1620: 4, 1694: 1}
+    assert (past, last_pgno, last_off, last_size) == (1694 + 54, 5, 1694, 10)
+    for bad in (
+        entries((4, 20)),  # one delta past MAX_CHAIN
+        entries((6, 20)),  # a delta of a page with no frame before it
+        entries((3, 0)),  # an empty frame
+        entries((3, ps + 1)),  # more than a page
+        array("Q", [3 | 20 << 32, end + 1]),  # not where the committed end is
+        array("Q", []),
+    ):
+        assert fast.log_adopt(bad, end, ps, index, depth, 8) is None
+    assert index == {3: 900, 4: 800} and depth == {900: 2, 800: 8}
+
+
 def test_map_handle_describes_what_it_is_attached_to() -> None:
     h = _native.MapHandle(4096)
     assert h.describes(0, 4096, 0)
