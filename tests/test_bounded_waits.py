@@ -20,7 +20,7 @@ from typing import Any, Dict
 import pytest
 
 import pagestore
-from pagestore import shm, wal as wallib
+from pagestore import fileio, shm, wal as wallib
 from pagestore.errors import DurabilityUnknownError, StoreLockedError, StorePoisonedError
 
 from test_outside_attack4 import _child, _expect, _timed_in_thread, needs_locks
@@ -528,4 +528,124 @@ def test_an_open_beside_a_writer_stopped_making_the_store_raises_not_hangs(tmp_p
         _finish(p)
     with pagestore.open(path) as again:
         assert again[b"k"] == b"1"
+        again.check()
+
+
+def _not_alone(path: str) -> "shm.DataLock":
+    """_not_alone: a writer's open of another process, as far as the sole mode looks (its
+    LOCK_WRITERS held shared, on a file description of its own): every sync runs the rounds."""
+    lock = shm.DataLock(path, write=True)
+    assert lock.hold(shm.LOCK_WRITERS)
+    return lock
+
+
+@needs_locks
+def test_a_sync_that_cannot_record_its_outcome_leaves_its_record_for_the_next_to_count(tmp_path, monkeypatch):
+    """A sync's fdatasync returned, and LOCK_SYNC, which its outcome is recorded under (step 4),
+    stays held by another process (stopped) past the timeout. The put raises
+    DurabilityUnknownError (written and published, not poisoned), and the sync's slot is let
+    go with its record still set: to whoever looks next, a sync that may have failed, so the
+    next sync writes the log again from the record's offset before it acknowledges (had the
+    fsync failed, this process is poisoned as ever, and the others learn it the same way)."""
+    path = str(tmp_path / "s.ps")
+    db = pagestore.open(path, timeout=1.0)
+    other = None
+    lock = _not_alone(path)
+    try:
+        db[b"a"] = b"1"
+        index = db._pager.sharing.index
+        other = shm.SharedIndex(index.path, index.page_size, index.file_id)
+        real_sync, armed = fileio.File.sync, [1]
+
+        def sync(self: Any) -> None:
+            real_sync(self)
+            if self.path.endswith("-wal") and armed:
+                armed.clear()
+                assert other is not None
+                other.lock_sync()  # taken as this fsync returns, held past the timeout
+
+        monkeypatch.setattr(fileio.File, "sync", sync)
+        rewrites: list = []
+        real_rewrite = wallib.WAL._rewrite
+
+        def rewrite(self: Any, start: int, end: int) -> None:
+            rewrites.append(start)
+            real_rewrite(self, start, end)
+
+        monkeypatch.setattr(wallib.WAL, "_rewrite", rewrite)
+        failures = index.word(shm.FAILURES_OFFSET)
+        out: Dict[str, Any] = {}
+
+        def put() -> None:
+            db[b"b"] = b"1"
+
+        t, stuck = _timed_in_thread(put, out, "acknowledged")
+        assert not armed
+        other.unlock_sync()
+        t.join(30)
+        err = _assert_raised(out, stuck, DurabilityUnknownError, path)
+        assert "LOCK_SYNC" in str(err)
+        assert db[b"b"] == b"1"  # written and published
+        assert index.busy_slots() != [] and not rewrites  # the record stays, under a free lock
+        db[b"c"] = b"1"  # its sync counts the record as a failed sync and writes the log again
+        assert rewrites, "the next sync acknowledged without writing again what the record covers"
+        assert index.word(shm.FAILURES_OFFSET) == failures + 1
+        assert index.busy_slots() == [] and index.unsynced() is None
+        db.close()
+    finally:
+        if other is not None:
+            other.close()
+        lock.close()
+        db.close()
+    with pagestore.open(path) as again:
+        assert (again[b"a"], again[b"b"], again[b"c"]) == (b"1", b"1", b"1")
+        again.check()
+
+
+@needs_locks
+def test_a_log_restart_that_cannot_begin_leaves_the_old_log_and_raises_store_locked(tmp_path):
+    """A checkpoint's log restart cannot take LOCK_SYNC (another process holds it, stopped) before
+    it writes the new header: StoreLockedError naming the store within about the timeout, and
+    nothing changed: the old log goes on in memory and on disk (before, memory took the new
+    generation whatever failed, which is right only once the header is written), the store is
+    not poisoned. A write, which first restarts a log the last checkpoint copied whole, raises
+    the same, having written nothing. Once the lock is let go the write restarts the log and
+    goes through."""
+    path = str(tmp_path / "s.ps")
+    db = pagestore.open(path, timeout=1.0)
+    other = None
+    try:
+        for i in range(10):
+            db[b"k%d" % i] = b"v"
+        index = db._pager.sharing.index
+        wal = db._pager.wal
+        generation, frames = wal.generation, wal.committed_frames
+        other = shm.SharedIndex(index.path, index.page_size, index.file_id)
+        other.lock_sync()
+        out: Dict[str, Any] = {}
+        t, stuck = _timed_in_thread(db.checkpoint, out, "done")
+        if stuck:
+            other.unlock_sync()
+            t.join(30)
+        err = _assert_raised(out, stuck, StoreLockedError, path)
+        assert "start a new log" in str(err)
+        assert (wal.generation, wal.committed_frames) == (generation, frames)
+        # A write first restarts the log the checkpoint copied whole (``restart_if_idle``): the
+        # same wait, the same error, nothing of the write written.
+        with pytest.raises(StoreLockedError, match="nothing of this write was written"):
+            db[b"after"] = b"1"
+        assert b"after" not in db and (wal.generation, wal.committed_frames) == (generation, frames)
+        other.unlock_sync()
+        db[b"after"] = b"1"  # not poisoned: the restart, then the write
+        assert db._pager.wal.generation == generation + 1
+        db.checkpoint()
+        db[b"later"] = b"1"
+        db.check()
+        db.close()
+    finally:
+        if other is not None:
+            other.close()
+        db.close()
+    with pagestore.open(path) as again:
+        assert again[b"after"] == b"1" and again[b"later"] == b"1" and again[b"k9"] == b"v"
         again.check()
