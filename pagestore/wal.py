@@ -533,7 +533,9 @@ class WAL:
 
     def _forget_log(self, generation: int, salt: int, crc: int) -> None:
         """_forget_log: a WRITER's log in memory is generation ``generation`` (``salt``, its header's
-        checksum ``crc``) with no frame yet (``catch_up``, when the log is another generation)."""
+        checksum ``crc``) with no frame yet (``catch_up``, when the log is another generation;
+        ``reset``, which starts one: the one place that empties the log's memory, so the two
+        cannot drift apart)."""
         self.index.clear()
         self.frame_pgnos, self.frame_offsets, self.depth = [], [], {}
         self.committed_frames = 0
@@ -1631,6 +1633,7 @@ class WAL:
         processes, a wait for them that reaches the store's timeout before step 1 raises
         ``StoreLockedError`` with the file and memory as they were (the old log goes on);
         after it, ``TimeoutError`` with the log poisoned (``_sync_round``, ``_timed_out``).
+        Memory is emptied by ``_forget_log``, as a catch-up onto another generation does.
         """
         assert self.file is not None and not self.readonly
         salt = self.salt
@@ -1663,17 +1666,12 @@ class WAL:
             raise
         finally:
             if not untouched:
-                self.generation, self.salt = generation, salt
-                self._crc = _U32.unpack_from(header, 36)[0]
-                self.end = self.committed_end = WAL_HEADER_SIZE
-                self.committed_crc = self._crc
-                self.committed_frames = 0
-                self.index.clear()
+                crc = _U32.unpack_from(header, 36)[0]
+                self._forget_log(generation, salt, crc)
+                self._crc = crc
+                self.end = WAL_HEADER_SIZE
                 self.txn_index.clear()
-                self.frame_pgnos, self.frame_offsets, self.depth = [], [], {}
-                self._images.clear()
                 self._synced = synced
-                self._durable_end = WAL_HEADER_SIZE
                 self.allocated = max(size, WAL_HEADER_SIZE)
         # Old frames fail the new salt, so the file need not be emptied: keep
         # its first KEEP_BYTES allocated for the next commits (see GROW_BYTES).
