@@ -1062,21 +1062,23 @@ class SharedIndex:
         system call when free, as the blocking call), then polled (``poll_lock``). None: wait
         as long as it takes."""
         if deadline is not None:
-            def attempt() -> bool:
-                try:
-                    fcntl.fcntl(self.fd, _SETLK, _SYNC_LOCK)
-                    return True
-                except OSError as exc:
-                    if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                        return False
-                    raise
-            return poll_lock(attempt, deadline)
+            return self._try_sync() or poll_lock(self._try_sync, deadline)
         while True:
             try:
                 fcntl.fcntl(self.fd, _SETLKW, _SYNC_LOCK)
                 return True
             except InterruptedError:  # pragma: no cover - a signal
                 continue
+
+    def _try_sync(self) -> bool:
+        """_try_sync takes LOCK_SYNC without waiting; False when another open holds it."""
+        try:
+            fcntl.fcntl(self.fd, _SETLK, _SYNC_LOCK)
+            return True
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                return False
+            raise
 
     def unlock_sync(self) -> None:
         """unlock_sync: ``unlock(LOCK_SYNC)``, its argument packed once."""
