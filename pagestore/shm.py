@@ -132,7 +132,8 @@ never blocks anyone for long)
     data   LOCK_DMS        shared by every process that has the store open, taken
                            before it opens this file; a writer that can take it
                            exclusively is alone, and may remove the log and this
-                           file at close (an opener waits for it meanwhile)
+                           file at close (an opener waits for it meanwhile, up to
+                           its store's timeout: ``DataLock``)
     data   LOCK_WRITERS    shared by every writer that takes turns (issue 26), for its
                            open's life, taken before its open touches the log; exclusive
                            by the only writer across one sync of its log in sole mode
