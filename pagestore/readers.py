@@ -529,7 +529,13 @@ class SharedLog:
                 m = head.frames if writer else head.mark
                 if m not in self.locked:
                     if not index.lock_mark(m):
-                        time.sleep(0 if attempt < 10 else 0.0005)  # the writer is starting a new log
+                        # The writer is starting a new log (the whole mark range held): as long as
+                        # the timeout, if that writer is stopped there.
+                        if deadline is None:
+                            deadline = self._deadline()
+                        elif attempt > 50 and time.monotonic() >= deadline:
+                            break
+                        time.sleep(0 if attempt < 10 else 0.0005)
                         continue
                     self.locked.add(m)
                 if index.read_header() == head:
@@ -538,8 +544,9 @@ class SharedLog:
         finally:
             if asking:
                 self.wait_write(False)
-        raise StoreLockedError(f"{self.name}: the writer's shared index stayed unreadable (for the store's "
-                               f"timeout of {self.timeout} s, if set); try again")
+        raise StoreLockedError(f"{self.name}: the writer's shared index stayed unreadable, or its read marks "
+                               f"held by a writer starting a new log (for the store's timeout of {self.timeout} s, "
+                               "if set: that writer may be stopped); try again")
 
     def reconcile(self) -> None:
         """reconcile unlocks the marks nothing in this process needs any more: not the current

@@ -649,3 +649,55 @@ def test_a_log_restart_that_cannot_begin_leaves_the_old_log_and_raises_store_loc
     with pagestore.open(path) as again:
         assert again[b"after"] == b"1" and again[b"later"] == b"1" and again[b"k9"] == b"v"
         again.check()
+
+
+# A writer that checkpoints and stops (SIGSTOP) as it restarts the log: the shared index's header
+# invalidated, the whole read-mark range and LOCK_WRITE held. Continued, it restarts and closes.
+_STOP_IN_RESTART = _PRE + r"""
+with pagestore.open(sys.argv[1], timeout=10) as db:
+    for i in range(10):
+        db[b"r%d" % i] = b"1"
+    real = wallib.WAL.reset
+    def reset(self, generation):
+        stop("STOPPED")
+        return real(self, generation)
+    wallib.WAL.reset = reset
+    db.checkpoint()
+    wallib.WAL.reset = real
+    db[b"after"] = b"1"
+print("DONE", flush=True)
+"""
+
+
+@needs_locks
+@pytest.mark.parametrize("readonly", [False, True])
+def test_an_open_beside_a_writer_stopped_restarting_the_log_raises_not_hangs(tmp_path, readonly):
+    """A writer stopped (SIGSTOP) as it restarts its log holds LOCK_WRITE and the read marks, and
+    has invalidated the shared index's header (readers rebuild it if it dies there). An open's
+    first read found the header unreadable and retried for some 100,000 tries (about a minute:
+    not the timeout the caller gave). Now it raises StoreLockedError naming the store within
+    about its timeout; continued, the writer restarts the log and goes on, and every commit
+    is there."""
+    path = str(tmp_path / "s.ps")
+    _seed(path)
+    p = _child(_STOP_IN_RESTART, path)
+    out: Dict[str, Any] = {}
+    try:
+        _expect(p, "STOPPED")
+        _stopped(p.pid)
+
+        def open_() -> None:
+            pagestore.open(path, readonly=readonly, timeout=1.0).close()
+
+        t, stuck = _timed_in_thread(open_, out, "opened")
+        os.kill(p.pid, signal.SIGCONT)
+        t.join(120)
+        _assert_raised(out, stuck, StoreLockedError, path)
+        _expect(p, "DONE")
+        p.communicate(timeout=60)
+        assert p.returncode == 0
+    finally:
+        _finish(p)
+    with pagestore.open(path) as again:
+        assert again[b"r9"] == b"1" and again[b"after"] == b"1" and again[b"seed"] == b"0"
+        again.check()
