@@ -287,6 +287,9 @@ class WAL:
         #: step 5, ``_ride``) before it gives up with ``DurabilityUnknownError`` (the store's
         #: ``timeout``, set by the pager); None: as long as they take
         self.timeout: Optional[float] = None
+        #: a round of the running ``reset`` has written the new header (a later round's timeout
+        #: then leaves the restart's outcome unknown: ``_timed_out``)
+        self._header_written = False
         # Where the bytes a sync has made durable end, in this generation (a committed end:
         # no writer ever writes below it again). Before each sync the shared index is told
         # that the log may be unwritten from there (``SharedIndex.mark_unsynced``): if the
@@ -1227,6 +1230,7 @@ class WAL:
                 # checks the header first).
                 try:
                     if mode == "reset":
+                        self._header_written = True  # from here a timeout is past step 1 (``_timed_out``)
                         file.write(0, header)
                     elif start is not None:
                         if mode == "repair":
@@ -1324,6 +1328,8 @@ class WAL:
           (``_sync_failed``: every later sync refuses, the pager poisons) and a
           ``TimeoutError`` (ETIMEDOUT) is raised.
         """
+        if mode == "reset" and self._header_written:
+            written = True  # an earlier round of this restart wrote the header (it proved nothing)
         store = self.path[:-4] if self.path.endswith("-wal") else self.path
         held = (f"{what} was held by another process for the store's timeout of {self.timeout} s (a "
                 "process stopped, or a hung disk)")
@@ -1658,6 +1664,7 @@ class WAL:
                     # processes end at the store's timeout (``_timed_out``).
                     timeout = self.timeout
                     deadline = None if timeout is None else time.monotonic() + timeout
+                    self._header_written = False
                     while not self._sync_round(self._appends, shm, None, "reset", header, deadline=deadline):
                         pass
                 synced = True

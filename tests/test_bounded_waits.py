@@ -701,3 +701,88 @@ def test_an_open_beside_a_writer_stopped_restarting_the_log_raises_not_hangs(tmp
     with pagestore.open(path) as again:
         assert again[b"r9"] == b"1" and again[b"after"] == b"1" and again[b"seed"] == b"0"
         again.check()
+
+
+@needs_locks
+def test_a_restart_whose_second_round_times_out_is_past_its_header_and_poisons(tmp_path, monkeypatch):
+    """A log restart's first round writes the new header and syncs it, then a sync beside it
+    fails, so the round proves nothing and the next one is to write the header again; that
+    round cannot take LOCK_SYNC (its holder stopped). The header is on the file already, so
+    the restart's outcome is unknown: poisoned, TimeoutError, as for a timeout in the first
+    round after its write. Found (on the first version of the bound): the second round's
+    timeout counted as "nothing written": StoreLockedError, the old log kept in memory while
+    the file held the new header (here the next write's restart wrote it again; a commit
+    appended with the old salt behind the new header would be unreadable to recovery)."""
+    path = str(tmp_path / "s.ps")
+    db = pagestore.open(path, timeout=1.0)
+    other = None
+    out: Dict[str, Any] = {}
+    try:
+        for i in range(10):
+            db[b"k%d" % i] = b"v"
+        index = db._pager.sharing.index
+        wal = db._pager.wal
+        old_salt = wal.salt
+        other = shm.SharedIndex(index.path, index.page_size, index.file_id)
+        j = (index._first_slot + 1) % shm.SLOTS
+        real_round, real_wait = wallib.WAL._sync_round, shm.SharedIndex.wait_slot
+        rounds: list = []
+
+        def sync_round(self: Any, n: int, s: Any, begun: Any, mode: str, *a: Any, **k: Any) -> bool:
+            if mode == "reset":
+                rounds.append(1)
+                assert other is not None
+                if len(rounds) == 1:  # a sync beside the first round, in flight
+                    assert other.try_lock(shm.LOCK_SLOT + j, exclusive=True)
+                    other.lock_sync()
+                    other.set_slot(j, old_salt, wallib.WAL_HEADER_SIZE, wal.end)
+                    other.unlock_sync()
+                elif len(rounds) == 2:  # LOCK_SYNC held (its holder stopped) as the next begins
+                    other.lock_sync()
+            return bool(real_round(self, n, s, begun, mode, *a, **k))
+
+        def wait_slot(self: Any, i: int, deadline: Any = None) -> bool:
+            if self is index and i == j and rounds == [1] and not out.get("failed"):
+                out["failed"] = True  # that sync fails: its step 4, then its slot let go
+                assert other is not None
+                other.lock_sync()
+                other.mark_unsynced(old_salt, wallib.WAL_HEADER_SIZE)
+                other.bump(shm.FAILURES_OFFSET, 0)
+                other.clear_slot(j)
+                other.unlock_sync()
+                other.release_slot(j)
+            return bool(real_wait(self, i, deadline))
+
+        monkeypatch.setattr(wallib.WAL, "_sync_round", sync_round)
+        monkeypatch.setattr(shm.SharedIndex, "wait_slot", wait_slot)
+
+        def checkpoint() -> None:
+            try:
+                db.checkpoint()
+            except (OSError, StoreLockedError) as exc:
+                out["error"] = exc
+
+        t, stuck = _timed_in_thread(checkpoint, out, "done")
+        other.unlock_sync()
+        t.join(30)
+        assert not stuck and len(rounds) == 2 and out.get("failed"), (rounds, out)
+        assert isinstance(out.get("error"), TimeoutError), out
+        assert wal.salt != old_salt  # memory follows the header on the file
+        acknowledged = []
+        try:
+            db[b"x"] = b"1"
+            acknowledged.append(b"x")
+        except StorePoisonedError:
+            pass
+        assert not acknowledged, "a commit was acknowledged after a restart of unknown outcome"
+        db.close()
+    finally:
+        if other is not None:
+            other.close()
+        db.close()
+    with pagestore.open(path) as again:
+        assert again[b"k9"] == b"v"
+        for k in acknowledged:
+            assert again[k] == b"1", "an acknowledged commit was lost"
+        again[b"y"] = b"1"
+        again.check()
