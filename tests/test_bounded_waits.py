@@ -3,8 +3,9 @@ stopped (SIGSTOP: Ctrl-Z, a debugger, a frozen container) while it holds a lock 
 makes the others raise, never hang, and does no harm once continued (or killed).
 
 Each test stops a child process at one lock (LOCK_SYNC, every sync slot, a sync in flight
-under a repair or a log restart, LOCK_DMS, LOCK_RECOVER, LOCK_CREATE), has this process (or
-a thread of it) wait on that lock with ``timeout=1.0``, and checks the error and how long it
+under a repair or a log restart, LOCK_DMS, LOCK_RECOVER, LOCK_CREATE, a log restart's read
+marks), or holds it from a second handle on the shared index in this process (a sync that
+does not end), has this process (or a thread of it) wait on that lock with ``timeout=1.0``, and checks the error and how long it
 took; then continues the child (or kills it) and checks that nothing acknowledged is lost,
 the child finishes, and ``check()`` is clean. On the code before, each victim waited for as
 long as the child stayed stopped: the thread is given 5 s (``_timed_in_thread``), then the
