@@ -47,15 +47,18 @@ class VersionMismatchError(PageStoreError):
 
 
 class StoreLockedError(PageStoreError):
-    """Another process holds the store open for writing."""
+    """Another open holds the store, or a lock of it, for longer than this one waits: a write's
+    wait for the write lock, or an open's, a write turn's or a log restart's for a lock another
+    process holds (stopped, or on a hung disk), past the store's ``timeout``; nothing of the
+    call was written. The message names the store and says which."""
 
 
 class DurabilityUnknownError(PageStoreError):
     """A durable commit is written to the log and published (reads see it, in this process and
     in others, and later commits build on it), but its durability is not confirmed: its log
-    sync succeeded, then waited past the store's ``timeout`` for another process's sync that ran
-    beside it (stopped, or on a hung disk), whose failure could have dropped pages this
-    commit's sync relied on. Not acknowledged, not rolled back, nothing poisoned: the store
+    sync waited past the store's ``timeout`` for another process (stopped, or on a hung disk):
+    for a sync slot or LOCK_SYNC before its own fsync, or, that fsync succeeded, for a sync
+    that ran beside it, whose failure could have dropped pages this commit's sync relied on. Not acknowledged, not rolled back, nothing poisoned: the store
     stays usable, and the next sync that completes (``sync()``, the next durable commit) or a
     reopen settles it (whole, or absent after a crash, as any unacknowledged commit).
     ``path`` names the store."""

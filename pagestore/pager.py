@@ -602,13 +602,15 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
         if size > self.checkpointer.threshold() and (size >= self._next_try or self._readers_gone()):
             try:
                 self.checkpoint()
-            except (OSError, DurabilityUnknownError):
+            except (OSError, DurabilityUnknownError, StoreLockedError):
                 # The commit is already in the log (durable, if asked). A checkpoint
                 # that fails (a full disk growing the data file) changes nothing the
                 # log cannot redo; raising here would tell the caller a saved write
                 # failed. It has poisoned the pager: the next write raises. Its log sync
                 # timed out waiting for another process's (DurabilityUnknownError): no
                 # checkpoint now; this commit's own sync, if owed, says so to its caller.
+                # Its log restart did (StoreLockedError, before the new header was
+                # written): the old log goes on, the next checkpoint starts it over.
                 pass
         return True
 

@@ -142,7 +142,7 @@ class PagerFiles:
             if self.turns and self._data_lock is not None:
                 # Writers that take turns open the file together: one of them writes its header
                 # (LOCK_CREATE serializes the look and the write; the others find it written).
-                with self._data_lock.section(shared_log.LOCK_CREATE):
+                with self._data_lock.section(shared_log.LOCK_CREATE, self._deadline()):
                     if self.file.size() == 0:
                         self._create(page_size)
             else:
@@ -158,6 +158,7 @@ class PagerFiles:
             self._lock_solo_reader()  # no shared index here: one process at a time
         if not readonly and self._data_lock is not None:
             self.sharing = shared_log.open_index_for_writer(path, self.page_size, disk_meta.file_id, self, self.readers)
+            self.sharing.timeout = self.timeout
             self._claim_name()
             self.sharing.attach(self.wal, _SoleWriter(self))
             if self.turns:
@@ -192,9 +193,10 @@ class PagerFiles:
                 # raise StorePoisonedError naming the error, close writes nothing, and the next
                 # open checkpoints. Failing the open instead left nothing to read the store with.
                 pass
-            except DurabilityUnknownError:
+            except (DurabilityUnknownError, StoreLockedError):
                 # Its log sync waited past the timeout for another process's (stopped in it, or
-                # a hung disk): no checkpoint now; the open goes on (a writer's next checkpoint).
+                # a hung disk), or its log restart did, before writing anything: no checkpoint
+                # now; the open goes on (a writer's next checkpoint).
                 pass
         if not readonly and self.poisoned is None:
             self._upgrade_header()
@@ -266,6 +268,12 @@ class PagerFiles:
         """
         storefiles.discard_abandoned_copy(self._opener, storefiles.compaction_path(self.path))
 
+    def _deadline(self) -> Optional[float]:
+        """_deadline: when a wait for another process begun now ends (the store's ``timeout``
+        from now, as a ``time.monotonic()``); None: no limit."""
+        timeout = self.timeout
+        return None if timeout is None else time.monotonic() + timeout
+
     def _lock_writer(self, turns: bool) -> None:
         """_lock_writer takes the writer's lock on the data file, and LOCK_DMS (shm.py).
 
@@ -300,7 +308,7 @@ class PagerFiles:
                         "open-file-description locks) has it open") from exc
                 time.sleep(0.002)
         if shared_log.SUPPORTED:
-            self._data_lock = DataLock(self.path, write=True, opener=self._opener)
+            self._data_lock = DataLock(self.path, write=True, opener=self._opener, timeout=self.timeout)
             if turns:
                 # A reader without the shared index reads alone: it and this writer refuse each
                 # other (each holds its byte first, then looks at the other's: one of two that
@@ -368,7 +376,7 @@ class PagerFiles:
             return False
         for _ in range(20):
             try:
-                lock = DataLock(self.path, write=False, opener=self._opener)
+                lock = DataLock(self.path, write=False, opener=self._opener, timeout=self.timeout)
             except OSError:
                 return False
             # A compaction may have renamed a new file over the path while this open
@@ -429,6 +437,7 @@ class PagerFiles:
         assert self._data_lock is not None
         try:
             self.sharing = SharedLog.open(self.path, self.page_size, disk_meta.file_id, self, self.readers)
+            self.sharing.timeout = self.timeout
         except OSError:
             self._data_lock.close()
             self._data_lock = None
@@ -627,10 +636,11 @@ class PagerFiles:
                 if checkpoint and self.poisoned is None:
                     try:
                         self.checkpoint()
-                    except DurabilityUnknownError:
+                    except (DurabilityUnknownError, StoreLockedError):
                         # Its log sync waited past the timeout for another process's (stopped in
-                        # it, or a hung disk): no checkpoint. The log and the index stay for the
-                        # other writer, or the next open, to settle; close raises nothing for it.
+                        # it, or a hung disk), or its log restart did, before writing anything:
+                        # no checkpoint. The log and the index stay for the other writer, or
+                        # the next open, to settle; close raises nothing for it.
                         return
                     # The log and the shared index go only when the log is empty and no
                     # other process has the store open (one that has keeps reading them).

@@ -189,6 +189,9 @@ class SharedLog:
         self._waiters = 0
         self._waiters_guard = threading.Lock()
         self.name = shm_path("")  # for messages only
+        #: seconds a wait for another process's hold of LOCK_RECOVER, or for an unreadable header
+        #: to be rebuilt, lasts (the store's ``timeout``, set by the pager); None: no limit
+        self.timeout: Optional[float] = None
 
     @classmethod
     def open(cls, path: str, page_size: int, file_id: int, side: DataSide, marks: List[ReadMark]) -> "SharedLog":
@@ -200,6 +203,11 @@ class SharedLog:
         shared = cls(SharedIndex(shm_path(path), page_size, file_id), side, marks)
         shared.name = path
         return shared
+
+    def _deadline(self) -> Optional[float]:
+        """_deadline: the end of a wait for another process begun now (``timeout``); None: no limit."""
+        timeout = self.timeout
+        return None if timeout is None else time.monotonic() + timeout
 
     # ---- a writer ----
 
@@ -218,9 +226,15 @@ class SharedLog:
             CorruptionError: from ``WAL.recover``, or frames a failed sync left are lost while
                 other opens may read them (``_resync``).
             OSError: writing them again or syncing them failed.
+            StoreLockedError: another process held LOCK_RECOVER (a reader's rebuild) for the
+                whole ``timeout``, or a sync beside the repair did not end in it (``WAL.repair``).
         """
         index = self.index
-        index.lock(shmlib.LOCK_RECOVER, exclusive=True)
+        if not index.lock_within(shmlib.LOCK_RECOVER, self._deadline(), exclusive=True):
+            # A reader rebuilding the index holds it (stopped, or on a hung disk): nothing written.
+            raise StoreLockedError(f"{self.name}: another process rebuilding the store's shared index held "
+                                   f"it for the store's timeout of {self.timeout} s (it may be stopped); "
+                                   "try again")
         try:
             wal.recover(generation)
             self._resync(wal, index.read_header(), alone)
@@ -495,10 +509,17 @@ class SharedLog:
         """
         index = self.index
         asking = False
+        deadline: Optional[float] = None
         try:
             for attempt in range(100000):
                 head = index.read_header()
                 if head is None:
+                    if deadline is None:
+                        deadline = self._deadline()
+                    elif attempt > 50 and time.monotonic() >= deadline:
+                        # Past one try of the rebuild (a publication in flight passes sooner):
+                        # no process rebuilt it, or one is stopped in its rebuild.
+                        break
                     if attempt >= 50 and attempt % 50 == 0:
                         if not self.rebuild(force=False) and not asking:
                             self.wait_write(True)
@@ -508,7 +529,13 @@ class SharedLog:
                 m = head.frames if writer else head.mark
                 if m not in self.locked:
                     if not index.lock_mark(m):
-                        time.sleep(0 if attempt < 10 else 0.0005)  # the writer is starting a new log
+                        # The writer is starting a new log (the whole mark range held): as long as
+                        # the timeout, if that writer is stopped there.
+                        if deadline is None:
+                            deadline = self._deadline()
+                        elif attempt > 50 and time.monotonic() >= deadline:
+                            break
+                        time.sleep(0 if attempt < 10 else 0.0005)
                         continue
                     self.locked.add(m)
                 if index.read_header() == head:
@@ -517,7 +544,9 @@ class SharedLog:
         finally:
             if asking:
                 self.wait_write(False)
-        raise StoreLockedError(f"{self.name}: the writer's shared index stayed unreadable; try again")
+        raise StoreLockedError(f"{self.name}: the writer's shared index stayed unreadable, or its read marks "
+                               f"held by a writer starting a new log (for the store's timeout of {self.timeout} s, "
+                               "if set: that writer may be stopped); try again")
 
     def reconcile(self) -> None:
         """reconcile unlocks the marks nothing in this process needs any more: not the current
@@ -565,13 +594,15 @@ class SharedLog:
     def rebuild(self, *, force: bool) -> bool:
         """rebuild rebuilds the shared index from the log, as a reader, when no writer is there
         to keep it (or ``force``: this process is the only one with the store open). Returns
-        False when a writer holds the store (it keeps the index; the caller waits).
+        False when a writer holds the store (it keeps the index; the caller waits), or another
+        process held LOCK_RECOVER for the whole ``timeout`` (stopped in its own rebuild or recovery).
 
         Raises:
             OSError: the index cannot grow to the log's frames (a full disk).
         """
         index, side = self.index, self.side
-        index.lock(shmlib.LOCK_RECOVER, exclusive=True)
+        if not index.lock_within(shmlib.LOCK_RECOVER, self._deadline(), exclusive=True):
+            return False  # another process rebuilds it (or recovers, a writer), stopped: as if a writer kept it
         try:
             if not force and index.read_header() is not None:
                 return True

@@ -132,7 +132,8 @@ never blocks anyone for long)
     data   LOCK_DMS        shared by every process that has the store open, taken
                            before it opens this file; a writer that can take it
                            exclusively is alone, and may remove the log and this
-                           file at close (an opener waits for it meanwhile)
+                           file at close (an opener waits for it meanwhile, up to
+                           its store's timeout: ``DataLock``)
     data   LOCK_WRITERS    shared by every writer that takes turns (issue 26), for its
                            open's life, taken before its open touches the log; exclusive
                            by the only writer across one sync of its log in sole mode
@@ -193,7 +194,7 @@ from . import fileio
 # The byte-range locks, on the shared index's descriptor (the data file's are a File's).
 from .fileio import _FLOCK, held_by_others, lock, try_lock, unlock
 from ._native import crc32c
-from .errors import CorruptionError
+from .errors import CorruptionError, StoreLockedError
 
 SHM_MAGIC = b"psSHM\r\n\x00"
 SHM_VERSION = 2
@@ -362,10 +363,19 @@ class DataLock:
     own File holds. Shared from construction; ``alone`` tells whether anyone else holds it."""
 
     def __init__(self, path: str, *, write: bool, opener: fileio.Opener = fileio.open_file,
-                 start: int = LOCK_DMS) -> None:
+                 start: int = LOCK_DMS, timeout: Optional[float] = None) -> None:
         """``write``: the caller may write the file. A reader opens it for writing too where it
         may (never writing it), so that it can tell it is the last one out at close.
-        ``start``: the byte to hold shared (LOCK_SOLO: a reader without the shared index)."""
+        ``start``: the byte to hold shared (LOCK_SOLO: a reader without the shared index).
+        ``timeout``: seconds to wait for it (the store's ``timeout``; None: as long as it
+        takes). LOCK_DMS is held exclusively by the last open of the store while it removes
+        the log and the shared index at close, and by a compaction across its rename: a
+        process stopped (SIGSTOP) there keeps every open out.
+
+        Raises:
+            StoreLockedError: the byte stayed held exclusively for ``timeout`` seconds; naming
+                the store. Nothing is held.
+        """
         self.file: Optional[fileio.File] = None
         try:
             self.file = opener(path, create=False, readonly=False)
@@ -374,7 +384,14 @@ class DataLock:
                 raise
             self.file = opener(path, create=False, readonly=True)
         try:
-            self.file.lock_range(start)
+            file = self.file
+            if timeout is None:
+                file.lock_range(start)
+            elif not poll_lock(lambda: file.try_lock_range(start), time.monotonic() + timeout):
+                raise StoreLockedError(
+                    f"{path}: another process held the store exclusively for the store's timeout of "
+                    f"{timeout} s (the last open of it removing its log and shared index at close, "
+                    "or a compaction replacing the file; that process may be stopped); try again")
         except BaseException:
             self.close()
             raise
@@ -392,14 +409,25 @@ class DataLock:
         return poll_lock(lambda: file.try_lock_range(start), deadline)
 
     @contextlib.contextmanager
-    def section(self, start: int) -> Iterator[None]:
-        """section holds byte ``start`` of the data file exclusively for the block (LOCK_CREATE), waiting for it."""
-        assert self.file is not None
-        self.file.lock_range(start, exclusive=True)
+    def section(self, start: int, deadline: Optional[float] = None) -> Iterator[None]:
+        """section holds byte ``start`` of the data file exclusively for the block (LOCK_CREATE), waiting for it,
+        no longer than ``deadline`` (a ``time.monotonic()``; None: as long as it takes).
+
+        Raises:
+            StoreLockedError: another open held it past ``deadline`` (stopped while it writes a
+                new file's header).
+        """
+        file = self.file
+        assert file is not None
+        if deadline is None:
+            file.lock_range(start, exclusive=True)
+        elif not poll_lock(lambda: file.try_lock_range(start, exclusive=True), deadline):
+            raise StoreLockedError(f"{file.path}: another process writing the new store's first page kept "
+                                   "this open out for the store's timeout; try again")
         try:
             yield
         finally:
-            self.file.unlock_range(start)
+            file.unlock_range(start)
 
     def others(self, start: int) -> bool:
         """others: another open holds byte ``start`` of the data file (LOCK_WRITERS, LOCK_SOLO)."""
@@ -665,20 +693,38 @@ class SharedIndex:
 
     # ---- the sync slots (see "Unsynced" in the module docstring) ----
 
-    def claim_slot(self) -> int:
+    def claim_slot(self, deadline: Optional[float] = None) -> Optional[int]:
         """claim_slot takes a sync slot's lock exclusively: the first free one from ``pid % SLOTS`` on, without waiting, or
-        (every one held) slot ``pid % SLOTS``, waiting for it (its holder waits for nothing but
-        its own fsync and the short LOCK_SYNC). Returns the slot. Not under LOCK_SYNC."""
+        (every one held) the first that comes free, waiting for it (its holder waits for nothing but
+        its own fsync and the short LOCK_SYNC), until ``deadline`` (a ``time.monotonic()``; None:
+        as long as it takes): None then, nothing held (SLOTS syncs stopped in their fsync, or on
+        a hung disk). Returns the slot. Not under LOCK_SYNC."""
         first = self._first_slot  # processes start apart: fewer tries
         for k in range(SLOTS):
             i = (first + k) % SLOTS
             if try_lock(self.fd, LOCK_SLOT + i, 1, exclusive=True):
                 self._claimed.add(i)
                 return i
-        i = first
-        lock(self.fd, LOCK_SLOT + i, 1, exclusive=True)
-        self._claimed.add(i)
-        return i
+        if deadline is None:
+            i = first
+            lock(self.fd, LOCK_SLOT + i, 1, exclusive=True)
+            self._claimed.add(i)
+            return i
+        # Every slot busy: each nap ends early when a sync lets its slot go (``release_slot`` bumps
+        # ``ends``), as ``wait_slot``'s do.
+        nap = LOCK_POLL_MAX if FUTEXES else LOCK_POLL_FIRST
+        while True:
+            seen = self.word(SYNC_ENDS_OFFSET)
+            for k in range(SLOTS):
+                i = (first + k) % SLOTS
+                if try_lock(self.fd, LOCK_SLOT + i, 1, exclusive=True):
+                    self._claimed.add(i)
+                    return i
+            now = time.monotonic()
+            if now >= deadline:
+                return None
+            self.sleep(SYNC_ENDS_OFFSET, seen, min(nap, deadline - now))
+            nap = min(nap * 2, LOCK_POLL_MAX)
 
     def begin_alone(self, salt: int, seen: int, low: int) -> Optional[Tuple[int, int]]:
         """begin_alone: step S2-S3 of a sync in sole mode (``WAL._sync_alone``; no other writer has the
@@ -992,19 +1038,48 @@ class SharedIndex:
         """lock: ``lock`` on this file."""
         lock(self.fd, start, length, exclusive=exclusive)
 
+    def lock_within(self, start: int, deadline: Optional[float], *, exclusive: bool = False) -> bool:
+        """lock_within: ``lock`` on this file, waiting no longer than ``deadline`` (a
+        ``time.monotonic()``; None: as long as it takes): False then, nothing taken
+        (``poll_lock``). LOCK_RECOVER: its holder may be stopped (SIGSTOP) in a recovery."""
+        if deadline is None:
+            lock(self.fd, start, 1, exclusive=exclusive)
+            return True
+        fd = self.fd
+        return poll_lock(lambda: try_lock(fd, start, 1, exclusive=exclusive), deadline)
+
     def unlock(self, start: int, length: int = 1) -> None:
         """unlock: ``unlock`` on this file."""
         if self.fd >= 0:
             unlock(self.fd, start, length)
 
-    def lock_sync(self) -> None:
-        """lock_sync: ``lock(LOCK_SYNC, exclusive=True)``, its argument packed once (every sync takes it)."""
+    def lock_sync(self, deadline: Optional[float] = None) -> bool:
+        """lock_sync: ``lock(LOCK_SYNC, exclusive=True)``, its argument packed once (every sync takes it).
+
+        ``deadline`` (a ``time.monotonic()``): wait no longer; False (nothing held) when another
+        open still holds it then. Its holder keeps it only for a sync's bookkeeping, but a
+        process stopped (SIGSTOP) or on a hung disk (the writes again after a failure, a new
+        log's header) may keep it for any length of time. Tried without waiting first (one
+        system call when free, as the blocking call), then polled (``poll_lock``). None: wait
+        as long as it takes."""
+        if deadline is not None:
+            return self._try_sync() or poll_lock(self._try_sync, deadline)
         while True:
             try:
                 fcntl.fcntl(self.fd, _SETLKW, _SYNC_LOCK)
-                return
+                return True
             except InterruptedError:  # pragma: no cover - a signal
                 continue
+
+    def _try_sync(self) -> bool:
+        """_try_sync takes LOCK_SYNC without waiting; False when another open holds it."""
+        try:
+            fcntl.fcntl(self.fd, _SETLK, _SYNC_LOCK)
+            return True
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                return False
+            raise
 
     def unlock_sync(self) -> None:
         """unlock_sync: ``unlock(LOCK_SYNC)``, its argument packed once."""

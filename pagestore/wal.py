@@ -85,7 +85,7 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Protocol, Sequ
 from . import fileio
 from . import _native
 from ._native import crc32c, delta_apply
-from .errors import CorruptionError, DurabilityUnknownError, VersionMismatchError
+from .errors import CorruptionError, DurabilityUnknownError, StoreLockedError, VersionMismatchError
 from .interrupts import run_through
 
 from .shm import FAILURES_OFFSET
@@ -290,6 +290,9 @@ class WAL:
         #: step 5, ``_ride``) before it gives up with ``DurabilityUnknownError`` (the store's
         #: ``timeout``, set by the pager); None: as long as they take
         self.timeout: Optional[float] = None
+        #: a round of the running ``reset`` has written the new header (a later round's timeout
+        #: then leaves the restart's outcome unknown: ``_timed_out``)
+        self._header_written = False
         # Where the bytes a sync has made durable end, in this generation (a committed end:
         # no writer ever writes below it again). Before each sync the shared index is told
         # that the log may be unwritten from there (``SharedIndex.mark_unsynced``): if the
@@ -547,7 +550,9 @@ class WAL:
 
     def _forget_log(self, generation: int, salt: int, crc: int) -> None:
         """_forget_log: a WRITER's log in memory is generation ``generation`` (``salt``, its header's
-        checksum ``crc``) with no frame yet (``catch_up``, when the log is another generation)."""
+        checksum ``crc``) with no frame yet (``catch_up``, when the log is another generation;
+        ``reset``, which starts one: the one place that empties the log's memory, so the two
+        cannot drift apart)."""
         self.index.clear()
         self.frame_pgnos, self.frame_offsets, self.depth = [], [], {}
         self.committed_frames = 0
@@ -1116,7 +1121,8 @@ class WAL:
             if not shm.wait_slot(j, deadline):  # that sync recorded its outcome (step 4), or died
                 return False  # still in its fsync at the deadline: a round of this process's own
             held.append(j)
-            shm.lock_sync()
+            if not shm.lock_sync(deadline):
+                return False  # held by a stopped process: the round, with the same deadline, says so
             try:
                 from_word, _, failures, durable_end, durable_salt = shm.sync_words()
                 if from_word or failures != self._failures_seen:
@@ -1135,7 +1141,8 @@ class WAL:
                         if not shm.wait_slot(i, deadline):
                             return False
                         held.append(i)
-                shm.lock_sync()
+                if not shm.lock_sync(deadline):
+                    return False
                 try:
                     if shm.fold_dead(others, probe=False) or shm.word(FAILURES_OFFSET) != failures:
                         return False
@@ -1189,16 +1196,24 @@ class WAL:
             OSError: the write or the fsync failed (``_sync_failed`` keeps it; every later sync
                 refuses), or ("sync") the frames to write again do not read back whole (EIO).
             CorruptionError: ("repair") they do not read back whole; nothing is poisoned.
-            DurabilityUnknownError: step 5 reached ``deadline``; nothing is poisoned.
+            DurabilityUnknownError: ("sync") a wait (the slot, LOCK_SYNC, step 5) reached
+                ``deadline``; nothing is poisoned (``_timed_out``).
+            StoreLockedError: ("repair", or "reset" before its header is written) the same.
+            TimeoutError: ("reset") the same once its header is written; the log is poisoned.
         """
         file = self.file
         assert file is not None
         end, tail = self.committed_end, self.end
         salt = self.salt if mode != "reset" else _U32.unpack_from(header, 32)[0]
-        slot = shm.claim_slot()
+        slot = shm.claim_slot(deadline)
+        if slot is None:
+            raise self._timed_out(mode, "a sync slot (every one held by a sync that did not end)", written=False)
         failed: Optional[OSError] = None
+        stuck = False  # step 4 or 6 could not take LOCK_SYNC by the deadline
         try:
-            shm.lock_sync()
+            if not shm.lock_sync(deadline):
+                # Nothing recorded, nothing written: the slot goes as it came.
+                raise self._timed_out(mode, "LOCK_SYNC", written=False)
             try:
                 shm.fold_dead((slot,), probe=False)  # its last holder died in its sync
                 from_word, from_salt, failures, durable_end, durable_salt = shm.sync_words()
@@ -1246,6 +1261,7 @@ class WAL:
                 # checks the header first).
                 try:
                     if mode == "reset":
+                        self._header_written = True  # from here a timeout is past step 1 (``_timed_out``)
                         file.write(0, header)
                     elif start is not None:
                         if mode == "repair":
@@ -1272,34 +1288,43 @@ class WAL:
                 raise
             # Step 4; with no other sync busy now, step 6 under the same hold (nothing to wait for).
             done: Optional[bool] = None
-            shm.lock_sync()
-            try:
-                if failed is not None:
-                    # The next sync, here or in another process, writes the log again from ``low``.
-                    shm.mark_unsynced(salt, low)
-                    shm.bump(FAILURES_OFFSET, 0)
-                shm.clear_slot(slot, synced=failed is None)
-                others = shm.busy_slots(slot)
-                if failed is None and not others:
-                    done = shm.word(FAILURES_OFFSET) == failures
-                    if done:
-                        self._settle(shm, mode, salt, start, end, tail, published, failures)
-            finally:
-                _unlock_sync(shm)
+            others: List[int] = []
+            if not shm.lock_sync(deadline):
+                # The outcome cannot be recorded: the record stays set under a lock let go below,
+                # which the next sync (or turn) of any process counts as a sync that failed
+                # (``fold_dead``), writing the log again from its offset: whatever this fsync did.
+                stuck = True
+            else:
+                try:
+                    if failed is not None:
+                        # The next sync, here or in another process, writes the log again from ``low``.
+                        shm.mark_unsynced(salt, low)
+                        shm.bump(FAILURES_OFFSET, 0)
+                    shm.clear_slot(slot, synced=failed is None)
+                    others = shm.busy_slots(slot)
+                    if failed is None and not others:
+                        done = shm.word(FAILURES_OFFSET) == failures
+                        if done:
+                            self._settle(shm, mode, salt, start, end, tail, published, failures)
+                finally:
+                    _unlock_sync(shm)
         finally:
             run_through(lambda: shm.release_slot(slot))
         if failed is not None:
             self._sync_failed = failed
             raise failed
         self.syncs += 1
+        if stuck:
+            raise self._timed_out(mode, "LOCK_SYNC", written=True)
         if done is None:
             held: List[int] = []
             try:
                 for j in others:  # step 5
                     if not shm.wait_slot(j, deadline):
-                        raise self._unconfirmed(j)
+                        raise self._timed_out(mode, f"sync slot {j}", written=True)
                     held.append(j)
-                shm.lock_sync()
+                if not shm.lock_sync(deadline):
+                    raise self._timed_out(mode, "LOCK_SYNC", written=True)
                 try:
                     # Only the syncs busy when this fsync returned: one that began after cannot have
                     # dropped what it wrote (a dead one is counted by whoever next waits for it).
@@ -1316,23 +1341,57 @@ class WAL:
             self._synced_appends = n
         return done
 
-    def _unconfirmed(self, j: int) -> DurabilityUnknownError:
-        """_unconfirmed: the error of a sync whose fsync succeeded while slot ``j``'s sync, begun
-        beside it, has not ended by the deadline (``_sync_round``'s step 5)."""
-        store = self.path[:-4] if self.path.endswith("-wal") else self.path
-        return DurabilityUnknownError(
-            store,
-            f"{store}: the commit is written to the log and published, but its durability is not "
-            f"confirmed: its log sync succeeded, and another process's sync of the log (sync slot {j}) "
-            f"that began before it ended still ran after the store's timeout of {self.timeout} s (a "
-            "process stopped in its sync, or a hung disk), and a failure of that sync could undo this "
-            "one; the next sync that completes (sync(), the next durable commit) or a reopen settles it")
+    def _timed_out(self, mode: str, what: str, *, written: bool) -> BaseException:
+        """_timed_out: the error of a ``_sync_round`` whose wait for ``what`` (a sync slot, LOCK_SYNC,
+        another process's sync) reached its deadline: another process holds it, stopped
+        (SIGSTOP) or on a hung disk. ``written``: this round's writes and fsync were done (its
+        fsync succeeded: a failed one raises its own error), only their outcome is not
+        confirmed beside the others'; else nothing was done. By ``mode``:
 
-    @staticmethod
-    def _end_slot(shm: "SharedIndex", slot: int) -> None:
+        - "sync": ``DurabilityUnknownError`` either way: the commits are written and published,
+          not known durable; the next sync that completes (or a reopen) settles them; nothing
+          poisoned.
+        - "repair" (a writer's turn, before it builds on frames a failed sync left):
+          ``StoreLockedError``; the unsynced word stays, for the next turn's repair.
+        - "reset" (a new log's header): nothing written: ``StoreLockedError``, the log not
+          restarted (``reset`` leaves memory as it was). Written: the header's durability is
+          unknown and every later commit would stand on it, so the log is poisoned
+          (``_sync_failed``: every later sync refuses, the pager poisons) and a
+          ``TimeoutError`` (ETIMEDOUT) is raised.
+        """
+        if mode == "reset" and self._header_written:
+            written = True  # an earlier round of this restart wrote the header (it proved nothing)
+        store = self.path[:-4] if self.path.endswith("-wal") else self.path
+        held = (f"{what} was held by another process for the store's timeout of {self.timeout} s (a "
+                "process stopped, or a hung disk)")
+        if mode == "sync":
+            if written:
+                why = (f"its log sync succeeded, then waited for the outcome of the syncs beside it, whose "
+                       f"failure could undo it: {held}")
+            else:
+                why = f"its log sync could not begin: {held}"
+            return DurabilityUnknownError(
+                store,
+                f"{store}: the commit is written to the log and published, but its durability is not "
+                f"confirmed: {why}; the next sync that completes (sync(), the next durable commit) or a "
+                "reopen settles it")
+        if mode == "repair" or not written:
+            task = ("write the log again where another writer's sync failed, before this writer builds on it"
+                    if mode == "repair" else "start a new log after its checkpoint")
+            return StoreLockedError(f"{store}: this writer could not {task}: {held}; nothing of this write "
+                                    "was written; try again")
+        err = TimeoutError(errno.ETIMEDOUT, f"the log's restart is written, but its durability is not "
+                                            f"confirmed: {held}; the store is poisoned for writing until "
+                                            "reopened", self.path)
+        self._sync_failed = err
+        return err
+
+    def _end_slot(self, shm: "SharedIndex", slot: int) -> None:
         """_end_slot clears slot ``slot``'s record (under LOCK_SYNC): a sync that ends with no fsync
         failed (a Ctrl-C)."""
-        shm.lock_sync()
+        timeout = self.timeout
+        if not shm.lock_sync(None if timeout is None else time.monotonic() + timeout):
+            return  # the record stays: counted as a failed sync by the next (``fold_dead``)
         try:
             shm.clear_slot(slot)
         finally:
@@ -1390,7 +1449,9 @@ class WAL:
         if not self._sync_lock.acquire(blocking=False):
             return
         try:
-            shm.lock_sync()
+            timeout = self.timeout
+            if not shm.lock_sync(None if timeout is None else time.monotonic() + timeout):
+                return  # held by a stopped process: the next sync counts them
             try:
                 shm.fold_dead()
             finally:
@@ -1404,16 +1465,23 @@ class WAL:
         has just taken its turn (readers.py ``SharedLog.catch_up``), so that it builds on frames
         known durable. Returns True.
 
+        Its waits for other processes (a sync slot, LOCK_SYNC, the syncs beside its own) end at the
+        store's timeout (``timeout``, one deadline for the call).
+
         Raises:
             CorruptionError: the frames to write again do not read back whole (``_rewrite``).
             OSError: a write or the sync failed (every later sync refuses).
+            StoreLockedError: a wait reached the deadline (``_timed_out``): the unsynced word
+                stays for the next turn's repair; nothing is poisoned.
         """
         shm = self.shm
         assert shm is not None and self.file is not None
+        timeout = self.timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._sync_lock:
             if self._sync_failed is not None and shm.unsynced() is not None:
                 raise EarlierSyncFailed(self._sync_failed)
-            while not self._sync_round(self._appends, shm, None, "repair"):
+            while not self._sync_round(self._appends, shm, None, "repair", deadline=deadline):
                 if self._sync_failed is not None:  # pragma: no cover - _sync_round raised it
                     raise EarlierSyncFailed(self._sync_failed)
             return True
@@ -1598,7 +1666,11 @@ class WAL:
 
         Memory follows the file whatever fails: from step 1 on, the log in memory is
         the new generation (nothing in it; the data file holds every page), so the
-        caller may go on reading after an error; the error is raised.
+        caller may go on reading after an error; the error is raised. Beside other
+        processes, a wait for them that reaches the store's timeout before step 1 raises
+        ``StoreLockedError`` with the file and memory as they were (the old log goes on);
+        after it, ``TimeoutError`` with the log poisoned (``_sync_round``, ``_timed_out``).
+        Memory is emptied by ``_forget_log``, as a catch-up onto another generation does.
         """
         assert self.file is not None and not self.readonly
         salt = self.salt
@@ -1611,6 +1683,7 @@ class WAL:
             raise EarlierSyncFailed(self._sync_failed)
         size = self.file.size()
         synced = False
+        untouched = False
         shm = self.shm
         try:
             with self._sync_lock:  # not beside a group's sync on another thread
@@ -1618,23 +1691,26 @@ class WAL:
                     self._fsync(self._appends, functools.partial(self.file.write, 0, header))
                 else:
                     # Beside other processes' syncs (shm.py, "Unsynced"): a round whose fsync
-                    # overlapped a failed one writes the header again.
-                    while not self._sync_round(self._appends, shm, None, "reset", header):
+                    # overlapped a failed one writes the header again. Its waits for other
+                    # processes end at the store's timeout (``_timed_out``).
+                    timeout = self.timeout
+                    deadline = None if timeout is None else time.monotonic() + timeout
+                    self._header_written = False
+                    while not self._sync_round(self._appends, shm, None, "reset", header, deadline=deadline):
                         pass
                 synced = True
+        except StoreLockedError:
+            untouched = True  # raised only before the header was written: the old log stays
+            raise
         finally:
-            self.generation, self.salt = generation, salt
-            self._crc = _U32.unpack_from(header, 36)[0]
-            self.end = self.committed_end = WAL_HEADER_SIZE
-            self.committed_crc = self._crc
-            self.committed_frames = 0
-            self.index.clear()
-            self.txn_index.clear()
-            self.frame_pgnos, self.frame_offsets, self.depth = [], [], {}
-            self._images.clear()
-            self._synced = synced
-            self._durable_end = WAL_HEADER_SIZE
-            self.allocated = max(size, WAL_HEADER_SIZE)
+            if not untouched:
+                crc = _U32.unpack_from(header, 36)[0]
+                self._forget_log(generation, salt, crc)
+                self._crc = crc
+                self.end = WAL_HEADER_SIZE
+                self.txn_index.clear()
+                self._synced = synced
+                self.allocated = max(size, WAL_HEADER_SIZE)
         # Old frames fail the new salt, so the file need not be emptied: keep
         # its first KEEP_BYTES allocated for the next commits (see GROW_BYTES).
         keep = max(KEEP_BYTES, WAL_HEADER_SIZE)

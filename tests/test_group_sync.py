@@ -223,7 +223,7 @@ def test_a_deferred_sync_says_it_has_begun_once_it_holds_lock_sync_and_right_bef
     order: List[str] = []
     real_fsync, real_lock = fileio.File.sync, shm.SharedIndex.lock_sync
     monkeypatch.setattr(fileio.File, "sync", lambda self: (order.append("fsync"), real_fsync(self))[1])
-    monkeypatch.setattr(shm.SharedIndex, "lock_sync", lambda self: (order.append("LOCK_SYNC"), real_lock(self))[1])
+    monkeypatch.setattr(shm.SharedIndex, "lock_sync", lambda self, *a: (order.append("LOCK_SYNC"), real_lock(self, *a))[1])
     real_sole = shm.DataLock.try_sole
     monkeypatch.setattr(shm.DataLock, "try_sole", lambda self: (order.append("sole"), real_sole(self))[1])
     pager = db._pager

@@ -39,8 +39,8 @@ def test_the_only_writer_syncs_in_sole_mode_without_lock_sync_or_a_slot_lock(tmp
 
     modes = []
     real_round, real_ride = wallib.WAL._sync_round, wallib.WAL._ride
-    monkeypatch.setattr(wallib.WAL, "_sync_round", lambda self, n, s, b, mode, *a: (
-        modes.append(mode), real_round(self, n, s, b, mode, *a))[1])
+    monkeypatch.setattr(wallib.WAL, "_sync_round", lambda self, n, s, b, mode, *a, **k: (
+        modes.append(mode), real_round(self, n, s, b, mode, *a, **k))[1])
     monkeypatch.setattr(wallib.WAL, "_ride", lambda self, *a: (modes.append("ride"), real_ride(self, *a))[1])
     before = _wal(db).sole_syncs
     for i in range(10):
