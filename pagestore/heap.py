@@ -411,9 +411,17 @@ class FreeSpaceMap:
         # records go straight into it, with no search of the map, as a transaction's next records
         # do (a lone durable put searched the map at every commit, and its page was the same).
         self.held_pgno, self.held_free = held, room
-        if not self.pending:
+        pending = self.pending
+        if not pending:
             return
         per_page = self.per_page
+        if len(pending) == 1:  # a lone put's commit: one entry, no grouping by map page
+            for pgno, c in pending.items():
+                idx, off = divmod(pgno, per_page)
+                if idx < len(self.pages):
+                    self.pager.write(self.pages[idx]).patch_bytes(0, [(off, c)], per_page, "free-space map page")
+                    pending.clear()
+                    return
         changes: Dict[int, List[Tuple[int, int]]] = {}
         for pgno, c in self.pending.items():
             idx, off = divmod(pgno, per_page)

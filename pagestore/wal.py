@@ -938,7 +938,11 @@ class WAL:
                 if shm is None:
                     self._fsync(n, None, begun)
                     return
-                self._sync_shared(n, shm, begun)
+                sole = self._sole
+                # sole mode first, as ``_sync_shared`` tries it, without that call's frame (a lone put's path)
+                if sole is not None and self._sync_alone(n, shm, sole, begun):
+                    return
+                self._sync_shared(n, shm, begun, False)
 
     def _fsync(self, n: int, first: Optional[Callable[[], object]] = None,
                begun: Optional[Callable[[], None]] = None) -> None:
@@ -975,7 +979,8 @@ class WAL:
         except CorruptionError as exc:
             raise OSError(errno.EIO, f"cannot make the log durable again: {exc.detail}", self.path) from exc
 
-    def _sync_shared(self, n: int, shm: "SharedIndex", begun: Optional[Callable[[], None]] = None) -> None:
+    def _sync_shared(self, n: int, shm: "SharedIndex", begun: Optional[Callable[[], None]] = None,
+                     sole_first: bool = True) -> None:
         """_sync_shared is ``sync`` beside other processes (shm.py, "Unsynced"): rounds of
         ``_sync_round`` until one ends with no other process's sync having failed (or died)
         beside it. Syncs of several processes overlap; each waits, after its own fsync, for the
@@ -993,8 +998,8 @@ class WAL:
                 nothing poisoned (``_sync_round``'s step 5).
         """
         sole = self._sole
-        if sole is not None and self._sync_alone(n, shm, sole, begun):
-            return
+        if sole_first and sole is not None and self._sync_alone(n, shm, sole, begun):
+            return  # (``sole_first`` False: ``sync`` has tried it)
         timeout = self.timeout
         deadline = None if timeout is None else time.monotonic() + timeout
         if self._ride(n, shm, begun, deadline):
@@ -1054,9 +1059,11 @@ class WAL:
             self._durable_end = max(self._durable_end, end)
             return True
         finally:
-            cut = run_through(sole.leave)
-            if cut is not None:
-                raise cut
+            try:
+                sole.leave()  # ``run_through`` only when a Ctrl-C cut it: a call fewer on every sync
+            except KeyboardInterrupt as exc:
+                run_through(sole.leave)
+                raise exc
 
     def _ride(self, n: int, shm: "SharedIndex", begun: Optional[Callable[[], None]],
               deadline: Optional[float] = None) -> bool:
