@@ -817,7 +817,7 @@ class WAL:
         first = len(pgnos)
         total = len(frames)
         shm = self.shm
-        if shm is not None:
+        if shm is not None and first + total > shm._capacity:  # ``reserve``'s test, inline
             shm.reserve(first + total)  # a full disk fails here, before the log holds any of it
         # Frames are built a chunk at a time, each chunk in one C call (log_append: each frame's
         # base chosen, headers, deltas, the checksum chain, and the bookkeeping: txn_index, depth,
