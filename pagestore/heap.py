@@ -406,6 +406,23 @@ class FreeSpaceMap:
             CorruptionError: a map page the changes go to is damaged.
         """
         held, room = self.held_pgno, self.held_free
+        if held and not self.pending:
+            # A lone put's commit: only the held page's entry may have moved. ``settle`` and ``set``
+            # inline, the byte written straight into its map page, and the page kept held.
+            c = room * 255 // self.pager.page_size
+            if c > 255:
+                c = 255
+            cat = self.cat
+            idx, off = divmod(held, self.per_page)
+            if held < len(cat) and idx < len(self.pages):
+                if cat[held] == c:
+                    return
+                cat[held] = c
+                if c:
+                    self.blocks[c] |= 1 << idx
+                    self.nonempty |= 1 << c
+                self.pager.write(self.pages[idx]).patch_bytes(0, [(off, c)], self.per_page, "free-space map page")
+                return
         self.settle()
         # The page stays held once its room is in the map (``held_clean``): the next commit's
         # records go straight into it, with no search of the map, as a transaction's next records
