@@ -259,10 +259,14 @@ class Checkpointer:
         wal = pager.wal
         if wal is None:
             return
-        size = wal.size()
-        threshold = self.threshold()
+        size = wal.end if wal.file is not None else 0  # ``wal.size()``
         # Nothing to do, the common case, first: it runs before every write, and the checks
         # below cost more than these (``in_transaction`` compares the header with the committed one).
+        # The threshold is at least the smaller of KEEP_BYTES and ``wal_limit``: below both, not worked out.
+        below = size <= KEEP_BYTES and size <= pager.wal_limit
+        if below and not (self.backfilled and self.backfilled == wal.committed_frames):
+            return
+        threshold = self.threshold()
         if not (size > threshold or (self.backfilled and self.backfilled == wal.committed_frames)):
             return
         if pager.readers or pager.readonly or pager.in_transaction or pager.poisoned is not None:

@@ -177,7 +177,13 @@ class Meta:
         buf = bytearray(self.page_size)
         _FIXED.pack_into(buf, 0, MAGIC, version, self.page_size, 0)
         try:
-            self._pack(buf, version)
+            # the body, packed here, not in a method of its own: every commit encodes a header
+            _META.pack_into(
+                buf, META_BODY_OFFSET, self.page_count, self.root, self.tree_height, self.freelist_head,
+                self.freelist_count, self.fsm_head, self.freelist_trunks if version >= TRUNK_FORMAT_VERSION else 0,
+                self.record_count, self.live_bytes, self.lsn, self.file_id, self.checkpoint_seq,
+                _codec_field(self.key_codec), _codec_field(self.value_codec),
+            )
         except struct.error:
             raise self._out_of_range() from None
         crc32c = _crc32c[0]
@@ -198,26 +204,6 @@ class Meta:
             if not 0 <= value < 1 << bits:
                 return CorruptionError(0, f"header field {name} would be {value}: the count read from the file was wrong")
         return CorruptionError(0, "a header field is out of range")  # pragma: no cover - the loop names each one
-
-    def _pack(self, buf: bytearray, version: int = FORMAT_VERSION) -> None:
-        _META.pack_into(
-            buf,
-            META_BODY_OFFSET,
-            self.page_count,
-            self.root,
-            self.tree_height,
-            self.freelist_head,
-            self.freelist_count,
-            self.fsm_head,
-            self.freelist_trunks if version >= TRUNK_FORMAT_VERSION else 0,
-            self.record_count,
-            self.live_bytes,
-            self.lsn,
-            self.file_id,
-            self.checkpoint_seq,
-            _codec_field(self.key_codec),
-            _codec_field(self.value_codec),
-        )
 
 
 def stored_version(head: bytes) -> int:

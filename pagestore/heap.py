@@ -242,8 +242,11 @@ class FreeSpaceMap:
             CorruptionError: a changed map page is not a map page.
         """
         pages = self.pages
-        if self.pending or self.held_pgno or self.pager.meta.fsm_head != (pages[0] if pages else 0):
+        if self.pending or not self.held_clean() or self.pager.meta.fsm_head != (pages[0] if pages else 0):
             return False
+        # A hold the last flush wrote (``flush`` keeps the heap's page across commits): let go,
+        # since another writer may have placed records in that page, and its room is stale.
+        self.held_pgno = 0
         if pages and pages[-1] in changed and self.pager.read(pages[-1]).next:
             return False  # the chain grew past its last page (a map of one page: most commits change it)
         per = self.per_page
@@ -275,7 +278,7 @@ class FreeSpaceMap:
     def same_as_stored(self) -> bool:
         """same_as_stored: this map in memory, with nothing pending, is the one its pages hold
         (a writer's, after catching up with other processes' commits). O(map). For check()."""
-        if self.pending or self.held_pgno:
+        if self.pending or not self.held_clean():
             return True  # an open change: the pages catch up at the next flush
         stored = FreeSpaceMap(self.pager, self._lookup, account=False)
         n = len(stored.cat)
@@ -303,11 +306,21 @@ class FreeSpaceMap:
         current page, which the next records go straight into, is set once, not per record.
 
         Any ``set`` of another page, ``find``, ``settle`` and ``flush`` first apply the held one;
-        a ``set`` of the held page replaces it. Readers of ``cat`` call ``settle`` first.
+        a ``set`` of the held page replaces it. Readers of ``cat`` call ``settle`` first. ``flush``
+        keeps the page held once applied (``held_clean``): the next commit's records go there too.
         """
         if self.held_pgno and self.held_pgno != pgno:
             self.settle()
         self.held_pgno, self.held_free = pgno, free
+
+    def held_clean(self) -> bool:
+        """held_clean: no page is held, or the held page's room is what the map says of it already
+        (its category; the map keeps nothing finer), as ``flush`` leaves it: settling it changes nothing."""
+        pgno = self.held_pgno
+        if not pgno:
+            return True
+        cat = self.cat
+        return pgno < len(cat) and cat[pgno] == min(255, self.held_free * 255 // self.pager.page_size)
 
     def settle(self) -> None:
         """settle applies the ``set`` that ``hold`` held back, if any."""
@@ -392,10 +405,40 @@ class FreeSpaceMap:
         Raises:
             CorruptionError: a map page the changes go to is damaged.
         """
+        held, room = self.held_pgno, self.held_free
+        if held and not self.pending:
+            # A lone put's commit: only the held page's entry may have moved. ``settle`` and ``set``
+            # inline, the byte written straight into its map page, and the page kept held.
+            c = room * 255 // self.pager.page_size
+            if c > 255:
+                c = 255
+            cat = self.cat
+            idx, off = divmod(held, self.per_page)
+            if held < len(cat) and idx < len(self.pages):
+                if cat[held] == c:
+                    return
+                cat[held] = c
+                if c:
+                    self.blocks[c] |= 1 << idx
+                    self.nonempty |= 1 << c
+                self.pager.write(self.pages[idx]).patch_bytes(0, [(off, c)], self.per_page, "free-space map page")
+                return
         self.settle()
-        if not self.pending:
+        # The page stays held once its room is in the map (``held_clean``): the next commit's
+        # records go straight into it, with no search of the map, as a transaction's next records
+        # do (a lone durable put searched the map at every commit, and its page was the same).
+        self.held_pgno, self.held_free = held, room
+        pending = self.pending
+        if not pending:
             return
         per_page = self.per_page
+        if len(pending) == 1:  # a lone put's commit: one entry, no grouping by map page
+            for pgno, c in pending.items():
+                idx, off = divmod(pgno, per_page)
+                if idx < len(self.pages):
+                    self.pager.write(self.pages[idx]).patch_bytes(0, [(off, c)], per_page, "free-space map page")
+                    pending.clear()
+                    return
         changes: Dict[int, List[Tuple[int, int]]] = {}
         for pgno, c in self.pending.items():
             idx, off = divmod(pgno, per_page)
@@ -1166,7 +1209,8 @@ class Heap:
             CorruptionError: naming the first page found wrong.
         """
         fsm = self.fsm
-        fsm.settle()
+        if not fsm.held_clean():  # a clean hold (a commit's) stays: its entry is exact already
+            fsm.settle()
         for pgno in fsm.pages:
             page = self.pager.read(pgno)
             if page.page_type != fmt.PAGE_FSM or len(page.view(0)) != fsm.per_page:

@@ -120,7 +120,9 @@ class WriteLock:
         the same deadline; whatever ``ProcessLock.taken`` raises lets both go and
         goes on up.
         """
-        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        # The deadline's start, before the thread lock is waited for; none to work out for no limit
+        # or none at all (a lone put's ``try_acquire(0)``: a process lock gets one try either way)
+        start = time.monotonic() if timeout else 0.0
         me = threading.get_ident()
         # The acquire's outcome is stored by C code (``extend`` over ``map``) before any bytecode
         # runs: a Ctrl-C lands after a call into C returns, and one landing just after the
@@ -136,6 +138,8 @@ class WriteLock:
             return False
         process = self.process
         if process is not None and not process.kept:  # a kept turn: ``_poll`` and ``taken`` would do nothing (4 calls)
+            # what is left of the call's timeout (a kept turn, a lone put's case, works none out)
+            deadline = None if timeout is None else (start + max(0.0, timeout) if timeout else time.monotonic())
             try:
                 if not _poll(process, deadline):
                     self._lock.release()

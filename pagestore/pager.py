@@ -75,7 +75,7 @@ from .pagerturns import PagerTurns
 # What the store calls to remove a store's files: importable from the pager, as before.
 from .storefiles import discard as discard, files_path, side_file_undo as side_file_undo
 from .interrupts import run_through
-from .wal import WAL, EarlierSyncFailed, Frame, remove_log
+from .wal import KEEP_BYTES, WAL, EarlierSyncFailed, Frame, remove_log
 from .checkpointer import Checkpointer
 from .readers import DataLock, IndexGrowError, Marks, ReadMark, SharedLog, remove_shm
 
@@ -599,7 +599,10 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
                 raise
             raise
         size = wal.end  # ``wal.size()``: the log is open (it took this commit)
-        if size > self.checkpointer.threshold() and (size >= self._next_try or self._readers_gone()):
+        # The threshold is at least the smaller of KEEP_BYTES and ``wal_limit`` (``Checkpointer.threshold``):
+        # below both, the common case, no call to work it out
+        if ((size > KEEP_BYTES or size > self.wal_limit) and size > self.checkpointer.threshold()
+                and (size >= self._next_try or self._readers_gone())):
             try:
                 self.checkpoint()
             except (OSError, DurabilityUnknownError, StoreLockedError):
@@ -646,9 +649,11 @@ class Pager(PagerTurns, PagerReads, PageCache, PagerFiles):
         return self.checkpointer.readers_gone()
 
     def _publish(self) -> None:
-        """_publish shows the log's committed state to readers in other processes (writer; ``SharedLog.publish``)."""
-        if self.sharing is not None and self.wal is not None:
-            self.sharing.publish(self.wal, self.backfilled)
+        """_publish shows the log's committed state to readers in other processes (writer; ``SharedLog.publish``,
+        inline: two calls fewer a commit)."""
+        sharing, wal = self.sharing, self.wal
+        if sharing is not None and wal is not None:
+            sharing.index.publish(wal.generation, wal.salt, wal.committed_frames, self.checkpointer.backfilled)
 
     def synced_through(self, upto: int) -> bool:
         """synced_through: whether a sync has made durable the commits up to ``upto`` (an ``owed``)."""

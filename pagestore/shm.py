@@ -740,7 +740,11 @@ class SharedIndex:
             return None
         durable = w[7] if w[8] == salt else 0
         i = self._first_slot
-        self.set_slot(i, salt, durable or low)
+        # ``set_slot(i, salt, durable or low)`` inline: covers 0, the salt, then the word that makes it count
+        at = SLOTS_OFFSET + SLOT_SIZE * i
+        _U64.pack_into(mm, COVERS_OFFSET + 8 * i, 0)
+        _U64.pack_into(mm, at + 8, salt)
+        _U64.pack_into(mm, at, (durable or low) + 1)
         return i, durable
 
     def end_alone(self, i: int, salt: int, durable: int, end: int) -> None:

@@ -849,7 +849,7 @@ class WAL:
         first = len(pgnos)
         total = len(frames)
         shm = self.shm
-        if shm is not None:
+        if shm is not None and first + total > shm._capacity:  # ``reserve``'s test, inline
             shm.reserve(first + total)  # a full disk fails here, before the log holds any of it
         # Frames are built a chunk at a time, each chunk in one C call (log_append: each frame's
         # base chosen, headers, deltas, the checksum chain, and the bookkeeping: txn_index, depth,
@@ -972,7 +972,10 @@ class WAL:
                     return
                 began = time.monotonic()
                 try:
-                    self._sync_shared(n, shm, begun)
+                    sole = self._sole
+                    # sole mode first, as ``_sync_shared`` tries it, without that call's frame (a lone put's path)
+                    if sole is None or not self._sync_alone(n, shm, sole, begun):
+                        self._sync_shared(n, shm, begun, False)
                 finally:
                     self.sync_seconds = time.monotonic() - began
 
@@ -1011,7 +1014,8 @@ class WAL:
         except CorruptionError as exc:
             raise OSError(errno.EIO, f"cannot make the log durable again: {exc.detail}", self.path) from exc
 
-    def _sync_shared(self, n: int, shm: "SharedIndex", begun: Optional[Callable[[], None]] = None) -> None:
+    def _sync_shared(self, n: int, shm: "SharedIndex", begun: Optional[Callable[[], None]] = None,
+                     sole_first: bool = True) -> None:
         """_sync_shared is ``sync`` beside other processes (shm.py, "Unsynced"): rounds of
         ``_sync_round`` until one ends with no other process's sync having failed (or died)
         beside it. Syncs of several processes overlap; each waits, after its own fsync, for the
@@ -1029,8 +1033,8 @@ class WAL:
                 nothing poisoned (``_sync_round``'s step 5).
         """
         sole = self._sole
-        if sole is not None and self._sync_alone(n, shm, sole, begun):
-            return
+        if sole_first and sole is not None and self._sync_alone(n, shm, sole, begun):
+            return  # (``sole_first`` False: ``sync`` has tried it)
         timeout = self.timeout
         deadline = None if timeout is None else time.monotonic() + timeout
         if self._ride(n, shm, begun, deadline):
@@ -1090,9 +1094,11 @@ class WAL:
             self._durable_end = max(self._durable_end, end)
             return True
         finally:
-            cut = run_through(sole.leave)
-            if cut is not None:
-                raise cut
+            try:
+                sole.leave()  # ``run_through`` only when a Ctrl-C cut it: a call fewer on every sync
+            except KeyboardInterrupt as exc:
+                run_through(sole.leave)
+                raise exc
 
     def _ride(self, n: int, shm: "SharedIndex", begun: Optional[Callable[[], None]],
               deadline: Optional[float] = None) -> bool:

@@ -206,7 +206,7 @@ def sync(self):
     real_sync(self)
 fileio.File.sync = sync
 if stage == "before_record":
-    shm.SharedIndex.set_slot = die
+    shm.SharedIndex.begin_alone = die  # S2-S3: the words read, then the record (``set_slot`` inline) set
 elif stage == "after_fsync":
     shm.SharedIndex.end_alone = die
 elif stage == "after_clear":
