@@ -108,7 +108,7 @@ class BTree:
 
     def __init__(self, pager: TreePager, *, node_cache: int = 256, lend: bool = False) -> None:
         """``node_cache``: the node cache's capacity, in pages (a decoded node
-        weighs nodecache.DECODED_WEIGHT). ``lend``: lend the unused part of it to the
+        weighs nodecache.decoded_weight). ``lend``: lend the unused part of it to the
         pager's cache (``Pager.lend``), when the two share one budget."""
         self.pager = pager
         self.max_key = max_key_len(pager.page_size)
@@ -699,7 +699,7 @@ class BTree:
         return bool(self.nodes.dirty)
 
     def cache_pages(self) -> int:
-        """cache_pages: what the node cache holds, in pages (a decoded node weighs nodecache.DECODED_WEIGHT)."""
+        """cache_pages: what the node cache holds, in pages (a decoded node weighs nodecache.decoded_weight)."""
         return self.nodes.weight
 
     def flush(self) -> None:
