@@ -9,10 +9,9 @@ place in C and keeps the new raw bytes (``changed_in_place``), so most
 writes decode nothing. Splits, merges and redistributions change decoded
 nodes only, and ``flush()`` builds every dirty node back into
 ``pager.write(pgno)`` (one C call, ``nodes.build``) and keeps a leaf's raw
-bytes again. An internal node stays decoded: a get (btree.py) bisects the
-internal nodes of its path in that form and decodes one it meets raw, so a
-store's few internal nodes (about 2 bytes per record) are kept decoded
-while leaves stay raw. A dirty node evicted from the LRU is built on the way
+bytes again. An internal node a change decoded stays decoded (with its page
+image while clean, which a get searches in C); one a get meets is taken in
+raw and searched so (btree.py's ``get``), never decoded by a read. A dirty node evicted from the LRU is built on the way
 out.
 
 WEIGHT: the capacity is counted in raw pages; a decoded node weighs what
