@@ -197,6 +197,22 @@ def pagecache_breakdown(pager: Any) -> Dict[str, Any]:
     return out
 
 
+def _once(*containers: Any) -> int:
+    """_once: the bytes of ``containers`` and of the ints they hold, each object once (the log's
+    offsets are one int object in its list, its index and its depths)."""
+    seen = set()
+    total = 0
+    for c in containers:
+        total += sys.getsizeof(c)
+        items = list(c.items()) if isinstance(c, dict) else [(x,) for x in c]
+        for row in items:
+            for x in row:
+                if id(x) not in seen:
+                    seen.add(id(x))
+                    total += sys.getsizeof(x)
+    return total
+
+
 def baseline() -> Dict[str, int]:
     out = subprocess.run([sys.executable, os.path.abspath(__file__), "--baseline"], stdout=subprocess.PIPE, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -266,10 +282,7 @@ def main() -> None:
         "page_count": pager.meta.page_count,
         "wal": {"frames": len(wal.frame_pgnos), "log_bytes": wal.end, "index": len(wal.index),
                 "depth": len(wal.depth), "images": len(wal._images), "overlaid": len(pager.overlaid),
-                "bytes": sum(sys.getsizeof(x) for x in (wal.frame_pgnos, wal.frame_offsets, wal.depth, wal.index,
-                                                         pager.overlaid))
-                + sum(sys.getsizeof(x) for x in wal.frame_offsets) + sum(sys.getsizeof(x) for x in wal.index.values())
-                + sum(sys.getsizeof(x) for x in wal.depth) + sum(sys.getsizeof(x) for x in wal.frame_pgnos)},
+                "bytes": _once(wal.frame_pgnos, wal.frame_offsets, wal.depth, wal.index, pager.overlaid)},
         "peak_during_load": dict(peak),
         "nodecache": nodecache_breakdown(db._tree.nodes),  # type: ignore[attr-defined]
         "pagecache": pagecache_breakdown(pager),
