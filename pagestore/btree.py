@@ -108,7 +108,7 @@ class BTree:
 
     def __init__(self, pager: TreePager, *, node_cache: int = 256, lend: bool = False) -> None:
         """``node_cache``: the node cache's capacity, in pages (a decoded node
-        weighs nodecache.DECODED_WEIGHT). ``lend``: lend the unused part of it to the
+        weighs nodecache.decoded_weight). ``lend``: lend the unused part of it to the
         pager's cache (``Pager.lend``), when the two share one budget."""
         self.pager = pager
         self.max_key = max_key_len(pager.page_size)
@@ -129,9 +129,11 @@ class BTree:
         page image its cache entry keeps while the node is clean (one C call;
         bisecting the decoded keys instead cost 1.1x-1.3x as much per get over
         200k records: the keys are objects all over the heap, the image one
-        block), or bisects the decoded form of a dirty one. The node cache keeps
-        internal nodes decoded once a get has met them (counted in the cache's
-        budget, the image as one page more); a read neither moves them in the
+        block), or bisects the decoded form of a dirty one. An internal node a get
+        meets that is not cached is taken into the node cache raw (its page bytes,
+        one page of its budget) and searched so: a get never decodes; a change
+        decodes the nodes of its path, which then stay decoded, with their image
+        while clean (counted as what they weigh); a read neither moves them in the
         LRU nor tests them against the log: every change to a cached node
         replaces or forgets its entry, or marks it dirty, which drops its image.
         A leaf not in the cache whose newest image is in the data file is
@@ -150,19 +152,27 @@ class BTree:
         lru = cache.lru
         # _descend's loop for a get (no path, nothing moved), inline: the hottest read pays
         # one Python frame less. A clean internal node is searched in its page image, one C
-        # call; a dirty one bisected in its decoded form; a node not cached decoded goes the
-        # general way.
+        # call; a dirty one bisected in its decoded form; one not cached is taken in raw and
+        # searched so, as one cached raw is: a get never decodes (a decoded node weighs four
+        # to seven pages, its page one: once the internal nodes outgrew the node cache's half,
+        # at 10^7 records, gets that decoded them were 2.4x as costly, bench/memwhere.py). A
+        # leaf where a node belongs goes the general way, which raises.
         for level in range(meta.tree_height - 1):
             entry = lru.get(pgno)
-            if entry is not None:
-                image = entry.image
-                if image is not None:
-                    pgno = _node_child(image, key, pgno)
-                    continue
-                node = entry.node
-                if node is not None and not node.leaf:
-                    pgno = node.vals[bisect_right(node.keys, key)]
-                    continue
+            if entry is None:
+                entry = cache.entry(pgno)
+            image = entry.image
+            if image is not None:
+                pgno = _node_child(image, key, pgno)
+                continue
+            node = entry.node
+            if node is not None and not node.leaf:
+                pgno = node.vals[bisect_right(node.keys, key)]
+                continue
+            raw = entry.raw
+            if raw is not None and not entry.leaf:
+                pgno = _node_child(raw, key, pgno)
+                continue
             pgno = self._descend(key, None, bisect_right, pgno, meta.tree_height - 1 - level)
             break
         entry = lru.get(pgno)
@@ -699,7 +709,7 @@ class BTree:
         return bool(self.nodes.dirty)
 
     def cache_pages(self) -> int:
-        """cache_pages: what the node cache holds, in pages (a decoded node weighs nodecache.DECODED_WEIGHT)."""
+        """cache_pages: what the node cache holds, in pages (a decoded node weighs nodecache.decoded_weight)."""
         return self.nodes.weight
 
     def flush(self) -> None:

@@ -9,14 +9,15 @@ place in C and keeps the new raw bytes (``changed_in_place``), so most
 writes decode nothing. Splits, merges and redistributions change decoded
 nodes only, and ``flush()`` builds every dirty node back into
 ``pager.write(pgno)`` (one C call, ``nodes.build``) and keeps a leaf's raw
-bytes again. An internal node stays decoded: a get (btree.py) bisects the
-internal nodes of its path in that form and decodes one it meets raw, so a
-store's few internal nodes (about 2 bytes per record) are kept decoded
-while leaves stay raw. A dirty node evicted from the LRU is built on the way
+bytes again. An internal node a change decoded stays decoded (with its page
+image while clean, which a get searches in C); one a get meets is taken in
+raw and searched so (btree.py's ``get``), never decoded by a read. A dirty node evicted from the LRU is built on the way
 out.
 
-WEIGHT: the capacity is counted in raw pages; a decoded node weighs
-``DECODED_WEIGHT``. Pages the pager hands back are never kept: they may be
+WEIGHT: the capacity is counted in raw pages; a decoded node weighs what
+its Python objects take, in pages (``decoded_weight``: from its entry count
+and ``Node.size``, at least ``DECODED_WEIGHT``), weighed when it is decoded,
+changed (``mark_dirty``) and built (``flush``). Pages the pager hands back are never kept: they may be
 evicted and re-read, so the cache keeps its own copy of the bytes.
 
 Callers: btree.py (operations and descent), split.py (structure changes),
@@ -34,9 +35,30 @@ from .errors import CorruptionError
 from .node import Node, decode
 from .page import SlottedPage
 
-#: What a decoded node weighs in the node cache, in raw pages: its keys, rid
-#: tuples and lists take about four times the bytes of the page they came from.
+#: What a decoded node weighs in the node cache at least, in raw pages (``decoded_weight``).
 DECODED_WEIGHT = 4
+#: Bytes a decoded node takes in Python beyond its page bytes (``Node.size``: keys, slots,
+#: children or rids), per entry, as CPython 3.11 on 64 bits allocates them: the key's
+#: ``bytes`` header (33, in 16-byte blocks) and its slot in ``keys`` (8), the value's slot in
+#: ``vals`` (8) and the value, a child's ``int`` (32) or a leaf's rid tuple (64) and its page's
+#: ``int`` (32). Measured at 10^7 records (bench/memwhere.py): a decoded internal node of
+#: 4 KiB pages took 20 to 24 KB, not the 16 KiB that a fixed weight of four pages counted.
+ENTRY_BYTES_INTERNAL = 88
+ENTRY_BYTES_LEAF = 150
+#: the Node and its two lists
+NODE_BYTES = 250
+
+
+def decoded_weight(node: Node, page_size: int) -> int:
+    """decoded_weight: the pages a decoded node counts against the cache, from its entries and
+    page bytes (O(1): ``Node.size`` is kept by every change), at least ``DECODED_WEIGHT``.
+
+    Its Python objects take about ``NODE_BYTES`` plus ``ENTRY_BYTES_*`` per entry more than
+    its page bytes: three to seven times the page for a full node of short keys.
+    """
+    per = ENTRY_BYTES_LEAF if node.leaf else ENTRY_BYTES_INTERNAL
+    need = NODE_BYTES + per * len(node.vals) + node.size
+    return max(DECODED_WEIGHT, -(-need // page_size))
 
 
 class TreePager(Protocol):
@@ -85,7 +107,7 @@ class CacheEntry:
     one block, fetched at once). ``NodeCache.mark_dirty`` drops it.
     """
 
-    __slots__ = ("pgno", "raw", "node", "leaf", "image")
+    __slots__ = ("pgno", "raw", "node", "leaf", "image", "decoded_pages")
 
     def __init__(self, pgno: int, raw: Optional[bytes], node: Optional[Node], leaf: bool) -> None:
         self.pgno = pgno
@@ -93,13 +115,15 @@ class CacheEntry:
         self.node = node
         self.leaf = leaf
         self.image: Optional[bytes] = None
+        #: what the decoded form counts (``decoded_weight`` when it was last weighed)
+        self.decoded_pages = DECODED_WEIGHT
 
     @property
     def weight(self) -> int:
         """weight: what the entry counts against the capacity (an internal node's image: one page more)."""
         if self.raw is not None:
             return 1
-        return DECODED_WEIGHT if self.image is None else DECODED_WEIGHT + 1
+        return self.decoded_pages if self.image is None else self.decoded_pages + 1
 
     def __repr__(self) -> str:
         form = "raw" if self.raw is not None else "decoded"
@@ -120,6 +144,7 @@ class NodeCache:
         if capacity < 1:
             raise ValueError(f"node_cache must be at least 1, got {capacity}")
         self.pager = pager
+        self.page_size = pager.page_size
         self.capacity = capacity
         self.lru: "OrderedDict[int, CacheEntry]" = OrderedDict()
         self.weight = 0
@@ -155,6 +180,7 @@ class NodeCache:
             if not e.leaf:
                 e.image = e.raw  # clean: a get's descent searches these bytes (see CacheEntry)
             e.raw = None
+            e.decoded_pages = decoded_weight(node, self.page_size)
             self.weight += e.weight - 1
         return node
 
@@ -235,9 +261,18 @@ class NodeCache:
         no longer says what the node holds."""
         self.dirty.add(node.pgno)
         e = self.lru.get(node.pgno)
-        if e is not None and e.image is not None:
-            e.image = None
-            self.weight -= 1
+        if e is not None:
+            if e.image is not None:
+                e.image = None
+                self.weight -= 1
+            self._reweigh(e, node)
+
+    def _reweigh(self, e: CacheEntry, node: Node) -> None:
+        """_reweigh counts a decoded entry's node as it is now (a change grew or shrank it)."""
+        pages = decoded_weight(node, self.page_size)
+        if pages != e.decoded_pages:
+            self.weight += pages - e.decoded_pages
+            e.decoded_pages = pages
 
     def adopt_raw(self, pgno: int, page: "SlottedPage | bytes") -> None:
         """adopt_raw caches the bytes of leaf ``pgno``, which the caller read in the map and then
@@ -250,8 +285,9 @@ class NodeCache:
 
     def adopt(self, node: Node) -> None:
         """adopt caches a node created in memory (its page freshly allocated) as dirty."""
-        self.lru[node.pgno] = CacheEntry(node.pgno, None, node, node.leaf)
-        self.weight += DECODED_WEIGHT
+        e = self.lru[node.pgno] = CacheEntry(node.pgno, None, node, node.leaf)
+        e.decoded_pages = decoded_weight(node, self.page_size)
+        self.weight += e.decoded_pages
         self.dirty.add(node.pgno)
 
     def release(self, pgno: int) -> None:
@@ -280,12 +316,14 @@ class NodeCache:
             assert e.node is not None
             raw = self.write_node(e.node)
             if e.leaf:
+                self.weight -= e.weight - 1
                 e.raw = raw
                 e.node = None
-                self.weight -= DECODED_WEIGHT - 1
-            elif e.image is None:
-                e.image = raw  # clean again: what a get's descent searches (see CacheEntry)
-                self.weight += 1
+            else:
+                self._reweigh(e, e.node)
+                if e.image is None:
+                    e.image = raw  # clean again: what a get's descent searches (see CacheEntry)
+                    self.weight += 1
         self.dirty.clear()
 
     def forget(self, pgnos: Iterable[int]) -> None:
@@ -342,6 +380,8 @@ class NodeCache:
             if e.node is not None:
                 assert e.node.pgno == pgno and e.node.leaf == e.leaf, f"page {pgno}: entry and node disagree"
                 decoded += 1
+                assert e.decoded_pages == decoded_weight(e.node, self.page_size), (
+                    f"page {pgno}: counted as {e.decoded_pages} pages, weighs {decoded_weight(e.node, self.page_size)}")
                 if e.image is not None:
                     assert not e.leaf and pgno not in self.dirty, f"page {pgno}: an image of a leaf or a dirty node"
                     shown = decode(pgno, e.image)

@@ -130,6 +130,9 @@ DELTA_SHARE = 2
 #: whose next frame is a delta from one read before costs one frame, not its whole chain:
 #: a reader beside a busy writer re-reads each changed page that way.
 IMAGE_CACHE = 256
+#: ... and at most this many bytes of them (at least 16 images): 256 images of 64 KiB pages
+#: were 16 MiB outside ``cache_size``, half its default (issue 22's memory audit).
+IMAGE_CACHE_BYTES = 1 << 20
 #: A writer catching up reads the frames other processes committed since its last turn in one
 #: read, when they take at most this many bytes (``_adopt``), and reads the pages it then
 #: rebuilds from those bytes (``_frame_bytes``, ``advance``), not with a read of the file per
@@ -310,8 +313,9 @@ class WAL:
         self.frame_offsets: List[int] = []
         #: frame offset -> deltas since the page's whole image (the writer's; 0: a whole image)
         self.depth: Dict[int, int] = {}
-        #: committed frame offset -> (page number, its image), the last IMAGE_CACHE rebuilt
+        #: committed frame offset -> (page number, its image), the last ``_image_cap`` rebuilt
         self._images: "OrderedDict[int, Tuple[int, bytes]]" = OrderedDict()
+        self._image_cap = max(16, min(IMAGE_CACHE, IMAGE_CACHE_BYTES // max(1, page_size)))
         #: the committed frames the last catch-up read at once (``_adopt``): (generation, salt,
         #: offset of its first byte, offset past its last frame, the bytes), or None
         self._window: Optional[Tuple[int, int, int, int, bytes]] = None
@@ -1606,7 +1610,7 @@ class WAL:
             out = bytes(image)
         if offset < self.committed_end:  # a committed frame never changes within its generation
             images[offset] = (pgno, out)
-            if len(images) > IMAGE_CACHE:
+            if len(images) > self._image_cap:
                 images.popitem(last=False)
         return out
 

@@ -113,8 +113,10 @@ def test_tree_lends_its_unused_share_to_the_pager(tmp_path):
             assert pager.cache_pages == pager.own_pages + max(0, tree.nodes.capacity - tree.nodes.weight) - fsm_pages
             assert len(pager.cache) + tree.nodes.weight + fsm_pages <= budget
             loans.append(pager.cache_pages + fsm_pages - pager.own_pages)
-        # Lent while the tree was small; taken back once its nodes filled its share.
-        assert loans[0] > 0 and loans[-1] == 0, loans
+        # Lent while the tree was small; taken back once its nodes filled its share (but for
+        # less than one entry: a decoded node weighs what its objects take, several pages).
+        heaviest = max(e.weight for e in tree.nodes.lru.values())
+        assert loans[0] > 0 and loans[-1] < heaviest < loans[0], loans
         db.check()
 
 

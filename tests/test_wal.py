@@ -684,3 +684,20 @@ def test_a_large_commit_of_deltas_writes_no_zeros_ahead_of_itself(tmp_path):
     assert wal_mod.GROW_BYTES < wal.end - end < wal_mod.WRITE_CHUNK
     assert wal.bytes_written() - before == wal.end - end  # the frames, and no zeros
     wal.check()
+
+
+@pytest.mark.parametrize("page_size", [4096, 65536])
+def test_rebuilt_images_kept_are_bounded_in_bytes(tmp_path, page_size):
+    """The log keeps the page images it rebuilt for the next read: the last 256, but at most
+    1 MiB of them (16 at least). 256 images of 64 KiB pages were 16 MiB beside cache_size."""
+    wal = WAL(str(tmp_path / "x-wal"), page_size, FILE_ID)
+    wal.recover(0)
+    pages = {p: bytes([p & 0xFF]) * (page_size - 4) + p.to_bytes(4, "little") for p in range(1, 301)}
+    frames = [(p, img, None) for p, img in sorted(pages.items())]
+    wal.commit(frames + [(0, bytes(page_size), None)], 1, 301, durable=False)
+    for p in pages:
+        assert wal.read_frame(wal.index[p], p) == pages[p]
+    kept = wal._images
+    assert len(kept) == (256 if page_size == 4096 else 16)
+    assert sum(len(img) for _, img in kept.values()) <= 1 << 20
+    wal.close()
