@@ -17,6 +17,7 @@ The pager's state it sets is declared here and documented in ``Pager.__init__``.
 """
 from __future__ import annotations
 
+import errno
 import os
 import time
 from collections import OrderedDict
@@ -635,14 +636,14 @@ class PagerFiles:
                     # The log and the shared index go only when the log is empty and no
                     # other process has the store open (one that has keeps reading them).
                     if not self.wal.has_frames() and (self._data_lock is None or self._data_lock.try_exclusive()):
-                        self.wal.remove()
+                        _unless_refused(self.wal.remove)
                         if self.sharing is not None:
-                            remove_shm(self.path)
+                            _unless_refused(lambda: remove_shm(self.path))
             elif (self.shared and self._data_lock is not None and self.sharing is not None
                   and not self.sharing.unsynced() and self._data_lock.try_exclusive()):
                 # The last one out (no writer): the next open rebuilds it. Not while it says a
                 # sync of the log failed: the next writer's open writes those frames again.
-                remove_shm(self.path)
+                _unless_refused(lambda: remove_shm(self.path))
         finally:
             self._close_files()
             self.cache.clear()
@@ -667,3 +668,16 @@ class PagerFiles:
         if self.file is not None:
             self.file.close()
             self.file = None
+
+
+def _unless_refused(remove: Callable[[], None]) -> None:
+    """_unless_refused runs a close's removal of a side file (the emptied log, the shared index)
+    and leaves the file where the directory refuses to let go of it: not writable by this user
+    (EACCES, EPERM) or on a file system mounted read-only (EROFS). Such a file is what a killed
+    writer leaves: the next open finds the log empty (or replays it) and rebuilds the index. The
+    store is closed whole either way; a close that raised here told its caller it had failed."""
+    try:
+        remove()
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise

@@ -379,11 +379,13 @@ class Store(MutableMapping[Any, Any]):
                 if side and os.path.abspath(side) not in (self._abspath, os.path.abspath(files)):
                     # The store file opened; its log or shared index could not be made beside it.
                     if os.path.lexists(side):
-                        # It is there, and not ours to write (another user's, or read-only): the
-                        # directory may well be writable, so do not say it is not.
+                        # It is there, and not ours to write (another user's, or read-only), or to
+                        # read (a reader's open): the directory may well be writable, so do not say
+                        # it is not.
                         raise PermissionError(13, "permission denied: the store's "
                                                   f"{'log' if side.endswith('-wal') else 'side file'} "
-                                                  "exists and this process may not write it", side) from exc
+                                                  f"exists and this process may not {'read' if readonly else 'write'} it",
+                                              side) from exc
                     where = os.path.dirname(self._abspath)
                     raise PermissionError(13, f"permission denied: a writer creates its log ({os.path.basename(side)}) "
                                               f"in the store's directory, and this directory is not writable",

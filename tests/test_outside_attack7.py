@@ -1,0 +1,103 @@
+"""Outside attack, seventh round: what a stranger's permissions, hostile side files, forks,
+interrupted command lines and writers killed beside readers found after
+tests/test_outside_attack4.py and test_outside_attack5.py.
+
+Each test names what it did and what happened before its fix.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+
+import pytest
+
+import pagestore
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# A writer that commits one put and is killed (kill -9) with the store open: its log and shared
+# index stay beside the store, the put in the log only.
+_KILLED_WITH_A_PUT = r"""
+import os, signal, sys
+sys.path.insert(0, sys.argv[2])
+import pagestore
+db = pagestore.open(sys.argv[1])
+db[b"late"] = b"1"
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _killed_with_a_put(path: str) -> None:
+    r = subprocess.run([sys.executable, "-c", _KILLED_WITH_A_PUT, path, ROOT], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == -9, r.stderr[-2000:]
+    assert os.path.exists(path + "-wal") and os.path.exists(path + "-shm")
+
+
+@pytest.mark.parametrize("readonly", [True, False])
+def test_close_in_a_directory_this_user_may_not_write_leaves_the_side_files_raises_nothing(
+        tmp_path, monkeypatch, readonly):
+    """A store whose directory this user may read but not write (``/var/lib/app``, mode 755, of
+    another user), with the log and shared index a killed writer left there, writable by all
+    (mode 666). Found (run as ``nobody``): the open read, or wrote and committed, and then
+    ``close()`` (the end of the ``with``) raised PermissionError: as the last one out it
+    unlinks the shared index (a reader) or the emptied log and the index (a writer), which a
+    directory not writable refuses (EACCES). The commit stood, but the program saw its close
+    fail. Now a side file the directory will not let go of stays, as a killed writer's does
+    (the next open rebuilds the index and finds the log empty or replays it), and close
+    raises nothing. Here unlink's EACCES is injected (root is not refused by file modes)."""
+    path = str(tmp_path / "s.ps")
+    with pagestore.open(path) as db:
+        db[b"a"] = b"1"
+    _killed_with_a_put(path)
+    real_unlink = os.unlink
+    refused = []
+
+    def unlink(p, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if os.path.dirname(os.path.abspath(p)) == str(tmp_path):
+            refused.append(os.path.basename(p))
+            raise PermissionError(errno.EACCES, "Permission denied", p)
+        return real_unlink(p, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", unlink)
+    with pagestore.open(path, readonly=readonly) as db:
+        assert db[b"late"] == b"1"
+        if not readonly:
+            db[b"b"] = b"2"
+    assert refused, "the close tried to remove nothing: nothing was attacked"
+    monkeypatch.setattr(os, "unlink", real_unlink)
+    with pagestore.open(path) as db:
+        assert db[b"late"] == b"1" and db[b"a"] == b"1"
+        assert db.get(b"b") == (None if readonly else b"2")
+        db.check()
+    assert sorted(os.listdir(tmp_path)) == ["s.ps"]
+
+
+def test_a_reader_refused_the_log_is_told_it_may_not_read_it(tmp_path):
+    """A read-only open (``pagestore get``) of a store whose log a killed writer of another user
+    left readable by that user only (mode 600). Found (run as ``nobody``): "the store's log
+    exists and this process may not write it": a reader writes no log, and the user went
+    looking for write permission it does not need. Now a reader is told it may not read it;
+    a writer is still told it may not write it."""
+    from pagestore import fileio
+    from pagestore.store import Store
+
+    path = str(tmp_path / "s.ps")
+    with pagestore.open(path) as db:
+        db[b"a"] = b"1"
+    _killed_with_a_put(path)
+
+    def opener(p: str, *, create: bool = False, readonly: bool = False) -> fileio.File:
+        if p.endswith("-wal"):
+            raise PermissionError(errno.EACCES, "Permission denied", p)
+        return fileio.open_file(p, create=create, readonly=readonly)
+
+    for readonly, verb in ((True, "read"), (False, "write")):
+        with pytest.raises(PermissionError) as exc:
+            Store(path, readonly=readonly, _opener=opener)
+        assert exc.value.filename == path + "-wal", exc.value
+        assert f"this process may not {verb} it" in str(exc.value), exc.value
+    with pagestore.open(path, readonly=True) as db:
+        assert db[b"late"] == b"1"
