@@ -1623,7 +1623,8 @@ class Store(MutableMapping[Any, Any]):
 
         Raises:
             FileExistsError: ``path`` exists and ``overwrite`` is False.
-            PageStoreError: ``path`` is this store's own file.
+            PageStoreError: ``path`` is this store's own file, or its log or shared index
+                (``-wal``, ``-shm``: a copy there would be taken for one, and removed).
             CorruptionError: a page of this store is damaged (no copy is left).
             StoreClosedError: the store is closed.
             OSError: the copy could not be written (no copy is left).

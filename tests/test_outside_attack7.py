@@ -101,3 +101,37 @@ def test_a_reader_refused_the_log_is_told_it_may_not_read_it(tmp_path):
         assert f"this process may not {verb} it" in str(exc.value), exc.value
     with pagestore.open(path, readonly=True) as db:
         assert db[b"late"] == b"1"
+
+
+@pytest.mark.parametrize("side", ["-wal", "-shm"])
+@pytest.mark.parametrize("writer_open", [False, True])
+def test_a_backup_named_as_the_stores_own_log_or_index_is_refused(tmp_path, side, writer_open):
+    """``pagestore backup s.ps s.ps-wal`` (a slip of tab completion) or ``db.backup(path +
+    "-shm", overwrite=True)``. Found: the backup to ``-wal`` said "1,000 records backed up", and
+    the next ``pagestore put s.ps ...`` opened, took the copy for a log it could not use and
+    removed it at close: the backup gone without a word. With ``--force`` to ``-shm`` (the
+    reader had made the index) the copy was renamed over the live index and removed by the
+    last one out, and the command said "s.ps-shm: No such file or directory". Now both names
+    are refused as the store itself is, through a symbolic link too, and nothing is written."""
+    path = str(tmp_path / "s.ps")
+    with pagestore.open(path) as db:
+        db.update({b"k%d" % i: b"v" * 100 for i in range(1000)})
+    os.symlink("s.ps" + side, str(tmp_path / "alias"))
+    writer = pagestore.open(path) if writer_open else None
+    try:
+        with pagestore.open(path, readonly=True) as db:
+            for dest in (path + side, str(tmp_path / "alias")):
+                with pytest.raises(pagestore.PageStoreError, match="is the store's (log|shared index)"):
+                    db.backup(dest, overwrite=True)
+        if not writer_open:
+            assert sorted(os.listdir(tmp_path)) == ["alias", "s.ps"]
+        r = subprocess.run([sys.executable, "-m", "pagestore", "backup", "--force", path, path + side],
+                           capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": ROOT})
+        assert r.returncode == 1 and "is the store's" in r.stderr, r.stderr[-2000:]
+    finally:
+        if writer is not None:
+            writer[b"after"] = b"1"
+            writer.close()
+    with pagestore.open(path) as db:
+        assert len(db) == 1000 + writer_open
+        db.check()
