@@ -1623,6 +1623,9 @@ class Store(MutableMapping[Any, Any]):
 
         Raises:
             FileExistsError: ``path`` exists and ``overwrite`` is False.
+            StoreLockedError: ``path`` is a store that some open has, in this process or
+                another (``overwrite``): its writer's later commits would go into the file
+                replaced.
             PageStoreError: ``path`` is this store's own file, or its log or shared index
                 (``-wal``, ``-shm``: a copy there would be taken for one, and removed).
             CorruptionError: a page of this store is damaged (no copy is left).
@@ -1635,17 +1638,27 @@ class Store(MutableMapping[Any, Any]):
             raise TypeError(f"path must be str, bytes or os.PathLike, not {type(path).__name__}") from None
         with self._lock:
             job = begin_backup(self._begin(), dest, overwrite)
+        # A store at ``dest`` that some open has (here or in another process) is not replaced:
+        # its writer would go on acknowledging commits into the file renamed away, and its log
+        # is removed with it. Held until the copy is in place: no open of the old file meanwhile.
+        claim = None
         try:
-            while not job.done:
+            try:
+                if overwrite:
+                    claim = _claim_unopened(dest, "back up over it", unreadable_ok=True)
+                while not job.done:
+                    with self._lock:
+                        self._begin()
+                        job.copy()
                 with self._lock:
                     self._begin()
-                    job.copy()
-            with self._lock:
-                self._begin()
-                job.finish()
-        except BaseException:
-            job.abort()
-            raise
+                    job.finish()
+            except BaseException:
+                job.abort()
+                raise
+        finally:
+            if claim is not None:
+                claim.close()
         return job.records
 
     # ---- transactions ----
@@ -3041,26 +3054,53 @@ def remove(path: StorePath) -> None:
     p = os.fsdecode(path)
     if os.path.isdir(p):
         raise IsADirectoryError(21, "Is a directory (a store is a file)", p)
+    f = _claim_unopened(p, "remove the store")
+    if f is None:
+        discard(p)  # a log or shared index left without its store
+        return
+    try:
+        discard(p)
+    finally:
+        f.close()
+
+
+def _claim_unopened(p: str, doing: str, *, unreadable_ok: bool = False) -> Optional[fileio.File]:
+    """_claim_unopened opens the file at ``p`` read-only and takes its whole-file lock
+    exclusively, so that no writer opens it until the returned file is closed, after the caller
+    has removed or replaced it (``remove``; a backup over it, ``Store.backup``). None when
+    nothing is at ``p``, or (``unreadable_ok``) when this user may not read what is: no store
+    this user could have open, which a rename may still replace as the directory allows.
+
+    Raises:
+        PermissionError: this user may not read the file at ``p`` (unless ``unreadable_ok``).
+        StoreLockedError: the file is a store open here or in another process (a writer's lock,
+            or a reader's LOCK_DMS), whose later writes would "succeed" into a file no longer
+            there; the message says it cannot ``doing``.
+    """
     try:
         f = fileio.open_file(p, readonly=True)
     except FileNotFoundError:
-        discard(p)  # a log or shared index left without its store
-        return
+        return None
+    except PermissionError:
+        if unreadable_ok:
+            return None
+        raise
     try:
         st = os.fstat(f.fd)
         for other in _opens_here(st):
             how = "read-only" if other.readonly else "for writing"
-            raise StoreLockedError(f"{p}: cannot remove the store: it is open in this process ({how}, as "
+            raise StoreLockedError(f"{p}: cannot {doing}: it is open in this process ({how}, as "
                                    f"{other.path!r}); close it first")
         try:
-            f.lock(exclusive=True)  # held until the files are gone: no writer opens meanwhile
+            f.lock(exclusive=True)  # held until the file is gone: no writer opens meanwhile
         except StoreLockedError:
-            raise StoreLockedError(f"{p}: cannot remove the store: another process has it open") from None
+            raise StoreLockedError(f"{p}: cannot {doing}: another process has it open") from None
         if shm.SUPPORTED and f.range_held_by_others(shm.LOCK_DMS, 1) is not None:
-            raise StoreLockedError(f"{p}: cannot remove the store: another process has it open (reading)")
-        discard(p)
-    finally:
+            raise StoreLockedError(f"{p}: cannot {doing}: another process has it open (reading)")
+    except BaseException:
         f.close()
+        raise
+    return f
 
 
 def open(

@@ -135,3 +135,74 @@ def test_a_backup_named_as_the_stores_own_log_or_index_is_refused(tmp_path, side
     with pagestore.open(path) as db:
         assert len(db) == 1000 + writer_open
         db.check()
+
+
+_WRITE_ON = r"""
+import sys
+sys.path.insert(0, sys.argv[3])
+import pagestore
+db = pagestore.open(sys.argv[1], readonly=sys.argv[2] == "ro")
+print("OPEN", flush=True)
+acked = 0
+for line in sys.stdin:
+    if sys.argv[2] == "rw":
+        db[b"w%05d" % acked] = b"1"
+        acked += 1
+    print("ACK", acked, flush=True)
+db.close()
+"""
+
+
+@pytest.mark.parametrize("other", ["rw", "ro", "here"])
+def test_a_backup_over_a_store_some_open_has_is_refused(tmp_path, other):
+    """``pagestore backup a.ps b.ps --force`` (or ``a.backup("b.ps", overwrite=True)``) while a
+    server has b.ps open and writes. Found: the copy was renamed over b.ps and b.ps-wal removed;
+    the server went on acknowledging commits, into the file renamed away: 154 acknowledged in
+    3 s, none of them in b.ps afterwards. ``pagestore.remove`` refuses a store some open has,
+    for the same reason. Now the backup does too (StoreLockedError, nothing written, no
+    temporary file left), whether the other open writes, reads, or is in this process; once it
+    is closed the backup goes through."""
+    src = str(tmp_path / "a.ps")
+    dest = str(tmp_path / "b.ps")
+    with pagestore.open(src) as db:
+        db.update({b"a%d" % i: b"A" for i in range(100)})
+    pagestore.open(dest).close()
+    proc = here = None
+    if other == "here":
+        here = pagestore.open(dest)
+    else:
+        proc = subprocess.Popen([sys.executable, "-c", _WRITE_ON, dest, other, ROOT], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stdout.readline() == "OPEN\n"
+
+    def ack() -> None:
+        if proc is not None:
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline().startswith("ACK")
+        elif here is not None:
+            here[b"w%05d" % len(here)] = b"1"
+
+    try:
+        ack()
+        with pagestore.open(src, readonly=True) as db:
+            with pytest.raises(pagestore.StoreLockedError, match="cannot back up over it"):
+                db.backup(dest, overwrite=True)
+        r = subprocess.run([sys.executable, "-m", "pagestore", "backup", "--force", src, dest], capture_output=True,
+                           text=True, timeout=120, env={**os.environ, "PYTHONPATH": ROOT})
+        assert r.returncode == 1 and "cannot back up over it" in r.stderr, r.stderr[-2000:]
+        ack()
+    finally:
+        if proc is not None:
+            proc.communicate(timeout=60)
+        if here is not None:
+            here.close()
+    assert sorted(os.listdir(tmp_path)) == ["a.ps", "b.ps"]
+    with pagestore.open(dest) as db:
+        assert len(db) == (0 if other == "ro" else 2)
+    with pagestore.open(src) as db:
+        assert db.backup(dest, overwrite=True) == 100
+    with pagestore.open(dest) as db:
+        assert len(db) == 100
+        db.check()
