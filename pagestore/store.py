@@ -2056,6 +2056,9 @@ class Store(MutableMapping[Any, Any]):
         neither the root nor the free-space map: each intact leaf's keys,
         each intact heap page's values, each whole overflow chain; a record
         comes out when its key and value are both intact (pagestore/salvage.py).
+        Every page is read as of the last commit before the call (a snapshot,
+        held until the sweep ends or the iterator is dropped: writers beside it
+        go on, and the log is not checkpointed past it meanwhile).
         Each damaged page's number is appended to ``damaged`` (once) when
         found. Lazy; memory proportional to the number of keys (pass 1
         collects each key's record id), not to the file or the values.
@@ -2066,14 +2069,23 @@ class Store(MutableMapping[Any, Any]):
         """
         from . import salvage
 
+        # Every page as of one commit (a snapshot's mark, held to the end of the sweep): read
+        # page by page at the newest commit, a writer's commits meanwhile lost records.
+        snap = self.snapshot()
+
         def run(read: Callable[[], Optional[bytes]]) -> Optional[bytes]:
             with self._lock:
-                self._begin()
+                snap._enter()
                 return read()
 
-        with self._lock:
-            source = salvage.PagerSource(self._begin(), run)
-        return salvage.salvage_source(source, damaged)
+        def sweep() -> Iterator[Tuple[bytes, bytes]]:
+            try:
+                source = salvage.PagerSource(self._pager, snap._mark, run)
+                yield from salvage.salvage_source(source, damaged)
+            finally:
+                snap.close()
+
+        return sweep()
 
 
 def _check_limit(limit: Any) -> Optional[int]:
