@@ -129,13 +129,61 @@ _open_stores: "weakref.WeakValueDictionary[int, Store]" = weakref.WeakValueDicti
 
 
 def _after_fork() -> None:
-    global _PID
+    global _PID, _opening_guard
     _PID = os.getpid()
     _open_stores.clear()  # the parent's stores are not this process's to share
+    _opening.clear()  # an open under way in another thread of the parent does not go on here
+    _opening_guard = threading.Lock()  # (another thread may have held it at the fork)
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
+
+
+#: Opens under way in this process, by their file's real path: [its lock, how many opens wait on it].
+_opening: Dict[str, List[Any]] = {}
+_opening_guard = threading.Lock()
+
+
+class _OpeningOne:
+    """_OpeningOne holds the lock of one real path's opens in this process (``_opening_of``)."""
+
+    def __init__(self, key: str, entry: List[Any]) -> None:
+        self._key = key
+        self._entry = entry
+
+    def release(self) -> None:
+        """release lets the next open of the path go on, and forgets the path when none waits."""
+        self._entry[0].release()
+        with _opening_guard:
+            self._entry[1] -= 1
+            if self._entry[1] == 0 and _opening.get(self._key) is self._entry:
+                del _opening[self._key]
+
+
+def _opening_of(path: str) -> _OpeningOne:
+    """_opening_of waits until no other thread of this process is opening the file at ``path``
+    (its real path: a symbolic link's target; a hard link is another name, told apart by the
+    pager's name claim), then holds that until ``release``. Store.__init__ holds it from its
+    check of the opens here (``_refuse_if_open_here``) to its registration in ``_open_stores``:
+    four threads opening one store for writing at once all passed the check before, and the
+    process had four writable Stores of it, which the check exists to refuse. Opens of other
+    files do not wait on it."""
+    key = os.path.realpath(path)
+    with _opening_guard:
+        entry = _opening.get(key)
+        if entry is None:
+            entry = _opening[key] = [threading.Lock(), 0]
+        entry[1] += 1
+    try:
+        entry[0].acquire()
+    except BaseException:  # an interrupt in the wait: it no longer waits
+        with _opening_guard:
+            entry[1] -= 1
+            if entry[1] == 0 and _opening.get(key) is entry:
+                del _opening[key]
+        raise
+    return _OpeningOne(key, entry)
 
 
 def _opens_here(st: os.stat_result) -> Iterator["Store"]:
@@ -344,91 +392,98 @@ class Store(MutableMapping[Any, Any]):
         # Codec arguments are checked before the disk is touched (against the header after).
         codecs.key_codec(keys, None)
         codecs.value_codec(values, None)
-        existed = _check_path(self.path, create=create, readonly=readonly)
-        _refuse_if_open_here(self.path, readonly, _opener)
-        # a symbolic link's target, or the name another open here has the file by: the pager's name for the files
-        files = _files_of_open_here(self.path, files_path(self.path), _opener)
-        undo_side_files = side_file_undo(files)
+        # Opens of one file in this process, one at a time: the check that refuses a second
+        # writer here, and the name of the files the first uses, are only as good as the
+        # registration that ends this open (threads opening at once all passed the check).
+        guard = _opening_of(self.path)
         try:
+            existed = _check_path(self.path, create=create, readonly=readonly)
+            _refuse_if_open_here(self.path, readonly, _opener)
+            # a symbolic link's target, or the name another open here has the file by: the pager's name for the files
+            files = _files_of_open_here(self.path, files_path(self.path), _opener)
+            undo_side_files = side_file_undo(files)
             try:
-                self._pager = Pager(
-                    files,
-                    create=create,
-                    readonly=readonly,
-                    page_size=page_size,
-                    opener=_opener,
-                    cache_size=cache_size - cache_size // 2,
-                    sync=sync,
-                    wal_limit=wal_limit,
-                    mmap=mmap,
-                    share_writes=not readonly,
-                    keep_turn=True,
-                    timeout=self.timeout,
-                )
-            except IsADirectoryError as exc:
-                side = exc.filename if isinstance(exc.filename, str) else None
-                if side and os.path.abspath(side) not in (self._abspath, os.path.abspath(files)):
-                    # The store file opened; a directory stands where its log or index goes.
-                    raise PageStoreError(f"{side}: is a directory, where the store's "
-                                         f"{'log' if side.endswith('-wal') else 'side file'} belongs") from exc
-                raise PageStoreError(f"{self.path}: is a directory, not a store file") from exc
-            except FileNotFoundError as exc:
-                raise FileNotFoundError(2, "no such store (open with create=True to make one)", self.path) from exc
-            except PermissionError as exc:
-                side = exc.filename if isinstance(exc.filename, str) else None
-                if side and os.path.abspath(side) not in (self._abspath, os.path.abspath(files)):
-                    # The store file opened; its log or shared index could not be made beside it.
-                    if os.path.lexists(side):
-                        # It is there, and not ours to write (another user's, or read-only), or to
-                        # read (a reader's open): the directory may well be writable, so do not say
-                        # it is not.
-                        raise PermissionError(13, "permission denied: the store's "
-                                                  f"{'log' if side.endswith('-wal') else 'side file'} "
-                                                  f"exists and this process may not {'read' if readonly else 'write'} it",
-                                              side) from exc
-                    where = os.path.dirname(self._abspath)
-                    raise PermissionError(13, f"permission denied: a writer creates its log ({os.path.basename(side)}) "
-                                              f"in the store's directory, and this directory is not writable",
-                                          where) from exc
-                raise PermissionError(13, "permission denied", self.path) from exc
-            if self._pager.turns:
-                # Writers in several processes (issue 26): between its turns this writer reads
-                # as a reader beside a writer does (a read mark per operation, ended when the
-                # operation lock is let go), and its write lock takes LOCK_WRITE too.
-                self._lock = _OpLock()
-                self._turns = _Turns(self)
-                self._wlock.share(self._turns)
-                if self._pager.writing:
-                    # The open's turn (recovery, checkpoint), taken while no other writer had
-                    # it and none waited: kept, so that a writer that only reads after its
-                    # open reads as a single writer does (_Turns).
-                    self._turns._keep()
-            try:
-                self._tree = BTree(self._pager, node_cache=self._tree_node_cache(), lend=True)
-                # reads the free-space map: may raise CorruptionError (a reader beside a writer
-                # reads it again for check() once the writer changed it: _fsm_stale)
-                self._heap = Heap(self._pager)
-            except BaseException:
-                # Nobody will ever hold this Store to close it: release the file and its lock now,
-                # and remove a log and shared index this writer made (nothing was committed to
-                # them), while its lock still keeps other opens out.
-                if not readonly and _opener is fileio.open_file:
-                    undo_side_files()
-                self._pager.close(checkpoint=False)
-                raise
-        except StoreLockedError:
-            raise  # someone else's file now, even if it was not there a moment ago
-        except BaseException as exc:
-            if isinstance(exc, CorruptionError) and not str(exc).startswith(self.path):
-                exc.args = (f"{self.path}: {exc}",)  # which file, for a caller opening several
-            if not existed:  # a failed open leaves no new file behind
                 try:
-                    discard(files)
-                except OSError:
-                    pass
-            raise
-        self._closed = False
-        _open_stores[id(self)] = self
+                    self._pager = Pager(
+                        files,
+                        create=create,
+                        readonly=readonly,
+                        page_size=page_size,
+                        opener=_opener,
+                        cache_size=cache_size - cache_size // 2,
+                        sync=sync,
+                        wal_limit=wal_limit,
+                        mmap=mmap,
+                        share_writes=not readonly,
+                        keep_turn=True,
+                        timeout=self.timeout,
+                    )
+                except IsADirectoryError as exc:
+                    side = exc.filename if isinstance(exc.filename, str) else None
+                    if side and os.path.abspath(side) not in (self._abspath, os.path.abspath(files)):
+                        # The store file opened; a directory stands where its log or index goes.
+                        raise PageStoreError(f"{side}: is a directory, where the store's "
+                                             f"{'log' if side.endswith('-wal') else 'side file'} belongs") from exc
+                    raise PageStoreError(f"{self.path}: is a directory, not a store file") from exc
+                except FileNotFoundError as exc:
+                    raise FileNotFoundError(2, "no such store (open with create=True to make one)", self.path) from exc
+                except PermissionError as exc:
+                    side = exc.filename if isinstance(exc.filename, str) else None
+                    if side and os.path.abspath(side) not in (self._abspath, os.path.abspath(files)):
+                        # The store file opened; its log or shared index could not be made beside it.
+                        if os.path.lexists(side):
+                            # It is there, and not ours to write (another user's, or read-only), or to
+                            # read (a reader's open): the directory may well be writable, so do not say
+                            # it is not.
+                            raise PermissionError(13, "permission denied: the store's "
+                                                      f"{'log' if side.endswith('-wal') else 'side file'} "
+                                                      f"exists and this process may not {'read' if readonly else 'write'} it",
+                                                  side) from exc
+                        where = os.path.dirname(self._abspath)
+                        raise PermissionError(13, f"permission denied: a writer creates its log ({os.path.basename(side)}) "
+                                                  f"in the store's directory, and this directory is not writable",
+                                              where) from exc
+                    raise PermissionError(13, "permission denied", self.path) from exc
+                if self._pager.turns:
+                    # Writers in several processes (issue 26): between its turns this writer reads
+                    # as a reader beside a writer does (a read mark per operation, ended when the
+                    # operation lock is let go), and its write lock takes LOCK_WRITE too.
+                    self._lock = _OpLock()
+                    self._turns = _Turns(self)
+                    self._wlock.share(self._turns)
+                    if self._pager.writing:
+                        # The open's turn (recovery, checkpoint), taken while no other writer had
+                        # it and none waited: kept, so that a writer that only reads after its
+                        # open reads as a single writer does (_Turns).
+                        self._turns._keep()
+                try:
+                    self._tree = BTree(self._pager, node_cache=self._tree_node_cache(), lend=True)
+                    # reads the free-space map: may raise CorruptionError (a reader beside a writer
+                    # reads it again for check() once the writer changed it: _fsm_stale)
+                    self._heap = Heap(self._pager)
+                except BaseException:
+                    # Nobody will ever hold this Store to close it: release the file and its lock now,
+                    # and remove a log and shared index this writer made (nothing was committed to
+                    # them), while its lock still keeps other opens out.
+                    if not readonly and _opener is fileio.open_file:
+                        undo_side_files()
+                    self._pager.close(checkpoint=False)
+                    raise
+            except StoreLockedError:
+                raise  # someone else's file now, even if it was not there a moment ago
+            except BaseException as exc:
+                if isinstance(exc, CorruptionError) and not str(exc).startswith(self.path):
+                    exc.args = (f"{self.path}: {exc}",)  # which file, for a caller opening several
+                if not existed:  # a failed open leaves no new file behind
+                    try:
+                        discard(files)
+                    except OSError:
+                        pass
+                raise
+            self._closed = False
+            _open_stores[id(self)] = self
+        finally:
+            guard.release()
         if self._turns is not None and self._turns.kept:
             self._turns.watch()
         self.max_key = self._tree.max_key
