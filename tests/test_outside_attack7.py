@@ -273,3 +273,43 @@ def test_threads_opening_one_store_at_once_get_one_writer(tmp_path):
     with pagestore.open(path) as db:
         assert db[b"k"] == b"1"
         db.check()
+
+
+_STDIO_CLOSED = r"""
+import os, signal, sys
+sys.path.insert(0, sys.argv[2])
+import pagestore
+db = pagestore.open(sys.argv[1])
+db[b"a"] = b"1"
+fds = [db._pager.file.fd, db._pager.wal.file.fd]
+os.write(2, b"*** a C library complains on stderr ***\n")  # EBADF, or /dev/null: nowhere
+db[b"b"] = b"2"
+for fd in (0, 1, 2):
+    try:
+        os.write(fd, b"\xff" * 100)
+    except OSError:
+        pass
+with open(sys.argv[3], "w") as f:
+    f.write(" ".join(map(str, fds)))
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_process_started_with_stdio_closed_keeps_its_store_off_descriptors_0_to_2(tmp_path):
+    """A daemon that closed stdin, stdout and stderr (or ``app 2>&-``) opens a store: the data
+    file took descriptor 0 and the log 1 (the lowest free numbers). Found: a stray write to
+    stderr (a C library's complaint, a crash handler, a child that inherits it) went into the
+    data file at offset 0, its header, and after a kill -9 the store did not open: "not a
+    pagestore file (bad magic)", its two acknowledged commits with it. Now the store's files
+    never hold descriptors 0 to 2 (they are moved up and the free low numbers opened on
+    /dev/null, as SQLite does); the writes go nowhere and the store opens whole."""
+    path = str(tmp_path / "s.ps")
+    out = str(tmp_path / "fds")
+    r = subprocess.run([sys.executable, "-c", _STDIO_CLOSED, path, ROOT, out], stdin=subprocess.DEVNULL,
+                       preexec_fn=lambda: [os.close(fd) for fd in (0, 1, 2)], timeout=60)
+    assert r.returncode == -9
+    with pagestore.open(path) as db:
+        assert dict(db.items()) == {b"a": b"1", b"b": b"2"}
+        db.check()
+    with open(out) as f:
+        assert all(int(fd) > 2 for fd in f.read().split())
