@@ -313,3 +313,23 @@ def test_a_process_started_with_stdio_closed_keeps_its_store_off_descriptors_0_t
         db.check()
     with open(out) as f:
         assert all(int(fd) > 2 for fd in f.read().split())
+
+
+@pytest.mark.parametrize("args,closed", [(["put", "{db}", "k"], 0), (["load", "{db}"], 0), (["dump", "{db}"], 1),
+                                         (["get", "{db}", "a"], 1), (["check", "{db}"], 1)])
+def test_the_cli_with_stdin_or_stdout_closed_says_so_in_one_line(tmp_path, args, closed):
+    """``pagestore put db k <&-`` (a cron line, a supervisor that starts it without stdin) or
+    ``pagestore dump db >&-``. Found: tracebacks (AttributeError: 'NoneType' object has no
+    attribute 'isatty' / 'flush'; click's RuntimeError "Was not able to determine binary stream
+    for sys.stdin"), exit 1. Now one line naming the stream, exit 1, as coreutils report "Bad
+    file descriptor"; the store is as it was."""
+    path = str(tmp_path / "db.ps")
+    with pagestore.open(path) as db:
+        db[b"a"] = b"1"
+    r = subprocess.run([sys.executable, "-m", "pagestore", *[a.format(db=path) for a in args]],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                       preexec_fn=lambda: os.close(closed), timeout=120, env={**os.environ, "PYTHONPATH": ROOT})
+    name = "stdin" if closed == 0 else "stdout"
+    assert r.returncode == 1 and r.stderr == f"pagestore: error: {name}: closed (Bad file descriptor)\n", r.stderr
+    with pagestore.open(path) as db:
+        assert dict(db.items()) == {b"a": b"1"}
