@@ -583,6 +583,7 @@ class PagerFiles:
         installed at ``dest`` is written into (a backup: ``snapshot.Backup``), through this pager's
         opener; returns its path and the open file. Give the path to ``storefiles.install_copy``
         when the copy is written and synced, or to ``storefiles.remove_copy``."""
+        storefiles.discard_abandoned_copies(dest, self._opener)
         tmp = storefiles.copy_path(dest)
         return tmp, storefiles.create_copy(tmp, self._opener)
 

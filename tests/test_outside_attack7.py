@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import subprocess
 import sys
 
@@ -333,3 +334,63 @@ def test_the_cli_with_stdin_or_stdout_closed_says_so_in_one_line(tmp_path, args,
     assert r.returncode == 1 and r.stderr == f"pagestore: error: {name}: closed (Bad file descriptor)\n", r.stderr
     with pagestore.open(path) as db:
         assert dict(db.items()) == {b"a": b"1"}
+
+
+_BACKUP_STOPPED = r"""
+import os, signal, sys
+sys.path.insert(0, sys.argv[3])
+import pagestore
+from pagestore import snapshot
+real, runs = snapshot.Backup.copy, []
+def copy(self, n=snapshot.BACKUP_RUN):
+    real(self, n)
+    runs.append(1)
+    if len(runs) == 3:
+        print("COPYING", flush=True)
+        os.kill(os.getpid(), signal.SIGSTOP)  # killed (SIGKILL) or continued here
+snapshot.Backup.copy = copy
+with pagestore.open(sys.argv[1], readonly=True) as db:
+    db.backup(sys.argv[2], overwrite=True)
+print("DONE", flush=True)
+"""
+
+
+def test_a_killed_backups_temporary_copy_is_removed_by_the_next_backup(tmp_path):
+    """A nightly ``pagestore backup --force db.ps /backups/db.ps`` killed by its timeout (SIGKILL)
+    half way. Found: its temporary file ``db.ps.backup-<pid>``, a copy as large as the store,
+    stayed for good; every killed night added one. Now the next backup to that destination
+    removes it; a temporary file of a backup still running (its process alive, its lock held)
+    is left alone, and that backup finishes."""
+    src = str(tmp_path / "db.ps")
+    dest = str(tmp_path / "copy.ps")
+    with pagestore.open(src, page_size=512) as db:
+        db.update({b"k%05d" % i: b"v" * 200 for i in range(3000)})
+
+    def start() -> "subprocess.Popen[str]":
+        p = subprocess.Popen([sys.executable, "-c", _BACKUP_STOPPED, src, dest, ROOT], stdout=subprocess.PIPE,
+                             text=True)
+        assert p.stdout is not None and p.stdout.readline() == "COPYING\n"
+        return p
+
+    killed = start()
+    killed.kill()
+    killed.wait()
+    leftover = f"{dest}.backup-{killed.pid}"
+    assert os.path.getsize(leftover) >= 3 * 64 * 512  # three runs of 64 pages
+    running = start()  # stopped in its copy: alive, its temporary file locked
+    try:
+        with pagestore.open(src, readonly=True) as db:
+            assert db.backup(dest, overwrite=True) == 3000
+        assert not os.path.exists(leftover)
+        assert os.path.exists(f"{dest}.backup-{running.pid}")
+        os.kill(running.pid, signal.SIGCONT)
+        out, _ = running.communicate(timeout=60)
+        assert out == "DONE\n" and running.returncode == 0
+    finally:
+        if running.poll() is None:
+            running.kill()
+            running.wait()
+    assert sorted(os.listdir(tmp_path)) == ["copy.ps", "db.ps"]
+    with pagestore.open(dest) as db:
+        assert len(db) == 3000
+        db.check()
