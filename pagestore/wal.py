@@ -369,8 +369,9 @@ class WAL:
         """recover rebuilds ``index`` from the committed frames in the log.
 
         Frames after the last commit frame are dropped (and, for a writer,
-        truncated away). A log that is missing, empty or not this file's is
-        started afresh at ``generation`` by a writer.
+        truncated away). A log that is missing, empty or not this file's (another
+        file's, or of a generation other than ``generation``, the data file's
+        ``checkpoint_seq``, or one less) is started afresh at ``generation`` by a writer.
 
         Raises:
             CorruptionError: a valid frame's delta does not follow its page's previous frame.
@@ -384,6 +385,15 @@ class WAL:
         if self.file is None:
             return
         head = self._read_header()
+        if head is not None and not head[0] <= generation <= head[0] + 1:
+            # This file's log, but not of this version of it: a log of generation g is written
+            # over a data file whose checkpoint_seq is g, and a checkpoint of it makes that g + 1
+            # before the next generation starts (docs/format.md, "Restart order"). Another
+            # number is a log left from another time beside a copy of the file (a newer copy
+            # over a crashed run's log, or an old log restored beside a newer file): its frames
+            # replayed over this file mixed two states of the store, found as corruption only
+            # later. It counts for nothing, as a log of another file does.
+            head = None
         if head is None:
             if not self.readonly:
                 self.reset(generation)
