@@ -161,6 +161,16 @@ class _OpeningOne:
                 del _opening[self._key]
 
 
+class _NotGuarded:
+    """_NotGuarded: no opening lock (a test's own opener, which the check of the opens here skips too)."""
+
+    def release(self) -> None:
+        pass
+
+
+_NOT_GUARDED = _NotGuarded()
+
+
 def _opening_of(path: str) -> _OpeningOne:
     """_opening_of waits until no other thread of this process is opening the file at ``path``
     (its real path: a symbolic link's target; a hard link is another name, told apart by the
@@ -173,7 +183,7 @@ def _opening_of(path: str) -> _OpeningOne:
     with _opening_guard:
         entry = _opening.get(key)
         if entry is None:
-            entry = _opening[key] = [threading.Lock(), 0]
+            entry = _opening[key] = [threading.RLock(), 0]  # (re-entered by a signal handler in an open: no deadlock)
         entry[1] += 1
     try:
         entry[0].acquire()
@@ -395,7 +405,7 @@ class Store(MutableMapping[Any, Any]):
         # Opens of one file in this process, one at a time: the check that refuses a second
         # writer here, and the name of the files the first uses, are only as good as the
         # registration that ends this open (threads opening at once all passed the check).
-        guard = _opening_of(self.path)
+        guard = _opening_of(self.path) if _opener is fileio.open_file else _NOT_GUARDED  # (as the check: real files only)
         try:
             existed = _check_path(self.path, create=create, readonly=readonly)
             _refuse_if_open_here(self.path, readonly, _opener)

@@ -1591,17 +1591,20 @@ class WAL:
         size = self.file.size()
         synced = False
         shm = self.shm
-        try:
+        interrupted: Optional[BaseException] = None
+        file = self.file
+
+        def write() -> None:
             with self._sync_lock:  # not beside a group's sync on another thread
                 if shm is None:
-                    self._fsync(self._appends, functools.partial(self.file.write, 0, header))
+                    self._fsync(self._appends, functools.partial(file.write, 0, header))
                 else:
                     # Beside other processes' syncs (shm.py, "Unsynced"): a round whose fsync
                     # overlapped a failed one writes the header again.
                     while not self._sync_round(self._appends, shm, None, "reset", header):
                         pass
-                synced = True
-        finally:
+
+        def adopt() -> None:
             self.generation, self.salt = generation, salt
             self._crc = _U32.unpack_from(header, 36)[0]
             self.end = self.committed_end = WAL_HEADER_SIZE
@@ -1614,6 +1617,25 @@ class WAL:
             self._synced = synced
             self._durable_end = WAL_HEADER_SIZE
             self.allocated = max(size, WAL_HEADER_SIZE)
+
+        try:
+            try:
+                write()
+            except KeyboardInterrupt as exc:
+                # A Ctrl-C before, in or after the header's write or sync: memory becomes the
+                # new generation below, so the file must have its header, written and synced
+                # whole, or every later commit's frames went under the old header's salt,
+                # which recovery takes for the log's end (found: acknowledged commits lost,
+                # and the store corrupt after a crash). Written again (the same bytes): then
+                # the interrupt goes on. A failure of it goes up as any failed write does.
+                interrupted = exc
+                run_through(write)
+            synced = True
+        finally:
+            # Memory follows the file whatever failed; all of it, though a Ctrl-C lands here.
+            cut = run_through(adopt)
+        if interrupted is not None or cut is not None:
+            raise interrupted or cut  # type: ignore[misc]
         # Old frames fail the new salt, so the file need not be emptied: keep
         # its first KEEP_BYTES allocated for the next commits (see GROW_BYTES).
         keep = max(KEEP_BYTES, WAL_HEADER_SIZE)

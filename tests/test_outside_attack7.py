@@ -458,3 +458,65 @@ def test_a_log_of_another_time_beside_a_copy_of_its_file_is_not_replayed(tmp_pat
     with open(path, "rb") as f:
         assert f.read()[1024:] == image[1024:]  # no page but the header written over
 
+
+
+_CTRL_C_IN_LOG_RESTART = r"""
+import os, signal, sys
+sys.path.insert(0, sys.argv[2])
+import pagestore
+from pagestore import wal as wal_mod
+where = sys.argv[3]
+real_round, fired, armed = wal_mod.WAL._sync_round, [], []
+def sync_round(self, *args):
+    if where == "header" and args[3] == "reset" and armed and not fired:
+        fired.append(1)
+        raise KeyboardInterrupt  # a Ctrl-C at the header write's call, before it ran
+    return real_round(self, *args)
+wal_mod.WAL._sync_round = sync_round
+from pagestore import pager as pager_mod
+real_restarted = pager_mod.Pager.log_restarted
+def log_restarted(self, seq):
+    real_restarted(self, seq)
+    if where == "settle" and armed and not fired:
+        fired.append(1)
+        raise KeyboardInterrupt  # as it returns: the rest of the restart's bookkeeping cut
+pager_mod.Pager.log_restarted = log_restarted
+db = pagestore.open(sys.argv[1], page_size=1024, wal_limit=0)  # the log restarts at every commit
+armed.append(1)
+i = 0
+while not fired:
+    try:
+        db[b"k%d" % i] = b"v"
+    except KeyboardInterrupt:
+        pass
+    i += 1
+db.check()
+snap = db.snapshot()  # (an iteration elsewhere, say): no restart while it is open
+for j in range(30):
+    db[b"after%02d" % j] = b"%d" % j  # acknowledged
+print("ACKED", flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.parametrize("where", ["header", "settle"])
+def test_a_ctrl_c_in_a_log_restart_loses_no_later_commit(tmp_path, where):
+    """Ctrl-C at a random moment of single puts (a SIGALRM raising KeyboardInterrupt every few
+    milliseconds; docs/api.md promises a write interrupted at any moment is whole or absent, the
+    store writable). With ``wal_limit=0`` every put checkpoints and restarts the log. Found, in 6
+    of 6 runs of 4,000 puts: check() then failed ("log header is not the one this log was started
+    with", or "checkpointer: 5 frames copied of a log of 0"), and in one, after 30 acknowledged
+    puts and a kill -9, the store did not open ("page 12: checksum mismatch"). Cause: a Ctrl-C
+    at the call of the new header's write left memory on the new salt (WAL.reset's ``finally``)
+    and the file on the old header: later frames were written under a salt recovery takes for
+    the log's end; and one landing in the restart's ``finally`` left ``backfilled`` at the old
+    log's count. Now the header is written and synced whole before the interrupt goes on, and
+    the bookkeeping runs through (interrupts.run_through). Here each moment is hit on purpose,
+    and a snapshot is open for the 30 puts after it (no restart writes a header meanwhile)."""
+    path = str(tmp_path / "s.ps")
+    r = subprocess.run([sys.executable, "-c", _CTRL_C_IN_LOG_RESTART, path, ROOT, where], capture_output=True,
+                       text=True, timeout=120)
+    assert r.stdout == "ACKED\n" and r.returncode == -9, r.stderr[-3000:]
+    with pagestore.open(path) as db:
+        assert [db.get(b"after%02d" % j) for j in range(30)] == [b"%d" % j for j in range(30)]
+        db.check()
