@@ -3094,6 +3094,17 @@ class Transaction(_StoreCodecs, MutableMapping[Any, Any]):
         self._check()
         self._end()
 
+    def _let_go(self) -> Optional[BaseException]:
+        """_let_go ends the transaction and lets its hold of the write lock go if it still has it,
+        whatever an interrupt cut before; returns an interrupt that cut this (``run_through``)."""
+        self._open = False
+        self._locked = False
+        token = getattr(self, "_token", -1)
+        if token < 0:
+            return None
+        wlock = self._store._wlock
+        return run_through(lambda: wlock.release_taken(token))
+
     def __del__(self) -> None:
         # A transaction dropped without commit or rollback must not keep the write lock.
         if getattr(self, "_locked", False):
@@ -3108,10 +3119,17 @@ class Transaction(_StoreCodecs, MutableMapping[Any, Any]):
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if not self._open:
             return
-        if exc_type is None:
-            self.commit()
-        else:
-            self.rollback()
+        try:
+            if exc_type is None:
+                self.commit()
+            else:
+                self.rollback()
+        except KeyboardInterrupt:
+            # A Ctrl-C in commit or rollback before they let the lock go (at their calls, between
+            # their first lines): the transaction stayed open, holding it, and every later write
+            # of this thread raised ReentrantWriteError. The commit itself is whole or absent.
+            self._let_go()
+            raise
 
 
 def remove(path: StorePath) -> None:

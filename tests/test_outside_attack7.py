@@ -520,3 +520,42 @@ def test_a_ctrl_c_in_a_log_restart_loses_no_later_commit(tmp_path, where):
     with pagestore.open(path) as db:
         assert [db.get(b"after%02d" % j) for j in range(30)] == [b"%d" % j for j in range(30)]
         db.check()
+
+
+@pytest.mark.parametrize("where", ["commit", "rollback"])
+def test_a_ctrl_c_at_a_transactions_edges_leaves_the_write_lock_free(tmp_path, monkeypatch, where):
+    """The same SIGALRM storm over ``with db.transaction() as t: ...`` blocks. Found: an interrupt
+    at the call of ``commit()`` or ``rollback()`` in the block's ``__exit__`` left the
+    transaction open, holding the write lock: every later write of the thread raised
+    ReentrantWriteError. Now the interrupt goes on, the lock is free, the transaction's writes
+    are not committed, and the store takes writes at once."""
+    from pagestore import store as store_mod
+
+    path = str(tmp_path / "s.ps")
+    db = pagestore.open(path, timeout=1)
+    db[b"a"] = b"1"
+    fired: list = []
+    real = getattr(store_mod.Transaction, where)
+
+    def cut(self):  # type: ignore[no-untyped-def]
+        if not fired:
+            fired.append(1)
+            raise KeyboardInterrupt  # at the call, before its first line
+        return real(self)
+
+    monkeypatch.setattr(store_mod.Transaction, where, cut)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with db.transaction() as t:
+                t[b"t"] = b"1"
+                if where == "rollback":
+                    raise ValueError("the block fails")
+    except ValueError:
+        pass
+    assert fired
+    db[b"b"] = b"2"  # at once: the lock is free, no transaction of this thread open
+    with db.transaction() as t:
+        t[b"c"] = b"3"
+    assert b"t" not in db and db[b"b"] == b"2" and db[b"c"] == b"3"
+    db.check()
+    db.close()
