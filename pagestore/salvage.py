@@ -196,7 +196,7 @@ class FileSource(Source):
         if log is not None and log[0] == self.page_size and log[1] == file_id:
             wal = WAL(log_path(self.path), self.page_size, file_id, readonly=True)
             try:
-                wal.recover(0)
+                wal.recover(None)  # whatever its generation: the data file's header is not trusted here
             except (CorruptionError, PageStoreError) as exc:
                 self.notes.append(f"log not used: {exc}")
                 wal.close()

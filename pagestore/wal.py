@@ -365,13 +365,15 @@ class WAL:
 
     # ---- recovery ----
 
-    def recover(self, generation: int) -> None:
+    def recover(self, generation: Optional[int]) -> None:
         """recover rebuilds ``index`` from the committed frames in the log.
 
         Frames after the last commit frame are dropped (and, for a writer,
         truncated away). A log that is missing, empty or not this file's (another
         file's, or of a generation other than ``generation``, the data file's
         ``checkpoint_seq``, or one less) is started afresh at ``generation`` by a writer.
+        ``generation`` None (salvage, which cannot trust the data file's header): no
+        generation is held against the log's, and a readonly log is read as it is.
 
         Raises:
             CorruptionError: a valid frame's delta does not follow its page's previous frame.
@@ -385,7 +387,7 @@ class WAL:
         if self.file is None:
             return
         head = self._read_header()
-        if head is not None and not head[0] <= generation <= head[0] + 1:
+        if head is not None and generation is not None and not head[0] <= generation <= head[0] + 1:
             # This file's log, but not of this version of it: a log of generation g is written
             # over a data file whose checkpoint_seq is g, and a checkpoint of it makes that g + 1
             # before the next generation starts (docs/format.md, "Restart order"). Another
@@ -396,6 +398,7 @@ class WAL:
             head = None
         if head is None:
             if not self.readonly:
+                assert generation is not None
                 self.reset(generation)
             return
         self.generation, self.salt, crc = head
