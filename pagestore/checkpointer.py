@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable, ContextManager, Dict, List, Union
 
 from . import format as fmt
+from .interrupts import run_through
 from .errors import PageStoreError, StorePoisonedError
 from .wal import KEEP_BYTES
 
@@ -230,19 +231,31 @@ class Checkpointer:
                     sharing.invalidate()  # a crash from here to the publish below makes readers rebuild
                 seq = pager.meta.checkpoint_seq + 1
                 pager.cut_tail()
-                try:
-                    pager.wal.reset(seq)
-                finally:
-                    if pager.wal.generation == seq:
+
+                def settle() -> None:
+                    if pager.wal is not None and pager.wal.generation == seq:
                         # The log in memory is the new, empty generation even if reset
                         # failed part way (see WAL.reset): every page is the data file's.
                         pager.log_restarted(seq)
                         self.backfilled = 0
                         self.next_try = 0
+
+                try:
+                    pager.wal.reset(seq)
+                finally:
+                    # Whole, though a Ctrl-C lands in it: cut after the log restarted and
+                    # before ``backfilled`` went to 0, the next checkpoint took the new log
+                    # for one it had copied frames of ("5 frames copied of a log of 0").
+                    cut = run_through(settle)
+                if cut is not None:
+                    raise cut
         finally:
+            ended = None
             if sharing is not None:
-                sharing.end_restart(pager.wal, self.backfilled)
-            pager.remap()
+                ended = run_through(lambda: sharing.end_restart(pager.wal, self.backfilled))
+            remapped = run_through(pager.remap)
+        if ended is not None or remapped is not None:
+            raise ended or remapped  # type: ignore[misc]
 
     def restart_if_idle(self) -> None:
         """restart_if_idle starts a new log if the last checkpoint copied all of it but readers kept

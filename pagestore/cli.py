@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import errno
+import io
 import itertools
 import json
 import os
@@ -1025,8 +1026,69 @@ def scan(db: str, start: Optional[str], stop: Optional[str], prefix: Optional[st
     out.flush()
 
 
+class _ClosedStream(io.RawIOBase):
+    """_ClosedStream stands for a standard stream the process was started without (``<&-``,
+    ``>&-``: Python makes it None): reading or writing it is a UserError naming it, one line and
+    exit 1, as coreutils say "write error: Bad file descriptor". Before, ``put`` and ``load``
+    without stdin and ``dump`` without stdout ended in a traceback (AttributeError on None,
+    click's RuntimeError). Commands that do not use it run as usual. Unbuffered, so that the
+    error comes from the command's own write, not from the flush at exit."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    def readable(self) -> bool:
+        return self.name == "stdin"
+
+    def writable(self) -> bool:
+        return self.name != "stdin"
+
+    def readinto(self, buffer: Any) -> int:
+        raise UserError(f"{self.name}: closed (Bad file descriptor)")
+
+    def write(self, data: Any) -> int:
+        if not len(data):
+            return 0
+        raise UserError(f"{self.name}: closed (Bad file descriptor)")
+
+
+class _ClosedText(io.TextIOBase):
+    """_ClosedText: the text face of a ``_ClosedStream`` (``buffer`` is the stream itself)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.buffer = _ClosedStream(name)
+
+    def readable(self) -> bool:
+        return self.buffer.readable()
+
+    def writable(self) -> bool:
+        return self.buffer.writable()
+
+    def read(self, size: Optional[int] = -1) -> str:
+        self.buffer.readinto(bytearray(1))
+        return ""  # pragma: no cover - readinto raised
+
+    def readline(self, size: Optional[int] = -1) -> str:  # type: ignore[override]  # (typeshed types _IOBase.readline as bytes)
+        return self.read()
+
+    def write(self, text: str) -> int:
+        self.buffer.write(text.encode())
+        return len(text)
+
+
+def _stand_in_for_closed_streams() -> None:
+    """_stand_in_for_closed_streams gives a stdin or stdout that is None a ``_ClosedText``."""
+    if sys.stdin is None:
+        sys.stdin = _ClosedText("stdin")
+    if sys.stdout is None:
+        sys.stdout = _ClosedText("stdout")
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     """main is the console script's entry point (``pagestore``) and ``python -m pagestore``'s."""
+    _stand_in_for_closed_streams()
     cli.main(args=argv, prog_name="pagestore")
 
 

@@ -142,6 +142,44 @@ def map_apart(fd: int, size: int, *, write: bool = False) -> mmap.mmap:
             os.close(own)
 
 
+def off_stdio(fd: int) -> int:
+    """off_stdio returns ``fd``, or when it is 0, 1 or 2 a duplicate of it numbered 3 or more,
+    the low one closed and every closed one of 0, 1 and 2 then opened on /dev/null, as SQLite
+    does (``SQLITE_MINIMUM_FILE_DESCRIPTOR``).
+
+    A process started with stdin, stdout or stderr closed (a daemon that closed them, a
+    service manager, ``2>&-``) hands out that number to the next file opened: the store's
+    data file took 2, and a stray write to stderr (a C library's complaint, a crash handler,
+    a child process that inherits it) landed in the store at offset 0, its header: "not a
+    pagestore file (bad magic)" after a kill, every commit with it. Filling the free low
+    numbers keeps the next file opened, and the duplicate Python's ``mmap`` keeps of a mapped
+    file's descriptor, off them too. Callers: ``File`` and the shared index (shm.py), every
+    descriptor of a store's files.
+
+    Raises:
+        OSError: no descriptor numbered 3 or more is free (EMFILE); ``fd`` is closed.
+    """
+    if fd > 2:
+        return fd
+    try:
+        high: int = fcntl.fcntl(fd, getattr(fcntl, "F_DUPFD_CLOEXEC", fcntl.F_DUPFD), 3)
+    finally:
+        os.close(fd)
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        for std in range(3):
+            try:
+                fcntl.fcntl(std, fcntl.F_GETFD)
+            except OSError:
+                os.dup2(null, std)  # (inheritable, as the standard streams are)
+        if null <= 2:
+            os.set_inheritable(null, True)
+    finally:
+        if null > 2:
+            os.close(null)
+    return high
+
+
 def track(obj: Any) -> None:
     """track adds an object holding an OS descriptor in ``obj.fd`` to those a forked child closes."""
     _open_files.add(obj)
@@ -164,7 +202,7 @@ class File:
         # O_NONBLOCK: a FIFO where a file should be (a hostile or mistaken ``-wal``) would block
         # the open until some writer opened it (forever); it is refused below instead. On a
         # regular file it changes nothing, and it is cleared at once.
-        fd = os.open(path, flags | getattr(os, "O_NONBLOCK", 0), 0o644)
+        fd = off_stdio(os.open(path, flags | getattr(os, "O_NONBLOCK", 0), 0o644))
         try:
             mode = os.fstat(fd).st_mode
             if stat.S_ISDIR(mode):  # opened read-only (O_RDWR refuses a directory itself)

@@ -17,6 +17,7 @@ The pager's state it sets is declared here and documented in ``Pager.__init__``.
 """
 from __future__ import annotations
 
+import errno
 import os
 import time
 from collections import OrderedDict
@@ -591,6 +592,7 @@ class PagerFiles:
         installed at ``dest`` is written into (a backup: ``snapshot.Backup``), through this pager's
         opener; returns its path and the open file. Give the path to ``storefiles.install_copy``
         when the copy is written and synced, or to ``storefiles.remove_copy``."""
+        storefiles.discard_abandoned_copies(dest, self._opener)
         tmp = storefiles.copy_path(dest)
         return tmp, storefiles.create_copy(tmp, self._opener)
 
@@ -645,14 +647,14 @@ class PagerFiles:
                     # The log and the shared index go only when the log is empty and no
                     # other process has the store open (one that has keeps reading them).
                     if not self.wal.has_frames() and (self._data_lock is None or self._data_lock.try_exclusive()):
-                        self.wal.remove()
+                        _unless_refused(self.wal.remove)
                         if self.sharing is not None:
-                            remove_shm(self.path)
+                            _unless_refused(lambda: remove_shm(self.path))
             elif (self.shared and self._data_lock is not None and self.sharing is not None
                   and not self.sharing.unsynced() and self._data_lock.try_exclusive()):
                 # The last one out (no writer): the next open rebuilds it. Not while it says a
                 # sync of the log failed: the next writer's open writes those frames again.
-                remove_shm(self.path)
+                _unless_refused(lambda: remove_shm(self.path))
         finally:
             self._close_files()
             self.cache.clear()
@@ -677,3 +679,16 @@ class PagerFiles:
         if self.file is not None:
             self.file.close()
             self.file = None
+
+
+def _unless_refused(remove: Callable[[], None]) -> None:
+    """_unless_refused runs a close's removal of a side file (the emptied log, the shared index)
+    and leaves the file where the directory refuses to let go of it: not writable by this user
+    (EACCES, EPERM) or on a file system mounted read-only (EROFS). Such a file is what a killed
+    writer leaves: the next open finds the log empty (or replays it) and rebuilds the index. The
+    store is closed whole either way; a close that raised here told its caller it had failed."""
+    try:
+        remove()
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise

@@ -19,8 +19,8 @@ overflow page: its one value), never more.
 
 Where the pages come from (``Source``):
 
-    PagerSource   an open Store's pager (``Store.salvage``): the newest
-                  committed image of each page, the log's included.
+    PagerSource   an open Store's pager (``Store.salvage``): each page's
+                  image as of one snapshot (a read mark), the log's included.
     FileSource    a file no Pager will open (``salvage_path``): page 0 only
                   for its page size, and when page 0 is damaged the common
                   page sizes tried against pages 1.. (the size at which the
@@ -66,6 +66,7 @@ from .wal import WAL, WAL_HEADER_SIZE, WAL_MAGIC, log_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from .pager import Pager
+    from .readers import ReadMark
 
 #: Heap pages pass 2 keeps decoded (about 4 MiB of 4 KiB pages).
 PAGE_CACHE = 1024
@@ -119,30 +120,37 @@ class Source:
 
 
 class PagerSource(Source):
-    """PagerSource reads an open store's pages through its pager, ``run`` wrapping each read
-    (the store's lock and a pager operation)."""
+    """PagerSource reads an open store's pages as of one read mark (a snapshot's: ``Store.salvage``)
+    through its pager, ``run`` wrapping each read (the store's lock, and the check that the
+    store and the snapshot are still open): every page of one commit, whatever the writers
+    commit meanwhile, as a backup reads them (snapshot.Backup).
 
-    def __init__(self, pager: "Pager", run: Callable[[Callable[[], Optional[bytes]]], Optional[bytes]]) -> None:
+    It read the newest commit page by page once: beside a writer, a leaf read before a commit
+    and the heap page its record was moved to (or the leaf split into) after it lost records
+    without a damaged page to name (of 3,000 records, 2,857 to 2,999 came out, exit 0).
+    """
+
+    def __init__(self, pager: "Pager", mark: "ReadMark",
+                 run: Callable[[Callable[[], Optional[bytes]]], Optional[bytes]]) -> None:
         self._pager = pager
+        self._mark = mark
         self._run = run
-        meta = pager.committed
+        meta = mark.meta
         self.page_size = pager.page_size
         self.page_count = meta.page_count
-        # The pager gives committed images only (read_raw), and a reader beside a writer may
-        # see later commits as salvage goes: no page is too new to take.
-        self.committed_lsn = None
+        self.committed_lsn = meta.lsn
         self.codec_names = (meta.key_codec, meta.value_codec)
-        try:
-            self.free = set(pager.freelist())
-        except CorruptionError:
-            self.free = set()
+        self.free = read_free_pages(meta, self.image) or set()
 
     def image(self, pgno: int) -> Optional[bytes]:
         def read() -> Optional[bytes]:
+            cached = self._pager.cached_as_of(self._mark, pgno)
+            if cached is not None:
+                return bytes(cached)
             try:
-                return self._pager.read_raw(pgno)
+                return bytes(self._pager.read_as_of(self._mark, pgno))
             except CorruptionError:
-                return None  # past the end of a short file
+                return None  # past the end of a short file, or its log frame is missing
         return self._run(read)
 
 
@@ -188,7 +196,7 @@ class FileSource(Source):
         if log is not None and log[0] == self.page_size and log[1] == file_id:
             wal = WAL(log_path(self.path), self.page_size, file_id, readonly=True)
             try:
-                wal.recover(0)
+                wal.recover(None)  # whatever its generation: the data file's header is not trusted here
             except (CorruptionError, PageStoreError) as exc:
                 self.notes.append(f"log not used: {exc}")
                 wal.close()

@@ -536,7 +536,7 @@ class SharedIndex:
         self._claimed: Set[int] = set()  # sync slots this open holds exclusively (``claim_slot``), on any thread
         self._first_slot = os.getpid() % SLOTS  # the slot ``claim_slot`` tries first (a hint: no system call a sync)
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-        self.fd = os.open(path, flags, 0o644)
+        self.fd = fileio.off_stdio(os.open(path, flags, 0o644))
         fileio.track(self)
         self.map: Optional[mmap.mmap] = None
         self._capacity = 0  # frames the frame array holds in the current map (``capacity``)

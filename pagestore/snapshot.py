@@ -39,7 +39,8 @@ from .errors import ReadOnlyError
 from .page import SlottedPage
 from .pager import Pager
 from .storefiles import install_copy, remove_copy
-from .readers import ReadMark
+from .readers import ReadMark, shm_path
+from .wal import log_path
 
 #: Pages a SnapshotPager caches (pages read from the log or without the map).
 SNAPSHOT_CACHE_PAGES = 64
@@ -158,7 +159,7 @@ def begin_backup(pager: Pager, path: str, overwrite: bool) -> "Backup":
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is False.
-        PageStoreError: ``path`` is the store itself.
+        PageStoreError: ``path`` is the store itself, or its log or shared index.
         IsADirectoryError, FileNotFoundError: ``path`` is a directory, or its directory is missing.
     """
     from .errors import PageStoreError
@@ -168,9 +169,16 @@ def begin_backup(pager: Pager, path: str, overwrite: bool) -> "Backup":
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise FileNotFoundError(2, f"directory {parent} does not exist", path)
+    if os.path.exists(path) and os.path.samefile(path, pager.path):
+        raise PageStoreError(f"{path}: is the store itself; back up to another file")
+    for side, what in ((log_path(pager.path), "log"), (shm_path(pager.path), "shared index")):
+        # A copy named as the store's own log or shared index would be taken for one: the next
+        # writer's open finds no log in it and removes it at close, the last open out removes
+        # the index (or a reader has already made it, and the copy renamed over it goes then).
+        if os.path.realpath(path) == os.path.realpath(side) or (
+                os.path.exists(path) and os.path.exists(side) and os.path.samefile(path, side)):
+            raise PageStoreError(f"{path}: is the store's {what} ({os.path.basename(side)}); back up to another file")
     if os.path.exists(path):
-        if os.path.samefile(path, pager.path):
-            raise PageStoreError(f"{path}: is the store itself; back up to another file")
         if not overwrite:
             raise FileExistsError(17, "File exists (pass overwrite=True to replace it)", path)
     return Backup(pager, path, overwrite)

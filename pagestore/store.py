@@ -129,13 +129,71 @@ _open_stores: "weakref.WeakValueDictionary[int, Store]" = weakref.WeakValueDicti
 
 
 def _after_fork() -> None:
-    global _PID
+    global _PID, _opening_guard
     _PID = os.getpid()
     _open_stores.clear()  # the parent's stores are not this process's to share
+    _opening.clear()  # an open under way in another thread of the parent does not go on here
+    _opening_guard = threading.Lock()  # (another thread may have held it at the fork)
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
+
+
+#: Opens under way in this process, by their file's real path: [its lock, how many opens wait on it].
+_opening: Dict[str, List[Any]] = {}
+_opening_guard = threading.Lock()
+
+
+class _OpeningOne:
+    """_OpeningOne holds the lock of one real path's opens in this process (``_opening_of``)."""
+
+    def __init__(self, key: str, entry: List[Any]) -> None:
+        self._key = key
+        self._entry = entry
+
+    def release(self) -> None:
+        """release lets the next open of the path go on, and forgets the path when none waits."""
+        self._entry[0].release()
+        with _opening_guard:
+            self._entry[1] -= 1
+            if self._entry[1] == 0 and _opening.get(self._key) is self._entry:
+                del _opening[self._key]
+
+
+class _NotGuarded:
+    """_NotGuarded: no opening lock (a test's own opener, which the check of the opens here skips too)."""
+
+    def release(self) -> None:
+        pass
+
+
+_NOT_GUARDED = _NotGuarded()
+
+
+def _opening_of(path: str) -> _OpeningOne:
+    """_opening_of waits until no other thread of this process is opening the file at ``path``
+    (its real path: a symbolic link's target; a hard link is another name, told apart by the
+    pager's name claim), then holds that until ``release``. Store.__init__ holds it from its
+    check of the opens here (``_refuse_if_open_here``) to its registration in ``_open_stores``:
+    four threads opening one store for writing at once all passed the check before, and the
+    process had four writable Stores of it, which the check exists to refuse. Opens of other
+    files do not wait on it."""
+    key = os.path.realpath(path)
+    with _opening_guard:
+        entry = _opening.get(key)
+        if entry is None:
+            entry = _opening[key] = [threading.RLock(), 0]  # (re-entered by a signal handler in an open: no deadlock)
+        entry[1] += 1
+    try:
+        entry[0].acquire()
+    except BaseException:  # an interrupt in the wait: it no longer waits
+        with _opening_guard:
+            entry[1] -= 1
+            if entry[1] == 0 and _opening.get(key) is entry:
+                del _opening[key]
+        raise
+    return _OpeningOne(key, entry)
 
 
 def _opens_here(st: os.stat_result) -> Iterator["Store"]:
@@ -344,89 +402,98 @@ class Store(MutableMapping[Any, Any]):
         # Codec arguments are checked before the disk is touched (against the header after).
         codecs.key_codec(keys, None)
         codecs.value_codec(values, None)
-        existed = _check_path(self.path, create=create, readonly=readonly)
-        _refuse_if_open_here(self.path, readonly, _opener)
-        # a symbolic link's target, or the name another open here has the file by: the pager's name for the files
-        files = _files_of_open_here(self.path, files_path(self.path), _opener)
-        undo_side_files = side_file_undo(files)
+        # Opens of one file in this process, one at a time: the check that refuses a second
+        # writer here, and the name of the files the first uses, are only as good as the
+        # registration that ends this open (threads opening at once all passed the check).
+        guard = _opening_of(self.path) if _opener is fileio.open_file else _NOT_GUARDED  # (as the check: real files only)
         try:
+            existed = _check_path(self.path, create=create, readonly=readonly)
+            _refuse_if_open_here(self.path, readonly, _opener)
+            # a symbolic link's target, or the name another open here has the file by: the pager's name for the files
+            files = _files_of_open_here(self.path, files_path(self.path), _opener)
+            undo_side_files = side_file_undo(files)
             try:
-                self._pager = Pager(
-                    files,
-                    create=create,
-                    readonly=readonly,
-                    page_size=page_size,
-                    opener=_opener,
-                    cache_size=cache_size - cache_size // 2,
-                    sync=sync,
-                    wal_limit=wal_limit,
-                    mmap=mmap,
-                    share_writes=not readonly,
-                    keep_turn=True,
-                    timeout=self.timeout,
-                )
-            except IsADirectoryError as exc:
-                side = exc.filename if isinstance(exc.filename, str) else None
-                if side and os.path.abspath(side) not in (self._abspath, os.path.abspath(files)):
-                    # The store file opened; a directory stands where its log or index goes.
-                    raise PageStoreError(f"{side}: is a directory, where the store's "
-                                         f"{'log' if side.endswith('-wal') else 'side file'} belongs") from exc
-                raise PageStoreError(f"{self.path}: is a directory, not a store file") from exc
-            except FileNotFoundError as exc:
-                raise FileNotFoundError(2, "no such store (open with create=True to make one)", self.path) from exc
-            except PermissionError as exc:
-                side = exc.filename if isinstance(exc.filename, str) else None
-                if side and os.path.abspath(side) not in (self._abspath, os.path.abspath(files)):
-                    # The store file opened; its log or shared index could not be made beside it.
-                    if os.path.lexists(side):
-                        # It is there, and not ours to write (another user's, or read-only): the
-                        # directory may well be writable, so do not say it is not.
-                        raise PermissionError(13, "permission denied: the store's "
-                                                  f"{'log' if side.endswith('-wal') else 'side file'} "
-                                                  "exists and this process may not write it", side) from exc
-                    where = os.path.dirname(self._abspath)
-                    raise PermissionError(13, f"permission denied: a writer creates its log ({os.path.basename(side)}) "
-                                              f"in the store's directory, and this directory is not writable",
-                                          where) from exc
-                raise PermissionError(13, "permission denied", self.path) from exc
-            if self._pager.turns:
-                # Writers in several processes (issue 26): between its turns this writer reads
-                # as a reader beside a writer does (a read mark per operation, ended when the
-                # operation lock is let go), and its write lock takes LOCK_WRITE too.
-                self._lock = _OpLock()
-                self._turns = _Turns(self)
-                self._wlock.share(self._turns)
-                if self._pager.writing:
-                    # The open's turn (recovery, checkpoint), taken while no other writer had
-                    # it and none waited: kept, so that a writer that only reads after its
-                    # open reads as a single writer does (_Turns).
-                    self._turns._keep()
-            try:
-                self._tree = BTree(self._pager, node_cache=self._tree_node_cache(), lend=True)
-                # reads the free-space map: may raise CorruptionError (a reader beside a writer
-                # reads it again for check() once the writer changed it: _fsm_stale)
-                self._heap = Heap(self._pager)
-            except BaseException:
-                # Nobody will ever hold this Store to close it: release the file and its lock now,
-                # and remove a log and shared index this writer made (nothing was committed to
-                # them), while its lock still keeps other opens out.
-                if not readonly and _opener is fileio.open_file:
-                    undo_side_files()
-                self._pager.close(checkpoint=False)
-                raise
-        except StoreLockedError:
-            raise  # someone else's file now, even if it was not there a moment ago
-        except BaseException as exc:
-            if isinstance(exc, CorruptionError) and not str(exc).startswith(self.path):
-                exc.args = (f"{self.path}: {exc}",)  # which file, for a caller opening several
-            if not existed:  # a failed open leaves no new file behind
                 try:
-                    discard(files)
-                except OSError:
-                    pass
-            raise
-        self._closed = False
-        _open_stores[id(self)] = self
+                    self._pager = Pager(
+                        files,
+                        create=create,
+                        readonly=readonly,
+                        page_size=page_size,
+                        opener=_opener,
+                        cache_size=cache_size - cache_size // 2,
+                        sync=sync,
+                        wal_limit=wal_limit,
+                        mmap=mmap,
+                        share_writes=not readonly,
+                        keep_turn=True,
+                        timeout=self.timeout,
+                    )
+                except IsADirectoryError as exc:
+                    side = exc.filename if isinstance(exc.filename, str) else None
+                    if side and os.path.abspath(side) not in (self._abspath, os.path.abspath(files)):
+                        # The store file opened; a directory stands where its log or index goes.
+                        raise PageStoreError(f"{side}: is a directory, where the store's "
+                                             f"{'log' if side.endswith('-wal') else 'side file'} belongs") from exc
+                    raise PageStoreError(f"{self.path}: is a directory, not a store file") from exc
+                except FileNotFoundError as exc:
+                    raise FileNotFoundError(2, "no such store (open with create=True to make one)", self.path) from exc
+                except PermissionError as exc:
+                    side = exc.filename if isinstance(exc.filename, str) else None
+                    if side and os.path.abspath(side) not in (self._abspath, os.path.abspath(files)):
+                        # The store file opened; its log or shared index could not be made beside it.
+                        if os.path.lexists(side):
+                            # It is there, and not ours to write (another user's, or read-only), or to
+                            # read (a reader's open): the directory may well be writable, so do not say
+                            # it is not.
+                            raise PermissionError(13, "permission denied: the store's "
+                                                      f"{'log' if side.endswith('-wal') else 'side file'} "
+                                                      f"exists and this process may not {'read' if readonly else 'write'} it",
+                                                  side) from exc
+                        where = os.path.dirname(self._abspath)
+                        raise PermissionError(13, f"permission denied: a writer creates its log ({os.path.basename(side)}) "
+                                                  f"in the store's directory, and this directory is not writable",
+                                              where) from exc
+                    raise PermissionError(13, "permission denied", self.path) from exc
+                if self._pager.turns:
+                    # Writers in several processes (issue 26): between its turns this writer reads
+                    # as a reader beside a writer does (a read mark per operation, ended when the
+                    # operation lock is let go), and its write lock takes LOCK_WRITE too.
+                    self._lock = _OpLock()
+                    self._turns = _Turns(self)
+                    self._wlock.share(self._turns)
+                    if self._pager.writing:
+                        # The open's turn (recovery, checkpoint), taken while no other writer had
+                        # it and none waited: kept, so that a writer that only reads after its
+                        # open reads as a single writer does (_Turns).
+                        self._turns._keep()
+                try:
+                    self._tree = BTree(self._pager, node_cache=self._tree_node_cache(), lend=True)
+                    # reads the free-space map: may raise CorruptionError (a reader beside a writer
+                    # reads it again for check() once the writer changed it: _fsm_stale)
+                    self._heap = Heap(self._pager)
+                except BaseException:
+                    # Nobody will ever hold this Store to close it: release the file and its lock now,
+                    # and remove a log and shared index this writer made (nothing was committed to
+                    # them), while its lock still keeps other opens out.
+                    if not readonly and _opener is fileio.open_file:
+                        undo_side_files()
+                    self._pager.close(checkpoint=False)
+                    raise
+            except StoreLockedError:
+                raise  # someone else's file now, even if it was not there a moment ago
+            except BaseException as exc:
+                if isinstance(exc, CorruptionError) and not str(exc).startswith(self.path):
+                    exc.args = (f"{self.path}: {exc}",)  # which file, for a caller opening several
+                if not existed:  # a failed open leaves no new file behind
+                    try:
+                        discard(files)
+                    except OSError:
+                        pass
+                raise
+            self._closed = False
+            _open_stores[id(self)] = self
+        finally:
+            guard.release()
         if self._turns is not None and self._turns.kept:
             self._turns.watch()
         self.max_key = self._tree.max_key
@@ -1621,7 +1688,11 @@ class Store(MutableMapping[Any, Any]):
 
         Raises:
             FileExistsError: ``path`` exists and ``overwrite`` is False.
-            PageStoreError: ``path`` is this store's own file.
+            StoreLockedError: ``path`` is a store that some open has, in this process or
+                another (``overwrite``): its writer's later commits would go into the file
+                replaced.
+            PageStoreError: ``path`` is this store's own file, or its log or shared index
+                (``-wal``, ``-shm``: a copy there would be taken for one, and removed).
             CorruptionError: a page of this store is damaged (no copy is left).
             StoreClosedError: the store is closed.
             OSError: the copy could not be written (no copy is left).
@@ -1632,17 +1703,27 @@ class Store(MutableMapping[Any, Any]):
             raise TypeError(f"path must be str, bytes or os.PathLike, not {type(path).__name__}") from None
         with self._lock:
             job = begin_backup(self._begin(), dest, overwrite)
+        # A store at ``dest`` that some open has (here or in another process) is not replaced:
+        # its writer would go on acknowledging commits into the file renamed away, and its log
+        # is removed with it. Held until the copy is in place: no open of the old file meanwhile.
+        claim = None
         try:
-            while not job.done:
+            try:
+                if overwrite:
+                    claim = _claim_unopened(dest, "back up over it", unreadable_ok=True)
+                while not job.done:
+                    with self._lock:
+                        self._begin()
+                        job.copy()
                 with self._lock:
                     self._begin()
-                    job.copy()
-            with self._lock:
-                self._begin()
-                job.finish()
-        except BaseException:
-            job.abort()
-            raise
+                    job.finish()
+            except BaseException:
+                job.abort()
+                raise
+        finally:
+            if claim is not None:
+                claim.close()
         return job.records
 
     # ---- transactions ----
@@ -2040,6 +2121,9 @@ class Store(MutableMapping[Any, Any]):
         neither the root nor the free-space map: each intact leaf's keys,
         each intact heap page's values, each whole overflow chain; a record
         comes out when its key and value are both intact (pagestore/salvage.py).
+        Every page is read as of the last commit before the call (a snapshot,
+        held until the sweep ends or the iterator is dropped: writers beside it
+        go on, and the log is not checkpointed past it meanwhile).
         Each damaged page's number is appended to ``damaged`` (once) when
         found. Lazy; memory proportional to the number of keys (pass 1
         collects each key's record id), not to the file or the values.
@@ -2050,14 +2134,23 @@ class Store(MutableMapping[Any, Any]):
         """
         from . import salvage
 
+        # Every page as of one commit (a snapshot's mark, held to the end of the sweep): read
+        # page by page at the newest commit, a writer's commits meanwhile lost records.
+        snap = self.snapshot()
+
         def run(read: Callable[[], Optional[bytes]]) -> Optional[bytes]:
             with self._lock:
-                self._begin()
+                snap._enter()
                 return read()
 
-        with self._lock:
-            source = salvage.PagerSource(self._begin(), run)
-        return salvage.salvage_source(source, damaged)
+        def sweep() -> Iterator[Tuple[bytes, bytes]]:
+            try:
+                source = salvage.PagerSource(self._pager, snap._mark, run)
+                yield from salvage.salvage_source(source, damaged)
+            finally:
+                snap.close()
+
+        return sweep()
 
 
 def _check_limit(limit: Any) -> Optional[int]:
@@ -3071,6 +3164,17 @@ class Transaction(_StoreCodecs, MutableMapping[Any, Any]):
         self._check()
         self._end()
 
+    def _let_go(self) -> Optional[BaseException]:
+        """_let_go ends the transaction and lets its hold of the write lock go if it still has it,
+        whatever an interrupt cut before; returns an interrupt that cut this (``run_through``)."""
+        self._open = False
+        self._locked = False
+        token = getattr(self, "_token", -1)
+        if token < 0:
+            return None
+        wlock = self._store._wlock
+        return run_through(lambda: wlock.release_taken(token))
+
     def __del__(self) -> None:
         # A transaction dropped without commit or rollback must not keep the write lock.
         if getattr(self, "_locked", False):
@@ -3085,10 +3189,17 @@ class Transaction(_StoreCodecs, MutableMapping[Any, Any]):
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if not self._open:
             return
-        if exc_type is None:
-            self.commit()
-        else:
-            self.rollback()
+        try:
+            if exc_type is None:
+                self.commit()
+            else:
+                self.rollback()
+        except KeyboardInterrupt:
+            # A Ctrl-C in commit or rollback before they let the lock go (at their calls, between
+            # their first lines): the transaction stayed open, holding it, and every later write
+            # of this thread raised ReentrantWriteError. The commit itself is whole or absent.
+            self._let_go()
+            raise
 
 
 def remove(path: StorePath) -> None:
@@ -3108,26 +3219,53 @@ def remove(path: StorePath) -> None:
     p = os.fsdecode(path)
     if os.path.isdir(p):
         raise IsADirectoryError(21, "Is a directory (a store is a file)", p)
+    f = _claim_unopened(p, "remove the store")
+    if f is None:
+        discard(p)  # a log or shared index left without its store
+        return
+    try:
+        discard(p)
+    finally:
+        f.close()
+
+
+def _claim_unopened(p: str, doing: str, *, unreadable_ok: bool = False) -> Optional[fileio.File]:
+    """_claim_unopened opens the file at ``p`` read-only and takes its whole-file lock
+    exclusively, so that no writer opens it until the returned file is closed, after the caller
+    has removed or replaced it (``remove``; a backup over it, ``Store.backup``). None when
+    nothing is at ``p``, or (``unreadable_ok``) when this user may not read what is: no store
+    this user could have open, which a rename may still replace as the directory allows.
+
+    Raises:
+        PermissionError: this user may not read the file at ``p`` (unless ``unreadable_ok``).
+        StoreLockedError: the file is a store open here or in another process (a writer's lock,
+            or a reader's LOCK_DMS), whose later writes would "succeed" into a file no longer
+            there; the message says it cannot ``doing``.
+    """
     try:
         f = fileio.open_file(p, readonly=True)
     except FileNotFoundError:
-        discard(p)  # a log or shared index left without its store
-        return
+        return None
+    except PermissionError:
+        if unreadable_ok:
+            return None
+        raise
     try:
         st = os.fstat(f.fd)
         for other in _opens_here(st):
             how = "read-only" if other.readonly else "for writing"
-            raise StoreLockedError(f"{p}: cannot remove the store: it is open in this process ({how}, as "
+            raise StoreLockedError(f"{p}: cannot {doing}: it is open in this process ({how}, as "
                                    f"{other.path!r}); close it first")
         try:
-            f.lock(exclusive=True)  # held until the files are gone: no writer opens meanwhile
+            f.lock(exclusive=True)  # held until the file is gone: no writer opens meanwhile
         except StoreLockedError:
-            raise StoreLockedError(f"{p}: cannot remove the store: another process has it open") from None
+            raise StoreLockedError(f"{p}: cannot {doing}: another process has it open") from None
         if shm.SUPPORTED and f.range_held_by_others(shm.LOCK_DMS, 1) is not None:
-            raise StoreLockedError(f"{p}: cannot remove the store: another process has it open (reading)")
-        discard(p)
-    finally:
+            raise StoreLockedError(f"{p}: cannot {doing}: another process has it open (reading)")
+    except BaseException:
         f.close()
+        raise
+    return f
 
 
 def open(

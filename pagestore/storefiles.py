@@ -128,12 +128,59 @@ def copy_path(path: str) -> str:
 def create_copy(path: str, opener: fileio.Opener = fileio.open_file) -> fileio.File:
     """create_copy makes an empty file at ``path`` (through ``opener``) for a copy of a store to be
     written into (a backup's temporary file, ``copy_path``: ``Pager.create_copy``), removing a
-    leftover of an interrupted copy first. Give it to ``install_copy`` when written and synced,
-    or to ``remove_copy``."""
+    leftover of an interrupted copy first. The file is locked (its whole-file lock, exclusive)
+    for as long as it is open, so that ``discard_abandoned_copies`` leaves it alone. Give it to
+    ``install_copy`` when written and synced, or to ``remove_copy``."""
     _unlink(path)
     file = opener(path, create=True)
-    file.truncate(0)
+    try:
+        file.lock(exclusive=True)
+        file.truncate(0)
+    except BaseException:
+        file.close()
+        raise
     return file
+
+
+def discard_abandoned_copies(dest: str, opener: fileio.Opener = fileio.open_file) -> None:
+    """discard_abandoned_copies removes the temporary files of backups to ``dest`` that were
+    killed before they finished (``copy_path``: ``<dest>.backup-<pid>``, a whole copy of the
+    store each): one whose process is gone and whose lock (``create_copy``) nobody holds.
+    Before, each stayed for good: a nightly ``pagestore backup --force`` killed by a timeout
+    left a full-size copy beside the backup every night. Callers: ``Pager.create_copy``."""
+    folder = os.path.dirname(os.path.abspath(dest))
+    prefix = os.path.basename(dest) + ".backup-"
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(prefix) and n[len(prefix):].isdigit()]
+    except OSError:
+        return
+    for name in names:
+        pid = int(name[len(prefix):])
+        if pid == os.getpid() or _alive(pid):
+            continue
+        path = os.path.join(folder, name)
+        try:
+            copy = opener(path, create=False, readonly=True)
+        except OSError:
+            continue
+        try:
+            copy.lock(exclusive=True)
+            _unlink(path)
+        except (StoreLockedError, OSError):
+            pass
+        finally:
+            copy.close()
+
+
+def _alive(pid: int) -> bool:
+    """_alive: a process ``pid`` exists (or may: one this user may not signal)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def install_copy(tmp: str, path: str, overwrite: bool) -> None:

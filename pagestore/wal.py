@@ -382,12 +382,15 @@ class WAL:
 
     # ---- recovery ----
 
-    def recover(self, generation: int) -> None:
+    def recover(self, generation: Optional[int]) -> None:
         """recover rebuilds ``index`` from the committed frames in the log.
 
         Frames after the last commit frame are dropped (and, for a writer,
-        truncated away). A log that is missing, empty or not this file's is
-        started afresh at ``generation`` by a writer.
+        truncated away). A log that is missing, empty or not this file's (another
+        file's, or of a generation other than ``generation``, the data file's
+        ``checkpoint_seq``, or one less) is started afresh at ``generation`` by a writer.
+        ``generation`` None (salvage, which cannot trust the data file's header): no
+        generation is held against the log's, and a readonly log is read as it is.
 
         Raises:
             CorruptionError: a valid frame's delta does not follow its page's previous frame.
@@ -401,8 +404,18 @@ class WAL:
         if self.file is None:
             return
         head = self._read_header()
+        if head is not None and generation is not None and not head[0] <= generation <= head[0] + 1:
+            # This file's log, but not of this version of it: a log of generation g is written
+            # over a data file whose checkpoint_seq is g, and a checkpoint of it makes that g + 1
+            # before the next generation starts (docs/format.md, "Restart order"). Another
+            # number is a log left from another time beside a copy of the file (a newer copy
+            # over a crashed run's log, or an old log restored beside a newer file): its frames
+            # replayed over this file mixed two states of the store, found as corruption only
+            # later. It counts for nothing, as a log of another file does.
+            head = None
         if head is None:
             if not self.readonly:
+                assert generation is not None
                 self.reset(generation)
             return
         self.generation, self.salt, crc = head
@@ -1693,34 +1706,57 @@ class WAL:
             raise EarlierSyncFailed(self._sync_failed)
         size = self.file.size()
         synced = False
-        untouched = False
         shm = self.shm
-        try:
+        interrupted: Optional[BaseException] = None
+        cut: Optional[BaseException] = None
+        untouched = False
+        file = self.file
+        self._header_written = False  # once, not per try: a second try after a Ctrl-C may time out after the first wrote it
+
+        def write() -> None:
             with self._sync_lock:  # not beside a group's sync on another thread
                 if shm is None:
-                    self._fsync(self._appends, functools.partial(self.file.write, 0, header))
+                    self._fsync(self._appends, functools.partial(file.write, 0, header))
                 else:
                     # Beside other processes' syncs (shm.py, "Unsynced"): a round whose fsync
                     # overlapped a failed one writes the header again. Its waits for other
                     # processes end at the store's timeout (``_timed_out``).
                     timeout = self.timeout
                     deadline = None if timeout is None else time.monotonic() + timeout
-                    self._header_written = False
                     while not self._sync_round(self._appends, shm, None, "reset", header, deadline=deadline):
                         pass
-                synced = True
+
+        def adopt() -> None:
+            crc = _U32.unpack_from(header, 36)[0]
+            self._forget_log(generation, salt, crc)
+            self._crc = crc
+            self.end = WAL_HEADER_SIZE
+            self.txn_index.clear()
+            self._synced = synced
+            self.allocated = max(size, WAL_HEADER_SIZE)
+
+        try:
+            try:
+                write()
+            except KeyboardInterrupt as exc:
+                # A Ctrl-C before, in or after the header's write or sync: memory becomes the
+                # new generation below, so the file must have its header, written and synced
+                # whole, or every later commit's frames went under the old header's salt,
+                # which recovery takes for the log's end (found: acknowledged commits lost,
+                # and the store corrupt after a crash). Written again (the same bytes): then
+                # the interrupt goes on. A failure of it goes up as any failed write does.
+                interrupted = exc
+                run_through(write)
+            synced = True
         except StoreLockedError:
             untouched = True  # raised only before the header was written: the old log stays
             raise
         finally:
             if not untouched:
-                crc = _U32.unpack_from(header, 36)[0]
-                self._forget_log(generation, salt, crc)
-                self._crc = crc
-                self.end = WAL_HEADER_SIZE
-                self.txn_index.clear()
-                self._synced = synced
-                self.allocated = max(size, WAL_HEADER_SIZE)
+                # Memory follows the file whatever failed; all of it, though a Ctrl-C lands here.
+                cut = run_through(adopt)
+        if interrupted is not None or cut is not None:
+            raise interrupted or cut  # type: ignore[misc]
         # Old frames fail the new salt, so the file need not be emptied: keep
         # its first KEEP_BYTES allocated for the next commits (see GROW_BYTES).
         keep = max(KEEP_BYTES, WAL_HEADER_SIZE)

@@ -32,8 +32,9 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 import pytest
 
 import pagestore
-from pagestore import shm
+from pagestore import fileio, shm
 from pagestore.format import PAGE_HEAP
+from pagestore.store import Store
 from pagestore.errors import PageStoreError, StoreLockedError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -191,7 +192,10 @@ def test_a_writer_opening_while_the_first_recovers_a_new_log_reads_and_writes(tm
     first.start()
     try:
         assert in_reset.wait(30)
-        b = pagestore.open(path, timeout=30)  # A holds its first turn, the log has no header yet
+        # A holds its first turn, the log has no header yet. B stands for another process: its own
+        # opener, so that the refusal of a second writable open here (and the opening lock that
+        # makes it hold against threads) leaves it be, as they leave a test's opener.
+        b = Store(path, timeout=30, _opener=lambda p, **kw: fileio.open_file(p, **kw))
         try:
             assert b[b"acct/0003"] == b"1000"
         finally:
