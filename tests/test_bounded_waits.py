@@ -24,7 +24,9 @@ import pagestore
 from pagestore import fileio, shm, wal as wallib
 from pagestore.errors import DurabilityUnknownError, StoreLockedError, StorePoisonedError
 
-from test_outside_attack4 import _child, _expect, _timed_in_thread, needs_locks
+from test_outside_attack4 import _child, _expect, _stopped, _timed_in_thread, needs_locks
+# ``_stopped``: the child stops itself (``stop``: its tag printed first); sending SIGSTOP as well
+# could stop it twice, once before its own, which then stops it again as soon as it is continued.
 
 # The start of every child script: ``stop(tag)`` prints the tag and stops the whole process.
 _PRE = r"""
@@ -99,17 +101,28 @@ run(arm)
 """
 
 
-def _stopped(pid: int) -> None:
-    """_stopped waits until process ``pid``, which stops itself (``stop``: its tag printed first),
-    is stopped. (Sending SIGSTOP as well could stop it twice: once before its own, which then
-    stops it again as soon as it is continued.)"""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with open(f"/proc/{pid}/stat") as f:
-            if f.read().rsplit(")", 1)[1].split()[0] == "T":
-                return
-        time.sleep(0.001)
-    raise AssertionError(f"process {pid} did not stop")
+def _until_stopped(p: Any) -> None:
+    """_until_stopped: child ``p`` said STOPPED and is stopped (``_stopped``)."""
+    _expect(p, "STOPPED")
+    _stopped(p.pid)
+
+
+def _put_b_in_thread(db: Any, out: Dict[str, Any]) -> Any:
+    """_put_b_in_thread: ``db[b"b"] = b"1"`` in a thread (``_timed_in_thread``); returns (thread, stuck)."""
+    def put() -> None:
+        db[b"b"] = b"1"
+    return _timed_in_thread(put, out, "acknowledged")
+
+
+def _open_after(p: Any, path: str) -> Any:
+    """_open_after opens ``path`` (timeout 1 s) once child ``p`` has started, commits ``b0`` in a
+    transaction (which asks ``p`` for its kept turn), and lets ``p`` go on."""
+    _expect(p, "START")
+    db = pagestore.open(path, timeout=1.0)
+    with db.transaction(timeout=30) as t:
+        t[b"b0"] = b"1"
+    _go(p)
+    return db
 
 
 def _go(p: Any) -> None:
@@ -153,18 +166,10 @@ def test_a_writer_stopped_holding_lock_sync_makes_anothers_put_raise_not_hang(tm
     a = _child(_STOP_UNDER_LOCK_SYNC, path)
     out: Dict[str, Any] = {}
     try:
-        _expect(a, "START")
-        db = pagestore.open(path, timeout=1.0)
-        with db.transaction(timeout=30) as t:  # asks A for its kept turn
-            t[b"b0"] = b"1"
-        _go(a)
-        _expect(a, "STOPPED")
-        _stopped(a.pid)
+        db = _open_after(a, path)
+        _until_stopped(a)
 
-        def put() -> None:
-            db[b"b"] = b"1"
-
-        t, stuck = _timed_in_thread(put, out, "acknowledged")
+        t, stuck = _put_b_in_thread(db, out)
         if then == "kill":
             os.kill(a.pid, signal.SIGKILL)
         else:
@@ -214,18 +219,10 @@ def test_every_sync_slot_held_by_stopped_syncs_makes_a_put_raise_not_hang(tmp_pa
     h = _child(_HOLD_EVERY_SLOT, path)
     out: Dict[str, Any] = {}
     try:
-        _expect(h, "START")
-        db = pagestore.open(path, timeout=1.0)
-        with db.transaction(timeout=30) as t:  # asks h for its kept turn
-            t[b"b0"] = b"1"
-        _go(h)
-        _expect(h, "STOPPED")
-        _stopped(h.pid)
+        db = _open_after(h, path)
+        _until_stopped(h)
 
-        def put() -> None:
-            db[b"b"] = b"1"
-
-        t, stuck = _timed_in_thread(put, out, "acknowledged")
+        t, stuck = _put_b_in_thread(db, out)
         os.kill(h.pid, signal.SIGCONT)
         t.join(30)
         err = _assert_raised(out, stuck, DurabilityUnknownError, path)
@@ -264,17 +261,13 @@ def test_a_repair_beside_a_stopped_sync_raises_store_locked_not_hangs(tmp_path, 
         with db.transaction(timeout=30) as t:  # asks the open's kept turn
             t[b"b0"] = b"1"
         _go(c)
-        _expect(c, "STOPPED")
-        _stopped(c.pid)
+        _until_stopped(c)
         _go(f)
         assert _expect(f, "DONE").split()[1] == "failed"
         f.communicate(timeout=60)
         assert f.returncode == 0
 
-        def put() -> None:
-            db[b"b"] = b"1"
-
-        t, stuck = _timed_in_thread(put, out, "acknowledged")
+        t, stuck = _put_b_in_thread(db, out)
         if then == "kill":
             os.kill(c.pid, signal.SIGKILL)
         else:
@@ -402,8 +395,7 @@ def test_an_open_beside_a_last_close_stopped_holding_lock_dms_raises_not_hangs(t
     p = _child(_STOP_IN_LAST_CLOSE, path)
     out: Dict[str, Any] = {}
     try:
-        _expect(p, "STOPPED")
-        _stopped(p.pid)
+        _until_stopped(p)
 
         def open_() -> None:
             pagestore.open(path, readonly=readonly, timeout=1.0).close()
@@ -467,8 +459,7 @@ def test_an_open_beside_a_reader_stopped_in_its_rebuild_raises_not_hangs(tmp_pat
     r = _child(_STOP_IN_REBUILD, path, where)
     out: Dict[str, Any] = {}
     try:
-        _expect(r, "STOPPED")
-        _stopped(r.pid)
+        _until_stopped(r)
 
         def open_() -> None:
             pagestore.open(path, readonly=readonly, timeout=1.0).close()
@@ -512,8 +503,7 @@ def test_an_open_beside_a_writer_stopped_making_the_store_raises_not_hangs(tmp_p
     p = _child(_STOP_IN_CREATE, path)
     out: Dict[str, Any] = {}
     try:
-        _expect(p, "STOPPED")
-        _stopped(p.pid)
+        _until_stopped(p)
 
         def open_() -> None:
             pagestore.open(path, timeout=1.0).close()
@@ -577,10 +567,7 @@ def test_a_sync_that_cannot_record_its_outcome_leaves_its_record_for_the_next_to
         failures = index.word(shm.FAILURES_OFFSET)
         out: Dict[str, Any] = {}
 
-        def put() -> None:
-            db[b"b"] = b"1"
-
-        t, stuck = _timed_in_thread(put, out, "acknowledged")
+        t, stuck = _put_b_in_thread(db, out)
         assert not armed
         other.unlock_sync()
         t.join(30)
@@ -684,8 +671,7 @@ def test_an_open_beside_a_writer_stopped_restarting_the_log_raises_not_hangs(tmp
     p = _child(_STOP_IN_RESTART, path)
     out: Dict[str, Any] = {}
     try:
-        _expect(p, "STOPPED")
-        _stopped(p.pid)
+        _until_stopped(p)
 
         def open_() -> None:
             pagestore.open(path, readonly=readonly, timeout=1.0).close()

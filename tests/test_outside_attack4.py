@@ -77,6 +77,11 @@ def _stop(pid: int) -> None:
     """_stop sends SIGSTOP and waits until the process is stopped (delivery is asynchronous: a
     process may run on for a moment, and let its kept turn go to an asking writer)."""
     os.kill(pid, signal.SIGSTOP)
+    _stopped(pid)
+
+
+def _stopped(pid: int) -> None:
+    """_stopped waits until process ``pid`` is stopped (by ``_stop``, or by itself)."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with open(f"/proc/{pid}/stat") as f:
