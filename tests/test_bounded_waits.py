@@ -37,6 +37,17 @@ from pagestore import fileio, shm, wal as wallib, readers, pagerfiles
 def stop(tag):
     print(tag, flush=True)
     os.kill(os.getpid(), signal.SIGSTOP)
+def before(cls, name, act, when=lambda self, *a, **k: True):
+    # cls.name runs act(self) first, the first time when(...) holds; then as it was.
+    real, armed = getattr(cls, name), [1]
+    def patched(self, *a, **k):
+        if armed and when(self, *a, **k):
+            armed.clear()
+            act(self)
+        return real(self, *a, **k)
+    setattr(cls, name, patched)
+stopped = lambda self: stop("STOPPED")
+to_log = lambda self: self.path.endswith("-wal")
 """
 
 # A writer (the store's timeout 10 s) that, once asked for its turn, never keeps it again, so its
@@ -59,45 +70,20 @@ def run(arm):
 
 # Stopped in step 2 of its sync round: holding LOCK_SYNC (and a slot, its record not yet set).
 _STOP_UNDER_LOCK_SYNC = _WRITER + r"""
-def arm():
-    real = shm.SharedIndex.sync_words
-    armed = [1]
-    def sync_words(self):
-        if armed:
-            armed.clear()
-            stop("STOPPED")
-        return real(self)
-    shm.SharedIndex.sync_words = sync_words
-run(arm)
+run(lambda: before(shm.SharedIndex, "sync_words", stopped))
 """
 
 # Stopped in its log's fdatasync (a slot held, its record set); continued, the sync succeeds, or
 # with argv[2] "fail" raises EIO.
 _STOP_IN_FSYNC = _WRITER + r"""
-def arm():
-    real = fileio.File.sync
-    armed = [1]
-    def sync(self):
-        if self.path.endswith("-wal") and armed:
-            armed.clear()
-            stop("STOPPED")
-        real(self)
-    fileio.File.sync = sync
-run(arm)
+run(lambda: before(fileio.File, "sync", stopped, to_log))
 """
 
 # Its log's fdatasync fails (EIO) at once, without stopping: the store's unsynced word is set.
 _FAIL_FSYNC = _WRITER + r"""
-def arm():
-    real = fileio.File.sync
-    armed = [1]
-    def sync(self):
-        if self.path.endswith("-wal") and armed:
-            armed.clear()
-            raise OSError(errno.EIO, "Input/output error (injected)", self.path)
-        real(self)
-    fileio.File.sync = sync
-run(arm)
+def fail(self):
+    raise OSError(errno.EIO, "Input/output error (injected)", self.path)
+run(lambda: before(fileio.File, "sync", fail, to_log))
 """
 
 
@@ -372,11 +358,7 @@ def test_a_log_restart_beside_a_sync_that_does_not_end_poisons_not_hangs(tmp_pat
 _STOP_IN_LAST_CLOSE = _PRE + r"""
 db = pagestore.open(sys.argv[1], timeout=10)
 db[b"l"] = b"1"
-real = wallib.WAL.remove
-def remove(self):
-    stop("STOPPED")
-    real(self)
-wallib.WAL.remove = remove
+before(wallib.WAL, "remove", stopped)
 db.close()
 print("DONE", flush=True)
 """
@@ -421,23 +403,10 @@ def test_an_open_beside_a_last_close_stopped_holding_lock_dms_raises_not_hangs(t
 # ("write": LOCK_RECOVER only). Continued, it reads.
 _STOP_IN_REBUILD = _PRE + r"""
 where = sys.argv[2]
-armed = [1]
 if where == "recover":
-    real = wallib.WAL.recover
-    def recover(self, generation):
-        if armed:
-            armed.clear()
-            stop("STOPPED")
-        return real(self, generation)
-    wallib.WAL.recover = recover
+    before(wallib.WAL, "recover", stopped)
 else:
-    real_try = shm.SharedIndex.try_lock
-    def try_lock(self, start, length=1, *, exclusive=False):
-        if start == shm.LOCK_WRITE and armed:
-            armed.clear()
-            stop("STOPPED")
-        return real_try(self, start, length, exclusive=exclusive)
-    shm.SharedIndex.try_lock = try_lock
+    before(shm.SharedIndex, "try_lock", stopped, lambda self, start, *a, **k: start == shm.LOCK_WRITE)
 with pagestore.open(sys.argv[1], readonly=True, timeout=10) as db:
     print("DONE", db[b"seed"].decode(), flush=True)
 """
@@ -481,11 +450,7 @@ def test_an_open_beside_a_reader_stopped_in_its_rebuild_raises_not_hangs(tmp_pat
 
 # A writer making a new store (an empty file): stopped as it writes the first page, under LOCK_CREATE.
 _STOP_IN_CREATE = _PRE + r"""
-real = pagerfiles.PagerFiles._create
-def create(self, page_size):
-    stop("STOPPED")
-    real(self, page_size)
-pagerfiles.PagerFiles._create = create
+before(pagerfiles.PagerFiles, "_create", stopped)
 with pagestore.open(sys.argv[1], timeout=10) as db:
     db[b"k"] = b"1"
 print("DONE", flush=True)
@@ -645,13 +610,8 @@ _STOP_IN_RESTART = _PRE + r"""
 with pagestore.open(sys.argv[1], timeout=10) as db:
     for i in range(10):
         db[b"r%d" % i] = b"1"
-    real = wallib.WAL.reset
-    def reset(self, generation):
-        stop("STOPPED")
-        return real(self, generation)
-    wallib.WAL.reset = reset
+    before(wallib.WAL, "reset", stopped)
     db.checkpoint()
-    wallib.WAL.reset = real
     db[b"after"] = b"1"
 print("DONE", flush=True)
 """
