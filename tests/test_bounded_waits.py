@@ -93,6 +93,21 @@ def _until_stopped(p: Any) -> None:
     _stopped(p.pid)
 
 
+def _open_while_stopped(p: Any, path: str, readonly: bool, out: Dict[str, Any], join: float) -> bool:
+    """_open_while_stopped: once child ``p`` is stopped, an open of ``path`` (timeout 1 s) runs in a
+    thread (``_timed_in_thread``: ``out`` says what it did); ``p`` is continued and the thread
+    joined (up to ``join`` s). Returns whether the open had not ended 5 s after it began (stuck)."""
+    _until_stopped(p)
+
+    def open_() -> None:
+        pagestore.open(path, readonly=readonly, timeout=1.0).close()
+
+    t, stuck = _timed_in_thread(open_, out, "opened")
+    os.kill(p.pid, signal.SIGCONT)
+    t.join(join)
+    return stuck
+
+
 def _put_b_in_thread(db: Any, out: Dict[str, Any]) -> Any:
     """_put_b_in_thread: ``db[b"b"] = b"1"`` in a thread (``_timed_in_thread``); returns (thread, stuck)."""
     def put() -> None:
@@ -377,14 +392,7 @@ def test_an_open_beside_a_last_close_stopped_holding_lock_dms_raises_not_hangs(t
     p = _child(_STOP_IN_LAST_CLOSE, path)
     out: Dict[str, Any] = {}
     try:
-        _until_stopped(p)
-
-        def open_() -> None:
-            pagestore.open(path, readonly=readonly, timeout=1.0).close()
-
-        t, stuck = _timed_in_thread(open_, out, "opened")
-        os.kill(p.pid, signal.SIGCONT)
-        t.join(30)
+        stuck = _open_while_stopped(p, path, readonly, out, 30)
         err = _assert_raised(out, stuck, StoreLockedError, path)
         assert "held the store exclusively" in str(err)
         _expect(p, "DONE")
@@ -428,14 +436,7 @@ def test_an_open_beside_a_reader_stopped_in_its_rebuild_raises_not_hangs(tmp_pat
     r = _child(_STOP_IN_REBUILD, path, where)
     out: Dict[str, Any] = {}
     try:
-        _until_stopped(r)
-
-        def open_() -> None:
-            pagestore.open(path, readonly=readonly, timeout=1.0).close()
-
-        t, stuck = _timed_in_thread(open_, out, "opened")
-        os.kill(r.pid, signal.SIGCONT)
-        t.join(30)
+        stuck = _open_while_stopped(r, path, readonly, out, 30)
         _assert_raised(out, stuck, StoreLockedError, path)
         assert _expect(r, "DONE").split()[1] == "0"
         r.communicate(timeout=60)
@@ -631,14 +632,7 @@ def test_an_open_beside_a_writer_stopped_restarting_the_log_raises_not_hangs(tmp
     p = _child(_STOP_IN_RESTART, path)
     out: Dict[str, Any] = {}
     try:
-        _until_stopped(p)
-
-        def open_() -> None:
-            pagestore.open(path, readonly=readonly, timeout=1.0).close()
-
-        t, stuck = _timed_in_thread(open_, out, "opened")
-        os.kill(p.pid, signal.SIGCONT)
-        t.join(120)
+        stuck = _open_while_stopped(p, path, readonly, out, 120)
         _assert_raised(out, stuck, StoreLockedError, path)
         _expect(p, "DONE")
         p.communicate(timeout=60)
