@@ -188,13 +188,15 @@ import struct
 import sys
 import time
 from array import array
-from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Set, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Set, Tuple, TypeVar, Union
 
 from . import fileio
 # The byte-range locks, on the shared index's descriptor (the data file's are a File's).
 from .fileio import _FLOCK, held_by_others, lock, try_lock, unlock
 from ._native import crc32c
 from .errors import CorruptionError, StoreLockedError
+
+_T = TypeVar("_T")
 
 SHM_MAGIC = b"psSHM\r\n\x00"
 SHM_VERSION = 2
@@ -712,19 +714,16 @@ class SharedIndex:
             return i
         # Every slot busy: each nap ends early when a sync lets its slot go (``release_slot`` bumps
         # ``ends``), as ``wait_slot``'s do.
-        nap = LOCK_POLL_MAX if FUTEXES else LOCK_POLL_FIRST
-        while True:
-            seen = self.word(SYNC_ENDS_OFFSET)
+
+        def any_slot() -> Optional[int]:
             for k in range(SLOTS):
                 i = (first + k) % SLOTS
                 if try_lock(self.fd, LOCK_SLOT + i, 1, exclusive=True):
                     self._claimed.add(i)
                     return i
-            now = time.monotonic()
-            if now >= deadline:
-                return None
-            self.sleep(SYNC_ENDS_OFFSET, seen, min(nap, deadline - now))
-            nap = min(nap * 2, LOCK_POLL_MAX)
+            return None
+
+        return self._until_a_sync_ends(any_slot, deadline)
 
     def begin_alone(self, salt: int, seen: int, low: int) -> Optional[Tuple[int, int]]:
         """begin_alone: step S2-S3 of a sync in sole mode (``WAL._sync_alone``; no other writer has the
@@ -847,14 +846,24 @@ class SharedIndex:
         # Each nap ends early when a sync lets its slot go (``release_slot`` bumps ``ends``: a
         # futex), so the waiter is not late by a poll; the lock stays the truth (a holder that
         # dies wakes nobody: the next try finds its lock gone).
+        return self._until_a_sync_ends(lambda: True if try_lock(self.fd, LOCK_SLOT + i, 1) else None,
+                                       deadline) is not None
+
+    def _until_a_sync_ends(self, attempt: Callable[[], Optional[_T]], deadline: float) -> Optional[_T]:
+        """_until_a_sync_ends calls ``attempt`` until it returns something (returned) or ``deadline``
+        (a ``time.monotonic()``) passes (None). Between tries it naps on the ``ends`` word (a
+        futex that ``release_slot`` bumps: a sync letting its slot go ends the nap), read before
+        each try, so a release after the try ends the next nap; naps double up to LOCK_POLL_MAX.
+        Callers: ``claim_slot``, ``wait_slot``."""
         nap = LOCK_POLL_MAX if FUTEXES else LOCK_POLL_FIRST
         while True:
-            seen = self.word(SYNC_ENDS_OFFSET)  # before the try: a release after it ends the nap
-            if try_lock(self.fd, LOCK_SLOT + i, 1):
-                return True
+            seen = self.word(SYNC_ENDS_OFFSET)
+            got = attempt()
+            if got is not None:
+                return got
             now = time.monotonic()
             if now >= deadline:
-                return False
+                return None
             self.sleep(SYNC_ENDS_OFFSET, seen, min(nap, deadline - now))
             nap = min(nap * 2, LOCK_POLL_MAX)
 
