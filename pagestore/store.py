@@ -2209,7 +2209,11 @@ WATCH_IDLE = 0.1
 #: 0.43 -> 0.93 of one process on /dev/shm at pagestore's turn cost; on a disk whose sync
 #: takes longer than a turn, the others' commits overlapping it pay more: 5.06 -> 0.36). 1: no
 #: batches. Each writer then waits in line again, so every one gets its batches in turn.
-BATCH_COMMITS = 4
+#: Off (1) by default: four processes of one-put commits with fast syncs on a loaded 2-core VM
+#: shared the commits less evenly with batches of 4 (the fewest 0.58-0.84 of the mean share, and
+#: 0.46 once in CI) than without (0.82-0.89), for no more commits in all: issue 26 asks that no
+#: writer starve first. Set it above 1 to measure batches (bench/multiproc_floor.py ``--sync batch``).
+BATCH_COMMITS = 1
 BATCH_SYNC = 0.0002
 #: A batch's turn is given up (by the watcher) once this process has begun no write for this
 #: long after its last one ended.
