@@ -118,7 +118,7 @@ from typing import Any, Callable, List, Optional
 
 from .errors import PageStoreError, ReentrantWriteError, StoreLockedError, StorePoisonedError
 from .interrupts import run_through
-from .locks import WriteLock
+from .locks import WriteLock, deadline_after
 
 Apply = Callable[[List[Callable[[], Any]], Optional[bool]], List[Any]]
 #: a deferred sync: ``finish()`` makes a commit durable (nothing to do if another sync has made it
@@ -310,14 +310,14 @@ class CommitQueue:
                     # one (a lone thread's case), and no other writer is on its way back.
                     direct = not (self._awaiting or self._syncing or self._expected)
                 else:  # queued at once: one section of the mutex fewer, for the writes that contend for it
-                    req = _Request(fn, sync, None if timeout is None else time.monotonic() + timeout)
+                    req = _Request(fn, sync, deadline_after(timeout))
                     self._queue.append(req)
             if alone:
                 if direct and self._writer.try_acquire(0, "a commit of single writes"):
                     # Nobody else is committing and the write lock is free: commit here, with no
                     # request, no event and no hand-off (a third of a lone durable put's CPU went to them).
                     return self._direct(fn, sync, handed)
-                req = _Request(fn, sync, None if timeout is None else time.monotonic() + timeout)
+                req = _Request(fn, sync, deadline_after(timeout))
                 with self._mutex:
                     self._queue.append(req)
                     # Lead: the queue had no leader (a transaction may hold the write lock: its commit then

@@ -209,6 +209,13 @@ class WriteLock:
             self._lock.release()
 
 
+def deadline_after(timeout: Optional[float]) -> Optional[float]:
+    """deadline_after: when a wait for another process begun now ends, ``timeout`` seconds from
+    now as a ``time.monotonic()``; None (no timeout): no limit. Callers: every bounded wait of
+    the write path (wal.py, readers.py, pagerfiles.py, group.py)."""
+    return None if timeout is None else time.monotonic() + timeout
+
+
 def _poll(process: ProcessLock, deadline: Optional[float]) -> bool:
     """_poll tries ``process`` until it is taken (True) or ``deadline`` (a ``time.monotonic()``) passes.
 

@@ -28,6 +28,7 @@ from . import format as fmt
 from . import readers as shared_log
 from . import storefiles
 from .checkpointer import Checkpointer
+from .locks import deadline_after
 from .errors import CorruptionError, DurabilityUnknownError, InvalidFileError, PageStoreError, StoreLockedError
 from .pagemap import PageMap
 from .readers import LOCK_WRITERS, DataLock, Marks, ReadMark, SharedLog, remove_shm, shm_path
@@ -272,8 +273,7 @@ class PagerFiles:
     def _deadline(self) -> Optional[float]:
         """_deadline: when a wait for another process begun now ends (the store's ``timeout``
         from now, as a ``time.monotonic()``); None: no limit."""
-        timeout = self.timeout
-        return None if timeout is None else time.monotonic() + timeout
+        return deadline_after(self.timeout)
 
     def _lock_writer(self, turns: bool) -> None:
         """_lock_writer takes the writer's lock on the data file, and LOCK_DMS (shm.py).
@@ -316,12 +316,10 @@ class PagerFiles:
                 # open at once sees the other). A writer's sync in sole
                 # mode holds LOCK_WRITERS exclusively across its fdatasync: waited for no longer
                 # than the timeout (that process may be stopped in it, or its disk hung).
-                timeout = self.timeout
-                if not self._data_lock.hold(shared_log.LOCK_WRITERS,
-                                            None if timeout is None else time.monotonic() + timeout):
+                if not self._data_lock.hold(shared_log.LOCK_WRITERS, self._deadline()):
                     raise StoreLockedError(
                         f"{self.path}: another writer's log sync (in sole mode: it had the store to "
-                        f"itself) kept this open out for the store's timeout of {timeout} s: that "
+                        f"itself) kept this open out for the store's timeout of {self.timeout} s: that "
                         "process is stopped in its sync, or the disk hangs; try again")
                 if self._data_lock.others(shared_log.LOCK_SOLO):
                     raise StoreLockedError(

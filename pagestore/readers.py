@@ -46,6 +46,7 @@ from typing import Any, Callable, Dict, List, Optional, Protocol, Set
 from . import format as fmt
 from . import shm as shmlib
 from .errors import CorruptionError, PageStoreError, StoreLockedError
+from .locks import deadline_after
 from .shm import (LOCK_CREATE, LOCK_SOLO, LOCK_WRITERS, READ_BASE, READ_SPAN, DataLock, Header, IndexGrowError, SharedIndex,
                   remove_shm, shm_path)
 
@@ -206,8 +207,7 @@ class SharedLog:
 
     def _deadline(self) -> Optional[float]:
         """_deadline: the end of a wait for another process begun now (``timeout``); None: no limit."""
-        timeout = self.timeout
-        return None if timeout is None else time.monotonic() + timeout
+        return deadline_after(self.timeout)
 
     # ---- a writer ----
 

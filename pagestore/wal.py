@@ -87,6 +87,7 @@ from . import _native
 from ._native import crc32c, delta_apply
 from .errors import CorruptionError, DurabilityUnknownError, StoreLockedError, VersionMismatchError
 from .interrupts import run_through
+from .locks import deadline_after
 
 from .shm import FAILURES_OFFSET
 
@@ -1052,8 +1053,7 @@ class WAL:
         sole = self._sole
         if sole_first and sole is not None and self._sync_alone(n, shm, sole, begun):
             return  # (``sole_first`` False: ``sync`` has tried it)
-        timeout = self.timeout
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = deadline_after(self.timeout)
         if self._ride(n, shm, begun, deadline):
             return
         while not self._sync_round(n, shm, begun, "sync", deadline=deadline):
@@ -1412,8 +1412,7 @@ class WAL:
     def _end_slot(self, shm: "SharedIndex", slot: int) -> None:
         """_end_slot clears slot ``slot``'s record (under LOCK_SYNC): a sync that ends with no fsync
         failed (a Ctrl-C)."""
-        timeout = self.timeout
-        if not shm.lock_sync(None if timeout is None else time.monotonic() + timeout):
+        if not shm.lock_sync(deadline_after(self.timeout)):
             return  # the record stays: counted as a failed sync by the next (``fold_dead``)
         try:
             shm.clear_slot(slot)
@@ -1472,8 +1471,7 @@ class WAL:
         if not self._sync_lock.acquire(blocking=False):
             return
         try:
-            timeout = self.timeout
-            if not shm.lock_sync(None if timeout is None else time.monotonic() + timeout):
+            if not shm.lock_sync(deadline_after(self.timeout)):
                 return  # held by a stopped process: the next sync counts them
             try:
                 shm.fold_dead()
@@ -1499,8 +1497,7 @@ class WAL:
         """
         shm = self.shm
         assert shm is not None and self.file is not None
-        timeout = self.timeout
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = deadline_after(self.timeout)
         with self._sync_lock:
             if self._sync_failed is not None and shm.unsynced() is not None:
                 raise EarlierSyncFailed(self._sync_failed)
@@ -1721,8 +1718,7 @@ class WAL:
                     # Beside other processes' syncs (shm.py, "Unsynced"): a round whose fsync
                     # overlapped a failed one writes the header again. Its waits for other
                     # processes end at the store's timeout (``_timed_out``).
-                    timeout = self.timeout
-                    deadline = None if timeout is None else time.monotonic() + timeout
+                    deadline = deadline_after(self.timeout)
                     while not self._sync_round(self._appends, shm, None, "reset", header, deadline=deadline):
                         pass
 
